@@ -1,0 +1,15 @@
+"""API function: HTTP API (payload 2.0) routes for recommendations, similar items, health."""
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from streamrec import wiring
+from streamrec.http_api import build_app
+from streamrec.observability import logger
+from streamrec.settings import load_settings
+
+app = build_app(wiring.recommendation_service(load_settings()))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event, context):
+    return app.resolve(event, context)

@@ -1,0 +1,19 @@
+"""Ingest function: Kinesis user events -> user history, co-occurrence counts, item stats."""
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+from streamrec import wiring
+from streamrec.events import parse_event
+from streamrec.observability import logger
+from streamrec.settings import load_settings
+from streamrec.stream import ingest_records, process_batch
+
+settings = load_settings()
+processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+apply_events = ingest_records(wiring.ingest_service(settings))
+dead_letters = wiring.dead_letter_sink(settings)
+
+
+@logger.inject_lambda_context
+def lambda_handler(event, context):
+    return process_batch(event, context, processor, parse_event, apply_events, dead_letters)

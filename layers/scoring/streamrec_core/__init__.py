@@ -1,0 +1,25 @@
+"""streamrec_core: the pure numpy scoring core shipped in the numpy Lambda layer."""
+
+from streamrec_core.scoring import (
+    COSINE,
+    JACCARD,
+    LIFT,
+    LLR,
+    SIMILARITY_MEASURES,
+    decay,
+    personalized_scores,
+    similarity,
+    top_k,
+)
+
+__all__ = [
+    "COSINE",
+    "JACCARD",
+    "LIFT",
+    "LLR",
+    "SIMILARITY_MEASURES",
+    "decay",
+    "personalized_scores",
+    "similarity",
+    "top_k",
+]

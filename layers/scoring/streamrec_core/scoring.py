@@ -1,0 +1,173 @@
+"""Pure numpy scoring core: similarity measures, top-k selection, time-decayed affinity.
+
+No I/O, no boto3, no powertools: every function takes arrays and returns arrays, so the
+same code runs in Lambda, in the evaluation harness and in the unit tests.
+
+Notation (as in SAR): for items i and j, ``c_ij`` is their co-occurrence count, ``c_ii``
+the item's own count (its "norm"), and ``total`` the sum of all items' own counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+COSINE = "cosine"
+JACCARD = "jaccard"
+LIFT = "lift"
+LLR = "llr"
+SIMILARITY_MEASURES = (COSINE, JACCARD, LIFT, LLR)
+
+
+def cosine(pair_counts: np.ndarray, item_count: float, neighbour_counts: np.ndarray) -> np.ndarray:
+    """Cosine similarity ``c_ij / sqrt(c_ii * c_jj)``.
+
+    Args:
+        pair_counts: shape (n,), ``c_ij`` for the n candidate neighbours j.
+        item_count: ``c_ii`` of the item whose row is computed.
+        neighbour_counts: shape (n,), ``c_jj`` of each candidate.
+
+    Returns:
+        shape (n,), 0 where a denominator is 0.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = pair_counts / np.sqrt(item_count * neighbour_counts)
+    return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def jaccard(pair_counts: np.ndarray, item_count: float, neighbour_counts: np.ndarray) -> np.ndarray:
+    """Jaccard similarity ``c_ij / (c_ii + c_jj - c_ij)``; shapes as in :func:`cosine`."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = pair_counts / (item_count + neighbour_counts - pair_counts)
+    return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def lift(pair_counts: np.ndarray, item_count: float, neighbour_counts: np.ndarray) -> np.ndarray:
+    """Lift ``c_ij / (c_ii * c_jj)``; shapes as in :func:`cosine`."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = pair_counts / (item_count * neighbour_counts)
+    return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _x_log_x(x: np.ndarray) -> np.ndarray:
+    """``x * ln(x)`` elementwise with 0 at 0 (the entropy convention)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
+
+
+def log_likelihood_ratio(
+    pair_counts: np.ndarray, item_count: float, neighbour_counts: np.ndarray, total: float
+) -> np.ndarray:
+    """Dunning's log-likelihood ratio of the 2x2 contingency table of items i and j.
+
+    k11 = c_ij (both), k12 = c_jj - c_ij (j without i), k21 = c_ii - c_ij (i without j),
+    k22 = total - c_ii - c_jj + c_ij (neither), all clamped at 0. It rewards pairs that
+    co-occur more often than chance rather than popular pairs (Mahout ``LogLikelihood``).
+
+    Args:
+        pair_counts, item_count, neighbour_counts: as in :func:`cosine`.
+        total: the grand total that the counts are drawn from.
+
+    Returns:
+        shape (n,), LLR >= 0.
+    """
+    k11 = np.asarray(pair_counts, dtype=np.float64)
+    k12 = np.maximum(neighbour_counts - k11, 0.0)
+    k21 = np.maximum(item_count - k11, 0.0)
+    k22 = np.maximum(total - item_count - neighbour_counts + k11, 0.0)
+    row_entropy = _x_log_x(k11 + k12 + k21 + k22) - _x_log_x(k11 + k12) - _x_log_x(k21 + k22)
+    col_entropy = _x_log_x(k11 + k12 + k21 + k22) - _x_log_x(k11 + k21) - _x_log_x(k12 + k22)
+    mat_entropy = (
+        _x_log_x(k11 + k12 + k21 + k22) - _x_log_x(k11) - _x_log_x(k12) - _x_log_x(k21) - _x_log_x(k22)
+    )
+    llr = 2.0 * (row_entropy + col_entropy - mat_entropy)
+    return np.maximum(llr, 0.0)
+
+
+def similarity(
+    measure: str,
+    pair_counts: np.ndarray,
+    item_count: float,
+    neighbour_counts: np.ndarray,
+    total: float = 0.0,
+) -> np.ndarray:
+    """Dispatch to one similarity measure by name (one of :data:`SIMILARITY_MEASURES`).
+
+    Returns:
+        shape (n,) scores for the n candidates.
+
+    Raises:
+        ValueError: unknown measure.
+    """
+    pair_counts = np.asarray(pair_counts, dtype=np.float64)
+    neighbour_counts = np.asarray(neighbour_counts, dtype=np.float64)
+    if measure == COSINE:
+        return cosine(pair_counts, item_count, neighbour_counts)
+    if measure == JACCARD:
+        return jaccard(pair_counts, item_count, neighbour_counts)
+    if measure == LIFT:
+        return lift(pair_counts, item_count, neighbour_counts)
+    if measure == LLR:
+        return log_likelihood_ratio(pair_counts, item_count, neighbour_counts, total)
+    raise ValueError(f"unknown similarity measure {measure!r}; expected one of {SIMILARITY_MEASURES}")
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest positive scores, best first; ties keep the lower index first.
+
+    Args:
+        scores: shape (n,).
+        k: how many to return (fewer when fewer scores are positive).
+
+    Returns:
+        shape (m,), m <= min(k, n), int indices into ``scores``.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if k <= 0 or scores.size == 0:
+        return np.empty(0, dtype=np.int64)
+    positive = np.flatnonzero(scores > 0)
+    if positive.size > k:
+        # argpartition narrows to the k best in O(n); the boundary ties are settled below.
+        threshold = np.partition(scores[positive], positive.size - k)[positive.size - k]
+        positive = positive[scores[positive] >= threshold]
+    # lexsort: last key is primary -> score descending, then index ascending.
+    order = np.lexsort((positive, -scores[positive]))
+    return positive[order][:k]
+
+
+def decay(ages_seconds: np.ndarray, half_life_seconds: float) -> np.ndarray:
+    """Exponential time decay ``0.5 ** (age / half_life)``; negative ages count as 0.
+
+    Args:
+        ages_seconds: shape (h,).
+
+    Returns:
+        shape (h,) factors in (0, 1].
+    """
+    ages = np.maximum(np.asarray(ages_seconds, dtype=np.float64), 0.0)
+    if half_life_seconds <= 0:
+        raise ValueError("half_life_seconds must be positive")
+    return np.power(0.5, ages / half_life_seconds)
+
+
+def personalized_scores(affinity: np.ndarray, similarity_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SAR scoring ``r = a · S`` with the history item that contributed most to each score.
+
+    Args:
+        affinity: shape (h,), the user's decayed affinity to each of h history items.
+        similarity_matrix: shape (h, m), similarity of history item h to candidate m.
+
+    Returns:
+        (scores, best_source): shape (m,) float scores and shape (m,) int index of the
+        history item with the largest contribution ``a_h * S[h, m]`` (the reason).
+    """
+    affinity = np.asarray(affinity, dtype=np.float64)
+    similarity_matrix = np.asarray(similarity_matrix, dtype=np.float64)
+    if similarity_matrix.ndim != 2 or similarity_matrix.shape[0] != affinity.shape[0]:
+        raise ValueError(
+            f"shape mismatch: affinity {affinity.shape} vs similarity matrix {similarity_matrix.shape}"
+        )
+    if similarity_matrix.shape[1] == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    contributions = affinity[:, None] * similarity_matrix
+    return contributions.sum(axis=0), contributions.argmax(axis=0)

@@ -1,0 +1,195 @@
+"""Ingest: apply a batch of user events to user state, co-occurrence counts and item stats.
+
+The work is split in two so that a batch's effect is a pure function of its input:
+
+1. :func:`plan_batch` (pure) replays the events over the users' stored states in memory
+   and returns the new states and every count increment, each tagged with the sequence
+   number of the record that caused it.
+2. :class:`IngestService.apply` writes: count rows first (one guarded write per distinct
+   row), then the changed-items announcement, then the users (one conditional write per
+   user). A crash anywhere leaves users unwritten or every count row already holding the
+   batch, and the replay guards make the retry add only what is missing.
+
+Counts follow the max-based weighted co-occurrence (see ../shared/NOTES.md): with
+a_ui = the largest event weight user u gave item i among u's recent ``history_length``
+distinct items, c_ii = sum_u a_ui and c_ij = sum_u min(a_ui, a_uj). Re-applying an event
+that does not raise a_ui changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from streamrec.domain.model import TOTALS_ROW, Delta, HistoryItem, UserState, block_of
+from streamrec.events import UserEvent
+from streamrec.repositories.base import (
+    ChangePublisher,
+    CooccurrenceRepository,
+    ItemStatsRepository,
+    UserRepository,
+)
+from streamrec.settings import Settings
+
+WEIGHT = "w"  # c_ii in an item-stats row; the sum of all c_ii in the totals row
+USERS = "users"  # distinct users, in the totals row
+EVENTS = "events"  # events applied, in the totals row
+
+
+def event_count_attribute(event_type: str) -> str:
+    return f"n:{event_type}"
+
+
+@dataclass(frozen=True)
+class SequencedEvent:
+    """A validated event and the sequence key of the record that carried it."""
+
+    sequence: str
+    event: UserEvent
+
+
+@dataclass
+class BatchPlan:
+    """Everything one batch changes, before anything is written."""
+
+    users: dict[str, UserState] = field(default_factory=dict)  # only users with applied events
+    cooccurrence: dict[tuple[str, int], list[Delta]] = field(default_factory=lambda: defaultdict(list))
+    item_stats: dict[str, list[Delta]] = field(default_factory=lambda: defaultdict(list))
+    changed_items: set[str] = field(default_factory=set)
+    norm_changed: set[str] = field(default_factory=set)
+    applied_events: int = 0
+    duplicates: int = 0
+
+
+def decayed_affinity(entry: HistoryItem, weight: float, timestamp: float, half_life_seconds: float) -> None:
+    """Add an event of ``weight`` at ``timestamp`` to the entry's decayed affinity sum."""
+    if timestamp >= entry.ref_time:
+        entry.affinity = entry.affinity * 0.5 ** ((timestamp - entry.ref_time) / half_life_seconds) + weight
+        entry.ref_time = timestamp
+    else:  # an out-of-order event counts at its own age
+        entry.affinity += weight * 0.5 ** ((entry.ref_time - timestamp) / half_life_seconds)
+
+
+def _remember(values: list[str], value: str, limit: int) -> None:
+    """Move ``value`` to the end of a bounded most-recent-last list."""
+    if value in values:
+        values.remove(value)
+    values.append(value)
+    del values[:-limit]
+
+
+def plan_batch(
+    stored: Mapping[str, UserState],
+    events: Iterable[SequencedEvent],
+    shard: str,
+    settings: Settings,
+) -> BatchPlan:
+    """Replay ``events`` (in stream order) over the users' stored states.
+
+    Args:
+        stored: user id -> state as read before the batch (missing = new user). Not mutated.
+        events: the batch's valid events in sequence order.
+        shard: the Kinesis shard the batch came from (the replay-guard scope).
+        settings: weights, history length, blocks.
+
+    Returns:
+        The plan: new user states and every count delta, tagged by record.
+    """
+    plan = BatchPlan()
+    weights = settings.event_weights
+    for sequenced in events:
+        event = sequenced.event
+        seq = sequenced.sequence
+        state = plan.users.get(event.user_id)
+        if state is None:
+            original = stored.get(event.user_id)
+            if original is None:
+                state = UserState(user_id=event.user_id)
+                plan.item_stats[TOTALS_ROW].append(Delta(seq, USERS, 1.0))
+            else:
+                state = copy.deepcopy(original)
+        applied = state.applied.get(shard)
+        if (applied is not None and seq <= applied) or event.event_id in state.recent_event_ids:
+            plan.duplicates += 1
+            continue
+        plan.users[event.user_id] = state
+        state.applied[shard] = seq
+        _remember(state.recent_event_ids, event.event_id, settings.recent_event_ids_kept)
+        plan.applied_events += 1
+        plan.item_stats[TOTALS_ROW].append(Delta(seq, EVENTS, 1.0))
+        plan.item_stats[event.item_id].append(Delta(seq, event_count_attribute(event.event_type), 1.0))
+        _apply_to_cart(state, event, settings)
+        _apply_to_history(state, event, seq, weights[event.event_type], plan, settings)
+    return plan
+
+
+def _apply_to_cart(state: UserState, event: UserEvent, settings: Settings) -> None:
+    if event.event_type == "add_to_cart":
+        _remember(state.cart, event.item_id, settings.purchased_kept)
+    elif event.event_type in ("remove_from_cart", "purchase") and event.item_id in state.cart:
+        state.cart.remove(event.item_id)
+    if event.event_type == "purchase":
+        _remember(state.purchased, event.item_id, settings.purchased_kept)
+
+
+def _apply_to_history(
+    state: UserState, event: UserEvent, seq: str, weight: float, plan: BatchPlan, settings: Settings
+) -> None:
+    item = event.item_id
+    entry = state.find(item)
+    if entry is None:
+        if weight <= 0:
+            return  # e.g. removing from the cart an item the window no longer holds
+        entry = HistoryItem(
+            item, max_weight=0.0, affinity=0.0, ref_time=event.timestamp, kind=event.event_type
+        )
+        state.items.append(entry)
+        # Evicted items keep their counts: the window bounds future pairs, not the past.
+        del state.items[: -settings.history_length]
+    else:
+        state.items.remove(entry)
+        state.items.append(entry)
+    decayed_affinity(entry, weight, event.timestamp, settings.half_life_seconds)
+    old, new = entry.max_weight, max(entry.max_weight, weight)
+    if new <= old:
+        return
+    entry.max_weight, entry.kind = new, event.event_type
+    plan.item_stats[item].append(Delta(seq, WEIGHT, new - old))
+    plan.item_stats[TOTALS_ROW].append(Delta(seq, WEIGHT, new - old))
+    plan.norm_changed.add(item)
+    plan.changed_items.add(item)
+    blocks = settings.cooccurrence_blocks
+    for other in state.items:
+        if other.item_id == item:
+            continue
+        gain = min(new, other.max_weight) - min(old, other.max_weight)
+        if gain > 0:
+            plan.cooccurrence[(item, block_of(other.item_id, blocks))].append(Delta(seq, other.item_id, gain))
+            plan.cooccurrence[(other.item_id, block_of(item, blocks))].append(Delta(seq, item, gain))
+            plan.changed_items.add(other.item_id)
+
+
+@dataclass
+class IngestService:
+    """Reads the batch's users, plans, and writes in the crash-safe order."""
+
+    settings: Settings
+    users: UserRepository
+    cooccurrence: CooccurrenceRepository
+    item_stats: ItemStatsRepository
+    changes: ChangePublisher
+
+    def ingest(self, events: Sequence[SequencedEvent], shard: str) -> BatchPlan:
+        """Apply one batch of one shard's events (in sequence order)."""
+        if not events:
+            return BatchPlan()
+        stored = self.users.get_many({sequenced.event.user_id for sequenced in events})
+        plan = plan_batch(stored, events, shard, self.settings)
+        self.cooccurrence.apply(plan.cooccurrence, shard)
+        self.item_stats.apply(plan.item_stats, shard)
+        if plan.changed_items:
+            self.changes.publish(plan.changed_items, plan.norm_changed)
+        self.users.save_many(plan.users.values())
+        return plan

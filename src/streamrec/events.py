@@ -1,0 +1,84 @@
+"""The user-event schema (one JSON object per Kinesis record) and its parser."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+ID_REGEX = re.compile(ID_PATTERN)
+EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase"]
+
+# Events older than this are certainly wrong (clock at zero, milliseconds read as seconds...).
+EARLIEST_TIMESTAMP = 946_684_800  # 2000-01-01T00:00:00Z
+# Producers' clocks drift; anything further in the future than this is rejected.
+MAX_CLOCK_SKEW_SECONDS = 86_400
+
+EntityId = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class InvalidEvent(ValueError):
+    """A record that no retry can fix; ``reason`` says why, for the dead-letter queue."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UserEvent(BaseModel):
+    """One user interaction. ``timestamp`` is normalised to epoch seconds (float)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_max_length=512)
+
+    event_id: Annotated[str, Field(min_length=1, max_length=128)]
+    event_type: EventType
+    user_id: EntityId
+    item_id: EntityId
+    timestamp: float
+    session_id: Annotated[str, Field(max_length=128)] | None = None
+    price: Annotated[float, Field(ge=0, le=1e9)] | None = None
+    quantity: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    category: Annotated[str, Field(max_length=128)] | None = None
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _epoch_seconds(cls, value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError("timestamp must be ISO-8601 or epoch seconds")
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str):
+            try:
+                seconds = float(value)
+            except ValueError:
+                try:
+                    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                except ValueError as error:
+                    raise ValueError("timestamp must be ISO-8601 or epoch seconds") from error
+                if parsed.tzinfo is None:
+                    raise ValueError("ISO-8601 timestamp needs a time zone (e.g. Z or +02:00)") from None
+                seconds = parsed.timestamp()
+        else:
+            raise ValueError("timestamp must be ISO-8601 or epoch seconds")
+        if seconds != seconds or seconds < EARLIEST_TIMESTAMP:
+            raise ValueError("timestamp is before 2000-01-01 (milliseconds sent as seconds?)")
+        if seconds > time.time() + MAX_CLOCK_SKEW_SECONDS:
+            raise ValueError("timestamp is more than a day in the future")
+        return seconds
+
+
+def parse_event(payload: Any) -> UserEvent:
+    """Validate a decoded JSON payload; raise :class:`InvalidEvent` with a readable reason."""
+    if not isinstance(payload, dict):
+        raise InvalidEvent(f"event must be a JSON object, got {type(payload).__name__}")
+    try:
+        return UserEvent.model_validate(payload)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in issue['loc']) or 'event'}: {issue['msg']}" for issue in error.errors()
+        )
+        raise InvalidEvent(f"schema violation: {problems}") from None

@@ -1,0 +1,115 @@
+"""Repository interfaces: one per table, plus the two outbound channels of the ingest.
+
+Each has a DynamoDB adapter (``dynamodb.py``) and an in-memory adapter (``memory.py``)
+with the same semantics, so the evaluation harness runs the production domain code.
+
+Replay guards: every count row remembers, per Kinesis shard, the ``sequence_key`` of the
+last record whose deltas it holds. ``apply`` only adds deltas of later records, so a
+re-delivered or bisected batch never counts a record twice (see :func:`pending`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from streamrec.domain.model import Delta, ItemStats, PopularList, SimilarityRow, UserState
+
+
+class RepositoryError(RuntimeError):
+    """A storage call failed after the client's own retries (retrying the batch may help)."""
+
+
+class ConcurrentUpdateError(RepositoryError):
+    """A conditional write lost a race; the caller retries from a fresh read."""
+
+
+def guard_attribute(shard: str) -> str:
+    """Name of the replay-guard attribute of ``shard`` in a count row."""
+    return f"s#{shard}"
+
+
+def pending(deltas: Sequence[Delta], applied: str | None) -> list[Delta]:
+    """The deltas a row still lacks, given the guard value ``applied`` it holds."""
+    if applied is None:
+        return list(deltas)
+    return [delta for delta in deltas if delta.sequence > applied]
+
+
+def summed(deltas: Iterable[Delta]) -> dict[str, float]:
+    """Sum deltas by attribute (what one write of the row adds)."""
+    totals: dict[str, float] = {}
+    for delta in deltas:
+        totals[delta.attribute] = totals.get(delta.attribute, 0.0) + delta.value
+    return totals
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that no retry can fix, with where it came from and why."""
+
+    reason: str
+    source: str  # e.g. the stream ARN
+    shard: str
+    sequence_number: str
+    partition_key: str
+    data: str  # the raw payload, base64 as delivered
+
+
+class UserRepository(Protocol):
+    def get(self, user_id: str) -> UserState | None: ...
+
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState]: ...
+
+    def save_many(self, states: Iterable[UserState]) -> None:
+        """Write each state whose stored version still equals ``state.version`` (0 = new).
+
+        Raises :class:`ConcurrentUpdateError` when a stored version moved on.
+        """
+        ...
+
+
+class CooccurrenceRepository(Protocol):
+    def get_rows(self, item_ids: Iterable[str]) -> dict[str, dict[str, float]]:
+        """``{item: {neighbour: c_ij}}`` for every requested item (empty dict when unseen)."""
+        ...
+
+    def apply(self, deltas: Mapping[tuple[str, int], Sequence[Delta]], shard: str) -> None:
+        """Add deltas keyed by (item, block), guarded per shard; one write per row."""
+        ...
+
+
+class ItemStatsRepository(Protocol):
+    def get_many(self, item_ids: Iterable[str]) -> dict[str, ItemStats]: ...
+
+    def apply(self, deltas: Mapping[str, Sequence[Delta]], shard: str) -> None:
+        """Add deltas keyed by item id (or a global row), guarded per shard."""
+        ...
+
+
+class SimilarityRepository(Protocol):
+    def get_many(
+        self, item_ids: Sequence[str], with_popular: bool = False
+    ) -> tuple[dict[str, SimilarityRow], PopularList]:
+        """Neighbour rows of the items (missing ones absent) and, if asked, the popular
+        list, in one read (one BatchGetItem) so that the API stays within 2 round trips."""
+        ...
+
+    def put_rows(self, rows: Iterable[SimilarityRow]) -> None: ...
+
+    def get_popular(self) -> PopularList: ...
+
+    def put_popular(self, popular: PopularList) -> None:
+        """Write if the stored version equals ``popular.version``; else ConcurrentUpdateError."""
+        ...
+
+
+class ChangePublisher(Protocol):
+    def publish(self, changed: Iterable[str], norm_changed: set[str]) -> None:
+        """Announce items whose co-occurrence counts (or own count) changed."""
+        ...
+
+
+class DeadLetterSink(Protocol):
+    def send(self, letters: Sequence[DeadLetter]) -> None: ...

@@ -1,0 +1,428 @@
+"""DynamoDB (and Kinesis/SQS) adapters of the repository interfaces, on the boto3 client.
+
+The low-level client is used rather than an ORM because the hot paths are batch calls
+(BatchGetItem of known keys, guarded ADD updates with generated expressions) whose
+round trips and units we count. Throttling is retried by botocore (``AWS_RETRY_MODE``,
+``AWS_MAX_ATTEMPTS`` set in template.yaml); what still fails becomes a RepositoryError.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from streamrec.domain.model import (
+    POPULAR_ROW,
+    Delta,
+    HistoryItem,
+    ItemStats,
+    Neighbour,
+    PopularList,
+    SimilarityRow,
+    UserState,
+)
+from streamrec.repositories.base import (
+    ConcurrentUpdateError,
+    DeadLetter,
+    RepositoryError,
+    guard_attribute,
+    pending,
+    summed,
+)
+
+BATCH_GET_LIMIT = 100
+BATCH_WRITE_LIMIT = 25
+PUT_RECORDS_LIMIT = 500
+SQS_BATCH_LIMIT = 10
+# An update expression may be 4 KB; "ADD #12 :12, " is ~13 characters per attribute.
+MAX_ATTRIBUTES_PER_UPDATE = 250
+UNPROCESSED_RETRIES = 8
+COUNT_PREFIX = "c:"  # neighbour attributes of co-occurrence rows
+
+
+def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _number(value: float) -> dict[str, str]:
+    return {"N": repr(float(value))}
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(0.05 * 2**attempt, 2.0))
+
+
+class DynamoTable:
+    """A table name and client, with the batch helpers every repository needs."""
+
+    def __init__(self, name: str, client: Any | None = None) -> None:
+        self.name = name
+        self.client = client if client is not None else boto3.client("dynamodb")
+
+    def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+                raise
+            raise RepositoryError(f"{operation} on {self.name} failed: {code}") from error
+        except BotoCoreError as error:
+            raise RepositoryError(f"{operation} on {self.name} failed: {error}") from error
+
+    def batch_get(self, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Read items by key: one BatchGetItem per 100 keys, unprocessed keys retried."""
+        items: list[dict[str, Any]] = []
+        for chunk in _chunks(list(keys), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {self.name: {"Keys": list(chunk)}}
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                response = self.call("batch_get_item", RequestItems=request)
+                items.extend(response.get("Responses", {}).get(self.name, []))
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                _backoff(attempt)
+            else:
+                raise RepositoryError(f"BatchGetItem on {self.name}: keys left unprocessed after retries")
+        return items
+
+    def batch_put(self, items: Sequence[dict[str, Any]]) -> None:
+        """Write whole items: one BatchWriteItem per 25, unprocessed items retried."""
+        for chunk in _chunks(list(items), BATCH_WRITE_LIMIT):
+            request: dict[str, Any] = {self.name: [{"PutRequest": {"Item": item}} for item in chunk]}
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                response = self.call("batch_write_item", RequestItems=request)
+                request = response.get("UnprocessedItems") or {}
+                if not request:
+                    break
+                _backoff(attempt)
+            else:
+                raise RepositoryError(f"BatchWriteItem on {self.name}: items left unprocessed after retries")
+
+    def apply_guarded(
+        self, key: dict[str, Any], deltas: Sequence[Delta], shard: str, attribute_name=lambda a: a
+    ) -> None:
+        """ADD the deltas this row lacks, and advance its replay guard, in one UpdateItem.
+
+        The condition "guard < first sequence" makes the write all-or-nothing per record
+        range; when it fails, the stored guard tells which deltas are still missing.
+        """
+        guard = guard_attribute(shard)
+        missing = list(deltas)
+        while missing:
+            part = _guarded_part(missing)
+            totals = summed(part)
+            names = {"#g": guard}
+            values: dict[str, Any] = {":first": {"S": part[0].sequence}, ":last": {"S": part[-1].sequence}}
+            adds = []
+            for index, (attribute, value) in enumerate(totals.items()):
+                names[f"#{index}"] = attribute_name(attribute)
+                values[f":{index}"] = _number(value)
+                adds.append(f"#{index} :{index}")
+            try:
+                self.call(
+                    "update_item",
+                    TableName=self.name,
+                    Key=key,
+                    UpdateExpression=f"SET #g = :last ADD {', '.join(adds)}",
+                    ConditionExpression="attribute_not_exists(#g) OR #g < :first",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+                missing = missing[len(part) :]
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                stored = self.call(
+                    "get_item",
+                    TableName=self.name,
+                    Key=key,
+                    ConsistentRead=True,
+                    ProjectionExpression="#g",
+                    ExpressionAttributeNames={"#g": guard},
+                )
+                applied = stored.get("Item", {}).get(guard, {}).get("S")
+                missing = pending(missing, applied)
+
+
+def _guarded_part(deltas: Sequence[Delta]) -> list[Delta]:
+    """The longest prefix of whole records whose distinct attributes fit one update."""
+    attributes: set[str] = set()
+    end = 0
+    while end < len(deltas):
+        sequence = deltas[end].sequence
+        record_end = end
+        while record_end < len(deltas) and deltas[record_end].sequence == sequence:
+            record_end += 1
+        grown = attributes | {d.attribute for d in deltas[end:record_end]}
+        if end and len(grown) > MAX_ATTRIBUTES_PER_UPDATE:
+            break
+        attributes, end = grown, record_end
+    return list(deltas[:end])
+
+
+# ---- Users ------------------------------------------------------------------------------
+
+
+def user_to_item(state: UserState, version: int) -> dict[str, Any]:
+    items = [[e.item_id, e.max_weight, e.affinity, e.ref_time, e.kind] for e in state.items]
+    return {
+        "user_id": {"S": state.user_id},
+        "items": {"S": json.dumps(items, separators=(",", ":"))},
+        "purchased": {"S": json.dumps(state.purchased, separators=(",", ":"))},
+        "cart": {"S": json.dumps(state.cart, separators=(",", ":"))},
+        "recent_event_ids": {"S": json.dumps(state.recent_event_ids, separators=(",", ":"))},
+        "applied": {"M": {shard: {"S": seq} for shard, seq in state.applied.items()}},
+        "version": {"N": str(version)},
+    }
+
+
+def user_from_item(item: dict[str, Any]) -> UserState:
+    return UserState(
+        user_id=item["user_id"]["S"],
+        items=[HistoryItem(*entry) for entry in json.loads(item["items"]["S"])],
+        purchased=json.loads(item["purchased"]["S"]),
+        cart=json.loads(item["cart"]["S"]),
+        recent_event_ids=json.loads(item["recent_event_ids"]["S"]),
+        applied={shard: value["S"] for shard, value in item.get("applied", {}).get("M", {}).items()},
+        version=int(item["version"]["N"]),
+    )
+
+
+class DynamoUserRepository:
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    def get(self, user_id: str) -> UserState | None:
+        item = self.table.call("get_item", TableName=self.table.name, Key={"user_id": {"S": user_id}})
+        return user_from_item(item["Item"]) if "Item" in item else None
+
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState]:
+        keys = [{"user_id": {"S": u}} for u in sorted(set(user_ids))]
+        return {state.user_id: state for state in map(user_from_item, self.table.batch_get(keys))}
+
+    def save_many(self, states: Iterable[UserState]) -> None:
+        for state in states:
+            condition = "attribute_not_exists(user_id)" if state.version == 0 else "version = :v"
+            extra = (
+                {} if state.version == 0 else {"ExpressionAttributeValues": {":v": {"N": str(state.version)}}}
+            )
+            try:
+                self.table.call(
+                    "put_item",
+                    TableName=self.table.name,
+                    Item=user_to_item(state, state.version + 1),
+                    ConditionExpression=condition,
+                    **extra,
+                )
+            except ClientError as error:
+                raise ConcurrentUpdateError(f"user {state.user_id} changed concurrently") from error
+
+
+# ---- Counts -------------------------------------------------------------------------------
+
+
+class DynamoCooccurrenceRepository:
+    def __init__(self, table: DynamoTable, blocks: int) -> None:
+        self.table = table
+        self.blocks = blocks
+
+    def get_rows(self, item_ids: Iterable[str]) -> dict[str, dict[str, float]]:
+        wanted = sorted(set(item_ids))
+        keys = [{"item_id": {"S": i}, "block": {"N": str(b)}} for i in wanted for b in range(self.blocks)]
+        result: dict[str, dict[str, float]] = {item: {} for item in wanted}
+        for item in self.table.batch_get(keys):
+            counts = result[item["item_id"]["S"]]
+            for name, value in item.items():
+                if name.startswith(COUNT_PREFIX):
+                    counts[name[len(COUNT_PREFIX) :]] = float(value["N"])
+        return result
+
+    def apply(self, deltas: Mapping[tuple[str, int], Sequence[Delta]], shard: str) -> None:
+        for (item, block), row_deltas in deltas.items():
+            self.table.apply_guarded(
+                {"item_id": {"S": item}, "block": {"N": str(block)}},
+                row_deltas,
+                shard,
+                attribute_name=lambda neighbour: COUNT_PREFIX + neighbour,
+            )
+
+
+class DynamoItemStatsRepository:
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    def get_many(self, item_ids: Iterable[str]) -> dict[str, ItemStats]:
+        keys = [{"item_id": {"S": i}} for i in sorted(set(item_ids))]
+        result = {}
+        for item in self.table.batch_get(keys):
+            counts = {k: float(v["N"]) for k, v in item.items() if "N" in v}
+            weight = counts.pop("w", 0.0)
+            result[item["item_id"]["S"]] = ItemStats(item["item_id"]["S"], weight, counts)
+        return result
+
+    def apply(self, deltas: Mapping[str, Sequence[Delta]], shard: str) -> None:
+        for item, row_deltas in deltas.items():
+            self.table.apply_guarded({"item_id": {"S": item}}, row_deltas, shard)
+
+
+# ---- Similarity rows and the popular list ----------------------------------------------------
+
+
+def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
+    return SimilarityRow(
+        item_id=item["item_id"]["S"],
+        neighbours=[Neighbour(i, s) for i, s in json.loads(item["neighbours"]["S"])],
+        measure=item.get("measure", {}).get("S", ""),
+        updated_at=float(item.get("updated_at", {}).get("N", 0)),
+    )
+
+
+def _popular_from_item(item: dict[str, Any] | None) -> PopularList:
+    if not item:
+        return PopularList()
+    return PopularList([(i, w) for i, w in json.loads(item["items"]["S"])], int(item["version"]["N"]))
+
+
+class DynamoSimilarityRepository:
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    def get_many(
+        self, item_ids: Sequence[str], with_popular: bool = False
+    ) -> tuple[dict[str, SimilarityRow], PopularList]:
+        wanted = [i for i in dict.fromkeys(item_ids) if i != POPULAR_ROW]
+        if with_popular:
+            wanted.append(POPULAR_ROW)
+        rows: dict[str, SimilarityRow] = {}
+        popular = PopularList()
+        for item in self.table.batch_get([{"item_id": {"S": i}} for i in wanted]):
+            if item["item_id"]["S"] == POPULAR_ROW:
+                popular = _popular_from_item(item)
+            else:
+                row = _row_from_item(item)
+                rows[row.item_id] = row
+        return rows, popular
+
+    def put_rows(self, rows: Iterable[SimilarityRow]) -> None:
+        items = [
+            {
+                "item_id": {"S": row.item_id},
+                "neighbours": {
+                    "S": json.dumps([[n.item_id, n.score] for n in row.neighbours], separators=(",", ":"))
+                },
+                "measure": {"S": row.measure or "-"},
+                "updated_at": _number(row.updated_at),
+            }
+            for row in rows
+        ]
+        self.table.batch_put(items)
+
+    def get_popular(self) -> PopularList:
+        response = self.table.call(
+            "get_item", TableName=self.table.name, Key={"item_id": {"S": POPULAR_ROW}}, ConsistentRead=True
+        )
+        return _popular_from_item(response.get("Item"))
+
+    def put_popular(self, popular: PopularList) -> None:
+        condition = "attribute_not_exists(item_id)" if popular.version == 0 else "version = :v"
+        extra = (
+            {} if popular.version == 0 else {"ExpressionAttributeValues": {":v": {"N": str(popular.version)}}}
+        )
+        try:
+            self.table.call(
+                "put_item",
+                TableName=self.table.name,
+                Item={
+                    "item_id": {"S": POPULAR_ROW},
+                    "items": {"S": json.dumps([[i, w] for i, w in popular.items], separators=(",", ":"))},
+                    "version": {"N": str(popular.version + 1)},
+                },
+                ConditionExpression=condition,
+                **extra,
+            )
+        except ClientError as error:
+            raise ConcurrentUpdateError("popular list changed concurrently") from error
+
+
+# ---- Outbound channels ------------------------------------------------------------------------
+
+
+class KinesisChangePublisher:
+    """One record per changed item, partitioned by item, so an item's recomputations are
+    ordered on one shard of the changed-items stream."""
+
+    def __init__(self, stream_name: str, client: Any | None = None) -> None:
+        self.stream_name = stream_name
+        self.client = client if client is not None else boto3.client("kinesis")
+
+    def publish(self, changed: Iterable[str], norm_changed: set[str]) -> None:
+        records = [
+            {
+                "Data": json.dumps({"item_id": item, "norm_changed": item in norm_changed}).encode(),
+                "PartitionKey": item,
+            }
+            for item in sorted(set(changed) | norm_changed)
+        ]
+        for chunk in _chunks(records, PUT_RECORDS_LIMIT):
+            remaining = list(chunk)
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                try:
+                    response = self.client.put_records(StreamName=self.stream_name, Records=remaining)
+                except (ClientError, BotoCoreError) as error:
+                    raise RepositoryError(f"PutRecords on {self.stream_name} failed: {error}") from error
+                if not response.get("FailedRecordCount"):
+                    break
+                remaining = [
+                    record
+                    for record, result in zip(remaining, response["Records"], strict=True)
+                    if "ErrorCode" in result
+                ]
+                _backoff(attempt)
+            else:
+                raise RepositoryError(
+                    f"PutRecords on {self.stream_name}: records still failing after retries"
+                )
+
+
+class SqsDeadLetterSink:
+    """Sends each dead letter as a JSON message: reason, origin and the raw record."""
+
+    MAX_DATA_CHARS = 200_000  # SQS messages are at most 256 KB
+
+    def __init__(self, queue_url: str, client: Any | None = None) -> None:
+        self.queue_url = queue_url
+        self.client = client if client is not None else boto3.client("sqs")
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        for start, chunk in enumerate(_chunks(list(letters), SQS_BATCH_LIMIT)):
+            entries = []
+            for index, letter in enumerate(chunk):
+                body = {
+                    "reason": letter.reason,
+                    "source": letter.source,
+                    "shard": letter.shard,
+                    "sequence_number": letter.sequence_number,
+                    "partition_key": letter.partition_key,
+                    "data": letter.data[: self.MAX_DATA_CHARS],
+                    "data_truncated": len(letter.data) > self.MAX_DATA_CHARS,
+                }
+                entries.append({"Id": f"{start}-{index}", "MessageBody": json.dumps(body)})
+            try:
+                response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            except (ClientError, BotoCoreError) as error:
+                raise RepositoryError(f"SendMessageBatch failed: {error}") from error
+            if response.get("Failed"):
+                raise RepositoryError(f"dead-letter queue refused {len(response['Failed'])} messages")
+
+
+def decode_record_data(data: str) -> str:
+    """Best-effort text of a base64 Kinesis payload (for logs of dead letters)."""
+    return base64.b64decode(data).decode("utf-8", errors="replace")

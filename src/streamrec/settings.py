@@ -1,0 +1,114 @@
+"""Configuration, read in one place from environment variables set by template.yaml.
+
+Handlers call :func:`load_settings` at cold start; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from streamrec_core import SIMILARITY_MEASURES
+
+EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
+DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "add_to_cart": 2.0, "remove_from_cart": 0.0, "purchase": 4.0}
+
+
+class ConfigurationError(ValueError):
+    """A setting is missing or invalid; raised at cold start, never per request."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the domain code is configurable by. Defaults match template.yaml."""
+
+    users_table: str = ""
+    cooccurrence_table: str = ""
+    item_stats_table: str = ""
+    similarity_table: str = ""
+    changed_items_stream: str = ""
+    dead_letter_queue_url: str = ""
+    similarity_measure: str = "jaccard"
+    neighbours_per_item: int = 50
+    half_life_hours: float = 24.0
+    history_length: int = 20
+    event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    # Co-occurrence rows of one item are packed into this many blocks (by neighbour hash).
+    cooccurrence_blocks: int = 16
+    # When an item's own count changes, the rows of at most this many of its strongest
+    # co-occurring items are recomputed too (their normalisation changed).
+    propagation_limit: int = 200
+    popular_list_size: int = 100
+    purchased_kept: int = 500
+    recent_event_ids_kept: int = 100
+
+    def __post_init__(self) -> None:
+        if self.similarity_measure not in SIMILARITY_MEASURES:
+            raise ConfigurationError(
+                f"SIMILARITY_MEASURE={self.similarity_measure!r}; expected one of {SIMILARITY_MEASURES}"
+            )
+        if not 1 <= self.history_length <= 99:
+            raise ConfigurationError(f"HISTORY_LENGTH={self.history_length}; expected 1..99")
+        if not 1 <= self.neighbours_per_item <= 500:
+            raise ConfigurationError(f"NEIGHBOURS_PER_ITEM={self.neighbours_per_item}; expected 1..500")
+        if self.half_life_hours <= 0:
+            raise ConfigurationError(f"HALF_LIFE_HOURS={self.half_life_hours}; expected > 0")
+        unknown = set(self.event_weights) - set(EVENT_TYPES)
+        if unknown or set(self.event_weights) != set(EVENT_TYPES):
+            raise ConfigurationError(f"EVENT_WEIGHTS must give a weight to each of {EVENT_TYPES}")
+        if any(weight < 0 for weight in self.event_weights.values()):
+            raise ConfigurationError("EVENT_WEIGHTS must not be negative")
+
+    @property
+    def half_life_seconds(self) -> float:
+        return self.half_life_hours * 3600.0
+
+
+def parse_event_weights(text: str) -> dict[str, float]:
+    """Parse ``"view=1,add_to_cart=2,remove_from_cart=0,purchase=4"``."""
+    weights = dict(DEFAULT_EVENT_WEIGHTS)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or name.strip() not in EVENT_TYPES:
+            raise ConfigurationError(f"EVENT_WEIGHTS entry {part!r}; expected <event_type>=<number>")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError as error:
+            raise ConfigurationError(f"EVENT_WEIGHTS entry {part!r} is not a number") from error
+    return weights
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from the environment (or the given mapping)."""
+    env = os.environ if environ is None else environ
+
+    def number(name: str, default: float, kind: type = float) -> float:
+        raw = env.get(name)
+        if raw in (None, ""):
+            return default
+        try:
+            return kind(raw)
+        except ValueError as error:
+            raise ConfigurationError(f"{name}={raw!r} is not a valid {kind.__name__}") from error
+
+    return Settings(
+        users_table=env.get("USERS_TABLE", ""),
+        cooccurrence_table=env.get("COOCCURRENCE_TABLE", ""),
+        item_stats_table=env.get("ITEM_STATS_TABLE", ""),
+        similarity_table=env.get("SIMILARITY_TABLE", ""),
+        changed_items_stream=env.get("CHANGED_ITEMS_STREAM", ""),
+        dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", ""),
+        similarity_measure=env.get("SIMILARITY_MEASURE", "jaccard"),
+        neighbours_per_item=int(number("NEIGHBOURS_PER_ITEM", 50, int)),
+        half_life_hours=number("HALF_LIFE_HOURS", 24.0),
+        history_length=int(number("HISTORY_LENGTH", 20, int)),
+        event_weights=parse_event_weights(env.get("EVENT_WEIGHTS", "")),
+    )
+
+
+def require(settings: Settings, *names: str) -> None:
+    """Fail at cold start when a handler's tables or streams are not configured."""
+    missing = [name for name in names if not getattr(settings, name)]
+    if missing:
+        raise ConfigurationError("missing configuration: " + ", ".join(n.upper() for n in missing))

@@ -1,0 +1,86 @@
+"""The numpy scoring core against small matrices computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+from streamrec_core import decay, personalized_scores, similarity, top_k
+from streamrec_core.scoring import log_likelihood_ratio
+
+# Three users, items A, B, C with unit weights:
+#   u1: A B     u2: A B C     u3: C
+# c_AA = 2, c_BB = 2, c_CC = 2, c_AB = 2, c_AC = 1, c_BC = 1; row of A over [B, C].
+PAIRS_A = np.array([2.0, 1.0])
+NORMS = np.array([2.0, 2.0])
+
+
+def test_jaccard_by_hand():
+    # AB: 2 / (2 + 2 - 2) = 1; AC: 1 / (2 + 2 - 1) = 1/3
+    np.testing.assert_allclose(similarity("jaccard", PAIRS_A, 2.0, NORMS), [1.0, 1 / 3])
+
+
+def test_cosine_by_hand():
+    # AB: 2 / sqrt(2*2) = 1; AC: 1 / 2
+    np.testing.assert_allclose(similarity("cosine", PAIRS_A, 2.0, NORMS), [1.0, 0.5])
+
+
+def test_lift_by_hand():
+    # AB: 2 / (2*2) = 0.5; AC: 1 / 4
+    np.testing.assert_allclose(similarity("lift", PAIRS_A, 2.0, NORMS), [0.5, 0.25])
+
+
+def test_llr_matches_hand_computed_contingency_table():
+    # k11=10, k12=5, k21=3, k22=82 (total 100): entropies by hand with x ln x.
+    def h(*ks):
+        s = sum(ks)
+        return s * math.log(s) - sum(k * math.log(k) for k in ks if k > 0)
+
+    expected = 2 * (h(15, 85) + h(13, 87) - h(10, 5, 3, 82))
+    got = log_likelihood_ratio(np.array([10.0]), 13.0, np.array([15.0]), 100.0)
+    assert got[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_llr_is_zero_for_independent_items():
+    # P(A)=P(B)=1/2 and P(AB)=1/4 over 100: k11=25, k12=25, k21=25, k22=25.
+    got = similarity("llr", np.array([25.0]), 50.0, np.array([50.0]), 100.0)
+    assert got[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_zero_denominators_give_zero_not_nan():
+    scores = similarity("cosine", np.array([0.0, 1.0]), 0.0, np.array([0.0, 1.0]))
+    assert np.all(np.isfinite(scores)) and scores[0] == 0.0
+
+
+def test_unknown_measure_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown similarity measure"):
+        similarity("pearson", PAIRS_A, 2.0, NORMS)
+
+
+def test_top_k_orders_by_score_then_index_and_drops_non_positive():
+    scores = np.array([0.2, 0.9, 0.0, 0.9, -1.0, 0.5])
+    assert top_k(scores, 3).tolist() == [1, 3, 5]
+    assert top_k(scores, 10).tolist() == [1, 3, 5, 0]
+    assert top_k(scores, 0).tolist() == []
+    # a tie at the cut keeps the lower index
+    assert top_k(np.array([0.5, 0.7, 0.5, 0.5]), 2).tolist() == [1, 0]
+
+
+def test_decay_halves_every_half_life():
+    np.testing.assert_allclose(decay(np.array([0.0, 10.0, 20.0, -5.0]), 10.0), [1.0, 0.5, 0.25, 1.0])
+    with pytest.raises(ValueError):
+        decay(np.array([1.0]), 0.0)
+
+
+def test_personalized_scores_by_hand():
+    # Two history items (affinity 2 and 1) over three candidates.
+    affinity = np.array([2.0, 1.0])
+    sim = np.array([[0.5, 0.0, 0.1], [0.2, 0.9, 0.3]])
+    scores, best = personalized_scores(affinity, sim)
+    # x: 2*0.5 + 1*0.2 = 1.2 (from h0); y: 0 + 0.9 = 0.9 (h1); z: 0.2 + 0.3 = 0.5 (h1)
+    np.testing.assert_allclose(scores, [1.2, 0.9, 0.5])
+    assert best.tolist() == [0, 1, 1]
+
+
+def test_personalized_scores_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="shape mismatch"):
+        personalized_scores(np.array([1.0]), np.zeros((2, 3)))
