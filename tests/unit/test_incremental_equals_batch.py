@@ -67,7 +67,9 @@ def stored_pairs(repository: InMemoryCooccurrenceRepository) -> dict[str, dict[s
 @given(data=streams())
 def test_incremental_equals_from_scratch(measure, data):
     events, cuts, redeliver, defer = data
-    config = Settings(history_length=3, neighbours_per_item=3, similarity_measure=measure, event_weights=WEIGHTS)
+    config = Settings(
+        history_length=3, neighbours_per_item=3, similarity_measure=measure, event_weights=WEIGHTS
+    )
     users, pairs_repo = InMemoryUserRepository(), InMemoryCooccurrenceRepository()
     stats, rows_repo = InMemoryItemStatsRepository(), InMemorySimilarityRepository()
     publisher = InMemoryChangePublisher()

@@ -1,0 +1,161 @@
+"""The DynamoDB adapters (on moto) against the in-memory ones, including crashes mid-batch
+and bisected re-deliveries, which the replay guards must absorb."""
+
+from __future__ import annotations
+
+import random
+
+import boto3
+import pytest
+
+from streamrec import wiring
+from streamrec.domain.ingest import IngestService, SequencedEvent
+from streamrec.domain.model import sequence_key
+from streamrec.domain.recommend import RecommendationService
+from streamrec.domain.similarity import SimilarityService
+from streamrec.events import parse_event
+from streamrec.repositories.base import RepositoryError
+from streamrec.repositories.dynamodb import COUNT_PREFIX, DynamoTable, DynamoUserRepository
+from streamrec.repositories.memory import (
+    InMemoryChangePublisher,
+    InMemoryCooccurrenceRepository,
+    InMemoryItemStatsRepository,
+    InMemorySimilarityRepository,
+    InMemoryUserRepository,
+)
+from streamrec.settings import load_settings
+
+SHARD = "shardId-000000000000"
+
+
+def _stream(count: int, seed: int) -> list[SequencedEvent]:
+    rng = random.Random(seed)
+    kinds = ["view"] * 6 + ["add_to_cart", "remove_from_cart", "purchase"]
+    return [
+        SequencedEvent(
+            sequence_key(50_000 + n),
+            parse_event(
+                {
+                    "event_id": f"e{n}",
+                    "event_type": rng.choice(kinds),
+                    "user_id": f"u{rng.randrange(25)}",
+                    "item_id": f"i{min(rng.randrange(40), rng.randrange(40))}",
+                    "timestamp": 1_764_000_000 + n * 30,
+                }
+            ),
+        )
+        for n in range(count)
+    ]
+
+
+def _memory_pipeline(settings):
+    publisher = InMemoryChangePublisher()
+    users, pairs, stats, rows = (
+        InMemoryUserRepository(),
+        InMemoryCooccurrenceRepository(),
+        InMemoryItemStatsRepository(),
+        InMemorySimilarityRepository(),
+    )
+    return (
+        IngestService(settings, users, pairs, stats, publisher),
+        SimilarityService(settings, pairs, stats, rows),
+        RecommendationService(settings, users, rows),
+        publisher,
+    )
+
+
+def _dynamo_counts(template) -> dict[str, dict[str, float]]:
+    items = boto3.client("dynamodb").scan(TableName=template.tables["CooccurrenceTable"].name)["Items"]
+    pairs: dict[str, dict[str, float]] = {}
+    for item in items:
+        for name, value in item.items():
+            if name.startswith(COUNT_PREFIX):
+                pairs.setdefault(item["item_id"]["S"], {})[name[len(COUNT_PREFIX) :]] = float(value["N"])
+    return pairs
+
+
+def test_crashes_and_bisected_redeliveries_leave_the_same_tables(aws, monkeypatch):
+    settings = load_settings()
+    events = _stream(400, seed=7)
+    dynamo_ingest = wiring.ingest_service(settings)
+    dynamo_similarity = wiring.similarity_service(settings)
+    memory_ingest, memory_similarity, memory_recs, publisher = _memory_pipeline(settings)
+
+    original_save = DynamoUserRepository.save_many
+    crashes = {"left": 1}
+
+    def crash_once(self, states):
+        if crashes["left"]:
+            crashes["left"] -= 1
+            raise RepositoryError("injected crash after the count writes")
+        return original_save(self, states)
+
+    monkeypatch.setattr(DynamoUserRepository, "save_many", crash_once)
+    for start in range(0, len(events), 100):
+        batch = events[start : start + 100]
+        memory_ingest.ingest(batch, SHARD)
+        try:
+            dynamo_ingest.ingest(batch, SHARD)
+        except RepositoryError:
+            # Lambda bisects the failed batch and retries both halves.
+            dynamo_ingest.ingest(batch[:50], SHARD)
+            dynamo_ingest.ingest(batch[50:], SHARD)
+        dynamo_ingest.ingest(batch[:30], SHARD)  # and Kinesis re-delivers some records
+    assert crashes["left"] == 0
+
+    memory_pairs = {
+        item: {k: float(v) for k, v in row.items()}
+        for item, row in memory_ingest.cooccurrence.get_rows(
+            {i for (i, _b) in memory_ingest.cooccurrence.rows}
+        ).items()
+    }
+    assert _dynamo_counts(aws) == memory_pairs
+
+    items = sorted({e.event.item_id for e in events})
+    dynamo_similarity.recompute(items, items)
+    memory_similarity.recompute(*publisher.drain())
+    dynamo_recs = wiring.recommendation_service(settings)
+    now = 1_764_000_000 + 400 * 30
+    for user in sorted({e.event.user_id for e in events}):
+        got = dynamo_recs.for_user(user, k=10, now=now)
+        expected = memory_recs.for_user(user, k=10, now=now)
+        assert got == expected, user
+    for item in items:
+        assert dynamo_recs.similar_items(item, k=10) == memory_recs.similar_items(item, k=10)
+
+
+def test_a_row_holding_part_of_a_batch_gets_only_the_rest(aws, monkeypatch):
+    """Crash after some count rows were written, crash again in the retry of the first half,
+    then the whole batch comes again. Rows holding all of it skip; rows holding the first
+    half get the rest (the guarded write fails, re-reads the guard, adds later records)."""
+    settings = load_settings()
+    events = _stream(120, seed=3)
+    ingest = wiring.ingest_service(settings)
+    original = DynamoTable.apply_guarded
+
+    def crash_after(rows: int):
+        budget = {"left": rows}
+
+        def apply_guarded(self, *args, **kwargs):
+            if budget["left"] == 0:
+                raise RepositoryError("injected crash between row writes")
+            budget["left"] -= 1
+            return original(self, *args, **kwargs)
+
+        return apply_guarded
+
+    monkeypatch.setattr(DynamoTable, "apply_guarded", crash_after(40))
+    with pytest.raises(RepositoryError):
+        ingest.ingest(events, SHARD)  # rows 1-40 now hold the whole batch
+    monkeypatch.setattr(DynamoTable, "apply_guarded", crash_after(80))
+    with pytest.raises(RepositoryError):
+        ingest.ingest(events[:60], SHARD)  # some later rows now hold the first half only
+    monkeypatch.setattr(DynamoTable, "apply_guarded", original)
+    ingest.ingest(events, SHARD)  # no user was saved: every row sees all 120 records again
+
+    memory_ingest, *_ = _memory_pipeline(settings)
+    memory_ingest.ingest(events, SHARD)
+    expected = memory_ingest.cooccurrence.get_rows({i for (i, _b) in memory_ingest.cooccurrence.rows})
+    assert _dynamo_counts(aws) == {i: r for i, r in expected.items() if r}
+    stats = wiring.similarity_service(settings).item_stats.get_many(["#totals"])["#totals"]
+    assert stats.events["events"] == 120

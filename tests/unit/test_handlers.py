@@ -1,0 +1,80 @@
+"""The three handlers, called directly with the sample events of events/ on moto."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from tests.unit.conftest import FakeLambdaContext, import_handler, load_event
+
+
+def _changed_items(template) -> list[dict]:
+    kinesis = boto3.client("kinesis")
+    stream = template.streams["ChangedItemsStream"].name
+    shard = kinesis.describe_stream(StreamName=stream)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    records = kinesis.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    return [json.loads(r["Data"]) for r in records]
+
+
+def test_ingest_handler_applies_valid_events_and_dead_letters_poison(aws):
+    ingest = import_handler("ingest")
+    response = ingest.lambda_handler(load_event("ingest_kinesis.json"), FakeLambdaContext())
+    assert response == {"batchItemFailures": []}  # poison records must not block the shard
+
+    users = boto3.client("dynamodb").scan(TableName=aws.tables["UsersTable"].name)["Items"]
+    assert sorted(u["user_id"]["S"] for u in users) == ["user-0001", "user-0002"]
+    announced = {c["item_id"]: c["norm_changed"] for c in _changed_items(aws)}
+    assert announced == {"tent-2-person-ultralight": True, "sleeping-bag-down": True}
+
+    sqs = boto3.client("sqs")
+    queue = sqs.get_queue_url(QueueName=aws.queues["DeadLetterQueue"].name)["QueueUrl"]
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    reasons = sorted(json.loads(m["Body"])["reason"] for m in messages)
+    assert len(reasons) == 2
+    assert reasons[0].startswith("not valid JSON")
+    assert "event_type" in reasons[1]
+
+
+def test_ingest_handler_redelivery_changes_nothing(aws):
+    ingest = import_handler("ingest")
+    event = load_event("ingest_kinesis.json")
+    ingest.lambda_handler(event, FakeLambdaContext())
+    table = aws.tables["CooccurrenceTable"].name
+    before = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    ingest.lambda_handler(event, FakeLambdaContext())  # Lambda retried the same batch
+    after = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    assert after == before and before
+
+
+def test_similarity_then_api_handlers(aws):
+    import_handler("ingest").lambda_handler(load_event("ingest_kinesis.json"), FakeLambdaContext())
+    similarity = import_handler("similarity")
+    assert similarity.lambda_handler(load_event("similarity_kinesis.json"), FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+    api = import_handler("api")
+
+    similar = api.lambda_handler(load_event("api_similar.json"), FakeLambdaContext())
+    assert similar["statusCode"] == 200
+    body = json.loads(similar["body"])
+    assert [i["item_id"] for i in body["items"] if i["source"] == "similar"] == ["sleeping-bag-down"]
+
+    recs = api.lambda_handler(load_event("api_recommendations.json"), FakeLambdaContext())
+    body = json.loads(recs["body"])
+    assert recs["statusCode"] == 200 and body["fallback"] is False
+    first = body["items"][0]
+    # user-0001 viewed the tent and carted the bag: each recommends the other.
+    assert {first["item_id"], *first["because"]} == {"tent-2-person-ultralight", "sleeping-bag-down"}
+    assert first["reasons"][0].startswith("because you")
+
+    health = api.lambda_handler(load_event("api_health.json"), FakeLambdaContext())
+    assert (health["statusCode"], json.loads(health["body"])) == (200, {"status": "ok"})
+
+    bad = api.lambda_handler(load_event("api_bad_k.json"), FakeLambdaContext())
+    assert bad["statusCode"] == 400
+    assert json.loads(bad["body"]) == {
+        "error": "bad_request",
+        "message": "k must be an integer between 1 and 100",
+    }

@@ -1,0 +1,113 @@
+"""DynamoDB calls counted with botocore event hooks.
+
+Every call our adapters make is synchronous, so the number of calls on the request path
+is the number of sequential round trips.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import boto3
+import pytest
+
+from streamrec import wiring
+from streamrec.domain.ingest import SequencedEvent, plan_batch
+from streamrec.domain.model import sequence_key
+from streamrec.events import parse_event
+from streamrec.settings import load_settings
+
+SHARD = "shardId-000000000000"
+
+
+class CallLog:
+    """Records (operation, params) of every DynamoDB call made by clients created after it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        boto3.setup_default_session()
+        boto3.DEFAULT_SESSION.events.register("provide-client-params.dynamodb", self._record)
+
+    def _record(self, params, model, **_kwargs):
+        self.calls.append((model.name, params))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+
+def _events(count: int, users: int, items: int) -> list[SequencedEvent]:
+    kinds = ["view", "view", "view", "add_to_cart", "purchase"]
+    result = []
+    for n in range(count):
+        event = parse_event(
+            {
+                "event_id": f"e{n}",
+                "event_type": kinds[n % len(kinds)],
+                "user_id": f"u{n % users}",
+                "item_id": f"i{(n * 7 + n // users) % items}",
+                "timestamp": 1_764_000_000 + n,
+            }
+        )
+        result.append(SequencedEvent(sequence_key(10_000 + n), event))
+    return result
+
+
+@pytest.fixture
+def calls(aws):
+    return CallLog()
+
+
+def _fill(settings, events):
+    ingest = wiring.ingest_service(settings)
+    ingest.ingest(events, SHARD)
+    items = sorted({e.event.item_id for e in events})
+    wiring.similarity_service(settings).recompute(items, items)
+
+
+def test_personalized_request_takes_two_round_trips(aws, calls):
+    settings = load_settings()
+    _fill(settings, _events(300, users=20, items=40))
+    service = wiring.recommendation_service(settings)
+    calls.clear()
+    result = service.for_user("u3", k=10)
+    assert len(result.items) == 10 and not result.fallback
+    assert calls.names() == ["GetItem", "BatchGetItem"]
+    history_keys = calls.calls[1][1]["RequestItems"][aws.tables["SimilarityTable"].name]["Keys"]
+    assert {"S": "#popular"} in [k["item_id"] for k in history_keys]
+
+    calls.clear()
+    unknown = service.for_user("nobody", k=5)
+    assert unknown.fallback and len(unknown.items) == 5
+    assert calls.names() == ["GetItem", "BatchGetItem"]
+
+    calls.clear()
+    service.similar_items("i1", k=5)
+    assert calls.names() == ["BatchGetItem"]
+
+
+def test_ingest_writes_each_distinct_row_once_per_batch(aws, calls):
+    settings = load_settings()
+    events = _events(1000, users=50, items=60)
+    ingest = wiring.ingest_service(settings)
+    calls.clear()
+    ingest.ingest(events, SHARD)
+
+    reads = [n for n in calls.names() if n in ("BatchGetItem", "GetItem", "Query", "Scan")]
+    assert reads == ["BatchGetItem"]  # 50 users fit one BatchGetItem
+    writes = Counter()
+    for name, params in calls.calls:
+        if name in ("UpdateItem", "PutItem"):
+            key = params.get("Key") or {"user_id": params["Item"]["user_id"]}
+            writes[
+                (params["TableName"], tuple(sorted((k, v.get("S") or v.get("N")) for k, v in key.items())))
+            ] += 1
+    assert writes and max(writes.values()) == 1, "a row was written twice in one batch"
+
+    plan = plan_batch({}, events, SHARD, settings)
+    expected_rows = len(plan.cooccurrence) + len(plan.item_stats) + len(plan.users)
+    assert sum(writes.values()) == expected_rows
+    pairs_applied = sum(len(d) for d in plan.cooccurrence.values())
+    assert pairs_applied > 3 * len(plan.cooccurrence)  # batching really merged pair updates
