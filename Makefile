@@ -1,5 +1,8 @@
 # streamrec - see README.md. Every target installs what it needs into .venv first.
-PYTHON ?= $(shell command -v python3.12 || ls /root/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | head -n1 || echo python3)
+export SAM_CLI_TELEMETRY := 0
+# The Lambda runtime is python3.12: the venv uses it too, so that `sam build` finds it.
+PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && echo $$p && break; done)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -7,6 +10,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: install run test lint unit build validate clean
 
 $(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.12 not found (the Lambda runtime is python3.12); install it or run make PYTHON=/path/to/python3.12" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
@@ -18,11 +22,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/streamrec run
 
-## test: ruff, unit + integration tests, sam validate --lint, sam build
+## test: ruff + mypy, unit + integration tests, sam validate --lint, sam build
 test: lint unit validate build
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 unit: $(STAMP)
 	$(BIN)/pytest
