@@ -1,0 +1,354 @@
+"""A local stand-in for the template's implicit API Gateway HTTP API (payload format 2.0).
+
+Each HTTP request is matched against the ``Type: HttpApi`` events of the template (most
+specific route first, greedy ``{proxy+}`` routes and ``$default`` last), turned into the
+event API Gateway would send, and handed to the function; the function's response is
+written back the way API Gateway writes it. A request that matches no route gets
+API Gateway's ``404 {"message":"Not Found"}``; a function that raises gets
+``500 {"message":"Internal Server Error"}``.
+
+As observed on API Gateway HTTP APIs, ``rawPath`` and ``pathParameters`` are delivered
+percent-decoded, while ``rawQueryString`` stays as sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from streamrec.local.template import ACCOUNT_ID, LOCAL_API_ID, HttpRoute
+
+__all__ = ["HttpApiError", "HttpResponse", "LocalHttpApi", "MatchedRoute"]
+
+# Not under "streamrec": Powertools owns that logger (its service name) and would reformat ours.
+log = logging.getLogger(__name__.replace("streamrec.local", "streamrec_local", 1))
+
+Invoke = Callable[[dict[str, Any]], Any]
+
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript",
+               "application/x-www-form-urlencoded", "+json", "+xml")
+_PARAM = re.compile(r"^\{([A-Za-z0-9_.-]+)(\+?)\}$")
+_JSON = "application/json"
+
+
+class HttpApiError(RuntimeError):
+    """The local HTTP API cannot start (e.g. its port is taken)."""
+
+
+@dataclass(frozen=True)
+class MatchedRoute:
+    """A route that matched a request, with the decoded path parameters."""
+
+    route: HttpRoute
+    path_parameters: dict[str, str]
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What goes back on the wire."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class _CompiledRoute:
+    route: HttpRoute
+    pattern: re.Pattern[str] | None  # None for $default
+    names: tuple[str, ...]
+    rank: tuple[int, int, int, int]
+
+
+def _compile(route: HttpRoute) -> _CompiledRoute:
+    if route.path == "$default":
+        return _CompiledRoute(route, None, (), (3, 0, 0, 1))
+    parts: list[str] = []
+    names: list[str] = []
+    literals = 0
+    greedy = False
+    for segment in route.path.strip("/").split("/"):
+        param = _PARAM.match(segment)
+        if param is None:
+            parts.append(re.escape(segment))
+            literals += 1
+        elif param.group(2):
+            parts.append("(.+)")
+            names.append(param.group(1))
+            greedy = True
+        else:
+            parts.append("([^/]+)")
+            names.append(param.group(1))
+    pattern = re.compile("^/" + "/".join(parts) + "$") if parts != [""] else re.compile("^/$")
+    # API Gateway prefers the most specific route: no greedy parameter, more literal
+    # segments, fewer parameters, and an explicit method over ANY.
+    rank = (1 if greedy else 0, -literals, len(names), 1 if route.method == "ANY" else 0)
+    return _CompiledRoute(route, pattern, tuple(names), rank)
+
+
+def _json_response(status: int, payload: dict[str, Any]) -> HttpResponse:
+    body = json.dumps(payload).encode()
+    return HttpResponse(status, [("content-type", _JSON)], body)
+
+
+class LocalHttpApi:
+    """The HTTP API of the template, served on ``host:port`` by a ThreadingHTTPServer.
+
+    Args:
+        routes: the template's HttpApi routes.
+        functions: logical id -> callable invoking that function with an event (the
+            callable builds the Lambda context and serialises invocations of one function,
+            as one Lambda execution environment would).
+        host, port: where to listen; port 0 picks a free port.
+        account_id: the requestContext's accountId.
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[HttpRoute],
+        functions: Mapping[str, Invoke],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        account_id: str = ACCOUNT_ID,
+    ) -> None:
+        missing = sorted({r.function_logical_id for r in routes} - set(functions))
+        if missing:
+            raise HttpApiError(f"no function loaded for routes of {', '.join(missing)}")
+        self._routes = sorted((_compile(r) for r in routes), key=lambda c: c.rank)
+        self._functions = dict(functions)
+        self.host = host
+        self.requested_port = port
+        self.account_id = account_id
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Bind and serve in a background thread."""
+        try:
+            server = ThreadingHTTPServer((self.host, self.requested_port), _RequestHandler)
+        except OSError as error:
+            raise HttpApiError(
+                f"cannot listen on {self.host}:{self.requested_port} ({error.strerror or error}); "
+                "is another `streamrec run` up? choose another port"
+            ) from error
+        server.daemon_threads = True
+        server.api = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="local-http-api", daemon=True)
+        self._thread.start()
+        log.debug("HTTP API listening on %s", self.url)
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._server = self._thread = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (differs from the requested one when it was 0)."""
+        if self._server is None:
+            return self.requested_port
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:3000``."""
+        return f"http://{self.host}:{self.port}"
+
+    # -- translation ----------------------------------------------------------------------
+    def match(self, method: str, path: str) -> MatchedRoute | None:
+        """The route for ``method`` and the still percent-encoded ``path``, if any."""
+        method = method.upper()
+        for compiled in self._routes:
+            route = compiled.route
+            if route.method not in ("ANY", method):
+                continue
+            if compiled.pattern is None:
+                return MatchedRoute(route, {})
+            found = compiled.pattern.match(path)
+            if found:
+                values = found.groups()
+                params = {name: unquote(value) for name, value in zip(compiled.names, values, strict=True)}
+                return MatchedRoute(route, params)
+        return None
+
+    def build_event(
+        self,
+        matched: MatchedRoute,
+        method: str,
+        path: str,
+        query: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        source_ip: str,
+        protocol: str = "HTTP/1.1",
+    ) -> dict[str, Any]:
+        """The payload format 2.0 event for one request (``path`` still percent-encoded)."""
+        merged: dict[str, str] = {}
+        cookies: list[str] = []
+        for name, value in headers:
+            key = name.lower()
+            if key == "cookie":
+                cookies += [c.strip() for c in value.split(";") if c.strip()]
+                continue
+            merged[key] = f"{merged[key]},{value}" if key in merged else value
+        domain = merged.get("host", f"{self.host}:{self.port}")
+        merged.setdefault("x-forwarded-for", source_ip)
+        merged.setdefault("x-forwarded-proto", "http")
+        merged.setdefault("x-forwarded-port", str(self.port))
+        now = time.time()
+        merged.setdefault("x-amzn-trace-id", f"Root=1-{int(now):08x}-{secrets.token_hex(12)}")
+
+        raw_path = unquote(path)
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": matched.route.route_key,
+            "rawPath": raw_path,
+            "rawQueryString": query,
+        }
+        if cookies:
+            event["cookies"] = cookies
+        event["headers"] = merged
+        if query:
+            params: dict[str, str] = {}
+            for key, value in parse_qsl(query, keep_blank_values=True):
+                params[key] = f"{params[key]},{value}" if key in params else value
+            event["queryStringParameters"] = params
+        event["requestContext"] = {
+            "accountId": self.account_id,
+            "apiId": LOCAL_API_ID,
+            "domainName": domain,
+            "domainPrefix": domain.split(".", 1)[0].split(":", 1)[0],
+            "http": {
+                "method": method.upper(),
+                "path": raw_path,
+                "protocol": protocol,
+                "sourceIp": source_ip,
+                "userAgent": merged.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": matched.route.route_key,
+            "stage": "$default",
+            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now * 1000),
+        }
+        if body:
+            content_type = merged.get("content-type", "").lower()
+            textual = any(t in content_type for t in _TEXT_TYPES)
+            try:
+                text = body.decode("utf-8") if textual else None
+            except UnicodeDecodeError:
+                text = None
+            if text is None:
+                event["body"] = base64.b64encode(body).decode("ascii")
+                event["isBase64Encoded"] = True
+            else:
+                event["body"] = text
+                event["isBase64Encoded"] = False
+        else:
+            event["isBase64Encoded"] = False
+        if matched.path_parameters:
+            event["pathParameters"] = dict(matched.path_parameters)
+        return event
+
+    @staticmethod
+    def render(result: Any) -> HttpResponse:
+        """Turn a function's return value into the HTTP response API Gateway would send."""
+        if not (isinstance(result, dict) and "statusCode" in result):
+            # Payload 2.0: anything without statusCode is a 200 JSON body.
+            return HttpResponse(200, [("content-type", _JSON)], json.dumps(result).encode())
+        try:
+            status = int(result["statusCode"])
+            headers = [(str(k), str(v)) for k, v in (result.get("headers") or {}).items()]
+            for name, values in (result.get("multiValueHeaders") or {}).items():
+                headers += [(str(name), str(v)) for v in values]
+            headers += [("set-cookie", str(c)) for c in result.get("cookies") or []]
+            raw = result.get("body")
+            if raw is None:
+                body = b""
+            elif result.get("isBase64Encoded"):
+                body = base64.b64decode(raw, validate=True)
+            else:
+                body = str(raw).encode()
+        except (TypeError, ValueError, binascii.Error, AttributeError) as error:
+            log.error("function returned a malformed HTTP response: %s", error)
+            return _json_response(500, {"message": "Internal Server Error"})
+        return HttpResponse(status, headers, body)
+
+    def handle(
+        self,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        source_ip: str,
+        protocol: str = "HTTP/1.1",
+    ) -> HttpResponse:
+        """Serve one request; ``target`` is the request line's path and query."""
+        split = urlsplit(target)
+        matched = self.match(method, split.path or "/")
+        if matched is None:
+            return _json_response(404, {"message": "Not Found"})
+        event = self.build_event(matched, method, split.path or "/", split.query, headers, body, source_ip,
+                                 protocol)
+        try:
+            result = self._functions[matched.route.function_logical_id](event)
+        except Exception:  # noqa: BLE001 - API Gateway turns a function error into a 500
+            log.exception("%s failed on %s %s", matched.route.function_logical_id, method, target)
+            return _json_response(500, {"message": "Internal Server Error"})
+        return self.render(result)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    """Hands every request to the server's :class:`LocalHttpApi`."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "streamrec-local"
+
+    def _serve(self) -> None:
+        api: LocalHttpApi = self.server.api  # type: ignore[attr-defined]
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        body = self.rfile.read(length) if length > 0 else b""
+        response = api.handle(
+            self.command, self.path, list(self.headers.items()), body, self.client_address[0],
+            self.request_version,
+        )
+        self.send_response(response.status)
+        names = {name.lower() for name, _ in response.headers}
+        for name, value in response.headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        if "content-type" not in names and response.body:
+            self.send_header("content-type", _JSON)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.send_header("apigw-requestid", uuid.uuid4().hex[:16])
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.info("%s %s", self.address_string(), format % args)

@@ -1,0 +1,199 @@
+"""End to end: Kinesis (moto) -> ingest -> changed items -> similarity -> HTTP API.
+
+Events go on the template's event stream, the pollers deliver them to the real handlers
+exactly as Lambda would, and every assertion is made through real HTTP requests on the
+local HTTP API, against the API contract:
+
+* GET /users/{user_id}/recommendations?k= -> {"user_id", "fallback", "items": [{"item_id",
+  "score", "source", "reasons", "because"}]}
+* GET /items/{item_id}/similar?k= -> {"item_id", "fallback", "items": [...]}
+* GET /health -> {"status": "ok"}; bad input -> 400 {"error": "bad_request", "message"}.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from streamrec.local.stack import LocalStack
+
+from .support import ApiClient, make_event
+
+pytestmark = pytest.mark.integration
+
+# u1..u4 view a and b together (u3 also c); u7, u8 view c and d; u5 viewed only a; u6
+# bought b. So b is a's strongest neighbour, and u5 should be offered b because of a.
+HISTORY = [
+    ("u1", "a", "view"), ("u1", "b", "view"),
+    ("u2", "a", "view"), ("u2", "b", "view"),
+    ("u3", "a", "view"), ("u3", "b", "view"), ("u3", "c", "view"),
+    ("u4", "b", "view"), ("u4", "a", "view"),
+    ("u7", "c", "view"), ("u7", "d", "view"),
+    ("u8", "d", "view"), ("u8", "c", "view"),
+    ("u5", "a", "view"),
+    ("u6", "a", "view"), ("u6", "b", "view"), ("u6", "b", "add_to_cart"), ("u6", "b", "purchase"),
+]
+
+
+@pytest.fixture(scope="module")
+def loaded(local_stack: LocalStack) -> LocalStack:
+    """The stack after HISTORY went through the whole pipeline."""
+    events = [
+        make_event(user, item, kind, age_s=900 - 10 * index)
+        for index, (user, item, kind) in enumerate(HISTORY)
+    ]
+    sequence_numbers = local_stack.put_events(events)
+    assert len(sequence_numbers) == len(events)
+    local_stack.drain(timeout=45)
+    stats = local_stack.stats()
+    assert stats["IngestFunction.UserEvents"].records >= len(events)
+    assert stats["SimilarityFunction.ChangedItems"].records > 0, "ingest announced no changed items"
+    return local_stack
+
+
+def _ids(body: dict[str, Any]) -> list[str]:
+    return [entry["item_id"] for entry in body["items"]]
+
+
+def _assert_listing(body: dict[str, Any]) -> None:
+    """Shape shared by both listing endpoints."""
+    assert isinstance(body["fallback"], bool)
+    assert isinstance(body["items"], list)
+    for entry in body["items"]:
+        assert isinstance(entry["item_id"], str)
+        assert isinstance(entry["score"], (int, float))
+        assert isinstance(entry["reasons"], list)
+        assert all(isinstance(reason, str) for reason in entry["reasons"])
+
+
+def _assert_bad_request(response: Any) -> None:
+    assert response.status == 400, (response.status, response.raw)
+    assert response.headers.get("content-type", "").startswith("application/json")
+    assert response.body["error"] == "bad_request"
+    assert isinstance(response.body["message"], str) and response.body["message"].strip()
+
+
+def test_health(api: ApiClient) -> None:
+    response = api.get("/health")
+    assert response.status == 200
+    assert response.body == {"status": "ok"}
+
+
+def test_similar_items_rank_the_strongest_co_occurrence_first(loaded: LocalStack, api: ApiClient) -> None:
+    response = api.get("/items/a/similar?k=5")
+    assert response.status == 200, response.raw
+    body = response.body
+    assert body["item_id"] == "a"
+    _assert_listing(body)
+    assert body["fallback"] is False
+    assert _ids(body)[0] == "b", body
+    assert body["items"][0]["source"] == "similar"
+    assert len(body["items"]) <= 5
+    assert "a" not in _ids(body)
+
+
+def test_recommendations_explain_why(loaded: LocalStack, api: ApiClient) -> None:
+    response = api.get("/users/u5/recommendations?k=5")
+    assert response.status == 200, response.raw
+    body = response.body
+    assert body["user_id"] == "u5"
+    _assert_listing(body)
+    assert body["fallback"] is False
+    entry = next((e for e in body["items"] if e["item_id"] == "b"), None)
+    assert entry is not None, body
+    assert entry["source"] == "personalized"
+    assert any(re.search(r"\ba\b", reason) for reason in entry["reasons"]), entry
+    assert "a" in entry["because"], entry
+
+
+def test_purchased_items_are_not_recommended_again(loaded: LocalStack, api: ApiClient) -> None:
+    response = api.get("/users/u6/recommendations?k=10")
+    assert response.status == 200, response.raw
+    _assert_listing(response.body)
+    assert "b" not in _ids(response.body), response.body
+
+
+def test_unknown_user_gets_popular_items(loaded: LocalStack, api: ApiClient) -> None:
+    response = api.get("/users/nobody-at-all/recommendations?k=5")
+    assert response.status == 200, response.raw
+    body = response.body
+    _assert_listing(body)
+    assert body["fallback"] is True
+    assert body["items"], "the popular list is empty although events were ingested"
+    assert {entry["source"] for entry in body["items"]} == {"popular"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/users/u5/recommendations?k=0",
+        "/users/u5/recommendations?k=101",
+        "/users/u5/recommendations?k=abc",
+        "/users/bad%20user/recommendations?k=5",  # a space
+        "/users/bad%2Auser/recommendations",  # '*'
+        "/users/" + "x" * 129 + "/recommendations",  # too long
+        "/users/-leading-symbol/recommendations",
+        "/items/a/similar?k=0",
+        "/items/a/similar?k=101",
+        "/items/a/similar?k=abc",
+        "/items/bad%20item/similar",
+    ],
+)
+def test_bad_input_is_a_400_with_a_message(local_stack: LocalStack, api: ApiClient, path: str) -> None:
+    _assert_bad_request(api.get(path))
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/nope"), ("GET", "/users/u5"), ("POST", "/health"),
+                                          ("GET", "/health/")])
+def test_unknown_route_is_api_gateways_404(local_stack: LocalStack, api: ApiClient, method: str,
+                                           path: str) -> None:
+    response = api.request(method, path, body=b"{}" if method == "POST" else None)
+    assert response.status == 404
+    assert response.body == {"message": "Not Found"}
+
+
+def _refers_to(message: dict[str, Any], sequence_number: str, data_b64: str) -> bool:
+    """Does a dead-letter message describe the record ``sequence_number``?
+
+    Accepts the function's own dead letters and Lambda's OnFailure batch descriptions.
+    """
+    if message.get("sequence_number") == sequence_number or message.get("data") == data_b64:
+        return True
+    info = message.get("KinesisBatchInfo")
+    if isinstance(info, dict):
+        return int(info["startSequenceNumber"]) <= int(sequence_number) <= int(info["endSequenceNumber"])
+    return False
+
+
+def test_poison_record_is_dead_lettered_and_does_not_block(loaded: LocalStack, api: ApiClient) -> None:
+    import base64
+
+    poison = b"this is {not json"
+    before = api.get("/users/u9/recommendations?k=5")
+    assert before.status == 200 and before.body["fallback"] is True
+
+    # The poison record and a valid event right behind it (same shard, likely one batch),
+    # then another valid event in a later batch.
+    sequence_numbers = loaded.put_records([{"Data": poison, "PartitionKey": "u9"}])
+    loaded.put_events([make_event("u9", "a", age_s=60)])
+    loaded.drain(timeout=45)
+    loaded.put_events([make_event("u9", "c", age_s=30)])
+    loaded.drain(timeout=45)
+
+    sqs = loaded.client("sqs")
+    queue_url = loaded.outputs()["dead_letter_queue_url"]
+    messages: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        if not got.get("Messages"):
+            break
+        messages += [json.loads(m["Body"]) for m in got["Messages"]]
+    data_b64 = base64.b64encode(poison).decode()
+    assert any(_refers_to(m, sequence_numbers[0], data_b64) for m in messages), messages
+
+    after = api.get("/users/u9/recommendations?k=5")
+    assert after.status == 200, after.raw
+    assert after.body["fallback"] is False, "events after the poison record were not applied"
