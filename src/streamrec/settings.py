@@ -40,6 +40,18 @@ class Settings:
     # co-occurring items are recomputed too (their normalisation changed).
     propagation_limit: int = 200
     popular_list_size: int = 100
+    category_list_size: int = 50
+    # Blend of the personalized score: (1 - category_blend) * item-to-item part +
+    # category_blend * popular-in-the-user's-categories part (each scaled to max 1).
+    category_blend: float = 0.5
+    categories_per_request: int = 3
+    # Similarity of a recent item to itself, so that it can come back (repeat interest);
+    # 0 leaves the user's own items to their neighbours' rows.
+    self_similarity: float = 1.0
+    # A recent item's affinity is also multiplied by (1 / (1 + its rank from the newest))
+    # to this power: 0 turns position weighting off.
+    position_decay: float = 0.0
+    popularity_half_life_hours: float = 24.0
     purchased_kept: int = 500
     recent_event_ids_kept: int = 100
 
@@ -48,8 +60,10 @@ class Settings:
             raise ConfigurationError(
                 f"SIMILARITY_MEASURE={self.similarity_measure!r}; expected one of {SIMILARITY_MEASURES}"
             )
-        if not 1 <= self.history_length <= 99:
-            raise ConfigurationError(f"HISTORY_LENGTH={self.history_length}; expected 1..99")
+        if not 1 <= self.history_length <= 96:
+            raise ConfigurationError(f"HISTORY_LENGTH={self.history_length}; expected 1..96")
+        if not 0.0 <= self.category_blend <= 1.0:
+            raise ConfigurationError(f"CATEGORY_BLEND={self.category_blend}; expected 0..1")
         if not 1 <= self.neighbours_per_item <= 500:
             raise ConfigurationError(f"NEIGHBOURS_PER_ITEM={self.neighbours_per_item}; expected 1..500")
         if self.half_life_hours <= 0:
@@ -63,6 +77,10 @@ class Settings:
     @property
     def half_life_seconds(self) -> float:
         return self.half_life_hours * 3600.0
+
+    @property
+    def popularity_half_life_seconds(self) -> float:
+        return self.popularity_half_life_hours * 3600.0
 
 
 def parse_event_weights(text: str) -> dict[str, float]:
@@ -103,6 +121,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         neighbours_per_item=int(number("NEIGHBOURS_PER_ITEM", 50, int)),
         half_life_hours=number("HALF_LIFE_HOURS", 24.0),
         history_length=int(number("HISTORY_LENGTH", 20, int)),
+        category_blend=number("CATEGORY_BLEND", Settings.category_blend),
         event_weights=parse_event_weights(env.get("EVENT_WEIGHTS", "")),
     )
 

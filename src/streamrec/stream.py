@@ -111,20 +111,40 @@ def ingest_records(service: IngestService) -> Callable[[list[tuple[KinesisStream
     return apply
 
 
-def parse_change(payload: Any) -> tuple[str, bool]:
-    """A changed-items record: ``{"item_id": str, "norm_changed": bool}``."""
+@dataclass(frozen=True)
+class ChangeNotice:
+    """One changed-items record (see ``KinesisChangePublisher``)."""
+
+    item_id: str
+    changed: bool
+    norm_changed: bool
+    popular_changed: bool
+
+
+def parse_change(payload: Any) -> ChangeNotice:
+    """A changed-items record: ``{"item_id", "changed", "norm_changed", "popular_changed"}``."""
     if not isinstance(payload, dict) or not isinstance(payload.get("item_id"), str):
         raise InvalidEvent("changed-items record needs a string item_id")
     if not ID_REGEX.match(payload["item_id"]):
         raise InvalidEvent("changed-items record has a malformed item_id")
-    return payload["item_id"], bool(payload.get("norm_changed"))
+    return ChangeNotice(
+        payload["item_id"],
+        bool(payload.get("changed", True)),
+        bool(payload.get("norm_changed")),
+        bool(payload.get("popular_changed")),
+    )
 
 
 def similarity_records(service: SimilarityService) -> Callable[[list[tuple[KinesisStreamRecord, Any]]], None]:
     def apply(records: list[tuple[KinesisStreamRecord, Any]]) -> None:
-        changed = {item for _, (item, _norm) in records}
-        norm_changed = {item for _, (item, norm) in records if norm}
-        rows = service.recompute(changed, norm_changed)
-        logger.info("recomputed similarity rows", extra={"announced": len(changed), "rows": len(rows)})
+        notices: list[ChangeNotice] = [notice for _, notice in records]
+        changed = {n.item_id for n in notices if n.changed}
+        norm_changed = {n.item_id for n in notices if n.norm_changed}
+        popular_changed = {n.item_id for n in notices if n.popular_changed}
+        rows = service.recompute(changed, norm_changed, popular_changed)
+        logger.info(
+            "recomputed similarity rows",
+            extra={"announced": len(notices), "rows": len(rows), "popular": len(popular_changed)},
+        )
 
     return apply

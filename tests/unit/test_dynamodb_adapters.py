@@ -105,14 +105,12 @@ def test_crashes_and_bisected_redeliveries_leave_the_same_tables(aws, monkeypatc
 
     memory_pairs = {
         item: {k: float(v) for k, v in row.items()}
-        for item, row in memory_ingest.cooccurrence.get_rows(
-            {i for (i, _b) in memory_ingest.cooccurrence.rows}
-        ).items()
+        for item, row in memory_ingest.cooccurrence.get_rows(memory_ingest.cooccurrence.items()).items()
     }
     assert _dynamo_counts(aws) == memory_pairs
 
     items = sorted({e.event.item_id for e in events})
-    dynamo_similarity.recompute(items, items)
+    dynamo_similarity.recompute(items, items, items)
     memory_similarity.recompute(*publisher.drain())
     dynamo_recs = wiring.recommendation_service(settings)
     now = 1_764_000_000 + 400 * 30
@@ -155,7 +153,7 @@ def test_a_row_holding_part_of_a_batch_gets_only_the_rest(aws, monkeypatch):
 
     memory_ingest, *_ = _memory_pipeline(settings)
     memory_ingest.ingest(events, SHARD)
-    expected = memory_ingest.cooccurrence.get_rows({i for (i, _b) in memory_ingest.cooccurrence.rows})
+    expected = memory_ingest.cooccurrence.get_rows(memory_ingest.cooccurrence.items())
     assert _dynamo_counts(aws) == {i: r for i, r in expected.items() if r}
     stats = wiring.similarity_service(settings).item_stats.get_many(["#totals"])["#totals"]
     assert stats.events["events"] == 120

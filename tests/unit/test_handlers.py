@@ -64,10 +64,12 @@ def test_similarity_then_api_handlers(aws):
     recs = api.lambda_handler(load_event("api_recommendations.json"), FakeLambdaContext())
     body = json.loads(recs["body"])
     assert recs["statusCode"] == 200 and body["fallback"] is False
-    first = body["items"][0]
-    # user-0001 viewed the tent and carted the bag: each recommends the other.
-    assert {first["item_id"], *first["because"]} == {"tent-2-person-ultralight", "sleeping-bag-down"}
-    assert first["reasons"][0].startswith("because you")
+    by_id = {item["item_id"]: item for item in body["items"]}
+    # user-0001 viewed the tent and carted the bag (the stronger signal): both come back
+    # (only purchases are excluded by default), the bag first, as a recent item of theirs.
+    assert body["items"][0]["item_id"] == "sleeping-bag-down"
+    assert by_id["sleeping-bag-down"]["reasons"] == ["you recently looked at sleeping-bag-down"]
+    assert by_id["tent-2-person-ultralight"]["source"] == "personalized"
 
     health = api.lambda_handler(load_event("api_health.json"), FakeLambdaContext())
     assert (health["statusCode"], json.loads(health["body"])) == (200, {"status": "ok"})

@@ -55,10 +55,11 @@ def streams(draw):
 
 def stored_pairs(repository: InMemoryCooccurrenceRepository) -> dict[str, dict[str, float]]:
     pairs: dict[str, dict[str, float]] = {}
-    for (item, _block), row in repository.rows.items():
-        for name, value in row.items():
-            if not name.startswith("s#"):
-                pairs.setdefault(item, {})[name] = value
+    for item, blocks in repository.rows.items():
+        for row in blocks.values():
+            for name, value in row.items():
+                if not name.startswith("s#"):
+                    pairs.setdefault(item, {})[name] = value
     return pairs
 
 

@@ -64,7 +64,7 @@ def _fill(settings, events):
     ingest = wiring.ingest_service(settings)
     ingest.ingest(events, SHARD)
     items = sorted({e.event.item_id for e in events})
-    wiring.similarity_service(settings).recompute(items, items)
+    wiring.similarity_service(settings).recompute(items, items, items)
 
 
 def test_personalized_request_takes_two_round_trips(aws, calls):

@@ -84,3 +84,18 @@ def test_personalized_scores_by_hand():
 def test_personalized_scores_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="shape mismatch"):
         personalized_scores(np.array([1.0]), np.zeros((2, 3)))
+
+
+def test_max_normalized_blend_by_hand():
+    from streamrec_core import max_normalized_blend
+
+    components = np.array([[2.0, 1.0, 0.0], [0.0, 5.0, 10.0], [0.0, 0.0, 0.0]])
+    # 0.7 * [1, .5, 0] + 0.3 * [0, .5, 1] + 0 (an all-zero component adds nothing)
+    np.testing.assert_allclose(max_normalized_blend(components, np.array([0.7, 0.3, 0.9])), [0.7, 0.5, 0.3])
+    with pytest.raises(ValueError, match="shape mismatch"):
+        max_normalized_blend(components, np.array([1.0]))
+
+
+def test_personalized_scores_with_no_history_rows():
+    scores, best = personalized_scores(np.zeros(0), np.zeros((0, 3)))
+    assert scores.tolist() == [0.0, 0.0, 0.0] and best.tolist() == [0, 0, 0]

@@ -167,7 +167,27 @@ def personalized_scores(affinity: np.ndarray, similarity_matrix: np.ndarray) -> 
         raise ValueError(
             f"shape mismatch: affinity {affinity.shape} vs similarity matrix {similarity_matrix.shape}"
         )
-    if similarity_matrix.shape[1] == 0:
-        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    if similarity_matrix.shape[0] == 0 or similarity_matrix.shape[1] == 0:
+        columns = similarity_matrix.shape[1]
+        return np.zeros(columns), np.zeros(columns, dtype=np.int64)
     contributions = affinity[:, None] * similarity_matrix
     return contributions.sum(axis=0), contributions.argmax(axis=0)
+
+
+def max_normalized_blend(components: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Blend score vectors after scaling each to a maximum of 1: ``Σ_c w_c · x_c / max(x_c)``.
+
+    Args:
+        components: shape (c, m), c score vectors over the same m candidates (>= 0).
+        weights: shape (c,), the blend weight of each component.
+
+    Returns:
+        shape (m,); a component whose maximum is 0 contributes nothing.
+    """
+    components = np.asarray(components, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    if components.ndim != 2 or components.shape[0] != weights.shape[0]:
+        raise ValueError(f"shape mismatch: components {components.shape} vs weights {weights.shape}")
+    peaks = components.max(axis=1, initial=0.0)
+    scale = np.divide(weights, peaks, out=np.zeros_like(weights), where=peaks > 0)
+    return scale @ components

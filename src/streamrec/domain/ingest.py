@@ -23,7 +23,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from streamrec.domain.model import TOTALS_ROW, Delta, HistoryItem, UserState, block_of
+from streamrec.domain.model import (
+    TOTALS_ROW,
+    Delta,
+    HistoryItem,
+    UserState,
+    block_of,
+    popularity_increment,
+)
 from streamrec.events import UserEvent
 from streamrec.repositories.base import (
     ChangePublisher,
@@ -40,6 +47,10 @@ EVENTS = "events"  # events applied, in the totals row
 
 def event_count_attribute(event_type: str) -> str:
     return f"n:{event_type}"
+
+
+def popularity_attribute(epoch: int) -> str:
+    return f"p:{epoch}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,9 @@ class BatchPlan:
     item_stats: dict[str, list[Delta]] = field(default_factory=lambda: defaultdict(list))
     changed_items: set[str] = field(default_factory=set)
     norm_changed: set[str] = field(default_factory=set)
+    # Items whose popularity counters grew, and the category each event named.
+    popular_changed: set[str] = field(default_factory=set)
+    categories: dict[str, str] = field(default_factory=dict)
     applied_events: int = 0
     duplicates: int = 0
 
@@ -120,8 +134,17 @@ def plan_batch(
         plan.applied_events += 1
         plan.item_stats[TOTALS_ROW].append(Delta(seq, EVENTS, 1.0))
         plan.item_stats[event.item_id].append(Delta(seq, event_count_attribute(event.event_type), 1.0))
+        weight = weights[event.event_type]
+        if weight > 0:
+            epoch, increment = popularity_increment(
+                weight, event.timestamp, settings.popularity_half_life_seconds
+            )
+            plan.item_stats[event.item_id].append(Delta(seq, popularity_attribute(epoch), increment))
+            plan.popular_changed.add(event.item_id)
+        if event.category:
+            plan.categories[event.item_id] = event.category
         _apply_to_cart(state, event, settings)
-        _apply_to_history(state, event, seq, weights[event.event_type], plan, settings)
+        _apply_to_history(state, event, seq, weight, plan, settings)
     return plan
 
 
@@ -151,6 +174,8 @@ def _apply_to_history(
     else:
         state.items.remove(entry)
         state.items.append(entry)
+    if event.category:
+        entry.category = event.category
     decayed_affinity(entry, weight, event.timestamp, settings.half_life_seconds)
     old, new = entry.max_weight, max(entry.max_weight, weight)
     if new <= old:
@@ -188,8 +213,8 @@ class IngestService:
         stored = self.users.get_many({sequenced.event.user_id for sequenced in events})
         plan = plan_batch(stored, events, shard, self.settings)
         self.cooccurrence.apply(plan.cooccurrence, shard)
-        self.item_stats.apply(plan.item_stats, shard)
-        if plan.changed_items:
-            self.changes.publish(plan.changed_items, plan.norm_changed)
+        self.item_stats.apply(plan.item_stats, shard, plan.categories)
+        if plan.changed_items or plan.popular_changed:
+            self.changes.publish(plan.changed_items, plan.norm_changed, plan.popular_changed)
         self.users.save_many(plan.users.values())
         return plan

@@ -8,6 +8,39 @@ from dataclasses import dataclass, field
 # Global rows live beside item rows; '#' can never start an item id (see events.ID_PATTERN).
 TOTALS_ROW = "#totals"
 POPULAR_ROW = "#popular"
+CATEGORY_ROW_PREFIX = "#cat:"
+
+# Popularity uses forward decay (Cormode et al.): an event at time t adds
+# w * 2^((t - start of its epoch) / half-life) to the item's counter of that epoch, so
+# counters only ever grow by ADD, and every item decays at the same rate: rankings need no
+# rewrite as time passes. Epochs bound the exponent (2^16 for a 16-day epoch and a 1-day
+# half-life); values are scaled and rounded to integers so that sums are exact everywhere.
+POPULARITY_EPOCH_SECONDS = 16 * 86_400
+POPULARITY_SCALE = 100.0
+
+
+def category_row(category: str) -> str:
+    """Key of a category's popular list (beside the global ``#popular`` row)."""
+    return CATEGORY_ROW_PREFIX + category
+
+
+def popularity_epoch(timestamp: float) -> int:
+    return int(timestamp // POPULARITY_EPOCH_SECONDS)
+
+
+def popularity_increment(weight: float, timestamp: float, half_life_seconds: float) -> tuple[int, float]:
+    """(epoch, forward-decayed increment) of an event of ``weight`` at ``timestamp``."""
+    epoch = popularity_epoch(timestamp)
+    age_in_epoch = timestamp - epoch * POPULARITY_EPOCH_SECONDS
+    return epoch, float(round(weight * POPULARITY_SCALE * 2.0 ** (age_in_epoch / half_life_seconds)))
+
+
+def popularity_at_epoch(counters: dict[int, float], epoch: int, half_life_seconds: float) -> float:
+    """An item's popularity in the scale of ``epoch`` (sum of its epoch counters, rescaled)."""
+    return sum(
+        value * 2.0 ** ((other - epoch) * POPULARITY_EPOCH_SECONDS / half_life_seconds)
+        for other, value in counters.items()
+    )
 
 
 def block_of(item_id: str, blocks: int) -> int:
@@ -39,6 +72,7 @@ class HistoryItem:
     affinity: float
     ref_time: float
     kind: str
+    category: str | None = None
 
 
 @dataclass
@@ -88,16 +122,21 @@ class SimilarityRow:
 
 @dataclass
 class PopularList:
-    """The most interacted-with items (by total weight), best first; versioned for CAS."""
+    """The most popular items (forward-decayed, in the scale of ``epoch``), best first;
+    versioned for compare-and-swap updates."""
 
     items: list[tuple[str, float]] = field(default_factory=list)
     version: int = 0
+    epoch: int = 0
 
 
 @dataclass
 class ItemStats:
-    """Per-item totals: ``weight`` is c_ii; ``events`` counts events by type."""
+    """Per-item totals: ``weight`` is c_ii; ``events`` counts events by type;
+    ``popularity`` holds forward-decayed counters by epoch."""
 
     item_id: str
     weight: float = 0.0
     events: dict[str, float] = field(default_factory=dict)
+    popularity: dict[int, float] = field(default_factory=dict)
+    category: str | None = None

@@ -1,20 +1,29 @@
 """Serving: personalized recommendations and similar items.
 
-Personalized (SAR-style): the user's decayed affinity to each recent item times that
-item's neighbour row, summed. Two sequential reads per request: the user's row, then one
-BatchGetItem of the recent items' neighbour rows plus the popular list (for padding and
-for users without history).
+Personalized score of a candidate m (SAR-style, plus a category component):
+
+* item-to-item part: Σ_h a_h · S[h, m] over the user's recent items h, where a_h is the
+  user's time-decayed affinity to h (optionally weighted by recency rank) and S[h, ·] is
+  h's neighbour row; a recent item is its own neighbour with ``self_similarity``;
+* category part: Σ_c a_c · pop_c[m] / max(pop_c) over the user's strongest categories c
+  (a_c = the summed affinity of the recent items in c), from each category's list of
+  currently popular items;
+* the two are blended after scaling each to a maximum of 1 (``category_blend``).
+
+Two sequential reads per request: the user's row, then one BatchGetItem of the recent
+items' neighbour rows, the popular list and the category lists.
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from streamrec_core import decay, personalized_scores, top_k
+from streamrec_core import decay, max_normalized_blend, personalized_scores, top_k
 
-from streamrec.domain.model import HistoryItem, PopularList
+from streamrec.domain.model import POPULAR_ROW, HistoryItem, PopularList, UserState, category_row
 from streamrec.repositories.base import SimilarityRepository, UserRepository
 from streamrec.settings import Settings
 
@@ -70,6 +79,28 @@ def _pad_with_popular(
     return listed
 
 
+def history_weights(history: list[HistoryItem], now: float, settings: Settings) -> np.ndarray:
+    """Shape (h,): each recent item's decayed affinity, times its recency-rank factor."""
+    if not history:
+        return np.zeros(0)
+    ages = now - np.array([entry.ref_time for entry in history])
+    weights = np.array([entry.affinity for entry in history]) * decay(ages, settings.half_life_seconds)
+    if settings.position_decay:
+        rank_from_newest = np.arange(len(history) - 1, -1, -1, dtype=np.float64)
+        weights *= (1.0 / (1.0 + rank_from_newest)) ** settings.position_decay
+    return weights
+
+
+def top_categories(history: list[HistoryItem], weights: np.ndarray, count: int) -> list[tuple[str, float]]:
+    """The user's ``count`` strongest categories with their summed item weights."""
+    totals: dict[str, float] = defaultdict(float)
+    for entry, weight in zip(history, weights, strict=True):
+        if entry.category:
+            totals[entry.category] += float(weight)
+    ranked = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))
+    return [(category, weight) for category, weight in ranked[:count] if weight > 0]
+
+
 @dataclass
 class RecommendationService:
     settings: Settings
@@ -82,48 +113,95 @@ class RecommendationService:
         """Top-``k`` items for the user, each with its reason; popular items pad short lists."""
         if exclude not in EXCLUDE_MODES:
             raise ValueError(f"exclude must be one of {EXCLUDE_MODES}")
+        return self.for_state(self.users.get(user_id), k, exclude, now)
+
+    def for_state(
+        self, state: UserState | None, k: int, exclude: str = EXCLUDE_PURCHASED, now: float | None = None
+    ) -> RecommendationList:
+        """Score a user's state (stored, or built on the fly for a session)."""
         now = time.time() if now is None else now
-        state = self.users.get(user_id)
+        settings = self.settings
         history = state.items if state else []
         excluded: set[str] = set()
         if state and exclude != EXCLUDE_NONE:
             excluded.update(state.purchased)
         if exclude == EXCLUDE_HISTORY:
             excluded.update(entry.item_id for entry in history)
-        rows, popular = self.similarity.get_many([entry.item_id for entry in history], with_popular=True)
 
-        candidates = sorted({n.item_id for row in rows.values() for n in row.neighbours} - excluded)
+        weights = history_weights(history, now, settings)
+        categories = top_categories(history, weights, settings.categories_per_request)
+        list_names = (
+            [POPULAR_ROW, *(category_row(c) for c, _ in categories)]
+            if settings.category_blend
+            else [POPULAR_ROW]
+        )
+        rows, lists = self.similarity.get_many([entry.item_id for entry in history], list_names)
+        popular = lists[POPULAR_ROW]
+
+        candidates = {n.item_id for row in rows.values() for n in row.neighbours}
+        if settings.self_similarity > 0:
+            candidates.update(entry.item_id for entry in history)
+        if settings.category_blend:
+            candidates.update(item for c, _ in categories for item, _ in lists[category_row(c)].items)
+        ordered = sorted(candidates - excluded)
         listed: list[Recommendation] = []
-        if candidates:
-            column = {item_id: index for index, item_id in enumerate(candidates)}
-            matrix = np.zeros((len(history), len(candidates)))
+        if ordered:
+            column = {item_id: index for index, item_id in enumerate(ordered)}
+            item_matrix = np.zeros((len(history), len(ordered)))
             for row_index, entry in enumerate(history):
                 row = rows.get(entry.item_id)
                 for neighbour in row.neighbours if row else ():
                     if neighbour.item_id in column:
-                        matrix[row_index, column[neighbour.item_id]] = neighbour.score
-            ages = now - np.array([entry.ref_time for entry in history])
-            affinity = np.array([entry.affinity for entry in history]) * decay(
-                ages, self.settings.half_life_seconds
-            )
-            scores, best_source = personalized_scores(affinity, matrix)
+                        item_matrix[row_index, column[neighbour.item_id]] = neighbour.score
+                if settings.self_similarity > 0 and entry.item_id in column:
+                    cell = (row_index, column[entry.item_id])
+                    item_matrix[cell] = max(item_matrix[cell], settings.self_similarity)
+            item_scores, item_source = personalized_scores(weights, item_matrix)
+
+            category_matrix = np.zeros((len(categories), len(ordered)))
+            for row_index, (category, _) in enumerate(categories):
+                items = lists[category_row(category)].items
+                peak = items[0][1] if items else 0.0
+                for item_id, score in items:
+                    if item_id in column and peak > 0:
+                        category_matrix[row_index, column[item_id]] = score / peak
+            category_weights = np.array([weight for _, weight in categories])
+            category_scores, category_source = personalized_scores(category_weights, category_matrix)
+
+            blend = np.array([1.0 - settings.category_blend, settings.category_blend])
+            components = np.vstack([item_scores, category_scores])
+            scores = max_normalized_blend(components, blend)
+            item_share = max_normalized_blend(components, blend * np.array([1.0, 0.0]))
             for index in top_k(scores, k):
-                source = history[best_source[index]]
                 listed.append(
-                    Recommendation(
-                        candidates[index],
+                    self._explain(
+                        ordered[index],
                         float(scores[index]),
-                        SOURCE_PERSONALIZED,
-                        [reason_for(source)],
-                        [source.item_id],
+                        item_share[index] >= scores[index] - item_share[index],
+                        history[item_source[index]] if history else None,
+                        categories[category_source[index]][0] if categories else None,
                     )
                 )
         fallback = not listed
         return RecommendationList(_pad_with_popular(listed, popular, excluded, k), fallback)
 
+    @staticmethod
+    def _explain(
+        item_id: str, score: float, by_item: bool, source: HistoryItem | None, category: str | None
+    ) -> Recommendation:
+        if by_item and source is not None:
+            if source.item_id == item_id:
+                reason = f"you recently looked at {item_id}"
+            else:
+                reason = reason_for(source)
+            return Recommendation(item_id, score, SOURCE_PERSONALIZED, [reason], [source.item_id])
+        return Recommendation(
+            item_id, score, SOURCE_PERSONALIZED, [f"popular in {category}, which you browsed"], []
+        )
+
     def similar_items(self, item_id: str, k: int) -> RecommendationList:
         """The item's top-``k`` neighbours ("customers who viewed this also viewed")."""
-        rows, popular = self.similarity.get_many([item_id], with_popular=True)
+        rows, lists = self.similarity.get_many([item_id], [POPULAR_ROW])
         row = rows.get(item_id)
         reason = f"customers who viewed {item_id} also viewed this"
         listed = [
@@ -131,4 +209,4 @@ class RecommendationService:
             for n in (row.neighbours[:k] if row else [])
         ]
         fallback = not listed
-        return RecommendationList(_pad_with_popular(listed, popular, {item_id}, k), fallback)
+        return RecommendationList(_pad_with_popular(listed, lists[POPULAR_ROW], {item_id}, k), fallback)

@@ -5,18 +5,31 @@ The ingest announces items whose c_ij changed and, separately, items whose own c
 changed ("norm changed"). For the latter, the rows of their strongest co-occurring items
 (up to ``propagation_limit``) are recomputed too, so that once the changed-items stream
 has drained every row equals a from-scratch computation over the stored counts.
+
+It also keeps the popular lists: ``#popular`` and one ``#cat:<category>`` list per
+category, ranked by forward-decayed popularity (see ``model.popularity_increment``).
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 from streamrec_core import similarity, top_k
 
-from streamrec.domain.model import TOTALS_ROW, Neighbour, PopularList, SimilarityRow
+from streamrec.domain.model import (
+    POPULAR_ROW,
+    POPULARITY_EPOCH_SECONDS,
+    TOTALS_ROW,
+    Neighbour,
+    PopularList,
+    SimilarityRow,
+    category_row,
+    popularity_at_epoch,
+)
 from streamrec.repositories.base import (
     ConcurrentUpdateError,
     CooccurrenceRepository,
@@ -57,17 +70,32 @@ class SimilarityService:
     item_stats: ItemStatsRepository
     similarity: SimilarityRepository
 
-    def recompute(self, changed: Iterable[str], norm_changed: Iterable[str]) -> list[SimilarityRow]:
-        """Recompute and store the rows affected by a batch of change announcements."""
+    def recompute(
+        self, changed: Iterable[str], norm_changed: Iterable[str], popular_changed: Iterable[str] = ()
+    ) -> list[SimilarityRow]:
+        """Handle one batch of change announcements: rebuild every affected neighbour row
+        and merge fresh popularity into the popular lists."""
+        rows = self.rebuild(self.affected(changed, norm_changed))
+        self.update_popular_lists(popular_changed)
+        return rows
+
+    def affected(self, changed: Iterable[str], norm_changed: Iterable[str]) -> set[str]:
+        """Items whose rows depend on the announced changes: the changed items, and for each
+        item whose own count changed, its ``propagation_limit`` strongest co-occurring items."""
         norm_changed = set(norm_changed)
         targets = set(changed) | norm_changed
+        if norm_changed and self.settings.propagation_limit:
+            for pairs in self.cooccurrence.get_rows(norm_changed).values():
+                strongest = sorted(pairs.items(), key=lambda pair: (-pair[1], pair[0]))
+                targets.update(j for j, _ in strongest[: self.settings.propagation_limit])
+        return targets
+
+    def rebuild(self, items: Iterable[str]) -> list[SimilarityRow]:
+        """Recompute and store the neighbour rows of ``items`` from the current counts."""
+        targets = sorted(set(items))
+        if not targets:
+            return []
         rows = self.cooccurrence.get_rows(targets)
-        for item in norm_changed:
-            strongest = sorted(rows.get(item, {}).items(), key=lambda pair: (-pair[1], pair[0]))
-            targets.update(j for j, _ in strongest[: self.settings.propagation_limit])
-        missing = targets - rows.keys()
-        if missing:
-            rows.update(self.cooccurrence.get_rows(missing))
         needed = set(targets) | {TOTALS_ROW}
         for item in targets:
             needed.update(rows.get(item, {}))
@@ -90,27 +118,50 @@ class SimilarityService:
                 measure=self.settings.similarity_measure,
                 updated_at=now,
             )
-            for item in sorted(targets)
+            for item in targets
         ]
         self.similarity.put_rows(result)
-        self._update_popular({item: weights.get(item, 0.0) for item in norm_changed})
         return result
 
-    def _update_popular(self, fresh_weights: dict[str, float]) -> None:
-        """Merge fresh item weights into the popular list (compare-and-swap, retried)."""
-        if not fresh_weights:
+    def update_popular_lists(self, items: Iterable[str]) -> None:
+        """Merge the items' current popularity into ``#popular`` and their categories' lists."""
+        items = set(items)
+        if not items:
             return
-        size = self.settings.popular_list_size
+        stats = self.item_stats.get_many(items)
+        by_list: dict[str, dict[str, dict[int, float]]] = defaultdict(dict)
+        for item, row in stats.items():
+            if not row.popularity:
+                continue
+            by_list[POPULAR_ROW][item] = row.popularity
+            if row.category:
+                by_list[category_row(row.category)][item] = row.popularity
+        for name in sorted(by_list):
+            size = (
+                self.settings.popular_list_size if name == POPULAR_ROW else self.settings.category_list_size
+            )
+            self._merge_list(name, by_list[name], size)
+
+    def _merge_list(self, name: str, fresh: dict[str, dict[int, float]], size: int) -> None:
+        """Compare-and-swap merge of fresh popularity counters into one list, retried."""
+        half_life = self.settings.popularity_half_life_seconds
+        newest = max(max(counters) for counters in fresh.values())
         for _ in range(POPULAR_UPDATE_ATTEMPTS):
-            current = self.similarity.get_popular()
-            merged = dict(current.items)
-            merged.update(fresh_weights)
+            current = self.similarity.get_list(name)
+            epoch = max(current.epoch, newest)
+            rescale = 2.0 ** ((current.epoch - epoch) * POPULARITY_EPOCH_SECONDS / half_life)
+            merged = {item: score * rescale for item, score in current.items}
+            merged.update(
+                {item: popularity_at_epoch(counters, epoch, half_life) for item, counters in fresh.items()}
+            )
             ranked = sorted(merged.items(), key=lambda pair: (-pair[1], pair[0]))[:size]
-            if ranked == current.items:
+            if ranked == current.items and epoch == current.epoch:
                 return
             try:
-                self.similarity.put_popular(PopularList(items=ranked, version=current.version))
+                self.similarity.put_list(
+                    name, PopularList(items=ranked, version=current.version, epoch=epoch)
+                )
                 return
             except ConcurrentUpdateError:
                 continue
-        raise ConcurrentUpdateError("popular list kept changing under concurrent updates")
+        raise ConcurrentUpdateError(f"{name} kept changing under concurrent updates")

@@ -37,6 +37,22 @@ def pending(deltas: Sequence[Delta], applied: str | None) -> list[Delta]:
     return [delta for delta in deltas if delta.sequence > applied]
 
 
+def stats_from_attributes(item_id: str, attributes: Mapping[str, float | str]) -> ItemStats:
+    """An ItemStats from a stats row's attributes (``w``, ``n:<type>``, ``p:<epoch>``,
+    ``category``; guards and keys ignored)."""
+    stats = ItemStats(item_id)
+    for name, value in attributes.items():
+        if name == "w":
+            stats.weight = float(value)
+        elif name == "category":
+            stats.category = str(value)
+        elif name.startswith("p:"):
+            stats.popularity[int(name[2:])] = float(value)
+        elif not name.startswith("s#") and name != "item_id":
+            stats.events[name] = float(value)
+    return stats
+
+
 def summed(deltas: Iterable[Delta]) -> dict[str, float]:
     """Sum deltas by attribute (what one write of the row adds)."""
     totals: dict[str, float] = {}
@@ -69,6 +85,10 @@ class UserRepository(Protocol):
         """
         ...
 
+    def delete(self, user_id: str) -> None:
+        """Remove the user's row (state and history); a missing user is not an error."""
+        ...
+
 
 class CooccurrenceRepository(Protocol):
     def get_rows(self, item_ids: Iterable[str]) -> dict[str, dict[str, float]]:
@@ -83,31 +103,37 @@ class CooccurrenceRepository(Protocol):
 class ItemStatsRepository(Protocol):
     def get_many(self, item_ids: Iterable[str]) -> dict[str, ItemStats]: ...
 
-    def apply(self, deltas: Mapping[str, Sequence[Delta]], shard: str) -> None:
-        """Add deltas keyed by item id (or a global row), guarded per shard."""
+    def apply(
+        self, deltas: Mapping[str, Sequence[Delta]], shard: str, categories: Mapping[str, str] | None = None
+    ) -> None:
+        """Add deltas keyed by item id (or a global row), guarded per shard; set the
+        category of the items named in ``categories`` in the same write."""
         ...
 
 
 class SimilarityRepository(Protocol):
     def get_many(
-        self, item_ids: Sequence[str], with_popular: bool = False
-    ) -> tuple[dict[str, SimilarityRow], PopularList]:
-        """Neighbour rows of the items (missing ones absent) and, if asked, the popular
-        list, in one read (one BatchGetItem) so that the API stays within 2 round trips."""
+        self, item_ids: Sequence[str], lists: Sequence[str] = ()
+    ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
+        """Neighbour rows of the items (missing ones absent) and the named popular lists
+        (``#popular``, ``#cat:<category>``; missing ones empty), in one read (one
+        BatchGetItem) so that the API stays within 2 round trips."""
         ...
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None: ...
 
-    def get_popular(self) -> PopularList: ...
+    def get_list(self, name: str) -> PopularList: ...
 
-    def put_popular(self, popular: PopularList) -> None:
+    def put_list(self, name: str, popular: PopularList) -> None:
         """Write if the stored version equals ``popular.version``; else ConcurrentUpdateError."""
         ...
 
 
 class ChangePublisher(Protocol):
-    def publish(self, changed: Iterable[str], norm_changed: set[str]) -> None:
-        """Announce items whose co-occurrence counts (or own count) changed."""
+    def publish(
+        self, changed: Iterable[str], norm_changed: set[str], popular_changed: Iterable[str] = ()
+    ) -> None:
+        """Announce items whose co-occurrence counts, own count or popularity changed."""
         ...
 
 

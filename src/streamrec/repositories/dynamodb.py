@@ -18,7 +18,6 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from streamrec.domain.model import (
-    POPULAR_ROW,
     Delta,
     HistoryItem,
     ItemStats,
@@ -33,6 +32,7 @@ from streamrec.repositories.base import (
     RepositoryError,
     guard_attribute,
     pending,
+    stats_from_attributes,
     summed,
 )
 
@@ -111,19 +111,20 @@ class DynamoTable:
 
     def apply_guarded_many(
         self,
-        rows: Sequence[tuple[dict[str, Any], Sequence[Delta]]],
+        rows: Sequence[tuple[dict[str, Any], Sequence[Delta], Mapping[str, str]]],
         shard: str,
         attribute_name: Callable[[str], str] = str,
     ) -> None:
         """:meth:`apply_guarded` for many rows, concurrently; returns when all are written
         and raises the first failure (the batch is then retried; guards absorb the rest)."""
         if len(rows) <= 1:
-            for key, deltas in rows:
-                self.apply_guarded(key, deltas, shard, attribute_name)
+            for key, deltas, strings in rows:
+                self.apply_guarded(key, deltas, shard, attribute_name, strings)
             return
         with ThreadPoolExecutor(max_workers=min(WRITE_CONCURRENCY, len(rows))) as pool:
             futures = [
-                pool.submit(self.apply_guarded, key, deltas, shard, attribute_name) for key, deltas in rows
+                pool.submit(self.apply_guarded, key, deltas, shard, attribute_name, strings)
+                for key, deltas, strings in rows
             ]
             for future in futures:
                 future.result()
@@ -134,6 +135,7 @@ class DynamoTable:
         deltas: Sequence[Delta],
         shard: str,
         attribute_name: Callable[[str], str] = str,
+        strings: Mapping[str, str] | None = None,
     ) -> None:
         """ADD the deltas this row lacks, and advance its replay guard, in one UpdateItem.
 
@@ -147,17 +149,21 @@ class DynamoTable:
             totals = summed(part)
             names = {"#g": guard}
             values: dict[str, Any] = {":first": {"S": part[0].sequence}, ":last": {"S": part[-1].sequence}}
-            adds = []
+            adds, sets = [], ["#g = :last"]
             for index, (attribute, value) in enumerate(totals.items()):
                 names[f"#{index}"] = attribute_name(attribute)
                 values[f":{index}"] = _number(value)
                 adds.append(f"#{index} :{index}")
+            for index, (attribute, text) in enumerate((strings or {}).items()):
+                names[f"#s{index}"] = attribute
+                values[f":s{index}"] = {"S": text}
+                sets.append(f"#s{index} = :s{index}")
             try:
                 self.call(
                     "update_item",
                     TableName=self.name,
                     Key=key,
-                    UpdateExpression=f"SET #g = :last ADD {', '.join(adds)}",
+                    UpdateExpression=f"SET {', '.join(sets)} ADD {', '.join(adds)}",
                     ConditionExpression="attribute_not_exists(#g) OR #g < :first",
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
@@ -251,6 +257,9 @@ class DynamoUserRepository:
             except ClientError as error:
                 raise ConcurrentUpdateError(f"user {state.user_id} changed concurrently") from error
 
+    def delete(self, user_id: str) -> None:
+        self.table.call("delete_item", TableName=self.table.name, Key={"user_id": {"S": user_id}})
+
 
 # ---- Counts -------------------------------------------------------------------------------
 
@@ -273,7 +282,7 @@ class DynamoCooccurrenceRepository:
 
     def apply(self, deltas: Mapping[tuple[str, int], Sequence[Delta]], shard: str) -> None:
         rows = [
-            ({"item_id": {"S": item}, "block": {"N": str(block)}}, row_deltas)
+            ({"item_id": {"S": item}, "block": {"N": str(block)}}, row_deltas, {})
             for (item, block), row_deltas in deltas.items()
         ]
         self.table.apply_guarded_many(rows, shard, attribute_name=lambda neighbour: COUNT_PREFIX + neighbour)
@@ -287,13 +296,22 @@ class DynamoItemStatsRepository:
         keys = [{"item_id": {"S": i}} for i in sorted(set(item_ids))]
         result = {}
         for item in self.table.batch_get(keys):
-            counts = {k: float(v["N"]) for k, v in item.items() if "N" in v}
-            weight = counts.pop("w", 0.0)
-            result[item["item_id"]["S"]] = ItemStats(item["item_id"]["S"], weight, counts)
+            attributes = {k: float(v["N"]) if "N" in v else v.get("S", "") for k, v in item.items()}
+            result[item["item_id"]["S"]] = stats_from_attributes(item["item_id"]["S"], attributes)
         return result
 
-    def apply(self, deltas: Mapping[str, Sequence[Delta]], shard: str) -> None:
-        rows = [({"item_id": {"S": item}}, row_deltas) for item, row_deltas in deltas.items()]
+    def apply(
+        self, deltas: Mapping[str, Sequence[Delta]], shard: str, categories: Mapping[str, str] | None = None
+    ) -> None:
+        categories = categories or {}
+        rows = [
+            (
+                {"item_id": {"S": item}},
+                row_deltas,
+                {"category": categories[item]} if item in categories else {},
+            )
+            for item, row_deltas in deltas.items()
+        ]
         self.table.apply_guarded_many(rows, shard)
 
 
@@ -309,10 +327,14 @@ def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
     )
 
 
-def _popular_from_item(item: dict[str, Any] | None) -> PopularList:
+def _list_from_item(item: dict[str, Any] | None) -> PopularList:
     if not item:
         return PopularList()
-    return PopularList([(i, w) for i, w in json.loads(item["items"]["S"])], int(item["version"]["N"]))
+    return PopularList(
+        [(i, w) for i, w in json.loads(item["items"]["S"])],
+        int(item["version"]["N"]),
+        int(item.get("epoch", {}).get("N", 0)),
+    )
 
 
 class DynamoSimilarityRepository:
@@ -320,20 +342,20 @@ class DynamoSimilarityRepository:
         self.table = table
 
     def get_many(
-        self, item_ids: Sequence[str], with_popular: bool = False
-    ) -> tuple[dict[str, SimilarityRow], PopularList]:
-        wanted = [i for i in dict.fromkeys(item_ids) if i != POPULAR_ROW]
-        if with_popular:
-            wanted.append(POPULAR_ROW)
+        self, item_ids: Sequence[str], lists: Sequence[str] = ()
+    ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
+        wanted = list(dict.fromkeys([*item_ids, *lists]))
+        list_names = set(lists)
         rows: dict[str, SimilarityRow] = {}
-        popular = PopularList()
+        found: dict[str, PopularList] = {name: PopularList() for name in lists}
         for item in self.table.batch_get([{"item_id": {"S": i}} for i in wanted]):
-            if item["item_id"]["S"] == POPULAR_ROW:
-                popular = _popular_from_item(item)
+            key = item["item_id"]["S"]
+            if key in list_names:
+                found[key] = _list_from_item(item)
             else:
                 row = _row_from_item(item)
                 rows[row.item_id] = row
-        return rows, popular
+        return rows, found
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None:
         items = [
@@ -349,13 +371,13 @@ class DynamoSimilarityRepository:
         ]
         self.table.batch_put(items)
 
-    def get_popular(self) -> PopularList:
+    def get_list(self, name: str) -> PopularList:
         response = self.table.call(
-            "get_item", TableName=self.table.name, Key={"item_id": {"S": POPULAR_ROW}}, ConsistentRead=True
+            "get_item", TableName=self.table.name, Key={"item_id": {"S": name}}, ConsistentRead=True
         )
-        return _popular_from_item(response.get("Item"))
+        return _list_from_item(response.get("Item"))
 
-    def put_popular(self, popular: PopularList) -> None:
+    def put_list(self, name: str, popular: PopularList) -> None:
         condition = "attribute_not_exists(item_id)" if popular.version == 0 else "version = :v"
         extra = (
             {} if popular.version == 0 else {"ExpressionAttributeValues": {":v": {"N": str(popular.version)}}}
@@ -365,15 +387,16 @@ class DynamoSimilarityRepository:
                 "put_item",
                 TableName=self.table.name,
                 Item={
-                    "item_id": {"S": POPULAR_ROW},
+                    "item_id": {"S": name},
                     "items": {"S": json.dumps([[i, w] for i, w in popular.items], separators=(",", ":"))},
                     "version": {"N": str(popular.version + 1)},
+                    "epoch": {"N": str(popular.epoch)},
                 },
                 ConditionExpression=condition,
                 **extra,
             )
         except ClientError as error:
-            raise ConcurrentUpdateError("popular list changed concurrently") from error
+            raise ConcurrentUpdateError(f"{name} changed concurrently") from error
 
 
 # ---- Outbound channels ------------------------------------------------------------------------
@@ -387,13 +410,23 @@ class KinesisChangePublisher:
         self.stream_name = stream_name
         self.client = client if client is not None else boto3.client("kinesis")
 
-    def publish(self, changed: Iterable[str], norm_changed: set[str]) -> None:
+    def publish(
+        self, changed: Iterable[str], norm_changed: set[str], popular_changed: Iterable[str] = ()
+    ) -> None:
+        changed, popular = set(changed), set(popular_changed)
         records = [
             {
-                "Data": json.dumps({"item_id": item, "norm_changed": item in norm_changed}).encode(),
+                "Data": json.dumps(
+                    {
+                        "item_id": item,
+                        "changed": item in changed,
+                        "norm_changed": item in norm_changed,
+                        "popular_changed": item in popular,
+                    }
+                ).encode(),
                 "PartitionKey": item,
             }
-            for item in sorted(set(changed) | norm_changed)
+            for item in sorted(changed | norm_changed | popular)
         ]
         for chunk in _chunks(records, PUT_RECORDS_LIMIT):
             remaining = list(chunk)

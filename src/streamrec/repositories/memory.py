@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from streamrec.domain.model import (
-    POPULAR_ROW,
     Delta,
     ItemStats,
     PopularList,
@@ -24,6 +23,7 @@ from streamrec.repositories.base import (
     DeadLetter,
     guard_attribute,
     pending,
+    stats_from_attributes,
     summed,
 )
 
@@ -58,22 +58,30 @@ class InMemoryUserRepository:
             saved.version += 1
             self.rows[state.user_id] = saved
 
+    def delete(self, user_id: str) -> None:
+        self.rows.pop(user_id, None)
+
 
 class InMemoryCooccurrenceRepository:
     def __init__(self) -> None:
-        self.rows: dict[tuple[str, int], dict[str, float | str]] = defaultdict(dict)
+        # item -> block -> row, so that reading an item's row never walks the table.
+        self.rows: dict[str, dict[int, dict[str, float | str]]] = defaultdict(lambda: defaultdict(dict))
 
     def get_rows(self, item_ids: Iterable[str]) -> dict[str, dict[str, float]]:
-        wanted = set(item_ids)
-        result: dict[str, dict[str, float]] = {item: {} for item in wanted}
-        for (item, _block), row in self.rows.items():
-            if item in wanted:
-                result[item].update({k: float(v) for k, v in row.items() if not k.startswith("s#")})
+        result: dict[str, dict[str, float]] = {}
+        for item in set(item_ids):
+            counts: dict[str, float] = {}
+            for row in self.rows.get(item, {}).values():
+                counts.update({k: float(v) for k, v in row.items() if not k.startswith("s#")})
+            result[item] = counts
         return result
 
     def apply(self, deltas: Mapping[tuple[str, int], Sequence[Delta]], shard: str) -> None:
-        for key, row_deltas in deltas.items():
-            _apply_guarded(self.rows[key], row_deltas, shard)
+        for (item, block), row_deltas in deltas.items():
+            _apply_guarded(self.rows[item][block], row_deltas, shard)
+
+    def items(self) -> list[str]:
+        return list(self.rows)
 
 
 class InMemoryItemStatsRepository:
@@ -85,38 +93,42 @@ class InMemoryItemStatsRepository:
         for item in item_ids:
             row = self.rows.get(item)
             if row is not None:
-                counts = {k: float(v) for k, v in row.items() if not k.startswith("s#")}
-                weight = counts.pop("w", 0.0)
-                result[item] = ItemStats(item, weight, counts)
+                result[item] = stats_from_attributes(item, row)
         return result
 
-    def apply(self, deltas: Mapping[str, Sequence[Delta]], shard: str) -> None:
+    def apply(
+        self, deltas: Mapping[str, Sequence[Delta]], shard: str, categories: Mapping[str, str] | None = None
+    ) -> None:
         for item, row_deltas in deltas.items():
-            _apply_guarded(self.rows[item], row_deltas, shard)
+            row = self.rows[item]
+            guard = row.get(guard_attribute(shard))
+            _apply_guarded(row, row_deltas, shard)
+            if categories and item in categories and row.get(guard_attribute(shard)) != guard:
+                row["category"] = categories[item]
 
 
 class InMemorySimilarityRepository:
     def __init__(self) -> None:
         self.rows: dict[str, SimilarityRow] = {}
-        self.popular = PopularList()
+        self.lists: dict[str, PopularList] = {}
 
     def get_many(
-        self, item_ids: Sequence[str], with_popular: bool = False
-    ) -> tuple[dict[str, SimilarityRow], PopularList]:
-        rows = {i: copy.deepcopy(self.rows[i]) for i in item_ids if i in self.rows and i != POPULAR_ROW}
-        return rows, (self.get_popular() if with_popular else PopularList())
+        self, item_ids: Sequence[str], lists: Sequence[str] = ()
+    ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
+        rows = {i: copy.deepcopy(self.rows[i]) for i in item_ids if i in self.rows}
+        return rows, {name: self.get_list(name) for name in lists}
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None:
         for row in rows:
             self.rows[row.item_id] = copy.deepcopy(row)
 
-    def get_popular(self) -> PopularList:
-        return copy.deepcopy(self.popular)
+    def get_list(self, name: str) -> PopularList:
+        return copy.deepcopy(self.lists.get(name, PopularList()))
 
-    def put_popular(self, popular: PopularList) -> None:
-        if popular.version != self.popular.version:
-            raise ConcurrentUpdateError("popular list changed concurrently")
-        self.popular = PopularList(list(popular.items), popular.version + 1)
+    def put_list(self, name: str, popular: PopularList) -> None:
+        if popular.version != self.lists.get(name, PopularList()).version:
+            raise ConcurrentUpdateError(f"{name} changed concurrently")
+        self.lists[name] = PopularList(list(popular.items), popular.version + 1, popular.epoch)
 
 
 @dataclass
@@ -125,15 +137,20 @@ class InMemoryChangePublisher:
 
     changed: set[str] = field(default_factory=set)
     norm_changed: set[str] = field(default_factory=set)
+    popular_changed: set[str] = field(default_factory=set)
 
-    def publish(self, changed: Iterable[str], norm_changed: set[str]) -> None:
+    def publish(
+        self, changed: Iterable[str], norm_changed: set[str], popular_changed: Iterable[str] = ()
+    ) -> None:
         self.changed.update(changed)
         self.norm_changed.update(norm_changed)
+        self.popular_changed.update(popular_changed)
 
-    def drain(self) -> tuple[set[str], set[str]]:
-        changed, norm_changed = self.changed, self.norm_changed
-        self.changed, self.norm_changed = set(), set()
-        return changed, norm_changed
+    def drain(self) -> tuple[set[str], set[str], set[str]]:
+        """(changed, norm_changed, popular_changed) since the last drain."""
+        drained = self.changed, self.norm_changed, self.popular_changed
+        self.changed, self.norm_changed, self.popular_changed = set(), set(), set()
+        return drained
 
 
 @dataclass

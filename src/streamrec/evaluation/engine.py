@@ -1,0 +1,105 @@
+"""The production pipeline on in-memory adapters, driven one batch at a time.
+
+A batch of events is ingested by the production IngestService; its change announcements
+go to the production SimilarityService. By default neighbour rows are rebuilt lazily: the
+rows an announcement affects are marked, and a marked row is rebuilt (from the current
+counts, by the same code) just before a request reads it. Rebuilding is a pure function
+of the counts, so a request sees what the deployed pipeline shows once its
+changed-items stream has drained; ``eager=True`` rebuilds at every batch instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamrec.domain.ingest import IngestService, SequencedEvent, plan_batch
+from streamrec.domain.model import UserState, sequence_key
+from streamrec.domain.recommend import (
+    EXCLUDE_NONE,
+    EXCLUDE_PURCHASED,
+    RecommendationList,
+    RecommendationService,
+)
+from streamrec.domain.similarity import SimilarityService
+from streamrec.events import parse_event
+from streamrec.repositories.memory import (
+    InMemoryChangePublisher,
+    InMemoryCooccurrenceRepository,
+    InMemoryItemStatsRepository,
+    InMemorySimilarityRepository,
+    InMemoryUserRepository,
+)
+from streamrec.settings import Settings
+
+SHARD = "shardId-000000000000"
+
+
+@dataclass
+class InMemoryEngine:
+    settings: Settings
+    eager: bool = False
+    users: InMemoryUserRepository = field(default_factory=InMemoryUserRepository)
+    cooccurrence: InMemoryCooccurrenceRepository = field(default_factory=InMemoryCooccurrenceRepository)
+    item_stats: InMemoryItemStatsRepository = field(default_factory=InMemoryItemStatsRepository)
+    similarity: InMemorySimilarityRepository = field(default_factory=InMemorySimilarityRepository)
+    changes: InMemoryChangePublisher = field(default_factory=InMemoryChangePublisher)
+    sequence: int = 0
+    stale_rows: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.ingest_service = IngestService(
+            self.settings, self.users, self.cooccurrence, self.item_stats, self.changes
+        )
+        self.similarity_service = SimilarityService(
+            self.settings, self.cooccurrence, self.item_stats, self.similarity
+        )
+        self.recommendations = RecommendationService(self.settings, self.users, self.similarity)
+
+    def _sequenced(self, events: list[dict[str, Any]]) -> list[SequencedEvent]:
+        batch = []
+        for payload in events:
+            self.sequence += 1
+            batch.append(SequencedEvent(sequence_key(self.sequence), parse_event(payload)))
+        return batch
+
+    def ingest(self, events: list[dict[str, Any]]) -> None:
+        """Apply events (one batch of one stream shard), then handle the announcements."""
+        self.ingest_service.ingest(self._sequenced(events), SHARD)
+        changed, norm_changed, popular_changed = self.changes.drain()
+        self.stale_rows |= self.similarity_service.affected(changed, norm_changed)
+        self.similarity_service.update_popular_lists(popular_changed)
+        if self.eager:
+            self.flush()
+
+    def flush(self) -> None:
+        """Rebuild every marked row now."""
+        self._refresh(set(self.stale_rows))
+
+    def _refresh(self, items: set[str]) -> None:
+        due = items & self.stale_rows
+        if due:
+            self.similarity_service.rebuild(due)
+            self.stale_rows -= due
+
+    def _score(self, state: UserState | None, k: int, now: float, exclude: str) -> RecommendationList:
+        if state is not None:
+            self._refresh({entry.item_id for entry in state.items})
+        return self.recommendations.for_state(state, k, exclude=exclude, now=now)
+
+    def recommend(
+        self, user_id: str, k: int, now: float, exclude: str = EXCLUDE_PURCHASED
+    ) -> RecommendationList:
+        """What ``GET /users/{user_id}/recommendations`` answers at time ``now``."""
+        return self._score(self.users.get(user_id), k, now, exclude)
+
+    def recommend_for_events(
+        self, events: list[dict[str, Any]], k: int, now: float, exclude: str = EXCLUDE_NONE
+    ) -> RecommendationList:
+        """Score a transient user built from ``events`` (one user), storing nothing."""
+        if not events:
+            return self._score(None, k, now, exclude)
+        batch = [SequencedEvent(sequence_key(n + 1), parse_event(e)) for n, e in enumerate(events)]
+        plan = plan_batch({}, batch, SHARD, self.settings)
+        state = plan.users.get(batch[0].event.user_id)
+        return self._score(state, k, now, exclude)
