@@ -52,6 +52,11 @@ class Settings:
     # to this power: 0 turns position weighting off.
     position_decay: float = 0.0
     popularity_half_life_hours: float = 24.0
+    # Two-hop neighbours: from the rows of an item's strongest ``two_hop_sources``
+    # neighbours, keep ``two_hop_size`` items, scored sum_l S_il * S_lj * two_hop_weight.
+    two_hop_sources: int = 10
+    two_hop_size: int = 20
+    two_hop_weight: float = 0.5
     purchased_kept: int = 500
     recent_event_ids_kept: int = 100
 

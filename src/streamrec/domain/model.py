@@ -112,12 +112,14 @@ class Neighbour:
 
 @dataclass
 class SimilarityRow:
-    """The top-K neighbours of one item, best first."""
+    """The top-K neighbours of one item, best first, and its two-hop neighbours: items
+    close to its neighbours that do not co-occur with it (best first)."""
 
     item_id: str
     neighbours: list[Neighbour]
     measure: str = ""
     updated_at: float = 0.0
+    extended: list[Neighbour] = field(default_factory=list)
 
 
 @dataclass

@@ -129,16 +129,16 @@ class RecommendationService:
             excluded.update(entry.item_id for entry in history)
 
         weights = history_weights(history, now, settings)
-        categories = top_categories(history, weights, settings.categories_per_request)
-        list_names = (
-            [POPULAR_ROW, *(category_row(c) for c, _ in categories)]
+        categories = (
+            top_categories(history, weights, settings.categories_per_request)
             if settings.category_blend
-            else [POPULAR_ROW]
+            else []
         )
+        list_names = [POPULAR_ROW, *(category_row(c) for c, _ in categories)]
         rows, lists = self.similarity.get_many([entry.item_id for entry in history], list_names)
         popular = lists[POPULAR_ROW]
 
-        candidates = {n.item_id for row in rows.values() for n in row.neighbours}
+        candidates = {n.item_id for row in rows.values() for n in (*row.neighbours, *row.extended)}
         if settings.self_similarity > 0:
             candidates.update(entry.item_id for entry in history)
         if settings.category_blend:
@@ -150,9 +150,10 @@ class RecommendationService:
             item_matrix = np.zeros((len(history), len(ordered)))
             for row_index, entry in enumerate(history):
                 row = rows.get(entry.item_id)
-                for neighbour in row.neighbours if row else ():
+                for neighbour in (*row.neighbours, *row.extended) if row else ():
                     if neighbour.item_id in column:
-                        item_matrix[row_index, column[neighbour.item_id]] = neighbour.score
+                        cell = (row_index, column[neighbour.item_id])
+                        item_matrix[cell] = max(item_matrix[cell], neighbour.score)
                 if settings.self_similarity > 0 and entry.item_id in column:
                     cell = (row_index, column[entry.item_id])
                     item_matrix[cell] = max(item_matrix[cell], settings.self_similarity)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from streamrec_core import similarity, top_k
+from streamrec_core import personalized_scores, similarity, top_k
 
 from streamrec.domain.model import (
     POPULAR_ROW,
@@ -120,8 +120,44 @@ class SimilarityService:
             )
             for item in targets
         ]
+        if self.settings.two_hop_sources and self.settings.two_hop_size:
+            self._add_two_hop(result)
         self.similarity.put_rows(result)
         return result
+
+    def _add_two_hop(self, rows: list[SimilarityRow]) -> None:
+        """Fill ``extended`` from the neighbour rows of each row's strongest neighbours
+        (rows rebuilt in this batch are used fresh, others as stored)."""
+        sources_per_row = self.settings.two_hop_sources
+        fresh = {row.item_id: row for row in rows}
+        sources = {n.item_id for row in rows for n in row.neighbours[:sources_per_row]}
+        stored, _ = self.similarity.get_many(sorted(sources - fresh.keys()))
+        known = {**stored, **fresh}
+        for row in rows:
+            first = row.neighbours[:sources_per_row]
+            excluded = {row.item_id} | {n.item_id for n in row.neighbours}
+            candidates = sorted(
+                {
+                    n.item_id
+                    for source in first
+                    for n in known.get(source.item_id, SimilarityRow("", [])).neighbours
+                }
+                - excluded
+            )
+            if not candidates:
+                row.extended = []
+                continue
+            column = {item: index for index, item in enumerate(candidates)}
+            matrix = np.zeros((len(first), len(candidates)))
+            for source_index, source in enumerate(first):
+                for n in known.get(source.item_id, SimilarityRow("", [])).neighbours:
+                    if n.item_id in column:
+                        matrix[source_index, column[n.item_id]] = n.score
+            scores, _ = personalized_scores(np.array([n.score for n in first]), matrix)
+            row.extended = [
+                Neighbour(candidates[index], float(scores[index]) * self.settings.two_hop_weight)
+                for index in top_k(scores, self.settings.two_hop_size)
+            ]
 
     def update_popular_lists(self, items: Iterable[str]) -> None:
         """Merge the items' current popularity into ``#popular`` and their categories' lists."""

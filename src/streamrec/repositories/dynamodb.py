@@ -324,6 +324,7 @@ def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
         neighbours=[Neighbour(i, s) for i, s in json.loads(item["neighbours"]["S"])],
         measure=item.get("measure", {}).get("S", ""),
         updated_at=float(item.get("updated_at", {}).get("N", 0)),
+        extended=[Neighbour(i, s) for i, s in json.loads(item.get("extended", {}).get("S", "[]"))],
     )
 
 
@@ -363,6 +364,9 @@ class DynamoSimilarityRepository:
                 "item_id": {"S": row.item_id},
                 "neighbours": {
                     "S": json.dumps([[n.item_id, n.score] for n in row.neighbours], separators=(",", ":"))
+                },
+                "extended": {
+                    "S": json.dumps([[n.item_id, n.score] for n in row.extended], separators=(",", ":"))
                 },
                 "measure": {"S": row.measure or "-"},
                 "updated_at": _number(row.updated_at),
