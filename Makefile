@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit build validate clean
+.PHONY: install run test lint unit build validate clean eval
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.12 not found (the Lambda runtime is python3.12); install it or run make PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -17,6 +17,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The evaluation's peers and plot (the `eval` extra); rtrec compiles a C extension.
+EVAL_STAMP := $(VENV)/.installed-eval
+$(EVAL_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,eval]"
+	touch $(EVAL_STAMP)
+
+## eval: P1 + P2 of ../shared/EVALUATION.md on ../shared/datasets (skipped when absent), with
+## progress; writes eval/report.md, eval/report.json, eval/hr_at_k.png (~10 min; rtrec: EVAL_ARGS=--with-rtrec)
+eval: $(EVAL_STAMP)
+	$(BIN)/streamrec eval all $(EVAL_ARGS)
 
 ## run: start the local stack (moto + pollers + HTTP API on :3000) and load the demo data
 run: $(STAMP)

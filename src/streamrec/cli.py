@@ -4,6 +4,10 @@
 and queue, the functions polled like Lambda, the HTTP API), loads the demo events and
 serves until Ctrl-C. Each subcommand is one ``_add_<name>`` (its arguments) and one
 ``_cmd_<name>`` (what it does), so that ``eval`` and ``bench`` can join ``run``.
+
+``streamrec faults`` runs the fault-injection and poison-record replays (README,
+"Reliability and security"); ``streamrec dlq list|redrive`` lists and re-drives the
+dead-letter queue of the local stack or, with ``--queue-url``, of a deployed stack.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from streamrec.evaluation.cli import add_eval_parser
 
 __all__ = ["main"]
 
@@ -51,12 +57,24 @@ def _add_run(subparsers: Any) -> None:
     run.add_argument("--seed", type=int, default=None, help="demo generator seed (default: the fixed seed)")
     run.add_argument("--no-demo", action="store_true", help="start empty, load no demo events")
     run.add_argument("--template", type=Path, default=None, help="SAM template (default ./template.yaml)")
-    run.add_argument("--outputs", type=Path, default=Path(".local/outputs.json"),
-                     help="where to write the stack's outputs (default .local/outputs.json)")
-    run.add_argument("--drain-timeout", type=float, default=600.0,
-                     help="seconds to wait for the demo data to be processed (default 600)")
-    run.add_argument("--function-log-level", choices=_LOG_LEVELS, default="WARNING",
-                     help="POWERTOOLS_LOG_LEVEL of the functions (default WARNING)")
+    run.add_argument(
+        "--outputs",
+        type=Path,
+        default=Path(".local/outputs.json"),
+        help="where to write the stack's outputs (default .local/outputs.json)",
+    )
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for the demo data to be processed (default 600)",
+    )
+    run.add_argument(
+        "--function-log-level",
+        choices=_LOG_LEVELS,
+        default="WARNING",
+        help="POWERTOOLS_LOG_LEVEL of the functions (default WARNING)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="log the local stack's own activity")
     run.set_defaults(func=_cmd_run)
 
@@ -171,6 +189,254 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# streamrec faults
+# --------------------------------------------------------------------------------------
+def _add_faults(subparsers: Any) -> None:
+    faults = subparsers.add_parser(
+        "faults",
+        help="fault-injection and poison-record replays of real events (exactly-once check)",
+        description=(
+            "Replay real Taobao events through the production handlers on an in-process moto "
+            "account: crash the functions before/after write steps, re-deliver, bisect and "
+            "duplicate records, and compare every table with a clean run; then mix bad records "
+            "of every kind into a replay, check the dead-letter queue, re-drive it and compare "
+            "again. Prints a summary and writes the figures as JSON."
+        ),
+    )
+    faults.add_argument("--events", type=int, default=2000, help="real events to replay (default 2000)")
+    faults.add_argument(
+        "--sweep-events",
+        type=int,
+        default=8,
+        help="events whose batches are crashed at every write index (default 8)",
+    )
+    faults.add_argument(
+        "--batch-size",
+        type=int,
+        default=100,
+        help="batch size of the faulty run (default 100; the clean run uses the template's)",
+    )
+    faults.add_argument(
+        "--duplicate-rate",
+        type=float,
+        default=0.1,
+        help="share of events the producer puts twice (default 0.1)",
+    )
+    faults.add_argument(
+        "--redelivery-rate",
+        type=float,
+        default=0.15,
+        help="share of successful batches partly re-delivered (default 0.15)",
+    )
+    faults.add_argument(
+        "--crash-rate",
+        type=float,
+        default=0.35,
+        help="share of invocations crashed at a random write step (default 0.35)",
+    )
+    faults.add_argument(
+        "--poison-per-kind",
+        type=int,
+        default=500,
+        help="bad records of each kind in the poison replay (default 500; 0 skips it)",
+    )
+    faults.add_argument(
+        "--poison-events",
+        type=int,
+        default=None,
+        help="valid events of the poison replay (default: --events)",
+    )
+    faults.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    faults.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="data folder holding taobao_userbehavior_head/ (default ../shared/datasets)",
+    )
+    faults.add_argument(
+        "--output",
+        type=Path,
+        default=Path(".local/faults.json"),
+        help="where to write the figures (default .local/faults.json)",
+    )
+    faults.set_defaults(func=_cmd_faults)
+
+
+def _cmd_faults(args: argparse.Namespace) -> int:
+    from streamrec.evaluation.datasets import DatasetMissing
+    from streamrec.reliability.faults import load_events, run_fault_injection
+    from streamrec.reliability.poison import run_poison_replay
+
+    started = time.monotonic()
+    try:
+        events = load_events(max(args.events, args.poison_events or 0), args.data)
+    except DatasetMissing as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    def say(text: str) -> None:
+        _status(f"[{time.monotonic() - started:5.0f}s] {text}", done=True)
+
+    report = run_fault_injection(
+        events[: args.events],
+        sweep_events=args.sweep_events,
+        batch_size=args.batch_size,
+        duplicate_rate=args.duplicate_rate,
+        redelivery_rate=args.redelivery_rate,
+        crash_rate=args.crash_rate,
+        seed=args.seed,
+        progress=say,
+    )
+    result: dict[str, Any] = {"fault_injection": report.as_dict()}
+    ok = report.ok
+    print(
+        f"fault injection: {report.events} events ({report.sweep_events} swept), "
+        f"{report.faults_injected} faults injected, {report.duplicates_sent} duplicates sent, "
+        f"{report.differences} differences"
+    )
+    for problem in report.details.get("problems", []):
+        print(f"  problem: {problem}")
+    if args.poison_per_kind > 0:
+        poison = run_poison_replay(
+            events[: args.poison_events or args.events],
+            per_kind=args.poison_per_kind,
+            processing_failures=args.poison_per_kind,
+            seed=args.seed,
+            progress=say,
+        )
+        result["poison"] = poison.as_dict()
+        ok = ok and poison.ok
+        kinds = ", ".join(f"{k} {v}" for k, v in poison.bad_records_by_kind.items())
+        print(
+            f"poison records: {poison.bad_records} ({kinds}); {poison.dlq_messages} dead letters, "
+            f"missing {sum(poison.missing_from_dlq.values())}; "
+            f"re-driven {poison.redrive['redriven_records']}; "
+            f"{poison.dlq_after_redrive} left (invalid); {poison.differences} differences; "
+            f"shards drained: {poison.shards_drained}"
+        )
+    result["seconds"] = round(time.monotonic() - started, 1)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"{'OK' if ok else 'FAILED'}: figures written to {args.output} ({result['seconds']:.0f}s)")
+    return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------------------
+# streamrec dlq
+# --------------------------------------------------------------------------------------
+def _add_dlq(subparsers: Any) -> None:
+    dlq = subparsers.add_parser(
+        "dlq",
+        help="list or re-drive the dead-letter queue",
+        description=(
+            "Dead letters are records the functions rejected (with a reason) and batch "
+            "descriptions from Lambda's OnFailure destination. By default the local stack's "
+            "queue (.local/outputs.json, written by `streamrec run`); on AWS pass --queue-url "
+            "(the DeadLetterQueueUrl output) and use your usual AWS credentials."
+        ),
+    )
+    actions = dlq.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, helptext in (
+        ("list", "show every dead letter: kind, origin, shard, sequence numbers, reason"),
+        ("redrive", "put the records back on their stream and delete the re-driven messages"),
+    ):
+        action = actions.add_parser(name, help=helptext, description=helptext)
+        action.add_argument(
+            "--outputs",
+            type=Path,
+            default=Path(".local/outputs.json"),
+            help="the local stack's outputs (default .local/outputs.json)",
+        )
+        action.add_argument("--queue-url", default=None, help="the dead-letter queue URL (e.g. on AWS)")
+        action.add_argument(
+            "--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)"
+        )
+        action.add_argument(
+            "--region", default=None, help="AWS region (default: from --outputs, or your config)"
+        )
+        if name == "list":
+            action.add_argument("--json", action="store_true", help="one JSON object per dead letter")
+            action.set_defaults(func=_cmd_dlq_list)
+        else:
+            action.add_argument(
+                "--dry-run", action="store_true", help="show what would be re-driven; change nothing"
+            )
+            action.add_argument(
+                "--include-invalid",
+                action="store_true",
+                help="also re-drive records rejected as invalid (they will come back)",
+            )
+            action.add_argument(
+                "--stream", default=None, help="put the records on this stream instead of their original one"
+            )
+            action.set_defaults(func=_cmd_dlq_redrive)
+    dlq.set_defaults(func=lambda args: dlq.print_help() or 2)
+
+
+def _dlq_clients(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    """(sqs, kinesis, queue url) from the flags, else from the local stack's outputs file."""
+    import boto3
+
+    endpoint, region, queue_url = args.endpoint_url, args.region, args.queue_url
+    local = False
+    if queue_url is None:
+        if not args.outputs.is_file():
+            raise SystemExit(
+                f"error: {args.outputs} not found: start the local stack (`streamrec run`) "
+                "or pass --queue-url"
+            )
+        outputs = json.loads(args.outputs.read_text(encoding="utf-8"))
+        queue_url = outputs["dead_letter_queue_url"]
+        endpoint = endpoint or outputs.get("endpoint_url")
+        region = region or outputs.get("region")
+        local = True
+    kwargs: dict[str, Any] = {"region_name": region, "endpoint_url": endpoint}
+    if local:
+        kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client("sqs", **kwargs), boto3.client("kinesis", **kwargs), queue_url
+
+
+def _cmd_dlq_list(args: argparse.Namespace) -> int:
+    from streamrec.reliability import dlq
+
+    sqs, _kinesis, queue_url = _dlq_clients(args)
+    letters = dlq.receive_all(sqs, queue_url, visibility_timeout=30)
+    try:
+        for letter in letters:
+            print(json.dumps(letter.as_dict()) if args.json else letter.describe())
+    finally:
+        dlq.release(sqs, queue_url, letters)
+    if not args.json:
+        kinds = {kind: sum(1 for letter in letters if letter.kind == kind) for kind in ("record", "batch")}
+        print(f"{len(letters)} dead letters ({kinds['record']} records, {kinds['batch']} batch descriptions)")
+    return 0
+
+
+def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
+    from streamrec.reliability import dlq
+
+    sqs, kinesis, queue_url = _dlq_clients(args)
+    report = dlq.redrive(
+        sqs,
+        kinesis,
+        queue_url,
+        dry_run=args.dry_run,
+        include_invalid=args.include_invalid,
+        stream=args.stream,
+    )
+    verb = "would re-drive" if args.dry_run else "re-drove"
+    print(
+        f"{verb} {report.redriven_records} records from {report.redriven_messages} of "
+        f"{report.examined} dead letters; kept {len(report.kept)}"
+    )
+    for description, why in report.kept[:50]:
+        print(f"  kept ({why}): {description}")
+    if len(report.kept) > 50:
+        print(f"  ... and {len(report.kept) - 50} more")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamrec", description="streamrec: real-time recommendations")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_run(subparsers)
+    _add_faults(subparsers)
+    _add_dlq(subparsers)
+    add_eval_parser(subparsers)
     return parser
 
 

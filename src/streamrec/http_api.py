@@ -2,10 +2,16 @@
 
 Query and path parameters are validated by the resolver's data validation (which also
 yields the OpenAPI schema); a failure is a 400 with a readable message, never a trace.
+API Gateway delivers path parameters percent-decoded, so an id holding ``#``, ``/``, ``?``
+or another character the resolver's route patterns refuse reaches no route: the
+not-found handler recognises the route from the event's ``routeKey`` (or the path) and
+answers 400 rather than 404. Any other exception is logged and answered with a plain 500.
+No route takes a request body.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -25,6 +31,29 @@ from streamrec.repositories.base import RepositoryError
 
 K_DESCRIPTION = "How many items to return (1..100)."
 ID_DESCRIPTION = "1-128 characters: letters, digits and . _ : @ - (not starting with a symbol)."
+
+# The routes, as API Gateway names them in ``routeKey``, with a pattern of the raw path
+# for events that carry no route key; used to tell a malformed id from an unknown route.
+ROUTES = {
+    "GET /users/{user_id}/recommendations": re.compile(r"^/users/(?P<user_id>.+)/recommendations$"),
+    "GET /items/{item_id}/similar": re.compile(r"^/items/(?P<item_id>.+)/similar$"),
+    "DELETE /users/{user_id}": re.compile(r"^/users/(?P<user_id>.+)$"),
+    "GET /health": re.compile(r"^/health$"),
+}
+_ERROR_BODY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+            "required": ["error", "message"],
+        }
+    }
+}
+_BAD_REQUEST: dict[str, Any] = {"description": "A malformed parameter", "content": _ERROR_BODY}
+_UNAVAILABLE: dict[str, Any] = {
+    "description": "Storage temporarily unavailable; retry",
+    "content": _ERROR_BODY,
+}
 
 
 def _error(status: int, error: str, message: str) -> Response:
@@ -52,9 +81,27 @@ def _listing(result: RecommendationList) -> list[dict[str, Any]]:
     return [asdict(item) for item in result.items]
 
 
+def malformed_id(event: dict[str, Any]) -> str | None:
+    """For a request that reached no route: the name of the path id that made it miss
+    (``user_id``/``item_id``) when the request is one of our routes, else None."""
+    method = str((event.get("requestContext") or {}).get("http", {}).get("method", "")).upper()
+    route_key = event.get("routeKey")
+    if isinstance(route_key, str) and route_key in ROUTES:
+        names = [n for n in ("user_id", "item_id") if f"{{{n}}}" in route_key]
+        return names[0] if names else None
+    path = event.get("rawPath") or ""
+    for key, pattern in ROUTES.items():
+        route_method = key.split(" ", 1)[0]
+        found = pattern.match(path) if route_method == method else None
+        if found and found.groupdict():
+            return next(iter(found.groupdict()))
+    return None
+
+
 def build_app(service: RecommendationService) -> APIGatewayHttpResolver:
     """The resolver with every route bound to ``service``."""
     app = APIGatewayHttpResolver(enable_validation=True)
+    users = service.users
 
     @app.exception_handler(RequestValidationError)
     def bad_request(error: RequestValidationError) -> Response:
@@ -66,15 +113,25 @@ def build_app(service: RecommendationService) -> APIGatewayHttpResolver:
         logger.exception("storage call failed")
         return _error(503, "unavailable", "recommendations are temporarily unavailable; retry shortly")
 
+    @app.exception_handler(Exception)
+    def internal_error(error: Exception) -> Response:
+        # The log keeps the trace (no request data: ids only, via the correlation id);
+        # the client gets a plain message naming nothing internal.
+        logger.exception("unhandled error", extra={"error_type": type(error).__name__})
+        return _error(500, "internal_error", "the request could not be served; retry later")
+
     @app.not_found
     def not_found(_missing: Any) -> Response:
+        name = malformed_id(app.current_event.raw_event)
+        if name is not None:
+            return _error(400, "bad_request", f"{name} is malformed: {ID_DESCRIPTION}")
         return _error(404, "not_found", "no such route")
 
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/users/<user_id>/recommendations")
+    @app.get("/users/<user_id>/recommendations", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
     def recommendations(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
         k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
@@ -90,12 +147,30 @@ def build_app(service: RecommendationService) -> APIGatewayHttpResolver:
         result = service.for_user(user_id, k, exclude=exclude)
         return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
 
-    @app.get("/items/<item_id>/similar")
+    @app.get("/items/<item_id>/similar", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
     def similar(
         item_id: Annotated[str, Path(pattern=ID_PATTERN, description="The item.")],
         k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
     ) -> dict[str, Any]:
         result = service.similar_items(item_id, k)
         return {"item_id": item_id, "fallback": result.fallback, "items": _listing(result)}
+
+    @app.delete(
+        "/users/<user_id>",
+        status_code=204,
+        responses={
+            204: {"description": "Forgotten (also when unknown)"},
+            400: _BAD_REQUEST,
+            503: _UNAVAILABLE,
+        },
+    )
+    def forget_user(
+        user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user to forget.")],
+    ) -> Response[None]:
+        """Delete the user's row: recent items, purchases, cart, event ids. Aggregate counts
+        (which hold no user id) keep the user's past contributions."""
+        users.delete(user_id)
+        logger.info("user forgotten", extra={"user_id": user_id})
+        return Response(status_code=204, body="")
 
     return app

@@ -125,7 +125,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         similarity_measure=env.get("SIMILARITY_MEASURE", "jaccard"),
         neighbours_per_item=int(number("NEIGHBOURS_PER_ITEM", 50, int)),
         half_life_hours=number("HALF_LIFE_HOURS", 24.0),
-        history_length=int(number("HISTORY_LENGTH", 20, int)),
+        history_length=int(number("HISTORY_LENGTH", Settings.history_length, int)),
         category_blend=number("CATEGORY_BLEND", Settings.category_blend),
         event_weights=parse_event_weights(env.get("EVENT_WEIGHTS", "")),
     )

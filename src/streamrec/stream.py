@@ -3,30 +3,142 @@
 Each record is parsed by Powertools' ``BatchProcessor`` (partial batch responses). A record
 that no retry can fix (not JSON, schema violation) becomes a dead letter with its reason
 and counts as processed, so it never blocks the shard. The valid records are then applied
-together (the point of batching); if that fails, the whole batch fails and Lambda retries
-or bisects it, and the replay guards keep the retry from double-counting.
+together (the point of batching). If that fails:
+
+* with a *transient* error (storage throttled or unavailable after the client's own
+  retries, a lost race): the whole batch fails and Lambda retries or bisects it; the replay
+  guards keep the retry from double-counting, and after ``MaximumRetryAttempts`` Lambda
+  sends the batch's description (shard, sequence range) to the OnFailure queue;
+* with any other error (a bug hit by one record, a write DynamoDB rejects as invalid):
+  retrying cannot help, so the handler isolates the failing records itself and
+  dead-letters each with the error as its reason; the rest of the batch is applied and
+  the shard moves on. The ingest finds them by replaying its pure planning record by
+  record (nothing of theirs was written); otherwise halves of the batch are applied in
+  turn, recursively (guards make re-applying the good records exact), and a record that
+  fails twice on its own is the culprit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+from botocore.exceptions import BotoCoreError, ClientError
 
+from streamrec.domain import ingest as ingest_domain
 from streamrec.domain.ingest import IngestService, SequencedEvent
 from streamrec.domain.model import sequence_key
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import ID_REGEX, InvalidEvent
 from streamrec.observability import logger
-from streamrec.repositories.base import DeadLetter, DeadLetterSink
+from streamrec.repositories.base import DeadLetter, DeadLetterSink, RepositoryError
+
+# DynamoDB errors that say a request itself is invalid (e.g. an item over 400 KB): the same
+# write fails however often it is retried.
+NON_RETRYABLE_CODES = frozenset({"ValidationException", "SerializationException"})
+# Prefix of the reason of a record whose processing (not parsing) kept failing: such a
+# record was valid, so `streamrec dlq redrive` puts it back on its stream by default.
+PROCESSING_FAILED = "processing failed"
+MAX_REASON_CHARS = 1_000
+# A user event is well under 1 KB; a record far larger is a producer bug or abuse, rejected
+# before parsing (the schema ignores unknown fields, so they would otherwise be accepted).
+MAX_RECORD_BYTES = 16 * 1024
+
+Applicable = list[tuple[KinesisStreamRecord, Any]]
 
 
 def shard_of(record: KinesisStreamRecord) -> str:
     """The shard id from the record's eventID ("shardId-000000000000:<sequence>")."""
     return record.event_id.split(":", 1)[0]
+
+
+def dead_letter(record: KinesisStreamRecord, reason: str) -> DeadLetter:
+    """A dead letter for ``record``: where it came from, why, and its raw data."""
+    return DeadLetter(
+        reason=reason[:MAX_REASON_CHARS],
+        source=record.event_source_arn or "",
+        shard=shard_of(record),
+        sequence_number=record.kinesis.sequence_number,
+        partition_key=record.kinesis.partition_key,
+        data=record.kinesis.data,
+    )
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying the batch later may succeed: storage or network failures that
+    outlasted the client's retries, and lost races. Anything else is deterministic."""
+    if isinstance(error, RepositoryError):
+        cause = error.__cause__
+        if isinstance(cause, ClientError):
+            return cause.response.get("Error", {}).get("Code") not in NON_RETRYABLE_CODES
+        return True
+    return isinstance(error, BotoCoreError | ClientError | TimeoutError | ConnectionError)
+
+
+class FindFailing(Protocol):
+    def __call__(self, records: Applicable) -> list[tuple[int, Exception]]:
+        """Indexes (into ``records``) and errors of the records whose processing fails
+        deterministically, found cheaply (without writing); may raise a transient error."""
+        ...
+
+
+def apply_isolating(
+    apply: Callable[[Applicable], None],
+    records: Applicable,
+    failed: list[tuple[KinesisStreamRecord, Exception]],
+    find_failing: FindFailing | None = None,
+) -> None:
+    """Apply ``records``; on a deterministic failure, isolate the failing records, collect
+    them (with their error) in ``failed`` and apply the others, in stream order.
+
+    Isolation first asks ``find_failing`` (the ingest replays its pure planning record by
+    record, then applies the rest in one go); failing that, it applies each half in turn,
+    recursively, and a single record that fails twice on its own is the culprit. Transient
+    errors propagate: the whole batch is then retried by Lambda.
+    """
+    try:
+        apply(records)
+        return
+    except Exception as error:
+        if is_transient(error):
+            raise
+    if find_failing is not None and len(records) > 1:
+        culprits = find_failing(records)
+        if culprits:
+            failed.extend((records[index][0], error) for index, error in culprits)
+            rejected = {index for index, _ in culprits}
+            rest = [record for index, record in enumerate(records) if index not in rejected]
+            if rest:
+                apply_isolating(apply, rest, failed)  # generic isolation if something else fails
+            return
+    _bisect(apply, records, failed)
+
+
+def _bisect(
+    apply: Callable[[Applicable], None],
+    records: Applicable,
+    failed: list[tuple[KinesisStreamRecord, Exception]],
+) -> None:
+    """Generic isolation of ``records`` (which just failed together): halves, recursively."""
+    if len(records) > 1:
+        half = len(records) // 2
+        for part in (records[:half], records[half:]):
+            try:
+                apply(part)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                _bisect(apply, part, failed)
+        return
+    try:
+        apply(records)  # once more alone: a record that still fails cannot be helped by retries
+    except Exception as error:
+        if is_transient(error):
+            raise
+        failed.append((records[0][0], error))
 
 
 @dataclass
@@ -38,21 +150,24 @@ class RecordCollector:
     rejected: list[DeadLetter] = field(default_factory=list)
 
     def __call__(self, record: KinesisStreamRecord) -> None:
+        # Parsing is a pure function of the record: whatever it raises, a retry would too.
+        size = len(record.kinesis.data) * 3 // 4  # base64 as delivered
+        if size > MAX_RECORD_BYTES:
+            self.rejected.append(
+                dead_letter(record, f"record of about {size} bytes is over the {MAX_RECORD_BYTES}-byte limit")
+            )
+            return
         try:
             payload = record.kinesis.data_as_json()
+        except (ValueError, RecursionError) as error:  # also bad base64 or UTF-8
+            self.rejected.append(dead_letter(record, f"not valid JSON: {error}"))
+            return
+        try:
             self.accepted.append((record, self.parse(payload)))
-        except (ValueError, UnicodeDecodeError) as error:
-            reason = error.reason if isinstance(error, InvalidEvent) else f"not valid JSON: {error}"
-            self.rejected.append(
-                DeadLetter(
-                    reason=reason,
-                    source=record.event_source_arn or "",
-                    shard=shard_of(record),
-                    sequence_number=record.kinesis.sequence_number,
-                    partition_key=record.kinesis.partition_key,
-                    data=record.kinesis.data,
-                )
-            )
+        except InvalidEvent as error:
+            self.rejected.append(dead_letter(record, error.reason))
+        except Exception as error:  # noqa: BLE001 - a parser bug must not block the shard
+            self.rejected.append(dead_letter(record, f"unparseable record: {type(error).__name__}: {error}"))
 
     def applicable(self, response: dict[str, Any]) -> list[tuple[KinesisStreamRecord, Any]]:
         """Accepted records before the first failed one: Lambda re-delivers from there."""
@@ -71,31 +186,49 @@ def process_batch(
     apply: Callable[[list[tuple[KinesisStreamRecord, Any]]], None],
     dead_letters: DeadLetterSink,
 ) -> dict[str, Any]:
-    """Parse every record, apply the valid ones together, dead-letter the invalid ones."""
+    """Parse every record, apply the valid ones together, dead-letter the invalid ones and
+    those whose processing keeps failing (see the module docstring)."""
     collector = RecordCollector(parse)
     response = process_partial_response(
         event=event, record_handler=collector, processor=processor, context=context
     )
     applicable = collector.applicable(response)
+    failed: list[tuple[KinesisStreamRecord, Exception]] = []
     if applicable:
-        apply(applicable)
-    if collector.rejected:
-        dead_letters.send(collector.rejected)
+        apply_isolating(apply, applicable, failed, getattr(apply, "find_failing", None))
+    letters = list(collector.rejected)
+    for record, error in failed:
+        letters.append(dead_letter(record, f"{PROCESSING_FAILED}: {type(error).__name__}: {error}"))
+        logger.error(
+            "record processing keeps failing; dead-lettered",
+            extra={
+                "shard": shard_of(record),
+                "sequence_number": record.kinesis.sequence_number,
+                "error_type": type(error).__name__,
+            },
+        )
+    if letters:
+        dead_letters.send(letters)
         logger.warning(
             "dead-lettered records",
-            extra={
-                "count": len(collector.rejected),
-                "reasons": sorted({d.reason for d in collector.rejected}),
-            },
+            extra={"count": len(letters), "reasons": sorted({d.reason for d in letters})[:20]},
         )
     return response
 
 
-def ingest_records(service: IngestService) -> Callable[[list[tuple[KinesisStreamRecord, Any]]], None]:
-    def apply(records: list[tuple[KinesisStreamRecord, Any]]) -> None:
+class IngestRecords:
+    """Applies a batch of valid user events (the ingest function's ``apply``)."""
+
+    def __init__(self, service: IngestService) -> None:
+        self.service = service
+
+    @staticmethod
+    def _events(records: Applicable) -> list[SequencedEvent]:
+        return [SequencedEvent(sequence_key(r.kinesis.sequence_number), event) for r, event in records]
+
+    def __call__(self, records: Applicable) -> None:
         shard = shard_of(records[0][0])
-        events = [SequencedEvent(sequence_key(r.kinesis.sequence_number), event) for r, event in records]
-        plan = service.ingest(events, shard)
+        plan = self.service.ingest(self._events(records), shard)
         logger.info(
             "ingested batch",
             extra={
@@ -108,7 +241,32 @@ def ingest_records(service: IngestService) -> Callable[[list[tuple[KinesisStream
             },
         )
 
-    return apply
+    def find_failing(self, records: Applicable) -> list[tuple[int, Exception]]:
+        """Replay the batch's planning (pure, one read of its users) one event at a time,
+        each over the states the previous ones left: the events whose planning raises.
+
+        Planning a batch is the same fold over its events, so this finds exactly the
+        records that make the batch fail before anything is written.
+        """
+        shard = shard_of(records[0][0])
+        events = self._events(records)
+        stored = dict(self.service.users.get_many({e.event.user_id for e in events}))
+        failing: list[tuple[int, Exception]] = []
+        for index, sequenced in enumerate(events):
+            try:
+                plan = ingest_domain.plan_batch(stored, [sequenced], shard, self.service.settings)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                failing.append((index, error))
+                continue
+            stored.update(plan.users)
+        return failing
+
+
+def ingest_records(service: IngestService) -> IngestRecords:
+    """The ingest function's ``apply`` (with ``find_failing`` for cheap isolation)."""
+    return IngestRecords(service)
 
 
 @dataclass(frozen=True)

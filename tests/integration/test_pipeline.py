@@ -27,14 +27,24 @@ pytestmark = pytest.mark.integration
 # u1..u4 view a and b together (u3 also c); u7, u8 view c and d; u5 viewed only a; u6
 # bought b. So b is a's strongest neighbour, and u5 should be offered b because of a.
 HISTORY = [
-    ("u1", "a", "view"), ("u1", "b", "view"),
-    ("u2", "a", "view"), ("u2", "b", "view"),
-    ("u3", "a", "view"), ("u3", "b", "view"), ("u3", "c", "view"),
-    ("u4", "b", "view"), ("u4", "a", "view"),
-    ("u7", "c", "view"), ("u7", "d", "view"),
-    ("u8", "d", "view"), ("u8", "c", "view"),
+    ("u1", "a", "view"),
+    ("u1", "b", "view"),
+    ("u2", "a", "view"),
+    ("u2", "b", "view"),
+    ("u3", "a", "view"),
+    ("u3", "b", "view"),
+    ("u3", "c", "view"),
+    ("u4", "b", "view"),
+    ("u4", "a", "view"),
+    ("u7", "c", "view"),
+    ("u7", "d", "view"),
+    ("u8", "d", "view"),
+    ("u8", "c", "view"),
     ("u5", "a", "view"),
-    ("u6", "a", "view"), ("u6", "b", "view"), ("u6", "b", "add_to_cart"), ("u6", "b", "purchase"),
+    ("u6", "a", "view"),
+    ("u6", "b", "view"),
+    ("u6", "b", "add_to_cart"),
+    ("u6", "b", "purchase"),
 ]
 
 
@@ -140,16 +150,43 @@ def test_unknown_user_gets_popular_items(loaded: LocalStack, api: ApiClient) -> 
         "/items/a/similar?k=101",
         "/items/a/similar?k=abc",
         "/items/bad%20item/similar",
+        "/users/a%23b/recommendations",  # '#', decoded by API Gateway: reaches no route
+        "/users/a%2Fb/recommendations",  # '/' inside the id
+        "/items/a%3Fb/similar",  # '?'
+        "/items/%23totals/similar",  # a global row's key
     ],
 )
 def test_bad_input_is_a_400_with_a_message(local_stack: LocalStack, api: ApiClient, path: str) -> None:
-    _assert_bad_request(api.get(path))
+    response = api.get(path)
+    _assert_bad_request(response)
+    assert "Traceback" not in response.body["message"]
 
 
-@pytest.mark.parametrize("method, path", [("GET", "/nope"), ("GET", "/users/u5"), ("POST", "/health"),
-                                          ("GET", "/health/")])
-def test_unknown_route_is_api_gateways_404(local_stack: LocalStack, api: ApiClient, method: str,
-                                           path: str) -> None:
+@pytest.mark.parametrize("path", ["/users/a%23b", "/users/-x", "/users/" + "y" * 129])
+def test_deleting_a_malformed_user_id_is_a_400(local_stack: LocalStack, api: ApiClient, path: str) -> None:
+    _assert_bad_request(api.request("DELETE", path))
+
+
+def test_delete_user_forgets_their_history(loaded: LocalStack, api: ApiClient) -> None:
+    loaded.put_events([make_event("forget-me", "a", age_s=50), make_event("forget-me", "c", age_s=40)])
+    loaded.drain(timeout=45)
+    before = api.get("/users/forget-me/recommendations?k=5")
+    assert before.status == 200 and before.body["fallback"] is False, before.body
+
+    deleted = api.request("DELETE", "/users/forget-me")
+    assert deleted.status == 204 and deleted.raw == b""
+    after = api.get("/users/forget-me/recommendations?k=5")
+    assert after.status == 200 and after.body["fallback"] is True, after.body
+    assert api.request("DELETE", "/users/forget-me").status == 204  # idempotent
+    assert api.request("DELETE", "/users/never-seen").status == 204
+
+
+@pytest.mark.parametrize(
+    "method, path", [("GET", "/nope"), ("GET", "/users/u5"), ("POST", "/health"), ("GET", "/health/")]
+)
+def test_unknown_route_is_api_gateways_404(
+    local_stack: LocalStack, api: ApiClient, method: str, path: str
+) -> None:
     response = api.request(method, path, body=b"{}" if method == "POST" else None)
     assert response.status == 404
     assert response.body == {"message": "Not Found"}

@@ -97,8 +97,11 @@ def test_function_environment_merges_globals_and_own_variables(
 def test_kinesis_event_sources(raw: dict[str, Any], template: LocalTemplate) -> None:
     for logical_id, resource in _of_type(raw, "AWS::Serverless::Function").items():
         function = template.functions[logical_id]
-        events = {n: e["Properties"] for n, e in resource["Properties"].get("Events", {}).items()
-                  if e["Type"] == "Kinesis"}
+        events = {
+            n: e["Properties"]
+            for n, e in resource["Properties"].get("Events", {}).items()
+            if e["Type"] == "Kinesis"
+        }
         assert {s.event_name for s in function.kinesis_sources} == set(events)
         for source in function.kinesis_sources:
             props = events[source.event_name]
@@ -141,8 +144,12 @@ def test_handlers_and_settings(template: LocalTemplate) -> None:
 
 
 def test_parameter_overrides(template: LocalTemplate) -> None:
-    other = load_template(TEMPLATE, stack_name=STACK, endpoint_url=ENDPOINT,
-                          parameter_overrides={"SimilarityMeasure": "cosine", "EventStreamShards": 2})
+    other = load_template(
+        TEMPLATE,
+        stack_name=STACK,
+        endpoint_url=ENDPOINT,
+        parameter_overrides={"SimilarityMeasure": "cosine", "EventStreamShards": 2},
+    )
     assert other.functions["ApiFunction"].environment["SIMILARITY_MEASURE"] == "cosine"
     assert other.streams["EventStream"].shard_count == 2
     with pytest.raises(TemplateError, match="not one of"):
@@ -206,12 +213,13 @@ def test_intrinsic_functions(tmp_path: Path) -> None:
     [
         ("A: !Ref Nowhere", "unknown resource or parameter 'Nowhere'"),
         ("A: !GetAtt Queue.Colour", "unsupported attribute Queue.Colour"),
-        ("A: !If [c, x, y]", "Fn::If is not supported"),
+        ("A: !If [c, x, y]", "unknown condition 'c'"),
+        ("A: !FindInMap [M, a, b]", "Fn::FindInMap M/a/b not found"),
     ],
 )
 def test_clear_errors(tmp_path: Path, snippet: str, message: str) -> None:
     path = tmp_path / "template.yaml"
-    path.write_text(SMALL.replace('E: true', snippet))
+    path.write_text(SMALL.replace("E: true", snippet))
     with pytest.raises(TemplateError, match=message):
         load_template(path)
 
@@ -222,3 +230,81 @@ def test_missing_or_invalid_template(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("Resources: [\n")
     with pytest.raises(TemplateError, match="not valid YAML"):
         load_template(tmp_path / "bad.yaml")
+
+
+CONDITIONAL = """
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Mode: {Type: String, Default: a, AllowedValues: [a, b]}
+  Size: {Type: Number, Default: 2}
+Conditions:
+  IsB: !Equals [!Ref Mode, b]
+  IsA: !Not [!Condition IsB]
+  Big: !Equals [!Ref Size, 3]
+  BigB: !And [!Condition IsB, !Condition Big]
+  AOrBig: !Or [!Condition IsA, !Condition Big]
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+  OnlyB:
+    Type: AWS::SQS::Queue
+    Condition: IsB
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.handle
+      Environment:
+        Variables:
+          PICK: !If [IsB, bee, !If [AOrBig, ay, none]]
+          DROP: !If [BigB, kept, !Ref AWS::NoValue]
+      Events:
+        Get:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Path: /x, Method: GET}
+Outputs:
+  Url: {Value: !Sub "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}"}
+"""
+
+
+def test_conditions_pick_branches_and_drop_resources(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(CONDITIONAL)
+    a = load_template(path, stack_name="s", endpoint_url=ENDPOINT)
+    assert a.conditions == {"IsB": False, "IsA": True, "Big": False, "BigB": False, "AOrBig": True}
+    assert "OnlyB" not in a.queues
+    assert a.functions["Fn"].environment == {"PICK": "ay"}
+    assert [(r.path, r.api_logical_id) for r in a.http_routes] == [("/x", "Api")]
+    assert a.outputs["Url"] == "https://local.execute-api.us-east-1.amazonaws.com"
+    b = load_template(
+        path, stack_name="s", endpoint_url=ENDPOINT, parameter_overrides={"Mode": "b", "Size": 3}
+    )
+    assert "OnlyB" in b.queues
+    assert b.functions["Fn"].environment == {"PICK": "bee", "DROP": "kept"}
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("IsA: !Not [!Condition IsB]", "IsA: !Not [!Condition IsA]", "refers to itself"),
+        ("Big: !Equals [!Ref Size, 3]", "Big: !Equals [!Ref Size]", "Fn::Equals takes two values"),
+        (
+            "Properties: {ApiId: !Ref Api,",
+            "Properties: {ApiId: !Ref OnlyB,",
+            "ApiId must be !Ref of an AWS::Serverless::HttpApi",
+        ),
+    ],
+)
+def test_condition_errors_are_clear(tmp_path: Path, old: str, new: str, message: str) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(CONDITIONAL.replace(old, new))
+    with pytest.raises(TemplateError, match=message):
+        load_template(path)
+
+
+def test_the_api_routes_belong_to_the_explicit_http_api(template: LocalTemplate) -> None:
+    assert {r.api_logical_id for r in template.http_routes} == {"HttpApi"}
+    assert ("DELETE", "/users/{user_id}") in {(r.method, r.path) for r in template.http_routes}
+    assert template.conditions == {"UseJwtAuth": False}
+    jwt = load_template(TEMPLATE, parameter_overrides={"ApiAuth": "JWT"})
+    assert jwt.conditions == {"UseJwtAuth": True}

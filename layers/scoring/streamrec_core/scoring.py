@@ -188,6 +188,7 @@ def max_normalized_blend(components: np.ndarray, weights: np.ndarray) -> np.ndar
     weights = np.asarray(weights, dtype=np.float64)
     if components.ndim != 2 or components.shape[0] != weights.shape[0]:
         raise ValueError(f"shape mismatch: components {components.shape} vs weights {weights.shape}")
-    peaks = components.max(axis=1, initial=0.0)
-    scale = np.divide(weights, peaks, out=np.zeros_like(weights), where=peaks > 0)
-    return scale @ components
+    peaks = components.max(axis=1, initial=0.0)[:, None]
+    # Dividing each row by its own peak keeps values in [0, 1] even for tiny peaks.
+    normalized = np.divide(components, peaks, out=np.zeros_like(components), where=peaks > 0)
+    return weights @ normalized

@@ -80,10 +80,16 @@ def _pad_with_popular(
 
 
 def history_weights(history: list[HistoryItem], now: float, settings: Settings) -> np.ndarray:
-    """Shape (h,): each recent item's decayed affinity, times its recency-rank factor."""
+    """Shape (h,): each recent item's decayed affinity, times its recency-rank factor.
+
+    Ages are measured from the user's newest item, not from ``now``: decaying every item
+    by the same extra factor would not change any ranking (each score part is scaled to a
+    maximum of 1), and it would underflow to 0 for short half-lives after a long absence.
+    """
     if not history:
         return np.zeros(0)
-    ages = now - np.array([entry.ref_time for entry in history])
+    times = np.array([entry.ref_time for entry in history])
+    ages = min(now, float(times.max())) - times
     weights = np.array([entry.affinity for entry in history]) * decay(ages, settings.half_life_seconds)
     if settings.position_decay:
         rank_from_newest = np.arange(len(history) - 1, -1, -1, dtype=np.float64)
@@ -191,10 +197,8 @@ class RecommendationService:
         item_id: str, score: float, by_item: bool, source: HistoryItem | None, category: str | None
     ) -> Recommendation:
         if by_item and source is not None:
-            if source.item_id == item_id:
-                reason = f"you recently looked at {item_id}"
-            else:
-                reason = reason_for(source)
+            own = source.item_id == item_id
+            reason = f"you recently looked at {item_id}" if own else reason_for(source)
             return Recommendation(item_id, score, SOURCE_PERSONALIZED, [reason], [source.item_id])
         return Recommendation(
             item_id, score, SOURCE_PERSONALIZED, [f"popular in {category}, which you browsed"], []

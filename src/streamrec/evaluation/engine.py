@@ -3,9 +3,11 @@
 A batch of events is ingested by the production IngestService; its change announcements
 go to the production SimilarityService. By default neighbour rows are rebuilt lazily: the
 rows an announcement affects are marked, and a marked row is rebuilt (from the current
-counts, by the same code) just before a request reads it. Rebuilding is a pure function
-of the counts, so a request sees what the deployed pipeline shows once its
-changed-items stream has drained; ``eager=True`` rebuilds at every batch instead.
+counts, by the same code) just before a request reads it. A row's neighbour list is a
+pure function of the counts, so a request sees what the deployed pipeline shows once its
+changed-items stream has drained; its two-hop list reads other rows and may be slightly
+staler than in production. ``eager=True`` rebuilds at every batch instead, exactly as the
+deployed pipeline does (the equivalence tests use it).
 """
 
 from __future__ import annotations
@@ -77,10 +79,20 @@ class InMemoryEngine:
         self._refresh(set(self.stale_rows))
 
     def _refresh(self, items: set[str]) -> None:
+        """Rebuild the marked rows among ``items``. Their two-hop lists read the rows of their
+        strongest neighbours, so marked ones among those are rebuilt first, as the deployed
+        pipeline would have done when they were announced."""
         due = items & self.stale_rows
-        if due:
+        if not due:
+            return
+        rows = self.similarity_service.rebuild(due)
+        self.stale_rows -= due
+        sources_per_row = self.settings.two_hop_sources
+        sources = {n.item_id for row in rows for n in row.neighbours[:sources_per_row]} & self.stale_rows
+        if sources:
+            self.similarity_service.rebuild(sources)
+            self.stale_rows -= sources
             self.similarity_service.rebuild(due)
-            self.stale_rows -= due
 
     def _score(self, state: UserState | None, k: int, now: float, exclude: str) -> RecommendationList:
         if state is not None:

@@ -38,8 +38,15 @@ log = logging.getLogger(__name__.replace("streamrec.local", "streamrec_local", 1
 
 Invoke = Callable[[dict[str, Any]], Any]
 
-_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript",
-               "application/x-www-form-urlencoded", "+json", "+xml")
+_TEXT_TYPES = (
+    "text/",
+    "application/json",
+    "application/xml",
+    "application/javascript",
+    "application/x-www-form-urlencoded",
+    "+json",
+    "+xml",
+)
 _PARAM = re.compile(r"^\{([A-Za-z0-9_.-]+)(\+?)\}$")
 _JSON = "application/json"
 
@@ -308,8 +315,9 @@ class LocalHttpApi:
         matched = self.match(method, split.path or "/")
         if matched is None:
             return _json_response(404, {"message": "Not Found"})
-        event = self.build_event(matched, method, split.path or "/", split.query, headers, body, source_ip,
-                                 protocol)
+        event = self.build_event(
+            matched, method, split.path or "/", split.query, headers, body, source_ip, protocol
+        )
         try:
             result = self._functions[matched.route.function_logical_id](event)
         except Exception:  # noqa: BLE001 - API Gateway turns a function error into a 500
@@ -332,7 +340,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             length = 0
         body = self.rfile.read(length) if length > 0 else b""
         response = api.handle(
-            self.command, self.path, list(self.headers.items()), body, self.client_address[0],
+            self.command,
+            self.path,
+            list(self.headers.items()),
+            body,
+            self.client_address[0],
             self.request_version,
         )
         self.send_response(response.status)
@@ -349,6 +361,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, PROPFIND...) goes through the API too, which answers 404
+        # when no route takes it, as API Gateway does (http.server would answer 501 HTML).
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.info("%s %s", self.address_string(), format % args)

@@ -42,6 +42,7 @@ __all__ = [
     "KinesisPoller",
     "PollerStats",
     "build_kinesis_event",
+    "on_failure_message",
 ]
 
 # Not under "streamrec": Powertools owns that logger (its service name) and would reformat ours.
@@ -294,9 +295,7 @@ class _ShardWorker:
         self.poller = poller
         self.source = poller.source
         self.shard_id = shard_id
-        self.thread = threading.Thread(
-            target=self._run, name=f"poller-{poller.name}-{shard_id}", daemon=True
-        )
+        self.thread = threading.Thread(target=self._run, name=f"poller-{poller.name}-{shard_id}", daemon=True)
         self._iterator: str | None = None
         self._buffer: list[dict[str, Any]] = []
         self._window_opened: float | None = None
@@ -459,8 +458,12 @@ class _ShardWorker:
                 self.poller._count(bisections=1)
                 log.warning(
                     "%s[%s]: batch of %d records (%s..%s) failed: %s; bisecting",
-                    self.poller.name, self.shard_id, len(remaining), remaining[0]["SequenceNumber"],
-                    remaining[-1]["SequenceNumber"], _describe_error(outcome),
+                    self.poller.name,
+                    self.shard_id,
+                    len(remaining),
+                    remaining[0]["SequenceNumber"],
+                    remaining[-1]["SequenceNumber"],
+                    _describe_error(outcome),
                 )
                 # Splitting a batch does not count towards the retry quota (Lambda docs).
                 work.appendleft((remaining[half:], retries, 0))
@@ -474,9 +477,15 @@ class _ShardWorker:
             self.poller._count(retries=1)
             log.warning(
                 "%s[%s]: batch of %d records (%s..%s) failed: %s; retry %d/%s in %.2fs",
-                self.poller.name, self.shard_id, len(remaining), remaining[0]["SequenceNumber"],
-                remaining[-1]["SequenceNumber"], _describe_error(outcome), retries + 1,
-                "inf" if limit < 0 else limit, delay,
+                self.poller.name,
+                self.shard_id,
+                len(remaining),
+                remaining[0]["SequenceNumber"],
+                remaining[-1]["SequenceNumber"],
+                _describe_error(outcome),
+                retries + 1,
+                "inf" if limit < 0 else limit,
+                delay,
             )
             if self.poller._wait(delay):
                 return  # stopping: leave the records unacknowledged, as a shutdown would
@@ -496,57 +505,89 @@ class _ShardWorker:
         if queue is None:
             log.error(
                 "%s[%s]: retries exhausted, discarding %d records (%s..%s): %s",
-                self.poller.name, self.shard_id, len(records), records[0]["SequenceNumber"],
-                records[-1]["SequenceNumber"], _describe_error(outcome),
+                self.poller.name,
+                self.shard_id,
+                len(records),
+                records[0]["SequenceNumber"],
+                records[-1]["SequenceNumber"],
+                _describe_error(outcome),
             )
             return
         log.error(
             "%s[%s]: retries exhausted, sending %d records (%s..%s) to %s: %s",
-            self.poller.name, self.shard_id, len(records), records[0]["SequenceNumber"],
-            records[-1]["SequenceNumber"], queue.name, _describe_error(outcome),
+            self.poller.name,
+            self.shard_id,
+            len(records),
+            records[0]["SequenceNumber"],
+            records[-1]["SequenceNumber"],
+            queue.name,
+            _describe_error(outcome),
         )
         try:
             if self._sqs is None:
                 self._sqs = self.poller.client_factory("sqs")
             self._sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps(message))
         except Exception:  # noqa: BLE001 - the record is lost either way; say so loudly
-            log.exception("%s[%s]: could not send the failure message to %s", self.poller.name,
-                          self.shard_id, queue.name)
+            log.exception(
+                "%s[%s]: could not send the failure message to %s",
+                self.poller.name,
+                self.shard_id,
+                queue.name,
+            )
 
     def _failure_message(
         self, records: list[dict[str, Any]], outcome: InvokeOutcome, invocations: int
     ) -> dict[str, Any]:
-        """Lambda's OnFailure record for a Kinesis batch, plus a local ``errorInfo``."""
-        error = outcome.error
-        return {
-            "requestContext": {
-                "requestId": str(uuid.uuid4()),
-                "functionArn": self.poller.function_arn,
-                "condition": "RetryAttemptsExhausted",
-                "approximateInvokeCount": invocations,
-            },
-            "responseContext": {
-                "statusCode": 200,
-                "executedVersion": "$LATEST",
-                "functionError": "Unhandled",
-            },
-            "version": "1.0",
-            "timestamp": _iso(time.time()),
-            "KinesisBatchInfo": {
-                "shardId": self.shard_id,
-                "startSequenceNumber": records[0]["SequenceNumber"],
-                "endSequenceNumber": records[-1]["SequenceNumber"],
-                "approximateArrivalOfFirstRecord": _iso(_arrival_seconds(records[0])),
-                "approximateArrivalOfLastRecord": _iso(_arrival_seconds(records[-1])),
-                "batchSize": len(records),
-                "streamArn": self.source.stream.arn,
-            },
-            # Not sent by AWS: the local stack adds the error to ease debugging.
-            "errorInfo": {
-                "errorType": type(error).__name__ if error is not None else "PartialBatchFailure",
-                "errorMessage": str(error) if error is not None else "batchItemFailures reported",
-            },
-        }
+        return on_failure_message(
+            records,
+            function_arn=self.poller.function_arn,
+            shard_id=self.shard_id,
+            stream_arn=self.source.stream.arn,
+            error=outcome.error,
+            invocations=invocations,
+        )
+
+
+def on_failure_message(
+    records: Sequence[dict[str, Any]],
+    *,
+    function_arn: str,
+    shard_id: str,
+    stream_arn: str,
+    error: BaseException | None,
+    invocations: int,
+) -> dict[str, Any]:
+    """Lambda's OnFailure record for a Kinesis batch (GetRecords records), plus a local
+    ``errorInfo``. It describes the batch (shard, sequence range) but carries no data."""
+    return {
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": function_arn,
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": invocations,
+        },
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "version": "1.0",
+        "timestamp": _iso(time.time()),
+        "KinesisBatchInfo": {
+            "shardId": shard_id,
+            "startSequenceNumber": records[0]["SequenceNumber"],
+            "endSequenceNumber": records[-1]["SequenceNumber"],
+            "approximateArrivalOfFirstRecord": _iso(_arrival_seconds(records[0])),
+            "approximateArrivalOfLastRecord": _iso(_arrival_seconds(records[-1])),
+            "batchSize": len(records),
+            "streamArn": stream_arn,
+        },
+        # Not sent by AWS: the local stack adds the error to ease debugging.
+        "errorInfo": {
+            "errorType": type(error).__name__ if error is not None else "PartialBatchFailure",
+            "errorMessage": str(error) if error is not None else "batchItemFailures reported",
+        },
+    }
 
 
 def _describe_error(outcome: InvokeOutcome) -> str:

@@ -59,8 +59,15 @@ _FAKE_CREDENTIALS = {
     "AWS_SESSION_TOKEN": "testing",
 }
 # Variables that would send the functions or boto3 elsewhere than the local endpoint.
-_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-          "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
+_UNSET = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+)
 
 _active_lock = threading.Lock()
 _active: LocalStack | None = None
@@ -127,7 +134,9 @@ class LocalFunction:
                 if elapsed > self.definition.timeout_s:
                     log.warning(
                         "%s ran %.1fs, over its %ds Timeout (Lambda would have stopped it)",
-                        self.definition.logical_id, elapsed, self.definition.timeout_s,
+                        self.definition.logical_id,
+                        elapsed,
+                        self.definition.timeout_s,
                     )
 
 
@@ -409,9 +418,12 @@ class LocalStack:
                 raise LocalStackError(f"queue {queue.logical_id} got URL {url}, expected {queue.url}")
         deadline = time.monotonic() + 30
         for stream in t.streams.values():
-            while kinesis.describe_stream_summary(StreamName=stream.name)["StreamDescriptionSummary"][
-                "StreamStatus"
-            ] != "ACTIVE":
+            while (
+                kinesis.describe_stream_summary(StreamName=stream.name)["StreamDescriptionSummary"][
+                    "StreamStatus"
+                ]
+                != "ACTIVE"
+            ):
                 if time.monotonic() > deadline:
                     raise LocalStackError(f"stream {stream.name} did not become ACTIVE")
                 time.sleep(0.05)

@@ -11,7 +11,12 @@ stack named ``stack_name`` in :data:`REGION` / :data:`ACCOUNT_ID`, with local en
   parameter its override or ``Default``;
 * ``!GetAtt X.Arn`` gives the ARN in the right format for the service;
 * ``!Sub``, ``!Join``, ``!Select``, ``!Split`` and ``!FindInMap`` are supported;
-  conditions (``!If``) are not, and raise :class:`TemplateError`.
+* ``Conditions`` built from ``!Equals``, ``!Not``, ``!And``, ``!Or`` and ``!Condition`` on
+  parameters are evaluated: a resource whose ``Condition`` is false is left out, and
+  ``!If`` picks its branch (``AWS::NoValue`` drops the property);
+* ``Rules`` are ignored (CloudFormation checks them at deploy time);
+* an ``AWS::Serverless::HttpApi`` resource stands for the local HTTP API: ``!Ref`` gives
+  the local API id, and ``HttpApi`` events may name it with ``ApiId: !Ref <it>``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "StreamDef",
     "TableDef",
     "TemplateError",
+    "load_raw_template",
     "load_template",
 ]
 
@@ -53,6 +59,7 @@ _QUEUE_TYPES = {"AWS::SQS::Queue"}
 _FUNCTION_TYPES = {"AWS::Serverless::Function", "AWS::Lambda::Function"}
 _LAYER_TYPES = {"AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"}
 _IMPLICIT_APIS = {"ServerlessHttpApi", "ServerlessRestApi"}
+_HTTP_API_TYPES = {"AWS::Serverless::HttpApi"}
 
 _NAME_PROPERTY = {
     "AWS::DynamoDB::Table": "TableName",
@@ -125,6 +132,12 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return document
 
 
+def load_raw_template(path: str | Path) -> dict[str, Any]:
+    """The template as written, intrinsic functions in their long form (``{"Ref": ...}``,
+    ``{"Fn::GetAtt": [...]}``), nothing resolved: for checks of the template itself."""
+    return _load_yaml(Path(path))
+
+
 # --------------------------------------------------------------------------------------
 # Resolved resource descriptions
 # --------------------------------------------------------------------------------------
@@ -186,6 +199,7 @@ class HttpRoute:
     method: str  # upper case, or "ANY"
     path: str  # e.g. "/users/{user_id}/recommendations", or "$default"
     payload_format_version: str = "2.0"
+    api_logical_id: str | None = None  # the AWS::Serverless::HttpApi named by ApiId, if any
 
     @property
     def route_key(self) -> str:
@@ -221,6 +235,7 @@ class LocalTemplate:
     region: str
     account_id: str
     parameters: dict[str, Any]
+    conditions: dict[str, bool] = field(default_factory=dict)
     tables: dict[str, TableDef] = field(default_factory=dict)
     streams: dict[str, StreamDef] = field(default_factory=dict)
     queues: dict[str, QueueDef] = field(default_factory=dict)
@@ -287,6 +302,48 @@ class _Resolver:
         self.region = region
         self.account_id = account_id
         self.parameters = self._parameters(document.get("Parameters") or {}, parameter_overrides)
+        declared = document.get("Conditions") or {}
+        if not isinstance(declared, dict):
+            raise TemplateError("Conditions must be a mapping")
+        self._condition_specs: dict[str, Any] = declared
+        self.conditions: dict[str, bool] = {}
+        for name in declared:
+            self.condition(name)
+
+    # -- conditions -----------------------------------------------------------------------
+    def condition(self, name: str, _visiting: tuple[str, ...] = ()) -> bool:
+        """The value of the named condition (evaluated once, cycles refused)."""
+        if name in self.conditions:
+            return self.conditions[name]
+        if name not in self._condition_specs:
+            raise TemplateError(f"unknown condition {name!r}")
+        if name in _visiting:
+            raise TemplateError(f"condition {name!r} refers to itself")
+        value = self._evaluate(self._condition_specs[name], (*_visiting, name))
+        self.conditions[name] = value
+        return value
+
+    def _evaluate(self, spec: Any, visiting: tuple[str, ...]) -> bool:
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise TemplateError(f"a condition must be one condition function, got {spec!r}")
+        ((key, arg),) = spec.items()
+        if key == "Condition":
+            return self.condition(str(arg), visiting)
+        if key == "Fn::Equals":
+            if not isinstance(arg, list) or len(arg) != 2:
+                raise TemplateError(f"Fn::Equals takes two values, got {arg!r}")
+            left, right = (self.resolve(v) for v in arg)
+            return str(left) == str(right)
+        if key == "Fn::Not":
+            if not isinstance(arg, list) or len(arg) != 1:
+                raise TemplateError(f"Fn::Not takes one condition, got {arg!r}")
+            return not self._evaluate(arg[0], visiting)
+        if key in ("Fn::And", "Fn::Or"):
+            if not isinstance(arg, list) or not 2 <= len(arg) <= 10:
+                raise TemplateError(f"{key} takes 2 to 10 conditions, got {arg!r}")
+            values = [self._evaluate(v, visiting) for v in arg]
+            return all(values) if key == "Fn::And" else any(values)
+        raise TemplateError(f"{key} is not a condition function")
 
     # -- parameters -----------------------------------------------------------------------
     @staticmethod
@@ -373,6 +430,8 @@ class _Resolver:
         if name in _IMPLICIT_APIS and name not in self.resources:
             return LOCAL_API_ID
         rtype = self.resource(name).get("Type", "")
+        if rtype in _HTTP_API_TYPES:
+            return LOCAL_API_ID
         if rtype in _QUEUE_TYPES:
             return self.queue_url(name)
         if rtype in _LAYER_TYPES or rtype == "AWS::SNS::Topic":
@@ -380,7 +439,8 @@ class _Resolver:
         return self.physical_name(name)
 
     def get_att(self, logical_id: str, attribute: str) -> Any:
-        if logical_id in _IMPLICIT_APIS and logical_id not in self.resources:
+        explicit_api = self.resources.get(logical_id, {}).get("Type") in _HTTP_API_TYPES
+        if explicit_api or (logical_id in _IMPLICIT_APIS and logical_id not in self.resources):
             if attribute == "ApiEndpoint":
                 return f"https://{LOCAL_API_ID}.execute-api.{self.region}.{URL_SUFFIX}"
             raise TemplateError(f"unsupported attribute {logical_id}.{attribute}")
@@ -406,7 +466,7 @@ class _Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self.ref(str(arg))
             if key.startswith("Fn::") or key == "Condition":
@@ -422,6 +482,12 @@ class _Resolver:
             return self.get_att(str(parts[0]), str(parts[1]))
         if key == "Fn::Sub":
             return self._sub(arg)
+        if key == "Fn::If":
+            if not isinstance(arg, list) or len(arg) != 3:
+                raise TemplateError(f"Fn::If takes [condition, if true, if false], got {arg!r}")
+            return self.resolve(arg[1] if self.condition(str(arg[0])) else arg[2])
+        if key == "Condition":
+            return self.condition(str(arg))
         if key == "Fn::Join":
             delimiter, items = arg
             return str(delimiter).join(str(v) for v in self.resolve(items))
@@ -556,8 +622,16 @@ def _build_kinesis_source(
 
 
 def _build_http_route(r: _Resolver, function_id: str, event_name: str, props: dict[str, Any]) -> HttpRoute:
+    api_id = None
     if "ApiId" in props:
-        raise TemplateError(f"{function_id}.Events.{event_name}: explicit ApiId is not supported locally")
+        raw = props["ApiId"]
+        target = raw.get("Ref") if isinstance(raw, dict) and len(raw) == 1 else None
+        if not isinstance(target, str) or r.resources.get(target, {}).get("Type") not in _HTTP_API_TYPES:
+            raise TemplateError(
+                f"{function_id}.Events.{event_name}: ApiId must be !Ref of an AWS::Serverless::HttpApi "
+                "of this template"
+            )
+        api_id = target
     path = r.resolve(props.get("Path"))
     method = r.resolve(props.get("Method"))
     if path is None and method is None:
@@ -570,7 +644,7 @@ def _build_http_route(r: _Resolver, function_id: str, event_name: str, props: di
         raise TemplateError(f"{function_id}.Events.{event_name}: only payload format 2.0 is emulated")
     if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
         method = "ANY"
-    return HttpRoute(event_name, function_id, method, path, version)
+    return HttpRoute(event_name, function_id, method, path, version, api_id)
 
 
 def _build_function(
@@ -658,14 +732,15 @@ def load_template(
         region=region,
         account_id=account_id,
         parameters=dict(r.parameters),
+        conditions=dict(r.conditions),
     )
     globals_fn = (document.get("Globals") or {}).get("Function") or {}
     for logical_id, res in r.resources.items():
         if not isinstance(res, dict):
             raise TemplateError(f"resource {logical_id} is not a mapping")
         rtype, props = res.get("Type"), res.get("Properties") or {}
-        if "Condition" in res:
-            raise TemplateError(f"resource {logical_id} has a Condition; conditions are not emulated")
+        if "Condition" in res and not r.condition(str(res["Condition"])):
+            continue
         if rtype in _TABLE_TYPES:
             result.tables[logical_id] = _build_table(r, logical_id, props)
         elif rtype in _STREAM_TYPES:
@@ -673,10 +748,17 @@ def load_template(
         elif rtype in _QUEUE_TYPES:
             result.queues[logical_id] = _build_queue(r, logical_id, props)
     for logical_id, res in r.resources.items():
+        if "Condition" in res and not r.condition(str(res["Condition"])):
+            continue
         if res.get("Type") == "AWS::Serverless::Function":
             result.functions[logical_id] = _build_function(
-                r, logical_id, res.get("Properties") or {}, globals_fn, path.parent,
-                result.streams, result.queues,
+                r,
+                logical_id,
+                res.get("Properties") or {},
+                globals_fn,
+                path.parent,
+                result.streams,
+                result.queues,
             )
     for name, output in (document.get("Outputs") or {}).items():
         result.outputs[name] = r.resolve(output.get("Value")) if isinstance(output, dict) else None

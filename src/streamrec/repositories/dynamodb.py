@@ -204,7 +204,7 @@ def _guarded_part(deltas: Sequence[Delta]) -> list[Delta]:
 
 
 def user_to_item(state: UserState, version: int) -> dict[str, Any]:
-    items = [[e.item_id, e.max_weight, e.affinity, e.ref_time, e.kind] for e in state.items]
+    items = [[e.item_id, e.max_weight, e.affinity, e.ref_time, e.kind, e.category] for e in state.items]
     return {
         "user_id": {"S": state.user_id},
         "items": {"S": json.dumps(items, separators=(",", ":"))},

@@ -1,0 +1,426 @@
+"""``streamrec eval``: the protocols of ../shared/EVALUATION.md from the command line.
+
+``add_eval_parser(subparsers)`` registers ``eval`` with four subcommands:
+
+* ``eval p1`` - P1 on the Taobao head: the engine and its peers, JSON to stdout / ``--out``;
+* ``eval p2`` - P2 on the Diginetica split (written to temporary files), both modes;
+* ``eval sessions`` - P2 on any (session, item, time) files;
+* ``eval all`` - P1 + P2, then eval/report.md, eval/report.json and eval/hr_at_k.png.
+
+Each sets ``func`` (``args -> exit code``), like the other subcommands of ``streamrec``.
+Progress goes to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from streamrec.evaluation.datasets import (
+    DIGINETICA_DIR,
+    TAOBAO_DIR,
+    DatasetMissing,
+    default_data_dir,
+    diginetica_split,
+    read_session_file,
+    write_session_file,
+)
+from streamrec.evaluation.report import RTREC_LAST, now_iso, write_report
+
+__all__ = ["add_eval_parser", "run_p1_command", "run_p2_command"]
+
+SEPARATORS = {",": ",", ";": ";", "\t": "\t", "\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";"}
+
+
+def repo_root() -> Path:
+    """The checkout holding pyproject.toml (editable install), else the current directory."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "pyproject.toml").is_file():
+            return parent
+    return Path.cwd()
+
+
+def default_report_dir() -> Path:
+    return repo_root() / "eval"
+
+
+def _separator(text: str) -> str:
+    try:
+        return SEPARATORS[text]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"separator must be ',', ';' or a tab ('\\t'), got {text!r}"
+        ) from None
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    if getattr(args, "quiet", False):
+        return None
+    from streamrec.evaluation.p1 import StderrProgress
+
+    return StderrProgress()
+
+
+class ExtraMissing(RuntimeError):
+    """A package of the ``eval`` extra is not installed."""
+
+
+_PEER_MODULES = {
+    "itemknn-cosine": ("implicit", "scipy"),
+    "itemknn-bm25": ("implicit", "scipy"),
+    "als": ("implicit", "scipy"),
+    "rtrec": ("rtrec",),
+}
+
+
+def require_extra(peers: Sequence[str] = (), plot: bool = False) -> None:
+    """Fail before any work when a selected peer (or the plot) lacks its package."""
+    import importlib.util
+
+    needed = {module for name in peers for module in _PEER_MODULES.get(name, ())}
+    if plot:
+        needed.add("matplotlib")
+    missing = sorted(module for module in needed if importlib.util.find_spec(module) is None)
+    if missing:
+        raise ExtraMissing(
+            f"missing package(s) {', '.join(missing)} of the 'eval' extra: pip install -e \".[dev,eval]\""
+        )
+
+
+def _write_json(payload: dict[str, Any], path: Path | None) -> None:
+    text = json.dumps(payload, indent=2)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    print(text)
+
+
+# ---- P1 --------------------------------------------------------------------------------------
+def run_p1_command(
+    data_dir: Path,
+    k: int = 20,
+    peers: list[str] | None = None,
+    with_rtrec: bool = False,
+    warmup_batch: int = 1000,
+    progress: Any = None,
+    max_test_events: int | None = None,
+    engine: bool = True,
+) -> dict[str, Any]:
+    """Load the Taobao head and run P1; the summary dict (see :func:`p1.summarize`)."""
+    from streamrec.evaluation import p1
+    from streamrec.evaluation.datasets import load_taobao
+
+    names = list(p1.DEFAULT_PEERS if peers is None else peers)
+    if with_rtrec and "rtrec" not in names:
+        names.append("rtrec")
+    require_extra(names)
+    p1.limit_blas_threads()
+    data = load_taobao(data_dir)
+    methods: list[Any] = [p1.EngineMethod(warmup_batch=warmup_batch)] if engine else []
+    methods += [p1.make_peer(name) for name in names]
+    run = p1.run_p1(data, methods, k=k, progress=progress, max_test_events=max_test_events)
+    summary = p1.summarize(run)
+    summary["protocol"] = "P1"
+    summary["dataset"] = f"{TAOBAO_DIR}/events.csv"
+    summary["date"] = now_iso()
+    summary["warmup_batch"] = warmup_batch
+    return summary
+
+
+def _cmd_p1(args: argparse.Namespace) -> int:
+    try:
+        summary = run_p1_command(
+            args.data,
+            k=args.k,
+            peers=_names(args.peers),
+            with_rtrec=args.with_rtrec,
+            warmup_batch=args.warmup_batch,
+            progress=_progress(args),
+            max_test_events=args.max_test_events,
+            engine=not args.no_engine,
+        )
+    except (DatasetMissing, ExtraMissing) as error:
+        print(f"streamrec eval p1: {error}", file=sys.stderr)
+        return 1
+    if "rtrec" in summary["peers"] and args.max_test_events is None:
+        from streamrec.evaluation.report import save_rtrec_record
+
+        if save_rtrec_record(summary, args.rtrec_record):
+            print(f"rtrec figures saved to {args.rtrec_record}", file=sys.stderr)
+    _write_json(summary, args.out)
+    return 0
+
+
+# ---- P2 --------------------------------------------------------------------------------------
+def run_p2_command(
+    data_dir: Path,
+    k: int = 20,
+    peers: list[str] | None = None,
+    progress: Any = None,
+    dump_prefix: Path | None = None,
+) -> dict[str, Any]:
+    """Build the Diginetica split into temporary files, then run P2 on them in both modes."""
+    from streamrec.evaluation import sessions
+
+    peers = list(sessions.SESSION_PEERS if peers is None else peers)
+    require_extra(peers)
+    train_clicks, test_clicks = diginetica_split(data_dir)
+    with tempfile.TemporaryDirectory(prefix="streamrec-p2-") as folder:
+        train_path, test_path = Path(folder) / "train.tsv", Path(folder) / "test.tsv"
+        write_session_file(train_clicks, train_path)
+        write_session_file(test_clicks, test_path)
+        train = read_session_file(train_path, "\t", "SessionId", "ItemId", "Time")
+        test = read_session_file(test_path, "\t", "SessionId", "ItemId", "Time")
+    dump = None
+    if dump_prefix is not None:
+        dump = {mode: Path(f"{dump_prefix}.{mode}.csv") for mode in sessions.MODES}
+    result = sessions.run_sessions(
+        train,
+        test,
+        k=k,
+        modes=sessions.MODES,
+        peers=peers,
+        dump=dump,
+        progress=progress,
+    )
+    result["protocol"] = "P2"
+    result["dataset"] = f"{DIGINETICA_DIR}/train-item-views.csv (sessions from 2016-05-25 = test)"
+    result["date"] = now_iso()
+    return result
+
+
+def _cmd_p2(args: argparse.Namespace) -> int:
+    try:
+        result = run_p2_command(
+            args.data, k=args.k, peers=_names(args.peers), progress=_progress(args), dump_prefix=args.dump
+        )
+    except (DatasetMissing, ExtraMissing) as error:
+        print(f"streamrec eval p2: {error}", file=sys.stderr)
+        return 1
+    _write_json(result, args.out)
+    return 0
+
+
+def _cmd_sessions(args: argparse.Namespace) -> int:
+    from streamrec.evaluation import sessions
+
+    try:
+        train = read_session_file(args.train, args.sep, args.session_col, args.item_col, args.time_col)
+        test = read_session_file(args.test, args.sep, args.session_col, args.item_col, args.time_col)
+    except (DatasetMissing, ValueError) as error:
+        print(f"streamrec eval sessions: {error}", file=sys.stderr)
+        return 1
+    dump = {args.mode: args.dump} if args.dump else None
+    try:
+        require_extra(_names(args.peers))
+    except ExtraMissing as error:
+        print(f"streamrec eval sessions: {error}", file=sys.stderr)
+        return 1
+    result = sessions.run_sessions(
+        train,
+        test,
+        k=args.k,
+        modes=[args.mode],
+        peers=_names(args.peers),
+        dump=dump,
+        progress=_progress(args),
+    )
+    engine = result["engine"][args.mode]
+    if "error" in engine:
+        print(f"streamrec eval sessions: {engine['error']}", file=sys.stderr)
+        return 1
+    # The engine's figures at the top level, the rest beside them.
+    payload: dict[str, Any] = {"mode": args.mode, **engine}
+    payload["sessions"] = result["test_sessions"]
+    payload["intervals"] = result["intervals"].get(f"engine ({args.mode})", {})
+    payload["hr_curve"] = result["hr_curve"].get(f"engine ({args.mode})", [])
+    if result["peers"]:
+        payload["peers"] = result["peers"]
+        payload["peer_intervals"] = {n: result["intervals"][n] for n in result["peers"]}
+    payload["train_clicks"] = result["train_clicks"]
+    payload["test_clicks"] = result["test_clicks"]
+    payload["wall_time_s"] = result["wall_time_s"]
+    _write_json(payload, args.out)
+    return 0
+
+
+# ---- all -------------------------------------------------------------------------------------
+def _cmd_all(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data
+    if not data_dir.is_dir():
+        print(
+            f"streamrec eval all: skipped: the data folder {data_dir} is absent (the real data sets are not "
+            "part of the repository; see ../shared/EVALUATION.md, or pass --data DIR).",
+            file=sys.stderr,
+        )
+        return 0
+    started = time.monotonic()
+    progress = _progress(args)
+    try:
+        from streamrec.evaluation import p1, sessions
+
+        rtrec = ["rtrec"] if args.with_rtrec else []
+        require_extra([*p1.DEFAULT_PEERS, *sessions.SESSION_PEERS, *rtrec], plot=True)
+        print("P1 (Taobao, prequential next-new-item) ...", file=sys.stderr)
+        p1_result = run_p1_command(
+            data_dir, k=args.k, with_rtrec=args.with_rtrec, warmup_batch=args.warmup_batch, progress=progress
+        )
+        print("P2 (Diginetica sessions, stream and frozen) ...", file=sys.stderr)
+        p2_result = run_p2_command(data_dir, k=args.k, progress=progress)
+    except (DatasetMissing, ExtraMissing) as error:
+        print(f"streamrec eval all: {error}", file=sys.stderr)
+        return 1
+    command = "streamrec eval all" + (" --with-rtrec" if args.with_rtrec else "")
+    paths = write_report(
+        args.report_dir,
+        p1_result,
+        p2_result,
+        command=command,
+        root=repo_root(),
+        wall_time_s=time.monotonic() - started,
+    )
+    k = args.k
+    lines = [f"P1 ({p1_result['targets']:,} targets)  HR@{k}  MRR@{k}"]
+    for name, values in [("engine", p1_result["engine"]), *p1_result["peers"].items()]:
+        lines.append(f"  {name:<16} {values[f'hr@{k}']:.4f}  {values[f'mrr@{k}']:.4f}")
+    lines.append(f"P2 ({p2_result['positions']:,} positions)  HR@{k}  MRR@{k}")
+    for mode, values in p2_result["engine"].items():
+        if "error" not in values:
+            lines.append(
+                f"  engine ({mode}){'':<{7 - len(mode)}} {values[f'hr@{k}']:.4f}  {values[f'mrr@{k}']:.4f}"
+            )
+    for name, values in p2_result["peers"].items():
+        lines.append(f"  {name:<16} {values[f'hr@{k}']:.4f}  {values[f'mrr@{k}']:.4f}")
+    lines.append(
+        f"wrote {paths['md']}, {paths['json']}, {paths['png']} in {time.monotonic() - started:,.0f} s"
+    )
+    print("\n".join(lines))
+    return 0
+
+
+# ---- Parser ----------------------------------------------------------------------------------
+def _common(parser: argparse.ArgumentParser, data: bool = True) -> None:
+    if data:
+        parser.add_argument(
+            "--data",
+            type=Path,
+            default=default_data_dir(),
+            help="folder holding the data sets (default: ../shared/datasets beside the repository)",
+        )
+    parser.add_argument("--k", type=int, default=20, help="list length K (default 20)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``eval`` and its subcommands on a ``streamrec`` subparsers object."""
+    from streamrec.evaluation import p1, sessions
+
+    evaluate = subparsers.add_parser(
+        "eval",
+        help="run the evaluation protocols of ../shared/EVALUATION.md",
+        description="Run the evaluation protocols (P1, P2) of ../shared/EVALUATION.md on the production "
+        "engine (in-memory adapters) and its peers.",
+    )
+    commands = evaluate.add_subparsers(dest="eval_command", metavar="{p1,p2,sessions,all}", required=True)
+
+    one = commands.add_parser(
+        "p1",
+        help="P1: prequential next-new-item on the Taobao head",
+        description="P1 of EVALUATION.md: walk the Taobao stream; for each target ask every method for "
+        "top-K before ingesting the event. JSON to stdout (and --out).",
+    )
+    _common(one)
+    one.add_argument("--out", type=Path, help="also write the JSON result here")
+    one.add_argument(
+        "--peers",
+        default=",".join(p1.DEFAULT_PEERS),
+        help=f"comma-separated peers (default {','.join(p1.DEFAULT_PEERS)}; '' for none; also: rtrec)",
+    )
+    one.add_argument(
+        "--with-rtrec",
+        action="store_true",
+        help="also run rtrec (online SLIM; about an hour) and save its figures to --rtrec-record",
+    )
+    one.add_argument(
+        "--rtrec-record",
+        type=Path,
+        default=default_report_dir() / RTREC_LAST,
+        help="where rtrec's dated figures go (default eval/rtrec_last.json)",
+    )
+    one.add_argument(
+        "--warmup-batch",
+        type=int,
+        default=1000,
+        help="warm-up events per engine ingest call (Kinesis-sized batches; default 1000; the test "
+        "stream always goes one event per call)",
+    )
+    one.add_argument(
+        "--no-engine", action="store_true",
+        help="run the peers only (--no-engine --peers rtrec refreshes rtrec's figures, no engine)",
+    )
+    one.add_argument("--max-test-events", type=int, default=None, help=argparse.SUPPRESS)
+    one.set_defaults(func=_cmd_p1)
+
+    two = commands.add_parser(
+        "p2",
+        help="P2 on the Diginetica split, stream and frozen modes",
+        description="Build the Diginetica split of EVALUATION.md into temporary files and run P2 on them "
+        "in both modes, with the session peers. JSON to stdout (and --out).",
+    )
+    _common(two)
+    two.add_argument("--out", type=Path, help="also write the JSON result here")
+    two.add_argument(
+        "--peers",
+        default=",".join(sessions.SESSION_PEERS),
+        help=f"comma-separated session peers (default {','.join(sessions.SESSION_PEERS)}; '' for none)",
+    )
+    two.add_argument("--dump", type=Path, help="write predictions to DUMP.stream.csv and DUMP.frozen.csv")
+    two.set_defaults(func=_cmd_p2)
+
+    any_files = commands.add_parser(
+        "sessions",
+        help="P2 on any (session, item, time) files",
+        description="P2 of EVALUATION.md on a training and a test file with a header row. Prints a JSON "
+        "object with hr@K, mrr@K and positions.",
+    )
+    any_files.add_argument("--train", type=Path, required=True, help="training file")
+    any_files.add_argument("--test", type=Path, required=True, help="test file")
+    any_files.add_argument("--sep", type=_separator, default=",", help="field separator: ',', ';' or '\\t'")
+    any_files.add_argument("--session-col", required=True, help="session id column")
+    any_files.add_argument("--item-col", required=True, help="item id column")
+    any_files.add_argument("--time-col", required=True, help="time column (epoch seconds or ISO-8601)")
+    _common(any_files, data=False)
+    any_files.add_argument("--mode", choices=sessions.MODES, default="stream", help="default stream")
+    any_files.add_argument("--dump", type=Path, help="write SessionId;Position;Recommendations;Scores here")
+    any_files.add_argument("--out", type=Path, help="also write the JSON result here")
+    any_files.add_argument(
+        "--peers",
+        default="",
+        help=f"comma-separated frozen peers to run too ({','.join(sessions.SESSION_PEERS)})",
+    )
+    any_files.set_defaults(func=_cmd_sessions)
+
+    everything = commands.add_parser(
+        "all",
+        help="P1 + P2, then eval/report.md, report.json and hr_at_k.png",
+        description="Run P1 and P2 on ../shared/datasets (skipped with a message when the folder is "
+        "absent) and write the report.",
+    )
+    _common(everything)
+    everything.add_argument("--with-rtrec", action="store_true", help="also run rtrec in P1 (about an hour)")
+    everything.add_argument(
+        "--report-dir", type=Path, default=default_report_dir(), help="where the report goes (default eval/)"
+    )
+    everything.add_argument("--warmup-batch", type=int, default=1000, help=argparse.SUPPRESS)
+    everything.set_defaults(func=_cmd_all)
+    return evaluate

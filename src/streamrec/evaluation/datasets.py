@@ -1,0 +1,264 @@
+"""Loaders for the evaluation protocols of ../shared/EVALUATION.md.
+
+The real data sets are read-only and research-licensed: they are read from a data folder
+(``--data DIR``, default ``../shared/datasets`` beside the repository) and never copied
+into the repository. A missing file raises :class:`DatasetMissing`, whose message names the
+path and what SOURCE.txt says should be there.
+
+* P1 (Taobao UserBehavior head): :func:`load_taobao` returns the event dicts of the
+  README schema in protocol order (timestamp, then row order).
+* P2 (sessions): :func:`read_session_file` reads any (session, item, time) file;
+  :func:`diginetica_split` builds the Diginetica train/test split of EVALUATION.md and
+  :func:`write_session_file` writes it in the generic tab-separated shape.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# P1 --------------------------------------------------------------------------------------
+TAOBAO_DIR = "taobao_userbehavior_head"
+TAOBAO_FILE = "events.csv"
+# 2017-12-02 00:00 China time (UTC+8): events before it are the warm-up.
+TAOBAO_WARMUP_END = 1_512_144_000
+# The protocol maps Taobao behaviours onto the product's event types.
+TAOBAO_EVENT_TYPES = {"pv": "view", "cart": "add_to_cart", "fav": "add_to_cart", "buy": "purchase"}
+
+# P2 --------------------------------------------------------------------------------------
+DIGINETICA_DIR = "diginetica_sample"
+DIGINETICA_FILE = "train-item-views.csv"
+DIGINETICA_TEST_FROM = "2016-05-25"  # sessions dated on or after this day are the test file
+
+SESSION_COLUMNS = ("SessionId", "ItemId", "Time")  # the shape write_session_file produces
+
+_EXPECTATIONS = {
+    TAOBAO_DIR: (
+        f"{TAOBAO_FILE}: the Taobao UserBehavior head (Alibaba Tianchi dataset 649), 84,287 rows with "
+        "header user_id,item_id,category_id,behavior_type,timestamp"
+    ),
+    DIGINETICA_DIR: (
+        f"{DIGINETICA_FILE}: the DIGINETICA (CIKM Cup 2016) sample, 12,391 ';'-separated rows with "
+        "header session_id;user_id;item_id;timeframe;eventdate"
+    ),
+}
+
+
+class DatasetMissing(FileNotFoundError):
+    """A data file the protocol needs is not there (the data sets are not in the repository)."""
+
+    def __init__(self, path: Path, folder: str | None = None) -> None:
+        expectation = _EXPECTATIONS.get(folder or "", "")
+        where = path.parent / "SOURCE.txt"
+        message = f"data file not found: {path}"
+        if expectation:
+            message += f"\n  expected (as described by {where}): {expectation}"
+        message += (
+            "\n  The real data sets live outside the repository (licences forbid copying them in); "
+            "pass --data DIR pointing at the folder that holds "
+            + (folder or "the data set")
+            + "/ (default ../shared/datasets beside the repository)."
+        )
+        super().__init__(message)
+        self.path = path
+
+
+def default_data_dir() -> Path:
+    """``../shared/datasets`` relative to the repository root (the checkout holding
+    pyproject.toml), else relative to the current directory."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file():
+            return (parent / ".." / "shared" / "datasets").resolve()
+    return (Path.cwd() / ".." / "shared" / "datasets").resolve()
+
+
+def _require(path: Path, folder: str) -> Path:
+    if not path.is_file():
+        raise DatasetMissing(path, folder)
+    return path
+
+
+# P1: Taobao --------------------------------------------------------------------------------
+@dataclass
+class StreamData:
+    """An event stream in protocol order, with integer codes for fast bookkeeping.
+
+    ``events[n]`` is the README-schema dict of the n-th event; ``users[n]``/``items[n]`` are
+    codes into ``user_ids``/``item_ids``; ``warmup`` is the number of warm-up events (they
+    come first).
+    """
+
+    events: list[dict[str, Any]]
+    users: np.ndarray  # (n,) int64
+    items: np.ndarray  # (n,) int64
+    timestamps: np.ndarray  # (n,) float64
+    user_ids: list[str]
+    item_ids: list[str]
+    warmup: int
+    warmup_end: float
+
+    @property
+    def n_items(self) -> int:
+        """Distinct items in the whole file (coverage@K's denominator)."""
+        return len(self.item_ids)
+
+
+def stream_from_events(events: list[dict[str, Any]], warmup_end: float) -> StreamData:
+    """Order events by (timestamp, given order) and code them; used by the loaders and tests."""
+    order = sorted(range(len(events)), key=lambda n: (float(events[n]["timestamp"]), n))
+    ordered = [events[n] for n in order]
+    user_codes: dict[str, int] = {}
+    item_codes: dict[str, int] = {}
+    users = np.fromiter((user_codes.setdefault(e["user_id"], len(user_codes)) for e in ordered), np.int64)
+    items = np.fromiter((item_codes.setdefault(e["item_id"], len(item_codes)) for e in ordered), np.int64)
+    timestamps = np.fromiter((float(e["timestamp"]) for e in ordered), np.float64, len(ordered))
+    warmup = int(np.searchsorted(timestamps, warmup_end, side="left"))
+    return StreamData(
+        events=ordered,
+        users=users,
+        items=items,
+        timestamps=timestamps,
+        user_ids=list(user_codes),
+        item_ids=list(item_codes),
+        warmup=warmup,
+        warmup_end=warmup_end,
+    )
+
+
+def load_taobao(data_dir: Path, warmup_end: float = TAOBAO_WARMUP_END) -> StreamData:
+    """P1's stream: every row of events.csv as an event dict, sorted by (timestamp, row).
+
+    ``event_id`` is the 0-based data row number; pv -> view, cart/fav -> add_to_cart,
+    buy -> purchase; ``category`` is the category_id.
+    """
+    path = _require(Path(data_dir) / TAOBAO_DIR / TAOBAO_FILE, TAOBAO_DIR)
+    events: list[dict[str, Any]] = []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        for row_number, row in enumerate(reader):
+            events.append(
+                {
+                    "event_id": str(row_number),
+                    "event_type": TAOBAO_EVENT_TYPES[row["behavior_type"]],
+                    "user_id": row["user_id"],
+                    "item_id": row["item_id"],
+                    "timestamp": int(row["timestamp"]),
+                    "category": row["category_id"],
+                }
+            )
+    return stream_from_events(events, warmup_end)
+
+
+# P2: session files ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Click:
+    session_id: str
+    item_id: str
+    time: float
+    row: int  # position in its file (ties in time keep file order)
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds from a number, an ISO-8601 date-time (naive = UTC) or a date."""
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(value):
+            return value
+        raise ValueError(f"time {text!r} is not finite")
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise ValueError(f"time {text!r} is neither epoch seconds nor ISO-8601") from error
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def read_session_file(path: Path, sep: str, session_col: str, item_col: str, time_col: str) -> list[Click]:
+    """Rows of a (session, item, time) file with a header; other columns are ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetMissing(path)
+    clicks: list[Click] = []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=sep)
+        missing = [c for c in (session_col, item_col, time_col) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(
+                f"{path}: no column {', '.join(map(repr, missing))} with separator {sep!r}; "
+                f"header is {reader.fieldnames}"
+            )
+        for row_number, row in enumerate(reader):
+            try:
+                time = parse_time(row[time_col])
+            except ValueError as error:
+                raise ValueError(f"{path}, data row {row_number}: {error}") from None
+            clicks.append(Click(row[session_col].strip(), row[item_col].strip(), time, row_number))
+    return clicks
+
+
+def sessions_in_order(clicks: list[Click]) -> list[tuple[str, list[Click]]]:
+    """Group clicks by session; each session's clicks by (time, row); sessions by their
+    first click (time, row)."""
+    grouped: dict[str, list[Click]] = defaultdict(list)
+    for click in clicks:
+        grouped[click.session_id].append(click)
+    sessions = [(sid, sorted(cs, key=lambda c: (c.time, c.row))) for sid, cs in grouped.items()]
+    sessions.sort(key=lambda pair: (pair[1][0].time, pair[1][0].row))
+    return sessions
+
+
+def clicks_in_time_order(clicks: list[Click]) -> list[Click]:
+    return sorted(clicks, key=lambda c: (c.time, c.row))
+
+
+def _midnight_utc(day: str) -> float:
+    return datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=UTC).timestamp()
+
+
+def diginetica_split(data_dir: Path) -> tuple[list[Click], list[Click]]:
+    """(train, test) clicks of the Diginetica sample, split as EVALUATION.md P2 says.
+
+    A session's date is its earliest ``eventdate`` (2 sessions of the sample span two days);
+    sessions dated on or after 2016-05-25 are the test file. Times are synthesized as
+    that date's midnight UTC + timeframe / 1000, so they increase with ``timeframe`` inside
+    a session (``timeframe`` is the ms offset that orders a session's events).
+    """
+    path = _require(Path(data_dir) / DIGINETICA_DIR / DIGINETICA_FILE, DIGINETICA_DIR)
+    rows: list[dict[str, str]] = []
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    session_day: dict[str, str] = {}
+    for row in rows:
+        sid = row["session_id"]
+        session_day[sid] = min(session_day.get(sid, row["eventdate"]), row["eventdate"])
+    train: list[Click] = []
+    test: list[Click] = []
+    for row_number, row in enumerate(rows):
+        sid = row["session_id"]
+        day = session_day[sid]
+        click = Click(sid, row["item_id"], _midnight_utc(day) + int(row["timeframe"]) / 1000.0, row_number)
+        (test if day >= DIGINETICA_TEST_FROM else train).append(click)
+    return train, test
+
+
+def write_session_file(clicks: list[Click], path: Path) -> None:
+    """Write clicks as tab-separated ``SessionId ItemId Time`` (time in epoch seconds), in
+    (time, row) order."""
+    with Path(path).open("w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(SESSION_COLUMNS)
+        for click in clicks_in_time_order(clicks):
+            writer.writerow([click.session_id, click.item_id, repr(click.time)])

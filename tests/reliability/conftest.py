@@ -1,0 +1,25 @@
+"""Reliability fixtures: real Taobao events (skipped when the data folder is absent).
+
+Tests here use two kinds of AWS stand-in, never at the same time (moto's state is
+process-global): the in-process sandbox (``streamrec.reliability.sandbox``), and the
+local stack (moto server, pollers, HTTP API), which is module-scoped where used so that it
+is closed before the next module's sandbox starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streamrec.evaluation.datasets import DatasetMissing, default_data_dir
+
+
+def taobao_events(count: int) -> list[dict[str, Any]]:
+    """``count`` real events in stream order, or skip with the reason."""
+    from streamrec.reliability.faults import load_events
+
+    try:
+        return load_events(count)
+    except DatasetMissing as error:
+        pytest.skip(f"the real data sets are not here ({default_data_dir()}): {error}".splitlines()[0])

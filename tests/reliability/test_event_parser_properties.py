@@ -1,0 +1,121 @@
+"""Property tests of the event parser: it never raises anything but InvalidEvent, and every
+valid event round-trips."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamrec.events import EARLIEST_TIMESTAMP, ID_PATTERN, InvalidEvent, UserEvent, parse_event
+
+pytestmark = pytest.mark.reliability
+
+EXAMPLES = 400
+NOW = int(time.time())  # fixed, so that generation is reproducible within the session
+FIELDS = [
+    "event_id",
+    "event_type",
+    "user_id",
+    "item_id",
+    "timestamp",
+    "session_id",
+    "price",
+    "quantity",
+    "category",
+]
+EVENT_TYPES = ["view", "add_to_cart", "remove_from_cart", "purchase"]
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=300)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+ids = st.from_regex(ID_PATTERN, fullmatch=True)
+
+
+@st.composite
+def mutated_events(draw: Any) -> dict[str, Any]:
+    """A valid-looking event with some fields replaced by arbitrary JSON values or removed."""
+    event: dict[str, Any] = {
+        "event_id": draw(st.text(min_size=1, max_size=128)),
+        "event_type": draw(st.sampled_from(EVENT_TYPES)),
+        "user_id": draw(ids),
+        "item_id": draw(ids),
+        "timestamp": draw(st.integers(EARLIEST_TIMESTAMP, NOW)),
+    }
+    for name in draw(st.lists(st.sampled_from(FIELDS), max_size=4, unique=True)):
+        if draw(st.booleans()):
+            event.pop(name, None)
+        else:
+            event[name] = draw(json_values)
+    return event
+
+
+@st.composite
+def valid_events(draw: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event_id": draw(st.text(min_size=1, max_size=128)),
+        "event_type": draw(st.sampled_from(EVENT_TYPES)),
+        "user_id": draw(ids),
+        "item_id": draw(ids),
+        "timestamp": draw(
+            st.integers(EARLIEST_TIMESTAMP, NOW) | st.floats(EARLIEST_TIMESTAMP, NOW, allow_nan=False)
+        ),
+    }
+    optional = {
+        "session_id": st.text(max_size=128),
+        "category": st.text(max_size=128),
+        "price": st.floats(0, 1e9, allow_nan=False),
+        "quantity": st.integers(1, 100_000),
+    }
+    for name, strategy in optional.items():
+        if draw(st.booleans()):
+            event[name] = draw(strategy)
+    return event
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=json_values | mutated_events())
+def test_anything_is_an_event_or_an_invalid_event(payload: Any) -> None:
+    try:
+        event = parse_event(payload)
+    except InvalidEvent as error:
+        assert error.reason and isinstance(error.reason, str)
+        return
+    assert isinstance(event, UserEvent)
+    assert math.isfinite(event.timestamp) and event.timestamp >= EARLIEST_TIMESTAMP
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_raw_bytes_decode_to_an_event_or_an_invalid_event(raw: bytes) -> None:
+    """As the stream handler sees records: bytes, JSON-decoded, then parsed."""
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError):
+        return  # the handler dead-letters these as "not valid JSON"
+    try:
+        event = parse_event(payload)
+    except InvalidEvent:
+        return  # dead-lettered with its reason
+    assert isinstance(event, UserEvent)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(event=valid_events())
+def test_valid_events_round_trip(event: dict[str, Any]) -> None:
+    parsed = parse_event(event)
+    for name in ("event_id", "event_type", "user_id", "item_id", "session_id", "category", "quantity"):
+        assert getattr(parsed, name) == event.get(name)
+    assert parsed.timestamp == pytest.approx(float(event["timestamp"]))
+    again = parse_event(json.loads(json.dumps(parsed.model_dump(mode="json"))))
+    assert again == parsed

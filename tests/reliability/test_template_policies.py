@@ -1,0 +1,249 @@
+"""The template: cfn-lint clean, translatable by SAM in both ApiAuth modes, every data route
+authorized, and each function's IAM policy granting exactly the actions and resources its
+code uses.
+
+"Uses" is measured, not declared: each handler runs on the in-process moto account over
+the sample events of events/ (a crash between the count and user writes makes the ingest
+re-read its replay guards, a poison record makes it send a dead letter), every AWS call is
+recorded with the function that made it, and the recorded (action, resource) pairs must
+equal the pairs the template's policy statements grant.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from botocore.client import BaseClient
+
+from streamrec.local.template import load_raw_template
+from streamrec.reliability.sandbox import sandbox
+from streamrec.repositories.base import RepositoryError
+
+pytestmark = pytest.mark.reliability
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "events"
+# IAM actions of the API operations whose name differs from the action's.
+ACTION_OF = {"sqs:SendMessageBatch": "sqs:SendMessage"}
+
+
+def _event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def _with_poison_record(event: dict[str, Any]) -> dict[str, Any]:
+    """The Kinesis event plus one record that is not JSON (the handler dead-letters it)."""
+    poison = json.loads(json.dumps(event["Records"][-1]))
+    sequence = str(int(poison["kinesis"]["sequenceNumber"]) + 1)
+    poison["kinesis"].update(sequenceNumber=sequence, data=base64.b64encode(b"{not json").decode())
+    poison["eventID"] = poison["eventID"].split(":", 1)[0] + ":" + sequence
+    return {"Records": [*event["Records"], poison]}
+
+
+def _functions(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in raw["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+
+
+def _granted(function: dict[str, Any]) -> set[tuple[str, str]]:
+    """(action, logical id) pairs of a function's inline policy statements."""
+    pairs: set[tuple[str, str]] = set()
+    for policy in function["Properties"].get("Policies", []):
+        assert isinstance(policy, dict) and "Statement" in policy, f"only inline statements: {policy!r}"
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            for resource in resources:
+                assert isinstance(resource, dict) and "Fn::GetAtt" in resource, (
+                    f"resources must name a resource of the template, not {resource!r}"
+                )
+                logical, attribute = resource["Fn::GetAtt"]
+                assert attribute == "Arn"
+                pairs.update((action, logical) for action in actions)
+    return pairs
+
+
+class CallRecorder:
+    """Records (function, IAM action, resource logical id) of every AWS call."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+        self.function: str | None = None
+        self.calls: dict[str, set[tuple[str, str]]] = defaultdict(set)
+
+    @contextmanager
+    def installed(self) -> Iterator[CallRecorder]:
+        original = BaseClient._make_api_call
+        recorder = self
+
+        def make_api_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+            if recorder.function is not None:
+                action = f"{client.meta.service_model.endpoint_prefix}:{operation}"
+                for target in recorder._targets(params):
+                    recorder.calls[recorder.function].add((ACTION_OF.get(action, action), target))
+            return original(client, operation, params)
+
+        BaseClient._make_api_call = make_api_call  # type: ignore[method-assign]
+        try:
+            yield self
+        finally:
+            BaseClient._make_api_call = original  # type: ignore[method-assign]
+
+    def _targets(self, params: dict[str, Any]) -> list[str]:
+        names = []
+        if "TableName" in params:
+            names.append(params["TableName"])
+        names += list(params.get("RequestItems", {}))
+        if "StreamName" in params:
+            names.append(params["StreamName"])
+        if "QueueUrl" in params:
+            names.append(params["QueueUrl"].rsplit("/", 1)[-1])
+        return [self.names.get(name, f"<unknown {name}>") for name in names]
+
+    @contextmanager
+    def as_function(self, name: str) -> Iterator[None]:
+        self.function = name
+        try:
+            yield
+        finally:
+            self.function = None
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    return load_raw_template(TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def used() -> dict[str, set[tuple[str, str]]]:
+    """What each function's code calls, measured on the sample events."""
+    from streamrec.repositories.dynamodb import DynamoUserRepository
+
+    with sandbox(TEMPLATE) as box:
+        t = box.template
+        names = {table.name: k for k, table in t.tables.items()}
+        names.update({stream.name: k for k, stream in t.streams.items()})
+        names.update({queue.name: k for k, queue in t.queues.items()})
+        recorder = CallRecorder(names)
+        original_save = DynamoUserRepository.save_many
+        failures = {"left": 1}
+
+        def save_many_failing_once(self: Any, states: Any) -> None:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise RepositoryError("injected: users not written")
+            original_save(self, states)
+
+        with recorder.installed():
+            DynamoUserRepository.save_many = save_many_failing_once  # type: ignore[method-assign]
+            try:
+                with recorder.as_function("IngestFunction"):
+                    with pytest.raises(RepositoryError):
+                        box.invoke("IngestFunction", _event("ingest_kinesis.json"))
+                    box.invoke("IngestFunction", _event("ingest_kinesis.json"))  # the retry re-reads guards
+            finally:
+                DynamoUserRepository.save_many = original_save  # type: ignore[method-assign]
+            with recorder.as_function("SimilarityFunction"):
+                box.invoke("SimilarityFunction", _with_poison_record(_event("similarity_kinesis.json")))
+            with recorder.as_function("ApiFunction"):
+                for name in (
+                    "api_recommendations.json",
+                    "api_similar.json",
+                    "api_health.json",
+                    "api_delete_user.json",
+                    "api_bad_id.json",
+                ):
+                    response = box.invoke("ApiFunction", _event(name))
+                    assert response["statusCode"] < 500, (name, response)
+        return dict(recorder.calls)
+
+
+def test_each_function_is_granted_exactly_what_its_code_uses(
+    raw: dict[str, Any], used: dict[str, set[tuple[str, str]]]
+) -> None:
+    functions = _functions(raw)
+    assert set(used) == set(functions), "every function ran"
+    for name, function in functions.items():
+        granted = _granted(function)
+        assert used[name] - granted == set(), f"{name} calls what its policy does not grant"
+        assert granted - used[name] == set(), f"{name} is granted what its code never uses"
+    # The resources a function may touch, for the record (and a readable failure).
+    assert {r for _, r in used["ApiFunction"]} == {"UsersTable", "SimilarityTable"}
+    assert ("dynamodb:DeleteItem", "UsersTable") in used["ApiFunction"]
+
+
+def test_cfn_lint_is_clean() -> None:
+    cfn_lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or shutil.which("cfn-lint")
+    assert cfn_lint, "cfn-lint is installed with aws-sam-cli (the dev extra)"
+    result = subprocess.run(
+        [cfn_lint, str(TEMPLATE)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _resolve_if(value: Any, conditions: dict[str, bool]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            name, yes, no = value["Fn::If"]
+            return _resolve_if(yes if conditions[name] else no, conditions)
+        return {k: _resolve_if(v, conditions) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_if(v, conditions) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("mode, scheme", [("IAM", "AWS_IAM"), ("JWT", "JwtAuthorizer")])
+def test_sam_translates_the_template_and_every_data_route_is_authorized(mode: str, scheme: str) -> None:
+    from unittest.mock import MagicMock
+
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    document = yaml_parse(TEMPLATE.read_text())
+    for resource in document["Resources"].values():
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = "s3://bucket/key"  # what `sam package` uploads
+    loader = MagicMock()
+    loader.load.return_value = {}
+    parameters = {"ApiAuth": mode, "JwtIssuer": "https://issuer.example", "JwtAudience": "client"}
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    output = transform(document, parameters, loader)
+
+    api = output["Resources"]["HttpApi"]
+    assert api["Type"] == "AWS::ApiGatewayV2::Api"
+    body = _resolve_if(api["Properties"]["Body"], {"UseJwtAuth": mode == "JWT"})
+    assert set(body["components"]["securitySchemes"]) == {scheme}
+    routes = {
+        (method.upper(), path): spec
+        for path, methods in body["paths"].items()
+        for method, spec in methods.items()
+    }
+    events = {
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
+        for e in _functions(yaml.safe_load(yaml.safe_dump(load_raw_template(TEMPLATE))))["ApiFunction"][
+            "Properties"
+        ]["Events"].values()
+    }
+    assert set(routes) == events, "the OpenAPI body and the function's events list the same routes"
+    for (method, path), spec in routes.items():
+        assert "x-amazon-apigateway-integration" in spec, (method, path)
+        if path == "/health":
+            assert not spec.get("security"), "health stays open"
+        else:
+            assert spec["security"] == [{scheme: []}], (method, path)
