@@ -48,6 +48,7 @@ def test_all_skips_with_a_message_when_the_data_folder_is_absent(tmp_path, capsy
 
 
 def test_p1_names_the_missing_file_and_what_should_be_there(tmp_path, capsys):
+    pytest.importorskip("implicit", reason="the 'eval' extra is not installed")
     assert _run(["eval", "p1", "--data", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert str(tmp_path / "taobao_userbehavior_head" / "events.csv") in err

@@ -92,9 +92,8 @@ def require_extra(peers: Sequence[str] = (), plot: bool = False) -> None:
         needed.add("matplotlib")
     missing = sorted(module for module in needed if importlib.util.find_spec(module) is None)
     if missing:
-        raise ExtraMissing(
-            f"missing package(s) {', '.join(missing)} of the 'eval' extra: pip install -e \".[dev,eval]\""
-        )
+        extras = "dev,eval,rtrec" if "rtrec" in missing else "dev,eval"
+        raise ExtraMissing(f"missing package(s) {', '.join(missing)}: pip install -e \".[{extras}]\"")
 
 
 def _write_json(payload: dict[str, Any], path: Path | None) -> None:

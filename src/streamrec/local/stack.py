@@ -352,6 +352,10 @@ class LocalStack:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer  # heavy import, only when a stack starts
 
+        from streamrec.local import moto_fixes
+
+        moto_fixes.apply()
+
         # werkzeug logs every request at INFO; the pollers make many.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         if self.moto_port and not _port_free(self.moto_port):

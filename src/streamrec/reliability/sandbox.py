@@ -197,6 +197,10 @@ def sandbox(
     """An in-process account with the template's resources; see the module docstring."""
     from moto import mock_aws  # heavy import, only when a sandbox starts
 
+    from streamrec.local import moto_fixes
+
+    moto_fixes.apply()
+
     if not _lock.acquire(blocking=False):
         raise SandboxError("another sandbox is running in this process")
     try:
