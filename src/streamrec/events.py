@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+# Use ID_REGEX.fullmatch: with re.match, "$" would accept a trailing newline.
 ID_REGEX = re.compile(ID_PATTERN)
 EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase"]
 

@@ -283,7 +283,7 @@ def parse_change(payload: Any) -> ChangeNotice:
     """A changed-items record: ``{"item_id", "changed", "norm_changed", "popular_changed"}``."""
     if not isinstance(payload, dict) or not isinstance(payload.get("item_id"), str):
         raise InvalidEvent("changed-items record needs a string item_id")
-    if not ID_REGEX.match(payload["item_id"]):
+    if not ID_REGEX.fullmatch(payload["item_id"]):
         raise InvalidEvent("changed-items record has a malformed item_id")
     return ChangeNotice(
         payload["item_id"],

@@ -52,10 +52,12 @@ class ApiClient:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> ApiResponse:
-        request = urllib.request.Request(self.base_url + path, data=body, method=method,
-                                         headers=headers or {})
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> ApiResponse:
+        request = urllib.request.Request(
+            self.base_url + path, data=body, method=method, headers=headers or {}
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - local URL
                 status, raw, got = response.status, response.read(), dict(response.headers.items())

@@ -170,4 +170,3 @@ def test_port_in_use_is_a_clear_error(served) -> None:
 def test_routes_need_their_function() -> None:
     with pytest.raises(HttpApiError, match="no function loaded"):
         LocalHttpApi(ROUTES, {})
-

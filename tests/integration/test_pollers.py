@@ -77,8 +77,15 @@ class Harness:
         return sequence_numbers
 
     def poller(self, stub: Stub, **overrides: Any) -> KinesisPoller:
-        return KinesisPoller(self.source(**overrides), stub, FUNCTION_ARN, self.stack.client, self.clock,
-                             idle_sleep=0.02, retry_backoff=0.001)
+        return KinesisPoller(
+            self.source(**overrides),
+            stub,
+            FUNCTION_ARN,
+            self.stack.client,
+            self.clock,
+            idle_sleep=0.02,
+            retry_backoff=0.001,
+        )
 
     def settle(self, poller: KinesisPoller, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -121,8 +128,16 @@ def test_batches_respect_batch_size_and_carry_lambdas_event_shape(harness: Harne
     assert stub.batches == [seqs[0:3], seqs[3:6], seqs[6:7]]
     assert [int(s) for s in seqs] == sorted(int(s) for s in seqs), "moto sequence numbers increase"
     record = stub.events[0]["Records"][0]
-    assert set(record) == {"kinesis", "eventSource", "eventVersion", "eventID", "eventName",
-                           "invokeIdentityArn", "awsRegion", "eventSourceARN"}
+    assert set(record) == {
+        "kinesis",
+        "eventSource",
+        "eventVersion",
+        "eventID",
+        "eventName",
+        "invokeIdentityArn",
+        "awsRegion",
+        "eventSourceARN",
+    }
     assert record["eventSource"] == "aws:kinesis" and record["eventName"] == "aws:kinesis:record"
     assert record["eventID"] == f"{poller.shard_ids[0]}:{seqs[0]}"
     assert record["eventSourceARN"] == harness.stream.arn
@@ -177,7 +192,12 @@ def test_function_error_bisects_retries_then_sends_the_batch_to_on_failure(harne
     assert stub.batches == [seqs, seqs[0:2], seqs[2:4], seqs[2:3], seqs[2:3], seqs[2:3], seqs[3:4]]
     stats = poller.stats
     assert (stats.bisections, stats.retries, stats.errors, stats.failures, stats.failed_records) == (
-        2, 2, 5, 1, 1)
+        2,
+        2,
+        5,
+        1,
+        1,
+    )
     assert stats.records == 3
     letters = harness.dead_letters()
     assert len(letters) == 1

@@ -16,7 +16,7 @@ from streamrec.events import EARLIEST_TIMESTAMP, ID_PATTERN, InvalidEvent, UserE
 
 pytestmark = pytest.mark.reliability
 
-EXAMPLES = 400
+EXAMPLES = 1000
 NOW = int(time.time())  # fixed, so that generation is reproducible within the session
 FIELDS = [
     "event_id",

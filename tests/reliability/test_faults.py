@@ -26,7 +26,7 @@ from .conftest import taobao_events
 
 pytestmark = pytest.mark.reliability
 
-SAMPLED_EVENTS = 150
+SAMPLED_EVENTS = 120
 
 
 def _assert_same_tables(clean, faulty) -> None:

@@ -208,7 +208,9 @@ def _resolve_if(value: Any, conditions: dict[str, bool]) -> Any:
 
 
 @pytest.mark.parametrize("mode, scheme", [("IAM", "AWS_IAM"), ("JWT", "JwtAuthorizer")])
-def test_sam_translates_the_template_and_every_data_route_is_authorized(mode: str, scheme: str) -> None:
+def test_sam_translates_the_template_and_every_data_route_is_authorized(
+    mode: str, scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from unittest.mock import MagicMock
 
     from samtranslator.translator.transform import transform
@@ -222,7 +224,7 @@ def test_sam_translates_the_template_and_every_data_route_is_authorized(mode: st
     loader = MagicMock()
     loader.load.return_value = {}
     parameters = {"ApiAuth": mode, "JwtIssuer": "https://issuer.example", "JwtAudience": "client"}
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     output = transform(document, parameters, loader)
 
     api = output["Resources"]["HttpApi"]

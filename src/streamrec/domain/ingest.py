@@ -18,7 +18,6 @@ that does not raise a_ui changes nothing.
 
 from __future__ import annotations
 
-import copy
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -123,7 +122,7 @@ def plan_batch(
                 state = UserState(user_id=event.user_id)
                 plan.item_stats[TOTALS_ROW].append(Delta(seq, USERS, 1.0))
             else:
-                state = copy.deepcopy(original)
+                state = original.copy()
         applied = state.applied.get(shard)
         if (applied is not None and seq <= applied) or event.event_id in state.recent_event_ids:
             plan.duplicates += 1

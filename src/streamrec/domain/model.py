@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Global rows live beside item rows; '#' can never start an item id (see events.ID_PATTERN).
 TOTALS_ROW = "#totals"
@@ -87,6 +87,17 @@ class UserState:
     # shard id -> sequence_key of the last applied record of that shard for this user.
     applied: dict[str, str] = field(default_factory=dict)
     version: int = 0
+
+    def copy(self) -> UserState:
+        """An independent copy (new lists and entries; faster than ``copy.deepcopy``)."""
+        return replace(
+            self,
+            items=[replace(entry) for entry in self.items],
+            purchased=list(self.purchased),
+            cart=list(self.cart),
+            recent_event_ids=list(self.recent_event_ids),
+            applied=dict(self.applied),
+        )
 
     def find(self, item_id: str) -> HistoryItem | None:
         for entry in self.items:

@@ -9,6 +9,10 @@ API Gateway's ``404 {"message":"Not Found"}``; a function that raises gets
 
 As observed on API Gateway HTTP APIs, ``rawPath`` and ``pathParameters`` are delivered
 percent-decoded, while ``rawQueryString`` stays as sent.
+
+No authorizer is emulated: whatever the template's ``ApiAuth`` (IAM or JWT), every request
+is served without looking at ``Authorization`` and the event carries no
+``requestContext.authorizer``. The server listens on 127.0.0.1 only; do not expose it.
 """
 
 from __future__ import annotations

@@ -1,15 +1,67 @@
 """Work-arounds for moto performance problems that the local pipelines hit.
 
-moto 5.2's ReceiveMessage checks each message it returns against the queue's retention
-period by computing *every* queue attribute, including the approximate message counts,
-which walk the whole queue: receiving a queue of n messages costs O(n²) (0.6 s per
-ReceiveMessage of 10 at 1,000 messages). The dead-letter queue of a poison-record replay
-holds thousands. :func:`apply` replaces that check with an O(1) one of the same meaning.
+moto 5.2 computes *every* SQS queue attribute, including the approximate message counts
+(each a walk over the whole queue), whenever it needs one: for each message it sends
+(``ContentBasedDeduplication``) and for each message it receives (the retention period).
+Sending or receiving n messages thus costs O(n²): 0.6 s per ReceiveMessage of 10 at 1,000
+messages, and the dead-letter queue of a poison-record replay holds thousands.
+:func:`apply` makes ``Queue.attributes`` lazy (a counting attribute is computed only when
+it is read) and checks the retention period directly. Answers are unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+_COUNTS = frozenset(
+    {
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessagesNotVisible",
+    }
+)
+
+
+class _WithoutCounts:
+    """The queue as the attribute computation sees it, with the counts stubbed out."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("approximate_number_of_messages"):
+            return 0
+        return getattr(self._queue, name)
+
+
+class _LazyAttributes(Mapping[str, Any]):
+    """``Queue.attributes`` computed on demand: the counts only when asked for."""
+
+    def __init__(self, queue: Any, compute: Any) -> None:
+        self._queue = queue
+        self._compute = compute
+        self._cheap: dict[str, Any] | None = None
+        self._full: dict[str, Any] | None = None
+
+    def _all(self) -> dict[str, Any]:
+        if self._full is None:
+            self._full = self._compute(self._queue)
+        return self._full
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _COUNTS or self._full is not None:
+            return self._all()[key]
+        if self._cheap is None:
+            self._cheap = self._compute(_WithoutCounts(self._queue))
+        return self._cheap[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
 
 __all__ = ["apply"]
 
@@ -17,10 +69,12 @@ __all__ = ["apply"]
 def apply() -> None:
     """Patch moto's SQS backend (idempotent; only speeds up, never changes an answer)."""
     from moto.core.utils import unix_time
-    from moto.sqs.models import SQSBackend
+    from moto.sqs.models import Queue, SQSBackend
 
     if getattr(SQSBackend, "_streamrec_fast_retention_check", False):
         return
+    compute = Queue.attributes.fget  # type: ignore[attr-defined]
+    Queue.attributes = property(lambda queue: _LazyAttributes(queue, compute))  # type: ignore[assignment]
 
     def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
         retention = int(self.get_queue(queue_name).message_retention_period)

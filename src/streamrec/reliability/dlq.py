@@ -170,17 +170,16 @@ def receive_all(
             VisibilityTimeout=visibility_timeout,
             WaitTimeSeconds=0,
         )
-        messages = response.get("Messages") or []
-        if not messages:
+        fresh = [m for m in response.get("Messages") or [] if m["MessageId"] not in seen]
+        if not fresh:  # nothing, or only messages whose visibility timeout ran out already
             empty += 1
             if empty >= _EMPTY_POLLS:
                 break
             continue
         empty = 0
-        for message in messages:
-            if message["MessageId"] not in seen:
-                seen.add(message["MessageId"])
-                letters.append(Letter.from_message(message))
+        for message in fresh:
+            seen.add(message["MessageId"])
+            letters.append(Letter.from_message(message))
     return letters
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import random
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -271,8 +271,3 @@ class EventSourceMapping:
         self.box.client("sqs").send_message(
             QueueUrl=self.box.queue_urls[queue.logical_id], MessageBody=json.dumps(message)
         )
-
-
-def sources_of(box: Sandbox, function: str) -> Iterator[KinesisEventSource]:
-    """The Kinesis event sources of one function."""
-    yield from box.function(function).kinesis_sources

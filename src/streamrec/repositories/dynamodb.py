@@ -454,28 +454,60 @@ class KinesisChangePublisher:
 
 
 class SqsDeadLetterSink:
-    """Sends each dead letter as a JSON message: reason, origin and the raw record."""
+    """Sends each dead letter as a JSON message: reason, origin and the raw record.
 
-    MAX_DATA_CHARS = 200_000  # SQS messages are at most 256 KB
+    A record's data is cut so that its message fits SQS's message size limit, and messages
+    are grouped so that each SendMessageBatch stays under the same limit in total.
+    """
+
+    MAX_REQUEST_BYTES = 256 * 1024  # SQS: per message and per SendMessageBatch
+    MAX_MESSAGE_BYTES = MAX_REQUEST_BYTES - 1024  # room for the request's own framing
 
     def __init__(self, queue_url: str, client: Any | None = None) -> None:
         self.queue_url = queue_url
         self.client = client if client is not None else boto3.client("sqs")
 
-    def send(self, letters: Sequence[DeadLetter]) -> None:
-        for start, chunk in enumerate(_chunks(list(letters), SQS_BATCH_LIMIT)):
-            entries = []
-            for index, letter in enumerate(chunk):
-                body = {
+    def message_body(self, letter: DeadLetter) -> str:
+        """The JSON message for one letter, its data truncated until it fits one message."""
+        data = letter.data
+        while True:
+            body = json.dumps(
+                {
                     "reason": letter.reason,
                     "source": letter.source,
                     "shard": letter.shard,
                     "sequence_number": letter.sequence_number,
                     "partition_key": letter.partition_key,
-                    "data": letter.data[: self.MAX_DATA_CHARS],
-                    "data_truncated": len(letter.data) > self.MAX_DATA_CHARS,
+                    "data": data,
+                    "data_truncated": len(data) < len(letter.data),
                 }
-                entries.append({"Id": f"{start}-{index}", "MessageBody": json.dumps(body)})
+            )
+            size = len(body.encode())
+            if size <= self.MAX_MESSAGE_BYTES or not data:
+                return body
+            # JSON escapes can make a character cost up to 6 bytes: shrink in proportion.
+            data = data[: max(0, len(data) * self.MAX_MESSAGE_BYTES // size - 64)]
+
+    def batches(self, letters: Sequence[DeadLetter]) -> Iterator[list[str]]:
+        """Message bodies grouped by at most 10 and at most MAX_REQUEST_BYTES in total."""
+        batch: list[str] = []
+        batch_bytes = 0
+        for letter in letters:
+            body = self.message_body(letter)
+            size = len(body.encode())
+            if batch and (len(batch) == SQS_BATCH_LIMIT or batch_bytes + size > self.MAX_REQUEST_BYTES):
+                yield batch
+                batch, batch_bytes = [], 0
+            batch.append(body)
+            batch_bytes += size
+        if batch:
+            yield batch
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        for start, bodies in enumerate(self.batches(letters)):
+            entries = [
+                {"Id": f"{start}-{index}", "MessageBody": body} for index, body in enumerate(bodies)
+            ]
             try:
                 response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             except (ClientError, BotoCoreError) as error:

@@ -1,15 +1,16 @@
 """In-memory adapters with the DynamoDB adapters' semantics (guards, versions, copies).
 
-Used by the evaluation harness and fast tests. States are deep-copied in and out, as a
-database would, so callers cannot mutate stored data by accident.
+Used by the evaluation harness and fast tests. States are copied in and out, as a database
+would, so callers cannot mutate stored data by accident. The copies are structural (new
+lists and dicts, immutable members shared): ``copy.deepcopy`` took two thirds of an
+evaluation run's time.
 """
 
 from __future__ import annotations
 
-import copy
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from streamrec.domain.model import (
     Delta,
@@ -28,6 +29,15 @@ from streamrec.repositories.base import (
 )
 
 
+def _copy_row(row: SimilarityRow) -> SimilarityRow:
+    # Neighbour is frozen, so the lists may share their members.
+    return replace(row, neighbours=list(row.neighbours), extended=list(row.extended))
+
+
+def _copy_list(popular: PopularList) -> PopularList:
+    return replace(popular, items=list(popular.items))
+
+
 def _apply_guarded(row: dict[str, float | str], deltas: Sequence[Delta], shard: str) -> None:
     guard = guard_attribute(shard)
     missing = pending(deltas, row.get(guard))  # type: ignore[arg-type]
@@ -44,17 +54,17 @@ class InMemoryUserRepository:
 
     def get(self, user_id: str) -> UserState | None:
         state = self.rows.get(user_id)
-        return copy.deepcopy(state) if state is not None else None
+        return state.copy() if state is not None else None
 
     def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState]:
-        return {u: copy.deepcopy(self.rows[u]) for u in user_ids if u in self.rows}
+        return {u: self.rows[u].copy() for u in user_ids if u in self.rows}
 
     def save_many(self, states: Iterable[UserState]) -> None:
         for state in states:
             stored = self.rows.get(state.user_id)
             if (stored.version if stored else 0) != state.version:
                 raise ConcurrentUpdateError(f"user {state.user_id} changed concurrently")
-            saved = copy.deepcopy(state)
+            saved = state.copy()
             saved.version += 1
             self.rows[state.user_id] = saved
 
@@ -115,15 +125,15 @@ class InMemorySimilarityRepository:
     def get_many(
         self, item_ids: Sequence[str], lists: Sequence[str] = ()
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
-        rows = {i: copy.deepcopy(self.rows[i]) for i in item_ids if i in self.rows}
+        rows = {i: _copy_row(self.rows[i]) for i in item_ids if i in self.rows}
         return rows, {name: self.get_list(name) for name in lists}
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None:
         for row in rows:
-            self.rows[row.item_id] = copy.deepcopy(row)
+            self.rows[row.item_id] = _copy_row(row)
 
     def get_list(self, name: str) -> PopularList:
-        return copy.deepcopy(self.lists.get(name, PopularList()))
+        return _copy_list(self.lists.get(name, PopularList()))
 
     def put_list(self, name: str, popular: PopularList) -> None:
         if popular.version != self.lists.get(name, PopularList()).version:

@@ -1,0 +1,62 @@
+"""The SQS dead-letter sink keeps every message and every request within SQS's size limit."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import boto3
+
+from streamrec.repositories.base import DeadLetter
+from streamrec.repositories.dynamodb import SqsDeadLetterSink
+
+
+def _letter(number: int, data: str) -> DeadLetter:
+    return DeadLetter(
+        reason=f"bad record {number}",
+        source="arn:aws:kinesis:us-east-1:123456789012:stream/events",
+        shard="shardId-000000000000",
+        sequence_number=str(number),
+        partition_key=f"user-{number}",
+        data=data,
+    )
+
+
+class _RecordingClient:
+    def __init__(self, client) -> None:
+        self.client = client
+        self.requests: list[list[dict]] = []
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict]) -> dict:  # noqa: N803 - boto3 names
+        self.requests.append(Entries)
+        return self.client.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
+
+
+def test_large_and_small_letters_are_all_sent_within_the_size_limits(aws) -> None:
+    sqs = boto3.client("sqs")
+    queue_url = os.environ["DEAD_LETTER_QUEUE_URL"]
+    recording = _RecordingClient(sqs)
+    sink = SqsDeadLetterSink(queue_url, recording)
+    # A Kinesis record can hold 1 MB; quotes and control characters double or sextuple in JSON.
+    letters = [_letter(n, "A" * 900_000) for n in range(3)]
+    letters += [_letter(10 + n, '"\x01' * 200_000) for n in range(2)]
+    letters += [_letter(20 + n, "eyJ4IjoxfQ==") for n in range(15)]
+
+    sink.send(letters)
+
+    for entries in recording.requests:
+        assert len(entries) <= 10
+        assert sum(len(entry["MessageBody"].encode()) for entry in entries) <= 256 * 1024
+    sent = [json.loads(entry["MessageBody"]) for entries in recording.requests for entry in entries]
+    assert [body["reason"] for body in sent] == [letter.reason for letter in letters]
+    assert [body["data_truncated"] for body in sent] == [True] * 5 + [False] * 15
+    assert all(letter.data.startswith(body["data"]) for letter, body in zip(letters, sent, strict=True))
+    assert sent[-1]["data"] == "eyJ4IjoxfQ=="
+    received = 0
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
+        received += len(messages)
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+    assert received == len(letters)
