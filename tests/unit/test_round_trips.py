@@ -111,3 +111,26 @@ def test_ingest_writes_each_distinct_row_once_per_batch(aws, calls):
     assert sum(writes.values()) == expected_rows
     pairs_applied = sum(len(d) for d in plan.cooccurrence.values())
     assert pairs_applied > 3 * len(plan.cooccurrence)  # batching really merged pair updates
+
+
+def test_similarity_batch_reads_each_cooccurrence_row_once(aws, calls):
+    settings = load_settings()
+    events = _events(300, users=20, items=40)
+    ingest = wiring.ingest_service(settings)
+    ingest.ingest(events, SHARD)
+    items = sorted({e.event.item_id for e in events})
+    calls.clear()
+
+    # Every item's own count changed too, so affected() reads their rows to propagate.
+    wiring.similarity_service(settings).recompute(items, items, items)
+
+    table = aws.tables["CooccurrenceTable"].name
+    read = Counter(
+        (key["item_id"]["S"], key["block"]["N"])
+        for name, params in calls.calls
+        if name == "BatchGetItem" and table in params["RequestItems"]
+        for key in params["RequestItems"][table]["Keys"]
+    )
+    assert read, "the rebuild reads co-occurrence rows"
+    assert max(read.values()) == 1
+    assert {item for item, _ in read} == set(items)

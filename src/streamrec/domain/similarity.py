@@ -75,27 +75,43 @@ class SimilarityService:
     ) -> list[SimilarityRow]:
         """Handle one batch of change announcements: rebuild every affected neighbour row
         and merge fresh popularity into the popular lists."""
-        rows = self.rebuild(self.affected(changed, norm_changed))
+        counts_read: dict[str, dict[str, float]] = {}
+        rows = self.rebuild(self.affected(changed, norm_changed, counts_read), counts_read)
         self.update_popular_lists(popular_changed)
         return rows
 
-    def affected(self, changed: Iterable[str], norm_changed: Iterable[str]) -> set[str]:
+    def affected(
+        self,
+        changed: Iterable[str],
+        norm_changed: Iterable[str],
+        counts_read: dict[str, dict[str, float]] | None = None,
+    ) -> set[str]:
         """Items whose rows depend on the announced changes: the changed items, and for each
-        item whose own count changed, its ``propagation_limit`` strongest co-occurring items."""
+        item whose own count changed, its ``propagation_limit`` strongest co-occurring items.
+
+        The co-occurrence rows read on the way are added to ``counts_read`` (if given), so
+        that ``rebuild`` need not read them again."""
         norm_changed = set(norm_changed)
         targets = set(changed) | norm_changed
         if norm_changed and self.settings.propagation_limit:
-            for pairs in self.cooccurrence.get_rows(norm_changed).values():
+            read = self.cooccurrence.get_rows(norm_changed)
+            if counts_read is not None:
+                counts_read.update(read)
+            for pairs in read.values():
                 strongest = sorted(pairs.items(), key=lambda pair: (-pair[1], pair[0]))
                 targets.update(j for j, _ in strongest[: self.settings.propagation_limit])
         return targets
 
-    def rebuild(self, items: Iterable[str]) -> list[SimilarityRow]:
-        """Recompute and store the neighbour rows of ``items`` from the current counts."""
+    def rebuild(
+        self, items: Iterable[str], counts_read: dict[str, dict[str, float]] | None = None
+    ) -> list[SimilarityRow]:
+        """Recompute and store the neighbour rows of ``items`` from the current counts
+        (``counts_read``: co-occurrence rows already read in this invocation)."""
         targets = sorted(set(items))
         if not targets:
             return []
-        rows = self.cooccurrence.get_rows(targets)
+        known = {item: (counts_read or {})[item] for item in targets if item in (counts_read or {})}
+        rows = {**known, **self.cooccurrence.get_rows([item for item in targets if item not in known])}
         needed = set(targets) | {TOTALS_ROW}
         for item in targets:
             needed.update(rows.get(item, {}))
