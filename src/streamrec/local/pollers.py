@@ -456,15 +456,7 @@ class _ShardWorker:
             if outcome.function_error and src.bisect_batch_on_function_error and len(remaining) > 1:
                 half = len(remaining) // 2
                 self.poller._count(bisections=1)
-                log.warning(
-                    "%s[%s]: batch of %d records (%s..%s) failed: %s; bisecting",
-                    self.poller.name,
-                    self.shard_id,
-                    len(remaining),
-                    remaining[0]["SequenceNumber"],
-                    remaining[-1]["SequenceNumber"],
-                    _describe_error(outcome),
-                )
+                self._log_failure(remaining, outcome, "bisecting")
                 # Splitting a batch does not count towards the retry quota (Lambda docs).
                 work.appendleft((remaining[half:], retries, 0))
                 work.appendleft((remaining[:half], retries, 0))
@@ -475,21 +467,28 @@ class _ShardWorker:
                 continue
             delay = min(self.poller.retry_backoff * 2**retries, self.poller.max_backoff)
             self.poller._count(retries=1)
-            log.warning(
-                "%s[%s]: batch of %d records (%s..%s) failed: %s; retry %d/%s in %.2fs",
-                self.poller.name,
-                self.shard_id,
-                len(remaining),
-                remaining[0]["SequenceNumber"],
-                remaining[-1]["SequenceNumber"],
-                _describe_error(outcome),
-                retries + 1,
-                "inf" if limit < 0 else limit,
-                delay,
+            self._log_failure(
+                remaining, outcome, f"retry {retries + 1}/{'inf' if limit < 0 else limit} in {delay:.2f}s"
             )
             if self.poller._wait(delay):
                 return  # stopping: leave the records unacknowledged, as a shutdown would
             work.appendleft((remaining, retries + 1, invocations))
+
+    def _log_failure(
+        self, records: list[dict[str, Any]], outcome: InvokeOutcome, action: str, level: int = logging.WARNING
+    ) -> None:
+        """One line naming the batch (shard, size, sequence range), the error and what follows."""
+        log.log(
+            level,
+            "%s[%s]: batch of %d records (%s..%s) failed: %s; %s",
+            self.poller.name,
+            self.shard_id,
+            len(records),
+            records[0]["SequenceNumber"],
+            records[-1]["SequenceNumber"],
+            _describe_error(outcome),
+            action,
+        )
 
     def _acknowledge(self, records: list[dict[str, Any]]) -> None:
         if records:
@@ -503,26 +502,9 @@ class _ShardWorker:
         queue = self.source.on_failure_queue
         message = self._failure_message(records, outcome, invocations)
         if queue is None:
-            log.error(
-                "%s[%s]: retries exhausted, discarding %d records (%s..%s): %s",
-                self.poller.name,
-                self.shard_id,
-                len(records),
-                records[0]["SequenceNumber"],
-                records[-1]["SequenceNumber"],
-                _describe_error(outcome),
-            )
+            self._log_failure(records, outcome, "retries exhausted, discarding it", logging.ERROR)
             return
-        log.error(
-            "%s[%s]: retries exhausted, sending %d records (%s..%s) to %s: %s",
-            self.poller.name,
-            self.shard_id,
-            len(records),
-            records[0]["SequenceNumber"],
-            records[-1]["SequenceNumber"],
-            queue.name,
-            _describe_error(outcome),
-        )
+        self._log_failure(records, outcome, f"retries exhausted, sending it to {queue.name}", logging.ERROR)
         try:
             if self._sqs is None:
                 self._sqs = self.poller.client_factory("sqs")
