@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from streamrec_core import SIMILARITY_MEASURES
 
 EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
-DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "add_to_cart": 2.0, "remove_from_cart": 0.0, "purchase": 4.0}
+# Chosen on P1/P2 (see README "Quality"); dyadic weights keep count sums exact in floats.
+DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "add_to_cart": 1.5, "remove_from_cart": 0.0, "purchase": 2.0}
 
 
 class ConfigurationError(ValueError):
@@ -32,7 +33,7 @@ class Settings:
     similarity_measure: str = "jaccard"
     neighbours_per_item: int = 50
     half_life_hours: float = 24.0
-    history_length: int = 20
+    history_length: int = 10
     event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     # Co-occurrence rows of one item are packed into this many blocks (by neighbour hash).
     cooccurrence_blocks: int = 16
@@ -47,15 +48,15 @@ class Settings:
     categories_per_request: int = 3
     # Similarity of a recent item to itself, so that it can come back (repeat interest);
     # 0 leaves the user's own items to their neighbours' rows.
-    self_similarity: float = 1.0
+    self_similarity: float = 2.0
     # A recent item's affinity is also multiplied by (1 / (1 + its rank from the newest))
     # to this power: 0 turns position weighting off.
     position_decay: float = 0.0
     popularity_half_life_hours: float = 24.0
     # Two-hop neighbours: from the rows of an item's strongest ``two_hop_sources``
     # neighbours, keep ``two_hop_size`` items, scored sum_l S_il * S_lj * two_hop_weight.
-    two_hop_sources: int = 10
-    two_hop_size: int = 20
+    two_hop_sources: int = 20
+    two_hop_size: int = 50
     two_hop_weight: float = 0.5
     purchased_kept: int = 500
     recent_event_ids_kept: int = 100
