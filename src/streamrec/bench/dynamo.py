@@ -36,11 +36,23 @@ READ_UNIT_BYTES = 4 * KB
 
 def number_size(text: str) -> int:
     """Bytes of a DynamoDB number value (without its name)."""
-    value = Decimal(text)
-    if value == 0:
-        return 2
-    digits = value.normalize().as_tuple().digits  # significant digits, zeros trimmed
-    return (len(digits) + 1) // 2 + 1
+    if "e" in text or "E" in text:
+        value = Decimal(text)
+        if value == 0:
+            return 2
+        digits = len(value.normalize().as_tuple().digits)
+    else:  # the usual case, by string: significant digits with leading/trailing zeros trimmed
+        mantissa = text.lstrip("+-")
+        if "." in mantissa:
+            whole, fraction = mantissa.split(".", 1)
+            fraction = fraction.rstrip("0")
+            significant = (whole + fraction).lstrip("0") if fraction else whole.strip("0")
+        else:
+            significant = mantissa.strip("0")
+        digits = len(significant)
+        if digits == 0:
+            return 2  # zero
+    return (digits + 1) // 2 + 1
 
 
 def value_size(value: dict[str, Any]) -> int:
@@ -126,12 +138,14 @@ class MeteredDynamoClient:
     def __init__(self, key_schema: dict[str, tuple[str, ...]]) -> None:
         self.key_schema = key_schema
         self.tables: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {name: {} for name in key_schema}
+        # Each stored item's size, kept at write time so that reads are metered cheaply.
+        self.sizes: dict[str, dict[tuple[Any, ...], int]] = {name: {} for name in key_schema}
         self.meters: dict[str, TableMeter] = {name: TableMeter() for name in key_schema}
         self._lock = threading.Lock()
 
     # -- helpers ----------------------------------------------------------------------
     def _key(self, table: str, item: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(next(iter(item[name].values())) for name in self.key_schema[table])
+        return tuple([_scalar(item[name]) for name in self.key_schema[table]])
 
     def reset_meters(self) -> None:
         self.meters = {name: TableMeter() for name in self.key_schema}
@@ -156,20 +170,25 @@ class MeteredDynamoClient:
                     return True
         return False
 
-    def _write(
-        self, table: str, before: dict[str, Any] | None, after: dict[str, Any], operation: str
-    ) -> None:
+    def _write(self, table: str, key: tuple[Any, ...], after: dict[str, Any] | None, operation: str) -> None:
+        """Meter a write of ``after`` (None: the item is deleted or left as it was)."""
+        sizes = self.sizes[table]
+        before = sizes.get(key, 0)
+        size = item_size(after) if after is not None else before
         meter = self.meters[table]
-        meter.write_units += write_units(item_size(before), item_size(after))
+        meter.write_units += write_units(before, size)
         meter.writes += 1
         meter.calls[operation] += 1
+        if after is not None:
+            sizes[key] = size
 
     # -- reads ------------------------------------------------------------------------
     def get_item(self, TableName: str, Key: dict[str, Any], ConsistentRead: bool = False, **_: Any) -> dict:
         with self._lock:
-            stored = self.tables[TableName].get(self._key(TableName, Key))
+            key = self._key(TableName, Key)
+            stored = self.tables[TableName].get(key)
             meter = self.meters[TableName]
-            meter.read_units += read_units(item_size(stored), ConsistentRead)
+            meter.read_units += read_units(self.sizes[TableName].get(key, 0), ConsistentRead)
             meter.reads += 1
             meter.calls["GetItem"] += 1
             # A projection only cuts the response, not the units: return the whole item.
@@ -183,12 +202,13 @@ class MeteredDynamoClient:
                 meter.calls["BatchGetItem"] += 1
                 consistent = bool(request.get("ConsistentRead"))
                 found = responses.setdefault(table, [])
-                for key in request["Keys"]:
-                    stored = self.tables[table].get(self._key(table, key))
-                    meter.read_units += read_units(item_size(stored), consistent)
+                for requested in request["Keys"]:
+                    key = self._key(table, requested)
+                    stored = self.tables[table].get(key)
+                    meter.read_units += read_units(self.sizes[table].get(key, 0), consistent)
                     meter.reads += 1
                     if stored is not None:
-                        found.append(dict(stored))
+                        found.append(stored)  # the adapters only read responses
         return {"Responses": responses, "UnprocessedKeys": {}}
 
     # -- writes -----------------------------------------------------------------------
@@ -207,10 +227,10 @@ class MeteredDynamoClient:
             if not self._check(
                 ConditionExpression, stored, ExpressionAttributeNames or {}, ExpressionAttributeValues or {}
             ):
-                self._write(TableName, stored, {}, "PutItem")  # a failed condition still costs
+                self._write(TableName, key, None, "PutItem")  # a failed condition still costs
                 raise _condition_failed("PutItem")
             self.tables[TableName][key] = dict(Item)
-            self._write(TableName, stored, Item, "PutItem")
+            self._write(TableName, key, Item, "PutItem")
         return {}
 
     def update_item(
@@ -229,7 +249,7 @@ class MeteredDynamoClient:
             key = self._key(TableName, Key)
             stored = self.tables[TableName].get(key)
             if not self._check(ConditionExpression, stored, names, values):
-                self._write(TableName, stored, {}, "UpdateItem")
+                self._write(TableName, key, None, "UpdateItem")
                 raise _condition_failed("UpdateItem")
             updated = dict(stored) if stored is not None else dict(Key)
             for clause in re.split(r"\s(?=SET |ADD )", " " + UpdateExpression.strip()):
@@ -250,7 +270,7 @@ class MeteredDynamoClient:
                     else:
                         raise NotImplementedError(f"update action {action}")
             self.tables[TableName][key] = updated
-            self._write(TableName, stored, updated, "UpdateItem")
+            self._write(TableName, key, updated, "UpdateItem")
         return {}
 
     def batch_write_item(self, RequestItems: dict[str, Any], **_: Any) -> dict:
@@ -261,20 +281,27 @@ class MeteredDynamoClient:
                     if "PutRequest" in request:
                         item = request["PutRequest"]["Item"]
                         key = self._key(table, item)
-                        stored = self.tables[table].get(key)
                         self.tables[table][key] = dict(item)
-                        self._write(table, stored, item, "BatchWriteItem.Put")
+                        self._write(table, key, item, "BatchWriteItem.Put")
                     else:
                         key = self._key(table, request["DeleteRequest"]["Key"])
-                        stored = self.tables[table].pop(key, None)
-                        self._write(table, stored, {}, "BatchWriteItem.Delete")
+                        self.tables[table].pop(key, None)
+                        self._write(table, key, None, "BatchWriteItem.Delete")
+                        self.sizes[table].pop(key, None)
         return {"UnprocessedItems": {}}
 
     def delete_item(self, TableName: str, Key: dict[str, Any], **_: Any) -> dict:
         with self._lock:
-            stored = self.tables[TableName].pop(self._key(TableName, Key), None)
-            self._write(TableName, stored, {}, "DeleteItem")
+            key = self._key(TableName, Key)
+            self.tables[TableName].pop(key, None)
+            self._write(TableName, key, None, "DeleteItem")
+            self.sizes[TableName].pop(key, None)
         return {}
+
+
+def _scalar(value: dict[str, Any]) -> Any:
+    """The content of a key attribute (``{"S": x}`` or ``{"N": x}``)."""
+    return value["S"] if "S" in value else value["N"]
 
 
 def _decimal_text(value: Decimal) -> str:
