@@ -105,6 +105,7 @@ class TableMeter:
     calls: Counter[str] = field(default_factory=Counter)
     writes: int = 0  # items written (an item of a BatchWriteItem counts once)
     reads: int = 0  # items (or missing keys) read
+    missing_reads: int = 0  # keys read that hold no item (they still cost the minimum)
 
 
 def _condition_failed(operation: str) -> ClientError:
@@ -140,15 +141,26 @@ class MeteredDynamoClient:
         self.tables: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {name: {} for name in key_schema}
         # Each stored item's size, kept at write time so that reads are metered cheaply.
         self.sizes: dict[str, dict[tuple[Any, ...], int]] = {name: {} for name in key_schema}
-        self.meters: dict[str, TableMeter] = {name: TableMeter() for name in key_schema}
         self._lock = threading.Lock()
+        # Meters per phase (e.g. "ingest", "similarity" of one replay); ``meters`` is the current one's.
+        self.phases: dict[str, dict[str, TableMeter]] = {}
+        self.meters: dict[str, TableMeter] = self.set_phase("main")
 
     # -- helpers ----------------------------------------------------------------------
     def _key(self, table: str, item: dict[str, Any]) -> tuple[Any, ...]:
         return tuple([_scalar(item[name]) for name in self.key_schema[table]])
 
+    def set_phase(self, phase: str) -> dict[str, TableMeter]:
+        """Meter the following calls under ``phase`` (created on first use)."""
+        with self._lock:
+            self.meters = self.phases.setdefault(phase, {name: TableMeter() for name in self.key_schema})
+        return self.meters
+
     def reset_meters(self) -> None:
-        self.meters = {name: TableMeter() for name in self.key_schema}
+        """Zero the current phase's meters."""
+        with self._lock:
+            for name in self.key_schema:
+                self.meters[name] = TableMeter()
 
     def items(self, table: str) -> list[dict[str, Any]]:
         return list(self.tables[table].values())
@@ -207,7 +219,9 @@ class MeteredDynamoClient:
                     stored = self.tables[table].get(key)
                     meter.read_units += read_units(self.sizes[table].get(key, 0), consistent)
                     meter.reads += 1
-                    if stored is not None:
+                    if stored is None:
+                        meter.missing_reads += 1
+                    else:
                         found.append(stored)  # the adapters only read responses
         return {"Responses": responses, "UnprocessedKeys": {}}
 
