@@ -62,3 +62,12 @@ def test_metered_client_matches_moto_on_a_slice(monkeypatch):
 
     result = moto_cross_check(events, Settings(), ROOT / "template.yaml")
     assert result["agree"], result
+
+
+def test_bench_stops_with_a_message_without_the_data(tmp_path, capsys):
+    from streamrec.cli import main
+
+    assert main(["bench", "--data", str(tmp_path), "--output", str(tmp_path / "r.json")]) == 2
+    message = capsys.readouterr().err
+    assert "taobao_userbehavior_head" in message and str(tmp_path) in message
+    assert not (tmp_path / "r.json").exists()
