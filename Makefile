@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit build validate clean eval
+.PHONY: install run test lint unit build validate clean eval bench
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.12 not found (the Lambda runtime is python3.12); install it or run make PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -28,6 +28,12 @@ $(EVAL_STAMP): $(STAMP)
 ## progress; writes eval/report.md, eval/report.json, eval/hr_at_k.png (~10 min; rtrec: EVAL_ARGS=--with-rtrec)
 eval: $(EVAL_STAMP)
 	$(BIN)/streamrec eval all $(EVAL_ARGS)
+
+## bench: ingest events/s per core, DynamoDB units per event vs a naive design, API round trips
+## and scoring p50/p99, cache hit rate, end to end on the local stack, $ per million; needs
+## ../shared/datasets (Taobao); prints a table, writes bench/results.json (~3-5 min)
+bench: $(STAMP)
+	$(BIN)/streamrec bench $(BENCH_ARGS)
 
 ## run: start the local stack (moto + pollers + HTTP API on :3000) and load the demo data
 run: $(STAMP)

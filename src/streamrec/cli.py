@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from streamrec.bench.cli import add_bench_parser
 from streamrec.evaluation.cli import add_eval_parser
 
 __all__ = ["main"]
@@ -447,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_faults(subparsers)
     _add_dlq(subparsers)
     add_eval_parser(subparsers)
+    add_bench_parser(subparsers)
     return parser
 
 

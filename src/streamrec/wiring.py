@@ -8,6 +8,7 @@ from __future__ import annotations
 from streamrec.domain.ingest import IngestService
 from streamrec.domain.recommend import RecommendationService
 from streamrec.domain.similarity import SimilarityService
+from streamrec.repositories.cache import cache_config, cached_similarity
 from streamrec.repositories.dynamodb import (
     DynamoCooccurrenceRepository,
     DynamoItemStatsRepository,
@@ -46,11 +47,15 @@ def similarity_service(settings: Settings) -> SimilarityService:
 
 
 def recommendation_service(settings: Settings) -> RecommendationService:
+    """The API's service. Neighbour rows and popular lists go through the warm-container
+    cache (repositories/cache.py, configured by API_CACHE_*); user rows are always read."""
     require(settings, "users_table", "similarity_table")
     return RecommendationService(
         settings=settings,
         users=DynamoUserRepository(DynamoTable(settings.users_table)),
-        similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table)),
+        similarity=cached_similarity(
+            DynamoSimilarityRepository(DynamoTable(settings.similarity_table)), cache_config()
+        ),
     )
 
 

@@ -67,7 +67,8 @@ def _fill(settings, events):
     wiring.similarity_service(settings).recompute(items, items, items)
 
 
-def test_personalized_request_takes_two_round_trips(aws, calls):
+def test_personalized_request_takes_two_round_trips(aws, calls, monkeypatch):
+    monkeypatch.setenv("API_CACHE_TTL_SECONDS", "0")  # the uncached path (cached: test_cache.py)
     settings = load_settings()
     _fill(settings, _events(300, users=20, items=40))
     service = wiring.recommendation_service(settings)

@@ -160,19 +160,22 @@ def _apply_to_history(
     state: UserState, event: UserEvent, seq: str, weight: float, plan: BatchPlan, settings: Settings
 ) -> None:
     item = event.item_id
-    entry = state.find(item)
+    items = state.items
+    index = next((n for n, candidate in enumerate(items) if candidate.item_id == item), -1)
+    entry = items[index] if index >= 0 else None
     if entry is None:
         if weight <= 0:
             return  # e.g. removing from the cart an item the window no longer holds
         entry = HistoryItem(
             item, max_weight=0.0, affinity=0.0, ref_time=event.timestamp, kind=event.event_type
         )
-        state.items.append(entry)
+        items.append(entry)
         # Evicted items keep their counts: the window bounds future pairs, not the past.
-        del state.items[: -settings.history_length]
+        del items[: -settings.history_length]
     else:
-        state.items.remove(entry)
-        state.items.append(entry)
+        # By position, not list.remove: that would compare entries field by field.
+        del items[index]
+        items.append(entry)
     if event.category:
         entry.category = event.category
     decayed_affinity(entry, weight, event.timestamp, settings.half_life_seconds)
@@ -183,16 +186,23 @@ def _apply_to_history(
     plan.item_stats[item].append(Delta(seq, WEIGHT, new - old))
     plan.item_stats[TOTALS_ROW].append(Delta(seq, WEIGHT, new - old))
     plan.norm_changed.add(item)
-    plan.changed_items.add(item)
+    changed = plan.changed_items
+    changed.add(item)
+    # The hot loop of the ingest (one pass per pair): locals and inlined min() keep it lean.
     blocks = settings.cooccurrence_blocks
-    for other in state.items:
-        if other.item_id == item:
+    cooccurrence = plan.cooccurrence
+    item_block = block_of(item, blocks)
+    for other in items:
+        other_id = other.item_id
+        if other_id == item:
             continue
-        gain = min(new, other.max_weight) - min(old, other.max_weight)
+        other_weight = other.max_weight
+        # min(new, w) - min(old, w), with old < new
+        gain = (new if new < other_weight else other_weight) - (old if old < other_weight else other_weight)
         if gain > 0:
-            plan.cooccurrence[(item, block_of(other.item_id, blocks))].append(Delta(seq, other.item_id, gain))
-            plan.cooccurrence[(other.item_id, block_of(item, blocks))].append(Delta(seq, item, gain))
-            plan.changed_items.add(other.item_id)
+            cooccurrence[(item, block_of(other_id, blocks))].append(Delta(seq, other_id, gain))
+            cooccurrence[(other_id, item_block)].append(Delta(seq, item, gain))
+            changed.add(other_id)
 
 
 @dataclass

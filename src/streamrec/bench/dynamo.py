@@ -1,0 +1,323 @@
+"""DynamoDB item sizes and capacity units, and a metered in-memory DynamoDB client.
+
+Item size follows the DynamoDB Developer Guide, "DynamoDB item sizes and formats"
+(CapacityUnitCalculations.html): the sum of attribute-name bytes and value sizes; a string
+is its UTF-8 bytes, a number ~ 1 byte per two significant digits + 1 (leading and trailing
+zeros trimmed), a boolean/null 1 byte, a list/map 3 bytes + 1 byte per element + elements.
+
+On-demand units: a write costs 1 WRU per started KB of the larger of the item's before and
+after images (2 per KB when transactional); a read 1 RRU per started 4 KB when strongly
+consistent, half of it when eventually consistent; BatchGetItem rounds each item up
+separately. A read of a missing item still costs the minimum.
+
+:class:`MeteredDynamoClient` answers exactly the low-level calls our adapters make
+(GetItem, BatchGetItem, PutItem, UpdateItem with the generated ``SET``/``ADD`` expressions
+and ``attribute_not_exists``/``<``/``=`` conditions, BatchWriteItem, DeleteItem), stores
+the same attributes DynamoDB would, and meters every call. moto runs ~500 UpdateItem/s,
+too slow for a 20,000-event replay; ``bench`` cross-checks this client against moto on a
+slice (same write calls, same stored item sizes).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+KB = 1024
+READ_UNIT_BYTES = 4 * KB
+
+
+def number_size(text: str) -> int:
+    """Bytes of a DynamoDB number value (without its name)."""
+    if "e" in text or "E" in text:
+        value = Decimal(text)
+        if value == 0:
+            return 2
+        digits = len(value.normalize().as_tuple().digits)
+    else:  # the usual case, by string: significant digits with leading/trailing zeros trimmed
+        mantissa = text.lstrip("+-")
+        if "." in mantissa:
+            whole, fraction = mantissa.split(".", 1)
+            fraction = fraction.rstrip("0")
+            significant = (whole + fraction).lstrip("0") if fraction else whole.strip("0")
+        else:
+            significant = mantissa.strip("0")
+        digits = len(significant)
+        if digits == 0:
+            return 2  # zero
+    return (digits + 1) // 2 + 1
+
+
+def value_size(value: dict[str, Any]) -> int:
+    """Bytes of one typed attribute value (``{"S": ...}``, ``{"N": ...}``, ...)."""
+    ((kind, content),) = value.items()
+    if kind == "S":
+        return len(content.encode())
+    if kind == "N":
+        return number_size(content)
+    if kind == "B":
+        return len(content)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + value_size(v) + 1 for k, v in content.items())
+    if kind == "L":
+        return 3 + sum(value_size(v) + 1 for v in content)
+    if kind == "SS":
+        return sum(len(s.encode()) for s in content)
+    if kind == "NS":
+        return sum(number_size(s) for s in content)
+    raise ValueError(f"unknown DynamoDB type {kind}")
+
+
+def item_size(item: dict[str, dict[str, Any]] | None) -> int:
+    """Bytes of an item: attribute names plus value sizes (0 for no item)."""
+    if not item:
+        return 0
+    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
+
+
+def write_units(before: int, after: int, transactional: bool = False) -> int:
+    """WRU of one write given the item's before/after sizes in bytes."""
+    units = max(1, math.ceil(max(before, after) / KB))
+    return 2 * units if transactional else units
+
+
+def read_units(size: int, consistent: bool = False) -> float:
+    """RRU of reading one item of ``size`` bytes (a missing item costs the minimum)."""
+    units = max(1, math.ceil(size / READ_UNIT_BYTES))
+    return float(units) if consistent else units / 2.0
+
+
+@dataclass
+class TableMeter:
+    """What one table was charged."""
+
+    write_units: int = 0
+    read_units: float = 0.0
+    calls: Counter[str] = field(default_factory=Counter)
+    writes: int = 0  # items written (an item of a BatchWriteItem counts once)
+    reads: int = 0  # items (or missing keys) read
+    missing_reads: int = 0  # keys read that hold no item (they still cost the minimum)
+
+
+def _condition_failed(operation: str) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}},
+        operation,
+    )
+
+
+_TERM = re.compile(
+    r"^\s*(?:attribute_not_exists\((?P<missing>[^)]+)\)|(?P<left>\S+)\s*(?P<op><|=)\s*(?P<right>\S+))\s*$"
+)
+
+
+def _compare(left: dict[str, Any] | None, op: str, right: dict[str, Any]) -> bool:
+    if left is None:
+        return False
+    ((kind, a),) = left.items()
+    ((_, b),) = right.items()
+    x, y = (Decimal(a), Decimal(b)) if kind == "N" else (a, b)
+    return bool(x < y) if op == "<" else bool(x == y)
+
+
+class MeteredDynamoClient:
+    """A thread-safe, dict-backed stand-in for ``boto3.client("dynamodb")`` that meters units.
+
+    Args:
+        key_schema: table name -> its key attribute names (hash[, range]).
+    """
+
+    def __init__(self, key_schema: dict[str, tuple[str, ...]]) -> None:
+        self.key_schema = key_schema
+        self.tables: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {name: {} for name in key_schema}
+        # Each stored item's size, kept at write time so that reads are metered cheaply.
+        self.sizes: dict[str, dict[tuple[Any, ...], int]] = {name: {} for name in key_schema}
+        self._lock = threading.Lock()
+        # Meters per phase (e.g. "ingest", "similarity" of one replay); ``meters`` is the current one's.
+        self.phases: dict[str, dict[str, TableMeter]] = {}
+        self.meters: dict[str, TableMeter] = self.set_phase("main")
+
+    # -- helpers ----------------------------------------------------------------------
+    def _key(self, table: str, item: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple([_scalar(item[name]) for name in self.key_schema[table]])
+
+    def set_phase(self, phase: str) -> dict[str, TableMeter]:
+        """Meter the following calls under ``phase`` (created on first use)."""
+        with self._lock:
+            self.meters = self.phases.setdefault(phase, {name: TableMeter() for name in self.key_schema})
+        return self.meters
+
+    def reset_meters(self) -> None:
+        """Zero the current phase's meters."""
+        with self._lock:
+            for name in self.key_schema:
+                self.meters[name] = TableMeter()
+
+    def items(self, table: str) -> list[dict[str, Any]]:
+        return list(self.tables[table].values())
+
+    def _check(self, condition: str | None, stored: dict[str, Any] | None, names: dict, values: dict) -> bool:
+        if not condition:
+            return True
+        for term in condition.split(" OR "):
+            match = _TERM.match(term)
+            if match is None:
+                raise NotImplementedError(f"condition {condition!r}")
+            if match["missing"]:
+                name = names.get(match["missing"], match["missing"])
+                if stored is None or name not in stored:
+                    return True
+            else:
+                name = names.get(match["left"], match["left"])
+                if _compare((stored or {}).get(name), match["op"], values[match["right"]]):
+                    return True
+        return False
+
+    def _write(self, table: str, key: tuple[Any, ...], after: dict[str, Any] | None, operation: str) -> None:
+        """Meter a write of ``after`` (None: the item is deleted or left as it was)."""
+        sizes = self.sizes[table]
+        before = sizes.get(key, 0)
+        size = item_size(after) if after is not None else before
+        meter = self.meters[table]
+        meter.write_units += write_units(before, size)
+        meter.writes += 1
+        meter.calls[operation] += 1
+        if after is not None:
+            sizes[key] = size
+
+    # -- reads ------------------------------------------------------------------------
+    def get_item(self, TableName: str, Key: dict[str, Any], ConsistentRead: bool = False, **_: Any) -> dict:
+        with self._lock:
+            key = self._key(TableName, Key)
+            stored = self.tables[TableName].get(key)
+            meter = self.meters[TableName]
+            meter.read_units += read_units(self.sizes[TableName].get(key, 0), ConsistentRead)
+            meter.reads += 1
+            meter.calls["GetItem"] += 1
+            # A projection only cuts the response, not the units: return the whole item.
+            return {"Item": dict(stored)} if stored is not None else {}
+
+    def batch_get_item(self, RequestItems: dict[str, Any], **_: Any) -> dict:
+        responses: dict[str, list[dict[str, Any]]] = {}
+        with self._lock:
+            for table, request in RequestItems.items():
+                meter = self.meters[table]
+                meter.calls["BatchGetItem"] += 1
+                consistent = bool(request.get("ConsistentRead"))
+                found = responses.setdefault(table, [])
+                for requested in request["Keys"]:
+                    key = self._key(table, requested)
+                    stored = self.tables[table].get(key)
+                    meter.read_units += read_units(self.sizes[table].get(key, 0), consistent)
+                    meter.reads += 1
+                    if stored is None:
+                        meter.missing_reads += 1
+                    else:
+                        found.append(stored)  # the adapters only read responses
+        return {"Responses": responses, "UnprocessedKeys": {}}
+
+    # -- writes -----------------------------------------------------------------------
+    def put_item(
+        self,
+        TableName: str,
+        Item: dict[str, Any],
+        ConditionExpression: str | None = None,
+        ExpressionAttributeNames: dict | None = None,
+        ExpressionAttributeValues: dict | None = None,
+        **_: Any,
+    ) -> dict:
+        with self._lock:
+            key = self._key(TableName, Item)
+            stored = self.tables[TableName].get(key)
+            if not self._check(
+                ConditionExpression, stored, ExpressionAttributeNames or {}, ExpressionAttributeValues or {}
+            ):
+                self._write(TableName, key, None, "PutItem")  # a failed condition still costs
+                raise _condition_failed("PutItem")
+            self.tables[TableName][key] = dict(Item)
+            self._write(TableName, key, Item, "PutItem")
+        return {}
+
+    def update_item(
+        self,
+        TableName: str,
+        Key: dict[str, Any],
+        UpdateExpression: str,
+        ConditionExpression: str | None = None,
+        ExpressionAttributeNames: dict | None = None,
+        ExpressionAttributeValues: dict | None = None,
+        **_: Any,
+    ) -> dict:
+        names = ExpressionAttributeNames or {}
+        values = ExpressionAttributeValues or {}
+        with self._lock:
+            key = self._key(TableName, Key)
+            stored = self.tables[TableName].get(key)
+            if not self._check(ConditionExpression, stored, names, values):
+                self._write(TableName, key, None, "UpdateItem")
+                raise _condition_failed("UpdateItem")
+            updated = dict(stored) if stored is not None else dict(Key)
+            for clause in re.split(r"\s(?=SET |ADD )", " " + UpdateExpression.strip()):
+                clause = clause.strip()
+                if not clause:
+                    continue
+                action, _, body = clause.partition(" ")
+                for part in body.split(","):
+                    if action == "SET":
+                        left, _, right = part.partition("=")
+                        updated[names.get(left.strip(), left.strip())] = values[right.strip()]
+                    elif action == "ADD":
+                        left, right = part.split()
+                        name = names.get(left, left)
+                        increment = Decimal(values[right]["N"])
+                        current = Decimal(updated[name]["N"]) if name in updated else Decimal(0)
+                        updated[name] = {"N": _decimal_text(current + increment)}
+                    else:
+                        raise NotImplementedError(f"update action {action}")
+            self.tables[TableName][key] = updated
+            self._write(TableName, key, updated, "UpdateItem")
+        return {}
+
+    def batch_write_item(self, RequestItems: dict[str, Any], **_: Any) -> dict:
+        with self._lock:
+            for table, requests in RequestItems.items():
+                self.meters[table].calls["BatchWriteItem"] += 1
+                for request in requests:
+                    if "PutRequest" in request:
+                        item = request["PutRequest"]["Item"]
+                        key = self._key(table, item)
+                        self.tables[table][key] = dict(item)
+                        self._write(table, key, item, "BatchWriteItem.Put")
+                    else:
+                        key = self._key(table, request["DeleteRequest"]["Key"])
+                        self.tables[table].pop(key, None)
+                        self._write(table, key, None, "BatchWriteItem.Delete")
+                        self.sizes[table].pop(key, None)
+        return {"UnprocessedItems": {}}
+
+    def delete_item(self, TableName: str, Key: dict[str, Any], **_: Any) -> dict:
+        with self._lock:
+            key = self._key(TableName, Key)
+            self.tables[TableName].pop(key, None)
+            self._write(TableName, key, None, "DeleteItem")
+            self.sizes[TableName].pop(key, None)
+        return {}
+
+
+def _scalar(value: dict[str, Any]) -> Any:
+    """The content of a key attribute (``{"S": x}`` or ``{"N": x}``)."""
+    return value["S"] if "S" in value else value["N"]
+
+
+def _decimal_text(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return text if text not in ("-0",) else "0"

@@ -1,0 +1,73 @@
+"""The bench's DynamoDB size and unit arithmetic, and its metered client against moto."""
+
+from __future__ import annotations
+
+from streamrec.bench.dynamo import (
+    MeteredDynamoClient,
+    item_size,
+    number_size,
+    read_units,
+    write_units,
+)
+from streamrec.bench.runs import moto_cross_check
+from streamrec.domain.model import Delta
+from streamrec.repositories.dynamodb import DynamoTable
+
+from .conftest import ROOT
+
+
+def test_sizes_follow_the_developer_guide():
+    assert number_size("3.0") == 2  # one significant digit: 1 byte + 1
+    assert number_size("12") == 2
+    assert number_size("123") == 3
+    assert number_size("1200") == 2  # trailing zeros trimmed
+    assert number_size("0.000123") == 3  # leading zeros trimmed
+    item = {"item_id": {"S": "abc"}, "c:x": {"N": "4"}, "m": {"M": {"k": {"S": "v"}}}}
+    # item_id(7)+abc(3) + c:x(3)+2 + m(1) + map 3 + (k 1 + v 1 + 1 per element)
+    assert item_size(item) == 10 + 5 + 1 + 3 + 3
+    assert write_units(0, 1024) == 1 and write_units(1025, 10) == 2
+    assert write_units(100, 100, transactional=True) == 2
+    assert read_units(4096) == 0.5 and read_units(4097, consistent=True) == 2.0
+    assert read_units(0) == 0.5  # a missing item still costs the minimum
+
+
+def test_metered_client_applies_guarded_adds_like_dynamodb():
+    client = MeteredDynamoClient({"t": ("item_id", "block")})
+    table = DynamoTable("t", client)
+    key = {"item_id": {"S": "a"}, "block": {"N": "3"}}
+    table.apply_guarded(key, [Delta("0011", "x", 1.0), Delta("0012", "x", 2.0)], "s")
+    table.apply_guarded(key, [Delta("0012", "x", 2.0), Delta("0013", "y", 0.5)], "s")  # replay
+    (stored,) = client.items("t")
+    assert stored["x"] == {"N": "3"} and stored["y"] == {"N": "0.5"} and stored["s#s"] == {"S": "0013"}
+    meter = client.meters["t"]
+    # two updates and one failed conditional write + the GetItem that re-reads the guard
+    assert meter.calls["UpdateItem"] == 3 and meter.calls["GetItem"] == 1
+    assert meter.write_units == 3
+
+
+def test_metered_client_matches_moto_on_a_slice(monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # moto in-process, not a server
+    events = [
+        {
+            "event_id": f"e{n}",
+            "event_type": ("view", "view", "add_to_cart", "purchase")[n % 4],
+            "user_id": f"u{n % 13}",
+            "item_id": f"i{(n * 7) % 29}",
+            "timestamp": 1_700_000_000 + n,
+            "category": f"c{n % 3}",
+        }
+        for n in range(150)
+    ]
+    from streamrec.settings import Settings
+
+    result = moto_cross_check(events, Settings(), ROOT / "template.yaml")
+    assert result["agree"], result
+
+
+def test_bench_stops_with_a_message_without_the_data(tmp_path, capsys):
+    from streamrec.cli import main
+
+    assert main(["bench", "--data", str(tmp_path), "--output", str(tmp_path / "r.json")]) == 2
+    message = capsys.readouterr().err
+    assert "taobao_userbehavior_head" in message and str(tmp_path) in message
+    assert not (tmp_path / "r.json").exists()
