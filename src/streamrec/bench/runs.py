@@ -188,7 +188,7 @@ class NaivePairRepository:
             for delta in row_deltas:
                 self.table.apply_guarded(
                     {"item_id": {"S": item}, "neighbour": {"S": delta.attribute}},
-                    [replace(delta, attribute="c")],
+                    [delta._replace(attribute="c")],
                     shard,
                 )
 
