@@ -5,11 +5,13 @@ Called by the handlers at cold start (module import), after settings are validat
 
 from __future__ import annotations
 
+from streamrec.domain.coupons import CouponService
 from streamrec.domain.ingest import IngestService
 from streamrec.domain.recommend import RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.repositories.dynamodb import (
     DynamoCooccurrenceRepository,
+    DynamoCouponRepository,
     DynamoItemStatsRepository,
     DynamoSimilarityRepository,
     DynamoTable,
@@ -30,6 +32,9 @@ def ingest_service(settings: Settings) -> IngestService:
         ),
         item_stats=DynamoItemStatsRepository(DynamoTable(settings.item_stats_table)),
         changes=KinesisChangePublisher(settings.changed_items_stream),
+        coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table))
+        if settings.coupons_table
+        else None,
     )
 
 
@@ -51,6 +56,15 @@ def recommendation_service(settings: Settings) -> RecommendationService:
         settings=settings,
         users=DynamoUserRepository(DynamoTable(settings.users_table)),
         similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table)),
+    )
+
+
+def coupon_service(settings: Settings) -> CouponService:
+    require(settings, "users_table", "coupons_table")
+    return CouponService(
+        settings=settings,
+        users=DynamoUserRepository(DynamoTable(settings.users_table)),
+        coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table)),
     )
 
 
