@@ -68,7 +68,7 @@ class Settings:
     # a coupon's score is affinity share * (1 + coupon_value_weight * its relative value).
     category_half_life_hours: float = 24.0
     category_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
-    categories_kept: int = 50
+    categories_kept: int = 20
     coupon_value_weight: float = 1.0
 
     def __post_init__(self) -> None:
