@@ -330,3 +330,8 @@ def test_coupons_load_command(aws, tmp_path, capsys):
     assert {c: s.remaining for c, s in stored.items()} == {"camp": 3, "kitchen": 3}
     with pytest.raises(SystemExit, match="not found"):
         main(["coupons", "load", str(listing), "--outputs", str(tmp_path / "missing.json")])
+    # By default the table comes from the local stack's outputs file.
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"region": "us-east-1", "tables": {"CouponsTable": table}}))
+    assert main(["coupons", "load", str(listing), "--outputs", str(outputs)]) == 0
+    assert f"loaded 2 coupon(s) into {table}" in capsys.readouterr().out
