@@ -1,4 +1,4 @@
-"""API function: HTTP API (payload 2.0) routes for recommendations, similar items, health."""
+"""API function: HTTP API (payload 2.0) routes for recommendations, similar items, coupons, health."""
 
 from aws_lambda_powertools.logging import correlation_paths
 
@@ -7,7 +7,8 @@ from streamrec.http_api import build_app
 from streamrec.observability import logger
 from streamrec.settings import load_settings
 
-app = build_app(wiring.recommendation_service(load_settings()))
+settings = load_settings()
+app = build_app(wiring.recommendation_service(settings), coupons=wiring.coupon_service(settings))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

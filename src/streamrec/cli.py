@@ -8,6 +8,7 @@ serves until Ctrl-C. Each subcommand is one ``_add_<name>`` (its arguments) and 
 ``streamrec faults`` runs the fault-injection and poison-record replays (README,
 "Reliability and security"); ``streamrec dlq list|redrive`` lists and re-drives the
 dead-letter queue of the local stack or, with ``--queue-url``, of a deployed stack.
+``streamrec coupons load FILE`` creates or redefines coupons (local stack or ``--table``).
 """
 
 from __future__ import annotations
@@ -438,6 +439,96 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# streamrec coupons
+# --------------------------------------------------------------------------------------
+def _add_coupons(subparsers: Any) -> None:
+    coupons = subparsers.add_parser(
+        "coupons",
+        help="load coupon definitions into the coupons table",
+        description="Coupons live in CouponsTable. By default the local stack's table "
+        "(.local/outputs.json, written by `streamrec run`); on AWS pass --table (the CouponsTableName "
+        "output) and use your usual AWS credentials.",
+    )
+    actions = coupons.add_subparsers(dest="action", metavar="ACTION", required=True)
+    load = actions.add_parser(
+        "load",
+        help="create or redefine coupons from FILE (.json: an object or a list; .jsonl: one per line)",
+        description="Every record is validated first (the PUT /coupons/{coupon_id} schema plus its "
+        "coupon_id); nothing is written when one is invalid. Redefining a coupon keeps the "
+        "redemptions already counted.",
+    )
+    load.add_argument("file", type=Path, help="FILE.json or FILE.jsonl")
+    load.add_argument(
+        "--outputs",
+        type=Path,
+        default=Path(".local/outputs.json"),
+        help="the local stack's outputs (default .local/outputs.json)",
+    )
+    load.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
+    load.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)")
+    load.add_argument("--region", default=None, help="AWS region (default: from --outputs, or your config)")
+    load.set_defaults(func=_cmd_coupons_load)
+    coupons.set_defaults(func=lambda args: coupons.print_help() or 2)
+
+
+def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
+    """(coupon_id, CouponSpec) of every record of a .json or .jsonl file; SystemExit naming
+    each invalid record (by position) otherwise."""
+    from streamrec.domain.coupons import InvalidCoupon, coupon_record
+
+    if not path.is_file():
+        raise SystemExit(f"error: {path} not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".jsonl":
+            records = [
+                (f"line {n}", json.loads(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()
+            ]
+        else:
+            payload = json.loads(text)
+            items = payload if isinstance(payload, list) else [payload]
+            records = [(f"record {n}", item) for n, item in enumerate(items, 1)]
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"error: {path} is not valid JSON: {error}") from None
+    parsed, problems = [], []
+    for where, record in records:
+        try:
+            parsed.append(coupon_record(record))
+        except InvalidCoupon as error:
+            problems.append(f"{path} {where}: {error}")
+    if problems:
+        raise SystemExit("error: nothing loaded; invalid coupons:\n  " + "\n  ".join(problems))
+    return parsed
+
+
+def _cmd_coupons_load(args: argparse.Namespace) -> int:
+    import boto3
+
+    from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
+
+    coupons = read_coupon_file(args.file)
+    endpoint, region, table = args.endpoint_url, args.region, args.table
+    kwargs: dict[str, Any] = {}
+    if table is None:
+        if not args.outputs.is_file():
+            raise SystemExit(
+                f"error: {args.outputs} not found: start the local stack (`streamrec run`) or pass --table"
+            )
+        outputs = json.loads(args.outputs.read_text(encoding="utf-8"))
+        table = outputs["tables"]["CouponsTable"]
+        endpoint = endpoint or outputs.get("endpoint_url")
+        region = region or outputs.get("region")
+        kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint, **kwargs)
+    repository = DynamoCouponRepository(DynamoTable(table, client))
+    for coupon_id, spec in coupons:
+        stored = repository.put(coupon_id, spec)
+        print(f"{coupon_id}: remaining {stored.remaining} of {spec.budget}")
+    print(f"loaded {len(coupons)} coupon(s) into {table}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
@@ -447,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(subparsers)
     _add_faults(subparsers)
     _add_dlq(subparsers)
+    _add_coupons(subparsers)
     add_eval_parser(subparsers)
     add_bench_parser(subparsers)
     return parser

@@ -7,12 +7,14 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 # Use ID_REGEX.fullmatch: with re.match, "$" would accept a trailing newline.
 ID_REGEX = re.compile(ID_PATTERN)
-EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase"]
+EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "coupon_redeemed"]
+# A coupon redemption names a coupon (``coupon_id``) and no item; every other type names an item.
+COUPON_REDEEMED = "coupon_redeemed"
 
 # Events older than this are certainly wrong (clock at zero, milliseconds read as seconds...).
 EARLIEST_TIMESTAMP = 946_684_800  # 2000-01-01T00:00:00Z
@@ -38,12 +40,23 @@ class UserEvent(BaseModel):
     event_id: Annotated[str, Field(min_length=1, max_length=128)]
     event_type: EventType
     user_id: EntityId
-    item_id: EntityId
+    # "" only for coupon_redeemed events (see _item_or_coupon), which carry ``coupon_id``.
+    item_id: EntityId = ""
     timestamp: float
     session_id: Annotated[str, Field(max_length=128)] | None = None
     price: Annotated[float, Field(ge=0, le=1e9)] | None = None
     quantity: Annotated[int, Field(ge=1, le=100_000)] | None = None
     category: Annotated[str, Field(max_length=128)] | None = None
+    coupon_id: EntityId | None = None
+
+    @model_validator(mode="after")
+    def _item_or_coupon(self) -> UserEvent:
+        if self.event_type == COUPON_REDEEMED:
+            if self.coupon_id is None:
+                raise ValueError("coupon_redeemed needs a coupon_id")
+        elif not self.item_id:
+            raise ValueError("item_id: Field required")
+        return self
 
     @field_validator("timestamp", mode="before")
     @classmethod

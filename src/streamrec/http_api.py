@@ -6,19 +6,22 @@ API Gateway delivers path parameters percent-decoded, so an id holding ``#``, ``
 or another character the resolver's route patterns refuse reaches no route: the
 not-found handler recognises the route from the event's ``routeKey`` (or the path) and
 answers 400 rather than 404. Any other exception is logged and answered with a plain 500.
-No route takes a request body.
+Only ``PUT /coupons/{coupon_id}`` takes a body (validated against ``CouponSpec``).
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
+from streamrec.domain.coupons import CouponService, CouponSpec
 from streamrec.domain.recommend import (
     EXCLUDE_MODES,
     EXCLUDE_PURCHASED,
@@ -39,7 +42,10 @@ ROUTES = {
     "GET /items/{item_id}/similar": re.compile(r"^/items/(?P<item_id>.+)/similar$"),
     "DELETE /users/{user_id}": re.compile(r"^/users/(?P<user_id>.+)$"),
     "GET /health": re.compile(r"^/health$"),
+    "GET /users/{user_id}/coupons": re.compile(r"^/users/(?P<user_id>.+)/coupons$"),
+    "PUT /coupons/{coupon_id}": re.compile(r"^/coupons/(?P<coupon_id>.+)$"),
 }
+_ID_NAMES = ("user_id", "item_id", "coupon_id")
 _ERROR_BODY = {
     "application/json": {
         "schema": {
@@ -70,8 +76,17 @@ def _describe(issue: dict[str, Any]) -> str:
     kind = issue.get("type", "")
     if name == "k":
         return "k must be an integer between 1 and 100"
-    if name in ("user_id", "item_id"):
+    if name in _ID_NAMES and location[:1] == ("path",):
         return f"{name} is malformed: {ID_DESCRIPTION}"
+    if location[:1] == ("body",):
+        message = str(issue.get("msg", kind)).removeprefix("Value error, ")
+        if kind == "json_invalid" or (
+            kind in ("model_attributes_type", "dict_type", "missing") and len(location) == 1
+        ):
+            return "body must be a JSON object describing the coupon"
+        if len(location) == 1:
+            return f"body: {message}"
+        return f"{'.'.join(str(part) for part in location[1:])}: {message}"
     if name == "exclude":
         return f"exclude must be one of {', '.join(EXCLUDE_MODES)}"
     return f"{name}: {issue.get('msg', kind)}"
@@ -87,7 +102,7 @@ def malformed_id(event: dict[str, Any]) -> str | None:
     method = str((event.get("requestContext") or {}).get("http", {}).get("method", "")).upper()
     route_key = event.get("routeKey")
     if isinstance(route_key, str) and route_key in ROUTES:
-        names = [n for n in ("user_id", "item_id") if f"{{{n}}}" in route_key]
+        names = [n for n in _ID_NAMES if f"{{{n}}}" in route_key]
         return names[0] if names else None
     path = event.get("rawPath") or ""
     for key, pattern in ROUTES.items():
@@ -98,8 +113,13 @@ def malformed_id(event: dict[str, Any]) -> str | None:
     return None
 
 
-def build_app(service: RecommendationService) -> APIGatewayHttpResolver:
-    """The resolver with every route bound to ``service``."""
+def build_app(
+    service: RecommendationService,
+    coupons: CouponService | None = None,
+    clock: Callable[[], float] = time.time,
+) -> APIGatewayHttpResolver:
+    """The resolver with every route bound to ``service`` (and the coupon routes to
+    ``coupons`` when given)."""
     app = APIGatewayHttpResolver(enable_validation=True)
     users = service.users
 
@@ -173,4 +193,35 @@ def build_app(service: RecommendationService) -> APIGatewayHttpResolver:
         logger.info("user forgotten", extra={"user_id": user_id})
         return Response(status_code=204, body="")
 
+    if coupons is not None:
+        _add_coupon_routes(app, coupons, clock)
     return app
+
+
+def _add_coupon_routes(
+    app: APIGatewayHttpResolver, coupons: CouponService, clock: Callable[[], float]
+) -> None:
+    @app.get("/users/<user_id>/coupons", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    def user_coupons(
+        user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
+        k: Annotated[int, Query(ge=1, le=100, description="How many coupons to return (1..100).")] = 3,
+    ) -> dict[str, Any]:
+        """The coupons the user may use now, ranked by affinity to their scope and value.
+        Expired, not yet valid, exhausted, used-up and out-of-scope coupons never appear."""
+        offered = coupons.for_user(user_id, k, clock())
+        return {"user_id": user_id, "coupons": [asdict(coupon) for coupon in offered]}
+
+    @app.put("/coupons/<coupon_id>", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    def put_coupon(
+        coupon_id: Annotated[str, Path(pattern=ID_PATTERN, description="The coupon.")],
+        spec: Annotated[CouponSpec, Body(description="The coupon's definition.")],
+    ) -> dict[str, Any]:
+        """Create or redefine a coupon; redemptions already counted are kept."""
+        coupon = coupons.put(coupon_id, spec)
+        logger.info("coupon defined", extra={"coupon_id": coupon_id})
+        return {
+            "coupon_id": coupon.coupon_id,
+            **spec.model_dump(),
+            "remaining": coupon.remaining,
+            "redeemed": coupon.redeemed,
+        }

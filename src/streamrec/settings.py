@@ -14,6 +14,8 @@ from streamrec_core import SIMILARITY_MEASURES
 EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
 # Chosen on P1/P2 (see README "Quality"); dyadic weights keep count sums exact in floats.
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "add_to_cart": 1.5, "remove_from_cart": 0.0, "purchase": 2.0}
+# Weights of the user's decayed category affinity (coupon ranking), chosen on P4.
+DEFAULT_CATEGORY_WEIGHTS = {"view": 1.0, "add_to_cart": 2.0, "remove_from_cart": 0.0, "purchase": 4.0}
 
 
 class ConfigurationError(ValueError):
@@ -30,6 +32,7 @@ class Settings:
     similarity_table: str = ""
     changed_items_stream: str = ""
     dead_letter_queue_url: str = ""
+    coupons_table: str = ""
     similarity_measure: str = "jaccard"
     neighbours_per_item: int = 50
     half_life_hours: float = 24.0
@@ -60,6 +63,13 @@ class Settings:
     two_hop_weight: float = 0.5
     purchased_kept: int = 500
     recent_event_ids_kept: int = 100
+    # Coupons (P4): the user row keeps a decayed affinity per category (at most
+    # ``categories_kept``, the weakest evicted) with this half-life and these weights;
+    # a coupon's score is affinity share * (1 + coupon_value_weight * its relative value).
+    category_half_life_hours: float = 24.0
+    category_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
+    categories_kept: int = 20
+    coupon_value_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.similarity_measure not in SIMILARITY_MEASURES:
@@ -83,6 +93,10 @@ class Settings:
     @property
     def half_life_seconds(self) -> float:
         return self.half_life_hours * 3600.0
+
+    @property
+    def category_half_life_seconds(self) -> float:
+        return self.category_half_life_hours * 3600.0
 
     @property
     def popularity_half_life_seconds(self) -> float:
@@ -123,6 +137,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         similarity_table=env.get("SIMILARITY_TABLE", ""),
         changed_items_stream=env.get("CHANGED_ITEMS_STREAM", ""),
         dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", ""),
+        coupons_table=env.get("COUPONS_TABLE", ""),
         similarity_measure=env.get("SIMILARITY_MEASURE", "jaccard"),
         neighbours_per_item=int(number("NEIGHBOURS_PER_ITEM", 50, int)),
         half_life_hours=number("HALF_LIFE_HOURS", 24.0),

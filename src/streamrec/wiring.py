@@ -5,12 +5,14 @@ Called by the handlers at cold start (module import), after settings are validat
 
 from __future__ import annotations
 
+from streamrec.domain.coupons import CouponService
 from streamrec.domain.ingest import IngestService
 from streamrec.domain.recommend import RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.repositories.cache import cache_config, cached_similarity
 from streamrec.repositories.dynamodb import (
     DynamoCooccurrenceRepository,
+    DynamoCouponRepository,
     DynamoItemStatsRepository,
     DynamoSimilarityRepository,
     DynamoTable,
@@ -31,6 +33,9 @@ def ingest_service(settings: Settings) -> IngestService:
         ),
         item_stats=DynamoItemStatsRepository(DynamoTable(settings.item_stats_table)),
         changes=KinesisChangePublisher(settings.changed_items_stream),
+        coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table))
+        if settings.coupons_table
+        else None,
     )
 
 
@@ -56,6 +61,15 @@ def recommendation_service(settings: Settings) -> RecommendationService:
         similarity=cached_similarity(
             DynamoSimilarityRepository(DynamoTable(settings.similarity_table)), cache_config()
         ),
+    )
+
+
+def coupon_service(settings: Settings) -> CouponService:
+    require(settings, "users_table", "coupons_table")
+    return CouponService(
+        settings=settings,
+        users=DynamoUserRepository(DynamoTable(settings.users_table)),
+        coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table)),
     )
 
 

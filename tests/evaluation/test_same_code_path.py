@@ -74,3 +74,29 @@ def test_memory_and_dynamodb_adapters_recommend_identically(data_dir, aws):
             personalized += any(r.source != "popular" for r in expected.items)
     assert requests >= 250
     assert personalized >= 0.5 * requests, "the sample should exercise personalized scoring"
+    _coupons_identical(memory, dynamo, events, settings)
+
+
+def _coupons_identical(memory: InMemoryEngine, dynamo: InMemoryEngine, events: list[dict], settings) -> None:
+    """Coupons of P4's kind for the sample's 30 most-bought categories, defined on both
+    sides; every user of the sample gets the same top 3 (ids, scores, reasons) from both."""
+    from streamrec.domain.coupons import CouponService
+    from streamrec.evaluation.p4 import coupon_spec
+    from streamrec.repositories.memory import InMemoryCouponRepository
+
+    end = float(events[-1]["timestamp"])
+    buys = Counter(e["category"] for e in events if e["event_type"] == "purchase")
+    services = [
+        CouponService(settings, memory.users, InMemoryCouponRepository()),
+        wiring.coupon_service(settings),
+    ]
+    services[1].users = dynamo.users
+    for service in services:
+        for category, _ in buys.most_common(30):
+            service.put(f"p4-{category}", coupon_spec(category, end))
+    offered = 0
+    for user in sorted({e["user_id"] for e in events}):
+        expected = services[0].for_user(user, 3, end)
+        assert services[1].for_user(user, 3, end) == expected, user
+        offered += bool(expected)
+    assert offered >= 100

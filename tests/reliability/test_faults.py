@@ -50,6 +50,7 @@ def test_a_crash_at_every_write_index_before_and_after_changes_nothing() -> None
     # Both functions, every kind of write step of each: counts, announcement, users, rows, lists.
     assert any(k.startswith("IngestFunction dynamodb:UpdateItem") for k in kinds), kinds
     assert "IngestFunction dynamodb:PutItem UsersTable" in kinds
+    assert "IngestFunction dynamodb:UpdateItem CouponsTable" in kinds  # coupon_redeemed events
     assert "IngestFunction kinesis:PutRecords ChangedItemsStream" in kinds
     assert any(k.startswith("SimilarityFunction dynamodb:") for k in kinds), kinds
     for kind in kinds:

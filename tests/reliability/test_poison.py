@@ -47,7 +47,7 @@ OUTAGE_RECORDS = 2
 def scenario() -> dict[str, Any]:
     """The events, and the tables of a clean in-process replay of every valid one (computed
     before the module's local stack starts: both use moto's global state)."""
-    events = taobao_events(VALID_EVENTS)
+    events = taobao_events(VALID_EVENTS, coupons=False)  # the local stack has no coupons defined
     bug = poison_events("processing_fails", PROCESSING_FAILURES)
     outage = poison_events("retries_exhausted", OUTAGE_RECORDS)
     clean = replay(events + bug + outage, ReplayConfig(shards=1))

@@ -156,6 +156,9 @@ def used() -> dict[str, set[tuple[str, str]]]:
                     with pytest.raises(RepositoryError):
                         box.invoke("IngestFunction", _event("ingest_kinesis.json"))
                     box.invoke("IngestFunction", _event("ingest_kinesis.json"))  # the retry re-reads guards
+                    # coupon_redeemed records of a coupon not defined yet: the guarded
+                    # UpdateItem fails its condition and the row is read (GetItem).
+                    box.invoke("IngestFunction", _event("ingest_coupon_redeemed.json"))
             finally:
                 DynamoUserRepository.save_many = original_save  # type: ignore[method-assign]
             with recorder.as_function("SimilarityFunction"):
@@ -167,6 +170,9 @@ def used() -> dict[str, set[tuple[str, str]]]:
                     "api_health.json",
                     "api_delete_user.json",
                     "api_bad_id.json",
+                    "coupon_put.json",
+                    "coupons_get.json",
+                    "coupon_put_bad.json",
                 ):
                     response = box.invoke("ApiFunction", _event(name))
                     assert response["statusCode"] < 500, (name, response)
@@ -183,7 +189,11 @@ def test_each_function_is_granted_exactly_what_its_code_uses(
         assert used[name] - granted == set(), f"{name} calls what its policy does not grant"
         assert granted - used[name] == set(), f"{name} is granted what its code never uses"
     # The resources a function may touch, for the record (and a readable failure).
-    assert {r for _, r in used["ApiFunction"]} == {"UsersTable", "SimilarityTable"}
+    assert {r for _, r in used["ApiFunction"]} == {"UsersTable", "SimilarityTable", "CouponsTable"}
+    assert {a for a, r in used["IngestFunction"] if r == "CouponsTable"} == {
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+    }
     assert ("dynamodb:DeleteItem", "UsersTable") in used["ApiFunction"]
 
 

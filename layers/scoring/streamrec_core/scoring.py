@@ -192,3 +192,27 @@ def max_normalized_blend(components: np.ndarray, weights: np.ndarray) -> np.ndar
     # Dividing each row by its own peak keeps values in [0, 1] even for tiny peaks.
     normalized = np.divide(components, peaks, out=np.zeros_like(components), where=peaks > 0)
     return weights @ normalized
+
+
+def coupon_scores(affinity: np.ndarray, value: np.ndarray, value_weight: float) -> np.ndarray:
+    """Coupon ranking: ``(a_c / max a) · (1 + value_weight · v_c)``, 0 where ``a_c <= 0``.
+
+    Args:
+        affinity: shape (n,), the user's decayed affinity to each coupon's scope (>= 0).
+        value: shape (n,), each coupon's relative value in [0, 1] (share of the price saved).
+        value_weight: how much a coupon's value may lift it (0 ranks by affinity alone).
+
+    Returns:
+        shape (n,) scores; a coupon whose scope has no affinity scores 0 (never offered).
+    """
+    affinity = np.asarray(affinity, dtype=np.float64)
+    value = np.asarray(value, dtype=np.float64)
+    if affinity.shape != value.shape or affinity.ndim != 1:
+        raise ValueError(f"shape mismatch: affinity {affinity.shape} vs value {value.shape}")
+    if value_weight < 0:
+        raise ValueError("value_weight must not be negative")
+    peak = affinity.max(initial=0.0)
+    if peak <= 0:
+        return np.zeros_like(affinity)
+    relevance = np.where(affinity > 0, affinity / peak, 0.0)
+    return relevance * (1.0 + value_weight * np.clip(value, 0.0, 1.0))

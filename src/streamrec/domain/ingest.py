@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from streamrec.domain.coupons import UNKNOWN, apply_to_categories
 from streamrec.domain.model import (
     TOTALS_ROW,
     Delta,
@@ -30,10 +31,11 @@ from streamrec.domain.model import (
     block_of,
     popularity_increment,
 )
-from streamrec.events import UserEvent
+from streamrec.events import COUPON_REDEEMED, UserEvent
 from streamrec.repositories.base import (
     ChangePublisher,
     CooccurrenceRepository,
+    CouponRepository,
     ItemStatsRepository,
     UserRepository,
 )
@@ -74,6 +76,10 @@ class BatchPlan:
     categories: dict[str, str] = field(default_factory=dict)
     applied_events: int = 0
     duplicates: int = 0
+    # (sequence, coupon id) of each coupon_redeemed event applied, in stream order.
+    redemptions: list[tuple[str, str]] = field(default_factory=list)
+    # Their outcomes on the coupon rows (redeemed, exhausted, duplicate, unknown), once written.
+    redemption_outcomes: list[str] = field(default_factory=list)
 
 
 def decayed_affinity(entry: HistoryItem, weight: float, timestamp: float, half_life_seconds: float) -> None:
@@ -132,6 +138,12 @@ def plan_batch(
         _remember(state.recent_event_ids, event.event_id, settings.recent_event_ids_kept)
         plan.applied_events += 1
         plan.item_stats[TOTALS_ROW].append(Delta(seq, EVENTS, 1.0))
+        if event.event_type == COUPON_REDEEMED and event.coupon_id is not None:
+            # Counted in the user row here (written with its guards) and on the coupon row
+            # by IngestService (its own per-shard guard): exactly once on both sides.
+            state.redemptions[event.coupon_id] = state.redemptions.get(event.coupon_id, 0) + 1
+            plan.redemptions.append((seq, event.coupon_id))
+            continue
         plan.item_stats[event.item_id].append(Delta(seq, event_count_attribute(event.event_type), 1.0))
         weight = weights[event.event_type]
         if weight > 0:
@@ -143,6 +155,7 @@ def plan_batch(
         if event.category:
             plan.categories[event.item_id] = event.category
         _apply_to_cart(state, event, settings)
+        apply_to_categories(state, event, settings)
         _apply_to_history(state, event, seq, weight, plan, settings)
     return plan
 
@@ -214,6 +227,7 @@ class IngestService:
     cooccurrence: CooccurrenceRepository
     item_stats: ItemStatsRepository
     changes: ChangePublisher
+    coupons: CouponRepository | None = None
 
     def ingest(self, events: Sequence[SequencedEvent], shard: str) -> BatchPlan:
         """Apply one batch of one shard's events (in sequence order)."""
@@ -223,7 +237,19 @@ class IngestService:
         plan = plan_batch(stored, events, shard, self.settings)
         self.cooccurrence.apply(plan.cooccurrence, shard)
         self.item_stats.apply(plan.item_stats, shard, plan.categories)
+        plan.redemption_outcomes = self._redeem(plan.redemptions, shard)
         if plan.changed_items or plan.popular_changed:
             self.changes.publish(plan.changed_items, plan.norm_changed, plan.popular_changed)
         self.users.save_many(plan.users.values())
         return plan
+
+    def _redeem(self, redemptions: Sequence[tuple[str, str]], shard: str) -> list[str]:
+        """Count redemptions on the coupon rows, in stream order, before the users are
+        written (like the count rows: a retry replans them and the guard skips what a row
+        already holds)."""
+        if redemptions and self.coupons is None:
+            raise RuntimeError("coupon_redeemed events need the coupons table (COUPONS_TABLE)")
+        return [
+            self.coupons.redeem(coupon_id, seq, shard) if self.coupons else UNKNOWN
+            for seq, coupon_id in redemptions
+        ]

@@ -86,6 +86,20 @@ class HistoryItem:
 
 
 @dataclass
+class CategoryAffinity:
+    """A user's decayed, weighted affinity to one category (as of ``ref_time``), and how
+    many events of each type (view, add_to_cart, purchase) it holds, for reasons."""
+
+    affinity: float
+    ref_time: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def at(self, now: float, half_life_seconds: float) -> float:
+        """The affinity decayed to ``now`` (never grown for a ``now`` in the past)."""
+        return self.affinity * 0.5 ** (max(0.0, now - self.ref_time) / half_life_seconds)
+
+
+@dataclass
 class UserState:
     """A user's row: recent items (oldest first), purchases, cart and replay guards."""
 
@@ -97,6 +111,9 @@ class UserState:
     # shard id -> sequence_key of the last applied record of that shard for this user.
     applied: dict[str, str] = field(default_factory=dict)
     version: int = 0
+    # category -> decayed affinity (coupon ranking); coupon id -> redemptions by this user.
+    categories: dict[str, CategoryAffinity] = field(default_factory=dict)
+    redemptions: dict[str, int] = field(default_factory=dict)
 
     def copy(self) -> UserState:
         """An independent copy (new lists and entries; faster than ``copy.deepcopy``)."""
@@ -107,6 +124,8 @@ class UserState:
             cart=list(self.cart),
             recent_event_ids=list(self.recent_event_ids),
             applied=dict(self.applied),
+            categories={c: replace(a, counts=dict(a.counts)) for c, a in self.categories.items()},
+            redemptions=dict(self.redemptions),
         )
 
     def find(self, item_id: str) -> HistoryItem | None:

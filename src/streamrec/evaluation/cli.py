@@ -5,6 +5,7 @@
 * ``eval p1`` - P1 on the Taobao head: the engine and its peers, JSON to stdout / ``--out``;
 * ``eval p2`` - P2 on the Diginetica split (written to temporary files), both modes;
 * ``eval sessions`` - P2 on any (session, item, time) files;
+* ``eval p4`` - P4 (coupon relevance) on the Taobao head: engine and peers, JSON;
 * ``eval all`` - P1 + P2, then eval/report.md, eval/report.json and eval/hr_at_k.png.
 
 Each sets ``func`` (``args -> exit code``), like the other subcommands of ``streamrec``.
@@ -33,7 +34,7 @@ from streamrec.evaluation.datasets import (
 )
 from streamrec.evaluation.report import RTREC_LAST, now_iso, write_report
 
-__all__ = ["add_eval_parser", "run_p1_command", "run_p2_command"]
+__all__ = ["add_eval_parser", "run_p1_command", "run_p2_command", "run_p4_command"]
 
 SEPARATORS = {",": ",", ";": ";", "\t": "\t", "\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";"}
 
@@ -210,6 +211,24 @@ def _cmd_p2(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_p4_command(data_dir: Path) -> dict[str, Any]:
+    """Load the Taobao head and run P4 at the default settings (see :mod:`p4`)."""
+    from streamrec.evaluation import p4
+    from streamrec.evaluation.datasets import load_taobao
+
+    return p4.run_p4(load_taobao(data_dir))
+
+
+def _cmd_p4(args: argparse.Namespace) -> int:
+    try:
+        result = run_p4_command(args.data)
+    except DatasetMissing as error:
+        print(f"streamrec eval p4: {error}", file=sys.stderr)
+        return 1
+    _write_json(result, args.out)
+    return 0
+
+
 def _cmd_sessions(args: argparse.Namespace) -> int:
     from streamrec.evaluation import sessions
 
@@ -330,7 +349,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Run the evaluation protocols (P1, P2) of ../shared/EVALUATION.md on the production "
         "engine (in-memory adapters) and its peers.",
     )
-    commands = evaluate.add_subparsers(dest="eval_command", metavar="{p1,p2,sessions,all}", required=True)
+    commands = evaluate.add_subparsers(dest="eval_command", metavar="{p1,p2,p4,sessions,all}", required=True)
 
     one = commands.add_parser(
         "p1",
@@ -385,6 +404,22 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     two.add_argument("--dump", type=Path, help="write predictions to DUMP.stream.csv and DUMP.frozen.csv")
     two.set_defaults(func=_cmd_p2)
+
+    four = commands.add_parser(
+        "p4",
+        help="P4: coupon relevance (precision@3) on the Taobao head",
+        description="P4 of EVALUATION.md: coupons for the 200 most-bought warm-up categories, each "
+        "warm-up user's top 3 at the warm-up's end, relevant when bought from in the test stream. "
+        "Engine and peers (most_bought, most_viewed); JSON to stdout (and --out).",
+    )
+    four.add_argument(
+        "--data",
+        type=Path,
+        default=default_data_dir(),
+        help="folder holding the data sets (default: ../shared/datasets beside the repository)",
+    )
+    four.add_argument("--out", type=Path, help="also write the JSON result here")
+    four.set_defaults(func=_cmd_p4)
 
     any_files = commands.add_parser(
         "sessions",

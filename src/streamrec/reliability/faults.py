@@ -57,6 +57,7 @@ __all__ = [
     "SweepFaults",
     "load_events",
     "produce",
+    "with_coupon_redemptions",
     "replay",
     "run_fault_injection",
 ]
@@ -358,6 +359,51 @@ def load_events(count: int, data_dir: str | Path | None = None, offset: int = 0)
     return [dict(event) for event in stream.events[offset : offset + count]]
 
 
+FAULT_COUPON_PREFIX = "fault-"
+
+
+def with_coupon_redemptions(events: Sequence[Mapping[str, Any]], every: int = 4) -> list[dict[str, Any]]:
+    """``events`` with a ``coupon_redeemed`` event after every ``every``-th one that has a
+    category: same user and time, coupon ``fault-<category>``. :func:`produce` defines
+    those coupons with a budget of 1, so repeated categories also exercise refusals."""
+    result: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        result.append(dict(event))
+        if index % every == every - 1 and event.get("category"):
+            result.append(
+                {
+                    "event_id": f"{event['event_id']}-coupon",
+                    "event_type": "coupon_redeemed",
+                    "user_id": event["user_id"],
+                    "coupon_id": f"{FAULT_COUPON_PREFIX}{event['category']}",
+                    "timestamp": event["timestamp"],
+                }
+            )
+    return result
+
+
+def define_coupons(box: Sandbox, events: Sequence[Mapping[str, Any]]) -> None:
+    """Create the coupons the events' redemptions name (outside any function: not faulted)."""
+    from streamrec.domain.coupons import parse_coupon
+    from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
+
+    named = sorted({str(e["coupon_id"]) for e in events if e.get("event_type") == "coupon_redeemed"})
+    if not named:
+        return
+    table = DynamoTable(box.template.tables["CouponsTable"].name, box.client("dynamodb"))
+    repository = DynamoCouponRepository(table)
+    for coupon_id in named:
+        category = coupon_id.removeprefix(FAULT_COUPON_PREFIX)
+        body = {
+            "scope": {"category": category},
+            "discount": {"kind": "percent", "value": 5},
+            "valid_from": 946_684_800,
+            "valid_to": 4_102_444_800,
+            "budget": 1,
+        }
+        repository.put(coupon_id, parse_coupon(coupon_id, body))
+
+
 @dataclass
 class ProducerStats:
     records: int = 0
@@ -383,6 +429,7 @@ def produce(
     with its ``SequenceNumber`` and ``ShardId``.
     """
     rng = rng or random.Random(0)
+    define_coupons(box, events)
     keyed: list[tuple[float, int, dict[str, Any]]] = []
     stats = ProducerStats()
     for index, event in enumerate(events):

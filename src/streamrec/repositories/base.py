@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from streamrec.domain.model import Delta, ItemStats, PopularList, SimilarityRow, UserState
+
+if TYPE_CHECKING:
+    from streamrec.domain.coupons import Coupon, CouponSpec
 
 
 class RepositoryError(RuntimeError):
@@ -126,6 +129,30 @@ class SimilarityRepository(Protocol):
 
     def put_list(self, name: str, popular: PopularList) -> None:
         """Write if the stored version equals ``popular.version``; else ConcurrentUpdateError."""
+        ...
+
+
+class CouponRepository(Protocol):
+    """Coupons by id, an index of coupon ids by scope key (``cat:<category>``,
+    ``item:<item>``), and exactly-once redemption counts."""
+
+    def put(self, coupon_id: str, spec: CouponSpec) -> Coupon:
+        """Create or redefine a coupon. Redemptions already counted are kept: remaining =
+        max(0, budget - redeemed). The coupon is added to its scope's index rows (and
+        removed from a previous scope's)."""
+        ...
+
+    def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]: ...
+
+    def in_scope(self, scope_keys: Sequence[str]) -> set[str]:
+        """Ids of the coupons indexed under any of ``scope_keys`` (one read)."""
+        ...
+
+    def redeem(self, coupon_id: str, sequence: str, shard: str) -> str:
+        """Count one redemption carried by record ``sequence`` of ``shard``, once: remaining
+        is decremented only while > 0 (else the redemption is counted as refused), and a
+        record the row's per-shard guard already holds changes nothing. Returns
+        ``redeemed``, ``exhausted``, ``duplicate`` or ``unknown``."""
         ...
 
 

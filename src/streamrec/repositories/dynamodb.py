@@ -17,7 +17,17 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from streamrec.domain.coupons import (
+    DUPLICATE,
+    EXHAUSTED,
+    REDEEMED,
+    UNKNOWN,
+    Coupon,
+    CouponSpec,
+    scope_keys,
+)
 from streamrec.domain.model import (
+    CategoryAffinity,
     Delta,
     HistoryItem,
     ItemStats,
@@ -213,6 +223,13 @@ def user_to_item(state: UserState, version: int) -> dict[str, Any]:
         "recent_event_ids": {"S": json.dumps(state.recent_event_ids, separators=(",", ":"))},
         "applied": {"M": {shard: {"S": seq} for shard, seq in state.applied.items()}},
         "version": {"N": str(version)},
+        "categories": {
+            "S": json.dumps(
+                {c: [a.affinity, a.ref_time, a.counts] for c, a in state.categories.items()},
+                separators=(",", ":"),
+            )
+        },
+        "redemptions": {"S": json.dumps(state.redemptions, separators=(",", ":"))},
     }
 
 
@@ -225,6 +242,11 @@ def user_from_item(item: dict[str, Any]) -> UserState:
         recent_event_ids=json.loads(item["recent_event_ids"]["S"]),
         applied={shard: value["S"] for shard, value in item.get("applied", {}).get("M", {}).items()},
         version=int(item["version"]["N"]),
+        categories={
+            c: CategoryAffinity(a, t, counts)
+            for c, (a, t, counts) in json.loads(item.get("categories", {}).get("S", "{}")).items()
+        },
+        redemptions=json.loads(item.get("redemptions", {}).get("S", "{}")),
     )
 
 
@@ -514,3 +536,140 @@ class SqsDeadLetterSink:
                 raise RepositoryError(f"SendMessageBatch failed: {error}") from error
             if response.get("Failed"):
                 raise RepositoryError(f"dead-letter queue refused {len(response['Failed'])} messages")
+
+
+# ---- Coupons -----------------------------------------------------------------------------
+# One row per coupon (key ``coupon_id``): ``spec`` (the definition as JSON), ``budget``,
+# ``remaining``, ``redeemed``, ``refused`` and one replay guard ``s#<shard>`` per shard.
+# Index rows ``#scope:cat:<category>`` / ``#scope:item:<item>`` hold a string set
+# ``coupons`` of the ids in that scope ('#' never starts an id, so no clash).
+SCOPE_ROW_PREFIX = "#scope:"
+PUT_ATTEMPTS = 5
+
+
+def _coupon_from_item(item: dict[str, Any]) -> Coupon:
+    return Coupon(
+        coupon_id=item["coupon_id"]["S"],
+        spec=CouponSpec.model_validate_json(item["spec"]["S"]),
+        remaining=int(item["remaining"]["N"]),
+        redeemed=int(item.get("redeemed", {}).get("N", 0)),
+        refused=int(item.get("refused", {}).get("N", 0)),
+    )
+
+
+class DynamoCouponRepository:
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    def _key(self, coupon_id: str) -> dict[str, Any]:
+        return {"coupon_id": {"S": coupon_id}}
+
+    def _index(self, keys: Iterable[str], coupon_id: str, action: str) -> None:
+        for key in keys:
+            self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=self._key(SCOPE_ROW_PREFIX + key),
+                UpdateExpression=f"{action} coupons :id",
+                ExpressionAttributeValues={":id": {"SS": [coupon_id]}},
+            )
+
+    def put(self, coupon_id: str, spec: CouponSpec) -> Coupon:
+        """Read, then write conditionally on ``redeemed`` not having moved (retried), so a
+        concurrent redemption is never lost. The new scope is indexed before the row is
+        written and the old one unindexed after: a crash leaves at most a stale index entry,
+        which is harmless (ranking reads each coupon's own scope)."""
+        self._index(scope_keys(spec.scope), coupon_id, "ADD")
+        for _attempt in range(PUT_ATTEMPTS):
+            stored = self.table.call(
+                "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
+            ).get("Item")
+            old = _coupon_from_item(stored) if stored else None
+            redeemed = old.redeemed if old else 0
+            values: dict[str, Any] = {
+                ":spec": {"S": spec.model_dump_json()},
+                ":budget": {"N": str(spec.budget)},
+                ":remaining": {"N": str(max(0, spec.budget - redeemed))},
+                ":redeemed": {"N": str(redeemed)},
+            }
+            condition = "redeemed = :redeemed" if old else "attribute_not_exists(coupon_id)"
+            if not old:
+                values.pop(":redeemed")
+            try:
+                self.table.call(
+                    "update_item",
+                    TableName=self.table.name,
+                    Key=self._key(coupon_id),
+                    UpdateExpression="SET spec = :spec, budget = :budget, remaining = :remaining"
+                    + (", redeemed = :zero, refused = :zero" if not old else ""),
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues={**values, **({":zero": {"N": "0"}} if not old else {})},
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                continue
+            stale = set(old.scope_keys() if old else ()) - set(scope_keys(spec.scope))
+            self._index(sorted(stale), coupon_id, "DELETE")
+            return Coupon(
+                coupon_id, spec, max(0, spec.budget - redeemed), redeemed, old.refused if old else 0
+            )
+        raise ConcurrentUpdateError(f"coupon {coupon_id} kept changing while it was redefined")
+
+    def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]:
+        keys = [self._key(c) for c in sorted(set(coupon_ids))]
+        return {c.coupon_id: c for c in map(_coupon_from_item, self.table.batch_get(keys))}
+
+    def in_scope(self, scope_keys: Sequence[str]) -> set[str]:
+        keys = [self._key(SCOPE_ROW_PREFIX + k) for k in dict.fromkeys(scope_keys)]
+        found: set[str] = set()
+        for item in self.table.batch_get(keys):
+            found.update(item.get("coupons", {}).get("SS", []))
+        return found
+
+    def redeem(self, coupon_id: str, sequence: str, shard: str) -> str:
+        """One guarded UpdateItem: ``remaining - 1, redeemed + 1`` if the row exists, its
+        guard is older than the record and ``remaining > 0``. When the condition fails, a
+        consistent read tells a replay (guard holds the record), an unknown coupon, or an
+        exhausted one (then ``refused + 1``, guarded the same way)."""
+        guard = guard_attribute(shard)
+        names = {"#g": guard}
+        values = {":seq": {"S": sequence}, ":one": {"N": "1"}, ":minus": {"N": "-1"}, ":zero": {"N": "0"}}
+        try:
+            self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=self._key(coupon_id),
+                UpdateExpression="SET #g = :seq ADD remaining :minus, redeemed :one",
+                ConditionExpression="attribute_exists(coupon_id) AND (attribute_not_exists(#g) OR #g < :seq) "
+                "AND remaining > :zero",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+            return REDEEMED
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+        stored = self.table.call(
+            "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
+        ).get("Item")
+        if not stored:
+            return UNKNOWN
+        applied = stored.get(guard, {}).get("S")
+        if applied is not None and applied >= sequence:
+            return DUPLICATE
+        try:
+            self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=self._key(coupon_id),
+                UpdateExpression="SET #g = :seq ADD refused :one",
+                ConditionExpression="attribute_not_exists(#g) OR #g < :seq",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":seq": values[":seq"], ":one": values[":one"]},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return DUPLICATE
+        return EXHAUSTED

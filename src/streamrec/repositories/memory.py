@@ -12,6 +12,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from streamrec.domain.coupons import (
+    DUPLICATE,
+    EXHAUSTED,
+    REDEEMED,
+    UNKNOWN,
+    Coupon,
+    CouponSpec,
+    scope_keys,
+)
 from streamrec.domain.model import (
     Delta,
     ItemStats,
@@ -181,3 +190,45 @@ class InMemoryDeadLetterSink:
 
     def send(self, letters: Sequence[DeadLetter]) -> None:
         self.letters.extend(letters)
+
+
+class InMemoryCouponRepository:
+    """Coupons with the DynamoDB adapter's semantics: kept counts on redefinition, a scope
+    index, per-shard replay guards on redemptions, remaining never below 0."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Coupon] = {}
+        self.guards: dict[str, dict[str, str]] = defaultdict(dict)
+        self.index: dict[str, set[str]] = defaultdict(set)
+
+    def put(self, coupon_id: str, spec: CouponSpec) -> Coupon:
+        old = self.rows.get(coupon_id)
+        redeemed = old.redeemed if old else 0
+        coupon = Coupon(coupon_id, spec, max(0, spec.budget - redeemed), redeemed, old.refused if old else 0)
+        for key in scope_keys(spec.scope):
+            self.index[key].add(coupon_id)
+        self.rows[coupon_id] = coupon
+        for key in set(old.scope_keys() if old else ()) - set(coupon.scope_keys()):
+            self.index[key].discard(coupon_id)
+        return replace(coupon)
+
+    def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]:
+        return {c: replace(self.rows[c]) for c in coupon_ids if c in self.rows}
+
+    def in_scope(self, scope_keys: Sequence[str]) -> set[str]:
+        return set().union(*(self.index.get(key, set()) for key in scope_keys))
+
+    def redeem(self, coupon_id: str, sequence: str, shard: str) -> str:
+        coupon = self.rows.get(coupon_id)
+        if coupon is None:
+            return UNKNOWN
+        guards = self.guards[coupon_id]
+        if shard in guards and guards[shard] >= sequence:
+            return DUPLICATE
+        guards[shard] = sequence
+        if coupon.remaining <= 0:
+            coupon.refused += 1
+            return EXHAUSTED
+        coupon.remaining -= 1
+        coupon.redeemed += 1
+        return REDEEMED

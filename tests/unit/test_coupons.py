@@ -1,0 +1,337 @@
+"""Coupon rules and scoring (pure), the category affinity kept by the ingest, exactly-once
+redemptions on both adapters, and ``streamrec coupons load``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from streamrec_core import coupon_scores
+
+from streamrec.cli import main
+from streamrec.domain.coupons import (
+    DUPLICATE,
+    EXHAUSTED,
+    REDEEMED,
+    UNKNOWN,
+    Coupon,
+    CouponService,
+    InvalidCoupon,
+    coupon_record,
+    parse_coupon,
+    rank_coupons,
+)
+from streamrec.domain.ingest import IngestService, SequencedEvent
+from streamrec.domain.model import CategoryAffinity, HistoryItem, UserState, sequence_key
+from streamrec.events import InvalidEvent, parse_event
+from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
+from streamrec.repositories.memory import (
+    InMemoryChangePublisher,
+    InMemoryCooccurrenceRepository,
+    InMemoryCouponRepository,
+    InMemoryItemStatsRepository,
+    InMemoryUserRepository,
+)
+from streamrec.settings import Settings
+
+NOW = 1_764_201_600.0
+DAY = 86_400.0
+SETTINGS = Settings()
+
+
+def spec(**changes):
+    body = {
+        "scope": {"category": "camping"},
+        "discount": {"kind": "percent", "value": 10},
+        "valid_from": NOW - DAY,
+        "valid_to": NOW + DAY,
+        "budget": 10,
+    }
+    body.update(changes)
+    return parse_coupon("c", body)
+
+
+def coupon(coupon_id="c", remaining=10, **changes) -> Coupon:
+    return Coupon(coupon_id, spec(**changes), remaining)
+
+
+def user(**categories: float) -> UserState:
+    state = UserState("u")
+    state.categories = {c: CategoryAffinity(a, NOW, {"view": 3}) for c, a in categories.items()}
+    return state
+
+
+def test_coupon_scores_by_hand():
+    # max-normalized affinity times (1 + w * value); no affinity -> 0
+    scores = coupon_scores(np.array([2.0, 1.0, 0.0]), np.array([0.1, 0.5, 1.0]), 1.0)
+    np.testing.assert_allclose(scores, [1.1, 0.75, 0.0])
+    np.testing.assert_allclose(coupon_scores(np.zeros(2), np.ones(2), 1.0), [0.0, 0.0])
+    with pytest.raises(ValueError, match="shape mismatch"):
+        coupon_scores(np.ones(2), np.ones(3), 1.0)
+
+
+def test_ranking_by_affinity_and_value_with_reasons():
+    state = user(camping=1.0, kitchen=2.0)
+    offered = rank_coupons(
+        [
+            coupon("camp-50", discount={"kind": "percent", "value": 50}),
+            coupon("kitchen-5", scope={"category": "kitchen"}, discount={"kind": "percent", "value": 5}),
+            coupon(
+                "kitchen-amount",
+                scope={"category": "kitchen"},
+                discount={"kind": "amount", "value": 10},
+                min_spend=100,
+            ),
+        ],
+        state,
+        NOW,
+        3,
+        SETTINGS,
+    )
+    # kitchen: 1 * (1 + 0.1) = 1.1 (10 off 100) > 1 * 1.05; camping: 0.5 * 1.5 = 0.75
+    assert [c.coupon_id for c in offered] == ["kitchen-amount", "kitchen-5", "camp-50"]
+    assert offered[0].score == pytest.approx(1.1)
+    assert offered[0].reasons == ["you viewed 3 items in category kitchen recently"]
+
+
+@pytest.mark.parametrize(
+    "rule, candidate, state",
+    [
+        ("expired", coupon(valid_from=NOW - 2 * DAY, valid_to=NOW), user(camping=1.0)),
+        ("not yet valid", coupon(valid_from=NOW + 1, valid_to=NOW + DAY), user(camping=1.0)),
+        ("exhausted", coupon(remaining=0), user(camping=1.0)),
+        ("out of scope", coupon(scope={"category": "kitchen"}), user(camping=1.0)),
+        ("out of scope (items)", coupon(scope={"items": ["stove"]}), user(camping=1.0)),
+        ("unknown user", coupon(), None),
+    ],
+)
+def test_never_offered(rule, candidate, state):
+    assert rank_coupons([candidate], state, NOW, 3, SETTINGS) == [], rule
+
+
+def test_per_user_limit_reached_is_never_offered():
+    state = user(camping=1.0)
+    state.redemptions = {"c": 1}
+    assert rank_coupons([coupon()], state, NOW, 3, SETTINGS) == []
+    assert rank_coupons([coupon(per_user_limit=2)], state, NOW, 3, SETTINGS) != []
+
+
+def test_item_scope_uses_the_recent_items():
+    state = user()
+    state.items = [HistoryItem("stove", 2.0, 2.0, NOW, "purchase", "kitchen")]
+    offered = rank_coupons([coupon(scope={"items": ["stove", "pan"]})], state, NOW, 3, SETTINGS)
+    assert [(c.coupon_id, c.reasons) for c in offered] == [("c", ["it applies to stove, which you bought"])]
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"scope": {"category": "a", "items": ["b"]}}, "exactly one of category or items"),
+        ({"discount": {"kind": "percent", "value": 120}}, "at most 100"),
+        ({"discount": {"kind": "bogus", "value": 1}}, "discount.kind"),
+        ({"valid_to": NOW - 2 * DAY}, "valid_to must be after valid_from"),
+        ({"valid_from": "2025-01-01T00:00:00"}, "time zone"),
+        ({"budget": -1}, "budget"),
+        ({"per_user_limit": 0}, "per_user_limit"),
+        ({"surprise": 1}, "surprise"),
+        ({"scope": {"items": ["bad id!"]}}, "scope.items.0"),
+    ],
+)
+def test_invalid_coupons_are_refused_with_a_message(body, message):
+    with pytest.raises(InvalidCoupon, match=message):
+        spec(**body)
+
+
+def test_coupon_ids_are_validated():
+    with pytest.raises(InvalidCoupon, match="coupon_id is malformed"):
+        coupon_record({"coupon_id": "#cat:x"})
+    with pytest.raises(InvalidEvent, match="coupon_id"):
+        parse_event({"event_id": "e", "event_type": "coupon_redeemed", "user_id": "u", "timestamp": NOW})
+    with pytest.raises(InvalidEvent, match="coupon_id"):
+        parse_event(
+            {
+                "event_id": "e",
+                "event_type": "coupon_redeemed",
+                "user_id": "u",
+                "coupon_id": "x y",
+                "timestamp": NOW,
+            }
+        )
+    with pytest.raises(InvalidEvent, match="item_id"):
+        parse_event({"event_id": "e", "event_type": "view", "user_id": "u", "timestamp": NOW})
+
+
+def _event(n: int, kind: str, category: str | None = "camping", **extra) -> dict:
+    return {
+        "event_id": f"e{n}",
+        "event_type": kind,
+        "user_id": "u",
+        "item_id": f"i{n}",
+        "timestamp": NOW + n * 3600,
+        **({"category": category} if category else {}),
+        **extra,
+    }
+
+
+def _ingest(coupons) -> tuple[IngestService, InMemoryUserRepository]:
+    users = InMemoryUserRepository()
+    service = IngestService(
+        SETTINGS,
+        users,
+        InMemoryCooccurrenceRepository(),
+        InMemoryItemStatsRepository(),
+        InMemoryChangePublisher(),
+        coupons,
+    )
+    return service, users
+
+
+def _sequenced(payloads, first=1):
+    return [SequencedEvent(sequence_key(first + n), parse_event(p)) for n, p in enumerate(payloads)]
+
+
+def test_ingest_keeps_a_decayed_weighted_category_affinity():
+    service, users = _ingest(InMemoryCouponRepository())
+    service.ingest(
+        _sequenced([_event(0, "view"), _event(24, "purchase"), _event(25, "view", "kitchen")]), "s0"
+    )
+    state = users.get("u")
+    camping = state.categories["camping"]
+    # view 1 decayed by one half-life (24 h), plus purchase 4
+    assert camping.affinity == pytest.approx(0.5 + 4.0)
+    assert camping.counts == {"view": 1, "purchase": 1}
+    assert set(state.categories) == {"camping", "kitchen"}
+
+
+def test_category_map_keeps_the_strongest():
+    settings = Settings(categories_kept=2)
+    users = InMemoryUserRepository()
+    service = IngestService(
+        settings,
+        users,
+        InMemoryCooccurrenceRepository(),
+        InMemoryItemStatsRepository(),
+        InMemoryChangePublisher(),
+        InMemoryCouponRepository(),
+    )
+    service.ingest(
+        _sequenced([_event(0, "purchase", "a"), _event(1, "view", "b"), _event(2, "view", "c")]), "s0"
+    )
+    assert set(users.get("u").categories) == {"a", "c"}
+
+
+def _redemption(n: int, coupon_id: str = "c") -> dict:
+    return {
+        "event_id": f"r{n}",
+        "event_type": "coupon_redeemed",
+        "user_id": "u",
+        "coupon_id": coupon_id,
+        "timestamp": NOW + n,
+    }
+
+
+def test_duplicate_and_replayed_redemptions_count_once_in_memory():
+    coupons = InMemoryCouponRepository()
+    coupons.put("c", spec(budget=5))
+    service, users = _ingest(coupons)
+    batch = _sequenced([_redemption(1), _redemption(1)])  # a producer duplicate (same event_id)
+    plan = service.ingest(batch, "s0")
+    assert plan.redemption_outcomes == [REDEEMED] and plan.duplicates == 1
+    service.ingest(batch, "s0")  # Lambda re-delivers the batch
+    assert coupons.get_many(["c"])["c"].remaining == 4
+    assert users.get("u").redemptions == {"c": 1}
+
+
+def test_crash_before_the_user_write_is_replayed_exactly_once():
+    coupons = InMemoryCouponRepository()
+    coupons.put("c", spec(budget=5))
+    service, users = _ingest(coupons)
+    batch = _sequenced([_redemption(1), _redemption(2)])
+    original = users.save_many
+    users.save_many = lambda states: (_ for _ in ()).throw(RuntimeError("crash"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        service.ingest(batch, "s0")
+    users.save_many = original  # type: ignore[method-assign]
+    plan = service.ingest(batch, "s0")  # the retry: the coupon row's guard holds both records
+    assert plan.redemption_outcomes == [DUPLICATE, DUPLICATE]
+    assert coupons.get_many(["c"])["c"].remaining == 3
+    assert users.get("u").redemptions == {"c": 2}
+
+
+def _both(aws):
+    import boto3
+
+    table = DynamoTable(aws.tables["CouponsTable"].name, boto3.client("dynamodb"))
+    return {"memory": InMemoryCouponRepository(), "dynamodb": DynamoCouponRepository(table)}
+
+
+def test_adapters_redeem_exactly_once_and_never_below_zero(aws):
+    outcomes = {}
+    for name, repository in _both(aws).items():
+        repository.put("c", spec(budget=2))
+        seqs = [sequence_key(n) for n in (1, 2, 3)]
+        outcomes[name] = [
+            repository.redeem("c", seqs[0], "s0"),
+            repository.redeem("c", seqs[0], "s0"),  # replay
+            repository.redeem("c", seqs[1], "s1"),  # another shard, its own guard
+            repository.redeem("c", seqs[2], "s0"),  # budget exhausted
+            repository.redeem("nope", seqs[2], "s0"),
+        ]
+        stored = repository.get_many(["c"])["c"]
+        assert (stored.remaining, stored.redeemed, stored.refused) == (0, 2, 1), name
+        # A redefinition keeps the counts: remaining = budget - redeemed.
+        assert repository.put("c", spec(budget=5)).remaining == 3
+        assert repository.put("c", spec(budget=1)).remaining == 0
+        # The scope index follows the scope.
+        repository.put("c", spec(scope={"items": ["stove", "pan"]}))
+        assert repository.in_scope(["cat:camping"]) == set()
+        assert repository.in_scope(["item:pan", "cat:x"]) == {"c"}
+    assert outcomes["memory"] == outcomes["dynamodb"] == [REDEEMED, DUPLICATE, REDEEMED, EXHAUSTED, UNKNOWN]
+
+
+def test_service_reads_candidates_through_the_scope_index(aws):
+    for repository in _both(aws).values():
+        users = InMemoryUserRepository()
+        users.save_many([user(camping=1.0)])
+        repository.put("camp", spec())
+        repository.put("kitchen", spec(scope={"category": "kitchen"}))
+        service = CouponService(SETTINGS, users, repository)
+        assert [c.coupon_id for c in service.for_user("u", 3, NOW)] == ["camp"]
+        assert service.for_user("nobody", 3, NOW) == []
+
+
+def test_coupons_load_command(aws, tmp_path, capsys):
+    good = {
+        "coupon_id": "camp",
+        "scope": {"category": "camping"},
+        "discount": {"kind": "amount", "value": 5},
+        "min_spend": 20,
+        "valid_from": "2025-01-01T00:00:00Z",
+        "valid_to": "2027-01-01T00:00:00Z",
+        "budget": 3,
+    }
+    table = aws.tables["CouponsTable"].name
+    path = tmp_path / "coupons.jsonl"
+    path.write_text(
+        json.dumps(good) + "\n" + json.dumps({**good, "coupon_id": "kitchen", "budget": -1}) + "\n"
+    )
+    with pytest.raises(SystemExit, match="line 2: budget"):
+        main(["coupons", "load", str(path), "--table", table])
+    listing = tmp_path / "coupons.json"
+    listing.write_text(json.dumps([good, {**good, "coupon_id": "kitchen"}]))
+    assert main(["coupons", "load", str(listing), "--table", table]) == 0
+    assert "loaded 2 coupon(s)" in capsys.readouterr().out
+    import boto3
+
+    stored = DynamoCouponRepository(DynamoTable(table, boto3.client("dynamodb"))).get_many(
+        ["camp", "kitchen"]
+    )
+    assert {c: s.remaining for c, s in stored.items()} == {"camp": 3, "kitchen": 3}
+    with pytest.raises(SystemExit, match="not found"):
+        main(["coupons", "load", str(listing), "--outputs", str(tmp_path / "missing.json")])
+    # By default the table comes from the local stack's outputs file.
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"region": "us-east-1", "tables": {"CouponsTable": table}}))
+    assert main(["coupons", "load", str(listing), "--outputs", str(outputs)]) == 0
+    assert f"loaded 2 coupon(s) into {table}" in capsys.readouterr().out

@@ -1,0 +1,100 @@
+"""Coupon routes and coupon_redeemed events through the handlers, on moto, with the sample
+events of events/ (coupon_put.json, coupons_get.json, ingest_coupon_redeemed.json)."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from tests.unit.conftest import FakeLambdaContext, import_handler, load_event
+
+
+def _coupon_row(aws, coupon_id: str) -> dict:
+    table = aws.tables["CouponsTable"].name
+    return boto3.client("dynamodb").get_item(TableName=table, Key={"coupon_id": {"S": coupon_id}})["Item"]
+
+
+def _put(api, body: dict | str, coupon_id: str = "camping-10") -> dict:
+    event = load_event("coupon_put.json")
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    event["pathParameters"] = {"coupon_id": coupon_id}
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/coupons/{coupon_id}"
+    return api.lambda_handler(event, FakeLambdaContext())
+
+
+def test_put_ingest_get_and_redeem_once(aws):
+    api = import_handler("api")
+    put = api.lambda_handler(load_event("coupon_put.json"), FakeLambdaContext())
+    assert put["statusCode"] == 200, put
+    assert json.loads(put["body"])["remaining"] == 1000
+
+    ingest = import_handler("ingest")
+    assert ingest.lambda_handler(load_event("ingest_kinesis.json"), FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+    got = api.lambda_handler(load_event("coupons_get.json"), FakeLambdaContext())
+    assert got["statusCode"] == 200, got
+    body = json.loads(got["body"])
+    assert [c["coupon_id"] for c in body["coupons"]] == ["camping-10"]
+    assert body["coupons"][0]["reasons"] == ["you viewed 2 items in category camping recently"]
+
+    # The sample holds the redemption twice (a producer duplicate: same event_id); Lambda
+    # then re-delivers the whole batch: remaining drops by exactly one.
+    redeemed = load_event("ingest_coupon_redeemed.json")
+    assert ingest.lambda_handler(redeemed, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert ingest.lambda_handler(redeemed, FakeLambdaContext()) == {"batchItemFailures": []}
+    row = _coupon_row(aws, "camping-10")
+    assert (row["remaining"]["N"], row["redeemed"]["N"]) == ("999", "1")
+    users = boto3.client("dynamodb").get_item(
+        TableName=aws.tables["UsersTable"].name, Key={"user_id": {"S": "user-0001"}}
+    )["Item"]
+    assert json.loads(users["redemptions"]["S"]) == {"camping-10": 1}
+
+    # per_user_limit 1 reached: never offered again; a redefinition keeps the counts.
+    after = json.loads(api.lambda_handler(load_event("coupons_get.json"), FakeLambdaContext())["body"])
+    assert after["coupons"] == []
+    again = _put(api, {**json.loads(load_event("coupon_put.json")["body"]), "budget": 10})
+    assert json.loads(again["body"])["remaining"] == 9
+
+
+def test_bad_coupon_input_is_a_400_with_a_message(aws):
+    api = import_handler("api")
+    bad = api.lambda_handler(load_event("coupon_put_bad.json"), FakeLambdaContext())
+    assert bad["statusCode"] == 400
+    message = json.loads(bad["body"])["message"]
+    assert json.loads(bad["body"])["error"] == "bad_request"
+    assert "budget" in message and "discount" in message and "scope" in message
+
+    window = json.loads(load_event("coupon_put.json")["body"])
+    window["valid_to"] = window["valid_from"]
+    reply = _put(api, window)
+    assert (
+        reply["statusCode"] == 400
+        and "valid_to must be after valid_from" in json.loads(reply["body"])["message"]
+    )
+    for body in ("not json", "[1, 2]"):
+        reply = _put(api, body)
+        assert reply["statusCode"] == 400, reply
+        assert "JSON object" in json.loads(reply["body"])["message"]
+    reply = _put(api, json.loads(load_event("coupon_put.json")["body"]), coupon_id="bad#id")
+    assert reply["statusCode"] == 400 and "coupon_id is malformed" in json.loads(reply["body"])["message"]
+
+    event = load_event("coupons_get.json")
+    for k in ("0", "101", "x"):
+        event["queryStringParameters"] = {"k": k}
+        reply = api.lambda_handler(event, FakeLambdaContext())
+        assert reply["statusCode"] == 400
+        assert json.loads(reply["body"])["message"] == "k must be an integer between 1 and 100"
+
+
+def test_redemption_of_an_exhausted_coupon_never_goes_below_zero(aws):
+    api = import_handler("api")
+    body = {**json.loads(load_event("coupon_put.json")["body"]), "budget": 0}
+    assert _put(api, body)["statusCode"] == 200
+    ingest = import_handler("ingest")
+    redeemed = load_event("ingest_coupon_redeemed.json")
+    assert ingest.lambda_handler(redeemed, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert ingest.lambda_handler(redeemed, FakeLambdaContext()) == {"batchItemFailures": []}
+    row = _coupon_row(aws, "camping-10")
+    assert (row["remaining"]["N"], row["redeemed"]["N"], row["refused"]["N"]) == ("0", "0", "1")
