@@ -71,3 +71,29 @@ def test_bench_stops_with_a_message_without_the_data(tmp_path, capsys):
     message = capsys.readouterr().err
     assert "taobao_userbehavior_head" in message and str(tmp_path) in message
     assert not (tmp_path / "r.json").exists()
+
+
+def test_cost_replay_merges_writes_below_the_naive_design():
+    from streamrec.bench.runs import dynamodb_cost
+    from streamrec.settings import Settings
+
+    events = [
+        {
+            "event_id": f"e{n}",
+            "event_type": ("view", "view", "add_to_cart", "purchase")[n % 4],
+            "user_id": f"u{n % 7}",
+            "item_id": f"i{(n * 5) % 23}",
+            "timestamp": 1_700_000_000 + n,
+        }
+        for n in range(240)
+    ]
+    cost, _ = dynamodb_cost(events, Settings(), batch=60, naive_window=20, block_sweep=(4,))
+
+    naive = cost["naive"]["20"]
+    every_pair = naive["every_pair"]["total"]["wru_per_event"]
+    changed_only = naive["changed_pairs_only"]["total"]["wru_per_event"]
+    production = cost["production_ingest"]["total"]["wru_per_event"]
+    assert 0 < changed_only <= every_pair
+    assert 0 < production < changed_only  # a batch's deltas merge into one write per row
+    assert cost["ratio_vs_naive"] == production / every_pair
+    assert set(cost["blocks_sweep"]) == {"16", "4"}
