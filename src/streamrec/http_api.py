@@ -11,6 +11,7 @@ Only ``PUT /coupons/{coupon_id}`` takes a body (validated against ``CouponSpec``
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -113,6 +114,27 @@ def malformed_id(event: dict[str, Any]) -> str | None:
     return None
 
 
+def unsupported_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A 415 answer (payload 2.0) for a request whose body is declared as anything but JSON,
+    else None. Checked before the resolver: Powertools would try to parse forms and
+    multipart bodies, and answer a malformed multipart header with an internal error."""
+    headers = {str(name).lower(): str(value) for name, value in (event.get("headers") or {}).items()}
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not media_type or media_type == "application/json" or media_type.endswith("+json"):
+        return None
+    return {
+        "statusCode": 415,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps(
+            {
+                "error": "unsupported_media_type",
+                "message": "send the body as JSON (Content-Type: application/json)",
+            }
+        ),
+        "isBase64Encoded": False,
+    }
+
+
 def build_app(
     service: RecommendationService,
     coupons: CouponService | None = None,
@@ -127,6 +149,11 @@ def build_app(
     def bad_request(error: RequestValidationError) -> Response:
         messages = list(dict.fromkeys(_describe(issue) for issue in error.errors()))
         return _error(400, "bad_request", "; ".join(messages))
+
+    @app.exception_handler(UnicodeDecodeError)
+    def undecodable_body(_decode_error: UnicodeDecodeError) -> Response:
+        # Powertools decodes the body before validating it: bytes that are not UTF-8.
+        return _error(400, "bad_request", "body must be a JSON object in UTF-8")
 
     @app.exception_handler(RepositoryError)
     def storage_unavailable(error: RepositoryError) -> Response:

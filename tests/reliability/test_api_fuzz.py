@@ -36,7 +36,9 @@ class _Unused:
     users = None
 
 
-SCHEMA = schemathesis.openapi.from_dict(json.loads(build_app(_Unused()).get_openapi_json_schema()))  # type: ignore[arg-type]
+SCHEMA = schemathesis.openapi.from_dict(
+    json.loads(build_app(_Unused(), coupons=_Unused()).get_openapi_json_schema())  # type: ignore[arg-type]
+)
 SCHEMA.config.generation.update(max_examples=EXAMPLES_PER_OPERATION)
 
 

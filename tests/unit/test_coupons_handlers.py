@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import boto3
+import pytest
 
 from tests.unit.conftest import FakeLambdaContext, import_handler, load_event
 
@@ -98,3 +99,30 @@ def test_redemption_of_an_exhausted_coupon_never_goes_below_zero(aws):
     assert ingest.lambda_handler(redeemed, FakeLambdaContext()) == {"batchItemFailures": []}
     row = _coupon_row(aws, "camping-10")
     assert (row["remaining"]["N"], row["redeemed"]["N"], row["refused"]["N"]) == ("0", "0", "1")
+
+
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data", "application/x-www-form-urlencoded", "text/plain; charset=utf-8"]
+)
+def test_a_body_that_is_not_json_is_a_415(aws, content_type):
+    api = import_handler("api")
+    event = load_event("coupon_put.json")
+    event["headers"] = {**(event.get("headers") or {}), "content-type": content_type}
+    reply = api.lambda_handler(event, FakeLambdaContext())
+    assert reply["statusCode"] == 415
+    assert json.loads(reply["body"]) == {
+        "error": "unsupported_media_type",
+        "message": "send the body as JSON (Content-Type: application/json)",
+    }
+
+
+def test_a_body_that_is_not_utf8_is_a_400(aws):
+    import base64
+
+    api = import_handler("api")
+    event = load_event("coupon_put.json")
+    event["body"] = base64.b64encode(b'{"scope": "\xff\xfe"}').decode()
+    event["isBase64Encoded"] = True
+    reply = api.lambda_handler(event, FakeLambdaContext())
+    assert reply["statusCode"] == 400
+    assert json.loads(reply["body"])["message"] == "body must be a JSON object in UTF-8"
