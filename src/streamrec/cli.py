@@ -97,6 +97,11 @@ Try:
   curl -s '{api}/users/{users[0]}/recommendations?k=5'
   curl -s '{api}/items/{items[0]}/similar?k=5'
   curl -s '{api}/users/someone-new/recommendations?k=5'     # no history: popular items
+  curl -s '{api}/users/{users[0]}/coupons?k=3'                # coupons for the user's interests
+  curl -s -X PUT '{api}/coupons/my-coupon' -H 'content-type: application/json' \\
+       -d '{{"scope": {{"category": "audio"}}, "discount": {{"kind": "percent", "value": 5}},
+            "min_spend": 0, "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2030-01-01T00:00:00Z",
+            "budget": 100, "per_user_limit": 1}}'
 
 Demo users with history: {", ".join(users)}
 
@@ -138,6 +143,22 @@ def _load(stack: Any, events: list[dict[str, Any]], drain_timeout: float, starte
     )
 
 
+def _load_demo_coupons(stack: Any, table: str) -> list[str]:
+    """Define the demo shop's coupons (``local.demo.demo_coupons``) in the local table."""
+    from streamrec.domain.coupons import coupon_record
+    from streamrec.local.demo import demo_coupons
+    from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
+
+    repository = DynamoCouponRepository(DynamoTable(table, stack.client("dynamodb")))
+    loaded = []
+    for record in demo_coupons():
+        coupon_id, spec = coupon_record(record)
+        repository.put(coupon_id, spec)
+        loaded.append(coupon_id)
+    _status(f"defined {len(loaded)} demo coupons", done=True)
+    return loaded
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from streamrec.local.demo import DEFAULT_SEED, demo_items, demo_users, generate_demo_events
     from streamrec.local.http_api import HttpApiError
@@ -169,6 +190,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 if events:
                     _load(stack, events, args.drain_timeout, started)
                 outputs = stack.outputs()
+                if not args.no_demo:
+                    outputs["demo_coupons"] = _load_demo_coupons(stack, outputs["tables"]["CouponsTable"])
                 outputs["demo_users"] = demo_users(3, events) if events else []
                 outputs["demo_items"] = demo_items(3, events) if events else []
                 outputs["outputs_file"] = str(args.outputs)

@@ -28,6 +28,7 @@ __all__ = [
     "COMPLEMENTS",
     "DEFAULT_SEED",
     "Product",
+    "demo_coupons",
     "demo_items",
     "demo_users",
     "generate_demo_events",
@@ -420,3 +421,41 @@ def demo_items(n: int = 3, events: Sequence[dict[str, Any]] | None = None) -> li
         if len(chosen) == n:
             return chosen
     return (chosen + [i for i in ranked if i not in chosen])[:n]
+
+
+def demo_coupons(now: float | None = None) -> list[dict[str, Any]]:
+    """A few coupons for the demo shop, valid from a day before ``now`` for 30 days: one per
+    category for several categories, one on an item list, and one already expired (never
+    offered). Records in the ``streamrec coupons load`` format (with ``coupon_id``)."""
+    now = time.time() if now is None else now
+    start, end = int(now - 86_400), int(now + 30 * 86_400)
+
+    def coupon(
+        coupon_id: str, scope: dict[str, Any], kind: str, value: float, **extra: Any
+    ) -> dict[str, Any]:
+        return {
+            "coupon_id": coupon_id,
+            "scope": scope,
+            "discount": {"kind": kind, "value": value},
+            "min_spend": extra.get("min_spend", 0),
+            "valid_from": extra.get("valid_from", start),
+            "valid_to": extra.get("valid_to", end),
+            "budget": extra.get("budget", 500),
+            "per_user_limit": 1,
+        }
+
+    return [
+        coupon("camping-10", {"category": "camping"}, "percent", 10, min_spend=50),
+        coupon("hiking-15", {"category": "hiking"}, "percent", 15, min_spend=80),
+        coupon("coffee-5-off", {"category": "coffee"}, "amount", 5, min_spend=30),
+        coupon("kitchen-10", {"category": "kitchen"}, "percent", 10),
+        coupon(
+            "espresso-kit-20",
+            {"items": ["espresso-machine", "coffee-grinder-burr"]},
+            "percent",
+            20,
+            min_spend=200,
+            budget=50,
+        ),
+        coupon("camping-expired", {"category": "camping"}, "percent", 30, valid_to=start + 3_600),
+    ]
