@@ -76,3 +76,17 @@ def test_a_run_with_rtrec_saves_its_dated_figures(tmp_path):
 def test_no_rtrec_measurement_yet(tmp_path):
     text = report.write_report(tmp_path, _p1(), None)["md"].read_text()
     assert "rtrec: no measurement yet" in text
+
+
+def test_other_protocols_get_a_table_of_engine_and_peers(tmp_path):
+    p4 = {
+        "engine": {"precision@3": 0.0702, "hits": 52, "targets_offered_fewer_than_3": 48},
+        "peers": {"most_viewed": {"precision@3": 0.0553, "hits": 41}},
+        "targets": 247,
+    }
+    paths = report.write_report(tmp_path, None, None, protocols={"p4": p4})
+    text = paths["md"].read_text()
+    assert "## P4: coupon relevance" in text and "247 targets" in text
+    assert "| method | precision@3 |" in text
+    assert "| **engine** | 0.0702 |" in text and "| most_viewed | 0.0553 |" in text
+    assert json.loads(paths["json"].read_text())["protocols"]["p4"]["engine"]["hits"] == 52

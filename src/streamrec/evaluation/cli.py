@@ -295,6 +295,8 @@ def _cmd_all(args: argparse.Namespace) -> int:
         )
         print("P2 (Diginetica sessions, stream and frozen) ...", file=sys.stderr)
         p2_result = run_p2_command(data_dir, k=args.k, progress=progress)
+        print("P4 (Taobao, coupon relevance) ...", file=sys.stderr)
+        protocols = {"p4": run_p4_command(data_dir)}
     except (DatasetMissing, ExtraMissing) as error:
         print(f"streamrec eval all: {error}", file=sys.stderr)
         return 1
@@ -306,6 +308,7 @@ def _cmd_all(args: argparse.Namespace) -> int:
         command=command,
         root=repo_root(),
         wall_time_s=time.monotonic() - started,
+        protocols=protocols,
     )
     k = args.k
     lines = [f"P1 ({p1_result['targets']:,} targets)  HR@{k}  MRR@{k}"]
@@ -319,6 +322,11 @@ def _cmd_all(args: argparse.Namespace) -> int:
             )
     for name, values in p2_result["peers"].items():
         lines.append(f"  {name:<16} {values[f'hr@{k}']:.4f}  {values[f'mrr@{k}']:.4f}")
+    for protocol, result in protocols.items():
+        metrics = [m for m, v in result["engine"].items() if isinstance(v, float)]
+        lines.append(f"{protocol.upper()} ({result['targets']:,} targets)  " + "  ".join(metrics))
+        for name, values in [("engine", result["engine"]), *result["peers"].items()]:
+            lines.append(f"  {name:<16} " + "  ".join(f"{values[m]:.4f}" for m in metrics))
     lines.append(
         f"wrote {paths['md']}, {paths['json']}, {paths['png']} in {time.monotonic() - started:,.0f} s"
     )

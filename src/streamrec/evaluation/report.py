@@ -188,6 +188,25 @@ def _p2_rows(p2: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+PROTOCOL_TITLES = {
+    "p3": "P3: basket completion (cross-sell, UCI Online Retail)",
+    "p4": "P4: coupon relevance (Taobao UserBehavior head)",
+}
+
+
+def _protocol_section(name: str, result: dict[str, Any]) -> list[str]:
+    """A table of the engine and its peers over every numeric metric they share."""
+    rows = [("**engine**", result["engine"]), *result.get("peers", {}).items()]
+    metrics = [m for m, v in result["engine"].items() if isinstance(v, float)]
+    out = [f"## {PROTOCOL_TITLES.get(name, name.upper())}", ""]
+    out.append(f"{result.get('targets', 0):,} targets (see `../shared/EVALUATION.md` for the protocol).")
+    out += ["", "| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for method, values in rows:
+        cells = [f"{values[m]:.4f}" if isinstance(values.get(m), float) else "–" for m in metrics]
+        out.append(f"| {method} | " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     p1 = report.get("p1")
     p2 = report.get("p2")
@@ -273,6 +292,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             "- Peers are trained on the training file; their short lists are padded with its popularity.",
             "",
         ]
+    for name, result in (report.get("protocols") or {}).items():
+        out += _protocol_section(name, result)
     out += ["## HR@K, K = 1..20", "", f"![HR@K for K = 1..20]({PLOT_PNG})", ""]
     out += [
         "## Production configuration (the engine under evaluation)",
@@ -360,6 +381,7 @@ def write_report(
     command: str = "streamrec eval all",
     root: Path | None = None,
     wall_time_s: float = 0.0,
+    protocols: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Path]:
     """Write report.md, report.json and hr_at_k.png into ``out_dir``; return their paths.
 
@@ -379,6 +401,8 @@ def write_report(
         "settings": production_settings(),
         "p1": p1,
         "p2": p2,
+        # Other protocols (e.g. p4), each {"engine": {metric: value}, "peers": {...}, "targets"}.
+        "protocols": protocols or {},
         "rtrec_last": None if (p1 and RTREC in p1.get("peers", {})) else load_rtrec_record(rtrec_path),
     }
     paths = {"md": out_dir / REPORT_MD, "json": out_dir / REPORT_JSON, "png": out_dir / PLOT_PNG}
