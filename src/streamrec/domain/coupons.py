@@ -181,15 +181,15 @@ def apply_to_categories(state: UserState, event: UserEvent, settings: Settings) 
     if not event.category or weight <= 0:
         return
     half_life = settings.category_half_life_seconds
-    entry = state.categories.get(event.category)
-    if entry is None:
-        entry = state.categories[event.category] = CategoryAffinity(0.0, event.timestamp)
+    entry = state.categories.get(event.category) or CategoryAffinity(0.0, event.timestamp)
     if event.timestamp >= entry.ref_time:
-        entry.affinity = entry.at(event.timestamp, half_life) + weight
-        entry.ref_time = event.timestamp
+        affinity, ref_time = entry.at(event.timestamp, half_life) + weight, event.timestamp
     else:  # an out-of-order event counts at its own age
-        entry.affinity += weight * 0.5 ** ((entry.ref_time - event.timestamp) / half_life)
-    entry.counts[event.event_type] = entry.counts.get(event.event_type, 0) + 1
+        affinity = entry.affinity + weight * 0.5 ** ((entry.ref_time - event.timestamp) / half_life)
+        ref_time = entry.ref_time
+    counts = {**entry.counts, event.event_type: entry.counts.get(event.event_type, 0) + 1}
+    # A new entry, never a change in place: states share entries with their copies.
+    state.categories[event.category] = CategoryAffinity(affinity, ref_time, counts)
     if len(state.categories) > settings.categories_kept:
         weakest = min(
             state.categories,

@@ -85,7 +85,7 @@ class HistoryItem:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class CategoryAffinity:
     """A user's decayed, weighted affinity to one category (as of ``ref_time``), and how
     many events of each type (view, add_to_cart, purchase) it holds, for reasons."""
@@ -124,7 +124,7 @@ class UserState:
             cart=list(self.cart),
             recent_event_ids=list(self.recent_event_ids),
             applied=dict(self.applied),
-            categories={c: replace(a, counts=dict(a.counts)) for c, a in self.categories.items()},
+            categories=dict(self.categories),  # entries are frozen and replaced, never changed
             redemptions=dict(self.redemptions),
         )
 
