@@ -15,6 +15,9 @@ EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "add_to_cart": 2.0, "remove_from_cart": 0.0, "purchase": 4.0}
 
 
+CROSS_SELL_AGGREGATES = ("sum", "max")
+
+
 class ConfigurationError(ValueError):
     """A setting is missing or invalid; raised at cold start, never per request."""
 
@@ -59,6 +62,18 @@ class Settings:
     two_hop_weight: float = 0.5
     purchased_kept: int = 500
     recent_event_ids_kept: int = 100
+    # Cross-sell ("frequently bought together"), from basket co-occurrence: add_to_cart and
+    # purchase events sharing a basket_id, or else a user's such events at most
+    # ``basket_gap_hours`` apart. A basket counts at most ``basket_items_kept`` items.
+    basket_gap_hours: float = 24.0
+    basket_items_kept: int = 50
+    # Each item's complements row: the ``complements_per_item`` best partners with at least
+    # ``cross_sell_min_support`` shared baskets, by ``cross_sell_measure``.
+    cross_sell_measure: str = "llr"
+    complements_per_item: int = 50
+    cross_sell_min_support: int = 1
+    # How a candidate's scores from several cart items combine: "sum" or "max".
+    cross_sell_aggregate: str = "sum"
 
     def __post_init__(self) -> None:
         if self.similarity_measure not in SIMILARITY_MEASURES:
@@ -78,6 +93,16 @@ class Settings:
             raise ConfigurationError(f"EVENT_WEIGHTS must give a weight to each of {EVENT_TYPES}")
         if any(weight < 0 for weight in self.event_weights.values()):
             raise ConfigurationError("EVENT_WEIGHTS must not be negative")
+        if self.cross_sell_measure not in SIMILARITY_MEASURES:
+            raise ConfigurationError(
+                f"CROSS_SELL_MEASURE={self.cross_sell_measure!r}; expected one of {SIMILARITY_MEASURES}"
+            )
+        if self.cross_sell_aggregate not in CROSS_SELL_AGGREGATES:
+            raise ConfigurationError(
+                f"CROSS_SELL_AGGREGATE={self.cross_sell_aggregate!r}; expected one of {CROSS_SELL_AGGREGATES}"
+            )
+        if not 1 <= self.basket_items_kept <= 200:
+            raise ConfigurationError(f"BASKET_ITEMS_KEPT={self.basket_items_kept}; expected 1..200")
 
     @property
     def half_life_seconds(self) -> float:
@@ -86,6 +111,10 @@ class Settings:
     @property
     def popularity_half_life_seconds(self) -> float:
         return self.popularity_half_life_hours * 3600.0
+
+    @property
+    def basket_gap_seconds(self) -> float:
+        return self.basket_gap_hours * 3600.0
 
 
 def parse_event_weights(text: str) -> dict[str, float]:
@@ -128,6 +157,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         history_length=int(number("HISTORY_LENGTH", Settings.history_length, int)),
         category_blend=number("CATEGORY_BLEND", Settings.category_blend),
         event_weights=parse_event_weights(env.get("EVENT_WEIGHTS", "")),
+        cross_sell_measure=env.get("CROSS_SELL_MEASURE") or Settings.cross_sell_measure,
     )
 
 

@@ -6,7 +6,7 @@ Called by the handlers at cold start (module import), after settings are validat
 from __future__ import annotations
 
 from streamrec.domain.ingest import IngestService
-from streamrec.domain.recommend import RecommendationService
+from streamrec.domain.recommend import CrossSellService, RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.repositories.dynamodb import (
     DynamoCooccurrenceRepository,
@@ -48,6 +48,15 @@ def similarity_service(settings: Settings) -> SimilarityService:
 def recommendation_service(settings: Settings) -> RecommendationService:
     require(settings, "users_table", "similarity_table")
     return RecommendationService(
+        settings=settings,
+        users=DynamoUserRepository(DynamoTable(settings.users_table)),
+        similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table)),
+    )
+
+
+def cross_sell_service(settings: Settings) -> CrossSellService:
+    require(settings, "users_table", "similarity_table")
+    return CrossSellService(
         settings=settings,
         users=DynamoUserRepository(DynamoTable(settings.users_table)),
         similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table)),

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field, replace
 TOTALS_ROW = "#totals"
 POPULAR_ROW = "#popular"
 CATEGORY_ROW_PREFIX = "#cat:"
+# Basket co-occurrence rows live in the co-occurrence table beside the view-window rows,
+# keyed "#b:<item>": baskets say "bought together" (complements), windows say "viewed
+# together" (substitutes), and the two are counted and scored apart.
+BASKET_ROW_PREFIX = "#b:"
 
 # Popularity uses forward decay (Cormode et al.): an event at time t adds
 # w * 2^((t - start of its epoch) / half-life) to the item's counter of that epoch, so
@@ -22,6 +26,11 @@ POPULARITY_SCALE = 100.0
 def category_row(category: str) -> str:
     """Key of a category's popular list (beside the global ``#popular`` row)."""
     return CATEGORY_ROW_PREFIX + category
+
+
+def basket_row(item_id: str) -> str:
+    """Key of an item's basket co-occurrence row in the co-occurrence table."""
+    return BASKET_ROW_PREFIX + item_id
 
 
 def popularity_epoch(timestamp: float) -> int:
@@ -87,6 +96,11 @@ class UserState:
     # shard id -> sequence_key of the last applied record of that shard for this user.
     applied: dict[str, str] = field(default_factory=dict)
     version: int = 0
+    # The current basket: its id ("" = implicit, by time gap), its distinct items (oldest
+    # first, bounded by ``basket_items_kept``) and the time of its last event.
+    basket_id: str = ""
+    basket: list[str] = field(default_factory=list)
+    basket_time: float = 0.0
 
     def copy(self) -> UserState:
         """An independent copy (new lists and entries; faster than ``copy.deepcopy``)."""
@@ -97,6 +111,7 @@ class UserState:
             cart=list(self.cart),
             recent_event_ids=list(self.recent_event_ids),
             applied=dict(self.applied),
+            basket=list(self.basket),
         )
 
     def find(self, item_id: str) -> HistoryItem | None:
@@ -131,6 +146,8 @@ class SimilarityRow:
     measure: str = ""
     updated_at: float = 0.0
     extended: list[Neighbour] = field(default_factory=list)
+    # Items bought together with it (from basket co-occurrence), best first.
+    complements: list[Neighbour] = field(default_factory=list)
 
 
 @dataclass
@@ -153,3 +170,5 @@ class ItemStats:
     events: dict[str, float] = field(default_factory=dict)
     popularity: dict[int, float] = field(default_factory=dict)
     category: str | None = None
+    # Baskets holding the item (in the totals row: all baskets).
+    baskets: float = 0.0

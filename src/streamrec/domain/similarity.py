@@ -27,6 +27,7 @@ from streamrec.domain.model import (
     Neighbour,
     PopularList,
     SimilarityRow,
+    basket_row,
     category_row,
     popularity_at_epoch,
 )
@@ -49,12 +50,16 @@ def neighbour_row(
     total_weight: float,
     measure: str,
     k: int,
+    min_count: float = 0.0,
 ) -> list[Neighbour]:
-    """Score every co-occurring item of ``item_id`` and keep the best ``k``.
+    """Score every co-occurring item of ``item_id`` (with a count above 0 and at least
+    ``min_count``) and keep the best ``k``.
 
     Candidates are sorted by id first, so equal scores always come out in the same order.
     """
-    candidates = sorted(j for j, count in pair_counts.items() if count > 0 and j != item_id)
+    candidates = sorted(
+        j for j, count in pair_counts.items() if count > 0 and count >= min_count and j != item_id
+    )
     if not candidates:
         return []
     pairs = np.array([pair_counts[j] for j in candidates])
@@ -85,7 +90,10 @@ class SimilarityService:
         norm_changed = set(norm_changed)
         targets = set(changed) | norm_changed
         if norm_changed and self.settings.propagation_limit:
-            for pairs in self.cooccurrence.get_rows(norm_changed).values():
+            # Both the view-window rows and the basket rows (whose partners' complements
+            # are normalised by the item's basket count).
+            keys = norm_changed | {basket_row(item) for item in norm_changed}
+            for pairs in self.cooccurrence.get_rows(keys).values():
                 strongest = sorted(pairs.items(), key=lambda pair: (-pair[1], pair[0]))
                 targets.update(j for j, _ in strongest[: self.settings.propagation_limit])
         return targets
@@ -95,13 +103,16 @@ class SimilarityService:
         targets = sorted(set(items))
         if not targets:
             return []
-        rows = self.cooccurrence.get_rows(targets)
+        settings = self.settings
+        rows = self.cooccurrence.get_rows([*targets, *(basket_row(item) for item in targets)])
         needed = set(targets) | {TOTALS_ROW}
-        for item in targets:
-            needed.update(rows.get(item, {}))
+        for key in rows:
+            needed.update(rows[key])
         stats = self.item_stats.get_many(needed)
         weights = {item: row.weight for item, row in stats.items()}
         total_weight = stats[TOTALS_ROW].weight if TOTALS_ROW in stats else 0.0
+        baskets = {item: row.baskets for item, row in stats.items()}
+        total_baskets = baskets.get(TOTALS_ROW, 0.0)
         now = time.time()
         result = [
             SimilarityRow(
@@ -117,6 +128,18 @@ class SimilarityService:
                 ),
                 measure=self.settings.similarity_measure,
                 updated_at=now,
+                complements=neighbour_row(
+                    item,
+                    rows.get(basket_row(item), {}),
+                    baskets.get(item, 0.0),
+                    baskets,
+                    total_baskets,
+                    settings.cross_sell_measure,
+                    settings.complements_per_item,
+                    min_count=settings.cross_sell_min_support,
+                )
+                if settings.complements_per_item
+                else [],
             )
             for item in targets
         ]

@@ -213,10 +213,14 @@ def user_to_item(state: UserState, version: int) -> dict[str, Any]:
         "recent_event_ids": {"S": json.dumps(state.recent_event_ids, separators=(",", ":"))},
         "applied": {"M": {shard: {"S": seq} for shard, seq in state.applied.items()}},
         "version": {"N": str(version)},
+        "basket": {
+            "S": json.dumps([state.basket_id, state.basket_time, state.basket], separators=(",", ":"))
+        },
     }
 
 
 def user_from_item(item: dict[str, Any]) -> UserState:
+    basket_id, basket_time, basket = json.loads(item.get("basket", {}).get("S", '["",0.0,[]]'))
     return UserState(
         user_id=item["user_id"]["S"],
         items=[HistoryItem(*entry) for entry in json.loads(item["items"]["S"])],
@@ -225,6 +229,9 @@ def user_from_item(item: dict[str, Any]) -> UserState:
         recent_event_ids=json.loads(item["recent_event_ids"]["S"]),
         applied={shard: value["S"] for shard, value in item.get("applied", {}).get("M", {}).items()},
         version=int(item["version"]["N"]),
+        basket_id=basket_id,
+        basket=basket,
+        basket_time=float(basket_time),
     )
 
 
@@ -325,6 +332,7 @@ def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
         measure=item.get("measure", {}).get("S", ""),
         updated_at=float(item.get("updated_at", {}).get("N", 0)),
         extended=[Neighbour(i, s) for i, s in json.loads(item.get("extended", {}).get("S", "[]"))],
+        complements=[Neighbour(i, s) for i, s in json.loads(item.get("complements", {}).get("S", "[]"))],
     )
 
 
@@ -367,6 +375,9 @@ class DynamoSimilarityRepository:
                 },
                 "extended": {
                     "S": json.dumps([[n.item_id, n.score] for n in row.extended], separators=(",", ":"))
+                },
+                "complements": {
+                    "S": json.dumps([[n.item_id, n.score] for n in row.complements], separators=(",", ":"))
                 },
                 "measure": {"S": row.measure or "-"},
                 "updated_at": _number(row.updated_at),
