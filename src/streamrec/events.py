@@ -46,9 +46,9 @@ class UserEvent(BaseModel):
     category: Annotated[str, Field(max_length=128)] | None = None
     # The basket/order an add_to_cart or purchase belongs to (``order_id`` is accepted too);
     # without it, a user's cart and purchase events within ``basket_gap_hours`` form one basket.
-    basket_id: Annotated[
-        EntityId | None, Field(validation_alias=AliasChoices("basket_id", "order_id"))
-    ] = None
+    basket_id: Annotated[EntityId | None, Field(validation_alias=AliasChoices("basket_id", "order_id"))] = (
+        None
+    )
 
     @field_validator("timestamp", mode="before")
     @classmethod

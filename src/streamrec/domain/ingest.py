@@ -160,7 +160,9 @@ def _apply_to_cart(state: UserState, event: UserEvent, settings: Settings) -> No
         _remember(state.purchased, event.item_id, settings.purchased_kept)
 
 
-def _apply_to_basket(state: UserState, event: UserEvent, seq: str, plan: BatchPlan, settings: Settings) -> None:
+def _apply_to_basket(
+    state: UserState, event: UserEvent, seq: str, plan: BatchPlan, settings: Settings
+) -> None:
     """Count basket co-occurrence: each basket adds 1 to b_i for each distinct item it holds
     and 1 to c^b_ij for each pair, so a re-applied event (item already in the basket)
     changes nothing. A basket is the events sharing a ``basket_id``; events without one
