@@ -6,7 +6,7 @@ API Gateway delivers path parameters percent-decoded, so an id holding ``#``, ``
 or another character the resolver's route patterns refuse reaches no route: the
 not-found handler recognises the route from the event's ``routeKey`` (or the path) and
 answers 400 rather than 404. Any other exception is logged and answered with a plain 500.
-No route takes a request body.
+Only ``POST /cross-sell`` takes a request body (JSON, validated by its pydantic model).
 """
 
 from __future__ import annotations
@@ -17,15 +17,18 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec.domain.recommend import (
+    CROSS_SELL_MAX_ITEMS,
     EXCLUDE_MODES,
     EXCLUDE_PURCHASED,
+    CrossSellService,
     RecommendationList,
     RecommendationService,
 )
-from streamrec.events import ID_PATTERN
+from streamrec.events import ID_PATTERN, EntityId
 from streamrec.observability import logger
 from streamrec.repositories.base import RepositoryError
 
@@ -37,6 +40,8 @@ ID_DESCRIPTION = "1-128 characters: letters, digits and . _ : @ - (not starting 
 ROUTES = {
     "GET /users/{user_id}/recommendations": re.compile(r"^/users/(?P<user_id>.+)/recommendations$"),
     "GET /items/{item_id}/similar": re.compile(r"^/items/(?P<item_id>.+)/similar$"),
+    "GET /users/{user_id}/cross-sell": re.compile(r"^/users/(?P<user_id>.+)/cross-sell$"),
+    "POST /cross-sell": re.compile(r"^/cross-sell$"),
     "DELETE /users/{user_id}": re.compile(r"^/users/(?P<user_id>.+)$"),
     "GET /health": re.compile(r"^/health$"),
 }
@@ -56,6 +61,19 @@ _UNAVAILABLE: dict[str, Any] = {
 }
 
 
+class CrossSellRequest(BaseModel):
+    """Body of ``POST /cross-sell``: the cart, and optionally whose cart it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[
+        list[EntityId],
+        Field(min_length=1, max_length=CROSS_SELL_MAX_ITEMS, description="The cart's item ids (1..50)."),
+    ]
+    user_id: EntityId | None = Field(default=None, description="The user; their stored cart is excluded too.")
+    k: Annotated[int, Field(ge=1, le=100, description=K_DESCRIPTION)] = 10
+
+
 def _error(status: int, error: str, message: str) -> Response:
     return Response(
         status_code=status,
@@ -68,6 +86,15 @@ def _describe(issue: dict[str, Any]) -> str:
     location = issue.get("loc", ())
     name = str(location[-1]) if location else "request"
     kind = issue.get("type", "")
+    if location and location[0] == "body":
+        fields = [str(part) for part in location[1:] if isinstance(part, str)]
+        name = fields[0] if fields else "body"
+        if kind == "json_invalid" or name == "body":
+            return 'the body must be a JSON object like {"items": ["item-1"], "k": 10}'
+        if name == "items":
+            return f"items must be a list of 1..{CROSS_SELL_MAX_ITEMS} item ids ({ID_DESCRIPTION})"
+        if kind == "extra_forbidden":
+            return f"unknown field {name}; expected items, user_id, k"
     if name == "k":
         return "k must be an integer between 1 and 100"
     if name in ("user_id", "item_id"):
@@ -98,10 +125,14 @@ def malformed_id(event: dict[str, Any]) -> str | None:
     return None
 
 
-def build_app(service: RecommendationService) -> APIGatewayHttpResolver:
-    """The resolver with every route bound to ``service``."""
+def build_app(
+    service: RecommendationService, cross_sell: CrossSellService | None = None
+) -> APIGatewayHttpResolver:
+    """The resolver with every route bound to ``service`` (and ``cross_sell``, by default
+    built on the same settings and repositories)."""
     app = APIGatewayHttpResolver(enable_validation=True)
     users = service.users
+    complements = cross_sell or CrossSellService(service.settings, service.users, service.similarity)
 
     @app.exception_handler(RequestValidationError)
     def bad_request(error: RequestValidationError) -> Response:
@@ -154,6 +185,23 @@ def build_app(service: RecommendationService) -> APIGatewayHttpResolver:
     ) -> dict[str, Any]:
         result = service.similar_items(item_id, k)
         return {"item_id": item_id, "fallback": result.fallback, "items": _listing(result)}
+
+    @app.get("/users/<user_id>/cross-sell", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    def user_cross_sell(
+        user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
+        k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+    ) -> dict[str, Any]:
+        """Items often bought with those in the user's cart (added, not removed, not yet
+        bought); each names the cart item it goes with. Popular items if the cart is empty."""
+        result = complements.for_user(user_id, k)
+        return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
+
+    @app.post("/cross-sell", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    def cross_sell_items(request: Annotated[CrossSellRequest, Body()]) -> dict[str, Any]:
+        """Items often bought with the given ones ("frequently bought together"), never one
+        of them (nor, with user_id, one in the user's stored cart)."""
+        result = complements.for_request(request.items, request.k, request.user_id)
+        return {"items": _listing(result), "fallback": result.fallback}
 
     @app.delete(
         "/users/<user_id>",

@@ -80,3 +80,37 @@ def test_similarity_then_api_handlers(aws):
         "error": "bad_request",
         "message": "k must be an integer between 1 and 100",
     }
+
+
+BASKET_ITEMS = {"sleeping-bag-down", "camping-stove", "headlamp"}
+
+
+def test_cross_sell_routes(aws):
+    """Baskets: order-1001 {tent, bag, stove}, order-1002 {tent, stove, headlamp} (one via
+    order_id), user-0012's cart {headlamp, stove} (no id: one basket by time), user-0013's
+    cart {tent}. So the tent goes with the stove, the bag and the headlamp."""
+    import_handler("ingest").lambda_handler(load_event("ingest_baskets_kinesis.json"), FakeLambdaContext())
+    similarity = import_handler("similarity")
+    similarity.lambda_handler(load_event("similarity_baskets_kinesis.json"), FakeLambdaContext())
+    api = import_handler("api")
+
+    posted = api.lambda_handler(load_event("api_cross_sell_post.json"), FakeLambdaContext())
+    assert posted["statusCode"] == 200
+    body = json.loads(posted["body"])
+    assert body["fallback"] is False
+    assert {i["item_id"] for i in body["items"]} == BASKET_ITEMS
+    for item in body["items"]:
+        assert item["source"] == "cross_sell"
+        assert item["because"] == ["tent-2-person-ultralight"]
+        assert item["reasons"] == ["often bought with tent-2-person-ultralight, which is in your cart"]
+
+    # user-0013's cart holds the tent (the bag was only viewed): the same complements.
+    mine = api.lambda_handler(load_event("api_cross_sell_user.json"), FakeLambdaContext())
+    assert mine["statusCode"] == 200
+    body = json.loads(mine["body"])
+    assert body["user_id"] == "user-0013" and body["fallback"] is False
+    assert {i["item_id"] for i in body["items"]} == BASKET_ITEMS
+
+    bad = api.lambda_handler(load_event("api_cross_sell_bad_items.json"), FakeLambdaContext())
+    assert bad["statusCode"] == 400
+    assert json.loads(bad["body"])["message"].startswith("items must be a list of 1..50 item ids")

@@ -111,3 +111,24 @@ def test_ingest_writes_each_distinct_row_once_per_batch(aws, calls):
     assert sum(writes.values()) == expected_rows
     pairs_applied = sum(len(d) for d in plan.cooccurrence.values())
     assert pairs_applied > 3 * len(plan.cooccurrence)  # batching really merged pair updates
+
+
+def test_cross_sell_takes_one_round_trip_or_two_with_a_user(aws, calls):
+    settings = load_settings()
+    events = _events(300, users=20, items=40)
+    _fill(settings, events)
+    service = wiring.cross_sell_service(settings)
+    bought = sorted({e.event.item_id for e in events if e.event.event_type == "purchase"})[:3]
+
+    calls.clear()
+    result = service.for_request(bought, k=10)
+    assert not result.fallback and len(result.items) == 10
+    assert calls.names() == ["BatchGetItem"]  # the cart's rows and #popular together
+
+    calls.clear()
+    service.for_request(bought, k=10, user_id="u3")
+    assert calls.names() == ["GetItem", "BatchGetItem"]
+
+    calls.clear()
+    service.for_user("u4", k=10)
+    assert calls.names() == ["GetItem", "BatchGetItem"]
