@@ -284,6 +284,19 @@ def render_markdown(report: dict[str, Any]) -> str:
         _table(["setting", "value"], [[name, f"`{value}`"] for name, value in report["settings"].items()])
     )
     out.append("")
+    p3 = report.get("p3")
+    if p3:
+        rows = [["engine (cross-sell)", _num(p3["engine"].get("hr@10")), _num(p3["engine"].get("mrr@10"))]]
+        rows += [[name, _num(v.get("hr@10")), _num(v.get("mrr@10"))] for name, v in p3["peers"].items()]
+        out += [
+            "## P3 - basket completion (UCI Online Retail)",
+            "",
+            f"{p3['targets']:,} (invoice, held-out product) cases from {p3.get('test_invoices', 0):,} test "
+            "invoices; the cart is the invoice's other products.",
+            "",
+            _table(["method", "HR@10", "MRR@10"], rows),
+            "",
+        ]
     configs: list[list[str]] = []
     for protocol, part in (("P1", p1), ("P2", p2)):
         peer_config = dict((part or {}).get("peer_config", {}))
@@ -300,6 +313,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "streamrec eval all [--data ../shared/datasets] [--with-rtrec]   # this report",
         "streamrec eval p1 --out p1.json      # P1 only",
         "streamrec eval p2 --out p2.json      # P2 (Diginetica split) in both modes",
+        "streamrec eval p3 --out p3.json      # P3 (Online Retail basket completion)",
         "streamrec eval sessions --train TRAIN --test TEST --sep '\\t' --session-col SessionId \\",
         "    --item-col ItemId --time-col Time [--mode stream|frozen] [--dump preds.csv]",
         "```",
@@ -360,6 +374,7 @@ def write_report(
     command: str = "streamrec eval all",
     root: Path | None = None,
     wall_time_s: float = 0.0,
+    p3: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write report.md, report.json and hr_at_k.png into ``out_dir``; return their paths.
 
@@ -379,6 +394,7 @@ def write_report(
         "settings": production_settings(),
         "p1": p1,
         "p2": p2,
+        "p3": p3,
         "rtrec_last": None if (p1 and RTREC in p1.get("peers", {})) else load_rtrec_record(rtrec_path),
     }
     paths = {"md": out_dir / REPORT_MD, "json": out_dir / REPORT_JSON, "png": out_dir / PLOT_PNG}
