@@ -74,6 +74,11 @@ class Settings:
     cross_sell_min_support: int = 1
     # How a candidate's scores from several cart items combine: "sum" or "max".
     cross_sell_aggregate: str = "sum"
+    # With a known user, items they bought before (not in the cart) are candidates too:
+    # score = basket part (scaled to a maximum of 1) + cross_sell_history_weight / (1 + the
+    # item's rank among the user's purchases, newest first) ** cross_sell_history_decay.
+    cross_sell_history_weight: float = 0.0
+    cross_sell_history_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.similarity_measure not in SIMILARITY_MEASURES:

@@ -178,3 +178,24 @@ def test_good_cross_sell_body_and_bad_user_route():
     assert len(answer["items"]) == 2 and {i["item_id"] for i in answer["items"]} <= {"b", "c", "d"}
     status, answer = _request(None, "GET", "/users/u1/cross-sell", query="k=0")
     assert status == 400 and answer["message"] == "k must be an integer between 1 and 100"
+
+
+def test_known_users_past_purchases_are_boosted_by_recency():
+    engine = _engine(
+        cross_sell_measure="confidence", cross_sell_history_weight=0.5, cross_sell_history_decay=1.0
+    )
+    engine.ingest([_purchase(50, "u1", "e", "o5", at=100)])
+    engine.flush()
+    # u1 bought (newest first) e, d, a, b, c. Cart {c}: a, b, d each have confidence 1/2 from c
+    # (scaled to 1), plus 0.5 / (1 + rank): d 1/2 / 2, a 1/2 / 3, b 1/2 / 4; e only 1/2 / 1.
+    result = engine.cross_sell(["c"], k=4, user_id="u1")
+    assert [(r.item_id, r.score) for r in result.items] == [
+        ("d", pytest.approx(1 + 0.25)),
+        ("a", pytest.approx(1 + 0.5 / 3)),
+        ("b", pytest.approx(1 + 0.125)),
+        ("e", pytest.approx(0.5)),
+    ]
+    assert result.items[0].reasons == ["often bought with c, which is in your cart", "you bought it before"]
+    assert result.items[3].reasons == ["you bought it before"] and result.items[3].because == []
+    # without the user, no boost and no e
+    assert [r.item_id for r in engine.cross_sell(["c"], k=3).items] == ["a", "b", "d"]

@@ -249,35 +249,52 @@ class CrossSellService:
         return self.for_items(items, k, state)
 
     def for_items(self, items: list[str], k: int, state: UserState | None = None) -> RecommendationList:
+        settings = self.settings
         cart = list(dict.fromkeys(items))[:CROSS_SELL_MAX_ITEMS]
         excluded = set(cart) | (set(state.cart) if state else set())
         rows, lists = self.similarity.get_many(cart, [POPULAR_ROW])
-        candidates = sorted({n.item_id for row in rows.values() for n in row.complements} - excluded)
+        candidates = {n.item_id for row in rows.values() for n in row.complements}
+        bought: dict[str, float] = {}
+        if state and settings.cross_sell_history_weight > 0:
+            newest_first = [item for item in reversed(state.purchased) if item not in excluded]
+            bought = {
+                item: settings.cross_sell_history_weight / (1.0 + rank) ** settings.cross_sell_history_decay
+                for rank, item in enumerate(newest_first)
+            }
+            candidates.update(bought)
+        ordered = sorted(candidates - excluded)
         listed: list[Recommendation] = []
-        if candidates:
-            column = {item_id: index for index, item_id in enumerate(candidates)}
-            matrix = np.zeros((len(cart), len(candidates)))
+        if ordered:
+            column = {item_id: index for index, item_id in enumerate(ordered)}
+            matrix = np.zeros((len(cart), len(ordered)))
             for row_index, item_id in enumerate(cart):
                 row = rows.get(item_id)
                 for n in row.complements if row else ():
                     if n.item_id in column:
                         matrix[row_index, column[n.item_id]] = n.score
-            if self.settings.cross_sell_aggregate == "max":
-                scores, source = matrix.max(axis=0), matrix.argmax(axis=0)
+            if settings.cross_sell_aggregate == "max":
+                basket, source = matrix.max(axis=0), matrix.argmax(axis=0)
             else:
-                scores, source = personalized_scores(np.ones(len(cart)), matrix)
+                basket, source = personalized_scores(np.ones(len(cart)), matrix)
+            scores = basket.copy()
+            if bought:
+                peak = float(basket.max()) if basket.size else 0.0
+                scores = (basket / peak if peak > 0 else basket) + np.array(
+                    [bought.get(i, 0.0) for i in ordered]
+                )
             for index in top_k(scores, k):
                 if scores[index] <= 0:
                     break
-                partner = cart[int(source[index])]
+                item_id = ordered[index]
+                if basket[index] > 0:
+                    partner = cart[int(source[index])]
+                    reasons, because = [f"often bought with {partner}, which is in your cart"], [partner]
+                else:
+                    reasons, because = ["you bought it before"], []
+                if basket[index] > 0 and item_id in bought:
+                    reasons.append("you bought it before")
                 listed.append(
-                    Recommendation(
-                        candidates[index],
-                        float(scores[index]),
-                        SOURCE_CROSS_SELL,
-                        [f"often bought with {partner}, which is in your cart"],
-                        [partner],
-                    )
+                    Recommendation(item_id, float(scores[index]), SOURCE_CROSS_SELL, reasons, because)
                 )
         fallback = not listed
         return RecommendationList(_pad_with_popular(listed, lists[POPULAR_ROW], excluded, k), fallback)
