@@ -72,8 +72,10 @@ class Settings:
     cross_sell_measure: str = "llr"
     complements_per_item: int = 50
     cross_sell_min_support: int = 1
-    # How a candidate's scores from several cart items combine: "sum" or "max".
+    # How a candidate's scores from several cart items combine: "sum" or "max"; with "max",
+    # plus cross_sell_sum_weight times the sum (agreement between cart items breaks ties).
     cross_sell_aggregate: str = "sum"
+    cross_sell_sum_weight: float = 0.0
     # With a known user, items they bought before (not in the cart) are candidates too:
     # score = basket part (scaled to a maximum of 1) + cross_sell_history_weight / (1 + the
     # item's rank among the user's purchases, newest first) ** cross_sell_history_decay.

@@ -95,6 +95,14 @@ def test_cross_sell_sums_over_the_cart_and_names_the_partner():
         ("d", pytest.approx(1 / 2)),
     ]
 
+    blended = _engine(
+        cross_sell_measure="confidence", cross_sell_aggregate="max", cross_sell_sum_weight=0.1
+    ).cross_sell(["a", "c"], k=2)
+    assert [(r.item_id, r.score) for r in blended.items] == [
+        ("b", pytest.approx(2 / 3 + 0.1 * (2 / 3 + 1 / 2))),
+        ("d", pytest.approx(1 / 2 + 0.1 * (1 / 3 + 1 / 2))),
+    ]
+
 
 def test_implicit_baskets_split_on_the_time_gap_and_a_new_basket_id():
     engine = InMemoryEngine(Settings(basket_gap_hours=1.0), eager=True)

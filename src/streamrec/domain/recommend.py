@@ -274,6 +274,8 @@ class CrossSellService:
                         matrix[row_index, column[n.item_id]] = n.score
             if settings.cross_sell_aggregate == "max":
                 basket, source = matrix.max(axis=0), matrix.argmax(axis=0)
+                if settings.cross_sell_sum_weight:
+                    basket = basket + settings.cross_sell_sum_weight * matrix.sum(axis=0)
             else:
                 basket, source = personalized_scores(np.ones(len(cart)), matrix)
             scores = basket.copy()
