@@ -82,6 +82,7 @@ def test_incremental_equals_from_scratch(measure, data):
         similarity_measure=measure,
         event_weights=WEIGHTS,
         cross_sell_measure=measure,
+        cross_sell_min_support=1,
         complements_per_item=3,
         basket_items_kept=3,
         basket_gap_hours=1.0,

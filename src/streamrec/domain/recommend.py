@@ -272,7 +272,9 @@ class CrossSellService:
                 for n in row.complements if row else ():
                     if n.item_id in column:
                         matrix[row_index, column[n.item_id]] = n.score
-            if settings.cross_sell_aggregate == "max":
+            if not cart:  # only the user's past purchases (an empty cart)
+                basket, source = np.zeros(len(ordered)), np.zeros(len(ordered), dtype=np.int64)
+            elif settings.cross_sell_aggregate == "max":
                 basket, source = matrix.max(axis=0), matrix.argmax(axis=0)
                 if settings.cross_sell_sum_weight:
                     basket = basket + settings.cross_sell_sum_weight * matrix.sum(axis=0)
