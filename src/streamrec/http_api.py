@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from streamrec.domain.profile import ProfileService
 from streamrec.domain.recommend import (
     CROSS_SELL_MAX_ITEMS,
     EXCLUDE_MODES,
@@ -42,6 +43,7 @@ ROUTES = {
     "GET /items/{item_id}/similar": re.compile(r"^/items/(?P<item_id>.+)/similar$"),
     "GET /users/{user_id}/cross-sell": re.compile(r"^/users/(?P<user_id>.+)/cross-sell$"),
     "POST /cross-sell": re.compile(r"^/cross-sell$"),
+    "GET /users/{user_id}/profile": re.compile(r"^/users/(?P<user_id>.+)/profile$"),
     "DELETE /users/{user_id}": re.compile(r"^/users/(?P<user_id>.+)$"),
     "GET /health": re.compile(r"^/health$"),
 }
@@ -133,6 +135,7 @@ def build_app(
     app = APIGatewayHttpResolver(enable_validation=True)
     users = service.users
     complements = cross_sell or CrossSellService(service.settings, service.users, service.similarity)
+    profiles = ProfileService(service.settings, service.users)
 
     @app.exception_handler(RequestValidationError)
     def bad_request(error: RequestValidationError) -> Response:
@@ -202,6 +205,15 @@ def build_app(
         of them (nor, with user_id, one in the user's stored cart)."""
         result = complements.for_request(request.items, request.k, request.user_id)
         return {"items": _listing(result), "fallback": result.fallback}
+
+    @app.get("/users/<user_id>/profile", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    def profile(
+        user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
+    ) -> dict[str, Any]:
+        """The user's recent items (newest first, affinity decayed to now), category
+        affinities (summed decayed affinities of the recent items in each category), event
+        counts by type, cart and number of distinct purchases. Unknown users: known=false."""
+        return asdict(profiles.for_user(user_id))
 
     @app.delete(
         "/users/<user_id>",

@@ -219,3 +219,47 @@ def test_known_users_past_purchases_are_boosted_by_recency():
     assert result.items[3].reasons == ["you bought it before"] and result.items[3].because == []
     # without the user, no boost and no e
     assert [r.item_id for r in engine.cross_sell(["c"], k=3).items] == ["a", "b", "d"]
+
+
+# ---- Profile ---------------------------------------------------------------------------------
+def test_profile_decays_affinities_to_now_and_counts_events():
+    engine = InMemoryEngine(Settings(half_life_hours=1.0), eager=True)
+    engine.ingest(
+        [
+            {**_purchase(0, "p", "tent", None, kind="view", at=0), "category": "camping"},
+            {**_purchase(1, "p", "stove", None, kind="add_to_cart", at=3600), "category": "camping"},
+            {**_purchase(2, "p", "mug", None, kind="view", at=3600), "category": "kitchen"},
+        ]
+    )
+    app = build_app(engine.recommendations)
+    from streamrec.domain.profile import ProfileService
+
+    profile = ProfileService(engine.settings, engine.users).for_user("p", now=T0 + 7200)
+    assert [r["item_id"] for r in profile.recent_items] == ["mug", "stove", "tent"]
+    # one hour after the stove (weight 2) and mug (1), two hours after the tent (1)
+    assert [r["affinity"] for r in profile.recent_items] == pytest.approx([0.5, 1.0, 0.25])
+    assert profile.categories == [
+        {"category": "camping", "affinity": pytest.approx(1.25)},
+        {"category": "kitchen", "affinity": pytest.approx(0.5)},
+    ]
+    assert profile.event_counts == {"view": 2, "add_to_cart": 1}
+    assert profile.cart == ["stove"] and profile.purchases == 0
+    assert not ProfileService(engine.settings, engine.users).for_user("nobody").known
+
+    event = {
+        "version": "2.0",
+        "routeKey": "GET /users/{user_id}/profile",
+        "rawPath": "/users/p/profile",
+        "rawQueryString": "",
+        "headers": {},
+        "pathParameters": {"user_id": "p"},
+        "requestContext": {
+            "http": {"method": "GET", "path": "/users/p/profile"},
+            "requestId": "r",
+            "stage": "$default",
+        },
+        "isBase64Encoded": False,
+    }
+    answer = app.resolve(event, None)
+    assert answer["statusCode"] == 200
+    assert json.loads(answer["body"])["event_counts"] == {"view": 2, "add_to_cart": 1}

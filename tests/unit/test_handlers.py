@@ -114,6 +114,12 @@ def test_cross_sell_routes(aws):
     assert body["user_id"] == "user-0013" and body["fallback"] is False
     assert [i["item_id"] for i in body["items"] if i["source"] == "cross_sell"] == COMPLEMENTS
 
+    profile = api.lambda_handler(load_event("api_profile.json"), FakeLambdaContext())
+    assert profile["statusCode"] == 200
+    body = json.loads(profile["body"])
+    assert body["known"] and body["cart"] == ["tent-2-person-ultralight"]
+    assert body["event_counts"] == {"view": 1, "add_to_cart": 1}
+
     bad = api.lambda_handler(load_event("api_cross_sell_bad_items.json"), FakeLambdaContext())
     assert bad["statusCode"] == 400
     assert json.loads(bad["body"])["message"].startswith("items must be a list of 1..50 item ids")

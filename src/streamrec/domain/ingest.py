@@ -134,6 +134,7 @@ def plan_batch(
         state.applied[shard] = seq
         _remember(state.recent_event_ids, event.event_id, settings.recent_event_ids_kept)
         plan.applied_events += 1
+        state.event_counts[event.event_type] = state.event_counts.get(event.event_type, 0) + 1
         plan.item_stats[TOTALS_ROW].append(Delta(seq, EVENTS, 1.0))
         plan.item_stats[event.item_id].append(Delta(seq, event_count_attribute(event.event_type), 1.0))
         weight = weights[event.event_type]

@@ -101,6 +101,8 @@ class UserState:
     basket_id: str = ""
     basket: list[str] = field(default_factory=list)
     basket_time: float = 0.0
+    # Events applied, by type (the profile's counts).
+    event_counts: dict[str, int] = field(default_factory=dict)
 
     def copy(self) -> UserState:
         """An independent copy (new lists and entries; faster than ``copy.deepcopy``)."""
@@ -112,6 +114,7 @@ class UserState:
             recent_event_ids=list(self.recent_event_ids),
             applied=dict(self.applied),
             basket=list(self.basket),
+            event_counts=dict(self.event_counts),
         )
 
     def find(self, item_id: str) -> HistoryItem | None:

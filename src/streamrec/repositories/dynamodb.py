@@ -216,6 +216,7 @@ def user_to_item(state: UserState, version: int) -> dict[str, Any]:
         "basket": {
             "S": json.dumps([state.basket_id, state.basket_time, state.basket], separators=(",", ":"))
         },
+        "event_counts": {"S": json.dumps(state.event_counts, separators=(",", ":"))},
     }
 
 
@@ -232,6 +233,7 @@ def user_from_item(item: dict[str, Any]) -> UserState:
         basket_id=basket_id,
         basket=basket,
         basket_time=float(basket_time),
+        event_counts=json.loads(item.get("event_counts", {}).get("S", "{}")),
     )
 
 
