@@ -47,7 +47,8 @@ class ProfileService:
         history = list(reversed(state.items))
         ages = np.array([now - entry.ref_time for entry in history])
         factors = decay(ages, self.settings.half_life_seconds) if history else np.zeros(0)
-        recent, by_category = [], defaultdict(float)
+        recent: list[dict[str, Any]] = []
+        by_category: dict[str, float] = defaultdict(float)
         for entry, factor in zip(history, factors, strict=True):
             affinity = entry.affinity * float(factor)
             recent.append(
