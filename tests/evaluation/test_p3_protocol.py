@@ -104,3 +104,17 @@ def test_bad_setting_override_is_refused(tmp_path):
     assert _run(["eval", "p3", "--data", str(folder), "-q", "--peers", "", "--set", "nope=1"]) == 1
     with pytest.raises(TypeError):
         run_p3_command(folder, peers=[], overrides={"nope": 1})
+
+
+def test_report_has_a_p3_section():
+    from streamrec.evaluation.report import render_markdown
+
+    p3_result = {
+        "engine": {"hr@10": 0.33, "mrr@10": 0.16},
+        "peers": {"rules-confidence": {"hr@10": 0.28, "mrr@10": 0.13}},
+        "targets": 22317,
+        "test_invoices": 2594,
+    }
+    text = render_markdown({"date": "d", "settings": {}, "p1": None, "p2": None, "p3": p3_result})
+    assert "## P3 - basket completion" in text
+    assert "| rules-confidence | 0.2800 | 0.1300 |" in text
