@@ -7,7 +7,15 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 # Use ID_REGEX.fullmatch: with re.match, "$" would accept a trailing newline.
@@ -48,6 +56,11 @@ class UserEvent(BaseModel):
     quantity: Annotated[int, Field(ge=1, le=100_000)] | None = None
     category: Annotated[str, Field(max_length=128)] | None = None
     coupon_id: EntityId | None = None
+    # The basket/order an add_to_cart or purchase belongs to (``order_id`` is accepted too);
+    # without it, a user's cart and purchase events within ``basket_gap_hours`` form one basket.
+    basket_id: Annotated[EntityId | None, Field(validation_alias=AliasChoices("basket_id", "order_id"))] = (
+        None
+    )
 
     @model_validator(mode="after")
     def _item_or_coupon(self) -> UserEvent:

@@ -6,7 +6,8 @@ API Gateway delivers path parameters percent-decoded, so an id holding ``#``, ``
 or another character the resolver's route patterns refuse reaches no route: the
 not-found handler recognises the route from the event's ``routeKey`` (or the path) and
 answers 400 rather than 404. Any other exception is logged and answered with a plain 500.
-Only ``PUT /coupons/{coupon_id}`` takes a body (validated against ``CouponSpec``).
+Two routes take a JSON body: ``POST /cross-sell`` and ``PUT /coupons/{coupon_id}``, each
+validated by its pydantic model.
 """
 
 from __future__ import annotations
@@ -21,15 +22,19 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec.domain.coupons import CouponService, CouponSpec
+from streamrec.domain.profile import ProfileService
 from streamrec.domain.recommend import (
+    CROSS_SELL_MAX_ITEMS,
     EXCLUDE_MODES,
     EXCLUDE_PURCHASED,
+    CrossSellService,
     RecommendationList,
     RecommendationService,
 )
-from streamrec.events import ID_PATTERN
+from streamrec.events import ID_PATTERN, EntityId
 from streamrec.observability import logger
 from streamrec.repositories.base import RepositoryError
 
@@ -41,6 +46,9 @@ ID_DESCRIPTION = "1-128 characters: letters, digits and . _ : @ - (not starting 
 ROUTES = {
     "GET /users/{user_id}/recommendations": re.compile(r"^/users/(?P<user_id>.+)/recommendations$"),
     "GET /items/{item_id}/similar": re.compile(r"^/items/(?P<item_id>.+)/similar$"),
+    "GET /users/{user_id}/cross-sell": re.compile(r"^/users/(?P<user_id>.+)/cross-sell$"),
+    "POST /cross-sell": re.compile(r"^/cross-sell$"),
+    "GET /users/{user_id}/profile": re.compile(r"^/users/(?P<user_id>.+)/profile$"),
     "DELETE /users/{user_id}": re.compile(r"^/users/(?P<user_id>.+)$"),
     "GET /health": re.compile(r"^/health$"),
     "GET /users/{user_id}/coupons": re.compile(r"^/users/(?P<user_id>.+)/coupons$"),
@@ -63,6 +71,19 @@ _UNAVAILABLE: dict[str, Any] = {
 }
 
 
+class CrossSellRequest(BaseModel):
+    """Body of ``POST /cross-sell``: the cart, and optionally whose cart it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[
+        list[EntityId],
+        Field(min_length=1, max_length=CROSS_SELL_MAX_ITEMS, description="The cart's item ids (1..50)."),
+    ]
+    user_id: EntityId | None = Field(default=None, description="The user; their stored cart is excluded too.")
+    k: Annotated[int, Field(ge=1, le=100, description=K_DESCRIPTION)] = 10
+
+
 def _error(status: int, error: str, message: str) -> Response:
     return Response(
         status_code=status,
@@ -71,15 +92,13 @@ def _error(status: int, error: str, message: str) -> Response:
     )
 
 
-def _describe(issue: dict[str, Any]) -> str:
+def _describe(issue: dict[str, Any], coupon_body: bool = False) -> str:
+    """A readable message for one validation issue (``coupon_body``: the request is
+    ``PUT /coupons/{coupon_id}``, whose body is a coupon, not a cart)."""
     location = issue.get("loc", ())
     name = str(location[-1]) if location else "request"
     kind = issue.get("type", "")
-    if name == "k":
-        return "k must be an integer between 1 and 100"
-    if name in _ID_NAMES and location[:1] == ("path",):
-        return f"{name} is malformed: {ID_DESCRIPTION}"
-    if location[:1] == ("body",):
+    if location[:1] == ("body",) and coupon_body:
         message = str(issue.get("msg", kind)).removeprefix("Value error, ")
         if kind == "json_invalid" or (
             kind in ("model_attributes_type", "dict_type", "missing") and len(location) == 1
@@ -88,6 +107,19 @@ def _describe(issue: dict[str, Any]) -> str:
         if len(location) == 1:
             return f"body: {message}"
         return f"{'.'.join(str(part) for part in location[1:])}: {message}"
+    if location[:1] == ("body",):
+        fields = [str(part) for part in location[1:] if isinstance(part, str)]
+        name = fields[0] if fields else "body"
+        if kind == "json_invalid" or name == "body":
+            return 'the body must be a JSON object like {"items": ["item-1"], "k": 10}'
+        if name == "items":
+            return f"items must be a list of 1..{CROSS_SELL_MAX_ITEMS} item ids ({ID_DESCRIPTION})"
+        if kind == "extra_forbidden":
+            return f"unknown field {name}; expected items, user_id, k"
+    if name == "k":
+        return "k must be an integer between 1 and 100"
+    if name in _ID_NAMES and location[:1] in (("path",), ("body",)):
+        return f"{name} is malformed: {ID_DESCRIPTION}"
     if name == "exclude":
         return f"exclude must be one of {', '.join(EXCLUDE_MODES)}"
     return f"{name}: {issue.get('msg', kind)}"
@@ -137,17 +169,22 @@ def unsupported_body(event: dict[str, Any]) -> dict[str, Any] | None:
 
 def build_app(
     service: RecommendationService,
+    cross_sell: CrossSellService | None = None,
     coupons: CouponService | None = None,
     clock: Callable[[], float] = time.time,
 ) -> APIGatewayHttpResolver:
-    """The resolver with every route bound to ``service`` (and the coupon routes to
-    ``coupons`` when given)."""
+    """The resolver with every route bound to ``service`` (and ``cross_sell``, by default
+    built on the same settings and repositories; the coupon routes to ``coupons`` when
+    given)."""
     app = APIGatewayHttpResolver(enable_validation=True)
     users = service.users
+    complements = cross_sell or CrossSellService(service.settings, service.users, service.similarity)
+    profiles = ProfileService(service.settings, service.users)
 
     @app.exception_handler(RequestValidationError)
     def bad_request(error: RequestValidationError) -> Response:
-        messages = list(dict.fromkeys(_describe(issue) for issue in error.errors()))
+        coupon_body = app.current_event.http_method.upper() == "PUT"  # only PUT /coupons/{id}
+        messages = list(dict.fromkeys(_describe(issue, coupon_body) for issue in error.errors()))
         return _error(400, "bad_request", "; ".join(messages))
 
     @app.exception_handler(UnicodeDecodeError)
@@ -201,6 +238,32 @@ def build_app(
     ) -> dict[str, Any]:
         result = service.similar_items(item_id, k)
         return {"item_id": item_id, "fallback": result.fallback, "items": _listing(result)}
+
+    @app.get("/users/<user_id>/cross-sell", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    def user_cross_sell(
+        user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
+        k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+    ) -> dict[str, Any]:
+        """Items often bought with those in the user's cart (added, not removed, not yet
+        bought); each names the cart item it goes with. Popular items if the cart is empty."""
+        result = complements.for_user(user_id, k)
+        return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
+
+    @app.post("/cross-sell", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    def cross_sell_items(request: Annotated[CrossSellRequest, Body()]) -> dict[str, Any]:
+        """Items often bought with the given ones ("frequently bought together"), never one
+        of them (nor, with user_id, one in the user's stored cart)."""
+        result = complements.for_request(request.items, request.k, request.user_id)
+        return {"items": _listing(result), "fallback": result.fallback}
+
+    @app.get("/users/<user_id>/profile", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    def profile(
+        user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
+    ) -> dict[str, Any]:
+        """The user's recent items (newest first, affinity decayed to now), category
+        affinities (summed decayed affinities of the recent items in each category), event
+        counts by type, cart and number of distinct purchases. Unknown users: known=false."""
+        return asdict(profiles.for_user(user_id))
 
     @app.delete(
         "/users/<user_id>",

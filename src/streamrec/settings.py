@@ -18,6 +18,9 @@ DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "add_to_cart": 1.5, "remove_from_cart": 0.
 DEFAULT_CATEGORY_WEIGHTS = {"view": 1.0, "add_to_cart": 2.0, "remove_from_cart": 0.0, "purchase": 4.0}
 
 
+CROSS_SELL_AGGREGATES = ("sum", "max")
+
+
 class ConfigurationError(ValueError):
     """A setting is missing or invalid; raised at cold start, never per request."""
 
@@ -70,6 +73,27 @@ class Settings:
     category_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
     categories_kept: int = 20
     coupon_value_weight: float = 1.0
+    # Cross-sell ("frequently bought together"), from basket co-occurrence: add_to_cart and
+    # purchase events sharing a basket_id, or else a user's such events at most
+    # ``basket_gap_hours`` apart. A basket counts at most ``basket_items_kept`` items.
+    basket_gap_hours: float = 24.0
+    basket_items_kept: int = 50
+    # Each item's complements row: the ``complements_per_item`` best partners with at least
+    # ``cross_sell_min_support`` shared baskets, by ``cross_sell_measure``. The defaults
+    # (confidence, max over the cart, support 2, history weight 0.3) are the best of those
+    # measured on P3 (README, "Cross-sell"): llr summed and cosine did worse there.
+    cross_sell_measure: str = "confidence"
+    complements_per_item: int = 50
+    cross_sell_min_support: int = 2
+    # How a candidate's scores from several cart items combine: "sum" or "max"; with "max",
+    # plus cross_sell_sum_weight times the sum (agreement between cart items breaks ties).
+    cross_sell_aggregate: str = "max"
+    cross_sell_sum_weight: float = 0.0
+    # With a known user, items they bought before (not in the cart) are candidates too:
+    # score = basket part (scaled to a maximum of 1) + cross_sell_history_weight / (1 + the
+    # item's rank among the user's purchases, newest first) ** cross_sell_history_decay.
+    cross_sell_history_weight: float = 0.3
+    cross_sell_history_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.similarity_measure not in SIMILARITY_MEASURES:
@@ -89,6 +113,16 @@ class Settings:
             raise ConfigurationError(f"EVENT_WEIGHTS must give a weight to each of {EVENT_TYPES}")
         if any(weight < 0 for weight in self.event_weights.values()):
             raise ConfigurationError("EVENT_WEIGHTS must not be negative")
+        if self.cross_sell_measure not in SIMILARITY_MEASURES:
+            raise ConfigurationError(
+                f"CROSS_SELL_MEASURE={self.cross_sell_measure!r}; expected one of {SIMILARITY_MEASURES}"
+            )
+        if self.cross_sell_aggregate not in CROSS_SELL_AGGREGATES:
+            raise ConfigurationError(
+                f"CROSS_SELL_AGGREGATE={self.cross_sell_aggregate!r}; expected one of {CROSS_SELL_AGGREGATES}"
+            )
+        if not 1 <= self.basket_items_kept <= 200:
+            raise ConfigurationError(f"BASKET_ITEMS_KEPT={self.basket_items_kept}; expected 1..200")
 
     @property
     def half_life_seconds(self) -> float:
@@ -101,6 +135,10 @@ class Settings:
     @property
     def popularity_half_life_seconds(self) -> float:
         return self.popularity_half_life_hours * 3600.0
+
+    @property
+    def basket_gap_seconds(self) -> float:
+        return self.basket_gap_hours * 3600.0
 
 
 def parse_event_weights(text: str) -> dict[str, float]:
@@ -144,6 +182,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         history_length=int(number("HISTORY_LENGTH", Settings.history_length, int)),
         category_blend=number("CATEGORY_BLEND", Settings.category_blend),
         event_weights=parse_event_weights(env.get("EVENT_WEIGHTS", "")),
+        cross_sell_measure=env.get("CROSS_SELL_MEASURE") or Settings.cross_sell_measure,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from streamrec.domain.coupons import CouponService
 from streamrec.domain.ingest import IngestService
-from streamrec.domain.recommend import RecommendationService
+from streamrec.domain.recommend import CrossSellService, RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.repositories.cache import cache_config, cached_similarity
 from streamrec.repositories.dynamodb import (
@@ -70,6 +70,15 @@ def coupon_service(settings: Settings) -> CouponService:
         settings=settings,
         users=DynamoUserRepository(DynamoTable(settings.users_table)),
         coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table)),
+    )
+
+
+def cross_sell_service(settings: Settings) -> CrossSellService:
+    require(settings, "users_table", "similarity_table")
+    return CrossSellService(
+        settings=settings,
+        users=DynamoUserRepository(DynamoTable(settings.users_table)),
+        similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table)),
     )
 
 

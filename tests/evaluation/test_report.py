@@ -90,3 +90,29 @@ def test_other_protocols_get_a_table_of_engine_and_peers(tmp_path):
     assert "| method | precision@3 |" in text
     assert "| **engine** | 0.0702 |" in text and "| most_viewed | 0.0553 |" in text
     assert json.loads(paths["json"].read_text())["protocols"]["p4"]["engine"]["hits"] == 52
+
+
+def test_rerendering_takes_rtrecs_newer_figures(tmp_path):
+    report.write_report(tmp_path, _p1(), _p2(), wall_time_s=410.0)
+    assert "rtrec: no measurement yet" in (tmp_path / report.REPORT_MD).read_text()
+    (tmp_path / report.RTREC_LAST).write_text(
+        json.dumps(
+            {
+                "date": "2026-11-28T03:40:00Z",
+                "rtrec_version": "0.2.7",
+                "metrics": _p1()["engine"],
+                "intervals": _p1()["intervals"]["engine"],
+                "hr_curve": CURVE,
+                "targets": 16546,
+                "time_s": 5000.0,
+                "config": "rtrec SLIM",
+            }
+        )
+    )
+    before = json.loads((tmp_path / report.REPORT_JSON).read_text())
+    report.rerender_report(tmp_path)
+    text = (tmp_path / report.REPORT_MD).read_text()
+    assert "rtrec (measured 2026-11-28, not rerun)" in text
+    after = json.loads((tmp_path / report.REPORT_JSON).read_text())
+    assert after["date"] == before["date"] and after["p1"] == before["p1"]
+    assert after["rtrec_last"]["date"] == "2026-11-28T03:40:00Z"

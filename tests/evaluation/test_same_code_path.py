@@ -100,3 +100,43 @@ def _coupons_identical(memory: InMemoryEngine, dynamo: InMemoryEngine, events: l
         assert services[1].for_user(user, 3, end) == expected, user
         offered += bool(expected)
     assert offered >= 100
+
+
+CROSS_SELL_ITEMS = 60
+CROSS_SELL_EVENTS = 2000
+CROSS_SELL_BATCH = 250
+
+
+def test_cross_sell_is_identical_on_both_adapters(data_dir, aws):
+    """P3's path: Online Retail invoices (restricted to the 60 most frequent products, so
+    that a batch writes few distinct rows on moto) as purchase events with their basket id;
+    after each batch, cross-sell for carts of the next invoices, with their customers."""
+    from streamrec.evaluation import p3
+
+    train, _ = p3.split(p3.load_online_retail(data_dir))
+    counts = Counter(item for invoice in train for item in invoice.items)
+    frequent = {item for item, _ in counts.most_common(CROSS_SELL_ITEMS)}
+    invoices = []
+    for invoice in train:
+        items = [item for item in invoice.items if item in frequent]
+        if len(items) >= 2:
+            invoice.items = items
+            invoices.append(invoice)
+    events = [event for invoice in invoices for event in p3.invoice_events(invoice)][:CROSS_SELL_EVENTS]
+    assert len(events) == CROSS_SELL_EVENTS
+    settings = load_settings()
+    memory, dynamo = InMemoryEngine(settings), _dynamo_engine(settings)
+    requests = answered = 0
+    for start in range(0, len(events), CROSS_SELL_BATCH):
+        batch = events[start : start + CROSS_SELL_BATCH]
+        memory.ingest(batch)
+        dynamo.ingest(batch)
+        upcoming = {e["basket_id"]: e for e in events[start + CROSS_SELL_BATCH :][:200]}
+        for invoice_no, first in list(upcoming.items())[:10]:
+            cart = [e["item_id"] for e in events if e["basket_id"] == invoice_no][1:]
+            expected = memory.cross_sell(cart, 10, user_id=first["user_id"])
+            got = dynamo.cross_sell(cart, 10, user_id=first["user_id"])
+            assert got == expected, f"request {requests}: invoice {invoice_no}"
+            requests += 1
+            answered += not expected.fallback
+    assert requests >= 60 and answered >= 0.8 * requests

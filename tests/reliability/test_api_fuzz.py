@@ -34,10 +34,13 @@ class _Unused:
     """The schema needs routes, not a service."""
 
     users = None
+    settings = None
 
 
 SCHEMA = schemathesis.openapi.from_dict(
-    json.loads(build_app(_Unused(), coupons=_Unused()).get_openapi_json_schema())  # type: ignore[arg-type]
+    json.loads(
+        build_app(_Unused(), cross_sell=_Unused(), coupons=_Unused()).get_openapi_json_schema()  # type: ignore[arg-type]
+    )
 )
 SCHEMA.config.generation.update(max_examples=EXAMPLES_PER_OPERATION)
 

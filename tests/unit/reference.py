@@ -76,3 +76,41 @@ def reference_rows(pairs, norms, measure, k):
         scored.sort(key=lambda pair: (-pair[1], pair[0]))
         rows[item] = scored[:k]
     return rows
+
+
+def reference_baskets(events, gap_seconds, kept):
+    """Basket co-occurrence from scratch: add_to_cart/purchase events sharing a basket_id,
+    or (without one) a user's such events at most ``gap_seconds`` after the basket's latest
+    one, form a basket of at most ``kept`` distinct items (the latest ones).
+
+    Returns (pairs {i: {j: baskets with both}}, baskets_of {i: baskets with i}, baskets).
+    """
+    seen_ids: dict[str, set] = defaultdict(set)
+    current: dict[str, tuple[str, float, list[str]]] = {}
+    pairs: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    counts: dict[str, float] = defaultdict(float)
+    total = 0
+    for event in events:
+        user, item = event["user_id"], event["item_id"]
+        if event["event_id"] in seen_ids[user]:
+            continue
+        seen_ids[user].add(event["event_id"])
+        if event["event_type"] not in ("add_to_cart", "purchase"):
+            continue
+        key, when = event.get("basket_id") or "", float(event["timestamp"])
+        basket = current.get(user)
+        if basket and basket[2] and basket[0] == key and (key or when - basket[1] <= gap_seconds):
+            basket = (key, max(basket[1], when), basket[2])
+        else:
+            basket = (key, when, [])
+            total += 1
+        current[user] = basket
+        if item in basket[2]:
+            continue
+        counts[item] += 1
+        for other in basket[2]:
+            pairs[item][other] += 1
+            pairs[other][item] += 1
+        basket[2].append(item)
+        del basket[2][:-kept]
+    return pairs, counts, total

@@ -80,3 +80,46 @@ def test_similarity_then_api_handlers(aws):
         "error": "bad_request",
         "message": "k must be an integer between 1 and 100",
     }
+
+
+# The tent shares 2 baskets with the stove, 1 with the bag and 1 with the headlamp: with
+# the default minimum support of 2 baskets, the stove is its one complement.
+COMPLEMENTS = ["camping-stove"]
+
+
+def test_cross_sell_routes(aws):
+    """Baskets: order-1001 {tent, bag, stove}, order-1002 {tent, stove, headlamp} (one via
+    order_id), user-0012's cart {headlamp, stove} (no id: one basket by time), user-0013's
+    cart {tent}."""
+    import_handler("ingest").lambda_handler(load_event("ingest_baskets_kinesis.json"), FakeLambdaContext())
+    similarity = import_handler("similarity")
+    similarity.lambda_handler(load_event("similarity_baskets_kinesis.json"), FakeLambdaContext())
+    api = import_handler("api")
+
+    posted = api.lambda_handler(load_event("api_cross_sell_post.json"), FakeLambdaContext())
+    assert posted["statusCode"] == 200
+    body = json.loads(posted["body"])
+    assert body["fallback"] is False
+    assert len(body["items"]) == 3  # padded with popular items
+    assert [i["item_id"] for i in body["items"] if i["source"] == "cross_sell"] == COMPLEMENTS
+    assert "tent-2-person-ultralight" not in [i["item_id"] for i in body["items"]]
+    for item in body["items"][: len(COMPLEMENTS)]:
+        assert item["because"] == ["tent-2-person-ultralight"]
+        assert item["reasons"] == ["often bought with tent-2-person-ultralight, which is in your cart"]
+
+    # user-0013's cart holds the tent (the bag was only viewed): the same complements.
+    mine = api.lambda_handler(load_event("api_cross_sell_user.json"), FakeLambdaContext())
+    assert mine["statusCode"] == 200
+    body = json.loads(mine["body"])
+    assert body["user_id"] == "user-0013" and body["fallback"] is False
+    assert [i["item_id"] for i in body["items"] if i["source"] == "cross_sell"] == COMPLEMENTS
+
+    profile = api.lambda_handler(load_event("api_profile.json"), FakeLambdaContext())
+    assert profile["statusCode"] == 200
+    body = json.loads(profile["body"])
+    assert body["known"] and body["cart"] == ["tent-2-person-ultralight"]
+    assert body["event_counts"] == {"view": 1, "add_to_cart": 1}
+
+    bad = api.lambda_handler(load_event("api_cross_sell_bad_items.json"), FakeLambdaContext())
+    assert bad["statusCode"] == 400
+    assert json.loads(bad["body"])["message"].startswith("items must be a list of 1..50 item ids")

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamrec.domain.ingest import IngestService, SequencedEvent
-from streamrec.domain.model import sequence_key
+from streamrec.domain.model import ItemStats, sequence_key
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import parse_event
 from streamrec.repositories.memory import (
@@ -22,7 +22,7 @@ from streamrec.repositories.memory import (
     InMemoryUserRepository,
 )
 from streamrec.settings import Settings
-from tests.unit.reference import reference_counts, reference_rows
+from tests.unit.reference import reference_baskets, reference_counts, reference_rows
 
 WEIGHTS = {"view": 1.0, "add_to_cart": 2.0, "remove_from_cart": 0.0, "purchase": 4.0}
 EVENT_TYPES = list(WEIGHTS)
@@ -31,7 +31,8 @@ SHARD = "shardId-000000000000"
 
 @st.composite
 def streams(draw):
-    """A stream of records: events, some re-sent later by a producer (same event_id)."""
+    """A stream of records: events, some re-sent later by a producer (same event_id); cart
+    and purchase events sometimes name a basket, and time gaps sometimes close a basket."""
     size = draw(st.integers(1, 60))
     events = []
     for index in range(size):
@@ -44,7 +45,8 @@ def streams(draw):
                 "user_id": f"u{draw(st.integers(0, 4))}",
                 "item_id": f"i{draw(st.integers(0, 7))}",
                 "event_type": draw(st.sampled_from(EVENT_TYPES)),
-                "timestamp": 1_700_000_000 + index * 60,
+                "timestamp": 1_700_000_000 + index * 60 + draw(st.sampled_from([0, 0, 0, 7200])) * index,
+                **draw(st.sampled_from([{}, {}, {"basket_id": "b1"}, {"basket_id": "b2"}])),
             }
         )
     cuts = sorted(draw(st.sets(st.integers(1, max(1, size - 1)), max_size=8)))
@@ -53,9 +55,15 @@ def streams(draw):
     return events, cuts, redeliver, defer
 
 
-def stored_pairs(repository: InMemoryCooccurrenceRepository) -> dict[str, dict[str, float]]:
+def stored_pairs(
+    repository: InMemoryCooccurrenceRepository, baskets: bool = False
+) -> dict[str, dict[str, float]]:
+    """The view-window rows (or, with ``baskets``, the basket rows without their prefix)."""
     pairs: dict[str, dict[str, float]] = {}
-    for item, blocks in repository.rows.items():
+    for key, blocks in repository.rows.items():
+        if key.startswith("#b:") != baskets:
+            continue
+        item = key.removeprefix("#b:")
         for row in blocks.values():
             for name, value in row.items():
                 if not name.startswith("s#"):
@@ -69,7 +77,15 @@ def stored_pairs(repository: InMemoryCooccurrenceRepository) -> dict[str, dict[s
 def test_incremental_equals_from_scratch(measure, data):
     events, cuts, redeliver, defer = data
     config = Settings(
-        history_length=3, neighbours_per_item=3, similarity_measure=measure, event_weights=WEIGHTS
+        history_length=3,
+        neighbours_per_item=3,
+        similarity_measure=measure,
+        event_weights=WEIGHTS,
+        cross_sell_measure=measure,
+        cross_sell_min_support=1,
+        complements_per_item=3,
+        basket_items_kept=3,
+        basket_gap_hours=1.0,
     )
     users, pairs_repo = InMemoryUserRepository(), InMemoryCooccurrenceRepository()
     stats, rows_repo = InMemoryItemStatsRepository(), InMemorySimilarityRepository()
@@ -95,6 +111,20 @@ def test_incremental_equals_from_scratch(measure, data):
     assert {i: s.weight for i, s in stored.items() if s.weight} == {i: w for i, w in norms.items() if w}
     for item, by_type in counts.items():
         assert {t: stored[item].events.get(f"n:{t}", 0.0) for t in by_type} == dict(by_type)
+
+    basket_pairs, basket_counts, baskets = reference_baskets(events, gap_seconds=3600.0, kept=3)
+    expected_baskets = {
+        i: {j: c for j, c in row.items() if c} for i, row in basket_pairs.items() if any(row.values())
+    }
+    assert stored_pairs(pairs_repo, baskets=True) == expected_baskets
+    assert {i: s.baskets for i, s in stored.items() if s.baskets and i != "#totals"} == dict(basket_counts)
+    assert stats.get_many(["#totals"]).get("#totals", ItemStats("")).baskets == baskets
+    expected_complements = reference_rows(basket_pairs, basket_counts, measure, k=3)
+    for item, expected in expected_complements.items():
+        row = rows_repo.rows.get(item)
+        got = [(n.item_id, n.score) for n in row.complements] if row else []
+        assert [j for j, _ in got] == [j for j, _ in expected], item
+        assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-12)
 
     expected_rows = reference_rows(pairs, norms, measure, k=3)
     for item, expected in expected_rows.items():

@@ -134,4 +134,26 @@ def test_similarity_batch_reads_each_cooccurrence_row_once(aws, calls):
     )
     assert read, "the rebuild reads co-occurrence rows"
     assert max(read.values()) == 1
-    assert {item for item, _ in read} == set(items)
+    # View-window rows and basket rows ("#b:<item>") of every announced item.
+    assert {item for item, _ in read} == set(items) | {f"#b:{item}" for item in items}
+
+
+def test_cross_sell_takes_one_round_trip_or_two_with_a_user(aws, calls):
+    settings = load_settings()
+    events = _events(300, users=20, items=40)
+    _fill(settings, events)
+    service = wiring.cross_sell_service(settings)
+    bought = sorted({e.event.item_id for e in events if e.event.event_type == "purchase"})[:3]
+
+    calls.clear()
+    result = service.for_request(bought, k=10)
+    assert not result.fallback and len(result.items) == 10
+    assert calls.names() == ["BatchGetItem"]  # the cart's rows and #popular together
+
+    calls.clear()
+    service.for_request(bought, k=10, user_id="u3")
+    assert calls.names() == ["GetItem", "BatchGetItem"]
+
+    calls.clear()
+    service.for_user("u4", k=10)
+    assert calls.names() == ["GetItem", "BatchGetItem"]

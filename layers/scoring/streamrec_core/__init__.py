@@ -1,6 +1,7 @@
 """streamrec_core: the pure numpy scoring core shipped in the numpy Lambda layer."""
 
 from streamrec_core.scoring import (
+    CONFIDENCE,
     COSINE,
     JACCARD,
     LIFT,
@@ -15,6 +16,7 @@ from streamrec_core.scoring import (
 )
 
 __all__ = [
+    "CONFIDENCE",
     "COSINE",
     "JACCARD",
     "LIFT",

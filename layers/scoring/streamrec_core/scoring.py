@@ -15,7 +15,8 @@ COSINE = "cosine"
 JACCARD = "jaccard"
 LIFT = "lift"
 LLR = "llr"
-SIMILARITY_MEASURES = (COSINE, JACCARD, LIFT, LLR)
+CONFIDENCE = "confidence"
+SIMILARITY_MEASURES = (COSINE, JACCARD, LIFT, LLR, CONFIDENCE)
 
 
 def cosine(pair_counts: np.ndarray, item_count: float, neighbour_counts: np.ndarray) -> np.ndarray:
@@ -45,6 +46,13 @@ def lift(pair_counts: np.ndarray, item_count: float, neighbour_counts: np.ndarra
     """Lift ``c_ij / (c_ii * c_jj)``; shapes as in :func:`cosine`."""
     with np.errstate(divide="ignore", invalid="ignore"):
         scores = pair_counts / (item_count * neighbour_counts)
+    return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def confidence(pair_counts: np.ndarray, item_count: float) -> np.ndarray:
+    """Confidence of the rule i -> j, ``c_ij / c_ii``; shapes as in :func:`cosine`."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = pair_counts / item_count
     return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -109,6 +117,8 @@ def similarity(
         return lift(pair_counts, item_count, neighbour_counts)
     if measure == LLR:
         return log_likelihood_ratio(pair_counts, item_count, neighbour_counts, total)
+    if measure == CONFIDENCE:
+        return confidence(pair_counts, item_count)
     raise ValueError(f"unknown similarity measure {measure!r}; expected one of {SIMILARITY_MEASURES}")
 
 

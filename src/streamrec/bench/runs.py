@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from streamrec.bench.dynamo import MeteredDynamoClient, TableMeter, item_size
-from streamrec.domain.ingest import IngestService, SequencedEvent
-from streamrec.domain.model import POPULAR_ROW, Delta, HistoryItem, UserState, sequence_key
+from streamrec.domain.ingest import BASKET_EVENT_TYPES, IngestService, SequencedEvent
+from streamrec.domain.model import POPULAR_ROW, Delta, HistoryItem, UserState, basket_row, sequence_key
 from streamrec.domain.recommend import RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import parse_event
@@ -170,14 +170,17 @@ class NaivePairRepository:
         self.table = table
         self.all_pairs = all_pairs
 
-    def write_every_pair(self, item: str, window: Sequence[str], sequence: str, shard: str) -> None:
+    def write_every_pair(
+        self, item: str, window: Sequence[str], sequence: str, shard: str, row: Callable[[str], str] = str
+    ) -> None:
+        """``row`` names a pair's row (e.g. ``basket_row`` for basket co-occurrence)."""
         assert self.all_pairs is not None
         for other in window:
             if other == item:
                 continue
             for a, b in ((item, other), (other, item)):
                 self.all_pairs.apply_guarded(
-                    {"item_id": {"S": a}, "neighbour": {"S": b}}, [Delta(sequence, "c", 1.0)], shard
+                    {"item_id": {"S": row(a)}, "neighbour": {"S": b}}, [Delta(sequence, "c", 1.0)], shard
                 )
 
     def get_rows(self, item_ids: Any) -> dict[str, dict[str, float]]:
@@ -226,9 +229,15 @@ def _replay(
             event = sequenced[0].event
             state = plan.users.get(event.user_id)
             window = [entry.item_id for entry in state.items] if state else []
+            assert isinstance(ingest.cooccurrence, NaivePairRepository)
             if event.item_id in window:
-                assert isinstance(ingest.cooccurrence, NaivePairRepository)
                 ingest.cooccurrence.write_every_pair(event.item_id, window, sequenced[0].sequence, SHARD)
+            # Basket co-occurrence too: every (event item, basket item) pair of a cart or
+            # purchase event, both ways, in basket rows.
+            if state and event.event_type in BASKET_EVENT_TYPES and event.item_id in state.basket:
+                ingest.cooccurrence.write_every_pair(
+                    event.item_id, state.basket, sequenced[0].sequence, SHARD, row=basket_row
+                )
         changed, norm_changed, popular = publisher.drain()
         if service is None:
             continue

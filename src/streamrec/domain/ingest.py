@@ -28,6 +28,7 @@ from streamrec.domain.model import (
     Delta,
     HistoryItem,
     UserState,
+    basket_row,
     block_of,
     popularity_increment,
 )
@@ -44,6 +45,8 @@ from streamrec.settings import Settings
 WEIGHT = "w"  # c_ii in an item-stats row; the sum of all c_ii in the totals row
 USERS = "users"  # distinct users, in the totals row
 EVENTS = "events"  # events applied, in the totals row
+BASKETS = "b"  # baskets holding the item in an item-stats row; all baskets in the totals row
+BASKET_EVENT_TYPES = ("add_to_cart", "purchase")
 
 
 def event_count_attribute(event_type: str) -> str:
@@ -137,6 +140,7 @@ def plan_batch(
         state.applied[shard] = seq
         _remember(state.recent_event_ids, event.event_id, settings.recent_event_ids_kept)
         plan.applied_events += 1
+        state.event_counts[event.event_type] = state.event_counts.get(event.event_type, 0) + 1
         plan.item_stats[TOTALS_ROW].append(Delta(seq, EVENTS, 1.0))
         if event.event_type == COUPON_REDEEMED and event.coupon_id is not None:
             # Counted in the user row here (written with its guards) and on the coupon row
@@ -156,6 +160,7 @@ def plan_batch(
             plan.categories[event.item_id] = event.category
         _apply_to_cart(state, event, settings)
         apply_to_categories(state, event, settings)
+        _apply_to_basket(state, event, seq, plan, settings)
         _apply_to_history(state, event, seq, weight, plan, settings)
     return plan
 
@@ -167,6 +172,40 @@ def _apply_to_cart(state: UserState, event: UserEvent, settings: Settings) -> No
         state.cart.remove(event.item_id)
     if event.event_type == "purchase":
         _remember(state.purchased, event.item_id, settings.purchased_kept)
+
+
+def _apply_to_basket(
+    state: UserState, event: UserEvent, seq: str, plan: BatchPlan, settings: Settings
+) -> None:
+    """Count basket co-occurrence: each basket adds 1 to b_i for each distinct item it holds
+    and 1 to c^b_ij for each pair, so a re-applied event (item already in the basket)
+    changes nothing. A basket is the events sharing a ``basket_id``; events without one
+    join the user's current implicit basket while at most ``basket_gap_hours`` apart."""
+    if event.event_type not in BASKET_EVENT_TYPES:
+        return
+    basket_id = event.basket_id or ""
+    same = (
+        bool(state.basket)
+        and state.basket_id == basket_id
+        and (basket_id != "" or event.timestamp - state.basket_time <= settings.basket_gap_seconds)
+    )
+    if not same:
+        state.basket_id, state.basket = basket_id, []
+        plan.item_stats[TOTALS_ROW].append(Delta(seq, BASKETS, 1.0))
+    state.basket_time = max(state.basket_time, event.timestamp) if same else event.timestamp
+    item = event.item_id
+    if item in state.basket:
+        return
+    plan.item_stats[item].append(Delta(seq, BASKETS, 1.0))
+    plan.norm_changed.add(item)
+    plan.changed_items.add(item)
+    blocks = settings.cooccurrence_blocks
+    for other in state.basket:
+        plan.cooccurrence[(basket_row(item), block_of(other, blocks))].append(Delta(seq, other, 1.0))
+        plan.cooccurrence[(basket_row(other), block_of(item, blocks))].append(Delta(seq, item, 1.0))
+        plan.changed_items.add(other)
+    state.basket.append(item)
+    del state.basket[: -settings.basket_items_kept]
 
 
 def _apply_to_history(

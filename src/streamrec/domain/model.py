@@ -11,6 +11,10 @@ from typing import NamedTuple
 TOTALS_ROW = "#totals"
 POPULAR_ROW = "#popular"
 CATEGORY_ROW_PREFIX = "#cat:"
+# Basket co-occurrence rows live in the co-occurrence table beside the view-window rows,
+# keyed "#b:<item>": baskets say "bought together" (complements), windows say "viewed
+# together" (substitutes), and the two are counted and scored apart.
+BASKET_ROW_PREFIX = "#b:"
 
 # Popularity uses forward decay (Cormode et al.): an event at time t adds
 # w * 2^((t - start of its epoch) / half-life) to the item's counter of that epoch, so
@@ -24,6 +28,11 @@ POPULARITY_SCALE = 100.0
 def category_row(category: str) -> str:
     """Key of a category's popular list (beside the global ``#popular`` row)."""
     return CATEGORY_ROW_PREFIX + category
+
+
+def basket_row(item_id: str) -> str:
+    """Key of an item's basket co-occurrence row in the co-occurrence table."""
+    return BASKET_ROW_PREFIX + item_id
 
 
 def popularity_epoch(timestamp: float) -> int:
@@ -114,6 +123,13 @@ class UserState:
     # category -> decayed affinity (coupon ranking); coupon id -> redemptions by this user.
     categories: dict[str, CategoryAffinity] = field(default_factory=dict)
     redemptions: dict[str, int] = field(default_factory=dict)
+    # The current basket: its id ("" = implicit, by time gap), its distinct items (oldest
+    # first, bounded by ``basket_items_kept``) and the time of its last event.
+    basket_id: str = ""
+    basket: list[str] = field(default_factory=list)
+    basket_time: float = 0.0
+    # Events applied, by type (the profile's counts).
+    event_counts: dict[str, int] = field(default_factory=dict)
 
     def copy(self) -> UserState:
         """An independent copy (new lists and entries; faster than ``copy.deepcopy``)."""
@@ -126,6 +142,8 @@ class UserState:
             applied=dict(self.applied),
             categories=dict(self.categories),  # entries are frozen and replaced, never changed
             redemptions=dict(self.redemptions),
+            basket=list(self.basket),
+            event_counts=dict(self.event_counts),
         )
 
     def find(self, item_id: str) -> HistoryItem | None:
@@ -162,6 +180,8 @@ class SimilarityRow:
     measure: str = ""
     updated_at: float = 0.0
     extended: list[Neighbour] = field(default_factory=list)
+    # Items bought together with it (from basket co-occurrence), best first.
+    complements: list[Neighbour] = field(default_factory=list)
 
 
 @dataclass
@@ -184,3 +204,5 @@ class ItemStats:
     events: dict[str, float] = field(default_factory=dict)
     popularity: dict[int, float] = field(default_factory=dict)
     category: str | None = None
+    # Baskets holding the item (in the totals row: all baskets).
+    baskets: float = 0.0

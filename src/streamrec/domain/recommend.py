@@ -215,3 +215,90 @@ class RecommendationService:
         ]
         fallback = not listed
         return RecommendationList(_pad_with_popular(listed, lists[POPULAR_ROW], {item_id}, k), fallback)
+
+
+SOURCE_CROSS_SELL = "cross_sell"
+CROSS_SELL_MAX_ITEMS = 50
+
+
+@dataclass
+class CrossSellService:
+    """Cross-sell ("frequently bought together"): complements of a cart (items bought in the same
+    baskets, scored by ``cross_sell_measure``), never an item already in the cart.
+
+    A candidate m scores Σ_c S_b[c, m] (or max_c with ``cross_sell_aggregate="max"``) over
+    the cart items c, S_b[c, ·] being c's complements row; its reason names the cart item
+    that contributed most. Short lists are padded with popular items.
+
+    Round trips: one BatchGetItem (the cart items' rows and ``#popular``), after one
+    GetItem of the user when the cart is the user's stored cart or a user id is given.
+    """
+
+    settings: Settings
+    users: UserRepository
+    similarity: SimilarityRepository
+
+    def for_user(self, user_id: str, k: int) -> RecommendationList:
+        """Complements of the user's current cart (added, not removed, not yet bought)."""
+        state = self.users.get(user_id)
+        return self.for_items(list(state.cart) if state else [], k, state)
+
+    def for_request(self, items: list[str], k: int, user_id: str | None = None) -> RecommendationList:
+        """Complements of ``items``; with ``user_id``, the user's cart is excluded too."""
+        state = self.users.get(user_id) if user_id else None
+        return self.for_items(items, k, state)
+
+    def for_items(self, items: list[str], k: int, state: UserState | None = None) -> RecommendationList:
+        settings = self.settings
+        cart = list(dict.fromkeys(items))[:CROSS_SELL_MAX_ITEMS]
+        excluded = set(cart) | (set(state.cart) if state else set())
+        rows, lists = self.similarity.get_many(cart, [POPULAR_ROW])
+        candidates = {n.item_id for row in rows.values() for n in row.complements}
+        bought: dict[str, float] = {}
+        if state and settings.cross_sell_history_weight > 0:
+            newest_first = [item for item in reversed(state.purchased) if item not in excluded]
+            bought = {
+                item: settings.cross_sell_history_weight / (1.0 + rank) ** settings.cross_sell_history_decay
+                for rank, item in enumerate(newest_first)
+            }
+            candidates.update(bought)
+        ordered = sorted(candidates - excluded)
+        listed: list[Recommendation] = []
+        if ordered:
+            column = {item_id: index for index, item_id in enumerate(ordered)}
+            matrix = np.zeros((len(cart), len(ordered)))
+            for row_index, item_id in enumerate(cart):
+                row = rows.get(item_id)
+                for n in row.complements if row else ():
+                    if n.item_id in column:
+                        matrix[row_index, column[n.item_id]] = n.score
+            if not cart:  # only the user's past purchases (an empty cart)
+                basket, source = np.zeros(len(ordered)), np.zeros(len(ordered), dtype=np.int64)
+            elif settings.cross_sell_aggregate == "max":
+                basket, source = matrix.max(axis=0), matrix.argmax(axis=0)
+                if settings.cross_sell_sum_weight:
+                    basket = basket + settings.cross_sell_sum_weight * matrix.sum(axis=0)
+            else:
+                basket, source = personalized_scores(np.ones(len(cart)), matrix)
+            scores = basket.copy()
+            if bought:
+                peak = float(basket.max()) if basket.size else 0.0
+                scores = (basket / peak if peak > 0 else basket) + np.array(
+                    [bought.get(i, 0.0) for i in ordered]
+                )
+            for index in top_k(scores, k):
+                if scores[index] <= 0:
+                    break
+                item_id = ordered[index]
+                if basket[index] > 0:
+                    partner = cart[int(source[index])]
+                    reasons, because = [f"often bought with {partner}, which is in your cart"], [partner]
+                else:
+                    reasons, because = ["you bought it before"], []
+                if basket[index] > 0 and item_id in bought:
+                    reasons.append("you bought it before")
+                listed.append(
+                    Recommendation(item_id, float(scores[index]), SOURCE_CROSS_SELL, reasons, because)
+                )
+        fallback = not listed
+        return RecommendationList(_pad_with_popular(listed, lists[POPULAR_ROW], excluded, k), fallback)

@@ -27,6 +27,7 @@ from streamrec.domain.model import (
     Neighbour,
     PopularList,
     SimilarityRow,
+    basket_row,
     category_row,
     popularity_at_epoch,
 )
@@ -49,12 +50,16 @@ def neighbour_row(
     total_weight: float,
     measure: str,
     k: int,
+    min_count: float = 0.0,
 ) -> list[Neighbour]:
-    """Score every co-occurring item of ``item_id`` and keep the best ``k``.
+    """Score every co-occurring item of ``item_id`` (with a count above 0 and at least
+    ``min_count``) and keep the best ``k``.
 
     Candidates are sorted by id first, so equal scores always come out in the same order.
     """
-    candidates = sorted(j for j, count in pair_counts.items() if count > 0 and j != item_id)
+    candidates = sorted(
+        j for j, count in pair_counts.items() if count > 0 and count >= min_count and j != item_id
+    )
     if not candidates:
         return []
     pairs = np.array([pair_counts[j] for j in candidates])
@@ -94,7 +99,10 @@ class SimilarityService:
         norm_changed = set(norm_changed)
         targets = set(changed) | norm_changed
         if norm_changed and self.settings.propagation_limit:
-            read = self.cooccurrence.get_rows(norm_changed)
+            # Both the view-window rows and the basket rows (whose partners' complements
+            # are normalised by the item's basket count).
+            keys = norm_changed | {basket_row(item) for item in norm_changed}
+            read = self.cooccurrence.get_rows(keys)
             if counts_read is not None:
                 counts_read.update(read)
             for pairs in read.values():
@@ -110,14 +118,18 @@ class SimilarityService:
         targets = sorted(set(items))
         if not targets:
             return []
-        known = {item: (counts_read or {})[item] for item in targets if item in (counts_read or {})}
-        rows = {**known, **self.cooccurrence.get_rows([item for item in targets if item not in known])}
+        settings = self.settings
+        wanted = [*targets, *(basket_row(item) for item in targets)]
+        known = {key: (counts_read or {})[key] for key in wanted if key in (counts_read or {})}
+        rows = {**known, **self.cooccurrence.get_rows([key for key in wanted if key not in known])}
         needed = set(targets) | {TOTALS_ROW}
-        for item in targets:
-            needed.update(rows.get(item, {}))
+        for key in rows:
+            needed.update(rows[key])
         stats = self.item_stats.get_many(needed)
         weights = {item: row.weight for item, row in stats.items()}
         total_weight = stats[TOTALS_ROW].weight if TOTALS_ROW in stats else 0.0
+        baskets = {item: row.baskets for item, row in stats.items()}
+        total_baskets = baskets.get(TOTALS_ROW, 0.0)
         now = time.time()
         result = [
             SimilarityRow(
@@ -133,6 +145,18 @@ class SimilarityService:
                 ),
                 measure=self.settings.similarity_measure,
                 updated_at=now,
+                complements=neighbour_row(
+                    item,
+                    rows.get(basket_row(item), {}),
+                    baskets.get(item, 0.0),
+                    baskets,
+                    total_baskets,
+                    settings.cross_sell_measure,
+                    settings.complements_per_item,
+                    min_count=settings.cross_sell_min_support,
+                )
+                if settings.complements_per_item
+                else [],
             )
             for item in targets
         ]

@@ -5,8 +5,9 @@
 * ``eval p1`` - P1 on the Taobao head: the engine and its peers, JSON to stdout / ``--out``;
 * ``eval p2`` - P2 on the Diginetica split (written to temporary files), both modes;
 * ``eval sessions`` - P2 on any (session, item, time) files;
+* ``eval p3`` - P3 on UCI Online Retail: cross-sell (basket completion) and its peers;
 * ``eval p4`` - P4 (coupon relevance) on the Taobao head: engine and peers, JSON;
-* ``eval all`` - P1 + P2, then eval/report.md, eval/report.json and eval/hr_at_k.png.
+* ``eval all`` - P1 + P2 + P3 + P4, then eval/report.md, eval/report.json and eval/hr_at_k.png.
 
 Each sets ``func`` (``args -> exit code``), like the other subcommands of ``streamrec``.
 Progress goes to stderr, results to stdout.
@@ -34,7 +35,7 @@ from streamrec.evaluation.datasets import (
 )
 from streamrec.evaluation.report import RTREC_LAST, now_iso, write_report
 
-__all__ = ["add_eval_parser", "run_p1_command", "run_p2_command", "run_p4_command"]
+__all__ = ["add_eval_parser", "run_p1_command", "run_p2_command", "run_p3_command", "run_p4_command"]
 
 SEPARATORS = {",": ",", ";": ";", "\t": "\t", "\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";"}
 
@@ -272,6 +273,74 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- P3 --------------------------------------------------------------------------------------
+def run_p3_command(
+    data_dir: Path,
+    peers: list[str] | None = None,
+    progress: Any = None,
+    overrides: dict[str, Any] | None = None,
+    max_invoices: int | None = None,
+) -> dict[str, Any]:
+    """Load UCI Online Retail and run P3; the summary dict (see :func:`p3.run_p3`)."""
+    from streamrec.evaluation import p3
+
+    names = list(p3.PEERS if peers is None else peers)
+    require_extra(names)
+    from streamrec.evaluation.p1 import limit_blas_threads
+
+    limit_blas_threads()
+    train, test = p3.split(p3.load_online_retail(data_dir))
+    settings = p3.engine_settings(overrides)
+    result = p3.run_p3(train, test[:max_invoices], peers=names, settings=settings, progress=progress)
+    result["protocol"] = "P3"
+    result["dataset"] = f"{p3.RETAIL_DIR}/*.csv.gz"
+    result["date"] = now_iso()
+    result["engine_settings"] = p3.cross_sell_settings(settings)
+    return result
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    from streamrec.settings import Settings
+
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        default = getattr(Settings(), name, None)
+        if default is None or isinstance(default, dict):
+            raise argparse.ArgumentTypeError(f"--set {pair}: no such scalar setting")
+        result[name] = type(default)(value)
+    return result
+
+
+def _cmd_p3(args: argparse.Namespace) -> int:
+    try:
+        result = run_p3_command(
+            args.data,
+            peers=_names(args.peers),
+            progress=_progress(args),
+            overrides=_overrides(args.set),
+            max_invoices=args.max_invoices,
+        )
+    except (DatasetMissing, ExtraMissing, argparse.ArgumentTypeError) as error:
+        print(f"streamrec eval p3: {error}", file=sys.stderr)
+        return 1
+    _write_json(result, args.out)
+    return 0
+
+
+# ---- report ----------------------------------------------------------------------------------
+def _cmd_report(args: argparse.Namespace) -> int:
+    from streamrec.evaluation.report import rerender_report
+
+    try:
+        paths = rerender_report(args.report_dir)
+    except FileNotFoundError as error:
+        print(f"streamrec eval report: {error}; run `make eval` first", file=sys.stderr)
+        return 1
+    print(f"re-rendered {paths['md']} and {paths['png']}")
+    return 0
+
+
 # ---- all -------------------------------------------------------------------------------------
 def _cmd_all(args: argparse.Namespace) -> int:
     data_dir: Path = args.data
@@ -295,6 +364,8 @@ def _cmd_all(args: argparse.Namespace) -> int:
         )
         print("P2 (Diginetica sessions, stream and frozen) ...", file=sys.stderr)
         p2_result = run_p2_command(data_dir, k=args.k, progress=progress)
+        print("P3 (Online Retail, basket completion / cross-sell) ...", file=sys.stderr)
+        p3_result = run_p3_command(data_dir, progress=progress)
         print("P4 (Taobao, coupon relevance) ...", file=sys.stderr)
         protocols = {"p4": run_p4_command(data_dir)}
     except (DatasetMissing, ExtraMissing) as error:
@@ -308,6 +379,7 @@ def _cmd_all(args: argparse.Namespace) -> int:
         command=command,
         root=repo_root(),
         wall_time_s=time.monotonic() - started,
+        p3=p3_result,
         protocols=protocols,
     )
     k = args.k
@@ -322,6 +394,9 @@ def _cmd_all(args: argparse.Namespace) -> int:
             )
     for name, values in p2_result["peers"].items():
         lines.append(f"  {name:<16} {values[f'hr@{k}']:.4f}  {values[f'mrr@{k}']:.4f}")
+    lines.append(f"P3 ({p3_result['targets']:,} cases)  HR@10  MRR@10")
+    for name, values in [("engine", p3_result["engine"]), *p3_result["peers"].items()]:
+        lines.append(f"  {name:<16} {values['hr@10']:.4f}  {values['mrr@10']:.4f}")
     for protocol, result in protocols.items():
         metrics = [m for m, v in result["engine"].items() if isinstance(v, float)]
         lines.append(f"{protocol.upper()} ({result['targets']:,} targets)  " + "  ".join(metrics))
@@ -349,15 +424,17 @@ def _common(parser: argparse.ArgumentParser, data: bool = True) -> None:
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``eval`` and its subcommands on a ``streamrec`` subparsers object."""
-    from streamrec.evaluation import p1, sessions
+    from streamrec.evaluation import p1, p3, sessions
 
     evaluate = subparsers.add_parser(
         "eval",
         help="run the evaluation protocols of ../shared/EVALUATION.md",
-        description="Run the evaluation protocols (P1, P2) of ../shared/EVALUATION.md on the production "
-        "engine (in-memory adapters) and its peers.",
+        description="Run the evaluation protocols (P1, P2, P3, P4) of ../shared/EVALUATION.md on the "
+        "production engine (in-memory adapters) and its peers.",
     )
-    commands = evaluate.add_subparsers(dest="eval_command", metavar="{p1,p2,p4,sessions,all}", required=True)
+    commands = evaluate.add_subparsers(
+        dest="eval_command", metavar="{p1,p2,p3,p4,sessions,all,report}", required=True
+    )
 
     one = commands.add_parser(
         "p1",
@@ -452,10 +529,40 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     any_files.set_defaults(func=_cmd_sessions)
 
+    three = commands.add_parser(
+        "p3",
+        help="P3: basket completion (cross-sell) on UCI Online Retail",
+        description="P3 of EVALUATION.md: for each test invoice and each of its first 10 products, ask "
+        "for top-10 cross-sell given the invoice's other products, then ingest the invoice. Engine and "
+        "peers side by side; JSON to stdout (and --out).",
+    )
+    three.add_argument(
+        "--data",
+        type=Path,
+        default=default_data_dir(),
+        help="folder holding the data sets (default: ../shared/datasets beside the repository)",
+    )
+    three.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    three.add_argument("--out", type=Path, help="also write the JSON result here")
+    three.add_argument(
+        "--peers",
+        default=",".join(p3.PEERS),
+        help=f"comma-separated peers (default {','.join(p3.PEERS)}; '' for none)",
+    )
+    three.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override an engine setting (tuning), e.g. --set cross_sell_measure=llr",
+    )
+    three.add_argument("--max-invoices", type=int, default=None, help=argparse.SUPPRESS)
+    three.set_defaults(func=_cmd_p3)
+
     everything = commands.add_parser(
         "all",
-        help="P1 + P2, then eval/report.md, report.json and hr_at_k.png",
-        description="Run P1 and P2 on ../shared/datasets (skipped with a message when the folder is "
+        help="P1 + P2 + P3 + P4, then eval/report.md, report.json and hr_at_k.png",
+        description="Run P1, P2, P3 and P4 on ../shared/datasets (skipped with a message when the folder is "
         "absent) and write the report.",
     )
     _common(everything)
@@ -465,4 +572,15 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     everything.add_argument("--warmup-batch", type=int, default=1000, help=argparse.SUPPRESS)
     everything.set_defaults(func=_cmd_all)
+
+    again = commands.add_parser(
+        "report",
+        help="re-render the report from eval/report.json and rtrec's last measured figures",
+        description="Re-render report.md and hr_at_k.png from report.json, taking rtrec's figures from "
+        "rtrec_last.json (as written by `streamrec eval p1 --no-engine --peers rtrec`). Nothing is re-run.",
+    )
+    again.add_argument(
+        "--report-dir", type=Path, default=default_report_dir(), help="the report's folder (default eval/)"
+    )
+    again.set_defaults(func=_cmd_report)
     return evaluate

@@ -20,6 +20,7 @@ from streamrec.domain.model import UserState, sequence_key
 from streamrec.domain.recommend import (
     EXCLUDE_NONE,
     EXCLUDE_PURCHASED,
+    CrossSellService,
     RecommendationList,
     RecommendationService,
 )
@@ -57,6 +58,7 @@ class InMemoryEngine:
             self.settings, self.cooccurrence, self.item_stats, self.similarity
         )
         self.recommendations = RecommendationService(self.settings, self.users, self.similarity)
+        self.cross_sell_service = CrossSellService(self.settings, self.users, self.similarity)
 
     def _sequenced(self, events: list[dict[str, Any]]) -> list[SequencedEvent]:
         batch = []
@@ -73,6 +75,25 @@ class InMemoryEngine:
         self.similarity_service.update_popular_lists(popular_changed)
         if self.eager:
             self.flush()
+
+    def bulk_load(self, batches: list[list[dict[str, Any]]]) -> None:
+        """Ingest a history (one shard, batch by batch) and mark every row stale once at the
+        end, instead of working out each batch's affected rows: rows are pure functions of
+        the counts, so the rows requests then see are the same."""
+        for events in batches:
+            self.ingest_service.ingest(self._sequenced(events), SHARD)
+            self.changes.drain()
+        self.stale_rows |= {item for item in self.cooccurrence.items() if not item.startswith("#")}
+        self.similarity_service.update_popular_lists(
+            item for item in self.item_stats.rows if not item.startswith("#")
+        )
+        if self.eager:
+            self.flush()
+
+    def cross_sell(self, items: list[str], k: int, user_id: str | None = None) -> RecommendationList:
+        """What ``POST /cross-sell`` answers for ``items`` (and ``user_id``)."""
+        self._refresh(set(items))
+        return self.cross_sell_service.for_request(items, k, user_id)
 
     def flush(self) -> None:
         """Rebuild every marked row now."""

@@ -305,6 +305,19 @@ def render_markdown(report: dict[str, Any]) -> str:
         _table(["setting", "value"], [[name, f"`{value}`"] for name, value in report["settings"].items()])
     )
     out.append("")
+    p3 = report.get("p3")
+    if p3:
+        rows = [["engine (cross-sell)", _num(p3["engine"].get("hr@10")), _num(p3["engine"].get("mrr@10"))]]
+        rows += [[name, _num(v.get("hr@10")), _num(v.get("mrr@10"))] for name, v in p3["peers"].items()]
+        out += [
+            "## P3 - basket completion (UCI Online Retail)",
+            "",
+            f"{p3['targets']:,} (invoice, held-out product) cases from {p3.get('test_invoices', 0):,} test "
+            "invoices; the cart is the invoice's other products.",
+            "",
+            _table(["method", "HR@10", "MRR@10"], rows),
+            "",
+        ]
     configs: list[list[str]] = []
     for protocol, part in (("P1", p1), ("P2", p2)):
         peer_config = dict((part or {}).get("peer_config", {}))
@@ -321,6 +334,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "streamrec eval all [--data ../shared/datasets] [--with-rtrec]   # this report",
         "streamrec eval p1 --out p1.json      # P1 only",
         "streamrec eval p2 --out p2.json      # P2 (Diginetica split) in both modes",
+        "streamrec eval p3 --out p3.json      # P3 (Online Retail basket completion)",
         "streamrec eval sessions --train TRAIN --test TEST --sep '\\t' --session-col SessionId \\",
         "    --item-col ItemId --time-col Time [--mode stream|frozen] [--dump preds.csv]",
         "```",
@@ -381,6 +395,7 @@ def write_report(
     command: str = "streamrec eval all",
     root: Path | None = None,
     wall_time_s: float = 0.0,
+    p3: dict[str, Any] | None = None,
     protocols: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Path]:
     """Write report.md, report.json and hr_at_k.png into ``out_dir``; return their paths.
@@ -401,11 +416,30 @@ def write_report(
         "settings": production_settings(),
         "p1": p1,
         "p2": p2,
+        "p3": p3,
         # Other protocols (e.g. p4), each {"engine": {metric: value}, "peers": {...}, "targets"}.
         "protocols": protocols or {},
         "rtrec_last": None if (p1 and RTREC in p1.get("peers", {})) else load_rtrec_record(rtrec_path),
     }
     paths = {"md": out_dir / REPORT_MD, "json": out_dir / REPORT_JSON, "png": out_dir / PLOT_PNG}
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    paths["md"].write_text(render_markdown(report))
+    plot_hr_at_k(report, paths["png"])
+    return paths
+
+
+def rerender_report(out_dir: Path) -> dict[str, Path]:
+    """Re-render report.md and the plot from report.json, with rtrec's last measured figures
+    (``rtrec_last.json``) when the run itself did not include rtrec. The figures, date and
+    commit of the run are kept as they were."""
+    out_dir = Path(out_dir)
+    paths = {"md": out_dir / REPORT_MD, "json": out_dir / REPORT_JSON, "png": out_dir / PLOT_PNG}
+    if not paths["json"].is_file():
+        raise FileNotFoundError(f"{paths['json']} not found")
+    report = json.loads(paths["json"].read_text())
+    p1 = report.get("p1")
+    if not (p1 and RTREC in p1.get("peers", {})):
+        report["rtrec_last"] = load_rtrec_record(out_dir / RTREC_LAST)
     paths["json"].write_text(json.dumps(report, indent=2) + "\n")
     paths["md"].write_text(render_markdown(report))
     plot_hr_at_k(report, paths["png"])

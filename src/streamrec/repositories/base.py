@@ -41,12 +41,14 @@ def pending(deltas: Sequence[Delta], applied: str | None) -> list[Delta]:
 
 
 def stats_from_attributes(item_id: str, attributes: Mapping[str, float | str]) -> ItemStats:
-    """An ItemStats from a stats row's attributes (``w``, ``n:<type>``, ``p:<epoch>``,
+    """An ItemStats from a stats row's attributes (``w``, ``b``, ``n:<type>``, ``p:<epoch>``,
     ``category``; guards and keys ignored)."""
     stats = ItemStats(item_id)
     for name, value in attributes.items():
         if name == "w":
             stats.weight = float(value)
+        elif name == "b":
+            stats.baskets = float(value)
         elif name == "category":
             stats.category = str(value)
         elif name.startswith("p:"):

@@ -230,10 +230,15 @@ def user_to_item(state: UserState, version: int) -> dict[str, Any]:
             )
         },
         "redemptions": {"S": json.dumps(state.redemptions, separators=(",", ":"))},
+        "basket": {
+            "S": json.dumps([state.basket_id, state.basket_time, state.basket], separators=(",", ":"))
+        },
+        "event_counts": {"S": json.dumps(state.event_counts, separators=(",", ":"))},
     }
 
 
 def user_from_item(item: dict[str, Any]) -> UserState:
+    basket_id, basket_time, basket = json.loads(item.get("basket", {}).get("S", '["",0.0,[]]'))
     return UserState(
         user_id=item["user_id"]["S"],
         items=[HistoryItem(*entry) for entry in json.loads(item["items"]["S"])],
@@ -247,6 +252,10 @@ def user_from_item(item: dict[str, Any]) -> UserState:
             for c, (a, t, counts) in json.loads(item.get("categories", {}).get("S", "{}")).items()
         },
         redemptions=json.loads(item.get("redemptions", {}).get("S", "{}")),
+        basket_id=basket_id,
+        basket=basket,
+        basket_time=float(basket_time),
+        event_counts=json.loads(item.get("event_counts", {}).get("S", "{}")),
     )
 
 
@@ -347,6 +356,7 @@ def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
         measure=item.get("measure", {}).get("S", ""),
         updated_at=float(item.get("updated_at", {}).get("N", 0)),
         extended=[Neighbour(i, s) for i, s in json.loads(item.get("extended", {}).get("S", "[]"))],
+        complements=[Neighbour(i, s) for i, s in json.loads(item.get("complements", {}).get("S", "[]"))],
     )
 
 
@@ -389,6 +399,9 @@ class DynamoSimilarityRepository:
                 },
                 "extended": {
                     "S": json.dumps([[n.item_id, n.score] for n in row.extended], separators=(",", ":"))
+                },
+                "complements": {
+                    "S": json.dumps([[n.item_id, n.score] for n in row.complements], separators=(",", ":"))
                 },
                 "measure": {"S": row.measure or "-"},
                 "updated_at": _number(row.updated_at),

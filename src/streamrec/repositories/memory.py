@@ -38,7 +38,9 @@ from streamrec.repositories.base import (
 
 def _copy_row(row: SimilarityRow) -> SimilarityRow:
     # Neighbour is frozen, so the lists may share their members.
-    return replace(row, neighbours=list(row.neighbours), extended=list(row.extended))
+    return replace(
+        row, neighbours=list(row.neighbours), extended=list(row.extended), complements=list(row.complements)
+    )
 
 
 def _copy_list(popular: PopularList) -> PopularList:

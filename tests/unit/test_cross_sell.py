@@ -1,0 +1,266 @@
+"""Cross-sell: basket counting and complement scoring on hand-computed baskets, and the
+validation of the two routes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from streamrec.evaluation.engine import InMemoryEngine
+from streamrec.http_api import build_app
+from streamrec.settings import Settings
+
+T0 = 1_764_000_000
+
+
+def _purchase(n: int, user: str, item: str, basket: str | None, kind: str = "purchase", at: int = 0) -> dict:
+    event = {"event_id": f"e{n}", "event_type": kind, "user_id": user, "item_id": item, "timestamp": T0 + at}
+    if basket:
+        event["basket_id"] = basket
+    return event
+
+
+# Four baskets: {a, b, c}, {a, b}, {a, d}, {c, d}. Basket counts: a 3, b 2, c 2, d 2; N = 4.
+# Pairs with a: b 2, c 1, d 1.
+BASKETS = [("o1", "u1", "abc"), ("o2", "u2", "ab"), ("o3", "u1", "ad"), ("o4", "u3", "cd")]
+
+
+# The unit tests pin the scoring they check; the production defaults are tuned on P3.
+PLAIN = {"cross_sell_min_support": 1, "cross_sell_aggregate": "sum", "cross_sell_history_weight": 0.0}
+
+
+def _engine(**overrides) -> InMemoryEngine:
+    engine = InMemoryEngine(Settings(**{**PLAIN, **overrides}), eager=True)
+    events, n = [], 0
+    for basket, user, items in BASKETS:
+        for item in items:
+            events.append(_purchase(n, user, item, basket, at=n))
+            n += 1
+    engine.ingest(events)
+    return engine
+
+
+def _xlogx(*values: float) -> float:
+    return sum(v * math.log(v) for v in values if v > 0)
+
+
+def _llr(k11: float, k12: float, k21: float, k22: float) -> float:
+    n = k11 + k12 + k21 + k22
+    row = _xlogx(n) - _xlogx(k11 + k12, k21 + k22)
+    col = _xlogx(n) - _xlogx(k11 + k21, k12 + k22)
+    mat = _xlogx(n) - _xlogx(k11, k12, k21, k22)
+    return max(0.0, 2 * (row + col - mat))
+
+
+def test_basket_counts_are_kept_apart_from_view_counts():
+    engine = _engine()
+    stats = engine.item_stats.get_many(["a", "b", "c", "d", "#totals"])
+    assert {i: s.baskets for i, s in stats.items()} == {"a": 3, "b": 2, "c": 2, "d": 2, "#totals": 4}
+    pairs = engine.cooccurrence.get_rows(["#b:a"])["#b:a"]
+    assert pairs == {"b": 2.0, "c": 1.0, "d": 1.0}
+
+
+def test_complements_by_confidence_and_llr_match_hand_computation():
+    row = _engine(cross_sell_measure="confidence").similarity.rows["a"]
+    assert [(n.item_id, n.score) for n in row.complements] == [
+        ("b", pytest.approx(2 / 3)),
+        ("c", pytest.approx(1 / 3)),
+        ("d", pytest.approx(1 / 3)),
+    ]
+    row = _engine(cross_sell_measure="llr").similarity.rows["a"]
+    got = {n.item_id: n.score for n in row.complements}
+    # k11 = both, k12 = partner without a, k21 = a without partner, k22 = neither.
+    assert got["b"] == pytest.approx(_llr(2, 0, 1, 1))
+    assert got["c"] == pytest.approx(_llr(1, 1, 2, 0))
+
+
+def test_min_support_drops_rare_pairs():
+    row = _engine(cross_sell_measure="confidence", cross_sell_min_support=2).similarity.rows["a"]
+    assert [n.item_id for n in row.complements] == ["b"]
+
+
+def test_cross_sell_sums_over_the_cart_and_names_the_partner():
+    engine = _engine(cross_sell_measure="confidence")
+    # cart {a, c}: b scores conf(a->b) + conf(c->b) = 2/3 + 1/2, d scores 1/3 + 1/2.
+    result = engine.cross_sell(["a", "c"], k=2)
+    assert [(r.item_id, r.score) for r in result.items] == [
+        ("b", pytest.approx(2 / 3 + 1 / 2)),
+        ("d", pytest.approx(1 / 3 + 1 / 2)),
+    ]
+    assert result.items[0].because == ["a"]  # a contributed more to b
+    assert result.items[1].because == ["c"]
+    assert "a" not in [r.item_id for r in result.items]  # cart items never come back
+
+    maxed = _engine(cross_sell_measure="confidence", cross_sell_aggregate="max").cross_sell(["a", "c"], k=2)
+    assert [(r.item_id, r.score) for r in maxed.items] == [
+        ("b", pytest.approx(2 / 3)),
+        ("d", pytest.approx(1 / 2)),
+    ]
+
+    blended = _engine(
+        cross_sell_measure="confidence", cross_sell_aggregate="max", cross_sell_sum_weight=0.1
+    ).cross_sell(["a", "c"], k=2)
+    assert [(r.item_id, r.score) for r in blended.items] == [
+        ("b", pytest.approx(2 / 3 + 0.1 * (2 / 3 + 1 / 2))),
+        ("d", pytest.approx(1 / 2 + 0.1 * (1 / 3 + 1 / 2))),
+    ]
+
+
+def test_implicit_baskets_split_on_the_time_gap_and_a_new_basket_id():
+    engine = InMemoryEngine(Settings(basket_gap_hours=1.0), eager=True)
+    engine.ingest(
+        [
+            _purchase(0, "u", "x", None, kind="add_to_cart", at=0),
+            _purchase(1, "u", "y", None, kind="add_to_cart", at=600),  # same basket
+            _purchase(2, "u", "z", None, kind="add_to_cart", at=600 + 7200),  # gap: new basket
+            _purchase(3, "u", "w", "o9", at=600 + 7300),  # an id: new basket
+            _purchase(4, "u", "z", "o9", at=600 + 7400),
+            _purchase(4, "u", "z", "o9", at=600 + 7400),  # producer retry: ignored
+            _purchase(5, "u", "v", None, kind="view", at=600 + 7500),  # views never count
+        ]
+    )
+    rows = engine.cooccurrence.get_rows(["#b:x", "#b:z", "#b:v"])
+    assert rows == {"#b:x": {"y": 1.0}, "#b:z": {"w": 1.0}, "#b:v": {}}
+    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 3
+    assert engine.users.get("u").cart == ["x", "y"]  # z was bought
+
+
+def test_empty_cart_of_a_known_user_gets_their_past_purchases():
+    engine = _engine(cross_sell_measure="confidence", cross_sell_history_weight=0.3)
+    engine.ingest([_purchase(60, "newbie", "d", "o6", at=200)])
+    engine.flush()
+    result = engine.cross_sell_service.for_user("newbie", k=2)
+    assert result.items[0].item_id == "d" and result.items[0].reasons == ["you bought it before"]
+
+
+def test_user_cross_sell_uses_the_cart_minus_removed_and_bought():
+    engine = _engine(cross_sell_measure="confidence")
+    engine.ingest(
+        [
+            _purchase(100, "shopper", "a", None, kind="add_to_cart", at=1000),
+            _purchase(101, "shopper", "d", None, kind="add_to_cart", at=1001),
+            _purchase(102, "shopper", "d", None, kind="remove_from_cart", at=1002),
+        ]
+    )
+    engine.flush()
+    result = engine.cross_sell_service.for_user("shopper", k=3)
+    assert engine.users.get("shopper").cart == ["a"]
+    assert result.items[0].item_id == "b" and result.items[0].because == ["a"]
+    assert "a" not in [r.item_id for r in result.items]
+
+
+# ---- The routes' validation ---------------------------------------------------------------------
+def _request(app, method: str, path: str, body=None, query: str = "") -> tuple[int, dict]:
+    event = {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"content-type": "application/json"},
+        "queryStringParameters": dict(p.split("=", 1) for p in query.split("&")) if query else None,
+        "requestContext": {"http": {"method": method, "path": path}, "requestId": "r", "stage": "$default"},
+        "isBase64Encoded": False,
+    }
+    if body is not None:
+        event["body"] = body if isinstance(body, str) else json.dumps(body)
+    response = build_app(_engine().recommendations).resolve(event, None)
+    return response["statusCode"], json.loads(response["body"])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"items": []}, "items must be a list of 1..50 item ids"),
+        ({"items": [f"i{n}" for n in range(51)]}, "items must be a list of 1..50 item ids"),
+        ({"items": ["ok", "#bad"]}, "items must be a list of 1..50 item ids"),
+        ({"items": "a"}, "items must be a list of 1..50 item ids"),
+        ({}, "items must be a list of 1..50 item ids"),
+        ({"items": ["a"], "k": 0}, "k must be an integer between 1 and 100"),
+        ({"items": ["a"], "k": 101}, "k must be an integer between 1 and 100"),
+        ({"items": ["a"], "user_id": "no spaces"}, "user_id is malformed"),
+        ({"items": ["a"], "colour": "red"}, "unknown field colour"),
+        ("{not json", "the body must be a JSON object"),
+        ([1, 2], "the body must be a JSON object"),
+    ],
+)
+def test_bad_cross_sell_bodies_are_400_with_a_clear_message(body, message):
+    status, answer = _request(None, "POST", "/cross-sell", body)
+    assert status == 400, answer
+    assert answer["error"] == "bad_request"
+    assert answer["message"].startswith(message), answer["message"]
+
+
+def test_good_cross_sell_body_and_bad_user_route():
+    status, answer = _request(None, "POST", "/cross-sell", {"items": ["a"], "k": 2, "user_id": "u1"})
+    assert status == 200 and answer["fallback"] is False
+    assert len(answer["items"]) == 2 and {i["item_id"] for i in answer["items"]} <= {"b", "c", "d"}
+    status, answer = _request(None, "GET", "/users/u1/cross-sell", query="k=0")
+    assert status == 400 and answer["message"] == "k must be an integer between 1 and 100"
+
+
+def test_known_users_past_purchases_are_boosted_by_recency():
+    engine = _engine(
+        cross_sell_measure="confidence", cross_sell_history_weight=0.5, cross_sell_history_decay=1.0
+    )
+    engine.ingest([_purchase(50, "u1", "e", "o5", at=100)])
+    engine.flush()
+    # u1 bought (newest first) e, d, a, b, c. Cart {c}: a, b, d each have confidence 1/2 from c
+    # (scaled to 1), plus 0.5 / (1 + rank): d 1/2 / 2, a 1/2 / 3, b 1/2 / 4; e only 1/2 / 1.
+    result = engine.cross_sell(["c"], k=4, user_id="u1")
+    assert [(r.item_id, r.score) for r in result.items] == [
+        ("d", pytest.approx(1 + 0.25)),
+        ("a", pytest.approx(1 + 0.5 / 3)),
+        ("b", pytest.approx(1 + 0.125)),
+        ("e", pytest.approx(0.5)),
+    ]
+    assert result.items[0].reasons == ["often bought with c, which is in your cart", "you bought it before"]
+    assert result.items[3].reasons == ["you bought it before"] and result.items[3].because == []
+    # without the user, no boost and no e
+    assert [r.item_id for r in engine.cross_sell(["c"], k=3).items] == ["a", "b", "d"]
+
+
+# ---- Profile ---------------------------------------------------------------------------------
+def test_profile_decays_affinities_to_now_and_counts_events():
+    weights = {"view": 1.0, "add_to_cart": 2.0, "remove_from_cart": 0.0, "purchase": 4.0}
+    engine = InMemoryEngine(Settings(half_life_hours=1.0, event_weights=weights), eager=True)
+    engine.ingest(
+        [
+            {**_purchase(0, "p", "tent", None, kind="view", at=0), "category": "camping"},
+            {**_purchase(1, "p", "stove", None, kind="add_to_cart", at=3600), "category": "camping"},
+            {**_purchase(2, "p", "mug", None, kind="view", at=3600), "category": "kitchen"},
+        ]
+    )
+    app = build_app(engine.recommendations)
+    from streamrec.domain.profile import ProfileService
+
+    profile = ProfileService(engine.settings, engine.users).for_user("p", now=T0 + 7200)
+    assert [r["item_id"] for r in profile.recent_items] == ["mug", "stove", "tent"]
+    # one hour after the stove (weight 2) and mug (1), two hours after the tent (1)
+    assert [r["affinity"] for r in profile.recent_items] == pytest.approx([0.5, 1.0, 0.25])
+    assert profile.categories == [
+        {"category": "camping", "affinity": pytest.approx(1.25)},
+        {"category": "kitchen", "affinity": pytest.approx(0.5)},
+    ]
+    assert profile.event_counts == {"view": 2, "add_to_cart": 1}
+    assert profile.cart == ["stove"] and profile.purchases == 0
+    assert not ProfileService(engine.settings, engine.users).for_user("nobody").known
+
+    event = {
+        "version": "2.0",
+        "routeKey": "GET /users/{user_id}/profile",
+        "rawPath": "/users/p/profile",
+        "rawQueryString": "",
+        "headers": {},
+        "pathParameters": {"user_id": "p"},
+        "requestContext": {
+            "http": {"method": "GET", "path": "/users/p/profile"},
+            "requestId": "r",
+            "stage": "$default",
+        },
+        "isBase64Encoded": False,
+    }
+    answer = app.resolve(event, None)
+    assert answer["statusCode"] == 200
+    assert json.loads(answer["body"])["event_counts"] == {"view": 2, "add_to_cart": 1}
