@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from streamrec_core import personalized_scores, similarity, top_k
@@ -24,6 +24,7 @@ from streamrec.domain.model import (
     POPULAR_ROW,
     POPULARITY_EPOCH_SECONDS,
     TOTALS_ROW,
+    ItemStats,
     Neighbour,
     PopularList,
     SimilarityRow,
@@ -69,6 +70,16 @@ def neighbour_row(
 
 
 @dataclass
+class BatchReads:
+    """What one similarity batch has read: co-occurrence rows by key, item-stats rows (and
+    the ids found absent), so that no row is read twice in a batch."""
+
+    counts: dict[str, dict[str, float]] = field(default_factory=dict)
+    stats: dict[str, ItemStats] = field(default_factory=dict)
+    absent_stats: set[str] = field(default_factory=set)
+
+
+@dataclass
 class SimilarityService:
     settings: Settings
     cooccurrence: CooccurrenceRepository
@@ -80,52 +91,67 @@ class SimilarityService:
     ) -> list[SimilarityRow]:
         """Handle one batch of change announcements: rebuild every affected neighbour row
         and merge fresh popularity into the popular lists."""
-        counts_read: dict[str, dict[str, float]] = {}
-        rows = self.rebuild(self.affected(changed, norm_changed, counts_read), counts_read)
-        self.update_popular_lists(popular_changed)
+        reads = BatchReads()
+        rows = self.rebuild(self.affected(changed, norm_changed, reads), reads)
+        self.update_popular_lists(popular_changed, reads)
         return rows
 
     def affected(
-        self,
-        changed: Iterable[str],
-        norm_changed: Iterable[str],
-        counts_read: dict[str, dict[str, float]] | None = None,
+        self, changed: Iterable[str], norm_changed: Iterable[str], reads: BatchReads | None = None
     ) -> set[str]:
         """Items whose rows depend on the announced changes: the changed items, and for each
         item whose own count changed, its ``propagation_limit`` strongest co-occurring items.
 
-        The co-occurrence rows read on the way are added to ``counts_read`` (if given), so
-        that ``rebuild`` need not read them again."""
+        The rows read on the way are kept in ``reads`` (if given), so that ``rebuild`` need
+        not read them again."""
+        reads = reads if reads is not None else BatchReads()
         norm_changed = set(norm_changed)
         targets = set(changed) | norm_changed
         if norm_changed and self.settings.propagation_limit:
-            # Both the view-window rows and the basket rows (whose partners' complements
-            # are normalised by the item's basket count).
-            keys = norm_changed | {basket_row(item) for item in norm_changed}
-            read = self.cooccurrence.get_rows(keys)
-            if counts_read is not None:
-                counts_read.update(read)
-            for pairs in read.values():
+            # Both the view-window rows and, for items in baskets, the basket rows (whose
+            # partners' complements are normalised by the item's basket count).
+            keys = norm_changed | {basket_row(item) for item in self._in_baskets(norm_changed, reads)}
+            for pairs in self._counts(keys, reads).values():
                 strongest = sorted(pairs.items(), key=lambda pair: (-pair[1], pair[0]))
                 targets.update(j for j, _ in strongest[: self.settings.propagation_limit])
         return targets
 
-    def rebuild(
-        self, items: Iterable[str], counts_read: dict[str, dict[str, float]] | None = None
-    ) -> list[SimilarityRow]:
+    def _stats(self, items: Iterable[str], reads: BatchReads) -> dict[str, ItemStats]:
+        """Item-stats rows of ``items`` (absent ones left out), each read once per batch."""
+        missing = set(items) - reads.stats.keys() - reads.absent_stats
+        if missing:
+            found = self.item_stats.get_many(missing)
+            reads.stats.update(found)
+            reads.absent_stats.update(missing - found.keys())
+        return {item: reads.stats[item] for item in items if item in reads.stats}
+
+    def _counts(self, keys: Iterable[str], reads: BatchReads) -> dict[str, dict[str, float]]:
+        """Co-occurrence rows of ``keys``, each read once per batch."""
+        keys = list(keys)
+        missing = [key for key in keys if key not in reads.counts]
+        if missing:
+            reads.counts.update(self.cooccurrence.get_rows(missing))
+        return {key: reads.counts.get(key, {}) for key in keys}
+
+    def _in_baskets(self, items: Iterable[str], reads: BatchReads) -> list[str]:
+        """The items some basket holds: only they have basket rows (reading the blocks of
+        a row that does not exist still costs a read unit each)."""
+        return [item for item, stats in self._stats(items, reads).items() if stats.baskets > 0]
+
+    def rebuild(self, items: Iterable[str], reads: BatchReads | None = None) -> list[SimilarityRow]:
         """Recompute and store the neighbour rows of ``items`` from the current counts
-        (``counts_read``: co-occurrence rows already read in this invocation)."""
+        (``reads``: rows already read in this invocation)."""
+        reads = reads if reads is not None else BatchReads()
         targets = sorted(set(items))
         if not targets:
             return []
         settings = self.settings
-        wanted = [*targets, *(basket_row(item) for item in targets)]
-        known = {key: (counts_read or {})[key] for key in wanted if key in (counts_read or {})}
-        rows = {**known, **self.cooccurrence.get_rows([key for key in wanted if key not in known])}
+        basket_items = self._in_baskets(targets, reads)
+        rows = self._counts([*targets, *(basket_row(item) for item in basket_items)], reads)
         needed = set(targets) | {TOTALS_ROW}
         for key in rows:
             needed.update(rows[key])
-        stats = self.item_stats.get_many(needed)
+        stats = self._stats(needed, reads)
         weights = {item: row.weight for item, row in stats.items()}
         total_weight = stats[TOTALS_ROW].weight if TOTALS_ROW in stats else 0.0
         baskets = {item: row.baskets for item, row in stats.items()}
@@ -199,12 +225,12 @@ class SimilarityService:
                 for index in top_k(scores, self.settings.two_hop_size)
             ]
 
-    def update_popular_lists(self, items: Iterable[str]) -> None:
+    def update_popular_lists(self, items: Iterable[str], reads: BatchReads | None = None) -> None:
         """Merge the items' current popularity into ``#popular`` and their categories' lists."""
         items = set(items)
         if not items:
             return
-        stats = self.item_stats.get_many(items)
+        stats = self._stats(items, reads if reads is not None else BatchReads())
         by_list: dict[str, dict[str, dict[int, float]]] = defaultdict(dict)
         for item, row in stats.items():
             if not row.popularity:
