@@ -188,6 +188,11 @@ def _p2_rows(p2: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _protocols_present(report: dict[str, Any]) -> list[str]:
+    names = [name.upper() for name in ("p1", "p2", "p3") if report.get(name)]
+    return names + [name.upper() for name in sorted(report.get("protocols") or {})]
+
+
 PROTOCOL_TITLES = {
     "p3": "P3: basket completion (cross-sell, UCI Online Retail)",
     "p4": "P4: coupon relevance (Taobao UserBehavior head)",
@@ -216,9 +221,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Generated {report['date']} by `{report.get('command', 'streamrec eval all')}` at commit "
         f"`{report.get('commit', 'unknown')}`; total wall time {report.get('wall_time_s', 0):,.0f} s. "
-        "Protocols: `../shared/EVALUATION.md` (P1, P2), run on `../shared/datasets` (not part of the "
-        "repository). Brackets are 95% bootstrap intervals (1,000 resamples of users for P1, of "
-        "sessions for P2, fixed seed).",
+        f"Protocols: `../shared/EVALUATION.md` ({', '.join(_protocols_present(report))}), run on "
+        "`../shared/datasets` (not part of the repository). Brackets are 95% bootstrap intervals "
+        "(1,000 resamples of users for P1, of sessions for P2, fixed seed).",
         "",
     ]
     if p1:
