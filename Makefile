@@ -25,7 +25,7 @@ $(EVAL_STAMP): $(STAMP)
 	touch $(EVAL_STAMP)
 
 ## eval: P1, P2, P3 and P4 of ../shared/EVALUATION.md on ../shared/datasets (skipped when absent), with
-## progress; writes eval/report.md, eval/report.json, eval/hr_at_k.png (~10 min; rtrec: EVAL_ARGS=--with-rtrec)
+## progress; writes eval/report.md, eval/report.json, eval/hr_at_k.png (15-20 min here; rtrec apart: see README)
 eval: $(EVAL_STAMP)
 	$(BIN)/streamrec eval all $(EVAL_ARGS)
 
