@@ -387,56 +387,48 @@ def moto_cross_check(
 ) -> dict[str, Any]:
     """Ingest a slice (one batch) through the production adapters on moto (in-process) and
     on the metered client: the write calls per table and the stored item sizes must agree."""
-    import os
 
     import boto3
     from moto import mock_aws
 
     from streamrec.local.template import load_template
+    from streamrec.reliability.sandbox import temporary_environment
 
     payloads = [json.dumps(e, separators=(",", ":")).encode() for e in events]
     metered = metered_tables()
     _replay(metered, payloads, settings, len(payloads))
-    saved = {
-        k: os.environ.get(k) for k in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    credentials = {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
     }
-    os.environ.update(
-        {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
-    )
     calls: Counter[tuple[str, str]] = Counter()
-    try:
-        with mock_aws():
-            resolved = load_template(template, endpoint_url="https://sqs.us-east-1.amazonaws.com")
-            session = boto3.session.Session(region_name="us-east-1")
+    with temporary_environment(credentials), mock_aws():
+        resolved = load_template(template, endpoint_url="https://sqs.us-east-1.amazonaws.com")
+        session = boto3.session.Session(region_name="us-east-1")
 
-            def count(params: dict[str, Any], model: Any, **_: Any) -> None:
-                calls[
-                    (model.name, params.get("TableName", "") or ",".join(params.get("RequestItems", {})))
-                ] += 1
+        def count(params: dict[str, Any], model: Any, **_: Any) -> None:
+            calls[
+                (model.name, params.get("TableName", "") or ",".join(params.get("RequestItems", {})))
+            ] += 1
 
-            session.events.register("provide-client-params.dynamodb", count)  # before the client
-            client = session.client("dynamodb")
-            logical = {"UsersTable": USERS, "CooccurrenceTable": COUNTS, "ItemStatsTable": STATS}
-            names = {}
-            for logical_id, table in resolved.tables.items():
-                client.create_table(**table.create_kwargs)
-                if logical_id in logical:
-                    names[logical[logical_id]] = table.name
-            moto_tables = Tables(client, names)
-            progress(f"cross-check: {len(payloads):,} events through moto")
-            _replay(moto_tables, payloads, settings, len(payloads))
-            moto_sizes = {}
-            for name in (USERS, COUNTS, STATS):
-                items = []
-                for page in client.get_paginator("scan").paginate(TableName=names[name]):
-                    items.extend(page["Items"])
-                moto_sizes[name] = sorted(item_size(i) for i in items)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        session.events.register("provide-client-params.dynamodb", count)  # before the client
+        client = session.client("dynamodb")
+        logical = {"UsersTable": USERS, "CooccurrenceTable": COUNTS, "ItemStatsTable": STATS}
+        names = {}
+        for logical_id, table in resolved.tables.items():
+            client.create_table(**table.create_kwargs)
+            if logical_id in logical:
+                names[logical[logical_id]] = table.name
+        moto_tables = Tables(client, names)
+        progress(f"cross-check: {len(payloads):,} events through moto")
+        _replay(moto_tables, payloads, settings, len(payloads))
+        moto_sizes = {}
+        for name in (USERS, COUNTS, STATS):
+            items = []
+            for page in client.get_paginator("scan").paginate(TableName=names[name]):
+                items.extend(page["Items"])
+            moto_sizes[name] = sorted(item_size(i) for i in items)
     result: dict[str, Any] = {"events": len(payloads), "tables": {}}
     for name in (USERS, COUNTS, STATS):
         meter = metered.client.meters[metered.names[name]]

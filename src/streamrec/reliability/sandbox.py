@@ -156,7 +156,8 @@ def diff_snapshots(expected: Snapshot, actual: Snapshot) -> list[Difference]:
 
 
 @contextmanager
-def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
+def temporary_environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (``None``: unset) environment variables for the block, then restore them."""
     saved = {key: os.environ.get(key) for key in values}
     try:
         for key, value in values.items():
@@ -218,7 +219,7 @@ def sandbox(
             "POWERTOOLS_LOG_LEVEL": function_log_level,
             **dict.fromkeys(_ENV_UNSET),
         }
-        with _environment(base_env), mock_aws(), _quiet_functions(function_log_level):
+        with temporary_environment(base_env), mock_aws(), _quiet_functions(function_log_level):
             resolved = load_template(
                 path,
                 stack_name=stack_name,
@@ -241,7 +242,7 @@ def sandbox(
                     if value == queue.url:
                         env[name] = box.queue_urls[queue.logical_id]
             env["POWERTOOLS_LOG_LEVEL"] = function_log_level
-            with _environment(env):
+            with temporary_environment(env):
                 for function in resolved.functions.values():
                     box.handlers[function.logical_id] = import_handler(function)
                 yield box
