@@ -8,7 +8,10 @@ from streamrec.observability import logger
 from streamrec.settings import load_settings
 
 settings = load_settings()
-app = build_app(wiring.recommendation_service(settings), coupons=wiring.coupon_service(settings))
+client = wiring.dynamodb_client()
+app = build_app(
+    wiring.recommendation_service(settings, client), coupons=wiring.coupon_service(settings, client)
+)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -5,6 +5,10 @@ Called by the handlers at cold start (module import), after settings are validat
 
 from __future__ import annotations
 
+from typing import Any
+
+import boto3
+
 from streamrec.domain.coupons import CouponService
 from streamrec.domain.ingest import IngestService
 from streamrec.domain.recommend import CrossSellService, RecommendationService
@@ -23,62 +27,73 @@ from streamrec.repositories.dynamodb import (
 from streamrec.settings import Settings, require
 
 
-def ingest_service(settings: Settings) -> IngestService:
+def dynamodb_client() -> Any:
+    """One DynamoDB client for all of a function's tables: each client costs tens of
+    milliseconds at cold start, and boto3 clients are thread-safe."""
+    return boto3.client("dynamodb")
+
+
+def ingest_service(settings: Settings, client: Any | None = None) -> IngestService:
     require(settings, "users_table", "cooccurrence_table", "item_stats_table", "changed_items_stream")
+    client = client if client is not None else dynamodb_client()
     return IngestService(
         settings=settings,
-        users=DynamoUserRepository(DynamoTable(settings.users_table)),
+        users=DynamoUserRepository(DynamoTable(settings.users_table, client)),
         cooccurrence=DynamoCooccurrenceRepository(
-            DynamoTable(settings.cooccurrence_table), settings.cooccurrence_blocks
+            DynamoTable(settings.cooccurrence_table, client), settings.cooccurrence_blocks
         ),
-        item_stats=DynamoItemStatsRepository(DynamoTable(settings.item_stats_table)),
+        item_stats=DynamoItemStatsRepository(DynamoTable(settings.item_stats_table, client)),
         changes=KinesisChangePublisher(settings.changed_items_stream),
-        coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table))
+        coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table, client))
         if settings.coupons_table
         else None,
     )
 
 
-def similarity_service(settings: Settings) -> SimilarityService:
+def similarity_service(settings: Settings, client: Any | None = None) -> SimilarityService:
     require(settings, "cooccurrence_table", "item_stats_table", "similarity_table")
+    client = client if client is not None else dynamodb_client()
     return SimilarityService(
         settings=settings,
         cooccurrence=DynamoCooccurrenceRepository(
-            DynamoTable(settings.cooccurrence_table), settings.cooccurrence_blocks
+            DynamoTable(settings.cooccurrence_table, client), settings.cooccurrence_blocks
         ),
-        item_stats=DynamoItemStatsRepository(DynamoTable(settings.item_stats_table)),
-        similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table)),
+        item_stats=DynamoItemStatsRepository(DynamoTable(settings.item_stats_table, client)),
+        similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)),
     )
 
 
-def recommendation_service(settings: Settings) -> RecommendationService:
+def recommendation_service(settings: Settings, client: Any | None = None) -> RecommendationService:
     """The API's service. Neighbour rows and popular lists go through the warm-container
     cache (repositories/cache.py, configured by API_CACHE_*); user rows are always read."""
     require(settings, "users_table", "similarity_table")
+    client = client if client is not None else dynamodb_client()
     return RecommendationService(
         settings=settings,
-        users=DynamoUserRepository(DynamoTable(settings.users_table)),
+        users=DynamoUserRepository(DynamoTable(settings.users_table, client)),
         similarity=cached_similarity(
-            DynamoSimilarityRepository(DynamoTable(settings.similarity_table)), cache_config()
+            DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)), cache_config()
         ),
     )
 
 
-def coupon_service(settings: Settings) -> CouponService:
+def coupon_service(settings: Settings, client: Any | None = None) -> CouponService:
     require(settings, "users_table", "coupons_table")
+    client = client if client is not None else dynamodb_client()
     return CouponService(
         settings=settings,
-        users=DynamoUserRepository(DynamoTable(settings.users_table)),
-        coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table)),
+        users=DynamoUserRepository(DynamoTable(settings.users_table, client)),
+        coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table, client)),
     )
 
 
-def cross_sell_service(settings: Settings) -> CrossSellService:
+def cross_sell_service(settings: Settings, client: Any | None = None) -> CrossSellService:
     require(settings, "users_table", "similarity_table")
+    client = client if client is not None else dynamodb_client()
     return CrossSellService(
         settings=settings,
-        users=DynamoUserRepository(DynamoTable(settings.users_table)),
-        similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table)),
+        users=DynamoUserRepository(DynamoTable(settings.users_table, client)),
+        similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)),
     )
 
 
