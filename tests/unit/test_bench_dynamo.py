@@ -10,7 +10,6 @@ from streamrec.bench.dynamo import (
     write_units,
 )
 from streamrec.bench.runs import moto_cross_check
-from streamrec.domain.model import Delta
 from streamrec.repositories.dynamodb import DynamoTable
 
 from .conftest import ROOT
@@ -35,8 +34,8 @@ def test_metered_client_applies_guarded_adds_like_dynamodb():
     client = MeteredDynamoClient({"t": ("item_id", "block")})
     table = DynamoTable("t", client)
     key = {"item_id": {"S": "a"}, "block": {"N": "3"}}
-    table.apply_guarded(key, [Delta("0011", "x", 1.0), Delta("0012", "x", 2.0)], "s")
-    table.apply_guarded(key, [Delta("0012", "x", 2.0), Delta("0013", "y", 0.5)], "s")  # replay
+    table.apply_guarded(key, [("0011", "x", 1.0), ("0012", "x", 2.0)], "s")
+    table.apply_guarded(key, [("0012", "x", 2.0), ("0013", "y", 0.5)], "s")  # replay
     (stored,) = client.items("t")
     assert stored["x"] == {"N": "3"} and stored["y"] == {"N": "0.5"} and stored["s#s"] == {"S": "0013"}
     meter = client.meters["t"]

@@ -129,7 +129,7 @@ def plan_batch(
             original = stored.get(event.user_id)
             if original is None:
                 state = UserState(user_id=event.user_id)
-                plan.item_stats[TOTALS_ROW].append(Delta(seq, USERS, 1.0))
+                plan.item_stats[TOTALS_ROW].append((seq, USERS, 1.0))
             else:
                 state = original.copy()
         applied = state.applied.get(shard)
@@ -138,23 +138,25 @@ def plan_batch(
             continue
         plan.users[event.user_id] = state
         state.applied[shard] = seq
-        _remember(state.recent_event_ids, event.event_id, settings.recent_event_ids_kept)
+        # Not _remember: the id was just found absent, so there is nothing to move.
+        state.recent_event_ids.append(event.event_id)
+        del state.recent_event_ids[: -settings.recent_event_ids_kept]
         plan.applied_events += 1
         state.event_counts[event.event_type] = state.event_counts.get(event.event_type, 0) + 1
-        plan.item_stats[TOTALS_ROW].append(Delta(seq, EVENTS, 1.0))
+        plan.item_stats[TOTALS_ROW].append((seq, EVENTS, 1.0))
         if event.event_type == COUPON_REDEEMED and event.coupon_id is not None:
             # Counted in the user row here (written with its guards) and on the coupon row
             # by IngestService (its own per-shard guard): exactly once on both sides.
             state.redemptions[event.coupon_id] = state.redemptions.get(event.coupon_id, 0) + 1
             plan.redemptions.append((seq, event.coupon_id))
             continue
-        plan.item_stats[event.item_id].append(Delta(seq, event_count_attribute(event.event_type), 1.0))
+        plan.item_stats[event.item_id].append((seq, event_count_attribute(event.event_type), 1.0))
         weight = weights[event.event_type]
         if weight > 0:
             epoch, increment = popularity_increment(
                 weight, event.timestamp, settings.popularity_half_life_seconds
             )
-            plan.item_stats[event.item_id].append(Delta(seq, popularity_attribute(epoch), increment))
+            plan.item_stats[event.item_id].append((seq, popularity_attribute(epoch), increment))
             plan.popular_changed.add(event.item_id)
         if event.category:
             plan.categories[event.item_id] = event.category
@@ -191,18 +193,18 @@ def _apply_to_basket(
     )
     if not same:
         state.basket_id, state.basket = basket_id, []
-        plan.item_stats[TOTALS_ROW].append(Delta(seq, BASKETS, 1.0))
+        plan.item_stats[TOTALS_ROW].append((seq, BASKETS, 1.0))
     state.basket_time = max(state.basket_time, event.timestamp) if same else event.timestamp
     item = event.item_id
     if item in state.basket:
         return
-    plan.item_stats[item].append(Delta(seq, BASKETS, 1.0))
+    plan.item_stats[item].append((seq, BASKETS, 1.0))
     plan.norm_changed.add(item)
     plan.changed_items.add(item)
     blocks = settings.cooccurrence_blocks
     for other in state.basket:
-        plan.cooccurrence[(basket_row(item), block_of(other, blocks))].append(Delta(seq, other, 1.0))
-        plan.cooccurrence[(basket_row(other), block_of(item, blocks))].append(Delta(seq, item, 1.0))
+        plan.cooccurrence[(basket_row(item), block_of(other, blocks))].append((seq, other, 1.0))
+        plan.cooccurrence[(basket_row(other), block_of(item, blocks))].append((seq, item, 1.0))
         plan.changed_items.add(other)
     state.basket.append(item)
     del state.basket[: -settings.basket_items_kept]
@@ -213,7 +215,11 @@ def _apply_to_history(
 ) -> None:
     item = event.item_id
     items = state.items
-    index = next((n for n, candidate in enumerate(items) if candidate.item_id == item), -1)
+    index = -1
+    for position, candidate in enumerate(items):  # a plain loop: next(generator) is slower
+        if candidate.item_id == item:
+            index = position
+            break
     entry = items[index] if index >= 0 else None
     if entry is None:
         if weight <= 0:
@@ -235,25 +241,23 @@ def _apply_to_history(
     if new <= old:
         return
     entry.max_weight, entry.kind = new, event.event_type
-    plan.item_stats[item].append(Delta(seq, WEIGHT, new - old))
-    plan.item_stats[TOTALS_ROW].append(Delta(seq, WEIGHT, new - old))
+    plan.item_stats[item].append((seq, WEIGHT, new - old))
+    plan.item_stats[TOTALS_ROW].append((seq, WEIGHT, new - old))
     plan.norm_changed.add(item)
     changed = plan.changed_items
     changed.add(item)
     # The hot loop of the ingest (one pass per pair): locals and inlined min() keep it lean.
+    # The pair gains min(new, w) - min(old, w), which is > 0 only when w > old (old < new).
     blocks = settings.cooccurrence_blocks
     cooccurrence = plan.cooccurrence
     item_block = block_of(item, blocks)
-    for other in items:
-        other_id = other.item_id
-        if other_id == item:
-            continue
+    for other in items[:-1]:  # the entry itself was just moved to the end
         other_weight = other.max_weight
-        # min(new, w) - min(old, w), with old < new
-        gain = (new if new < other_weight else other_weight) - (old if old < other_weight else other_weight)
-        if gain > 0:
-            cooccurrence[(item, block_of(other_id, blocks))].append(Delta(seq, other_id, gain))
-            cooccurrence[(other_id, item_block)].append(Delta(seq, item, gain))
+        if other_weight > old:
+            gain = (new if new < other_weight else other_weight) - old
+            other_id = other.item_id
+            cooccurrence[(item, block_of(other_id, blocks))].append((seq, other_id, gain))
+            cooccurrence[(other_id, item_block)].append((seq, item, gain))
             changed.add(other_id)
 
 

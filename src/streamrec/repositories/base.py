@@ -37,7 +37,7 @@ def pending(deltas: Sequence[Delta], applied: str | None) -> list[Delta]:
     """The deltas a row still lacks, given the guard value ``applied`` it holds."""
     if applied is None:
         return list(deltas)
-    return [delta for delta in deltas if delta.sequence > applied]
+    return [delta for delta in deltas if delta[0] > applied]
 
 
 def stats_from_attributes(item_id: str, attributes: Mapping[str, float | str]) -> ItemStats:
@@ -61,8 +61,8 @@ def stats_from_attributes(item_id: str, attributes: Mapping[str, float | str]) -
 def summed(deltas: Iterable[Delta]) -> dict[str, float]:
     """Sum deltas by attribute (what one write of the row adds)."""
     totals: dict[str, float] = {}
-    for delta in deltas:
-        totals[delta.attribute] = totals.get(delta.attribute, 0.0) + delta.value
+    for _sequence, attribute, value in deltas:
+        totals[attribute] = totals.get(attribute, 0.0) + value
     return totals
 
 

@@ -158,7 +158,7 @@ class DynamoTable:
             part = _guarded_part(missing)
             totals = summed(part)
             names = {"#g": guard}
-            values: dict[str, Any] = {":first": {"S": part[0].sequence}, ":last": {"S": part[-1].sequence}}
+            values: dict[str, Any] = {":first": {"S": part[0][0]}, ":last": {"S": part[-1][0]}}
             adds, sets = [], ["#g = :last"]
             for index, (attribute, value) in enumerate(totals.items()):
                 names[f"#{index}"] = attribute_name(attribute)
@@ -199,11 +199,11 @@ def _guarded_part(deltas: Sequence[Delta]) -> list[Delta]:
     attributes: set[str] = set()
     end = 0
     while end < len(deltas):
-        sequence = deltas[end].sequence
+        sequence = deltas[end][0]
         record_end = end
-        while record_end < len(deltas) and deltas[record_end].sequence == sequence:
+        while record_end < len(deltas) and deltas[record_end][0] == sequence:
             record_end += 1
-        grown = attributes | {d.attribute for d in deltas[end:record_end]}
+        grown = attributes | {attribute for _sequence, attribute, _value in deltas[end:record_end]}
         if end and len(grown) > MAX_ATTRIBUTES_PER_UPDATE:
             break
         attributes, end = grown, record_end

@@ -50,22 +50,27 @@ def _copy_list(popular: PopularList) -> PopularList:
 def _apply_guarded(row: dict[str, float | str], deltas: Sequence[Delta], guard: str) -> None:
     """What ``pending`` + ``summed`` + one write do, in one pass (the ingest's hot path); the
     sums are formed in the same order, so results are bit-identical to the DynamoDB path.
-    ``guard`` is the shard's guard attribute (:func:`guard_attribute`)."""
+    ``guard`` is the shard's guard attribute (:func:`guard_attribute`); ``deltas`` are in
+    sequence order, as a batch plan makes them."""
     applied = row.get(guard)
+    if len(deltas) == 1:  # most rows of a batch get one delta: no totals dict
+        sequence, attribute, value = deltas[0]
+        if applied is None or sequence > applied:  # type: ignore[operator]
+            row[attribute] = float(row.get(attribute, 0.0)) + (0.0 + value)
+            row[guard] = sequence
+        return
     totals: dict[str, float] = {}
     last = ""
-    for delta in deltas:
-        sequence = delta.sequence
+    for sequence, attribute, value in deltas:
         if applied is not None and sequence <= applied:  # type: ignore[operator]
             continue
-        attribute = delta.attribute
-        totals[attribute] = totals.get(attribute, 0.0) + delta.value
+        totals[attribute] = totals.get(attribute, 0.0) + value
         if sequence > last:
             last = sequence
     if not totals:
         return
-    for attribute, value in totals.items():
-        row[attribute] = float(row.get(attribute, 0.0)) + value
+    for attribute, total in totals.items():
+        row[attribute] = float(row.get(attribute, 0.0)) + total
     row[guard] = last
 
 
