@@ -9,6 +9,7 @@ serves until Ctrl-C. Each subcommand is one ``_add_<name>`` (its arguments) and 
 "Reliability and security"); ``streamrec dlq list|redrive`` lists and re-drives the
 dead-letter queue of the local stack or, with ``--queue-url``, of a deployed stack.
 ``streamrec coupons load FILE`` creates or redefines coupons (local stack or ``--table``).
+``streamrec openapi`` prints or writes the HTTP API's OpenAPI document.
 """
 
 from __future__ import annotations
@@ -552,6 +553,47 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# streamrec openapi
+# --------------------------------------------------------------------------------------
+def _add_openapi(subparsers: Any) -> None:
+    openapi = subparsers.add_parser(
+        "openapi",
+        help="print the HTTP API's OpenAPI document (or write it with --output)",
+        description="The OpenAPI 3.1 document derived from the API's routes and their validation "
+        "models; docs/openapi.json is its committed copy.",
+    )
+    openapi.add_argument("--output", type=Path, default=None, help="write to this file instead of stdout")
+    openapi.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if --output differs from the derived document (nothing is written)",
+    )
+    openapi.set_defaults(func=_cmd_openapi)
+
+
+def _cmd_openapi(args: argparse.Namespace) -> int:
+    from streamrec.openapi import openapi_text
+
+    text = openapi_text()
+    if args.output is None:
+        if args.check:
+            raise SystemExit("error: --check needs --output FILE")
+        sys.stdout.write(text)
+        return 0
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.is_file() else ""
+        if current != text:
+            print(f"{args.output} is out of date: run streamrec openapi --output {args.output}")
+            return 1
+        print(f"{args.output} is up to date")
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
@@ -562,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_faults(subparsers)
     _add_dlq(subparsers)
     _add_coupons(subparsers)
+    _add_openapi(subparsers)
     add_eval_parser(subparsers)
     add_bench_parser(subparsers)
     return parser

@@ -1,16 +1,15 @@
 """Schemathesis against the API's own OpenAPI schema, on the local HTTP API.
 
 The schema is the one Powertools' resolver derives from the routes
-(``build_app(...).get_openapi_json_schema()``); schemathesis generates valid and invalid
-requests for every operation (ids of every charset and length, k of every type and size,
-missing and extra parameters) and sends them through the local API Gateway bridge to the
-real API handler, whose reads go to the local stack's moto server. No answer may be a 5xx,
-and every 4xx must carry a JSON message naming no internal detail.
+(``streamrec.openapi.openapi_document()``, committed as docs/openapi.json); schemathesis
+generates valid and invalid requests for every operation (ids of every charset and length, k
+of every type and size, missing and extra parameters) and sends them through the local API
+Gateway bridge to the real API handler, whose reads go to the local stack's moto server. No
+answer may be a 5xx, and every 4xx must carry a JSON message naming no internal detail.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from streamrec.http_api import build_app
 from streamrec.local.stack import LocalStack
+from streamrec.openapi import openapi_document
 
 pytestmark = pytest.mark.reliability
 
@@ -30,18 +29,7 @@ TALLY: Counter[str] = Counter()
 LEAKS = ("Traceback", 'File "', "botocore", "dynamodb", "Exception", "streamrec.")
 
 
-class _Unused:
-    """The schema needs routes, not a service."""
-
-    users = None
-    settings = None
-
-
-SCHEMA = schemathesis.openapi.from_dict(
-    json.loads(
-        build_app(_Unused(), cross_sell=_Unused(), coupons=_Unused()).get_openapi_json_schema()  # type: ignore[arg-type]
-    )
-)
+SCHEMA = schemathesis.openapi.from_dict(openapi_document())
 SCHEMA.config.generation.update(max_examples=EXAMPLES_PER_OPERATION)
 
 

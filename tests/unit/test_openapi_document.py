@@ -1,0 +1,41 @@
+"""docs/openapi.json is the document the routes derive, and it describes every route."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from streamrec.cli import main
+from streamrec.http_api import ROUTES
+from streamrec.openapi import openapi_document, openapi_text
+
+DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+
+def test_committed_document_matches_the_routes():
+    assert DOCUMENT.read_text(encoding="utf-8") == openapi_text(), (
+        "docs/openapi.json is stale: run `streamrec openapi --output docs/openapi.json`"
+    )
+
+
+def test_every_route_is_documented_with_its_errors():
+    paths = openapi_document()["paths"]
+    documented = {
+        f"{method.upper()} {path}" for path, operations in paths.items() for method in operations
+    }
+    assert documented == set(ROUTES)
+    for route in ROUTES:
+        method, path = route.split(" ", 1)
+        operation = paths[path][method.lower()]
+        if "{" in path or operation.get("parameters") or operation.get("requestBody"):
+            assert "400" in operation["responses"], f"{route} does not document its 400 answer"
+
+
+def test_check_mode_reports_a_stale_file(tmp_path, capsys):
+    stale = tmp_path / "openapi.json"
+    stale.write_text("{}\n", encoding="utf-8")
+    assert main(["openapi", "--output", str(stale), "--check"]) == 1
+    assert "out of date" in capsys.readouterr().out
+    assert main(["openapi", "--output", str(stale)]) == 0
+    assert main(["openapi", "--output", str(stale), "--check"]) == 0
+    assert json.loads(stale.read_text(encoding="utf-8"))["info"]["title"] == "streamrec"
