@@ -25,6 +25,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec.domain.coupons import CouponService, CouponSpec
+from streamrec.domain.filters import MAX_EXCLUDED_ITEMS, ListFilter
 from streamrec.domain.profile import ProfileService
 from streamrec.domain.recommend import (
     CROSS_SELL_MAX_ITEMS,
@@ -34,12 +35,16 @@ from streamrec.domain.recommend import (
     RecommendationList,
     RecommendationService,
 )
-from streamrec.events import ID_PATTERN, EntityId
+from streamrec.events import ID_PATTERN, ID_REGEX, EntityId
 from streamrec.observability import logger
 from streamrec.repositories.base import RepositoryError
 
 K_DESCRIPTION = "How many items to return (1..100)."
 ID_DESCRIPTION = "1-128 characters: letters, digits and . _ : @ - (not starting with a symbol)."
+CATEGORY_DESCRIPTION = (
+    "Only items of this category (1..128 characters); items of unknown category are left out."
+)
+EXCLUDE_DESCRIPTION = f"Item ids never to return, comma-separated (at most {MAX_EXCLUDED_ITEMS})."
 
 # The routes, as API Gateway names them in ``routeKey``, with a pattern of the raw path
 # for events that carry no route key; used to tell a malformed id from an unknown route.
@@ -65,6 +70,10 @@ _ERROR_BODY = {
     }
 }
 _BAD_REQUEST: dict[str, Any] = {"description": "A malformed parameter", "content": _ERROR_BODY}
+CategoryQuery = Annotated[str | None, Query(min_length=1, max_length=128, description=CATEGORY_DESCRIPTION)]
+ExcludeQuery = Annotated[
+    str | None, Query(max_length=MAX_EXCLUDED_ITEMS * 129, description=EXCLUDE_DESCRIPTION)
+]
 _UNAVAILABLE: dict[str, Any] = {
     "description": "Storage temporarily unavailable; retry",
     "content": _ERROR_BODY,
@@ -82,6 +91,35 @@ class CrossSellRequest(BaseModel):
     ]
     user_id: EntityId | None = Field(default=None, description="The user; their stored cart is excluded too.")
     k: Annotated[int, Field(ge=1, le=100, description=K_DESCRIPTION)] = 10
+    category: Annotated[
+        str | None, Field(min_length=1, max_length=128, description=CATEGORY_DESCRIPTION)
+    ] = None
+    exclude: Annotated[
+        list[EntityId],
+        Field(
+            max_length=MAX_EXCLUDED_ITEMS,
+            description=f"Item ids never to return (at most {MAX_EXCLUDED_ITEMS}).",
+        ),
+    ] = []
+
+
+class InvalidFilter(ValueError):
+    """A filter parameter that parsed but makes no sense (answered with 400 and the message)."""
+
+
+def list_filter(category: str | None, exclude: str | list[str] | None) -> ListFilter:
+    """The filter of a list request: ``exclude`` is a comma-separated string (query) or a
+    list (body) of item ids."""
+    if isinstance(exclude, str):
+        ids = [part.strip() for part in exclude.split(",") if part.strip()]
+    else:
+        ids = list(exclude or [])
+    if len(ids) > MAX_EXCLUDED_ITEMS:
+        raise InvalidFilter(f"exclude holds {len(ids)} ids; at most {MAX_EXCLUDED_ITEMS}")
+    bad = [item for item in ids if not ID_REGEX.fullmatch(item)]
+    if bad:
+        raise InvalidFilter(f"exclude: {bad[0][:40]!r} is not an item id ({ID_DESCRIPTION})")
+    return ListFilter(category=category, exclude=frozenset(ids))
 
 
 def _error(status: int, error: str, message: str) -> Response:
@@ -114,14 +152,20 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False) -> str:
             return 'the body must be a JSON object like {"items": ["item-1"], "k": 10}'
         if name == "items":
             return f"items must be a list of 1..{CROSS_SELL_MAX_ITEMS} item ids ({ID_DESCRIPTION})"
+        if name == "exclude":
+            return f"exclude must be a list of at most {MAX_EXCLUDED_ITEMS} item ids ({ID_DESCRIPTION})"
         if kind == "extra_forbidden":
-            return f"unknown field {name}; expected items, user_id, k"
+            return f"unknown field {name}; expected items, user_id, k, category, exclude"
     if name == "k":
         return "k must be an integer between 1 and 100"
     if name in _ID_NAMES and location[:1] in (("path",), ("body",)):
         return f"{name} is malformed: {ID_DESCRIPTION}"
+    if name == "seen":
+        return f"seen must be one of {', '.join(EXCLUDE_MODES)}"
     if name == "exclude":
-        return f"exclude must be one of {', '.join(EXCLUDE_MODES)}"
+        return f"exclude must be at most {MAX_EXCLUDED_ITEMS * 129} characters of comma-separated item ids"
+    if name == "category":
+        return "category must be 1..128 characters"
     return f"{name}: {issue.get('msg', kind)}"
 
 
@@ -187,6 +231,10 @@ def build_app(
         messages = list(dict.fromkeys(_describe(issue, coupon_body) for issue in error.errors()))
         return _error(400, "bad_request", "; ".join(messages))
 
+    @app.exception_handler(InvalidFilter)
+    def bad_filter(error: InvalidFilter) -> Response:
+        return _error(400, "bad_request", str(error))
+
     @app.exception_handler(UnicodeDecodeError)
     def undecodable_body(_decode_error: UnicodeDecodeError) -> Response:
         # Powertools decodes the body before validating it: bytes that are not UTF-8.
@@ -219,7 +267,7 @@ def build_app(
     def recommendations(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
         k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
-        exclude: Annotated[
+        seen: Annotated[
             str,
             Query(
                 pattern="^(purchased|history|none)$",
@@ -227,33 +275,41 @@ def build_app(
                 "(default), every recent item and purchase (history), or none.",
             ),
         ] = EXCLUDE_PURCHASED,
+        category: CategoryQuery = None,
+        exclude: ExcludeQuery = None,
     ) -> dict[str, Any]:
-        result = service.for_user(user_id, k, exclude=exclude)
+        result = service.for_user(user_id, k, exclude=seen, list_filter=list_filter(category, exclude))
         return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
 
     @app.get("/items/<item_id>/similar", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
     def similar(
         item_id: Annotated[str, Path(pattern=ID_PATTERN, description="The item.")],
         k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+        category: CategoryQuery = None,
+        exclude: ExcludeQuery = None,
     ) -> dict[str, Any]:
-        result = service.similar_items(item_id, k)
+        result = service.similar_items(item_id, k, list_filter(category, exclude))
         return {"item_id": item_id, "fallback": result.fallback, "items": _listing(result)}
 
     @app.get("/users/<user_id>/cross-sell", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
     def user_cross_sell(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
         k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+        category: CategoryQuery = None,
+        exclude: ExcludeQuery = None,
     ) -> dict[str, Any]:
         """Items often bought with those in the user's cart (added, not removed, not yet
         bought); each names the cart item it goes with. Popular items if the cart is empty."""
-        result = complements.for_user(user_id, k)
+        result = complements.for_user(user_id, k, list_filter(category, exclude))
         return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
 
     @app.post("/cross-sell", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
     def cross_sell_items(request: Annotated[CrossSellRequest, Body()]) -> dict[str, Any]:
         """Items often bought with the given ones ("frequently bought together"), never one
         of them (nor, with user_id, one in the user's stored cart)."""
-        result = complements.for_request(request.items, request.k, request.user_id)
+        result = complements.for_request(
+            request.items, request.k, request.user_id, list_filter(request.category, request.exclude)
+        )
         return {"items": _listing(result), "fallback": result.fallback}
 
     @app.get("/users/<user_id>/profile", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})

@@ -165,8 +165,12 @@ Delta = tuple[str, str, float]
 
 @dataclass(frozen=True)
 class Neighbour:
+    """A listed item, its score, and its category when known (lists filtered by category
+    need it, and carrying it in the row saves the API a read)."""
+
     item_id: str
     score: float
+    category: str | None = None
 
 
 @dataclass

@@ -18,12 +18,23 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from streamrec_core import decay, max_normalized_blend, personalized_scores, top_k
 
-from streamrec.domain.model import POPULAR_ROW, HistoryItem, PopularList, UserState, category_row
+from streamrec.domain.filters import NO_FILTER, ListFilter
+from streamrec.domain.model import (
+    CATEGORY_ROW_PREFIX,
+    POPULAR_ROW,
+    HistoryItem,
+    Neighbour,
+    PopularList,
+    SimilarityRow,
+    UserState,
+    category_row,
+)
 from streamrec.repositories.base import SimilarityRepository, UserRepository
 from streamrec.settings import Settings
 
@@ -64,19 +75,52 @@ def reason_for(entry: HistoryItem) -> str:
 
 
 def _pad_with_popular(
-    listed: list[Recommendation], popular: PopularList, excluded: set[str], k: int
+    listed: list[Recommendation],
+    lists: dict[str, PopularList],
+    excluded: set[str],
+    k: int,
+    list_filter: ListFilter = NO_FILTER,
 ) -> list[Recommendation]:
-    """Append popular items (not excluded, not yet listed) until there are ``k``."""
+    """Append popular items (not excluded, not yet listed, admitted by the filter) until
+    there are ``k``: from the filter category's list when there is one (every item of it
+    is of that category), else from ``#popular``."""
+    category = list_filter.category
+    popular = lists.get(category_row(category) if category else POPULAR_ROW, PopularList())
     if len(listed) >= k or not popular.items:
         return listed
-    taken = excluded | {rec.item_id for rec in listed}
+    taken = excluded | list_filter.exclude | {rec.item_id for rec in listed}
     top_weight = popular.items[0][1] or 1.0
+    reason = f"popular in {category} right now" if category else "popular right now"
     for item_id, weight in popular.items:
         if len(listed) >= k:
             break
         if item_id not in taken:
-            listed.append(Recommendation(item_id, weight / top_weight, SOURCE_POPULAR, ["popular right now"]))
+            listed.append(Recommendation(item_id, weight / top_weight, SOURCE_POPULAR, [reason]))
     return listed
+
+
+def padding_lists(list_filter: ListFilter) -> list[str]:
+    """The popular lists a request reads for padding: the filter category's, or ``#popular``."""
+    return [category_row(list_filter.category) if list_filter.category else POPULAR_ROW]
+
+
+def known_categories(
+    rows: dict[str, SimilarityRow], lists: dict[str, PopularList], history: Sequence[HistoryItem] = ()
+) -> dict[str, str]:
+    """item -> category, for every item the request's rows, category lists and history
+    name with a category (rows label their neighbours; a ``#cat:`` list holds its own)."""
+    known: dict[str, str] = {}
+    for name, popular in lists.items():
+        if name.startswith(CATEGORY_ROW_PREFIX):
+            category = name[len(CATEGORY_ROW_PREFIX) :]
+            known.update((item, category) for item, _ in popular.items)
+    for row in rows.values():
+        neighbour: Neighbour
+        for neighbour in (*row.neighbours, *row.extended, *row.complements):
+            if neighbour.category:
+                known[neighbour.item_id] = neighbour.category
+    known.update((entry.item_id, entry.category) for entry in history if entry.category)
+    return known
 
 
 def history_weights(history: list[HistoryItem], now: float, settings: Settings) -> np.ndarray:
@@ -114,17 +158,28 @@ class RecommendationService:
     similarity: SimilarityRepository
 
     def for_user(
-        self, user_id: str, k: int, exclude: str = EXCLUDE_PURCHASED, now: float | None = None
+        self,
+        user_id: str,
+        k: int,
+        exclude: str = EXCLUDE_PURCHASED,
+        now: float | None = None,
+        list_filter: ListFilter = NO_FILTER,
     ) -> RecommendationList:
         """Top-``k`` items for the user, each with its reason; popular items pad short lists."""
         if exclude not in EXCLUDE_MODES:
             raise ValueError(f"exclude must be one of {EXCLUDE_MODES}")
-        return self.for_state(self.users.get(user_id), k, exclude, now)
+        return self.for_state(self.users.get(user_id), k, exclude, now, list_filter)
 
     def for_state(
-        self, state: UserState | None, k: int, exclude: str = EXCLUDE_PURCHASED, now: float | None = None
+        self,
+        state: UserState | None,
+        k: int,
+        exclude: str = EXCLUDE_PURCHASED,
+        now: float | None = None,
+        list_filter: ListFilter = NO_FILTER,
     ) -> RecommendationList:
-        """Score a user's state (stored, or built on the fly for a session)."""
+        """Score a user's state (stored, or built on the fly for a session); ``list_filter``
+        applies to candidates before the cut to ``k`` and to the padding."""
         now = time.time() if now is None else now
         settings = self.settings
         history = state.items if state else []
@@ -140,15 +195,18 @@ class RecommendationService:
             if settings.category_blend
             else []
         )
-        list_names = [POPULAR_ROW, *(category_row(c) for c, _ in categories)]
+        list_names = list(
+            dict.fromkeys([*padding_lists(list_filter), *(category_row(c) for c, _ in categories)])
+        )
         rows, lists = self.similarity.get_many([entry.item_id for entry in history], list_names)
-        popular = lists[POPULAR_ROW]
 
         candidates = {n.item_id for row in rows.values() for n in (*row.neighbours, *row.extended)}
         if settings.self_similarity > 0:
             candidates.update(entry.item_id for entry in history)
         if settings.category_blend:
             candidates.update(item for c, _ in categories for item, _ in lists[category_row(c)].items)
+        if list_filter != NO_FILTER:
+            candidates = list_filter.keep(candidates, known_categories(rows, lists, history))
         ordered = sorted(candidates - excluded)
         listed: list[Recommendation] = []
         if ordered:
@@ -190,7 +248,7 @@ class RecommendationService:
                     )
                 )
         fallback = not listed
-        return RecommendationList(_pad_with_popular(listed, popular, excluded, k), fallback)
+        return RecommendationList(_pad_with_popular(listed, lists, excluded, k, list_filter), fallback)
 
     @staticmethod
     def _explain(
@@ -204,17 +262,17 @@ class RecommendationService:
             item_id, score, SOURCE_PERSONALIZED, [f"popular in {category}, which you browsed"], []
         )
 
-    def similar_items(self, item_id: str, k: int) -> RecommendationList:
+    def similar_items(self, item_id: str, k: int, list_filter: ListFilter = NO_FILTER) -> RecommendationList:
         """The item's top-``k`` neighbours ("customers who viewed this also viewed")."""
-        rows, lists = self.similarity.get_many([item_id], [POPULAR_ROW])
+        rows, lists = self.similarity.get_many([item_id], padding_lists(list_filter))
         row = rows.get(item_id)
         reason = f"customers who viewed {item_id} also viewed this"
+        neighbours = [n for n in (row.neighbours if row else []) if list_filter.admits(n.item_id, n.category)]
         listed = [
-            Recommendation(n.item_id, n.score, SOURCE_SIMILAR, [reason], [item_id])
-            for n in (row.neighbours[:k] if row else [])
+            Recommendation(n.item_id, n.score, SOURCE_SIMILAR, [reason], [item_id]) for n in neighbours[:k]
         ]
         fallback = not listed
-        return RecommendationList(_pad_with_popular(listed, lists[POPULAR_ROW], {item_id}, k), fallback)
+        return RecommendationList(_pad_with_popular(listed, lists, {item_id}, k, list_filter), fallback)
 
 
 SOURCE_CROSS_SELL = "cross_sell"
@@ -238,21 +296,29 @@ class CrossSellService:
     users: UserRepository
     similarity: SimilarityRepository
 
-    def for_user(self, user_id: str, k: int) -> RecommendationList:
+    def for_user(self, user_id: str, k: int, list_filter: ListFilter = NO_FILTER) -> RecommendationList:
         """Complements of the user's current cart (added, not removed, not yet bought)."""
         state = self.users.get(user_id)
-        return self.for_items(list(state.cart) if state else [], k, state)
+        return self.for_items(list(state.cart) if state else [], k, state, list_filter)
 
-    def for_request(self, items: list[str], k: int, user_id: str | None = None) -> RecommendationList:
+    def for_request(
+        self, items: list[str], k: int, user_id: str | None = None, list_filter: ListFilter = NO_FILTER
+    ) -> RecommendationList:
         """Complements of ``items``; with ``user_id``, the user's cart is excluded too."""
         state = self.users.get(user_id) if user_id else None
-        return self.for_items(items, k, state)
+        return self.for_items(items, k, state, list_filter)
 
-    def for_items(self, items: list[str], k: int, state: UserState | None = None) -> RecommendationList:
+    def for_items(
+        self,
+        items: list[str],
+        k: int,
+        state: UserState | None = None,
+        list_filter: ListFilter = NO_FILTER,
+    ) -> RecommendationList:
         settings = self.settings
         cart = list(dict.fromkeys(items))[:CROSS_SELL_MAX_ITEMS]
         excluded = set(cart) | (set(state.cart) if state else set())
-        rows, lists = self.similarity.get_many(cart, [POPULAR_ROW])
+        rows, lists = self.similarity.get_many(cart, padding_lists(list_filter))
         candidates = {n.item_id for row in rows.values() for n in row.complements}
         bought: dict[str, float] = {}
         if state and settings.cross_sell_history_weight > 0:
@@ -262,6 +328,9 @@ class CrossSellService:
                 for rank, item in enumerate(newest_first)
             }
             candidates.update(bought)
+        if list_filter != NO_FILTER:
+            known = known_categories(rows, lists, state.items if state else ())
+            candidates = list_filter.keep(candidates, known)
         ordered = sorted(candidates - excluded)
         listed: list[Recommendation] = []
         if ordered:
@@ -301,4 +370,4 @@ class CrossSellService:
                     Recommendation(item_id, float(scores[index]), SOURCE_CROSS_SELL, reasons, because)
                 )
         fallback = not listed
-        return RecommendationList(_pad_with_popular(listed, lists[POPULAR_ROW], excluded, k), fallback)
+        return RecommendationList(_pad_with_popular(listed, lists, excluded, k, list_filter), fallback)

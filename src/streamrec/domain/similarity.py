@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,9 +52,11 @@ def neighbour_row(
     measure: str,
     k: int,
     min_count: float = 0.0,
+    categories: Mapping[str, str] | None = None,
 ) -> list[Neighbour]:
     """Score every co-occurring item of ``item_id`` (with a count above 0 and at least
-    ``min_count``) and keep the best ``k``.
+    ``min_count``) and keep the best ``k``, each labelled with its category when
+    ``categories`` knows it.
 
     Candidates are sorted by id first, so equal scores always come out in the same order.
     """
@@ -66,7 +68,11 @@ def neighbour_row(
     pairs = np.array([pair_counts[j] for j in candidates])
     norms = np.array([weights.get(j, 0.0) for j in candidates])
     scores = similarity(measure, pairs, item_weight, norms, total_weight)
-    return [Neighbour(candidates[index], float(scores[index])) for index in top_k(scores, k)]
+    known = categories or {}
+    return [
+        Neighbour(candidates[index], float(scores[index]), known.get(candidates[index]))
+        for index in top_k(scores, k)
+    ]
 
 
 @dataclass
@@ -156,6 +162,7 @@ class SimilarityService:
         total_weight = stats[TOTALS_ROW].weight if TOTALS_ROW in stats else 0.0
         baskets = {item: row.baskets for item, row in stats.items()}
         total_baskets = baskets.get(TOTALS_ROW, 0.0)
+        categories = {item: row.category for item, row in stats.items() if row.category}
         now = time.time()
         result = [
             SimilarityRow(
@@ -168,6 +175,7 @@ class SimilarityService:
                     total_weight,
                     self.settings.similarity_measure,
                     self.settings.neighbours_per_item,
+                    categories=categories,
                 ),
                 measure=self.settings.similarity_measure,
                 updated_at=now,
@@ -180,6 +188,7 @@ class SimilarityService:
                     settings.cross_sell_measure,
                     settings.complements_per_item,
                     min_count=settings.cross_sell_min_support,
+                    categories=categories,
                 )
                 if settings.complements_per_item
                 else [],
@@ -215,13 +224,20 @@ class SimilarityService:
                 continue
             column = {item: index for index, item in enumerate(candidates)}
             matrix = np.zeros((len(first), len(candidates)))
+            category_of: dict[str, str] = {}  # as the source rows label them
             for source_index, source in enumerate(first):
                 for n in known.get(source.item_id, SimilarityRow("", [])).neighbours:
                     if n.item_id in column:
                         matrix[source_index, column[n.item_id]] = n.score
+                        if n.category:
+                            category_of[n.item_id] = n.category
             scores, _ = personalized_scores(np.array([n.score for n in first]), matrix)
             row.extended = [
-                Neighbour(candidates[index], float(scores[index]) * self.settings.two_hop_weight)
+                Neighbour(
+                    candidates[index],
+                    float(scores[index]) * self.settings.two_hop_weight,
+                    category_of.get(candidates[index]),
+                )
                 for index in top_k(scores, self.settings.two_hop_size)
             ]
 

@@ -349,14 +349,44 @@ class DynamoItemStatsRepository:
 # ---- Similarity rows and the popular list ----------------------------------------------------
 
 
+# The lists of a similarity row, stored as JSON strings of [item, score] or, for an item
+# whose category is known, [item, score, n]: n indexes the row's ``categories`` list (a
+# category name per listed item would make the row, and every read of it, larger).
+_NEIGHBOUR_LISTS = ("neighbours", "extended", "complements")
+
+
+def _decode_neighbours(item: dict[str, Any], name: str, categories: list[str]) -> list[Neighbour]:
+    return [
+        Neighbour(entry[0], entry[1], categories[entry[2]] if len(entry) > 2 else None)
+        for entry in json.loads(item.get(name, {}).get("S", "[]"))
+    ]
+
+
+def _encode_neighbours(row: SimilarityRow) -> dict[str, Any]:
+    """The row's list attributes and its ``categories`` attribute."""
+    index: dict[str, int] = {}
+    encoded: dict[str, Any] = {}
+    for name in _NEIGHBOUR_LISTS:
+        entries: list[list[Any]] = []
+        for n in getattr(row, name):
+            if n.category is None:
+                entries.append([n.item_id, n.score])
+            else:
+                entries.append([n.item_id, n.score, index.setdefault(n.category, len(index))])
+        encoded[name] = {"S": json.dumps(entries, separators=(",", ":"))}
+    encoded["categories"] = {"S": json.dumps(list(index), separators=(",", ":"))}
+    return encoded
+
+
 def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
+    categories = json.loads(item.get("categories", {}).get("S", "[]"))
     return SimilarityRow(
         item_id=item["item_id"]["S"],
-        neighbours=[Neighbour(i, s) for i, s in json.loads(item["neighbours"]["S"])],
+        neighbours=_decode_neighbours(item, "neighbours", categories),
         measure=item.get("measure", {}).get("S", ""),
         updated_at=float(item.get("updated_at", {}).get("N", 0)),
-        extended=[Neighbour(i, s) for i, s in json.loads(item.get("extended", {}).get("S", "[]"))],
-        complements=[Neighbour(i, s) for i, s in json.loads(item.get("complements", {}).get("S", "[]"))],
+        extended=_decode_neighbours(item, "extended", categories),
+        complements=_decode_neighbours(item, "complements", categories),
     )
 
 
@@ -394,15 +424,7 @@ class DynamoSimilarityRepository:
         items = [
             {
                 "item_id": {"S": row.item_id},
-                "neighbours": {
-                    "S": json.dumps([[n.item_id, n.score] for n in row.neighbours], separators=(",", ":"))
-                },
-                "extended": {
-                    "S": json.dumps([[n.item_id, n.score] for n in row.extended], separators=(",", ":"))
-                },
-                "complements": {
-                    "S": json.dumps([[n.item_id, n.score] for n in row.complements], separators=(",", ":"))
-                },
+                **_encode_neighbours(row),
                 "measure": {"S": row.measure or "-"},
                 "updated_at": _number(row.updated_at),
             }
