@@ -44,7 +44,13 @@ ID_DESCRIPTION = "1-128 characters: letters, digits and . _ : @ - (not starting 
 CATEGORY_DESCRIPTION = (
     "Only items of this category (1..128 characters); items of unknown category are left out."
 )
-EXCLUDE_DESCRIPTION = f"Item ids never to return, comma-separated (at most {MAX_EXCLUDED_ITEMS})."
+# API Gateway bounds the request line (~10 KB for an HTTP API), so the query form is bounded
+# in characters as well as in ids; the body form takes up to 100 ids of any length.
+MAX_EXCLUDE_QUERY_CHARS = 4000
+EXCLUDE_DESCRIPTION = (
+    f"Item ids never to return, comma-separated (at most {MAX_EXCLUDED_ITEMS} ids, "
+    f"{MAX_EXCLUDE_QUERY_CHARS} characters)."
+)
 
 # The routes, as API Gateway names them in ``routeKey``, with a pattern of the raw path
 # for events that carry no route key; used to tell a malformed id from an unknown route.
@@ -72,7 +78,7 @@ _ERROR_BODY = {
 _BAD_REQUEST: dict[str, Any] = {"description": "A malformed parameter", "content": _ERROR_BODY}
 CategoryQuery = Annotated[str | None, Query(min_length=1, max_length=128, description=CATEGORY_DESCRIPTION)]
 ExcludeQuery = Annotated[
-    str | None, Query(max_length=MAX_EXCLUDED_ITEMS * 129, description=EXCLUDE_DESCRIPTION)
+    str | None, Query(max_length=MAX_EXCLUDE_QUERY_CHARS, description=EXCLUDE_DESCRIPTION)
 ]
 _UNAVAILABLE: dict[str, Any] = {
     "description": "Storage temporarily unavailable; retry",
@@ -163,7 +169,7 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False) -> str:
     if name == "seen":
         return f"seen must be one of {', '.join(EXCLUDE_MODES)}"
     if name == "exclude":
-        return f"exclude must be at most {MAX_EXCLUDED_ITEMS * 129} characters of comma-separated item ids"
+        return f"exclude must be at most {MAX_EXCLUDE_QUERY_CHARS} characters of comma-separated item ids"
     if name == "category":
         return "category must be 1..128 characters"
     return f"{name}: {issue.get('msg', kind)}"
