@@ -39,7 +39,9 @@ class _Unused:
 
 SCHEMA = schemathesis.openapi.from_dict(
     json.loads(
-        build_app(_Unused(), cross_sell=_Unused(), coupons=_Unused()).get_openapi_json_schema()  # type: ignore[arg-type]
+        build_app(
+            _Unused(), cross_sell=_Unused(), coupons=_Unused(), trends=_Unused()
+        ).get_openapi_json_schema()  # type: ignore[arg-type]
     )
 )
 SCHEMA.config.generation.update(max_examples=EXAMPLES_PER_OPERATION)
