@@ -297,3 +297,25 @@ def test_trending_and_demand_take_one_round_trip(aws):
     calls.clear()
     assert service.demand("i0", now).known
     assert calls.names() == ["BatchGetItem"]
+
+
+def test_trends_cost_meters_counter_writes_and_list_upkeep():
+    from streamrec.bench.trends import trends_cost
+
+    events = [
+        {
+            "event_id": str(n),
+            "event_type": "purchase" if n % 5 == 0 else "view",
+            "user_id": f"u{n % 7}",
+            "item_id": f"i{n % 9}",
+            "timestamp": NOW - 3600 + n,
+            "category": f"c{n % 3}",
+        }
+        for n in range(200)
+    ]
+    cost = trends_cost(events, Settings(), batch=100)
+    # One row per item (9) and per category (3) per batch: 2 batches, all within one day.
+    assert cost["ingest"]["writes_per_event"] == pytest.approx(2 * 12 / 200)
+    assert cost["counter_rows"] == 12
+    assert cost["lists"] == 2 + 2 * 3  # both windows: the global list and 3 category lists
+    assert cost["similarity"]["rru_per_event"] > 0

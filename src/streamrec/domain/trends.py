@@ -126,8 +126,8 @@ def entries_from_json(text: str) -> list[TrendEntry]:
 
 @dataclass(frozen=True)
 class TrendEntry:
-    """An item in a trending list: its baseline rate (per hour, as of ``refreshed``) and
-    its weighted counts by absolute hour, from the window's oldest hour on."""
+    """An item in a trending list: its baseline rate (per hour, as of the entry's last
+    refresh) and its weighted counts by absolute hour, from the window's oldest hour on."""
 
     item_id: str
     category: str | None
