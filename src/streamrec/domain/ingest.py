@@ -111,6 +111,7 @@ def plan_batch(
     events: Iterable[SequencedEvent],
     shard: str,
     settings: Settings,
+    trends: bool = True,
 ) -> BatchPlan:
     """Replay ``events`` (in stream order) over the users' stored states.
 
@@ -119,6 +120,7 @@ def plan_batch(
         events: the batch's valid events in sequence order.
         shard: the Kinesis shard the batch came from (the replay-guard scope).
         settings: weights, history length, blocks.
+        trends: whether to plan the hourly trend counters (skipped when nothing keeps them).
 
     Returns:
         The plan: new user states and every count delta, tagged by record.
@@ -162,7 +164,8 @@ def plan_batch(
             plan.popular_changed.add(event.item_id)
         if event.category:
             plan.categories[event.item_id] = event.category
-        plan_trends(plan.trends, event, seq, weight)
+        if trends:
+            plan_trends(plan.trends, event, seq, weight)
         _apply_to_cart(state, event, settings)
         apply_to_categories(state, event, settings)
         _apply_to_basket(state, event, seq, plan, settings)
@@ -279,7 +282,7 @@ class IngestService:
         if not events:
             return BatchPlan()
         stored = self.users.get_many({sequenced.event.user_id for sequenced in events})
-        plan = plan_batch(stored, events, shard, self.settings)
+        plan = plan_batch(stored, events, shard, self.settings, trends=self.trends is not None)
         self.cooccurrence.apply(plan.cooccurrence, shard)
         self.item_stats.apply(plan.item_stats, shard, plan.categories)
         if self.trends is not None:

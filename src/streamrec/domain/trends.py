@@ -73,22 +73,29 @@ def trending_list(window: str, category: str | None = None) -> str:
     return f"{name}:cat:{category}" if category else name
 
 
+# Attribute names by hour of the day, built once: the ingest plans one or two per event.
+_WEIGHTED_ATTRIBUTES = tuple(counter_attribute(WEIGHTED, hour) for hour in range(24))
+_PURCHASED_ATTRIBUTES = tuple(counter_attribute(PURCHASED, hour) for hour in range(24))
+
+
 def plan_trends(rows: dict[tuple[str, int], list[Delta]], event: UserEvent, seq: str, weight: float) -> None:
     """Add one event to the hourly counters of its item and category (keyed by (row, day)).
 
     Called by ``ingest.plan_batch`` per applied event; the deltas are written once per row
     per batch with the replay guards, like every count row."""
-    day, hour_of_day = divmod(int(event.timestamp // HOUR), 24)
-    deltas = []
-    if weight > 0:
-        deltas.append(Delta(seq, counter_attribute(WEIGHTED, hour_of_day), weight))
-    if event.event_type == "purchase":
-        deltas.append(Delta(seq, counter_attribute(PURCHASED, hour_of_day), float(event.quantity or 1)))
-    if not deltas:
+    purchase = event.event_type == "purchase"
+    if weight <= 0 and not purchase:
         return
-    rows[(event.item_id, day)].extend(deltas)
+    day, hour_of_day = divmod(int(event.timestamp // HOUR), 24)
+    keys = [(event.item_id, day)]
     if event.category:
-        rows[(category_counter(event.category), day)].extend(deltas)
+        keys.append((category_counter(event.category), day))
+    for key in keys:
+        row = rows[key]
+        if weight > 0:
+            row.append(Delta(seq, _WEIGHTED_ATTRIBUTES[hour_of_day], weight))
+        if purchase:
+            row.append(Delta(seq, _PURCHASED_ATTRIBUTES[hour_of_day], float(event.quantity or 1)))
 
 
 @dataclass
