@@ -16,6 +16,7 @@ from streamrec.domain.similarity import SimilarityService
 from streamrec.domain.trends import TrendsService
 from streamrec.repositories.cache import cache_config, cached_similarity
 from streamrec.repositories.dynamodb import (
+    WRITE_CONCURRENCY,
     DynamoCooccurrenceRepository,
     DynamoCouponRepository,
     DynamoItemStatsRepository,
@@ -75,7 +76,7 @@ def trends_service(settings: Settings, client: Any | None = None) -> TrendsServi
     """Trending lists and demand (API reads; the similarity function refreshes the lists)."""
     require(settings, "trends_table")
     client = client if client is not None else dynamodb_client()
-    return TrendsService(settings, _trends_repository(settings, client))
+    return TrendsService(settings, _trends_repository(settings, client), concurrency=WRITE_CONCURRENCY)
 
 
 def recommendation_service(settings: Settings, client: Any | None = None) -> RecommendationService:

@@ -228,6 +228,19 @@ def test_trending_ranks_by_velocity_not_raw_counts():
     assert service.trending("24h", 5, category="nothing-here", now=NOW)[0] == []
 
 
+def test_lists_merged_concurrently_equal_lists_merged_in_turn():
+    events = [_event(n, f"i{n % 12}", "view", NOW - 7200 + n * 30, category=f"c{n % 5}") for n in range(200)]
+    items = {f"i{n}": None for n in range(12)}
+    lists = []
+    for concurrency in (1, 4):
+        service, repo = _service_with(events)
+        service.concurrency = concurrency
+        categories = {e.event.item_id: e.event.category for e in events}
+        service.refresh({item: categories[item] for item in items}, NOW)
+        lists.append({name: stored.entries for name, stored in repo.lists.items()})
+    assert lists[0] == lists[1] and len(lists[0]) == 2 + 2 * 5
+
+
 def test_score_keeps_ties_in_item_order():
     entries = [TrendEntry(x, None, 0.0, {H: 1.0}) for x in ("b", "a")]
     assert [i.item_id for i in score(entries, 1, NOW, 5.0)] == ["a", "b"]

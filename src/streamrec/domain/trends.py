@@ -36,6 +36,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -228,6 +229,10 @@ class TrendsService:
 
     settings: Settings
     trends: TrendsRepository
+    # Lists merged at once: each is a read and a conditional write of its own row, and a
+    # batch touching hundreds of categories would otherwise wait on them one by one
+    # (the DynamoDB wiring sets 8; the in-memory adapters keep 1).
+    concurrency: int = 1
 
     # ---- refresh (similarity function) ----
 
@@ -241,6 +246,7 @@ class TrendsService:
         current, _ = _clock(now)
         counts = self.trends.get_counts(sorted(items), self._days(current))
         settings = self.settings
+        merges: list[tuple[str, dict[str, TrendEntry], int]] = []
         for label, window in WINDOWS.items():
             fresh = {
                 item: TrendEntry(
@@ -256,21 +262,26 @@ class TrendsService:
                 by_list[trending_list(label)][item] = entry
                 if entry.category:
                     by_list[trending_list(label, entry.category)][item] = entry
-            for name in sorted(by_list):
-                size = (
-                    settings.trending_list_size
-                    if ":cat:" not in name
-                    else settings.trending_category_list_size
-                )
-                self._merge(name, by_list[name], window, size, now)
+            merges.extend((name, by_list[name], window) for name in sorted(by_list))
+        if self.concurrency <= 1 or len(merges) <= 1:
+            for name, entries, window in merges:
+                self._merge(name, entries, window, now)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(merges))) as pool:
+            futures = [pool.submit(self._merge, name, fresh, window, now) for name, fresh, window in merges]
+            for future in futures:
+                future.result()  # the first failure fails the batch (retried; merges are idempotent)
 
     def _days(self, current: int) -> list[int]:
         """Days whose rows hold the baseline and the longest window (and a day ahead)."""
         first = (current - max(WINDOWS.values()) - self.settings.trending_baseline_days * 24) // 24
         return list(range(first, current // 24 + 2))
 
-    def _merge(self, name: str, fresh: dict[str, TrendEntry], window: int, size: int, now: float) -> None:
-        prior = self.settings.trending_prior
+    def _merge(self, name: str, fresh: dict[str, TrendEntry], window: int, now: float) -> None:
+        """Compare-and-swap merge of fresh entries into one list, re-scored as of ``now``."""
+        settings = self.settings
+        size = settings.trending_category_list_size if ":cat:" in name else settings.trending_list_size
+        prior = settings.trending_prior
         for _ in range(LIST_UPDATE_ATTEMPTS):
             stored = self.trends.get_list(name)
             entries = {e.item_id: e for e in stored.entries}
