@@ -332,3 +332,19 @@ def test_trends_cost_meters_counter_writes_and_list_upkeep():
     assert cost["counter_rows"] == 12
     assert cost["lists"] == 2 + 2 * 3  # both windows: the global list and 3 category lists
     assert cost["similarity"]["rru_per_event"] > 0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"trending_prior": 0.0},
+        {"trending_baseline_days": 15},
+        {"demand_days": 0},
+        {"demand_alpha": 1.5},
+    ],
+)
+def test_bad_trend_settings_fail_at_cold_start(fields):
+    from streamrec.settings import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        Settings(**fields)
