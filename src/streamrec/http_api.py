@@ -334,8 +334,8 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
         item_id: Annotated[str, Path(pattern=ID_PATTERN, description="The item.")],
     ) -> dict[str, Any]:
         """Units bought recently (last 24 h, today, per day over the last 14 whole days,
-        shown day by day) and Holt's forecast for the next 24 h and 7 days. An item never
-        bought or unknown: known=false and zeros."""
+        shown day by day) and Holt's forecast for the next 24 h and 7 days. An item without
+        events in the last 15 days (or unknown): known=false and zeros."""
         d = trends.demand(item_id, clock())
         return {
             "item_id": d.item_id,
