@@ -1,4 +1,4 @@
-"""API function: HTTP API (payload 2.0) routes for recommendations, similar items, coupons, health."""
+"""API function: HTTP API (payload 2.0) routes: recommendations, similar items, coupons, trends, health."""
 
 from aws_lambda_powertools.logging import correlation_paths
 
@@ -10,7 +10,9 @@ from streamrec.settings import load_settings
 settings = load_settings()
 client = wiring.dynamodb_client()
 app = build_app(
-    wiring.recommendation_service(settings, client), coupons=wiring.coupon_service(settings, client)
+    wiring.recommendation_service(settings, client),
+    coupons=wiring.coupon_service(settings, client),
+    trends=wiring.trends_service(settings, client),
 )
 
 

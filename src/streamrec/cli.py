@@ -99,6 +99,8 @@ Try:
   curl -s '{api}/items/{items[0]}/similar?k=5'
   curl -s '{api}/users/someone-new/recommendations?k=5'     # no history: popular items
   curl -s '{api}/users/{users[0]}/coupons?k=3'                # coupons for the user's interests
+  curl -s '{api}/items/trending?window=24h&k=5'              # rising fastest against their usual rate
+  curl -s '{api}/items/{items[0]}/demand'                    # units bought per day, 7-day forecast
   curl -s -X PUT '{api}/coupons/my-coupon' -H 'content-type: application/json' \\
        -d '{{"scope": {{"category": "audio"}}, "discount": {{"kind": "percent", "value": 5}},
             "min_spend": 0, "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2030-01-01T00:00:00Z",

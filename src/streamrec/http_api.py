@@ -35,6 +35,7 @@ from streamrec.domain.recommend import (
     RecommendationList,
     RecommendationService,
 )
+from streamrec.domain.trends import WINDOWS, TrendingItem, TrendsService
 from streamrec.events import ID_PATTERN, ID_REGEX, EntityId
 from streamrec.observability import logger
 from streamrec.repositories.base import RepositoryError
@@ -57,6 +58,8 @@ EXCLUDE_DESCRIPTION = (
 ROUTES = {
     "GET /users/{user_id}/recommendations": re.compile(r"^/users/(?P<user_id>.+)/recommendations$"),
     "GET /items/{item_id}/similar": re.compile(r"^/items/(?P<item_id>.+)/similar$"),
+    "GET /items/trending": re.compile(r"^/items/trending$"),
+    "GET /items/{item_id}/demand": re.compile(r"^/items/(?P<item_id>.+)/demand$"),
     "GET /users/{user_id}/cross-sell": re.compile(r"^/users/(?P<user_id>.+)/cross-sell$"),
     "POST /cross-sell": re.compile(r"^/cross-sell$"),
     "GET /users/{user_id}/profile": re.compile(r"^/users/(?P<user_id>.+)/profile$"),
@@ -170,6 +173,8 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False) -> str:
         return f"seen must be one of {', '.join(EXCLUDE_MODES)}"
     if name == "exclude":
         return f"exclude must be at most {MAX_EXCLUDE_QUERY_CHARS} characters of comma-separated item ids"
+    if name == "window":
+        return f"window must be {' or '.join(WINDOWS)}"
     if name == "category":
         return "category must be 1..128 characters"
     return f"{name}: {issue.get('msg', kind)}"
@@ -222,10 +227,11 @@ def build_app(
     cross_sell: CrossSellService | None = None,
     coupons: CouponService | None = None,
     clock: Callable[[], float] = time.time,
+    trends: TrendsService | None = None,
 ) -> APIGatewayHttpResolver:
     """The resolver with every route bound to ``service`` (and ``cross_sell``, by default
-    built on the same settings and repositories; the coupon routes to ``coupons`` when
-    given)."""
+    built on the same settings and repositories; the coupon routes to ``coupons`` and the
+    trending and demand routes to ``trends`` when given)."""
     app = APIGatewayHttpResolver(enable_validation=True)
     users = service.users
     complements = cross_sell or CrossSellService(service.settings, service.users, service.similarity)
@@ -347,7 +353,73 @@ def build_app(
 
     if coupons is not None:
         _add_coupon_routes(app, coupons, clock)
+    if trends is not None:
+        _add_trend_routes(app, trends, clock)
     return app
+
+
+def _trend(item: TrendingItem) -> dict[str, Any]:
+    return {
+        "item_id": item.item_id,
+        "category": item.category,
+        "velocity": round(item.velocity, 4),
+        "count": round(item.count, 3),
+        "expected": round(item.expected, 3),
+    }
+
+
+def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock: Callable[[], float]) -> None:
+    @app.get("/items/trending", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    def trending(
+        window: Annotated[
+            str, Query(pattern="^(1h|24h)$", description="The window ending now: 1h (default) or 24h.")
+        ] = "1h",
+        category: Annotated[
+            str | None, Query(min_length=1, max_length=128, description="Only items of this category.")
+        ] = None,
+        k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+        exclude: ExcludeQuery = None,
+    ) -> dict[str, Any]:
+        """Items gaining attention fastest against their own usual rate: velocity =
+        (count in the window + 5) / (expected count + 5), expected = the item's hourly
+        rate over the 7 days before the window times its length (counts are summed event
+        weights). With a category, also the category's own velocity."""
+        excluded = list_filter(category, exclude).exclude
+        items, whole = trends.trending(window, k, category, clock(), exclude=excluded)
+        body: dict[str, Any] = {"window": window, "category": category, "items": [_trend(i) for i in items]}
+        if whole is not None:
+            body["category_trend"] = {key: value for key, value in _trend(whole).items() if key != "item_id"}
+        return body
+
+    @app.get("/items/<item_id>/demand", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    def demand(
+        item_id: Annotated[str, Path(pattern=ID_PATTERN, description="The item.")],
+    ) -> dict[str, Any]:
+        """Units bought recently (last 24 h, today, per day over the last 14 whole days,
+        shown day by day) and Holt's forecast for the next 24 h and 7 days. An item without
+        events in the last 15 days (or unknown): known=false and zeros."""
+        d = trends.demand(item_id, clock())
+        return {
+            "item_id": d.item_id,
+            "known": d.known,
+            "purchases": {
+                "last_24h": d.last_24h,
+                "today": d.today,
+                "per_hour_24h": round(d.per_hour_24h, 4),
+                "per_day_7d": round(d.per_day_7d, 4),
+                f"per_day_{len(d.days)}d": round(d.per_day, 4),
+            },
+            "days": d.days,
+            "forecast": {
+                "next_24h": round(d.next_24h, 3),
+                "next_7d": round(d.next_7d, 3),
+                "method": "holt",
+                "level": round(d.level, 4),
+                "trend": round(d.trend, 4),
+                "alpha": d.alpha,
+                "beta": d.beta,
+            },
+        }
 
 
 def _add_coupon_routes(

@@ -16,8 +16,8 @@ from streamrec import __version__
 TITLE = "streamrec"
 DESCRIPTION = (
     "Real-time recommendations for e-commerce: personalized recommendations, similar items, "
-    "cross-sell, coupons and user profiles, served from DynamoDB rows that the stream "
-    "functions keep current. Errors are JSON objects with `error` and `message`."
+    "cross-sell, coupons, trending items, demand and user profiles, served from DynamoDB rows "
+    "that the stream functions keep current. Errors are JSON objects with `error` and `message`."
 )
 
 
@@ -34,7 +34,7 @@ def openapi_document() -> dict[str, Any]:
     from streamrec.http_api import build_app
 
     placeholder: Any = _RoutesOnly()
-    app = build_app(placeholder, cross_sell=placeholder, coupons=placeholder)
+    app = build_app(placeholder, cross_sell=placeholder, coupons=placeholder, trends=placeholder)
     document: dict[str, Any] = json.loads(
         app.get_openapi_json_schema(title=TITLE, version=__version__, description=DESCRIPTION)
     )

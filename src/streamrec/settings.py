@@ -36,6 +36,7 @@ class Settings:
     changed_items_stream: str = ""
     dead_letter_queue_url: str = ""
     coupons_table: str = ""
+    trends_table: str = ""
     similarity_measure: str = "jaccard"
     neighbours_per_item: int = 50
     half_life_hours: float = 24.0
@@ -94,6 +95,19 @@ class Settings:
     # item's rank among the user's purchases, newest first) ** cross_sell_history_decay.
     cross_sell_history_weight: float = 0.3
     cross_sell_history_decay: float = 0.0
+    # Trends (domain/trends.py): hourly counter rows expire this many days after their day
+    # ends; velocity = (count + trending_prior) / (expected + trending_prior), expected from
+    # the item's rate over the trending_baseline_days days before the window.
+    trends_retention_days: int = 15
+    trending_baseline_days: int = 7
+    trending_prior: float = 5.0
+    trending_list_size: int = 100
+    trending_category_list_size: int = 50
+    # Demand: units bought per day over demand_days whole days, forecast by Holt's linear
+    # smoothing (level demand_alpha, trend demand_beta).
+    demand_days: int = 14
+    demand_alpha: float = 0.3
+    demand_beta: float = 0.1
 
     def __post_init__(self) -> None:
         if self.similarity_measure not in SIMILARITY_MEASURES:
@@ -121,6 +135,16 @@ class Settings:
             raise ConfigurationError(
                 f"CROSS_SELL_AGGREGATE={self.cross_sell_aggregate!r}; expected one of {CROSS_SELL_AGGREGATES}"
             )
+        if not 1 <= self.trending_baseline_days < self.trends_retention_days:
+            raise ConfigurationError(
+                f"TRENDING_BASELINE_DAYS={self.trending_baseline_days}; expected 1..TRENDS_RETENTION_DAYS-1"
+            )
+        if not 1 <= self.demand_days < self.trends_retention_days:
+            raise ConfigurationError(f"DEMAND_DAYS={self.demand_days}; expected 1..TRENDS_RETENTION_DAYS-1")
+        if self.trending_prior <= 0:
+            raise ConfigurationError(f"TRENDING_PRIOR={self.trending_prior}; expected > 0")
+        if not (0 < self.demand_alpha <= 1 and 0 < self.demand_beta <= 1):
+            raise ConfigurationError("DEMAND_ALPHA and DEMAND_BETA must be in (0, 1]")
         if not 1 <= self.basket_items_kept <= 200:
             raise ConfigurationError(f"BASKET_ITEMS_KEPT={self.basket_items_kept}; expected 1..200")
 
@@ -176,6 +200,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         changed_items_stream=env.get("CHANGED_ITEMS_STREAM", ""),
         dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", ""),
         coupons_table=env.get("COUPONS_TABLE", ""),
+        trends_table=env.get("TRENDS_TABLE", ""),
         similarity_measure=env.get("SIMILARITY_MEASURE", "jaccard"),
         neighbours_per_item=int(number("NEIGHBOURS_PER_ITEM", 50, int)),
         half_life_hours=number("HALF_LIFE_HOURS", 24.0),

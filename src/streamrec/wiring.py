@@ -13,13 +13,16 @@ from streamrec.domain.coupons import CouponService
 from streamrec.domain.ingest import IngestService
 from streamrec.domain.recommend import CrossSellService, RecommendationService
 from streamrec.domain.similarity import SimilarityService
+from streamrec.domain.trends import TrendsService
 from streamrec.repositories.cache import cache_config, cached_similarity
 from streamrec.repositories.dynamodb import (
+    WRITE_CONCURRENCY,
     DynamoCooccurrenceRepository,
     DynamoCouponRepository,
     DynamoItemStatsRepository,
     DynamoSimilarityRepository,
     DynamoTable,
+    DynamoTrendsRepository,
     DynamoUserRepository,
     KinesisChangePublisher,
     SqsDeadLetterSink,
@@ -47,6 +50,7 @@ def ingest_service(settings: Settings, client: Any | None = None) -> IngestServi
         coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table, client))
         if settings.coupons_table
         else None,
+        trends=_trends_repository(settings, client) if settings.trends_table else None,
     )
 
 
@@ -60,7 +64,19 @@ def similarity_service(settings: Settings, client: Any | None = None) -> Similar
         ),
         item_stats=DynamoItemStatsRepository(DynamoTable(settings.item_stats_table, client)),
         similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)),
+        trending=trends_service(settings, client) if settings.trends_table else None,
     )
+
+
+def _trends_repository(settings: Settings, client: Any) -> DynamoTrendsRepository:
+    return DynamoTrendsRepository(DynamoTable(settings.trends_table, client), settings.trends_retention_days)
+
+
+def trends_service(settings: Settings, client: Any | None = None) -> TrendsService:
+    """Trending lists and demand (API reads; the similarity function refreshes the lists)."""
+    require(settings, "trends_table")
+    client = client if client is not None else dynamodb_client()
+    return TrendsService(settings, _trends_repository(settings, client), concurrency=WRITE_CONCURRENCY)
 
 
 def recommendation_service(settings: Settings, client: Any | None = None) -> RecommendationService:

@@ -136,6 +136,21 @@ def test_unknown_user_gets_popular_items(loaded: LocalStack, api: ApiClient) -> 
     assert {entry["source"] for entry in body["items"]} == {"popular"}
 
 
+def test_trending_and_demand_show_what_the_pipeline_just_saw(loaded: LocalStack, api: ApiClient) -> None:
+    """All of HISTORY is minutes old and new: velocity = (count + 5) / 5, so b (5 views, a
+    cart and a purchase: 8.5 weighted events) leads a (6 views)."""
+    response = api.get("/items/trending?window=1h&k=3")
+    assert response.status == 200, response.raw
+    body = response.body
+    assert body["window"] == "1h" and body["category"] is None
+    assert [entry["item_id"] for entry in body["items"]][:2] == ["b", "a"]
+    assert body["items"][0]["velocity"] == (8.5 + 5) / 5
+    demand = api.get("/items/b/demand")
+    assert demand.status == 200, demand.raw
+    assert demand.body["known"] is True and demand.body["purchases"]["last_24h"] == 1.0
+    assert len(demand.body["days"]) == 14
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -154,6 +169,11 @@ def test_unknown_user_gets_popular_items(loaded: LocalStack, api: ApiClient) -> 
         "/users/a%2Fb/recommendations",  # '/' inside the id
         "/items/a%3Fb/similar",  # '?'
         "/items/%23totals/similar",  # a global row's key
+        "/items/trending?window=2h",
+        "/items/trending?k=0",
+        "/items/trending?category=",
+        "/items/%23trending%3A1h/demand",  # a list row's key
+        "/items/a%2Fb/demand",
     ],
 )
 def test_bad_input_is_a_400_with_a_message(local_stack: LocalStack, api: ApiClient, path: str) -> None:

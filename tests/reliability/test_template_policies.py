@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from botocore.client import BaseClient
 from streamrec.local.template import load_raw_template
 from streamrec.reliability.sandbox import sandbox
 from streamrec.repositories.base import RepositoryError
+from tests.unit.conftest import kinesis_event
 
 pytestmark = pytest.mark.reliability
 
@@ -51,6 +53,21 @@ def _with_poison_record(event: dict[str, Any]) -> dict[str, Any]:
     poison["kinesis"].update(sequenceNumber=sequence, data=base64.b64encode(b"{not json").decode())
     poison["eventID"] = poison["eventID"].split(":", 1)[0] + ":" + sequence
     return {"Records": [*event["Records"], poison]}
+
+
+def _fresh_views() -> list[dict[str, Any]]:
+    now = time.time()
+    return [
+        {
+            "event_id": f"fresh-{n}",
+            "event_type": "view",
+            "user_id": f"user-01{n}",
+            "item_id": "headlamp",
+            "timestamp": now - 60 + n,
+            "category": "camping",
+        }
+        for n in range(3)
+    ]
 
 
 def _functions(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -159,10 +176,28 @@ def used() -> dict[str, set[tuple[str, str]]]:
                     # coupon_redeemed records of a coupon not defined yet: the guarded
                     # UpdateItem fails its condition and the row is read (GetItem).
                     box.invoke("IngestFunction", _event("ingest_coupon_redeemed.json"))
+                    # Events stamped now (later records of the shard), so that the similarity function has
+                    # trending lists to write.
+                    box.invoke("IngestFunction", kinesis_event(_fresh_views(), first_sequence=6 * 10**51))
             finally:
                 DynamoUserRepository.save_many = original_save  # type: ignore[method-assign]
             with recorder.as_function("SimilarityFunction"):
                 box.invoke("SimilarityFunction", _with_poison_record(_event("similarity_kinesis.json")))
+                box.invoke(
+                    "SimilarityFunction",
+                    kinesis_event(
+                        [
+                            {
+                                "item_id": "headlamp",
+                                "changed": True,
+                                "norm_changed": True,
+                                "popular_changed": True,
+                            }
+                        ],
+                        first_sequence=6 * 10**51,
+                        template="similarity_kinesis.json",
+                    ),
+                )
             with recorder.as_function("ApiFunction"):
                 for name in (
                     "api_recommendations.json",
@@ -173,6 +208,9 @@ def used() -> dict[str, set[tuple[str, str]]]:
                     "coupon_put.json",
                     "coupons_get.json",
                     "coupon_put_bad.json",
+                    "api_trending.json",
+                    "api_trending_bad_window.json",
+                    "api_demand.json",
                 ):
                     response = box.invoke("ApiFunction", _event(name))
                     assert response["statusCode"] < 500, (name, response)
@@ -189,7 +227,12 @@ def test_each_function_is_granted_exactly_what_its_code_uses(
         assert used[name] - granted == set(), f"{name} calls what its policy does not grant"
         assert granted - used[name] == set(), f"{name} is granted what its code never uses"
     # The resources a function may touch, for the record (and a readable failure).
-    assert {r for _, r in used["ApiFunction"]} == {"UsersTable", "SimilarityTable", "CouponsTable"}
+    assert {r for _, r in used["ApiFunction"]} == {
+        "UsersTable",
+        "SimilarityTable",
+        "CouponsTable",
+        "TrendsTable",
+    }
     assert {a for a, r in used["IngestFunction"] if r == "CouponsTable"} == {
         "dynamodb:UpdateItem",
         "dynamodb:GetItem",

@@ -78,3 +78,26 @@ def import_handler(function_dir: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def kinesis_event(
+    payloads: list[dict], first_sequence: int = 1, template: str = "ingest_kinesis.json"
+) -> dict:
+    """A Kinesis event like ``template``'s, carrying ``payloads`` (JSON) in order: for events
+    that must be stamped at run time (e.g. within the last hour)."""
+    import base64
+    import copy
+
+    record = load_event(template)["Records"][0]
+    records = []
+    for offset, payload in enumerate(payloads):
+        sequence = str(first_sequence + offset).rjust(52, "0")
+        new = copy.deepcopy(record)
+        new["kinesis"].update(
+            sequenceNumber=sequence,
+            partitionKey=str(payload.get("user_id") or payload.get("item_id")),
+            data=base64.b64encode(json.dumps(payload).encode()).decode(),
+        )
+        new["eventID"] = new["eventID"].split(":", 1)[0] + ":" + sequence
+        records.append(new)
+    return {"Records": records}

@@ -108,7 +108,8 @@ def test_ingest_writes_each_distinct_row_once_per_batch(aws, calls):
     assert writes and max(writes.values()) == 1, "a row was written twice in one batch"
 
     plan = plan_batch({}, events, SHARD, settings)
-    expected_rows = len(plan.cooccurrence) + len(plan.item_stats) + len(plan.users)
+    # Trend counter rows: one per (item or category, day) of the batch.
+    expected_rows = len(plan.cooccurrence) + len(plan.item_stats) + len(plan.trends) + len(plan.users)
     assert sum(writes.values()) == expected_rows
     pairs_applied = sum(len(d) for d in plan.cooccurrence.values())
     assert pairs_applied > 3 * len(plan.cooccurrence)  # batching really merged pair updates

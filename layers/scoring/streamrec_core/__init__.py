@@ -14,6 +14,7 @@ from streamrec_core.scoring import (
     similarity,
     top_k,
 )
+from streamrec_core.trends import holt_forecast, velocity_scores, window_counts
 
 __all__ = [
     "CONFIDENCE",
@@ -28,4 +29,7 @@ __all__ = [
     "personalized_scores",
     "similarity",
     "top_k",
+    "holt_forecast",
+    "velocity_scores",
+    "window_counts",
 ]

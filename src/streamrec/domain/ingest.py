@@ -32,12 +32,14 @@ from streamrec.domain.model import (
     block_of,
     popularity_increment,
 )
+from streamrec.domain.trends import plan_trends
 from streamrec.events import COUPON_REDEEMED, UserEvent
 from streamrec.repositories.base import (
     ChangePublisher,
     CooccurrenceRepository,
     CouponRepository,
     ItemStatsRepository,
+    TrendsRepository,
     UserRepository,
 )
 from streamrec.settings import Settings
@@ -83,6 +85,8 @@ class BatchPlan:
     redemptions: list[tuple[str, str]] = field(default_factory=list)
     # Their outcomes on the coupon rows (redeemed, exhausted, duplicate, unknown), once written.
     redemption_outcomes: list[str] = field(default_factory=list)
+    # Hourly trend counters keyed by (item or "#cat:<category>", day): see domain/trends.py.
+    trends: dict[tuple[str, int], list[Delta]] = field(default_factory=lambda: defaultdict(list))
 
 
 def decayed_affinity(entry: HistoryItem, weight: float, timestamp: float, half_life_seconds: float) -> None:
@@ -107,6 +111,7 @@ def plan_batch(
     events: Iterable[SequencedEvent],
     shard: str,
     settings: Settings,
+    trends: bool = True,
 ) -> BatchPlan:
     """Replay ``events`` (in stream order) over the users' stored states.
 
@@ -115,6 +120,7 @@ def plan_batch(
         events: the batch's valid events in sequence order.
         shard: the Kinesis shard the batch came from (the replay-guard scope).
         settings: weights, history length, blocks.
+        trends: whether to plan the hourly trend counters (skipped when nothing keeps them).
 
     Returns:
         The plan: new user states and every count delta, tagged by record.
@@ -160,6 +166,8 @@ def plan_batch(
             plan.popular_changed.add(event.item_id)
         if event.category:
             plan.categories[event.item_id] = event.category
+        if trends:
+            plan_trends(plan.trends, event, seq, weight)
         _apply_to_cart(state, event, settings)
         apply_to_categories(state, event, settings)
         _apply_to_basket(state, event, seq, plan, settings)
@@ -271,15 +279,18 @@ class IngestService:
     item_stats: ItemStatsRepository
     changes: ChangePublisher
     coupons: CouponRepository | None = None
+    trends: TrendsRepository | None = None  # hourly counters (None: not kept)
 
     def ingest(self, events: Sequence[SequencedEvent], shard: str) -> BatchPlan:
         """Apply one batch of one shard's events (in sequence order)."""
         if not events:
             return BatchPlan()
         stored = self.users.get_many({sequenced.event.user_id for sequenced in events})
-        plan = plan_batch(stored, events, shard, self.settings)
+        plan = plan_batch(stored, events, shard, self.settings, trends=self.trends is not None)
         self.cooccurrence.apply(plan.cooccurrence, shard)
         self.item_stats.apply(plan.item_stats, shard, plan.categories)
+        if self.trends is not None:
+            self.trends.apply(plan.trends, shard)
         plan.redemption_outcomes = self._redeem(plan.redemptions, shard)
         if plan.changed_items or plan.popular_changed:
             self.changes.publish(plan.changed_items, plan.norm_changed, plan.popular_changed)

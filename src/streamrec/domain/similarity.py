@@ -32,6 +32,7 @@ from streamrec.domain.model import (
     category_row,
     popularity_at_epoch,
 )
+from streamrec.domain.trends import TrendsService
 from streamrec.repositories.base import (
     ConcurrentUpdateError,
     CooccurrenceRepository,
@@ -91,6 +92,7 @@ class SimilarityService:
     cooccurrence: CooccurrenceRepository
     item_stats: ItemStatsRepository
     similarity: SimilarityRepository
+    trending: TrendsService | None = None  # refreshes the trending lists (None: not kept)
 
     def recompute(
         self, changed: Iterable[str], norm_changed: Iterable[str], popular_changed: Iterable[str] = ()
@@ -99,7 +101,14 @@ class SimilarityService:
         and merge fresh popularity into the popular lists."""
         reads = BatchReads()
         rows = self.rebuild(self.affected(changed, norm_changed, reads), reads)
+        popular_changed = set(popular_changed)
         self.update_popular_lists(popular_changed, reads)
+        if self.trending is not None and popular_changed:
+            # The items whose counters grew; their categories from the stats rows just read.
+            stats = self._stats(popular_changed, reads)
+            self.trending.refresh(
+                {item: stats[item].category if item in stats else None for item in popular_changed}
+            )
         return rows
 
     def affected(

@@ -133,6 +133,6 @@ class InMemoryEngine:
         if not events:
             return self._score(None, k, now, exclude)
         batch = [SequencedEvent(sequence_key(n + 1), parse_event(e)) for n, e in enumerate(events)]
-        plan = plan_batch({}, batch, SHARD, self.settings)
+        plan = plan_batch({}, batch, SHARD, self.settings, trends=False)
         state = plan.users.get(batch[0].event.user_id)
         return self._score(state, k, now, exclude)

@@ -18,6 +18,7 @@ from streamrec.domain.model import Delta, ItemStats, PopularList, SimilarityRow,
 
 if TYPE_CHECKING:
     from streamrec.domain.coupons import Coupon, CouponSpec
+    from streamrec.domain.trends import HourlyCounts, TrendingList
 
 
 class RepositoryError(RuntimeError):
@@ -155,6 +156,34 @@ class CouponRepository(Protocol):
         is decremented only while > 0 (else the redemption is counted as refused), and a
         record the row's per-shard guard already holds changes nothing. Returns
         ``redeemed``, ``exhausted``, ``duplicate`` or ``unknown``."""
+        ...
+
+
+class TrendsRepository(Protocol):
+    """Hourly counters (rows ``<item>`` and ``#cat:<category>``, one per UTC day, kept by
+    TTL) and the trending lists (``#trending:...``, versioned, compare-and-swap)."""
+
+    def apply(self, deltas: Mapping[tuple[str, int], Sequence[Delta]], shard: str) -> None:
+        """Add deltas keyed by (row, day), guarded per shard; one write per row."""
+        ...
+
+    def get_counts(self, keys: Sequence[str], days: Sequence[int]) -> dict[str, HourlyCounts]:
+        """Counts of each key over ``days`` by absolute hour (empty when unseen)."""
+        ...
+
+    def get_many(
+        self, keys: Sequence[str], days: Sequence[int], lists: Sequence[str]
+    ) -> tuple[dict[str, HourlyCounts], dict[str, TrendingList]]:
+        """Counts (as :meth:`get_counts`) and lists (missing ones empty) in one read (one
+        BatchGetItem while under 100 keys)."""
+        ...
+
+    def get_list(self, name: str) -> TrendingList:
+        """A list read for update (consistent)."""
+        ...
+
+    def put_list(self, name: str, trending: TrendingList) -> None:
+        """Write if the stored version equals ``trending.version``; else ConcurrentUpdateError."""
         ...
 
 

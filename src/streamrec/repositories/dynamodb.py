@@ -36,6 +36,14 @@ from streamrec.domain.model import (
     SimilarityRow,
     UserState,
 )
+from streamrec.domain.trends import (
+    DAY,
+    HourlyCounts,
+    TrendingList,
+    counts_from_attributes,
+    entries_from_json,
+    entries_to_json,
+)
 from streamrec.repositories.base import (
     ConcurrentUpdateError,
     DeadLetter,
@@ -121,7 +129,7 @@ class DynamoTable:
 
     def apply_guarded_many(
         self,
-        rows: Sequence[tuple[dict[str, Any], Sequence[Delta], Mapping[str, str]]],
+        rows: Sequence[tuple[dict[str, Any], Sequence[Delta], Mapping[str, str | int]]],
         shard: str,
         attribute_name: Callable[[str], str] = str,
     ) -> None:
@@ -145,9 +153,10 @@ class DynamoTable:
         deltas: Sequence[Delta],
         shard: str,
         attribute_name: Callable[[str], str] = str,
-        strings: Mapping[str, str] | None = None,
+        strings: Mapping[str, str | int] | None = None,
     ) -> None:
-        """ADD the deltas this row lacks, and advance its replay guard, in one UpdateItem.
+        """ADD the deltas this row lacks, and advance its replay guard, in one UpdateItem
+        (``strings``: attributes SET in the same write; an int is stored as a number).
 
         The condition "guard < first sequence" makes the write all-or-nothing per record
         range; when it fails, the stored guard tells which deltas are still missing.
@@ -166,7 +175,7 @@ class DynamoTable:
                 adds.append(f"#{index} :{index}")
             for index, (attribute, text) in enumerate((strings or {}).items()):
                 names[f"#s{index}"] = attribute
-                values[f":s{index}"] = {"S": text}
+                values[f":s{index}"] = {"N": str(text)} if isinstance(text, int) else {"S": text}
                 sets.append(f"#s{index} = :s{index}")
             try:
                 self.call(
@@ -460,6 +469,86 @@ class DynamoSimilarityRepository:
             raise ConcurrentUpdateError(f"{name} changed concurrently") from error
 
 
+# ---- Trends -----------------------------------------------------------------------------
+# Key (item_id, day): counter rows ``<item>`` / ``#cat:<category>`` per UTC day (days since
+# the epoch) with ``v:<hh>``/``p:<hh>`` numbers, ``expires_at`` (TTL) and replay guards; list
+# rows ``#trending:...`` at day 0 with ``entries`` (JSON) and ``version``.
+TTL_ATTRIBUTE = "expires_at"
+LIST_DAY = 0
+
+
+class DynamoTrendsRepository:
+    def __init__(self, table: DynamoTable, retention_days: int) -> None:
+        self.table = table
+        self.retention_days = retention_days
+
+    @staticmethod
+    def _key(name: str, day: int) -> dict[str, Any]:
+        return {"item_id": {"S": name}, "day": {"N": str(day)}}
+
+    def apply(self, deltas: Mapping[tuple[str, int], Sequence[Delta]], shard: str) -> None:
+        # Every write (re)sets the expiry with the counts: no separate write per row.
+        rows = [
+            (self._key(name, day), row_deltas, {TTL_ATTRIBUTE: (day + 1 + self.retention_days) * DAY})
+            for (name, day), row_deltas in deltas.items()
+        ]
+        self.table.apply_guarded_many(rows, shard)
+
+    def get_counts(self, keys: Sequence[str], days: Sequence[int]) -> dict[str, HourlyCounts]:
+        counts, _ = self.get_many(keys, days, [])
+        return counts
+
+    def get_many(
+        self, keys: Sequence[str], days: Sequence[int], lists: Sequence[str]
+    ) -> tuple[dict[str, HourlyCounts], dict[str, TrendingList]]:
+        wanted = [self._key(name, day) for name in dict.fromkeys(keys) for day in dict.fromkeys(days)]
+        wanted += [self._key(name, LIST_DAY) for name in dict.fromkeys(lists)]
+        counts = {name: HourlyCounts() for name in keys}
+        found = {name: TrendingList() for name in lists}
+        list_names = set(lists)
+        for item in self.table.batch_get(wanted):
+            name, day = item["item_id"]["S"], int(item["day"]["N"])
+            if name in list_names and day == LIST_DAY:
+                found[name] = _trending_from_item(item)
+            elif name in counts:
+                attributes = {k: float(v["N"]) for k, v in item.items() if "N" in v}
+                counts_from_attributes(counts[name], day, attributes)
+        return counts, found
+
+    def get_list(self, name: str) -> TrendingList:
+        response = self.table.call(
+            "get_item", TableName=self.table.name, Key=self._key(name, LIST_DAY), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _trending_from_item(item) if item else TrendingList()
+
+    def put_list(self, name: str, trending: TrendingList) -> None:
+        condition = "attribute_not_exists(item_id)" if trending.version == 0 else "version = :v"
+        extra = (
+            {}
+            if trending.version == 0
+            else {"ExpressionAttributeValues": {":v": {"N": str(trending.version)}}}
+        )
+        try:
+            self.table.call(
+                "put_item",
+                TableName=self.table.name,
+                Item={
+                    **self._key(name, LIST_DAY),
+                    "entries": {"S": entries_to_json(trending.entries)},
+                    "version": {"N": str(trending.version + 1)},
+                },
+                ConditionExpression=condition,
+                **extra,
+            )
+        except ClientError as error:
+            raise ConcurrentUpdateError(f"{name} changed concurrently") from error
+
+
+def _trending_from_item(item: dict[str, Any]) -> TrendingList:
+    return TrendingList(entries_from_json(item["entries"]["S"]), int(item["version"]["N"]))
+
+
 # ---- Outbound channels ------------------------------------------------------------------------
 
 
@@ -562,9 +651,7 @@ class SqsDeadLetterSink:
 
     def send(self, letters: Sequence[DeadLetter]) -> None:
         for start, bodies in enumerate(self.batches(letters)):
-            entries = [
-                {"Id": f"{start}-{index}", "MessageBody": body} for index, body in enumerate(bodies)
-            ]
+            entries = [{"Id": f"{start}-{index}", "MessageBody": body} for index, body in enumerate(bodies)]
             try:
                 response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             except (ClientError, BotoCoreError) as error:

@@ -28,6 +28,7 @@ from streamrec.domain.model import (
     SimilarityRow,
     UserState,
 )
+from streamrec.domain.trends import HourlyCounts, TrendingList, counts_from_attributes
 from streamrec.repositories.base import (
     ConcurrentUpdateError,
     DeadLetter,
@@ -239,3 +240,40 @@ class InMemoryCouponRepository:
         coupon.remaining -= 1
         coupon.redeemed += 1
         return REDEEMED
+
+
+class InMemoryTrendsRepository:
+    """Counter rows keyed (row, day) with the DynamoDB adapter's guards, and versioned
+    lists. Expiry (TTL) is not simulated: readers only ask for the days they need."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int], dict[str, float | str]] = defaultdict(dict)
+        self.lists: dict[str, TrendingList] = {}
+
+    def apply(self, deltas: Mapping[tuple[str, int], Sequence[Delta]], shard: str) -> None:
+        guard = guard_attribute(shard)
+        for key, row_deltas in deltas.items():
+            _apply_guarded(self.rows[key], row_deltas, guard)
+
+    def get_counts(self, keys: Sequence[str], days: Sequence[int]) -> dict[str, HourlyCounts]:
+        result = {key: HourlyCounts() for key in keys}
+        for key in keys:
+            for day in days:
+                row = self.rows.get((key, day))
+                if row:
+                    counts_from_attributes(result[key], day, row)
+        return result
+
+    def get_many(
+        self, keys: Sequence[str], days: Sequence[int], lists: Sequence[str]
+    ) -> tuple[dict[str, HourlyCounts], dict[str, TrendingList]]:
+        return self.get_counts(keys, days), {name: self.get_list(name) for name in lists}
+
+    def get_list(self, name: str) -> TrendingList:
+        stored = self.lists.get(name, TrendingList())
+        return TrendingList(list(stored.entries), stored.version)
+
+    def put_list(self, name: str, trending: TrendingList) -> None:
+        if trending.version != self.lists.get(name, TrendingList()).version:
+            raise ConcurrentUpdateError(f"{name} changed concurrently")
+        self.lists[name] = TrendingList(list(trending.entries), trending.version + 1)

@@ -1,0 +1,372 @@
+"""Trending items and purchase demand, from hourly counters kept for a few days.
+
+Counters. The ingest adds each event to hourly buckets of its item and of its category
+(rows ``<item>`` / ``#cat:<category>`` of the trends table, one row per UTC day, attributes
+``v:<hh>`` = summed event weights and ``p:<hh>`` = units bought, hh = hour of the day), with
+the same per-shard replay guards and one write per distinct row per batch as the other
+count rows. Rows expire (DynamoDB TTL on ``expires_at``) ``trends_retention_days`` after
+their day ends.
+
+Trending. For a window of W hours (1 or 24) ending now, an item's count c sums its
+current hour, the W - 1 hours before, and the still-inside part of the hour before those
+(``streamrec_core.window_counts``). Its baseline rate r is its count over the
+``trending_baseline_days`` days before the window, per hour; expected e = r * W; and
+
+    velocity = (c + prior) / (e + prior)        (prior = ``trending_prior``, 5)
+
+so a 1 -> 3 blip scores 8 / 6 = 1.33 while 100 -> 300 scores 305 / 105 = 2.90, and a new
+item with 20 events in the hour scores 25 / 5 = 5.
+
+The similarity function (which is told which items' popularity changed) refreshes the
+lists ``#trending:1h`` / ``#trending:24h`` and ``#trending:<w>:cat:<category>``: each entry
+keeps the item's baseline rate and its hourly counts from H - W on. An entry is refreshed
+whenever the item gets an event, so between refreshes its stored hours are complete: the
+API re-scores entries as of its own clock (hours that left the window drop out), and a list
+is one read. Only the baseline is as of the entry's last refresh.
+
+Demand. Units bought per day over the last ``demand_days`` whole days, the last 24 hours and
+today so far; the forecast is Holt's linear smoothing of the daily series
+(``streamrec_core.holt_forecast``, ``demand_alpha``, ``demand_beta``): next day and the sum
+of the next 7.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from streamrec_core import holt_forecast, velocity_scores, window_counts
+
+from streamrec.domain.model import Delta
+from streamrec.events import UserEvent
+from streamrec.repositories.base import ConcurrentUpdateError, TrendsRepository
+from streamrec.settings import Settings
+
+HOUR = 3600
+DAY = 86_400
+WINDOWS = {"1h": 1, "24h": 24}
+WEIGHTED = "v"  # summed event weights, per hour
+PURCHASED = "p"  # units bought, per hour
+CATEGORY_COUNTER_PREFIX = "#cat:"
+TRENDING_LIST_PREFIX = "#trending:"
+LIST_UPDATE_ATTEMPTS = 5
+FORECAST_DAYS = 7
+
+
+def counter_attribute(kind: str, hour_of_day: int) -> str:
+    return f"{kind}:{hour_of_day:02d}"
+
+
+def category_counter(category: str) -> str:
+    """Key of a category's counter rows ('#' never starts an item id)."""
+    return CATEGORY_COUNTER_PREFIX + category
+
+
+def trending_list(window: str, category: str | None = None) -> str:
+    """Key of a trending list: ``#trending:1h`` or ``#trending:1h:cat:<category>``."""
+    name = TRENDING_LIST_PREFIX + window
+    return f"{name}:cat:{category}" if category else name
+
+
+# Attribute names by hour of the day, built once: the ingest plans one or two per event.
+_WEIGHTED_ATTRIBUTES = tuple(counter_attribute(WEIGHTED, hour) for hour in range(24))
+_PURCHASED_ATTRIBUTES = tuple(counter_attribute(PURCHASED, hour) for hour in range(24))
+
+
+def plan_trends(rows: dict[tuple[str, int], list[Delta]], event: UserEvent, seq: str, weight: float) -> None:
+    """Add one event to the hourly counters of its item and category (keyed by (row, day)).
+
+    Called by ``ingest.plan_batch`` per applied event; the deltas are written once per row
+    per batch with the replay guards, like every count row."""
+    purchase = event.event_type == "purchase"
+    if weight <= 0 and not purchase:
+        return
+    day, hour_of_day = divmod(int(event.timestamp // HOUR), 24)
+    keys = [(event.item_id, day)]
+    if event.category:
+        keys.append((category_counter(event.category), day))
+    for key in keys:
+        row = rows[key]
+        if weight > 0:
+            row.append((seq, _WEIGHTED_ATTRIBUTES[hour_of_day], weight))
+        if purchase:
+            row.append((seq, _PURCHASED_ATTRIBUTES[hour_of_day], float(event.quantity or 1)))
+
+
+@dataclass
+class HourlyCounts:
+    """A counter row set's counts by absolute hour (epoch seconds // 3600)."""
+
+    weighted: dict[int, float] = field(default_factory=dict)
+    purchased: dict[int, float] = field(default_factory=dict)
+
+
+def counts_from_attributes(counts: HourlyCounts, day: int, attributes: Mapping[str, object]) -> None:
+    """Add a counter row's ``v:<hh>``/``p:<hh>`` attributes (of ``day``) to ``counts``."""
+    for name, value in attributes.items():
+        kind, _, hour_of_day = name.partition(":")
+        if kind in (WEIGHTED, PURCHASED) and hour_of_day.isdigit():
+            target = counts.weighted if kind == WEIGHTED else counts.purchased
+            hour = day * 24 + int(hour_of_day)
+            target[hour] = target.get(hour, 0.0) + float(value)  # type: ignore[arg-type]
+
+
+def entries_to_json(entries: Sequence[TrendEntry]) -> str:
+    """Compact JSON of list entries: [item, category, rate, [[hour, count], ...]]."""
+    return json.dumps(
+        [[e.item_id, e.category, e.baseline_rate, sorted(e.hours.items())] for e in entries],
+        separators=(",", ":"),
+    )
+
+
+def entries_from_json(text: str) -> list[TrendEntry]:
+    return [
+        TrendEntry(item, category, float(rate), {int(h): float(v) for h, v in hours})
+        for item, category, rate, hours in json.loads(text)
+    ]
+
+
+@dataclass(frozen=True)
+class TrendEntry:
+    """An item in a trending list: its baseline rate (per hour, as of the entry's last
+    refresh) and its weighted counts by absolute hour, from the window's oldest hour on."""
+
+    item_id: str
+    category: str | None
+    baseline_rate: float
+    hours: dict[int, float]
+
+
+@dataclass
+class TrendingList:
+    entries: list[TrendEntry] = field(default_factory=list)
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class TrendingItem:
+    item_id: str
+    category: str | None
+    velocity: float
+    count: float
+    expected: float
+
+
+def _clock(now: float) -> tuple[int, float]:
+    """(current hour H, elapsed fraction of it)."""
+    hour = int(now // HOUR)
+    return hour, (now - hour * HOUR) / HOUR
+
+
+def _window_matrix(hours: Sequence[Mapping[int, float]], current: int, window: int) -> np.ndarray:
+    """Shape (n, window + 1): counts of hours current - window .. current (later hours,
+    events stamped ahead of the clock, are added to the current one)."""
+    matrix = np.zeros((len(hours), window + 1))
+    first = current - window
+    for row, counts in enumerate(hours):
+        for hour, value in counts.items():
+            if hour >= first:
+                matrix[row, min(hour, current) - first] += value
+    return matrix
+
+
+def _measure(entries: Sequence[TrendEntry], window: int, now: float, prior: float) -> list[TrendingItem]:
+    """Each entry's count, expected count and velocity as of ``now`` (in order)."""
+    if not entries:
+        return []
+    current, elapsed = _clock(now)
+    counts = window_counts(_window_matrix([e.hours for e in entries], current, window), elapsed)
+    rates = np.array([e.baseline_rate for e in entries])
+    velocity, expected = velocity_scores(counts, rates, window, prior)
+    return [
+        TrendingItem(e.item_id, e.category, float(velocity[n]), float(counts[n]), float(expected[n]))
+        for n, e in enumerate(entries)
+    ]
+
+
+def score(entries: Sequence[TrendEntry], window: int, now: float, prior: float) -> list[TrendingItem]:
+    """The entries' velocity as of ``now``, best first (ties: larger count, then item id);
+    entries with nothing in the window left out."""
+    ranked = [item for item in _measure(entries, window, now, prior) if item.count > 0]
+    return sorted(ranked, key=lambda item: (-item.velocity, -item.count, item.item_id))
+
+
+def baseline_rate(counts: Mapping[int, float], current: int, window: int, baseline_days: int) -> float:
+    """Usual count per hour: the ``baseline_days`` * 24 hours before the window's oldest
+    (partial) hour, averaged."""
+    hours = baseline_days * 24
+    end = current - window  # the window's partial oldest hour, excluded
+    return sum(v for h, v in counts.items() if end - hours <= h < end) / hours
+
+
+@dataclass(frozen=True)
+class Demand:
+    item_id: str
+    known: bool
+    last_24h: float
+    today: float
+    per_hour_24h: float
+    per_day_7d: float
+    per_day: float  # over all ``days``
+    days: list[dict[str, object]]
+    next_24h: float
+    next_7d: float
+    level: float
+    trend: float
+    alpha: float
+    beta: float
+
+
+@dataclass
+class TrendsService:
+    """Refreshes the trending lists (similarity function) and answers the API."""
+
+    settings: Settings
+    trends: TrendsRepository
+    # Lists merged at once: each is a read and a conditional write of its own row, and a
+    # batch touching hundreds of categories would otherwise wait on them one by one
+    # (the DynamoDB wiring sets 8; the in-memory adapters keep 1).
+    concurrency: int = 1
+
+    # ---- refresh (similarity function) ----
+
+    def refresh(self, items: Mapping[str, str | None], now: float | None = None) -> None:
+        """Re-score ``items`` (item -> category) from their counters and merge them into the
+        global and category lists of both windows (an item with nothing in a window leaves
+        that window's lists)."""
+        if not items:
+            return
+        now = time.time() if now is None else now
+        current, _ = _clock(now)
+        counts = self.trends.get_counts(sorted(items), self._days(current))
+        settings = self.settings
+        merges: list[tuple[str, dict[str, TrendEntry], int]] = []
+        for label, window in WINDOWS.items():
+            fresh = {
+                item: TrendEntry(
+                    item,
+                    category,
+                    baseline_rate(counts[item].weighted, current, window, settings.trending_baseline_days),
+                    {h: v for h, v in counts[item].weighted.items() if h >= current - window and v > 0},
+                )
+                for item, category in items.items()
+            }
+            by_list: dict[str, dict[str, TrendEntry]] = defaultdict(dict)
+            for item, entry in fresh.items():
+                by_list[trending_list(label)][item] = entry
+                if entry.category:
+                    by_list[trending_list(label, entry.category)][item] = entry
+            merges.extend((name, by_list[name], window) for name in sorted(by_list))
+        if self.concurrency <= 1 or len(merges) <= 1:
+            for name, entries, window in merges:
+                self._merge(name, entries, window, now)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(merges))) as pool:
+            futures = [pool.submit(self._merge, name, fresh, window, now) for name, fresh, window in merges]
+            for future in futures:
+                future.result()  # the first failure fails the batch (retried; merges are idempotent)
+
+    def _days(self, current: int) -> list[int]:
+        """Days whose rows hold the baseline and the longest window (and a day ahead)."""
+        first = (current - max(WINDOWS.values()) - self.settings.trending_baseline_days * 24) // 24
+        return list(range(first, current // 24 + 2))
+
+    def _merge(self, name: str, fresh: dict[str, TrendEntry], window: int, now: float) -> None:
+        """Compare-and-swap merge of fresh entries into one list, re-scored as of ``now``."""
+        settings = self.settings
+        size = settings.trending_category_list_size if ":cat:" in name else settings.trending_list_size
+        prior = settings.trending_prior
+        for _ in range(LIST_UPDATE_ATTEMPTS):
+            stored = self.trends.get_list(name)
+            entries = {e.item_id: e for e in stored.entries}
+            entries.update(fresh)
+            ranked = score(list(entries.values()), window, now, prior)[:size]
+            kept = [entries[item.item_id] for item in ranked]
+            if kept == stored.entries:
+                return
+            try:
+                self.trends.put_list(name, TrendingList(kept, stored.version))
+                return
+            except ConcurrentUpdateError:
+                continue
+        raise ConcurrentUpdateError(f"{name} kept changing under concurrent updates")
+
+    # ---- API ----
+
+    def trending(
+        self,
+        window: str,
+        k: int,
+        category: str | None = None,
+        now: float | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> tuple[list[TrendingItem], TrendingItem | None]:
+        """Top ``k`` items by velocity in ``window`` (``1h``/``24h``), none of ``exclude``,
+        optionally of one category, and (with a category) the category's own velocity.
+        One read."""
+        if window not in WINDOWS:
+            raise ValueError(f"window must be one of {', '.join(WINDOWS)}")
+        now = time.time() if now is None else now
+        hours = WINDOWS[window]
+        current, _ = _clock(now)
+        name = trending_list(window, category)
+        counters = [category_counter(category)] if category else []
+        counts, lists = self.trends.get_many(counters, self._days(current) if counters else [], [name])
+        entries = [entry for entry in lists[name].entries if entry.item_id not in exclude]
+        items = score(entries, hours, now, self.settings.trending_prior)[:k]
+        if not category:
+            return items, None
+        row = counts[category_counter(category)]
+        whole = TrendEntry(
+            category,
+            category,
+            baseline_rate(row.weighted, current, hours, self.settings.trending_baseline_days),
+            row.weighted,
+        )
+        return items, _measure([whole], hours, now, self.settings.trending_prior)[0]
+
+    def demand(self, item_id: str, now: float | None = None) -> Demand:
+        """The item's purchases (units) per day over the last ``demand_days`` whole days, the
+        last 24 hours and today, and Holt's forecast. Unknown items: zeros. One read."""
+        settings = self.settings
+        now = time.time() if now is None else now
+        current, elapsed = _clock(now)
+        today = current // 24
+        days = list(range(today - settings.demand_days, today + 1))
+        counts, _ = self.trends.get_many([item_id], days, [])
+        row = counts[item_id]
+        known = bool(row.weighted or row.purchased)
+        daily = np.zeros(len(days))
+        for hour, value in row.purchased.items():
+            if days[0] <= hour // 24 <= today:
+                daily[hour // 24 - days[0]] += value
+        last_24h = float(window_counts(_window_matrix([row.purchased], current, 24), elapsed)[0])
+        whole = daily[:-1]
+        level, trend, forecast = holt_forecast(
+            whole, settings.demand_alpha, settings.demand_beta, FORECAST_DAYS
+        )
+        return Demand(
+            item_id=item_id,
+            known=known,
+            last_24h=last_24h,
+            today=float(daily[-1]),
+            per_hour_24h=last_24h / 24,
+            per_day_7d=float(whole[-7:].mean()) if whole.size else 0.0,
+            per_day=float(whole.mean()) if whole.size else 0.0,
+            days=[
+                {"date": datetime.fromtimestamp(day * DAY, UTC).date().isoformat(), "purchases": float(value)}
+                for day, value in zip(days[:-1], whole, strict=True)
+            ],
+            next_24h=float(forecast[0]),
+            next_7d=float(forecast.sum()),
+            level=level,
+            trend=trend,
+            alpha=settings.demand_alpha,
+            beta=settings.demand_beta,
+        )

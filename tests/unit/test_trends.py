@@ -1,0 +1,353 @@
+"""Trends: the numpy math by hand, the counters exactly once (memory and DynamoDB on moto
+give equal rows under re-delivery), trending lists and demand with hand-checked numbers,
+and each API read in one round trip."""
+
+from __future__ import annotations
+
+import math
+
+import boto3
+import numpy as np
+import pytest
+from streamrec_core import holt_forecast, velocity_scores, window_counts
+
+from streamrec import wiring
+from streamrec.domain.ingest import IngestService, SequencedEvent, plan_batch
+from streamrec.domain.model import sequence_key
+from streamrec.domain.trends import TrendEntry, TrendsService, score
+from streamrec.events import parse_event
+from streamrec.repositories.dynamodb import DynamoTable, DynamoTrendsRepository
+from streamrec.repositories.memory import (
+    InMemoryChangePublisher,
+    InMemoryCooccurrenceRepository,
+    InMemoryItemStatsRepository,
+    InMemoryTrendsRepository,
+    InMemoryUserRepository,
+)
+from streamrec.settings import Settings, load_settings
+from tests.unit.test_round_trips import CallLog
+
+SHARD = "shardId-000000000000"
+NOW = 1_764_000_000.0  # exactly the start of hour 490,000 (2025-11-24 16:00 UTC)
+H = 490_000
+
+
+# ---- numpy core ------------------------------------------------------------------------
+
+
+def test_window_counts_take_the_unexpired_part_of_the_oldest_hour():
+    # Hours H-2, H-1, H: a quarter of H has passed, so 3/4 of H-2 is still in the window.
+    np.testing.assert_allclose(window_counts(np.array([[4.0, 1.0, 2.0]]), 0.25), [1 + 2 + 4 * 0.75])
+    with pytest.raises(ValueError):
+        window_counts(np.array([[1.0]]), 0.5)
+
+
+def test_velocity_prior_keeps_a_small_blip_below_a_large_surge():
+    velocity, expected = velocity_scores(np.array([3.0, 300.0, 20.0]), np.array([1.0, 100.0, 0.0]), 1.0, 5.0)
+    np.testing.assert_allclose(expected, [1.0, 100.0, 0.0])
+    # (3 + 5) / (1 + 5) = 1.333; (300 + 5) / (100 + 5) = 2.905; a new item: 25 / 5 = 5
+    np.testing.assert_allclose(velocity, [8 / 6, 305 / 105, 5.0])
+    assert velocity[1] > velocity[0]
+    with pytest.raises(ValueError):
+        velocity_scores(np.array([1.0]), np.array([1.0]), 1.0, 0.0)
+
+
+def test_holt_by_hand():
+    # l0 = 2, b0 = 0; l1 = .5*4 + .5*2 = 3, b1 = .5*1 = .5; l2 = .5*6 + .5*3.5 = 4.75,
+    # b2 = .5*1.75 + .5*.5 = 1.125; forecasts 5.875, 7.0, 8.125.
+    level, trend, forecast = holt_forecast(np.array([2.0, 4.0, 6.0]), 0.5, 0.5, 3)
+    assert (level, trend) == (4.75, 1.125)
+    np.testing.assert_allclose(forecast, [5.875, 7.0, 8.125])
+    # A falling series never forecasts negative demand: l1 = 0, b1 = -4.
+    np.testing.assert_allclose(holt_forecast(np.array([4.0, 0.0]), 1.0, 1.0, 2)[2], [0.0, 0.0])
+    assert holt_forecast(np.zeros(0), 0.3, 0.1, 2)[2].tolist() == [0.0, 0.0]
+
+
+# ---- counters ----------------------------------------------------------------------------
+
+
+def _event(n: int, item: str, kind: str, timestamp: float, category: str | None = "camping", **extra):
+    payload = {
+        "event_id": f"t{n}",
+        "event_type": kind,
+        "user_id": f"u{n % 4}",
+        "item_id": item,
+        "timestamp": timestamp,
+        **({"category": category} if category else {}),
+        **extra,
+    }
+    return SequencedEvent(sequence_key(70_000 + n), parse_event(payload))
+
+
+def test_plan_counts_weights_and_units_per_item_and_category_hour():
+    events = [
+        _event(0, "tent", "view", NOW - 30),  # hour H - 1 = 15:00 of the same day
+        _event(1, "tent", "purchase", NOW + 10, quantity=3),  # hour H = 16:00
+        _event(2, "tent", "remove_from_cart", NOW + 20),  # weight 0: counted nowhere
+        _event(3, "stove", "add_to_cart", NOW + 30, category=None),
+        _event(4, "tent", "view", NOW - 17 * 3600),  # 23:00 the day before
+    ]
+    plan = plan_batch({}, events, SHARD, Settings())
+    day, hour_of_day = divmod(H, 24)
+    assert hour_of_day == 16
+    assert plan.trends[("tent", day)] == [
+        (events[0].sequence, "v:15", 1.0),
+        (events[1].sequence, "v:16", 2.0),
+        (events[1].sequence, "p:16", 3.0),
+    ]
+    assert plan.trends[("tent", day - 1)] == [(events[4].sequence, "v:23", 1.0)]
+    assert plan.trends[("#cat:camping", day)] == plan.trends[("tent", day)]
+    assert plan.trends[("stove", day)] == [(events[3].sequence, "v:16", 1.5)]
+    assert not [key for key in plan.trends if key[0] == "#cat:None"]
+
+
+def _burst(count: int = 60) -> list[SequencedEvent]:
+    kinds = ["view", "view", "add_to_cart", "purchase"]
+    return [
+        _event(n, f"i{n % 5}", kinds[n % 4], NOW - 3 * 86_400 + n * 3_000, category=f"c{n % 2}")
+        for n in range(count)
+    ]
+
+
+def _ingest(trends, events, settings):
+    service = IngestService(
+        settings,
+        InMemoryUserRepository(),
+        InMemoryCooccurrenceRepository(),
+        InMemoryItemStatsRepository(),
+        InMemoryChangePublisher(),
+        trends=trends,
+    )
+    service.ingest(events, SHARD)
+    return service
+
+
+def _counter_rows(repo: InMemoryTrendsRepository) -> dict[tuple[str, int], dict[str, float]]:
+    return {
+        key: {k: float(v) for k, v in row.items() if k[:2] in ("v:", "p:")} for key, row in repo.rows.items()
+    }
+
+
+def test_counters_exactly_once_in_memory_and_on_dynamodb(aws):
+    settings = load_settings()
+    events = _burst()
+    clean = InMemoryTrendsRepository()
+    _ingest(clean, events, settings)
+
+    # Re-delivered and bisected on DynamoDB: the counts rows alone, applied as the ingest does.
+    table = DynamoTable(settings.trends_table, boto3.client("dynamodb"))
+    dynamo = DynamoTrendsRepository(table, settings.trends_retention_days)
+    plan = plan_batch({}, events, SHARD, settings)
+    dynamo.apply(plan.trends, SHARD)
+    first_half = plan_batch({}, events[:30], SHARD, settings)
+    dynamo.apply(first_half.trends, SHARD)  # a bisected retry of what is already held
+    dynamo.apply(plan.trends, SHARD)  # the whole batch again
+
+    stored = boto3.client("dynamodb").scan(TableName=settings.trends_table)["Items"]
+    rows = {
+        (item["item_id"]["S"], int(item["day"]["N"])): {
+            k: float(v["N"]) for k, v in item.items() if k[:2] in ("v:", "p:")
+        }
+        for item in stored
+    }
+    assert rows == _counter_rows(clean) and rows
+    for item in stored:  # expiry: the end of the row's day plus the retention
+        day = int(item["day"]["N"])
+        assert int(item["expires_at"]["N"]) == (day + 1 + settings.trends_retention_days) * 86_400
+
+    # In memory: a crash after the counts (users unwritten) replays the same batch.
+    replayed = InMemoryTrendsRepository()
+    replayed.apply(first_half.trends, SHARD)
+    _ingest(replayed, events, settings)
+    assert _counter_rows(replayed) == _counter_rows(clean)
+    # Totals: every weighted event and every unit bought counted once.
+    items = [row for (key, _), row in _counter_rows(clean).items() if not key.startswith("#")]
+    assert sum(v for row in items for k, v in row.items() if k.startswith("v:")) == sum(
+        settings.event_weights[e.event.event_type] for e in events
+    )
+    assert sum(v for row in items for k, v in row.items() if k.startswith("p:")) == sum(
+        e.event.event_type == "purchase" for e in events
+    )
+
+
+# ---- trending and demand -------------------------------------------------------------------
+
+
+def _service_with(events, settings=None):
+    settings = settings or Settings()
+    repo = InMemoryTrendsRepository()
+    _ingest(repo, events, settings)
+    return TrendsService(settings, repo), repo
+
+
+def test_trending_ranks_by_velocity_not_raw_counts():
+    events = []
+    n = 0
+    # "steady": 4 views an hour for 8 days; "rising": 1 an hour, 30 in the last hour;
+    # "blip": 1 view in the baseline, 3 in the last hour.
+    for hour in range(1, 8 * 24 + 1):
+        for _ in range(4):
+            events.append(_event(n, "steady", "view", NOW - hour * 3600 + 60))
+            n += 1
+        events.append(_event(n, "rising", "view", NOW - hour * 3600 + 120))
+        n += 1
+    for m in range(29):
+        events.append(_event(n, "rising", "view", NOW - 3000 + m))
+        n += 1
+    events.append(_event(n, "blip", "view", NOW - 5 * 86_400))
+    n += 1
+    for m in range(3):
+        events.append(_event(n, "blip", "view", NOW - 1000 + m))
+        n += 1
+    events.sort(key=lambda e: e.event.timestamp)
+    events = [SequencedEvent(sequence_key(90_000 + i), e.event) for i, e in enumerate(events)]
+    service, repo = _service_with(events)
+    service.refresh({"steady": "camping", "rising": "camping", "blip": "camping"}, NOW)
+
+    items, summary = service.trending("1h", 10, now=NOW)
+    assert summary is None
+    assert [i.item_id for i in items] == ["rising", "blip", "steady"]
+    rising, blip, steady = items
+    # rising: c = 30 (hour H-1, all inside at H + 0), baseline 168 / 168 = 1 per hour:
+    # (30 + 5) / (1 + 5); blip: (3 + 5) / (1/168 + 5); steady: (4 + 5) / (4 + 5) = 1.
+    assert rising.count == 30 and rising.expected == pytest.approx(1.0)
+    assert rising.velocity == pytest.approx(35 / 6)
+    assert blip.velocity == pytest.approx(8 / (1 / 168 + 5))
+    assert steady.velocity == pytest.approx(1.0)
+    assert steady.count > blip.count  # more events, yet below: ranked by velocity
+
+    # Half an hour later the window has lost half of hour H-1: re-scored as of then.
+    later, _ = service.trending("1h", 10, now=NOW + 1800)
+    assert {i.item_id: i.count for i in later}["rising"] == pytest.approx(15.0)
+    # Two hours later nothing is left in the 1h window: stale entries decay out.
+    assert service.trending("1h", 10, now=NOW + 7200)[0] == []
+
+    without = service.trending("1h", 10, now=NOW, exclude=frozenset({"rising"}))[0]
+    assert [i.item_id for i in without] == ["blip", "steady"]  # excluded before the cut
+
+    by_category, whole = service.trending("24h", 2, category="camping", now=NOW)
+    assert [i.item_id for i in by_category] == ["rising", "blip"]
+    assert whole is not None and whole.count == pytest.approx(4 * 24 + 24 + 29 + 3)
+    assert service.trending("24h", 5, category="nothing-here", now=NOW)[0] == []
+
+
+def test_lists_merged_concurrently_equal_lists_merged_in_turn():
+    events = [_event(n, f"i{n % 12}", "view", NOW - 7200 + n * 30, category=f"c{n % 5}") for n in range(200)]
+    items = {f"i{n}": None for n in range(12)}
+    lists = []
+    for concurrency in (1, 4):
+        service, repo = _service_with(events)
+        service.concurrency = concurrency
+        categories = {e.event.item_id: e.event.category for e in events}
+        service.refresh({item: categories[item] for item in items}, NOW)
+        lists.append({name: stored.entries for name, stored in repo.lists.items()})
+    assert lists[0] == lists[1] and len(lists[0]) == 2 + 2 * 5
+
+
+def test_score_keeps_ties_in_item_order():
+    entries = [TrendEntry(x, None, 0.0, {H: 1.0}) for x in ("b", "a")]
+    assert [i.item_id for i in score(entries, 1, NOW, 5.0)] == ["a", "b"]
+
+
+def test_demand_daily_purchases_and_forecast():
+    settings = Settings(demand_alpha=0.5, demand_beta=0.5)
+    today = H // 24
+    events = []
+    # 2, 4 and 6 units on the last three whole days, 1 unit today, 5 views (not demand).
+    for days_ago, units in ((3, 2), (2, 4), (1, 6)):
+        events.append(
+            _event(len(events), "stove", "purchase", (today - days_ago) * 86_400 + 20 * 3600, quantity=units)
+        )
+    events.append(_event(len(events), "stove", "purchase", NOW - 60, quantity=1))
+    events += [_event(len(events) + m, "stove", "view", NOW - 100 - m) for m in range(5)]
+    events.sort(key=lambda e: e.event.timestamp)
+    events = [SequencedEvent(sequence_key(95_000 + i), e.event) for i, e in enumerate(events)]
+    service, _ = _service_with(events, settings)
+
+    demand = service.demand("stove", NOW)
+    assert demand.known and len(demand.days) == 14
+    assert [d["purchases"] for d in demand.days][-3:] == [2.0, 4.0, 6.0]
+    assert demand.today == 1.0
+    # last 24 h (from 16:00 yesterday): yesterday's purchase at 20:00 and today's.
+    assert demand.last_24h == 7.0 and demand.per_hour_24h == pytest.approx(7 / 24)
+    assert demand.per_day_7d == pytest.approx(12 / 7)
+    # Holt over 11 zero days then 2, 4, 6 (alpha = beta = .5), by the recurrences:
+    level, trend = 0.0, 0.0
+    for y in [0.0] * 11 + [2.0, 4.0, 6.0]:
+        previous = level
+        level = 0.5 * y + 0.5 * (level + trend)
+        trend = 0.5 * (level - previous) + 0.5 * trend
+    assert demand.level == pytest.approx(level) and demand.trend == pytest.approx(trend)
+    assert demand.next_24h == pytest.approx(level + trend)
+    assert demand.next_7d == pytest.approx(sum(max(0.0, level + h * trend) for h in range(1, 8)))
+
+    unknown = service.demand("never-seen", NOW)
+    assert not unknown.known and unknown.next_7d == 0 and unknown.last_24h == 0
+    assert all(d["purchases"] == 0 for d in unknown.days)
+    assert math.isclose(unknown.per_day, 0.0)
+
+
+# ---- round trips -------------------------------------------------------------------------
+
+
+def test_trending_and_demand_take_one_round_trip(aws):
+    settings = load_settings()
+    import time
+
+    now = time.time()
+    events = [
+        _event(n, f"i{n % 4}", "purchase" if n % 3 == 0 else "view", now - 4000 + n * 10) for n in range(40)
+    ]
+    wiring.ingest_service(settings).ingest(events, SHARD)
+    trends = wiring.trends_service(settings)
+    trends.refresh({f"i{n}": "camping" for n in range(4)}, now)
+    calls = CallLog()
+    service = wiring.trends_service(settings)
+    items, _ = service.trending("24h", 10, now=now)
+    assert len(items) == 4
+    assert calls.names() == ["BatchGetItem"]
+    calls.clear()
+    items, whole = service.trending("1h", 10, category="camping", now=now)
+    assert items and whole is not None and whole.count > 0
+    assert calls.names() == ["BatchGetItem"]  # the list and the category's counter rows
+    calls.clear()
+    assert service.demand("i0", now).known
+    assert calls.names() == ["BatchGetItem"]
+
+
+def test_trends_cost_meters_counter_writes_and_list_upkeep():
+    from streamrec.bench.trends import trends_cost
+
+    events = [
+        {
+            "event_id": str(n),
+            "event_type": "purchase" if n % 5 == 0 else "view",
+            "user_id": f"u{n % 7}",
+            "item_id": f"i{n % 9}",
+            "timestamp": NOW - 3600 + n,
+            "category": f"c{n % 3}",
+        }
+        for n in range(200)
+    ]
+    cost = trends_cost(events, Settings(), batch=100)
+    # One row per item (9) and per category (3) per batch: 2 batches, all within one day.
+    assert cost["ingest"]["writes_per_event"] == pytest.approx(2 * 12 / 200)
+    assert cost["counter_rows"] == 12
+    assert cost["lists"] == 2 + 2 * 3  # both windows: the global list and 3 category lists
+    assert cost["similarity"]["rru_per_event"] > 0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"trending_prior": 0.0},
+        {"trending_baseline_days": 15},
+        {"demand_days": 0},
+        {"demand_alpha": 1.5},
+    ],
+)
+def test_bad_trend_settings_fail_at_cold_start(fields):
+    from streamrec.settings import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        Settings(**fields)

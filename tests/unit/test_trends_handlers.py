@@ -1,0 +1,112 @@
+"""The trending and demand routes through the handlers on moto: events stamped now go
+through the ingest and similarity handlers, then the API answers; bad input gets a 400."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.unit.conftest import FakeLambdaContext, import_handler, kinesis_event, load_event
+
+
+def _fresh_events(now: float) -> list[dict]:
+    """Within the last hour: 6 views of the headlamp, 2 views and 2 purchases (3 units) of
+    the stove; a week ago: 1 view of the stove."""
+    events = [
+        {"event_type": "view", "item_id": "headlamp", "timestamp": now - 900 + n, "user_id": f"u{n}"}
+        for n in range(6)
+    ]
+    events += [
+        {"event_type": "view", "item_id": "camping-stove", "timestamp": now - 800, "user_id": "u1"},
+        {"event_type": "view", "item_id": "camping-stove", "timestamp": now - 790, "user_id": "u2"},
+        {"event_type": "purchase", "item_id": "camping-stove", "timestamp": now - 700, "user_id": "u1"},
+        {
+            "event_type": "purchase",
+            "item_id": "camping-stove",
+            "timestamp": now - 690,
+            "user_id": "u2",
+            "quantity": 2,
+        },
+        {"event_type": "view", "item_id": "camping-stove", "timestamp": now - 6 * 86_400, "user_id": "u9"},
+    ]
+    events.sort(key=lambda e: e["timestamp"])
+    return [{**e, "event_id": f"fresh-{n}", "category": "camping"} for n, e in enumerate(events)]
+
+
+def _changes(items: list[str]) -> dict:
+    return kinesis_event(
+        [{"item_id": i, "changed": True, "norm_changed": True, "popular_changed": True} for i in items],
+        template="similarity_kinesis.json",
+    )
+
+
+def _get(api, name: str, query: dict | None = None, item_id: str | None = None) -> tuple[int, dict]:
+    event = load_event(name)
+    if query is not None:
+        event["queryStringParameters"] = query
+        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
+    if item_id is not None:
+        event["pathParameters"] = {"item_id": item_id}
+        event["rawPath"] = event["requestContext"]["http"]["path"] = f"/items/{item_id}/demand"
+    response = api.lambda_handler(event, FakeLambdaContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_trending_and_demand_routes(aws):
+    now = time.time()
+    ingest = import_handler("ingest")
+    event = kinesis_event(_fresh_events(now))
+    assert ingest.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert ingest.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}  # re-delivered
+    similarity = import_handler("similarity")
+    assert similarity.lambda_handler(_changes(["headlamp", "camping-stove"]), FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+    api = import_handler("api")
+
+    status, body = _get(api, "api_trending.json", {"window": "1h", "k": "5"})
+    assert status == 200, body
+    assert body["window"] == "1h" and body["category"] is None and "category_trend" not in body
+    # headlamp: (6 + 5) / (0 + 5) = 2.2; stove: 2 views + 2 purchases (weight 2) = 6, its
+    # baseline 1 view a week over 168 hours: (6 + 5) / (1/168 + 5).
+    assert [i["item_id"] for i in body["items"]] == ["headlamp", "camping-stove"]
+    assert body["items"][0] == {
+        "item_id": "headlamp",
+        "category": "camping",
+        "velocity": 2.2,
+        "count": 6.0,
+        "expected": 0.0,
+    }
+    assert body["items"][1]["velocity"] == round(11 / (1 / 168 + 5), 4)
+
+    status, body = _get(api, "api_trending.json", {"window": "1h", "exclude": "headlamp"})
+    assert status == 200 and [i["item_id"] for i in body["items"]] == ["camping-stove"], body
+
+    status, body = _get(api, "api_trending.json")  # 24h, category camping, k=5
+    assert status == 200, body
+    assert body["category"] == "camping" and len(body["items"]) == 2
+    assert body["category_trend"]["count"] == 12.0  # both items' 12 weighted events today
+
+    status, body = _get(api, "api_demand.json", item_id="camping-stove")
+    assert status == 200, body
+    assert body["known"] is True
+    assert body["purchases"]["last_24h"] == 3.0
+    assert len(body["days"]) == 14 and body["forecast"]["method"] == "holt"
+
+    status, body = _get(api, "api_demand.json", item_id="never-seen")
+    assert status == 200 and body["known"] is False
+    assert body["purchases"]["last_24h"] == 0 and body["forecast"]["next_7d"] == 0
+
+
+def test_trending_and_demand_bad_input(aws):
+    api = import_handler("api")
+    status, body = _get(api, "api_trending_bad_window.json")
+    assert (status, body) == (400, {"error": "bad_request", "message": "window must be 1h or 24h"})
+    status, body = _get(api, "api_trending.json", {"k": "0"})
+    assert (status, body["message"]) == (400, "k must be an integer between 1 and 100")
+    status, body = _get(api, "api_trending.json", {"category": "x" * 129})
+    assert (status, body["message"]) == (400, "category must be 1..128 characters")
+    status, body = _get(api, "api_trending.json", {"exclude": "ok,#bad"})
+    assert status == 400 and body["message"].startswith("exclude: '#bad' is not an item id"), body
+    status, body = _get(api, "api_demand.json", item_id="#bad id")
+    assert status == 400 and body["message"].startswith("item_id is malformed")
