@@ -4,6 +4,7 @@ and each API read in one round trip."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import boto3
@@ -315,8 +316,8 @@ def test_trending_and_demand_take_one_round_trip(aws):
     assert calls.names() == ["BatchGetItem"]
 
 
-def test_trends_cost_meters_counter_writes_and_list_upkeep():
-    from streamrec.bench.trends import trends_cost
+def test_bench_meters_trend_counters_and_list_upkeep():
+    from streamrec.bench import runs
 
     events = [
         {
@@ -329,12 +330,18 @@ def test_trends_cost_meters_counter_writes_and_list_upkeep():
         }
         for n in range(200)
     ]
-    cost = trends_cost(events, Settings(), batch=100)
+    tables = runs.metered_tables()
+    payloads = [json.dumps(event).encode() for event in events]
+    runs._replay(tables, payloads, Settings(), 100, similarity=True)
+    ingest = runs._units(tables, [runs.TRENDS], 200)[runs.TRENDS]
+    upkeep = runs._units(tables, [runs.TRENDS], 200, phase="similarity")[runs.TRENDS]
     # One row per item (9) and per category (3) per batch: 2 batches, all within one day.
-    assert cost["ingest"]["writes_per_event"] == pytest.approx(2 * 12 / 200)
-    assert cost["counter_rows"] == 12
-    assert cost["lists"] == 2 + 2 * 3  # both windows: the global list and 3 category lists
-    assert cost["similarity"]["rru_per_event"] > 0
+    assert ingest["writes_per_event"] == pytest.approx(2 * 12 / 200)
+    keys = [key for key, _ in tables.client.sizes[tables.names[runs.TRENDS]].items()]
+    lists = [key for key in keys if str(key[0]).startswith("#trending")]
+    assert len(keys) - len(lists) == 12
+    assert len(lists) == 2 + 2 * 3  # both windows: the global list and 3 category lists
+    assert upkeep["rru_per_event"] > 0 and upkeep["writes_per_event"] > 0
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from streamrec.domain.ingest import BASKET_EVENT_TYPES, IngestService, Sequenced
 from streamrec.domain.model import POPULAR_ROW, Delta, HistoryItem, UserState, basket_row, sequence_key
 from streamrec.domain.recommend import RecommendationService
 from streamrec.domain.similarity import SimilarityService
+from streamrec.domain.trends import TrendsService
 from streamrec.events import parse_event
 from streamrec.repositories.cache import CacheConfig, CachingSimilarityRepository
 from streamrec.repositories.dynamodb import (
@@ -36,6 +37,7 @@ from streamrec.repositories.dynamodb import (
     DynamoItemStatsRepository,
     DynamoSimilarityRepository,
     DynamoTable,
+    DynamoTrendsRepository,
     DynamoUserRepository,
 )
 from streamrec.repositories.memory import (
@@ -43,6 +45,7 @@ from streamrec.repositories.memory import (
     InMemoryCooccurrenceRepository,
     InMemoryItemStatsRepository,
     InMemorySimilarityRepository,
+    InMemoryTrendsRepository,
     InMemoryUserRepository,
 )
 from streamrec.settings import Settings
@@ -52,8 +55,10 @@ Progress = Callable[[str], None]
 
 # Logical table names of template.yaml and the key attributes of each.
 USERS, COUNTS, STATS, SIMILARITY, PAIRS = "users", "cooccurrence", "item_stats", "similarity", "pairs"
+TRENDS = "trends"
 KEY_SCHEMA: dict[str, tuple[str, ...]] = {
     USERS: ("user_id",),
+    TRENDS: ("item_id", "day"),
     COUNTS: ("item_id", "block"),
     STATS: ("item_id",),
     SIMILARITY: ("item_id",),
@@ -99,6 +104,7 @@ def ingest_compute(
                 InMemoryCooccurrenceRepository(),
                 InMemoryItemStatsRepository(),
                 InMemoryChangePublisher(),
+                trends=InMemoryTrendsRepository(),  # the hourly counters production keeps
             )
             # The data set and earlier runs stay in the heap of this process, not of a Lambda:
             # keep them out of the collector's passes (the run's own objects are collected).
@@ -123,9 +129,14 @@ class Tables:
 
     client: Any
     names: dict[str, str]
+    # The replay's clock (its newest event), as of which the trending lists are refreshed.
+    replay_time: float = 0.0
 
     def table(self, logical: str) -> DynamoTable:
         return DynamoTable(self.names[logical], self.client)
+
+    def trends(self, settings: Settings) -> DynamoTrendsRepository:
+        return DynamoTrendsRepository(self.table(TRENDS), settings.trends_retention_days)
 
     def ingest(self, settings: Settings, naive: bool = False) -> IngestService:
         counts: Any = (
@@ -139,6 +150,7 @@ class Tables:
             counts,
             DynamoItemStatsRepository(self.table(STATS)),
             InMemoryChangePublisher(),  # Kinesis, not DynamoDB: priced separately
+            trends=self.trends(settings),
         )
 
     def similarity(self, settings: Settings) -> SimilarityService:
@@ -147,6 +159,7 @@ class Tables:
             DynamoCooccurrenceRepository(self.table(COUNTS), settings.cooccurrence_blocks),
             DynamoItemStatsRepository(self.table(STATS)),
             DynamoSimilarityRepository(self.table(SIMILARITY)),
+            trending=TrendsService(settings, self.trends(settings), clock=lambda: self.replay_time),
         )
 
     def recommendations(self, settings: Settings) -> RecommendationService:
@@ -229,6 +242,7 @@ def _replay(
         sequenced = _sequenced(payloads[offset : offset + batch], offset + 1)
         _phase(tables, "ingest")
         plan = ingest.ingest(sequenced, SHARD)
+        tables.replay_time = max(tables.replay_time, *(s.event.timestamp for s in sequenced))
         if naive:  # batch 1: the event's item and the user's window after it
             event = sequenced[0].event
             state = plan.users.get(event.user_id)
@@ -315,8 +329,8 @@ def dynamodb_cost(
         label="cost: production ingest + similarity",
     )
     client: MeteredDynamoClient = similarity_tables.client
-    ingest_units = _units(similarity_tables, [USERS, COUNTS, STATS], n)
-    similarity_units = _units(similarity_tables, [COUNTS, STATS, SIMILARITY], n, phase="similarity")
+    ingest_units = _units(similarity_tables, [USERS, COUNTS, STATS, TRENDS], n)
+    similarity_units = _units(similarity_tables, [COUNTS, STATS, SIMILARITY, TRENDS], n, phase="similarity")
     similarity_stage = {
         **similarity_units,
         "wru_per_event": similarity_units["total"]["wru_per_event"],
@@ -341,7 +355,8 @@ def dynamodb_cost(
         "similarity_stage": similarity_stage,
         "production_total": total["total"],
         "row_sizes": {
-            name: _size_histogram(similarity_tables, name) for name in (USERS, COUNTS, STATS, SIMILARITY)
+            name: _size_histogram(similarity_tables, name)
+            for name in (USERS, COUNTS, STATS, SIMILARITY, TRENDS)
         },
         "naive": {},
     }
@@ -357,8 +372,8 @@ def dynamodb_cost(
             progress=progress,
             label=f"cost: naive design, window {window}",
         )
-        every_pair = _units(naive, [USERS, ALL_PAIRS, STATS], n)
-        changed_only = _units(naive, [USERS, PAIRS, STATS], n)
+        every_pair = _units(naive, [USERS, ALL_PAIRS, STATS, TRENDS], n)
+        changed_only = _units(naive, [USERS, PAIRS, STATS, TRENDS], n)
         result["naive"][str(window)] = {"every_pair": every_pair, "changed_pairs_only": changed_only}
     # Other packings of the count rows (Settings.cooccurrence_blocks), production ingest only.
     result["blocks_sweep"] = {str(settings.cooccurrence_blocks): ingest_units["total"]["wru_per_event"]}
@@ -374,7 +389,7 @@ def dynamodb_cost(
             progress=progress,
             label=f"cost: {blocks} count blocks",
         )
-        result["blocks_sweep"][str(blocks)] = _units(swept, [USERS, COUNTS, STATS], n)["total"][
+        result["blocks_sweep"][str(blocks)] = _units(swept, [USERS, COUNTS, STATS, TRENDS], n)["total"][
             "wru_per_event"
         ]
     base = result["naive"][str(naive_window)]
@@ -418,7 +433,12 @@ def moto_cross_check(
 
         session.events.register("provide-client-params.dynamodb", count)  # before the client
         client = session.client("dynamodb")
-        logical = {"UsersTable": USERS, "CooccurrenceTable": COUNTS, "ItemStatsTable": STATS}
+        logical = {
+            "UsersTable": USERS,
+            "CooccurrenceTable": COUNTS,
+            "ItemStatsTable": STATS,
+            "TrendsTable": TRENDS,
+        }
         names = {}
         for logical_id, table in resolved.tables.items():
             client.create_table(**table.create_kwargs)
@@ -428,13 +448,13 @@ def moto_cross_check(
         progress(f"cross-check: {len(payloads):,} events through moto")
         _replay(moto_tables, payloads, settings, len(payloads))
         moto_sizes = {}
-        for name in (USERS, COUNTS, STATS):
+        for name in (USERS, COUNTS, STATS, TRENDS):
             items = []
             for page in client.get_paginator("scan").paginate(TableName=names[name]):
                 items.extend(page["Items"])
             moto_sizes[name] = sorted(item_size(i) for i in items)
     result: dict[str, Any] = {"events": len(payloads), "tables": {}}
-    for name in (USERS, COUNTS, STATS):
+    for name in (USERS, COUNTS, STATS, TRENDS):
         meter = metered.client.meters[metered.names[name]]
         metered_sizes = sorted(item_size(i) for i in metered.client.items(metered.names[name]))
         moto_writes = sum(

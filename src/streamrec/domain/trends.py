@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -233,6 +233,8 @@ class TrendsService:
     # batch touching hundreds of categories would otherwise wait on them one by one
     # (the DynamoDB wiring sets 8; the in-memory adapters keep 1).
     concurrency: int = 1
+    # The time lists are refreshed as of (a replay passes its own clock).
+    clock: Callable[[], float] = time.time
 
     # ---- refresh (similarity function) ----
 
@@ -242,7 +244,7 @@ class TrendsService:
         that window's lists)."""
         if not items:
             return
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         current, _ = _clock(now)
         counts = self.trends.get_counts(sorted(items), self._days(current))
         settings = self.settings
