@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from streamrec.cli import _load_demo_coupons
-from streamrec.local.demo import demo_coupons, demo_users, generate_demo_events
+from streamrec.http_api import ROUTES
+from streamrec.local.demo import demo_coupons, demo_items, demo_users, generate_demo_events
 from streamrec.local.stack import LocalStack
 
 from .support import ApiClient
@@ -26,3 +29,51 @@ def test_demo_users_get_coupons_of_their_interests(local_stack: LocalStack, api:
             assert coupon["reasons"], coupon
         offered_any = offered_any or bool(coupons)
     assert offered_any, "the demo users browse categories that have coupons"
+
+
+def test_every_route_answers_on_the_demo_data(local_stack: LocalStack, api: ApiClient) -> None:
+    """Each route of the API, as `streamrec run` serves it, on the demo events and coupons:
+    a 2xx answer, and a non-empty list where the demo data has something to list."""
+    events = generate_demo_events(600)
+    local_stack.put_events(events)  # already loaded by another test: duplicates are skipped
+    local_stack.drain(timeout=120)
+    _load_demo_coupons(local_stack, local_stack.outputs()["tables"]["CouponsTable"])
+    user = demo_users(1, events)[0]
+    item = demo_items(1, events)[0]
+    category = next(e["category"] for e in events if e["item_id"] == item)
+    coupon = {
+        "scope": {"category": category},
+        "discount": {"kind": "percent", "value": 10},
+        "valid_from": "2025-01-01T00:00:00Z",
+        "valid_to": "2035-01-01T00:00:00Z",
+        "budget": 10,
+    }
+    json_headers = {"content-type": "application/json"}
+    requests = {
+        "GET /health": ("GET", "/health", None, None),
+        "GET /users/{user_id}/recommendations": (
+            "GET",
+            f"/users/{user}/recommendations?k=5&category={category}",
+            None,
+            "items",
+        ),
+        "GET /items/{item_id}/similar": ("GET", f"/items/{item}/similar?k=5&exclude={user}", None, "items"),
+        "GET /users/{user_id}/cross-sell": ("GET", f"/users/{user}/cross-sell?k=5", None, "items"),
+        "POST /cross-sell": ("POST", "/cross-sell", {"items": [item], "k": 5}, "items"),
+        "GET /users/{user_id}/profile": ("GET", f"/users/{user}/profile", None, "recent_items"),
+        "GET /users/{user_id}/coupons": ("GET", f"/users/{user}/coupons?k=3", None, None),
+        "PUT /coupons/{coupon_id}": ("PUT", "/coupons/route-check", coupon, None),
+        "GET /items/trending": ("GET", "/items/trending?window=24h&k=5", None, "items"),
+        "GET /items/{item_id}/demand": ("GET", f"/items/{item}/demand", None, "days"),
+        "DELETE /users/{user_id}": ("DELETE", "/users/route-check-user", None, None),
+    }
+    assert set(requests) == set(ROUTES), "every route has a request here"
+    for route, (method, path, body, listed) in requests.items():
+        payload = json.dumps(body).encode() if body is not None else None
+        reply = api.request(method, path, payload, json_headers if body is not None else None)
+        assert 200 <= reply.status < 300, (route, reply.status, reply.body)
+        if listed:
+            assert reply.body[listed], f"{route}: empty {listed} on the demo data: {reply.body}"
+    in_category = {e["item_id"] for e in events if e.get("category") == category}
+    recommended = api.get(f"/users/{user}/recommendations?k=5&category={category}").body["items"]
+    assert {i["item_id"] for i in recommended} <= in_category
