@@ -203,7 +203,7 @@ def format_table(r: dict[str, Any]) -> str:
         f"{c['history_length']}; sizes as DynamoDB counts them)"
     )
     add(f"  {'design / table':<44} {'WRU/event':>10} {'RRU/event':>10} {'writes/event':>13}")
-    for table in ("users", "cooccurrence", "item_stats"):
+    for table in ("users", "cooccurrence", "item_stats", "trends"):
         row = c["production_ingest"][table]
         add(
             f"  {'production ingest: ' + table:<44} {row['wru_per_event']:>10.3f} "
@@ -213,10 +213,10 @@ def format_table(r: dict[str, Any]) -> str:
     add(f"  {'production ingest: total':<44} {total['wru_per_event']:>10.3f} {total['rru_per_event']:>10.3f}")
     st = c["similarity_stage"]
     add(
-        f"  {'similarity stage (counts read, rows written)':<44} {st['wru_per_event']:>10.3f} "
+        f"  {'similarity stage (rows read and written)':<44} {st['wru_per_event']:>10.3f} "
         f"{st['rru_per_event']:>10.3f}"
     )
-    for table in ("cooccurrence", "item_stats", "similarity"):
+    for table in ("cooccurrence", "item_stats", "similarity", "trends"):
         row = st[table]
         add(
             f"    {'similarity stage: ' + table:<42} {row['wru_per_event']:>10.3f} "
