@@ -9,12 +9,14 @@ from typing import Any
 
 import boto3
 
+from streamrec.domain.catalog import CatalogService
 from streamrec.domain.coupons import CouponService
 from streamrec.domain.ingest import IngestService
 from streamrec.domain.recommend import CrossSellService, RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.repositories.cache import cache_config, cached_similarity
 from streamrec.repositories.dynamodb import (
+    DynamoCatalogRepository,
     DynamoCooccurrenceRepository,
     DynamoCouponRepository,
     DynamoItemStatsRepository,
@@ -47,7 +49,24 @@ def ingest_service(settings: Settings, client: Any | None = None) -> IngestServi
         coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table, client))
         if settings.coupons_table
         else None,
+        catalog=catalog_repository(settings, client),
     )
+
+
+def catalog_repository(settings: Settings, client: Any | None = None) -> DynamoCatalogRepository | None:
+    """The catalog table's adapter, or None when no catalog table is configured."""
+    if not settings.catalog_table:
+        return None
+    return DynamoCatalogRepository(DynamoTable(settings.catalog_table, client or dynamodb_client()))
+
+
+def catalog_service(settings: Settings, client: Any | None = None) -> CatalogService | None:
+    """The ingest's handling of item_upsert records (None without a catalog table)."""
+    catalog = catalog_repository(settings, client)
+    if catalog is None:
+        return None
+    require(settings, "changed_items_stream")
+    return CatalogService(settings, catalog, KinesisChangePublisher(settings.changed_items_stream))
 
 
 def similarity_service(settings: Settings, client: Any | None = None) -> SimilarityService:
@@ -60,6 +79,7 @@ def similarity_service(settings: Settings, client: Any | None = None) -> Similar
         ),
         item_stats=DynamoItemStatsRepository(DynamoTable(settings.item_stats_table, client)),
         similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)),
+        catalog=catalog_repository(settings, client),
     )
 
 

@@ -34,6 +34,7 @@ from streamrec.domain.model import (
 )
 from streamrec.events import COUPON_REDEEMED, UserEvent
 from streamrec.repositories.base import (
+    CatalogRepository,
     ChangePublisher,
     CooccurrenceRepository,
     CouponRepository,
@@ -257,6 +258,25 @@ def _apply_to_history(
             changed.add(other_id)
 
 
+def with_catalog_categories(
+    events: Sequence[SequencedEvent], catalog: CatalogRepository
+) -> Sequence[SequencedEvent]:
+    """Events without a category get their item's catalog category (one projected read of
+    the batch's uncategorised items), so that the user's history, the category popular lists
+    and the coupons see it; events that name a category keep theirs. Planning is unchanged:
+    this only fills in the field before it."""
+    missing = {s.event.item_id for s in events if s.event.item_id and s.event.category is None}
+    known = catalog.categories(missing) if missing else {}
+    if not known:
+        return events
+    return [
+        SequencedEvent(s.sequence, s.event.model_copy(update={"category": known[s.event.item_id]}))
+        if s.event.category is None and s.event.item_id in known
+        else s
+        for s in events
+    ]
+
+
 @dataclass
 class IngestService:
     """Reads the batch's users, plans, and writes in the crash-safe order."""
@@ -267,11 +287,14 @@ class IngestService:
     item_stats: ItemStatsRepository
     changes: ChangePublisher
     coupons: CouponRepository | None = None
+    catalog: CatalogRepository | None = None
 
     def ingest(self, events: Sequence[SequencedEvent], shard: str) -> BatchPlan:
         """Apply one batch of one shard's events (in sequence order)."""
         if not events:
             return BatchPlan()
+        if self.catalog is not None:
+            events = with_catalog_categories(events, self.catalog)
         stored = self.users.get_many({sequenced.event.user_id for sequenced in events})
         plan = plan_batch(stored, events, shard, self.settings)
         self.cooccurrence.apply(plan.cooccurrence, shard)

@@ -10,8 +10,16 @@ Personalized score of a candidate m (SAR-style, plus a category component):
   currently popular items;
 * the two are blended after scaling each to a maximum of 1 (``category_blend``).
 
+Content neighbours (catalog TF-IDF, domain/catalog.py) fill in for cold items: a recent
+item h with n_h < ``cold_item_neighbours`` collaborative neighbours contributes its content
+neighbours m with S[h, m] = max(S[h, m], (1 - n_h / cold_item_neighbours) · T[h, m]), T
+being the content cosine; warm items' rows are used as they are.
+
+Out-of-stock items (the ``#out_of_stock`` row) are never listed, by any list, fallbacks
+included. Items without a catalog record count as in stock.
+
 Two sequential reads per request: the user's row, then one BatchGetItem of the recent
-items' neighbour rows, the popular list and the category lists.
+items' neighbour rows, the popular list, the out-of-stock row and the category lists.
 """
 
 from __future__ import annotations
@@ -23,7 +31,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from streamrec_core import decay, max_normalized_blend, personalized_scores, top_k
 
-from streamrec.domain.model import POPULAR_ROW, HistoryItem, PopularList, UserState, category_row
+from streamrec.domain.model import (
+    OUT_OF_STOCK_ROW,
+    POPULAR_ROW,
+    HistoryItem,
+    Neighbour,
+    PopularList,
+    SimilarityRow,
+    UserState,
+    category_row,
+)
 from streamrec.repositories.base import SimilarityRepository, UserRepository
 from streamrec.settings import Settings
 
@@ -35,6 +52,9 @@ EXCLUDE_MODES = (EXCLUDE_PURCHASED, EXCLUDE_HISTORY, EXCLUDE_NONE)
 SOURCE_PERSONALIZED = "personalized"
 SOURCE_SIMILAR = "similar"
 SOURCE_POPULAR = "popular"
+# One BatchGetItem reads at most 100 keys: the recent items, #popular, #out_of_stock and
+# the category lists must fit in it (HistoryLength <= 96 leaves room for 2 categories).
+BATCH_GET_KEYS = 100
 
 _REASON_BY_KIND = {
     "view": "because you viewed {item}",
@@ -77,6 +97,19 @@ def _pad_with_popular(
         if item_id not in taken:
             listed.append(Recommendation(item_id, weight / top_weight, SOURCE_POPULAR, ["popular right now"]))
     return listed
+
+
+def out_of_stock(lists: dict[str, PopularList]) -> set[str]:
+    """The ids in the ``#out_of_stock`` row (empty when it was not read or is missing)."""
+    stock = lists.get(OUT_OF_STOCK_ROW)
+    return {item for item, _ in stock.items} if stock else set()
+
+
+def coldness(row: SimilarityRow | None, settings: Settings) -> float:
+    """1 for an item without collaborative neighbours, falling linearly to 0 at
+    ``cold_item_neighbours`` neighbours: how much its content neighbours stand in."""
+    count = len(row.neighbours) if row else 0
+    return max(0.0, 1.0 - count / settings.cold_item_neighbours)
 
 
 def history_weights(history: list[HistoryItem], now: float, settings: Settings) -> np.ndarray:
@@ -135,16 +168,28 @@ class RecommendationService:
             excluded.update(entry.item_id for entry in history)
 
         weights = history_weights(history, now, settings)
+        room = BATCH_GET_KEYS - 2 - len(history)
         categories = (
-            top_categories(history, weights, settings.categories_per_request)
-            if settings.category_blend
+            top_categories(history, weights, min(settings.categories_per_request, room))
+            if settings.category_blend and room > 0
             else []
         )
-        list_names = [POPULAR_ROW, *(category_row(c) for c, _ in categories)]
+        list_names = [POPULAR_ROW, OUT_OF_STOCK_ROW, *(category_row(c) for c, _ in categories)]
         rows, lists = self.similarity.get_many([entry.item_id for entry in history], list_names)
         popular = lists[POPULAR_ROW]
+        excluded |= out_of_stock(lists)
+        # Content neighbours of cold recent items, scaled by how cold each is.
+        content = {
+            entry.item_id: [
+                Neighbour(n.item_id, n.score * coldness(rows.get(entry.item_id), settings))
+                for n in rows[entry.item_id].content
+            ]
+            for entry in history
+            if entry.item_id in rows and rows[entry.item_id].content
+        }
 
         candidates = {n.item_id for row in rows.values() for n in (*row.neighbours, *row.extended)}
+        candidates.update(n.item_id for found in content.values() for n in found if n.score > 0)
         if settings.self_similarity > 0:
             candidates.update(entry.item_id for entry in history)
         if settings.category_blend:
@@ -156,7 +201,8 @@ class RecommendationService:
             item_matrix = np.zeros((len(history), len(ordered)))
             for row_index, entry in enumerate(history):
                 row = rows.get(entry.item_id)
-                for neighbour in (*row.neighbours, *row.extended) if row else ():
+                collaborative = (*row.neighbours, *row.extended) if row else ()
+                for neighbour in (*collaborative, *content.get(entry.item_id, ())):
                     if neighbour.item_id in column:
                         cell = (row_index, column[neighbour.item_id])
                         item_matrix[cell] = max(item_matrix[cell], neighbour.score)
@@ -205,16 +251,70 @@ class RecommendationService:
         )
 
     def similar_items(self, item_id: str, k: int) -> RecommendationList:
-        """The item's top-``k`` neighbours ("customers who viewed this also viewed")."""
-        rows, lists = self.similarity.get_many([item_id], [POPULAR_ROW])
+        """The item's top-``k`` similar items: collaborative neighbours ("customers who
+        viewed this also viewed") blended with content neighbours (catalog text).
+
+        With n collaborative neighbours, content weighs β = content_weight + (1 −
+        content_weight) · coldness (coldness = max(0, 1 − n / cold_item_neighbours)), so
+        a cold item is ranked by its content alone and a warm one mostly by behaviour:
+        score = (1 − β) · S / max S + β · T. Items known only by content (typically new
+        ones, without interactions yet) are guaranteed ``content_slots`` of the list when
+        there are any, so they can be discovered. Without content neighbours the list is
+        the collaborative one as before. Out-of-stock items never appear.
+        """
+        rows, lists = self.similarity.get_many([item_id], [POPULAR_ROW, OUT_OF_STOCK_ROW])
         row = rows.get(item_id)
-        reason = f"customers who viewed {item_id} also viewed this"
-        listed = [
-            Recommendation(n.item_id, n.score, SOURCE_SIMILAR, [reason], [item_id])
-            for n in (row.neighbours[:k] if row else [])
-        ]
+        excluded = {item_id} | out_of_stock(lists)
+        viewed = f"customers who viewed {item_id} also viewed this"
+        collaborative = [n for n in (row.neighbours if row else []) if n.item_id not in excluded]
+        content = [n for n in (row.content if row else []) if n.item_id not in excluded]
+        if not content:
+            listed = [
+                Recommendation(n.item_id, n.score, SOURCE_SIMILAR, [viewed], [item_id])
+                for n in collaborative[:k]
+            ]
+        else:
+            listed = self._blend_similar(item_id, row, collaborative, content, k)
         fallback = not listed
-        return RecommendationList(_pad_with_popular(listed, lists[POPULAR_ROW], {item_id}, k), fallback)
+        return RecommendationList(_pad_with_popular(listed, lists[POPULAR_ROW], excluded, k), fallback)
+
+    def _blend_similar(
+        self,
+        item_id: str,
+        row: SimilarityRow | None,
+        collaborative: list[Neighbour],
+        content: list[Neighbour],
+        k: int,
+    ) -> list[Recommendation]:
+        settings = self.settings
+        beta = settings.content_weight + (1.0 - settings.content_weight) * coldness(row, settings)
+        peak = collaborative[0].score if collaborative and collaborative[0].score > 0 else 1.0
+        behaviour = {n.item_id: n.score / peak for n in collaborative}
+        text = {n.item_id: n.score for n in content}
+        ordered = sorted(behaviour.keys() | text.keys())
+        scores = np.array([(1.0 - beta) * behaviour.get(i, 0.0) + beta * text.get(i, 0.0) for i in ordered])
+        chosen = [ordered[index] for index in top_k(scores, k)]
+        # Items known only by content (best first) keep their reserved slots.
+        content_only = [n.item_id for n in content if n.item_id not in behaviour]
+        reserved = (
+            min(len(content_only), max(1, round(k * settings.content_slots))) if settings.content_slots else 0
+        )
+        extra = [i for i in content_only if i not in chosen][
+            : reserved - sum(i in chosen for i in content_only)
+        ]
+        overflow = len(chosen) + len(extra) - k
+        if extra and overflow > 0:
+            drop = set([i for i in reversed(chosen) if i in behaviour][:overflow])
+            chosen = [i for i in chosen if i not in drop]
+        chosen += extra
+        score_of = dict(zip(ordered, scores.tolist(), strict=True))
+        viewed = f"customers who viewed {item_id} also viewed this"
+        alike = f"similar to {item_id} (title, category, tags)"
+        listed = []
+        for candidate in sorted(chosen, key=lambda i: (-score_of[i], i)):
+            reasons = ([viewed] if candidate in behaviour else []) + ([alike] if candidate in text else [])
+            listed.append(Recommendation(candidate, score_of[candidate], SOURCE_SIMILAR, reasons, [item_id]))
+        return listed
 
 
 SOURCE_CROSS_SELL = "cross_sell"
@@ -251,8 +351,8 @@ class CrossSellService:
     def for_items(self, items: list[str], k: int, state: UserState | None = None) -> RecommendationList:
         settings = self.settings
         cart = list(dict.fromkeys(items))[:CROSS_SELL_MAX_ITEMS]
-        excluded = set(cart) | (set(state.cart) if state else set())
-        rows, lists = self.similarity.get_many(cart, [POPULAR_ROW])
+        rows, lists = self.similarity.get_many(cart, [POPULAR_ROW, OUT_OF_STOCK_ROW])
+        excluded = set(cart) | (set(state.cart) if state else set()) | out_of_stock(lists)
         candidates = {n.item_id for row in rows.values() for n in row.complements}
         bought: dict[str, float] = {}
         if state and settings.cross_sell_history_weight > 0:

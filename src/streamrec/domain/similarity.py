@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from streamrec_core import personalized_scores, similarity, top_k
 
+from streamrec.domain.catalog import ContentIndex
 from streamrec.domain.model import (
     POPULAR_ROW,
     POPULARITY_EPOCH_SECONDS,
@@ -33,6 +34,7 @@ from streamrec.domain.model import (
     popularity_at_epoch,
 )
 from streamrec.repositories.base import (
+    CatalogRepository,
     ConcurrentUpdateError,
     CooccurrenceRepository,
     ItemStatsRepository,
@@ -85,14 +87,27 @@ class SimilarityService:
     cooccurrence: CooccurrenceRepository
     item_stats: ItemStatsRepository
     similarity: SimilarityRepository
+    # With a catalog, rows also carry content neighbours (domain/catalog.py).
+    catalog: CatalogRepository | None = None
 
     def recompute(
-        self, changed: Iterable[str], norm_changed: Iterable[str], popular_changed: Iterable[str] = ()
+        self,
+        changed: Iterable[str],
+        norm_changed: Iterable[str],
+        popular_changed: Iterable[str] = (),
+        content_changed: Iterable[str] = (),
     ) -> list[SimilarityRow]:
-        """Handle one batch of change announcements: rebuild every affected neighbour row
-        and merge fresh popularity into the popular lists."""
+        """Handle one batch of change announcements: rebuild every affected neighbour row,
+        update content neighbours and stock of items whose catalog record changed, and
+        merge fresh popularity into the popular lists."""
         reads = BatchReads()
         rows = self.rebuild(self.affected(changed, norm_changed, reads), reads)
+        content_changed = set(content_changed)
+        if content_changed and self.catalog is not None:
+            fresh = {row.item_id: row for row in rows}
+            index = ContentIndex(self.settings, self.catalog, self.similarity)
+            updated = index.update(content_changed, fresh)
+            rows = list({**fresh, **{row.item_id: row for row in updated}}.values())
         self.update_popular_lists(popular_changed, reads)
         return rows
 
@@ -188,6 +203,12 @@ class SimilarityService:
         ]
         if self.settings.two_hop_sources and self.settings.two_hop_size:
             self._add_two_hop(result)
+        if self.catalog is not None:
+            # Content neighbours are kept by the catalog side; a rebuilt row carries them over.
+            stored, _ = self.similarity.get_many(targets)
+            for row in result:
+                if row.item_id in stored:
+                    row.content = stored[row.item_id].content
         self.similarity.put_rows(result)
         return result
 
