@@ -159,10 +159,14 @@ def used() -> dict[str, set[tuple[str, str]]]:
                     # coupon_redeemed records of a coupon not defined yet: the guarded
                     # UpdateItem fails its condition and the row is read (GetItem).
                     box.invoke("IngestFunction", _event("ingest_coupon_redeemed.json"))
+                    # item_upsert records: the catalog's reads, postings, count and records.
+                    box.invoke("IngestFunction", _event("ingest_catalog_kinesis.json"))
             finally:
                 DynamoUserRepository.save_many = original_save  # type: ignore[method-assign]
             with recorder.as_function("SimilarityFunction"):
                 box.invoke("SimilarityFunction", _with_poison_record(_event("similarity_kinesis.json")))
+                # content neighbours and the out-of-stock row of the catalog's items
+                box.invoke("SimilarityFunction", _event("similarity_catalog_kinesis.json"))
             with recorder.as_function("ApiFunction"):
                 for name in (
                     "api_recommendations.json",
