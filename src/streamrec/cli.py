@@ -87,6 +87,7 @@ def _examples(outputs: dict[str, Any]) -> str:
     api = outputs["api_url"]
     users = outputs.get("demo_users") or ["user-0001"]
     items = outputs.get("demo_items") or ["espresso-machine"]
+    new_item = outputs.get("demo_new_item") or "new catalog items"
     return f"""
 streamrec is running locally.
   HTTP API      {api}
@@ -99,6 +100,11 @@ Try:
   curl -s '{api}/users/{users[0]}/recommendations?k=5'
   curl -s '{api}/items/{items[0]}/similar?k=5'
   curl -s '{api}/users/someone-new/recommendations?k=5'     # no history: popular items
+  curl -s '{api}/items/tent-2-person-ultralight/similar?k=5'  # lists {new_item},
+                                                  # new in the catalog, found by content similarity
+  curl -s -X POST '{api}/cross-sell' -H 'content-type: application/json' \\
+       -d '{{"items": ["tent-4-person-family"], "k": 5}}'     # never lists out-of-stock items
+                                                  # ({", ".join(outputs.get("demo_out_of_stock") or [])})
   curl -s '{api}/users/{users[0]}/coupons?k=3'                # coupons for the user's interests
   curl -s -X PUT '{api}/coupons/my-coupon' -H 'content-type: application/json' \\
        -d '{{"scope": {{"category": "audio"}}, "discount": {{"kind": "percent", "value": 5}},
@@ -145,6 +151,22 @@ def _load(stack: Any, events: list[dict[str, Any]], drain_timeout: float, starte
     )
 
 
+def _load_demo_catalog(stack: Any) -> list[dict[str, Any]]:
+    """Put the demo shop's catalog (``local.demo.demo_catalog``) on the event stream, as
+    `streamrec catalog load` would (partition key = item id)."""
+    from streamrec.local.demo import demo_catalog
+
+    records = demo_catalog()
+    stack.put_records(
+        [
+            {"Data": json.dumps(r, separators=(",", ":")).encode(), "PartitionKey": r["item_id"]}
+            for r in records
+        ]
+    )
+    _status(f"loaded {len(records)} demo catalog records", done=True)
+    return records
+
+
 def _load_demo_coupons(stack: Any, table: str) -> list[str]:
     """Define the demo shop's coupons (``local.demo.demo_coupons``) in the local table."""
     from streamrec.domain.coupons import coupon_record
@@ -189,9 +211,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ) as stack:
             try:
                 _status(f"local stack up in {time.monotonic() - started:.1f}s", done=True)
-                if events:
+                catalog = [] if args.no_demo else _load_demo_catalog(stack)
+                if events or catalog:
                     _load(stack, events, args.drain_timeout, started)
                 outputs = stack.outputs()
+                if catalog:
+                    from streamrec.local.demo import DEMO_NEW_ITEM, DEMO_OUT_OF_STOCK
+
+                    outputs["demo_new_item"] = DEMO_NEW_ITEM
+                    outputs["demo_out_of_stock"] = list(DEMO_OUT_OF_STOCK)
                 if not args.no_demo:
                     outputs["demo_coupons"] = _load_demo_coupons(stack, outputs["tables"]["CouponsTable"])
                 outputs["demo_users"] = demo_users(3, events) if events else []

@@ -224,7 +224,7 @@ class ContentIndex:
         touched = set(lists) | {
             n.item_id for found in lists.values() for n in found[: self.settings.content_merge_limit]
         }
-        stored, _ = self.similarity.get_many(sorted(touched - fresh.keys()))
+        stored, _ = self.similarity.get_many(sorted(touched - fresh.keys()), consistent=True)
         rows = {**stored, **{k: v for k, v in fresh.items() if k in touched}}
         now = time.time()
         for item_id in touched:

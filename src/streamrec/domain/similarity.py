@@ -205,7 +205,7 @@ class SimilarityService:
             self._add_two_hop(result)
         if self.catalog is not None:
             # Content neighbours are kept by the catalog side; a rebuilt row carries them over.
-            stored, _ = self.similarity.get_many(targets)
+            stored, _ = self.similarity.get_many(targets, consistent=True)
             for row in result:
                 if row.item_id in stored:
                     row.content = stored[row.item_id].content

@@ -118,11 +118,12 @@ class ItemStatsRepository(Protocol):
 
 class SimilarityRepository(Protocol):
     def get_many(
-        self, item_ids: Sequence[str], lists: Sequence[str] = ()
+        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
         """Neighbour rows of the items (missing ones absent) and the named popular lists
         (``#popular``, ``#cat:<category>``; missing ones empty), in one read (one
-        BatchGetItem) so that the API stays within 2 round trips."""
+        BatchGetItem) so that the API stays within 2 round trips. ``consistent`` reads (the
+        similarity function's read-modify-write of content lists) see every acknowledged write."""
         ...
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None: ...

@@ -93,11 +93,13 @@ class DynamoTable:
         except BotoCoreError as error:
             raise RepositoryError(f"{operation} on {self.name} failed: {error}") from error
 
-    def batch_get(self, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def batch_get(self, keys: Sequence[dict[str, Any]], consistent: bool = False) -> list[dict[str, Any]]:
         """Read items by key: one BatchGetItem per 100 keys, unprocessed keys retried."""
         items: list[dict[str, Any]] = []
         for chunk in _chunks(list(keys), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {self.name: {"Keys": list(chunk)}}
+            request: dict[str, Any] = {
+                self.name: {"Keys": list(chunk), **({"ConsistentRead": True} if consistent else {})}
+            }
             for attempt in range(UNPROCESSED_RETRIES + 1):
                 response = self.call("batch_get_item", RequestItems=request)
                 items.extend(response.get("Responses", {}).get(self.name, []))
@@ -383,13 +385,13 @@ class DynamoSimilarityRepository:
         self.table = table
 
     def get_many(
-        self, item_ids: Sequence[str], lists: Sequence[str] = ()
+        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
         wanted = list(dict.fromkeys([*item_ids, *lists]))
         list_names = set(lists)
         rows: dict[str, SimilarityRow] = {}
         found: dict[str, PopularList] = {name: PopularList() for name in lists}
-        for item in self.table.batch_get([{"item_id": {"S": i}} for i in wanted]):
+        for item in self.table.batch_get([{"item_id": {"S": i}} for i in wanted], consistent):
             key = item["item_id"]["S"]
             if key in list_names:
                 found[key] = _list_from_item(item)

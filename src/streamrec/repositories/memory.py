@@ -151,7 +151,7 @@ class InMemorySimilarityRepository:
         self.lists: dict[str, PopularList] = {}
 
     def get_many(
-        self, item_ids: Sequence[str], lists: Sequence[str] = ()
+        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
         rows = {i: _copy_row(self.rows[i]) for i in item_ids if i in self.rows}
         return rows, {name: self.get_list(name) for name in lists}
