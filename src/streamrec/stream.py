@@ -218,10 +218,9 @@ def process_batch(
 
 
 class IngestRecords:
-    """Applies a batch of valid records (the ingest function's ``apply``): catalog records
-    (``item_upsert``) first, through the catalog service, then the user events, through
-    the ingest service exactly as without a catalog (the catalog goes first so that the
-    batch's events already see their items' categories)."""
+    """Applies a batch of valid records (the ingest function's ``apply``): the user events
+    through the ingest service, exactly as without a catalog, then the catalog records
+    (``item_upsert``) through the catalog service."""
 
     def __init__(self, service: IngestService, catalog: CatalogService | None = None) -> None:
         self.service = service
@@ -246,9 +245,27 @@ class IngestRecords:
     def __call__(self, records: Applicable) -> None:
         shard = shard_of(records[0][0])
         upserts = self._upserts(records)
-        if upserts:
-            if self.catalog is None:
-                raise RuntimeError("item_upsert records need the catalog table (CATALOG_TABLE)")
+        if upserts and self.catalog is None:
+            raise RuntimeError("item_upsert records need the catalog table (CATALOG_TABLE)")
+        events = self._events(records)
+        if events:
+            # The batch's catalog records are written after its user events (a retry then
+            # repeats the user events' guarded writes at the same positions), so their
+            # categories are passed along for the events that name none.
+            categories = {u.upsert.item_id: u.upsert.category for u in upserts}
+            plan = self.service.ingest(events, shard, categories)
+            logger.info(
+                "ingested batch",
+                extra={
+                    "records": len(events),
+                    "applied": plan.applied_events,
+                    "duplicates": plan.duplicates,
+                    "users": len(plan.users),
+                    "cooccurrence_rows": len(plan.cooccurrence),
+                    "changed_items": len(plan.changed_items),
+                },
+            )
+        if upserts and self.catalog is not None:
             outcome = self.catalog.upsert(upserts, shard)
             logger.info(
                 "applied catalog records",
@@ -259,21 +276,6 @@ class IngestRecords:
                     "duplicates": len(outcome.duplicates),
                 },
             )
-        events = self._events(records)
-        if not events:
-            return
-        plan = self.service.ingest(events, shard)
-        logger.info(
-            "ingested batch",
-            extra={
-                "records": len(events),
-                "applied": plan.applied_events,
-                "duplicates": plan.duplicates,
-                "users": len(plan.users),
-                "cooccurrence_rows": len(plan.cooccurrence),
-                "changed_items": len(plan.changed_items),
-            },
-        )
 
     def find_failing(self, records: Applicable) -> list[tuple[int, Exception]]:
         """Replay the batch's planning (pure, one read of its users) one event at a time,

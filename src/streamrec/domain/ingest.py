@@ -259,14 +259,16 @@ def _apply_to_history(
 
 
 def with_catalog_categories(
-    events: Sequence[SequencedEvent], catalog: CatalogRepository
+    events: Sequence[SequencedEvent], catalog: CatalogRepository, batch: Mapping[str, str] | None = None
 ) -> Sequence[SequencedEvent]:
     """Events without a category get their item's catalog category (one projected read of
-    the batch's uncategorised items), so that the user's history, the category popular lists
+    the batch's uncategorised items; ``batch``: categories of catalog records in the same
+    batch, which take precedence), so that the user's history, the category popular lists
     and the coupons see it; events that name a category keep theirs. Planning is unchanged:
     this only fills in the field before it."""
+    batch = batch or {}
     missing = {s.event.item_id for s in events if s.event.item_id and s.event.category is None}
-    known = catalog.categories(missing) if missing else {}
+    known = {**(catalog.categories(missing - batch.keys()) if missing - batch.keys() else {}), **batch}
     if not known:
         return events
     return [
@@ -289,12 +291,15 @@ class IngestService:
     coupons: CouponRepository | None = None
     catalog: CatalogRepository | None = None
 
-    def ingest(self, events: Sequence[SequencedEvent], shard: str) -> BatchPlan:
-        """Apply one batch of one shard's events (in sequence order)."""
+    def ingest(
+        self, events: Sequence[SequencedEvent], shard: str, categories: Mapping[str, str] | None = None
+    ) -> BatchPlan:
+        """Apply one batch of one shard's events (in sequence order); ``categories``: those
+        of the catalog records of the same batch (see :func:`with_catalog_categories`)."""
         if not events:
             return BatchPlan()
         if self.catalog is not None:
-            events = with_catalog_categories(events, self.catalog)
+            events = with_catalog_categories(events, self.catalog, categories)
         stored = self.users.get_many({sequenced.event.user_id for sequenced in events})
         plan = plan_batch(stored, events, shard, self.settings)
         self.cooccurrence.apply(plan.cooccurrence, shard)
