@@ -288,6 +288,15 @@ def test_cold_start_new_user_gets_popular_in_category_after_first_view():
     # the category list itself was built from catalog categories
     assert [i for i, _ in pipeline.similarity.get_list("#cat:coffee").items][:2] == ["beans", "grinder"]
 
+    # Without the catalog (what happened before it), the same uncategorised events leave
+    # the user without a category: no popular-in-category items.
+    bare = Pipeline()
+    for user in range(3):
+        bare.send([view(f"c{user}", "beans", 100 + user)])
+    bare.send([view("newbie", "grinder", 300)])
+    reasons = [reason for r in bare.recommendations.for_user("newbie", 5).items for reason in r.reasons]
+    assert not any(reason.startswith("popular in") for reason in reasons)
+
 
 def test_cold_history_item_brings_its_content_neighbours():
     pipeline = Pipeline()

@@ -78,6 +78,7 @@ def test_personalized_request_takes_two_round_trips(aws, calls, monkeypatch):
     assert calls.names() == ["GetItem", "BatchGetItem"]
     history_keys = calls.calls[1][1]["RequestItems"][aws.tables["SimilarityTable"].name]["Keys"]
     assert {"S": "#popular"} in [k["item_id"] for k in history_keys]
+    assert {"S": "#out_of_stock"} in [k["item_id"] for k in history_keys]  # stock: same read
 
     calls.clear()
     unknown = service.for_user("nobody", k=5)
