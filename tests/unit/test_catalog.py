@@ -355,3 +355,15 @@ def test_items_without_catalog_record_count_as_in_stock():
     pipeline = Pipeline()
     pipeline.send([view("u1", "x", 1), view("u1", "y", 2), view("u2", "x", 3), view("u2", "y", 4)])
     assert [r.item_id for r in pipeline.recommendations.similar_items("x", 1).items] == ["y"]
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_similar_items_of_a_cold_item_are_exactly_k_by_content(k):
+    pipeline = Pipeline()
+    pipeline.send([upsert(f"tent-{n}", f"Tent model {n}", "camping", tags=["tent"]) for n in range(12)])
+    pipeline.send([upsert("tent-new", "Tent model new", "camping", tags=["tent"])])
+    result = pipeline.recommendations.similar_items("tent-new", k)
+    assert len(result.items) == k and not result.fallback
+    assert all(r.reasons == ["similar to tent-new (title, category, tags)"] for r in result.items)
+    scores = [r.score for r in result.items]
+    assert scores == sorted(scores, reverse=True)

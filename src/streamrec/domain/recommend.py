@@ -299,9 +299,8 @@ class RecommendationService:
         reserved = (
             min(len(content_only), max(1, round(k * settings.content_slots))) if settings.content_slots else 0
         )
-        extra = [i for i in content_only if i not in chosen][
-            : reserved - sum(i in chosen for i in content_only)
-        ]
+        missing = max(0, reserved - sum(i in chosen for i in content_only))
+        extra = [i for i in content_only if i not in chosen][:missing]
         overflow = len(chosen) + len(extra) - k
         if extra and overflow > 0:
             drop = set([i for i in reversed(chosen) if i in behaviour][:overflow])
