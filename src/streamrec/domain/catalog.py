@@ -180,7 +180,12 @@ class ContentIndex:
             if not candidates:
                 shortlist[item_id] = []
                 continue
-            shared = np.array([[1.0 if c in postings[t] else 0.0 for t in usable] for c in candidates])
+            # One pass over the postings (not candidates x tokens): a common token's posting
+            # may name up to posting_limit items.
+            row_of = {c: i for i, c in enumerate(candidates)}
+            shared = np.zeros((len(candidates), len(usable)))
+            for column, token in enumerate(usable):
+                shared[[row_of[c] for c in postings[token] if c in row_of], column] = 1.0
             df = np.array([len(postings[t]) for t in usable], dtype=np.float64)
             pre = overlap_scores(shared, idf(df, documents))
             shortlist[item_id] = [candidates[i] for i in top_k(pre, settings.content_candidates)]
