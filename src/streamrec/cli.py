@@ -10,6 +10,8 @@ serves until Ctrl-C. Each subcommand is one ``_add_<name>`` (its arguments) and 
 dead-letter queue of the local stack or, with ``--queue-url``, of a deployed stack.
 ``streamrec coupons load FILE`` creates or redefines coupons (local stack or ``--table``).
 ``streamrec openapi`` prints or writes the HTTP API's OpenAPI document.
+``streamrec catalog load FILE`` puts catalog records (``item_upsert``) on the event stream
+(local stack or ``--stream``).
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def _examples(outputs: dict[str, Any]) -> str:
     api = outputs["api_url"]
     users = outputs.get("demo_users") or ["user-0001"]
     items = outputs.get("demo_items") or ["espresso-machine"]
+    new_item = outputs.get("demo_new_item") or "new catalog items"
     return f"""
 streamrec is running locally.
   HTTP API      {api}
@@ -98,6 +101,11 @@ Try:
   curl -s '{api}/users/{users[0]}/recommendations?k=5'
   curl -s '{api}/items/{items[0]}/similar?k=5'
   curl -s '{api}/users/someone-new/recommendations?k=5'     # no history: popular items
+  curl -s '{api}/items/tent-2-person-ultralight/similar?k=5'  # lists {new_item},
+                                                  # new in the catalog, found by content similarity
+  curl -s -X POST '{api}/cross-sell' -H 'content-type: application/json' \\
+       -d '{{"items": ["tent-4-person-family"], "k": 5}}'     # never lists out-of-stock items
+                                                  # ({", ".join(outputs.get("demo_out_of_stock") or [])})
   curl -s '{api}/users/{users[0]}/coupons?k=3'                # coupons for the user's interests
   curl -s '{api}/items/trending?window=24h&k=5'              # rising fastest against their usual rate
   curl -s '{api}/items/{items[0]}/demand'                    # units bought per day, 7-day forecast
@@ -146,6 +154,22 @@ def _load(stack: Any, events: list[dict[str, Any]], drain_timeout: float, starte
     )
 
 
+def _load_demo_catalog(stack: Any) -> list[dict[str, Any]]:
+    """Put the demo shop's catalog (``local.demo.demo_catalog``) on the event stream, as
+    `streamrec catalog load` would (partition key = item id)."""
+    from streamrec.local.demo import demo_catalog
+
+    records = demo_catalog()
+    stack.put_records(
+        [
+            {"Data": json.dumps(r, separators=(",", ":")).encode(), "PartitionKey": r["item_id"]}
+            for r in records
+        ]
+    )
+    _status(f"loaded {len(records)} demo catalog records", done=True)
+    return records
+
+
 def _load_demo_coupons(stack: Any, table: str) -> list[str]:
     """Define the demo shop's coupons (``local.demo.demo_coupons``) in the local table."""
     from streamrec.domain.coupons import coupon_record
@@ -190,9 +214,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ) as stack:
             try:
                 _status(f"local stack up in {time.monotonic() - started:.1f}s", done=True)
-                if events:
+                catalog = [] if args.no_demo else _load_demo_catalog(stack)
+                if events or catalog:
                     _load(stack, events, args.drain_timeout, started)
                 outputs = stack.outputs()
+                if catalog:
+                    from streamrec.local.demo import DEMO_NEW_ITEM, DEMO_OUT_OF_STOCK
+
+                    outputs["demo_new_item"] = DEMO_NEW_ITEM
+                    outputs["demo_out_of_stock"] = list(DEMO_OUT_OF_STOCK)
                 if not args.no_demo:
                     outputs["demo_coupons"] = _load_demo_coupons(stack, outputs["tables"]["CouponsTable"])
                 outputs["demo_users"] = demo_users(3, events) if events else []
@@ -596,6 +626,156 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# streamrec catalog
+# --------------------------------------------------------------------------------------
+CATALOG_PUT_CHUNK = 500  # PutRecords takes at most 500 records
+
+
+def _add_catalog(subparsers: Any) -> None:
+    catalog = subparsers.add_parser(
+        "catalog",
+        help="load catalog records (title, category, price, stock, tags) through the event stream",
+        description="Catalog records travel on the event stream as item_upsert records, so the "
+        "ingest stores them exactly as a live producer's (a later timestamp wins) and the "
+        "similarity function updates content neighbours and stock. By default the local stack's "
+        "stream (.local/outputs.json, written by `streamrec run`); on AWS pass --stream (the "
+        "EventStreamName output) and use your usual AWS credentials.",
+    )
+    actions = catalog.add_subparsers(dest="action", metavar="ACTION", required=True)
+    load = actions.add_parser(
+        "load",
+        help="put the catalog records of FILE (JSON lines, or a JSON array) on the event stream",
+        description="Every record is validated first (the item_upsert schema: item_id, title, "
+        "category, price, in_stock, tags, timestamp; event_type may be left out, and a missing "
+        "timestamp is the load's time); nothing is sent when one is invalid, and each error "
+        "names its line.",
+    )
+    load.add_argument("file", type=Path, help="FILE.jsonl (one record per line) or FILE.json (an array)")
+    load.add_argument(
+        "--outputs",
+        type=Path,
+        default=Path(".local/outputs.json"),
+        help="the local stack's outputs (default .local/outputs.json)",
+    )
+    load.add_argument("--stream", default=None, help="the event stream's name (e.g. on AWS)")
+    load.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)")
+    load.add_argument("--region", default=None, help="AWS region (default: from --outputs, or your config)")
+    load.set_defaults(func=_cmd_catalog_load)
+    catalog.set_defaults(func=lambda args: catalog.print_help() or 2)
+
+
+def _catalog_records(text: str) -> list[tuple[int, Any]]:
+    """(line, decoded value) of each record of a JSON array or of JSON lines; ValueError
+    naming the line of the first undecodable one."""
+    decoder = json.JSONDecoder()
+    stripped = text.lstrip()
+    if not stripped.startswith("["):
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append((number, json.loads(line)))
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"line {number}: not valid JSON: {error.msg}") from None
+        return records
+    records, position = [], text.index("[") + 1
+    while True:
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        if position >= len(text):
+            raise ValueError(f"line {text.count(chr(10), 0, position) + 1}: the array is not closed")
+        if text[position] == "]":
+            return records
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"line {error.lineno}: not valid JSON: {error.msg}") from None
+        records.append((text.count("\n", 0, position) + 1, value))
+        position = end
+
+
+def read_catalog_file(path: Path, now: float | None = None) -> list[dict[str, Any]]:
+    """The validated item_upsert records of ``path`` (JSON lines or a JSON array), as JSON
+    objects to put on the stream; SystemExit naming each invalid record's line otherwise."""
+    from streamrec.events import ITEM_UPSERT, InvalidEvent, parse_item_upsert
+
+    if not path.is_file():
+        raise SystemExit(f"error: {path} not found")
+    try:
+        records = _catalog_records(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise SystemExit(f"error: nothing loaded; {path} {error}") from None
+    loaded_at = time.time() if now is None else now
+    valid, problems = [], []
+    for line, record in records:
+        if isinstance(record, dict):
+            record = {"event_type": ITEM_UPSERT, "timestamp": loaded_at, **record}
+        try:
+            parse_item_upsert(record)
+        except InvalidEvent as error:
+            problems.append(f"{path} line {line}: {error.reason}")
+            continue
+        valid.append(record)
+    if problems:
+        shown = problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else [])
+        raise SystemExit(
+            f"error: nothing loaded; {len(problems)} invalid record(s):\n  " + "\n  ".join(shown)
+        )
+    if not valid:
+        raise SystemExit(f"error: nothing loaded; {path} holds no records")
+    return valid
+
+
+def put_catalog_records(
+    kinesis: Any, stream: str, records: Sequence[dict[str, Any]], progress: Callable[[int, int], None]
+) -> None:
+    """PutRecords in chunks of 500 (partition key = item_id, so one item's records keep
+    their order), retrying the records a call reports as failed."""
+    entries = [
+        {"Data": json.dumps(r, separators=(",", ":")).encode(), "PartitionKey": r["item_id"]} for r in records
+    ]
+    for start in range(0, len(entries), CATALOG_PUT_CHUNK):
+        pending = entries[start : start + CATALOG_PUT_CHUNK]
+        for attempt in range(8):
+            response = kinesis.put_records(StreamName=stream, Records=pending)
+            if not response.get("FailedRecordCount"):
+                break
+            pending = [e for e, r in zip(pending, response["Records"], strict=True) if "ErrorCode" in r]
+            time.sleep(min(0.1 * 2**attempt, 2.0))
+        else:
+            raise SystemExit(f"error: {len(pending)} records kept failing on {stream}; re-run to resend")
+        progress(min(start + CATALOG_PUT_CHUNK, len(entries)), len(entries))
+
+
+def _cmd_catalog_load(args: argparse.Namespace) -> int:
+    import boto3
+
+    records = read_catalog_file(args.file)
+    endpoint, region, stream = args.endpoint_url, args.region, args.stream
+    kwargs: dict[str, Any] = {}
+    if stream is None:
+        if not args.outputs.is_file():
+            raise SystemExit(
+                f"error: {args.outputs} not found: start the local stack (`streamrec run`) or pass --stream"
+            )
+        outputs = json.loads(args.outputs.read_text(encoding="utf-8"))
+        stream = outputs["event_stream"]
+        endpoint = endpoint or outputs.get("endpoint_url")
+        region = region or outputs.get("region")
+        kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
+    kinesis = boto3.client("kinesis", region_name=region, endpoint_url=endpoint, **kwargs)
+    put_catalog_records(kinesis, stream, records, lambda done, total: _status(f"sent {done}/{total} records"))
+    items = {r["item_id"] for r in records}
+    out = {r["item_id"] for r in records if not r["in_stock"]}
+    _status(
+        f"sent {len(records)} catalog record(s) for {len(items)} item(s) "
+        f"({len(out)} out of stock) to {stream}",
+        done=True,
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
@@ -607,6 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dlq(subparsers)
     _add_coupons(subparsers)
     _add_openapi(subparsers)
+    _add_catalog(subparsers)
     add_eval_parser(subparsers)
     add_bench_parser(subparsers)
     return parser

@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -30,6 +31,7 @@ EARLIEST_TIMESTAMP = 946_684_800  # 2000-01-01T00:00:00Z
 MAX_CLOCK_SKEW_SECONDS = 86_400
 
 EntityId = Annotated[str, Field(pattern=ID_PATTERN)]
+ITEM_UPSERT = "item_upsert"
 
 
 class InvalidEvent(ValueError):
@@ -74,28 +76,33 @@ class UserEvent(BaseModel):
     @field_validator("timestamp", mode="before")
     @classmethod
     def _epoch_seconds(cls, value: Any) -> float:
-        if isinstance(value, bool):
-            raise ValueError("timestamp must be ISO-8601 or epoch seconds")
-        if isinstance(value, int | float):
+        return epoch_seconds(value)
+
+
+def epoch_seconds(value: Any) -> float:
+    """A timestamp (ISO-8601 with a zone, or epoch seconds) as epoch seconds; ValueError if bad."""
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be ISO-8601 or epoch seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
             seconds = float(value)
-        elif isinstance(value, str):
+        except ValueError:
             try:
-                seconds = float(value)
-            except ValueError:
-                try:
-                    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                except ValueError as error:
-                    raise ValueError("timestamp must be ISO-8601 or epoch seconds") from error
-                if parsed.tzinfo is None:
-                    raise ValueError("ISO-8601 timestamp needs a time zone (e.g. Z or +02:00)") from None
-                seconds = parsed.timestamp()
-        else:
-            raise ValueError("timestamp must be ISO-8601 or epoch seconds")
-        if seconds != seconds or seconds < EARLIEST_TIMESTAMP:
-            raise ValueError("timestamp is before 2000-01-01 (milliseconds sent as seconds?)")
-        if seconds > time.time() + MAX_CLOCK_SKEW_SECONDS:
-            raise ValueError("timestamp is more than a day in the future")
-        return seconds
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError as error:
+                raise ValueError("timestamp must be ISO-8601 or epoch seconds") from error
+            if parsed.tzinfo is None:
+                raise ValueError("ISO-8601 timestamp needs a time zone (e.g. Z or +02:00)") from None
+            seconds = parsed.timestamp()
+    else:
+        raise ValueError("timestamp must be ISO-8601 or epoch seconds")
+    if seconds != seconds or seconds < EARLIEST_TIMESTAMP:
+        raise ValueError("timestamp is before 2000-01-01 (milliseconds sent as seconds?)")
+    if seconds > time.time() + MAX_CLOCK_SKEW_SECONDS:
+        raise ValueError("timestamp is more than a day in the future")
+    return seconds
 
 
 def parse_event(payload: Any) -> UserEvent:
@@ -109,3 +116,55 @@ def parse_event(payload: Any) -> UserEvent:
             f"{'.'.join(str(p) for p in issue['loc']) or 'event'}: {issue['msg']}" for issue in error.errors()
         )
         raise InvalidEvent(f"schema violation: {problems}") from None
+
+
+class ItemUpsert(BaseModel):
+    """A catalog record on the event stream: the item's current title, category, price,
+    stock and tags as of ``timestamp`` (later records win; see domain/catalog.py)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_max_length=512)
+
+    event_type: Literal["item_upsert"]
+    item_id: EntityId
+    title: Annotated[str, Field(min_length=1, max_length=512)]
+    category: Annotated[str, Field(min_length=1, max_length=128)]
+    price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+    in_stock: StrictBool
+    tags: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=50)] = []
+    timestamp: float
+
+    @field_validator("price", mode="before")
+    @classmethod
+    def _no_bool_price(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("price must be a number")
+        return value
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _epoch_seconds(cls, value: Any) -> float:
+        return epoch_seconds(value)
+
+
+def _schema_problems(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in issue['loc']) or 'event'}: {issue['msg']}" for issue in error.errors()
+    )
+
+
+def parse_item_upsert(payload: Any) -> ItemUpsert:
+    """Validate an ``item_upsert`` record; raise :class:`InvalidEvent` with a readable reason."""
+    if not isinstance(payload, dict):
+        raise InvalidEvent(f"record must be a JSON object, got {type(payload).__name__}")
+    try:
+        return ItemUpsert.model_validate(payload)
+    except ValidationError as error:
+        raise InvalidEvent(f"item_upsert schema violation: {_schema_problems(error)}") from None
+
+
+def parse_record(payload: Any) -> UserEvent | ItemUpsert:
+    """A record of the event stream: a catalog record (``event_type: item_upsert``) or a
+    user event (everything else, validated exactly as :func:`parse_event`)."""
+    if isinstance(payload, dict) and payload.get("event_type") == ITEM_UPSERT:
+        return parse_item_upsert(payload)
+    return parse_event(payload)

@@ -80,6 +80,11 @@ _ERROR_BODY = {
 }
 _BAD_REQUEST: dict[str, Any] = {"description": "A malformed parameter", "content": _ERROR_BODY}
 CategoryQuery = Annotated[str | None, Query(min_length=1, max_length=128, description=CATEGORY_DESCRIPTION)]
+IN_STOCK_DESCRIPTION = (
+    "Leave out items the catalog marks out of stock (default true; items without a catalog record "
+    "count as in stock)."
+)
+InStockQuery = Annotated[bool, Query(description=IN_STOCK_DESCRIPTION)]
 ExcludeQuery = Annotated[
     str | None, Query(max_length=MAX_EXCLUDE_QUERY_CHARS, description=EXCLUDE_DESCRIPTION)
 ]
@@ -110,13 +115,16 @@ class CrossSellRequest(BaseModel):
             description=f"Item ids never to return (at most {MAX_EXCLUDED_ITEMS}).",
         ),
     ] = []
+    in_stock: bool = Field(default=True, description=IN_STOCK_DESCRIPTION)
 
 
 class InvalidFilter(ValueError):
     """A filter parameter that parsed but makes no sense (answered with 400 and the message)."""
 
 
-def list_filter(category: str | None, exclude: str | list[str] | None) -> ListFilter:
+def list_filter(
+    category: str | None, exclude: str | list[str] | None, in_stock: bool = True
+) -> ListFilter:
     """The filter of a list request: ``exclude`` is a comma-separated string (query) or a
     list (body) of item ids."""
     if isinstance(exclude, str):
@@ -128,7 +136,7 @@ def list_filter(category: str | None, exclude: str | list[str] | None) -> ListFi
     bad = [item for item in ids if not ID_REGEX.fullmatch(item)]
     if bad:
         raise InvalidFilter(f"exclude: {bad[0][:40]!r} is not an item id ({ID_DESCRIPTION})")
-    return ListFilter(category=category, exclude=frozenset(ids))
+    return ListFilter(category=category, exclude=frozenset(ids), in_stock_only=in_stock)
 
 
 def _error(status: int, error: str, message: str) -> Response:
@@ -164,7 +172,7 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False) -> str:
         if name == "exclude":
             return f"exclude must be a list of at most {MAX_EXCLUDED_ITEMS} item ids ({ID_DESCRIPTION})"
         if kind == "extra_forbidden":
-            return f"unknown field {name}; expected items, user_id, k, category, exclude"
+            return f"unknown field {name}; expected items, user_id, k, category, exclude, in_stock"
     if name == "k":
         return "k must be an integer between 1 and 100"
     if name in _ID_NAMES and location[:1] in (("path",), ("body",)):
@@ -177,6 +185,8 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False) -> str:
         return f"window must be {' or '.join(WINDOWS)}"
     if name == "category":
         return "category must be 1..128 characters"
+    if name == "in_stock":
+        return "in_stock must be true or false"
     return f"{name}: {issue.get('msg', kind)}"
 
 
@@ -289,8 +299,10 @@ def build_app(
         ] = EXCLUDE_PURCHASED,
         category: CategoryQuery = None,
         exclude: ExcludeQuery = None,
+        in_stock: InStockQuery = True,
     ) -> dict[str, Any]:
-        result = service.for_user(user_id, k, exclude=seen, list_filter=list_filter(category, exclude))
+        wanted = list_filter(category, exclude, in_stock)
+        result = service.for_user(user_id, k, exclude=seen, list_filter=wanted)
         return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
 
     @app.get("/items/<item_id>/similar", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
@@ -299,8 +311,9 @@ def build_app(
         k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
         category: CategoryQuery = None,
         exclude: ExcludeQuery = None,
+        in_stock: InStockQuery = True,
     ) -> dict[str, Any]:
-        result = service.similar_items(item_id, k, list_filter(category, exclude))
+        result = service.similar_items(item_id, k, list_filter(category, exclude, in_stock))
         return {"item_id": item_id, "fallback": result.fallback, "items": _listing(result)}
 
     @app.get("/users/<user_id>/cross-sell", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
@@ -309,10 +322,11 @@ def build_app(
         k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
         category: CategoryQuery = None,
         exclude: ExcludeQuery = None,
+        in_stock: InStockQuery = True,
     ) -> dict[str, Any]:
         """Items often bought with those in the user's cart (added, not removed, not yet
         bought); each names the cart item it goes with. Popular items if the cart is empty."""
-        result = complements.for_user(user_id, k, list_filter(category, exclude))
+        result = complements.for_user(user_id, k, list_filter(category, exclude, in_stock))
         return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
 
     @app.post("/cross-sell", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
@@ -320,7 +334,10 @@ def build_app(
         """Items often bought with the given ones ("frequently bought together"), never one
         of them (nor, with user_id, one in the user's stored cart)."""
         result = complements.for_request(
-            request.items, request.k, request.user_id, list_filter(request.category, request.exclude)
+            request.items,
+            request.k,
+            request.user_id,
+            list_filter(request.category, request.exclude, request.in_stock),
         )
         return {"items": _listing(result), "fallback": result.fallback}
 

@@ -37,6 +37,8 @@ class Settings:
     dead_letter_queue_url: str = ""
     coupons_table: str = ""
     trends_table: str = ""
+    # Catalog records (item_upsert) and their token postings; "" = no catalog features.
+    catalog_table: str = ""
     similarity_measure: str = "jaccard"
     neighbours_per_item: int = 50
     half_life_hours: float = 24.0
@@ -108,6 +110,23 @@ class Settings:
     demand_days: int = 14
     demand_alpha: float = 0.3
     demand_beta: float = 0.1
+    # Content similarity (TF-IDF over title, category, tags; domain/catalog.py). Each item
+    # keeps its ``content_per_item`` closest items scoring at least ``content_min_similarity``,
+    # chosen among the ``content_candidates`` items sharing the most (idf-weighted) tokens
+    # with it, and is merged into the lists of its ``content_merge_limit`` closest items. A
+    # token held by ``posting_limit`` items is too common to find candidates by.
+    content_per_item: int = 20
+    content_candidates: int = 200
+    content_merge_limit: int = 20
+    content_min_similarity: float = 0.05
+    posting_limit: int = 1000
+    # Blending (domain/recommend.py): an item with fewer than ``cold_item_neighbours``
+    # collaborative neighbours is cold, and its content neighbours weigh more, up to all of
+    # the score at 0 neighbours; ``content_weight`` is their weight for a warm item, and
+    # ``content_slots`` the share of a similar-items list kept for items known only by content.
+    cold_item_neighbours: int = 10
+    content_weight: float = 0.3
+    content_slots: float = 0.2
 
     def __post_init__(self) -> None:
         if self.similarity_measure not in SIMILARITY_MEASURES:
@@ -145,6 +164,12 @@ class Settings:
             raise ConfigurationError(f"TRENDING_PRIOR={self.trending_prior}; expected > 0")
         if not (0 < self.demand_alpha <= 1 and 0 < self.demand_beta <= 1):
             raise ConfigurationError("DEMAND_ALPHA and DEMAND_BETA must be in (0, 1]")
+        if not 0.0 <= self.content_weight <= 1.0 or not 0.0 <= self.content_slots <= 1.0:
+            raise ConfigurationError("content_weight and content_slots must be in 0..1")
+        if self.cold_item_neighbours < 1 or self.content_per_item < 1 or self.posting_limit < 2:
+            raise ConfigurationError(
+                "expected cold_item_neighbours >= 1, content_per_item >= 1, posting_limit >= 2"
+            )
         if not 1 <= self.basket_items_kept <= 200:
             raise ConfigurationError(f"BASKET_ITEMS_KEPT={self.basket_items_kept}; expected 1..200")
 
@@ -201,6 +226,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", ""),
         coupons_table=env.get("COUPONS_TABLE", ""),
         trends_table=env.get("TRENDS_TABLE", ""),
+        catalog_table=env.get("CATALOG_TABLE", ""),
         similarity_measure=env.get("SIMILARITY_MEASURE", "jaccard"),
         neighbours_per_item=int(number("NEIGHBOURS_PER_ITEM", 50, int)),
         half_life_hours=number("HALF_LIFE_HOURS", 24.0),

@@ -29,10 +29,11 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from botocore.exceptions import BotoCoreError, ClientError
 
 from streamrec.domain import ingest as ingest_domain
+from streamrec.domain.catalog import CatalogService, SequencedUpsert
 from streamrec.domain.ingest import IngestService, SequencedEvent
 from streamrec.domain.model import sequence_key
 from streamrec.domain.similarity import SimilarityService
-from streamrec.events import ID_REGEX, InvalidEvent
+from streamrec.events import ID_REGEX, InvalidEvent, ItemUpsert
 from streamrec.observability import logger
 from streamrec.repositories.base import DeadLetter, DeadLetterSink, RepositoryError
 
@@ -217,42 +218,81 @@ def process_batch(
 
 
 class IngestRecords:
-    """Applies a batch of valid user events (the ingest function's ``apply``)."""
+    """Applies a batch of valid records (the ingest function's ``apply``): the user events
+    through the ingest service, exactly as without a catalog, then the catalog records
+    (``item_upsert``) through the catalog service."""
 
-    def __init__(self, service: IngestService) -> None:
+    def __init__(self, service: IngestService, catalog: CatalogService | None = None) -> None:
         self.service = service
+        self.catalog = catalog
 
     @staticmethod
     def _events(records: Applicable) -> list[SequencedEvent]:
-        return [SequencedEvent(sequence_key(r.kinesis.sequence_number), event) for r, event in records]
+        return [
+            SequencedEvent(sequence_key(r.kinesis.sequence_number), event)
+            for r, event in records
+            if not isinstance(event, ItemUpsert)
+        ]
+
+    @staticmethod
+    def _upserts(records: Applicable) -> list[SequencedUpsert]:
+        return [
+            SequencedUpsert(sequence_key(r.kinesis.sequence_number), record)
+            for r, record in records
+            if isinstance(record, ItemUpsert)
+        ]
 
     def __call__(self, records: Applicable) -> None:
         shard = shard_of(records[0][0])
-        plan = self.service.ingest(self._events(records), shard)
-        logger.info(
-            "ingested batch",
-            extra={
-                "records": len(records),
-                "applied": plan.applied_events,
-                "duplicates": plan.duplicates,
-                "users": len(plan.users),
-                "cooccurrence_rows": len(plan.cooccurrence),
-                "changed_items": len(plan.changed_items),
-            },
-        )
+        upserts = self._upserts(records)
+        if upserts and self.catalog is None:
+            raise RuntimeError("item_upsert records need the catalog table (CATALOG_TABLE)")
+        events = self._events(records)
+        if events:
+            # The batch's catalog records are written after its user events (a retry then
+            # repeats the user events' guarded writes at the same positions), so their
+            # categories are passed along for the events that name none.
+            categories = {u.upsert.item_id: u.upsert.category for u in upserts}
+            plan = self.service.ingest(events, shard, categories)
+            logger.info(
+                "ingested batch",
+                extra={
+                    "records": len(events),
+                    "applied": plan.applied_events,
+                    "duplicates": plan.duplicates,
+                    "users": len(plan.users),
+                    "cooccurrence_rows": len(plan.cooccurrence),
+                    "changed_items": len(plan.changed_items),
+                },
+            )
+        if upserts and self.catalog is not None:
+            outcome = self.catalog.upsert(upserts, shard)
+            logger.info(
+                "applied catalog records",
+                extra={
+                    "records": len(upserts),
+                    "written": len(outcome.written),
+                    "stale": len(outcome.stale),
+                    "duplicates": len(outcome.duplicates),
+                },
+            )
 
     def find_failing(self, records: Applicable) -> list[tuple[int, Exception]]:
         """Replay the batch's planning (pure, one read of its users) one event at a time,
         each over the states the previous ones left: the events whose planning raises.
 
         Planning a batch is the same fold over its events, so this finds exactly the
-        records that make the batch fail before anything is written.
+        records that make the batch fail before anything is written. (Catalog records are
+        not replayed here: a failure among them is isolated by halves.)
         """
         shard = shard_of(records[0][0])
-        events = self._events(records)
+        indexed = [
+            (index, record) for index, record in enumerate(records) if not isinstance(record[1], ItemUpsert)
+        ]
+        events = self._events([record for _, record in indexed])
         stored = dict(self.service.users.get_many({e.event.user_id for e in events}))
         failing: list[tuple[int, Exception]] = []
-        for index, sequenced in enumerate(events):
+        for (index, _), sequenced in zip(indexed, events, strict=True):
             try:
                 plan = ingest_domain.plan_batch(stored, [sequenced], shard, self.service.settings)
             except Exception as error:
@@ -264,9 +304,9 @@ class IngestRecords:
         return failing
 
 
-def ingest_records(service: IngestService) -> IngestRecords:
+def ingest_records(service: IngestService, catalog: CatalogService | None = None) -> IngestRecords:
     """The ingest function's ``apply`` (with ``find_failing`` for cheap isolation)."""
-    return IngestRecords(service)
+    return IngestRecords(service, catalog)
 
 
 @dataclass(frozen=True)
@@ -277,10 +317,12 @@ class ChangeNotice:
     changed: bool
     norm_changed: bool
     popular_changed: bool
+    content_changed: bool = False
 
 
 def parse_change(payload: Any) -> ChangeNotice:
-    """A changed-items record: ``{"item_id", "changed", "norm_changed", "popular_changed"}``."""
+    """A changed-items record: ``{"item_id", "changed", "norm_changed", "popular_changed"}``,
+    and ``"content_changed": true`` when the item's catalog record changed."""
     if not isinstance(payload, dict) or not isinstance(payload.get("item_id"), str):
         raise InvalidEvent("changed-items record needs a string item_id")
     if not ID_REGEX.fullmatch(payload["item_id"]):
@@ -290,6 +332,7 @@ def parse_change(payload: Any) -> ChangeNotice:
         bool(payload.get("changed", True)),
         bool(payload.get("norm_changed")),
         bool(payload.get("popular_changed")),
+        bool(payload.get("content_changed")),
     )
 
 
@@ -299,10 +342,16 @@ def similarity_records(service: SimilarityService) -> Callable[[list[tuple[Kines
         changed = {n.item_id for n in notices if n.changed}
         norm_changed = {n.item_id for n in notices if n.norm_changed}
         popular_changed = {n.item_id for n in notices if n.popular_changed}
-        rows = service.recompute(changed, norm_changed, popular_changed)
+        content_changed = {n.item_id for n in notices if n.content_changed}
+        rows = service.recompute(changed, norm_changed, popular_changed, content_changed)
         logger.info(
             "recomputed similarity rows",
-            extra={"announced": len(notices), "rows": len(rows), "popular": len(popular_changed)},
+            extra={
+                "announced": len(notices),
+                "rows": len(rows),
+                "popular": len(popular_changed),
+                "content": len(content_changed),
+            },
         )
 
     return apply

@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 
+from streamrec.domain.catalog import CatalogService
 from streamrec.domain.coupons import CouponService
 from streamrec.domain.ingest import IngestService
 from streamrec.domain.recommend import CrossSellService, RecommendationService
@@ -17,6 +18,7 @@ from streamrec.domain.trends import TrendsService
 from streamrec.repositories.cache import cache_config, cached_similarity
 from streamrec.repositories.dynamodb import (
     WRITE_CONCURRENCY,
+    DynamoCatalogRepository,
     DynamoCooccurrenceRepository,
     DynamoCouponRepository,
     DynamoItemStatsRepository,
@@ -51,7 +53,24 @@ def ingest_service(settings: Settings, client: Any | None = None) -> IngestServi
         if settings.coupons_table
         else None,
         trends=_trends_repository(settings, client) if settings.trends_table else None,
+        catalog=catalog_repository(settings, client),
     )
+
+
+def catalog_repository(settings: Settings, client: Any | None = None) -> DynamoCatalogRepository | None:
+    """The catalog table's adapter, or None when no catalog table is configured."""
+    if not settings.catalog_table:
+        return None
+    return DynamoCatalogRepository(DynamoTable(settings.catalog_table, client or dynamodb_client()))
+
+
+def catalog_service(settings: Settings, client: Any | None = None) -> CatalogService | None:
+    """The ingest's handling of item_upsert records (None without a catalog table)."""
+    catalog = catalog_repository(settings, client)
+    if catalog is None:
+        return None
+    require(settings, "changed_items_stream")
+    return CatalogService(settings, catalog, KinesisChangePublisher(settings.changed_items_stream))
 
 
 def similarity_service(settings: Settings, client: Any | None = None) -> SimilarityService:
@@ -65,6 +84,7 @@ def similarity_service(settings: Settings, client: Any | None = None) -> Similar
         item_stats=DynamoItemStatsRepository(DynamoTable(settings.item_stats_table, client)),
         similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)),
         trending=trends_service(settings, client) if settings.trends_table else None,
+        catalog=catalog_repository(settings, client),
     )
 
 

@@ -77,3 +77,30 @@ def test_every_route_answers_on_the_demo_data(local_stack: LocalStack, api: ApiC
     in_category = {e["item_id"] for e in events if e.get("category") == category}
     recommended = api.get(f"/users/{user}/recommendations?k=5&category={category}").body["items"]
     assert {i["item_id"] for i in recommended} <= in_category
+
+
+def test_demo_catalog_new_item_and_stock(local_stack: LocalStack, api: ApiClient) -> None:
+    """`streamrec run`'s catalog: the new tent (no interactions) is found beside the old one
+    by content similarity; out-of-stock products appear in no list."""
+    from streamrec.cli import _load_demo_catalog
+    from streamrec.local.demo import DEMO_NEW_ITEM, DEMO_OUT_OF_STOCK
+
+    events = generate_demo_events(600)
+    records = _load_demo_catalog(local_stack)
+    local_stack.put_events(events)
+    local_stack.drain(timeout=180)
+    assert {r["item_id"] for r in records} >= {DEMO_NEW_ITEM, *DEMO_OUT_OF_STOCK}
+
+    similar = api.request("GET", "/items/tent-2-person-ultralight/similar?k=10")
+    assert similar.status == 200, similar
+    listed = [i["item_id"] for i in similar.body["items"]]
+    assert DEMO_NEW_ITEM in listed
+    replies = [similar]
+    replies += [api.request("GET", f"/users/{user}/recommendations?k=50") for user in demo_users(3, events)]
+    replies.append(api.request("GET", "/items/camping-stove-2-burner/similar?k=50"))
+    body = json.dumps({"items": ["tent-4-person-family"], "k": 50}).encode()
+    replies.append(api.request("POST", "/cross-sell", body, {"content-type": "application/json"}))
+    replies.append(api.request("GET", "/users/nobody-yet/recommendations?k=100"))  # popular
+    for reply in replies:
+        assert reply.status == 200, reply
+        assert not set(DEMO_OUT_OF_STOCK) & {i["item_id"] for i in reply.body["items"]}, reply

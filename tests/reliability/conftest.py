@@ -17,12 +17,12 @@ from streamrec.evaluation.datasets import DatasetMissing, default_data_dir
 
 def taobao_events(count: int, coupons: bool = True) -> list[dict[str, Any]]:
     """``count`` real events in stream order, each 4th followed by a ``coupon_redeemed``
-    event (see ``with_coupon_redemptions``) unless ``coupons`` is False, or skip with the
-    reason."""
-    from streamrec.reliability.faults import load_events, with_coupon_redemptions
+    event (see ``with_coupon_redemptions``) and with catalog records mixed in (see
+    ``with_catalog_records``) unless ``coupons`` is False, or skip with the reason."""
+    from streamrec.reliability.faults import load_events, with_catalog_records, with_coupon_redemptions
 
     try:
         events = load_events(count)
-        return with_coupon_redemptions(events) if coupons else events
+        return with_catalog_records(with_coupon_redemptions(events)) if coupons else events
     except DatasetMissing as error:
         pytest.skip(f"the real data sets are not here ({default_data_dir()}): {error}".splitlines()[0])

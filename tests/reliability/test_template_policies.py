@@ -179,6 +179,8 @@ def used() -> dict[str, set[tuple[str, str]]]:
                     # Events stamped now (later records of the shard), so that the similarity function has
                     # trending lists to write.
                     box.invoke("IngestFunction", kinesis_event(_fresh_views(), first_sequence=6 * 10**51))
+                    # item_upsert records: the catalog's reads, postings, count and records.
+                    box.invoke("IngestFunction", _event("ingest_catalog_kinesis.json"))
             finally:
                 DynamoUserRepository.save_many = original_save  # type: ignore[method-assign]
             with recorder.as_function("SimilarityFunction"):
@@ -198,6 +200,8 @@ def used() -> dict[str, set[tuple[str, str]]]:
                         template="similarity_kinesis.json",
                     ),
                 )
+                # content neighbours and the out-of-stock row of the catalog's items
+                box.invoke("SimilarityFunction", _event("similarity_catalog_kinesis.json"))
             with recorder.as_function("ApiFunction"):
                 for name in (
                     "api_recommendations.json",

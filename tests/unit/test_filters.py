@@ -131,6 +131,7 @@ def test_routes_filter(engine, path):
         ("exclude=" + ",".join(f"i{n}" for n in range(101)), "exclude holds 101 ids; at most 100"),
         ("category=", "category must be 1..128 characters"),
         ("seen=everything", "seen must be one of purchased, history, none"),
+        ("in_stock=maybe", "in_stock must be true or false"),
     ],
 )
 def test_bad_filters_are_400(engine, query, message):

@@ -123,3 +123,54 @@ def test_cross_sell_routes(aws):
     bad = api.lambda_handler(load_event("api_cross_sell_bad_items.json"), FakeLambdaContext())
     assert bad["statusCode"] == 400
     assert json.loads(bad["body"])["message"].startswith("items must be a list of 1..50 item ids")
+
+
+def test_catalog_records_through_the_handlers(aws):
+    """item_upsert records: valid ones stored and announced, bad ones dead-lettered with
+    their reason; the similarity function computes content neighbours and the stock row;
+    the API lists the new tent beside the old one, never the out-of-stock stove."""
+    ingest = import_handler("ingest")
+    assert ingest.lambda_handler(load_event("ingest_catalog_kinesis.json"), FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+    dynamodb = boto3.client("dynamodb")
+    stored = dynamodb.scan(TableName=aws.tables["CatalogTable"].name)["Items"]
+    assert sorted(i["item_id"]["S"] for i in stored if not i["item_id"]["S"].startswith("#")) == [
+        "camping-stove",
+        "sleeping-bag-down",
+        "tent-2-person-ultralight",
+        "tent-3-person-ultralight",
+    ]
+    content = {c["item_id"] for c in _changed_items(aws) if c.get("content_changed")}
+    assert content == {
+        "camping-stove",
+        "sleeping-bag-down",
+        "tent-2-person-ultralight",
+        "tent-3-person-ultralight",
+    }
+    # the user event named no category: the catalog's went into the user's history
+    user = dynamodb.get_item(TableName=aws.tables["UsersTable"].name, Key={"user_id": {"S": "user-0101"}})
+    assert json.loads(user["Item"]["items"]["S"])[0][5] == "camping"
+
+    sqs = boto3.client("sqs")
+    queue = sqs.get_queue_url(QueueName=aws.queues["DeadLetterQueue"].name)["QueueUrl"]
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    letters = sorted(
+        (json.loads(m["Body"])["partition_key"], json.loads(m["Body"])["reason"]) for m in messages
+    )
+    assert [key for key, _ in letters] == ["headlamp", "water-filter"]
+    assert letters[0][1].startswith("item_upsert schema violation: in_stock:")
+    assert letters[1][1].startswith("item_upsert schema violation: price:")
+
+    similarity = import_handler("similarity")
+    assert similarity.lambda_handler(load_event("similarity_catalog_kinesis.json"), FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+    api = import_handler("api")
+    event = load_event("api_similar.json")
+    similar = api.lambda_handler(event, FakeLambdaContext())
+    body = json.loads(similar["body"])
+    listed = [i["item_id"] for i in body["items"]]
+    assert body["item_id"] == "tent-2-person-ultralight"
+    assert listed[0] == "tent-3-person-ultralight" and "camping-stove" not in listed
+    assert body["items"][0]["reasons"] == ["similar to tent-2-person-ultralight (title, category, tags)"]

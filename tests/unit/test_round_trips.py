@@ -78,6 +78,7 @@ def test_personalized_request_takes_two_round_trips(aws, calls, monkeypatch):
     assert calls.names() == ["GetItem", "BatchGetItem"]
     history_keys = calls.calls[1][1]["RequestItems"][aws.tables["SimilarityTable"].name]["Keys"]
     assert {"S": "#popular"} in [k["item_id"] for k in history_keys]
+    assert {"S": "#out_of_stock"} in [k["item_id"] for k in history_keys]  # stock: same read
 
     calls.clear()
     unknown = service.for_user("nobody", k=5)
@@ -96,8 +97,18 @@ def test_ingest_writes_each_distinct_row_once_per_batch(aws, calls):
     calls.clear()
     ingest.ingest(events, SHARD)
 
-    reads = [n for n in calls.names() if n in ("BatchGetItem", "GetItem", "Query", "Scan")]
-    assert reads == ["BatchGetItem"]  # 50 users fit one BatchGetItem
+    reads = [
+        (n, table)
+        for n, params in calls.calls
+        if n in ("BatchGetItem", "GetItem", "Query", "Scan")
+        for table in params.get("RequestItems", [params.get("TableName")])
+    ]
+    # 50 users fit one BatchGetItem; these events name no category, so the catalog
+    # categories of their 60 items are looked up once too (domain/ingest.py).
+    assert reads == [
+        ("BatchGetItem", aws.tables["CatalogTable"].name),
+        ("BatchGetItem", aws.tables["UsersTable"].name),
+    ]
     writes = Counter()
     for name, params in calls.calls:
         if name in ("UpdateItem", "PutItem"):

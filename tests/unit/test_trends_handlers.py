@@ -10,20 +10,22 @@ from tests.unit.conftest import FakeLambdaContext, import_handler, kinesis_event
 
 
 def _fresh_events(now: float) -> list[dict]:
-    """Within the last hour: 6 views of the headlamp, 2 views and 2 purchases (3 units) of
-    the stove; a week ago: 1 view of the stove."""
+    """In the current clock hour (so that the 1h window holds their whole bucket, whatever
+    the minute the test runs at): 6 views of the headlamp, 2 views and 2 purchases (3 units)
+    of the stove; 6 days ago: 1 view of the stove."""
+    hour = now // 3600 * 3600
     events = [
-        {"event_type": "view", "item_id": "headlamp", "timestamp": now - 900 + n, "user_id": f"u{n}"}
+        {"event_type": "view", "item_id": "headlamp", "timestamp": hour + n, "user_id": f"u{n}"}
         for n in range(6)
     ]
     events += [
-        {"event_type": "view", "item_id": "camping-stove", "timestamp": now - 800, "user_id": "u1"},
-        {"event_type": "view", "item_id": "camping-stove", "timestamp": now - 790, "user_id": "u2"},
-        {"event_type": "purchase", "item_id": "camping-stove", "timestamp": now - 700, "user_id": "u1"},
+        {"event_type": "view", "item_id": "camping-stove", "timestamp": hour + 6, "user_id": "u1"},
+        {"event_type": "view", "item_id": "camping-stove", "timestamp": hour + 7, "user_id": "u2"},
+        {"event_type": "purchase", "item_id": "camping-stove", "timestamp": hour + 8, "user_id": "u1"},
         {
             "event_type": "purchase",
             "item_id": "camping-stove",
-            "timestamp": now - 690,
+            "timestamp": hour + 9,
             "user_id": "u2",
             "quantity": 2,
         },

@@ -1,5 +1,13 @@
 """streamrec_core: the pure numpy scoring core shipped in the numpy Lambda layer."""
 
+from streamrec_core.content import (
+    content_cosine,
+    idf,
+    overlap_scores,
+    term_counts,
+    tfidf_norm,
+    tokenize,
+)
 from streamrec_core.scoring import (
     CONFIDENCE,
     COSINE,
@@ -23,11 +31,17 @@ __all__ = [
     "LIFT",
     "LLR",
     "SIMILARITY_MEASURES",
+    "content_cosine",
     "coupon_scores",
     "decay",
+    "idf",
     "max_normalized_blend",
+    "overlap_scores",
     "personalized_scores",
     "similarity",
+    "term_counts",
+    "tfidf_norm",
+    "tokenize",
     "top_k",
     "holt_forecast",
     "velocity_scores",

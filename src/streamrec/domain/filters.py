@@ -1,4 +1,4 @@
-"""The filters every list endpoint takes: a category and item ids to leave out.
+"""The filters every list endpoint takes: a category, item ids to leave out, stock.
 
 A list is filtered before it is cut to ``k``, so a filter never shortens a list that the
 candidates could fill; short lists are padded from the popular list of the filter's
@@ -21,13 +21,17 @@ MAX_EXCLUDED_ITEMS = 100
 
 @dataclass(frozen=True)
 class ListFilter:
-    """What a list may hold: items of ``category`` (any when None), none of ``exclude``."""
+    """What a list may hold: items of ``category`` (any when None), none of ``exclude``,
+    and with ``in_stock_only`` (the default) none that the catalog marks out of stock
+    (the ``#out_of_stock`` row; items without a catalog record count as in stock)."""
 
     category: str | None = None
     exclude: frozenset[str] = field(default_factory=frozenset)
+    in_stock_only: bool = True
 
     def admits(self, item_id: str, category: str | None) -> bool:
-        """Whether an item of ``category`` (None: unknown) may be listed."""
+        """Whether an item of ``category`` (None: unknown) may be listed (stock apart: the
+        services hold the out-of-stock set)."""
         if item_id in self.exclude:
             return False
         return self.category is None or category == self.category

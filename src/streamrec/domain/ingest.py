@@ -35,6 +35,7 @@ from streamrec.domain.model import (
 from streamrec.domain.trends import plan_trends
 from streamrec.events import COUPON_REDEEMED, UserEvent
 from streamrec.repositories.base import (
+    CatalogRepository,
     ChangePublisher,
     CooccurrenceRepository,
     CouponRepository,
@@ -269,6 +270,27 @@ def _apply_to_history(
             changed.add(other_id)
 
 
+def with_catalog_categories(
+    events: Sequence[SequencedEvent], catalog: CatalogRepository, batch: Mapping[str, str] | None = None
+) -> Sequence[SequencedEvent]:
+    """Events without a category get their item's catalog category (one projected read of
+    the batch's uncategorised items; ``batch``: categories of catalog records in the same
+    batch, which take precedence), so that the user's history, the category popular lists
+    and the coupons see it; events that name a category keep theirs. Planning is unchanged:
+    this only fills in the field before it."""
+    batch = batch or {}
+    missing = {s.event.item_id for s in events if s.event.item_id and s.event.category is None}
+    known = {**(catalog.categories(missing - batch.keys()) if missing - batch.keys() else {}), **batch}
+    if not known:
+        return events
+    return [
+        SequencedEvent(s.sequence, s.event.model_copy(update={"category": known[s.event.item_id]}))
+        if s.event.category is None and s.event.item_id in known
+        else s
+        for s in events
+    ]
+
+
 @dataclass
 class IngestService:
     """Reads the batch's users, plans, and writes in the crash-safe order."""
@@ -280,11 +302,17 @@ class IngestService:
     changes: ChangePublisher
     coupons: CouponRepository | None = None
     trends: TrendsRepository | None = None  # hourly counters (None: not kept)
+    catalog: CatalogRepository | None = None
 
-    def ingest(self, events: Sequence[SequencedEvent], shard: str) -> BatchPlan:
-        """Apply one batch of one shard's events (in sequence order)."""
+    def ingest(
+        self, events: Sequence[SequencedEvent], shard: str, categories: Mapping[str, str] | None = None
+    ) -> BatchPlan:
+        """Apply one batch of one shard's events (in sequence order); ``categories``: those
+        of the catalog records of the same batch (see :func:`with_catalog_categories`)."""
         if not events:
             return BatchPlan()
+        if self.catalog is not None:
+            events = with_catalog_categories(events, self.catalog, categories)
         stored = self.users.get_many({sequenced.event.user_id for sequenced in events})
         plan = plan_batch(stored, events, shard, self.settings, trends=self.trends is not None)
         self.cooccurrence.apply(plan.cooccurrence, shard)

@@ -14,6 +14,13 @@ CATEGORY_ROW_PREFIX = "#cat:"
 # keyed "#b:<item>": baskets say "bought together" (complements), windows say "viewed
 # together" (substitutes), and the two are counted and scored apart.
 BASKET_ROW_PREFIX = "#b:"
+# The set of items currently out of stock, a row of the similarity table beside the popular
+# lists, so that the API reads it in the same BatchGetItem (no extra round trip).
+OUT_OF_STOCK_ROW = "#out_of_stock"
+# Catalog table: token posting rows "#tok:<token>" (the ids of the items holding the
+# token; its size is the token's document frequency) and the "#catalog" row (documents).
+TOKEN_ROW_PREFIX = "#tok:"
+CATALOG_STATS_ROW = "#catalog"
 
 # Popularity uses forward decay (Cormode et al.): an event at time t adds
 # w * 2^((t - start of its epoch) / half-life) to the item's counter of that epoch, so
@@ -185,6 +192,9 @@ class SimilarityRow:
     extended: list[Neighbour] = field(default_factory=list)
     # Items bought together with it (from basket co-occurrence), best first.
     complements: list[Neighbour] = field(default_factory=list)
+    # Items whose catalog text (title, category, tags) is close to its own, by TF-IDF
+    # cosine, best first (domain/catalog.py).
+    content: list[Neighbour] = field(default_factory=list)
 
 
 @dataclass
@@ -209,3 +219,24 @@ class ItemStats:
     category: str | None = None
     # Baskets holding the item (in the totals row: all baskets).
     baskets: float = 0.0
+
+
+@dataclass
+class CatalogItem:
+    """An item's catalog record as stored: its fields as of ``timestamp``, its token counts
+    (title, category and tags) and the norm of its TF-IDF vector when it was written."""
+
+    item_id: str
+    title: str
+    category: str
+    price: float
+    in_stock: bool
+    tags: list[str]
+    timestamp: float
+    terms: dict[str, int] = field(default_factory=dict)
+    norm: float = 0.0
+
+
+def token_row(token: str) -> str:
+    """Key of a token's posting row in the catalog table."""
+    return TOKEN_ROW_PREFIX + token

@@ -10,8 +10,16 @@ Personalized score of a candidate m (SAR-style, plus a category component):
   currently popular items;
 * the two are blended after scaling each to a maximum of 1 (``category_blend``).
 
+Content neighbours (catalog TF-IDF, domain/catalog.py) fill in for cold items: a recent
+item h with n_h < ``cold_item_neighbours`` collaborative neighbours contributes its content
+neighbours m with S[h, m] = max(S[h, m], (1 - n_h / cold_item_neighbours) · T[h, m]), T
+being the content cosine; warm items' rows are used as they are.
+
+Out-of-stock items (the ``#out_of_stock`` row) are never listed, by any list, fallbacks
+included. Items without a catalog record count as in stock.
+
 Two sequential reads per request: the user's row, then one BatchGetItem of the recent
-items' neighbour rows, the popular list and the category lists.
+items' neighbour rows, the popular list, the out-of-stock row and the category lists.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from streamrec_core import decay, max_normalized_blend, personalized_scores, top
 from streamrec.domain.filters import NO_FILTER, ListFilter
 from streamrec.domain.model import (
     CATEGORY_ROW_PREFIX,
+    OUT_OF_STOCK_ROW,
     POPULAR_ROW,
     HistoryItem,
     Neighbour,
@@ -46,6 +55,9 @@ EXCLUDE_MODES = (EXCLUDE_PURCHASED, EXCLUDE_HISTORY, EXCLUDE_NONE)
 SOURCE_PERSONALIZED = "personalized"
 SOURCE_SIMILAR = "similar"
 SOURCE_POPULAR = "popular"
+# One BatchGetItem reads at most 100 keys: the recent items, #popular, #out_of_stock and
+# the category lists must fit in it (HistoryLength <= 96 leaves room for 2 categories).
+BATCH_GET_KEYS = 100
 
 _REASON_BY_KIND = {
     "view": "because you viewed {item}",
@@ -99,9 +111,10 @@ def _pad_with_popular(
     return listed
 
 
-def padding_lists(list_filter: ListFilter) -> list[str]:
-    """The popular lists a request reads for padding: the filter category's, or ``#popular``."""
-    return [category_row(list_filter.category) if list_filter.category else POPULAR_ROW]
+def request_lists(list_filter: ListFilter) -> list[str]:
+    """The lists every list request reads with its rows: the popular list it pads from
+    (the filter category's, or ``#popular``) and the out-of-stock set."""
+    return [category_row(list_filter.category) if list_filter.category else POPULAR_ROW, OUT_OF_STOCK_ROW]
 
 
 def known_categories(
@@ -116,11 +129,24 @@ def known_categories(
             known.update((item, category) for item, _ in popular.items)
     for row in rows.values():
         neighbour: Neighbour
-        for neighbour in (*row.neighbours, *row.extended, *row.complements):
+        for neighbour in (*row.neighbours, *row.extended, *row.complements, *row.content):
             if neighbour.category:
                 known[neighbour.item_id] = neighbour.category
     known.update((entry.item_id, entry.category) for entry in history if entry.category)
     return known
+
+
+def out_of_stock(lists: dict[str, PopularList]) -> set[str]:
+    """The ids in the ``#out_of_stock`` row (empty when it was not read or is missing)."""
+    stock = lists.get(OUT_OF_STOCK_ROW)
+    return {item for item, _ in stock.items} if stock else set()
+
+
+def coldness(row: SimilarityRow | None, settings: Settings) -> float:
+    """1 for an item without collaborative neighbours, falling linearly to 0 at
+    ``cold_item_neighbours`` neighbours: how much its content neighbours stand in."""
+    count = len(row.neighbours) if row else 0
+    return max(0.0, 1.0 - count / settings.cold_item_neighbours)
 
 
 def history_weights(history: list[HistoryItem], now: float, settings: Settings) -> np.ndarray:
@@ -190,17 +216,30 @@ class RecommendationService:
             excluded.update(entry.item_id for entry in history)
 
         weights = history_weights(history, now, settings)
+        room = BATCH_GET_KEYS - 2 - len(history)
         categories = (
-            top_categories(history, weights, settings.categories_per_request)
-            if settings.category_blend
+            top_categories(history, weights, min(settings.categories_per_request, room))
+            if settings.category_blend and room > 0
             else []
         )
         list_names = list(
-            dict.fromkeys([*padding_lists(list_filter), *(category_row(c) for c, _ in categories)])
+            dict.fromkeys([*request_lists(list_filter), *(category_row(c) for c, _ in categories)])
         )
         rows, lists = self.similarity.get_many([entry.item_id for entry in history], list_names)
+        if list_filter.in_stock_only:
+            excluded |= out_of_stock(lists)
+        # Content neighbours of cold recent items, scaled by how cold each is.
+        content = {
+            entry.item_id: [
+                Neighbour(n.item_id, n.score * coldness(rows.get(entry.item_id), settings), n.category)
+                for n in rows[entry.item_id].content
+            ]
+            for entry in history
+            if entry.item_id in rows and rows[entry.item_id].content
+        }
 
         candidates = {n.item_id for row in rows.values() for n in (*row.neighbours, *row.extended)}
+        candidates.update(n.item_id for found in content.values() for n in found if n.score > 0)
         if settings.self_similarity > 0:
             candidates.update(entry.item_id for entry in history)
         if settings.category_blend:
@@ -214,7 +253,8 @@ class RecommendationService:
             item_matrix = np.zeros((len(history), len(ordered)))
             for row_index, entry in enumerate(history):
                 row = rows.get(entry.item_id)
-                for neighbour in (*row.neighbours, *row.extended) if row else ():
+                collaborative = (*row.neighbours, *row.extended) if row else ()
+                for neighbour in (*collaborative, *content.get(entry.item_id, ())):
                     if neighbour.item_id in column:
                         cell = (row_index, column[neighbour.item_id])
                         item_matrix[cell] = max(item_matrix[cell], neighbour.score)
@@ -263,16 +303,78 @@ class RecommendationService:
         )
 
     def similar_items(self, item_id: str, k: int, list_filter: ListFilter = NO_FILTER) -> RecommendationList:
-        """The item's top-``k`` neighbours ("customers who viewed this also viewed")."""
-        rows, lists = self.similarity.get_many([item_id], padding_lists(list_filter))
+        """The item's top-``k`` similar items: collaborative neighbours ("customers who
+        viewed this also viewed") blended with content neighbours (catalog text).
+
+        With n collaborative neighbours, content weighs β = content_weight + (1 −
+        content_weight) · coldness (coldness = max(0, 1 − n / cold_item_neighbours)), so
+        a cold item is ranked by its content alone and a warm one mostly by behaviour:
+        score = (1 − β) · S / max S + β · T. Items known only by content (typically new
+        ones, without interactions yet) are guaranteed ``content_slots`` of the list when
+        there are any, so they can be discovered. Without content neighbours the list is
+        the collaborative one as before. Out-of-stock items never appear (unless the filter
+        allows them), and ``list_filter`` applies to both kinds before the cut to ``k``.
+        """
+        rows, lists = self.similarity.get_many([item_id], request_lists(list_filter))
         row = rows.get(item_id)
-        reason = f"customers who viewed {item_id} also viewed this"
-        neighbours = [n for n in (row.neighbours if row else []) if list_filter.admits(n.item_id, n.category)]
-        listed = [
-            Recommendation(n.item_id, n.score, SOURCE_SIMILAR, [reason], [item_id]) for n in neighbours[:k]
-        ]
+        excluded = {item_id} | (out_of_stock(lists) if list_filter.in_stock_only else set())
+
+        def admitted(neighbours: list[Neighbour]) -> list[Neighbour]:
+            return [
+                n
+                for n in neighbours
+                if n.item_id not in excluded and list_filter.admits(n.item_id, n.category)
+            ]
+
+        viewed = f"customers who viewed {item_id} also viewed this"
+        collaborative = admitted(row.neighbours if row else [])
+        content = admitted(row.content if row else [])
+        if not content:
+            listed = [
+                Recommendation(n.item_id, n.score, SOURCE_SIMILAR, [viewed], [item_id])
+                for n in collaborative[:k]
+            ]
+        else:
+            listed = self._blend_similar(item_id, row, collaborative, content, k)
         fallback = not listed
-        return RecommendationList(_pad_with_popular(listed, lists, {item_id}, k, list_filter), fallback)
+        return RecommendationList(_pad_with_popular(listed, lists, excluded, k, list_filter), fallback)
+
+    def _blend_similar(
+        self,
+        item_id: str,
+        row: SimilarityRow | None,
+        collaborative: list[Neighbour],
+        content: list[Neighbour],
+        k: int,
+    ) -> list[Recommendation]:
+        settings = self.settings
+        beta = settings.content_weight + (1.0 - settings.content_weight) * coldness(row, settings)
+        peak = collaborative[0].score if collaborative and collaborative[0].score > 0 else 1.0
+        behaviour = {n.item_id: n.score / peak for n in collaborative}
+        text = {n.item_id: n.score for n in content}
+        ordered = sorted(behaviour.keys() | text.keys())
+        scores = np.array([(1.0 - beta) * behaviour.get(i, 0.0) + beta * text.get(i, 0.0) for i in ordered])
+        chosen = [ordered[index] for index in top_k(scores, k)]
+        # Items known only by content (best first) keep their reserved slots.
+        content_only = [n.item_id for n in content if n.item_id not in behaviour]
+        reserved = (
+            min(len(content_only), max(1, round(k * settings.content_slots))) if settings.content_slots else 0
+        )
+        missing = max(0, reserved - sum(i in chosen for i in content_only))
+        extra = [i for i in content_only if i not in chosen][:missing]
+        overflow = len(chosen) + len(extra) - k
+        if extra and overflow > 0:
+            drop = set([i for i in reversed(chosen) if i in behaviour][:overflow])
+            chosen = [i for i in chosen if i not in drop]
+        chosen += extra
+        score_of = dict(zip(ordered, scores.tolist(), strict=True))
+        viewed = f"customers who viewed {item_id} also viewed this"
+        alike = f"similar to {item_id} (title, category, tags)"
+        listed = []
+        for candidate in sorted(chosen, key=lambda i: (-score_of[i], i)):
+            reasons = ([viewed] if candidate in behaviour else []) + ([alike] if candidate in text else [])
+            listed.append(Recommendation(candidate, score_of[candidate], SOURCE_SIMILAR, reasons, [item_id]))
+        return listed
 
 
 SOURCE_CROSS_SELL = "cross_sell"
@@ -317,8 +419,10 @@ class CrossSellService:
     ) -> RecommendationList:
         settings = self.settings
         cart = list(dict.fromkeys(items))[:CROSS_SELL_MAX_ITEMS]
+        rows, lists = self.similarity.get_many(cart, request_lists(list_filter))
         excluded = set(cart) | (set(state.cart) if state else set())
-        rows, lists = self.similarity.get_many(cart, padding_lists(list_filter))
+        if list_filter.in_stock_only:
+            excluded |= out_of_stock(lists)
         candidates = {n.item_id for row in rows.values() for n in row.complements}
         bought: dict[str, float] = {}
         if state and settings.cross_sell_history_weight > 0:

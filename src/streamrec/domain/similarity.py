@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from streamrec_core import personalized_scores, similarity, top_k
 
+from streamrec.domain.catalog import ContentIndex
 from streamrec.domain.model import (
     POPULAR_ROW,
     POPULARITY_EPOCH_SECONDS,
@@ -34,6 +35,7 @@ from streamrec.domain.model import (
 )
 from streamrec.domain.trends import TrendsService
 from streamrec.repositories.base import (
+    CatalogRepository,
     ConcurrentUpdateError,
     CooccurrenceRepository,
     ItemStatsRepository,
@@ -93,15 +95,28 @@ class SimilarityService:
     item_stats: ItemStatsRepository
     similarity: SimilarityRepository
     trending: TrendsService | None = None  # refreshes the trending lists (None: not kept)
+    # With a catalog, rows also carry content neighbours (domain/catalog.py).
+    catalog: CatalogRepository | None = None
 
     def recompute(
-        self, changed: Iterable[str], norm_changed: Iterable[str], popular_changed: Iterable[str] = ()
+        self,
+        changed: Iterable[str],
+        norm_changed: Iterable[str],
+        popular_changed: Iterable[str] = (),
+        content_changed: Iterable[str] = (),
     ) -> list[SimilarityRow]:
-        """Handle one batch of change announcements: rebuild every affected neighbour row
-        and merge fresh popularity into the popular lists."""
+        """Handle one batch of change announcements: rebuild every affected neighbour row,
+        update content neighbours and stock of items whose catalog record changed, and
+        merge fresh popularity into the popular lists."""
         reads = BatchReads()
         rows = self.rebuild(self.affected(changed, norm_changed, reads), reads)
         popular_changed = set(popular_changed)
+        content_changed = set(content_changed)
+        if content_changed and self.catalog is not None:
+            fresh = {row.item_id: row for row in rows}
+            index = ContentIndex(self.settings, self.catalog, self.similarity)
+            updated = index.update(content_changed, fresh)
+            rows = list({**fresh, **{row.item_id: row for row in updated}}.values())
         self.update_popular_lists(popular_changed, reads)
         if self.trending is not None and popular_changed:
             # The items whose counters grew; their categories from the stats rows just read.
@@ -206,6 +221,12 @@ class SimilarityService:
         ]
         if self.settings.two_hop_sources and self.settings.two_hop_size:
             self._add_two_hop(result)
+        if self.catalog is not None:
+            # Content neighbours are kept by the catalog side; a rebuilt row carries them over.
+            stored, _ = self.similarity.get_many(targets, consistent=True)
+            for row in result:
+                if row.item_id in stored:
+                    row.content = stored[row.item_id].content
         self.similarity.put_rows(result)
         return result
 

@@ -28,6 +28,7 @@ __all__ = [
     "COMPLEMENTS",
     "DEFAULT_SEED",
     "Product",
+    "demo_catalog",
     "demo_coupons",
     "demo_items",
     "demo_users",
@@ -421,6 +422,59 @@ def demo_items(n: int = 3, events: Sequence[dict[str, Any]] | None = None) -> li
         if len(chosen) == n:
             return chosen
     return (chosen + [i for i in ranked if i not in chosen])[:n]
+
+
+# The demo catalog: a new product no one has interacted with yet (it shows up beside the
+# tent it resembles through content similarity) and a couple of products out of stock.
+DEMO_NEW_ITEM = "tent-3-person-ultralight"
+DEMO_OUT_OF_STOCK = ("lantern-led", "gaiters-lightweight")
+
+
+def _title(item_id: str) -> str:
+    """A title from a self-describing id: "tent-2-person-ultralight" -> "Tent 2 person ultralight"."""
+    words = item_id.replace("-", " ").split()
+    return " ".join(words).capitalize()
+
+
+def demo_catalog(now: float | None = None, seed: int = DEFAULT_SEED) -> list[dict[str, Any]]:
+    """``item_upsert`` records for every demo product (title, category, price, stock and
+    tags: the category and the kit's main product), plus :data:`DEMO_NEW_ITEM`; the
+    :data:`DEMO_OUT_OF_STOCK` products are out of stock. Timestamps are ``now`` minus 8
+    days (before the demo events), except the new product's (``now``)."""
+    now = time.time() if now is None else now
+    catalog = products(seed)
+    leads = {
+        (category, index): kit[0].split("-")[0]
+        for category, (kits, _) in CATALOG.items()
+        for index, kit in enumerate(kits)
+    }
+    records = []
+    for item_id, product in catalog.items():
+        records.append(
+            {
+                "event_type": "item_upsert",
+                "item_id": item_id,
+                "title": _title(item_id),
+                "category": product.category,
+                "price": product.price,
+                "in_stock": item_id not in DEMO_OUT_OF_STOCK,
+                "tags": [product.category, leads[(product.category, product.kit)]],
+                "timestamp": int(now - SPAN_SECONDS - 86_400),
+            }
+        )
+    records.append(
+        {
+            "event_type": "item_upsert",
+            "item_id": DEMO_NEW_ITEM,
+            "title": "Ultralight 3-person backpacking tent",
+            "category": "camping",
+            "price": 329.0,
+            "in_stock": True,
+            "tags": ["camping", "tent", "ultralight"],
+            "timestamp": int(now),
+        }
+    )
+    return records
 
 
 def demo_coupons(now: float | None = None) -> list[dict[str, Any]]:

@@ -57,6 +57,7 @@ __all__ = [
     "SweepFaults",
     "load_events",
     "produce",
+    "with_catalog_records",
     "with_coupon_redemptions",
     "replay",
     "run_fault_injection",
@@ -382,6 +383,43 @@ def with_coupon_redemptions(events: Sequence[Mapping[str, Any]], every: int = 4)
     return result
 
 
+def with_catalog_records(events: Sequence[Mapping[str, Any]], every: int = 3) -> list[dict[str, Any]]:
+    """``events`` with an ``item_upsert`` record before every ``every``-th event whose item
+    has none yet (title and tag from its category, every third one out of stock), and, for
+    every second such item, two more records ``4 * every`` events later: a newer one (new
+    title, stock flipped) followed by an older one arriving late (which must change nothing).
+    So the fault harness also crashes the catalog's writes and compares its table."""
+    result: list[dict[str, Any]] = []
+    later: dict[int, list[dict[str, Any]]] = {}
+    cataloged: set[str] = set()
+    for index, event in enumerate(events):
+        result += later.pop(index, [])
+        item = event.get("item_id")
+        if index % every == 0 and item and item not in cataloged:
+            cataloged.add(item)
+            category = str(event.get("category") or "misc")
+            record = {
+                "event_type": "item_upsert",
+                "item_id": item,
+                "title": f"Product {item} of category {category}",
+                "category": category,
+                "price": float(len(cataloged)),
+                "in_stock": len(cataloged) % 3 != 0,
+                "tags": [f"c{category}"],
+                "timestamp": event["timestamp"],
+            }
+            result.append(record)
+            if len(cataloged) % 2 == 0:
+                newer = {**record, "title": f"Renamed {item}", "in_stock": not record["in_stock"]}
+                newer["timestamp"] = record["timestamp"] + 60
+                older = {**record, "title": f"Stale {item}", "timestamp": record["timestamp"] - 60}
+                later.setdefault(index + 4 * every, []).extend([newer, older])
+        result.append(dict(event))
+    for position in sorted(later):
+        result += later[position]
+    return result
+
+
 def define_coupons(box: Sandbox, events: Sequence[Mapping[str, Any]]) -> None:
     """Create the coupons the events' redemptions name (outside any function: not faulted)."""
     from streamrec.domain.coupons import parse_coupon
@@ -433,7 +471,8 @@ def produce(
     keyed: list[tuple[float, int, dict[str, Any]]] = []
     stats = ProducerStats()
     for index, event in enumerate(events):
-        entry = {"Data": json.dumps(event).encode(), "PartitionKey": str(event["user_id"]), "event": event}
+        key = str(event.get("user_id") or event["item_id"])  # catalog records: by item
+        entry = {"Data": json.dumps(event).encode(), "PartitionKey": key, "event": event}
         keyed.append((float(index), 0, entry))
         if duplicate_rate and rng.random() < duplicate_rate:
             keyed.append((index + rng.randint(1, max_gap) + 0.5, 1, {**entry, "duplicate": True}))

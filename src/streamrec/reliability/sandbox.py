@@ -32,7 +32,12 @@ __all__ = ["Sandbox", "SandboxError", "Snapshot", "diff_snapshots", "normalized"
 # write), and wall-clock stamps.
 VOLATILE_ATTRIBUTES = {
     "UsersTable": {"applied", "version"},
-    "SimilarityTable": {"updated_at", "version"},
+    # Content neighbours and an item's TF-IDF norm are derived from the catalog as it was
+    # when they were computed (document frequencies, number of items), so they depend on
+    # where batches were cut, which crashes and bisections change on purpose: they are
+    # scores, not counts. The records, postings and document count are compared exactly.
+    "SimilarityTable": {"updated_at", "version", "content"},
+    "CatalogTable": {"norm"},
 }
 GUARD_PREFIX = "s#"
 
@@ -108,19 +113,28 @@ def scan_tables(dynamodb: Any, template: LocalTemplate) -> Snapshot:
 
 
 def normalized(snapshot: Snapshot) -> Snapshot:
-    """The snapshot without replay guards, versions and time stamps (see VOLATILE_ATTRIBUTES)."""
+    """The snapshot without replay guards, versions and time stamps (see VOLATILE_ATTRIBUTES),
+    with sets sorted (DynamoDB sets have no order; a scan returns them in any)."""
     result: Snapshot = {}
     for table, rows in snapshot.items():
         volatile = VOLATILE_ATTRIBUTES.get(table, set())
         result[table] = {
             key: {
-                name: value
+                name: _sorted_set(value)
                 for name, value in item.items()
                 if name not in volatile and not name.startswith(GUARD_PREFIX)
             }
             for key, item in rows.items()
         }
     return result
+
+
+def _sorted_set(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, members),) = value.items()
+        if kind in ("SS", "NS", "BS"):
+            return {kind: sorted(members)}
+    return value
 
 
 @dataclass(frozen=True)

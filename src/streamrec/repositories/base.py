@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from streamrec.domain.model import Delta, ItemStats, PopularList, SimilarityRow, UserState
+from streamrec.domain.model import CatalogItem, Delta, ItemStats, PopularList, SimilarityRow, UserState
 
 if TYPE_CHECKING:
     from streamrec.domain.coupons import Coupon, CouponSpec
@@ -119,11 +119,12 @@ class ItemStatsRepository(Protocol):
 
 class SimilarityRepository(Protocol):
     def get_many(
-        self, item_ids: Sequence[str], lists: Sequence[str] = ()
+        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
         """Neighbour rows of the items (missing ones absent) and the named popular lists
         (``#popular``, ``#cat:<category>``; missing ones empty), in one read (one
-        BatchGetItem) so that the API stays within 2 round trips."""
+        BatchGetItem) so that the API stays within 2 round trips. ``consistent`` reads (the
+        similarity function's read-modify-write of content lists) see every acknowledged write."""
         ...
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None: ...
@@ -186,12 +187,55 @@ class TrendsRepository(Protocol):
         """Write if the stored version equals ``trending.version``; else ConcurrentUpdateError."""
         ...
 
+class CatalogRepository(Protocol):
+    """Catalog records by item id, token posting rows (``#tok:<token>``: the ids of the
+    items holding the token, whose size is its document frequency) and the number of
+    documents (row ``#catalog``, a guarded counter like the count rows)."""
+
+    def get_many(self, item_ids: Iterable[str], consistent: bool = False) -> dict[str, CatalogItem]:
+        """Stored records of the items (missing ones absent); ``consistent`` reads see
+        every acknowledged write (the upsert's read-before-write)."""
+        ...
+
+    def categories(self, item_ids: Iterable[str]) -> dict[str, str]:
+        """The catalog category of each item that has a record (a cheap projection)."""
+        ...
+
+    def put_many(self, items: Sequence[tuple[CatalogItem, float | None]]) -> list[str]:
+        """Write each record if the stored one's timestamp still equals the expected one
+        (None: no record yet). Returns the ids whose condition failed (a concurrent write)."""
+        ...
+
+    def update_postings(
+        self, add: Mapping[str, set[str]], remove: Mapping[str, set[str]], limit: int
+    ) -> dict[str, int]:
+        """Add items to the postings of tokens and remove items from them; both are set
+        operations, so repeating them changes nothing. A posting already holding ``limit``
+        ids takes no more (the token is then too common to be worth indexing). Returns
+        each added token's document frequency after the update."""
+        ...
+
+    def postings(self, tokens: Iterable[str]) -> dict[str, set[str]]:
+        """The ids holding each token (empty for unknown tokens), in one read."""
+        ...
+
+    def add_documents(self, deltas: Sequence[Delta], shard: str) -> None:
+        """Add to the document count, guarded per shard like the count rows."""
+        ...
+
+    def documents(self) -> int: ...
+
 
 class ChangePublisher(Protocol):
     def publish(
-        self, changed: Iterable[str], norm_changed: set[str], popular_changed: Iterable[str] = ()
+        self,
+        changed: Iterable[str],
+        norm_changed: set[str],
+        popular_changed: Iterable[str] = (),
+        content_changed: Iterable[str] = (),
     ) -> None:
-        """Announce items whose co-occurrence counts, own count or popularity changed."""
+        """Announce items whose co-occurrence counts, own count, popularity or catalog
+        record (``content_changed``) changed."""
         ...
 
 

@@ -146,8 +146,10 @@ class CachingSimilarityRepository:
         )
 
     def get_many(
-        self, item_ids: Sequence[str], lists: Sequence[str] = ()
+        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
+        if consistent:  # a read-modify-write path: always read through
+            return self.inner.get_many(item_ids, lists, consistent=True)
         rows: dict[str, SimilarityRow] = {}
         found: dict[str, PopularList] = {}
         missing_rows: list[str] = []
@@ -195,7 +197,13 @@ class CachingSimilarityRepository:
 def _copy_row(row: SimilarityRow) -> SimilarityRow:
     if row is _ABSENT:
         return row
-    return replace(row, neighbours=list(row.neighbours), extended=list(row.extended))
+    return replace(
+        row,
+        neighbours=list(row.neighbours),
+        extended=list(row.extended),
+        complements=list(row.complements),
+        content=list(row.content),
+    )
 
 
 def _copy_list(popular: PopularList) -> PopularList:

@@ -27,6 +27,8 @@ from streamrec.domain.coupons import (
     scope_keys,
 )
 from streamrec.domain.model import (
+    CATALOG_STATS_ROW,
+    CatalogItem,
     CategoryAffinity,
     Delta,
     HistoryItem,
@@ -35,6 +37,7 @@ from streamrec.domain.model import (
     PopularList,
     SimilarityRow,
     UserState,
+    token_row,
 )
 from streamrec.domain.trends import (
     DAY,
@@ -98,11 +101,13 @@ class DynamoTable:
         except BotoCoreError as error:
             raise RepositoryError(f"{operation} on {self.name} failed: {error}") from error
 
-    def batch_get(self, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def batch_get(self, keys: Sequence[dict[str, Any]], consistent: bool = False) -> list[dict[str, Any]]:
         """Read items by key: one BatchGetItem per 100 keys, unprocessed keys retried."""
         items: list[dict[str, Any]] = []
         for chunk in _chunks(list(keys), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {self.name: {"Keys": list(chunk)}}
+            request: dict[str, Any] = {
+                self.name: {"Keys": list(chunk), **({"ConsistentRead": True} if consistent else {})}
+            }
             for attempt in range(UNPROCESSED_RETRIES + 1):
                 response = self.call("batch_get_item", RequestItems=request)
                 items.extend(response.get("Responses", {}).get(self.name, []))
@@ -361,7 +366,7 @@ class DynamoItemStatsRepository:
 # The lists of a similarity row, stored as JSON strings of [item, score] or, for an item
 # whose category is known, [item, score, n]: n indexes the row's ``categories`` list (a
 # category name per listed item would make the row, and every read of it, larger).
-_NEIGHBOUR_LISTS = ("neighbours", "extended", "complements")
+_NEIGHBOUR_LISTS = ("neighbours", "extended", "complements", "content")
 
 
 def _decode_neighbours(item: dict[str, Any], name: str, categories: list[str]) -> list[Neighbour]:
@@ -376,6 +381,8 @@ def _encode_neighbours(row: SimilarityRow) -> dict[str, Any]:
     index: dict[str, int] = {}
     encoded: dict[str, Any] = {}
     for name in _NEIGHBOUR_LISTS:
+        if name == "content" and not row.content:
+            continue  # rows without a catalog stay as small as before
         entries: list[list[Any]] = []
         for n in getattr(row, name):
             if n.category is None:
@@ -396,6 +403,7 @@ def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
         updated_at=float(item.get("updated_at", {}).get("N", 0)),
         extended=_decode_neighbours(item, "extended", categories),
         complements=_decode_neighbours(item, "complements", categories),
+        content=_decode_neighbours(item, "content", categories),
     )
 
 
@@ -414,13 +422,13 @@ class DynamoSimilarityRepository:
         self.table = table
 
     def get_many(
-        self, item_ids: Sequence[str], lists: Sequence[str] = ()
+        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
         wanted = list(dict.fromkeys([*item_ids, *lists]))
         list_names = set(lists)
         rows: dict[str, SimilarityRow] = {}
         found: dict[str, PopularList] = {name: PopularList() for name in lists}
-        for item in self.table.batch_get([{"item_id": {"S": i}} for i in wanted]):
+        for item in self.table.batch_get([{"item_id": {"S": i}} for i in wanted], consistent):
             key = item["item_id"]["S"]
             if key in list_names:
                 found[key] = _list_from_item(item)
@@ -561,9 +569,13 @@ class KinesisChangePublisher:
         self.client = client if client is not None else boto3.client("kinesis")
 
     def publish(
-        self, changed: Iterable[str], norm_changed: set[str], popular_changed: Iterable[str] = ()
+        self,
+        changed: Iterable[str],
+        norm_changed: set[str],
+        popular_changed: Iterable[str] = (),
+        content_changed: Iterable[str] = (),
     ) -> None:
-        changed, popular = set(changed), set(popular_changed)
+        changed, popular, content = set(changed), set(popular_changed), set(content_changed)
         records = [
             {
                 "Data": json.dumps(
@@ -572,11 +584,13 @@ class KinesisChangePublisher:
                         "changed": item in changed,
                         "norm_changed": item in norm_changed,
                         "popular_changed": item in popular,
+                        # Only on catalog announcements: other records stay as they were.
+                        **({"content_changed": True} if item in content else {}),
                     }
                 ).encode(),
                 "PartitionKey": item,
             }
-            for item in sorted(changed | norm_changed | popular)
+            for item in sorted(changed | norm_changed | popular | content)
         ]
         for chunk in _chunks(records, PUT_RECORDS_LIMIT):
             remaining = list(chunk)
@@ -795,3 +809,153 @@ class DynamoCouponRepository:
                 raise
             return DUPLICATE
         return EXHAUSTED
+
+
+# ---- Catalog -----------------------------------------------------------------------------
+# Item rows (key ``item_id``): title, category, price, in_stock, tags (JSON), timestamp,
+# terms (token counts, JSON) and norm. Posting rows ``#tok:<token>``: string set ``items``.
+# Row ``#catalog``: ``documents`` with per-shard guards. '#' never starts an item id.
+
+
+def _catalog_to_item(item: CatalogItem) -> dict[str, Any]:
+    return {
+        "item_id": {"S": item.item_id},
+        "title": {"S": item.title},
+        "category": {"S": item.category},
+        "price": _number(item.price),
+        "in_stock": {"BOOL": item.in_stock},
+        "tags": {"S": json.dumps(item.tags, separators=(",", ":"))},
+        "timestamp": _number(item.timestamp),
+        "terms": {"S": json.dumps(item.terms, separators=(",", ":"), sort_keys=True)},
+        "norm": _number(item.norm),
+    }
+
+
+def _catalog_from_item(item: dict[str, Any]) -> CatalogItem:
+    return CatalogItem(
+        item_id=item["item_id"]["S"],
+        title=item["title"]["S"],
+        category=item["category"]["S"],
+        price=float(item["price"]["N"]),
+        in_stock=bool(item["in_stock"]["BOOL"]),
+        tags=json.loads(item["tags"]["S"]),
+        timestamp=float(item["timestamp"]["N"]),
+        terms=json.loads(item["terms"]["S"]),
+        norm=float(item["norm"]["N"]),
+    )
+
+
+class DynamoCatalogRepository:
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    def _key(self, key: str) -> dict[str, Any]:
+        return {"item_id": {"S": key}}
+
+    def _batch_get(self, keys: Iterable[str], **options: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for chunk in _chunks(sorted(set(keys)), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {self.table.name: {"Keys": [self._key(k) for k in chunk], **options}}
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                response = self.table.call("batch_get_item", RequestItems=request)
+                items.extend(response.get("Responses", {}).get(self.table.name, []))
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                _backoff(attempt)
+            else:
+                raise RepositoryError(f"BatchGetItem on {self.table.name}: keys left unprocessed")
+        return items
+
+    def get_many(self, item_ids: Iterable[str], consistent: bool = False) -> dict[str, CatalogItem]:
+        found = self._batch_get(item_ids, ConsistentRead=consistent)
+        return {row.item_id: row for row in map(_catalog_from_item, found)}
+
+    def categories(self, item_ids: Iterable[str]) -> dict[str, str]:
+        found = self._batch_get(
+            item_ids, ProjectionExpression="item_id, #c", ExpressionAttributeNames={"#c": "category"}
+        )
+        return {item["item_id"]["S"]: item["category"]["S"] for item in found if "category" in item}
+
+    def _put(self, item: CatalogItem, expected: float | None) -> bool:
+        condition = (
+            {"ConditionExpression": "attribute_not_exists(item_id)"}
+            if expected is None
+            else {
+                "ConditionExpression": "#t = :expected",
+                "ExpressionAttributeNames": {"#t": "timestamp"},
+                "ExpressionAttributeValues": {":expected": _number(expected)},
+            }
+        )
+        try:
+            self.table.call("put_item", TableName=self.table.name, Item=_catalog_to_item(item), **condition)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def put_many(self, items: Sequence[tuple[CatalogItem, float | None]]) -> list[str]:
+        # Independent conditional writes: concurrently, as the count rows.
+        with ThreadPoolExecutor(max_workers=max(1, min(WRITE_CONCURRENCY, len(items)))) as pool:
+            written = list(pool.map(lambda pair: self._put(*pair), items))
+        return [item.item_id for (item, _), ok in zip(items, written, strict=True) if not ok]
+
+    def _add(self, token: str, ids: set[str], limit: int) -> int:
+        try:
+            response = self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=self._key(token_row(token)),
+                UpdateExpression="ADD #i :ids",
+                ConditionExpression="attribute_not_exists(#i) OR size(#i) < :limit",
+                ExpressionAttributeNames={"#i": "items"},
+                ExpressionAttributeValues={":ids": {"SS": sorted(ids)}, ":limit": {"N": str(limit)}},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return limit  # full: the token is too common to index further
+        return len(response.get("Attributes", {}).get("items", {}).get("SS", []))
+
+    def _remove(self, token: str, ids: set[str]) -> None:
+        self.table.call(
+            "update_item",
+            TableName=self.table.name,
+            Key=self._key(token_row(token)),
+            UpdateExpression="DELETE #i :ids",
+            ExpressionAttributeNames={"#i": "items"},
+            ExpressionAttributeValues={":ids": {"SS": sorted(ids)}},
+        )
+
+    def update_postings(
+        self, add: Mapping[str, set[str]], remove: Mapping[str, set[str]], limit: int
+    ) -> dict[str, int]:
+        removals = [(token, ids) for token, ids in remove.items() if ids]
+        additions = [(token, ids) for token, ids in add.items() if ids]
+        workers = max(1, min(WRITE_CONCURRENCY, len(removals) + len(additions)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            # Removals first: a token both removed and added in a batch ends up added.
+            list(pool.map(lambda pair: self._remove(*pair), removals))
+            counts = list(pool.map(lambda pair: self._add(pair[0], pair[1], limit), additions))
+        return {token: count for (token, _), count in zip(additions, counts, strict=True)}
+
+    def postings(self, tokens: Iterable[str]) -> dict[str, set[str]]:
+        wanted = set(tokens)
+        found = {t: set() for t in wanted}
+        rows = self._batch_get(token_row(t) for t in wanted)
+        prefix = len(token_row(""))
+        for row in rows:
+            found[row["item_id"]["S"][prefix:]] = set(row.get("items", {}).get("SS", []))
+        return found
+
+    def add_documents(self, deltas: Sequence[Delta], shard: str) -> None:
+        if deltas:
+            self.table.apply_guarded(self._key(CATALOG_STATS_ROW), deltas, shard)
+
+    def documents(self) -> int:
+        item = self.table.call(
+            "get_item", TableName=self.table.name, Key=self._key(CATALOG_STATS_ROW), ConsistentRead=True
+        ).get("Item", {})
+        return int(float(item.get("documents", {}).get("N", 0)))

@@ -22,6 +22,7 @@ from streamrec.domain.coupons import (
     scope_keys,
 )
 from streamrec.domain.model import (
+    CatalogItem,
     Delta,
     ItemStats,
     PopularList,
@@ -40,7 +41,11 @@ from streamrec.repositories.base import (
 def _copy_row(row: SimilarityRow) -> SimilarityRow:
     # Neighbour is frozen, so the lists may share their members.
     return replace(
-        row, neighbours=list(row.neighbours), extended=list(row.extended), complements=list(row.complements)
+        row,
+        neighbours=list(row.neighbours),
+        extended=list(row.extended),
+        complements=list(row.complements),
+        content=list(row.content),
     )
 
 
@@ -152,7 +157,7 @@ class InMemorySimilarityRepository:
         self.lists: dict[str, PopularList] = {}
 
     def get_many(
-        self, item_ids: Sequence[str], lists: Sequence[str] = ()
+        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
         rows = {i: _copy_row(self.rows[i]) for i in item_ids if i in self.rows}
         return rows, {name: self.get_list(name) for name in lists}
@@ -177,13 +182,26 @@ class InMemoryChangePublisher:
     changed: set[str] = field(default_factory=set)
     norm_changed: set[str] = field(default_factory=set)
     popular_changed: set[str] = field(default_factory=set)
+    # Items whose catalog record changed: drained apart (drain_content), so that callers of
+    # drain() keep their three sets.
+    content_changed: set[str] = field(default_factory=set)
 
     def publish(
-        self, changed: Iterable[str], norm_changed: set[str], popular_changed: Iterable[str] = ()
+        self,
+        changed: Iterable[str],
+        norm_changed: set[str],
+        popular_changed: Iterable[str] = (),
+        content_changed: Iterable[str] = (),
     ) -> None:
         self.changed.update(changed)
         self.norm_changed.update(norm_changed)
         self.popular_changed.update(popular_changed)
+        self.content_changed.update(content_changed)
+
+    def drain_content(self) -> set[str]:
+        """Items whose catalog record changed since the last call."""
+        drained, self.content_changed = self.content_changed, set()
+        return drained
 
     def drain(self) -> tuple[set[str], set[str], set[str]]:
         """(changed, norm_changed, popular_changed) since the last drain."""
@@ -277,3 +295,57 @@ class InMemoryTrendsRepository:
         if trending.version != self.lists.get(name, TrendingList()).version:
             raise ConcurrentUpdateError(f"{name} changed concurrently")
         self.lists[name] = TrendingList(list(trending.entries), trending.version + 1)
+
+
+class InMemoryCatalogRepository:
+    """Catalog records, postings and the guarded document count, as the DynamoDB adapter."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, CatalogItem] = {}
+        self.tokens: dict[str, set[str]] = defaultdict(set)
+        self.stats: dict[str, float | str] = {}
+
+    def get_many(self, item_ids: Iterable[str], consistent: bool = False) -> dict[str, CatalogItem]:
+        return {
+            i: replace(self.items[i], tags=list(self.items[i].tags), terms=dict(self.items[i].terms))
+            for i in item_ids
+            if i in self.items
+        }
+
+    def categories(self, item_ids: Iterable[str]) -> dict[str, str]:
+        return {i: self.items[i].category for i in item_ids if i in self.items}
+
+    def put_many(self, items: Sequence[tuple[CatalogItem, float | None]]) -> list[str]:
+        conflicts = []
+        for item, expected in items:
+            stored = self.items.get(item.item_id)
+            if (stored.timestamp if stored else None) != expected:
+                conflicts.append(item.item_id)
+                continue
+            self.items[item.item_id] = replace(item, tags=list(item.tags), terms=dict(item.terms))
+        return conflicts
+
+    def update_postings(
+        self, add: Mapping[str, set[str]], remove: Mapping[str, set[str]], limit: int
+    ) -> dict[str, int]:
+        for token, ids in remove.items():
+            if token in self.tokens:
+                self.tokens[token].difference_update(ids)
+        frequencies = {}
+        for token, ids in add.items():
+            if not ids:
+                continue
+            posting = self.tokens[token]
+            if len(posting) < limit:
+                posting.update(ids)
+            frequencies[token] = len(posting)
+        return frequencies
+
+    def postings(self, tokens: Iterable[str]) -> dict[str, set[str]]:
+        return {t: set(self.tokens.get(t, ())) for t in tokens}
+
+    def add_documents(self, deltas: Sequence[Delta], shard: str) -> None:
+        _apply_guarded(self.stats, deltas, guard_attribute(shard))
+
+    def documents(self) -> int:
+        return int(self.stats.get("documents", 0))

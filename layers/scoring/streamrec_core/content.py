@@ -1,0 +1,119 @@
+"""Content similarity: TF-IDF over an item's title, category and tags, cosine top-k.
+
+Pure numpy (plus ``re`` for tokenizing): no I/O. The serving side never needs the whole
+catalog: the document frequency of a token is the size of its posting list, so the
+neighbours of one changed item are computed from the postings of its own tokens and the
+term counts of the candidates they name.
+
+Weights (the smooth, sublinear TF-IDF of common IR practice):
+
+* tf weight of a token in a document: 1 + ln(count) (0 for a count of 0);
+* idf of a token: ln((1 + N) / (1 + df)) + 1, N = documents, df = documents holding it;
+* a document's vector: tf weight * idf per token; similarity: cosine of two vectors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+# Words that say nothing about a product; anything else common is damped by its idf.
+STOP_WORDS = frozenset({"a", "an", "and", "for", "in", "of", "on", "or", "the", "to", "with", "by", "at"})
+MAX_TOKENS_PER_ITEM = 64
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case alphanumeric runs of ``text``, stop words and 1-character tokens dropped."""
+    return [t for t in _TOKEN.findall(text.lower()) if len(t) > 1 and t not in STOP_WORDS]
+
+
+def term_counts(title: str, category: str, tags: Iterable[str]) -> dict[str, int]:
+    """Token -> count over the title, the category and the tags of one item.
+
+    At most ``MAX_TOKENS_PER_ITEM`` distinct tokens are kept (the most frequent, then
+    alphabetical), which bounds the postings an item touches.
+    """
+    counts = Counter(tokenize(title))
+    counts.update(tokenize(category))
+    for tag in tags:
+        counts.update(tokenize(tag))
+    ranked = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))[:MAX_TOKENS_PER_ITEM]
+    return dict(sorted(ranked))
+
+
+def idf(document_frequency: np.ndarray, documents: float) -> np.ndarray:
+    """Smoothed inverse document frequency.
+
+    Args:
+        document_frequency: shape (t,), documents holding each token (>= 0).
+        documents: N, the number of documents (a token's df above N is clipped to N).
+
+    Returns:
+        shape (t,), ln((1 + N) / (1 + df)) + 1, always >= 1.
+    """
+    documents = max(float(documents), float(document_frequency.max(initial=0.0)))
+    return np.log((1.0 + documents) / (1.0 + document_frequency)) + 1.0
+
+
+def tf_weight(counts: np.ndarray) -> np.ndarray:
+    """Sublinear term frequency, any shape: 1 + ln(count) where count > 0, else 0."""
+    with np.errstate(divide="ignore"):
+        return np.where(counts > 0, 1.0 + np.log(np.maximum(counts, 1.0)), 0.0)
+
+
+def tfidf_norm(counts: np.ndarray, weights: np.ndarray) -> float:
+    """L2 norm of one document's TF-IDF vector.
+
+    Args:
+        counts: shape (t,), the document's token counts.
+        weights: shape (t,), the idf of the same tokens.
+    """
+    return float(np.sqrt(np.sum((tf_weight(counts) * weights) ** 2)))
+
+
+def overlap_scores(shared: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """A cheap upper-bound-like pre-score of candidates from postings alone.
+
+    Args:
+        shared: shape (n, t), 1 where candidate n holds the query's token t, else 0.
+        weights: shape (t,), the idf of the query's tokens.
+
+    Returns:
+        shape (n,), sum of idf^2 over the tokens each candidate shares with the query
+        (the dot product of binary TF-IDF vectors): used to pick the candidates whose
+        exact cosine is worth computing.
+    """
+    return shared @ (weights**2)
+
+
+def content_cosine(
+    query_counts: np.ndarray,
+    candidate_counts: np.ndarray,
+    weights: np.ndarray,
+    candidate_norms: np.ndarray,
+) -> np.ndarray:
+    """Cosine between one item's TF-IDF vector and each candidate's.
+
+    Only the query's tokens contribute to the dot product (others are 0 in the query), so
+    the candidates' counts are needed on the query's tokens only, plus their full norms.
+
+    Args:
+        query_counts: shape (t,), the query item's token counts.
+        candidate_counts: shape (n, t), each candidate's counts of the same tokens.
+        weights: shape (t,), the idf of those tokens.
+        candidate_norms: shape (n,), each candidate's full TF-IDF norm (0 = unknown).
+
+    Returns:
+        shape (n,), cosine in [0, 1] (clipped: norms computed at different times may
+        disagree slightly); 0 where a norm is 0.
+    """
+    query = tf_weight(query_counts) * weights
+    query_norm = float(np.sqrt(np.sum(query**2)))
+    dots = (tf_weight(candidate_counts) * weights) @ query
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = dots / (query_norm * candidate_norms)
+    return np.clip(np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0), 0.0, 1.0)

@@ -1,0 +1,272 @@
+"""Catalog: item records from ``item_upsert`` stream records, and content similarity.
+
+Ingest side (:class:`CatalogService`, in the ingest function): a batch's upserts are
+reduced to the latest record per item (by timestamp, then stream order), compared with the
+stored records, and written in a crash-safe order:
+
+1. the document count (one guarded ADD for the batch's new items, as the count rows);
+2. the token postings (set ADD/DELETE: repeating them changes nothing);
+3. the records, each conditional on the stored timestamp it was planned against;
+4. the announcement of every upserted item on the changed-items stream.
+
+A record older than the stored one changes nothing (late arrival); one with the same
+timestamp is a re-delivery: only its announcement is repeated (harmless). A crash before
+step 3 replans the same writes; a lost race on step 3 (another shard wrote the item)
+fails the batch, and the retry replans against the new record.
+
+Similarity side (:class:`ContentIndex`, in the similarity function): for each announced
+item X, the postings of X's tokens give the document frequencies and the candidates (every
+item sharing a token); the ``content_candidates`` best by shared idf^2 have their records
+read, and the exact TF-IDF cosine (streamrec_core.content) picks X's ``content_per_item``
+closest items. X is then merged into the content lists of its ``content_merge_limit``
+closest items, so that a new item shows up beside existing similar ones at once. Work per
+item is bounded by its tokens and the posting limit, never by the catalog's size.
+Candidates' norms are those computed when they were written (document frequencies drift
+slowly; the ranking, not the exact score, is what matters).
+
+The item's catalog stock decides the ``#out_of_stock`` row of the similarity table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from streamrec_core import content_cosine, idf, overlap_scores, term_counts, tfidf_norm, top_k
+
+from streamrec.domain.model import (
+    OUT_OF_STOCK_ROW,
+    CatalogItem,
+    Neighbour,
+    PopularList,
+    SimilarityRow,
+)
+from streamrec.events import ItemUpsert
+from streamrec.repositories.base import (
+    CatalogRepository,
+    ChangePublisher,
+    ConcurrentUpdateError,
+    SimilarityRepository,
+)
+from streamrec.settings import Settings
+
+DOCUMENTS = "documents"
+STOCK_UPDATE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class SequencedUpsert:
+    """A validated catalog record and the sequence key of the Kinesis record carrying it."""
+
+    sequence: str
+    upsert: ItemUpsert
+
+
+@dataclass
+class CatalogOutcome:
+    written: list[str] = field(default_factory=list)  # new or newer records stored
+    stale: list[str] = field(default_factory=list)  # older than the stored record: ignored
+    duplicates: list[str] = field(default_factory=list)  # already stored (re-delivery)
+    superseded: int = 0  # records replaced by a later one of the same item in the batch
+
+
+def catalog_item(upsert: ItemUpsert) -> CatalogItem:
+    """The record to store (its norm is set once the document frequencies are known)."""
+    return CatalogItem(
+        item_id=upsert.item_id,
+        title=upsert.title,
+        category=upsert.category,
+        price=upsert.price,
+        in_stock=upsert.in_stock,
+        tags=list(upsert.tags),
+        timestamp=upsert.timestamp,
+        terms=term_counts(upsert.title, upsert.category, upsert.tags),
+    )
+
+
+def latest_per_item(records: Iterable[SequencedUpsert]) -> tuple[dict[str, SequencedUpsert], int]:
+    """The latest record of each item (timestamp first, stream order on ties) and how many
+    records were superseded within the batch."""
+    latest: dict[str, SequencedUpsert] = {}
+    superseded = 0
+    for record in records:
+        item = record.upsert.item_id
+        current = latest.get(item)
+        if current is not None:
+            superseded += 1
+            if (record.upsert.timestamp, record.sequence) < (current.upsert.timestamp, current.sequence):
+                continue
+        latest[item] = record
+    return latest, superseded
+
+
+@dataclass
+class CatalogService:
+    settings: Settings
+    catalog: CatalogRepository
+    changes: ChangePublisher
+
+    def upsert(self, records: Sequence[SequencedUpsert], shard: str) -> CatalogOutcome:
+        """Apply one batch of one shard's catalog records (in sequence order)."""
+        outcome = CatalogOutcome()
+        if not records:
+            return outcome
+        latest, outcome.superseded = latest_per_item(records)
+        stored = self.catalog.get_many(latest, consistent=True)
+        writes: list[tuple[SequencedUpsert, CatalogItem, CatalogItem | None]] = []
+        for item_id in sorted(latest):
+            record, old = latest[item_id], stored.get(item_id)
+            if old is not None and old.timestamp > record.upsert.timestamp:
+                outcome.stale.append(item_id)
+            elif old is not None and old.timestamp == record.upsert.timestamp:
+                outcome.duplicates.append(item_id)
+            else:
+                writes.append((record, catalog_item(record.upsert), old))
+        if writes:
+            self._write(writes, shard)
+        outcome.written = [new.item_id for _, new, _ in writes]
+        announced = set(outcome.written) | set(outcome.duplicates)
+        if announced:
+            self.changes.publish((), set(), (), announced)
+        return outcome
+
+    def _write(
+        self, writes: list[tuple[SequencedUpsert, CatalogItem, CatalogItem | None]], shard: str
+    ) -> None:
+        new_items = sorted((record.sequence, new.item_id) for record, new, old in writes if old is None)
+        self.catalog.add_documents([(seq, DOCUMENTS, 1.0) for seq, _ in new_items], shard)
+        add: dict[str, set[str]] = defaultdict(set)
+        remove: dict[str, set[str]] = defaultdict(set)
+        for _, new, old in writes:
+            for token in new.terms:
+                add[token].add(new.item_id)
+            for token in set(old.terms if old else ()) - set(new.terms):
+                remove[token].add(new.item_id)
+        frequencies = self.catalog.update_postings(add, remove, self.settings.posting_limit)
+        documents = self.catalog.documents()
+        for _, new, _ in writes:
+            tokens = sorted(new.terms)
+            counts = np.array([new.terms[t] for t in tokens], dtype=np.float64)
+            df = np.array([frequencies.get(t, 1) for t in tokens], dtype=np.float64)
+            new.norm = tfidf_norm(counts, idf(df, documents)) if tokens else 0.0
+        conflicts = self.catalog.put_many([(new, old.timestamp if old else None) for _, new, old in writes])
+        if conflicts:
+            # Another shard wrote these items meanwhile: the retried batch replans them.
+            raise ConcurrentUpdateError(f"catalog records changed concurrently: {', '.join(conflicts[:5])}")
+
+
+@dataclass
+class ContentIndex:
+    """Content neighbours and stock, kept by the similarity function (see module docstring)."""
+
+    settings: Settings
+    catalog: CatalogRepository
+    similarity: SimilarityRepository
+
+    def neighbours(self, items: Mapping[str, CatalogItem]) -> dict[str, list[Neighbour]]:
+        """The content neighbours of each of ``items`` (their stored records)."""
+        settings = self.settings
+        tokens = {t for item in items.values() for t in item.terms}
+        postings = self.catalog.postings(tokens)
+        documents = max(self.catalog.documents(), 1)
+        shortlist: dict[str, list[str]] = {}
+        for item_id, item in items.items():
+            usable = sorted(t for t in item.terms if 0 < len(postings.get(t, ())) < settings.posting_limit)
+            candidates = sorted(set().union(*(postings[t] for t in usable)) - {item_id}) if usable else []
+            if not candidates:
+                shortlist[item_id] = []
+                continue
+            # One pass over the postings (not candidates x tokens): a common token's posting
+            # may name up to posting_limit items.
+            row_of = {c: i for i, c in enumerate(candidates)}
+            shared = np.zeros((len(candidates), len(usable)))
+            for column, token in enumerate(usable):
+                shared[[row_of[c] for c in postings[token] if c in row_of], column] = 1.0
+            df = np.array([len(postings[t]) for t in usable], dtype=np.float64)
+            pre = overlap_scores(shared, idf(df, documents))
+            shortlist[item_id] = [candidates[i] for i in top_k(pre, settings.content_candidates)]
+        records = self.catalog.get_many({c for chosen in shortlist.values() for c in chosen})
+        result: dict[str, list[Neighbour]] = {}
+        for item_id, item in items.items():
+            chosen = [c for c in shortlist[item_id] if c in records]
+            if not chosen:
+                result[item_id] = []
+                continue
+            tokens_x = sorted(item.terms)
+            df = np.array([max(len(postings.get(t, ())), 1) for t in tokens_x], dtype=np.float64)
+            weights = idf(df, documents)
+            counts = np.array(
+                [[records[c].terms.get(t, 0) for t in tokens_x] for c in chosen], dtype=np.float64
+            )
+            scores = content_cosine(
+                np.array([item.terms[t] for t in tokens_x], dtype=np.float64),
+                counts,
+                weights,
+                np.array([records[c].norm for c in chosen]),
+            )
+            result[item_id] = [
+                Neighbour(chosen[i], round(float(scores[i]), 6), records[chosen[i]].category or None)
+                for i in top_k(scores, settings.content_per_item)
+                if scores[i] >= settings.content_min_similarity
+            ]
+        return result
+
+    def update(self, announced: Iterable[str], fresh: Mapping[str, SimilarityRow]) -> list[SimilarityRow]:
+        """Recompute the announced items' content lists, merge each item into its closest
+        items' lists, keep the out-of-stock set, and write the rows that changed.
+
+        ``fresh``: rows rebuilt earlier in this invocation (newer than what a read returns).
+        """
+        items = self.catalog.get_many(sorted(set(announced)), consistent=True)
+        if not items:
+            return []
+        self._update_stock(items)
+        lists = self.neighbours(items)
+        touched = set(lists) | {
+            n.item_id for found in lists.values() for n in found[: self.settings.content_merge_limit]
+        }
+        stored, _ = self.similarity.get_many(sorted(touched - fresh.keys()), consistent=True)
+        rows = {**stored, **{k: v for k, v in fresh.items() if k in touched}}
+        now = time.time()
+        for item_id in touched:
+            rows.setdefault(item_id, SimilarityRow(item_id, [], updated_at=now))
+        for item_id, found in lists.items():
+            rows[item_id].content = found
+        for item_id, found in lists.items():
+            for neighbour in found[: self.settings.content_merge_limit]:
+                if neighbour.item_id in lists:
+                    continue  # its own list was just computed in full
+                row = rows[neighbour.item_id]
+                merged = [n for n in row.content if n.item_id != item_id] + [
+                    Neighbour(item_id, neighbour.score, items[item_id].category or None)
+                ]
+                merged.sort(key=lambda n: (-n.score, n.item_id))
+                row.content = merged[: self.settings.content_per_item]
+        written = [rows[item_id] for item_id in sorted(touched)]
+        self.similarity.put_rows(written)
+        return written
+
+    def _update_stock(self, items: Mapping[str, CatalogItem]) -> None:
+        """Compare-and-swap the ``#out_of_stock`` row with the items' current stock."""
+        for _ in range(STOCK_UPDATE_ATTEMPTS):
+            current = self.similarity.get_list(OUT_OF_STOCK_ROW)
+            out = dict(current.items)
+            for item_id, item in items.items():
+                if item.in_stock:
+                    out.pop(item_id, None)
+                else:
+                    out[item_id] = item.timestamp
+            ranked = sorted(out.items())
+            if ranked == sorted(current.items):
+                return
+            try:
+                self.similarity.put_list(
+                    OUT_OF_STOCK_ROW, PopularList(ranked, current.version, current.epoch)
+                )
+                return
+            except ConcurrentUpdateError:
+                continue
+        raise ConcurrentUpdateError(f"{OUT_OF_STOCK_ROW} kept changing under concurrent updates")

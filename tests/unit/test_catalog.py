@@ -1,0 +1,374 @@
+"""Catalog records, content neighbours, blending, stock, and the cold-start acceptance test
+(issue 4, acceptance 4), on the production services over the in-memory adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from streamrec.domain.catalog import CatalogService, SequencedUpsert
+from streamrec.domain.filters import ListFilter
+from streamrec.domain.ingest import IngestService, SequencedEvent
+from streamrec.domain.model import OUT_OF_STOCK_ROW, sequence_key
+from streamrec.domain.recommend import CrossSellService, RecommendationService
+from streamrec.domain.similarity import SimilarityService
+from streamrec.events import InvalidEvent, ItemUpsert, parse_record
+from streamrec.repositories.memory import (
+    InMemoryCatalogRepository,
+    InMemoryChangePublisher,
+    InMemoryCooccurrenceRepository,
+    InMemoryItemStatsRepository,
+    InMemorySimilarityRepository,
+    InMemoryUserRepository,
+)
+from streamrec.settings import Settings
+
+SHARD = "shardId-000000000000"
+T0 = 1_764_000_000
+
+
+@dataclass
+class Pipeline:
+    """The ingest (catalog records first, then user events) and the similarity function,
+    fed by the changed-items announcements, as deployed; the API's services on top."""
+
+    settings: Settings = field(default_factory=Settings)
+    sequence: int = 0
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.users = InMemoryUserRepository()
+        self.cooccurrence = InMemoryCooccurrenceRepository()
+        self.item_stats = InMemoryItemStatsRepository()
+        self.similarity = InMemorySimilarityRepository()
+        self.catalog = InMemoryCatalogRepository()
+        self.changes = InMemoryChangePublisher()
+        self.ingest_service = IngestService(
+            s, self.users, self.cooccurrence, self.item_stats, self.changes, catalog=self.catalog
+        )
+        self.catalog_service = CatalogService(s, self.catalog, self.changes)
+        self.similarity_service = SimilarityService(
+            s, self.cooccurrence, self.item_stats, self.similarity, catalog=self.catalog
+        )
+        self.recommendations = RecommendationService(s, self.users, self.similarity)
+        self.cross_sell = CrossSellService(s, self.users, self.similarity)
+
+    def send(self, records: list[dict[str, Any]], sequences: list[int] | None = None) -> None:
+        upserts, events = [], []
+        for n, payload in enumerate(records):
+            if sequences is None:
+                self.sequence += 1
+            seq = sequence_key(sequences[n] if sequences else self.sequence)
+            parsed = parse_record(payload)
+            if isinstance(parsed, ItemUpsert):
+                upserts.append(SequencedUpsert(seq, parsed))
+            else:
+                events.append(SequencedEvent(seq, parsed))
+        self.catalog_service.upsert(upserts, SHARD)
+        self.ingest_service.ingest(events, SHARD)
+        self.settle()
+
+    def settle(self) -> None:
+        changed, norm_changed, popular_changed = self.changes.drain()
+        content_changed = self.changes.drain_content()
+        self.similarity_service.recompute(changed, norm_changed, popular_changed, content_changed)
+
+
+def upsert(item: str, title: str, category: str, *, at: int = 0, in_stock: bool = True, tags=()) -> dict:
+    return {
+        "event_type": "item_upsert",
+        "item_id": item,
+        "title": title,
+        "category": category,
+        "price": 10.0,
+        "in_stock": in_stock,
+        "tags": list(tags),
+        "timestamp": T0 + at,
+    }
+
+
+_event_ids = iter(range(1, 1_000_000))
+
+
+def view(user: str, item: str, at: int, kind: str = "view", **extra: Any) -> dict:
+    return {
+        "event_id": f"e{next(_event_ids)}",
+        "event_type": kind,
+        "user_id": user,
+        "item_id": item,
+        "timestamp": T0 + at,
+        **extra,
+    }
+
+
+CATALOG = [
+    upsert("tent-2p", "Ultralight 2-person tent", "camping", tags=["tent", "ultralight", "backpacking"]),
+    upsert("bag-down", "Down sleeping bag", "camping", tags=["sleeping bag", "down"]),
+    upsert("stove", "Compact camping stove", "camping", tags=["stove", "cooking"]),
+    upsert("lamp", "Rechargeable headlamp", "hiking", tags=["light"]),
+    upsert("grinder", "Burr coffee grinder", "coffee", tags=["coffee", "grinder"]),
+    upsert("beans", "Espresso coffee beans", "coffee", tags=["coffee", "beans"]),
+]
+
+
+def _warm(pipeline: Pipeline) -> None:
+    """Views making tent, bag, stove and lamp co-occur (the tent has interactions)."""
+    at = 0
+    for user in range(6):
+        for item in ("tent-2p", "bag-down", "stove", "lamp"):
+            at += 1
+            pipeline.send([view(f"u{user}", item, at)])
+
+
+# ---- validation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"in_stock": "yes"}, "in_stock"),
+        ({"price": -1}, "price"),
+        ({"price": True}, "price"),
+        ({"title": ""}, "title"),
+        ({"item_id": "#catalog"}, "item_id"),
+        ({"tags": "tent"}, "tags"),
+        ({"timestamp": "yesterday"}, "timestamp"),
+        ({"category": None}, "category"),
+    ],
+)
+def test_bad_item_upsert_is_refused_with_its_reason(change, fragment):
+    with pytest.raises(InvalidEvent) as refused:
+        parse_record({**upsert("x", "t", "c"), **change})
+    assert refused.value.reason.startswith("item_upsert schema violation")
+    assert fragment in refused.value.reason
+
+
+def test_user_events_are_parsed_as_before():
+    parsed = parse_record(view("u", "tent-2p", 1))
+    assert parsed.event_type == "view" and parsed.item_id == "tent-2p"
+    with pytest.raises(InvalidEvent, match="event_type"):
+        parse_record({**view("u", "x", 1), "event_type": "teleport"})
+
+
+# ---- later upserts win, re-delivery is harmless ------------------------------------------
+
+
+def test_later_upsert_wins_and_a_late_older_one_changes_nothing():
+    pipeline = Pipeline()
+    pipeline.send([upsert("tent-2p", "Tent v2", "camping", at=20)])
+    pipeline.send([upsert("tent-2p", "Tent v1 old", "hiking", at=10, in_stock=False)])  # late, older
+    stored = pipeline.catalog.get_many(["tent-2p"])["tent-2p"]
+    assert (stored.title, stored.category, stored.in_stock) == ("Tent v2", "camping", True)
+    assert "old" not in pipeline.catalog.tokens or not pipeline.catalog.tokens["old"]
+    assert not pipeline.similarity.get_list(OUT_OF_STOCK_ROW).items
+
+    pipeline.send([upsert("tent-2p", "Dome tent", "camping", at=30)])
+    assert pipeline.catalog.get_many(["tent-2p"])["tent-2p"].title == "Dome tent"
+    assert pipeline.catalog.tokens["dome"] == {"tent-2p"}
+    assert pipeline.catalog.tokens["v2"] == set()  # the replaced title's token is unposted
+
+
+def test_within_a_batch_the_latest_timestamp_wins_whatever_the_order():
+    pipeline = Pipeline()
+    pipeline.send([upsert("a", "New title", "c", at=5), upsert("a", "Old title", "c", at=1)])
+    assert pipeline.catalog.get_many(["a"])["a"].title == "New title"
+
+
+def test_redelivered_batch_counts_documents_once_and_changes_nothing():
+    pipeline = Pipeline()
+    batch = [upsert("a", "Alpha tent", "c"), upsert("b", "Beta tent", "c")]
+    pipeline.send(batch, sequences=[1, 2])
+    before = (dict(pipeline.catalog.items), {t: set(i) for t, i in pipeline.catalog.tokens.items()})
+    pipeline.send(batch, sequences=[1, 2])  # Lambda retried the same records
+    assert pipeline.catalog.documents() == 2
+    assert (dict(pipeline.catalog.items), {t: set(i) for t, i in pipeline.catalog.tokens.items()}) == before
+
+
+def test_crash_after_postings_replays_to_the_same_state():
+    """A crash between the postings and the record writes: the retry replans the same writes."""
+    clean, crashed = Pipeline(), Pipeline()
+    batch = [upsert("a", "Alpha tent", "c"), upsert("b", "Beta tent", "c")]
+    clean.send(batch, sequences=[1, 2])
+    original = crashed.catalog.put_many
+    crashed.catalog.put_many = lambda items: (_ for _ in ()).throw(RuntimeError("crash"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        crashed.send(batch, sequences=[1, 2])
+    crashed.catalog.put_many = original  # type: ignore[method-assign]
+    crashed.send(batch, sequences=[1, 2])
+    assert crashed.catalog.items == clean.catalog.items
+    assert crashed.catalog.tokens == clean.catalog.tokens
+    assert crashed.catalog.documents() == clean.catalog.documents() == 2
+
+
+def test_posting_limit_bounds_a_token_and_skips_it_as_a_candidate_source():
+    pipeline = Pipeline(Settings(posting_limit=3))
+    for n in range(5):  # (a batch's additions to a posting not yet full all go in)
+        pipeline.send([upsert(f"i{n}", f"Common thing{n}", "c")])
+    assert len(pipeline.catalog.tokens["common"]) == 3
+    # "common" was full when i3 and i4 came: their other tokens are unique, so they have
+    # no content neighbours, and nobody lists them.
+    rows = pipeline.similarity.rows
+    assert not rows["i3"].content and not rows["i4"].content
+    # i2 filled it (3 holders): from then on it finds no candidates either
+    assert {n.item_id for n in rows["i0"].content} == {"i1"} and not rows["i2"].content
+
+
+# ---- content neighbours ---------------------------------------------------------------------
+
+
+def test_content_neighbours_rank_by_shared_text():
+    pipeline = Pipeline()
+    pipeline.send(CATALOG)
+    grinder = pipeline.similarity.rows["grinder"].content
+    assert grinder[0].item_id == "beans"
+    assert {n.item_id for n in grinder} == {"beans"}  # nothing else shares a token
+    tent = [n.item_id for n in pipeline.similarity.rows["tent-2p"].content]
+    assert set(tent) == {"bag-down", "stove"}  # the camping items
+    assert all(0 < n.score <= 1 for n in pipeline.similarity.rows["tent-2p"].content)
+
+
+def test_a_new_item_is_merged_into_its_neighbours_lists():
+    pipeline = Pipeline()
+    pipeline.send(CATALOG)
+    pipeline.send([upsert("tent-3p", "Ultralight 3-person tent", "camping", tags=["tent", "ultralight"])])
+    assert pipeline.similarity.rows["tent-2p"].content[0].item_id == "tent-3p"
+    # the rebuild of a collaborative row keeps the content list
+    pipeline.send([view("u1", "tent-2p", 1), view("u1", "stove", 2)])
+    assert pipeline.similarity.rows["tent-2p"].neighbours
+    assert pipeline.similarity.rows["tent-2p"].content[0].item_id == "tent-3p"
+
+
+# ---- COLD-START ACCEPTANCE TEST (issue 4, acceptance 4) -----------------------------------
+
+
+def test_cold_start_new_item_appears_in_similar_items_of_a_content_similar_item():
+    """(a) A new item with a catalog record and no interactions appears in
+    GET /items/{X}/similar of a content-similar item X that has interactions."""
+    pipeline = Pipeline(Settings(cold_item_neighbours=3))  # the tent's 3 neighbours make it warm
+    pipeline.send(CATALOG)
+    _warm(pipeline)
+    before = pipeline.recommendations.similar_items("tent-2p", 3)
+    assert [r.source for r in before.items] == ["similar"] * 3 and not before.fallback
+    assert "tent-3p" not in [r.item_id for r in before.items]
+
+    pipeline.send([upsert("tent-3p", "Ultralight 3-person tent", "camping", tags=["tent", "backpacking"])])
+    assert "tent-3p" not in pipeline.cooccurrence.items()  # no interactions at all
+    after = pipeline.recommendations.similar_items("tent-2p", 3)
+    listed = {r.item_id: r for r in after.items}
+    assert "tent-3p" in listed
+    assert listed["tent-3p"].reasons == ["similar to tent-2p (title, category, tags)"]
+    # a warm item keeps its collaborative neighbours in front; the new one has a reserved slot
+    assert [r.reasons[0] for r in after.items[:2]] == ["customers who viewed tent-2p also viewed this"] * 2
+    assert after.items[2].item_id == "tent-3p"
+
+    # and the new item's own similar items come from its content (it is cold)
+    own = pipeline.recommendations.similar_items("tent-3p", 3)
+    assert own.items[0].item_id == "tent-2p" and not own.fallback
+
+
+def test_cold_start_new_user_gets_popular_in_category_after_first_view():
+    """(b) After one view, a new user's recommendations include popular items of the
+    viewed item's category, also when the event names no category (the catalog's is used)."""
+    pipeline = Pipeline()
+    pipeline.send(CATALOG)
+    _warm(pipeline)
+    # coffee items are popular in their category, among other users
+    for user in range(3):
+        pipeline.send([view(f"c{user}", "beans", 100 + user)])
+    pipeline.send([view("c9", "beans", 200), view("c9", "grinder", 201)])
+
+    pipeline.send([view("newbie", "grinder", 300)])  # no category on the event
+    state = pipeline.users.get("newbie")
+    assert state is not None and state.items[0].category == "coffee"
+    result = pipeline.recommendations.for_user("newbie", 5)
+    reasons = {r.item_id: r.reasons for r in result.items}
+    assert not result.fallback
+    assert reasons["beans"] == ["popular in coffee, which you browsed"]
+    # the category list itself was built from catalog categories
+    assert [i for i, _ in pipeline.similarity.get_list("#cat:coffee").items][:2] == ["beans", "grinder"]
+
+    # Without the catalog (what happened before it), the same uncategorised events leave
+    # the user without a category: no popular-in-category items.
+    bare = Pipeline()
+    for user in range(3):
+        bare.send([view(f"c{user}", "beans", 100 + user)])
+    bare.send([view("newbie", "grinder", 300)])
+    reasons = [reason for r in bare.recommendations.for_user("newbie", 5).items for reason in r.reasons]
+    assert not any(reason.startswith("popular in") for reason in reasons)
+
+
+def test_cold_history_item_brings_its_content_neighbours():
+    pipeline = Pipeline()
+    pipeline.send(CATALOG)
+    pipeline.send([view("solo", "grinder", 1)])  # no co-occurrence: the grinder is cold
+    result = pipeline.recommendations.for_user("solo", 3, exclude="history")
+    assert result.items[0].item_id == "beans"
+    assert result.items[0].reasons == ["because you viewed grinder"]
+
+
+# ---- stock ----------------------------------------------------------------------------------
+
+
+def test_out_of_stock_items_never_appear_anywhere():
+    pipeline = Pipeline()
+    pipeline.send(CATALOG)
+    _warm(pipeline)
+    for n in range(3):
+        basket = f"o{n}"
+        pipeline.send(
+            [
+                view(f"b{n}", "tent-2p", 500 + n, "purchase", basket_id=basket),
+                view(f"b{n}", "stove", 501 + n, "purchase", basket_id=basket),
+                view(f"b{n}", "lamp", 502 + n, "purchase", basket_id=basket),
+            ]
+        )
+    assert "stove" in [r.item_id for r in pipeline.recommendations.similar_items("tent-2p", 10).items]
+    assert "stove" in [r.item_id for r in pipeline.cross_sell.for_items(["tent-2p"], 10).items]
+
+    pipeline.send([upsert("stove", "Compact camping stove", "camping", at=50, in_stock=False)])
+    assert [i for i, _ in pipeline.similarity.get_list(OUT_OF_STOCK_ROW).items] == ["stove"]
+
+    def everything(result) -> list[str]:
+        return [r.item_id for r in result.items]
+
+    lists = [
+        pipeline.recommendations.similar_items("tent-2p", 10),
+        pipeline.recommendations.similar_items("bag-down", 10),
+        pipeline.recommendations.similar_items("unknown-item", 10),  # popular fallback
+        pipeline.recommendations.for_user("u1", 10),
+        pipeline.recommendations.for_user("stranger", 10),  # popular fallback
+        pipeline.cross_sell.for_items(["tent-2p"], 10),
+        pipeline.cross_sell.for_items(["grinder"], 10),  # popular padding
+        pipeline.cross_sell.for_user("b1", 10),
+    ]
+    for result in lists:
+        assert "stove" not in everything(result)
+        assert everything(result)  # the lists are not simply empty
+    # Unless the request asks for out-of-stock items too (in_stock=false).
+    anything = ListFilter(in_stock_only=False)
+    assert "stove" in everything(pipeline.recommendations.similar_items("tent-2p", 10, anything))
+    assert "stove" in everything(pipeline.cross_sell.for_items(["tent-2p"], 10, list_filter=anything))
+
+    pipeline.send([upsert("stove", "Compact camping stove", "camping", at=60, in_stock=True)])
+    assert not pipeline.similarity.get_list(OUT_OF_STOCK_ROW).items
+    assert "stove" in everything(pipeline.recommendations.similar_items("tent-2p", 10))
+
+
+def test_items_without_catalog_record_count_as_in_stock():
+    pipeline = Pipeline()
+    pipeline.send([view("u1", "x", 1), view("u1", "y", 2), view("u2", "x", 3), view("u2", "y", 4)])
+    assert [r.item_id for r in pipeline.recommendations.similar_items("x", 1).items] == ["y"]
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_similar_items_of_a_cold_item_are_exactly_k_by_content(k):
+    pipeline = Pipeline()
+    pipeline.send([upsert(f"tent-{n}", f"Tent model {n}", "camping", tags=["tent"]) for n in range(12)])
+    pipeline.send([upsert("tent-new", "Tent model new", "camping", tags=["tent"])])
+    result = pipeline.recommendations.similar_items("tent-new", k)
+    assert len(result.items) == k and not result.fallback
+    assert all(r.reasons == ["similar to tent-new (title, category, tags)"] for r in result.items)
+    scores = [r.score for r in result.items]
+    assert scores == sorted(scores, reverse=True)

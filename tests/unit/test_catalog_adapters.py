@@ -1,0 +1,136 @@
+"""The catalog repository's DynamoDB adapter (on moto) against the in-memory one: the same
+operations give the same answers, and the whole catalog path (ingest side and content
+side) leaves the same records, postings, content lists and out-of-stock row."""
+
+from __future__ import annotations
+
+import boto3
+
+from streamrec import wiring
+from streamrec.domain.catalog import CatalogService, SequencedUpsert
+from streamrec.domain.model import OUT_OF_STOCK_ROW, CatalogItem, sequence_key
+from streamrec.domain.similarity import SimilarityService
+from streamrec.events import parse_record
+from streamrec.repositories.dynamodb import DynamoCatalogRepository, DynamoSimilarityRepository, DynamoTable
+from streamrec.repositories.memory import (
+    InMemoryCatalogRepository,
+    InMemoryChangePublisher,
+    InMemoryCooccurrenceRepository,
+    InMemoryItemStatsRepository,
+    InMemorySimilarityRepository,
+)
+from streamrec.settings import load_settings
+
+SHARD = "shardId-000000000000"
+T0 = 1_764_000_000
+
+
+def _item(item_id: str, at: float, title: str = "Blue tent", in_stock: bool = True) -> CatalogItem:
+    return CatalogItem(
+        item_id, title, "camping", 12.5, in_stock, ["a", "b"], T0 + at, {"blue": 1, "tent": 2}, 1.5
+    )
+
+
+def _both(aws) -> list:
+    table = DynamoTable(aws.tables["CatalogTable"].name, boto3.client("dynamodb"))
+    return [InMemoryCatalogRepository(), DynamoCatalogRepository(table)]
+
+
+def test_records_conditional_writes_and_categories_match(aws):
+    for repository in _both(aws):
+        assert repository.put_many([(_item("a", 1), None), (_item("b", 1), None)]) == []
+        # a second "new" write of a, and a write planned against a stale timestamp, both lose
+        assert repository.put_many([(_item("a", 2), None), (_item("b", 3), T0 + 0.5)]) == ["a", "b"]
+        assert repository.put_many([(_item("a", 5, "Red tent", in_stock=False), T0 + 1)]) == []
+        found = repository.get_many(["a", "b", "missing"], consistent=True)
+        assert found == {"a": _item("a", 5, "Red tent", in_stock=False), "b": _item("b", 1)}
+        assert repository.categories(["a", "missing"]) == {"a": "camping"}
+
+
+def test_postings_and_document_count_match(aws):
+    answers = []
+    for repository in _both(aws):
+        first = repository.update_postings({"tent": {"a", "b"}, "blue": {"a"}}, {}, limit=3)
+        again = repository.update_postings({"tent": {"a", "b"}}, {}, limit=3)  # idempotent
+        full = repository.update_postings({"tent": {"c"}, "red": {"c"}}, {"blue": {"a", "zz"}}, limit=3)
+        over = repository.update_postings({"tent": {"d"}}, {}, limit=3)  # full: refused
+        postings = repository.postings(["tent", "blue", "red", "unknown"])
+        repository.add_documents(
+            [(sequence_key(1), "documents", 1.0), (sequence_key(2), "documents", 1.0)], SHARD
+        )
+        repository.add_documents([(sequence_key(2), "documents", 1.0)], SHARD)  # re-delivered
+        answers.append((first, again, full, over, postings, repository.documents()))
+    assert answers[0] == answers[1]
+    assert answers[0][3] == {"tent": 3}
+    assert answers[0][4] == {"tent": {"a", "b", "c"}, "blue": set(), "red": {"c"}, "unknown": set()}
+    assert answers[0][5] == 2
+
+
+def _record(item: str, title: str, category: str, in_stock: bool, tags: list[str]) -> dict:
+    return {
+        "event_type": "item_upsert",
+        "item_id": item,
+        "title": title,
+        "category": category,
+        "price": 99,
+        "in_stock": in_stock,
+        "tags": tags,
+        "timestamp": T0,
+    }
+
+
+RECORDS = [
+    _record("tent-2p", "Ultralight 2-person tent", "camping", True, ["tent", "ultralight"]),
+    _record("tent-3p", "Ultralight 3-person tent", "camping", False, ["tent"]),
+    _record("bag", "Down sleeping bag", "camping", True, ["down"]),
+    _record("grinder", "Burr coffee grinder", "coffee", True, []),
+]
+
+
+def test_catalog_pipeline_leaves_the_same_state_on_both_adapters(aws):
+    settings = load_settings()
+    client = boto3.client("dynamodb")
+    dynamo_catalog = DynamoCatalogRepository(DynamoTable(aws.tables["CatalogTable"].name, client))
+    dynamo_similarity = DynamoSimilarityRepository(DynamoTable(aws.tables["SimilarityTable"].name, client))
+    memory_catalog, memory_similarity = InMemoryCatalogRepository(), InMemorySimilarityRepository()
+    states = []
+    for catalog, similarity in ((memory_catalog, memory_similarity), (dynamo_catalog, dynamo_similarity)):
+        publisher = InMemoryChangePublisher()
+        service = CatalogService(settings, catalog, publisher)
+        rebuild = SimilarityService(
+            settings,
+            InMemoryCooccurrenceRepository(),
+            InMemoryItemStatsRepository(),
+            similarity,
+            catalog=catalog,
+        )
+        for start, records in (
+            (1, RECORDS[:2]),
+            (3, RECORDS[2:]),
+            (1, RECORDS[:2]),
+        ):  # the last: re-delivered
+            batch = [SequencedUpsert(sequence_key(start + n), parse_record(r)) for n, r in enumerate(records)]
+            service.upsert(batch, SHARD)
+            rebuild.recompute((), (), (), publisher.drain_content())
+        items = ["tent-2p", "tent-3p", "bag", "grinder"]
+        rows, lists = similarity.get_many(items, [OUT_OF_STOCK_ROW])
+        states.append(
+            (
+                catalog.get_many(items),
+                catalog.postings(["tent", "ultralight", "camping", "coffee", "down"]),
+                catalog.documents(),
+                {i: [(n.item_id, round(n.score, 6)) for n in row.content] for i, row in rows.items()},
+                [i for i, _ in lists[OUT_OF_STOCK_ROW].items],
+            )
+        )
+    assert states[0] == states[1]
+    records, _, documents, content, out = states[0]
+    assert documents == 4 and out == ["tent-3p"]
+    assert content["tent-2p"][0][0] == "tent-3p"
+
+
+def test_wiring_builds_the_catalog_side_from_settings(aws):
+    settings = load_settings()
+    assert settings.catalog_table == aws.tables["CatalogTable"].name
+    assert wiring.catalog_service(settings) is not None
+    assert wiring.similarity_service(settings).catalog is not None

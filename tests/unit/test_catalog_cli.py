@@ -1,0 +1,93 @@
+"""`streamrec catalog load FILE`: validation naming lines, and the records put on the stream."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from streamrec.cli import main, read_catalog_file
+
+TENT = {
+    "item_id": "tent",
+    "title": "Dome tent",
+    "category": "camping",
+    "price": 99,
+    "in_stock": True,
+    "tags": [],
+}
+STOVE = {**TENT, "item_id": "stove", "title": "Camping stove", "in_stock": False, "timestamp": 1_764_000_000}
+
+
+def test_json_lines_and_arrays_are_read_with_defaults(tmp_path):
+    lines = tmp_path / "catalog.jsonl"
+    lines.write_text(json.dumps(TENT) + "\n\n" + json.dumps(STOVE) + "\n")
+    array = tmp_path / "catalog.json"
+    array.write_text(json.dumps([TENT, STOVE], indent=2))
+    for path in (lines, array):
+        records = read_catalog_file(path, now=1_764_000_500)
+        assert [r["item_id"] for r in records] == ["tent", "stove"]
+        assert records[0]["event_type"] == "item_upsert" and records[0]["timestamp"] == 1_764_000_500
+        assert records[1]["timestamp"] == 1_764_000_000  # a given timestamp is kept
+
+
+def test_bad_records_are_named_by_line_and_nothing_is_loaded(tmp_path):
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(
+        json.dumps(TENT)
+        + "\n"
+        + json.dumps({**TENT, "in_stock": "no"})
+        + "\n"
+        + json.dumps({**TENT, "price": -1})
+    )
+    with pytest.raises(SystemExit) as failed:
+        read_catalog_file(path)
+    message = str(failed.value)
+    assert "nothing loaded; 2 invalid record(s)" in message
+    assert f"{path} line 2: item_upsert schema violation: in_stock" in message
+    assert f"{path} line 3: item_upsert schema violation: price" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"item_id": "a"}\n{not json\n', "line 2: not valid JSON"),
+        ('[\n  {"item_id": "a"},\n  {oops}\n]', "line 3: not valid JSON"),
+        ('[\n  {"item_id": "a"}', "the array is not closed"),
+        ('[\n  "just a string"\n]', "line 2: record must be a JSON object"),
+        ("", "holds no records"),
+    ],
+)
+def test_undecodable_files_name_the_line(tmp_path, text, expected):
+    path = tmp_path / "catalog.json"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as failed:
+        read_catalog_file(path)
+    assert expected in str(failed.value)
+
+
+def test_missing_file_and_missing_local_stack(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="not found"):
+        read_catalog_file(tmp_path / "nope.jsonl")
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(json.dumps(TENT))
+    with pytest.raises(SystemExit, match="start the local stack"):
+        main(["catalog", "load", str(path), "--outputs", str(tmp_path / "outputs.json")])
+
+
+def test_load_puts_item_upsert_records_on_the_stream(aws, tmp_path, capsys):
+    path = tmp_path / "catalog.jsonl"
+    path.write_text("\n".join(json.dumps({**TENT, "item_id": f"item-{n}"}) for n in range(1201)))
+    stream = aws.streams["EventStream"].name
+    assert main(["catalog", "load", str(path), "--stream", stream]) == 0
+    kinesis = boto3.client("kinesis")
+    shard = kinesis.describe_stream(StreamName=stream)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    records = kinesis.get_records(ShardIterator=iterator["ShardIterator"], Limit=10_000)["Records"]
+    assert len(records) == 1201
+    first = json.loads(records[0]["Data"])
+    assert first["event_type"] == "item_upsert" and records[0]["PartitionKey"] == "item-0"
+    err = capsys.readouterr().err
+    assert "sent 500/1201 records" in err
+    assert "sent 1201 catalog record(s) for 1201 item(s) (0 out of stock)" in err

@@ -1,0 +1,66 @@
+"""The numpy TF-IDF core against small corpora computed by hand."""
+
+import math
+
+import numpy as np
+from streamrec_core import content_cosine, idf, overlap_scores, term_counts, tfidf_norm, tokenize, top_k
+from streamrec_core.content import MAX_TOKENS_PER_ITEM, tf_weight
+
+
+def test_tokenize_lowercases_splits_and_drops_stop_words():
+    assert tokenize("The Ultralight 2-Person Tent, for hiking!") == ["ultralight", "person", "tent", "hiking"]
+    assert tokenize("") == []
+
+
+def test_term_counts_over_title_category_and_tags():
+    counts = term_counts("Down sleeping bag", "camping", ["down", "Sleeping Bags"])
+    assert counts == {"bag": 1, "bags": 1, "camping": 1, "down": 2, "sleeping": 2}
+
+
+def test_term_counts_are_bounded():
+    counts = term_counts(" ".join(f"w{n}" for n in range(200)), "", [])
+    assert len(counts) == MAX_TOKENS_PER_ITEM
+
+
+def test_idf_by_hand():
+    # N = 3: df 1 -> ln(4/2) + 1; df 3 -> ln(4/4) + 1 = 1
+    np.testing.assert_allclose(idf(np.array([1.0, 3.0]), 3), [math.log(2) + 1, 1.0])
+    # a df above N (stale count) is clipped, never below 1
+    assert idf(np.array([5.0]), 3)[0] == 1.0
+
+
+def test_tf_weight_is_sublinear():
+    np.testing.assert_allclose(tf_weight(np.array([0.0, 1.0, 2.0])), [0.0, 1.0, 1 + math.log(2)])
+
+
+def test_cosine_by_hand():
+    # Corpus: A = {tent, ultralight}, B = {tent, stove}, C = {stove}; N = 3.
+    # df: tent 2, ultralight 1, stove 2; idf = ln((1 + 3) / (1 + df)) + 1.
+    tent = math.log(4 / 3) + 1
+    ultralight = math.log(4 / 2) + 1
+    stove = tent
+    weights = np.array([tent, ultralight])  # A's tokens: [tent, ultralight]
+    norm_a = math.hypot(tent, ultralight)
+    norm_b = math.hypot(tent, stove)
+    norm_c = stove
+    assert tfidf_norm(np.array([1.0, 1.0]), weights) == np.float64(norm_a)
+    candidates = np.array([[1.0, 0.0], [0.0, 0.0]])  # B and C on A's tokens
+    scores = content_cosine(np.array([1.0, 1.0]), candidates, weights, np.array([norm_b, norm_c]))
+    np.testing.assert_allclose(scores, [tent * tent / (norm_a * norm_b), 0.0])
+    # the document itself scores 1
+    assert content_cosine(np.array([1.0, 1.0]), np.array([[1.0, 1.0]]), weights, np.array([norm_a]))[
+        0
+    ] == np.float64(1.0)
+
+
+def test_cosine_guards_unknown_norms():
+    scores = content_cosine(np.array([1.0]), np.array([[1.0]]), np.array([1.0]), np.array([0.0]))
+    assert scores.tolist() == [0.0]
+
+
+def test_overlap_prescore_and_top_k():
+    shared = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 1.0]])
+    weights = np.array([1.0, 2.0, 3.0])
+    scores = overlap_scores(shared, weights)
+    np.testing.assert_allclose(scores, [10.0, 14.0, 9.0])
+    assert top_k(scores, 2).tolist() == [1, 0]
