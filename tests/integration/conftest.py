@@ -25,7 +25,9 @@ def local_stack() -> Iterator[LocalStack]:
         TEMPLATE,
         stack_name="streamrec-it",
         http_port=0,
-        env_overrides={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+        # No warm-container cache: these tests read right after writing (the cache's TTL is
+        # checked by tests/unit/test_cache.py).
+        env_overrides={"POWERTOOLS_LOG_LEVEL": "WARNING", "API_CACHE_TTL_SECONDS": "0"},
         retry_backoff=0.01,
     ) as stack:
         yield stack

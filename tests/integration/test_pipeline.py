@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -137,15 +138,28 @@ def test_unknown_user_gets_popular_items(loaded: LocalStack, api: ApiClient) -> 
 
 
 def test_trending_and_demand_show_what_the_pipeline_just_saw(loaded: LocalStack, api: ApiClient) -> None:
-    """All of HISTORY is minutes old and new: velocity = (count + 5) / 5, so b (5 views, a
-    cart and a purchase: 8.5 weighted events) leads a (6 views)."""
-    response = api.get("/items/trending?window=1h&k=3")
+    """New items seen only in the current clock hour (so the 1h window holds their whole
+    hourly bucket, whatever the minute the test runs at), in a category of their own:
+    velocity = (count + 5) / 5, so trend-b (5 views, a cart and a purchase: 8.5 weighted
+    events) leads trend-a (6 views)."""
+    hour = int(time.time()) // 3600 * 3600
+    kinds = [("trend-a", "view")] * 6 + [("trend-b", "view")] * 5
+    kinds += [("trend-b", "add_to_cart"), ("trend-b", "purchase")]
+    loaded.put_events(
+        [
+            make_event(f"tr{n}", item, kind, timestamp=hour + n, category="trend-check")
+            for n, (item, kind) in enumerate(kinds)
+        ]
+    )
+    loaded.drain(timeout=60)
+    response = api.get("/items/trending?window=1h&k=3&category=trend-check")
     assert response.status == 200, response.raw
     body = response.body
-    assert body["window"] == "1h" and body["category"] is None
-    assert [entry["item_id"] for entry in body["items"]][:2] == ["b", "a"]
+    assert body["window"] == "1h" and body["category"] == "trend-check"
+    assert [entry["item_id"] for entry in body["items"]] == ["trend-b", "trend-a"]
     assert body["items"][0]["velocity"] == (8.5 + 5) / 5
-    demand = api.get("/items/b/demand")
+    assert body["items"][1]["velocity"] == (6 + 5) / 5
+    demand = api.get("/items/trend-b/demand")
     assert demand.status == 200, demand.raw
     assert demand.body["known"] is True and demand.body["purchases"]["last_24h"] == 1.0
     assert len(demand.body["days"]) == 14

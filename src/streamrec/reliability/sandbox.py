@@ -36,7 +36,7 @@ VOLATILE_ATTRIBUTES = {
     # when they were computed (document frequencies, number of items), so they depend on
     # where batches were cut, which crashes and bisections change on purpose: they are
     # scores, not counts. The records, postings and document count are compared exactly.
-    "SimilarityTable": {"updated_at", "version", "content"},
+    "SimilarityTable": {"updated_at", "version", "content", "content_categories"},
     "CatalogTable": {"norm"},
 }
 GUARD_PREFIX = "s#"

@@ -364,9 +364,11 @@ class DynamoItemStatsRepository:
 
 
 # The lists of a similarity row, stored as JSON strings of [item, score] or, for an item
-# whose category is known, [item, score, n]: n indexes the row's ``categories`` list (a
-# category name per listed item would make the row, and every read of it, larger).
-_NEIGHBOUR_LISTS = ("neighbours", "extended", "complements", "content")
+# whose category is known, [item, score, n]: n indexes a category list of the row (a
+# category name per listed item would make the row, and every read of it, larger). The
+# collaborative lists share ``categories``; the content list, derived from the catalog as it
+# was when computed, has its own ``content_categories``.
+_COLLABORATIVE_LISTS = ("neighbours", "extended", "complements")
 
 
 def _decode_neighbours(item: dict[str, Any], name: str, categories: list[str]) -> list[Neighbour]:
@@ -376,13 +378,11 @@ def _decode_neighbours(item: dict[str, Any], name: str, categories: list[str]) -
     ]
 
 
-def _encode_neighbours(row: SimilarityRow) -> dict[str, Any]:
-    """The row's list attributes and its ``categories`` attribute."""
+def _encode_lists(row: SimilarityRow, names: tuple[str, ...], index_name: str) -> dict[str, Any]:
+    """The attributes of ``names`` and their category index ``index_name``."""
     index: dict[str, int] = {}
     encoded: dict[str, Any] = {}
-    for name in _NEIGHBOUR_LISTS:
-        if name == "content" and not row.content:
-            continue  # rows without a catalog stay as small as before
+    for name in names:
         entries: list[list[Any]] = []
         for n in getattr(row, name):
             if n.category is None:
@@ -390,12 +390,22 @@ def _encode_neighbours(row: SimilarityRow) -> dict[str, Any]:
             else:
                 entries.append([n.item_id, n.score, index.setdefault(n.category, len(index))])
         encoded[name] = {"S": json.dumps(entries, separators=(",", ":"))}
-    encoded["categories"] = {"S": json.dumps(list(index), separators=(",", ":"))}
+    encoded[index_name] = {"S": json.dumps(list(index), separators=(",", ":"))}
+    return encoded
+
+
+def _encode_neighbours(row: SimilarityRow) -> dict[str, Any]:
+    """The row's list attributes and their category indexes (no content attributes for a
+    row without content neighbours: rows without a catalog stay as small as before)."""
+    encoded = _encode_lists(row, _COLLABORATIVE_LISTS, "categories")
+    if row.content:
+        encoded.update(_encode_lists(row, ("content",), "content_categories"))
     return encoded
 
 
 def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
     categories = json.loads(item.get("categories", {}).get("S", "[]"))
+    content_categories = json.loads(item.get("content_categories", {}).get("S", "[]"))
     return SimilarityRow(
         item_id=item["item_id"]["S"],
         neighbours=_decode_neighbours(item, "neighbours", categories),
@@ -403,7 +413,7 @@ def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
         updated_at=float(item.get("updated_at", {}).get("N", 0)),
         extended=_decode_neighbours(item, "extended", categories),
         complements=_decode_neighbours(item, "complements", categories),
-        content=_decode_neighbours(item, "content", categories),
+        content=_decode_neighbours(item, "content", content_categories),
     )
 
 
