@@ -1,6 +1,7 @@
 """streamrec_core: the pure numpy scoring core shipped in the numpy Lambda layer."""
 
 from streamrec_core.scoring import (
+    ADDED_VALUE,
     CONFIDENCE,
     COSINE,
     JACCARD,
@@ -16,6 +17,7 @@ from streamrec_core.scoring import (
 )
 
 __all__ = [
+    "ADDED_VALUE",
     "CONFIDENCE",
     "COSINE",
     "JACCARD",

@@ -52,9 +52,11 @@ def neighbour_row(
     measure: str,
     k: int,
     min_count: float = 0.0,
+    penalty: float = 1.0,
 ) -> list[Neighbour]:
     """Score every co-occurring item of ``item_id`` (with a count above 0 and at least
-    ``min_count``) and keep the best ``k``.
+    ``min_count``) and keep the best ``k`` positive ones (``penalty``: see
+    :func:`streamrec_core.scoring.added_value`).
 
     Candidates are sorted by id first, so equal scores always come out in the same order.
     """
@@ -65,7 +67,7 @@ def neighbour_row(
         return []
     pairs = np.array([pair_counts[j] for j in candidates])
     norms = np.array([weights.get(j, 0.0) for j in candidates])
-    scores = similarity(measure, pairs, item_weight, norms, total_weight)
+    scores = similarity(measure, pairs, item_weight, norms, total_weight, penalty)
     return [Neighbour(candidates[index], float(scores[index])) for index in top_k(scores, k)]
 
 
@@ -180,6 +182,7 @@ class SimilarityService:
                     settings.cross_sell_measure,
                     settings.complements_per_item,
                     min_count=settings.cross_sell_min_support,
+                    penalty=settings.cross_sell_popularity_penalty,
                 )
                 if settings.complements_per_item
                 else [],

@@ -244,6 +244,7 @@ class DailyItemKNN:
 VIEW_SIDE_SHORTCUTS: dict[str, Any] = {"two_hop_sources": 0, "history_length": 1}
 CROSS_SELL_FIELDS = (
     "cross_sell_measure",
+    "cross_sell_popularity_penalty",
     "cross_sell_aggregate",
     "cross_sell_min_support",
     "cross_sell_sum_weight",
