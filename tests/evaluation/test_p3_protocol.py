@@ -65,6 +65,18 @@ def test_loader_filters_and_splits(tmp_path):
     assert p3.invoice_events(test[0])[0]["basket_id"] == "600001"
 
 
+def test_validation_split_never_reads_a_test_invoice(tmp_path):
+    early = [
+        (f"40000{n}", code, 1, "2011-09-01 10:00:00", "12345")
+        for n in range(2)
+        for code in ("20001", "20002")
+    ]
+    invoices = p3.load_online_retail(_write(tmp_path, early + _rows()))
+    train, validation = p3.split(invoices, validation=True)
+    assert [inv.invoice_no for inv in train] == ["400000", "400001"]  # before 2011-10-09
+    assert [inv.invoice_no for inv in validation] == ["500000", "500001", "500002", "500003"]  # test: none
+
+
 def test_run_p3_engine_and_peers_complete_the_basket(tmp_path):
     train, test = p3.split(p3.load_online_retail(_write(tmp_path, _rows())))
     result = p3.run_p3(train, test, peers=["popularity", "rules-lift", "rules-confidence"])

@@ -28,7 +28,12 @@ BASKETS = [("o1", "u1", "abc"), ("o2", "u2", "ab"), ("o3", "u1", "ad"), ("o4", "
 
 
 # The unit tests pin the scoring they check; the production defaults are tuned on P3.
-PLAIN = {"cross_sell_min_support": 1, "cross_sell_aggregate": "sum", "cross_sell_history_weight": 0.0}
+PLAIN = {
+    "cross_sell_measure": "confidence",
+    "cross_sell_min_support": 1,
+    "cross_sell_aggregate": "sum",
+    "cross_sell_history_weight": 0.0,
+}
 
 
 def _engine(**overrides) -> InMemoryEngine:
@@ -74,6 +79,38 @@ def test_complements_by_confidence_and_llr_match_hand_computation():
     # k11 = both, k12 = partner without a, k21 = a without partner, k22 = neither.
     assert got["b"] == pytest.approx(_llr(2, 0, 1, 1))
     assert got["c"] == pytest.approx(_llr(1, 1, 2, 0))
+
+
+def test_complements_by_added_value_match_hand_computation():
+    # Row of a (in 3 of N = 4 baskets): P(b|a) = 2/3, P(b) = 2/4; P(c|a) = P(d|a) = 1/3,
+    # P(c) = P(d) = 2/4. With penalty 1 only b is bought with a more often than at random.
+    row = _engine(cross_sell_measure="added_value", cross_sell_popularity_penalty=1.0).similarity.rows["a"]
+    assert [(n.item_id, n.score) for n in row.complements] == [("b", pytest.approx(2 / 3 - 1 / 2))]
+    row = _engine(cross_sell_measure="added_value", cross_sell_popularity_penalty=0.5).similarity.rows["a"]
+    assert [(n.item_id, n.score) for n in row.complements] == [
+        ("b", pytest.approx(2 / 3 - 1 / 4)),
+        ("c", pytest.approx(1 / 3 - 1 / 4)),
+        ("d", pytest.approx(1 / 3 - 1 / 4)),
+    ]
+
+
+def test_the_default_measure_does_not_suggest_an_item_that_is_in_every_basket():
+    # "bag" is in all 10 baskets; "glue" only with "paper" (in 2 of paper's 3 baskets).
+    baskets = [("p1", "paper glue"), ("p2", "paper glue"), ("p3", "paper")]
+    baskets += [(f"x{n}", "pen ink") for n in range(7)]
+    events, n = [], 0
+    for basket, items in baskets:
+        for item in ["bag", *items.split()]:
+            events.append(_purchase(n, f"u{basket}", item, basket, at=n))
+            n += 1
+    defaults = InMemoryEngine(Settings(cross_sell_history_weight=0.0), eager=True)
+    defaults.ingest(events)
+    assert [n.item_id for n in defaults.similarity.rows["paper"].complements] == ["glue"]
+    confidence = InMemoryEngine(
+        Settings(cross_sell_measure="confidence", cross_sell_history_weight=0.0), eager=True
+    )
+    confidence.ingest(events)
+    assert [n.item_id for n in confidence.similarity.rows["paper"].complements] == ["bag", "glue"]
 
 
 def test_min_support_drops_rare_pairs():

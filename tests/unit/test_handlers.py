@@ -83,14 +83,16 @@ def test_similarity_then_api_handlers(aws):
 
 
 # The tent shares 2 baskets with the stove, 1 with the bag and 1 with the headlamp: with
-# the default minimum support of 2 baskets, the stove is its one complement.
+# the default minimum support of 2 baskets and confidence, the stove is its one complement.
 COMPLEMENTS = ["camping-stove"]
 
 
-def test_cross_sell_routes(aws):
+def test_cross_sell_routes(aws, monkeypatch):
     """Baskets: order-1001 {tent, bag, stove}, order-1002 {tent, stove, headlamp} (one via
     order_id), user-0012's cart {headlamp, stove} (no id: one basket by time), user-0013's
-    cart {tent}."""
+    cart {tent}. Scored by confidence (CROSS_SELL_MEASURE): in 4 baskets the default,
+    added_value, finds no complement (see the next test)."""
+    monkeypatch.setenv("CROSS_SELL_MEASURE", "confidence")
     import_handler("ingest").lambda_handler(load_event("ingest_baskets_kinesis.json"), FakeLambdaContext())
     similarity = import_handler("similarity")
     similarity.lambda_handler(load_event("similarity_baskets_kinesis.json"), FakeLambdaContext())
@@ -174,3 +176,17 @@ def test_catalog_records_through_the_handlers(aws):
     assert body["item_id"] == "tent-2-person-ultralight"
     assert listed[0] == "tent-3-person-ultralight" and "camping-stove" not in listed
     assert body["items"][0]["reasons"] == ["similar to tent-2-person-ultralight (title, category, tags)"]
+
+
+def test_cross_sell_default_measure_finds_no_complement_in_an_item_bought_at_random(aws):
+    """The stove is in 3 of the 4 baskets but in only 2 of the tent's 3: P(stove | tent) = 2/3
+    < P(stove) = 3/4, so by added_value (the default) it is no complement of the tent, and
+    the answer is the popular fallback."""
+    import_handler("ingest").lambda_handler(load_event("ingest_baskets_kinesis.json"), FakeLambdaContext())
+    import_handler("similarity").lambda_handler(
+        load_event("similarity_baskets_kinesis.json"), FakeLambdaContext()
+    )
+    posted = import_handler("api").lambda_handler(load_event("api_cross_sell_post.json"), FakeLambdaContext())
+    body = json.loads(posted["body"])
+    assert posted["statusCode"] == 200 and body["fallback"] is True
+    assert all(item["source"] != "cross_sell" for item in body["items"])

@@ -46,6 +46,46 @@ def test_llr_is_zero_for_independent_items():
     assert got[0] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_added_value_by_hand():
+    # Over N = 4 baskets, row of A over [B, C]: P(B|A) = 2/2, P(B) = 2/4; P(C|A) = 1/2, P(C) = 2/4.
+    np.testing.assert_allclose(similarity("added_value", PAIRS_A, 2.0, NORMS, 4.0), [0.5, 0.0])
+    np.testing.assert_allclose(similarity("added_value", PAIRS_A, 2.0, NORMS, 4.0, penalty=0.5), [0.75, 0.25])
+    # penalty 0 is confidence; no baskets yet gives 0, not nan.
+    np.testing.assert_allclose(
+        similarity("added_value", PAIRS_A, 2.0, NORMS, 4.0, penalty=0.0),
+        similarity("confidence", PAIRS_A, 2.0, NORMS),
+    )
+    assert np.all(similarity("added_value", PAIRS_A, 0.0, NORMS, 0.0) == 0.0)
+
+
+@pytest.mark.parametrize("penalty", [1.0, 2.0])
+def test_added_value_is_not_fooled_by_an_item_in_every_basket(penalty):
+    # 1,000 baskets; i is in 100. "bag" is in every basket (so in all 100 of i's): confidence
+    # 1.0, the top of i's row. "glue" is in 30 baskets, 20 of them with i: confidence 0.2.
+    pairs, norms = np.array([100.0, 20.0]), np.array([1000.0, 30.0])
+    conf = similarity("confidence", pairs, 100.0, norms)
+    assert conf[0] > conf[1]  # confidence ranks the ubiquitous item first
+    av = similarity("added_value", pairs, 100.0, norms, 1000.0, penalty=penalty)
+    assert av[0] <= 0.0 < av[1]  # added value: the bag is no complement at all, glue is
+    assert list(top_k(av, 2)) == [1]
+
+
+def test_added_value_prefers_a_frequent_complement_to_a_rare_pair():
+    # Plain lift's failure: a pair seen twice, partner in 2 of 1,000 baskets, lift 10,
+    # beats a partner in 150 baskets, 40 of i's 100, lift 2.67. Added value ranks them the
+    # other way (0.02 - 0.002 vs 0.4 - 0.15 with penalty 1).
+    pairs, norms = np.array([2.0, 40.0]), np.array([2.0, 150.0])
+    lift = similarity("lift", pairs, 100.0, norms)
+    assert lift[0] > lift[1]
+    av = similarity("added_value", pairs, 100.0, norms, 1000.0)
+    assert av[1] > av[0] > 0.0
+
+
+def test_added_value_rejects_a_negative_penalty():
+    with pytest.raises(ValueError, match="penalty"):
+        similarity("added_value", PAIRS_A, 2.0, NORMS, 4.0, penalty=-1.0)
+
+
 def test_zero_denominators_give_zero_not_nan():
     scores = similarity("cosine", np.array([0.0, 1.0]), 0.0, np.array([0.0, 1.0]))
     assert np.all(np.isfinite(scores)) and scores[0] == 0.0

@@ -9,6 +9,7 @@ from streamrec_core.content import (
     tokenize,
 )
 from streamrec_core.scoring import (
+    ADDED_VALUE,
     CONFIDENCE,
     COSINE,
     JACCARD,
@@ -25,6 +26,7 @@ from streamrec_core.scoring import (
 from streamrec_core.trends import holt_forecast, velocity_scores, window_counts
 
 __all__ = [
+    "ADDED_VALUE",
     "CONFIDENCE",
     "COSINE",
     "JACCARD",

@@ -16,7 +16,8 @@ JACCARD = "jaccard"
 LIFT = "lift"
 LLR = "llr"
 CONFIDENCE = "confidence"
-SIMILARITY_MEASURES = (COSINE, JACCARD, LIFT, LLR, CONFIDENCE)
+ADDED_VALUE = "added_value"
+SIMILARITY_MEASURES = (COSINE, JACCARD, LIFT, LLR, CONFIDENCE, ADDED_VALUE)
 
 
 def cosine(pair_counts: np.ndarray, item_count: float, neighbour_counts: np.ndarray) -> np.ndarray:
@@ -54,6 +55,44 @@ def confidence(pair_counts: np.ndarray, item_count: float) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         scores = pair_counts / item_count
     return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def added_value(
+    pair_counts: np.ndarray,
+    item_count: float,
+    neighbour_counts: np.ndarray,
+    total: float,
+    penalty: float = 1.0,
+) -> np.ndarray:
+    """Confidence minus ``penalty`` times the partner's base rate:
+    ``c_ij / c_ii - penalty * c_jj / total``, i.e. ``P(j | i) - penalty * P(j)``.
+
+    With ``penalty = 1`` this is the "added value" of the rule i -> j: how much buying i
+    raises the probability that j is in the basket. It is not fooled by popularity: an item
+    that is in every basket has ``P(j | i) = P(j) = 1`` and scores 0 (never a complement),
+    and any partner bought with i no more often than in a random basket scores <= 0 (not
+    kept: only positive scores make a row). A score is positive only when the lift
+    ``P(j | i) / P(j)`` exceeds ``penalty``; among those, partners are ranked in probability
+    units, so a strong, frequent complement still beats a rare pair seen once or twice
+    (plain lift's weakness).
+
+    Args:
+        pair_counts: shape (n,), ``c_ij`` (baskets holding both i and candidate j).
+        item_count: ``c_ii`` of the item whose row is computed.
+        neighbour_counts: shape (n,), ``c_jj`` of each candidate.
+        total: the number of baskets the counts are drawn from (``N``).
+        penalty: the multiple of the base rate subtracted (>= 0; 0 gives confidence).
+
+    Returns:
+        shape (n,), in [-penalty, 1]; 0 where ``item_count`` or ``total`` is 0.
+    """
+    if penalty < 0:
+        raise ValueError("penalty must not be negative")
+    pair_counts = np.asarray(pair_counts, dtype=np.float64)
+    neighbour_counts = np.asarray(neighbour_counts, dtype=np.float64)
+    if item_count <= 0 or total <= 0:
+        return np.zeros_like(pair_counts)
+    return pair_counts / item_count - penalty * neighbour_counts / total
 
 
 def _x_log_x(x: np.ndarray) -> np.ndarray:
@@ -98,8 +137,11 @@ def similarity(
     item_count: float,
     neighbour_counts: np.ndarray,
     total: float = 0.0,
+    penalty: float = 1.0,
 ) -> np.ndarray:
     """Dispatch to one similarity measure by name (one of :data:`SIMILARITY_MEASURES`).
+
+    ``total`` is used by ``llr`` and ``added_value``, ``penalty`` by ``added_value`` only.
 
     Returns:
         shape (n,) scores for the n candidates.
@@ -119,6 +161,8 @@ def similarity(
         return log_likelihood_ratio(pair_counts, item_count, neighbour_counts, total)
     if measure == CONFIDENCE:
         return confidence(pair_counts, item_count)
+    if measure == ADDED_VALUE:
+        return added_value(pair_counts, item_count, neighbour_counts, total, penalty)
     raise ValueError(f"unknown similarity measure {measure!r}; expected one of {SIMILARITY_MEASURES}")
 
 

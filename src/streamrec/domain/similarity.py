@@ -56,9 +56,11 @@ def neighbour_row(
     k: int,
     min_count: float = 0.0,
     categories: Mapping[str, str] | None = None,
+    penalty: float = 1.0,
 ) -> list[Neighbour]:
     """Score every co-occurring item of ``item_id`` (with a count above 0 and at least
-    ``min_count``) and keep the best ``k``, each labelled with its category when
+    ``min_count``) and keep the best ``k`` positive ones (``penalty``: see
+    :func:`streamrec_core.scoring.added_value`), each labelled with its category when
     ``categories`` knows it.
 
     Candidates are sorted by id first, so equal scores always come out in the same order.
@@ -70,7 +72,7 @@ def neighbour_row(
         return []
     pairs = np.array([pair_counts[j] for j in candidates])
     norms = np.array([weights.get(j, 0.0) for j in candidates])
-    scores = similarity(measure, pairs, item_weight, norms, total_weight)
+    scores = similarity(measure, pairs, item_weight, norms, total_weight, penalty)
     known = categories or {}
     return [
         Neighbour(candidates[index], float(scores[index]), known.get(candidates[index]))
@@ -213,6 +215,7 @@ class SimilarityService:
                     settings.complements_per_item,
                     min_count=settings.cross_sell_min_support,
                     categories=categories,
+                    penalty=settings.cross_sell_popularity_penalty,
                 )
                 if settings.complements_per_item
                 else [],

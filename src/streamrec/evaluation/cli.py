@@ -280,8 +280,11 @@ def run_p3_command(
     progress: Any = None,
     overrides: dict[str, Any] | None = None,
     max_invoices: int | None = None,
+    validation: bool = False,
 ) -> dict[str, Any]:
-    """Load UCI Online Retail and run P3; the summary dict (see :func:`p3.run_p3`)."""
+    """Load UCI Online Retail and run P3; the summary dict (see :func:`p3.run_p3`).
+
+    ``validation``: the training period's validation split instead (:func:`p3.split`)."""
     from streamrec.evaluation import p3
 
     names = list(p3.PEERS if peers is None else peers)
@@ -289,10 +292,10 @@ def run_p3_command(
     from streamrec.evaluation.p1 import limit_blas_threads
 
     limit_blas_threads()
-    train, test = p3.split(p3.load_online_retail(data_dir))
+    train, test = p3.split(p3.load_online_retail(data_dir), validation=validation)
     settings = p3.engine_settings(overrides)
     result = p3.run_p3(train, test[:max_invoices], peers=names, settings=settings, progress=progress)
-    result["protocol"] = "P3"
+    result["protocol"] = "P3 validation split" if validation else "P3"
     result["dataset"] = f"{p3.RETAIL_DIR}/*.csv.gz"
     result["date"] = now_iso()
     result["engine_settings"] = p3.cross_sell_settings(settings)
@@ -320,6 +323,7 @@ def _cmd_p3(args: argparse.Namespace) -> int:
             progress=_progress(args),
             overrides=_overrides(args.set),
             max_invoices=args.max_invoices,
+            validation=args.validation,
         )
     except (DatasetMissing, ExtraMissing, argparse.ArgumentTypeError) as error:
         print(f"streamrec eval p3: {error}", file=sys.stderr)
@@ -556,7 +560,13 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="override an engine setting (tuning), e.g. --set cross_sell_measure=llr",
     )
-    three.add_argument("--max-invoices", type=int, default=None, help=argparse.SUPPRESS)
+    three.add_argument(
+        "--validation",
+        action="store_true",
+        help=f"tune without the test invoices: train before {p3.VALIDATION_FROM[:10]}, evaluate the "
+        f"invoices from then until {p3.TEST_FROM[:10]}",
+    )
+    three.add_argument("--max-invoices", type=int, default=None, help="evaluate only the first N invoices")
     three.set_defaults(func=_cmd_p3)
 
     everything = commands.add_parser(

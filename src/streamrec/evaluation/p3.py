@@ -43,6 +43,9 @@ RETAIL_FILES = (
     "online_retail_part3_2011-10_to_2011-12.csv.gz",
 )
 TEST_FROM = "2011-11-09 00:00:00"  # invoices dated from then on are the test invoices
+# A validation split inside the training period, for tuning without touching the test
+# invoices: train before VALIDATION_FROM, evaluate on the invoices up to TEST_FROM.
+VALIDATION_FROM = "2011-10-09 00:00:00"
 NON_PRODUCTS = frozenset({"POST", "D", "M", "DOT", "C2", "BANK CHARGES", "AMAZONFEE", "CRUK", "PADS"})
 K = 10
 HELD_OUT_PER_INVOICE = 10
@@ -95,11 +98,24 @@ def load_online_retail(data_dir: Path) -> list[Invoice]:
     return sorted(ordered, key=lambda invoice: invoice.time)  # stable: ties keep row order
 
 
-def split(invoices: Sequence[Invoice]) -> tuple[list[Invoice], list[Invoice]]:
-    """(training invoices, test invoices with at least 2 distinct products)."""
-    cut = datetime.fromisoformat(TEST_FROM).replace(tzinfo=UTC).timestamp()
+def split(invoices: Sequence[Invoice], validation: bool = False) -> tuple[list[Invoice], list[Invoice]]:
+    """(training invoices, test invoices with at least 2 distinct products).
+
+    With ``validation``, the protocol's training period is split instead: invoices before
+    :data:`VALIDATION_FROM` train, those from then until :data:`TEST_FROM` are evaluated
+    (no test invoice is read)."""
+
+    def stamp(text: str) -> float:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+    end = stamp(TEST_FROM)
+    cut = stamp(VALIDATION_FROM) if validation else end
     train = [inv for inv in invoices if inv.time < cut]
-    test = [inv for inv in invoices if inv.time >= cut and len(inv.items) >= 2]
+    test = [
+        inv
+        for inv in invoices
+        if inv.time >= cut and (inv.time < end or not validation) and len(inv.items) >= 2
+    ]
     return train, test
 
 
@@ -244,6 +260,7 @@ class DailyItemKNN:
 VIEW_SIDE_SHORTCUTS: dict[str, Any] = {"two_hop_sources": 0, "history_length": 1}
 CROSS_SELL_FIELDS = (
     "cross_sell_measure",
+    "cross_sell_popularity_penalty",
     "cross_sell_aggregate",
     "cross_sell_min_support",
     "cross_sell_sum_weight",
