@@ -6,9 +6,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from streamrec import wiring
 from streamrec.events import parse_record
 from streamrec.observability import logger
+from streamrec.runtime import tune_collector_for_batches
 from streamrec.settings import load_settings
 from streamrec.stream import ingest_records, process_batch
 
+tune_collector_for_batches()
 settings = load_settings()
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
 client = wiring.dynamodb_client()

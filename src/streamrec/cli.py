@@ -497,6 +497,18 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 # streamrec coupons
 # --------------------------------------------------------------------------------------
+def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a load command writes: the local stack (its outputs file) or AWS."""
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        default=Path(".local/outputs.json"),
+        help="the local stack's outputs (default .local/outputs.json)",
+    )
+    parser.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)")
+    parser.add_argument("--region", default=None, help="AWS region (default: from --outputs, or your config)")
+
+
 def _add_coupons(subparsers: Any) -> None:
     coupons = subparsers.add_parser(
         "coupons",
@@ -514,15 +526,8 @@ def _add_coupons(subparsers: Any) -> None:
         "redemptions already counted.",
     )
     load.add_argument("file", type=Path, help="FILE.json or FILE.jsonl")
-    load.add_argument(
-        "--outputs",
-        type=Path,
-        default=Path(".local/outputs.json"),
-        help="the local stack's outputs (default .local/outputs.json)",
-    )
     load.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
-    load.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)")
-    load.add_argument("--region", default=None, help="AWS region (default: from --outputs, or your config)")
+    _add_target_arguments(load)
     load.set_defaults(func=_cmd_coupons_load)
     coupons.set_defaults(func=lambda args: coupons.print_help() or 2)
 
@@ -651,15 +656,8 @@ def _add_catalog(subparsers: Any) -> None:
         "names its line.",
     )
     load.add_argument("file", type=Path, help="FILE.jsonl (one record per line) or FILE.json (an array)")
-    load.add_argument(
-        "--outputs",
-        type=Path,
-        default=Path(".local/outputs.json"),
-        help="the local stack's outputs (default .local/outputs.json)",
-    )
     load.add_argument("--stream", default=None, help="the event stream's name (e.g. on AWS)")
-    load.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)")
-    load.add_argument("--region", default=None, help="AWS region (default: from --outputs, or your config)")
+    _add_target_arguments(load)
     load.set_defaults(func=_cmd_catalog_load)
     catalog.set_defaults(func=lambda args: catalog.print_help() or 2)
 

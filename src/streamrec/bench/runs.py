@@ -48,6 +48,7 @@ from streamrec.repositories.memory import (
     InMemoryTrendsRepository,
     InMemoryUserRepository,
 )
+from streamrec.runtime import tune_collector_for_batches
 from streamrec.settings import Settings
 
 SHARD = "shardId-000000000000"
@@ -91,35 +92,44 @@ def ingest_compute(
     repeats: int = 3,
     progress: Progress = _quiet,
 ) -> dict[str, Any]:
-    """Events per CPU-second (one core: the replay is single-threaded) per batch size."""
+    """Events per CPU-second (one core: the replay is single-threaded) per batch size, with
+    the collector tuned as the ingest function's cold start tunes it."""
     payloads = [json.dumps(e, separators=(",", ":")).encode() for e in events]
     result: dict[str, Any] = {"events": len(payloads), "repeats": repeats, "by_batch": {}}
-    for size in batch_sizes:
-        rates = []
-        for repeat in range(repeats):
-            progress(f"ingest compute: batch {size}, run {repeat + 1}/{repeats}")
-            service = IngestService(
-                settings,
-                InMemoryUserRepository(),
-                InMemoryCooccurrenceRepository(),
-                InMemoryItemStatsRepository(),
-                InMemoryChangePublisher(),
-                trends=InMemoryTrendsRepository(),  # the hourly counters production keeps
-            )
-            # The data set and earlier runs stay in the heap of this process, not of a Lambda:
-            # keep them out of the collector's passes (the run's own objects are collected).
-            gc.collect()
-            gc.freeze()
-            started = time.process_time()
-            for offset in range(0, len(payloads), size):
-                service.ingest(_sequenced(payloads[offset : offset + size], offset + 1), SHARD)
-                # The in-memory tables stand in for DynamoDB, whose rows are not in a Lambda's
-                # heap: after each batch, freeze what is still alive (the tables) so that
-                # the collector's full passes walk only a batch's own objects, as in Lambda.
-                gc.freeze()
-            rates.append(len(payloads) / max(time.process_time() - started, 1e-9))
-        result["by_batch"][str(size)] = {"median_events_per_s": statistics.median(rates), "runs": rates}
+    threshold = gc.get_threshold()
+    tune_collector_for_batches()
+    try:
+        for size in batch_sizes:
+            rates = [_ingest_rate(payloads, settings, size) for _ in range(repeats)]
+            progress(f"ingest compute: batch {size}: {statistics.median(rates):,.0f} events/s")
+            result["by_batch"][str(size)] = {"median_events_per_s": statistics.median(rates), "runs": rates}
+    finally:
+        gc.set_threshold(*threshold)
     return result
+
+
+def _ingest_rate(payloads: Sequence[bytes], settings: Settings, size: int) -> float:
+    """Events per CPU-second of one replay of ``payloads`` in batches of ``size``."""
+    service = IngestService(
+        settings,
+        InMemoryUserRepository(),
+        InMemoryCooccurrenceRepository(),
+        InMemoryItemStatsRepository(),
+        InMemoryChangePublisher(),
+        trends=InMemoryTrendsRepository(),  # the hourly counters production keeps
+    )
+    # The data set and earlier runs stay in the heap of this process, not of a Lambda:
+    # keep them out of the collector's passes (the run's own objects are collected).
+    gc.collect()
+    gc.freeze()
+    started = time.process_time()
+    for offset in range(0, len(payloads), size):
+        service.ingest(_sequenced(payloads[offset : offset + size], offset + 1), SHARD)
+        # The in-memory tables stand in for DynamoDB, whose rows are not in a Lambda's
+        # heap: after each batch, freeze what is still alive (the tables) so that the
+        # collector's full passes walk only a batch's own objects, as in Lambda.
+        gc.freeze()
+    return len(payloads) / max(time.process_time() - started, 1e-9)
 
 
 # ---- DynamoDB cost ----------------------------------------------------------------------------

@@ -196,6 +196,18 @@ class SimilarityRow:
     # cosine, best first (domain/catalog.py).
     content: list[Neighbour] = field(default_factory=list)
 
+    def copy(self) -> SimilarityRow:
+        """A copy with its own lists (``Neighbour`` is frozen: the lists share members)."""
+        return SimilarityRow(
+            item_id=self.item_id,
+            neighbours=list(self.neighbours),
+            measure=self.measure,
+            updated_at=self.updated_at,
+            extended=list(self.extended),
+            complements=list(self.complements),
+            content=list(self.content),
+        )
+
 
 @dataclass
 class PopularList:

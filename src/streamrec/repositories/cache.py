@@ -195,15 +195,7 @@ class CachingSimilarityRepository:
 
 
 def _copy_row(row: SimilarityRow) -> SimilarityRow:
-    if row is _ABSENT:
-        return row
-    return replace(
-        row,
-        neighbours=list(row.neighbours),
-        extended=list(row.extended),
-        complements=list(row.complements),
-        content=list(row.content),
-    )
+    return row if row is _ABSENT else row.copy()
 
 
 def _copy_list(popular: PopularList) -> PopularList:

@@ -38,17 +38,6 @@ from streamrec.repositories.base import (
 )
 
 
-def _copy_row(row: SimilarityRow) -> SimilarityRow:
-    # Neighbour is frozen, so the lists may share their members.
-    return replace(
-        row,
-        neighbours=list(row.neighbours),
-        extended=list(row.extended),
-        complements=list(row.complements),
-        content=list(row.content),
-    )
-
-
 def _copy_list(popular: PopularList) -> PopularList:
     return replace(popular, items=list(popular.items))
 
@@ -159,12 +148,12 @@ class InMemorySimilarityRepository:
     def get_many(
         self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
-        rows = {i: _copy_row(self.rows[i]) for i in item_ids if i in self.rows}
+        rows = {i: self.rows[i].copy() for i in item_ids if i in self.rows}
         return rows, {name: self.get_list(name) for name in lists}
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None:
         for row in rows:
-            self.rows[row.item_id] = _copy_row(row)
+            self.rows[row.item_id] = row.copy()
 
     def get_list(self, name: str) -> PopularList:
         return _copy_list(self.lists.get(name, PopularList()))
