@@ -301,6 +301,10 @@ def build_app(
         exclude: ExcludeQuery = None,
         in_stock: InStockQuery = True,
     ) -> dict[str, Any]:
+        if exclude in EXCLUDE_MODES:
+            # The own-items mode was called exclude= before it became seen=: say so rather
+            # than read the keyword as an item id.
+            raise InvalidFilter(f"exclude takes item ids; for the user's own items use seen={exclude}")
         wanted = list_filter(category, exclude, in_stock)
         result = service.for_user(user_id, k, exclude=seen, list_filter=wanted)
         return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}

@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from botocore.exceptions import BotoCoreError, ClientError
 
 from streamrec.domain import ingest as ingest_domain
-from streamrec.domain.catalog import CatalogService, SequencedUpsert
+from streamrec.domain.catalog import CatalogService, SequencedUpsert, latest_per_item
 from streamrec.domain.ingest import IngestService, SequencedEvent
 from streamrec.domain.model import sequence_key
 from streamrec.domain.similarity import SimilarityService
@@ -251,8 +251,10 @@ class IngestRecords:
         if events:
             # The batch's catalog records are written after its user events (a retry then
             # repeats the user events' guarded writes at the same positions), so their
-            # categories are passed along for the events that name none.
-            categories = {u.upsert.item_id: u.upsert.category for u in upserts}
+            # categories are passed along for the events that name none: each item's latest
+            # record of the batch (by timestamp, as the catalog keeps it), not the last one.
+            latest, _ = latest_per_item(upserts)
+            categories = {item: record.upsert.category for item, record in latest.items()}
             plan = self.service.ingest(events, shard, categories)
             logger.info(
                 "ingested batch",

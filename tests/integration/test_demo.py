@@ -49,6 +49,7 @@ def test_every_route_answers_on_the_demo_data(local_stack: LocalStack, api: ApiC
         "budget": 10,
     }
     json_headers = {"content-type": "application/json"}
+    nearest = api.get(f"/items/{item}/similar?k=5").body["items"][0]["item_id"]
     requests = {
         "GET /health": ("GET", "/health", None, None),
         "GET /users/{user_id}/recommendations": (
@@ -57,7 +58,12 @@ def test_every_route_answers_on_the_demo_data(local_stack: LocalStack, api: ApiC
             None,
             "items",
         ),
-        "GET /items/{item_id}/similar": ("GET", f"/items/{item}/similar?k=5&exclude={user}", None, "items"),
+        "GET /items/{item_id}/similar": (
+            "GET",
+            f"/items/{item}/similar?k=5&exclude={nearest}",
+            None,
+            "items",
+        ),
         "GET /users/{user_id}/cross-sell": ("GET", f"/users/{user}/cross-sell?k=5", None, "items"),
         "POST /cross-sell": ("POST", "/cross-sell", {"items": [item], "k": 5}, "items"),
         "GET /users/{user_id}/profile": ("GET", f"/users/{user}/profile", None, "recent_items"),
@@ -74,6 +80,8 @@ def test_every_route_answers_on_the_demo_data(local_stack: LocalStack, api: ApiC
         assert 200 <= reply.status < 300, (route, reply.status, reply.body)
         if listed:
             assert reply.body[listed], f"{route}: empty {listed} on the demo data: {reply.body}"
+    similar = api.get(f"/items/{item}/similar?k=5&exclude={nearest}").body["items"]
+    assert similar and nearest not in {i["item_id"] for i in similar}
     in_category = {e["item_id"] for e in events if e.get("category") == category}
     recommended = api.get(f"/users/{user}/recommendations?k=5&category={category}").body["items"]
     assert {i["item_id"] for i in recommended} <= in_category

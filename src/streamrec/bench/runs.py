@@ -103,9 +103,10 @@ def ingest_compute(
     # copy-on-write fault on every payload it touches).
     context = multiprocessing.get_context("spawn")
     for size in batch_sizes:
-        progress(f"ingest compute: batch {size}, {repeats} runs")
         with context.Pool(1) as pool:
             rates = pool.apply(_ingest_rates, (payloads, settings, size, repeats))
+        median = statistics.median(rates)
+        progress(f"ingest compute: batch {size}: {median:,.0f} events/s (median of {repeats})")
         result["by_batch"][str(size)] = {"median_events_per_s": statistics.median(rates), "runs": rates}
     return result
 

@@ -390,8 +390,9 @@ class CrossSellService:
     the cart items c, S_b[c, ·] being c's complements row; its reason names the cart item
     that contributed most. Short lists are padded with popular items.
 
-    Round trips: one BatchGetItem (the cart items' rows and ``#popular``), after one
-    GetItem of the user when the cart is the user's stored cart or a user id is given.
+    Round trips: one BatchGetItem (the cart items' rows, ``#popular`` or the filter
+    category's list, and ``#out_of_stock``), after one GetItem of the user when the cart is
+    the user's stored cart or a user id is given.
     """
 
     settings: Settings
