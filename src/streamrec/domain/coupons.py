@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from streamrec_core import coupon_scores, top_k
 
 from streamrec.domain.model import CategoryAffinity, UserState
-from streamrec.events import ID_REGEX, EntityId, UserEvent
+from streamrec.events import ID_REGEX, EntityId, UserEvent, schema_problems
 from streamrec.repositories.base import CouponRepository, UserRepository
 from streamrec.settings import Settings
 
@@ -154,11 +154,7 @@ def parse_coupon(coupon_id: Any, payload: Any) -> CouponSpec:
     try:
         return CouponSpec.model_validate(payload)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in issue['loc']) or 'coupon'}: {issue['msg']}"
-            for issue in error.errors()
-        )
-        raise InvalidCoupon(problems) from None
+        raise InvalidCoupon(schema_problems(error, "coupon")) from None
 
 
 def coupon_record(payload: Any) -> tuple[str, CouponSpec]:
