@@ -132,11 +132,12 @@ class InMemoryItemStatsRepository:
     def apply(
         self, deltas: Mapping[str, Sequence[Delta]], shard: str, categories: Mapping[str, str] | None = None
     ) -> None:
+        attribute = guard_attribute(shard)
         for item, row_deltas in deltas.items():
             row = self.rows[item]
-            guard = row.get(guard_attribute(shard))
-            _apply_guarded(row, row_deltas, guard_attribute(shard))
-            if categories and item in categories and row.get(guard_attribute(shard)) != guard:
+            guard = row.get(attribute)
+            _apply_guarded(row, row_deltas, attribute)
+            if categories and item in categories and row.get(attribute) != guard:
                 row["category"] = categories[item]
 
 
