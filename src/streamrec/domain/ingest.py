@@ -279,8 +279,8 @@ def with_catalog_categories(
     and the coupons see it; events that name a category keep theirs. Planning is unchanged:
     this only fills in the field before it."""
     batch = batch or {}
-    missing = {s.event.item_id for s in events if s.event.item_id and s.event.category is None}
-    known = {**(catalog.categories(missing - batch.keys()) if missing - batch.keys() else {}), **batch}
+    unread = {s.event.item_id for s in events if s.event.item_id and s.event.category is None} - batch.keys()
+    known = {**(catalog.categories(unread) if unread else {}), **batch}
     if not known:
         return events
     return [
