@@ -18,6 +18,24 @@ DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "add_to_cart": 1.5, "remove_from_cart": 0.
 DEFAULT_CATEGORY_WEIGHTS = {"view": 1.0, "add_to_cart": 2.0, "remove_from_cart": 0.0, "purchase": 4.0}
 
 
+# The coupon model's weights (intercept first): `streamrec eval p4 --fit` fitted them on the
+# Taobao warm-up only (buys in the 2 days after each of 4 earlier cut-offs); see README.
+DEFAULT_COUPON_MODEL = (
+    -4.4585,  # intercept
+    0.705,  # log1p affinity
+    -0.6557,  # log1p decayed views
+    0.6092,  # log1p decayed cart adds
+    -2.9278,  # log1p decayed purchases (just bought there: less likely to buy again soon)
+    0.115,  # log1p views ever
+    0.8737,  # log1p cart adds ever
+    1.1046,  # log1p purchases ever (a category bought from before is bought from again)
+    1.3512,  # recency
+    2.1506,  # share
+    -0.7728,  # log1p items in cart
+)
+COUPON_RANKINGS = ("model", "affinity")
+COUPON_MODEL_SIZE = 11
+
 CROSS_SELL_AGGREGATES = ("sum", "max")
 
 
@@ -69,13 +87,18 @@ class Settings:
     two_hop_weight: float = 0.5
     purchased_kept: int = 500
     recent_event_ids_kept: int = 100
-    # Coupons (P4): the user row keeps a decayed affinity per category (at most
-    # ``categories_kept``, the weakest evicted) with this half-life and these weights;
-    # a coupon's score is affinity share * (1 + coupon_value_weight * its relative value).
+    # Coupons (P4): the user row keeps its engagement with each category (at most
+    # ``categories_kept``, the weakest evicted), decayed with this half-life and weighted by
+    # these weights. A coupon's relevance is the coupon model's probability that the user buys
+    # in its scope soon ("model"; weights: intercept, then one per COUPON_FEATURES of
+    # domain/coupons.py) or the decayed affinity ("affinity"); its score is relevance / max
+    # relevance * (1 + coupon_value_weight * its relative value).
     category_half_life_hours: float = 24.0
     category_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
     categories_kept: int = 20
     coupon_value_weight: float = 1.0
+    coupon_ranking: str = "model"
+    coupon_model: tuple[float, ...] = DEFAULT_COUPON_MODEL
     # Cross-sell ("frequently bought together"), from basket co-occurrence: add_to_cart and
     # purchase events sharing a basket_id, or else a user's such events at most
     # ``basket_gap_hours`` apart. A basket counts at most ``basket_items_kept`` items.
@@ -180,6 +203,15 @@ class Settings:
             )
         if not 1 <= self.basket_items_kept <= 200:
             raise ConfigurationError(f"BASKET_ITEMS_KEPT={self.basket_items_kept}; expected 1..200")
+        if self.coupon_ranking not in COUPON_RANKINGS:
+            raise ConfigurationError(
+                f"COUPON_RANKING={self.coupon_ranking!r}; expected one of {COUPON_RANKINGS}"
+            )
+        if len(self.coupon_model) != COUPON_MODEL_SIZE:
+            raise ConfigurationError(
+                f"COUPON_MODEL has {len(self.coupon_model)} weights; expected {COUPON_MODEL_SIZE}"
+                " (the intercept, then one per coupon feature)"
+            )
 
     @property
     def half_life_seconds(self) -> float:
@@ -210,6 +242,14 @@ def parse_event_weights(text: str) -> dict[str, float]:
         except ValueError as error:
             raise ConfigurationError(f"EVENT_WEIGHTS entry {part!r} is not a number") from error
     return weights
+
+
+def parse_coupon_model(text: str) -> tuple[float, ...]:
+    """Parse ``"-3.1,0.4,..."`` (the intercept, then one weight per coupon feature)."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError as error:
+        raise ConfigurationError(f"COUPON_MODEL={text!r}; expected comma-separated numbers") from error
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -245,6 +285,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cross_sell_popularity_penalty=number(
             "CROSS_SELL_POPULARITY_PENALTY", Settings.cross_sell_popularity_penalty
         ),
+        coupon_ranking=env.get("COUPON_RANKING") or Settings.coupon_ranking,
+        coupon_model=parse_coupon_model(env["COUPON_MODEL"])
+        if env.get("COUPON_MODEL")
+        else DEFAULT_COUPON_MODEL,
     )
 
 

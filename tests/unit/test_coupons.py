@@ -4,10 +4,12 @@ redemptions on both adapters, and ``streamrec coupons load``."""
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
-from streamrec_core import coupon_scores
+from streamrec_core import coupon_propensity, coupon_scores
 
 from streamrec.cli import main
 from streamrec.domain.coupons import (
@@ -21,6 +23,7 @@ from streamrec.domain.coupons import (
     coupon_record,
     parse_coupon,
     rank_coupons,
+    scope_features,
 )
 from streamrec.domain.ingest import IngestService, SequencedEvent
 from streamrec.domain.model import CategoryAffinity, HistoryItem, UserState, sequence_key
@@ -33,7 +36,7 @@ from streamrec.repositories.memory import (
     InMemoryItemStatsRepository,
     InMemoryUserRepository,
 )
-from streamrec.settings import Settings
+from streamrec.settings import ConfigurationError, Settings, load_settings
 
 NOW = 1_764_201_600.0
 DAY = 86_400.0
@@ -73,6 +76,7 @@ def test_coupon_scores_by_hand():
 
 def test_ranking_by_affinity_and_value_with_reasons():
     state = user(camping=1.0, kitchen=2.0)
+    by_affinity = replace(SETTINGS, coupon_ranking="affinity")
     offered = rank_coupons(
         [
             coupon("camp-50", discount={"kind": "percent", "value": 50}),
@@ -87,7 +91,7 @@ def test_ranking_by_affinity_and_value_with_reasons():
         state,
         NOW,
         3,
-        SETTINGS,
+        by_affinity,
     )
     # kitchen: 1 * (1 + 0.1) = 1.1 (10 off 100) > 1 * 1.05; camping: 0.5 * 1.5 = 0.75
     assert [c.coupon_id for c in offered] == ["kitchen-amount", "kitchen-5", "camp-50"]
@@ -202,6 +206,120 @@ def test_ingest_keeps_a_decayed_weighted_category_affinity():
     assert camping.affinity == pytest.approx(0.5 + 4.0)
     assert camping.counts == {"view": 1, "purchase": 1}
     assert set(state.categories) == {"camping", "kitchen"}
+
+
+def test_ingest_keeps_decayed_counts_by_type_and_the_cart_count():
+    service, users = _ingest(InMemoryCouponRepository())
+    events = [
+        _event(0, "view"),
+        _event(24, "add_to_cart", item_id="tent"),
+        _event(25, "add_to_cart", item_id="tent"),  # already in the cart
+        _event(26, "add_to_cart", item_id="stove"),
+        _event(27, "remove_from_cart", item_id="stove"),  # weight 0: only the cart count moves
+        _event(48, "purchase", item_id="tent"),
+        _event(12, "view", item_id="late"),  # out of order: counts at its own age
+    ]
+    service.ingest(_sequenced(events), "s0")
+    camping = users.get("u").categories["camping"]
+    assert camping.ref_time == NOW + 48 * 3600
+    views, cart_adds, purchases = camping.decayed
+    assert views == pytest.approx(0.5**2 + 0.5 ** (36 / 24))
+    assert cart_adds == pytest.approx(0.5 ** (24 / 24) + 0.5 ** (23 / 24) + 0.5 ** (22 / 24))
+    assert purchases == pytest.approx(1.0)
+    assert camping.in_cart == 0  # tent bought, stove removed
+    assert camping.counts == {"view": 2, "add_to_cart": 3, "purchase": 1}
+    # the weighted affinity is the same decayed counts, weighted 1 / 2 / 4
+    assert camping.affinity == pytest.approx(views + 2 * cart_adds + 4 * purchases)
+
+
+def test_cart_count_follows_adds_and_removals():
+    service, users = _ingest(InMemoryCouponRepository())
+    events = [_event(1, "add_to_cart", item_id="tent"), _event(2, "add_to_cart", item_id="stove")]
+    service.ingest(_sequenced(events), "s0")
+    assert users.get("u").categories["camping"].in_cart == 2
+    service.ingest(_sequenced([_event(3, "remove_from_cart", item_id="tent")], first=3), "s0")
+    assert users.get("u").categories["camping"].in_cart == 1
+    assert users.get("u").cart == ["stove"]
+
+
+def test_scope_features_by_hand():
+    state = UserState("u")
+    state.categories = {
+        # as of a day ago (one half-life): every decayed value halves by now
+        "camping": CategoryAffinity(4.0, NOW - DAY, {"view": 2, "add_to_cart": 1}, (2.0, 1.0, 0.0), 1),
+        "kitchen": CategoryAffinity(4.0, NOW, {"view": 4}, (4.0, 0.0, 0.0), 0),
+    }
+    state.items = [
+        HistoryItem("stove", 2.0, 2.0, NOW, "purchase", "kitchen"),
+        HistoryItem("pan", 1.0, 1.0, NOW - DAY, "view", "kitchen"),
+    ]
+    state.cart = ["stove"]
+    coupons = [
+        coupon("camp"),
+        coupon("garden", scope={"category": "garden"}),
+        coupon("stove", scope={"items": ["stove", "mug"]}),
+    ]
+    affinity, features = scope_features(coupons, state, NOW, SETTINGS)
+    assert features.shape == (3, 10)
+    np.testing.assert_allclose(affinity, [2.0, 0.0, 2.0])
+    log = math.log1p
+    # affinity, decayed views / cart adds / purchases, ever, recency, share, in cart
+    np.testing.assert_allclose(
+        features[0], [log(2), log(1), log(0.5), 0, log(2), log(1), 0, 0.5, 2 / 6, log(1)]
+    )
+    np.testing.assert_allclose(features[1], np.zeros(10))  # out of scope
+    # items: stove held (bought, now), pan not in scope; total item affinity 2 + 0.5
+    np.testing.assert_allclose(features[2], [log(2), 0, 0, log(1), 0, 0, log(1), 1.0, 2 / 2.5, log(1)])
+
+
+def test_coupon_propensity_by_hand():
+    features = np.array([[0.0, 0.0], [1.0, 2.0]])
+    probabilities = coupon_propensity(features, np.array([-1.0, 1.0, 0.5]))
+    np.testing.assert_allclose(probabilities, [1 / (1 + math.e), 1 / (1 + math.exp(-1))])
+    with np.errstate(over="raise", invalid="raise"):  # no overflow at extreme logits
+        np.testing.assert_allclose(coupon_propensity(features, np.array([1e4, 0.0, 0.0])), [1.0, 1.0])
+        np.testing.assert_allclose(coupon_propensity(features, np.array([-1e4, 0.0, 0.0])), [0.0, 0.0])
+    with pytest.raises(ValueError, match="shape mismatch"):
+        coupon_propensity(features, np.ones(2))
+
+
+def test_the_model_can_rank_against_the_affinity():
+    # A category just bought from has the larger affinity; a model that has learnt "just
+    # bought: less likely to buy again soon" ranks the other first.
+    state = UserState("u")
+    state.categories = {
+        "bought": CategoryAffinity(4.0, NOW, {"purchase": 1}, (0.0, 0.0, 1.0)),
+        "browsed": CategoryAffinity(3.0, NOW, {"view": 1, "add_to_cart": 1}, (1.0, 1.0, 0.0)),
+    }
+    coupons = [coupon(name, scope={"category": name}) for name in ("bought", "browsed")]
+    weights = (0.0, 1.0, 0.0, 0.0, -3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    model = replace(SETTINGS, coupon_model=weights)
+    offered = rank_coupons(coupons, state, NOW, 3, model)
+    assert [c.coupon_id for c in offered] == ["browsed", "bought"]
+    p_bought = 1 / (1 + math.exp(-(math.log1p(4.0) - 3 * math.log1p(1.0))))
+    p_browsed = 1 / (1 + math.exp(-math.log1p(3.0)))
+    assert offered[1].score == pytest.approx(p_bought / p_browsed * 1.1)  # 10 % off: value 0.1
+    by_affinity = rank_coupons(coupons, state, NOW, 3, replace(model, coupon_ranking="affinity"))
+    assert [c.coupon_id for c in by_affinity] == ["bought", "browsed"]
+
+
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"COUPON_RANKING": "random"}, "COUPON_RANKING"),
+        ({"COUPON_MODEL": "1,2,3"}, "has 3 weights; expected 11"),
+        ({"COUPON_MODEL": "1,2,x"}, "comma-separated numbers"),
+    ],
+)
+def test_coupon_settings_are_validated(environ, message):
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(environ)
+
+
+def test_coupon_settings_from_the_environment():
+    settings = load_settings({"COUPON_RANKING": "affinity", "COUPON_MODEL": ",".join(["0.5"] * 11)})
+    assert settings.coupon_ranking == "affinity" and settings.coupon_model == (0.5,) * 11
+    assert load_settings({}).coupon_model == Settings().coupon_model
 
 
 def test_category_map_keeps_the_strongest():

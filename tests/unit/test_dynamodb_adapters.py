@@ -3,6 +3,7 @@ and bisected re-deliveries, which the replay guards must absorb."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import boto3
@@ -10,12 +11,18 @@ import pytest
 
 from streamrec import wiring
 from streamrec.domain.ingest import IngestService, SequencedEvent
-from streamrec.domain.model import sequence_key
+from streamrec.domain.model import CategoryAffinity, UserState, sequence_key
 from streamrec.domain.recommend import RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import parse_event
 from streamrec.repositories.base import RepositoryError
-from streamrec.repositories.dynamodb import COUNT_PREFIX, DynamoTable, DynamoUserRepository
+from streamrec.repositories.dynamodb import (
+    COUNT_PREFIX,
+    DynamoTable,
+    DynamoUserRepository,
+    user_from_item,
+    user_to_item,
+)
 from streamrec.repositories.memory import (
     InMemoryChangePublisher,
     InMemoryCooccurrenceRepository,
@@ -157,3 +164,15 @@ def test_a_row_holding_part_of_a_batch_gets_only_the_rest(aws, monkeypatch):
     assert _dynamo_counts(aws) == {i: r for i, r in expected.items() if r}
     stats = wiring.similarity_service(settings).item_stats.get_many(["#totals"])["#totals"]
     assert stats.events["events"] == 120
+
+
+def test_user_rows_keep_the_category_engagement():
+    state = UserState("u", cart=["tent"])
+    state.categories = {"camping": CategoryAffinity(4.5, 100.0, {"view": 2}, (1.5, 0.25, 0.5), 1)}
+    assert user_from_item(user_to_item(state, 1)).categories == state.categories
+
+
+def test_user_rows_written_before_the_coupon_model_still_read():
+    item = user_to_item(UserState("u"), 1)
+    item["categories"] = {"S": json.dumps({"camping": [4.5, 100.0, {"view": 2}]})}
+    assert user_from_item(item).categories == {"camping": CategoryAffinity(4.5, 100.0, {"view": 2})}

@@ -248,11 +248,32 @@ def max_normalized_blend(components: np.ndarray, weights: np.ndarray) -> np.ndar
     return weights @ normalized
 
 
+def coupon_propensity(features: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """A logistic model's probability that the user buys in each coupon's scope soon:
+    ``1 / (1 + exp(-(w_0 + X · w_1..f)))``.
+
+    Args:
+        features: shape (n, f), one row of the user's engagement features per coupon.
+        weights: shape (f + 1,), the intercept first.
+
+    Returns:
+        shape (n,) probabilities in (0, 1).
+    """
+    features = np.asarray(features, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    if features.ndim != 2 or weights.shape != (features.shape[1] + 1,):
+        raise ValueError(f"shape mismatch: features {features.shape} vs weights {weights.shape}")
+    logits = weights[0] + features @ weights[1:]
+    # exp(-log(1 + exp(-z))) is the sigmoid without overflow for large |z|.
+    return np.exp(-np.logaddexp(0.0, -logits))
+
+
 def coupon_scores(affinity: np.ndarray, value: np.ndarray, value_weight: float) -> np.ndarray:
     """Coupon ranking: ``(a_c / max a) · (1 + value_weight · v_c)``, 0 where ``a_c <= 0``.
 
     Args:
-        affinity: shape (n,), the user's decayed affinity to each coupon's scope (>= 0).
+        affinity: shape (n,), the user's relevance to each coupon's scope (>= 0): a
+            propensity (:func:`coupon_propensity`) or a decayed affinity; 0 = out of scope.
         value: shape (n,), each coupon's relative value in [0, 1] (share of the price saved).
         value_weight: how much a coupon's value may lift it (0 ranks by affinity alone).
 

@@ -12,21 +12,24 @@ a coupon is *offered* only when all of these hold:
   user row, or the summed decayed affinity of the listed items among the recent items).
 
 Offered coupons are ranked by :func:`streamrec_core.coupon_scores`:
-``(a / max a) · (1 + coupon_value_weight · v)``, with ``v`` the coupon's relative value:
-``percent / 100``, or ``amount / max(amount, min_spend)`` (the share of the smallest
-qualifying basket it saves).
+``(p / max p) · (1 + coupon_value_weight · v)``. ``p`` is the coupon model's probability
+that the user buys in the scope soon (:func:`streamrec_core.coupon_propensity`, a logistic
+model over :data:`COUPON_FEATURES`, weights ``Settings.coupon_model`` fitted by ``streamrec
+eval p4 --fit`` on a warm-up), or with ``coupon_ranking="affinity"`` the decayed affinity.
+``v`` is the coupon's relative value: ``percent / 100``, or ``amount / max(amount,
+min_spend)`` (the share of the smallest qualifying basket it saves).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from streamrec_core import coupon_scores, top_k
+from streamrec_core import coupon_propensity, coupon_scores, top_k
 
 from streamrec.domain.model import CategoryAffinity, UserState
 from streamrec.events import ID_REGEX, EntityId, UserEvent, schema_problems
@@ -169,23 +172,51 @@ def coupon_record(payload: Any) -> tuple[str, CouponSpec]:
 # ---- The user's category affinity (maintained by the ingest) -----------------------------
 
 
+# The event types whose decayed counts a category entry keeps (CategoryAffinity.decayed).
+DECAYED_TYPES = ("view", "add_to_cart", "purchase")
+
+
+def _cart_change(state: UserState, event: UserEvent) -> int:
+    # +1 when the event puts a new item in the cart, -1 when it takes one out (read before
+    # the event changes the cart).
+    if event.event_type == "add_to_cart":
+        return 0 if event.item_id in state.cart else 1
+    if event.event_type in ("remove_from_cart", "purchase"):
+        return -1 if event.item_id in state.cart else 0
+    return 0
+
+
 def apply_to_categories(state: UserState, event: UserEvent, settings: Settings) -> None:
-    """Add ``event`` to the user's decayed affinity to its category (pure; in the ingest
-    plan, so it is written with the user row's guards). Keeps the ``categories_kept``
-    strongest categories (as of the event's time)."""
+    """Add ``event`` to the user's engagement with its category (pure; in the ingest plan,
+    so it is written with the user row's guards). Call it before the event changes the
+    cart. Keeps the ``categories_kept`` strongest categories (as of the event's time)."""
+    if not event.category:
+        return
+    entry = state.categories.get(event.category)
+    cart_change = _cart_change(state, event)
     weight = settings.category_weights.get(event.event_type, 0.0)
-    if not event.category or weight <= 0:
+    if weight <= 0:  # e.g. remove_from_cart: only the cart count can change
+        if entry is not None and cart_change:
+            state.categories[event.category] = replace(entry, in_cart=max(0, entry.in_cart + cart_change))
         return
     half_life = settings.category_half_life_seconds
-    entry = state.categories.get(event.category) or CategoryAffinity(0.0, event.timestamp)
+    entry = entry or CategoryAffinity(0.0, event.timestamp)
+    kind = DECAYED_TYPES.index(event.event_type) if event.event_type in DECAYED_TYPES else -1
     if event.timestamp >= entry.ref_time:
-        affinity, ref_time = entry.at(event.timestamp, half_life) + weight, event.timestamp
+        factor = 0.5 ** ((event.timestamp - entry.ref_time) / half_life)
+        affinity, ref_time, added = entry.affinity * factor + weight, event.timestamp, 1.0
+        decayed = [value * factor for value in entry.decayed]
     else:  # an out-of-order event counts at its own age
-        affinity = entry.affinity + weight * 0.5 ** ((entry.ref_time - event.timestamp) / half_life)
-        ref_time = entry.ref_time
+        added = 0.5 ** ((entry.ref_time - event.timestamp) / half_life)
+        affinity, ref_time = entry.affinity + weight * added, entry.ref_time
+        decayed = list(entry.decayed)
+    if kind >= 0:
+        decayed[kind] += added
     counts = {**entry.counts, event.event_type: entry.counts.get(event.event_type, 0) + 1}
     # A new entry, never a change in place: states share entries with their copies.
-    state.categories[event.category] = CategoryAffinity(affinity, ref_time, counts)
+    state.categories[event.category] = CategoryAffinity(
+        affinity, ref_time, counts, (decayed[0], decayed[1], decayed[2]), max(0, entry.in_cart + cart_change)
+    )
     if len(state.categories) > settings.categories_kept:
         weakest = min(
             state.categories,
@@ -253,32 +284,125 @@ def eligible(coupon: Coupon, state: UserState | None, now: float) -> bool:
     return used < spec.per_user_limit
 
 
+# The coupon model's features of a user's engagement with a coupon's scope, in the order of
+# Settings.coupon_model's weights (after its intercept). For a category scope they come from
+# the user's CategoryAffinity entry, decayed to now with the category half-life; for an item
+# list, from the user's recent items in the list (item half-life; by each item's strongest
+# event type; "ever" = items held).
+COUPON_FEATURES = (
+    "log1p affinity",  # decayed, weighted event sum (category_weights)
+    "log1p decayed views",
+    "log1p decayed cart adds",
+    "log1p decayed purchases",
+    "log1p views ever",
+    "log1p cart adds ever",
+    "log1p purchases ever",
+    "recency",  # 0.5 ** (hours since the scope's last event / half-life)
+    "share",  # the scope's affinity / the user's total affinity
+    "log1p items in cart",
+)
+
+
+def _category_features(
+    state: UserState, now: float, settings: Settings
+) -> dict[str, tuple[float, list[float]]]:
+    half_life = settings.category_half_life_seconds
+    affinities = category_affinities(state, now, settings)
+    total = sum(affinities.values()) or 1.0
+    features = {}
+    for category, entry in state.categories.items():
+        factor = 0.5 ** (max(0.0, now - entry.ref_time) / half_life)
+        ever = [entry.counts.get(kind, 0) for kind in DECAYED_TYPES]
+        affinity = entry.affinity * factor
+        features[category] = (
+            affinity,
+            [
+                np.log1p(affinity),
+                *(np.log1p(value * factor) for value in entry.decayed),
+                *(np.log1p(count) for count in ever),
+                factor,
+                affinity / total,
+                np.log1p(entry.in_cart),
+            ],
+        )
+    return features
+
+
+def _item_scope_features(
+    scope_items: Iterable[str], state: UserState, now: float, settings: Settings
+) -> tuple[float, list[float]]:
+    half_life = settings.half_life_seconds
+    factors = {e.item_id: 0.5 ** (max(0.0, now - e.ref_time) / half_life) for e in state.items}
+    total = sum(e.affinity * factors[e.item_id] for e in state.items) or 1.0
+    wanted = set(scope_items)
+    held = [e for e in state.items if e.item_id in wanted]
+    affinity = sum(e.affinity * factors[e.item_id] for e in held)
+    decayed = [sum(factors[e.item_id] for e in held if e.kind == kind) for kind in DECAYED_TYPES]
+    ever = [sum(1 for e in held if e.kind == kind) for kind in DECAYED_TYPES]
+    return affinity, [
+        np.log1p(affinity),
+        *(np.log1p(value) for value in decayed),
+        *(np.log1p(count) for count in ever),
+        max((factors[e.item_id] for e in held), default=0.0),
+        affinity / total,
+        np.log1p(sum(1 for item in state.cart if item in wanted)),
+    ]
+
+
+def scope_features(
+    coupons: Sequence[Coupon], state: UserState, now: float, settings: Settings
+) -> tuple[np.ndarray, np.ndarray]:
+    """The user's engagement with each coupon's scope: ``(affinity, features)``.
+
+    Returns:
+        ``affinity`` shape (n,): the decayed affinity to the scope (0 = out of scope, never
+        offered); ``features`` shape (n, len(COUPON_FEATURES)), the coupon model's input.
+    """
+    by_category = _category_features(state, now, settings)
+    absent = (0.0, [0.0] * len(COUPON_FEATURES))
+    rows = []
+    for coupon in coupons:
+        scope = coupon.spec.scope
+        if scope.category is not None:
+            rows.append(by_category.get(scope.category, absent))
+        else:
+            rows.append(_item_scope_features(scope.items or (), state, now, settings))
+    affinity = np.array([a for a, _ in rows], dtype=np.float64)
+    features = np.array([row for _, row in rows], dtype=np.float64).reshape(len(rows), len(COUPON_FEATURES))
+    return affinity, features
+
+
+def _reason(coupon: Coupon, state: UserState, now: float, settings: Settings) -> str:
+    scope = coupon.spec.scope
+    if scope.category is not None:
+        return category_reason(scope.category, state.categories.get(scope.category))
+    items = _item_affinities(state, now, settings)
+    held = [(items[i], i) for i in scope.items or () if i in items]
+    best = max(held)[1] if held else ""
+    entry = state.find(best) if best else None
+    verb = {"purchase": "bought", "add_to_cart": "added to your cart"}.get(
+        entry.kind if entry else "", "viewed"
+    )
+    return f"it applies to {best}, which you {verb}"
+
+
 def rank_coupons(
     coupons: Iterable[Coupon], state: UserState | None, now: float, k: int, settings: Settings
 ) -> list[OfferedCoupon]:
-    """The user's top-k offered coupons, best first (ties by coupon id), each with its reason."""
+    """The user's top-k offered coupons, best first (ties by coupon id), each with its reason.
+
+    Relevance is the coupon model's probability that the user buys in the scope soon
+    (``coupon_ranking="model"``) or the decayed affinity (``"affinity"``); out-of-scope
+    coupons (no affinity) are never offered."""
     candidates = sorted((c for c in coupons if eligible(c, state, now)), key=lambda c: c.coupon_id)
     if state is None or not candidates:
         return []
-    categories = category_affinities(state, now, settings)
-    items = _item_affinities(state, now, settings)
-    affinity = np.zeros(len(candidates))
-    reasons: list[str] = []
-    for index, coupon in enumerate(candidates):
-        scope = coupon.spec.scope
-        if scope.category is not None:
-            affinity[index] = categories.get(scope.category, 0.0)
-            reasons.append(category_reason(scope.category, state.categories.get(scope.category)))
-        else:
-            held = [(items[i], i) for i in scope.items or () if i in items]
-            affinity[index] = sum(a for a, _ in held)
-            best = max(held)[1] if held else ""
-            entry = state.find(best) if best else None
-            verb = {"purchase": "bought", "add_to_cart": "added to your cart"}.get(
-                entry.kind if entry else "", "viewed"
-            )
-            reasons.append(f"it applies to {best}, which you {verb}")
-    scores = coupon_scores(affinity, np.array([c.value for c in candidates]), settings.coupon_value_weight)
+    affinity, features = scope_features(candidates, state, now, settings)
+    relevance = affinity
+    if settings.coupon_ranking == "model":
+        propensity = coupon_propensity(features, np.array(settings.coupon_model))
+        relevance = np.where(affinity > 0, propensity, 0.0)
+    scores = coupon_scores(relevance, np.array([c.value for c in candidates]), settings.coupon_value_weight)
     offered = []
     for index in top_k(scores, k):
         coupon = candidates[int(index)]
@@ -291,7 +415,7 @@ def rank_coupons(
                 min_spend=coupon.spec.min_spend,
                 valid_to=coupon.spec.valid_to,
                 remaining=coupon.remaining,
-                reasons=[reasons[int(index)]],
+                reasons=[_reason(coupon, state, now, settings)],
             )
         )
     return offered

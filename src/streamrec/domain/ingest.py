@@ -169,8 +169,8 @@ def plan_batch(
             plan.categories[event.item_id] = event.category
         if trends:
             plan_trends(plan.trends, event, seq, weight)
+        apply_to_categories(state, event, settings)  # before the cart changes: it counts cart items
         _apply_to_cart(state, event, settings)
-        apply_to_categories(state, event, settings)
         _apply_to_basket(state, event, seq, plan, settings)
         _apply_to_history(state, event, seq, weight, plan, settings)
     return plan

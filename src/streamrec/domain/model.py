@@ -102,12 +102,19 @@ class HistoryItem:
 
 @dataclass(frozen=True)
 class CategoryAffinity:
-    """A user's decayed, weighted affinity to one category (as of ``ref_time``), and how
-    many events of each type (view, add_to_cart, purchase) it holds, for reasons."""
+    """A user's engagement with one category, the coupon model's input.
+
+    ``affinity`` is the decayed, weighted event sum as of ``ref_time``; ``decayed`` the
+    decayed event counts by type (view, add_to_cart, purchase) as of ``ref_time``; ``counts``
+    the events of each type ever applied (also for reasons); ``in_cart`` how many of the
+    category's items are in the user's cart.
+    """
 
     affinity: float
     ref_time: float
     counts: dict[str, int] = field(default_factory=dict)
+    decayed: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    in_cart: int = 0
 
     def at(self, now: float, half_life_seconds: float) -> float:
         """The affinity decayed to ``now`` (never grown for a ``now`` in the past)."""

@@ -222,7 +222,13 @@ def run_p4_command(data_dir: Path) -> dict[str, Any]:
 
 def _cmd_p4(args: argparse.Namespace) -> int:
     try:
-        result = run_p4_command(args.data)
+        if args.fit:
+            from streamrec.evaluation import p4
+            from streamrec.evaluation.datasets import load_taobao
+
+            result = p4.fit_coupon_model(load_taobao(args.data), progress=_progress(args))
+        else:
+            result = run_p4_command(args.data)
     except DatasetMissing as error:
         print(f"streamrec eval p4: {error}", file=sys.stderr)
         return 1
@@ -508,6 +514,13 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="folder holding the data sets (default: ../shared/datasets beside the repository)",
     )
     four.add_argument("--out", type=Path, help="also write the JSON result here")
+    four.add_argument(
+        "--fit",
+        action="store_true",
+        help="instead, fit the coupon model (COUPON_MODEL) on cut-offs inside the warm-up only and "
+        "report each cut-off's precision@3, model (fitted on the other cut-offs) vs affinity",
+    )
+    four.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     four.set_defaults(func=_cmd_p4)
 
     any_files = commands.add_parser(

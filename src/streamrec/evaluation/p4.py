@@ -19,12 +19,22 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from streamrec.domain.coupons import CouponService, CouponSpec
+import numpy as np
+
+from streamrec.domain.coupons import (
+    COUPON_FEATURES,
+    Coupon,
+    CouponService,
+    CouponSpec,
+    rank_coupons,
+    scope_features,
+)
 from streamrec.domain.ingest import IngestService, SequencedEvent
-from streamrec.domain.model import sequence_key
-from streamrec.evaluation.datasets import StreamData
+from streamrec.domain.model import UserState, sequence_key
+from streamrec.evaluation.datasets import StreamData, stream_from_events
 from streamrec.events import parse_event
 from streamrec.repositories.memory import (
     InMemoryChangePublisher,
@@ -70,28 +80,45 @@ def coupon_spec(category: str, warmup_end: float) -> CouponSpec:
     )
 
 
+class Replay:
+    """The production ingest on in-memory adapters, fed a stream's events in order."""
+
+    def __init__(self, data: StreamData, settings: Settings, batch: int = 1000) -> None:
+        self.events = data.events
+        self.settings = settings
+        self.batch = batch
+        self.users = InMemoryUserRepository()
+        self.coupons = InMemoryCouponRepository()
+        self.ingest = IngestService(
+            settings,
+            self.users,
+            InMemoryCooccurrenceRepository(),
+            InMemoryItemStatsRepository(),
+            InMemoryChangePublisher(),
+            self.coupons,
+        )
+        self.applied = 0
+
+    def advance(self, end: int) -> None:
+        """Ingest the events up to index ``end`` (exclusive), in batches."""
+        while self.applied < end:
+            chunk = self.events[self.applied : min(end, self.applied + self.batch)]
+            records = [
+                SequencedEvent(sequence_key(self.applied + n + 1), parse_event(payload))
+                for n, payload in enumerate(chunk)
+            ]
+            self.ingest.ingest(records, SHARD)
+            self.applied += len(chunk)
+
+
 def engine_rankings(
     data: StreamData, categories: Sequence[str], settings: Settings, batch: int = 1000
 ) -> dict[str, list[str]]:
     """Each warm-up user's top-3 coupon categories from the production services."""
-    users = InMemoryUserRepository()
-    coupons = InMemoryCouponRepository()
-    ingest = IngestService(
-        settings,
-        users,
-        InMemoryCooccurrenceRepository(),
-        InMemoryItemStatsRepository(),
-        InMemoryChangePublisher(),
-        coupons,
-    )
-    sequence = 0
+    replay = Replay(data, settings, batch)
+    replay.advance(data.warmup)
+    users, coupons = replay.users, replay.coupons
     warmup = data.events[: data.warmup]
-    for start in range(0, len(warmup), batch):
-        records = []
-        for payload in warmup[start : start + batch]:
-            sequence += 1
-            records.append(SequencedEvent(sequence_key(sequence), parse_event(payload)))
-        ingest.ingest(records, SHARD)
     service = CouponService(settings, users, coupons)
     coupon_of = {}
     for category in categories:
@@ -136,6 +163,144 @@ def precision(
     return {f"precision@{K}": hits / (K * len(targets)) if targets else 0.0, "hits": hits}
 
 
+# ---- Fitting the coupon model (Settings.coupon_model) on the warm-up only -------------------
+
+DAY = 86_400.0
+# Cut-offs inside the warm-up (its end minus these many days); each is labelled by the buys
+# of the next FIT_HORIZON_SECONDS, as long as P4's test stream, so no label reaches past
+# the warm-up.
+FIT_CUTOFF_DAYS = (5, 4, 3, 2)
+FIT_HORIZON_SECONDS = 2 * DAY
+# Ridge penalty on the standardised weights (the intercept is not penalised): the middle of
+# the plateau of leave-one-cut-off-out hits (l2 0.1-3: 184-186 hits, 10: 181, 100: 178).
+FIT_L2 = 1.0
+
+
+@dataclass
+class Cutoff:
+    """One fitting cut-off: the targets' user rows then, the coupons, and what they bought next."""
+
+    time: float
+    states: dict[str, UserState]
+    coupons: list[Coupon]
+    bought: dict[str, set[str]]
+
+
+def fit_cutoffs(data: StreamData, settings: Settings) -> list[Cutoff]:
+    """Replay the warm-up once through the production ingest, stopping at each cut-off to
+    define P4's coupons as of then (the 200 most-bought categories before it) and to keep
+    the rows of its targets (a buy within the horizon after it, an event before it)."""
+    replay = Replay(data, settings)
+    cutoffs = []
+    for days in FIT_CUTOFF_DAYS:
+        time = data.warmup_end - days * DAY
+        end = int(np.searchsorted(data.timestamps, time + FIT_HORIZON_SECONDS, side="left"))
+        window = stream_from_events(data.events[:end], time)
+        replay.advance(window.warmup)
+        bought = bought_in_test(window)
+        before = {e["user_id"] for e in window.events[: window.warmup]}
+        states = {}
+        for user in sorted(u for u in bought if u in before):
+            state = replay.users.get(user)
+            if state is not None:
+                states[user] = state.copy()
+        coupons = []
+        for category in coupon_categories(window):
+            spec = coupon_spec(category, time)
+            coupons.append(Coupon(f"p4-{category}", spec, remaining=spec.budget))
+        cutoffs.append(Cutoff(time, states, coupons, bought))
+    return cutoffs
+
+
+def examples(cutoff: Cutoff, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """The in-scope (user, coupon) pairs of a cut-off: features (n, f) and labels (n,), 1
+    when the user bought in the coupon's category within the horizon."""
+    rows, labels = [], []
+    for user, state in cutoff.states.items():
+        affinity, features = scope_features(cutoff.coupons, state, cutoff.time, settings)
+        for index in np.flatnonzero(affinity > 0):
+            rows.append(features[index])
+            category = cutoff.coupons[index].spec.scope.category
+            labels.append(1.0 if category in cutoff.bought[user] else 0.0)
+    return np.array(rows).reshape(len(rows), len(COUPON_FEATURES)), np.array(labels)
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = FIT_L2) -> np.ndarray:
+    """Ridge logistic regression by Newton's method on standardised features.
+
+    Args:
+        features: shape (n, f); labels: shape (n,) in {0, 1}.
+
+    Returns:
+        shape (f + 1,) weights on the original scale, the intercept first.
+    """
+    mean = features.mean(axis=0)
+    scale = features.std(axis=0)
+    scale[scale == 0] = 1.0
+    design = np.hstack([np.ones((len(features), 1)), (features - mean) / scale])
+    penalty = np.diag([0.0] + [l2] * features.shape[1])
+    weights = np.zeros(design.shape[1])
+    for _ in range(100):
+        probability = np.exp(-np.logaddexp(0.0, -(design @ weights)))
+        gradient = design.T @ (probability - labels) + penalty @ weights
+        hessian = (design * (probability * (1 - probability))[:, None]).T @ design + penalty
+        step = np.linalg.solve(hessian, gradient)
+        weights -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    slopes = weights[1:] / scale
+    return np.concatenate([[weights[0] - slopes @ mean], slopes])
+
+
+def cutoff_precision(cutoff: Cutoff, settings: Settings) -> dict[str, float]:
+    """precision@3 at a cut-off, ranked by the production ``rank_coupons``."""
+    hits = 0
+    for user, state in cutoff.states.items():
+        offered = rank_coupons(cutoff.coupons, state, cutoff.time, K, settings)
+        hits += sum(1 for c in offered if c.scope["category"] in cutoff.bought[user])
+    targets = len(cutoff.states)
+    return {f"precision@{K}": hits / (K * targets) if targets else 0.0, "hits": hits}
+
+
+def fit_coupon_model(
+    data: StreamData, settings: Settings | None = None, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Fit Settings.coupon_model on the warm-up's cut-offs and report, for each cut-off, the
+    precision@3 of the model fitted on the other cut-offs against the affinity ranking."""
+    settings = settings or Settings()
+    say = progress or (lambda _message: None)
+    say(f"replaying the warm-up to {len(FIT_CUTOFF_DAYS)} cut-offs")
+    cutoffs = fit_cutoffs(data, settings)
+    sets = [examples(cutoff, settings) for cutoff in cutoffs]
+    by_affinity = replace(settings, coupon_ranking="affinity")
+    report = []
+    for held_out, cutoff in enumerate(cutoffs):
+        say(f"cut-off {held_out + 1}/{len(cutoffs)}: fitting on the others")
+        others = [sets[n] for n in range(len(cutoffs)) if n != held_out]
+        weights = fit_logistic(np.vstack([x for x, _ in others]), np.concatenate([y for _, y in others]))
+        model = replace(settings, coupon_ranking="model", coupon_model=tuple(weights))
+        report.append(
+            {
+                "cutoff": cutoff.time,
+                "days_before_warmup_end": (data.warmup_end - cutoff.time) / DAY,
+                "targets": len(cutoff.states),
+                "examples": len(sets[held_out][1]),
+                "positives": int(sets[held_out][1].sum()),
+                "model": cutoff_precision(cutoff, model),
+                "affinity": cutoff_precision(cutoff, by_affinity),
+            }
+        )
+    weights = fit_logistic(np.vstack([x for x, _ in sets]), np.concatenate([y for _, y in sets]))
+    return {
+        "cutoffs": report,
+        "hits": {name: sum(r[name]["hits"] for r in report) for name in ("model", "affinity")},
+        "features": ["intercept", *COUPON_FEATURES],
+        "weights": [round(float(w), 4) for w in weights],
+        "l2": FIT_L2,
+        "horizon_days": FIT_HORIZON_SECONDS / DAY,
+    }
+
+
 def run_p4(data: StreamData, settings: Settings | None = None) -> dict[str, Any]:
     """P4's result: ``{"engine": {"precision@3", "hits"}, "peers": {...}, "targets", ...}``."""
     settings = settings or Settings()
@@ -145,11 +310,16 @@ def run_p4(data: StreamData, settings: Settings | None = None) -> dict[str, Any]
     targets = sorted(u for u in bought if u in warmup_users)
     engine = engine_rankings(data, categories, settings)
     offered = [len(engine[u]) for u in targets]
+    # The same engine ranking by decayed affinity alone (coupon_ranking="affinity"): what the
+    # coupon model adds.
+    other = "affinity" if settings.coupon_ranking == "model" else "model"
+    ablation = engine_rankings(data, categories, replace(settings, coupon_ranking=other))
     return {
         "engine": {
             **precision(lambda u: engine[u], targets, bought),
             "targets_offered_fewer_than_3": sum(n < K for n in offered),
         },
+        f"engine_by_{other}": precision(lambda u: ablation[u], targets, bought),
         "peers": {
             name: precision(rank, targets, bought) for name, rank in peer_rankings(data, categories).items()
         },
@@ -161,8 +331,10 @@ def run_p4(data: StreamData, settings: Settings | None = None) -> dict[str, Any]
             "category_weights": dict(settings.category_weights),
             "categories_kept": settings.categories_kept,
             "coupon_value_weight": settings.coupon_value_weight,
+            "coupon_ranking": settings.coupon_ranking,
+            "coupon_model": list(settings.coupon_model),
         },
     }
 
 
-__all__ = ["coupon_categories", "engine_rankings", "peer_rankings", "run_p4"]
+__all__ = ["coupon_categories", "engine_rankings", "fit_coupon_model", "peer_rankings", "run_p4"]

@@ -239,7 +239,10 @@ def user_to_item(state: UserState, version: int) -> dict[str, Any]:
         "version": {"N": str(version)},
         "categories": {
             "S": json.dumps(
-                {c: [a.affinity, a.ref_time, a.counts] for c, a in state.categories.items()},
+                {
+                    c: [a.affinity, a.ref_time, a.counts, a.decayed, a.in_cart]
+                    for c, a in state.categories.items()
+                },
                 separators=(",", ":"),
             )
         },
@@ -249,6 +252,17 @@ def user_to_item(state: UserState, version: int) -> dict[str, Any]:
         },
         "event_counts": {"S": json.dumps(state.event_counts, separators=(",", ":"))},
     }
+
+
+def _category_affinity(
+    affinity: float,
+    ref_time: float,
+    counts: dict[str, int],
+    decayed: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    in_cart: int = 0,
+) -> CategoryAffinity:
+    # Rows written before the coupon model have no decayed counts by type nor cart count.
+    return CategoryAffinity(affinity, ref_time, counts, (decayed[0], decayed[1], decayed[2]), in_cart)
 
 
 def user_from_item(item: dict[str, Any]) -> UserState:
@@ -262,8 +276,8 @@ def user_from_item(item: dict[str, Any]) -> UserState:
         applied={shard: value["S"] for shard, value in item.get("applied", {}).get("M", {}).items()},
         version=int(item["version"]["N"]),
         categories={
-            c: CategoryAffinity(a, t, counts)
-            for c, (a, t, counts) in json.loads(item.get("categories", {}).get("S", "{}")).items()
+            c: _category_affinity(*entry)
+            for c, entry in json.loads(item.get("categories", {}).get("S", "{}")).items()
         },
         redemptions=json.loads(item.get("redemptions", {}).get("S", "{}")),
         basket_id=basket_id,
