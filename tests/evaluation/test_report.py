@@ -80,7 +80,8 @@ def test_no_rtrec_measurement_yet(tmp_path):
 
 def test_other_protocols_get_a_table_of_engine_and_peers(tmp_path):
     p4 = {
-        "engine": {"precision@3": 0.0702, "hits": 52, "targets_offered_fewer_than_3": 48},
+        "engine": {"precision@3": 0.0729, "hits": 54, "targets_offered_fewer_than_3": 48},
+        "engine_by_affinity": {"precision@3": 0.0702, "hits": 52},
         "peers": {"most_viewed": {"precision@3": 0.0553, "hits": 41}},
         "targets": 247,
     }
@@ -88,8 +89,10 @@ def test_other_protocols_get_a_table_of_engine_and_peers(tmp_path):
     text = paths["md"].read_text()
     assert "## P4: coupon relevance" in text and "247 targets" in text
     assert "| method | precision@3 |" in text
-    assert "| **engine** | 0.0702 |" in text and "| most_viewed | 0.0553 |" in text
-    assert json.loads(paths["json"].read_text())["protocols"]["p4"]["engine"]["hits"] == 52
+    assert "| **engine** | 0.0729 |" in text and "| most_viewed | 0.0553 |" in text
+    # an engine variant (ablation) gets its row between the engine and the peers
+    assert "| **engine** | 0.0729 |\n| engine by affinity | 0.0702 |\n| most_viewed" in text
+    assert json.loads(paths["json"].read_text())["protocols"]["p4"]["engine"]["hits"] == 54
 
 
 def test_rerendering_takes_rtrecs_newer_figures(tmp_path):

@@ -201,7 +201,13 @@ PROTOCOL_TITLES = {
 
 def _protocol_section(name: str, result: dict[str, Any]) -> list[str]:
     """A table of the engine and its peers over every numeric metric they share."""
-    rows = [("**engine**", result["engine"]), *result.get("peers", {}).items()]
+    # Variants of the engine (e.g. P4's "engine_by_affinity", an ablation) follow it.
+    variants = [
+        (key.replace("_", " "), values)
+        for key, values in result.items()
+        if key.startswith("engine_") and isinstance(values, dict)
+    ]
+    rows = [("**engine**", result["engine"]), *variants, *result.get("peers", {}).items()]
     metrics = [m for m, v in result["engine"].items() if isinstance(v, float)]
     out = [f"## {PROTOCOL_TITLES.get(name, name.upper())}", ""]
     out.append(f"{result.get('targets', 0):,} targets (see `../shared/EVALUATION.md` for the protocol).")
