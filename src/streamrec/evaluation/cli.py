@@ -6,7 +6,8 @@
 * ``eval p2`` - P2 on the Diginetica split (written to temporary files), both modes;
 * ``eval sessions`` - P2 on any (session, item, time) files;
 * ``eval p3`` - P3 on UCI Online Retail: cross-sell (basket completion) and its peers;
-* ``eval p4`` - P4 (coupon relevance) on the Taobao head: engine and peers, JSON;
+* ``eval p4`` - P4 (coupon relevance) on the Taobao head: engine and peers, JSON; with
+  ``--fit``, fits the coupon model on cut-offs inside the warm-up (Settings.coupon_model);
 * ``eval all`` - P1 + P2 + P3 + P4, then eval/report.md, eval/report.json and eval/hr_at_k.png.
 
 Each sets ``func`` (``args -> exit code``), like the other subcommands of ``streamrec``.

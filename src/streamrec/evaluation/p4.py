@@ -12,7 +12,11 @@ padded: its missing slots count as misses.
 
 Peers, on the same coupons and targets: ``most_bought`` (the 3 categories with the most
 warm-up buys, for everyone) and ``most_viewed`` (the user's most-viewed coupon categories in
-the warm-up; ties by the coupons' buy ranking).
+the warm-up; ties by the coupons' buy ranking). The engine is also reported ranked the other
+way (``engine_by_affinity`` at the defaults): what the coupon model adds.
+
+:func:`fit_coupon_model` (``streamrec eval p4 --fit``) fits the coupon model's weights on the
+warm-up alone: P4 repeated at cut-offs inside it, each labelled by the next 2 days' buys.
 """
 
 from __future__ import annotations
