@@ -5,6 +5,7 @@ Handlers call :func:`load_settings` at cold start; nothing else reads ``os.envir
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -207,6 +208,8 @@ class Settings:
             raise ConfigurationError(
                 f"COUPON_RANKING={self.coupon_ranking!r}; expected one of {COUPON_RANKINGS}"
             )
+        if not all(math.isfinite(weight) for weight in self.coupon_model):
+            raise ConfigurationError("COUPON_MODEL weights must be finite numbers")
         if len(self.coupon_model) != COUPON_MODEL_SIZE:
             raise ConfigurationError(
                 f"COUPON_MODEL has {len(self.coupon_model)} weights; expected {COUPON_MODEL_SIZE}"

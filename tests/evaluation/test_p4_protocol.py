@@ -10,8 +10,8 @@ import numpy as np
 
 from streamrec.domain.coupons import COUPON_FEATURES
 from streamrec.evaluation.cli import add_eval_parser
-from streamrec.evaluation.datasets import TAOBAO_WARMUP_END, stream_from_events
-from streamrec.evaluation.p4 import coupon_categories, fit_logistic
+from streamrec.evaluation.datasets import load_taobao, stream_from_events
+from streamrec.evaluation.p4 import coupon_categories, fit_coupon_model, fit_logistic
 from streamrec.settings import DEFAULT_COUPON_MODEL, Settings
 
 
@@ -63,7 +63,7 @@ def test_p4_command_writes_json(data_dir, tmp_path, capsys):
     # Measured at the defaults (README "Coupons"): 54 hits of 741 slots; ranked by decayed
     # affinity alone, 52.
     assert engine > max(peers.values())
-    assert engine >= 0.07
+    assert written["engine"]["hits"] == 54
     assert written["engine_by_affinity"]["hits"] == 52
     assert written["settings"]["coupon_model"] == list(Settings().coupon_model)
 
@@ -78,11 +78,18 @@ def test_fit_reproduces_the_default_coupon_model(data_dir, tmp_path):
     assert fit["features"] == ["intercept", *COUPON_FEATURES]
     assert [c["days_before_warmup_end"] for c in fit["cutoffs"]] == [5.0, 4.0, 3.0, 2.0]
     for cutoff in fit["cutoffs"]:
-        # every label lies inside the warm-up: the cut-off plus the 2-day horizon
-        assert cutoff["cutoff"] + 2 * 86_400 <= TAOBAO_WARMUP_END
         assert 0 < cutoff["positives"] < cutoff["examples"]
     # README: 184 hits held out vs 172 by affinity alone.
     assert fit["hits"]["model"] > fit["hits"]["affinity"]
+
+
+def test_the_fit_reads_nothing_after_the_warmup(data_dir):
+    # Fitted on the warm-up's events alone (the test stream cut off), the weights are the
+    # same: no label or feature comes from P4's test period.
+    data = load_taobao(data_dir)
+    warmup_only = stream_from_events(data.events[: data.warmup], data.warmup_end)
+    fit = fit_coupon_model(warmup_only)
+    np.testing.assert_allclose(fit["weights"], DEFAULT_COUPON_MODEL, atol=1e-3)
 
 
 def test_fit_logistic_recovers_known_weights():

@@ -309,6 +309,7 @@ def test_the_model_can_rank_against_the_affinity():
         ({"COUPON_RANKING": "random"}, "COUPON_RANKING"),
         ({"COUPON_MODEL": "1,2,3"}, "has 3 weights; expected 11"),
         ({"COUPON_MODEL": "1,2,x"}, "comma-separated numbers"),
+        ({"COUPON_MODEL": ",".join(["1"] * 10 + ["nan"])}, "finite"),
     ],
 )
 def test_coupon_settings_are_validated(environ, message):

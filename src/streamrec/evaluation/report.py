@@ -205,7 +205,7 @@ def _protocol_section(name: str, result: dict[str, Any]) -> list[str]:
     variants = [
         (key.replace("_", " "), values)
         for key, values in result.items()
-        if key.startswith("engine_") and isinstance(values, dict)
+        if key.startswith("engine_by_") and isinstance(values, dict)
     ]
     rows = [("**engine**", result["engine"]), *variants, *result.get("peers", {}).items()]
     metrics = [m for m, v in result["engine"].items() if isinstance(v, float)]
