@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from streamrec.local.template import LocalTemplate, TemplateError, load_template
+from streamrec.settings import DEFAULT_COUPON_MODEL, load_settings
 
 from .support import TEMPLATE
 
@@ -92,6 +93,9 @@ def test_function_environment_merges_globals_and_own_variables(
     assert ingest["SIMILARITY_MEASURE"] == str(raw["Parameters"]["SimilarityMeasure"]["Default"])
     merged = template.merged_environment()
     assert merged["CHANGED_ITEMS_STREAM"] == ingest["CHANGED_ITEMS_STREAM"]
+    # The coupon parameters' defaults (empty CouponModel) give the built-in coupon model.
+    api = load_settings(template.functions["ApiFunction"].environment)
+    assert api.coupon_ranking == "model" and api.coupon_model == DEFAULT_COUPON_MODEL
 
 
 def test_kinesis_event_sources(raw: dict[str, Any], template: LocalTemplate) -> None:
