@@ -12,7 +12,7 @@ from streamrec.domain.coupons import COUPON_FEATURES
 from streamrec.evaluation.cli import add_eval_parser
 from streamrec.evaluation.datasets import load_taobao, stream_from_events
 from streamrec.evaluation.p4 import coupon_categories, fit_coupon_model, fit_logistic
-from streamrec.settings import DEFAULT_COUPON_MODEL, Settings
+from streamrec.settings import DEFAULT_COUPON_MODEL, Settings, load_settings
 
 
 def _run(argv: list[str]) -> int:
@@ -76,6 +76,7 @@ def test_fit_reproduces_the_default_coupon_model(data_dir, tmp_path):
     fit = json.loads(out.read_text())
     np.testing.assert_allclose(fit["weights"], DEFAULT_COUPON_MODEL, atol=1e-3)
     assert fit["features"] == ["intercept", *COUPON_FEATURES]
+    assert load_settings({"COUPON_MODEL": fit["COUPON_MODEL"]}).coupon_model == tuple(fit["weights"])
     assert [c["days_before_warmup_end"] for c in fit["cutoffs"]] == [5.0, 4.0, 3.0, 2.0]
     for cutoff in fit["cutoffs"]:
         assert 0 < cutoff["positives"] < cutoff["examples"]

@@ -295,11 +295,14 @@ def fit_coupon_model(
             }
         )
     weights = fit_logistic(np.vstack([x for x, _ in sets]), np.concatenate([y for _, y in sets]))
+    rounded = [round(float(w), 4) for w in weights]
     return {
         "cutoffs": report,
         "hits": {name: sum(r[name]["hits"] for r in report) for name in ("model", "affinity")},
         "features": ["intercept", *COUPON_FEATURES],
-        "weights": [round(float(w), 4) for w in weights],
+        "weights": rounded,
+        # Ready for the COUPON_MODEL variable (template parameter CouponModel).
+        "COUPON_MODEL": ",".join(str(w) for w in rounded),
         "l2": FIT_L2,
         "horizon_days": FIT_HORIZON_SECONDS / DAY,
     }
