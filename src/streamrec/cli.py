@@ -399,19 +399,8 @@ def _add_dlq(subparsers: Any) -> None:
         ("redrive", "put the records back on their stream and delete the re-driven messages"),
     ):
         action = actions.add_parser(name, help=helptext, description=helptext)
-        action.add_argument(
-            "--outputs",
-            type=Path,
-            default=Path(".local/outputs.json"),
-            help="the local stack's outputs (default .local/outputs.json)",
-        )
         action.add_argument("--queue-url", default=None, help="the dead-letter queue URL (e.g. on AWS)")
-        action.add_argument(
-            "--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)"
-        )
-        action.add_argument(
-            "--region", default=None, help="AWS region (default: from --outputs, or your config)"
-        )
+        _add_target_arguments(action)
         if name == "list":
             action.add_argument("--json", action="store_true", help="one JSON object per dead letter")
             action.set_defaults(func=_cmd_dlq_list)
@@ -435,22 +424,7 @@ def _dlq_clients(args: argparse.Namespace) -> tuple[Any, Any, str]:
     """(sqs, kinesis, queue url) from the flags, else from the local stack's outputs file."""
     import boto3
 
-    endpoint, region, queue_url = args.endpoint_url, args.region, args.queue_url
-    local = False
-    if queue_url is None:
-        if not args.outputs.is_file():
-            raise SystemExit(
-                f"error: {args.outputs} not found: start the local stack (`streamrec run`) "
-                "or pass --queue-url"
-            )
-        outputs = json.loads(args.outputs.read_text(encoding="utf-8"))
-        queue_url = outputs["dead_letter_queue_url"]
-        endpoint = endpoint or outputs.get("endpoint_url")
-        region = region or outputs.get("region")
-        local = True
-    kwargs: dict[str, Any] = {"region_name": region, "endpoint_url": endpoint}
-    if local:
-        kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
+    queue_url, kwargs = _target(args, args.queue_url, "--queue-url", lambda o: o["dead_letter_queue_url"])
     return boto3.client("sqs", **kwargs), boto3.client("kinesis", **kwargs), queue_url
 
 
@@ -498,7 +472,7 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
 # streamrec coupons
 # --------------------------------------------------------------------------------------
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where a load command writes: the local stack (its outputs file) or AWS."""
+    """Where a command acts: the local stack (its outputs file) or AWS (see :func:`_target`)."""
     parser.add_argument(
         "--outputs",
         type=Path,
@@ -507,6 +481,27 @@ def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)")
     parser.add_argument("--region", default=None, help="AWS region (default: from --outputs, or your config)")
+
+
+def _target(
+    args: argparse.Namespace, name: str | None, flag: str, from_outputs: Callable[[dict[str, Any]], str]
+) -> tuple[str, dict[str, Any]]:
+    """(resource name, boto3 client arguments) of a command's target: ``name`` when its
+    ``flag`` was given (AWS, or --endpoint-url), else the local stack's resource picked from
+    its outputs file, with the stack's endpoint, region and test credentials."""
+    endpoint, region = args.endpoint_url, args.region
+    credentials: dict[str, Any] = {}
+    if name is None:
+        if not args.outputs.is_file():
+            raise SystemExit(
+                f"error: {args.outputs} not found: start the local stack (`streamrec run`) or pass {flag}"
+            )
+        outputs = json.loads(args.outputs.read_text(encoding="utf-8"))
+        name = from_outputs(outputs)
+        endpoint = endpoint or outputs.get("endpoint_url")
+        region = region or outputs.get("region")
+        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    return name, {"region_name": region, "endpoint_url": endpoint, **credentials}
 
 
 def _add_coupons(subparsers: Any) -> None:
@@ -568,19 +563,8 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
     from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 
     coupons = read_coupon_file(args.file)
-    endpoint, region, table = args.endpoint_url, args.region, args.table
-    kwargs: dict[str, Any] = {}
-    if table is None:
-        if not args.outputs.is_file():
-            raise SystemExit(
-                f"error: {args.outputs} not found: start the local stack (`streamrec run`) or pass --table"
-            )
-        outputs = json.loads(args.outputs.read_text(encoding="utf-8"))
-        table = outputs["tables"]["CouponsTable"]
-        endpoint = endpoint or outputs.get("endpoint_url")
-        region = region or outputs.get("region")
-        kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
-    client = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint, **kwargs)
+    table, kwargs = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
+    client = boto3.client("dynamodb", **kwargs)
     repository = DynamoCouponRepository(DynamoTable(table, client))
     for coupon_id, spec in coupons:
         stored = repository.put(coupon_id, spec)
@@ -749,19 +733,8 @@ def _cmd_catalog_load(args: argparse.Namespace) -> int:
     import boto3
 
     records = read_catalog_file(args.file)
-    endpoint, region, stream = args.endpoint_url, args.region, args.stream
-    kwargs: dict[str, Any] = {}
-    if stream is None:
-        if not args.outputs.is_file():
-            raise SystemExit(
-                f"error: {args.outputs} not found: start the local stack (`streamrec run`) or pass --stream"
-            )
-        outputs = json.loads(args.outputs.read_text(encoding="utf-8"))
-        stream = outputs["event_stream"]
-        endpoint = endpoint or outputs.get("endpoint_url")
-        region = region or outputs.get("region")
-        kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
-    kinesis = boto3.client("kinesis", region_name=region, endpoint_url=endpoint, **kwargs)
+    stream, kwargs = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
+    kinesis = boto3.client("kinesis", **kwargs)
     put_catalog_records(kinesis, stream, records, lambda done, total: _status(f"sent {done}/{total} records"))
     items = {r["item_id"] for r in records}
     out = {r["item_id"] for r in records if not r["in_stock"]}
