@@ -307,13 +307,13 @@ def _category_features(
     state: UserState, now: float, settings: Settings
 ) -> dict[str, tuple[float, list[float]]]:
     half_life = settings.category_half_life_seconds
-    affinities = category_affinities(state, now, settings)
+    factors = {c: 0.5 ** (max(0.0, now - e.ref_time) / half_life) for c, e in state.categories.items()}
+    affinities = {c: e.affinity * factors[c] for c, e in state.categories.items()}
     total = sum(affinities.values()) or 1.0
     features = {}
     for category, entry in state.categories.items():
-        factor = 0.5 ** (max(0.0, now - entry.ref_time) / half_life)
+        factor, affinity = factors[category], affinities[category]
         ever = [entry.counts.get(kind, 0) for kind in DECAYED_TYPES]
-        affinity = entry.affinity * factor
         features[category] = (
             affinity,
             [
@@ -328,12 +328,25 @@ def _category_features(
     return features
 
 
+@dataclass(frozen=True)
+class _RecentItems:
+    """The user's recent items with their decay factors (item half-life) as of now, and
+    their total decayed affinity: computed once for all item-list scopes of a request."""
+
+    factors: dict[str, float]
+    total: float
+
+    @classmethod
+    def of(cls, state: UserState, now: float, settings: Settings) -> _RecentItems:
+        half_life = settings.half_life_seconds
+        factors = {e.item_id: 0.5 ** (max(0.0, now - e.ref_time) / half_life) for e in state.items}
+        return cls(factors, sum(e.affinity * factors[e.item_id] for e in state.items) or 1.0)
+
+
 def _item_scope_features(
-    scope_items: Iterable[str], state: UserState, now: float, settings: Settings
+    scope_items: Iterable[str], state: UserState, recent: _RecentItems
 ) -> tuple[float, list[float]]:
-    half_life = settings.half_life_seconds
-    factors = {e.item_id: 0.5 ** (max(0.0, now - e.ref_time) / half_life) for e in state.items}
-    total = sum(e.affinity * factors[e.item_id] for e in state.items) or 1.0
+    factors = recent.factors
     wanted = set(scope_items)
     held = [e for e in state.items if e.item_id in wanted]
     affinity = sum(e.affinity * factors[e.item_id] for e in held)
@@ -344,7 +357,7 @@ def _item_scope_features(
         *(np.log1p(value) for value in decayed),
         *(np.log1p(count) for count in ever),
         max((factors[e.item_id] for e in held), default=0.0),
-        affinity / total,
+        affinity / recent.total,
         np.log1p(sum(1 for item in state.cart if item in wanted)),
     ]
 
@@ -359,6 +372,7 @@ def scope_features(
         offered); ``features`` shape (n, len(COUPON_FEATURES)), the coupon model's input.
     """
     by_category = _category_features(state, now, settings)
+    recent: _RecentItems | None = None  # built at the first item-list scope
     absent = (0.0, [0.0] * len(COUPON_FEATURES))
     rows = []
     for coupon in coupons:
@@ -366,7 +380,8 @@ def scope_features(
         if scope.category is not None:
             rows.append(by_category.get(scope.category, absent))
         else:
-            rows.append(_item_scope_features(scope.items or (), state, now, settings))
+            recent = recent or _RecentItems.of(state, now, settings)
+            rows.append(_item_scope_features(scope.items or (), state, recent))
     affinity = np.array([a for a, _ in rows], dtype=np.float64)
     features = np.array([row for _, row in rows], dtype=np.float64).reshape(len(rows), len(COUPON_FEATURES))
     return affinity, features
