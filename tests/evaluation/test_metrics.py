@@ -103,3 +103,23 @@ def test_bootstrap_chunks_give_the_same_answer(monkeypatch):
     monkeypatch.setattr(metrics, "_CHUNK_FLOATS", 100)  # one resample per chunk
     chunked = metrics.bootstrap_intervals(values, groups, resamples=200)
     assert chunked["hr@20"] == pytest.approx(whole["hr@20"])
+
+
+def test_compared_intervals_pair_the_methods_resamples():
+    rng = np.random.default_rng(3)
+    groups = rng.integers(0, 40, 400)
+    noisy = (rng.random(400) < 0.3).astype(float)
+    values = {
+        "engine": {"hr@10": noisy + 0.1},  # leads "peer" by exactly 0.1 on every request
+        "peer": {"hr@10": noisy},
+        "twin": {"hr@10": noisy + 0.1, "mrr@10": noisy},  # mrr@10 has no engine counterpart
+    }
+    got = metrics.compared_intervals(values, groups, resamples=300)
+    alone = metrics.bootstrap_intervals({"hr@10": noisy}, groups, resamples=300)["hr@10"]
+    assert got["intervals"]["peer"]["hr@10"] == pytest.approx(list(alone))
+    assert got["intervals"]["engine"]["hr@10"] == pytest.approx([alone[0] + 0.1, alone[1] + 0.1])
+    assert got["intervals"]["twin"]["mrr@10"] == pytest.approx(list(alone))
+    # Paired: a constant lead has no spread, however wide each method's own interval is.
+    assert got["differences"]["peer"]["hr@10"] == pytest.approx([0.1, 0.1])
+    assert got["differences"]["twin"] == {"hr@10": pytest.approx([0.0, 0.0])}
+    assert "engine" not in got["differences"]

@@ -86,6 +86,10 @@ def test_run_p3_engine_and_peers_complete_the_basket(tmp_path):
     assert result["peers"]["rules-confidence"]["mrr@10"] == 1.0
     assert result["peers"]["rules-lift"]["mrr@10"] == 1.0
     assert set(result["peers"]) == {"popularity", "rules-lift", "rules-confidence"}
+    # One customer, so the bootstrap has a single group: the intervals collapse to the values.
+    assert result["intervals"]["engine"]["hr@10"] == [1.0, 1.0]
+    lead = 1.0 - result["peers"]["popularity"]["hr@10"]
+    assert result["differences"]["popularity"]["hr@10"] == pytest.approx([lead, lead])
 
 
 def test_p3_command_json_shape(tmp_path, capsys):
@@ -124,9 +128,13 @@ def test_report_has_a_p3_section():
     p3_result = {
         "engine": {"hr@10": 0.33, "mrr@10": 0.16},
         "peers": {"rules-confidence": {"hr@10": 0.28, "mrr@10": 0.13}},
+        "intervals": {"engine": {"hr@10": [0.32, 0.34]}},
+        "differences": {"rules-confidence": {"hr@10": [0.04, 0.06]}},
         "targets": 22317,
         "test_invoices": 2594,
     }
     text = render_markdown({"date": "d", "settings": {}, "p1": None, "p2": None, "p3": p3_result})
     assert "## P3 - basket completion" in text
     assert "| rules-confidence | 0.2800 | 0.1300 |" in text
+    assert "| engine (cross-sell) | 0.3300 [0.3200, 0.3400] | 0.1600 |" in text
+    assert "- engine − rules-confidence, hr@10: +0.0500 [+0.0400, +0.0600]" in text

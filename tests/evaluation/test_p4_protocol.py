@@ -66,6 +66,14 @@ def test_p4_command_writes_json(data_dir, tmp_path, capsys):
     assert written["engine"]["hits"] == 54
     assert written["engine_by_affinity"]["hits"] == 52
     assert written["settings"]["coupon_model"] == list(Settings().coupon_model)
+    # Bootstrap over the 247 targets: each interval holds its method's precision, and the
+    # engine's lead over the users' most-viewed categories is above zero (README "Coupons").
+    for name, values in [("engine", written["engine"]), *written["peers"].items()]:
+        low, high = written["intervals"][name]["precision@3"]
+        assert low < values["precision@3"] < high
+    lead_low, lead_high = written["differences"]["most_viewed"]["precision@3"]
+    assert 0 < lead_low < engine - peers["most_viewed"] < lead_high
+    assert set(written["differences"]) == {"engine_by_affinity", "most_bought", "most_viewed"}
 
 
 def test_fit_reproduces_the_default_coupon_model(data_dir, tmp_path):

@@ -83,15 +83,18 @@ def test_other_protocols_get_a_table_of_engine_and_peers(tmp_path):
         "engine": {"precision@3": 0.0729, "hits": 54, "targets_offered_fewer_than_3": 48},
         "engine_by_affinity": {"precision@3": 0.0702, "hits": 52},
         "peers": {"most_viewed": {"precision@3": 0.0553, "hits": 41}},
+        "intervals": {"engine": {"precision@3": [0.0540, 0.0931]}},
+        "differences": {"most_viewed": {"precision@3": [0.0081, 0.0283]}},
         "targets": 247,
     }
     paths = report.write_report(tmp_path, None, None, protocols={"p4": p4})
     text = paths["md"].read_text()
     assert "## P4: coupon relevance" in text and "247 targets" in text
     assert "| method | precision@3 |" in text
-    assert "| **engine** | 0.0729 |" in text and "| most_viewed | 0.0553 |" in text
+    assert "| **engine** | 0.0729 [0.0540, 0.0931] |" in text and "| most_viewed | 0.0553 |" in text
     # an engine variant (ablation) gets its row between the engine and the peers
-    assert "| **engine** | 0.0729 |\n| engine by affinity | 0.0702 |\n| most_viewed" in text
+    assert "| **engine** | 0.0729 [0.0540, 0.0931] |\n| engine by affinity | 0.0702 |\n| most_viewed" in text
+    assert "- engine − most viewed, precision@3: +0.0176 [+0.0081, +0.0283]" in text
     assert json.loads(paths["json"].read_text())["protocols"]["p4"]["engine"]["hits"] == 54
 
 

@@ -157,3 +157,42 @@ def bootstrap_intervals(
     low = np.percentile(estimates, tail, axis=0)
     high = np.percentile(estimates, 100.0 - tail, axis=0)
     return {name: (float(low[i]), float(high[i])) for i, name in enumerate(names)}
+
+
+def compared_intervals(
+    values: dict[str, dict[str, np.ndarray]],
+    groups: Sequence[int] | Sequence[str] | np.ndarray,
+    reference: str = "engine",
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """95% intervals of each method's metrics and of the reference's lead over each other
+    method, from one paired bootstrap (every method sees the same resampled groups).
+
+    Args:
+        values: method -> metric -> per-request values, each of shape (n,).
+        groups: the group (user, customer) of each request, shape (n,).
+        reference: the method whose differences are reported (``reference - other``).
+
+    Returns:
+        ``{"intervals": {method: {metric: [low, high]}},
+        "differences": {other: {metric: [low, high]}}}``.
+    """
+    # One bootstrap column per (kind, method, metric), all resampled together (paired).
+    labels: list[tuple[str, str, str]] = []
+    columns: dict[str, np.ndarray] = {}
+    for method, metrics in values.items():
+        for metric, per_request_values in metrics.items():
+            labels.append(("intervals", method, metric))
+            columns[str(len(columns))] = np.asarray(per_request_values, dtype=np.float64)
+    for method, metrics in values.items():
+        if method == reference:
+            continue
+        for metric in sorted(metrics.keys() & values[reference].keys()):
+            lead = np.asarray(values[reference][metric], dtype=np.float64) - np.asarray(metrics[metric])
+            labels.append(("differences", method, metric))
+            columns[str(len(columns))] = lead
+    bounds = bootstrap_intervals(columns, groups, resamples=resamples)
+    out: dict[str, dict[str, dict[str, list[float]]]] = {"intervals": {}, "differences": {}}
+    for (kind, method, metric), (low, high) in zip(labels, bounds.values(), strict=True):
+        out[kind].setdefault(method, {})[metric] = [low, high]
+    return out

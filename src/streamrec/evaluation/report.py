@@ -112,6 +112,21 @@ def _with_ci(value: Any, interval: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def _leads(result: dict[str, Any], values: dict[str, dict[str, Any]], metric: str) -> list[str]:
+    """One line per method the engine is compared with: its lead in ``metric`` and the lead's
+    paired 95% interval (``result["differences"]``, see metrics.compared_intervals)."""
+    out = []
+    for method, interval in (result.get("differences") or {}).items():
+        bounds = interval.get(metric)
+        engine, other = values.get("engine", {}).get(metric), values.get(method, {}).get(metric)
+        if bounds and isinstance(engine, int | float) and isinstance(other, int | float):
+            out.append(
+                f"- engine − {method.replace('_', ' ')}, {metric}: {engine - other:+.4f} "
+                f"[{bounds[0]:+.4f}, {bounds[1]:+.4f}]"
+            )
+    return out
+
+
 def _p1_rows(p1: dict[str, Any], rtrec_last: dict[str, Any] | None) -> list[list[str]]:
     k = p1.get("k", 20)
     k10 = min(10, k)
@@ -207,15 +222,20 @@ def _protocol_section(name: str, result: dict[str, Any]) -> list[str]:
         for key, values in result.items()
         if key.startswith("engine_by_") and isinstance(values, dict)
     ]
-    rows = [("**engine**", result["engine"]), *variants, *result.get("peers", {}).items()]
+    rows = [("engine", result["engine"]), *variants, *result.get("peers", {}).items()]
     metrics = [m for m, v in result["engine"].items() if isinstance(v, float)]
+    intervals = result.get("intervals") or {}
     out = [f"## {PROTOCOL_TITLES.get(name, name.upper())}", ""]
     out.append(f"{result.get('targets', 0):,} targets (see `../shared/EVALUATION.md` for the protocol).")
     out += ["", "| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for method, values in rows:
-        cells = [f"{values[m]:.4f}" if isinstance(values.get(m), float) else "–" for m in metrics]
-        out.append(f"| {method} | " + " | ".join(cells) + " |")
-    return [*out, ""]
+        key = method.replace(" ", "_")
+        cells = [_with_ci(values.get(m), intervals.get(key, {}).get(m)) for m in metrics]
+        label = "**engine**" if method == "engine" else method
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    by_key = {method.replace(" ", "_"): values for method, values in rows}
+    leads = [line for m in metrics for line in _leads(result, by_key, m)]
+    return [*out, "", *([*leads, ""] if leads else [])]
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -229,7 +249,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"`{report.get('commit', 'unknown')}`; total wall time {report.get('wall_time_s', 0):,.0f} s. "
         f"Protocols: `../shared/EVALUATION.md` ({', '.join(_protocols_present(report))}), run on "
         "`../shared/datasets` (not part of the repository). Brackets are 95% bootstrap intervals "
-        "(1,000 resamples of users for P1, of sessions for P2, fixed seed).",
+        "(1,000 resamples, fixed seed, of users for P1, of sessions for P2, of customers for P3 and of "
+        "target users for P4); an engine − peer line is the engine's lead with its paired interval.",
         "",
     ]
     if p1:
@@ -318,8 +339,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     out.append("")
     p3 = report.get("p3")
     if p3:
-        rows = [["engine (cross-sell)", _num(p3["engine"].get("hr@10")), _num(p3["engine"].get("mrr@10"))]]
-        rows += [[name, _num(v.get("hr@10")), _num(v.get("mrr@10"))] for name, v in p3["peers"].items()]
+        ci = p3.get("intervals") or {}
+        methods = {"engine": p3["engine"], **p3["peers"]}
+        rows = [
+            [
+                "engine (cross-sell)" if name == "engine" else name,
+                *(_with_ci(v.get(m), ci.get(name, {}).get(m)) for m in ("hr@10", "mrr@10")),
+            ]
+            for name, v in methods.items()
+        ]
         out += [
             "## P3 - basket completion (UCI Online Retail)",
             "",
@@ -327,6 +355,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             "invoices; the cart is the invoice's other products.",
             "",
             _table(["method", "HR@10", "MRR@10"], rows),
+            "",
+            *_leads(p3, methods, "hr@10"),
             "",
         ]
     configs: list[list[str]] = []
