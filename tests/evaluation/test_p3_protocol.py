@@ -134,7 +134,7 @@ def test_report_has_a_p3_section():
         "test_invoices": 2594,
     }
     text = render_markdown({"date": "d", "settings": {}, "p1": None, "p2": None, "p3": p3_result})
-    assert "## P3 - basket completion" in text
+    assert "## P3: basket completion" in text
     assert "| rules-confidence | 0.2800 | 0.1300 |" in text
     assert "| engine (cross-sell) | 0.3300 [0.3200, 0.3400] | 0.1600 |" in text
     assert "- engine − rules-confidence, hr@10: +0.0500 [+0.0400, +0.0600]" in text

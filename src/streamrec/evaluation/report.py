@@ -238,6 +238,29 @@ def _protocol_section(name: str, result: dict[str, Any]) -> list[str]:
     return [*out, "", *([*leads, ""] if leads else [])]
 
 
+def _p3_section(p3: dict[str, Any]) -> list[str]:
+    ci = p3.get("intervals") or {}
+    methods = {"engine": p3["engine"], **p3["peers"]}
+    rows = [
+        [
+            "engine (cross-sell)" if name == "engine" else name,
+            *(_with_ci(v.get(m), ci.get(name, {}).get(m)) for m in ("hr@10", "mrr@10")),
+        ]
+        for name, v in methods.items()
+    ]
+    return [
+        f"## {PROTOCOL_TITLES['p3']}",
+        "",
+        f"{p3['targets']:,} (invoice, held-out product) cases from {p3.get('test_invoices', 0):,} test "
+        "invoices; the cart is the invoice's other products.",
+        "",
+        _table(["method", "HR@10", "MRR@10"], rows),
+        "",
+        *_leads(p3, methods, "hr@10"),
+        "",
+    ]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     p1 = report.get("p1")
     p2 = report.get("p2")
@@ -324,6 +347,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             "- Peers are trained on the training file; their short lists are padded with its popularity.",
             "",
         ]
+    if report.get("p3"):
+        out += _p3_section(report["p3"])
     for name, result in (report.get("protocols") or {}).items():
         out += _protocol_section(name, result)
     out += ["## HR@K, K = 1..20", "", f"![HR@K for K = 1..20]({PLOT_PNG})", ""]
@@ -337,28 +362,6 @@ def render_markdown(report: dict[str, Any]) -> str:
         _table(["setting", "value"], [[name, f"`{value}`"] for name, value in report["settings"].items()])
     )
     out.append("")
-    p3 = report.get("p3")
-    if p3:
-        ci = p3.get("intervals") or {}
-        methods = {"engine": p3["engine"], **p3["peers"]}
-        rows = [
-            [
-                "engine (cross-sell)" if name == "engine" else name,
-                *(_with_ci(v.get(m), ci.get(name, {}).get(m)) for m in ("hr@10", "mrr@10")),
-            ]
-            for name, v in methods.items()
-        ]
-        out += [
-            "## P3 - basket completion (UCI Online Retail)",
-            "",
-            f"{p3['targets']:,} (invoice, held-out product) cases from {p3.get('test_invoices', 0):,} test "
-            "invoices; the cart is the invoice's other products.",
-            "",
-            _table(["method", "HR@10", "MRR@10"], rows),
-            "",
-            *_leads(p3, methods, "hr@10"),
-            "",
-        ]
     configs: list[list[str]] = []
     for protocol, part in (("P1", p1), ("P2", p2)):
         peer_config = dict((part or {}).get("peer_config", {}))
