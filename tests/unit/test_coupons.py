@@ -20,6 +20,7 @@ from streamrec.domain.coupons import (
     Coupon,
     CouponService,
     InvalidCoupon,
+    category_reason,
     coupon_record,
     parse_coupon,
     rank_coupons,
@@ -96,7 +97,7 @@ def test_ranking_by_affinity_and_value_with_reasons():
     # kitchen: 1 * (1 + 0.1) = 1.1 (10 off 100) > 1 * 1.05; camping: 0.5 * 1.5 = 0.75
     assert [c.coupon_id for c in offered] == ["kitchen-amount", "kitchen-5", "camp-50"]
     assert offered[0].score == pytest.approx(1.1)
-    assert offered[0].reasons == ["you viewed 3 items in category kitchen recently"]
+    assert offered[0].reasons == ["your activity in category kitchen: 3 views"]
 
 
 @pytest.mark.parametrize(
@@ -454,3 +455,14 @@ def test_coupons_load_command(aws, tmp_path, capsys):
     outputs.write_text(json.dumps({"region": "us-east-1", "tables": {"CouponsTable": table}}))
     assert main(["coupons", "load", str(listing), "--outputs", str(outputs)]) == 0
     assert f"loaded 2 coupon(s) into {table}" in capsys.readouterr().out
+
+
+def test_a_category_reason_counts_events_not_items():
+    entry = CategoryAffinity(9.0, NOW, {"view": 67, "add_to_cart": 13, "purchase": 1})
+    assert category_reason("hiking", entry) == (
+        "your activity in category hiking: 67 views, 13 cart adds, 1 purchase"
+    )
+    assert category_reason("hiking", CategoryAffinity(1.0, NOW, {"add_to_cart": 1})) == (
+        "your activity in category hiking: 1 cart add"
+    )
+    assert category_reason("hiking", None) == "you showed interest in category hiking"

@@ -38,7 +38,7 @@ def test_put_ingest_get_and_redeem_once(aws):
     assert got["statusCode"] == 200, got
     body = json.loads(got["body"])
     assert [c["coupon_id"] for c in body["coupons"]] == ["camping-10"]
-    assert body["coupons"][0]["reasons"] == ["you viewed 2 items in category camping recently"]
+    assert body["coupons"][0]["reasons"] == ["your activity in category camping: 2 views"]
 
     # The sample holds the redemption twice (a producer duplicate: same event_id); Lambda
     # then re-delivers the whole batch: remaining drops by exactly one.

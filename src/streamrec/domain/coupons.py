@@ -243,21 +243,28 @@ def _item_affinities(state: UserState, now: float, settings: Settings) -> dict[s
     }
 
 
-_VERBS = (("view", "viewed", "item"), ("add_to_cart", "added", "item"), ("purchase", "bought", "item"))
+# Event types as a reason names them: (type, singular, plural).
+_ACTIVITY = (
+    ("view", "view", "views"),
+    ("add_to_cart", "cart add", "cart adds"),
+    ("purchase", "purchase", "purchases"),
+)
 
 
 def category_reason(category: str, entry: CategoryAffinity | None) -> str:
-    """E.g. "you viewed 3 items and bought 1 item in category C recently"."""
-    parts = []
-    for kind, verb, noun in _VERBS:
-        count = (entry.counts if entry else {}).get(kind, 0)
-        if count:
-            phrase = f"{verb} {count} {noun}{'s' if count > 1 else ''}"
-            parts.append(phrase + (" to your cart" if kind == "add_to_cart" else ""))
+    """E.g. "your activity in category C: 67 views, 13 cart adds, 1 purchase".
+
+    The figures are events counted since the category entered the user's row (views of one
+    item count each time), so the reason says events, not items."""
+    counts = entry.counts if entry else {}
+    parts = [
+        f"{counts[kind]} {one if counts[kind] == 1 else many}"
+        for kind, one, many in _ACTIVITY
+        if counts.get(kind, 0)
+    ]
     if not parts:
         return f"you showed interest in category {category}"
-    joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"you {joined} in category {category} recently"
+    return f"your activity in category {category}: " + ", ".join(parts)
 
 
 # ---- Ranking ----------------------------------------------------------------------------
