@@ -301,3 +301,23 @@ def test_profile_decays_affinities_to_now_and_counts_events():
     answer = app.resolve(event, None)
     assert answer["statusCode"] == 200
     assert json.loads(answer["body"])["event_counts"] == {"view": 2, "add_to_cart": 1}
+
+
+def test_popular_padding_scores_below_the_lists_own_suggestions():
+    engine = _engine(cross_sell_measure="confidence")
+    # x (30 views) and y (10) are the most popular items.
+    views = [
+        _purchase(100 + n, f"v{n}", "x" if n < 30 else "y", None, kind="view", at=100 + n) for n in range(40)
+    ]
+    engine.ingest(views)
+    result = engine.cross_sell(["a"], k=5)
+    sources = [r.source for r in result.items]
+    assert sources == ["cross_sell"] * 3 + ["popular"] * 2, sources
+    scores = [r.score for r in result.items]
+    assert scores == sorted(scores, reverse=True)
+    assert scores[3] <= scores[2] and scores[4] < scores[3]
+    # Without suggestions of its own, a padding item scores its popularity relative to the
+    # most popular item (x, in the cart here: y has a third of its views).
+    padded_only = engine.cross_sell(["x"], k=1)
+    assert [(r.item_id, r.source) for r in padded_only.items] == [("y", "popular")]
+    assert padded_only.items[0].score == pytest.approx(10 / 30, rel=0.01)

@@ -95,19 +95,24 @@ def _pad_with_popular(
 ) -> list[Recommendation]:
     """Append popular items (not excluded, not yet listed, admitted by the filter) until
     there are ``k``: from the filter category's list when there is one (every item of it
-    is of that category), else from ``#popular``."""
+    is of that category), else from ``#popular``.
+
+    A padding item scores its popularity relative to the list's most popular item, scaled
+    to the lowest score already listed, so scores never increase down a list (a client
+    sorting by score keeps the engine's own suggestions first)."""
     category = list_filter.category
     popular = lists.get(category_row(category) if category else POPULAR_ROW, PopularList())
     if len(listed) >= k or not popular.items:
         return listed
     taken = excluded | list_filter.exclude | {rec.item_id for rec in listed}
-    top_weight = popular.items[0][1] or 1.0
+    ceiling = max(0.0, min((rec.score for rec in listed), default=1.0))
+    scale = ceiling / (popular.items[0][1] or 1.0)
     reason = f"popular in {category} right now" if category else "popular right now"
     for item_id, weight in popular.items:
         if len(listed) >= k:
             break
         if item_id not in taken:
-            listed.append(Recommendation(item_id, weight / top_weight, SOURCE_POPULAR, [reason]))
+            listed.append(Recommendation(item_id, weight * scale, SOURCE_POPULAR, [reason]))
     return listed
 
 
