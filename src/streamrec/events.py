@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AliasChoices,
@@ -22,6 +22,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 # Use ID_REGEX.fullmatch: with re.match, "$" would accept a trailing newline.
 ID_REGEX = re.compile(ID_PATTERN)
 EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "coupon_redeemed"]
+USER_EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 # A coupon redemption names a coupon (``coupon_id``) and no item; every other type names an item.
 COUPON_REDEEMED = "coupon_redeemed"
 
@@ -54,7 +55,7 @@ class UserEvent(BaseModel):
     item_id: EntityId = ""
     timestamp: float
     session_id: Annotated[str, Field(max_length=128)] | None = None
-    price: Annotated[float, Field(ge=0, le=1e9)] | None = None
+    price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] | None = None
     quantity: Annotated[int, Field(ge=1, le=100_000)] | None = None
     category: Annotated[str, Field(max_length=128)] | None = None
     coupon_id: EntityId | None = None
@@ -63,6 +64,17 @@ class UserEvent(BaseModel):
     basket_id: Annotated[EntityId | None, Field(validation_alias=AliasChoices("basket_id", "order_id"))] = (
         None
     )
+
+    @field_validator("event_type", mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        # The stream also carries catalog records (parse_record routes those): name them too.
+        if value not in USER_EVENT_TYPES:
+            raise ValueError(
+                f"must be one of {', '.join(USER_EVENT_TYPES)} (user events) or {ITEM_UPSERT} "
+                f"(catalog records), got {str(value)[:40]!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _item_or_coupon(self) -> UserEvent:
@@ -147,7 +159,8 @@ def schema_problems(error: ValidationError, whole: str = "event") -> str:
     """Each problem of a validation error as ``field.path: message`` (``whole`` names the
     object itself), joined by "; ": the reason a dead letter or a 400 carries."""
     return "; ".join(
-        f"{'.'.join(str(p) for p in issue['loc']) or whole}: {issue['msg']}" for issue in error.errors()
+        f"{'.'.join(str(p) for p in issue['loc']) or whole}: {issue['msg'].removeprefix('Value error, ')}"
+        for issue in error.errors()
     )
 
 

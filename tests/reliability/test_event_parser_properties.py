@@ -93,6 +93,7 @@ def test_anything_is_an_event_or_an_invalid_event(payload: Any) -> None:
         return
     assert isinstance(event, UserEvent)
     assert math.isfinite(event.timestamp) and event.timestamp >= EARLIEST_TIMESTAMP
+    assert event.price is None or math.isfinite(event.price)
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
@@ -119,3 +120,25 @@ def test_valid_events_round_trip(event: dict[str, Any]) -> None:
     assert parsed.timestamp == pytest.approx(float(event["timestamp"]))
     again = parse_event(json.loads(json.dumps(parsed.model_dump(mode="json"))))
     assert again == parsed
+
+
+GOOD = {"event_id": "e1", "event_type": "view", "user_id": "u", "item_id": "i", "timestamp": 1.7e9}
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"price": float("nan")}, "schema violation: price: Input should be a finite number"),
+        ({"price": float("inf")}, "schema violation: price: Input should be a finite number"),
+        (
+            {"event_type": "click"},
+            "schema violation: event_type: must be one of view, add_to_cart, remove_from_cart, purchase, "
+            "coupon_redeemed (user events) or item_upsert (catalog records), got 'click'",
+        ),
+        ({"event_type": "coupon_redeemed"}, "schema violation: event: coupon_redeemed needs a coupon_id"),
+    ],
+)
+def test_a_dead_letter_reason_names_the_problem(change: dict[str, Any], reason: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event({**GOOD, **change})
+    assert caught.value.reason.startswith(reason)

@@ -141,6 +141,11 @@ def test_item_scope_uses_the_recent_items():
         ({"per_user_limit": 0}, "per_user_limit"),
         ({"surprise": 1}, "surprise"),
         ({"scope": {"items": ["bad id!"]}}, "scope.items.0"),
+        ({"valid_from": -99_999_999_999_999}, "valid_from: must be from 2000-01-01 to 2100-01-01"),
+        ({"valid_to": 99_999_999_999_999}, "valid_to: must be from 2000-01-01 to 2100-01-01"),
+        ({"valid_from": "NaN"}, "valid_from: must be from 2000-01-01"),
+        ({"discount": {"kind": "amount", "value": "NaN"}}, "discount.value: Input should be a finite number"),
+        ({"min_spend": "Infinity"}, "min_spend: Input should be a finite number"),
     ],
 )
 def test_invalid_coupons_are_refused_with_a_message(body, message):
@@ -151,6 +156,8 @@ def test_invalid_coupons_are_refused_with_a_message(body, message):
 def test_coupon_ids_are_validated():
     with pytest.raises(InvalidCoupon, match="coupon_id is malformed"):
         coupon_record({"coupon_id": "#cat:x"})
+    with pytest.raises(InvalidCoupon, match="^coupon_id is missing$"):
+        coupon_record({"scope": {"category": "a"}})
     with pytest.raises(InvalidEvent, match="coupon_id"):
         parse_event({"event_id": "e", "event_type": "coupon_redeemed", "user_id": "u", "timestamp": NOW})
     with pytest.raises(InvalidEvent, match="coupon_id"):

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from streamrec_core import coupon_propensity, coupon_scores, top_k
 
 from streamrec.domain.model import CategoryAffinity, UserState
-from streamrec.events import ID_REGEX, EntityId, UserEvent, schema_problems
+from streamrec.events import EARLIEST_TIMESTAMP, ID_REGEX, EntityId, UserEvent, schema_problems
 from streamrec.repositories.base import CouponRepository, UserRepository
 from streamrec.settings import Settings
 
@@ -44,28 +44,33 @@ DUPLICATE = "duplicate"  # the coupon row already holds this record (replay guar
 UNKNOWN = "unknown"  # no such coupon
 
 
+# Coupon validity times beyond this are typing mistakes (milliseconds sent as seconds...).
+LATEST_COUPON_TIME = 4_102_444_800  # 2100-01-01T00:00:00Z
+
+
 class InvalidCoupon(ValueError):
     """A coupon definition that breaks the schema; the message names the fields."""
 
 
 def _epoch(value: Any) -> float:
-    # The event schema's timestamp rules (ISO-8601 with a zone, or epoch seconds), minus
-    # its "not in the future" bound: coupons are defined ahead of time.
+    # The event schema's timestamp rules (ISO-8601 with a zone, or epoch seconds), with a
+    # far-future bound instead of its "at most a day ahead": coupons are defined ahead of time.
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("must be ISO-8601 with a zone or epoch seconds")
-    if isinstance(value, int | float):
-        return float(value)
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as error:
-        raise ValueError("must be ISO-8601 with a zone or epoch seconds") from error
-    if parsed.tzinfo is None:
-        raise ValueError("ISO-8601 time needs a time zone (e.g. Z)")
-    return parsed.timestamp()
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError as error:
+            raise ValueError("must be ISO-8601 with a zone or epoch seconds") from error
+        if parsed.tzinfo is None:
+            raise ValueError("ISO-8601 time needs a time zone (e.g. Z)") from None
+        seconds = parsed.timestamp()
+    # "NaN" would pass every comparison (valid_to > valid_from included).
+    if not EARLIEST_TIMESTAMP <= seconds <= LATEST_COUPON_TIME:
+        raise ValueError("must be from 2000-01-01 to 2100-01-01")
+    return seconds
 
 
 class CouponScope(BaseModel):
@@ -85,7 +90,7 @@ class Discount(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["percent", "amount"]
-    value: Annotated[float, Field(gt=0, le=1e9)]
+    value: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]
 
     @model_validator(mode="after")
     def _percent_range(self) -> Discount:
@@ -101,7 +106,7 @@ class CouponSpec(BaseModel):
 
     scope: CouponScope
     discount: Discount
-    min_spend: Annotated[float, Field(ge=0, le=1e9)] = 0.0
+    min_spend: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = 0.0
     valid_from: float
     valid_to: float
     budget: Annotated[int, Field(ge=0, le=1_000_000_000)]
@@ -150,6 +155,8 @@ def scope_keys(scope: CouponScope) -> list[str]:
 
 def parse_coupon(coupon_id: Any, payload: Any) -> CouponSpec:
     """Validate a coupon id and definition; :class:`InvalidCoupon` says what is wrong."""
+    if coupon_id is None:
+        raise InvalidCoupon("coupon_id is missing")
     if not isinstance(coupon_id, str) or not ID_REGEX.fullmatch(coupon_id):
         raise InvalidCoupon("coupon_id is malformed: 1-128 characters: letters, digits and . _ : @ -")
     if not isinstance(payload, dict):
