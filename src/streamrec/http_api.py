@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from streamrec.domain.coupons import CouponService, CouponSpec
 from streamrec.domain.filters import MAX_EXCLUDED_ITEMS, ListFilter
@@ -79,12 +79,35 @@ _ERROR_BODY = {
     }
 }
 _BAD_REQUEST: dict[str, Any] = {"description": "A malformed parameter", "content": _ERROR_BODY}
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _query_integer(value: Any) -> Any:
+    """A query integer is written in digits only: pydantic's lax mode would also take
+    ``5.0``, `` 5`` or ``+5``."""
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("digits only")
+    return value
+
+
+def _query_boolean(value: Any) -> Any:
+    """A query boolean is ``true`` or ``false`` (lowercase, as in JSON): pydantic's lax mode
+    would also take yes/no/on/off/1/0/True/FALSE."""
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError("true or false")
+    return value == "true" if isinstance(value, str) else value
+
+
+# The bounds sit before the validator (as a pydantic Field) so that the JSON schema keeps
+# them as minimum/maximum; a Query(ge=, le=) around a validated type renders them "ge"/"le".
+CountQuery = Annotated[int, Field(ge=1, le=100), BeforeValidator(_query_integer)]
+KQuery = Annotated[CountQuery, Query(description=K_DESCRIPTION)]
 CategoryQuery = Annotated[str | None, Query(min_length=1, max_length=128, description=CATEGORY_DESCRIPTION)]
 IN_STOCK_DESCRIPTION = (
     "Leave out items the catalog marks out of stock (default true; items without a catalog record "
     "count as in stock)."
 )
-InStockQuery = Annotated[bool, Query(description=IN_STOCK_DESCRIPTION)]
+InStockQuery = Annotated[bool, BeforeValidator(_query_boolean), Query(description=IN_STOCK_DESCRIPTION)]
 ExcludeQuery = Annotated[
     str | None, Query(max_length=MAX_EXCLUDE_QUERY_CHARS, description=EXCLUDE_DESCRIPTION)
 ]
@@ -104,7 +127,8 @@ class CrossSellRequest(BaseModel):
         Field(min_length=1, max_length=CROSS_SELL_MAX_ITEMS, description="The cart's item ids (1..50)."),
     ]
     user_id: EntityId | None = Field(default=None, description="The user; their stored cart is excluded too.")
-    k: Annotated[int, Field(ge=1, le=100, description=K_DESCRIPTION)] = 10
+    # strict: a JSON integer, not true, "5" or 5.0
+    k: Annotated[int, Field(ge=1, le=100, strict=True, description=K_DESCRIPTION)] = 10
     category: Annotated[
         str | None, Field(min_length=1, max_length=128, description=CATEGORY_DESCRIPTION)
     ] = None
@@ -115,7 +139,7 @@ class CrossSellRequest(BaseModel):
             description=f"Item ids never to return (at most {MAX_EXCLUDED_ITEMS}).",
         ),
     ] = []
-    in_stock: bool = Field(default=True, description=IN_STOCK_DESCRIPTION)
+    in_stock: bool = Field(default=True, strict=True, description=IN_STOCK_DESCRIPTION)
 
 
 class InvalidFilter(ValueError):
@@ -173,6 +197,10 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False) -> str:
             return f"exclude must be a list of at most {MAX_EXCLUDED_ITEMS} item ids ({ID_DESCRIPTION})"
         if kind == "extra_forbidden":
             return f"unknown field {name}; expected items, user_id, k, category, exclude, in_stock"
+        if name == "k":
+            return "k must be an integer between 1 and 100 (a JSON integer, not a string, boolean or decimal)"
+        if name == "in_stock":
+            return "in_stock must be true or false (a JSON boolean, not a string or number)"
     if name == "k":
         return "k must be an integer between 1 and 100"
     if name in _ID_NAMES and location[:1] in (("path",), ("body",)):
@@ -186,7 +214,7 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False) -> str:
     if name == "category":
         return "category must be 1..128 characters"
     if name == "in_stock":
-        return "in_stock must be true or false"
+        return "in_stock must be true or false (lowercase)"
     return f"{name}: {issue.get('msg', kind)}"
 
 
@@ -288,7 +316,7 @@ def build_app(
     @app.get("/users/<user_id>/recommendations", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
     def recommendations(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
-        k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+        k: KQuery = 10,
         seen: Annotated[
             str,
             Query(
@@ -312,7 +340,7 @@ def build_app(
     @app.get("/items/<item_id>/similar", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
     def similar(
         item_id: Annotated[str, Path(pattern=ID_PATTERN, description="The item.")],
-        k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+        k: KQuery = 10,
         category: CategoryQuery = None,
         exclude: ExcludeQuery = None,
         in_stock: InStockQuery = True,
@@ -323,7 +351,7 @@ def build_app(
     @app.get("/users/<user_id>/cross-sell", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
     def user_cross_sell(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
-        k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+        k: KQuery = 10,
         category: CategoryQuery = None,
         exclude: ExcludeQuery = None,
         in_stock: InStockQuery = True,
@@ -398,7 +426,7 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
         category: Annotated[
             str | None, Query(min_length=1, max_length=128, description="Only items of this category.")
         ] = None,
-        k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+        k: KQuery = 10,
         exclude: ExcludeQuery = None,
     ) -> dict[str, Any]:
         """Items gaining attention fastest against their own usual rate: velocity =
@@ -449,7 +477,7 @@ def _add_coupon_routes(
     @app.get("/users/<user_id>/coupons", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
     def user_coupons(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
-        k: Annotated[int, Query(ge=1, le=100, description="How many coupons to return (1..100).")] = 3,
+        k: Annotated[CountQuery, Query(description="How many coupons to return (1..100).")] = 3,
     ) -> dict[str, Any]:
         """The coupons the user may use now, ranked by affinity to their scope and value.
         Expired, not yet valid, exhausted, used-up and out-of-scope coupons never appear."""
