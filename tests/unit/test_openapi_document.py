@@ -31,6 +31,27 @@ def test_every_route_is_documented_with_its_errors():
             assert "400" in operation["responses"], f"{route} does not document its 400 answer"
 
 
+def _operations(document):
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            yield f"{method.upper()} {path}", operation
+
+
+def test_every_operation_documents_its_success_answer_with_a_schema():
+    document = openapi_document()
+    schemas = document["components"]["schemas"]
+    for route, operation in _operations(document):
+        success = {code: answer for code, answer in operation["responses"].items() if code.startswith("2")}
+        assert len(success) == 1, f"{route} documents {sorted(success) or 'no'} 2xx answers"
+        [(code, answer)] = success.items()
+        if code == "204":
+            assert not answer.get("content"), f"{route}: a 204 has no body"
+            continue
+        schema = answer["content"]["application/json"]["schema"]
+        assert schema["$ref"].removeprefix("#/components/schemas/") in schemas, route
+        assert schemas[schema["$ref"].rsplit("/", 1)[-1]].get("properties"), route
+
+
 def test_check_mode_reports_a_stale_file(tmp_path, capsys):
     stale = tmp_path / "openapi.json"
     stale.write_text("{}\n", encoding="utf-8")
