@@ -22,7 +22,8 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from streamrec.domain.coupons import CouponService, CouponSpec
 from streamrec.domain.filters import MAX_EXCLUDED_ITEMS, ListFilter
@@ -37,6 +38,18 @@ from streamrec.domain.recommend import (
 )
 from streamrec.domain.trends import WINDOWS, TrendingItem, TrendsService
 from streamrec.events import ID_PATTERN, ID_REGEX, EntityId
+from streamrec.http_models import (
+    CartItemList,
+    ErrorResponse,
+    Health,
+    ItemDemand,
+    SimilarItemList,
+    StoredCoupon,
+    TrendingList,
+    UserCoupons,
+    UserItemList,
+    UserProfile,
+)
 from streamrec.observability import logger
 from streamrec.repositories.base import RepositoryError
 
@@ -69,28 +82,55 @@ ROUTES = {
     "PUT /coupons/{coupon_id}": re.compile(r"^/coupons/(?P<coupon_id>.+)$"),
 }
 _ID_NAMES = ("user_id", "item_id", "coupon_id")
-_ERROR_BODY = {
-    "application/json": {
-        "schema": {
-            "type": "object",
-            "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-            "required": ["error", "message"],
-        }
-    }
-}
-_BAD_REQUEST: dict[str, Any] = {"description": "A malformed parameter", "content": _ERROR_BODY}
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _query_integer(value: Any) -> Any:
+    """A query integer is written in digits only: pydantic's lax mode would also take
+    ``5.0``, `` 5`` or ``+5``."""
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("digits only")
+    return value
+
+
+def _query_boolean(value: Any) -> Any:
+    """A query boolean is ``true`` or ``false`` (lowercase, as in JSON): pydantic's lax mode
+    would also take yes/no/on/off/1/0/True/FALSE."""
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError("true or false")
+    return value == "true" if isinstance(value, str) else value
+
+
+# The bounds sit before the validator (as a pydantic Field) so that the JSON schema keeps
+# them as minimum/maximum; a Query(ge=, le=) around a validated type renders them "ge"/"le".
+CountQuery = Annotated[int, Field(ge=1, le=100), BeforeValidator(_query_integer)]
+KQuery = Annotated[CountQuery, Query(description=K_DESCRIPTION)]
 CategoryQuery = Annotated[str | None, Query(min_length=1, max_length=128, description=CATEGORY_DESCRIPTION)]
 IN_STOCK_DESCRIPTION = (
     "Leave out items the catalog marks out of stock (default true; items without a catalog record "
     "count as in stock)."
 )
-InStockQuery = Annotated[bool, Query(description=IN_STOCK_DESCRIPTION)]
+InStockQuery = Annotated[bool, BeforeValidator(_query_boolean), Query(description=IN_STOCK_DESCRIPTION)]
 ExcludeQuery = Annotated[
     str | None, Query(max_length=MAX_EXCLUDE_QUERY_CHARS, description=EXCLUDE_DESCRIPTION)
 ]
-_UNAVAILABLE: dict[str, Any] = {
-    "description": "Storage temporarily unavailable; retry",
-    "content": _ERROR_BODY,
+
+
+def _answer(description: str, model: type[BaseModel]) -> OpenAPIResponse:
+    return {"description": description, "content": {content_types.APPLICATION_JSON: {"model": model}}}
+
+
+# Every operation's documented answers besides its own success: 400 (validation failures are
+# answered 400 by bad_request below, never Powertools' 422, which openapi.py drops from the
+# document) and 503; the two routes with a JSON body also 415 (unsupported_body). No route
+# answers 404 (unknown users and items get known=false or popular items): only unknown routes.
+_ERRORS: dict[int, OpenAPIResponse] = {
+    400: _answer("A malformed parameter or body (the message names it)", ErrorResponse),
+    503: _answer("Storage temporarily unavailable; retry", ErrorResponse),
+}
+_BODY_ERRORS: dict[int, OpenAPIResponse] = {
+    **_ERRORS,
+    415: _answer("A body declared as anything but JSON", ErrorResponse),
 }
 
 
@@ -104,7 +144,8 @@ class CrossSellRequest(BaseModel):
         Field(min_length=1, max_length=CROSS_SELL_MAX_ITEMS, description="The cart's item ids (1..50)."),
     ]
     user_id: EntityId | None = Field(default=None, description="The user; their stored cart is excluded too.")
-    k: Annotated[int, Field(ge=1, le=100, description=K_DESCRIPTION)] = 10
+    # strict: a JSON integer, not true, "5" or 5.0
+    k: Annotated[int, Field(ge=1, le=100, strict=True, description=K_DESCRIPTION)] = 10
     category: Annotated[
         str | None, Field(min_length=1, max_length=128, description=CATEGORY_DESCRIPTION)
     ] = None
@@ -115,7 +156,7 @@ class CrossSellRequest(BaseModel):
             description=f"Item ids never to return (at most {MAX_EXCLUDED_ITEMS}).",
         ),
     ] = []
-    in_stock: bool = Field(default=True, description=IN_STOCK_DESCRIPTION)
+    in_stock: bool = Field(default=True, strict=True, description=IN_STOCK_DESCRIPTION)
 
 
 class InvalidFilter(ValueError):
@@ -173,6 +214,10 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False) -> str:
             return f"exclude must be a list of at most {MAX_EXCLUDED_ITEMS} item ids ({ID_DESCRIPTION})"
         if kind == "extra_forbidden":
             return f"unknown field {name}; expected items, user_id, k, category, exclude, in_stock"
+        if name == "k":
+            return "k must be an integer between 1 and 100 (a JSON integer, not a string, boolean or decimal)"
+        if name == "in_stock":
+            return "in_stock must be true or false (a JSON boolean, not a string or number)"
     if name == "k":
         return "k must be an integer between 1 and 100"
     if name in _ID_NAMES and location[:1] in (("path",), ("body",)):
@@ -186,7 +231,7 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False) -> str:
     if name == "category":
         return "category must be 1..128 characters"
     if name == "in_stock":
-        return "in_stock must be true or false"
+        return "in_stock must be true or false (lowercase)"
     return f"{name}: {issue.get('msg', kind)}"
 
 
@@ -281,14 +326,17 @@ def build_app(
             return _error(400, "bad_request", f"{name} is malformed: {ID_DESCRIPTION}")
         return _error(404, "not_found", "no such route")
 
-    @app.get("/health")
+    @app.get("/health", responses={200: _answer("The API is up", Health)})
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/users/<user_id>/recommendations", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    @app.get(
+        "/users/<user_id>/recommendations",
+        responses={200: _answer("The user's recommendations, best first", UserItemList), **_ERRORS},
+    )
     def recommendations(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
-        k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+        k: KQuery = 10,
         seen: Annotated[
             str,
             Query(
@@ -309,10 +357,13 @@ def build_app(
         result = service.for_user(user_id, k, exclude=seen, list_filter=wanted)
         return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
 
-    @app.get("/items/<item_id>/similar", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    @app.get(
+        "/items/<item_id>/similar",
+        responses={200: _answer("Items similar to the item, best first", SimilarItemList), **_ERRORS},
+    )
     def similar(
         item_id: Annotated[str, Path(pattern=ID_PATTERN, description="The item.")],
-        k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+        k: KQuery = 10,
         category: CategoryQuery = None,
         exclude: ExcludeQuery = None,
         in_stock: InStockQuery = True,
@@ -320,10 +371,13 @@ def build_app(
         result = service.similar_items(item_id, k, list_filter(category, exclude, in_stock))
         return {"item_id": item_id, "fallback": result.fallback, "items": _listing(result)}
 
-    @app.get("/users/<user_id>/cross-sell", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    @app.get(
+        "/users/<user_id>/cross-sell",
+        responses={200: _answer("Complements of the user's cart, best first", UserItemList), **_ERRORS},
+    )
     def user_cross_sell(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
-        k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+        k: KQuery = 10,
         category: CategoryQuery = None,
         exclude: ExcludeQuery = None,
         in_stock: InStockQuery = True,
@@ -333,7 +387,10 @@ def build_app(
         result = complements.for_user(user_id, k, list_filter(category, exclude, in_stock))
         return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
 
-    @app.post("/cross-sell", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    @app.post(
+        "/cross-sell",
+        responses={200: _answer("Complements of the posted items, best first", CartItemList), **_BODY_ERRORS},
+    )
     def cross_sell_items(request: Annotated[CrossSellRequest, Body()]) -> dict[str, Any]:
         """Items often bought with the given ones ("frequently bought together"), never one
         of them (nor, with user_id, one in the user's stored cart)."""
@@ -345,7 +402,9 @@ def build_app(
         )
         return {"items": _listing(result), "fallback": result.fallback}
 
-    @app.get("/users/<user_id>/profile", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    @app.get(
+        "/users/<user_id>/profile", responses={200: _answer("The user's profile", UserProfile), **_ERRORS}
+    )
     def profile(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
     ) -> dict[str, Any]:
@@ -358,9 +417,8 @@ def build_app(
         "/users/<user_id>",
         status_code=204,
         responses={
-            204: {"description": "Forgotten (also when unknown)"},
-            400: _BAD_REQUEST,
-            503: _UNAVAILABLE,
+            204: {"description": "Forgotten (also when unknown); no body", "content": {}},
+            **_ERRORS,
         },
     )
     def forget_user(
@@ -390,7 +448,10 @@ def _trend(item: TrendingItem) -> dict[str, Any]:
 
 
 def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock: Callable[[], float]) -> None:
-    @app.get("/items/trending", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    @app.get(
+        "/items/trending",
+        responses={200: _answer("The fastest-rising items, best first", TrendingList), **_ERRORS},
+    )
     def trending(
         window: Annotated[
             str, Query(pattern="^(1h|24h)$", description="The window ending now: 1h (default) or 24h.")
@@ -398,7 +459,7 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
         category: Annotated[
             str | None, Query(min_length=1, max_length=128, description="Only items of this category.")
         ] = None,
-        k: Annotated[int, Query(ge=1, le=100, description=K_DESCRIPTION)] = 10,
+        k: KQuery = 10,
         exclude: ExcludeQuery = None,
     ) -> dict[str, Any]:
         """Items gaining attention fastest against their own usual rate: velocity =
@@ -412,7 +473,10 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
             body["category_trend"] = {key: value for key, value in _trend(whole).items() if key != "item_id"}
         return body
 
-    @app.get("/items/<item_id>/demand", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    @app.get(
+        "/items/<item_id>/demand",
+        responses={200: _answer("The item's recent purchases and forecast", ItemDemand), **_ERRORS},
+    )
     def demand(
         item_id: Annotated[str, Path(pattern=ID_PATTERN, description="The item.")],
     ) -> dict[str, Any]:
@@ -446,17 +510,23 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
 def _add_coupon_routes(
     app: APIGatewayHttpResolver, coupons: CouponService, clock: Callable[[], float]
 ) -> None:
-    @app.get("/users/<user_id>/coupons", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    @app.get(
+        "/users/<user_id>/coupons",
+        responses={200: _answer("The coupons the user may use now, best first", UserCoupons), **_ERRORS},
+    )
     def user_coupons(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
-        k: Annotated[int, Query(ge=1, le=100, description="How many coupons to return (1..100).")] = 3,
+        k: Annotated[CountQuery, Query(description="How many coupons to return (1..100).")] = 3,
     ) -> dict[str, Any]:
         """The coupons the user may use now, ranked by affinity to their scope and value.
         Expired, not yet valid, exhausted, used-up and out-of-scope coupons never appear."""
         offered = coupons.for_user(user_id, k, clock())
         return {"user_id": user_id, "coupons": [asdict(coupon) for coupon in offered]}
 
-    @app.put("/coupons/<coupon_id>", responses={400: _BAD_REQUEST, 503: _UNAVAILABLE})
+    @app.put(
+        "/coupons/<coupon_id>",
+        responses={200: _answer("The coupon as stored, with its counts", StoredCoupon), **_BODY_ERRORS},
+    )
     def put_coupon(
         coupon_id: Annotated[str, Path(pattern=ID_PATTERN, description="The coupon.")],
         spec: Annotated[CouponSpec, Body(description="The coupon's definition.")],

@@ -38,7 +38,44 @@ def openapi_document() -> dict[str, Any]:
     document: dict[str, Any] = json.loads(
         app.get_openapi_json_schema(title=TITLE, version=__version__, description=DESCRIPTION)
     )
+    return without_unused_validation_error(document)
+
+
+def without_unused_validation_error(document: dict[str, Any]) -> dict[str, Any]:
+    """The document without the ``422 HTTPValidationError`` answer Powertools gives every
+    operation when validation is enabled, and without the schemas nothing refers to any more.
+
+    Powertools adds that answer whatever the route's ``responses=`` say (it has no switch
+    for it: aws-powertools/powertools-lambda-python#3600, #3995), but this API never answers
+    422: its RequestValidationError handler answers 400 with the ``ErrorResponse`` body, which
+    every operation documents.
+    """
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    used: set[str] = set()
+    pending = [document.get("paths", {})]
+    while pending:  # the schemas the operations refer to, directly or through other schemas
+        for name in _references(pending.pop()):
+            if name in schemas and name not in used:
+                used.add(name)
+                pending.append(schemas[name])
+    for name in set(schemas) - used:
+        del schemas[name]
     return document
+
+
+def _references(node: Any) -> set[str]:
+    """The component schema names ``node`` refers to (``$ref``), at any depth."""
+    if isinstance(node, dict):
+        found = {node["$ref"].rsplit("/", 1)[-1]} if isinstance(node.get("$ref"), str) else set()
+        for value in node.values():
+            found |= _references(value)
+        return found
+    if isinstance(node, list):
+        return set().union(*(_references(value) for value in node))
+    return set()
 
 
 def openapi_text() -> str:

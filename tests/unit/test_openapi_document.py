@@ -31,6 +31,58 @@ def test_every_route_is_documented_with_its_errors():
             assert "400" in operation["responses"], f"{route} does not document its 400 answer"
 
 
+def _references(node) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if "$ref" in node else set()
+        return found.union(*(_references(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_references(value) for value in node))
+    return set()
+
+
+def _operations(document):
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            yield f"{method.upper()} {path}", operation
+
+
+def test_every_operation_documents_its_success_answer_with_a_schema():
+    document = openapi_document()
+    schemas = document["components"]["schemas"]
+    for route, operation in _operations(document):
+        success = {code: answer for code, answer in operation["responses"].items() if code.startswith("2")}
+        assert len(success) == 1, f"{route} documents {sorted(success) or 'no'} 2xx answers"
+        [(code, answer)] = success.items()
+        if code == "204":
+            assert not answer.get("content"), f"{route}: a 204 has no body"
+            continue
+        schema = answer["content"]["application/json"]["schema"]
+        assert schema["$ref"].removeprefix("#/components/schemas/") in schemas, route
+        assert schemas[schema["$ref"].rsplit("/", 1)[-1]].get("properties"), route
+
+
+def test_errors_are_documented_as_the_api_answers_them():
+    """400 and 503 (and 415 where a JSON body is taken) with the {"error", "message"} body;
+    never Powertools' 422, which this API does not answer."""
+    document = openapi_document()
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    assert set(document["components"]["schemas"]["ErrorResponse"]["required"]) == {"error", "message"}
+    for route, operation in _operations(document):
+        responses = operation["responses"]
+        assert "422" not in responses, route
+        expected = {"400", "503", "415"} if "requestBody" in operation else {"400", "503"}
+        if route == "GET /health":
+            expected = set()
+        errors = {code for code in responses if not code.startswith("2")}
+        assert errors == expected, f"{route} documents {sorted(errors)}, expected {sorted(expected)}"
+        for code in errors:
+            assert responses[code]["content"]["application/json"]["schema"] == error, (route, code)
+    schemas = document["components"]["schemas"]
+    assert not {"HTTPValidationError", "ValidationError", "ResponseValidationError"} & set(schemas)
+    references = _references(document)
+    assert {ref.rsplit("/", 1)[-1] for ref in references} == set(schemas), "unused or missing schemas"
+
+
 def test_check_mode_reports_a_stale_file(tmp_path, capsys):
     stale = tmp_path / "openapi.json"
     stale.write_text("{}\n", encoding="utf-8")

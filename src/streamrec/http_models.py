@@ -1,0 +1,193 @@
+"""The HTTP API's answers as pydantic models: the OpenAPI document's response schemas.
+
+The routes name them in ``responses=`` (Powertools' additional response models), not as
+return annotations: with ``enable_validation`` a return annotation also re-validates and
+re-serializes every answer, which would change the bytes (an absent ``category_trend``
+would become ``null``, a listed coupon's scope would gain ``"items": null``) and cost a
+pydantic pass per request. The handlers keep returning plain dicts, and
+``tests/unit/test_api_responses.py`` checks every route's real answers against these schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from streamrec.domain.coupons import CouponScope, Discount
+
+# domain/recommend.py's SOURCE_* constants (a test keeps them equal)
+Source = Literal["personalized", "similar", "popular", "cross_sell"]
+
+
+def _drop_default(schema: dict[str, Any]) -> None:
+    # A field that is absent rather than null: no "default": null in its schema.
+    schema.pop("default", None)
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: 400 bad_request, 404 not_found (unknown route), 415
+    unsupported_media_type, 500 internal_error, 503 unavailable."""
+
+    error: str = Field(
+        description="bad_request, not_found, unsupported_media_type, internal_error or unavailable"
+    )
+    message: str = Field(description="What went wrong, for a human; names the parameter or field at fault.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class RecommendedItem(BaseModel):
+    """One item of a list (recommendations, similar items, cross-sell)."""
+
+    item_id: str
+    score: float = Field(description="Relative score; the list is sorted by it, best first.")
+    source: Source = Field(description="What put the item on the list; popular items pad short lists.")
+    reasons: list[str] = Field(description='Readable reasons, e.g. "because you viewed X".')
+    because: list[str] = Field(description="The item ids the reasons name (empty for popular items).")
+
+
+class UserItemList(BaseModel):
+    """Recommendations, or cross-sell for the user's cart."""
+
+    user_id: str
+    fallback: bool = Field(description="True when nothing personal was found: the list is popular items.")
+    items: list[RecommendedItem]
+
+
+class SimilarItemList(BaseModel):
+    item_id: str
+    fallback: bool = Field(description="True when the item has no neighbours: the list is popular items.")
+    items: list[RecommendedItem]
+
+
+class CartItemList(BaseModel):
+    """Cross-sell for the posted cart."""
+
+    items: list[RecommendedItem]
+    fallback: bool = Field(description="True when no item of the cart has complements: popular items.")
+
+
+class ProfileItem(BaseModel):
+    item_id: str
+    kind: str = Field(
+        description="The event type behind the user's strongest signal (view, add_to_cart, ...)."
+    )
+    category: str | None
+    affinity: float = Field(description="Affinity decayed to now.")
+    last_seen: str = Field(description="ISO-8601 time, UTC.")
+
+
+class ProfileCategory(BaseModel):
+    category: str
+    affinity: float = Field(description="Sum of the decayed affinities of the recent items in the category.")
+
+
+class UserProfile(BaseModel):
+    user_id: str
+    known: bool = Field(description="False for a user without stored events (every list is then empty).")
+    recent_items: list[ProfileItem] = Field(description="Newest first.")
+    categories: list[ProfileCategory] = Field(description="Strongest first.")
+    event_counts: dict[str, int] = Field(description="Events by type.")
+    cart: list[str] = Field(description="Item ids added and neither removed nor bought.")
+    purchases: int = Field(description="Distinct items bought.")
+
+
+class OfferedCoupon(BaseModel):
+    coupon_id: str
+    score: float = Field(description="Ranking score: affinity to the coupon's scope and its value.")
+    scope: CouponScope
+    discount: Discount
+    min_spend: float
+    valid_to: float = Field(description="Epoch seconds.")
+    remaining: int = Field(description="Redemptions left of the coupon's budget.")
+    reasons: list[str]
+
+
+class UserCoupons(BaseModel):
+    user_id: str
+    coupons: list[OfferedCoupon] = Field(description="Best first.")
+
+
+class StoredCoupon(BaseModel):
+    """The coupon as stored: its definition (times as epoch seconds) and its counts."""
+
+    coupon_id: str
+    scope: CouponScope
+    discount: Discount
+    min_spend: float
+    valid_from: float = Field(description="Epoch seconds.")
+    valid_to: float = Field(description="Epoch seconds.")
+    budget: int
+    per_user_limit: int
+    remaining: int
+    redeemed: int
+
+
+class TrendingItem(BaseModel):
+    item_id: str
+    category: str | None
+    velocity: float = Field(description="(count + 5) / (expected + 5); the list is sorted by it.")
+    count: float = Field(description="Weighted events in the window.")
+    expected: float = Field(description="The item's usual count for a window this long.")
+
+
+class CategoryTrend(BaseModel):
+    category: str
+    velocity: float
+    count: float
+    expected: float
+
+
+class TrendingList(BaseModel):
+    window: Literal["1h", "24h"]
+    category: str | None
+    items: list[TrendingItem]
+    category_trend: CategoryTrend | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The category's own trend; only when a category was asked for.",
+        json_schema_extra=_drop_default,
+    )
+
+
+class DemandPurchases(BaseModel):
+    """Units bought. Also ``per_day_<N>d``: the mean per day over the N whole days of
+    ``days`` (N is the DEMAND_DAYS setting, 14 by default: ``per_day_14d``)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"patternProperties": {"^per_day_[0-9]+d$": {"type": "number"}}},
+    )
+
+    last_24h: float
+    today: float = Field(description="Since midnight UTC.")
+    per_hour_24h: float
+    per_day_7d: float
+
+
+class DemandDay(BaseModel):
+    date: str = Field(description="YYYY-MM-DD, UTC.")
+    purchases: float
+
+
+class DemandForecast(BaseModel):
+    next_24h: float
+    next_7d: float
+    method: Literal["holt"]
+    level: float
+    trend: float
+    alpha: float
+    beta: float
+
+
+class ItemDemand(BaseModel):
+    item_id: str
+    known: bool = Field(
+        description="False when the item has no events in the days read (or is unknown): all zeros."
+    )
+    purchases: DemandPurchases
+    days: list[DemandDay] = Field(description="Oldest first, one per whole day.")
+    forecast: DemandForecast

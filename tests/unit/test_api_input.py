@@ -1,0 +1,132 @@
+"""``k`` and ``in_stock`` take only their plain forms: in the query, k in digits and in_stock
+``true`` or ``false`` (lowercase); in the POST /cross-sell body, a JSON integer and a JSON
+boolean. Anything else is a 400 naming the parameter, never read as some other value."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from streamrec.evaluation.engine import InMemoryEngine
+from streamrec.http_api import build_app
+from streamrec.settings import Settings
+
+K_ROUTES = [
+    "/users/u1/recommendations",
+    "/items/i1/similar",
+    "/users/u1/cross-sell",
+    "/items/trending",
+    "/users/u1/coupons",
+]
+IN_STOCK_ROUTES = K_ROUTES[:3]
+K_MESSAGE = "k must be an integer between 1 and 100"
+IN_STOCK_MESSAGE = "in_stock must be true or false (lowercase)"
+
+
+class _Unreachable:
+    """Stands in for every service: a request that passes validation fails the test with a 500."""
+
+    users = None
+    settings = None
+    similarity = None
+
+
+def _event(method: str, path: str, query: dict[str, str] | None = None, body: Any = None) -> dict:
+    """A payload 2.0 event; ``query`` holds the values as API Gateway delivers them (decoded)."""
+    route = {
+        "recommendations": "/users/{user_id}/recommendations",
+        "similar": "/items/{item_id}/similar",
+        "cross-sell": "/users/{user_id}/cross-sell" if path.startswith("/users/") else "/cross-sell",
+        "trending": "/items/trending",
+        "coupons": "/users/{user_id}/coupons",
+    }[path.rsplit("/", 1)[-1]]
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": f"{method} {route}",
+        "rawPath": path,
+        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
+        "headers": {"content-type": "application/json"},
+        "queryStringParameters": query,
+        "requestContext": {"http": {"method": method, "path": path}, "requestId": "r", "stage": "$default"},
+        "isBase64Encoded": False,
+    }
+    if body is not None:
+        event["body"] = json.dumps(body)
+    return event
+
+
+def _answer(app, event: dict) -> tuple[int, dict]:
+    response = app.resolve(event, None)
+    return response["statusCode"], json.loads(response["body"])
+
+
+@pytest.fixture(scope="module")
+def unreachable():
+    placeholder: Any = _Unreachable()
+    return build_app(placeholder, cross_sell=placeholder, coupons=placeholder, trends=placeholder)
+
+
+@pytest.fixture(scope="module")
+def engine_app():
+    engine = InMemoryEngine(Settings(), eager=True)
+    engine.ingest(
+        [
+            {
+                "event_id": f"e{n}",
+                "event_type": "view",
+                "user_id": "u1",
+                "item_id": f"i{n}",
+                "timestamp": 1e9 + n,
+            }
+            for n in range(8)
+        ]
+    )
+    engine.flush()
+    return build_app(engine.recommendations, cross_sell=engine.cross_sell_service)
+
+
+@pytest.mark.parametrize("path", K_ROUTES)
+@pytest.mark.parametrize("k", ["5.0", " 5", "5 ", "+5", "0x5", "1e1", "", "5,6", "\u0665"])
+def test_k_in_the_query_is_digits_only(unreachable, path, k):
+    status, body = _answer(unreachable, _event("GET", path, {"k": k}))
+    assert (status, body) == (400, {"error": "bad_request", "message": K_MESSAGE}), (k, body)
+
+
+@pytest.mark.parametrize("path", IN_STOCK_ROUTES)
+@pytest.mark.parametrize("in_stock", ["yes", "no", "1", "0", "True", "FALSE", "maybe", ""])
+def test_in_stock_in_the_query_is_true_or_false(unreachable, path, in_stock):
+    status, body = _answer(unreachable, _event("GET", path, {"in_stock": in_stock}))
+    assert (status, body) == (400, {"error": "bad_request", "message": IN_STOCK_MESSAGE}), (in_stock, body)
+
+
+@pytest.mark.parametrize("path", IN_STOCK_ROUTES)
+def test_plain_forms_are_accepted(engine_app, path):
+    for query in ({"k": "3"}, {"k": "03", "in_stock": "false"}, {"k": "3", "in_stock": "true"}):
+        status, body = _answer(engine_app, _event("GET", path, query))
+        assert status == 200 and len(body["items"]) == 3, (query, body)
+
+
+@pytest.mark.parametrize("k", [True, False, "5", 5.0, 1e1, None, [5]])
+def test_k_in_the_body_is_a_json_integer(unreachable, k):
+    status, body = _answer(unreachable, _event("POST", "/cross-sell", body={"items": ["i1"], "k": k}))
+    assert status == 400 and body["message"] == (
+        "k must be an integer between 1 and 100 (a JSON integer, not a string, boolean or decimal)"
+    ), (k, body)
+
+
+@pytest.mark.parametrize("in_stock", ["true", "false", 1, 0, None])
+def test_in_stock_in_the_body_is_a_json_boolean(unreachable, in_stock):
+    status, body = _answer(
+        unreachable, _event("POST", "/cross-sell", body={"items": ["i1"], "in_stock": in_stock})
+    )
+    assert status == 400 and body["message"] == (
+        "in_stock must be true or false (a JSON boolean, not a string or number)"
+    ), (in_stock, body)
+
+
+def test_the_body_takes_a_json_integer_and_boolean(engine_app):
+    for extra in ({"k": 3}, {"k": 3, "in_stock": False}, {"k": 3, "in_stock": True}):
+        status, body = _answer(engine_app, _event("POST", "/cross-sell", body={"items": ["i1"], **extra}))
+        assert status == 200 and len(body["items"]) == 3, (extra, body)
