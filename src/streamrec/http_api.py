@@ -260,6 +260,8 @@ def unsupported_body(event: dict[str, Any]) -> dict[str, Any] | None:
     """A 415 answer (payload 2.0) for a request whose body is declared as anything but JSON,
     else None. Checked before the resolver: Powertools would try to parse forms and
     multipart bodies, and answer a malformed multipart header with an internal error."""
+    if not event.get("body"):
+        return None  # nothing to parse, whatever the header says (e.g. a GET from a form page)
     headers = {str(name).lower(): str(value) for name, value in (event.get("headers") or {}).items()}
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if not media_type or media_type == "application/json" or media_type.endswith("+json"):

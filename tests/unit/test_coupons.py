@@ -19,6 +19,7 @@ from streamrec.domain.coupons import (
     UNKNOWN,
     Coupon,
     CouponService,
+    CouponSpec,
     InvalidCoupon,
     category_reason,
     coupon_record,
@@ -151,6 +152,12 @@ def test_item_scope_uses_the_recent_items():
 def test_invalid_coupons_are_refused_with_a_message(body, message):
     with pytest.raises(InvalidCoupon, match=message):
         spec(**body)
+
+
+def test_coupon_times_are_documented_as_numbers_or_iso_strings():
+    schema = CouponSpec.model_json_schema()["properties"]["valid_from"]
+    assert schema["anyOf"] == [{"type": "number"}, {"type": "string", "format": "date-time"}]
+    assert spec(valid_from="2025-11-01T00:00:00Z").valid_from == 1_761_955_200.0
 
 
 def test_coupon_ids_are_validated():

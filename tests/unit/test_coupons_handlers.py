@@ -116,6 +116,13 @@ def test_a_body_that_is_not_json_is_a_415(aws, content_type):
     }
 
 
+def test_a_request_without_a_body_is_not_refused_for_its_content_type(aws):
+    api = import_handler("api")
+    event = load_event("coupons_get.json")
+    event["headers"] = {**(event.get("headers") or {}), "content-type": "text/plain"}
+    assert api.lambda_handler(event, FakeLambdaContext())["statusCode"] == 200
+
+
 def test_a_body_that_is_not_utf8_is_a_400(aws):
     import base64
 

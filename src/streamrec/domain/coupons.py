@@ -28,7 +28,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from streamrec_core import coupon_propensity, coupon_scores, top_k
 
 from streamrec.domain.model import CategoryAffinity, UserState
@@ -73,6 +81,18 @@ def _epoch(value: Any) -> float:
     return seconds
 
 
+# Parsed by _epoch (CouponSpec._times) into epoch seconds; the schema says what is accepted.
+CouponTime = Annotated[
+    float,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}],
+            "description": "Epoch seconds or ISO-8601 with a zone, from 2000-01-01 to 2100-01-01.",
+        }
+    ),
+]
+
+
 class CouponScope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -107,8 +127,8 @@ class CouponSpec(BaseModel):
     scope: CouponScope
     discount: Discount
     min_spend: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = 0.0
-    valid_from: float
-    valid_to: float
+    valid_from: CouponTime
+    valid_to: CouponTime
     budget: Annotated[int, Field(ge=0, le=1_000_000_000)]
     per_user_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 1
 
