@@ -91,3 +91,4 @@ def test_load_puts_item_upsert_records_on_the_stream(aws, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "sent 500/1201 records" in err
     assert "sent 1201 catalog record(s) for 1201 item(s) (0 out of stock)" in err
+    assert "\r" not in err and "\033" not in err  # redirected stderr: plain lines
