@@ -566,6 +566,19 @@ def _add_coupons(subparsers: Any) -> None:
     coupons.set_defaults(func=lambda args: coupons.print_help() or 2)
 
 
+def _json_lines(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+    """(line, value) of each non-blank line that decodes, and (line, problem) of each that
+    does not: one bad line must not hide the others."""
+    records, problems = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append((number, json.loads(line)))
+            except json.JSONDecodeError as error:
+                problems.append((number, f"not valid JSON: {error.msg}"))
+    return records, problems
+
+
 def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
     """(coupon_id, CouponSpec) of every record of a .json or .jsonl file; SystemExit naming
     each invalid record (by position) otherwise."""
@@ -574,25 +587,25 @@ def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
     if not path.is_file():
         raise SystemExit(f"error: {path} not found")
     text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".jsonl":
-            records = [
-                (f"line {n}", json.loads(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()
-            ]
-        else:
+    if path.suffix == ".jsonl":
+        where, (records, problems) = "line", _json_lines(text)
+    else:
+        try:
             payload = json.loads(text)
-            items = payload if isinstance(payload, list) else [payload]
-            records = [(f"record {n}", item) for n, item in enumerate(items, 1)]
-    except json.JSONDecodeError as error:
-        raise SystemExit(f"error: {path} is not valid JSON: {error}") from None
-    parsed, problems = [], []
-    for where, record in records:
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"error: {path} is not valid JSON: {error}") from None
+        items = payload if isinstance(payload, list) else [payload]
+        where, records, problems = "record", list(enumerate(items, 1)), []
+    parsed = []
+    for number, record in records:
         try:
             parsed.append(coupon_record(record))
         except InvalidCoupon as error:
-            problems.append(f"{path} {where}: {error}")
+            problems.append((number, str(error)))
     if problems:
-        raise SystemExit("error: nothing loaded; invalid coupons:\n  " + "\n  ".join(problems))
+        problems.sort(key=lambda problem: problem[0])  # in file order, whatever the kind
+        named = [f"{path} {where} {number}: {reason}" for number, reason in problems]
+        raise SystemExit("error: nothing loaded; invalid coupons:\n  " + "\n  ".join(named))
     return parsed
 
 
@@ -685,32 +698,27 @@ def _add_catalog(subparsers: Any) -> None:
     catalog.set_defaults(func=lambda args: catalog.print_help() or 2)
 
 
-def _catalog_records(text: str) -> list[tuple[int, Any]]:
-    """(line, decoded value) of each record of a JSON array or of JSON lines; ValueError
-    naming the line of the first undecodable one."""
-    decoder = json.JSONDecoder()
+def _catalog_records(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+    """(line, value) of each record of JSON lines or of a JSON array, and (line, problem) of
+    each undecodable part. An array is read up to its first syntax error only: past it, where
+    the next record starts is a guess."""
     stripped = text.lstrip()
     if not stripped.startswith("["):
-        records = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append((number, json.loads(line)))
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"line {number}: not valid JSON: {error.msg}") from None
-        return records
+        return _json_lines(text)
+    decoder = json.JSONDecoder()
     records, position = [], text.index("[") + 1
     while True:
         while position < len(text) and text[position] in " \t\r\n,":
             position += 1
         if position >= len(text):
-            raise ValueError(f"line {text.count(chr(10), 0, position) + 1}: the array is not closed")
+            return records, [(text.count("\n", 0, position) + 1, "the array is not closed")]
         if text[position] == "]":
-            return records
+            return records, []
         try:
             value, end = decoder.raw_decode(text, position)
         except json.JSONDecodeError as error:
-            raise ValueError(f"line {error.lineno}: not valid JSON: {error.msg}") from None
+            reason = f"not valid JSON: {error.msg} (the rest of the array is not read)"
+            return records, [(error.lineno, reason)]
         records.append((text.count("\n", 0, position) + 1, value))
         position = end
 
@@ -723,8 +731,8 @@ def read_catalog_file(path: Path, now: float | None = None) -> list[dict[str, An
     if not path.is_file():
         raise SystemExit(f"error: {path} not found")
     try:
-        records = _catalog_records(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
+        records, undecodable = _catalog_records(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
         raise SystemExit(f"error: nothing loaded; {path} {error}") from None
     loaded_at = time.time() if now is None else now
     valid, problems = [], []
@@ -734,11 +742,15 @@ def read_catalog_file(path: Path, now: float | None = None) -> list[dict[str, An
         try:
             parse_item_upsert(record)
         except InvalidEvent as error:
-            problems.append(f"{path} line {line}: {error.reason}")
+            problems.append((line, error.reason))
             continue
         valid.append(record)
+    # In line order; the sort is stable, so a record keeps its place before a syntax error
+    # later on the same line.
+    problems = sorted(problems + undecodable, key=lambda problem: problem[0])
     if problems:
-        shown = problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else [])
+        named = [f"{path} line {line}: {reason}" for line, reason in problems]
+        shown = named[:50] + ([f"... and {len(named) - 50} more"] if len(named) > 50 else [])
         raise SystemExit(
             f"error: nothing loaded; {len(problems)} invalid record(s):\n  " + "\n  ".join(shown)
         )
