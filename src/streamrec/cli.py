@@ -20,10 +20,14 @@ import argparse
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -419,6 +423,112 @@ def _cmd_faults(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# where dlq, coupons and catalog act: the local stack or AWS
+# --------------------------------------------------------------------------------------
+LOCAL_STACK_PROBE_SECONDS = 1.0  # a running local stack accepts a connection at once
+
+
+def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a command acts: the local stack (its outputs file) or AWS (see :func:`_target`)."""
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        default=Path(".local/outputs.json"),
+        help="the local stack's outputs (default .local/outputs.json)",
+    )
+    parser.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)")
+    parser.add_argument("--region", default=None, help="AWS region (default: from --outputs, or your config)")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A command's resource and the boto3 client arguments to reach it; ``local_stack`` is
+    the endpoint when both came from the local stack's outputs file."""
+
+    name: str
+    client_kwargs: dict[str, Any]
+    local_stack: str | None = None
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, **self.client_kwargs)
+
+    @contextmanager
+    def failures(self, done: Callable[[], str] | None = None) -> Iterator[None]:
+        """One line instead of a traceback when AWS or the local stack fails mid-command,
+        ending with ``done()``: what the command had done by then."""
+        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as ConnectionFailure
+
+        from streamrec.repositories.base import RepositoryError
+
+        try:
+            yield
+        except (BotoCoreError, ClientError, RepositoryError) as error:
+            _status.end_line()
+            cause = error.__cause__ if isinstance(error, RepositoryError) else error
+            if self.local_stack and isinstance(cause, (ConnectionFailure, HTTPClientError)):
+                what = f"the local stack at {self.local_stack} stopped answering"
+            else:
+                what = str(error)
+            raise SystemExit(f"error: {what}" + (f"; {done()}" if done else "")) from None
+
+
+def _accepts_connections(endpoint: str) -> bool:
+    """Whether something listens at the endpoint URL's host and port."""
+    url = urllib.parse.urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "localhost", port), timeout=LOCAL_STACK_PROBE_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
+def _target(
+    args: argparse.Namespace, name: str | None, flag: str, from_outputs: Callable[[dict[str, Any]], str]
+) -> Target:
+    """A command's target: ``name`` when its ``flag`` was given (AWS, or --endpoint-url),
+    else the local stack's resource picked from its outputs file, with the stack's endpoint,
+    region and test credentials. The stack must be running: an outputs file outlives it."""
+    if name is not None:
+        return Target(name, {"region_name": args.region, "endpoint_url": args.endpoint_url})
+    if not args.outputs.is_file():
+        raise SystemExit(
+            f"error: {args.outputs} not found: start the local stack (`streamrec run`) or pass {flag}"
+        )
+    try:
+        outputs = json.loads(args.outputs.read_text(encoding="utf-8"))
+        name = from_outputs(outputs)
+    except (ValueError, KeyError, TypeError):
+        raise SystemExit(
+            f"error: {args.outputs} is not an outputs file of `streamrec run`: "
+            f"start the local stack (`streamrec run`) or pass {flag}"
+        ) from None
+    client_kwargs: dict[str, Any] = {
+        "region_name": args.region or outputs.get("region"),
+        "endpoint_url": args.endpoint_url or outputs.get("endpoint_url"),
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    local_stack = None if args.endpoint_url else outputs.get("endpoint_url")
+    if local_stack:
+        # Without this check botocore retries the refused connection for 5-26 s, then fails
+        # with a traceback.
+        if not _accepts_connections(local_stack):
+            raise SystemExit(
+                f"error: the local stack at {local_stack} is not running ({args.outputs} is from an "
+                f"earlier run): start it (`streamrec run`) or pass {flag}"
+            )
+        from botocore.config import Config
+
+        # A refused connection means the stack stopped: retrying only delays the error.
+        client_kwargs["config"] = Config(retries={"mode": "standard", "max_attempts": 2})
+    return Target(name, client_kwargs, local_stack)
+
+
+# --------------------------------------------------------------------------------------
 # streamrec dlq
 # --------------------------------------------------------------------------------------
 def _add_dlq(subparsers: Any) -> None:
@@ -459,24 +569,23 @@ def _add_dlq(subparsers: Any) -> None:
     dlq.set_defaults(func=lambda args: dlq.print_help() or 2)
 
 
-def _dlq_clients(args: argparse.Namespace) -> tuple[Any, Any, str]:
-    """(sqs, kinesis, queue url) from the flags, else from the local stack's outputs file."""
-    import boto3
-
-    queue_url, kwargs = _target(args, args.queue_url, "--queue-url", lambda o: o["dead_letter_queue_url"])
-    return boto3.client("sqs", **kwargs), boto3.client("kinesis", **kwargs), queue_url
+def _dlq_target(args: argparse.Namespace) -> Target:
+    return _target(args, args.queue_url, "--queue-url", lambda o: o["dead_letter_queue_url"])
 
 
 def _cmd_dlq_list(args: argparse.Namespace) -> int:
     from streamrec.reliability import dlq
 
-    sqs, _kinesis, queue_url = _dlq_clients(args)
-    letters = dlq.receive_all(sqs, queue_url, visibility_timeout=30)
-    try:
-        for letter in letters:
-            print(json.dumps(letter.as_dict()) if args.json else letter.describe())
-    finally:
-        dlq.release(sqs, queue_url, letters)
+    target = _dlq_target(args)
+    with target.failures():
+        sqs = target.client("sqs")
+        letters = dlq.receive_all(sqs, target.name, visibility_timeout=30)
+    with target.failures(lambda: f"the {len(letters)} dead letters listed reappear in the queue within 30 s"):
+        try:
+            for letter in letters:
+                print(json.dumps(letter.as_dict()) if args.json else letter.describe())
+        finally:
+            dlq.release(sqs, target.name, letters)
     if not args.json:
         kinds = {kind: sum(1 for letter in letters if letter.kind == kind) for kind in ("record", "batch")}
         print(f"{len(letters)} dead letters ({kinds['record']} records, {kinds['batch']} batch descriptions)")
@@ -486,15 +595,22 @@ def _cmd_dlq_list(args: argparse.Namespace) -> int:
 def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
     from streamrec.reliability import dlq
 
-    sqs, kinesis, queue_url = _dlq_clients(args)
-    report = dlq.redrive(
-        sqs,
-        kinesis,
-        queue_url,
-        dry_run=args.dry_run,
-        include_invalid=args.include_invalid,
-        stream=args.stream,
+    target = _dlq_target(args)
+    # redrive deletes each letter once its records are back on the stream.
+    interrupted = (
+        "nothing was changed (dry run)"
+        if args.dry_run
+        else "letters re-driven before the failure are deleted, the others kept: re-run (re-putting is safe)"
     )
+    with target.failures(lambda: interrupted):
+        report = dlq.redrive(
+            target.client("sqs"),
+            target.client("kinesis"),
+            target.name,
+            dry_run=args.dry_run,
+            include_invalid=args.include_invalid,
+            stream=args.stream,
+        )
     verb = "would re-drive" if args.dry_run else "re-drove"
     print(
         f"{verb} {report.redriven_records} records from {report.redriven_messages} of "
@@ -510,39 +626,6 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 # streamrec coupons
 # --------------------------------------------------------------------------------------
-def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where a command acts: the local stack (its outputs file) or AWS (see :func:`_target`)."""
-    parser.add_argument(
-        "--outputs",
-        type=Path,
-        default=Path(".local/outputs.json"),
-        help="the local stack's outputs (default .local/outputs.json)",
-    )
-    parser.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)")
-    parser.add_argument("--region", default=None, help="AWS region (default: from --outputs, or your config)")
-
-
-def _target(
-    args: argparse.Namespace, name: str | None, flag: str, from_outputs: Callable[[dict[str, Any]], str]
-) -> tuple[str, dict[str, Any]]:
-    """(resource name, boto3 client arguments) of a command's target: ``name`` when its
-    ``flag`` was given (AWS, or --endpoint-url), else the local stack's resource picked from
-    its outputs file, with the stack's endpoint, region and test credentials."""
-    endpoint, region = args.endpoint_url, args.region
-    credentials: dict[str, Any] = {}
-    if name is None:
-        if not args.outputs.is_file():
-            raise SystemExit(
-                f"error: {args.outputs} not found: start the local stack (`streamrec run`) or pass {flag}"
-            )
-        outputs = json.loads(args.outputs.read_text(encoding="utf-8"))
-        name = from_outputs(outputs)
-        endpoint = endpoint or outputs.get("endpoint_url")
-        region = region or outputs.get("region")
-        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    return name, {"region_name": region, "endpoint_url": endpoint, **credentials}
-
-
 def _add_coupons(subparsers: Any) -> None:
     coupons = subparsers.add_parser(
         "coupons",
@@ -610,18 +693,23 @@ def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
 
 
 def _cmd_coupons_load(args: argparse.Namespace) -> int:
-    import boto3
-
     from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 
     coupons = read_coupon_file(args.file)
-    table, kwargs = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
-    client = boto3.client("dynamodb", **kwargs)
-    repository = DynamoCouponRepository(DynamoTable(table, client))
-    for coupon_id, spec in coupons:
-        stored = repository.put(coupon_id, spec)
-        print(f"{coupon_id}: remaining {stored.remaining} of {spec.budget}")
-    print(f"loaded {len(coupons)} coupon(s) into {table}")
+    target = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
+    loaded = 0
+
+    def interrupted() -> str:
+        # Redefining a coupon keeps its redemptions, so loading again is safe.
+        return f"loaded {loaded} of {len(coupons)} coupon(s) into {target.name} before the failure: re-run"
+
+    with target.failures(interrupted):
+        repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
+        for coupon_id, spec in coupons:
+            stored = repository.put(coupon_id, spec)
+            print(f"{coupon_id}: remaining {stored.remaining} of {spec.budget}", flush=True)
+            loaded += 1
+    print(f"loaded {len(coupons)} coupon(s) into {target.name}")
     return 0
 
 
@@ -781,12 +869,21 @@ def put_catalog_records(
 
 
 def _cmd_catalog_load(args: argparse.Namespace) -> int:
-    import boto3
-
     records = read_catalog_file(args.file)
-    stream, kwargs = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
-    kinesis = boto3.client("kinesis", **kwargs)
-    put_catalog_records(kinesis, stream, records, lambda done, total: _status(f"sent {done}/{total} records"))
+    target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
+    stream, sent = target.name, 0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal sent
+        sent = done
+        _status(f"sent {done}/{total} records")
+
+    def interrupted() -> str:
+        # The ingest keeps each item's latest record, so sending again is safe.
+        return f"sent {sent} of {len(records)} records to {stream} before the failure: re-run to send all"
+
+    with target.failures(interrupted):
+        put_catalog_records(target.client("kinesis"), stream, records, progress)
     items = {r["item_id"] for r in records}
     out = {r["item_id"] for r in records if not r["in_stock"]}
     _status(
