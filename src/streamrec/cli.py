@@ -20,12 +20,16 @@ import argparse
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from streamrec.bench.cli import add_bench_parser
 from streamrec.evaluation.cli import add_eval_parser
@@ -37,10 +41,49 @@ Command = Callable[[argparse.Namespace], int]
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def _status(text: str, *, done: bool = False) -> None:
-    """A progress line on stderr, rewritten in place."""
-    sys.stderr.write("\r\033[K" + text + ("\n" if done else ""))
-    sys.stderr.flush()
+class StatusLine:
+    """Progress lines on stderr (or ``stream``). On a terminal each line is rewritten in
+    place as often as it comes. Elsewhere (``make run > log``, CI) rewrites would fill the
+    file with control sequences, so lines are plain, at most one every ``every`` seconds,
+    and every final line (``done=True``) is written."""
+
+    def __init__(
+        self, stream: TextIO | None = None, every: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._stream = stream
+        self.every = every
+        self.clock = clock
+        self._last_plain: float | None = None  # None: the next progress line is written at once
+        self._open = False  # a terminal line awaits its rewrite
+
+    @property
+    def stream(self) -> TextIO:
+        # Looked up at each call: pytest's capsys replaces sys.stderr per test.
+        return self._stream or sys.stderr
+
+    def __call__(self, text: str, *, done: bool = False) -> None:
+        stream = self.stream
+        if stream.isatty():
+            stream.write("\r\033[K" + text + ("\n" if done else ""))
+            self._open = not done
+        else:
+            now = self.clock()
+            if not done and self._last_plain is not None and now - self._last_plain < self.every:
+                return
+            stream.write(text + "\n")
+            # After a final line the next phase's first progress line shows at once.
+            self._last_plain = None if done else now
+        stream.flush()
+
+    def end_line(self) -> None:
+        """End a terminal line still being rewritten, so that what follows starts on its own line."""
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open = False
+
+
+_status = StatusLine()
 
 
 # --------------------------------------------------------------------------------------
@@ -380,6 +423,112 @@ def _cmd_faults(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# where dlq, coupons and catalog act: the local stack or AWS
+# --------------------------------------------------------------------------------------
+LOCAL_STACK_PROBE_SECONDS = 1.0  # a running local stack accepts a connection at once
+
+
+def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a command acts: the local stack (its outputs file) or AWS (see :func:`_target`)."""
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        default=Path(".local/outputs.json"),
+        help="the local stack's outputs (default .local/outputs.json)",
+    )
+    parser.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)")
+    parser.add_argument("--region", default=None, help="AWS region (default: from --outputs, or your config)")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A command's resource and the boto3 client arguments to reach it; ``local_stack`` is
+    the endpoint when both came from the local stack's outputs file."""
+
+    name: str
+    client_kwargs: dict[str, Any]
+    local_stack: str | None = None
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, **self.client_kwargs)
+
+    @contextmanager
+    def failures(self, done: Callable[[], str] | None = None) -> Iterator[None]:
+        """One line instead of a traceback when AWS or the local stack fails mid-command,
+        ending with ``done()``: what the command had done by then."""
+        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as ConnectionFailure
+
+        from streamrec.repositories.base import RepositoryError
+
+        try:
+            yield
+        except (BotoCoreError, ClientError, RepositoryError) as error:
+            _status.end_line()
+            cause = error.__cause__ if isinstance(error, RepositoryError) else error
+            if self.local_stack and isinstance(cause, (ConnectionFailure, HTTPClientError)):
+                what = f"the local stack at {self.local_stack} stopped answering"
+            else:
+                what = str(error)
+            raise SystemExit(f"error: {what}" + (f"; {done()}" if done else "")) from None
+
+
+def _accepts_connections(endpoint: str) -> bool:
+    """Whether something listens at the endpoint URL's host and port."""
+    url = urllib.parse.urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "localhost", port), timeout=LOCAL_STACK_PROBE_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
+def _target(
+    args: argparse.Namespace, name: str | None, flag: str, from_outputs: Callable[[dict[str, Any]], str]
+) -> Target:
+    """A command's target: ``name`` when its ``flag`` was given (AWS, or --endpoint-url),
+    else the local stack's resource picked from its outputs file, with the stack's endpoint,
+    region and test credentials. The stack must be running: an outputs file outlives it."""
+    if name is not None:
+        return Target(name, {"region_name": args.region, "endpoint_url": args.endpoint_url})
+    if not args.outputs.is_file():
+        raise SystemExit(
+            f"error: {args.outputs} not found: start the local stack (`streamrec run`) or pass {flag}"
+        )
+    try:
+        outputs = json.loads(args.outputs.read_text(encoding="utf-8"))
+        name = from_outputs(outputs)
+    except (ValueError, KeyError, TypeError):
+        raise SystemExit(
+            f"error: {args.outputs} is not an outputs file of `streamrec run`: "
+            f"start the local stack (`streamrec run`) or pass {flag}"
+        ) from None
+    client_kwargs: dict[str, Any] = {
+        "region_name": args.region or outputs.get("region"),
+        "endpoint_url": args.endpoint_url or outputs.get("endpoint_url"),
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    local_stack = None if args.endpoint_url else outputs.get("endpoint_url")
+    if local_stack:
+        # Without this check botocore retries the refused connection for 5-26 s, then fails
+        # with a traceback.
+        if not _accepts_connections(local_stack):
+            raise SystemExit(
+                f"error: the local stack at {local_stack} is not running ({args.outputs} is from an "
+                f"earlier run): start it (`streamrec run`) or pass {flag}"
+            )
+        from botocore.config import Config
+
+        # A refused connection means the stack stopped: retrying only delays the error.
+        client_kwargs["config"] = Config(retries={"mode": "standard", "max_attempts": 2})
+    return Target(name, client_kwargs, local_stack)
+
+
+# --------------------------------------------------------------------------------------
 # streamrec dlq
 # --------------------------------------------------------------------------------------
 def _add_dlq(subparsers: Any) -> None:
@@ -420,24 +569,23 @@ def _add_dlq(subparsers: Any) -> None:
     dlq.set_defaults(func=lambda args: dlq.print_help() or 2)
 
 
-def _dlq_clients(args: argparse.Namespace) -> tuple[Any, Any, str]:
-    """(sqs, kinesis, queue url) from the flags, else from the local stack's outputs file."""
-    import boto3
-
-    queue_url, kwargs = _target(args, args.queue_url, "--queue-url", lambda o: o["dead_letter_queue_url"])
-    return boto3.client("sqs", **kwargs), boto3.client("kinesis", **kwargs), queue_url
+def _dlq_target(args: argparse.Namespace) -> Target:
+    return _target(args, args.queue_url, "--queue-url", lambda o: o["dead_letter_queue_url"])
 
 
 def _cmd_dlq_list(args: argparse.Namespace) -> int:
     from streamrec.reliability import dlq
 
-    sqs, _kinesis, queue_url = _dlq_clients(args)
-    letters = dlq.receive_all(sqs, queue_url, visibility_timeout=30)
-    try:
-        for letter in letters:
-            print(json.dumps(letter.as_dict()) if args.json else letter.describe())
-    finally:
-        dlq.release(sqs, queue_url, letters)
+    target = _dlq_target(args)
+    with target.failures():
+        sqs = target.client("sqs")
+        letters = dlq.receive_all(sqs, target.name, visibility_timeout=30)
+    with target.failures(lambda: f"the {len(letters)} dead letters listed reappear in the queue within 30 s"):
+        try:
+            for letter in letters:
+                print(json.dumps(letter.as_dict()) if args.json else letter.describe())
+        finally:
+            dlq.release(sqs, target.name, letters)
     if not args.json:
         kinds = {kind: sum(1 for letter in letters if letter.kind == kind) for kind in ("record", "batch")}
         print(f"{len(letters)} dead letters ({kinds['record']} records, {kinds['batch']} batch descriptions)")
@@ -447,15 +595,22 @@ def _cmd_dlq_list(args: argparse.Namespace) -> int:
 def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
     from streamrec.reliability import dlq
 
-    sqs, kinesis, queue_url = _dlq_clients(args)
-    report = dlq.redrive(
-        sqs,
-        kinesis,
-        queue_url,
-        dry_run=args.dry_run,
-        include_invalid=args.include_invalid,
-        stream=args.stream,
+    target = _dlq_target(args)
+    # redrive deletes each letter once its records are back on the stream.
+    interrupted = (
+        "nothing was changed (dry run)"
+        if args.dry_run
+        else "letters re-driven before the failure are deleted, the others kept: re-run (re-putting is safe)"
     )
+    with target.failures(lambda: interrupted):
+        report = dlq.redrive(
+            target.client("sqs"),
+            target.client("kinesis"),
+            target.name,
+            dry_run=args.dry_run,
+            include_invalid=args.include_invalid,
+            stream=args.stream,
+        )
     verb = "would re-drive" if args.dry_run else "re-drove"
     print(
         f"{verb} {report.redriven_records} records from {report.redriven_messages} of "
@@ -471,39 +626,6 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 # streamrec coupons
 # --------------------------------------------------------------------------------------
-def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where a command acts: the local stack (its outputs file) or AWS (see :func:`_target`)."""
-    parser.add_argument(
-        "--outputs",
-        type=Path,
-        default=Path(".local/outputs.json"),
-        help="the local stack's outputs (default .local/outputs.json)",
-    )
-    parser.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)")
-    parser.add_argument("--region", default=None, help="AWS region (default: from --outputs, or your config)")
-
-
-def _target(
-    args: argparse.Namespace, name: str | None, flag: str, from_outputs: Callable[[dict[str, Any]], str]
-) -> tuple[str, dict[str, Any]]:
-    """(resource name, boto3 client arguments) of a command's target: ``name`` when its
-    ``flag`` was given (AWS, or --endpoint-url), else the local stack's resource picked from
-    its outputs file, with the stack's endpoint, region and test credentials."""
-    endpoint, region = args.endpoint_url, args.region
-    credentials: dict[str, Any] = {}
-    if name is None:
-        if not args.outputs.is_file():
-            raise SystemExit(
-                f"error: {args.outputs} not found: start the local stack (`streamrec run`) or pass {flag}"
-            )
-        outputs = json.loads(args.outputs.read_text(encoding="utf-8"))
-        name = from_outputs(outputs)
-        endpoint = endpoint or outputs.get("endpoint_url")
-        region = region or outputs.get("region")
-        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    return name, {"region_name": region, "endpoint_url": endpoint, **credentials}
-
-
 def _add_coupons(subparsers: Any) -> None:
     coupons = subparsers.add_parser(
         "coupons",
@@ -527,6 +649,19 @@ def _add_coupons(subparsers: Any) -> None:
     coupons.set_defaults(func=lambda args: coupons.print_help() or 2)
 
 
+def _json_lines(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+    """(line, value) of each non-blank line that decodes, and (line, problem) of each that
+    does not: one bad line must not hide the others."""
+    records, problems = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append((number, json.loads(line)))
+            except json.JSONDecodeError as error:
+                problems.append((number, f"not valid JSON: {error.msg}"))
+    return records, problems
+
+
 def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
     """(coupon_id, CouponSpec) of every record of a .json or .jsonl file; SystemExit naming
     each invalid record (by position) otherwise."""
@@ -535,41 +670,46 @@ def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
     if not path.is_file():
         raise SystemExit(f"error: {path} not found")
     text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".jsonl":
-            records = [
-                (f"line {n}", json.loads(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()
-            ]
-        else:
+    if path.suffix == ".jsonl":
+        where, (records, problems) = "line", _json_lines(text)
+    else:
+        try:
             payload = json.loads(text)
-            items = payload if isinstance(payload, list) else [payload]
-            records = [(f"record {n}", item) for n, item in enumerate(items, 1)]
-    except json.JSONDecodeError as error:
-        raise SystemExit(f"error: {path} is not valid JSON: {error}") from None
-    parsed, problems = [], []
-    for where, record in records:
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"error: {path} is not valid JSON: {error}") from None
+        items = payload if isinstance(payload, list) else [payload]
+        where, records, problems = "record", list(enumerate(items, 1)), []
+    parsed = []
+    for number, record in records:
         try:
             parsed.append(coupon_record(record))
         except InvalidCoupon as error:
-            problems.append(f"{path} {where}: {error}")
+            problems.append((number, str(error)))
     if problems:
-        raise SystemExit("error: nothing loaded; invalid coupons:\n  " + "\n  ".join(problems))
+        problems.sort(key=lambda problem: problem[0])  # in file order, whatever the kind
+        named = [f"{path} {where} {number}: {reason}" for number, reason in problems]
+        raise SystemExit("error: nothing loaded; invalid coupons:\n  " + "\n  ".join(named))
     return parsed
 
 
 def _cmd_coupons_load(args: argparse.Namespace) -> int:
-    import boto3
-
     from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 
     coupons = read_coupon_file(args.file)
-    table, kwargs = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
-    client = boto3.client("dynamodb", **kwargs)
-    repository = DynamoCouponRepository(DynamoTable(table, client))
-    for coupon_id, spec in coupons:
-        stored = repository.put(coupon_id, spec)
-        print(f"{coupon_id}: remaining {stored.remaining} of {spec.budget}")
-    print(f"loaded {len(coupons)} coupon(s) into {table}")
+    target = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
+    loaded = 0
+
+    def interrupted() -> str:
+        # Redefining a coupon keeps its redemptions, so loading again is safe.
+        return f"loaded {loaded} of {len(coupons)} coupon(s) into {target.name} before the failure: re-run"
+
+    with target.failures(interrupted):
+        repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
+        for coupon_id, spec in coupons:
+            stored = repository.put(coupon_id, spec)
+            print(f"{coupon_id}: remaining {stored.remaining} of {spec.budget}", flush=True)
+            loaded += 1
+    print(f"loaded {len(coupons)} coupon(s) into {target.name}")
     return 0
 
 
@@ -646,32 +786,27 @@ def _add_catalog(subparsers: Any) -> None:
     catalog.set_defaults(func=lambda args: catalog.print_help() or 2)
 
 
-def _catalog_records(text: str) -> list[tuple[int, Any]]:
-    """(line, decoded value) of each record of a JSON array or of JSON lines; ValueError
-    naming the line of the first undecodable one."""
-    decoder = json.JSONDecoder()
+def _catalog_records(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+    """(line, value) of each record of JSON lines or of a JSON array, and (line, problem) of
+    each undecodable part. An array is read up to its first syntax error only: past it, where
+    the next record starts is a guess."""
     stripped = text.lstrip()
     if not stripped.startswith("["):
-        records = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append((number, json.loads(line)))
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"line {number}: not valid JSON: {error.msg}") from None
-        return records
+        return _json_lines(text)
+    decoder = json.JSONDecoder()
     records, position = [], text.index("[") + 1
     while True:
         while position < len(text) and text[position] in " \t\r\n,":
             position += 1
         if position >= len(text):
-            raise ValueError(f"line {text.count(chr(10), 0, position) + 1}: the array is not closed")
+            return records, [(text.count("\n", 0, position) + 1, "the array is not closed")]
         if text[position] == "]":
-            return records
+            return records, []
         try:
             value, end = decoder.raw_decode(text, position)
         except json.JSONDecodeError as error:
-            raise ValueError(f"line {error.lineno}: not valid JSON: {error.msg}") from None
+            reason = f"not valid JSON: {error.msg} (the rest of the array is not read)"
+            return records, [(error.lineno, reason)]
         records.append((text.count("\n", 0, position) + 1, value))
         position = end
 
@@ -684,8 +819,8 @@ def read_catalog_file(path: Path, now: float | None = None) -> list[dict[str, An
     if not path.is_file():
         raise SystemExit(f"error: {path} not found")
     try:
-        records = _catalog_records(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
+        records, undecodable = _catalog_records(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
         raise SystemExit(f"error: nothing loaded; {path} {error}") from None
     loaded_at = time.time() if now is None else now
     valid, problems = [], []
@@ -695,11 +830,15 @@ def read_catalog_file(path: Path, now: float | None = None) -> list[dict[str, An
         try:
             parse_item_upsert(record)
         except InvalidEvent as error:
-            problems.append(f"{path} line {line}: {error.reason}")
+            problems.append((line, error.reason))
             continue
         valid.append(record)
+    # In line order; the sort is stable, so a record keeps its place before a syntax error
+    # later on the same line.
+    problems = sorted(problems + undecodable, key=lambda problem: problem[0])
     if problems:
-        shown = problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else [])
+        named = [f"{path} line {line}: {reason}" for line, reason in problems]
+        shown = named[:50] + ([f"... and {len(named) - 50} more"] if len(named) > 50 else [])
         raise SystemExit(
             f"error: nothing loaded; {len(problems)} invalid record(s):\n  " + "\n  ".join(shown)
         )
@@ -730,12 +869,21 @@ def put_catalog_records(
 
 
 def _cmd_catalog_load(args: argparse.Namespace) -> int:
-    import boto3
-
     records = read_catalog_file(args.file)
-    stream, kwargs = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
-    kinesis = boto3.client("kinesis", **kwargs)
-    put_catalog_records(kinesis, stream, records, lambda done, total: _status(f"sent {done}/{total} records"))
+    target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
+    stream, sent = target.name, 0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal sent
+        sent = done
+        _status(f"sent {done}/{total} records")
+
+    def interrupted() -> str:
+        # The ingest keeps each item's latest record, so sending again is safe.
+        return f"sent {sent} of {len(records)} records to {stream} before the failure: re-run to send all"
+
+    with target.failures(interrupted):
+        put_catalog_records(target.client("kinesis"), stream, records, progress)
     items = {r["item_id"] for r in records}
     out = {r["item_id"] for r in records if not r["in_stock"]}
     _status(

@@ -49,6 +49,52 @@ def test_bad_records_are_named_by_line_and_nothing_is_loaded(tmp_path):
     assert f"{path} line 3: item_upsert schema violation: price" in message
 
 
+def test_every_bad_line_is_named_in_one_run_json_and_schema_alike(tmp_path):
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps(TENT),
+                json.dumps({**TENT, "price": -1}),
+                "{not json",
+                json.dumps(STOVE),
+                json.dumps({**TENT, "in_stock": "no"}),
+                '{"item_id": ',
+            ]
+        )
+    )
+    with pytest.raises(SystemExit) as failed:
+        read_catalog_file(path)
+    lines = str(failed.value).splitlines()
+    assert lines[0] == "error: nothing loaded; 4 invalid record(s):"
+    assert [line.split(": ", 1)[0].strip() for line in lines[1:]] == [
+        f"{path} line {n}" for n in (2, 3, 5, 6)
+    ]
+    assert "line 2: item_upsert schema violation: price" in lines[1]
+    assert "line 3: not valid JSON" in lines[2]
+    assert "line 5: item_upsert schema violation: in_stock" in lines[3]
+    assert "line 6: not valid JSON" in lines[4]
+
+
+def test_an_array_names_the_bad_records_before_its_first_syntax_error(tmp_path):
+    path = tmp_path / "catalog.json"
+    path.write_text(
+        "[\n"
+        + json.dumps(TENT)
+        + ",\n"
+        + json.dumps({**TENT, "price": -1})
+        + ",\n{oops},\n"
+        + json.dumps(TENT)
+        + "\n]"
+    )
+    with pytest.raises(SystemExit) as failed:
+        read_catalog_file(path)
+    lines = str(failed.value).splitlines()
+    assert lines[0] == "error: nothing loaded; 2 invalid record(s):"
+    assert "line 3: item_upsert schema violation: price" in lines[1]
+    assert "line 4: not valid JSON" in lines[2] and "the rest of the array is not read" in lines[2]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -91,3 +137,4 @@ def test_load_puts_item_upsert_records_on_the_stream(aws, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "sent 500/1201 records" in err
     assert "sent 1201 catalog record(s) for 1201 item(s) (0 out of stock)" in err
+    assert "\r" not in err and "\033" not in err  # redirected stderr: plain lines

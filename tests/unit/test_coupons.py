@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from streamrec_core import coupon_propensity, coupon_scores
 
-from streamrec.cli import main
+from streamrec.cli import main, read_coupon_file
 from streamrec.domain.coupons import (
     DUPLICATE,
     EXHAUSTED,
@@ -433,6 +433,39 @@ def test_service_reads_candidates_through_the_scope_index(aws):
         service = CouponService(SETTINGS, users, repository)
         assert [c.coupon_id for c in service.for_user("u", 3, NOW)] == ["camp"]
         assert service.for_user("nobody", 3, NOW) == []
+
+
+def test_coupons_load_names_every_bad_line_in_one_run(tmp_path):
+    good = {
+        "coupon_id": "camp",
+        "scope": {"category": "camping"},
+        "discount": {"kind": "amount", "value": 5},
+        "min_spend": 20,
+        "valid_from": "2025-01-01T00:00:00Z",
+        "valid_to": "2027-01-01T00:00:00Z",
+        "budget": 3,
+    }
+    path = tmp_path / "coupons.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({**good, "budget": -1}),
+                "{not json",
+                json.dumps(good),
+                json.dumps({**good, "min_spend": "lots"}),
+                '{"coupon_id": ',
+            ]
+        )
+    )
+    with pytest.raises(SystemExit) as failed:
+        read_coupon_file(path)
+    lines = str(failed.value).splitlines()
+    assert lines[0] == "error: nothing loaded; invalid coupons:"
+    assert [line.strip().split(": ", 1)[0] for line in lines[1:]] == [
+        f"{path} line {n}" for n in (1, 2, 4, 5)
+    ]
+    assert "line 1: budget" in lines[1] and "line 2: not valid JSON" in lines[2]
+    assert "line 4: min_spend" in lines[3] and "line 5: not valid JSON" in lines[4]
 
 
 def test_coupons_load_command(aws, tmp_path, capsys):

@@ -1,0 +1,200 @@
+"""Commands that act on the local stack through its outputs file fail fast, in one line, when
+the stack is not running (a stale file) or stops in the middle of the command."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+import streamrec.cli
+from streamrec.cli import StatusLine, main
+from streamrec.local.template import load_template
+from streamrec.repositories.dynamodb import DynamoCouponRepository
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = Path(streamrec.cli.__file__).resolve().parents[1]
+TENT = {
+    "item_id": "tent",
+    "title": "Dome tent",
+    "category": "camping",
+    "price": 99,
+    "in_stock": True,
+    "tags": [],
+}
+COUPON = {
+    "coupon_id": "camp",
+    "scope": {"category": "camping"},
+    "discount": {"kind": "amount", "value": 5},
+    "min_spend": 20,
+    "valid_from": "2025-01-01T00:00:00Z",
+    "valid_to": "2027-01-01T00:00:00Z",
+    "budget": 3,
+}
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port nothing listens on (held, so that nothing else takes it meanwhile)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+def _outputs(path: Path, endpoint: str) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "endpoint_url": endpoint,
+                "region": "us-east-1",
+                "event_stream": "streamrec-events",
+                "dead_letter_queue_url": f"{endpoint}/123456789012/streamrec-dlq",
+                "tables": {"CouponsTable": "streamrec-coupons"},
+            }
+        )
+    )
+    return path
+
+
+def _files(tmp_path: Path) -> dict[str, Path]:
+    catalog, coupons = tmp_path / "catalog.jsonl", tmp_path / "coupons.json"
+    catalog.write_text(json.dumps(TENT) + "\n")
+    coupons.write_text(json.dumps([COUPON]))
+    return {"catalog": catalog, "coupons": coupons}
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (["dlq", "list"], "--queue-url"),
+        (["dlq", "redrive"], "--queue-url"),
+        (["coupons", "load", "{coupons}"], "--table"),
+        (["catalog", "load", "{catalog}"], "--stream"),
+    ],
+)
+def test_a_stale_outputs_file_fails_fast_in_one_line(tmp_path, closed_port, command, flag):
+    endpoint = f"http://127.0.0.1:{closed_port}"
+    outputs = _outputs(tmp_path / "outputs.json", endpoint)
+    files = _files(tmp_path)
+    argv = [part.format(**files) for part in command] + ["--outputs", str(outputs)]
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as failed:
+        main(argv)
+    assert time.monotonic() - started < 2.0  # botocore's retries took 5-26 s
+    assert failed.value.code == (
+        f"error: the local stack at {endpoint} is not running ({outputs} is from an earlier run): "
+        f"start it (`streamrec run`) or pass {flag}"
+    )
+
+
+def test_the_script_exits_1_with_one_line_on_stderr(tmp_path, closed_port):
+    outputs = _outputs(tmp_path / "outputs.json", f"http://127.0.0.1:{closed_port}")
+    finished = subprocess.run(
+        [sys.executable, "-m", "streamrec.cli", "dlq", "list", "--outputs", str(outputs)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+        timeout=30,
+    )
+    assert finished.returncode == 1
+    assert finished.stderr.count("\n") == 1 and "is not running" in finished.stderr
+
+
+def test_an_outputs_file_that_is_not_one_is_named(tmp_path):
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text('{"region": "us-east-1"')
+    with pytest.raises(SystemExit, match="is not an outputs file of `streamrec run`"):
+        main(["dlq", "list", "--outputs", str(outputs)])
+
+
+# ---- the stack stops in the middle of a command -------------------------------------------
+@pytest.fixture
+def moto_server(closed_port) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A moto server in its own process (as `streamrec run`'s is), to be killed by a test."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert server.stderr is not None
+        line = b""
+        while b"Running on http://" not in line:
+            line = server.stderr.readline()
+            assert line, "the moto server did not start"
+        endpoint = line.split(b"Running on ", 1)[1].strip().decode()
+        server.stderr.close()
+        yield endpoint, server
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _client(service: str, endpoint: str):
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def test_catalog_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_server, monkeypatch):
+    endpoint, server = moto_server
+    _client("kinesis", endpoint).create_stream(StreamName="streamrec-events", ShardCount=1)
+    outputs = _outputs(tmp_path / "outputs.json", endpoint)
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("\n".join(json.dumps({**TENT, "item_id": f"item-{n}"}) for n in range(1201)))
+
+    class StopAfterFirstChunk(StatusLine):
+        def __call__(self, text: str, *, done: bool = False) -> None:
+            super().__call__(text, done=done)
+            if text.startswith("sent 500/"):
+                server.kill()
+                server.wait()
+
+    monkeypatch.setattr(streamrec.cli, "_status", StopAfterFirstChunk())
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as failed:
+        main(["catalog", "load", str(catalog), "--outputs", str(outputs)])
+    assert time.monotonic() - started < 10.0
+    assert failed.value.code == (
+        f"error: the local stack at {endpoint} stopped answering; sent 500 of 1201 records to "
+        "streamrec-events before the failure: re-run to send all"
+    )
+
+
+def test_coupons_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_server, monkeypatch, capsys):
+    endpoint, server = moto_server
+    table = load_template(ROOT / "template.yaml").tables["CouponsTable"]
+    _client("dynamodb", endpoint).create_table(**table.create_kwargs)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps({"endpoint_url": endpoint, "region": "us-east-1", "tables": {"CouponsTable": table.name}})
+    )
+    coupons = tmp_path / "coupons.json"
+    coupons.write_text(json.dumps([{**COUPON, "coupon_id": f"coupon-{n}"} for n in range(3)]))
+    put = DynamoCouponRepository.put
+
+    def put_then_stop(self, coupon_id, spec):
+        stored = put(self, coupon_id, spec)
+        server.kill()
+        server.wait()
+        return stored
+
+    monkeypatch.setattr(DynamoCouponRepository, "put", put_then_stop)
+    with pytest.raises(SystemExit) as failed:
+        main(["coupons", "load", str(coupons), "--outputs", str(outputs)])
+    assert failed.value.code == (
+        f"error: the local stack at {endpoint} stopped answering; loaded 1 of 3 coupon(s) into "
+        f"{table.name} before the failure: re-run"
+    )
+    assert capsys.readouterr().out == "coupon-0: remaining 3 of 3\n"
