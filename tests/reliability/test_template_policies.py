@@ -244,6 +244,27 @@ def test_each_function_is_granted_exactly_what_its_code_uses(
     assert ("dynamodb:DeleteItem", "UsersTable") in used["ApiFunction"]
 
 
+def _readme_grants() -> dict[str, set[tuple[str, str]]]:
+    """The README's table of grants: "| Fn | TableA, TableB: Action, Action; Queue: Action |"."""
+    grants: dict[str, set[tuple[str, str]]] = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 2 or not cells[0].endswith("Function"):
+            continue
+        pairs = grants.setdefault(cells[0], set())
+        for clause in cells[1].split(";"):
+            resources, _, actions = clause.partition(":")
+            service = "sqs" if "Queue" in resources else "kinesis" if "Stream" in resources else "dynamodb"
+            for resource in resources.split(","):
+                pairs.update((f"{service}:{a.strip()}", resource.strip()) for a in actions.split(","))
+    return grants
+
+
+def test_the_readme_lists_exactly_the_templates_grants(raw: dict[str, Any]) -> None:
+    functions = _functions(raw)
+    assert _readme_grants() == {name: _granted(function) for name, function in functions.items()}
+
+
 def test_cfn_lint_is_clean() -> None:
     cfn_lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or shutil.which("cfn-lint")
     assert cfn_lint, "cfn-lint is installed with aws-sam-cli (the dev extra)"
