@@ -18,26 +18,11 @@ import streamrec.cli
 from streamrec.cli import StatusLine, main
 from streamrec.local.template import load_template
 from streamrec.repositories.dynamodb import DynamoCouponRepository
+from tests.unit.test_catalog_cli import TENT
+from tests.unit.test_coupons import LOAD_RECORD as COUPON
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = Path(streamrec.cli.__file__).resolve().parents[1]
-TENT = {
-    "item_id": "tent",
-    "title": "Dome tent",
-    "category": "camping",
-    "price": 99,
-    "in_stock": True,
-    "tags": [],
-}
-COUPON = {
-    "coupon_id": "camp",
-    "scope": {"category": "camping"},
-    "discount": {"kind": "amount", "value": 5},
-    "min_spend": 20,
-    "valid_from": "2025-01-01T00:00:00Z",
-    "valid_to": "2027-01-01T00:00:00Z",
-    "budget": 3,
-}
 
 
 @pytest.fixture

@@ -435,16 +435,20 @@ def test_service_reads_candidates_through_the_scope_index(aws):
         assert service.for_user("nobody", 3, NOW) == []
 
 
+# One record of a `streamrec coupons load` file.
+LOAD_RECORD = {
+    "coupon_id": "camp",
+    "scope": {"category": "camping"},
+    "discount": {"kind": "amount", "value": 5},
+    "min_spend": 20,
+    "valid_from": "2025-01-01T00:00:00Z",
+    "valid_to": "2027-01-01T00:00:00Z",
+    "budget": 3,
+}
+
+
 def test_coupons_load_names_every_bad_line_in_one_run(tmp_path):
-    good = {
-        "coupon_id": "camp",
-        "scope": {"category": "camping"},
-        "discount": {"kind": "amount", "value": 5},
-        "min_spend": 20,
-        "valid_from": "2025-01-01T00:00:00Z",
-        "valid_to": "2027-01-01T00:00:00Z",
-        "budget": 3,
-    }
+    good = LOAD_RECORD
     path = tmp_path / "coupons.jsonl"
     path.write_text(
         "\n".join(
@@ -469,15 +473,7 @@ def test_coupons_load_names_every_bad_line_in_one_run(tmp_path):
 
 
 def test_coupons_load_command(aws, tmp_path, capsys):
-    good = {
-        "coupon_id": "camp",
-        "scope": {"category": "camping"},
-        "discount": {"kind": "amount", "value": 5},
-        "min_spend": 20,
-        "valid_from": "2025-01-01T00:00:00Z",
-        "valid_to": "2027-01-01T00:00:00Z",
-        "budget": 3,
-    }
+    good = LOAD_RECORD
     table = aws.tables["CouponsTable"].name
     path = tmp_path / "coupons.jsonl"
     path.write_text(
