@@ -98,7 +98,10 @@ class UserProfile(BaseModel):
 
 class OfferedCoupon(BaseModel):
     coupon_id: str
-    score: float = Field(description="Ranking score: affinity to the coupon's scope and its value.")
+    score: float = Field(
+        description="Ranking score: the user's predicted chance of buying in the coupon's scope soon "
+        "(relative to the best coupon's) and the coupon's value; best first."
+    )
     scope: CouponScope
     discount: Discount
     min_spend: float
