@@ -217,37 +217,25 @@ PROTOCOL_TITLES = {
 def _protocol_section(name: str, result: dict[str, Any]) -> list[str]:
     """A table of the engine and its peers over every numeric metric they share."""
     # Variants of the engine (e.g. P4's "engine_by_affinity", an ablation) follow it.
-    variants = [
-        (key.replace("_", " "), values)
-        for key, values in result.items()
-        if key.startswith("engine_by_") and isinstance(values, dict)
-    ]
-    rows = [("engine", result["engine"]), *variants, *result.get("peers", {}).items()]
+    variants = {key: v for key, v in result.items() if key.startswith("engine_by_") and isinstance(v, dict)}
+    methods = {"engine": result["engine"], **variants, **result.get("peers", {})}
+    labels = {"engine": "**engine**", **{key: key.replace("_", " ") for key in variants}}
     metrics = [m for m, v in result["engine"].items() if isinstance(v, float)]
-    intervals = result.get("intervals") or {}
-    out = [f"## {PROTOCOL_TITLES.get(name, name.upper())}", ""]
-    out.append(f"{result.get('targets', 0):,} targets (see `../shared/EVALUATION.md` for the protocol).")
-    out += ["", "| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
-    for method, values in rows:
-        key = method.replace(" ", "_")
-        cells = [_with_ci(values.get(m), intervals.get(key, {}).get(m)) for m in metrics]
-        label = "**engine**" if method == "engine" else method
-        out.append(f"| {label} | " + " | ".join(cells) + " |")
-    by_key = {method.replace(" ", "_"): values for method, values in rows}
-    leads = [line for m in metrics for line in _leads(result, by_key, m)]
-    return [*out, "", *([*leads, ""] if leads else [])]
+    leads = [line for m in metrics for line in _leads(result, methods, m)]
+    return [
+        f"## {PROTOCOL_TITLES.get(name, name.upper())}",
+        "",
+        f"{result.get('targets', 0):,} targets (see `../shared/EVALUATION.md` for the protocol).",
+        "",
+        _table(["method", *metrics], _rows_with_ci(result, methods, labels, metrics)),
+        "",
+        *([*leads, ""] if leads else []),
+    ]
 
 
 def _p3_section(p3: dict[str, Any]) -> list[str]:
-    ci = p3.get("intervals") or {}
     methods = {"engine": p3["engine"], **p3["peers"]}
-    rows = [
-        [
-            "engine (cross-sell)" if name == "engine" else name,
-            *(_with_ci(v.get(m), ci.get(name, {}).get(m)) for m in ("hr@10", "mrr@10")),
-        ]
-        for name, v in methods.items()
-    ]
+    rows = _rows_with_ci(p3, methods, {"engine": "engine (cross-sell)"}, ["hr@10", "mrr@10"])
     return [
         f"## {PROTOCOL_TITLES['p3']}",
         "",
@@ -258,6 +246,18 @@ def _p3_section(p3: dict[str, Any]) -> list[str]:
         "",
         *_leads(p3, methods, "hr@10"),
         "",
+    ]
+
+
+def _rows_with_ci(
+    result: dict[str, Any], methods: dict[str, dict[str, Any]], labels: dict[str, str], metrics: list[str]
+) -> list[list[str]]:
+    """One table row per method: its label (default: its key) and each metric with its
+    interval from ``result["intervals"]`` when there is one."""
+    intervals = result.get("intervals") or {}
+    return [
+        [labels.get(key, key), *(_with_ci(values.get(m), intervals.get(key, {}).get(m)) for m in metrics)]
+        for key, values in methods.items()
     ]
 
 
