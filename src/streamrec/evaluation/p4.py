@@ -161,11 +161,17 @@ def bought_in_test(data: StreamData) -> dict[str, set[str]]:
     return bought
 
 
-def precision(
+def target_hits(
     ranking: Callable[[str], list[str]], targets: Sequence[str], bought: dict[str, set[str]]
-) -> dict[str, float]:
-    hits = sum(len(set(ranking(u)[:K]) & bought[u]) for u in targets)
-    return {f"precision@{K}": hits / (K * len(targets)) if targets else 0.0, "hits": hits}
+) -> list[int]:
+    """Each target's relevant coupons among its top K, in ``targets`` order."""
+    return [len(set(ranking(u)[:K]) & bought[u]) for u in targets]
+
+
+def precision(hits: Sequence[int]) -> dict[str, float]:
+    """precision@K and the hits behind it, from each target's hits."""
+    total = sum(hits)
+    return {f"precision@{K}": total / (K * len(hits)) if hits else 0.0, "hits": total}
 
 
 # ---- Fitting the coupon model (Settings.coupon_model) on the warm-up only -------------------
@@ -324,18 +330,16 @@ def run_p4(data: StreamData, settings: Settings | None = None) -> dict[str, Any]
     ablation = engine_rankings(data, categories, replace(settings, coupon_ranking=other))
     peers = peer_rankings(data, categories)
     rankings = {"engine": engine.__getitem__, f"engine_by_{other}": ablation.__getitem__, **peers}
+    hits = {name: target_hits(rank, targets, bought) for name, rank in rankings.items()}
     # Each target's precision@3 (hits / 3) for the bootstrap over users.
-    per_target = {
-        name: {f"precision@{K}": np.array([len(set(rank(u)[:K]) & bought[u]) / K for u in targets])}
-        for name, rank in rankings.items()
-    }
+    per_target = {name: {f"precision@{K}": np.array(h) / K} for name, h in hits.items()}
     return {
         "engine": {
-            **precision(engine.__getitem__, targets, bought),
+            **precision(hits["engine"]),
             "targets_offered_fewer_than_3": sum(n < K for n in offered),
         },
-        f"engine_by_{other}": precision(ablation.__getitem__, targets, bought),
-        "peers": {name: precision(rank, targets, bought) for name, rank in peers.items()},
+        f"engine_by_{other}": precision(hits[f"engine_by_{other}"]),
+        "peers": {name: precision(hits[name]) for name in peers},
         # 95% bootstrap intervals over target users (1,000 resamples, fixed seed), paired:
         # "differences" are the engine's lead over each other method.
         **compared_intervals(per_target, targets),
