@@ -148,13 +148,15 @@ class Settings:
     content_merge_limit: int = 20
     content_min_similarity: float = 0.05
     posting_limit: int = 1000
-    # Blending (domain/recommend.py): an item with fewer than ``cold_item_neighbours``
-    # collaborative neighbours is cold, and its content neighbours weigh more, up to all of
-    # the score at 0 neighbours; ``content_weight`` is their weight for a warm item, and
-    # ``content_slots`` the share of a similar-items list kept for items known only by content.
-    cold_item_neighbours: int = 10
-    content_weight: float = 0.3
-    content_slots: float = 0.2
+    # Blending (domain/recommend.py): an item whose support (c_ii: each user's strongest
+    # event weight on it, summed) is below ``cold_item_weight`` is cold, and its content
+    # neighbours weigh more, up to all of the score at 0; ``content_weight`` is their weight
+    # for a warm item, and ``content_slots`` the share of a similar-items list kept for items
+    # known only by content (at least 1, never all of it). Chosen on the content protocol's
+    # validation split (README, "Catalog, content similarity and stock").
+    cold_item_weight: float = 40.0
+    content_weight: float = 0.15
+    content_slots: float = 0.1
 
     def __post_init__(self) -> None:
         if self.similarity_measure not in SIMILARITY_MEASURES:
@@ -198,9 +200,9 @@ class Settings:
             raise ConfigurationError("DEMAND_ALPHA and DEMAND_BETA must be in (0, 1]")
         if not 0.0 <= self.content_weight <= 1.0 or not 0.0 <= self.content_slots <= 1.0:
             raise ConfigurationError("content_weight and content_slots must be in 0..1")
-        if self.cold_item_neighbours < 1 or self.content_per_item < 1 or self.posting_limit < 2:
+        if not self.cold_item_weight > 0 or self.content_per_item < 1 or self.posting_limit < 2:
             raise ConfigurationError(
-                "expected cold_item_neighbours >= 1, content_per_item >= 1, posting_limit >= 2"
+                "expected cold_item_weight > 0, content_per_item >= 1, posting_limit >= 2"
             )
         if not 1 <= self.basket_items_kept <= 200:
             raise ConfigurationError(f"BASKET_ITEMS_KEPT={self.basket_items_kept}; expected 1..200")

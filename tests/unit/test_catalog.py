@@ -246,7 +246,7 @@ def test_a_new_item_is_merged_into_its_neighbours_lists():
 def test_cold_start_new_item_appears_in_similar_items_of_a_content_similar_item():
     """(a) A new item with a catalog record and no interactions appears in
     GET /items/{X}/similar of a content-similar item X that has interactions."""
-    pipeline = Pipeline(Settings(cold_item_neighbours=3))  # the tent's 3 neighbours make it warm
+    pipeline = Pipeline(Settings(cold_item_weight=6))  # the tent's 6 viewers make it warm
     pipeline.send(CATALOG)
     _warm(pipeline)
     before = pipeline.recommendations.similar_items("tent-2p", 3)
@@ -297,6 +297,33 @@ def test_cold_start_new_user_gets_popular_in_category_after_first_view():
     bare.send([view("newbie", "grinder", 300)])
     reasons = [reason for r in bare.recommendations.for_user("newbie", 5).items for reason in r.reasons]
     assert not any(reason.startswith("popular in") for reason in reasons)
+
+
+def test_coldness_follows_support_not_the_number_of_neighbours():
+    """One shopper's session gives the tent 4 neighbours but a support of 1: it is still
+    nearly cold, so its text leads its similar items; many shoppers make it warm."""
+    pipeline = Pipeline(Settings(cold_item_weight=10))
+    pipeline.send(CATALOG)
+    pipeline.send(
+        [view("u1", item, n) for n, item in enumerate(("tent-2p", "grinder", "beans", "lamp", "stove"))]
+    )
+    row = pipeline.similarity.rows["tent-2p"]
+    assert len(row.neighbours) == 4 and row.support == 1.0
+    first = pipeline.recommendations.similar_items("tent-2p", 2).items
+    assert [r.item_id for r in first] == ["stove", "bag-down"]  # the camping items, by text
+    assert "similar to tent-2p (title, category, tags)" in first[0].reasons
+
+    for user in range(2, 12):  # ten more shoppers view the tent, then the coffee grinder
+        pipeline.send(
+            [view(f"u{user}", "tent-2p", 100 + 2 * user), view(f"u{user}", "grinder", 101 + 2 * user)]
+        )
+    row = pipeline.similarity.rows["tent-2p"]
+    assert row.support == 11.0  # warm: behaviour leads
+    listed = pipeline.recommendations.similar_items("tent-2p", 3).items
+    assert listed[0].item_id == "grinder"
+    assert "bag-down" in [r.item_id for r in listed]  # known only by its text: a reserved slot
+    # which never takes the whole list: k = 1 is the single best item
+    assert [r.item_id for r in pipeline.recommendations.similar_items("tent-2p", 1).items] == ["grinder"]
 
 
 def test_cold_history_item_brings_its_content_neighbours():

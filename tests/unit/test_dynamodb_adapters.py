@@ -119,6 +119,12 @@ def test_crashes_and_bisected_redeliveries_leave_the_same_tables(aws, monkeypatc
     items = sorted({e.event.item_id for e in events})
     dynamo_similarity.recompute(items, items, items)
     memory_similarity.recompute(*publisher.drain())
+    # the rows' support (how well behaviour knows each item) survives the table
+    dynamo_rows, _ = dynamo_similarity.similarity.get_many(items)
+    memory_rows, _ = memory_similarity.similarity.get_many(items)
+    supports = {item: row.support for item, row in memory_rows.items()}
+    assert {item: row.support for item, row in dynamo_rows.items()} == supports
+    assert sum(supports.values()) > 0
     dynamo_recs = wiring.recommendation_service(settings)
     now = 1_764_000_000 + 400 * 30
     for user in sorted({e.event.user_id for e in events}):
@@ -176,3 +182,22 @@ def test_user_rows_written_before_the_coupon_model_still_read():
     item = user_to_item(UserState("u"), 1)
     item["categories"] = {"S": json.dumps({"camping": [4.5, 100.0, {"view": 2}]})}
     assert user_from_item(item).categories == {"camping": CategoryAffinity(4.5, 100.0, {"view": 2})}
+
+
+def test_similarity_rows_written_before_support_still_read_as_warm():
+    from streamrec.domain.model import Neighbour, SimilarityRow
+    from streamrec.domain.recommend import coldness
+    from streamrec.repositories.dynamodb import _row_from_item
+
+    settings = load_settings()
+    old = {
+        "item_id": {"S": "tent"},
+        "neighbours": {"S": json.dumps([["stove", 0.5]])},
+        "measure": {"S": "jaccard"},
+        "updated_at": {"N": "1.0"},
+    }
+    row = _row_from_item(old)
+    assert row.support is None and coldness(row, settings) == 0.0  # behaviour knows it
+    catalog_only = _row_from_item({**old, "neighbours": {"S": "[]"}})
+    assert coldness(catalog_only, settings) == 1.0  # only its text is known
+    assert coldness(SimilarityRow("tent", [Neighbour("stove", 0.5)], support=10.0), settings) == 0.75

@@ -204,6 +204,10 @@ class SimilarityRow:
     # Items whose catalog text (title, category, tags) is close to its own, by TF-IDF
     # cosine, best first (domain/catalog.py).
     content: list[Neighbour] = field(default_factory=list)
+    # How well behaviour knows the item: its c_ii (each user's strongest event weight on
+    # it, summed) when the row was built. None: not recorded (a row only the catalog side
+    # wrote, or one stored before rows carried it).
+    support: float | None = None
 
     def copy(self) -> SimilarityRow:
         """A copy with its own lists (``Neighbour`` is frozen: the lists share members)."""
@@ -215,6 +219,7 @@ class SimilarityRow:
             extended=list(self.extended),
             complements=list(self.complements),
             content=list(self.content),
+            support=self.support,
         )
 
 

@@ -11,9 +11,9 @@ Personalized score of a candidate m (SAR-style, plus a category component):
 * the two are blended after scaling each to a maximum of 1 (``category_blend``).
 
 Content neighbours (catalog TF-IDF, domain/catalog.py) fill in for cold items: a recent
-item h with n_h < ``cold_item_neighbours`` collaborative neighbours contributes its content
-neighbours m with S[h, m] = max(S[h, m], (1 - n_h / cold_item_neighbours) · T[h, m]), T
-being the content cosine; warm items' rows are used as they are.
+item h whose support w_h (its c_ii) is below ``cold_item_weight`` contributes its content
+neighbours m with S[h, m] = max(S[h, m], (1 - w_h / cold_item_weight) · T[h, m]), T being
+the content cosine; warm items' rows are used as they are.
 
 Out-of-stock items (the ``#out_of_stock`` row) are never listed, by any list, fallbacks
 included. Items without a catalog record count as in stock.
@@ -148,10 +148,13 @@ def out_of_stock(lists: dict[str, PopularList]) -> set[str]:
 
 
 def coldness(row: SimilarityRow | None, settings: Settings) -> float:
-    """1 for an item without collaborative neighbours, falling linearly to 0 at
-    ``cold_item_neighbours`` neighbours: how much its content neighbours stand in."""
-    count = len(row.neighbours) if row else 0
-    return max(0.0, 1.0 - count / settings.cold_item_neighbours)
+    """1 for an item nobody interacted with, falling linearly to 0 at a support (c_ii) of
+    ``cold_item_weight``: how much its content neighbours stand in. Support, not the count
+    of neighbours: one basket of 20 items gives an item 20 neighbours, all from one buyer.
+    A row without a recorded support is warm when it has collaborative neighbours."""
+    if row is None or row.support is None:
+        return 0.0 if row is not None and row.neighbours else 1.0
+    return max(0.0, 1.0 - row.support / settings.cold_item_weight)
 
 
 def history_weights(history: list[HistoryItem], now: float, settings: Settings) -> np.ndarray:
@@ -311,14 +314,15 @@ class RecommendationService:
         """The item's top-``k`` similar items: collaborative neighbours ("customers who
         viewed this also viewed") blended with content neighbours (catalog text).
 
-        With n collaborative neighbours, content weighs β = content_weight + (1 −
-        content_weight) · coldness (coldness = max(0, 1 − n / cold_item_neighbours)), so
+        With support w (the item's c_ii), content weighs β = content_weight + (1 −
+        content_weight) · coldness (coldness = max(0, 1 − w / cold_item_weight)), so
         a cold item is ranked by its content alone and a warm one mostly by behaviour:
         score = (1 − β) · S / max S + β · T. Items known only by content (typically new
-        ones, without interactions yet) are guaranteed ``content_slots`` of the list when
-        there are any, so they can be discovered. Without content neighbours the list is
-        the collaborative one as before. Out-of-stock items never appear (unless the filter
-        allows them), and ``list_filter`` applies to both kinds before the cut to ``k``.
+        ones, without interactions yet) are guaranteed ``content_slots`` of the list (at
+        least 1, never all of it) when there are any, so they can be discovered. Without
+        content neighbours the list is the collaborative one as before. Out-of-stock items
+        never appear (unless the filter allows them), and ``list_filter`` applies to both
+        kinds before the cut to ``k``.
         """
         rows, lists = self.similarity.get_many([item_id], request_lists(list_filter))
         row = rows.get(item_id)
@@ -360,10 +364,13 @@ class RecommendationService:
         ordered = sorted(behaviour.keys() | text.keys())
         scores = np.array([(1.0 - beta) * behaviour.get(i, 0.0) + beta * text.get(i, 0.0) for i in ordered])
         chosen = [ordered[index] for index in top_k(scores, k)]
-        # Items known only by content (best first) keep their reserved slots.
+        # Items known only by content (best first) keep their reserved slots, never all of
+        # the list (k = 1 is the single best item).
         content_only = [n.item_id for n in content if n.item_id not in behaviour]
         reserved = (
-            min(len(content_only), max(1, round(k * settings.content_slots))) if settings.content_slots else 0
+            min(len(content_only), max(1, round(k * settings.content_slots)), k - 1)
+            if settings.content_slots
+            else 0
         )
         missing = max(0, reserved - sum(i in chosen for i in content_only))
         extra = [i for i in content_only if i not in chosen][:missing]

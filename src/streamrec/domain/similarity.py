@@ -205,6 +205,7 @@ class SimilarityService:
                 ),
                 measure=self.settings.similarity_measure,
                 updated_at=now,
+                support=weights.get(item, 0.0),
                 complements=neighbour_row(
                     item,
                     rows.get(basket_row(item), {}),

@@ -428,6 +428,7 @@ def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
         extended=_decode_neighbours(item, "extended", categories),
         complements=_decode_neighbours(item, "complements", categories),
         content=_decode_neighbours(item, "content", content_categories),
+        support=float(item["support"]["N"]) if "support" in item else None,
     )
 
 
@@ -468,6 +469,7 @@ class DynamoSimilarityRepository:
                 **_encode_neighbours(row),
                 "measure": {"S": row.measure or "-"},
                 "updated_at": _number(row.updated_at),
+                **({"support": _number(row.support)} if row.support is not None else {}),
             }
             for row in rows
         ]
