@@ -8,7 +8,10 @@
 * ``eval p3`` - P3 on UCI Online Retail: cross-sell (basket completion) and its peers;
 * ``eval p4`` - P4 (coupon relevance) on the Taobao head: engine and peers, JSON; with
   ``--fit``, fits the coupon model on cut-offs inside the warm-up (Settings.coupon_model);
-* ``eval all`` - P1 + P2 + P3 + P4, then eval/report.md, eval/report.json and eval/hr_at_k.png.
+* ``eval content`` - the project's own protocol for content similarity and cold items
+  (UCI Online Retail with product descriptions as the catalog; see :mod:`content`);
+* ``eval all`` - P1 + P2 + P3 + P4 + content, then eval/report.md, eval/report.json and
+  eval/hr_at_k.png.
 
 Each sets ``func`` (``args -> exit code``), like the other subcommands of ``streamrec``.
 Progress goes to stderr, results to stdout.
@@ -36,7 +39,14 @@ from streamrec.evaluation.datasets import (
 )
 from streamrec.evaluation.report import RTREC_LAST, now_iso, write_report
 
-__all__ = ["add_eval_parser", "run_p1_command", "run_p2_command", "run_p3_command", "run_p4_command"]
+__all__ = [
+    "add_eval_parser",
+    "run_content_command",
+    "run_p1_command",
+    "run_p2_command",
+    "run_p3_command",
+    "run_p4_command",
+]
 
 SEPARATORS = {",": ",", ";": ";", "\t": "\t", "\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";"}
 
@@ -96,7 +106,7 @@ def require_extra(peers: Sequence[str] = (), plot: bool = False) -> None:
     missing = sorted(module for module in needed if importlib.util.find_spec(module) is None)
     if missing:
         extras = "dev,eval,rtrec" if "rtrec" in missing else "dev,eval"
-        raise ExtraMissing(f"missing package(s) {', '.join(missing)}: pip install -e \".[{extras}]\"")
+        raise ExtraMissing(f'missing package(s) {", ".join(missing)}: pip install -e ".[{extras}]"')
 
 
 def _write_json(payload: dict[str, Any], path: Path | None) -> None:
@@ -339,6 +349,48 @@ def _cmd_p3(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- content (the project's own protocol) ----------------------------------------------------
+def run_content_command(
+    data_dir: Path,
+    progress: Any = None,
+    overrides: dict[str, Any] | None = None,
+    max_invoices: int | None = None,
+    validation: bool = False,
+) -> dict[str, Any]:
+    """Load UCI Online Retail and its descriptions and run the content protocol; the
+    summary dict (see :func:`content.run_content`)."""
+    from dataclasses import replace
+
+    from streamrec.evaluation import content, p3
+    from streamrec.settings import Settings
+
+    catalog = content.load_catalog(data_dir)
+    train, test = p3.split(p3.load_online_retail(data_dir), validation=validation)
+    settings = replace(Settings(), **{**content.SIMILAR_SHORTCUTS, **(overrides or {})})
+    result = content.run_content(catalog, train, test[:max_invoices], settings=settings, progress=progress)
+    result["protocol"] = "content, validation split" if validation else "content"
+    result["dataset"] = f"{p3.RETAIL_DIR}/*.csv.gz"
+    result["date"] = now_iso()
+    result["engine_settings"] = {name: getattr(settings, name) for name in content.BLEND_FIELDS}
+    return result
+
+
+def _cmd_content(args: argparse.Namespace) -> int:
+    try:
+        result = run_content_command(
+            args.data,
+            progress=_progress(args),
+            overrides=_overrides(args.set),
+            max_invoices=args.max_invoices,
+            validation=args.validation,
+        )
+    except (DatasetMissing, argparse.ArgumentTypeError) as error:
+        print(f"streamrec eval content: {error}", file=sys.stderr)
+        return 1
+    _write_json(result, args.out)
+    return 0
+
+
 # ---- report ----------------------------------------------------------------------------------
 def _cmd_report(args: argparse.Namespace) -> int:
     from streamrec.evaluation.report import rerender_report
@@ -379,6 +431,11 @@ def _cmd_all(args: argparse.Namespace) -> int:
         p3_result = run_p3_command(data_dir, progress=progress)
         print("P4 (Taobao, coupon relevance) ...", file=sys.stderr)
         protocols = {"p4": run_p4_command(data_dir)}
+        print(
+            "Content similarity and cold items (Online Retail, the project's own protocol) ...",
+            file=sys.stderr,
+        )
+        content_result = run_content_command(data_dir, progress=progress)
     except (DatasetMissing, ExtraMissing) as error:
         print(f"streamrec eval all: {error}", file=sys.stderr)
         return 1
@@ -392,6 +449,7 @@ def _cmd_all(args: argparse.Namespace) -> int:
         wall_time_s=time.monotonic() - started,
         p3=p3_result,
         protocols=protocols,
+        content=content_result,
     )
     k = args.k
     lines = [f"P1 ({p1_result['targets']:,} targets)  HR@{k}  MRR@{k}"]
@@ -413,6 +471,15 @@ def _cmd_all(args: argparse.Namespace) -> int:
         lines.append(f"{protocol.upper()} ({result['targets']:,} targets)  " + "  ".join(metrics))
         for name, values in [("engine", result["engine"]), *result["peers"].items()]:
             lines.append(f"  {name:<16} " + "  ".join(f"{values[m]:.4f}" for m in metrics))
+    lines.append("content (precision@10)  engine  behaviour only  content only")
+    for group, part in content_result["groups"].items():
+        if part["cases"]:
+            lines.append(
+                f"  {group:<17} "
+                + "  ".join(
+                    f"{part[m]['precision@10']:.4f}" for m in ("engine", "behaviour_only", "content_only")
+                )
+            )
     lines.append(
         f"wrote {paths['md']}, {paths['json']}, {paths['png']} in {time.monotonic() - started:,.0f} s"
     )
@@ -444,7 +511,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "production engine (in-memory adapters) and its peers.",
     )
     commands = evaluate.add_subparsers(
-        dest="eval_command", metavar="{p1,p2,p3,p4,sessions,all,report}", required=True
+        dest="eval_command", metavar="{p1,p2,p3,p4,content,sessions,all,report}", required=True
     )
 
     one = commands.add_parser(
@@ -479,7 +546,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "stream always goes one event per call)",
     )
     one.add_argument(
-        "--no-engine", action="store_true",
+        "--no-engine",
+        action="store_true",
         help="run the peers only (--no-engine --peers rtrec refreshes rtrec's figures, no engine)",
     )
     one.add_argument("--max-test-events", type=int, default=None, help=argparse.SUPPRESS)
@@ -583,11 +651,45 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     three.add_argument("--max-invoices", type=int, default=None, help="evaluate only the first N invoices")
     three.set_defaults(func=_cmd_p3)
 
+    text = commands.add_parser(
+        "content",
+        help="content similarity and cold items on UCI Online Retail (the project's own protocol)",
+        description="The project's own protocol (no protocol of EVALUATION.md has a catalog): product "
+        "descriptions are the catalog, 20%% of the test's products are made cold (their training "
+        "lines removed), and for each test invoice and each of its first 10 products X the top-10 "
+        "similar items of X are checked against the invoice's other products. The engine, behaviour "
+        "alone and content alone, by group (cold first sale, cold later sales, warm); JSON to stdout "
+        "(and --out).",
+    )
+    text.add_argument(
+        "--data",
+        type=Path,
+        default=default_data_dir(),
+        help="folder holding the data sets (default: ../shared/datasets beside the repository)",
+    )
+    text.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    text.add_argument("--out", type=Path, help="also write the JSON result here")
+    text.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override an engine setting (tuning), e.g. --set content_weight=0.5",
+    )
+    text.add_argument(
+        "--validation",
+        action="store_true",
+        help=f"tune without the test invoices: train before {p3.VALIDATION_FROM[:10]}, evaluate the "
+        f"invoices from then until {p3.TEST_FROM[:10]}",
+    )
+    text.add_argument("--max-invoices", type=int, default=None, help="evaluate only the first N invoices")
+    text.set_defaults(func=_cmd_content)
+
     everything = commands.add_parser(
         "all",
-        help="P1 + P2 + P3 + P4, then eval/report.md, report.json and hr_at_k.png",
-        description="Run P1, P2, P3 and P4 on ../shared/datasets (skipped with a message when the folder is "
-        "absent) and write the report.",
+        help="P1 + P2 + P3 + P4 + content, then eval/report.md, report.json and hr_at_k.png",
+        description="Run P1, P2, P3, P4 and the content protocol on ../shared/datasets (skipped with a "
+        "message when the folder is absent) and write the report.",
     )
     _common(everything)
     everything.add_argument("--with-rtrec", action="store_true", help="also run rtrec in P1 (about an hour)")

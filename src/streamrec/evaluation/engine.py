@@ -8,6 +8,11 @@ pure function of the counts, so a request sees what the deployed pipeline shows 
 changed-items stream has drained; its two-hop list reads other rows and may be slightly
 staler than in production. ``eager=True`` rebuilds at every batch instead, exactly as the
 deployed pipeline does (the equivalence tests use it).
+
+With a ``catalog`` (an in-memory catalog table), :meth:`InMemoryEngine.upsert_catalog`
+stores ``item_upsert`` records through the production CatalogService and updates content
+neighbours and stock at once, as the similarity function does for their announcements;
+events without a category then take their item's catalog category, as in production.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamrec.domain.catalog import CatalogService, SequencedUpsert
 from streamrec.domain.ingest import IngestService, SequencedEvent, plan_batch
 from streamrec.domain.model import UserState, sequence_key
 from streamrec.domain.recommend import (
@@ -25,8 +31,9 @@ from streamrec.domain.recommend import (
     RecommendationService,
 )
 from streamrec.domain.similarity import SimilarityService
-from streamrec.events import parse_event
+from streamrec.events import ItemUpsert, parse_event, parse_record
 from streamrec.repositories.memory import (
+    InMemoryCatalogRepository,
     InMemoryChangePublisher,
     InMemoryCooccurrenceRepository,
     InMemoryItemStatsRepository,
@@ -47,15 +54,19 @@ class InMemoryEngine:
     item_stats: InMemoryItemStatsRepository = field(default_factory=InMemoryItemStatsRepository)
     similarity: InMemorySimilarityRepository = field(default_factory=InMemorySimilarityRepository)
     changes: InMemoryChangePublisher = field(default_factory=InMemoryChangePublisher)
+    catalog: InMemoryCatalogRepository | None = None
     sequence: int = 0
     stale_rows: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.ingest_service = IngestService(
-            self.settings, self.users, self.cooccurrence, self.item_stats, self.changes
+            self.settings, self.users, self.cooccurrence, self.item_stats, self.changes, catalog=self.catalog
         )
         self.similarity_service = SimilarityService(
-            self.settings, self.cooccurrence, self.item_stats, self.similarity
+            self.settings, self.cooccurrence, self.item_stats, self.similarity, catalog=self.catalog
+        )
+        self.catalog_service = (
+            CatalogService(self.settings, self.catalog, self.changes) if self.catalog is not None else None
         )
         self.recommendations = RecommendationService(self.settings, self.users, self.similarity)
         self.cross_sell_service = CrossSellService(self.settings, self.users, self.similarity)
@@ -66,6 +77,21 @@ class InMemoryEngine:
             self.sequence += 1
             batch.append(SequencedEvent(sequence_key(self.sequence), parse_event(payload)))
         return batch
+
+    def upsert_catalog(self, records: list[dict[str, Any]]) -> None:
+        """Store catalog records (``item_upsert`` payloads, one stream batch), then update
+        their content neighbours and the out-of-stock row."""
+        if self.catalog_service is None:
+            raise ValueError("this engine has no catalog (InMemoryEngine(settings, catalog=...))")
+        batch = []
+        for payload in records:
+            upsert = parse_record(payload)
+            if not isinstance(upsert, ItemUpsert):
+                raise ValueError(f"not an item_upsert record: {payload!r}")
+            self.sequence += 1
+            batch.append(SequencedUpsert(sequence_key(self.sequence), upsert))
+        self.catalog_service.upsert(batch, SHARD)
+        self.similarity_service.recompute((), (), (), self.changes.drain_content())
 
     def ingest(self, events: list[dict[str, Any]]) -> None:
         """Apply events (one batch of one stream shard), then handle the announcements."""
@@ -94,6 +120,11 @@ class InMemoryEngine:
         """What ``POST /cross-sell`` answers for ``items`` (and ``user_id``)."""
         self._refresh(set(items))
         return self.cross_sell_service.for_request(items, k, user_id)
+
+    def similar(self, item_id: str, k: int) -> RecommendationList:
+        """What ``GET /items/{item_id}/similar`` answers."""
+        self._refresh({item_id})
+        return self.recommendations.similar_items(item_id, k)
 
     def flush(self) -> None:
         """Rebuild every marked row now."""

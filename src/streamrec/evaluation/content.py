@@ -1,0 +1,276 @@
+"""Content similarity and cold items, measured on UCI Online Retail (an internal protocol).
+
+No protocol of ../shared/EVALUATION.md has a catalog, so this one is the project's own. It
+uses P3's data, row filter and split (:mod:`streamrec.evaluation.p3`) and the products'
+descriptions as catalog titles:
+
+1. Catalog: one ``item_upsert`` per product (title = its most frequent description, price =
+   its median unit price, in stock; the data has no categories, so every record names the
+   one category :data:`CATEGORY`), stored before anything else: a shop lists products
+   before it sells them.
+2. Cold products: every product of a test case first sold in the test period, plus a
+   seeded random :data:`COLD_SHARE` of the others. Their lines are removed from the
+   training invoices, so the engine meets them in the test period knowing only their
+   catalog record (the usual item cold-start simulation).
+3. Training: the remaining training lines are ingested as P3's purchase events.
+4. Test: for each test invoice in time order and each of its first 10 distinct products X,
+   ask for X's top-10 similar items (what ``GET /items/X/similar?k=10`` answers, popular
+   padding included) before ingesting the invoice; the relevant items are the invoice's
+   other products (bought together with X). Then ingest the invoice.
+
+Cases are grouped by X: a cold product's first sale (nothing known but its record), a cold
+product's later sales (it is warming up) and the never-hidden products (warm). Metrics per
+case: hits@10 (relevant items among the 10), precision@10 (hits / 10) and HR@10 (at least
+one hit); 95% intervals by a paired bootstrap over customers.
+
+Methods, all on the same engine state and the production ``similar_items``, seeing the
+similarity rows with one part removed: ``engine`` (behaviour blended with content, the
+defaults); ``behaviour_only`` (content lists removed: what the engine answers without a
+catalog, popular items for a product nobody bought yet); ``content_only`` (collaborative
+neighbours removed: the TF-IDF neighbours alone).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import random
+import statistics
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamrec.domain.model import PopularList, SimilarityRow
+from streamrec.domain.recommend import RecommendationService
+from streamrec.evaluation.datasets import DatasetMissing
+from streamrec.evaluation.metrics import compared_intervals
+from streamrec.evaluation.p3 import (
+    HELD_OUT_PER_INVOICE,
+    RETAIL_DIR,
+    RETAIL_FILES,
+    Invoice,
+    invoice_events,
+    is_product,
+)
+from streamrec.repositories.base import SimilarityRepository
+from streamrec.settings import Settings
+
+K = 10
+COLD_SHARE = 0.2
+COLD_SEED = 20111109
+# Online Retail has no categories; one for every record (its token is in every document,
+# so its idf is the lowest there is).
+CATEGORY = "giftware"
+ENGINE_BATCH = 1000
+CATALOG_BATCH = 500  # records per upsert call (one PutRecords' worth)
+METHODS = ("engine", "behaviour_only", "content_only")
+GROUPS = ("cold_first_sale", "cold_later_sales", "warm")
+METRICS = ("hits@10", "precision@10", "hr@10")
+# A request's lists never change what a similar-items request sees when two-hop lists are
+# off (similar items read a row's neighbours and content lists only), and the replay is
+# several times cheaper without them.
+SIMILAR_SHORTCUTS: dict[str, Any] = {"two_hop_sources": 0}
+BLEND_FIELDS = (
+    "similarity_measure",
+    "cold_item_weight",
+    "content_weight",
+    "content_slots",
+    "content_per_item",
+)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    title: str
+    price: float
+
+
+def load_catalog(data_dir: Path) -> dict[str, CatalogEntry]:
+    """Each product's most frequent description (ties: the first seen) and median unit
+    price, over the rows that are sales of a product (not cancelled, quantity > 0, a
+    positive price and a description), with or without a customer."""
+    folder = data_dir / RETAIL_DIR
+    titles: dict[str, Counter[str]] = defaultdict(Counter)
+    prices: dict[str, list[float]] = defaultdict(list)
+    for name in RETAIL_FILES:
+        path = folder / name
+        if not path.is_file():
+            raise DatasetMissing(path, RETAIL_DIR)
+        with gzip.open(path, "rt", newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                code, title = row["StockCode"], " ".join(row["Description"].split())
+                price = float(row["UnitPrice"] or 0)
+                if (
+                    row["InvoiceNo"].startswith("C")
+                    or int(row["Quantity"]) <= 0
+                    or not is_product(code)
+                    or not title
+                    or price <= 0
+                ):
+                    continue
+                titles[code][title] += 1  # Counter keeps first-seen order among equal counts
+                prices[code].append(price)
+    return {
+        code: CatalogEntry(counts.most_common(1)[0][0], statistics.median(prices[code]))
+        for code, counts in titles.items()
+    }
+
+
+def catalog_records(catalog: dict[str, CatalogEntry], timestamp: float) -> list[dict[str, Any]]:
+    """The catalog as ``item_upsert`` records (sorted by product code)."""
+    return [
+        {
+            "event_type": "item_upsert",
+            "item_id": code,
+            "title": entry.title[:512],
+            "category": CATEGORY,
+            "price": round(entry.price, 2),
+            "in_stock": True,
+            "timestamp": timestamp,
+        }
+        for code, entry in sorted(catalog.items())
+    ]
+
+
+def cold_products(
+    train: Sequence[Invoice], test: Sequence[Invoice], share: float = COLD_SHARE, seed: int = COLD_SEED
+) -> set[str]:
+    """The test cases' products never sold in training, plus a seeded random ``share`` of
+    those that were (sorted before sampling, so the draw is reproducible)."""
+    sold = {item for invoice in train for item in invoice.items}
+    asked = sorted({item for invoice in test for item in invoice.items[:HELD_OUT_PER_INVOICE]})
+    known = [item for item in asked if item in sold]
+    hidden = random.Random(seed).sample(known, round(share * len(known)))
+    return {item for item in asked if item not in sold} | set(hidden)
+
+
+def without(invoices: Iterable[Invoice], items: set[str]) -> list[Invoice]:
+    """The invoices with the lines of ``items`` removed (invoices left empty are dropped)."""
+    kept = []
+    for invoice in invoices:
+        rest = [item for item in invoice.items if item not in items]
+        if rest:
+            kept.append(replace(invoice, items=rest))
+    return kept
+
+
+class RowsWithout:
+    """The similarity table as one method sees it: every row with one of its neighbour
+    lists (``"content"`` or ``"neighbours"``) emptied; popular lists unchanged."""
+
+    def __init__(self, table: SimilarityRepository, emptied: str) -> None:
+        self.table = table
+        self.emptied = emptied
+
+    def get_many(
+        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
+    ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
+        rows, found = self.table.get_many(item_ids, lists, consistent)
+        return {item: replace(row, **{self.emptied: []}) for item, row in rows.items()}, found
+
+    def put_rows(self, rows: Iterable[SimilarityRow]) -> None:
+        raise NotImplementedError("a read-only view")
+
+    def get_list(self, name: str) -> PopularList:
+        return self.table.get_list(name)
+
+    def put_list(self, name: str, popular: PopularList) -> None:
+        raise NotImplementedError("a read-only view")
+
+
+def group_of(item: str, cold: set[str], sales: Counter[str]) -> str:
+    if item not in cold:
+        return "warm"
+    return "cold_first_sale" if sales[item] == 0 else "cold_later_sales"
+
+
+def run_content(
+    catalog: dict[str, CatalogEntry],
+    train: Sequence[Invoice],
+    test: Sequence[Invoice],
+    settings: Settings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Walk the test invoices; the summary per group and method (see the module docstring)."""
+    from streamrec.evaluation.engine import InMemoryEngine
+    from streamrec.repositories.memory import InMemoryCatalogRepository
+
+    started = time.monotonic()
+    say = progress or (lambda _message: None)
+    settings = settings or replace(Settings(), **SIMILAR_SHORTCUTS)
+    cold = cold_products(train, test)
+    model = InMemoryEngine(settings, catalog=InMemoryCatalogRepository())
+    records = catalog_records(catalog, (train[0].time if train else test[0].time) - 86_400)
+    say(f"content: {len(records):,} catalog records, {len(cold):,} cold products")
+    for n in range(0, len(records), CATALOG_BATCH):
+        model.upsert_catalog(records[n : n + CATALOG_BATCH])
+    training = without(train, cold)
+    events = [event for invoice in training for event in invoice_events(invoice)]
+    say(f"content: ingesting {len(events):,} training purchases ({len(training):,} invoices)")
+    model.bulk_load([events[n : n + ENGINE_BATCH] for n in range(0, len(events), ENGINE_BATCH)])
+    others = {
+        "behaviour_only": RecommendationService(
+            settings, model.users, RowsWithout(model.similarity, "content")
+        ),
+        "content_only": RecommendationService(
+            settings, model.users, RowsWithout(model.similarity, "neighbours")
+        ),
+    }
+    hits: dict[str, list[int]] = {name: [] for name in METHODS}
+    groups: list[str] = []
+    asked: list[str] = []
+    customers: list[str] = []
+    sales: Counter[str] = Counter()
+    for count, invoice in enumerate(test):
+        basket = set(invoice.items)
+        for item in invoice.items[:HELD_OUT_PER_INVOICE]:
+            relevant = basket - {item}
+            # The engine's answer rebuilds the item's row if it is marked; the other methods
+            # then read the same row.
+            answers = {"engine": model.similar(item, K)}
+            answers.update((name, service.similar_items(item, K)) for name, service in others.items())
+            for name, answer in answers.items():
+                hits[name].append(len(relevant.intersection(r.item_id for r in answer.items[:K])))
+            groups.append(group_of(item, cold, sales))
+            asked.append(item)
+            customers.append(invoice.customer)
+        model.ingest(invoice_events(invoice))
+        sales.update(basket)
+        if (count + 1) % 200 == 0:
+            say(f"content: {count + 1:,}/{len(test):,} invoices")
+    summary: dict[str, Any] = {}
+    group_array = np.array(groups)
+    for group in GROUPS:
+        chosen = group_array == group
+        values = {name: per_case_metrics(np.array(hits[name], dtype=np.float64)[chosen]) for name in METHODS}
+        summary[group] = {
+            "cases": int(chosen.sum()),
+            "products": len({item for item, g in zip(asked, groups, strict=True) if g == group}),
+            **{
+                name: {metric: float(v.mean()) if v.size else 0.0 for metric, v in values[name].items()}
+                for name in METHODS
+            },
+            **(compared_intervals(values, np.array(customers)[chosen]) if chosen.any() else {}),
+        }
+    return {
+        "groups": summary,
+        "catalog_records": len(records),
+        "cold_products": len(cold),
+        "cold_share": COLD_SHARE,
+        "train_invoices": len(training),
+        "test_invoices": len(test),
+        "wall_time_s": round(time.monotonic() - started, 1),
+    }
+
+
+def per_case_metrics(case_hits: np.ndarray) -> dict[str, np.ndarray]:
+    """hits@10, precision@10 and HR@10 of each case, from its hits, shape (n,) each."""
+    return {"hits@10": case_hits, "precision@10": case_hits / K, "hr@10": (case_hits > 0).astype(np.float64)}
+
+
+__all__ = ["load_catalog", "run_content"]

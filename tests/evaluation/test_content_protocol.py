@@ -1,0 +1,198 @@
+"""The content protocol (cold items, catalog text) on a tiny synthetic Online Retail file:
+the catalog loader, the cold draw, the row views, a whole run and the CLI; and the real
+catalog (skipped when ../shared/datasets is absent)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from streamrec.domain.model import Neighbour, SimilarityRow
+from streamrec.evaluation import content, p3
+from streamrec.evaluation.cli import run_content_command
+from streamrec.repositories.memory import InMemorySimilarityRepository
+from tests.evaluation.test_cli import _run
+
+HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+TRAIN_DAY, TEST_DAY = "2011-11-01 10:00:00", "2011-11-10 10:00:00"
+FILLERS = {
+    f"2000{n}" if n < 10 else f"200{n}": title
+    for n, title in enumerate(
+        [
+            "LANTERN",
+            "DOORMAT",
+            "CLOCK",
+            "UMBRELLA",
+            "NOTEBOOK",
+            "JIGSAW",
+            "APRON",
+            "MUG",
+            "BUNTING",
+            "CUSHION",
+            "BASKET",
+            "MIRROR",
+        ]
+    )
+}
+RED, WHITE, PINK = "10001", "10002", "10005"
+TITLES = {RED: "RED HEART CANDLE", WHITE: "WHITE HEART CANDLE", PINK: "PINK HEART CANDLE", **FILLERS}
+
+
+def _write(folder: Path, rows: list[tuple[str, str, str, int, str, float, str]]) -> Path:
+    """rows: (invoice, code, description, quantity, date, price, customer), all in part 1."""
+    data = folder / p3.RETAIL_DIR
+    data.mkdir(parents=True)
+    lines = [
+        f'{inv},{code},"{title}",{qty},{when},{price},{cust},UK\n'
+        for inv, code, title, qty, when, price, cust in rows
+    ]
+    for n, name in enumerate(p3.RETAIL_FILES):
+        with gzip.open(data / name, "wt") as handle:
+            handle.write(HEADER + ("".join(lines) if n == 0 else ""))
+    return folder
+
+
+def _line(
+    invoice: str, code: str, when: str, customer: str = "12345"
+) -> tuple[str, str, str, int, str, float, str]:
+    return (invoice, code, TITLES[code], 1, when, 2.5, customer)
+
+
+def _shop(folder: Path) -> Path:
+    """Training: the 12 fillers in 5 invoices (the popular items), the red and white candles
+    together in 2. Test: the pink candle, never sold before, with the red one, then with the
+    white one."""
+    rows = []
+    for n in range(5):
+        rows += [_line(f"50000{n}", code, TRAIN_DAY) for code in FILLERS]
+    for n in range(2):
+        rows += [_line(f"50010{n}", code, TRAIN_DAY) for code in (RED, WHITE)]
+    rows += [_line("600001", PINK, TEST_DAY, "12346"), _line("600001", RED, TEST_DAY, "12346")]
+    rows += [_line("600002", PINK, TEST_DAY, "12347"), _line("600002", WHITE, TEST_DAY, "12347")]
+    return _write(folder, rows)
+
+
+def test_catalog_takes_each_products_most_frequent_description_and_median_price(tmp_path):
+    rows = [
+        ("500001", "10001", "RED CANDLE", 1, TRAIN_DAY, 1.0, "12345"),
+        ("500002", "10001", "RED  HEART CANDLE", 1, TRAIN_DAY, 2.0, ""),  # guests' sales count
+        ("500003", "10001", "RED HEART CANDLE", 1, TRAIN_DAY, 4.0, "12345"),
+        ("C500004", "10001", "cancelled", 1, TRAIN_DAY, 1.0, "12345"),  # not a sale
+        ("500005", "10001", "damaged", -3, TRAIN_DAY, 1.0, "12345"),  # not a sale
+        ("500006", "10001", "free sample", 1, TRAIN_DAY, 0.0, "12345"),  # no price
+        ("500007", "POST", "POSTAGE", 1, TRAIN_DAY, 18.0, "12345"),  # not a product
+        ("500008", "10002", "", 1, TRAIN_DAY, 1.0, "12345"),  # no description
+    ]
+    catalog = content.load_catalog(_write(tmp_path, rows))
+    assert catalog == {"10001": content.CatalogEntry("RED HEART CANDLE", 2.0)}
+    (record,) = content.catalog_records(catalog, 1.0)
+    assert record == {
+        "event_type": "item_upsert",
+        "item_id": "10001",
+        "title": "RED HEART CANDLE",
+        "category": content.CATEGORY,
+        "price": 2.0,
+        "in_stock": True,
+        "timestamp": 1.0,
+    }
+
+
+def test_catalog_is_missing_with_a_clear_error(tmp_path):
+    with pytest.raises(content.DatasetMissing, match="online_retail_uci"):
+        content.load_catalog(tmp_path)
+
+
+def _invoice(number: str, items: list[str]) -> p3.Invoice:
+    return p3.Invoice(number, "1", 0.0, "2011-11-01", items)
+
+
+def test_cold_products_are_the_unsold_ones_and_a_seeded_share_of_the_rest():
+    train = [_invoice("1", [f"i{n}" for n in range(100)])]
+    test = [_invoice("2", ["new", *[f"i{n}" for n in range(9)]]), _invoice("3", [f"i{n}" for n in range(50)])]
+    cold = content.cold_products(train, test)
+    asked = {"new", *(f"i{n}" for n in range(10))}  # the first 10 products of each test invoice
+    assert "new" in cold and cold <= asked
+    assert len(cold - {"new"}) == 2  # 20 % of the 10 sold ones
+    assert content.cold_products(train, test) == cold  # seeded
+    assert content.cold_products(train, test, seed=1) != cold or len(cold) == len(asked)
+
+
+def test_without_removes_the_lines_and_drops_emptied_invoices():
+    kept = content.without([_invoice("1", ["a", "b"]), _invoice("2", ["b"])], {"b"})
+    assert [(inv.invoice_no, inv.items) for inv in kept] == [("1", ["a"])]
+
+
+def test_row_views_empty_one_list_and_write_nothing():
+    table = InMemorySimilarityRepository()
+    table.put_rows([SimilarityRow("x", [Neighbour("y", 0.5)], content=[Neighbour("z", 0.9)], support=3.0)])
+    rows, _ = content.RowsWithout(table, "content").get_many(["x"])
+    assert (
+        rows["x"].neighbours == [Neighbour("y", 0.5)] and rows["x"].content == [] and rows["x"].support == 3.0
+    )
+    rows, _ = content.RowsWithout(table, "neighbours").get_many(["x"])
+    assert rows["x"].neighbours == [] and rows["x"].content == [Neighbour("z", 0.9)]
+    assert table.rows["x"].content == [Neighbour("z", 0.9)]  # the table itself is untouched
+    with pytest.raises(NotImplementedError):
+        content.RowsWithout(table, "content").put_rows([])
+
+
+def test_a_cold_product_is_found_by_its_text_and_missed_without_the_catalog(tmp_path):
+    result = run_content_command(_shop(tmp_path))
+    groups = result["groups"]
+    assert result["cold_products"] == 1 and result["catalog_records"] == len(TITLES)
+    first = groups["cold_first_sale"]  # the pink candle, sold with the red one
+    assert (first["cases"], first["products"]) == (1, 1)
+    # by its text, the red candle is among its similar items; without a catalog nothing
+    # is known of it and the popular padding (the 12 fillers) misses
+    assert first["engine"]["hits@10"] == 1.0 and first["content_only"]["hits@10"] == 1.0
+    assert first["behaviour_only"]["hits@10"] == 0.0
+    assert first["engine"]["hr@10"] == 1.0 and first["engine"]["precision@10"] == 0.1
+    later = groups["cold_later_sales"]  # the pink candle again, now bought once (with the white one)
+    assert later["cases"] == 1 and later["engine"]["hits@10"] == 1.0
+    warm = groups["warm"]  # the red candle (first invoice) and the white one (second)
+    assert warm["cases"] == 2 and warm["products"] == 2
+    # the pink candle is a hit for the red one only by its text (it was never sold before)
+    assert warm["content_only"]["hits@10"] == 1.0
+    assert set(first["intervals"]) == set(content.METHODS)
+    assert result["test_invoices"] == 2 and result["protocol"] == "content"
+
+
+def test_cli_writes_the_json(tmp_path, capsys):
+    out = tmp_path / "content.json"
+    code = _run(["eval", "content", "--data", str(_shop(tmp_path)), "-q", "--out", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    assert json.loads(stdout) == json.loads(out.read_text())
+    assert json.loads(stdout)["engine_settings"]["content_weight"] == pytest.approx(0.15)
+
+
+def test_cli_reports_missing_data(tmp_path, capsys):
+    code = _run(["eval", "content", "--data", str(tmp_path), "-q"])
+    stderr = capsys.readouterr().err
+    assert code == 1 and "streamrec eval content:" in stderr and "online_retail_uci" in stderr
+
+
+def test_real_catalog(data_dir):
+    catalog = content.load_catalog(data_dir)
+    assert 3_800 <= len(catalog) <= 4_100  # products with a described, priced sale
+    assert catalog["85123A"].title == "WHITE HANGING HEART T-LIGHT HOLDER"
+    assert all(entry.title and entry.price > 0 for entry in catalog.values())
+
+
+def test_report_has_a_content_section(tmp_path):
+    from streamrec.evaluation import report
+
+    result = run_content_command(_shop(tmp_path / "data"))
+    text = report.write_report(tmp_path / "out", None, None, content=result)["md"].read_text()
+    section = text[text.index("## Content similarity and cold items") :]
+    assert "| cold product, first sale (known by its record only) | 1 (1) | **engine** | 0.1000 [" in section
+    assert "|  |  | behaviour only | 0.0000 [" in section
+    assert (
+        "- cold product, first sale (known by its record only): engine − behaviour only precision@10 +0.1000"
+        in section
+    )
+    assert "content_weight `0.15`" in section
+    assert report.rerender_report(tmp_path / "out")["md"].read_text() == text
