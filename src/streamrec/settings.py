@@ -199,11 +199,14 @@ class Settings:
         if not (0 < self.demand_alpha <= 1 and 0 < self.demand_beta <= 1):
             raise ConfigurationError("DEMAND_ALPHA and DEMAND_BETA must be in (0, 1]")
         if not 0.0 <= self.content_weight <= 1.0 or not 0.0 <= self.content_slots <= 1.0:
-            raise ConfigurationError("content_weight and content_slots must be in 0..1")
-        if not self.cold_item_weight > 0 or self.content_per_item < 1 or self.posting_limit < 2:
             raise ConfigurationError(
-                "expected cold_item_weight > 0, content_per_item >= 1, posting_limit >= 2"
+                f"CONTENT_WEIGHT={self.content_weight}, CONTENT_SLOTS={self.content_slots}; "
+                "each must be in 0..1"
             )
+        if not (self.cold_item_weight > 0 and math.isfinite(self.cold_item_weight)):
+            raise ConfigurationError(f"COLD_ITEM_WEIGHT={self.cold_item_weight}; expected > 0")
+        if self.content_per_item < 1 or self.posting_limit < 2:
+            raise ConfigurationError("expected content_per_item >= 1, posting_limit >= 2")
         if not 1 <= self.basket_items_kept <= 200:
             raise ConfigurationError(f"BASKET_ITEMS_KEPT={self.basket_items_kept}; expected 1..200")
         if self.coupon_ranking not in COUPON_RANKINGS:
@@ -294,6 +297,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         coupon_model=parse_coupon_model(env["COUPON_MODEL"])
         if env.get("COUPON_MODEL")
         else DEFAULT_COUPON_MODEL,
+        content_weight=number("CONTENT_WEIGHT", Settings.content_weight),
+        content_slots=number("CONTENT_SLOTS", Settings.content_slots),
+        cold_item_weight=number("COLD_ITEM_WEIGHT", Settings.cold_item_weight),
     )
 
 

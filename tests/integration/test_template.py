@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from streamrec.local.template import LocalTemplate, TemplateError, load_template
-from streamrec.settings import DEFAULT_COUPON_MODEL, load_settings
+from streamrec.settings import DEFAULT_COUPON_MODEL, Settings, load_settings
 
 from .support import TEMPLATE
 
@@ -96,6 +96,13 @@ def test_function_environment_merges_globals_and_own_variables(
     # The coupon parameters' defaults (empty CouponModel) give the built-in coupon model.
     api = load_settings(template.functions["ApiFunction"].environment)
     assert api.coupon_ranking == "model" and api.coupon_model == DEFAULT_COUPON_MODEL
+    # The blending parameters' defaults are the code's.
+    defaults = Settings()
+    assert (api.content_weight, api.content_slots, api.cold_item_weight) == (
+        defaults.content_weight,
+        defaults.content_slots,
+        defaults.cold_item_weight,
+    )
 
 
 def test_kinesis_event_sources(raw: dict[str, Any], template: LocalTemplate) -> None:

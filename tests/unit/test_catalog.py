@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from streamrec.repositories.memory import (
     InMemorySimilarityRepository,
     InMemoryUserRepository,
 )
-from streamrec.settings import Settings
+from streamrec.settings import ConfigurationError, Settings, load_settings
 
 SHARD = "shardId-000000000000"
 T0 = 1_764_000_000
@@ -399,3 +400,28 @@ def test_similar_items_of_a_cold_item_are_exactly_k_by_content(k):
     assert all(r.reasons == ["similar to tent-new (title, category, tags)"] for r in result.items)
     scores = [r.score for r in result.items]
     assert scores == sorted(scores, reverse=True)
+
+
+# ---- configuration ------------------------------------------------------------------------
+
+
+def test_blending_is_configured_by_the_environment():
+    settings = load_settings({"CONTENT_WEIGHT": "0.5", "CONTENT_SLOTS": "0", "COLD_ITEM_WEIGHT": "12.5"})
+    assert (settings.content_weight, settings.content_slots, settings.cold_item_weight) == (0.5, 0.0, 12.5)
+    assert load_settings({}).content_weight == Settings().content_weight
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"CONTENT_WEIGHT": "1.5"}, "CONTENT_WEIGHT=1.5"),
+        ({"CONTENT_SLOTS": "-0.1"}, "each must be in 0..1"),
+        ({"CONTENT_SLOTS": "nan"}, "CONTENT_SLOTS=nan"),
+        ({"COLD_ITEM_WEIGHT": "0"}, "COLD_ITEM_WEIGHT=0.0; expected > 0"),
+        ({"COLD_ITEM_WEIGHT": "inf"}, "COLD_ITEM_WEIGHT=inf"),
+        ({"COLD_ITEM_WEIGHT": "many"}, "COLD_ITEM_WEIGHT='many' is not a valid float"),
+    ],
+)
+def test_bad_blending_settings_fail_at_cold_start(environ, message):
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        load_settings(environ)
