@@ -13,6 +13,7 @@ import pytest
 from streamrec.domain.model import Neighbour, SimilarityRow
 from streamrec.evaluation import content, p3
 from streamrec.evaluation.cli import run_content_command
+from streamrec.evaluation.datasets import DatasetMissing
 from streamrec.repositories.memory import InMemorySimilarityRepository
 from tests.evaluation.test_cli import _run
 
@@ -101,7 +102,7 @@ def test_catalog_takes_each_products_most_frequent_description_and_median_price(
 
 
 def test_catalog_is_missing_with_a_clear_error(tmp_path):
-    with pytest.raises(content.DatasetMissing, match="online_retail_uci"):
+    with pytest.raises(DatasetMissing, match="online_retail_uci"):
         content.load_catalog(tmp_path)
 
 

@@ -500,6 +500,34 @@ def _common(parser: argparse.ArgumentParser, data: bool = True) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
+def _retail_arguments(parser: argparse.ArgumentParser, set_example: str) -> None:
+    """The options P3 and the content protocol share (both walk Online Retail's invoices)."""
+    from streamrec.evaluation import p3
+
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=default_data_dir(),
+        help="folder holding the data sets (default: ../shared/datasets beside the repository)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--out", type=Path, help="also write the JSON result here")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"override an engine setting (tuning), e.g. {set_example}",
+    )
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help=f"tune without the test invoices: train before {p3.VALIDATION_FROM[:10]}, evaluate the "
+        f"invoices from then until {p3.TEST_FROM[:10]}",
+    )
+    parser.add_argument("--max-invoices", type=int, default=None, help="evaluate only the first N invoices")
+
+
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``eval`` and its subcommands on a ``streamrec`` subparsers object."""
     from streamrec.evaluation import p1, p3, sessions
@@ -622,33 +650,12 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "for top-10 cross-sell given the invoice's other products, then ingest the invoice. Engine and "
         "peers side by side; JSON to stdout (and --out).",
     )
-    three.add_argument(
-        "--data",
-        type=Path,
-        default=default_data_dir(),
-        help="folder holding the data sets (default: ../shared/datasets beside the repository)",
-    )
-    three.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    three.add_argument("--out", type=Path, help="also write the JSON result here")
+    _retail_arguments(three, "--set cross_sell_measure=llr")
     three.add_argument(
         "--peers",
         default=",".join(p3.PEERS),
         help=f"comma-separated peers (default {','.join(p3.PEERS)}; '' for none)",
     )
-    three.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override an engine setting (tuning), e.g. --set cross_sell_measure=llr",
-    )
-    three.add_argument(
-        "--validation",
-        action="store_true",
-        help=f"tune without the test invoices: train before {p3.VALIDATION_FROM[:10]}, evaluate the "
-        f"invoices from then until {p3.TEST_FROM[:10]}",
-    )
-    three.add_argument("--max-invoices", type=int, default=None, help="evaluate only the first N invoices")
     three.set_defaults(func=_cmd_p3)
 
     text = commands.add_parser(
@@ -661,28 +668,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "alone and content alone, by group (cold first sale, cold later sales, warm); JSON to stdout "
         "(and --out).",
     )
-    text.add_argument(
-        "--data",
-        type=Path,
-        default=default_data_dir(),
-        help="folder holding the data sets (default: ../shared/datasets beside the repository)",
-    )
-    text.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    text.add_argument("--out", type=Path, help="also write the JSON result here")
-    text.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override an engine setting (tuning), e.g. --set content_weight=0.5",
-    )
-    text.add_argument(
-        "--validation",
-        action="store_true",
-        help=f"tune without the test invoices: train before {p3.VALIDATION_FROM[:10]}, evaluate the "
-        f"invoices from then until {p3.TEST_FROM[:10]}",
-    )
-    text.add_argument("--max-invoices", type=int, default=None, help="evaluate only the first N invoices")
+    _retail_arguments(text, "--set content_weight=0.5")
     text.set_defaults(func=_cmd_content)
 
     everything = commands.add_parser(

@@ -32,8 +32,6 @@ neighbours removed: the TF-IDF neighbours alone).
 
 from __future__ import annotations
 
-import csv
-import gzip
 import random
 import statistics
 import time
@@ -47,15 +45,13 @@ import numpy as np
 
 from streamrec.domain.model import PopularList, SimilarityRow
 from streamrec.domain.recommend import RecommendationService
-from streamrec.evaluation.datasets import DatasetMissing
 from streamrec.evaluation.metrics import compared_intervals
 from streamrec.evaluation.p3 import (
     HELD_OUT_PER_INVOICE,
-    RETAIL_DIR,
-    RETAIL_FILES,
     Invoice,
     invoice_events,
     is_product,
+    retail_rows,
 )
 from streamrec.repositories.base import SimilarityRepository
 from streamrec.settings import Settings
@@ -94,27 +90,21 @@ def load_catalog(data_dir: Path) -> dict[str, CatalogEntry]:
     """Each product's most frequent description (ties: the first seen) and median unit
     price, over the rows that are sales of a product (not cancelled, quantity > 0, a
     positive price and a description), with or without a customer."""
-    folder = data_dir / RETAIL_DIR
     titles: dict[str, Counter[str]] = defaultdict(Counter)
     prices: dict[str, list[float]] = defaultdict(list)
-    for name in RETAIL_FILES:
-        path = folder / name
-        if not path.is_file():
-            raise DatasetMissing(path, RETAIL_DIR)
-        with gzip.open(path, "rt", newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                code, title = row["StockCode"], " ".join(row["Description"].split())
-                price = float(row["UnitPrice"] or 0)
-                if (
-                    row["InvoiceNo"].startswith("C")
-                    or int(row["Quantity"]) <= 0
-                    or not is_product(code)
-                    or not title
-                    or price <= 0
-                ):
-                    continue
-                titles[code][title] += 1  # Counter keeps first-seen order among equal counts
-                prices[code].append(price)
+    for row in retail_rows(data_dir):
+        code, title = row["StockCode"], " ".join(row["Description"].split())
+        price = float(row["UnitPrice"] or 0)
+        if (
+            row["InvoiceNo"].startswith("C")
+            or int(row["Quantity"]) <= 0
+            or not is_product(code)
+            or not title
+            or price <= 0
+        ):
+            continue
+        titles[code][title] += 1  # Counter keeps first-seen order among equal counts
+        prices[code].append(price)
     return {
         code: CatalogEntry(counts.most_common(1)[0][0], statistics.median(prices[code]))
         for code, counts in titles.items()

@@ -23,7 +23,7 @@ import gzip
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,32 +68,37 @@ def is_product(code: str) -> bool:
     return code not in NON_PRODUCTS and any(ch.isdigit() for ch in code)
 
 
-def load_online_retail(data_dir: Path) -> list[Invoice]:
-    """Invoices of the three parts after the protocol's row filter, in time order (ties by
-    first row order), each with its distinct products in row order."""
+def retail_rows(data_dir: Path) -> Iterator[dict[str, str]]:
+    """Every row of the three parts, in file order (DatasetMissing names a missing part)."""
     folder = data_dir / RETAIL_DIR
-    invoices: dict[str, Invoice] = {}
     for name in RETAIL_FILES:
         path = folder / name
         if not path.is_file():
             raise DatasetMissing(path, RETAIL_DIR)
         with gzip.open(path, "rt", newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                number, code, customer = row["InvoiceNo"], row["StockCode"], row["CustomerID"]
-                if (
-                    not customer
-                    or number.startswith("C")
-                    or int(row["Quantity"]) <= 0
-                    or not is_product(code)
-                ):
-                    continue
-                invoice = invoices.get(number)
-                if invoice is None:
-                    stamp = row["InvoiceDate"]
-                    when = datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
-                    invoice = invoices[number] = Invoice(number, str(int(float(customer))), when, stamp[:10])
-                if code not in invoice.items:
-                    invoice.items.append(code)
+            yield from csv.DictReader(handle)
+
+
+def load_online_retail(data_dir: Path) -> list[Invoice]:
+    """Invoices of the three parts after the protocol's row filter, in time order (ties by
+    first row order), each with its distinct products in row order."""
+    invoices: dict[str, Invoice] = {}
+    for row in retail_rows(data_dir):
+        number, code, customer = row["InvoiceNo"], row["StockCode"], row["CustomerID"]
+        if (
+            not customer
+            or number.startswith("C")
+            or int(row["Quantity"]) <= 0
+            or not is_product(code)
+        ):
+            continue
+        invoice = invoices.get(number)
+        if invoice is None:
+            stamp = row["InvoiceDate"]
+            when = datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
+            invoice = invoices[number] = Invoice(number, str(int(float(customer))), when, stamp[:10])
+        if code not in invoice.items:
+            invoice.items.append(code)
     ordered = list(invoices.values())  # insertion = first row order
     return sorted(ordered, key=lambda invoice: invoice.time)  # stable: ties keep row order
 
