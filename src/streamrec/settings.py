@@ -154,7 +154,7 @@ class Settings:
     # for a warm item, and ``content_slots`` the share of a similar-items list kept for items
     # known only by content (at least 1, never all of it). Chosen on the content protocol's
     # validation split (README, "Catalog, content similarity and stock").
-    cold_item_weight: float = 40.0
+    cold_item_weight: float = 80.0
     content_weight: float = 0.15
     content_slots: float = 0.1
 

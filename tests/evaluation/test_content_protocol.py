@@ -12,13 +12,12 @@ import pytest
 
 from streamrec.domain.model import Neighbour, SimilarityRow
 from streamrec.evaluation import content, p3
-from streamrec.evaluation.cli import run_content_command
 from streamrec.evaluation.datasets import DatasetMissing
 from streamrec.repositories.memory import InMemorySimilarityRepository
 from tests.evaluation.test_cli import _run
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
-TRAIN_DAY, TEST_DAY = "2011-11-01 10:00:00", "2011-11-10 10:00:00"
+TRAIN_DAY, TEST_DAY, LATER_DAY = "2011-11-01 10:00:00", "2011-11-10 10:00:00", "2011-11-11 10:00:00"
 FILLERS = {
     f"2000{n}" if n < 10 else f"200{n}": title
     for n, title in enumerate(
@@ -64,8 +63,9 @@ def _line(
 
 def _shop(folder: Path) -> Path:
     """Training: the 12 fillers in 5 invoices (the popular items), the red and white candles
-    together in 2. Test: the pink candle, never sold before, with the red one, then with the
-    white one."""
+    together in 2, all by customer 12345. Test: the pink candle, never sold before, with the
+    red one, then with the white one (new customers); then customer 12345 comes back for a
+    lantern and the pink candle."""
     rows = []
     for n in range(5):
         rows += [_line(f"50000{n}", code, TRAIN_DAY) for code in FILLERS]
@@ -73,6 +73,7 @@ def _shop(folder: Path) -> Path:
         rows += [_line(f"50010{n}", code, TRAIN_DAY) for code in (RED, WHITE)]
     rows += [_line("600001", PINK, TEST_DAY, "12346"), _line("600001", RED, TEST_DAY, "12346")]
     rows += [_line("600002", PINK, TEST_DAY, "12347"), _line("600002", WHITE, TEST_DAY, "12347")]
+    rows += [_line("600003", "20000", LATER_DAY), _line("600003", PINK, LATER_DAY)]
     return _write(folder, rows)
 
 
@@ -118,7 +119,7 @@ def test_cold_products_are_the_unsold_ones_and_a_seeded_share_of_the_rest():
     assert "new" in cold and cold <= asked
     assert len(cold - {"new"}) == 2  # 20 % of the 10 sold ones
     assert content.cold_products(train, test) == cold  # seeded
-    assert content.cold_products(train, test, seed=1) != cold or len(cold) == len(asked)
+    assert content.cold_products(train, test, seed=1) != cold
 
 
 def test_without_removes_the_lines_and_drops_emptied_invoices():
@@ -140,25 +141,41 @@ def test_row_views_empty_one_list_and_write_nothing():
         content.RowsWithout(table, "content").put_rows([])
 
 
+def _walk(folder: Path, cold: set[str]) -> dict:
+    train, test = p3.split(p3.load_online_retail(folder))
+    return content.run_content(content.load_catalog(folder), train, test, cold=cold)
+
+
 def test_a_cold_product_is_found_by_its_text_and_missed_without_the_catalog(tmp_path):
-    result = run_content_command(_shop(tmp_path))
+    result = _walk(_shop(tmp_path), {PINK})
     groups = result["groups"]
-    assert result["cold_products"] == 1 and result["catalog_records"] == len(TITLES)
+    assert (result["cold_products"], result["hidden_products"]) == (1, 0)  # never sold before: not hidden
+    assert result["catalog_records"] == len(TITLES) and result["test_invoices"] == 3
     first = groups["cold_first_sale"]  # the pink candle, sold with the red one
-    assert (first["cases"], first["products"]) == (1, 1)
+    assert (first["cases"], first["queries"]) == (1, 1)
     # by its text, the red candle is among its similar items; without a catalog nothing
     # is known of it and the popular padding (the 12 fillers) misses
     assert first["engine"]["hits@10"] == 1.0 and first["content_only"]["hits@10"] == 1.0
     assert first["behaviour_only"]["hits@10"] == 0.0
     assert first["engine"]["hr@10"] == 1.0 and first["engine"]["precision@10"] == 0.1
-    later = groups["cold_later_sales"]  # the pink candle again, now bought once (with the white one)
-    assert later["cases"] == 1 and later["engine"]["hits@10"] == 1.0
-    warm = groups["warm"]  # the red candle (first invoice) and the white one (second)
-    assert warm["cases"] == 2 and warm["products"] == 2
-    # the pink candle is a hit for the red one only by its text (it was never sold before)
-    assert warm["content_only"]["hits@10"] == 1.0
     assert set(first["intervals"]) == set(content.METHODS)
-    assert result["test_invoices"] == 2 and result["protocol"] == "content"
+    later = groups["cold_later_sales"]  # the pink candle again (with the white one, the lantern)
+    assert (later["cases"], later["queries"]) == (2, 1)
+    assert groups["warm"]["cases"] == 3  # the red and white candles, the lantern
+    # customer 12345 comes back: one personalized case, whose only new product is the pink
+    # candle, next to the red and white ones they bought
+    personal = groups["personalized"]
+    assert (personal["cases"], personal["queries"]) == (1, 1) and personal["engine"]["hits@10"] == 1.0
+
+
+def test_hidden_products_count_for_no_method(tmp_path):
+    # The white candle was sold in training: the simulation hides it.
+    result = _walk(_shop(tmp_path), {PINK, WHITE})
+    assert (result["cold_products"], result["hidden_products"]) == (2, 1)
+    groups = result["groups"]
+    assert groups["cold_first_sale"]["cases"] == 2  # the pink and the white candles' first sales
+    # the pink candle's second sale was with the white one only: nothing left to find
+    assert groups["cold_later_sales"]["skipped"] == 1
 
 
 def test_cli_writes_the_json(tmp_path, capsys):
@@ -186,14 +203,31 @@ def test_real_catalog(data_dir):
 def test_report_has_a_content_section(tmp_path):
     from streamrec.evaluation import report
 
-    result = run_content_command(_shop(tmp_path / "data"))
+    result = _walk(_shop(tmp_path / "data"), {PINK})
     text = report.write_report(tmp_path / "out", None, None, content=result)["md"].read_text()
     section = text[text.index("## Content similarity and cold items") :]
-    assert "| cold product, first sale (known by its record only) | 1 (1) | **engine** | 0.1000 [" in section
-    assert "|  |  | behaviour only | 0.0000 [" in section
-    assert (
-        "- cold product, first sale (known by its record only): engine − behaviour only precision@10 +0.1000"
-        in section
+    first = section[section.index("**Similar items of a cold product, its first sale") :]
+    assert first.startswith(
+        "**Similar items of a cold product, its first sale (known by its record only)**: 1 cases (1 distinct"
     )
+    assert "| **engine** | 0.1000 [" in first and "| behaviour only | 0.0000 [" in first
+    assert "- engine − behaviour only, precision@10: +0.1000" in first
+    assert "**A returning customer's recommendations**" in section
     assert "content_weight `0.15`" in section
     assert report.rerender_report(tmp_path / "out")["md"].read_text() == text
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("cold_item_weight=0", "COLD_ITEM_WEIGHT=0.0; expected > 0"),
+        ("content_weight=abc", "--set content_weight=abc: not a valid float"),
+        ("coupon_model=1", "--set coupon_model=1: no such scalar setting"),
+        ("nope=1", "--set nope=1: no such scalar setting"),
+    ],
+)
+def test_cli_refuses_a_bad_setting_in_one_line(tmp_path, capsys, setting, message):
+    code = _run(["eval", "content", "--data", str(_shop(tmp_path)), "-q", "--set", setting])
+    stderr = capsys.readouterr().err
+    assert code == 1 and stderr.startswith("streamrec eval content: ") and message in stderr
+    assert stderr.count("\n") == 1  # one line, no traceback

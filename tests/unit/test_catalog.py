@@ -425,3 +425,23 @@ def test_blending_is_configured_by_the_environment():
 def test_bad_blending_settings_fail_at_cold_start(environ, message):
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         load_settings(environ)
+
+
+def test_content_in_personalized_scores_is_on_the_items_own_scale():
+    from streamrec.domain.model import Neighbour, SimilarityRow
+    from streamrec.domain.recommend import content_scale
+
+    settings = Settings(cold_item_weight=10)
+    text = [Neighbour("look-alike", 0.9)]
+    # nobody bought it: its text stands in fully
+    assert content_scale(SimilarityRow("new", [], content=text, support=0.0), settings) == 1.0
+    # half known, strongest Jaccard 0.2: the cosine 0.9 counts as 0.9 * 0.5 * 0.2
+    known = SimilarityRow(
+        "half", [Neighbour("mate", 0.2), Neighbour("other", 0.1)], content=text, support=5.0
+    )
+    assert content_scale(known, settings) == pytest.approx(0.1)
+    # well known: its text does not count
+    assert (
+        content_scale(SimilarityRow("warm", [Neighbour("mate", 0.2)], content=text, support=10.0), settings)
+        == 0.0
+    )

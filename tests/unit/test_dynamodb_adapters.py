@@ -184,12 +184,13 @@ def test_user_rows_written_before_the_coupon_model_still_read():
     assert user_from_item(item).categories == {"camping": CategoryAffinity(4.5, 100.0, {"view": 2})}
 
 
-def test_similarity_rows_written_before_support_still_read_as_warm():
+def test_similarity_rows_written_before_support_keep_the_neighbour_count_rule():
     from streamrec.domain.model import Neighbour, SimilarityRow
     from streamrec.domain.recommend import coldness
     from streamrec.repositories.dynamodb import _row_from_item
+    from streamrec.settings import Settings
 
-    settings = load_settings()
+    settings = Settings()
     old = {
         "item_id": {"S": "tent"},
         "neighbours": {"S": json.dumps([["stove", 0.5]])},
@@ -197,7 +198,10 @@ def test_similarity_rows_written_before_support_still_read_as_warm():
         "updated_at": {"N": "1.0"},
     }
     row = _row_from_item(old)
-    assert row.support is None and coldness(row, settings) == 0.0  # behaviour knows it
+    assert row.support is None and coldness(row, settings) == pytest.approx(0.9)  # 1 of 10 neighbours
+    many = json.dumps([[f"n{n}", 0.5] for n in range(12)])
+    assert coldness(_row_from_item({**old, "neighbours": {"S": many}}), settings) == 0.0
     catalog_only = _row_from_item({**old, "neighbours": {"S": "[]"}})
     assert coldness(catalog_only, settings) == 1.0  # only its text is known
-    assert coldness(SimilarityRow("tent", [Neighbour("stove", 0.5)], support=10.0), settings) == 0.75
+    recorded = SimilarityRow("tent", [Neighbour("stove", 0.5)], support=10.0)
+    assert coldness(recorded, settings) == pytest.approx(1 - 10.0 / settings.cold_item_weight)

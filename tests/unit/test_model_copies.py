@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from streamrec.domain.model import CategoryAffinity, HistoryItem, UserState
+from streamrec.domain.model import CategoryAffinity, HistoryItem, Neighbour, SimilarityRow, UserState
 
 
 def _non_default(cls):
@@ -45,3 +45,19 @@ def test_user_state_copy_is_independent():
     copied.cart.append("z")
     copied.event_counts["view"] = 7
     assert state.items[0].affinity == 2.5 and state.cart == ["b"] and state.event_counts == {"view": 1}
+
+
+def test_similarity_row_copy_keeps_every_field_and_shares_no_list():
+    lists = {"neighbours", "extended", "complements", "content"}
+    values = {name: [Neighbour(name, 0.5, "c")] for name in lists}
+    row = SimilarityRow(item_id="i", measure="jaccard", updated_at=2.5, support=3.0, **values)
+    assert {f.name for f in dataclasses.fields(SimilarityRow)} == lists | {
+        "item_id",
+        "measure",
+        "updated_at",
+        "support",
+    }
+    copied = row.copy()
+    assert copied == row
+    for name in lists:
+        assert getattr(copied, name) is not getattr(row, name), name

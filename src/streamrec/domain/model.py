@@ -206,7 +206,7 @@ class SimilarityRow:
     content: list[Neighbour] = field(default_factory=list)
     # How well behaviour knows the item: its c_ii (each user's strongest event weight on
     # it, summed) when the row was built. None: not recorded (a row only the catalog side
-    # wrote, or one stored before rows carried it).
+    # wrote, or one stored before rows carried it; see recommend.coldness).
     support: float | None = None
 
     def copy(self) -> SimilarityRow:

@@ -12,8 +12,9 @@ Personalized score of a candidate m (SAR-style, plus a category component):
 
 Content neighbours (catalog TF-IDF, domain/catalog.py) fill in for cold items: a recent
 item h whose support w_h (its c_ii) is below ``cold_item_weight`` contributes its content
-neighbours m with S[h, m] = max(S[h, m], (1 - w_h / cold_item_weight) · T[h, m]), T being
-the content cosine; warm items' rows are used as they are.
+neighbours m with S[h, m] = max(S[h, m], (1 - w_h / cold_item_weight) · max_l S[h, l] ·
+T[h, m]), T being the content cosine and max_l S[h, l] h's strongest collaborative score (1
+without any); warm items' rows are used as they are.
 
 Out-of-stock items (the ``#out_of_stock`` row) are never listed, by any list, fallbacks
 included. Items without a catalog record count as in stock.
@@ -55,6 +56,9 @@ EXCLUDE_MODES = (EXCLUDE_PURCHASED, EXCLUDE_HISTORY, EXCLUDE_NONE)
 SOURCE_PERSONALIZED = "personalized"
 SOURCE_SIMILAR = "similar"
 SOURCE_POPULAR = "popular"
+# Rows without a recorded support (stored before rows carried it) were cold below this
+# many collaborative neighbours.
+LEGACY_COLD_NEIGHBOURS = 10
 # One BatchGetItem reads at most 100 keys: the recent items, #popular, #out_of_stock and
 # the category lists must fit in it (HistoryLength <= 96 leaves room for 2 categories).
 BATCH_GET_KEYS = 100
@@ -150,11 +154,22 @@ def out_of_stock(lists: dict[str, PopularList]) -> set[str]:
 def coldness(row: SimilarityRow | None, settings: Settings) -> float:
     """1 for an item nobody interacted with, falling linearly to 0 at a support (c_ii) of
     ``cold_item_weight``: how much its content neighbours stand in. Support, not the count
-    of neighbours: one basket of 20 items gives an item 20 neighbours, all from one buyer.
-    A row without a recorded support is warm when it has collaborative neighbours."""
-    if row is None or row.support is None:
-        return 0.0 if row is not None and row.neighbours else 1.0
+    of neighbours: one basket of 20 items gives each of them 19 neighbours, all from one
+    buyer. A row stored before rows recorded their support falls back to the old rule (1 at
+    no neighbours, 0 at :data:`LEGACY_COLD_NEIGHBOURS`) until its next rebuild."""
+    if row is None:
+        return 1.0
+    if row.support is None:
+        return max(0.0, 1.0 - len(row.neighbours) / LEGACY_COLD_NEIGHBOURS)
     return max(0.0, 1.0 - row.support / settings.cold_item_weight)
+
+
+def content_scale(row: SimilarityRow, settings: Settings) -> float:
+    """The factor on a recent item's content cosines in personalized scores: its coldness
+    times its strongest collaborative score (1 without any), so that a cosine, often far
+    above a Jaccard value, does not outweigh the item's real neighbours."""
+    peak = row.neighbours[0].score if row.neighbours and row.neighbours[0].score > 0 else 1.0
+    return coldness(row, settings) * peak
 
 
 def history_weights(history: list[HistoryItem], now: float, settings: Settings) -> np.ndarray:
@@ -236,10 +251,11 @@ class RecommendationService:
         rows, lists = self.similarity.get_many([entry.item_id for entry in history], list_names)
         if list_filter.in_stock_only:
             excluded |= out_of_stock(lists)
-        # Content neighbours of cold recent items, scaled by how cold each is.
+        # Content neighbours of cold recent items, scaled by how cold each is and put on the
+        # scale of the item's own collaborative scores.
         content = {
             entry.item_id: [
-                Neighbour(n.item_id, n.score * coldness(rows.get(entry.item_id), settings), n.category)
+                Neighbour(n.item_id, n.score * content_scale(rows[entry.item_id], settings), n.category)
                 for n in rows[entry.item_id].content
             ]
             for entry in history

@@ -326,9 +326,12 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         name, _, value = pair.partition("=")
         default = getattr(Settings(), name, None)
-        if default is None or isinstance(default, dict):
+        if not isinstance(default, str | int | float) or isinstance(default, bool):
             raise argparse.ArgumentTypeError(f"--set {pair}: no such scalar setting")
-        result[name] = type(default)(value)
+        try:
+            result[name] = type(default)(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--set {pair}: not a valid {type(default).__name__}") from None
     return result
 
 
@@ -342,7 +345,8 @@ def _cmd_p3(args: argparse.Namespace) -> int:
             max_invoices=args.max_invoices,
             validation=args.validation,
         )
-    except (DatasetMissing, ExtraMissing, argparse.ArgumentTypeError) as error:
+    except (DatasetMissing, ExtraMissing, argparse.ArgumentTypeError, ValueError) as error:
+        # ValueError: a --set value the settings refuse (ConfigurationError is one).
         print(f"streamrec eval p3: {error}", file=sys.stderr)
         return 1
     _write_json(result, args.out)
@@ -366,12 +370,14 @@ def run_content_command(
 
     catalog = content.load_catalog(data_dir)
     train, test = p3.split(p3.load_online_retail(data_dir), validation=validation)
-    settings = replace(Settings(), **{**content.SIMILAR_SHORTCUTS, **(overrides or {})})
-    result = content.run_content(catalog, train, test[:max_invoices], settings=settings, progress=progress)
+    settings = replace(Settings(), **{**content.REPLAY_SHORTCUTS, **(overrides or {})})
+    cold = content.cold_products(train, test)  # the same draw with or without --max-invoices
+    result = content.run_content(
+        catalog, train, test[:max_invoices], settings=settings, progress=progress, cold=cold
+    )
     result["protocol"] = "content, validation split" if validation else "content"
     result["dataset"] = f"{p3.RETAIL_DIR}/*.csv.gz"
     result["date"] = now_iso()
-    result["engine_settings"] = {name: getattr(settings, name) for name in content.BLEND_FIELDS}
     return result
 
 
@@ -384,7 +390,8 @@ def _cmd_content(args: argparse.Namespace) -> int:
             max_invoices=args.max_invoices,
             validation=args.validation,
         )
-    except (DatasetMissing, argparse.ArgumentTypeError) as error:
+    except (DatasetMissing, argparse.ArgumentTypeError, ValueError) as error:
+        # ValueError: a --set value the settings refuse (ConfigurationError) or no test invoices.
         print(f"streamrec eval content: {error}", file=sys.stderr)
         return 1
     _write_json(result, args.out)
@@ -471,15 +478,12 @@ def _cmd_all(args: argparse.Namespace) -> int:
         lines.append(f"{protocol.upper()} ({result['targets']:,} targets)  " + "  ".join(metrics))
         for name, values in [("engine", result["engine"]), *result["peers"].items()]:
             lines.append(f"  {name:<16} " + "  ".join(f"{values[m]:.4f}" for m in metrics))
-    lines.append("content (precision@10)  engine  behaviour only  content only")
+    from streamrec.evaluation.content import METHODS
+
+    lines.append("content (precision@10)  " + "  ".join(METHODS))
     for group, part in content_result["groups"].items():
         if part["cases"]:
-            lines.append(
-                f"  {group:<17} "
-                + "  ".join(
-                    f"{part[m]['precision@10']:.4f}" for m in ("engine", "behaviour_only", "content_only")
-                )
-            )
+            lines.append(f"  {group:<17} " + "  ".join(f"{part[m]['precision@10']:.4f}" for m in METHODS))
     lines.append(
         f"wrote {paths['md']}, {paths['json']}, {paths['png']} in {time.monotonic() - started:,.0f} s"
     )
@@ -663,10 +667,10 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="content similarity and cold items on UCI Online Retail (the project's own protocol)",
         description="The project's own protocol (no protocol of EVALUATION.md has a catalog): product "
         "descriptions are the catalog, 20%% of the test's products are made cold (their training "
-        "lines removed), and for each test invoice and each of its first 10 products X the top-10 "
-        "similar items of X are checked against the invoice's other products. The engine, behaviour "
-        "alone and content alone, by group (cold first sale, cold later sales, warm); JSON to stdout "
-        "(and --out).",
+        "lines removed), and for each test invoice the customer's top-10 recommendations and, for "
+        "each of its first 10 products X, the top-10 similar items of X are checked against the "
+        "invoice's products. The engine, behaviour alone and content alone, by group (cold first "
+        "sale, cold later sales, warm, personalized); JSON to stdout (and --out).",
     )
     _retail_arguments(text, "--set content_weight=0.5")
     text.set_defaults(func=_cmd_content)

@@ -109,7 +109,9 @@ class InMemoryEngine:
         for events in batches:
             self.ingest_service.ingest(self._sequenced(events), SHARD)
             self.changes.drain()
-        self.stale_rows |= {item for item in self.cooccurrence.items() if not item.startswith("#")}
+        # Items with counts, and items with stats only (no pair yet), whose rows carry their support.
+        known = set(self.cooccurrence.items()) | set(self.item_stats.rows)
+        self.stale_rows |= {item for item in known if not item.startswith("#")}
         self.similarity_service.update_popular_lists(
             item for item in self.item_stats.rows if not item.startswith("#")
         )

@@ -250,48 +250,17 @@ def _p3_section(p3: dict[str, Any]) -> list[str]:
 
 
 CONTENT_GROUPS = {
-    "cold_first_sale": "cold product, first sale (known by its record only)",
-    "cold_later_sales": "cold product, later sales (warming up)",
-    "warm": "warm product (never hidden)",
+    "cold_first_sale": "similar items of a cold product, its first sale (known by its record only)",
+    "cold_later_sales": "similar items of a cold product, its later sales (warming up)",
+    "warm": "similar items of a warm product (never hidden)",
+    "personalized": "a returning customer's recommendations",
 }
-CONTENT_METHODS = {"engine": "**engine**", "behaviour_only": "behaviour only", "content_only": "content only"}
+CONTENT_LABELS = {"engine": "**engine**", "behaviour_only": "behaviour only", "content_only": "content only"}
 
 
 def _content_section(result: dict[str, Any]) -> list[str]:
     """The content protocol: precision@10 and HR@10 of each method, by group of cases."""
-    groups = result["groups"]
-    rows = []
-    for group, label in CONTENT_GROUPS.items():
-        part = groups.get(group) or {}
-        if not part.get("cases"):
-            continue
-        intervals = part.get("intervals") or {}
-        for method, name in CONTENT_METHODS.items():
-            values = part[method]
-            rows.append(
-                [
-                    label if method == "engine" else "",
-                    f"{part['cases']:,} ({part['products']:,})" if method == "engine" else "",
-                    name,
-                    *(
-                        _with_ci(values.get(m), intervals.get(method, {}).get(m))
-                        for m in ("precision@10", "hr@10")
-                    ),
-                ]
-            )
-    leads = []
-    for group, label in CONTENT_GROUPS.items():
-        part = groups.get(group) or {}
-        for other in ("behaviour_only", "content_only"):
-            bounds = (part.get("differences") or {}).get(other, {}).get("precision@10")
-            if part.get("cases") and bounds:
-                lead = part["engine"]["precision@10"] - part[other]["precision@10"]
-                leads.append(
-                    f"- {label}: engine − {CONTENT_METHODS[other]} precision@10 {lead:+.4f} "
-                    f"[{bounds[0]:+.4f}, {bounds[1]:+.4f}]"
-                )
-    settings = result.get("engine_settings") or {}
-    return [
+    out = [
         "## Content similarity and cold items (the project's own protocol, UCI Online Retail)",
         "",
         "No protocol of `../shared/EVALUATION.md` has a catalog, so this one is the project's "
@@ -299,21 +268,38 @@ def _content_section(result: dict[str, Any]) -> list[str]:
         "split; each product's most frequent description is its catalog title "
         f"({result.get('catalog_records', 0):,} records). Cold products "
         f"({result.get('cold_products', 0):,}): those first sold in the test period and a seeded "
-        f"{result.get('cold_share', 0):.0%} of the others; their training lines are "
-        "removed. For each of the "
-        f"{result.get('test_invoices', 0):,} test invoices and each of its first 10 products X, X's top-10 "
-        "similar items (what `GET /items/X/similar?k=10` answers, popular padding included) are "
-        "checked against the invoice's other products, before the invoice is ingested. *behaviour "
-        "only* is the same engine with the content lists removed (what it answers without a catalog); "
-        "*content only* has the collaborative lists removed. Brackets: 95% bootstrap over customers. "
-        f"Wall time {result.get('wall_time_s', 0):,.0f} s.",
-        "",
-        _table(["group", "cases (products)", "method", "precision@10", "HR@10"], rows),
-        "",
-        *([*leads, ""] if leads else []),
-        "Blending settings: " + ", ".join(f"{name} `{value}`" for name, value in settings.items()) + ".",
+        f"{result.get('cold_share', 0):.0%} of the others, "
+        f"whose training lines are removed ({result.get('hidden_products', 0):,} hidden; no method is "
+        "credited for finding a hidden product). For each of the "
+        f"{result.get('test_invoices', 0):,} test invoices, before it is ingested: the customer's "
+        "top-10 recommendations (returning customers) are checked against the invoice's products not "
+        "bought before, and for each of its first 10 products X, X's top-10 similar items (what "
+        "`GET /items/X/similar?k=10` answers, popular padding included) against the invoice's other "
+        "products. *behaviour only* is the same engine with the content lists removed (what it "
+        "answers without a catalog); *content only* has the collaborative lists removed. Brackets: "
+        f"95% bootstrap over customers. Wall time {result.get('wall_time_s', 0):,.0f} s.",
         "",
     ]
+    for group, label in CONTENT_GROUPS.items():
+        part = (result.get("groups") or {}).get(group) or {}
+        if not part.get("cases"):
+            continue
+        methods = {key: part[key] for key in CONTENT_LABELS}
+        out += [
+            f"**{label[0].upper()}{label[1:]}**: {part['cases']:,} cases ({part.get('queries', 0):,} "
+            "distinct queries).",
+            "",
+            _table(
+                ["method", "precision@10", "HR@10"],
+                _rows_with_ci(part, methods, CONTENT_LABELS, ["precision@10", "hr@10"]),
+            ),
+            "",
+            *_leads(part, methods, "precision@10"),
+            "",
+        ]
+    settings = result.get("engine_settings") or {}
+    out += ["Settings: " + ", ".join(f"{name} `{value}`" for name, value in settings.items()) + ".", ""]
+    return out
 
 
 def _rows_with_ci(
