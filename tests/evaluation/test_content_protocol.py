@@ -12,6 +12,7 @@ import pytest
 
 from streamrec.domain.model import Neighbour, SimilarityRow
 from streamrec.evaluation import content, p3
+from streamrec.evaluation.cli import run_content_command
 from streamrec.evaluation.datasets import DatasetMissing
 from streamrec.repositories.memory import InMemorySimilarityRepository
 from tests.evaluation.test_cli import _run
@@ -129,16 +130,28 @@ def test_without_removes_the_lines_and_drops_emptied_invoices():
 
 def test_row_views_empty_one_list_and_write_nothing():
     table = InMemorySimilarityRepository()
-    table.put_rows([SimilarityRow("x", [Neighbour("y", 0.5)], content=[Neighbour("z", 0.9)], support=3.0)])
-    rows, _ = content.RowsWithout(table, "content").get_many(["x"])
+    table.put_rows(
+        [
+            SimilarityRow(
+                "x",
+                [Neighbour("y", 0.5)],
+                extended=[Neighbour("w", 0.1)],
+                content=[Neighbour("z", 0.9)],
+                support=3.0,
+            )
+        ]
+    )
+    rows, _ = content.RowsWithout(table, ("content",)).get_many(["x"])
     assert (
         rows["x"].neighbours == [Neighbour("y", 0.5)] and rows["x"].content == [] and rows["x"].support == 3.0
     )
-    rows, _ = content.RowsWithout(table, "neighbours").get_many(["x"])
-    assert rows["x"].neighbours == [] and rows["x"].content == [Neighbour("z", 0.9)]
+    rows, _ = content.RowsWithout(table, ("neighbours", "extended")).get_many(["x"])
+    assert (
+        rows["x"].neighbours == [] and rows["x"].extended == [] and rows["x"].content == [Neighbour("z", 0.9)]
+    )
     assert table.rows["x"].content == [Neighbour("z", 0.9)]  # the table itself is untouched
     with pytest.raises(NotImplementedError):
-        content.RowsWithout(table, "content").put_rows([])
+        content.RowsWithout(table, ("content",)).put_rows([])
 
 
 def _walk(folder: Path, cold: set[str]) -> dict:
@@ -231,3 +244,10 @@ def test_cli_refuses_a_bad_setting_in_one_line(tmp_path, capsys, setting, messag
     stderr = capsys.readouterr().err
     assert code == 1 and stderr.startswith("streamrec eval content: ") and message in stderr
     assert stderr.count("\n") == 1  # one line, no traceback
+
+
+def test_the_cold_draw_does_not_depend_on_max_invoices(tmp_path, capsys):
+    folder = _shop(tmp_path)
+    whole = run_content_command(folder)
+    first = run_content_command(folder, max_invoices=1)
+    assert first["test_invoices"] == 1 and first["cold_products"] == whole["cold_products"] == 2

@@ -445,3 +445,21 @@ def test_content_in_personalized_scores_is_on_the_items_own_scale():
         content_scale(SimilarityRow("warm", [Neighbour("mate", 0.2)], content=text, support=10.0), settings)
         == 0.0
     )
+
+
+def test_a_cold_items_text_does_not_outrank_its_real_neighbours_in_personalized_lists():
+    """The tent, bought by one shopper with the popular stove (Jaccard 0.1), has a new
+    look-alike (cosine about 0.8): on the tent's own scale the look-alike stays below the
+    stove, instead of far above it."""
+    pipeline = Pipeline(Settings(category_blend=0.0))
+    pipeline.send(CATALOG)
+    pipeline.send([upsert("tent-3p", "Ultralight 3-person tent", "camping", tags=["tent", "ultralight"])])
+    for user in range(9):
+        pipeline.send([view(f"s{user}", "stove", 10 + user)])
+    pipeline.send([view("u1", "tent-2p", 30), view("u1", "stove", 31)])
+    row = pipeline.similarity.rows["tent-2p"]
+    assert row.neighbours[0].item_id == "stove" and row.neighbours[0].score == pytest.approx(0.1)
+    assert row.content[0].item_id == "tent-3p" and row.content[0].score > 0.5
+    pipeline.send([view("me", "tent-2p", 40)])
+    listed = [r.item_id for r in pipeline.recommendations.for_user("me", 3, exclude="history").items]
+    assert listed.index("stove") < listed.index("tent-3p")

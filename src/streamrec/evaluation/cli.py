@@ -38,6 +38,7 @@ from streamrec.evaluation.datasets import (
     write_session_file,
 )
 from streamrec.evaluation.report import RTREC_LAST, now_iso, write_report
+from streamrec.settings import ConfigurationError
 
 __all__ = [
     "add_eval_parser",
@@ -319,6 +320,16 @@ def run_p3_command(
     return result
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def _overrides(pairs: list[str]) -> dict[str, Any]:
     from streamrec.settings import Settings
 
@@ -345,8 +356,7 @@ def _cmd_p3(args: argparse.Namespace) -> int:
             max_invoices=args.max_invoices,
             validation=args.validation,
         )
-    except (DatasetMissing, ExtraMissing, argparse.ArgumentTypeError, ValueError) as error:
-        # ValueError: a --set value the settings refuse (ConfigurationError is one).
+    except (DatasetMissing, ExtraMissing, argparse.ArgumentTypeError, ConfigurationError) as error:
         print(f"streamrec eval p3: {error}", file=sys.stderr)
         return 1
     _write_json(result, args.out)
@@ -390,8 +400,7 @@ def _cmd_content(args: argparse.Namespace) -> int:
             max_invoices=args.max_invoices,
             validation=args.validation,
         )
-    except (DatasetMissing, argparse.ArgumentTypeError, ValueError) as error:
-        # ValueError: a --set value the settings refuse (ConfigurationError) or no test invoices.
+    except (DatasetMissing, argparse.ArgumentTypeError, ConfigurationError) as error:
         print(f"streamrec eval content: {error}", file=sys.stderr)
         return 1
     _write_json(result, args.out)
@@ -529,7 +538,9 @@ def _retail_arguments(parser: argparse.ArgumentParser, set_example: str) -> None
         help=f"tune without the test invoices: train before {p3.VALIDATION_FROM[:10]}, evaluate the "
         f"invoices from then until {p3.TEST_FROM[:10]}",
     )
-    parser.add_argument("--max-invoices", type=int, default=None, help="evaluate only the first N invoices")
+    parser.add_argument(
+        "--max-invoices", type=_positive, default=None, help="evaluate only the first N invoices"
+    )
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -23,7 +23,10 @@ descriptions as catalog titles:
 
 Products hidden by the simulation (cold ones that were sold in training) are never relevant:
 behaviour could not know them only because of the simulation, and content would be credited
-for it. A case left with no relevant item is skipped (and counted).
+for it. They can still be listed (by their text, or in the reserved slot) and are then
+certain misses: the protocol leans against content, so its gains are understated and the
+reserved slot's cost overstated (a real shop's new items are sometimes bought). A case left
+with no relevant item is skipped (and counted).
 
 Cases are grouped: similar items of a cold product at its first sale (nothing known but its
 record), at its later sales (warming up), of a never-hidden (warm) product, and returning
@@ -35,7 +38,8 @@ Methods, all on the same engine state and the production ``RecommendationService
 the similarity rows with one part removed: ``engine`` (behaviour blended with content, the
 defaults); ``behaviour_only`` (content lists removed: what the engine answers without a
 catalog, popular items for a product nobody bought yet); ``content_only`` (collaborative
-neighbours removed: the TF-IDF neighbours alone).
+neighbours and two-hop lists removed: for similar items, the TF-IDF neighbours alone; for a
+customer, the content of their cold recent items, their own items and popular ones).
 """
 
 from __future__ import annotations
@@ -159,18 +163,18 @@ def without(invoices: Iterable[Invoice], items: set[str]) -> list[Invoice]:
 
 
 class RowsWithout:
-    """The similarity table as one method sees it: every row with one of its neighbour
-    lists (``"content"`` or ``"neighbours"``) emptied; popular lists unchanged."""
+    """The similarity table as one method sees it: every row with some of its neighbour
+    lists (e.g. ``("content",)``) emptied; popular lists unchanged."""
 
-    def __init__(self, table: SimilarityRepository, emptied: str) -> None:
+    def __init__(self, table: SimilarityRepository, emptied: Sequence[str]) -> None:
         self.table = table
-        self.emptied = emptied
+        self.emptied = dict.fromkeys(emptied, [])
 
     def get_many(
         self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
         rows, found = self.table.get_many(item_ids, lists, consistent)
-        return {item: replace(row, **{self.emptied: []}) for item, row in rows.items()}, found
+        return {item: replace(row, **self.emptied) for item, row in rows.items()}, found
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None:
         raise NotImplementedError("a read-only view")
@@ -249,8 +253,8 @@ def run_content(
     say = progress or (lambda _message: None)
     settings = settings or replace(Settings(), **REPLAY_SHORTCUTS)
     cold = cold_products(train, test) if cold is None else cold
-    # Products hidden by the simulation (sold in training): no method may score them, or
-    # content would be credited for finding what only the simulation made unknown.
+    # Products hidden by the simulation (sold in training) are never relevant: content would
+    # be credited for finding what only the simulation made unknown.
     hidden = cold & {item for invoice in train for item in invoice.items}
     model = InMemoryEngine(settings, catalog=InMemoryCatalogRepository())
     records = catalog_records(catalog, (train[0].time if train else test[0].time) - 86_400)
@@ -261,9 +265,10 @@ def run_content(
     events = [event for invoice in training for event in invoice_events(invoice)]
     say(f"content: ingesting {len(events):,} training purchases ({len(training):,} invoices)")
     model.bulk_load([events[n : n + ENGINE_BATCH] for n in range(0, len(events), ENGINE_BATCH)])
-    others = {
+    views = {"engine": (), "behaviour_only": ("content",), "content_only": ("neighbours", "extended")}
+    services = {
         name: RecommendationService(settings, model.users, RowsWithout(model.similarity, emptied))
-        for name, emptied in (("behaviour_only", "content"), ("content_only", "neighbours"))
+        for name, emptied in views.items()
     }
     cases = Cases()
     sales: Counter[str] = Counter()
@@ -275,12 +280,10 @@ def run_content(
         if state is not None:  # a returning customer: their recommendations before this invoice
             relevant = findable - set(state.purchased)
             if relevant:
-                # The engine's answer rebuilds the marked rows it reads; the others then
-                # read the same rows.
-                answers = {"engine": model.recommend(user, K, now=invoice.time)}
-                answers.update(
-                    (name, service.for_state(state, K, now=invoice.time)) for name, service in others.items()
-                )
+                model.refresh({entry.item_id for entry in state.items})  # every method reads them
+                answers = {
+                    name: service.for_state(state, K, now=invoice.time) for name, service in services.items()
+                }
                 cases.add(PERSONALIZED, invoice.customer, user, relevant, answers)
             else:
                 cases.skipped[PERSONALIZED] += 1
@@ -290,8 +293,8 @@ def run_content(
             if not relevant:
                 cases.skipped[group] += 1
                 continue
-            answers = {"engine": model.similar(item, K)}
-            answers.update((name, service.similar_items(item, K)) for name, service in others.items())
+            model.refresh({item})
+            answers = {name: service.similar_items(item, K) for name, service in services.items()}
             cases.add(group, invoice.customer, item, relevant, answers)
         model.ingest(invoice_events(invoice))
         sales.update(basket)

@@ -132,6 +132,10 @@ class InMemoryEngine:
         """Rebuild every marked row now."""
         self._refresh(set(self.stale_rows))
 
+    def refresh(self, items: set[str]) -> None:
+        """Rebuild the marked rows among ``items`` now (what a request reading them does)."""
+        self._refresh(items)
+
     def _refresh(self, items: set[str]) -> None:
         """Rebuild the marked rows among ``items``. Their two-hop lists read the rows of their
         strongest neighbours, so marked ones among those are rebuilt first, as the deployed
