@@ -64,7 +64,7 @@ from streamrec.evaluation.p3 import (
     Invoice,
     K,
     invoice_events,
-    is_product,
+    is_product_sale,
     retail_rows,
 )
 from streamrec.repositories.base import SimilarityRepository
@@ -108,13 +108,7 @@ def load_catalog(data_dir: Path) -> dict[str, CatalogEntry]:
     for row in retail_rows(data_dir):
         code, title = row["StockCode"], " ".join(row["Description"].split())
         price = float(row["UnitPrice"] or 0)
-        if (
-            row["InvoiceNo"].startswith("C")
-            or int(row["Quantity"]) <= 0
-            or not is_product(code)
-            or not title
-            or price <= 0
-        ):
+        if not is_product_sale(row) or not title or price <= 0:
             continue
         titles[code][title] += 1  # Counter keeps first-seen order among equal counts
         prices[code].append(price)

@@ -120,26 +120,17 @@ class InMemoryEngine:
 
     def cross_sell(self, items: list[str], k: int, user_id: str | None = None) -> RecommendationList:
         """What ``POST /cross-sell`` answers for ``items`` (and ``user_id``)."""
-        self._refresh(set(items))
+        self.refresh(set(items))
         return self.cross_sell_service.for_request(items, k, user_id)
-
-    def similar(self, item_id: str, k: int) -> RecommendationList:
-        """What ``GET /items/{item_id}/similar`` answers."""
-        self._refresh({item_id})
-        return self.recommendations.similar_items(item_id, k)
 
     def flush(self) -> None:
         """Rebuild every marked row now."""
-        self._refresh(set(self.stale_rows))
+        self.refresh(set(self.stale_rows))
 
     def refresh(self, items: set[str]) -> None:
-        """Rebuild the marked rows among ``items`` now (what a request reading them does)."""
-        self._refresh(items)
-
-    def _refresh(self, items: set[str]) -> None:
-        """Rebuild the marked rows among ``items``. Their two-hop lists read the rows of their
-        strongest neighbours, so marked ones among those are rebuilt first, as the deployed
-        pipeline would have done when they were announced."""
+        """Rebuild the marked rows among ``items`` now, as a request reading them does. Their
+        two-hop lists read the rows of their strongest neighbours, so marked ones among those
+        are rebuilt first, as the deployed pipeline would have done when they were announced."""
         due = items & self.stale_rows
         if not due:
             return
@@ -154,7 +145,7 @@ class InMemoryEngine:
 
     def _score(self, state: UserState | None, k: int, now: float, exclude: str) -> RecommendationList:
         if state is not None:
-            self._refresh({entry.item_id for entry in state.items})
+            self.refresh({entry.item_id for entry in state.items})
         return self.recommendations.for_state(state, k, exclude=exclude, now=now)
 
     def recommend(

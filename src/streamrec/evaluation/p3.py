@@ -68,6 +68,11 @@ def is_product(code: str) -> bool:
     return code not in NON_PRODUCTS and any(ch.isdigit() for ch in code)
 
 
+def is_product_sale(row: dict[str, str]) -> bool:
+    """A row selling a product: not a cancellation, a positive quantity, a product code."""
+    return not row["InvoiceNo"].startswith("C") and int(row["Quantity"]) > 0 and is_product(row["StockCode"])
+
+
 def retail_rows(data_dir: Path) -> Iterator[dict[str, str]]:
     """Every row of the three parts, in file order (DatasetMissing names a missing part)."""
     folder = data_dir / RETAIL_DIR
@@ -85,12 +90,7 @@ def load_online_retail(data_dir: Path) -> list[Invoice]:
     invoices: dict[str, Invoice] = {}
     for row in retail_rows(data_dir):
         number, code, customer = row["InvoiceNo"], row["StockCode"], row["CustomerID"]
-        if (
-            not customer
-            or number.startswith("C")
-            or int(row["Quantity"]) <= 0
-            or not is_product(code)
-        ):
+        if not customer or not is_product_sale(row):
             continue
         invoice = invoices.get(number)
         if invoice is None:
