@@ -188,6 +188,21 @@ def test_user_cross_sell_uses_the_cart_minus_removed_and_bought():
     assert "a" not in [r.item_id for r in result.items]
 
 
+def test_a_long_cart_is_read_from_its_newest_items():
+    # 60 filler items first, then a: a cart longer than CROSS_SELL_MAX_ITEMS (50) must still
+    # count a, its newest item, and still exclude every older one from the answer.
+    engine = _engine(cross_sell_measure="confidence")
+    fillers = [
+        _purchase(200 + n, "hoarder", f"filler{n}", None, kind="add_to_cart", at=2000 + n) for n in range(60)
+    ]
+    engine.ingest([*fillers, _purchase(300, "hoarder", "a", None, kind="add_to_cart", at=3000)])
+    engine.flush()
+    assert len(engine.users.get("hoarder").cart) == 61
+    result = engine.cross_sell_service.for_user("hoarder", k=3)
+    assert result.items[0].item_id == "b" and result.items[0].because == ["a"]
+    assert not {r.item_id for r in result.items} & {f"filler{n}" for n in range(60)}
+
+
 # ---- The routes' validation ---------------------------------------------------------------------
 def _request(app, method: str, path: str, body=None, query: str = "") -> tuple[int, dict]:
     event = {

@@ -428,9 +428,12 @@ class CrossSellService:
     similarity: SimilarityRepository
 
     def for_user(self, user_id: str, k: int, list_filter: ListFilter = NO_FILTER) -> RecommendationList:
-        """Complements of the user's current cart (added, not removed, not yet bought)."""
+        """Complements of the user's current cart (added, not removed, not yet bought): its
+        newest :data:`CROSS_SELL_MAX_ITEMS` items when it holds more (the cart lists them
+        oldest first); older ones are still excluded from the answer."""
         state = self.users.get(user_id)
-        return self.for_items(list(state.cart) if state else [], k, state, list_filter)
+        cart = list(state.cart)[-CROSS_SELL_MAX_ITEMS:] if state else []
+        return self.for_items(cart, k, state, list_filter)
 
     def for_request(
         self, items: list[str], k: int, user_id: str | None = None, list_filter: ListFilter = NO_FILTER
