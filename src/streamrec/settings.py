@@ -1,6 +1,7 @@
 """Configuration, read in one place from environment variables set by template.yaml.
 
-Handlers call :func:`load_settings` at cold start; nothing else reads ``os.environ``.
+Handlers call :func:`load_settings` at cold start. The API's cache reads its own two
+variables (``repositories/cache.py``); no other production code reads ``os.environ``.
 """
 
 from __future__ import annotations
@@ -159,6 +160,13 @@ class Settings:
     content_slots: float = 0.1
 
     def __post_init__(self) -> None:
+        # NaN passes every "out of range" test below (all comparisons are false) and inf
+        # overflows the decays, so a non-finite number is refused first, whatever its range.
+        for name, value in vars(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigurationError(f"{name.upper()}={value}; expected a finite number")
+        if any(not math.isfinite(weight) for weight in self.event_weights.values()):
+            raise ConfigurationError("EVENT_WEIGHTS must be finite numbers")
         if self.similarity_measure not in SIMILARITY_MEASURES:
             raise ConfigurationError(
                 f"SIMILARITY_MEASURE={self.similarity_measure!r}; expected one of {SIMILARITY_MEASURES}"
