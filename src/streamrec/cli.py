@@ -563,6 +563,12 @@ def _add_dlq(subparsers: Any) -> None:
                 help="also re-drive records rejected as invalid (they will come back)",
             )
             action.add_argument(
+                "--include-partly-written",
+                action="store_true",
+                help="also re-drive user events whose write DynamoDB rejected (reason 'write rejected'): "
+                "count rows written before the rejection would count them twice",
+            )
+            action.add_argument(
                 "--stream", default=None, help="put the records on this stream instead of their original one"
             )
             action.set_defaults(func=_cmd_dlq_redrive)
@@ -609,6 +615,7 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
             target.name,
             dry_run=args.dry_run,
             include_invalid=args.include_invalid,
+            include_partly_written=args.include_partly_written,
             stream=args.stream,
         )
     verb = "would re-drive" if args.dry_run else "re-drove"

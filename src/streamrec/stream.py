@@ -15,7 +15,13 @@ together (the point of batching). If that fails:
   the shard moves on. The ingest finds them by replaying its pure planning record by
   record (nothing of theirs was written); otherwise halves of the batch are applied in
   turn, recursively (guards make re-applying the good records exact), and a record that
-  fails twice on its own is the culprit.
+  fails twice on its own is the culprit. Such a culprit failed while writing, so rows
+  written before the rejected one keep its increments: when applying it adds counts
+  (``apply.adds_counts(payload)``: the ingest's user events), its reason starts with
+  :data:`WRITE_REJECTED` instead of :data:`PROCESSING_FAILED`, and ``streamrec dlq
+  redrive`` keeps it unless told otherwise (re-applying it would count those rows twice).
+  Catalog records and the similarity function's writes are guarded replacements, which a
+  re-drive repeats exactly.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ NON_RETRYABLE_CODES = frozenset({"ValidationException", "SerializationException"
 # Prefix of the reason of a record whose processing (not parsing) kept failing: such a
 # record was valid, so `streamrec dlq redrive` puts it back on its stream by default.
 PROCESSING_FAILED = "processing failed"
+# Prefix of the reason of an ingest record whose *write* DynamoDB kept rejecting (e.g. a
+# count row at the 400 KB item limit): some of its count rows may hold its increments.
+WRITE_REJECTED = "write rejected"
 MAX_REASON_CHARS = 1_000
 # A user event is well under 1 KB; a record far larger is a producer bug or abuse, rejected
 # before parsing (the schema ignores unknown fields, so they would otherwise be accepted).
@@ -86,10 +95,21 @@ class FindFailing(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FailedRecord:
+    """A record whose processing fails deterministically; ``while_writing``: isolated by
+    applying it (some of its writes may have succeeded), not by the pure planning replay."""
+
+    record: KinesisStreamRecord
+    payload: Any
+    error: Exception
+    while_writing: bool = False
+
+
 def apply_isolating(
     apply: Callable[[Applicable], None],
     records: Applicable,
-    failed: list[tuple[KinesisStreamRecord, Exception]],
+    failed: list[FailedRecord],
     find_failing: FindFailing | None = None,
 ) -> None:
     """Apply ``records``; on a deterministic failure, isolate the failing records, collect
@@ -106,10 +126,11 @@ def apply_isolating(
     except Exception as error:
         if is_transient(error):
             raise
-    if find_failing is not None and len(records) > 1:
+    # Asked even for a single record: what it finds failed in planning (nothing written).
+    if find_failing is not None:
         culprits = find_failing(records)
         if culprits:
-            failed.extend((records[index][0], error) for index, error in culprits)
+            failed.extend(FailedRecord(*records[index], error) for index, error in culprits)
             rejected = {index for index, _ in culprits}
             rest = [record for index, record in enumerate(records) if index not in rejected]
             if rest:
@@ -121,7 +142,7 @@ def apply_isolating(
 def _bisect(
     apply: Callable[[Applicable], None],
     records: Applicable,
-    failed: list[tuple[KinesisStreamRecord, Exception]],
+    failed: list[FailedRecord],
 ) -> None:
     """Generic isolation of ``records`` (which just failed together): halves, recursively."""
     if len(records) > 1:
@@ -139,7 +160,7 @@ def _bisect(
     except Exception as error:
         if is_transient(error):
             raise
-        failed.append((records[0][0], error))
+        failed.append(FailedRecord(*records[0], error, while_writing=True))
 
 
 @dataclass
@@ -194,12 +215,20 @@ def process_batch(
         event=event, record_handler=collector, processor=processor, context=context
     )
     applicable = collector.applicable(response)
-    failed: list[tuple[KinesisStreamRecord, Exception]] = []
+    failed: list[FailedRecord] = []
     if applicable:
         apply_isolating(apply, applicable, failed, getattr(apply, "find_failing", None))
     letters = list(collector.rejected)
-    for record, error in failed:
-        letters.append(dead_letter(record, f"{PROCESSING_FAILED}: {type(error).__name__}: {error}"))
+    adds_counts = getattr(apply, "adds_counts", None)
+    for failure in failed:
+        record, error = failure.record, failure.error
+        prefix = (
+            f"{WRITE_REJECTED} (count rows written before it keep its increments: a re-drive "
+            "could count them twice)"
+            if failure.while_writing and adds_counts is not None and adds_counts(failure.payload)
+            else PROCESSING_FAILED
+        )
+        letters.append(dead_letter(record, f"{prefix}: {type(error).__name__}: {error}"))
         logger.error(
             "record processing keeps failing; dead-lettered",
             extra={
@@ -221,6 +250,13 @@ class IngestRecords:
     """Applies a batch of valid records (the ingest function's ``apply``): the user events
     through the ingest service, exactly as without a catalog, then the catalog records
     (``item_upsert``) through the catalog service."""
+
+    @staticmethod
+    def adds_counts(payload: Any) -> bool:
+        """Whether applying the record adds to counts (a user event, guarded by its shard
+        and sequence number): re-driven under a new sequence number after a partial write,
+        it would add them again. A catalog record's writes are guarded replacements."""
+        return not isinstance(payload, ItemUpsert)
 
     def __init__(self, service: IngestService, catalog: CatalogService | None = None) -> None:
         self.service = service

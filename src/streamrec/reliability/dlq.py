@@ -12,9 +12,12 @@ The queue holds two shapes of message:
 Re-driving puts the original records back on their stream (same partition key, stream
 order) and deletes the messages it re-drove. Records that were invalid (not JSON, schema
 violations) would only come back, so they are kept unless ``include_invalid``; records
-whose processing failed, and whole batches, are re-driven. Re-putting is safe: a record
-already applied is recognised by its ``event_id`` in the user's row (see README,
-"Reliability and security"), and similarity recomputation is idempotent.
+whose processing failed, and whole batches, are re-driven. Re-putting those is safe: a
+record already applied is recognised by its ``event_id`` in the user's row (see README,
+"Reliability and security"), and similarity recomputation is idempotent. A user event
+whose write DynamoDB rejected (reason ``write rejected``) may have some of its count rows
+written while its user row was not: re-driving it would count those rows again, so it is
+kept unless ``include_partly_written``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 __all__ = ["Letter", "RedriveReport", "read_range", "receive_all", "redrive", "release", "stream_name_of"]
 
 PROCESSING_FAILED = "processing failed"  # stream.PROCESSING_FAILED (kept import-free here)
+WRITE_REJECTED = "write rejected"  # stream.WRITE_REJECTED
 PUT_RECORDS_LIMIT = 500
 _EMPTY_POLLS = 3  # SQS short polling may answer empty while messages remain
 
@@ -120,7 +124,9 @@ class Letter:
             return int(self.body["KinesisBatchInfo"].get("batchSize", 0))
         return 1 if self.kind == "record" else 0
 
-    def redrivable(self, include_invalid: bool = False) -> tuple[bool, str]:
+    def redrivable(
+        self, include_invalid: bool = False, include_partly_written: bool = False
+    ) -> tuple[bool, str]:
         """(whether to re-drive it, why not)."""
         if self.kind == "unknown":
             return False, "not a dead letter of this project"
@@ -129,6 +135,10 @@ class Letter:
         assert self.body is not None
         if self.body.get("data_truncated"):
             return False, "record data was truncated in the queue"
+        if self.reason.startswith(WRITE_REJECTED):
+            if include_partly_written:
+                return True, ""
+            return False, "some of its counts may be written: a re-drive could count them twice"
         if not include_invalid and not self.reason.startswith(PROCESSING_FAILED):
             return False, "invalid record (would be rejected again)"
         return True, ""
@@ -279,6 +289,7 @@ def redrive(
     *,
     dry_run: bool = False,
     include_invalid: bool = False,
+    include_partly_written: bool = False,
     stream: str | None = None,
     letters: Sequence[Letter] | None = None,
 ) -> RedriveReport:
@@ -294,7 +305,7 @@ def redrive(
     keep: list[Letter] = []
     todo: list[tuple[Letter, str, list[dict[str, Any]]]] = []
     for letter in letters:
-        ok, why = letter.redrivable(include_invalid)
+        ok, why = letter.redrivable(include_invalid, include_partly_written)
         if not ok:
             keep.append(letter)
             report.kept.append((letter.describe(), why))

@@ -1,0 +1,141 @@
+"""A user event whose write DynamoDB keeps rejecting (e.g. a count row at the 400 KB item
+limit) is dead-lettered as "write rejected": some of its count rows may already hold its
+increments, so `dlq redrive` keeps it unless told to re-drive it anyway."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from botocore.exceptions import ClientError
+
+from streamrec.domain.ingest import IngestService
+from streamrec.events import parse_record
+from streamrec.reliability.dlq import Letter
+from streamrec.repositories.base import RepositoryError
+from streamrec.repositories.memory import (
+    InMemoryChangePublisher,
+    InMemoryCooccurrenceRepository,
+    InMemoryDeadLetterSink,
+    InMemoryItemStatsRepository,
+    InMemoryUserRepository,
+)
+from streamrec.settings import Settings
+from streamrec.stream import PROCESSING_FAILED, WRITE_REJECTED, ingest_records, process_batch
+
+T0 = 1_764_000_000
+
+
+class RowTooLarge(InMemoryCooccurrenceRepository):
+    """Writes every row but those of ``full`` items, then fails as DynamoDB does for an
+    update that would take an item past 400 KB (the other rows stay written)."""
+
+    def __init__(self, full: set[str]) -> None:
+        super().__init__()
+        self.full = full
+
+    def apply(self, deltas, shard):
+        super().apply({key: d for key, d in deltas.items() if key[0] not in self.full}, shard)
+        if any(item in self.full for item, _ in deltas):
+            cause = ClientError(
+                {"Error": {"Code": "ValidationException", "Message": "Item size has exceeded the maximum"}},
+                "UpdateItem",
+            )
+            raise RepositoryError("update_item failed") from cause
+
+
+def _record(sequence: int, event: dict) -> dict:
+    return {
+        "eventSource": "aws:kinesis",
+        "eventID": f"shardId-000000000000:{sequence}",
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/events",
+        "kinesis": {
+            "sequenceNumber": str(sequence),
+            "partitionKey": event.get("user_id", "x"),
+            "data": base64.b64encode(json.dumps(event).encode()).decode(),
+            "kinesisSchemaVersion": "1.0",
+            "approximateArrivalTimestamp": 1.0,
+        },
+    }
+
+
+def _view(n: int, user: str, item: str) -> dict:
+    return {"event_id": f"e{n}", "event_type": "view", "user_id": user, "item_id": item, "timestamp": T0 + n}
+
+
+def _letter(letter) -> Letter:
+    body = {
+        "reason": letter.reason,
+        "source": letter.source,
+        "shard": letter.shard,
+        "sequence_number": letter.sequence_number,
+        "partition_key": letter.partition_key,
+        "data": letter.data,
+    }
+    return Letter("m1", "r1", json.dumps(body), body)
+
+
+def test_a_rejected_write_is_dead_lettered_as_partly_written_and_not_redriven_by_default():
+    counts = RowTooLarge(full={"Y"})
+    service = IngestService(
+        Settings(), InMemoryUserRepository(), counts, InMemoryItemStatsRepository(), InMemoryChangePublisher()
+    )
+    sink = InMemoryDeadLetterSink()
+    # u1 views X then Y: the pair's row of X is written, Y's is rejected. u2's views of A
+    # and B share the batch and must be applied whole.
+    events = [_view(1, "u1", "X"), _view(2, "u2", "A"), _view(3, "u1", "Y"), _view(4, "u2", "B")]
+    batch = {"Records": [_record(100 + n, e) for n, e in enumerate(events)]}
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+
+    response = process_batch(batch, None, processor, parse_record, ingest_records(service), sink)
+
+    assert response == {"batchItemFailures": []}
+    [letter] = sink.letters
+    assert letter.sequence_number == "102"
+    assert letter.reason.startswith(WRITE_REJECTED) and "could count them twice" in letter.reason
+    # What makes a re-drive unsafe: X's row holds the Y pair, u1's row does not hold e3.
+    assert counts.get_rows(["X"])["X"] == {"Y": 1.0}
+    assert [entry.item_id for entry in service.users.get("u1").items] == ["X"]
+    assert counts.get_rows(["A", "B"]) == {"A": {"B": 1.0}, "B": {"A": 1.0}}
+
+    assert Letter.redrivable(_letter(letter)) == (
+        False,
+        "some of its counts may be written: a re-drive could count them twice",
+    )
+    assert _letter(letter).redrivable(include_partly_written=True) == (True, "")
+
+
+@pytest.mark.parametrize("alone", [False, True], ids=["in-a-batch", "alone"])
+def test_a_planning_failure_is_still_processing_failed_and_redriven(monkeypatch, alone):
+    # Also alone: Lambda's own bisection can hand the function a batch of that one record.
+    # Found by replaying the pure planning (nothing of it written): safe to re-drive.
+    from streamrec.domain import ingest
+
+    original = ingest.plan_batch
+
+    def plan_batch(stored, events, *args, **kwargs):
+        events = list(events)
+        if any(sequenced.event.item_id == "Z" for sequenced in events):
+            raise ValueError("a bug hit by item Z")
+        return original(stored, events, *args, **kwargs)
+
+    monkeypatch.setattr(ingest, "plan_batch", plan_batch)
+    service = IngestService(
+        Settings(),
+        InMemoryUserRepository(),
+        InMemoryCooccurrenceRepository(),
+        InMemoryItemStatsRepository(),
+        InMemoryChangePublisher(),
+    )
+    sink = InMemoryDeadLetterSink()
+    records = [_record(200, _view(1, "u1", "X")), _record(201, _view(2, "u1", "Z"))]
+    batch = {"Records": records[1:] if alone else records}
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+    process_batch(batch, None, processor, parse_record, ingest_records(service), sink)
+    [letter] = sink.letters
+    assert letter.sequence_number == "201" and letter.reason.startswith(PROCESSING_FAILED)
+    assert _letter(letter).redrivable() == (True, "")
+    if not alone:
+        assert [entry.item_id for entry in service.users.get("u1").items] == ["X"]
