@@ -146,9 +146,9 @@ class CrossSellRequest(BaseModel):
     user_id: EntityId | None = Field(default=None, description="The user; their stored cart is excluded too.")
     # strict: a JSON integer, not true, "5" or 5.0
     k: Annotated[int, Field(ge=1, le=100, strict=True, description=K_DESCRIPTION)] = 10
-    category: Annotated[
-        str | None, Field(min_length=1, max_length=128, description=CATEGORY_DESCRIPTION)
-    ] = None
+    category: Annotated[str | None, Field(min_length=1, max_length=128, description=CATEGORY_DESCRIPTION)] = (
+        None
+    )
     exclude: Annotated[
         list[EntityId],
         Field(
@@ -163,9 +163,7 @@ class InvalidFilter(ValueError):
     """A filter parameter that parsed but makes no sense (answered with 400 and the message)."""
 
 
-def list_filter(
-    category: str | None, exclude: str | list[str] | None, in_stock: bool = True
-) -> ListFilter:
+def list_filter(category: str | None, exclude: str | list[str] | None, in_stock: bool = True) -> ListFilter:
     """The filter of a list request: ``exclude`` is a comma-separated string (query) or a
     list (body) of item ids."""
     if isinstance(exclude, str):
@@ -256,15 +254,39 @@ def malformed_id(event: dict[str, Any]) -> str | None:
     return None
 
 
+def _media_type(event: dict[str, Any]) -> str:
+    headers = {str(name).lower(): str(value) for name, value in (event.get("headers") or {}).items()}
+    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    # Media types are case-insensitive (RFC 9110); +json suffixes are JSON (RFC 6839).
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def with_json_media_type(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with a JSON body's Content-Type spelt ``application/json``: Powertools
+    compares the header to that exact lowercase prefix and fails on ``Application/JSON`` or
+    ``application/vnd.api+json`` with an internal error (``unsupported_body`` has already
+    refused every type that is not JSON)."""
+    if not _is_json(_media_type(event)):
+        return event
+    headers = {
+        name: value
+        for name, value in (event.get("headers") or {}).items()
+        if str(name).lower() != "content-type"
+    }
+    return {**event, "headers": {**headers, "content-type": "application/json"}}
+
+
 def unsupported_body(event: dict[str, Any]) -> dict[str, Any] | None:
     """A 415 answer (payload 2.0) for a request whose body is declared as anything but JSON,
     else None. Checked before the resolver: Powertools would try to parse forms and
     multipart bodies, and answer a malformed multipart header with an internal error."""
     if not event.get("body"):
         return None  # nothing to parse, whatever the header says (e.g. a GET from a form page)
-    headers = {str(name).lower(): str(value) for name, value in (event.get("headers") or {}).items()}
-    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if not media_type or media_type == "application/json" or media_type.endswith("+json"):
+    media_type = _media_type(event)
+    if not media_type or _is_json(media_type):
         return None
     return {
         "statusCode": 415,
@@ -308,6 +330,11 @@ def build_app(
     def undecodable_body(_decode_error: UnicodeDecodeError) -> Response:
         # Powertools decodes the body before validating it: bytes that are not UTF-8.
         return _error(400, "bad_request", "body must be a JSON object in UTF-8")
+
+    @app.exception_handler(RecursionError)
+    def nested_too_deeply(_recursion: RecursionError) -> Response:
+        # json.loads recurses once per nesting level: "[[[[..." thousands deep.
+        return _error(400, "bad_request", "body is nested too deeply to be a cart or a coupon")
 
     @app.exception_handler(RepositoryError)
     def storage_unavailable(error: RepositoryError) -> Response:

@@ -133,3 +133,21 @@ def test_a_body_that_is_not_utf8_is_a_400(aws):
     reply = api.lambda_handler(event, FakeLambdaContext())
     assert reply["statusCode"] == 400
     assert json.loads(reply["body"])["message"] == "body must be a JSON object in UTF-8"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["Application/JSON", "APPLICATION/JSON; charset=utf-8", "application/vnd.api+json"]
+)
+def test_any_spelling_of_a_json_media_type_is_accepted(aws, content_type):
+    api = import_handler("api")
+    event = load_event("coupon_put.json")
+    event["headers"] = {"Content-Type": content_type}
+    reply = api.lambda_handler(event, FakeLambdaContext())
+    assert reply["statusCode"] == 200, reply
+
+
+def test_a_body_nested_thousands_deep_is_a_400(aws):
+    api = import_handler("api")
+    reply = _put(api, "[" * 5000)
+    assert reply["statusCode"] == 400, reply
+    assert json.loads(reply["body"])["message"] == "body is nested too deeply to be a cart or a coupon"
