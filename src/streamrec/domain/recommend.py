@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,8 +86,14 @@ class RecommendationList:
     fallback: bool
 
 
-def reason_for(entry: HistoryItem) -> str:
-    return _REASON_BY_KIND.get(entry.kind, "because you viewed {item}").format(item=entry.item_id)
+def reason_for(entry: HistoryItem, cart: Collection[str] = ()) -> str:
+    """Why an item recommended through ``entry`` is there, by the user's strongest event on
+    it; an item added to the cart and no longer in it (``cart``: the user's cart) was taken
+    out, so it is "looked at", not "added to your cart"."""
+    kind = entry.kind
+    if kind == "add_to_cart" and entry.item_id not in cart:
+        kind = "remove_from_cart"
+    return _REASON_BY_KIND.get(kind, "because you viewed {item}").format(item=entry.item_id)
 
 
 def _pad_with_popular(
@@ -232,6 +238,7 @@ class RecommendationService:
         now = time.time() if now is None else now
         settings = self.settings
         history = state.items if state else []
+        cart = set(state.cart) if state else set()
         excluded: set[str] = set()
         if state and exclude != EXCLUDE_NONE:
             excluded.update(state.purchased)
@@ -309,6 +316,7 @@ class RecommendationService:
                         item_share[index] >= scores[index] - item_share[index],
                         history[item_source[index]] if history else None,
                         categories[category_source[index]][0] if categories else None,
+                        cart,
                     )
                 )
         fallback = not listed
@@ -316,11 +324,16 @@ class RecommendationService:
 
     @staticmethod
     def _explain(
-        item_id: str, score: float, by_item: bool, source: HistoryItem | None, category: str | None
+        item_id: str,
+        score: float,
+        by_item: bool,
+        source: HistoryItem | None,
+        category: str | None,
+        cart: Collection[str],
     ) -> Recommendation:
         if by_item and source is not None:
             own = source.item_id == item_id
-            reason = f"you recently looked at {item_id}" if own else reason_for(source)
+            reason = f"you recently looked at {item_id}" if own else reason_for(source, cart)
             return Recommendation(item_id, score, SOURCE_PERSONALIZED, [reason], [source.item_id])
         return Recommendation(
             item_id, score, SOURCE_PERSONALIZED, [f"popular in {category}, which you browsed"], []
