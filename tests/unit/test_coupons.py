@@ -145,8 +145,17 @@ def test_item_scope_uses_the_recent_items():
         ({"valid_from": -99_999_999_999_999}, "valid_from: must be from 2000-01-01 to 2100-01-01"),
         ({"valid_to": 99_999_999_999_999}, "valid_to: must be from 2000-01-01 to 2100-01-01"),
         ({"valid_from": "NaN"}, "valid_from: must be from 2000-01-01"),
-        ({"discount": {"kind": "amount", "value": "NaN"}}, "discount.value: Input should be a finite number"),
-        ({"min_spend": "Infinity"}, "min_spend: Input should be a finite number"),
+        (
+            {"discount": {"kind": "amount", "value": float("nan")}},
+            "discount.value: Input should be a finite number",
+        ),
+        ({"min_spend": float("inf")}, "min_spend: Input should be a finite number"),
+        # JSON types are not coerced (like k in a cross-sell body): a string is not a number.
+        ({"discount": {"kind": "amount", "value": "NaN"}}, "discount.value: Input should be a valid number"),
+        ({"min_spend": "Infinity"}, "min_spend: Input should be a valid number"),
+        ({"budget": "10"}, "budget: Input should be a valid integer"),
+        ({"per_user_limit": True}, "per_user_limit: Input should be a valid integer"),
+        ({"discount": {"kind": "percent", "value": "5"}}, "discount.value: Input should be a valid number"),
     ],
 )
 def test_invalid_coupons_are_refused_with_a_message(body, message):

@@ -94,7 +94,7 @@ CouponTime = Annotated[
 
 
 class CouponScope(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     category: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     items: Annotated[list[EntityId], Field(min_length=1, max_length=MAX_SCOPE_ITEMS)] | None = None
@@ -107,7 +107,7 @@ class CouponScope(BaseModel):
 
 
 class Discount(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     kind: Literal["percent", "amount"]
     value: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]
@@ -122,7 +122,7 @@ class Discount(BaseModel):
 class CouponSpec(BaseModel):
     """The body of ``PUT /coupons/{coupon_id}`` and one line of ``streamrec coupons load``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=512)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=512, strict=True)
 
     scope: CouponScope
     discount: Discount
