@@ -321,9 +321,18 @@ def test_sam_translates_the_template_and_every_data_route_is_authorized(
         ]["Events"].values()
     }
     assert set(routes) == events, "the OpenAPI body and the function's events list the same routes"
+    # With JWT, a token needs the admin scope to change state, the read scope (or the admin
+    # one) for everything else; IAM has no scopes.
+    admin_routes = {("PUT", "/coupons/{coupon_id}"), ("DELETE", "/users/{user_id}")}
+    read = [{"Ref": "JwtReadScope"}, {"Ref": "JwtAdminScope"}] if mode == "JWT" else []
+    admin = [{"Ref": "JwtAdminScope"}] if mode == "JWT" else []
     for (method, path), spec in routes.items():
         assert "x-amazon-apigateway-integration" in spec, (method, path)
         if path == "/health":
             assert not spec.get("security"), "health stays open"
         else:
-            assert spec["security"] == [{scheme: []}], (method, path)
+            scopes = admin if (method, path) in admin_routes else read
+            assert spec["security"] == [{scheme: scopes}], (method, path)
+    assert {(m, p) for m, p in routes if m in ("PUT", "DELETE", "POST")} - admin_routes == {
+        ("POST", "/cross-sell")
+    }
