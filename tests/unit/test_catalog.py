@@ -177,6 +177,17 @@ def test_within_a_batch_the_latest_timestamp_wins_whatever_the_order():
     assert pipeline.catalog.get_many(["a"])["a"].title == "New title"
 
 
+def test_a_later_batchs_record_with_the_same_timestamp_and_other_fields_wins():
+    # E.g. `catalog load` stamps every line without a timestamp with the load time: two
+    # lines of one item that fall into different batches must not lose the later one.
+    pipeline = Pipeline()
+    pipeline.send([upsert("a", "Alpha tent", "c", at=7)], sequences=[1])
+    pipeline.send([upsert("a", "Alpha tent", "c", at=7, in_stock=False)], sequences=[2])
+    assert pipeline.catalog.get_many(["a"])["a"].in_stock is False
+    assert pipeline.similarity.get_list(OUT_OF_STOCK_ROW).items[0][0] == "a"
+    assert pipeline.catalog.documents() == 1
+
+
 def test_redelivered_batch_counts_documents_once_and_changes_nothing():
     pipeline = Pipeline()
     batch = [upsert("a", "Alpha tent", "c"), upsert("b", "Beta tent", "c")]

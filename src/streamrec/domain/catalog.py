@@ -87,6 +87,17 @@ def catalog_item(upsert: ItemUpsert) -> CatalogItem:
     )
 
 
+def same_fields(stored: CatalogItem, record: CatalogItem) -> bool:
+    """Whether two records of an item say the same (title, category, price, stock, tags)."""
+    return (stored.title, stored.category, stored.price, stored.in_stock, list(stored.tags)) == (
+        record.title,
+        record.category,
+        record.price,
+        record.in_stock,
+        list(record.tags),
+    )
+
+
 def latest_per_item(records: Iterable[SequencedUpsert]) -> tuple[dict[str, SequencedUpsert], int]:
     """The latest record of each item (timestamp first, stream order on ties) and how many
     records were superseded within the batch."""
@@ -119,12 +130,16 @@ class CatalogService:
         writes: list[tuple[SequencedUpsert, CatalogItem, CatalogItem | None]] = []
         for item_id in sorted(latest):
             record, old = latest[item_id], stored.get(item_id)
-            if old is not None and old.timestamp > record.upsert.timestamp:
+            new = catalog_item(record.upsert)
+            if old is not None and old.timestamp > new.timestamp:
                 outcome.stale.append(item_id)
-            elif old is not None and old.timestamp == record.upsert.timestamp:
+            elif old is not None and old.timestamp == new.timestamp and same_fields(old, new):
                 outcome.duplicates.append(item_id)
             else:
-                writes.append((record, catalog_item(record.upsert), old))
+                # Newer, or as old with other fields: a later record in stream order (an
+                # item's records share a shard, their partition key being its id), e.g. two
+                # lines of one `catalog load` file that fell into different batches.
+                writes.append((record, new, old))
         if writes:
             self._write(writes, shard)
         outcome.written = [new.item_id for _, new, _ in writes]
