@@ -54,7 +54,7 @@ from streamrec.observability import logger
 from streamrec.repositories.base import RepositoryError
 
 K_DESCRIPTION = "How many items to return (1..100)."
-ID_DESCRIPTION = "1-128 characters: letters, digits and . _ : @ - (not starting with a symbol)."
+ID_DESCRIPTION = "1-128 characters: letters, digits and . _ : @ - (not starting with a symbol)"
 CATEGORY_DESCRIPTION = (
     "Only items of this category (1..128 characters); items of unknown category are left out."
 )
@@ -198,8 +198,8 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False) -> str:
             kind in ("model_attributes_type", "dict_type", "missing") and len(location) == 1
         ):
             return "body must be a JSON object describing the coupon"
-        if len(location) == 1:
-            return f"body: {message}"
+        if len(location) == 1:  # a rule on the whole coupon, e.g. valid_to after valid_from
+            return message
         return f"{'.'.join(str(part) for part in location[1:])}: {message}"
     if location[:1] == ("body",):
         fields = [str(part) for part in location[1:] if isinstance(part, str)]

@@ -151,3 +151,14 @@ def test_a_body_nested_thousands_deep_is_a_400(aws):
     reply = _put(api, "[" * 5000)
     assert reply["statusCode"] == 400, reply
     assert json.loads(reply["body"])["message"] == "body is nested too deeply to be a cart or a coupon"
+
+
+def test_a_rule_on_the_whole_coupon_and_a_bad_id_read_cleanly(aws):
+    api = import_handler("api")
+    body = json.loads(load_event("coupon_put.json")["body"])
+    reply = _put(api, {**body, "valid_from": 2_000_000_000, "valid_to": 1_900_000_000})
+    assert reply["statusCode"] == 400
+    assert json.loads(reply["body"])["message"] == "valid_to must be after valid_from"
+    reply = _put(api, {}, coupon_id="-x")
+    message = json.loads(reply["body"])["message"]
+    assert reply["statusCode"] == 400 and ".;" not in message and "(not starting with a symbol)" in message
