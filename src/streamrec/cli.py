@@ -603,21 +603,28 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
 
     target = _dlq_target(args)
     # redrive deletes each letter once its records are back on the stream.
+    # Letters not re-driven are made visible again, even when the re-drive fails.
     interrupted = (
         "nothing was changed (dry run)"
         if args.dry_run
-        else "letters re-driven before the failure are deleted, the others kept: re-run (re-putting is safe)"
+        else "letters re-driven before the failure are deleted, the others are back in the queue: "
+        "re-run (re-putting is safe)"
     )
     with target.failures(lambda: interrupted):
-        report = dlq.redrive(
-            target.client("sqs"),
-            target.client("kinesis"),
-            target.name,
-            dry_run=args.dry_run,
-            include_invalid=args.include_invalid,
-            include_partly_written=args.include_partly_written,
-            stream=args.stream,
-        )
+        try:
+            report = dlq.redrive(
+                target.client("sqs"),
+                target.client("kinesis"),
+                target.name,
+                dry_run=args.dry_run,
+                include_invalid=args.include_invalid,
+                include_partly_written=args.include_partly_written,
+                stream=args.stream,
+            )
+        except dlq.StreamNotFound as missing:
+            raise SystemExit(
+                f"error: stream {missing.stream} not found (--stream); nothing was changed"
+            ) from None
     verb = "would re-drive" if args.dry_run else "re-drove"
     print(
         f"{verb} {report.redriven_records} records from {report.redriven_messages} of "

@@ -12,28 +12,56 @@ The queue holds two shapes of message:
 Re-driving puts the original records back on their stream (same partition key, stream
 order) and deletes the messages it re-drove. Records that were invalid (not JSON, schema
 violations) would only come back, so they are kept unless ``include_invalid``; records
-whose processing failed, and whole batches, are re-driven. Re-putting those is safe: a
+whose processing failed, and whole batches, are re-driven; a message lacking what a
+re-drive needs (a record letter without valid base64 ``data`` or a partition key, a batch
+description without its stream, shard or sequence numbers) is kept. Re-putting is safe: a
 record already applied is recognised by its ``event_id`` in the user's row (see README,
 "Reliability and security"), and similarity recomputation is idempotent. A user event
 whose write DynamoDB rejected (reason ``write rejected``) may have some of its count rows
 written while its user row was not: re-driving it would count those rows again, so it is
 kept unless ``include_partly_written``.
+
+Whatever happens, every received message that was not deleted (re-driven) is made visible
+again before :func:`redrive` and :func:`receive_all` return or raise, so that a re-run sees it.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Letter", "RedriveReport", "read_range", "receive_all", "redrive", "release", "stream_name_of"]
+__all__ = [
+    "Letter",
+    "RedriveReport",
+    "StreamNotFound",
+    "read_range",
+    "receive_all",
+    "redrive",
+    "release",
+    "stream_name_of",
+]
 
 PROCESSING_FAILED = "processing failed"  # stream.PROCESSING_FAILED (kept import-free here)
 WRITE_REJECTED = "write rejected"  # stream.WRITE_REJECTED
 PUT_RECORDS_LIMIT = 500
 _EMPTY_POLLS = 3  # SQS short polling may answer empty while messages remain
+
+
+class StreamNotFound(LookupError):
+    """The stream given to :func:`redrive` does not exist (nothing was received or put)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.stream = stream
+
+
+def _is_sequence_number(value: Any) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool) and str(value).isdigit()
 
 
 def stream_name_of(arn_or_name: str) -> str:
@@ -121,8 +149,42 @@ class Letter:
     @property
     def size(self) -> int:
         if self.kind == "batch" and self.body:
-            return int(self.body["KinesisBatchInfo"].get("batchSize", 0))
+            size = self.body["KinesisBatchInfo"].get("batchSize", 0)
+            return int(size) if _is_sequence_number(size) else 0
         return 1 if self.kind == "record" else 0
+
+    @property
+    def data(self) -> bytes | None:
+        """A record letter's raw record (``None`` when its ``data`` is not valid base64)."""
+        value = self.body.get("data") if self.kind == "record" and self.body else None
+        if not isinstance(value, str):
+            return None
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+
+    @property
+    def defect(self) -> str:
+        """What a re-drive needs and this record letter or batch description lacks ("" if
+        nothing): such a message was not written by this project or Lambda as it is."""
+        if self.kind == "record" and self.body:
+            if self.data is None:
+                return "corrupt record letter: data is not valid base64"
+            key = self.body.get("partition_key")
+            if not isinstance(key, str) or not key:
+                return "corrupt record letter: no partition_key"
+            if not _is_sequence_number(self.body.get("sequence_number")):
+                return "corrupt record letter: sequence_number is not a number"
+        if self.kind == "batch" and self.body:
+            info = self.body["KinesisBatchInfo"]
+            for name in ("streamArn", "shardId"):
+                if not isinstance(info.get(name), str) or not info.get(name):
+                    return f"corrupt batch description: no {name}"
+            for name in ("startSequenceNumber", "endSequenceNumber"):
+                if not _is_sequence_number(info.get(name)):
+                    return f"corrupt batch description: {name} is not a number"
+        return ""
 
     def redrivable(
         self, include_invalid: bool = False, include_partly_written: bool = False
@@ -130,11 +192,13 @@ class Letter:
         """(whether to re-drive it, why not)."""
         if self.kind == "unknown":
             return False, "not a dead letter of this project"
+        assert self.body is not None
+        if self.kind == "record" and self.body.get("data_truncated"):
+            return False, "record data was truncated in the queue"
+        if self.defect:
+            return False, self.defect
         if self.kind == "batch":
             return True, ""
-        assert self.body is not None
-        if self.body.get("data_truncated"):
-            return False, "record data was truncated in the queue"
         if self.reason.startswith(WRITE_REJECTED):
             if include_partly_written:
                 return True, ""
@@ -169,27 +233,39 @@ def receive_all(
     sqs: Any, queue_url: str, *, visibility_timeout: int = 300, limit: int | None = None
 ) -> list[Letter]:
     """Receive every message (they stay invisible for ``visibility_timeout`` seconds unless
-    :func:`release`\\ d or deleted)."""
+    :func:`release`\\ d or deleted). If receiving fails or is interrupted, the messages
+    received so far are released before the error propagates."""
     letters: list[Letter] = []
-    seen: set[str] = set()
+    seen: dict[str, Letter] = {}
     empty = 0
-    while limit is None or len(letters) < limit:
-        response = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=visibility_timeout,
-            WaitTimeSeconds=0,
-        )
-        fresh = [m for m in response.get("Messages") or [] if m["MessageId"] not in seen]
-        if not fresh:  # nothing, or only messages whose visibility timeout ran out already
-            empty += 1
-            if empty >= _EMPTY_POLLS:
-                break
-            continue
-        empty = 0
-        for message in fresh:
-            seen.add(message["MessageId"])
-            letters.append(Letter.from_message(message))
+    try:
+        while limit is None or len(letters) < limit:
+            response = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=visibility_timeout,
+                WaitTimeSeconds=0,
+            )
+            fresh = []
+            for message in response.get("Messages") or []:
+                known = seen.get(message["MessageId"])
+                if known is None:
+                    fresh.append(message)
+                else:  # its visibility timeout ran out: only the latest receipt handle releases it
+                    known.receipt_handle = message["ReceiptHandle"]
+            if not fresh:  # nothing, or only messages received already
+                empty += 1
+                if empty >= _EMPTY_POLLS:
+                    break
+                continue
+            empty = 0
+            for message in fresh:
+                letter = Letter.from_message(message)
+                seen[message["MessageId"]] = letter
+                letters.append(letter)
+    except BaseException:
+        _release_quietly(sqs, queue_url, letters)
+        raise
     return letters
 
 
@@ -205,6 +281,13 @@ def release(sqs: Any, queue_url: str, letters: Iterable[Letter]) -> None:
                 for i, letter in enumerate(chunk)
             ],
         )
+
+
+def _release_quietly(sqs: Any, queue_url: str, letters: Iterable[Letter]) -> None:
+    """:func:`release` while another error propagates: that one is the error to report (if
+    releasing fails too, the letters reappear when their visibility timeout ends)."""
+    with contextlib.suppress(Exception):  # the error in flight is the one to report
+        release(sqs, queue_url, letters)
 
 
 def _delete(sqs: Any, queue_url: str, letters: Sequence[Letter]) -> None:
@@ -282,6 +365,18 @@ def _put(kinesis: Any, stream: str, records: Sequence[dict[str, Any]]) -> None:
             raise RuntimeError(f"PutRecords to {stream} kept failing for {len(pending)} records")
 
 
+def _check_stream(kinesis: Any, stream: str) -> None:
+    """:class:`StreamNotFound` unless ``stream`` exists."""
+    from botocore.exceptions import ClientError
+
+    try:
+        kinesis.describe_stream_summary(StreamName=stream_name_of(stream))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            raise StreamNotFound(stream) from None
+        raise
+
+
 def redrive(
     sqs: Any,
     kinesis: Any,
@@ -295,35 +390,77 @@ def redrive(
 ) -> RedriveReport:
     """Put the dead-lettered records back on their streams and delete their messages.
 
+    Every letter not deleted is released (visible again) when this returns or raises.
+
     Args:
-        stream: put every re-driven record on this stream instead of its original one.
+        stream: put every re-driven record on this stream instead of its original one
+            (checked first: :class:`StreamNotFound` if it does not exist).
         letters: messages already received (and still invisible) by :func:`receive_all`;
             by default the whole queue is received here.
     """
+    if stream is not None:
+        try:
+            _check_stream(kinesis, stream)
+        except BaseException:
+            if letters is not None:
+                _release_quietly(sqs, queue_url, letters)
+            raise
     letters = list(letters) if letters is not None else receive_all(sqs, queue_url)
+    deleted: set[str] = set()  # message ids
+    try:
+        report = _redrive(
+            sqs,
+            kinesis,
+            queue_url,
+            letters,
+            deleted,
+            dry_run=dry_run,
+            include_invalid=include_invalid,
+            include_partly_written=include_partly_written,
+            stream=stream,
+        )
+    except BaseException:
+        _release_quietly(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
+        raise
+    release(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
+    return report
+
+
+def _redrive(
+    sqs: Any,
+    kinesis: Any,
+    queue_url: str,
+    letters: Sequence[Letter],
+    deleted: set[str],
+    *,
+    dry_run: bool,
+    include_invalid: bool,
+    include_partly_written: bool,
+    stream: str | None,
+) -> RedriveReport:
+    """:func:`redrive`'s work; adds the id of each message it deletes to ``deleted``."""
     report = RedriveReport(examined=len(letters), dry_run=dry_run)
-    keep: list[Letter] = []
     todo: list[tuple[Letter, str, list[dict[str, Any]]]] = []
     for letter in letters:
         ok, why = letter.redrivable(include_invalid, include_partly_written)
+        if ok and letter.kind == "record" and not (stream or letter.stream_arn):
+            ok, why = False, "corrupt record letter: no source stream (pass --stream)"
         if not ok:
-            keep.append(letter)
             report.kept.append((letter.describe(), why))
             continue
         assert letter.body is not None
         if letter.kind == "record":
             records = [
                 {
-                    "Data": base64.b64decode(letter.body["data"]),
+                    "Data": letter.data,
                     "PartitionKey": letter.body["partition_key"],
-                    "SequenceNumber": letter.body["sequence_number"],
+                    "SequenceNumber": str(letter.body["sequence_number"]),
                 }
             ]
         else:
             first, last = letter.sequence_range
             records = read_range(kinesis, letter.stream_arn, letter.shard, first, last)
             if not records:
-                keep.append(letter)
                 report.kept.append((letter.describe(), "records no longer in the stream (retention)"))
                 continue
         todo.append((letter, stream or letter.stream_arn, records))
@@ -344,7 +481,7 @@ def redrive(
                 _put(kinesis, target, fresh)
             # Deleted right after its records are back: a crash re-drives at most this one again.
             _delete(sqs, queue_url, [letter])
+            deleted.add(letter.message_id)
         report.redriven_messages += 1
         report.redriven_records += len(fresh)
-    release(sqs, queue_url, letters if dry_run else keep)
     return report

@@ -1,0 +1,161 @@
+"""Bad input to `streamrec catalog|coupons|dlq|openapi`: one `error: ...` line, a non-zero
+exit, no traceback, and nothing written or sent; dead letters never left invisible."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+import streamrec.cli
+from streamrec.cli import main
+from streamrec.reliability import dlq
+
+SRC = Path(streamrec.cli.__file__).resolve().parents[1]
+
+
+def _one_error_line(failed: pytest.ExceptionInfo[SystemExit]) -> str:
+    message = failed.value.code
+    assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+def _stream_records(stream: str) -> list[dict[str, Any]]:
+    kinesis = boto3.client("kinesis")
+    records = []
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records += kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]
+    return records
+
+
+# ---- dlq ------------------------------------------------------------------------------------
+def _queue() -> tuple[Any, str]:
+    sqs = boto3.client("sqs")
+    return sqs, sqs.list_queues()["QueueUrls"][0]
+
+
+def _record_letter(stream: str, sequence: int, **changes: Any) -> dict[str, Any]:
+    event = {"event_type": "view", "user_id": "u1", "item_id": "tent", "event_id": f"e{sequence}"}
+    letter = {
+        "reason": "processing failed: SimulatedBug",
+        "source": f"arn:aws:kinesis:us-east-1:123456789012:stream/{stream}",
+        "shard": "shardId-000000000000",
+        "sequence_number": str(sequence),
+        "partition_key": "u1",
+        "data": base64.b64encode(json.dumps(event).encode()).decode(),
+    }
+    letter.update(changes)
+    return {key: value for key, value in letter.items() if value is not None}
+
+
+def _send(sqs: Any, queue_url: str, bodies: list[Any]) -> None:
+    for body in bodies:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+
+
+def _visible(sqs: Any, queue_url: str) -> list[dlq.Letter]:
+    letters = dlq.receive_all(sqs, queue_url, visibility_timeout=1)
+    dlq.release(sqs, queue_url, letters)
+    return letters
+
+
+def test_redrive_to_a_missing_stream_is_refused_and_leaves_the_letters_visible(aws, capsys):
+    sqs, queue_url = _queue()
+    stream = aws.streams["EventStream"].name
+    _send(sqs, queue_url, [_record_letter(stream, n) for n in (1, 2, 3)])
+    with pytest.raises(SystemExit) as failed:
+        main(["dlq", "redrive", "--queue-url", queue_url, "--stream", "nosuch"])
+    assert _one_error_line(failed) == "error: stream nosuch not found (--stream); nothing was changed"
+    assert len(_visible(sqs, queue_url)) == 3
+    assert _stream_records(stream) == []
+
+
+def test_a_failed_redrive_releases_every_letter_it_did_not_redrive(aws):
+    sqs, queue_url = _queue()
+    stream = aws.streams["EventStream"].name
+    # Stream order: the letters of the existing stream go first, then the missing one fails.
+    _send(
+        sqs,
+        queue_url,
+        [_record_letter(stream, 1), _record_letter("zz-gone", 2), _record_letter("zz-gone", 3)],
+    )
+    _send(sqs, queue_url, [{"not": "a dead letter"}])
+    with pytest.raises(SystemExit) as failed:
+        main(["dlq", "redrive", "--queue-url", queue_url])
+    message = _one_error_line(failed)
+    assert "PutRecords" in message and "the others are back in the queue: re-run" in message
+    remaining = _visible(sqs, queue_url)  # at once, not after the visibility timeout
+    assert sorted(letter.stream_arn.rsplit("/", 1)[-1] for letter in remaining) == ["", "zz-gone", "zz-gone"]
+    assert len(_stream_records(stream)) == 1  # the first letter was re-driven and deleted
+
+
+def test_receiving_that_fails_midway_releases_what_it_received(aws):
+    sqs, queue_url = _queue()
+    _send(sqs, queue_url, [_record_letter("events", n) for n in range(15)])
+
+    class FailsOnSecondReceive:
+        calls = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sqs, name)
+
+        def receive_message(self, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls == 2:
+                raise ConnectionError("lost")
+            return sqs.receive_message(**kwargs)
+
+    with pytest.raises(ConnectionError):
+        dlq.receive_all(FailsOnSecondReceive(), queue_url)
+    assert len(_visible(sqs, queue_url)) == 15
+
+
+def test_a_message_received_again_is_released_with_its_latest_receipt_handle():
+    messages = [
+        {"MessageId": "m1", "ReceiptHandle": "first", "Body": "{}"},
+        {"MessageId": "m1", "ReceiptHandle": "second", "Body": "{}"},
+    ]
+
+    class Queue:
+        def receive_message(self, **_: Any) -> dict[str, Any]:
+            return {"Messages": [messages.pop(0)]} if messages else {}
+
+    (letter,) = dlq.receive_all(Queue(), "queue")
+    assert letter.receipt_handle == "second"
+
+
+def test_corrupt_record_letters_are_kept_with_a_reason_and_the_others_redriven(aws, capsys):
+    sqs, queue_url = _queue()
+    stream = aws.streams["EventStream"].name
+    _send(
+        sqs,
+        queue_url,
+        [
+            _record_letter(stream, 1),
+            _record_letter(stream, 2, data="!!!notbase64"),
+            _record_letter(stream, 3, partition_key=None),
+            _record_letter(stream, 4, sequence_number="four"),
+            {"KinesisBatchInfo": {"streamArn": f"arn:aws:kinesis:us-east-1:123456789012:stream/{stream}"}},
+        ],
+    )
+    for dry_run in (["--dry-run"], []):
+        assert main(["dlq", "redrive", "--queue-url", queue_url, *dry_run]) == 0
+        out = capsys.readouterr().out
+        assert "re-drive 1 records from 1 of 5 dead letters; kept 4" in out or (
+            "re-drove 1 records from 1 of 5 dead letters; kept 4" in out
+        )
+        assert "kept (corrupt record letter: data is not valid base64)" in out
+        assert "kept (corrupt record letter: no partition_key)" in out
+        assert "kept (corrupt record letter: sequence_number is not a number)" in out
+        assert "kept (corrupt batch description: no shardId)" in out
+    assert len(_stream_records(stream)) == 1
+    assert len(_visible(sqs, queue_url)) == 4
+    assert main(["dlq", "list", "--queue-url", queue_url, "--json"]) == 0
+    assert [json.loads(line)["redrivable"] for line in capsys.readouterr().out.splitlines()] == [False] * 4
