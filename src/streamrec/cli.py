@@ -593,8 +593,14 @@ def _cmd_dlq_list(args: argparse.Namespace) -> int:
         finally:
             dlq.release(sqs, target.name, letters)
     if not args.json:
-        kinds = {kind: sum(1 for letter in letters if letter.kind == kind) for kind in ("record", "batch")}
-        print(f"{len(letters)} dead letters ({kinds['record']} records, {kinds['batch']} batch descriptions)")
+        kinds = {
+            kind: sum(1 for letter in letters if letter.kind == kind)
+            for kind in ("record", "batch", "unknown")
+        }
+        print(
+            f"{len(letters)} dead letters ({kinds['record']} records, {kinds['batch']} batch descriptions, "
+            f"{kinds['unknown']} unknown)"
+        )
     return 0
 
 

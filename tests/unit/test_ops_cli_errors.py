@@ -159,3 +159,22 @@ def test_corrupt_record_letters_are_kept_with_a_reason_and_the_others_redriven(a
     assert len(_visible(sqs, queue_url)) == 4
     assert main(["dlq", "list", "--queue-url", queue_url, "--json"]) == 0
     assert [json.loads(line)["redrivable"] for line in capsys.readouterr().out.splitlines()] == [False] * 4
+
+
+def test_dlq_list_counts_unknown_messages_and_leaves_every_letter_visible(aws, capsys):
+    sqs, queue_url = _queue()
+    batch = {
+        "requestContext": {"condition": "RetryAttemptsExhausted", "functionArn": "arn:fn"},
+        "KinesisBatchInfo": {
+            "streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/events",
+            "shardId": "shardId-000000000000",
+            "startSequenceNumber": "1",
+            "endSequenceNumber": "2",
+            "batchSize": 2,
+        },
+    }
+    _send(sqs, queue_url, [_record_letter("events", 1), _record_letter("events", 2), batch, {"x": 1}])
+    assert main(["dlq", "list", "--queue-url", queue_url]) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary == "4 dead letters (2 records, 1 batch descriptions, 1 unknown)"
+    assert len(_visible(sqs, queue_url)) == 4
