@@ -452,7 +452,10 @@ class Target:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, **self.client_kwargs)
+        try:
+            return boto3.client(service, **self.client_kwargs)
+        except ValueError as error:  # e.g. an invalid AWS_ENDPOINT_URL or region
+            raise SystemExit(f"error: {error}") from None
 
     @contextmanager
     def failures(self, done: Callable[[], str] | None = None) -> Iterator[None]:
@@ -486,12 +489,24 @@ def _accepts_connections(endpoint: str) -> bool:
         return False
 
 
+def _check_endpoint(endpoint: Any, where: str) -> None:
+    """SystemExit unless ``endpoint`` is a URL boto3 takes (it raises a bare ValueError)."""
+    from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
+
+    if not isinstance(endpoint, str) or not (
+        is_valid_endpoint_url(endpoint) or is_valid_ipv6_endpoint_url(endpoint)
+    ):
+        raise SystemExit(f"error: {where} {endpoint!r} is not a URL (like http://localhost:4566)")
+
+
 def _target(
     args: argparse.Namespace, name: str | None, flag: str, from_outputs: Callable[[dict[str, Any]], str]
 ) -> Target:
     """A command's target: ``name`` when its ``flag`` was given (AWS, or --endpoint-url),
     else the local stack's resource picked from its outputs file, with the stack's endpoint,
     region and test credentials. The stack must be running: an outputs file outlives it."""
+    if args.endpoint_url is not None:
+        _check_endpoint(args.endpoint_url, "--endpoint-url")
     if name is not None:
         return Target(name, {"region_name": args.region, "endpoint_url": args.endpoint_url})
     if not args.outputs.is_file():
@@ -514,6 +529,7 @@ def _target(
     }
     local_stack = None if args.endpoint_url else outputs.get("endpoint_url")
     if local_stack:
+        _check_endpoint(local_stack, f"the endpoint_url of {args.outputs}")
         # Without this check botocore retries the refused connection for 5-26 s, then fails
         # with a traceback.
         if not _accepts_connections(local_stack):

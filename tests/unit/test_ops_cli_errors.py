@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ import pytest
 import streamrec.cli
 from streamrec.cli import main
 from streamrec.reliability import dlq
+from tests.unit.test_catalog_cli import TENT
+from tests.unit.test_coupons import LOAD_RECORD as COUPON
 
 SRC = Path(streamrec.cli.__file__).resolve().parents[1]
 
@@ -178,3 +182,49 @@ def test_dlq_list_counts_unknown_messages_and_leaves_every_letter_visible(aws, c
     summary = capsys.readouterr().out.splitlines()[-1]
     assert summary == "4 dead letters (2 records, 1 batch descriptions, 1 unknown)"
     assert len(_visible(sqs, queue_url)) == 4
+
+
+# ---- every command's target -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["coupons", "load", "{coupons}", "--table", "coupons"],
+        ["catalog", "load", "{catalog}", "--stream", "events"],
+        ["dlq", "list", "--queue-url", "http://localhost:1/123456789012/dlq"],
+        ["dlq", "redrive", "--queue-url", "http://localhost:1/123456789012/dlq"],
+    ],
+)
+def test_an_endpoint_that_is_not_a_url_is_one_line(tmp_path, command):
+    files = {"coupons": tmp_path / "coupons.json", "catalog": tmp_path / "catalog.jsonl"}
+    files["coupons"].write_text(json.dumps(COUPON))
+    files["catalog"].write_text(json.dumps(TENT))
+    argv = [part.format(**files) for part in command] + ["--endpoint-url", "notaurl", "--region", "us-east-1"]
+    with pytest.raises(SystemExit) as failed:
+        main(argv)
+    assert (
+        _one_error_line(failed) == "error: --endpoint-url 'notaurl' is not a URL (like http://localhost:4566)"
+    )
+
+
+def test_an_outputs_file_with_an_endpoint_that_is_not_a_url_is_named(tmp_path):
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"endpoint_url": "localhost:4566", "dead_letter_queue_url": "q"}))
+    with pytest.raises(SystemExit) as failed:
+        main(["dlq", "list", "--outputs", str(outputs)])
+    assert _one_error_line(failed).startswith(
+        f"error: the endpoint_url of {outputs} 'localhost:4566' is not a URL"
+    )
+
+
+def test_the_script_says_so_in_one_line_without_a_traceback(tmp_path):
+    path = tmp_path / "coupons.json"
+    path.write_text(json.dumps(COUPON))
+    finished = subprocess.run(
+        [sys.executable, "-m", "streamrec.cli", "coupons", "load", str(path), "--endpoint-url", "notaurl"],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert finished.returncode == 1
+    assert finished.stderr == "error: --endpoint-url 'notaurl' is not a URL (like http://localhost:4566)\n"
