@@ -777,15 +777,26 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
             raise SystemExit("error: --check needs --output FILE")
         sys.stdout.write(text)
         return 0
+    if args.output.is_dir():
+        raise SystemExit(f"error: {args.output} is a directory: --output takes a file (docs/openapi.json)")
     if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.is_file() else ""
+        try:
+            current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        except UnicodeDecodeError:
+            current = ""  # not the document (which is UTF-8): out of date
+        except OSError as error:
+            raise SystemExit(f"error: cannot read {args.output}: {error.strerror or error}") from None
         if current != text:
             print(f"{args.output} is out of date: run streamrec openapi --output {args.output}")
             return 1
         print(f"{args.output} is up to date")
         return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        where = error.filename or args.output
+        raise SystemExit(f"error: cannot write {args.output}: {where}: {error.strerror or error}") from None
     print(f"wrote {args.output}")
     return 0
 

@@ -228,3 +228,34 @@ def test_the_script_says_so_in_one_line_without_a_traceback(tmp_path):
     )
     assert finished.returncode == 1
     assert finished.stderr == "error: --endpoint-url 'notaurl' is not a URL (like http://localhost:4566)\n"
+
+
+# ---- openapi --------------------------------------------------------------------------------
+def test_openapi_output_to_a_directory_is_refused(tmp_path):
+    for argv in (["--output", str(tmp_path)], ["--check", "--output", str(tmp_path)]):
+        with pytest.raises(SystemExit) as failed:
+            main(["openapi", *argv])
+        assert _one_error_line(failed) == (
+            f"error: {tmp_path} is a directory: --output takes a file (docs/openapi.json)"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_openapi_output_that_cannot_be_written_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as failed:
+        main(["openapi", "--output", str(blocker / "openapi.json")])
+    assert _one_error_line(failed).startswith(f"error: cannot write {blocker / 'openapi.json'}: ")
+    with pytest.raises(SystemExit) as failed:
+        main(["openapi", "--output", "/proc/nonexistent/openapi.json"])
+    assert _one_error_line(failed) == (
+        "error: cannot write /proc/nonexistent/openapi.json: /proc/nonexistent: No such file or directory"
+    )
+
+
+def test_openapi_check_of_a_file_that_is_not_utf8_says_out_of_date(tmp_path, capsys):
+    path = tmp_path / "openapi.json"
+    path.write_bytes(b"\xff")
+    assert main(["openapi", "--check", "--output", str(path)]) == 1
+    assert "out of date" in capsys.readouterr().out
