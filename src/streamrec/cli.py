@@ -675,8 +675,8 @@ def _add_coupons(subparsers: Any) -> None:
         "load",
         help="create or redefine coupons from FILE (.json: an object or a list; .jsonl: one per line)",
         description="Every record is validated first (the PUT /coupons/{coupon_id} schema plus its "
-        "coupon_id); nothing is written when one is invalid. Redefining a coupon keeps the "
-        "redemptions already counted.",
+        "coupon_id); nothing is written when one is invalid or a coupon_id comes twice. "
+        "Redefining a coupon keeps the redemptions already counted.",
     )
     load.add_argument("file", type=Path, help="FILE.json or FILE.jsonl")
     load.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
@@ -698,15 +698,29 @@ def _json_lines(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
     return records, problems
 
 
-def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
-    """(coupon_id, CouponSpec) of every record of a .json or .jsonl file; SystemExit naming
-    each invalid record (by position) otherwise."""
-    from streamrec.domain.coupons import InvalidCoupon, coupon_record
-
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of an input file; SystemExit (nothing loaded) if it cannot be read."""
     if not path.is_file():
         raise SystemExit(f"error: {path} not found")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise SystemExit(f"error: nothing loaded; {path} {error}") from None
+    except OSError as error:
+        raise SystemExit(f"error: nothing loaded; cannot read {path}: {error.strerror or error}") from None
+
+
+def _is_json_lines(path: Path) -> bool:
+    return path.suffix.lower() == ".jsonl"
+
+
+def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
+    """(coupon_id, CouponSpec) of every record of a .json or .jsonl file; SystemExit naming
+    each invalid record (by position), or each coupon defined twice, otherwise."""
+    from streamrec.domain.coupons import InvalidCoupon, coupon_record
+
+    text = _read_text(path)
+    if _is_json_lines(path):
         where, (records, problems) = "line", _json_lines(text)
     else:
         try:
@@ -716,15 +730,25 @@ def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
         items = payload if isinstance(payload, list) else [payload]
         where, records, problems = "record", list(enumerate(items, 1)), []
     parsed = []
+    first_definition: dict[str, int] = {}
     for number, record in records:
         try:
-            parsed.append(coupon_record(record))
+            coupon_id, spec = coupon_record(record)
         except InvalidCoupon as error:
             problems.append((number, str(error)))
+            continue
+        parsed.append((coupon_id, spec))
+        if coupon_id in first_definition:
+            first = first_definition[coupon_id]
+            problems.append((number, f"coupon_id {coupon_id!r} is already defined at {where} {first}"))
+        else:
+            first_definition[coupon_id] = number
     if problems:
         problems.sort(key=lambda problem: problem[0])  # in file order, whatever the kind
         named = [f"{path} {where} {number}: {reason}" for number, reason in problems]
         raise SystemExit("error: nothing loaded; invalid coupons:\n  " + "\n  ".join(named))
+    if not parsed:
+        raise SystemExit(f"error: nothing loaded; {path} holds no coupons")
     return parsed
 
 

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 import streamrec.cli
-from streamrec.cli import main
+from streamrec.cli import main, read_coupon_file
 from streamrec.reliability import dlq
 from tests.unit.test_catalog_cli import TENT
 from tests.unit.test_coupons import LOAD_RECORD as COUPON
@@ -259,3 +259,52 @@ def test_openapi_check_of_a_file_that_is_not_utf8_says_out_of_date(tmp_path, cap
     path.write_bytes(b"\xff")
     assert main(["openapi", "--check", "--output", str(path)]) == 1
     assert "out of date" in capsys.readouterr().out
+
+
+# ---- coupons load ---------------------------------------------------------------------------
+def test_coupons_load_refuses_a_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "coupons.jsonl"
+    path.write_bytes(b'{"coupon_id": "caf\xe9"}\n')
+    with pytest.raises(SystemExit) as failed:
+        read_coupon_file(path)
+    message = _one_error_line(failed)
+    assert message.startswith(f"error: nothing loaded; {path} 'utf-8' codec can't decode byte 0xe9")
+
+
+@pytest.mark.parametrize(
+    ("name", "text"), [("coupons.jsonl", ""), ("coupons.jsonl", "\n \n"), ("c.json", "[]")]
+)
+def test_coupons_load_refuses_a_file_without_coupons(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SystemExit) as failed:
+        read_coupon_file(path)
+    assert _one_error_line(failed) == f"error: nothing loaded; {path} holds no coupons"
+
+
+def test_coupons_load_reads_an_upper_case_jsonl_file_as_json_lines(tmp_path):
+    path = tmp_path / "COUPONS.JSONL"
+    path.write_text(json.dumps(COUPON) + "\n" + json.dumps({**COUPON, "coupon_id": "kitchen"}) + "\n")
+    assert [coupon_id for coupon_id, _ in read_coupon_file(path)] == ["camp", "kitchen"]
+
+
+def test_coupons_load_refuses_a_coupon_defined_twice_and_writes_nothing(aws, tmp_path):
+    path = tmp_path / "coupons.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps(record)
+            for record in (COUPON, {**COUPON, "coupon_id": "kitchen"}, {**COUPON, "budget": 9})
+        )
+    )
+    table = aws.tables["CouponsTable"].name
+    with pytest.raises(SystemExit) as failed:
+        main(["coupons", "load", str(path), "--table", table])
+    assert str(failed.value.code).splitlines() == [
+        "error: nothing loaded; invalid coupons:",
+        f"  {path} line 3: coupon_id 'camp' is already defined at line 1",
+    ]
+    assert boto3.client("dynamodb").scan(TableName=table)["Items"] == []
+    listing = tmp_path / "coupons.json"
+    listing.write_text(json.dumps([COUPON, COUPON]))
+    with pytest.raises(SystemExit, match="record 2: coupon_id 'camp' is already defined at record 1"):
+        read_coupon_file(listing)
