@@ -17,6 +17,7 @@ dead-letter queue of the local stack or, with ``--queue-url``, of a deployed sta
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import signal
@@ -844,26 +845,44 @@ def _add_catalog(subparsers: Any) -> None:
     actions = catalog.add_subparsers(dest="action", metavar="ACTION", required=True)
     load = actions.add_parser(
         "load",
-        help="put the catalog records of FILE (JSON lines, or a JSON array) on the event stream",
+        help="put the catalog records of FILE (JSON lines, a JSON array or one object) on the event stream",
         description="Every record is validated first (the item_upsert schema: item_id, title, "
         "category, price, in_stock, tags, timestamp; event_type may be left out, and a missing "
-        "timestamp is the load's time); nothing is sent when one is invalid, and each error "
-        "names its line.",
+        "timestamp is the load's time; other fields are not stored); nothing is sent when one is "
+        "invalid or over the ingest's record size limit, and each error names its line.",
     )
-    load.add_argument("file", type=Path, help="FILE.jsonl (one record per line) or FILE.json (an array)")
+    load.add_argument(
+        "file", type=Path, help="FILE.jsonl (one record per line) or FILE.json (an array or one object)"
+    )
     load.add_argument("--stream", default=None, help="the event stream's name (e.g. on AWS)")
     _add_target_arguments(load)
     load.set_defaults(func=_cmd_catalog_load)
     catalog.set_defaults(func=lambda args: catalog.print_help() or 2)
 
 
-def _catalog_records(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
-    """(line, value) of each record of JSON lines or of a JSON array, and (line, problem) of
-    each undecodable part. An array is read up to its first syntax error only: past it, where
-    the next record starts is a guess."""
+def _catalog_records(
+    text: str, json_lines: bool = False
+) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+    """(line, value) of each record of JSON lines, of a JSON array or (unless ``json_lines``:
+    a .jsonl file) of one JSON object spanning several lines, and (line, problem) of each
+    undecodable part. An array is read up to its first syntax error only: past it, where the
+    next record starts is a guess."""
     stripped = text.lstrip()
     if not stripped.startswith("["):
-        return _json_lines(text)
+        records, problems = _json_lines(text)
+        if json_lines or not problems or not stripped.startswith("{"):
+            return records, problems
+        if any(isinstance(value, dict) for _, value in records):
+            return records, problems
+        # No line is an object on its own: one object over several lines, unless the first
+        # line is already broken (then each line is named).
+        line = text.count("\n", 0, len(text) - len(stripped)) + 1
+        try:
+            return [(line, json.loads(text))], []
+        except json.JSONDecodeError as error:
+            if error.lineno == line:
+                return records, problems
+            return [], [(error.lineno, f"not valid JSON: {error.msg}")]
     decoder = json.JSONDecoder()
     records, position = [], text.index("[") + 1
     while True:
@@ -882,17 +901,31 @@ def _catalog_records(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, 
         position = end
 
 
+def catalog_record_data(record: dict[str, Any]) -> bytes:
+    """A catalog record as it is put on the stream."""
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def _oversized(data: bytes) -> str:
+    """Why the ingest would dead-letter ``data`` for its size ("" if it would not)."""
+    from streamrec.stream import MAX_RECORD_BYTES
+
+    size = len(base64.b64encode(data)) * 3 // 4  # as the ingest measures it (stream.RecordCollector)
+    if size <= MAX_RECORD_BYTES:
+        return ""
+    return (
+        f"record of about {size} bytes is over the ingest's {MAX_RECORD_BYTES}-byte limit "
+        "(it would be dead-lettered)"
+    )
+
+
 def read_catalog_file(path: Path, now: float | None = None) -> list[dict[str, Any]]:
-    """The validated item_upsert records of ``path`` (JSON lines or a JSON array), as JSON
-    objects to put on the stream; SystemExit naming each invalid record's line otherwise."""
+    """The validated item_upsert records of ``path`` (JSON lines, a JSON array or one JSON
+    object), as JSON objects to put on the stream; SystemExit naming each invalid record's
+    line otherwise."""
     from streamrec.events import ITEM_UPSERT, InvalidEvent, parse_item_upsert
 
-    if not path.is_file():
-        raise SystemExit(f"error: {path} not found")
-    try:
-        records, undecodable = _catalog_records(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        raise SystemExit(f"error: nothing loaded; {path} {error}") from None
+    records, undecodable = _catalog_records(_read_text(path), json_lines=_is_json_lines(path))
     loaded_at = time.time() if now is None else now
     valid, problems = [], []
     for line, record in records:
@@ -902,6 +935,10 @@ def read_catalog_file(path: Path, now: float | None = None) -> list[dict[str, An
             parse_item_upsert(record)
         except InvalidEvent as error:
             problems.append((line, error.reason))
+            continue
+        too_big = _oversized(catalog_record_data(record))
+        if too_big:
+            problems.append((line, too_big))
             continue
         valid.append(record)
     # In line order; the sort is stable, so a record keeps its place before a syntax error
@@ -923,9 +960,7 @@ def put_catalog_records(
 ) -> None:
     """PutRecords in chunks of 500 (partition key = item_id, so one item's records keep
     their order), retrying the records a call reports as failed."""
-    entries = [
-        {"Data": json.dumps(r, separators=(",", ":")).encode(), "PartitionKey": r["item_id"]} for r in records
-    ]
+    entries = [{"Data": catalog_record_data(r), "PartitionKey": r["item_id"]} for r in records]
     for start in range(0, len(entries), CATALOG_PUT_CHUNK):
         pending = entries[start : start + CATALOG_PUT_CHUNK]
         for attempt in range(8):

@@ -12,10 +12,13 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 import streamrec.cli
-from streamrec.cli import main, read_coupon_file
+from streamrec.cli import main, read_catalog_file, read_coupon_file
+from streamrec.events import parse_record
 from streamrec.reliability import dlq
+from streamrec.stream import MAX_RECORD_BYTES, RecordCollector
 from tests.unit.test_catalog_cli import TENT
 from tests.unit.test_coupons import LOAD_RECORD as COUPON
 
@@ -308,3 +311,77 @@ def test_coupons_load_refuses_a_coupon_defined_twice_and_writes_nothing(aws, tmp
     listing.write_text(json.dumps([COUPON, COUPON]))
     with pytest.raises(SystemExit, match="record 2: coupon_id 'camp' is already defined at record 1"):
         read_coupon_file(listing)
+
+
+# ---- catalog load ---------------------------------------------------------------------------
+def test_catalog_load_refuses_a_record_the_ingest_would_dead_letter_for_its_size(aws, tmp_path):
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(json.dumps(TENT) + "\n" + json.dumps({**TENT, "description": "x" * 20_000}) + "\n")
+    stream = aws.streams["EventStream"].name
+    with pytest.raises(SystemExit) as failed:
+        main(["catalog", "load", str(path), "--stream", stream])
+    lines = str(failed.value.code).splitlines()
+    assert lines[0] == "error: nothing loaded; 1 invalid record(s):"
+    assert lines[1].strip().startswith(f"{path} line 2: record of about ")
+    assert f"over the ingest's {MAX_RECORD_BYTES}-byte limit" in lines[1]
+    assert _stream_records(stream) == []  # nothing sent, not even the good line
+
+
+def _as_sent(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode()  # as catalog load puts it
+
+
+def _ingest_rejects(data: bytes) -> bool:
+    record = KinesisStreamRecord(
+        {
+            "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/events",
+            "eventID": "shardId-000000000000:1",
+            "kinesis": {
+                "partitionKey": "tent",
+                "sequenceNumber": "1",
+                "data": base64.b64encode(data).decode(),
+            },
+        }
+    )
+    collector = RecordCollector(parse_record)
+    collector(record)
+    return bool(collector.rejected)
+
+
+def test_catalog_load_refuses_exactly_the_records_the_ingest_rejects_for_their_size(tmp_path):
+    path = tmp_path / "catalog.jsonl"
+    refused = []
+    for size in range(MAX_RECORD_BYTES - 3, MAX_RECORD_BYTES + 3):
+        record = {**TENT, "event_type": "item_upsert", "timestamp": 1_764_000_000, "description": ""}
+        record["description"] = "x" * (size - len(_as_sent(record)))
+        assert len(_as_sent(record)) == size
+        path.write_text(json.dumps(record) + "\n")
+        try:
+            assert read_catalog_file(path) == [record]
+        except SystemExit as failed:
+            assert "line 1: record of about" in str(failed.code)
+            refused.append(size)
+        assert (size in refused) == _ingest_rejects(_as_sent(record)), size
+    assert refused  # the ingest estimates from base64: a record of exactly the limit is over it
+
+
+def test_catalog_load_reads_one_pretty_printed_object(tmp_path):
+    path = tmp_path / "tent.json"
+    path.write_text("\n" + json.dumps(TENT, indent=2) + "\n")
+    records = read_catalog_file(path, now=1_764_000_500)
+    assert [r["item_id"] for r in records] == ["tent"]
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(TENT, indent=2).replace('"price": 99,', '"price": 99,,'))
+    with pytest.raises(SystemExit) as failed:
+        read_catalog_file(broken)
+    lines = str(failed.value.code).splitlines()
+    assert lines[0] == "error: nothing loaded; 1 invalid record(s):"  # not one per line
+    assert f"{broken} line 5: not valid JSON" in lines[1]
+    with pytest.raises(SystemExit, match="line 2: item_upsert schema violation: price"):
+        broken.write_text("\n" + json.dumps({**TENT, "price": -1}, indent=2))
+        read_catalog_file(broken)
+    for name in ("tent.jsonl", "TENT.JSONL"):  # JSON lines: one record per line
+        path = tmp_path / name
+        path.write_text(json.dumps(TENT, indent=2))
+        with pytest.raises(SystemExit, match="line 1: not valid JSON"):
+            read_catalog_file(path)
