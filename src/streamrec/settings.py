@@ -153,11 +153,14 @@ class Settings:
     # event weight on it, summed) is below ``cold_item_weight`` is cold, and its content
     # neighbours weigh more, up to all of the score at 0; ``content_weight`` is their weight
     # for a warm item, and ``content_slots`` the share of a similar-items list kept for items
-    # known only by content (at least 1, never all of it). Chosen on the content protocol's
-    # validation split (README, "Catalog, content similarity and stock").
+    # known only by content (at least 1, never all of it). ``cold_popular_share`` times the
+    # coldness is the share of a cold item's similar-items list (with content neighbours)
+    # given to items popular in its category. Chosen on the content protocol's validation
+    # split (README, "Catalog, content similarity and stock").
     cold_item_weight: float = 80.0
     content_weight: float = 0.15
     content_slots: float = 0.1
+    cold_popular_share: float = 0.5
 
     def __post_init__(self) -> None:
         # NaN passes every "out of range" test below (all comparisons are false) and inf
@@ -211,6 +214,8 @@ class Settings:
                 f"CONTENT_WEIGHT={self.content_weight}, CONTENT_SLOTS={self.content_slots}; "
                 "each must be in 0..1"
             )
+        if not 0.0 <= self.cold_popular_share <= 1.0:
+            raise ConfigurationError(f"COLD_POPULAR_SHARE={self.cold_popular_share}; expected 0..1")
         if not (self.cold_item_weight > 0 and math.isfinite(self.cold_item_weight)):
             raise ConfigurationError(f"COLD_ITEM_WEIGHT={self.cold_item_weight}; expected > 0")
         if self.content_per_item < 1 or self.posting_limit < 2:
@@ -308,6 +313,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         content_weight=number("CONTENT_WEIGHT", Settings.content_weight),
         content_slots=number("CONTENT_SLOTS", Settings.content_slots),
         cold_item_weight=number("COLD_ITEM_WEIGHT", Settings.cold_item_weight),
+        cold_popular_share=number("COLD_POPULAR_SHARE", Settings.cold_popular_share),
     )
 
 

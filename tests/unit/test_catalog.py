@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -420,6 +420,7 @@ def test_blending_is_configured_by_the_environment():
     settings = load_settings({"CONTENT_WEIGHT": "0.5", "CONTENT_SLOTS": "0", "COLD_ITEM_WEIGHT": "12.5"})
     assert (settings.content_weight, settings.content_slots, settings.cold_item_weight) == (0.5, 0.0, 12.5)
     assert load_settings({}).content_weight == Settings().content_weight
+    assert load_settings({"COLD_POPULAR_SHARE": "0.25"}).cold_popular_share == 0.25
 
 
 @pytest.mark.parametrize(
@@ -431,6 +432,8 @@ def test_blending_is_configured_by_the_environment():
         ({"COLD_ITEM_WEIGHT": "0"}, "COLD_ITEM_WEIGHT=0.0; expected > 0"),
         ({"COLD_ITEM_WEIGHT": "inf"}, "COLD_ITEM_WEIGHT=inf"),
         ({"COLD_ITEM_WEIGHT": "many"}, "COLD_ITEM_WEIGHT='many' is not a valid float"),
+        ({"COLD_POPULAR_SHARE": "1.5"}, "COLD_POPULAR_SHARE=1.5; expected 0..1"),
+        ({"COLD_POPULAR_SHARE": "nan"}, "COLD_POPULAR_SHARE=nan"),
     ],
 )
 def test_bad_blending_settings_fail_at_cold_start(environ, message):
@@ -474,3 +477,60 @@ def test_a_cold_items_text_does_not_outrank_its_real_neighbours_in_personalized_
     pipeline.send([view("me", "tent-2p", 40)])
     listed = [r.item_id for r in pipeline.recommendations.for_user("me", 3, exclude="history").items]
     assert listed.index("stove") < listed.index("tent-3p")
+
+
+def _shop_with_a_new_tent(**settings: Any) -> Pipeline:
+    """12 tents and 3 other camping items in the catalog, 3 mugs; shoppers view the
+    mugs most (the global best sellers) and the stove, lantern and chair (camping's);
+    tent-new has a catalog record and nothing else."""
+    pipeline = Pipeline(Settings(**settings))
+    pipeline.send([upsert(f"tent-{n}", f"Tent model {n}", "camping", tags=["tent"]) for n in range(12)])
+    pipeline.send(
+        [
+            upsert("stove", "Compact stove", "camping"),
+            upsert("lantern", "Bright lantern", "camping"),
+            upsert("chair", "Folding chair", "camping"),
+            *(upsert(f"mug-{n}", f"Enamel mug {n}", "kitchen") for n in range(3)),
+        ]
+    )
+    at = 0
+    for user in range(4):
+        for item in ("mug-0", "mug-1", "mug-2", "mug-0", "stove", "lantern", "chair"):
+            at += 1
+            pipeline.send([view(f"shopper{user}", item, at)])
+    pipeline.send([upsert("tent-new", "Tent model new", "camping", tags=["tent"], at=at)])
+    return pipeline
+
+
+def test_a_new_items_list_gives_its_popular_share_to_best_sellers_of_its_own_category():
+    pipeline = _shop_with_a_new_tent(cold_popular_share=0.7)
+    result = pipeline.recommendations.similar_items("tent-new", 10)
+    ids = [r.item_id for r in result.items]
+    # 7 slots for popular items, but its category has only 3: the look-alikes keep the rest.
+    assert ids[:7] == [r.item_id for r in _look_alikes(pipeline, "tent-new", 7)]
+    assert sorted(ids[7:]) == ["chair", "lantern", "stove"]  # camping's, never the mugs
+    assert all(r.reasons == ["popular in camping right now"] for r in result.items[7:])
+    scores = [r.score for r in result.items]
+    assert scores == sorted(scores, reverse=True)
+    # k = 1 is its single best look-alike; without the setting, look-alikes only.
+    assert [r.item_id for r in pipeline.recommendations.similar_items("tent-new", 1).items] == ids[:1]
+    plain = _shop_with_a_new_tent(cold_popular_share=0.0).recommendations.similar_items("tent-new", 10)
+    assert all(r.reasons == ["similar to tent-new (title, category, tags)"] for r in plain.items)
+
+
+def test_the_popular_share_falls_with_support():
+    # k = 10 at share 0.5: 5 slots for an item nobody bought, 0 once its support reaches
+    # cold_item_weight (the stove: 4 viewers).
+    pipeline = _shop_with_a_new_tent(cold_popular_share=0.5, cold_item_weight=4.0)
+    new = pipeline.recommendations.similar_items("tent-new", 4)
+    assert [r.reasons for r in new.items].count(["popular in camping right now"]) == 2
+    warm = pipeline.recommendations.similar_items("stove", 10)
+    assert ["popular in camping right now"] not in [r.reasons for r in warm.items]
+
+
+def _look_alikes(pipeline: Pipeline, item: str, k: int) -> list:
+    """The item's best look-alikes alone (the blend at cold_popular_share 0)."""
+    service = RecommendationService(
+        replace(pipeline.settings, cold_popular_share=0.0), pipeline.users, pipeline.similarity
+    )
+    return service.similar_items(item, k).items

@@ -205,3 +205,18 @@ def test_similarity_rows_written_before_support_keep_the_neighbour_count_rule():
     assert coldness(catalog_only, settings) == 1.0  # only its text is known
     recorded = SimilarityRow("tent", [Neighbour("stove", 0.5)], support=10.0)
     assert coldness(recorded, settings) == pytest.approx(1 - 10.0 / settings.cold_item_weight)
+
+
+def test_a_similarity_rows_own_category_survives_the_table(aws):
+    from streamrec.domain.model import Neighbour, SimilarityRow
+
+    table = wiring.similarity_service(load_settings()).similarity
+    table.put_rows(
+        [
+            SimilarityRow("tent", [Neighbour("stove", 0.5, "camping")], category="camping", support=3.0),
+            SimilarityRow("mystery", [Neighbour("stove", 0.5)]),
+        ]
+    )
+    rows, _ = table.get_many(["tent", "mystery"])
+    assert (rows["tent"].category, rows["mystery"].category) == ("camping", "")
+    assert rows["tent"].neighbours[0].category == "camping"

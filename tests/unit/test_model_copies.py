@@ -50,12 +50,13 @@ def test_user_state_copy_is_independent():
 def test_similarity_row_copy_keeps_every_field_and_shares_no_list():
     lists = {"neighbours", "extended", "complements", "content"}
     values = {name: [Neighbour(name, 0.5, "c")] for name in lists}
-    row = SimilarityRow(item_id="i", measure="jaccard", updated_at=2.5, support=3.0, **values)
+    row = SimilarityRow(item_id="i", measure="jaccard", updated_at=2.5, support=3.0, category="c", **values)
     assert {f.name for f in dataclasses.fields(SimilarityRow)} == lists | {
         "item_id",
         "measure",
         "updated_at",
         "support",
+        "category",
     }
     copied = row.copy()
     assert copied == row

@@ -250,6 +250,7 @@ class ContentIndex:
             rows.setdefault(item_id, SimilarityRow(item_id, [], updated_at=now))
         for item_id, found in lists.items():
             rows[item_id].content = found
+            rows[item_id].category = items[item_id].category
         for item_id, found in lists.items():
             for neighbour in found[: self.settings.content_merge_limit]:
                 if neighbour.item_id in lists:

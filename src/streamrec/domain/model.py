@@ -208,6 +208,9 @@ class SimilarityRow:
     # it, summed) when the row was built. None: not recorded (a row only the catalog side
     # wrote, or one stored before rows carried it; see recommend.coldness).
     support: float | None = None
+    # The item's own category ("" when unknown): where a cold item's list takes popular
+    # items from (recommend.RecommendationService.similar_items).
+    category: str = ""
 
     def copy(self) -> SimilarityRow:
         """A copy with its own lists (``Neighbour`` is frozen: the lists share members)."""
@@ -220,6 +223,7 @@ class SimilarityRow:
             complements=list(self.complements),
             content=list(self.content),
             support=self.support,
+            category=self.category,
         )
 
 

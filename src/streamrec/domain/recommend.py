@@ -102,15 +102,16 @@ def _pad_with_popular(
     excluded: set[str],
     k: int,
     list_filter: ListFilter = NO_FILTER,
+    category: str | None = None,
 ) -> list[Recommendation]:
     """Append popular items (not excluded, not yet listed, admitted by the filter) until
     there are ``k``: from the filter category's list when there is one (every item of it
-    is of that category), else from ``#popular``.
+    is of that category), else from ``category``'s list when given, else from ``#popular``.
 
     A padding item scores its popularity relative to the list's most popular item, scaled
     to the lowest score already listed, so scores never increase down a list (a client
     sorting by score keeps the engine's own suggestions first)."""
-    category = list_filter.category
+    category = list_filter.category or category
     popular = lists.get(category_row(category) if category else POPULAR_ROW, PopularList())
     if len(listed) >= k or not popular.items:
         return listed
@@ -374,8 +375,46 @@ class RecommendationService:
             ]
         else:
             listed = self._blend_similar(item_id, row, collaborative, content, k)
+            if row is not None:
+                return self._with_popular_share(row, listed, lists, excluded, k, list_filter)
         fallback = not listed
         return RecommendationList(_pad_with_popular(listed, lists, excluded, k, list_filter), fallback)
+
+    def _with_popular_share(
+        self,
+        row: SimilarityRow,
+        listed: list[Recommendation],
+        lists: dict[str, PopularList],
+        excluded: set[str],
+        k: int,
+        list_filter: ListFilter,
+    ) -> RecommendationList:
+        """A cold item's list: its best ``k − s`` look-alikes and neighbours, then ``s`` items
+        popular in its category, s = round(k · cold_popular_share · coldness), at most k − 1
+        (so k = 1 is its single best item). What a product nobody has bought yet is bought
+        with is more often a best seller than a look-alike; the share falls as its support
+        grows. The category's list costs a second read (the row names the category)."""
+        share = self.settings.cold_popular_share * coldness(row, self.settings)
+        slots = min(round(k * share), k - 1)
+        own = row.category if row.category and not list_filter.category else None
+        if slots > 0 and own:
+            _, extra = self.similarity.get_many([], [category_row(own)])
+            lists = {**lists, **extra}
+        source = list_filter.category or own
+        popular = [
+            item
+            for item, _ in lists.get(category_row(source) if source else POPULAR_ROW, PopularList()).items
+            if item not in excluded and list_filter.admits(item, source)
+        ]
+        while slots > 0:  # fewer popular items than slots: the look-alikes keep the rest
+            head = {r.item_id for r in listed[: k - slots]}
+            available = sum(1 for item in popular if item not in head)
+            if available >= slots:
+                break
+            slots = available
+        mixed = _pad_with_popular(listed[: k - slots], lists, excluded, k, list_filter, own)
+        fallback = not listed
+        return RecommendationList(_pad_with_popular(mixed, lists, excluded, k, list_filter), fallback)
 
     def _blend_similar(
         self,

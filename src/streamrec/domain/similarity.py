@@ -206,6 +206,7 @@ class SimilarityService:
                 measure=self.settings.similarity_measure,
                 updated_at=now,
                 support=weights.get(item, 0.0),
+                category=categories.get(item, ""),
                 complements=neighbour_row(
                     item,
                     rows.get(basket_row(item), {}),
@@ -231,6 +232,7 @@ class SimilarityService:
             for row in result:
                 if row.item_id in stored:
                     row.content = stored[row.item_id].content
+                    row.category = row.category or stored[row.item_id].category
         self.similarity.put_rows(result)
         return result
 

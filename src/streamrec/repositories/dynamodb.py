@@ -429,6 +429,7 @@ def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
         complements=_decode_neighbours(item, "complements", categories),
         content=_decode_neighbours(item, "content", content_categories),
         support=float(item["support"]["N"]) if "support" in item else None,
+        category=item.get("category", {}).get("S", ""),
     )
 
 
@@ -470,6 +471,7 @@ class DynamoSimilarityRepository:
                 "measure": {"S": row.measure or "-"},
                 "updated_at": _number(row.updated_at),
                 **({"support": _number(row.support)} if row.support is not None else {}),
+                **({"category": {"S": row.category}} if row.category else {}),
             }
             for row in rows
         ]
