@@ -98,7 +98,7 @@ def test_diginetica_header_only(tmp_path):
 
 def test_session_file_short_row_names_file_and_line(tmp_path):
     path = tmp_path / "s.csv"
-    path.write_text("s,i,t\na,x,1\n1,b\n")
+    path.write_text("s,i,t\na,x,1700000000\n1,b\n")
     with pytest.raises(DatasetInvalid, match=r"s.csv, line 3: field 't' missing"):
         read_session_file(path, ",", "s", "i", "t")
 
@@ -128,3 +128,25 @@ def test_missing_data_set_cites_source_txt_only_when_it_exists(tmp_path):
     (tmp_path / TAOBAO_DIR / "SOURCE.txt").write_text("where it comes from\n")
     with pytest.raises(DatasetMissing, match="as described by .*SOURCE.txt"):
         load_taobao(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ("s 1,a,1700000000", r"line 3: field 's' is 's 1', not an id the engine accepts"),
+        ("s1,a,1", r"line 3: field 't' is '1', before 2000-01-01"),
+        ("s1,a,99999999999", r"line 3: field 't' is '99999999999', more than a day in the future"),
+        ("s1,a,nan", r"line 3: field 't': time 'nan' is not finite"),
+    ],
+)
+def test_session_file_rows_the_engine_would_reject(tmp_path, row, expected):
+    path = tmp_path / "s.csv"
+    path.write_text("s,i,t\ns1,a,1700000000\n" + row + "\n")
+    with pytest.raises(DatasetInvalid, match=expected):
+        read_session_file(path, ",", "s", "i", "t")
+
+
+def test_taobao_timestamp_the_engine_would_reject(tmp_path):
+    data = _taobao(tmp_path, TAOBAO_HEADER + "1,2,3,pv,1511544\n")
+    with pytest.raises(DatasetInvalid, match=r"line 2: field 'timestamp' is '1511544', before 2000-01-01"):
+        load_taobao(data)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time as _time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from streamrec.events import EARLIEST_TIMESTAMP, ID_REGEX, MAX_CLOCK_SKEW_SECONDS
 
 # P1 --------------------------------------------------------------------------------------
 TAOBAO_DIR = "taobao_userbehavior_head"
@@ -143,6 +146,32 @@ def _field(path: Path, line: int, row: dict[str | None, Any], column: str) -> st
     return str(value)
 
 
+def _entity_id(path: Path, line: int, row: dict[str | None, Any], column: str) -> str:
+    """The row's ``column`` as a user/item id the engine's event schema accepts."""
+    value = _field(path, line, row, column)
+    if not ID_REGEX.fullmatch(value):
+        raise DatasetInvalid(
+            path,
+            f"field {column!r} is {value[:40]!r}, not an id the engine accepts (1-128 letters, digits "
+            "and . _ : @ -, starting with a letter or digit)",
+            line,
+        )
+    return value
+
+
+def _event_time(path: Path, line: int, column: str, text: str, seconds: float) -> float:
+    """``seconds`` when the engine's event schema accepts it as a timestamp."""
+    if seconds < EARLIEST_TIMESTAMP:
+        problem = "before 2000-01-01 (milliseconds read as seconds?)"
+    elif seconds > _time.time() + MAX_CLOCK_SKEW_SECONDS:
+        problem = "more than a day in the future"
+    else:
+        return seconds
+    raise DatasetInvalid(
+        path, f"field {column!r} is {text!r}, {problem}: the engine rejects such events", line
+    )
+
+
 def default_data_dir() -> Path:
     """``../shared/datasets`` relative to the repository root (the checkout holding
     pyproject.toml), else relative to the current directory."""
@@ -230,12 +259,13 @@ def load_taobao(data_dir: Path, warmup_end: float = TAOBAO_WARMUP_END) -> Stream
                 raise DatasetInvalid(
                     path, f"field 'timestamp' is {stamp!r}, not a whole number of epoch seconds", line
                 ) from None
+            _event_time(path, line, "timestamp", stamp, timestamp)
             events.append(
                 {
                     "event_id": str(row_number),
                     "event_type": TAOBAO_EVENT_TYPES[behaviour],
-                    "user_id": _field(path, line, row, "user_id"),
-                    "item_id": _field(path, line, row, "item_id"),
+                    "user_id": _entity_id(path, line, row, "user_id"),
+                    "item_id": _entity_id(path, line, row, "item_id"),
                     "timestamp": timestamp,
                     "category": _field(path, line, row, "category_id"),
                 }
@@ -286,14 +316,14 @@ def read_session_file(path: Path, sep: str, session_col: str, item_col: str, tim
     clicks: list[Click] = []
     with _csv_rows(path, sep, (session_col, item_col, time_col)) as rows:
         for row_number, (line, row) in enumerate(rows):
-            session = _field(path, line, row, session_col)
-            item = _field(path, line, row, item_col)
+            session = _entity_id(path, line, row, session_col)
+            item = _entity_id(path, line, row, item_col)
             text = _field(path, line, row, time_col)
             try:
                 time = parse_time(text)
             except ValueError as error:
                 raise DatasetInvalid(path, f"field {time_col!r}: {error}", line) from None
-            clicks.append(Click(session, item, time, row_number))
+            clicks.append(Click(session, item, _event_time(path, line, time_col, text, time), row_number))
     if not clicks:
         raise DatasetInvalid(path, "no data rows (only a header)")
     return clicks
@@ -338,6 +368,7 @@ def diginetica_split(data_dir: Path) -> tuple[list[Click], list[Click]]:
                 raise DatasetInvalid(
                     path, f"field 'eventdate' is {text!r}, not a YYYY-MM-DD date", line
                 ) from None
+            _event_time(path, line, "eventdate", text, _midnight_utc(day))
             frame = _field(path, line, row, "timeframe")
             try:
                 timeframe = int(frame)
@@ -345,7 +376,7 @@ def diginetica_split(data_dir: Path) -> tuple[list[Click], list[Click]]:
                 raise DatasetInvalid(
                     path, f"field 'timeframe' is {frame!r}, not a whole number of milliseconds", line
                 ) from None
-            session, item = _field(path, line, row, "session_id"), _field(path, line, row, "item_id")
+            session, item = _entity_id(path, line, row, "session_id"), _entity_id(path, line, row, "item_id")
             rows.append((session, item, day, timeframe))
     if not rows:
         raise DatasetInvalid(path, "no data rows (only a header)")
