@@ -1,0 +1,250 @@
+"""Bad input to ``streamrec eval``: one ``streamrec eval <command>: <message>`` line on
+stderr and a non-zero exit (argparse's usage + error for option values), never a
+traceback.
+
+Every run here uses tiny files in tmp_path (or a folder without the data sets, so that a
+check made before loading shows as its own message instead of "data file not found")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamrec.cli import main
+from streamrec.evaluation.datasets import DIGINETICA_DIR, DIGINETICA_FILE, TAOBAO_DIR, TAOBAO_FILE
+
+T0 = 1_700_000_000
+TAOBAO_HEADER = "user_id,item_id,category_id,behavior_type,timestamp\n"
+WARMUP_END = 1_512_144_000  # P1/P4's warm-up ends 2017-12-02 00:00 China time
+
+
+def _error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    """The one line on stderr, which names the command; nothing on stdout."""
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"streamrec eval {command}: "), lines[0]
+    assert "Traceback" not in captured.err and captured.out == ""
+    return lines[0]
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.splitlines()[-1]
+
+
+def _taobao(folder: Path, rows: str, header: str = TAOBAO_HEADER) -> Path:
+    (folder / TAOBAO_DIR).mkdir(parents=True, exist_ok=True)
+    (folder / TAOBAO_DIR / TAOBAO_FILE).write_text(header + rows)
+    return folder
+
+
+def _session_files(tmp_path: Path, test: str) -> list[str]:
+    train = tmp_path / "train.csv"
+    train.write_text(
+        "S,I,T\n" + "".join(f"s{n},{i},{T0 + 3 * n + j}\n" for n in range(5) for j, i in enumerate("abc"))
+    )
+    path = tmp_path / "test.csv"
+    path.write_text(test)
+    return [
+        "eval",
+        "sessions",
+        "--train",
+        str(train),
+        "--test",
+        str(path),
+        "--session-col",
+        "S",
+        "--item-col",
+        "I",
+        "--time-col",
+        "T",
+        "-q",
+    ]
+
+
+# ---- 1. --k ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["p1"],
+        ["p2"],
+        ["all"],
+        [
+            "sessions",
+            "--train",
+            "a",
+            "--test",
+            "b",
+            "--session-col",
+            "s",
+            "--item-col",
+            "i",
+            "--time-col",
+            "t",
+        ],
+    ],
+)
+@pytest.mark.parametrize(
+    ("k", "expected"),
+    [
+        ("0", "must be at least 1, got 0"),
+        ("-3", "must be at least 1, got -3"),
+        ("x", "expected a whole number >= 1, got 'x'"),
+    ],
+)
+def test_k_below_one_is_refused_at_parsing(capsys, command, k, expected):
+    line = _usage_error(capsys, ["eval", *command, "--k", k])
+    assert line == f"streamrec eval {command[0]}: error: argument --k: {expected}"
+
+
+@pytest.mark.parametrize("option", ["--warmup-batch", "--max-test-events"])
+def test_p1_counts_below_one_are_refused_at_parsing(capsys, option):
+    assert "must be at least 1, got 0" in _usage_error(capsys, ["eval", "p1", option, "0"])
+
+
+# ---- 2, 3. --peers ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("command", "known"),
+    [
+        ("p1", "pop, pop-24h, itemknn-cosine, itemknn-bm25, als, rtrec"),
+        ("p2", "pop, itemknn-cosine, itemknn-bm25"),
+        ("p3", "popularity, rules-lift, rules-confidence, itemknn-cosine, itemknn-bm25"),
+    ],
+)
+def test_unknown_peers_fail_before_any_data_is_read(tmp_path, capsys, command, known):
+    # tmp_path holds no data set: reaching the loader would say "data file not found".
+    assert main(["eval", command, "--data", str(tmp_path), "--peers", "bogus", "-q"]) == 1
+    line = _error_line(capsys, command)
+    assert line.endswith(
+        f"unknown peer 'bogus'; --peers takes a comma-separated list of {known} ('' for none)"
+    )
+    assert main(["eval", command, "--data", str(tmp_path), "--peers", "bogus,x", "-q"]) == 1
+    assert "unknown peers 'bogus', 'x';" in _error_line(capsys, command)
+
+
+def test_sessions_unknown_peer_fails_before_reading_the_files(tmp_path, capsys):
+    argv = [
+        "eval",
+        "sessions",
+        "--train",
+        str(tmp_path / "no.csv"),
+        "--test",
+        str(tmp_path / "no.csv"),
+        "--session-col",
+        "S",
+        "--item-col",
+        "I",
+        "--time-col",
+        "T",
+        "--peers",
+        "bogus",
+    ]
+    assert main(argv) == 1
+    assert "unknown peer 'bogus'" in _error_line(capsys, "sessions")
+
+
+def test_p1_without_engine_or_peers_has_nothing_to_run(tmp_path, capsys):
+    assert main(["eval", "p1", "--data", str(tmp_path), "--no-engine", "--peers", "", "-q"]) == 1
+    assert "nothing to evaluate" in _error_line(capsys, "p1")
+
+
+# ---- 4, 9, 10. session files -----------------------------------------------------------------
+def test_sessions_short_row_names_file_and_line(tmp_path, capsys):
+    assert main(_session_files(tmp_path, "S,I,T\nx,a,1700001000\n1,b\n")) == 1
+    line = _error_line(capsys, "sessions")
+    assert f"{tmp_path / 'test.csv'}, line 3: field 'T' missing" in line
+
+
+def test_sessions_header_only_test_file_is_an_error(tmp_path, capsys):
+    assert main(_session_files(tmp_path, "S,I,T\n")) == 1
+    assert _error_line(capsys, "sessions").endswith("test.csv: no data rows (only a header)")
+
+
+def test_sessions_test_file_without_positions_is_an_error(tmp_path, capsys):
+    assert main(_session_files(tmp_path, "S,I,T\nx,a,1700001000\ny,b,1700001001\n")) == 1
+    assert "no positions to predict: every session of" in _error_line(capsys, "sessions")
+
+
+def test_sessions_missing_file_does_not_mention_data(tmp_path, capsys):
+    argv = _session_files(tmp_path, "S,I,T\n")
+    argv[argv.index("--test") + 1] = str(tmp_path / "nope.csv")
+    assert main(argv) == 1
+    line = _error_line(capsys, "sessions")
+    assert line == f"streamrec eval sessions: data file not found: {tmp_path / 'nope.csv'}"
+
+
+# ---- 5, 9. the Taobao and Diginetica files ---------------------------------------------------
+@pytest.mark.parametrize("command", ["p1", "p4"])
+def test_malformed_taobao_row_names_file_line_and_field(tmp_path, capsys, command):
+    _taobao(tmp_path, f"1,2,3,pv,{WARMUP_END - 10}\n1,2,3,zz,notatime\n")
+    argv = ["eval", command, "--data", str(tmp_path), "-q"] + (["--peers", "pop"] if command == "p1" else [])
+    assert main(argv) == 1
+    line = _error_line(capsys, command)
+    assert f"{tmp_path / TAOBAO_DIR / TAOBAO_FILE}, line 3: field 'behavior_type' is 'zz'" in line
+
+
+@pytest.mark.parametrize("fit", [[], ["--fit"]])
+def test_p4_on_a_wrong_header_or_header_only_file(tmp_path, capsys, fit):
+    _taobao(tmp_path, "1,2,3\n", header="a,b,c\n")
+    assert main(["eval", "p4", "--data", str(tmp_path), "-q", *fit]) == 1
+    assert "line 1: no column 'user_id'" in _error_line(capsys, "p4")
+    _taobao(tmp_path, "")
+    assert main(["eval", "p4", "--data", str(tmp_path), "-q", *fit]) == 1
+    assert _error_line(capsys, "p4").endswith("events.csv: no data rows (only a header)")
+
+
+def test_p4_without_test_events_or_targets_is_an_error(tmp_path, capsys):
+    _taobao(tmp_path, f"1,2,3,buy,{WARMUP_END - 10}\n")
+    assert main(["eval", "p4", "--data", str(tmp_path), "-q"]) == 1
+    assert "1 warm-up and 0 test events" in _error_line(capsys, "p4")
+    _taobao(tmp_path, f"1,2,3,buy,{WARMUP_END - 10}\n2,4,5,buy,{WARMUP_END + 10}\n")
+    assert main(["eval", "p4", "--data", str(tmp_path), "-q"]) == 1
+    assert "no targets" in _error_line(capsys, "p4")
+
+
+def test_p4_fit_with_too_few_examples_is_one_line(tmp_path, capsys):
+    _taobao(tmp_path, f"1,2,3,buy,{WARMUP_END - 10}\n")
+    assert main(["eval", "p4", "--fit", "--data", str(tmp_path), "-q"]) == 1
+    assert "cannot fit the coupon model" in _error_line(capsys, "p4")
+
+
+def test_p1_without_targets_is_an_error(tmp_path, capsys):
+    _taobao(tmp_path, f"1,2,3,pv,{WARMUP_END - 10}\n")
+    assert main(["eval", "p1", "--data", str(tmp_path), "--peers", "pop", "-q"]) == 1
+    assert "no targets" in _error_line(capsys, "p1")
+
+
+def test_p2_unparsable_timeframe_names_file_line_and_field(tmp_path, capsys):
+    (tmp_path / DIGINETICA_DIR).mkdir()
+    path = tmp_path / DIGINETICA_DIR / DIGINETICA_FILE
+    path.write_text("session_id;user_id;item_id;timeframe;eventdate\n1;NA;5;12x;2016-05-25\n")
+    assert main(["eval", "p2", "--data", str(tmp_path), "--peers", "", "-q"]) == 1
+    assert f"{path}, line 2: field 'timeframe' is '12x'" in _error_line(capsys, "p2")
+
+
+# ---- 10. messages and help -------------------------------------------------------------------
+def test_set_without_equals_asks_for_name_equals_value(tmp_path, capsys):
+    assert main(["eval", "p3", "--data", str(tmp_path), "--set", "noequals", "-q"]) == 1
+    assert _error_line(capsys, "p3") == "streamrec eval p3: --set noequals: expected NAME=VALUE"
+
+
+def test_help_texts(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "content", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "20% of the test's products" in out and "%%" not in out
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    out = capsys.readouterr().out
+    assert "(content)" in out and "(sessions)" in out
+
+
+def test_p4_takes_q_like_the_others(tmp_path, capsys):
+    assert main(["eval", "p4", "--data", str(tmp_path), "-q"]) == 1
+    assert "data file not found" in capsys.readouterr().err
