@@ -1,12 +1,13 @@
 """Bad input to ``streamrec eval``: one ``streamrec eval <command>: <message>`` line on
 stderr and a non-zero exit (argparse's usage + error for option values), never a
-traceback.
+traceback; and the progress lines of the slow steps (silenced by -q/--quiet).
 
 Every run here uses tiny files in tmp_path (or a folder without the data sets, so that a
 check made before loading shows as its own message instead of "data file not found")."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,58 @@ def test_help_texts(capsys):
 def test_p4_takes_q_like_the_others(tmp_path, capsys):
     assert main(["eval", "p4", "--data", str(tmp_path), "-q"]) == 1
     assert "data file not found" in capsys.readouterr().err
+
+
+# ---- 11. progress lines ----------------------------------------------------------------------
+def _retail(folder: Path) -> Path:
+    """A tiny Online Retail: 12 training invoices, then 3 test invoices (from 2011-11-09)."""
+    from streamrec.evaluation.p3 import RETAIL_DIR, RETAIL_FILES
+
+    (folder / RETAIL_DIR).mkdir(parents=True)
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    rows = []
+    for n in range(15):
+        day = f"2011-10-{n + 1:02d}" if n < 12 else f"2011-11-{n:02d}"
+        for code in (f"2{n % 4}00{j}" for j in range(3)):
+            rows.append(
+                f"{500 + n},{code},THING {code},1,{day} 10:00:00,1.5,{12000 + n % 5},United Kingdom\n"
+            )
+    for number, name in enumerate(RETAIL_FILES):
+        with gzip.open(folder / RETAIL_DIR / name, "wt", encoding="utf-8") as handle:
+            handle.write(header + ("".join(rows) if number == 0 else ""))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["p3", "--peers", "popularity"],
+            [
+                "P3: loading online_retail_uci/",
+                "P3: 12 training invoices, 3 test "
+                "invoices; ingesting the training invoices into the engine and the peers",
+            ],
+        ),
+        (
+            ["content"],
+            ["content: loading the catalog", "content: loading the invoices", "content: ingesting"],
+        ),
+    ],
+)
+def test_retail_protocols_say_what_they_load_and_ingest(tmp_path, capsys, argv, expected):
+    data = _retail(tmp_path)
+    assert main(["eval", *argv, "--data", str(data)]) == 0
+    err = capsys.readouterr().err
+    for text in expected:
+        assert text in err
+    assert main(["eval", *argv, "--data", str(data), "-q"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_p4_says_what_it_loads_and_replays(tmp_path, capsys):
+    _taobao(tmp_path, f"1,2,3,buy,{WARMUP_END - 10}\n1,2,3,buy,{WARMUP_END + 10}\n")
+    main(["eval", "p4", "--data", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "P4: loading taobao_userbehavior_head/events.csv ..." in err
+    assert "P4: replaying 1 warm-up events" in err

@@ -115,6 +115,20 @@ def _progress(args: argparse.Namespace) -> Any:
     return StderrProgress()
 
 
+def _say(progress: Any, text: str) -> None:
+    """A stage line (loading, ingesting, ...): always written, unless quiet."""
+    if progress is not None:
+        progress(text, final=True)
+
+
+def _stages(progress: Any) -> Any:
+    """``progress`` for a protocol whose every ``say(text)`` line is a stage (written at
+    once, not thinned to one line every few seconds)."""
+    if progress is None:
+        return None
+    return lambda text: _say(progress, text)
+
+
 class ExtraMissing(RuntimeError):
     """A package of the ``eval`` extra is not installed."""
 
@@ -171,9 +185,15 @@ def run_p1_command(
         raise NoTargets("nothing to evaluate: --no-engine and no --peers")
     require_extra(names)
     p1.limit_blas_threads()
+    _say(progress, f"P1: loading {TAOBAO_DIR}/{TAOBAO_FILE} ...")
     data = load_taobao(data_dir)
     methods: list[Any] = [p1.EngineMethod(warmup_batch=warmup_batch)] if engine else []
     methods += [p1.make_peer(name) for name in names]
+    _say(
+        progress,
+        f"P1: {len(data.events):,} events ({data.warmup:,} warm-up); ingesting the warm-up "
+        f"({', '.join(method.name for method in methods)}) ...",
+    )
     run = p1.run_p1(data, methods, k=k, progress=progress, max_test_events=max_test_events)
     summary = p1.summarize(run)
     if not summary.get("targets"):
@@ -226,6 +246,7 @@ def run_p2_command(
     peers = list(sessions.SESSION_PEERS if peers is None else peers)
     check_peers(peers, sessions.SESSION_PEERS)
     require_extra(peers)
+    _say(progress, f"P2: loading {DIGINETICA_DIR}/{DIGINETICA_FILE} ...")
     train_clicks, test_clicks = diginetica_split(data_dir)
     if not train_clicks or not test_clicks:
         raise NoTargets(
@@ -269,10 +290,11 @@ def _cmd_p2(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_p4_data(data_dir: Path, test: bool = True) -> Any:
+def _load_p4_data(data_dir: Path, progress: Any, test: bool = True) -> Any:
     """The Taobao head, with a warm-up (and with ``test``, test events after it)."""
     from streamrec.evaluation.datasets import load_taobao
 
+    _say(progress, f"P4: loading {TAOBAO_DIR}/{TAOBAO_FILE} ...")
     data = load_taobao(data_dir)
     tests = len(data.events) - data.warmup
     if not data.warmup or (test and not tests):
@@ -283,11 +305,16 @@ def _load_p4_data(data_dir: Path, test: bool = True) -> Any:
     return data
 
 
-def run_p4_command(data_dir: Path) -> dict[str, Any]:
+def run_p4_command(data_dir: Path, progress: Any = None) -> dict[str, Any]:
     """Load the Taobao head and run P4 at the default settings (see :mod:`p4`)."""
     from streamrec.evaluation import p4
 
-    data = _load_p4_data(data_dir)
+    data = _load_p4_data(data_dir, progress)
+    _say(
+        progress,
+        f"P4: replaying {data.warmup:,} warm-up events, ranking the coupons of every warm-up user "
+        "(engine, its ablation and the peers) ...",
+    )
     result = p4.run_p4(data)
     if not result.get("targets"):
         raise NoTargets(
@@ -305,13 +332,13 @@ def fit_p4_command(data_dir: Path, progress: Any = None) -> dict[str, Any]:
 
     from streamrec.evaluation import p4
 
-    data = _load_p4_data(data_dir, test=False)
+    data = _load_p4_data(data_dir, progress, test=False)
     # numpy's warnings about empty example sets come before the failure they explain: they
     # are held back, and shown only when the fit succeeds after all.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         try:
-            result = p4.fit_coupon_model(data, progress=progress)
+            result = p4.fit_coupon_model(data, progress=_stages(progress))
         except np.linalg.LinAlgError as error:
             raise NoTargets(
                 f"cannot fit the coupon model ({error}): the cut-offs of the warm-up of "
@@ -323,11 +350,9 @@ def fit_p4_command(data_dir: Path, progress: Any = None) -> dict[str, Any]:
 
 
 def _cmd_p4(args: argparse.Namespace) -> int:
+    command = fit_p4_command if args.fit else run_p4_command
     try:
-        if args.fit:
-            result = fit_p4_command(args.data, progress=_progress(args))
-        else:
-            result = run_p4_command(args.data)
+        result = command(args.data, progress=_progress(args))
     except (DatasetMissing, DatasetInvalid, NoTargets) as error:
         print(f"streamrec eval p4: {error}", file=sys.stderr)
         return 1
@@ -342,6 +367,7 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
     try:
         check_peers(_names(args.peers), sessions.SESSION_PEERS)
         require_extra(_names(args.peers))
+        _say(progress, f"P2: loading {args.train} and {args.test} ...")
         train = read_session_file(args.train, args.sep, args.session_col, args.item_col, args.time_col)
         test = read_session_file(args.test, args.sep, args.session_col, args.item_col, args.time_col)
         check_positions(test, args.test)
@@ -398,7 +424,13 @@ def run_p3_command(
 
     limit_blas_threads()
     settings = p3.engine_settings(overrides)
+    _say(progress, f"P3: loading {p3.RETAIL_DIR}/ ({len(p3.RETAIL_FILES)} files) ...")
     train, test = _retail_split(p3.load_online_retail(data_dir), validation, max_invoices)
+    _say(
+        progress,
+        f"P3: {len(train):,} training invoices, {len(test):,} test invoices; ingesting the training "
+        "invoices into the engine" + (" and the peers" if names else "") + " ...",
+    )
     result = p3.run_p3(train, test, peers=names, settings=settings, progress=progress)
     result["protocol"] = "P3 validation split" if validation else "P3"
     result["dataset"] = f"{p3.RETAIL_DIR}/*.csv.gz"
@@ -491,11 +523,13 @@ def run_content_command(
     from streamrec.settings import Settings
 
     settings = replace(Settings(), **{**content.REPLAY_SHORTCUTS, **(overrides or {})})
+    _say(progress, f"content: loading the catalog (product descriptions) from {p3.RETAIL_DIR}/ ...")
     catalog = content.load_catalog(data_dir)
+    _say(progress, f"content: loading the invoices of {p3.RETAIL_DIR}/ ...")
     train, test = _retail_split(p3.load_online_retail(data_dir), validation, None)
     cold = content.cold_products(train, test)  # the same draw with or without --max-invoices
     result = content.run_content(
-        catalog, train, test[:max_invoices], settings=settings, progress=progress, cold=cold
+        catalog, train, test[:max_invoices], settings=settings, progress=_stages(progress), cold=cold
     )
     result["protocol"] = "content, validation split" if validation else "content"
     result["dataset"] = f"{p3.RETAIL_DIR}/*.csv.gz"
@@ -564,7 +598,7 @@ def _cmd_all(args: argparse.Namespace) -> int:
         print("P3 (Online Retail, basket completion / cross-sell) ...", file=sys.stderr)
         p3_result = run_p3_command(data_dir, progress=progress)
         print("P4 (Taobao, coupon relevance) ...", file=sys.stderr)
-        protocols = {"p4": run_p4_command(data_dir)}
+        protocols = {"p4": run_p4_command(data_dir, progress=progress)}
         print(
             "Content similarity and cold items (Online Retail, the project's own protocol) ...",
             file=sys.stderr,
