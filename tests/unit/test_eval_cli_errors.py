@@ -8,6 +8,7 @@ check made before loading shows as its own message instead of "data file not fou
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import pytest
@@ -227,6 +228,37 @@ def test_p2_unparsable_timeframe_names_file_line_and_field(tmp_path, capsys):
     path.write_text("session_id;user_id;item_id;timeframe;eventdate\n1;NA;5;12x;2016-05-25\n")
     assert main(["eval", "p2", "--data", str(tmp_path), "--peers", "", "-q"]) == 1
     assert f"{path}, line 2: field 'timeframe' is '12x'" in _error_line(capsys, "p2")
+
+
+# ---- 6. eval report --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{bad", "is not valid JSON"),
+        ("{}", "is not a report of `streamrec eval all` (no 'date', 'settings')"),
+        ("[1]", "holds a JSON list, not a report"),
+        (
+            '{"date": "d", "settings": {}, "p1": "x"}',
+            "is not a report of `streamrec eval all` (AttributeError",
+        ),
+    ],
+)
+def test_report_with_a_corrupt_report_json(tmp_path, capsys, text, expected):
+    (tmp_path / "report.json").write_text(text)
+    assert main(["eval", "report", "--report-dir", str(tmp_path)]) == 1
+    assert expected in _error_line(capsys, "report")
+
+
+def test_report_warns_when_rtrec_last_cannot_be_read(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the 'eval' extra is not installed")
+    (tmp_path / "report.json").write_text(json.dumps({"date": "2026-01-01T00:00:00Z", "settings": {}}))
+    (tmp_path / "rtrec_last.json").write_text("{truncated")
+    assert main(["eval", "report", "--report-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith(
+        f"streamrec eval report: warning: {tmp_path / 'rtrec_last.json'} cannot be read"
+    )
+    assert "no dated rtrec row" in captured.err and "re-rendered" in captured.out
 
 
 # ---- 10. messages and help -------------------------------------------------------------------

@@ -560,13 +560,79 @@ def _cmd_content(args: argparse.Namespace) -> int:
 
 
 # ---- report ----------------------------------------------------------------------------------
-def _cmd_report(args: argparse.Namespace) -> int:
-    from streamrec.evaluation.report import rerender_report
+class ReportInvalid(ValueError):
+    """report.json is not a report written by ``streamrec eval all``."""
 
+
+def check_report(path: Path) -> dict[str, Any]:
+    """``path`` (report.json) read; ReportInvalid when it is not JSON or not a report (an
+    object with at least its date and settings), before anything is re-rendered."""
     try:
+        report = json.loads(path.read_text())
+    except UnicodeDecodeError as error:
+        raise ReportInvalid(f"{path} is not text ({error}); re-run `make eval`") from None
+    except json.JSONDecodeError as error:
+        raise ReportInvalid(f"{path} is not valid JSON ({error}); re-run `make eval`") from None
+    if not isinstance(report, dict):
+        raise ReportInvalid(f"{path} holds a JSON {type(report).__name__}, not a report; re-run `make eval`")
+    missing = [key for key in ("date", "settings") if key not in report]
+    if missing:
+        raise ReportInvalid(
+            f"{path} is not a report of `streamrec eval all` (no {', '.join(map(repr, missing))}); "
+            "re-run `make eval`"
+        )
+    if not isinstance(report["settings"], dict):
+        raise ReportInvalid(f"{path}: 'settings' is not an object; re-run `make eval`")
+    return report
+
+
+def warn_unreadable_rtrec_record(path: Path, command: str) -> None:
+    """rtrec's dated row comes from ``path`` (rtrec_last.json) when present: say so when it
+    is there but cannot be read, instead of dropping the row silently."""
+    if not path.exists():
+        return
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        problem = f"cannot be read ({error})"
+    else:
+        if isinstance(record, dict):
+            return
+        problem = f"holds a JSON {type(record).__name__}, not rtrec's figures"
+    print(
+        f"{command}: warning: {path} {problem}; the report has no dated rtrec row "
+        "(`streamrec eval p1 --no-engine --peers rtrec` measures it again)",
+        file=sys.stderr,
+    )
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from streamrec.evaluation.report import REPORT_JSON, RTREC, rerender_report
+
+    path = Path(args.report_dir) / REPORT_JSON
+    try:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found")
+        report = check_report(path)
+        if RTREC not in ((report.get("p1") or {}).get("peers") or {}):
+            warn_unreadable_rtrec_record(Path(args.report_dir) / RTREC_LAST, "streamrec eval report")
         paths = rerender_report(args.report_dir)
     except FileNotFoundError as error:
         print(f"streamrec eval report: {error}; run `make eval` first", file=sys.stderr)
+        return 1
+    except ReportInvalid as error:
+        print(f"streamrec eval report: {error}", file=sys.stderr)
+        return 1
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        # A report.json of the right shape at the top but not below (edited by hand?).
+        print(
+            f"streamrec eval report: {path} is not a report of `streamrec eval all` "
+            f"({type(error).__name__}: {error}); re-run `make eval`",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as error:
+        print(f"streamrec eval report: {error}", file=sys.stderr)
         return 1
     print(f"re-rendered {paths['md']} and {paths['png']}")
     return 0
@@ -607,6 +673,8 @@ def _cmd_all(args: argparse.Namespace) -> int:
     except (DatasetMissing, DatasetInvalid, ExtraMissing, UnknownPeer, NoTargets) as error:
         print(f"streamrec eval all: {error}", file=sys.stderr)
         return 1
+    if not args.with_rtrec:
+        warn_unreadable_rtrec_record(Path(args.report_dir) / RTREC_LAST, "streamrec eval all")
     command = "streamrec eval all" + (" --with-rtrec" if args.with_rtrec else "")
     paths = write_report(
         args.report_dir,
