@@ -336,3 +336,48 @@ def test_p4_says_what_it_loads_and_replays(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "P4: loading taobao_userbehavior_head/events.csv ..." in err
     assert "P4: replaying 1 warm-up events" in err
+
+
+# ---- output paths ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["p1", "--out", "{tmp}"], "argument --out: {tmp} is a folder; name a file"),
+        (["p2", "--dump", "{tmp}/no/such/prefix"], "argument --dump: folder {tmp}/no/such does not exist"),
+        (
+            [
+                "sessions",
+                "--train",
+                "a",
+                "--test",
+                "b",
+                "--session-col",
+                "s",
+                "--item-col",
+                "i",
+                "--time-col",
+                "t",
+                "--dump",
+                "{tmp}/no/d.csv",
+            ],
+            "argument --dump: folder {tmp}/no does not exist",
+        ),
+        (["all", "--report-dir", "{tmp}/file"], "argument --report-dir: {tmp}/file is a file, not a folder"),
+    ],
+)
+def test_output_paths_are_checked_at_parsing(tmp_path, capsys, argv, expected):
+    (tmp_path / "file").write_text("")
+    line = _usage_error(capsys, ["eval", *(a.format(tmp=tmp_path) for a in argv)])
+    assert line == f"streamrec eval {argv[0]}: error: " + expected.format(tmp=tmp_path)
+
+
+def test_an_unwritable_out_file_is_one_line_after_the_printed_result(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    argv = _session_files(tmp_path, "S,I,T\nx,a,1700001000\nx,b,1700001001\n")
+    assert main([*argv, "--out", str(tmp_path / "file" / "r.json")]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["positions"] == 1
+    assert captured.err.startswith(
+        f"streamrec eval sessions: cannot write --out {tmp_path / 'file' / 'r.json'}: "
+    )
+    assert len(captured.err.splitlines()) == 1

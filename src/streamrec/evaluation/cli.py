@@ -154,12 +154,53 @@ def require_extra(peers: Sequence[str] = (), plot: bool = False) -> None:
         raise ExtraMissing(f'missing package(s) {", ".join(missing)}: pip install -e ".[{extras}]"')
 
 
-def _write_json(payload: dict[str, Any], path: Path | None) -> None:
+def _out_file(text: str) -> Path:
+    """An argparse type: a file to write (its folders are created), not a folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; name a file")
+    return path
+
+
+def _dump_file(text: str) -> Path:
+    """An argparse type: a file to write in an existing folder."""
+    path = _out_file(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    return path
+
+
+def _dump_prefix(text: str) -> Path:
+    """An argparse type: PREFIX of PREFIX.<mode>.csv files, in an existing folder."""
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    return path
+
+
+def _folder(text: str) -> Path:
+    """An argparse type: a folder (created when absent), not a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file, not a folder")
+    return path
+
+
+def _write_json(payload: dict[str, Any], path: Path | None, command: str) -> int:
+    """Print the result, then write it to ``path`` too; 1 (and one error line) when that fails."""
     text = json.dumps(payload, indent=2)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
     print(text)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text + "\n")
+        except OSError as error:
+            print(
+                f"streamrec eval {command}: cannot write --out {path}: {error.strerror or error}",
+                file=sys.stderr,
+            )
+            return 1
+    return 0
 
 
 # ---- P1 --------------------------------------------------------------------------------------
@@ -228,8 +269,7 @@ def _cmd_p1(args: argparse.Namespace) -> int:
 
         if save_rtrec_record(summary, args.rtrec_record):
             print(f"rtrec figures saved to {args.rtrec_record}", file=sys.stderr)
-    _write_json(summary, args.out)
-    return 0
+    return _write_json(summary, args.out, "p1")
 
 
 # ---- P2 --------------------------------------------------------------------------------------
@@ -286,8 +326,7 @@ def _cmd_p2(args: argparse.Namespace) -> int:
     except (DatasetMissing, DatasetInvalid, ExtraMissing, UnknownPeer, NoTargets) as error:
         print(f"streamrec eval p2: {error}", file=sys.stderr)
         return 1
-    _write_json(result, args.out)
-    return 0
+    return _write_json(result, args.out, "p2")
 
 
 def _load_p4_data(data_dir: Path, progress: Any, test: bool = True) -> Any:
@@ -356,8 +395,7 @@ def _cmd_p4(args: argparse.Namespace) -> int:
     except (DatasetMissing, DatasetInvalid, NoTargets) as error:
         print(f"streamrec eval p4: {error}", file=sys.stderr)
         return 1
-    _write_json(result, args.out)
-    return 0
+    return _write_json(result, args.out, "p4")
 
 
 def _cmd_sessions(args: argparse.Namespace) -> int:
@@ -399,8 +437,7 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
     payload["train_clicks"] = result["train_clicks"]
     payload["test_clicks"] = result["test_clicks"]
     payload["wall_time_s"] = result["wall_time_s"]
-    _write_json(payload, args.out)
-    return 0
+    return _write_json(payload, args.out, "sessions")
 
 
 # ---- P3 --------------------------------------------------------------------------------------
@@ -503,8 +540,7 @@ def _cmd_p3(args: argparse.Namespace) -> int:
     ) as error:
         print(f"streamrec eval p3: {error}", file=sys.stderr)
         return 1
-    _write_json(result, args.out)
-    return 0
+    return _write_json(result, args.out, "p3")
 
 
 # ---- content (the project's own protocol) ----------------------------------------------------
@@ -555,8 +591,7 @@ def _cmd_content(args: argparse.Namespace) -> int:
     ) as error:
         print(f"streamrec eval content: {error}", file=sys.stderr)
         return 1
-    _write_json(result, args.out)
-    return 0
+    return _write_json(result, args.out, "content")
 
 
 # ---- report ----------------------------------------------------------------------------------
@@ -744,7 +779,7 @@ def _retail_arguments(parser: argparse.ArgumentParser, set_example: str) -> None
         help="folder holding the data sets (default: ../shared/datasets beside the repository)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    parser.add_argument("--out", type=Path, help="also write the JSON result here")
+    parser.add_argument("--out", type=_out_file, help="also write the JSON result here")
     parser.add_argument(
         "--set",
         action="append",
@@ -786,7 +821,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "top-K before ingesting the event. JSON to stdout (and --out).",
     )
     _common(one)
-    one.add_argument("--out", type=Path, help="also write the JSON result here")
+    one.add_argument("--out", type=_out_file, help="also write the JSON result here")
     one.add_argument(
         "--peers",
         default=",".join(p1.DEFAULT_PEERS),
@@ -825,13 +860,15 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "in both modes, with the session peers. JSON to stdout (and --out).",
     )
     _common(two)
-    two.add_argument("--out", type=Path, help="also write the JSON result here")
+    two.add_argument("--out", type=_out_file, help="also write the JSON result here")
     two.add_argument(
         "--peers",
         default=",".join(sessions.SESSION_PEERS),
         help=f"comma-separated session peers (default {','.join(sessions.SESSION_PEERS)}; '' for none)",
     )
-    two.add_argument("--dump", type=Path, help="write predictions to DUMP.stream.csv and DUMP.frozen.csv")
+    two.add_argument(
+        "--dump", type=_dump_prefix, help="write predictions to DUMP.stream.csv and DUMP.frozen.csv"
+    )
     two.set_defaults(func=_cmd_p2)
 
     four = commands.add_parser(
@@ -847,7 +884,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=default_data_dir(),
         help="folder holding the data sets (default: ../shared/datasets beside the repository)",
     )
-    four.add_argument("--out", type=Path, help="also write the JSON result here")
+    four.add_argument("--out", type=_out_file, help="also write the JSON result here")
     four.add_argument(
         "--fit",
         action="store_true",
@@ -871,8 +908,10 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     any_files.add_argument("--time-col", required=True, help="time column (epoch seconds or ISO-8601)")
     _common(any_files, data=False)
     any_files.add_argument("--mode", choices=sessions.MODES, default="stream", help="default stream")
-    any_files.add_argument("--dump", type=Path, help="write SessionId;Position;Recommendations;Scores here")
-    any_files.add_argument("--out", type=Path, help="also write the JSON result here")
+    any_files.add_argument(
+        "--dump", type=_dump_file, help="write SessionId;Position;Recommendations;Scores here"
+    )
+    any_files.add_argument("--out", type=_out_file, help="also write the JSON result here")
     any_files.add_argument(
         "--peers",
         default="",
@@ -917,7 +956,10 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     _common(everything)
     everything.add_argument("--with-rtrec", action="store_true", help="also run rtrec in P1 (about an hour)")
     everything.add_argument(
-        "--report-dir", type=Path, default=default_report_dir(), help="where the report goes (default eval/)"
+        "--report-dir",
+        type=_folder,
+        default=default_report_dir(),
+        help="where the report goes (default eval/)",
     )
     everything.add_argument("--warmup-batch", type=_positive, default=1000, help=argparse.SUPPRESS)
     everything.set_defaults(func=_cmd_all)
