@@ -293,6 +293,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 # streamrec faults
 # --------------------------------------------------------------------------------------
+# Kinesis GetRecords' Limit and a Lambda Kinesis event source's BatchSize: 1 to 10,000.
+FAULTS_MAX_BATCH_SIZE = 10_000
+
+
+def _fault_share(text: str) -> float:
+    """An argparse type: a share (rate) between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _fault_count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``minimum`` (to ``maximum``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum:,}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
 def _add_faults(subparsers: Any) -> None:
     faults = subparsers.add_parser(
         "faults",
@@ -305,48 +336,54 @@ def _add_faults(subparsers: Any) -> None:
             "again. Prints a summary and writes the figures as JSON."
         ),
     )
-    faults.add_argument("--events", type=int, default=2000, help="real events to replay (default 2000)")
+    faults.add_argument(
+        "--events",
+        type=_fault_count(1),
+        default=2000,
+        help="real events to replay, at least 1 (default 2000)",
+    )
     faults.add_argument(
         "--sweep-events",
-        type=int,
+        type=_fault_count(0),
         default=8,
-        help="events whose batches are crashed at every write index (default 8)",
+        help="events whose batches are crashed at every write index (default 8; 0 skips the sweep)",
     )
     faults.add_argument(
         "--batch-size",
-        type=int,
+        type=_fault_count(1, FAULTS_MAX_BATCH_SIZE),
         default=100,
-        help="batch size of the faulty run (default 100; the clean run uses the template's)",
+        help="batch size of the faulty run, 1 to 10000 as Kinesis/Lambda allow (default 100; the clean "
+        "run uses the template's)",
     )
     faults.add_argument(
         "--duplicate-rate",
-        type=float,
+        type=_fault_share,
         default=0.1,
-        help="share of events the producer puts twice (default 0.1)",
+        help="share of events the producer puts twice, 0 to 1 (default 0.1)",
     )
     faults.add_argument(
         "--redelivery-rate",
-        type=float,
+        type=_fault_share,
         default=0.15,
-        help="share of successful batches partly re-delivered (default 0.15)",
+        help="share of successful batches partly re-delivered, 0 to 1 (default 0.15)",
     )
     faults.add_argument(
         "--crash-rate",
-        type=float,
+        type=_fault_share,
         default=0.35,
-        help="share of invocations crashed at a random write step (default 0.35)",
+        help="share of invocations crashed at a random write step, 0 to 1 (default 0.35)",
     )
     faults.add_argument(
         "--poison-per-kind",
-        type=int,
+        type=_fault_count(0),
         default=500,
         help="bad records of each kind in the poison replay (default 500; 0 skips it)",
     )
     faults.add_argument(
         "--poison-events",
-        type=int,
+        type=_fault_count(1),
         default=None,
-        help="valid events of the poison replay (default: --events)",
+        help="valid events of the poison replay, at least 1 (default: --events)",
     )
     faults.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     faults.add_argument(
@@ -365,15 +402,23 @@ def _add_faults(subparsers: Any) -> None:
 
 
 def _cmd_faults(args: argparse.Namespace) -> int:
-    from streamrec.evaluation.datasets import DatasetMissing
+    from streamrec.evaluation.datasets import DatasetInvalid, DatasetMissing
     from streamrec.reliability.faults import load_events, run_fault_injection
     from streamrec.reliability.poison import run_poison_replay
 
     started = time.monotonic()
+    wanted = max(args.events, args.poison_events or 0)
     try:
-        events = load_events(max(args.events, args.poison_events or 0), args.data)
-    except DatasetMissing as error:
-        print(f"error: {error}", file=sys.stderr)
+        events = load_events(wanted, args.data)
+    except (DatasetMissing, DatasetInvalid) as error:
+        print(f"streamrec faults: {error}", file=sys.stderr)
+        return 2
+    if len(events) < wanted:
+        option = "--events" if args.events >= wanted else "--poison-events"
+        print(
+            f"streamrec faults: only {len(events):,} events in the data file; {option} {wanted} asked",
+            file=sys.stderr,
+        )
         return 2
 
     def say(text: str) -> None:

@@ -79,7 +79,7 @@ def test_reader_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="no column 'session'"):
         read_session_file(path, ",", "session", "item", "ts")
     path.write_text("sid,item,ts\ns1,a,yesterday\n")
-    with pytest.raises(ValueError, match="data row 0"):
+    with pytest.raises(ValueError, match="f.csv, line 2: field .ts.: time .yesterday."):
         read_session_file(path, ",", "sid", "item", "ts")
 
 

@@ -27,6 +27,21 @@ ACCEPTANCE = {
 }
 
 
+# The options that count events, each checked against the events of the data file.
+EVENT_COUNTS = ("events", "compute_events", "cross_check_events", "e2e_events")
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number >= 1 (every count of the bench; 0 repeats has no median)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_bench_parser(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench",
@@ -41,16 +56,20 @@ def add_bench_parser(subparsers: Any) -> None:
     )
     bench.add_argument("--data", type=Path, default=None, help="data folder (default ../shared/datasets)")
     bench.add_argument(
-        "--events", type=int, default=20_000, help="Taobao events replayed for the cost (20000)"
+        "--events", type=_at_least_one, default=20_000, help="Taobao events replayed for the cost (20000)"
     )
     bench.add_argument(
-        "--compute-events", type=int, default=10_000, help="events per ingest compute run (10000)"
+        "--compute-events", type=_at_least_one, default=10_000, help="events per ingest compute run (10000)"
     )
     bench.add_argument(
-        "--repeats", type=int, default=3, help="ingest compute runs per batch size (median; 3)"
+        "--repeats", type=_at_least_one, default=3, help="ingest compute runs per batch size (median; 3)"
     )
-    bench.add_argument("--cross-check-events", type=int, default=1000, help="events replayed on moto (1000)")
-    bench.add_argument("--e2e-events", type=int, default=300, help="events through the local stack (300)")
+    bench.add_argument(
+        "--cross-check-events", type=_at_least_one, default=1000, help="events replayed on moto (1000)"
+    )
+    bench.add_argument(
+        "--e2e-events", type=_at_least_one, default=300, help="events through the local stack (300)"
+    )
     bench.add_argument("--skip-e2e", action="store_true", help="skip the local-stack part")
     bench.add_argument("--template", type=Path, default=Path("template.yaml"), help="SAM template")
     bench.add_argument("--output", type=Path, default=Path("bench/results.json"), help="results file")
@@ -74,20 +93,34 @@ def _template_memory_gb(template: Path) -> float:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from streamrec.evaluation.datasets import DatasetMissing, default_data_dir, load_taobao
+    from streamrec.evaluation.datasets import DatasetInvalid, DatasetMissing, default_data_dir, load_taobao
 
     started = time.perf_counter()
     settings = Settings()
+    if not args.template.is_file():
+        print(f"streamrec bench: SAM template not found: {args.template} (--template)", file=sys.stderr)
+        return 2
     data_dir = args.data or default_data_dir()
     try:
         stream = load_taobao(data_dir)
     except DatasetMissing as error:
         print(f"streamrec bench needs the Taobao file:\n{error}", file=sys.stderr)
         return 2
-    events = stream.events
-    if len(events) < args.events:
-        print(f"only {len(events)} events in the data file; --events {args.events} asked", file=sys.stderr)
+    except DatasetInvalid as error:
+        print(f"streamrec bench: {error}", file=sys.stderr)
         return 2
+    events = stream.events
+    for name in EVENT_COUNTS:
+        if name == "e2e_events" and args.skip_e2e:
+            continue
+        if len(events) < getattr(args, name):
+            option = "--" + name.replace("_", "-")
+            print(
+                f"streamrec bench: only {len(events):,} events in the data file; {option} "
+                f"{getattr(args, name)} asked",
+                file=sys.stderr,
+            )
+            return 2
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",

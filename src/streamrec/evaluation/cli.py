@@ -1,6 +1,6 @@
 """``streamrec eval``: the protocols of ../shared/EVALUATION.md from the command line.
 
-``add_eval_parser(subparsers)`` registers ``eval`` with four subcommands:
+``add_eval_parser(subparsers)`` registers ``eval`` with these subcommands:
 
 * ``eval p1`` - P1 on the Taobao head: the engine and its peers, JSON to stdout / ``--out``;
 * ``eval p2`` - P2 on the Diginetica split (written to temporary files), both modes;
@@ -30,7 +30,11 @@ from typing import Any
 
 from streamrec.evaluation.datasets import (
     DIGINETICA_DIR,
+    DIGINETICA_FILE,
+    DIGINETICA_TEST_FROM,
     TAOBAO_DIR,
+    TAOBAO_FILE,
+    DatasetInvalid,
     DatasetMissing,
     default_data_dir,
     diginetica_split,
@@ -74,7 +78,33 @@ def _separator(text: str) -> str:
 
 
 def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+    """The comma-separated names of ``text``, each once, in order ('' = none)."""
+    return list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+
+
+class UnknownPeer(ValueError):
+    """A ``--peers`` name the protocol does not know."""
+
+
+def check_peers(names: Sequence[str], known: Sequence[str]) -> None:
+    """Fail before any data is loaded when a peer name is not one of ``known``."""
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UnknownPeer(
+            f"unknown peer{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"--peers takes a comma-separated list of {', '.join(known)} ('' for none)"
+        )
+
+
+class NoTargets(ValueError):
+    """The data held nothing to evaluate (no targets, positions or cases): all-zero figures
+    would look like a result."""
+
+
+def check_positions(test: Sequence[Any], where: object) -> None:
+    """P2 predicts every click of a test session after its first: fail when there is none."""
+    if len(test) <= len({click.session_id for click in test}):
+        raise NoTargets(f"no positions to predict: every session of {where} has a single click")
 
 
 def _progress(args: argparse.Namespace) -> Any:
@@ -83,6 +113,20 @@ def _progress(args: argparse.Namespace) -> Any:
     from streamrec.evaluation.p1 import StderrProgress
 
     return StderrProgress()
+
+
+def _say(progress: Any, text: str) -> None:
+    """A stage line (loading, ingesting, ...): always written, unless quiet."""
+    if progress is not None:
+        progress(text, final=True)
+
+
+def _stages(progress: Any) -> Any:
+    """``progress`` for a protocol whose every ``say(text)`` line is a stage (written at
+    once, not thinned to one line every few seconds)."""
+    if progress is None:
+        return None
+    return lambda text: _say(progress, text)
 
 
 class ExtraMissing(RuntimeError):
@@ -110,12 +154,53 @@ def require_extra(peers: Sequence[str] = (), plot: bool = False) -> None:
         raise ExtraMissing(f'missing package(s) {", ".join(missing)}: pip install -e ".[{extras}]"')
 
 
-def _write_json(payload: dict[str, Any], path: Path | None) -> None:
+def _out_file(text: str) -> Path:
+    """An argparse type: a file to write (its folders are created), not a folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; name a file")
+    return path
+
+
+def _dump_file(text: str) -> Path:
+    """An argparse type: a file to write in an existing folder."""
+    path = _out_file(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    return path
+
+
+def _dump_prefix(text: str) -> Path:
+    """An argparse type: PREFIX of PREFIX.<mode>.csv files, in an existing folder."""
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    return path
+
+
+def _folder(text: str) -> Path:
+    """An argparse type: a folder (created when absent), not a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file, not a folder")
+    return path
+
+
+def _write_json(payload: dict[str, Any], path: Path | None, command: str) -> int:
+    """Print the result, then write it to ``path`` too; 1 (and one error line) when that fails."""
     text = json.dumps(payload, indent=2)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
     print(text)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text + "\n")
+        except OSError as error:
+            print(
+                f"streamrec eval {command}: cannot write --out {path}: {error.strerror or error}",
+                file=sys.stderr,
+            )
+            return 1
+    return 0
 
 
 # ---- P1 --------------------------------------------------------------------------------------
@@ -136,13 +221,27 @@ def run_p1_command(
     names = list(p1.DEFAULT_PEERS if peers is None else peers)
     if with_rtrec and "rtrec" not in names:
         names.append("rtrec")
+    check_peers(names, p1.ALL_PEERS)
+    if not engine and not names:
+        raise NoTargets("nothing to evaluate: --no-engine and no --peers")
     require_extra(names)
     p1.limit_blas_threads()
+    _say(progress, f"P1: loading {TAOBAO_DIR}/{TAOBAO_FILE} ...")
     data = load_taobao(data_dir)
     methods: list[Any] = [p1.EngineMethod(warmup_batch=warmup_batch)] if engine else []
     methods += [p1.make_peer(name) for name in names]
+    _say(
+        progress,
+        f"P1: {len(data.events):,} events ({data.warmup:,} warm-up); ingesting the warm-up "
+        f"({', '.join(method.name for method in methods)}) ...",
+    )
     run = p1.run_p1(data, methods, k=k, progress=progress, max_test_events=max_test_events)
     summary = p1.summarize(run)
+    if not summary.get("targets"):
+        raise NoTargets(
+            f"no targets: no test event (after the warm-up) of {TAOBAO_DIR}/{TAOBAO_FILE} is a user's "
+            "next new item"
+        )
     summary["protocol"] = "P1"
     summary["dataset"] = f"{TAOBAO_DIR}/events.csv"
     summary["date"] = now_iso()
@@ -162,7 +261,7 @@ def _cmd_p1(args: argparse.Namespace) -> int:
             max_test_events=args.max_test_events,
             engine=not args.no_engine,
         )
-    except (DatasetMissing, ExtraMissing) as error:
+    except (DatasetMissing, DatasetInvalid, ExtraMissing, UnknownPeer, NoTargets) as error:
         print(f"streamrec eval p1: {error}", file=sys.stderr)
         return 1
     if "rtrec" in summary["peers"] and args.max_test_events is None:
@@ -170,8 +269,7 @@ def _cmd_p1(args: argparse.Namespace) -> int:
 
         if save_rtrec_record(summary, args.rtrec_record):
             print(f"rtrec figures saved to {args.rtrec_record}", file=sys.stderr)
-    _write_json(summary, args.out)
-    return 0
+    return _write_json(summary, args.out, "p1")
 
 
 # ---- P2 --------------------------------------------------------------------------------------
@@ -186,8 +284,16 @@ def run_p2_command(
     from streamrec.evaluation import sessions
 
     peers = list(sessions.SESSION_PEERS if peers is None else peers)
+    check_peers(peers, sessions.SESSION_PEERS)
     require_extra(peers)
+    _say(progress, f"P2: loading {DIGINETICA_DIR}/{DIGINETICA_FILE} ...")
     train_clicks, test_clicks = diginetica_split(data_dir)
+    if not train_clicks or not test_clicks:
+        raise NoTargets(
+            f"{DIGINETICA_DIR}/{DIGINETICA_FILE}: {len(train_clicks):,} training and {len(test_clicks):,} "
+            f"test clicks (sessions dated from {DIGINETICA_TEST_FROM} are the test file); both are needed"
+        )
+    check_positions(test_clicks, f"{DIGINETICA_DIR}/{DIGINETICA_FILE} (test sessions)")
     with tempfile.TemporaryDirectory(prefix="streamrec-p2-") as folder:
         train_path, test_path = Path(folder) / "train.tsv", Path(folder) / "test.tsv"
         write_session_file(train_clicks, train_path)
@@ -217,52 +323,96 @@ def _cmd_p2(args: argparse.Namespace) -> int:
         result = run_p2_command(
             args.data, k=args.k, peers=_names(args.peers), progress=_progress(args), dump_prefix=args.dump
         )
-    except (DatasetMissing, ExtraMissing) as error:
+    except (DatasetMissing, DatasetInvalid, ExtraMissing, UnknownPeer, NoTargets) as error:
         print(f"streamrec eval p2: {error}", file=sys.stderr)
         return 1
-    _write_json(result, args.out)
-    return 0
+    return _write_json(result, args.out, "p2")
 
 
-def run_p4_command(data_dir: Path) -> dict[str, Any]:
-    """Load the Taobao head and run P4 at the default settings (see :mod:`p4`)."""
-    from streamrec.evaluation import p4
+def _load_p4_data(data_dir: Path, progress: Any, test: bool = True) -> Any:
+    """The Taobao head, with a warm-up (and with ``test``, test events after it)."""
     from streamrec.evaluation.datasets import load_taobao
 
-    return p4.run_p4(load_taobao(data_dir))
+    _say(progress, f"P4: loading {TAOBAO_DIR}/{TAOBAO_FILE} ...")
+    data = load_taobao(data_dir)
+    tests = len(data.events) - data.warmup
+    if not data.warmup or (test and not tests):
+        raise NoTargets(
+            f"{TAOBAO_DIR}/{TAOBAO_FILE}: {data.warmup:,} warm-up and {tests:,} test events (the warm-up "
+            f"ends 2017-12-02 00:00 China time); P4 needs {'both' if test else 'a warm-up'}"
+        )
+    return data
+
+
+def run_p4_command(data_dir: Path, progress: Any = None) -> dict[str, Any]:
+    """Load the Taobao head and run P4 at the default settings (see :mod:`p4`)."""
+    from streamrec.evaluation import p4
+
+    data = _load_p4_data(data_dir, progress)
+    _say(
+        progress,
+        f"P4: replaying {data.warmup:,} warm-up events, ranking the coupons of every warm-up user "
+        "(engine, its ablation and the peers) ...",
+    )
+    result = p4.run_p4(data)
+    if not result.get("targets"):
+        raise NoTargets(
+            f"no targets: no warm-up user of {TAOBAO_DIR}/{TAOBAO_FILE} bought anything in the test stream"
+        )
+    return result
+
+
+def fit_p4_command(data_dir: Path, progress: Any = None) -> dict[str, Any]:
+    """Load the Taobao head and fit the coupon model on cut-offs inside its warm-up (see
+    :func:`p4.fit_coupon_model`)."""
+    import warnings
+
+    import numpy as np
+
+    from streamrec.evaluation import p4
+
+    data = _load_p4_data(data_dir, progress, test=False)
+    # numpy's warnings about empty example sets come before the failure they explain: they
+    # are held back, and shown only when the fit succeeds after all.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            result = p4.fit_coupon_model(data, progress=_stages(progress))
+        except np.linalg.LinAlgError as error:
+            raise NoTargets(
+                f"cannot fit the coupon model ({error}): the cut-offs of the warm-up of "
+                f"{TAOBAO_DIR}/{TAOBAO_FILE} give too few (user, coupon) examples"
+            ) from None
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return result
 
 
 def _cmd_p4(args: argparse.Namespace) -> int:
+    command = fit_p4_command if args.fit else run_p4_command
     try:
-        if args.fit:
-            from streamrec.evaluation import p4
-            from streamrec.evaluation.datasets import load_taobao
-
-            result = p4.fit_coupon_model(load_taobao(args.data), progress=_progress(args))
-        else:
-            result = run_p4_command(args.data)
-    except DatasetMissing as error:
+        result = command(args.data, progress=_progress(args))
+    except (DatasetMissing, DatasetInvalid, NoTargets) as error:
         print(f"streamrec eval p4: {error}", file=sys.stderr)
         return 1
-    _write_json(result, args.out)
-    return 0
+    return _write_json(result, args.out, "p4")
 
 
 def _cmd_sessions(args: argparse.Namespace) -> int:
     from streamrec.evaluation import sessions
 
+    progress = _progress(args)
     try:
+        check_peers(_names(args.peers), sessions.SESSION_PEERS)
+        require_extra(_names(args.peers))
+        _say(progress, f"P2: loading {args.train} and {args.test} ...")
         train = read_session_file(args.train, args.sep, args.session_col, args.item_col, args.time_col)
         test = read_session_file(args.test, args.sep, args.session_col, args.item_col, args.time_col)
-    except (DatasetMissing, ValueError) as error:
+        check_positions(test, args.test)
+    except (DatasetMissing, DatasetInvalid, ExtraMissing, UnknownPeer, NoTargets) as error:
         print(f"streamrec eval sessions: {error}", file=sys.stderr)
         return 1
     dump = {args.mode: args.dump} if args.dump else None
-    try:
-        require_extra(_names(args.peers))
-    except ExtraMissing as error:
-        print(f"streamrec eval sessions: {error}", file=sys.stderr)
-        return 1
     result = sessions.run_sessions(
         train,
         test,
@@ -270,7 +420,7 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
         modes=[args.mode],
         peers=_names(args.peers),
         dump=dump,
-        progress=_progress(args),
+        progress=progress,
     )
     engine = result["engine"][args.mode]
     if "error" in engine:
@@ -287,8 +437,7 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
     payload["train_clicks"] = result["train_clicks"]
     payload["test_clicks"] = result["test_clicks"]
     payload["wall_time_s"] = result["wall_time_s"]
-    _write_json(payload, args.out)
-    return 0
+    return _write_json(payload, args.out, "sessions")
 
 
 # ---- P3 --------------------------------------------------------------------------------------
@@ -306,13 +455,20 @@ def run_p3_command(
     from streamrec.evaluation import p3
 
     names = list(p3.PEERS if peers is None else peers)
+    check_peers(names, p3.PEERS)
     require_extra(names)
     from streamrec.evaluation.p1 import limit_blas_threads
 
     limit_blas_threads()
-    train, test = p3.split(p3.load_online_retail(data_dir), validation=validation)
     settings = p3.engine_settings(overrides)
-    result = p3.run_p3(train, test[:max_invoices], peers=names, settings=settings, progress=progress)
+    _say(progress, f"P3: loading {p3.RETAIL_DIR}/ ({len(p3.RETAIL_FILES)} files) ...")
+    train, test = _retail_split(p3.load_online_retail(data_dir), validation, max_invoices)
+    _say(
+        progress,
+        f"P3: {len(train):,} training invoices, {len(test):,} test invoices; ingesting the training "
+        "invoices into the engine" + (" and the peers" if names else "") + " ...",
+    )
+    result = p3.run_p3(train, test, peers=names, settings=settings, progress=progress)
     result["protocol"] = "P3 validation split" if validation else "P3"
     result["dataset"] = f"{p3.RETAIL_DIR}/*.csv.gz"
     result["date"] = now_iso()
@@ -320,13 +476,28 @@ def run_p3_command(
     return result
 
 
+def _retail_split(invoices: Sequence[Any], validation: bool, max_invoices: int | None) -> tuple[Any, Any]:
+    """P3's (train, test[:max_invoices]) split (:func:`p3.split`); NoTargets when either is empty."""
+    from streamrec.evaluation import p3
+
+    train, test = p3.split(invoices, validation=validation)
+    if not train or not test:
+        split = "validation split" if validation else "split"
+        raise NoTargets(
+            f"{p3.RETAIL_DIR}/: {len(train):,} training and {len(test):,} test invoices (of 2 products or "
+            f"more) in the {split}; both are needed"
+        )
+    return train, test[:max_invoices]
+
+
 def _positive(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
@@ -335,7 +506,9 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
 
     result: dict[str, Any] = {}
     for pair in pairs:
-        name, _, value = pair.partition("=")
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise argparse.ArgumentTypeError(f"--set {pair}: expected NAME=VALUE")
         default = getattr(Settings(), name, None)
         if not isinstance(default, str | int | float) or isinstance(default, bool):
             raise argparse.ArgumentTypeError(f"--set {pair}: no such scalar setting")
@@ -356,11 +529,18 @@ def _cmd_p3(args: argparse.Namespace) -> int:
             max_invoices=args.max_invoices,
             validation=args.validation,
         )
-    except (DatasetMissing, ExtraMissing, argparse.ArgumentTypeError, ConfigurationError) as error:
+    except (
+        DatasetMissing,
+        DatasetInvalid,
+        ExtraMissing,
+        UnknownPeer,
+        NoTargets,
+        argparse.ArgumentTypeError,
+        ConfigurationError,
+    ) as error:
         print(f"streamrec eval p3: {error}", file=sys.stderr)
         return 1
-    _write_json(result, args.out)
-    return 0
+    return _write_json(result, args.out, "p3")
 
 
 # ---- content (the project's own protocol) ----------------------------------------------------
@@ -378,12 +558,14 @@ def run_content_command(
     from streamrec.evaluation import content, p3
     from streamrec.settings import Settings
 
-    catalog = content.load_catalog(data_dir)
-    train, test = p3.split(p3.load_online_retail(data_dir), validation=validation)
     settings = replace(Settings(), **{**content.REPLAY_SHORTCUTS, **(overrides or {})})
+    _say(progress, f"content: loading the catalog (product descriptions) from {p3.RETAIL_DIR}/ ...")
+    catalog = content.load_catalog(data_dir)
+    _say(progress, f"content: loading the invoices of {p3.RETAIL_DIR}/ ...")
+    train, test = _retail_split(p3.load_online_retail(data_dir), validation, None)
     cold = content.cold_products(train, test)  # the same draw with or without --max-invoices
     result = content.run_content(
-        catalog, train, test[:max_invoices], settings=settings, progress=progress, cold=cold
+        catalog, train, test[:max_invoices], settings=settings, progress=_stages(progress), cold=cold
     )
     result["protocol"] = "content, validation split" if validation else "content"
     result["dataset"] = f"{p3.RETAIL_DIR}/*.csv.gz"
@@ -400,21 +582,92 @@ def _cmd_content(args: argparse.Namespace) -> int:
             max_invoices=args.max_invoices,
             validation=args.validation,
         )
-    except (DatasetMissing, argparse.ArgumentTypeError, ConfigurationError) as error:
+    except (
+        DatasetMissing,
+        DatasetInvalid,
+        NoTargets,
+        argparse.ArgumentTypeError,
+        ConfigurationError,
+    ) as error:
         print(f"streamrec eval content: {error}", file=sys.stderr)
         return 1
-    _write_json(result, args.out)
-    return 0
+    return _write_json(result, args.out, "content")
 
 
 # ---- report ----------------------------------------------------------------------------------
-def _cmd_report(args: argparse.Namespace) -> int:
-    from streamrec.evaluation.report import rerender_report
+class ReportInvalid(ValueError):
+    """report.json is not a report written by ``streamrec eval all``."""
 
+
+def check_report(path: Path) -> dict[str, Any]:
+    """``path`` (report.json) read; ReportInvalid when it is not JSON or not a report (an
+    object with at least its date and settings), before anything is re-rendered."""
     try:
+        report = json.loads(path.read_text())
+    except UnicodeDecodeError as error:
+        raise ReportInvalid(f"{path} is not text ({error}); re-run `make eval`") from None
+    except json.JSONDecodeError as error:
+        raise ReportInvalid(f"{path} is not valid JSON ({error}); re-run `make eval`") from None
+    if not isinstance(report, dict):
+        raise ReportInvalid(f"{path} holds a JSON {type(report).__name__}, not a report; re-run `make eval`")
+    missing = [key for key in ("date", "settings") if key not in report]
+    if missing:
+        raise ReportInvalid(
+            f"{path} is not a report of `streamrec eval all` (no {', '.join(map(repr, missing))}); "
+            "re-run `make eval`"
+        )
+    if not isinstance(report["settings"], dict):
+        raise ReportInvalid(f"{path}: 'settings' is not an object; re-run `make eval`")
+    return report
+
+
+def warn_unreadable_rtrec_record(path: Path, command: str) -> None:
+    """rtrec's dated row comes from ``path`` (rtrec_last.json) when present: say so when it
+    is there but cannot be read, instead of dropping the row silently."""
+    if not path.exists():
+        return
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        problem = f"cannot be read ({error})"
+    else:
+        if isinstance(record, dict):
+            return
+        problem = f"holds a JSON {type(record).__name__}, not rtrec's figures"
+    print(
+        f"{command}: warning: {path} {problem}; the report has no dated rtrec row "
+        "(`streamrec eval p1 --no-engine --peers rtrec` measures it again)",
+        file=sys.stderr,
+    )
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from streamrec.evaluation.report import REPORT_JSON, RTREC, rerender_report
+
+    path = Path(args.report_dir) / REPORT_JSON
+    try:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found")
+        report = check_report(path)
+        if RTREC not in ((report.get("p1") or {}).get("peers") or {}):
+            warn_unreadable_rtrec_record(Path(args.report_dir) / RTREC_LAST, "streamrec eval report")
         paths = rerender_report(args.report_dir)
     except FileNotFoundError as error:
         print(f"streamrec eval report: {error}; run `make eval` first", file=sys.stderr)
+        return 1
+    except ReportInvalid as error:
+        print(f"streamrec eval report: {error}", file=sys.stderr)
+        return 1
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        # A report.json of the right shape at the top but not below (edited by hand?).
+        print(
+            f"streamrec eval report: {path} is not a report of `streamrec eval all` "
+            f"({type(error).__name__}: {error}); re-run `make eval`",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as error:
+        print(f"streamrec eval report: {error}", file=sys.stderr)
         return 1
     print(f"re-rendered {paths['md']} and {paths['png']}")
     return 0
@@ -446,15 +699,17 @@ def _cmd_all(args: argparse.Namespace) -> int:
         print("P3 (Online Retail, basket completion / cross-sell) ...", file=sys.stderr)
         p3_result = run_p3_command(data_dir, progress=progress)
         print("P4 (Taobao, coupon relevance) ...", file=sys.stderr)
-        protocols = {"p4": run_p4_command(data_dir)}
+        protocols = {"p4": run_p4_command(data_dir, progress=progress)}
         print(
             "Content similarity and cold items (Online Retail, the project's own protocol) ...",
             file=sys.stderr,
         )
         content_result = run_content_command(data_dir, progress=progress)
-    except (DatasetMissing, ExtraMissing) as error:
+    except (DatasetMissing, DatasetInvalid, ExtraMissing, UnknownPeer, NoTargets) as error:
         print(f"streamrec eval all: {error}", file=sys.stderr)
         return 1
+    if not args.with_rtrec:
+        warn_unreadable_rtrec_record(Path(args.report_dir) / RTREC_LAST, "streamrec eval all")
     command = "streamrec eval all" + (" --with-rtrec" if args.with_rtrec else "")
     paths = write_report(
         args.report_dir,
@@ -509,7 +764,7 @@ def _common(parser: argparse.ArgumentParser, data: bool = True) -> None:
             default=default_data_dir(),
             help="folder holding the data sets (default: ../shared/datasets beside the repository)",
         )
-    parser.add_argument("--k", type=int, default=20, help="list length K (default 20)")
+    parser.add_argument("--k", type=_positive, default=20, help="list length K, at least 1 (default 20)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -524,7 +779,7 @@ def _retail_arguments(parser: argparse.ArgumentParser, set_example: str) -> None
         help="folder holding the data sets (default: ../shared/datasets beside the repository)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    parser.add_argument("--out", type=Path, help="also write the JSON result here")
+    parser.add_argument("--out", type=_out_file, help="also write the JSON result here")
     parser.add_argument(
         "--set",
         action="append",
@@ -550,8 +805,10 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     evaluate = subparsers.add_parser(
         "eval",
         help="run the evaluation protocols of ../shared/EVALUATION.md",
-        description="Run the evaluation protocols (P1, P2, P3, P4) of ../shared/EVALUATION.md on the "
-        "production engine (in-memory adapters) and its peers.",
+        description="Run the evaluation protocols (P1, P2, P3, P4) of ../shared/EVALUATION.md, P2 on any "
+        "session files (sessions) and the project's own content protocol (content) on the production "
+        "engine (in-memory adapters) and its peers; `all` runs them and writes the report, `report` "
+        "re-renders it.",
     )
     commands = evaluate.add_subparsers(
         dest="eval_command", metavar="{p1,p2,p3,p4,content,sessions,all,report}", required=True
@@ -564,7 +821,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "top-K before ingesting the event. JSON to stdout (and --out).",
     )
     _common(one)
-    one.add_argument("--out", type=Path, help="also write the JSON result here")
+    one.add_argument("--out", type=_out_file, help="also write the JSON result here")
     one.add_argument(
         "--peers",
         default=",".join(p1.DEFAULT_PEERS),
@@ -583,7 +840,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     one.add_argument(
         "--warmup-batch",
-        type=int,
+        type=_positive,
         default=1000,
         help="warm-up events per engine ingest call (Kinesis-sized batches; default 1000; the test "
         "stream always goes one event per call)",
@@ -593,7 +850,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="run the peers only (--no-engine --peers rtrec refreshes rtrec's figures, no engine)",
     )
-    one.add_argument("--max-test-events", type=int, default=None, help=argparse.SUPPRESS)
+    one.add_argument("--max-test-events", type=_positive, default=None, help=argparse.SUPPRESS)
     one.set_defaults(func=_cmd_p1)
 
     two = commands.add_parser(
@@ -603,13 +860,15 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "in both modes, with the session peers. JSON to stdout (and --out).",
     )
     _common(two)
-    two.add_argument("--out", type=Path, help="also write the JSON result here")
+    two.add_argument("--out", type=_out_file, help="also write the JSON result here")
     two.add_argument(
         "--peers",
         default=",".join(sessions.SESSION_PEERS),
         help=f"comma-separated session peers (default {','.join(sessions.SESSION_PEERS)}; '' for none)",
     )
-    two.add_argument("--dump", type=Path, help="write predictions to DUMP.stream.csv and DUMP.frozen.csv")
+    two.add_argument(
+        "--dump", type=_dump_prefix, help="write predictions to DUMP.stream.csv and DUMP.frozen.csv"
+    )
     two.set_defaults(func=_cmd_p2)
 
     four = commands.add_parser(
@@ -625,14 +884,14 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=default_data_dir(),
         help="folder holding the data sets (default: ../shared/datasets beside the repository)",
     )
-    four.add_argument("--out", type=Path, help="also write the JSON result here")
+    four.add_argument("--out", type=_out_file, help="also write the JSON result here")
     four.add_argument(
         "--fit",
         action="store_true",
         help="instead, fit the coupon model (COUPON_MODEL) on cut-offs inside the warm-up only and "
         "report each cut-off's precision@3, model (fitted on the other cut-offs) vs affinity",
     )
-    four.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    four.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     four.set_defaults(func=_cmd_p4)
 
     any_files = commands.add_parser(
@@ -649,8 +908,10 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     any_files.add_argument("--time-col", required=True, help="time column (epoch seconds or ISO-8601)")
     _common(any_files, data=False)
     any_files.add_argument("--mode", choices=sessions.MODES, default="stream", help="default stream")
-    any_files.add_argument("--dump", type=Path, help="write SessionId;Position;Recommendations;Scores here")
-    any_files.add_argument("--out", type=Path, help="also write the JSON result here")
+    any_files.add_argument(
+        "--dump", type=_dump_file, help="write SessionId;Position;Recommendations;Scores here"
+    )
+    any_files.add_argument("--out", type=_out_file, help="also write the JSON result here")
     any_files.add_argument(
         "--peers",
         default="",
@@ -677,7 +938,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "content",
         help="content similarity and cold items on UCI Online Retail (the project's own protocol)",
         description="The project's own protocol (no protocol of EVALUATION.md has a catalog): product "
-        "descriptions are the catalog, 20%% of the test's products are made cold (their training "
+        "descriptions are the catalog, 20% of the test's products are made cold (their training "
         "lines removed), and for each test invoice the customer's top-10 recommendations and, for "
         "each of its first 10 products X, the top-10 similar items of X are checked against the "
         "invoice's products. The engine, behaviour alone and content alone, by group (cold first "
@@ -695,9 +956,12 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     _common(everything)
     everything.add_argument("--with-rtrec", action="store_true", help="also run rtrec in P1 (about an hour)")
     everything.add_argument(
-        "--report-dir", type=Path, default=default_report_dir(), help="where the report goes (default eval/)"
+        "--report-dir",
+        type=_folder,
+        default=default_report_dir(),
+        help="where the report goes (default eval/)",
     )
-    everything.add_argument("--warmup-batch", type=int, default=1000, help=argparse.SUPPRESS)
+    everything.add_argument("--warmup-batch", type=_positive, default=1000, help=argparse.SUPPRESS)
     everything.set_defaults(func=_cmd_all)
 
     again = commands.add_parser(

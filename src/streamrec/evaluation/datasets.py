@@ -3,7 +3,9 @@
 The real data sets are read-only and research-licensed: they are read from a data folder
 (``--data DIR``, default ``../shared/datasets`` beside the repository) and never copied
 into the repository. A missing file raises :class:`DatasetMissing`, whose message names the
-path and what SOURCE.txt says should be there.
+path and what SOURCE.txt says should be there; a file that cannot be read as the protocol
+needs it (a missing column, a malformed row, no data rows) raises :class:`DatasetInvalid`,
+whose message names the file, the line and the field.
 
 * P1 (Taobao UserBehavior head): :func:`load_taobao` returns the event dicts of the
   README schema in protocol order (timestamp, then row order).
@@ -16,13 +18,18 @@ from __future__ import annotations
 
 import csv
 import math
+import time as _time
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from streamrec.events import EARLIEST_TIMESTAMP, ID_REGEX, MAX_CLOCK_SKEW_SECONDS
 
 # P1 --------------------------------------------------------------------------------------
 TAOBAO_DIR = "taobao_userbehavior_head"
@@ -31,10 +38,12 @@ TAOBAO_FILE = "events.csv"
 TAOBAO_WARMUP_END = 1_512_144_000
 # The protocol maps Taobao behaviours onto the product's event types.
 TAOBAO_EVENT_TYPES = {"pv": "view", "cart": "add_to_cart", "fav": "add_to_cart", "buy": "purchase"}
+TAOBAO_COLUMNS = ("user_id", "item_id", "category_id", "behavior_type", "timestamp")
 
 # P2 --------------------------------------------------------------------------------------
 DIGINETICA_DIR = "diginetica_sample"
 DIGINETICA_FILE = "train-item-views.csv"
+DIGINETICA_COLUMNS = ("session_id", "item_id", "timeframe", "eventdate")
 DIGINETICA_TEST_FROM = "2016-05-25"  # sessions dated on or after this day are the test file
 
 SESSION_COLUMNS = ("SessionId", "ItemId", "Time")  # the shape write_session_file produces
@@ -52,22 +61,115 @@ _EXPECTATIONS = {
 
 
 class DatasetMissing(FileNotFoundError):
-    """A data file the protocol needs is not there (the data sets are not in the repository)."""
+    """A data file the protocol needs is not there (the data sets are not in the repository).
+
+    With ``folder`` (a data set of ``--data DIR``), the message says what should be there
+    (citing the folder's SOURCE.txt when it exists) and how to point at another folder;
+    without it (a file named on the command line), only the path."""
 
     def __init__(self, path: Path, folder: str | None = None) -> None:
-        expectation = _EXPECTATIONS.get(folder or "", "")
-        where = path.parent / "SOURCE.txt"
         message = f"data file not found: {path}"
-        if expectation:
-            message += f"\n  expected (as described by {where}): {expectation}"
-        message += (
-            "\n  The real data sets live outside the repository (licences forbid copying them in); "
-            "pass --data DIR pointing at the folder that holds "
-            + (folder or "the data set")
-            + "/ (default ../shared/datasets beside the repository)."
-        )
+        if folder is not None:
+            expectation = _EXPECTATIONS.get(folder, "")
+            where = path.parent / "SOURCE.txt"
+            if expectation:
+                cited = f" (as described by {where})" if where.is_file() else ""
+                message += f"\n  expected{cited}: {expectation}"
+            message += (
+                "\n  The real data sets live outside the repository (licences forbid copying them in); "
+                f"pass --data DIR pointing at the folder that holds {folder}/ (default ../shared/datasets "
+                "beside the repository)."
+            )
         super().__init__(message)
         self.path = path
+
+
+class DatasetInvalid(ValueError):
+    """A data file is there but cannot be read as the protocol needs: a missing column, a
+    row with a missing or malformed field, or no data rows. The message names the file and,
+    when it is about one row, the line (1 = the header) and the field."""
+
+    def __init__(self, path: Path, problem: str, line: int | None = None) -> None:
+        where = f"{path}, line {line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.line = line
+
+
+@contextmanager
+def _csv_rows(
+    path: Path, sep: str, needed: Sequence[str]
+) -> Iterator[Iterator[tuple[int, dict[str | None, Any]]]]:
+    """Open ``path`` as a CSV file with a header holding the ``needed`` columns; yield its
+    data rows as (line, row) pairs (line 1 is the header). A missing column, an empty file,
+    bytes that are not text or a row the csv module rejects raise DatasetInvalid."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=sep)
+        try:
+            fieldnames = reader.fieldnames
+        except (csv.Error, UnicodeDecodeError) as error:
+            raise DatasetInvalid(path, f"the header cannot be read: {error}", 1) from None
+        if fieldnames is None:
+            raise DatasetInvalid(path, "the file is empty (no header)")
+        missing = [column for column in needed if column not in fieldnames]
+        if missing:
+            raise DatasetInvalid(
+                path,
+                f"no column {', '.join(map(repr, missing))} with separator {sep!r}; "
+                f"header is {list(fieldnames)}",
+                1,
+            )
+
+        def rows() -> Iterator[tuple[int, dict[str | None, Any]]]:
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as error:
+                    raise DatasetInvalid(path, f"not a valid CSV row: {error}", reader.line_num) from None
+                except UnicodeDecodeError as error:
+                    raise DatasetInvalid(path, f"not text after line {reader.line_num}: {error}") from None
+                yield reader.line_num, row
+
+        yield rows()
+
+
+def _field(path: Path, line: int, row: dict[str | None, Any], column: str) -> str:
+    """The row's ``column``, stripped; DatasetInvalid when the row is too short or it is empty."""
+    value = row.get(column)
+    if value is None:
+        raise DatasetInvalid(path, f"field {column!r} missing (the row has too few fields)", line)
+    value = value.strip()
+    if not value:
+        raise DatasetInvalid(path, f"field {column!r} is empty", line)
+    return str(value)
+
+
+def _entity_id(path: Path, line: int, row: dict[str | None, Any], column: str) -> str:
+    """The row's ``column`` as a user/item id the engine's event schema accepts."""
+    value = _field(path, line, row, column)
+    if not ID_REGEX.fullmatch(value):
+        raise DatasetInvalid(
+            path,
+            f"field {column!r} is {value[:40]!r}, not an id the engine accepts (1-128 letters, digits "
+            "and . _ : @ -, starting with a letter or digit)",
+            line,
+        )
+    return value
+
+
+def _event_time(path: Path, line: int, column: str, text: str, seconds: float) -> float:
+    """``seconds`` when the engine's event schema accepts it as a timestamp."""
+    if seconds < EARLIEST_TIMESTAMP:
+        problem = "before 2000-01-01 (milliseconds read as seconds?)"
+    elif seconds > _time.time() + MAX_CLOCK_SKEW_SECONDS:
+        problem = "more than a day in the future"
+    else:
+        return seconds
+    raise DatasetInvalid(
+        path, f"field {column!r} is {text!r}, {problem}: the engine rejects such events", line
+    )
 
 
 def default_data_dir() -> Path:
@@ -141,19 +243,35 @@ def load_taobao(data_dir: Path, warmup_end: float = TAOBAO_WARMUP_END) -> Stream
     """
     path = _require(Path(data_dir) / TAOBAO_DIR / TAOBAO_FILE, TAOBAO_DIR)
     events: list[dict[str, Any]] = []
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        for row_number, row in enumerate(reader):
+    with _csv_rows(path, ",", TAOBAO_COLUMNS) as rows:
+        for row_number, (line, row) in enumerate(rows):
+            behaviour = _field(path, line, row, "behavior_type")
+            if behaviour not in TAOBAO_EVENT_TYPES:
+                raise DatasetInvalid(
+                    path,
+                    f"field 'behavior_type' is {behaviour!r}, not one of {', '.join(TAOBAO_EVENT_TYPES)}",
+                    line,
+                )
+            stamp = _field(path, line, row, "timestamp")
+            try:
+                timestamp = int(stamp)
+            except ValueError:
+                raise DatasetInvalid(
+                    path, f"field 'timestamp' is {stamp!r}, not a whole number of epoch seconds", line
+                ) from None
+            _event_time(path, line, "timestamp", stamp, timestamp)
             events.append(
                 {
                     "event_id": str(row_number),
-                    "event_type": TAOBAO_EVENT_TYPES[row["behavior_type"]],
-                    "user_id": row["user_id"],
-                    "item_id": row["item_id"],
-                    "timestamp": int(row["timestamp"]),
-                    "category": row["category_id"],
+                    "event_type": TAOBAO_EVENT_TYPES[behaviour],
+                    "user_id": _entity_id(path, line, row, "user_id"),
+                    "item_id": _entity_id(path, line, row, "item_id"),
+                    "timestamp": timestamp,
+                    "category": _field(path, line, row, "category_id"),
                 }
             )
+    if not events:
+        raise DatasetInvalid(path, "no data rows (only a header)")
     return stream_from_events(events, warmup_end)
 
 
@@ -187,25 +305,27 @@ def parse_time(text: str) -> float:
 
 
 def read_session_file(path: Path, sep: str, session_col: str, item_col: str, time_col: str) -> list[Click]:
-    """Rows of a (session, item, time) file with a header; other columns are ignored."""
+    """Rows of a (session, item, time) file with a header; other columns are ignored.
+
+    A missing file raises :class:`DatasetMissing`; a missing column, a row without its
+    session, item or time (or with a time that is not one) or a file without data rows
+    raises :class:`DatasetInvalid`."""
     path = Path(path)
     if not path.is_file():
         raise DatasetMissing(path)
     clicks: list[Click] = []
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=sep)
-        missing = [c for c in (session_col, item_col, time_col) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(
-                f"{path}: no column {', '.join(map(repr, missing))} with separator {sep!r}; "
-                f"header is {reader.fieldnames}"
-            )
-        for row_number, row in enumerate(reader):
+    with _csv_rows(path, sep, (session_col, item_col, time_col)) as rows:
+        for row_number, (line, row) in enumerate(rows):
+            session = _entity_id(path, line, row, session_col)
+            item = _entity_id(path, line, row, item_col)
+            text = _field(path, line, row, time_col)
             try:
-                time = parse_time(row[time_col])
+                time = parse_time(text)
             except ValueError as error:
-                raise ValueError(f"{path}, data row {row_number}: {error}") from None
-            clicks.append(Click(row[session_col].strip(), row[item_col].strip(), time, row_number))
+                raise DatasetInvalid(path, f"field {time_col!r}: {error}", line) from None
+            clicks.append(Click(session, item, _event_time(path, line, time_col, text, time), row_number))
+    if not clicks:
+        raise DatasetInvalid(path, "no data rows (only a header)")
     return clicks
 
 
@@ -237,19 +357,37 @@ def diginetica_split(data_dir: Path) -> tuple[list[Click], list[Click]]:
     a session (``timeframe`` is the ms offset that orders a session's events).
     """
     path = _require(Path(data_dir) / DIGINETICA_DIR / DIGINETICA_FILE, DIGINETICA_DIR)
-    rows: list[dict[str, str]] = []
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter=";"))
+    # (session, item, day, timeframe) of every row, checked as read.
+    rows: list[tuple[str, str, str, int]] = []
+    with _csv_rows(path, ";", DIGINETICA_COLUMNS) as lines:
+        for line, row in lines:
+            text = _field(path, line, row, "eventdate")
+            try:
+                day = date.fromisoformat(text).isoformat()
+            except ValueError:
+                raise DatasetInvalid(
+                    path, f"field 'eventdate' is {text!r}, not a YYYY-MM-DD date", line
+                ) from None
+            _event_time(path, line, "eventdate", text, _midnight_utc(day))
+            frame = _field(path, line, row, "timeframe")
+            try:
+                timeframe = int(frame)
+            except ValueError:
+                raise DatasetInvalid(
+                    path, f"field 'timeframe' is {frame!r}, not a whole number of milliseconds", line
+                ) from None
+            session, item = _entity_id(path, line, row, "session_id"), _entity_id(path, line, row, "item_id")
+            rows.append((session, item, day, timeframe))
+    if not rows:
+        raise DatasetInvalid(path, "no data rows (only a header)")
     session_day: dict[str, str] = {}
-    for row in rows:
-        sid = row["session_id"]
-        session_day[sid] = min(session_day.get(sid, row["eventdate"]), row["eventdate"])
+    for sid, _, day, _ in rows:
+        session_day[sid] = min(session_day.get(sid, day), day)
     train: list[Click] = []
     test: list[Click] = []
-    for row_number, row in enumerate(rows):
-        sid = row["session_id"]
+    for row_number, (sid, item, _, timeframe) in enumerate(rows):
         day = session_day[sid]
-        click = Click(sid, row["item_id"], _midnight_utc(day) + int(row["timeframe"]) / 1000.0, row_number)
+        click = Click(sid, item, _midnight_utc(day) + timeframe / 1000.0, row_number)
         (test if day >= DIGINETICA_TEST_FROM else train).append(click)
     return train, test
 

@@ -1,0 +1,71 @@
+"""``streamrec bench`` refuses counts below 1 at parsing (--repeats 0 ended in a
+StatisticsError traceback after loading), and more events than the file holds, a missing
+template or a malformed data file with one line before measuring anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamrec.cli import main
+from streamrec.evaluation.datasets import TAOBAO_DIR, TAOBAO_FILE
+
+TEMPLATE = str(Path(__file__).resolve().parents[2] / "template.yaml")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--repeats", "0", "must be at least 1, got 0"),
+        ("--events", "-1", "must be at least 1, got -1"),
+        ("--compute-events", "0", "must be at least 1, got 0"),
+        ("--cross-check-events", "0", "must be at least 1, got 0"),
+        ("--e2e-events", "0", "must be at least 1, got 0"),
+        ("--repeats", "x", "expected a whole number >= 1, got 'x'"),
+    ],
+)
+def test_counts_below_one_are_refused_at_parsing(capsys, option, value, expected):
+    with pytest.raises(SystemExit) as caught:
+        main(["bench", option, value])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == f"streamrec bench: error: argument {option}: {expected}"
+
+
+def _data(tmp_path, rows):
+    (tmp_path / TAOBAO_DIR).mkdir()
+    (tmp_path / TAOBAO_DIR / TAOBAO_FILE).write_text(
+        "user_id,item_id,category_id,behavior_type,timestamp\n" + rows
+    )
+    return tmp_path
+
+
+@pytest.mark.parametrize("option", ["--events", "--compute-events", "--cross-check-events", "--e2e-events"])
+def test_more_events_than_the_file_holds_is_refused(tmp_path, capsys, option):
+    data = _data(tmp_path, "1,2,3,pv,1511544070\n1,4,3,pv,1511544071\n")
+    argv = ["bench", "--data", str(data), "--output", str(tmp_path / "r.json"), "--template", TEMPLATE]
+    counts = {"--events": "2", "--compute-events": "2", "--cross-check-events": "2", "--e2e-events": "2"}
+    counts[option] = "3"
+    assert main([*argv, *(x for pair in counts.items() for x in pair)]) == 2
+    assert capsys.readouterr().err == f"streamrec bench: only 2 events in the data file; {option} 3 asked\n"
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_missing_template_and_malformed_data(tmp_path, capsys):
+    assert main(["bench", "--template", str(tmp_path / "nope.yaml"), "--data", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"streamrec bench: SAM template not found: {tmp_path / 'nope.yaml'} (--template)\n"
+    )
+    data = _data(tmp_path, "1,2,3,pv,1511544070\n1,2,3,zz,notatime\n")
+    assert (
+        main(["bench", "--data", str(data), "--output", str(tmp_path / "r.json"), "--template", TEMPLATE])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"streamrec bench: {tmp_path / TAOBAO_DIR / TAOBAO_FILE}, line 3: field 'behavior_type'"
+    )
+    assert len(err.splitlines()) == 1
