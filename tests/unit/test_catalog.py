@@ -519,7 +519,7 @@ def test_a_new_items_list_gives_its_popular_share_to_best_sellers_of_its_own_cat
 
 
 def test_the_popular_share_falls_with_support():
-    # k = 10 at share 0.5: 5 slots for an item nobody bought, 0 once its support reaches
+    # k = 4 at share 0.5: 2 slots for an item nobody bought, 0 once its support reaches
     # cold_item_weight (the stove: 4 viewers).
     pipeline = _shop_with_a_new_tent(cold_popular_share=0.5, cold_item_weight=4.0)
     new = pipeline.recommendations.similar_items("tent-new", 4)
@@ -534,3 +534,21 @@ def _look_alikes(pipeline: Pipeline, item: str, k: int) -> list:
         replace(pipeline.settings, cold_popular_share=0.0), pipeline.users, pipeline.similarity
     )
     return service.similar_items(item, k).items
+
+
+def test_a_row_without_its_category_gets_no_popular_share():
+    # Rows stored before rows recorded their category: no best sellers of another category.
+    pipeline = _shop_with_a_new_tent(cold_popular_share=0.7)
+    pipeline.similarity.rows["tent-new"].category = ""
+    listed = pipeline.recommendations.similar_items("tent-new", 10).items
+    assert all(r.reasons == ["similar to tent-new (title, category, tags)"] for r in listed)
+
+
+def test_the_popular_share_keeps_the_discovery_slot_but_never_the_best_item():
+    from streamrec.domain.recommend import Recommendation, _keeping
+
+    listed = [Recommendation(i, 1.0 - n / 10, "similar", [], []) for n, i in enumerate("abcdef")]
+    assert [r.item_id for r in _keeping(listed, 3, {"e"})] == ["a", "b", "e"]
+    assert [r.item_id for r in _keeping(listed, 3, {"b", "e", "f"})] == ["a", "b", "e"]
+    assert [r.item_id for r in _keeping(listed, 1, {"e"})] == ["a"]
+    assert [r.item_id for r in _keeping(listed, 4, set())] == ["a", "b", "c", "d"]

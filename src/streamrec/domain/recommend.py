@@ -86,7 +86,7 @@ class RecommendationList:
     fallback: bool
 
 
-def reason_for(entry: HistoryItem, cart: Collection[str] = ()) -> str:
+def reason_for(entry: HistoryItem, cart: Collection[str]) -> str:
     """Why an item recommended through ``entry`` is there, by the user's strongest event on
     it; an item added to the cart and no longer in it (``cart``: the user's cart) was taken
     out, so it is "looked at", not "added to your cart"."""
@@ -131,6 +131,18 @@ def request_lists(list_filter: ListFilter) -> list[str]:
     """The lists every list request reads with its rows: the popular list it pads from
     (the filter category's, or ``#popular``) and the out-of-stock set."""
     return [category_row(list_filter.category) if list_filter.category else POPULAR_ROW, OUT_OF_STOCK_ROW]
+
+
+def _keeping(listed: list[Recommendation], n: int, kept: set[str]) -> list[Recommendation]:
+    """The first ``n`` of ``listed`` (best first), but with the items of ``kept`` it holds
+    in place of the weakest others, never in place of the best one; still best first."""
+    head = listed[:n]
+    room = max(0, n - 1 - sum(r.item_id in kept for r in head))
+    wanted = [r for r in listed[n:] if r.item_id in kept][:room]
+    if not wanted:
+        return head
+    dropped = {r.item_id for r in [r for r in reversed(head) if r.item_id not in kept][: len(wanted)]}
+    return [r for r in head if r.item_id not in dropped] + wanted[: len(dropped)]
 
 
 def known_categories(
@@ -374,9 +386,9 @@ class RecommendationService:
                 for n in collaborative[:k]
             ]
         else:
-            listed = self._blend_similar(item_id, row, collaborative, content, k)
+            listed, discovery = self._blend_similar(item_id, row, collaborative, content, k)
             if row is not None:
-                return self._with_popular_share(row, listed, lists, excluded, k, list_filter)
+                return self._with_popular_share(row, listed, discovery, lists, excluded, k, list_filter)
         fallback = not listed
         return RecommendationList(_pad_with_popular(listed, lists, excluded, k, list_filter), fallback)
 
@@ -384,35 +396,40 @@ class RecommendationService:
         self,
         row: SimilarityRow,
         listed: list[Recommendation],
+        discovery: set[str],
         lists: dict[str, PopularList],
         excluded: set[str],
         k: int,
         list_filter: ListFilter,
     ) -> RecommendationList:
-        """A cold item's list: its best ``k − s`` look-alikes and neighbours, then ``s`` items
-        popular in its category, s = round(k · cold_popular_share · coldness), at most k − 1
-        (so k = 1 is its single best item). What a product nobody has bought yet is bought
-        with is more often a best seller than a look-alike; the share falls as its support
-        grows. The category's list costs a second read (the row names the category)."""
+        """A cold item's list: its best ``k − s`` look-alikes and neighbours (the
+        ``discovery`` items, its reserved content-only slots, kept among them), then ``s``
+        items popular in its category, s = round(k · cold_popular_share · coldness) (halves
+        to even), at most k − 1 (so k = 1 is its single best item). What a product nobody has
+        bought yet is bought with is more often a best seller of its category than a
+        look-alike; the share falls as its support grows. Only for an item whose category is
+        known (its row's, or the filter's): the category's list costs a second read."""
         share = self.settings.cold_popular_share * coldness(row, self.settings)
-        slots = min(round(k * share), k - 1)
+        source = list_filter.category or row.category
+        slots = min(round(k * share), k - 1) if source else 0
         own = row.category if row.category and not list_filter.category else None
         if slots > 0 and own:
             _, extra = self.similarity.get_many([], [category_row(own)])
             lists = {**lists, **extra}
-        source = list_filter.category or own
         popular = [
             item
-            for item, _ in lists.get(category_row(source) if source else POPULAR_ROW, PopularList()).items
+            for item, _ in lists.get(category_row(source), PopularList()).items
             if item not in excluded and list_filter.admits(item, source)
         ]
         while slots > 0:  # fewer popular items than slots: the look-alikes keep the rest
-            head = {r.item_id for r in listed[: k - slots]}
+            head = {r.item_id for r in _keeping(listed, k - slots, discovery)}
             available = sum(1 for item in popular if item not in head)
             if available >= slots:
                 break
             slots = available
-        mixed = _pad_with_popular(listed[: k - slots], lists, excluded, k, list_filter, own)
+        mixed = _pad_with_popular(
+            _keeping(listed, k - slots, discovery), lists, excluded, k, list_filter, own
+        )
         fallback = not listed
         return RecommendationList(_pad_with_popular(mixed, lists, excluded, k, list_filter), fallback)
 
@@ -423,7 +440,9 @@ class RecommendationService:
         collaborative: list[Neighbour],
         content: list[Neighbour],
         k: int,
-    ) -> list[Recommendation]:
+    ) -> tuple[list[Recommendation], set[str]]:
+        """The blended list (best first) and its discovery items: the content-only items
+        holding the reserved ``content_slots``."""
         settings = self.settings
         beta = settings.content_weight + (1.0 - settings.content_weight) * coldness(row, settings)
         peak = collaborative[0].score if collaborative and collaborative[0].score > 0 else 1.0
@@ -454,7 +473,7 @@ class RecommendationService:
         for candidate in sorted(chosen, key=lambda i: (-score_of[i], i)):
             reasons = ([viewed] if candidate in behaviour else []) + ([alike] if candidate in text else [])
             listed.append(Recommendation(candidate, score_of[candidate], SOURCE_SIMILAR, reasons, [item_id]))
-        return listed
+        return listed, set([i for i in content_only if i in chosen][:reserved])
 
 
 SOURCE_CROSS_SELL = "cross_sell"
