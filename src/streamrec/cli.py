@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from streamrec.argtypes import whole_number
 from streamrec.bench.cli import add_bench_parser
 from streamrec.evaluation.cli import add_eval_parser
 
@@ -308,22 +309,6 @@ def _fault_share(text: str) -> float:
     return value
 
 
-def _fault_count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
-    """An argparse type: a whole number from ``minimum`` (to ``maximum``)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum:,}"
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
-        return value
-
-    return parse
-
-
 def _add_faults(subparsers: Any) -> None:
     faults = subparsers.add_parser(
         "faults",
@@ -338,19 +323,19 @@ def _add_faults(subparsers: Any) -> None:
     )
     faults.add_argument(
         "--events",
-        type=_fault_count(1),
+        type=whole_number(1),
         default=2000,
         help="real events to replay, at least 1 (default 2000)",
     )
     faults.add_argument(
         "--sweep-events",
-        type=_fault_count(0),
+        type=whole_number(0),
         default=8,
         help="events whose batches are crashed at every write index (default 8; 0 skips the sweep)",
     )
     faults.add_argument(
         "--batch-size",
-        type=_fault_count(1, FAULTS_MAX_BATCH_SIZE),
+        type=whole_number(1, FAULTS_MAX_BATCH_SIZE),
         default=100,
         help="batch size of the faulty run, 1 to 10000 as Kinesis/Lambda allow (default 100; the clean "
         "run uses the template's)",
@@ -375,13 +360,13 @@ def _add_faults(subparsers: Any) -> None:
     )
     faults.add_argument(
         "--poison-per-kind",
-        type=_fault_count(0),
+        type=whole_number(0),
         default=500,
         help="bad records of each kind in the poison replay (default 500; 0 skips it)",
     )
     faults.add_argument(
         "--poison-events",
-        type=_fault_count(1),
+        type=whole_number(1),
         default=None,
         help="valid events of the poison replay, at least 1 (default: --events)",
     )

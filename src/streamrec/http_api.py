@@ -332,8 +332,11 @@ def build_app(
         return _error(400, "bad_request", "body must be a JSON object in UTF-8")
 
     @app.exception_handler(RecursionError)
-    def nested_too_deeply(_recursion: RecursionError) -> Response:
-        # json.loads recurses once per nesting level: "[[[[..." thousands deep.
+    def nested_too_deeply(recursion: RecursionError) -> Response:
+        # json.loads recurses once per nesting level: "[[[[..." thousands deep. A request
+        # without a body cannot do that: then it is our bug, answered like any other.
+        if not app.current_event.body:
+            return internal_error(recursion)
         return _error(400, "bad_request", "body is nested too deeply to be a cart or a coupon")
 
     @app.exception_handler(RepositoryError)

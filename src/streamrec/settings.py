@@ -216,7 +216,7 @@ class Settings:
             )
         if not 0.0 <= self.cold_popular_share <= 1.0:
             raise ConfigurationError(f"COLD_POPULAR_SHARE={self.cold_popular_share}; expected 0..1")
-        if not (self.cold_item_weight > 0 and math.isfinite(self.cold_item_weight)):
+        if not self.cold_item_weight > 0:
             raise ConfigurationError(f"COLD_ITEM_WEIGHT={self.cold_item_weight}; expected > 0")
         if self.content_per_item < 1 or self.posting_limit < 2:
             raise ConfigurationError("expected content_per_item >= 1, posting_limit >= 2")

@@ -21,7 +21,8 @@ together (the point of batching). If that fails:
   :data:`WRITE_REJECTED` instead of :data:`PROCESSING_FAILED`, and ``streamrec dlq
   redrive`` keeps it unless told otherwise (re-applying it would count those rows twice).
   Catalog records and the similarity function's writes are guarded replacements, which a
-  re-drive repeats exactly.
+  re-drive repeats exactly (but a re-driven catalog record also replaces a later record of
+  its item with the same timestamp and other fields).
 """
 
 from __future__ import annotations

