@@ -195,3 +195,27 @@ def test_cross_sell_takes_one_round_trip_or_two_with_a_user(aws, calls):
     calls.clear()
     service.for_user("u4", k=10)
     assert calls.names() == ["GetItem", "BatchGetItem"]
+
+
+def test_a_cold_items_similar_items_read_its_category_list_apart(aws, calls, monkeypatch):
+    from streamrec.domain.model import Neighbour, PopularList, SimilarityRow, category_row
+
+    monkeypatch.setenv("API_CACHE_TTL_SECONDS", "0")
+    settings = load_settings()
+    table = wiring.recommendation_service(settings).similarity
+    look_alikes = [Neighbour(f"tent-{n}", 0.9 - n / 100, "camping") for n in range(8)]
+    table.put_rows(
+        [
+            SimilarityRow("tent-new", [], content=look_alikes, support=0.0, category="camping"),
+            SimilarityRow("tent-old", [], content=look_alikes, support=1000.0, category="camping"),
+        ]
+    )
+    table.put_list(category_row("camping"), PopularList([("stove", 9.0), ("lantern", 5.0)]))
+    service = wiring.recommendation_service(settings)
+    calls.clear()
+    new = service.similar_items("tent-new", k=6)
+    assert calls.names() == ["BatchGetItem", "BatchGetItem"]  # the row, then its category's list
+    assert [r.item_id for r in new.items][-2:] == ["stove", "lantern"]
+    calls.clear()
+    service.similar_items("tent-old", k=6)  # warm: no popular share, one read
+    assert calls.names() == ["BatchGetItem"]
