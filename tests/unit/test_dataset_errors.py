@@ -150,3 +150,58 @@ def test_taobao_timestamp_the_engine_would_reject(tmp_path):
     data = _taobao(tmp_path, TAOBAO_HEADER + "1,2,3,pv,1511544\n")
     with pytest.raises(DatasetInvalid, match=r"line 2: field 'timestamp' is '1511544', before 2000-01-01"):
         load_taobao(data)
+
+
+RETAIL_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+RETAIL_GOOD = "536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"
+
+
+def _retail(tmp_path: Path, first_part: bytes) -> Path:
+    import gzip
+
+    from streamrec.evaluation.p3 import RETAIL_DIR, RETAIL_FILES
+
+    folder = tmp_path / RETAIL_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RETAIL_FILES[0]).write_bytes(first_part)
+    for name in RETAIL_FILES[1:]:
+        (folder / name).write_bytes(gzip.compress((RETAIL_HEADER + RETAIL_GOOD).encode()))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            RETAIL_HEADER + RETAIL_GOOD.replace(",6,", ",six,"),
+            r"line 2: field 'Quantity' is 'six', not a whole number",
+        ),
+        (
+            RETAIL_HEADER + RETAIL_GOOD.replace("2010-12-01 08:26:00", "yesterday"),
+            r"line 2: field 'InvoiceDate'",
+        ),
+        (
+            RETAIL_HEADER + RETAIL_GOOD.replace("17850.0", "anna"),
+            r"line 2: field 'CustomerID' is 'anna', not a number",
+        ),
+        (RETAIL_HEADER + "536365,85123A\n", r"line 2: the row does not have one field per column"),
+        ("InvoiceNo,StockCode\n", r"line 1: no column 'Description'"),
+    ],
+)
+def test_a_malformed_online_retail_row_is_named_by_file_and_line(tmp_path, text, expected):
+    import gzip
+
+    from streamrec.evaluation.p3 import load_online_retail
+
+    with pytest.raises(DatasetInvalid, match=expected):
+        load_online_retail(_retail(tmp_path, gzip.compress(text.encode())))
+
+
+def test_an_online_retail_part_that_is_not_gzip_is_one_error(tmp_path, capsys):
+    from streamrec.cli import main
+
+    data = _retail(tmp_path, b"not gzip at all")
+    assert main(["eval", "p3", "--data", str(data), "--peers", ""]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1 and err[-1].startswith("streamrec eval p3: ")
+    assert "cannot be read as gzip-compressed UTF-8 CSV" in err[-1]

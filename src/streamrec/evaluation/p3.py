@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from streamrec.domain.recommend import SOURCE_POPULAR
-from streamrec.evaluation.datasets import DatasetMissing
+from streamrec.evaluation.datasets import DatasetInvalid, DatasetMissing
 from streamrec.evaluation.metrics import compared_intervals, hit_rate, hits, mrr, rank_of, reciprocal_ranks
 from streamrec.settings import Settings
 
@@ -73,15 +73,58 @@ def is_product_sale(row: dict[str, str]) -> bool:
     return not row["InvoiceNo"].startswith("C") and int(row["Quantity"]) > 0 and is_product(row["StockCode"])
 
 
+# The columns the protocols read, and how each must parse (an empty CustomerID or
+# UnitPrice is allowed: rows without a customer are dropped by the protocol's filter).
+RETAIL_COLUMNS = (
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+)
+
+
+def _retail_problem(row: dict[str | None, Any]) -> str | None:
+    if None in row or any(row.get(column) is None for column in RETAIL_COLUMNS):
+        return "the row does not have one field per column"
+    checks = (("Quantity", int, "a whole number"), ("InvoiceDate", datetime.fromisoformat, "a date and time"))
+    for column, parse, kind in checks:
+        try:
+            parse(row[column])
+        except ValueError:
+            return f"field {column!r} is {row[column][:40]!r}, not {kind}"
+    for column in ("UnitPrice", "CustomerID"):
+        if row[column]:
+            try:
+                float(row[column])
+            except ValueError:
+                return f"field {column!r} is {row[column][:40]!r}, not a number"
+    return None
+
+
 def retail_rows(data_dir: Path) -> Iterator[dict[str, str]]:
-    """Every row of the three parts, in file order (DatasetMissing names a missing part)."""
+    """Every row of the three parts, in file order (DatasetMissing names a missing part,
+    DatasetInvalid the file and line of a missing column or a malformed row)."""
     folder = data_dir / RETAIL_DIR
     for name in RETAIL_FILES:
         path = folder / name
         if not path.is_file():
             raise DatasetMissing(path, RETAIL_DIR)
-        with gzip.open(path, "rt", newline="", encoding="utf-8") as handle:
-            yield from csv.DictReader(handle)
+        try:
+            with gzip.open(path, "rt", newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                missing = [column for column in RETAIL_COLUMNS if column not in (reader.fieldnames or [])]
+                if missing:
+                    raise DatasetInvalid(path, f"no column {', '.join(map(repr, missing))}", 1)
+                for row in reader:
+                    problem = _retail_problem(row)
+                    if problem:
+                        raise DatasetInvalid(path, problem, reader.line_num)
+                    yield row
+        except (OSError, EOFError, UnicodeDecodeError, csv.Error) as error:
+            raise DatasetInvalid(path, f"cannot be read as gzip-compressed UTF-8 CSV: {error}") from None
 
 
 def load_online_retail(data_dir: Path) -> list[Invoice]:
