@@ -259,7 +259,10 @@ def run_content(
     training = without(train, cold)
     events = [event for invoice in training for event in invoice_events(invoice)]
     say(f"content: ingesting {len(events):,} training purchases ({len(training):,} invoices)")
-    model.bulk_load([events[n : n + ENGINE_BATCH] for n in range(0, len(events), ENGINE_BATCH)])
+    model.bulk_load(
+        [events[n : n + ENGINE_BATCH] for n in range(0, len(events), ENGINE_BATCH)],
+        lambda done, total: say(f"content: {done:,}/{total:,} training purchases"),
+    )
     views = {"engine": (), "behaviour_only": ("content",), "content_only": ("neighbours", "extended")}
     services = {
         name: RecommendationService(settings, model.users, RowsWithout(model.similarity, emptied))

@@ -17,6 +17,7 @@ events without a category then take their item's catalog category, as in product
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ from streamrec.repositories.memory import (
 from streamrec.settings import Settings
 
 SHARD = "shardId-000000000000"
+BULK_PROGRESS_EVENTS = 50_000
 
 
 @dataclass
@@ -102,13 +104,21 @@ class InMemoryEngine:
         if self.eager:
             self.flush()
 
-    def bulk_load(self, batches: list[list[dict[str, Any]]]) -> None:
+    def bulk_load(
+        self, batches: list[list[dict[str, Any]]], progress: Callable[[int, int], None] | None = None
+    ) -> None:
         """Ingest a history (one shard, batch by batch) and mark every row stale once at the
         end, instead of working out each batch's affected rows: rows are pure functions of
-        the counts, so the rows requests then see are the same."""
+        the counts, so the rows requests then see are the same. ``progress(events done,
+        events in all)`` is called every :data:`BULK_PROGRESS_EVENTS` events or so."""
+        total, done, reported = sum(len(events) for events in batches), 0, 0
         for events in batches:
             self.ingest_service.ingest(self._sequenced(events), SHARD)
             self.changes.drain()
+            done += len(events)
+            if progress is not None and done - reported >= BULK_PROGRESS_EVENTS:
+                progress(done, total)
+                reported = done
         # Items with counts, and items with stats only (no pair yet), whose rows carry their support.
         known = set(self.cooccurrence.items()) | set(self.item_stats.rows)
         self.stale_rows |= {item for item in known if not item.startswith("#")}

@@ -357,7 +357,12 @@ def run_p3(
         clock = time.monotonic()
         model = InMemoryEngine(settings)
         events = [event for invoice in train for event in invoice_events(invoice)]
-        model.bulk_load([events[n : n + ENGINE_BATCH] for n in range(0, len(events), ENGINE_BATCH)])
+        model.bulk_load(
+            [events[n : n + ENGINE_BATCH] for n in range(0, len(events), ENGINE_BATCH)],
+            (lambda done, total: progress(f"P3: {done:,}/{total:,} training purchases"))
+            if progress
+            else None,
+        )
         seconds["engine"] += time.monotonic() - clock
     rules = Rules(train) if {"rules-lift", "rules-confidence"} & set(peers) else None
     knn = {name: DailyItemKNN(*IMPLICIT_PEERS[name]) for name in peers if name in IMPLICIT_PEERS}
