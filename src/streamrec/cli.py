@@ -938,9 +938,9 @@ def catalog_record_data(record: dict[str, Any]) -> bytes:
 
 def _oversized(data: bytes) -> str:
     """Why the ingest would dead-letter ``data`` for its size ("" if it would not)."""
-    from streamrec.stream import MAX_RECORD_BYTES
+    from streamrec.stream import MAX_RECORD_BYTES, record_size
 
-    size = len(base64.b64encode(data)) * 3 // 4  # as the ingest measures it (stream.RecordCollector)
+    size = record_size(base64.b64encode(data))
     if size <= MAX_RECORD_BYTES:
         return ""
     return (

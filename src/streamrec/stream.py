@@ -58,6 +58,11 @@ MAX_REASON_CHARS = 1_000
 # before parsing (the schema ignores unknown fields, so they would otherwise be accepted).
 MAX_RECORD_BYTES = 16 * 1024
 
+
+def record_size(data_base64: str | bytes) -> int:
+    """A record's size as the ingest measures it: 3/4 of its base64 data as delivered."""
+    return len(data_base64) * 3 // 4
+
 Applicable = list[tuple[KinesisStreamRecord, Any]]
 
 
@@ -174,7 +179,7 @@ class RecordCollector:
 
     def __call__(self, record: KinesisStreamRecord) -> None:
         # Parsing is a pure function of the record: whatever it raises, a retry would too.
-        size = len(record.kinesis.data) * 3 // 4  # base64 as delivered
+        size = record_size(record.kinesis.data)
         if size > MAX_RECORD_BYTES:
             self.rejected.append(
                 dead_letter(record, f"record of about {size} bytes is over the {MAX_RECORD_BYTES}-byte limit")
