@@ -142,6 +142,19 @@ _PEER_MODULES = {
 }
 
 
+# What a command reports as one line ("streamrec eval <command>: <message>", exit 1): bad
+# data, a missing extra, a bad --peers or --set value, or nothing to evaluate.
+USER_ERRORS = (
+    DatasetMissing,
+    DatasetInvalid,
+    ExtraMissing,
+    UnknownPeer,
+    NoTargets,
+    argparse.ArgumentTypeError,
+    ConfigurationError,
+)
+
+
 def require_extra(peers: Sequence[str] = (), plot: bool = False) -> None:
     """Fail before any work when a selected peer (or the plot) lacks its package."""
     import importlib.util
@@ -254,7 +267,7 @@ def _cmd_p1(args: argparse.Namespace) -> int:
             max_test_events=args.max_test_events,
             engine=not args.no_engine,
         )
-    except (DatasetMissing, DatasetInvalid, ExtraMissing, UnknownPeer, NoTargets) as error:
+    except USER_ERRORS as error:
         print(f"streamrec eval p1: {error}", file=sys.stderr)
         return 1
     if "rtrec" in summary["peers"] and args.max_test_events is None:
@@ -316,7 +329,7 @@ def _cmd_p2(args: argparse.Namespace) -> int:
         result = run_p2_command(
             args.data, k=args.k, peers=_names(args.peers), progress=_progress(args), dump_prefix=args.dump
         )
-    except (DatasetMissing, DatasetInvalid, ExtraMissing, UnknownPeer, NoTargets) as error:
+    except USER_ERRORS as error:
         print(f"streamrec eval p2: {error}", file=sys.stderr)
         return 1
     return _write_json(result, args.out, "p2")
@@ -385,7 +398,7 @@ def _cmd_p4(args: argparse.Namespace) -> int:
     command = fit_p4_command if args.fit else run_p4_command
     try:
         result = command(args.data, progress=_progress(args))
-    except (DatasetMissing, DatasetInvalid, NoTargets) as error:
+    except USER_ERRORS as error:
         print(f"streamrec eval p4: {error}", file=sys.stderr)
         return 1
     return _write_json(result, args.out, "p4")
@@ -402,7 +415,7 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
         train = read_session_file(args.train, args.sep, args.session_col, args.item_col, args.time_col)
         test = read_session_file(args.test, args.sep, args.session_col, args.item_col, args.time_col)
         check_positions(test, args.test)
-    except (DatasetMissing, DatasetInvalid, ExtraMissing, UnknownPeer, NoTargets) as error:
+    except USER_ERRORS as error:
         print(f"streamrec eval sessions: {error}", file=sys.stderr)
         return 1
     dump = {args.mode: args.dump} if args.dump else None
@@ -511,15 +524,7 @@ def _cmd_p3(args: argparse.Namespace) -> int:
             max_invoices=args.max_invoices,
             validation=args.validation,
         )
-    except (
-        DatasetMissing,
-        DatasetInvalid,
-        ExtraMissing,
-        UnknownPeer,
-        NoTargets,
-        argparse.ArgumentTypeError,
-        ConfigurationError,
-    ) as error:
+    except USER_ERRORS as error:
         print(f"streamrec eval p3: {error}", file=sys.stderr)
         return 1
     return _write_json(result, args.out, "p3")
@@ -564,13 +569,7 @@ def _cmd_content(args: argparse.Namespace) -> int:
             max_invoices=args.max_invoices,
             validation=args.validation,
         )
-    except (
-        DatasetMissing,
-        DatasetInvalid,
-        NoTargets,
-        argparse.ArgumentTypeError,
-        ConfigurationError,
-    ) as error:
+    except USER_ERRORS as error:
         print(f"streamrec eval content: {error}", file=sys.stderr)
         return 1
     return _write_json(result, args.out, "content")
@@ -687,7 +686,7 @@ def _cmd_all(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         content_result = run_content_command(data_dir, progress=progress)
-    except (DatasetMissing, DatasetInvalid, ExtraMissing, UnknownPeer, NoTargets) as error:
+    except USER_ERRORS as error:
         print(f"streamrec eval all: {error}", file=sys.stderr)
         return 1
     if not args.with_rtrec:
