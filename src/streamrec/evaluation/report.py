@@ -277,7 +277,8 @@ def _content_section(result: dict[str, Any]) -> list[str]:
         "bought before, and for each of its first 10 products X, X's top-10 similar items (what "
         "`GET /items/X/similar?k=10` answers, popular padding included) against the invoice's other "
         "products. *behaviour only* is the same engine with the content lists removed (what it "
-        "answers without a catalog); *content only* has the collaborative lists removed. Brackets: "
+        "answers without a catalog); *content only* has the collaborative lists removed (a cold "
+        "product's list keeps its share of popular items). Brackets: "
         f"95% bootstrap over customers. Wall time {result.get('wall_time_s', 0):,.0f} s.",
         "",
     ]
