@@ -20,7 +20,7 @@ import csv
 import math
 import time as _time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -146,6 +146,18 @@ def _field(path: Path, line: int, row: dict[str | None, Any], column: str) -> st
     return str(value)
 
 
+def _parsed[T](
+    path: Path, line: int, row: dict[str | None, Any], column: str, parse: Callable[[str], T], kind: str
+) -> tuple[str, T]:
+    """The row's ``column`` (stripped) and its value by ``parse``; DatasetInvalid saying it
+    is not ``kind`` (e.g. "a whole number of epoch seconds") when ``parse`` refuses it."""
+    text = _field(path, line, row, column)
+    try:
+        return text, parse(text)
+    except ValueError:
+        raise DatasetInvalid(path, f"field {column!r} is {text!r}, not {kind}", line) from None
+
+
 def _entity_id(path: Path, line: int, row: dict[str | None, Any], column: str) -> str:
     """The row's ``column`` as a user/item id the engine's event schema accepts."""
     value = _field(path, line, row, column)
@@ -252,13 +264,7 @@ def load_taobao(data_dir: Path, warmup_end: float = TAOBAO_WARMUP_END) -> Stream
                     f"field 'behavior_type' is {behaviour!r}, not one of {', '.join(TAOBAO_EVENT_TYPES)}",
                     line,
                 )
-            stamp = _field(path, line, row, "timestamp")
-            try:
-                timestamp = int(stamp)
-            except ValueError:
-                raise DatasetInvalid(
-                    path, f"field 'timestamp' is {stamp!r}, not a whole number of epoch seconds", line
-                ) from None
+            stamp, timestamp = _parsed(path, line, row, "timestamp", int, "a whole number of epoch seconds")
             _event_time(path, line, "timestamp", stamp, timestamp)
             events.append(
                 {
@@ -361,21 +367,11 @@ def diginetica_split(data_dir: Path) -> tuple[list[Click], list[Click]]:
     rows: list[tuple[str, str, str, int]] = []
     with _csv_rows(path, ";", DIGINETICA_COLUMNS) as lines:
         for line, row in lines:
-            text = _field(path, line, row, "eventdate")
-            try:
-                day = date.fromisoformat(text).isoformat()
-            except ValueError:
-                raise DatasetInvalid(
-                    path, f"field 'eventdate' is {text!r}, not a YYYY-MM-DD date", line
-                ) from None
+            text, day = _parsed(
+                path, line, row, "eventdate", lambda t: date.fromisoformat(t).isoformat(), "a YYYY-MM-DD date"
+            )
             _event_time(path, line, "eventdate", text, _midnight_utc(day))
-            frame = _field(path, line, row, "timeframe")
-            try:
-                timeframe = int(frame)
-            except ValueError:
-                raise DatasetInvalid(
-                    path, f"field 'timeframe' is {frame!r}, not a whole number of milliseconds", line
-                ) from None
+            _, timeframe = _parsed(path, line, row, "timeframe", int, "a whole number of milliseconds")
             session, item = _entity_id(path, line, row, "session_id"), _entity_id(path, line, row, "item_id")
             rows.append((session, item, day, timeframe))
     if not rows:
