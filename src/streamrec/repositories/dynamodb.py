@@ -8,8 +8,10 @@ round trips and units we count. Throttling is retried by botocore (``AWS_RETRY_M
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -433,13 +435,94 @@ def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
     )
 
 
-def _list_from_item(item: dict[str, Any] | None) -> PopularList:
+# A list whose entries take more than LIST_PART_BYTES (JSON) is split across part rows, so
+# that no list meets DynamoDB's 400 KB item limit. Only the out-of-stock set grows that
+# large (popular lists hold at most 100 entries). The base row then holds the part count and
+# a digest of each part instead of the entries; an entry's part is crc32(item id) modulo the
+# part count, so a stock change rewrites its own part only. All of a write's rows go in one
+# transaction conditional on the base row's version, whose 4 MB and 100-action limits bound
+# the parts: MAX_LIST_PARTS of LIST_PART_BYTES (some 127,000 entries of 10-character ids).
+LIST_PART_BYTES = 60_000
+MAX_LIST_PARTS = 64
+
+
+class ListTooLargeError(ValueError):
+    """A list's entries do not fit in MAX_LIST_PARTS part rows (deterministic: retrying
+    cannot help, so a stream record that hits it is dead-lettered)."""
+
+
+def _keys(ids: Iterable[str]) -> list[dict[str, Any]]:
+    return [{"item_id": {"S": key}} for key in ids]
+
+
+def list_part_key(name: str, part: int) -> str:
+    """Key of part ``part`` of list ``name`` (``#`` never starts an id, and no list name
+    starts with ``#part:``)."""
+    return f"#part:{part}:{name}"
+
+
+def _encode_entries(entries: Sequence[tuple[str, float]]) -> str:
+    return json.dumps([[i, w] for i, w in entries], separators=(",", ":"))
+
+
+def _decode_entries(text: str) -> list[tuple[str, float]]:
+    return [(i, w) for i, w in json.loads(text)]
+
+
+def _split_entries(entries: Sequence[tuple[str, float]], parts: int) -> list[str]:
+    """The entries' JSON per part (each part's entries keep their order)."""
+    split: list[list[tuple[str, float]]] = [[] for _ in range(parts)]
+    for entry in entries:
+        split[zlib.crc32(entry[0].encode()) % parts].append(entry)
+    return [_encode_entries(part) for part in split]
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _list_layout(
+    name: str, entries: Sequence[tuple[str, float]], whole: str, current_parts: int
+) -> list[str]:
+    """The encoded parts of a list to store (``whole``: all its entries encoded): one while
+    it fits in a row, else the current number of parts (never fewer than 2) doubled until
+    each part fits.
+
+    Raises:
+        ListTooLargeError: when MAX_LIST_PARTS parts are not enough.
+    """
+    # Back to one row only well below the limit, so a list near it does not flip its
+    # layout (and rewrite every part) at each change.
+    if len(whole) <= LIST_PART_BYTES and (current_parts == 1 or len(whole) <= LIST_PART_BYTES // 2):
+        return [whole]
+    if any(a[0] > b[0] for a, b in zip(entries, entries[1:], strict=False)):
+        raise ValueError(f"{name}: a list split across rows must be in item id order (it reads back so)")
+    parts = max(2, current_parts)
+    while True:
+        encoded = _split_entries(entries, parts)
+        if max(len(part) for part in encoded) <= LIST_PART_BYTES:
+            return encoded
+        if parts * 2 > MAX_LIST_PARTS:
+            raise ListTooLargeError(
+                f"{name} holds {len(entries):,} entries ({len(whole):,} bytes as JSON): more than "
+                f"{MAX_LIST_PARTS} rows of {LIST_PART_BYTES:,} bytes can take"
+            )
+        parts *= 2
+
+
+def _list_head(item: dict[str, Any] | None) -> tuple[PopularList, list[str]]:
+    """The list a base row holds and the digests of its parts (none: the entries are in
+    the row itself)."""
     if not item:
-        return PopularList()
-    return PopularList(
-        [(i, w) for i, w in json.loads(item["items"]["S"])],
-        int(item["version"]["N"]),
-        int(item.get("epoch", {}).get("N", 0)),
+        return PopularList(), []
+    digests = json.loads(item["digests"]["S"]) if "digests" in item else []
+    return (
+        PopularList(
+            [] if digests else _decode_entries(item["items"]["S"]),
+            int(item["version"]["N"]),
+            int(item.get("epoch", {}).get("N", 0)),
+        ),
+        digests,
     )
 
 
@@ -454,14 +537,46 @@ class DynamoSimilarityRepository:
         list_names = set(lists)
         rows: dict[str, SimilarityRow] = {}
         found: dict[str, PopularList] = {name: PopularList() for name in lists}
+        split: dict[str, list[str]] = {}
         for item in self.table.batch_get([{"item_id": {"S": i}} for i in wanted], consistent):
             key = item["item_id"]["S"]
             if key in list_names:
-                found[key] = _list_from_item(item)
+                found[key], digests = _list_head(item)
+                if digests:
+                    split[key] = digests
             else:
                 row = _row_from_item(item)
                 rows[row.item_id] = row
+        if split:  # a second read, only for lists too large for one row
+            self._read_parts(found, split, consistent)
         return rows, found
+
+    def _read_parts(
+        self, found: dict[str, PopularList], split: Mapping[str, list[str]], consistent: bool
+    ) -> None:
+        """Fill the split lists of ``found`` (name -> its parts' digests) from their part
+        rows, in item id order (each part is; a list is split only when it is). A part that
+        an eventually consistent read returns missing or other than its head names (a write
+        in flight) is read again consistently."""
+        wanted = {
+            list_part_key(name, part): (name, digest)
+            for name, digests in split.items()
+            for part, digest in enumerate(digests)
+        }
+        parts = {item["item_id"]["S"]: item for item in self.table.batch_get(_keys(wanted), consistent)}
+        stale = [
+            key
+            for key, (_, digest) in wanted.items()
+            if parts.get(key, {}).get("digest", {}).get("S") != digest
+        ]
+        if stale and not consistent:
+            parts.update((item["item_id"]["S"], item) for item in self.table.batch_get(_keys(stale), True))
+        entries: dict[str, list[tuple[str, float]]] = {name: [] for name in split}
+        for key, item in parts.items():
+            entries[wanted[key][0]].extend(_decode_entries(item["items"]["S"]))
+        for name, listed in entries.items():
+            listed.sort(key=lambda entry: entry[0])
+            found[name].items = listed
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None:
         items = [
@@ -478,31 +593,82 @@ class DynamoSimilarityRepository:
         self.table.batch_put(items)
 
     def get_list(self, name: str) -> PopularList:
+        found, digests = self._get_head(name)
+        if digests:
+            self._read_parts({name: found}, {name: digests}, consistent=True)
+        return found
+
+    def _get_head(self, name: str) -> tuple[PopularList, list[str]]:
         response = self.table.call(
             "get_item", TableName=self.table.name, Key={"item_id": {"S": name}}, ConsistentRead=True
         )
-        return _list_from_item(response.get("Item"))
+        return _list_head(response.get("Item"))
 
     def put_list(self, name: str, popular: PopularList) -> None:
         condition = "attribute_not_exists(item_id)" if popular.version == 0 else "version = :v"
         extra = (
             {} if popular.version == 0 else {"ExpressionAttributeValues": {":v": {"N": str(popular.version)}}}
         )
+        whole = _encode_entries(popular.items)
+        digests: list[str] = []
+        if len(whole) > LIST_PART_BYTES // 2 and popular.version:
+            # Large enough that the stored layout matters: read it (small lists skip this).
+            stored, digests = self._get_head(name)
+            if stored.version != popular.version:
+                raise ConcurrentUpdateError(f"{name} changed concurrently")
+        parts = _list_layout(name, popular.items, whole, max(1, len(digests)))
+        head = {
+            "item_id": {"S": name},
+            "version": {"N": str(popular.version + 1)},
+            "epoch": {"N": str(popular.epoch)},
+        }
+        if len(parts) == 1:
+            try:
+                self.table.call(
+                    "put_item",
+                    TableName=self.table.name,
+                    Item={**head, "items": {"S": parts[0]}},
+                    ConditionExpression=condition,
+                    **extra,
+                )
+            except ClientError as error:
+                raise ConcurrentUpdateError(f"{name} changed concurrently") from error
+            return
+        new_digests = [_digest(part) for part in parts]
+        # Same layout: only the parts whose digest changed are written.
+        changed = [
+            n for n, digest in enumerate(new_digests) if len(digests) != len(parts) or digests[n] != digest
+        ]
+        actions: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.table.name,
+                    "Item": {**head, "digests": {"S": json.dumps(new_digests)}},
+                    "ConditionExpression": condition,
+                    **extra,
+                }
+            }
+        ]
+        actions += [
+            {
+                "Put": {
+                    "TableName": self.table.name,
+                    "Item": {
+                        "item_id": {"S": list_part_key(name, n)},
+                        "items": {"S": parts[n]},
+                        "digest": {"S": new_digests[n]},
+                    },
+                }
+            }
+            for n in changed
+        ]
         try:
-            self.table.call(
-                "put_item",
-                TableName=self.table.name,
-                Item={
-                    "item_id": {"S": name},
-                    "items": {"S": json.dumps([[i, w] for i, w in popular.items], separators=(",", ":"))},
-                    "version": {"N": str(popular.version + 1)},
-                    "epoch": {"N": str(popular.epoch)},
-                },
-                ConditionExpression=condition,
-                **extra,
-            )
+            self.table.call("transact_write_items", TransactItems=actions)
         except ClientError as error:
-            raise ConcurrentUpdateError(f"{name} changed concurrently") from error
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in reasons):
+                raise ConcurrentUpdateError(f"{name} changed concurrently") from error
+            raise RepositoryError(f"TransactWriteItems of {name} failed: {reasons or error}") from error
 
 
 # ---- Trends -----------------------------------------------------------------------------
