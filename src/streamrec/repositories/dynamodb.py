@@ -49,6 +49,7 @@ from streamrec.domain.trends import (
     entries_from_json,
     entries_to_json,
 )
+from streamrec.observability import logger
 from streamrec.repositories.base import (
     ConcurrentUpdateError,
     DeadLetter,
@@ -70,6 +71,11 @@ UNPROCESSED_RETRIES = 8
 # (thousands of UpdateItems) without changing what is written. boto3 clients are thread-safe.
 WRITE_CONCURRENCY = 8
 COUNT_PREFIX = "c:"  # neighbour attributes of co-occurrence rows
+# A count row at DynamoDB's 400 KB item limit drops its weakest PRUNE_SHARE of counts to
+# make room (see DynamoCooccurrenceRepository.make_room); a write is retried after at most
+# this many such prunings before it fails.
+MAKE_ROOM_ATTEMPTS = 2
+PRUNE_SHARE = 0.25
 
 
 def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -139,16 +145,17 @@ class DynamoTable:
         rows: Sequence[tuple[dict[str, Any], Sequence[Delta], Mapping[str, str | int]]],
         shard: str,
         attribute_name: Callable[[str], str] = str,
+        make_room: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """:meth:`apply_guarded` for many rows, concurrently; returns when all are written
         and raises the first failure (the batch is then retried; guards absorb the rest)."""
         if len(rows) <= 1:
             for key, deltas, strings in rows:
-                self.apply_guarded(key, deltas, shard, attribute_name, strings)
+                self.apply_guarded(key, deltas, shard, attribute_name, strings, make_room)
             return
         with ThreadPoolExecutor(max_workers=min(WRITE_CONCURRENCY, len(rows))) as pool:
             futures = [
-                pool.submit(self.apply_guarded, key, deltas, shard, attribute_name, strings)
+                pool.submit(self.apply_guarded, key, deltas, shard, attribute_name, strings, make_room)
                 for key, deltas, strings in rows
             ]
             for future in futures:
@@ -161,15 +168,20 @@ class DynamoTable:
         shard: str,
         attribute_name: Callable[[str], str] = str,
         strings: Mapping[str, str | int] | None = None,
+        make_room: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """ADD the deltas this row lacks, and advance its replay guard, in one UpdateItem
         (``strings``: attributes SET in the same write; an int is stored as a number).
 
         The condition "guard < first sequence" makes the write all-or-nothing per record
-        range; when it fails, the stored guard tells which deltas are still missing.
+        range; when it fails, the stored guard tells which deltas are still missing. When
+        DynamoDB refuses a write for taking the row over its 400 KB item limit, ``make_room``
+        (if given) shrinks the row and the write is tried again, up to MAKE_ROOM_ATTEMPTS
+        times.
         """
         guard = guard_attribute(shard)
         missing = list(deltas)
+        room_made = 0
         while missing:
             part = _guarded_part(missing)
             totals = summed(part)
@@ -195,6 +207,11 @@ class DynamoTable:
                     ExpressionAttributeValues=values,
                 )
                 missing = missing[len(part) :]
+            except RepositoryError as error:
+                if make_room is None or room_made >= MAKE_ROOM_ATTEMPTS or not _over_item_limit(error):
+                    raise
+                make_room(key)
+                room_made += 1
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
@@ -208,6 +225,17 @@ class DynamoTable:
                 )
                 applied = stored.get("Item", {}).get(guard, {}).get("S")
                 missing = pending(missing, applied)
+
+
+def _over_item_limit(error: RepositoryError) -> bool:
+    """Whether DynamoDB refused a write for taking an item over its 400 KB limit."""
+    cause = error.__cause__
+    if not isinstance(cause, ClientError):
+        return False
+    details = cause.response.get("Error", {})
+    return details.get("Code") == "ValidationException" and "exceeded the maximum allowed size" in str(
+        details.get("Message", "")
+    )
 
 
 def _guarded_part(deltas: Sequence[Delta]) -> list[Delta]:
@@ -346,7 +374,45 @@ class DynamoCooccurrenceRepository:
             ({"item_id": {"S": item}, "block": {"N": str(block)}}, row_deltas, {})
             for (item, block), row_deltas in deltas.items()
         ]
-        self.table.apply_guarded_many(rows, shard, attribute_name=lambda neighbour: COUNT_PREFIX + neighbour)
+        self.table.apply_guarded_many(
+            rows, shard, attribute_name=lambda neighbour: COUNT_PREFIX + neighbour, make_room=self.make_room
+        )
+
+    def make_room(self, key: dict[str, Any]) -> None:
+        """Remove the weakest PRUNE_SHARE of a count row's counts (ties: the smaller id goes
+        first): the row is at DynamoDB's 400 KB item limit, and the weakest partners are the
+        ones that matter least to an item's top-K neighbours.
+
+        Lossy by design: a removed partner seen again restarts from its new increment. The
+        replay guards stay, so nothing is counted twice; a concurrent increment of a removed
+        partner may be removed with it (it was among the weakest). REMOVE in UpdateItems of
+        MAX_ATTRIBUTES_PER_UPDATE names, each within the 4 KB expression limit.
+        """
+        item = self.table.call("get_item", TableName=self.table.name, Key=key, ConsistentRead=True).get(
+            "Item", {}
+        )
+        counts = sorted(
+            (float(value["N"]), name) for name, value in item.items() if name.startswith(COUNT_PREFIX)
+        )
+        dropped = [name for _, name in counts[: max(1, int(len(counts) * PRUNE_SHARE))]] if counts else []
+        logger.warning(
+            "count row at the item size limit: removing its weakest counts",
+            extra={
+                "item_id": key["item_id"]["S"],
+                "block": key["block"]["N"],
+                "counts": len(counts),
+                "removed": len(dropped),
+            },
+        )
+        for chunk in _chunks(dropped, MAX_ATTRIBUTES_PER_UPDATE):
+            names = {f"#{index}": name for index, name in enumerate(chunk)}
+            self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=key,
+                UpdateExpression="REMOVE " + ", ".join(names),
+                ExpressionAttributeNames=names,
+            )
 
 
 class DynamoItemStatsRepository:
