@@ -1,6 +1,7 @@
 """A user event whose write DynamoDB keeps rejecting (e.g. a count row over the 400 KB item
-limit even after removing its weakest counts) is dead-lettered as "write rejected": some of its count rows may already hold its
-increments, so `dlq redrive` keeps it unless told to re-drive it anyway."""
+limit even after removing its weakest counts) is dead-lettered as "write rejected": some of
+its count rows may already hold its increments, so `dlq redrive` keeps it unless told to
+re-drive it anyway."""
 
 from __future__ import annotations
 
