@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from streamrec.bench.dynamo import (
     MeteredDynamoClient,
     item_size,
@@ -10,9 +14,13 @@ from streamrec.bench.dynamo import (
     write_units,
 )
 from streamrec.bench.runs import moto_cross_check
-from streamrec.repositories.dynamodb import DynamoTable
+from streamrec.domain.model import OUT_OF_STOCK_ROW, PopularList
+from streamrec.repositories.base import ConcurrentUpdateError
+from streamrec.repositories.dynamodb import DynamoSimilarityRepository, DynamoTable
 
 from .conftest import ROOT
+
+T0 = 1_764_000_000.0
 
 
 def test_sizes_follow_the_developer_guide():
@@ -96,3 +104,18 @@ def test_cost_replay_merges_writes_below_the_naive_design():
     assert 0 < production < changed_only  # a batch's deltas merge into one write per row
     assert cost["ratio_vs_naive"] == production / every_pair
     assert set(cost["blocks_sweep"]) == {"16", "4"}
+
+
+def test_metered_client_takes_a_split_list_like_dynamodb():
+    client = MeteredDynamoClient({"t": ("item_id",)})
+    similarity = DynamoSimilarityRepository(DynamoTable("t", client))
+    entries = sorted((f"sku-{n:07d}", T0 + n) for n in range(20_000))
+    similarity.put_list(OUT_OF_STOCK_ROW, PopularList(entries, 0, 0))
+    assert similarity.get_list(OUT_OF_STOCK_ROW) == PopularList(entries, 1, 0)
+    (head,) = [item for item in client.items("t") if item["item_id"]["S"] == OUT_OF_STOCK_ROW]
+    parts = len(json.loads(head["digests"]["S"]))
+    meter = client.meters["t"]
+    assert parts >= 8 and meter.calls["TransactWriteItems.Put"] == 1 + parts
+    assert meter.write_units >= 2 * 566  # some 580,000 bytes (566 KiB) written, each KiB billed twice
+    with pytest.raises(ConcurrentUpdateError):
+        similarity.put_list(OUT_OF_STOCK_ROW, PopularList(entries[1:], 0, 0))  # a stale version

@@ -8,6 +8,7 @@ import json
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from streamrec.domain.catalog import CatalogService, SequencedUpsert
 from streamrec.domain.model import OUT_OF_STOCK_ROW, PopularList, sequence_key
@@ -15,7 +16,7 @@ from streamrec.domain.recommend import out_of_stock
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import parse_record
 from streamrec.repositories import dynamodb
-from streamrec.repositories.base import ConcurrentUpdateError
+from streamrec.repositories.base import ConcurrentUpdateError, RepositoryError
 from streamrec.repositories.dynamodb import (
     DynamoCatalogRepository,
     DynamoSimilarityRepository,
@@ -80,10 +81,13 @@ def test_a_large_list_is_split_across_rows_and_read_back_whole(stored):
     similarity.put_list(OUT_OF_STOCK_ROW, PopularList(entries, 0, 0))
 
     head = _raw(client, table, OUT_OF_STOCK_ROW)
-    assert head is not None and "items" not in head
+    assert head is not None and head["items"]["S"] == "[]"  # a reader from before splits sees none
     parts = len(json.loads(head["digests"]["S"]))
     assert parts >= 16 and parts & (parts - 1) == 0  # a power of two
-    sizes = [len(_raw(client, table, list_part_key(OUT_OF_STOCK_ROW, n))["items"]["S"]) for n in range(parts)]
+    sizes = [
+        len(_raw(client, table, list_part_key(OUT_OF_STOCK_ROW, n, parts))["items"]["S"])
+        for n in range(parts)
+    ]
     assert max(sizes) <= dynamodb.LIST_PART_BYTES and sum(sizes) > 400_000
 
     assert similarity.get_list(OUT_OF_STOCK_ROW) == PopularList(entries, 1, 0)
@@ -180,32 +184,109 @@ def test_the_catalog_keeps_a_large_out_of_stock_set_on_dynamodb(aws, stored):
         assert len(held) == 20_000 + (not in_stock) and ("tent-new" in held) is (not in_stock)
 
 
-def test_a_part_other_than_its_head_names_is_read_again_consistently(stored):
-    # An eventually consistent read may meet a part row of another write than its head's.
+def _write_between_head_and_parts(similarity, write) -> None:
+    """Make ``write()`` land after the adapter's next read of a head, before its parts."""
+    batch_get = similarity.table.batch_get
+    pending = [write]
+
+    def interleaved(keys, consistent=False):
+        if pending and keys[0]["item_id"]["S"].startswith("#part:"):
+            pending.pop()()
+        return batch_get(keys, consistent)
+
+    similarity.table.batch_get = interleaved
+
+
+@pytest.mark.parametrize("consistent", [False, True])
+def test_a_write_between_the_head_and_its_parts_is_never_read_half(stored, consistent):
     table, client, similarity = stored
     entries = _entries(20_000)
     similarity.put_list(OUT_OF_STOCK_ROW, PopularList(entries, 0, 0))
-    key = list_part_key(OUT_OF_STOCK_ROW, 3)
+    changed = [*entries[:5], *entries[6:]]  # one item back in stock: one part changes
+    writer = DynamoSimilarityRepository(DynamoTable(table, client))
+    _write_between_head_and_parts(
+        similarity, lambda: writer.put_list(OUT_OF_STOCK_ROW, PopularList(changed, 1, 0))
+    )
+    _, lists = similarity.get_many([], [OUT_OF_STOCK_ROW], consistent)
+    assert lists[OUT_OF_STOCK_ROW] == PopularList(changed, 2, 0)  # the new list, whole
+
+
+def test_a_read_across_a_change_of_layout_gets_the_old_list_whole(stored):
+    table, client, similarity = stored
+    entries = _entries(20_000)
+    similarity.put_list(OUT_OF_STOCK_ROW, PopularList(entries, 0, 0))
+    grown = _entries(40_000)  # twice the parts: other rows
+    writer = DynamoSimilarityRepository(DynamoTable(table, client))
+    _write_between_head_and_parts(
+        similarity, lambda: writer.put_list(OUT_OF_STOCK_ROW, PopularList(grown, 1, 0))
+    )
+    _, lists = similarity.get_many([], [OUT_OF_STOCK_ROW])
+    assert lists[OUT_OF_STOCK_ROW] == PopularList(entries, 1, 0)  # a consistent snapshot, if stale
+    assert similarity.get_list(OUT_OF_STOCK_ROW) == PopularList(grown, 2, 0)
+    head = json.loads(_raw(client, table, OUT_OF_STOCK_ROW)["digests"]["S"])
+    assert len(head) == 32
+
+
+def test_parts_that_never_match_their_head_fail_the_read(stored):
+    table, client, similarity = stored
+    similarity.put_list(OUT_OF_STOCK_ROW, PopularList(_entries(20_000), 0, 0))
+    key = list_part_key(OUT_OF_STOCK_ROW, 3, 16)
     part = _raw(client, table, key)
     assert part is not None
-    client.put_item(TableName=table, Item={**part, "digest": {"S": "in-flight"}})
-    reads: list[dict] = []
+    client.put_item(TableName=table, Item={**part, "digest": {"S": "tampered"}})
+    with pytest.raises(ConcurrentUpdateError, match="kept changing"):
+        similarity.get_many([], [OUT_OF_STOCK_ROW])
 
-    def record(params, model, **_kwargs):
-        if model.name == "BatchGetItem":
-            reads.append(params["RequestItems"][table])
 
-    client.meta.events.register("provide-client-params.dynamodb", record)
-    _, lists = similarity.get_many([], [OUT_OF_STOCK_ROW])
-    assert lists[OUT_OF_STOCK_ROW].items == entries
-    parts = len(json.loads(_raw(client, table, OUT_OF_STOCK_ROW)["digests"]["S"]))
-    # The head, every part, then the one stale part again, consistently.
-    assert [(len(r["Keys"]), r.get("ConsistentRead", False)) for r in reads] == [
-        (1, False),
-        (parts, False),
-        (1, True),
-    ]
-    assert reads[2]["Keys"] == [{"item_id": {"S": key}}]
+class _Refusing:
+    """A client whose TransactWriteItems and PutItem fail with ``error``."""
+
+    def __init__(self, client, error: ClientError) -> None:
+        self.client, self.error = client, error
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def transact_write_items(self, **_kwargs):
+        raise self.error
+
+    def put_item(self, **_kwargs):
+        raise self.error
+
+
+def _cancelled(reason: str) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+            "CancellationReasons": [{"Code": reason}],
+        },
+        "TransactWriteItems",
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "raised"),
+    [
+        (_cancelled("ConditionalCheckFailed"), ConcurrentUpdateError),  # lost the race: retry the read
+        (_cancelled("TransactionConflict"), ConcurrentUpdateError),
+        (_cancelled("ValidationError"), ValueError),  # deterministic: dead-lettered
+        (_cancelled("ThrottlingError"), RepositoryError),  # transient: the batch is retried
+    ],
+)
+def test_a_refused_transaction_is_told_apart_by_its_reason(stored, error, raised):
+    table, client, _ = stored
+    refusing = DynamoSimilarityRepository(DynamoTable(table, _Refusing(client, error)))
+    with pytest.raises(raised) as caught:
+        refusing.put_list(OUT_OF_STOCK_ROW, PopularList(_entries(20_000), 0, 0))
+    assert raised is not RepositoryError or not isinstance(caught.value, ConcurrentUpdateError)
+
+
+def test_a_one_row_write_meeting_a_transaction_is_a_lost_race(stored):
+    table, client, _ = stored
+    conflict = ClientError({"Error": {"Code": "TransactionConflictException", "Message": "x"}}, "PutItem")
+    refusing = DynamoSimilarityRepository(DynamoTable(table, _Refusing(client, conflict)))
+    with pytest.raises(ConcurrentUpdateError):
+        refusing.put_list(OUT_OF_STOCK_ROW, PopularList(_entries(3), 0, 0))
 
 
 def test_a_stock_change_past_every_part_is_dead_lettered_with_its_reason(aws, stored, monkeypatch):

@@ -115,6 +115,16 @@ def _condition_failed(operation: str) -> ClientError:
     )
 
 
+def _transaction_cancelled() -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+            "CancellationReasons": [{"Code": "ConditionalCheckFailed"}],
+        },
+        "TransactWriteItems",
+    )
+
+
 _TERM = re.compile(
     r"^\s*(?:attribute_not_exists\((?P<missing>[^)]+)\)|(?P<left>\S+)\s*(?P<op><|=)\s*(?P<right>\S+))\s*$"
 )
@@ -182,13 +192,20 @@ class MeteredDynamoClient:
                     return True
         return False
 
-    def _write(self, table: str, key: tuple[Any, ...], after: dict[str, Any] | None, operation: str) -> None:
+    def _write(
+        self,
+        table: str,
+        key: tuple[Any, ...],
+        after: dict[str, Any] | None,
+        operation: str,
+        transactional: bool = False,
+    ) -> None:
         """Meter a write of ``after`` (None: the item is deleted or left as it was)."""
         sizes = self.sizes[table]
         before = sizes.get(key, 0)
         size = item_size(after) if after is not None else before
         meter = self.meters[table]
-        meter.write_units += write_units(before, size)
+        meter.write_units += write_units(before, size, transactional)
         meter.writes += 1
         meter.calls[operation] += 1
         if after is not None:
@@ -285,6 +302,29 @@ class MeteredDynamoClient:
                         raise NotImplementedError(f"update action {action}")
             self.tables[TableName][key] = updated
             self._write(TableName, key, updated, "UpdateItem")
+        return {}
+
+    def transact_write_items(self, TransactItems: list[dict[str, Any]], **_: Any) -> dict:
+        """Puts only (what the adapters send): every condition is checked before anything
+        is written, each metered as a transactional write."""
+        with self._lock:
+            puts = []
+            for action in TransactItems:
+                if set(action) != {"Put"}:
+                    raise NotImplementedError(f"transaction action {sorted(action)}")
+                put = action["Put"]
+                table, item = put["TableName"], put["Item"]
+                key = self._key(table, item)
+                condition = put.get("ConditionExpression")
+                names = put.get("ExpressionAttributeNames", {})
+                if not self._check(
+                    condition, self.tables[table].get(key), names, put.get("ExpressionAttributeValues", {})
+                ):
+                    raise _transaction_cancelled()
+                puts.append((table, key, item))
+            for table, key, item in puts:
+                self.tables[table][key] = dict(item)
+                self._write(table, key, item, "TransactWriteItems.Put", transactional=True)
         return {}
 
     def batch_write_item(self, RequestItems: dict[str, Any], **_: Any) -> dict:

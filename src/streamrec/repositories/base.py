@@ -132,7 +132,9 @@ class SimilarityRepository(Protocol):
     def get_list(self, name: str) -> PopularList: ...
 
     def put_list(self, name: str, popular: PopularList) -> None:
-        """Write if the stored version equals ``popular.version``; else ConcurrentUpdateError."""
+        """Write if the stored version equals ``popular.version``; else ConcurrentUpdateError.
+        A list too large for one DynamoDB row (the out-of-stock set of a large shop) must be
+        in item id order: the DynamoDB adapter splits it by id and reads it back so."""
         ...
 
 

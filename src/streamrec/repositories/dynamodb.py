@@ -503,13 +503,18 @@ def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
 
 # A list whose entries take more than LIST_PART_BYTES (JSON) is split across part rows, so
 # that no list meets DynamoDB's 400 KB item limit. Only the out-of-stock set grows that
-# large (popular lists hold at most 100 entries). The base row then holds the part count and
-# a digest of each part instead of the entries; an entry's part is crc32(item id) modulo the
-# part count, so a stock change rewrites its own part only. All of a write's rows go in one
-# transaction conditional on the base row's version, whose 4 MB and 100-action limits bound
-# the parts: MAX_LIST_PARTS of LIST_PART_BYTES (some 127,000 entries of 10-character ids).
+# large (popular lists hold at most 100 entries). The base row then holds a digest of each
+# part instead of the entries; an entry's part is crc32(item id) modulo the part count, so a
+# stock change rewrites its own part only. All of a write's rows go in one transaction
+# conditional on the base row's version, whose 4 MB and 100-action limits bound the parts:
+# MAX_LIST_PARTS of LIST_PART_BYTES (some 110,000-130,000 entries of 10-character ids).
+# A reader checks each part against its digest, so it never mixes two versions. Part keys
+# name the part count, so two layouts never share a row; rows of an earlier layout stay
+# (at most 64 x 60 KB) and are rewritten if that layout comes back.
 LIST_PART_BYTES = 60_000
 MAX_LIST_PARTS = 64
+# Consistent re-reads of a split list whose parts kept changing under the reader.
+LIST_READ_ATTEMPTS = 3
 
 
 class ListTooLargeError(ValueError):
@@ -521,10 +526,14 @@ def _keys(ids: Iterable[str]) -> list[dict[str, Any]]:
     return [{"item_id": {"S": key}} for key in ids]
 
 
-def list_part_key(name: str, part: int) -> str:
-    """Key of part ``part`` of list ``name`` (``#`` never starts an id, and no list name
-    starts with ``#part:``)."""
-    return f"#part:{part}:{name}"
+def list_part_key(name: str, part: int, parts: int) -> str:
+    """Key of part ``part`` of the ``parts`` of list ``name`` (``#`` never starts an id,
+    and no list name starts with ``#part:``)."""
+    return f"#part:{parts}:{part}:{name}"
+
+
+def _error_code(error: BaseException | None) -> str:
+    return error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
 
 
 def _encode_entries(entries: Sequence[tuple[str, float]]) -> str:
@@ -614,35 +623,39 @@ class DynamoSimilarityRepository:
                 row = _row_from_item(item)
                 rows[row.item_id] = row
         if split:  # a second read, only for lists too large for one row
-            self._read_parts(found, split, consistent)
+            for name in self._fill_parts(found, split, consistent):
+                found[name] = self.get_list(name)  # a write in flight: read it whole, consistently
         return rows, found
 
-    def _read_parts(
+    def _fill_parts(
         self, found: dict[str, PopularList], split: Mapping[str, list[str]], consistent: bool
-    ) -> None:
+    ) -> list[str]:
         """Fill the split lists of ``found`` (name -> its parts' digests) from their part
-        rows, in item id order (each part is; a list is split only when it is). A part that
-        an eventually consistent read returns missing or other than its head names (a write
-        in flight) is read again consistently."""
+        rows, in item id order (each part is; a list is split only when it is).
+
+        Returns:
+            the names of the lists with a part missing or other than its head names (a
+            write landed between the two reads): those are left unfilled.
+        """
         wanted = {
-            list_part_key(name, part): (name, digest)
+            list_part_key(name, part, len(digests)): (name, digest)
             for name, digests in split.items()
             for part, digest in enumerate(digests)
         }
         parts = {item["item_id"]["S"]: item for item in self.table.batch_get(_keys(wanted), consistent)}
-        stale = [
-            key
-            for key, (_, digest) in wanted.items()
+        stale = {
+            name
+            for key, (name, digest) in wanted.items()
             if parts.get(key, {}).get("digest", {}).get("S") != digest
-        ]
-        if stale and not consistent:
-            parts.update((item["item_id"]["S"], item) for item in self.table.batch_get(_keys(stale), True))
-        entries: dict[str, list[tuple[str, float]]] = {name: [] for name in split}
+        }
+        entries: dict[str, list[tuple[str, float]]] = {name: [] for name in split if name not in stale}
         for key, item in parts.items():
-            entries[wanted[key][0]].extend(_decode_entries(item["items"]["S"]))
+            if wanted[key][0] in entries:
+                entries[wanted[key][0]].extend(_decode_entries(item["items"]["S"]))
         for name, listed in entries.items():
             listed.sort(key=lambda entry: entry[0])
             found[name].items = listed
+        return sorted(stale)
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None:
         items = [
@@ -659,10 +672,11 @@ class DynamoSimilarityRepository:
         self.table.batch_put(items)
 
     def get_list(self, name: str) -> PopularList:
-        found, digests = self._get_head(name)
-        if digests:
-            self._read_parts({name: found}, {name: digests}, consistent=True)
-        return found
+        for _ in range(LIST_READ_ATTEMPTS):
+            found, digests = self._get_head(name)
+            if not digests or not self._fill_parts({name: found}, {name: digests}, consistent=True):
+                return found
+        raise ConcurrentUpdateError(f"{name}'s parts kept changing while being read")
 
     def _get_head(self, name: str) -> tuple[PopularList, list[str]]:
         response = self.table.call(
@@ -699,6 +713,10 @@ class DynamoSimilarityRepository:
                 )
             except ClientError as error:
                 raise ConcurrentUpdateError(f"{name} changed concurrently") from error
+            except RepositoryError as error:  # a transaction on the row was in flight
+                if _error_code(error.__cause__) == "TransactionConflictException":
+                    raise ConcurrentUpdateError(f"{name} changed concurrently") from error
+                raise
             return
         new_digests = [_digest(part) for part in parts]
         # Same layout: only the parts whose digest changed are written.
@@ -709,7 +727,8 @@ class DynamoSimilarityRepository:
             {
                 "Put": {
                     "TableName": self.table.name,
-                    "Item": {**head, "digests": {"S": json.dumps(new_digests)}},
+                    # "items" empty: a reader from before split lists sees an empty list.
+                    "Item": {**head, "items": {"S": "[]"}, "digests": {"S": json.dumps(new_digests)}},
                     "ConditionExpression": condition,
                     **extra,
                 }
@@ -720,7 +739,7 @@ class DynamoSimilarityRepository:
                 "Put": {
                     "TableName": self.table.name,
                     "Item": {
-                        "item_id": {"S": list_part_key(name, n)},
+                        "item_id": {"S": list_part_key(name, n, len(parts))},
                         "items": {"S": parts[n]},
                         "digest": {"S": new_digests[n]},
                     },
@@ -734,6 +753,8 @@ class DynamoSimilarityRepository:
             reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
             if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in reasons):
                 raise ConcurrentUpdateError(f"{name} changed concurrently") from error
+            if "ValidationError" in reasons:  # deterministic: retrying cannot help
+                raise ValueError(f"TransactWriteItems of {name} refused: {reasons}") from error
             raise RepositoryError(f"TransactWriteItems of {name} failed: {reasons or error}") from error
 
 
