@@ -6,17 +6,12 @@ import json
 
 import pytest
 
-from streamrec.bench.dynamo import (
-    MeteredDynamoClient,
-    item_size,
-    number_size,
-    read_units,
-    write_units,
-)
+from streamrec.bench.dynamo import MeteredDynamoClient, read_units, write_units
 from streamrec.bench.runs import moto_cross_check
 from streamrec.domain.model import OUT_OF_STOCK_ROW, PopularList
 from streamrec.repositories.base import ConcurrentUpdateError
 from streamrec.repositories.dynamodb import DynamoSimilarityRepository, DynamoTable
+from streamrec.repositories.item_size import item_size, number_size
 
 from .conftest import ROOT
 

@@ -1,6 +1,7 @@
 """A count row at DynamoDB's 400 KB item limit drops its weakest counts to take a new
 partner, instead of refusing the event (on moto; filling a real 400 KB row there takes
-minutes, so a client refuses, with DynamoDB's error, writes past a small number of counts)."""
+minutes, so the limit is lowered to a few hundred bytes: a client refuses, with DynamoDB's
+error, a write that would take a row past it)."""
 
 from __future__ import annotations
 
@@ -14,87 +15,153 @@ from streamrec.domain.model import sequence_key
 from streamrec.repositories import dynamodb
 from streamrec.repositories.base import RepositoryError, guard_attribute
 from streamrec.repositories.dynamodb import DynamoCooccurrenceRepository, DynamoTable
+from streamrec.repositories.item_size import item_size
 
-SHARD = "shardId-000000000000"
+SHARD_A = "shardId-000000000000"
+SHARD_B = "shardId-000000000001"
 ROW = ("hot-item", 0)
+WIDE = "x" * 60  # a partner id that takes more than the room left by _fill
+KEY = {"item_id": {"S": ROW[0]}, "block": {"N": str(ROW[1])}}
+LIMIT = 1_000  # bytes, in place of DynamoDB's 400 KB
+TOO_LARGE = "Item size to update has exceeded the maximum allowed size"
 
 
-class CountLimitedClient:
-    """moto's DynamoDB client, but an UpdateItem that would leave a row with more than
-    ``limit`` count attributes is refused the way DynamoDB refuses one past 400 KB."""
+class SizeLimitedClient:
+    """moto's DynamoDB client, but an UpdateItem that leaves a row over ``LIMIT`` bytes is
+    undone and refused with the error DynamoDB gives past 400 KB (a failing condition is
+    reported first, as moto evaluates it before writing)."""
 
-    def __init__(self, client: Any, limit: int) -> None:
+    def __init__(self, client: Any) -> None:
         self.client = client
-        self.limit = limit
+        self.updates: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
 
     def update_item(self, **kwargs: Any) -> Any:
-        stored = self.client.get_item(TableName=kwargs["TableName"], Key=kwargs["Key"], ConsistentRead=True)
-        row = stored.get("Item", {})
-        counts = {name for name in row if name.startswith(dynamodb.COUNT_PREFIX)}
-        if kwargs["UpdateExpression"].startswith("SET"):  # an increment (REMOVE only shrinks)
-            guard = row.get(kwargs["ExpressionAttributeNames"]["#g"], {}).get("S")
-            if guard is not None and guard >= kwargs["ExpressionAttributeValues"][":first"]["S"]:
-                return self.client.update_item(**kwargs)  # its condition fails first, as on DynamoDB
-            counts |= {n for n in kwargs["ExpressionAttributeNames"].values() if n.startswith("c:")}
-        if len(counts) > self.limit:
-            message = "Item size to update has exceeded the maximum allowed size"
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": message}}, "UpdateItem")
-        return self.client.update_item(**kwargs)
+        self.updates.append(kwargs["UpdateExpression"].split()[0])
+        key = {"TableName": kwargs["TableName"], "Key": kwargs["Key"], "ConsistentRead": True}
+        before = self.client.get_item(**key).get("Item")
+        response = self.client.update_item(**kwargs)
+        if item_size(self.client.get_item(**key).get("Item")) > LIMIT:
+            if before is None:
+                self.client.delete_item(TableName=kwargs["TableName"], Key=kwargs["Key"])
+            else:
+                self.client.put_item(TableName=kwargs["TableName"], Item=before)
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": TOO_LARGE}}, "UpdateItem")
+        return response
 
 
 @pytest.fixture
-def table(aws):
-    return aws.tables["CooccurrenceTable"].name, boto3.client("dynamodb")
+def limited(aws, monkeypatch):
+    """A count repository on a size-limited client, and a way to read the row."""
+    monkeypatch.setattr(dynamodb, "ITEM_LIMIT_BYTES", LIMIT)
+    name, client = aws.tables["CooccurrenceTable"].name, boto3.client("dynamodb")
+    limited_client = SizeLimitedClient(client)
+    counts = DynamoCooccurrenceRepository(DynamoTable(name, limited_client), blocks=16)
+
+    def row() -> dict[str, Any]:
+        return client.get_item(TableName=name, Key=KEY, ConsistentRead=True)["Item"]
+
+    return counts, limited_client, row
 
 
-def _row(table: tuple[str, Any]) -> dict[str, Any]:
-    name, client = table
-    key = {"item_id": {"S": ROW[0]}, "block": {"N": str(ROW[1])}}
-    return client.get_item(TableName=name, Key=key, ConsistentRead=True)["Item"]
+def _counts(row: dict[str, Any]) -> dict[str, float]:
+    return {k[2:]: float(v["N"]) for k, v in row.items() if k.startswith(dynamodb.COUNT_PREFIX)}
 
 
-def _counts(table: tuple[str, Any]) -> dict[str, float]:
-    return {k[2:]: float(v["N"]) for k, v in _row(table).items() if k.startswith(dynamodb.COUNT_PREFIX)}
+def _fill(counts: DynamoCooccurrenceRepository, row) -> list:
+    """Record 1 of shard A: partners p00-…, p01-…, ... with weights 1, 2, ... until the row
+    is within 50 bytes of the limit (some 30 partners of 30 bytes: moto's expression parser
+    recurses once per ADD)."""
+    deltas, n = [], 0
+    while item_size(_row_of(deltas)) < LIMIT - 50:
+        deltas.append((sequence_key(1), f"p{n:02d}-{'x' * 20}", n + 1.0))
+        n += 1
+    counts.apply({ROW: deltas}, SHARD_A)
+    assert item_size(row()) > LIMIT * dynamodb.ROOM_CHECK_SHARE
+    return deltas
 
 
-def test_a_full_row_drops_its_weakest_quarter_to_take_new_partners(table):
-    name, client = table
-    counts = DynamoCooccurrenceRepository(DynamoTable(name, CountLimitedClient(client, limit=40)), blocks=16)
-    # Record 1 brings partners p00..p39, p<n> with weight n + 1: the row is full.
-    counts.apply({ROW: [(sequence_key(1), f"p{n:02d}", n + 1.0) for n in range(40)]}, SHARD)
-    # Record 2 adds to a strong partner and brings 5 new ones: 10 (a quarter) of the weakest go.
-    fresh = [(sequence_key(2), "p39", 1.0), *((sequence_key(2), f"new{n}", 1.0) for n in range(5))]
-    counts.apply({ROW: fresh}, SHARD)
-    expected = {f"p{n:02d}": n + 1.0 for n in range(10, 40)} | {f"new{n}": 1.0 for n in range(5)}
-    expected["p39"] = 41.0
-    assert _counts(table) == expected
-    assert _row(table)[guard_attribute(SHARD)]["S"] == sequence_key(2)
+def _row_of(deltas: list) -> dict[str, Any]:
+    """The row those deltas would make (key, shard A's guard and the counts)."""
+    item = {**KEY, guard_attribute(SHARD_A): {"S": sequence_key(1)}}
+    return item | {f"c:{name}": {"N": repr(value)} for _seq, name, value in deltas}
+
+
+def test_a_full_row_drops_its_weakest_counts_to_take_new_partners(limited):
+    counts, client, row = limited
+    first = _fill(counts, row)
+    before = _counts(row())
+    # Record 2 adds to the strongest partner and brings 5 new ones: the row is refused, the
+    # weakest counts go until it is at 75 % of the limit, and the write goes through.
+    fresh = [(sequence_key(2), first[-1][1], 1.0), *((sequence_key(2), f"new{n}", 1.0) for n in range(5))]
+    counts.apply({ROW: fresh}, SHARD_A)
+    after = _counts(row())
+    removed = sorted(set(before) - set(after))
+    assert removed == [name for _seq, name, _value in first[: len(removed)]]  # the weakest
+    assert 0 < len(removed) < len(before) // 2
+    assert {f"new{n}" for n in range(5)} <= set(after)
+    assert after[first[-1][1]] == first[-1][2] + 1.0
+    assert client.updates.count("REMOVE") == 1
+    assert row()[guard_attribute(SHARD_A)]["S"] == sequence_key(2)
     # A re-delivery of both records changes nothing: the guard stayed.
-    counts.apply({ROW: [(sequence_key(1), f"p{n:02d}", n + 1.0) for n in range(40)] + fresh}, SHARD)
-    assert _counts(table) == expected
+    counts.apply({ROW: first + fresh}, SHARD_A)
+    assert _counts(row()) == after
 
 
-def test_a_write_that_pruning_cannot_fit_still_fails_with_dynamodbs_error(table):
-    name, client = table
-    counts = DynamoCooccurrenceRepository(DynamoTable(name, CountLimitedClient(client, limit=3)), blocks=16)
+def test_writers_of_two_shards_refused_together_prune_once(limited):
+    counts, client, row = limited
+    _fill(counts, row)
+    from_b = [(sequence_key(7), f"newB-{WIDE}", 1.0)]
+    real_make_room = counts.make_room
+
+    def b_gets_there_first(key: dict[str, Any]) -> None:
+        # Shard B, refused at the same moment, makes room and writes before A looks.
+        counts.make_room = real_make_room  # type: ignore[method-assign]
+        counts.apply({ROW: from_b}, SHARD_B)
+        real_make_room(key)
+
+    counts.make_room = b_gets_there_first  # type: ignore[method-assign]
+    counts.apply({ROW: [(sequence_key(2), f"newA-{WIDE}", 1.0)]}, SHARD_A)
+    after = _counts(row())
+    assert after[f"newA-{WIDE}"] == 1.0 and after[f"newB-{WIDE}"] == 1.0  # A did not prune B's
+    assert client.updates.count("REMOVE") == 1  # A found the room B made
+    assert row()[guard_attribute(SHARD_B)]["S"] == sequence_key(7)
+
+
+def test_many_removals_are_sent_in_chunks(limited, monkeypatch):
+    counts, client, row = limited
+    monkeypatch.setattr(dynamodb, "MAX_REMOVES_PER_UPDATE", 3)
+    _fill(counts, row)
+    removable = len(_counts(row()))
+    counts.apply({ROW: [(sequence_key(2), f"new-{WIDE}", 1.0)]}, SHARD_A)
+    removed = removable + 1 - len(_counts(row()))
+    assert removed > 3 and client.updates.count("REMOVE") == -(-removed // 3)
+
+
+def test_a_write_that_pruning_cannot_fit_still_fails_with_dynamodbs_error(limited):
+    counts, client, _row = limited
+    too_many = [(sequence_key(1), f"partner-{n:02d}-{'x' * 20}", 1.0) for n in range(40)]  # > LIMIT alone
     with pytest.raises(RepositoryError, match="ValidationException") as raised:
-        counts.apply({ROW: [(sequence_key(1), f"p{n}", 1.0) for n in range(5)]}, SHARD)
+        counts.apply({ROW: too_many}, SHARD_A)
     assert dynamodb._over_item_limit(raised.value)
+    assert client.updates == ["SET"] * (dynamodb.MAKE_ROOM_ATTEMPTS + 1)  # no row: nothing to remove
 
 
-def test_other_validation_errors_are_not_taken_for_a_full_row(table):
-    name, client = table
+@pytest.mark.parametrize(
+    "message", ["Invalid UpdateExpression: Expression size has exceeded the maximum allowed size", "bad key"]
+)
+def test_other_validation_errors_are_not_taken_for_a_full_row(aws, message):
+    name, client = aws.tables["CooccurrenceTable"].name, boto3.client("dynamodb")
 
-    class Refusing(CountLimitedClient):
+    class Refusing(SizeLimitedClient):
         def update_item(self, **kwargs: Any) -> Any:
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": "bad key"}}, "UpdateItem")
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": message}}, "UpdateItem")
 
-    pruned: list[dict] = []
-    repository = DynamoCooccurrenceRepository(DynamoTable(name, Refusing(client, limit=3)), blocks=16)
-    repository.make_room = pruned.append  # type: ignore[method-assign]
+    rooms: list[dict] = []
+    repository = DynamoCooccurrenceRepository(DynamoTable(name, Refusing(client)), blocks=16)
+    repository.make_room = rooms.append  # type: ignore[method-assign]
     with pytest.raises(RepositoryError, match="ValidationException"):
-        repository.apply({ROW: [(sequence_key(1), "p", 1.0)]}, SHARD)
-    assert pruned == []
+        repository.apply({ROW: [(sequence_key(1), "p", 1.0)]}, SHARD_A)
+    assert rooms == []

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.bench.dynamo import MeteredDynamoClient, TableMeter, item_size
+from streamrec.bench.dynamo import MeteredDynamoClient, TableMeter
 from streamrec.domain.ingest import BASKET_EVENT_TYPES, IngestService, SequencedEvent
 from streamrec.domain.model import POPULAR_ROW, Delta, HistoryItem, UserState, basket_row, sequence_key
 from streamrec.domain.recommend import RecommendationService
@@ -41,6 +41,7 @@ from streamrec.repositories.dynamodb import (
     DynamoTrendsRepository,
     DynamoUserRepository,
 )
+from streamrec.repositories.item_size import item_size
 from streamrec.repositories.memory import (
     InMemoryChangePublisher,
     InMemoryCooccurrenceRepository,
@@ -449,9 +450,7 @@ def moto_cross_check(
         session = boto3.session.Session(region_name="us-east-1")
 
         def count(params: dict[str, Any], model: Any, **_: Any) -> None:
-            calls[
-                (model.name, params.get("TableName", "") or ",".join(params.get("RequestItems", {})))
-            ] += 1
+            calls[(model.name, params.get("TableName", "") or ",".join(params.get("RequestItems", {})))] += 1
 
         session.events.register("provide-client-params.dynamodb", count)  # before the client
         client = session.client("dynamodb")

@@ -59,6 +59,7 @@ from streamrec.repositories.base import (
     stats_from_attributes,
     summed,
 )
+from streamrec.repositories.item_size import ITEM_LIMIT_BYTES, item_size, number_size
 
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
@@ -71,11 +72,15 @@ UNPROCESSED_RETRIES = 8
 # (thousands of UpdateItems) without changing what is written. boto3 clients are thread-safe.
 WRITE_CONCURRENCY = 8
 COUNT_PREFIX = "c:"  # neighbour attributes of co-occurrence rows
-# A count row at DynamoDB's 400 KB item limit drops its weakest PRUNE_SHARE of counts to
-# make room (see DynamoCooccurrenceRepository.make_room); a write is retried after at most
-# this many such prunings before it fails.
+# A count row at DynamoDB's 400 KB item limit drops its weakest counts down to
+# ROOM_TARGET_SHARE of the limit (DynamoCooccurrenceRepository.make_room); a row found below
+# ROOM_CHECK_SHARE already had room made by another shard's writer. A write is retried after
+# at most MAKE_ROOM_ATTEMPTS such calls before it fails.
 MAKE_ROOM_ATTEMPTS = 2
-PRUNE_SHARE = 0.25
+ROOM_CHECK_SHARE = 0.9
+ROOM_TARGET_SHARE = 0.75
+# Names per REMOVE: "#499, " is 6 characters, so 500 stay well within the 4 KB expression.
+MAX_REMOVES_PER_UPDATE = 500
 
 
 def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -228,13 +233,15 @@ class DynamoTable:
 
 
 def _over_item_limit(error: RepositoryError) -> bool:
-    """Whether DynamoDB refused a write for taking an item over its 400 KB limit."""
+    """Whether DynamoDB refused a write for taking an item over its 400 KB limit ("Item size
+    has exceeded ..." for a put, "Item size to update has exceeded ..." for an update; not
+    "Invalid UpdateExpression: Expression size has exceeded ...")."""
     cause = error.__cause__
     if not isinstance(cause, ClientError):
         return False
     details = cause.response.get("Error", {})
-    return details.get("Code") == "ValidationException" and "exceeded the maximum allowed size" in str(
-        details.get("Message", "")
+    return details.get("Code") == "ValidationException" and str(details.get("Message", "")).startswith(
+        "Item size"
     )
 
 
@@ -379,32 +386,45 @@ class DynamoCooccurrenceRepository:
         )
 
     def make_room(self, key: dict[str, Any]) -> None:
-        """Remove the weakest PRUNE_SHARE of a count row's counts (ties: the smaller id goes
-        first): the row is at DynamoDB's 400 KB item limit, and the weakest partners are the
-        ones that matter least to an item's top-K neighbours.
+        """Remove a count row's weakest counts (smallest first, ties by id) until it takes at
+        most ROOM_TARGET_SHARE of DynamoDB's item limit: it was refused a write for reaching
+        the limit, and the weakest partners matter least to an item's top-K neighbours.
 
-        Lossy by design: a removed partner seen again restarts from its new increment. The
-        replay guards stay, so nothing is counted twice; a concurrent increment of a removed
-        partner may be removed with it (it was among the weakest). REMOVE in UpdateItems of
-        MAX_ATTRIBUTES_PER_UPDATE names, each within the 4 KB expression limit.
+        A row already below ROOM_CHECK_SHARE of the limit is left alone: the writers of other
+        shards, refused at the same moment, find the room one of them made and just retry.
+        Lossy by design: a removed partner seen again restarts from its new increment, and an
+        increment racing the removal may go with it. The replay guards stay, so nothing is
+        counted twice.
         """
         item = self.table.call("get_item", TableName=self.table.name, Key=key, ConsistentRead=True).get(
             "Item", {}
         )
+        size = item_size(item)
+        if size < ITEM_LIMIT_BYTES * ROOM_CHECK_SHARE:
+            return
         counts = sorted(
-            (float(value["N"]), name) for name, value in item.items() if name.startswith(COUNT_PREFIX)
+            (float(value["N"]), name, len(name.encode()) + number_size(value["N"]))
+            for name, value in item.items()
+            if name.startswith(COUNT_PREFIX)
         )
-        dropped = [name for _, name in counts[: max(1, int(len(counts) * PRUNE_SHARE))]] if counts else []
+        excess = size - ITEM_LIMIT_BYTES * ROOM_TARGET_SHARE
+        dropped: list[str] = []
+        for _count, name, bytes_ in counts:
+            if excess <= 0:
+                break
+            dropped.append(name)
+            excess -= bytes_
         logger.warning(
             "count row at the item size limit: removing its weakest counts",
             extra={
                 "item_id": key["item_id"]["S"],
                 "block": key["block"]["N"],
+                "bytes": size,
                 "counts": len(counts),
                 "removed": len(dropped),
             },
         )
-        for chunk in _chunks(dropped, MAX_ATTRIBUTES_PER_UPDATE):
+        for chunk in _chunks(dropped, MAX_REMOVES_PER_UPDATE):
             names = {f"#{index}": name for index, name in enumerate(chunk)}
             self.table.call(
                 "update_item",
