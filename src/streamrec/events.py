@@ -26,10 +26,12 @@ USER_EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 # A coupon redemption names a coupon (``coupon_id``) and no item; every other type names an item.
 COUPON_REDEEMED = "coupon_redeemed"
 
-# Events older than this are certainly wrong (clock at zero, milliseconds read as seconds...).
+# Events older than this are certainly wrong (a clock at zero, a duration sent as a time...).
 EARLIEST_TIMESTAMP = 946_684_800  # 2000-01-01T00:00:00Z
 # Producers' clocks drift; anything further in the future than this is rejected.
 MAX_CLOCK_SKEW_SECONDS = 86_400
+# Above this, "seconds" are epoch milliseconds (year 5138; milliseconds of 2000 are 9.5e11).
+MILLISECONDS_LIKELY = 1e11
 
 EntityId = Annotated[str, Field(pattern=ID_PATTERN)]
 ITEM_UPSERT = "item_upsert"
@@ -55,8 +57,10 @@ class UserEvent(BaseModel):
     item_id: EntityId = ""
     timestamp: float
     session_id: Annotated[str, Field(max_length=128)] | None = None
-    price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] | None = None
-    quantity: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    # strict: a JSON number ("12" and true are refused; an integer is a number)
+    price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False, strict=True)] | None = None
+    # strict: a JSON integer (not 2.0, "3" or true)
+    quantity: Annotated[int, Field(ge=1, le=100_000, strict=True)] | None = None
     category: Annotated[str, Field(max_length=128)] | None = None
     coupon_id: EntityId | None = None
     # The basket/order an add_to_cart or purchase belongs to (``order_id`` is accepted too);
@@ -111,9 +115,11 @@ def epoch_seconds(value: Any) -> float:
     else:
         raise ValueError("timestamp must be ISO-8601 or epoch seconds")
     if seconds != seconds or seconds < EARLIEST_TIMESTAMP:
-        raise ValueError("timestamp is before 2000-01-01 (milliseconds sent as seconds?)")
+        raise ValueError("timestamp is before 2000-01-01")
     if seconds > time.time() + MAX_CLOCK_SKEW_SECONDS:
-        raise ValueError("timestamp is more than a day in the future")
+        # Epoch milliseconds read as seconds land some 50,000 years ahead.
+        hint = " (epoch seconds expected, not milliseconds)" if seconds > MILLISECONDS_LIKELY else ""
+        raise ValueError(f"timestamp is more than a day in the future{hint}")
     return seconds
 
 
@@ -137,17 +143,10 @@ class ItemUpsert(BaseModel):
     item_id: EntityId
     title: Annotated[str, Field(min_length=1, max_length=512)]
     category: Annotated[str, Field(min_length=1, max_length=128)]
-    price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+    price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False, strict=True)]  # a JSON number
     in_stock: StrictBool
     tags: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=50)] = []
     timestamp: float
-
-    @field_validator("price", mode="before")
-    @classmethod
-    def _no_bool_price(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("price must be a number")
-        return value
 
     @field_validator("timestamp", mode="before")
     @classmethod

@@ -136,9 +136,28 @@ GOOD = {"event_id": "e1", "event_type": "view", "user_id": "u", "item_id": "i", 
             "coupon_redeemed (user events) or item_upsert (catalog records), got 'click'",
         ),
         ({"event_type": "coupon_redeemed"}, "schema violation: event: coupon_redeemed needs a coupon_id"),
+        ({"price": "12"}, "schema violation: price: Input should be a valid number"),
+        ({"price": True}, "schema violation: price: Input should be a valid number"),
+        ({"quantity": True}, "schema violation: quantity: Input should be a valid integer"),
+        ({"quantity": "3"}, "schema violation: quantity: Input should be a valid integer"),
+        ({"quantity": 2.0}, "schema violation: quantity: Input should be a valid integer"),
+        (
+            {"timestamp": "1999-01-01T00:00:00Z"},
+            "schema violation: timestamp: timestamp is before 2000-01-01",
+        ),
+        (
+            {"timestamp": 1.7e12},
+            "schema violation: timestamp: timestamp is more than a day in the future (epoch seconds "
+            "expected, not milliseconds)",
+        ),
     ],
 )
 def test_a_dead_letter_reason_names_the_problem(change: dict[str, Any], reason: str) -> None:
     with pytest.raises(InvalidEvent) as caught:
         parse_event({**GOOD, **change})
-    assert caught.value.reason.startswith(reason)
+    assert caught.value.reason.startswith(reason), caught.value.reason
+
+
+def test_numbers_keep_their_json_types() -> None:
+    parsed = parse_event({**GOOD, "price": 12, "quantity": 3})
+    assert (parsed.price, parsed.quantity) == (12.0, 3)  # an integer is a number

@@ -132,6 +132,7 @@ def _warm(pipeline: Pipeline) -> None:
         ({"in_stock": "yes"}, "in_stock"),
         ({"price": -1}, "price"),
         ({"price": True}, "price"),
+        ({"price": "45"}, "price"),
         ({"title": ""}, "title"),
         ({"item_id": "#catalog"}, "item_id"),
         ({"tags": "tent"}, "tags"),

@@ -174,7 +174,7 @@ def _entity_id(path: Path, line: int, row: dict[str | None, Any], column: str) -
 def _event_time(path: Path, line: int, column: str, text: str, seconds: float) -> float:
     """``seconds`` when the engine's event schema accepts it as a timestamp."""
     if seconds < EARLIEST_TIMESTAMP:
-        problem = "before 2000-01-01 (milliseconds read as seconds?)"
+        problem = "before 2000-01-01"
     elif seconds > _time.time() + MAX_CLOCK_SKEW_SECONDS:
         problem = "more than a day in the future"
     else:
