@@ -279,14 +279,21 @@ def with_json_media_type(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "headers": {**headers, "content-type": "application/json"}}
 
 
+# The methods of the routes that read a body (POST /cross-sell, PUT /coupons/{id}); the
+# others ignore one (Powertools parses a body only for a route that declares it).
+_BODY_METHODS = frozenset({"POST", "PUT"})
+
+
 def unsupported_body(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A 415 answer (payload 2.0) for a request whose body is declared as anything but JSON,
-    else None. Checked before the resolver: Powertools would try to parse forms and
-    multipart bodies, and answer a malformed multipart header with an internal error."""
+    """A 415 answer (payload 2.0) for a request to a body-reading method whose body is
+    declared as anything but JSON, else None. Checked before the resolver: Powertools would
+    try to parse forms and multipart bodies, and answer a malformed multipart header with an
+    internal error."""
     if not event.get("body"):
         return None  # nothing to parse, whatever the header says (e.g. a GET from a form page)
+    method = str(event.get("requestContext", {}).get("http", {}).get("method", "")).upper()
     media_type = _media_type(event)
-    if not media_type or _is_json(media_type):
+    if method not in _BODY_METHODS or not media_type or _is_json(media_type):
         return None
     return {
         "statusCode": 415,
@@ -295,7 +302,8 @@ def unsupported_body(event: dict[str, Any]) -> dict[str, Any] | None:
             {
                 "error": "unsupported_media_type",
                 "message": "send the body as JSON (Content-Type: application/json)",
-            }
+            },
+            separators=(",", ":"),  # as every other answer
         ),
         "isBase64Encoded": False,
     }

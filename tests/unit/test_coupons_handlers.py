@@ -116,6 +116,15 @@ def test_a_body_that_is_not_json_is_a_415(aws, content_type):
     }
 
 
+@pytest.mark.parametrize("name", ["api_health.json", "coupons_get.json", "api_delete_user.json"])
+def test_a_body_on_a_route_that_reads_none_is_ignored(aws, name):
+    api = import_handler("api")
+    event = load_event(name)
+    event["headers"] = {**(event.get("headers") or {}), "content-type": "text/plain"}
+    event["body"] = "hello"
+    assert api.lambda_handler(event, FakeLambdaContext())["statusCode"] in (200, 204)
+
+
 def test_a_request_without_a_body_is_not_refused_for_its_content_type(aws):
     api = import_handler("api")
     event = load_event("coupons_get.json")
