@@ -144,6 +144,29 @@ def _module_name(function: FunctionDef) -> str:
     return f"streamrec_local_fn_{function.logical_id}"
 
 
+def _configure_function_logger() -> Callable[[], None]:
+    """Give the functions' Powertools logger the level and service name of the environment
+    just set, and print its records once (as JSON, not again through the root logger's
+    handlers). It was created when ``streamrec`` was first imported, before that
+    environment: on AWS each function imports it at its own cold start. Returns what
+    restores the logger as it was."""
+    from streamrec.observability import logger
+
+    underlying = logging.getLogger(logger.name)
+    level, propagate = underlying.level, underlying.propagate
+    service = logger.get_current_keys().get("service")
+    logger.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
+    logger.append_keys(service=os.environ.get("POWERTOOLS_SERVICE_NAME", service))
+    underlying.propagate = False
+
+    def restore() -> None:
+        underlying.setLevel(level)
+        underlying.propagate = propagate
+        logger.append_keys(service=service)
+
+    return restore
+
+
 def import_handler(function: FunctionDef) -> Callable[[dict[str, Any], Any], Any]:
     """Import ``function``'s handler module by file path (a cold start) and return the handler."""
     path = function.handler_file
@@ -231,6 +254,7 @@ class LocalStack:
         self._moto: Any = None
         self._endpoint_url: str | None = None
         self._saved_env: dict[str, str | None] = {}
+        self._restore_logger: Callable[[], None] | None = None
         self._kinesis: Any = None
         self._started = False
 
@@ -344,6 +368,9 @@ class LocalStack:
             else:
                 os.environ[key] = value
         self._saved_env = {}
+        if self._restore_logger is not None:
+            self._restore_logger()
+            self._restore_logger = None
         self._started = False
         with _active_lock:
             if _active is self:
@@ -435,6 +462,7 @@ class LocalStack:
 
     def _import_functions(self) -> None:
         # After _set_environment: handlers read their settings at import (cold start).
+        self._restore_logger = _configure_function_logger()
         for function in self.template.functions.values():
             self.functions[function.logical_id] = LocalFunction(function, import_handler(function))
 
