@@ -25,19 +25,20 @@ $(EVAL_STAMP): $(STAMP)
 	touch $(EVAL_STAMP)
 
 ## eval: P1, P2, P3 and P4 of ../shared/EVALUATION.md on ../shared/datasets (skipped when absent), with
-## progress; writes eval/report.md, eval/report.json, eval/hr_at_k.png (15-20 min here; rtrec apart: see README)
+## progress; writes eval/report.md, eval/report.json, eval/hr_at_k.png (about 28 min here; rtrec apart: see README)
 eval: $(EVAL_STAMP)
 	$(BIN)/streamrec eval all $(EVAL_ARGS)
 
 ## bench: ingest events/s per core, DynamoDB units per event vs a naive design, API round trips
 ## and scoring p50/p99, cache hit rate, end to end on the local stack, $ per million; needs
-## ../shared/datasets (Taobao); prints a table, writes bench/results.json (~3-5 min)
+## ../shared/datasets (Taobao); prints a table, writes bench/results.json (4-7 min here)
 bench: $(STAMP)
 	$(BIN)/streamrec bench $(BENCH_ARGS)
 
 ## run: start the local stack (moto + pollers + HTTP API on :3000) and load the demo data
+##      (options of `streamrec run` in RUN_ARGS, e.g. make run RUN_ARGS="--port 3001")
 run: $(STAMP)
-	$(BIN)/streamrec run
+	$(BIN)/streamrec run $(RUN_ARGS)
 
 ## test: ruff + mypy, unit + integration tests, sam validate --lint, sam build
 test: lint unit validate build

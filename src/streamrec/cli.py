@@ -807,6 +807,9 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 # streamrec openapi
 # --------------------------------------------------------------------------------------
+OPENAPI_DOCUMENT = "docs/openapi.json"  # the committed copy, relative to the project
+
+
 def _add_openapi(subparsers: Any) -> None:
     openapi = subparsers.add_parser(
         "openapi",
@@ -818,7 +821,8 @@ def _add_openapi(subparsers: Any) -> None:
     openapi.add_argument(
         "--check",
         action="store_true",
-        help="exit 1 if --output differs from the derived document (nothing is written)",
+        help=f"exit 1 if --output (default {OPENAPI_DOCUMENT}) differs from the derived document "
+        "(nothing is written)",
     )
     openapi.set_defaults(func=_cmd_openapi)
 
@@ -827,9 +831,9 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
     from streamrec.openapi import openapi_text
 
     text = openapi_text()
+    if args.output is None and args.check:
+        args.output = Path(OPENAPI_DOCUMENT)
     if args.output is None:
-        if args.check:
-            raise SystemExit("error: --check needs --output FILE")
         sys.stdout.write(text)
         return 0
     if args.output.is_dir():

@@ -91,3 +91,9 @@ def test_check_mode_reports_a_stale_file(tmp_path, capsys):
     assert main(["openapi", "--output", str(stale)]) == 0
     assert main(["openapi", "--output", str(stale), "--check"]) == 0
     assert json.loads(stale.read_text(encoding="utf-8"))["info"]["title"] == "streamrec"
+
+
+def test_check_alone_checks_the_committed_document(monkeypatch, capsys):
+    monkeypatch.chdir(DOCUMENT.parents[1])
+    assert main(["openapi", "--check"]) == 0
+    assert capsys.readouterr().out == "docs/openapi.json is up to date\n"

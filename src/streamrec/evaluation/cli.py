@@ -762,7 +762,7 @@ def _retail_arguments(parser: argparse.ArgumentParser, set_example: str) -> None
         help="folder holding the data sets (default: ../shared/datasets beside the repository)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    parser.add_argument("--out", type=output_file, help="also write the JSON result here")
+    parser.add_argument("--out", "--output", type=output_file, help="also write the JSON result here")
     parser.add_argument(
         "--set",
         action="append",
@@ -804,7 +804,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "top-K before ingesting the event. JSON to stdout (and --out).",
     )
     _common(one)
-    one.add_argument("--out", type=output_file, help="also write the JSON result here")
+    one.add_argument("--out", "--output", type=output_file, help="also write the JSON result here")
     one.add_argument(
         "--peers",
         default=",".join(p1.DEFAULT_PEERS),
@@ -843,7 +843,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "in both modes, with the session peers. JSON to stdout (and --out).",
     )
     _common(two)
-    two.add_argument("--out", type=output_file, help="also write the JSON result here")
+    two.add_argument("--out", "--output", type=output_file, help="also write the JSON result here")
     two.add_argument(
         "--peers",
         default=",".join(sessions.SESSION_PEERS),
@@ -867,7 +867,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=default_data_dir(),
         help="folder holding the data sets (default: ../shared/datasets beside the repository)",
     )
-    four.add_argument("--out", type=output_file, help="also write the JSON result here")
+    four.add_argument("--out", "--output", type=output_file, help="also write the JSON result here")
     four.add_argument(
         "--fit",
         action="store_true",
@@ -894,7 +894,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     any_files.add_argument(
         "--dump", type=_dump_file, help="write SessionId;Position;Recommendations;Scores here"
     )
-    any_files.add_argument("--out", type=output_file, help="also write the JSON result here")
+    any_files.add_argument("--out", "--output", type=output_file, help="also write the JSON result here")
     any_files.add_argument(
         "--peers",
         default="",
