@@ -341,7 +341,7 @@ def test_p4_says_what_it_loads_and_replays(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["p1", "--out", "{tmp}"], "argument --out: {tmp} is a folder; name a file"),
+        (["p1", "--out", "{tmp}"], "argument --out/--output: {tmp} is a folder; name a file"),
         (["p2", "--dump", "{tmp}/no/such/prefix"], "argument --dump: folder {tmp}/no/such does not exist"),
         (
             [
