@@ -309,6 +309,26 @@ def unsupported_body(event: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def refuse_unknown_query_parameters(
+    app: APIGatewayHttpResolver, next_middleware: Callable[..., Response]
+) -> Response:
+    """A 400 naming the query parameters the matched route does not take: a misspelt filter
+    (``?categroy=camping``) would otherwise be ignored and return the unfiltered list. The
+    route's parameters are the ones Powertools validates (``route.dependant.query_params``;
+    ``_route`` is the route Powertools matched, which its own validation reads too)."""
+    route = app.context.get("_route")
+    given = app.current_event.query_string_parameters or {}
+    # GET /health stays lenient: monitors add parameters of their own (cache busters).
+    if route is not None and given and route.path != "/health":
+        known = {field.alias for field in route.dependant.query_params}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
+            names = ", ".join(repr(name[:64]) for name in unknown[:5])
+            return _error(400, "bad_request", f"unknown query parameter {names} ({takes})")
+    return next_middleware(app)
+
+
 def build_app(
     service: RecommendationService,
     cross_sell: CrossSellService | None = None,
@@ -320,6 +340,7 @@ def build_app(
     built on the same settings and repositories; the coupon routes to ``coupons`` and the
     trending and demand routes to ``trends`` when given)."""
     app = APIGatewayHttpResolver(enable_validation=True)
+    app.use(middlewares=[refuse_unknown_query_parameters])
     users = service.users
     complements = cross_sell or CrossSellService(service.settings, service.users, service.similarity)
     profiles = ProfileService(service.settings, service.users)

@@ -130,3 +130,35 @@ def test_the_body_takes_a_json_integer_and_boolean(engine_app):
     for extra in ({"k": 3}, {"k": 3, "in_stock": False}, {"k": 3, "in_stock": True}):
         status, body = _answer(engine_app, _event("POST", "/cross-sell", body={"items": ["i1"], **extra}))
         assert status == 200 and len(body["items"]) == 3, (extra, body)
+
+
+@pytest.mark.parametrize(
+    ("path", "takes"),
+    [
+        ("/users/u1/recommendations", "category, exclude, in_stock, k, seen"),
+        ("/items/i1/similar", "category, exclude, in_stock, k"),
+        ("/users/u1/cross-sell", "category, exclude, in_stock, k"),
+        ("/items/trending", "category, exclude, k, window"),
+        ("/users/u1/coupons", "k"),
+    ],
+)
+def test_a_misspelt_query_parameter_is_a_400_naming_what_the_route_takes(unreachable, path, takes):
+    status, body = _answer(unreachable, _event("GET", path, {"k": "3", "categroy": "camping"}))
+    assert (status, body) == (
+        400,
+        {"error": "bad_request", "message": f"unknown query parameter 'categroy' (it takes {takes})"},
+    )
+
+
+def test_a_route_without_query_parameters_names_none_and_health_ignores_them(engine_app):
+    event = _event("POST", "/cross-sell", {"x": "1"}, body={"items": ["i1"]})
+    assert _answer(engine_app, event) == (
+        400,
+        {"error": "bad_request", "message": "unknown query parameter 'x' (it takes none)"},
+    )
+    health = {**_event("GET", "/items/trending", {"_": "1700000000"}), "routeKey": "GET /health"}
+    health.update(
+        rawPath="/health",
+        requestContext={**health["requestContext"], "http": {"method": "GET", "path": "/health"}},
+    )
+    assert _answer(engine_app, health)[0] == 200
