@@ -724,9 +724,15 @@ def _json_lines(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
         if line.strip():
             try:
                 records.append((number, json.loads(line)))
-            except json.JSONDecodeError as error:
-                problems.append((number, f"not valid JSON: {error.msg}"))
+            except ValueError as error:
+                problems.append((number, f"not valid JSON: {_json_problem(error)}"))
     return records, problems
+
+
+def _json_problem(error: ValueError) -> str:
+    """What json.loads refused: a syntax error, or an integer of thousands of digits (which
+    it refuses with a plain ValueError: Python's int_max_str_digits)."""
+    return error.msg if isinstance(error, json.JSONDecodeError) else "a number of more than 4,300 digits"
 
 
 def _read_text(path: Path) -> str:
@@ -758,6 +764,8 @@ def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
             payload = json.loads(text)
         except json.JSONDecodeError as error:
             raise SystemExit(f"error: {path} is not valid JSON: {error}") from None
+        except ValueError as error:
+            raise SystemExit(f"error: {path} is not valid JSON: {_json_problem(error)}") from None
         items = payload if isinstance(payload, list) else [payload]
         where, records, problems = "record", list(enumerate(items, 1)), []
     parsed = []
@@ -917,6 +925,8 @@ def _catalog_records(
             if error.lineno == line:
                 return records, problems
             return [], [(error.lineno, f"not valid JSON: {error.msg}")]
+        except ValueError as error:
+            return [], [(line, f"not valid JSON: {_json_problem(error)}")]
     decoder = json.JSONDecoder()
     records, position = [], text.index("[") + 1
     while True:
@@ -928,9 +938,9 @@ def _catalog_records(
             return records, []
         try:
             value, end = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as error:
-            reason = f"not valid JSON: {error.msg} (the rest of the array is not read)"
-            return records, [(error.lineno, reason)]
+        except ValueError as error:
+            reason = f"not valid JSON: {_json_problem(error)} (the rest of the array is not read)"
+            return records, [(getattr(error, "lineno", text.count("\n", 0, position) + 1), reason)]
         records.append((text.count("\n", 0, position) + 1, value))
         position = end
 

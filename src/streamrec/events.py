@@ -100,7 +100,10 @@ def epoch_seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("timestamp must be ISO-8601 or epoch seconds")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ValueError("timestamp is more than a day in the future") from None
     elif isinstance(value, str):
         try:
             seconds = float(value)

@@ -360,6 +360,14 @@ def build_app(
         # Powertools decodes the body before validating it: bytes that are not UTF-8.
         return _error(400, "bad_request", "body must be a JSON object in UTF-8")
 
+    @app.exception_handler(ValueError)
+    def integer_too_long(error: ValueError) -> Response:
+        # json.loads refuses an integer of more than 4,300 digits (int_max_str_digits) with a
+        # plain ValueError; any other ValueError reaching here is our bug.
+        if app.current_event.body and "integer string conversion" in str(error):
+            return _error(400, "bad_request", "body holds a number of more than 4,300 digits")
+        return internal_error(error)
+
     @app.exception_handler(RecursionError)
     def nested_too_deeply(recursion: RecursionError) -> Response:
         # json.loads recurses once per nesting level: "[[[[..." thousands deep. A request

@@ -162,3 +162,12 @@ def test_a_route_without_query_parameters_names_none_and_health_ignores_them(eng
         requestContext={**health["requestContext"], "http": {"method": "GET", "path": "/health"}},
     )
     assert _answer(engine_app, health)[0] == 200
+
+
+def test_a_body_number_of_thousands_of_digits_is_a_400(unreachable):
+    event = _event("POST", "/cross-sell", body={"items": ["i1"]})
+    event["body"] = '{"items": ["i1"], "k": 1' + "0" * 5000 + "}"
+    assert _answer(unreachable, event) == (
+        400,
+        {"error": "bad_request", "message": "body holds a number of more than 4,300 digits"},
+    )

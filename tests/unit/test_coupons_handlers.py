@@ -182,3 +182,11 @@ def test_a_recursion_error_without_a_body_is_ours_not_the_clients(aws, monkeypat
     monkeypatch.setattr("streamrec.domain.coupons.CouponService.for_user", recurse)
     reply = api.lambda_handler(load_event("coupons_get.json"), FakeLambdaContext())
     assert reply["statusCode"] == 500
+
+
+def test_a_time_of_hundreds_of_digits_is_a_400(aws):
+    api = import_handler("api")
+    body = json.loads(load_event("coupon_put.json")["body"])
+    reply = _put(api, json.dumps({**body, "valid_from": 10**400}))
+    assert reply["statusCode"] == 400, reply
+    assert json.loads(reply["body"])["message"] == "valid_from: must be from 2000-01-01 to 2100-01-01"

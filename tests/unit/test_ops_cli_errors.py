@@ -385,3 +385,25 @@ def test_catalog_load_reads_one_pretty_printed_object(tmp_path):
         path.write_text(json.dumps(TENT, indent=2))
         with pytest.raises(SystemExit, match="line 1: not valid JSON"):
             read_catalog_file(path)
+
+
+HUGE = "1" + "0" * 5000  # json.loads refuses integers of more than 4,300 digits with a ValueError
+
+
+@pytest.mark.parametrize("name", ["coupons.json", "coupons.jsonl"])
+def test_coupons_load_names_a_number_too_long_to_read(tmp_path, name):
+    path = tmp_path / name
+    path.write_text(json.dumps(COUPON).replace('"budget": ', f'"budget": {HUGE}, "was": ') + "\n")
+    with pytest.raises(SystemExit) as failed:
+        read_coupon_file(path)
+    assert "a number of more than 4,300 digits" in str(failed.value.code)
+
+
+@pytest.mark.parametrize("name", ["catalog.json", "catalog.jsonl", "array.json"])
+def test_catalog_load_names_a_number_too_long_to_read(tmp_path, name):
+    record = json.dumps(TENT).replace('"price": 99', f'"price": {HUGE}')
+    path = tmp_path / name
+    path.write_text(f"[{record}]" if name == "array.json" else record + "\n")
+    with pytest.raises(SystemExit) as failed:
+        read_catalog_file(path)
+    assert "line 1: not valid JSON: a number of more than 4,300 digits" in str(failed.value.code)

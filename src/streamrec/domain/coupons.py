@@ -67,6 +67,8 @@ def _epoch(value: Any) -> float:
         raise ValueError("must be ISO-8601 with a zone or epoch seconds")
     try:
         seconds = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise ValueError("must be from 2000-01-01 to 2100-01-01") from None
     except ValueError:
         try:
             parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
