@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from streamrec.argtypes import whole_number
+from streamrec.argtypes import output_file, whole_number
 from streamrec.bench.cli import add_bench_parser
 from streamrec.evaluation.cli import add_eval_parser
 
@@ -101,15 +101,25 @@ def _add_run(subparsers: Any) -> None:
             "and load the seeded demo events; serve until Ctrl-C."
         ),
     )
-    run.add_argument("--port", type=int, default=3000, help="HTTP API port (default 3000)")
-    run.add_argument("--moto-port", type=int, default=0, help="moto server port (default: any free port)")
+    run.add_argument(
+        "--port",
+        type=whole_number(0, 65535),
+        default=3000,
+        help="HTTP API port (default 3000; 0: any free port)",
+    )
+    run.add_argument(
+        "--moto-port",
+        type=whole_number(0, 65535),
+        default=0,
+        help="moto server port (default: any free port)",
+    )
     run.add_argument("--events", type=int, default=6000, help="demo events to load (default 6000)")
     run.add_argument("--seed", type=int, default=None, help="demo generator seed (default: the fixed seed)")
     run.add_argument("--no-demo", action="store_true", help="start empty, load no demo events")
     run.add_argument("--template", type=Path, default=None, help="SAM template (default ./template.yaml)")
     run.add_argument(
         "--outputs",
-        type=Path,
+        type=output_file,
         default=Path(".local/outputs.json"),
         help="where to write the stack's outputs (default .local/outputs.json)",
     )
@@ -273,8 +283,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 outputs["demo_users"] = demo_users(3, events) if events else []
                 outputs["demo_items"] = demo_items(3, events) if events else []
                 outputs["outputs_file"] = str(args.outputs)
-                args.outputs.parent.mkdir(parents=True, exist_ok=True)
-                args.outputs.write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
+                try:
+                    args.outputs.parent.mkdir(parents=True, exist_ok=True)
+                    args.outputs.write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
+                except OSError as error:
+                    raise LocalStackError(f"cannot write {args.outputs}: {error.strerror or error}") from None
                 _status(f"ready in {time.monotonic() - started:.1f}s", done=True)
                 print(_examples(outputs), flush=True)
                 threading.Event().wait()  # serve until Ctrl-C / SIGTERM
@@ -379,7 +392,7 @@ def _add_faults(subparsers: Any) -> None:
     )
     faults.add_argument(
         "--output",
-        type=Path,
+        type=output_file,
         default=Path(".local/faults.json"),
         help="where to write the figures (default .local/faults.json)",
     )
@@ -447,8 +460,12 @@ def _cmd_faults(args: argparse.Namespace) -> int:
             f"shards drained: {poison.shards_drained}"
         )
     result["seconds"] = round(time.monotonic() - started, 1)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    except OSError as error:
+        print(json.dumps(result, indent=2))  # the figures are not lost
+        raise SystemExit(f"error: cannot write {args.output}: {error.strerror or error}") from None
     print(f"{'OK' if ok else 'FAILED'}: figures written to {args.output} ({result['seconds']:.0f}s)")
     return 0 if ok else 1
 

@@ -407,3 +407,23 @@ def test_catalog_load_names_a_number_too_long_to_read(tmp_path, name):
     with pytest.raises(SystemExit) as failed:
         read_catalog_file(path)
     assert "line 1: not valid JSON: a number of more than 4,300 digits" in str(failed.value.code)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--port", "99999"], "argument --port: must be between 0 and 65,535, got 99999"),
+        (["run", "--moto-port", "-1"], "argument --moto-port: must be between 0 and 65,535, got -1"),
+        (["run", "--outputs", "{tmp}"], "argument --outputs: {tmp} is a folder; name a file"),
+        (["faults", "--output", "{tmp}"], "argument --output: {tmp} is a folder; name a file"),
+        (
+            ["eval", "p1", "--rtrec-record", "{tmp}"],
+            "argument --rtrec-record: {tmp} is a folder; name a file",
+        ),
+    ],
+)
+def test_ports_and_output_files_are_checked_before_any_work(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as failed:
+        main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert failed.value.code == 2
+    assert message.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err

@@ -273,8 +273,14 @@ def _cmd_p1(args: argparse.Namespace) -> int:
     if "rtrec" in summary["peers"] and args.max_test_events is None:
         from streamrec.evaluation.report import save_rtrec_record
 
-        if save_rtrec_record(summary, args.rtrec_record):
-            print(f"rtrec figures saved to {args.rtrec_record}", file=sys.stderr)
+        try:
+            if save_rtrec_record(summary, args.rtrec_record):
+                print(f"rtrec figures saved to {args.rtrec_record}", file=sys.stderr)
+        except OSError as error:  # the result below still prints
+            print(
+                f"streamrec eval p1: cannot write {args.rtrec_record}: {error.strerror or error}",
+                file=sys.stderr,
+            )
     return _write_json(summary, args.out, "p1")
 
 
@@ -692,17 +698,21 @@ def _cmd_all(args: argparse.Namespace) -> int:
     if not args.with_rtrec:
         warn_unreadable_rtrec_record(Path(args.report_dir) / RTREC_LAST, "streamrec eval all")
     command = "streamrec eval all" + (" --with-rtrec" if args.with_rtrec else "")
-    paths = write_report(
-        args.report_dir,
-        p1_result,
-        p2_result,
-        command=command,
-        root=repo_root(),
-        wall_time_s=time.monotonic() - started,
-        p3=p3_result,
-        protocols=protocols,
-        content=content_result,
-    )
+    try:
+        paths: dict[str, Path] | None = write_report(
+            args.report_dir,
+            p1_result,
+            p2_result,
+            command=command,
+            root=repo_root(),
+            wall_time_s=time.monotonic() - started,
+            p3=p3_result,
+            protocols=protocols,
+            content=content_result,
+        )
+    except OSError as error:  # the figures below still print
+        print(f"streamrec eval all: cannot write the report: {error}", file=sys.stderr)
+        paths = None
     k = args.k
     lines = [f"P1 ({p1_result['targets']:,} targets)  HR@{k}  MRR@{k}"]
     for name, values in [("engine", p1_result["engine"]), *p1_result["peers"].items()]:
@@ -729,11 +739,12 @@ def _cmd_all(args: argparse.Namespace) -> int:
     for group, part in content_result["groups"].items():
         if part["cases"]:
             lines.append(f"  {group:<17} " + "  ".join(f"{part[m]['precision@10']:.4f}" for m in METHODS))
-    lines.append(
-        f"wrote {paths['md']}, {paths['json']}, {paths['png']} in {time.monotonic() - started:,.0f} s"
-    )
+    if paths is not None:
+        lines.append(
+            f"wrote {paths['md']}, {paths['json']}, {paths['png']} in {time.monotonic() - started:,.0f} s"
+        )
     print("\n".join(lines))
-    return 0
+    return 0 if paths is not None else 1
 
 
 # ---- Parser ----------------------------------------------------------------------------------
@@ -817,7 +828,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     one.add_argument(
         "--rtrec-record",
-        type=Path,
+        type=output_file,
         default=default_report_dir() / RTREC_LAST,
         help="where rtrec's dated figures go (default eval/rtrec_last.json)",
     )
