@@ -182,8 +182,7 @@ class Settings:
             raise ConfigurationError(f"NEIGHBOURS_PER_ITEM={self.neighbours_per_item}; expected 1..500")
         if self.half_life_hours <= 0:
             raise ConfigurationError(f"HALF_LIFE_HOURS={self.half_life_hours}; expected > 0")
-        unknown = set(self.event_weights) - set(EVENT_TYPES)
-        if unknown or set(self.event_weights) != set(EVENT_TYPES):
+        if set(self.event_weights) != set(EVENT_TYPES):
             raise ConfigurationError(f"EVENT_WEIGHTS must give a weight to each of {EVENT_TYPES}")
         if any(weight < 0 for weight in self.event_weights.values()):
             raise ConfigurationError("EVENT_WEIGHTS must not be negative")
@@ -297,8 +296,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trends_table=env.get("TRENDS_TABLE", ""),
         catalog_table=env.get("CATALOG_TABLE", ""),
         similarity_measure=env.get("SIMILARITY_MEASURE", "jaccard"),
-        neighbours_per_item=int(number("NEIGHBOURS_PER_ITEM", 50, int)),
-        half_life_hours=number("HALF_LIFE_HOURS", 24.0),
+        neighbours_per_item=int(number("NEIGHBOURS_PER_ITEM", Settings.neighbours_per_item, int)),
+        half_life_hours=number("HALF_LIFE_HOURS", Settings.half_life_hours),
         history_length=int(number("HISTORY_LENGTH", Settings.history_length, int)),
         category_blend=number("CATEGORY_BLEND", Settings.category_blend),
         event_weights=parse_event_weights(env.get("EVENT_WEIGHTS", "")),

@@ -50,7 +50,8 @@ def idf(document_frequency: np.ndarray, documents: float) -> np.ndarray:
 
     Args:
         document_frequency: shape (t,), documents holding each token (>= 0).
-        documents: N, the number of documents (a token's df above N is clipped to N).
+        documents: N, the number of documents (raised to the largest df when a df exceeds it,
+            so that no idf falls below 1).
 
     Returns:
         shape (t,), ln((1 + N) / (1 + df)) + 1, always >= 1.

@@ -181,7 +181,7 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     positive = np.flatnonzero(scores > 0)
     if positive.size > k:
-        # argpartition narrows to the k best in O(n); the boundary ties are settled below.
+        # partition finds the k-th best score in O(n); the ties at it are settled below.
         threshold = np.partition(scores[positive], positive.size - k)[positive.size - k]
         positive = positive[scores[positive] >= threshold]
     # lexsort: last key is primary -> score descending, then index ascending.

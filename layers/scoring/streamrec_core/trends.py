@@ -19,7 +19,7 @@ def window_counts(hourly: np.ndarray, elapsed_fraction: float) -> np.ndarray:
     Args:
         hourly: shape (n, w + 1), per row the counts of hours H - w .. H, oldest first,
             where H is the current hour (its last column may include events stamped later).
-        elapsed_fraction: how much of the current hour has passed, in [0, 1).
+        elapsed_fraction: how much of the current hour has passed, in [0, 1].
 
     Returns:
         shape (n,), the windowed counts.

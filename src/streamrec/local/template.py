@@ -271,13 +271,6 @@ class LocalTemplate:
                 owner.setdefault(key, fn.logical_id)
         return merged
 
-    def queue_by_arn(self, arn: str) -> QueueDef | None:
-        """The queue whose ARN is ``arn``, if it belongs to this template."""
-        return next((q for q in self.queues.values() if q.arn == arn), None)
-
-    def stream_by_arn(self, arn: str) -> StreamDef | None:
-        """The stream whose ARN is ``arn``, if it belongs to this template."""
-        return next((s for s in self.streams.values() if s.arn == arn), None)
 
 
 # --------------------------------------------------------------------------------------
