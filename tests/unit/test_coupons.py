@@ -173,7 +173,10 @@ def test_coupon_ids_are_validated():
     with pytest.raises(InvalidCoupon, match="coupon_id is malformed"):
         coupon_record({"coupon_id": "#cat:x"})
     with pytest.raises(InvalidCoupon, match="^coupon_id is missing$"):
+        coupon_record({k: v for k, v in LOAD_RECORD.items() if k != "coupon_id"})
+    with pytest.raises(InvalidCoupon) as both:  # every problem of the record, not the first
         coupon_record({"scope": {"category": "a"}})
+    assert str(both.value).startswith("coupon_id is missing; discount: Field required;")
     with pytest.raises(InvalidEvent, match="coupon_id"):
         parse_event({"event_id": "e", "event_type": "coupon_redeemed", "user_id": "u", "timestamp": NOW})
     with pytest.raises(InvalidEvent, match="coupon_id"):

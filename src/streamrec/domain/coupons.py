@@ -176,17 +176,22 @@ def scope_keys(scope: CouponScope) -> list[str]:
 
 
 def parse_coupon(coupon_id: Any, payload: Any) -> CouponSpec:
-    """Validate a coupon id and definition; :class:`InvalidCoupon` says what is wrong."""
+    """Validate a coupon id and definition; :class:`InvalidCoupon` says everything that is
+    wrong with them (the id's problem and the definition's, "; "-separated)."""
+    problems = []
     if coupon_id is None:
-        raise InvalidCoupon("coupon_id is missing")
-    if not isinstance(coupon_id, str) or not ID_REGEX.fullmatch(coupon_id):
-        raise InvalidCoupon("coupon_id is malformed: 1-128 characters: letters, digits and . _ : @ -")
+        problems.append("coupon_id is missing")
+    elif not isinstance(coupon_id, str) or not ID_REGEX.fullmatch(coupon_id):
+        problems.append("coupon_id is malformed: 1-128 characters: letters, digits and . _ : @ -")
     if not isinstance(payload, dict):
         raise InvalidCoupon(f"a coupon must be a JSON object, got {type(payload).__name__}")
     try:
-        return CouponSpec.model_validate(payload)
+        spec = CouponSpec.model_validate(payload)
     except ValidationError as error:
-        raise InvalidCoupon(schema_problems(error, "coupon")) from None
+        problems.append(schema_problems(error, "coupon"))
+    if problems:
+        raise InvalidCoupon("; ".join(problems))
+    return spec
 
 
 def coupon_record(payload: Any) -> tuple[str, CouponSpec]:
