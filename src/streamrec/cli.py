@@ -832,7 +832,7 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 # streamrec openapi
 # --------------------------------------------------------------------------------------
-OPENAPI_DOCUMENT = "docs/openapi.json"  # the committed copy, relative to the project
+OPENAPI_DOCUMENT = "docs/openapi.json"  # the committed copy, in the project's folder
 
 
 def _add_openapi(subparsers: Any) -> None:
@@ -857,7 +857,9 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
 
     text = openapi_text()
     if args.output is None and args.check:
-        args.output = Path(OPENAPI_DOCUMENT)
+        args.output = Path(__file__).resolve().parents[2] / OPENAPI_DOCUMENT  # src/streamrec/cli.py
+        if not args.output.is_file():
+            raise SystemExit(f"error: {args.output} not found: name the document with --output FILE")
     if args.output is None:
         sys.stdout.write(text)
         return 0

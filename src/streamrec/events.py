@@ -103,7 +103,8 @@ def epoch_seconds(value: Any) -> float:
         try:
             seconds = float(value)
         except OverflowError:  # an integer of hundreds of digits
-            raise ValueError("timestamp is more than a day in the future") from None
+            side = "more than a day in the future" if value > 0 else "before 2000-01-01"
+            raise ValueError(f"timestamp is {side}") from None
     elif isinstance(value, str):
         try:
             seconds = float(value)

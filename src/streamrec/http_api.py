@@ -309,6 +309,14 @@ def unsupported_body(event: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+# The paths (in Powertools' <name> form) whose query parameters are checked: every route but
+# GET /health. A request no route matches reaches the middlewares on a catch-all route of
+# Powertools' own, whose 404 (or our malformed-id 400) must not be preempted.
+_CHECKED_PATHS = frozenset(
+    re.sub(r"\{(\w+)\}", r"<\1>", key.split(" ", 1)[1]) for key in ROUTES if key != "GET /health"
+)
+
+
 def refuse_unknown_query_parameters(
     app: APIGatewayHttpResolver, next_middleware: Callable[..., Response]
 ) -> Response:
@@ -319,7 +327,7 @@ def refuse_unknown_query_parameters(
     route = app.context.get("_route")
     given = app.current_event.query_string_parameters or {}
     # GET /health stays lenient: monitors add parameters of their own (cache busters).
-    if route is not None and given and route.path != "/health":
+    if route is not None and given and route.path in _CHECKED_PATHS:
         known = {field.alias for field in route.dependant.query_params}
         unknown = sorted(set(given) - known)
         if unknown:
@@ -364,7 +372,7 @@ def build_app(
     def integer_too_long(error: ValueError) -> Response:
         # json.loads refuses an integer of more than 4,300 digits (int_max_str_digits) with a
         # plain ValueError; any other ValueError reaching here is our bug.
-        if app.current_event.body and "integer string conversion" in str(error):
+        if app.current_event.body and "integer string conversion: value has" in str(error):
             return _error(400, "bad_request", "body holds a number of more than 4,300 digits")
         return internal_error(error)
 

@@ -142,6 +142,7 @@ GOOD = {"event_id": "e1", "event_type": "view", "user_id": "u", "item_id": "i", 
         ({"quantity": "3"}, "schema violation: quantity: Input should be a valid integer"),
         ({"quantity": 2.0}, "schema violation: quantity: Input should be a valid integer"),
         ({"timestamp": 10**400}, "schema violation: timestamp: timestamp is more than a day in the future"),
+        ({"timestamp": -(10**400)}, "schema violation: timestamp: timestamp is before 2000-01-01"),
         (
             {"timestamp": "1999-01-01T00:00:00Z"},
             "schema violation: timestamp: timestamp is before 2000-01-01",

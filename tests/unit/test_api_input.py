@@ -5,6 +5,7 @@ boolean. Anything else is a 400 naming the parameter, never read as some other v
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,3 +172,14 @@ def test_a_body_number_of_thousands_of_digits_is_a_400(unreachable):
         400,
         {"error": "bad_request", "message": "body holds a number of more than 4,300 digits"},
     )
+
+
+def test_a_request_no_route_takes_keeps_its_answer_whatever_its_query(unreachable):
+    # A malformed id (the sample event carries ?k=5) is still named, and an unknown path is
+    # still a 404: the query check does not preempt them.
+    event = json.loads((Path(__file__).resolve().parents[2] / "events" / "api_bad_id.json").read_text())
+    status, body = _answer(unreachable, event)
+    assert status == 400 and body["message"].startswith("user_id is malformed"), body
+    lost = {**_event("GET", "/items/trending", {"x": "1"}), "routeKey": "$default", "rawPath": "/nope"}
+    lost["requestContext"] = {**lost["requestContext"], "http": {"method": "GET", "path": "/nope"}}
+    assert _answer(unreachable, lost)[0] == 404
