@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -186,12 +187,25 @@ def _error(status: int, error: str, message: str) -> Response:
     )
 
 
-def _describe(issue: dict[str, Any], coupon_body: bool = False) -> str:
+def _repeated_query_names(raw_query: str) -> set[str]:
+    """The query parameters given more than once (Powertools then passes a list, which a
+    one-value parameter refuses)."""
+    counts: dict[str, int] = {}
+    for name, _value in parse_qsl(raw_query or "", keep_blank_values=True):
+        counts[name] = counts.get(name, 0) + 1
+    return {name for name, count in counts.items() if count > 1}
+
+
+def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collection[str] = ()) -> str:
     """A readable message for one validation issue (``coupon_body``: the request is
-    ``PUT /coupons/{coupon_id}``, whose body is a coupon, not a cart)."""
+    ``PUT /coupons/{coupon_id}``, whose body is a coupon, not a cart; ``repeated``: the
+    query parameters given more than once)."""
     location = issue.get("loc", ())
     name = str(location[-1]) if location else "request"
     kind = issue.get("type", "")
+    if location[:1] == ("query",) and name in repeated:
+        lists = " (one comma-separated list: exclude=a,b)" if name == "exclude" else ""
+        return f"{name} is given more than once; give it once{lists}"
     if location[:1] == ("body",) and coupon_body:
         message = str(issue.get("msg", kind)).removeprefix("Value error, ")
         if kind == "json_invalid" or (
@@ -356,7 +370,8 @@ def build_app(
     @app.exception_handler(RequestValidationError)
     def bad_request(error: RequestValidationError) -> Response:
         coupon_body = app.current_event.http_method.upper() == "PUT"  # only PUT /coupons/{id}
-        messages = list(dict.fromkeys(_describe(issue, coupon_body) for issue in error.errors()))
+        repeated = _repeated_query_names(app.current_event.raw_query_string)
+        messages = list(dict.fromkeys(_describe(issue, coupon_body, repeated) for issue in error.errors()))
         return _error(400, "bad_request", "; ".join(messages))
 
     @app.exception_handler(InvalidFilter)

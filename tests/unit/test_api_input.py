@@ -183,3 +183,21 @@ def test_a_request_no_route_takes_keeps_its_answer_whatever_its_query(unreachabl
     lost = {**_event("GET", "/items/trending", {"x": "1"}), "routeKey": "$default", "rawPath": "/nope"}
     lost["requestContext"] = {**lost["requestContext"], "http": {"method": "GET", "path": "/nope"}}
     assert _answer(unreachable, lost)[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("k=3&k=4", "k is given more than once; give it once"),
+        (
+            "exclude=i1&exclude=i2",
+            "exclude is given more than once; give it once (one comma-separated list: exclude=a,b)",
+        ),
+    ],
+)
+def test_a_query_parameter_given_twice_is_named_as_such(unreachable, raw, message):
+    # API Gateway passes a repeated parameter's values comma-joined, with the raw query.
+    pairs = [part.split("=") for part in raw.split("&")]
+    joined = {pairs[0][0]: ",".join(value for _, value in pairs)}
+    event = {**_event("GET", "/users/u1/recommendations", joined), "rawQueryString": raw}
+    assert _answer(unreachable, event) == (400, {"error": "bad_request", "message": message})
