@@ -96,6 +96,16 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(0.05 * 2**attempt, 2.0))
 
 
+def _keys(ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Keys of the rows of tables keyed by ``item_id`` alone."""
+    return [{"item_id": {"S": key}} for key in ids]
+
+
+def _error_code(error: BaseException | None) -> str:
+    """The DynamoDB error code of a ClientError ("" for anything else)."""
+    return error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
+
+
 class DynamoTable:
     """A table name and client, with the batch helpers every repository needs."""
 
@@ -107,7 +117,7 @@ class DynamoTable:
         try:
             return getattr(self.client, operation)(**kwargs)
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
+            code = _error_code(error)
             if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
                 raise
             raise RepositoryError(f"{operation} on {self.name} failed: {code}") from error
@@ -218,7 +228,7 @@ class DynamoTable:
                 make_room(key)
                 room_made += 1
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                if _error_code(error) != "ConditionalCheckFailedException":
                     raise
                 stored = self.call(
                     "get_item",
@@ -237,12 +247,9 @@ def _over_item_limit(error: RepositoryError) -> bool:
     has exceeded ..." for a put, "Item size to update has exceeded ..." for an update; not
     "Invalid UpdateExpression: Expression size has exceeded ...")."""
     cause = error.__cause__
-    if not isinstance(cause, ClientError):
+    if not isinstance(cause, ClientError) or _error_code(cause) != "ValidationException":
         return False
-    details = cause.response.get("Error", {})
-    return details.get("Code") == "ValidationException" and str(details.get("Message", "")).startswith(
-        "Item size"
-    )
+    return str(cause.response.get("Error", {}).get("Message", "")).startswith("Item size")
 
 
 def _guarded_part(deltas: Sequence[Delta]) -> list[Delta]:
@@ -440,7 +447,7 @@ class DynamoItemStatsRepository:
         self.table = table
 
     def get_many(self, item_ids: Iterable[str]) -> dict[str, ItemStats]:
-        keys = [{"item_id": {"S": i}} for i in sorted(set(item_ids))]
+        keys = _keys(sorted(set(item_ids)))
         result = {}
         for item in self.table.batch_get(keys):
             attributes = {k: float(v["N"]) if "N" in v else v.get("S", "") for k, v in item.items()}
@@ -542,18 +549,10 @@ class ListTooLargeError(ValueError):
     cannot help, so a stream record that hits it is dead-lettered)."""
 
 
-def _keys(ids: Iterable[str]) -> list[dict[str, Any]]:
-    return [{"item_id": {"S": key}} for key in ids]
-
-
 def list_part_key(name: str, part: int, parts: int) -> str:
     """Key of part ``part`` of the ``parts`` of list ``name`` (``#`` never starts an id,
     and no list name starts with ``#part:``)."""
     return f"#part:{parts}:{part}:{name}"
-
-
-def _error_code(error: BaseException | None) -> str:
-    return error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
 
 
 def _encode_entries(entries: Sequence[tuple[str, float]]) -> str:
@@ -633,7 +632,7 @@ class DynamoSimilarityRepository:
         rows: dict[str, SimilarityRow] = {}
         found: dict[str, PopularList] = {name: PopularList() for name in lists}
         split: dict[str, list[str]] = {}
-        for item in self.table.batch_get([{"item_id": {"S": i}} for i in wanted], consistent):
+        for item in self.table.batch_get(_keys(wanted), consistent):
             key = item["item_id"]["S"]
             if key in list_names:
                 found[key], digests = _list_head(item)
@@ -1043,7 +1042,7 @@ class DynamoCouponRepository:
                     ExpressionAttributeValues={**values, **({":zero": {"N": "0"}} if not old else {})},
                 )
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                if _error_code(error) != "ConditionalCheckFailedException":
                     raise
                 continue
             stale = set(old.scope_keys() if old else ()) - set(scope_keys(spec.scope))
@@ -1085,7 +1084,7 @@ class DynamoCouponRepository:
             )
             return REDEEMED
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if _error_code(error) != "ConditionalCheckFailedException":
                 raise
         stored = self.table.call(
             "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
@@ -1106,7 +1105,7 @@ class DynamoCouponRepository:
                 ExpressionAttributeValues={":seq": values[":seq"], ":one": values[":one"]},
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if _error_code(error) != "ConditionalCheckFailedException":
                 raise
             return DUPLICATE
         return EXHAUSTED
@@ -1191,7 +1190,7 @@ class DynamoCatalogRepository:
         try:
             self.table.call("put_item", TableName=self.table.name, Item=_catalog_to_item(item), **condition)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if _error_code(error) != "ConditionalCheckFailedException":
                 raise
             return False
         return True
@@ -1215,7 +1214,7 @@ class DynamoCatalogRepository:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if _error_code(error) != "ConditionalCheckFailedException":
                 raise
             return limit  # full: the token is too common to index further
         return len(response.get("Attributes", {}).get("items", {}).get("SS", []))
