@@ -251,10 +251,15 @@ def _listing(result: RecommendationList) -> list[dict[str, Any]]:
     return [asdict(item) for item in result.items]
 
 
+def _method(event: dict[str, Any]) -> str:
+    """A payload 2.0 event's HTTP method, upper case ("" when it carries none)."""
+    return str((event.get("requestContext") or {}).get("http", {}).get("method", "")).upper()
+
+
 def malformed_id(event: dict[str, Any]) -> str | None:
     """For a request that reached no route: the name of the path id that made it miss
     (``user_id``/``item_id``) when the request is one of our routes, else None."""
-    method = str((event.get("requestContext") or {}).get("http", {}).get("method", "")).upper()
+    method = _method(event)
     route_key = event.get("routeKey")
     if isinstance(route_key, str) and route_key in ROUTES:
         names = [n for n in _ID_NAMES if f"{{{n}}}" in route_key]
@@ -305,7 +310,7 @@ def unsupported_body(event: dict[str, Any]) -> dict[str, Any] | None:
     internal error."""
     if not event.get("body"):
         return None  # nothing to parse, whatever the header says (e.g. a GET from a form page)
-    method = str(event.get("requestContext", {}).get("http", {}).get("method", "")).upper()
+    method = _method(event)
     media_type = _media_type(event)
     if method not in _BODY_METHODS or not media_type or _is_json(media_type):
         return None
