@@ -21,6 +21,13 @@ TAOBAO_HEADER = "user_id,item_id,category_id,behavior_type,timestamp\n"
 WARMUP_END = 1_512_144_000  # P1/P4's warm-up ends 2017-12-02 00:00 China time
 
 
+def _sessions(train: str, test: str, columns: str = "SIT") -> list[str]:
+    """``eval sessions`` with its files and its session, item and time column names."""
+    session, item, time = columns
+    columns_args = ["--session-col", session, "--item-col", item, "--time-col", time]
+    return ["sessions", "--train", train, "--test", test, *columns_args]
+
+
 def _error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
     """The one line on stderr, which names the command; nothing on stdout."""
     captured = capsys.readouterr()
@@ -52,21 +59,7 @@ def _session_files(tmp_path: Path, test: str) -> list[str]:
     )
     path = tmp_path / "test.csv"
     path.write_text(test)
-    return [
-        "eval",
-        "sessions",
-        "--train",
-        str(train),
-        "--test",
-        str(path),
-        "--session-col",
-        "S",
-        "--item-col",
-        "I",
-        "--time-col",
-        "T",
-        "-q",
-    ]
+    return ["eval", *_sessions(str(train), str(path)), "-q"]
 
 
 # ---- 1. --k ----------------------------------------------------------------------------------
@@ -76,19 +69,7 @@ def _session_files(tmp_path: Path, test: str) -> list[str]:
         ["p1"],
         ["p2"],
         ["all"],
-        [
-            "sessions",
-            "--train",
-            "a",
-            "--test",
-            "b",
-            "--session-col",
-            "s",
-            "--item-col",
-            "i",
-            "--time-col",
-            "t",
-        ],
+        _sessions("a", "b", "sit"),
     ],
 )
 @pytest.mark.parametrize(
@@ -130,22 +111,7 @@ def test_unknown_peers_fail_before_any_data_is_read(tmp_path, capsys, command, k
 
 
 def test_sessions_unknown_peer_fails_before_reading_the_files(tmp_path, capsys):
-    argv = [
-        "eval",
-        "sessions",
-        "--train",
-        str(tmp_path / "no.csv"),
-        "--test",
-        str(tmp_path / "no.csv"),
-        "--session-col",
-        "S",
-        "--item-col",
-        "I",
-        "--time-col",
-        "T",
-        "--peers",
-        "bogus",
-    ]
+    argv = ["eval", *_sessions(str(tmp_path / "no.csv"), str(tmp_path / "no.csv")), "--peers", "bogus"]
     assert main(argv) == 1
     assert "unknown peer 'bogus'" in _error_line(capsys, "sessions")
 
@@ -344,21 +310,7 @@ def test_p4_says_what_it_loads_and_replays(tmp_path, capsys):
         (["p1", "--out", "{tmp}"], "argument --out/--output: {tmp} is a folder; name a file"),
         (["p2", "--dump", "{tmp}/no/such/prefix"], "argument --dump: folder {tmp}/no/such does not exist"),
         (
-            [
-                "sessions",
-                "--train",
-                "a",
-                "--test",
-                "b",
-                "--session-col",
-                "s",
-                "--item-col",
-                "i",
-                "--time-col",
-                "t",
-                "--dump",
-                "{tmp}/no/d.csv",
-            ],
+            [*_sessions("a", "b", "sit"), "--dump", "{tmp}/no/d.csv"],
             "argument --dump: folder {tmp}/no does not exist",
         ),
         (["all", "--report-dir", "{tmp}/file"], "argument --report-dir: {tmp}/file is a file, not a folder"),
