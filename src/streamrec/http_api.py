@@ -615,8 +615,10 @@ def _add_coupon_routes(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
         k: Annotated[CountQuery, Query(description="How many coupons to return (1..100).")] = 3,
     ) -> dict[str, Any]:
-        """The coupons the user may use now, ranked by affinity to their scope and value.
-        Expired, not yet valid, exhausted, used-up and out-of-scope coupons never appear."""
+        """The coupons the user may use now: those of the user's own scopes, ranked by the
+        user's predicted purchases in their scope and their value, then (score 0) coupons
+        of the shop's most-bought categories filling a list shorter than k. Expired, not
+        yet valid, exhausted and used-up coupons never appear."""
         offered = coupons.for_user(user_id, k, clock())
         return {"user_id": user_id, "coupons": [asdict(coupon) for coupon in offered]}
 

@@ -100,14 +100,19 @@ class OfferedCoupon(BaseModel):
     coupon_id: str
     score: float = Field(
         description="Ranking score: the user's predicted chance of buying in the coupon's scope soon "
-        "(relative to the best coupon's) and the coupon's value; best first."
+        "(relative to the best coupon's) and the coupon's value; best first. 0 for a coupon of one "
+        "of the shop's most-bought categories that fills a list the user's own scopes leave "
+        "shorter than k."
     )
     scope: CouponScope
     discount: Discount
     min_spend: float
     valid_to: float = Field(description="Epoch seconds.")
     remaining: int = Field(description="Redemptions left of the coupon's budget.")
-    reasons: list[str]
+    reasons: list[str] = Field(
+        description="Why it is offered: the user's activity in its scope, or 'popular in the shop' "
+        "for a fill."
+    )
 
 
 class UserCoupons(BaseModel):

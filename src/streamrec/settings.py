@@ -36,6 +36,7 @@ DEFAULT_COUPON_MODEL = (
     -0.7728,  # log1p items in cart
 )
 COUPON_RANKINGS = ("model", "affinity")
+COUPON_FILLS = ("popular", "none")
 COUPON_MODEL_SIZE = 11
 
 CROSS_SELL_AGGREGATES = ("sum", "max")
@@ -101,6 +102,11 @@ class Settings:
     coupon_value_weight: float = 1.0
     coupon_ranking: str = "model"
     coupon_model: tuple[float, ...] = DEFAULT_COUPON_MODEL
+    # A list left shorter than k by the user's own scopes is filled ("popular") with the
+    # eligible coupons of the shop's most-bought categories (forward-decayed purchases, the
+    # ``popular_category_list_size`` best kept in one list); "none" leaves it short.
+    coupon_fill: str = "popular"
+    popular_category_list_size: int = 100
     # Cross-sell ("frequently bought together"), from basket co-occurrence: add_to_cart and
     # purchase events sharing a basket_id, or else a user's such events at most
     # ``basket_gap_hours`` apart. A basket counts at most ``basket_items_kept`` items.
@@ -225,6 +231,8 @@ class Settings:
             raise ConfigurationError(
                 f"COUPON_RANKING={self.coupon_ranking!r}; expected one of {COUPON_RANKINGS}"
             )
+        if self.coupon_fill not in COUPON_FILLS:
+            raise ConfigurationError(f"COUPON_FILL={self.coupon_fill!r}; expected one of {COUPON_FILLS}")
         if not all(math.isfinite(weight) for weight in self.coupon_model):
             raise ConfigurationError("COUPON_MODEL weights must be finite numbers")
         if len(self.coupon_model) != COUPON_MODEL_SIZE:
@@ -306,6 +314,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "CROSS_SELL_POPULARITY_PENALTY", Settings.cross_sell_popularity_penalty
         ),
         coupon_ranking=env.get("COUPON_RANKING") or Settings.coupon_ranking,
+        coupon_fill=env.get("COUPON_FILL") or Settings.coupon_fill,
         coupon_model=parse_coupon_model(env["COUPON_MODEL"])
         if env.get("COUPON_MODEL")
         else DEFAULT_COUPON_MODEL,

@@ -60,11 +60,16 @@ def test_p4_command_writes_json(data_dir, tmp_path, capsys):
     engine = written["engine"]["precision@3"]
     peers = {name: values["precision@3"] for name, values in written["peers"].items()}
     assert set(peers) == {"most_bought", "most_viewed"}
-    # Measured at the defaults (README "Coupons"): 54 hits of 741 slots; ranked by decayed
-    # affinity alone, 52.
+    # Measured at the defaults (README "Coupons"): 55 hits of 741 slots, every target offered
+    # 3 coupons; ranked by decayed affinity alone, 53; without the popular fill, 54 with 48
+    # targets offered fewer than 3.
     assert engine > max(peers.values())
-    assert written["engine"]["hits"] == 54
-    assert written["engine_by_affinity"]["hits"] == 52
+    assert written["engine"]["hits"] == 55
+    assert written["engine"]["targets_offered_fewer_than_3"] == 0
+    assert written["engine_by_affinity"]["hits"] == 53
+    assert written["engine_fill_none"]["hits"] == 54
+    assert written["engine_fill_none"]["targets_offered_fewer_than_3"] == 48
+    assert written["settings"]["coupon_fill"] == "popular"
     assert written["settings"]["coupon_model"] == list(Settings().coupon_model)
     # Bootstrap over the 247 targets: each interval holds its method's precision, and the
     # engine's lead over the users' most-viewed categories is above zero (README "Coupons").
@@ -73,7 +78,12 @@ def test_p4_command_writes_json(data_dir, tmp_path, capsys):
         assert low < values["precision@3"] < high
     lead_low, lead_high = written["differences"]["most_viewed"]["precision@3"]
     assert 0 < lead_low < engine - peers["most_viewed"] < lead_high
-    assert set(written["differences"]) == {"engine_by_affinity", "most_bought", "most_viewed"}
+    assert set(written["differences"]) == {
+        "engine_by_affinity",
+        "engine_fill_none",
+        "most_bought",
+        "most_viewed",
+    }
 
 
 def test_fit_reproduces_the_default_coupon_model(data_dir, tmp_path):

@@ -96,6 +96,7 @@ def test_function_environment_merges_globals_and_own_variables(
     # The coupon parameters' defaults (empty CouponModel) give the built-in coupon model.
     api = load_settings(template.functions["ApiFunction"].environment)
     assert api.coupon_ranking == "model" and api.coupon_model == DEFAULT_COUPON_MODEL
+    assert api.coupon_fill == Settings().coupon_fill
     # The blending parameters' defaults are the code's.
     defaults = Settings()
     assert (api.content_weight, api.content_slots, api.cold_item_weight) == (

@@ -28,7 +28,16 @@ from streamrec.domain.coupons import (
     scope_features,
 )
 from streamrec.domain.ingest import IngestService, SequencedEvent
-from streamrec.domain.model import CategoryAffinity, HistoryItem, UserState, sequence_key
+from streamrec.domain.model import (
+    POPULAR_CATEGORIES_ROW,
+    CategoryAffinity,
+    HistoryItem,
+    PopularList,
+    UserState,
+    category_buys_row,
+    sequence_key,
+)
+from streamrec.domain.similarity import SimilarityService
 from streamrec.events import InvalidEvent, parse_event
 from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 from streamrec.repositories.memory import (
@@ -36,6 +45,7 @@ from streamrec.repositories.memory import (
     InMemoryCooccurrenceRepository,
     InMemoryCouponRepository,
     InMemoryItemStatsRepository,
+    InMemorySimilarityRepository,
     InMemoryUserRepository,
 )
 from streamrec.settings import ConfigurationError, Settings, load_settings
@@ -445,6 +455,89 @@ def test_service_reads_candidates_through_the_scope_index(aws):
         service = CouponService(SETTINGS, users, repository)
         assert [c.coupon_id for c in service.for_user("u", 3, NOW)] == ["camp"]
         assert service.for_user("nobody", 3, NOW) == []
+
+
+def _popular_categories(*categories: str) -> InMemorySimilarityRepository:
+    """A similarity repository holding ``#popular_categories``, most bought first."""
+    popular = InMemorySimilarityRepository()
+    ranked = [(category, 100.0 - n) for n, category in enumerate(categories)]
+    popular.put_list(POPULAR_CATEGORIES_ROW, PopularList(items=ranked))
+    return popular
+
+
+def test_short_lists_are_filled_from_the_most_bought_categories(aws):
+    for name, repository in _both(aws).items():
+        state = user(camping=1.0)
+        state.redemptions = {"toys": 1}
+        users = InMemoryUserRepository()
+        users.save_many([state])
+        repository.put("camp", spec())
+        repository.put("kitchen", spec(scope={"category": "kitchen"}))
+        repository.put(
+            "garden-5", spec(scope={"category": "garden"}, discount={"kind": "percent", "value": 5})
+        )
+        repository.put(
+            "garden-20", spec(scope={"category": "garden"}, discount={"kind": "percent", "value": 20})
+        )
+        repository.put(
+            "garden-old", spec(scope={"category": "garden"}, valid_from=NOW - 2 * DAY, valid_to=NOW)
+        )
+        repository.put("toys", spec(scope={"category": "toys"}))  # this user's limit reached
+        repository.put("books", spec(scope={"category": "books"}, budget=0))  # exhausted
+        repository.put("stove", spec(scope={"items": ["stove"]}))  # item lists never fill
+        repository.put("shoes", spec(scope={"category": "shoes"}))  # not among the most bought
+        popular = _popular_categories("books", "toys", "kitchen", "garden", "camping")
+        service = CouponService(SETTINGS, users, repository, popular=popular)
+
+        offered = service.for_user("u", 5, NOW)
+        # The user's own scope first, then by category rank (kitchen before garden), then
+        # value (20 % before 5 %); expired, exhausted and used-up coupons are still refused.
+        assert [c.coupon_id for c in offered] == ["camp", "kitchen", "garden-20", "garden-5"], name
+        assert offered[0].score > 0 and [c.score for c in offered[1:]] == [0.0, 0.0, 0.0]
+        assert offered[1].reasons == ["popular in the shop: category kitchen is among the most bought lately"]
+        assert [c.coupon_id for c in service.for_user("u", 1, NOW)] == ["camp"]
+        # An unknown user gets the fill alone.
+        assert [c.coupon_id for c in service.for_user("nobody", 2, NOW)] == ["toys", "kitchen"]
+        # Off, or with nothing bought yet, a list stays short.
+        unfilled = CouponService(replace(SETTINGS, coupon_fill="none"), users, repository, popular=popular)
+        assert [c.coupon_id for c in unfilled.for_user("u", 5, NOW)] == ["camp"]
+        nothing_bought = CouponService(SETTINGS, users, repository, popular=InMemorySimilarityRepository())
+        assert [c.coupon_id for c in nothing_bought.for_user("u", 5, NOW)] == ["camp"]
+
+
+def test_purchases_by_category_rank_the_popular_categories():
+    users, stats, changes = InMemoryUserRepository(), InMemoryItemStatsRepository(), InMemoryChangePublisher()
+    ingest = IngestService(
+        SETTINGS, users, InMemoryCooccurrenceRepository(), stats, changes, InMemoryCouponRepository()
+    )
+    events = [
+        _event(0, "purchase", "kitchen"),
+        _event(1, "purchase", "garden"),
+        _event(2, "purchase", "garden"),
+        _event(3, "view", "toys"),  # views are not purchases
+        _event(4, "add_to_cart", "toys"),
+        _event(5, "purchase", None),  # no category: counted nowhere
+    ]
+    ingest.ingest(_sequenced(events), "s0")
+    ingest.ingest(_sequenced(events), "s0")  # a re-delivery adds nothing
+    rows = stats.get_many([category_buys_row(c) for c in ("kitchen", "garden", "toys")])
+    assert set(rows) == {category_buys_row("kitchen"), category_buys_row("garden")}
+    # One per purchase event, forward-decayed: the later garden purchase weighs more.
+    kitchen, garden = (sum(rows[category_buys_row(c)].popularity.values()) for c in ("kitchen", "garden"))
+    assert 2 * kitchen < garden
+
+    similarity = InMemorySimilarityRepository()
+    SimilarityService(SETTINGS, InMemoryCooccurrenceRepository(), stats, similarity).recompute(
+        changes.changed, changes.norm_changed, changes.popular_changed
+    )
+    assert [c for c, _ in similarity.get_list(POPULAR_CATEGORIES_ROW).items] == ["garden", "kitchen"]
+
+
+def test_coupon_fill_setting():
+    assert load_settings({}).coupon_fill == "popular"
+    assert load_settings({"COUPON_FILL": "none"}).coupon_fill == "none"
+    with pytest.raises(ConfigurationError, match="COUPON_FILL='always'; expected one of"):
+        load_settings({"COUPON_FILL": "always"})
 
 
 # One record of a `streamrec coupons load` file.

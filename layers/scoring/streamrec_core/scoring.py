@@ -273,7 +273,7 @@ def coupon_scores(affinity: np.ndarray, value: np.ndarray, value_weight: float) 
 
     Args:
         affinity: shape (n,), the user's relevance to each coupon's scope (>= 0): a
-            propensity (:func:`coupon_propensity`) or a decayed affinity; 0 = out of scope.
+            propensity (:func:`coupon_propensity`) or a decayed affinity; 0 = not ranked.
         value: shape (n,), each coupon's relative value in [0, 1] (share of the price saved).
         value_weight: how much a coupon's value may lift it (0 ranks by affinity alone).
 

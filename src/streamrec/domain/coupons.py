@@ -8,8 +8,12 @@ a coupon is *offered* only when all of these hold:
 * valid: ``valid_from <= now < valid_to``;
 * not exhausted: ``remaining > 0``;
 * not used up by this user: the user row's redemption count < ``per_user_limit``;
-* in scope: the user's decayed affinity to the scope is > 0 (the category's entry of the
-  user row, or the summed decayed affinity of the listed items among the recent items).
+* in the user's scopes: the user's decayed affinity to the scope is > 0 (the category's
+  entry of the user row, or the summed decayed affinity of the listed items among the
+  recent items);
+* or, only to fill a list the user's scopes leave shorter than k (``coupon_fill="popular"``):
+  a category coupon of one of the shop's most-bought categories (``#popular_categories``,
+  forward-decayed purchases), after every coupon of the user's own scopes, with score 0.
 
 Offered coupons are ranked by :func:`streamrec_core.coupon_scores`:
 ``(p / max p) · (1 + coupon_value_weight · v)``. ``p`` is the coupon model's probability
@@ -39,9 +43,9 @@ from pydantic import (
 )
 from streamrec_core import coupon_propensity, coupon_scores, top_k
 
-from streamrec.domain.model import CategoryAffinity, UserState
+from streamrec.domain.model import POPULAR_CATEGORIES_ROW, CategoryAffinity, UserState
 from streamrec.events import EARLIEST_TIMESTAMP, ID_REGEX, EntityId, UserEvent, schema_problems
-from streamrec.repositories.base import CouponRepository, UserRepository
+from streamrec.repositories.base import CouponRepository, SimilarityRepository, UserRepository
 from streamrec.settings import Settings
 
 MAX_SCOPE_ITEMS = 100
@@ -409,8 +413,9 @@ def scope_features(
     """The user's engagement with each coupon's scope: ``(affinity, features)``.
 
     Returns:
-        ``affinity`` shape (n,): the decayed affinity to the scope (0 = out of scope, never
-        offered); ``features`` shape (n, len(COUPON_FEATURES)), the coupon model's input.
+        ``affinity`` shape (n,): the decayed affinity to the scope (0 = not one of the
+        user's scopes: never ranked, at most a popular fill); ``features`` shape
+        (n, len(COUPON_FEATURES)), the coupon model's input.
     """
     by_category = _category_features(state, now, settings)
     recent: _RecentItems | None = None  # built at the first item-list scope
@@ -448,8 +453,8 @@ def rank_coupons(
     """The user's top-k offered coupons, best first (ties by coupon id), each with its reason.
 
     Relevance is the coupon model's probability that the user buys in the scope soon
-    (``coupon_ranking="model"``) or the decayed affinity (``"affinity"``); out-of-scope
-    coupons (no affinity) are never offered."""
+    (``coupon_ranking="model"``) or the decayed affinity (``"affinity"``); coupons outside
+    the user's scopes (no affinity) are left out (``CouponService`` may fill with them)."""
     candidates = sorted((c for c in coupons if eligible(c, state, now)), key=lambda c: c.coupon_id)
     if state is None or not candidates:
         return []
@@ -477,21 +482,55 @@ def rank_coupons(
     return offered
 
 
+def popular_fill(
+    coupons: Iterable[Coupon], state: UserState | None, now: float, k: int, category_rank: dict[str, int]
+) -> list[OfferedCoupon]:
+    """Up to k eligible category coupons of the shop's most-bought categories, by the
+    category's rank (0 = most bought), then the larger value, then coupon id; score 0."""
+    ranked = sorted(
+        (c for c in coupons if c.spec.scope.category in category_rank and eligible(c, state, now)),
+        key=lambda c: (category_rank[c.spec.scope.category or ""], -c.value, c.coupon_id),
+    )
+    return [
+        OfferedCoupon(
+            coupon_id=coupon.coupon_id,
+            score=0.0,
+            scope=coupon.spec.scope.model_dump(exclude_none=True),
+            discount=coupon.spec.discount.model_dump(),
+            min_spend=coupon.spec.min_spend,
+            valid_to=coupon.spec.valid_to,
+            remaining=coupon.remaining,
+            reasons=[
+                f"popular in the shop: category {coupon.spec.scope.category} is among the most bought lately"
+            ],
+        )
+        for coupon in ranked[:k]
+    ]
+
+
 @dataclass
 class CouponService:
-    """Coupon definitions (``PUT``) and a user's ranked coupons (``GET``)."""
+    """Coupon definitions (``PUT``) and a user's ranked coupons (``GET``). ``popular`` holds
+    the ``#popular_categories`` list that fills short lists (None: never filled)."""
 
     settings: Settings
     users: UserRepository
     coupons: CouponRepository
+    popular: SimilarityRepository | None = None
 
     def put(self, coupon_id: str, spec: CouponSpec) -> Coupon:
         return self.coupons.put(coupon_id, spec)
 
     def for_state(self, state: UserState | None, k: int, now: float) -> list[OfferedCoupon]:
-        """Ranked coupons for a user state: 2 reads (scope index rows, then the coupons)."""
-        if state is None:
-            return []
+        """Ranked coupons for a user state: 2 reads (scope index rows, then the coupons), and
+        3 more when the list is short and filled (the popular categories, their index rows,
+        their coupons)."""
+        offered = self._in_user_scopes(state, k, now) if state is not None else []
+        if len(offered) < k and self.settings.coupon_fill == "popular" and self.popular is not None:
+            offered += self._fill(self.popular, state, k - len(offered), now, {c.coupon_id for c in offered})
+        return offered
+
+    def _in_user_scopes(self, state: UserState, k: int, now: float) -> list[OfferedCoupon]:
         keys = [f"cat:{c}" for c in category_affinities(state, now, self.settings)]
         keys += [f"item:{e.item_id}" for e in state.items]
         coupon_ids = self.coupons.in_scope(keys)
@@ -499,6 +538,20 @@ class CouponService:
             return []
         return rank_coupons(self.coupons.get_many(coupon_ids).values(), state, now, k, self.settings)
 
+    def _fill(
+        self, popular: SimilarityRepository, state: UserState | None, k: int, now: float, offered: set[str]
+    ) -> list[OfferedCoupon]:
+        # The API's read path (BatchGetItem, warm-container cache), not get_list's
+        # consistent read for compare-and-swap.
+        _, lists = popular.get_many([], [POPULAR_CATEGORIES_ROW])
+        ranking = lists[POPULAR_CATEGORIES_ROW].items
+        category_rank = {category: rank for rank, (category, _) in enumerate(ranking)}
+        coupon_ids = self.coupons.in_scope([f"cat:{c}" for c in category_rank]) - offered
+        if not coupon_ids:
+            return []
+        return popular_fill(self.coupons.get_many(coupon_ids).values(), state, now, k, category_rank)
+
     def for_user(self, user_id: str, k: int, now: float) -> list[OfferedCoupon]:
-        """``GET /users/{user_id}/coupons``: 3 sequential reads (user, index rows, coupons)."""
+        """``GET /users/{user_id}/coupons``: 3 sequential reads (user, index rows, coupons),
+        3 more for a filled list (an unknown user gets the fill alone)."""
         return self.for_state(self.users.get(user_id), k, now)

@@ -30,6 +30,7 @@ from streamrec.domain.model import (
     UserState,
     basket_row,
     block_of,
+    category_buys_row,
     popularity_increment,
 )
 from streamrec.domain.trends import plan_trends
@@ -49,7 +50,8 @@ WEIGHT = "w"  # c_ii in an item-stats row; the sum of all c_ii in the totals row
 USERS = "users"  # distinct users, in the totals row
 EVENTS = "events"  # events applied, in the totals row
 BASKETS = "b"  # baskets holding the item in an item-stats row; all baskets in the totals row
-BASKET_EVENT_TYPES = ("add_to_cart", "purchase")
+PURCHASE = "purchase"
+BASKET_EVENT_TYPES = ("add_to_cart", PURCHASE)
 
 
 def event_count_attribute(event_type: str) -> str:
@@ -167,6 +169,17 @@ def plan_batch(
             plan.popular_changed.add(event.item_id)
         if event.category:
             plan.categories[event.item_id] = event.category
+            if event.event_type == PURCHASE:
+                # One per purchase event (not units): the shop's most-bought categories,
+                # merged into #popular_categories when the similarity function refreshes
+                # the popular lists of the item's category (it is told the item changed).
+                epoch, bought = popularity_increment(
+                    1.0, event.timestamp, settings.popularity_half_life_seconds
+                )
+                plan.item_stats[category_buys_row(event.category)].append(
+                    (seq, popularity_attribute(epoch), bought)
+                )
+                plan.popular_changed.add(event.item_id)
         if trends:
             plan_trends(plan.trends, event, seq, weight)
         apply_to_categories(state, event, settings)  # before the cart changes: it counts cart items

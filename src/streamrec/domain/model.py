@@ -10,6 +10,11 @@ from functools import lru_cache
 TOTALS_ROW = "#totals"
 POPULAR_ROW = "#popular"
 CATEGORY_ROW_PREFIX = "#cat:"
+# Purchases by category: item-stats rows "#buys:<category>" (forward-decayed purchase
+# counters, written by the ingest) and their ranking, the similarity table's
+# "#popular_categories" list (entries are categories), from which coupon lists are filled.
+CATEGORY_BUYS_PREFIX = "#buys:"
+POPULAR_CATEGORIES_ROW = "#popular_categories"
 # Basket co-occurrence rows live in the co-occurrence table beside the view-window rows,
 # keyed "#b:<item>": baskets say "bought together" (complements), windows say "viewed
 # together" (substitutes), and the two are counted and scored apart.
@@ -34,6 +39,11 @@ POPULARITY_SCALE = 100.0
 def category_row(category: str) -> str:
     """Key of a category's popular list (beside the global ``#popular`` row)."""
     return CATEGORY_ROW_PREFIX + category
+
+
+def category_buys_row(category: str) -> str:
+    """Key of a category's purchase counters in the item-stats table."""
+    return CATEGORY_BUYS_PREFIX + category
 
 
 def basket_row(item_id: str) -> str:

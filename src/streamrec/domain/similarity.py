@@ -7,7 +7,9 @@ changed ("norm changed"). For the latter, the rows of their strongest co-occurri
 has drained every row equals a from-scratch computation over the stored counts.
 
 It also keeps the popular lists: ``#popular`` and one ``#cat:<category>`` list per
-category, ranked by forward-decayed popularity (see ``model.popularity_increment``).
+category, ranked by forward-decayed popularity (see ``model.popularity_increment``), and
+``#popular_categories``, the categories ranked by forward-decayed purchases (the item-stats
+rows ``#buys:<category>``), refreshed for the categories of the items it is told about.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from streamrec_core import personalized_scores, similarity, top_k
 
 from streamrec.domain.catalog import ContentIndex
 from streamrec.domain.model import (
+    CATEGORY_BUYS_PREFIX,
+    POPULAR_CATEGORIES_ROW,
     POPULAR_ROW,
     POPULARITY_EPOCH_SECONDS,
     TOTALS_ROW,
@@ -30,6 +34,7 @@ from streamrec.domain.model import (
     PopularList,
     SimilarityRow,
     basket_row,
+    category_buys_row,
     category_row,
     popularity_at_epoch,
 )
@@ -278,11 +283,13 @@ class SimilarityService:
             ]
 
     def update_popular_lists(self, items: Iterable[str], reads: BatchReads | None = None) -> None:
-        """Merge the items' current popularity into ``#popular`` and their categories' lists."""
+        """Merge the items' current popularity into ``#popular`` and their categories' lists,
+        and their categories' purchases into ``#popular_categories``."""
         items = set(items)
         if not items:
             return
-        stats = self._stats(items, reads if reads is not None else BatchReads())
+        reads = reads if reads is not None else BatchReads()
+        stats = self._stats(items, reads)
         by_list: dict[str, dict[str, dict[int, float]]] = defaultdict(dict)
         for item, row in stats.items():
             if not row.popularity:
@@ -295,6 +302,19 @@ class SimilarityService:
                 self.settings.popular_list_size if name == POPULAR_ROW else self.settings.category_list_size
             )
             self._merge_list(name, by_list[name], size)
+        self.update_popular_categories({row.category for row in stats.values() if row.category}, reads)
+
+    def update_popular_categories(self, categories: Iterable[str], reads: BatchReads | None = None) -> None:
+        """Merge the categories' current purchase counters into ``#popular_categories``."""
+        keys = sorted(category_buys_row(category) for category in set(categories))
+        rows = self._stats(keys, reads if reads is not None else BatchReads())
+        fresh = {
+            key.removeprefix(CATEGORY_BUYS_PREFIX): row.popularity
+            for key, row in rows.items()
+            if row.popularity
+        }
+        if fresh:
+            self._merge_list(POPULAR_CATEGORIES_ROW, fresh, self.settings.popular_category_list_size)
 
     def _merge_list(self, name: str, fresh: dict[str, dict[int, float]], size: int) -> None:
         """Compare-and-swap merge of fresh popularity counters into one list, retried."""

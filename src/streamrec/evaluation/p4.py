@@ -7,13 +7,16 @@ CouponService, and at the warm-up's end every user with a warm-up event asks it 
 top 3, exactly as ``GET /users/{user_id}/coupons?k=3`` would. A coupon is relevant when the
 user buys anything in its category during the test stream. precision@3 = hits / 3, averaged
 over the users with at least one warm-up event and at least one test ``buy`` (the targets).
-A method offering fewer than 3 coupons (the engine never offers out-of-scope ones) is not
-padded: its missing slots count as misses.
+A method offering fewer than 3 coupons (the engine with ``coupon_fill="none"``) is not
+padded: its missing slots count as misses. The engine's default fills short lists from the
+``#popular_categories`` list, built from the warm-up's purchases by the production
+similarity code (``Replay.refresh_popular``).
 
 Peers, on the same coupons and targets: ``most_bought`` (the 3 categories with the most
 warm-up buys, for everyone) and ``most_viewed`` (the user's most-viewed coupon categories in
 the warm-up; ties by the coupons' buy ranking). The engine is also reported ranked the other
-way (``engine_by_affinity`` at the defaults): what the coupon model adds.
+way (``engine_by_affinity`` at the defaults): what the coupon model adds; and without the
+fill (``engine_fill_none``): what the fill adds.
 
 :func:`fit_coupon_model` (``streamrec eval p4 --fit``) fits the coupon model's weights on the
 warm-up alone: P4 repeated at cut-offs inside it, each labelled by the next 2 days' buys.
@@ -38,6 +41,7 @@ from streamrec.domain.coupons import (
 )
 from streamrec.domain.ingest import IngestService, SequencedEvent
 from streamrec.domain.model import UserState, sequence_key
+from streamrec.domain.similarity import SimilarityService
 from streamrec.evaluation.datasets import StreamData, stream_from_events
 from streamrec.evaluation.metrics import compared_intervals
 from streamrec.events import parse_event
@@ -46,6 +50,7 @@ from streamrec.repositories.memory import (
     InMemoryCooccurrenceRepository,
     InMemoryCouponRepository,
     InMemoryItemStatsRepository,
+    InMemorySimilarityRepository,
     InMemoryUserRepository,
 )
 from streamrec.settings import Settings
@@ -94,12 +99,16 @@ class Replay:
         self.batch = batch
         self.users = InMemoryUserRepository()
         self.coupons = InMemoryCouponRepository()
+        self.item_stats = InMemoryItemStatsRepository()
+        self.changes = InMemoryChangePublisher()
+        # The #popular_categories list that fills short coupon lists (refresh_popular).
+        self.similarity = InMemorySimilarityRepository()
         self.ingest = IngestService(
             settings,
             self.users,
             InMemoryCooccurrenceRepository(),
-            InMemoryItemStatsRepository(),
-            InMemoryChangePublisher(),
+            self.item_stats,
+            self.changes,
             self.coupons,
         )
         self.applied = 0
@@ -115,6 +124,15 @@ class Replay:
             self.ingest.ingest(records, SHARD)
             self.applied += len(chunk)
 
+    def refresh_popular(self) -> None:
+        """What the similarity function does with the popularity announcements so far:
+        merge them into the popular lists, ``#popular_categories`` among them."""
+        announced, self.changes.popular_changed = self.changes.popular_changed, set()
+        lists = SimilarityService(
+            self.settings, InMemoryCooccurrenceRepository(), self.item_stats, self.similarity
+        )
+        lists.update_popular_lists(announced)
+
 
 def engine_rankings(
     data: StreamData, categories: Sequence[str], settings: Settings, batch: int = 1000
@@ -122,9 +140,9 @@ def engine_rankings(
     """Each warm-up user's top-3 coupon categories from the production services."""
     replay = Replay(data, settings, batch)
     replay.advance(data.warmup)
-    users, coupons = replay.users, replay.coupons
+    replay.refresh_popular()
     warmup = data.events[: data.warmup]
-    service = CouponService(settings, users, coupons)
+    service = CouponService(settings, replay.users, replay.coupons, popular=replay.similarity)
     coupon_of = {}
     for category in categories:
         coupon_id = f"p4-{category}"
@@ -328,8 +346,17 @@ def run_p4(data: StreamData, settings: Settings | None = None) -> dict[str, Any]
     # coupon model adds.
     other = "affinity" if settings.coupon_ranking == "model" else "model"
     ablation = engine_rankings(data, categories, replace(settings, coupon_ranking=other))
+    # And without filling short lists from the most-bought categories (coupon_fill="none"):
+    # what the fill adds.
+    fill = "none" if settings.coupon_fill == "popular" else "popular"
+    filled = engine_rankings(data, categories, replace(settings, coupon_fill=fill))
     peers = peer_rankings(data, categories)
-    rankings = {"engine": engine.__getitem__, f"engine_by_{other}": ablation.__getitem__, **peers}
+    rankings = {
+        "engine": engine.__getitem__,
+        f"engine_by_{other}": ablation.__getitem__,
+        f"engine_fill_{fill}": filled.__getitem__,
+        **peers,
+    }
     hits = {name: target_hits(rank, targets, bought) for name, rank in rankings.items()}
     # Each target's precision@3 (hits / 3) for the bootstrap over users.
     per_target = {name: {f"precision@{K}": np.array(h) / K} for name, h in hits.items()}
@@ -339,6 +366,10 @@ def run_p4(data: StreamData, settings: Settings | None = None) -> dict[str, Any]
             "targets_offered_fewer_than_3": sum(n < K for n in offered),
         },
         f"engine_by_{other}": precision(hits[f"engine_by_{other}"]),
+        f"engine_fill_{fill}": {
+            **precision(hits[f"engine_fill_{fill}"]),
+            "targets_offered_fewer_than_3": sum(len(filled[u]) < K for u in targets),
+        },
         "peers": {name: precision(hits[name]) for name in peers},
         # 95% bootstrap intervals over target users (1,000 resamples, fixed seed), paired:
         # "differences" are the engine's lead over each other method.
@@ -353,6 +384,7 @@ def run_p4(data: StreamData, settings: Settings | None = None) -> dict[str, Any]
             "coupon_value_weight": settings.coupon_value_weight,
             "coupon_ranking": settings.coupon_ranking,
             "coupon_model": list(settings.coupon_model),
+            "coupon_fill": settings.coupon_fill,
         },
     }
 

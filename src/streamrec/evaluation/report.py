@@ -216,8 +216,12 @@ PROTOCOL_TITLES = {
 
 def _protocol_section(name: str, result: dict[str, Any]) -> list[str]:
     """A table of the engine and its peers over every numeric metric they share."""
-    # Variants of the engine (e.g. P4's "engine_by_affinity", an ablation) follow it.
-    variants = {key: v for key, v in result.items() if key.startswith("engine_by_") and isinstance(v, dict)}
+    # Variants of the engine (P4's ablations "engine_by_affinity", "engine_fill_none") follow it.
+    variants = {
+        key: v
+        for key, v in result.items()
+        if key.startswith(("engine_by_", "engine_fill_")) and isinstance(v, dict)
+    }
     methods = {"engine": result["engine"], **variants, **result.get("peers", {})}
     labels = {"engine": "**engine**", **{key: key.replace("_", " ") for key in variants}}
     metrics = [m for m, v in result["engine"].items() if isinstance(v, float)]
