@@ -30,6 +30,18 @@ def test_demo_users_get_coupons_of_their_interests(local_stack: LocalStack, api:
         offered_any = offered_any or bool(coupons)
     assert offered_any, "the demo users browse categories that have coupons"
 
+    # A visitor the API does not know gets the shop's most-bought categories' coupons: the
+    # demo purchases went through the ingest and the similarity function's
+    # #popular_categories list, read by the API.
+    reply = api.request("GET", "/users/first-time-visitor/coupons?k=3")
+    assert reply.status == 200, reply
+    filled = reply.body["coupons"]
+    assert filled, "the demo purchases rank categories that have coupons"
+    assert "camping-expired" not in {c["coupon_id"] for c in filled}
+    for coupon in filled:
+        assert coupon["score"] == 0 and "category" in coupon["scope"], coupon
+        assert coupon["reasons"][0].startswith("popular in the shop: category "), coupon
+
 
 def test_every_route_answers_on_the_demo_data(local_stack: LocalStack, api: ApiClient) -> None:
     """Each route of the API, as `streamrec run` serves it, on the demo events and coupons:
