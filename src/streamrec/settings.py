@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from streamrec_core import SIMILARITY_MEASURES
+from streamrec_core import ADDED_VALUE, JACCARD, SIMILARITY_MEASURES
 
 EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
 # Chosen on P1/P2 (see README "Quality"); dyadic weights keep count sums exact in floats.
@@ -60,7 +60,7 @@ class Settings:
     trends_table: str = ""
     # Catalog records (item_upsert) and their token postings; "" = no catalog features.
     catalog_table: str = ""
-    similarity_measure: str = "jaccard"
+    similarity_measure: str = JACCARD
     neighbours_per_item: int = 50
     half_life_hours: float = 24.0
     history_length: int = 10
@@ -119,7 +119,7 @@ class Settings:
     # only when its lift exceeds the penalty. The penalty, max over the cart, support 2 and
     # history weight 0.3 were chosen on P3-style validation splits (README, "Cross-sell");
     # confidence, lift, llr summed and cosine did worse there.
-    cross_sell_measure: str = "added_value"
+    cross_sell_measure: str = ADDED_VALUE
     cross_sell_popularity_penalty: float = 2.0
     complements_per_item: int = 50
     cross_sell_min_support: int = 2
@@ -303,7 +303,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         coupons_table=env.get("COUPONS_TABLE", ""),
         trends_table=env.get("TRENDS_TABLE", ""),
         catalog_table=env.get("CATALOG_TABLE", ""),
-        similarity_measure=env.get("SIMILARITY_MEASURE", "jaccard"),
+        similarity_measure=env.get("SIMILARITY_MEASURE") or Settings.similarity_measure,
         neighbours_per_item=int(number("NEIGHBOURS_PER_ITEM", Settings.neighbours_per_item, int)),
         half_life_hours=number("HALF_LIFE_HOURS", Settings.half_life_hours),
         history_length=int(number("HISTORY_LENGTH", Settings.history_length, int)),
