@@ -63,6 +63,7 @@ def record_size(data_base64: str | bytes) -> int:
     """A record's size as the ingest measures it: 3/4 of its base64 data as delivered."""
     return len(data_base64) * 3 // 4
 
+
 Applicable = list[tuple[KinesisStreamRecord, Any]]
 
 
@@ -335,10 +336,13 @@ class IngestRecords:
         ]
         events = self._events([record for _, record in indexed])
         stored = dict(self.service.users.get_many({e.event.user_id for e in events}))
+        known_coupons = self.service.known_coupons(events)
         failing: list[tuple[int, Exception]] = []
         for (index, _), sequenced in zip(indexed, events, strict=True):
             try:
-                plan = ingest_domain.plan_batch(stored, [sequenced], shard, self.service.settings)
+                plan = ingest_domain.plan_batch(
+                    stored, [sequenced], shard, self.service.settings, known_coupons=known_coupons
+                )
             except Exception as error:
                 if is_transient(error):
                     raise

@@ -146,6 +146,26 @@ def raw() -> dict[str, Any]:
     return load_raw_template(TEMPLATE)
 
 
+def _define_exhausted_coupon(table: str, coupon_id: str) -> None:
+    """Written with a client of its own: not a call of the function being recorded."""
+    import boto3
+
+    from streamrec.domain.coupons import parse_coupon
+    from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
+
+    spec = parse_coupon(
+        coupon_id,
+        {
+            "scope": {"category": "camping"},
+            "discount": {"kind": "percent", "value": 10},
+            "valid_from": 1_700_000_000,
+            "valid_to": 4_000_000_000,
+            "budget": 0,
+        },
+    )
+    DynamoCouponRepository(DynamoTable(table, boto3.client("dynamodb"))).put(coupon_id, spec)
+
+
 @pytest.fixture(scope="module")
 def used() -> dict[str, set[tuple[str, str]]]:
     """What each function's code calls, measured on the sample events."""
@@ -173,8 +193,10 @@ def used() -> dict[str, set[tuple[str, str]]]:
                     with pytest.raises(RepositoryError):
                         box.invoke("IngestFunction", _event("ingest_kinesis.json"))
                     box.invoke("IngestFunction", _event("ingest_kinesis.json"))  # the retry re-reads guards
-                    # coupon_redeemed records of a coupon not defined yet: the guarded
-                    # UpdateItem fails its condition and the row is read (GetItem).
+                    # coupon_redeemed records of an exhausted coupon: the ingest reads that
+                    # it is defined (BatchGetItem), the guarded UpdateItem fails its
+                    # condition and the row is read (GetItem).
+                    _define_exhausted_coupon(t.tables["CouponsTable"].name, "camping-10")
                     box.invoke("IngestFunction", _event("ingest_coupon_redeemed.json"))
                     # Events stamped now (later records of the shard), so that the similarity function has
                     # trending lists to write.
@@ -238,6 +260,7 @@ def test_each_function_is_granted_exactly_what_its_code_uses(
         "TrendsTable",
     }
     assert {a for a, r in used["IngestFunction"] if r == "CouponsTable"} == {
+        "dynamodb:BatchGetItem",  # the redeemed coupons are defined (ingest.known_coupons)
         "dynamodb:UpdateItem",
         "dynamodb:GetItem",
     }

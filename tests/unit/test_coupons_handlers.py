@@ -3,6 +3,7 @@ events of events/ (coupon_put.json, coupons_get.json, ingest_coupon_redeemed.jso
 
 from __future__ import annotations
 
+import base64
 import json
 
 import boto3
@@ -190,3 +191,40 @@ def test_a_time_of_hundreds_of_digits_is_a_400(aws):
     reply = _put(api, json.dumps({**body, "valid_from": 10**400}))
     assert reply["statusCode"] == 400, reply
     assert json.loads(reply["body"])["message"] == "valid_from: must be from 2000-01-01 to 2100-01-01"
+
+
+def test_redemption_of_an_undefined_coupon_is_dead_lettered_and_not_held_against_the_user(aws):
+    ingest = import_handler("ingest")
+    redeemed = load_event("ingest_coupon_redeemed.json")
+    first = json.loads(base64.b64decode(redeemed["Records"][0]["kinesis"]["data"]))
+    view = {
+        **first,
+        "event_id": "evt-0102",
+        "event_type": "view",
+        "item_id": "tent-2-person-ultralight",
+        "category": "camping",
+    }
+    del view["coupon_id"]
+    # The same batch holds a valid view: it is applied, the redemption is not.
+    redeemed["Records"][1]["kinesis"]["data"] = base64.b64encode(json.dumps(view).encode()).decode()
+    assert ingest.lambda_handler(redeemed, FakeLambdaContext()) == {"batchItemFailures": []}
+
+    sqs = boto3.client("sqs")
+    queue = sqs.get_queue_url(QueueName=aws.queues["DeadLetterQueue"].name)["QueueUrl"]
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(m["Body"])["reason"] for m in messages] == [
+        "processing failed: UnknownCouponError: coupon_redeemed names coupon 'camping-10', which is"
+        " not defined (define it with PUT /coupons/camping-10 or streamrec coupons load, then"
+        " re-drive this record)"
+    ]
+    user = boto3.client("dynamodb").get_item(
+        TableName=aws.tables["UsersTable"].name, Key={"user_id": {"S": "user-0001"}}
+    )["Item"]
+    assert json.loads(user["redemptions"]["S"]) == {}
+    assert "tent-2-person-ultralight" in user["items"]["S"]
+
+    # Defined afterwards, the coupon is offered to the user (nothing was counted).
+    api = import_handler("api")
+    assert _put(api, json.loads(load_event("coupon_put.json")["body"]))["statusCode"] == 200
+    got = json.loads(api.lambda_handler(load_event("coupons_get.json"), FakeLambdaContext())["body"])
+    assert [c["coupon_id"] for c in got["coupons"]] == ["camping-10"]

@@ -19,7 +19,7 @@ that does not raise a_ui changes nothing.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from streamrec.domain.coupons import UNKNOWN, apply_to_categories
@@ -109,12 +109,18 @@ def _remember(values: list[str], value: str, limit: int) -> None:
     del values[:-limit]
 
 
+class UnknownCouponError(ValueError):
+    """A ``coupon_redeemed`` event names a coupon that is not defined: the record is
+    dead-lettered (nothing of it is applied), to be re-driven once the coupon exists."""
+
+
 def plan_batch(
     stored: Mapping[str, UserState],
     events: Iterable[SequencedEvent],
     shard: str,
     settings: Settings,
     trends: bool = True,
+    known_coupons: Collection[str] | None = None,
 ) -> BatchPlan:
     """Replay ``events`` (in stream order) over the users' stored states.
 
@@ -124,6 +130,9 @@ def plan_batch(
         shard: the Kinesis shard the batch came from (the replay-guard scope).
         settings: weights, history length, blocks.
         trends: whether to plan the hourly trend counters (skipped when nothing keeps them).
+        known_coupons: the defined coupons among those the events redeem (None: unchecked);
+            redeeming another raises :class:`UnknownCouponError`, so that it is not held
+            against the user's ``per_user_limit`` of a coupon defined later.
 
     Returns:
         The plan: new user states and every count delta, tagged by record.
@@ -154,6 +163,12 @@ def plan_batch(
         state.event_counts[event.event_type] = state.event_counts.get(event.event_type, 0) + 1
         plan.item_stats[TOTALS_ROW].append((seq, EVENTS, 1.0))
         if event.event_type == COUPON_REDEEMED and event.coupon_id is not None:
+            if known_coupons is not None and event.coupon_id not in known_coupons:
+                raise UnknownCouponError(
+                    f"coupon_redeemed names coupon {event.coupon_id!r}, which is not defined"
+                    f" (define it with PUT /coupons/{event.coupon_id} or streamrec coupons load,"
+                    " then re-drive this record)"
+                )
             # Counted in the user row here (written with its guards) and on the coupon row
             # by IngestService (its own per-shard guard): exactly once on both sides.
             state.redemptions[event.coupon_id] = state.redemptions.get(event.coupon_id, 0) + 1
@@ -327,7 +342,14 @@ class IngestService:
         if self.catalog is not None:
             events = with_catalog_categories(events, self.catalog, categories)
         stored = self.users.get_many({sequenced.event.user_id for sequenced in events})
-        plan = plan_batch(stored, events, shard, self.settings, trends=self.trends is not None)
+        plan = plan_batch(
+            stored,
+            events,
+            shard,
+            self.settings,
+            trends=self.trends is not None,
+            known_coupons=self.known_coupons(events),
+        )
         self.cooccurrence.apply(plan.cooccurrence, shard)
         self.item_stats.apply(plan.item_stats, shard, plan.categories)
         if self.trends is not None:
@@ -337,6 +359,18 @@ class IngestService:
             self.changes.publish(plan.changed_items, plan.norm_changed, plan.popular_changed)
         self.users.save_many(plan.users.values())
         return plan
+
+    def known_coupons(self, events: Sequence[SequencedEvent]) -> set[str] | None:
+        """The defined coupons among those the events redeem (one read when any do; None
+        without a coupons table, where :meth:`_redeem` refuses the batch)."""
+        redeemed = {
+            s.event.coupon_id
+            for s in events
+            if s.event.event_type == COUPON_REDEEMED and s.event.coupon_id is not None
+        }
+        if not redeemed or self.coupons is None:
+            return None if self.coupons is None else set()
+        return set(self.coupons.get_many(redeemed))
 
     def _redeem(self, redemptions: Sequence[tuple[str, str]], shard: str) -> list[str]:
         """Count redemptions on the coupon rows, in stream order, before the users are
