@@ -231,6 +231,10 @@ class Settings:
             raise ConfigurationError(
                 f"COUPON_RANKING={self.coupon_ranking!r}; expected one of {COUPON_RANKINGS}"
             )
+        if not 1 <= self.popular_category_list_size <= 1000:
+            raise ConfigurationError(
+                f"popular_category_list_size={self.popular_category_list_size}; expected 1..1000"
+            )
         if self.coupon_fill not in COUPON_FILLS:
             raise ConfigurationError(f"COUPON_FILL={self.coupon_fill!r}; expected one of {COUPON_FILLS}")
         if not all(math.isfinite(weight) for weight in self.coupon_model):

@@ -114,17 +114,17 @@ def recommendation_service(settings: Settings, client: Any | None = None) -> Rec
 
 
 def coupon_service(settings: Settings, client: Any | None = None) -> CouponService:
-    """The API's coupons; the ``#popular_categories`` list that fills short lists is read
-    through the warm-container cache like the other popular lists."""
-    require(settings, "users_table", "coupons_table", "similarity_table")
+    """The API's coupons; the ``#popular_categories`` list that fills short lists (unless
+    ``COUPON_FILL=none``) is read through the warm-container cache like the popular lists."""
+    fill = settings.coupon_fill == "popular"
+    require(settings, "users_table", "coupons_table", *(["similarity_table"] if fill else []))
     client = client if client is not None else dynamodb_client()
+    popular = DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)) if fill else None
     return CouponService(
         settings=settings,
         users=DynamoUserRepository(DynamoTable(settings.users_table, client)),
         coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table, client)),
-        popular=cached_similarity(
-            DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)), cache_config()
-        ),
+        popular=cached_similarity(popular, cache_config()) if popular is not None else None,
     )
 
 

@@ -34,7 +34,7 @@ from streamrec.domain.model import (
     HistoryItem,
     PopularList,
     UserState,
-    category_buys_row,
+    popularity_increment,
     sequence_key,
 )
 from streamrec.domain.similarity import SimilarityService
@@ -505,6 +505,36 @@ def test_short_lists_are_filled_from_the_most_bought_categories(aws):
         assert [c.coupon_id for c in nothing_bought.for_user("u", 5, NOW)] == ["camp"]
 
 
+def test_the_fill_reads_the_most_bought_categories_a_chunk_at_a_time():
+    class CountingCoupons(InMemoryCouponRepository):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads: list[int] = []  # keys of each scope index read
+
+        def in_scope(self, scope_keys):
+            self.reads.append(len(scope_keys))
+            return super().in_scope(scope_keys)
+
+    repository = CountingCoupons()
+    categories = [f"c{n}" for n in range(25)]
+    repository.put("c0-old", spec(scope={"category": "c0"}, valid_from=NOW - 2 * DAY, valid_to=NOW))
+    repository.put("c12", spec(scope={"category": "c12"}))
+    repository.put("c13", spec(scope={"category": "c13"}))
+    service = CouponService(
+        SETTINGS, InMemoryUserRepository(), repository, popular=_popular_categories(*categories)
+    )
+    # Nothing to offer among the 10 most bought: the next 10 are read, and the walk stops.
+    assert [c.coupon_id for c in service.for_user("nobody", 1, NOW)] == ["c12"]
+    assert repository.reads == [10, 10]
+    repository.reads.clear()
+    assert [c.coupon_id for c in service.for_user("nobody", 3, NOW)] == ["c12", "c13"]
+    assert repository.reads == [10, 10, 5]
+    # A stale index entry naming c12 again under c20 (a crash during a redefinition) does
+    # not offer it twice.
+    repository.index["cat:c20"] = {"c12"}
+    assert [c.coupon_id for c in service.for_user("nobody", 3, NOW)] == ["c12", "c13"]
+
+
 def test_purchases_by_category_rank_the_popular_categories():
     users, stats, changes = InMemoryUserRepository(), InMemoryItemStatsRepository(), InMemoryChangePublisher()
     ingest = IngestService(
@@ -513,18 +543,28 @@ def test_purchases_by_category_rank_the_popular_categories():
     events = [
         _event(0, "purchase", "kitchen"),
         _event(1, "purchase", "garden"),
-        _event(2, "purchase", "garden"),
-        _event(3, "view", "toys"),  # views are not purchases
+        _event(2, "purchase", "garden", quantity=5),  # one per purchase event, not per unit
+        _event(3, "view", "toys"),  # views and cart adds are not purchases
         _event(4, "add_to_cart", "toys"),
         _event(5, "purchase", None),  # no category: counted nowhere
     ]
+    # A crash after the count rows, before the user rows: Lambda re-delivers the batch, and
+    # the #buys rows' own shard guards keep it from counting twice.
+    save_many = users.save_many
+    users.save_many = lambda states: (_ for _ in ()).throw(RuntimeError("crash"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        ingest.ingest(_sequenced(events), "s0")
+    users.save_many = save_many  # type: ignore[method-assign]
     ingest.ingest(_sequenced(events), "s0")
-    ingest.ingest(_sequenced(events), "s0")  # a re-delivery adds nothing
-    rows = stats.get_many([category_buys_row(c) for c in ("kitchen", "garden", "toys")])
-    assert set(rows) == {category_buys_row("kitchen"), category_buys_row("garden")}
-    # One per purchase event, forward-decayed: the later garden purchase weighs more.
-    kitchen, garden = (sum(rows[category_buys_row(c)].popularity.values()) for c in ("kitchen", "garden"))
-    assert 2 * kitchen < garden
+    assert sorted(key for key in stats.rows if key.startswith("#buys:")) == ["#buys:garden", "#buys:kitchen"]
+
+    def bought(*hours: int) -> float:
+        half_life = SETTINGS.popularity_half_life_seconds
+        return sum(popularity_increment(1.0, NOW + hour * 3600, half_life)[1] for hour in hours)
+
+    rows = stats.get_many(["#buys:kitchen", "#buys:garden"])
+    assert sum(rows["#buys:kitchen"].popularity.values()) == bought(0)
+    assert sum(rows["#buys:garden"].popularity.values()) == bought(1, 2)
 
     similarity = InMemorySimilarityRepository()
     SimilarityService(SETTINGS, InMemoryCooccurrenceRepository(), stats, similarity).recompute(
@@ -533,11 +573,49 @@ def test_purchases_by_category_rank_the_popular_categories():
     assert [c for c, _ in similarity.get_list(POPULAR_CATEGORIES_ROW).items] == ["garden", "kitchen"]
 
 
+def test_popular_categories_keep_the_list_size_across_batches():
+    settings = replace(SETTINGS, popular_category_list_size=2)
+    users, stats, changes = InMemoryUserRepository(), InMemoryItemStatsRepository(), InMemoryChangePublisher()
+    ingest = IngestService(
+        settings, users, InMemoryCooccurrenceRepository(), stats, changes, InMemoryCouponRepository()
+    )
+    similarity = InMemorySimilarityRepository()
+    lists = SimilarityService(settings, InMemoryCooccurrenceRepository(), stats, similarity)
+    batches = [
+        [_event(0, "purchase", "a"), *(_event(hour, "purchase", "b") for hour in (1, 2, 3))],
+        # c overtakes both and pushes a out of the list; a's next purchase brings it back
+        # into the merge, but not past b (forward decay: 1 + 2^(8/24) < 2^(1/24) + ... + 2^(3/24)).
+        [_event(hour, "purchase", "c") for hour in (4, 5, 6, 7)],
+        [_event(8, "purchase", "a")],
+    ]
+    ranked = []
+    for n, batch in enumerate(batches):
+        ingest.ingest(_sequenced(batch, first=10 * n + 1), "s0")
+        lists.update_popular_lists(changes.popular_changed)
+        changes.popular_changed.clear()
+        ranked.append([c for c, _ in similarity.get_list(POPULAR_CATEGORIES_ROW).items])
+    assert ranked == [["b", "a"], ["c", "b"], ["c", "b"]]
+
+
 def test_coupon_fill_setting():
     assert load_settings({}).coupon_fill == "popular"
     assert load_settings({"COUPON_FILL": "none"}).coupon_fill == "none"
     with pytest.raises(ConfigurationError, match="COUPON_FILL='always'; expected one of"):
         load_settings({"COUPON_FILL": "always"})
+    with pytest.raises(ConfigurationError, match="popular_category_list_size=0"):
+        Settings(popular_category_list_size=0)
+
+
+def test_the_api_reads_the_popular_categories_only_with_the_fill_on():
+    from streamrec import wiring
+
+    tables = {"USERS_TABLE": "users", "COUPONS_TABLE": "coupons"}
+    off = wiring.coupon_service(load_settings({**tables, "COUPON_FILL": "none"}), client=object())
+    assert off.popular is None  # and no SIMILARITY_TABLE needed
+    with pytest.raises(ConfigurationError, match="SIMILARITY_TABLE"):
+        wiring.coupon_service(load_settings(tables), client=object())
+    on = wiring.coupon_service(load_settings({**tables, "SIMILARITY_TABLE": "similarity"}), client=object())
+    assert on.popular is not None
 
 
 # One record of a `streamrec coupons load` file.

@@ -278,7 +278,7 @@ def coupon_scores(affinity: np.ndarray, value: np.ndarray, value_weight: float) 
         value_weight: how much a coupon's value may lift it (0 ranks by affinity alone).
 
     Returns:
-        shape (n,) scores; a coupon whose scope has no affinity scores 0 (never offered).
+        shape (n,) scores; a coupon whose scope has no affinity scores 0 (not ranked).
     """
     affinity = np.asarray(affinity, dtype=np.float64)
     value = np.asarray(value, dtype=np.float64)

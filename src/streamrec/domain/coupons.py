@@ -21,7 +21,8 @@ that the user buys in the scope soon (:func:`streamrec_core.coupon_propensity`, 
 model over :data:`COUPON_FEATURES`, weights ``Settings.coupon_model`` fitted by ``streamrec
 eval p4 --fit`` on a warm-up), or with ``coupon_ranking="affinity"`` the decayed affinity.
 ``v`` is the coupon's relative value: ``percent / 100``, or ``amount / max(amount,
-min_spend)`` (the share of the smallest qualifying basket it saves).
+min_spend)`` (the share of the smallest qualifying basket it saves). Fill coupons are not
+scored (0): they follow in the order of :func:`popular_fill`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from streamrec.repositories.base import CouponRepository, SimilarityRepository, 
 from streamrec.settings import Settings
 
 MAX_SCOPE_ITEMS = 100
+# Most-bought categories whose scope index rows one read of a popular fill takes.
+FILL_CATEGORIES_PER_READ = 10
 # Outcomes of a redemption write (CouponRepository.redeem).
 REDEEMED = "redeemed"
 EXHAUSTED = "exhausted"  # no redemption left: counted as refused, remaining stays at 0
@@ -544,12 +547,23 @@ class CouponService:
         # The API's read path (BatchGetItem, warm-container cache), not get_list's
         # consistent read for compare-and-swap.
         _, lists = popular.get_many([], [POPULAR_CATEGORIES_ROW])
-        ranking = lists[POPULAR_CATEGORIES_ROW].items
-        category_rank = {category: rank for rank, (category, _) in enumerate(ranking)}
-        coupon_ids = self.coupons.in_scope([f"cat:{c}" for c in category_rank]) - offered
-        if not coupon_ids:
-            return []
-        return popular_fill(self.coupons.get_many(coupon_ids).values(), state, now, k, category_rank)
+        ranking = [category for category, _ in lists[POPULAR_CATEGORIES_ROW].items]
+        category_rank = {category: rank for rank, category in enumerate(ranking)}
+        # Walk the ranking a chunk at a time: a later chunk's coupons rank after all of an
+        # earlier one's, so k found means done (mostly one chunk: 2 reads, not 100 rows).
+        chunk = max(FILL_CATEGORIES_PER_READ, k)
+        candidates: list[Coupon] = []
+        filled: list[OfferedCoupon] = []
+        for start in range(0, len(ranking), chunk):
+            keys = [f"cat:{category}" for category in ranking[start : start + chunk]]
+            # (A stale index entry may name a coupon again: it is read once.)
+            coupon_ids = self.coupons.in_scope(keys) - offered - {c.coupon_id for c in candidates}
+            if coupon_ids:
+                candidates += self.coupons.get_many(coupon_ids).values()
+                filled = popular_fill(candidates, state, now, k, category_rank)
+                if len(filled) == k:
+                    break
+        return filled
 
     def for_user(self, user_id: str, k: int, now: float) -> list[OfferedCoupon]:
         """``GET /users/{user_id}/coupons``: 3 sequential reads (user, index rows, coupons),

@@ -883,7 +883,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--fit",
         action="store_true",
         help="instead, fit the coupon model (COUPON_MODEL) on cut-offs inside the warm-up only and "
-        "report each cut-off's precision@3, model (fitted on the other cut-offs) vs affinity",
+        "report each cut-off's precision@3, model (fitted on the other cut-offs) vs affinity, and the "
+        "model with short lists filled from the most-bought categories",
     )
     four.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     four.set_defaults(func=_cmd_p4)

@@ -36,11 +36,12 @@ from streamrec.domain.coupons import (
     Coupon,
     CouponService,
     CouponSpec,
+    popular_fill,
     rank_coupons,
     scope_features,
 )
 from streamrec.domain.ingest import IngestService, SequencedEvent
-from streamrec.domain.model import UserState, sequence_key
+from streamrec.domain.model import POPULAR_CATEGORIES_ROW, UserState, sequence_key
 from streamrec.domain.similarity import SimilarityService
 from streamrec.evaluation.datasets import StreamData, stream_from_events
 from streamrec.evaluation.metrics import compared_intervals
@@ -213,6 +214,8 @@ class Cutoff:
     states: dict[str, UserState]
     coupons: list[Coupon]
     bought: dict[str, set[str]]
+    # Rank of each category of #popular_categories then (0 = most bought): the fill's order.
+    popular: dict[str, int]
 
 
 def fit_cutoffs(data: StreamData, settings: Settings) -> list[Cutoff]:
@@ -226,6 +229,9 @@ def fit_cutoffs(data: StreamData, settings: Settings) -> list[Cutoff]:
         end = int(np.searchsorted(data.timestamps, time + FIT_HORIZON_SECONDS, side="left"))
         window = stream_from_events(data.events[:end], time)
         replay.advance(window.warmup)
+        replay.refresh_popular()
+        _, lists = replay.similarity.get_many([], [POPULAR_CATEGORIES_ROW])
+        popular = {category: rank for rank, (category, _) in enumerate(lists[POPULAR_CATEGORIES_ROW].items)}
         bought = bought_in_test(window)
         before = {e["user_id"] for e in window.events[: window.warmup]}
         states = {}
@@ -237,7 +243,7 @@ def fit_cutoffs(data: StreamData, settings: Settings) -> list[Cutoff]:
         for category in coupon_categories(window):
             spec = coupon_spec(category, time)
             coupons.append(Coupon(f"p4-{category}", spec, remaining=spec.budget))
-        cutoffs.append(Cutoff(time, states, coupons, bought))
+        cutoffs.append(Cutoff(time, states, coupons, bought, popular))
     return cutoffs
 
 
@@ -281,11 +287,16 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = FIT_L2) -
     return np.concatenate([[weights[0] - slopes @ mean], slopes])
 
 
-def cutoff_precision(cutoff: Cutoff, settings: Settings) -> dict[str, float]:
-    """precision@3 at a cut-off, ranked by the production ``rank_coupons``."""
+def cutoff_precision(cutoff: Cutoff, settings: Settings, fill: bool = False) -> dict[str, float]:
+    """precision@3 at a cut-off, ranked by the production ``rank_coupons``; with ``fill``,
+    short lists are filled by the production ``popular_fill`` as ``CouponService`` does."""
     hits = 0
     for user, state in cutoff.states.items():
         offered = rank_coupons(cutoff.coupons, state, cutoff.time, K, settings)
+        if fill and len(offered) < K:
+            taken = {c.coupon_id for c in offered}
+            rest = [c for c in cutoff.coupons if c.coupon_id not in taken]
+            offered += popular_fill(rest, state, cutoff.time, K - len(offered), cutoff.popular)
         hits += sum(1 for c in offered if c.scope["category"] in cutoff.bought[user])
     targets = len(cutoff.states)
     return {f"precision@{K}": hits / (K * targets) if targets else 0.0, "hits": hits}
@@ -295,7 +306,8 @@ def fit_coupon_model(
     data: StreamData, settings: Settings | None = None, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Fit Settings.coupon_model on the warm-up's cut-offs and report, for each cut-off, the
-    precision@3 of the model fitted on the other cut-offs against the affinity ranking."""
+    precision@3 of the model fitted on the other cut-offs against the affinity ranking, and
+    of the same model with short lists filled from the most-bought categories."""
     settings = settings or Settings()
     say = progress or (lambda _message: None)
     say(f"replaying the warm-up to {len(FIT_CUTOFF_DAYS)} cut-offs")
@@ -316,6 +328,7 @@ def fit_coupon_model(
                 "examples": len(sets[held_out][1]),
                 "positives": int(sets[held_out][1].sum()),
                 "model": cutoff_precision(cutoff, model),
+                "model_fill": cutoff_precision(cutoff, model, fill=True),
                 "affinity": cutoff_precision(cutoff, by_affinity),
             }
         )
@@ -323,7 +336,7 @@ def fit_coupon_model(
     rounded = [round(float(w), 4) for w in weights]
     return {
         "cutoffs": report,
-        "hits": {name: sum(r[name]["hits"] for r in report) for name in ("model", "affinity")},
+        "hits": {name: sum(r[name]["hits"] for r in report) for name in ("model", "model_fill", "affinity")},
         "features": ["intercept", *COUPON_FEATURES],
         "weights": rounded,
         # Ready for the COUPON_MODEL variable (template parameter CouponModel).
