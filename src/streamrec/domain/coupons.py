@@ -526,8 +526,8 @@ class CouponService:
 
     def for_state(self, state: UserState | None, k: int, now: float) -> list[OfferedCoupon]:
         """Ranked coupons for a user state: 2 reads (scope index rows, then the coupons), and
-        3 more when the list is short and filled (the popular categories, their index rows,
-        their coupons)."""
+        at least 3 more when the list is short and filled (the popular categories, then the
+        index rows and coupons of each chunk of them until k are found)."""
         offered = self._in_user_scopes(state, k, now) if state is not None else []
         if len(offered) < k and self.settings.coupon_fill == "popular" and self.popular is not None:
             offered += self._fill(self.popular, state, k - len(offered), now, {c.coupon_id for c in offered})
@@ -567,5 +567,5 @@ class CouponService:
 
     def for_user(self, user_id: str, k: int, now: float) -> list[OfferedCoupon]:
         """``GET /users/{user_id}/coupons``: 3 sequential reads (user, index rows, coupons),
-        3 more for a filled list (an unknown user gets the fill alone)."""
+        3 or more for a filled list (an unknown user gets the fill alone)."""
         return self.for_state(self.users.get(user_id), k, now)
