@@ -9,9 +9,11 @@ from streamrec.settings import load_settings
 
 settings = load_settings()
 client = wiring.dynamodb_client()
+recommendations = wiring.recommendation_service(settings, client)
 app = build_app(
-    wiring.recommendation_service(settings, client),
-    coupons=wiring.coupon_service(settings, client),
+    recommendations,
+    # One warm-container cache of the similarity table for both services.
+    coupons=wiring.coupon_service(settings, client, similarity=recommendations.similarity),
     trends=wiring.trends_service(settings, client),
 )
 

@@ -15,6 +15,7 @@ from streamrec.domain.ingest import IngestService
 from streamrec.domain.recommend import CrossSellService, RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.domain.trends import TrendsService
+from streamrec.repositories.base import SimilarityRepository
 from streamrec.repositories.cache import cache_config, cached_similarity
 from streamrec.repositories.dynamodb import (
     WRITE_CONCURRENCY,
@@ -113,18 +114,24 @@ def recommendation_service(settings: Settings, client: Any | None = None) -> Rec
     )
 
 
-def coupon_service(settings: Settings, client: Any | None = None) -> CouponService:
+def coupon_service(
+    settings: Settings, client: Any | None = None, similarity: SimilarityRepository | None = None
+) -> CouponService:
     """The API's coupons; the ``#popular_categories`` list that fills short lists (unless
-    ``COUPON_FILL=none``) is read through the warm-container cache like the popular lists."""
+    ``COUPON_FILL=none``) is read from ``similarity`` (the recommendation service's, so that
+    one warm-container cache serves both) or else through a cache of its own."""
     fill = settings.coupon_fill == "popular"
     require(settings, "users_table", "coupons_table", *(["similarity_table"] if fill else []))
     client = client if client is not None else dynamodb_client()
-    popular = DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)) if fill else None
+    if fill and similarity is None:
+        similarity = cached_similarity(
+            DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)), cache_config()
+        )
     return CouponService(
         settings=settings,
         users=DynamoUserRepository(DynamoTable(settings.users_table, client)),
         coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table, client)),
-        popular=cached_similarity(popular, cache_config()) if popular is not None else None,
+        popular=similarity if fill else None,
     )
 
 

@@ -614,8 +614,11 @@ def test_the_api_reads_the_popular_categories_only_with_the_fill_on():
     assert off.popular is None  # and no SIMILARITY_TABLE needed
     with pytest.raises(ConfigurationError, match="SIMILARITY_TABLE"):
         wiring.coupon_service(load_settings(tables), client=object())
-    on = wiring.coupon_service(load_settings({**tables, "SIMILARITY_TABLE": "similarity"}), client=object())
-    assert on.popular is not None
+    on_settings = load_settings({**tables, "SIMILARITY_TABLE": "similarity"})
+    assert wiring.coupon_service(on_settings, client=object()).popular is not None
+    # The API function passes the recommendation service's cached repository: one cache.
+    shared = InMemorySimilarityRepository()
+    assert wiring.coupon_service(on_settings, client=object(), similarity=shared).popular is shared
 
 
 # One record of a `streamrec coupons load` file.
