@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import datetime
@@ -95,34 +96,53 @@ class UserEvent(BaseModel):
         return epoch_seconds(value)
 
 
+class TimeFormatError(ValueError):
+    """Neither ISO-8601 with a zone nor epoch seconds; ``missing_zone``: ISO-8601 without a
+    zone (each caller words its own message)."""
+
+    def __init__(self, missing_zone: bool = False) -> None:
+        super().__init__("ISO-8601 without a time zone" if missing_zone else "not ISO-8601 or epoch seconds")
+        self.missing_zone = missing_zone
+
+
+def instant_seconds(value: Any) -> float:
+    """ISO-8601 with a zone, or epoch seconds (a JSON number or a numeric string), as epoch
+    seconds, unbounded: ±inf for a number too large for a float, nan for "NaN" (each caller
+    applies its own bounds). Raises :class:`TimeFormatError`."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TimeFormatError()
+    try:
+        return float(value)
+    except OverflowError:  # an integer of hundreds of digits (a string would give inf)
+        return -math.inf if isinstance(value, int) and value < 0 else math.inf
+    except ValueError:  # not a number: ISO-8601?
+        pass
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise TimeFormatError() from None
+    if parsed.tzinfo is None:
+        raise TimeFormatError(missing_zone=True)
+    return parsed.timestamp()
+
+
 def epoch_seconds(value: Any) -> float:
     """A timestamp (ISO-8601 with a zone, or epoch seconds) as epoch seconds; ValueError if bad."""
-    if isinstance(value, bool):
-        raise ValueError("timestamp must be ISO-8601 or epoch seconds")
-    if isinstance(value, int | float):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an integer of hundreds of digits
-            side = "more than a day in the future" if value > 0 else "before 2000-01-01"
-            raise ValueError(f"timestamp is {side}") from None
-    elif isinstance(value, str):
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError as error:
-                raise ValueError("timestamp must be ISO-8601 or epoch seconds") from error
-            if parsed.tzinfo is None:
-                raise ValueError("ISO-8601 timestamp needs a time zone (e.g. Z or +02:00)") from None
-            seconds = parsed.timestamp()
-    else:
-        raise ValueError("timestamp must be ISO-8601 or epoch seconds")
+    try:
+        seconds = instant_seconds(value)
+    except TimeFormatError as error:
+        raise ValueError(
+            "ISO-8601 timestamp needs a time zone (e.g. Z or +02:00)"
+            if error.missing_zone
+            else "timestamp must be ISO-8601 or epoch seconds"
+        ) from None
     if seconds != seconds or seconds < EARLIEST_TIMESTAMP:
         raise ValueError("timestamp is before 2000-01-01")
     if seconds > time.time() + MAX_CLOCK_SKEW_SECONDS:
         # Epoch milliseconds read as seconds land some 50,000 years ahead.
-        hint = " (epoch seconds expected, not milliseconds)" if seconds > MILLISECONDS_LIKELY else ""
+        hint = (
+            " (epoch seconds expected, not milliseconds)" if MILLISECONDS_LIKELY < seconds < math.inf else ""
+        )
         raise ValueError(f"timestamp is more than a day in the future{hint}")
     return seconds
 

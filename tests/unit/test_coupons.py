@@ -695,3 +695,37 @@ def test_a_category_reason_counts_events_not_items():
         "your activity in category hiking: 1 cart add"
     )
     assert category_reason("hiking", None) == "you showed interest in category hiking"
+
+
+@pytest.mark.parametrize(
+    "value", ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00", 1.7e9, 1_700_000_000, "1700000000.5"]
+)
+def test_coupon_times_are_read_like_event_timestamps(value):
+    from streamrec.domain.coupons import _epoch
+    from streamrec.events import epoch_seconds
+
+    assert _epoch(value) == epoch_seconds(value)
+
+
+@pytest.mark.parametrize(
+    "value, event_reason, coupon_reason",
+    [
+        ("2026-01-01T00:00:00", "needs a time zone (e.g. Z or +02:00)", "needs a time zone (e.g. Z)"),
+        ("soon", "must be ISO-8601 or epoch seconds", "must be ISO-8601 with a zone or epoch seconds"),
+        (True, "must be ISO-8601 or epoch seconds", "must be ISO-8601 with a zone or epoch seconds"),
+        # Too large for a float: out of both ranges, and no milliseconds hint.
+        (10**400, "timestamp is more than a day in the future", "must be from 2000-01-01 to 2100-01-01"),
+        ("1e999", "timestamp is more than a day in the future", "must be from 2000-01-01 to 2100-01-01"),
+        (-(10**400), "timestamp is before 2000-01-01", "must be from 2000-01-01 to 2100-01-01"),
+    ],
+)
+def test_bad_times_are_named_in_each_schemas_words(value, event_reason, coupon_reason):
+    from streamrec.domain.coupons import _epoch
+    from streamrec.events import epoch_seconds
+
+    with pytest.raises(ValueError) as event_error:
+        epoch_seconds(value)
+    assert str(event_error.value).endswith(event_reason) and "milliseconds" not in str(event_error.value)
+    with pytest.raises(ValueError) as coupon_error:
+        _epoch(value)
+    assert str(coupon_error.value).endswith(coupon_reason)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -45,7 +44,15 @@ from pydantic import (
 from streamrec_core import coupon_propensity, coupon_scores, top_k
 
 from streamrec.domain.model import POPULAR_CATEGORIES_ROW, CategoryAffinity, UserState
-from streamrec.events import EARLIEST_TIMESTAMP, ID_REGEX, EntityId, UserEvent, schema_problems
+from streamrec.events import (
+    EARLIEST_TIMESTAMP,
+    ID_REGEX,
+    EntityId,
+    TimeFormatError,
+    UserEvent,
+    instant_seconds,
+    schema_problems,
+)
 from streamrec.repositories.base import CouponRepository, SimilarityRepository, UserRepository
 from streamrec.settings import Settings
 
@@ -70,20 +77,14 @@ class InvalidCoupon(ValueError):
 def _epoch(value: Any) -> float:
     # The event schema's timestamp rules (ISO-8601 with a zone, or epoch seconds), with a
     # far-future bound instead of its "at most a day ahead": coupons are defined ahead of time.
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("must be ISO-8601 with a zone or epoch seconds")
     try:
-        seconds = float(value)
-    except OverflowError:  # an integer of hundreds of digits
-        raise ValueError("must be from 2000-01-01 to 2100-01-01") from None
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError as error:
-            raise ValueError("must be ISO-8601 with a zone or epoch seconds") from error
-        if parsed.tzinfo is None:
-            raise ValueError("ISO-8601 time needs a time zone (e.g. Z)") from None
-        seconds = parsed.timestamp()
+        seconds = instant_seconds(value)
+    except TimeFormatError as error:
+        raise ValueError(
+            "ISO-8601 time needs a time zone (e.g. Z)"
+            if error.missing_zone
+            else "must be ISO-8601 with a zone or epoch seconds"
+        ) from None
     # "NaN" would pass every comparison (valid_to > valid_from included).
     if not EARLIEST_TIMESTAMP <= seconds <= LATEST_COUPON_TIME:
         raise ValueError("must be from 2000-01-01 to 2100-01-01")
