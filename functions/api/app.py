@@ -10,12 +10,9 @@ from streamrec.settings import load_settings
 settings = load_settings()
 client = wiring.dynamodb_client()
 recommendations = wiring.recommendation_service(settings, client)
-app = build_app(
-    recommendations,
-    # One warm-container cache of the similarity table for both services.
-    coupons=wiring.coupon_service(settings, client, similarity=recommendations.similarity),
-    trends=wiring.trends_service(settings, client),
-)
+# One warm-container cache of the similarity table for both services.
+coupons = wiring.coupon_service(settings, client, similarity=recommendations.similarity)
+app = build_app(recommendations, coupons=coupons, trends=wiring.trends_service(settings, client))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -446,6 +446,47 @@ def test_adapters_redeem_exactly_once_and_never_below_zero(aws):
     assert outcomes["memory"] == outcomes["dynamodb"] == [REDEEMED, DUPLICATE, REDEEMED, EXHAUSTED, UNKNOWN]
 
 
+def test_planning_refuses_a_redemption_of_a_coupon_not_defined():
+    from streamrec.domain.ingest import UnknownCouponError, plan_batch
+
+    batch = _sequenced([_event(0, "view"), _redemption(1, "c")])
+    with pytest.raises(UnknownCouponError, match="coupon_redeemed names coupon 'c', which is not defined"):
+        plan_batch({}, batch, "s0", SETTINGS, known_coupons={"other"})
+    assert plan_batch({}, batch, "s0", SETTINGS, known_coupons={"c"}).users["u"].redemptions == {"c": 1}
+    # Unchecked (no coupons table to ask): planned; the ingest then refuses the batch.
+    assert plan_batch({}, batch, "s0", SETTINGS).redemptions == [(sequence_key(2), "c")]
+
+
+def test_adapters_tell_which_coupons_are_defined_with_a_consistent_key_only_read(aws):
+    import boto3
+
+    requests = []
+
+    class Recording:
+        def __init__(self, client):
+            self.client = client
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+        def batch_get_item(self, **kwargs):
+            requests.append(kwargs["RequestItems"])
+            return self.client.batch_get_item(**kwargs)
+
+    table = DynamoTable(aws.tables["CouponsTable"].name, Recording(boto3.client("dynamodb")))
+    for name, repository in {
+        "memory": InMemoryCouponRepository(),
+        "dynamodb": DynamoCouponRepository(table),
+    }.items():
+        repository.put("c", spec())
+        assert repository.defined(["c", "nope", "c"]) == {"c"}, name
+        assert repository.defined([]) == set(), name
+    # A coupon put a moment ago counts (not an eventually consistent read), and no row's
+    # spec is read or parsed.
+    (request,) = [r[table.name] for r in requests]
+    assert request["ConsistentRead"] is True and request["ProjectionExpression"] == "coupon_id"
+
+
 def test_service_reads_candidates_through_the_scope_index(aws):
     for repository in _both(aws).values():
         users = InMemoryUserRepository()
@@ -533,6 +574,12 @@ def test_the_fill_reads_the_most_bought_categories_a_chunk_at_a_time():
     # not offer it twice.
     repository.index["cat:c20"] = {"c12"}
     assert [c.coupon_id for c in service.for_user("nobody", 3, NOW)] == ["c12", "c13"]
+    # One naming c24's coupon under c1 does not end the walk before c12 and c13's chunk.
+    repository.put("c24", spec(scope={"category": "c24"}))
+    repository.index["cat:c1"] = {"c24"}
+    repository.reads.clear()
+    assert [c.coupon_id for c in service.for_user("nobody", 1, NOW)] == ["c12"]
+    assert repository.reads == [10, 10]
 
 
 def test_purchases_by_category_rank_the_popular_categories():
@@ -716,6 +763,8 @@ def test_coupon_times_are_read_like_event_timestamps(value):
         # Too large for a float: out of both ranges, and no milliseconds hint.
         (10**400, "timestamp is more than a day in the future", "must be from 2000-01-01 to 2100-01-01"),
         ("1e999", "timestamp is more than a day in the future", "must be from 2000-01-01 to 2100-01-01"),
+        ("inf", "timestamp is more than a day in the future", "must be from 2000-01-01 to 2100-01-01"),
+        (float("inf"), "timestamp is more than a day in the future", "must be from 2000-01-01 to 2100-01-01"),
         (-(10**400), "timestamp is before 2000-01-01", "must be from 2000-01-01 to 2100-01-01"),
     ],
 )

@@ -9,7 +9,7 @@ import json
 import boto3
 import pytest
 
-from tests.unit.conftest import FakeLambdaContext, import_handler, load_event
+from tests.unit.conftest import FakeLambdaContext, import_handler, kinesis_event, load_event
 
 
 def _coupon_row(aws, coupon_id: str) -> dict:
@@ -228,3 +228,21 @@ def test_redemption_of_an_undefined_coupon_is_dead_lettered_and_not_held_against
     assert _put(api, json.loads(load_event("coupon_put.json")["body"]))["statusCode"] == 200
     got = json.loads(api.lambda_handler(load_event("coupons_get.json"), FakeLambdaContext())["body"])
     assert [c["coupon_id"] for c in got["coupons"]] == ["camping-10"]
+
+    # Re-driven (put back on the stream: a later sequence number), it counts once on both
+    # rows; re-driven twice, the user row's recent event ids catch it.
+    letter = json.loads(base64.b64decode(json.loads(messages[0]["Body"])["data"]))
+    for sequence in (6 * 10**51, 6 * 10**51 + 1):
+        redriven = kinesis_event([letter], first_sequence=sequence, template="ingest_coupon_redeemed.json")
+        assert ingest.lambda_handler(redriven, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert (_coupon_row(aws, "camping-10")["redeemed"]["N"]) == "1"
+    user = boto3.client("dynamodb").get_item(
+        TableName=aws.tables["UsersTable"].name, Key={"user_id": {"S": "user-0001"}}
+    )["Item"]
+    assert json.loads(user["redemptions"]["S"]) == {"camping-10": 1}
+
+
+def test_the_api_function_shares_one_similarity_cache(aws):
+    api = import_handler("api")
+    assert api.coupons.popular is api.recommendations.similarity
+    assert type(api.coupons.popular).__name__ == "CachingSimilarityRepository"

@@ -550,8 +550,10 @@ class CouponService:
         _, lists = popular.get_many([], [POPULAR_CATEGORIES_ROW])
         ranking = [category for category, _ in lists[POPULAR_CATEGORIES_ROW].items]
         category_rank = {category: rank for rank, category in enumerate(ranking)}
-        # Walk the ranking a chunk at a time: a later chunk's coupons rank after all of an
-        # earlier one's, so k found means done (mostly one chunk: 2 reads, not 100 rows).
+        # Walk the ranking a chunk at a time: a later chunk's categories rank after all of
+        # the chunks read, so k found among those means done (mostly one chunk: 2 reads,
+        # not 100 rows). A coupon found through a stale index entry may belong to a later
+        # category: it does not end the walk before that category's chunk.
         chunk = max(FILL_CATEGORIES_PER_READ, k)
         candidates: list[Coupon] = []
         filled: list[OfferedCoupon] = []
@@ -562,7 +564,7 @@ class CouponService:
             if coupon_ids:
                 candidates += self.coupons.get_many(coupon_ids).values()
                 filled = popular_fill(candidates, state, now, k, category_rank)
-                if len(filled) == k:
+                if len(filled) == k and category_rank[filled[-1].scope["category"]] < start + chunk:
                     break
         return filled
 

@@ -361,8 +361,8 @@ class IngestService:
         return plan
 
     def known_coupons(self, events: Sequence[SequencedEvent]) -> set[str] | None:
-        """The defined coupons among those the events redeem (one read when any do; None
-        without a coupons table, where :meth:`_redeem` refuses the batch)."""
+        """The defined coupons among those the events redeem (a consistent key-only read when
+        any do; None without a coupons table, where :meth:`_redeem` refuses the batch)."""
         redeemed = {
             s.event.coupon_id
             for s in events
@@ -370,7 +370,7 @@ class IngestService:
         }
         if not redeemed or self.coupons is None:
             return None if self.coupons is None else set()
-        return set(self.coupons.get_many(redeemed))
+        return self.coupons.defined(redeemed)
 
     def _redeem(self, redemptions: Sequence[tuple[str, str]], shard: str) -> list[str]:
         """Count redemptions on the coupon rows, in stream order, before the users are

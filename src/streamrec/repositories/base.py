@@ -150,6 +150,11 @@ class CouponRepository(Protocol):
 
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]: ...
 
+    def defined(self, coupon_ids: Iterable[str]) -> set[str]:
+        """Which of the ids are defined coupons, as of now (a consistent read of the keys
+        alone: the ingest's check of the coupons its redemptions name)."""
+        ...
+
     def in_scope(self, scope_keys: Sequence[str]) -> set[str]:
         """Ids of the coupons indexed under any of ``scope_keys`` (one read)."""
         ...
@@ -188,6 +193,7 @@ class TrendsRepository(Protocol):
     def put_list(self, name: str, trending: TrendingList) -> None:
         """Write if the stored version equals ``trending.version``; else ConcurrentUpdateError."""
         ...
+
 
 class CatalogRepository(Protocol):
     """Catalog records by item id, token posting rows (``#tok:<token>``: the ids of the

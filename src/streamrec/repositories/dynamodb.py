@@ -124,12 +124,19 @@ class DynamoTable:
         except BotoCoreError as error:
             raise RepositoryError(f"{operation} on {self.name} failed: {error}") from error
 
-    def batch_get(self, keys: Sequence[dict[str, Any]], consistent: bool = False) -> list[dict[str, Any]]:
-        """Read items by key: one BatchGetItem per 100 keys, unprocessed keys retried."""
+    def batch_get(
+        self, keys: Sequence[dict[str, Any]], consistent: bool = False, projection: str = ""
+    ) -> list[dict[str, Any]]:
+        """Read items by key: one BatchGetItem per 100 keys, unprocessed keys retried;
+        ``projection``: only these attributes (a ProjectionExpression)."""
         items: list[dict[str, Any]] = []
         for chunk in _chunks(list(keys), BATCH_GET_LIMIT):
             request: dict[str, Any] = {
-                self.name: {"Keys": list(chunk), **({"ConsistentRead": True} if consistent else {})}
+                self.name: {
+                    "Keys": list(chunk),
+                    **({"ConsistentRead": True} if consistent else {}),
+                    **({"ProjectionExpression": projection} if projection else {}),
+                }
             }
             for attempt in range(UNPROCESSED_RETRIES + 1):
                 response = self.call("batch_get_item", RequestItems=request)
@@ -1055,6 +1062,14 @@ class DynamoCouponRepository:
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]:
         keys = [self._key(c) for c in sorted(set(coupon_ids))]
         return {c.coupon_id: c for c in map(_coupon_from_item, self.table.batch_get(keys))}
+
+    def defined(self, coupon_ids: Iterable[str]) -> set[str]:
+        """Consistent and key-only (a coupon defined a moment ago counts; no row is parsed)."""
+        keys = [self._key(c) for c in sorted(set(coupon_ids))]
+        return {
+            item["coupon_id"]["S"]
+            for item in self.table.batch_get(keys, consistent=True, projection="coupon_id")
+        }
 
     def in_scope(self, scope_keys: Sequence[str]) -> set[str]:
         keys = [self._key(SCOPE_ROW_PREFIX + k) for k in dict.fromkeys(scope_keys)]

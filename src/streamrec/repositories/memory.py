@@ -234,6 +234,9 @@ class InMemoryCouponRepository:
     def in_scope(self, scope_keys: Sequence[str]) -> set[str]:
         return set().union(*(self.index.get(key, set()) for key in scope_keys))
 
+    def defined(self, coupon_ids: Iterable[str]) -> set[str]:
+        return {coupon_id for coupon_id in coupon_ids if coupon_id in self.rows}
+
     def redeem(self, coupon_id: str, sequence: str, shard: str) -> str:
         coupon = self.rows.get(coupon_id)
         if coupon is None:
