@@ -112,6 +112,13 @@ def _with_ci(value: Any, interval: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+# P4's ablations of the coupon fill (coupon_fill="none" / "popular") read better spelt out.
+VARIANT_LABELS = {
+    "engine_fill_none": "engine without the fill",
+    "engine_fill_popular": "engine with the fill",
+}
+
+
 def _leads(result: dict[str, Any], values: dict[str, dict[str, Any]], metric: str) -> list[str]:
     """One line per method the engine is compared with: its lead in ``metric`` and the lead's
     paired 95% interval (``result["differences"]``, see metrics.compared_intervals)."""
@@ -120,9 +127,9 @@ def _leads(result: dict[str, Any], values: dict[str, dict[str, Any]], metric: st
         bounds = interval.get(metric)
         engine, other = values.get("engine", {}).get(metric), values.get(method, {}).get(metric)
         if bounds and isinstance(engine, int | float) and isinstance(other, int | float):
+            label = VARIANT_LABELS.get(method, method.replace("_", " "))
             out.append(
-                f"- engine − {method.replace('_', ' ')}, {metric}: {engine - other:+.4f} "
-                f"[{bounds[0]:+.4f}, {bounds[1]:+.4f}]"
+                f"- engine − {label}, {metric}: {engine - other:+.4f} [{bounds[0]:+.4f}, {bounds[1]:+.4f}]"
             )
     return out
 
@@ -223,7 +230,10 @@ def _protocol_section(name: str, result: dict[str, Any]) -> list[str]:
         if key.startswith(("engine_by_", "engine_fill_")) and isinstance(v, dict)
     }
     methods = {"engine": result["engine"], **variants, **result.get("peers", {})}
-    labels = {"engine": "**engine**", **{key: key.replace("_", " ") for key in variants}}
+    labels = {
+        "engine": "**engine**",
+        **{key: VARIANT_LABELS.get(key, key.replace("_", " ")) for key in variants},
+    }
     metrics = [m for m, v in result["engine"].items() if isinstance(v, float)]
     leads = [line for m in metrics for line in _leads(result, methods, m)]
     return [
