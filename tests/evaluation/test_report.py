@@ -14,39 +14,19 @@ CURVE = [0.001 * k for k in range(1, 21)]
 
 
 def _p1(peers=("pop", "als")):
-    metrics = {
-        "hr@10": 0.004,
-        "hr@20": 0.0068,
-        "mrr@20": 0.0015,
-        "ndcg@20": 0.0026,
-        "hr@20_unpadded": 0.0068,
-        "coverage@20": 0.33,
-        "padded_share": 0.001,
-    }
-    ci = {
-        "hr@10": [0.003, 0.005],
-        "hr@20": [0.0054, 0.0085],
-        "mrr@20": [0.001, 0.002],
-        "ndcg@20": [0.002, 0.003],
-        "hr@20_unpadded": [0.0054, 0.0085],
-    }
+    metrics = {"hr@10": 0.004, "hr@20": 0.0068, "mrr@20": 0.0015, "ndcg@20": 0.0026,
+               "hr@20_unpadded": 0.0068, "coverage@20": 0.33, "padded_share": 0.001}
+    ci = {"hr@10": [0.003, 0.005], "hr@20": [0.0054, 0.0085], "mrr@20": [0.001, 0.002],
+          "ndcg@20": [0.002, 0.003], "hr@20_unpadded": [0.0054, 0.0085]}
     names = ["engine", *peers, "engine (as served)"]
     return {
-        "engine": metrics,
-        "peers": {p: metrics for p in peers},
-        "variants": {"engine (as served)": metrics},
-        "intervals": {n: ci for n in names},
-        "hr_curve": {n: CURVE for n in names},
-        "targets": 16546,
-        "target_users": 809,
-        "k": 20,
-        "events": {"total": 84287, "warmup": 61453, "test": 22834},
-        "catalogue_items": 55233,
-        "wall_time_s": 400.0,
-        "method_time_s": {n: 1.0 for n in ["engine", *peers]},
+        "engine": metrics, "peers": {p: metrics for p in peers}, "variants": {"engine (as served)": metrics},
+        "intervals": {n: ci for n in names}, "hr_curve": {n: CURVE for n in names},
+        "targets": 16546, "target_users": 809, "k": 20,
+        "events": {"total": 84287, "warmup": 61453, "test": 22834}, "catalogue_items": 55233,
+        "wall_time_s": 400.0, "method_time_s": {n: 1.0 for n in ["engine", *peers]},
         "refits": {"als": [[1512144000.0, 61453], [1512230400.0, 72932]]},
-        "peer_config": {p: f"{p} config" for p in peers},
-        "date": "2026-01-02T03:04:05Z",
+        "peer_config": {p: f"{p} config" for p in peers}, "date": "2026-01-02T03:04:05Z",
     }
 
 
@@ -54,36 +34,20 @@ def _p2():
     values = {"hr@20": 0.32, "mrr@20": 0.15, "positions": 1059}
     ci = {"hr@20": [0.28, 0.36], "mrr@20": [0.13, 0.18]}
     return {
-        "k": 20,
-        "engine": {"frozen": values, "stream": values},
-        "peers": {"pop": values},
+        "k": 20, "engine": {"frozen": values, "stream": values}, "peers": {"pop": values},
         "intervals": {"engine (frozen)": ci, "engine (stream)": ci, "pop": ci},
         "hr_curve": {"engine (frozen)": CURVE, "engine (stream)": CURVE, "pop": CURVE},
-        "time_s": {"engine stream": 1.0},
-        "positions": 1059,
-        "train_clicks": 11024,
-        "test_clicks": 1367,
-        "test_sessions": 308,
-        "wall_time_s": 6.0,
-        "peer_config": {"pop": "pop config"},
+        "time_s": {"engine stream": 1.0}, "positions": 1059, "train_clicks": 11024, "test_clicks": 1367,
+        "test_sessions": 308, "wall_time_s": 6.0, "peer_config": {"pop": "pop config"},
     }
 
 
 def test_report_files_with_rtrec_from_its_last_measurement(tmp_path):
-    (tmp_path / report.RTREC_LAST).write_text(
-        json.dumps(
-            {
-                "date": "2025-12-01T10:00:00Z",
-                "rtrec_version": "0.2.7",
-                "metrics": _p1()["engine"],
-                "intervals": _p1()["intervals"]["engine"],
-                "hr_curve": CURVE,
-                "targets": 16546,
-                "time_s": 3000.0,
-                "config": "rtrec SLIM",
-            }
-        )
-    )
+    (tmp_path / report.RTREC_LAST).write_text(json.dumps({
+        "date": "2025-12-01T10:00:00Z", "rtrec_version": "0.2.7", "metrics": _p1()["engine"],
+        "intervals": _p1()["intervals"]["engine"], "hr_curve": CURVE, "targets": 16546, "time_s": 3000.0,
+        "config": "rtrec SLIM",
+    }))
     paths = report.write_report(tmp_path, _p1(), _p2(), wall_time_s=410.0)
     text = paths["md"].read_text()
     assert "| **engine** | 0.0040 | 0.0068 [0.0054, 0.0085] |" in text
