@@ -68,13 +68,40 @@ def test_memory_and_dynamodb_adapters_recommend_identically(data_dir, aws):
             got = dynamo.recommend(user, 20, now=now, exclude=exclude)
             assert [(r.item_id, r.score, r.source) for r in got.items] == [
                 (r.item_id, r.score, r.source) for r in expected.items
-            ], f"request {requests}: user {user} after event {start + len(batch)}, exclude={exclude}"
+            ], (
+                f"request {requests}: user {user} after event {start + len(batch)}, exclude={exclude}"
+                + _differences(memory, dynamo, user)
+            )
             assert got == expected
             requests += 1
             personalized += any(r.source != "popular" for r in expected.items)
     assert requests >= 250
     assert personalized >= 0.5 * requests, "the sample should exercise personalized scoring"
     _coupons_identical(memory, dynamo, events, settings)
+
+
+def _differences(memory: InMemoryEngine, dynamo: InMemoryEngine, user: str) -> str:
+    """What the two sides hold differently among what the user's request reads (the user
+    row, its recent items' neighbour rows, the popular lists of its categories): named in
+    the failure message, so that a mismatch says where it comes from."""
+    from streamrec.domain.model import POPULAR_ROW, category_row
+
+    notes = []
+    state, other = memory.users.get(user), dynamo.users.get(user)
+    if state != other:
+        notes.append("user rows differ")
+    if state is None:
+        return "; ".join(["", *notes])
+    items = [entry.item_id for entry in state.items]
+    lists = [POPULAR_ROW, *(category_row(c) for c in state.categories)]
+    rows, popular = memory.similarity.get_many(items, lists)
+    dynamo_rows, dynamo_popular = dynamo.similarity.get_many(items, lists)
+    notes += [f"row {i} differs" for i in items if rows.get(i) != dynamo_rows.get(i)]
+    notes += [f"list {n} differs" for n in lists if popular[n].items != dynamo_popular[n].items]
+    notes += [f"stale rows differ: {sorted(memory.stale_rows ^ dynamo.stale_rows)[:10]}"] * (
+        memory.stale_rows != dynamo.stale_rows
+    )
+    return "; ".join(["", *notes]) if notes else "; the rows and lists read are equal"
 
 
 def _coupons_identical(memory: InMemoryEngine, dynamo: InMemoryEngine, events: list[dict], settings) -> None:
