@@ -468,22 +468,8 @@ def rank_coupons(
         propensity = coupon_propensity(features, np.array(settings.coupon_model))
         relevance = np.where(affinity > 0, propensity, 0.0)
     scores = coupon_scores(relevance, np.array([c.value for c in candidates]), settings.coupon_value_weight)
-    offered = []
-    for index in top_k(scores, k):
-        coupon = candidates[int(index)]
-        offered.append(
-            OfferedCoupon(
-                coupon_id=coupon.coupon_id,
-                score=float(scores[index]),
-                scope=coupon.spec.scope.model_dump(exclude_none=True),
-                discount=coupon.spec.discount.model_dump(),
-                min_spend=coupon.spec.min_spend,
-                valid_to=coupon.spec.valid_to,
-                remaining=coupon.remaining,
-                reasons=[_reason(coupon, state, now, settings)],
-            )
-        )
-    return offered
+    chosen = [(candidates[int(index)], float(scores[index])) for index in top_k(scores, k)]
+    return [_offer(coupon, score, _reason(coupon, state, now, settings)) for coupon, score in chosen]
 
 
 def popular_fill(
@@ -496,20 +482,33 @@ def popular_fill(
         key=lambda c: (category_rank[c.spec.scope.category or ""], -c.value, c.coupon_id),
     )
     return [
-        OfferedCoupon(
-            coupon_id=coupon.coupon_id,
-            score=0.0,
-            scope=coupon.spec.scope.model_dump(exclude_none=True),
-            discount=coupon.spec.discount.model_dump(),
-            min_spend=coupon.spec.min_spend,
-            valid_to=coupon.spec.valid_to,
-            remaining=coupon.remaining,
-            reasons=[
-                f"popular in the shop: category {coupon.spec.scope.category} is among the most bought lately"
-            ],
+        _offer(
+            coupon,
+            0.0,
+            f"popular in the shop: category {coupon.spec.scope.category} is among the most bought lately",
         )
         for coupon in ranked[:k]
     ]
+
+
+def _offer(coupon: Coupon, score: float, reason: str) -> OfferedCoupon:
+    return OfferedCoupon(
+        coupon_id=coupon.coupon_id,
+        score=score,
+        scope=coupon.spec.scope.model_dump(exclude_none=True),
+        discount=coupon.spec.discount.model_dump(),
+        min_spend=coupon.spec.min_spend,
+        valid_to=coupon.spec.valid_to,
+        remaining=coupon.remaining,
+        reasons=[reason],
+    )
+
+
+def most_bought_categories(popular: SimilarityRepository) -> list[str]:
+    """The ``#popular_categories`` list, most bought first, by the API's read path
+    (BatchGetItem, warm-container cache; not get_list's consistent compare-and-swap read)."""
+    _, lists = popular.get_many([], [POPULAR_CATEGORIES_ROW])
+    return [category for category, _ in lists[POPULAR_CATEGORIES_ROW].items]
 
 
 @dataclass
@@ -545,10 +544,7 @@ class CouponService:
     def _fill(
         self, popular: SimilarityRepository, state: UserState | None, k: int, now: float, offered: set[str]
     ) -> list[OfferedCoupon]:
-        # The API's read path (BatchGetItem, warm-container cache), not get_list's
-        # consistent read for compare-and-swap.
-        _, lists = popular.get_many([], [POPULAR_CATEGORIES_ROW])
-        ranking = [category for category, _ in lists[POPULAR_CATEGORIES_ROW].items]
+        ranking = most_bought_categories(popular)
         category_rank = {category: rank for rank, category in enumerate(ranking)}
         # Walk the ranking a chunk at a time: a later chunk's categories rank after all of
         # the chunks read, so k found among those means done (mostly one chunk: 2 reads,

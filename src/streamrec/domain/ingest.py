@@ -207,9 +207,9 @@ def plan_batch(
 def _apply_to_cart(state: UserState, event: UserEvent, settings: Settings) -> None:
     if event.event_type == "add_to_cart":
         _remember(state.cart, event.item_id, settings.purchased_kept)
-    elif event.event_type in ("remove_from_cart", "purchase") and event.item_id in state.cart:
+    elif event.event_type in ("remove_from_cart", PURCHASE) and event.item_id in state.cart:
         state.cart.remove(event.item_id)
-    if event.event_type == "purchase":
+    if event.event_type == PURCHASE:
         _remember(state.purchased, event.item_id, settings.purchased_kept)
 
 
@@ -368,9 +368,9 @@ class IngestService:
             for s in events
             if s.event.event_type == COUPON_REDEEMED and s.event.coupon_id is not None
         }
-        if not redeemed or self.coupons is None:
-            return None if self.coupons is None else set()
-        return self.coupons.defined(redeemed)
+        if self.coupons is None:
+            return None
+        return self.coupons.defined(redeemed) if redeemed else set()
 
     def _redeem(self, redemptions: Sequence[tuple[str, str]], shard: str) -> list[str]:
         """Count redemptions on the coupon rows, in stream order, before the users are

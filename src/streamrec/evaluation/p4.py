@@ -36,12 +36,13 @@ from streamrec.domain.coupons import (
     Coupon,
     CouponService,
     CouponSpec,
+    most_bought_categories,
     popular_fill,
     rank_coupons,
     scope_features,
 )
 from streamrec.domain.ingest import IngestService, SequencedEvent
-from streamrec.domain.model import POPULAR_CATEGORIES_ROW, UserState, sequence_key
+from streamrec.domain.model import UserState, sequence_key
 from streamrec.domain.similarity import SimilarityService
 from streamrec.evaluation.datasets import StreamData, stream_from_events
 from streamrec.evaluation.metrics import compared_intervals
@@ -230,8 +231,7 @@ def fit_cutoffs(data: StreamData, settings: Settings) -> list[Cutoff]:
         window = stream_from_events(data.events[:end], time)
         replay.advance(window.warmup)
         replay.refresh_popular()
-        _, lists = replay.similarity.get_many([], [POPULAR_CATEGORIES_ROW])
-        popular = {category: rank for rank, (category, _) in enumerate(lists[POPULAR_CATEGORIES_ROW].items)}
+        popular = {category: rank for rank, category in enumerate(most_bought_categories(replay.similarity))}
         bought = bought_in_test(window)
         before = {e["user_id"] for e in window.events[: window.warmup]}
         states = {}
