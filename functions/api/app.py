@@ -3,7 +3,7 @@
 from aws_lambda_powertools.logging import correlation_paths
 
 from streamrec import wiring
-from streamrec.http_api import build_app, unsupported_body, with_json_media_type
+from streamrec.http_api import build_app, refused_body, with_json_media_type
 from streamrec.observability import logger
 from streamrec.settings import load_settings
 
@@ -17,4 +17,4 @@ app = build_app(recommendations, coupons=coupons, trends=wiring.trends_service(s
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def lambda_handler(event, context):
-    return unsupported_body(event) or app.resolve(with_json_media_type(event), context)
+    return refused_body(event) or app.resolve(with_json_media_type(event), context)

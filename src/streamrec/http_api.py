@@ -12,6 +12,7 @@ validated by its pydantic model.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -55,6 +56,10 @@ from streamrec.observability import logger
 from streamrec.repositories.base import RepositoryError
 
 K_DESCRIPTION = "How many items to return (1..100)."
+# What a body that is not the object a route reads is told (Powertools' validation errors,
+# and arrays, which refused_body turns away before Powertools unwraps their first element).
+CART_BODY_MESSAGE = 'the body must be a JSON object like {"items": ["item-1"], "k": 10}'
+COUPON_BODY_MESSAGE = "body must be a JSON object describing the coupon"
 ID_DESCRIPTION = "1-128 characters: letters, digits and . _ : @ - (not starting with a symbol)"
 CATEGORY_DESCRIPTION = (
     "Only items of this category (1..128 characters); items of unknown category are left out."
@@ -123,7 +128,7 @@ def _answer(description: str, model: type[BaseModel]) -> OpenAPIResponse:
 
 # Every operation's documented answers besides its own success: 400 (validation failures are
 # answered 400 by bad_request below, never Powertools' 422, which openapi.py drops from the
-# document) and 503; the two routes with a JSON body also 415 (unsupported_body). No route
+# document) and 503; the two routes with a JSON body also 415 (refused_body). No route
 # answers 404 (unknown users and items get known=false or popular items): only unknown routes.
 _ERRORS: dict[int, OpenAPIResponse] = {
     400: _answer("A malformed parameter or body (the message names it)", ErrorResponse),
@@ -211,7 +216,7 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collec
         if kind == "json_invalid" or (
             kind in ("model_attributes_type", "dict_type", "missing") and len(location) == 1
         ):
-            return "body must be a JSON object describing the coupon"
+            return COUPON_BODY_MESSAGE
         if len(location) == 1:  # a rule on the whole coupon, e.g. valid_to after valid_from
             return message
         return f"{'.'.join(str(part) for part in location[1:])}: {message}"
@@ -219,7 +224,7 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collec
         fields = [str(part) for part in location[1:] if isinstance(part, str)]
         name = fields[0] if fields else "body"
         if kind == "json_invalid" or name == "body":
-            return 'the body must be a JSON object like {"items": ["item-1"], "k": 10}'
+            return CART_BODY_MESSAGE
         if name == "items":
             return f"items must be a list of 1..{CROSS_SELL_MAX_ITEMS} item ids ({ID_DESCRIPTION})"
         if name == "exclude":
@@ -284,18 +289,25 @@ def _is_json(media_type: str) -> bool:
 
 
 def with_json_media_type(event: dict[str, Any]) -> dict[str, Any]:
-    """The event with a JSON body's Content-Type spelt ``application/json``: Powertools
-    compares the header to that exact lowercase prefix and fails on ``Application/JSON`` or
-    ``application/vnd.api+json`` with an internal error (``unsupported_body`` has already
-    refused every type that is not JSON)."""
-    if not _is_json(_media_type(event)):
+    """The event as Powertools can parse it: a JSON body's Content-Type spelt
+    ``application/json`` (Powertools compares the header to that exact lowercase prefix and
+    fails on ``Application/JSON`` or ``application/vnd.api+json`` with an internal error), and
+    a request without a body rid of its Content-Type (Powertools would fail on the type of a
+    body that is not there, e.g. ``text/plain``, with an internal error too; the route then
+    says the body is missing). ``refused_body`` has already refused every body that is not
+    JSON."""
+    media_type = _media_type(event)
+    has_body = bool(event.get("body"))
+    if not media_type or (has_body and not _is_json(media_type)):
         return event
     headers = {
         name: value
         for name, value in (event.get("headers") or {}).items()
         if str(name).lower() != "content-type"
     }
-    return {**event, "headers": {**headers, "content-type": "application/json"}}
+    if has_body:
+        headers["content-type"] = "application/json"
+    return {**event, "headers": headers}
 
 
 # The methods of the routes that read a body (POST /cross-sell, PUT /coupons/{id}); the
@@ -303,29 +315,47 @@ def with_json_media_type(event: dict[str, Any]) -> dict[str, Any]:
 _BODY_METHODS = frozenset({"POST", "PUT"})
 
 
-def unsupported_body(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A 415 answer (payload 2.0) for a request to a body-reading method whose body is
-    declared as anything but JSON, else None. Checked before the resolver: Powertools would
-    try to parse forms and multipart bodies, and answer a malformed multipart header with an
-    internal error."""
+def _raw_answer(status: int, error: str, message: str) -> dict[str, Any]:
+    """An error answer (payload 2.0) given before the resolver, shaped as ``_error``'s."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps({"error": error, "message": message}, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+def _json_array_body(event: dict[str, Any]) -> bool:
+    """Whether the body is a JSON array (anything it cannot decode is left to Powertools,
+    whose answers name the problem)."""
+    body = event.get("body") or ""
+    try:
+        text = base64.b64decode(body, validate=True).decode() if event.get("isBase64Encoded") else body
+        return isinstance(json.loads(text), list)
+    except (ValueError, RecursionError):  # not base64, not UTF-8, not JSON, too deep
+        return False
+
+
+def refused_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer (payload 2.0) to a request to a body-reading method whose body no route
+    takes, else None: a 415 for a body declared as anything but JSON, a 400 for a JSON array.
+    Checked before the resolver: Powertools would try to parse forms and multipart bodies,
+    and answer a malformed multipart header with an internal error; and it validates a JSON
+    array's first element as the body, silently dropping the rest."""
     if not event.get("body"):
         return None  # nothing to parse, whatever the header says (e.g. a GET from a form page)
     method = _method(event)
-    media_type = _media_type(event)
-    if method not in _BODY_METHODS or not media_type or _is_json(media_type):
+    if method not in _BODY_METHODS:
         return None
-    return {
-        "statusCode": 415,
-        "headers": {"Content-Type": content_types.APPLICATION_JSON},
-        "body": json.dumps(
-            {
-                "error": "unsupported_media_type",
-                "message": "send the body as JSON (Content-Type: application/json)",
-            },
-            separators=(",", ":"),  # as every other answer
-        ),
-        "isBase64Encoded": False,
-    }
+    media_type = _media_type(event)
+    if media_type and not _is_json(media_type):
+        return _raw_answer(
+            415, "unsupported_media_type", "send the body as JSON (Content-Type: application/json)"
+        )
+    if _json_array_body(event):
+        described = COUPON_BODY_MESSAGE if method == "PUT" else CART_BODY_MESSAGE
+        return _raw_answer(400, "bad_request", f"{described}, not an array")
+    return None
 
 
 # The paths (in Powertools' <name> form) whose query parameters are checked: every route but
@@ -351,6 +381,8 @@ def refuse_unknown_query_parameters(
         unknown = sorted(set(given) - known)
         if unknown:
             takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
+            if not known and route.dependant.body_params:
+                takes += "; parameters such as k go in the JSON body"
             names = ", ".join(repr(name[:64]) for name in unknown[:5])
             return _error(400, "bad_request", f"unknown query parameter {names} ({takes})")
     return next_middleware(app)

@@ -7,11 +7,14 @@ real handler is exercised in test_pipeline.py.
 from __future__ import annotations
 
 import base64
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from streamrec.local import http_api
 from streamrec.local.http_api import HttpApiError, LocalHttpApi
 from streamrec.local.template import HttpRoute, load_template
 
@@ -127,6 +130,47 @@ def test_bodies_text_and_binary(served, recorder: Recorder) -> None:
     text, binary = recorder.events
     assert text["body"] == '{"a": 1}' and text["isBase64Encoded"] is False
     assert base64.b64decode(binary["body"]) == b"\x00\xff" and binary["isBase64Encoded"] is True
+
+
+def _raw_exchange(api: LocalHttpApi, request: bytes) -> bytes:
+    """Send raw bytes and read until the server closes the connection."""
+    with socket.create_connection((api.host, api.port), timeout=10) as connection:
+        connection.sendall(request)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received
+
+
+def test_a_chunked_body_reaches_the_function_whole(served, recorder: Recorder) -> None:
+    api, _ = served
+    head = (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    reply = _raw_exchange(api, head + b'4;ext=1\r\n{"a"\r\n5\r\n: 12}\r\n0\r\nX-Trailer: t\r\n\r\n')
+    assert reply.startswith(b"HTTP/1.1 200"), reply
+    assert recorder.events[-1]["body"] == '{"a": 12}'
+    broken = _raw_exchange(api, head + b"zz\r\nabc\r\n")
+    assert broken.startswith(b"HTTP/1.1 400") and b"malformed chunked body" in broken, broken
+    assert len(recorder.events) == 1
+
+
+def test_methods_are_case_sensitive(served, recorder: Recorder) -> None:
+    _, client = served
+    assert client.request("get", "/items/special").status == 404
+    assert client.request("GET", "/items/special").status == 200
+    assert len(recorder.events) == 1
+
+
+def test_a_body_shorter_than_announced_does_not_hold_the_connection(served, recorder, monkeypatch) -> None:
+    api, client = served
+    monkeypatch.setattr(http_api._RequestHandler, "timeout", 0.5)
+    started = time.monotonic()
+    reply = _raw_exchange(api, b'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"a": 1')
+    assert reply == b"" and time.monotonic() - started < 5  # dropped, not answered
+    assert recorder.events == []
+    assert client.get("/health").status == 200
 
 
 def test_response_rendering(served, recorder: Recorder) -> None:

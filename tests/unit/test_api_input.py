@@ -155,7 +155,12 @@ def test_a_route_without_query_parameters_names_none_and_health_ignores_them(eng
     event = _event("POST", "/cross-sell", {"x": "1"}, body={"items": ["i1"]})
     assert _answer(engine_app, event) == (
         400,
-        {"error": "bad_request", "message": "unknown query parameter 'x' (it takes none)"},
+        {
+            "error": "bad_request",
+            "message": (
+                "unknown query parameter 'x' (it takes none; parameters such as k go in the JSON body)"
+            ),
+        },
     )
     health = {**_event("GET", "/items/trending", {"_": "1700000000"}), "routeKey": "GET /health"}
     health.update(

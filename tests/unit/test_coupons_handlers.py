@@ -117,6 +117,54 @@ def test_a_body_that_is_not_json_is_a_415(aws, content_type):
     }
 
 
+def _with_body(name: str, body: str | None, content_type: str | None = "application/json") -> dict:
+    event = load_event(name)
+    event["headers"] = {"content-type": content_type} if content_type else {}
+    event.pop("body", None)
+    if body is not None:
+        event["body"] = body
+    return event
+
+
+CART_MESSAGE = 'the body must be a JSON object like {"items": ["item-1"], "k": 10}'
+COUPON_MESSAGE = "body must be a JSON object describing the coupon"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("api_cross_sell_post.json", CART_MESSAGE), ("coupon_put.json", COUPON_MESSAGE)],
+)
+def test_an_array_around_the_body_is_a_400_not_its_first_element(aws, name, message):
+    # Powertools would validate the first element alone and drop the rest silently.
+    api = import_handler("api")
+    good = load_event(name)["body"]
+    for body in (f"[{good}]", f'[{good}, "garbage", 5]'):
+        reply = api.lambda_handler(_with_body(name, body), FakeLambdaContext())
+        assert reply["statusCode"] == 400, reply
+        assert json.loads(reply["body"]) == {"error": "bad_request", "message": f"{message}, not an array"}
+    event = _with_body(name, base64.b64encode(f"[{good}]".encode()).decode())
+    event["isBase64Encoded"] = True
+    assert api.lambda_handler(event, FakeLambdaContext())["statusCode"] == 400
+    assert "Item" not in boto3.client("dynamodb").get_item(
+        TableName=aws.tables["CouponsTable"].name, Key={"coupon_id": {"S": "camping-10"}}
+    )
+    # The object itself is served.
+    assert api.lambda_handler(_with_body(name, good), FakeLambdaContext())["statusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("api_cross_sell_post.json", CART_MESSAGE), ("coupon_put.json", COUPON_MESSAGE)],
+)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/json", None])
+@pytest.mark.parametrize("body", [None, ""])
+def test_a_missing_body_is_a_400_whatever_its_content_type(aws, name, message, content_type, body):
+    # Powertools failed on the declared type of a body that was not there (a 500).
+    reply = import_handler("api").lambda_handler(_with_body(name, body, content_type), FakeLambdaContext())
+    assert reply["statusCode"] == 400, reply
+    assert json.loads(reply["body"]) == {"error": "bad_request", "message": message}
+
+
 @pytest.mark.parametrize("name", ["api_health.json", "coupons_get.json", "api_delete_user.json"])
 def test_a_body_on_a_route_that_reads_none_is_ignored(aws, name):
     api = import_handler("api")

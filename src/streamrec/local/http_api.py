@@ -187,8 +187,8 @@ class LocalHttpApi:
 
     # -- translation ----------------------------------------------------------------------
     def match(self, method: str, path: str) -> MatchedRoute | None:
-        """The route for ``method`` and the still percent-encoded ``path``, if any."""
-        method = method.upper()
+        """The route for ``method`` (case-sensitive, as HTTP methods are: ``get`` is no GET)
+        and the still percent-encoded ``path``, if any."""
         for compiled in self._routes:
             route = compiled.route
             if route.method not in ("ANY", method):
@@ -250,7 +250,7 @@ class LocalHttpApi:
             "domainName": domain,
             "domainPrefix": domain.split(".", 1)[0].split(":", 1)[0],
             "http": {
-                "method": method.upper(),
+                "method": method,
                 "path": raw_path,
                 "protocol": protocol,
                 "sourceIp": source_ip,
@@ -330,27 +330,65 @@ class LocalHttpApi:
         return self.render(result)
 
 
+READ_TIMEOUT_SECONDS = 30.0
+
+
+def _read_chunked(stream: Any) -> bytes:
+    """A ``Transfer-Encoding: chunked`` body (RFC 9112 section 7.1; extensions and trailers
+    are read and dropped), as API Gateway accepts it; ValueError when it is malformed."""
+    body = bytearray()
+    while True:
+        line = stream.readline(1024)
+        if not line.endswith(b"\n"):
+            raise ValueError("chunk size line cut short")
+        size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+        if size == 0:
+            break
+        chunk = stream.read(size)
+        if len(chunk) < size or stream.readline(3).strip():
+            raise ValueError("chunk cut short or not followed by CRLF")
+        body += chunk
+    while stream.readline(8192).strip():  # trailer fields, up to the empty line
+        pass
+    return bytes(body)
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     """Hands every request to the server's :class:`LocalHttpApi`."""
 
     protocol_version = "HTTP/1.1"
     server_version = "streamrec-local"
+    # A client that stops sending mid-request (a body shorter than its Content-Length) or an
+    # idle keep-alive connection is dropped after this many seconds instead of holding a
+    # thread for ever.
+    timeout = READ_TIMEOUT_SECONDS
 
-    def _serve(self) -> None:
-        api: LocalHttpApi = self.server.api  # type: ignore[attr-defined]
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return _read_chunked(self.rfile)
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = 0
-        body = self.rfile.read(length) if length > 0 else b""
-        response = api.handle(
-            self.command,
-            self.path,
-            list(self.headers.items()),
-            body,
-            self.client_address[0],
-            self.request_version,
-        )
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _serve(self) -> None:
+        api: LocalHttpApi = self.server.api  # type: ignore[attr-defined]
+        try:
+            body = self._read_body()
+        except ValueError as error:
+            # The stream is out of step with the request: answer, then close the connection.
+            self.close_connection = True
+            response = _json_response(400, {"message": f"malformed chunked body: {error}"})
+        else:
+            response = api.handle(
+                self.command,
+                self.path,
+                list(self.headers.items()),
+                body,
+                self.client_address[0],
+                self.request_version,
+            )
         self.send_response(response.status)
         names = {name.lower() for name, _ in response.headers}
         for name, value in response.headers:
