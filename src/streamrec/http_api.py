@@ -220,6 +220,9 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collec
         if len(location) == 1:  # a rule on the whole coupon, e.g. valid_to after valid_from
             return message
         return f"{'.'.join(str(part) for part in location[1:])}: {message}"
+    if kind == "string_unicode":  # e.g. "\ud800" in the JSON: a lone surrogate, not text
+        field = next((str(part) for part in reversed(location[1:]) if isinstance(part, str)), name)
+        return f"{field} is not valid Unicode text"
     if location[:1] == ("body",):
         fields = [str(part) for part in location[1:] if isinstance(part, str)]
         name = fields[0] if fields else "body"
@@ -668,6 +671,7 @@ def _add_coupon_routes(
         return {
             "coupon_id": coupon.coupon_id,
             **spec.model_dump(),
+            "scope": spec.scope.model_dump(exclude_none=True),  # as GET .../coupons shows it
             "remaining": coupon.remaining,
             "redeemed": coupon.redeemed,
         }

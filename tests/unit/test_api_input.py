@@ -206,3 +206,17 @@ def test_a_query_parameter_given_twice_is_named_as_such(unreachable, raw, messag
     joined = {pairs[0][0]: ",".join(value for _, value in pairs)}
     event = {**_event("GET", "/users/u1/recommendations", joined), "rawQueryString": raw}
     assert _answer(unreachable, event) == (400, {"error": "bad_request", "message": message})
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [('{"items": ["i1"], "category": "\\ud800"}', "category"), ('{"items": ["i\\ud800"]}', "items")],
+)
+def test_a_lone_surrogate_in_the_body_is_named_as_such(unreachable, body, field):
+    # One character long, so not "1..128 characters": it is not text at all.
+    event = _event("POST", "/cross-sell", body={})
+    event["body"] = body
+    assert _answer(unreachable, event) == (
+        400,
+        {"error": "bad_request", "message": f"{field} is not valid Unicode text"},
+    )

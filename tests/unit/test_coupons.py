@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from jsonschema import Draft202012Validator
 from streamrec_core import coupon_propensity, coupon_scores
 
 from streamrec.cli import main, read_coupon_file
@@ -18,6 +19,7 @@ from streamrec.domain.coupons import (
     REDEEMED,
     UNKNOWN,
     Coupon,
+    CouponScope,
     CouponService,
     CouponSpec,
     InvalidCoupon,
@@ -146,7 +148,7 @@ def test_item_scope_uses_the_recent_items():
         ({"scope": {"category": "a", "items": ["b"]}}, "exactly one of category or items"),
         ({"discount": {"kind": "percent", "value": 120}}, "at most 100"),
         ({"discount": {"kind": "bogus", "value": 1}}, "discount.kind"),
-        ({"valid_to": NOW - 2 * DAY}, "valid_to must be after valid_from"),
+        ({"valid_to": NOW - 2 * DAY}, "valid_to: must be after valid_from"),
         ({"valid_from": "2025-01-01T00:00:00"}, "time zone"),
         ({"budget": -1}, "budget"),
         ({"per_user_limit": 0}, "per_user_limit"),
@@ -173,10 +175,35 @@ def test_invalid_coupons_are_refused_with_a_message(body, message):
         spec(**body)
 
 
-def test_coupon_times_are_documented_as_numbers_or_iso_strings():
-    schema = CouponSpec.model_json_schema()["properties"]["valid_from"]
-    assert schema["anyOf"] == [{"type": "number"}, {"type": "string", "format": "date-time"}]
-    assert spec(valid_from="2025-11-01T00:00:00Z").valid_from == 1_761_955_200.0
+def test_a_window_the_wrong_way_round_is_named_with_the_other_problems():
+    with pytest.raises(InvalidCoupon) as refused:
+        spec(budget=-1, valid_to=NOW - 2 * DAY)
+    assert "budget:" in str(refused.value) and "valid_to: must be after valid_from" in str(refused.value)
+
+
+def test_a_repeated_scope_item_counts_once():
+    assert spec(scope={"items": ["b", "a", "b"]}).scope.items == ["b", "a"]
+
+
+def test_coupon_times_are_documented_as_the_parser_reads_them():
+    documented = Draft202012Validator(CouponSpec.model_json_schema()["properties"]["valid_from"])
+    for accepted in (1_761_955_200, 1_761_955_200.5, "2025-11-01T00:00:00Z", "1761955200"):
+        assert documented.is_valid(accepted), accepted
+        assert spec(valid_from=accepted).valid_from in (1_761_955_200.0, 1_761_955_200.5)
+    for refused in (946_684_799, 4_102_444_801, True, None, ["2025-11-01T00:00:00Z"]):
+        assert not documented.is_valid(refused), refused
+        with pytest.raises(InvalidCoupon, match="valid_from"):
+            spec(valid_from=refused)
+
+
+def test_a_scope_is_documented_as_exactly_one_of_category_or_items():
+    documented = Draft202012Validator(CouponScope.model_json_schema())
+    for accepted in ({"category": "a"}, {"items": ["b"]}, {"category": "a", "items": None}):
+        assert documented.is_valid(accepted) and spec(scope=accepted)
+    for refused in ({}, {"category": "a", "items": ["b"]}, {"category": None}):
+        assert not documented.is_valid(refused), refused
+        with pytest.raises(InvalidCoupon, match="exactly one of category or items"):
+            spec(scope=refused)
 
 
 def test_coupon_ids_are_validated():

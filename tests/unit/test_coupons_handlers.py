@@ -73,7 +73,12 @@ def test_bad_coupon_input_is_a_400_with_a_message(aws):
     reply = _put(api, window)
     assert (
         reply["statusCode"] == 400
-        and "valid_to must be after valid_from" in json.loads(reply["body"])["message"]
+        and "valid_to: must be after valid_from" in json.loads(reply["body"])["message"]
+    )
+    both = _put(api, {**window, "budget": -1})  # named together, not one round each
+    assert both["statusCode"] == 400
+    assert json.loads(both["body"])["message"] == (
+        "valid_to: must be after valid_from; budget: Input should be greater than or equal to 0"
     )
     for body in ("not json", "[1, 2]"):
         reply = _put(api, body)
@@ -216,7 +221,7 @@ def test_a_rule_on_the_whole_coupon_and_a_bad_id_read_cleanly(aws):
     body = json.loads(load_event("coupon_put.json")["body"])
     reply = _put(api, {**body, "valid_from": 2_000_000_000, "valid_to": 1_900_000_000})
     assert reply["statusCode"] == 400
-    assert json.loads(reply["body"])["message"] == "valid_to must be after valid_from"
+    assert json.loads(reply["body"])["message"] == "valid_to: must be after valid_from"
     reply = _put(api, {}, coupon_id="-x")
     message = json.loads(reply["body"])["message"]
     assert reply["statusCode"] == 400 and ".;" not in message and "(not starting with a symbol)" in message

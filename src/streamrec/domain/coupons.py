@@ -37,6 +37,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -91,23 +92,52 @@ def _epoch(value: Any) -> float:
     return seconds
 
 
-# Parsed by _epoch (CouponSpec._times) into epoch seconds; the schema says what is accepted.
+# Parsed by _epoch (CouponSpec._times) into epoch seconds; the schema says what is accepted
+# (a string is ISO-8601 with a zone or epoch seconds in digits, so it carries no "format").
 CouponTime = Annotated[
     float,
     WithJsonSchema(
         {
-            "anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}],
-            "description": "Epoch seconds or ISO-8601 with a zone, from 2000-01-01 to 2100-01-01.",
+            "anyOf": [
+                {"type": "number", "minimum": EARLIEST_TIMESTAMP, "maximum": LATEST_COUPON_TIME},
+                {"type": "string"},
+            ],
+            "description": "Epoch seconds (a number or a string of digits) or ISO-8601 with a zone "
+            "(2025-11-01T00:00:00Z), from 2000-01-01 to 2100-01-01.",
         }
     ),
 ]
 
 
 class CouponScope(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        # _one_kind's rule, for the OpenAPI document (a null counts as absent).
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["category"], "properties": {"category": {"type": "string"}}},
+                {"required": ["items"], "properties": {"items": {"type": "array"}}},
+            ]
+        },
+    )
 
     category: Annotated[str, Field(min_length=1, max_length=128)] | None = None
-    items: Annotated[list[EntityId], Field(min_length=1, max_length=MAX_SCOPE_ITEMS)] | None = None
+    items: (
+        Annotated[
+            list[EntityId],
+            Field(
+                min_length=1, max_length=MAX_SCOPE_ITEMS, description="Item ids; a repeated id counts once."
+            ),
+        ]
+        | None
+    ) = None
+
+    @field_validator("items")
+    @classmethod
+    def _distinct(cls, items: list[str] | None) -> list[str] | None:
+        return list(dict.fromkeys(items)) if items is not None else None
 
     @model_validator(mode="after")
     def _one_kind(self) -> CouponScope:
@@ -147,11 +177,15 @@ class CouponSpec(BaseModel):
     def _times(cls, value: Any) -> float:
         return _epoch(value)
 
-    @model_validator(mode="after")
-    def _window(self) -> CouponSpec:
-        if self.valid_to <= self.valid_from:
-            raise ValueError("valid_to must be after valid_from")
-        return self
+    @field_validator("valid_to")
+    @classmethod
+    def _after_valid_from(cls, valid_to: float, info: ValidationInfo) -> float:
+        # A field check, not a model one: it is reported with the other fields' problems
+        # (a model validator runs only once every field is valid).
+        valid_from = info.data.get("valid_from")
+        if valid_from is not None and valid_to <= valid_from:
+            raise ValueError("must be after valid_from")
+        return valid_to
 
 
 @dataclass
