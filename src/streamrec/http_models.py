@@ -54,13 +54,19 @@ class UserItemList(BaseModel):
     """Recommendations, or cross-sell for the user's cart."""
 
     user_id: str
-    fallback: bool = Field(description="True when nothing personal was found: the list is popular items.")
+    fallback: bool = Field(
+        description="True when nothing personal was found: the list is popular items (those the "
+        "filters let through: it may be empty)."
+    )
     items: list[RecommendedItem]
 
 
 class SimilarItemList(BaseModel):
     item_id: str
-    fallback: bool = Field(description="True when the item has no neighbours: the list is popular items.")
+    fallback: bool = Field(
+        description="True when the item has no neighbours: the list is popular items (those the "
+        "filters let through: it may be empty)."
+    )
     items: list[RecommendedItem]
 
 
@@ -68,7 +74,10 @@ class CartItemList(BaseModel):
     """Cross-sell for the posted cart."""
 
     items: list[RecommendedItem]
-    fallback: bool = Field(description="True when no item of the cart has complements: popular items.")
+    fallback: bool = Field(
+        description="True when no item of the cart has complements: popular items (those the "
+        "filters let through: it may be empty)."
+    )
 
 
 class ProfileItem(BaseModel):
