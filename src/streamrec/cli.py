@@ -501,7 +501,7 @@ class Target:
         import boto3
 
         try:
-            return boto3.client(service, **self.client_kwargs)
+            return boto3.client(service, **self.client_kwargs)  # type: ignore[call-overload]
         except ValueError as error:  # e.g. an invalid AWS_ENDPOINT_URL or region
             raise SystemExit(f"error: {error}") from None
 

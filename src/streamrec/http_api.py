@@ -555,7 +555,7 @@ def build_app(
     )
     def forget_user(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user to forget.")],
-    ) -> Response[None]:
+    ) -> Response[str]:
         """Delete the user's row: recent items, purchases, cart, event ids. Aggregate counts
         (which hold no user id) keep the user's past contributions."""
         users.delete(user_id)

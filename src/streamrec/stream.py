@@ -27,11 +27,12 @@ together (the point of batching). If that fails:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -198,7 +199,7 @@ class RecordCollector:
         except Exception as error:  # noqa: BLE001 - a parser bug must not block the shard
             self.rejected.append(dead_letter(record, f"unparseable record: {type(error).__name__}: {error}"))
 
-    def applicable(self, response: dict[str, Any]) -> list[tuple[KinesisStreamRecord, Any]]:
+    def applicable(self, response: Mapping[str, Any]) -> list[tuple[KinesisStreamRecord, Any]]:
         """Accepted records before the first failed one: Lambda re-delivers from there."""
         failed = [int(f["itemIdentifier"]) for f in response.get("batchItemFailures", [])]
         if not failed:
@@ -214,7 +215,7 @@ def process_batch(
     parse: Callable[[Any], Any],
     apply: Callable[[list[tuple[KinesisStreamRecord, Any]]], None],
     dead_letters: DeadLetterSink,
-) -> dict[str, Any]:
+) -> PartialItemFailureResponse:
     """Parse every record, apply the valid ones together, dead-letter the invalid ones and
     those whose processing keeps failing (see the module docstring)."""
     collector = RecordCollector(parse)

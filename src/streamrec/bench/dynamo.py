@@ -136,8 +136,9 @@ class MeteredDynamoClient:
                 if stored is None or name not in stored:
                     return True
             else:
-                name = names.get(match["left"], match["left"])
-                if _compare((stored or {}).get(name), match["op"], values[match["right"]]):
+                left = match["left"] or ""
+                attribute = str(names.get(left, left))
+                if _compare((stored or {}).get(attribute), match["op"], values[match["right"]]):
                     return True
         return False
 
@@ -236,10 +237,10 @@ class MeteredDynamoClient:
                 clause = clause.strip()
                 if not clause:
                     continue
-                action, _, body = clause.partition(" ")
+                action, _space, body = clause.partition(" ")
                 for part in body.split(","):
                     if action == "SET":
-                        left, _, right = part.partition("=")
+                        left, _equals, right = part.partition("=")
                         updated[names.get(left.strip(), left.strip())] = values[right.strip()]
                     elif action == "ADD":
                         left, right = part.split()

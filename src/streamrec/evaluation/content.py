@@ -163,13 +163,14 @@ class RowsWithout:
 
     def __init__(self, table: SimilarityRepository, emptied: Sequence[str]) -> None:
         self.table = table
-        self.emptied = dict.fromkeys(emptied, [])
+        self.emptied = tuple(emptied)
 
     def get_many(
         self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
         rows, found = self.table.get_many(item_ids, lists, consistent)
-        return {item: replace(row, **self.emptied) for item, row in rows.items()}, found
+        empty: dict[str, Any] = {name: [] for name in self.emptied}
+        return {item: replace(row, **empty) for item, row in rows.items()}, found
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None:
         raise NotImplementedError("a read-only view")

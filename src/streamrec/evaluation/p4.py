@@ -314,7 +314,7 @@ def fit_coupon_model(
     cutoffs = fit_cutoffs(data, settings)
     sets = [examples(cutoff, settings) for cutoff in cutoffs]
     by_affinity = replace(settings, coupon_ranking="affinity")
-    report = []
+    report: list[dict[str, Any]] = []
     for held_out, cutoff in enumerate(cutoffs):
         say(f"cut-off {held_out + 1}/{len(cutoffs)}: fitting on the others")
         others = [sets[n] for n in range(len(cutoffs)) if n != held_out]

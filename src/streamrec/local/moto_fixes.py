@@ -80,5 +80,5 @@ def apply() -> None:
         retention = int(self.get_queue(queue_name).message_retention_period)
         return retention + message.sent_timestamp / 1000 > unix_time()
 
-    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
-    SQSBackend._streamrec_fast_retention_check = True
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
+    SQSBackend._streamrec_fast_retention_check = True  # type: ignore[attr-defined]

@@ -254,17 +254,17 @@ class FaultInjector:
 
     @contextmanager
     def installed(self) -> Iterator[FaultInjector]:
-        original = BaseClient._make_api_call
+        original = BaseClient._make_api_call  # type: ignore[attr-defined]
         injector = self
 
         def make_api_call(client: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
             return injector._call(original, client, operation_name, api_params)
 
-        BaseClient._make_api_call = make_api_call  # type: ignore[method-assign]
+        BaseClient._make_api_call = make_api_call  # type: ignore[attr-defined]
         try:
             yield self
         finally:
-            BaseClient._make_api_call = original  # type: ignore[method-assign]
+            BaseClient._make_api_call = original  # type: ignore[attr-defined]
 
     @contextmanager
     def hook(self, invocation: Invocation) -> Iterator[None]:

@@ -327,11 +327,12 @@ def check_dead_letters(
         if kind == "retries_exhausted":
             hit = any(s == shard and a <= int(sequence) <= b for s, a, b in batches)
         else:
-            letter = by_position.get((shard, sequence))
-            hit = letter is not None and bool(letter.reason)
-            if hit and kind == "processing_fails" and not letter.reason.startswith(dlq.PROCESSING_FAILED):
+            record_letter = by_position.get((shard, sequence))
+            reason = record_letter.reason if record_letter is not None else ""
+            hit = bool(reason)
+            if hit and kind == "processing_fails" and not reason.startswith(dlq.PROCESSING_FAILED):
                 hit = False
-                problems.append(f"{kind} record {sequence} dead-lettered as {letter.reason!r}")
+                problems.append(f"{kind} record {sequence} dead-lettered as {reason!r}")
         if hit:
             found[kind] += 1
         else:

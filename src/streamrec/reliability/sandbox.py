@@ -75,7 +75,8 @@ class Sandbox:
     def client(self, service: str) -> Any:
         """A boto3 client (cached per service) for the mocked account."""
         if service not in self._clients:
-            self._clients[service] = boto3.client(service, region_name=self.template.region)
+            # Service names come as plain strings: boto3's stubs type only literal ones.
+            self._clients[service] = boto3.client(service, region_name=self.template.region)  # type: ignore[call-overload]
         return self._clients[service]
 
     def function(self, logical_id: str) -> FunctionDef:

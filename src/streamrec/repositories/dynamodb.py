@@ -391,7 +391,7 @@ class DynamoCooccurrenceRepository:
         return result
 
     def apply(self, deltas: Mapping[tuple[str, int], Sequence[Delta]], shard: str) -> None:
-        rows = [
+        rows: list[tuple[dict[str, Any], Sequence[Delta], Mapping[str, str | int]]] = [
             ({"item_id": {"S": item}, "block": {"N": str(block)}}, row_deltas, {})
             for (item, block), row_deltas in deltas.items()
         ]
@@ -972,7 +972,9 @@ class SqsDeadLetterSink:
 
     def send(self, letters: Sequence[DeadLetter]) -> None:
         for start, bodies in enumerate(self.batches(letters)):
-            entries = [{"Id": f"{start}-{index}", "MessageBody": body} for index, body in enumerate(bodies)]
+            entries: list[Any] = [
+                {"Id": f"{start}-{index}", "MessageBody": body} for index, body in enumerate(bodies)
+            ]
             try:
                 response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             except (ClientError, BotoCoreError) as error:
@@ -1258,7 +1260,7 @@ class DynamoCatalogRepository:
 
     def postings(self, tokens: Iterable[str]) -> dict[str, set[str]]:
         wanted = set(tokens)
-        found = {t: set() for t in wanted}
+        found: dict[str, set[str]] = {t: set() for t in wanted}
         rows = self._batch_get(token_row(t) for t in wanted)
         prefix = len(token_row(""))
         for row in rows:
