@@ -20,6 +20,7 @@ import argparse
 import base64
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from streamrec.argtypes import output_file, whole_number
+from streamrec.argtypes import output_file, positive_seconds, whole_number
 from streamrec.bench.cli import add_bench_parser
 from streamrec.evaluation.cli import add_eval_parser
 
@@ -113,19 +114,21 @@ def _add_run(subparsers: Any) -> None:
         default=0,
         help="moto server port (default: any free port)",
     )
-    run.add_argument("--events", type=int, default=6000, help="demo events to load (default 6000)")
+    run.add_argument(
+        "--events", type=whole_number(0), default=6000, help="demo events to load (default 6000; 0: none)"
+    )
     run.add_argument("--seed", type=int, default=None, help="demo generator seed (default: the fixed seed)")
     run.add_argument("--no-demo", action="store_true", help="start empty, load no demo events")
     run.add_argument("--template", type=Path, default=None, help="SAM template (default ./template.yaml)")
     run.add_argument(
         "--outputs",
         type=output_file,
-        default=Path(".local/outputs.json"),
+        default=LOCAL_OUTPUTS,
         help="where to write the stack's outputs (default .local/outputs.json)",
     )
     run.add_argument(
         "--drain-timeout",
-        type=float,
+        type=positive_seconds,
         default=600.0,
         help="seconds to wait for the demo data to be processed (default 600)",
     )
@@ -141,9 +144,29 @@ def _add_run(subparsers: Any) -> None:
 
 def _examples(outputs: dict[str, Any]) -> str:
     api = outputs["api_url"]
+    # Without demo data the commands still show the API's shape (on an empty stack).
     users = outputs.get("demo_users") or ["user-0001"]
     items = outputs.get("demo_items") or ["espresso-machine"]
-    new_item = outputs.get("demo_new_item") or "new catalog items"
+    new_item = outputs.get("demo_new_item")
+    catalog_lines = (
+        f"""
+  curl -s '{api}/items/tent-2-person-ultralight/similar?k=5'  # lists {new_item},
+                                                  # new in the catalog, found by content similarity"""
+        if new_item
+        else ""
+    )
+    out_of_stock = outputs.get("demo_out_of_stock")
+    stock_note = (
+        f"""     # never lists out-of-stock items
+                                                  # ({", ".join(out_of_stock)})"""
+        if out_of_stock
+        else ""
+    )
+    demo = (
+        f"Demo users with history: {', '.join(outputs['demo_users'])}"
+        if outputs.get("demo_users")
+        else "No demo events were loaded: lists built from behaviour stay empty until events arrive."
+    )
     return f"""
 streamrec is running locally.
   HTTP API      {api}
@@ -155,12 +178,9 @@ Try:
   curl -s {api}/health
   curl -s '{api}/users/{users[0]}/recommendations?k=5'
   curl -s '{api}/items/{items[0]}/similar?k=5'
-  curl -s '{api}/users/someone-new/recommendations?k=5'     # no history: popular items
-  curl -s '{api}/items/tent-2-person-ultralight/similar?k=5'  # lists {new_item},
-                                                  # new in the catalog, found by content similarity
+  curl -s '{api}/users/someone-new/recommendations?k=5'     # no history: popular items{catalog_lines}
   curl -s -X POST '{api}/cross-sell' -H 'content-type: application/json' \\
-       -d '{{"items": ["tent-4-person-family"], "k": 5}}'     # never lists out-of-stock items
-                                                  # ({", ".join(outputs.get("demo_out_of_stock") or [])})
+       -d '{{"items": ["tent-4-person-family"], "k": 5}}'{stock_note}
   curl -s '{api}/users/{users[0]}/coupons?k=3'                # coupons for the user's interests
   curl -s '{api}/items/trending?window=24h&k=5'              # rising fastest against their usual rate
   curl -s '{api}/items/{items[0]}/demand'                    # units bought per day, 7-day forecast
@@ -169,7 +189,7 @@ Try:
             "min_spend": 0, "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2030-01-01T00:00:00Z",
             "budget": 100, "per_user_limit": 1}}'
 
-Demo users with history: {", ".join(users)}
+{demo}
 
 Put your own events (any producer; partition key = user_id):
   python - <<'EOF'
@@ -253,12 +273,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     seed = DEFAULT_SEED if args.seed is None else args.seed
-    events = [] if args.no_demo else generate_demo_events(max(0, args.events), seed=seed)
+    events = [] if args.no_demo else generate_demo_events(args.events, seed=seed)
+    stopping = False
 
-    def on_sigterm(_signum: int, _frame: Any) -> None:
+    def on_signal(_signum: int, _frame: Any) -> None:
+        # The first Ctrl-C / SIGTERM stops the stack; another one while it stops must not
+        # cut the stop short (its threads would then keep the process alive).
+        nonlocal stopping
+        if stopping:
+            _status("still stopping (letting invocations in flight finish)...", done=True)
+            return
+        stopping = True
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         _status("starting the local stack...")
         with LocalStack(
@@ -299,9 +327,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _status(f"error: {error}", done=True)
         return 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     _status("stopped", done=True)
+    _exit_without_abandoned_invocations()
     return 0
+
+
+def _exit_without_abandoned_invocations() -> None:
+    """Exit now if threads of the stopped stack still run: an invocation that outlived the
+    pollers' wait, now retrying against a stopped moto, would keep the process alive for a
+    minute after "stopped" (Python joins the threads of its thread pools at exit, daemon or
+    not). Its data lived in memory only."""
+    lingering = [thread for thread in threading.enumerate() if thread is not threading.main_thread()]
+    if lingering:
+        _status(f"left {len(lingering)} invocation thread(s) of the stopped stack behind", done=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 # --------------------------------------------------------------------------------------
@@ -474,6 +517,7 @@ def _cmd_faults(args: argparse.Namespace) -> int:
 # where dlq, coupons and catalog act: the local stack or AWS
 # --------------------------------------------------------------------------------------
 LOCAL_STACK_PROBE_SECONDS = 1.0  # a running local stack accepts a connection at once
+LOCAL_OUTPUTS = Path(".local/outputs.json")  # where `streamrec run` writes them by default
 
 
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -481,11 +525,21 @@ def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--outputs",
         type=Path,
-        default=Path(".local/outputs.json"),
-        help="the local stack's outputs (default .local/outputs.json)",
+        default=None,
+        help=f"the local stack's outputs (default {LOCAL_OUTPUTS}); not with a resource flag "
+        "such as --stream, which targets AWS",
     )
-    parser.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: from --outputs, or AWS)")
-    parser.add_argument("--region", default=None, help="AWS region (default: from --outputs, or your config)")
+    parser.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="AWS endpoint (default: the local stack's, from --outputs, without a resource flag; else AWS)",
+    )
+    parser.add_argument(
+        "--region",
+        default=None,
+        help="AWS region (default: the local stack's, from --outputs, without a resource flag; "
+        "else your AWS configuration)",
+    )
 
 
 @dataclass(frozen=True)
@@ -509,20 +563,30 @@ class Target:
     def failures(self, done: Callable[[], str] | None = None) -> Iterator[None]:
         """One line instead of a traceback when AWS or the local stack fails mid-command,
         ending with ``done()``: what the command had done by then."""
-        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoRegionError
         from botocore.exceptions import ConnectionError as ConnectionFailure
 
         from streamrec.repositories.base import RepositoryError
 
         try:
             yield
+        except KeyboardInterrupt:
+            _status.end_line()
+            print("streamrec: interrupted" + (f"; {done()}" if done else ""), file=sys.stderr)
+            raise SystemExit(INTERRUPTED_STATUS) from None
+        except NoRegionError:
+            # Raised by the first call: nothing was done yet, and re-running alone cannot help.
+            _status.end_line()
+            raise SystemExit(
+                "error: no AWS region: pass --region (or set AWS_REGION); nothing was done"
+            ) from None
         except (BotoCoreError, ClientError, RepositoryError) as error:
             _status.end_line()
             cause = error.__cause__ if isinstance(error, RepositoryError) else error
             if self.local_stack and isinstance(cause, (ConnectionFailure, HTTPClientError)):
                 what = f"the local stack at {self.local_stack} stopped answering"
             else:
-                what = str(error)
+                what = str(error).rstrip(".")
             raise SystemExit(f"error: {what}" + (f"; {done()}" if done else "")) from None
 
 
@@ -556,7 +620,14 @@ def _target(
     if args.endpoint_url is not None:
         _check_endpoint(args.endpoint_url, "--endpoint-url")
     if name is not None:
+        if args.outputs is not None:
+            # Which one was meant is a guess: records could go to AWS instead of the stack.
+            raise SystemExit(
+                f"error: --outputs and {flag} do not go together: {flag} names a resource on AWS "
+                "(or at --endpoint-url, with --region); --outputs alone targets the local stack"
+            )
         return Target(name, {"region_name": args.region, "endpoint_url": args.endpoint_url})
+    args.outputs = args.outputs or LOCAL_OUTPUTS
     if not args.outputs.is_file():
         raise SystemExit(
             f"error: {args.outputs} not found: start the local stack (`streamrec run`) or pass {flag}"
@@ -677,7 +748,7 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
     interrupted = (
         "nothing was changed (dry run)"
         if args.dry_run
-        else "letters re-driven before the failure are deleted, the others are back in the queue: "
+        else "letters re-driven before it stopped are deleted, the others are back in the queue: "
         "re-run (re-putting is safe)"
     )
     with target.failures(lambda: interrupted):
@@ -753,13 +824,20 @@ def _json_problem(error: ValueError) -> str:
 
 
 def _read_text(path: Path) -> str:
-    """The UTF-8 text of an input file; SystemExit (nothing loaded) if it cannot be read."""
+    """The UTF-8 text of an input file (a leading byte-order mark is dropped); SystemExit
+    (nothing loaded) if it cannot be read."""
+    if path.is_dir():
+        raise SystemExit(f"error: {path} is a directory: name a file")
     if not path.is_file():
         raise SystemExit(f"error: {path} not found")
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
-        raise SystemExit(f"error: nothing loaded; {path} {error}") from None
+        line = error.object[: error.start].count(b"\n") + 1
+        raise SystemExit(
+            f"error: nothing loaded; {path} line {line} is not UTF-8 text "
+            f"(byte 0x{error.object[error.start]:02x} at byte {error.start}); save the file as UTF-8"
+        ) from None
     except OSError as error:
         raise SystemExit(f"error: nothing loaded; cannot read {path}: {error.strerror or error}") from None
 
@@ -817,7 +895,7 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
 
     def interrupted() -> str:
         # Redefining a coupon keeps its redemptions, so loading again is safe.
-        return f"loaded {loaded} of {len(coupons)} coupon(s) into {target.name} before the failure: re-run"
+        return f"loaded {loaded} of {len(coupons)} coupon(s) into {target.name} before it stopped: re-run"
 
     with target.failures(interrupted):
         repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
@@ -1049,7 +1127,7 @@ def _cmd_catalog_load(args: argparse.Namespace) -> int:
 
     def interrupted() -> str:
         # The ingest keeps each item's latest record, so sending again is safe.
-        return f"sent {sent} of {len(records)} records to {stream} before the failure: re-run to send all"
+        return f"sent {sent} of {len(records)} records to {stream} before it stopped: re-run to send all"
 
     with target.failures(interrupted):
         put_catalog_records(target.client("kinesis"), stream, records, progress)
@@ -1081,11 +1159,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit statuses of a command stopped from outside, as a shell reports them (128 + signal).
+INTERRUPTED_STATUS = 130  # Ctrl-C (SIGINT)
+BROKEN_PIPE_STATUS = 141  # the reader of its output went away (SIGPIPE), e.g. `| head`
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streamrec`` script."""
     args = build_parser().parse_args(argv)
     command: Command = args.func
-    return command(args)
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        _status.end_line()
+        print("streamrec: interrupted", file=sys.stderr)
+        return INTERRUPTED_STATUS
+    except BrokenPipeError:
+        # Python would report the failed flush of stdout at exit: point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE_STATUS
 
 
 if __name__ == "__main__":

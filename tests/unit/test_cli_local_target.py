@@ -153,7 +153,7 @@ def test_catalog_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_se
     assert time.monotonic() - started < 10.0
     assert failed.value.code == (
         f"error: the local stack at {endpoint} stopped answering; sent 500 of 1201 records to "
-        "streamrec-events before the failure: re-run to send all"
+        "streamrec-events before it stopped: re-run to send all"
     )
 
 
@@ -180,6 +180,92 @@ def test_coupons_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_se
         main(["coupons", "load", str(coupons), "--outputs", str(outputs)])
     assert failed.value.code == (
         f"error: the local stack at {endpoint} stopped answering; loaded 1 of 3 coupon(s) into "
-        f"{table.name} before the failure: re-run"
+        f"{table.name} before it stopped: re-run"
     )
     assert capsys.readouterr().out == "coupon-0: remaining 3 of 3\n"
+
+
+def test_ctrl_c_in_the_middle_says_how_far_it_got(tmp_path, moto_server, monkeypatch, capsys):
+    endpoint, _server = moto_server
+    table = load_template(ROOT / "template.yaml").tables["CouponsTable"]
+    _client("dynamodb", endpoint).create_table(**table.create_kwargs)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps({"endpoint_url": endpoint, "region": "us-east-1", "tables": {"CouponsTable": table.name}})
+    )
+    coupons = tmp_path / "coupons.json"
+    coupons.write_text(json.dumps([{**COUPON, "coupon_id": f"coupon-{n}"} for n in range(3)]))
+    put = DynamoCouponRepository.put
+
+    def put_then_interrupt(self, coupon_id, spec):
+        stored = put(self, coupon_id, spec)
+        if coupon_id == "coupon-1":
+            raise KeyboardInterrupt
+        return stored
+
+    monkeypatch.setattr(DynamoCouponRepository, "put", put_then_interrupt)
+    with pytest.raises(SystemExit) as stopped:
+        main(["coupons", "load", str(coupons), "--outputs", str(outputs)])
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == (
+        f"streamrec: interrupted; loaded 1 of 3 coupon(s) into {table.name} before it stopped: re-run\n"
+    )
+
+
+def test_ctrl_c_anywhere_else_is_one_line_and_status_130(monkeypatch, capsys):
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(streamrec.cli, "_cmd_openapi", interrupted)
+    assert main(["openapi"]) == 130
+    assert capsys.readouterr().err == "streamrec: interrupted\n"
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    # `streamrec ... | head -1`: no BrokenPipeError traceback, the status of a SIGPIPE.
+    script = (
+        "import streamrec.cli as cli\n"
+        "def chatty(_args):\n"
+        "    for n in range(200_000):\n"
+        "        print(f'line {n}')\n"
+        "    return 0\n"
+        "cli._cmd_openapi = chatty\n"
+        "raise SystemExit(cli.main(['openapi']))\n"
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+    )
+    assert writer.stdout is not None and writer.stderr is not None
+    assert writer.stdout.readline() == b"line 0\n"
+    writer.stdout.close()  # the reader goes away
+    assert writer.wait(timeout=60) == 141
+    assert writer.stderr.read() == b""
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (["dlq", "list", "--queue-url", "https://sqs.us-east-1.amazonaws.com/1/q"], "--queue-url"),
+        (["coupons", "load", "{coupons}", "--table", "coupons"], "--table"),
+        (["catalog", "load", "{catalog}", "--stream", "events"], "--stream"),
+    ],
+)
+def test_outputs_and_a_resource_flag_are_refused_together(tmp_path, command, flag):
+    # --stream targets AWS: with --outputs too, which one was meant is a guess.
+    files = _files(tmp_path)
+    argv = [part.format(**files) for part in command] + ["--outputs", str(tmp_path / "outputs.json")]
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert str(refused.value.code).startswith(f"error: --outputs and {flag} do not go together")
+
+
+def test_no_region_for_aws_is_a_configuration_error_not_a_partial_run(tmp_path, monkeypatch):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    with pytest.raises(SystemExit) as refused:
+        main(["catalog", "load", str(_files(tmp_path)["catalog"]), "--stream", "events"])
+    assert refused.value.code == "error: no AWS region: pass --region (or set AWS_REGION); nothing was done"

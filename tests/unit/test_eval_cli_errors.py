@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from streamrec.cli import main
+from streamrec.evaluation import sessions
 from streamrec.evaluation.datasets import DIGINETICA_DIR, DIGINETICA_FILE, TAOBAO_DIR, TAOBAO_FILE
 
 T0 = 1_700_000_000
@@ -314,12 +315,35 @@ def test_p4_says_what_it_loads_and_replays(tmp_path, capsys):
             "argument --dump: folder {tmp}/no does not exist",
         ),
         (["all", "--report-dir", "{tmp}/file"], "argument --report-dir: {tmp}/file is a file, not a folder"),
+        (["p2", "--dump", "{tmp}/file/prefix"], "argument --dump: {tmp}/file is a file, not a folder"),
+        (
+            [*_sessions("a", "b", "sit"), "--dump", "{tmp}/file/d.csv"],
+            "argument --dump: {tmp}/file is a file, not a folder",
+        ),
     ],
 )
 def test_output_paths_are_checked_at_parsing(tmp_path, capsys, argv, expected):
     (tmp_path / "file").write_text("")
     line = _usage_error(capsys, ["eval", *(a.format(tmp=tmp_path) for a in argv)])
     assert line == f"streamrec eval {argv[0]}: error: " + expected.format(tmp=tmp_path)
+
+
+def test_a_dump_that_cannot_be_written_after_all_is_one_line(tmp_path, capsys, monkeypatch):
+    # Checked at parsing, the folder can still go away (or fill up) during the run.
+    argv = _session_files(tmp_path, "S,I,T\nx,a,1700001000\nx,b,1700001001\n")
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    original = sessions.write_dump
+
+    def folder_gone(predictions, path):
+        folder.rmdir()
+        original(predictions, path)
+
+    monkeypatch.setattr(sessions, "write_dump", folder_gone)
+    assert main([*argv, "--dump", str(folder / "d.csv")]) == 1
+    assert capsys.readouterr().err == (
+        f"streamrec eval sessions: cannot write {folder / 'd.csv'}: No such file or directory\n"
+    )
 
 
 def test_an_unwritable_out_file_is_one_line_after_the_printed_result(tmp_path, capsys):

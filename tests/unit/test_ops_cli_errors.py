@@ -267,11 +267,22 @@ def test_openapi_check_of_a_file_that_is_not_utf8_says_out_of_date(tmp_path, cap
 # ---- coupons load ---------------------------------------------------------------------------
 def test_coupons_load_refuses_a_file_that_is_not_utf8(tmp_path):
     path = tmp_path / "coupons.jsonl"
-    path.write_bytes(b'{"coupon_id": "caf\xe9"}\n')
+    path.write_bytes(b'{"coupon_id": "camp"}\n{"coupon_id": "caf\xe9"}\n')
     with pytest.raises(SystemExit) as failed:
         read_coupon_file(path)
-    message = _one_error_line(failed)
-    assert message.startswith(f"error: nothing loaded; {path} 'utf-8' codec can't decode byte 0xe9")
+    assert _one_error_line(failed) == (
+        f"error: nothing loaded; {path} line 2 is not UTF-8 text (byte 0xe9 at byte 40); "
+        "save the file as UTF-8"
+    )
+
+
+def test_an_input_file_that_is_a_directory_or_starts_with_a_byte_order_mark(tmp_path):
+    with pytest.raises(SystemExit) as failed:
+        read_coupon_file(tmp_path)
+    assert _one_error_line(failed) == f"error: {tmp_path} is a directory: name a file"
+    path = tmp_path / "coupons.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([COUPON]).encode())  # as some editors save
+    assert [coupon_id for coupon_id, _ in read_coupon_file(path)] == ["camp"]
 
 
 @pytest.mark.parametrize(
@@ -427,3 +438,22 @@ def test_ports_and_output_files_are_checked_before_any_work(tmp_path, capsys, ar
         main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert failed.value.code == 2
     assert message.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
+
+
+# ---- run --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--events", "-5"], "argument --events: must be at least 0, got -5"),
+        (["--drain-timeout", "-1"], "argument --drain-timeout: must be a number of seconds above 0, got -1"),
+        (
+            ["--drain-timeout", "nan"],
+            "argument --drain-timeout: must be a number of seconds above 0, got nan",
+        ),
+    ],
+)
+def test_run_refuses_counts_and_timeouts_out_of_range_before_starting(capsys, argv, expected):
+    with pytest.raises(SystemExit) as refused:
+        main(["run", *argv])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"streamrec run: error: {expected}"

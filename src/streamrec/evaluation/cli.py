@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -37,6 +38,7 @@ from streamrec.evaluation.datasets import (
     TAOBAO_FILE,
     DatasetInvalid,
     DatasetMissing,
+    DumpNotWritten,
     default_data_dir,
     diginetica_split,
     read_session_file,
@@ -147,6 +149,7 @@ _PEER_MODULES = {
 USER_ERRORS = (
     DatasetMissing,
     DatasetInvalid,
+    DumpNotWritten,
     ExtraMissing,
     UnknownPeer,
     NoTargets,
@@ -168,19 +171,30 @@ def require_extra(peers: Sequence[str] = (), plot: bool = False) -> None:
         raise ExtraMissing(f'missing package(s) {", ".join(missing)}: pip install -e ".[{extras}]"')
 
 
-def _dump_file(text: str) -> Path:
-    """An argparse type: a file to write in an existing folder."""
-    path = output_file(text)
+def _writable_folder(path: Path) -> None:
+    """ArgumentTypeError unless the predictions can be written into ``path``'s folder: said
+    before a run of minutes, not after it."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{path.parent} is a file, not a folder")
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"folder {path.parent} is not writable")
+
+
+def _dump_file(text: str) -> Path:
+    """An argparse type: a file to write in an existing, writable folder."""
+    path = output_file(text)
+    _writable_folder(path)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{path} is not writable")
     return path
 
 
 def _dump_prefix(text: str) -> Path:
-    """An argparse type: PREFIX of PREFIX.<mode>.csv files, in an existing folder."""
+    """An argparse type: PREFIX of PREFIX.<mode>.csv files, in an existing, writable folder."""
     path = Path(text)
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    _writable_folder(path)
     return path
 
 
@@ -425,15 +439,19 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
         print(f"streamrec eval sessions: {error}", file=sys.stderr)
         return 1
     dump = {args.mode: args.dump} if args.dump else None
-    result = sessions.run_sessions(
-        train,
-        test,
-        k=args.k,
-        modes=[args.mode],
-        peers=_names(args.peers),
-        dump=dump,
-        progress=progress,
-    )
+    try:
+        result = sessions.run_sessions(
+            train,
+            test,
+            k=args.k,
+            modes=[args.mode],
+            peers=_names(args.peers),
+            dump=dump,
+            progress=progress,
+        )
+    except USER_ERRORS as error:  # writing --dump failed after all (its folder was checked first)
+        print(f"streamrec eval sessions: {error}", file=sys.stderr)
+        return 1
     engine = result["engine"][args.mode]
     if "error" in engine:
         print(f"streamrec eval sessions: {engine['error']}", file=sys.stderr)

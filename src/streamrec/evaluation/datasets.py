@@ -84,6 +84,10 @@ class DatasetMissing(FileNotFoundError):
         self.path = path
 
 
+class DumpNotWritten(OSError):
+    """Predictions (``--dump``) could not be written; the message names the file."""
+
+
 class DatasetInvalid(ValueError):
     """A data file is there but cannot be read as the protocol needs: a missing column, a
     row with a missing or malformed field, or no data rows. The message names the file and,

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from streamrec.evaluation import metrics
-from streamrec.evaluation.datasets import Click, clicks_in_time_order, sessions_in_order
+from streamrec.evaluation.datasets import Click, DumpNotWritten, clicks_in_time_order, sessions_in_order
 
 MODES = ("stream", "frozen")
 SESSION_PEERS = ("pop", "itemknn-cosine", "itemknn-bm25")
@@ -116,11 +116,14 @@ def summarize_predictions(
 
 def write_dump(predictions: Iterable[Prediction], path: Path) -> None:
     """``SessionId;Position;Recommendations;Scores`` (comma-separated top-K)."""
-    with Path(path).open("w") as handle:
-        handle.write("SessionId;Position;Recommendations;Scores\n")
-        for p in predictions:
-            scores = ",".join(format(s, ".6g") for s in p.scores)
-            handle.write(f"{p.session_id};{p.position};{','.join(p.items)};{scores}\n")
+    try:
+        with Path(path).open("w") as handle:
+            handle.write("SessionId;Position;Recommendations;Scores\n")
+            for p in predictions:
+                scores = ",".join(format(s, ".6g") for s in p.scores)
+                handle.write(f"{p.session_id};{p.position};{','.join(p.items)};{scores}\n")
+    except OSError as error:
+        raise DumpNotWritten(f"cannot write {path}: {error.strerror or error}") from None
 
 
 # ---- The engine ------------------------------------------------------------------------------
