@@ -147,10 +147,18 @@ def epoch_seconds(value: Any) -> float:
     return seconds
 
 
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for messages ("got an array", not "got list")."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
 def parse_event(payload: Any) -> UserEvent:
     """Validate a decoded JSON payload; raise :class:`InvalidEvent` with a readable reason."""
     if not isinstance(payload, dict):
-        raise InvalidEvent(f"event must be a JSON object, got {type(payload).__name__}")
+        raise InvalidEvent(f"event must be a JSON object, got {json_type(payload)}")
     try:
         return UserEvent.model_validate(payload)
     except ValidationError as error:
@@ -190,7 +198,7 @@ def schema_problems(error: ValidationError, whole: str = "event") -> str:
 def parse_item_upsert(payload: Any) -> ItemUpsert:
     """Validate an ``item_upsert`` record; raise :class:`InvalidEvent` with a readable reason."""
     if not isinstance(payload, dict):
-        raise InvalidEvent(f"record must be a JSON object, got {type(payload).__name__}")
+        raise InvalidEvent(f"record must be a JSON object, got {json_type(payload)}")
     try:
         return ItemUpsert.model_validate(payload)
     except ValidationError as error:

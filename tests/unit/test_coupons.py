@@ -805,3 +805,22 @@ def test_bad_times_are_named_in_each_schemas_words(value, event_reason, coupon_r
     with pytest.raises(ValueError) as coupon_error:
         _epoch(value)
     assert str(coupon_error.value).endswith(coupon_reason)
+
+
+@pytest.mark.parametrize(
+    ("payload", "named"),
+    [
+        (None, "null"),
+        ([], "an array"),
+        ("x", "a string"),
+        (3, "a number"),
+        (1.5, "a number"),
+        (True, "a boolean"),
+    ],
+)
+def test_a_record_that_is_not_an_object_is_named_in_json_terms(payload, named):
+    # "got NoneType" / "got list" speak Python to a shop engineer writing JSON.
+    with pytest.raises(InvalidEvent, match=f"^event must be a JSON object, got {named}$"):
+        parse_event(payload)
+    with pytest.raises(InvalidCoupon, match=f"^a coupon must be a JSON object, got {named}$"):
+        coupon_record(payload)

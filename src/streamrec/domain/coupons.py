@@ -52,6 +52,7 @@ from streamrec.events import (
     TimeFormatError,
     UserEvent,
     instant_seconds,
+    json_type,
     schema_problems,
 )
 from streamrec.repositories.base import CouponRepository, SimilarityRepository, UserRepository
@@ -226,7 +227,7 @@ def parse_coupon(coupon_id: Any, payload: Any) -> CouponSpec:
     elif not isinstance(coupon_id, str) or not ID_REGEX.fullmatch(coupon_id):
         problems.append("coupon_id is malformed: 1-128 characters: letters, digits and . _ : @ -")
     if not isinstance(payload, dict):
-        raise InvalidCoupon(f"a coupon must be a JSON object, got {type(payload).__name__}")
+        raise InvalidCoupon(f"a coupon must be a JSON object, got {json_type(payload)}")
     try:
         spec = CouponSpec.model_validate(payload)
     except ValidationError as error:
@@ -239,7 +240,7 @@ def parse_coupon(coupon_id: Any, payload: Any) -> CouponSpec:
 def coupon_record(payload: Any) -> tuple[str, CouponSpec]:
     """A load-file record: the definition plus its ``coupon_id``."""
     if not isinstance(payload, dict):
-        raise InvalidCoupon(f"a coupon must be a JSON object, got {type(payload).__name__}")
+        raise InvalidCoupon(f"a coupon must be a JSON object, got {json_type(payload)}")
     body = dict(payload)
     coupon_id = body.pop("coupon_id", None)
     return str(coupon_id) if coupon_id is not None else "", parse_coupon(coupon_id, body)
