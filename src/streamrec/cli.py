@@ -628,6 +628,10 @@ def _target(
             )
         return Target(name, {"region_name": args.region, "endpoint_url": args.endpoint_url})
     args.outputs = args.outputs or LOCAL_OUTPUTS
+    if args.outputs.is_dir():
+        raise SystemExit(
+            f"error: {args.outputs} is a directory: --outputs takes the file `streamrec run` wrote"
+        )
     if not args.outputs.is_file():
         raise SystemExit(
             f"error: {args.outputs} not found: start the local stack (`streamrec run`) or pass {flag}"
@@ -852,6 +856,8 @@ def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
     from streamrec.domain.coupons import InvalidCoupon, coupon_record
 
     text = _read_text(path)
+    if not text.strip():
+        raise SystemExit(f"error: nothing loaded; {path} holds no coupons")
     if _is_json_lines(path):
         where, (records, problems) = "line", _json_lines(text)
     else:
@@ -944,8 +950,11 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
     if args.output.is_dir():
         raise SystemExit(f"error: {args.output} is a directory: --output takes a file (docs/openapi.json)")
     if args.check:
+        if not args.output.exists():
+            print(f"{args.output} does not exist: run streamrec openapi --output {args.output}")
+            return 1
         try:
-            current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+            current = args.output.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             current = ""  # not the document (which is UTF-8): out of date
         except OSError as error:

@@ -92,6 +92,15 @@ def test_the_script_exits_1_with_one_line_on_stderr(tmp_path, closed_port):
     assert finished.stderr.count("\n") == 1 and "is not running" in finished.stderr
 
 
+def test_an_outputs_folder_is_named_as_such(tmp_path):
+    with pytest.raises(SystemExit) as failed:
+        main(["dlq", "list", "--outputs", str(tmp_path)])
+    assert (
+        failed.value.code
+        == f"error: {tmp_path} is a directory: --outputs takes the file `streamrec run` wrote"
+    )
+
+
 def test_an_outputs_file_that_is_not_one_is_named(tmp_path):
     outputs = tmp_path / "outputs.json"
     outputs.write_text('{"region": "us-east-1"')

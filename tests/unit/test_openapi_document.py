@@ -83,6 +83,15 @@ def test_errors_are_documented_as_the_api_answers_them():
     assert {ref.rsplit("/", 1)[-1] for ref in references} == set(schemas), "unused or missing schemas"
 
 
+def test_check_mode_says_a_missing_file_does_not_exist(tmp_path, capsys):
+    missing = tmp_path / "openapi.json"
+    assert main(["openapi", "--output", str(missing), "--check"]) == 1
+    assert capsys.readouterr().out == (
+        f"{missing} does not exist: run streamrec openapi --output {missing}\n"
+    )
+    assert not missing.exists()
+
+
 def test_check_mode_reports_a_stale_file(tmp_path, capsys):
     stale = tmp_path / "openapi.json"
     stale.write_text("{}\n", encoding="utf-8")

@@ -286,7 +286,8 @@ def test_an_input_file_that_is_a_directory_or_starts_with_a_byte_order_mark(tmp_
 
 
 @pytest.mark.parametrize(
-    ("name", "text"), [("coupons.jsonl", ""), ("coupons.jsonl", "\n \n"), ("c.json", "[]")]
+    ("name", "text"),
+    [("coupons.jsonl", ""), ("coupons.jsonl", "\n \n"), ("c.json", "[]"), ("c.json", ""), ("c.json", " \n")],
 )
 def test_coupons_load_refuses_a_file_without_coupons(tmp_path, name, text):
     path = tmp_path / name
