@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -166,8 +167,9 @@ def test_catalog_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_se
     )
 
 
-def test_coupons_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_server, monkeypatch, capsys):
-    endpoint, server = moto_server
+def _three_coupons_to_load(tmp_path: Path, endpoint: str) -> tuple[Any, Path, Path]:
+    """The coupons table on the moto server at ``endpoint``, an outputs file naming it, and a
+    file of 3 coupons: (table, outputs, coupons)."""
     table = load_template(ROOT / "template.yaml").tables["CouponsTable"]
     _client("dynamodb", endpoint).create_table(**table.create_kwargs)
     outputs = tmp_path / "outputs.json"
@@ -176,6 +178,12 @@ def test_coupons_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_se
     )
     coupons = tmp_path / "coupons.json"
     coupons.write_text(json.dumps([{**COUPON, "coupon_id": f"coupon-{n}"} for n in range(3)]))
+    return table, outputs, coupons
+
+
+def test_coupons_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_server, monkeypatch, capsys):
+    endpoint, server = moto_server
+    table, outputs, coupons = _three_coupons_to_load(tmp_path, endpoint)
     put = DynamoCouponRepository.put
 
     def put_then_stop(self, coupon_id, spec):
@@ -195,15 +203,7 @@ def test_coupons_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_se
 
 
 def test_ctrl_c_in_the_middle_says_how_far_it_got(tmp_path, moto_server, monkeypatch, capsys):
-    endpoint, _server = moto_server
-    table = load_template(ROOT / "template.yaml").tables["CouponsTable"]
-    _client("dynamodb", endpoint).create_table(**table.create_kwargs)
-    outputs = tmp_path / "outputs.json"
-    outputs.write_text(
-        json.dumps({"endpoint_url": endpoint, "region": "us-east-1", "tables": {"CouponsTable": table.name}})
-    )
-    coupons = tmp_path / "coupons.json"
-    coupons.write_text(json.dumps([{**COUPON, "coupon_id": f"coupon-{n}"} for n in range(3)]))
+    table, outputs, coupons = _three_coupons_to_load(tmp_path, moto_server[0])
     put = DynamoCouponRepository.put
 
     def put_then_interrupt(self, coupon_id, spec):
