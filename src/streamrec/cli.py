@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import codecs
 import json
 import logging
 import os
@@ -287,14 +288,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     previous = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+    local: LocalStack | None = None
     try:
         _status("starting the local stack...")
-        with LocalStack(
+        local = LocalStack(
             args.template,
             moto_port=args.moto_port,
             http_port=args.port,
             env_overrides={"POWERTOOLS_LOG_LEVEL": args.function_log_level},
-        ) as stack:
+        )
+        with local as stack:
             try:
                 _status(f"local stack up in {time.monotonic() - started:.1f}s", done=True)
                 catalog = [] if args.no_demo else _load_demo_catalog(stack)
@@ -330,21 +333,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for number, handler in previous.items():
             signal.signal(number, handler)
     _status("stopped", done=True)
-    _exit_without_abandoned_invocations()
-    return 0
-
-
-def _exit_without_abandoned_invocations() -> None:
-    """Exit now if threads of the stopped stack still run: an invocation that outlived the
-    pollers' wait, now retrying against a stopped moto, would keep the process alive for a
-    minute after "stopped" (Python joins the threads of its thread pools at exit, daemon or
-    not). Its data lived in memory only."""
-    lingering = [thread for thread in threading.enumerate() if thread is not threading.main_thread()]
-    if lingering:
-        _status(f"left {len(lingering)} invocation thread(s) of the stopped stack behind", done=True)
+    if local is not None and local.abandoned:
+        # An invocation that outlived the wait now retries against a stopped moto: Python
+        # would wait for its threads at exit (it joins thread pools' threads, daemon or
+        # not), a minute after "stopped". Its data lived in memory only.
+        _status(f"left the invocations still in flight behind ({', '.join(local.abandoned)})", done=True)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+    return 0
 
 
 # --------------------------------------------------------------------------------------
@@ -835,15 +832,19 @@ def _read_text(path: Path) -> str:
     if not path.is_file():
         raise SystemExit(f"error: {path} not found")
     try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = error.object[: error.start].count(b"\n") + 1
-        raise SystemExit(
-            f"error: nothing loaded; {path} line {line} is not UTF-8 text "
-            f"(byte 0x{error.object[error.start]:02x} at byte {error.start}); save the file as UTF-8"
-        ) from None
+        data = path.read_bytes()
     except OSError as error:
         raise SystemExit(f"error: nothing loaded; cannot read {path}: {error.strerror or error}") from None
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[bom:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: bom + error.start].count(b"\n") + 1
+        raise SystemExit(
+            f"error: nothing loaded; {path} line {line} is not UTF-8 text "
+            f"(byte 0x{data[bom + error.start]:02x} at byte {bom + error.start}); save the file as UTF-8"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # as reading in text mode does
 
 
 def _is_json_lines(path: Path) -> bool:

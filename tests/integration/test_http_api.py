@@ -153,6 +153,10 @@ def test_a_chunked_body_reaches_the_function_whole(served, recorder: Recorder) -
     assert recorder.events[-1]["body"] == '{"a": 12}'
     broken = _raw_exchange(api, head + b"zz\r\nabc\r\n")
     assert broken.startswith(b"HTTP/1.1 400") and b"malformed chunked body" in broken, broken
+    assert b"\r\nConnection: close\r\n" in broken
+    for size in (b"-1", b"0x3", b"1_0"):  # what int(..., 16) would take
+        refused = _raw_exchange(api, head + size + b"\r\nabc\r\n0\r\n\r\n")
+        assert refused.startswith(b"HTTP/1.1 400") and b"is not a hexadecimal number" in refused, refused
     assert len(recorder.events) == 1
 
 

@@ -292,3 +292,22 @@ def test_latest_skips_records_put_before_the_poller_started(harness: Harness) ->
     finally:
         poller.stop()
     assert stub.batches == [new]
+
+
+def test_stop_names_the_shards_whose_invocation_outlives_the_wait(harness: Harness) -> None:
+    # streamrec run leaves such invocations behind instead of waiting for them at exit.
+    release, entered = threading.Event(), threading.Event()
+
+    def slow(_records: list[dict[str, Any]]) -> None:
+        entered.set()
+        release.wait(30)
+
+    harness.put(b'{"n": 1}')
+    poller = harness.poller(Stub(slow))
+    poller.start()
+    try:
+        assert entered.wait(30), "the function was never invoked"
+        assert poller.stop(timeout=0.2) == ["shardId-000000000000"]
+    finally:
+        release.set()
+    assert poller.stop(timeout=30) == []

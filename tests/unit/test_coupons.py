@@ -183,6 +183,7 @@ def test_a_window_the_wrong_way_round_is_named_with_the_other_problems():
 
 def test_a_repeated_scope_item_counts_once():
     assert spec(scope={"items": ["b", "a", "b"]}).scope.items == ["b", "a"]
+    assert spec(scope={"items": ["a"] * 101}).scope.items == ["a"]  # one item, within the bound
 
 
 def test_coupon_times_are_documented_as_the_parser_reads_them():

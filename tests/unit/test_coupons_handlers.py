@@ -131,6 +131,18 @@ def _with_body(name: str, body: str | None, content_type: str | None = "applicat
     return event
 
 
+def test_a_coupon_body_names_its_problems_in_its_own_terms(aws):
+    api = import_handler("api")
+    body = json.loads(load_event("coupon_put.json")["body"])
+    reply = _put(api, {**body, "scope": {"category": "\ud800"}})  # json.dumps keeps it escaped
+    assert json.loads(reply["body"])["message"] == "scope.category is not valid Unicode text"
+    event = load_event("coupon_put.json")
+    event["queryStringParameters"], event["rawQueryString"] = {"k": "3"}, "k=3"
+    reply = api.lambda_handler(event, FakeLambdaContext())
+    # The cart's hint ("parameters such as k go in the JSON body") is not for a coupon.
+    assert json.loads(reply["body"])["message"] == "unknown query parameter 'k' (it takes none)"
+
+
 CART_MESSAGE = 'the body must be a JSON object like {"items": ["item-1"], "k": 10}'
 COUPON_MESSAGE = "body must be a JSON object describing the coupon"
 
@@ -147,9 +159,11 @@ def test_an_array_around_the_body_is_a_400_not_its_first_element(aws, name, mess
         reply = api.lambda_handler(_with_body(name, body), FakeLambdaContext())
         assert reply["statusCode"] == 400, reply
         assert json.loads(reply["body"]) == {"error": "bad_request", "message": f"{message}, not an array"}
-    event = _with_body(name, base64.b64encode(f"[{good}]".encode()).decode())
-    event["isBase64Encoded"] = True
-    assert api.lambda_handler(event, FakeLambdaContext())["statusCode"] == 400
+    # Base64 as API Gateway sends it, and with line breaks, which Powertools decodes too.
+    for encode in (base64.b64encode, base64.encodebytes):
+        event = _with_body(name, encode(f"[{good}]".encode()).decode())
+        event["isBase64Encoded"] = True
+        assert api.lambda_handler(event, FakeLambdaContext())["statusCode"] == 400
     assert "Item" not in boto3.client("dynamodb").get_item(
         TableName=aws.tables["CouponsTable"].name, Key={"coupon_id": {"S": "camping-10"}}
     )

@@ -283,6 +283,10 @@ def test_an_input_file_that_is_a_directory_or_starts_with_a_byte_order_mark(tmp_
     path = tmp_path / "coupons.json"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps([COUPON]).encode())  # as some editors save
     assert [coupon_id for coupon_id, _ in read_coupon_file(path)] == ["camp"]
+    path.write_bytes(b"\xef\xbb\xbf[\n{}\n\xff")  # offsets count the mark: they are the file's
+    with pytest.raises(SystemExit) as failed:
+        read_coupon_file(path)
+    assert "line 3 is not UTF-8 text (byte 0xff at byte 8)" in _one_error_line(failed)
 
 
 @pytest.mark.parametrize(

@@ -103,7 +103,7 @@ CouponTime = Annotated[
                 {"type": "number", "minimum": EARLIEST_TIMESTAMP, "maximum": LATEST_COUPON_TIME},
                 {"type": "string"},
             ],
-            "description": "Epoch seconds (a number or a string of digits) or ISO-8601 with a zone "
+            "description": "Epoch seconds (a number, or a string holding one) or ISO-8601 with a zone "
             "(2025-11-01T00:00:00Z), from 2000-01-01 to 2100-01-01.",
         }
     ),
@@ -135,10 +135,14 @@ class CouponScope(BaseModel):
         | None
     ) = None
 
-    @field_validator("items")
+    @field_validator("items", mode="before")
     @classmethod
-    def _distinct(cls, items: list[str] | None) -> list[str] | None:
-        return list(dict.fromkeys(items)) if items is not None else None
+    def _distinct(cls, items: Any) -> Any:
+        # Before the 100-item bound: 101 copies of one id are one item. Anything but a list
+        # of strings is left to the type check.
+        if isinstance(items, list) and all(isinstance(item, str) for item in items):
+            return list(dict.fromkeys(items))
+        return items
 
     @model_validator(mode="after")
     def _one_kind(self) -> CouponScope:

@@ -169,8 +169,10 @@ class RowsWithout:
         self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
         rows, found = self.table.get_many(item_ids, lists, consistent)
-        empty: dict[str, Any] = {name: [] for name in self.emptied}
-        return {item: replace(row, **empty) for item, row in rows.items()}, found
+        return {item: replace(row, **self._empty()) for item, row in rows.items()}, found
+
+    def _empty(self) -> dict[str, Any]:
+        return {name: [] for name in self.emptied}  # fresh lists for each row
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None:
         raise NotImplementedError("a read-only view")

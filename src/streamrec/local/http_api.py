@@ -341,7 +341,10 @@ def _read_chunked(stream: Any) -> bytes:
         line = stream.readline(1024)
         if not line.endswith(b"\n"):
             raise ValueError("chunk size line cut short")
-        size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+        size_text = line.split(b";", 1)[0].strip()
+        if not re.fullmatch(rb"[0-9A-Fa-f]{1,8}", size_text):  # int(..., 16) takes -1, 0x3, 1_0
+            raise ValueError(f"chunk size {size_text[:20]!r} is not a hexadecimal number")
+        size = int(size_text, 16)
         if size == 0:
             break
         chunk = stream.read(size)
@@ -397,6 +400,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if "content-type" not in names and response.body:
             self.send_header("content-type", _JSON)
         self.send_header("Content-Length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.send_header("apigw-requestid", uuid.uuid4().hex[:16])
         self.end_headers()
         if self.command != "HEAD":

@@ -244,8 +244,9 @@ class KinesisPoller:
         """Ask the workers to stop after their current invocation; does not wait."""
         self._stop.set()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop polling; waits up to ``timeout`` seconds for an invocation in flight."""
+    def stop(self, timeout: float = 10.0) -> list[str]:
+        """Stop polling; waits up to ``timeout`` seconds for an invocation in flight. Returns
+        the shards whose invocation still runs (abandoned)."""
         self._stop.set()
         deadline = time.monotonic() + timeout
         for worker in self._workers:
@@ -254,6 +255,7 @@ class KinesisPoller:
         alive = [w.shard_id for w in self._workers if w.thread.is_alive()]
         if alive:
             log.warning("poller %s: shard workers still busy after %.1fs: %s", self.name, timeout, alive)
+        return alive
 
     @property
     def stopping(self) -> bool:

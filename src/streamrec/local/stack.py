@@ -53,6 +53,7 @@ log = logging.getLogger(__name__.replace("streamrec.local", "streamrec_local", 1
 DEFAULT_TEMPLATE = "template.yaml"
 _HOST = "127.0.0.1"
 _PUT_CHUNK = 500  # PutRecords takes at most 500 records
+POLLER_STOP_SECONDS = 10.0  # how long close() lets invocations in flight finish
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -249,6 +250,8 @@ class LocalStack:
         self.clock = ActivityClock()
         self.functions: dict[str, LocalFunction] = {}
         self.pollers: list[KinesisPoller] = []
+        # "<poller>/<shard>" of invocations still running when close() stopped waiting.
+        self.abandoned: list[str] = []
         self.http_api: LocalHttpApi | None = None
         self._template: LocalTemplate | None = None
         self._moto: Any = None
@@ -350,8 +353,10 @@ class LocalStack:
             self.http_api = None
         for poller in self.pollers:
             poller.request_stop()
+        deadline = time.monotonic() + POLLER_STOP_SECONDS  # one wait for all, not one each
         for poller in self.pollers:
-            poller.stop()
+            busy = poller.stop(max(0.0, deadline - time.monotonic()))
+            self.abandoned += [f"{poller.name}/{shard}" for shard in busy]
         self.pollers = []
         for function in self.functions.values():
             sys.modules.pop(_module_name(function.definition), None)
