@@ -515,6 +515,10 @@ def _cmd_faults(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 LOCAL_STACK_PROBE_SECONDS = 1.0  # a running local stack accepts a connection at once
 LOCAL_OUTPUTS = Path(".local/outputs.json")  # where `streamrec run` writes them by default
+# Error codes of a table, stream or queue that does not exist (SQS has spelt it two ways).
+MISSING_RESOURCE = frozenset(
+    {"ResourceNotFoundException", "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"}
+)
 
 
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -582,6 +586,11 @@ class Target:
             cause = error.__cause__ if isinstance(error, RepositoryError) else error
             if self.local_stack and isinstance(cause, (ConnectionFailure, HTTPClientError)):
                 what = f"the local stack at {self.local_stack} stopped answering"
+            elif (
+                isinstance(cause, ClientError)
+                and cause.response.get("Error", {}).get("Code") in MISSING_RESOURCE
+            ):
+                what = f"{self.name} not found (check its name and the region)"
             else:
                 what = str(error).rstrip(".")
             raise SystemExit(f"error: {what}" + (f"; {done()}" if done else "")) from None
@@ -712,6 +721,9 @@ def _add_dlq(subparsers: Any) -> None:
 
 
 def _dlq_target(args: argparse.Namespace) -> Target:
+    if args.queue_url is not None:
+        # boto3 would take any text and fail later, reaching sqs.<region>.amazonaws.com.
+        _check_endpoint(args.queue_url, "--queue-url")
     return _target(args, args.queue_url, "--queue-url", lambda o: o["dead_letter_queue_url"])
 
 
