@@ -515,10 +515,6 @@ def _cmd_faults(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 LOCAL_STACK_PROBE_SECONDS = 1.0  # a running local stack accepts a connection at once
 LOCAL_OUTPUTS = Path(".local/outputs.json")  # where `streamrec run` writes them by default
-# Error codes of a table, stream or queue that does not exist (SQS has spelt it two ways).
-MISSING_RESOURCE = frozenset(
-    {"ResourceNotFoundException", "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"}
-)
 
 
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -586,11 +582,6 @@ class Target:
             cause = error.__cause__ if isinstance(error, RepositoryError) else error
             if self.local_stack and isinstance(cause, (ConnectionFailure, HTTPClientError)):
                 what = f"the local stack at {self.local_stack} stopped answering"
-            elif (
-                isinstance(cause, ClientError)
-                and cause.response.get("Error", {}).get("Code") in MISSING_RESOURCE
-            ):
-                what = f"{self.name} not found (check its name and the region)"
             else:
                 what = str(error).rstrip(".")
             raise SystemExit(f"error: {what}" + (f"; {done()}" if done else "")) from None

@@ -216,21 +216,6 @@ def test_a_queue_url_that_is_not_a_url_is_one_line(action):
     assert _one_error_line(failed) == "error: --queue-url 'notaurl' is not a URL (like http://localhost:4566)"
 
 
-def test_a_table_or_queue_that_does_not_exist_is_named(aws, tmp_path):
-    coupons = tmp_path / "coupons.json"
-    coupons.write_text(json.dumps(COUPON))
-    with pytest.raises(SystemExit) as failed:
-        main(["coupons", "load", str(coupons), "--table", "nosuch"])
-    assert _one_error_line(failed) == (
-        "error: nosuch not found (check its name and the region); "
-        "loaded 0 of 1 coupon(s) into nosuch before it stopped: re-run"
-    )
-    missing_queue = "https://sqs.us-east-1.amazonaws.com/123456789012/nosuch"
-    with pytest.raises(SystemExit) as failed:
-        main(["dlq", "list", "--queue-url", missing_queue])
-    assert _one_error_line(failed) == f"error: {missing_queue} not found (check its name and the region)"
-
-
 def test_an_outputs_file_with_an_endpoint_that_is_not_a_url_is_named(tmp_path):
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"endpoint_url": "localhost:4566", "dead_letter_queue_url": "q"}))
