@@ -100,6 +100,13 @@ def trends_service(settings: Settings, client: Any | None = None) -> TrendsServi
     return TrendsService(settings, _trends_repository(settings, client), concurrency=WRITE_CONCURRENCY)
 
 
+def _cached_similarity_table(settings: Settings, client: Any) -> SimilarityRepository:
+    """The similarity table read through the warm-container cache (API_CACHE_*)."""
+    return cached_similarity(
+        DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)), cache_config()
+    )
+
+
 def recommendation_service(settings: Settings, client: Any | None = None) -> RecommendationService:
     """The API's service. Neighbour rows and popular lists go through the warm-container
     cache (repositories/cache.py, configured by API_CACHE_*); user rows are always read."""
@@ -108,9 +115,7 @@ def recommendation_service(settings: Settings, client: Any | None = None) -> Rec
     return RecommendationService(
         settings=settings,
         users=DynamoUserRepository(DynamoTable(settings.users_table, client)),
-        similarity=cached_similarity(
-            DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)), cache_config()
-        ),
+        similarity=_cached_similarity_table(settings, client),
     )
 
 
@@ -124,9 +129,7 @@ def coupon_service(
     require(settings, "users_table", "coupons_table", *(["similarity_table"] if fill else []))
     client = client if client is not None else dynamodb_client()
     if fill and similarity is None:
-        similarity = cached_similarity(
-            DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)), cache_config()
-        )
+        similarity = _cached_similarity_table(settings, client)
     return CouponService(
         settings=settings,
         users=DynamoUserRepository(DynamoTable(settings.users_table, client)),

@@ -363,13 +363,13 @@ class IngestService:
     def known_coupons(self, events: Sequence[SequencedEvent]) -> set[str] | None:
         """The defined coupons among those the events redeem (a consistent key-only read when
         any do; None without a coupons table, where :meth:`_redeem` refuses the batch)."""
+        if self.coupons is None:
+            return None
         redeemed = {
             s.event.coupon_id
             for s in events
             if s.event.event_type == COUPON_REDEEMED and s.event.coupon_id is not None
         }
-        if self.coupons is None:
-            return None
         return self.coupons.defined(redeemed) if redeemed else set()
 
     def _redeem(self, redemptions: Sequence[tuple[str, str]], shard: str) -> list[str]:
