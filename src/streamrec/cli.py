@@ -514,6 +514,19 @@ def _cmd_faults(args: argparse.Namespace) -> int:
 # where dlq, coupons and catalog act: the local stack or AWS
 # --------------------------------------------------------------------------------------
 LOCAL_STACK_PROBE_SECONDS = 1.0  # a running local stack accepts a connection at once
+# Error codes that running the command again cannot fix (no "re-run" advice after them).
+PERMANENT_ERRORS = frozenset(
+    {
+        "ResourceNotFoundException",  # DynamoDB, Kinesis: no such table or stream
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ValidationException",
+    }
+)
 LOCAL_OUTPUTS = Path(".local/outputs.json")  # where `streamrec run` writes them by default
 
 
@@ -557,19 +570,24 @@ class Target:
             raise SystemExit(f"error: {error}") from None
 
     @contextmanager
-    def failures(self, done: Callable[[], str] | None = None) -> Iterator[None]:
+    def failures(self, done: Callable[[], str] | None = None, again: str = "") -> Iterator[None]:
         """One line instead of a traceback when AWS or the local stack fails mid-command,
-        ending with ``done()``: what the command had done by then."""
+        ending with ``done()``: what the command had done by then, and ``again`` (how to
+        finish, e.g. "re-run") unless the cause is one that re-running cannot fix (a
+        resource that does not exist, access denied, a request AWS refuses)."""
         from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoRegionError
         from botocore.exceptions import ConnectionError as ConnectionFailure
 
         from streamrec.repositories.base import RepositoryError
 
+        def so_far(retry: bool = True) -> str:
+            return (f"; {done()}" if done else "") + (f": {again}" if done and again and retry else "")
+
         try:
             yield
         except KeyboardInterrupt:
             _status.end_line()
-            print("streamrec: interrupted" + (f"; {done()}" if done else ""), file=sys.stderr)
+            print("streamrec: interrupted" + so_far(), file=sys.stderr)
             raise SystemExit(INTERRUPTED_STATUS) from None
         except NoRegionError:
             # Raised by the first call: nothing was done yet, and re-running alone cannot help.
@@ -584,7 +602,8 @@ class Target:
                 what = f"the local stack at {self.local_stack} stopped answering"
             else:
                 what = str(error).rstrip(".")
-            raise SystemExit(f"error: {what}" + (f"; {done()}" if done else "")) from None
+            code = cause.response.get("Error", {}).get("Code", "") if isinstance(cause, ClientError) else ""
+            raise SystemExit(f"error: {what}" + so_far(retry=code not in PERMANENT_ERRORS)) from None
 
 
 def _accepts_connections(endpoint: str) -> bool:
@@ -752,10 +771,9 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
     interrupted = (
         "nothing was changed (dry run)"
         if args.dry_run
-        else "letters re-driven before it stopped are deleted, the others are back in the queue: "
-        "re-run (re-putting is safe)"
+        else "letters re-driven before it stopped are deleted, the others are back in the queue"
     )
-    with target.failures(lambda: interrupted):
+    with target.failures(lambda: interrupted, again="" if args.dry_run else "re-run (re-putting is safe)"):
         try:
             report = dlq.redrive(
                 target.client("sqs"),
@@ -905,9 +923,9 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
 
     def interrupted() -> str:
         # Redefining a coupon keeps its redemptions, so loading again is safe.
-        return f"loaded {loaded} of {len(coupons)} coupon(s) into {target.name} before it stopped: re-run"
+        return f"loaded {loaded} of {len(coupons)} coupon(s) into {target.name} before it stopped"
 
-    with target.failures(interrupted):
+    with target.failures(interrupted, again="re-run"):
         repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
         for coupon_id, spec in coupons:
             stored = repository.put(coupon_id, spec)
@@ -1015,12 +1033,12 @@ def _add_catalog(subparsers: Any) -> None:
 def _catalog_records(
     text: str, json_lines: bool = False
 ) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
-    """(line, value) of each record of JSON lines, of a JSON array or (unless ``json_lines``:
-    a .jsonl file) of one JSON object spanning several lines, and (line, problem) of each
-    undecodable part. An array is read up to its first syntax error only: past it, where the
-    next record starts is a guess."""
+    """(line, value) of each record of JSON lines (always, for ``json_lines``: a .jsonl file),
+    of a JSON array or of one JSON object spanning several lines, and (line, problem) of
+    each undecodable part. An array is read up to its first syntax error only: past it,
+    where the next record starts is a guess."""
     stripped = text.lstrip()
-    if not stripped.startswith("["):
+    if json_lines or not stripped.startswith("["):
         records, problems = _json_lines(text)
         if json_lines or not problems or not stripped.startswith("{"):
             return records, problems
@@ -1140,9 +1158,9 @@ def _cmd_catalog_load(args: argparse.Namespace) -> int:
 
     def interrupted() -> str:
         # The ingest keeps each item's latest record, so sending again is safe.
-        return f"sent {sent} of {len(records)} records to {stream} before it stopped: re-run to send all"
+        return f"sent {sent} of {len(records)} records to {stream} before it stopped"
 
-    with target.failures(interrupted):
+    with target.failures(interrupted, again="re-run to send all"):
         put_catalog_records(target.client("kinesis"), stream, records, progress)
     items = {r["item_id"] for r in records}
     out = {r["item_id"] for r in records if not r["in_stock"]}

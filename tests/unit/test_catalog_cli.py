@@ -32,6 +32,15 @@ def test_json_lines_and_arrays_are_read_with_defaults(tmp_path):
         assert records[1]["timestamp"] == 1_764_000_000  # a given timestamp is kept
 
 
+def test_a_json_lines_file_is_one_record_per_line_even_an_array(tmp_path):
+    # As `coupons load` reads .jsonl: an array on a line is a record that is not an object.
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(json.dumps([TENT, STOVE]) + "\n")
+    with pytest.raises(SystemExit) as failed:
+        read_catalog_file(path)
+    assert str(failed.value).splitlines()[1] == f"  {path} line 1: record must be a JSON object, got an array"
+
+
 def test_bad_records_are_named_by_line_and_nothing_is_loaded(tmp_path):
     path = tmp_path / "catalog.jsonl"
     path.write_text(

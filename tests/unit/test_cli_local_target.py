@@ -202,6 +202,26 @@ def test_coupons_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_se
     assert capsys.readouterr().out == "coupon-0: remaining 3 of 3\n"
 
 
+def test_a_missing_table_or_stream_gives_the_cause_and_no_re_run_advice(tmp_path, moto_server, monkeypatch):
+    endpoint = moto_server[0]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    _, _, coupons = _three_coupons_to_load(tmp_path, endpoint)
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(json.dumps(TENT))
+    aws = ["--endpoint-url", endpoint, "--region", "us-east-1"]
+    with pytest.raises(SystemExit) as table_missing:
+        main(["coupons", "load", str(coupons), "--table", "nosuch", *aws])
+    assert table_missing.value.code == (
+        "error: update_item on nosuch failed: ResourceNotFoundException (Requested resource not found); "
+        "loaded 0 of 3 coupon(s) into nosuch before it stopped"
+    )
+    with pytest.raises(SystemExit) as stream_missing:
+        main(["catalog", "load", str(catalog), "--stream", "nosuch", *aws])
+    assert "Stream nosuch under account" in str(stream_missing.value.code)
+    assert str(stream_missing.value.code).endswith("; sent 0 of 1 records to nosuch before it stopped")
+
+
 def test_ctrl_c_in_the_middle_says_how_far_it_got(tmp_path, moto_server, monkeypatch, capsys):
     table, outputs, coupons = _three_coupons_to_load(tmp_path, moto_server[0])
     put = DynamoCouponRepository.put

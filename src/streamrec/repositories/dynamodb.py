@@ -120,7 +120,10 @@ class DynamoTable:
             code = _error_code(error)
             if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
                 raise
-            raise RepositoryError(f"{operation} on {self.name} failed: {code}") from error
+            message = error.response.get("Error", {}).get("Message", "")
+            raise RepositoryError(
+                f"{operation} on {self.name} failed: {code}" + (f" ({message})" if message else "")
+            ) from error
         except BotoCoreError as error:
             raise RepositoryError(f"{operation} on {self.name} failed: {error}") from error
 
