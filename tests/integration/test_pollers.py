@@ -311,3 +311,42 @@ def test_stop_names_the_shards_whose_invocation_outlives_the_wait(harness: Harne
     finally:
         release.set()
     assert poller.stop(timeout=30) == []
+
+
+def test_an_idle_shard_is_polled_less_often_and_a_record_still_comes_at_once(harness: Harness) -> None:
+    polls: list[float] = []
+
+    def counting_client(service: str) -> Any:
+        client = harness.stack.client(service)
+        client.meta.events.register(
+            "before-call.kinesis.GetRecords", lambda **_: polls.append(time.monotonic())
+        )
+        return client
+
+    stub = Stub()
+    poller = KinesisPoller(
+        harness.source(),
+        stub,
+        FUNCTION_ARN,
+        counting_client,
+        harness.clock,
+        idle_sleep=0.01,
+        max_idle_sleep=0.2,
+        retry_backoff=0.001,
+    )
+    poller.start()
+    try:
+        time.sleep(2.0)
+        # Pauses of 0.01, 0.02, 0.04, 0.08, 0.16 s, then 0.2 s: about 14 polls in 2 s
+        # (without the back-off, one every 0.01 s: well over 100).
+        idle_polls = len(polls)
+        assert 5 <= idle_polls <= 25, idle_polls
+        assert all(later - earlier >= 0.19 for earlier, later in itertools.pairwise(polls[-4:])), polls[-4:]
+        put_at = time.monotonic()
+        harness.put(b'{"n": 1}')
+        while not stub.events:
+            assert time.monotonic() - put_at < 5.0, "the record was not delivered"
+            time.sleep(0.005)
+        assert time.monotonic() - put_at < 1.0  # at most one 0.2 s pause, plus the call
+    finally:
+        poller.stop()

@@ -221,7 +221,8 @@ class LocalStack:
         env_overrides: environment variables set after the template's (e.g. a log level).
         event_stream: logical id of the stream :meth:`put_events` writes to (default: the
             stream named by the template's ``EventStreamName`` output).
-        idle_sleep: pause of an idle poller between two GetRecords calls.
+        idle_sleep: pause of a poller between two GetRecords calls of a shard found empty,
+            doubled at each further empty poll up to ``max_idle_sleep``.
         retry_backoff: first pause before a poller retries a failed batch.
     """
 
@@ -236,6 +237,7 @@ class LocalStack:
         env_overrides: Mapping[str, str] | None = None,
         event_stream: str | None = None,
         idle_sleep: float = 0.05,
+        max_idle_sleep: float = 0.5,
         retry_backoff: float = 0.05,
     ) -> None:
         self.template_path = find_template(template)
@@ -246,6 +248,7 @@ class LocalStack:
         self.env_overrides = dict(env_overrides or {})
         self.event_stream_id = event_stream
         self.idle_sleep = idle_sleep
+        self.max_idle_sleep = max_idle_sleep
         self.retry_backoff = retry_backoff
         self.clock = ActivityClock()
         self.functions: dict[str, LocalFunction] = {}
@@ -483,6 +486,7 @@ class LocalStack:
                     self.client,
                     self.clock,
                     idle_sleep=self.idle_sleep,
+                    max_idle_sleep=self.max_idle_sleep,
                     retry_backoff=self.retry_backoff,
                 )
                 self.pollers.append(poller)
