@@ -12,6 +12,16 @@ def test_tokenize_lowercases_splits_and_drops_stop_words():
     assert tokenize("") == []
 
 
+def test_tokenize_keeps_letters_of_every_script_and_bounds_a_token():
+    # Accented letters are part of a word (an ASCII-only pattern made "Café" into "caf").
+    assert tokenize("Café crème Übergröße Zelt") == ["café", "crème", "übergrösse", "zelt"]
+    # Full-width letters and a decomposed "é" are the same tokens as the plain ones.
+    assert tokenize("Ｔｅｎｔ Cafe\u0301") == tokenize("tent Café") == ["tent", "café"]
+    assert tokenize("帐篷 双人") == ["帐篷", "双人"]
+    assert tokenize("snake_case £40.00") == ["snake", "case", "40", "00"]
+    assert tokenize("x" * 600) == ["x" * 64]  # a posting row's key stays small
+
+
 def test_term_counts_over_title_category_and_tags():
     counts = term_counts("Down sleeping bag", "camping", ["down", "Sleeping Bags"])
     assert counts == {"bag": 1, "bags": 1, "camping": 1, "down": 2, "sleeping": 2}

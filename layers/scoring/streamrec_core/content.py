@@ -1,6 +1,6 @@
 """Content similarity: TF-IDF over an item's title, category and tags, cosine top-k.
 
-Pure numpy (plus ``re`` for tokenizing): no I/O. The serving side never needs the whole
+Pure numpy (plus ``re`` and ``unicodedata`` for tokenizing): no I/O. The serving side never needs the whole
 catalog: the document frequency of a token is the size of its posting list, so the
 neighbours of one changed item are computed from the postings of its own tokens and the
 term counts of the candidates they name.
@@ -15,20 +15,29 @@ Weights (the smooth, sublinear TF-IDF of common IR practice):
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
 
-_TOKEN = re.compile(r"[a-z0-9]+")
+# Runs of letters and digits of any script ("café", "zelt", "2000"; not "_").
+_TOKEN = re.compile(r"[^\W_]+")
 # Words that say nothing about a product; anything else common is damped by its idf.
 STOP_WORDS = frozenset({"a", "an", "and", "for", "in", "of", "on", "or", "the", "to", "with", "by", "at"})
 MAX_TOKENS_PER_ITEM = 64
+# A token names a posting row of the catalog table: a longer run (a script written without
+# spaces, or no word at all) is cut, which keeps the key far below DynamoDB's 2,048 bytes.
+MAX_TOKEN_CHARS = 64
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case alphanumeric runs of ``text``, stop words and 1-character tokens dropped."""
-    return [t for t in _TOKEN.findall(text.lower()) if len(t) > 1 and t not in STOP_WORDS]
+    """Case-folded runs of letters and digits of ``text`` (after NFKC normalisation, so
+    that "Ｔｅｎｔ" and "tent" or a composed and a decomposed "é" are one token), cut to
+    ``MAX_TOKEN_CHARS``; stop words and 1-character tokens dropped."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    tokens = (t[:MAX_TOKEN_CHARS] for t in _TOKEN.findall(folded))
+    return [t for t in tokens if len(t) > 1 and t not in STOP_WORDS]
 
 
 def term_counts(title: str, category: str, tags: Iterable[str]) -> dict[str, int]:
