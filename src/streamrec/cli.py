@@ -530,14 +530,14 @@ PERMANENT_ERRORS = frozenset(
 LOCAL_OUTPUTS = Path(".local/outputs.json")  # where `streamrec run` writes them by default
 
 
-def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where a command acts: the local stack (its outputs file) or AWS (see :func:`_target`)."""
+def _add_target_arguments(parser: argparse.ArgumentParser, flag: str) -> None:
+    """Where a command acts: the local stack (its outputs file) or AWS (see :func:`_target`);
+    ``flag`` is the command's resource flag, which targets AWS."""
     parser.add_argument(
         "--outputs",
         type=Path,
         default=None,
-        help=f"the local stack's outputs (default {LOCAL_OUTPUTS}); not with a resource flag "
-        "such as --stream, which targets AWS",
+        help=f"the local stack's outputs (default {LOCAL_OUTPUTS}); not with {flag}, which targets AWS",
     )
     parser.add_argument(
         "--endpoint-url",
@@ -704,7 +704,7 @@ def _add_dlq(subparsers: Any) -> None:
     ):
         action = actions.add_parser(name, help=helptext, description=helptext)
         action.add_argument("--queue-url", default=None, help="the dead-letter queue URL (e.g. on AWS)")
-        _add_target_arguments(action)
+        _add_target_arguments(action, "--queue-url")
         if name == "list":
             action.add_argument("--json", action="store_true", help="one JSON object per dead letter")
             action.set_defaults(func=_cmd_dlq_list)
@@ -724,7 +724,10 @@ def _add_dlq(subparsers: Any) -> None:
                 "count rows written before the rejection would count them twice",
             )
             action.add_argument(
-                "--stream", default=None, help="put the records on this stream instead of their original one"
+                "--stream",
+                default=None,
+                help="put the records on this stream instead of their original one (a stream "
+                "where the queue is: of the local stack, or of AWS with --queue-url)",
             )
             action.set_defaults(func=_cmd_dlq_redrive)
     dlq.set_defaults(func=lambda args: dlq.print_help() or 2)
@@ -821,7 +824,7 @@ def _add_coupons(subparsers: Any) -> None:
     )
     load.add_argument("file", type=Path, help="FILE.json or FILE.jsonl")
     load.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
-    _add_target_arguments(load)
+    _add_target_arguments(load, "--table")
     load.set_defaults(func=_cmd_coupons_load)
     coupons.set_defaults(func=lambda args: coupons.print_help() or 2)
 
@@ -1025,7 +1028,7 @@ def _add_catalog(subparsers: Any) -> None:
         "file", type=Path, help="FILE.jsonl (one record per line) or FILE.json (an array or one object)"
     )
     load.add_argument("--stream", default=None, help="the event stream's name (e.g. on AWS)")
-    _add_target_arguments(load)
+    _add_target_arguments(load, "--stream")
     load.set_defaults(func=_cmd_catalog_load)
     catalog.set_defaults(func=lambda args: catalog.print_help() or 2)
 
