@@ -166,6 +166,43 @@ def _define_exhausted_coupon(table: str, coupon_id: str) -> None:
     DynamoCouponRepository(DynamoTable(table, boto3.client("dynamodb"))).put(coupon_id, spec)
 
 
+def _split_out_of_stock_list(table: str) -> None:
+    """An #out_of_stock list too large for one row (split into parts), written with a
+    client of its own."""
+    import boto3
+
+    from streamrec.domain.model import OUT_OF_STOCK_ROW
+    from streamrec.repositories.dynamodb import DynamoSimilarityRepository, DynamoTable
+
+    repository = DynamoSimilarityRepository(DynamoTable(table, boto3.client("dynamodb")))
+    gone = repository.get_list(OUT_OF_STOCK_ROW)
+    gone.items = sorted([*gone.items, *((f"sold-out-{n:05d}", 0.0) for n in range(4000))])
+    repository.put_list(OUT_OF_STOCK_ROW, gone)
+
+
+@contextmanager
+def _a_list_write_in_flight_once() -> Iterator[None]:
+    """The first read of a split list's parts finds one changed since its head was read (a
+    write landed between the two reads): the reader then reads the list whole, consistently."""
+    from streamrec.repositories.dynamodb import DynamoSimilarityRepository
+
+    original = DynamoSimilarityRepository._fill_parts
+    pending = [True]
+
+    def fill_parts(self: Any, found: Any, split: Any, consistent: bool) -> list[str]:
+        if pending:
+            pending.clear()
+            return sorted(split)
+        return original(self, found, split, consistent)
+
+    DynamoSimilarityRepository._fill_parts = fill_parts  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DynamoSimilarityRepository._fill_parts = original  # type: ignore[method-assign]
+    assert not pending, "the API read a split list"
+
+
 @pytest.fixture(scope="module")
 def used() -> dict[str, set[tuple[str, str]]]:
     """What each function's code calls, measured on the sample events."""
@@ -224,7 +261,8 @@ def used() -> dict[str, set[tuple[str, str]]]:
                 )
                 # content neighbours and the out-of-stock row of the catalog's items
                 box.invoke("SimilarityFunction", _event("similarity_catalog_kinesis.json"))
-            with recorder.as_function("ApiFunction"):
+            _split_out_of_stock_list(t.tables["SimilarityTable"].name)
+            with recorder.as_function("ApiFunction"), _a_list_write_in_flight_once():
                 for name in (
                     "api_recommendations.json",
                     "api_similar.json",
