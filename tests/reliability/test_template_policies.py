@@ -397,3 +397,38 @@ def test_sam_translates_the_template_and_every_data_route_is_authorized(
     assert {(m, p) for m, p in routes if m in ("PUT", "DELETE", "POST")} - admin_routes == {
         ("POST", "/cross-sell")
     }
+    _assert_operations_settings(output["Resources"])
+
+
+def _assert_operations_settings(resources: dict[str, Any]) -> None:
+    """Throttling on the API's stage, each function logging to a group that expires, and
+    alarms on dead letters, the streams' lag and API server errors."""
+    (stage,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+    assert stage["Properties"]["StageName"] == "$default"
+    assert stage["Properties"]["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
+    for name in ("Ingest", "Similarity", "Api"):
+        logging = resources[f"{name}Function"]["Properties"]["LoggingConfig"]
+        assert logging == {"LogGroup": {"Ref": f"{name}LogGroup"}}
+        group = resources[f"{name}LogGroup"]
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    alarms = {
+        name: alarm["Properties"]
+        for name, alarm in resources.items()
+        if alarm["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    watched = {
+        (a["Namespace"], a["MetricName"], json.dumps(a["Dimensions"][0]["Value"])) for a in alarms.values()
+    }
+    assert watched == {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", '{"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}'),
+        ("AWS/Lambda", "IteratorAge", '{"Ref": "IngestFunction"}'),
+        ("AWS/Lambda", "IteratorAge", '{"Ref": "SimilarityFunction"}'),
+        ("AWS/ApiGateway", "5xx", '{"Ref": "HttpApi"}'),
+    }
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["NotifyAlarms", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
