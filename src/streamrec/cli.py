@@ -299,7 +299,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         with local as stack:
             try:
-                _status(f"local stack up in {time.monotonic() - started:.1f}s", done=True)
+                loading = "; it answers already, and its lists fill as the demo data is processed"
+                _status(
+                    f"local stack up in {time.monotonic() - started:.1f}s: HTTP API on {stack.api_url}"
+                    + ("" if args.no_demo else loading),
+                    done=True,
+                )
                 catalog = [] if args.no_demo else _load_demo_catalog(stack)
                 if events or catalog:
                     _load(stack, events, args.drain_timeout, started)
@@ -1198,9 +1203,22 @@ INTERRUPTED_STATUS = 130  # Ctrl-C (SIGINT)
 BROKEN_PIPE_STATUS = 141  # the reader of its output went away (SIGPIPE), e.g. `| head`
 
 
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the command that ``args`` chose, e.g. ``streamrec dlq list``'s."""
+    while True:
+        choices = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, choices[0].dest, None) if choices else None
+        if chosen not in (choices[0].choices if choices else {}):
+            return parser
+        parser = choices[0].choices[chosen]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streamrec`` script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named with the command's own usage line, not the top-level one
+        _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     command: Command = args.func
     try:
         return command(args)

@@ -241,6 +241,24 @@ def test_ctrl_c_in_the_middle_says_how_far_it_got(tmp_path, moto_server, monkeyp
     )
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["openapi", "extra"], "usage: streamrec openapi "),
+        (["dlq", "list", "extra"], "usage: streamrec dlq list "),
+        (["eval", "p4", "--nope"], "usage: streamrec eval p4 "),
+    ],
+)
+def test_an_unknown_argument_is_named_with_the_commands_own_usage(argv, usage, capsys):
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage), err
+    command = usage.split(": ", 1)[1].strip()
+    assert err.rstrip().endswith(f"{command}: error: unrecognized arguments: {argv[-1]}")
+
+
 def test_ctrl_c_anywhere_else_is_one_line_and_status_130(monkeypatch, capsys):
     def interrupted(_args):
         raise KeyboardInterrupt
