@@ -18,7 +18,13 @@ def test_tokenize_keeps_letters_of_every_script_and_bounds_a_token():
     # Full-width letters and a decomposed "é" are the same tokens as the plain ones.
     assert tokenize("Ｔｅｎｔ Cafe\u0301") == tokenize("tent Café") == ["tent", "café"]
     assert tokenize("帐篷 双人") == ["帐篷", "双人"]
-    assert tokenize("snake_case £40.00") == ["snake", "case", "40", "00"]
+    # Combining marks inside words (Devanagari, Thai, vowelled Arabic) stay in the word.
+    assert tokenize("हिन्दी किताब") == ["हिन्दी", "किताब"]
+    assert tokenize("กระเป๋าเดินทาง") == ["กระเป๋าเดินทาง"]
+    assert tokenize("كِتَابٌ") == ["كِتَابٌ"]
+    # Symbols separate words as before: "Bag™" is "bag", "2m²" is "2m".
+    assert tokenize("Sleeping Bag™ 2m² £40") == ["sleeping", "bag", "2m", "40"]
+    assert tokenize("snake_case") == ["snake", "case"]
     assert tokenize("x" * 600) == ["x" * 64]  # a posting row's key stays small
 
 

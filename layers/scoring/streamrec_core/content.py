@@ -21,22 +21,49 @@ from collections.abc import Iterable
 
 import numpy as np
 
-# Runs of letters and digits of any script ("café", "zelt", "2000"; not "_").
-_TOKEN = re.compile(r"[^\W_]+")
 # Words that say nothing about a product; anything else common is damped by its idf.
 STOP_WORDS = frozenset({"a", "an", "and", "for", "in", "of", "on", "or", "the", "to", "with", "by", "at"})
 MAX_TOKENS_PER_ITEM = 64
 # A token names a posting row of the catalog table: a longer run (a script written without
 # spaces, or no word at all) is cut, which keeps the key far below DynamoDB's 2,048 bytes.
 MAX_TOKEN_CHARS = 64
+# Unicode categories of the characters a token is made of: letters, combining marks (inside
+# the words of Hindi, Thai, Arabic, Hebrew...) and decimal digits. Symbols such as "™" or
+# "²" and punctuation separate tokens, as every non-alphanumeric ASCII character does.
+_WORD_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd"})
+# Full-width forms of ASCII (common in CJK text: "Ｔｅｎｔ") read as ASCII ("Tent").
+_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+_NOT_WORD = re.compile(r"[\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]+")  # ASCII separators, fast path
+
+
+def _runs(text: str) -> list[str]:
+    """Maximal runs of word characters (see ``_WORD_CATEGORIES``) of ``text``."""
+    runs = []
+    for chunk in _NOT_WORD.split(text):
+        if chunk.isascii():
+            if chunk:
+                runs.append(chunk)
+            continue
+        word: list[str] = []
+        for char in chunk:
+            if unicodedata.category(char) in _WORD_CATEGORIES:
+                word.append(char)
+            elif word:
+                runs.append("".join(word))
+                word = []
+        if word:
+            runs.append("".join(word))
+    return runs
 
 
 def tokenize(text: str) -> list[str]:
-    """Case-folded runs of letters and digits of ``text`` (after NFKC normalisation, so
-    that "Ｔｅｎｔ" and "tent" or a composed and a decomposed "é" are one token), cut to
-    ``MAX_TOKEN_CHARS``; stop words and 1-character tokens dropped."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    tokens = (t[:MAX_TOKEN_CHARS] for t in _TOKEN.findall(folded))
+    """Runs of letters, combining marks and digits of ``text``, case-folded (NFC before and
+    after, so that a composed and a decomposed "é" are one token; full-width ASCII read as
+    ASCII), cut to ``MAX_TOKEN_CHARS``; stop words and 1-character tokens dropped. Pure
+    ASCII text gives the runs of [a-z0-9] of its lower case."""
+    composed = unicodedata.normalize("NFC", text.translate(_FULL_WIDTH))
+    folded = unicodedata.normalize("NFC", composed.casefold())
+    tokens = (run[:MAX_TOKEN_CHARS] for run in _runs(folded))
     return [t for t in tokens if len(t) > 1 and t not in STOP_WORDS]
 
 
