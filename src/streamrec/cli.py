@@ -529,7 +529,13 @@ PERMANENT_ERRORS = frozenset(
         "AccessDenied",
         "UnrecognizedClientException",
         "InvalidSignatureException",
+        "InvalidClientTokenId",  # SQS: unknown access key
+        "SignatureDoesNotMatch",
         "ValidationException",
+        "KMSAccessDeniedException",  # Kinesis: the stream's key cannot be used
+        "KMSDisabledException",
+        "KMSInvalidStateException",
+        "KMSNotFoundException",
     }
 )
 LOCAL_OUTPUTS = Path(".local/outputs.json")  # where `streamrec run` writes them by default
@@ -580,7 +586,13 @@ class Target:
         ending with ``done()``: what the command had done by then, and ``again`` (how to
         finish, e.g. "re-run") unless the cause is one that re-running cannot fix (a
         resource that does not exist, access denied, a request AWS refuses)."""
-        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoRegionError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            HTTPClientError,
+            NoCredentialsError,
+            NoRegionError,
+        )
         from botocore.exceptions import ConnectionError as ConnectionFailure
 
         from streamrec.repositories.base import RepositoryError
@@ -608,7 +620,8 @@ class Target:
             else:
                 what = str(error).rstrip(".")
             code = cause.response.get("Error", {}).get("Code", "") if isinstance(cause, ClientError) else ""
-            raise SystemExit(f"error: {what}" + so_far(retry=code not in PERMANENT_ERRORS)) from None
+            permanent = code in PERMANENT_ERRORS or isinstance(cause, NoCredentialsError)
+            raise SystemExit(f"error: {what}" + so_far(retry=not permanent)) from None
 
 
 def _accepts_connections(endpoint: str) -> bool:

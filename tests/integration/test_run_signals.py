@@ -3,10 +3,12 @@ comes while it is stopping (that used to cut the stop short and leave the proces
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +31,11 @@ def test_a_second_ctrl_c_while_stopping_does_not_cut_the_stop_short(tmp_path):
             line = run.stderr.readline()
             assert line, f"streamrec run ended before its stack was up: {''.join(lines)}"
             lines.append(line)
+        # The line names the HTTP API, which answers while the demo events are loaded.
+        api = re.search(r"HTTP API on (http://127\.0\.0\.1:\d+);", lines[-1])
+        assert api, lines[-1]
+        with urllib.request.urlopen(f"{api.group(1)}/health", timeout=10) as answer:  # noqa: S310
+            assert answer.status == 200
         time.sleep(1.0)  # the demo events are being loaded
         run.send_signal(signal.SIGINT)
         time.sleep(0.3)  # it is stopping

@@ -409,6 +409,10 @@ def _assert_operations_settings(resources: dict[str, Any]) -> None:
         "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
         "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
     }
+    # The one route open without credentials gets a small limit of its own.
+    assert stage["Properties"]["RouteSettings"] == {
+        "GET /health": {"ThrottlingRateLimit": 10, "ThrottlingBurstLimit": 20}
+    }
     for name in ("Ingest", "Similarity", "Api"):
         logging = resources[f"{name}Function"]["Properties"]["LoggingConfig"]
         assert logging == {"LogGroup": {"Ref": f"{name}LogGroup"}}
@@ -423,7 +427,7 @@ def _assert_operations_settings(resources: dict[str, Any]) -> None:
         (a["Namespace"], a["MetricName"], json.dumps(a["Dimensions"][0]["Value"])) for a in alarms.values()
     }
     assert watched == {
-        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", '{"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}'),
+        ("AWS/SQS", "NumberOfMessagesSent", '{"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}'),
         ("AWS/Lambda", "IteratorAge", '{"Ref": "IngestFunction"}'),
         ("AWS/Lambda", "IteratorAge", '{"Ref": "SimilarityFunction"}'),
         ("AWS/ApiGateway", "5xx", '{"Ref": "HttpApi"}'),

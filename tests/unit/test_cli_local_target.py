@@ -222,6 +222,39 @@ def test_a_missing_table_or_stream_gives_the_cause_and_no_re_run_advice(tmp_path
     assert str(stream_missing.value.code).endswith("; sent 0 of 1 records to nosuch before it stopped")
 
 
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        ("ProvisionedThroughputExceededException", True),
+        ("InternalServerError", True),
+        ("ResourceNotFoundException", False),
+        ("AccessDeniedException", False),
+        ("KMSAccessDeniedException", False),
+    ],
+)
+def test_re_run_is_advised_only_when_running_again_can_finish(code, advice):
+    from botocore.exceptions import ClientError
+
+    from streamrec.repositories.base import RepositoryError
+
+    target = streamrec.cli.Target("events", {})
+    error = ClientError({"Error": {"Code": code, "Message": "m"}}, "PutRecords")
+    for raised in (error, RepositoryError("put_records on events failed")):
+        raised.__cause__ = error if raised is not error else None
+        with pytest.raises(SystemExit) as failed, target.failures(lambda: "sent 3 of 9", again="re-run"):
+            raise raised
+        assert str(failed.value.code).endswith("; sent 3 of 9: re-run" if advice else "; sent 3 of 9")
+
+
+def test_missing_credentials_are_not_fixed_by_running_again():
+    from botocore.exceptions import NoCredentialsError
+
+    target = streamrec.cli.Target("t", {})
+    with pytest.raises(SystemExit) as failed, target.failures(lambda: "did 0", "re-run"):
+        raise NoCredentialsError()
+    assert failed.value.code == "error: Unable to locate credentials; did 0"
+
+
 def test_ctrl_c_in_the_middle_says_how_far_it_got(tmp_path, moto_server, monkeypatch, capsys):
     table, outputs, coupons = _three_coupons_to_load(tmp_path, moto_server[0])
     put = DynamoCouponRepository.put
