@@ -581,11 +581,14 @@ class Target:
             raise SystemExit(f"error: {error}") from None
 
     @contextmanager
-    def failures(self, done: Callable[[], str] | None = None, again: str = "") -> Iterator[None]:
+    def failures(
+        self, done: Callable[[], str] | None = None, again: str = "", otherwise: str = ""
+    ) -> Iterator[None]:
         """One line instead of a traceback when AWS or the local stack fails mid-command,
         ending with ``done()``: what the command had done by then, and ``again`` (how to
         finish, e.g. "re-run") unless the cause is one that re-running cannot fix (a
-        resource that does not exist, access denied, a request AWS refuses)."""
+        resource that does not exist, access denied, a request AWS refuses); then
+        ``otherwise`` (what can), if given."""
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -598,7 +601,8 @@ class Target:
         from streamrec.repositories.base import RepositoryError
 
         def so_far(retry: bool = True) -> str:
-            return (f"; {done()}" if done else "") + (f": {again}" if done and again and retry else "")
+            advice = again if retry else otherwise
+            return (f"; {done()}" if done else "") + (f": {advice}" if done and advice else "")
 
         try:
             yield
@@ -794,7 +798,12 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
         if args.dry_run
         else "letters re-driven before it stopped are deleted, the others are back in the queue"
     )
-    with target.failures(lambda: interrupted, again="" if args.dry_run else "re-run (re-putting is safe)"):
+    with target.failures(
+        lambda: interrupted,
+        again="" if args.dry_run else "re-run (re-putting is safe)",
+        # A stream named by a letter may be gone (e.g. a deleted stack's).
+        otherwise="" if args.stream else "--stream NAME puts the records on another stream",
+    ):
         try:
             report = dlq.redrive(
                 target.client("sqs"),

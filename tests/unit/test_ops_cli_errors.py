@@ -98,8 +98,10 @@ def test_a_failed_redrive_releases_every_letter_it_did_not_redrive(aws):
         main(["dlq", "redrive", "--queue-url", queue_url])
     message = _one_error_line(failed)
     assert "PutRecords" in message and "Stream zz-gone under account" in message
-    # A missing stream is not fixed by running again: no "re-run" advice.
-    assert message.endswith("before it stopped are deleted, the others are back in the queue")
+    # A missing stream is not fixed by running again: no "re-run" advice, but --stream's.
+    assert message.endswith(
+        "the others are back in the queue: --stream NAME puts the records on another stream"
+    )
     remaining = _visible(sqs, queue_url)  # at once, not after the visibility timeout
     assert sorted(letter.stream_arn.rsplit("/", 1)[-1] for letter in remaining) == ["", "zz-gone", "zz-gone"]
     assert len(_stream_records(stream)) == 1  # the first letter was re-driven and deleted
