@@ -281,6 +281,23 @@ def test_cold_start_new_item_appears_in_similar_items_of_a_content_similar_item(
     assert own.items[0].item_id == "tent-2p" and not own.fallback
 
 
+def test_a_users_own_item_listed_for_its_categorys_popularity_says_it_is_theirs():
+    """Without self-similarity, the newbie's own "beans" (popular in coffee) is listed for its
+    category's popularity: its reason names the user's item (it said "popular in coffee,
+    which you browsed")."""
+    pipeline = Pipeline(settings=replace(Settings(), self_similarity=0.0))
+    pipeline.send(CATALOG)
+    _warm(pipeline)
+    for user in range(3):
+        pipeline.send([view(f"c{user}", "beans", 100 + user)])
+    pipeline.send([view("newbie", "beans", 300)])
+    result = pipeline.recommendations.for_user("newbie", 5, exclude="none")
+    listed = {r.item_id: r for r in result.items}
+    assert listed["beans"].reasons == ["you recently looked at beans"]
+    assert listed["beans"].because == ["beans"]
+    assert listed["grinder"].reasons == ["because you viewed beans"]  # other items as before
+
+
 def test_cold_start_new_user_gets_popular_in_category_after_first_view():
     """(b) After one view, a new user's recommendations include popular items of the
     viewed item's category, also when the event names no category (the catalog's is used)."""

@@ -321,6 +321,7 @@ class RecommendationService:
             components = np.vstack([item_scores, category_scores])
             scores = max_normalized_blend(components, blend)
             item_share = max_normalized_blend(components, blend * np.array([1.0, 0.0]))
+            recent = {entry.item_id for entry in history}
             for index in top_k(scores, k):
                 listed.append(
                     self._explain(
@@ -330,6 +331,7 @@ class RecommendationService:
                         history[item_source[index]] if history else None,
                         categories[category_source[index]][0] if categories else None,
                         cart,
+                        ordered[index] in recent,
                     )
                 )
         fallback = not listed
@@ -343,11 +345,18 @@ class RecommendationService:
         source: HistoryItem | None,
         category: str | None,
         cart: Collection[str],
+        recent: bool = False,
     ) -> Recommendation:
+        # One of the user's own recent items says so, whichever part of the score won (its
+        # category's popularity must not pass for the reason it is listed).
+        if recent:
+            return Recommendation(
+                item_id, score, SOURCE_PERSONALIZED, [f"you recently looked at {item_id}"], [item_id]
+            )
         if by_item and source is not None:
-            own = source.item_id == item_id
-            reason = f"you recently looked at {item_id}" if own else reason_for(source, cart)
-            return Recommendation(item_id, score, SOURCE_PERSONALIZED, [reason], [source.item_id])
+            return Recommendation(
+                item_id, score, SOURCE_PERSONALIZED, [reason_for(source, cart)], [source.item_id]
+            )
         return Recommendation(
             item_id, score, SOURCE_PERSONALIZED, [f"popular in {category}, which you browsed"], []
         )
