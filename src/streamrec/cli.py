@@ -209,15 +209,26 @@ Ctrl-C stops everything (the data lives in memory only).
 """
 
 
-def _load(stack: Any, events: list[dict[str, Any]], drain_timeout: float, started: float) -> None:
-    """Put the demo events on the stream and wait until the pipeline has processed them."""
+def _load(
+    stack: Any, events: list[dict[str, Any]], drain_timeout: float, started: float, put_before: int = 0
+) -> None:
+    """Put the demo events on the stream and wait until the pipeline has processed them
+    (``put_before``: records already put on the event stream, e.g. the demo catalog)."""
     stack.put_events(events, lambda done, total: _status(f"loaded {done}/{total} events"))
     _status(f"loaded {len(events)} events", done=True)
+    on_stream = len(events) + put_before
 
     def show(stats: dict[str, Any]) -> None:
-        batches = sum(s.batches for s in stats.values())
-        records = sum(s.records for s in stats.values())
-        _status(f"processing... {batches} batches, {records} records ({time.monotonic() - started:.0f}s)")
+        # The ingest's progress against what was put; the similarity function's records are
+        # the changed items the ingest announces, a number not known in advance.
+        ingested = sum(
+            s.records + s.failed_records for n, s in stats.items() if n.startswith("IngestFunction.")
+        )
+        changed = sum(s.records for n, s in stats.items() if not n.startswith("IngestFunction."))
+        _status(
+            f"processing... ingested {min(ingested, on_stream)}/{on_stream} records, "
+            f"{changed} changed items recomputed ({time.monotonic() - started:.0f}s)"
+        )
 
     stack.drain(timeout=drain_timeout, progress=show)
     stats = stack.stats()
@@ -307,7 +318,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 )
                 catalog = [] if args.no_demo else _load_demo_catalog(stack)
                 if events or catalog:
-                    _load(stack, events, args.drain_timeout, started)
+                    _load(stack, events, args.drain_timeout, started, put_before=len(catalog))
                 outputs = stack.outputs()
                 if catalog:
                     from streamrec.local.demo import DEMO_NEW_ITEM, DEMO_OUT_OF_STOCK
