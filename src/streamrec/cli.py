@@ -120,7 +120,12 @@ def _add_run(subparsers: Any) -> None:
     )
     run.add_argument("--seed", type=int, default=None, help="demo generator seed (default: the fixed seed)")
     run.add_argument("--no-demo", action="store_true", help="start empty, load no demo events")
-    run.add_argument("--template", type=Path, default=None, help="SAM template (default ./template.yaml)")
+    run.add_argument(
+        "--template",
+        type=Path,
+        default=None,
+        help="SAM template (default ./template.yaml, else the streamrec checkout's own)",
+    )
     run.add_argument(
         "--outputs",
         type=output_file,
