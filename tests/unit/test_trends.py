@@ -295,7 +295,10 @@ def test_trending_and_demand_take_one_round_trip(aws):
     settings = load_settings()
     import time
 
-    now = time.time()
+    # The middle of the last full hour, not the wall clock: the events (61-67 minutes before
+    # it) then always fall in the hour before, inside the 1h window. With now = time.time(),
+    # a run in the first seconds of an hour put them all two hours back, out of the window.
+    now = (time.time() // 3600 - 1) * 3600 + 1800
     events = [
         _event(n, f"i{n % 4}", "purchase" if n % 3 == 0 else "view", now - 4000 + n * 10) for n in range(40)
     ]
