@@ -615,6 +615,7 @@ class Target:
         from botocore.exceptions import ConnectionError as ConnectionFailure
 
         from streamrec.repositories.base import RepositoryError
+        from streamrec.repositories.dynamodb import error_code
 
         def so_far(retry: bool = True) -> str:
             advice = again if retry else otherwise
@@ -639,8 +640,7 @@ class Target:
                 what = f"the local stack at {self.local_stack} stopped answering"
             else:
                 what = str(error).rstrip(".")
-            code = cause.response.get("Error", {}).get("Code", "") if isinstance(cause, ClientError) else ""
-            permanent = code in PERMANENT_ERRORS or isinstance(cause, NoCredentialsError)
+            permanent = error_code(cause) in PERMANENT_ERRORS or isinstance(cause, NoCredentialsError)
             raise SystemExit(f"error: {what}" + so_far(retry=not permanent)) from None
 
 
@@ -1243,12 +1243,11 @@ BROKEN_PIPE_STATUS = 141  # the reader of its output went away (SIGPIPE), e.g. `
 
 def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
     """The (sub)parser of the command that ``args`` chose, e.g. ``streamrec dlq list``'s."""
-    while True:
-        choices = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        chosen = getattr(args, choices[0].dest, None) if choices else None
-        if chosen not in (choices[0].choices if choices else {}):
-            return parser
-        parser = choices[0].choices[chosen]
+    for action in parser._actions:
+        chosen = getattr(args, action.dest, None)
+        if isinstance(action, argparse._SubParsersAction) and chosen in action.choices:
+            return _chosen_parser(action.choices[chosen], args)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

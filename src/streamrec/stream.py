@@ -44,6 +44,7 @@ from streamrec.domain.similarity import SimilarityService
 from streamrec.events import ID_REGEX, InvalidEvent, ItemUpsert
 from streamrec.observability import logger
 from streamrec.repositories.base import DeadLetter, DeadLetterSink, RepositoryError
+from streamrec.repositories.dynamodb import error_code
 
 # DynamoDB errors that say a request itself is invalid (e.g. an item over 400 KB): the same
 # write fails however often it is retried.
@@ -91,7 +92,7 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, RepositoryError):
         cause = error.__cause__
         if isinstance(cause, ClientError):
-            return cause.response.get("Error", {}).get("Code") not in NON_RETRYABLE_CODES
+            return error_code(cause) not in NON_RETRYABLE_CODES
         return True
     return isinstance(error, BotoCoreError | ClientError | TimeoutError | ConnectionError)
 

@@ -402,7 +402,7 @@ class _ShardWorker:
                     break
                 if not batch:
                     # Back off on an idle shard: polling every 50 ms kept an idle stack at
-                    # about 14% of a core, and its empty polls took moto's time from the work.
+                    # about 14% of a core.
                     self.poller._wait(pause)
                     pause = min(2 * pause, self.poller.max_idle_sleep)
                     continue

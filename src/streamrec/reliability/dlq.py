@@ -369,10 +369,12 @@ def _check_stream(kinesis: Any, stream: str) -> None:
     """:class:`StreamNotFound` unless ``stream`` exists."""
     from botocore.exceptions import ClientError
 
+    from streamrec.repositories.dynamodb import error_code
+
     try:
         kinesis.describe_stream_summary(StreamName=stream_name_of(stream))
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+        if error_code(error) == "ResourceNotFoundException":
             raise StreamNotFound(stream) from None
         raise
 

@@ -101,9 +101,13 @@ def _keys(ids: Iterable[str]) -> list[dict[str, Any]]:
     return [{"item_id": {"S": key}} for key in ids]
 
 
-def _error_code(error: BaseException | None) -> str:
-    """The DynamoDB error code of a ClientError ("" for anything else)."""
+def error_code(error: BaseException | None) -> str:
+    """The AWS error code of a ClientError ("" for anything else)."""
     return error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
+
+
+def _error_message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
 
 
 class DynamoTable:
@@ -117,10 +121,10 @@ class DynamoTable:
         try:
             return getattr(self.client, operation)(**kwargs)
         except ClientError as error:
-            code = _error_code(error)
+            code = error_code(error)
             if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
                 raise
-            message = error.response.get("Error", {}).get("Message", "")
+            message = _error_message(error)
             raise RepositoryError(
                 f"{operation} on {self.name} failed: {code}" + (f" ({message})" if message else "")
             ) from error
@@ -238,7 +242,7 @@ class DynamoTable:
                 make_room(key)
                 room_made += 1
             except ClientError as error:
-                if _error_code(error) != "ConditionalCheckFailedException":
+                if error_code(error) != "ConditionalCheckFailedException":
                     raise
                 stored = self.call(
                     "get_item",
@@ -257,9 +261,9 @@ def _over_item_limit(error: RepositoryError) -> bool:
     has exceeded ..." for a put, "Item size to update has exceeded ..." for an update; not
     "Invalid UpdateExpression: Expression size has exceeded ...")."""
     cause = error.__cause__
-    if not isinstance(cause, ClientError) or _error_code(cause) != "ValidationException":
+    if not isinstance(cause, ClientError) or error_code(cause) != "ValidationException":
         return False
-    return str(cause.response.get("Error", {}).get("Message", "")).startswith("Item size")
+    return _error_message(cause).startswith("Item size")
 
 
 def _guarded_part(deltas: Sequence[Delta]) -> list[Delta]:
@@ -743,7 +747,7 @@ class DynamoSimilarityRepository:
             except ClientError as error:
                 raise ConcurrentUpdateError(f"{name} changed concurrently") from error
             except RepositoryError as error:  # a transaction on the row was in flight
-                if _error_code(error.__cause__) == "TransactionConflictException":
+                if error_code(error.__cause__) == "TransactionConflictException":
                     raise ConcurrentUpdateError(f"{name} changed concurrently") from error
                 raise
             return
@@ -1054,7 +1058,7 @@ class DynamoCouponRepository:
                     ExpressionAttributeValues={**values, **({":zero": {"N": "0"}} if not old else {})},
                 )
             except ClientError as error:
-                if _error_code(error) != "ConditionalCheckFailedException":
+                if error_code(error) != "ConditionalCheckFailedException":
                     raise
                 continue
             stale = set(old.scope_keys() if old else ()) - set(scope_keys(spec.scope))
@@ -1104,7 +1108,7 @@ class DynamoCouponRepository:
             )
             return REDEEMED
         except ClientError as error:
-            if _error_code(error) != "ConditionalCheckFailedException":
+            if error_code(error) != "ConditionalCheckFailedException":
                 raise
         stored = self.table.call(
             "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
@@ -1125,7 +1129,7 @@ class DynamoCouponRepository:
                 ExpressionAttributeValues={":seq": values[":seq"], ":one": values[":one"]},
             )
         except ClientError as error:
-            if _error_code(error) != "ConditionalCheckFailedException":
+            if error_code(error) != "ConditionalCheckFailedException":
                 raise
             return DUPLICATE
         return EXHAUSTED
@@ -1210,7 +1214,7 @@ class DynamoCatalogRepository:
         try:
             self.table.call("put_item", TableName=self.table.name, Item=_catalog_to_item(item), **condition)
         except ClientError as error:
-            if _error_code(error) != "ConditionalCheckFailedException":
+            if error_code(error) != "ConditionalCheckFailedException":
                 raise
             return False
         return True
@@ -1234,7 +1238,7 @@ class DynamoCatalogRepository:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if _error_code(error) != "ConditionalCheckFailedException":
+            if error_code(error) != "ConditionalCheckFailedException":
                 raise
             return limit  # full: the token is too common to index further
         return len(response.get("Attributes", {}).get("items", {}).get("SS", []))
