@@ -202,7 +202,7 @@ def test_p2_unparsable_timeframe_names_file_line_and_field(tmp_path, capsys):
     [
         ("{bad", "is not valid JSON"),
         ("{}", "is not a report of `streamrec eval all` (no 'date', 'settings')"),
-        ("[1]", "holds a JSON list, not a report"),
+        ("[1]", "holds an array, not a report"),
         (
             '{"date": "d", "settings": {}, "p1": "x"}',
             "is not a report of `streamrec eval all` (AttributeError",
@@ -215,14 +215,17 @@ def test_report_with_a_corrupt_report_json(tmp_path, capsys, text, expected):
     assert expected in _error_line(capsys, "report")
 
 
-def test_report_warns_when_rtrec_last_cannot_be_read(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("text", "problem"), [("{truncated", "cannot be read"), ("[]", "holds an array, not rtrec's figures")]
+)
+def test_report_warns_when_rtrec_last_cannot_be_read(tmp_path, capsys, text, problem):
     pytest.importorskip("matplotlib", reason="the 'eval' extra is not installed")
     (tmp_path / "report.json").write_text(json.dumps({"date": "2026-01-01T00:00:00Z", "settings": {}}))
-    (tmp_path / "rtrec_last.json").write_text("{truncated")
+    (tmp_path / "rtrec_last.json").write_text(text)
     assert main(["eval", "report", "--report-dir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert captured.err.startswith(
-        f"streamrec eval report: warning: {tmp_path / 'rtrec_last.json'} cannot be read"
+        f"streamrec eval report: warning: {tmp_path / 'rtrec_last.json'} {problem}"
     )
     assert "no dated rtrec row" in captured.err and "re-rendered" in captured.out
 

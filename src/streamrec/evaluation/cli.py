@@ -45,6 +45,7 @@ from streamrec.evaluation.datasets import (
     write_session_file,
 )
 from streamrec.evaluation.report import RTREC_LAST, now_iso, write_report
+from streamrec.events import json_type
 from streamrec.settings import ConfigurationError
 
 __all__ = [
@@ -614,7 +615,7 @@ def check_report(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise ReportInvalid(f"{path} is not valid JSON ({error}); re-run `make eval`") from None
     if not isinstance(report, dict):
-        raise ReportInvalid(f"{path} holds a JSON {type(report).__name__}, not a report; re-run `make eval`")
+        raise ReportInvalid(f"{path} holds {json_type(report)}, not a report; re-run `make eval`")
     missing = [key for key in ("date", "settings") if key not in report]
     if missing:
         raise ReportInvalid(
@@ -638,7 +639,7 @@ def warn_unreadable_rtrec_record(path: Path, command: str) -> None:
     else:
         if isinstance(record, dict):
             return
-        problem = f"holds a JSON {type(record).__name__}, not rtrec's figures"
+        problem = f"holds {json_type(record)}, not rtrec's figures"
     print(
         f"{command}: warning: {path} {problem}; the report has no dated rtrec row "
         "(`streamrec eval p1 --no-engine --peers rtrec` measures it again)",
