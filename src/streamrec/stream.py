@@ -37,7 +37,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from botocore.exceptions import BotoCoreError, ClientError
 
 from streamrec.domain import ingest as ingest_domain
-from streamrec.domain.catalog import CatalogService, SequencedUpsert, latest_per_item
+from streamrec.domain.catalog import CatalogService, SequencedUpsert
 from streamrec.domain.ingest import IngestService, SequencedEvent
 from streamrec.domain.model import sequence_key
 from streamrec.domain.similarity import SimilarityService
@@ -256,9 +256,9 @@ def process_batch(
 
 
 class IngestRecords:
-    """Applies a batch of valid records (the ingest function's ``apply``): the user events
-    through the ingest service, exactly as without a catalog, then the catalog records
-    (``item_upsert``) through the catalog service."""
+    """Applies a batch of valid records (the ingest function's ``apply``): the catalog
+    records (``item_upsert``) through the catalog service, then the user events through the
+    ingest service, exactly as without a catalog."""
 
     @staticmethod
     def adds_counts(payload: Any) -> bool:
@@ -292,15 +292,24 @@ class IngestRecords:
         upserts = self._upserts(records)
         if upserts and self.catalog is None:
             raise RuntimeError("item_upsert records need the catalog table (CATALOG_TABLE)")
+        if upserts and self.catalog is not None:
+            # Catalog records first: the user events that name no category then read their
+            # items' categories from the catalog with this batch's records in it, on the
+            # first attempt and on any retry or bisected half alike, so a retry plans its
+            # category-keyed counts (#buys:, #cat: trends) under the same categories.
+            outcome = self.catalog.upsert(upserts, shard)
+            logger.info(
+                "applied catalog records",
+                extra={
+                    "records": len(upserts),
+                    "written": len(outcome.written),
+                    "stale": len(outcome.stale),
+                    "duplicates": len(outcome.duplicates),
+                },
+            )
         events = self._events(records)
         if events:
-            # The batch's catalog records are written after its user events (a retry then
-            # repeats the user events' guarded writes at the same positions), so their
-            # categories are passed along for the events that name none: each item's latest
-            # record of the batch (by timestamp, as the catalog keeps it), not the last one.
-            latest, _ = latest_per_item(upserts)
-            categories = {item: record.upsert.category for item, record in latest.items()}
-            plan = self.service.ingest(events, shard, categories)
+            plan = self.service.ingest(events, shard)
             logger.info(
                 "ingested batch",
                 extra={
@@ -310,17 +319,6 @@ class IngestRecords:
                     "users": len(plan.users),
                     "cooccurrence_rows": len(plan.cooccurrence),
                     "changed_items": len(plan.changed_items),
-                },
-            )
-        if upserts and self.catalog is not None:
-            outcome = self.catalog.upsert(upserts, shard)
-            logger.info(
-                "applied catalog records",
-                extra={
-                    "records": len(upserts),
-                    "written": len(outcome.written),
-                    "stale": len(outcome.stale),
-                    "duplicates": len(outcome.duplicates),
                 },
             )
 

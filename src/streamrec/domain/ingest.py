@@ -299,16 +299,15 @@ def _apply_to_history(
 
 
 def with_catalog_categories(
-    events: Sequence[SequencedEvent], catalog: CatalogRepository, batch: Mapping[str, str] | None = None
+    events: Sequence[SequencedEvent], catalog: CatalogRepository
 ) -> Sequence[SequencedEvent]:
-    """Events without a category get their item's catalog category (one projected read of
-    the batch's uncategorised items; ``batch``: categories of catalog records in the same
-    batch, which take precedence), so that the user's history, the category popular lists
-    and the coupons see it; events that name a category keep theirs. Planning is unchanged:
-    this only fills in the field before it."""
-    batch = batch or {}
-    unread = {s.event.item_id for s in events if s.event.item_id and s.event.category is None} - batch.keys()
-    known = {**(catalog.categories(unread) if unread else {}), **batch}
+    """Events without a category get their item's catalog category (one consistent,
+    projected read of the batch's uncategorised items, after the batch's own catalog
+    records were written), so that the user's history, the category popular lists and the
+    coupons see it; events that name a category keep theirs. Planning is unchanged: this
+    only fills in the field before it."""
+    unread = {s.event.item_id for s in events if s.event.item_id and s.event.category is None}
+    known = catalog.categories(unread) if unread else {}
     if not known:
         return events
     return [
@@ -332,15 +331,13 @@ class IngestService:
     trends: TrendsRepository | None = None  # hourly counters (None: not kept)
     catalog: CatalogRepository | None = None
 
-    def ingest(
-        self, events: Sequence[SequencedEvent], shard: str, categories: Mapping[str, str] | None = None
-    ) -> BatchPlan:
-        """Apply one batch of one shard's events (in sequence order); ``categories``: those
-        of the catalog records of the same batch (see :func:`with_catalog_categories`)."""
+    def ingest(self, events: Sequence[SequencedEvent], shard: str) -> BatchPlan:
+        """Apply one batch of one shard's events (in sequence order); the batch's catalog
+        records, if any, are already in the catalog (see :func:`with_catalog_categories`)."""
         if not events:
             return BatchPlan()
         if self.catalog is not None:
-            events = with_catalog_categories(events, self.catalog, categories)
+            events = with_catalog_categories(events, self.catalog)
         stored = self.users.get_many({sequenced.event.user_id for sequenced in events})
         plan = plan_batch(
             stored,

@@ -25,7 +25,7 @@ clean run's, row for row, once replay guards, versions and time stamps are set a
 Two fault plans: :class:`SampledFaults` (a crash at a random write call of a fraction of
 the invocations, with every (function, operation, table, before/after) combination crashed
 at least ``coverage`` times) for long replays, and :class:`SweepFaults`, which crashes one
-batch at *every* write index in turn (before, then after), for short replays.
+batch at *every* write in turn (before, then after), for short replays.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import json
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -197,20 +197,22 @@ class _SampledInvocation:
 
 
 class SweepFaults:
-    """Crash a batch at every write index in turn: the k-th invocation of the same records
-    crashes before write k//2 when k is even, after it when k is odd. Use with infinite
-    retries and no bisection, so that the batch comes back unchanged until an invocation
-    makes fewer writes than the crash index (it then succeeds)."""
+    """Crash a batch at every write in turn, before it and then after it. A write is named
+    by its kind and its rank among the writes of that kind in the invocation (the 3rd
+    co-occurrence UpdateItem, ...): each invocation of the same records crashes at the first
+    write not yet crashed in that phase, and the batch succeeds once none is left. (Not by
+    the write's index in the invocation: a retry skips writes whose effect is already stored,
+    e.g. a catalog record written before the crash, so the same index names another write.)
+    Use with infinite retries and no bisection, so that the batch comes back unchanged."""
 
     def __init__(self) -> None:
-        self.attempts: Counter[tuple[str, str, str, str]] = Counter()
+        # (function, shard, first sequence, last sequence) -> (write kind, rank, phase) crashed
+        self.crashed: defaultdict[tuple[str, str, str, str], set[tuple[str, int, str]]] = defaultdict(set)
         self.swept: Counter[tuple[str, str, str]] = Counter()  # batch -> crashes
 
     def begin(self, invocation: Invocation) -> InvocationFaults:
         key = (invocation.function, invocation.shard_id, invocation.first_sequence, invocation.last_sequence)
-        attempt = self.attempts[key]
-        self.attempts[key] += 1
-        return _SweepInvocation(attempt // 2, PHASES[attempt % 2])
+        return _SweepInvocation(self.crashed[key])
 
     def fired(self, fault: Fault) -> None:
         inv = fault.invocation
@@ -222,11 +224,17 @@ class SweepFaults:
 
 @dataclass
 class _SweepInvocation:
-    index: int
-    phase: str
+    crashed: set[tuple[str, int, str]]  # shared by the invocations of the same records
+    ranks: Counter[str] = field(default_factory=Counter)
 
     def decide(self, step: WriteStep, index: int) -> str | None:
-        return self.phase if index == self.index else None
+        rank = self.ranks[step.kind]
+        self.ranks[step.kind] += 1
+        for phase in PHASES:
+            if (step.kind, rank, phase) not in self.crashed:
+                self.crashed.add((step.kind, rank, phase))
+                return phase
+        return None
 
 
 @dataclass
@@ -709,7 +717,7 @@ def run_fault_injection(
         )
         say(f"sweep: clean run of {len(subset)} events")
         clean = replay(subset, ReplayConfig(shards=1, batch_size=4, similarity_batch_size=4, seed=seed))
-        say("sweep: crashing every write index of every batch, before and after")
+        say("sweep: crashing every write of every batch, before and after")
         swept = replay(subset, sweep_config, SweepFaults())
         sweep = _compare("sweep", clean, swept)
         sweep["batches_swept"] = (swept.sweep or {}).get("batches_swept", 0)

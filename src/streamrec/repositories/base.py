@@ -82,7 +82,11 @@ class DeadLetter:
 class UserRepository(Protocol):
     def get(self, user_id: str) -> UserState | None: ...
 
-    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState]: ...
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState]:
+        """The ingest's read of a batch's users: consistent, since the batch is planned from
+        these rows, and a plan made from a row one batch old would write count increments
+        that the replay guards then keep when the user write fails and the batch is retried."""
+        ...
 
     def save_many(self, states: Iterable[UserState]) -> None:
         """Write each state whose stored version still equals ``state.version`` (0 = new).
@@ -206,7 +210,9 @@ class CatalogRepository(Protocol):
         ...
 
     def categories(self, item_ids: Iterable[str]) -> dict[str, str]:
-        """The catalog category of each item that has a record (a cheap projection)."""
+        """The catalog category of each item that has a record (a cheap projection, read
+        consistently: the ingest plans category-keyed counts with it, and a retry must see
+        what the first attempt saw, the batch's own catalog records included)."""
         ...
 
     def put_many(self, items: Sequence[tuple[CatalogItem, float | None]]) -> list[str]:

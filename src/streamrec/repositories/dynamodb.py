@@ -355,7 +355,8 @@ class DynamoUserRepository:
 
     def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState]:
         keys = [{"user_id": {"S": u}} for u in sorted(set(user_ids))]
-        return {state.user_id: state for state in map(user_from_item, self.table.batch_get(keys))}
+        items = self.table.batch_get(keys, consistent=True)
+        return {state.user_id: state for state in map(user_from_item, items)}
 
     def save_many(self, states: Iterable[UserState]) -> None:
         for state in states:
@@ -1197,7 +1198,10 @@ class DynamoCatalogRepository:
 
     def categories(self, item_ids: Iterable[str]) -> dict[str, str]:
         found = self._batch_get(
-            item_ids, ProjectionExpression="item_id, #c", ExpressionAttributeNames={"#c": "category"}
+            item_ids,
+            ConsistentRead=True,
+            ProjectionExpression="item_id, #c",
+            ExpressionAttributeNames={"#c": "category"},
         )
         return {item["item_id"]["S"]: item["category"]["S"] for item in found if "category" in item}
 

@@ -1,0 +1,109 @@
+"""A retried or bisected ingest batch plans what its first attempt planned: the reads it plans
+from are consistent, and the catalog records of a batch are written before its user events."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+from botocore.exceptions import ClientError
+
+from streamrec.domain.model import UserState
+from streamrec.repositories.dynamodb import DynamoCatalogRepository, DynamoTable, DynamoUserRepository
+from tests.unit.conftest import FakeLambdaContext, import_handler, kinesis_event
+
+
+def _scan(table: str) -> dict[str, dict]:
+    rows = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    return {row["item_id"]["S"]: row for row in rows}
+
+
+def test_a_bisected_retry_counts_events_without_a_category_under_one_category(aws):
+    """Catalog: X in category A. A batch [view X, purchase X (no category), item_upsert X ->
+    B] fails after its count rows, before the users (throttled), and Lambda bisects it. The
+    retried half without the upsert used to plan under A what the first attempt had counted
+    under B: #buys:A and trends #cat:A held the same view and purchase as #buys:B and #cat:B."""
+    ingest = import_handler("ingest")
+    now = int(time.time()) - 3600
+
+    def upsert(category: str, timestamp: int) -> dict:
+        return {
+            "event_type": "item_upsert",
+            "item_id": "X",
+            "title": "Tent X",
+            "category": category,
+            "price": 10.0,
+            "in_stock": True,
+            "timestamp": timestamp,
+        }
+
+    def user_event(n: int, event_type: str) -> dict:
+        return {
+            "event_id": f"e{n}",
+            "event_type": event_type,
+            "user_id": "u1",
+            "item_id": "X",
+            "timestamp": now + n,
+        }
+
+    assert ingest.lambda_handler(kinesis_event([upsert("A", now)], 1), FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+    records = kinesis_event([user_event(10, "view"), user_event(11, "purchase"), upsert("B", now + 20)], 10)[
+        "Records"
+    ]
+    users = ingest.apply_events.service.users
+    save_many = users.save_many
+
+    def throttled(states):
+        users.save_many = save_many
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "PutItem"
+        )
+
+    users.save_many = throttled
+    try:
+        ingest.lambda_handler({"Records": records}, FakeLambdaContext())
+    except Exception:  # the whole batch fails: Lambda retries it, bisected
+        pass
+    else:
+        raise AssertionError("the throttled batch should have failed")
+    for half in (records[:2], records[2:]):
+        assert ingest.lambda_handler({"Records": half}, FakeLambdaContext()) == {"batchItemFailures": []}
+
+    stats = _scan(aws.tables["ItemStatsTable"].name)
+    assert "#buys:B" in stats and "#buys:A" not in stats
+    trend_rows = _scan(aws.tables["TrendsTable"].name)
+    assert any(key.startswith("#cat:B") for key in trend_rows)
+    assert not any(key.startswith("#cat:A") for key in trend_rows)
+    user = boto3.client("dynamodb").get_item(
+        TableName=aws.tables["UsersTable"].name, Key={"user_id": {"S": "u1"}}
+    )
+    assert json.loads(user["Item"]["categories"]["S"]).keys() == {"B"}
+
+
+def test_the_ingest_plans_from_consistent_reads_of_users_and_catalog_categories(aws):
+    """An eventually consistent read may return a user row as it was one batch earlier; the
+    plan made from it writes guarded count increments, the user write then fails its version
+    check, and the retry's different plan cannot undo them."""
+    requests: list[dict] = []
+
+    class Recording:
+        def __init__(self, client):
+            self.client = client
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+        def batch_get_item(self, **kwargs):
+            requests.extend(kwargs["RequestItems"].values())
+            return self.client.batch_get_item(**kwargs)
+
+    client = Recording(boto3.client("dynamodb"))
+    users = DynamoUserRepository(DynamoTable(aws.tables["UsersTable"].name, client))
+    users.save_many([UserState(user_id="u1")])
+    catalog = DynamoCatalogRepository(DynamoTable(aws.tables["CatalogTable"].name, client))
+    assert users.get_many(["u1"]).keys() == {"u1"}
+    assert catalog.categories(["X"]) == {}
+    assert len(requests) == 2 and all(request.get("ConsistentRead") is True for request in requests)
