@@ -693,7 +693,7 @@ def run_fault_injection(
     seed: int = 7,
     progress: Callable[[str], None] | None = None,
 ) -> FaultReport:
-    """The whole harness: a sweep over the first ``sweep_events`` events (every write index
+    """The whole harness: a sweep over the first ``sweep_events`` events (every write
     of every batch, before and after), then the sampled faulty replay of all ``events``,
     each compared with its clean run."""
     say = progress or (lambda _text: None)
