@@ -34,6 +34,9 @@ MAX_CLOCK_SKEW_SECONDS = 86_400
 # Above this, "seconds" are epoch milliseconds (year 5138; milliseconds of 2000 are 9.5e11).
 MILLISECONDS_LIKELY = 1e11
 
+# Epoch seconds written as a string: digits, optionally a fraction and an exponent.
+EPOCH_TEXT = re.compile(r"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?")
+
 EntityId = Annotated[str, Field(pattern=ID_PATTERN)]
 ITEM_UPSERT = "item_upsert"
 
@@ -60,7 +63,7 @@ class UserEvent(BaseModel):
     session_id: Annotated[str, Field(max_length=128)] | None = None
     # strict: a JSON number ("12" and true are refused; an integer is a number)
     price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False, strict=True)] | None = None
-    # strict: a JSON integer (not 2.0, "3" or true)
+    # strict: a JSON integer (not 2.5, "3" or true; 2.0 is read as 2, see _whole_quantity)
     quantity: Annotated[int, Field(ge=1, le=100_000, strict=True)] | None = None
     category: Annotated[str, Field(max_length=128)] | None = None
     coupon_id: EntityId | None = None
@@ -90,6 +93,14 @@ class UserEvent(BaseModel):
             raise ValueError("item_id: Field required")
         return self
 
+    @field_validator("quantity", mode="before")
+    @classmethod
+    def _whole_quantity(cls, value: Any) -> Any:
+        # Many producers serialise every number as a float (2.0): a whole one is the integer.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
     @field_validator("timestamp", mode="before")
     @classmethod
     def _epoch_seconds(cls, value: Any) -> float:
@@ -106,17 +117,18 @@ class TimeFormatError(ValueError):
 
 
 def instant_seconds(value: Any) -> float:
-    """ISO-8601 with a zone, or epoch seconds (a JSON number or a numeric string), as epoch
-    seconds, unbounded: ±inf for a number too large for a float, nan for "NaN" (each caller
-    applies its own bounds). Raises :class:`TimeFormatError`."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TimeFormatError()
-    try:
-        return float(value)
-    except OverflowError:  # an integer of hundreds of digits (a string would give inf)
-        return -math.inf if isinstance(value, int) and value < 0 else math.inf
-    except ValueError:  # not a number: ISO-8601?
-        pass
+    """ISO-8601 with a zone, or epoch seconds (a JSON number or a string of digits, e.g.
+    "1700000000.5"), as epoch seconds, unbounded: ±inf for a number too large for a float
+    (each caller applies its own bounds). Raises :class:`TimeFormatError`, also for NaN and
+    for strings Python's float() would read but a producer did not mean as a number
+    ("NaN", "inf", " 17", "+17", "1_7")."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str) or value != value:
+        raise TimeFormatError()  # (value != value: NaN, which is not a time)
+    if not isinstance(value, str) or EPOCH_TEXT.fullmatch(value):
+        try:
+            return float(value)
+        except OverflowError:  # an integer of hundreds of digits (a string would give inf)
+            return -math.inf if isinstance(value, int) and value < 0 else math.inf
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:

@@ -140,7 +140,10 @@ GOOD = {"event_id": "e1", "event_type": "view", "user_id": "u", "item_id": "i", 
         ({"price": True}, "schema violation: price: Input should be a valid number"),
         ({"quantity": True}, "schema violation: quantity: Input should be a valid integer"),
         ({"quantity": "3"}, "schema violation: quantity: Input should be a valid integer"),
-        ({"quantity": 2.0}, "schema violation: quantity: Input should be a valid integer"),
+        ({"quantity": 2.5}, "schema violation: quantity: Input should be a valid integer"),
+        ({"timestamp": math.nan}, "schema violation: timestamp: timestamp must be ISO-8601 or epoch seconds"),
+        ({"timestamp": "NaN"}, "schema violation: timestamp: timestamp must be ISO-8601 or epoch seconds"),
+        ({"timestamp": "+1764288000"}, "schema violation: timestamp: timestamp must be ISO-8601 or epoch"),
         ({"timestamp": 10**400}, "schema violation: timestamp: timestamp is more than a day in the future"),
         ({"timestamp": -(10**400)}, "schema violation: timestamp: timestamp is before 2000-01-01"),
         (
@@ -163,3 +166,6 @@ def test_a_dead_letter_reason_names_the_problem(change: dict[str, Any], reason: 
 def test_numbers_keep_their_json_types() -> None:
     parsed = parse_event({**GOOD, "price": 12, "quantity": 3})
     assert (parsed.price, parsed.quantity) == (12.0, 3)  # an integer is a number
+    # A whole float is the integer (producers that write every number as a float).
+    assert parse_event({**GOOD, "quantity": 2.0}).quantity == 2
+    assert type(parse_event({**GOOD, "quantity": 2.0}).quantity) is int

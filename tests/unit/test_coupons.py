@@ -156,7 +156,8 @@ def test_item_scope_uses_the_recent_items():
         ({"scope": {"items": ["bad id!"]}}, "scope.items.0"),
         ({"valid_from": -99_999_999_999_999}, "valid_from: must be from 2000-01-01 to 2100-01-01"),
         ({"valid_to": 99_999_999_999_999}, "valid_to: must be from 2000-01-01 to 2100-01-01"),
-        ({"valid_from": "NaN"}, "valid_from: must be from 2000-01-01"),
+        ({"valid_from": "NaN"}, "valid_from: must be ISO-8601 with a zone or epoch seconds"),
+        ({"valid_from": "1_761_955_200"}, "valid_from: must be ISO-8601 with a zone or epoch seconds"),
         (
             {"discount": {"kind": "amount", "value": float("nan")}},
             "discount.value: Input should be a finite number",
@@ -801,7 +802,10 @@ def test_coupon_times_are_read_like_event_timestamps(value):
         # Too large for a float: out of both ranges, and no milliseconds hint.
         (10**400, "timestamp is more than a day in the future", "must be from 2000-01-01 to 2100-01-01"),
         ("1e999", "timestamp is more than a day in the future", "must be from 2000-01-01 to 2100-01-01"),
-        ("inf", "timestamp is more than a day in the future", "must be from 2000-01-01 to 2100-01-01"),
+        # Strings float() reads that are not digits, and NaN, are no time at all.
+        ("inf", "must be ISO-8601 or epoch seconds", "must be ISO-8601 with a zone or epoch seconds"),
+        (" 1764288000", "must be ISO-8601 or epoch seconds", "must be ISO-8601 with a zone or epoch seconds"),
+        (float("nan"), "must be ISO-8601 or epoch seconds", "must be ISO-8601 with a zone or epoch seconds"),
         (float("inf"), "timestamp is more than a day in the future", "must be from 2000-01-01 to 2100-01-01"),
         (-(10**400), "timestamp is before 2000-01-01", "must be from 2000-01-01 to 2100-01-01"),
     ],
