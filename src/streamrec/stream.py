@@ -307,6 +307,19 @@ class IngestRecords:
                     "duplicates": len(outcome.duplicates),
                 },
             )
+            if outcome.stale:
+                # Usually a late re-send; but a record stamped ahead by a producer's clock
+                # keeps every later record of its item out until its own time has passed.
+                logger.warning(
+                    "catalog records older than the stored ones were ignored",
+                    extra={
+                        "items": [
+                            {"item_id": item, "timestamp": received, "stored_timestamp": stored}
+                            for item, received, stored in outcome.stale[:10]
+                        ],
+                        "count": len(outcome.stale),
+                    },
+                )
         events = self._events(records)
         if events:
             plan = self.service.ingest(events, shard)

@@ -107,3 +107,31 @@ def test_the_ingest_plans_from_consistent_reads_of_users_and_catalog_categories(
     assert users.get_many(["u1"]).keys() == {"u1"}
     assert catalog.categories(["X"]) == {}
     assert len(requests) == 2 and all(request.get("ConsistentRead") is True for request in requests)
+
+
+def test_a_catalog_record_older_than_the_stored_one_is_ignored_with_a_warning(aws, caplog):
+    """A record stamped ahead (a producer's clock) keeps later records of its item out until
+    its time has passed: the ignored ones are logged as a warning, with both timestamps."""
+    ingest = import_handler("ingest")
+    now = int(time.time()) - 60
+    ahead = {
+        "event_type": "item_upsert",
+        "item_id": "X",
+        "title": "Tent",
+        "category": "camping",
+        "price": 10.0,
+        "in_stock": True,
+        "timestamp": now + 72_000,
+    }
+    real = {**ahead, "in_stock": False, "timestamp": now}
+    for n, record in enumerate((ahead, real)):
+        assert ingest.lambda_handler(kinesis_event([record], n + 1), FakeLambdaContext()) == {
+            "batchItemFailures": []
+        }
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [w.getMessage() for w in warnings] == ["catalog records older than the stored ones were ignored"]
+    assert warnings[0].items == [{"item_id": "X", "timestamp": now, "stored_timestamp": now + 72_000}]
+    stored = boto3.client("dynamodb").get_item(
+        TableName=aws.tables["CatalogTable"].name, Key={"item_id": {"S": "X"}}
+    )
+    assert stored["Item"]["in_stock"]["BOOL"] is True

@@ -68,7 +68,8 @@ class SequencedUpsert:
 @dataclass
 class CatalogOutcome:
     written: list[str] = field(default_factory=list)  # new or newer records stored
-    stale: list[str] = field(default_factory=list)  # older than the stored record: ignored
+    # Older than the stored record, ignored: (item id, the record's timestamp, the stored one's).
+    stale: list[tuple[str, float, float]] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # already stored (re-delivery)
     superseded: int = 0  # records replaced by a later one of the same item in the batch
 
@@ -132,7 +133,7 @@ class CatalogService:
             record, old = latest[item_id], stored.get(item_id)
             new = catalog_item(record.upsert)
             if old is not None and old.timestamp > new.timestamp:
-                outcome.stale.append(item_id)
+                outcome.stale.append((item_id, new.timestamp, old.timestamp))
             elif old is not None and old.timestamp == new.timestamp and same_fields(old, new):
                 outcome.duplicates.append(item_id)
             else:

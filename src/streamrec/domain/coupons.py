@@ -277,8 +277,8 @@ def apply_to_categories(state: UserState, event: UserEvent, settings: Settings) 
         # cart count of the category its history entry holds, while the window holds it.
         held = state.find(event.item_id) if cart_change < 0 else None
         if held is not None and held.category and held.category in state.categories:
-            entry = state.categories[held.category]
-            state.categories[held.category] = replace(entry, in_cart=max(0, entry.in_cart - 1))
+            counted = state.categories[held.category]
+            state.categories[held.category] = replace(counted, in_cart=max(0, counted.in_cart - 1))
         return
     entry = state.categories.get(event.category)
     weight = settings.category_weights.get(event.event_type, 0.0)
