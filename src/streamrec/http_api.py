@@ -39,7 +39,7 @@ from streamrec.domain.recommend import (
     RecommendationService,
 )
 from streamrec.domain.trends import WINDOWS, TrendingItem, TrendsService
-from streamrec.events import ID_PATTERN, ID_REGEX, EntityId
+from streamrec.events import ID_PATTERN, ID_REGEX, EntityId, json_type
 from streamrec.http_models import (
     CartItemList,
     ErrorResponse,
@@ -201,6 +201,25 @@ def _repeated_query_names(raw_query: str) -> set[str]:
     return {name for name, count in counts.items() if count > 1}
 
 
+CART_FIELDS = "expected items, user_id, k, category, exclude, in_stock"
+
+
+def _id_list_message(name: str, issue: dict[str, Any]) -> str:
+    """The cart body's ``items`` or ``exclude`` issue, naming the entry at fault."""
+    limits = f"1..{CROSS_SELL_MAX_ITEMS}" if name == "items" else f"at most {MAX_EXCLUDED_ITEMS}"
+    rule = f"{name} must be a list of {limits} item ids ({ID_DESCRIPTION})"
+    value = issue.get("input")
+    positions = [part for part in issue.get("loc", ())[2:] if isinstance(part, int)]
+    if positions:
+        shown = (
+            json.dumps(value, ensure_ascii=False)[:60] if isinstance(value, str | None) else json_type(value)
+        )
+        return f"{name}[{positions[0]}] is {shown}, not an item id; {rule}"
+    if issue.get("type") == "too_long" and isinstance(value, list):
+        return f"{name} holds {len(value)} ids; {rule}"
+    return rule
+
+
 def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collection[str] = ()) -> str:
     """A readable message for one validation issue (``coupon_body``: the request is
     ``PUT /coupons/{coupon_id}``, whose body is a coupon, not a cart; ``repeated``: the
@@ -228,12 +247,8 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collec
         name = fields[0] if fields else "body"
         if kind == "json_invalid" or name == "body":
             return CART_BODY_MESSAGE
-        if name == "items":
-            return f"items must be a list of 1..{CROSS_SELL_MAX_ITEMS} item ids ({ID_DESCRIPTION})"
-        if name == "exclude":
-            return f"exclude must be a list of at most {MAX_EXCLUDED_ITEMS} item ids ({ID_DESCRIPTION})"
-        if kind == "extra_forbidden":
-            return f"unknown field {name}; expected items, user_id, k, category, exclude, in_stock"
+        if name in ("items", "exclude"):
+            return _id_list_message(name, issue)
         if name == "k":
             return "k must be an integer between 1 and 100 (a JSON integer, not a string, boolean or decimal)"
         if name == "in_stock":
@@ -388,7 +403,10 @@ def refuse_unknown_query_parameters(
             if route.path == "/cross-sell":
                 takes += "; parameters such as k go in the JSON body"
             names = ", ".join(repr(name[:64]) for name in unknown[:5])
-            return _error(400, "bad_request", f"unknown query parameter {names} ({takes})")
+            if len(unknown) > 5:
+                names += f" and {len(unknown) - 5} more"
+            noun = "parameters" if len(unknown) > 1 else "parameter"
+            return _error(400, "bad_request", f"unknown query {noun} {names} ({takes})")
     return next_middleware(app)
 
 
@@ -412,7 +430,21 @@ def build_app(
     def bad_request(error: RequestValidationError) -> Response:
         coupon_body = app.current_event.http_method.upper() == "PUT"  # only PUT /coupons/{id}
         repeated = _repeated_query_names(app.current_event.raw_query_string)
-        messages = list(dict.fromkeys(_describe(issue, coupon_body, repeated) for issue in error.errors()))
+        issues = error.errors()
+        # The cart body's unknown fields are named together, the expected ones once.
+        unknown = (
+            [] if coupon_body else [str(i["loc"][-1]) for i in issues if i.get("type") == "extra_forbidden"]
+        )
+        described = (
+            _describe(issue, coupon_body, repeated)
+            for issue in issues
+            if coupon_body or issue.get("type") != "extra_forbidden"
+        )
+        messages = list(dict.fromkeys(described))
+        if unknown:
+            messages.append(
+                f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; {CART_FIELDS}"
+            )
         return _error(400, "bad_request", "; ".join(messages))
 
     @app.exception_handler(InvalidFilter)

@@ -151,6 +151,15 @@ def test_a_misspelt_query_parameter_is_a_400_naming_what_the_route_takes(unreach
     )
 
 
+def test_many_unknown_query_parameters_are_counted_past_the_five_named(unreachable):
+    query = {name: "1" for name in ("foo", "baz", "a", "b", "c", "d")}
+    status, body = _answer(unreachable, _event("GET", "/users/u1/coupons", query))
+    assert (status, body["message"]) == (
+        400,
+        "unknown query parameters 'a', 'b', 'baz', 'c', 'd' and 1 more (it takes k)",
+    )
+
+
 def test_a_route_without_query_parameters_names_none_and_health_ignores_them(engine_app):
     event = _event("POST", "/cross-sell", {"x": "1"}, body={"items": ["i1"]})
     assert _answer(engine_app, event) == (
