@@ -69,7 +69,7 @@ CATEGORY_DESCRIPTION = (
 MAX_EXCLUDE_QUERY_CHARS = 4000
 EXCLUDE_DESCRIPTION = (
     f"Item ids never to return, comma-separated (at most {MAX_EXCLUDED_ITEMS} ids, "
-    f"{MAX_EXCLUDE_QUERY_CHARS} characters)."
+    f"{MAX_EXCLUDE_QUERY_CHARS} characters; each id {ID_DESCRIPTION})."
 )
 
 # The routes, as API Gateway names them in ``routeKey``, with a pattern of the raw path

@@ -155,7 +155,10 @@ class Discount(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     kind: Literal["percent", "amount"]
-    value: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]
+    value: Annotated[
+        float,
+        Field(gt=0, le=1e9, allow_inf_nan=False, description="Percent off (at most 100), or the amount off."),
+    ]
 
     @model_validator(mode="after")
     def _percent_range(self) -> Discount:
