@@ -343,21 +343,28 @@ def _raw_answer(status: int, error: str, message: str) -> dict[str, Any]:
     }
 
 
-def _json_array_body(event: dict[str, Any]) -> bool:
-    """Whether the body is a JSON array (anything it cannot decode is left to Powertools,
+def _body_text(event: dict[str, Any]) -> str | None:
+    """The body as text, decoded as leniently as Powertools decodes it (so that no body gets
+    past the checks on it); None when it is not base64 or not UTF-8 (left to Powertools,
     whose answers name the problem)."""
     body = event.get("body") or ""
     try:
-        # Decoded as leniently as Powertools decodes it, so that no body gets past this check.
-        text = base64.b64decode(body).decode() if event.get("isBase64Encoded") else body
+        return base64.b64decode(body).decode() if event.get("isBase64Encoded") else body
+    except ValueError:
+        return None
+
+
+def _json_array_body(text: str) -> bool:
+    try:
         return isinstance(json.loads(text), list)
-    except (ValueError, RecursionError):  # not base64, not UTF-8, not JSON, too deep
+    except (ValueError, RecursionError):  # not JSON, too deep: left to Powertools
         return False
 
 
 def refused_body(event: dict[str, Any]) -> dict[str, Any] | None:
     """The answer (payload 2.0) to a request to a body-reading method whose body no route
-    takes, else None: a 415 for a body declared as anything but JSON, a 400 for a JSON array.
+    takes, else None: a 415 for a body declared as anything but JSON, a 400 for a JSON array
+    or a body starting with a byte-order mark.
     Checked before the resolver: Powertools would try to parse forms and multipart bodies,
     and answer a malformed multipart header with an internal error; and it validates a JSON
     array's first element as the body, silently dropping the rest."""
@@ -371,8 +378,16 @@ def refused_body(event: dict[str, Any]) -> dict[str, Any] | None:
         return _raw_answer(
             415, "unsupported_media_type", "send the body as JSON (Content-Type: application/json)"
         )
-    if _json_array_body(event):
-        described = COUPON_BODY_MESSAGE if method == "PUT" else CART_BODY_MESSAGE
+    text = _body_text(event)
+    described = COUPON_BODY_MESSAGE if method == "PUT" else CART_BODY_MESSAGE
+    if text is not None and text.startswith("\ufeff"):
+        # JSON's parser refuses it as if the body were not JSON at all: say what it is.
+        return _raw_answer(
+            400,
+            "bad_request",
+            f"{described}; it starts with a byte-order mark (U+FEFF): send the JSON without it",
+        )
+    if text is not None and _json_array_body(text):
         return _raw_answer(400, "bad_request", f"{described}, not an array")
     return None
 

@@ -175,6 +175,19 @@ def test_an_array_around_the_body_is_a_400_not_its_first_element(aws, name, mess
     ("name", "message"),
     [("api_cross_sell_post.json", CART_MESSAGE), ("coupon_put.json", COUPON_MESSAGE)],
 )
+def test_a_byte_order_mark_before_the_body_is_named(aws, name, message):
+    api = import_handler("api")
+    reply = api.lambda_handler(_with_body(name, "\ufeff" + load_event(name)["body"]), FakeLambdaContext())
+    assert (reply["statusCode"], json.loads(reply["body"])["message"]) == (
+        400,
+        f"{message}; it starts with a byte-order mark (U+FEFF): send the JSON without it",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("api_cross_sell_post.json", CART_MESSAGE), ("coupon_put.json", COUPON_MESSAGE)],
+)
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/json", None])
 @pytest.mark.parametrize("body", [None, ""])
 def test_a_missing_body_is_a_400_whatever_its_content_type(aws, name, message, content_type, body):
