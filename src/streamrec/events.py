@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
@@ -20,6 +22,8 @@ from pydantic import (
 )
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+# ID_PATTERN in words, for messages.
+ID_RULE = "1-128 characters: letters, digits and . _ : @ - (not starting with a symbol)"
 # Use ID_REGEX.fullmatch: with re.match, "$" would accept a trailing newline.
 ID_REGEX = re.compile(ID_PATTERN)
 EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "coupon_redeemed"]
@@ -202,9 +206,20 @@ def schema_problems(error: ValidationError, whole: str = "event") -> str:
     """Each problem of a validation error as ``field.path: message`` (``whole`` names the
     object itself), joined by "; ": the reason a dead letter or a 400 carries."""
     return "; ".join(
-        f"{'.'.join(str(p) for p in issue['loc']) or whole}: {issue['msg'].removeprefix('Value error, ')}"
+        f"{'.'.join(str(p) for p in issue['loc']) or whole}: {issue_message(issue)}"
         for issue in error.errors()
     )
+
+
+def issue_message(issue: Mapping[str, Any]) -> str:
+    """pydantic's message for one issue, in the schema's words where pydantic's would name
+    a Python class or a regular expression."""
+    kind = issue.get("type", "")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a JSON object, got {json_type(issue.get('input'))}"
+    if kind == "string_pattern_mismatch" and (issue.get("ctx") or {}).get("pattern") == ID_PATTERN:
+        return f"{json.dumps(issue.get('input'), ensure_ascii=False)[:60]} is not an id: {ID_RULE}"
+    return str(issue.get("msg", kind)).removeprefix("Value error, ")
 
 
 def parse_item_upsert(payload: Any) -> ItemUpsert:

@@ -39,7 +39,7 @@ from streamrec.domain.recommend import (
     RecommendationService,
 )
 from streamrec.domain.trends import WINDOWS, TrendingItem, TrendsService
-from streamrec.events import ID_PATTERN, ID_REGEX, EntityId, json_type
+from streamrec.events import ID_PATTERN, ID_REGEX, ID_RULE, EntityId, issue_message, json_type
 from streamrec.http_models import (
     CartItemList,
     ErrorResponse,
@@ -60,7 +60,7 @@ K_DESCRIPTION = "How many items to return (1..100)."
 # and arrays, which refused_body turns away before Powertools unwraps their first element).
 CART_BODY_MESSAGE = 'the body must be a JSON object like {"items": ["item-1"], "k": 10}'
 COUPON_BODY_MESSAGE = "body must be a JSON object describing the coupon"
-ID_DESCRIPTION = "1-128 characters: letters, digits and . _ : @ - (not starting with a symbol)"
+ID_DESCRIPTION = ID_RULE
 CATEGORY_DESCRIPTION = (
     "Only items of this category (1..128 characters); items of unknown category are left out."
 )
@@ -234,7 +234,7 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collec
         field = ".".join(str(part) for part in location[1:] if isinstance(part, str)) or name
         return f"{field} is not valid Unicode text"
     if location[:1] == ("body",) and coupon_body:
-        message = str(issue.get("msg", kind)).removeprefix("Value error, ")
+        message = issue_message(issue)
         if kind == "json_invalid" or (
             kind in ("model_attributes_type", "dict_type", "missing") and len(location) == 1
         ):

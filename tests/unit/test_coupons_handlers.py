@@ -326,3 +326,23 @@ def test_the_api_function_shares_one_similarity_cache(aws):
     api = import_handler("api")
     assert api.coupons.popular is api.recommendations.similarity
     assert type(api.coupons.popular).__name__ == "CachingSimilarityRepository"
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"scope": "camping"}, "scope: must be a JSON object, got a string"),
+        ({"discount": 5}, "discount: must be a JSON object, got a number"),
+        (
+            {"scope": {"items": ["x/y"]}},
+            'scope.items.0: "x/y" is not an id: 1-128 characters: letters, digits',
+        ),
+    ],
+)
+def test_a_coupon_bodys_wrong_types_and_ids_are_named_in_the_schemas_words(aws, patch, message):
+    # Not pydantic's "Input should be a valid dictionary or object to extract fields from"
+    # or the id's regular expression.
+    api = import_handler("api")
+    body = json.loads(load_event("coupon_put.json")["body"])
+    reply = _put(api, {**body, **patch})
+    assert reply["statusCode"] == 400 and json.loads(reply["body"])["message"].startswith(message)

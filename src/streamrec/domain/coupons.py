@@ -48,6 +48,7 @@ from streamrec.domain.model import POPULAR_CATEGORIES_ROW, CategoryAffinity, Use
 from streamrec.events import (
     EARLIEST_TIMESTAMP,
     ID_REGEX,
+    ID_RULE,
     EntityId,
     TimeFormatError,
     UserEvent,
@@ -232,7 +233,7 @@ def parse_coupon(coupon_id: Any, payload: Any) -> CouponSpec:
     if coupon_id is None:
         problems.append("coupon_id is missing")
     elif not isinstance(coupon_id, str) or not ID_REGEX.fullmatch(coupon_id):
-        problems.append("coupon_id is malformed: 1-128 characters: letters, digits and . _ : @ -")
+        problems.append(f"coupon_id is malformed: {ID_RULE}")
     if not isinstance(payload, dict):
         raise InvalidCoupon(f"a coupon must be a JSON object, got {json_type(payload)}")
     try:
