@@ -563,7 +563,8 @@ def build_app(
         in_stock: InStockQuery = True,
     ) -> dict[str, Any]:
         """Items often bought with those in the user's cart (added, not removed, not yet
-        bought); each names the cart item it goes with. Popular items if the cart is empty."""
+        bought); each names the cart item it goes with. With an empty cart: the user's past
+        purchases ("you bought it before"), then popular items."""
         result = complements.for_user(user_id, k, list_filter(category, exclude, in_stock))
         return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
 
