@@ -6,11 +6,13 @@ import json
 import math
 import re
 import time
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -42,6 +44,21 @@ MILLISECONDS_LIKELY = 1e11
 EPOCH_TEXT = re.compile(r"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?")
 
 EntityId = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+def _category_text(value: str) -> str:
+    # A category is shown and matched as text: a blank one or one holding control
+    # characters (a NUL, a newline) is a producer's bug, not a category.
+    if not value.strip():
+        raise ValueError("a category must not be blank")
+    if any(unicodedata.category(character) == "Cc" for character in value):
+        raise ValueError("a category must not hold control characters")
+    return value
+
+
+# A catalog record's, a coupon scope's or a filter's category (a user event's may be
+# anything up to 128 characters: a bad optional field must not lose the event).
+CategoryName = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_category_text)]
 ITEM_UPSERT = "item_upsert"
 
 
@@ -190,7 +207,7 @@ class ItemUpsert(BaseModel):
     event_type: Literal["item_upsert"]
     item_id: EntityId
     title: Annotated[str, Field(min_length=1, max_length=512)]
-    category: Annotated[str, Field(min_length=1, max_length=128)]
+    category: CategoryName
     price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False, strict=True)]  # a JSON number
     in_stock: StrictBool
     tags: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=50)] = []

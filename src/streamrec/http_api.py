@@ -39,7 +39,7 @@ from streamrec.domain.recommend import (
     RecommendationService,
 )
 from streamrec.domain.trends import WINDOWS, TrendingItem, TrendsService
-from streamrec.events import ID_PATTERN, ID_REGEX, ID_RULE, EntityId, issue_message, json_type
+from streamrec.events import ID_PATTERN, ID_REGEX, ID_RULE, CategoryName, EntityId, issue_message, json_type
 from streamrec.http_models import (
     CartItemList,
     ErrorResponse,
@@ -111,7 +111,7 @@ def _query_boolean(value: Any) -> Any:
 # them as minimum/maximum; a Query(ge=, le=) around a validated type renders them "ge"/"le".
 CountQuery = Annotated[int, Field(ge=1, le=100), BeforeValidator(_query_integer)]
 KQuery = Annotated[CountQuery, Query(description=K_DESCRIPTION)]
-CategoryQuery = Annotated[str | None, Query(min_length=1, max_length=128, description=CATEGORY_DESCRIPTION)]
+CategoryQuery = Annotated[CategoryName | None, Query(description=CATEGORY_DESCRIPTION)]
 IN_STOCK_DESCRIPTION = (
     "Leave out items the catalog marks out of stock (default true; items without a catalog record "
     "count as in stock)."
@@ -152,9 +152,7 @@ class CrossSellRequest(BaseModel):
     user_id: EntityId | None = Field(default=None, description="The user; their stored cart is excluded too.")
     # strict: a JSON integer, not true, "5" or 5.0
     k: Annotated[int, Field(ge=1, le=100, strict=True, description=K_DESCRIPTION)] = 10
-    category: Annotated[str | None, Field(min_length=1, max_length=128, description=CATEGORY_DESCRIPTION)] = (
-        None
-    )
+    category: Annotated[CategoryName | None, Field(description=CATEGORY_DESCRIPTION)] = None
     exclude: Annotated[
         list[EntityId],
         Field(
@@ -264,7 +262,7 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collec
     if name == "window":
         return f"window must be {' or '.join(WINDOWS)}"
     if name == "category":
-        return "category must be 1..128 characters"
+        return "category must be 1..128 characters, not blank, without control characters"
     if name == "in_stock":
         return "in_stock must be true or false (lowercase)"
     return f"{name}: {issue.get('msg', kind)}"

@@ -169,3 +169,8 @@ def test_numbers_keep_their_json_types() -> None:
     # A whole float is the integer (producers that write every number as a float).
     assert parse_event({**GOOD, "quantity": 2.0}).quantity == 2
     assert type(parse_event({**GOOD, "quantity": 2.0}).quantity) is int
+
+
+def test_a_user_events_category_is_free_text() -> None:
+    # Unlike a catalog record's: a bad optional field must not lose the event.
+    assert parse_event({**GOOD, "category": "a\u0000b"}).category == "a\u0000b"

@@ -138,6 +138,8 @@ def _warm(pipeline: Pipeline) -> None:
         ({"tags": "tent"}, "tags"),
         ({"timestamp": "yesterday"}, "timestamp"),
         ({"category": None}, "category"),
+        ({"category": " "}, "category: a category must not be blank"),
+        ({"category": "tents\u0000"}, "category: a category must not hold control characters"),
     ],
 )
 def test_bad_item_upsert_is_refused_with_its_reason(change, fragment):

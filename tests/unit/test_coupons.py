@@ -155,6 +155,8 @@ def test_item_scope_uses_the_recent_items():
         ({"surprise": 1}, "surprise"),
         ({"scope": {"items": ["bad id!"]}}, 'scope.items.0: "bad id!" is not an id: 1-128 characters'),
         ({"scope": "camping"}, "scope: must be a JSON object, got a string"),
+        ({"scope": {"category": "  "}}, "scope.category: a category must not be blank"),
+        ({"scope": {"category": "camp\ning"}}, "scope.category: a category must not hold control characters"),
         ({"discount": 5}, "discount: must be a JSON object, got a number"),
         ({"valid_from": -99_999_999_999_999}, "valid_from: must be from 2000-01-01 to 2100-01-01"),
         ({"valid_to": 99_999_999_999_999}, "valid_to: must be from 2000-01-01 to 2100-01-01"),

@@ -131,7 +131,9 @@ def test_routes_filter(engine, path):
     [
         ("exclude=pan,%23bad", "exclude: '#bad' is not an item id"),
         ("exclude=" + ",".join(f"i{n}" for n in range(101)), "exclude holds 101 ids; at most 100"),
-        ("category=", "category must be 1..128 characters"),
+        ("category=", "category must be 1..128 characters, not blank, without control characters"),
+        ("category=   ", "category must be 1..128 characters, not blank, without control characters"),
+        ("category=a\x00b", "category must be 1..128 characters, not blank, without control characters"),
         ("seen=everything", "seen must be one of purchased, history, none"),
         ("in_stock=maybe", "in_stock must be true or false"),
         ("exclude=history", "exclude takes item ids; for the user's own items use seen=history"),

@@ -49,6 +49,7 @@ from streamrec.events import (
     EARLIEST_TIMESTAMP,
     ID_REGEX,
     ID_RULE,
+    CategoryName,
     EntityId,
     TimeFormatError,
     UserEvent,
@@ -125,7 +126,7 @@ class CouponScope(BaseModel):
         },
     )
 
-    category: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    category: CategoryName | None = None
     items: (
         Annotated[
             list[EntityId],
