@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -46,9 +47,12 @@ EPOCH_TEXT = re.compile(r"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?")
 EntityId = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
-def _category_text(value: str) -> str:
+def _category_text(value: str, info: ValidationInfo) -> str:
     # A category is shown and matched as text: a blank one or one holding control
-    # characters (a NUL, a newline) is a producer's bug, not a category.
+    # characters (a NUL, a newline) is a producer's bug, not a category. Rows stored before
+    # this rule are read back as they are (validation context {"stored": True}).
+    if (info.context or {}).get("stored"):
+        return value
     if not value.strip():
         raise ValueError("a category must not be blank")
     if any(unicodedata.category(character) == "Cc" for character in value):

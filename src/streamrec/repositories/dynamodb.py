@@ -1003,7 +1003,7 @@ PUT_ATTEMPTS = 5
 def _coupon_from_item(item: dict[str, Any]) -> Coupon:
     return Coupon(
         coupon_id=item["coupon_id"]["S"],
-        spec=CouponSpec.model_validate_json(item["spec"]["S"]),
+        spec=CouponSpec.model_validate_json(item["spec"]["S"], context={"stored": True}),
         remaining=int(item["remaining"]["N"]),
         redeemed=int(item.get("redeemed", {}).get("N", 0)),
         refused=int(item.get("refused", {}).get("N", 0)),
