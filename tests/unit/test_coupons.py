@@ -310,16 +310,6 @@ def test_cart_count_follows_adds_and_removals():
     service.ingest(_sequenced([_event(3, "remove_from_cart", item_id="tent")], first=3), "s0")
     assert users.get("u").categories["camping"].in_cart == 1
     assert users.get("u").cart == ["stove"]
-    # Events naming no category (and no catalog to ask) take their item out of the count of
-    # the category the user's history holds for it.
-    uncategorised = [
-        _event(4, "remove_from_cart", category=None, item_id="stove"),
-        _event(5, "add_to_cart", category=None, item_id="pan"),  # no category: never counted
-        _event(6, "purchase", category=None, item_id="pan"),
-    ]
-    service.ingest(_sequenced(uncategorised, first=4), "s0")
-    assert users.get("u").categories["camping"].in_cart == 0
-    assert users.get("u").cart == []
 
 
 def test_scope_features_by_hand():

@@ -276,16 +276,10 @@ def apply_to_categories(state: UserState, event: UserEvent, settings: Settings) 
     """Add ``event`` to the user's engagement with its category (pure; in the ingest plan,
     so it is written with the user row's guards). Call it before the event changes the
     cart. Keeps the ``categories_kept`` strongest categories (as of the event's time)."""
-    cart_change = _cart_change(state, event)
     if not event.category:
-        # No category named nor in the catalog: an item leaving the cart is taken from the
-        # cart count of the category its history entry holds, while the window holds it.
-        held = state.find(event.item_id) if cart_change < 0 else None
-        if held is not None and held.category and held.category in state.categories:
-            counted = state.categories[held.category]
-            state.categories[held.category] = replace(counted, in_cart=max(0, counted.in_cart - 1))
         return
     entry = state.categories.get(event.category)
+    cart_change = _cart_change(state, event)
     weight = settings.category_weights.get(event.event_type, 0.0)
     if weight <= 0:  # e.g. remove_from_cart: only the cart count can change
         if entry is not None and cart_change:

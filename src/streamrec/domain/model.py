@@ -117,11 +117,9 @@ class CategoryAffinity:
     ``affinity`` is the decayed, weighted event sum as of ``ref_time``; ``decayed`` the
     decayed event counts by type (view, add_to_cart, purchase) as of ``ref_time``; ``counts``
     the events of each type ever applied (also for reasons); ``in_cart`` how many of the
-    category's items are in the user's cart (counted as events add and remove them; an event
-    without a category takes its item out of the count of the category its history entry
-    holds, so only an item leaving the cart by the cart's bound, or an uncategorised one
-    that left the history window, stays counted, and an evicted category that comes back
-    starts again at 0; a model feature, not a cart).
+    category's items are in the user's cart (counted as events add and remove them: an item
+    leaving the cart by an event without a category, or by the cart's bound, stays counted,
+    and an evicted category that comes back starts again at 0; a model feature, not a cart).
     """
 
     affinity: float
