@@ -348,6 +348,8 @@ class IngestRecords:
             (index, record) for index, record in enumerate(records) if not isinstance(record[1], ItemUpsert)
         ]
         events = self._events([record for _, record in indexed])
+        if self.service.catalog is not None:  # as the ingest plans them (the batch's records are in)
+            events = list(ingest_domain.with_catalog_categories(events, self.service.catalog))
         stored = dict(self.service.users.get_many({e.event.user_id for e in events}))
         known_coupons = self.service.known_coupons(events)
         failing: list[tuple[int, Exception]] = []

@@ -212,7 +212,8 @@ class CatalogRepository(Protocol):
     def categories(self, item_ids: Iterable[str]) -> dict[str, str]:
         """The catalog category of each item that has a record (a cheap projection, read
         consistently: the ingest plans category-keyed counts with it, and a retry must see
-        what the first attempt saw, the batch's own catalog records included)."""
+        what the first attempt saw, the batch's own catalog records included; only a record
+        of another shard written between the two can change it)."""
         ...
 
     def put_many(self, items: Sequence[tuple[CatalogItem, float | None]]) -> list[str]:
