@@ -47,21 +47,26 @@ EPOCH_TEXT = re.compile(r"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?")
 EntityId = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
-def _category_text(value: str, info: ValidationInfo) -> str:
+def _category_problem(value: str) -> str | None:
     # A category is shown and matched as text: a blank one or one holding control
-    # characters (a NUL, a newline) is a producer's bug, not a category. Rows stored before
-    # this rule are read back as they are (validation context {"stored": True}).
-    if (info.context or {}).get("stored"):
-        return value
+    # characters (a NUL, a newline) is a producer's bug, not a category.
     if not value.strip():
-        raise ValueError("a category must not be blank")
+        return "a category must not be blank"
     if any(unicodedata.category(character) == "Cc" for character in value):
-        raise ValueError("a category must not hold control characters")
+        return "a category must not hold control characters"
+    return None
+
+
+def _category_text(value: str, info: ValidationInfo) -> str:
+    # Rows stored before this rule are read back as they are (context {"stored": True}).
+    problem = None if (info.context or {}).get("stored") else _category_problem(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 
-# A catalog record's, a coupon scope's or a filter's category (a user event's may be
-# anything up to 128 characters: a bad optional field must not lose the event).
+# A catalog record's, a coupon scope's or a filter's category. A user event's bad category
+# is dropped instead (the event is kept, and takes its item's catalog category).
 CategoryName = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_category_text)]
 ITEM_UPSERT = "item_upsert"
 
@@ -117,6 +122,12 @@ class UserEvent(BaseModel):
         elif not self.item_id:
             raise ValueError("item_id: Field required")
         return self
+
+    @field_validator("category")
+    @classmethod
+    def _usable_category(cls, value: str | None) -> str | None:
+        # A bad optional field must not lose the event: it is read as no category.
+        return None if value is None or _category_problem(value) else value
 
     @field_validator("quantity", mode="before")
     @classmethod

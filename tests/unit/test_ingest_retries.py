@@ -135,3 +135,22 @@ def test_a_catalog_record_older_than_the_stored_one_is_ignored_with_a_warning(aw
         TableName=aws.tables["CatalogTable"].name, Key={"item_id": {"S": "X"}}
     )
     assert stored["Item"]["in_stock"]["BOOL"] is True
+
+
+def test_an_event_with_a_blank_category_takes_its_items_catalog_category():
+    from streamrec.domain.ingest import SequencedEvent, with_catalog_categories
+    from streamrec.events import parse_event
+
+    class Catalog:
+        def categories(self, item_ids):
+            return {item: "camping" for item in item_ids}
+
+    event = {
+        "event_id": "e",
+        "event_type": "view",
+        "user_id": "u",
+        "item_id": "X",
+        "timestamp": time.time() - 5,
+    }
+    batch = [SequencedEvent("1", parse_event({**event, "category": "  "}))]
+    assert [s.event.category for s in with_catalog_categories(batch, Catalog())] == ["camping"]

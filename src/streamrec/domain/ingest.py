@@ -306,13 +306,13 @@ def with_catalog_categories(
     records were written), so that the user's history, the category popular lists and the
     coupons see it; events that name a category keep theirs. Planning is unchanged: this
     only fills in the field before it."""
-    unread = {s.event.item_id for s in events if s.event.item_id and s.event.category is None}
+    unread = {s.event.item_id for s in events if s.event.item_id and not s.event.category}
     known = catalog.categories(unread) if unread else {}
     if not known:
         return events
     return [
         SequencedEvent(s.sequence, s.event.model_copy(update={"category": known[s.event.item_id]}))
-        if s.event.category is None and s.event.item_id in known
+        if not s.event.category and s.event.item_id in known
         else s
         for s in events
     ]
