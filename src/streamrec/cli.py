@@ -405,7 +405,7 @@ def _add_faults(subparsers: Any) -> None:
         "--sweep-events",
         type=whole_number(0),
         default=8,
-        help="events whose batches are crashed at every write (default 8; 0 skips the sweep)",
+        help="events whose batches are crashed at every write rank (default 8; 0 skips the sweep)",
     )
     faults.add_argument(
         "--batch-size",

@@ -243,6 +243,12 @@ def schema_problems(error: ValidationError, whole: str = "event") -> str:
     )
 
 
+def quoted(value: Any, limit: int = 60) -> str:
+    """A value as JSON for a message, cut to about ``limit`` characters with an ellipsis."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def issue_message(issue: Mapping[str, Any]) -> str:
     """pydantic's message for one issue, in the schema's words where pydantic's would name
     a Python class or a regular expression."""
@@ -250,7 +256,7 @@ def issue_message(issue: Mapping[str, Any]) -> str:
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"must be a JSON object, got {json_type(issue.get('input'))}"
     if kind == "string_pattern_mismatch" and (issue.get("ctx") or {}).get("pattern") == ID_PATTERN:
-        return f"{json.dumps(issue.get('input'), ensure_ascii=False)[:60]} is not an id: {ID_RULE}"
+        return f"{quoted(issue.get('input'))} is not an id: {ID_RULE}"
     return str(issue.get("msg", kind)).removeprefix("Value error, ")
 
 

@@ -16,7 +16,7 @@ import base64
 import json
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -39,7 +39,16 @@ from streamrec.domain.recommend import (
     RecommendationService,
 )
 from streamrec.domain.trends import WINDOWS, TrendingItem, TrendsService
-from streamrec.events import ID_PATTERN, ID_REGEX, ID_RULE, CategoryName, EntityId, issue_message, json_type
+from streamrec.events import (
+    ID_PATTERN,
+    ID_REGEX,
+    ID_RULE,
+    CategoryName,
+    EntityId,
+    issue_message,
+    json_type,
+    quoted,
+)
 from streamrec.http_models import (
     CartItemList,
     ErrorResponse,
@@ -62,7 +71,8 @@ CART_BODY_MESSAGE = 'the body must be a JSON object like {"items": ["item-1"], "
 COUPON_BODY_MESSAGE = "body must be a JSON object describing the coupon"
 ID_DESCRIPTION = ID_RULE
 CATEGORY_DESCRIPTION = (
-    "Only items of this category (1..128 characters); items of unknown category are left out."
+    "Only items of this category (1..128 characters, not blank, no control characters); items of "
+    "unknown category are left out."
 )
 # API Gateway bounds the request line (~10 KB for an HTTP API), so the query form is bounded
 # in characters as well as in ids; the body form takes up to 100 ids of any length.
@@ -209,9 +219,7 @@ def _id_list_message(name: str, issue: dict[str, Any]) -> str:
     value = issue.get("input")
     positions = [part for part in issue.get("loc", ())[2:] if isinstance(part, int)]
     if positions:
-        shown = (
-            json.dumps(value, ensure_ascii=False)[:60] if isinstance(value, str | None) else json_type(value)
-        )
+        shown = quoted(value) if isinstance(value, str | None) else json_type(value)
         return f"{name}[{positions[0]}] is {shown}, not an item id; {rule}"
     if issue.get("type") == "too_long" and isinstance(value, list):
         return f"{name} holds {len(value)} ids; {rule}"
@@ -398,6 +406,12 @@ _CHECKED_PATHS = frozenset(
 )
 
 
+def _named(names: Sequence[str], shown: int = 5) -> str:
+    """Unknown names for a message: quoted, each cut to 64 characters, the first few."""
+    listed = ", ".join(repr(name[:64]) for name in names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def refuse_unknown_query_parameters(
     app: APIGatewayHttpResolver, next_middleware: Callable[..., Response]
 ) -> Response:
@@ -415,11 +429,8 @@ def refuse_unknown_query_parameters(
             takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
             if route.path == "/cross-sell":
                 takes += "; parameters such as k go in the JSON body"
-            names = ", ".join(repr(name[:64]) for name in unknown[:5])
-            if len(unknown) > 5:
-                names += f" and {len(unknown) - 5} more"
             noun = "parameters" if len(unknown) > 1 else "parameter"
-            return _error(400, "bad_request", f"unknown query {noun} {names} ({takes})")
+            return _error(400, "bad_request", f"unknown query {noun} {_named(unknown)} ({takes})")
     return next_middleware(app)
 
 
@@ -455,9 +466,8 @@ def build_app(
         )
         messages = list(dict.fromkeys(described))
         if unknown:
-            messages.append(
-                f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; {CART_FIELDS}"
-            )
+            noun = "fields" if len(unknown) > 1 else "field"
+            messages.append(f"unknown {noun} {_named(unknown)}; {CART_FIELDS}")
         return _error(400, "bad_request", "; ".join(messages))
 
     @app.exception_handler(InvalidFilter)

@@ -37,7 +37,7 @@ def _assert_same_tables(clean, faulty) -> None:
     assert faulty.shards_drained
 
 
-def test_a_crash_at_every_write_index_before_and_after_changes_nothing() -> None:
+def test_a_crash_at_every_write_rank_before_and_after_changes_nothing() -> None:
     events = taobao_events(8)
     small = {"shards": 1, "batch_size": 4, "similarity_batch_size": 4}
     clean = replay(events, ReplayConfig(**small))

@@ -235,6 +235,7 @@ def _request(app, method: str, path: str, body=None, query: str = "") -> tuple[i
         ),
         ({"items": ["ok", None]}, "items[1] is null, not an item id; items must be"),
         ({"items": [7]}, "items[0] is a number, not an item id; items must be"),
+        ({"items": ["x" * 200]}, f'items[0] is "{"x" * 58}…, not an item id; items must be'),
         (
             {"items": ["a"], "exclude": ["x/y"]},
             'exclude[0] is "x/y", not an item id; exclude must be a list of at most',
@@ -244,10 +245,10 @@ def _request(app, method: str, path: str, body=None, query: str = "") -> tuple[i
         ({"items": ["a"], "k": 0}, "k must be an integer between 1 and 100"),
         ({"items": ["a"], "k": 101}, "k must be an integer between 1 and 100"),
         ({"items": ["a"], "user_id": "no spaces"}, "user_id is malformed"),
-        ({"items": ["a"], "colour": "red"}, "unknown field colour; expected items, user_id, k,"),
+        ({"items": ["a"], "colour": "red"}, "unknown field 'colour'; expected items, user_id, k,"),
         (
             {"items": ["a"], "colour": "red", "size": 1},
-            "unknown fields colour, size; expected items, user_id, k, category, exclude, in_stock",
+            "unknown fields 'colour', 'size'; expected items, user_id, k, category, exclude, in_stock",
         ),
         ("{not json", "the body must be a JSON object"),
         ([1, 2], "the body must be a JSON object"),

@@ -25,7 +25,7 @@ clean run's, row for row, once replay guards, versions and time stamps are set a
 Two fault plans: :class:`SampledFaults` (a crash at a random write call of a fraction of
 the invocations, with every (function, operation, table, before/after) combination crashed
 at least ``coverage`` times) for long replays, and :class:`SweepFaults`, which crashes one
-batch at *every* write in turn (before, then after), for short replays.
+batch at *every* write rank in turn (before, then after), for short replays.
 """
 
 from __future__ import annotations
@@ -197,12 +197,14 @@ class _SampledInvocation:
 
 
 class SweepFaults:
-    """Crash a batch at every write in turn, before it and then after it. A write is named
-    by its kind and its rank among the writes of that kind in the invocation (the 3rd
-    co-occurrence UpdateItem, ...): each invocation of the same records crashes at the first
-    write not yet crashed in that phase, and the batch succeeds once none is left. (Not by
-    the write's index in the invocation: a retry skips writes whose effect is already stored,
-    e.g. a catalog record written before the crash, so the same index names another write.)
+    """Crash a batch at every write rank in turn, before the write and then after it. A write
+    is named by its kind and its rank among the writes of that kind in the invocation (the
+    3rd co-occurrence UpdateItem, ...): each invocation of the same records crashes at the
+    first (kind, rank) not yet crashed in that phase, and the batch succeeds once none is
+    left. Not by the write's index in the invocation: a retry skips writes whose effect is
+    already stored (a catalog record, a user row written before the crash), so the same
+    index would name a write of another kind. Such a skip still moves the later writes of
+    its kind one rank down, so a few writes are crashed only under the rank they had first.
     Use with infinite retries and no bisection, so that the batch comes back unchanged."""
 
     def __init__(self) -> None:
@@ -693,7 +695,7 @@ def run_fault_injection(
     seed: int = 7,
     progress: Callable[[str], None] | None = None,
 ) -> FaultReport:
-    """The whole harness: a sweep over the first ``sweep_events`` events (every write
+    """The whole harness: a sweep over the first ``sweep_events`` events (every write rank
     of every batch, before and after), then the sampled faulty replay of all ``events``,
     each compared with its clean run."""
     say = progress or (lambda _text: None)
@@ -717,7 +719,7 @@ def run_fault_injection(
         )
         say(f"sweep: clean run of {len(subset)} events")
         clean = replay(subset, ReplayConfig(shards=1, batch_size=4, similarity_batch_size=4, seed=seed))
-        say("sweep: crashing every write of every batch, before and after")
+        say("sweep: crashing every write rank of every batch, before and after")
         swept = replay(subset, sweep_config, SweepFaults())
         sweep = _compare("sweep", clean, swept)
         sweep["batches_swept"] = (swept.sweep or {}).get("batches_swept", 0)
