@@ -101,3 +101,19 @@ def kinesis_event(
         new["eventID"] = new["eventID"].split(":", 1)[0] + ":" + sequence
         records.append(new)
     return {"Records": records}
+
+
+class BatchGetRecorder:
+    """A DynamoDB client that records the ``RequestItems`` of each BatchGetItem it passes on
+    (``requests``): for tests of how an adapter reads (consistent, projected)."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.requests: list[dict] = []
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def batch_get_item(self, **kwargs):
+        self.requests.append(kwargs["RequestItems"])
+        return self.client.batch_get_item(**kwargs)

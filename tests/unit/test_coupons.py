@@ -51,6 +51,7 @@ from streamrec.repositories.memory import (
     InMemoryUserRepository,
 )
 from streamrec.settings import ConfigurationError, Settings, load_settings
+from tests.unit.conftest import BatchGetRecorder
 
 NOW = 1_764_201_600.0
 DAY = 86_400.0
@@ -502,20 +503,8 @@ def test_planning_refuses_a_redemption_of_a_coupon_not_defined():
 def test_adapters_tell_which_coupons_are_defined_with_a_consistent_key_only_read(aws):
     import boto3
 
-    requests = []
-
-    class Recording:
-        def __init__(self, client):
-            self.client = client
-
-        def __getattr__(self, name):
-            return getattr(self.client, name)
-
-        def batch_get_item(self, **kwargs):
-            requests.append(kwargs["RequestItems"])
-            return self.client.batch_get_item(**kwargs)
-
-    table = DynamoTable(aws.tables["CouponsTable"].name, Recording(boto3.client("dynamodb")))
+    client = BatchGetRecorder(boto3.client("dynamodb"))
+    table = DynamoTable(aws.tables["CouponsTable"].name, client)
     for name, repository in {
         "memory": InMemoryCouponRepository(),
         "dynamodb": DynamoCouponRepository(table),
@@ -525,7 +514,7 @@ def test_adapters_tell_which_coupons_are_defined_with_a_consistent_key_only_read
         assert repository.defined([]) == set(), name
     # A coupon put a moment ago counts (not an eventually consistent read), and no row's
     # spec is read or parsed.
-    (request,) = [r[table.name] for r in requests]
+    (request,) = [r[table.name] for r in client.requests]
     assert request["ConsistentRead"] is True and request["ProjectionExpression"] == "coupon_id"
 
 

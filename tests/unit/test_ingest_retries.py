@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from streamrec.domain.model import UserState
 from streamrec.repositories.dynamodb import DynamoCatalogRepository, DynamoTable, DynamoUserRepository
-from tests.unit.conftest import FakeLambdaContext, import_handler, kinesis_event
+from tests.unit.conftest import BatchGetRecorder, FakeLambdaContext, import_handler, kinesis_event
 
 
 def _scan(table: str) -> dict[str, dict]:
@@ -87,25 +87,13 @@ def test_the_ingest_plans_from_consistent_reads_of_users_and_catalog_categories(
     """An eventually consistent read may return a user row as it was one batch earlier; the
     plan made from it writes guarded count increments, the user write then fails its version
     check, and the retry's different plan cannot undo them."""
-    requests: list[dict] = []
-
-    class Recording:
-        def __init__(self, client):
-            self.client = client
-
-        def __getattr__(self, name):
-            return getattr(self.client, name)
-
-        def batch_get_item(self, **kwargs):
-            requests.extend(kwargs["RequestItems"].values())
-            return self.client.batch_get_item(**kwargs)
-
-    client = Recording(boto3.client("dynamodb"))
+    client = BatchGetRecorder(boto3.client("dynamodb"))
     users = DynamoUserRepository(DynamoTable(aws.tables["UsersTable"].name, client))
     users.save_many([UserState(user_id="u1")])
     catalog = DynamoCatalogRepository(DynamoTable(aws.tables["CatalogTable"].name, client))
     assert users.get_many(["u1"]).keys() == {"u1"}
     assert catalog.categories(["X"]) == {}
+    requests = [request for items in client.requests for request in items.values()]
     assert len(requests) == 2 and all(request.get("ConsistentRead") is True for request in requests)
 
 
