@@ -218,3 +218,17 @@ def test_port_in_use_is_a_clear_error(served) -> None:
 def test_routes_need_their_function() -> None:
     with pytest.raises(HttpApiError, match="no function loaded"):
         LocalHttpApi(ROUTES, {})
+
+
+def test_a_body_over_api_gateways_limit_or_a_bad_length_is_refused_unread(served, recorder: Recorder) -> None:
+    api, _ = served
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    too_large = _raw_exchange(api, head + b"Content-Length: 10485761\r\n\r\n{}")
+    assert too_large.startswith(b"HTTP/1.1 413") and b"Request Entity Too Large" in too_large, too_large
+    chunked = head + b"Transfer-Encoding: chunked\r\n\r\n"
+    refused = _raw_exchange(api, chunked + b"A00001\r\n")  # 10 MiB + 1 announced by a chunk
+    assert refused.startswith(b"HTTP/1.1 413"), refused
+    for length in (b"-5", b"abc", b"+2", b"1_0"):  # what int() would read as a length
+        bad = _raw_exchange(api, head + b"Content-Length: " + length + b"\r\n\r\n{}")
+        assert bad.startswith(b"HTTP/1.1 400") and b"Bad Request" in bad, bad
+    assert recorder.events == []

@@ -331,6 +331,16 @@ class LocalHttpApi:
 
 
 READ_TIMEOUT_SECONDS = 30.0
+# API Gateway's payload limit for an HTTP API: a larger request is answered 413 there.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class _BodyRefused(ValueError):
+    """A request body the local API refuses before reading it, with API Gateway's answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _read_chunked(stream: Any) -> bytes:
@@ -347,6 +357,8 @@ def _read_chunked(stream: Any) -> bytes:
         size = int(size_text, 16)
         if size == 0:
             break
+        if len(body) + size > MAX_BODY_BYTES:
+            raise _BodyRefused(413, "Request Entity Too Large")
         chunk = stream.read(size)
         if len(chunk) < size or stream.readline(3).strip():
             raise ValueError("chunk cut short or not followed by CRLF")
@@ -369,16 +381,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return _read_chunked(self.rfile)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not text.isascii() or not text.isdigit():  # int() would take -5, +5 and 1_0
+            raise _BodyRefused(400, "Bad Request")
+        length = int(text)
+        if length > MAX_BODY_BYTES:
+            raise _BodyRefused(413, "Request Entity Too Large")
         return self.rfile.read(length) if length > 0 else b""
 
     def _serve(self) -> None:
         api: LocalHttpApi = self.server.api  # type: ignore[attr-defined]
         try:
             body = self._read_body()
+        except _BodyRefused as refused:
+            # The body is left unread: answer, then close the connection.
+            self.close_connection = True
+            response = _json_response(refused.status, {"message": str(refused)})
         except ValueError as error:
             # The stream is out of step with the request: answer, then close the connection.
             self.close_connection = True
