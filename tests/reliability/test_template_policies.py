@@ -402,7 +402,7 @@ def test_sam_translates_the_template_and_every_data_route_is_authorized(
 
 def _assert_operations_settings(resources: dict[str, Any]) -> None:
     """Throttling on the API's stage, each function logging to a group that expires, and
-    alarms on dead letters, the streams' lag and API server errors."""
+    alarms on dead letters, the streams' lag or stall and API server errors."""
     (stage,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
     assert stage["Properties"]["StageName"] == "$default"
     assert stage["Properties"]["DefaultRouteSettings"] == {
@@ -424,7 +424,32 @@ def _assert_operations_settings(resources: dict[str, Any]) -> None:
         if alarm["Type"] == "AWS::CloudWatch::Alarm"
     }
     watched = {
-        (a["Namespace"], a["MetricName"], json.dumps(a["Dimensions"][0]["Value"])) for a in alarms.values()
+        (a["Namespace"], a["MetricName"], json.dumps(a["Dimensions"][0]["Value"]))
+        for a in alarms.values()
+        if "Metrics" not in a
+    }
+    # Records coming in while a function runs not once (a disabled mapping: no IteratorAge).
+    stalled = {
+        name: {
+            query["Id"]: query.get("Expression")
+            or json.dumps(query["MetricStat"]["Metric"]["Dimensions"][0]["Value"])
+            for query in alarm["Metrics"]
+        }
+        for name, alarm in alarms.items()
+        if "Metrics" in alarm
+    }
+    unread = "IF(FILL(invocations, 0) == 0, FILL(incoming, 0), 0)"
+    assert stalled == {
+        "IngestStalledAlarm": {
+            "incoming": '{"Ref": "EventStream"}',
+            "invocations": '{"Ref": "IngestFunction"}',
+            "unread": unread,
+        },
+        "SimilarityStalledAlarm": {
+            "incoming": '{"Ref": "ChangedItemsStream"}',
+            "invocations": '{"Ref": "SimilarityFunction"}',
+            "unread": unread,
+        },
     }
     assert watched == {
         ("AWS/SQS", "NumberOfMessagesSent", '{"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}'),
