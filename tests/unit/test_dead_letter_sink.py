@@ -60,3 +60,35 @@ def test_large_and_small_letters_are_all_sent_within_the_size_limits(aws) -> Non
             Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
         )
     assert received == len(letters)
+
+
+class _RefusingOnceClient(_RecordingClient):
+    """Refuses the first entry of the first request (as SQS may under throttling)."""
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict]) -> dict:  # noqa: N803 - boto3 names
+        if self.requests:
+            return super().send_message_batch(QueueUrl, Entries)
+        self.requests.append(Entries)
+        refused, rest = Entries[0], Entries[1:]
+        response = self.client.send_message_batch(QueueUrl=QueueUrl, Entries=rest)
+        failed = {"Id": refused["Id"], "SenderFault": False, "Code": "InternalError"}
+        return {**response, "Failed": [*response.get("Failed", []), failed]}
+
+
+def test_entries_sqs_refuses_are_sent_again_alone(aws) -> None:
+    # Failing the whole call instead would have Lambda retry it, sending the accepted
+    # letters a second time.
+    sqs = boto3.client("sqs")
+    queue_url = os.environ["DEAD_LETTER_QUEUE_URL"]
+    client = _RefusingOnceClient(sqs)
+    letters = [_letter(n, "eyJ4IjoxfQ==") for n in range(3)]
+    SqsDeadLetterSink(queue_url, client).send(letters)
+    assert [len(entries) for entries in client.requests] == [3, 1]
+    reasons = []
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
+        reasons += [json.loads(m["Body"])["reason"] for m in messages]
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+    assert sorted(reasons) == ["bad record 0", "bad record 1", "bad record 2"]

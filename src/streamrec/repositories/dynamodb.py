@@ -983,12 +983,20 @@ class SqsDeadLetterSink:
             entries: list[Any] = [
                 {"Id": f"{start}-{index}", "MessageBody": body} for index, body in enumerate(bodies)
             ]
-            try:
-                response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            except (ClientError, BotoCoreError) as error:
-                raise RepositoryError(f"SendMessageBatch failed: {error}") from error
-            if response.get("Failed"):
-                raise RepositoryError(f"dead-letter queue refused {len(response['Failed'])} messages")
+            # Entries SQS refused are sent again on their own: failing the batch for them
+            # would make Lambda's retry send the letters already accepted a second time.
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                try:
+                    response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+                except (ClientError, BotoCoreError) as error:
+                    raise RepositoryError(f"SendMessageBatch failed: {error}") from error
+                failed = {entry["Id"] for entry in response.get("Failed", [])}
+                entries = [entry for entry in entries if entry["Id"] in failed]
+                if not entries:
+                    break
+                _backoff(attempt)
+            else:
+                raise RepositoryError(f"dead-letter queue refused {len(entries)} messages")
 
 
 # ---- Coupons -----------------------------------------------------------------------------
