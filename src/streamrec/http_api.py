@@ -25,7 +25,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from streamrec.domain.coupons import CouponService, CouponSpec
 from streamrec.domain.filters import MAX_EXCLUDED_ITEMS, ListFilter
@@ -127,8 +127,28 @@ IN_STOCK_DESCRIPTION = (
     "count as in stock)."
 )
 InStockQuery = Annotated[bool, BeforeValidator(_query_boolean), Query(description=IN_STOCK_DESCRIPTION)]
+
+
+def _excluded_ids(value: str) -> str:
+    """Check the query's ``exclude`` where the other parameters are checked, so that its
+    problems are named with theirs in one 400."""
+    ids = _split_ids(value)
+    if len(ids) > MAX_EXCLUDED_ITEMS:
+        raise ValueError(f"exclude holds {len(ids)} ids; at most {MAX_EXCLUDED_ITEMS}")
+    bad = [item for item in ids if not ID_REGEX.fullmatch(item)]
+    if bad:
+        verb = "is not an item id" if len(bad) == 1 else "are not item ids"
+        raise ValueError(f"exclude: {_named(bad)} {verb} ({ID_DESCRIPTION})")
+    return value
+
+
+def _split_ids(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 ExcludeQuery = Annotated[
-    str | None, Query(max_length=MAX_EXCLUDE_QUERY_CHARS, description=EXCLUDE_DESCRIPTION)
+    Annotated[str, AfterValidator(_excluded_ids)] | None,
+    Query(max_length=MAX_EXCLUDE_QUERY_CHARS, description=EXCLUDE_DESCRIPTION),
 ]
 
 
@@ -180,15 +200,8 @@ class InvalidFilter(ValueError):
 def list_filter(category: str | None, exclude: str | list[str] | None, in_stock: bool = True) -> ListFilter:
     """The filter of a list request: ``exclude`` is a comma-separated string (query) or a
     list (body) of item ids."""
-    if isinstance(exclude, str):
-        ids = [part.strip() for part in exclude.split(",") if part.strip()]
-    else:
-        ids = list(exclude or [])
-    if len(ids) > MAX_EXCLUDED_ITEMS:
-        raise InvalidFilter(f"exclude holds {len(ids)} ids; at most {MAX_EXCLUDED_ITEMS}")
-    bad = [item for item in ids if not ID_REGEX.fullmatch(item)]
-    if bad:
-        raise InvalidFilter(f"exclude: {bad[0][:40]!r} is not an item id ({ID_DESCRIPTION})")
+    # Both forms are validated before (the query by _excluded_ids, the body by its schema).
+    ids = _split_ids(exclude) if isinstance(exclude, str) else list(exclude or [])
     return ListFilter(category=category, exclude=frozenset(ids), in_stock_only=in_stock)
 
 
@@ -265,6 +278,8 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collec
         return f"{name} is malformed: {ID_DESCRIPTION}"
     if name == "seen":
         return f"seen must be one of {', '.join(EXCLUDE_MODES)}"
+    if name == "exclude" and kind == "value_error":
+        return issue_message(issue)
     if name == "exclude":
         return f"exclude must be at most {MAX_EXCLUDE_QUERY_CHARS} characters of comma-separated item ids"
     if name == "window":

@@ -12,7 +12,7 @@ import pytest
 
 from streamrec.domain.filters import ListFilter
 from streamrec.evaluation.engine import InMemoryEngine
-from streamrec.http_api import build_app
+from streamrec.http_api import ID_DESCRIPTION, build_app
 from streamrec.settings import Settings
 
 T0 = 1_764_000_000
@@ -143,6 +143,15 @@ def test_bad_filters_are_400(engine, query, message):
     query = query.replace("%23", "#")
     status, body = _get(engine, "/users/u1/recommendations", query)
     assert status == 400 and message in body["message"], body
+
+
+def test_a_bad_exclude_is_named_with_the_other_bad_parameters(engine):
+    status, body = _get(engine, "/users/u1/recommendations", "k=0&exclude=#a,ok,#b")
+    assert status == 400
+    assert body["message"].split("; ") == [
+        "k must be an integer between 1 and 100",
+        f"exclude: '#a', '#b' are not item ids ({ID_DESCRIPTION})",
+    ]
 
 
 def test_cross_sell_body_filters(engine):
