@@ -244,15 +244,19 @@ def schema_problems(error: ValidationError, whole: str = "event") -> str:
 
 
 def quoted(value: Any, limit: int = 60) -> str:
-    """A value as JSON for a message, cut to about ``limit`` characters with an ellipsis."""
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """A value as JSON for a message; a longer string is cut to ``limit`` characters, with
+    an ellipsis inside its quotes."""
+    if isinstance(value, str) and len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def issue_message(issue: Mapping[str, Any]) -> str:
     """pydantic's message for one issue, in the schema's words where pydantic's would name
     a Python class or a regular expression."""
     kind = issue.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown field"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"must be a JSON object, got {json_type(issue.get('input'))}"
     if kind == "string_pattern_mismatch" and (issue.get("ctx") or {}).get("pattern") == ID_PATTERN:

@@ -222,21 +222,32 @@ def _repeated_query_names(raw_query: str) -> set[str]:
     return {name for name, count in counts.items() if count > 1}
 
 
-CART_FIELDS = "expected items, user_id, k, category, exclude, in_stock"
+CART_FIELDS = f"expected {', '.join(CrossSellRequest.model_fields)}"
+COUPON_FIELDS = f"expected {', '.join(CouponSpec.model_fields)}"
+
+
+def _id_list_rule(name: str) -> str:
+    limits = f"1..{CROSS_SELL_MAX_ITEMS}" if name == "items" else f"at most {MAX_EXCLUDED_ITEMS}"
+    return f"{name} must be a list of {limits} item ids ({ID_DESCRIPTION})"
+
+
+def _entry_position(issue: dict[str, Any]) -> int | None:
+    """The list position an issue of the cart body is about (``items[3]``), if any."""
+    positions = [part for part in issue.get("loc", ())[2:] if isinstance(part, int)]
+    return positions[0] if positions else None
 
 
 def _id_list_message(name: str, issue: dict[str, Any]) -> str:
-    """The cart body's ``items`` or ``exclude`` issue, naming the entry at fault."""
-    limits = f"1..{CROSS_SELL_MAX_ITEMS}" if name == "items" else f"at most {MAX_EXCLUDED_ITEMS}"
-    rule = f"{name} must be a list of {limits} item ids ({ID_DESCRIPTION})"
+    """The cart body's ``items`` or ``exclude`` issue, naming the entry at fault (the rule
+    follows once, after every entry: see bad_request)."""
     value = issue.get("input")
-    positions = [part for part in issue.get("loc", ())[2:] if isinstance(part, int)]
-    if positions:
+    position = _entry_position(issue)
+    if position is not None:
         shown = quoted(value) if isinstance(value, str | None) else json_type(value)
-        return f"{name}[{positions[0]}] is {shown}, not an item id; {rule}"
+        return f"{name}[{position}] is {shown}, not an item id"
     if issue.get("type") == "too_long" and isinstance(value, list):
-        return f"{name} holds {len(value)} ids; {rule}"
-    return rule
+        return f"{name} holds {len(value)} ids; {_id_list_rule(name)}"
+    return _id_list_rule(name)
 
 
 def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collection[str] = ()) -> str:
@@ -422,8 +433,8 @@ _CHECKED_PATHS = frozenset(
 
 
 def _named(names: Sequence[str], shown: int = 5) -> str:
-    """Unknown names for a message: quoted, each cut to 64 characters, the first few."""
-    listed = ", ".join(repr(name[:64]) for name in names[:shown])
+    """Names for a message: quoted, each cut to 64 characters (with an ellipsis), the first few."""
+    listed = ", ".join(repr(name if len(name) <= 64 else name[:63] + "…") for name in names[:shown])
     return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
@@ -470,19 +481,35 @@ def build_app(
         coupon_body = app.current_event.http_method.upper() == "PUT"  # only PUT /coupons/{id}
         repeated = _repeated_query_names(app.current_event.raw_query_string)
         issues = error.errors()
-        # The cart body's unknown fields are named together, the expected ones once.
-        unknown = (
-            [] if coupon_body else [str(i["loc"][-1]) for i in issues if i.get("type") == "extra_forbidden"]
-        )
-        described = (
-            _describe(issue, coupon_body, repeated)
+        # A body's unknown top-level fields are named together, with the expected ones once.
+        top_unknown = [
+            issue
             for issue in issues
-            if coupon_body or issue.get("type") != "extra_forbidden"
+            if issue.get("type") == "extra_forbidden" and len(issue.get("loc", ())) == 2
+        ]
+        unknown = [str(issue["loc"][1]) for issue in top_unknown]
+        messages = list(
+            dict.fromkeys(
+                _describe(issue, coupon_body, repeated) for issue in issues if issue not in top_unknown
+            )
         )
-        messages = list(dict.fromkeys(described))
+        if not coupon_body:
+            # Each bad entry of the cart's id lists is named; their rule follows once.
+            positioned = {
+                str(issue["loc"][1])
+                for issue in issues
+                if issue.get("loc", ())[:1] == ("body",)
+                and _entry_position(issue) is not None
+                and issue.get("type") != "string_unicode"  # named as such, not as an id
+            }
+            messages += [_id_list_rule(name) for name in ("items", "exclude") if name in positioned]
+        if coupon_body and "coupon_id" in unknown:
+            unknown.remove("coupon_id")
+            messages.append("coupon_id goes in the path (PUT /coupons/{coupon_id}), not in the body")
         if unknown:
             noun = "fields" if len(unknown) > 1 else "field"
-            messages.append(f"unknown {noun} {_named(unknown)}; {CART_FIELDS}")
+            expected = COUPON_FIELDS if coupon_body else CART_FIELDS
+            messages.append(f"unknown {noun} {_named(unknown)}; {expected}")
         return _error(400, "bad_request", "; ".join(messages))
 
     @app.exception_handler(InvalidFilter)

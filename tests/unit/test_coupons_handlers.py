@@ -346,3 +346,17 @@ def test_a_coupon_bodys_wrong_types_and_ids_are_named_in_the_schemas_words(aws, 
     body = json.loads(load_event("coupon_put.json")["body"])
     reply = _put(api, {**body, **patch})
     assert reply["statusCode"] == 400 and json.loads(reply["body"])["message"].startswith(message)
+
+
+def test_a_coupon_bodys_unknown_fields_are_named_together_and_coupon_id_goes_in_the_path(aws):
+    api = import_handler("api")
+    body = json.loads(load_event("coupon_put.json")["body"])
+    extra = {name: 1 for name in ("a", "b", "c", "d", "e", "f")}
+    message = json.loads(_put(api, {**body, **extra, "coupon_id": "c1"})["body"])["message"]
+    assert message == (
+        "coupon_id goes in the path (PUT /coupons/{coupon_id}), not in the body; "
+        "unknown fields 'a', 'b', 'c', 'd', 'e' and 1 more; "
+        "expected scope, discount, min_spend, valid_from, valid_to, budget, per_user_limit"
+    )
+    nested = json.loads(_put(api, {**body, "scope": {"category": "camping", "colour": "red"}})["body"])
+    assert nested["message"] == "scope.colour: unknown field"

@@ -235,7 +235,11 @@ def _request(app, method: str, path: str, body=None, query: str = "") -> tuple[i
         ),
         ({"items": ["ok", None]}, "items[1] is null, not an item id; items must be"),
         ({"items": [7]}, "items[0] is a number, not an item id; items must be"),
-        ({"items": ["x" * 200]}, f'items[0] is "{"x" * 58}…, not an item id; items must be'),
+        (
+            {"items": ["#bad", "x y", "ok"]},
+            'items[0] is "#bad", not an item id; items[1] is "x y", not an item id; items must be a list of',
+        ),
+        ({"items": ["x" * 200]}, f'items[0] is "{"x" * 59}…", not an item id; items must be'),
         (
             {"items": ["a"], "exclude": ["x/y"]},
             'exclude[0] is "x/y", not an item id; exclude must be a list of at most',

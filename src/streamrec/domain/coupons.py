@@ -149,7 +149,7 @@ class CouponScope(BaseModel):
     @model_validator(mode="after")
     def _one_kind(self) -> CouponScope:
         if (self.category is None) == (self.items is None):
-            raise ValueError("scope needs exactly one of category or items")
+            raise ValueError("give exactly one of category or items")
         return self
 
 
