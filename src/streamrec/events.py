@@ -67,7 +67,20 @@ def _category_text(value: str, info: ValidationInfo) -> str:
 
 # A catalog record's, a coupon scope's or a filter's category. A user event's bad category
 # is dropped instead (the event is kept, and takes its item's catalog category).
-CategoryName = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_category_text)]
+CategoryName = Annotated[
+    str,
+    # The pattern is the rule for the schema's readers (at least one character that is
+    # neither a space nor a control character, and no control character); the validator
+    # applies it.
+    Field(
+        min_length=1,
+        max_length=128,
+        json_schema_extra={
+            "pattern": r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        },
+    ),
+    AfterValidator(_category_text),
+]
 ITEM_UPSERT = "item_upsert"
 
 

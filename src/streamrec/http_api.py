@@ -688,7 +688,11 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
             str, Query(pattern="^(1h|24h)$", description="The window ending now: 1h (default) or 24h.")
         ] = "1h",
         category: Annotated[
-            str | None, Query(min_length=1, max_length=128, description="Only items of this category.")
+            CategoryName | None,
+            Query(
+                description="Only items of this category (1..128 characters, not blank, "
+                "no control characters)."
+            ),
         ] = None,
         k: KQuery = 10,
         exclude: ExcludeQuery = None,

@@ -111,6 +111,11 @@ def test_trending_and_demand_bad_input(aws):
         400,
         "category must be 1..128 characters, not blank, without control characters",
     )
+    status, body = _get(api, "api_trending.json", {"category": "\x00"})
+    assert (status, body["message"]) == (
+        400,
+        "category must be 1..128 characters, not blank, without control characters",
+    )
     status, body = _get(api, "api_trending.json", {"exclude": "ok,#bad"})
     assert status == 400 and body["message"].startswith("exclude: '#bad' is not an item id"), body
     status, body = _get(api, "api_demand.json", item_id="#bad id")
