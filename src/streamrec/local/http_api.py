@@ -381,7 +381,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return _read_chunked(self.rfile)
-        text = (self.headers.get("Content-Length") or "0").strip()
+        lengths = {value.strip() for value in self.headers.get_all("Content-Length") or ["0"]}
+        text = lengths.pop() if len(lengths) == 1 else ""  # two different lengths: which?
         if not text.isascii() or not text.isdigit():  # int() would take -5, +5 and 1_0
             raise _BodyRefused(400, "Bad Request")
         length = int(text)
@@ -421,9 +422,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.send_header("apigw-requestid", uuid.uuid4().hex[:16])
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
+        try:
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client went away (e.g. still sending the body a 413 left unread).
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
