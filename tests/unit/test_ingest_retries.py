@@ -142,3 +142,39 @@ def test_an_event_with_a_blank_category_takes_its_items_catalog_category():
     }
     batch = [SequencedEvent("1", parse_event({**event, "category": "  "}))]
     assert [s.event.category for s in with_catalog_categories(batch, Catalog())] == ["camping"]
+
+
+def test_a_redelivered_catalog_record_does_not_replace_a_later_one_of_the_same_time(aws):
+    """Two records of X with the same timestamp and other fields: the second (later on the
+    shard) wins, and a re-delivery of the first (a Lambda retry, or a bisected half of its
+    batch) no longer rolls the catalog back, nor moves later uncategorised events."""
+    ingest = import_handler("ingest")
+    now = int(time.time()) - 60
+
+    def upsert(category: str) -> dict:
+        return {
+            "event_type": "item_upsert",
+            "item_id": "X",
+            "title": "Tent X",
+            "category": category,
+            "price": 10.0,
+            "in_stock": True,
+            "timestamp": now,
+        }
+
+    first, second = kinesis_event([upsert("B")], 1), kinesis_event([upsert("C")], 2)
+    purchase = {
+        "event_id": "p",
+        "event_type": "purchase",
+        "user_id": "u1",
+        "item_id": "X",
+        "timestamp": now + 1,
+    }
+    for batch in (first, second, first, kinesis_event([purchase], 3)):
+        assert ingest.lambda_handler(batch, FakeLambdaContext()) == {"batchItemFailures": []}
+    stored = boto3.client("dynamodb").get_item(
+        TableName=aws.tables["CatalogTable"].name, Key={"item_id": {"S": "X"}}
+    )
+    assert stored["Item"]["category"]["S"] == "C"
+    buys = [key for key in _scan(aws.tables["ItemStatsTable"].name) if key.startswith("#buys:")]
+    assert buys == ["#buys:C"]

@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from streamrec_core import content_cosine, idf, overlap_scores, term_counts, tfidf_norm, top_k
@@ -115,6 +115,11 @@ def latest_per_item(records: Iterable[SequencedUpsert]) -> tuple[dict[str, Seque
     return latest, superseded
 
 
+def _written_after(stored: CatalogItem, record: CatalogItem) -> bool:
+    """Whether the stored record was written by a later record of the same shard."""
+    return stored.shard == record.shard != "" and stored.sequence > record.sequence
+
+
 @dataclass
 class CatalogService:
     settings: Settings
@@ -131,10 +136,16 @@ class CatalogService:
         writes: list[tuple[SequencedUpsert, CatalogItem, CatalogItem | None]] = []
         for item_id in sorted(latest):
             record, old = latest[item_id], stored.get(item_id)
-            new = catalog_item(record.upsert)
+            new = replace(catalog_item(record.upsert), shard=shard, sequence=record.sequence)
             if old is not None and old.timestamp > new.timestamp:
                 outcome.stale.append((item_id, new.timestamp, old.timestamp))
-            elif old is not None and old.timestamp == new.timestamp and same_fields(old, new):
+            elif (
+                old is not None
+                and old.timestamp == new.timestamp
+                and (same_fields(old, new) or _written_after(old, new))
+            ):
+                # The stored record, or (other fields) one written after it on this shard:
+                # a re-delivery (a Lambda retry or bisected half) of an earlier record.
                 outcome.duplicates.append(item_id)
             else:
                 # Newer, or as old with other fields: a later record in stream order (an

@@ -264,7 +264,9 @@ class ItemStats:
 @dataclass
 class CatalogItem:
     """An item's catalog record as stored: its fields as of ``timestamp``, its token counts
-    (title, category and tags) and the norm of its TF-IDF vector when it was written."""
+    (title, category and tags), the norm of its TF-IDF vector when it was written, and the
+    shard and sequence key of the stream record that wrote it ("" for rows written before
+    they were kept): they tell a re-delivered record from a later one of the same time."""
 
     item_id: str
     title: str
@@ -275,6 +277,8 @@ class CatalogItem:
     timestamp: float
     terms: dict[str, int] = field(default_factory=dict)
     norm: float = 0.0
+    shard: str = ""
+    sequence: str = ""
 
 
 def token_row(token: str) -> str:

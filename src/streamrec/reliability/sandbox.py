@@ -37,7 +37,8 @@ VOLATILE_ATTRIBUTES = {
     # where batches were cut, which crashes and bisections change on purpose: they are
     # scores, not counts. The records, postings and document count are compared exactly.
     "SimilarityTable": {"updated_at", "version", "content", "content_categories"},
-    "CatalogTable": {"norm"},
+    # A record's "shard" and "sequence" name the stream record that wrote it, a replay guard.
+    "CatalogTable": {"norm", "shard", "sequence"},
 }
 GUARD_PREFIX = "s#"
 

@@ -1161,6 +1161,7 @@ def _catalog_to_item(item: CatalogItem) -> dict[str, Any]:
         "timestamp": _number(item.timestamp),
         "terms": {"S": json.dumps(item.terms, separators=(",", ":"), sort_keys=True)},
         "norm": _number(item.norm),
+        **({"shard": {"S": item.shard}, "sequence": {"S": item.sequence}} if item.shard else {}),
     }
 
 
@@ -1175,6 +1176,8 @@ def _catalog_from_item(item: dict[str, Any]) -> CatalogItem:
         timestamp=float(item["timestamp"]["N"]),
         terms=json.loads(item["terms"]["S"]),
         norm=float(item["norm"]["N"]),
+        shard=item.get("shard", {}).get("S", ""),
+        sequence=item.get("sequence", {}).get("S", ""),
     )
 
 
