@@ -178,27 +178,3 @@ def test_a_redelivered_catalog_record_does_not_replace_a_later_one_of_the_same_t
     assert stored["Item"]["category"]["S"] == "C"
     buys = [key for key in _scan(aws.tables["ItemStatsTable"].name) if key.startswith("#buys:")]
     assert buys == ["#buys:C"]
-
-
-def test_a_stale_catalog_record_takes_its_item_out_of_postings_only_it_holds(aws):
-    """A record that lost its conditional write to another shard's newer record had posted
-    its tokens first (here: 'dome' posted for X by hand); applied again, now stale, it takes
-    X out of them, and leaves the stored record's postings alone."""
-    ingest = import_handler("ingest")
-    now = int(time.time()) - 60
-    newer = {
-        "event_type": "item_upsert",
-        "item_id": "X",
-        "title": "Tunnel tent",
-        "category": "camping",
-        "price": 10.0,
-        "in_stock": True,
-        "timestamp": now,
-    }
-    assert ingest.lambda_handler(kinesis_event([newer], 1), FakeLambdaContext()) == {"batchItemFailures": []}
-    catalog = DynamoCatalogRepository(DynamoTable(aws.tables["CatalogTable"].name, boto3.client("dynamodb")))
-    catalog.update_postings({"dome": {"X"}}, {}, 1000)  # what the losing attempt left
-    older = {**newer, "title": "Dome tent", "timestamp": now - 10}
-    assert ingest.lambda_handler(kinesis_event([older], 2), FakeLambdaContext()) == {"batchItemFailures": []}
-    postings = catalog.postings(["dome", "tunnel", "tent", "camping"])
-    assert postings == {"dome": set(), "tunnel": {"X"}, "tent": {"X"}, "camping": {"X"}}

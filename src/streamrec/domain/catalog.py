@@ -154,29 +154,11 @@ class CatalogService:
                 writes.append((record, new, old))
         if writes:
             self._write(writes, shard)
-        self._unpost_stale(latest, stored, outcome)
         outcome.written = [new.item_id for _, new, _ in writes]
         announced = set(outcome.written) | set(outcome.duplicates)
         if announced:
             self.changes.publish((), set(), (), announced)
         return outcome
-
-    def _unpost_stale(
-        self,
-        latest: Mapping[str, SequencedUpsert],
-        stored: Mapping[str, CatalogItem],
-        outcome: CatalogOutcome,
-    ) -> None:
-        """Take a stale record's item out of the postings of the tokens only it holds. An
-        earlier attempt of this record may have posted them before losing its conditional
-        write to another shard's newer record (postings are written first); for a record
-        that was merely late, the removals change nothing (usually none are needed)."""
-        remove: dict[str, set[str]] = defaultdict(set)
-        for item_id, _, _ in outcome.stale:
-            for token in set(catalog_item(latest[item_id].upsert).terms) - set(stored[item_id].terms):
-                remove[token].add(item_id)
-        if remove:
-            self.catalog.update_postings({}, remove, self.settings.posting_limit)
 
     def _write(
         self, writes: list[tuple[SequencedUpsert, CatalogItem, CatalogItem | None]], shard: str

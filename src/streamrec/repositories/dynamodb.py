@@ -1259,20 +1259,14 @@ class DynamoCatalogRepository:
         return len(response.get("Attributes", {}).get("items", {}).get("SS", []))
 
     def _remove(self, token: str, ids: set[str]) -> None:
-        try:
-            self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=self._key(token_row(token)),
-                UpdateExpression="DELETE #i :ids",
-                # An UpdateItem would create the row of a token never posted: nothing to do.
-                ConditionExpression="attribute_exists(item_id)",
-                ExpressionAttributeNames={"#i": "items"},
-                ExpressionAttributeValues={":ids": {"SS": sorted(ids)}},
-            )
-        except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
-                raise
+        self.table.call(
+            "update_item",
+            TableName=self.table.name,
+            Key=self._key(token_row(token)),
+            UpdateExpression="DELETE #i :ids",
+            ExpressionAttributeNames={"#i": "items"},
+            ExpressionAttributeValues={":ids": {"SS": sorted(ids)}},
+        )
 
     def update_postings(
         self, add: Mapping[str, set[str]], remove: Mapping[str, set[str]], limit: int
