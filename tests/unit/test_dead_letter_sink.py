@@ -6,8 +6,9 @@ import json
 import os
 
 import boto3
+import pytest
 
-from streamrec.repositories.base import DeadLetter
+from streamrec.repositories.base import DeadLetter, RepositoryError
 from streamrec.repositories.dynamodb import SqsDeadLetterSink
 
 
@@ -92,3 +93,17 @@ def test_entries_sqs_refuses_are_sent_again_alone(aws) -> None:
             Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
         )
     assert sorted(reasons) == ["bad record 0", "bad record 1", "bad record 2"]
+
+
+def test_an_entry_sqs_rejects_as_the_senders_fault_is_not_sent_again(aws) -> None:
+    class _Rejecting(_RecordingClient):
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict]) -> dict:  # noqa: N803 - boto3 names
+            self.requests.append(Entries)
+            failed = {"Id": Entries[0]["Id"], "SenderFault": True, "Code": "InvalidMessageContents"}
+            return {"Successful": [], "Failed": [failed]}
+
+    client = _Rejecting(boto3.client("sqs"))
+    sink = SqsDeadLetterSink(os.environ["DEAD_LETTER_QUEUE_URL"], client)
+    with pytest.raises(RepositoryError, match=r"rejected 1 messages \(InvalidMessageContents\)"):
+        sink.send([_letter(1, "eyJ4IjoxfQ==")])
+    assert len(client.requests) == 1

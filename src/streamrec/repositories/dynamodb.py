@@ -983,18 +983,27 @@ class SqsDeadLetterSink:
             entries: list[Any] = [
                 {"Id": f"{start}-{index}", "MessageBody": body} for index, body in enumerate(bodies)
             ]
-            # Entries SQS refused are sent again on their own: failing the batch for them
-            # would make Lambda's retry send the letters already accepted a second time.
+            # Entries SQS refused for its own reasons are sent again on their own: failing the
+            # batch for them would make Lambda's retry send the letters already accepted a
+            # second time (which still happens when a whole call fails).
             for attempt in range(UNPROCESSED_RETRIES + 1):
                 try:
                     response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
                 except (ClientError, BotoCoreError) as error:
                     raise RepositoryError(f"SendMessageBatch failed: {error}") from error
-                failed = {entry["Id"] for entry in response.get("Failed", [])}
-                entries = [entry for entry in entries if entry["Id"] in failed]
+                failed = response.get("Failed", [])
+                rejected = [entry for entry in failed if entry.get("SenderFault")]
+                if rejected:  # the message itself is refused: sending it again cannot help
+                    codes = sorted({str(entry.get("Code")) for entry in rejected})
+                    raise RepositoryError(
+                        f"dead-letter queue rejected {len(rejected)} messages ({', '.join(codes)})"
+                    )
+                retry = {entry["Id"] for entry in failed}
+                entries = [entry for entry in entries if entry["Id"] in retry]
                 if not entries:
                     break
-                _backoff(attempt)
+                if attempt < UNPROCESSED_RETRIES:
+                    _backoff(attempt)
             else:
                 raise RepositoryError(f"dead-letter queue refused {len(entries)} messages")
 
