@@ -132,6 +132,10 @@ InStockQuery = Annotated[bool, BeforeValidator(_query_boolean), Query(descriptio
 def _excluded_ids(value: str) -> str:
     """Check the query's ``exclude`` where the other parameters are checked, so that its
     problems are named with theirs in one 400."""
+    if len(value) > MAX_EXCLUDE_QUERY_CHARS:  # (the Query's own bound reports nothing then)
+        raise ValueError(
+            f"exclude must be at most {MAX_EXCLUDE_QUERY_CHARS} characters of comma-separated item ids"
+        )
     ids = _split_ids(value)
     if len(ids) > MAX_EXCLUDED_ITEMS:
         raise ValueError(f"exclude holds {len(ids)} ids; at most {MAX_EXCLUDED_ITEMS}")
@@ -250,6 +254,57 @@ def _id_list_message(name: str, issue: dict[str, Any]) -> str:
     return _id_list_rule(name)
 
 
+# How many bad entries of a cart's id list a message names (then "N more").
+SHOWN_ENTRIES = 5
+
+
+def _validation_message(
+    issues: Sequence[dict[str, Any]], coupon_body: bool, repeated: Collection[str]
+) -> str:
+    """One 400 message for all of a request's issues: each described once; a body's
+    unknown top-level fields together, with the expected ones; the first few bad entries of
+    a cart's id list, then the list's rule once."""
+    unknown: list[str] = []
+    entries: dict[str, list[dict[str, Any]]] = {"items": [], "exclude": []}
+    rest = []
+    for issue in issues:
+        location = issue.get("loc", ())
+        if issue.get("type") == "extra_forbidden" and len(location) == 2:
+            unknown.append(str(location[1]))
+        elif not coupon_body and _is_id_entry(issue):
+            entries[str(location[1])].append(issue)
+        else:
+            rest.append(issue)
+    messages = list(dict.fromkeys(_describe(issue, coupon_body, repeated) for issue in rest))
+    for name, bad in entries.items():
+        if bad:
+            messages += [_id_list_message(name, issue) for issue in bad[:SHOWN_ENTRIES]]
+            if len(bad) > SHOWN_ENTRIES:
+                messages.append(f"{len(bad) - SHOWN_ENTRIES} more entries of {name} are not item ids")
+            messages.append(_id_list_rule(name))
+    if coupon_body and "coupon_id" in unknown:
+        unknown.remove("coupon_id")
+        messages.append("coupon_id goes in the path (PUT /coupons/{coupon_id}), not in the body")
+    if unknown:
+        noun = "fields" if len(unknown) > 1 else "field"
+        expected = COUPON_FIELDS if coupon_body else CART_FIELDS
+        messages.append(f"unknown {noun} {_named(unknown)}; {expected}")
+    return "; ".join(messages)
+
+
+def _is_id_entry(issue: dict[str, Any]) -> bool:
+    """An issue about one entry of the cart body's ``items`` or ``exclude`` (a lone
+    surrogate in it is named as such, not as a bad id)."""
+    location = issue.get("loc", ())
+    return (
+        location[:1] == ("body",)
+        and len(location) > 2
+        and location[1] in ("items", "exclude")
+        and _entry_position(issue) is not None
+        and issue.get("type") != "string_unicode"
+    )
+
+
 def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collection[str] = ()) -> str:
     """A readable message for one validation issue (``coupon_body``: the request is
     ``PUT /coupons/{coupon_id}``, whose body is a coupon, not a cart; ``repeated``: the
@@ -289,10 +344,8 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collec
         return f"{name} is malformed: {ID_DESCRIPTION}"
     if name == "seen":
         return f"seen must be one of {', '.join(EXCLUDE_MODES)}"
-    if name == "exclude" and kind == "value_error":
+    if name == "exclude":  # the query's: _excluded_ids words its problems
         return issue_message(issue)
-    if name == "exclude":
-        return f"exclude must be at most {MAX_EXCLUDE_QUERY_CHARS} characters of comma-separated item ids"
     if name == "window":
         return f"window must be {' or '.join(WINDOWS)}"
     if name == "category":
@@ -480,37 +533,7 @@ def build_app(
     def bad_request(error: RequestValidationError) -> Response:
         coupon_body = app.current_event.http_method.upper() == "PUT"  # only PUT /coupons/{id}
         repeated = _repeated_query_names(app.current_event.raw_query_string)
-        issues = error.errors()
-        # A body's unknown top-level fields are named together, with the expected ones once.
-        top_unknown = [
-            issue
-            for issue in issues
-            if issue.get("type") == "extra_forbidden" and len(issue.get("loc", ())) == 2
-        ]
-        unknown = [str(issue["loc"][1]) for issue in top_unknown]
-        messages = list(
-            dict.fromkeys(
-                _describe(issue, coupon_body, repeated) for issue in issues if issue not in top_unknown
-            )
-        )
-        if not coupon_body:
-            # Each bad entry of the cart's id lists is named; their rule follows once.
-            positioned = {
-                str(issue["loc"][1])
-                for issue in issues
-                if issue.get("loc", ())[:1] == ("body",)
-                and _entry_position(issue) is not None
-                and issue.get("type") != "string_unicode"  # named as such, not as an id
-            }
-            messages += [_id_list_rule(name) for name in ("items", "exclude") if name in positioned]
-        if coupon_body and "coupon_id" in unknown:
-            unknown.remove("coupon_id")
-            messages.append("coupon_id goes in the path (PUT /coupons/{coupon_id}), not in the body")
-        if unknown:
-            noun = "fields" if len(unknown) > 1 else "field"
-            expected = COUPON_FIELDS if coupon_body else CART_FIELDS
-            messages.append(f"unknown {noun} {_named(unknown)}; {expected}")
-        return _error(400, "bad_request", "; ".join(messages))
+        return _error(400, "bad_request", _validation_message(error.errors(), coupon_body, repeated))
 
     @app.exception_handler(InvalidFilter)
     def bad_filter(error: InvalidFilter) -> Response:

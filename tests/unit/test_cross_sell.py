@@ -239,6 +239,11 @@ def _request(app, method: str, path: str, body=None, query: str = "") -> tuple[i
             {"items": ["#bad", "x y", "ok"]},
             'items[0] is "#bad", not an item id; items[1] is "x y", not an item id; items must be a list of',
         ),
+        (
+            {"items": ["a"], "exclude": [f"#{n}" for n in range(8)]},
+            "; ".join(f'exclude[{n}] is "#{n}", not an item id' for n in range(5))
+            + "; 3 more entries of exclude are not item ids; exclude must be a list of at most 100 item ids",
+        ),
         ({"items": ["x" * 200]}, f'items[0] is "{"x" * 59}…", not an item id; items must be'),
         (
             {"items": ["a"], "exclude": ["x/y"]},

@@ -145,6 +145,14 @@ def test_bad_filters_are_400(engine, query, message):
     assert status == 400 and message in body["message"], body
 
 
+def test_an_exclude_over_its_length_says_so(engine):
+    status, body = _get(engine, "/users/u1/recommendations", "exclude=" + "x" * 5000)
+    assert (status, body["message"]) == (
+        400,
+        "exclude must be at most 4000 characters of comma-separated item ids",
+    )
+
+
 def test_a_bad_exclude_is_named_with_the_other_bad_parameters(engine):
     status, body = _get(engine, "/users/u1/recommendations", "k=0&exclude=#a,ok,#b")
     assert status == 400

@@ -106,8 +106,8 @@ CouponTime = Annotated[
                 # Digits (EPOCH_TEXT), or what may be ISO-8601: a year first.
                 {"type": "string", "pattern": r"^(-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?|[0-9]{4}.+)$"},
             ],
-            "description": "Epoch seconds (a number, or a string of digits) or ISO-8601 with a zone "
-            "(2025-11-01T00:00:00Z), from 2000-01-01 to 2100-01-01.",
+            "description": "Epoch seconds (a number, or a string holding one in digits) or ISO-8601 "
+            "with a zone (2025-11-01T00:00:00Z), from 2000-01-01 to 2100-01-01.",
         }
     ),
 ]
