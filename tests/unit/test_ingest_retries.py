@@ -14,6 +14,19 @@ from streamrec.repositories.dynamodb import DynamoCatalogRepository, DynamoTable
 from tests.unit.conftest import BatchGetRecorder, FakeLambdaContext, import_handler, kinesis_event
 
 
+def _tent_record(category: str, timestamp: int) -> dict:
+    """A catalog record of item X."""
+    return {
+        "event_type": "item_upsert",
+        "item_id": "X",
+        "title": "Tent X",
+        "category": category,
+        "price": 10.0,
+        "in_stock": True,
+        "timestamp": timestamp,
+    }
+
+
 def _scan(table: str) -> dict[str, dict]:
     rows = boto3.client("dynamodb").scan(TableName=table)["Items"]
     return {row["item_id"]["S"]: row for row in rows}
@@ -27,17 +40,6 @@ def test_a_bisected_retry_counts_events_without_a_category_under_one_category(aw
     ingest = import_handler("ingest")
     now = int(time.time()) - 3600
 
-    def upsert(category: str, timestamp: int) -> dict:
-        return {
-            "event_type": "item_upsert",
-            "item_id": "X",
-            "title": "Tent X",
-            "category": category,
-            "price": 10.0,
-            "in_stock": True,
-            "timestamp": timestamp,
-        }
-
     def user_event(n: int, event_type: str) -> dict:
         return {
             "event_id": f"e{n}",
@@ -47,12 +49,12 @@ def test_a_bisected_retry_counts_events_without_a_category_under_one_category(aw
             "timestamp": now + n,
         }
 
-    assert ingest.lambda_handler(kinesis_event([upsert("A", now)], 1), FakeLambdaContext()) == {
+    assert ingest.lambda_handler(kinesis_event([_tent_record("A", now)], 1), FakeLambdaContext()) == {
         "batchItemFailures": []
     }
-    records = kinesis_event([user_event(10, "view"), user_event(11, "purchase"), upsert("B", now + 20)], 10)[
-        "Records"
-    ]
+    records = kinesis_event(
+        [user_event(10, "view"), user_event(11, "purchase"), _tent_record("B", now + 20)], 10
+    )["Records"]
     users = ingest.apply_events.service.users
     save_many = users.save_many
 
@@ -102,15 +104,7 @@ def test_a_catalog_record_older_than_the_stored_one_is_ignored_with_a_warning(aw
     its time has passed: the ignored ones are logged as a warning, with both timestamps."""
     ingest = import_handler("ingest")
     now = int(time.time()) - 60
-    ahead = {
-        "event_type": "item_upsert",
-        "item_id": "X",
-        "title": "Tent",
-        "category": "camping",
-        "price": 10.0,
-        "in_stock": True,
-        "timestamp": now + 72_000,
-    }
+    ahead = _tent_record("camping", now + 72_000)
     real = {**ahead, "in_stock": False, "timestamp": now}
     for n, record in enumerate((ahead, real)):
         assert ingest.lambda_handler(kinesis_event([record], n + 1), FakeLambdaContext()) == {
@@ -150,19 +144,7 @@ def test_a_redelivered_catalog_record_does_not_replace_a_later_one_of_the_same_t
     batch) no longer rolls the catalog back, nor moves later uncategorised events."""
     ingest = import_handler("ingest")
     now = int(time.time()) - 60
-
-    def upsert(category: str) -> dict:
-        return {
-            "event_type": "item_upsert",
-            "item_id": "X",
-            "title": "Tent X",
-            "category": category,
-            "price": 10.0,
-            "in_stock": True,
-            "timestamp": now,
-        }
-
-    first, second = kinesis_event([upsert("B")], 1), kinesis_event([upsert("C")], 2)
+    first, second = kinesis_event([_tent_record("B", now)], 1), kinesis_event([_tent_record("C", now)], 2)
     purchase = {
         "event_id": "p",
         "event_type": "purchase",
