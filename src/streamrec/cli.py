@@ -1101,22 +1101,58 @@ def _catalog_records(
             return [], [(error.lineno, f"not valid JSON: {error.msg}")]
         except ValueError as error:
             return [], [(line, f"not valid JSON: {_json_problem(error)}")]
+    return _json_array(text)
+
+
+def _json_array(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+    """(line, value) of each element of the JSON array ``text`` holds, read strictly (one
+    comma between elements, none after the last, nothing but white space after the array),
+    up to its first syntax error: past it, where the next record starts is a guess."""
     decoder = json.JSONDecoder()
-    records, position = [], text.index("[") + 1
+    records: list[tuple[int, Any]] = []
+    position = text.index("[") + 1
+
+    def line_at(offset: int) -> int:
+        return text.count("\n", 0, offset) + 1
+
+    def skip_space(offset: int) -> int:
+        while offset < len(text) and text[offset] in " \t\r\n":
+            offset += 1
+        return offset
+
+    def problem(offset: int, what: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+        return records, [(line_at(offset), f"{what} (the rest of the array is not read)")]
+
+    position = skip_space(position)
+    if position < len(text) and text[position] == "]":
+        end = skip_space(position + 1)
+        return records, [] if end >= len(text) else [(line_at(end), "text after the array's closing ]")]
     while True:
-        while position < len(text) and text[position] in " \t\r\n,":
-            position += 1
+        position = skip_space(position)
         if position >= len(text):
-            return records, [(text.count("\n", 0, position) + 1, "the array is not closed")]
-        if text[position] == "]":
-            return records, []
+            return records, [(line_at(position), "the array is not closed")]
+        start = position
         try:
-            value, end = decoder.raw_decode(text, position)
+            value, position = decoder.raw_decode(text, position)
         except ValueError as error:
-            reason = f"not valid JSON: {_json_problem(error)} (the rest of the array is not read)"
-            return records, [(getattr(error, "lineno", text.count("\n", 0, position) + 1), reason)]
-        records.append((text.count("\n", 0, position) + 1, value))
-        position = end
+            where = getattr(error, "lineno", line_at(position))
+            return records, [
+                (where, f"not valid JSON: {_json_problem(error)} (the rest of the array is not read)")
+            ]
+        records.append((line_at(start), value))
+        position = skip_space(position)
+        if position >= len(text):
+            return records, [(line_at(position), "the array is not closed")]
+        if text[position] == "]":
+            end = skip_space(position + 1)
+            if end < len(text):  # e.g. two files concatenated: the second would be lost
+                return records, [(line_at(end), "text after the array's closing ] (one array per file)")]
+            return records, []
+        if text[position] != ",":
+            return problem(position, "not valid JSON: a comma or ] expected after a record")
+        position = skip_space(position + 1)
+        if position < len(text) and text[position] == "]":
+            return records, [(line_at(position), "not valid JSON: a comma before the closing ] (remove it)")]
 
 
 def catalog_record_data(record: dict[str, Any]) -> bytes:

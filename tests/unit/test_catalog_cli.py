@@ -111,6 +111,19 @@ def test_an_array_names_the_bad_records_before_its_first_syntax_error(tmp_path):
         ('[\n  {"item_id": "a"},\n  {oops}\n]', "line 3: not valid JSON"),
         ('[\n  {"item_id": "a"}', "the array is not closed"),
         ('[\n  "just a string"\n]', "line 2: record must be a JSON object"),
+        # Read strictly: two arrays in one file (concatenated files) lost the second one,
+        # and commas were skipped wherever they stood.
+        (
+            '[{"item_id": "a"}]\n[{"item_id": "b"}]\n',
+            "line 2: text after the array's closing ] (one array per file)",
+        ),
+        ('[{"item_id": "a"}]\n{"item_id": oops\n', "line 2: text after the array's closing ]"),
+        (
+            '[{"item_id": "a"} {"item_id": "b"}]',
+            "line 1: not valid JSON: a comma or ] expected after a record",
+        ),
+        ('[{"item_id": "a"},\n]', "line 2: not valid JSON: a comma before the closing ] (remove it)"),
+        ('[,{"item_id": "a"}]', "line 1: not valid JSON: Expecting value"),
         ("", "holds no records"),
     ],
 )
