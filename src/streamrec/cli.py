@@ -932,9 +932,13 @@ def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
         try:
             payload = json.loads(text)
         except json.JSONDecodeError as error:
-            raise SystemExit(f"error: {path} is not valid JSON: {error}") from None
+            # "Extra data" after a first whole value: JSON lines, most likely.
+            hint = " (one coupon per line? name the file .jsonl)" if error.msg == "Extra data" else ""
+            raise SystemExit(f"error: nothing loaded; {path} is not valid JSON: {error}{hint}") from None
         except ValueError as error:
-            raise SystemExit(f"error: {path} is not valid JSON: {_json_problem(error)}") from None
+            raise SystemExit(
+                f"error: nothing loaded; {path} is not valid JSON: {_json_problem(error)}"
+            ) from None
         items = payload if isinstance(payload, list) else [payload]
         where, records, problems = "record", list(enumerate(items, 1)), []
     parsed = []

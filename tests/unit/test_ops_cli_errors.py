@@ -287,6 +287,16 @@ def test_coupons_load_refuses_a_file_that_is_not_utf8(tmp_path):
     )
 
 
+def test_coupons_load_of_json_lines_in_a_json_file_suggests_jsonl(tmp_path):
+    path = tmp_path / "coupons.json"
+    path.write_text(json.dumps(COUPON) + "\n" + json.dumps({**COUPON, "coupon_id": "hike"}) + "\n")
+    with pytest.raises(SystemExit) as failed:
+        read_coupon_file(path)
+    message = _one_error_line(failed)
+    assert message.startswith(f"error: nothing loaded; {path} is not valid JSON: Extra data: line 2")
+    assert message.endswith("(one coupon per line? name the file .jsonl)")
+
+
 def test_an_input_file_that_is_a_directory_or_starts_with_a_byte_order_mark(tmp_path):
     with pytest.raises(SystemExit) as failed:
         read_coupon_file(tmp_path)
