@@ -169,7 +169,17 @@ def test_corrupt_record_letters_are_kept_with_a_reason_and_the_others_redriven(a
     assert len(_stream_records(stream)) == 1
     assert len(_visible(sqs, queue_url)) == 4
     assert main(["dlq", "list", "--queue-url", queue_url, "--json"]) == 0
-    assert [json.loads(line)["redrivable"] for line in capsys.readouterr().out.splitlines()] == [False] * 4
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [letter["redrivable"] for letter in listed] == [False] * 4
+    # Why each is kept, and a record letter's record as sent (to find the producer's bug).
+    assert {letter["kept_because"] for letter in listed} == {
+        "corrupt record letter: data is not valid base64",
+        "corrupt record letter: no partition_key",
+        "corrupt record letter: sequence_number is not a number",
+        "corrupt batch description: no shardId",
+    }
+    base64_problem = next(letter for letter in listed if "base64" in letter["kept_because"])
+    assert base64_problem["data"] == "!!!notbase64" and base64_problem["data_truncated"] is False
 
 
 def test_dlq_list_counts_unknown_messages_and_leaves_every_letter_visible(aws, capsys):

@@ -215,6 +215,8 @@ class Letter:
 
     def as_dict(self) -> dict[str, Any]:
         first, last = self.sequence_range
+        redrivable, kept_because = self.redrivable()
+        record = self.body if self.kind == "record" and self.body else {}
         return {
             "message_id": self.message_id,
             "kind": self.kind,
@@ -225,7 +227,19 @@ class Letter:
             "first_sequence_number": first,
             "last_sequence_number": last,
             "records": self.size,
-            "redrivable": self.redrivable()[0],
+            "redrivable": redrivable,
+            # Why `dlq redrive` keeps it by default ("" when it re-drives it).
+            "kept_because": kept_because,
+            # A record letter's record as the producer sent it (base64), to find the bug.
+            **(
+                {
+                    "partition_key": record.get("partition_key"),
+                    "data": record.get("data"),
+                    "data_truncated": bool(record.get("data_truncated")),
+                }
+                if record
+                else {}
+            ),
         }
 
 
