@@ -835,8 +835,9 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
                 f"error: stream {missing.stream} not found (--stream); nothing was changed"
             ) from None
     verb = "would re-drive" if args.dry_run else "re-drove"
+    records = "record" if report.redriven_records == 1 else "records"
     print(
-        f"{verb} {report.redriven_records} records from {report.redriven_messages} of "
+        f"{verb} {report.redriven_records} {records} from {report.redriven_messages} of "
         f"{report.examined} dead letters; kept {len(report.kept)}"
     )
     for description, why in report.kept[:50]:

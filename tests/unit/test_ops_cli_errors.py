@@ -159,8 +159,8 @@ def test_corrupt_record_letters_are_kept_with_a_reason_and_the_others_redriven(a
     for dry_run in (["--dry-run"], []):
         assert main(["dlq", "redrive", "--queue-url", queue_url, *dry_run]) == 0
         out = capsys.readouterr().out
-        assert "re-drive 1 records from 1 of 5 dead letters; kept 4" in out or (
-            "re-drove 1 records from 1 of 5 dead letters; kept 4" in out
+        assert "re-drive 1 record from 1 of 5 dead letters; kept 4" in out or (
+            "re-drove 1 record from 1 of 5 dead letters; kept 4" in out
         )
         assert "kept (corrupt record letter: data is not valid base64)" in out
         assert "kept (corrupt record letter: no partition_key)" in out

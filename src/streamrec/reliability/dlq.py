@@ -204,7 +204,7 @@ class Letter:
                 return True, ""
             return False, "some of its counts may be written: a re-drive could count them twice"
         if not include_invalid and not self.reason.startswith(PROCESSING_FAILED):
-            return False, "invalid record (would be rejected again)"
+            return False, "invalid record: it would be rejected again"
         return True, ""
 
     def describe(self) -> str:
