@@ -1115,7 +1115,6 @@ def _json_array(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
     up to its first syntax error: past it, where the next record starts is a guess."""
     decoder = json.JSONDecoder()
     records: list[tuple[int, Any]] = []
-    position = text.index("[") + 1
 
     def line_at(offset: int) -> int:
         return text.count("\n", 0, offset) + 1
@@ -1125,39 +1124,40 @@ def _json_array(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
             offset += 1
         return offset
 
-    def problem(offset: int, what: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
-        return records, [(line_at(offset), f"{what} (the rest of the array is not read)")]
+    def stop(offset: int, what: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+        return records, [(line_at(offset), what)]
 
-    position = skip_space(position)
-    if position < len(text) and text[position] == "]":
-        end = skip_space(position + 1)
-        return records, [] if end >= len(text) else [(line_at(end), "text after the array's closing ]")]
-    while True:
-        position = skip_space(position)
-        if position >= len(text):
-            return records, [(line_at(position), "the array is not closed")]
+    def closed(offset: int) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+        end = skip_space(offset)  # just past the closing ]
+        if end < len(text):  # e.g. two files concatenated: the second would be lost
+            return stop(end, "text after the array's closing ] (one array per file)")
+        return records, []
+
+    position = skip_space(text.index("[") + 1)
+    if text.startswith("]", position):
+        return closed(position + 1)
+    while position < len(text):
         start = position
         try:
             value, position = decoder.raw_decode(text, position)
         except ValueError as error:
-            where = getattr(error, "lineno", line_at(position))
-            return records, [
-                (where, f"not valid JSON: {_json_problem(error)} (the rest of the array is not read)")
-            ]
+            reason = f"not valid JSON: {_json_problem(error)} (the rest of the array is not read)"
+            return records, [(getattr(error, "lineno", line_at(start)), reason)]
         records.append((line_at(start), value))
         position = skip_space(position)
+        if text.startswith("]", position):
+            return closed(position + 1)
         if position >= len(text):
-            return records, [(line_at(position), "the array is not closed")]
-        if text[position] == "]":
-            end = skip_space(position + 1)
-            if end < len(text):  # e.g. two files concatenated: the second would be lost
-                return records, [(line_at(end), "text after the array's closing ] (one array per file)")]
-            return records, []
+            break
         if text[position] != ",":
-            return problem(position, "not valid JSON: a comma or ] expected after a record")
+            return stop(
+                position,
+                "not valid JSON: a comma or ] expected after a record (the rest of the array is not read)",
+            )
         position = skip_space(position + 1)
-        if position < len(text) and text[position] == "]":
-            return records, [(line_at(position), "not valid JSON: a comma before the closing ] (remove it)")]
+        if text.startswith("]", position):
+            return stop(position, "not valid JSON: a comma before the closing ] (remove it)")
+    return stop(position, "the array is not closed")
 
 
 def catalog_record_data(record: dict[str, Any]) -> bytes:

@@ -243,7 +243,7 @@ def _entry_position(issue: dict[str, Any]) -> int | None:
 
 def _id_list_message(name: str, issue: dict[str, Any]) -> str:
     """The cart body's ``items`` or ``exclude`` issue, naming the entry at fault (the rule
-    follows once, after every entry: see bad_request)."""
+    follows once, after every entry: see _validation_message)."""
     value = issue.get("input")
     position = _entry_position(issue)
     if position is not None:
@@ -254,7 +254,7 @@ def _id_list_message(name: str, issue: dict[str, Any]) -> str:
     return _id_list_rule(name)
 
 
-# How many bad entries of a cart's id list a message names (then "N more").
+# How many bad entries of a cart's id list, or unknown names, a message names (then "N more").
 SHOWN_ENTRIES = 5
 
 
@@ -485,7 +485,7 @@ _CHECKED_PATHS = frozenset(
 )
 
 
-def _named(names: Sequence[str], shown: int = 5) -> str:
+def _named(names: Sequence[str], shown: int = SHOWN_ENTRIES) -> str:
     """Names for a message: quoted, each cut to 64 characters (with an ellipsis), the first few."""
     listed = ", ".join(repr(name if len(name) <= 64 else name[:63] + "…") for name in names[:shown])
     return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
