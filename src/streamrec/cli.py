@@ -976,12 +976,20 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
         # Redefining a coupon keeps its redemptions, so loading again is safe.
         return f"loaded {loaded} of {len(coupons)} coupon(s) into {target.name} before it stopped"
 
+    kept = []  # redefined coupons whose redemptions were kept: remaining < budget
     with target.failures(interrupted, again="re-run"):
         repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
         for coupon_id, spec in coupons:
             stored = repository.put(coupon_id, spec)
-            print(f"{coupon_id}: remaining {stored.remaining} of {spec.budget}", flush=True)
+            if stored.redeemed:
+                kept.append(
+                    f"{coupon_id}: remaining {stored.remaining} of {spec.budget} ({stored.redeemed} redeemed)"
+                )
             loaded += 1
+            _status(f"loaded {loaded}/{len(coupons)} coupons", done=loaded == len(coupons))
+    if kept:
+        print(f"{len(kept)} redefined coupon(s) keep the redemptions already counted:")
+        print("  " + "\n  ".join(kept))
     print(f"loaded {len(coupons)} coupon(s) into {target.name}")
     return 0
 

@@ -199,7 +199,7 @@ def test_coupons_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_se
         f"error: the local stack at {endpoint} stopped answering; loaded 1 of 3 coupon(s) into "
         f"{table.name} before it stopped: re-run"
     )
-    assert capsys.readouterr().out == "coupon-0: remaining 3 of 3\n"
+    assert capsys.readouterr().out == ""  # the summary is only for a finished load
 
 
 def test_a_missing_table_or_stream_gives_the_cause_and_no_re_run_advice(tmp_path, moto_server, monkeypatch):

@@ -764,6 +764,29 @@ def test_coupons_load_command(aws, tmp_path, capsys):
     assert f"loaded 2 coupon(s) into {table}" in capsys.readouterr().out
 
 
+def test_coupons_load_shows_progress_and_names_only_the_coupons_that_keep_redemptions(aws, tmp_path, capsys):
+    import boto3
+
+    table = aws.tables["CouponsTable"].name
+    repository = DynamoCouponRepository(DynamoTable(table, boto3.client("dynamodb")))
+    listing = tmp_path / "coupons.json"
+    listing.write_text(json.dumps([LOAD_RECORD, {**LOAD_RECORD, "coupon_id": "kitchen"}]))
+    assert main(["coupons", "load", str(listing), "--table", table]) == 0
+    first = capsys.readouterr()
+    # Not a line per coupon on stdout (a shop loads thousands): progress goes to stderr.
+    assert first.out.splitlines() == [f"loaded 2 coupon(s) into {table}"]
+    assert first.err.splitlines()[-1] == "loaded 2/2 coupons"
+    repository.redeem(
+        "camp", "49590338271490256608559692538361571095921575989136588898", "shardId-000000000000"
+    )
+    assert main(["coupons", "load", str(listing), "--table", table]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "1 redefined coupon(s) keep the redemptions already counted:",
+        "  camp: remaining 2 of 3 (1 redeemed)",
+        f"loaded 2 coupon(s) into {table}",
+    ]
+
+
 def test_a_category_reason_counts_events_not_items():
     entry = CategoryAffinity(9.0, NOW, {"view": 67, "add_to_cart": 13, "purchase": 1})
     assert category_reason("hiking", entry) == (
