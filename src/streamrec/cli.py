@@ -1186,10 +1186,43 @@ def _oversized(data: bytes) -> str:
     )
 
 
-def read_catalog_file(path: Path, now: float | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Superseded:
+    """A catalog file's record left out because a later record of the same item follows it."""
+
+    item_id: str
+    line: int
+    kept_line: int
+
+
+def latest_per_item(
+    records: Sequence[tuple[int, float, dict[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[Superseded]]:
+    """Each item's latest record of a file of ``(line, timestamp, record)``: the one with the
+    latest timestamp, the later line on a tie (in line order), and the records left out.
+
+    The ingest keeps each item's latest record anyway, but it breaks a tie of timestamps by
+    stream order, which PutRecords and its retries do not keep: sending one record per item
+    leaves nothing to chance (and writes less)."""
+    latest: dict[str, tuple[int, float, dict[str, Any]]] = {}
+    superseded = []
+    for line, timestamp, record in records:
+        item_id = record["item_id"]
+        held = latest.get(item_id)
+        if held is not None and held[1] > timestamp:
+            superseded.append(Superseded(item_id, line, held[0]))
+            continue
+        if held is not None:
+            superseded.append(Superseded(item_id, held[0], line))
+        latest[item_id] = (line, timestamp, record)
+    kept = [record for _, _, record in sorted(latest.values(), key=lambda entry: entry[0])]
+    return kept, sorted(superseded, key=lambda entry: entry.line)
+
+
+def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[str, Any]], list[Superseded]]:
     """The validated item_upsert records of ``path`` (JSON lines, a JSON array or one JSON
-    object), as JSON objects to put on the stream; SystemExit naming each invalid record's
-    line otherwise."""
+    object), as JSON objects to put on the stream, one per item (:func:`latest_per_item`),
+    and the records left out; SystemExit naming each invalid record's line otherwise."""
     from streamrec.events import ITEM_UPSERT, InvalidEvent, parse_item_upsert
 
     records, undecodable = _catalog_records(_read_text(path), json_lines=_is_json_lines(path))
@@ -1199,7 +1232,7 @@ def read_catalog_file(path: Path, now: float | None = None) -> list[dict[str, An
         if isinstance(record, dict):
             record = {"event_type": ITEM_UPSERT, "timestamp": loaded_at, **record}
         try:
-            parse_item_upsert(record)
+            upsert = parse_item_upsert(record)
         except InvalidEvent as error:
             problems.append((line, error.reason))
             continue
@@ -1207,7 +1240,7 @@ def read_catalog_file(path: Path, now: float | None = None) -> list[dict[str, An
         if too_big:
             problems.append((line, too_big))
             continue
-        valid.append(record)
+        valid.append((line, upsert.timestamp, record))
     # In line order; the sort is stable, so a record keeps its place before a syntax error
     # later on the same line.
     problems = sorted(problems + undecodable, key=lambda problem: problem[0])
@@ -1219,7 +1252,7 @@ def read_catalog_file(path: Path, now: float | None = None) -> list[dict[str, An
         )
     if not valid:
         raise SystemExit(f"error: nothing loaded; {path} holds no records")
-    return valid
+    return latest_per_item(valid)
 
 
 def put_catalog_records(
@@ -1242,7 +1275,16 @@ def put_catalog_records(
 
 
 def _cmd_catalog_load(args: argparse.Namespace) -> int:
-    records = read_catalog_file(args.file)
+    records, superseded = read_catalog_file(args.file)
+    if superseded:
+        shown = [f"item {s.item_id!r}: line {s.line} (line {s.kept_line} is sent)" for s in superseded[:5]]
+        more = [f"... and {len(superseded) - 5} more"] if len(superseded) > 5 else []
+        print(
+            f"{len(superseded)} record(s) of {args.file} left out: a later record of the same item "
+            "(a later timestamp, or the same one on a later line) replaces each:\n  "
+            + "\n  ".join(shown + more),
+            file=sys.stderr,
+        )
     target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
     stream, sent = target.name, 0
 
@@ -1257,12 +1299,9 @@ def _cmd_catalog_load(args: argparse.Namespace) -> int:
 
     with target.failures(interrupted, again="re-run to send all"):
         put_catalog_records(target.client("kinesis"), stream, records, progress)
-    items = {r["item_id"] for r in records}
-    out = {r["item_id"] for r in records if not r["in_stock"]}
+    out = sum(1 for r in records if not r["in_stock"])
     _status(
-        f"sent {len(records)} catalog record(s) for {len(items)} item(s) "
-        f"({len(out)} out of stock) to {stream}",
-        done=True,
+        f"sent {len(records)} catalog record(s), one per item ({out} out of stock), to {stream}", done=True
     )
     return 0
 

@@ -26,7 +26,7 @@ def test_json_lines_and_arrays_are_read_with_defaults(tmp_path):
     array = tmp_path / "catalog.json"
     array.write_text(json.dumps([TENT, STOVE], indent=2))
     for path in (lines, array):
-        records = read_catalog_file(path, now=1_764_000_500)
+        records, _ = read_catalog_file(path, now=1_764_000_500)
         assert [r["item_id"] for r in records] == ["tent", "stove"]
         assert records[0]["event_type"] == "item_upsert" and records[0]["timestamp"] == 1_764_000_500
         assert records[1]["timestamp"] == 1_764_000_000  # a given timestamp is kept
@@ -158,5 +158,32 @@ def test_load_puts_item_upsert_records_on_the_stream(aws, tmp_path, capsys):
     assert first["event_type"] == "item_upsert" and records[0]["PartitionKey"] == "item-0"
     err = capsys.readouterr().err
     assert "sent 500/1201 records" in err
-    assert "sent 1201 catalog record(s) for 1201 item(s) (0 out of stock)" in err
+    assert f"sent 1201 catalog record(s), one per item (0 out of stock), to {stream}" in err
     assert "\r" not in err and "\033" not in err  # redirected stderr: plain lines
+
+
+def test_load_sends_each_items_latest_record_of_the_file_once(aws, tmp_path, capsys):
+    path = tmp_path / "catalog.jsonl"
+    rows = [
+        {**TENT, "title": "tent v1"},  # line 1: no timestamp, stamped with the load's time
+        {**STOVE, "timestamp": 1_764_000_000},  # line 2
+        {**TENT, "title": "tent v2"},  # line 3: the same (load) time, a later line: kept
+        {**STOVE, "title": "older stove", "timestamp": 1_763_000_000},  # line 4: older
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    records, superseded = read_catalog_file(path, now=1_764_000_500)
+    assert [(r["item_id"], r["title"]) for r in records] == [("stove", "Camping stove"), ("tent", "tent v2")]
+    assert [(s.item_id, s.line, s.kept_line) for s in superseded] == [("tent", 1, 3), ("stove", 4, 2)]
+    stream = aws.streams["EventStream"].name
+    assert main(["catalog", "load", str(path), "--stream", stream]) == 0
+    kinesis = boto3.client("kinesis")
+    shard = kinesis.describe_stream(StreamName=stream)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    sent = [
+        json.loads(r["Data"]) for r in kinesis.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    ]
+    assert [(r["item_id"], r["title"]) for r in sent] == [("stove", "Camping stove"), ("tent", "tent v2")]
+    err = capsys.readouterr().err
+    assert f"2 record(s) of {path} left out" in err
+    assert "item 'tent': line 1 (line 3 is sent)" in err and "item 'stove': line 4 (line 2 is sent)" in err
+    assert f"sent 2 catalog record(s), one per item (1 out of stock), to {stream}" in err

@@ -404,7 +404,7 @@ def test_catalog_load_refuses_exactly_the_records_the_ingest_rejects_for_their_s
         assert len(_as_sent(record)) == size
         path.write_text(json.dumps(record) + "\n")
         try:
-            assert read_catalog_file(path) == [record]
+            assert read_catalog_file(path) == ([record], [])
         except SystemExit as failed:
             assert "line 1: record of about" in str(failed.code)
             refused.append(size)
@@ -415,7 +415,7 @@ def test_catalog_load_refuses_exactly_the_records_the_ingest_rejects_for_their_s
 def test_catalog_load_reads_one_pretty_printed_object(tmp_path):
     path = tmp_path / "tent.json"
     path.write_text("\n" + json.dumps(TENT, indent=2) + "\n")
-    records = read_catalog_file(path, now=1_764_000_500)
+    records, _ = read_catalog_file(path, now=1_764_000_500)
     assert [r["item_id"] for r in records] == ["tent"]
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps(TENT, indent=2).replace('"price": 99,', '"price": 99,,'))
