@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import codecs
+import gzip
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -866,7 +868,7 @@ def _add_coupons(subparsers: Any) -> None:
         "coupon_id); nothing is written when one is invalid or a coupon_id comes twice. "
         "Redefining a coupon keeps the redemptions already counted.",
     )
-    load.add_argument("file", type=Path, help="FILE.json or FILE.jsonl")
+    load.add_argument("file", type=Path, help="FILE.json or FILE.jsonl (either may be gzip-compressed: .gz)")
     load.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
     _add_target_arguments(load, "--table")
     load.set_defaults(func=_cmd_coupons_load)
@@ -892,9 +894,12 @@ def _json_problem(error: ValueError) -> str:
     return error.msg if isinstance(error, json.JSONDecodeError) else "a number of more than 4,300 digits"
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def _read_text(path: Path) -> str:
-    """The UTF-8 text of an input file (a leading byte-order mark is dropped); SystemExit
-    (nothing loaded) if it cannot be read."""
+    """The UTF-8 text of an input file, gzip-compressed or not (a leading byte-order mark is
+    dropped); SystemExit (nothing loaded) if it cannot be read."""
     if path.is_dir():
         raise SystemExit(f"error: {path} is a directory: name a file")
     if not path.is_file():
@@ -903,6 +908,11 @@ def _read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as error:
         raise SystemExit(f"error: nothing loaded; cannot read {path}: {error.strerror or error}") from None
+    if data.startswith(GZIP_MAGIC):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as error:
+            raise SystemExit(f"error: nothing loaded; {path} is not a whole gzip file: {error}") from None
     bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
         text = data[bom:].decode("utf-8")
@@ -916,7 +926,9 @@ def _read_text(path: Path) -> str:
 
 
 def _is_json_lines(path: Path) -> bool:
-    return path.suffix.lower() == ".jsonl"
+    """Whether ``path`` is named as JSON lines: FILE.jsonl or FILE.jsonl.gz."""
+    name = path.name.lower()
+    return name.endswith(".jsonl") or name.endswith(".jsonl.gz")
 
 
 def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
@@ -1081,7 +1093,10 @@ def _add_catalog(subparsers: Any) -> None:
         "invalid or over the ingest's record size limit, and each error names its line.",
     )
     load.add_argument(
-        "file", type=Path, help="FILE.jsonl (one record per line) or FILE.json (an array or one object)"
+        "file",
+        type=Path,
+        help="FILE.jsonl (one record per line) or FILE.json (an array or one object); either may be "
+        "gzip-compressed (.gz)",
     )
     load.add_argument("--stream", default=None, help="the event stream's name (e.g. on AWS)")
     _add_target_arguments(load, "--stream")

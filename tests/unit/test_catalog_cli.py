@@ -7,7 +7,8 @@ import json
 import boto3
 import pytest
 
-from streamrec.cli import main, read_catalog_file
+from streamrec.cli import main, read_catalog_file, read_coupon_file
+from tests.unit.test_coupons import LOAD_RECORD as COUPON
 
 TENT = {
     "item_id": "tent",
@@ -187,3 +188,22 @@ def test_load_sends_each_items_latest_record_of_the_file_once(aws, tmp_path, cap
     assert f"2 record(s) of {path} left out" in err
     assert "item 'tent': line 1 (line 3 is sent)" in err and "item 'stove': line 4 (line 2 is sent)" in err
     assert f"sent 2 catalog record(s), one per item (1 out of stock), to {stream}" in err
+
+
+def test_gzip_compressed_files_are_read_like_plain_ones(tmp_path):
+    import gzip
+
+    lines = tmp_path / "catalog.jsonl.gz"
+    lines.write_bytes(gzip.compress((json.dumps(TENT) + "\n" + json.dumps(STOVE) + "\n").encode()))
+    array = tmp_path / "catalog.json.gz"
+    array.write_bytes(gzip.compress(json.dumps([TENT, STOVE]).encode()))
+    for path in (lines, array):
+        records, _ = read_catalog_file(path, now=1_764_000_500)
+        assert [r["item_id"] for r in records] == ["tent", "stove"], path
+    coupons = tmp_path / "coupons.jsonl.gz"
+    coupons.write_bytes(gzip.compress(json.dumps({**COUPON, "coupon_id": "camp"}).encode()))
+    assert [coupon_id for coupon_id, _ in read_coupon_file(coupons)] == ["camp"]
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(lines.read_bytes()[:30])
+    with pytest.raises(SystemExit, match=f"nothing loaded; {cut} is not a whole gzip file"):
+        read_catalog_file(cut)
