@@ -689,8 +689,11 @@ def _target(
             f"error: {args.outputs} is a directory: --outputs takes the file `streamrec run` wrote"
         )
     if not args.outputs.is_file():
+        where = f" (in {Path.cwd()})" if not args.outputs.is_absolute() else ""
         raise SystemExit(
-            f"error: {args.outputs} not found: start the local stack (`streamrec run`) or pass {flag}"
+            f"error: {args.outputs} not found{where}: start the local stack (`streamrec run`, which "
+            f"writes it in the folder it runs in), run this command in that folder, or pass "
+            f"--outputs FILE or {flag}"
         )
     try:
         outputs = json.loads(args.outputs.read_text(encoding="utf-8"))

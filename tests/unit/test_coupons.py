@@ -736,7 +736,7 @@ def test_coupons_load_names_every_bad_line_in_one_run(tmp_path):
     assert "line 4: min_spend" in lines[3] and "line 5: not valid JSON" in lines[4]
 
 
-def test_coupons_load_command(aws, tmp_path, capsys):
+def test_coupons_load_command(aws, tmp_path, capsys, monkeypatch):
     good = LOAD_RECORD
     table = aws.tables["CouponsTable"].name
     path = tmp_path / "coupons.jsonl"
@@ -757,6 +757,11 @@ def test_coupons_load_command(aws, tmp_path, capsys):
     assert {c: s.remaining for c, s in stored.items()} == {"camp": 3, "kitchen": 3}
     with pytest.raises(SystemExit, match="not found"):
         main(["coupons", "load", str(listing), "--outputs", str(tmp_path / "missing.json")])
+    # The default outputs file is relative to the current folder: the error says which one.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as failed:
+        main(["coupons", "load", str(listing)])
+    assert str(failed.value.code).startswith(f"error: .local/outputs.json not found (in {tmp_path}): ")
     # By default the table comes from the local stack's outputs file.
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"region": "us-east-1", "tables": {"CouponsTable": table}}))
