@@ -665,7 +665,7 @@ def build_app(
         """The user's recent items (newest first, affinity decayed to now), category
         affinities (summed decayed affinities of the recent items in each category), event
         counts by type, cart and number of distinct purchases. Unknown users: known=false."""
-        return asdict(profiles.for_user(user_id))
+        return asdict(profiles.for_user(user_id, clock()))
 
     @app.delete(
         "/users/<user_id>",

@@ -344,6 +344,41 @@ def test_profile_decays_affinities_to_now_and_counts_events():
     assert json.loads(answer["body"])["event_counts"] == {"view": 2, "add_to_cart": 1}
 
 
+def test_profile_lists_recent_items_newest_first_by_event_time_and_the_route_uses_the_apps_clock():
+    weights = {"view": 1.0, "add_to_cart": 2.0, "remove_from_cart": 0.0, "purchase": 4.0}
+    engine = InMemoryEngine(Settings(half_life_hours=1.0, event_weights=weights), eager=True)
+    # x is viewed 10 min before T0 and arrives first; y's older view (2 h before) arrives later.
+    engine.ingest([_purchase(0, "p", "x", None, kind="view", at=-600)])
+    engine.ingest([_purchase(1, "p", "y", None, kind="view", at=-7200)])
+    from streamrec.domain.profile import ProfileService
+
+    profile = ProfileService(engine.settings, engine.users).for_user("p", now=T0)
+    assert [(r["item_id"], r["last_seen"]) for r in profile.recent_items] == [
+        ("x", "2025-11-24T15:50:00Z"),
+        ("y", "2025-11-24T14:00:00Z"),
+    ]
+    app = build_app(engine.recommendations, clock=lambda: T0)
+    request = {
+        "version": "2.0",
+        "routeKey": "GET /users/{user_id}/profile",
+        "rawPath": "/users/p/profile",
+        "rawQueryString": "",
+        "headers": {},
+        "pathParameters": {"user_id": "p"},
+        "requestContext": {
+            "http": {"method": "GET", "path": "/users/p/profile"},
+            "requestId": "r",
+            "stage": "$default",
+        },
+        "isBase64Encoded": False,
+    }
+    response = app.resolve(request, None)
+    assert response["statusCode"] == 200
+    answer = json.loads(response["body"])
+    # Decayed to the app's clock (T0), not to the wall clock.
+    assert [r["affinity"] for r in answer["recent_items"]] == pytest.approx([0.5 ** (1 / 6), 0.25])
+
+
 def test_popular_padding_scores_below_the_lists_own_suggestions():
     engine = _engine(cross_sell_measure="confidence")
     # x (30 views) and y (10) are the most popular items.

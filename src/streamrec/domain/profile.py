@@ -44,7 +44,9 @@ class ProfileService:
         state = self.users.get(user_id)
         if state is None:
             return UserProfile(user_id, known=False)
-        history = list(reversed(state.items))
+        # Newest first by event time: the row keeps items in arrival order, and an event can
+        # arrive after a newer one (ties: the later arrival first).
+        history = sorted(reversed(state.items), key=lambda entry: -entry.ref_time)
         ages = np.array([now - entry.ref_time for entry in history])
         factors = decay(ages, self.settings.half_life_seconds) if history else np.zeros(0)
         recent: list[dict[str, Any]] = []
