@@ -141,6 +141,14 @@ def test_item_scope_uses_the_recent_items():
     state.items = [HistoryItem("stove", 2.0, 2.0, NOW, "purchase", "kitchen")]
     offered = rank_coupons([coupon(scope={"items": ["stove", "pan"]})], state, NOW, 3, SETTINGS)
     assert [(c.coupon_id, c.reasons) for c in offered] == [("c", ["it applies to stove, which you bought"])]
+    # An item added to the cart: "added to your cart" while it is there, "looked at" once taken out.
+    state.items = [HistoryItem("pan", 2.0, 2.0, NOW, "add_to_cart", "kitchen")]
+    state.cart = ["pan"]
+    offered = rank_coupons([coupon(scope={"items": ["stove", "pan"]})], state, NOW, 3, SETTINGS)
+    assert offered[0].reasons == ["it applies to pan, which you added to your cart"]
+    state.cart = []
+    offered = rank_coupons([coupon(scope={"items": ["stove", "pan"]})], state, NOW, 3, SETTINGS)
+    assert offered[0].reasons == ["it applies to pan, which you looked at"]
 
 
 @pytest.mark.parametrize(

@@ -490,8 +490,11 @@ def _reason(coupon: Coupon, state: UserState, now: float, settings: Settings) ->
     held = [(items[i], i) for i in scope.items or () if i in items]
     best = max(held)[1] if held else ""
     entry = state.find(best) if best else None
-    verb = {"purchase": "bought", "add_to_cart": "added to your cart"}.get(
-        entry.kind if entry else "", "viewed"
+    kind = entry.kind if entry else ""
+    if kind == "add_to_cart" and best not in state.cart:
+        kind = "remove_from_cart"  # taken out of the cart again: looked at, as reason_for says
+    verb = {"purchase": "bought", "add_to_cart": "added to your cart", "remove_from_cart": "looked at"}.get(
+        kind, "viewed"
     )
     return f"it applies to {best}, which you {verb}"
 
