@@ -280,6 +280,16 @@ def _load_demo_coupons(stack: Any, table: str) -> list[str]:
     return loaded
 
 
+def _write_outputs(path: Path, outputs: dict[str, Any]) -> None:
+    from streamrec.local.stack import LocalStackError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise LocalStackError(f"cannot write {path}: {error.strerror or error}") from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from streamrec.local.demo import DEFAULT_SEED, demo_items, demo_users, generate_demo_events
     from streamrec.local.http_api import HttpApiError
@@ -317,6 +327,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         with local as stack:
             try:
+                # Written at once, so that `catalog load`, `coupons load` and `dlq` reach this
+                # stack while the demo data loads (and not a stale stack's outputs); written
+                # again with the demo's users and items when it is processed.
+                _write_outputs(args.outputs, {**stack.outputs(), "outputs_file": str(args.outputs)})
                 loading = "; it answers already, and its lists fill as the demo data is processed"
                 _status(
                     f"local stack up in {time.monotonic() - started:.1f}s: HTTP API on {stack.api_url}"
@@ -337,11 +351,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 outputs["demo_users"] = demo_users(3, events) if events else []
                 outputs["demo_items"] = demo_items(3, events) if events else []
                 outputs["outputs_file"] = str(args.outputs)
-                try:
-                    args.outputs.parent.mkdir(parents=True, exist_ok=True)
-                    args.outputs.write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
-                except OSError as error:
-                    raise LocalStackError(f"cannot write {args.outputs}: {error.strerror or error}") from None
+                _write_outputs(args.outputs, outputs)
                 _status(f"ready in {time.monotonic() - started:.1f}s", done=True)
                 print(_examples(outputs), flush=True)
                 threading.Event().wait()  # serve until Ctrl-C / SIGTERM

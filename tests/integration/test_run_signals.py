@@ -3,6 +3,7 @@ comes while it is stopping (that used to cut the stop short and leave the proces
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -36,6 +37,9 @@ def test_a_second_ctrl_c_while_stopping_does_not_cut_the_stop_short(tmp_path):
         assert api, lines[-1]
         with urllib.request.urlopen(f"{api.group(1)}/health", timeout=10) as answer:  # noqa: S310
             assert answer.status == 200
+        # The outputs file is there already, so the CLI reaches this stack during the demo load.
+        outputs = json.loads((tmp_path / "outputs.json").read_text())
+        assert outputs["api_url"] == api.group(1) and "demo_users" not in outputs
         time.sleep(1.0)  # the demo events are being loaded
         run.send_signal(signal.SIGINT)
         time.sleep(0.3)  # it is stopping
