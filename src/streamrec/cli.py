@@ -610,13 +610,17 @@ class Target:
 
     @contextmanager
     def failures(
-        self, done: Callable[[], str] | None = None, again: str = "", otherwise: str = ""
+        self,
+        done: Callable[[], str] | None = None,
+        again: str = "",
+        otherwise: str = "",
+        otherwise_for: frozenset[str] | None = None,
     ) -> Iterator[None]:
         """One line instead of a traceback when AWS or the local stack fails mid-command,
         ending with ``done()``: what the command had done by then, and ``again`` (how to
         finish, e.g. "re-run") unless the cause is one that re-running cannot fix (a
         resource that does not exist, access denied, a request AWS refuses); then
-        ``otherwise`` (what can), if given."""
+        ``otherwise`` (what can), if given, for the error codes ``otherwise_for`` (None: all)."""
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -629,8 +633,8 @@ class Target:
         from streamrec.repositories.base import RepositoryError
         from streamrec.repositories.dynamodb import error_code
 
-        def so_far(retry: bool = True) -> str:
-            advice = again if retry else otherwise
+        def so_far(retry: bool = True, code: str = "") -> str:
+            advice = again if retry else (otherwise if otherwise_for is None or code in otherwise_for else "")
             return (f"; {done()}" if done else "") + (f": {advice}" if done and advice else "")
 
         try:
@@ -652,8 +656,9 @@ class Target:
                 what = f"the local stack at {self.local_stack} stopped answering"
             else:
                 what = str(error).rstrip(".")
-            permanent = error_code(cause) in PERMANENT_ERRORS or isinstance(cause, NoCredentialsError)
-            raise SystemExit(f"error: {what}" + so_far(retry=not permanent)) from None
+            code = error_code(cause)
+            permanent = code in PERMANENT_ERRORS or isinstance(cause, NoCredentialsError)
+            raise SystemExit(f"error: {what}" + so_far(retry=not permanent, code=code)) from None
 
 
 def _accepts_connections(endpoint: str) -> bool:
@@ -713,6 +718,13 @@ def _target(
             f"error: {args.outputs} is not an outputs file of `streamrec run`: "
             f"start the local stack (`streamrec run`) or pass {flag}"
         ) from None
+    if args.region is not None and not args.endpoint_url and args.region != outputs.get("region"):
+        # moto keeps each region apart: the stack's resources exist in its own region only.
+        raise SystemExit(
+            f"error: the local stack of {args.outputs} is in region {outputs.get('region')}, so "
+            f"--region {args.region} would find none of its resources: leave --region out, or "
+            f"name a resource on AWS with {flag}"
+        )
     client_kwargs: dict[str, Any] = {
         "region_name": args.region or outputs.get("region"),
         "endpoint_url": args.endpoint_url or outputs.get("endpoint_url"),
@@ -834,6 +846,7 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
         again="" if args.dry_run else "re-run (re-putting is safe)",
         # A stream named by a letter may be gone (e.g. a deleted stack's).
         otherwise="" if args.stream else "--stream NAME puts the records on another stream",
+        otherwise_for=frozenset({"ResourceNotFoundException"}),
     ):
         try:
             report = dlq.redrive(

@@ -84,6 +84,39 @@ def test_redrive_to_a_missing_stream_is_refused_and_leaves_the_letters_visible(a
     assert _stream_records(stream) == []
 
 
+def test_redrive_keeps_letters_whose_stream_kind_differs_from_the_stream_given(aws, capsys):
+    sqs, queue_url = _queue()
+    events, changes = aws.streams["EventStream"].name, aws.streams["ChangedItemsStream"].name
+    _send(sqs, queue_url, [_record_letter(events, 1)])
+    # An event put on the changed-items stream would be refused there, then kept as invalid.
+    assert main(["dlq", "redrive", "--queue-url", queue_url, "--stream", changes]) == 0
+    out = capsys.readouterr().out
+    assert "re-drove 0 records from 0 of 1 dead letters; kept 1" in out
+    assert f"--stream {changes} is not its kind of stream: it came from the event stream" in out
+    assert _stream_records(changes) == [] and len(_visible(sqs, queue_url)) == 1
+    assert main(["dlq", "redrive", "--queue-url", queue_url, "--stream", events]) == 0
+    assert "re-drove 1 record from 1 of 1 dead letters" in capsys.readouterr().out
+    assert len(_stream_records(events)) == 1
+
+
+def test_only_a_missing_stream_gets_the_stream_advice(aws, monkeypatch):
+    from botocore.exceptions import NoCredentialsError
+
+    sqs, queue_url = _queue()
+    _send(sqs, queue_url, [_record_letter(aws.streams["EventStream"].name, 1)])
+
+    def no_credentials(*_args: Any, **_kwargs: Any) -> Any:
+        raise NoCredentialsError()
+
+    monkeypatch.setattr(dlq, "_put", no_credentials)
+    with pytest.raises(SystemExit) as failed:
+        main(["dlq", "redrive", "--queue-url", queue_url])
+    assert _one_error_line(failed) == (
+        "error: Unable to locate credentials; letters re-driven before it stopped are deleted, "
+        "the others are back in the queue"
+    )
+
+
 def test_a_failed_redrive_releases_every_letter_it_did_not_redrive(aws):
     sqs, queue_url = _queue()
     stream = aws.streams["EventStream"].name

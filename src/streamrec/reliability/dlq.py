@@ -69,6 +69,16 @@ def stream_name_of(arn_or_name: str) -> str:
     return arn_or_name.split(":stream/", 1)[1] if ":stream/" in arn_or_name else arn_or_name
 
 
+# The template's logical id of the stream the similarity function reads: CloudFormation and
+# the local stack put it in the stream's name (<stack>-ChangedItemsStream[-<suffix>]).
+CHANGED_ITEMS_STREAM_ID = "ChangedItemsStream"
+
+
+def is_changed_items_stream(arn_or_name: str) -> bool:
+    """Whether the stream is (by its name) the stack's changed-items stream."""
+    return CHANGED_ITEMS_STREAM_ID in stream_name_of(arn_or_name)
+
+
 @dataclass
 class Letter:
     """One dead-letter message."""
@@ -461,6 +471,22 @@ def _redrive(
         ok, why = letter.redrivable(include_invalid, include_partly_written)
         if ok and letter.kind == "record" and not (stream or letter.stream_arn):
             ok, why = False, "corrupt record letter: no source stream (pass --stream)"
+        if (
+            ok
+            and stream
+            and letter.stream_arn
+            and (is_changed_items_stream(stream) != is_changed_items_stream(letter.stream_arn))
+        ):
+            # Its consumer would refuse every record and dead-letter it again, as invalid.
+            came_from = (
+                "the changed-items stream"
+                if is_changed_items_stream(letter.stream_arn)
+                else "the event stream"
+            )
+            ok, why = (
+                False,
+                f"--stream {stream_name_of(stream)} is not its kind of stream: it came from {came_from}",
+            )
         if not ok:
             report.kept.append((letter.describe(), why))
             continue
