@@ -957,6 +957,24 @@ def _is_json_lines(path: Path) -> bool:
     return name.endswith(".jsonl") or name.endswith(".jsonl.gz")
 
 
+def _refuse_an_array_over_lines(path: Path, text: str, what: str) -> None:
+    """SystemExit when a .jsonl file holds one JSON array written over several lines (its
+    lines alone are not records): the file is misnamed, and one message says so instead of
+    an error per line."""
+    stripped = text.strip()
+    if not stripped.startswith("[") or "\n" not in stripped:
+        return
+    try:
+        whole = json.loads(stripped)
+    except ValueError:
+        return
+    if isinstance(whole, list):
+        raise SystemExit(
+            f"error: nothing loaded; {path} holds one JSON array over several lines, and a .jsonl "
+            f"file is read one {what} per line: name it .json, or write one {what} per line"
+        )
+
+
 def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
     """(coupon_id, CouponSpec) of every record of a .json or .jsonl file; SystemExit naming
     each invalid record (by position), or each coupon defined twice, otherwise."""
@@ -966,6 +984,7 @@ def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
     if not text.strip():
         raise SystemExit(f"error: nothing loaded; {path} holds no coupons")
     if _is_json_lines(path):
+        _refuse_an_array_over_lines(path, text, "coupon")
         where, (records, problems) = "line", _json_lines(text)
     else:
         try:
@@ -1266,7 +1285,10 @@ def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[s
     and the records left out; SystemExit naming each invalid record's line otherwise."""
     from streamrec.events import ITEM_UPSERT, InvalidEvent, parse_item_upsert
 
-    records, undecodable = _catalog_records(_read_text(path), json_lines=_is_json_lines(path))
+    text = _read_text(path)
+    if _is_json_lines(path):
+        _refuse_an_array_over_lines(path, text, "record")
+    records, undecodable = _catalog_records(text, json_lines=_is_json_lines(path))
     loaded_at = time.time() if now is None else now
     valid, problems = [], []
     for line, record in records:

@@ -42,6 +42,21 @@ def test_a_json_lines_file_is_one_record_per_line_even_an_array(tmp_path):
     assert str(failed.value).splitlines()[1] == f"  {path} line 1: record must be a JSON object, got an array"
 
 
+def test_a_json_lines_file_holding_an_array_over_several_lines_is_named_misnamed(tmp_path):
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(json.dumps([TENT, STOVE], indent=2) + "\n")
+    with pytest.raises(SystemExit) as failed:
+        read_catalog_file(path)
+    assert str(failed.value) == (
+        f"error: nothing loaded; {path} holds one JSON array over several lines, and a .jsonl file "
+        "is read one record per line: name it .json, or write one record per line"
+    )
+    coupons = tmp_path / "coupons.jsonl"
+    coupons.write_text(json.dumps([COUPON], indent=2))
+    with pytest.raises(SystemExit, match="read one coupon per line: name it .json"):
+        read_coupon_file(coupons)
+
+
 def test_bad_records_are_named_by_line_and_nothing_is_loaded(tmp_path):
     path = tmp_path / "catalog.jsonl"
     path.write_text(
