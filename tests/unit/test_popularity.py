@@ -26,3 +26,13 @@ def test_counters_of_two_epochs_compare_in_one_scale():
     counters = {older[0]: older[1], newer[0]: newer[1]}
     # In epoch 101's scale the older event weighs half (one day older) of the newer one.
     assert popularity_at_epoch(counters, 101, DAY) == pytest.approx(POPULARITY_SCALE * 1.5)
+
+
+def test_the_most_popular_padding_item_scores_exactly_one():
+    from streamrec.domain.model import POPULAR_ROW, PopularList
+    from streamrec.domain.recommend import _pad_with_popular
+
+    # 7.3 * (1 / 7.3) is 0.9999999999999999 in floating point; 7.3 / 7.3 is 1.
+    lists = {POPULAR_ROW: PopularList([("a", 7.3), ("b", 3.65)])}
+    padded = _pad_with_popular([], lists, set(), 2)
+    assert [(r.item_id, r.score) for r in padded] == [("a", 1.0), ("b", 0.5)]

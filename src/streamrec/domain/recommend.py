@@ -117,13 +117,15 @@ def _pad_with_popular(
         return listed
     taken = excluded | list_filter.exclude | {rec.item_id for rec in listed}
     ceiling = max(0.0, min((rec.score for rec in listed), default=1.0))
-    scale = ceiling / (popular.items[0][1] or 1.0)
+    top = popular.items[0][1] or 1.0
     reason = f"popular in {category} right now" if category else "popular right now"
     for item_id, weight in popular.items:
         if len(listed) >= k:
             break
         if item_id not in taken:
-            listed.append(Recommendation(item_id, weight * scale, SOURCE_POPULAR, [reason]))
+            # weight / top first: the most popular item scores exactly the ceiling (1.0 when
+            # nothing else is listed), where weight * (ceiling / top) could give 0.9999999999999999.
+            listed.append(Recommendation(item_id, ceiling * (weight / top), SOURCE_POPULAR, [reason]))
     return listed
 
 
