@@ -89,7 +89,7 @@ class ProfileItem(BaseModel):
     )
     category: str | None
     affinity: float = Field(description="Affinity decayed to now.")
-    last_seen: str = Field(description="ISO-8601 time, UTC.")
+    last_seen: str = Field(description="ISO-8601 time, UTC, to the second (e.g. 2026-01-01T12:00:00Z).")
 
 
 class ProfileCategory(BaseModel):

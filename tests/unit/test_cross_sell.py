@@ -349,13 +349,13 @@ def test_profile_lists_recent_items_newest_first_by_event_time_and_the_route_use
     engine = InMemoryEngine(Settings(half_life_hours=1.0, event_weights=weights), eager=True)
     # x is viewed 10 min before T0 and arrives first; y's older view (2 h before) arrives later.
     engine.ingest([_purchase(0, "p", "x", None, kind="view", at=-600)])
-    engine.ingest([_purchase(1, "p", "y", None, kind="view", at=-7200)])
+    engine.ingest([{**_purchase(1, "p", "y", None, kind="view", at=-7200), "timestamp": T0 - 7199.6}])
     from streamrec.domain.profile import ProfileService
 
     profile = ProfileService(engine.settings, engine.users).for_user("p", now=T0)
     assert [(r["item_id"], r["last_seen"]) for r in profile.recent_items] == [
         ("x", "2025-11-24T15:50:00Z"),
-        ("y", "2025-11-24T14:00:00Z"),
+        ("y", "2025-11-24T14:00:00Z"),  # to the second, like whole-second events
     ]
     app = build_app(engine.recommendations, clock=lambda: T0)
     request = {
@@ -376,7 +376,9 @@ def test_profile_lists_recent_items_newest_first_by_event_time_and_the_route_use
     assert response["statusCode"] == 200
     answer = json.loads(response["body"])
     # Decayed to the app's clock (T0), not to the wall clock.
-    assert [r["affinity"] for r in answer["recent_items"]] == pytest.approx([0.5 ** (1 / 6), 0.25])
+    assert [r["affinity"] for r in answer["recent_items"]] == pytest.approx(
+        [0.5 ** (1 / 6), 0.5 ** (7199.6 / 3600)]
+    )
 
 
 def test_popular_padding_scores_below_the_lists_own_suggestions():

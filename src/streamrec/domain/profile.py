@@ -20,7 +20,8 @@ from streamrec.settings import Settings
 
 
 def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+    """ISO-8601 UTC to the second, one format whatever the event's precision."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass
