@@ -164,6 +164,31 @@ def test_implicit_baskets_split_on_the_time_gap_and_a_new_basket_id():
     assert engine.users.get("u").cart == ["x", "y"]  # z was bought
 
 
+def test_a_basket_counts_its_first_basket_items_kept_items_each_once():
+    engine = InMemoryEngine(Settings(basket_items_kept=3), eager=True)
+    # a, b, c fill the basket; d is past the cap; a again is already counted.
+    engine.ingest([_purchase(n, "u", item, "o1", kind="add_to_cart", at=n) for n, item in enumerate("abcda")])
+    stats = engine.item_stats.get_many(["a", "b", "c", "d", "#totals"])
+    assert {i: s.baskets for i, s in stats.items()} == {"a": 1, "b": 1, "c": 1, "d": 0, "#totals": 1}
+    assert engine.cooccurrence.get_rows(["#b:a"])["#b:a"] == {"b": 1.0, "c": 1.0}
+    assert engine.users.get("u").basket == ["a", "b", "c"]
+
+
+def test_returning_to_an_earlier_basket_id_starts_a_new_basket():
+    # A basket is a run of one user's events with the same basket_id (the row keeps one
+    # basket): o1, o2, o1 are three baskets, as the README says.
+    engine = InMemoryEngine(Settings(), eager=True)
+    engine.ingest(
+        [
+            _purchase(0, "u", "a", "o1", at=1),
+            _purchase(1, "u", "b", "o2", kind="add_to_cart", at=2),
+            _purchase(2, "u", "c", "o1", at=3),
+        ]
+    )
+    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 3
+    assert engine.cooccurrence.get_rows(["#b:a"])["#b:a"] == {}
+
+
 def test_empty_cart_of_a_known_user_gets_their_past_purchases():
     engine = _engine(cross_sell_measure="confidence", cross_sell_history_weight=0.3)
     engine.ingest([_purchase(60, "newbie", "d", "o6", at=200)])

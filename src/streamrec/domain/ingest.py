@@ -233,7 +233,9 @@ def _apply_to_basket(
         plan.item_stats[TOTALS_ROW].append((seq, BASKETS, 1.0))
     state.basket_time = max(state.basket_time, event.timestamp) if same else event.timestamp
     item = event.item_id
-    if item in state.basket:
+    # A full basket counts nothing more: its first basket_items_kept distinct items are the
+    # ones counted, and the row keeps them all, so no item of it is ever counted twice.
+    if item in state.basket or len(state.basket) >= settings.basket_items_kept:
         return
     plan.item_stats[item].append((seq, BASKETS, 1.0))
     plan.norm_changed.add(item)
@@ -244,7 +246,6 @@ def _apply_to_basket(
         plan.cooccurrence[(basket_row(other), block_of(item, blocks))].append((seq, item, 1.0))
         plan.changed_items.add(other)
     state.basket.append(item)
-    del state.basket[: -settings.basket_items_kept]
 
 
 def _apply_to_history(

@@ -148,8 +148,8 @@ class UserState:
     # category -> decayed affinity (coupon ranking); coupon id -> redemptions by this user.
     categories: dict[str, CategoryAffinity] = field(default_factory=dict)
     redemptions: dict[str, int] = field(default_factory=dict)
-    # The current basket: its id ("" = implicit, by time gap), its distinct items (oldest
-    # first, bounded by ``basket_items_kept``) and the time of its last event.
+    # The current basket: its id ("" = implicit, by time gap), its distinct items counted
+    # (oldest first: the first ``basket_items_kept``) and the time of its last event.
     basket_id: str = ""
     basket: list[str] = field(default_factory=list)
     basket_time: float = 0.0
