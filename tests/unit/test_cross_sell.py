@@ -325,6 +325,23 @@ def test_known_users_past_purchases_are_boosted_by_recency():
 
 
 # ---- Profile ---------------------------------------------------------------------------------
+def _get_profile(app, user: str) -> tuple[int, dict]:
+    """GET /users/{user}/profile through the resolver ``app``: (status, body)."""
+    path = f"/users/{user}/profile"
+    event = {
+        "version": "2.0",
+        "routeKey": "GET /users/{user_id}/profile",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {},
+        "pathParameters": {"user_id": user},
+        "requestContext": {"http": {"method": "GET", "path": path}, "requestId": "r", "stage": "$default"},
+        "isBase64Encoded": False,
+    }
+    response = app.resolve(event, None)
+    return response["statusCode"], json.loads(response["body"])
+
+
 def test_profile_decays_affinities_to_now_and_counts_events():
     weights = {"view": 1.0, "add_to_cart": 2.0, "remove_from_cart": 0.0, "purchase": 4.0}
     engine = InMemoryEngine(Settings(half_life_hours=1.0, event_weights=weights), eager=True)
@@ -350,23 +367,8 @@ def test_profile_decays_affinities_to_now_and_counts_events():
     assert profile.cart == ["stove"] and profile.purchases == 0
     assert not ProfileService(engine.settings, engine.users).for_user("nobody").known
 
-    event = {
-        "version": "2.0",
-        "routeKey": "GET /users/{user_id}/profile",
-        "rawPath": "/users/p/profile",
-        "rawQueryString": "",
-        "headers": {},
-        "pathParameters": {"user_id": "p"},
-        "requestContext": {
-            "http": {"method": "GET", "path": "/users/p/profile"},
-            "requestId": "r",
-            "stage": "$default",
-        },
-        "isBase64Encoded": False,
-    }
-    answer = app.resolve(event, None)
-    assert answer["statusCode"] == 200
-    assert json.loads(answer["body"])["event_counts"] == {"view": 2, "add_to_cart": 1}
+    status, answer = _get_profile(app, "p")
+    assert status == 200 and answer["event_counts"] == {"view": 2, "add_to_cart": 1}
 
 
 def test_profile_lists_recent_items_newest_first_by_event_time_and_the_route_uses_the_apps_clock():
@@ -383,23 +385,8 @@ def test_profile_lists_recent_items_newest_first_by_event_time_and_the_route_use
         ("y", "2025-11-24T14:00:00Z"),  # to the second, like whole-second events
     ]
     app = build_app(engine.recommendations, clock=lambda: T0)
-    request = {
-        "version": "2.0",
-        "routeKey": "GET /users/{user_id}/profile",
-        "rawPath": "/users/p/profile",
-        "rawQueryString": "",
-        "headers": {},
-        "pathParameters": {"user_id": "p"},
-        "requestContext": {
-            "http": {"method": "GET", "path": "/users/p/profile"},
-            "requestId": "r",
-            "stage": "$default",
-        },
-        "isBase64Encoded": False,
-    }
-    response = app.resolve(request, None)
-    assert response["statusCode"] == 200
-    answer = json.loads(response["body"])
+    status, answer = _get_profile(app, "p")
+    assert status == 200
     # Decayed to the app's clock (T0), not to the wall clock.
     assert [r["affinity"] for r in answer["recent_items"]] == pytest.approx(
         [0.5 ** (1 / 6), 0.5 ** (7199.6 / 3600)]
