@@ -285,7 +285,10 @@ def _write_outputs(path: Path, outputs: dict[str, Any]) -> None:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
+        # Whole or not at all: commands may read it while the demo data loads.
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, path)
     except OSError as error:
         raise LocalStackError(f"cannot write {path}: {error.strerror or error}") from None
 
@@ -330,7 +333,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 # Written at once, so that `catalog load`, `coupons load` and `dlq` reach this
                 # stack while the demo data loads (and not a stale stack's outputs); written
                 # again with the demo's users and items when it is processed.
-                _write_outputs(args.outputs, {**stack.outputs(), "outputs_file": str(args.outputs)})
+                _write_outputs(
+                    args.outputs, {**stack.outputs(), "outputs_file": str(args.outputs), "ready": False}
+                )
                 loading = "; it answers already, and its lists fill as the demo data is processed"
                 _status(
                     f"local stack up in {time.monotonic() - started:.1f}s: HTTP API on {stack.api_url}"
@@ -351,6 +356,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 outputs["demo_users"] = demo_users(3, events) if events else []
                 outputs["demo_items"] = demo_items(3, events) if events else []
                 outputs["outputs_file"] = str(args.outputs)
+                outputs["ready"] = True  # the demo data is processed
                 _write_outputs(args.outputs, outputs)
                 _status(f"ready in {time.monotonic() - started:.1f}s", done=True)
                 print(_examples(outputs), flush=True)
@@ -718,7 +724,7 @@ def _target(
             f"error: {args.outputs} is not an outputs file of `streamrec run`: "
             f"start the local stack (`streamrec run`) or pass {flag}"
         ) from None
-    if args.region is not None and not args.endpoint_url and args.region != outputs.get("region"):
+    if args.region is not None and outputs.get("region") and args.region != outputs["region"]:
         # moto keeps each region apart: the stack's resources exist in its own region only.
         raise SystemExit(
             f"error: the local stack of {args.outputs} is in region {outputs.get('region')}, so "
@@ -824,10 +830,15 @@ def _cmd_dlq_list(args: argparse.Namespace) -> int:
             for kind in ("record", "batch", "unknown")
         }
         print(
-            f"{len(letters)} dead letters ({kinds['record']} records, {kinds['batch']} batch descriptions, "
-            f"{kinds['unknown']} unknown)"
+            f"{_counted(len(letters), 'dead letter')} ({_counted(kinds['record'], 'record')}, "
+            f"{_counted(kinds['batch'], 'batch description')}, {kinds['unknown']} unknown)"
         )
     return 0
+
+
+def _counted(n: int, noun: str) -> str:
+    """``1 record``, ``2 records``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
@@ -863,10 +874,9 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
                 f"error: stream {missing.stream} not found (--stream); nothing was changed"
             ) from None
     verb = "would re-drive" if args.dry_run else "re-drove"
-    records = "record" if report.redriven_records == 1 else "records"
     print(
-        f"{verb} {report.redriven_records} {records} from {report.redriven_messages} of "
-        f"{report.examined} dead letters; kept {len(report.kept)}"
+        f"{verb} {_counted(report.redriven_records, 'record')} from {report.redriven_messages} of "
+        f"{_counted(report.examined, 'dead letter')}; kept {len(report.kept)}"
     )
     for description, why in report.kept[:50]:
         print(f"  kept ({why}): {description}")
@@ -938,7 +948,10 @@ def _read_text(path: Path) -> str:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as error:
-            raise SystemExit(f"error: nothing loaded; {path} is not a whole gzip file: {error}") from None
+            raise SystemExit(
+                f"error: nothing loaded; {path} is not one whole gzip file (cut short, damaged, or "
+                f"followed by other bytes): {error}"
+            ) from None
     bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
         text = data[bom:].decode("utf-8")
@@ -1022,6 +1035,9 @@ def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
     return parsed
 
 
+SHOWN_KEPT = 20  # redefined coupons named by `coupons load` (a shop may redefine thousands)
+
+
 def _cmd_coupons_load(args: argparse.Namespace) -> int:
     from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 
@@ -1046,7 +1062,13 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
             _status(f"loaded {loaded}/{len(coupons)} coupons", done=loaded == len(coupons))
     if kept:
         print(f"{len(kept)} redefined coupon(s) keep the redemptions already counted:")
-        print("  " + "\n  ".join(kept))
+        print(
+            "  "
+            + "\n  ".join(
+                kept[:SHOWN_KEPT]
+                + ([f"... and {len(kept) - SHOWN_KEPT} more"] if len(kept) > SHOWN_KEPT else [])
+            )
+        )
     print(f"loaded {len(coupons)} coupon(s) into {target.name}")
     return 0
 
@@ -1265,18 +1287,18 @@ def latest_per_item(
     stream order, which PutRecords and its retries do not keep: sending one record per item
     leaves nothing to chance (and writes less)."""
     latest: dict[str, tuple[int, float, dict[str, Any]]] = {}
-    superseded = []
     for line, timestamp, record in records:
-        item_id = record["item_id"]
-        held = latest.get(item_id)
-        if held is not None and held[1] > timestamp:
-            superseded.append(Superseded(item_id, line, held[0]))
-            continue
-        if held is not None:
-            superseded.append(Superseded(item_id, held[0], line))
-        latest[item_id] = (line, timestamp, record)
+        held = latest.get(record["item_id"])
+        if held is None or timestamp >= held[1]:
+            latest[record["item_id"]] = (line, timestamp, record)
+    kept_line = {item_id: line for item_id, (line, _, _) in latest.items()}
+    superseded = [
+        Superseded(record["item_id"], line, kept_line[record["item_id"]])
+        for line, _, record in records
+        if line != kept_line[record["item_id"]]
+    ]
     kept = [record for _, _, record in sorted(latest.values(), key=lambda entry: entry[0])]
-    return kept, sorted(superseded, key=lambda entry: entry.line)
+    return kept, superseded
 
 
 def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[str, Any]], list[Superseded]]:

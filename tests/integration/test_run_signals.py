@@ -39,7 +39,8 @@ def test_a_second_ctrl_c_while_stopping_does_not_cut_the_stop_short(tmp_path):
             assert answer.status == 200
         # The outputs file is there already, so the CLI reaches this stack during the demo load.
         outputs = json.loads((tmp_path / "outputs.json").read_text())
-        assert outputs["api_url"] == api.group(1) and "demo_users" not in outputs
+        assert outputs["api_url"] == api.group(1) and outputs["ready"] is False
+        assert "demo_users" not in outputs
         time.sleep(1.0)  # the demo events are being loaded
         run.send_signal(signal.SIGINT)
         time.sleep(0.3)  # it is stopping

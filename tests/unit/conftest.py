@@ -117,3 +117,12 @@ class BatchGetRecorder:
     def batch_get_item(self, **kwargs):
         self.requests.append(kwargs["RequestItems"])
         return self.client.batch_get_item(**kwargs)
+
+
+@pytest.fixture(autouse=True)
+def fresh_status_line(monkeypatch):
+    """Each test its own progress line: its pace (one plain line every 5 s) would otherwise
+    carry over from the previous test's command, as it never does between two CLI runs."""
+    import streamrec.cli
+
+    monkeypatch.setattr(streamrec.cli, "_status", streamrec.cli.StatusLine())

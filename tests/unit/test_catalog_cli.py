@@ -190,6 +190,16 @@ def test_load_sends_each_items_latest_record_of_the_file_once(aws, tmp_path, cap
     records, superseded = read_catalog_file(path, now=1_764_000_500)
     assert [(r["item_id"], r["title"]) for r in records] == [("stove", "Camping stove"), ("tent", "tent v2")]
     assert [(s.item_id, s.line, s.kept_line) for s in superseded] == [("tent", 1, 3), ("stove", 4, 2)]
+    # Each left-out record names the line finally sent, even when a later line replaces the
+    # one that first beat it; an ISO time and epoch seconds compare as the same instant.
+    three = tmp_path / "three.jsonl"
+    times = ["2025-11-24T12:00:00Z", 1_763_900_000, 1_763_985_600]
+    three.write_text(
+        "\n".join(json.dumps({**TENT, "title": f"v{n}", "timestamp": t}) for n, t in enumerate(times))
+    )
+    records, superseded = read_catalog_file(three)
+    assert [r["title"] for r in records] == ["v2"]
+    assert [(s.line, s.kept_line) for s in superseded] == [(1, 3), (2, 3)]
     stream = aws.streams["EventStream"].name
     assert main(["catalog", "load", str(path), "--stream", stream]) == 0
     kinesis = boto3.client("kinesis")
@@ -220,5 +230,5 @@ def test_gzip_compressed_files_are_read_like_plain_ones(tmp_path):
     assert [coupon_id for coupon_id, _ in read_coupon_file(coupons)] == ["camp"]
     cut = tmp_path / "cut.jsonl.gz"
     cut.write_bytes(lines.read_bytes()[:30])
-    with pytest.raises(SystemExit, match=f"nothing loaded; {cut} is not a whole gzip file"):
+    with pytest.raises(SystemExit, match=f"nothing loaded; {cut} is not one whole gzip file"):
         read_catalog_file(cut)

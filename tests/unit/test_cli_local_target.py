@@ -211,6 +211,21 @@ def test_a_region_other_than_the_local_stacks_is_refused(tmp_path, moto_server):
         f"error: the local stack of {outputs} is in region us-east-1, so --region eu-west-1 would "
         "find none of its resources: leave --region out, or name a resource on AWS with --table"
     )
+    # Also with --endpoint-url: the resource names still come from the local stack's outputs.
+    with pytest.raises(SystemExit, match="is in region us-east-1, so --region eu-west-1 would find none"):
+        main(
+            [
+                "coupons",
+                "load",
+                str(coupons),
+                "--outputs",
+                str(outputs),
+                "--region",
+                "eu-west-1",
+                "--endpoint-url",
+                endpoint,
+            ]
+        )
     # Its own region is harmless.
     assert main(["coupons", "load", str(coupons), "--outputs", str(outputs), "--region", "us-east-1"]) == 0
 

@@ -798,6 +798,23 @@ def test_coupons_load_shows_progress_and_names_only_the_coupons_that_keep_redemp
         "  camp: remaining 2 of 3 (1 redeemed)",
         f"loaded 2 coupon(s) into {table}",
     ]
+    # A shop redefining thousands sees the first SHOWN_KEPT of them.
+    many = tmp_path / "many.jsonl"
+    many.write_text("\n".join(json.dumps({**LOAD_RECORD, "coupon_id": f"c{n}"}) for n in range(22)))
+    assert main(["coupons", "load", str(many), "--table", table]) == 0
+    for n in range(22):
+        repository.redeem(
+            f"c{n}", "49590338271490256608559692538361571095921575989136588898", "shardId-000000000000"
+        )
+    assert main(["coupons", "load", str(many), "--table", table]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-4:] == [
+        "  c18: remaining 2 of 3 (1 redeemed)",
+        "  c19: remaining 2 of 3 (1 redeemed)",
+        "  ... and 2 more",
+        f"loaded 22 coupon(s) into {table}",
+    ]
+    assert "22 redefined coupon(s) keep the redemptions already counted:" in lines
 
 
 def test_a_category_reason_counts_events_not_items():

@@ -91,11 +91,11 @@ def test_redrive_keeps_letters_whose_stream_kind_differs_from_the_stream_given(a
     # An event put on the changed-items stream would be refused there, then kept as invalid.
     assert main(["dlq", "redrive", "--queue-url", queue_url, "--stream", changes]) == 0
     out = capsys.readouterr().out
-    assert "re-drove 0 records from 0 of 1 dead letters; kept 1" in out
+    assert "re-drove 0 records from 0 of 1 dead letter; kept 1" in out
     assert f"--stream {changes} is not its kind of stream: it came from the event stream" in out
     assert _stream_records(changes) == [] and len(_visible(sqs, queue_url)) == 1
     assert main(["dlq", "redrive", "--queue-url", queue_url, "--stream", events]) == 0
-    assert "re-drove 1 record from 1 of 1 dead letters" in capsys.readouterr().out
+    assert "re-drove 1 record from 1 of 1 dead letter" in capsys.readouterr().out
     assert len(_stream_records(events)) == 1
 
 
@@ -115,6 +115,27 @@ def test_only_a_missing_stream_gets_the_stream_advice(aws, monkeypatch):
         "error: Unable to locate credentials; letters re-driven before it stopped are deleted, "
         "the others are back in the queue"
     )
+
+
+def test_a_batch_description_of_a_deleted_stream_is_kept_and_the_rest_re_driven(aws, capsys):
+    sqs, queue_url = _queue()
+    stream = aws.streams["EventStream"].name
+    batch = {
+        "requestContext": {"condition": "RetryAttemptsExhausted", "functionArn": "arn:fn"},
+        "KinesisBatchInfo": {
+            "streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/zz-gone",
+            "shardId": "shardId-000000000000",
+            "startSequenceNumber": "1",
+            "endSequenceNumber": "2",
+            "batchSize": 2,
+        },
+    }
+    _send(sqs, queue_url, [batch, _record_letter(stream, 1)])
+    assert main(["dlq", "redrive", "--queue-url", queue_url]) == 0
+    out = capsys.readouterr().out
+    assert "re-drove 1 record from 1 of 2 dead letters; kept 1" in out
+    assert "its stream zz-gone no longer exists: records lost" in out
+    assert len(_stream_records(stream)) == 1 and len(_visible(sqs, queue_url)) == 1
 
 
 def test_a_failed_redrive_releases_every_letter_it_did_not_redrive(aws):
@@ -230,7 +251,7 @@ def test_dlq_list_counts_unknown_messages_and_leaves_every_letter_visible(aws, c
     _send(sqs, queue_url, [_record_letter("events", 1), _record_letter("events", 2), batch, {"x": 1}])
     assert main(["dlq", "list", "--queue-url", queue_url]) == 0
     summary = capsys.readouterr().out.splitlines()[-1]
-    assert summary == "4 dead letters (2 records, 1 batch descriptions, 1 unknown)"
+    assert summary == "4 dead letters (2 records, 1 batch description, 1 unknown)"
     assert len(_visible(sqs, queue_url)) == 4
 
 

@@ -35,6 +35,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 __all__ = [
     "Letter",
     "RedriveReport",
@@ -501,7 +503,15 @@ def _redrive(
             ]
         else:
             first, last = letter.sequence_range
-            records = read_range(kinesis, letter.stream_arn, letter.shard, first, last)
+            try:
+                records = read_range(kinesis, letter.stream_arn, letter.shard, first, last)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                    raise
+                # Its records can only be read from that stream: --stream cannot help.
+                why = f"its stream {stream_name_of(letter.stream_arn)} no longer exists: records lost"
+                report.kept.append((letter.describe(), why))
+                continue
             if not records:
                 report.kept.append((letter.describe(), "records no longer in the stream (retention)"))
                 continue
