@@ -81,7 +81,7 @@ def reference_rows(pairs, norms, measure, k):
 def reference_baskets(events, gap_seconds, kept):
     """Basket co-occurrence from scratch: add_to_cart/purchase events sharing a basket_id,
     or (without one) a user's such events at most ``gap_seconds`` after the basket's latest
-    one, form a basket of at most ``kept`` distinct items (the latest ones).
+    one, form a basket that counts its first ``kept`` distinct items, each once.
 
     Returns (pairs {i: {j: baskets with both}}, baskets_of {i: baskets with i}, baskets).
     """
@@ -105,12 +105,11 @@ def reference_baskets(events, gap_seconds, kept):
             basket = (key, when, [])
             total += 1
         current[user] = basket
-        if item in basket[2]:
+        if item in basket[2] or len(basket[2]) >= kept:
             continue
         counts[item] += 1
         for other in basket[2]:
             pairs[item][other] += 1
             pairs[other][item] += 1
         basket[2].append(item)
-        del basket[2][:-kept]
     return pairs, counts, total
