@@ -62,6 +62,20 @@ def _record_letter(stream: str, sequence: int, **changes: Any) -> dict[str, Any]
     return {key: value for key, value in letter.items() if value is not None}
 
 
+def _batch_letter(stream: str) -> dict[str, Any]:
+    """Lambda's OnFailure description of a batch of 2 records of ``stream`` that exhausted its retries."""
+    return {
+        "requestContext": {"condition": "RetryAttemptsExhausted", "functionArn": "arn:fn"},
+        "KinesisBatchInfo": {
+            "streamArn": f"arn:aws:kinesis:us-east-1:123456789012:stream/{stream}",
+            "shardId": "shardId-000000000000",
+            "startSequenceNumber": "1",
+            "endSequenceNumber": "2",
+            "batchSize": 2,
+        },
+    }
+
+
 def _send(sqs: Any, queue_url: str, bodies: list[Any]) -> None:
     for body in bodies:
         sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
@@ -120,16 +134,7 @@ def test_only_a_missing_stream_gets_the_stream_advice(aws, monkeypatch):
 def test_a_batch_description_of_a_deleted_stream_is_kept_and_the_rest_re_driven(aws, capsys):
     sqs, queue_url = _queue()
     stream = aws.streams["EventStream"].name
-    batch = {
-        "requestContext": {"condition": "RetryAttemptsExhausted", "functionArn": "arn:fn"},
-        "KinesisBatchInfo": {
-            "streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/zz-gone",
-            "shardId": "shardId-000000000000",
-            "startSequenceNumber": "1",
-            "endSequenceNumber": "2",
-            "batchSize": 2,
-        },
-    }
+    batch = _batch_letter("zz-gone")
     _send(sqs, queue_url, [batch, _record_letter(stream, 1)])
     assert main(["dlq", "redrive", "--queue-url", queue_url]) == 0
     out = capsys.readouterr().out
@@ -238,16 +243,7 @@ def test_corrupt_record_letters_are_kept_with_a_reason_and_the_others_redriven(a
 
 def test_dlq_list_counts_unknown_messages_and_leaves_every_letter_visible(aws, capsys):
     sqs, queue_url = _queue()
-    batch = {
-        "requestContext": {"condition": "RetryAttemptsExhausted", "functionArn": "arn:fn"},
-        "KinesisBatchInfo": {
-            "streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/events",
-            "shardId": "shardId-000000000000",
-            "startSequenceNumber": "1",
-            "endSequenceNumber": "2",
-            "batchSize": 2,
-        },
-    }
+    batch = _batch_letter("events")
     _send(sqs, queue_url, [_record_letter("events", 1), _record_letter("events", 2), batch, {"x": 1}])
     assert main(["dlq", "list", "--queue-url", queue_url]) == 0
     summary = capsys.readouterr().out.splitlines()[-1]
