@@ -1286,18 +1286,17 @@ def latest_per_item(
     The ingest keeps each item's latest record anyway, but it breaks a tie of timestamps by
     stream order, which PutRecords and its retries do not keep: sending one record per item
     leaves nothing to chance (and writes less)."""
-    latest: dict[str, tuple[int, float, dict[str, Any]]] = {}
-    for line, timestamp, record in records:
+    latest: dict[str, int] = {}  # item -> position in records (lines can repeat in an array)
+    for position, (_, timestamp, record) in enumerate(records):
         held = latest.get(record["item_id"])
-        if held is None or timestamp >= held[1]:
-            latest[record["item_id"]] = (line, timestamp, record)
-    kept_line = {item_id: line for item_id, (line, _, _) in latest.items()}
+        if held is None or timestamp >= records[held][1]:
+            latest[record["item_id"]] = position
     superseded = [
-        Superseded(record["item_id"], line, kept_line[record["item_id"]])
-        for line, _, record in records
-        if line != kept_line[record["item_id"]]
+        Superseded(record["item_id"], line, records[latest[record["item_id"]]][0])
+        for position, (line, _, record) in enumerate(records)
+        if position != latest[record["item_id"]]
     ]
-    kept = [record for _, _, record in sorted(latest.values(), key=lambda entry: entry[0])]
+    kept = [records[position][2] for position in sorted(latest.values())]
     return kept, superseded
 
 
@@ -1361,8 +1360,14 @@ def put_catalog_records(
 
 def _cmd_catalog_load(args: argparse.Namespace) -> int:
     records, superseded = read_catalog_file(args.file)
+    target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
     if superseded:
-        shown = [f"item {s.item_id!r}: line {s.line} (line {s.kept_line} is sent)" for s in superseded[:5]]
+        shown = [
+            f"item {s.item_id!r}: line {s.line} (line {s.kept_line} is sent)"
+            if s.line != s.kept_line
+            else f"item {s.item_id!r}: an earlier record on line {s.line} (a later one there is sent)"
+            for s in superseded[:5]
+        ]
         more = [f"... and {len(superseded) - 5} more"] if len(superseded) > 5 else []
         print(
             f"{len(superseded)} record(s) of {args.file} left out: a later record of the same item "
@@ -1370,7 +1375,6 @@ def _cmd_catalog_load(args: argparse.Namespace) -> int:
             + "\n  ".join(shown + more),
             file=sys.stderr,
         )
-    target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
     stream, sent = target.name, 0
 
     def progress(done: int, total: int) -> None:

@@ -200,6 +200,12 @@ def test_load_sends_each_items_latest_record_of_the_file_once(aws, tmp_path, cap
     records, superseded = read_catalog_file(three)
     assert [r["title"] for r in records] == ["v2"]
     assert [(s.line, s.kept_line) for s in superseded] == [(1, 3), (2, 3)]
+    # Two records of one item on one line (a one-line array): the later one is sent, and the
+    # other is named although it has the same line number.
+    one_line = tmp_path / "one-line.json"
+    one_line.write_text(json.dumps([{**TENT, "title": "a"}, {**TENT, "title": "b"}]))
+    records, superseded = read_catalog_file(one_line, now=1_764_000_500)
+    assert [r["title"] for r in records] == ["b"] and [(s.line, s.kept_line) for s in superseded] == [(1, 1)]
     stream = aws.streams["EventStream"].name
     assert main(["catalog", "load", str(path), "--stream", stream]) == 0
     kinesis = boto3.client("kinesis")
