@@ -4,7 +4,10 @@ A row of item i depends on c_ij (its co-occurrence row), c_ii and every candidat
 The ingest announces items whose c_ij changed and, separately, items whose own count c_jj
 changed ("norm changed"). For the latter, the rows of their strongest co-occurring items
 (up to ``propagation_limit``) are recomputed too, so that once the changed-items stream
-has drained every row equals a from-scratch computation over the stored counts.
+has drained every row equals a from-scratch computation over the stored counts; except the
+rows of partners beyond the ``propagation_limit`` strongest, and, for measures that use a
+grand total N (``added_value``, ``llr``), rows not announced since N last changed: they keep
+the N of their last rebuild (``test_incremental_equals_batch`` covers the measures without one).
 
 It also keeps the popular lists: ``#popular`` and one ``#cat:<category>`` list per
 category, ranked by forward-decayed popularity (see ``model.popularity_increment``), and
