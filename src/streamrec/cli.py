@@ -836,6 +836,12 @@ def _cmd_dlq_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_lines(lines: Sequence[str], shown: int) -> str:
+    """The first ``shown`` lines, indented, then "... and N more" for the rest."""
+    more = [f"... and {len(lines) - shown} more"] if len(lines) > shown else []
+    return "\n".join(f"  {line}" for line in [*lines[:shown], *more])
+
+
 def _counted(n: int, noun: str) -> str:
     """``1 record``, ``2 records``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
@@ -878,10 +884,8 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
         f"{verb} {_counted(report.redriven_records, 'record')} from {report.redriven_messages} of "
         f"{_counted(report.examined, 'dead letter')}; kept {len(report.kept)}"
     )
-    for description, why in report.kept[:50]:
-        print(f"  kept ({why}): {description}")
-    if len(report.kept) > 50:
-        print(f"  ... and {len(report.kept) - 50} more")
+    if report.kept:
+        print(_first_lines([f"kept ({why}): {description}" for description, why in report.kept], 50))
     return 0
 
 
@@ -1062,13 +1066,7 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
             _status(f"loaded {loaded}/{len(coupons)} coupons", done=loaded == len(coupons))
     if kept:
         print(f"{len(kept)} redefined coupon(s) keep the redemptions already counted:")
-        print(
-            "  "
-            + "\n  ".join(
-                kept[:SHOWN_KEPT]
-                + ([f"... and {len(kept) - SHOWN_KEPT} more"] if len(kept) > SHOWN_KEPT else [])
-            )
-        )
+        print(_first_lines(kept, SHOWN_KEPT))
     print(f"loaded {len(coupons)} coupon(s) into {target.name}")
     return 0
 
@@ -1306,10 +1304,10 @@ def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[s
     and the records left out; SystemExit naming each invalid record's line otherwise."""
     from streamrec.events import ITEM_UPSERT, InvalidEvent, parse_item_upsert
 
-    text = _read_text(path)
-    if _is_json_lines(path):
+    text, json_lines = _read_text(path), _is_json_lines(path)
+    if json_lines:
         _refuse_an_array_over_lines(path, text, "record")
-    records, undecodable = _catalog_records(text, json_lines=_is_json_lines(path))
+    records, undecodable = _catalog_records(text, json_lines=json_lines)
     loaded_at = time.time() if now is None else now
     valid, problems = [], []
     for line, record in records:
@@ -1330,9 +1328,8 @@ def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[s
     problems = sorted(problems + undecodable, key=lambda problem: problem[0])
     if problems:
         named = [f"{path} line {line}: {reason}" for line, reason in problems]
-        shown = named[:50] + ([f"... and {len(named) - 50} more"] if len(named) > 50 else [])
         raise SystemExit(
-            f"error: nothing loaded; {len(problems)} invalid record(s):\n  " + "\n  ".join(shown)
+            f"error: nothing loaded; {len(problems)} invalid record(s):\n" + _first_lines(named, 50)
         )
     if not valid:
         raise SystemExit(f"error: nothing loaded; {path} holds no records")
@@ -1362,17 +1359,16 @@ def _cmd_catalog_load(args: argparse.Namespace) -> int:
     records, superseded = read_catalog_file(args.file)
     target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
     if superseded:
-        shown = [
+        left_out = [
             f"item {s.item_id!r}: line {s.line} (line {s.kept_line} is sent)"
             if s.line != s.kept_line
             else f"item {s.item_id!r}: an earlier record on line {s.line} (a later one there is sent)"
-            for s in superseded[:5]
+            for s in superseded
         ]
-        more = [f"... and {len(superseded) - 5} more"] if len(superseded) > 5 else []
         print(
             f"{len(superseded)} record(s) of {args.file} left out: a later record of the same item "
-            "(a later timestamp, or the same one on a later line) replaces each:\n  "
-            + "\n  ".join(shown + more),
+            "(a later timestamp, or the same one on a later line) replaces each:\n"
+            + _first_lines(left_out, 5),
             file=sys.stderr,
         )
     stream, sent = target.name, 0

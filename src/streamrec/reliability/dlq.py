@@ -35,8 +35,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 __all__ = [
     "Letter",
     "RedriveReport",
@@ -467,6 +465,10 @@ def _redrive(
     stream: str | None,
 ) -> RedriveReport:
     """:func:`redrive`'s work; adds the id of each message it deletes to ``deleted``."""
+    from botocore.exceptions import ClientError
+
+    from streamrec.repositories.dynamodb import error_code
+
     report = RedriveReport(examined=len(letters), dry_run=dry_run)
     todo: list[tuple[Letter, str, list[dict[str, Any]]]] = []
     for letter in letters:
@@ -506,7 +508,7 @@ def _redrive(
             try:
                 records = read_range(kinesis, letter.stream_arn, letter.shard, first, last)
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                if error_code(error) != "ResourceNotFoundException":
                     raise
                 # Its records can only be read from that stream: --stream cannot help.
                 why = f"its stream {stream_name_of(letter.stream_arn)} no longer exists: records lost"
