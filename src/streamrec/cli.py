@@ -216,6 +216,66 @@ Ctrl-C stops everything (the data lives in memory only).
 """
 
 
+@dataclass(frozen=True)
+class PipelineWork:
+    """What the local pipeline has done so far, summed over its pollers."""
+
+    ingested: int = 0  # event-stream records handled by the ingest function (failed ones too)
+    recomputed: int = 0  # changed items the similarity function recomputed
+    failed_batches: int = 0  # batches given up on (sent to the dead-letter queue)
+
+    @classmethod
+    def of(cls, stats: dict[str, Any]) -> PipelineWork:
+        """From :meth:`LocalStack.stats` (pollers named ``"Function.Event"``)."""
+        ingest = [s for n, s in stats.items() if n.startswith("IngestFunction.")]
+        return cls(
+            ingested=sum(s.records + s.failed_records for s in ingest),
+            recomputed=sum(s.records for n, s in stats.items() if not n.startswith("IngestFunction.")),
+            failed_batches=sum(s.failures for s in stats.values()),
+        )
+
+    def since(self, earlier: PipelineWork) -> PipelineWork:
+        return PipelineWork(
+            self.ingested - earlier.ingested,
+            self.recomputed - earlier.recomputed,
+            self.failed_batches - earlier.failed_batches,
+        )
+
+
+def _follow(stack: Any, stop: threading.Event, every: float = 1.0) -> None:
+    """Serve until ``stop`` is set (never, in ``streamrec run``: Ctrl-C ends the wait),
+    showing the pipeline's work on what arrives after the demo load (`streamrec catalog
+    load`, the shop's producers): a progress line while records are processed, then a
+    summary once the pipeline is quiet again (two quiet checks in a row, as ``drain``)."""
+    settled = PipelineWork.of(stack.stats())
+    started: float | None = None  # when the current burst of work was first seen
+    quiet_checks = 0
+    while not stop.wait(every):
+        current = PipelineWork.of(stack.stats())
+        work = current.since(settled)
+        if work == PipelineWork():
+            continue
+        started = started or time.monotonic() - every
+        quiet_checks = quiet_checks + 1 if stack.quiet() else 0
+        if quiet_checks < 2:
+            _status(
+                f"processing new records... ingested {work.ingested}, "
+                f"{work.recomputed} changed items recomputed ({time.monotonic() - started:.0f}s)"
+            )
+            continue
+        batches = f"{work.failed_batches} batch{'' if work.failed_batches == 1 else 'es'}"
+        failed = (
+            f", {batches} sent to the dead-letter queue (streamrec dlq list)" if work.failed_batches else ""
+        )
+        _status(
+            f"processed {_counted(work.ingested, 'new record')} "
+            f"({work.recomputed} changed items recomputed) in {time.monotonic() - started:.0f}s{failed}",
+            done=True,
+        )
+        settled = current
+        started, quiet_checks = None, 0
+
+
 def _load(
     stack: Any, events: list[dict[str, Any]], drain_timeout: float, started: float, put_before: int = 0
 ) -> None:
@@ -228,13 +288,10 @@ def _load(
     def show(stats: dict[str, Any]) -> None:
         # The ingest's progress against what was put; the similarity function's records are
         # the changed items the ingest announces, a number not known in advance.
-        ingested = sum(
-            s.records + s.failed_records for n, s in stats.items() if n.startswith("IngestFunction.")
-        )
-        changed = sum(s.records for n, s in stats.items() if not n.startswith("IngestFunction."))
+        work = PipelineWork.of(stats)
         _status(
-            f"processing... ingested {min(ingested, on_stream)}/{on_stream} records, "
-            f"{changed} changed items recomputed ({time.monotonic() - started:.0f}s)"
+            f"processing... ingested {min(work.ingested, on_stream)}/{on_stream} records, "
+            f"{work.recomputed} changed items recomputed ({time.monotonic() - started:.0f}s)"
         )
 
     stack.drain(timeout=drain_timeout, progress=show)
@@ -360,7 +417,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 _write_outputs(args.outputs, outputs)
                 _status(f"ready in {time.monotonic() - started:.1f}s", done=True)
                 print(_examples(outputs), flush=True)
-                threading.Event().wait()  # serve until Ctrl-C / SIGTERM
+                _follow(stack, threading.Event())  # serve until Ctrl-C / SIGTERM
             except KeyboardInterrupt:
                 _status("stopping (letting invocations in flight finish)...", done=True)
     except KeyboardInterrupt:
@@ -1388,6 +1445,8 @@ def _cmd_catalog_load(args: argparse.Namespace) -> int:
     _status(
         f"sent {len(records)} catalog record(s), one per item ({out} out of stock), to {stream}", done=True
     )
+    if target.local_stack:
+        _status("the terminal of `streamrec run` shows their processing", done=True)
     return 0
 
 
