@@ -355,6 +355,10 @@ class _Resolver:
             allowed = spec.get("AllowedValues") if isinstance(spec, dict) else None
             if allowed is not None and str(value) not in {str(v) for v in allowed}:
                 raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
+            pattern = spec.get("AllowedPattern") if isinstance(spec, dict) else None
+            if pattern is not None and not re.fullmatch(str(pattern), str(value)):
+                what = spec.get("ConstraintDescription") or f"the pattern {pattern}"
+                raise TemplateError(f"parameter {name}={value!r} is not {what}")
             values[name] = value
         return values
 

@@ -1,0 +1,90 @@
+"""A template parameter the functions parse at cold start is checked at deploy: its
+``AllowedPattern`` takes only values ``load_settings`` accepts (a refused value would stop
+every function at start), and the documented forms pass."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from streamrec.local.template import TemplateError, load_raw_template, load_template
+from streamrec.settings import COUPON_MODEL_SIZE, ConfigurationError, load_settings
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+PARAMETERS = load_raw_template(TEMPLATE)["Parameters"]
+
+GOOD_MODEL = ",".join(["-3.1", "0.4", "1e-3", "+2", ".5", "7.", "0", "-0.25", "1E+2", "3", "4"])
+# (parameter, environment variable, values the pattern must take, values it must refuse)
+CASES = [
+    (
+        "HistoryLength",
+        "HISTORY_LENGTH",
+        ["1", "10", "20", "89", "96"],
+        ["0", "97", "10.0", "10.5", " 10", "010", ""],
+    ),
+    (
+        "NeighboursPerItem",
+        "NEIGHBOURS_PER_ITEM",
+        ["1", "9", "50", "99", "100", "499", "500"],
+        ["0", "501", "50.5", "1e2", "-5", "050", ""],
+    ),
+    (
+        "EventWeights",
+        "EVENT_WEIGHTS",
+        [
+            "",
+            "view=1,add_to_cart=1.5,remove_from_cart=0,purchase=2",
+            "purchase=4",
+            " view = 0.5 , purchase=1e1 ",
+            "view=.5,view=2.",
+        ],
+        ["view=-1", "click=1", "view=1,", "view", "view=abc", "view=1e999", "view=1;purchase=2", ","],
+    ),
+    (
+        "CouponModel",
+        "COUPON_MODEL",
+        ["", GOOD_MODEL, " " + GOOD_MODEL.replace(",", " , ") + " "],
+        [
+            ",".join(["1"] * (COUPON_MODEL_SIZE - 1)),
+            ",".join(["1"] * (COUPON_MODEL_SIZE + 1)),
+            GOOD_MODEL + ",",
+            GOOD_MODEL.replace("-3.1", "x"),
+            GOOD_MODEL.replace("-3.1", "1e999"),
+            GOOD_MODEL.replace("-3.1", "nan"),
+        ],
+    ),
+]
+
+
+def _accepted_by_functions(variable: str, value: str) -> bool:
+    try:
+        load_settings({variable: value})
+    except ConfigurationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("parameter", "variable", "good", "bad"), CASES, ids=[c[0] for c in CASES])
+def test_pattern_takes_what_the_functions_accept_and_refuses_what_would_stop_them(
+    parameter: str, variable: str, good: list[str], bad: list[str]
+) -> None:
+    spec = PARAMETERS[parameter]
+    assert spec["Type"] == "String"
+    pattern = spec["AllowedPattern"]
+    assert re.fullmatch(pattern, str(spec["Default"])), "the default must pass its own pattern"
+    for value in good:
+        assert re.fullmatch(pattern, value), f"{parameter}={value!r} should be allowed"
+        assert _accepted_by_functions(variable, value), f"{parameter}={value!r} allowed but refused at start"
+    for value in bad:
+        assert not re.fullmatch(pattern, value), f"{parameter}={value!r} should be refused at deploy"
+
+
+def test_the_local_template_loader_checks_the_patterns_with_their_description() -> None:
+    other = load_template(TEMPLATE, parameter_overrides={"HistoryLength": "20", "CouponModel": GOOD_MODEL})
+    assert other.functions["ApiFunction"].environment["HISTORY_LENGTH"] == "20"
+    with pytest.raises(TemplateError, match=r"HistoryLength='10\.5' is not a whole number from 1 to 96"):
+        load_template(TEMPLATE, parameter_overrides={"HistoryLength": "10.5"})
+    with pytest.raises(TemplateError, match="CouponModel='1,2,3' is not 11 comma-separated numbers"):
+        load_template(TEMPLATE, parameter_overrides={"CouponModel": "1,2,3"})
