@@ -113,6 +113,11 @@ class CallRecorder:
                 action = f"{client.meta.service_model.endpoint_prefix}:{operation}"
                 for target in recorder._targets(params):
                     recorder.calls[recorder.function].add((ACTION_OF.get(action, action), target))
+                # A transaction is authorised action by action on each table (a Put by PutItem).
+                for request in params.get("TransactItems", []):
+                    for kind, item in request.items():
+                        table = recorder.names.get(item["TableName"], f"<unknown {item['TableName']}>")
+                        recorder.calls[recorder.function].add((f"dynamodb:{kind}Item", table))
             return original(client, operation, params)
 
         BaseClient._make_api_call = make_api_call  # type: ignore[method-assign]
@@ -259,9 +264,12 @@ def used() -> dict[str, set[tuple[str, str]]]:
                         template="similarity_kinesis.json",
                     ),
                 )
-                # content neighbours and the out-of-stock row of the catalog's items
+                # An #out_of_stock list already split into parts: the catalog's items join
+                # it by a transaction (content neighbours are written too).
+                recorder.function = None
+                _split_out_of_stock_list(t.tables["SimilarityTable"].name)
+                recorder.function = "SimilarityFunction"
                 box.invoke("SimilarityFunction", _event("similarity_catalog_kinesis.json"))
-            _split_out_of_stock_list(t.tables["SimilarityTable"].name)
             with recorder.as_function("ApiFunction"), _a_list_write_in_flight_once():
                 for name in (
                     "api_recommendations.json",
@@ -275,6 +283,9 @@ def used() -> dict[str, set[tuple[str, str]]]:
                     "api_trending.json",
                     "api_trending_bad_window.json",
                     "api_demand.json",
+                    "api_cross_sell_post.json",
+                    "api_cross_sell_user.json",
+                    "api_profile.json",
                 ):
                     response = box.invoke("ApiFunction", _event(name))
                     assert response["statusCode"] < 500, (name, response)
