@@ -848,8 +848,9 @@ def _add_dlq(subparsers: Any) -> None:
             action.add_argument(
                 "--include-partly-written",
                 action="store_true",
-                help="also re-drive user events whose write DynamoDB rejected (reason 'write rejected'): "
-                "count rows written before the rejection would count them twice",
+                help="also re-drive user events whose write DynamoDB rejected (reason 'write rejected') "
+                "and user-event batches Lambda gave up on (a stack deployed with a finite "
+                "IngestRetryAttempts): count rows written before would count them twice",
             )
             action.add_argument(
                 "--stream",

@@ -12,14 +12,18 @@ The queue holds two shapes of message:
 Re-driving puts the original records back on their stream (same partition key, stream
 order) and deletes the messages it re-drove. Records that were invalid (not JSON, schema
 violations) would only come back, so they are kept unless ``include_invalid``; records
-whose processing failed, and whole batches, are re-driven; a message lacking what a
+whose processing failed are re-driven; a message lacking what a
 re-drive needs (a record letter without valid base64 ``data`` or a partition key, a batch
 description without its stream, shard or sequence numbers) is kept. Re-putting is safe: a
 record already applied is recognised by its ``event_id`` in the user's row (see README,
 "Reliability and security"), and similarity recomputation is idempotent. A user event
 whose write DynamoDB rejected (reason ``write rejected``) may have some of its count rows
 written while its user row was not: re-driving it would count those rows again, so it is
-kept unless ``include_partly_written``.
+kept unless ``include_partly_written``, and so is a batch description of the event stream:
+the ingest may have written some of the batch's count rows in the attempts before Lambda
+gave up (the template's ``IngestRetryAttempts`` is -1, retrying until the batch succeeds,
+so such descriptions come only from a stack deployed with a finite value). Batch
+descriptions of the changed-items stream are re-driven.
 
 Whatever happens, every received message that was not deleted (re-driven) is made visible
 again before :func:`redrive` and :func:`receive_all` return or raise, so that a re-run sees it.
@@ -207,8 +211,17 @@ class Letter:
             return False, "record data was truncated in the queue"
         if self.defect:
             return False, self.defect
+        if self.kind == "batch" and is_changed_items_stream(self.stream_arn):
+            return True, ""  # the similarity function's writes are guarded replacements
         if self.kind == "batch":
-            return True, ""
+            # The ingest gave up on it after retries that may have written some of its count
+            # rows; put back at new sequence numbers, its records would count them again.
+            if include_partly_written:
+                return True, ""
+            return False, (
+                "user events given up on after retries: some of their counts may be written, "
+                "a re-drive could count them twice"
+            )
         if self.reason.startswith(WRITE_REJECTED):
             if include_partly_written:
                 return True, ""

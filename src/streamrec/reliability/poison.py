@@ -14,7 +14,8 @@ Kinds (:data:`KINDS`), each generated in several variants:
 * ``processing_fails``: valid events that a (simulated) bug makes fail every time they
   are processed: the handler isolates them and dead-letters them with the error;
 * ``retries_exhausted``: valid events whose processing fails with a *transient* error
-  (a simulated outage of their rows) until Lambda gives up on them: Lambda's OnFailure
+  (a simulated outage of their rows) until Lambda gives up on them (the replay runs the
+  ingest with 5 retries, as a stack deployed with ``IngestRetryAttempts=5``): Lambda's OnFailure
   destination receives their batch description, and ``streamrec dlq redrive`` reads
   them back from the stream once the outage is over.
 
@@ -66,6 +67,9 @@ KINDS = INVALID_KINDS + PROCESSING_KINDS
 # one event each, so that applying them later - after the re-drive - changes nothing else).
 BUG_PREFIX = "procfail"
 OUTAGE_PREFIX = "outage"
+# The ingest's IngestRetryAttempts in the poison replay (a finite value, so that Lambda gives
+# up on the outage records and their batch descriptions reach the dead-letter queue).
+OUTAGE_RETRY_ATTEMPTS = 5
 
 
 def _base(rng: random.Random, n: int) -> dict[str, Any]:
@@ -373,7 +377,11 @@ def run_poison_replay(
                     {"kind": kind, "Data": json.dumps(event).encode(), "PartitionKey": event["user_id"]},
                 )
             )
-    config = ReplayConfig(batch_size=batch_size, similarity_batch_size=batch_size, seed=seed)
+    # Lambda gives up on the outage records only with finite retries (the template's ingest
+    # retries until a batch succeeds): as deployed with IngestRetryAttempts=5.
+    config = ReplayConfig(
+        batch_size=batch_size, similarity_batch_size=batch_size, seed=seed, max_retries=OUTAGE_RETRY_ATTEMPTS
+    )
     by_kind = Counter(entry["kind"] for _, entry in extra)
     say(f"poison: replay of {len(events)} events mixed with {sum(by_kind.values())} poison records")
     with sandbox(parameter_overrides={"EventStreamShards": config.shards}) as box:
@@ -387,7 +395,11 @@ def run_poison_replay(
             found, missing, problems = check_dead_letters(entries, letters)
             say("poison: fix deployed, outage over; re-driving the dead-letter queue")
             switch["bug"] = switch["outage"] = False
-            report = dlq.redrive(sqs, kinesis, box.dead_letter_queue_url, letters=letters)
+            # Their outage hit the ingest's planning, before any write: re-driving the batch
+            # descriptions is exact here (in general it may double counts: see dlq).
+            report = dlq.redrive(
+                sqs, kinesis, box.dead_letter_queue_url, letters=letters, include_partly_written=True
+            )
             drain_all(box, config, mappings=mappings)
         remaining = count_messages(box, box.dead_letter_queue_url)
         differences = diff_snapshots(clean.snapshot, normalized(box.snapshot()))
