@@ -10,7 +10,10 @@ and may be slightly staler than in production, and a measure that uses a grand t
 (``added_value``, ``llr``) scores a row with N as of the request, where the deployed
 function used N as of the row's announcement (a few batches earlier, or the end of a bulk
 load). ``eager=True`` rebuilds at every batch instead, exactly as the
-deployed pipeline does (the equivalence tests use it).
+deployed pipeline does (the cross-sell, reasons and API-input unit tests use it; the
+same-code-path test runs both adapters lazily, as the evaluation does). On P3 the two gave
+identical HR@10 at every 200-invoice checkpoint through 1,600 of the 2,594 test invoices;
+eager is about 4 times slower.
 
 With a ``catalog`` (an in-memory catalog table), :meth:`InMemoryEngine.upsert_catalog`
 stores ``item_upsert`` records through the production CatalogService and updates content
