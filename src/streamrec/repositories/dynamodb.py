@@ -285,30 +285,33 @@ def _guarded_part(deltas: Sequence[Delta]) -> list[Delta]:
 # ---- Users ------------------------------------------------------------------------------
 
 
+def _json(value: Any) -> str:
+    """Compact JSON that keeps non-ASCII text as it is: DynamoDB counts an item's UTF-8
+    bytes, and an escape costs 6 of them per character (12 for an emoji) against 2 to 4."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def user_to_item(state: UserState, version: int) -> dict[str, Any]:
     items = [[e.item_id, e.max_weight, e.affinity, e.ref_time, e.kind, e.category] for e in state.items]
     return {
         "user_id": {"S": state.user_id},
-        "items": {"S": json.dumps(items, separators=(",", ":"))},
-        "purchased": {"S": json.dumps(state.purchased, separators=(",", ":"))},
-        "cart": {"S": json.dumps(state.cart, separators=(",", ":"))},
-        "recent_event_ids": {"S": json.dumps(state.recent_event_ids, separators=(",", ":"))},
+        "items": {"S": _json(items)},
+        "purchased": {"S": _json(state.purchased)},
+        "cart": {"S": _json(state.cart)},
+        "recent_event_ids": {"S": _json(state.recent_event_ids)},
         "applied": {"M": {shard: {"S": seq} for shard, seq in state.applied.items()}},
         "version": {"N": str(version)},
         "categories": {
-            "S": json.dumps(
+            "S": _json(
                 {
                     c: [a.affinity, a.ref_time, a.counts, a.decayed, a.in_cart]
                     for c, a in state.categories.items()
-                },
-                separators=(",", ":"),
+                }
             )
         },
-        "redemptions": {"S": json.dumps(state.redemptions, separators=(",", ":"))},
-        "basket": {
-            "S": json.dumps([state.basket_id, state.basket_time, state.basket], separators=(",", ":"))
-        },
-        "event_counts": {"S": json.dumps(state.event_counts, separators=(",", ":"))},
+        "redemptions": {"S": _json(state.redemptions)},
+        "basket": {"S": _json([state.basket_id, state.basket_time, state.basket])},
+        "event_counts": {"S": _json(state.event_counts)},
     }
 
 
@@ -571,7 +574,7 @@ def list_part_key(name: str, part: int, parts: int) -> str:
 
 
 def _encode_entries(entries: Sequence[tuple[str, float]]) -> str:
-    return json.dumps([[i, w] for i, w in entries], separators=(",", ":"))
+    return _json([[i, w] for i, w in entries])
 
 
 def _decode_entries(text: str) -> list[tuple[str, float]]:
@@ -584,6 +587,10 @@ def _split_entries(entries: Sequence[tuple[str, float]], parts: int) -> list[str
     for entry in entries:
         split[zlib.crc32(entry[0].encode()) % parts].append(entry)
     return [_encode_entries(part) for part in split]
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode())
 
 
 def _digest(text: str) -> str:
@@ -602,14 +609,15 @@ def _list_layout(
     """
     # Back to one row only well below the limit, so a list near it does not flip its
     # layout (and rewrite every part) at each change.
-    if len(whole) <= LIST_PART_BYTES and (current_parts == 1 or len(whole) <= LIST_PART_BYTES // 2):
+    size = _utf8_size(whole)
+    if size <= LIST_PART_BYTES and (current_parts == 1 or size <= LIST_PART_BYTES // 2):
         return [whole]
     if any(a[0] > b[0] for a, b in zip(entries, entries[1:], strict=False)):
         raise ValueError(f"{name}: a list split across rows must be in item id order (it reads back so)")
     parts = max(2, current_parts)
     while True:
         encoded = _split_entries(entries, parts)
-        if max(len(part) for part in encoded) <= LIST_PART_BYTES:
+        if max(_utf8_size(part) for part in encoded) <= LIST_PART_BYTES:
             return encoded
         if parts * 2 > MAX_LIST_PARTS:
             raise ListTooLargeError(
@@ -725,7 +733,7 @@ class DynamoSimilarityRepository:
         )
         whole = _encode_entries(popular.items)
         digests: list[str] = []
-        if len(whole) > LIST_PART_BYTES // 2 and popular.version:
+        if _utf8_size(whole) > LIST_PART_BYTES // 2 and popular.version:
             # Large enough that the stored layout matters: read it (small lists skip this).
             stored, digests = self._get_head(name)
             if stored.version != popular.version:
