@@ -44,7 +44,10 @@ def _copy_list(popular: PopularList) -> PopularList:
 
 def _apply_guarded(row: dict[str, float | str], deltas: Sequence[Delta], guard: str) -> None:
     """What ``pending`` + ``summed`` + one write do, in one pass (the ingest's hot path); the
-    sums are formed in the same order, so results are bit-identical to the DynamoDB path.
+    sums are formed in the same order, so results are bit-identical to the DynamoDB path
+    while they are exact in binary floats (the default, dyadic event weights): DynamoDB adds
+    decimal numbers, so weights such as 0.1 can end a last digit apart (21.0 there,
+    20.99999999999999 here).
     ``guard`` is the shard's guard attribute (:func:`guard_attribute`); ``deltas`` are in
     sequence order, as a batch plan makes them."""
     applied = row.get(guard)
