@@ -54,6 +54,11 @@ def test_postings_and_document_count_match(aws):
         again = repository.update_postings({"tent": {"a", "b"}}, {}, limit=3)  # idempotent
         full = repository.update_postings({"tent": {"c"}, "red": {"c"}}, {"blue": {"a", "zz"}}, limit=3)
         over = repository.update_postings({"tent": {"d"}}, {}, limit=3)  # full: refused
+        # One batch can take a posting past the limit (checked before the add); once full,
+        # its size is still reported as the document frequency.
+        past = repository.update_postings({"red": {"d", "e", "f"}}, {}, limit=3)
+        refused = repository.update_postings({"red": {"g"}}, {}, limit=3)
+        assert (past, refused) == ({"red": 4}, {"red": 4})
         postings = repository.postings(["tent", "blue", "red", "unknown"])
         repository.add_documents(
             [(sequence_key(1), "documents", 1.0), (sequence_key(2), "documents", 1.0)], SHARD
@@ -62,7 +67,12 @@ def test_postings_and_document_count_match(aws):
         answers.append((first, again, full, over, postings, repository.documents()))
     assert answers[0] == answers[1]
     assert answers[0][3] == {"tent": 3}
-    assert answers[0][4] == {"tent": {"a", "b", "c"}, "blue": set(), "red": {"c"}, "unknown": set()}
+    assert answers[0][4] == {
+        "tent": {"a", "b", "c"},
+        "blue": set(),
+        "red": {"c", "d", "e", "f"},
+        "unknown": set(),
+    }
     assert answers[0][5] == 2
 
 

@@ -1268,11 +1268,15 @@ class DynamoCatalogRepository:
                 ExpressionAttributeNames={"#i": "items"},
                 ExpressionAttributeValues={":ids": {"SS": sorted(ids)}, ":limit": {"N": str(limit)}},
                 ReturnValues="ALL_NEW",
+                # Full: its size is still the document frequency (a batch can take a posting
+                # past the limit, the condition being checked before the ADD).
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
-            return limit  # full: the token is too common to index further
+            stored = error.response.get("Item", {}).get("items", {}).get("SS")
+            return limit if stored is None else len(stored)  # too common to index further
         return len(response.get("Attributes", {}).get("items", {}).get("SS", []))
 
     def _remove(self, token: str, ids: set[str]) -> None:
