@@ -162,7 +162,7 @@ def _answer(description: str, model: type[BaseModel]) -> OpenAPIResponse:
 
 # Every operation's documented answers besides its own success: 400 (validation failures are
 # answered 400 by bad_request below, never Powertools' 422, which openapi.py drops from the
-# document) and 503; the two routes with a JSON body also 415 (refused_body). No route
+# document) and 503; the two routes with a JSON body also 413 and 415 (refused_body). No route
 # answers 404 (unknown users and items get known=false or popular items): only unknown routes.
 _ERRORS: dict[int, OpenAPIResponse] = {
     400: _answer("A malformed parameter or body (the message names it)", ErrorResponse),
@@ -170,8 +170,13 @@ _ERRORS: dict[int, OpenAPIResponse] = {
 }
 _BODY_ERRORS: dict[int, OpenAPIResponse] = {
     **_ERRORS,
+    413: _answer("A body over 64 KiB (MAX_BODY_BYTES)", ErrorResponse),
     415: _answer("A body declared as anything but JSON", ErrorResponse),
 }
+# The largest body the API reads: a cart of 50 ids or a coupon scoping 100 items of
+# 128-character ids takes under 16 KiB. Validating a larger one can cost seconds and hundreds
+# of megabytes (one error per unknown field of a 6 MB object), so it is refused unread.
+MAX_BODY_BYTES = 64 * 1024
 
 
 class CrossSellRequest(BaseModel):
@@ -439,6 +444,14 @@ def _body_text(event: dict[str, Any]) -> str | None:
         return None
 
 
+def _body_bytes(event: dict[str, Any]) -> int:
+    """The body's size as sent (a base64 body's decoded size)."""
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return len(body) * 3 // 4 - body[-2:].count("=")
+    return len(body.encode(errors="surrogatepass"))
+
+
 def _json_array_body(text: str) -> bool:
     try:
         return isinstance(json.loads(text), list)
@@ -448,8 +461,8 @@ def _json_array_body(text: str) -> bool:
 
 def refused_body(event: dict[str, Any]) -> dict[str, Any] | None:
     """The answer (payload 2.0) to a request to a body-reading method whose body no route
-    takes, else None: a 415 for a body declared as anything but JSON, a 400 for a JSON array
-    or a body starting with a byte-order mark.
+    takes, else None: a 413 for a body over MAX_BODY_BYTES, a 415 for a body declared as
+    anything but JSON, a 400 for a JSON array or a body starting with a byte-order mark.
     Checked before the resolver: Powertools would try to parse forms and multipart bodies,
     and answer a malformed multipart header with an internal error; and it validates a JSON
     array's first element as the body, silently dropping the rest."""
@@ -458,6 +471,14 @@ def refused_body(event: dict[str, Any]) -> dict[str, Any] | None:
     method = _method(event)
     if method not in _BODY_METHODS:
         return None
+    size = _body_bytes(event)
+    if size > MAX_BODY_BYTES:
+        return _raw_answer(
+            413,
+            "payload_too_large",
+            f"the body is {size:,} bytes; at most {MAX_BODY_BYTES:,} are read "
+            "(a cart holds at most 50 items, a coupon's scope at most 100)",
+        )
     media_type = _media_type(event)
     if media_type and not _is_json(media_type):
         return _raw_answer(

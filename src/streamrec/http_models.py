@@ -27,13 +27,14 @@ def _drop_default(schema: dict[str, Any]) -> None:
 
 
 class ErrorResponse(BaseModel):
-    """Every error answer of the API function: 400 bad_request, 404 not_found, 415
-    unsupported_media_type, 500 internal_error, 503 unavailable. An unknown route or method
-    never reaches the function: API Gateway answers it 404 {"message": "Not Found"}, without
-    this shape (as the local API does)."""
+    """Every error answer of the API function: 400 bad_request, 404 not_found, 413
+    payload_too_large, 415 unsupported_media_type, 500 internal_error, 503 unavailable. An
+    unknown route or method never reaches the function: API Gateway answers it 404
+    {"message": "Not Found"}, without this shape (as the local API does)."""
 
     error: str = Field(
-        description="bad_request, not_found, unsupported_media_type, internal_error or unavailable"
+        description="bad_request, not_found, payload_too_large, unsupported_media_type, internal_error "
+        "or unavailable"
     )
     message: str = Field(description="What went wrong, for a human; names the parameter or field at fault.")
 

@@ -360,3 +360,28 @@ def test_a_coupon_bodys_unknown_fields_are_named_together_and_coupon_id_goes_in_
     )
     nested = json.loads(_put(api, {**body, "scope": {"category": "camping", "colour": "red"}})["body"])
     assert nested["message"] == "scope.colour: unknown field"
+
+
+@pytest.mark.parametrize("name", ["coupon_put.json", "api_cross_sell_post.json"])
+@pytest.mark.parametrize("encoded", [False, True], ids=["text", "base64"])
+def test_a_body_over_64_kib_is_a_413_unread(aws, name, encoded):
+    # 8,000 unknown fields: validated, each would cost an error (seconds and hundreds of MB at 6 MB).
+    body = json.dumps({f"field{n}": 0 for n in range(8000)})
+    assert len(body) > 64 * 1024
+    event = _with_body(name, base64.b64encode(body.encode()).decode() if encoded else body)
+    event["isBase64Encoded"] = encoded
+    reply = import_handler("api").lambda_handler(event, FakeLambdaContext())
+    assert reply["statusCode"] == 413
+    answer = json.loads(reply["body"])
+    assert answer["error"] == "payload_too_large"
+    assert answer["message"].startswith(f"the body is {len(body):,} bytes; at most 65,536 are read")
+
+
+def test_a_body_just_under_the_cap_is_read(aws):
+    # The largest cart there is, padded with spaces up to the cap: read and answered.
+    body = json.dumps({"items": [f"item-{n:03d}" + "x" * 110 for n in range(50)], "k": 5})
+    body += " " * (64 * 1024 - len(body))
+    reply = import_handler("api").lambda_handler(
+        _with_body("api_cross_sell_post.json", body), FakeLambdaContext()
+    )
+    assert reply["statusCode"] == 200, reply["body"]
