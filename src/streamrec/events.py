@@ -223,7 +223,7 @@ def parse_event(payload: Any) -> UserEvent:
     try:
         return UserEvent.model_validate(payload)
     except ValidationError as error:
-        raise InvalidEvent(f"schema violation: {schema_problems(error)}") from None
+        raise InvalidEvent(f"schema violation: {schema_problems(error, quote_input=False)}") from None
 
 
 class ItemUpsert(BaseModel):
@@ -247,11 +247,13 @@ class ItemUpsert(BaseModel):
         return epoch_seconds(value)
 
 
-def schema_problems(error: ValidationError, whole: str = "event") -> str:
+def schema_problems(error: ValidationError, whole: str = "event", quote_input: bool = True) -> str:
     """Each problem of a validation error as ``field.path: message`` (``whole`` names the
-    object itself), joined by "; ": the reason a dead letter or a 400 carries."""
+    object itself), joined by "; ": the reason a dead letter or a 400 carries. Without
+    ``quote_input`` a malformed id is not repeated (a stream record's reason is logged, and a
+    producer's bad id may be a name or an e-mail address)."""
     return "; ".join(
-        f"{'.'.join(str(p) for p in issue['loc']) or whole}: {issue_message(issue)}"
+        f"{'.'.join(str(p) for p in issue['loc']) or whole}: {issue_message(issue, quote_input)}"
         for issue in error.errors()
     )
 
@@ -264,15 +266,18 @@ def quoted(value: Any, limit: int = 60) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def issue_message(issue: Mapping[str, Any]) -> str:
+def issue_message(issue: Mapping[str, Any], quote_input: bool = True) -> str:
     """pydantic's message for one issue, in the schema's words where pydantic's would name
-    a Python class or a regular expression."""
+    a Python class or a regular expression (quoting a malformed id unless ``quote_input`` is
+    False)."""
     kind = issue.get("type", "")
     if kind == "extra_forbidden":
         return "unknown field"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"must be a JSON object, got {json_type(issue.get('input'))}"
     if kind == "string_pattern_mismatch" and (issue.get("ctx") or {}).get("pattern") == ID_PATTERN:
+        if not quote_input:
+            return f"not an id: {ID_RULE}"
         return f"{quoted(issue.get('input'))} is not an id: {ID_RULE}"
     return str(issue.get("msg", kind)).removeprefix("Value error, ")
 
@@ -284,7 +289,9 @@ def parse_item_upsert(payload: Any) -> ItemUpsert:
     try:
         return ItemUpsert.model_validate(payload)
     except ValidationError as error:
-        raise InvalidEvent(f"item_upsert schema violation: {schema_problems(error)}") from None
+        raise InvalidEvent(
+            f"item_upsert schema violation: {schema_problems(error, quote_input=False)}"
+        ) from None
 
 
 def parse_record(payload: Any) -> UserEvent | ItemUpsert:
