@@ -444,6 +444,21 @@ def _body_text(event: dict[str, Any]) -> str | None:
         return None
 
 
+def caller(event: dict[str, Any]) -> str:
+    """Who made the request, as API Gateway's authorizer vouches for it (for the log line of
+    an admin action): the IAM principal's ARN, or the JWT's subject (and client id); "" when
+    the request was not authorized (the local API)."""
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    iam = authorizer.get("iam") or {}
+    if iam.get("userArn"):
+        return str(iam["userArn"])
+    claims = (authorizer.get("jwt") or {}).get("claims") or {}
+    if not claims:
+        return ""
+    subject, client = claims.get("sub", ""), claims.get("client_id", "")
+    return f"jwt:{subject}" + (f" (client {client})" if client and client != subject else "")
+
+
 def _body_bytes(event: dict[str, Any]) -> int:
     """The body's size as sent (a base64 body's decoded size)."""
     body = event.get("body") or ""
@@ -702,7 +717,9 @@ def build_app(
         """Delete the user's row: recent items, purchases, cart, event ids. Aggregate counts
         (which hold no user id) keep the user's past contributions."""
         users.delete(user_id)
-        logger.info("user forgotten", extra={"user_id": user_id})
+        logger.info(
+            "user forgotten", extra={"user_id": user_id, "caller": caller(app.current_event.raw_event)}
+        )
         return Response(status_code=204, body="")
 
     if coupons is not None:
@@ -814,7 +831,9 @@ def _add_coupon_routes(
     ) -> dict[str, Any]:
         """Create or redefine a coupon; redemptions already counted are kept."""
         coupon = coupons.put(coupon_id, spec)
-        logger.info("coupon defined", extra={"coupon_id": coupon_id})
+        logger.info(
+            "coupon defined", extra={"coupon_id": coupon_id, "caller": caller(app.current_event.raw_event)}
+        )
         return {
             "coupon_id": coupon.coupon_id,
             **spec.model_dump(),

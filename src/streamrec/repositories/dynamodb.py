@@ -1275,7 +1275,9 @@ class DynamoCatalogRepository:
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
-            stored = error.response.get("Item", {}).get("items", {}).get("SS")
+            response_on_failure: dict[str, Any] = dict(error.response)
+            item = response_on_failure.get("Item") or {}
+            stored = item.get("items", {}).get("SS")
             return limit if stored is None else len(stored)  # too common to index further
         return len(response.get("Attributes", {}).get("items", {}).get("SS", []))
 
