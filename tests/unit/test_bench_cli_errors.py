@@ -41,11 +41,14 @@ def _data(tmp_path, rows):
     return tmp_path
 
 
-@pytest.mark.parametrize("option", ["--events", "--compute-events", "--cross-check-events", "--e2e-events"])
+OPTIONS = ["--events", "--compute-events", "--calls-events", "--cross-check-events", "--e2e-events"]
+
+
+@pytest.mark.parametrize("option", OPTIONS)
 def test_more_events_than_the_file_holds_is_refused(tmp_path, capsys, option):
     data = _data(tmp_path, "1,2,3,pv,1511544070\n1,4,3,pv,1511544071\n")
     argv = ["bench", "--data", str(data), "--output", str(tmp_path / "r.json"), "--template", TEMPLATE]
-    counts = {"--events": "2", "--compute-events": "2", "--cross-check-events": "2", "--e2e-events": "2"}
+    counts = dict.fromkeys(OPTIONS, "2")
     counts[option] = "3"
     assert main([*argv, *(x for pair in counts.items() for x in pair)]) == 2
     assert capsys.readouterr().err == f"streamrec bench: only 2 events in the data file; {option} 3 asked\n"

@@ -99,6 +99,18 @@ def test_cost_replay_merges_writes_below_the_naive_design():
     assert 0 < production < changed_only  # a batch's deltas merge into one write per row
     assert cost["ratio_vs_naive"] == production / every_pair
     assert set(cost["blocks_sweep"]) == {"16", "4"}
+    # The designs differ in their pair rows only: the naive design's user, stats and trend
+    # writes are production's at the same window and batch size (not once per event).
+    for window in ("10", "20"):
+        for design in ("every_pair", "changed_pairs_only"):
+            naive_rows = cost["naive"][window][design]
+            assert set(naive_rows) == {"pairs_all" if design == "every_pair" else "pairs", *SHARED, "total"}
+    assert all(cost["naive"]["10"]["every_pair"][t] == cost["production_ingest"][t] for t in SHARED)
+    assert set(cost["production_by_window"]) == {"10", "20"}
+    assert cost["ratio_same_window"]["20"] == cost["production_by_window"]["20"] / every_pair
+
+
+SHARED = ("users", "item_stats", "trends")
 
 
 def test_metered_client_takes_a_split_list_like_dynamodb():

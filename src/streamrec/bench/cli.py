@@ -29,7 +29,7 @@ ACCEPTANCE = {
 
 
 # The options that count events, each checked against the events of the data file.
-EVENT_COUNTS = ("events", "compute_events", "cross_check_events", "e2e_events")
+EVENT_COUNTS = ("events", "compute_events", "calls_events", "cross_check_events", "e2e_events")
 
 
 def add_bench_parser(subparsers: Any) -> None:
@@ -55,6 +55,12 @@ def add_bench_parser(subparsers: Any) -> None:
         "--repeats", type=whole_number(1), default=3, help="ingest compute runs per batch size (median; 3)"
     )
     bench.add_argument(
+        "--calls-events",
+        type=whole_number(1),
+        default=2000,
+        help="events ingested with the DynamoDB adapters through botocore against a moto server (2000)",
+    )
+    bench.add_argument(
         "--cross-check-events", type=whole_number(1), default=1000, help="events replayed on moto (1000)"
     )
     bench.add_argument(
@@ -71,15 +77,25 @@ def _progress(text: str) -> None:
     sys.stderr.flush()
 
 
-def _template_memory_gb(template: Path) -> float:
+def _template_memory_gb(template: Path) -> dict[str, float]:
+    """Each function's memory (GB) as the template sets it (512 MB when it cannot be read)."""
+    from streamrec.local.template import load_template
+
+    defaults = {name: 0.5 for name in ("IngestFunction", "SimilarityFunction", "ApiFunction")}
+    try:
+        functions = load_template(template).functions
+    except Exception:  # noqa: BLE001 - the cost model falls back to Lambda's usual 512 MB
+        return defaults
+    return {**defaults, **{name: f.memory_mb / 1024 for name, f in functions.items() if f.memory_mb}}
+
+
+def _template_timeout_s(template: Path, function: str) -> int | None:
     from streamrec.local.template import load_template
 
     try:
-        functions = load_template(template).functions
-        sizes = [f.memory_mb for f in functions.values() if f.memory_mb]
-        return float(max(sizes)) / 1024 if sizes else 0.5
-    except Exception:  # noqa: BLE001 - the cost model falls back to the template's usual 512 MB
-        return 0.5
+        return load_template(template).functions[function].timeout_s
+    except Exception:  # noqa: BLE001 - only printed
+        return None
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -123,6 +139,9 @@ def run_bench(args: argparse.Namespace) -> int:
     results["ingest_compute"] = runs.ingest_compute(
         events[: args.compute_events], settings, repeats=args.repeats, progress=_progress
     )
+    results["ingest_with_calls"] = runs.ingest_with_calls(
+        events[: args.calls_events], settings, args.template, progress=_progress
+    )
     cost, tables = runs.dynamodb_cost(events[: args.events], settings, progress=_progress)
     results["dynamodb_cost"] = cost
     results["moto_cross_check"] = runs.moto_cross_check(
@@ -132,6 +151,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if not args.skip_e2e:
         results["end_to_end"] = runs.end_to_end(events[: args.e2e_events], args.template, progress=_progress)
     results["cost_model"] = _cost_model(results, _template_memory_gb(args.template))
+    results["cost_model"]["ingest_timeout_s"] = _template_timeout_s(args.template, "IngestFunction")
     results["runtime_s"] = time.perf_counter() - started
     results["acceptance"] = _acceptance(results)
     print(format_table(results))
@@ -145,32 +165,52 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cost_model(results: dict[str, Any], memory_gb: float) -> dict[str, Any]:
+def _cost_model(results: dict[str, Any], memory_gb: dict[str, float]) -> dict[str, Any]:
     cost = results["dynamodb_cost"]
     rate = results["ingest_compute"]["by_batch"]["1000"]["median_events_per_s"]
+    calls = results["ingest_with_calls"]
     total = cost["production_total"]
     ingest = cost["production_ingest"]
-    writes = sum(ingest[t]["writes_per_event"] for t in ("users", "cooccurrence", "item_stats"))
+    writes = sum(ingest[t]["writes_per_event"] for t in ("users", "cooccurrence", "item_stats", "trends"))
+    # botocore's CPU per DynamoDB call, as the ingest measured it; the similarity stage's calls
+    # (counted on the metered client, which has no such cost) are charged the same.
+    cpu_per_call = max(calls["cpu_s_per_event"] - 1.0 / rate, 0.0) / max(calls["calls_per_event"], 1e-9)
+    stage = cost["similarity_stage"]
+    similarity_calls = (
+        sum(sum(stage[t]["calls"].values()) for t in ("cooccurrence", "item_stats", "similarity", "trends"))
+        / cost["events"]
+    )
     events = pricing.per_million_events(
         total["wru_per_event"],
         total["rru_per_event"],
-        1.0 / rate,
-        cost["similarity_stage"]["cpu_s_per_event"],
-        writes,
-        cost["similarity_stage"]["announcements_per_event"],
-        memory_gb,
+        {
+            "cpu_s_per_event": calls["cpu_s_per_event"],
+            "writes_per_event": writes,
+            "memory_gb": memory_gb["IngestFunction"],
+        },
+        {
+            "cpu_s_per_event": stage["cpu_s_per_event"] + similarity_calls * cpu_per_call,
+            "calls_per_event": similarity_calls,
+            "memory_gb": memory_gb["SimilarityFunction"],
+        },
+        stage["announcements_per_event"],
         cost["batch"],
+        runs.SIMILARITY_BATCH,
         WRITE_CONCURRENCY,
     )
+    events["cpu_s_per_dynamodb_call"] = cpu_per_call
     endpoint = results["api"]["endpoints"]["GET /users/{id}/recommendations"]
     compute_ms = results["api"]["compute"]["20"]["p50_ms"]
     requests = pricing.per_million_requests(
-        endpoint["rru_mean"], compute_ms / 1000.0, endpoint["round_trips_mean"], memory_gb
+        endpoint["rru_mean"],
+        compute_ms / 1000.0,
+        endpoint["round_trips_mean"],
+        memory_gb["ApiFunction"],
+        cpu_per_call,
     )
-    hit_rate = results["api"]["cache"]["hit_rate"]
-    cached_rru = endpoint["rru_mean"] * (1 - hit_rate)  # approximate: hits save row reads
+    cached_rru = results["api"]["cache"]["rru_per_recommendation"]  # measured over the mix
     requests_cached = pricing.per_million_requests(
-        cached_rru, compute_ms / 1000.0, endpoint["round_trips_mean"], memory_gb
+        cached_rru, compute_ms / 1000.0, endpoint["round_trips_mean"], memory_gb["ApiFunction"], cpu_per_call
     )
     return {
         "prices_as_of": pricing.PRICES_AS_OF,
@@ -223,6 +263,12 @@ def format_table(r: dict[str, Any]) -> str:
     add(f"  {'batch':>6}  {'events/s/core':>14}")
     for size, row in ic["by_batch"].items():
         add(f"  {size:>6}  {row['median_events_per_s']:>14,.0f}")
+    wc = r["ingest_with_calls"]
+    add(
+        f"  with its DynamoDB calls ({wc['note']}; {wc['events']:,} events, batch {wc['batch']:,}): "
+        f"{wc['events_per_cpu_s']:,.0f} events/s/core, {wc['calls_per_event']:.1f} calls/event, "
+        f"{wc['cpu_s_per_event'] * wc['batch']:.1f} s of CPU per batch of {wc['batch']:,}"
+    )
     add("")
     c = r["dynamodb_cost"]
     add(
@@ -258,13 +304,19 @@ def format_table(r: dict[str, Any]) -> str:
         for design, label in (("every_pair", "every pair"), ("changed_pairs_only", "changed pairs only")):
             t = designs[design]["total"]
             add(
-                f"  {f'naive, window {window}, {label} (batch 1)':<44} {t['wru_per_event']:>10.3f} "
+                f"  {f'naive, window {window}, {label}':<44} {t['wru_per_event']:>10.3f} "
                 f"{t['rru_per_event']:>10.3f}"
             )
+    add(
+        "  (naive: one row per pair, each pair written by its event (batch 1); users, stats and trend"
+        " counters as production's, batched)"
+    )
     add(
         f"  write units, production ingest / naive (window 20, every pair): {c['ratio_vs_naive']:.3f}"
         f"   (/ changed pairs only: {c['ratio_vs_naive_changed_pairs']:.3f})"
     )
+    same = ", ".join(f"window {w}: {ratio:.3f}" for w, ratio in c["ratio_same_window"].items())
+    add(f"  at the same window (production at that window / naive every pair): {same}")
     sweep = ", ".join(f"{b} blocks {w:.2f}" for b, w in c["blocks_sweep"].items())
     add(f"  ingest WRU/event by count-row packing: {sweep}")
     for table, h in c["row_sizes"].items():
@@ -300,8 +352,9 @@ def format_table(r: dict[str, Any]) -> str:
     add(
         f"  warm-container cache (TTL {cache['ttl_seconds']:g} s, {cache['max_entries']:,} entries, "
         f"{cache['requests']:,} requests at {cache['requests_per_second']:g}/s): "
-        f"hit rate {cache['hit_rate']:.1%} ({cache['hits']:,} hits, {cache['misses']:,} misses, "
-        f"{cache['evictions']:,} evictions)"
+        f"hit rate {cache['hit_rate']:.1%} of rows looked up ({cache['hits']:,} hits, "
+        f"{cache['misses']:,} misses, {cache['evictions']:,} evictions); "
+        f"RRU per recommendation request {cache['rru_per_recommendation']:.2f}"
     )
     add("")
     if "end_to_end" in r:
@@ -323,6 +376,12 @@ def format_table(r: dict[str, Any]) -> str:
     add(
         f"  per million events ingested: DynamoDB {ev['dynamodb']:.2f} + Lambda {ev['lambda']:.2f} + Kinesis "
         f"{ev['kinesis']:.2f} = {ev['total']:.2f}   ({ev['assumptions']})"
+    )
+    add(
+        f"  one full ingest batch ({r['dynamodb_cost']['batch']:,} events) takes about "
+        f"{ev['ingest_batch_seconds']:.0f} s at that memory "
+        f"(IngestFunction Timeout {m['ingest_timeout_s']} s); "
+        f"botocore CPU per DynamoDB call {ev['cpu_s_per_dynamodb_call'] * 1000:.2f} ms"
     )
     for key, label in (
         ("per_million_requests", "no cache"),

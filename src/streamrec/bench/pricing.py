@@ -39,28 +39,44 @@ PERSONALIZE_INGESTION_PER_GB = 0.05
 # load at which shards are paid for (a shard is billed whether it is busy or not).
 DYNAMODB_CALL_SECONDS = 0.005
 SHARD_UTILISATION = 0.5
+# Lambda gives a function CPU in proportion to its memory: one full vCPU at 1,769 MB.
+LAMBDA_MB_PER_VCPU = 1769
+
+
+def vcpu_share(memory_gb: float) -> float:
+    """The share of a core a function of ``memory_gb`` gets (CPU-bound time stretches by 1/it)."""
+    return min(1.0, memory_gb * 1024 / LAMBDA_MB_PER_VCPU)
 
 
 def per_million_events(
     wru_per_event: float,
     rru_per_event: float,
-    ingest_cpu_s_per_event: float,
-    similarity_cpu_s_per_event: float,
-    writes_per_event: float,
+    ingest: dict[str, float],
+    similarity: dict[str, float],
     announcements_per_event: float,
-    memory_gb: float,
     batch: int,
+    similarity_batch: int,
     write_concurrency: int,
 ) -> dict[str, Any]:
-    """Cost of ingesting one million events, by service (USD)."""
+    """Cost of ingesting one million events, by service (USD).
+
+    ``ingest``: ``cpu_s_per_event`` (botocore included), ``writes_per_event`` (made
+    ``write_concurrency`` at a time) and ``memory_gb``; ``similarity``: ``cpu_s_per_event``,
+    ``calls_per_event`` (sequential) and ``memory_gb``."""
     million = 1e6
     dynamodb = wru_per_event * DYNAMODB_PER_MILLION_WRU + rru_per_event * DYNAMODB_PER_MILLION_RRU
-    io_wait = writes_per_event / write_concurrency * DYNAMODB_CALL_SECONDS
-    seconds = (ingest_cpu_s_per_event + similarity_cpu_s_per_event + io_wait) * million
-    lambda_cost = (
-        seconds * memory_gb * LAMBDA_PER_GB_SECOND
-        + 2 * million / batch * LAMBDA_PER_MILLION_REQUESTS / million
+    ingest_s = (
+        ingest["cpu_s_per_event"] / vcpu_share(ingest["memory_gb"])
+        + ingest["writes_per_event"] / write_concurrency * DYNAMODB_CALL_SECONDS
     )
+    similarity_s = (
+        similarity["cpu_s_per_event"] / vcpu_share(similarity["memory_gb"])
+        + similarity["calls_per_event"] * DYNAMODB_CALL_SECONDS
+    )
+    invocations = million / batch + announcements_per_event * million / similarity_batch
+    lambda_cost = (
+        ingest_s * ingest["memory_gb"] + similarity_s * similarity["memory_gb"]
+    ) * million * LAMBDA_PER_GB_SECOND + invocations * LAMBDA_PER_MILLION_REQUESTS / million
     # Two streams: events, and changed-item announcements (each record < 25 KB = 1 PUT unit).
     put_units = (1.0 + announcements_per_event) * million
     shard_hours = put_units / (KINESIS_SHARD_RECORDS_PER_SECOND * SHARD_UTILISATION) / 3600.0
@@ -70,21 +86,31 @@ def per_million_events(
         "lambda": lambda_cost,
         "kinesis": kinesis,
         "total": dynamodb + lambda_cost + kinesis,
+        # One full batch of the ingest, as the template sizes the function.
+        "ingest_batch_seconds": ingest_s * batch,
         "assumptions": (
-            f"Lambda {memory_gb:g} GB, duration = measured CPU + "
-            f"{DYNAMODB_CALL_SECONDS * 1000:g} ms per DynamoDB write / {write_concurrency} concurrent; "
-            f"shards {SHARD_UTILISATION:.0%} busy"
+            f"Lambda ingest {ingest['memory_gb']:.2f} GB ({vcpu_share(ingest['memory_gb']):.2f} vCPU), "
+            f"similarity {similarity['memory_gb']:.2f} GB ({vcpu_share(similarity['memory_gb']):.2f} vCPU); "
+            "duration = measured CPU (botocore included) / that share + "
+            f"{DYNAMODB_CALL_SECONDS * 1000:g} ms per DynamoDB call ({write_concurrency} concurrent writes "
+            f"in the ingest); shards {SHARD_UTILISATION:.0%} busy"
         ),
     }
 
 
 def per_million_requests(
-    rru_per_request: float, compute_s_per_request: float, round_trips: float, memory_gb: float
+    rru_per_request: float,
+    compute_s_per_request: float,
+    round_trips: float,
+    memory_gb: float,
+    cpu_s_per_call: float = 0.0,
 ) -> dict[str, Any]:
-    """Cost of one million recommendation requests (USD), without a cache."""
+    """Cost of one million recommendation requests (USD); ``cpu_s_per_call`` is botocore's
+    CPU per DynamoDB call, which ``compute_s_per_request`` (in-memory scoring) leaves out."""
     million = 1e6
     dynamodb = rru_per_request * DYNAMODB_PER_MILLION_RRU
-    seconds = (compute_s_per_request + round_trips * DYNAMODB_CALL_SECONDS) * million
+    cpu = (compute_s_per_request + round_trips * cpu_s_per_call) / vcpu_share(memory_gb)
+    seconds = (cpu + round_trips * DYNAMODB_CALL_SECONDS) * million
     lambda_cost = seconds * memory_gb * LAMBDA_PER_GB_SECOND + LAMBDA_PER_MILLION_REQUESTS
     api = HTTP_API_PER_MILLION_REQUESTS
     return {

@@ -15,6 +15,7 @@ import gc
 import json
 import multiprocessing
 import random
+import socket
 import statistics
 import time
 from collections import Counter
@@ -34,6 +35,7 @@ from streamrec.domain.trends import TrendsService
 from streamrec.events import parse_event
 from streamrec.repositories.cache import CacheConfig, CachingSimilarityRepository
 from streamrec.repositories.dynamodb import (
+    DynamoCatalogRepository,
     DynamoCooccurrenceRepository,
     DynamoItemStatsRepository,
     DynamoSimilarityRepository,
@@ -58,9 +60,10 @@ Progress = Callable[[str], None]
 
 # Logical table names of template.yaml and the key attributes of each.
 USERS, COUNTS, STATS, SIMILARITY, PAIRS = "users", "cooccurrence", "item_stats", "similarity", "pairs"
-TRENDS = "trends"
+TRENDS, CATALOG = "trends", "catalog"
 KEY_SCHEMA: dict[str, tuple[str, ...]] = {
     USERS: ("user_id",),
+    CATALOG: ("item_id",),
     TRENDS: ("item_id", "day"),
     COUNTS: ("item_id", "block"),
     STATS: ("item_id",),
@@ -145,6 +148,102 @@ def _ingest_rate(payloads: Sequence[bytes], settings: Settings, size: int) -> fl
     return rate
 
 
+# ---- ingest with its DynamoDB calls ---------------------------------------------------------
+# The template's tables behind the bench's logical names.
+TEMPLATE_TABLES = {
+    USERS: "UsersTable",
+    COUNTS: "CooccurrenceTable",
+    STATS: "ItemStatsTable",
+    TRENDS: "TrendsTable",
+    CATALOG: "CatalogTable",
+    SIMILARITY: "SimilarityTable",
+}
+
+
+def ingest_with_calls(
+    events: Sequence[Mapping[str, Any]],
+    settings: Settings,
+    template: Path,
+    batch: int = 1000,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """CPU per event of the ingest with the production DynamoDB adapters, botocore included
+    (serialising, signing, HTTP, parsing): a moto server in another process answers, so this
+    process's CPU time is the function's side only. The in-memory figure leaves all of that out."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    import boto3
+
+    from streamrec.local.template import load_template
+
+    payloads = [json.dumps(e, separators=(",", ":")).encode() for e in events]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()  # noqa: S310 - local
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(
+                        "the moto server for the ingest-with-calls run did not start"
+                    ) from None
+                time.sleep(0.2)
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        resolved = load_template(template, endpoint_url=endpoint)
+        names = {}
+        for logical, table_id in TEMPLATE_TABLES.items():
+            table = resolved.tables[table_id]
+            client.create_table(**table.create_kwargs)
+            names[logical] = table.name
+        tables = Tables(client, names)
+        service = tables.ingest(settings)
+        calls: Counter[str] = Counter()
+        client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.update([model.name]))
+        cpu = 0.0
+        gc.collect()
+        gc.freeze()  # the data set is no Lambda's heap: keep it out of the collector's passes
+        for offset in range(0, len(payloads), batch):
+            progress(f"ingest with DynamoDB calls: {offset:,}/{len(payloads):,} events")
+            sequenced = _sequenced(payloads[offset : offset + batch], offset + 1)
+            started = time.process_time()
+            service.ingest(sequenced, SHARD)
+            cpu += time.process_time() - started
+    finally:
+        gc.unfreeze()
+        server.terminate()
+        server.wait(timeout=10)
+    n = len(payloads)
+    total_calls = sum(calls.values())
+    return {
+        "events": n,
+        "batch": batch,
+        "cpu_s_per_event": cpu / n,
+        "events_per_cpu_s": n / max(cpu, 1e-9),
+        "calls_per_event": total_calls / n,
+        "calls": dict(calls),
+        "note": "production adapters + botocore against a moto server in another process (HTTP, "
+        "no TLS); this process's CPU: JSON, planning, botocore, the adapters' threads",
+    }
+
+
 # ---- DynamoDB cost ----------------------------------------------------------------------------
 @dataclass
 class Tables:
@@ -174,6 +273,9 @@ class Tables:
             DynamoItemStatsRepository(self.table(STATS)),
             InMemoryChangePublisher(),  # Kinesis, not DynamoDB: priced separately
             trends=self.trends(settings),
+            # As deployed (CATALOG_TABLE is set for every function): events without a
+            # category read their item's (the Taobao events all carry one).
+            catalog=DynamoCatalogRepository(self.table(CATALOG)),
         )
 
     def similarity(self, settings: Settings) -> SimilarityService:
@@ -183,6 +285,8 @@ class Tables:
             DynamoItemStatsRepository(self.table(STATS)),
             DynamoSimilarityRepository(self.table(SIMILARITY)),
             trending=TrendsService(settings, self.trends(settings), clock=lambda: self.replay_time),
+            # As deployed: a rebuild reads its rows' content lists (consistent reads).
+            catalog=DynamoCatalogRepository(self.table(CATALOG)),
         )
 
     def recommendations(self, settings: Settings) -> RecommendationService:
@@ -382,10 +486,13 @@ def dynamodb_cost(
             for name in (USERS, COUNTS, STATS, SIMILARITY, TRENDS)
         },
         "naive": {},
+        # The production design's ingest WRU/event at each window the naive design is run at.
+        "production_by_window": {str(settings.history_length): ingest_units["total"]["wru_per_event"]},
     }
     windows = [naive_window] + ([settings.history_length] if settings.history_length != naive_window else [])
     for window in windows:
         naive = metered_tables()
+        # Batch 1: the naive design's pair writes follow each event's window.
         _replay(
             naive,
             payloads,
@@ -395,8 +502,25 @@ def dynamodb_cost(
             progress=progress,
             label=f"cost: naive design, window {window}",
         )
-        every_pair = _units(naive, [USERS, ALL_PAIRS, STATS, TRENDS], n)
-        changed_only = _units(naive, [USERS, PAIRS, STATS, TRENDS], n)
+        # It differs from production in its pair rows only: its user, stats and trend-counter
+        # writes are production's at the same batch size and window (replayed at batch 1,
+        # they would be written once per event instead of once per batch).
+        if window == settings.history_length:
+            batched = ingest_units
+        else:
+            same = metered_tables()
+            _replay(
+                same,
+                payloads,
+                replace(settings, history_length=window),
+                batch,
+                progress=progress,
+                label=f"cost: production design, window {window}",
+            )
+            batched = _units(same, [USERS, COUNTS, STATS, TRENDS], n)
+            result["production_by_window"][str(window)] = batched["total"]["wru_per_event"]
+        every_pair = _with_batched(_units(naive, [ALL_PAIRS], n), batched)
+        changed_only = _with_batched(_units(naive, [PAIRS], n), batched)
         result["naive"][str(window)] = {"every_pair": every_pair, "changed_pairs_only": changed_only}
     # Other packings of the count rows (Settings.cooccurrence_blocks), production ingest only.
     result["blocks_sweep"] = {str(settings.cooccurrence_blocks): ingest_units["total"]["wru_per_event"]}
@@ -421,7 +545,23 @@ def dynamodb_cost(
     result["ratio_vs_naive_changed_pairs"] = (
         production_wru / base["changed_pairs_only"]["total"]["wru_per_event"]
     )
+    # Both designs at the same window: what the row design alone saves.
+    result["ratio_same_window"] = {
+        window: result["production_by_window"][window] / designs["every_pair"]["total"]["wru_per_event"]
+        for window, designs in result["naive"].items()
+    }
     return result, similarity_tables
+
+
+def _with_batched(pairs: dict[str, Any], batched: dict[str, Any]) -> dict[str, Any]:
+    """The naive design's pair-table units plus production's user, stats and trend units."""
+    out = {**pairs, **{table: batched[table] for table in (USERS, STATS, TRENDS)}}
+    del out["total"]
+    out["total"] = {
+        key: sum(row[key] for name, row in out.items() if name != "total")
+        for key in ("wru_per_event", "rru_per_event")
+    }
+    return out
 
 
 def moto_cross_check(
@@ -454,17 +594,11 @@ def moto_cross_check(
 
         session.events.register("provide-client-params.dynamodb", count)  # before the client
         client = session.client("dynamodb")
-        logical = {
-            "UsersTable": USERS,
-            "CooccurrenceTable": COUNTS,
-            "ItemStatsTable": STATS,
-            "TrendsTable": TRENDS,
-        }
         names = {}
-        for logical_id, table in resolved.tables.items():
+        for logical, table_id in TEMPLATE_TABLES.items():
+            table = resolved.tables[table_id]
             client.create_table(**table.create_kwargs)
-            if logical_id in logical:
-                names[logical[logical_id]] = table.name
+            names[logical] = table.name
         moto_tables = Tables(client, names)
         progress(f"cross-check: {len(payloads):,} events through moto")
         _replay(moto_tables, payloads, settings, len(payloads))
@@ -623,20 +757,28 @@ def api(
     clock = [0.0]
     cached = CachingSimilarityRepository(dynamo_similarity, config, clock=lambda: clock[0])
     cached_service = RecommendationService(settings, DynamoUserRepository(tables.table(USERS)), cached)
+    recommendations = 0
     for _ in range(cache_requests):
         clock[0] += 1.0 / requests_per_second
         if rng.random() < 0.8:
+            _phase(tables, "cached recommendations")  # metered: read units with the cache
+            recommendations += 1
             cached_service.for_user(rng.choice(user_ids), k=20)
         else:
+            _phase(tables, "cached similar items")
             cached_service.similar_items(rng.choice(item_ids), k=20)
     stats = cached.stats
+    meters = tables.client.phases.get("cached recommendations", {})
     result["cache"] = {
         "requests": cache_requests,
         "mix": "80% recommendations for users, 20% similar items, both drawn by event frequency",
         "requests_per_second": requests_per_second,
         "ttl_seconds": config.ttl_seconds,
         "max_entries": config.max_entries,
-        "hit_rate": stats.hit_rate,
+        "hit_rate": stats.hit_rate,  # per row looked up in the cache (the user row never is)
+        # Read units of a recommendation request in the mix, measured: its user GetItem and
+        # the rows the cache did not hold.
+        "rru_per_recommendation": sum(m.read_units for m in meters.values()) / max(recommendations, 1),
         "hits": stats.hits,
         "misses": stats.misses,
         "evictions": stats.evictions,
