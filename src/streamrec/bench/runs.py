@@ -160,6 +160,16 @@ TEMPLATE_TABLES = {
 }
 
 
+def _template_tables(client: Any, resolved: Any) -> Tables:
+    """The template's tables, created through ``client``, behind the bench's logical names."""
+    names = {}
+    for logical, table_id in TEMPLATE_TABLES.items():
+        table = resolved.tables[table_id]
+        client.create_table(**table.create_kwargs)
+        names[logical] = table.name
+    return Tables(client, names)
+
+
 def ingest_with_calls(
     events: Sequence[Mapping[str, Any]],
     settings: Settings,
@@ -207,13 +217,7 @@ def ingest_with_calls(
             aws_access_key_id="bench",
             aws_secret_access_key="bench",
         )
-        resolved = load_template(template, endpoint_url=endpoint)
-        names = {}
-        for logical, table_id in TEMPLATE_TABLES.items():
-            table = resolved.tables[table_id]
-            client.create_table(**table.create_kwargs)
-            names[logical] = table.name
-        tables = Tables(client, names)
+        tables = _template_tables(client, load_template(template, endpoint_url=endpoint))
         service = tables.ingest(settings)
         calls: Counter[str] = Counter()
         client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.update([model.name]))
@@ -594,12 +598,8 @@ def moto_cross_check(
 
         session.events.register("provide-client-params.dynamodb", count)  # before the client
         client = session.client("dynamodb")
-        names = {}
-        for logical, table_id in TEMPLATE_TABLES.items():
-            table = resolved.tables[table_id]
-            client.create_table(**table.create_kwargs)
-            names[logical] = table.name
-        moto_tables = Tables(client, names)
+        moto_tables = _template_tables(client, resolved)
+        names = moto_tables.names
         progress(f"cross-check: {len(payloads):,} events through moto")
         _replay(moto_tables, payloads, settings, len(payloads))
         moto_sizes = {}
