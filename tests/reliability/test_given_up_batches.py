@@ -19,6 +19,7 @@ from streamrec.reliability.dlq import Letter
 from streamrec.reliability.esm import Invocation
 from streamrec.reliability.faults import Fault, ReplayConfig, WriteStep, replay
 from streamrec.reliability.sandbox import diff_snapshots
+from tests.unit.test_ops_cli_errors import _batch_letter
 
 from .conftest import taobao_events
 from .test_template_policies import TEMPLATE
@@ -90,16 +91,7 @@ def test_with_finite_retries_the_batch_is_given_up_and_kept_by_redrive(events: l
 
 
 def _batch_description(stream: str) -> Letter:
-    body = {
-        "requestContext": {"condition": "RetryAttemptsExhausted"},
-        "KinesisBatchInfo": {
-            "streamArn": f"arn:aws:kinesis:us-east-1:123456789012:stream/{stream}",
-            "shardId": "shardId-000000000000",
-            "startSequenceNumber": "1",
-            "endSequenceNumber": "2",
-            "batchSize": 2,
-        },
-    }
+    body = _batch_letter(stream)  # Lambda's OnFailure description of a batch of 2 records
     return Letter("m", "r", json.dumps(body), body)
 
 

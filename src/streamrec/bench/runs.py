@@ -512,16 +512,9 @@ def dynamodb_cost(
         if window == settings.history_length:
             batched = ingest_units
         else:
-            same = metered_tables()
-            _replay(
-                same,
-                payloads,
-                replace(settings, history_length=window),
-                batch,
-                progress=progress,
-                label=f"cost: production design, window {window}",
+            batched = _production_ingest_units(
+                payloads, replace(settings, history_length=window), batch, progress, f"window {window}"
             )
-            batched = _units(same, [USERS, COUNTS, STATS, TRENDS], n)
             result["production_by_window"][str(window)] = batched["total"]["wru_per_event"]
         every_pair = _with_batched(_units(naive, [ALL_PAIRS], n), batched)
         changed_only = _with_batched(_units(naive, [PAIRS], n), batched)
@@ -531,18 +524,10 @@ def dynamodb_cost(
     for blocks in block_sweep:
         if blocks == settings.cooccurrence_blocks:
             continue
-        swept = metered_tables()
-        _replay(
-            swept,
-            payloads,
-            replace(settings, cooccurrence_blocks=blocks),
-            batch,
-            progress=progress,
-            label=f"cost: {blocks} count blocks",
+        swept = _production_ingest_units(
+            payloads, replace(settings, cooccurrence_blocks=blocks), batch, progress, f"{blocks} count blocks"
         )
-        result["blocks_sweep"][str(blocks)] = _units(swept, [USERS, COUNTS, STATS, TRENDS], n)["total"][
-            "wru_per_event"
-        ]
+        result["blocks_sweep"][str(blocks)] = swept["total"]["wru_per_event"]
     base = result["naive"][str(naive_window)]
     production_wru = ingest_units["total"]["wru_per_event"]
     result["ratio_vs_naive"] = production_wru / base["every_pair"]["total"]["wru_per_event"]
@@ -555,6 +540,15 @@ def dynamodb_cost(
         for window, designs in result["naive"].items()
     }
     return result, similarity_tables
+
+
+def _production_ingest_units(
+    payloads: Sequence[bytes], settings: Settings, batch: int, progress: Progress, variant: str
+) -> dict[str, Any]:
+    """The production ingest's units per event under ``settings`` (a variant of the defaults)."""
+    tables = metered_tables()
+    _replay(tables, payloads, settings, batch, progress=progress, label=f"cost: production design, {variant}")
+    return _units(tables, [USERS, COUNTS, STATS, TRENDS], len(payloads))
 
 
 def _with_batched(pairs: dict[str, Any], batched: dict[str, Any]) -> dict[str, Any]:
