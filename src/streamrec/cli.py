@@ -222,58 +222,77 @@ class PipelineWork:
 
     ingested: int = 0  # event-stream records handled by the ingest function (failed ones too)
     recomputed: int = 0  # changed items the similarity function recomputed
-    failed_batches: int = 0  # batches given up on (sent to the dead-letter queue)
+    retries: int = 0  # re-deliveries of failing batches
+    dead_letters: int = 0  # messages in the dead-letter queue (records and batch descriptions)
 
     @classmethod
-    def of(cls, stats: dict[str, Any]) -> PipelineWork:
+    def of(cls, stats: dict[str, Any], dead_letters: int = 0) -> PipelineWork:
         """From :meth:`LocalStack.stats` (pollers named ``"Function.Event"``)."""
         ingest = [s for n, s in stats.items() if n.startswith("IngestFunction.")]
         return cls(
             ingested=sum(s.records + s.failed_records for s in ingest),
             recomputed=sum(s.records for n, s in stats.items() if not n.startswith("IngestFunction.")),
-            failed_batches=sum(s.failures for s in stats.values()),
+            retries=sum(s.retries for s in stats.values()),
+            dead_letters=dead_letters,
         )
 
     def since(self, earlier: PipelineWork) -> PipelineWork:
         return PipelineWork(
             self.ingested - earlier.ingested,
             self.recomputed - earlier.recomputed,
-            self.failed_batches - earlier.failed_batches,
+            self.retries - earlier.retries,
+            self.dead_letters - earlier.dead_letters,
         )
 
 
-def _follow(stack: Any, stop: threading.Event, every: float = 1.0) -> None:
+def _follow(
+    stack: Any, stop: threading.Event, every: float = 1.0, dead_letters: Callable[[], int] = lambda: 0
+) -> None:
     """Serve until ``stop`` is set (never, in ``streamrec run``: Ctrl-C ends the wait),
     showing the pipeline's work on what arrives after the demo load (`streamrec catalog
-    load`, the shop's producers): a progress line while records are processed, then a
-    summary once the pipeline is quiet again (two quiet checks in a row, as ``drain``)."""
-    settled = PipelineWork.of(stack.stats())
+    load`, the shop's producers): a progress line while records are processed or a batch is
+    retried, then a summary once the pipeline is quiet again (two quiet checks in a row, as
+    ``drain``), naming what reached the dead-letter queue (``dead_letters`` counts it)."""
+    settled = PipelineWork.of(stack.stats(), dead_letters())
     started: float | None = None  # when the current burst of work was first seen
     quiet_checks = 0
     while not stop.wait(every):
-        current = PipelineWork.of(stack.stats())
+        current = PipelineWork.of(stack.stats(), dead_letters())
         work = current.since(settled)
         if work == PipelineWork():
             continue
         started = started or time.monotonic() - every
         quiet_checks = quiet_checks + 1 if stack.quiet() else 0
         if quiet_checks < 2:
+            retrying = f", {work.retries} retries of failing batches (see the log)" if work.retries else ""
             _status(
                 f"processing new records... ingested {work.ingested}, "
-                f"{work.recomputed} changed items recomputed ({time.monotonic() - started:.0f}s)"
+                f"{work.recomputed} changed items recomputed{retrying} ({time.monotonic() - started:.0f}s)"
             )
             continue
-        batches = f"{work.failed_batches} batch{'' if work.failed_batches == 1 else 'es'}"
-        failed = (
-            f", {batches} sent to the dead-letter queue (streamrec dlq list)" if work.failed_batches else ""
+        letters = (
+            f", {_counted(work.dead_letters, 'dead letter')} (streamrec dlq list)"
+            if work.dead_letters
+            else ""
         )
         _status(
             f"processed {_counted(work.ingested, 'new record')} "
-            f"({work.recomputed} changed items recomputed) in {time.monotonic() - started:.0f}s{failed}",
+            f"({work.recomputed} changed items recomputed) in {time.monotonic() - started:.0f}s{letters}",
             done=True,
         )
         settled = current
         started, quiet_checks = None, 0
+
+
+def _dead_letter_count(stack: Any) -> int:
+    """Messages in the local stack's dead-letter queue (visible or being read)."""
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.outputs()["dead_letter_queue_url"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
 
 
 def _load(
@@ -417,7 +436,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 _write_outputs(args.outputs, outputs)
                 _status(f"ready in {time.monotonic() - started:.1f}s", done=True)
                 print(_examples(outputs), flush=True)
-                _follow(stack, threading.Event())  # serve until Ctrl-C / SIGTERM
+                # Serve until Ctrl-C / SIGTERM.
+                _follow(stack, threading.Event(), dead_letters=lambda: _dead_letter_count(stack))
             except KeyboardInterrupt:
                 _status("stopping (letting invocations in flight finish)...", done=True)
     except KeyboardInterrupt:

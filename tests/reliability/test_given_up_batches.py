@@ -104,3 +104,5 @@ def test_redrive_keeps_an_event_stream_batch_unless_told_and_redrives_a_changed_
     )
     assert events.redrivable(include_partly_written=True) == (True, "")
     assert _batch_description("streamrec-ChangedItemsStream-ABC").redrivable() == (True, "")
+    # A stack named after the changed-items stream does not make its event stream one.
+    assert _batch_description("ChangedItemsStream-prod-EventStream-ABC").redrivable()[0] is False

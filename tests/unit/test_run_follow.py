@@ -14,7 +14,8 @@ class Step:
     ingested: int
     recomputed: int
     quiet: bool
-    failures: int = 0
+    dead_letters: int = 0  # messages in the dead-letter queue
+    retries: int = 0
 
 
 class ScriptedStack:
@@ -27,12 +28,15 @@ class ScriptedStack:
     def stats(self) -> dict[str, PollerStats]:
         step = self.steps[self.at]
         return {
-            "IngestFunction.EventStream": PollerStats(records=step.ingested, failures=step.failures),
+            "IngestFunction.EventStream": PollerStats(records=step.ingested, retries=step.retries),
             "SimilarityFunction.ChangedItemsStream": PollerStats(records=step.recomputed),
         }
 
     def quiet(self) -> bool:
         return self.steps[self.at].quiet
+
+    def dead_letters(self) -> int:
+        return self.steps[self.at].dead_letters
 
 
 class StopAfterSteps:
@@ -50,7 +54,7 @@ class StopAfterSteps:
 
 def _follow_lines(steps: list[Step], capsys) -> list[str]:
     stack = ScriptedStack(steps)
-    _follow(stack, StopAfterSteps(stack), every=0.0)  # type: ignore[arg-type]
+    _follow(stack, StopAfterSteps(stack), every=0.0, dead_letters=stack.dead_letters)  # type: ignore[arg-type]
     return capsys.readouterr().err.splitlines()
 
 
@@ -74,24 +78,35 @@ def test_records_after_the_demo_are_summed_up_once_the_pipeline_is_quiet(capsys)
     assert sum(line.startswith("processed ") for line in lines) == 1
 
 
-def test_each_burst_is_counted_from_the_end_of_the_last_and_failed_batches_are_named(capsys):
+def test_each_burst_is_counted_from_the_end_of_the_last_and_dead_letters_are_named(capsys):
     lines = _follow_lines(
         [
-            Step(100, 10, quiet=True),
-            Step(150, 10, quiet=True),  # quiet at once: one more quiet check still needed
-            Step(150, 12, quiet=True),
-            Step(150, 12, quiet=True),
-            Step(151, 12, quiet=False, failures=1),
-            Step(151, 12, quiet=True, failures=1),
-            Step(151, 12, quiet=True, failures=1),
+            Step(100, 10, quiet=True, dead_letters=4),  # letters of the demo load: not counted
+            Step(150, 10, quiet=True, dead_letters=4),  # quiet at once: one more check needed
+            Step(150, 12, quiet=True, dead_letters=4),
+            Step(150, 12, quiet=True, dead_letters=4),
+            Step(153, 12, quiet=False, dead_letters=6),  # 2 of 3 records rejected as invalid
+            Step(153, 12, quiet=True, dead_letters=6),
+            Step(153, 12, quiet=True, dead_letters=6),
         ],
         capsys,
     )
     summaries = [line for line in lines if line.startswith("processed ")]
     assert len(summaries) == 2
     assert summaries[0].startswith("processed 50 new records (2 changed items recomputed)")
-    assert summaries[1].startswith("processed 1 new record (0 changed items recomputed)")
-    assert summaries[1].endswith(", 1 batch sent to the dead-letter queue (streamrec dlq list)")
+    assert "dead letter" not in summaries[0]
+    assert summaries[1].startswith("processed 3 new records (0 changed items recomputed)")
+    assert summaries[1].endswith(", 2 dead letters (streamrec dlq list)")
+
+
+def test_a_batch_failing_again_and_again_is_shown_while_nothing_is_ingested(capsys):
+    lines = _follow_lines(
+        [Step(0, 0, quiet=True), Step(0, 0, quiet=False, retries=1), Step(0, 0, quiet=False, retries=3)],
+        capsys,
+    )
+    assert lines and lines[0].startswith(
+        "processing new records... ingested 0, 0 changed items recomputed, 1 retries of failing batches"
+    )
 
 
 def test_a_pipeline_that_never_settles_gets_no_summary(capsys):

@@ -40,12 +40,27 @@ CASES = [
             " view = 0.5 , purchase=1e1 ",
             "view=.5,view=2.",
         ],
-        ["view=-1", "click=1", "view=1,", "view", "view=abc", "view=1e999", "view=1;purchase=2", ","],
+        [
+            "view=-1",
+            "click=1",
+            "view=1,",
+            "view",
+            "view=abc",
+            "view=1e999",
+            "view=1;purchase=2",
+            ",",
+            "view=" + "9" * 400,
+        ],
     ),
     (
         "CouponModel",
         "COUPON_MODEL",
-        ["", GOOD_MODEL, " " + GOOD_MODEL.replace(",", " , ") + " "],
+        [
+            "",
+            GOOD_MODEL,
+            " " + GOOD_MODEL.replace(",", " , ") + " ",
+            GOOD_MODEL.replace("-3.1", "-" + "9" * 200 + "e-99"),
+        ],
         [
             ",".join(["1"] * (COUPON_MODEL_SIZE - 1)),
             ",".join(["1"] * (COUPON_MODEL_SIZE + 1)),
@@ -53,6 +68,7 @@ CASES = [
             GOOD_MODEL.replace("-3.1", "x"),
             GOOD_MODEL.replace("-3.1", "1e999"),
             GOOD_MODEL.replace("-3.1", "nan"),
+            GOOD_MODEL.replace("-3.1", "9" * 400),  # a float of infinity
         ],
     ),
 ]
@@ -88,3 +104,11 @@ def test_the_local_template_loader_checks_the_patterns_with_their_description() 
         load_template(TEMPLATE, parameter_overrides={"HistoryLength": "10.5"})
     with pytest.raises(TemplateError, match="CouponModel='1,2,3' is not 11 comma-separated numbers"):
         load_template(TEMPLATE, parameter_overrides={"CouponModel": "1,2,3"})
+
+
+def test_the_local_template_loader_checks_number_bounds_as_cloudformation_does() -> None:
+    assert load_template(TEMPLATE, parameter_overrides={"IngestRetryAttempts": 5}).functions
+    with pytest.raises(TemplateError, match=r"IngestRetryAttempts=-2 is not within -1\.\.10000"):
+        load_template(TEMPLATE, parameter_overrides={"IngestRetryAttempts": -2})
+    with pytest.raises(TemplateError, match="EventStreamShards='two' is not a number"):
+        load_template(TEMPLATE, parameter_overrides={"EventStreamShards": "two"})

@@ -86,8 +86,11 @@ def per_million_events(
         "lambda": lambda_cost,
         "kinesis": kinesis,
         "total": dynamodb + lambda_cost + kinesis,
-        # One full batch of the ingest, as the template sizes the function.
+        # One full batch of the ingest, as the template sizes the function, and the rates a
+        # shard's ingest and the single similarity consumer keep up with (one batch at a time).
         "ingest_batch_seconds": ingest_s * batch,
+        "ingest_events_per_s_per_shard": 1.0 / ingest_s,
+        "similarity_events_per_s": 1.0 / similarity_s,
         "assumptions": (
             f"Lambda ingest {ingest['memory_gb']:.2f} GB ({vcpu_share(ingest['memory_gb']):.2f} vCPU), "
             f"similarity {similarity['memory_gb']:.2f} GB ({vcpu_share(similarity['memory_gb']):.2f} vCPU); "

@@ -132,6 +132,19 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return document
 
 
+def _check_number_parameter(name: str, value: Any, spec: dict[str, Any]) -> None:
+    """A Number parameter's value, as CloudFormation checks it: a number within
+    MinValue..MaxValue."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TemplateError(f"parameter {name}={value!r} is not a number") from None
+    low, high = spec.get("MinValue"), spec.get("MaxValue")
+    if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+        bounds = f"{'' if low is None else low}..{'' if high is None else high}"
+        raise TemplateError(f"parameter {name}={value!r} is not within {bounds}")
+
+
 def load_raw_template(path: str | Path) -> dict[str, Any]:
     """The template as written, intrinsic functions in their long form (``{"Ref": ...}``,
     ``{"Fn::GetAtt": [...]}``), nothing resolved: for checks of the template itself."""
@@ -272,7 +285,6 @@ class LocalTemplate:
         return merged
 
 
-
 # --------------------------------------------------------------------------------------
 # Intrinsic function resolution
 # --------------------------------------------------------------------------------------
@@ -355,6 +367,8 @@ class _Resolver:
             allowed = spec.get("AllowedValues") if isinstance(spec, dict) else None
             if allowed is not None and str(value) not in {str(v) for v in allowed}:
                 raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
+            if isinstance(spec, dict) and spec.get("Type") == "Number":
+                _check_number_parameter(name, value, spec)
             pattern = spec.get("AllowedPattern") if isinstance(spec, dict) else None
             if pattern is not None and not re.fullmatch(str(pattern), str(value)):
                 what = spec.get("ConstraintDescription") or f"the pattern {pattern}"

@@ -35,6 +35,7 @@ import base64
 import binascii
 import contextlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,9 +79,14 @@ def stream_name_of(arn_or_name: str) -> str:
 CHANGED_ITEMS_STREAM_ID = "ChangedItemsStream"
 
 
+# The logical id as the name's last part (before CloudFormation's random suffix), so that a
+# stack whose own name holds it does not make its event stream look like one.
+_CHANGED_ITEMS_NAME = re.compile(rf"(^|-){CHANGED_ITEMS_STREAM_ID}(-[A-Za-z0-9]+)?$")
+
+
 def is_changed_items_stream(arn_or_name: str) -> bool:
     """Whether the stream is (by its name) the stack's changed-items stream."""
-    return CHANGED_ITEMS_STREAM_ID in stream_name_of(arn_or_name)
+    return _CHANGED_ITEMS_NAME.search(stream_name_of(arn_or_name)) is not None
 
 
 @dataclass

@@ -621,7 +621,7 @@ def _list_layout(
             return encoded
         if parts * 2 > MAX_LIST_PARTS:
             raise ListTooLargeError(
-                f"{name} holds {len(entries):,} entries ({len(whole):,} bytes as JSON): more than "
+                f"{name} holds {len(entries):,} entries ({_utf8_size(whole):,} bytes as JSON): more than "
                 f"{MAX_LIST_PARTS} rows of {LIST_PART_BYTES:,} bytes can take"
             )
         parts *= 2
