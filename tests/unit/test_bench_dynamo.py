@@ -126,3 +126,9 @@ def test_metered_client_takes_a_split_list_like_dynamodb():
     assert meter.write_units >= 2 * 566  # some 580,000 bytes (566 KiB) written, each KiB billed twice
     with pytest.raises(ConcurrentUpdateError):
         similarity.put_list(OUT_OF_STOCK_ROW, PopularList(entries[1:], 0, 0))  # a stale version
+
+
+def test_the_cost_model_counts_requests_not_the_items_a_batch_write_carries():
+    from streamrec.bench.cli import _requests
+
+    assert _requests({"BatchWriteItem": 2, "BatchWriteItem.Put": 50, "GetItem": 1}) == 3
