@@ -284,17 +284,6 @@ def _follow(
         started, quiet_checks = None, 0
 
 
-def _dead_letter_count(stack: Any) -> int:
-    """Messages in the local stack's dead-letter queue (visible or being read)."""
-    attributes = stack.client("sqs").get_queue_attributes(
-        QueueUrl=stack.outputs()["dead_letter_queue_url"],
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
-
-
 def _load(
     stack: Any, events: list[dict[str, Any]], drain_timeout: float, started: float, put_before: int = 0
 ) -> None:
@@ -437,7 +426,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 _status(f"ready in {time.monotonic() - started:.1f}s", done=True)
                 print(_examples(outputs), flush=True)
                 # Serve until Ctrl-C / SIGTERM.
-                _follow(stack, threading.Event(), dead_letters=lambda: _dead_letter_count(stack))
+                from streamrec.reliability.dlq import message_count
+
+                sqs, queue_url = stack.client("sqs"), outputs["dead_letter_queue_url"]
+                _follow(stack, threading.Event(), dead_letters=lambda: message_count(sqs, queue_url))
             except KeyboardInterrupt:
                 _status("stopping (letting invocations in flight finish)...", done=True)
     except KeyboardInterrupt:

@@ -77,25 +77,20 @@ def _progress(text: str) -> None:
     sys.stderr.flush()
 
 
-def _template_memory_gb(template: Path) -> dict[str, float]:
-    """Each function's memory (GB) as the template sets it (512 MB when it cannot be read)."""
+def _template_functions(template: Path) -> dict[str, Any]:
+    """The template's functions (memory, timeout), or none when it cannot be read."""
     from streamrec.local.template import load_template
 
-    defaults = {name: 0.5 for name in ("IngestFunction", "SimilarityFunction", "ApiFunction")}
     try:
-        functions = load_template(template).functions
+        return dict(load_template(template).functions)
     except Exception:  # noqa: BLE001 - the cost model falls back to Lambda's usual 512 MB
-        return defaults
+        return {}
+
+
+def _memory_gb(functions: dict[str, Any]) -> dict[str, float]:
+    """Each stream and API function's memory (GB); 512 MB where the template sets none."""
+    defaults = {name: 0.5 for name in ("IngestFunction", "SimilarityFunction", "ApiFunction")}
     return {**defaults, **{name: f.memory_mb / 1024 for name, f in functions.items() if f.memory_mb}}
-
-
-def _template_timeout_s(template: Path, function: str) -> int | None:
-    from streamrec.local.template import load_template
-
-    try:
-        return load_template(template).functions[function].timeout_s
-    except Exception:  # noqa: BLE001 - only printed
-        return None
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -150,8 +145,10 @@ def run_bench(args: argparse.Namespace) -> int:
     results["api"] = runs.api(tables, events[: args.events], settings, progress=_progress)
     if not args.skip_e2e:
         results["end_to_end"] = runs.end_to_end(events[: args.e2e_events], args.template, progress=_progress)
-    results["cost_model"] = _cost_model(results, _template_memory_gb(args.template))
-    results["cost_model"]["ingest_timeout_s"] = _template_timeout_s(args.template, "IngestFunction")
+    functions = _template_functions(args.template)
+    results["cost_model"] = _cost_model(results, _memory_gb(functions))
+    ingest_function = functions.get("IngestFunction")
+    results["cost_model"]["ingest_timeout_s"] = ingest_function.timeout_s if ingest_function else None
     results["runtime_s"] = time.perf_counter() - started
     results["acceptance"] = _acceptance(results)
     print(format_table(results))
@@ -177,21 +174,15 @@ def _cost_model(results: dict[str, Any], memory_gb: dict[str, float]) -> dict[st
     calls = results["ingest_with_calls"]
     total = cost["production_total"]
     ingest = cost["production_ingest"]
-    writes = sum(ingest[t]["writes_per_event"] for t in ("users", "cooccurrence", "item_stats", "trends"))
+    writes = sum(ingest[t]["writes_per_event"] for t in runs.INGEST_TABLES)
     # botocore's CPU per DynamoDB call, as the ingest measured it; the similarity stage's calls
     # (counted on the metered client, which has no such cost) are charged the same.
     cpu_per_call = max(calls["cpu_s_per_event"] - 1.0 / rate, 0.0) / max(calls["calls_per_event"], 1e-9)
     # The ingest's calls per event over the whole replay (its first events, windows still
     # filling, make fewer), each charged that CPU on top of the planning's.
-    ingest_calls = (
-        sum(_requests(ingest[t]["calls"]) for t in ("users", "cooccurrence", "item_stats", "trends"))
-        / cost["events"]
-    )
+    ingest_calls = sum(_requests(ingest[t]["calls"]) for t in runs.INGEST_TABLES) / cost["events"]
     stage = cost["similarity_stage"]
-    similarity_calls = (
-        sum(_requests(stage[t]["calls"]) for t in ("cooccurrence", "item_stats", "similarity", "trends"))
-        / cost["events"]
-    )
+    similarity_calls = sum(_requests(stage[t]["calls"]) for t in runs.SIMILARITY_TABLES) / cost["events"]
     events = pricing.per_million_events(
         total["wru_per_event"],
         total["rru_per_event"],
@@ -289,7 +280,7 @@ def format_table(r: dict[str, Any]) -> str:
         f"{c['history_length']}; sizes as DynamoDB counts them)"
     )
     add(f"  {'design / table':<44} {'WRU/event':>10} {'RRU/event':>10} {'writes/event':>13}")
-    for table in ("users", "cooccurrence", "item_stats", "trends"):
+    for table in runs.INGEST_TABLES:
         row = c["production_ingest"][table]
         add(
             f"  {'production ingest: ' + table:<44} {row['wru_per_event']:>10.3f} "
@@ -302,7 +293,7 @@ def format_table(r: dict[str, Any]) -> str:
         f"  {'similarity stage (rows read and written)':<44} {st['wru_per_event']:>10.3f} "
         f"{st['rru_per_event']:>10.3f}"
     )
-    for table in ("cooccurrence", "item_stats", "similarity", "trends"):
+    for table in runs.SIMILARITY_TABLES:
         row = st[table]
         add(
             f"    {'similarity stage: ' + table:<42} {row['wru_per_event']:>10.3f} "

@@ -72,6 +72,9 @@ KEY_SCHEMA: dict[str, tuple[str, ...]] = {
     "pairs_all": ("item_id", "neighbour"),  # the naive design: every (event, window item) pair
 }
 ALL_PAIRS = "pairs_all"
+# The tables each stream function writes or reads, as the bench meters them.
+INGEST_TABLES = (USERS, COUNTS, STATS, TRENDS)
+SIMILARITY_TABLES = (COUNTS, STATS, SIMILARITY, TRENDS)
 # The similarity function consumes the changed-items stream in batches of this many
 # records (template.yaml, SimilarityFunction's BatchSize).
 SIMILARITY_BATCH = 500
@@ -460,8 +463,8 @@ def dynamodb_cost(
         label="cost: production ingest + similarity",
     )
     client: MeteredDynamoClient = similarity_tables.client
-    ingest_units = _units(similarity_tables, [USERS, COUNTS, STATS, TRENDS], n)
-    similarity_units = _units(similarity_tables, [COUNTS, STATS, SIMILARITY, TRENDS], n, phase="similarity")
+    ingest_units = _units(similarity_tables, INGEST_TABLES, n)
+    similarity_units = _units(similarity_tables, SIMILARITY_TABLES, n, phase="similarity")
     similarity_stage = {
         **similarity_units,
         "wru_per_event": similarity_units["total"]["wru_per_event"],
@@ -548,18 +551,15 @@ def _production_ingest_units(
     """The production ingest's units per event under ``settings`` (a variant of the defaults)."""
     tables = metered_tables()
     _replay(tables, payloads, settings, batch, progress=progress, label=f"cost: production design, {variant}")
-    return _units(tables, [USERS, COUNTS, STATS, TRENDS], len(payloads))
+    return _units(tables, INGEST_TABLES, len(payloads))
 
 
 def _with_batched(pairs: dict[str, Any], batched: dict[str, Any]) -> dict[str, Any]:
     """The naive design's pair-table units plus production's user, stats and trend units."""
-    out = {**pairs, **{table: batched[table] for table in (USERS, STATS, TRENDS)}}
-    del out["total"]
-    out["total"] = {
-        key: sum(row[key] for name, row in out.items() if name != "total")
-        for key in ("wru_per_event", "rru_per_event")
-    }
-    return out
+    tables = {name: row for name, row in pairs.items() if name != "total"}
+    tables.update({table: batched[table] for table in (USERS, STATS, TRENDS)})
+    total = {key: sum(row[key] for row in tables.values()) for key in ("wru_per_event", "rru_per_event")}
+    return {**tables, "total": total}
 
 
 def moto_cross_check(
@@ -597,13 +597,13 @@ def moto_cross_check(
         progress(f"cross-check: {len(payloads):,} events through moto")
         _replay(moto_tables, payloads, settings, len(payloads))
         moto_sizes = {}
-        for name in (USERS, COUNTS, STATS, TRENDS):
+        for name in INGEST_TABLES:
             items = []
             for page in client.get_paginator("scan").paginate(TableName=names[name]):
                 items.extend(page["Items"])
             moto_sizes[name] = sorted(item_size(i) for i in items)
     result: dict[str, Any] = {"events": len(payloads), "tables": {}}
-    for name in (USERS, COUNTS, STATS, TRENDS):
+    for name in INGEST_TABLES:
         meter = metered.client.meters[metered.names[name]]
         metered_sizes = sorted(item_size(i) for i in metered.client.items(metered.names[name]))
         moto_writes = sum(

@@ -272,6 +272,17 @@ class Letter:
         }
 
 
+def message_count(sqs: Any, queue_url: str) -> int:
+    """Messages in the queue, visible or being read (SQS's approximate counts)."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
 def receive_all(
     sqs: Any, queue_url: str, *, visibility_timeout: int = 300, limit: int | None = None
 ) -> list[Letter]:

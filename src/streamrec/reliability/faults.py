@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 from botocore.client import BaseClient
 
+from streamrec.reliability import dlq
 from streamrec.reliability.esm import EsmStats, EventSourceMapping, Invocation
 from streamrec.reliability.sandbox import Sandbox, Snapshot, diff_snapshots, normalized, sandbox
 
@@ -589,16 +590,6 @@ def drain_all(
     return mappings
 
 
-def count_messages(box: Sandbox, queue_url: str) -> int:
-    attributes = box.client("sqs").get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
-
-
 def resource_names(box: Sandbox) -> dict[str, str]:
     t = box.template
     names = {table.name: logical for logical, table in t.tables.items()}
@@ -625,7 +616,7 @@ def replay(
             esm={name: m.stats for name, m in mappings.items()},
             esm_errors={name: m.errors for name, m in mappings.items()},
             producer=producer,
-            dead_letters=count_messages(box, box.dead_letter_queue_url),
+            dead_letters=dlq.message_count(box.client("sqs"), box.dead_letter_queue_url),
             shards_drained=all(m.shards_drained() for m in mappings.values()),
             faults=injector.summary() if injector is not None else None,
         )

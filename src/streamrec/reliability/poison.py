@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamrec.reliability import dlq
-from streamrec.reliability.faults import ReplayConfig, count_messages, drain_all, produce, replay
+from streamrec.reliability.faults import ReplayConfig, drain_all, produce, replay
 from streamrec.reliability.sandbox import diff_snapshots, normalized, sandbox
 from streamrec.repositories.base import RepositoryError
 
@@ -401,7 +401,7 @@ def run_poison_replay(
                 sqs, kinesis, box.dead_letter_queue_url, letters=letters, include_partly_written=True
             )
             drain_all(box, config, mappings=mappings)
-        remaining = count_messages(box, box.dead_letter_queue_url)
+        remaining = dlq.message_count(sqs, box.dead_letter_queue_url)
         differences = diff_snapshots(clean.snapshot, normalized(box.snapshot()))
         stats = {name: m.stats.as_dict() for name, m in mappings.items()}
         checkpoints_at_end = all(m.shards_drained() for m in mappings.values())
