@@ -7,13 +7,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit build validate clean eval bench
+.PHONY: install run test lint unit build validate clean eval bench constraints
 
-$(STAMP): pyproject.toml
+# Installs within constraints.txt: the versions CI last passed with.
+$(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "error: Python 3.12 not found (the Lambda runtime is python3.12); install it or run make PYTHON=/path/to/python3.12" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,eval]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,eval]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,7 +22,7 @@ install: $(STAMP)
 # The evaluation's peers and plot (the `eval` extra); rtrec compiles a C extension.
 EVAL_STAMP := $(VENV)/.installed-eval
 $(EVAL_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e ".[dev,eval,rtrec]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,eval,rtrec]"
 	touch $(EVAL_STAMP)
 
 ## eval: P1, P2, P3 and P4 of ../shared/EVALUATION.md on ../shared/datasets (skipped when absent), with
@@ -56,6 +57,19 @@ validate: $(STAMP)
 # PATH puts the venv first so that sam finds python3.12 for the runtime.
 build: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build --cached --parallel
+
+## constraints: re-pin constraints.txt to the newest versions pyproject.toml allows (a scratch
+##              venv); then pin the layers' requirements to match and run make test
+constraints:
+	@test -n "$(PYTHON)" || { echo "error: Python 3.12 not found" >&2; exit 1; }
+	rm -rf .constraints-venv
+	$(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/pip install --quiet --upgrade pip
+	.constraints-venv/bin/pip install --quiet -e ".[dev,eval]"
+	{ sed -n '/^#/p' constraints.txt; .constraints-venv/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .constraints-venv
+	@echo "constraints.txt re-pinned; now set the same versions in src/requirements.txt and layers/scoring/requirements.txt"
 
 clean:
 	rm -rf .aws-sam .local .pytest_cache .ruff_cache
