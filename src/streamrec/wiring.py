@@ -86,6 +86,7 @@ def similarity_service(settings: Settings, client: Any | None = None) -> Similar
         similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)),
         trending=trends_service(settings, client) if settings.trends_table else None,
         catalog=catalog_repository(settings, client),
+        concurrency=WRITE_CONCURRENCY,
     )
 
 

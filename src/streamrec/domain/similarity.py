@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,6 +108,8 @@ class SimilarityService:
     trending: TrendsService | None = None  # refreshes the trending lists (None: not kept)
     # With a catalog, rows also carry content neighbours (domain/catalog.py).
     catalog: CatalogRepository | None = None
+    # Popular lists merged at a time (their reads and writes are DynamoDB round trips).
+    concurrency: int = 1
 
     def recompute(
         self,
@@ -300,24 +303,41 @@ class SimilarityService:
             by_list[POPULAR_ROW][item] = row.popularity
             if row.category:
                 by_list[category_row(row.category)][item] = row.popularity
-        for name in sorted(by_list):
-            size = (
-                self.settings.popular_list_size if name == POPULAR_ROW else self.settings.category_list_size
+        merges = [
+            (
+                name,
+                by_list[name],
+                self.settings.popular_list_size if name == POPULAR_ROW else self.settings.category_list_size,
             )
-            self._merge_list(name, by_list[name], size)
-        self.update_popular_categories({row.category for row in stats.values() if row.category}, reads)
+            for name in sorted(by_list)
+        ]
+        categories = self._popular_categories({row.category for row in stats.values() if row.category}, reads)
+        if categories:
+            merges.append((POPULAR_CATEGORIES_ROW, categories, self.settings.popular_category_list_size))
+        self._merge_lists(merges)
 
-    def update_popular_categories(self, categories: Iterable[str], reads: BatchReads | None = None) -> None:
-        """Merge the categories' current purchase counters into ``#popular_categories``."""
+    def _popular_categories(
+        self, categories: Iterable[str], reads: BatchReads
+    ) -> dict[str, dict[int, float]]:
+        """The purchase counters of ``categories`` that have any (category -> counters)."""
         keys = sorted(category_buys_row(category) for category in set(categories))
-        rows = self._stats(keys, reads if reads is not None else BatchReads())
-        fresh = {
+        return {
             key.removeprefix(CATEGORY_BUYS_PREFIX): row.popularity
-            for key, row in rows.items()
+            for key, row in self._stats(keys, reads).items()
             if row.popularity
         }
-        if fresh:
-            self._merge_list(POPULAR_CATEGORIES_ROW, fresh, self.settings.popular_category_list_size)
+
+    def _merge_lists(self, merges: list[tuple[str, dict[str, dict[int, float]], int]]) -> None:
+        """:meth:`_merge_list` for each (name, fresh counters, size); ``concurrency`` at a
+        time: each list is its own compare-and-swap, so they are independent."""
+        if self.concurrency <= 1 or len(merges) <= 1:
+            for name, fresh, size in merges:
+                self._merge_list(name, fresh, size)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(merges))) as pool:
+            futures = [pool.submit(self._merge_list, name, fresh, size) for name, fresh, size in merges]
+            for future in futures:
+                future.result()  # the first failure fails the batch (retried; merges are idempotent)
 
     def _merge_list(self, name: str, fresh: dict[str, dict[int, float]], size: int) -> None:
         """Compare-and-swap merge of fresh popularity counters into one list, retried."""

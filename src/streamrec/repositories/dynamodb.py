@@ -71,6 +71,8 @@ UNPROCESSED_RETRIES = 8
 # Count rows of a batch are independent: writing them concurrently cuts a batch's latency
 # (thousands of UpdateItems) without changing what is written. boto3 clients are thread-safe.
 WRITE_CONCURRENCY = 8
+# A read of more than 100 keys makes independent BatchGetItem calls, this many at a time.
+READ_CONCURRENCY = 8
 COUNT_PREFIX = "c:"  # neighbour attributes of co-occurrence rows
 # A count row at DynamoDB's 400 KB item limit drops its weakest counts down to
 # ROOM_TARGET_SHARE of the limit (DynamoCooccurrenceRepository.make_room); a row found below
@@ -132,42 +134,64 @@ class DynamoTable:
             raise RepositoryError(f"{operation} on {self.name} failed: {error}") from error
 
     def batch_get(
-        self, keys: Sequence[dict[str, Any]], consistent: bool = False, projection: str = ""
+        self,
+        keys: Sequence[dict[str, Any]],
+        consistent: bool = False,
+        projection: str = "",
+        names: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Read items by key: one BatchGetItem per 100 keys, unprocessed keys retried;
-        ``projection``: only these attributes (a ProjectionExpression)."""
+        """Read items by key: one BatchGetItem per 100 keys, up to READ_CONCURRENCY at a
+        time, unprocessed keys retried; ``projection``: only these attributes (a
+        ProjectionExpression, whose placeholders ``names`` defines)."""
+        options: dict[str, Any] = {
+            **({"ConsistentRead": True} if consistent else {}),
+            **({"ProjectionExpression": projection} if projection else {}),
+            **({"ExpressionAttributeNames": dict(names)} if names else {}),
+        }
+        chunks = [list(chunk) for chunk in _chunks(list(keys), BATCH_GET_LIMIT)]
+        if len(chunks) <= 1:
+            return [item for chunk in chunks for item in self._batch_get_chunk(chunk, options)]
+        # The chunks are independent reads: a large read then waits for a few calls, not one
+        # call per 100 keys (the similarity function reads ~100 count rows per event).
+        with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(chunks))) as pool:
+            found = pool.map(lambda chunk: self._batch_get_chunk(chunk, options), chunks)
+            return [item for items in found for item in items]
+
+    def _batch_get_chunk(
+        self, keys: list[dict[str, Any]], options: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        for chunk in _chunks(list(keys), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {
-                self.name: {
-                    "Keys": list(chunk),
-                    **({"ConsistentRead": True} if consistent else {}),
-                    **({"ProjectionExpression": projection} if projection else {}),
-                }
-            }
-            for attempt in range(UNPROCESSED_RETRIES + 1):
-                response = self.call("batch_get_item", RequestItems=request)
-                items.extend(response.get("Responses", {}).get(self.name, []))
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                _backoff(attempt)
-            else:
-                raise RepositoryError(f"BatchGetItem on {self.name}: keys left unprocessed after retries")
-        return items
+        request: dict[str, Any] = {self.name: {"Keys": keys, **options}}
+        for attempt in range(UNPROCESSED_RETRIES + 1):
+            response = self.call("batch_get_item", RequestItems=request)
+            items.extend(response.get("Responses", {}).get(self.name, []))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return items
+            _backoff(attempt)
+        raise RepositoryError(f"BatchGetItem on {self.name}: keys left unprocessed after retries")
 
     def batch_put(self, items: Sequence[dict[str, Any]]) -> None:
-        """Write whole items: one BatchWriteItem per 25, unprocessed items retried."""
-        for chunk in _chunks(list(items), BATCH_WRITE_LIMIT):
-            request: dict[str, Any] = {self.name: [{"PutRequest": {"Item": item}} for item in chunk]}
-            for attempt in range(UNPROCESSED_RETRIES + 1):
-                response = self.call("batch_write_item", RequestItems=request)
-                request = response.get("UnprocessedItems") or {}
-                if not request:
-                    break
-                _backoff(attempt)
-            else:
-                raise RepositoryError(f"BatchWriteItem on {self.name}: items left unprocessed after retries")
+        """Write whole items (distinct keys): one BatchWriteItem per 25, up to
+        WRITE_CONCURRENCY at a time, unprocessed items retried."""
+        chunks = [list(chunk) for chunk in _chunks(list(items), BATCH_WRITE_LIMIT)]
+        if len(chunks) <= 1:
+            for chunk in chunks:
+                self._batch_put_chunk(chunk)
+            return
+        with ThreadPoolExecutor(max_workers=min(WRITE_CONCURRENCY, len(chunks))) as pool:
+            for _ in pool.map(self._batch_put_chunk, chunks):
+                pass  # raises the first failure
+
+    def _batch_put_chunk(self, items: list[dict[str, Any]]) -> None:
+        request: dict[str, Any] = {self.name: [{"PutRequest": {"Item": item}} for item in items]}
+        for attempt in range(UNPROCESSED_RETRIES + 1):
+            response = self.call("batch_write_item", RequestItems=request)
+            request = response.get("UnprocessedItems") or {}
+            if not request:
+                return
+            _backoff(attempt)
+        raise RepositoryError(f"BatchWriteItem on {self.name}: items left unprocessed after retries")
 
     def apply_guarded_many(
         self,
@@ -362,21 +386,30 @@ class DynamoUserRepository:
         return {state.user_id: state for state in map(user_from_item, items)}
 
     def save_many(self, states: Iterable[UserState]) -> None:
-        for state in states:
-            condition = "attribute_not_exists(user_id)" if state.version == 0 else "version = :v"
-            extra = (
-                {} if state.version == 0 else {"ExpressionAttributeValues": {":v": {"N": str(state.version)}}}
+        """One conditional PutItem per user, WRITE_CONCURRENCY at a time (the users of a
+        batch are independent); raises the first failure."""
+        states = list(states)
+        if len(states) <= 1:
+            for state in states:
+                self._save(state)
+            return
+        with ThreadPoolExecutor(max_workers=min(WRITE_CONCURRENCY, len(states))) as pool:
+            for _ in pool.map(self._save, states):
+                pass
+
+    def _save(self, state: UserState) -> None:
+        condition = "attribute_not_exists(user_id)" if state.version == 0 else "version = :v"
+        extra = {} if state.version == 0 else {"ExpressionAttributeValues": {":v": {"N": str(state.version)}}}
+        try:
+            self.table.call(
+                "put_item",
+                TableName=self.table.name,
+                Item=user_to_item(state, state.version + 1),
+                ConditionExpression=condition,
+                **extra,
             )
-            try:
-                self.table.call(
-                    "put_item",
-                    TableName=self.table.name,
-                    Item=user_to_item(state, state.version + 1),
-                    ConditionExpression=condition,
-                    **extra,
-                )
-            except ClientError as error:
-                raise ConcurrentUpdateError(f"user {state.user_id} changed concurrently") from error
+        except ClientError as error:
+            raise ConcurrentUpdateError(f"user {state.user_id} changed concurrently") from error
 
     def delete(self, user_id: str) -> None:
         self.table.call("delete_item", TableName=self.table.name, Key={"user_id": {"S": user_id}})
@@ -700,6 +733,7 @@ class DynamoSimilarityRepository:
         return sorted(stale)
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None:
+        rows = list({row.item_id: row for row in rows}.values())  # the last row of an item
         items = [
             {
                 "item_id": {"S": row.item_id},
@@ -1205,31 +1239,13 @@ class DynamoCatalogRepository:
     def _key(self, key: str) -> dict[str, Any]:
         return {"item_id": {"S": key}}
 
-    def _batch_get(self, keys: Iterable[str], **options: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        for chunk in _chunks(sorted(set(keys)), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {self.table.name: {"Keys": [self._key(k) for k in chunk], **options}}
-            for attempt in range(UNPROCESSED_RETRIES + 1):
-                response = self.table.call("batch_get_item", RequestItems=request)
-                items.extend(response.get("Responses", {}).get(self.table.name, []))
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                _backoff(attempt)
-            else:
-                raise RepositoryError(f"BatchGetItem on {self.table.name}: keys left unprocessed")
-        return items
-
     def get_many(self, item_ids: Iterable[str], consistent: bool = False) -> dict[str, CatalogItem]:
-        found = self._batch_get(item_ids, ConsistentRead=consistent)
+        found = self.table.batch_get(_keys(sorted(set(item_ids))), consistent)
         return {row.item_id: row for row in map(_catalog_from_item, found)}
 
     def categories(self, item_ids: Iterable[str]) -> dict[str, str]:
-        found = self._batch_get(
-            item_ids,
-            ConsistentRead=True,
-            ProjectionExpression="item_id, #c",
-            ExpressionAttributeNames={"#c": "category"},
+        found = self.table.batch_get(
+            _keys(sorted(set(item_ids))), consistent=True, projection="item_id, #c", names={"#c": "category"}
         )
         return {item["item_id"]["S"]: item["category"]["S"] for item in found if "category" in item}
 
@@ -1306,7 +1322,7 @@ class DynamoCatalogRepository:
     def postings(self, tokens: Iterable[str]) -> dict[str, set[str]]:
         wanted = set(tokens)
         found: dict[str, set[str]] = {t: set() for t in wanted}
-        rows = self._batch_get(token_row(t) for t in wanted)
+        rows = self.table.batch_get(_keys(sorted(token_row(t) for t in wanted)))
         prefix = len(token_row(""))
         for row in rows:
             found[row["item_id"]["S"][prefix:]] = set(row.get("items", {}).get("SS", []))

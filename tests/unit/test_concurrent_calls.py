@@ -1,0 +1,168 @@
+"""Independent DynamoDB calls are made concurrently: the chunks of a large BatchGetItem or
+BatchWriteItem, and the similarity function's popular-list merges. What is read and written
+must not change: every key once, unprocessed ones retried, the same lists."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from streamrec.domain.model import POPULAR_CATEGORIES_ROW, POPULAR_ROW, category_buys_row, category_row
+from streamrec.domain.similarity import SimilarityService
+from streamrec.repositories.base import RepositoryError
+from streamrec.repositories.dynamodb import DynamoTable
+from streamrec.repositories.memory import (
+    InMemoryCooccurrenceRepository,
+    InMemoryItemStatsRepository,
+    InMemorySimilarityRepository,
+)
+from streamrec.settings import load_settings
+
+CALL_SECONDS = 0.02  # long enough for concurrent calls to overlap on a busy machine
+
+
+class InFlight:
+    """Counts calls in flight at once (each takes CALL_SECONDS)."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.now += 1
+            self.calls += 1
+            self.most = max(self.most, self.now)
+
+    def __exit__(self, *_: object) -> None:
+        time.sleep(CALL_SECONDS)
+        with self._lock:
+            self.now -= 1
+
+
+class SlowTable:
+    """A DynamoDB client for one table keyed by ``item_id``: each call takes CALL_SECONDS;
+    each request's first ``unprocessed`` keys or items are handed back once, unprocessed;
+    the ``stuck`` key every time."""
+
+    def __init__(self, name: str, unprocessed: int = 0, stuck: str = "") -> None:
+        self.name = name
+        self.items: dict[str, dict] = {}
+        self.unprocessed = unprocessed
+        self.stuck = stuck
+        self.deferred: set[str] = set()  # keys already handed back once
+        self.in_flight = InFlight()
+        self.requested: list[str] = []
+        self._lock = threading.Lock()
+
+    def _defer(self, keys: list[str]) -> set[str]:
+        with self._lock:
+            fresh = [key for key in keys if key not in self.deferred][: self.unprocessed]
+            self.deferred.update(fresh)
+            return set(fresh) | ({self.stuck} & set(keys))
+
+    def batch_get_item(self, RequestItems: dict, **_: object) -> dict:
+        with self.in_flight:
+            keys = [key["item_id"]["S"] for key in RequestItems[self.name]["Keys"]]
+            assert len(keys) <= 100 and len(set(keys)) == len(keys)
+            deferred = self._defer(keys)
+            with self._lock:
+                self.requested.extend(key for key in keys if key not in deferred)
+            found = [self.items[key] for key in keys if key not in deferred and key in self.items]
+            again = [{"item_id": {"S": key}} for key in keys if key in deferred]
+            return {
+                "Responses": {self.name: found},
+                "UnprocessedKeys": {self.name: {"Keys": again}} if again else {},
+            }
+
+    def batch_write_item(self, RequestItems: dict, **_: object) -> dict:
+        with self.in_flight:
+            puts = [request["PutRequest"]["Item"] for request in RequestItems[self.name]]
+            assert len(puts) <= 25
+            deferred = self._defer([item["item_id"]["S"] for item in puts])
+            with self._lock:
+                for item in puts:
+                    if item["item_id"]["S"] not in deferred:
+                        assert item["item_id"]["S"] not in self.items, "written twice"
+                        self.items[item["item_id"]["S"]] = item
+            again = [{"PutRequest": {"Item": i}} for i in puts if i["item_id"]["S"] in deferred]
+            return {"UnprocessedItems": {self.name: again} if again else {}}
+
+
+def _key(n: int) -> dict:
+    return {"item_id": {"S": f"i{n:04d}"}}
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch):
+    monkeypatch.setattr("streamrec.repositories.dynamodb._backoff", lambda attempt: None)
+
+
+def test_a_large_read_reads_its_chunks_concurrently_and_every_key_once():
+    client = SlowTable("t", unprocessed=7)
+    client.items = {f"i{n:04d}": {**_key(n), "v": {"N": str(n)}} for n in range(0, 450, 2)}
+    found = DynamoTable("t", client).batch_get([_key(n) for n in range(450)])
+    assert sorted(item["item_id"]["S"] for item in found) == sorted(client.items)
+    assert sorted(client.requested) == [f"i{n:04d}" for n in range(450)]  # each key read once
+    assert client.in_flight.calls == 10  # 5 chunks, each with one retry of its unprocessed keys
+    assert client.in_flight.most > 1
+
+
+def test_a_read_failing_in_one_chunk_fails_whole():
+    client = SlowTable("t", stuck="i0150")
+    with pytest.raises(RepositoryError, match="unprocessed"):
+        DynamoTable("t", client).batch_get([_key(n) for n in range(300)])
+
+
+def test_a_large_write_writes_its_chunks_concurrently_and_every_item_once():
+    client = SlowTable("t", unprocessed=3)
+    DynamoTable("t", client).batch_put([{**_key(n), "v": {"N": str(n)}} for n in range(110)])
+    assert sorted(client.items) == [f"i{n:04d}" for n in range(110)]
+    assert client.in_flight.most > 1
+
+
+class SlowLists(InMemorySimilarityRepository):
+    """Popular lists whose reads take CALL_SECONDS, in flight counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = InFlight()
+
+    def get_list(self, name):
+        with self.in_flight:
+            return super().get_list(name)
+
+
+def _service(concurrency: int) -> SimilarityService:
+    stats = InMemoryItemStatsRepository()
+    epoch = 20_000  # the stats rows' attributes: weight, category, popularity by epoch
+    for n in range(12):
+        stats.rows[f"i{n}"] = {"w": 1.0 + n, "category": f"c{n % 4}", f"p:{epoch}": 1.0 + n}
+    for c in range(4):
+        stats.rows[category_buys_row(f"c{c}")] = {f"p:{epoch}": 2.0 + c}
+    return SimilarityService(
+        load_settings(),
+        InMemoryCooccurrenceRepository(),
+        stats,
+        SlowLists(),
+        concurrency=concurrency,
+    )
+
+
+def test_popular_lists_are_merged_concurrently_into_the_same_lists():
+    lists = [POPULAR_ROW, POPULAR_CATEGORIES_ROW, *(category_row(f"c{c}") for c in range(4))]
+    results = {}
+    for concurrency in (1, 8):
+        service = _service(concurrency)
+        service.update_popular_lists([f"i{n}" for n in range(12)])
+        repository = service.similarity
+        assert isinstance(repository, SlowLists)
+        results[concurrency] = {name: repository.get_list(name).items for name in lists}
+        assert repository.in_flight.most == (1 if concurrency == 1 else 6)
+    assert results[1] == results[8]
+    assert [item for item, _ in results[8][category_row("c1")]] == ["i9", "i5", "i1"]
+    assert [category for category, _ in results[8][POPULAR_CATEGORIES_ROW]] == ["c3", "c2", "c1", "c0"]
