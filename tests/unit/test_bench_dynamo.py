@@ -132,3 +132,53 @@ def test_the_cost_model_counts_requests_not_the_items_a_batch_write_carries():
     from streamrec.bench.cli import _requests
 
     assert _requests({"BatchWriteItem": 2, "BatchWriteItem.Put": 50, "GetItem": 1}) == 3
+
+
+class _Echo:
+    def get_item(self, **kwargs):
+        return kwargs
+
+
+def test_round_trip_clock_counts_the_calls_on_the_critical_path():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamrec.bench.runs import RoundTripClock
+
+    clock = RoundTripClock(_Echo(), latency=0.01)
+    for n in range(3):  # one after the other: 3 round trips
+        assert clock.get_item(Key=n) == {"Key": n}
+    assert clock.calls == 3 and 3.0 <= clock.round_trips < 3.6
+    clock = RoundTripClock(_Echo(), latency=0.01)
+    with ThreadPoolExecutor(max_workers=8) as pool:  # 16 at once, 8 at a time: 2 waves
+        assert list(pool.map(lambda n: clock.get_item(Key=n), range(16))) == [{"Key": n} for n in range(16)]
+    assert clock.calls == 16 and 2.0 <= clock.round_trips < 4.0
+
+
+def test_the_cost_replay_measures_both_functions_critical_paths():
+    from streamrec.bench.runs import dynamodb_cost
+    from streamrec.settings import Settings
+
+    events = [
+        {
+            "event_id": f"e{n}",
+            "event_type": ("view", "view", "add_to_cart", "purchase")[n % 4],
+            "user_id": f"u{n % 9}",
+            "item_id": f"i{(n * 5) % 23}",
+            "category": f"c{n % 3}",
+            "timestamp": 1_700_000_000 + n,
+        }
+        for n in range(200)
+    ]
+    cost, _ = dynamodb_cost(events, Settings(), batch=100, naive_window=20, block_sweep=())
+    stage = cost["similarity_stage"]
+    ingest_calls = sum(sum(cost["production_ingest"][t]["calls"].values()) for t in ("users", "cooccurrence"))
+    # Concurrent calls overlap, so each function waits for fewer calls than it makes, but
+    # for at least one per batch.
+    assert 2 / 200 <= cost["ingest_round_trips_per_event"] < ingest_calls / 200
+    similarity_calls = sum(
+        n
+        for t in ("cooccurrence", "item_stats", "similarity", "trends")
+        for o, n in stage[t]["calls"].items()
+        if "." not in o
+    )
+    assert 2 / 200 <= stage["round_trips_per_event"] < similarity_calls / 200

@@ -56,22 +56,21 @@ def per_million_events(
     announcements_per_event: float,
     batch: int,
     similarity_batch: int,
-    write_concurrency: int,
 ) -> dict[str, Any]:
     """Cost of ingesting one million events, by service (USD).
 
-    ``ingest``: ``cpu_s_per_event`` (botocore included), ``writes_per_event`` (made
-    ``write_concurrency`` at a time) and ``memory_gb``; ``similarity``: ``cpu_s_per_event``,
-    ``calls_per_event`` (sequential) and ``memory_gb``."""
+    ``ingest`` and ``similarity``: ``cpu_s_per_event`` (botocore included),
+    ``round_trips_per_event`` (the function's DynamoDB calls on its critical path:
+    concurrent calls overlap) and ``memory_gb``."""
     million = 1e6
     dynamodb = wru_per_event * DYNAMODB_PER_MILLION_WRU + rru_per_event * DYNAMODB_PER_MILLION_RRU
     ingest_s = (
         ingest["cpu_s_per_event"] / vcpu_share(ingest["memory_gb"])
-        + ingest["writes_per_event"] / write_concurrency * DYNAMODB_CALL_SECONDS
+        + ingest["round_trips_per_event"] * DYNAMODB_CALL_SECONDS
     )
     similarity_s = (
         similarity["cpu_s_per_event"] / vcpu_share(similarity["memory_gb"])
-        + similarity["calls_per_event"] * DYNAMODB_CALL_SECONDS
+        + similarity["round_trips_per_event"] * DYNAMODB_CALL_SECONDS
     )
     invocations = million / batch + announcements_per_event * million / similarity_batch
     lambda_cost = (
@@ -95,8 +94,8 @@ def per_million_events(
             f"Lambda ingest {ingest['memory_gb']:.2f} GB ({vcpu_share(ingest['memory_gb']):.2f} vCPU), "
             f"similarity {similarity['memory_gb']:.2f} GB ({vcpu_share(similarity['memory_gb']):.2f} vCPU); "
             "duration = measured CPU (botocore included) / that share + "
-            f"{DYNAMODB_CALL_SECONDS * 1000:g} ms per DynamoDB call ({write_concurrency} concurrent writes "
-            f"in the ingest); shards {SHARD_UTILISATION:.0%} busy"
+            f"{DYNAMODB_CALL_SECONDS * 1000:g} ms per DynamoDB call on the function's critical path "
+            f"(measured: concurrent calls overlap); shards {SHARD_UTILISATION:.0%} busy"
         ),
     }
 

@@ -17,6 +17,7 @@ import multiprocessing
 import random
 import socket
 import statistics
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,7 @@ from streamrec.domain.trends import TrendsService
 from streamrec.events import parse_event
 from streamrec.repositories.cache import CacheConfig, CachingSimilarityRepository
 from streamrec.repositories.dynamodb import (
+    WRITE_CONCURRENCY,
     DynamoCatalogRepository,
     DynamoCooccurrenceRepository,
     DynamoItemStatsRepository,
@@ -78,10 +80,55 @@ SIMILARITY_TABLES = (COUNTS, STATS, SIMILARITY, TRENDS)
 # The similarity function consumes the changed-items stream in batches of this many
 # records (template.yaml, SimilarityFunction's BatchSize).
 SIMILARITY_BATCH = 500
+# The similarity stage's calls each wait this long first (RoundTripClock): long enough for
+# concurrent calls to overlap as real ones do, short enough for a 20,000-event replay.
+PROBE_LATENCY_SECONDS = 0.002
 
 
 def _quiet(_: str) -> None:
     return None
+
+
+class RoundTripClock:
+    """Wraps a client: every call first waits ``latency`` seconds, a stand-in for
+    DynamoDB's round trip that overlaps across threads as real calls do, and the time during
+    which at least one call is in flight is summed. ``round_trips`` (that time over
+    ``latency``) is the number of calls on the critical path: the code's sequential calls
+    plus, for calls made concurrently, one per wave. The calls' own work counts too, so it
+    errs high."""
+
+    def __init__(self, inner: Any, latency: float = PROBE_LATENCY_SECONDS) -> None:
+        self.inner = inner
+        self.latency = latency
+        self.calls = 0
+        self.busy_s = 0.0
+        self._in_flight = 0
+        self._since = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def round_trips(self) -> float:
+        return self.busy_s / self.latency
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        def timed(**kwargs: Any) -> Any:
+            with self._lock:
+                if self._in_flight == 0:
+                    self._since = time.perf_counter()
+                self._in_flight += 1
+                self.calls += 1
+            try:
+                time.sleep(self.latency)
+                return method(**kwargs)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                    if self._in_flight == 0:
+                        self.busy_s += time.perf_counter() - self._since
+
+        return timed
 
 
 def _sequenced(payloads: Sequence[bytes], start: int) -> list[SequencedEvent]:
@@ -267,33 +314,49 @@ class Tables:
     def trends(self, settings: Settings) -> DynamoTrendsRepository:
         return DynamoTrendsRepository(self.table(TRENDS), settings.trends_retention_days)
 
-    def ingest(self, settings: Settings, naive: bool = False) -> IngestService:
+    def ingest(self, settings: Settings, naive: bool = False, client: Any | None = None) -> IngestService:
+        """As deployed (wiring.ingest_service), on ``client`` (default: the tables')."""
+
+        def table(logical: str) -> DynamoTable:
+            return DynamoTable(self.names[logical], client if client is not None else self.client)
+
         counts: Any = (
-            NaivePairRepository(self.table(PAIRS), self.table(ALL_PAIRS))
+            NaivePairRepository(table(PAIRS), table(ALL_PAIRS))
             if naive
-            else DynamoCooccurrenceRepository(self.table(COUNTS), settings.cooccurrence_blocks)
+            else DynamoCooccurrenceRepository(table(COUNTS), settings.cooccurrence_blocks)
         )
         return IngestService(
             settings,
-            DynamoUserRepository(self.table(USERS)),
+            DynamoUserRepository(table(USERS)),
             counts,
-            DynamoItemStatsRepository(self.table(STATS)),
+            DynamoItemStatsRepository(table(STATS)),
             InMemoryChangePublisher(),  # Kinesis, not DynamoDB: priced separately
-            trends=self.trends(settings),
+            trends=DynamoTrendsRepository(table(TRENDS), settings.trends_retention_days),
             # As deployed (CATALOG_TABLE is set for every function): events without a
             # category read their item's (the Taobao events all carry one).
-            catalog=DynamoCatalogRepository(self.table(CATALOG)),
+            catalog=DynamoCatalogRepository(table(CATALOG)),
         )
 
-    def similarity(self, settings: Settings) -> SimilarityService:
+    def similarity(self, settings: Settings, client: Any | None = None) -> SimilarityService:
+        """As deployed (wiring.similarity_service), on ``client`` (default: the tables')."""
+
+        def table(logical: str) -> DynamoTable:
+            return DynamoTable(self.names[logical], client if client is not None else self.client)
+
         return SimilarityService(
             settings,
-            DynamoCooccurrenceRepository(self.table(COUNTS), settings.cooccurrence_blocks),
-            DynamoItemStatsRepository(self.table(STATS)),
-            DynamoSimilarityRepository(self.table(SIMILARITY)),
-            trending=TrendsService(settings, self.trends(settings), clock=lambda: self.replay_time),
-            # As deployed: a rebuild reads its rows' content lists (consistent reads).
-            catalog=DynamoCatalogRepository(self.table(CATALOG)),
+            DynamoCooccurrenceRepository(table(COUNTS), settings.cooccurrence_blocks),
+            DynamoItemStatsRepository(table(STATS)),
+            DynamoSimilarityRepository(table(SIMILARITY)),
+            trending=TrendsService(
+                settings,
+                DynamoTrendsRepository(table(TRENDS), settings.trends_retention_days),
+                clock=lambda: self.replay_time,
+                concurrency=WRITE_CONCURRENCY,
+            ),
+            # A rebuild reads its rows' content lists (consistent reads).
+            catalog=DynamoCatalogRepository(table(CATALOG)),
+            concurrency=WRITE_CONCURRENCY,
         )
 
     def recommendations(self, settings: Settings) -> RecommendationService:
@@ -363,11 +426,13 @@ def _replay(
     label: str = "",
 ) -> dict[str, float]:
     """Ingest ``payloads`` in batches; with ``similarity``, hand each batch's announcements
-    to the similarity service in chunks of SIMILARITY_BATCH items, as the stream would."""
-    ingest = tables.ingest(settings, naive)
+    to the similarity service in chunks of SIMILARITY_BATCH items, as the stream would (its
+    calls, and then the ingest's too, through a RoundTripClock each)."""
+    ingest_clock, clock = RoundTripClock(tables.client), RoundTripClock(tables.client)
+    ingest = tables.ingest(settings, naive, ingest_clock if similarity else None)
     publisher = ingest.changes
     assert isinstance(publisher, InMemoryChangePublisher)
-    service = tables.similarity(settings) if similarity else None
+    service = tables.similarity(settings, clock) if similarity else None
     announcements = 0
     similarity_cpu = 0.0
     for offset in range(0, len(payloads), batch):
@@ -401,7 +466,12 @@ def _replay(
             chunk = set(announced[start : start + SIMILARITY_BATCH])
             service.recompute(chunk & changed, chunk & norm_changed, chunk & popular)
         similarity_cpu += time.process_time() - started
-    return {"announcements": announcements, "similarity_cpu_s": similarity_cpu}
+    return {
+        "announcements": announcements,
+        "similarity_cpu_s": similarity_cpu,
+        "similarity_round_trips": clock.round_trips,
+        "ingest_round_trips": ingest_clock.round_trips,
+    }
 
 
 def _units(tables: Tables, logical: Sequence[str], events: int, phase: str = "ingest") -> dict[str, Any]:
@@ -472,6 +542,8 @@ def dynamodb_cost(
         "announcements_per_event": stage["announcements"] / n,
         # CPU of the similarity service per event, metered client included (an upper bound).
         "cpu_s_per_event": stage["similarity_cpu_s"] / n,
+        # Its DynamoDB calls on the critical path (concurrent ones overlap), per event.
+        "round_trips_per_event": stage["similarity_round_trips"] / n,
     }
     total = {
         "total": {
@@ -486,6 +558,8 @@ def dynamodb_cost(
         "history_length": settings.history_length,
         "cooccurrence_blocks": settings.cooccurrence_blocks,
         "production_ingest": ingest_units,
+        # The ingest's DynamoDB calls on its critical path (its writes are concurrent), per event.
+        "ingest_round_trips_per_event": stage["ingest_round_trips"] / n,
         "similarity_stage": similarity_stage,
         "production_total": total["total"],
         "row_sizes": {
