@@ -339,7 +339,7 @@ def _load_demo_coupons(stack: Any, table: str) -> list[str]:
     loaded = []
     for record in demo_coupons():
         coupon_id, spec = coupon_record(record)
-        repository.put(coupon_id, spec)
+        repository.put(coupon_id, spec, time.time())
         loaded.append(coupon_id)
     _status(f"defined {len(loaded)} demo coupons", done=True)
     return loaded
@@ -1113,6 +1113,7 @@ SHOWN_KEPT = 20  # redefined coupons named by `coupons load` (a shop may redefin
 
 
 def _cmd_coupons_load(args: argparse.Namespace) -> int:
+    from streamrec.domain.coupons import scope_keys
     from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 
     coupons = read_coupon_file(args.file)
@@ -1127,6 +1128,7 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
     with target.failures(interrupted, again="re-run"):
         repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
         for coupon_id, spec in coupons:
+            # Pruned once below, not per coupon: thousands in one scope would each read it.
             stored = repository.put(coupon_id, spec)
             if stored.redeemed:
                 kept.append(
@@ -1134,10 +1136,16 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
                 )
             loaded += 1
             _status(f"loaded {loaded}/{len(coupons)} coupons", done=loaded == len(coupons))
+        scopes = sorted({key for _, spec in coupons for key in scope_keys(spec.scope)})
+        pruned = repository.prune_expired(scopes, time.time())
     if kept:
         print(f"{len(kept)} redefined coupon(s) keep the redemptions already counted:")
         print(_first_lines(kept, SHOWN_KEPT))
     print(f"loaded {len(coupons)} coupon(s) into {target.name}")
+    if pruned:
+        print(
+            f"{pruned} expired coupon(s) left the index of the loaded coupons' scopes (never offered again)"
+        )
     return 0
 
 

@@ -829,8 +829,9 @@ def _add_coupon_routes(
         coupon_id: Annotated[str, Path(pattern=ID_PATTERN, description="The coupon.")],
         spec: Annotated[CouponSpec, Body(description="The coupon's definition.")],
     ) -> dict[str, Any]:
-        """Create or redefine a coupon; redemptions already counted are kept."""
-        coupon = coupons.put(coupon_id, spec)
+        """Create or redefine a coupon; redemptions already counted are kept. The coupons of
+        its scope that have expired leave the scope's index."""
+        coupon = coupons.put(coupon_id, spec, clock())
         logger.info(
             "coupon defined", extra={"coupon_id": coupon_id, "caller": caller(app.current_event.raw_event)}
         )

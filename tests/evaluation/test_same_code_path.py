@@ -121,7 +121,7 @@ def _coupons_identical(memory: InMemoryEngine, dynamo: InMemoryEngine, events: l
     services[1].users = dynamo.users
     for service in services:
         for category, _ in buys.most_common(30):
-            service.put(f"p4-{category}", coupon_spec(category, end))
+            service.put(f"p4-{category}", coupon_spec(category, end), end)
     offered = filled = 0
     for user in sorted({e["user_id"] for e in events}):
         expected = services[0].for_user(user, 3, end)

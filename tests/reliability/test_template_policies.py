@@ -151,7 +151,7 @@ def raw() -> dict[str, Any]:
     return load_raw_template(TEMPLATE)
 
 
-def _define_exhausted_coupon(table: str, coupon_id: str) -> None:
+def _define_coupon(table: str, coupon_id: str, budget: int = 0, valid_to: int = 4_000_000_000) -> None:
     """Written with a client of its own: not a call of the function being recorded."""
     import boto3
 
@@ -164,8 +164,8 @@ def _define_exhausted_coupon(table: str, coupon_id: str) -> None:
             "scope": {"category": "camping"},
             "discount": {"kind": "percent", "value": 10},
             "valid_from": 1_700_000_000,
-            "valid_to": 4_000_000_000,
-            "budget": 0,
+            "valid_to": valid_to,
+            "budget": budget,
         },
     )
     DynamoCouponRepository(DynamoTable(table, boto3.client("dynamodb"))).put(coupon_id, spec)
@@ -238,7 +238,7 @@ def used() -> dict[str, set[tuple[str, str]]]:
                     # coupon_redeemed records of an exhausted coupon: the ingest reads that
                     # it is defined (BatchGetItem), the guarded UpdateItem fails its
                     # condition and the row is read (GetItem).
-                    _define_exhausted_coupon(t.tables["CouponsTable"].name, "camping-10")
+                    _define_coupon(t.tables["CouponsTable"].name, "camping-10")  # exhausted
                     box.invoke("IngestFunction", _event("ingest_coupon_redeemed.json"))
                     # Events stamped now (later records of the shard), so that the similarity function has
                     # trending lists to write.
@@ -270,6 +270,9 @@ def used() -> dict[str, set[tuple[str, str]]]:
                 _split_out_of_stock_list(t.tables["SimilarityTable"].name)
                 recorder.function = "SimilarityFunction"
                 box.invoke("SimilarityFunction", _event("similarity_catalog_kinesis.json"))
+            # Last year's camping coupon: defining camping-10 again takes it out of the scope
+            # index, by a transaction (ConditionCheckItem on the coupon).
+            _define_coupon(t.tables["CouponsTable"].name, "camping-last-year", 10, valid_to=1_710_000_000)
             with recorder.as_function("ApiFunction"), _a_list_write_in_flight_once():
                 for name in (
                     "api_recommendations.json",

@@ -378,3 +378,52 @@ def test_no_region_for_aws_is_a_configuration_error_not_a_partial_run(tmp_path, 
     with pytest.raises(SystemExit) as refused:
         main(["catalog", "load", str(_files(tmp_path)["catalog"]), "--stream", "events"])
     assert refused.value.code == "error: no AWS region: pass --region (or set AWS_REGION); nothing was done"
+
+
+def test_coupons_load_prunes_the_expired_coupons_of_the_loaded_scopes_once(tmp_path, moto_server, capsys):
+    from streamrec.domain.coupons import coupon_record
+    from streamrec.repositories.dynamodb import DynamoTable
+
+    endpoint = moto_server[0]
+    table, outputs, coupons = _three_coupons_to_load(tmp_path, endpoint)
+    now = int(time.time())
+    repository = DynamoCouponRepository(DynamoTable(table.name, _client("dynamodb", endpoint)))
+    repository.put(
+        *coupon_record(
+            {
+                **COUPON,
+                "coupon_id": "last-year",
+                "valid_from": now - 400 * 86_400,
+                "valid_to": now - 300 * 86_400,
+            }
+        )
+    )
+    repository.put(
+        *coupon_record(
+            {
+                **COUPON,
+                "coupon_id": "other-scope",
+                "scope": {"category": "kitchen"},
+                "valid_from": now - 400 * 86_400,
+                "valid_to": now - 300 * 86_400,
+            }
+        )
+    )
+    live = {**COUPON, "valid_from": now - 86_400, "valid_to": now + 30 * 86_400}
+    records = [{**live, "coupon_id": "this-month"}, {**live, "coupon_id": "ended", "valid_to": now - 60}]
+    coupons.write_text(json.dumps(records))
+    puts = []
+    put = DynamoCouponRepository.put
+
+    def counted_put(self, coupon_id, spec, now=None):
+        puts.append(now)
+        return put(self, coupon_id, spec, now)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DynamoCouponRepository, "put", counted_put)
+        assert main(["coupons", "load", str(coupons), "--outputs", str(outputs)]) == 0
+    assert puts == [None, None]  # no prune per coupon: one for the whole load
+    assert repository.in_scope(["cat:camping"]) == {"this-month"}
+    assert repository.in_scope(["cat:kitchen"]) == {"other-scope"}  # no coupon loaded there
+    out = capsys.readouterr().out
+    assert "2 expired coupon(s) left the index of the loaded coupons' scopes (never offered again)" in out

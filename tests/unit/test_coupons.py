@@ -884,3 +884,91 @@ def test_a_record_that_is_not_an_object_is_named_in_json_terms(payload, named):
         parse_event(payload)
     with pytest.raises(InvalidCoupon, match=f"^a coupon must be a JSON object, got {named}$"):
         coupon_record(payload)
+
+
+def test_defining_a_coupon_prunes_the_expired_ones_of_its_scope(aws):
+    # A shop running a campaign a week per category must not make every request read every
+    # past campaign's coupon: the next definition in a scope takes the expired ones out.
+    for name, repository in _both(aws).items():
+        for week in range(3):
+            start = NOW + week * 7 * DAY
+            repository.put(f"week{week}", spec(valid_from=start, valid_to=start + 7 * DAY), now=start)
+        repository.put("other-category", spec(scope={"category": "kitchen"}, valid_to=NOW + DAY), now=NOW)
+        repository.put("listed", spec(scope={"items": ["stove", "pan"]}, valid_to=NOW + 7 * DAY), now=NOW)
+        assert repository.in_scope(["cat:camping"]) == {"week2"}, name
+        assert repository.in_scope(["cat:kitchen"]) == {"other-category"}, name  # not this scope
+        # A coupon defined expired leaves at once (it could never be offered).
+        repository.put("too-late", spec(scope={"category": "toys"}, valid_to=NOW), now=NOW)
+        assert repository.in_scope(["cat:toys"]) == set(), name
+        # Expired exactly at valid_to ([valid_from, valid_to)); ids without a row go too.
+        repository.put("pan-deal", spec(scope={"items": ["pan"]}, valid_to=NOW + 8 * DAY), now=NOW + 7 * DAY)
+        assert repository.in_scope(["item:pan"]) == {"pan-deal"}, name
+        assert repository.in_scope(["item:stove"]) == {"listed"}, name  # not pruned: not in the scope
+        # Without a clock (an old caller), nothing is pruned.
+        repository.put("late", spec(scope={"category": "kitchen"}, valid_to=NOW + 30 * DAY))
+        assert repository.in_scope(["cat:kitchen"]) == {"other-category", "late"}, name
+        assert repository.prune_expired(["cat:kitchen", "cat:none"], NOW + DAY) == 1, name
+        assert repository.in_scope(["cat:kitchen"]) == {"late"}, name
+        # The coupons themselves stay readable (their redemptions are the shop's record).
+        assert set(repository.get_many(["week0", "other-category"])) == {"week0", "other-category"}, name
+
+
+def test_a_coupon_redefined_while_its_scope_is_pruned_keeps_its_entry(aws, monkeypatch):
+    import boto3
+
+    table = DynamoTable(aws.tables["CouponsTable"].name, boto3.client("dynamodb"))
+    repository = DynamoCouponRepository(table)
+    repository.put("old", spec(valid_to=NOW))
+    repository.put("gone", spec())
+    table.call("delete_item", TableName=table.name, Key={"coupon_id": {"S": "gone"}})  # an id without a row
+    # The prune reads "old" expired; before its transaction, "old" is redefined, valid again.
+    real_call = table.call
+
+    def redefine_first(operation, **kwargs):
+        if operation == "transact_write_items":
+            monkeypatch.setattr(table, "call", real_call)
+            repository.put("old", spec(valid_to=NOW + 30 * DAY))
+        return real_call(operation, **kwargs)
+
+    monkeypatch.setattr(table, "call", redefine_first)
+    assert repository.prune_expired(["cat:camping"], NOW + DAY) == 0  # cancelled: nothing removed
+    assert repository.in_scope(["cat:camping"]) == {"old", "gone"}
+    assert repository.prune_expired(["cat:camping"], NOW + DAY) == 1  # next time: the absent id
+    assert repository.in_scope(["cat:camping"]) == {"old"}
+
+
+def test_a_prune_between_the_index_and_the_row_write_cannot_unindex_a_redefinition(aws, monkeypatch):
+    import boto3
+
+    table = DynamoTable(aws.tables["CouponsTable"].name, boto3.client("dynamodb"))
+    repository = DynamoCouponRepository(table)
+    repository.put("c", spec(valid_to=NOW))
+    real_call = table.call
+    pruned = []
+
+    def prune_before_the_row_write(operation, **kwargs):
+        # The redefinition has indexed its scope and read the row; a prune elsewhere sees
+        # the row still expired and takes the entry out before the row is written.
+        if operation == "update_item" and kwargs["Key"] == {"coupon_id": {"S": "c"}} and not pruned:
+            monkeypatch.setattr(table, "call", real_call)
+            pruned.append(repository.prune_expired(["cat:camping"], NOW + DAY))
+            monkeypatch.setattr(table, "call", prune_before_the_row_write)
+        return real_call(operation, **kwargs)
+
+    monkeypatch.setattr(table, "call", prune_before_the_row_write)
+    repository.put("c", spec(valid_to=NOW + 30 * DAY))
+    assert pruned == [1]
+    assert repository.in_scope(["cat:camping"]) == {"c"}
+
+
+def test_a_definition_checks_at_most_a_sample_of_a_crowded_scope(aws):
+    # 150 expired coupons listed: a definition checks 100 of them (reads bounded), the next
+    # one, with fewer listed, the rest.
+    for name, repository in _both(aws).items():
+        for n in range(150):
+            repository.put(f"old{n:03d}", spec(valid_to=NOW))
+        repository.put("live1", spec(valid_to=NOW + 7 * DAY), now=NOW + DAY)
+        left = repository.in_scope(["cat:camping"])
+        assert "live1" in left and len(left) in (51, 52), name  # live1 itself may be drawn
+        repository.put("live2", spec(valid_to=NOW + 7 * DAY), now=NOW + DAY)
+        assert repository.in_scope(["cat:camping"]) == {"live1", "live2"}, name

@@ -569,8 +569,9 @@ class CouponService:
     coupons: CouponRepository
     popular: SimilarityRepository | None = None
 
-    def put(self, coupon_id: str, spec: CouponSpec) -> Coupon:
-        return self.coupons.put(coupon_id, spec)
+    def put(self, coupon_id: str, spec: CouponSpec, now: float) -> Coupon:
+        """Define a coupon; the coupons of its scope expired by ``now`` leave the index."""
+        return self.coupons.put(coupon_id, spec, now)
 
     def for_state(self, state: UserState | None, k: int, now: float) -> list[OfferedCoupon]:
         """Ranked coupons for a user state: 2 reads (scope index rows, then the coupons), and

@@ -148,7 +148,7 @@ def engine_rankings(
     coupon_of = {}
     for category in categories:
         coupon_id = f"p4-{category}"
-        service.put(coupon_id, coupon_spec(category, data.warmup_end))
+        service.put(coupon_id, coupon_spec(category, data.warmup_end), data.warmup_end)
         coupon_of[coupon_id] = category
     ranked = {}
     for user in dict.fromkeys(e["user_id"] for e in warmup):

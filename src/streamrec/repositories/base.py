@@ -10,6 +10,7 @@ re-delivered or bisected batch never counts a record twice (see :func:`pending`)
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -146,10 +147,17 @@ class CouponRepository(Protocol):
     """Coupons by id, an index of coupon ids by scope key (``cat:<category>``,
     ``item:<item>``), and exactly-once redemption counts."""
 
-    def put(self, coupon_id: str, spec: CouponSpec) -> Coupon:
+    def put(self, coupon_id: str, spec: CouponSpec, now: float | None = None) -> Coupon:
         """Create or redefine a coupon. Redemptions already counted are kept: remaining =
         max(0, budget - redeemed). The coupon is added to its scope's index rows (and
-        removed from a previous scope's)."""
+        removed from a previous scope's); given ``now``, those rows are then pruned."""
+        ...
+
+    def prune_expired(self, scope_keys: Sequence[str], now: float, limit: int | None = None) -> int:
+        """Take the coupons expired by ``now`` (and ids without a coupon) out of these scope
+        keys' index, so that it does not grow with every past campaign; a coupon redefined
+        concurrently keeps its entry. ``limit``: check at most that many of the listed ids
+        (see :func:`prune_candidates`). Returns how many entries were removed."""
         ...
 
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]: ...
@@ -169,6 +177,21 @@ class CouponRepository(Protocol):
         record the row's per-shard guard already holds changes nothing. Returns
         ``redeemed``, ``exhausted``, ``duplicate`` or ``unknown``."""
         ...
+
+
+# A coupon definition checks at most this many of its scope's listed coupons for expiry:
+# defining thousands of coupons in one scope would otherwise read the scope's every coupon
+# each time. An expired coupon is then left behind at each definition with probability
+# 1 - PRUNE_SAMPLE / listed, and still goes within a few more.
+PRUNE_SAMPLE = 100
+
+
+def prune_candidates(listed: set[str], limit: int | None) -> list[str]:
+    """The ids a prune checks: all of ``listed``, or ``limit`` of them drawn at random."""
+    ids = sorted(listed)
+    if limit is None or len(ids) <= limit:
+        return ids
+    return sorted(random.sample(ids, limit))
 
 
 class TrendsRepository(Protocol):

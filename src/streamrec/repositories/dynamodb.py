@@ -51,11 +51,13 @@ from streamrec.domain.trends import (
 )
 from streamrec.observability import logger
 from streamrec.repositories.base import (
+    PRUNE_SAMPLE,
     ConcurrentUpdateError,
     DeadLetter,
     RepositoryError,
     guard_attribute,
     pending,
+    prune_candidates,
     stats_from_attributes,
     summed,
 )
@@ -1057,6 +1059,8 @@ class SqsDeadLetterSink:
 # ``coupons`` of the ids in that scope ('#' never starts an id, so no clash).
 SCOPE_ROW_PREFIX = "#scope:"
 PUT_ATTEMPTS = 5
+# TransactWriteItems takes 100 actions: an index row's update and 99 coupons' checks.
+PRUNE_CHECKS = 99
 
 
 def _coupon_from_item(item: dict[str, Any]) -> Coupon:
@@ -1086,12 +1090,16 @@ class DynamoCouponRepository:
                 ExpressionAttributeValues={":id": {"SS": [coupon_id]}},
             )
 
-    def put(self, coupon_id: str, spec: CouponSpec) -> Coupon:
+    def put(self, coupon_id: str, spec: CouponSpec, now: float | None = None) -> Coupon:
         """Read, then write conditionally on ``redeemed`` not having moved (retried), so a
         concurrent redemption is never lost. The new scope is indexed before the row is
         written and the old one unindexed after: a crash leaves at most a stale index entry,
-        which is harmless (ranking reads each coupon's own scope)."""
-        self._index(scope_keys(spec.scope), coupon_id, "ADD")
+        which is harmless (ranking reads each coupon's own scope). The new scope is indexed
+        again after the write: a prune of the scope that read the coupon's previous row,
+        expired, may have taken the entry out in between. Given ``now``, the scope's index
+        rows are then pruned (:meth:`prune_expired`)."""
+        keys = scope_keys(spec.scope)
+        self._index(keys, coupon_id, "ADD")
         for _attempt in range(PUT_ATTEMPTS):
             stored = self.table.call(
                 "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
@@ -1121,12 +1129,75 @@ class DynamoCouponRepository:
                 if error_code(error) != "ConditionalCheckFailedException":
                     raise
                 continue
-            stale = set(old.scope_keys() if old else ()) - set(scope_keys(spec.scope))
+            self._index(keys, coupon_id, "ADD")
+            stale = set(old.scope_keys() if old else ()) - set(keys)
             self._index(sorted(stale), coupon_id, "DELETE")
+            if now is not None:
+                self.prune_expired(keys, now, limit=PRUNE_SAMPLE)
             return Coupon(
                 coupon_id, spec, max(0, spec.budget - redeemed), redeemed, old.refused if old else 0
             )
         raise ConcurrentUpdateError(f"coupon {coupon_id} kept changing while it was redefined")
+
+    def prune_expired(self, scope_keys: Sequence[str], now: float, limit: int | None = None) -> int:
+        """Take out of these scopes' index rows the coupons expired by ``now`` (``valid_to
+        <= now``) and ids without a coupon row (of ``limit`` ids drawn at random when they
+        list more). One transaction per index row (per 99 ids), on condition that each
+        coupon's row is still the one read (or still absent): a coupon redefined meanwhile
+        keeps its entry. A cancelled transaction leaves its entries, harmless until the
+        scope is pruned again. Returns the entries removed."""
+        index_rows = self.table.batch_get(
+            [self._key(SCOPE_ROW_PREFIX + key) for key in dict.fromkeys(scope_keys)], consistent=True
+        )
+        members = {row["coupon_id"]["S"]: set(row.get("coupons", {}).get("SS", [])) for row in index_rows}
+        listed = prune_candidates(set().union(*members.values()), limit)
+        if not listed:
+            return 0
+        stored = {
+            item["coupon_id"]["S"]: item
+            for item in self.table.batch_get([self._key(c) for c in listed], consistent=True)
+        }
+        expired = {
+            coupon_id
+            for coupon_id in listed
+            if coupon_id not in stored or _coupon_from_item(stored[coupon_id]).spec.valid_to <= now
+        }
+        removed = 0
+        for row_key, coupon_ids in sorted(members.items()):
+            for chunk in _chunks(sorted(coupon_ids & expired), PRUNE_CHECKS):
+                checks = [
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table.name,
+                            "Key": self._key(coupon_id),
+                            **(
+                                {
+                                    "ConditionExpression": "spec = :spec",
+                                    "ExpressionAttributeValues": {":spec": stored[coupon_id]["spec"]},
+                                }
+                                if coupon_id in stored
+                                else {"ConditionExpression": "attribute_not_exists(coupon_id)"}
+                            ),
+                        }
+                    }
+                    for coupon_id in chunk
+                ]
+                update = {
+                    "Update": {
+                        "TableName": self.table.name,
+                        "Key": self._key(row_key),
+                        "UpdateExpression": "DELETE coupons :gone",
+                        "ExpressionAttributeValues": {":gone": {"SS": list(chunk)}},
+                    }
+                }
+                try:
+                    self.table.call("transact_write_items", TransactItems=[update, *checks])
+                except ClientError as error:
+                    if error_code(error) != "TransactionCanceledException":
+                        raise
+                    continue
+                removed += len(chunk)
+        return removed
 
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]:
         keys = [self._key(c) for c in sorted(set(coupon_ids))]

@@ -31,9 +31,11 @@ from streamrec.domain.model import (
 )
 from streamrec.domain.trends import HourlyCounts, TrendingList, counts_from_attributes
 from streamrec.repositories.base import (
+    PRUNE_SAMPLE,
     ConcurrentUpdateError,
     DeadLetter,
     guard_attribute,
+    prune_candidates,
     stats_from_attributes,
 )
 
@@ -220,7 +222,7 @@ class InMemoryCouponRepository:
         self.guards: dict[str, dict[str, str]] = defaultdict(dict)
         self.index: dict[str, set[str]] = defaultdict(set)
 
-    def put(self, coupon_id: str, spec: CouponSpec) -> Coupon:
+    def put(self, coupon_id: str, spec: CouponSpec, now: float | None = None) -> Coupon:
         old = self.rows.get(coupon_id)
         redeemed = old.redeemed if old else 0
         coupon = Coupon(coupon_id, spec, max(0, spec.budget - redeemed), redeemed, old.refused if old else 0)
@@ -229,7 +231,20 @@ class InMemoryCouponRepository:
         self.rows[coupon_id] = coupon
         for key in set(old.scope_keys() if old else ()) - set(coupon.scope_keys()):
             self.index[key].discard(coupon_id)
+        if now is not None:
+            self.prune_expired(coupon.scope_keys(), now, limit=PRUNE_SAMPLE)
         return replace(coupon)
+
+    def prune_expired(self, scope_keys: Sequence[str], now: float, limit: int | None = None) -> int:
+        keys = list(dict.fromkeys(scope_keys))
+        checked = prune_candidates(set().union(*(self.index.get(key, set()) for key in keys)), limit)
+        expired = {c for c in checked if c not in self.rows or self.rows[c].spec.valid_to <= now}
+        removed = 0
+        for key in keys:
+            gone = self.index.get(key, set()) & expired
+            self.index[key] -= gone
+            removed += len(gone)
+        return removed
 
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]:
         return {c: replace(self.rows[c]) for c in coupon_ids if c in self.rows}
