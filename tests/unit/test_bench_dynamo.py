@@ -147,11 +147,11 @@ def test_round_trip_clock_counts_the_calls_on_the_critical_path():
     clock = RoundTripClock(_Echo(), latency=0.01)
     for n in range(3):  # one after the other: 3 round trips
         assert clock.get_item(Key=n) == {"Key": n}
-    assert clock.calls == 3 and 3.0 <= clock.round_trips < 3.6
+    assert clock.calls == 3 and 2.9 <= clock.round_trips < 3.3
     clock = RoundTripClock(_Echo(), latency=0.01)
     with ThreadPoolExecutor(max_workers=8) as pool:  # 16 at once, 8 at a time: 2 waves
         assert list(pool.map(lambda n: clock.get_item(Key=n), range(16))) == [{"Key": n} for n in range(16)]
-    assert clock.calls == 16 and 2.0 <= clock.round_trips < 4.0
+    assert clock.calls == 16 and 1.9 <= clock.round_trips < 3.5
 
 
 def test_the_cost_replay_measures_both_functions_critical_paths():
