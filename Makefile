@@ -69,7 +69,7 @@ constraints:
 	{ sed -n '/^#/p' constraints.txt; .constraints-venv/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 	rm -rf .constraints-venv
-	@echo "constraints.txt re-pinned; now set the same versions in src/requirements.txt and layers/scoring/requirements.txt"
+	@echo "constraints.txt re-pinned; now set the same versions in src/requirements.txt and layers/scoring/requirements.txt (make test checks them)"
 
 clean:
 	rm -rf .aws-sam .local .pytest_cache .ruff_cache

@@ -42,6 +42,22 @@ def test_lambda_layers_pin_the_versions_the_tests_ran_with():
             )
 
 
+def test_the_app_layer_pins_its_whole_dependency_tree():
+    # What pip would install for the layer's packages must all be pinned, or a deploy takes
+    # the newest typing-extensions, pydantic-core, ... whatever the tests ran with.
+    from importlib.metadata import requires
+
+    pinned = _pins(ROOT / "src" / "requirements.txt")
+    for name in list(pinned):
+        for requirement in requires(name) or []:
+            if "extra ==" in requirement:
+                continue
+            dependency = requirement.split(";")[0].split("[")[0]
+            for separator in "<>=!~ (":
+                dependency = dependency.split(separator)[0]
+            assert dependency.strip().lower().replace("_", "-") in pinned, (name, requirement)
+
+
 def test_constraints_pin_every_runtime_dependency():
     tested = _pins(ROOT / "constraints.txt")
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
