@@ -427,3 +427,21 @@ def test_coupons_load_prunes_the_expired_coupons_of_the_loaded_scopes_once(tmp_p
     assert repository.in_scope(["cat:kitchen"]) == {"other-scope"}  # no coupon loaded there
     out = capsys.readouterr().out
     assert "2 expired coupon(s) left the index of the loaded coupons' scopes (never offered again)" in out
+
+
+def test_coupons_load_that_cannot_prune_still_reports_the_load(tmp_path, moto_server, monkeypatch, capsys):
+    from streamrec.repositories.base import RepositoryError
+
+    table, outputs, coupons = _three_coupons_to_load(tmp_path, moto_server[0])
+
+    def refused(self, scope_keys, now, limit=None):
+        raise RepositoryError("TransactWriteItems on coupons failed: AccessDeniedException")
+
+    monkeypatch.setattr(DynamoCouponRepository, "prune_expired", refused)
+    assert main(["coupons", "load", str(coupons), "--outputs", str(outputs)]) == 0
+    captured = capsys.readouterr()
+    assert f"loaded 3 coupon(s) into {table.name}" in captured.out
+    assert (
+        "warning: the expired coupons of the loaded scopes were not pruned (TransactWriteItems on coupons "
+        "failed: AccessDeniedException); the next definition in a scope prunes it"
+    ) in captured.err

@@ -166,3 +166,27 @@ def test_popular_lists_are_merged_concurrently_into_the_same_lists():
     assert results[1] == results[8]
     assert [item for item, _ in results[8][category_row("c1")]] == ["i9", "i5", "i1"]
     assert [category for category, _ in results[8][POPULAR_CATEGORIES_ROW]] == ["c3", "c2", "c1", "c0"]
+
+
+def test_a_request_refused_for_a_transaction_in_flight_is_retried():
+    from botocore.exceptions import ClientError
+
+    class Conflicted:
+        def __init__(self) -> None:
+            self.attempts = 0
+
+        def update_item(self, **_: object) -> dict:
+            self.attempts += 1
+            if self.attempts <= 2:
+                raise ClientError(
+                    {"Error": {"Code": "TransactionConflictException", "Message": "in a transaction"}},
+                    "UpdateItem",
+                )
+            return {"Attributes": {}}
+
+    client = Conflicted()
+    assert DynamoTable("t", client).call("update_item", Key={}) == {"Attributes": {}}
+    assert client.attempts == 3
+    client.attempts = -10  # never succeeds within the retries: the error is named
+    with pytest.raises(RepositoryError, match="update_item on t failed: TransactionConflictException"):
+        DynamoTable("t", client).call("update_item", Key={})

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -707,14 +709,19 @@ def test_the_api_reads_the_popular_categories_only_with_the_fill_on():
     assert wiring.coupon_service(on_settings, client=object(), similarity=shared).popular is shared
 
 
-# One record of a `streamrec coupons load` file.
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# One record of a `streamrec coupons load` file, valid whenever the tests run (a load prunes
+# the coupons expired by the wall clock, and says so).
 LOAD_RECORD = {
     "coupon_id": "camp",
     "scope": {"category": "camping"},
     "discount": {"kind": "amount", "value": 5},
     "min_spend": 20,
-    "valid_from": "2025-01-01T00:00:00Z",
-    "valid_to": "2027-01-01T00:00:00Z",
+    "valid_from": _iso(time.time() - 365 * DAY),
+    "valid_to": _iso(time.time() + 5 * 365 * DAY),
     "budget": 3,
 }
 
@@ -972,3 +979,31 @@ def test_a_definition_checks_at_most_a_sample_of_a_crowded_scope(aws):
         assert "live1" in left and len(left) in (51, 52), name  # live1 itself may be drawn
         repository.put("live2", spec(valid_to=NOW + 7 * DAY), now=NOW + DAY)
         assert repository.in_scope(["cat:camping"]) == {"live1", "live2"}, name
+
+
+def test_a_prune_that_fails_leaves_the_definition_done(aws, monkeypatch):
+    import boto3
+
+    from streamrec.repositories.base import RepositoryError
+
+    table = DynamoTable(aws.tables["CouponsTable"].name, boto3.client("dynamodb"))
+    repository = DynamoCouponRepository(table)
+    repository.put("old", spec(valid_to=NOW))
+    real_call = table.call
+
+    def throttled(operation, **kwargs):
+        if operation == "transact_write_items":
+            raise RepositoryError("TransactWriteItems on coupons failed: ThrottlingException")
+        return real_call(operation, **kwargs)
+
+    monkeypatch.setattr(table, "call", throttled)
+    stored = repository.put("new", spec(budget=4), now=NOW + DAY)
+    assert (stored.coupon_id, stored.remaining) == ("new", 4)
+    assert repository.in_scope(["cat:camping"]) == {"old", "new"}  # pruned next time
+
+
+def test_a_prune_counts_coupons_not_index_entries(aws):
+    for name, repository in _both(aws).items():
+        repository.put("pair-deal", spec(scope={"items": ["tent", "stove"]}, valid_to=NOW))
+        assert repository.prune_expired(["item:tent", "item:stove"], NOW) == 1, name
+        assert repository.in_scope(["item:tent", "item:stove"]) == set(), name

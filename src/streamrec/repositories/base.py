@@ -157,7 +157,7 @@ class CouponRepository(Protocol):
         """Take the coupons expired by ``now`` (and ids without a coupon) out of these scope
         keys' index, so that it does not grow with every past campaign; a coupon redefined
         concurrently keeps its entry. ``limit``: check at most that many of the listed ids
-        (see :func:`prune_candidates`). Returns how many entries were removed."""
+        (see :func:`prune_candidates`). Returns how many coupons were taken out."""
         ...
 
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]: ...

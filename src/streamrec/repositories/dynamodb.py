@@ -70,6 +70,7 @@ SQS_BATCH_LIMIT = 10
 # An update expression may be 4 KB; "ADD #12 :12, " is ~13 characters per attribute.
 MAX_ATTRIBUTES_PER_UPDATE = 250
 UNPROCESSED_RETRIES = 8
+TRANSACTION_CONFLICT_RETRIES = 5
 # Count rows of a batch are independent: writing them concurrently cuts a batch's latency
 # (thousands of UpdateItems) without changing what is written. boto3 clients are thread-safe.
 WRITE_CONCURRENCY = 8
@@ -122,18 +123,25 @@ class DynamoTable:
         self.client = client if client is not None else boto3.client("dynamodb")
 
     def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            return getattr(self.client, operation)(**kwargs)
-        except ClientError as error:
-            code = error_code(error)
-            if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
-                raise
-            message = _error_message(error)
-            raise RepositoryError(
-                f"{operation} on {self.name} failed: {code}" + (f" ({message})" if message else "")
-            ) from error
-        except BotoCoreError as error:
-            raise RepositoryError(f"{operation} on {self.name} failed: {error}") from error
+        for attempt in range(TRANSACTION_CONFLICT_RETRIES + 1):
+            try:
+                return getattr(self.client, operation)(**kwargs)
+            except ClientError as error:
+                code = error_code(error)
+                if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+                    raise
+                if code == "TransactionConflictException" and attempt < TRANSACTION_CONFLICT_RETRIES:
+                    # The item is in a transaction (a split list's, a coupon prune's): this
+                    # request was refused, not applied, and botocore does not retry it.
+                    _backoff(attempt)
+                    continue
+                message = _error_message(error)
+                raise RepositoryError(
+                    f"{operation} on {self.name} failed: {code}" + (f" ({message})" if message else "")
+                ) from error
+            except BotoCoreError as error:
+                raise RepositoryError(f"{operation} on {self.name} failed: {error}") from error
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def batch_get(
         self,
@@ -1133,7 +1141,15 @@ class DynamoCouponRepository:
             stale = set(old.scope_keys() if old else ()) - set(keys)
             self._index(sorted(stale), coupon_id, "DELETE")
             if now is not None:
-                self.prune_expired(keys, now, limit=PRUNE_SAMPLE)
+                try:
+                    self.prune_expired(keys, now, limit=PRUNE_SAMPLE)
+                except RepositoryError as error:
+                    # The coupon is defined: pruning is upkeep, done again at the scope's
+                    # next definition (a stale entry costs a read, never an offer).
+                    logger.warning(
+                        "expired coupons of the scope not pruned",
+                        extra={"coupon_id": coupon_id, "error": str(error)},
+                    )
             return Coupon(
                 coupon_id, spec, max(0, spec.budget - redeemed), redeemed, old.refused if old else 0
             )
@@ -1145,7 +1161,7 @@ class DynamoCouponRepository:
         list more). One transaction per index row (per 99 ids), on condition that each
         coupon's row is still the one read (or still absent): a coupon redefined meanwhile
         keeps its entry. A cancelled transaction leaves its entries, harmless until the
-        scope is pruned again. Returns the entries removed."""
+        scope is pruned again. Returns how many coupons were taken out (of one row or more)."""
         index_rows = self.table.batch_get(
             [self._key(SCOPE_ROW_PREFIX + key) for key in dict.fromkeys(scope_keys)], consistent=True
         )
@@ -1162,7 +1178,7 @@ class DynamoCouponRepository:
             for coupon_id in listed
             if coupon_id not in stored or _coupon_from_item(stored[coupon_id]).spec.valid_to <= now
         }
-        removed = 0
+        removed: set[str] = set()
         for row_key, coupon_ids in sorted(members.items()):
             for chunk in _chunks(sorted(coupon_ids & expired), PRUNE_CHECKS):
                 checks = [
@@ -1196,8 +1212,8 @@ class DynamoCouponRepository:
                     if error_code(error) != "TransactionCanceledException":
                         raise
                     continue
-                removed += len(chunk)
-        return removed
+                removed.update(chunk)
+        return len(removed)
 
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]:
         keys = [self._key(c) for c in sorted(set(coupon_ids))]

@@ -239,12 +239,12 @@ class InMemoryCouponRepository:
         keys = list(dict.fromkeys(scope_keys))
         checked = prune_candidates(set().union(*(self.index.get(key, set()) for key in keys)), limit)
         expired = {c for c in checked if c not in self.rows or self.rows[c].spec.valid_to <= now}
-        removed = 0
+        removed: set[str] = set()
         for key in keys:
             gone = self.index.get(key, set()) & expired
             self.index[key] -= gone
-            removed += len(gone)
-        return removed
+            removed |= gone
+        return len(removed)
 
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]:
         return {c: replace(self.rows[c]) for c in coupon_ids if c in self.rows}
