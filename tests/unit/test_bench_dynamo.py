@@ -75,20 +75,26 @@ def test_bench_stops_with_a_message_without_the_data(tmp_path, capsys):
     assert not (tmp_path / "r.json").exists()
 
 
+def _shop_events(count: int, users: int, **fields: object) -> list[dict]:
+    """Views, cart adds and purchases of ``users`` users over 23 items (plus ``fields``)."""
+    return [
+        {
+            "event_id": f"e{n}",
+            "event_type": ("view", "view", "add_to_cart", "purchase")[n % 4],
+            "user_id": f"u{n % users}",
+            "item_id": f"i{(n * 5) % 23}",
+            "timestamp": 1_700_000_000 + n,
+            **fields,
+        }
+        for n in range(count)
+    ]
+
+
 def test_cost_replay_merges_writes_below_the_naive_design():
     from streamrec.bench.runs import dynamodb_cost
     from streamrec.settings import Settings
 
-    events = [
-        {
-            "event_id": f"e{n}",
-            "event_type": ("view", "view", "add_to_cart", "purchase")[n % 4],
-            "user_id": f"u{n % 7}",
-            "item_id": f"i{(n * 5) % 23}",
-            "timestamp": 1_700_000_000 + n,
-        }
-        for n in range(240)
-    ]
+    events = _shop_events(240, users=7)
     cost, _ = dynamodb_cost(events, Settings(), batch=60, naive_window=20, block_sweep=(4,))
 
     naive = cost["naive"]["20"]
@@ -158,17 +164,7 @@ def test_the_cost_replay_measures_both_functions_critical_paths():
     from streamrec.bench.runs import dynamodb_cost
     from streamrec.settings import Settings
 
-    events = [
-        {
-            "event_id": f"e{n}",
-            "event_type": ("view", "view", "add_to_cart", "purchase")[n % 4],
-            "user_id": f"u{n % 9}",
-            "item_id": f"i{(n * 5) % 23}",
-            "category": f"c{n % 3}",
-            "timestamp": 1_700_000_000 + n,
-        }
-        for n in range(200)
-    ]
+    events = _shop_events(200, users=9, category="kitchen")
     cost, _ = dynamodb_cost(events, Settings(), batch=100, naive_window=20, block_sweep=())
     stage = cost["similarity_stage"]
     ingest_calls = sum(sum(cost["production_ingest"][t]["calls"].values()) for t in ("users", "cooccurrence"))

@@ -88,6 +88,15 @@ ROOM_TARGET_SHARE = 0.75
 MAX_REMOVES_PER_UPDATE = 500
 
 
+def _concurrently(work: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list[Any]:
+    """``work(item)`` for each item, up to ``workers`` at a time (a single item in this
+    thread); the results in order. Raises the first failure, once every call has ended."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(work, items))
+
+
 def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -159,13 +168,10 @@ class DynamoTable:
             **({"ExpressionAttributeNames": dict(names)} if names else {}),
         }
         chunks = [list(chunk) for chunk in _chunks(list(keys), BATCH_GET_LIMIT)]
-        if len(chunks) <= 1:
-            return [item for chunk in chunks for item in self._batch_get_chunk(chunk, options)]
         # The chunks are independent reads: a large read then waits for a few calls, not one
         # call per 100 keys (the similarity function reads ~100 count rows per event).
-        with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(chunks))) as pool:
-            found = pool.map(lambda chunk: self._batch_get_chunk(chunk, options), chunks)
-            return [item for items in found for item in items]
+        found = _concurrently(lambda chunk: self._batch_get_chunk(chunk, options), chunks, READ_CONCURRENCY)
+        return [item for items in found for item in items]
 
     def _batch_get_chunk(
         self, keys: list[dict[str, Any]], options: Mapping[str, Any]
@@ -185,13 +191,7 @@ class DynamoTable:
         """Write whole items (distinct keys): one BatchWriteItem per 25, up to
         WRITE_CONCURRENCY at a time, unprocessed items retried."""
         chunks = [list(chunk) for chunk in _chunks(list(items), BATCH_WRITE_LIMIT)]
-        if len(chunks) <= 1:
-            for chunk in chunks:
-                self._batch_put_chunk(chunk)
-            return
-        with ThreadPoolExecutor(max_workers=min(WRITE_CONCURRENCY, len(chunks))) as pool:
-            for _ in pool.map(self._batch_put_chunk, chunks):
-                pass  # raises the first failure
+        _concurrently(self._batch_put_chunk, chunks, WRITE_CONCURRENCY)
 
     def _batch_put_chunk(self, items: list[dict[str, Any]]) -> None:
         request: dict[str, Any] = {self.name: [{"PutRequest": {"Item": item}} for item in items]}
@@ -212,17 +212,11 @@ class DynamoTable:
     ) -> None:
         """:meth:`apply_guarded` for many rows, concurrently; returns when all are written
         and raises the first failure (the batch is then retried; guards absorb the rest)."""
-        if len(rows) <= 1:
-            for key, deltas, strings in rows:
-                self.apply_guarded(key, deltas, shard, attribute_name, strings, make_room)
-            return
-        with ThreadPoolExecutor(max_workers=min(WRITE_CONCURRENCY, len(rows))) as pool:
-            futures = [
-                pool.submit(self.apply_guarded, key, deltas, shard, attribute_name, strings, make_room)
-                for key, deltas, strings in rows
-            ]
-            for future in futures:
-                future.result()
+        _concurrently(
+            lambda row: self.apply_guarded(row[0], row[1], shard, attribute_name, row[2], make_room),
+            rows,
+            WRITE_CONCURRENCY,
+        )
 
     def apply_guarded(
         self,
@@ -398,14 +392,7 @@ class DynamoUserRepository:
     def save_many(self, states: Iterable[UserState]) -> None:
         """One conditional PutItem per user, WRITE_CONCURRENCY at a time (the users of a
         batch are independent); raises the first failure."""
-        states = list(states)
-        if len(states) <= 1:
-            for state in states:
-                self._save(state)
-            return
-        with ThreadPoolExecutor(max_workers=min(WRITE_CONCURRENCY, len(states))) as pool:
-            for _ in pool.map(self._save, states):
-                pass
+        _concurrently(self._save, list(states), WRITE_CONCURRENCY)
 
     def _save(self, state: UserState) -> None:
         condition = "attribute_not_exists(user_id)" if state.version == 0 else "version = :v"
@@ -1356,8 +1343,7 @@ class DynamoCatalogRepository:
 
     def put_many(self, items: Sequence[tuple[CatalogItem, float | None]]) -> list[str]:
         # Independent conditional writes: concurrently, as the count rows.
-        with ThreadPoolExecutor(max_workers=max(1, min(WRITE_CONCURRENCY, len(items)))) as pool:
-            written = list(pool.map(lambda pair: self._put(*pair), items))
+        written = _concurrently(lambda pair: self._put(*pair), items, WRITE_CONCURRENCY)
         return [item.item_id for (item, _), ok in zip(items, written, strict=True) if not ok]
 
     def _add(self, token: str, ids: set[str], limit: int) -> int:
