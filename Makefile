@@ -32,7 +32,7 @@ eval: $(EVAL_STAMP)
 
 ## bench: ingest events/s per core, DynamoDB units per event vs a naive design, API round trips
 ## and scoring p50/p99, cache hit rate, end to end on the local stack, $ per million; needs
-## ../shared/datasets (Taobao); prints a table, writes bench/results.json (4-7 min here)
+## ../shared/datasets (Taobao); prints a table, writes bench/results.json (4-9 min here)
 bench: $(STAMP)
 	$(BIN)/streamrec bench $(BENCH_ARGS)
 
