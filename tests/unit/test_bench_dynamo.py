@@ -178,3 +178,22 @@ def test_the_cost_replay_measures_both_functions_critical_paths():
         if "." not in o
     )
     assert 2 / 200 <= stage["round_trips_per_event"] < similarity_calls / 200
+    # The service's own CPU leaves out the metered client's (which DynamoDB would spend).
+    assert 0 < stage["service_cpu_s_per_event"] < stage["cpu_s_per_event"]
+
+
+def test_call_cpu_sums_each_phases_calls_and_their_cpu():
+    from streamrec.bench.runs import CallCpu
+
+    class Busy:
+        def get_item(self, **kwargs):
+            return sum(range(200_000))  # some CPU
+
+    client = CallCpu(Busy())
+    client.phase = "ingest"
+    client.get_item(Key=1)
+    client.phase = "similarity"
+    client.get_item(Key=2)
+    client.get_item(Key=3)
+    assert dict(client.calls) == {"ingest": 1, "similarity": 2}
+    assert 0 < client.cpu_s["ingest"] < client.cpu_s["similarity"]
