@@ -75,8 +75,9 @@ def test_bench_stops_with_a_message_without_the_data(tmp_path, capsys):
     assert not (tmp_path / "r.json").exists()
 
 
-def _shop_events(count: int, users: int, **fields: object) -> list[dict]:
-    """Views, cart adds and purchases of ``users`` users over 23 items (plus ``fields``)."""
+def _shop_events(count: int, users: int, categories: int = 0) -> list[dict]:
+    """Views, cart adds and purchases of ``users`` users over 23 items (in ``categories``
+    categories when given)."""
     return [
         {
             "event_id": f"e{n}",
@@ -84,7 +85,7 @@ def _shop_events(count: int, users: int, **fields: object) -> list[dict]:
             "user_id": f"u{n % users}",
             "item_id": f"i{(n * 5) % 23}",
             "timestamp": 1_700_000_000 + n,
-            **fields,
+            **({"category": f"c{n % categories}"} if categories else {}),
         }
         for n in range(count)
     ]
@@ -164,7 +165,7 @@ def test_the_cost_replay_measures_both_functions_critical_paths():
     from streamrec.bench.runs import dynamodb_cost
     from streamrec.settings import Settings
 
-    events = _shop_events(200, users=9, category="kitchen")
+    events = _shop_events(200, users=9, categories=3)
     cost, _ = dynamodb_cost(events, Settings(), batch=100, naive_window=20, block_sweep=())
     stage = cost["similarity_stage"]
     ingest_calls = sum(sum(cost["production_ingest"][t]["calls"].values()) for t in ("users", "cooccurrence"))
@@ -182,18 +183,26 @@ def test_the_cost_replay_measures_both_functions_critical_paths():
     assert 0 < stage["service_cpu_s_per_event"] < stage["cpu_s_per_event"]
 
 
-def test_call_cpu_sums_each_phases_calls_and_their_cpu():
+def test_call_cpu_charges_each_call_its_own_threads_cpu():
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
     from streamrec.bench.runs import CallCpu
 
     class Busy:
         def get_item(self, **kwargs):
-            return sum(range(200_000))  # some CPU
+            return sum(range(300_000))  # some CPU
 
     client = CallCpu(Busy())
     client.phase = "ingest"
-    client.get_item(Key=1)
+    client.get_item(Key=0)
     client.phase = "similarity"
-    client.get_item(Key=2)
-    client.get_item(Key=3)
-    assert dict(client.calls) == {"ingest": 1, "similarity": 2}
-    assert 0 < client.cpu_s["ingest"] < client.cpu_s["similarity"]
+    started = time.process_time()
+    with ThreadPoolExecutor(max_workers=4) as pool:  # calls from worker threads, as the adapters make them
+        list(pool.map(lambda n: client.get_item(Key=n), range(8)))
+    process = time.process_time() - started
+    assert dict(client.calls) == {"ingest": 1, "similarity": 8}
+    # Each call is charged its own thread's CPU, not the process's (which would count the
+    # other threads' work 4 times over): the sum is at most the process's CPU meanwhile.
+    assert 0 < client.cpu_s["similarity"] <= process * 1.05
+    assert 4 * client.cpu_s["ingest"] < client.cpu_s["similarity"]

@@ -190,3 +190,21 @@ def test_a_request_refused_for_a_transaction_in_flight_is_retried():
     client.attempts = -10  # never succeeds within the retries: the error is named
     with pytest.raises(RepositoryError, match="update_item on t failed: TransactionConflictException"):
         DynamoTable("t", client).call("update_item", Key={})
+
+
+def test_a_failing_row_does_not_stop_the_others_being_written():
+    # The guarded count writes of a batch: a failure is raised, but every row is attempted
+    # first (a retry then finds the rest written; a dead-lettered batch left less undone).
+    client = SlowTable("t")
+    written = []
+
+    def apply_guarded(key, deltas, shard, attribute_name, strings, make_room):
+        if key == _key(0):
+            raise RepositoryError("UpdateItem on t failed: ValidationException")
+        written.append(key["item_id"]["S"])
+
+    table = DynamoTable("t", client)
+    table.apply_guarded = apply_guarded  # type: ignore[method-assign]
+    with pytest.raises(RepositoryError, match="ValidationException"):
+        table.apply_guarded_many([(_key(n), [], {}) for n in range(40)], "s0")
+    assert sorted(written) == [f"i{n:04d}" for n in range(1, 40)]

@@ -90,11 +90,13 @@ MAX_REMOVES_PER_UPDATE = 500
 
 def _concurrently(work: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list[Any]:
     """``work(item)`` for each item, up to ``workers`` at a time (a single item in this
-    thread); the results in order. Raises the first failure, once every call has ended."""
+    thread); the results in order. Every item is attempted: the first failure (in item
+    order) is raised once every call has ended."""
     if len(items) <= 1:
         return [work(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        return list(pool.map(work, items))
+        futures = [pool.submit(work, item) for item in items]
+        return [future.result() for future in futures]
 
 
 def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
