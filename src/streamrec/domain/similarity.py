@@ -20,12 +20,12 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from streamrec_core import personalized_scores, similarity, top_k
 
+from streamrec.concurrency import concurrently
 from streamrec.domain.catalog import ContentIndex
 from streamrec.domain.model import (
     CATEGORY_BUYS_PREFIX,
@@ -330,14 +330,8 @@ class SimilarityService:
     def _merge_lists(self, merges: list[tuple[str, dict[str, dict[int, float]], int]]) -> None:
         """:meth:`_merge_list` for each (name, fresh counters, size); ``concurrency`` at a
         time: each list is its own compare-and-swap, so they are independent."""
-        if self.concurrency <= 1 or len(merges) <= 1:
-            for name, fresh, size in merges:
-                self._merge_list(name, fresh, size)
-            return
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(merges))) as pool:
-            futures = [pool.submit(self._merge_list, name, fresh, size) for name, fresh, size in merges]
-            for future in futures:
-                future.result()  # the first failure fails the batch (retried; merges are idempotent)
+        # The first failure fails the batch (retried; merges are idempotent).
+        concurrently(lambda merge: self._merge_list(*merge), merges, self.concurrency)
 
     def _merge_list(self, name: str, fresh: dict[str, dict[int, float]], size: int) -> None:
         """Compare-and-swap merge of fresh popularity counters into one list, retried."""

@@ -36,13 +36,13 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 from streamrec_core import holt_forecast, velocity_scores, window_counts
 
+from streamrec.concurrency import concurrently
 from streamrec.domain.model import Delta
 from streamrec.events import UserEvent
 from streamrec.repositories.base import ConcurrentUpdateError, TrendsRepository
@@ -265,14 +265,8 @@ class TrendsService:
                 if entry.category:
                     by_list[trending_list(label, entry.category)][item] = entry
             merges.extend((name, by_list[name], window) for name in sorted(by_list))
-        if self.concurrency <= 1 or len(merges) <= 1:
-            for name, entries, window in merges:
-                self._merge(name, entries, window, now)
-            return
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(merges))) as pool:
-            futures = [pool.submit(self._merge, name, fresh, window, now) for name, fresh, window in merges]
-            for future in futures:
-                future.result()  # the first failure fails the batch (retried; merges are idempotent)
+        # The first failure fails the batch (retried; merges are idempotent).
+        concurrently(lambda merge: self._merge(merge[0], merge[1], merge[2], now), merges, self.concurrency)
 
     def _days(self, current: int) -> list[int]:
         """Days whose rows hold the baseline and the longest window (and a day ahead)."""

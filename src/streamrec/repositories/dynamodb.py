@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from streamrec.concurrency import concurrently
 from streamrec.domain.coupons import (
     DUPLICATE,
     EXHAUSTED,
@@ -86,17 +87,6 @@ ROOM_CHECK_SHARE = 0.9
 ROOM_TARGET_SHARE = 0.75
 # Names per REMOVE: "#499, " is 6 characters, so 500 stay well within the 4 KB expression.
 MAX_REMOVES_PER_UPDATE = 500
-
-
-def _concurrently(work: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list[Any]:
-    """``work(item)`` for each item, up to ``workers`` at a time (a single item in this
-    thread); the results in order. Every item is attempted: the first failure (in item
-    order) is raised once every call has ended."""
-    if len(items) <= 1:
-        return [work(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        futures = [pool.submit(work, item) for item in items]
-        return [future.result() for future in futures]
 
 
 def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -172,7 +162,7 @@ class DynamoTable:
         chunks = [list(chunk) for chunk in _chunks(list(keys), BATCH_GET_LIMIT)]
         # The chunks are independent reads: a large read then waits for a few calls, not one
         # call per 100 keys (the similarity function reads ~100 count rows per event).
-        found = _concurrently(lambda chunk: self._batch_get_chunk(chunk, options), chunks, READ_CONCURRENCY)
+        found = concurrently(lambda chunk: self._batch_get_chunk(chunk, options), chunks, READ_CONCURRENCY)
         return [item for items in found for item in items]
 
     def _batch_get_chunk(
@@ -193,7 +183,7 @@ class DynamoTable:
         """Write whole items (distinct keys): one BatchWriteItem per 25, up to
         WRITE_CONCURRENCY at a time, unprocessed items retried."""
         chunks = [list(chunk) for chunk in _chunks(list(items), BATCH_WRITE_LIMIT)]
-        _concurrently(self._batch_put_chunk, chunks, WRITE_CONCURRENCY)
+        concurrently(self._batch_put_chunk, chunks, WRITE_CONCURRENCY)
 
     def _batch_put_chunk(self, items: list[dict[str, Any]]) -> None:
         request: dict[str, Any] = {self.name: [{"PutRequest": {"Item": item}} for item in items]}
@@ -214,7 +204,7 @@ class DynamoTable:
     ) -> None:
         """:meth:`apply_guarded` for many rows, concurrently; returns when all are written
         and raises the first failure (the batch is then retried; guards absorb the rest)."""
-        _concurrently(
+        concurrently(
             lambda row: self.apply_guarded(row[0], row[1], shard, attribute_name, row[2], make_room),
             rows,
             WRITE_CONCURRENCY,
@@ -394,7 +384,7 @@ class DynamoUserRepository:
     def save_many(self, states: Iterable[UserState]) -> None:
         """One conditional PutItem per user, WRITE_CONCURRENCY at a time (the users of a
         batch are independent); raises the first failure."""
-        _concurrently(self._save, list(states), WRITE_CONCURRENCY)
+        concurrently(self._save, list(states), WRITE_CONCURRENCY)
 
     def _save(self, state: UserState) -> None:
         condition = "attribute_not_exists(user_id)" if state.version == 0 else "version = :v"
@@ -1345,7 +1335,7 @@ class DynamoCatalogRepository:
 
     def put_many(self, items: Sequence[tuple[CatalogItem, float | None]]) -> list[str]:
         # Independent conditional writes: concurrently, as the count rows.
-        written = _concurrently(lambda pair: self._put(*pair), items, WRITE_CONCURRENCY)
+        written = concurrently(lambda pair: self._put(*pair), items, WRITE_CONCURRENCY)
         return [item.item_id for (item, _), ok in zip(items, written, strict=True) if not ok]
 
     def _add(self, token: str, ids: set[str], limit: int) -> int:
