@@ -30,13 +30,15 @@ from streamrec.repositories.dynamodb import (
     KinesisChangePublisher,
     SqsDeadLetterSink,
 )
+from streamrec.repositories.fast_reads import register_fast_reads
 from streamrec.settings import Settings, require
 
 
 def dynamodb_client() -> Any:
     """One DynamoDB client for all of a function's tables: each client costs tens of
-    milliseconds at cold start, and boto3 clients are thread-safe."""
-    return boto3.client("dynamodb")
+    milliseconds at cold start, and boto3 clients are thread-safe. Its read responses are
+    parsed the fast way (``repositories/fast_reads.py``)."""
+    return register_fast_reads(boto3.client("dynamodb"))
 
 
 def ingest_service(settings: Settings, client: Any | None = None) -> IngestService:

@@ -31,9 +31,9 @@ class CountingRepository(InMemorySimilarityRepository):
         super().__init__()
         self.reads = 0
 
-    def get_many(self, item_ids, lists=()):
+    def get_many(self, item_ids, lists=(), consistent=False, row_lists=None):
         self.reads += 1
-        return super().get_many(item_ids, lists)
+        return super().get_many(item_ids, lists, consistent, row_lists)
 
 
 def _row(item: str, *neighbours: str) -> SimilarityRow:
@@ -59,6 +59,15 @@ def test_hits_within_ttl_cost_no_read(setup):
     rows, lists = cache.get_many(["a", "b"], [POPULAR_ROW])
     assert inner.reads == 1 and cache.stats.hits == 3
     assert rows["a"].neighbours[0].item_id == "b"
+
+
+def test_rows_read_for_some_lists_are_read_through_and_never_kept(setup):
+    clock, inner, cache = setup
+    cache.get_many(["a"], row_lists=("neighbours",))
+    cache.get_many(["a"], row_lists=("neighbours",))
+    assert inner.reads == 2 and cache.stats.misses == 0  # not looked up, not stored
+    cache.get_many(["a"])
+    assert inner.reads == 3 and cache.stats.misses == 1
 
 
 def test_no_stale_data_beyond_ttl(setup):

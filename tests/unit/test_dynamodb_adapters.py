@@ -220,3 +220,28 @@ def test_a_similarity_rows_own_category_survives_the_table(aws):
     rows, _ = table.get_many(["tent", "mystery"])
     assert (rows["tent"].category, rows["mystery"].category) == ("camping", "")
     assert rows["tent"].neighbours[0].category == "camping"
+
+
+def test_rows_read_for_some_lists_decode_only_those(aws):
+    from streamrec.domain.model import Neighbour, SimilarityRow
+
+    table = wiring.similarity_service(load_settings()).similarity
+    whole = SimilarityRow(
+        "tent",
+        [Neighbour("stove", 0.5, "camping")],
+        extended=[Neighbour("lamp", 0.2)],
+        complements=[Neighbour("pegs", 0.4, "camping")],
+        content=[Neighbour("tarp", 0.3, "shelter")],
+        measure="jaccard",
+        category="camping",
+        support=3.0,
+    )
+    table.put_rows([whole])
+    rows, _ = table.get_many(["tent"], row_lists=("neighbours",))
+    assert rows["tent"].neighbours == whole.neighbours
+    assert (rows["tent"].extended, rows["tent"].complements, rows["tent"].content) == ([], [], [])
+    rows, _ = table.get_many(["tent"], consistent=True, row_lists=("content",))
+    assert rows["tent"].content == whole.content and rows["tent"].category == "camping"
+    assert (rows["tent"].neighbours, rows["tent"].extended, rows["tent"].complements) == ([], [], [])
+    rows, _ = table.get_many(["tent"])  # all lists, as the API reads them
+    assert rows["tent"] == whole

@@ -239,7 +239,7 @@ class SimilarityService:
             self._add_two_hop(result)
         if self.catalog is not None:
             # Content neighbours are kept by the catalog side; a rebuilt row carries them over.
-            stored, _ = self.similarity.get_many(targets, consistent=True)
+            stored, _ = self.similarity.get_many(targets, consistent=True, row_lists=("content",))
             for row in result:
                 if row.item_id in stored:
                     row.content = stored[row.item_id].content
@@ -253,7 +253,7 @@ class SimilarityService:
         sources_per_row = self.settings.two_hop_sources
         fresh = {row.item_id: row for row in rows}
         sources = {n.item_id for row in rows for n in row.neighbours[:sources_per_row]}
-        stored, _ = self.similarity.get_many(sorted(sources - fresh.keys()))
+        stored, _ = self.similarity.get_many(sorted(sources - fresh.keys()), row_lists=("neighbours",))
         known = {**stored, **fresh}
         for row in rows:
             first = row.neighbours[:sources_per_row]

@@ -48,7 +48,7 @@ import random
 import statistics
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -166,9 +166,13 @@ class RowsWithout:
         self.emptied = tuple(emptied)
 
     def get_many(
-        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
+        self,
+        item_ids: Sequence[str],
+        lists: Sequence[str] = (),
+        consistent: bool = False,
+        row_lists: Collection[str] | None = None,
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
-        rows, found = self.table.get_many(item_ids, lists, consistent)
+        rows, found = self.table.get_many(item_ids, lists, consistent, row_lists)
         return {item: replace(row, **self._empty()) for item, row in rows.items()}, found
 
     def _empty(self) -> dict[str, Any]:

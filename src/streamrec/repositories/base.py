@@ -11,7 +11,7 @@ re-delivered or bisected batch never counts a record twice (see :func:`pending`)
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -124,12 +124,19 @@ class ItemStatsRepository(Protocol):
 
 class SimilarityRepository(Protocol):
     def get_many(
-        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
+        self,
+        item_ids: Sequence[str],
+        lists: Sequence[str] = (),
+        consistent: bool = False,
+        row_lists: Collection[str] | None = None,
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
         """Neighbour rows of the items (missing ones absent) and the named popular lists
         (``#popular``, ``#cat:<category>``; missing ones empty), in one read (one
         BatchGetItem) so that the API stays within 2 round trips. ``consistent`` reads (the
-        similarity function's read-modify-write of content lists) see every acknowledged write."""
+        similarity function's read-modify-write of content lists) see every acknowledged write.
+        ``row_lists`` names the lists of each row the caller reads (``neighbours``,
+        ``extended``, ``complements``, ``content``; None: all): an adapter may leave the others
+        empty, so such rows are for reading, never for writing back."""
         ...
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None: ...

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from streamrec.domain.model import PopularList, SimilarityRow
@@ -148,10 +148,16 @@ class CachingSimilarityRepository:
         )
 
     def get_many(
-        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
+        self,
+        item_ids: Sequence[str],
+        lists: Sequence[str] = (),
+        consistent: bool = False,
+        row_lists: Collection[str] | None = None,
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
-        if consistent:  # a read-modify-write path: always read through
-            return self.inner.get_many(item_ids, lists, consistent=True)
+        if consistent or row_lists is not None:
+            # A read-modify-write path, or rows with some lists left out: read through, and
+            # never keep a partial row.
+            return self.inner.get_many(item_ids, lists, consistent, row_lists)
         rows: dict[str, SimilarityRow] = {}
         found: dict[str, PopularList] = {}
         missing_rows: list[str] = []

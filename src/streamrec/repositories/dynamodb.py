@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -62,6 +62,7 @@ from streamrec.repositories.base import (
     stats_from_attributes,
     summed,
 )
+from streamrec.repositories.fast_reads import register_fast_reads
 from streamrec.repositories.item_size import ITEM_LIMIT_BYTES, item_size, number_size
 
 BATCH_GET_LIMIT = 100
@@ -121,7 +122,7 @@ class DynamoTable:
 
     def __init__(self, name: str, client: Any | None = None) -> None:
         self.name = name
-        self.client = client if client is not None else boto3.client("dynamodb")
+        self.client = client if client is not None else register_fast_reads(boto3.client("dynamodb"))
 
     def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         for attempt in range(TRANSACTION_CONFLICT_RETRIES + 1):
@@ -552,17 +553,28 @@ def _encode_neighbours(row: SimilarityRow) -> dict[str, Any]:
     return encoded
 
 
-def _row_from_item(item: dict[str, Any]) -> SimilarityRow:
-    categories = json.loads(item.get("categories", {}).get("S", "[]"))
-    content_categories = json.loads(item.get("content_categories", {}).get("S", "[]"))
+def _row_from_item(item: dict[str, Any], lists: Collection[str] | None = None) -> SimilarityRow:
+    """A stored row; with ``lists``, only those of its lists are decoded (the others empty:
+    the similarity function reads thousands of rows per batch for one list of each)."""
+    wanted = set(lists) if lists is not None else {*_COLLABORATIVE_LISTS, "content"}
+    categories = (
+        json.loads(item.get("categories", {}).get("S", "[]")) if wanted & set(_COLLABORATIVE_LISTS) else []
+    )
+    content_categories = (
+        json.loads(item.get("content_categories", {}).get("S", "[]")) if "content" in wanted else []
+    )
+
+    def decoded(name: str, index: list[str]) -> list[Neighbour]:
+        return _decode_neighbours(item, name, index) if name in wanted else []
+
     return SimilarityRow(
         item_id=item["item_id"]["S"],
-        neighbours=_decode_neighbours(item, "neighbours", categories),
+        neighbours=decoded("neighbours", categories),
         measure=item.get("measure", {}).get("S", ""),
         updated_at=float(item.get("updated_at", {}).get("N", 0)),
-        extended=_decode_neighbours(item, "extended", categories),
-        complements=_decode_neighbours(item, "complements", categories),
-        content=_decode_neighbours(item, "content", content_categories),
+        extended=decoded("extended", categories),
+        complements=decoded("complements", categories),
+        content=decoded("content", content_categories),
         support=float(item["support"]["N"]) if "support" in item else None,
         category=item.get("category", {}).get("S", ""),
     )
@@ -670,7 +682,11 @@ class DynamoSimilarityRepository:
         self.table = table
 
     def get_many(
-        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
+        self,
+        item_ids: Sequence[str],
+        lists: Sequence[str] = (),
+        consistent: bool = False,
+        row_lists: Collection[str] | None = None,
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
         wanted = list(dict.fromkeys([*item_ids, *lists]))
         list_names = set(lists)
@@ -684,7 +700,7 @@ class DynamoSimilarityRepository:
                 if digests:
                     split[key] = digests
             else:
-                row = _row_from_item(item)
+                row = _row_from_item(item, row_lists)
                 rows[row.item_id] = row
         if split:  # a second read, only for lists too large for one row
             for name in self._fill_parts(found, split, consistent):

@@ -9,7 +9,7 @@ evaluation run's time.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from streamrec.domain.coupons import (
@@ -152,8 +152,13 @@ class InMemorySimilarityRepository:
         self.lists: dict[str, PopularList] = {}
 
     def get_many(
-        self, item_ids: Sequence[str], lists: Sequence[str] = (), consistent: bool = False
+        self,
+        item_ids: Sequence[str],
+        lists: Sequence[str] = (),
+        consistent: bool = False,
+        row_lists: Collection[str] | None = None,
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
+        # Whole rows whatever row_lists says: copying them costs no decoding here.
         rows = {i: self.rows[i].copy() for i in item_ids if i in self.rows}
         return rows, {name: self.get_list(name) for name in lists}
 
