@@ -9,7 +9,13 @@ import time
 
 import pytest
 
-from streamrec.domain.model import POPULAR_CATEGORIES_ROW, POPULAR_ROW, category_buys_row, category_row
+from streamrec.domain.model import (
+    POPULAR_CATEGORIES_ROW,
+    POPULAR_ROW,
+    PopularList,
+    category_buys_row,
+    category_row,
+)
 from streamrec.domain.similarity import SimilarityService
 from streamrec.repositories.base import RepositoryError
 from streamrec.repositories.dynamodb import DynamoTable
@@ -126,15 +132,25 @@ def test_a_large_write_writes_its_chunks_concurrently_and_every_item_once():
 
 
 class SlowLists(InMemorySimilarityRepository):
-    """Popular lists whose reads take CALL_SECONDS, in flight counted."""
+    """Popular lists whose writes take CALL_SECONDS, in flight counted; reads counted."""
 
     def __init__(self) -> None:
         super().__init__()
         self.in_flight = InFlight()
+        self.reads = 0
+
+    def get_many(self, item_ids, lists=(), consistent=False, row_lists=None):
+        self.reads += 1
+        rows, _ = super().get_many(item_ids, (), consistent, row_lists)
+        return rows, {name: super(SlowLists, self).get_list(name) for name in lists}
 
     def get_list(self, name):
+        self.reads += 1
+        return super().get_list(name)
+
+    def put_list(self, name, popular):
         with self.in_flight:
-            return super().get_list(name)
+            super().put_list(name, popular)
 
 
 def _service(concurrency: int) -> SimilarityService:
@@ -161,6 +177,7 @@ def test_popular_lists_are_merged_concurrently_into_the_same_lists():
         service.update_popular_lists([f"i{n}" for n in range(12)])
         repository = service.similarity
         assert isinstance(repository, SlowLists)
+        assert repository.reads == 1  # every list read for update at once
         results[concurrency] = {name: repository.get_list(name).items for name in lists}
         assert repository.in_flight.most == (1 if concurrency == 1 else 6)
     assert results[1] == results[8]
@@ -208,3 +225,25 @@ def test_a_failing_row_does_not_stop_the_others_being_written():
     with pytest.raises(RepositoryError, match="ValidationException"):
         table.apply_guarded_many([(_key(n), [], {}) for n in range(40)], "s0")
     assert sorted(written) == [f"i{n:04d}" for n in range(1, 40)]
+
+
+class RacedLists(InMemorySimilarityRepository):
+    """Another writer updates every list just after the batch read of the lists."""
+
+    def get_many(self, item_ids, lists=(), consistent=False, row_lists=None):
+        rows, found = super().get_many(item_ids, lists, consistent, row_lists)
+        for name in lists:
+            current = self.get_list(name)
+            self.put_list(
+                name, PopularList([("other-writer", 1e9), *current.items], current.version, current.epoch)
+            )
+        return rows, found
+
+
+def test_a_list_changed_after_the_batch_read_is_read_again_not_overwritten():
+    service = _service(8)
+    service.similarity = RacedLists()
+    service.update_popular_lists([f"i{n}" for n in range(12)])
+    for name in (POPULAR_ROW, category_row("c1")):
+        items = [item for item, _ in service.similarity.get_list(name).items]
+        assert "other-writer" in items and "i9" in items  # both writes kept

@@ -15,7 +15,7 @@ from streamrec_core import holt_forecast, velocity_scores, window_counts
 from streamrec import wiring
 from streamrec.domain.ingest import IngestService, SequencedEvent, plan_batch
 from streamrec.domain.model import sequence_key
-from streamrec.domain.trends import TrendEntry, TrendsService, score
+from streamrec.domain.trends import TrendEntry, TrendingList, TrendsService, score
 from streamrec.events import parse_event
 from streamrec.repositories.dynamodb import DynamoTable, DynamoTrendsRepository
 from streamrec.repositories.memory import (
@@ -361,3 +361,32 @@ def test_bad_trend_settings_fail_at_cold_start(fields):
 
     with pytest.raises(ConfigurationError):
         Settings(**fields)
+
+
+class RacedTrends(InMemoryTrendsRepository):
+    """Another writer updates every list just after the first batch read of lists."""
+
+    raced = False
+
+    def get_many(self, keys, days, lists, consistent=False):
+        counts, found = super().get_many(keys, days, lists, consistent)
+        if lists and not self.raced:
+            self.raced = True
+            self._race(lists)
+        return counts, found
+
+    def _race(self, lists):
+        for name in lists:
+            current = self.get_list(name)
+            other = TrendEntry("other-writer", None, 0.0, {H - 1: 1000.0})
+            self.put_list(name, TrendingList([other, *current.entries], current.version))
+
+
+def test_a_trending_list_changed_after_the_batch_read_is_read_again_not_overwritten():
+    events = [_event(n, f"i{n % 3}", "view", NOW - 600 + n) for n in range(30)]
+    repo = RacedTrends()
+    _ingest(repo, events, Settings())
+    TrendsService(Settings(), repo).refresh({"i0": None, "i1": None, "i2": None}, NOW)
+    for name, stored in repo.lists.items():
+        items = {entry.item_id for entry in stored.entries}
+        assert {"other-writer", "i0", "i1", "i2"} <= items, name  # both writes kept

@@ -330,15 +330,26 @@ class SimilarityService:
     def _merge_lists(self, merges: list[tuple[str, dict[str, dict[int, float]], int]]) -> None:
         """:meth:`_merge_list` for each (name, fresh counters, size); ``concurrency`` at a
         time: each list is its own compare-and-swap, so they are independent."""
+        if not merges:
+            return
+        # Every list read for update in one batch read (a GetItem per list cost a call each).
         # The first failure fails the batch (retried; merges are idempotent).
-        concurrently(lambda merge: self._merge_list(*merge), merges, self.concurrency)
+        _, stored = self.similarity.get_many([], [name for name, _, _ in merges], consistent=True)
+        concurrently(
+            lambda merge: self._merge_list(merge[0], merge[1], merge[2], stored[merge[0]]),
+            merges,
+            self.concurrency,
+        )
 
-    def _merge_list(self, name: str, fresh: dict[str, dict[int, float]], size: int) -> None:
-        """Compare-and-swap merge of fresh popularity counters into one list, retried."""
+    def _merge_list(
+        self, name: str, fresh: dict[str, dict[int, float]], size: int, read: PopularList | None = None
+    ) -> None:
+        """Compare-and-swap merge of fresh popularity counters into one list, retried
+        (``read``: the list as just read for update; a lost race reads it again)."""
         half_life = self.settings.popularity_half_life_seconds
         newest = max(max(counters) for counters in fresh.values())
-        for _ in range(POPULAR_UPDATE_ATTEMPTS):
-            current = self.similarity.get_list(name)
+        for attempt in range(POPULAR_UPDATE_ATTEMPTS):
+            current = read if attempt == 0 and read is not None else self.similarity.get_list(name)
             epoch = max(current.epoch, newest)
             rescale = 2.0 ** ((current.epoch - epoch) * POPULARITY_EPOCH_SECONDS / half_life)
             merged = {item: score * rescale for item, score in current.items}

@@ -265,21 +265,40 @@ class TrendsService:
                 if entry.category:
                     by_list[trending_list(label, entry.category)][item] = entry
             merges.extend((name, by_list[name], window) for name in sorted(by_list))
-        # The first failure fails the batch (retried; merges are idempotent).
-        concurrently(lambda merge: self._merge(merge[0], merge[1], merge[2], now), merges, self.concurrency)
+        # Every list read for update in one batch read (a GetItem per list cost a call each),
+        # then each merged on its own: the first failure fails the batch (retried; merges
+        # are idempotent).
+        _, stored = self.trends.get_many([], [], [name for name, _, _ in merges], consistent=True)
+        concurrently(
+            lambda merge: self._merge(merge[0], merge[1], merge[2], now, stored[merge[0]]),
+            merges,
+            self.concurrency,
+        )
 
     def _days(self, current: int) -> list[int]:
         """Days whose rows hold the baseline and the longest window (and a day ahead)."""
         first = (current - max(WINDOWS.values()) - self.settings.trending_baseline_days * 24) // 24
         return list(range(first, current // 24 + 2))
 
-    def _merge(self, name: str, fresh: dict[str, TrendEntry], window: int, now: float) -> None:
-        """Compare-and-swap merge of fresh entries into one list, re-scored as of ``now``."""
+    def _merge(
+        self,
+        name: str,
+        fresh: dict[str, TrendEntry],
+        window: int,
+        now: float,
+        read: TrendingList | None = None,
+    ) -> None:
+        """Compare-and-swap merge of fresh entries into one list, re-scored as of ``now``
+        (``read``: the list as just read for update; a lost race reads it again)."""
+
+        def read_again() -> TrendingList:
+            return self.trends.get_many([], [], [name], consistent=True)[1][name]
+
         settings = self.settings
         size = settings.trending_category_list_size if ":cat:" in name else settings.trending_list_size
         prior = settings.trending_prior
-        for _ in range(LIST_UPDATE_ATTEMPTS):
-            stored = self.trends.get_list(name)
+        for attempt in range(LIST_UPDATE_ATTEMPTS):
+            stored = read if attempt == 0 and read is not None else read_again()
             entries = {e.item_id: e for e in stored.entries}
             entries.update(fresh)
             ranked = score(list(entries.values()), window, now, prior)[:size]

@@ -214,14 +214,11 @@ class TrendsRepository(Protocol):
         ...
 
     def get_many(
-        self, keys: Sequence[str], days: Sequence[int], lists: Sequence[str]
+        self, keys: Sequence[str], days: Sequence[int], lists: Sequence[str], consistent: bool = False
     ) -> tuple[dict[str, HourlyCounts], dict[str, TrendingList]]:
         """Counts (as :meth:`get_counts`) and lists (missing ones empty) in one read (one
-        BatchGetItem while under 100 keys)."""
-        ...
-
-    def get_list(self, name: str) -> TrendingList:
-        """A list read for update (consistent)."""
+        BatchGetItem while under 100 keys); ``consistent`` reads (lists read for update)
+        see every acknowledged write."""
         ...
 
     def put_list(self, name: str, trending: TrendingList) -> None:

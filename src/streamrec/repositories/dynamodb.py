@@ -869,14 +869,14 @@ class DynamoTrendsRepository:
         return counts
 
     def get_many(
-        self, keys: Sequence[str], days: Sequence[int], lists: Sequence[str]
+        self, keys: Sequence[str], days: Sequence[int], lists: Sequence[str], consistent: bool = False
     ) -> tuple[dict[str, HourlyCounts], dict[str, TrendingList]]:
         wanted = [self._key(name, day) for name in dict.fromkeys(keys) for day in dict.fromkeys(days)]
         wanted += [self._key(name, LIST_DAY) for name in dict.fromkeys(lists)]
         counts = {name: HourlyCounts() for name in keys}
         found = {name: TrendingList() for name in lists}
         list_names = set(lists)
-        for item in self.table.batch_get(wanted):
+        for item in self.table.batch_get(wanted, consistent):
             name, day = item["item_id"]["S"], int(item["day"]["N"])
             if name in list_names and day == LIST_DAY:
                 found[name] = _trending_from_item(item)
@@ -884,13 +884,6 @@ class DynamoTrendsRepository:
                 attributes = {k: float(v["N"]) for k, v in item.items() if "N" in v}
                 counts_from_attributes(counts[name], day, attributes)
         return counts, found
-
-    def get_list(self, name: str) -> TrendingList:
-        response = self.table.call(
-            "get_item", TableName=self.table.name, Key=self._key(name, LIST_DAY), ConsistentRead=True
-        )
-        item = response.get("Item")
-        return _trending_from_item(item) if item else TrendingList()
 
     def put_list(self, name: str, trending: TrendingList) -> None:
         condition = "attribute_not_exists(item_id)" if trending.version == 0 else "version = :v"

@@ -299,7 +299,7 @@ class InMemoryTrendsRepository:
         return result
 
     def get_many(
-        self, keys: Sequence[str], days: Sequence[int], lists: Sequence[str]
+        self, keys: Sequence[str], days: Sequence[int], lists: Sequence[str], consistent: bool = False
     ) -> tuple[dict[str, HourlyCounts], dict[str, TrendingList]]:
         return self.get_counts(keys, days), {name: self.get_list(name) for name in lists}
 
