@@ -482,39 +482,41 @@ def _replay(
     service = tables.similarity(settings, clock) if similarity else None
     announcements = 0
     similarity_cpu = 0.0
-    for offset in range(0, len(payloads), batch):
-        if offset % max(batch, 1000) == 0:
-            progress(f"{label}: {offset:,}/{len(payloads):,} events")
-        sequenced = _sequenced(payloads[offset : offset + batch], offset + 1)
-        _phase(tables, "ingest")
-        plan = ingest.ingest(sequenced, SHARD)
-        tables.replay_time = max(tables.replay_time, *(s.event.timestamp for s in sequenced))
-        if naive:  # batch 1: the event's item and the user's window after it
-            event = sequenced[0].event
-            state = plan.users.get(event.user_id)
-            window = [entry.item_id for entry in state.items] if state else []
-            assert isinstance(ingest.cooccurrence, NaivePairRepository)
-            if event.item_id in window:
-                ingest.cooccurrence.write_every_pair(event.item_id, window, sequenced[0].sequence, SHARD)
-            # Basket co-occurrence too: every (event item, basket item) pair of a cart or
-            # purchase event, both ways, in basket rows.
-            if state and event.event_type in BASKET_EVENT_TYPES and event.item_id in state.basket:
-                ingest.cooccurrence.write_every_pair(
-                    event.item_id, state.basket, sequenced[0].sequence, SHARD, row=basket_row
-                )
-        if service is None:
-            publisher.drain()
-            continue
-        _phase(tables, "similarity")
-        # The metered tables stand in for DynamoDB, whose rows are in no Lambda's heap:
-        # freeze them out of the collector, whose passes the similarity function would
-        # otherwise be charged for walking them (a third of its CPU at 20,000 events).
-        gc.collect()
-        gc.freeze()
-        started = time.process_time()
-        announcements += _similarity_pass(service, publisher)
-        similarity_cpu += time.process_time() - started
-    gc.unfreeze()
+    try:
+        for offset in range(0, len(payloads), batch):
+            if offset % max(batch, 1000) == 0:
+                progress(f"{label}: {offset:,}/{len(payloads):,} events")
+            sequenced = _sequenced(payloads[offset : offset + batch], offset + 1)
+            _phase(tables, "ingest")
+            plan = ingest.ingest(sequenced, SHARD)
+            tables.replay_time = max(tables.replay_time, *(s.event.timestamp for s in sequenced))
+            if naive:  # batch 1: the event's item and the user's window after it
+                event = sequenced[0].event
+                state = plan.users.get(event.user_id)
+                window = [entry.item_id for entry in state.items] if state else []
+                assert isinstance(ingest.cooccurrence, NaivePairRepository)
+                if event.item_id in window:
+                    ingest.cooccurrence.write_every_pair(event.item_id, window, sequenced[0].sequence, SHARD)
+                # Basket co-occurrence too: every (event item, basket item) pair of a cart or
+                # purchase event, both ways, in basket rows.
+                if state and event.event_type in BASKET_EVENT_TYPES and event.item_id in state.basket:
+                    ingest.cooccurrence.write_every_pair(
+                        event.item_id, state.basket, sequenced[0].sequence, SHARD, row=basket_row
+                    )
+            if service is None:
+                publisher.drain()
+                continue
+            _phase(tables, "similarity")
+            # The metered tables stand in for DynamoDB, whose rows are in no Lambda's heap:
+            # freeze them out of the collector, whose passes the similarity function would
+            # otherwise be charged for walking them (a third of its CPU at 20,000 events).
+            gc.collect()
+            gc.freeze()
+            started = time.process_time()
+            announcements += _similarity_pass(service, publisher)
+            similarity_cpu += time.process_time() - started
+    finally:
+        gc.unfreeze()
     return {
         "announcements": announcements,
         "similarity_cpu_s": similarity_cpu,

@@ -12,9 +12,9 @@ ones (``B``, ``BS``: base64 text decoded to bytes): ``S`` and ``N`` stay strings
 ``before-parse`` handler (botocore's hook for handlers that adjust a response before it is
 parsed) takes the bulky fields of a successful GetItem or BatchGetItem response out of the
 body as ``json.loads`` gives them, and botocore parses the rest and merges them back: the
-result is the same dictionary. A body in which the JSON string ``"B"`` or ``"BS"`` appears
-(a binary value's key; no escaped string contains it) is left to botocore whole, and so are
-errors.
+result is the same dictionary. A body in which ``"B"`` or ``"BS"`` appears (a binary
+value's key, or by chance the end of a string such as ``say "B``: a needless fallback) is
+left to botocore whole, and so are errors.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ _ATTRIBUTE_FIELDS = {
     "GetItem": ("Item",),
     "BatchGetItem": ("Responses", "UnprocessedKeys"),
 }
-# As whole JSON strings: inside an escaped string a quote is preceded by a backslash, so
-# these appear only as keys (binary values) or as the strings "B" and "BS" (left to botocore).
+# A binary value's key always appears so (DynamoDB does not escape it); other matches only
+# cost a fallback to botocore's parse.
 _BINARY_KEYS = (b'"B"', b'"BS"')
 
 
