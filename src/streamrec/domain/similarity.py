@@ -342,14 +342,14 @@ class SimilarityService:
         )
 
     def _merge_list(
-        self, name: str, fresh: dict[str, dict[int, float]], size: int, read: PopularList | None = None
+        self, name: str, fresh: dict[str, dict[int, float]], size: int, read: PopularList
     ) -> None:
         """Compare-and-swap merge of fresh popularity counters into one list, retried
         (``read``: the list as just read for update; a lost race reads it again)."""
         half_life = self.settings.popularity_half_life_seconds
         newest = max(max(counters) for counters in fresh.values())
         for attempt in range(POPULAR_UPDATE_ATTEMPTS):
-            current = read if attempt == 0 and read is not None else self.similarity.get_list(name)
+            current = read if attempt == 0 else self.similarity.get_list(name)
             epoch = max(current.epoch, newest)
             rescale = 2.0 ** ((current.epoch - epoch) * POPULARITY_EPOCH_SECONDS / half_life)
             merged = {item: score * rescale for item, score in current.items}

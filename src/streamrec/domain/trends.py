@@ -286,7 +286,7 @@ class TrendsService:
         fresh: dict[str, TrendEntry],
         window: int,
         now: float,
-        read: TrendingList | None = None,
+        read: TrendingList,
     ) -> None:
         """Compare-and-swap merge of fresh entries into one list, re-scored as of ``now``
         (``read``: the list as just read for update; a lost race reads it again)."""
@@ -298,7 +298,7 @@ class TrendsService:
         size = settings.trending_category_list_size if ":cat:" in name else settings.trending_list_size
         prior = settings.trending_prior
         for attempt in range(LIST_UPDATE_ATTEMPTS):
-            stored = read if attempt == 0 and read is not None else read_again()
+            stored = read if attempt == 0 else read_again()
             entries = {e.item_id: e for e in stored.entries}
             entries.update(fresh)
             ranked = score(list(entries.values()), window, now, prior)[:size]

@@ -558,7 +558,9 @@ def _row_from_item(item: dict[str, Any], lists: Collection[str] | None = None) -
     the similarity function reads thousands of rows per batch for one list of each)."""
     wanted = set(lists) if lists is not None else {*_COLLABORATIVE_LISTS, "content"}
     categories = (
-        json.loads(item.get("categories", {}).get("S", "[]")) if wanted & set(_COLLABORATIVE_LISTS) else []
+        json.loads(item.get("categories", {}).get("S", "[]"))
+        if not wanted.isdisjoint(_COLLABORATIVE_LISTS)
+        else []
     )
     content_categories = (
         json.loads(item.get("content_categories", {}).get("S", "[]")) if "content" in wanted else []
