@@ -86,7 +86,8 @@ class CartItemList(BaseModel):
 class ProfileItem(BaseModel):
     item_id: str
     kind: str = Field(
-        description="The event type behind the user's strongest signal (view, add_to_cart, ...)."
+        description="The event type behind the user's strongest signal (view, add_to_cart, purchase; "
+        "remove_from_cart for an item added to the cart and taken out again)."
     )
     category: str | None
     affinity: float = Field(description="Affinity decayed to now.")

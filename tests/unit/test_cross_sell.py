@@ -393,6 +393,29 @@ def test_profile_lists_recent_items_newest_first_by_event_time_and_the_route_use
     )
 
 
+def test_profile_names_an_item_taken_out_of_the_cart_as_recommendations_do():
+    engine = InMemoryEngine(Settings(), eager=True)
+    engine.ingest(
+        [
+            _purchase(0, "p", "stove", None, kind="add_to_cart", at=0),
+            _purchase(1, "p", "stove", None, kind="remove_from_cart", at=60),
+            _purchase(2, "p", "mug", None, kind="add_to_cart", at=120),
+        ]
+    )
+    from streamrec.domain.profile import ProfileService
+
+    profile = ProfileService(engine.settings, engine.users).for_user("p", now=T0 + 180)
+    assert profile.cart == ["mug"]
+    # The stored kind of the stove is still its strongest event, add_to_cart; like the
+    # recommendations' "because you looked at stove", the profile says it was taken out.
+    assert {r["item_id"]: r["kind"] for r in profile.recent_items} == {
+        "stove": "remove_from_cart",
+        "mug": "add_to_cart",
+    }
+    state = engine.users.get("p")
+    assert state is not None and state.find("stove").kind == "add_to_cart"
+
+
 def test_popular_padding_scores_below_the_lists_own_suggestions():
     engine = _engine(cross_sell_measure="confidence")
     # x (30 views) and y (10) are the most popular items.

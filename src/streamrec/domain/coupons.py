@@ -44,7 +44,7 @@ from pydantic import (
 )
 from streamrec_core import coupon_propensity, coupon_scores, top_k
 
-from streamrec.domain.model import POPULAR_CATEGORIES_ROW, CategoryAffinity, UserState
+from streamrec.domain.model import POPULAR_CATEGORIES_ROW, CategoryAffinity, UserState, shown_kind
 from streamrec.events import (
     EARLIEST_TIMESTAMP,
     ID_REGEX,
@@ -490,9 +490,7 @@ def _reason(coupon: Coupon, state: UserState, now: float, settings: Settings) ->
     held = [(items[i], i) for i in scope.items or () if i in items]
     best = max(held)[1] if held else ""
     entry = state.find(best) if best else None
-    kind = entry.kind if entry else ""
-    if kind == "add_to_cart" and best not in state.cart:
-        kind = "remove_from_cart"  # taken out of the cart again: looked at, as reason_for says
+    kind = shown_kind(entry, state.cart) if entry else ""
     verb = {"purchase": "bought", "add_to_cart": "added to your cart", "remove_from_cart": "looked at"}.get(
         kind, "viewed"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -108,6 +109,15 @@ class HistoryItem:
         return HistoryItem(
             self.item_id, self.max_weight, self.affinity, self.ref_time, self.kind, self.category
         )
+
+
+def shown_kind(entry: HistoryItem, cart: Collection[str]) -> str:
+    """The kind of the user's strongest event on ``entry`` as every answer names it: an item
+    added to the cart and no longer in it (``cart``: the user's cart) was taken out again, so
+    it is ``remove_from_cart`` ("looked at"), not ``add_to_cart``."""
+    if entry.kind == "add_to_cart" and entry.item_id not in cart:
+        return "remove_from_cart"
+    return entry.kind
 
 
 @dataclass(frozen=True)

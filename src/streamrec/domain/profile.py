@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from streamrec_core import decay
 
+from streamrec.domain.model import shown_kind
 from streamrec.repositories.base import UserRepository
 from streamrec.settings import Settings
 
@@ -57,7 +58,7 @@ class ProfileService:
             recent.append(
                 {
                     "item_id": entry.item_id,
-                    "kind": entry.kind,
+                    "kind": shown_kind(entry, state.cart),
                     "category": entry.category,
                     "affinity": affinity,
                     "last_seen": _iso(entry.ref_time),

@@ -44,6 +44,7 @@ from streamrec.domain.model import (
     SimilarityRow,
     UserState,
     category_row,
+    shown_kind,
 )
 from streamrec.repositories.base import SimilarityRepository, UserRepository
 from streamrec.settings import Settings
@@ -90,10 +91,9 @@ def reason_for(entry: HistoryItem, cart: Collection[str]) -> str:
     """Why an item recommended through ``entry`` is there, by the user's strongest event on
     it; an item added to the cart and no longer in it (``cart``: the user's cart) was taken
     out, so it is "looked at", not "added to your cart"."""
-    kind = entry.kind
-    if kind == "add_to_cart" and entry.item_id not in cart:
-        kind = "remove_from_cart"
-    return _REASON_BY_KIND.get(kind, "because you viewed {item}").format(item=entry.item_id)
+    return _REASON_BY_KIND.get(shown_kind(entry, cart), "because you viewed {item}").format(
+        item=entry.item_id
+    )
 
 
 def _pad_with_popular(
