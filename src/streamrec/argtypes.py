@@ -36,6 +36,17 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def positive_rate(text: str) -> float:
+    """An argparse type: a finite number per second above 0 (e.g. events per second)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number per second, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number per second above 0, got {text}")
+    return value
+
+
 def output_file(text: str) -> Path:
     """An argparse type: a file to write (its folders are created when written), not a folder."""
     path = Path(text)

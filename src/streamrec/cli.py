@@ -11,7 +11,8 @@ dead-letter queue of the local stack or, with ``--queue-url``, of a deployed sta
 ``streamrec coupons load FILE`` creates or redefines coupons (local stack or ``--table``).
 ``streamrec openapi`` prints or writes the HTTP API's OpenAPI document.
 ``streamrec catalog load FILE`` puts catalog records (``item_upsert``) on the event stream
-(local stack or ``--stream``).
+(local stack or ``--stream``); ``streamrec events load FILE`` puts past user events there
+(a backfill).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from streamrec.argtypes import output_file, positive_seconds, whole_number
+from streamrec.argtypes import output_file, positive_rate, positive_seconds, whole_number
 from streamrec.bench.cli import add_bench_parser
 from streamrec.evaluation.cli import add_eval_parser
 
@@ -1424,23 +1425,76 @@ def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[s
     return latest_per_item(valid)
 
 
+class RecordsKeptFailing(Exception):
+    """PutRecords kept refusing ``count`` records of a chunk (throttled or failed) after every
+    retry."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} records kept failing")
+        self.count = count
+
+
+PUT_ATTEMPTS = 8  # per chunk, with backoff from 0.1 s to 2 s: some 7 s in all
+
+
+def put_stream_records(
+    kinesis: Any,
+    stream: str,
+    entries: Sequence[dict[str, Any]],
+    progress: Callable[[int, int], None],
+    *,
+    rate: float | None = None,
+    accepted: list[bool] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> None:
+    """PutRecords of ``entries`` (``{"Data", "PartitionKey"}``) in order, in chunks of up to
+    500, retrying the records a call reports as failed (a shard's write limit: throttled),
+    up to PUT_ATTEMPTS times per chunk, then :class:`RecordsKeptFailing`.
+
+    ``rate``: at most that many records per second (chunks of about a second's worth).
+    ``accepted``: one flag per entry, set as the stream takes it, so that a caller stopped
+    midway knows which were sent. ``sleep`` and ``clock``: time.sleep and time.monotonic
+    unless given (looked up at each call, so that tests can stand in for them)."""
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    chunk = CATALOG_PUT_CHUNK if rate is None else max(1, min(CATALOG_PUT_CHUNK, int(rate)))
+    started = clock()
+    for start in range(0, len(entries), chunk):
+        if rate is not None:
+            wait = started + start / rate - clock()
+            if wait > 0:
+                sleep(wait)
+        end = min(start + chunk, len(entries))
+        pending = list(range(start, end))
+        for attempt in range(PUT_ATTEMPTS):
+            response = kinesis.put_records(StreamName=stream, Records=[entries[i] for i in pending])
+            failed = []
+            for index, result in zip(pending, response["Records"], strict=True):
+                if "ErrorCode" in result:
+                    failed.append(index)
+                elif accepted is not None:
+                    accepted[index] = True
+            pending = failed
+            if not pending:
+                break
+            sleep(min(0.1 * 2**attempt, 2.0))
+        else:
+            raise RecordsKeptFailing(len(pending))
+        progress(end, len(entries))
+
+
 def put_catalog_records(
     kinesis: Any, stream: str, records: Sequence[dict[str, Any]], progress: Callable[[int, int], None]
 ) -> None:
     """PutRecords in chunks of 500 (partition key = item_id, so one item's records keep
     their order), retrying the records a call reports as failed."""
     entries = [{"Data": catalog_record_data(r), "PartitionKey": r["item_id"]} for r in records]
-    for start in range(0, len(entries), CATALOG_PUT_CHUNK):
-        pending = entries[start : start + CATALOG_PUT_CHUNK]
-        for attempt in range(8):
-            response = kinesis.put_records(StreamName=stream, Records=pending)
-            if not response.get("FailedRecordCount"):
-                break
-            pending = [e for e, r in zip(pending, response["Records"], strict=True) if "ErrorCode" in r]
-            time.sleep(min(0.1 * 2**attempt, 2.0))
-        else:
-            raise SystemExit(f"error: {len(pending)} records kept failing on {stream}; re-run to resend")
-        progress(min(start + CATALOG_PUT_CHUNK, len(entries)), len(entries))
+    try:
+        put_stream_records(kinesis, stream, entries, progress)
+    except RecordsKeptFailing as failing:
+        raise SystemExit(
+            f"error: {failing.count} records kept failing on {stream}; re-run to resend"
+        ) from None
 
 
 def _cmd_catalog_load(args: argparse.Namespace) -> int:
@@ -1482,6 +1536,248 @@ def _cmd_catalog_load(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# streamrec events
+# --------------------------------------------------------------------------------------
+# What a backfill's backlog is estimated with: the ingest's sustained rate per event-stream
+# shard that README "Performance and cost" sizes shards by (~40 events/s measured against a
+# local stand-in of DynamoDB, ~35 to be safe; not measured on AWS).
+INGEST_EVENTS_PER_SHARD_SECOND = 35.0
+# A load is refused (unless --force) when its oldest record would wait longer than this
+# share of the stream's retention before the ingest reaches it: past the retention it is lost.
+RETENTION_SHARE = 0.8
+
+
+def _add_events(subparsers: Any) -> None:
+    events = subparsers.add_parser(
+        "events",
+        help="load past user events (a backfill of views, cart changes, purchases) through the event stream",
+        description="Past user events travel on the event stream like a live producer's, so the "
+        "ingest counts them exactly as it counts live ones. By default the local stack's stream "
+        "(.local/outputs.json, written by `streamrec run`); on AWS pass --stream (the "
+        "EventStreamName output) and use your usual AWS credentials.",
+    )
+    actions = events.add_subparsers(dest="action", metavar="ACTION", required=True)
+    load = actions.add_parser(
+        "load",
+        help="put the user events of FILE (JSON lines, a JSON array or one object) on the event stream",
+        description='Every event is validated first (README "Event schema"); nothing is sent '
+        "when one is invalid or over the ingest's record size limit, and each error names its "
+        "line. An event whose event_id an earlier line already has is left out (the ingest would "
+        "ignore it). The events are sent in timestamp order (a stable sort: ties keep the file's "
+        "order), partition key = user_id, so that each user's events reach the ingest in the "
+        "order they happened. On AWS the stream's shard count and retention are read first: a "
+        "load whose backlog would outlast the retention is refused (its oldest records would "
+        "be lost). An interrupted load prints the --skip that resumes it.",
+    )
+    load.add_argument(
+        "file",
+        type=Path,
+        help="FILE.jsonl (one event per line) or FILE.json (an array or one object); either may be "
+        "gzip-compressed (.gz)",
+    )
+    load.add_argument("--stream", default=None, help="the event stream's name (e.g. on AWS)")
+    load.add_argument(
+        "--rate",
+        type=positive_rate,
+        default=None,
+        help="send at most this many events per second (default: as fast as the stream takes "
+        "them); at or below the ingest's pace, about 35 per shard, no backlog builds up",
+    )
+    load.add_argument(
+        "--skip",
+        type=whole_number(0),
+        default=0,
+        help="leave out the first N events of the file's timestamp order: the resume point an "
+        "interrupted load printed",
+    )
+    load.add_argument(
+        "--force",
+        action="store_true",
+        help="send even when the backlog would outlast the stream's retention",
+    )
+    _add_target_arguments(load, "--stream")
+    load.set_defaults(func=_cmd_events_load)
+    events.set_defaults(func=lambda args: events.print_help() or 2)
+
+
+@dataclass(frozen=True)
+class EventFile:
+    """The events of a file, validated, ready to put on the stream."""
+
+    events: list[dict[str, Any]]  # in timestamp order (stable), one per event_id, as written
+    duplicates: list[tuple[str, int, int]]  # (event_id, line left out, line sent)
+    reordered: bool  # whether the file was not in timestamp order
+
+
+def event_record_data(event: dict[str, Any]) -> bytes:
+    """A user event as it is put on the stream."""
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def read_event_file(path: Path) -> EventFile:
+    """The valid user events of ``path`` (JSON lines, a JSON array or one JSON object),
+    the first of each event_id, in timestamp order; SystemExit naming each invalid record's
+    line otherwise (nothing is sent then)."""
+    from streamrec.events import ITEM_UPSERT, InvalidEvent, parse_event
+
+    text, json_lines = _read_text(path), _is_json_lines(path)
+    if json_lines:
+        _refuse_an_array_over_lines(path, text, "event")
+    records, undecodable = _catalog_records(text, json_lines=json_lines)
+    valid: list[tuple[int, float, str, dict[str, Any]]] = []
+    problems: list[tuple[int, str]] = []
+    for line, record in records:
+        if isinstance(record, dict) and record.get("event_type") == ITEM_UPSERT:
+            problems.append(
+                (line, "a catalog record (item_upsert): load those with `streamrec catalog load`")
+            )
+            continue
+        try:
+            event = parse_event(record)
+        except InvalidEvent as error:
+            problems.append((line, error.reason))
+            continue
+        too_big = _oversized(event_record_data(record))
+        if too_big:
+            problems.append((line, too_big))
+            continue
+        valid.append((line, event.timestamp, event.event_id, record))
+    problems = sorted(problems + undecodable, key=lambda problem: problem[0])
+    if problems:
+        named = [f"{path} line {line}: {reason}" for line, reason in problems]
+        raise SystemExit(
+            f"error: nothing sent; {len(problems)} invalid event(s):\n" + _first_lines(named, 50)
+        )
+    if not valid:
+        raise SystemExit(f"error: nothing sent; {path} holds no events")
+    first_line: dict[str, int] = {}
+    kept: list[tuple[float, dict[str, Any]]] = []
+    duplicates = []
+    for line, timestamp, event_id, record in valid:
+        if event_id in first_line:
+            duplicates.append((event_id, line, first_line[event_id]))
+            continue
+        first_line[event_id] = line
+        kept.append((timestamp, record))
+    order = sorted(range(len(kept)), key=lambda position: kept[position][0])
+    return EventFile(
+        events=[kept[position][1] for position in order],
+        duplicates=duplicates,
+        reordered=order != list(range(len(kept))),
+    )
+
+
+def backlog_seconds(events: int, shards: int, rate: float | None) -> float:
+    """How long the last of ``events`` waits on the stream before the ingest reaches it, at
+    INGEST_EVENTS_PER_SHARD_SECOND per shard, when they are sent at ``rate`` per second
+    (None: at once): the ingest needs events / capacity, the sending events / rate."""
+    capacity = INGEST_EVENTS_PER_SHARD_SECOND * max(1, shards)
+    return max(0.0, events / capacity - (events / rate if rate else 0.0))
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _check_retention(kinesis: Any, stream: str, events: int, rate: float | None, force: bool) -> None:
+    """Refuse (unless ``force``) a load whose backlog would outlast the stream's retention;
+    say what the ingest has ahead of it either way."""
+    summary = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+    shards, retention_hours = summary.get("OpenShardCount") or 1, summary["RetentionPeriodHours"]
+    capacity = INGEST_EVENTS_PER_SHARD_SECOND * shards
+    backlog = backlog_seconds(events, shards, rate)
+    plan = (
+        f"{events:,} events: the ingest of {stream}'s {_counted(shards, 'shard')} takes about "
+        f"{_duration(events / capacity)} for them at ~{INGEST_EVENTS_PER_SHARD_SECOND:.0f} events/s per "
+        f'shard (README "Performance and cost"; not measured on AWS)'
+    )
+    if backlog <= RETENTION_SHARE * retention_hours * 3600:
+        print(plan + (f"; the last one waits about {_duration(backlog)}" if backlog else ""), file=sys.stderr)
+        return
+    advice = (
+        f"the last events would wait about {_duration(backlog)} on a stream that keeps records "
+        f"{retention_hours} h, and those past it are lost"
+    )
+    if force:
+        print(f"warning: {plan}; {advice} (sent anyway: --force)", file=sys.stderr)
+        return
+    raise SystemExit(
+        f"error: nothing sent; {plan}; {advice}. Pace the load with --rate {capacity:.3g} (the "
+        f"ingest's pace: it then runs about {_duration(events / capacity)}, and can be resumed with "
+        "--skip), add shards (EventStreamShards), raise the stream's retention, or pass --force"
+    )
+
+
+def _cmd_events_load(args: argparse.Namespace) -> int:
+    loaded = read_event_file(args.file)
+    if loaded.duplicates:
+        left_out = [
+            f"line {line}: event_id {event_id!r} (line {sent} is sent)"
+            for event_id, line, sent in loaded.duplicates
+        ]
+        print(
+            f"{_counted(len(loaded.duplicates), 'event')} of {args.file} left out: an earlier line has "
+            "the same event_id (the ingest would ignore it):\n" + _first_lines(left_out, 5),
+            file=sys.stderr,
+        )
+    if args.skip >= len(loaded.events):
+        raise SystemExit(
+            f"error: nothing sent; --skip {args.skip} leaves none of the file's {len(loaded.events)} events"
+        )
+    events = loaded.events[args.skip :]
+    target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
+    stream = target.name
+    entries = [{"Data": event_record_data(e), "PartitionKey": e["user_id"]} for e in events]
+    accepted = [False] * len(entries)
+
+    def progress(done: int, total: int) -> None:
+        _status(f"sent {done}/{total} events")
+
+    def interrupted() -> str:
+        # Records sent after the first one refused are sent again on resuming: the ingest
+        # ignores them as duplicates (same event_id) within each user's last 100 events.
+        sent = accepted.index(False) if False in accepted else len(accepted)
+        return (
+            f"sent the first {args.skip + sent} of the file's {len(loaded.events)} events (timestamp "
+            f"order) to {stream} before it stopped; resume with --skip {args.skip + sent}"
+        )
+
+    with target.failures(interrupted):
+        kinesis = target.client("kinesis")
+        if not target.local_stack:
+            _check_retention(kinesis, stream, len(entries), args.rate, args.force)
+        try:
+            put_stream_records(kinesis, stream, entries, progress, rate=args.rate, accepted=accepted)
+        except RecordsKeptFailing as failing:
+            raise SystemExit(
+                f"error: {failing.count} events kept failing on {stream} (throttled: try --rate); "
+                + interrupted()
+            ) from None
+    users = len({e["user_id"] for e in events})
+    order = " (the file's order differed)" if loaded.reordered else ""
+    _status(
+        f"sent {_counted(len(events), 'event')} of {_counted(users, 'user')} to {stream}, in timestamp "
+        f"order{order}",
+        done=True,
+    )
+    redemptions = sum(1 for e in events if e["event_type"] == "coupon_redeemed")
+    if redemptions:
+        _status(
+            f"{_counted(redemptions, 'coupon_redeemed event')}: a coupon not defined when the ingest "
+            "reaches its redemption sends it to the dead-letter queue (`streamrec coupons load` first)",
+            done=True,
+        )
+    if target.local_stack:
+        _status("the terminal of `streamrec run` shows their processing", done=True)
+    return 0
+
+
+# --------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
@@ -1494,6 +1790,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_coupons(subparsers)
     _add_openapi(subparsers)
     _add_catalog(subparsers)
+    _add_events(subparsers)
     add_eval_parser(subparsers)
     add_bench_parser(subparsers)
     return parser
