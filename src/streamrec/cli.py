@@ -224,7 +224,7 @@ class PipelineWork:
     ingested: int = 0  # event-stream records handled by the ingest function (failed ones too)
     recomputed: int = 0  # changed items the similarity function recomputed
     retries: int = 0  # re-deliveries of failing batches
-    dead_letters: int = 0  # messages in the dead-letter queue (records and batch descriptions)
+    dead_letters: int = 0  # messages sent to the dead-letter queue (records and batch descriptions)
 
     @classmethod
     def of(cls, stats: dict[str, Any], dead_letters: int = 0) -> PipelineWork:
@@ -246,6 +246,25 @@ class PipelineWork:
         )
 
 
+class LettersAdded:
+    """How many messages reached the dead-letter queue since the first call, from its size
+    (``count``): a drop, a re-drive deleting the letters it sent back, counts as no new
+    letter, not as a negative number of them (a letter arriving while as many are deleted
+    between two calls goes unseen)."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self.count = count
+        self.last: int | None = None
+        self.added = 0
+
+    def __call__(self) -> int:
+        now = self.count()
+        if self.last is not None:
+            self.added += max(0, now - self.last)
+        self.last = now
+        return self.added
+
+
 def _follow(
     stack: Any, stop: threading.Event, every: float = 1.0, dead_letters: Callable[[], int] = lambda: 0
 ) -> None:
@@ -254,6 +273,7 @@ def _follow(
     load`, the shop's producers): a progress line while records are processed or a batch is
     retried, then a summary once the pipeline is quiet again (two quiet checks in a row, as
     ``drain``), naming what reached the dead-letter queue (``dead_letters`` counts it)."""
+    dead_letters = LettersAdded(dead_letters)
     settled = PipelineWork.of(stack.stats(), dead_letters())
     started: float | None = None  # when the current burst of work was first seen
     quiet_checks = 0

@@ -112,3 +112,28 @@ def test_a_batch_failing_again_and_again_is_shown_while_nothing_is_ingested(caps
 def test_a_pipeline_that_never_settles_gets_no_summary(capsys):
     lines = _follow_lines([Step(0, 0, quiet=True), Step(10, 0, quiet=False), Step(20, 0, quiet=True)], capsys)
     assert lines and all(line.startswith("processing new records... ") for line in lines)
+
+
+def test_a_redrive_is_not_a_negative_number_of_dead_letters(capsys):
+    # A record dead-lettered after the demo; `streamrec dlq redrive` deletes its letter (4 -> 3)
+    # as it puts the record back, and the ingest then takes it.
+    lines = _follow_lines(
+        [
+            Step(100, 10, quiet=True, dead_letters=3),
+            Step(101, 10, quiet=False, dead_letters=4),
+            Step(101, 10, quiet=True, dead_letters=4),
+            Step(101, 10, quiet=True, dead_letters=4),  # summary: 1 record, 1 dead letter
+            Step(101, 10, quiet=True, dead_letters=3),  # the re-drive deletes the letter
+            Step(101, 10, quiet=True, dead_letters=3),  # idle: nothing printed for the deletion
+            Step(102, 11, quiet=False, dead_letters=3),  # the re-driven record is ingested
+            Step(102, 11, quiet=True, dead_letters=3),
+            Step(102, 11, quiet=True, dead_letters=3),
+        ],
+        capsys,
+    )
+    summaries = [line for line in lines if line.startswith("processed ")]
+    assert summaries[0].startswith("processed 1 new record (0 changed items recomputed) in ")
+    assert summaries[0].endswith(", 1 dead letter (streamrec dlq list)")
+    assert summaries[1].startswith("processed 1 new record (1 changed items recomputed)")
+    assert "dead letter" not in summaries[1] and len(summaries) == 2
+    assert all("ingested 0" not in line and "-1" not in line for line in lines)
