@@ -174,7 +174,8 @@ def _examples(outputs: dict[str, Any]) -> str:
     demo = (
         f"Demo users with history: {', '.join(outputs['demo_users'])}"
         if outputs.get("demo_users")
-        else "No demo events were loaded: lists built from behaviour stay empty until events arrive."
+        else "No demo events were loaded: lists built from behaviour stay empty until events arrive, "
+        "and the ids in the commands above are the demo's (load your own: below)."
     )
     return f"""
 streamrec is running locally.
@@ -212,6 +213,10 @@ Put your own events (any producer; partition key = user_id):
                      Data=json.dumps(event))
   EOF
   curl -s '{api}/users/me/recommendations?k=5'
+
+Load a file of past events or your catalog (JSON lines; each record checked first):
+  streamrec events load my-events.jsonl
+  streamrec catalog load my-catalog.jsonl
 
 Ctrl-C stops everything (the data lives in memory only).
 """
