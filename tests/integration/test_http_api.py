@@ -7,6 +7,7 @@ real handler is exercised in test_pipeline.py.
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -238,4 +239,32 @@ def test_a_body_over_api_gateways_limit_or_a_bad_length_is_refused_unread(served
     ):  # int() reads the first four
         bad = _raw_exchange(api, head + b"Content-Length: " + length + b"\r\n\r\n{}")
         assert bad.startswith(b"HTTP/1.1 400") and b"Bad Request" in bad, bad
+    assert recorder.events == []
+
+
+def test_requests_http_server_refuses_itself_get_json_errors_not_html(served, recorder: Recorder) -> None:
+    api, _ = served
+    cases = [
+        (
+            b"GET /health?a=" + b"b" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"414",
+            b"Request-URI Too Long",
+        ),
+        (
+            b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+            b"431",
+            b"Line too long",
+        ),
+        (
+            b"GET /health HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n",
+            b"431",
+            b"Too many headers",
+        ),
+    ]
+    for request, status, message in cases:
+        reply = _raw_exchange(api, request)
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 " + status) or head.startswith(b"HTTP/1.0 " + status), reply[:200]
+        assert b"content-type: application/json" in head.lower() and b"<html" not in reply.lower()
+        assert message in json.loads(body)["message"].encode(), body
     assert recorder.events == []

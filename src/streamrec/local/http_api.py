@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -431,6 +432,23 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals, before any route is looked up (a request line over
+        64 KiB: 414; a header line over 64 KiB or over 100 headers: 431; a malformed request
+        line: 400), answered in JSON like every other error instead of its HTML page."""
+        self.close_connection = True
+        body = json.dumps({"message": message or HTTPStatus(code).phrase}).encode()
+        try:
+            self.send_response(code, message)
+            self.send_header("content-type", _JSON)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away
 
     def __getattr__(self, name: str) -> Any:
         # Any other method (TRACE, PROPFIND...) goes through the API too, which answers 404
