@@ -25,7 +25,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from streamrec.domain.coupons import CouponService, CouponSpec
 from streamrec.domain.filters import MAX_EXCLUDED_ITEMS, ListFilter
@@ -200,6 +200,15 @@ class CrossSellRequest(BaseModel):
         ),
     ] = []
     in_stock: bool = Field(default=True, strict=True, description=IN_STOCK_DESCRIPTION)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_the_default(cls, body: Any) -> Any:
+        # An optional field given as null takes its default, whichever it is (user_id and
+        # category already did, as None is their default; k, exclude and in_stock were 400).
+        if isinstance(body, dict):
+            return {name: value for name, value in body.items() if value is not None or name == "items"}
+        return body
 
 
 class InvalidFilter(ValueError):
