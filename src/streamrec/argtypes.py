@@ -25,26 +25,24 @@ def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], in
     return parse
 
 
-def positive_seconds(text: str) -> float:
-    """An argparse type: a finite number of seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
-    return value
+def positive_number(what: str) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0, ``what`` naming it in errors ("a number of
+    seconds")."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be {what} above 0, got {text}")
+        return value
+
+    return parse
 
 
-def positive_rate(text: str) -> float:
-    """An argparse type: a finite number per second above 0 (e.g. events per second)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number per second, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number per second above 0, got {text}")
-    return value
+positive_seconds = positive_number("a number of seconds")
+positive_rate = positive_number("a number per second")  # e.g. events per second
 
 
 def output_file(text: str) -> Path:
