@@ -1451,15 +1451,36 @@ def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[s
 
 
 class RecordsKeptFailing(Exception):
-    """PutRecords kept refusing ``count`` records of a chunk (throttled or failed) after every
-    retry."""
+    """PutRecords kept refusing ``count`` records of a call after every retry, with these
+    error codes (ProvisionedThroughputExceededException: a shard's write limit)."""
 
-    def __init__(self, count: int) -> None:
-        super().__init__(f"{count} records kept failing")
+    def __init__(self, count: int, codes: Sequence[str]) -> None:
+        super().__init__(f"{count} records kept failing ({', '.join(codes)})")
         self.count = count
+        self.codes = sorted(set(codes))
+
+    def describe(self, noun: str, stream: str) -> str:
+        throttled = "ProvisionedThroughputExceededException" in self.codes
+        return (
+            f"{_counted(self.count, noun)} kept failing on {stream} ({', '.join(self.codes)}"
+            + ("; throttled: pace the load with --rate" if throttled else "")
+            + ")"
+        )
 
 
-PUT_ATTEMPTS = 8  # per chunk, with backoff from 0.1 s to 2 s: some 7 s in all
+PUT_ATTEMPTS = 8  # per call, with backoff from 0.1 s to 2 s: some 7 s in all
+
+
+def _next_call(entries: Sequence[dict[str, Any]], start: int, most: int) -> int:
+    """The end of the PutRecords call that starts at ``start``: up to ``most`` entries, and
+    never two of one partition key, so that a refused record, sent again, still reaches its
+    shard before its key's next record."""
+    keys: set[str] = set()
+    end = start
+    while end < len(entries) and end - start < most and entries[end]["PartitionKey"] not in keys:
+        keys.add(entries[end]["PartitionKey"])
+        end += 1
+    return end
 
 
 def put_stream_records(
@@ -1473,30 +1494,35 @@ def put_stream_records(
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] | None = None,
 ) -> None:
-    """PutRecords of ``entries`` (``{"Data", "PartitionKey"}``) in order, in chunks of up to
-    500, retrying the records a call reports as failed (a shard's write limit: throttled),
-    up to PUT_ATTEMPTS times per chunk, then :class:`RecordsKeptFailing`.
+    """PutRecords of ``entries`` (``{"Data", "PartitionKey"}``) in order, each call a run of
+    up to 500 consecutive entries holding each partition key once, retrying the records a
+    call reports as failed (a shard's write limit: throttled) up to PUT_ATTEMPTS times
+    before the next call, then :class:`RecordsKeptFailing`. So each key's records reach
+    the stream in their order, and the entries taken when it stops are all those before a
+    call's first refused one plus, after it, at most one of each key.
 
-    ``rate``: at most that many records per second (chunks of about a second's worth).
+    ``rate``: at most that many records per second (calls of at most a second's worth).
     ``accepted``: one flag per entry, set as the stream takes it, so that a caller stopped
     midway knows which were sent. ``sleep`` and ``clock``: time.sleep and time.monotonic
     unless given (looked up at each call, so that tests can stand in for them)."""
     sleep, clock = sleep or time.sleep, clock or time.monotonic
-    chunk = CATALOG_PUT_CHUNK if rate is None else max(1, min(CATALOG_PUT_CHUNK, int(rate)))
+    most = CATALOG_PUT_CHUNK if rate is None else max(1, min(CATALOG_PUT_CHUNK, int(rate)))
     started = clock()
-    for start in range(0, len(entries), chunk):
+    start = 0
+    while start < len(entries):
         if rate is not None:
             wait = started + start / rate - clock()
             if wait > 0:
                 sleep(wait)
-        end = min(start + chunk, len(entries))
+        end = _next_call(entries, start, most)
         pending = list(range(start, end))
         for attempt in range(PUT_ATTEMPTS):
             response = kinesis.put_records(StreamName=stream, Records=[entries[i] for i in pending])
-            failed = []
+            failed, codes = [], []
             for index, result in zip(pending, response["Records"], strict=True):
                 if "ErrorCode" in result:
                     failed.append(index)
+                    codes.append(str(result["ErrorCode"]))
                 elif accepted is not None:
                     accepted[index] = True
             pending = failed
@@ -1504,8 +1530,9 @@ def put_stream_records(
                 break
             sleep(min(0.1 * 2**attempt, 2.0))
         else:
-            raise RecordsKeptFailing(len(pending))
+            raise RecordsKeptFailing(len(pending), codes)
         progress(end, len(entries))
+        start = end
 
 
 def put_catalog_records(
@@ -1517,9 +1544,7 @@ def put_catalog_records(
     try:
         put_stream_records(kinesis, stream, entries, progress)
     except RecordsKeptFailing as failing:
-        raise SystemExit(
-            f"error: {failing.count} records kept failing on {stream}; re-run to resend"
-        ) from None
+        raise SystemExit(f"error: {failing.describe('record', stream)}; re-run to resend") from None
 
 
 def _cmd_catalog_load(args: argparse.Namespace) -> int:
@@ -1587,12 +1612,15 @@ def _add_events(subparsers: Any) -> None:
         help="put the user events of FILE (JSON lines, a JSON array or one object) on the event stream",
         description='Every event is validated first (README "Event schema"); nothing is sent '
         "when one is invalid or over the ingest's record size limit, and each error names its "
-        "line. An event whose event_id an earlier line already has is left out (the ingest would "
-        "ignore it). The events are sent in timestamp order (a stable sort: ties keep the file's "
-        "order), partition key = user_id, so that each user's events reach the ingest in the "
+        "line. An event whose user_id and event_id an earlier line already has is left out (the "
+        "ingest would ignore it). The events are sent in timestamp order (a stable sort: ties "
+        "keep the file's order), partition key = user_id, so that each user's events reach the "
+        "ingest in the "
         "order they happened. On AWS the stream's shard count and retention are read first: a "
-        "load whose backlog would outlast the retention is refused (its oldest records would "
-        "be lost). An interrupted load prints the --skip that resumes it.",
+        "load whose backlog would outlast the retention is refused (records still unprocessed "
+        "then are lost). An interrupted load prints the --skip that resumes it. The file is held "
+        "in memory (some ten times its size): split a long history into files by time range and "
+        "load them oldest first.",
     )
     load.add_argument(
         "file",
@@ -1629,7 +1657,7 @@ def _add_events(subparsers: Any) -> None:
 class EventFile:
     """The events of a file, validated, ready to put on the stream."""
 
-    events: list[dict[str, Any]]  # in timestamp order (stable), one per event_id, as written
+    events: list[dict[str, Any]]  # in timestamp order (stable), one per user and event_id, as written
     duplicates: list[tuple[str, int, int]]  # (event_id, line left out, line sent)
     reordered: bool  # whether the file was not in timestamp order
 
@@ -1641,7 +1669,7 @@ def event_record_data(event: dict[str, Any]) -> bytes:
 
 def read_event_file(path: Path) -> EventFile:
     """The valid user events of ``path`` (JSON lines, a JSON array or one JSON object),
-    the first of each event_id, in timestamp order; SystemExit naming each invalid record's
+    the first of each user's event_id, in timestamp order; SystemExit naming each invalid record's
     line otherwise (nothing is sent then)."""
     from streamrec.events import ITEM_UPSERT, InvalidEvent, parse_event
 
@@ -1675,14 +1703,16 @@ def read_event_file(path: Path) -> EventFile:
         )
     if not valid:
         raise SystemExit(f"error: nothing sent; {path} holds no events")
-    first_line: dict[str, int] = {}
+    # The ingest's duplicates are a user's events of one event_id: the first one counts.
+    first_line: dict[tuple[str, str], int] = {}
     kept: list[tuple[float, dict[str, Any]]] = []
     duplicates = []
     for line, timestamp, event_id, record in valid:
-        if event_id in first_line:
-            duplicates.append((event_id, line, first_line[event_id]))
+        key = (record["user_id"], event_id)
+        if key in first_line:
+            duplicates.append((event_id, line, first_line[key]))
             continue
-        first_line[event_id] = line
+        first_line[key] = line
         kept.append((timestamp, record))
     order = sorted(range(len(kept)), key=lambda position: kept[position][0])
     return EventFile(
@@ -1692,12 +1722,19 @@ def read_event_file(path: Path) -> EventFile:
     )
 
 
-def backlog_seconds(events: int, shards: int, rate: float | None) -> float:
-    """How long the last of ``events`` waits on the stream before the ingest reaches it, at
-    INGEST_EVENTS_PER_SHARD_SECOND per shard, when they are sent at ``rate`` per second
-    (None: at once): the ingest needs events / capacity, the sending events / rate."""
-    capacity = INGEST_EVENTS_PER_SHARD_SECOND * max(1, shards)
-    return max(0.0, events / capacity - (events / rate if rate else 0.0))
+def ingest_seconds(events: int, busiest: int, shards: int) -> float:
+    """How long the ingest takes over ``events`` at INGEST_EVENTS_PER_SHARD_SECOND per
+    shard, ``busiest`` of them of one user: a user's events all go to one shard (partition
+    key user_id), so a skewed file is not spread evenly."""
+    per_shard = INGEST_EVENTS_PER_SHARD_SECOND
+    return max(events / (per_shard * max(1, shards)), busiest / per_shard)
+
+
+def backlog_seconds(events: int, busiest: int, shards: int, rate: float | None) -> float:
+    """How long the last of ``events`` waits on the stream before the ingest reaches it when
+    they are sent at ``rate`` per second (None: at once): the ingest's time over them less
+    the sending's."""
+    return max(0.0, ingest_seconds(events, busiest, shards) - (events / rate if rate else 0.0))
 
 
 def _duration(seconds: float) -> str:
@@ -1709,17 +1746,38 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _check_retention(kinesis: Any, stream: str, events: int, rate: float | None, force: bool) -> None:
-    """Refuse (unless ``force``) a load whose backlog would outlast the stream's retention;
-    say what the ingest has ahead of it either way."""
-    summary = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+def _check_retention(
+    kinesis: Any, stream: str, events: Sequence[dict[str, Any]], args: argparse.Namespace
+) -> None:
+    """Refuse (unless --force) a load whose backlog would outlast the stream's retention; say
+    what the ingest has ahead of it either way (only a warning when the stream's shard count
+    and retention cannot be read: a producer's role may only put records)."""
+    from botocore.exceptions import ClientError
+
+    from streamrec.repositories.dynamodb import error_code
+
+    try:
+        summary = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+    except ClientError as error:
+        if error_code(error) not in ("AccessDeniedException", "AccessDenied"):
+            raise
+        print(
+            f"warning: cannot read {stream}'s shard count and retention (kinesis:DescribeStreamSummary "
+            "denied): how long the ingest will take over the events is not checked",
+            file=sys.stderr,
+        )
+        return
     shards, retention_hours = summary.get("OpenShardCount") or 1, summary["RetentionPeriodHours"]
-    capacity = INGEST_EVENTS_PER_SHARD_SECOND * shards
-    backlog = backlog_seconds(events, shards, rate)
+    per_user: dict[str, int] = {}
+    for event in events:
+        per_user[event["user_id"]] = per_user.get(event["user_id"], 0) + 1
+    busiest = max(per_user.values())
+    took = ingest_seconds(len(events), busiest, shards)
+    backlog = backlog_seconds(len(events), busiest, shards, args.rate)
     plan = (
-        f"{events:,} events: the ingest of {stream}'s {_counted(shards, 'shard')} takes about "
-        f"{_duration(events / capacity)} for them at ~{INGEST_EVENTS_PER_SHARD_SECOND:.0f} events/s per "
-        f'shard (README "Performance and cost"; not measured on AWS)'
+        f"{len(events):,} events: the ingest of {stream}'s {_counted(shards, 'shard')} takes about "
+        f"{_duration(took)} for them at ~{INGEST_EVENTS_PER_SHARD_SECOND:.0f} events/s per shard "
+        f'(README "Performance and cost"; not measured on AWS; a user\'s events all go to one shard)'
     )
     if backlog <= RETENTION_SHARE * retention_hours * 3600:
         print(plan + (f"; the last one waits about {_duration(backlog)}" if backlog else ""), file=sys.stderr)
@@ -1728,13 +1786,13 @@ def _check_retention(kinesis: Any, stream: str, events: int, rate: float | None,
         f"the last events would wait about {_duration(backlog)} on a stream that keeps records "
         f"{retention_hours} h, and those past it are lost"
     )
-    if force:
+    if args.force:
         print(f"warning: {plan}; {advice} (sent anyway: --force)", file=sys.stderr)
         return
     raise SystemExit(
-        f"error: nothing sent; {plan}; {advice}. Pace the load with --rate {capacity:.3g} (the "
-        f"ingest's pace: it then runs about {_duration(events / capacity)}, and can be resumed with "
-        "--skip), add shards (EventStreamShards), raise the stream's retention, or pass --force"
+        f"error: nothing sent; {plan}; {advice}. Pace the load with --rate {len(events) / took:.3g} (the "
+        f"ingest's pace: it then runs about {_duration(took)}, and can be resumed with --skip), add "
+        "shards (EventStreamShards), raise the stream's retention, or pass --force"
     )
 
 
@@ -1747,7 +1805,8 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
         ]
         print(
             f"{_counted(len(loaded.duplicates), 'event')} of {args.file} left out: an earlier line has "
-            "the same event_id (the ingest would ignore it):\n" + _first_lines(left_out, 5),
+            "the same user_id and event_id (a duplicate, which the ingest ignores):\n"
+            + _first_lines(left_out, 5),
             file=sys.stderr,
         )
     if args.skip >= len(loaded.events):
@@ -1764,25 +1823,24 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
         _status(f"sent {done}/{total} events")
 
     def interrupted() -> str:
-        # Records sent after the first one refused are sent again on resuming: the ingest
-        # ignores them as duplicates (same event_id) within each user's last 100 events.
-        sent = accepted.index(False) if False in accepted else len(accepted)
+        # Calls hold one event per user, so past the first event not taken the stream holds
+        # at most one of each user, its latest: sent again on resuming, it is ignored as a
+        # duplicate (same user and event_id).
+        sent = args.skip + (accepted.index(False) if False in accepted else len(accepted))
         return (
-            f"sent the first {args.skip + sent} of the file's {len(loaded.events)} events (timestamp "
-            f"order) to {stream} before it stopped; resume with --skip {args.skip + sent}"
+            f"the stream has the first {sent} of the file's {len(loaded.events)} events (timestamp "
+            f"order): resume with --skip {sent}"
         )
 
-    with target.failures(interrupted):
+    with target.failures():
         kinesis = target.client("kinesis")
         if not target.local_stack:
-            _check_retention(kinesis, stream, len(entries), args.rate, args.force)
+            _check_retention(kinesis, stream, events, args)
+    with target.failures(interrupted):
         try:
             put_stream_records(kinesis, stream, entries, progress, rate=args.rate, accepted=accepted)
         except RecordsKeptFailing as failing:
-            raise SystemExit(
-                f"error: {failing.count} events kept failing on {stream} (throttled: try --rate); "
-                + interrupted()
-            ) from None
+            raise SystemExit(f"error: {failing.describe('event', stream)}; {interrupted()}") from None
     users = len({e["user_id"] for e in events})
     order = " (the file's order differed)" if loaded.reordered else ""
     _status(

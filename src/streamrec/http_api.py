@@ -206,8 +206,10 @@ class CrossSellRequest(BaseModel):
     def _null_is_the_default(cls, body: Any) -> Any:
         # An optional field given as null takes its default, whichever it is (user_id and
         # category already did, as None is their default; k, exclude and in_stock were 400).
+        # Other names are kept, so that a misspelt field is still refused, null or not.
         if isinstance(body, dict):
-            return {name: value for name, value in body.items() if value is not None or name == "items"}
+            optional = cls.model_fields.keys() - {"items"}
+            return {name: value for name, value in body.items() if value is not None or name not in optional}
         return body
 
 

@@ -142,6 +142,10 @@ def test_null_in_the_body_is_a_field_not_given(engine_app):
     assert plain[0] == 200 and plain[1]["items"]
     status, body = _answer(engine_app, _event("POST", "/cross-sell", body={"items": None}))
     assert status == 400 and "items" in body["message"], body
+    status, body = _answer(
+        engine_app, _event("POST", "/cross-sell", body={"items": ["i1"], "categroy": None})
+    )
+    assert status == 400 and "unknown field 'categroy'" in body["message"], body
 
 
 @pytest.mark.parametrize(

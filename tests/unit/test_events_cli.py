@@ -12,10 +12,13 @@ import streamrec.cli
 from streamrec.cli import (
     RecordsKeptFailing,
     backlog_seconds,
+    ingest_seconds,
     main,
     put_stream_records,
     read_event_file,
 )
+from streamrec.evaluation.engine import InMemoryEngine
+from streamrec.settings import Settings
 
 T0 = 1_764_000_000
 
@@ -59,6 +62,9 @@ def test_events_are_sent_once_per_event_id_in_timestamp_order(tmp_path):
     assert [e["event_id"] for e in loaded.events] == ["e2", "e1", "e4", "e3"]
     assert loaded.events[0]["timestamp"] == "2025-11-24T16:00:00Z"  # sent as written
     assert loaded.duplicates == [("e1", 4, 2)]
+    # The ingest's duplicates are per user: another user's event of the same id is its own.
+    shared = read_event_file(write_lines(tmp_path / "shared.jsonl", [event(1), event(1, user="u2")]))
+    assert [e["user_id"] for e in shared.events] == ["u1", "u2"] and shared.duplicates == []
     assert loaded.reordered
     in_order = read_event_file(write_lines(tmp_path / "sorted.json", [event(1), event(2)]))
     assert not in_order.reordered and in_order.duplicates == []
@@ -100,7 +106,7 @@ def test_bad_events_are_named_by_line_and_nothing_is_sent(tmp_path):
 
 
 def test_load_puts_the_events_on_the_stream_keyed_by_user(aws, tmp_path, capsys):
-    rows = [event(n, user=f"u{n % 3}") for n in reversed(range(1200))] + [event(5)]
+    rows = [event(n, user=f"u{n % 3}") for n in reversed(range(1200))] + [event(5, user="u2")]
     path = write_lines(tmp_path / "events.jsonl", rows)
     stream = aws.streams["EventStream"].name
     assert main(["events", "load", str(path), "--stream", stream]) == 0
@@ -111,11 +117,11 @@ def test_load_puts_the_events_on_the_stream_keyed_by_user(aws, tmp_path, capsys)
         times = [json.loads(r["Data"])["timestamp"] for r in records if r["PartitionKey"] == user]
         assert times == sorted(times) and len(times) == 400
     err = capsys.readouterr().err
-    assert f"1 event of {path} left out: an earlier line has the same event_id" in err
+    assert f"1 event of {path} left out: an earlier line has the same user_id and event_id" in err
     assert "line 1201: event_id 'e5' (line 1195 is sent)" in err
     # Not the local stack: the backlog estimate (1 shard here, at 35 events/s: 34 s).
     assert f"1,200 events: the ingest of {stream}'s 1 shard takes about 34 s for them" in err
-    assert "sent 500/1200 events" in err
+    assert "sent 3/1200 events" in err  # 3 users: calls of 3 events, one of each
     assert f"sent 1200 events of 3 users to {stream}, in timestamp order (the file's order differed)" in err
 
 
@@ -138,6 +144,9 @@ class RefusingKinesis:
         self.calls: list[list[str]] = []
         self.taken: list[str] = []
 
+    def describe_stream_summary(self, StreamName):
+        return {"StreamDescriptionSummary": {"OpenShardCount": 1, "RetentionPeriodHours": 24}}
+
     def put_records(self, StreamName, Records):
         ids = [json.loads(r["Data"])["event_id"] for r in Records]
         self.calls.append(ids)
@@ -154,8 +163,12 @@ class RefusingKinesis:
         return {"FailedRecordCount": sum("ErrorCode" in r for r in results), "Records": results}
 
 
-def entries(n):
-    return [{"Data": json.dumps(event(i)).encode(), "PartitionKey": "u1"} for i in range(n)]
+def entries(n, users=None):
+    """n entries of event e<i>, user u<i % users> (each its own user when None)."""
+    return [
+        {"Data": json.dumps(event(i)).encode(), "PartitionKey": f"u{i if users is None else i % users}"}
+        for i in range(n)
+    ]
 
 
 def test_refused_records_are_sent_again_and_marked_as_they_are_taken():
@@ -169,10 +182,26 @@ def test_refused_records_are_sent_again_and_marked_as_they_are_taken():
     with pytest.raises(RecordsKeptFailing) as failing:
         put_stream_records(always, "s", entries(3), lambda *_: None, accepted=accepted, sleep=lambda _: None)
     assert failing.value.count == 1 and accepted == [True, False, True]
+    assert failing.value.codes == ["ProvisionedThroughputExceededException"]
     assert len(always.calls) == streamrec.cli.PUT_ATTEMPTS
 
 
-def test_rate_paces_the_chunks():
+def test_a_refused_record_still_reaches_the_stream_before_its_keys_next_one():
+    # Three users taking turns: a call never holds two records of one user, so e3 (u0),
+    # refused once, is taken again before e6, u0's next record.
+    kinesis = RefusingKinesis(refuse=["e3"])
+    put_stream_records(kinesis, "s", entries(9, users=3), lambda *_: None, sleep=lambda _: None)
+    assert kinesis.calls == [["e0", "e1", "e2"], ["e3", "e4", "e5"], ["e3"], ["e6", "e7", "e8"]]
+    for user in range(3):
+        taken = [e for e in kinesis.taken if int(e[1:]) % 3 == user]
+        assert taken == sorted(taken, key=lambda e: int(e[1:])), kinesis.taken
+    # One user: one record per call, in order.
+    alone = RefusingKinesis(refuse=["e1"])
+    put_stream_records(alone, "s", entries(3, users=1), lambda *_: None, sleep=lambda _: None)
+    assert alone.taken == ["e0", "e1", "e2"]
+
+
+def test_rate_paces_the_calls():
     now = [0.0]
     slept: list[float] = []
 
@@ -185,53 +214,103 @@ def test_rate_paces_the_chunks():
         kinesis, "s", entries(250), lambda *_: None, rate=100, sleep=sleep, clock=lambda: now[0]
     )
     assert [len(ids) for ids in kinesis.calls] == [100, 100, 50]
-    assert slept == [1.0, 1.0]  # the 2nd chunk at 1 s, the 3rd at 2 s: 100 events a second
+    assert slept == [1.0, 1.0]  # the 2nd call at 1 s, the 3rd at 2 s: 100 events a second
 
 
 def test_an_interrupted_load_names_the_skip_that_resumes_it(aws, tmp_path, monkeypatch, capsys):
-    path = write_lines(tmp_path / "events.jsonl", [event(n) for n in range(1200)])
+    # 1,200 events of 600 users (u0..u599 twice): calls of up to 500 distinct users.
+    path = write_lines(tmp_path / "events.jsonl", [event(n, user=f"u{n % 600}") for n in range(1200)])
     stream = aws.streams["EventStream"].name
-    # The first chunk (e100..e599) is taken except e107, refused once; Ctrl-C during its resend.
+    # With --skip 100 the first call is e100..e599; all but e107 are taken, then Ctrl-C
+    # during e107's resend.
     kinesis = RefusingKinesis(refuse=["e107"], stop_at=2)
     monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: kinesis)
-    monkeypatch.setattr(streamrec.cli, "_check_retention", lambda *args: None)
     with pytest.raises(SystemExit) as stopped:
         main(["events", "load", str(path), "--stream", stream, "--skip", "100"])
     assert stopped.value.code == streamrec.cli.INTERRUPTED_STATUS
+    assert kinesis.calls[0] == [f"e{n}" for n in range(100, 600)]
     err = capsys.readouterr().err
-    # e100..e106 were taken before the refused e107: 107 of the file's events are sent.
+    # e100..e106 were taken before the refused e107: the file's first 107 are on the stream.
     assert (
-        f"streamrec: interrupted; sent the first 107 of the file's 1200 events (timestamp order) "
-        f"to {stream} before it stopped; resume with --skip 107"
+        "streamrec: interrupted; the stream has the first 107 of the file's 1200 events "
+        "(timestamp order): resume with --skip 107"
     ) in err
-    # Kept failing: the same resume point, and a hint at --rate.
+    # Kept failing: the same kind of resume point, and the error codes, with a hint at --rate.
     throttled = RefusingKinesis(refuse=["e7"], times=99)
     monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: throttled)
     monkeypatch.setattr(streamrec.cli.time, "sleep", lambda _: None)
     with pytest.raises(SystemExit) as failed:
         main(["events", "load", str(path), "--stream", stream])
     assert str(failed.value) == (
-        f"error: 1 events kept failing on {stream} (throttled: try --rate); sent the first 7 of the "
-        f"file's 1200 events (timestamp order) to {stream} before it stopped; resume with --skip 7"
+        f"error: 1 event kept failing on {stream} (ProvisionedThroughputExceededException; throttled: "
+        "pace the load with --rate); the stream has the first 7 of the file's 1200 events (timestamp "
+        "order): resume with --skip 7"
     )
 
 
+def test_resuming_sends_again_only_events_the_ingest_ignores(aws, tmp_path, monkeypatch):
+    # 40 events of 4 users, u<n % 4>; e5 is refused until the load gives up. Taken by then:
+    # e0..e4, and after e5 at most one event of each user. Resuming at the printed --skip sends
+    # those again: the ingest, fed the stream in its order, ends as a clean run of the file.
+    rows = [event(n, user=f"u{n % 4}", item_id=f"item-{n * 7 % 11}") for n in range(40)]
+    path = write_lines(tmp_path / "events.jsonl", rows)
+    stream = aws.streams["EventStream"].name
+    first = RefusingKinesis(refuse=["e5"], times=99)
+    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: first)
+    monkeypatch.setattr(streamrec.cli.time, "sleep", lambda _: None)
+    with pytest.raises(SystemExit) as failed:
+        main(["events", "load", str(path), "--stream", stream])
+    skip = int(str(failed.value).rsplit("--skip ", 1)[1])
+    assert skip == 5 and first.taken == ["e0", "e1", "e2", "e3", "e4", "e6", "e7"]
+    second = RefusingKinesis()
+    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: second)
+    assert main(["events", "load", str(path), "--stream", stream, "--skip", str(skip)]) == 0
+    assert second.taken[:3] == ["e5", "e6", "e7"]  # e6, e7 a second time
+
+    by_id = {row["event_id"]: row for row in rows}
+    resumed, clean = InMemoryEngine(Settings()), InMemoryEngine(Settings())
+    for event_id in first.taken + second.taken:  # one record at a time, as the stream holds them
+        resumed.ingest([by_id[event_id]])
+    for row in rows:
+        clean.ingest([row])
+    # Equal rows but for the replay guards (the stream's sequence numbers differ).
+    for user in resumed.users.rows.values():
+        user.applied = {}
+    for user in clean.users.rows.values():
+        user.applied = {}
+    assert resumed.users.rows == clean.users.rows
+    assert resumed.cooccurrence.get_rows(f"item-{n}" for n in range(11)) == clean.cooccurrence.get_rows(
+        f"item-{n}" for n in range(11)
+    )
+    assert sum(resumed.users.rows[f"u{u}"].event_counts["view"] for u in range(4)) == 40
+
+
+def test_the_ingests_time_counts_the_busiest_user_whose_events_share_one_shard():
+    # 35 events/s per shard: 7,000 events of 10 even users on 2 shards take 100 s ...
+    assert ingest_seconds(7_000, busiest=700, shards=2) == pytest.approx(100)
+    # ... but 7,000 events of one user all go to one shard: 200 s, however many shards.
+    assert ingest_seconds(7_000, busiest=7_000, shards=4) == pytest.approx(200)
+    # Sent at 100 events/s (70 s), the last event waits 30 s; at the ingest's 70/s, none.
+    assert backlog_seconds(7_000, 700, 2, rate=100) == pytest.approx(30)
+    assert backlog_seconds(7_000, 700, 2, rate=70) == pytest.approx(0)
+    assert backlog_seconds(7_000, 700, 2, rate=None) == pytest.approx(100)
+
+
 def test_a_backlog_past_the_streams_retention_is_refused(aws, tmp_path, monkeypatch, capsys):
-    # Each shard's ingest taken as 0.001 events/s: 10 events need ~1.4 h on 2 shards.
-    monkeypatch.setattr(streamrec.cli, "INGEST_EVENTS_PER_SHARD_SECOND", 0.001)
+    # 10 events of one user; the ingest taken as 10 events a day per shard: they need 24 h,
+    # the stream's whole retention (over its 80 %), whatever the shard count.
+    monkeypatch.setattr(streamrec.cli, "INGEST_EVENTS_PER_SHARD_SECOND", 10 / (24 * 3600))
     path = write_lines(tmp_path / "events.jsonl", [event(n) for n in range(10)])
     stream = aws.streams["EventStream"].name
-    kinesis = boto3.client("kinesis")
-    shards = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["OpenShardCount"]
-    assert backlog_seconds(10, shards, None) == 10 / (0.001 * shards)
-    # Now 10 events take the ingest 24 h, the stream's retention: over 80 % of it.
-    monkeypatch.setattr(streamrec.cli, "INGEST_EVENTS_PER_SHARD_SECOND", 10 / (24 * 3600 * shards))
     with pytest.raises(SystemExit) as refused:
         main(["events", "load", str(path), "--stream", stream])
     message = str(refused.value)
-    assert message.startswith("error: nothing sent; 10 events: the ingest of")
+    assert message.startswith(
+        f"error: nothing sent; 10 events: the ingest of {stream}'s 1 shard takes about 24.0 h"
+    )
     assert "a stream that keeps records 24 h, and those past it are lost" in message
     assert "Pace the load with --rate 0.000116 (the ingest's pace: it then runs about 24.0 h" in message
+    assert "--skip" not in message.split("Pace")[0]  # nothing was sent: no resume point
     assert stream_records(stream) == []
     # Paced at the ingest's own rate, no backlog builds up: sent (sleeps skipped here).
     monkeypatch.setattr(streamrec.cli.time, "sleep", lambda _: None)
@@ -240,6 +319,33 @@ def test_a_backlog_past_the_streams_retention_is_refused(aws, tmp_path, monkeypa
     assert len(stream_records(stream)) == 10
     assert main(["events", "load", str(path), "--stream", stream, "--force"]) == 0
     assert "(sent anyway: --force)" in capsys.readouterr().err
+
+
+def test_a_producer_that_may_only_put_records_loads_without_the_check(aws, tmp_path, monkeypatch, capsys):
+    from botocore.exceptions import ClientError
+
+    real = boto3.client("kinesis")
+
+    class PutOnly:
+        def put_records(self, **kwargs):
+            return real.put_records(**kwargs)
+
+        def describe_stream_summary(self, **kwargs):
+            raise ClientError(
+                {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeStreamSummary"
+            )
+
+    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: PutOnly())
+    path = write_lines(tmp_path / "events.jsonl", [event(n) for n in range(3)])
+    stream = aws.streams["EventStream"].name
+    assert main(["events", "load", str(path), "--stream", stream]) == 0
+    assert len(stream_records(stream)) == 3
+    assert "warning: cannot read" in capsys.readouterr().err
+    # A stream that does not exist: one line, no resume point (nothing could be sent).
+    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: real)
+    with pytest.raises(SystemExit) as missing:
+        main(["events", "load", str(path), "--stream", "no-such-stream"])
+    assert "ResourceNotFoundException" in str(missing.value) and "--skip" not in str(missing.value)
 
 
 def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):

@@ -435,8 +435,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals, before any route is looked up (a request line over
-        64 KiB: 414; a header line over 64 KiB or over 100 headers: 431; a malformed request
-        line: 400), answered in JSON like every other error instead of its HTML page."""
+        64 KiB: 414; a header line over 64 KiB or over 100 headers: 431), answered in JSON
+        like every other error instead of its HTML page. (A request line it cannot read at
+        all is answered as HTTP/0.9 was: the body alone, without status line or headers.)"""
+        self.log_error("code %d, message %s", code, message)
         self.close_connection = True
         body = json.dumps({"message": message or HTTPStatus(code).phrase}).encode()
         try:
