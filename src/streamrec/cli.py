@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import codecs
 import gzip
+import heapq
 import json
 import logging
 import os
@@ -1469,18 +1471,52 @@ class RecordsKeptFailing(Exception):
 
 
 PUT_ATTEMPTS = 8  # per call, with backoff from 0.1 s to 2 s: some 7 s in all
+# How many of one partition key's records a load may have put past its first record not yet
+# taken (the resume point): fewer than the ingest's duplicate window (a user's last 100 event
+# ids, Settings.recent_event_ids_kept), so that those sent again on resuming are all ignored.
+AHEAD_PER_KEY = 99
 
 
-def _next_call(entries: Sequence[dict[str, Any]], start: int, most: int) -> int:
-    """The end of the PutRecords call that starts at ``start``: up to ``most`` entries, and
-    never two of one partition key, so that a refused record, sent again, still reaches its
-    shard before its key's next record."""
-    keys: set[str] = set()
-    end = start
-    while end < len(entries) and end - start < most and entries[end]["PartitionKey"] not in keys:
-        keys.add(entries[end]["PartitionKey"])
-        end += 1
-    return end
+class _Calls:
+    """The PutRecords calls of a load, in turn: each holds the earliest record not yet taken
+    of up to ``most`` keys, the keys whose earliest is earliest first, and never two records
+    of one key, so that a refused record, sent again before the next call, still reaches
+    its shard before its key's next one. A key is left out of a call while AHEAD_PER_KEY of
+    its records are taken past the earliest record of all not yet taken (``first``)."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.positions: dict[str, list[int]] = {}
+        for index, key in enumerate(keys):
+            self.positions.setdefault(key, []).append(index)
+        self.taken_of = dict.fromkeys(self.positions, 0)  # each key's records taken: a prefix
+        self.taken = [False] * len(keys)
+        self.count = 0  # records taken
+        self.first = 0  # the earliest record not yet taken
+        self.waiting = [(indices[0], key) for key, indices in self.positions.items()]
+        heapq.heapify(self.waiting)
+
+    def next(self, most: int) -> list[int]:
+        call: list[int] = []
+        held_back: list[tuple[int, str]] = []
+        while self.waiting and len(call) < most:
+            index, key = heapq.heappop(self.waiting)
+            before_first = bisect.bisect_left(self.positions[key], self.first)
+            if self.taken_of[key] - before_first >= AHEAD_PER_KEY:
+                held_back.append((index, key))
+            else:
+                call.append(index)
+        for entry in held_back:
+            heapq.heappush(self.waiting, entry)
+        return sorted(call)
+
+    def took(self, index: int, key: str) -> None:
+        self.taken[index] = True
+        self.count += 1
+        self.taken_of[key] += 1
+        if self.taken_of[key] < len(self.positions[key]):
+            heapq.heappush(self.waiting, (self.positions[key][self.taken_of[key]], key))
+        while self.first < len(self.taken) and self.taken[self.first]:
+            self.first += 1
 
 
 def put_stream_records(
@@ -1494,12 +1530,12 @@ def put_stream_records(
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] | None = None,
 ) -> None:
-    """PutRecords of ``entries`` (``{"Data", "PartitionKey"}``) in order, each call a run of
-    up to 500 consecutive entries holding each partition key once, retrying the records a
-    call reports as failed (a shard's write limit: throttled) up to PUT_ATTEMPTS times
-    before the next call, then :class:`RecordsKeptFailing`. So each key's records reach
-    the stream in their order, and the entries taken when it stops are all those before a
-    call's first refused one plus, after it, at most one of each key.
+    """PutRecords of ``entries`` (``{"Data", "PartitionKey"}``) so that each key's records
+    reach the stream in their order (see :class:`_Calls`), retrying the records a call
+    reports as failed (a shard's write limit: throttled) up to PUT_ATTEMPTS times before
+    the next call, then :class:`RecordsKeptFailing`. When it stops, the entries taken are
+    all those before the first one not taken and, past it, at most AHEAD_PER_KEY of each
+    key, the key's first ones there.
 
     ``rate``: at most that many records per second (calls of at most a second's worth).
     ``accepted``: one flag per entry, set as the stream takes it, so that a caller stopped
@@ -1507,15 +1543,15 @@ def put_stream_records(
     unless given (looked up at each call, so that tests can stand in for them)."""
     sleep, clock = sleep or time.sleep, clock or time.monotonic
     most = CATALOG_PUT_CHUNK if rate is None else max(1, min(CATALOG_PUT_CHUNK, int(rate)))
-    started = clock()
-    start = 0
-    while start < len(entries):
+    calls = _Calls([entry["PartitionKey"] for entry in entries])
+    started, sent = clock(), 0
+    while calls.first < len(entries):
         if rate is not None:
-            wait = started + start / rate - clock()
+            wait = started + sent / rate - clock()
             if wait > 0:
                 sleep(wait)
-        end = _next_call(entries, start, most)
-        pending = list(range(start, end))
+        pending = calls.next(most)
+        sent += len(pending)
         for attempt in range(PUT_ATTEMPTS):
             response = kinesis.put_records(StreamName=stream, Records=[entries[i] for i in pending])
             failed, codes = [], []
@@ -1523,16 +1559,17 @@ def put_stream_records(
                 if "ErrorCode" in result:
                     failed.append(index)
                     codes.append(str(result["ErrorCode"]))
-                elif accepted is not None:
-                    accepted[index] = True
+                else:
+                    calls.took(index, entries[index]["PartitionKey"])
+                    if accepted is not None:
+                        accepted[index] = True
             pending = failed
             if not pending:
                 break
             sleep(min(0.1 * 2**attempt, 2.0))
         else:
             raise RecordsKeptFailing(len(pending), codes)
-        progress(end, len(entries))
-        start = end
+        progress(calls.count, len(entries))
 
 
 def put_catalog_records(

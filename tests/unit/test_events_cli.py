@@ -201,6 +201,33 @@ def test_a_refused_record_still_reaches_the_stream_before_its_keys_next_one():
     assert alone.taken == ["e0", "e1", "e2"]
 
 
+def test_a_key_gets_at_most_ahead_per_key_records_past_the_first_one_not_taken():
+    # u0 has 300 events first, u1 200 after them: calls take one of each, so u1 runs ahead of
+    # the resume point (u0's next event) until it holds AHEAD_PER_KEY there, then waits.
+    keys = ["u0"] * 300 + ["u1"] * 200
+    entries = [
+        {"Data": json.dumps(event(n, user=key)).encode(), "PartitionKey": key} for n, key in enumerate(keys)
+    ]
+    kinesis = RefusingKinesis()
+    accepted = [False] * len(entries)
+    most_ahead = 0
+
+    def progress(done, total):
+        nonlocal most_ahead
+        first = accepted.index(False) if False in accepted else len(accepted)
+        most_ahead = max(most_ahead, sum(accepted[first:]))
+
+    put_stream_records(kinesis, "s", entries, progress, accepted=accepted, sleep=lambda _: None)
+    assert most_ahead == streamrec.cli.AHEAD_PER_KEY
+    for key in ("u0", "u1"):
+        mine = [int(e[1:]) for e in kinesis.taken if keys[int(e[1:])] == key]
+        assert mine == sorted(mine) and len(mine) == keys.count(key)
+    # 99 of u1's ride along with u0's first 99; the other 101 wait until u0's 300 are taken.
+    assert len(kinesis.calls) == 300 + 101
+    # Resuming sends those again: the ingest must still hold all of them as duplicates.
+    assert Settings().recent_event_ids_kept > streamrec.cli.AHEAD_PER_KEY
+
+
 def test_rate_paces_the_calls():
     now = [0.0]
     slept: list[float] = []
