@@ -1860,9 +1860,9 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
         _status(f"sent {done}/{total} events")
 
     def interrupted() -> str:
-        # Calls hold one event per user, so past the first event not taken the stream holds
-        # at most one of each user, its latest: sent again on resuming, it is ignored as a
-        # duplicate (same user and event_id).
+        # Past the first event not taken the stream holds at most AHEAD_PER_KEY events of
+        # each user, the user's first ones there: sent again on resuming, they are ignored
+        # as duplicates (same user and event_id, within the ingest's window).
         sent = args.skip + (accepted.index(False) if False in accepted else len(accepted))
         return (
             f"the stream has the first {sent} of the file's {len(loaded.events)} events (timestamp "
