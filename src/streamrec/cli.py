@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import bisect
 import codecs
 import gzip
 import heapq
@@ -1494,19 +1493,24 @@ class _Calls:
         self.first = 0  # the earliest record not yet taken
         self.waiting = [(indices[0], key) for key, indices in self.positions.items()]
         heapq.heapify(self.waiting)
+        self.parked: list[tuple[int, int, str]] = []  # (freed once first passes it, index, key)
 
     def next(self, most: int) -> list[int]:
+        # A key held back waits in ``parked`` until ``first`` passes the index that frees it,
+        # instead of being looked at again by every call.
+        while self.parked and self.parked[0][0] < self.first:
+            _, index, key = heapq.heappop(self.parked)
+            heapq.heappush(self.waiting, (index, key))
         call: list[int] = []
-        held_back: list[tuple[int, str]] = []
         while self.waiting and len(call) < most:
             index, key = heapq.heappop(self.waiting)
-            before_first = bisect.bisect_left(self.positions[key], self.first)
-            if self.taken_of[key] - before_first >= AHEAD_PER_KEY:
-                held_back.append((index, key))
+            taken = self.taken_of[key]
+            # Its records taken at or past ``first`` number AHEAD_PER_KEY when the one taken
+            # AHEAD_PER_KEY before its latest is still at or past ``first``.
+            if taken >= AHEAD_PER_KEY and self.positions[key][taken - AHEAD_PER_KEY] >= self.first:
+                heapq.heappush(self.parked, (self.positions[key][taken - AHEAD_PER_KEY], index, key))
             else:
                 call.append(index)
-        for entry in held_back:
-            heapq.heappush(self.waiting, entry)
         return sorted(call)
 
     def took(self, index: int, key: str) -> None:
