@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -557,7 +557,27 @@ def refuse_unknown_query_parameters(
                 takes += "; parameters such as k go in the JSON body"
             noun = "parameters" if len(unknown) > 1 else "parameter"
             return _error(400, "bad_request", f"unknown query {noun} {_named(unknown)} ({takes})")
+        undecodable = _not_utf8(app.current_event.raw_query_string)
+        if undecodable:
+            # Decoded leniently (U+FFFD) a value would filter by a name no one sent; a path
+            # id of such bytes is refused as malformed alike.
+            return _error(
+                400, "bad_request", f"query parameter {undecodable!r} is not UTF-8 once percent-decoded"
+            )
     return next_middleware(app)
+
+
+def _not_utf8(raw_query: str) -> str:
+    """The name of the first query parameter whose name or value is not UTF-8 once
+    percent-decoded ("" if none)."""
+    for pair in (raw_query or "").split("&"):
+        name, _, value = pair.partition("=")
+        for part in (name, value):
+            try:
+                unquote_plus(part, errors="strict")
+            except UnicodeDecodeError:
+                return unquote_plus(name)
+    return ""
 
 
 def build_app(

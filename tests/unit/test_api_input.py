@@ -244,3 +244,17 @@ def test_a_lone_surrogate_in_the_body_is_named_as_such(unreachable, body, field)
         400,
         {"error": "bad_request", "message": f"{field} is not valid Unicode text"},
     )
+
+
+def test_a_query_value_that_is_not_utf8_is_refused_like_a_path_id(engine_app):
+    # API Gateway passes the raw query too: %FF decodes to no character (leniently U+FFFD,
+    # which would filter by a category no one sent).
+    event = _event("GET", "/users/u1/recommendations", {"category": "\ufffd"})
+    event["rawQueryString"] = "category=%FF"
+    assert _answer(engine_app, event) == (
+        400,
+        {"error": "bad_request", "message": "query parameter 'category' is not UTF-8 once percent-decoded"},
+    )
+    fine = _event("GET", "/users/u1/recommendations", {"category": "café", "k": "3"})
+    fine["rawQueryString"] = "category=caf%C3%A9&k=3"
+    assert _answer(engine_app, fine)[0] == 200
