@@ -35,6 +35,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -1689,6 +1690,12 @@ def _add_events(subparsers: Any) -> None:
         action="store_true",
         help="send even when the backlog would outlast the stream's retention",
     )
+    load.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the file and say what would be sent, send nothing (no local stack needed; "
+        "with --stream, the stream's shards and retention are checked too)",
+    )
     _add_target_arguments(load, "--stream")
     load.set_defaults(func=_cmd_events_load)
     events.set_defaults(func=lambda args: events.print_help() or 2)
@@ -1837,6 +1844,30 @@ def _check_retention(
     )
 
 
+def _events_dry_run(args: argparse.Namespace, events: Sequence[dict[str, Any]]) -> int:
+    """What ``events load`` would send, and with --stream the stream's check; nothing sent."""
+    from streamrec.events import epoch_seconds
+
+    times = [epoch_seconds(event["timestamp"]) for event in events]
+    kinds: dict[str, int] = {}
+    for event in events:
+        kinds[event["event_type"]] = kinds.get(event["event_type"], 0) + 1
+    users = len({event["user_id"] for event in events})
+    print(
+        f"{_counted(len(events), 'event')} of {_counted(users, 'user')} to send, "
+        f"{datetime.fromtimestamp(min(times), UTC):%Y-%m-%d %H:%M:%S} to "
+        f"{datetime.fromtimestamp(max(times), UTC):%Y-%m-%d %H:%M:%S} UTC: "
+        + ", ".join(f"{kinds[kind]} {kind}" for kind in sorted(kinds)),
+        file=sys.stderr,
+    )
+    if args.stream is not None:
+        target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
+        with target.failures():
+            _check_retention(target.client("kinesis"), target.name, events, args)
+    print("dry run: nothing sent", file=sys.stderr)
+    return 0
+
+
 def _cmd_events_load(args: argparse.Namespace) -> int:
     loaded = read_event_file(args.file)
     if loaded.duplicates:
@@ -1855,6 +1886,8 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
             f"error: nothing sent; --skip {args.skip} leaves none of the file's {len(loaded.events)} events"
         )
     events = loaded.events[args.skip :]
+    if args.dry_run:
+        return _events_dry_run(args, events)
     target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
     stream = target.name
     entries = [{"Data": event_record_data(e), "PartitionKey": e["user_id"]} for e in events]

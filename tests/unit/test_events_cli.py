@@ -387,3 +387,29 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
         assert failed.value.code == 2 and expected in capsys.readouterr().err
     with pytest.raises(SystemExit, match="start the local stack"):
         main(["events", "load", str(path), "--outputs", str(tmp_path / "outputs.json")])
+
+
+def test_a_dry_run_checks_the_file_and_sends_nothing(aws, tmp_path, monkeypatch, capsys):
+    rows = [event(2, user="u2", event_type="purchase"), event(1), event(3, event_type="add_to_cart")]
+    path = write_lines(tmp_path / "events.jsonl", rows)
+    # No local stack needed: the file alone.
+    assert main(["events", "load", str(path), "--dry-run", "--outputs", str(tmp_path / "none.json")]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "3 events of 2 users to send, 2025-11-24 16:00:01 to 2025-11-24 16:00:03 UTC: "
+        "1 add_to_cart, 1 purchase, 1 view"
+    ) in err
+    assert err.rstrip().endswith("dry run: nothing sent")
+    # With --stream, the stream's check too; still nothing on the stream.
+    stream = aws.streams["EventStream"].name
+    assert main(["events", "load", str(path), "--stream", stream, "--dry-run", "--skip", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "2 events of 2 users to send" in err and f"2 events: the ingest of {stream}'s 1 shard" in err
+    assert stream_records(stream) == []
+    # A load the stream's retention would refuse is refused by its dry run alike.
+    monkeypatch.setattr(streamrec.cli, "INGEST_EVENTS_PER_SHARD_SECOND", 1 / (24 * 3600))
+    with pytest.raises(SystemExit, match="and those past it are lost"):
+        main(["events", "load", str(path), "--stream", stream, "--dry-run"])
+    bad = write_lines(tmp_path / "bad.jsonl", [{**event(1), "event_type": "click"}])
+    with pytest.raises(SystemExit, match="nothing sent; 1 invalid event"):
+        main(["events", "load", str(bad), "--dry-run"])
