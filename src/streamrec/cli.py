@@ -1364,8 +1364,8 @@ def _json_array(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
     return stop(position, "the array is not closed")
 
 
-def catalog_record_data(record: dict[str, Any]) -> bytes:
-    """A catalog record as it is put on the stream."""
+def stream_record_data(record: dict[str, Any]) -> bytes:
+    """A record (catalog record or user event) as it is put on the stream."""
     return json.dumps(record, separators=(",", ":")).encode()
 
 
@@ -1414,42 +1414,60 @@ def latest_per_item(
     return kept, superseded
 
 
-def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[str, Any]], list[Superseded]]:
-    """The validated item_upsert records of ``path`` (JSON lines, a JSON array or one JSON
-    object), as JSON objects to put on the stream, one per item (:func:`latest_per_item`),
-    and the records left out; SystemExit naming each invalid record's line otherwise."""
-    from streamrec.events import ITEM_UPSERT, InvalidEvent, parse_item_upsert
+def _checked_records(
+    path: Path, noun: str, verb: str, check: Callable[[Any], tuple[Any, dict[str, Any]]]
+) -> list[tuple[int, Any, dict[str, Any]]]:
+    """(line, parsed, record as sent) of every record of ``path`` (JSON lines, a JSON array or
+    one JSON object): ``check`` parses a decoded record (raising InvalidEvent with the reason)
+    and returns it with the record to send, which must also fit the ingest's size limit.
+    SystemExit ("nothing <verb>") naming every bad line, or when the file holds none."""
+    from streamrec.events import InvalidEvent
 
     text, json_lines = _read_text(path), _is_json_lines(path)
     if json_lines:
-        _refuse_an_array_over_lines(path, text, "record")
+        _refuse_an_array_over_lines(path, text, noun)
     records, undecodable = _catalog_records(text, json_lines=json_lines)
-    loaded_at = time.time() if now is None else now
-    valid, problems = [], []
+    valid: list[tuple[int, Any, dict[str, Any]]] = []
+    problems: list[tuple[int, str]] = []
     for line, record in records:
-        if isinstance(record, dict):
-            record = {"event_type": ITEM_UPSERT, "timestamp": loaded_at, **record}
         try:
-            upsert = parse_item_upsert(record)
+            parsed, sent = check(record)
         except InvalidEvent as error:
             problems.append((line, error.reason))
             continue
-        too_big = _oversized(catalog_record_data(record))
+        too_big = _oversized(stream_record_data(sent))
         if too_big:
             problems.append((line, too_big))
             continue
-        valid.append((line, upsert.timestamp, record))
+        valid.append((line, parsed, sent))
     # In line order; the sort is stable, so a record keeps its place before a syntax error
     # later on the same line.
     problems = sorted(problems + undecodable, key=lambda problem: problem[0])
     if problems:
         named = [f"{path} line {line}: {reason}" for line, reason in problems]
         raise SystemExit(
-            f"error: nothing loaded; {len(problems)} invalid record(s):\n" + _first_lines(named, 50)
+            f"error: nothing {verb}; {len(problems)} invalid {noun}(s):\n" + _first_lines(named, 50)
         )
     if not valid:
-        raise SystemExit(f"error: nothing loaded; {path} holds no records")
-    return latest_per_item(valid)
+        raise SystemExit(f"error: nothing {verb}; {path} holds no {noun}s")
+    return valid
+
+
+def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[str, Any]], list[Superseded]]:
+    """The validated item_upsert records of ``path`` (JSON lines, a JSON array or one JSON
+    object), as JSON objects to put on the stream, one per item (:func:`latest_per_item`),
+    and the records left out; SystemExit naming each invalid record's line otherwise."""
+    from streamrec.events import ITEM_UPSERT, parse_item_upsert
+
+    loaded_at = time.time() if now is None else now
+
+    def check(record: Any) -> tuple[Any, dict[str, Any]]:
+        if isinstance(record, dict):
+            record = {"event_type": ITEM_UPSERT, "timestamp": loaded_at, **record}
+        return parse_item_upsert(record), record
+
+    valid = _checked_records(path, "record", "loaded", check)
+    return latest_per_item([(line, upsert.timestamp, record) for line, upsert, record in valid])
 
 
 class RecordsKeptFailing(Exception):
@@ -1484,12 +1502,12 @@ class _Calls:
     its shard before its key's next one. A key is left out of a call while AHEAD_PER_KEY of
     its records are taken past the earliest record of all not yet taken (``first``)."""
 
-    def __init__(self, keys: Sequence[str]) -> None:
+    def __init__(self, keys: Sequence[str], taken: list[bool] | None = None) -> None:
         self.positions: dict[str, list[int]] = {}
         for index, key in enumerate(keys):
             self.positions.setdefault(key, []).append(index)
         self.taken_of = dict.fromkeys(self.positions, 0)  # each key's records taken: a prefix
-        self.taken = [False] * len(keys)
+        self.taken = taken if taken is not None else [False] * len(keys)  # by index
         self.count = 0  # records taken
         self.first = 0  # the earliest record not yet taken
         self.waiting = [(indices[0], key) for key, indices in self.positions.items()]
@@ -1548,7 +1566,7 @@ def put_stream_records(
     unless given (looked up at each call, so that tests can stand in for them)."""
     sleep, clock = sleep or time.sleep, clock or time.monotonic
     most = CATALOG_PUT_CHUNK if rate is None else max(1, min(CATALOG_PUT_CHUNK, int(rate)))
-    calls = _Calls([entry["PartitionKey"] for entry in entries])
+    calls = _Calls([entry["PartitionKey"] for entry in entries], accepted)
     started, sent = clock(), 0
     while calls.first < len(entries):
         if rate is not None:
@@ -1565,9 +1583,7 @@ def put_stream_records(
                     failed.append(index)
                     codes.append(str(result["ErrorCode"]))
                 else:
-                    calls.took(index, entries[index]["PartitionKey"])
-                    if accepted is not None:
-                        accepted[index] = True
+                    calls.took(index, entries[index]["PartitionKey"])  # sets accepted[index]
             pending = failed
             if not pending:
                 break
@@ -1582,7 +1598,7 @@ def put_catalog_records(
 ) -> None:
     """PutRecords in chunks of 500 (partition key = item_id, so one item's records keep
     their order), retrying the records a call reports as failed."""
-    entries = [{"Data": catalog_record_data(r), "PartitionKey": r["item_id"]} for r in records]
+    entries = [{"Data": stream_record_data(r), "PartitionKey": r["item_id"]} for r in records]
     try:
         put_stream_records(kinesis, stream, entries, progress)
     except RecordsKeptFailing as failing:
@@ -1710,47 +1726,21 @@ class EventFile:
     reordered: bool  # whether the file was not in timestamp order
 
 
-def event_record_data(event: dict[str, Any]) -> bytes:
-    """A user event as it is put on the stream."""
-    return json.dumps(event, separators=(",", ":")).encode()
-
-
 def read_event_file(path: Path) -> EventFile:
     """The valid user events of ``path`` (JSON lines, a JSON array or one JSON object),
     the first of each user's event_id, in timestamp order; SystemExit naming each invalid record's
     line otherwise (nothing is sent then)."""
     from streamrec.events import ITEM_UPSERT, InvalidEvent, parse_event
 
-    text, json_lines = _read_text(path), _is_json_lines(path)
-    if json_lines:
-        _refuse_an_array_over_lines(path, text, "event")
-    records, undecodable = _catalog_records(text, json_lines=json_lines)
-    valid: list[tuple[int, float, str, dict[str, Any]]] = []
-    problems: list[tuple[int, str]] = []
-    for line, record in records:
+    def check(record: Any) -> tuple[Any, dict[str, Any]]:
         if isinstance(record, dict) and record.get("event_type") == ITEM_UPSERT:
-            problems.append(
-                (line, "a catalog record (item_upsert): load those with `streamrec catalog load`")
-            )
-            continue
-        try:
-            event = parse_event(record)
-        except InvalidEvent as error:
-            problems.append((line, error.reason))
-            continue
-        too_big = _oversized(event_record_data(record))
-        if too_big:
-            problems.append((line, too_big))
-            continue
-        valid.append((line, event.timestamp, event.event_id, record))
-    problems = sorted(problems + undecodable, key=lambda problem: problem[0])
-    if problems:
-        named = [f"{path} line {line}: {reason}" for line, reason in problems]
-        raise SystemExit(
-            f"error: nothing sent; {len(problems)} invalid event(s):\n" + _first_lines(named, 50)
-        )
-    if not valid:
-        raise SystemExit(f"error: nothing sent; {path} holds no events")
+            raise InvalidEvent("a catalog record (item_upsert): load those with `streamrec catalog load`")
+        return parse_event(record), record
+
+    valid = [
+        (line, event.timestamp, event.event_id, record)
+        for line, event, record in _checked_records(path, "event", "sent", check)
+    ]
     # The ingest's duplicates are a user's events of one event_id: the first one counts.
     first_line: dict[tuple[str, str], int] = {}
     kept: list[tuple[float, dict[str, Any]]] = []
@@ -1890,7 +1880,7 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
         return _events_dry_run(args, events)
     target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
     stream = target.name
-    entries = [{"Data": event_record_data(e), "PartitionKey": e["user_id"]} for e in events]
+    entries = [{"Data": stream_record_data(e), "PartitionKey": e["user_id"]} for e in events]
     accepted = [False] * len(entries)
 
     def progress(done: int, total: int) -> None:

@@ -519,6 +519,7 @@ class DynamoItemStatsRepository:
 # collaborative lists share ``categories``; the content list, derived from the catalog as it
 # was when computed, has its own ``content_categories``.
 _COLLABORATIVE_LISTS = ("neighbours", "extended", "complements")
+_ROW_LISTS = frozenset({*_COLLABORATIVE_LISTS, "content"})
 
 
 def _decode_neighbours(item: dict[str, Any], name: str, categories: list[str]) -> list[Neighbour]:
@@ -553,10 +554,9 @@ def _encode_neighbours(row: SimilarityRow) -> dict[str, Any]:
     return encoded
 
 
-def _row_from_item(item: dict[str, Any], lists: Collection[str] | None = None) -> SimilarityRow:
-    """A stored row; with ``lists``, only those of its lists are decoded (the others empty:
-    the similarity function reads thousands of rows per batch for one list of each)."""
-    wanted = set(lists) if lists is not None else {*_COLLABORATIVE_LISTS, "content"}
+def _row_from_item(item: dict[str, Any], wanted: frozenset[str] = _ROW_LISTS) -> SimilarityRow:
+    """A stored row; only the lists ``wanted`` are decoded (the others empty: the similarity
+    function reads thousands of rows per batch for one list of each)."""
     categories = (
         json.loads(item.get("categories", {}).get("S", "[]"))
         if not wanted.isdisjoint(_COLLABORATIVE_LISTS)
@@ -691,6 +691,7 @@ class DynamoSimilarityRepository:
         row_lists: Collection[str] | None = None,
     ) -> tuple[dict[str, SimilarityRow], dict[str, PopularList]]:
         wanted = list(dict.fromkeys([*item_ids, *lists]))
+        wanted_lists = frozenset(row_lists) if row_lists is not None else _ROW_LISTS
         list_names = set(lists)
         rows: dict[str, SimilarityRow] = {}
         found: dict[str, PopularList] = {name: PopularList() for name in lists}
@@ -702,7 +703,7 @@ class DynamoSimilarityRepository:
                 if digests:
                     split[key] = digests
             else:
-                row = _row_from_item(item, row_lists)
+                row = _row_from_item(item, wanted_lists)
                 rows[row.item_id] = row
         if split:  # a second read, only for lists too large for one row
             for name in self._fill_parts(found, split, consistent):
