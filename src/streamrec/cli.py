@@ -8,7 +8,8 @@ serves until Ctrl-C. Each subcommand is one ``_add_<name>`` (its arguments) and 
 ``streamrec faults`` runs the fault-injection and poison-record replays (README,
 "Reliability and security"); ``streamrec dlq list|redrive`` lists and re-drives the
 dead-letter queue of the local stack or, with ``--queue-url``, of a deployed stack.
-``streamrec coupons load FILE`` creates or redefines coupons (local stack or ``--table``).
+``streamrec coupons load FILE`` creates or redefines coupons (local stack or ``--table``);
+``streamrec coupons prune`` takes expired coupons out of every scope's index.
 ``streamrec openapi`` prints or writes the HTTP API's OpenAPI document.
 ``streamrec catalog load FILE`` puts catalog records (``item_upsert``) on the event stream
 (local stack or ``--stream``); ``streamrec events load FILE`` puts past user events there
@@ -993,7 +994,7 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
 def _add_coupons(subparsers: Any) -> None:
     coupons = subparsers.add_parser(
         "coupons",
-        help="load coupon definitions into the coupons table",
+        help="load coupon definitions into the coupons table, or prune expired ones from its index",
         description="Coupons live in CouponsTable. By default the local stack's table "
         "(.local/outputs.json, written by `streamrec run`); on AWS pass --table (the CouponsTableName "
         "output) and use your usual AWS credentials.",
@@ -1010,6 +1011,18 @@ def _add_coupons(subparsers: Any) -> None:
     load.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
     _add_target_arguments(load, "--table")
     load.set_defaults(func=_cmd_coupons_load)
+    prune = actions.add_parser(
+        "prune",
+        help="take expired coupons out of every scope's index (upkeep after campaigns end)",
+        description="A definition prunes its own scope, so a scope no longer defined in keeps its "
+        "expired coupons listed: each request for a user of that scope reads them (never offers "
+        "them). This reads the whole table once (a Scan) and takes every expired coupon out of "
+        "the index; the coupon rows stay (their redemption counts are the shop's record). Safe "
+        "to run at any time, also while coupons are being defined.",
+    )
+    prune.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
+    _add_target_arguments(prune, "--table")
+    prune.set_defaults(func=_cmd_coupons_prune)
     coupons.set_defaults(func=lambda args: coupons.print_help() or 2)
 
 
@@ -1171,7 +1184,7 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
     print(f"loaded {len(coupons)} coupon(s) into {target.name}")
     scopes = sorted({key for _, spec in coupons for key in scope_keys(spec.scope)})
     try:
-        pruned = repository.prune_expired(scopes, time.time())
+        pruned = len(repository.prune_expired(scopes, time.time()))
     except RepositoryError as error:
         # The load is done; a stale index entry costs reads, never an offer.
         print(
@@ -1184,6 +1197,38 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
         print(
             f"{pruned} expired coupon(s) left the index of the loaded coupons' scopes (never offered again)"
         )
+    return 0
+
+
+# Scope index rows pruned per step of `coupons prune` (a progress line each).
+PRUNE_SCOPES_PER_STEP = 100
+
+
+def _cmd_coupons_prune(args: argparse.Namespace) -> int:
+    from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
+
+    target = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
+    checked, pruned = 0, set()
+
+    def interrupted() -> str:
+        # A prune takes out only what has expired: running it again is safe.
+        return f"{len(pruned)} expired coupon(s) left the index of {checked} scope(s) before it stopped"
+
+    with target.failures(interrupted, again="re-run"):
+        repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
+        _status(f"reading the scope index of {target.name}")
+        scopes = repository.indexed_scopes()
+        # One clock for the whole run: a coupon expiring meanwhile is left for the next one.
+        now = time.time()
+        for start in range(0, len(scopes), PRUNE_SCOPES_PER_STEP):
+            step = scopes[start : start + PRUNE_SCOPES_PER_STEP]
+            pruned |= repository.prune_expired(step, now)
+            checked += len(step)
+            _status(f"checked {checked}/{len(scopes)} scopes", done=checked == len(scopes))
+    print(
+        f"{len(pruned)} expired coupon(s) left the index of {target.name} "
+        f"({len(scopes)} scope(s) checked; never offered again, their rows kept)"
+    )
     return 0
 
 

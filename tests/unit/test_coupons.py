@@ -914,7 +914,7 @@ def test_defining_a_coupon_prunes_the_expired_ones_of_its_scope(aws):
         # Without a clock (an old caller), nothing is pruned.
         repository.put("late", spec(scope={"category": "kitchen"}, valid_to=NOW + 30 * DAY))
         assert repository.in_scope(["cat:kitchen"]) == {"other-category", "late"}, name
-        assert repository.prune_expired(["cat:kitchen", "cat:none"], NOW + DAY) == 1, name
+        assert len(repository.prune_expired(["cat:kitchen", "cat:none"], NOW + DAY)) == 1, name
         assert repository.in_scope(["cat:kitchen"]) == {"late"}, name
         # The coupons themselves stay readable (their redemptions are the shop's record).
         assert set(repository.get_many(["week0", "other-category"])) == {"week0", "other-category"}, name
@@ -938,9 +938,9 @@ def test_a_coupon_redefined_while_its_scope_is_pruned_keeps_its_entry(aws, monke
         return real_call(operation, **kwargs)
 
     monkeypatch.setattr(table, "call", redefine_first)
-    assert repository.prune_expired(["cat:camping"], NOW + DAY) == 0  # cancelled: nothing removed
+    assert len(repository.prune_expired(["cat:camping"], NOW + DAY)) == 0  # cancelled: nothing removed
     assert repository.in_scope(["cat:camping"]) == {"old", "gone"}
-    assert repository.prune_expired(["cat:camping"], NOW + DAY) == 1  # next time: the absent id
+    assert len(repository.prune_expired(["cat:camping"], NOW + DAY)) == 1  # next time: the absent id
     assert repository.in_scope(["cat:camping"]) == {"old"}
 
 
@@ -958,7 +958,7 @@ def test_a_prune_between_the_index_and_the_row_write_cannot_unindex_a_redefiniti
         # the row still expired and takes the entry out before the row is written.
         if operation == "update_item" and kwargs["Key"] == {"coupon_id": {"S": "c"}} and not pruned:
             monkeypatch.setattr(table, "call", real_call)
-            pruned.append(repository.prune_expired(["cat:camping"], NOW + DAY))
+            pruned.append(len(repository.prune_expired(["cat:camping"], NOW + DAY)))
             monkeypatch.setattr(table, "call", prune_before_the_row_write)
         return real_call(operation, **kwargs)
 
@@ -1005,5 +1005,71 @@ def test_a_prune_that_fails_leaves_the_definition_done(aws, monkeypatch):
 def test_a_prune_counts_coupons_not_index_entries(aws):
     for name, repository in _both(aws).items():
         repository.put("pair-deal", spec(scope={"items": ["tent", "stove"]}, valid_to=NOW))
-        assert repository.prune_expired(["item:tent", "item:stove"], NOW) == 1, name
+        assert len(repository.prune_expired(["item:tent", "item:stove"], NOW)) == 1, name
         assert repository.in_scope(["item:tent", "item:stove"]) == set(), name
+
+
+def test_indexed_scopes_lists_the_scopes_that_list_a_coupon(aws):
+    for name, repository in _both(aws).items():
+        assert repository.indexed_scopes() == [], name
+        repository.put("camp", spec())
+        repository.put("pair", spec(scope={"items": ["tent", "stove"]}, valid_to=NOW))
+        assert repository.indexed_scopes() == ["cat:camping", "item:stove", "item:tent"], name
+        # A scope whose every coupon was pruned lists none: it is not listed.
+        assert repository.prune_expired(["item:tent", "item:stove"], NOW) == {"pair"}, name
+        assert repository.indexed_scopes() == ["cat:camping"], name
+
+
+def test_indexed_scopes_reads_every_page_of_the_scan(aws, monkeypatch):
+    import boto3
+
+    table = DynamoTable(aws.tables["CouponsTable"].name, boto3.client("dynamodb"))
+    repository = DynamoCouponRepository(table)
+    for n in range(5):
+        repository.put(f"c{n}", spec(scope={"category": f"cat{n}"}))
+    real_call = table.call
+    pages = []
+
+    def small_pages(operation, **kwargs):
+        if operation == "scan":
+            pages.append(kwargs.get("ExclusiveStartKey"))
+            kwargs["Limit"] = 3  # rows examined per page, coupon rows included
+        return real_call(operation, **kwargs)
+
+    monkeypatch.setattr(table, "call", small_pages)
+    assert repository.indexed_scopes() == [f"cat:cat{n}" for n in range(5)]
+    assert len(pages) >= 4 and pages[0] is None
+
+
+def test_coupons_prune_command_takes_expired_coupons_out_of_every_scope(aws, capsys, monkeypatch):
+    import boto3
+
+    import streamrec.cli
+
+    table = aws.tables["CouponsTable"].name
+    repository = DynamoCouponRepository(DynamoTable(table, boto3.client("dynamodb")))
+    now = time.time()
+    # Scopes never defined in again, so no definition prunes them: 3 category scopes and
+    # an item-list coupon expired, a live coupon beside one of them.
+    for category in ("tents", "stoves", "toys"):
+        repository.put(
+            f"old-{category}",
+            spec(scope={"category": category}, valid_from=now - 9 * DAY, valid_to=now - DAY),
+        )
+    repository.put(
+        "old-pair", spec(scope={"items": ["tent", "stove"]}, valid_from=now - 9 * DAY, valid_to=now - DAY)
+    )
+    repository.put("live-toys", spec(scope={"category": "toys"}, valid_from=now - DAY, valid_to=now + DAY))
+    monkeypatch.setattr(streamrec.cli, "PRUNE_SCOPES_PER_STEP", 2)  # several steps: counted once each
+    assert main(["coupons", "prune", "--table", table]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"4 expired coupon(s) left the index of {table} (5 scope(s) checked; never offered again, their rows kept)"
+    ]
+    assert captured.err.splitlines()[-1] == "checked 5/5 scopes"
+    assert repository.indexed_scopes() == ["cat:toys"]
+    assert repository.in_scope(["cat:toys", "cat:tents", "item:tent"]) == {"live-toys"}
+    assert set(repository.get_many(["old-tents", "old-pair"])) == {"old-tents", "old-pair"}  # rows kept
+    # Again: nothing left to take out.
+    assert main(["coupons", "prune", "--table", table]) == 0
+    assert capsys.readouterr().out.startswith(f"0 expired coupon(s) left the index of {table} (1 scope(s)")

@@ -160,11 +160,16 @@ class CouponRepository(Protocol):
         removed from a previous scope's); given ``now``, those rows are then pruned."""
         ...
 
-    def prune_expired(self, scope_keys: Sequence[str], now: float, limit: int | None = None) -> int:
+    def prune_expired(self, scope_keys: Sequence[str], now: float, limit: int | None = None) -> set[str]:
         """Take the coupons expired by ``now`` (and ids without a coupon) out of these scope
         keys' index, so that it does not grow with every past campaign; a coupon redefined
         concurrently keeps its entry. ``limit``: check at most that many of the listed ids
-        (see :func:`prune_candidates`). Returns how many coupons were taken out."""
+        (see :func:`prune_candidates`). Returns the ids of the coupons taken out."""
+        ...
+
+    def indexed_scopes(self) -> list[str]:
+        """Every scope key that has an index row, sorted: a whole-table read, for the
+        ``coupons prune`` upkeep command only (requests read by key)."""
         ...
 
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]: ...

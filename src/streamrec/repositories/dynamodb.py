@@ -1146,7 +1146,7 @@ class DynamoCouponRepository:
             )
         raise ConcurrentUpdateError(f"coupon {coupon_id} kept changing while it was redefined")
 
-    def prune_expired(self, scope_keys: Sequence[str], now: float, limit: int | None = None) -> int:
+    def prune_expired(self, scope_keys: Sequence[str], now: float, limit: int | None = None) -> set[str]:
         """Take out of these scopes' index rows the coupons expired by ``now`` (``valid_to
         <= now``) and ids without a coupon row (of ``limit`` ids drawn at random when they
         list more). One transaction per index row (per 99 ids), on condition that each
@@ -1159,7 +1159,7 @@ class DynamoCouponRepository:
         members = {row["coupon_id"]["S"]: set(row.get("coupons", {}).get("SS", [])) for row in index_rows}
         listed = prune_candidates(set().union(*members.values()), limit)
         if not listed:
-            return 0
+            return set()
         stored = {
             item["coupon_id"]["S"]: item
             for item in self.table.batch_get([self._key(c) for c in listed], consistent=True)
@@ -1204,7 +1204,26 @@ class DynamoCouponRepository:
                         raise
                     continue
                 removed.update(chunk)
-        return len(removed)
+        return removed
+
+    def indexed_scopes(self) -> list[str]:
+        """A Scan of the keys alone (paged), keeping the index rows that list a coupon (a
+        row whose every coupon was pruned has no ``coupons`` attribute left)."""
+        scopes = []
+        options: dict[str, Any] = {
+            "TableName": self.table.name,
+            "ProjectionExpression": "coupon_id",
+            "FilterExpression": "begins_with(coupon_id, :prefix) AND attribute_exists(coupons)",
+            "ExpressionAttributeValues": {":prefix": {"S": SCOPE_ROW_PREFIX}},
+        }
+        while True:
+            page = self.table.call("scan", **options)
+            scopes += [
+                item["coupon_id"]["S"].removeprefix(SCOPE_ROW_PREFIX) for item in page.get("Items", [])
+            ]
+            if "LastEvaluatedKey" not in page:
+                return sorted(scopes)
+            options["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]:
         keys = [self._key(c) for c in sorted(set(coupon_ids))]

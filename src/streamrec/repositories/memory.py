@@ -240,7 +240,7 @@ class InMemoryCouponRepository:
             self.prune_expired(coupon.scope_keys(), now, limit=PRUNE_SAMPLE)
         return replace(coupon)
 
-    def prune_expired(self, scope_keys: Sequence[str], now: float, limit: int | None = None) -> int:
+    def prune_expired(self, scope_keys: Sequence[str], now: float, limit: int | None = None) -> set[str]:
         keys = list(dict.fromkeys(scope_keys))
         checked = prune_candidates(set().union(*(self.index.get(key, set()) for key in keys)), limit)
         expired = {c for c in checked if c not in self.rows or self.rows[c].spec.valid_to <= now}
@@ -249,7 +249,10 @@ class InMemoryCouponRepository:
             gone = self.index.get(key, set()) & expired
             self.index[key] -= gone
             removed |= gone
-        return len(removed)
+        return removed
+
+    def indexed_scopes(self) -> list[str]:
+        return sorted(key for key, listed in self.index.items() if listed)
 
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]:
         return {c: replace(self.rows[c]) for c in coupon_ids if c in self.rows}
