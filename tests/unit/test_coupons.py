@@ -1064,7 +1064,8 @@ def test_coupons_prune_command_takes_expired_coupons_out_of_every_scope(aws, cap
     assert main(["coupons", "prune", "--table", table]) == 0
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [
-        f"4 expired coupon(s) left the index of {table} (5 scope(s) checked; never offered again, their rows kept)"
+        f"4 expired coupon(s) left the index of {table} "
+        "(5 scope(s) checked; never offered again, their rows kept)"
     ]
     assert captured.err.splitlines()[-1] == "checked 5/5 scopes"
     assert repository.indexed_scopes() == ["cat:toys"]
