@@ -1208,7 +1208,7 @@ def _cmd_coupons_prune(args: argparse.Namespace) -> int:
     from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 
     target = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
-    checked, pruned = 0, set()
+    checked, pruned = 0, set[str]()
 
     def interrupted() -> str:
         # A prune takes out only what has expired: running it again is safe.
