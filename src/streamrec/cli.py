@@ -33,6 +33,7 @@ import threading
 import time
 import urllib.parse
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -1026,16 +1027,39 @@ def _add_coupons(subparsers: Any) -> None:
     coupons.set_defaults(func=lambda args: coupons.print_help() or 2)
 
 
-def _json_lines(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
-    """(line, value) of each non-blank line that decodes, and (line, problem) of each that
-    does not: one bad line must not hide the others."""
-    records, problems = [], []
-    for number, line in enumerate(text.splitlines(), 1):
+def _text_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(number, line) of ``text``'s lines, one at a time (a backfill's file holds millions),
+    split at newlines only: unlike str.splitlines, not inside a JSON string holding a raw
+    U+2028, U+0085 or form feed, which JSON allows."""
+    start, number = 0, 1
+    while start < len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            end = len(text)
+        yield number, text[start:end]
+        start, number = end + 1, number + 1
+
+
+def _json_line_values(text: str) -> Iterator[tuple[int, Any, str]]:
+    """(line, value, "") of each non-blank line that decodes and (line, None, problem) of
+    each that does not, one at a time: one bad line must not hide the others."""
+    for number, line in _text_lines(text):
         if line.strip():
             try:
-                records.append((number, json.loads(line)))
+                yield number, json.loads(line), ""
             except ValueError as error:
-                problems.append((number, f"not valid JSON: {_json_problem(error)}"))
+                yield number, None, f"not valid JSON: {_json_problem(error)}"
+
+
+def _json_lines(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+    """(line, value) of each non-blank line that decodes, and (line, problem) of each that
+    does not."""
+    records, problems = [], []
+    for number, value, problem in _json_line_values(text):
+        if problem:
+            problems.append((number, problem))
+        else:
+            records.append((number, value))
     return records, problems
 
 
@@ -1330,17 +1354,15 @@ def _add_catalog(subparsers: Any) -> None:
     catalog.set_defaults(func=lambda args: catalog.print_help() or 2)
 
 
-def _catalog_records(
-    text: str, json_lines: bool = False
-) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
-    """(line, value) of each record of JSON lines (always, for ``json_lines``: a .jsonl file),
-    of a JSON array or of one JSON object spanning several lines, and (line, problem) of
+def _catalog_records(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+    """(line, value) of each record of a file not named as JSON lines: JSON lines all the
+    same, a JSON array or one JSON object spanning several lines, and (line, problem) of
     each undecodable part. An array is read up to its first syntax error only: past it,
     where the next record starts is a guess."""
     stripped = text.lstrip()
-    if json_lines or not stripped.startswith("["):
+    if not stripped.startswith("["):
         records, problems = _json_lines(text)
-        if json_lines or not problems or not stripped.startswith("{"):
+        if not problems or not stripped.startswith("{"):
             return records, problems
         if any(isinstance(value, dict) for _, value in records):
             return records, problems
@@ -1459,35 +1481,57 @@ def latest_per_item(
     return kept, superseded
 
 
-def _checked_records(
-    path: Path, noun: str, verb: str, check: Callable[[Any], tuple[Any, dict[str, Any]]]
-) -> list[tuple[int, Any, dict[str, Any]]]:
-    """(line, parsed, record as sent) of every record of ``path`` (JSON lines, a JSON array or
-    one JSON object): ``check`` parses a decoded record (raising InvalidEvent with the reason)
-    and returns it with the record to send, which must also fit the ingest's size limit.
-    SystemExit ("nothing <verb>") naming every bad line, or when the file holds none."""
+def _decoded_records(text: str, json_lines: bool) -> Iterator[tuple[int, Any, str]]:
+    """(line, value, "") of each record of a file's text and (line, None, problem) of each
+    undecodable part: one at a time for JSON lines, else as :func:`_catalog_records` reads
+    the whole text (a JSON array, or one object over several lines)."""
+    if json_lines:
+        yield from _json_line_values(text)
+        return
+    records, problems = _catalog_records(text)
+    yield from ((line, value, "") for line, value in records)
+    yield from ((line, None, problem) for line, problem in problems)
+
+
+def _checked_records[T](
+    path: Path,
+    noun: str,
+    verb: str,
+    check: Callable[[Any], tuple[Any, dict[str, Any]]],
+    keep: Callable[[int, Any, dict[str, Any], bytes], T],
+) -> list[T]:
+    """What ``keep(line, parsed, sent, data)`` makes of every record of ``path`` (JSON lines, a JSON
+    array or one JSON object): ``check`` parses a decoded record (raising InvalidEvent with
+    the reason) and returns it with the record to send, whose ``data`` (as put on the
+    stream) must also fit the ingest's size limit. Records are read one at a time from JSON
+    lines, so ``keep`` decides what of them stays in memory. SystemExit ("nothing
+    <verb>") naming every bad line, or when the file holds none."""
     from streamrec.events import InvalidEvent
 
     text, json_lines = _read_text(path), _is_json_lines(path)
     if json_lines:
         _refuse_an_array_over_lines(path, text, noun)
-    records, undecodable = _catalog_records(text, json_lines=json_lines)
-    valid: list[tuple[int, Any, dict[str, Any]]] = []
+    valid: list[T] = []
     problems: list[tuple[int, str]] = []
-    for line, record in records:
+    for line, record, undecodable in _decoded_records(text, json_lines):
+        if undecodable:
+            problems.append((line, undecodable))
+            continue
         try:
             parsed, sent = check(record)
         except InvalidEvent as error:
             problems.append((line, error.reason))
             continue
-        too_big = _oversized(stream_record_data(sent))
+        data = stream_record_data(sent)
+        too_big = _oversized(data)
         if too_big:
             problems.append((line, too_big))
             continue
-        valid.append((line, parsed, sent))
+        if not problems:  # after the first problem nothing is sent: only problems are gathered
+            valid.append(keep(line, parsed, sent, data))
     # In line order; the sort is stable, so a record keeps its place before a syntax error
     # later on the same line.
-    problems = sorted(problems + undecodable, key=lambda problem: problem[0])
+    problems.sort(key=lambda problem: problem[0])
     if problems:
         named = [f"{path} line {line}: {reason}" for line, reason in problems]
         raise SystemExit(
@@ -1511,8 +1555,12 @@ def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[s
             record = {"event_type": ITEM_UPSERT, "timestamp": loaded_at, **record}
         return parse_item_upsert(record), record
 
-    valid = _checked_records(path, "record", "loaded", check)
-    return latest_per_item([(line, upsert.timestamp, record) for line, upsert, record in valid])
+    def keep(
+        line: int, upsert: Any, record: dict[str, Any], _data: bytes
+    ) -> tuple[int, float, dict[str, Any]]:
+        return line, upsert.timestamp, record
+
+    return latest_per_item(_checked_records(path, "record", "loaded", check, keep))
 
 
 class RecordsKeptFailing(Exception):
@@ -1590,7 +1638,8 @@ class _Calls:
 def put_stream_records(
     kinesis: Any,
     stream: str,
-    entries: Sequence[dict[str, Any]],
+    data: Sequence[bytes],
+    keys: Sequence[str],
     progress: Callable[[int, int], None],
     *,
     rate: float | None = None,
@@ -1598,7 +1647,7 @@ def put_stream_records(
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] | None = None,
 ) -> None:
-    """PutRecords of ``entries`` (``{"Data", "PartitionKey"}``) so that each key's records
+    """PutRecords of the records ``data`` (partition keys ``keys``) so that each key's records
     reach the stream in their order (see :class:`_Calls`), retrying the records a call
     reports as failed (a shard's write limit: throttled) up to PUT_ATTEMPTS times before
     the next call, then :class:`RecordsKeptFailing`. When it stops, the entries taken are
@@ -1606,14 +1655,14 @@ def put_stream_records(
     key, the key's first ones there.
 
     ``rate``: at most that many records per second (calls of at most a second's worth).
-    ``accepted``: one flag per entry, set as the stream takes it, so that a caller stopped
+    ``accepted``: one flag per record, set as the stream takes it, so that a caller stopped
     midway knows which were sent. ``sleep`` and ``clock``: time.sleep and time.monotonic
     unless given (looked up at each call, so that tests can stand in for them)."""
     sleep, clock = sleep or time.sleep, clock or time.monotonic
     most = CATALOG_PUT_CHUNK if rate is None else max(1, min(CATALOG_PUT_CHUNK, int(rate)))
-    calls = _Calls([entry["PartitionKey"] for entry in entries], accepted)
+    calls = _Calls(keys, accepted)
     started, sent = clock(), 0
-    while calls.first < len(entries):
+    while calls.first < len(data):
         if rate is not None:
             wait = started + sent / rate - clock()
             if wait > 0:
@@ -1621,21 +1670,22 @@ def put_stream_records(
         pending = calls.next(most)
         sent += len(pending)
         for attempt in range(PUT_ATTEMPTS):
-            response = kinesis.put_records(StreamName=stream, Records=[entries[i] for i in pending])
+            records = [{"Data": data[i], "PartitionKey": keys[i]} for i in pending]
+            response = kinesis.put_records(StreamName=stream, Records=records)
             failed, codes = [], []
             for index, result in zip(pending, response["Records"], strict=True):
                 if "ErrorCode" in result:
                     failed.append(index)
                     codes.append(str(result["ErrorCode"]))
                 else:
-                    calls.took(index, entries[index]["PartitionKey"])  # sets accepted[index]
+                    calls.took(index, keys[index])  # sets accepted[index]
             pending = failed
             if not pending:
                 break
             sleep(min(0.1 * 2**attempt, 2.0))
         else:
             raise RecordsKeptFailing(len(pending), codes)
-        progress(calls.count, len(entries))
+        progress(calls.count, len(data))
 
 
 def put_catalog_records(
@@ -1643,9 +1693,9 @@ def put_catalog_records(
 ) -> None:
     """PutRecords in chunks of 500 (partition key = item_id, so one item's records keep
     their order), retrying the records a call reports as failed."""
-    entries = [{"Data": stream_record_data(r), "PartitionKey": r["item_id"]} for r in records]
+    data, keys = [stream_record_data(r) for r in records], [r["item_id"] for r in records]
     try:
-        put_stream_records(kinesis, stream, entries, progress)
+        put_stream_records(kinesis, stream, data, keys, progress)
     except RecordsKeptFailing as failing:
         raise SystemExit(f"error: {failing.describe('record', stream)}; re-run to resend") from None
 
@@ -1764,11 +1814,34 @@ def _add_events(subparsers: Any) -> None:
 
 @dataclass(frozen=True)
 class EventFile:
-    """The events of a file, validated, ready to put on the stream."""
+    """The events of a file, validated, ready to put on the stream, column by column: in
+    timestamp order (stable), one per user and event_id. A backfill holds millions, so each
+    event is kept as the bytes to send, not as a parsed object."""
 
-    events: list[dict[str, Any]]  # in timestamp order (stable), one per user and event_id, as written
+    data: list[bytes]  # each event as put on the stream: its record as written, compact JSON
+    users: list[str]  # its user_id, the partition key (one string object per user)
+    kinds: list[str]  # its event_type
+    times: list[float]  # its timestamp in epoch seconds
     duplicates: list[tuple[str, int, int]]  # (event_id, line left out, line sent)
     reordered: bool  # whether the file was not in timestamp order
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def event(self, index: int) -> dict[str, Any]:
+        """The ``index``-th event, decoded."""
+        return dict(json.loads(self.data[index]))
+
+    def after(self, skip: int) -> EventFile:
+        """The events past the first ``skip`` (a resumed load's)."""
+        return EventFile(
+            self.data[skip:],
+            self.users[skip:],
+            self.kinds[skip:],
+            self.times[skip:],
+            self.duplicates,
+            self.reordered,
+        )
 
 
 def read_event_file(path: Path) -> EventFile:
@@ -1782,27 +1855,35 @@ def read_event_file(path: Path) -> EventFile:
             raise InvalidEvent("a catalog record (item_upsert): load those with `streamrec catalog load`")
         return parse_event(record), record
 
-    valid = [
-        (line, event.timestamp, event.event_id, record)
-        for line, event, record in _checked_records(path, "event", "sent", check)
-    ]
-    # The ingest's duplicates are a user's events of one event_id: the first one counts.
-    first_line: dict[tuple[str, str], int] = {}
-    kept: list[tuple[float, dict[str, Any]]] = []
+    data: list[bytes] = []
+    users: list[str] = []
+    kinds: list[str] = []
+    times: list[float] = []
+    user_ids: dict[str, str] = {}
+    # The ingest's duplicates are a user's events of one event_id: the first one counts. Keyed
+    # by user_id NUL event_id (a user id holds no NUL), one string instead of a tuple of two.
+    first_line: dict[str, int] = {}
     duplicates = []
-    for line, timestamp, event_id, record in valid:
-        key = (record["user_id"], event_id)
+
+    def keep(line: int, event: Any, _record: dict[str, Any], sent: bytes) -> None:
+        key = f"{event.user_id}\0{event.event_id}"
         if key in first_line:
-            duplicates.append((event_id, line, first_line[key]))
-            continue
+            duplicates.append((event.event_id, line, first_line[key]))
+            return
         first_line[key] = line
-        kept.append((timestamp, record))
-    order = sorted(range(len(kept)), key=lambda position: kept[position][0])
-    return EventFile(
-        events=[kept[position][1] for position in order],
-        duplicates=duplicates,
-        reordered=order != list(range(len(kept))),
-    )
+        data.append(sent)
+        users.append(user_ids.setdefault(event.user_id, event.user_id))
+        kinds.append(sys.intern(event.event_type))
+        times.append(event.timestamp)
+
+    _checked_records(path, "event", "sent", check, keep)
+    first_line.clear()
+    order = sorted(range(len(times)), key=times.__getitem__)  # stable: the file's order on ties
+    reordered = any(position != index for index, position in enumerate(order))
+    if reordered:
+        data, users = [data[i] for i in order], [users[i] for i in order]
+        kinds, times = [kinds[i] for i in order], [times[i] for i in order]
+    return EventFile(data, users, kinds, times, duplicates, reordered)
 
 
 def ingest_seconds(events: int, busiest: int, shards: int) -> float:
@@ -1829,9 +1910,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _check_retention(
-    kinesis: Any, stream: str, events: Sequence[dict[str, Any]], args: argparse.Namespace
-) -> None:
+def _check_retention(kinesis: Any, stream: str, users: Sequence[str], args: argparse.Namespace) -> None:
     """Refuse (unless --force) a load whose backlog would outlast the stream's retention; say
     what the ingest has ahead of it either way (only a warning when the stream's shard count
     and retention cannot be read: a producer's role may only put records)."""
@@ -1851,14 +1930,11 @@ def _check_retention(
         )
         return
     shards, retention_hours = summary.get("OpenShardCount") or 1, summary["RetentionPeriodHours"]
-    per_user: dict[str, int] = {}
-    for event in events:
-        per_user[event["user_id"]] = per_user.get(event["user_id"], 0) + 1
-    busiest = max(per_user.values())
-    took = ingest_seconds(len(events), busiest, shards)
-    backlog = backlog_seconds(len(events), busiest, shards, args.rate)
+    busiest = max(Counter(users).values())
+    took = ingest_seconds(len(users), busiest, shards)
+    backlog = backlog_seconds(len(users), busiest, shards, args.rate)
     plan = (
-        f"{len(events):,} events: the ingest of {stream}'s {_counted(shards, 'shard')} takes about "
+        f"{len(users):,} events: the ingest of {stream}'s {_counted(shards, 'shard')} takes about "
         f"{_duration(took)} for them at ~{INGEST_EVENTS_PER_SHARD_SECOND:.0f} events/s per shard "
         f'(README "Performance and cost"; not measured on AWS; a user\'s events all go to one shard)'
     )
@@ -1873,32 +1949,27 @@ def _check_retention(
         print(f"warning: {plan}; {advice} (sent anyway: --force)", file=sys.stderr)
         return
     raise SystemExit(
-        f"error: nothing sent; {plan}; {advice}. Pace the load with --rate {len(events) / took:.3g} (the "
+        f"error: nothing sent; {plan}; {advice}. Pace the load with --rate {len(users) / took:.3g} (the "
         f"ingest's pace: it then runs about {_duration(took)}, and can be resumed with --skip), add "
         "shards (EventStreamShards), raise the stream's retention, or pass --force"
     )
 
 
-def _events_dry_run(args: argparse.Namespace, events: Sequence[dict[str, Any]]) -> int:
+def _events_dry_run(args: argparse.Namespace, events: EventFile) -> int:
     """What ``events load`` would send, and with --stream the stream's check; nothing sent."""
-    from streamrec.events import epoch_seconds
-
-    times = [epoch_seconds(event["timestamp"]) for event in events]
-    kinds: dict[str, int] = {}
-    for event in events:
-        kinds[event["event_type"]] = kinds.get(event["event_type"], 0) + 1
-    users = len({event["user_id"] for event in events})
+    kinds = Counter(events.kinds)
+    users = len(set(events.users))
     print(
         f"{_counted(len(events), 'event')} of {_counted(users, 'user')} to send, "
-        f"{datetime.fromtimestamp(min(times), UTC):%Y-%m-%d %H:%M:%S} to "
-        f"{datetime.fromtimestamp(max(times), UTC):%Y-%m-%d %H:%M:%S} UTC: "
+        f"{datetime.fromtimestamp(events.times[0], UTC):%Y-%m-%d %H:%M:%S} to "
+        f"{datetime.fromtimestamp(events.times[-1], UTC):%Y-%m-%d %H:%M:%S} UTC: "
         + ", ".join(f"{kinds[kind]} {kind}" for kind in sorted(kinds)),
         file=sys.stderr,
     )
     if args.stream is not None:
         target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
         with target.failures():
-            _check_retention(target.client("kinesis"), target.name, events, args)
+            _check_retention(target.client("kinesis"), target.name, events.users, args)
     print("dry run: nothing sent", file=sys.stderr)
     return 0
 
@@ -1916,17 +1987,16 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
             + _first_lines(left_out, 5),
             file=sys.stderr,
         )
-    if args.skip >= len(loaded.events):
+    if args.skip >= len(loaded):
         raise SystemExit(
-            f"error: nothing sent; --skip {args.skip} leaves none of the file's {len(loaded.events)} events"
+            f"error: nothing sent; --skip {args.skip} leaves none of the file's {len(loaded)} events"
         )
-    events = loaded.events[args.skip :]
+    events = loaded.after(args.skip)
     if args.dry_run:
         return _events_dry_run(args, events)
     target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
     stream = target.name
-    entries = [{"Data": stream_record_data(e), "PartitionKey": e["user_id"]} for e in events]
-    accepted = [False] * len(entries)
+    accepted = [False] * len(events)
 
     def progress(done: int, total: int) -> None:
         _status(f"sent {done}/{total} events")
@@ -1937,27 +2007,29 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
         # as duplicates (same user and event_id, within the ingest's window).
         sent = args.skip + (accepted.index(False) if False in accepted else len(accepted))
         return (
-            f"the stream has the first {sent} of the file's {len(loaded.events)} events (timestamp "
+            f"the stream has the first {sent} of the file's {len(loaded)} events (timestamp "
             f"order): resume with --skip {sent}"
         )
 
     with target.failures():
         kinesis = target.client("kinesis")
         if not target.local_stack:
-            _check_retention(kinesis, stream, events, args)
+            _check_retention(kinesis, stream, events.users, args)
     with target.failures(interrupted):
         try:
-            put_stream_records(kinesis, stream, entries, progress, rate=args.rate, accepted=accepted)
+            put_stream_records(
+                kinesis, stream, events.data, events.users, progress, rate=args.rate, accepted=accepted
+            )
         except RecordsKeptFailing as failing:
             raise SystemExit(f"error: {failing.describe('event', stream)}; {interrupted()}") from None
-    users = len({e["user_id"] for e in events})
+    users = len(set(events.users))
     order = " (the file's order differed)" if loaded.reordered else ""
     _status(
         f"sent {_counted(len(events), 'event')} of {_counted(users, 'user')} to {stream}, in timestamp "
         f"order{order}",
         done=True,
     )
-    redemptions = sum(1 for e in events if e["event_type"] == "coupon_redeemed")
+    redemptions = events.kinds.count("coupon_redeemed")
     if redemptions:
         _status(
             f"{_counted(redemptions, 'coupon_redeemed event')}: a coupon not defined when the ingest "

@@ -59,15 +59,32 @@ def test_events_are_sent_once_per_event_id_in_timestamp_order(tmp_path):
         event(4, at=T0 + 1),  # the same instant as line 2: after it, as in the file
     ]
     loaded = read_event_file(write_lines(tmp_path / "events.jsonl", rows))
-    assert [e["event_id"] for e in loaded.events] == ["e2", "e1", "e4", "e3"]
-    assert loaded.events[0]["timestamp"] == "2025-11-24T16:00:00Z"  # sent as written
+    assert [loaded.event(n)["event_id"] for n in range(len(loaded))] == ["e2", "e1", "e4", "e3"]
+    assert loaded.event(0)["timestamp"] == "2025-11-24T16:00:00Z"  # sent as written
+    assert loaded.users == ["u1", "u2", "u1", "u1"] and loaded.kinds == ["view"] * 4
+    assert loaded.times == [T0, T0 + 1, T0 + 1, T0 + 3]
     assert loaded.duplicates == [("e1", 4, 2)]
     # The ingest's duplicates are per user: another user's event of the same id is its own.
     shared = read_event_file(write_lines(tmp_path / "shared.jsonl", [event(1), event(1, user="u2")]))
-    assert [e["user_id"] for e in shared.events] == ["u1", "u2"] and shared.duplicates == []
+    assert shared.users == ["u1", "u2"] and shared.duplicates == []
     assert loaded.reordered
     in_order = read_event_file(write_lines(tmp_path / "sorted.json", [event(1), event(2)]))
     assert not in_order.reordered and in_order.duplicates == []
+
+
+def test_a_line_is_split_at_newlines_only(tmp_path):
+    # JSON strings may hold a raw U+2028, U+0085 or form feed, where str.splitlines splits.
+    path = tmp_path / "events.jsonl"
+    odd = "tents\u2028and\x85camping\x0cgear"
+    lines = [json.dumps(event(1, category=odd), ensure_ascii=False), "{not json", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(SystemExit) as failed:
+        read_event_file(path)
+    assert str(failed.value).splitlines()[1:] == [
+        f"  {path} line 2: not valid JSON: Expecting property name enclosed in double quotes"
+    ]
+    path.write_text(json.dumps(event(1, category=odd), ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_event_file(path).event(0)["category"] == odd
 
 
 def test_bad_events_are_named_by_line_and_nothing_is_sent(tmp_path):
@@ -164,23 +181,21 @@ class RefusingKinesis:
 
 
 def entries(n, users=None):
-    """n entries of event e<i>, user u<i % users> (each its own user when None)."""
-    return [
-        {"Data": json.dumps(event(i)).encode(), "PartitionKey": f"u{i if users is None else i % users}"}
-        for i in range(n)
-    ]
+    """(data, keys) of n records: event e<i>, user u<i % users> (each its own user when None)."""
+    data = [json.dumps(event(i)).encode() for i in range(n)]
+    return data, [f"u{i if users is None else i % users}" for i in range(n)]
 
 
 def test_refused_records_are_sent_again_and_marked_as_they_are_taken():
     kinesis = RefusingKinesis(refuse=["e3", "e600"], times=2)
     accepted = [False] * 700
-    put_stream_records(kinesis, "s", entries(700), lambda *_: None, accepted=accepted, sleep=lambda _: None)
+    put_stream_records(kinesis, "s", *entries(700), lambda *_: None, accepted=accepted, sleep=lambda _: None)
     assert [len(ids) for ids in kinesis.calls] == [500, 1, 1, 200, 1, 1]
     assert sorted(kinesis.taken) == sorted(f"e{n}" for n in range(700)) and all(accepted)
     always = RefusingKinesis(refuse=["e1"], times=99)
     accepted = [False] * 3
     with pytest.raises(RecordsKeptFailing) as failing:
-        put_stream_records(always, "s", entries(3), lambda *_: None, accepted=accepted, sleep=lambda _: None)
+        put_stream_records(always, "s", *entries(3), lambda *_: None, accepted=accepted, sleep=lambda _: None)
     assert failing.value.count == 1 and accepted == [True, False, True]
     assert failing.value.codes == ["ProvisionedThroughputExceededException"]
     assert len(always.calls) == streamrec.cli.PUT_ATTEMPTS
@@ -190,14 +205,14 @@ def test_a_refused_record_still_reaches_the_stream_before_its_keys_next_one():
     # Three users taking turns: a call never holds two records of one user, so e3 (u0),
     # refused once, is taken again before e6, u0's next record.
     kinesis = RefusingKinesis(refuse=["e3"])
-    put_stream_records(kinesis, "s", entries(9, users=3), lambda *_: None, sleep=lambda _: None)
+    put_stream_records(kinesis, "s", *entries(9, users=3), lambda *_: None, sleep=lambda _: None)
     assert kinesis.calls == [["e0", "e1", "e2"], ["e3", "e4", "e5"], ["e3"], ["e6", "e7", "e8"]]
     for user in range(3):
         taken = [e for e in kinesis.taken if int(e[1:]) % 3 == user]
         assert taken == sorted(taken, key=lambda e: int(e[1:])), kinesis.taken
     # One user: one record per call, in order.
     alone = RefusingKinesis(refuse=["e1"])
-    put_stream_records(alone, "s", entries(3, users=1), lambda *_: None, sleep=lambda _: None)
+    put_stream_records(alone, "s", *entries(3, users=1), lambda *_: None, sleep=lambda _: None)
     assert alone.taken == ["e0", "e1", "e2"]
 
 
@@ -205,11 +220,9 @@ def test_a_key_gets_at_most_ahead_per_key_records_past_the_first_one_not_taken()
     # u0 has 300 events first, u1 200 after them: calls take one of each, so u1 runs ahead of
     # the resume point (u0's next event) until it holds AHEAD_PER_KEY there, then waits.
     keys = ["u0"] * 300 + ["u1"] * 200
-    entries = [
-        {"Data": json.dumps(event(n, user=key)).encode(), "PartitionKey": key} for n, key in enumerate(keys)
-    ]
+    data = [json.dumps(event(n, user=key)).encode() for n, key in enumerate(keys)]
     kinesis = RefusingKinesis()
-    accepted = [False] * len(entries)
+    accepted = [False] * len(data)
     most_ahead = 0
 
     def progress(done, total):
@@ -217,7 +230,7 @@ def test_a_key_gets_at_most_ahead_per_key_records_past_the_first_one_not_taken()
         first = accepted.index(False) if False in accepted else len(accepted)
         most_ahead = max(most_ahead, sum(accepted[first:]))
 
-    put_stream_records(kinesis, "s", entries, progress, accepted=accepted, sleep=lambda _: None)
+    put_stream_records(kinesis, "s", data, keys, progress, accepted=accepted, sleep=lambda _: None)
     assert most_ahead == streamrec.cli.AHEAD_PER_KEY
     for key in ("u0", "u1"):
         mine = [int(e[1:]) for e in kinesis.taken if keys[int(e[1:])] == key]
@@ -238,7 +251,7 @@ def test_rate_paces_the_calls():
 
     kinesis = RefusingKinesis()
     put_stream_records(
-        kinesis, "s", entries(250), lambda *_: None, rate=100, sleep=sleep, clock=lambda: now[0]
+        kinesis, "s", *entries(250), lambda *_: None, rate=100, sleep=sleep, clock=lambda: now[0]
     )
     assert [len(ids) for ids in kinesis.calls] == [100, 100, 50]
     assert slept == [1.0, 1.0]  # the 2nd call at 1 s, the 3rd at 2 s: 100 events a second
