@@ -278,20 +278,26 @@ def _validation_message(
     issues: Sequence[dict[str, Any]], coupon_body: bool, repeated: Collection[str]
 ) -> str:
     """One 400 message for all of a request's issues: each described once; a body's
-    unknown top-level fields together, with the expected ones; the first few bad entries of
-    a cart's id list, then the list's rule once."""
+    unknown top-level fields together, with the expected ones, and an inner object's
+    together (the first few of each: a 64 KiB body may name thousands); the first few bad
+    entries of a cart's id list, then the list's rule once."""
     unknown: list[str] = []
+    nested: dict[str, list[str]] = {}  # an inner object's path -> its unknown fields
     entries: dict[str, list[dict[str, Any]]] = {"items": [], "exclude": []}
     rest = []
     for issue in issues:
         location = issue.get("loc", ())
         if issue.get("type") == "extra_forbidden" and len(location) == 2:
             unknown.append(str(location[1]))
+        elif issue.get("type") == "extra_forbidden" and len(location) > 2:
+            nested.setdefault(".".join(str(part) for part in location[1:-1]), []).append(str(location[-1]))
         elif not coupon_body and _is_id_entry(issue):
             entries[str(location[1])].append(issue)
         else:
             rest.append(issue)
     messages = list(dict.fromkeys(_describe(issue, coupon_body, repeated) for issue in rest))
+    for path, names in nested.items():
+        messages.append(f"{path}: unknown {'fields' if len(names) > 1 else 'field'} {_named(names)}")
     for name, bad in entries.items():
         if bad:
             messages += [_id_list_message(name, issue) for issue in bad[:SHOWN_ENTRIES]]
@@ -411,20 +417,20 @@ def with_json_media_type(event: dict[str, Any]) -> dict[str, Any]:
     """The event as Powertools can parse it: a JSON body's Content-Type spelt
     ``application/json`` (Powertools compares the header to that exact lowercase prefix and
     fails on ``Application/JSON`` or ``application/vnd.api+json`` with an internal error), and
-    a request without a body rid of its Content-Type (Powertools would fail on the type of a
-    body that is not there, e.g. ``text/plain``, with an internal error too; the route then
-    says the body is missing). ``refused_body`` has already refused every body that is not
-    JSON."""
+    a request without a body, or whose Content-Type names no media type, rid of it
+    (Powertools would fail on the type of a body that is not there, e.g. ``text/plain``, with
+    an internal error too; the route then says the body is missing). ``refused_body`` has
+    already refused every body that is not JSON."""
     media_type = _media_type(event)
     has_body = bool(event.get("body"))
-    if not media_type or (has_body and not _is_json(media_type)):
+    given = event.get("headers") or {}
+    declared = any(str(name).lower() == "content-type" for name in given)
+    if not declared or (has_body and media_type and not _is_json(media_type)):
         return event
-    headers = {
-        name: value
-        for name, value in (event.get("headers") or {}).items()
-        if str(name).lower() != "content-type"
-    }
-    if has_body:
+    headers = {name: value for name, value in given.items() if str(name).lower() != "content-type"}
+    # A header naming no media type (";", "; charset=utf-8") goes, as if none were sent:
+    # Powertools would refuse it as not JSON with an internal error.
+    if has_body and media_type:
         headers["content-type"] = "application/json"
     return {**event, "headers": headers}
 
@@ -442,6 +448,15 @@ def _raw_answer(status: int, error: str, message: str) -> dict[str, Any]:
         "body": json.dumps({"error": error, "message": message}, separators=(",", ":")),
         "isBase64Encoded": False,
     }
+
+
+def _is_base64(body: str) -> bool:
+    """Whether Powertools can decode ``body`` as base64 (as leniently as it does)."""
+    try:
+        base64.b64decode(body)
+    except ValueError:  # binascii.Error, or characters that are not ASCII
+        return False
+    return True
 
 
 def _body_text(event: dict[str, Any]) -> str | None:
@@ -510,6 +525,10 @@ def refused_body(event: dict[str, Any]) -> dict[str, Any] | None:
         return _raw_answer(
             415, "unsupported_media_type", "send the body as JSON (Content-Type: application/json)"
         )
+    if event.get("isBase64Encoded") and not _is_base64(str(event["body"])):
+        # Not from API Gateway, which encodes bodies itself; Powertools' decoding would fail
+        # with an internal error.
+        return _raw_answer(400, "bad_request", "the body is marked base64-encoded but is not base64")
     text = _body_text(event)
     described = COUPON_BODY_MESSAGE if method == "PUT" else CART_BODY_MESSAGE
     if text is not None and text.startswith("\ufeff"):
@@ -549,6 +568,13 @@ def refuse_unknown_query_parameters(
     given = app.current_event.query_string_parameters or {}
     # GET /health stays lenient: monitors add parameters of their own (cache busters).
     if route is not None and given and route.path in _CHECKED_PATHS:
+        undecodable = _not_utf8(app.current_event.raw_query_string)
+        if undecodable:
+            # Decoded leniently (U+FFFD) a value would filter by a name no one sent; a path
+            # id of such bytes is refused as malformed alike.
+            return _error(
+                400, "bad_request", f"query parameter {undecodable!r} is not UTF-8 once percent-decoded"
+            )
         known = {field.alias for field in route.dependant.query_params}
         unknown = sorted(set(given) - known)
         if unknown:
@@ -557,13 +583,6 @@ def refuse_unknown_query_parameters(
                 takes += "; parameters such as k go in the JSON body"
             noun = "parameters" if len(unknown) > 1 else "parameter"
             return _error(400, "bad_request", f"unknown query {noun} {_named(unknown)} ({takes})")
-        undecodable = _not_utf8(app.current_event.raw_query_string)
-        if undecodable:
-            # Decoded leniently (U+FFFD) a value would filter by a name no one sent; a path
-            # id of such bytes is refused as malformed alike.
-            return _error(
-                400, "bad_request", f"query parameter {undecodable!r} is not UTF-8 once percent-decoded"
-            )
     return next_middleware(app)
 
 

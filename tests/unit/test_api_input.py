@@ -255,6 +255,13 @@ def test_a_query_value_that_is_not_utf8_is_refused_like_a_path_id(engine_app):
         400,
         {"error": "bad_request", "message": "query parameter 'category' is not UTF-8 once percent-decoded"},
     )
+    # A name of such bytes says so too, rather than being an unknown parameter named U+FFFD.
+    event = _event("GET", "/users/u1/recommendations", {"\ufffd": "1"})
+    event["rawQueryString"] = "%FF=1"
+    assert _answer(engine_app, event) == (
+        400,
+        {"error": "bad_request", "message": "query parameter '\ufffd' is not UTF-8 once percent-decoded"},
+    )
     fine = _event("GET", "/users/u1/recommendations", {"category": "café", "k": "3"})
     fine["rawQueryString"] = "category=caf%C3%A9&k=3"
     assert _answer(engine_app, fine)[0] == 200

@@ -147,6 +147,30 @@ CART_MESSAGE = 'the body must be a JSON object like {"items": ["item-1"], "k": 1
 COUPON_MESSAGE = "body must be a JSON object describing the coupon"
 
 
+@pytest.mark.parametrize("content_type", [";", "; charset=utf-8", " ;", ";application/json"])
+@pytest.mark.parametrize("name", ["api_cross_sell_post.json", "coupon_put.json"])
+def test_a_content_type_naming_no_media_type_is_read_as_none(aws, name, content_type):
+    # Powertools compared the header itself to application/json: an internal error.
+    api = import_handler("api")
+    reply = api.lambda_handler(_with_body(name, load_event(name)["body"], content_type), FakeLambdaContext())
+    assert reply["statusCode"] == 200, reply
+    bodiless = api.lambda_handler(_with_body(name, None, content_type), FakeLambdaContext())
+    assert bodiless["statusCode"] == 400, bodiless
+
+
+@pytest.mark.parametrize("body", ['{"items":["ab"]}', "eyJ", "ünïcode"])
+@pytest.mark.parametrize("name", ["api_cross_sell_post.json", "coupon_put.json"])
+def test_a_body_marked_base64_that_is_not_is_a_400(aws, name, body):
+    event = _with_body(name, body)
+    event["isBase64Encoded"] = True
+    reply = import_handler("api").lambda_handler(event, FakeLambdaContext())
+    assert reply["statusCode"] == 400, reply
+    assert json.loads(reply["body"]) == {
+        "error": "bad_request",
+        "message": "the body is marked base64-encoded but is not base64",
+    }
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [("api_cross_sell_post.json", CART_MESSAGE), ("coupon_put.json", COUPON_MESSAGE)],
@@ -359,7 +383,17 @@ def test_a_coupon_bodys_unknown_fields_are_named_together_and_coupon_id_goes_in_
         "expected scope, discount, min_spend, valid_from, valid_to, budget, per_user_limit"
     )
     nested = json.loads(_put(api, {**body, "scope": {"category": "camping", "colour": "red"}})["body"])
-    assert nested["message"] == "scope.colour: unknown field"
+    assert nested["message"] == "scope: unknown field 'colour'"
+    # An inner object's unknown fields are named together too: a body near the 64 KiB cap
+    # holds thousands, which would make the answer larger than the request.
+    crowded = {f"f{n:05d}": 0 for n in range(5000)}
+    reply = _put(
+        api, {**body, "scope": {"category": "camping", **crowded}, "discount": {**body["discount"], "x": 1}}
+    )
+    assert json.loads(reply["body"])["message"] == (
+        "scope: unknown fields 'f00000', 'f00001', 'f00002', 'f00003', 'f00004' and 4995 more; "
+        "discount: unknown field 'x'"
+    )
 
 
 @pytest.mark.parametrize("name", ["coupon_put.json", "api_cross_sell_post.json"])
