@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools.utilities.batch import BatchProcessor, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from streamrec.domain import ingest as ingest_domain
 from streamrec.domain.catalog import CatalogService, SequencedUpsert
@@ -88,12 +88,16 @@ def dead_letter(record: KinesisStreamRecord, reason: str) -> DeadLetter:
 
 def is_transient(error: BaseException) -> bool:
     """Whether retrying the batch later may succeed: storage or network failures that
-    outlasted the client's retries, and lost races. Anything else is deterministic."""
+    outlasted the client's retries, and lost races. Anything else is deterministic, such as
+    a request botocore refuses to send (ParamValidationError): retried, it would hold its
+    shard for good."""
     if isinstance(error, RepositoryError):
         cause = error.__cause__
         if isinstance(cause, ClientError):
             return error_code(cause) not in NON_RETRYABLE_CODES
-        return True
+        return not isinstance(cause, ParamValidationError)
+    if isinstance(error, ParamValidationError):
+        return False
     return isinstance(error, BotoCoreError | ClientError | TimeoutError | ConnectionError)
 
 

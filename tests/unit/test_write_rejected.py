@@ -10,7 +10,7 @@ import json
 
 import pytest
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
 from streamrec.domain.ingest import IngestService
 from streamrec.events import parse_record
@@ -24,7 +24,7 @@ from streamrec.repositories.memory import (
     InMemoryUserRepository,
 )
 from streamrec.settings import Settings
-from streamrec.stream import PROCESSING_FAILED, WRITE_REJECTED, ingest_records, process_batch
+from streamrec.stream import PROCESSING_FAILED, WRITE_REJECTED, ingest_records, is_transient, process_batch
 
 T0 = 1_764_000_000
 
@@ -140,3 +140,14 @@ def test_a_planning_failure_is_still_processing_failed_and_redriven(monkeypatch,
     assert _letter(letter).redrivable() == (True, "")
     if not alone:
         assert [entry.item_id for entry in service.users.get("u1").items] == ["X"]
+
+
+def test_a_request_botocore_refuses_to_send_is_deterministic():
+    # Retried, it would be refused again for good, holding its shard (retries are unbounded).
+    refused = ParamValidationError(report="Invalid length for parameter Key.item_id.S, value: 0")
+    wrapped = RepositoryError("update_item on counts failed")
+    wrapped.__cause__ = refused
+    assert not is_transient(wrapped) and not is_transient(refused)
+    unreachable = RepositoryError("update_item on counts failed")
+    unreachable.__cause__ = EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+    assert is_transient(unreachable)
