@@ -8,7 +8,7 @@ from streamrec.observability import logger
 from streamrec.settings import load_settings
 
 settings = load_settings()
-client = wiring.dynamodb_client()
+client = wiring.api_dynamodb_client()
 recommendations = wiring.recommendation_service(settings, client)
 # One warm-container cache of the similarity table for both services.
 coupons = wiring.coupon_service(settings, client, similarity=recommendations.similarity)

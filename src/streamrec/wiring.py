@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from streamrec.domain.catalog import CatalogService
 from streamrec.domain.coupons import CouponService
@@ -33,12 +34,33 @@ from streamrec.repositories.dynamodb import (
 from streamrec.repositories.fast_reads import register_fast_reads
 from streamrec.settings import Settings, require
 
+# The API's DynamoDB calls give up sooner than the stream functions' (botocore's defaults:
+# 60 s to connect and to read, and the template's 8 adaptive attempts): a caller is better
+# served by a prompt 503 than by an answer past API Gateway's 30 s, and a DynamoDB call
+# takes milliseconds. Standard retries: adaptive ones may also wait for a client-side quota.
+API_CONNECT_TIMEOUT_SECONDS = 1.0
+API_READ_TIMEOUT_SECONDS = 3.0
+API_ATTEMPTS = 3
 
-def dynamodb_client() -> Any:
+
+def dynamodb_client(config: Config | None = None) -> Any:
     """One DynamoDB client for all of a function's tables: each client costs tens of
     milliseconds at cold start, and boto3 clients are thread-safe. Its read responses are
     parsed the fast way (``repositories/fast_reads.py``)."""
-    return register_fast_reads(boto3.client("dynamodb"))
+    return register_fast_reads(boto3.client("dynamodb", config=config))
+
+
+def api_dynamodb_client() -> Any:
+    """The API function's client: :func:`dynamodb_client` with short timeouts and few
+    retries (set here, not by the environment: the local stack runs every function in one
+    process, with one environment)."""
+    return dynamodb_client(
+        Config(
+            connect_timeout=API_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=API_READ_TIMEOUT_SECONDS,
+            retries={"mode": "standard", "total_max_attempts": API_ATTEMPTS},
+        )
+    )
 
 
 def ingest_service(settings: Settings, client: Any | None = None) -> IngestService:

@@ -110,3 +110,15 @@ def test_the_functions_client_parses_reads_the_fast_way(clients):
     )
     assert client.get_item(TableName=TABLE, Key={"id": {"S": "tent"}})["Item"] == EVERY_TYPE
     assert bodies and b"tent" not in bodies[-1]
+
+
+def test_the_api_client_gives_up_sooner_than_the_stream_functions(clients, monkeypatch):
+    # The template's Globals give every function 8 adaptive attempts; the API's client keeps
+    # to 3 standard ones with short timeouts, whatever the environment says.
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "8")
+    monkeypatch.setenv("AWS_RETRY_MODE", "adaptive")
+    api = wiring.api_dynamodb_client().meta.config
+    assert (api.connect_timeout, api.read_timeout) == (1.0, 3.0)
+    assert api.retries == {"mode": "standard", "total_max_attempts": 3}
+    stream = wiring.dynamodb_client().meta.config
+    assert stream.retries["total_max_attempts"] == 8 and stream.read_timeout == 60
