@@ -67,6 +67,10 @@ class Settings:
     event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     # Co-occurrence rows of one item are packed into this many blocks (by neighbour hash).
     cooccurrence_blocks: int = 16
+    # A count row (block) a write finds over this many KB loses its weakest counts down to
+    # 3/4 of it: every write of a row bills 1 unit per started KB of it, so a hot item's rows
+    # would otherwise cost up to 400 units a write. 0: no budget (DynamoDB's 400 KB limit).
+    count_row_budget_kb: int = 16
     # When an item's own count changes, the rows of at most this many of its strongest
     # co-occurring items are recomputed too (their normalisation changed).
     propagation_limit: int = 200
@@ -184,6 +188,8 @@ class Settings:
             raise ConfigurationError(f"HISTORY_LENGTH={self.history_length}; expected 1..96")
         if not 0.0 <= self.category_blend <= 1.0:
             raise ConfigurationError(f"CATEGORY_BLEND={self.category_blend}; expected 0..1")
+        if not 0 <= self.count_row_budget_kb <= 400:
+            raise ConfigurationError(f"COUNT_ROW_BUDGET_KB={self.count_row_budget_kb}; expected 0..400")
         if not 1 <= self.neighbours_per_item <= 500:
             raise ConfigurationError(f"NEIGHBOURS_PER_ITEM={self.neighbours_per_item}; expected 1..500")
         if self.half_life_hours <= 0:
@@ -250,6 +256,11 @@ class Settings:
         return self.half_life_hours * 3600.0
 
     @property
+    def count_row_budget_bytes(self) -> int | None:
+        """count_row_budget_kb in bytes; None when there is no budget (0)."""
+        return self.count_row_budget_kb * 1024 or None
+
+    @property
     def category_half_life_seconds(self) -> float:
         return self.category_half_life_hours * 3600.0
 
@@ -309,6 +320,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         catalog_table=env.get("CATALOG_TABLE", ""),
         similarity_measure=env.get("SIMILARITY_MEASURE") or Settings.similarity_measure,
         neighbours_per_item=int(number("NEIGHBOURS_PER_ITEM", Settings.neighbours_per_item, int)),
+        count_row_budget_kb=int(number("COUNT_ROW_BUDGET_KB", Settings.count_row_budget_kb, int)),
         half_life_hours=number("HALF_LIFE_HOURS", Settings.half_life_hours),
         history_length=int(number("HISTORY_LENGTH", Settings.history_length, int)),
         category_blend=number("CATEGORY_BLEND", Settings.category_blend),

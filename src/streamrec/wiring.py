@@ -70,7 +70,9 @@ def ingest_service(settings: Settings, client: Any | None = None) -> IngestServi
         settings=settings,
         users=DynamoUserRepository(DynamoTable(settings.users_table, client)),
         cooccurrence=DynamoCooccurrenceRepository(
-            DynamoTable(settings.cooccurrence_table, client), settings.cooccurrence_blocks
+            DynamoTable(settings.cooccurrence_table, client),
+            settings.cooccurrence_blocks,
+            budget_bytes=settings.count_row_budget_bytes,
         ),
         item_stats=DynamoItemStatsRepository(DynamoTable(settings.item_stats_table, client)),
         changes=KinesisChangePublisher(settings.changed_items_stream),

@@ -206,3 +206,36 @@ def test_call_cpu_charges_each_call_its_own_threads_cpu():
     # other threads' work 4 times over): the sum is at most the process's CPU meanwhile.
     assert 0 < client.cpu_s["similarity"] <= process * 1.05
     assert 4 * client.cpu_s["ingest"] < client.cpu_s["similarity"]
+
+
+def test_metered_client_removes_attributes_and_reports_the_units_when_asked():
+    client = MeteredDynamoClient({"t": ("item_id", "block")})
+    key = {"item_id": {"S": "a"}, "block": {"N": "0"}}
+    values = {":x": {"N": "1"}, ":y": {"S": "y" * 2000}}
+    asked = client.update_item(
+        TableName="t",
+        Key=key,
+        UpdateExpression="SET y = :y ADD x :x",
+        ExpressionAttributeValues=values,
+        ReturnConsumedCapacity="TOTAL",
+    )
+    assert asked["ConsumedCapacity"]["CapacityUnits"] == 2.0  # 2,000+ bytes: 2 started KB
+    assert (
+        client.update_item(
+            TableName="t", Key=key, UpdateExpression="REMOVE #0", ExpressionAttributeNames={"#0": "y"}
+        )
+        == {}
+    )
+    (stored,) = client.items("t")
+    assert "y" not in stored and stored["x"] == {"N": "1"}
+
+
+def test_a_count_row_budget_bounds_a_hot_items_rows_and_units():
+    from streamrec.bench.runs import hot_item_cost
+    from streamrec.settings import Settings
+
+    result = hot_item_cost(5000, Settings(), (0, 1))
+    unbounded, bounded = result["0"], result["1"]
+    assert unbounded["hot_item_largest_row_bytes"] > 1024 >= bounded["hot_item_largest_row_bytes"]
+    assert bounded["hot_item_partners"] < unbounded["hot_item_partners"]
+    assert bounded["count_rru_per_event"] > 0 == unbounded["count_rru_per_event"]  # the trims' reads

@@ -165,3 +165,84 @@ def test_other_validation_errors_are_not_taken_for_a_full_row(aws, message):
     with pytest.raises(RepositoryError, match="ValidationException"):
         repository.apply({ROW: [(sequence_key(1), "p", 1.0)]}, SHARD_A)
     assert rooms == []
+
+
+class MeteredClient:
+    """moto's DynamoDB client, but an UpdateItem asked for its consumed capacity reports
+    what DynamoDB bills (1 unit per started KB of the row's larger image; moto says 0.5)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.updates: list[str] = []
+        self.units: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        self.updates.append(kwargs["UpdateExpression"].split()[0])
+        key = {"TableName": kwargs["TableName"], "Key": kwargs["Key"], "ConsistentRead": True}
+        before = item_size(self.client.get_item(**key).get("Item"))
+        response = dict(self.client.update_item(**kwargs))
+        if kwargs.get("ReturnConsumedCapacity") == "TOTAL":
+            after = item_size(self.client.get_item(**key).get("Item"))
+            units = max(1, -(-max(before, after) // 1024))
+            self.units.append(units)
+            response["ConsumedCapacity"] = {"TableName": kwargs["TableName"], "CapacityUnits": float(units)}
+        return response
+
+
+def test_a_row_over_its_budget_is_trimmed_after_the_write_that_found_it(aws):
+    name, client = aws.tables["CooccurrenceTable"].name, boto3.client("dynamodb")
+    metered = MeteredClient(client)
+    budget = 2 * 1024
+    counts = DynamoCooccurrenceRepository(DynamoTable(name, metered), blocks=16, budget_bytes=budget)
+
+    def row() -> dict[str, Any]:
+        return client.get_item(TableName=name, Key=KEY, ConsistentRead=True)["Item"]
+
+    # Record n brings 10 partners of weight n: the row grows by ~400 bytes a record.
+    for n in range(1, 11):
+        deltas = [(sequence_key(n), f"r{n:02d}-p{m}-{'x' * 20}", float(n)) for m in range(10)]
+        counts.apply({ROW: deltas}, SHARD_A)
+        assert item_size(row()) <= budget, n  # trimmed whenever a write found it over
+    # No write billed more than the budget's units and the one record that crossed it.
+    assert max(metered.units) == 3 and metered.updates.count("REMOVE") >= 2
+    kept = _counts(row())
+    assert item_size(row()) <= budget
+    # The weakest (earliest, lightest) partners went; the latest record's are all there.
+    assert {f"r10-p{m}-{'x' * 20}" for m in range(10)} <= set(kept)
+    assert not any(name.startswith("r01-") for name in kept)
+    assert row()[guard_attribute(SHARD_A)]["S"] == sequence_key(10)
+    # A re-delivery changes nothing (the guard), and writes nothing to trim.
+    removes = metered.updates.count("REMOVE")
+    counts.apply({ROW: [(sequence_key(10), f"r10-p0-{'x' * 20}", 10.0)]}, SHARD_A)
+    assert _counts(row()) == kept and metered.updates.count("REMOVE") == removes
+
+
+def test_without_a_budget_no_capacity_is_asked_for_and_nothing_is_trimmed(aws):
+    name, client = aws.tables["CooccurrenceTable"].name, boto3.client("dynamodb")
+    metered = MeteredClient(client)
+    counts = DynamoCooccurrenceRepository(DynamoTable(name, metered), blocks=16)
+    for n in range(1, 11):
+        counts.apply({ROW: [(sequence_key(n), f"r{n:02d}-p{m}-{'x' * 20}", 1.0) for m in range(10)]}, SHARD_A)
+    assert metered.units == [] and "REMOVE" not in metered.updates
+    assert len(_counts(client.get_item(TableName=name, Key=KEY, ConsistentRead=True)["Item"])) == 100
+
+
+def test_the_ingest_gets_the_budget_of_its_settings(monkeypatch):
+    from streamrec import wiring
+    from streamrec.settings import Settings
+
+    tables = {
+        "users_table": "u",
+        "cooccurrence_table": "c",
+        "item_stats_table": "s",
+        "changed_items_stream": "x",
+    }
+    monkeypatch.setattr(wiring, "KinesisChangePublisher", lambda stream: None)
+    assert Settings().count_row_budget_kb == 16
+    ingest = wiring.ingest_service(Settings(**tables), client=object())
+    assert ingest.cooccurrence.budget_bytes == 16 * 1024  # type: ignore[attr-defined]
+    unbounded = wiring.ingest_service(Settings(**tables, count_row_budget_kb=0), client=object())
+    assert unbounded.cooccurrence.budget_bytes is None  # type: ignore[attr-defined]

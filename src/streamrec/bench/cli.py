@@ -66,6 +66,18 @@ def add_bench_parser(subparsers: Any) -> None:
         "--e2e-events", type=whole_number(1), default=300, help="events through the local stack (300)"
     )
     bench.add_argument("--skip-e2e", action="store_true", help="skip the local-stack part")
+    bench.add_argument(
+        "--hot-item",
+        action="store_true",
+        help="instead, measure one hot item's count rows over a synthetic stream, without a "
+        "count-row budget and with one (no data needed); writes hot_item.json beside --output",
+    )
+    bench.add_argument(
+        "--hot-item-events",
+        type=whole_number(1000),
+        default=100_000,
+        help="events of the synthetic stream of --hot-item (100000)",
+    )
     bench.add_argument("--template", type=Path, default=Path("template.yaml"), help="SAM template")
     bench.add_argument("--output", type=output_file, default=Path("bench/results.json"), help="results file")
     bench.set_defaults(func=run_bench)
@@ -92,9 +104,52 @@ def _memory_gb(functions: dict[str, Any]) -> dict[str, float]:
     return {**defaults, **{name: f.memory_mb / 1024 for name, f in functions.items() if f.memory_mb}}
 
 
+# The count-row budgets --hot-item compares (KB; 0: none): none, the default, a larger one.
+HOT_ITEM_BUDGETS_KB = (0, Settings.count_row_budget_kb, 64)
+
+
+def run_hot_item(args: argparse.Namespace) -> int:
+    """``--hot-item``: the count table's units per event with and without a row budget."""
+    started = time.perf_counter()
+    result = runs.hot_item_cost(args.hot_item_events, Settings(), HOT_ITEM_BUDGETS_KB, progress=_progress)
+    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["runtime_s"] = time.perf_counter() - started
+    print(format_hot_item(result))
+    output = args.output.parent / "hot_item.json"
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2) + "\n")
+    except OSError as error:
+        print(f"streamrec bench: could not write {output}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    _progress(f"wrote {output} in {result['runtime_s']:.0f}s")
+    return 0
+
+
+def format_hot_item(r: dict[str, Any]) -> str:
+    """The printed report of ``--hot-item``."""
+    lines = [
+        f"HOT ITEM ({r['date']}; synthetic: {r['events']:,} views, each user views the hot item then 4 "
+        f"of {r['events'] * 5:,} items; production ingest, batch {runs.HOT_ITEM_BATCH:,}, metered tables)",
+        f"  {'count-row budget':<18} {'count WRU/event':>16} {'count RRU/event':>16} "
+        f"{'hot item partners':>18} {'its largest row':>16} {'its rows at the end: write all, read all':>42}",
+    ]
+    for budget in HOT_ITEM_BUDGETS_KB:
+        row = r[str(budget)]
+        lines.append(
+            f"  {f'{budget} KB' if budget else 'none':<18} {row['count_wru_per_event']:>16.3f} "
+            f"{row['count_rru_per_event']:>16.4f} {row['hot_item_partners']:>18,} "
+            f"{row['hot_item_largest_row_bytes'] / 1024:>13.1f} KB "
+            f"{row['hot_item_rows_wru_at_end']:>26,} WRU, {row['hot_item_rows_rru_at_end']:>6,.1f} RRU"
+        )
+    return "\n".join(lines)
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from streamrec.evaluation.datasets import DatasetInvalid, DatasetMissing, default_data_dir, load_taobao
 
+    if args.hot_item:
+        return run_hot_item(args)
     started = time.perf_counter()
     settings = Settings()
     if not args.template.is_file():

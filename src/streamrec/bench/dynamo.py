@@ -149,17 +149,20 @@ class MeteredDynamoClient:
         after: dict[str, Any] | None,
         operation: str,
         transactional: bool = False,
-    ) -> None:
-        """Meter a write of ``after`` (None: the item is deleted or left as it was)."""
+    ) -> int:
+        """Meter a write of ``after`` (None: the item is deleted or left as it was); returns
+        its write units."""
         sizes = self.sizes[table]
         before = sizes.get(key, 0)
         size = item_size(after) if after is not None else before
         meter = self.meters[table]
-        meter.write_units += write_units(before, size, transactional)
+        units = write_units(before, size, transactional)
+        meter.write_units += units
         meter.writes += 1
         meter.calls[operation] += 1
         if after is not None:
             sizes[key] = size
+        return units
 
     # -- reads ------------------------------------------------------------------------
     def get_item(self, TableName: str, Key: dict[str, Any], ConsistentRead: bool = False, **_: Any) -> dict:
@@ -222,6 +225,7 @@ class MeteredDynamoClient:
         ConditionExpression: str | None = None,
         ExpressionAttributeNames: dict | None = None,
         ExpressionAttributeValues: dict | None = None,
+        ReturnConsumedCapacity: str = "NONE",
         **_: Any,
     ) -> dict:
         names = ExpressionAttributeNames or {}
@@ -233,13 +237,15 @@ class MeteredDynamoClient:
                 self._write(TableName, key, None, "UpdateItem")
                 raise _condition_failed("UpdateItem")
             updated = dict(stored) if stored is not None else dict(Key)
-            for clause in re.split(r"\s(?=SET |ADD )", " " + UpdateExpression.strip()):
+            for clause in re.split(r"\s(?=SET |ADD |REMOVE )", " " + UpdateExpression.strip()):
                 clause = clause.strip()
                 if not clause:
                     continue
                 action, _space, body = clause.partition(" ")
                 for part in body.split(","):
-                    if action == "SET":
+                    if action == "REMOVE":
+                        updated.pop(names.get(part.strip(), part.strip()), None)
+                    elif action == "SET":
                         left, _equals, right = part.partition("=")
                         updated[names.get(left.strip(), left.strip())] = values[right.strip()]
                     elif action == "ADD":
@@ -251,7 +257,10 @@ class MeteredDynamoClient:
                     else:
                         raise NotImplementedError(f"update action {action}")
             self.tables[TableName][key] = updated
-            self._write(TableName, key, updated, "UpdateItem")
+            units = self._write(TableName, key, updated, "UpdateItem")
+        # As DynamoDB reports it when asked (the count rows' budget reads it).
+        if ReturnConsumedCapacity == "TOTAL":
+            return {"ConsumedCapacity": {"TableName": TableName, "CapacityUnits": float(units)}}
         return {}
 
     def transact_write_items(self, TransactItems: list[dict[str, Any]], **_: Any) -> dict:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.bench.dynamo import MeteredDynamoClient, TableMeter
+from streamrec.bench.dynamo import MeteredDynamoClient, TableMeter, read_units, write_units
 from streamrec.domain.ingest import BASKET_EVENT_TYPES, IngestService, SequencedEvent
 from streamrec.domain.model import POPULAR_ROW, Delta, HistoryItem, UserState, basket_row, sequence_key
 from streamrec.domain.recommend import RecommendationService
@@ -36,6 +36,7 @@ from streamrec.domain.trends import TrendsService
 from streamrec.events import parse_event
 from streamrec.repositories.cache import CacheConfig, CachingSimilarityRepository
 from streamrec.repositories.dynamodb import (
+    COUNT_PREFIX,
     WRITE_CONCURRENCY,
     DynamoCatalogRepository,
     DynamoCooccurrenceRepository,
@@ -371,7 +372,11 @@ class Tables:
         counts: Any = (
             NaivePairRepository(self.table(PAIRS, client), self.table(ALL_PAIRS, client))
             if naive
-            else DynamoCooccurrenceRepository(self.table(COUNTS, client), settings.cooccurrence_blocks)
+            else DynamoCooccurrenceRepository(
+                self.table(COUNTS, client),
+                settings.cooccurrence_blocks,
+                budget_bytes=settings.count_row_budget_bytes,
+            )
         )
         return IngestService(
             settings,
@@ -682,6 +687,59 @@ def dynamodb_cost(
         for window, designs in result["naive"].items()
     }
     return result, similarity_tables
+
+
+# ---- A hot item's count rows -------------------------------------------------------------------
+HOT_ITEM = "hot-item"
+HOT_ITEM_BATCH = 1000
+
+
+def hot_item_payloads(events: int, seed: int = 7) -> list[bytes]:
+    """A synthetic stream in which one item is viewed with an ever wider set of others, as a
+    shop's best seller is over months: each user views the hot item, then 4 items drawn
+    from a catalog of 5 x ``events`` ids (the Taobao sample never takes a row past 1 KB)."""
+    rng = random.Random(seed)
+    payloads: list[bytes] = []
+    for user in range(events // 5 + 1):
+        for item in [HOT_ITEM, *(f"item-{rng.randrange(events * 5):07d}" for _ in range(4))]:
+            n = len(payloads)
+            event = {"event_id": f"e{n}", "event_type": "view", "user_id": f"user-{user}", "item_id": item}
+            payloads.append(json.dumps({**event, "timestamp": 1_764_000_000 + n, "category": "c"}).encode())
+    return payloads[:events]
+
+
+def hot_item_cost(
+    events: int, settings: Settings, budgets_kb: Sequence[int], progress: Progress = _quiet
+) -> dict[str, Any]:
+    """The count table's units per event over :func:`hot_item_payloads` through the
+    production ingest (batch 1,000, metered tables), for each count-row budget (0: none,
+    rows grow to DynamoDB's limit), and the hot item's rows at the end."""
+    payloads = hot_item_payloads(events)
+    result: dict[str, Any] = {"events": events}
+    for budget in budgets_kb:
+        tables = metered_tables()
+        label = f"hot item, count-row budget {budget} KB" if budget else "hot item, no count-row budget"
+        _replay(
+            tables,
+            payloads,
+            replace(settings, count_row_budget_kb=budget),
+            HOT_ITEM_BATCH,
+            progress=progress,
+            label=label,
+        )
+        hot = [row for row in tables.client.items(tables.names[COUNTS]) if row["item_id"]["S"] == HOT_ITEM]
+        counts = _units(tables, [COUNTS], events)[COUNTS]
+        result[str(budget)] = {
+            "count_wru_per_event": counts["wru_per_event"],
+            "count_rru_per_event": counts["rru_per_event"],
+            "hot_item_partners": sum(sum(name.startswith(COUNT_PREFIX) for name in row) for row in hot),
+            "hot_item_largest_row_bytes": max((item_size(row) for row in hot), default=0),
+            # What the hot item's rows cost at the end: a write of each (a batch that touches
+            # them all) and a read of each (the similarity function's, at each recompute).
+            "hot_item_rows_wru_at_end": sum(write_units(item_size(row), item_size(row)) for row in hot),
+            "hot_item_rows_rru_at_end": sum(read_units(item_size(row)) for row in hot),
+        }
+    return result
 
 
 def _production_ingest_units(

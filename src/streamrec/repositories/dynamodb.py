@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -202,11 +203,12 @@ class DynamoTable:
         shard: str,
         attribute_name: Callable[[str], str] = str,
         make_room: Callable[[dict[str, Any]], None] | None = None,
+        budget: tuple[float, Callable[[dict[str, Any]], None]] | None = None,
     ) -> None:
         """:meth:`apply_guarded` for many rows, concurrently; returns when all are written
         and raises the first failure (the batch is then retried; guards absorb the rest)."""
         concurrently(
-            lambda row: self.apply_guarded(row[0], row[1], shard, attribute_name, row[2], make_room),
+            lambda row: self.apply_guarded(row[0], row[1], shard, attribute_name, row[2], make_room, budget),
             rows,
             WRITE_CONCURRENCY,
         )
@@ -219,6 +221,7 @@ class DynamoTable:
         attribute_name: Callable[[str], str] = str,
         strings: Mapping[str, str | int] | None = None,
         make_room: Callable[[dict[str, Any]], None] | None = None,
+        budget: tuple[float, Callable[[dict[str, Any]], None]] | None = None,
     ) -> None:
         """ADD the deltas this row lacks, and advance its replay guard, in one UpdateItem
         (``strings``: attributes SET in the same write; an int is stored as a number).
@@ -227,11 +230,14 @@ class DynamoTable:
         range; when it fails, the stored guard tells which deltas are still missing. When
         DynamoDB refuses a write for taking the row over its 400 KB item limit, ``make_room``
         (if given) shrinks the row and the write is tried again, up to MAKE_ROOM_ATTEMPTS
-        times.
+        times. ``budget``: (write units, trim): a write that consumed more units than that
+        (1 per started KB of the row's larger image) is followed by ``trim(key)``.
         """
         guard = guard_attribute(shard)
         missing = list(deltas)
         room_made = 0
+        consumed = 0.0
+        measured = {"ReturnConsumedCapacity": "TOTAL"} if budget else {}
         while missing:
             part = _guarded_part(missing)
             totals = summed(part)
@@ -247,7 +253,7 @@ class DynamoTable:
                 values[f":s{index}"] = {"N": str(text)} if isinstance(text, int) else {"S": text}
                 sets.append(f"#s{index} = :s{index}")
             try:
-                self.call(
+                written = self.call(
                     "update_item",
                     TableName=self.name,
                     Key=key,
@@ -255,7 +261,9 @@ class DynamoTable:
                     ConditionExpression="attribute_not_exists(#g) OR #g < :first",
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
+                    **measured,
                 )
+                consumed = max(consumed, float(written.get("ConsumedCapacity", {}).get("CapacityUnits", 0)))
                 missing = missing[len(part) :]
             except RepositoryError as error:
                 if make_room is None or room_made >= MAKE_ROOM_ATTEMPTS or not _over_item_limit(error):
@@ -275,6 +283,8 @@ class DynamoTable:
                 )
                 applied = stored.get("Item", {}).get(guard, {}).get("S")
                 missing = pending(missing, applied)
+        if budget and consumed > budget[0]:
+            budget[1](key)
 
 
 def _over_item_limit(error: RepositoryError) -> bool:
@@ -409,9 +419,15 @@ class DynamoUserRepository:
 
 
 class DynamoCooccurrenceRepository:
-    def __init__(self, table: DynamoTable, blocks: int) -> None:
+    """Count rows, ``blocks`` per item. ``budget_bytes``: a row a write finds larger than
+    this is trimmed back to ROOM_TARGET_SHARE of it (weakest counts first, as at DynamoDB's
+    400 KB limit), since every write of a row bills 1 unit per started KB of it; None: rows
+    grow up to the 400 KB limit."""
+
+    def __init__(self, table: DynamoTable, blocks: int, budget_bytes: int | None = None) -> None:
         self.table = table
         self.blocks = blocks
+        self.budget_bytes = budget_bytes
 
     def get_rows(self, item_ids: Iterable[str]) -> dict[str, dict[str, float]]:
         wanted = sorted(set(item_ids))
@@ -429,14 +445,23 @@ class DynamoCooccurrenceRepository:
             ({"item_id": {"S": item}, "block": {"N": str(block)}}, row_deltas, {})
             for (item, block), row_deltas in deltas.items()
         ]
+        budget = None
+        if self.budget_bytes is not None:
+            budget_bytes = self.budget_bytes
+            budget = (math.ceil(budget_bytes / 1024), lambda key: self.make_room(key, budget_bytes))
         self.table.apply_guarded_many(
-            rows, shard, attribute_name=lambda neighbour: COUNT_PREFIX + neighbour, make_room=self.make_room
+            rows,
+            shard,
+            attribute_name=lambda neighbour: COUNT_PREFIX + neighbour,
+            make_room=self.make_room,
+            budget=budget,
         )
 
-    def make_room(self, key: dict[str, Any]) -> None:
+    def make_room(self, key: dict[str, Any], limit: int | None = None) -> None:
         """Remove a count row's weakest counts (smallest first, ties by id) until it takes at
-        most ROOM_TARGET_SHARE of DynamoDB's item limit: it was refused a write for reaching
-        the limit, and the weakest partners matter least to an item's top-K neighbours.
+        most ROOM_TARGET_SHARE of ``limit`` (default DynamoDB's item limit: it was refused a
+        write for reaching it; else the row budget a write found it over), since the weakest
+        partners matter least to an item's top-K neighbours.
 
         A row already below ROOM_CHECK_SHARE of the limit is left alone: the writers of other
         shards, refused at the same moment, find the room one of them made and just retry.
@@ -444,30 +469,37 @@ class DynamoCooccurrenceRepository:
         increment racing the removal may go with it. The replay guards stay, so nothing is
         counted twice.
         """
+        at_item_limit = limit is None
+        limit = ITEM_LIMIT_BYTES if limit is None else limit
         item = self.table.call("get_item", TableName=self.table.name, Key=key, ConsistentRead=True).get(
             "Item", {}
         )
         size = item_size(item)
-        if size < ITEM_LIMIT_BYTES * ROOM_CHECK_SHARE:
+        if size < limit * ROOM_CHECK_SHARE:
             return
         counts = sorted(
             (float(value["N"]), name, len(name.encode()) + number_size(value["N"]))
             for name, value in item.items()
             if name.startswith(COUNT_PREFIX)
         )
-        excess = size - ITEM_LIMIT_BYTES * ROOM_TARGET_SHARE
+        excess = size - limit * ROOM_TARGET_SHARE
         dropped: list[str] = []
         for _count, name, bytes_ in counts:
             if excess <= 0:
                 break
             dropped.append(name)
             excess -= bytes_
-        logger.warning(
-            "count row at the item size limit: removing its weakest counts",
+        # At the item limit something is amiss (no budget, or one far above the data); over
+        # the budget is routine upkeep of a hot item's rows, every few batches.
+        (logger.warning if at_item_limit else logger.debug)(
+            "count row at the item size limit: removing its weakest counts"
+            if at_item_limit
+            else "count row over its budget: removing its weakest counts",
             extra={
                 "item_id": key["item_id"]["S"],
                 "block": key["block"]["N"],
                 "bytes": size,
+                "limit": limit,
                 "counts": len(counts),
                 "removed": len(dropped),
             },
