@@ -122,3 +122,67 @@ def test_the_api_client_gives_up_sooner_than_the_stream_functions(clients, monke
     assert api.retries == {"mode": "standard", "total_max_attempts": 3}
     stream = wiring.dynamodb_client().meta.config
     assert stream.retries["total_max_attempts"] == 8 and stream.read_timeout == 60
+
+
+def _handlers(client) -> int:
+    """How many of the fast handlers the client runs before parsing a GetItem."""
+    from streamrec.repositories import fast_reads
+
+    handlers = client.meta.events._emitter._handlers.prefix_search("before-parse.dynamodb.GetItem")
+    return sum(handler is fast_reads.take_attribute_fields for handler in handlers)
+
+
+def test_the_handler_is_kept_once_a_canned_read_comes_back_whole(clients):
+    from streamrec.repositories.fast_reads import PROBE_ITEM, reads_come_back_whole
+
+    plain, fast, _ = clients
+    assert _handlers(fast) == 1
+    assert reads_come_back_whole(fast) is True
+    # The canned answer is the probe's only: a real read still goes to the table.
+    plain.put_item(TableName=TABLE, Item=EVERY_TYPE)
+    assert fast.get_item(TableName=TABLE, Key={"id": {"S": "tent"}})["Item"] == EVERY_TYPE
+    assert PROBE_ITEM != EVERY_TYPE
+
+
+def test_a_botocore_that_drops_the_fields_gets_its_own_parse_back(clients):
+    # As if botocore no longer merged customized_response_dict: the items would be lost.
+    plain, _, _ = clients
+    plain.put_item(TableName=TABLE, Item=EVERY_TYPE)
+    client = boto3.client("dynamodb")
+    client.meta.events.register_last(
+        "before-parse.dynamodb.GetItem",
+        lambda customized_response_dict, **_: customized_response_dict.clear(),
+    )
+    register_fast_reads(client)
+    assert _handlers(client) == 0
+    assert client.get_item(TableName=TABLE, Key={"id": {"S": "tent"}})["Item"] == EVERY_TYPE
+
+
+def test_a_handler_that_fails_on_this_botocore_is_left_out(clients, monkeypatch):
+    # E.g. a botocore that calls before-parse handlers with other arguments.
+    from streamrec.repositories import fast_reads
+
+    plain, _, _ = clients
+    plain.put_item(TableName=TABLE, Item=EVERY_TYPE)
+
+    def changed_signature(operation_model, response_dict, **_):
+        raise TypeError("take_attribute_fields() missing 1 required argument: 'customized_response_dict'")
+
+    monkeypatch.setattr(fast_reads, "take_attribute_fields", changed_signature)
+    client = register_fast_reads(boto3.client("dynamodb"))
+    handlers = client.meta.events._emitter._handlers.prefix_search("before-parse.dynamodb.GetItem")
+    assert changed_signature not in handlers
+    assert client.get_item(TableName=TABLE, Key={"id": {"S": "tent"}})["Item"] == EVERY_TYPE
+
+
+def test_without_credentials_the_check_cannot_run_and_the_handler_stays(monkeypatch, tmp_path):
+    from streamrec.repositories.fast_reads import reads_come_back_whole
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    assert reads_come_back_whole(client) is None
+    assert _handlers(register_fast_reads(client)) == 1
