@@ -94,6 +94,11 @@ class Settings:
     two_hop_weight: float = 0.5
     purchased_kept: int = 500
     recent_event_ids_kept: int = 100
+    # The coupons a user row counts redemptions of: the ones redeemed last. A coupon pushed
+    # out by this many others redeemed since can be offered again up to its per_user_limit;
+    # without a bound, a user redeeming thousands of coupons over the years would take the
+    # row past DynamoDB's 400 KB.
+    redemptions_kept: int = 300
     # Coupons (P4): the user row keeps its engagement with each category (at most
     # ``categories_kept``, the weakest evicted), decayed with this half-life and weighted by
     # these weights. A coupon's relevance is the coupon model's probability that the user buys

@@ -443,6 +443,35 @@ def test_duplicate_and_replayed_redemptions_count_once_in_memory():
     assert users.get("u").redemptions == {"c": 1}
 
 
+def test_a_user_row_keeps_the_coupons_redeemed_last(aws):
+    import boto3
+
+    from streamrec.repositories.dynamodb import DynamoUserRepository
+
+    settings = replace(SETTINGS, redemptions_kept=3)
+    for name, users in {
+        "memory": InMemoryUserRepository(),
+        "dynamodb": DynamoUserRepository(
+            DynamoTable(aws.tables["UsersTable"].name, boto3.client("dynamodb"))
+        ),
+    }.items():
+        coupons = InMemoryCouponRepository()
+        for coupon_id in ("a", "b", "c", "d"):
+            coupons.put(coupon_id, spec(budget=5))
+        service = IngestService(
+            settings,
+            users,
+            InMemoryCooccurrenceRepository(),
+            InMemoryItemStatsRepository(),
+            InMemoryChangePublisher(),
+            coupons,
+        )
+        service.ingest(_sequenced([_redemption(1, "a"), _redemption(2, "b"), _redemption(3, "c")]), "s0")
+        # "a" again moves it to the end; then "d" pushes out the oldest, now "b".
+        service.ingest(_sequenced([_redemption(4, "a"), _redemption(5, "d")], first=10), "s0")
+        assert list(users.get("u").redemptions.items()) == [("c", 1), ("a", 2), ("d", 1)], name
+
+
 def test_crash_before_the_user_write_is_replayed_exactly_once():
     coupons = InMemoryCouponRepository()
     coupons.put("c", spec(budget=5))

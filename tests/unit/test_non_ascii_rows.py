@@ -61,6 +61,7 @@ def _user_at_every_bound(settings: Settings) -> UserState:
         basket=[_ascii_id("k", n) for n in range(settings.basket_items_kept)],
         basket_time=T0,
         event_counts={"view": 10**6, "add_to_cart": 10**5, "purchase": 10**4},
+        redemptions={_ascii_id("coupon", n): 10**6 for n in range(settings.redemptions_kept)},
     )
 
 

@@ -171,7 +171,10 @@ def plan_batch(
                 )
             # Counted in the user row here (written with its guards) and on the coupon row
             # by IngestService (its own per-shard guard): exactly once on both sides.
-            state.redemptions[event.coupon_id] = state.redemptions.get(event.coupon_id, 0) + 1
+            # The latest redeemed last (the row keeps insertion order), the oldest evicted.
+            state.redemptions[event.coupon_id] = state.redemptions.pop(event.coupon_id, 0) + 1
+            while len(state.redemptions) > settings.redemptions_kept:
+                del state.redemptions[next(iter(state.redemptions))]
             plan.redemptions.append((seq, event.coupon_id))
             continue
         plan.item_stats[event.item_id].append((seq, event_count_attribute(event.event_type), 1.0))
