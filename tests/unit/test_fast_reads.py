@@ -183,6 +183,7 @@ def test_without_credentials_the_check_cannot_run_and_the_handler_stays(monkeypa
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    client = boto3.client("dynamodb", region_name="us-east-1")
+    # A session of its own: the default one may hold credentials another test resolved.
+    client = boto3.session.Session().client("dynamodb", region_name="us-east-1")
     assert reads_come_back_whole(client) is None
     assert _handlers(register_fast_reads(client)) == 1
