@@ -69,7 +69,8 @@ class Settings:
     cooccurrence_blocks: int = 16
     # A count row (block) a write finds over this many KB loses its weakest counts down to
     # 3/4 of it: every write of a row bills 1 unit per started KB of it, so a hot item's rows
-    # would otherwise cost up to 400 units a write. 0: no budget (DynamoDB's 400 KB limit).
+    # would otherwise cost up to 400 units a write. 0: no budget (DynamoDB's 400 KB limit);
+    # else 4 to 399.
     count_row_budget_kb: int = 16
     # When an item's own count changes, the rows of at most this many of its strongest
     # co-occurring items are recomputed too (their normalisation changed).
@@ -193,8 +194,12 @@ class Settings:
             raise ConfigurationError(f"HISTORY_LENGTH={self.history_length}; expected 1..96")
         if not 0.0 <= self.category_blend <= 1.0:
             raise ConfigurationError(f"CATEGORY_BLEND={self.category_blend}; expected 0..1")
-        if not 0 <= self.count_row_budget_kb <= 400:
-            raise ConfigurationError(f"COUNT_ROW_BUDGET_KB={self.count_row_budget_kb}; expected 0..400")
+        if self.count_row_budget_kb != 0 and not 4 <= self.count_row_budget_kb <= 399:
+            # Below 4 KB a row's replay guards (~81 bytes per shard ever seen) could take the
+            # room of its counts; at 400 no write can bill more (an item is at most 400 KB).
+            raise ConfigurationError(
+                f"COUNT_ROW_BUDGET_KB={self.count_row_budget_kb}; expected 0 (no budget) or 4..399"
+            )
         if not 1 <= self.neighbours_per_item <= 500:
             raise ConfigurationError(f"NEIGHBOURS_PER_ITEM={self.neighbours_per_item}; expected 1..500")
         if self.half_life_hours <= 0:

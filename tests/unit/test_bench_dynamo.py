@@ -234,8 +234,8 @@ def test_a_count_row_budget_bounds_a_hot_items_rows_and_units():
     from streamrec.bench.runs import hot_item_cost
     from streamrec.settings import Settings
 
-    result = hot_item_cost(5000, Settings(), (0, 1))
-    unbounded, bounded = result["0"], result["1"]
-    assert unbounded["hot_item_largest_row_bytes"] > 1024 >= bounded["hot_item_largest_row_bytes"]
+    result = hot_item_cost(8000, Settings(), (0, 4))
+    unbounded, bounded = result["0"], result["4"]
+    assert unbounded["hot_item_largest_row_bytes"] > 4096 >= bounded["hot_item_largest_row_bytes"]
     assert bounded["hot_item_partners"] < unbounded["hot_item_partners"]
     assert bounded["count_rru_per_event"] > 0 == unbounded["count_rru_per_event"]  # the trims' reads

@@ -246,3 +246,72 @@ def test_the_ingest_gets_the_budget_of_its_settings(monkeypatch):
     assert ingest.cooccurrence.budget_bytes == 16 * 1024  # type: ignore[attr-defined]
     unbounded = wiring.ingest_service(Settings(**tables, count_row_budget_kb=0), client=object())
     assert unbounded.cooccurrence.budget_bytes is None  # type: ignore[attr-defined]
+
+
+def _metered_counts(aws, budget: int) -> tuple[DynamoCooccurrenceRepository, MeteredClient, Any]:
+    name, client = aws.tables["CooccurrenceTable"].name, boto3.client("dynamodb")
+    metered = MeteredClient(client)
+    counts = DynamoCooccurrenceRepository(DynamoTable(name, metered), blocks=16, budget_bytes=budget)
+
+    def row() -> dict[str, Any]:
+        return client.get_item(TableName=name, Key=KEY, ConsistentRead=True)["Item"]
+
+    return counts, metered, row
+
+
+def test_a_partner_seen_in_every_batch_outgrows_the_rows_long_held_counts(aws):
+    # 63 old partners of count 30 take some 80 % of the row, so a trim must remove more than
+    # the newcomers. Each record brings "steady" and 3 one-off partners: without sparing the
+    # counts the triggering write added to, "steady" (below 30) would go at every trim.
+    counts, metered, row = _metered_counts(aws, 2048)
+    counts.apply({ROW: [(sequence_key(1), f"old{n:02d}-{'x' * 15}", 30.0) for n in range(63)]}, SHARD_A)
+    for n in range(2, 40):
+        fresh = [
+            (sequence_key(n), "steady", 1.0),
+            *((sequence_key(n), f"once{n}-{m}", 1.0) for m in range(3)),
+        ]
+        counts.apply({ROW: fresh}, SHARD_A)
+    kept = _counts(row())
+    assert metered.updates.count("REMOVE") >= 2 and sum(name.startswith("old") for name in kept) < 63
+    assert kept["steady"] == 38.0
+
+
+def test_equal_counts_are_not_trimmed_by_id(aws):
+    counts, metered, row = _metered_counts(aws, 4096)
+    # 150 partners of count 1 in 5 records (moto's parser recurses once per ADD): the last
+    # takes the row over 4 KB, and the trim takes some of the first 120, which tie.
+    for record in range(5):
+        partners = [
+            (sequence_key(record + 1), f"p{n:03d}-{'x' * 20}", 1.0)
+            for n in range(30 * record, 30 * record + 30)
+        ]
+        counts.apply({ROW: partners}, SHARD_A)
+    removed = {f"p{n:03d}-{'x' * 20}" for n in range(150)} - set(_counts(row()))
+    assert metered.updates.count("REMOVE") == 1 and 10 < len(removed) < 100
+    lowest = {f"p{n:03d}-{'x' * 20}" for n in range(len(removed))}
+    assert len(removed & lowest) < len(removed) * 0.6  # not the lowest ids
+
+
+def test_a_trim_that_fails_leaves_the_write_done_and_the_next_write_trims(aws):
+    counts, metered, row = _metered_counts(aws, 4096)
+    real_get = metered.client.get_item
+    refused = []
+
+    def throttled_get_item(**kwargs: Any) -> Any:
+        if kwargs.get("ConsistentRead") and not refused and kwargs.get("ProjectionExpression") is None:
+            refused.append(kwargs)
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "GetItem")
+        return real_get(**kwargs)
+
+    for record in range(4):
+        partners = [
+            (sequence_key(record + 1), f"p{n:03d}-{'x' * 20}", 1.0)
+            for n in range(30 * record, 30 * record + 30)
+        ]
+        counts.apply({ROW: partners}, SHARD_A)
+    metered.get_item = throttled_get_item  # type: ignore[method-assign]
+    last = [(sequence_key(5), f"p{n:03d}-{'x' * 20}", 1.0) for n in range(120, 150)]
+    counts.apply({ROW: last}, SHARD_A)  # the write is done; its trim is refused
+    assert refused and len(_counts(row())) == 150 and "REMOVE" not in metered.updates
+    counts.apply({ROW: [(sequence_key(6), "next", 1.0)]}, SHARD_A)
+    assert metered.updates.count("REMOVE") == 1 and item_size(row()) <= 4096

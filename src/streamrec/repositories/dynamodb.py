@@ -203,7 +203,7 @@ class DynamoTable:
         shard: str,
         attribute_name: Callable[[str], str] = str,
         make_room: Callable[[dict[str, Any]], None] | None = None,
-        budget: tuple[float, Callable[[dict[str, Any]], None]] | None = None,
+        budget: tuple[float, Callable[[dict[str, Any], frozenset[str]], None]] | None = None,
     ) -> None:
         """:meth:`apply_guarded` for many rows, concurrently; returns when all are written
         and raises the first failure (the batch is then retried; guards absorb the rest)."""
@@ -221,7 +221,7 @@ class DynamoTable:
         attribute_name: Callable[[str], str] = str,
         strings: Mapping[str, str | int] | None = None,
         make_room: Callable[[dict[str, Any]], None] | None = None,
-        budget: tuple[float, Callable[[dict[str, Any]], None]] | None = None,
+        budget: tuple[float, Callable[[dict[str, Any], frozenset[str]], None]] | None = None,
     ) -> None:
         """ADD the deltas this row lacks, and advance its replay guard, in one UpdateItem
         (``strings``: attributes SET in the same write; an int is stored as a number).
@@ -231,7 +231,9 @@ class DynamoTable:
         DynamoDB refuses a write for taking the row over its 400 KB item limit, ``make_room``
         (if given) shrinks the row and the write is tried again, up to MAKE_ROOM_ATTEMPTS
         times. ``budget``: (write units, trim): a write that consumed more units than that
-        (1 per started KB of the row's larger image) is followed by ``trim(key)``.
+        (1 per started KB of the row's larger image) is followed by ``trim(key, added)``,
+        ``added`` the attributes it added to; a trim that fails is logged and left to the
+        row's next write (the deltas are written: failing the batch would only repeat them).
         """
         guard = guard_attribute(shard)
         missing = list(deltas)
@@ -284,7 +286,14 @@ class DynamoTable:
                 applied = stored.get("Item", {}).get(guard, {}).get("S")
                 missing = pending(missing, applied)
         if budget and consumed > budget[0]:
-            budget[1](key)
+            added = frozenset(attribute_name(attribute) for _sequence, attribute, _value in deltas)
+            try:
+                budget[1](key, added)
+            except RepositoryError as error:
+                logger.warning(
+                    "a row over its budget was not trimmed: its next write tries again",
+                    extra={"key": json.dumps(key), "error": str(error)},
+                )
 
 
 def _over_item_limit(error: RepositoryError) -> bool:
@@ -447,8 +456,7 @@ class DynamoCooccurrenceRepository:
         ]
         budget = None
         if self.budget_bytes is not None:
-            budget_bytes = self.budget_bytes
-            budget = (math.ceil(budget_bytes / 1024), lambda key: self.make_room(key, budget_bytes))
+            budget = (math.ceil(self.budget_bytes / 1024), self.make_room)
         self.table.apply_guarded_many(
             rows,
             shard,
@@ -457,11 +465,15 @@ class DynamoCooccurrenceRepository:
             budget=budget,
         )
 
-    def make_room(self, key: dict[str, Any], limit: int | None = None) -> None:
-        """Remove a count row's weakest counts (smallest first, ties by id) until it takes at
-        most ROOM_TARGET_SHARE of ``limit`` (default DynamoDB's item limit: it was refused a
-        write for reaching it; else the row budget a write found it over), since the weakest
-        partners matter least to an item's top-K neighbours.
+    def make_room(self, key: dict[str, Any], keep: frozenset[str] = frozenset()) -> None:
+        """Remove a count row's weakest counts until it takes at most ROOM_TARGET_SHARE of
+        its limit: the budget, if any, else DynamoDB's item limit (a write was refused for
+        reaching it, or billed more than the budget). The weakest partners matter least to
+        an item's top-K neighbours. The counts in ``keep`` (those the write that found the
+        row over its budget added to) go last: a newcomer seen in most batches would
+        otherwise go at every trim, before it could outgrow the row's long-held counts.
+        Equal counts go in an order that changes from trim to trim (a hash of the name and
+        the row's size), not by id, which would always spare the same ids.
 
         A row already below ROOM_CHECK_SHARE of the limit is left alone: the writers of other
         shards, refused at the same moment, find the room one of them made and just retry.
@@ -469,8 +481,7 @@ class DynamoCooccurrenceRepository:
         increment racing the removal may go with it. The replay guards stay, so nothing is
         counted twice.
         """
-        at_item_limit = limit is None
-        limit = ITEM_LIMIT_BYTES if limit is None else limit
+        limit = self.budget_bytes or ITEM_LIMIT_BYTES
         item = self.table.call("get_item", TableName=self.table.name, Key=key, ConsistentRead=True).get(
             "Item", {}
         )
@@ -478,19 +489,26 @@ class DynamoCooccurrenceRepository:
         if size < limit * ROOM_CHECK_SHARE:
             return
         counts = sorted(
-            (float(value["N"]), name, len(name.encode()) + number_size(value["N"]))
+            (
+                name in keep,
+                float(value["N"]),
+                zlib.crc32(f"{size}:{name}".encode()),
+                name,
+                len(name.encode()) + number_size(value["N"]),
+            )
             for name, value in item.items()
             if name.startswith(COUNT_PREFIX)
         )
         excess = size - limit * ROOM_TARGET_SHARE
         dropped: list[str] = []
-        for _count, name, bytes_ in counts:
+        for *_order, name, bytes_ in counts:
             if excess <= 0:
                 break
             dropped.append(name)
             excess -= bytes_
         # At the item limit something is amiss (no budget, or one far above the data); over
         # the budget is routine upkeep of a hot item's rows, every few batches.
+        at_item_limit = size >= ITEM_LIMIT_BYTES * ROOM_CHECK_SHARE
         (logger.warning if at_item_limit else logger.debug)(
             "count row at the item size limit: removing its weakest counts"
             if at_item_limit
