@@ -178,8 +178,11 @@ def instant_seconds(value: Any) -> float:
             return float(value)
         except OverflowError:  # an integer of hundreds of digits (a string would give inf)
             return -math.inf if isinstance(value, int) and value < 0 else math.inf
+    text = str(value)
+    if text.endswith(("Z", "z")):  # UTC; RFC 3339 allows a lower-case z, fromisoformat does not
+        text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         raise TimeFormatError() from None
     if parsed.tzinfo is None:

@@ -865,13 +865,23 @@ def test_a_category_reason_counts_events_not_items():
 
 
 @pytest.mark.parametrize(
-    "value", ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00", 1.7e9, 1_700_000_000, "1700000000.5"]
+    "value",
+    [
+        "2026-01-01T00:00:00Z",
+        "2026-01-01t00:00:00z",  # RFC 3339 allows lower case
+        "2026-01-01T01:00:00+01:00",
+        1.7e9,
+        1_700_000_000,
+        "1700000000.5",
+    ],
 )
 def test_coupon_times_are_read_like_event_timestamps(value):
     from streamrec.domain.coupons import _epoch
     from streamrec.events import epoch_seconds
 
     assert _epoch(value) == epoch_seconds(value)
+    if isinstance(value, str) and value.startswith("2026-01-01"):
+        assert epoch_seconds(value) == 1_767_225_600.0
 
 
 @pytest.mark.parametrize(
