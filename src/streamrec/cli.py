@@ -1030,7 +1030,7 @@ def _add_coupons(subparsers: Any) -> None:
 def _text_lines(text: str) -> Iterator[tuple[int, str]]:
     """(number, line) of ``text``'s lines, one at a time (a backfill's file holds millions),
     split at newlines only: unlike str.splitlines, not inside a JSON string holding a raw
-    U+2028, U+0085 or form feed, which JSON allows."""
+    U+2028, U+2029 or U+0085, which JSON allows."""
     start, number = 0, 1
     while start < len(text):
         end = text.find("\n", start)
@@ -1771,9 +1771,10 @@ def _add_events(subparsers: Any) -> None:
         "ingest in the "
         "order they happened. On AWS the stream's shard count and retention are read first: a "
         "load whose backlog would outlast the retention is refused (records still unprocessed "
-        "then are lost). An interrupted load prints the --skip that resumes it. The file is held "
-        "in memory (some ten times its size): split a long history into files by time range and "
-        "load them oldest first.",
+        "then are lost). An interrupted load prints the --skip that resumes it. A .jsonl file is "
+        "read a line at a time and held in memory at about four times its size (a .json file, "
+        "decoded whole, more): split a very long history into files by time range and load them "
+        "oldest first.",
     )
     load.add_argument(
         "file",

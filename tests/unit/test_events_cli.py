@@ -73,7 +73,8 @@ def test_events_are_sent_once_per_event_id_in_timestamp_order(tmp_path):
 
 
 def test_a_line_is_split_at_newlines_only(tmp_path):
-    # JSON strings may hold a raw U+2028, U+0085 or form feed, where str.splitlines splits.
+    # JSON strings may hold a raw U+2028 or U+0085, where str.splitlines splits (a form feed
+    # must be escaped, as json.dumps does).
     path = tmp_path / "events.jsonl"
     odd = "tents\u2028and\x85camping\x0cgear"
     lines = [json.dumps(event(1, category=odd), ensure_ascii=False), "{not json", ""]

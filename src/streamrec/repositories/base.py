@@ -168,7 +168,7 @@ class CouponRepository(Protocol):
         ...
 
     def indexed_scopes(self) -> list[str]:
-        """Every scope key that has an index row, sorted: a whole-table read, for the
+        """Every scope key whose index row lists a coupon, sorted: a whole-table read, for the
         ``coupons prune`` upkeep command only (requests read by key)."""
         ...
 

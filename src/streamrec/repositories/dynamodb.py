@@ -80,9 +80,9 @@ WRITE_CONCURRENCY = 8
 # A read of more than 100 keys makes independent BatchGetItem calls, this many at a time.
 READ_CONCURRENCY = 8
 COUNT_PREFIX = "c:"  # neighbour attributes of co-occurrence rows
-# A count row at DynamoDB's 400 KB item limit drops its weakest counts down to
-# ROOM_TARGET_SHARE of the limit (DynamoCooccurrenceRepository.make_room); a row found below
-# ROOM_CHECK_SHARE already had room made by another shard's writer. A write is retried after
+# A count row over its budget, or at DynamoDB's 400 KB item limit, drops its weakest counts
+# down to ROOM_TARGET_SHARE of that limit (DynamoCooccurrenceRepository.make_room); a row
+# found below ROOM_CHECK_SHARE already had room made by another shard's writer. A write is retried after
 # at most MAKE_ROOM_ATTEMPTS such calls before it fails.
 MAKE_ROOM_ATTEMPTS = 2
 ROOM_CHECK_SHARE = 0.9
@@ -1202,7 +1202,7 @@ class DynamoCouponRepository:
         list more). One transaction per index row (per 99 ids), on condition that each
         coupon's row is still the one read (or still absent): a coupon redefined meanwhile
         keeps its entry. A cancelled transaction leaves its entries, harmless until the
-        scope is pruned again. Returns how many coupons were taken out (of one row or more)."""
+        scope is pruned again. Returns the ids of the coupons taken out (a coupon of several rows once)."""
         index_rows = self.table.batch_get(
             [self._key(SCOPE_ROW_PREFIX + key) for key in dict.fromkeys(scope_keys)], consistent=True
         )

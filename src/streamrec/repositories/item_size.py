@@ -2,8 +2,8 @@
 and formats", CapacityUnitCalculations.html): the sum of attribute-name bytes and value
 sizes; a string is its UTF-8 bytes, a number ~ 1 byte per two significant digits + 1
 (leading and trailing zeros trimmed), a boolean/null 1 byte, a list/map 3 bytes + 1 byte
-per element + elements. Used by the DynamoDB adapter (a count row at the item size limit)
-and by the bench (units).
+per element + elements. Used by the DynamoDB adapter (a count row over its budget or at the
+item size limit) and by the bench (units).
 """
 
 from __future__ import annotations
