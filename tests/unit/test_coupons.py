@@ -259,10 +259,12 @@ def _event(n: int, kind: str, category: str | None = "camping", **extra) -> dict
     }
 
 
-def _ingest(coupons) -> tuple[IngestService, InMemoryUserRepository]:
-    users = InMemoryUserRepository()
+def _ingest(
+    coupons, settings: Settings = SETTINGS, users=None
+) -> tuple[IngestService, InMemoryUserRepository]:
+    users = users if users is not None else InMemoryUserRepository()
     service = IngestService(
-        SETTINGS,
+        settings,
         users,
         InMemoryCooccurrenceRepository(),
         InMemoryItemStatsRepository(),
@@ -405,16 +407,7 @@ def test_coupon_settings_from_the_environment():
 
 
 def test_category_map_keeps_the_strongest():
-    settings = Settings(categories_kept=2)
-    users = InMemoryUserRepository()
-    service = IngestService(
-        settings,
-        users,
-        InMemoryCooccurrenceRepository(),
-        InMemoryItemStatsRepository(),
-        InMemoryChangePublisher(),
-        InMemoryCouponRepository(),
-    )
+    service, users = _ingest(InMemoryCouponRepository(), Settings(categories_kept=2))
     service.ingest(
         _sequenced([_event(0, "purchase", "a"), _event(1, "view", "b"), _event(2, "view", "c")]), "s0"
     )
@@ -458,14 +451,7 @@ def test_a_user_row_keeps_the_coupons_redeemed_last(aws):
         coupons = InMemoryCouponRepository()
         for coupon_id in ("a", "b", "c", "d"):
             coupons.put(coupon_id, spec(budget=5))
-        service = IngestService(
-            settings,
-            users,
-            InMemoryCooccurrenceRepository(),
-            InMemoryItemStatsRepository(),
-            InMemoryChangePublisher(),
-            coupons,
-        )
+        service, _ = _ingest(coupons, settings, users)
         service.ingest(_sequenced([_redemption(1, "a"), _redemption(2, "b"), _redemption(3, "c")]), "s0")
         # "a" again moves it to the end; then "d" pushes out the oldest, now "b".
         service.ingest(_sequenced([_redemption(4, "a"), _redemption(5, "d")], first=10), "s0")
