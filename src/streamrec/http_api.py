@@ -450,23 +450,25 @@ def _raw_answer(status: int, error: str, message: str) -> dict[str, Any]:
     }
 
 
-def _is_base64(body: str) -> bool:
-    """Whether Powertools can decode ``body`` as base64 (as leniently as it does)."""
-    try:
-        base64.b64decode(body)
-    except ValueError:  # binascii.Error, or characters that are not ASCII
-        return False
-    return True
+class _NotBase64(ValueError):
+    """A body marked base64-encoded that is not (Powertools' decoding would fail on it with
+    an internal error)."""
 
 
 def _body_text(event: dict[str, Any]) -> str | None:
     """The body as text, decoded as leniently as Powertools decodes it (so that no body gets
-    past the checks on it); None when it is not base64 or not UTF-8 (left to Powertools,
-    whose answers name the problem)."""
+    past the checks on it); None when it is not UTF-8 (left to Powertools, whose answer
+    names the problem). Raises _NotBase64."""
     body = event.get("body") or ""
+    if not event.get("isBase64Encoded"):
+        return body
     try:
-        return base64.b64decode(body).decode() if event.get("isBase64Encoded") else body
-    except ValueError:
+        raw = base64.b64decode(body)
+    except ValueError:  # binascii.Error, or characters that are not ASCII
+        raise _NotBase64() from None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
         return None
 
 
@@ -525,11 +527,10 @@ def refused_body(event: dict[str, Any]) -> dict[str, Any] | None:
         return _raw_answer(
             415, "unsupported_media_type", "send the body as JSON (Content-Type: application/json)"
         )
-    if event.get("isBase64Encoded") and not _is_base64(str(event["body"])):
-        # Not from API Gateway, which encodes bodies itself; Powertools' decoding would fail
-        # with an internal error.
+    try:
+        text = _body_text(event)
+    except _NotBase64:  # not from API Gateway, which encodes bodies itself
         return _raw_answer(400, "bad_request", "the body is marked base64-encoded but is not base64")
-    text = _body_text(event)
     described = COUPON_BODY_MESSAGE if method == "PUT" else CART_BODY_MESSAGE
     if text is not None and text.startswith("\ufeff"):
         # JSON's parser refuses it as if the body were not JSON at all: say what it is.

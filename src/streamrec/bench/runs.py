@@ -728,16 +728,17 @@ def hot_item_cost(
             label=label,
         )
         hot = [row for row in tables.client.items(tables.names[COUNTS]) if row["item_id"]["S"] == HOT_ITEM]
+        sizes = [item_size(row) for row in hot]
         counts = _units(tables, [COUNTS], events)[COUNTS]
         result[str(budget)] = {
             "count_wru_per_event": counts["wru_per_event"],
             "count_rru_per_event": counts["rru_per_event"],
             "hot_item_partners": sum(sum(name.startswith(COUNT_PREFIX) for name in row) for row in hot),
-            "hot_item_largest_row_bytes": max((item_size(row) for row in hot), default=0),
+            "hot_item_largest_row_bytes": max(sizes, default=0),
             # What the hot item's rows cost at the end: a write of each (a batch that touches
             # them all) and a read of each (the similarity function's, at each recompute).
-            "hot_item_rows_wru_at_end": sum(write_units(item_size(row), item_size(row)) for row in hot),
-            "hot_item_rows_rru_at_end": sum(read_units(item_size(row)) for row in hot),
+            "hot_item_rows_wru_at_end": sum(write_units(size, size) for size in sizes),
+            "hot_item_rows_rru_at_end": sum(read_units(size) for size in sizes),
         }
     return result
 
