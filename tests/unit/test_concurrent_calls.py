@@ -215,7 +215,7 @@ def test_a_failing_row_does_not_stop_the_others_being_written():
     client = SlowTable("t")
     written = []
 
-    def apply_guarded(key, deltas, shard, attribute_name, strings, make_room, budget):
+    def apply_guarded(key, deltas, shard, attribute_name, strings, make_room, budget_units):
         if key == _key(0):
             raise RepositoryError("UpdateItem on t failed: ValidationException")
         written.append(key["item_id"]["S"])

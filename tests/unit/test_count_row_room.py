@@ -116,11 +116,11 @@ def test_writers_of_two_shards_refused_together_prune_once(limited):
     from_b = [(sequence_key(7), f"newB-{WIDE}", 1.0)]
     real_make_room = counts.make_room
 
-    def b_gets_there_first(key: dict[str, Any]) -> None:
+    def b_gets_there_first(key: dict[str, Any], keep: frozenset[str]) -> None:
         # Shard B, refused at the same moment, makes room and writes before A looks.
         counts.make_room = real_make_room  # type: ignore[method-assign]
         counts.apply({ROW: from_b}, SHARD_B)
-        real_make_room(key)
+        real_make_room(key, keep)
 
     counts.make_room = b_gets_there_first  # type: ignore[method-assign]
     counts.apply({ROW: [(sequence_key(2), f"newA-{WIDE}", 1.0)]}, SHARD_A)
@@ -161,7 +161,7 @@ def test_other_validation_errors_are_not_taken_for_a_full_row(aws, message):
 
     rooms: list[dict] = []
     repository = DynamoCooccurrenceRepository(DynamoTable(name, Refusing(client)), blocks=16)
-    repository.make_room = rooms.append  # type: ignore[method-assign]
+    repository.make_room = lambda key, keep: rooms.append(key)  # type: ignore[method-assign]
     with pytest.raises(RepositoryError, match="ValidationException"):
         repository.apply({ROW: [(sequence_key(1), "p", 1.0)]}, SHARD_A)
     assert rooms == []

@@ -202,13 +202,15 @@ class DynamoTable:
         rows: Sequence[tuple[dict[str, Any], Sequence[Delta], Mapping[str, str | int]]],
         shard: str,
         attribute_name: Callable[[str], str] = str,
-        make_room: Callable[[dict[str, Any]], None] | None = None,
-        budget: tuple[float, Callable[[dict[str, Any], frozenset[str]], None]] | None = None,
+        make_room: Callable[[dict[str, Any], frozenset[str]], None] | None = None,
+        budget_units: float | None = None,
     ) -> None:
         """:meth:`apply_guarded` for many rows, concurrently; returns when all are written
         and raises the first failure (the batch is then retried; guards absorb the rest)."""
         concurrently(
-            lambda row: self.apply_guarded(row[0], row[1], shard, attribute_name, row[2], make_room, budget),
+            lambda row: self.apply_guarded(
+                row[0], row[1], shard, attribute_name, row[2], make_room, budget_units
+            ),
             rows,
             WRITE_CONCURRENCY,
         )
@@ -220,8 +222,8 @@ class DynamoTable:
         shard: str,
         attribute_name: Callable[[str], str] = str,
         strings: Mapping[str, str | int] | None = None,
-        make_room: Callable[[dict[str, Any]], None] | None = None,
-        budget: tuple[float, Callable[[dict[str, Any], frozenset[str]], None]] | None = None,
+        make_room: Callable[[dict[str, Any], frozenset[str]], None] | None = None,
+        budget_units: float | None = None,
     ) -> None:
         """ADD the deltas this row lacks, and advance its replay guard, in one UpdateItem
         (``strings``: attributes SET in the same write; an int is stored as a number).
@@ -230,16 +232,17 @@ class DynamoTable:
         range; when it fails, the stored guard tells which deltas are still missing. When
         DynamoDB refuses a write for taking the row over its 400 KB item limit, ``make_room``
         (if given) shrinks the row and the write is tried again, up to MAKE_ROOM_ATTEMPTS
-        times. ``budget``: (write units, trim): a write that consumed more units than that
-        (1 per started KB of the row's larger image) is followed by ``trim(key, added)``,
-        ``added`` the attributes it added to; a trim that fails is logged and left to the
-        row's next write (the deltas are written: failing the batch would only repeat them).
+        times. With ``budget_units`` too, a write that consumed more write units than that (1
+        per started KB of the row's larger image) is followed by ``make_room(key, added)``,
+        ``added`` the attributes it added to; one that fails is logged and left to the row's
+        next write (the deltas are written: failing the batch would only repeat them).
         """
         guard = guard_attribute(shard)
         missing = list(deltas)
         room_made = 0
         consumed = 0.0
-        measured = {"ReturnConsumedCapacity": "TOTAL"} if budget else {}
+        budgeted = make_room is not None and budget_units is not None
+        measured = {"ReturnConsumedCapacity": "TOTAL"} if budgeted else {}
         while missing:
             part = _guarded_part(missing)
             totals = summed(part)
@@ -270,7 +273,7 @@ class DynamoTable:
             except RepositoryError as error:
                 if make_room is None or room_made >= MAKE_ROOM_ATTEMPTS or not _over_item_limit(error):
                     raise
-                make_room(key)
+                make_room(key, frozenset())
                 room_made += 1
             except ClientError as error:
                 if error_code(error) != "ConditionalCheckFailedException":
@@ -285,10 +288,10 @@ class DynamoTable:
                 )
                 applied = stored.get("Item", {}).get(guard, {}).get("S")
                 missing = pending(missing, applied)
-        if budget and consumed > budget[0]:
+        if make_room is not None and budget_units is not None and consumed > budget_units:
             added = frozenset(attribute_name(attribute) for _sequence, attribute, _value in deltas)
             try:
-                budget[1](key, added)
+                make_room(key, added)
             except RepositoryError as error:
                 logger.warning(
                     "a row over its budget was not trimmed: its next write tries again",
@@ -454,15 +457,12 @@ class DynamoCooccurrenceRepository:
             ({"item_id": {"S": item}, "block": {"N": str(block)}}, row_deltas, {})
             for (item, block), row_deltas in deltas.items()
         ]
-        budget = None
-        if self.budget_bytes is not None:
-            budget = (math.ceil(self.budget_bytes / 1024), self.make_room)
         self.table.apply_guarded_many(
             rows,
             shard,
             attribute_name=lambda neighbour: COUNT_PREFIX + neighbour,
             make_room=self.make_room,
-            budget=budget,
+            budget_units=math.ceil(self.budget_bytes / 1024) if self.budget_bytes else None,
         )
 
     def make_room(self, key: dict[str, Any], keep: frozenset[str] = frozenset()) -> None:
