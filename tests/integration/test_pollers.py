@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from streamrec.local.pollers import ActivityClock, KinesisPoller
-from streamrec.local.stack import LocalStack
+from streamrec.local.stack import LocalStack, create_stream
 from streamrec.local.template import ACCOUNT_ID, REGION, KinesisEventSource, QueueDef, StreamDef
 
 pytestmark = pytest.mark.integration
@@ -352,3 +352,16 @@ def test_an_idle_shard_is_polled_less_often_and_a_record_still_comes_at_once(har
         assert time.monotonic() - put_at < 1.0  # at most one 0.2 s pause, plus the call
     finally:
         poller.stop()
+
+
+def test_a_template_stream_is_created_with_its_retention(local_stack: LocalStack) -> None:
+    name = f"poller-test-{next(_names)}"
+    kinesis = local_stack.client("kinesis")
+    create_stream(
+        kinesis, StreamDef("Kept", name, f"arn:aws:kinesis:{REGION}:{ACCOUNT_ID}:stream/{name}", 2, 72)
+    )
+    try:
+        summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+        assert (summary["OpenShardCount"], summary["RetentionPeriodHours"]) == (2, 72)
+    finally:
+        kinesis.delete_stream(StreamName=name)

@@ -67,6 +67,7 @@ def test_streams_and_queues(raw: dict[str, Any], template: LocalTemplate) -> Non
         assert stream.arn == f"arn:aws:kinesis:us-east-1:123456789012:stream/{STACK}-{logical_id}"
         count = resource["Properties"]["ShardCount"]
         assert stream.shard_count == (count if isinstance(count, int) else defaults["EventStreamShards"])
+        assert stream.retention_hours == defaults["StreamRetentionHours"]
     queues = _of_type(raw, "AWS::SQS::Queue")
     assert set(template.queues) == set(queues)
     for logical_id in queues:
@@ -164,10 +165,17 @@ def test_parameter_overrides(template: LocalTemplate) -> None:
         TEMPLATE,
         stack_name=STACK,
         endpoint_url=ENDPOINT,
-        parameter_overrides={"SimilarityMeasure": "cosine", "EventStreamShards": 2},
+        parameter_overrides={
+            "SimilarityMeasure": "cosine",
+            "EventStreamShards": 2,
+            "StreamRetentionHours": 72,
+        },
     )
     assert other.functions["ApiFunction"].environment["SIMILARITY_MEASURE"] == "cosine"
     assert other.streams["EventStream"].shard_count == 2
+    assert {stream.retention_hours for stream in other.streams.values()} == {72}
+    with pytest.raises(TemplateError, match="StreamRetentionHours"):
+        load_template(TEMPLATE, parameter_overrides={"StreamRetentionHours": 200})
     with pytest.raises(TemplateError, match="not one of"):
         load_template(TEMPLATE, parameter_overrides={"SimilarityMeasure": "euclid"})
     with pytest.raises(TemplateError, match="undeclared"):

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from streamrec.local.stack import create_stream
 from streamrec.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def aws(monkeypatch):
             dynamodb.create_table(**table.create_kwargs)
         kinesis = boto3.client("kinesis")
         for stream in template.streams.values():
-            kinesis.create_stream(StreamName=stream.name, ShardCount=stream.shard_count)
+            create_stream(kinesis, stream)
         sqs = boto3.client("sqs")
         for queue in template.queues.values():
             sqs.create_queue(QueueName=queue.name)

@@ -36,7 +36,7 @@ from botocore.config import Config
 
 from streamrec.local.http_api import LocalHttpApi
 from streamrec.local.pollers import ActivityClock, KinesisPoller, PollerStats
-from streamrec.local.template import FunctionDef, LocalTemplate, load_template
+from streamrec.local.template import FunctionDef, LocalTemplate, StreamDef, load_template
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -207,6 +207,16 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def create_stream(kinesis: Any, stream: StreamDef) -> None:
+    """Create the template's stream with its shards and retention (Kinesis creates every
+    stream with 24 hours and takes a longer one as a second call)."""
+    kinesis.create_stream(StreamName=stream.name, ShardCount=stream.shard_count)
+    if stream.retention_hours != 24:
+        kinesis.increase_stream_retention_period(
+            StreamName=stream.name, RetentionPeriodHours=stream.retention_hours
+        )
 
 
 class LocalStack:
@@ -450,7 +460,7 @@ class LocalStack:
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
                 )
         for stream in t.streams.values():
-            kinesis.create_stream(StreamName=stream.name, ShardCount=stream.shard_count)
+            create_stream(kinesis, stream)
         for queue in t.queues.values():
             url = sqs.create_queue(QueueName=queue.name, Attributes=queue.attributes)["QueueUrl"]
             if url != queue.url:

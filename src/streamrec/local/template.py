@@ -173,6 +173,7 @@ class StreamDef:
     name: str
     arn: str
     shard_count: int
+    retention_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -576,7 +577,10 @@ def _build_stream(r: _Resolver, logical_id: str, props: dict[str, Any]) -> Strea
     shards = 1 if mode == "ON_DEMAND" else int(r.resolve(props.get("ShardCount", 1)))
     if shards < 1:
         raise TemplateError(f"stream {logical_id} has ShardCount {shards}")
-    return StreamDef(logical_id, r.physical_name(logical_id), r.arn(logical_id), shards)
+    retention = int(r.resolve(props.get("RetentionPeriodHours", 24)))
+    if not 24 <= retention <= 8760:
+        raise TemplateError(f"stream {logical_id} has RetentionPeriodHours {retention} (24 to 8760)")
+    return StreamDef(logical_id, r.physical_name(logical_id), r.arn(logical_id), shards, retention)
 
 
 def _build_queue(r: _Resolver, logical_id: str, props: dict[str, Any]) -> QueueDef:
