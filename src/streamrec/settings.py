@@ -67,10 +67,10 @@ class Settings:
     event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     # Co-occurrence rows of one item are packed into this many blocks (by neighbour hash).
     cooccurrence_blocks: int = 16
-    # A count row (block) a write finds over this many KB loses its weakest counts down to
-    # 3/4 of it: every write of a row bills 1 unit per started KB of it, so a hot item's rows
-    # would otherwise cost up to 400 units a write. 0: no budget (DynamoDB's 400 KB limit);
-    # else 4 to 399.
+    # A count row (block) whose counts a write finds over this many KB loses its weakest
+    # counts down to 3/4 of it (its key and replay guards come on top): every write of a row
+    # bills 1 unit per started KB of it, so a hot item's rows would otherwise cost up to 400
+    # units a write. 0: no budget (DynamoDB's 400 KB limit); else 4 to 399.
     count_row_budget_kb: int = 16
     # When an item's own count changes, the rows of at most this many of its strongest
     # co-occurring items are recomputed too (their normalisation changed).
@@ -195,8 +195,8 @@ class Settings:
         if not 0.0 <= self.category_blend <= 1.0:
             raise ConfigurationError(f"CATEGORY_BLEND={self.category_blend}; expected 0..1")
         if self.count_row_budget_kb != 0 and not 4 <= self.count_row_budget_kb <= 399:
-            # Below 4 KB a row's replay guards (~81 bytes per shard ever seen) could take the
-            # room of its counts; at 400 no write can bill more (an item is at most 400 KB).
+            # Below 4 KB a row would be trimmed at almost every write; at 400 no write can
+            # bill more (an item is at most 400 KB).
             raise ConfigurationError(
                 f"COUNT_ROW_BUDGET_KB={self.count_row_budget_kb}; expected 0 (no budget) or 4..399"
             )

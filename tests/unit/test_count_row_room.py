@@ -15,7 +15,7 @@ from streamrec.domain.model import sequence_key
 from streamrec.repositories import dynamodb
 from streamrec.repositories.base import RepositoryError, guard_attribute
 from streamrec.repositories.dynamodb import DynamoCooccurrenceRepository, DynamoTable
-from streamrec.repositories.item_size import item_size
+from streamrec.repositories.item_size import item_size, number_size
 
 SHARD_A = "shardId-000000000000"
 SHARD_B = "shardId-000000000001"
@@ -315,3 +315,46 @@ def test_a_trim_that_fails_leaves_the_write_done_and_the_next_write_trims(aws):
     assert refused and len(_counts(row())) == 150 and "REMOVE" not in metered.updates
     counts.apply({ROW: [(sequence_key(6), "next", 1.0)]}, SHARD_A)
     assert metered.updates.count("REMOVE") == 1 and item_size(row()) <= 4096
+
+
+def _count_bytes(row: dict[str, Any]) -> int:
+    return sum(
+        len(name.encode()) + number_size(value["N"]) for name, value in row.items() if name.startswith("c:")
+    )
+
+
+def test_the_budget_is_for_counts_and_a_row_of_many_shards_keeps_them(aws):
+    # A row written from 60 shards over its life (re-shardings bring new shard ids) holds
+    # some 4.8 KB of replay guards, more than a 4 KB budget: guards are never removed, so
+    # measured with them every trim took every count, even the ones just written.
+    counts, metered, row = _metered_counts(aws, 4096)
+    reads: list[dict[str, Any]] = []
+    real_get = metered.client.get_item
+
+    def counted_get_item(**kwargs: Any) -> Any:
+        if kwargs.get("ProjectionExpression") is None:  # make_room's whole-row read
+            reads.append(kwargs)
+        return real_get(**kwargs)
+
+    metered.get_item = counted_get_item  # type: ignore[method-assign]
+    long_sequence = 49600000000000000000000000000000000000000000000000000000
+    for shard in range(60):
+        counts.apply(
+            {ROW: [(sequence_key(long_sequence + 1), f"strong-{shard:02d}", 50.0)]}, f"shardId-{shard:012d}"
+        )
+    assert item_size(row()) > 4096 + 600
+    assert len(_counts(row())) == 60 and "REMOVE" not in metered.updates
+    # Found over the budget with its counts within it, the row's overhead is remembered:
+    # the next writes are not followed by a read each.
+    reads.clear()
+    for n in range(2, 22):
+        counts.apply({ROW: [(sequence_key(long_sequence + n), "fresh", 1.0)]}, SHARD_A)
+    assert len(reads) <= 1 and _counts(row())["fresh"] == 20.0
+    # Counts that do outgrow the budget lose the weakest down to 3/4 of it; the guards stay.
+    for n in range(22, 40):
+        partners = [(sequence_key(long_sequence + n), f"late{n}-{m}-{'x' * 20}", 1.0) for m in range(10)]
+        counts.apply({ROW: partners}, SHARD_A)
+        assert _count_bytes(row()) <= 4096 + 1024, n  # within a KB: writes bill started KB
+    kept = _counts(row())
+    assert "REMOVE" in metered.updates and all(f"strong-{shard:02d}" in kept for shard in range(60))
+    assert sum(name.startswith("s#") for name in row()) == 60

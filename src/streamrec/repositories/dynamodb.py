@@ -203,7 +203,7 @@ class DynamoTable:
         shard: str,
         attribute_name: Callable[[str], str] = str,
         make_room: Callable[[dict[str, Any], frozenset[str]], None] | None = None,
-        budget_units: float | None = None,
+        budget_units: Callable[[dict[str, Any]], float] | None = None,
     ) -> None:
         """:meth:`apply_guarded` for many rows, concurrently; returns when all are written
         and raises the first failure (the batch is then retried; guards absorb the rest)."""
@@ -223,7 +223,7 @@ class DynamoTable:
         attribute_name: Callable[[str], str] = str,
         strings: Mapping[str, str | int] | None = None,
         make_room: Callable[[dict[str, Any], frozenset[str]], None] | None = None,
-        budget_units: float | None = None,
+        budget_units: Callable[[dict[str, Any]], float] | None = None,
     ) -> None:
         """ADD the deltas this row lacks, and advance its replay guard, in one UpdateItem
         (``strings``: attributes SET in the same write; an int is stored as a number).
@@ -232,10 +232,11 @@ class DynamoTable:
         range; when it fails, the stored guard tells which deltas are still missing. When
         DynamoDB refuses a write for taking the row over its 400 KB item limit, ``make_room``
         (if given) shrinks the row and the write is tried again, up to MAKE_ROOM_ATTEMPTS
-        times. With ``budget_units`` too, a write that consumed more write units than that (1
-        per started KB of the row's larger image) is followed by ``make_room(key, added)``,
-        ``added`` the attributes it added to; one that fails is logged and left to the row's
-        next write (the deltas are written: failing the batch would only repeat them).
+        times. With ``budget_units`` too, a write that consumed more write units than
+        ``budget_units(key)`` (1 per started KB of the row's larger image) is followed by
+        ``make_room(key, added)``, ``added`` the attributes it added to; one that fails is
+        logged and left to the row's next write (the deltas are written: failing the batch
+        would only repeat them).
         """
         guard = guard_attribute(shard)
         missing = list(deltas)
@@ -288,7 +289,7 @@ class DynamoTable:
                 )
                 applied = stored.get("Item", {}).get(guard, {}).get("S")
                 missing = pending(missing, applied)
-        if make_room is not None and budget_units is not None and consumed > budget_units:
+        if make_room is not None and budget_units is not None and consumed > budget_units(key):
             added = frozenset(attribute_name(attribute) for _sequence, attribute, _value in deltas)
             try:
                 make_room(key, added)
@@ -431,15 +432,25 @@ class DynamoUserRepository:
 
 
 class DynamoCooccurrenceRepository:
-    """Count rows, ``blocks`` per item. ``budget_bytes``: a row a write finds larger than
-    this is trimmed back to ROOM_TARGET_SHARE of it (weakest counts first, as at DynamoDB's
-    400 KB limit), since every write of a row bills 1 unit per started KB of it; None: rows
-    grow up to the 400 KB limit."""
+    """Count rows, ``blocks`` per item. ``budget_bytes``: a row whose counts a write finds
+    taking more than this is trimmed back to ROOM_TARGET_SHARE of it (weakest counts first,
+    as at DynamoDB's 400 KB limit), since every write of a row bills 1 unit per started KB
+    of it; None: rows grow up to the 400 KB limit. The budget is for the counts alone: the
+    row's key and replay guards (~81 bytes per shard that ever wrote it, never removed) come
+    on top, or a row written from many shards would lose every count at each trim."""
+
+    # Rows whose overhead (key and guards) is remembered, at most: a warm container's
+    # memory of the rows found over the budget by their guards; past it, it starts again.
+    REMEMBERED_ROWS = 10_000
 
     def __init__(self, table: DynamoTable, blocks: int, budget_bytes: int | None = None) -> None:
         self.table = table
         self.blocks = blocks
         self.budget_bytes = budget_bytes
+        # Row key -> bytes of it that are not counts, for rows found over the budget with
+        # their counts within it (guards of many shards): their writes are then measured
+        # against budget + overhead, instead of each reading the row again for nothing.
+        self._overhead: dict[tuple[str, str], int] = {}
 
     def get_rows(self, item_ids: Iterable[str]) -> dict[str, dict[str, float]]:
         wanted = sorted(set(item_ids))
@@ -462,32 +473,39 @@ class DynamoCooccurrenceRepository:
             shard,
             attribute_name=lambda neighbour: COUNT_PREFIX + neighbour,
             make_room=self.make_room,
-            budget_units=math.ceil(self.budget_bytes / 1024) if self.budget_bytes else None,
+            budget_units=self._budget_units if self.budget_bytes else None,
         )
 
+    def _budget_units(self, key: dict[str, Any]) -> float:
+        """Write units a write of the row may bill before its counts are checked: the budget,
+        and the overhead of a row found over it with its counts within it (a KB's
+        precision: units count started KB)."""
+        row = (key["item_id"]["S"], key["block"]["N"])
+        return math.ceil(((self.budget_bytes or ITEM_LIMIT_BYTES) + self._overhead.get(row, 0)) / 1024)
+
     def make_room(self, key: dict[str, Any], keep: frozenset[str] = frozenset()) -> None:
-        """Remove a count row's weakest counts until it takes at most ROOM_TARGET_SHARE of
-        its limit: the budget, if any, else DynamoDB's item limit (a write was refused for
-        reaching it, or billed more than the budget). The weakest partners matter least to
+        """Remove a count row's weakest counts until they take at most ROOM_TARGET_SHARE of
+        their room: the budget, if any (a write billed more than it), but never more than
+        what DynamoDB's item limit leaves beside the row's key and replay guards (a write
+        was refused for reaching the limit). The weakest partners matter least to
         an item's top-K neighbours. The counts in ``keep`` (those the write that found the
         row over its budget added to) go last: a newcomer seen in most batches would
         otherwise go at every trim, before it could outgrow the row's long-held counts.
         Equal counts go in an order that changes from trim to trim (a hash of the name and
         the row's size), not by id, which would always spare the same ids.
 
-        A row already below ROOM_CHECK_SHARE of the limit is left alone: the writers of other
-        shards, refused at the same moment, find the room one of them made and just retry.
+        Counts already below ROOM_CHECK_SHARE of their room are left alone: the writers of
+        other shards, refused at the same moment, find the room one of them made and just
+        retry, and a row whose guards took it over the budget keeps its counts (its overhead
+        is remembered, so its next writes are not read again until its counts grow).
         Lossy by design: a removed partner seen again restarts from its new increment, and an
         increment racing the removal may go with it. The replay guards stay, so nothing is
         counted twice.
         """
-        limit = self.budget_bytes or ITEM_LIMIT_BYTES
         item = self.table.call("get_item", TableName=self.table.name, Key=key, ConsistentRead=True).get(
             "Item", {}
         )
         size = item_size(item)
-        if size < limit * ROOM_CHECK_SHARE:
-            return
         counts = sorted(
             (
                 name in keep,
@@ -499,7 +517,19 @@ class DynamoCooccurrenceRepository:
             for name, value in item.items()
             if name.startswith(COUNT_PREFIX)
         )
-        excess = size - limit * ROOM_TARGET_SHARE
+        count_bytes = sum(entry[-1] for entry in counts)
+        overhead = size - count_bytes
+        room = ITEM_LIMIT_BYTES - overhead
+        if self.budget_bytes:
+            room = min(room, self.budget_bytes)
+        row = (key["item_id"]["S"], key["block"]["N"])
+        if count_bytes < room * ROOM_CHECK_SHARE:
+            if len(self._overhead) >= self.REMEMBERED_ROWS:
+                self._overhead.clear()
+            self._overhead[row] = overhead
+            return
+        self._overhead.pop(row, None)
+        excess = count_bytes - room * ROOM_TARGET_SHARE
         dropped: list[str] = []
         for *_order, name, bytes_ in counts:
             if excess <= 0:
@@ -517,7 +547,8 @@ class DynamoCooccurrenceRepository:
                 "item_id": key["item_id"]["S"],
                 "block": key["block"]["N"],
                 "bytes": size,
-                "limit": limit,
+                "count_bytes": count_bytes,
+                "room": room,
                 "counts": len(counts),
                 "removed": len(dropped),
             },
