@@ -1034,6 +1034,32 @@ def test_a_prune_counts_coupons_not_index_entries(aws):
         assert repository.in_scope(["item:tent", "item:stove"]) == set(), name
 
 
+def test_a_coupon_left_listed_in_one_of_its_scopes_is_not_counted_as_taken_out(aws, monkeypatch):
+    import boto3
+    from botocore.exceptions import ClientError
+
+    table = DynamoTable(aws.tables["CouponsTable"].name, boto3.client("dynamodb"))
+    repository = DynamoCouponRepository(table)
+    repository.put("pair", spec(scope={"items": ["stove", "tent"]}, valid_to=NOW))
+    real_call = table.call
+
+    def tent_cancelled(operation, **kwargs):
+        if (
+            operation == "transact_write_items"
+            and "tent" in kwargs["TransactItems"][0]["Update"]["Key"]["coupon_id"]["S"]
+        ):
+            raise ClientError(
+                {"Error": {"Code": "TransactionCanceledException", "Message": "race"}}, "TransactWriteItems"
+            )
+        return real_call(operation, **kwargs)
+
+    monkeypatch.setattr(table, "call", tent_cancelled)
+    assert repository.prune_expired(["item:stove", "item:tent"], NOW) == set()
+    assert (repository.in_scope(["item:stove"]), repository.in_scope(["item:tent"])) == (set(), {"pair"})
+    monkeypatch.setattr(table, "call", real_call)
+    assert repository.prune_expired(["item:stove", "item:tent"], NOW) == {"pair"}  # the next prune
+
+
 def test_indexed_scopes_lists_the_scopes_that_list_a_coupon(aws):
     for name, repository in _both(aws).items():
         assert repository.indexed_scopes() == [], name

@@ -1233,7 +1233,9 @@ class DynamoCouponRepository:
         list more). One transaction per index row (per 99 ids), on condition that each
         coupon's row is still the one read (or still absent): a coupon redefined meanwhile
         keeps its entry. A cancelled transaction leaves its entries, harmless until the
-        scope is pruned again. Returns the ids of the coupons taken out (a coupon of several rows once)."""
+        scope is pruned again. Returns the ids of the coupons taken out of every one of these
+        index rows that listed them (a coupon that one cancelled transaction left listed is
+        not among them)."""
         index_rows = self.table.batch_get(
             [self._key(SCOPE_ROW_PREFIX + key) for key in dict.fromkeys(scope_keys)], consistent=True
         )
@@ -1251,6 +1253,7 @@ class DynamoCouponRepository:
             if coupon_id not in stored or _coupon_from_item(stored[coupon_id]).spec.valid_to <= now
         }
         removed: set[str] = set()
+        still_listed: set[str] = set()
         for row_key, coupon_ids in sorted(members.items()):
             for chunk in _chunks(sorted(coupon_ids & expired), PRUNE_CHECKS):
                 checks = [
@@ -1283,9 +1286,10 @@ class DynamoCouponRepository:
                 except ClientError as error:
                     if error_code(error) != "TransactionCanceledException":
                         raise
+                    still_listed.update(chunk)
                     continue
                 removed.update(chunk)
-        return removed
+        return removed - still_listed
 
     def indexed_scopes(self) -> list[str]:
         """A Scan of the keys alone (paged), keeping the index rows that list a coupon (a
