@@ -456,14 +456,15 @@ class _NotBase64(ValueError):
 
 
 def _body_text(event: dict[str, Any]) -> str | None:
-    """The body as text, decoded as leniently as Powertools decodes it (so that no body gets
-    past the checks on it); None when it is not UTF-8 (left to Powertools, whose answer
-    names the problem). Raises _NotBase64."""
+    """The body as text; None when it is not UTF-8 (left to Powertools, whose answer names
+    the problem). Raises _NotBase64 for a body marked base64-encoded that is not strictly
+    base64: Powertools' lenient decoding would skip the characters outside the alphabet of a
+    plain JSON body so marked, and answer that its JSON is not JSON."""
     body = event.get("body") or ""
     if not event.get("isBase64Encoded"):
         return body
     try:
-        raw = base64.b64decode(body)
+        raw = base64.b64decode(body, validate=True)
     except ValueError:  # binascii.Error, or characters that are not ASCII
         raise _NotBase64() from None
     try:

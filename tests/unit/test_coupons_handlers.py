@@ -158,7 +158,12 @@ def test_a_content_type_naming_no_media_type_is_read_as_none(aws, name, content_
     assert bodiless["statusCode"] == 400, bodiless
 
 
-@pytest.mark.parametrize("body", ['{"items":["ab"]}', "eyJ", "ünïcode"])
+# Lenient base64 skips the characters outside its alphabet: {"items":["abc"]} would decode
+# (to bytes that are not UTF-8), and so would {} and a coupon's JSON, each then answered
+# as a JSON problem of a body the client sent as plain JSON.
+@pytest.mark.parametrize(
+    "body", ['{"items":["ab"]}', '{"items":["abc"]}', '{"items":["tent-123"]}', "{}", "eyJ", "ünïcode"]
+)
 @pytest.mark.parametrize("name", ["api_cross_sell_post.json", "coupon_put.json"])
 def test_a_body_marked_base64_that_is_not_is_a_400(aws, name, body):
     event = _with_body(name, body)
