@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -268,3 +269,16 @@ def test_requests_http_server_refuses_itself_get_json_errors_not_html(served, re
         assert b"content-type: application/json" in head.lower() and b"<html" not in reply.lower()
         assert message in json.loads(body)["message"].encode(), body
     assert recorder.events == []
+
+
+def test_a_client_that_resets_its_connection_leaves_no_traceback(served, capfd) -> None:
+    api, client = served
+    for _ in range(3):
+        connection = socket.create_connection((api.host, api.port), timeout=10)
+        # Linger 0: close() sends a reset, mid-request line, as a killed client would.
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.sendall(b"GET /hea")
+        connection.close()
+    time.sleep(0.5)
+    assert client.get("/health").status == 200
+    assert "Traceback" not in capfd.readouterr().err

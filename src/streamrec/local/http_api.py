@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import secrets
+import sys
 import threading
 import time
 import uuid
@@ -116,6 +117,17 @@ def _json_response(status: int, payload: dict[str, Any]) -> HttpResponse:
     return HttpResponse(status, [("content-type", _JSON)], body)
 
 
+class _Server(ThreadingHTTPServer):
+    """The local API's server: a client that drops its connection mid-request is that
+    client's business, not a traceback on the terminal of `streamrec run`."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # reset, aborted, broken pipe
+            log.debug("client %s dropped its connection", client_address)
+            return
+        super().handle_error(request, client_address)
+
+
 class LocalHttpApi:
     """The HTTP API of the template, served on ``host:port`` by a ThreadingHTTPServer.
 
@@ -152,7 +164,7 @@ class LocalHttpApi:
     def start(self) -> None:
         """Bind and serve in a background thread."""
         try:
-            server = ThreadingHTTPServer((self.host, self.requested_port), _RequestHandler)
+            server = _Server((self.host, self.requested_port), _RequestHandler)
         except OSError as error:
             raise HttpApiError(
                 f"cannot listen on {self.host}:{self.requested_port} ({error.strerror or error}); "
