@@ -496,17 +496,25 @@ def _body_bytes(event: dict[str, Any]) -> int:
     return len(body.encode(errors="surrogatepass"))
 
 
-def _json_array_body(text: str) -> bool:
+def _json_problem(text: str, described: str) -> str | None:
+    """What keeps the body from being the JSON object ``described``, said plainly: not JSON
+    (where the parser stopped), or an array; None otherwise (a body too deeply nested for
+    this parser is left to Powertools, which names that)."""
     try:
-        return isinstance(json.loads(text), list)
-    except (ValueError, RecursionError):  # not JSON, too deep: left to Powertools
-        return False
+        parsed = json.loads(text)
+    except RecursionError:
+        return None
+    except json.JSONDecodeError as error:
+        where = f"{error.msg}: line {error.lineno}, column {error.colno}"
+        return f"the body is not valid JSON ({where}); {described}"
+    return f"{described}, not an array" if isinstance(parsed, list) else None
 
 
 def refused_body(event: dict[str, Any]) -> dict[str, Any] | None:
     """The answer (payload 2.0) to a request to a body-reading method whose body no route
     takes, else None: a 413 for a body over MAX_BODY_BYTES, a 415 for a body declared as
-    anything but JSON, a 400 for a JSON array or a body starting with a byte-order mark.
+    anything but JSON, a 400 for a body that is not JSON (saying where its parser stopped),
+    a JSON array or a body starting with a byte-order mark.
     Checked before the resolver: Powertools would try to parse forms and multipart bodies,
     and answer a malformed multipart header with an internal error; and it validates a JSON
     array's first element as the body, silently dropping the rest."""
@@ -540,9 +548,8 @@ def refused_body(event: dict[str, Any]) -> dict[str, Any] | None:
             "bad_request",
             f"{described}; it starts with a byte-order mark (U+FEFF): send the JSON without it",
         )
-    if text is not None and _json_array_body(text):
-        return _raw_answer(400, "bad_request", f"{described}, not an array")
-    return None
+    problem = _json_problem(text, described) if text is not None else None
+    return _raw_answer(400, "bad_request", problem) if problem is not None else None
 
 
 # The paths (in Powertools' <name> form) whose query parameters are checked: every route but

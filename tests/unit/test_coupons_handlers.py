@@ -177,6 +177,25 @@ def test_a_body_marked_base64_that_is_not_is_a_400(aws, name, body):
 
 
 @pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ('{"items": ["x"], "k": 3', "Expecting ',' delimiter: line 1, column 24"),
+        ('{"items": ["x"],}', "Expecting property name enclosed in double quotes: line 1, column 17"),
+        ('{"items": ["x"]}\n{"k": 3}', "Extra data: line 2, column 1"),
+        ("items=x", "Expecting value: line 1, column 1"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("api_cross_sell_post.json", CART_MESSAGE), ("coupon_put.json", COUPON_MESSAGE)],
+)
+def test_a_body_that_is_not_json_is_told_where_its_parser_stopped(aws, name, message, body, where):
+    reply = import_handler("api").lambda_handler(_with_body(name, body), FakeLambdaContext())
+    assert reply["statusCode"] == 400, reply
+    assert json.loads(reply["body"])["message"] == f"the body is not valid JSON ({where}); {message}"
+
+
+@pytest.mark.parametrize(
     ("name", "message"),
     [("api_cross_sell_post.json", CART_MESSAGE), ("coupon_put.json", COUPON_MESSAGE)],
 )
