@@ -27,7 +27,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from streamrec.domain.coupons import CouponService, CouponSpec
+from streamrec.domain.coupons import Coupon, CouponService, CouponSpec, coupon_state
 from streamrec.domain.filters import MAX_EXCLUDED_ITEMS, ListFilter
 from streamrec.domain.profile import ProfileService
 from streamrec.domain.recommend import (
@@ -96,6 +96,7 @@ ROUTES = {
     "GET /health": re.compile(r"^/health$"),
     "GET /users/{user_id}/coupons": re.compile(r"^/users/(?P<user_id>.+)/coupons$"),
     "PUT /coupons/{coupon_id}": re.compile(r"^/coupons/(?P<coupon_id>.+)$"),
+    "GET /coupons/{coupon_id}": re.compile(r"^/coupons/(?P<coupon_id>.+)$"),
 }
 _ID_NAMES = ("user_id", "item_id", "coupon_id")
 _DIGITS = re.compile(r"[0-9]+")
@@ -162,8 +163,9 @@ def _answer(description: str, model: type[BaseModel]) -> OpenAPIResponse:
 
 # Every operation's documented answers besides its own success: 400 (validation failures are
 # answered 400 by bad_request below, never Powertools' 422, which openapi.py drops from the
-# document) and 503; the two routes with a JSON body also 413 and 415 (refused_body). No route
-# answers 404 (unknown users and items get known=false or popular items): only unknown routes.
+# document) and 503; the two routes with a JSON body also 413 and 415 (refused_body). Only GET
+# /coupons/{coupon_id} answers 404 for an unknown id (unknown users and items get known=false
+# or popular items), besides unknown routes.
 _ERRORS: dict[int, OpenAPIResponse] = {
     400: _answer("A malformed parameter or body (the message names it)", ErrorResponse),
     503: _answer("Storage temporarily unavailable; retry", ErrorResponse),
@@ -223,6 +225,10 @@ def list_filter(category: str | None, exclude: str | list[str] | None, in_stock:
     # Both forms are validated before (the query by _excluded_ids, the body by its schema).
     ids = _split_ids(exclude) if isinstance(exclude, str) else list(exclude or [])
     return ListFilter(category=category, exclude=frozenset(ids), in_stock_only=in_stock)
+
+
+class NotDefined(LookupError):
+    """The id in the path names nothing stored (a 404 naming it)."""
 
 
 def _error(status: int, error: str, message: str) -> Response:
@@ -630,6 +636,10 @@ def build_app(
         repeated = _repeated_query_names(app.current_event.raw_query_string)
         return _error(400, "bad_request", _validation_message(error.errors(), coupon_body, repeated))
 
+    @app.exception_handler(NotDefined)
+    def not_defined(error: NotDefined) -> Response:
+        return _error(404, "not_found", str(error))
+
     @app.exception_handler(InvalidFilter)
     def bad_filter(error: InvalidFilter) -> Response:
         return _error(400, "bad_request", str(error))
@@ -890,14 +900,42 @@ def _add_coupon_routes(
     ) -> dict[str, Any]:
         """Create or redefine a coupon; redemptions already counted are kept. The coupons of
         its scope that have expired leave the scope's index."""
-        coupon = coupons.put(coupon_id, spec, clock())
+        now = clock()
+        coupon = coupons.put(coupon_id, spec, now)
         logger.info(
             "coupon defined", extra={"coupon_id": coupon_id, "caller": caller(app.current_event.raw_event)}
         )
-        return {
-            "coupon_id": coupon.coupon_id,
-            **spec.model_dump(),
-            "scope": spec.scope.model_dump(exclude_none=True),  # as GET .../coupons shows it
-            "remaining": coupon.remaining,
-            "redeemed": coupon.redeemed,
-        }
+        return _stored_coupon(coupon, now)
+
+    @app.get(
+        "/coupons/<coupon_id>",
+        responses={
+            200: _answer("The coupon as stored, with its counts", StoredCoupon),
+            404: _answer("No coupon of that id is defined", ErrorResponse),
+            **_ERRORS,
+        },
+    )
+    def get_coupon(
+        coupon_id: Annotated[str, Path(pattern=ID_PATTERN, description="The coupon.")],
+    ) -> dict[str, Any]:
+        """A coupon's definition as stored, its redemption counts and whether it is offered
+        now (its state). An expired coupon stays readable: its row is the shop's record."""
+        now = clock()
+        coupon = coupons.get(coupon_id)
+        if coupon is None:
+            raise NotDefined(f"coupon {coupon_id!r} is not defined (PUT /coupons/{{coupon_id}} defines it)")
+        return _stored_coupon(coupon, now)
+
+
+def _stored_coupon(coupon: Coupon, now: float) -> dict[str, Any]:
+    """A stored coupon as PUT and GET /coupons/{coupon_id} answer it (times as epoch seconds)."""
+    spec = coupon.spec
+    return {
+        "coupon_id": coupon.coupon_id,
+        **spec.model_dump(),
+        "scope": spec.scope.model_dump(exclude_none=True),  # as GET .../coupons shows it
+        "remaining": coupon.remaining,
+        "redeemed": coupon.redeemed,
+        "refused": coupon.refused,
+        "state": coupon_state(coupon, now),
+    }

@@ -146,6 +146,11 @@ class StoredCoupon(BaseModel):
     per_user_limit: int
     remaining: int
     redeemed: int
+    refused: int = Field(description="Redemptions counted after the budget ran out (remaining stays 0).")
+    state: Literal["active", "scheduled", "expired", "exhausted"] = Field(
+        description="Whether it is offered now: active; scheduled (before valid_from); expired "
+        "(valid_to reached); exhausted (no redemption left)."
+    )
 
 
 class TrendingItem(BaseModel):

@@ -398,7 +398,12 @@ def test_sam_translates_the_template_and_every_data_route_is_authorized(
     assert set(routes) == events, "the OpenAPI body and the function's events list the same routes"
     # With JWT, a token needs the admin scope to change state, the read scope (or the admin
     # one) for everything else; IAM has no scopes.
-    admin_routes = {("PUT", "/coupons/{coupon_id}"), ("DELETE", "/users/{user_id}")}
+    # GET /coupons/{coupon_id} shows budgets and redemption counts: the shop's, not its users'.
+    admin_routes = {
+        ("PUT", "/coupons/{coupon_id}"),
+        ("GET", "/coupons/{coupon_id}"),
+        ("DELETE", "/users/{user_id}"),
+    }
     read = [{"Ref": "JwtReadScope"}, {"Ref": "JwtAdminScope"}] if mode == "JWT" else []
     admin = [{"Ref": "JwtAdminScope"}] if mode == "JWT" else []
     for (method, path), spec in routes.items():

@@ -89,6 +89,12 @@ REQUESTS = [
     ("PUT /coupons/{coupon_id}", 200, lambda: load_event("coupon_put.json")),
     ("PUT /coupons/{coupon_id}", 400, lambda: load_event("coupon_put_bad.json")),
     ("PUT /coupons/{coupon_id}", 415, lambda: _not_json("coupon_put.json")),
+    ("GET /coupons/{coupon_id}", 200, lambda: load_event("coupon_get.json")),  # after the PUT
+    (
+        "GET /coupons/{coupon_id}",
+        404,
+        lambda: _with("coupon_get.json", "/coupons/never-defined", coupon_id="never-defined"),
+    ),
     ("GET /users/{user_id}/coupons", 200, lambda: load_event("coupons_get.json")),
     ("DELETE /users/{user_id}", 204, lambda: load_event("api_delete_user.json")),
 ]

@@ -60,6 +60,61 @@ def test_put_ingest_get_and_redeem_once(aws):
     assert json.loads(again["body"])["remaining"] == 9
 
 
+def _get(api, coupon_id: str = "camping-10") -> dict:
+    event = load_event("coupon_get.json")
+    event["pathParameters"] = {"coupon_id": coupon_id}
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/coupons/{coupon_id}"
+    return api.lambda_handler(event, FakeLambdaContext())
+
+
+def test_a_coupon_reads_back_with_its_counts_and_whether_it_is_offered_now(aws):
+    api = import_handler("api")
+    missing = _get(api)
+    assert missing["statusCode"] == 404
+    assert json.loads(missing["body"]) == {
+        "error": "not_found",
+        "message": "coupon 'camping-10' is not defined (PUT /coupons/{coupon_id} defines it)",
+    }
+    malformed = _get(api, "bad#id")
+    assert (
+        malformed["statusCode"] == 400
+        and "coupon_id is malformed" in json.loads(malformed["body"])["message"]
+    )
+
+    defined = json.loads(api.lambda_handler(load_event("coupon_put.json"), FakeLambdaContext())["body"])
+    got = _get(api)
+    assert got["statusCode"] == 200
+    assert json.loads(got["body"]) == defined
+    assert (defined["state"], defined["remaining"], defined["redeemed"], defined["refused"]) == (
+        "active",
+        1000,
+        0,
+        0,
+    )
+    assert defined["scope"] == {"category": "camping"} and defined["valid_to"] == 4102358400.0
+
+    ingest = import_handler("ingest")
+    assert ingest.lambda_handler(load_event("ingest_coupon_redeemed.json"), FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+    counted = json.loads(_get(api)["body"])
+    assert (counted["remaining"], counted["redeemed"]) == (999, 1)
+
+    body = json.loads(load_event("coupon_put.json")["body"])
+    states = {
+        "ended": {**body, "valid_from": "2020-01-01T00:00:00Z", "valid_to": "2020-02-01T00:00:00Z"},
+        "later": {**body, "valid_from": "2098-01-01T00:00:00Z"},
+        "spent": {**body, "budget": 0},
+    }
+    for coupon_id, spec in states.items():
+        assert _put(api, spec, coupon_id)["statusCode"] == 200
+    assert {coupon_id: json.loads(_get(api, coupon_id)["body"])["state"] for coupon_id in states} == {
+        "ended": "expired",
+        "later": "scheduled",
+        "spent": "exhausted",
+    }
+
+
 def test_bad_coupon_input_is_a_400_with_a_message(aws):
     api = import_handler("api")
     bad = api.lambda_handler(load_event("coupon_put_bad.json"), FakeLambdaContext())
@@ -105,6 +160,8 @@ def test_redemption_of_an_exhausted_coupon_never_goes_below_zero(aws):
     assert ingest.lambda_handler(redeemed, FakeLambdaContext()) == {"batchItemFailures": []}
     row = _coupon_row(aws, "camping-10")
     assert (row["remaining"]["N"], row["redeemed"]["N"], row["refused"]["N"]) == ("0", "0", "1")
+    stored = json.loads(_get(api)["body"])
+    assert (stored["state"], stored["remaining"], stored["refused"]) == ("exhausted", 0, 1)
 
 
 @pytest.mark.parametrize(

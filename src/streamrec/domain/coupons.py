@@ -221,6 +221,17 @@ class Coupon:
         return scope_keys(self.spec.scope)
 
 
+def coupon_state(coupon: Coupon, now: float) -> str:
+    """Whether the coupon can be offered at ``now``: ``expired`` (``valid_to`` reached),
+    ``scheduled`` (before ``valid_from``), ``exhausted`` (no redemption left) or ``active``
+    (offered to the users of its scope within their ``per_user_limit``)."""
+    if coupon.spec.valid_to <= now:
+        return "expired"
+    if now < coupon.spec.valid_from:
+        return "scheduled"
+    return "exhausted" if coupon.remaining <= 0 else "active"
+
+
 def scope_keys(scope: CouponScope) -> list[str]:
     """Index keys of a scope: ``cat:<category>`` or one ``item:<item>`` per item."""
     if scope.category is not None:
@@ -570,6 +581,10 @@ class CouponService:
     def put(self, coupon_id: str, spec: CouponSpec, now: float) -> Coupon:
         """Define a coupon; the coupons of its scope expired by ``now`` leave the index."""
         return self.coupons.put(coupon_id, spec, now)
+
+    def get(self, coupon_id: str) -> Coupon | None:
+        """The coupon as stored, with its counts (one read); None when it is not defined."""
+        return self.coupons.get_many([coupon_id]).get(coupon_id)
 
     def for_state(self, state: UserState | None, k: int, now: float) -> list[OfferedCoupon]:
         """Ranked coupons for a user state: 2 reads (scope index rows, then the coupons), and
