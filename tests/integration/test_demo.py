@@ -81,6 +81,7 @@ def test_every_route_answers_on_the_demo_data(local_stack: LocalStack, api: ApiC
         "GET /users/{user_id}/profile": ("GET", f"/users/{user}/profile", None, "recent_items"),
         "GET /users/{user_id}/coupons": ("GET", f"/users/{user}/coupons?k=3", None, None),
         "PUT /coupons/{coupon_id}": ("PUT", "/coupons/route-check", coupon, None),
+        "GET /coupons/{coupon_id}": ("GET", f"/coupons/{demo_coupons()[0]['coupon_id']}", None, None),
         "GET /items/trending": ("GET", "/items/trending?window=24h&k=5", None, "items"),
         "GET /items/{item_id}/demand": ("GET", f"/items/{item}/demand", None, "days"),
         "DELETE /users/{user_id}": ("DELETE", "/users/route-check-user", None, None),
