@@ -942,6 +942,12 @@ def _first_lines(lines: Sequence[str], shown: int) -> str:
     return "\n".join(f"  {line}" for line in [*lines[:shown], *more])
 
 
+def _named_ids(ids: Sequence[str], shown: int = 10) -> str:
+    """The first ``shown`` ids, comma-separated, then "and N more"."""
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(ids[:shown]) + more
+
+
 def _counted(n: int, noun: str) -> str:
     """``1 record``, ``2 records``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
@@ -1178,7 +1184,7 @@ SHOWN_KEPT = 20  # redefined coupons named by `coupons load` (a shop may redefin
 
 
 def _cmd_coupons_load(args: argparse.Namespace) -> int:
-    from streamrec.domain.coupons import scope_keys
+    from streamrec.domain.coupons import coupon_state, scope_keys
     from streamrec.repositories.base import RepositoryError
     from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 
@@ -1191,6 +1197,7 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
         return f"loaded {loaded} of {len(coupons)} coupon(s) into {target.name} before it stopped"
 
     kept = []  # redefined coupons whose redemptions were kept: remaining < budget
+    idle: dict[str, list[str]] = {"expired": [], "exhausted": []}  # stored, but never offered
     with target.failures(interrupted, again="re-run"):
         repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
         for coupon_id, spec in coupons:
@@ -1200,12 +1207,22 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
                 kept.append(
                     f"{coupon_id}: remaining {stored.remaining} of {spec.budget} ({stored.redeemed} redeemed)"
                 )
+            state = coupon_state(stored, time.time())
+            if state in idle:
+                idle[state].append(coupon_id)
             loaded += 1
             _status(f"loaded {loaded}/{len(coupons)} coupons", done=loaded == len(coupons))
     if kept:
         print(f"{len(kept)} redefined coupon(s) keep the redemptions already counted:")
         print(_first_lines(kept, SHOWN_KEPT))
     print(f"loaded {len(coupons)} coupon(s) into {target.name}")
+    for state, why in (("expired", "their valid_to has passed"), ("exhausted", "no redemption left")):
+        if idle[state]:
+            print(
+                f"note: {len(idle[state])} loaded coupon(s) are {state} ({why}): stored, never offered: "
+                + _named_ids(idle[state]),
+                file=sys.stderr,
+            )
     scopes = sorted({key for _, spec in coupons for key in scope_keys(spec.scope)})
     try:
         pruned = len(repository.prune_expired(scopes, time.time()))

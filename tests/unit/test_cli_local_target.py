@@ -410,7 +410,11 @@ def test_coupons_load_prunes_the_expired_coupons_of_the_loaded_scopes_once(tmp_p
         )
     )
     live = {**COUPON, "valid_from": now - 86_400, "valid_to": now + 30 * 86_400}
-    records = [{**live, "coupon_id": "this-month"}, {**live, "coupon_id": "ended", "valid_to": now - 60}]
+    records = [
+        {**live, "coupon_id": "this-month"},
+        {**live, "coupon_id": "ended", "valid_to": now - 60},
+        {**live, "coupon_id": "spent", "budget": 0},
+    ]
     coupons.write_text(json.dumps(records))
     puts = []
     put = DynamoCouponRepository.put
@@ -422,11 +426,23 @@ def test_coupons_load_prunes_the_expired_coupons_of_the_loaded_scopes_once(tmp_p
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(DynamoCouponRepository, "put", counted_put)
         assert main(["coupons", "load", str(coupons), "--outputs", str(outputs)]) == 0
-    assert puts == [None, None]  # no prune per coupon: one for the whole load
-    assert repository.in_scope(["cat:camping"]) == {"this-month"}
+    assert puts == [None, None, None]  # no prune per coupon: one for the whole load
+    assert repository.in_scope(["cat:camping"]) == {"this-month", "spent"}
     assert repository.in_scope(["cat:kitchen"]) == {"other-scope"}  # no coupon loaded there
-    out = capsys.readouterr().out
-    assert "2 expired coupon(s) left the index of the loaded coupons' scopes (never offered again)" in out
+    captured = capsys.readouterr()
+    assert (
+        "2 expired coupon(s) left the index of the loaded coupons' scopes (never offered again)"
+        in captured.out
+    )
+    # The file's own expired coupon is stored (a record), and said never to be offered.
+    assert (
+        "note: 1 loaded coupon(s) are expired (their valid_to has passed): stored, never offered: ended"
+        in captured.err
+    )
+    assert (
+        "note: 1 loaded coupon(s) are exhausted (no redemption left): stored, never offered: spent"
+        in captured.err
+    )
 
 
 def test_coupons_load_that_cannot_prune_still_reports_the_load(tmp_path, moto_server, monkeypatch, capsys):
