@@ -787,21 +787,27 @@ def _check_endpoint(endpoint: Any, where: str) -> None:
         raise SystemExit(f"error: {where} {endpoint!r} is not a URL (like http://localhost:4566)")
 
 
+def _check_target_flags(args: argparse.Namespace, name: str | None, flag: str) -> None:
+    """Refuse target flags that do not go together (before a command reads its file: a
+    large one takes a while)."""
+    if args.endpoint_url is not None:
+        _check_endpoint(args.endpoint_url, "--endpoint-url")
+    if name is not None and args.outputs is not None:
+        # Which one was meant is a guess: records could go to AWS instead of the stack.
+        raise SystemExit(
+            f"error: --outputs and {flag} do not go together: {flag} names a resource on AWS "
+            "(or at --endpoint-url, with --region); --outputs alone targets the local stack"
+        )
+
+
 def _target(
     args: argparse.Namespace, name: str | None, flag: str, from_outputs: Callable[[dict[str, Any]], str]
 ) -> Target:
     """A command's target: ``name`` when its ``flag`` was given (AWS, or --endpoint-url),
     else the local stack's resource picked from its outputs file, with the stack's endpoint,
     region and test credentials. The stack must be running: an outputs file outlives it."""
-    if args.endpoint_url is not None:
-        _check_endpoint(args.endpoint_url, "--endpoint-url")
+    _check_target_flags(args, name, flag)
     if name is not None:
-        if args.outputs is not None:
-            # Which one was meant is a guess: records could go to AWS instead of the stack.
-            raise SystemExit(
-                f"error: --outputs and {flag} do not go together: {flag} names a resource on AWS "
-                "(or at --endpoint-url, with --region); --outputs alone targets the local stack"
-            )
         return Target(name, {"region_name": args.region, "endpoint_url": args.endpoint_url})
     args.outputs = args.outputs or LOCAL_OUTPUTS
     if args.outputs.is_dir():
@@ -1188,6 +1194,7 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
     from streamrec.repositories.base import RepositoryError
     from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 
+    _check_target_flags(args, args.table, "--table")
     coupons = read_coupon_file(args.file)
     target = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
     loaded = 0
@@ -1718,6 +1725,7 @@ def put_catalog_records(
 
 
 def _cmd_catalog_load(args: argparse.Namespace) -> int:
+    _check_target_flags(args, args.stream, "--stream")
     records, superseded = read_catalog_file(args.file)
     target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
     if superseded:
@@ -1993,6 +2001,7 @@ def _events_dry_run(args: argparse.Namespace, events: EventFile) -> int:
 
 
 def _cmd_events_load(args: argparse.Namespace) -> int:
+    _check_target_flags(args, args.stream, "--stream")
     loaded = read_event_file(args.file)
     if loaded.duplicates:
         left_out = [

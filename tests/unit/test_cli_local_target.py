@@ -360,6 +360,10 @@ def test_a_reader_that_goes_away_ends_the_command_quietly():
         (["dlq", "list", "--queue-url", "https://sqs.us-east-1.amazonaws.com/1/q"], "--queue-url"),
         (["coupons", "load", "{coupons}", "--table", "coupons"], "--table"),
         (["catalog", "load", "{catalog}", "--stream", "events"], "--stream"),
+        # Before the file is read (a large one takes a while): this one does not exist.
+        (["events", "load", "no-such-file.jsonl", "--dry-run", "--stream", "events"], "--stream"),
+        (["catalog", "load", "no-such-file.jsonl", "--stream", "events"], "--stream"),
+        (["coupons", "load", "no-such-file.json", "--table", "coupons"], "--table"),
     ],
 )
 def test_outputs_and_a_resource_flag_are_refused_together(tmp_path, command, flag):
