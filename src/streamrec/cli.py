@@ -1570,12 +1570,15 @@ def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[s
     """The validated item_upsert records of ``path`` (JSON lines, a JSON array or one JSON
     object), as JSON objects to put on the stream, one per item (:func:`latest_per_item`),
     and the records left out; SystemExit naming each invalid record's line otherwise."""
-    from streamrec.events import ITEM_UPSERT, parse_item_upsert
+    from streamrec.events import ITEM_UPSERT, USER_EVENT_TYPES, InvalidEvent, parse_item_upsert
 
     loaded_at = time.time() if now is None else now
 
     def check(record: Any) -> tuple[Any, dict[str, Any]]:
         if isinstance(record, dict):
+            kind = record.get("event_type")
+            if kind in USER_EVENT_TYPES:
+                raise InvalidEvent(f"a user event ({kind}): load those with `streamrec events load`")
             record = {"event_type": ITEM_UPSERT, "timestamp": loaded_at, **record}
         return parse_item_upsert(record), record
 

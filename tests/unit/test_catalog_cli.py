@@ -74,6 +74,17 @@ def test_bad_records_are_named_by_line_and_nothing_is_loaded(tmp_path):
     assert f"{path} line 3: item_upsert schema violation: price" in message
 
 
+def test_a_user_event_in_a_catalog_file_points_to_events_load(tmp_path):
+    path = tmp_path / "catalog.jsonl"
+    view = {"event_type": "view", "user_id": "u1", "item_id": "tent", "timestamp": 1_764_000_000}
+    path.write_text(json.dumps(TENT) + "\n" + json.dumps(view) + "\n")
+    with pytest.raises(SystemExit) as failed:
+        read_catalog_file(path)
+    assert str(failed.value).splitlines()[1:] == [
+        f"  {path} line 2: a user event (view): load those with `streamrec events load`"
+    ]
+
+
 def test_every_bad_line_is_named_in_one_run_json_and_schema_alike(tmp_path):
     path = tmp_path / "catalog.jsonl"
     path.write_text(
