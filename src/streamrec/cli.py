@@ -996,6 +996,16 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
         f"{verb} {_counted(report.redriven_records, 'record')} from {report.redriven_messages} of "
         f"{_counted(report.examined, 'dead letter')}; kept {len(report.kept)}"
     )
+    if report.redriven:
+        print(
+            _first_lines(
+                [
+                    f"{verb} ({_counted(records, 'record')} to {stream}): {description}"
+                    for description, records, stream in report.redriven
+                ],
+                50,
+            )
+        )
     if report.kept:
         print(_first_lines([f"kept ({why}): {description}" for description, why in report.kept], 50))
     return 0

@@ -126,7 +126,11 @@ def test_every_bad_record_is_dead_lettered_and_every_valid_event_applied_once(
         # Batch descriptions of user events are kept unless told (counts may be written);
         # the outage hit the planning, before any write, so here re-driving them is exact.
         assert main(["dlq", "redrive", "--outputs", str(outputs), "--dry-run"]) == 0
-        assert f"would re-drive {PROCESSING_FAILURES} records" in capsys.readouterr().out
+        dry = capsys.readouterr().out
+        assert f"would re-drive {PROCESSING_FAILURES} records" in dry
+        # Each letter it would re-drive is named, with where its records would go.
+        named = [line for line in dry.splitlines() if line.startswith("  would re-drive (1 record to ")]
+        assert len(named) == PROCESSING_FAILURES and all("processing failed" in line for line in named)
         partly = ["--include-partly-written"]
         assert main(["dlq", "redrive", "--outputs", str(outputs), "--dry-run", *partly]) == 0
         assert f"would re-drive {PROCESSING_FAILURES + OUTAGE_RECORDS} records" in capsys.readouterr().out

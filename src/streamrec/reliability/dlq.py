@@ -391,6 +391,8 @@ class RedriveReport:
     redriven_records: int = 0
     duplicates_skipped: int = 0
     kept: list[tuple[str, str]] = field(default_factory=list)  # (description, why)
+    # (description, records put back, stream) of each letter re-driven (or, dry, that would be)
+    redriven: list[tuple[str, int, str]] = field(default_factory=list)
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -568,4 +570,5 @@ def _redrive(
             deleted.add(letter.message_id)
         report.redriven_messages += 1
         report.redriven_records += len(fresh)
+        report.redriven.append((letter.describe(), len(fresh), stream_name_of(target)))
     return report
