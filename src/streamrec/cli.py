@@ -335,8 +335,9 @@ def _load(
     stack.drain(timeout=drain_timeout, progress=show)
     stats = stack.stats()
     failures = sum(s.failures for s in stats.values())
+    work = PipelineWork.of(stats)
     _status(
-        f"processed {sum(s.records for s in stats.values())} records in "
+        f"processed {work.ingested} records ({work.recomputed} changed items recomputed) in "
         f"{sum(s.batches for s in stats.values())} batches"
         + (f", {failures} batches sent to the dead-letter queue" if failures else ""),
         done=True,
