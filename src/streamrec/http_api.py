@@ -504,15 +504,15 @@ def _body_bytes(event: dict[str, Any]) -> int:
 
 def _json_problem(text: str, described: str) -> str | None:
     """What keeps the body from being the JSON object ``described``, said plainly: not JSON
-    (where the parser stopped), or an array; None otherwise (a body too deeply nested for
-    this parser is left to Powertools, which names that)."""
+    (where the parser stopped), or an array; None otherwise (a body too deeply nested, or
+    holding a number of over 4,300 digits, is left to the resolver, whose handlers name that)."""
     try:
         parsed = json.loads(text)
-    except RecursionError:
-        return None
     except json.JSONDecodeError as error:
         where = f"{error.msg}: line {error.lineno}, column {error.colno}"
         return f"the body is not valid JSON ({where}); {described}"
+    except (ValueError, RecursionError):  # a number of over 4,300 digits, too deep: the resolver's
+        return None
     return f"{described}, not an array" if isinstance(parsed, list) else None
 
 

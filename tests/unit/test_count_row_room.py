@@ -358,3 +358,19 @@ def test_the_budget_is_for_counts_and_a_row_of_many_shards_keeps_them(aws):
     kept = _counts(row())
     assert "REMOVE" in metered.updates and all(f"strong-{shard:02d}" in kept for shard in range(60))
     assert sum(name.startswith("s#") for name in row()) == 60
+
+
+def test_counts_within_the_budget_are_not_trimmed_for_guard_bytes(aws):
+    # 95 partners take ~3.8 KB of a 4 KB budget; 20 new shards then add only guards (~81
+    # bytes each), taking the row over the budget: its counts, within it, all stay.
+    counts, metered, row = _metered_counts(aws, 4096)
+    long_sequence = 49600000000000000000000000000000000000000000000000000000
+    first = [(sequence_key(long_sequence), f"p{n:02d}-{'x' * 32}", 1.0) for n in range(95)]
+    counts.apply({ROW: first}, SHARD_A)
+    before = _counts(row())
+    assert 4096 * 0.9 < _count_bytes(row()) <= 4096
+    for shard in range(1, 21):
+        again = [(sequence_key(long_sequence + 1), "p00-" + "x" * 32, 1.0)]
+        counts.apply({ROW: again}, f"shardId-{shard:012d}")
+    assert item_size(row()) > 4096 + 1024 and "REMOVE" not in metered.updates
+    assert set(_counts(row())) == set(before) and _counts(row())["p00-" + "x" * 32] == 21.0

@@ -105,6 +105,7 @@ def test_a_coupon_reads_back_with_its_counts_and_whether_it_is_offered_now(aws):
         "ended": {**body, "valid_from": "2020-01-01T00:00:00Z", "valid_to": "2020-02-01T00:00:00Z"},
         "later": {**body, "valid_from": "2098-01-01T00:00:00Z"},
         "spent": {**body, "budget": 0},
+        "never": {**body, "valid_from": "2098-01-01T00:00:00Z", "budget": 0},  # not offered once valid
     }
     for coupon_id, spec in states.items():
         assert _put(api, spec, coupon_id)["statusCode"] == 200
@@ -112,6 +113,7 @@ def test_a_coupon_reads_back_with_its_counts_and_whether_it_is_offered_now(aws):
         "ended": "expired",
         "later": "scheduled",
         "spent": "exhausted",
+        "never": "exhausted",
     }
 
 
@@ -231,6 +233,22 @@ def test_a_body_marked_base64_that_is_not_is_a_400(aws, name, body):
         "error": "bad_request",
         "message": "the body is marked base64-encoded but is not base64",
     }
+
+
+# Through the whole handler: the body checks that run before the resolver leave these to its
+# handlers, whose 400s name them (a ValueError escaping those checks failed the invocation).
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"items": ["x"], "k": 1' + "0" * 5000 + "}", "body holds a number of more than 4,300 digits"),
+        ("[" * 30_000 + "]" * 30_000, "body is nested too deeply to be a cart or a coupon"),
+    ],
+)
+@pytest.mark.parametrize("name", ["api_cross_sell_post.json", "coupon_put.json"])
+def test_a_body_past_jsons_limits_is_a_400_naming_them(aws, name, body, message):
+    reply = import_handler("api").lambda_handler(_with_body(name, body), FakeLambdaContext())
+    assert reply["statusCode"] == 400, reply
+    assert json.loads(reply["body"])["message"] == message
 
 
 @pytest.mark.parametrize(

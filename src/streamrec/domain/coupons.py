@@ -223,13 +223,14 @@ class Coupon:
 
 def coupon_state(coupon: Coupon, now: float) -> str:
     """Whether the coupon can be offered at ``now``: ``expired`` (``valid_to`` reached),
-    ``scheduled`` (before ``valid_from``), ``exhausted`` (no redemption left) or ``active``
-    (offered to the users of its scope within their ``per_user_limit``)."""
+    ``exhausted`` (no redemption left: never offered, even once valid), ``scheduled`` (before
+    ``valid_from``) or ``active`` (offered to the users of its scope within their
+    ``per_user_limit``)."""
     if coupon.spec.valid_to <= now:
         return "expired"
-    if now < coupon.spec.valid_from:
-        return "scheduled"
-    return "exhausted" if coupon.remaining <= 0 else "active"
+    if coupon.remaining <= 0:
+        return "exhausted"
+    return "scheduled" if now < coupon.spec.valid_from else "active"
 
 
 def scope_keys(scope: CouponScope) -> list[str]:

@@ -478,10 +478,12 @@ class DynamoCooccurrenceRepository:
 
     def _budget_units(self, key: dict[str, Any]) -> float:
         """Write units a write of the row may bill before its counts are checked: the budget,
-        and the overhead of a row found over it with its counts within it (a KB's
-        precision: units count started KB)."""
+        plus the whole KB of overhead of a row found over it with its counts within it.
+        Whole KB only (units count started KB): the counts are checked once they may be
+        over the budget, never later, at the cost of a read per write while they are within
+        the overhead's last part-KB of it."""
         row = (key["item_id"]["S"], key["block"]["N"])
-        return math.ceil(((self.budget_bytes or ITEM_LIMIT_BYTES) + self._overhead.get(row, 0)) / 1024)
+        return math.ceil((self.budget_bytes or ITEM_LIMIT_BYTES) / 1024) + self._overhead.get(row, 0) // 1024
 
     def make_room(self, key: dict[str, Any], keep: frozenset[str] = frozenset()) -> None:
         """Remove a count row's weakest counts until they take at most ROOM_TARGET_SHARE of
@@ -494,10 +496,11 @@ class DynamoCooccurrenceRepository:
         Equal counts go in an order that changes from trim to trim (a hash of the name and
         the row's size), not by id, which would always spare the same ids.
 
-        Counts already below ROOM_CHECK_SHARE of their room are left alone: the writers of
-        other shards, refused at the same moment, find the room one of them made and just
-        retry, and a row whose guards took it over the budget keeps its counts (its overhead
-        is remembered, so its next writes are not read again until its counts grow).
+        Counts within the budget, or below ROOM_CHECK_SHARE of what the item limit leaves,
+        are left alone: a row whose guards took it over the budget keeps its counts (its
+        overhead is remembered, so its next writes are not read again until its counts grow),
+        and the writers of other shards, refused at the same moment, find the room one of
+        them made and just retry.
         Lossy by design: a removed partner seen again restarts from its new increment, and an
         increment racing the removal may go with it. The replay guards stay, so nothing is
         counted twice.
@@ -520,10 +523,14 @@ class DynamoCooccurrenceRepository:
         count_bytes = sum(entry[-1] for entry in counts)
         overhead = size - count_bytes
         room = ITEM_LIMIT_BYTES - overhead
+        # Near the item limit, a refused writer finds 90 % as room made by another shard's;
+        # a budget is the counts' own: counts within it are left alone.
+        left_alone = room * ROOM_CHECK_SHARE
         if self.budget_bytes:
             room = min(room, self.budget_bytes)
+            left_alone = min(left_alone, self.budget_bytes + 1)
         row = (key["item_id"]["S"], key["block"]["N"])
-        if count_bytes < room * ROOM_CHECK_SHARE:
+        if count_bytes < left_alone:
             if len(self._overhead) >= self.REMEMBERED_ROWS:
                 self._overhead.clear()
             self._overhead[row] = overhead
