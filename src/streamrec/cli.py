@@ -1018,7 +1018,8 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
 def _add_coupons(subparsers: Any) -> None:
     coupons = subparsers.add_parser(
         "coupons",
-        help="load coupon definitions into the coupons table, or prune expired ones from its index",
+        help="load coupon definitions into the coupons table, list them, or prune expired ones from "
+        "its index",
         description="Coupons live in CouponsTable. By default the local stack's table "
         "(.local/outputs.json, written by `streamrec run`); on AWS pass --table (the CouponsTableName "
         "output) and use your usual AWS credentials.",
@@ -1047,6 +1048,26 @@ def _add_coupons(subparsers: Any) -> None:
     prune.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
     _add_target_arguments(prune, "--table")
     prune.set_defaults(func=_cmd_coupons_prune)
+    listing = actions.add_parser(
+        "list",
+        help="every coupon defined, with its counts and whether it is offered now",
+        description="Reads the whole table once (a Scan) and prints each coupon, by id: its "
+        "state (active, scheduled, exhausted, expired), scope, discount, validity, and "
+        "redemptions (remaining of budget, redeemed, refused past the budget); then a count "
+        "per state. One coupon's is GET /coupons/{coupon_id}.",
+    )
+    listing.add_argument(
+        "--state",
+        choices=COUPON_STATES,
+        action="append",
+        help="only coupons in this state (repeat for several)",
+    )
+    listing.add_argument(
+        "--json", action="store_true", help="one JSON object per line, as GET /coupons/{coupon_id} answers"
+    )
+    listing.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
+    _add_target_arguments(listing, "--table")
+    listing.set_defaults(func=_cmd_coupons_list)
     coupons.set_defaults(func=lambda args: coupons.print_help() or 2)
 
 
@@ -1256,6 +1277,58 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
         print(
             f"{pruned} expired coupon(s) left the index of the loaded coupons' scopes (never offered again)"
         )
+    return 0
+
+
+COUPON_STATES = ("active", "scheduled", "exhausted", "expired")
+
+
+def _coupon_line(coupon: Any, state: str) -> str:
+    """One coupon of `coupons list`: id, state, scope, discount, validity, counts."""
+    spec = coupon.spec
+    if spec.scope.category is not None:
+        scope = f"category {spec.scope.category}"
+    else:
+        items = list(spec.scope.items or ())
+        scope = f"items {', '.join(items[:3])}" + (f" (+{len(items) - 3})" if len(items) > 3 else "")
+    value = spec.discount.value
+    discount = f"{value:g}% off" if spec.discount.kind == "percent" else f"{value:g} off"
+    if spec.min_spend:
+        discount += f" from {spec.min_spend:g}"
+
+    def moment(seconds: float) -> str:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+    valid = f"{moment(spec.valid_from)}..{moment(spec.valid_to)}"
+    return (
+        f"{coupon.coupon_id}  {state}  {scope}; {discount}; {valid}; "
+        f"remaining {coupon.remaining} of {spec.budget}, redeemed {coupon.redeemed}, refused {coupon.refused}"
+    )
+
+
+def _cmd_coupons_list(args: argparse.Namespace) -> int:
+    from streamrec.domain.coupons import coupon_state, stored_coupon
+    from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
+
+    target = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
+    with target.failures():
+        repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
+        coupons = sorted(repository.all_coupons(), key=lambda coupon: coupon.coupon_id)
+    now = time.time()
+    states = {coupon.coupon_id: coupon_state(coupon, now) for coupon in coupons}
+    shown = [coupon for coupon in coupons if not args.state or states[coupon.coupon_id] in args.state]
+    for coupon in shown:
+        print(
+            json.dumps(stored_coupon(coupon, now))
+            if args.json
+            else _coupon_line(coupon, states[coupon.coupon_id])
+        )
+    if not args.json:
+        per_state = ", ".join(
+            f"{sum(1 for coupon in shown if states[coupon.coupon_id] == state)} {state}"
+            for state in COUPON_STATES
+        )
+        print(f"{_counted(len(shown), 'coupon')} ({per_state}) in {target.name}")
     return 0
 
 

@@ -27,7 +27,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from streamrec.domain.coupons import Coupon, CouponService, CouponSpec, coupon_state
+from streamrec.domain.coupons import CouponService, CouponSpec, stored_coupon
 from streamrec.domain.filters import MAX_EXCLUDED_ITEMS, ListFilter
 from streamrec.domain.profile import ProfileService
 from streamrec.domain.recommend import (
@@ -905,7 +905,7 @@ def _add_coupon_routes(
         logger.info(
             "coupon defined", extra={"coupon_id": coupon_id, "caller": caller(app.current_event.raw_event)}
         )
-        return _stored_coupon(coupon, now)
+        return stored_coupon(coupon, now)
 
     @app.get(
         "/coupons/<coupon_id>",
@@ -924,18 +924,5 @@ def _add_coupon_routes(
         coupon = coupons.get(coupon_id)
         if coupon is None:
             raise NotDefined(f"coupon {coupon_id!r} is not defined (PUT /coupons/{{coupon_id}} defines it)")
-        return _stored_coupon(coupon, now)
+        return stored_coupon(coupon, now)
 
-
-def _stored_coupon(coupon: Coupon, now: float) -> dict[str, Any]:
-    """A stored coupon as PUT and GET /coupons/{coupon_id} answer it (times as epoch seconds)."""
-    spec = coupon.spec
-    return {
-        "coupon_id": coupon.coupon_id,
-        **spec.model_dump(),
-        "scope": spec.scope.model_dump(exclude_none=True),  # as GET .../coupons shows it
-        "remaining": coupon.remaining,
-        "redeemed": coupon.redeemed,
-        "refused": coupon.refused,
-        "state": coupon_state(coupon, now),
-    }

@@ -1125,3 +1125,61 @@ def test_coupons_prune_command_takes_expired_coupons_out_of_every_scope(aws, cap
     # Again: nothing left to take out.
     assert main(["coupons", "prune", "--table", table]) == 0
     assert capsys.readouterr().out.startswith(f"0 expired coupon(s) left the index of {table} (1 scope(s)")
+
+
+def test_all_coupons_reads_every_coupon_row_and_no_index_row(aws, monkeypatch):
+    repositories = _both(aws)
+    table = repositories["dynamodb"].table  # type: ignore[attr-defined]
+    real_call, pages = table.call, []
+
+    def small_pages(operation, **kwargs):
+        if operation == "scan":
+            pages.append(kwargs.get("ExclusiveStartKey"))
+            kwargs["Limit"] = 2  # rows examined per page, index rows included
+        return real_call(operation, **kwargs)
+
+    monkeypatch.setattr(table, "call", small_pages)
+    for name, repository in repositories.items():
+        for n in range(7):
+            repository.put(f"c{n}", spec(scope={"category": f"cat{n % 3}"}))
+        coupons = sorted(repository.all_coupons(), key=lambda coupon: coupon.coupon_id)
+        assert [c.coupon_id for c in coupons] == [f"c{n}" for n in range(7)], name
+        assert all(c.remaining == 10 for c in coupons), name
+    assert len(pages) >= 5 and pages[0] is None
+
+
+def test_coupons_list_command_shows_each_coupon_its_state_and_counts(aws, capsys):
+    import json
+
+    import boto3
+
+    table = aws.tables["CouponsTable"].name
+    repository = DynamoCouponRepository(DynamoTable(table, boto3.client("dynamodb")))
+    now = time.time()
+    repository.put("b-live", spec(valid_from=now - DAY, valid_to=now + DAY))
+    repository.put(
+        "a-ended",
+        spec(scope={"items": ["tent", "stove", "lamp", "mat"]}, valid_from=now - 9 * DAY, valid_to=now - DAY),
+    )
+    repository.put("c-spent", spec(budget=0, valid_from=now - DAY, valid_to=now + DAY))
+    assert main(["coupons", "list", "--table", table]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines[:3]] == [
+        ["a-ended", "expired"],
+        ["b-live", "active"],
+        ["c-spent", "exhausted"],
+    ]
+    assert (
+        "items tent, stove, lamp (+1); 10% off;" in lines[0]
+        and "remaining 10 of 10, redeemed 0, refused 0" in lines[0]
+    )
+    assert lines[3] == f"3 coupons (1 active, 0 scheduled, 1 exhausted, 1 expired) in {table}"
+    assert (
+        main(["coupons", "list", "--table", table, "--state", "active", "--state", "exhausted", "--json"])
+        == 0
+    )
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(c["coupon_id"], c["state"], c["budget"]) for c in listed] == [
+        ("b-live", "active", 10),
+        ("c-spent", "exhausted", 0),
+    ]

@@ -233,6 +233,22 @@ def coupon_state(coupon: Coupon, now: float) -> str:
     return "scheduled" if now < coupon.spec.valid_from else "active"
 
 
+def stored_coupon(coupon: Coupon, now: float) -> dict[str, Any]:
+    """A stored coupon as ``PUT`` and ``GET /coupons/{coupon_id}`` answer it and ``streamrec
+    coupons list --json`` prints it: its definition (times as epoch seconds), its counts and
+    its state at ``now``."""
+    spec = coupon.spec
+    return {
+        "coupon_id": coupon.coupon_id,
+        **spec.model_dump(),
+        "scope": spec.scope.model_dump(exclude_none=True),  # as GET .../coupons shows it
+        "remaining": coupon.remaining,
+        "redeemed": coupon.redeemed,
+        "refused": coupon.refused,
+        "state": coupon_state(coupon, now),
+    }
+
+
 def scope_keys(scope: CouponScope) -> list[str]:
     """Index keys of a scope: ``cat:<category>`` or one ``item:<item>`` per item."""
     if scope.category is not None:

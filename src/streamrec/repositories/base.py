@@ -11,7 +11,7 @@ re-delivered or bisected batch never counts a record twice (see :func:`pending`)
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -173,6 +173,11 @@ class CouponRepository(Protocol):
         ...
 
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]: ...
+
+    def all_coupons(self) -> Iterator[Coupon]:
+        """Every coupon defined, in no particular order: a whole-table read, for the
+        ``coupons list`` command only."""
+        ...
 
     def defined(self, coupon_ids: Iterable[str]) -> set[str]:
         """Which of the ids are defined coupons, as of now (a consistent read of the keys

@@ -1321,6 +1321,20 @@ class DynamoCouponRepository:
         keys = [self._key(c) for c in sorted(set(coupon_ids))]
         return {c.coupon_id: c for c in map(_coupon_from_item, self.table.batch_get(keys))}
 
+    def all_coupons(self) -> Iterator[Coupon]:
+        """A Scan of the coupon rows (paged; the index rows are left out), in table order."""
+        options: dict[str, Any] = {
+            "TableName": self.table.name,
+            "FilterExpression": "NOT begins_with(coupon_id, :prefix)",
+            "ExpressionAttributeValues": {":prefix": {"S": SCOPE_ROW_PREFIX}},
+        }
+        while True:
+            page = self.table.call("scan", **options)
+            yield from map(_coupon_from_item, page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return
+            options["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def defined(self, coupon_ids: Iterable[str]) -> set[str]:
         """Consistent and key-only (a coupon defined a moment ago counts; no row is parsed)."""
         keys = [self._key(c) for c in sorted(set(coupon_ids))]

@@ -9,7 +9,7 @@ evaluation run's time.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from streamrec.domain.coupons import (
@@ -256,6 +256,9 @@ class InMemoryCouponRepository:
 
     def get_many(self, coupon_ids: Iterable[str]) -> dict[str, Coupon]:
         return {c: replace(self.rows[c]) for c in coupon_ids if c in self.rows}
+
+    def all_coupons(self) -> Iterator[Coupon]:
+        return (replace(coupon) for coupon in list(self.rows.values()))
 
     def in_scope(self, scope_keys: Sequence[str]) -> set[str]:
         return set().union(*(self.index.get(key, set()) for key in scope_keys))
