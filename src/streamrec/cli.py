@@ -1313,7 +1313,12 @@ def _cmd_coupons_list(args: argparse.Namespace) -> int:
     target = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
     with target.failures():
         repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
-        coupons = sorted(repository.all_coupons(), key=lambda coupon: coupon.coupon_id)
+        coupons = []
+        for coupon in repository.all_coupons():  # a Scan: a large table takes a while
+            coupons.append(coupon)
+            if len(coupons) % 1000 == 0:
+                _status(f"read {len(coupons)} coupons")
+    coupons.sort(key=lambda coupon: coupon.coupon_id)
     now = time.time()
     states = {coupon.coupon_id: coupon_state(coupon, now) for coupon in coupons}
     shown = [coupon for coupon in coupons if not args.state or states[coupon.coupon_id] in args.state]
