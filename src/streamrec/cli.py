@@ -1318,6 +1318,8 @@ def _cmd_coupons_list(args: argparse.Namespace) -> int:
             coupons.append(coupon)
             if len(coupons) % 1000 == 0:
                 _status(f"read {len(coupons)} coupons")
+    if len(coupons) >= 1000:
+        _status(f"read {len(coupons)} coupons", done=True)  # ends the progress line
     coupons.sort(key=lambda coupon: coupon.coupon_id)
     now = time.time()
     states = {coupon.coupon_id: coupon_state(coupon, now) for coupon in coupons}
