@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -1283,6 +1284,12 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
 COUPON_STATES = ("active", "scheduled", "exhausted", "expired")
 
 
+def _plain_number(value: float) -> str:
+    """A number as written, without an exponent or a trailing ".0" (1234567.5, 10, 0.000001)."""
+    text = format(Decimal(repr(float(value))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _coupon_line(coupon: Any, state: str) -> str:
     """One coupon of `coupons list`: id, state, scope, discount, validity, counts."""
     spec = coupon.spec
@@ -1291,13 +1298,13 @@ def _coupon_line(coupon: Any, state: str) -> str:
     else:
         items = list(spec.scope.items or ())
         scope = f"items {', '.join(items[:3])}" + (f" (+{len(items) - 3})" if len(items) > 3 else "")
-    value = spec.discount.value
-    discount = f"{value:g}% off" if spec.discount.kind == "percent" else f"{value:g} off"
+    value = _plain_number(spec.discount.value)
+    discount = f"{value}% off" if spec.discount.kind == "percent" else f"{value} off"
     if spec.min_spend:
-        discount += f" from {spec.min_spend:g}"
+        discount += f" from {_plain_number(spec.min_spend)}"
 
     def moment(seconds: float) -> str:
-        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%MZ")
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     valid = f"{moment(spec.valid_from)}..{moment(spec.valid_to)}"
     return (

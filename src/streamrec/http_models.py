@@ -148,8 +148,9 @@ class StoredCoupon(BaseModel):
     redeemed: int
     refused: int = Field(description="Redemptions counted after the budget ran out (remaining stays 0).")
     state: Literal["active", "scheduled", "expired", "exhausted"] = Field(
-        description="Whether it is offered now: active; scheduled (before valid_from); expired "
-        "(valid_to reached); exhausted (no redemption left)."
+        description="Whether it is offered now: active; scheduled (before valid_from, with "
+        "redemptions left); expired (valid_to reached); exhausted (no redemption left, so never "
+        "offered until redefined with a larger budget)."
     )
 
 

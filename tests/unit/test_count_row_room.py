@@ -116,11 +116,11 @@ def test_writers_of_two_shards_refused_together_prune_once(limited):
     from_b = [(sequence_key(7), f"newB-{WIDE}", 1.0)]
     real_make_room = counts.make_room
 
-    def b_gets_there_first(key: dict[str, Any], keep: frozenset[str]) -> None:
+    def b_gets_there_first(key: dict[str, Any], keep: frozenset[str], at_item_limit: bool = False) -> None:
         # Shard B, refused at the same moment, makes room and writes before A looks.
         counts.make_room = real_make_room  # type: ignore[method-assign]
         counts.apply({ROW: from_b}, SHARD_B)
-        real_make_room(key, keep)
+        real_make_room(key, keep, at_item_limit)
 
     counts.make_room = b_gets_there_first  # type: ignore[method-assign]
     counts.apply({ROW: [(sequence_key(2), f"newA-{WIDE}", 1.0)]}, SHARD_A)
@@ -147,6 +147,29 @@ def test_a_write_that_pruning_cannot_fit_still_fails_with_dynamodbs_error(limite
         counts.apply({ROW: too_many}, SHARD_A)
     assert dynamodb._over_item_limit(raised.value)
     assert client.updates == ["SET"] * (dynamodb.MAKE_ROOM_ATTEMPTS + 1)  # no row: nothing to remove
+
+
+def test_a_write_refused_at_the_item_limit_makes_room_though_the_counts_are_within_a_budget(
+    limited, aws, monkeypatch
+):
+    # The item limit (1,000 bytes here) leaves more room than the 280-byte budget beside
+    # ~600 bytes of guards; the counts are within the budget, but the row cannot take 4 new
+    # partners: at the item limit the counts give way, whatever the budget says.
+    _counts_repository, client, row = limited
+    counts = DynamoCooccurrenceRepository(
+        DynamoTable(aws.tables["CooccurrenceTable"].name, client), blocks=16, budget_bytes=280
+    )
+    long_sequence = 49600000000000000000000000000000000000000000000000000000
+    for shard in range(7):
+        partner = [(sequence_key(long_sequence), f"p{shard}-{'x' * 30}", 10.0 + shard)]
+        counts.apply({ROW: partner}, f"shardId-{shard:012d}")
+    assert (
+        0.9 * 280 <= sum(len(k) + number_size(v["N"]) for k, v in row().items() if k.startswith("c:")) <= 280
+    )
+    fresh = [(sequence_key(long_sequence + 1), f"new{n}-{'y' * 30}", 1.0) for n in range(4)]
+    counts.apply({ROW: fresh}, SHARD_A)
+    assert {f"new{n}-{'y' * 30}" for n in range(4)} <= set(_counts(row()))
+    assert client.updates.count("REMOVE") == 1
 
 
 @pytest.mark.parametrize(

@@ -1162,6 +1162,11 @@ def test_coupons_list_command_shows_each_coupon_its_state_and_counts(aws, capsys
         spec(scope={"items": ["tent", "stove", "lamp", "mat"]}, valid_from=now - 9 * DAY, valid_to=now - DAY),
     )
     repository.put("c-spent", spec(budget=0, valid_from=now - DAY, valid_to=now + DAY))
+    # Figures as given, not rounded to 6 digits (1.23457e+06), times to the second.
+    large = {"kind": "amount", "value": 1234567.5}
+    repository.put(
+        "d-large", spec(discount=large, min_spend=12345.67, valid_from=now + 30, valid_to=now + 60)
+    )
     assert main(["coupons", "list", "--table", table]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in lines[:3]] == [
@@ -1173,7 +1178,10 @@ def test_coupons_list_command_shows_each_coupon_its_state_and_counts(aws, capsys
         "items tent, stove, lamp (+1); 10% off;" in lines[0]
         and "remaining 10 of 10, redeemed 0, refused 0" in lines[0]
     )
-    assert lines[3] == f"3 coupons (1 active, 0 scheduled, 1 exhausted, 1 expired) in {table}"
+    assert lines[3].startswith("d-large  scheduled  category camping; 1234567.5 off from 12345.67; ")
+    valid_from, valid_to = lines[3].split("; ")[2].split("..")
+    assert len(valid_from) == len(valid_to) == len("2026-11-29T15:28:38Z") and valid_from != valid_to
+    assert lines[4] == f"4 coupons (1 active, 1 scheduled, 1 exhausted, 1 expired) in {table}"
     assert (
         main(["coupons", "list", "--table", table, "--state", "active", "--state", "exhausted", "--json"])
         == 0

@@ -15,7 +15,7 @@ import time
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -118,6 +118,13 @@ def _error_message(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Message", ""))
 
 
+class MakeRoom(Protocol):
+    """Shrinks a row: ``keep`` the attributes to remove last, ``at_item_limit`` when a write
+    was refused for taking the row past DynamoDB's item limit (else it billed over a budget)."""
+
+    def __call__(self, key: dict[str, Any], keep: frozenset[str], at_item_limit: bool = False) -> None: ...
+
+
 class DynamoTable:
     """A table name and client, with the batch helpers every repository needs."""
 
@@ -202,7 +209,7 @@ class DynamoTable:
         rows: Sequence[tuple[dict[str, Any], Sequence[Delta], Mapping[str, str | int]]],
         shard: str,
         attribute_name: Callable[[str], str] = str,
-        make_room: Callable[[dict[str, Any], frozenset[str]], None] | None = None,
+        make_room: MakeRoom | None = None,
         budget_units: Callable[[dict[str, Any]], float] | None = None,
     ) -> None:
         """:meth:`apply_guarded` for many rows, concurrently; returns when all are written
@@ -222,7 +229,7 @@ class DynamoTable:
         shard: str,
         attribute_name: Callable[[str], str] = str,
         strings: Mapping[str, str | int] | None = None,
-        make_room: Callable[[dict[str, Any], frozenset[str]], None] | None = None,
+        make_room: MakeRoom | None = None,
         budget_units: Callable[[dict[str, Any]], float] | None = None,
     ) -> None:
         """ADD the deltas this row lacks, and advance its replay guard, in one UpdateItem
@@ -274,7 +281,7 @@ class DynamoTable:
             except RepositoryError as error:
                 if make_room is None or room_made >= MAKE_ROOM_ATTEMPTS or not _over_item_limit(error):
                     raise
-                make_room(key, frozenset())
+                make_room(key, frozenset(), at_item_limit=True)
                 room_made += 1
             except ClientError as error:
                 if error_code(error) != "ConditionalCheckFailedException":
@@ -485,22 +492,25 @@ class DynamoCooccurrenceRepository:
         row = (key["item_id"]["S"], key["block"]["N"])
         return math.ceil((self.budget_bytes or ITEM_LIMIT_BYTES) / 1024) + self._overhead.get(row, 0) // 1024
 
-    def make_room(self, key: dict[str, Any], keep: frozenset[str] = frozenset()) -> None:
+    def make_room(
+        self, key: dict[str, Any], keep: frozenset[str] = frozenset(), at_item_limit: bool = False
+    ) -> None:
         """Remove a count row's weakest counts until they take at most ROOM_TARGET_SHARE of
-        their room: the budget, if any (a write billed more than it), but never more than
-        what DynamoDB's item limit leaves beside the row's key and replay guards (a write
-        was refused for reaching the limit). The weakest partners matter least to
-        an item's top-K neighbours. The counts in ``keep`` (those the write that found the
-        row over its budget added to) go last: a newcomer seen in most batches would
-        otherwise go at every trim, before it could outgrow the row's long-held counts.
+        their room: the budget, if any, but never more than what DynamoDB's item limit
+        leaves beside the row's key and replay guards. Called after a write billed more than
+        the budget, or (``at_item_limit``) was refused for reaching the limit. The weakest
+        partners matter least to an item's top-K neighbours. The counts in ``keep`` (those
+        the write that found the row over its budget added to) go last: a newcomer seen in
+        most batches would otherwise go at every trim, before it could outgrow the row's
+        long-held counts.
         Equal counts go in an order that changes from trim to trim (a hash of the name and
         the row's size), not by id, which would always spare the same ids.
 
-        Counts within the budget, or below ROOM_CHECK_SHARE of what the item limit leaves,
-        are left alone: a row whose guards took it over the budget keeps its counts (its
-        overhead is remembered, so its next writes are not read again until its counts grow),
-        and the writers of other shards, refused at the same moment, find the room one of
-        them made and just retry.
+        Left alone: after a write over the budget, counts within it (a row whose guards took
+        it over the budget keeps its counts; its overhead is remembered, so its next writes
+        are not read again until its counts grow); at the item limit, counts below
+        ROOM_CHECK_SHARE of their room (the writers of other shards, refused at the same
+        moment, find the room one of them made and just retry).
         Lossy by design: a removed partner seen again restarts from its new increment, and an
         increment racing the removal may go with it. The replay guards stay, so nothing is
         counted twice.
@@ -522,13 +532,12 @@ class DynamoCooccurrenceRepository:
         )
         count_bytes = sum(entry[-1] for entry in counts)
         overhead = size - count_bytes
-        room = ITEM_LIMIT_BYTES - overhead
-        # Near the item limit, a refused writer finds 90 % as room made by another shard's;
-        # a budget is the counts' own: counts within it are left alone.
-        left_alone = room * ROOM_CHECK_SHARE
-        if self.budget_bytes:
-            room = min(room, self.budget_bytes)
-            left_alone = min(left_alone, self.budget_bytes + 1)
+        beside_limit = ITEM_LIMIT_BYTES - overhead
+        room = min(beside_limit, self.budget_bytes) if self.budget_bytes else beside_limit
+        if at_item_limit or not self.budget_bytes:
+            left_alone = room * ROOM_CHECK_SHARE
+        else:
+            left_alone = self.budget_bytes + 1  # a budget is the counts' own
         row = (key["item_id"]["S"], key["block"]["N"])
         if count_bytes < left_alone:
             if len(self._overhead) >= self.REMEMBERED_ROWS:
