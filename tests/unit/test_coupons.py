@@ -1071,6 +1071,21 @@ def test_indexed_scopes_lists_the_scopes_that_list_a_coupon(aws):
         assert repository.indexed_scopes() == ["cat:camping"], name
 
 
+def _scans_in_small_pages(monkeypatch, table: DynamoTable, rows: int) -> list:
+    """Make the table's Scans read ``rows`` rows a page (coupon and index rows alike); the
+    list returned fills with each page's start key (None for the first)."""
+    real_call, pages = table.call, []
+
+    def small_pages(operation, **kwargs):
+        if operation == "scan":
+            pages.append(kwargs.get("ExclusiveStartKey"))
+            kwargs["Limit"] = rows
+        return real_call(operation, **kwargs)
+
+    monkeypatch.setattr(table, "call", small_pages)
+    return pages
+
+
 def test_indexed_scopes_reads_every_page_of_the_scan(aws, monkeypatch):
     import boto3
 
@@ -1078,16 +1093,7 @@ def test_indexed_scopes_reads_every_page_of_the_scan(aws, monkeypatch):
     repository = DynamoCouponRepository(table)
     for n in range(5):
         repository.put(f"c{n}", spec(scope={"category": f"cat{n}"}))
-    real_call = table.call
-    pages = []
-
-    def small_pages(operation, **kwargs):
-        if operation == "scan":
-            pages.append(kwargs.get("ExclusiveStartKey"))
-            kwargs["Limit"] = 3  # rows examined per page, coupon rows included
-        return real_call(operation, **kwargs)
-
-    monkeypatch.setattr(table, "call", small_pages)
+    pages = _scans_in_small_pages(monkeypatch, table, 3)
     assert repository.indexed_scopes() == [f"cat:cat{n}" for n in range(5)]
     assert len(pages) >= 4 and pages[0] is None
 
@@ -1129,16 +1135,7 @@ def test_coupons_prune_command_takes_expired_coupons_out_of_every_scope(aws, cap
 
 def test_all_coupons_reads_every_coupon_row_and_no_index_row(aws, monkeypatch):
     repositories = _both(aws)
-    table = repositories["dynamodb"].table  # type: ignore[attr-defined]
-    real_call, pages = table.call, []
-
-    def small_pages(operation, **kwargs):
-        if operation == "scan":
-            pages.append(kwargs.get("ExclusiveStartKey"))
-            kwargs["Limit"] = 2  # rows examined per page, index rows included
-        return real_call(operation, **kwargs)
-
-    monkeypatch.setattr(table, "call", small_pages)
+    pages = _scans_in_small_pages(monkeypatch, repositories["dynamodb"].table, 2)  # type: ignore[attr-defined]
     for name, repository in repositories.items():
         for n in range(7):
             repository.put(f"c{n}", spec(scope={"category": f"cat{n % 3}"}))
