@@ -250,6 +250,29 @@ def test_score_keeps_ties_in_item_order():
     assert [i.item_id for i in score(entries, 1, NOW, 5.0)] == ["a", "b"]
 
 
+def test_an_event_stamped_ahead_of_the_clock_counts_once_its_hour_comes():
+    # The ingest accepts events up to a day ahead (a producer's clock): counted in the
+    # current hour, one stamped 20 hours ahead would count in every window until then.
+    ahead = [_event(0, "lamp", "view", NOW + 20 * 3600 + 60), _event(1, "tent", "view", NOW - 60)]
+    ahead += [_event(2, "stove", "purchase", NOW + 3600 + 60, quantity=3)]  # the next hour
+    events = [SequencedEvent(sequence_key(97_000 + i), e.event) for i, e in enumerate(ahead)]
+    service, _ = _service_with(events)
+    service.refresh({"lamp": "camping", "tent": "camping", "stove": "camping"}, NOW)
+    for hours in (0, 5, 19):
+        counts = {i.item_id: i.count for i in service.trending("24h", 10, now=NOW + hours * 3600 + 30)[0]}
+        assert "lamp" not in counts, hours
+    assert "stove" not in {i.item_id for i in service.trending("1h", 10, now=NOW + 30)[0]}
+    demand = service.demand("stove", NOW + 30)
+    assert (demand.today, demand.last_24h) == (0.0, 0.0)  # not yet: its hour has not come
+    later = service.demand("stove", NOW + 3600 + 90)
+    assert (later.today, later.last_24h) == (3.0, 3.0)
+    # Re-scored in its hour (the item's next event), it counts there.
+    service.refresh({"lamp": "camping"}, NOW + 20 * 3600 + 120)
+    assert {i.item_id: i.count for i in service.trending("1h", 10, now=NOW + 20 * 3600 + 120)[0]}[
+        "lamp"
+    ] == 1.0
+
+
 def test_demand_daily_purchases_and_forecast():
     settings = Settings(demand_alpha=0.5, demand_beta=0.5)
     today = H // 24

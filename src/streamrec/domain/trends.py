@@ -165,14 +165,16 @@ def _clock(now: float) -> tuple[int, float]:
 
 
 def _window_matrix(hours: Sequence[Mapping[int, float]], current: int, window: int) -> np.ndarray:
-    """Shape (n, window + 1): counts of hours current - window .. current (later hours,
-    events stamped ahead of the clock, are added to the current one)."""
+    """Shape (n, window + 1): counts of hours current - window .. current. Later hours (events
+    stamped ahead of the clock, up to the ingest's day of skew) count once their hour comes:
+    added to the current one, an event stamped a day ahead would count in every window
+    until then."""
     matrix = np.zeros((len(hours), window + 1))
     first = current - window
     for row, counts in enumerate(hours):
         for hour, value in counts.items():
-            if hour >= first:
-                matrix[row, min(hour, current) - first] += value
+            if first <= hour <= current:
+                matrix[row, hour - first] += value
     return matrix
 
 
@@ -359,7 +361,7 @@ class TrendsService:
         known = bool(row.weighted or row.purchased)
         daily = np.zeros(len(days))
         for hour, value in row.purchased.items():
-            if days[0] <= hour // 24 <= today:
+            if days[0] <= hour // 24 and hour <= current:  # as in last_24h: none ahead of the clock
                 daily[hour // 24 - days[0]] += value
         last_24h = float(window_counts(_window_matrix([row.purchased], current, 24), elapsed)[0])
         whole = daily[:-1]
