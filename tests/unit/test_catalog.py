@@ -548,6 +548,33 @@ def test_the_popular_share_falls_with_support():
     assert ["popular in camping right now"] not in [r.reasons for r in warm.items]
 
 
+def test_a_filter_that_leaves_none_of_the_look_alikes_keeps_the_categorys_share():
+    # tent's one look-alike, tent-2, excluded (or out of stock): tent keeps its share of
+    # camping's best seller (the stove, known by its events alone), not the mugs alone.
+    pipeline = Pipeline(Settings(cold_popular_share=0.5))
+    pipeline.send(
+        [upsert("tent", "Ultralight tent", "camping"), upsert("tent-2", "Ultralight tent large", "camping")]
+    )
+    at = 0
+    for user in range(3):
+        for item, category in (
+            ("stove", "camping"),
+            ("mug-0", "kitchen"),
+            ("mug-1", "kitchen"),
+            ("mug-0", "kitchen"),
+        ):
+            at += 1
+            pipeline.send([view(f"shopper{user}", item, at, category=category)])
+    unfiltered = pipeline.recommendations.similar_items("tent", 2).items
+    assert [(r.item_id, r.reasons) for r in unfiltered] == [
+        ("tent-2", ["similar to tent (title, category, tags)"]),
+        ("stove", ["popular in camping right now"]),
+    ]
+    excluded = pipeline.recommendations.similar_items("tent", 2, ListFilter(exclude=frozenset({"tent-2"})))
+    assert ("stove", ["popular in camping right now"]) in [(r.item_id, r.reasons) for r in excluded.items]
+    assert len(excluded.items) == 2 and excluded.fallback
+
+
 def _look_alikes(pipeline: Pipeline, item: str, k: int) -> list:
     """The item's best look-alikes alone (the blend at cold_popular_share 0)."""
     service = RecommendationService(

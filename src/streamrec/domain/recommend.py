@@ -390,16 +390,15 @@ class RecommendationService:
 
         viewed = f"customers who viewed {item_id} also viewed this"
         collaborative = admitted(row.neighbours if row else [])
-        content = admitted(row.content if row else [])
-        if not content:
-            listed = [
-                Recommendation(n.item_id, n.score, SOURCE_SIMILAR, [viewed], [item_id])
-                for n in collaborative[:k]
-            ]
-        else:
+        if row is not None and row.content:
+            # A catalog item's list, even when the filter leaves none of its look-alikes: its
+            # scores and its category's popular share must not change with what is excluded.
+            content = admitted(row.content)
             listed, discovery = self._blend_similar(item_id, row, collaborative, content, k)
-            if row is not None:
-                return self._with_popular_share(row, listed, discovery, lists, excluded, k, list_filter)
+            return self._with_popular_share(row, listed, discovery, lists, excluded, k, list_filter)
+        listed = [
+            Recommendation(n.item_id, n.score, SOURCE_SIMILAR, [viewed], [item_id]) for n in collaborative[:k]
+        ]
         fallback = not listed
         return RecommendationList(_pad_with_popular(listed, lists, excluded, k, list_filter), fallback)
 
