@@ -1016,6 +1016,24 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 # streamrec coupons
 # --------------------------------------------------------------------------------------
+def _add_coupons_table_arguments(parser: argparse.ArgumentParser) -> None:
+    """--table and the target arguments of every `coupons` action."""
+    parser.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
+    _add_target_arguments(parser, "--table")
+
+
+def _coupons_target(args: argparse.Namespace) -> Target:
+    """The coupons table of a `coupons` action: --table, or the local stack's."""
+    return _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
+
+
+def _coupon_repository(target: Target) -> Any:
+    """The DynamoDB coupon repository of a `coupons` action's table."""
+    from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
+
+    return DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
+
+
 def _add_coupons(subparsers: Any) -> None:
     coupons = subparsers.add_parser(
         "coupons",
@@ -1034,8 +1052,7 @@ def _add_coupons(subparsers: Any) -> None:
         "Redefining a coupon keeps the redemptions already counted.",
     )
     load.add_argument("file", type=Path, help="FILE.json or FILE.jsonl (either may be gzip-compressed: .gz)")
-    load.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
-    _add_target_arguments(load, "--table")
+    _add_coupons_table_arguments(load)
     load.set_defaults(func=_cmd_coupons_load)
     prune = actions.add_parser(
         "prune",
@@ -1046,8 +1063,7 @@ def _add_coupons(subparsers: Any) -> None:
         "the index; the coupon rows stay (their redemption counts are the shop's record). Safe "
         "to run at any time, also while coupons are being defined.",
     )
-    prune.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
-    _add_target_arguments(prune, "--table")
+    _add_coupons_table_arguments(prune)
     prune.set_defaults(func=_cmd_coupons_prune)
     listing = actions.add_parser(
         "list",
@@ -1066,8 +1082,7 @@ def _add_coupons(subparsers: Any) -> None:
     listing.add_argument(
         "--json", action="store_true", help="one JSON object per line, as GET /coupons/{coupon_id} answers"
     )
-    listing.add_argument("--table", default=None, help="the coupons table name (e.g. on AWS)")
-    _add_target_arguments(listing, "--table")
+    _add_coupons_table_arguments(listing)
     listing.set_defaults(func=_cmd_coupons_list)
     coupons.set_defaults(func=lambda args: coupons.print_help() or 2)
 
@@ -1225,11 +1240,10 @@ SHOWN_KEPT = 20  # redefined coupons named by `coupons load` (a shop may redefin
 def _cmd_coupons_load(args: argparse.Namespace) -> int:
     from streamrec.domain.coupons import coupon_state, scope_keys
     from streamrec.repositories.base import RepositoryError
-    from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 
     _check_target_flags(args, args.table, "--table")
     coupons = read_coupon_file(args.file)
-    target = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
+    target = _coupons_target(args)
     loaded = 0
 
     def interrupted() -> str:
@@ -1239,7 +1253,7 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
     kept = []  # redefined coupons whose redemptions were kept: remaining < budget
     idle: dict[str, list[str]] = {"expired": [], "exhausted": []}  # stored, but never offered
     with target.failures(interrupted, again="re-run"):
-        repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
+        repository = _coupon_repository(target)
         for coupon_id, spec in coupons:
             # Pruned once below, not per coupon: thousands in one scope would each read it.
             stored = repository.put(coupon_id, spec)
@@ -1315,11 +1329,10 @@ def _coupon_line(coupon: Any, state: str) -> str:
 
 def _cmd_coupons_list(args: argparse.Namespace) -> int:
     from streamrec.domain.coupons import coupon_state, stored_coupon
-    from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 
-    target = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
+    target = _coupons_target(args)
     with target.failures():
-        repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
+        repository = _coupon_repository(target)
         coupons = []
         for coupon in repository.all_coupons():  # a Scan: a large table takes a while
             coupons.append(coupon)
@@ -1351,9 +1364,8 @@ PRUNE_SCOPES_PER_STEP = 100
 
 
 def _cmd_coupons_prune(args: argparse.Namespace) -> int:
-    from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 
-    target = _target(args, args.table, "--table", lambda o: o["tables"]["CouponsTable"])
+    target = _coupons_target(args)
     checked, pruned = 0, set[str]()
 
     def interrupted() -> str:
@@ -1361,7 +1373,7 @@ def _cmd_coupons_prune(args: argparse.Namespace) -> int:
         return f"{len(pruned)} expired coupon(s) left the index of {checked} scope(s) before it stopped"
 
     with target.failures(interrupted, again="re-run"):
-        repository = DynamoCouponRepository(DynamoTable(target.name, target.client("dynamodb")))
+        repository = _coupon_repository(target)
         _status(f"reading the scope index of {target.name}")
         scopes = repository.indexed_scopes()
         # One clock for the whole run: a coupon expiring meanwhile is left for the next one.
