@@ -81,6 +81,24 @@ CategoryName = Annotated[
     ),
     AfterValidator(_category_text),
 ]
+
+# DynamoDB's smallest positive number: a smaller one is refused when the catalog row is
+# written ("Number underflow"), after the record has passed the schema.
+SMALLEST_STORED_NUMBER = 1e-130
+
+
+def _storable_price(value: float) -> float:
+    if 0 < value < SMALLEST_STORED_NUMBER:
+        raise ValueError(
+            f"a price is 0 or at least {SMALLEST_STORED_NUMBER:g} (the smallest number DynamoDB stores)"
+        )
+    return value
+
+
+# A JSON number (strict: "12" and true are refused; an integer is a number).
+Price = Annotated[
+    float, Field(ge=0, le=1e9, allow_inf_nan=False, strict=True), AfterValidator(_storable_price)
+]
 ITEM_UPSERT = "item_upsert"
 
 
@@ -104,8 +122,7 @@ class UserEvent(BaseModel):
     item_id: EntityId = ""
     timestamp: float
     session_id: Annotated[str, Field(max_length=128)] | None = None
-    # strict: a JSON number ("12" and true are refused; an integer is a number)
-    price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False, strict=True)] | None = None
+    price: Price | None = None
     # strict: a JSON integer (not 2.5, "3" or true; 2.0 is read as 2, see _whole_quantity)
     quantity: Annotated[int, Field(ge=1, le=100_000, strict=True)] | None = None
     category: Annotated[str, Field(max_length=128)] | None = None
@@ -204,8 +221,11 @@ def epoch_seconds(value: Any) -> float:
         raise ValueError("timestamp is before 2000-01-01")
     if seconds > time.time() + MAX_CLOCK_SKEW_SECONDS:
         # Epoch milliseconds read as seconds land some 50,000 years ahead.
+        numeric = not isinstance(value, str) or EPOCH_TEXT.fullmatch(value)
         hint = (
-            " (epoch seconds expected, not milliseconds)" if MILLISECONDS_LIKELY < seconds < math.inf else ""
+            " (epoch seconds expected, not milliseconds)"
+            if numeric and MILLISECONDS_LIKELY < seconds < math.inf
+            else ""
         )
         raise ValueError(f"timestamp is more than a day in the future{hint}")
     return seconds
@@ -239,7 +259,7 @@ class ItemUpsert(BaseModel):
     item_id: EntityId
     title: Annotated[str, Field(min_length=1, max_length=512)]
     category: CategoryName
-    price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False, strict=True)]  # a JSON number
+    price: Price
     in_stock: StrictBool
     tags: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=50)] = []
     timestamp: float

@@ -140,6 +140,9 @@ def _warm(pipeline: Pipeline) -> None:
         ({"category": None}, "category"),
         ({"category": " "}, "category: a category must not be blank"),
         ({"category": "tents\u0000"}, "category: a category must not hold control characters"),
+        # DynamoDB refuses it when the row is written ("Number underflow"), after the
+        # postings and the document count have been updated.
+        ({"price": 1e-200}, "price: a price is 0 or at least 1e-130"),
     ],
 )
 def test_bad_item_upsert_is_refused_with_its_reason(change, fragment):

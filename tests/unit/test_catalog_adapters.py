@@ -4,13 +4,15 @@ side) leaves the same records, postings, content lists and out-of-stock row."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import boto3
 
 from streamrec import wiring
 from streamrec.domain.catalog import CatalogService, SequencedUpsert
 from streamrec.domain.model import OUT_OF_STOCK_ROW, CatalogItem, sequence_key
 from streamrec.domain.similarity import SimilarityService
-from streamrec.events import parse_record
+from streamrec.events import SMALLEST_STORED_NUMBER, parse_record
 from streamrec.repositories.dynamodb import DynamoCatalogRepository, DynamoSimilarityRepository, DynamoTable
 from streamrec.repositories.memory import (
     InMemoryCatalogRepository,
@@ -45,6 +47,24 @@ def test_records_conditional_writes_and_categories_match(aws):
         found = repository.get_many(["a", "b", "missing"], consistent=True)
         assert found == {"a": _item("a", 5, "Red tent", in_stock=False), "b": _item("b", 1)}
         assert repository.categories(["a", "missing"]) == {"a": "camping"}
+
+
+def test_the_smallest_price_the_schema_takes_is_stored_by_both_adapters(aws):
+    record = parse_record(
+        {
+            "event_type": "item_upsert",
+            "item_id": "a",
+            "title": "Pin",
+            "category": "camping",
+            "price": SMALLEST_STORED_NUMBER,
+            "in_stock": True,
+            "timestamp": T0,
+        }
+    )
+    item = replace(_item("a", 1), price=record.price)
+    for repository in _both(aws):
+        assert repository.put_many([(item, None)]) == []
+        assert repository.get_many(["a"], consistent=True)["a"].price == SMALLEST_STORED_NUMBER
 
 
 def test_postings_and_document_count_match(aws):
