@@ -27,6 +27,8 @@ together (the point of batching). If that fails:
 
 from __future__ import annotations
 
+import binascii
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -62,8 +64,20 @@ MAX_RECORD_BYTES = 16 * 1024
 
 
 def record_size(data_base64: str | bytes) -> int:
-    """A record's size as the ingest measures it: 3/4 of its base64 data as delivered."""
-    return len(data_base64) * 3 // 4
+    """A record's size in bytes, from its base64 data as delivered (without decoding it):
+    3 bytes per 4 characters, less one per ``=`` of padding."""
+    text = data_base64.decode("ascii", "replace") if isinstance(data_base64, bytes) else data_base64
+    padding = len(text) - len(text.rstrip("="))
+    return max(0, len(text) * 3 // 4 - min(padding, 2))
+
+
+def decoding_problem(error: ValueError | RecursionError) -> str:
+    """Why a record's data did not decode as JSON: bad base64 or UTF-8, a syntax error, or
+    too deep; a plain ValueError is json's refusal of an integer of thousands of digits
+    (Python's int_max_str_digits), whose own message speaks of Python, not of JSON."""
+    if isinstance(error, RecursionError | json.JSONDecodeError | UnicodeDecodeError | binascii.Error):
+        return str(error)
+    return "a number of more than 4,300 digits"
 
 
 Applicable = list[tuple[KinesisStreamRecord, Any]]
@@ -195,7 +209,7 @@ class RecordCollector:
         try:
             payload = record.kinesis.data_as_json()
         except (ValueError, RecursionError) as error:  # also bad base64 or UTF-8
-            self.rejected.append(dead_letter(record, f"not valid JSON: {error}"))
+            self.rejected.append(dead_letter(record, f"not valid JSON: {decoding_problem(error)}"))
             return
         try:
             self.accepted.append((record, self.parse(payload)))
@@ -394,13 +408,13 @@ def parse_change(payload: Any) -> ChangeNotice:
         raise InvalidEvent("changed-items record needs a string item_id")
     if not ID_REGEX.fullmatch(payload["item_id"]):
         raise InvalidEvent("changed-items record has a malformed item_id")
-    return ChangeNotice(
-        payload["item_id"],
-        bool(payload.get("changed", True)),
-        bool(payload.get("norm_changed")),
-        bool(payload.get("popular_changed")),
-        bool(payload.get("content_changed")),
-    )
+    flags = {"changed": True, "norm_changed": False, "popular_changed": False, "content_changed": False}
+    for name, default in flags.items():
+        flags[name] = payload.get(name, default)
+        if not isinstance(flags[name], bool):
+            # bool("false") is True: a flag is read only as a JSON boolean.
+            raise InvalidEvent(f"changed-items record's {name} must be true or false")
+    return ChangeNotice(payload["item_id"], **flags)
 
 
 def similarity_records(service: SimilarityService) -> Callable[[list[tuple[KinesisStreamRecord, Any]]], None]:

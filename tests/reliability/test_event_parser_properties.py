@@ -13,7 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamrec.events import EARLIEST_TIMESTAMP, ID_PATTERN, InvalidEvent, UserEvent, parse_event
+from streamrec.events import (
+    EARLIEST_TIMESTAMP,
+    ID_PATTERN,
+    SMALLEST_STORED_NUMBER,
+    InvalidEvent,
+    UserEvent,
+    parse_event,
+)
 
 pytestmark = pytest.mark.reliability
 
@@ -75,7 +82,7 @@ def valid_events(draw: Any) -> dict[str, Any]:
     optional = {
         "session_id": st.text(max_size=128),
         "category": st.text(max_size=128),
-        "price": st.floats(0, 1e9, allow_nan=False),
+        "price": st.just(0.0) | st.floats(SMALLEST_STORED_NUMBER, 1e9, allow_nan=False),
         "quantity": st.integers(1, 100_000),
     }
     for name, strategy in optional.items():
@@ -144,6 +151,7 @@ GOOD = {"event_id": "e1", "event_type": "view", "user_id": "u", "item_id": "i", 
         ),
         ({"event_type": "coupon_redeemed"}, "schema violation: event: coupon_redeemed needs a coupon_id"),
         ({"price": "12"}, "schema violation: price: Input should be a valid number"),
+        ({"price": 1e-200}, "schema violation: price: a price is 0 or at least 1e-130"),
         ({"price": True}, "schema violation: price: Input should be a valid number"),
         ({"quantity": True}, "schema violation: quantity: Input should be a valid integer"),
         ({"quantity": "3"}, "schema violation: quantity: Input should be a valid integer"),
@@ -168,6 +176,16 @@ def test_a_dead_letter_reason_names_the_problem(change: dict[str, Any], reason: 
     with pytest.raises(InvalidEvent) as caught:
         parse_event({**GOOD, **change})
     assert caught.value.reason.startswith(reason), caught.value.reason
+
+
+def test_the_milliseconds_hint_is_given_only_for_a_number() -> None:
+    # An ISO-8601 time years ahead is not epoch milliseconds.
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event({**GOOD, "timestamp": "9999-12-31T23:59:59-23:59"})
+    assert caught.value.reason == "schema violation: timestamp: timestamp is more than a day in the future"
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event({**GOOD, "timestamp": "1700000000000"})
+    assert caught.value.reason.endswith("(epoch seconds expected, not milliseconds)")
 
 
 def test_numbers_keep_their_json_types() -> None:

@@ -1,0 +1,52 @@
+"""How the stream handlers read a record before its schema: the reasons a record that does
+not decode is dead-lettered with, and the changed-items record's flags."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+
+from streamrec.events import InvalidEvent, parse_record
+from streamrec.stream import ChangeNotice, RecordCollector, parse_change
+
+
+def _reason(data: bytes) -> str:
+    record = KinesisStreamRecord(
+        {
+            "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/events",
+            "eventID": "shardId-000000000000:1",
+            "kinesis": {"partitionKey": "u1", "sequenceNumber": "1", "data": base64.b64encode(data).decode()},
+        }
+    )
+    collector = RecordCollector(parse_record)
+    collector(record)
+    [letter] = collector.rejected
+    return letter.reason
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        # json refuses it with Python's own words (sys.set_int_max_str_digits): not a producer's.
+        (b'{"event_id": 1' + b"0" * 5000 + b"}", "not valid JSON: a number of more than 4,300 digits"),
+        (b'{"event_id": "e1",}', "not valid JSON: Expecting property name enclosed in double quotes: line 1"),
+        (b'{"user_id": "\xff"}', "not valid JSON: 'utf-8' codec can't decode byte 0xff"),
+        (b"[" * 16_000, "not valid JSON: maximum recursion depth exceeded"),
+    ],
+)
+def test_a_record_that_does_not_decode_is_dead_lettered_with_what_is_wrong(data: bytes, reason: str) -> None:
+    assert _reason(data).startswith(reason), _reason(data)
+
+
+def test_changed_items_flags_are_json_booleans() -> None:
+    assert parse_change({"item_id": "a"}) == ChangeNotice("a", True, False, False, False)
+    assert parse_change({"item_id": "a", "changed": False, "popular_changed": True}) == ChangeNotice(
+        "a", False, False, True, False
+    )
+    # bool("false") would be True: a string flag is refused, not read as set.
+    with pytest.raises(InvalidEvent, match="changed-items record's changed must be true or false"):
+        parse_change({"item_id": "a", "changed": "false"})
+    with pytest.raises(InvalidEvent, match="content_changed must be true or false"):
+        parse_change({"item_id": "a", "content_changed": 1})
