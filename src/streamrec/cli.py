@@ -152,6 +152,13 @@ def _add_run(subparsers: Any) -> None:
         default="WARNING",
         help="POWERTOOLS_LOG_LEVEL of the functions (default WARNING)",
     )
+    run.add_argument(
+        "--cors-origins",
+        default=None,
+        metavar="ORIGINS",
+        help="origins whose web pages may call the local API from a browser, separated by commas "
+        "(e.g. http://localhost:8080), or * (the template's CorsAllowOrigins; default: its default, none)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="log the local stack's own activity")
     run.set_defaults(func=_cmd_run)
 
@@ -424,6 +431,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             moto_port=args.moto_port,
             http_port=args.port,
             env_overrides={"POWERTOOLS_LOG_LEVEL": args.function_log_level},
+            parameter_overrides={} if args.cors_origins is None else {"CorsAllowOrigins": args.cors_origins},
         )
         with local as stack:
             try:

@@ -18,7 +18,7 @@ import pytest
 
 from streamrec.local import http_api
 from streamrec.local.http_api import HttpApiError, LocalHttpApi
-from streamrec.local.template import HttpRoute, load_template
+from streamrec.local.template import HttpRoute, TemplateError, load_template
 
 from .support import TEMPLATE, ApiClient
 
@@ -282,3 +282,88 @@ def test_a_client_that_resets_its_connection_leaves_no_traceback(served, capfd) 
     time.sleep(0.5)
     assert client.get("/health").status == 200
     assert "Traceback" not in capfd.readouterr().err
+
+
+SHOP = "https://shop.example.com"
+
+
+def _cors_api(recorder: Recorder, origins: str | None) -> LocalHttpApi:
+    overrides = {} if origins is None else {"CorsAllowOrigins": origins}
+    template = load_template(TEMPLATE, parameter_overrides=overrides)
+    return LocalHttpApi(template.http_routes, {"ApiFunction": recorder}, port=0, cors=template.cors)
+
+
+def test_cors_from_the_template_answers_preflights_and_marks_responses(recorder: Recorder) -> None:
+    api = _cors_api(recorder, f"{SHOP},http://localhost:8080")
+    api.start()
+    try:
+        client = ApiClient(api.url)
+        preflight = client.request(
+            "OPTIONS",
+            "/cross-sell",
+            headers={
+                "Origin": SHOP,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "Content-Type, Authorization",
+            },
+        )
+        assert preflight.status == 204 and preflight.raw == b""
+        assert preflight.headers["access-control-allow-origin"] == SHOP
+        assert "POST" in preflight.headers["access-control-allow-methods"].split(",")
+        assert {"authorization", "content-type"} <= set(
+            preflight.headers["access-control-allow-headers"].split(",")
+        )
+        assert preflight.headers["access-control-max-age"] == "600"
+        # Another origin, or a header the API does not allow: answered, but without CORS
+        # headers, so the browser refuses the request.
+        for origin, asked in [("https://elsewhere.example", "content-type"), (SHOP, "x-secret")]:
+            refused = client.request(
+                "OPTIONS",
+                "/cross-sell",
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": asked,
+                },
+            )
+            assert refused.status == 204 and "access-control-allow-origin" not in refused.headers
+        assert recorder.events == []  # preflights never reach the function
+        allowed = client.request("GET", "/health", headers={"Origin": "http://localhost:8080"})
+        assert (
+            allowed.status == 200
+            and allowed.headers["access-control-allow-origin"] == "http://localhost:8080"
+        )
+        other = client.request("GET", "/health", headers={"Origin": "https://elsewhere.example"})
+        assert other.status == 200 and "access-control-allow-origin" not in other.headers
+    finally:
+        api.stop()
+
+
+def test_without_cors_a_preflight_is_an_unmatched_route(recorder: Recorder) -> None:
+    api = _cors_api(recorder, None)  # the template's default: no CORS
+    assert api.cors is None
+    api.start()
+    try:
+        client = ApiClient(api.url)
+        preflight = client.request(
+            "OPTIONS", "/cross-sell", headers={"Origin": SHOP, "Access-Control-Request-Method": "POST"}
+        )
+        assert preflight.status == 404 and "access-control-allow-origin" not in preflight.headers
+        plain = client.request("GET", "/health", headers={"Origin": SHOP})
+        assert "access-control-allow-origin" not in plain.headers
+    finally:
+        api.stop()
+
+
+def test_any_origin_and_a_malformed_origin_list(recorder: Recorder) -> None:
+    api = _cors_api(recorder, "*")
+    api.start()
+    try:
+        response = ApiClient(api.url).request("GET", "/health", headers={"Origin": SHOP})
+        assert response.headers["access-control-allow-origin"] == "*"
+    finally:
+        api.stop()
+    # An origin is scheme://host[:port]: a bare host or a path is refused, as CloudFormation would.
+    for bad in ["shop.example.com", f"{SHOP}/", f"{SHOP}, http://localhost:8080"]:
+        with pytest.raises(TemplateError, match="CorsAllowOrigins"):
+            load_template(TEMPLATE, parameter_overrides={"CorsAllowOrigins": bad})

@@ -329,6 +329,16 @@ def test_condition_errors_are_clear(tmp_path: Path, old: str, new: str, message:
 def test_the_api_routes_belong_to_the_explicit_http_api(template: LocalTemplate) -> None:
     assert {r.api_logical_id for r in template.http_routes} == {"HttpApi"}
     assert ("DELETE", "/users/{user_id}") in {(r.method, r.path) for r in template.http_routes}
-    assert template.conditions == {"UseJwtAuth": False, "NotifyAlarms": False, "ReserveConcurrency": False}
+    assert template.conditions == {
+        "UseJwtAuth": False,
+        "UseCors": False,
+        "NotifyAlarms": False,
+        "ReserveConcurrency": False,
+    }
     jwt = load_template(TEMPLATE, parameter_overrides={"ApiAuth": "JWT", "ReserveStreamConcurrency": "yes"})
-    assert jwt.conditions == {"UseJwtAuth": True, "NotifyAlarms": False, "ReserveConcurrency": True}
+    assert jwt.conditions == {
+        "UseJwtAuth": True,
+        "UseCors": False,
+        "NotifyAlarms": False,
+        "ReserveConcurrency": True,
+    }

@@ -382,7 +382,7 @@ def test_sam_translates_the_template_and_every_data_route_is_authorized(
 
     api = output["Resources"]["HttpApi"]
     assert api["Type"] == "AWS::ApiGatewayV2::Api"
-    body = _resolve_if(api["Properties"]["Body"], {"UseJwtAuth": mode == "JWT"})
+    body = _resolve_if(api["Properties"]["Body"], {"UseJwtAuth": mode == "JWT", "UseCors": False})
     assert set(body["components"]["securitySchemes"]) == {scheme}
     routes = {
         (method.upper(), path): spec
@@ -416,6 +416,14 @@ def test_sam_translates_the_template_and_every_data_route_is_authorized(
     assert {(m, p) for m, p in routes if m in ("PUT", "DELETE", "POST")} - admin_routes == {
         ("POST", "/cross-sell")
     }
+    # CORS (CorsAllowOrigins) stays in the body SAM hands to API Gateway: none by default,
+    # else every method of the routes and the headers a browser's request carries.
+    cors = api["Properties"]["Body"]["x-amazon-apigateway-cors"]
+    assert _resolve_if(cors, {"UseCors": False}) == {"Ref": "AWS::NoValue"}
+    allowed = _resolve_if(cors, {"UseCors": True})
+    assert allowed["allowOrigins"] == {"Fn::Split": [",", {"Ref": "CorsAllowOrigins"}]}
+    assert {m for m, _ in routes} <= set(allowed["allowMethods"])
+    assert {"authorization", "content-type"} <= set(allowed["allowHeaders"])
     _assert_operations_settings(output["Resources"])
 
 

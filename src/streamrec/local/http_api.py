@@ -10,6 +10,12 @@ API Gateway's ``404 {"message":"Not Found"}``; a function that raises gets
 As observed on API Gateway HTTP APIs, ``rawPath`` and ``pathParameters`` are delivered
 percent-decoded, while ``rawQueryString`` stays as sent.
 
+CORS, when the template configures it (``x-amazon-apigateway-cors``, the ``CorsAllowOrigins``
+parameter), works as API Gateway's: a preflight ``OPTIONS`` (with ``Origin`` and
+``Access-Control-Request-Method``) is answered 204 by the API itself, with the CORS headers
+when the origin, method and headers are allowed; any other response to an allowed origin
+carries ``Access-Control-Allow-Origin``.
+
 No authorizer is emulated: whatever the template's ``ApiAuth`` (IAM or JWT), every request
 is served without looking at ``Authorization`` and the event carries no
 ``requestContext.authorizer``. The server listens on 127.0.0.1 only; do not expose it.
@@ -35,7 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from streamrec.local.template import ACCOUNT_ID, LOCAL_API_ID, HttpRoute
+from streamrec.local.template import ACCOUNT_ID, LOCAL_API_ID, CorsConfig, HttpRoute
 
 __all__ = ["HttpApiError", "HttpResponse", "LocalHttpApi", "MatchedRoute"]
 
@@ -138,6 +144,7 @@ class LocalHttpApi:
             as one Lambda execution environment would).
         host, port: where to listen; port 0 picks a free port.
         account_id: the requestContext's accountId.
+        cors: the template's CORS configuration (None: no CORS, as without it on AWS).
     """
 
     def __init__(
@@ -148,6 +155,7 @@ class LocalHttpApi:
         host: str = "127.0.0.1",
         port: int = 3000,
         account_id: str = ACCOUNT_ID,
+        cors: CorsConfig | None = None,
     ) -> None:
         missing = sorted({r.function_logical_id for r in routes} - set(functions))
         if missing:
@@ -157,6 +165,7 @@ class LocalHttpApi:
         self.host = host
         self.requested_port = port
         self.account_id = account_id
+        self.cors = cors
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -328,6 +337,29 @@ class LocalHttpApi:
         protocol: str = "HTTP/1.1",
     ) -> HttpResponse:
         """Serve one request; ``target`` is the request line's path and query."""
+        origin = _header(headers, "origin")
+        if self.cors is None or origin is None:
+            return self._route(method, target, headers, body, source_ip, protocol)
+        allowed = "*" in self.cors.allow_origins or origin in self.cors.allow_origins
+        allow_origin = [("access-control-allow-origin", "*" if "*" in self.cors.allow_origins else origin)]
+        requested = _header(headers, "access-control-request-method")
+        if method == "OPTIONS" and requested is not None:
+            return HttpResponse(204, _preflight(self.cors, requested, headers) if allowed else [], b"")
+        response = self._route(method, target, headers, body, source_ip, protocol)
+        if not allowed:
+            return response
+        kept = [(n, v) for n, v in response.headers if not n.lower().startswith("access-control-")]
+        return HttpResponse(response.status, kept + allow_origin, response.body)
+
+    def _route(
+        self,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        source_ip: str,
+        protocol: str,
+    ) -> HttpResponse:
         split = urlsplit(target)
         matched = self.match(method, split.path or "/")
         if matched is None:
@@ -341,6 +373,32 @@ class LocalHttpApi:
             log.exception("%s failed on %s %s", matched.route.function_logical_id, method, target)
             return _json_response(500, {"message": "Internal Server Error"})
         return self.render(result)
+
+
+def _preflight(cors: CorsConfig, requested: str, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The CORS headers of a preflight answer from an allowed origin ([] when the method
+    or a requested header is not allowed: the browser then refuses the request)."""
+    wanted = [
+        h.strip().lower() for h in (_header(headers, "access-control-request-headers") or "").split(",")
+    ]
+    if requested.upper() not in cors.allow_methods and "*" not in cors.allow_methods:
+        return []
+    if "*" not in cors.allow_headers and any(h and h not in cors.allow_headers for h in wanted):
+        return []
+    origin = _header(headers, "origin") or ""
+    answer = [
+        ("access-control-allow-origin", "*" if "*" in cors.allow_origins else origin),
+        ("access-control-allow-methods", ",".join(cors.allow_methods)),
+        ("access-control-allow-headers", ",".join(cors.allow_headers)),
+    ]
+    if cors.max_age is not None:
+        answer.append(("access-control-max-age", str(cors.max_age)))
+    return answer
+
+
+def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
+    """The first value of header ``name`` (any case), or None."""
+    return next((value for key, value in headers if key.lower() == name), None)
 
 
 READ_TIMEOUT_SECONDS = 30.0

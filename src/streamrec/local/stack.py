@@ -510,6 +510,7 @@ class LocalStack:
             host=_HOST,
             port=self.http_port or 0,
             account_id=self.template.account_id,
+            cors=self.template.cors,
         )
         api.start()
         self.http_api = api

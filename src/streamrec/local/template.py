@@ -16,7 +16,8 @@ stack named ``stack_name`` in :data:`REGION` / :data:`ACCOUNT_ID`, with local en
   ``!If`` picks its branch (``AWS::NoValue`` drops the property);
 * ``Rules`` are ignored (CloudFormation checks them at deploy time);
 * an ``AWS::Serverless::HttpApi`` resource stands for the local HTTP API: ``!Ref`` gives
-  the local API id, and ``HttpApi`` events may name it with ``ApiId: !Ref <it>``.
+  the local API id, and ``HttpApi`` events may name it with ``ApiId: !Ref <it>``; the
+  ``x-amazon-apigateway-cors`` of its ``DefinitionBody`` is the local API's CORS.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "ACCOUNT_ID",
     "REGION",
     "FunctionDef",
+    "CorsConfig",
     "HttpRoute",
     "KinesisEventSource",
     "LocalTemplate",
@@ -239,6 +241,41 @@ class FunctionDef:
     http_routes: tuple[HttpRoute, ...] = ()
 
 
+@dataclass(frozen=True)
+class CorsConfig:
+    """An HTTP API's CORS configuration (``x-amazon-apigateway-cors``); names in lower case."""
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+
+
+def _build_cors(r: _Resolver, logical_id: str, props: dict[str, Any]) -> CorsConfig | None:
+    body = props.get("DefinitionBody")
+    if not isinstance(body, dict) or "x-amazon-apigateway-cors" not in body:
+        return None
+    spec = r.resolve(body["x-amazon-apigateway-cors"])
+    if spec is _NO_VALUE:
+        return None
+    if not isinstance(spec, dict):
+        raise TemplateError(f"{logical_id}: x-amazon-apigateway-cors is not a mapping")
+
+    def names(key: str) -> tuple[str, ...]:
+        value = spec.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise TemplateError(f"{logical_id}: x-amazon-apigateway-cors {key} is not a list of strings")
+        return tuple(value)
+
+    max_age = spec.get("maxAge")
+    return CorsConfig(
+        allow_origins=names("allowOrigins"),
+        allow_methods=tuple(m.upper() for m in names("allowMethods")),
+        allow_headers=tuple(h.lower() for h in names("allowHeaders")),
+        max_age=int(max_age) if max_age is not None else None,
+    )
+
+
 @dataclass
 class LocalTemplate:
     """A SAM template resolved for a local stack (see :func:`load_template`)."""
@@ -255,6 +292,8 @@ class LocalTemplate:
     queues: dict[str, QueueDef] = field(default_factory=dict)
     functions: dict[str, FunctionDef] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+    # The HTTP API's CORS (None: none configured, as the template's default).
+    cors: CorsConfig | None = None
 
     @property
     def kinesis_sources(self) -> list[KinesisEventSource]:
@@ -762,6 +801,8 @@ def load_template(
             result.streams[logical_id] = _build_stream(r, logical_id, props)
         elif rtype in _QUEUE_TYPES:
             result.queues[logical_id] = _build_queue(r, logical_id, props)
+        elif rtype in _HTTP_API_TYPES:
+            result.cors = _build_cors(r, logical_id, props) or result.cors
     for logical_id, res in r.resources.items():
         if "Condition" in res and not r.condition(str(res["Condition"])):
             continue
