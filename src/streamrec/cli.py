@@ -1586,7 +1586,7 @@ def _oversized(data: bytes) -> str:
     if size <= MAX_RECORD_BYTES:
         return ""
     return (
-        f"record of about {size} bytes is over the ingest's {MAX_RECORD_BYTES}-byte limit "
+        f"record of {size} bytes is over the ingest's {MAX_RECORD_BYTES}-byte limit "
         "(it would be dead-lettered)"
     )
 

@@ -122,7 +122,8 @@ class UserEvent(BaseModel):
     item_id: EntityId = ""
     timestamp: float
     session_id: Annotated[str, Field(max_length=128)] | None = None
-    price: Price | None = None
+    # Never stored: a positive price under 1e-130 is kept (not refused as in a catalog record).
+    price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False, strict=True)] | None = None
     # strict: a JSON integer (not 2.5, "3" or true; 2.0 is read as 2, see _whole_quantity)
     quantity: Annotated[int, Field(ge=1, le=100_000, strict=True)] | None = None
     category: Annotated[str, Field(max_length=128)] | None = None

@@ -114,7 +114,7 @@ def test_bad_events_are_named_by_line_and_nothing_is_sent(tmp_path):
     assert lines[2] == (
         f"  {path} line 3: a catalog record (item_upsert): load those with `streamrec catalog load`"
     )
-    assert "line 4: record of about" in lines[3] and "limit" in lines[3]
+    assert "line 4: record of " in lines[3] and "limit" in lines[3]
     assert "line 5: schema violation: timestamp" in lines[4] and "not milliseconds" in lines[4]
     assert "line 6: not valid JSON" in lines[5]
     empty = tmp_path / "empty.jsonl"

@@ -420,7 +420,7 @@ def test_catalog_load_refuses_a_record_the_ingest_would_dead_letter_for_its_size
         main(["catalog", "load", str(path), "--stream", stream])
     lines = str(failed.value.code).splitlines()
     assert lines[0] == "error: nothing loaded; 1 invalid record(s):"
-    assert lines[1].strip().startswith(f"{path} line 2: record of about ")
+    assert lines[1].strip().startswith(f"{path} line 2: record of ")
     assert f"over the ingest's {MAX_RECORD_BYTES}-byte limit" in lines[1]
     assert _stream_records(stream) == []  # nothing sent, not even the good line
 
@@ -457,7 +457,7 @@ def test_catalog_load_refuses_exactly_the_records_the_ingest_rejects_for_their_s
         try:
             assert read_catalog_file(path) == ([record], [])
         except SystemExit as failed:
-            assert "line 1: record of about" in str(failed.code)
+            assert "line 1: record of " in str(failed.code)
             refused.append(size)
         assert (size in refused) == _ingest_rejects(_as_sent(record)), size
     # The size is exact (base64 padding not counted): a record of exactly the limit is taken.

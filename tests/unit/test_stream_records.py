@@ -40,6 +40,20 @@ def test_a_record_that_does_not_decode_is_dead_lettered_with_what_is_wrong(data:
     assert _reason(data).startswith(reason), _reason(data)
 
 
+def test_base64_that_is_not_ascii_is_named_as_such() -> None:
+    record = KinesisStreamRecord(
+        {
+            "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/events",
+            "eventID": "shardId-000000000000:1",
+            "kinesis": {"partitionKey": "u1", "sequenceNumber": "1", "data": "e30\u00e9"},
+        }
+    )
+    collector = RecordCollector(parse_record)
+    collector(record)
+    [letter] = collector.rejected
+    assert letter.reason == "not valid JSON: string argument should contain only ASCII characters"
+
+
 def test_changed_items_flags_are_json_booleans() -> None:
     assert parse_change({"item_id": "a"}) == ChangeNotice("a", True, False, False, False)
     assert parse_change({"item_id": "a", "changed": False, "popular_changed": True}) == ChangeNotice(
