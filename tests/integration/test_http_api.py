@@ -335,6 +335,15 @@ def test_cors_from_the_template_answers_preflights_and_marks_responses(recorder:
         )
         other = client.request("GET", "/health", headers={"Origin": "https://elsewhere.example"})
         assert other.status == 200 and "access-control-allow-origin" not in other.headers
+        # An error answered before any route runs (a body over 10 MB) is marked too.
+        too_big = _raw_exchange(
+            api,
+            b"POST /cross-sell HTTP/1.1\r\nHost: x\r\nOrigin: "
+            + SHOP.encode()
+            + b"\r\nConnection: close\r\nContent-Length: 10485761\r\n\r\n{}",
+        )
+        assert too_big.startswith(b"HTTP/1.1 413"), too_big
+        assert f"access-control-allow-origin: {SHOP}\r\n".encode() in too_big.lower(), too_big
     finally:
         api.stop()
 
@@ -364,6 +373,7 @@ def test_any_origin_and_a_malformed_origin_list(recorder: Recorder) -> None:
     finally:
         api.stop()
     # An origin is scheme://host[:port]: a bare host or a path is refused, as CloudFormation would.
-    for bad in ["shop.example.com", f"{SHOP}/", f"{SHOP}, http://localhost:8080"]:
+    # In lower case: a browser's Origin is, and an upper-case host would never match it.
+    for bad in ["shop.example.com", f"{SHOP}/", f"{SHOP}, http://localhost:8080", "https://Shop.example.com"]:
         with pytest.raises(TemplateError, match="CorsAllowOrigins"):
             load_template(TEMPLATE, parameter_overrides={"CorsAllowOrigins": bad})

@@ -14,7 +14,8 @@ CORS, when the template configures it (``x-amazon-apigateway-cors``, the ``CorsA
 parameter), works as API Gateway's: a preflight ``OPTIONS`` (with ``Origin`` and
 ``Access-Control-Request-Method``) is answered 204 by the API itself, with the CORS headers
 when the origin, method and headers are allowed; any other response to an allowed origin
-carries ``Access-Control-Allow-Origin``.
+carries ``Access-Control-Allow-Origin`` (not those http.server gives before the headers are
+read: 414 and 431).
 
 No authorizer is emulated: whatever the template's ``ApiAuth`` (IAM or JWT), every request
 is served without looking at ``Authorization`` and the event carries no
@@ -337,19 +338,23 @@ class LocalHttpApi:
         protocol: str = "HTTP/1.1",
     ) -> HttpResponse:
         """Serve one request; ``target`` is the request line's path and query."""
-        origin = _header(headers, "origin")
-        if self.cors is None or origin is None:
-            return self._route(method, target, headers, body, source_ip, protocol)
-        allowed = "*" in self.cors.allow_origins or origin in self.cors.allow_origins
-        allow_origin = [("access-control-allow-origin", "*" if "*" in self.cors.allow_origins else origin)]
         requested = _header(headers, "access-control-request-method")
-        if method == "OPTIONS" and requested is not None:
+        origin = _header(headers, "origin")
+        if self.cors is not None and origin is not None and method == "OPTIONS" and requested is not None:
+            allowed = "*" in self.cors.allow_origins or origin in self.cors.allow_origins
             return HttpResponse(204, _preflight(self.cors, requested, headers) if allowed else [], b"")
-        response = self._route(method, target, headers, body, source_ip, protocol)
-        if not allowed:
+        return self.cors_marked(headers, self._route(method, target, headers, body, source_ip, protocol))
+
+    def cors_marked(self, headers: Sequence[tuple[str, str]], response: HttpResponse) -> HttpResponse:
+        """``response`` (an error answered before routing too) as API Gateway sends it to the
+        request's origin: with ``Access-Control-Allow-Origin`` when the origin is allowed."""
+        origin = _header(headers, "origin")
+        cors = self.cors
+        if cors is None or origin is None or not ("*" in cors.allow_origins or origin in cors.allow_origins):
             return response
         kept = [(n, v) for n, v in response.headers if not n.lower().startswith("access-control-")]
-        return HttpResponse(response.status, kept + allow_origin, response.body)
+        allow_origin = ("access-control-allow-origin", "*" if "*" in cors.allow_origins else origin)
+        return HttpResponse(response.status, [*kept, allow_origin], response.body)
 
     def _route(
         self,
@@ -468,11 +473,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except _BodyRefused as refused:
             # The body is left unread: answer, then close the connection.
             self.close_connection = True
-            response = _json_response(refused.status, {"message": str(refused)})
+            response = api.cors_marked(
+                list(self.headers.items()), _json_response(refused.status, {"message": str(refused)})
+            )
         except ValueError as error:
             # The stream is out of step with the request: answer, then close the connection.
             self.close_connection = True
-            response = _json_response(400, {"message": f"malformed chunked body: {error}"})
+            response = api.cors_marked(
+                list(self.headers.items()),
+                _json_response(400, {"message": f"malformed chunked body: {error}"}),
+            )
         else:
             response = api.handle(
                 self.command,
