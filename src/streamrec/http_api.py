@@ -63,6 +63,7 @@ from streamrec.http_models import (
 )
 from streamrec.observability import logger
 from streamrec.repositories.base import RepositoryError
+from streamrec.settings import Settings
 
 K_DESCRIPTION = "How many items to return (1..100)."
 # What a body that is not the object a route reads is told (Powertools' validation errors,
@@ -169,6 +170,11 @@ def _answer(description: str, model: type[BaseModel]) -> OpenAPIResponse:
 _ERRORS: dict[int, OpenAPIResponse] = {
     400: _answer("A malformed parameter or body (the message names it)", ErrorResponse),
     503: _answer("Storage temporarily unavailable; retry", ErrorResponse),
+}
+# The routes that name a user: with JwtUserClaim, a shopper's token names only its own.
+_USER_ERRORS: dict[int, OpenAPIResponse] = {
+    **_ERRORS,
+    403: _answer("The token may name only its own user (JwtUserClaim)", ErrorResponse),
 }
 _BODY_ERRORS: dict[int, OpenAPIResponse] = {
     **_ERRORS,
@@ -494,6 +500,35 @@ def caller(event: dict[str, Any]) -> str:
     return f"jwt:{subject}" + (f" (client {client})" if client and client != subject else "")
 
 
+class ForeignUser(Exception):
+    """The request's token may not name this user (``Settings.jwt_user_claim``)."""
+
+
+def foreign_user(event: dict[str, Any], user_id: str, settings: Settings) -> str:
+    """Why the request's token may not name ``user_id`` ("" when it may).
+
+    With ``jwt_user_claim`` set, a JWT without ``jwt_admin_scope`` (a shopper's token) names
+    only the user its claim holds. Admin tokens (the shop's backend), IAM callers and
+    requests without an authorizer (the local API) name any user."""
+    claim = settings.jwt_user_claim
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    jwt = authorizer.get("jwt")
+    if not claim or not isinstance(jwt, dict):
+        return ""
+    claims = jwt.get("claims") or {}
+    scopes = jwt.get("scopes")
+    if not isinstance(scopes, list):  # API Gateway also passes the token's "scope" claim
+        scopes = str(claims.get("scope") or "").split()
+    if settings.jwt_admin_scope in scopes:
+        return ""
+    own = str(claims.get(claim) or "")
+    if not own:
+        return f"the token has no {claim} claim, so it may name no user"
+    if own != user_id:
+        return f"the token may name only its own user (its {claim} claim), not {user_id}"
+    return ""
+
+
 def _body_bytes(event: dict[str, Any]) -> int:
     """The body's size as sent (a base64 body's decoded size)."""
     body = event.get("body") or ""
@@ -630,6 +665,15 @@ def build_app(
     complements = cross_sell or CrossSellService(service.settings, service.users, service.similarity)
     profiles = ProfileService(service.settings, service.users)
 
+    def own_user(user_id: str) -> None:
+        problem = foreign_user(app.current_event.raw_event, user_id, service.settings)
+        if problem:
+            raise ForeignUser(problem)
+
+    @app.exception_handler(ForeignUser)
+    def forbidden(error: ForeignUser) -> Response:
+        return _error(403, "forbidden", str(error))
+
     @app.exception_handler(RequestValidationError)
     def bad_request(error: RequestValidationError) -> Response:
         coupon_body = app.current_event.http_method.upper() == "PUT"  # only PUT /coupons/{id}
@@ -690,7 +734,7 @@ def build_app(
 
     @app.get(
         "/users/<user_id>/recommendations",
-        responses={200: _answer("The user's recommendations, best first", UserItemList), **_ERRORS},
+        responses={200: _answer("The user's recommendations, best first", UserItemList), **_USER_ERRORS},
     )
     def recommendations(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
@@ -711,6 +755,7 @@ def build_app(
             # The own-items mode was called exclude= before it became seen=: say so rather
             # than read the keyword as an item id.
             raise InvalidFilter(f"exclude takes item ids; for the user's own items use seen={exclude}")
+        own_user(user_id)
         wanted = list_filter(category, exclude, in_stock)
         result = service.for_user(user_id, k, exclude=seen, list_filter=wanted)
         return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
@@ -731,7 +776,7 @@ def build_app(
 
     @app.get(
         "/users/<user_id>/cross-sell",
-        responses={200: _answer("Complements of the user's cart, best first", UserItemList), **_ERRORS},
+        responses={200: _answer("Complements of the user's cart, best first", UserItemList), **_USER_ERRORS},
     )
     def user_cross_sell(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
@@ -743,16 +788,23 @@ def build_app(
         """Items often bought with those in the user's cart (added, not removed, not yet
         bought); each names the cart item it goes with. With an empty cart: the user's past
         purchases ("you bought it before"), then popular items."""
+        own_user(user_id)
         result = complements.for_user(user_id, k, list_filter(category, exclude, in_stock))
         return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
 
     @app.post(
         "/cross-sell",
-        responses={200: _answer("Complements of the posted items, best first", CartItemList), **_BODY_ERRORS},
+        responses={
+            200: _answer("Complements of the posted items, best first", CartItemList),
+            **_BODY_ERRORS,
+            403: _USER_ERRORS[403],
+        },
     )
     def cross_sell_items(request: Annotated[CrossSellRequest, Body()]) -> dict[str, Any]:
         """Items often bought with the given ones ("frequently bought together"), never one
         of them (nor, with user_id, one in the user's stored cart)."""
+        if request.user_id is not None:
+            own_user(request.user_id)
         result = complements.for_request(
             request.items,
             request.k,
@@ -762,7 +814,8 @@ def build_app(
         return {"items": _listing(result), "fallback": result.fallback}
 
     @app.get(
-        "/users/<user_id>/profile", responses={200: _answer("The user's profile", UserProfile), **_ERRORS}
+        "/users/<user_id>/profile",
+        responses={200: _answer("The user's profile", UserProfile), **_USER_ERRORS},
     )
     def profile(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
@@ -770,6 +823,7 @@ def build_app(
         """The user's recent items (newest first, affinity decayed to now), category
         affinities (summed decayed affinities of the recent items in each category), event
         counts by type, cart and number of distinct purchases. Unknown users: known=false."""
+        own_user(user_id)
         return asdict(profiles.for_user(user_id, clock()))
 
     @app.delete(
@@ -792,7 +846,7 @@ def build_app(
         return Response(status_code=204, body="")
 
     if coupons is not None:
-        _add_coupon_routes(app, coupons, clock)
+        _add_coupon_routes(app, coupons, clock, own_user)
     if trends is not None:
         _add_trend_routes(app, trends, clock)
     return app
@@ -873,11 +927,14 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
 
 
 def _add_coupon_routes(
-    app: APIGatewayHttpResolver, coupons: CouponService, clock: Callable[[], float]
+    app: APIGatewayHttpResolver,
+    coupons: CouponService,
+    clock: Callable[[], float],
+    own_user: Callable[[str], None],
 ) -> None:
     @app.get(
         "/users/<user_id>/coupons",
-        responses={200: _answer("The coupons the user may use now, best first", UserCoupons), **_ERRORS},
+        responses={200: _answer("The coupons the user may use now, best first", UserCoupons), **_USER_ERRORS},
     )
     def user_coupons(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
@@ -887,6 +944,7 @@ def _add_coupon_routes(
         user's predicted purchases in their scope and their value, then (score 0) coupons
         of the shop's most-bought categories filling a list shorter than k. Expired, not
         yet valid, exhausted and used-up coupons never appear."""
+        own_user(user_id)
         offered = coupons.for_user(user_id, k, clock())
         return {"user_id": user_id, "coupons": [asdict(coupon) for coupon in offered]}
 
@@ -925,4 +983,3 @@ def _add_coupon_routes(
         if coupon is None:
             raise NotDefined(f"coupon {coupon_id!r} is not defined (PUT /coupons/{{coupon_id}} defines it)")
         return stored_coupon(coupon, now)
-

@@ -117,6 +117,10 @@ class Settings:
     # ``popular_category_list_size`` best kept in one list); "none" leaves it short.
     coupon_fill: str = "popular"
     popular_category_list_size: int = 100
+    # With a JWT authorizer: the claim naming the shopper a token was issued to ("" = no
+    # check). A token without ``jwt_admin_scope`` may then read only that user's lists.
+    jwt_user_claim: str = ""
+    jwt_admin_scope: str = "streamrec/admin"
     # Cross-sell ("frequently bought together"), from basket co-occurrence: add_to_cart and
     # purchase events sharing a basket_id, or else a user's such events at most
     # ``basket_gap_hours`` apart. A basket counts at most ``basket_items_kept`` items.
@@ -341,6 +345,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         coupon_ranking=env.get("COUPON_RANKING") or Settings.coupon_ranking,
         coupon_fill=env.get("COUPON_FILL") or Settings.coupon_fill,
+        jwt_user_claim=env.get("JWT_USER_CLAIM", ""),
+        jwt_admin_scope=env.get("JWT_ADMIN_SCOPE") or Settings.jwt_admin_scope,
         coupon_model=parse_coupon_model(env["COUPON_MODEL"])
         if env.get("COUPON_MODEL")
         else DEFAULT_COUPON_MODEL,
