@@ -516,10 +516,7 @@ def foreign_user(event: dict[str, Any], user_id: str, settings: Settings) -> str
     if not claim or not isinstance(jwt, dict):
         return ""
     claims = jwt.get("claims") or {}
-    scopes = jwt.get("scopes")
-    if not isinstance(scopes, list):  # API Gateway also passes the token's "scope" claim
-        scopes = str(claims.get("scope") or "").split()
-    if settings.jwt_admin_scope in scopes:
+    if settings.jwt_admin_scope in _token_scopes(jwt.get("scopes"), claims):
         return ""
     own = str(claims.get(claim) or "")
     if not own:
@@ -527,6 +524,18 @@ def foreign_user(event: dict[str, Any], user_id: str, settings: Settings) -> str
     if own != user_id:
         return f"the token may name only its own user (its {claim} claim), not {user_id}"
     return ""
+
+
+def _token_scopes(scopes: Any, claims: dict[str, Any]) -> list[str]:
+    """The token's scopes: API Gateway's list when it gives one (it may give null), else the
+    ``scope`` or ``scp`` claim, space-separated, or an array API Gateway has written as
+    ``"[a b]"`` (it passes every claim as a string)."""
+    if isinstance(scopes, list):
+        return [str(scope) for scope in scopes]
+    text = str(claims.get("scope") or claims.get("scp") or "")
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    return text.split()
 
 
 def _body_bytes(event: dict[str, Any]) -> int:

@@ -384,6 +384,9 @@ def test_sam_translates_the_template_and_every_data_route_is_authorized(
     assert api["Type"] == "AWS::ApiGatewayV2::Api"
     body = _resolve_if(api["Properties"]["Body"], {"UseJwtAuth": mode == "JWT", "UseCors": False})
     assert set(body["components"]["securitySchemes"]) == {scheme}
+    if mode == "JWT":  # the backend's and the shoppers' app clients may both be audiences
+        authorizer = body["components"]["securitySchemes"][scheme]["x-amazon-apigateway-authorizer"]
+        assert authorizer["jwtConfiguration"]["audience"] == {"Fn::Split": [",", {"Ref": "JwtAudience"}]}
     routes = {
         (method.upper(), path): spec
         for path, methods in body["paths"].items()

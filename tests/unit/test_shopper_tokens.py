@@ -82,6 +82,32 @@ def test_without_the_setting_any_token_reads_any_user(aws):
     assert _call(handler, "api_profile.json", _token("someone-else", ["streamrec/read"]))["statusCode"] == 200
 
 
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"scope": "streamrec/read streamrec/admin"},  # Cognito
+        {"scp": "streamrec/read streamrec/admin"},  # Okta, Entra
+        {"scope": "[streamrec/read streamrec/admin]"},  # an array, as API Gateway passes one
+    ],
+)
+def test_the_admin_scope_is_found_in_the_tokens_claims_when_api_gateway_gives_no_list(claims):
+    event = {
+        "requestContext": {"authorizer": {"jwt": {"claims": {"sub": "backend", **claims}, "scopes": None}}}
+    }
+    assert foreign_user(event, "u2", Settings(jwt_user_claim="sub")) == ""
+    claims = {name: value.replace("streamrec/admin", "") for name, value in claims.items()}
+    event["requestContext"]["authorizer"]["jwt"]["claims"] = {"sub": "backend", **claims}
+    assert foreign_user(event, "u2", Settings(jwt_user_claim="sub")) != ""
+
+
+def test_the_admin_scope_comes_from_the_environment(aws, monkeypatch):
+    monkeypatch.setenv("JWT_USER_CLAIM", "sub")
+    monkeypatch.setenv("JWT_ADMIN_SCOPE", "shop/admin")  # the template passes JwtAdminScope
+    handler = import_handler("api")
+    assert _call(handler, "api_profile.json", _token("backend", ["shop/admin"]))["statusCode"] == 200
+    assert _call(handler, "api_profile.json", _token("backend", ["streamrec/admin"]))["statusCode"] == 403
+
+
 def test_a_custom_claim_and_admin_scope():
     settings = Settings(jwt_user_claim="custom:shop_user_id", jwt_admin_scope="shop/admin")
     event = {
@@ -91,3 +117,16 @@ def test_a_custom_claim_and_admin_scope():
     assert "custom:shop_user_id claim" in foreign_user(event, "u2", settings)
     event["requestContext"]["authorizer"]["jwt"]["scopes"] = ["shop/admin"]
     assert foreign_user(event, "u2", settings) == ""
+
+
+def test_the_claim_parameter_takes_namespaced_claims_only():
+    from pathlib import Path
+
+    from streamrec.local.template import TemplateError, load_template
+
+    template = Path(__file__).resolve().parents[2] / "template.yaml"
+    for claim in ("sub", "custom:shop_user_id", "https://shop.example/user_id"):
+        environment = load_template(template, parameter_overrides={"JwtUserClaim": claim, "ApiAuth": "JWT"})
+        assert environment.functions["ApiFunction"].environment["JWT_USER_CLAIM"] == claim
+    with pytest.raises(TemplateError, match="JwtUserClaim"):
+        load_template(template, parameter_overrides={"JwtUserClaim": "user id"})
