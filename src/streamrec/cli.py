@@ -26,6 +26,7 @@ import heapq
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -101,6 +102,29 @@ _status = StatusLine()
 # --------------------------------------------------------------------------------------
 # streamrec run
 # --------------------------------------------------------------------------------------
+DEMO_EVENTS = 6000
+
+
+def _origins(text: str) -> str:
+    """``--cors-origins`` as the template's CorsAllowOrigins takes it: origins as browsers
+    send them (lower case, no trailing slash), separated by commas without spaces."""
+    return ",".join(origin.strip().rstrip("/").lower() for origin in text.split(","))
+
+
+def _refuse_outputs_of_a_running_stack(outputs_file: Path) -> None:
+    """SystemExit when ``outputs_file`` belongs to a local stack still running: writing it
+    would point `events load`, `dlq` and the others at this new stack instead."""
+    try:
+        endpoint = json.loads(outputs_file.read_text(encoding="utf-8")).get("endpoint_url")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(endpoint, str) and _accepts_connections(endpoint) and _serves_moto(endpoint):
+        raise SystemExit(
+            f"error: {outputs_file} belongs to a local stack still running at {endpoint}: stop "
+            f"that one, or give this one its own outputs file (--outputs FILE)"
+        )
+
+
 def _add_run(subparsers: Any) -> None:
     run = subparsers.add_parser(
         "run",
@@ -124,7 +148,10 @@ def _add_run(subparsers: Any) -> None:
         help="moto server port (default: any free port)",
     )
     run.add_argument(
-        "--events", type=whole_number(0), default=6000, help="demo events to load (default 6000; 0: none)"
+        "--events",
+        type=whole_number(0),
+        default=DEMO_EVENTS,
+        help=f"demo events to load (default {DEMO_EVENTS}; 0: none)",
     )
     run.add_argument("--seed", type=int, default=None, help="demo generator seed (default: the fixed seed)")
     run.add_argument("--no-demo", action="store_true", help="start empty, load no demo events")
@@ -154,6 +181,7 @@ def _add_run(subparsers: Any) -> None:
     )
     run.add_argument(
         "--cors-origins",
+        type=_origins,
         default=None,
         metavar="ORIGINS",
         help="origins whose web pages may call the local API from a browser, separated by commas "
@@ -163,8 +191,23 @@ def _add_run(subparsers: Any) -> None:
     run.set_defaults(func=_cmd_run)
 
 
+def _as_typed(executable: str) -> str:
+    """How to type ``executable`` in this shell: its name when PATH finds this very file
+    (an activated venv), else its path (relative to here when under it; `make run` runs
+    .venv/bin/streamrec, which a bare `streamrec` does not find)."""
+    path = Path(executable).resolve()
+    found = shutil.which(path.name)
+    if found and Path(found).resolve() == path:
+        return path.name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _examples(outputs: dict[str, Any]) -> str:
     api = outputs["api_url"]
+    program, python = _as_typed(sys.argv[0]), _as_typed(sys.executable)
     # Without demo data the commands still show the API's shape (on an empty stack).
     users = outputs.get("demo_users") or ["user-0001"]
     items = outputs.get("demo_items") or ["espresso-machine"]
@@ -214,7 +257,7 @@ Try:
 {demo}
 
 Put your own events (any producer; partition key = user_id):
-  python - <<'EOF'
+  {python} - <<'EOF'
   import json, time, boto3
   kinesis = boto3.client("kinesis", endpoint_url="{outputs["endpoint_url"]}",
                          region_name="{outputs["region"]}",
@@ -227,8 +270,8 @@ Put your own events (any producer; partition key = user_id):
   curl -s '{api}/users/me/recommendations?k=5'
 
 Load a file of past events or your catalog (JSON lines; each record checked first):
-  streamrec events load my-events.jsonl
-  streamrec catalog load my-catalog.jsonl
+  {program} events load my-events.jsonl
+  {program} catalog load my-catalog.jsonl
 
 Ctrl-C stops everything (the data lives in memory only).
 """
@@ -327,6 +370,8 @@ def _load(
 ) -> None:
     """Put the demo events on the stream and wait until the pipeline has processed them
     (``put_before``: records already put on the event stream, e.g. the demo catalog)."""
+    from streamrec.local.stack import LocalStackError
+
     stack.put_events(events, lambda done, total: _status(f"loaded {done}/{total} events"))
     _status(f"loaded {len(events)} events", done=True)
     on_stream = len(events) + put_before
@@ -340,7 +385,10 @@ def _load(
             f"{work.recomputed} changed items recomputed ({time.monotonic() - started:.0f}s)"
         )
 
-    stack.drain(timeout=drain_timeout, progress=show)
+    try:
+        stack.drain(timeout=drain_timeout, progress=show)
+    except LocalStackError as error:
+        raise LocalStackError(f"{error} (raise --drain-timeout, or lower --events)") from None
     stats = stack.stats()
     failures = sum(s.failures for s in stats.values())
     work = PipelineWork.of(stats)
@@ -407,6 +455,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.port and args.port == args.moto_port:
+        raise SystemExit(f"error: --port and --moto-port are both {args.port}; give them different ports")
+    if args.no_demo and (args.seed is not None or args.events != DEMO_EVENTS):
+        _status("note: --no-demo loads no demo data; --events and --seed are ignored", done=True)
+    _refuse_outputs_of_a_running_stack(args.outputs)
     started = time.monotonic()
     seed = DEFAULT_SEED if args.seed is None else args.seed
     events = [] if args.no_demo else generate_demo_events(args.events, seed=seed)
@@ -475,7 +528,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _status("interrupted", done=True)
     except (LocalStackError, TemplateError, HttpApiError) as error:
-        _status(f"error: {error}", done=True)
+        hint = " (--cors-origins)" if "parameter CorsAllowOrigins=" in str(error) else ""
+        _status(f"error: {error}{hint}", done=True)
         return 1
     finally:
         for number, handler in previous.items():
@@ -787,6 +841,20 @@ def _accepts_connections(endpoint: str) -> bool:
         return False
 
 
+def _serves_moto(endpoint: str) -> bool:
+    """Whether the local stack's moto server answers at ``endpoint`` (its dashboard page),
+    rather than another program that took the port since."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(  # noqa: S310 - a local stack's own endpoint
+            endpoint.rstrip("/") + "/moto-api/", timeout=LOCAL_STACK_PROBE_SECONDS
+        ) as page:
+            return b"<title>Moto</title>" in page.read(4096)
+    except (OSError, ValueError):
+        return False
+
+
 def _check_endpoint(endpoint: Any, where: str) -> None:
     """SystemExit unless ``endpoint`` is a URL boto3 takes (it raises a bare ValueError)."""
     from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
@@ -861,6 +929,12 @@ def _target(
             raise SystemExit(
                 f"error: the local stack at {local_stack} is not running ({args.outputs} is from an "
                 f"earlier run): start it (`streamrec run`) or pass {flag}"
+            )
+        if not _serves_moto(local_stack):
+            raise SystemExit(
+                f"error: the local stack at {local_stack} is not running ({args.outputs} is from an "
+                f"earlier run, and another program now listens there): start it (`streamrec run`) "
+                f"or pass {flag}"
             )
         from botocore.config import Config
 

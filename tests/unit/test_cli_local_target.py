@@ -465,3 +465,73 @@ def test_coupons_load_that_cannot_prune_still_reports_the_load(tmp_path, moto_se
         "warning: the expired coupons of the loaded scopes were not pruned (TransactWriteItems on coupons "
         "failed: AccessDeniedException); the next definition in a scope prunes it"
     ) in captured.err
+
+
+@pytest.fixture
+def other_server() -> Iterator[str]:
+    """A plain HTTP server: another program that took a stopped stack's port."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_stale_outputs_file_whose_port_another_program_took_is_named(tmp_path, other_server):
+    outputs = _outputs(tmp_path / "outputs.json", other_server)
+    with pytest.raises(SystemExit) as failed:
+        main(["coupons", "list", "--outputs", str(outputs)])
+    assert failed.value.code == (
+        f"error: the local stack at {other_server} is not running ({outputs} is from an earlier run, "
+        "and another program now listens there): start it (`streamrec run`) or pass --table"
+    )
+
+
+def test_run_refuses_the_outputs_file_of_a_stack_still_running(tmp_path, moto_server, other_server):
+    endpoint, _ = moto_server
+    outputs = _outputs(tmp_path / "outputs.json", endpoint)
+    with pytest.raises(SystemExit) as failed:
+        main(["run", "--no-demo", "--port", "0", "--outputs", str(outputs)])
+    assert failed.value.code == (
+        f"error: {outputs} belongs to a local stack still running at {endpoint}: stop that one, "
+        "or give this one its own outputs file (--outputs FILE)"
+    )
+    assert json.loads(outputs.read_text())["endpoint_url"] == endpoint  # left as it was
+    # A stale file (its stack stopped, the port taken by another program) is not in the way.
+    streamrec.cli._refuse_outputs_of_a_running_stack(_outputs(tmp_path / "stale.json", other_server))
+
+
+def test_run_refuses_one_port_for_both_servers():
+    with pytest.raises(SystemExit, match="--port and --moto-port are both 4711"):
+        main(["run", "--no-demo", "--port", "4711", "--moto-port", "4711"])
+
+
+@pytest.mark.parametrize(
+    ("given", "taken"),
+    [
+        ("https://shop.example.com", "https://shop.example.com"),
+        ("http://a.example, http://b.example:8080/", "http://a.example,http://b.example:8080"),
+        ("HTTP://LOCALHOST:8080", "http://localhost:8080"),
+        ("*", "*"),
+    ],
+)
+def test_cors_origins_are_written_as_browsers_send_them(given, taken):
+    assert streamrec.cli._origins(given) == taken
+
+
+def test_the_printed_commands_are_typed_as_this_shell_finds_them(tmp_path, monkeypatch):
+    program = tmp_path / ".venv" / "bin" / "streamrec"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert streamrec.cli._as_typed(str(program)) == ".venv/bin/streamrec"  # as `make run` runs it
+    monkeypatch.setenv("PATH", f"{program.parent}:/usr/bin:/bin")
+    assert streamrec.cli._as_typed(str(program)) == "streamrec"  # an activated venv

@@ -601,7 +601,7 @@ class LocalStack:
                 return
             if time.monotonic() > deadline:
                 states = "; ".join(p.describe() for p in self.pollers)
-                raise LocalStackError(f"the pipeline did not settle within {timeout:.0f}s: {states}")
+                raise LocalStackError(f"the pipeline did not settle within {timeout:g} s: {states}")
             time.sleep(self.idle_sleep)
 
     def stats(self) -> dict[str, PollerStats]:
