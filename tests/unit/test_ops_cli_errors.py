@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+from botocore.exceptions import EndpointConnectionError
 
 import streamrec.cli
 from streamrec.cli import main, read_catalog_file, read_coupon_file
@@ -144,26 +145,47 @@ def test_a_batch_description_of_a_deleted_stream_is_kept_and_the_rest_re_driven(
     assert len(_stream_records(stream)) == 1 and len(_visible(sqs, queue_url)) == 1
 
 
-def test_a_failed_redrive_releases_every_letter_it_did_not_redrive(aws):
+def test_a_letter_of_a_deleted_stream_is_kept_and_the_others_redriven(aws, capsys):
     sqs, queue_url = _queue()
     stream = aws.streams["EventStream"].name
-    # Stream order: the letters of the existing stream go first, then the missing one fails.
+    # "aaa-gone" sorts first: it used to fail the re-drive and hold back every letter after it.
     _send(
         sqs,
         queue_url,
-        [_record_letter(stream, 1), _record_letter("zz-gone", 2), _record_letter("zz-gone", 3)],
+        [_record_letter("aaa-gone", 1), _record_letter(stream, 2), _record_letter(stream, 3)],
     )
     _send(sqs, queue_url, [{"not": "a dead letter"}])
+    assert main(["dlq", "redrive", "--queue-url", queue_url]) == 0
+    out = capsys.readouterr().out
+    assert "re-drove 2 records from 2 of 4 dead letters; kept 2" in out
+    assert "kept (its stream aaa-gone no longer exists: --stream NAME puts its record on another)" in out
+    assert "unknown message " in out and ': unrecognised message: {"not": "a dead letter"}' in out
+    remaining = _visible(sqs, queue_url)
+    assert sorted(letter.stream_arn.rsplit("/", 1)[-1] for letter in remaining) == ["", "aaa-gone"]
+    assert len(_stream_records(stream)) == 2
+
+
+def test_a_failed_redrive_releases_every_letter_it_did_not_redrive(aws, monkeypatch):
+    sqs, queue_url = _queue()
+    stream = aws.streams["EventStream"].name
+    _send(sqs, queue_url, [_record_letter(stream, n) for n in (1, 2, 3)])
+    _send(sqs, queue_url, [{"not": "a dead letter"}])
+    put = dlq._put
+    calls = []
+
+    def fails_second(kinesis: Any, target: str, records: Any) -> None:
+        calls.append(records)
+        if len(calls) == 2:
+            raise EndpointConnectionError(endpoint_url="https://kinesis.us-east-1.amazonaws.com")
+        put(kinesis, target, records)
+
+    monkeypatch.setattr(dlq, "_put", fails_second)
     with pytest.raises(SystemExit) as failed:
         main(["dlq", "redrive", "--queue-url", queue_url])
     message = _one_error_line(failed)
-    assert "PutRecords" in message and "Stream zz-gone under account" in message
-    # A missing stream is not fixed by running again: no "re-run" advice, but --stream's.
-    assert message.endswith(
-        "the others are back in the queue: --stream NAME puts the records on another stream"
-    )
+    assert "letters re-driven before it stopped are deleted, the others are back in the queue" in message
     remaining = _visible(sqs, queue_url)  # at once, not after the visibility timeout
-    assert sorted(letter.stream_arn.rsplit("/", 1)[-1] for letter in remaining) == ["", "zz-gone", "zz-gone"]
+    assert len(remaining) == 3  # the second and third letters, and the unknown message
     assert len(_stream_records(stream)) == 1  # the first letter was re-driven and deleted
 
 

@@ -36,7 +36,8 @@ import binascii
 import contextlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,9 @@ PROCESSING_FAILED = "processing failed"  # stream.PROCESSING_FAILED (kept import
 WRITE_REJECTED = "write rejected"  # stream.WRITE_REJECTED
 PUT_RECORDS_LIMIT = 500
 _EMPTY_POLLS = 3  # SQS short polling may answer empty while messages remain
+# Polls in a row answered only with messages received already (their visibility timeout ran
+# out while a large queue was read) before the queue counts as read.
+_STALE_POLLS = 20
 
 
 class StreamNotFound(LookupError):
@@ -237,6 +241,9 @@ class Letter:
         return True, ""
 
     def describe(self) -> str:
+        if self.kind == "unknown":
+            head = self.raw if len(self.raw) <= 80 else self.raw[:79] + "…"
+            return f"unknown message {self.message_id}: {self.reason}: {head}"
         first, last = self.sequence_range
         where = f"{stream_name_of(self.stream_arn)}/{self.shard}"
         sequences = first if first == last else f"{first}..{last} ({self.size} records)"
@@ -259,6 +266,8 @@ class Letter:
             "redrivable": redrivable,
             # Why `dlq redrive` keeps it by default ("" when it re-drives it).
             "kept_because": kept_because,
+            # An unrecognised message's body (its start), to tell what sent it.
+            **({"body": self.raw[:1000]} if self.kind == "unknown" else {}),
             # A record letter's record as the producer sent it (base64), to find the bug.
             **(
                 {
@@ -284,14 +293,21 @@ def message_count(sqs: Any, queue_url: str) -> int:
 
 
 def receive_all(
-    sqs: Any, queue_url: str, *, visibility_timeout: int = 300, limit: int | None = None
+    sqs: Any,
+    queue_url: str,
+    *,
+    visibility_timeout: int = 300,
+    limit: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[Letter]:
     """Receive every message (they stay invisible for ``visibility_timeout`` seconds unless
     :func:`release`\\ d or deleted). If receiving fails or is interrupted, the messages
-    received so far are released before the error propagates."""
+    received so far are released before the error propagates (a Ctrl-C inside a receive
+    call itself can leave its up to 10 messages hidden until their timeout ends).
+    ``progress`` is told the count received after each call that brought new ones."""
     letters: list[Letter] = []
     seen: dict[str, Letter] = {}
-    empty = 0
+    empty = stale = 0
     try:
         while limit is None or len(letters) < limit:
             response = sqs.receive_message(
@@ -300,23 +316,36 @@ def receive_all(
                 VisibilityTimeout=visibility_timeout,
                 WaitTimeSeconds=0,
             )
+            messages = response.get("Messages") or []
             fresh = []
-            for message in response.get("Messages") or []:
+            for message in messages:
                 known = seen.get(message["MessageId"])
                 if known is None:
-                    fresh.append(message)
+                    # Recorded before anything else, so that an interruption releases it too.
+                    letter = Letter(message["MessageId"], message["ReceiptHandle"], message.get("Body", ""))
+                    seen[letter.message_id] = letter
+                    letters.append(letter)
+                    fresh.append(letter)
                 else:  # its visibility timeout ran out: only the latest receipt handle releases it
                     known.receipt_handle = message["ReceiptHandle"]
-            if not fresh:  # nothing, or only messages received already
+            for letter in fresh:
+                letter.body = Letter.from_message(
+                    {"MessageId": "", "ReceiptHandle": "", "Body": letter.raw}
+                ).body
+            if fresh:
+                empty = stale = 0
+                if progress is not None:
+                    progress(len(letters))
+            elif messages:
+                # Only messages received already, back because their timeout ran out while
+                # the queue was read: others may still come, but not for ever.
+                stale += 1
+                if stale >= _STALE_POLLS:
+                    break
+            else:  # short polling may answer empty while messages remain
                 empty += 1
                 if empty >= _EMPTY_POLLS:
                     break
-                continue
-            empty = 0
-            for message in fresh:
-                letter = Letter.from_message(message)
-                seen[message["MessageId"]] = letter
-                letters.append(letter)
     except BaseException:
         _release_quietly(sqs, queue_url, letters)
         raise
@@ -412,11 +441,14 @@ def _put(kinesis: Any, stream: str, records: Sequence[dict[str, Any]]) -> None:
         pending = [
             {"Data": r["Data"], "PartitionKey": r["PartitionKey"]} for r in records[start : start + 500]
         ]
-        for _ in range(8):
+        for attempt in range(8):
             response = kinesis.put_records(StreamName=stream_name_of(stream), Records=pending)
             if not response.get("FailedRecordCount"):
                 break
+            # Only the failed records again: they land after the others of the call, so a
+            # user's re-driven events can come back out of order when PutRecords partly fails.
             pending = [p for p, r in zip(pending, response["Records"], strict=True) if "ErrorCode" in r]
+            time.sleep(min(2.0, 0.1 * 2**attempt))  # throttled, most likely: give the shard a moment
         else:
             raise RuntimeError(f"PutRecords to {stream} kept failing for {len(pending)} records")
 
@@ -445,6 +477,8 @@ def redrive(
     include_partly_written: bool = False,
     stream: str | None = None,
     letters: Sequence[Letter] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    receiving: Callable[[int], None] | None = None,
 ) -> RedriveReport:
     """Put the dead-lettered records back on their streams and delete their messages.
 
@@ -454,7 +488,8 @@ def redrive(
         stream: put every re-driven record on this stream instead of its original one
             (checked first: :class:`StreamNotFound` if it does not exist).
         letters: messages already received (and still invisible) by :func:`receive_all`;
-            by default the whole queue is received here.
+            by default the whole queue is received here (``receiving`` told the count so far).
+        progress: told (letters re-driven, letters to re-drive) after each one.
     """
     if stream is not None:
         try:
@@ -463,7 +498,7 @@ def redrive(
             if letters is not None:
                 _release_quietly(sqs, queue_url, letters)
             raise
-    letters = list(letters) if letters is not None else receive_all(sqs, queue_url)
+    letters = list(letters) if letters is not None else receive_all(sqs, queue_url, progress=receiving)
     deleted: set[str] = set()  # message ids
     try:
         report = _redrive(
@@ -476,6 +511,7 @@ def redrive(
             include_invalid=include_invalid,
             include_partly_written=include_partly_written,
             stream=stream,
+            progress=progress,
         )
     except BaseException:
         _release_quietly(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
@@ -495,6 +531,7 @@ def _redrive(
     include_invalid: bool,
     include_partly_written: bool,
     stream: str | None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RedriveReport:
     """:func:`redrive`'s work; adds the id of each message it deletes to ``deleted``."""
     from botocore.exceptions import ClientError
@@ -502,7 +539,19 @@ def _redrive(
     from streamrec.repositories.dynamodb import error_code
 
     report = RedriveReport(examined=len(letters), dry_run=dry_run)
-    todo: list[tuple[Letter, str, list[dict[str, Any]]]] = []
+    todo: list[tuple[Letter, str, list[dict[str, Any]], str]] = []
+    exists: dict[str, bool] = {}  # stream name -> whether it exists (asked once each)
+
+    def stream_exists(arn_or_name: str) -> bool:
+        name = stream_name_of(arn_or_name)
+        if name not in exists:
+            try:
+                _check_stream(kinesis, name)
+                exists[name] = True
+            except StreamNotFound:
+                exists[name] = False
+        return exists[name]
+
     for letter in letters:
         ok, why = letter.redrivable(include_invalid, include_partly_written)
         if ok and letter.kind == "record" and not (stream or letter.stream_arn):
@@ -523,10 +572,18 @@ def _redrive(
                 False,
                 f"--stream {stream_name_of(stream)} is not its kind of stream: it came from {came_from}",
             )
+        if ok and letter.kind == "record" and not stream and not stream_exists(letter.stream_arn):
+            # Kept, not failed: one letter of a deleted stack must not hold back the others.
+            ok, why = (
+                False,
+                f"its stream {stream_name_of(letter.stream_arn)} no longer exists: "
+                "--stream NAME puts its record on another",
+            )
         if not ok:
             report.kept.append((letter.describe(), why))
             continue
         assert letter.body is not None
+        note = ""
         if letter.kind == "record":
             records = [
                 {
@@ -543,17 +600,25 @@ def _redrive(
                 if error_code(error) != "ResourceNotFoundException":
                     raise
                 # Its records can only be read from that stream: --stream cannot help.
-                why = f"its stream {stream_name_of(letter.stream_arn)} no longer exists: records lost"
+                name = stream_name_of(letter.stream_arn)
+                why = (
+                    f"its shard {letter.shard} is no longer in stream {name}: records lost"
+                    if stream_exists(name)
+                    else f"its stream {name} no longer exists: records lost"
+                )
                 report.kept.append((letter.describe(), why))
                 continue
             if not records:
                 report.kept.append((letter.describe(), "records no longer in the stream (retention)"))
                 continue
-        todo.append((letter, stream or letter.stream_arn, records))
+            lost = letter.size - len(records)
+            if lost > 0:  # its first records passed the stream's retention: the rest go back
+                note = f" ({lost} of its {letter.size} records no longer in the stream: lost)"
+        todo.append((letter, stream or letter.stream_arn, records, note))
     # Stream order per shard, so that a user's events go back in the order they came.
     todo.sort(key=lambda t: (stream_name_of(t[1]), t[0].shard, int(t[0].sequence_range[0] or 0)))
     put: set[tuple[str, str, str]] = set()
-    for letter, target, records in todo:
+    for done, (letter, target, records, note) in enumerate(todo, start=1):
         fresh = []
         for record in records:
             key = (stream_name_of(letter.stream_arn), letter.shard, str(record["SequenceNumber"]))
@@ -570,5 +635,7 @@ def _redrive(
             deleted.add(letter.message_id)
         report.redriven_messages += 1
         report.redriven_records += len(fresh)
-        report.redriven.append((letter.describe(), len(fresh), stream_name_of(target)))
+        report.redriven.append((letter.describe() + note, len(fresh), stream_name_of(target)))
+        if progress is not None:
+            progress(done, len(todo))
     return report

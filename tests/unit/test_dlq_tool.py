@@ -1,0 +1,116 @@
+"""`streamrec dlq` on large or damaged queues: every letter is read however long reading
+takes, what could not be re-driven is named with its cause, and a partly failed PutRecords
+is retried with a pause."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streamrec.cli import main
+from streamrec.reliability import dlq
+from tests.unit.test_ops_cli_errors import _batch_letter, _queue, _send, _visible
+
+
+class Replies:
+    """A fake SQS queue answering receive_message with the given replies, then nothing."""
+
+    def __init__(self, replies: list[list[str]]) -> None:
+        self.replies = replies
+        self.calls = 0
+
+    def receive_message(self, **_: Any) -> dict[str, Any]:
+        self.calls += 1
+        if not self.replies:
+            return {}
+        ids = self.replies.pop(0)
+        return {
+            "Messages": [{"MessageId": m, "ReceiptHandle": f"{m}-{self.calls}", "Body": "{}"} for m in ids]
+        }
+
+
+def test_reading_goes_on_past_messages_that_came_back_while_the_queue_was_read():
+    # m1's visibility ran out while a large queue was read: it comes back four times before
+    # m2 does. Three such polls used to end the reading, without m2.
+    queue = Replies([["m1"], ["m1"], ["m1"], ["m1"], ["m1"], ["m2"]])
+    assert [letter.message_id for letter in dlq.receive_all(queue, "q")] == ["m1", "m2"]
+
+
+def test_reading_ends_when_only_messages_read_already_keep_coming():
+    queue = Replies([["m1"]] + [["m1"]] * 1000)
+    assert [letter.message_id for letter in dlq.receive_all(queue, "q")] == ["m1"]
+    assert queue.calls == 1 + dlq._STALE_POLLS
+
+
+def test_a_batch_whose_first_records_left_the_stream_says_how_many_were_lost(aws, monkeypatch, capsys):
+    sqs, queue_url = _queue()
+    changes = aws.streams["ChangedItemsStream"].name
+    _send(sqs, queue_url, [_batch_letter(changes)])  # a batch of 2 records
+
+    def one_left(kinesis: Any, stream: str, shard: str, first: str, last: str) -> list[dict[str, Any]]:
+        return [{"Data": b'{"item_id": "tent"}', "PartitionKey": "tent", "SequenceNumber": "2"}]
+
+    monkeypatch.setattr(dlq, "read_range", one_left)
+    assert main(["dlq", "redrive", "--queue-url", queue_url, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would re-drive 1 record from 1 of 1 dead letter" in out
+    assert "(1 of its 2 records no longer in the stream: lost)" in out
+
+
+def test_a_batch_of_a_shard_gone_from_its_stream_is_kept_naming_the_shard(aws, capsys):
+    sqs, queue_url = _queue()
+    changes = aws.streams["ChangedItemsStream"].name
+    letter = _batch_letter(changes)
+    letter["KinesisBatchInfo"]["shardId"] = "shardId-000000000009"
+    _send(sqs, queue_url, [letter])
+    assert main(["dlq", "redrive", "--queue-url", queue_url]) == 0
+    out = capsys.readouterr().out
+    assert f"kept (its shard shardId-000000000009 is no longer in stream {changes}: records lost)" in out
+    assert len(_visible(sqs, queue_url)) == 1
+
+
+def test_list_says_when_letters_another_reader_holds_were_not_received(aws, capsys):
+    sqs, queue_url = _queue()
+    _send(sqs, queue_url, [_batch_letter("events") for _ in range(3)])
+    held = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, VisibilityTimeout=300)
+    assert len(held["Messages"]) == 1  # a re-drive elsewhere is reading this one
+    assert main(["dlq", "list", "--queue-url", queue_url]) == 0
+    captured = capsys.readouterr()
+    assert "2 dead letters" in captured.out
+    assert "note: the queue held about 3; 1 were not received" in captured.err
+
+
+def test_a_partly_failed_put_is_retried_with_a_pause(monkeypatch):
+    pauses: list[float] = []
+    monkeypatch.setattr(dlq.time, "sleep", pauses.append)
+
+    class Throttled:
+        def __init__(self) -> None:
+            self.put: list[bytes] = []
+            self.failures = 2
+
+        def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+            results = []
+            for record in Records:
+                if record["Data"] == b"e1" and self.failures:
+                    self.failures -= 1
+                    results.append({"ErrorCode": "ProvisionedThroughputExceededException"})
+                else:
+                    self.put.append(record["Data"])
+                    results.append({"SequenceNumber": "1"})
+            return {"FailedRecordCount": sum("ErrorCode" in r for r in results), "Records": results}
+
+    kinesis = Throttled()
+    dlq._put(kinesis, "events", [{"Data": d, "PartitionKey": "u1"} for d in (b"e1", b"e2")])
+    assert sorted(kinesis.put) == [b"e1", b"e2"] and len(kinesis.put) == 2
+    assert pauses == [0.1, 0.2]
+
+
+@pytest.mark.parametrize("message", ['{"not": "a dead letter"}', "plain text"])
+def test_an_unrecognised_message_is_shown_with_its_id_and_body(aws, capsys, message):
+    sqs, queue_url = _queue()
+    sqs.send_message(QueueUrl=queue_url, MessageBody=message)
+    assert main(["dlq", "list", "--queue-url", queue_url]) == 0
+    out = capsys.readouterr().out
+    assert f": unrecognised message: {message}" in out and out.startswith("unknown message ")
