@@ -341,7 +341,7 @@ class LocalHttpApi:
         requested = _header(headers, "access-control-request-method")
         origin = _header(headers, "origin")
         if self.cors is not None and origin is not None and method == "OPTIONS" and requested is not None:
-            allowed = "*" in self.cors.allow_origins or origin in self.cors.allow_origins
+            allowed = self.cors.allows(origin)
             return HttpResponse(204, _preflight(self.cors, requested, headers) if allowed else [], b"")
         return self.cors_marked(headers, self._route(method, target, headers, body, source_ip, protocol))
 
@@ -350,11 +350,14 @@ class LocalHttpApi:
         request's origin: with ``Access-Control-Allow-Origin`` when the origin is allowed."""
         origin = _header(headers, "origin")
         cors = self.cors
-        if cors is None or origin is None or not ("*" in cors.allow_origins or origin in cors.allow_origins):
+        if cors is None or origin is None or not cors.allows(origin):
             return response
         kept = [(n, v) for n, v in response.headers if not n.lower().startswith("access-control-")]
-        allow_origin = ("access-control-allow-origin", "*" if "*" in cors.allow_origins else origin)
-        return HttpResponse(response.status, [*kept, allow_origin], response.body)
+        return HttpResponse(
+            response.status,
+            [*kept, ("access-control-allow-origin", cors.allow_origin(origin))],
+            response.body,
+        )
 
     def _route(
         self,
@@ -390,9 +393,8 @@ def _preflight(cors: CorsConfig, requested: str, headers: Sequence[tuple[str, st
         return []
     if "*" not in cors.allow_headers and any(h and h not in cors.allow_headers for h in wanted):
         return []
-    origin = _header(headers, "origin") or ""
     answer = [
-        ("access-control-allow-origin", "*" if "*" in cors.allow_origins else origin),
+        ("access-control-allow-origin", cors.allow_origin(_header(headers, "origin") or "")),
         ("access-control-allow-methods", ",".join(cors.allow_methods)),
         ("access-control-allow-headers", ",".join(cors.allow_headers)),
     ]

@@ -250,6 +250,13 @@ class CorsConfig:
     allow_headers: tuple[str, ...] = ()
     max_age: int | None = None
 
+    def allows(self, origin: str) -> bool:
+        return "*" in self.allow_origins or origin in self.allow_origins
+
+    def allow_origin(self, origin: str) -> str:
+        """The Access-Control-Allow-Origin answered to an allowed ``origin``."""
+        return "*" if "*" in self.allow_origins else origin
+
 
 def _build_cors(r: _Resolver, logical_id: str, props: dict[str, Any]) -> CorsConfig | None:
     body = props.get("DefinitionBody")
