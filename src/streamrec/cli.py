@@ -195,19 +195,23 @@ def _as_typed(executable: str) -> str:
     """How to type ``executable`` in this shell: its name when PATH finds this very file
     (an activated venv), else its path (relative to here when under it; `make run` runs
     .venv/bin/streamrec, which a bare `streamrec` does not find)."""
-    path = Path(executable).resolve()
+    # Not resolved: a venv's python is a symlink to the base interpreter, which lacks the
+    # venv's packages.
+    path = Path(executable).absolute()
     found = shutil.which(path.name)
-    if found and Path(found).resolve() == path:
+    if found and Path(found).absolute() == path:
         return path.name
     try:
-        return str(path.relative_to(Path.cwd()))
+        return str(path.relative_to(Path.cwd().absolute()))
     except ValueError:
         return str(path)
 
 
 def _examples(outputs: dict[str, Any]) -> str:
     api = outputs["api_url"]
-    program, python = _as_typed(sys.argv[0]), _as_typed(sys.executable)
+    python = _as_typed(sys.executable)
+    # `python -m streamrec.cli` has the module's file as argv[0].
+    program = f"{python} -m streamrec.cli" if sys.argv[0].endswith(".py") else _as_typed(sys.argv[0])
     # Without demo data the commands still show the API's shape (on an empty stack).
     users = outputs.get("demo_users") or ["user-0001"]
     items = outputs.get("demo_items") or ["espresso-machine"]
@@ -1001,6 +1005,27 @@ def _dlq_target(args: argparse.Namespace) -> Target:
     return _target(args, args.queue_url, "--queue-url", lambda o: o["dead_letter_queue_url"])
 
 
+MAX_VISIBILITY_SECONDS = 43_200  # SQS's limit (12 h)
+
+
+@contextmanager
+def _progress_lines(template: str) -> Iterator[Callable[..., None]]:
+    """A progress callback showing ``template.format(*counts)`` on the status line; on exit
+    its last line is written whole, if one was shown, so that a log keeps the final count
+    (progress lines in a log come at most every 5 s) and what follows starts a new line."""
+    last: list[tuple[Any, ...]] = []
+
+    def show(*counts: Any) -> None:
+        last[:] = [counts]
+        _status(template.format(*counts))
+
+    try:
+        yield show
+    finally:
+        if last:
+            _status(template.format(*last[0]), done=True)
+
+
 def _cmd_dlq_list(args: argparse.Namespace) -> int:
     from streamrec.reliability import dlq
 
@@ -1010,14 +1035,9 @@ def _cmd_dlq_list(args: argparse.Namespace) -> int:
         expected = dlq.message_count(sqs, target.name)
         # Hidden while listed: long enough that none comes back before the queue is read
         # (some 100 letters a second on the local stack), released as soon as it is.
-        hidden = 30 + expected // 20
-        letters = dlq.receive_all(
-            sqs,
-            target.name,
-            visibility_timeout=hidden,
-            progress=lambda received: _status(f"reading dead letters: {received:,} of about {expected:,}"),
-        )
-        _status.end_line()
+        hidden = min(MAX_VISIBILITY_SECONDS, 30 + expected // 20)
+        with _progress_lines("reading dead letters: {:,} of about " + f"{expected:,}") as progress:
+            letters = dlq.receive_all(sqs, target.name, visibility_timeout=hidden, progress=progress)
     with target.failures(
         lambda: f"the {len(letters)} dead letters listed reappear in the queue within {hidden} s"
     ):
@@ -1073,12 +1093,16 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
         if args.dry_run
         else "letters re-driven before it stopped are deleted, the others are back in the queue"
     )
-    with target.failures(
-        lambda: interrupted,
-        again="" if args.dry_run else "re-run (re-putting is safe)",
-        # A stream named by a letter may be gone (e.g. a deleted stack's).
-        otherwise="" if args.stream else "--stream NAME puts the records on another stream",
-        otherwise_for=frozenset({"ResourceNotFoundException"}),
+    with (
+        _progress_lines("reading dead letters: {:,}") as receiving,
+        _progress_lines("re-driving dead letters: {:,}/{:,}") as redriving,
+        target.failures(
+            lambda: interrupted,
+            again="" if args.dry_run else "re-run (re-putting is safe)",
+            # A stream named by a letter may be gone (e.g. a deleted stack's).
+            otherwise="" if args.stream else "--stream NAME puts the records on another stream",
+            otherwise_for=frozenset({"ResourceNotFoundException"}),
+        ),
     ):
         try:
             report = dlq.redrive(
@@ -1089,14 +1113,13 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
                 include_invalid=args.include_invalid,
                 include_partly_written=args.include_partly_written,
                 stream=args.stream,
-                receiving=lambda received: _status(f"reading dead letters: {received:,}"),
-                progress=lambda done, total: _status(f"re-driving dead letters: {done:,}/{total:,}"),
+                receiving=receiving,
+                progress=redriving,
             )
         except dlq.StreamNotFound as missing:
             raise SystemExit(
                 f"error: stream {missing.stream} not found (--stream); nothing was changed"
             ) from None
-    _status.end_line()
     verb = "would re-drive" if args.dry_run else "re-drove"
     duplicates = (
         f"; skipped {_counted(report.duplicates_skipped, 'record')} another letter holds too"

@@ -535,3 +535,18 @@ def test_the_printed_commands_are_typed_as_this_shell_finds_them(tmp_path, monke
     assert streamrec.cli._as_typed(str(program)) == ".venv/bin/streamrec"  # as `make run` runs it
     monkeypatch.setenv("PATH", f"{program.parent}:/usr/bin:/bin")
     assert streamrec.cli._as_typed(str(program)) == "streamrec"  # an activated venv
+
+
+def test_the_printed_python_is_the_venvs_own_not_the_interpreter_it_links_to(tmp_path, monkeypatch):
+    base = tmp_path / "base" / "python3.12"
+    base.parent.mkdir()
+    base.write_text("#!/bin/sh\n")
+    base.chmod(0o755)
+    venv_python = tmp_path / ".venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(base)  # as venv makes it: the base one lacks the venv's boto3
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert streamrec.cli._as_typed(str(venv_python)) == ".venv/bin/python"
+    monkeypatch.setenv("PATH", f"{venv_python.parent}:/usr/bin:/bin")
+    assert streamrec.cli._as_typed(str(venv_python)) == "python"

@@ -107,10 +107,31 @@ def test_a_partly_failed_put_is_retried_with_a_pause(monkeypatch):
     assert pauses == [0.1, 0.2]
 
 
-@pytest.mark.parametrize("message", ['{"not": "a dead letter"}', "plain text"])
-def test_an_unrecognised_message_is_shown_with_its_id_and_body(aws, capsys, message):
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ('{"not": "a dead letter"}', '{"not": "a dead letter"}'),
+        ("plain text", "plain text"),
+        # on one line, and no control sequence reaches the terminal
+        ('{\n  "not": "a letter"\n}\x1b[2J', '{\\n  "not": "a letter"\\n}\\u001b[2J'),
+    ],
+)
+def test_an_unrecognised_message_is_shown_with_its_id_and_body(aws, capsys, message, shown):
     sqs, queue_url = _queue()
     sqs.send_message(QueueUrl=queue_url, MessageBody=message)
     assert main(["dlq", "list", "--queue-url", queue_url]) == 0
-    out = capsys.readouterr().out
-    assert f": unrecognised message: {message}" in out and out.startswith("unknown message ")
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("unknown message ") and first.endswith(f": unrecognised message: {shown}")
+
+
+def test_list_hides_letters_no_longer_than_sqs_allows(aws, monkeypatch):
+    sqs, queue_url = _queue()
+    _send(sqs, queue_url, [_batch_letter("events")])
+    monkeypatch.setattr(dlq, "message_count", lambda *_: 900_000)  # 30 s + 1 s per 20 would be 45,030 s
+    asked: list[int] = []
+    receive = dlq.receive_all
+    monkeypatch.setattr(
+        dlq, "receive_all", lambda *a, **k: asked.append(k["visibility_timeout"]) or receive(*a, **k)
+    )
+    assert main(["dlq", "list", "--queue-url", queue_url]) == 0
+    assert asked == [43_200]

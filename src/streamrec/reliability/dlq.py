@@ -243,7 +243,10 @@ class Letter:
     def describe(self) -> str:
         if self.kind == "unknown":
             head = self.raw if len(self.raw) <= 80 else self.raw[:79] + "…"
-            return f"unknown message {self.message_id}: {self.reason}: {head}"
+            # A sender's newlines and control characters escaped (as JSON writes them): one
+            # line per letter, and nothing reaches the terminal as a control sequence.
+            shown = "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in head)
+            return f"unknown message {self.message_id}: {self.reason}: {shown}"
         first, last = self.sequence_range
         where = f"{stream_name_of(self.stream_arn)}/{self.shard}"
         sequences = first if first == last else f"{first}..{last} ({self.size} records)"
