@@ -135,3 +135,23 @@ def test_list_hides_letters_no_longer_than_sqs_allows(aws, monkeypatch):
     )
     assert main(["dlq", "list", "--queue-url", queue_url]) == 0
     assert asked == [43_200]
+
+
+def test_a_role_that_may_not_describe_streams_still_redrives(aws, monkeypatch, capsys):
+    from botocore.exceptions import ClientError
+
+    from tests.unit.test_ops_cli_errors import _record_letter, _stream_records
+
+    sqs, queue_url = _queue()
+    stream = aws.streams["EventStream"].name
+    _send(sqs, queue_url, [_record_letter(stream, 1)])
+
+    def denied(kinesis: Any, name: str) -> None:
+        raise ClientError(
+            {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeStreamSummary"
+        )
+
+    monkeypatch.setattr(dlq, "_check_stream", denied)
+    assert main(["dlq", "redrive", "--queue-url", queue_url]) == 0
+    assert "re-drove 1 record from 1 of 1 dead letter" in capsys.readouterr().out
+    assert len(_stream_records(stream)) == 1
