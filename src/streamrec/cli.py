@@ -1008,6 +1008,22 @@ def _dlq_target(args: argparse.Namespace) -> Target:
 MAX_VISIBILITY_SECONDS = 43_200  # SQS's limit (12 h)
 
 
+def _queue_size(sqs: Any, queue_url: str) -> int:
+    """The queue's approximate message count; 0 for a role that may read the queue but not
+    its attributes (the list then hides letters for 30 s and notes nothing)."""
+    from botocore.exceptions import ClientError
+
+    from streamrec.reliability import dlq
+    from streamrec.repositories.dynamodb import error_code
+
+    try:
+        return dlq.message_count(sqs, queue_url)
+    except ClientError as error:
+        if error_code(error) not in ("AccessDenied", "AccessDeniedException"):
+            raise
+        return 0
+
+
 @contextmanager
 def _progress_lines(template: str) -> Iterator[Callable[..., None]]:
     """A progress callback showing ``template.format(*counts)`` on the status line; on exit
@@ -1032,7 +1048,7 @@ def _cmd_dlq_list(args: argparse.Namespace) -> int:
     target = _dlq_target(args)
     with target.failures():
         sqs = target.client("sqs")
-        expected = dlq.message_count(sqs, target.name)
+        expected = _queue_size(sqs, target.name)
         # Hidden while listed: long enough that none comes back before the queue is read
         # (some 100 letters a second on the local stack), released as soon as it is.
         hidden = min(MAX_VISIBILITY_SECONDS, 30 + expected // 20)

@@ -155,3 +155,18 @@ def test_a_role_that_may_not_describe_streams_still_redrives(aws, monkeypatch, c
     assert main(["dlq", "redrive", "--queue-url", queue_url]) == 0
     assert "re-drove 1 record from 1 of 1 dead letter" in capsys.readouterr().out
     assert len(_stream_records(stream)) == 1
+
+
+def test_list_works_for_a_role_that_may_not_read_the_queues_attributes(aws, monkeypatch, capsys):
+    from botocore.exceptions import ClientError
+
+    sqs, queue_url = _queue()
+    _send(sqs, queue_url, [_batch_letter("events")])
+
+    def denied(*_: Any) -> int:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetQueueAttributes")
+
+    monkeypatch.setattr(dlq, "message_count", denied)
+    assert main(["dlq", "list", "--queue-url", queue_url]) == 0
+    captured = capsys.readouterr()
+    assert "1 dead letter" in captured.out and "note:" not in captured.err
