@@ -1121,8 +1121,9 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
         ),
     ):
         try:
+            sqs = target.client("sqs")
             report = dlq.redrive(
-                target.client("sqs"),
+                sqs,
                 target.client("kinesis"),
                 target.name,
                 dry_run=args.dry_run,
@@ -1131,6 +1132,9 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
                 stream=args.stream,
                 receiving=receiving,
                 progress=redriving,
+                # Hidden until re-driven or released: 5 minutes, and 1 s per 20 letters more
+                # (some 26 letters a second were re-driven from the local stack).
+                visibility_timeout=min(MAX_VISIBILITY_SECONDS, 300 + _queue_size(sqs, target.name) // 20),
             )
         except dlq.StreamNotFound as missing:
             raise SystemExit(

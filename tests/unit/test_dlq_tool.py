@@ -170,3 +170,16 @@ def test_list_works_for_a_role_that_may_not_read_the_queues_attributes(aws, monk
     assert main(["dlq", "list", "--queue-url", queue_url]) == 0
     captured = capsys.readouterr()
     assert "1 dead letter" in captured.out and "note:" not in captured.err
+
+
+def test_redrive_hides_a_large_queue_long_enough_to_redrive_it(aws, monkeypatch):
+    sqs, queue_url = _queue()
+    _send(sqs, queue_url, [_batch_letter("events")])
+    monkeypatch.setattr(dlq, "message_count", lambda *_: 10_000)  # some 6 minutes of re-driving
+    asked: list[int] = []
+    receive = dlq.receive_all
+    monkeypatch.setattr(
+        dlq, "receive_all", lambda *a, **k: asked.append(k["visibility_timeout"]) or receive(*a, **k)
+    )
+    assert main(["dlq", "redrive", "--queue-url", queue_url, "--dry-run"]) == 0
+    assert asked == [300 + 10_000 // 20]

@@ -482,6 +482,7 @@ def redrive(
     letters: Sequence[Letter] | None = None,
     progress: Callable[[int, int], None] | None = None,
     receiving: Callable[[int], None] | None = None,
+    visibility_timeout: int = 300,
 ) -> RedriveReport:
     """Put the dead-lettered records back on their streams and delete their messages.
 
@@ -491,7 +492,8 @@ def redrive(
         stream: put every re-driven record on this stream instead of its original one
             (checked first: :class:`StreamNotFound` if it does not exist).
         letters: messages already received (and still invisible) by :func:`receive_all`;
-            by default the whole queue is received here (``receiving`` told the count so far).
+            by default the whole queue is received here (``receiving`` told the count so far),
+            each hidden for ``visibility_timeout`` seconds until re-driven or released.
         progress: told (letters re-driven, letters to re-drive) after each one.
     """
     if stream is not None:
@@ -501,7 +503,9 @@ def redrive(
             if letters is not None:
                 _release_quietly(sqs, queue_url, letters)
             raise
-    letters = list(letters) if letters is not None else receive_all(sqs, queue_url, progress=receiving)
+    if letters is None:
+        letters = receive_all(sqs, queue_url, visibility_timeout=visibility_timeout, progress=receiving)
+    letters = list(letters)
     deleted: set[str] = set()  # message ids
     try:
         report = _redrive(
