@@ -48,9 +48,10 @@ EntityId = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
 def _category_problem(value: str) -> str | None:
-    # A category is shown and matched as text: a blank one or one holding control
-    # characters (a NUL, a newline) is a producer's bug, not a category.
-    if not value.strip():
+    # A category is shown and matched as text: a blank one (spaces, or only invisible format
+    # characters such as a zero-width space) or one holding control characters (a NUL, a
+    # newline) is a producer's bug, not a category.
+    if not "".join(c for c in value if unicodedata.category(c) != "Cf").strip():
         return "a category must not be blank"
     if any(unicodedata.category(character) == "Cc" for character in value):
         return "a category must not hold control characters"
@@ -70,13 +71,15 @@ def _category_text(value: str, info: ValidationInfo) -> str:
 CategoryName = Annotated[
     str,
     # The pattern is the rule for the schema's readers (at least one character that is
-    # neither a space nor a control character, and no control character); the validator
-    # applies it.
+    # neither a space, a control character nor a common invisible format character, and no
+    # control character); the validator applies it (with every format character, Cf).
     Field(
         min_length=1,
         max_length=128,
         json_schema_extra={
-            "pattern": r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+            "pattern": r"^[^\x00-\x1f\x7f-\x9f]*"
+            r"[^\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+            r"[^\x00-\x1f\x7f-\x9f]*$"
         },
     ),
     AfterValidator(_category_text),

@@ -139,6 +139,7 @@ def _warm(pipeline: Pipeline) -> None:
         ({"timestamp": "yesterday"}, "timestamp"),
         ({"category": None}, "category"),
         ({"category": " "}, "category: a category must not be blank"),
+        ({"category": "\u200b"}, "category: a category must not be blank"),  # a zero-width space
         ({"category": "tents\u0000"}, "category: a category must not hold control characters"),
         # DynamoDB refuses it when the row is written ("Number underflow"), after the
         # postings and the document count have been updated.
