@@ -1255,10 +1255,12 @@ def _text_lines(text: str) -> Iterator[tuple[int, str]]:
 def _json_line_values(text: str) -> Iterator[tuple[int, Any, str]]:
     """(line, value, "") of each non-blank line that decodes and (line, None, problem) of
     each that does not, one at a time: one bad line must not hide the others."""
+    from streamrec.events import loads
+
     for number, line in _text_lines(text):
         if line.strip():
             try:
-                yield number, json.loads(line), ""
+                yield number, loads(line), ""
             except ValueError as error:
                 yield number, None, f"not valid JSON: {_json_problem(error)}"
 
@@ -1276,9 +1278,16 @@ def _json_lines(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
 
 
 def _json_problem(error: ValueError) -> str:
-    """What json.loads refused: a syntax error, or an integer of thousands of digits (which
-    it refuses with a plain ValueError: Python's int_max_str_digits)."""
-    return error.msg if isinstance(error, json.JSONDecodeError) else "a number of more than 4,300 digits"
+    """What json.loads refused: a syntax error, an object giving a name twice (as the ingest
+    refuses it), or an integer of thousands of digits (which it refuses with a plain
+    ValueError: Python's int_max_str_digits)."""
+    from streamrec.events import DuplicateKey
+
+    if isinstance(error, json.JSONDecodeError):
+        return error.msg
+    if isinstance(error, DuplicateKey):
+        return str(error)
+    return "a number of more than 4,300 digits"
 
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -1343,6 +1352,7 @@ def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
     """(coupon_id, CouponSpec) of every record of a .json or .jsonl file; SystemExit naming
     each invalid record (by position), or each coupon defined twice, otherwise."""
     from streamrec.domain.coupons import InvalidCoupon, coupon_record
+    from streamrec.events import loads
 
     text = _read_text(path)
     if not text.strip():
@@ -1352,7 +1362,7 @@ def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
         where, (records, problems) = "line", _json_lines(text)
     else:
         try:
-            payload = json.loads(text)
+            payload = loads(text)
         except json.JSONDecodeError as error:
             # "Extra data" after a first whole value: JSON lines, most likely.
             hint = " (one coupon per line? name the file .jsonl)" if error.msg == "Extra data" else ""
@@ -1645,6 +1655,8 @@ def _catalog_records(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, 
     same, a JSON array or one JSON object spanning several lines, and (line, problem) of
     each undecodable part. An array is read up to its first syntax error only: past it,
     where the next record starts is a guess."""
+    from streamrec.events import loads
+
     stripped = text.lstrip()
     if not stripped.startswith("["):
         records, problems = _json_lines(text)
@@ -1656,7 +1668,7 @@ def _catalog_records(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, 
         # line is already broken (then each line is named).
         line = text.count("\n", 0, len(text) - len(stripped)) + 1
         try:
-            return [(line, json.loads(text))], []
+            return [(line, loads(text))], []
         except json.JSONDecodeError as error:
             if error.lineno == line:
                 return records, problems
@@ -1670,7 +1682,9 @@ def _json_array(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
     """(line, value) of each element of the JSON array ``text`` holds, read strictly (one
     comma between elements, none after the last, nothing but white space after the array),
     up to its first syntax error: past it, where the next record starts is a guess."""
-    decoder = json.JSONDecoder()
+    from streamrec.events import unique_keys
+
+    decoder = json.JSONDecoder(object_pairs_hook=unique_keys)
     records: list[tuple[int, Any]] = []
 
     def line_at(offset: int) -> int:

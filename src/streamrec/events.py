@@ -285,6 +285,29 @@ def schema_problems(error: ValidationError, whole: str = "event", quote_input: b
     )
 
 
+class DuplicateKey(ValueError):
+    """A JSON object that gives one name twice: which value was meant is a guess (json
+    keeps the last), so such an object is refused, not read."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{quoted(key)} is given more than once in one object; give it once")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for json: the object, or :class:`DuplicateKey`."""
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        names = [name for name, _ in pairs]
+        raise DuplicateKey(next(name for name in names if names.count(name) > 1))
+    return value
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads`` refusing an object that gives a name twice (:class:`DuplicateKey`)."""
+    return json.loads(text, object_pairs_hook=unique_keys)
+
+
 def quoted(value: Any, limit: int = 60) -> str:
     """A value as JSON for a message; a longer string is cut to ``limit`` characters, with
     an ellipsis inside its quotes."""

@@ -44,9 +44,11 @@ from streamrec.events import (
     ID_REGEX,
     ID_RULE,
     CategoryName,
+    DuplicateKey,
     EntityId,
     issue_message,
     json_type,
+    loads,
     quoted,
 )
 from streamrec.http_models import (
@@ -551,7 +553,9 @@ def _json_problem(text: str, described: str) -> str | None:
     (where the parser stopped), or an array; None otherwise (a body too deeply nested, or
     holding a number of over 4,300 digits, is left to the resolver, whose handlers name that)."""
     try:
-        parsed = json.loads(text)
+        parsed = loads(text)
+    except DuplicateKey as duplicate:  # json would keep the last: which was meant is a guess
+        return f"the body's {duplicate}"
     except json.JSONDecodeError as error:
         where = f"{error.msg}: line {error.lineno}, column {error.colno}"
         return f"the body is not valid JSON ({where}); {described}"

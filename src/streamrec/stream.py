@@ -41,7 +41,7 @@ from streamrec.domain.catalog import CatalogService, SequencedUpsert
 from streamrec.domain.ingest import IngestService, SequencedEvent
 from streamrec.domain.model import sequence_key
 from streamrec.domain.similarity import SimilarityService
-from streamrec.events import ID_REGEX, InvalidEvent, ItemUpsert
+from streamrec.events import ID_REGEX, DuplicateKey, InvalidEvent, ItemUpsert, loads
 from streamrec.observability import logger
 from streamrec.repositories.base import DeadLetter, DeadLetterSink, RepositoryError
 from streamrec.repositories.dynamodb import error_code
@@ -73,6 +73,8 @@ def decoding_problem(error: ValueError | RecursionError) -> str:
     """Why a record's data did not decode as JSON: bad base64 or UTF-8, a syntax error, too
     deep, or an integer of thousands of digits, which json refuses with Python's words
     (int_max_str_digits), not a producer's."""
+    if isinstance(error, DuplicateKey):
+        return str(error)
     if isinstance(error, ValueError) and "integer string conversion" in str(error):
         return "a number of more than 4,300 digits"
     return str(error)
@@ -205,7 +207,7 @@ class RecordCollector:
             )
             return
         try:
-            payload = record.kinesis.data_as_json()
+            payload = loads(record.kinesis.data_as_text())
         except (ValueError, RecursionError) as error:  # also bad base64 or UTF-8
             self.rejected.append(dead_letter(record, f"not valid JSON: {decoding_problem(error)}"))
             return

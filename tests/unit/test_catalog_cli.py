@@ -152,6 +152,15 @@ def test_an_array_names_the_bad_records_before_its_first_syntax_error(tmp_path):
         ('[{"item_id": "a"},\n]', "line 2: not valid JSON: a comma before the closing ] (remove it)"),
         ('[,{"item_id": "a"}]', "line 1: not valid JSON: Expecting value"),
         ("", "holds no records"),
+        # As the ingest refuses it: json would keep the last, which may not be the one meant.
+        (
+            '{"item_id": "a"}\n{"item_id": "b", "price": 1, "price": 2}\n',
+            'line 2: not valid JSON: "price" is given more than once in one object; give it once',
+        ),
+        (
+            '[\n  {"item_id": "a"},\n  {"item_id": "b", "item_id": "c"}\n]',
+            'line 3: not valid JSON: "item_id" is given more than once',
+        ),
     ],
 )
 def test_undecodable_files_name_the_line(tmp_path, text, expected):

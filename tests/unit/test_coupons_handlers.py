@@ -252,6 +252,28 @@ def test_a_body_past_jsons_limits_is_a_400_naming_them(aws, name, body, message)
 
 
 @pytest.mark.parametrize(
+    ("name", "body", "key"),
+    [
+        ("api_cross_sell_post.json", '{"items": ["tent"], "k": 3, "k": 300}', "k"),
+        ("api_cross_sell_post.json", '{"items": ["tent"], "user_id": "u1", "user_id": "u2"}', "user_id"),
+        (  # in a nested object too
+            "coupon_put.json",
+            '{"scope": {"category": "camping", "category": "hiking"}, "discount": {"kind": "percent", '
+            '"value": 5}, "valid_from": 1764000000, "valid_to": 1864000000, "budget": 10}',
+            "category",
+        ),
+    ],
+)
+def test_a_body_giving_a_name_twice_is_refused_not_read_by_its_last(aws, name, body, key):
+    # json keeps the last value: a cart for u2 when the caller may have meant u1.
+    reply = import_handler("api").lambda_handler(_with_body(name, body), FakeLambdaContext())
+    assert reply["statusCode"] == 400, reply
+    assert json.loads(reply["body"])["message"] == (
+        f'the body\'s "{key}" is given more than once in one object; give it once'
+    )
+
+
+@pytest.mark.parametrize(
     ("body", "where"),
     [
         ('{"items": ["x"], "k": 3', "Expecting ',' delimiter: line 1, column 24"),

@@ -34,6 +34,11 @@ def _reason(data: bytes) -> str:
         (b'{"event_id": "e1",}', "not valid JSON: Expecting property name enclosed in double quotes: line 1"),
         (b'{"user_id": "\xff"}', "not valid JSON: 'utf-8' codec can't decode byte 0xff"),
         (b"[" * 16_000, "not valid JSON: maximum recursion depth exceeded"),
+        # json would keep the last user_id: which user was meant is a guess.
+        (
+            b'{"event_id": "e1", "event_type": "view", "user_id": "u1", "user_id": "u2", "item_id": "i"}',
+            'not valid JSON: "user_id" is given more than once in one object; give it once',
+        ),
     ],
 )
 def test_a_record_that_does_not_decode_is_dead_lettered_with_what_is_wrong(data: bytes, reason: str) -> None:
