@@ -338,36 +338,6 @@ class LocalHttpApi:
         protocol: str = "HTTP/1.1",
     ) -> HttpResponse:
         """Serve one request; ``target`` is the request line's path and query."""
-        requested = _header(headers, "access-control-request-method")
-        origin = _header(headers, "origin")
-        if self.cors is not None and origin is not None and method == "OPTIONS" and requested is not None:
-            allowed = self.cors.allows(origin)
-            return HttpResponse(204, _preflight(self.cors, requested, headers) if allowed else [], b"")
-        return self.cors_marked(headers, self._route(method, target, headers, body, source_ip, protocol))
-
-    def cors_marked(self, headers: Sequence[tuple[str, str]], response: HttpResponse) -> HttpResponse:
-        """``response`` (an error answered before routing too) as API Gateway sends it to the
-        request's origin: with ``Access-Control-Allow-Origin`` when the origin is allowed."""
-        origin = _header(headers, "origin")
-        cors = self.cors
-        if cors is None or origin is None or not cors.allows(origin):
-            return response
-        kept = [(n, v) for n, v in response.headers if not n.lower().startswith("access-control-")]
-        return HttpResponse(
-            response.status,
-            [*kept, ("access-control-allow-origin", cors.allow_origin(origin))],
-            response.body,
-        )
-
-    def _route(
-        self,
-        method: str,
-        target: str,
-        headers: Sequence[tuple[str, str]],
-        body: bytes,
-        source_ip: str,
-        protocol: str,
-    ) -> HttpResponse:
         split = urlsplit(target)
         matched = self.match(method, split.path or "/")
         if matched is None:
@@ -381,6 +351,30 @@ class LocalHttpApi:
             log.exception("%s failed on %s %s", matched.route.function_logical_id, method, target)
             return _json_response(500, {"message": "Internal Server Error"})
         return self.render(result)
+
+    def preflight(self, method: str, headers: Sequence[tuple[str, str]]) -> HttpResponse | None:
+        """API Gateway's own answer to a CORS preflight (None when the request is not one, or
+        no CORS is configured): 204, with the CORS headers when the origin is allowed."""
+        requested = _header(headers, "access-control-request-method")
+        origin = _header(headers, "origin")
+        if self.cors is None or origin is None or method != "OPTIONS" or requested is None:
+            return None
+        allowed = self.cors.allows(origin)
+        return HttpResponse(204, _preflight(self.cors, requested, headers) if allowed else [], b"")
+
+    def cors_marked(self, headers: Sequence[tuple[str, str]], response: HttpResponse) -> HttpResponse:
+        """``response`` (any but a preflight's) as API Gateway sends it to the request's
+        origin: with ``Access-Control-Allow-Origin`` when the origin is allowed."""
+        origin = _header(headers, "origin")
+        cors = self.cors
+        if cors is None or origin is None or not cors.allows(origin):
+            return response
+        kept = [(n, v) for n, v in response.headers if not n.lower().startswith("access-control-")]
+        return HttpResponse(
+            response.status,
+            [*kept, ("access-control-allow-origin", cors.allow_origin(origin))],
+            response.body,
+        )
 
 
 def _preflight(cors: CorsConfig, requested: str, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -470,30 +464,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         api: LocalHttpApi = self.server.api  # type: ignore[attr-defined]
+        headers = list(self.headers.items())
+        preflight = None
         try:
             body = self._read_body()
         except _BodyRefused as refused:
             # The body is left unread: answer, then close the connection.
             self.close_connection = True
-            response = api.cors_marked(
-                list(self.headers.items()), _json_response(refused.status, {"message": str(refused)})
-            )
+            response = _json_response(refused.status, {"message": str(refused)})
         except ValueError as error:
             # The stream is out of step with the request: answer, then close the connection.
             self.close_connection = True
-            response = api.cors_marked(
-                list(self.headers.items()),
-                _json_response(400, {"message": f"malformed chunked body: {error}"}),
-            )
+            response = _json_response(400, {"message": f"malformed chunked body: {error}"})
         else:
-            response = api.handle(
-                self.command,
-                self.path,
-                list(self.headers.items()),
-                body,
-                self.client_address[0],
-                self.request_version,
-            )
+            preflight = api.preflight(self.command, headers)
+            if preflight is None:
+                response = api.handle(
+                    self.command, self.path, headers, body, self.client_address[0], self.request_version
+                )
+        # API Gateway marks every answer to an allowed origin, errors before routing too.
+        response = preflight if preflight is not None else api.cors_marked(headers, response)
         self.send_response(response.status)
         names = {name.lower() for name, _ in response.headers}
         for name, value in response.headers:
