@@ -1008,6 +1008,13 @@ def _dlq_target(args: argparse.Namespace) -> Target:
 MAX_VISIBILITY_SECONDS = 43_200  # SQS's limit (12 h)
 
 
+def _hidden_for(base_seconds: int, letters: int) -> int:
+    """How long a command hides the letters it reads: ``base_seconds``, and 1 s more per 20
+    letters in the queue (reading and re-driving a large queue must end before any comes
+    back), at most SQS's limit."""
+    return min(MAX_VISIBILITY_SECONDS, base_seconds + letters // 20)
+
+
 def _queue_size(sqs: Any, queue_url: str) -> int:
     """The queue's approximate message count; 0 for a role that may read the queue but not
     its attributes (the list then hides letters for 30 s and notes nothing)."""
@@ -1051,7 +1058,7 @@ def _cmd_dlq_list(args: argparse.Namespace) -> int:
         expected = _queue_size(sqs, target.name)
         # Hidden while listed: long enough that none comes back before the queue is read
         # (some 100 letters a second on the local stack), released as soon as it is.
-        hidden = min(MAX_VISIBILITY_SECONDS, 30 + expected // 20)
+        hidden = _hidden_for(30, expected)
         with _progress_lines("reading dead letters: {:,} of about " + f"{expected:,}") as progress:
             letters = dlq.receive_all(sqs, target.name, visibility_timeout=hidden, progress=progress)
     with target.failures(
@@ -1134,7 +1141,7 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
                 progress=redriving,
                 # Hidden until re-driven or released: 5 minutes, and 1 s per 20 letters more
                 # (some 26 letters a second were re-driven from the local stack).
-                visibility_timeout=min(MAX_VISIBILITY_SECONDS, 300 + _queue_size(sqs, target.name) // 20),
+                visibility_timeout=_hidden_for(300, _queue_size(sqs, target.name)),
             )
         except dlq.StreamNotFound as missing:
             raise SystemExit(
