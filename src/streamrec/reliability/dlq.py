@@ -105,13 +105,16 @@ class Letter:
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Letter:
         raw = message.get("Body", "")
+        return cls(message["MessageId"], message["ReceiptHandle"], raw, cls.parse_body(raw))
+
+    @staticmethod
+    def parse_body(raw: str) -> dict[str, Any] | None:
+        """A message body as a JSON object (None when it is not one)."""
         try:
             body = json.loads(raw)
         except ValueError:
-            body = None
-        return cls(
-            message["MessageId"], message["ReceiptHandle"], raw, body if isinstance(body, dict) else None
-        )
+            return None
+        return body if isinstance(body, dict) else None
 
     @property
     def kind(self) -> str:
@@ -332,9 +335,7 @@ def receive_all(
                 else:  # its visibility timeout ran out: only the latest receipt handle releases it
                     known.receipt_handle = message["ReceiptHandle"]
             for letter in fresh:
-                letter.body = Letter.from_message(
-                    {"MessageId": "", "ReceiptHandle": "", "Body": letter.raw}
-                ).body
+                letter.body = Letter.parse_body(letter.raw)
             if fresh:
                 empty = stale = 0
                 if progress is not None:
