@@ -63,6 +63,7 @@ def reference_rows(pairs, norms, measure, k):
             if c <= 0:
                 continue
             a, b = norms[item], norms[other]
+            c = min(c, a, b)  # no pair co-occurs more often than one of its items (README)
             if measure == "jaccard":
                 score = c / (a + b - c)
             elif measure == "cosine":

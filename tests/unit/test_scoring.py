@@ -46,6 +46,25 @@ def test_llr_is_zero_for_independent_items():
     assert got[0] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_llr_scores_a_pair_rarer_than_chance_zero():
+    # Over 10,000: i in 1,000. A best-seller in 5,000 seen with i 10 times (chance: 500) is as
+    # surprising to G² as a complement in 20 seen with i 10 times (chance: 2); only the
+    # complement co-occurs more often than chance.
+    got = similarity("llr", np.array([10.0, 10.0]), 1000.0, np.array([5000.0, 20.0]), 10000.0)
+    assert got[0] == 0.0
+    assert got[1] > 10.0
+
+
+@pytest.mark.parametrize("measure", ["jaccard", "cosine", "confidence"])
+def test_a_pair_counted_more_often_than_an_item_is_capped_at_it(measure):
+    # A user whose history lets i leave and come back beside j (which stays) counts the pair
+    # on each return while j counts once: c_ij = 5 > c_jj = 1. No pair co-occurs more often
+    # than one of its items occurs: the scores are those of c_ij = 1 (at most 1).
+    capped = similarity(measure, np.array([5.0]), 5.0, np.array([1.0]))
+    np.testing.assert_allclose(capped, similarity(measure, np.array([1.0]), 5.0, np.array([1.0])))
+    assert capped[0] <= 1.0
+
+
 def test_added_value_by_hand():
     # Over N = 4 baskets, row of A over [B, C]: P(B|A) = 2/2, P(B) = 2/4; P(C|A) = 1/2, P(C) = 2/4.
     np.testing.assert_allclose(similarity("added_value", PAIRS_A, 2.0, NORMS, 4.0), [0.5, 0.0])

@@ -18,6 +18,8 @@ LLR = "llr"
 CONFIDENCE = "confidence"
 ADDED_VALUE = "added_value"
 SIMILARITY_MEASURES = (COSINE, JACCARD, LIFT, LLR, CONFIDENCE, ADDED_VALUE)
+# Measures whose scores are not bounded by 1 (the others lie in [0, 1], or below 1).
+UNBOUNDED_MEASURES = (LIFT, LLR)
 
 
 def cosine(pair_counts: np.ndarray, item_count: float, neighbour_counts: np.ndarray) -> np.ndarray:
@@ -110,13 +112,16 @@ def log_likelihood_ratio(
     k11 = c_ij (both), k12 = c_jj - c_ij (j without i), k21 = c_ii - c_ij (i without j),
     k22 = total - c_ii - c_jj + c_ij (neither), all clamped at 0. It rewards pairs that
     co-occur more often than chance rather than popular pairs (Mahout ``LogLikelihood``).
+    G² itself is two-sided: a pair that co-occurs *less* often than chance (a best-seller
+    rarely bought with i) is as surprising as one that co-occurs more, so such pairs score 0
+    here (k11 · total <= c_ii · c_jj: no more than chance; with no total, none is known).
 
     Args:
         pair_counts, item_count, neighbour_counts: as in :func:`cosine`.
         total: the grand total that the counts are drawn from.
 
     Returns:
-        shape (n,), LLR >= 0.
+        shape (n,), LLR >= 0, and 0 where the pair co-occurs no more often than chance.
     """
     k11 = np.asarray(pair_counts, dtype=np.float64)
     k12 = np.maximum(neighbour_counts - k11, 0.0)
@@ -128,7 +133,8 @@ def log_likelihood_ratio(
         _x_log_x(k11 + k12 + k21 + k22) - _x_log_x(k11) - _x_log_x(k12) - _x_log_x(k21) - _x_log_x(k22)
     )
     llr = 2.0 * (row_entropy + col_entropy - mat_entropy)
-    return np.maximum(llr, 0.0)
+    above_chance = k11 * total > item_count * np.asarray(neighbour_counts, dtype=np.float64)
+    return np.where(above_chance, np.maximum(llr, 0.0), 0.0)
 
 
 def similarity(
@@ -142,6 +148,11 @@ def similarity(
     """Dispatch to one similarity measure by name (one of :data:`SIMILARITY_MEASURES`).
 
     ``total`` is used by ``llr`` and ``added_value``, ``penalty`` by ``added_value`` only.
+    Pair counts are first capped at ``min(c_ii, c_jj)``: a user's history counts an item
+    again when it comes back after leaving the window, with its pairs to the items still
+    there, so a pair can count more than one of its items; no pair co-occurs more often than
+    either of its items occurs, and the measures (Jaccard and cosine <= 1, LLR's table)
+    rest on that.
 
     Returns:
         shape (n,) scores for the n candidates.
@@ -149,8 +160,10 @@ def similarity(
     Raises:
         ValueError: unknown measure.
     """
-    pair_counts = np.asarray(pair_counts, dtype=np.float64)
     neighbour_counts = np.asarray(neighbour_counts, dtype=np.float64)
+    pair_counts = np.minimum(
+        np.asarray(pair_counts, dtype=np.float64), np.minimum(neighbour_counts, item_count)
+    )
     if measure == COSINE:
         return cosine(pair_counts, item_count, neighbour_counts)
     if measure == JACCARD:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from streamrec_core import personalized_scores, similarity, top_k
+from streamrec_core import UNBOUNDED_MEASURES, personalized_scores, similarity, top_k
 
 from streamrec.concurrency import concurrently
 from streamrec.domain.catalog import ContentIndex
@@ -249,8 +249,14 @@ class SimilarityService:
 
     def _add_two_hop(self, rows: list[SimilarityRow]) -> None:
         """Fill ``extended`` from the neighbour rows of each row's strongest neighbours
-        (rows rebuilt in this batch are used fresh, others as stored)."""
+        (rows rebuilt in this batch are used fresh, others as stored).
+
+        A two-hop score multiplies two scores, which keeps it in the units of the row's
+        direct scores only when they are at most 1: with lift or LLR (unbounded) each
+        source's row is first divided by its best score, or two large scores would make a
+        product that outranks every direct neighbour."""
         sources_per_row = self.settings.two_hop_sources
+        scale_sources = self.settings.similarity_measure in UNBOUNDED_MEASURES
         fresh = {row.item_id: row for row in rows}
         sources = {n.item_id for row in rows for n in row.neighbours[:sources_per_row]}
         stored, _ = self.similarity.get_many(sorted(sources - fresh.keys()), row_lists=("neighbours",))
@@ -273,9 +279,11 @@ class SimilarityService:
             matrix = np.zeros((len(first), len(candidates)))
             category_of: dict[str, str] = {}  # as the source rows label them
             for source_index, source in enumerate(first):
-                for n in known.get(source.item_id, SimilarityRow("", [])).neighbours:
+                source_row = known.get(source.item_id, SimilarityRow("", [])).neighbours
+                best = max((n.score for n in source_row), default=0.0) if scale_sources else 1.0
+                for n in source_row:
                     if n.item_id in column:
-                        matrix[source_index, column[n.item_id]] = n.score
+                        matrix[source_index, column[n.item_id]] = n.score / best
                         if n.category:
                             category_of[n.item_id] = n.category
             scores, _ = personalized_scores(np.array([n.score for n in first]), matrix)
