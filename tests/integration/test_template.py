@@ -66,8 +66,8 @@ def test_streams_and_queues(raw: dict[str, Any], template: LocalTemplate) -> Non
         stream = template.streams[logical_id]
         assert stream.arn == f"arn:aws:kinesis:us-east-1:123456789012:stream/{STACK}-{logical_id}"
         count = resource["Properties"]["ShardCount"]
-        assert stream.shard_count == (count if isinstance(count, int) else defaults["EventStreamShards"])
-        assert stream.retention_hours == defaults["StreamRetentionHours"]
+        assert stream.shard_count == (count if isinstance(count, int) else int(defaults["EventStreamShards"]))
+        assert stream.retention_hours == int(defaults["StreamRetentionHours"])
     queues = _of_type(raw, "AWS::SQS::Queue")
     assert set(template.queues) == set(queues)
     for logical_id in queues:
@@ -123,7 +123,7 @@ def test_kinesis_event_sources(raw: dict[str, Any], template: LocalTemplate) -> 
             assert source.maximum_batching_window_s == props.get("MaximumBatchingWindowInSeconds", 0)
             if "MaximumRetryAttempts" in props and props["MaximumRetryAttempts"] is None:
                 # The ingest's is the IngestRetryAttempts parameter (-1 by default).
-                assert source.maximum_retry_attempts == raw["Parameters"]["IngestRetryAttempts"]["Default"]
+                assert source.maximum_retry_attempts == int(raw["Parameters"]["IngestRetryAttempts"]["Default"])
             else:
                 assert source.maximum_retry_attempts == props.get("MaximumRetryAttempts", -1)
             assert source.bisect_batch_on_function_error == props.get("BisectBatchOnFunctionError", False)

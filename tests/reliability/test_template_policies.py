@@ -491,3 +491,12 @@ def _assert_operations_settings(resources: dict[str, Any]) -> None:
         assert alarm["AlarmActions"] == {
             "Fn::If": ["NotifyAlarms", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
         }
+        assert alarm["OKActions"] == alarm["AlarmActions"], "the topic hears of the recovery too"
+    # Each layer is named after its stack, and a deploy deletes the version it replaces
+    # (SAM's default, Retain, would keep every version of every deploy).
+    layers = [r for r in resources.values() if r["Type"] == "AWS::Lambda::LayerVersion"]
+    assert sorted(json.dumps(layer["Properties"]["LayerName"]) for layer in layers) == [
+        json.dumps({"Fn::Sub": "${AWS::StackName}-app"}),
+        json.dumps({"Fn::Sub": "${AWS::StackName}-scoring"}),
+    ]
+    assert [layer["DeletionPolicy"] for layer in layers] == ["Delete", "Delete"]

@@ -113,8 +113,44 @@ def test_the_local_template_loader_checks_the_patterns_with_their_description() 
 
 
 def test_the_local_template_loader_checks_number_bounds_as_cloudformation_does() -> None:
-    assert load_template(TEMPLATE, parameter_overrides={"IngestRetryAttempts": 5}).functions
-    with pytest.raises(TemplateError, match=r"IngestRetryAttempts=-2 is not within -1\.\.10000"):
-        load_template(TEMPLATE, parameter_overrides={"IngestRetryAttempts": -2})
-    with pytest.raises(TemplateError, match="EventStreamShards='two' is not a number"):
-        load_template(TEMPLATE, parameter_overrides={"EventStreamShards": "two"})
+    assert load_template(TEMPLATE, parameter_overrides={"ColdPopularShare": 0.25}).functions
+    with pytest.raises(TemplateError, match=r"ColdPopularShare=2 is not within 0\.\.1"):
+        load_template(TEMPLATE, parameter_overrides={"ColdPopularShare": 2})
+    with pytest.raises(TemplateError, match="ApiThrottlingRateLimit='two' is not a number"):
+        load_template(TEMPLATE, parameter_overrides={"ApiThrottlingRateLimit": "two"})
+
+
+# (parameter, values its pattern takes, values it refuses): each feeds an integer-only
+# property, which a Number parameter would let a fraction reach, failing the deploy midway.
+WHOLE_NUMBERS = [
+    ("EventStreamShards", ["1", "2", "9", "10", "500", "9999"], ["0", "2.5", "-1", "01", "1e2", ""]),
+    ("StreamRetentionHours", ["24", "29", "30", "99", "100", "159", "168"], ["23", "169", "24.5", "024", ""]),
+    ("IngestRetryAttempts", ["-1", "0", "1", "5", "9999", "10000"], ["-2", "10001", "2.5", "05", "-0", ""]),
+    ("ApiThrottlingBurstLimit", ["1", "20", "2000", "999999999"], ["0", "20.5", "-1", "020", ""]),
+]
+
+
+@pytest.mark.parametrize(("parameter", "good", "bad"), WHOLE_NUMBERS, ids=[c[0] for c in WHOLE_NUMBERS])
+def test_integer_only_properties_take_whole_numbers_only(
+    parameter: str, good: list[str], bad: list[str]
+) -> None:
+    spec = PARAMETERS[parameter]
+    assert spec["Type"] == "String"
+    assert re.fullmatch(spec["AllowedPattern"], spec["Default"])
+    for value in good:
+        assert load_template(TEMPLATE, parameter_overrides={parameter: value}).functions
+    for value in bad:
+        with pytest.raises(TemplateError, match=f"{parameter}='{re.escape(value)}' is not a whole number"):
+            load_template(TEMPLATE, parameter_overrides={parameter: value})
+
+
+def test_the_alarm_topic_is_empty_or_an_sns_topic_arn() -> None:
+    pattern = PARAMETERS["AlarmTopicArn"]["AllowedPattern"]
+    for value in [
+        "",
+        "arn:aws:sns:us-east-1:123456789012:oncall",
+        "arn:aws-cn:sns:cn-north-1:123456789012:a.b-c_d",
+    ]:
+        assert re.fullmatch(pattern, value), value
+    for value in ["oncall", "arn:aws:sqs:us-east-1:123456789012:oncall", "arn:aws:sns:us-east-1:1234:oncall"]:
+        assert not re.fullmatch(pattern, value), value
