@@ -123,7 +123,9 @@ def test_kinesis_event_sources(raw: dict[str, Any], template: LocalTemplate) -> 
             assert source.maximum_batching_window_s == props.get("MaximumBatchingWindowInSeconds", 0)
             if "MaximumRetryAttempts" in props and props["MaximumRetryAttempts"] is None:
                 # The ingest's is the IngestRetryAttempts parameter (-1 by default).
-                assert source.maximum_retry_attempts == int(raw["Parameters"]["IngestRetryAttempts"]["Default"])
+                assert source.maximum_retry_attempts == int(
+                    raw["Parameters"]["IngestRetryAttempts"]["Default"]
+                )
             else:
                 assert source.maximum_retry_attempts == props.get("MaximumRetryAttempts", -1)
             assert source.bisect_batch_on_function_error == props.get("BisectBatchOnFunctionError", False)
