@@ -259,6 +259,28 @@ def test_a_new_item_is_merged_into_its_neighbours_lists():
     assert pipeline.similarity.rows["tent-2p"].content[0].item_id == "tent-3p"
 
 
+def test_an_early_items_norm_is_computed_again_once_the_catalog_has_grown():
+    # The kids' shoe is written first, into a catalog of one item, where every idf is 1: the
+    # norm of its 5 tokens is √5. Kept, that norm would give the kids' shoe a cosine to a
+    # new Gore trail shoe above the women's Gore trail shoe, which holds all of the new
+    # shoe's tokens (the clip to 1 hid it).
+    pipeline = Pipeline()
+    pipeline.send([upsert("kids", "Kids trail running shoe", "shoes")])
+    early = pipeline.catalog.items["kids"]
+    assert (early.norm_documents, early.norm) == (1.0, pytest.approx(5**0.5))
+    # 60 road shoes: the kids' shoe is their candidate and its norm is computed again, at 61.
+    pipeline.send([upsert(f"road{n}", f"Road running shoe model{n}", "shoes") for n in range(60)])
+    refreshed = pipeline.catalog.items["kids"]
+    assert refreshed.norm_documents == 61
+    assert refreshed.norm > 2 * early.norm
+    pipeline.send([upsert("women", "Women Gore trail running shoe", "shoes")])
+    pipeline.send([upsert("gore", "Gore trail running shoe", "shoes")])
+    ranked = [n.item_id for n in pipeline.similarity.rows["gore"].content]
+    assert ranked[:2] == ["women", "kids"]
+    # Not again before the catalog doubles (63 items now).
+    assert pipeline.catalog.items["kids"].norm_documents == 61
+
+
 # ---- COLD-START ACCEPTANCE TEST (issue 4, acceptance 4) -----------------------------------
 
 

@@ -49,6 +49,25 @@ def test_records_conditional_writes_and_categories_match(aws):
         assert repository.categories(["a", "missing"]) == {"a": "camping"}
 
 
+def test_a_refreshed_norm_is_stored_only_over_an_older_norm_of_the_same_record(aws):
+    for repository in _both(aws):
+        stored = replace(_item("a", 1), norm_documents=10.0)
+        assert repository.put_many([(stored, None)]) == []
+        repository.refresh_norms(
+            [
+                replace(stored, norm=2.5, norm_documents=40.0),
+                replace(_item("ghost", 1), norm=9.0, norm_documents=40.0),  # no record: none made
+            ]
+        )
+        assert repository.get_many(["a", "ghost"], consistent=True) == {
+            "a": replace(stored, norm=2.5, norm_documents=40.0)
+        }
+        # computed at fewer documents (a slower invocation), or for an older record: ignored
+        repository.refresh_norms([replace(stored, norm=3.0, norm_documents=20.0)])
+        repository.refresh_norms([replace(stored, timestamp=T0, norm=4.0, norm_documents=80.0)])
+        assert repository.get_many(["a"], consistent=True)["a"].norm == 2.5
+
+
 def test_the_smallest_price_the_schema_takes_is_stored_by_both_adapters(aws):
     record = parse_record(
         {

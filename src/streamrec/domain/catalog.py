@@ -21,8 +21,12 @@ read, and the exact TF-IDF cosine (streamrec_core.content) picks X's ``content_p
 closest items. X is then merged into the content lists of its ``content_merge_limit``
 closest items, so that a new item shows up beside existing similar ones at once. Work per
 item is bounded by its tokens and the posting limit, never by the catalog's size.
-Candidates' norms are those computed when they were written (document frequencies drift
-slowly; the ranking, not the exact score, is what matters).
+A candidate's norm is the one computed when it was written, unless the catalog has since
+grown to ``NORM_REFRESH_GROWTH`` times the document count it was computed at: then it is
+computed again from today's document frequencies (its tokens' postings, one more read) and
+written back. Without that, the items of a bulk load's first batches, normed against a
+catalog of a few hundred items, would keep norms far below their look-alikes' and outscore
+them (an item is refreshed at most log2 of the catalog's growth after it times).
 
 The item's catalog stock decides the ``#out_of_stock`` row of the similarity table.
 """
@@ -55,6 +59,9 @@ from streamrec.settings import Settings
 
 DOCUMENTS = "documents"
 STOCK_UPDATE_ATTEMPTS = 5
+# A stored norm is computed again once the catalog has grown to this many times the
+# document count it was computed at (a rare token's idf has then risen by ln 2 at most).
+NORM_REFRESH_GROWTH = 2.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,17 @@ def _written_after(stored: CatalogItem, record: CatalogItem) -> bool:
     return stored.shard == record.shard != "" and stored.sequence > record.sequence
 
 
+def _norm(item: CatalogItem, frequencies: Mapping[str, int], documents: int) -> float:
+    """The norm of ``item``'s TF-IDF vector in a catalog of ``documents`` items where its
+    tokens have the document ``frequencies`` (at least 1 each: the item itself)."""
+    tokens = sorted(item.terms)
+    if not tokens:
+        return 0.0
+    counts = np.array([item.terms[t] for t in tokens], dtype=np.float64)
+    df = np.array([max(frequencies.get(t, 1), 1) for t in tokens], dtype=np.float64)
+    return tfidf_norm(counts, idf(df, documents))
+
+
 @dataclass
 class CatalogService:
     settings: Settings
@@ -175,10 +193,8 @@ class CatalogService:
         frequencies = self.catalog.update_postings(add, remove, self.settings.posting_limit)
         documents = self.catalog.documents()
         for _, new, _ in writes:
-            tokens = sorted(new.terms)
-            counts = np.array([new.terms[t] for t in tokens], dtype=np.float64)
-            df = np.array([frequencies.get(t, 1) for t in tokens], dtype=np.float64)
-            new.norm = tfidf_norm(counts, idf(df, documents)) if tokens else 0.0
+            df = {t: frequencies.get(t, 1) for t in new.terms}
+            new.norm, new.norm_documents = _norm(new, df, documents), float(documents)
         conflicts = self.catalog.put_many([(new, old.timestamp if old else None) for _, new, old in writes])
         if conflicts:
             # Another shard wrote these items meanwhile: the retried batch replans them.
@@ -215,7 +231,9 @@ class ContentIndex:
             df = np.array([len(postings[t]) for t in usable], dtype=np.float64)
             pre = overlap_scores(shared, idf(df, documents))
             shortlist[item_id] = [candidates[i] for i in top_k(pre, settings.content_candidates)]
-        records = self.catalog.get_many({c for chosen in shortlist.values() for c in chosen})
+        records = self._with_current_norms(
+            self.catalog.get_many({c for chosen in shortlist.values() for c in chosen}), postings, documents
+        )
         result: dict[str, list[Neighbour]] = {}
         for item_id, item in items.items():
             chosen = [c for c in shortlist[item_id] if c in records]
@@ -240,6 +258,32 @@ class ContentIndex:
                 if scores[i] >= settings.content_min_similarity
             ]
         return result
+
+    def _with_current_norms(
+        self, records: dict[str, CatalogItem], postings: Mapping[str, set[str]], documents: int
+    ) -> dict[str, CatalogItem]:
+        """``records`` with the norms computed at under 1 / ``NORM_REFRESH_GROWTH`` of the
+        catalog's ``documents`` computed again (the postings of their tokens not in
+        ``postings`` read at once) and written back."""
+        stale = {
+            item_id: record
+            for item_id, record in records.items()
+            if record.norm_documents * NORM_REFRESH_GROWTH <= documents
+        }
+        if not stale:
+            return records
+        unread = {t for record in stale.values() for t in record.terms} - postings.keys()
+        known = {**postings, **self.catalog.postings(unread)} if unread else postings
+        refreshed = {
+            item_id: replace(
+                record,
+                norm=_norm(record, {t: len(known.get(t, ())) for t in record.terms}, documents),
+                norm_documents=float(documents),
+            )
+            for item_id, record in stale.items()
+        }
+        self.catalog.refresh_norms(list(refreshed.values()))
+        return {**records, **refreshed}
 
     def update(self, announced: Iterable[str], fresh: Mapping[str, SimilarityRow]) -> list[SimilarityRow]:
         """Recompute the announced items' content lists, merge each item into its closest

@@ -274,7 +274,8 @@ class ItemStats:
 @dataclass
 class CatalogItem:
     """An item's catalog record as stored: its fields as of ``timestamp``, its token counts
-    (title, category and tags), the norm of its TF-IDF vector when it was written, and the
+    (title, category and tags), the norm of its TF-IDF vector and the document count it was
+    computed at (``norm_documents``; 0 for rows written before it was kept), and the
     shard and sequence key of the stream record that wrote it ("" for rows written before
     they were kept): they tell a re-delivered record from a later one of the same time."""
 
@@ -289,6 +290,7 @@ class CatalogItem:
     norm: float = 0.0
     shard: str = ""
     sequence: str = ""
+    norm_documents: float = 0.0
 
 
 def token_row(token: str) -> str:

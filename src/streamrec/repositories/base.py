@@ -258,6 +258,12 @@ class CatalogRepository(Protocol):
         (None: no record yet). Returns the ids whose condition failed (a concurrent write)."""
         ...
 
+    def refresh_norms(self, items: Sequence[CatalogItem]) -> None:
+        """Store each item's ``norm`` and ``norm_documents`` where its stored record still
+        has the item's ``timestamp`` and a norm computed at fewer documents (else nothing:
+        a newer record brought its own norm, or a fresher one was stored meanwhile)."""
+        ...
+
     def update_postings(
         self, add: Mapping[str, set[str]], remove: Mapping[str, set[str]], limit: int
     ) -> dict[str, int]:

@@ -1409,7 +1409,7 @@ class DynamoCouponRepository:
 
 # ---- Catalog -----------------------------------------------------------------------------
 # Item rows (key ``item_id``): title, category, price, in_stock, tags (JSON), timestamp,
-# terms (token counts, JSON) and norm. Posting rows ``#tok:<token>``: string set ``items``.
+# terms (token counts, JSON), norm and norm_documents. Posting rows ``#tok:<token>``: string set ``items``.
 # Row ``#catalog``: ``documents`` with per-shard guards. '#' never starts an item id.
 
 
@@ -1424,6 +1424,7 @@ def _catalog_to_item(item: CatalogItem) -> dict[str, Any]:
         "timestamp": _number(item.timestamp),
         "terms": {"S": json.dumps(item.terms, separators=(",", ":"), sort_keys=True)},
         "norm": _number(item.norm),
+        "norm_documents": _number(item.norm_documents),
         **({"shard": {"S": item.shard}, "sequence": {"S": item.sequence}} if item.shard else {}),
     }
 
@@ -1441,6 +1442,7 @@ def _catalog_from_item(item: dict[str, Any]) -> CatalogItem:
         norm=float(item["norm"]["N"]),
         shard=item.get("shard", {}).get("S", ""),
         sequence=item.get("sequence", {}).get("S", ""),
+        norm_documents=float(item.get("norm_documents", {}).get("N", 0)),
     )
 
 
@@ -1483,6 +1485,28 @@ class DynamoCatalogRepository:
         # Independent conditional writes: concurrently, as the count rows.
         written = concurrently(lambda pair: self._put(*pair), items, WRITE_CONCURRENCY)
         return [item.item_id for (item, _), ok in zip(items, written, strict=True) if not ok]
+
+    def _refresh_norm(self, item: CatalogItem) -> None:
+        try:
+            self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=self._key(item.item_id),
+                UpdateExpression="SET #n = :norm, #d = :documents",
+                ConditionExpression="#t = :timestamp AND (attribute_not_exists(#d) OR #d < :documents)",
+                ExpressionAttributeNames={"#n": "norm", "#d": "norm_documents", "#t": "timestamp"},
+                ExpressionAttributeValues={
+                    ":norm": _number(item.norm),
+                    ":documents": _number(item.norm_documents),
+                    ":timestamp": _number(item.timestamp),
+                },
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+
+    def refresh_norms(self, items: Sequence[CatalogItem]) -> None:
+        concurrently(self._refresh_norm, items, WRITE_CONCURRENCY)
 
     def _add(self, token: str, ids: set[str], limit: int) -> int:
         try:

@@ -347,6 +347,12 @@ class InMemoryCatalogRepository:
             self.items[item.item_id] = replace(item, tags=list(item.tags), terms=dict(item.terms))
         return conflicts
 
+    def refresh_norms(self, items: Sequence[CatalogItem]) -> None:
+        for item in items:
+            stored = self.items.get(item.item_id)
+            if stored and stored.timestamp == item.timestamp and stored.norm_documents < item.norm_documents:
+                self.items[item.item_id] = replace(stored, norm=item.norm, norm_documents=item.norm_documents)
+
     def update_postings(
         self, add: Mapping[str, set[str]], remove: Mapping[str, set[str]], limit: int
     ) -> dict[str, int]:
