@@ -481,6 +481,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     previous = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
     local: LocalStack | None = None
+    written: dict[str, Any] = {}  # the outputs file as last written, marked stopped at the end
     try:
         _status("starting the local stack...")
         local = LocalStack(
@@ -495,9 +496,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 # Written at once, so that `catalog load`, `coupons load` and `dlq` reach this
                 # stack while the demo data loads (and not a stale stack's outputs); written
                 # again with the demo's users and items when it is processed.
-                _write_outputs(
-                    args.outputs, {**stack.outputs(), "outputs_file": str(args.outputs), "ready": False}
-                )
+                written = {**stack.outputs(), "outputs_file": str(args.outputs), "ready": False}
+                _write_outputs(args.outputs, written)
                 loading = "; it answers already, and its lists fill as the demo data is processed"
                 _status(
                     f"local stack up in {time.monotonic() - started:.1f}s: HTTP API on {stack.api_url}"
@@ -520,6 +520,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 outputs["outputs_file"] = str(args.outputs)
                 outputs["ready"] = True  # the demo data is processed
                 _write_outputs(args.outputs, outputs)
+                written = outputs
                 _status(f"ready in {time.monotonic() - started:.1f}s", done=True)
                 print(_examples(outputs), flush=True)
                 # Serve until Ctrl-C / SIGTERM.
@@ -538,6 +539,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+    if written:  # a script polling `ready` must not act on a stopped stack
+        _write_outputs(args.outputs, {**written, "ready": False, "stopped": True})
     _status("stopped", done=True)
     if local is not None and local.abandoned:
         # An invocation that outlived the wait now retries against a stopped moto: Python
@@ -2156,6 +2159,11 @@ class EventFile:
         )
 
 
+# Fields of a catalog record that no user event has: a record holding some, without
+# event_type and user_id, is a catalog line given to `events load`.
+CATALOG_FIELDS = frozenset({"title", "in_stock", "tags"})
+
+
 def read_event_file(path: Path) -> EventFile:
     """The valid user events of ``path`` (JSON lines, a JSON array or one JSON object),
     the first of each user's event_id, in timestamp order; SystemExit naming each invalid record's
@@ -2165,6 +2173,16 @@ def read_event_file(path: Path) -> EventFile:
     def check(record: Any) -> tuple[Any, dict[str, Any]]:
         if isinstance(record, dict) and record.get("event_type") == ITEM_UPSERT:
             raise InvalidEvent("a catalog record (item_upsert): load those with `streamrec catalog load`")
+        if (
+            isinstance(record, dict)
+            and not {"event_type", "user_id"} & record.keys()
+            and CATALOG_FIELDS & record.keys()
+        ):  # `catalog load` takes records without their event_type
+            fields = ", ".join(sorted(CATALOG_FIELDS & record.keys()))
+            raise InvalidEvent(
+                f"a catalog record ({fields}; no user_id or event_type): "
+                "load those with `streamrec catalog load`"
+            )
         return parse_event(record), record
 
     data: list[bytes] = []
@@ -2286,6 +2304,42 @@ def _events_dry_run(args: argparse.Namespace, events: EventFile) -> int:
     return 0
 
 
+def _note_redemptions(events: EventFile, target: Target, args: argparse.Namespace) -> None:
+    """Say which coupons the file's redemptions name that the local stack does not define
+    (a redemption of one goes to the dead-letter queue); on AWS, that they must be defined."""
+    coupon_ids = sorted(
+        {
+            str(events.event(n)["coupon_id"])
+            for n, kind in enumerate(events.kinds)
+            if kind == "coupon_redeemed"
+        }
+    )
+    if not coupon_ids:
+        return
+    redemptions = _counted(events.kinds.count("coupon_redeemed"), "coupon_redeemed event")
+    if not target.local_stack:
+        _status(
+            f"{redemptions}: each coupon must be defined (`streamrec coupons load --table`) before the "
+            "ingest reaches its redemption, or the redemption goes to the dead-letter queue",
+            done=True,
+        )
+        return
+    table = json.loads(args.outputs.read_text(encoding="utf-8"))["tables"]["CouponsTable"]
+    with target.failures():
+        defined = _coupon_repository(Target(table, target.client_kwargs, target.local_stack)).defined(
+            coupon_ids
+        )
+    undefined = [c for c in coupon_ids if c not in defined]
+    if undefined:
+        _status(
+            f"{redemptions}: {_counted(len(undefined), 'coupon')} not defined in the local stack "
+            f"({_named_ids(undefined)}): define them (`streamrec coupons load`) before the ingest "
+            "reaches their redemptions, or those go to the dead-letter queue (once they are defined, "
+            "`streamrec dlq redrive` puts them back)",
+            done=True,
+        )
+
+
 def _cmd_events_load(args: argparse.Namespace) -> int:
     _check_target_flags(args, args.stream, "--stream")
     loaded = read_event_file(args.file)
@@ -2342,13 +2396,7 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
         f"order{order}",
         done=True,
     )
-    redemptions = events.kinds.count("coupon_redeemed")
-    if redemptions:
-        _status(
-            f"{_counted(redemptions, 'coupon_redeemed event')}: a coupon not defined when the ingest "
-            "reaches its redemption sends it to the dead-letter queue (`streamrec coupons load` first)",
-            done=True,
-        )
+    _note_redemptions(events, target, args)
     if target.local_stack:
         _status("the terminal of `streamrec run` shows their processing", done=True)
     return 0

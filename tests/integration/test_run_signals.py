@@ -53,3 +53,6 @@ def test_a_second_ctrl_c_while_stopping_does_not_cut_the_stop_short(tmp_path):
         run.wait()
     assert "still stopping" in err and "\nstopped\n" in err, err
     assert "Traceback" not in err and "can't create new thread" not in err, err
+    # A script polling `ready` sees the stack is gone.
+    stopped = json.loads((tmp_path / "outputs.json").read_text())
+    assert (stopped["ready"], stopped["stopped"], stopped["api_url"]) == (False, True, api.group(1))

@@ -202,6 +202,38 @@ def test_coupons_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_se
     assert capsys.readouterr().out == ""  # the summary is only for a finished load
 
 
+def test_events_load_names_the_redeemed_coupons_the_local_stack_does_not_define(
+    tmp_path, moto_server, capsys
+):
+    endpoint, _ = moto_server
+    _, outputs, coupons = _three_coupons_to_load(tmp_path, endpoint)
+    assert main(["coupons", "load", str(coupons), "--outputs", str(outputs)]) == 0
+    _client("kinesis", endpoint).create_stream(StreamName="streamrec-events", ShardCount=1)
+    outputs.write_text(json.dumps({**json.loads(outputs.read_text()), "event_stream": "streamrec-events"}))
+    redeemed = [
+        {
+            "event_id": f"r{n}",
+            "event_type": "coupon_redeemed",
+            "user_id": "u1",
+            "coupon_id": coupon,
+            "timestamp": n,
+        }
+        for n, coupon in enumerate(
+            ["coupon-1", "winter-10", "coupon-2", "winter-10", "spring"], start=1_764_000_000
+        )
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(r) for r in redeemed))
+    capsys.readouterr()
+    assert main(["events", "load", str(events), "--outputs", str(outputs)]) == 0
+    err = capsys.readouterr().err
+    assert "5 coupon_redeemed events: 2 coupons not defined in the local stack (spring, winter-10)" in err
+    # All defined: nothing to say.
+    events.write_text(json.dumps({**redeemed[0], "event_id": "r9"}))
+    assert main(["events", "load", str(events), "--outputs", str(outputs)]) == 0
+    assert "coupon_redeemed" not in capsys.readouterr().err
+
+
 def test_a_region_other_than_the_local_stacks_is_refused(tmp_path, moto_server):
     endpoint = moto_server[0]
     table, outputs, coupons = _three_coupons_to_load(tmp_path, endpoint)

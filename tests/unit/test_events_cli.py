@@ -103,20 +103,26 @@ def test_bad_events_are_named_by_line_and_nothing_is_sent(tmp_path):
         },
         {**event(4), "note": "s" * 20_000},  # unknown fields are ignored, but sent
         {**event(5), "timestamp": T0 * 1000},
+        # a catalog record as `catalog load` takes it, without event_type
+        {"item_id": "tent", "title": "Tent", "category": "camping", "price": 1, "in_stock": True},
     ]
     path = write_lines(tmp_path / "events.jsonl", rows)
     path.write_text(path.read_text() + "{not json\n")
     with pytest.raises(SystemExit) as failed:
         read_event_file(path)
     lines = str(failed.value).splitlines()
-    assert lines[0] == "error: nothing sent; 5 invalid event(s):"
+    assert lines[0] == "error: nothing sent; 6 invalid event(s):"
     assert f"{path} line 2: schema violation: event_type" in lines[1]
     assert lines[2] == (
         f"  {path} line 3: a catalog record (item_upsert): load those with `streamrec catalog load`"
     )
     assert "line 4: record of " in lines[3] and "limit" in lines[3]
     assert "line 5: schema violation: timestamp" in lines[4] and "not milliseconds" in lines[4]
-    assert "line 6: not valid JSON" in lines[5]
+    assert lines[5] == (
+        f"  {path} line 6: a catalog record (in_stock, title; no user_id or event_type): load those "
+        "with `streamrec catalog load`"
+    )
+    assert "line 7: not valid JSON" in lines[6]
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     with pytest.raises(SystemExit, match="holds no events"):

@@ -201,7 +201,11 @@ def import_handler(function: FunctionDef) -> Callable[[dict[str, Any], Any], Any
 
 
 def _port_free(port: int) -> bool:
+    """Whether the servers can listen on ``port``: they bind with SO_REUSEADDR, as the probe
+    does, so a port whose last connections linger in TIME_WAIT (for a minute after a stack
+    stopped) is free, and one something listens on is not."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((_HOST, port))
         except OSError:
