@@ -329,7 +329,26 @@ def issue_message(issue: Mapping[str, Any], quote_input: bool = True) -> str:
         if not quote_input:
             return f"not an id: {ID_RULE}"
         return f"{quoted(issue.get('input'))} is not an id: {ID_RULE}"
+    if kind in _JSON_TYPES:
+        # JSON types are not coerced: say which one was sent, which pydantic's "Input should
+        # be a valid number" does not (and "12.50" reads as a valid number to a person).
+        value = issue.get("input")
+        got = json_type(value)
+        if kind == "int_type" and isinstance(value, float) and not isinstance(value, bool):
+            got = "a number with a fraction"
+        sent = f" ({quoted(value)})" if quote_input and isinstance(value, str) else ""
+        return f"must be {_JSON_TYPES[kind]}, not {got}{sent}"
     return str(issue.get("msg", kind)).removeprefix("Value error, ")
+
+
+# pydantic's error types for a JSON value of the wrong type, and the type the field takes.
+_JSON_TYPES = {
+    "float_type": "a JSON number",
+    "int_type": "a whole JSON number",
+    "bool_type": "true or false",
+    "string_type": "a JSON string",
+    "list_type": "a JSON array",
+}
 
 
 def parse_item_upsert(payload: Any) -> ItemUpsert:

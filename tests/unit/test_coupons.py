@@ -179,11 +179,17 @@ def test_item_scope_uses_the_recent_items():
         ),
         ({"min_spend": float("inf")}, "min_spend: Input should be a finite number"),
         # JSON types are not coerced (like k in a cross-sell body): a string is not a number.
-        ({"discount": {"kind": "amount", "value": "NaN"}}, "discount.value: Input should be a valid number"),
-        ({"min_spend": "Infinity"}, "min_spend: Input should be a valid number"),
-        ({"budget": "10"}, "budget: Input should be a valid integer"),
-        ({"per_user_limit": True}, "per_user_limit: Input should be a valid integer"),
-        ({"discount": {"kind": "percent", "value": "5"}}, "discount.value: Input should be a valid number"),
+        (
+            {"discount": {"kind": "amount", "value": "NaN"}},
+            'discount.value: must be a JSON number, not a string \\("NaN"\\)',
+        ),
+        ({"min_spend": "Infinity"}, 'min_spend: must be a JSON number, not a string \\("Infinity"\\)'),
+        ({"budget": "10"}, 'budget: must be a whole JSON number, not a string \\("10"\\)'),
+        ({"per_user_limit": True}, "per_user_limit: must be a whole JSON number, not a boolean"),
+        (
+            {"discount": {"kind": "percent", "value": "5"}},
+            "discount.value: must be a JSON number, not a string",
+        ),
     ],
 )
 def test_invalid_coupons_are_refused_with_a_message(body, message):
