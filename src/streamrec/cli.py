@@ -1042,6 +1042,8 @@ def _progress_lines(template: str) -> Iterator[Callable[..., None]]:
     last: list[tuple[Any, ...]] = []
 
     def show(*counts: Any) -> None:
+        if last and last[0] == counts:
+            return  # nothing new to show
         last[:] = [counts]
         _status(template.format(*counts))
 
@@ -1121,7 +1123,11 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
     )
     with (
         _progress_lines("reading dead letters: {:,}") as receiving,
-        _progress_lines("re-driving dead letters: {:,}/{:,}") as redriving,
+        _progress_lines(
+            "checking dead letters (dry run): {:,}/{:,}"
+            if args.dry_run
+            else "re-driving dead letters: {:,}/{:,}"
+        ) as redriving,
         target.failures(
             lambda: interrupted,
             again="" if args.dry_run else "re-run (re-putting is safe)",

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+import streamrec.cli
 from streamrec.cli import main
 from streamrec.reliability import dlq
-from tests.unit.test_ops_cli_errors import _batch_letter, _queue, _send, _visible
+from tests.unit.test_ops_cli_errors import _batch_letter, _queue, _record_letter, _send, _visible
 
 
 class Replies:
@@ -183,3 +184,17 @@ def test_redrive_hides_a_large_queue_long_enough_to_redrive_it(aws, monkeypatch)
     )
     assert main(["dlq", "redrive", "--queue-url", queue_url, "--dry-run"]) == 0
     assert asked == [300 + 10_000 // 20]
+
+
+def test_progress_says_what_a_dry_run_does_and_shows_each_count_once(aws, monkeypatch, capsys):
+    # Every progress line written (not one per 5 s): as a slow read of a log shows them.
+    monkeypatch.setattr(streamrec.cli, "_status", streamrec.cli.StatusLine(every=0.0))
+    sqs, queue_url = _queue()
+    events = aws.streams["EventStream"].name
+    _send(sqs, queue_url, [_record_letter(events, n) for n in range(3)])
+    assert main(["dlq", "list", "--queue-url", queue_url]) == 0
+    # The count as it is reached, then once more as the final line (nothing in between).
+    assert capsys.readouterr().err.count("reading dead letters: 3 of about 3") == 2
+    assert main(["dlq", "redrive", "--queue-url", queue_url, "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "checking dead letters (dry run): 3/3" in err and "re-driving" not in err
