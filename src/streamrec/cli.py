@@ -273,9 +273,11 @@ Put your own events (any producer; partition key = user_id):
   EOF
   curl -s '{api}/users/me/recommendations?k=5'
 
-Load a file of past events or your catalog (JSON lines; each record checked first):
-  {program} events load my-events.jsonl
-  {program} catalog load my-catalog.jsonl
+Load a catalog, coupons and past events (each record checked first; samples of each in
+examples/, a new tent and its shopper: then try {api}/users/user-example/coupons):
+  {program} catalog load examples/catalog.jsonl
+  {program} coupons load examples/coupons.json
+  {program} events load examples/events.jsonl
 
 Ctrl-C stops everything (the data lives in memory only).
 """
