@@ -455,6 +455,16 @@ def _assert_operations_settings(resources: dict[str, Any]) -> None:
     assert stage["Properties"]["RouteSettings"] == {
         "GET /health": {"ThrottlingRateLimit": 10, "ThrottlingBurstLimit": 20}
     }
+    # An access log line for every request (the route, not the path, which holds user ids),
+    # kept as long as the functions' logs.
+    access = stage["Properties"]["AccessLogSettings"]
+    assert access["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    line = json.loads(access["Format"])
+    assert line["requestId"] == "$context.requestId" and line["route"] == "$context.routeKey"
+    assert {"status", "caller", "sub", "authorizerError"} <= set(line) and "$context.path" not in access[
+        "Format"
+    ]
+    assert resources["ApiAccessLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     for name in ("Ingest", "Similarity", "Api"):
         logging = resources[f"{name}Function"]["Properties"]["LoggingConfig"]
         assert logging == {"LogGroup": {"Ref": f"{name}LogGroup"}}
