@@ -7,12 +7,14 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pytest
+from streamrec_core import idf, tfidf_norm
 
 from streamrec.domain.catalog import CatalogService, SequencedUpsert
 from streamrec.domain.filters import ListFilter
 from streamrec.domain.ingest import IngestService, SequencedEvent
-from streamrec.domain.model import OUT_OF_STOCK_ROW, sequence_key
+from streamrec.domain.model import OUT_OF_STOCK_ROW, Posting, sequence_key
 from streamrec.domain.recommend import CrossSellService, RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import InvalidEvent, ItemUpsert, parse_record
@@ -232,6 +234,48 @@ def test_posting_limit_bounds_a_token_and_skips_it_as_a_candidate_source():
     assert not rows["i3"].content and not rows["i4"].content
     # i2 filled it (3 holders): from then on it finds no candidates either
     assert {n.item_id for n in rows["i0"].content} == {"i1"} and not rows["i2"].content
+
+
+def test_a_tokens_document_frequency_counts_its_holders_past_the_posting_limit():
+    # "common" is held by 5 items, its posting by 3: the idf is ln(6 / 6) + 1 = 1, as for a
+    # token every item holds, not ln(6 / 4) + 1 (a token held by 3 of 5).
+    pipeline = Pipeline(Settings(posting_limit=3))
+    for n in range(5):
+        pipeline.send([upsert(f"i{n}", f"Common thing{n}", "c")])
+    assert pipeline.catalog.postings(["common"])["common"] == Posting(frozenset({"i0", "i1", "i2"}), 5)
+    last = pipeline.catalog.items["i4"]
+    tokens = sorted(last.terms)  # c, common, thing4 (each once)
+    df = np.array([5.0 if t in ("c", "common") else 1.0 for t in tokens])
+    assert last.norm == pytest.approx(tfidf_norm(np.ones(len(tokens)), idf(df, 5)))
+    # An item that drops the token is counted out, though its id was never in the posting.
+    pipeline.send([upsert("i4", "Rare thing4", "c", at=1)])
+    assert pipeline.catalog.postings(["common"])["common"].count == 4
+
+
+def test_a_bisected_batch_counts_each_records_tokens_once():
+    # One batch renames x (its first record and its rename), adds y; it fails after counting
+    # the tokens' holders, and Lambda retries its halves. Counted as one net change per item
+    # (x: +renamed), the first half's x (+product) fell under the guard the whole batch had
+    # advanced and the second half's rename (-product) did not: product was one short.
+    pipeline = Pipeline()
+    batch = [
+        upsert("x", "Product x", "c"),
+        upsert("y", "Product y", "c"),
+        upsert("x", "Renamed x", "c", at=60),
+    ]
+    put_many = pipeline.catalog.put_many
+    pipeline.catalog.put_many = lambda items: (_ for _ in ()).throw(RuntimeError("crash"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        pipeline.send(batch, sequences=[1, 2, 3])
+    pipeline.catalog.put_many = put_many  # type: ignore[method-assign]
+    pipeline.send(batch[:1], sequences=[1])
+    pipeline.send(batch[1:], sequences=[2, 3])
+    holders = {
+        t: sum(t in item.terms for item in pipeline.catalog.items.values()) for t in ("product", "renamed")
+    }
+    assert holders == {"product": 1, "renamed": 1}
+    found = pipeline.catalog.postings(["product", "renamed"])
+    assert {t: p.count for t, p in found.items()} == holders
 
 
 # ---- content neighbours ---------------------------------------------------------------------

@@ -10,7 +10,7 @@ import boto3
 
 from streamrec import wiring
 from streamrec.domain.catalog import CatalogService, SequencedUpsert
-from streamrec.domain.model import OUT_OF_STOCK_ROW, CatalogItem, sequence_key
+from streamrec.domain.model import OUT_OF_STOCK_ROW, CatalogItem, Posting, sequence_key
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import SMALLEST_STORED_NUMBER, parse_record
 from streamrec.repositories.dynamodb import DynamoCatalogRepository, DynamoSimilarityRepository, DynamoTable
@@ -107,12 +107,26 @@ def test_postings_and_document_count_match(aws):
     assert answers[0] == answers[1]
     assert answers[0][3] == {"tent": 3}
     assert answers[0][4] == {
-        "tent": {"a", "b", "c"},
-        "blue": set(),
-        "red": {"c", "d", "e", "f"},
-        "unknown": set(),
+        "tent": Posting(frozenset({"a", "b", "c"}), 3),
+        "blue": Posting(frozenset(), 0),
+        "red": Posting(frozenset({"c", "d", "e", "f"}), 4),
+        "unknown": Posting(frozenset(), 0),
     }
     assert answers[0][5] == 2
+
+
+def test_a_tokens_holders_are_counted_past_the_posting_limit_once_per_record(aws):
+    answers = []
+    for repository in _both(aws):
+        gains = [(sequence_key(n), "df", 1.0) for n in range(1, 6)]  # 5 items gain "tent"
+        repository.count_postings({"tent": gains}, SHARD)
+        repository.count_postings({"tent": gains[3:]}, SHARD)  # re-delivered: counted once
+        full = repository.update_postings({"tent": {"a", "b", "c"}}, {}, limit=3)
+        refused = repository.update_postings({"tent": {"d"}}, {}, limit=3)  # full, but counted
+        repository.count_postings({"tent": [(sequence_key(6), "df", -1.0)]}, SHARD)  # one loses it
+        answers.append((full, refused, repository.postings(["tent"])))
+    assert answers[0] == answers[1]
+    assert answers[0] == ({"tent": 5}, {"tent": 5}, {"tent": Posting(frozenset({"a", "b", "c"}), 4)})
 
 
 def _record(item: str, title: str, category: str, in_stock: bool, tags: list[str]) -> dict:

@@ -4,7 +4,9 @@ Ingest side (:class:`CatalogService`, in the ingest function): a batch's upserts
 reduced to the latest record per item (by timestamp, then stream order), compared with the
 stored records, and written in a crash-safe order:
 
-1. the document count (one guarded ADD for the batch's new items, as the count rows);
+1. the document count (one guarded ADD for the batch's new items, as the count rows), and
+   each changed token's count of holders (guarded the same way: its document frequency,
+   which the posting, capped at ``posting_limit`` ids, cannot give);
 2. the token postings (set ADD/DELETE: repeating them changes nothing);
 3. the records, each conditional on the stored timestamp it was planned against;
 4. the announcement of every upserted item on the changed-items stream.
@@ -43,9 +45,12 @@ from streamrec_core import content_cosine, idf, overlap_scores, term_counts, tfi
 
 from streamrec.domain.model import (
     OUT_OF_STOCK_ROW,
+    POSTING_COUNT,
     CatalogItem,
+    Delta,
     Neighbour,
     PopularList,
+    Posting,
     SimilarityRow,
 )
 from streamrec.events import ItemUpsert
@@ -58,6 +63,7 @@ from streamrec.repositories.base import (
 from streamrec.settings import Settings
 
 DOCUMENTS = "documents"
+NO_POSTING = Posting()
 STOCK_UPDATE_ATTEMPTS = 5
 # A stored norm is computed again once the catalog has grown to this many times the
 # document count it was computed at (a rare token's idf has then risen by ln 2 at most).
@@ -127,6 +133,40 @@ def _written_after(stored: CatalogItem, record: CatalogItem) -> bool:
     return stored.shard == record.shard != "" and stored.sequence > record.sequence
 
 
+def _replaces(current: CatalogItem | None, record: CatalogItem) -> bool:
+    """Whether ``record`` replaces the item's ``current`` record: it is newer, or as old with
+    other fields and not a re-delivery of a record older than the current one."""
+    if current is None or record.timestamp > current.timestamp:
+        return True
+    return (
+        record.timestamp == current.timestamp
+        and not same_fields(current, record)
+        and not _written_after(current, record)
+    )
+
+
+def holder_deltas(stored: CatalogItem | None, records: Sequence[CatalogItem]) -> dict[str, list[Delta]]:
+    """The changes to each token's count of holders that one item's ``records`` (a batch's,
+    in stream order, each with its ``sequence``) make, starting from its ``stored`` record:
+    each record that replaces the one before it adds +1 for the tokens it gains and -1 for
+    those it loses, under its own sequence number. Per record, not per batch (one net change
+    for the batch's latest record): a bisected or retried batch then computes the same
+    change under the same sequence number for every record, which the per-shard guards need
+    to count each exactly once."""
+    deltas: dict[str, list[Delta]] = defaultdict(list)
+    current = stored
+    for record in records:
+        if not _replaces(current, record):
+            continue
+        before, after = set(current.terms if current else ()), set(record.terms)
+        for token in sorted(after - before):
+            deltas[token].append((record.sequence, POSTING_COUNT, 1.0))
+        for token in sorted(before - after):
+            deltas[token].append((record.sequence, POSTING_COUNT, -1.0))
+        current = record
+    return deltas
+
+
 def _norm(item: CatalogItem, frequencies: Mapping[str, int], documents: int) -> float:
     """The norm of ``item``'s TF-IDF vector in a catalog of ``documents`` items where its
     tokens have the document ``frequencies`` (at least 1 each: the item itself)."""
@@ -157,11 +197,7 @@ class CatalogService:
             new = replace(catalog_item(record.upsert), shard=shard, sequence=record.sequence)
             if old is not None and old.timestamp > new.timestamp:
                 outcome.stale.append((item_id, new.timestamp, old.timestamp))
-            elif (
-                old is not None
-                and old.timestamp == new.timestamp
-                and (same_fields(old, new) or _written_after(old, new))
-            ):
+            elif not _replaces(old, new):
                 # The stored record, or (other fields) one written after it on this shard:
                 # a re-delivery (a Lambda retry or bisected half) of an earlier record.
                 outcome.duplicates.append(item_id)
@@ -171,7 +207,18 @@ class CatalogService:
                 # lines of one `catalog load` file that fell into different batches.
                 writes.append((record, new, old))
         if writes:
-            self._write(writes, shard)
+            written = {new.item_id for _, new, _ in writes}
+            chains: dict[str, list[CatalogItem]] = defaultdict(list)
+            for record in sorted(records, key=lambda r: r.sequence):
+                if record.upsert.item_id in written:
+                    chains[record.upsert.item_id].append(
+                        replace(catalog_item(record.upsert), shard=shard, sequence=record.sequence)
+                    )
+            counts: dict[str, list[Delta]] = defaultdict(list)
+            for _, new, old in writes:
+                for token, token_deltas in holder_deltas(old, chains[new.item_id]).items():
+                    counts[token] += token_deltas
+            self._write(writes, {token: sorted(d) for token, d in counts.items()}, shard)
         outcome.written = [new.item_id for _, new, _ in writes]
         announced = set(outcome.written) | set(outcome.duplicates)
         if announced:
@@ -179,7 +226,10 @@ class CatalogService:
         return outcome
 
     def _write(
-        self, writes: list[tuple[SequencedUpsert, CatalogItem, CatalogItem | None]], shard: str
+        self,
+        writes: list[tuple[SequencedUpsert, CatalogItem, CatalogItem | None]],
+        counts: Mapping[str, Sequence[Delta]],
+        shard: str,
     ) -> None:
         new_items = sorted((record.sequence, new.item_id) for record, new, old in writes if old is None)
         self.catalog.add_documents([(seq, DOCUMENTS, 1.0) for seq, _ in new_items], shard)
@@ -190,6 +240,8 @@ class CatalogService:
                 add[token].add(new.item_id)
             for token in set(old.terms if old else ()) - set(new.terms):
                 remove[token].add(new.item_id)
+        # Each token's count of holders (past the posting limit too), before the postings.
+        self.catalog.count_postings(counts, shard)
         frequencies = self.catalog.update_postings(add, remove, self.settings.posting_limit)
         documents = self.catalog.documents()
         for _, new, _ in writes:
@@ -217,8 +269,12 @@ class ContentIndex:
         documents = max(self.catalog.documents(), 1)
         shortlist: dict[str, list[str]] = {}
         for item_id, item in items.items():
-            usable = sorted(t for t in item.terms if 0 < len(postings.get(t, ())) < settings.posting_limit)
-            candidates = sorted(set().union(*(postings[t] for t in usable)) - {item_id}) if usable else []
+            usable = sorted(
+                t for t in item.terms if 0 < len(postings.get(t, NO_POSTING).items) < settings.posting_limit
+            )
+            candidates = (
+                sorted(set().union(*(postings[t].items for t in usable)) - {item_id}) if usable else []
+            )
             if not candidates:
                 shortlist[item_id] = []
                 continue
@@ -227,8 +283,8 @@ class ContentIndex:
             row_of = {c: i for i, c in enumerate(candidates)}
             shared = np.zeros((len(candidates), len(usable)))
             for column, token in enumerate(usable):
-                shared[[row_of[c] for c in postings[token] if c in row_of], column] = 1.0
-            df = np.array([len(postings[t]) for t in usable], dtype=np.float64)
+                shared[[row_of[c] for c in postings[token].items if c in row_of], column] = 1.0
+            df = np.array([postings[t].count for t in usable], dtype=np.float64)
             pre = overlap_scores(shared, idf(df, documents))
             shortlist[item_id] = [candidates[i] for i in top_k(pre, settings.content_candidates)]
         records = self._with_current_norms(
@@ -241,7 +297,7 @@ class ContentIndex:
                 result[item_id] = []
                 continue
             tokens_x = sorted(item.terms)
-            df = np.array([max(len(postings.get(t, ())), 1) for t in tokens_x], dtype=np.float64)
+            df = np.array([max(postings.get(t, NO_POSTING).count, 1) for t in tokens_x], dtype=np.float64)
             weights = idf(df, documents)
             counts = np.array(
                 [[records[c].terms.get(t, 0) for t in tokens_x] for c in chosen], dtype=np.float64
@@ -260,7 +316,7 @@ class ContentIndex:
         return result
 
     def _with_current_norms(
-        self, records: dict[str, CatalogItem], postings: Mapping[str, set[str]], documents: int
+        self, records: dict[str, CatalogItem], postings: Mapping[str, Posting], documents: int
     ) -> dict[str, CatalogItem]:
         """``records`` with the norms computed at under 1 / ``NORM_REFRESH_GROWTH`` of the
         catalog's ``documents`` computed again (the postings of their tokens not in
@@ -277,7 +333,7 @@ class ContentIndex:
         refreshed = {
             item_id: replace(
                 record,
-                norm=_norm(record, {t: len(known.get(t, ())) for t in record.terms}, documents),
+                norm=_norm(record, {t: known.get(t, NO_POSTING).count for t in record.terms}, documents),
                 norm_documents=float(documents),
             )
             for item_id, record in stale.items()

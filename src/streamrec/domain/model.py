@@ -293,6 +293,20 @@ class CatalogItem:
     norm_documents: float = 0.0
 
 
+# The attribute of a token's posting row counting the items that hold the token.
+POSTING_COUNT = "df"
+
+
+@dataclass(frozen=True)
+class Posting:
+    """A token's posting row: the ids of the items holding it, at most ``posting_limit`` of
+    them, and ``count``, how many items hold it (its document frequency, counted past the
+    limit too)."""
+
+    items: frozenset[str] = frozenset()
+    count: int = 0
+
+
 def token_row(token: str) -> str:
     """Key of a token's posting row in the catalog table."""
     return TOKEN_ROW_PREFIX + token

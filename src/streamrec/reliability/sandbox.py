@@ -37,8 +37,9 @@ VOLATILE_ATTRIBUTES = {
     # where batches were cut, which crashes and bisections change on purpose: they are
     # scores, not counts. The records, postings and document count are compared exactly.
     "SimilarityTable": {"updated_at", "version", "content", "content_categories"},
-    # A record's "shard" and "sequence" name the stream record that wrote it, a replay guard.
-    "CatalogTable": {"norm", "shard", "sequence"},
+    # A record's "shard" and "sequence" name the stream record that wrote it, a replay guard;
+    # "norm_documents" is the catalog's size when its norm was computed, like the norm.
+    "CatalogTable": {"norm", "norm_documents", "shard", "sequence"},
 }
 GUARD_PREFIX = "s#"
 

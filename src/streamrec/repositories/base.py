@@ -15,7 +15,15 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from streamrec.domain.model import CatalogItem, Delta, ItemStats, PopularList, SimilarityRow, UserState
+from streamrec.domain.model import (
+    CatalogItem,
+    Delta,
+    ItemStats,
+    PopularList,
+    Posting,
+    SimilarityRow,
+    UserState,
+)
 
 if TYPE_CHECKING:
     from streamrec.domain.coupons import Coupon, CouponSpec
@@ -264,17 +272,24 @@ class CatalogRepository(Protocol):
         a newer record brought its own norm, or a fresher one was stored meanwhile)."""
         ...
 
+    def count_postings(self, deltas: Mapping[str, Sequence[Delta]], shard: str) -> None:
+        """Add to each token's count of holders (+1 per item that gains it, -1 per item that
+        loses it), guarded per shard like the count rows, so a replayed batch adds nothing."""
+        ...
+
     def update_postings(
         self, add: Mapping[str, set[str]], remove: Mapping[str, set[str]], limit: int
     ) -> dict[str, int]:
         """Add items to the postings of tokens and remove items from them; both are set
         operations, so repeating them changes nothing. A posting already holding ``limit``
         ids takes no more (the token is then too common to be worth indexing). Returns
-        each added token's document frequency after the update."""
+        each added token's document frequency after the update (its count of holders, or
+        its posting's size where that is larger: a row counted before the count was kept)."""
         ...
 
-    def postings(self, tokens: Iterable[str]) -> dict[str, set[str]]:
-        """The ids holding each token (empty for unknown tokens), in one read."""
+    def postings(self, tokens: Iterable[str]) -> dict[str, Posting]:
+        """Each token's posting (empty for unknown tokens), in one read; its ``count`` as
+        :meth:`update_postings` returns it."""
         ...
 
     def add_documents(self, deltas: Sequence[Delta], shard: str) -> None:

@@ -32,6 +32,7 @@ from streamrec.domain.coupons import (
 )
 from streamrec.domain.model import (
     CATALOG_STATS_ROW,
+    POSTING_COUNT,
     CatalogItem,
     CategoryAffinity,
     Delta,
@@ -39,6 +40,7 @@ from streamrec.domain.model import (
     ItemStats,
     Neighbour,
     PopularList,
+    Posting,
     SimilarityRow,
     UserState,
     token_row,
@@ -1409,7 +1411,8 @@ class DynamoCouponRepository:
 
 # ---- Catalog -----------------------------------------------------------------------------
 # Item rows (key ``item_id``): title, category, price, in_stock, tags (JSON), timestamp,
-# terms (token counts, JSON), norm and norm_documents. Posting rows ``#tok:<token>``: string set ``items``.
+# terms (token counts, JSON), norm and norm_documents. Posting rows ``#tok:<token>``: string set ``items``
+# (at most the posting limit) and ``df``, the count of items holding the token, with per-shard guards.
 # Row ``#catalog``: ``documents`` with per-shard guards. '#' never starts an item id.
 
 
@@ -1444,6 +1447,13 @@ def _catalog_from_item(item: dict[str, Any]) -> CatalogItem:
         sequence=item.get("sequence", {}).get("S", ""),
         norm_documents=float(item.get("norm_documents", {}).get("N", 0)),
     )
+
+
+def _posting(row: dict[str, Any]) -> Posting:
+    """A posting row as read: its ids, and its count of holders (at least its ids)."""
+    items = frozenset(row.get("items", {}).get("SS", []))
+    counted = round(float(row.get(POSTING_COUNT, {}).get("N", 0)))
+    return Posting(items, max(counted, len(items)))
 
 
 class DynamoCatalogRepository:
@@ -1528,9 +1538,10 @@ class DynamoCatalogRepository:
                 raise
             response_on_failure: dict[str, Any] = dict(error.response)
             item = response_on_failure.get("Item") or {}
-            stored = item.get("items", {}).get("SS")
-            return limit if stored is None else len(stored)  # too common to index further
-        return len(response.get("Attributes", {}).get("items", {}).get("SS", []))
+            if "items" not in item:
+                return limit  # too common to index further
+            return _posting(item).count
+        return _posting(response.get("Attributes", {})).count
 
     def _remove(self, token: str, ids: set[str]) -> None:
         self.table.call(
@@ -1554,13 +1565,23 @@ class DynamoCatalogRepository:
             counts = list(pool.map(lambda pair: self._add(pair[0], pair[1], limit), additions))
         return {token: count for (token, _), count in zip(additions, counts, strict=True)}
 
-    def postings(self, tokens: Iterable[str]) -> dict[str, set[str]]:
+    def count_postings(self, deltas: Mapping[str, Sequence[Delta]], shard: str) -> None:
+        self.table.apply_guarded_many(
+            [
+                (self._key(token_row(token)), token_deltas, {})
+                for token, token_deltas in deltas.items()
+                if token_deltas
+            ],
+            shard,
+        )
+
+    def postings(self, tokens: Iterable[str]) -> dict[str, Posting]:
         wanted = set(tokens)
-        found: dict[str, set[str]] = {t: set() for t in wanted}
+        found: dict[str, Posting] = {t: Posting() for t in wanted}
         rows = self.table.batch_get(_keys(sorted(token_row(t) for t in wanted)))
         prefix = len(token_row(""))
         for row in rows:
-            found[row["item_id"]["S"][prefix:]] = set(row.get("items", {}).get("SS", []))
+            found[row["item_id"]["S"][prefix:]] = _posting(row)
         return found
 
     def add_documents(self, deltas: Sequence[Delta], shard: str) -> None:

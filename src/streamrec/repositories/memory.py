@@ -22,10 +22,12 @@ from streamrec.domain.coupons import (
     scope_keys,
 )
 from streamrec.domain.model import (
+    POSTING_COUNT,
     CatalogItem,
     Delta,
     ItemStats,
     PopularList,
+    Posting,
     SimilarityRow,
     UserState,
 )
@@ -325,6 +327,8 @@ class InMemoryCatalogRepository:
     def __init__(self) -> None:
         self.items: dict[str, CatalogItem] = {}
         self.tokens: dict[str, set[str]] = defaultdict(set)
+        # Each token's count of holders and its per-shard guards, as on its posting row.
+        self.token_counts: dict[str, dict[str, float | str]] = defaultdict(dict)
         self.stats: dict[str, float | str] = {}
 
     def get_many(self, item_ids: Iterable[str], consistent: bool = False) -> dict[str, CatalogItem]:
@@ -366,11 +370,20 @@ class InMemoryCatalogRepository:
             posting = self.tokens[token]
             if len(posting) < limit:
                 posting.update(ids)
-            frequencies[token] = len(posting)
+            frequencies[token] = self._count(token)
         return frequencies
 
-    def postings(self, tokens: Iterable[str]) -> dict[str, set[str]]:
-        return {t: set(self.tokens.get(t, ())) for t in tokens}
+    def _count(self, token: str) -> int:
+        counted = self.token_counts.get(token, {}).get(POSTING_COUNT, 0.0)
+        return max(round(float(counted)), len(self.tokens.get(token, ())))
+
+    def count_postings(self, deltas: Mapping[str, Sequence[Delta]], shard: str) -> None:
+        for token, token_deltas in deltas.items():
+            if token_deltas:
+                _apply_guarded(self.token_counts[token], token_deltas, guard_attribute(shard))
+
+    def postings(self, tokens: Iterable[str]) -> dict[str, Posting]:
+        return {t: Posting(frozenset(self.tokens.get(t, ())), self._count(t)) for t in tokens}
 
     def add_documents(self, deltas: Sequence[Delta], shard: str) -> None:
         _apply_guarded(self.stats, deltas, guard_attribute(shard))
