@@ -958,7 +958,7 @@ def _target(
 def _add_dlq(subparsers: Any) -> None:
     dlq = subparsers.add_parser(
         "dlq",
-        help="list or re-drive the dead-letter queue",
+        help="list, re-drive or discard the dead-letter queue",
         description=(
             "Dead letters are records the functions rejected (with a reason) and batch "
             "descriptions from Lambda's OnFailure destination. By default the local stack's "
@@ -970,6 +970,12 @@ def _add_dlq(subparsers: Any) -> None:
     for name, helptext in (
         ("list", "show every dead letter: kind, origin, shard, sequence numbers, reason"),
         ("redrive", "put the records back on their stream and delete the re-driven messages"),
+        (
+            "discard",
+            "delete the letters of invalid records (not JSON, schema violations: a re-drive "
+            "keeps them, as they would be rejected again), once you have read them; every "
+            "other letter stays",
+        ),
     ):
         action = actions.add_parser(name, help=helptext, description=helptext)
         action.add_argument("--queue-url", default=None, help="the dead-letter queue URL (e.g. on AWS)")
@@ -977,6 +983,17 @@ def _add_dlq(subparsers: Any) -> None:
         if name == "list":
             action.add_argument("--json", action="store_true", help="one JSON object per dead letter")
             action.set_defaults(func=_cmd_dlq_list)
+        elif name == "discard":
+            action.add_argument(
+                "--invalid",
+                action="store_true",
+                required=True,
+                help="the letters of invalid records (required: the only letters discard deletes)",
+            )
+            action.add_argument(
+                "--dry-run", action="store_true", help="show what would be deleted; change nothing"
+            )
+            action.set_defaults(func=_cmd_dlq_discard)
         else:
             action.add_argument(
                 "--dry-run", action="store_true", help="show what would be re-driven; change nothing"
@@ -1110,6 +1127,35 @@ def _named_ids(ids: Sequence[str], shown: int = 10) -> str:
 def _counted(n: int, noun: str) -> str:
     """``1 record``, ``2 records``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _cmd_dlq_discard(args: argparse.Namespace) -> int:
+    from streamrec.reliability import dlq
+
+    target = _dlq_target(args)
+    with (
+        _progress_lines("reading dead letters: {:,}") as receiving,
+        target.failures(
+            lambda: "letters deleted before it stopped are gone, the others are back in the queue",
+            again="re-run",
+        ),
+    ):
+        sqs = target.client("sqs")
+        report = dlq.discard_invalid(
+            sqs,
+            target.name,
+            dry_run=args.dry_run,
+            receiving=receiving,
+            visibility_timeout=_hidden_for(300, _queue_size(sqs, target.name)),
+        )
+    verb = "would delete" if args.dry_run else "deleted"
+    print(
+        f"{verb} {_counted(len(report.discarded), 'letter')} of invalid records of "
+        f"{_counted(report.examined, 'dead letter')}; the others stay"
+    )
+    if report.discarded:
+        print(_first_lines([f"{verb}: {description}" for description in report.discarded], 50))
+    return 0
 
 
 def _cmd_dlq_redrive(args: argparse.Namespace) -> int:

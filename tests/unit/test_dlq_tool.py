@@ -198,3 +198,25 @@ def test_progress_says_what_a_dry_run_does_and_shows_each_count_once(aws, monkey
     assert main(["dlq", "redrive", "--queue-url", queue_url, "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert "checking dead letters (dry run): 3/3" in err and "re-driving" not in err
+
+
+def test_discard_deletes_only_the_letters_of_invalid_records(aws, capsys):
+    sqs, queue_url = _queue()
+    events = aws.streams["EventStream"].name
+    invalid = _record_letter(events, 1, reason="schema violation: user_id: Field required")
+    _send(sqs, queue_url, [invalid, _record_letter(events, 2), _batch_letter(events)])
+    assert main(["dlq", "discard", "--invalid", "--dry-run", "--queue-url", queue_url]) == 0
+    out = capsys.readouterr().out
+    assert "would delete 1 letter of invalid records of 3 dead letters; the others stay" in out
+    assert "schema violation: user_id: Field required" in out
+    assert len(_visible(sqs, queue_url)) == 3  # a dry run deletes nothing, and releases all
+    assert main(["dlq", "discard", "--invalid", "--queue-url", queue_url]) == 0
+    assert "deleted 1 letter of invalid records of 3 dead letters" in capsys.readouterr().out
+    left = sorted(_visible(sqs, queue_url), key=lambda letter: letter.kind)
+    assert [(letter.kind, letter.reason) for letter in left] == [
+        ("batch", "RetryAttemptsExhausted"),
+        ("record", "processing failed: SimulatedBug"),
+    ]
+    with pytest.raises(SystemExit):  # nothing but invalid records is ever discarded: say so
+        main(["dlq", "discard", "--queue-url", queue_url])
+    assert "--invalid" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""List and re-drive the dead-letter queue (``streamrec dlq list|redrive``).
+"""List, re-drive and discard the dead-letter queue (``streamrec dlq list|redrive|discard``).
 
 The queue holds two shapes of message:
 
@@ -25,8 +25,13 @@ gave up (the template's ``IngestRetryAttempts`` is -1, retrying until the batch 
 so such descriptions come only from a stack deployed with a finite value). Batch
 descriptions of the changed-items stream are re-driven.
 
-Whatever happens, every received message that was not deleted (re-driven) is made visible
-again before :func:`redrive` and :func:`receive_all` return or raise, so that a re-run sees it.
+Letters of invalid records, which a re-drive keeps and which would only be rejected again,
+are deleted by :func:`discard_invalid` once the shop has read them (the producer's bug fixed,
+the record sent again corrected); every other letter stays.
+
+Whatever happens, every received message that was not deleted (re-driven or discarded) is
+made visible again before :func:`redrive`, :func:`discard_invalid` and :func:`receive_all`
+return or raise, so that a re-run sees it.
 """
 
 from __future__ import annotations
@@ -42,9 +47,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "DiscardReport",
     "Letter",
     "RedriveReport",
     "StreamNotFound",
+    "discard_invalid",
     "read_range",
     "receive_all",
     "redrive",
@@ -242,6 +249,17 @@ class Letter:
         if not include_invalid and not self.reason.startswith(PROCESSING_FAILED):
             return False, "invalid record: it would be rejected again"
         return True, ""
+
+    @property
+    def invalid(self) -> bool:
+        """A record the functions rejected as invalid (not JSON, a schema violation, ...),
+        not one whose processing failed or whose write was rejected: re-sent as it is, it
+        would be rejected again."""
+        return (
+            self.kind == "record"
+            and not self.defect
+            and not self.reason.startswith((PROCESSING_FAILED, WRITE_REJECTED))
+        )
 
     def describe(self) -> str:
         if self.kind == "unknown":
@@ -526,6 +544,38 @@ def redrive(
         raise
     release(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
     return report
+
+
+@dataclass
+class DiscardReport:
+    examined: int = 0
+    discarded: list[str] = field(default_factory=list)  # the discarded letters, described
+
+
+def discard_invalid(
+    sqs: Any,
+    queue_url: str,
+    *,
+    dry_run: bool = False,
+    receiving: Callable[[int], None] | None = None,
+    visibility_timeout: int = 300,
+) -> DiscardReport:
+    """Delete the letters of invalid records (:attr:`Letter.invalid`; with ``dry_run`` only
+    name them) and release every other one. ``receiving`` and ``visibility_timeout`` as in
+    :func:`redrive`."""
+    letters = receive_all(sqs, queue_url, visibility_timeout=visibility_timeout, progress=receiving)
+    chosen = [letter for letter in letters if letter.invalid]
+    deleted: set[str] = set()
+    try:
+        if not dry_run:
+            for start in range(0, len(chosen), 10):
+                _delete(sqs, queue_url, chosen[start : start + 10])
+                deleted.update(letter.message_id for letter in chosen[start : start + 10])
+    except BaseException:
+        _release_quietly(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
+        raise
+    release(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
+    return DiscardReport(len(letters), [letter.describe() for letter in chosen])
 
 
 def _redrive(
