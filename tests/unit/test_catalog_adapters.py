@@ -66,6 +66,17 @@ def test_a_refreshed_norm_is_stored_only_over_an_older_norm_of_the_same_record(a
         repository.refresh_norms([replace(stored, norm=3.0, norm_documents=20.0)])
         repository.refresh_norms([replace(stored, timestamp=T0, norm=4.0, norm_documents=80.0)])
         assert repository.get_many(["a"], consistent=True)["a"].norm == 2.5
+        # A record of the same time with other fields, written since by a later stream record:
+        # a norm computed from the one before does not go onto it.
+        later = replace(
+            stored, title="Blue tent XL", shard=SHARD, sequence=sequence_key(9), norm_documents=40.0
+        )
+        assert repository.put_many([(later, stored.timestamp)]) == []
+        repository.refresh_norms([replace(stored, norm=5.0, norm_documents=90.0)])
+        repository.refresh_norms([replace(later, sequence=sequence_key(8), norm=6.0, norm_documents=90.0)])
+        assert repository.get_many(["a"], consistent=True)["a"] == later
+        repository.refresh_norms([replace(later, norm=7.0, norm_documents=90.0)])
+        assert repository.get_many(["a"], consistent=True)["a"].norm == 7.0
 
 
 def test_the_smallest_price_the_schema_takes_is_stored_by_both_adapters(aws):

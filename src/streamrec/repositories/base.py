@@ -267,9 +267,10 @@ class CatalogRepository(Protocol):
         ...
 
     def refresh_norms(self, items: Sequence[CatalogItem]) -> None:
-        """Store each item's ``norm`` and ``norm_documents`` where its stored record still
-        has the item's ``timestamp`` and a norm computed at fewer documents (else nothing:
-        a newer record brought its own norm, or a fresher one was stored meanwhile)."""
+        """Store each item's ``norm`` and ``norm_documents`` where its stored record is still
+        the item's (its ``timestamp``, ``shard`` and ``sequence``) with a norm computed at
+        fewer documents (else nothing: another record brought its own norm, or a fresher one
+        was stored meanwhile)."""
         ...
 
     def count_postings(self, deltas: Mapping[str, Sequence[Delta]], shard: str) -> None:

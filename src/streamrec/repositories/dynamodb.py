@@ -1497,18 +1497,35 @@ class DynamoCatalogRepository:
         return [item.item_id for (item, _), ok in zip(items, written, strict=True) if not ok]
 
     def _refresh_norm(self, item: CatalogItem) -> None:
+        # The same record: its timestamp and the stream record that wrote it (a record of the
+        # same timestamp with other fields may have replaced it meanwhile).
+        written_by = (
+            "#h = :shard AND #q = :sequence"
+            if item.sequence
+            else "attribute_not_exists(#h) AND attribute_not_exists(#q)"
+        )
+        by_values = {":shard": {"S": item.shard}, ":sequence": {"S": item.sequence}} if item.sequence else {}
         try:
             self.table.call(
                 "update_item",
                 TableName=self.table.name,
                 Key=self._key(item.item_id),
                 UpdateExpression="SET #n = :norm, #d = :documents",
-                ConditionExpression="#t = :timestamp AND (attribute_not_exists(#d) OR #d < :documents)",
-                ExpressionAttributeNames={"#n": "norm", "#d": "norm_documents", "#t": "timestamp"},
+                ConditionExpression=(
+                    f"#t = :timestamp AND {written_by} AND (attribute_not_exists(#d) OR #d < :documents)"
+                ),
+                ExpressionAttributeNames={
+                    "#n": "norm",
+                    "#d": "norm_documents",
+                    "#t": "timestamp",
+                    "#h": "shard",
+                    "#q": "sequence",
+                },
                 ExpressionAttributeValues={
                     ":norm": _number(item.norm),
                     ":documents": _number(item.norm_documents),
                     ":timestamp": _number(item.timestamp),
+                    **by_values,
                 },
             )
         except ClientError as error:

@@ -354,7 +354,12 @@ class InMemoryCatalogRepository:
     def refresh_norms(self, items: Sequence[CatalogItem]) -> None:
         for item in items:
             stored = self.items.get(item.item_id)
-            if stored and stored.timestamp == item.timestamp and stored.norm_documents < item.norm_documents:
+            same = stored is not None and (stored.timestamp, stored.shard, stored.sequence) == (
+                item.timestamp,
+                item.shard,
+                item.sequence,
+            )
+            if stored is not None and same and stored.norm_documents < item.norm_documents:
                 self.items[item.item_id] = replace(stored, norm=item.norm, norm_documents=item.norm_documents)
 
     def update_postings(
