@@ -541,8 +541,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-    if written:  # a script polling `ready` must not act on a stopped stack
-        _write_outputs(args.outputs, {**written, "ready": False, "stopped": True})
+        if written:  # a script polling `ready` must not act on a stopped stack (also after an error)
+            _write_outputs(args.outputs, {**written, "ready": False, "stopped": True})
     _status("stopped", done=True)
     if local is not None and local.abandoned:
         # An invocation that outlived the wait now retries against a stopped moto: Python

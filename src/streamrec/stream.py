@@ -17,12 +17,11 @@ together (the point of batching). If that fails:
   turn, recursively (guards make re-applying the good records exact), and a record that
   fails twice on its own is the culprit. Such a culprit failed while writing, so rows
   written before the rejected one keep its increments: when applying it adds counts
-  (``apply.adds_counts(payload)``: the ingest's user events), its reason starts with
+  (``apply.adds_counts(payload)``: the ingest's records), its reason starts with
   :data:`WRITE_REJECTED` instead of :data:`PROCESSING_FAILED`, and ``streamrec dlq
   redrive`` keeps it unless told otherwise (re-applying it would count those rows twice).
-  Catalog records and the similarity function's writes are guarded replacements, which a
-  re-drive repeats exactly (but a re-driven catalog record also replaces a later record of
-  its item with the same timestamp and other fields).
+  The similarity function's writes are guarded replacements, which a re-drive repeats
+  exactly.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from streamrec.domain.catalog import CatalogService, SequencedUpsert
 from streamrec.domain.ingest import IngestService, SequencedEvent
 from streamrec.domain.model import sequence_key
 from streamrec.domain.similarity import SimilarityService
-from streamrec.events import ID_REGEX, DuplicateKey, InvalidEvent, ItemUpsert, loads
+from streamrec.events import ID_REGEX, DuplicateKey, InvalidEvent, ItemUpsert, UserEvent, loads
 from streamrec.observability import logger
 from streamrec.repositories.base import DeadLetter, DeadLetterSink, RepositoryError
 from streamrec.repositories.dynamodb import error_code
@@ -280,10 +279,12 @@ class IngestRecords:
 
     @staticmethod
     def adds_counts(payload: Any) -> bool:
-        """Whether applying the record adds to counts (a user event, guarded by its shard
-        and sequence number): re-driven under a new sequence number after a partial write,
-        it would add them again. A catalog record's writes are guarded replacements."""
-        return not isinstance(payload, ItemUpsert)
+        """Whether applying the record adds to counts, guarded by its shard and sequence
+        number: re-driven under a new sequence number after a partial write, it would add
+        them again. Every record of the ingest does: a user event its pairs and stats, a
+        catalog record the document count and its tokens' counts of holders (written before
+        the record itself: a record whose write was rejected is new again when re-driven)."""
+        return isinstance(payload, (UserEvent, ItemUpsert))
 
     def __init__(self, service: IngestService, catalog: CatalogService | None = None) -> None:
         self.service = service

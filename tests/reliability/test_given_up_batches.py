@@ -64,7 +64,7 @@ def events() -> list[dict]:
 def test_the_template_retries_a_failing_user_event_batch_until_it_succeeds() -> None:
     ingest = load_raw_template(TEMPLATE)["Resources"]["IngestFunction"]["Properties"]["Events"]
     assert ingest["UserEvents"]["Properties"]["MaximumRetryAttempts"] == {"Ref": "IngestRetryAttempts"}
-    assert load_raw_template(TEMPLATE)["Parameters"]["IngestRetryAttempts"]["Default"] == -1
+    assert load_raw_template(TEMPLATE)["Parameters"]["IngestRetryAttempts"]["Default"] == "-1"
 
 
 def test_a_batch_failing_after_its_count_writes_is_applied_once_in_the_end(events: list[dict]) -> None:

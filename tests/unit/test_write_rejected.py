@@ -151,3 +151,44 @@ def test_a_request_botocore_refuses_to_send_is_deterministic():
     unreachable = RepositoryError("update_item on counts failed")
     unreachable.__cause__ = EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
     assert is_transient(unreachable)
+
+
+def test_a_catalog_record_whose_write_is_rejected_is_kept_as_partly_written():
+    from streamrec.domain.catalog import CatalogService
+    from streamrec.repositories.memory import InMemoryCatalogRepository
+
+    class RecordRejected(InMemoryCatalogRepository):
+        def put_many(self, items):
+            cause = ClientError(
+                {"Error": {"Code": "ValidationException", "Message": "Item too large"}}, "PutItem"
+            )
+            raise RepositoryError("put_item failed") from cause
+
+    catalog = RecordRejected()
+    service = IngestService(
+        Settings(),
+        InMemoryUserRepository(),
+        InMemoryCooccurrenceRepository(),
+        InMemoryItemStatsRepository(),
+        InMemoryChangePublisher(),
+        catalog=catalog,
+    )
+    upsert = {
+        "event_type": "item_upsert",
+        "item_id": "tent",
+        "title": "Blue tent",
+        "category": "camping",
+        "price": 10.0,
+        "in_stock": True,
+        "timestamp": T0,
+    }
+    sink = InMemoryDeadLetterSink()
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+    apply = ingest_records(service, CatalogService(Settings(), catalog, InMemoryChangePublisher()))
+    process_batch({"Records": [_record(100, upsert)]}, None, processor, parse_record, apply, sink)
+    [letter] = sink.letters
+    # The document count and the tokens' counts hold it; the record does not: a re-drive
+    # would find the item new again and count it twice.
+    assert letter.reason.startswith(WRITE_REJECTED), letter.reason
+    assert catalog.documents() == 1 and catalog.postings(["tent"])["tent"].count == 1
+    assert _letter(letter).redrivable()[0] is False
