@@ -66,6 +66,17 @@ def _view(n: int, user: str, item: str) -> dict:
     return {"event_id": f"e{n}", "event_type": "view", "user_id": user, "item_id": item, "timestamp": T0 + n}
 
 
+def _ingest(cooccurrence=None, catalog=None) -> IngestService:
+    return IngestService(
+        Settings(),
+        InMemoryUserRepository(),
+        cooccurrence or InMemoryCooccurrenceRepository(),
+        InMemoryItemStatsRepository(),
+        InMemoryChangePublisher(),
+        catalog=catalog,
+    )
+
+
 def _letter(letter) -> Letter:
     body = {
         "reason": letter.reason,
@@ -80,9 +91,7 @@ def _letter(letter) -> Letter:
 
 def test_a_rejected_write_is_dead_lettered_as_partly_written_and_not_redriven_by_default():
     counts = RowTooLarge(full={"Y"})
-    service = IngestService(
-        Settings(), InMemoryUserRepository(), counts, InMemoryItemStatsRepository(), InMemoryChangePublisher()
-    )
+    service = _ingest(counts)
     sink = InMemoryDeadLetterSink()
     # u1 views X then Y: the pair's row of X is written, Y's is rejected. u2's views of A
     # and B share the batch and must be applied whole.
@@ -123,13 +132,7 @@ def test_a_planning_failure_is_still_processing_failed_and_redriven(monkeypatch,
         return original(stored, events, *args, **kwargs)
 
     monkeypatch.setattr(ingest, "plan_batch", plan_batch)
-    service = IngestService(
-        Settings(),
-        InMemoryUserRepository(),
-        InMemoryCooccurrenceRepository(),
-        InMemoryItemStatsRepository(),
-        InMemoryChangePublisher(),
-    )
+    service = _ingest()
     sink = InMemoryDeadLetterSink()
     records = [_record(200, _view(1, "u1", "X")), _record(201, _view(2, "u1", "Z"))]
     batch = {"Records": records[1:] if alone else records}
@@ -165,14 +168,7 @@ def test_a_catalog_record_whose_write_is_rejected_is_kept_as_partly_written():
             raise RepositoryError("put_item failed") from cause
 
     catalog = RecordRejected()
-    service = IngestService(
-        Settings(),
-        InMemoryUserRepository(),
-        InMemoryCooccurrenceRepository(),
-        InMemoryItemStatsRepository(),
-        InMemoryChangePublisher(),
-        catalog=catalog,
-    )
+    service = _ingest(catalog=catalog)
     upsert = {
         "event_type": "item_upsert",
         "item_id": "tent",
