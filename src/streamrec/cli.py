@@ -1686,7 +1686,8 @@ CATALOG_PUT_CHUNK = 500  # PutRecords takes at most 500 records
 def _add_catalog(subparsers: Any) -> None:
     catalog = subparsers.add_parser(
         "catalog",
-        help="load catalog records (title, category, price, stock, tags) through the event stream",
+        help="load catalog records (title, category, price, stock, tags) through the event stream, "
+        "or recount the catalog's stored counts",
         description="Catalog records travel on the event stream as item_upsert records, so the "
         "ingest stores them exactly as a live producer's (a later timestamp wins) and the "
         "similarity function updates content neighbours and stock. By default the local stack's "
@@ -1711,6 +1712,21 @@ def _add_catalog(subparsers: Any) -> None:
     load.add_argument("--stream", default=None, help="the event stream's name (e.g. on AWS)")
     _add_target_arguments(load, "--stream")
     load.set_defaults(func=_cmd_catalog_load)
+    recount = actions.add_parser(
+        "recount",
+        help="count every token's holders and the items again from the catalog records, and "
+        "correct the stored counts that differ",
+        description="Reads the whole catalog table once (a Scan: the records, the posting rows' "
+        "counts, the document count), then sets each count that differs from the records', "
+        "where it still holds the value read (one that changed meanwhile is named: run again "
+        "once no catalog records are being loaded). What two shards writing one item, or a "
+        "posting row counted before holders were, leaves wrong. By default the local stack's "
+        "table; on AWS pass --table (the CatalogTableName output).",
+    )
+    recount.add_argument("--table", default=None, help="the catalog table's name (e.g. on AWS)")
+    recount.add_argument("--dry-run", action="store_true", help="show the corrections; change nothing")
+    _add_target_arguments(recount, "--table")
+    recount.set_defaults(func=_cmd_catalog_recount)
     catalog.set_defaults(func=lambda args: catalog.print_help() or 2)
 
 
@@ -2065,6 +2081,43 @@ def put_catalog_records(
         put_stream_records(kinesis, stream, data, keys, progress)
     except RecordsKeptFailing as failing:
         raise SystemExit(f"error: {failing.describe('record', stream)}; re-run to resend") from None
+
+
+def _cmd_catalog_recount(args: argparse.Namespace) -> int:
+    from streamrec.domain.catalog import recount
+    from streamrec.repositories.dynamodb import DynamoCatalogRepository, DynamoTable
+
+    target = _target(args, args.table, "--table", lambda o: o["tables"]["CatalogTable"])
+    with target.failures(lambda: "counts corrected before it stopped stay corrected", again="re-run"):
+        repository = DynamoCatalogRepository(DynamoTable(target.name, target.client("dynamodb")))
+        with _progress_lines(f"reading {target.name}: " + "{:,} rows") as progress:
+            items, holders, documents = repository.stored_counts(progress)
+        corrections = recount(items, holders, documents)
+        changed = (
+            []
+            if args.dry_run or not corrections
+            else repository.set_counts([(c.token, c.stored, c.counted) for c in corrections])
+        )
+    lines = [
+        f"{'#catalog (documents)' if c.token is None else c.token}: "
+        f"{'none' if c.stored is None else _plain_number(c.stored)} -> {c.counted}"
+        for c in corrections
+    ]
+    verb = "would correct" if args.dry_run else "corrected"
+    print(
+        f"{verb} {_counted(len(corrections) - len(changed), 'count')} of {target.name} "
+        f"({len(items):,} items, {len(holders):,} posting rows read)"
+    )
+    if lines:
+        print(_first_lines(lines, 50))
+    if changed:
+        print(
+            f"{_counted(len(changed), 'count')} changed while counted, left as they are "
+            f"({_named_ids(changed)}): run again once no catalog records are being loaded",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _cmd_catalog_load(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from dataclasses import replace
 import boto3
 
 from streamrec import wiring
-from streamrec.domain.catalog import CatalogService, SequencedUpsert
+from streamrec.domain.catalog import CatalogService, SequencedUpsert, recount
 from streamrec.domain.model import OUT_OF_STOCK_ROW, CatalogItem, Posting, sequence_key
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import SMALLEST_STORED_NUMBER, parse_record
@@ -208,3 +208,42 @@ def test_wiring_builds_the_catalog_side_from_settings(aws):
     assert settings.catalog_table == aws.tables["CatalogTable"].name
     assert wiring.catalog_service(settings) is not None
     assert wiring.similarity_service(settings).catalog is not None
+
+
+def _forget_count(repository, token: str) -> None:
+    """A posting row as written before holders were counted: its ids, no count."""
+    if isinstance(repository, InMemoryCatalogRepository):
+        del repository.token_counts[token]["df"]
+    else:
+        repository.table.call(
+            "update_item",
+            TableName=repository.table.name,
+            Key={"item_id": {"S": "#tok:" + token}},
+            UpdateExpression="REMOVE df",
+        )
+
+
+def test_recount_corrects_the_counts_the_records_disagree_with(aws):
+    for repository in _both(aws):
+        service = CatalogService(load_settings(), repository, InMemoryChangePublisher())
+        batch = [SequencedUpsert(sequence_key(1 + n), parse_record(r)) for n, r in enumerate(RECORDS)]
+        service.upsert(batch, SHARD)
+        # A race of two shards on one item counted it twice; a posting row from before holder
+        # counts has ids but no count.
+        repository.count_postings({"tent": [(sequence_key(1), "df", 1.0)]}, "shardId-000000000001")
+        repository.add_documents([(sequence_key(1), "documents", 1.0)], "shardId-000000000001")
+        _forget_count(repository, "down")
+        items, holders, documents = repository.stored_counts()
+        assert (len(items), documents, holders["down"]) == (4, 5.0, None)
+        corrections = recount(items, holders, documents)
+        assert [(c.token, c.stored, c.counted) for c in corrections] == [
+            ("down", None, 1),
+            ("tent", 3.0, 2),
+            (None, 5.0, 4),
+        ]
+        # Changed since it was read: left as it is, and named.
+        stale = [("tent", 2.0, 2), ("down", None, 1), (None, 5.0, 4)]
+        assert repository.set_counts(stale) == ["tent"]
+        assert repository.set_counts([("tent", 3.0, 2)]) == []
+        assert recount(*repository.stored_counts()) == []
+        assert repository.postings(["tent"])["tent"].count == 2 and repository.documents() == 4

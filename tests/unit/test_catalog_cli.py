@@ -258,3 +258,34 @@ def test_gzip_compressed_files_are_read_like_plain_ones(tmp_path):
     cut.write_bytes(lines.read_bytes()[:30])
     with pytest.raises(SystemExit, match=f"nothing loaded; {cut} is not one whole gzip file"):
         read_catalog_file(cut)
+
+
+def test_recount_shows_and_corrects_the_counts_on_the_table(aws, capsys):
+    from streamrec.domain.catalog import CatalogService, SequencedUpsert
+    from streamrec.domain.model import sequence_key
+    from streamrec.events import parse_record
+    from streamrec.repositories.dynamodb import DynamoCatalogRepository, DynamoTable
+    from streamrec.repositories.memory import InMemoryChangePublisher
+    from streamrec.settings import load_settings
+
+    table = aws.tables["CatalogTable"].name
+    repository = DynamoCatalogRepository(DynamoTable(table, boto3.client("dynamodb")))
+    records = [
+        {**TENT, "event_type": "item_upsert", "timestamp": 1_764_000_000},
+        {**STOVE, "event_type": "item_upsert"},
+    ]
+    CatalogService(load_settings(), repository, InMemoryChangePublisher()).upsert(
+        [SequencedUpsert(sequence_key(n + 1), parse_record(r)) for n, r in enumerate(records)],
+        "shardId-000000000000",
+    )
+    repository.count_postings({"camping": [(sequence_key(1), "df", 1.0)]}, "shardId-000000000001")  # a race
+    assert main(["catalog", "recount", "--table", table, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"would correct 1 count of {table} (2 items, " in out
+    assert "  camping: 3 -> 2" in out
+    assert repository.postings(["camping"])["camping"].count == 3  # a dry run changes nothing
+    assert main(["catalog", "recount", "--table", table]) == 0
+    assert f"corrected 1 count of {table}" in capsys.readouterr().out
+    assert repository.postings(["camping"])["camping"].count == 2
+    assert main(["catalog", "recount", "--table", table]) == 0
+    assert f"corrected 0 counts of {table}" in capsys.readouterr().out

@@ -42,7 +42,7 @@ def _outputs(path: Path, endpoint: str) -> Path:
                 "region": "us-east-1",
                 "event_stream": "streamrec-events",
                 "dead_letter_queue_url": f"{endpoint}/123456789012/streamrec-dlq",
-                "tables": {"CouponsTable": "streamrec-coupons"},
+                "tables": {"CouponsTable": "streamrec-coupons", "CatalogTable": "streamrec-catalog"},
             }
         )
     )
@@ -63,6 +63,7 @@ def _files(tmp_path: Path) -> dict[str, Path]:
         (["dlq", "redrive"], "--queue-url"),
         (["coupons", "load", "{coupons}"], "--table"),
         (["catalog", "load", "{catalog}"], "--stream"),
+        (["catalog", "recount"], "--table"),
     ],
 )
 def test_a_stale_outputs_file_fails_fast_in_one_line(tmp_path, closed_port, command, flag):

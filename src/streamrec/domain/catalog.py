@@ -36,7 +36,7 @@ The item's catalog stock decides the ``#out_of_stock`` row of the similarity tab
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -251,6 +251,37 @@ class CatalogService:
         if conflicts:
             # Another shard wrote these items meanwhile: the retried batch replans them.
             raise ConcurrentUpdateError(f"catalog records changed concurrently: {', '.join(conflicts[:5])}")
+
+
+@dataclass(frozen=True)
+class CountCorrection:
+    """A stored count that the records disagree with: a token's count of holders (``token``)
+    or, with ``token`` None, the document count. ``stored`` is None where none is stored."""
+
+    token: str | None
+    stored: float | None
+    counted: int
+
+
+def recount(
+    items: Iterable[CatalogItem], stored_holders: Mapping[str, float | None], stored_documents: float | None
+) -> list[CountCorrection]:
+    """The corrections that make the stored counts those of ``items`` (every catalog record):
+    each token's holders and the number of items. What two shards racing on one item, or a
+    posting row counted before holders were, leaves wrong (see :class:`CatalogService`)."""
+    holders: Counter[str] = Counter()
+    documents = 0
+    for item in items:
+        documents += 1
+        holders.update(item.terms.keys())
+    corrections = []
+    for token in sorted(set(holders) | set(stored_holders)):
+        stored, counted = stored_holders.get(token), holders[token]
+        if stored != counted and not (stored is None and counted == 0):  # None, 0: nothing to store
+            corrections.append(CountCorrection(token, stored, counted))
+    if stored_documents != documents:
+        corrections.append(CountCorrection(None, stored_documents, documents))
+    return corrections
 
 
 @dataclass

@@ -11,7 +11,7 @@ re-delivered or bisected batch never counts a record twice (see :func:`pending`)
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -286,6 +286,20 @@ class CatalogRepository(Protocol):
         ids takes no more (the token is then too common to be worth indexing). Returns
         each added token's document frequency after the update (its count of holders, or
         its posting's size where that is larger: a row counted before the count was kept)."""
+        ...
+
+    def stored_counts(
+        self, progress: Callable[[int], None] | None = None
+    ) -> tuple[list[CatalogItem], dict[str, float | None], float | None]:
+        """Every catalog record, each posting row's count of holders (None: none stored) and
+        the document count (None: none stored), in one pass over the table (a Scan, paged:
+        ``progress`` is told the rows read so far)."""
+        ...
+
+    def set_counts(self, corrections: Sequence[tuple[str | None, float | None, int]]) -> list[str]:
+        """Set each (token, or None for the document count; the stored value read; the new
+        value) where the stored value is still the one read. Returns the tokens ("#catalog"
+        for the document count) whose value changed since it was read."""
         ...
 
     def postings(self, tokens: Iterable[str]) -> dict[str, Posting]:

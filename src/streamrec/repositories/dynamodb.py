@@ -1592,6 +1592,73 @@ class DynamoCatalogRepository:
             shard,
         )
 
+    def stored_counts(
+        self, progress: Callable[[int], None] | None = None
+    ) -> tuple[list[CatalogItem], dict[str, float | None], float | None]:
+        items: list[CatalogItem] = []
+        holders: dict[str, float | None] = {}
+        documents: float | None = None
+        prefix = len(token_row(""))
+        read = 0
+        # The posting rows' ids are not needed: left out of the pages (not of the bill).
+        wanted = ("item_id", "title", "category", "price", "in_stock", "tags", "timestamp", "terms", "norm")
+        names = {f"#a{n}": name for n, name in enumerate((*wanted, POSTING_COUNT, "documents"))}
+        options: dict[str, Any] = {
+            "TableName": self.table.name,
+            "ProjectionExpression": ", ".join(names),
+            "ExpressionAttributeNames": names,
+        }
+        while True:
+            page = self.table.call("scan", **options)
+            for row in page.get("Items", []):
+                key = row["item_id"]["S"]
+                if key == CATALOG_STATS_ROW:
+                    documents = float(row["documents"]["N"]) if "documents" in row else None
+                elif key.startswith(token_row("")):
+                    holders[key[prefix:]] = float(row[POSTING_COUNT]["N"]) if POSTING_COUNT in row else None
+                elif not key.startswith("#"):
+                    items.append(_catalog_from_item(row))
+            read += len(page.get("Items", []))
+            if progress is not None:
+                progress(read)
+            if "LastEvaluatedKey" not in page:
+                return items, holders, documents
+            options["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _set_count(self, correction: tuple[str | None, float | None, int]) -> bool:
+        token, stored, counted = correction
+        key = CATALOG_STATS_ROW if token is None else token_row(token)
+        attribute = "documents" if token is None else POSTING_COUNT
+        values: dict[str, Any] = {":counted": {"N": str(counted)}}
+        if stored is None:
+            condition = "attribute_not_exists(#a)"
+        else:
+            condition = "#a = :stored"
+            values[":stored"] = _number(stored)
+        try:
+            self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=self._key(key),
+                UpdateExpression="SET #a = :counted",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#a": attribute},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def set_counts(self, corrections: Sequence[tuple[str | None, float | None, int]]) -> list[str]:
+        done = concurrently(self._set_count, corrections, WRITE_CONCURRENCY)
+        return [
+            CATALOG_STATS_ROW if token is None else token
+            for (token, _, _), ok in zip(corrections, done, strict=True)
+            if not ok
+        ]
+
     def postings(self, tokens: Iterable[str]) -> dict[str, Posting]:
         wanted = set(tokens)
         found: dict[str, Posting] = {t: Posting() for t in wanted}

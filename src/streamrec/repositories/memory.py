@@ -9,7 +9,7 @@ evaluation run's time.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from streamrec.domain.coupons import (
@@ -22,6 +22,7 @@ from streamrec.domain.coupons import (
     scope_keys,
 )
 from streamrec.domain.model import (
+    CATALOG_STATS_ROW,
     POSTING_COUNT,
     CatalogItem,
     Delta,
@@ -386,6 +387,32 @@ class InMemoryCatalogRepository:
         for token, token_deltas in deltas.items():
             if token_deltas:
                 _apply_guarded(self.token_counts[token], token_deltas, guard_attribute(shard))
+
+    def stored_counts(
+        self, progress: Callable[[int], None] | None = None
+    ) -> tuple[list[CatalogItem], dict[str, float | None], float | None]:
+        holders: dict[str, float | None] = {token: None for token in self.tokens}
+        for token, row in self.token_counts.items():
+            if POSTING_COUNT in row:
+                holders[token] = float(row[POSTING_COUNT])
+        documents = self.stats.get("documents")
+        return (
+            list(self.get_many(self.items).values()),
+            holders,
+            None if documents is None else float(documents),
+        )
+
+    def set_counts(self, corrections: Sequence[tuple[str | None, float | None, int]]) -> list[str]:
+        changed = []
+        for token, stored, counted in corrections:
+            row = self.stats if token is None else self.token_counts[token]
+            attribute = "documents" if token is None else POSTING_COUNT
+            now = row.get(attribute)
+            if (None if now is None else float(now)) != stored:
+                changed.append(CATALOG_STATS_ROW if token is None else token)
+                continue
+            row[attribute] = float(counted)
+        return changed
 
     def postings(self, tokens: Iterable[str]) -> dict[str, Posting]:
         return {t: Posting(frozenset(self.tokens.get(t, ())), self._count(t)) for t in tokens}
