@@ -498,8 +498,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 # Written at once, so that `catalog load`, `coupons load` and `dlq` reach this
                 # stack while the demo data loads (and not a stale stack's outputs); written
                 # again with the demo's users and items when it is processed.
-                written = {**stack.outputs(), "outputs_file": str(args.outputs), "ready": False}
-                _write_outputs(args.outputs, written)
+                loading_outputs = {**stack.outputs(), "outputs_file": str(args.outputs), "ready": False}
+                _write_outputs(args.outputs, loading_outputs)
+                written = loading_outputs
                 loading = "; it answers already, and its lists fill as the demo data is processed"
                 _status(
                     f"local stack up in {time.monotonic() - started:.1f}s: HTTP API on {stack.api_url}"
@@ -542,7 +543,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for number, handler in previous.items():
             signal.signal(number, handler)
         if written:  # a script polling `ready` must not act on a stopped stack (also after an error)
-            _write_outputs(args.outputs, {**written, "ready": False, "stopped": True})
+            try:
+                _write_outputs(args.outputs, {**written, "ready": False, "stopped": True})
+            except LocalStackError as error:  # never in place of the error in flight, if any
+                _status(f"note: {error}: it still says the stack runs", done=True)
     _status("stopped", done=True)
     if local is not None and local.abandoned:
         # An invocation that outlived the wait now retries against a stopped moto: Python
@@ -1136,8 +1140,12 @@ def _cmd_dlq_discard(args: argparse.Namespace) -> int:
     with (
         _progress_lines("reading dead letters: {:,}") as receiving,
         target.failures(
-            lambda: "letters deleted before it stopped are gone, the others are back in the queue",
-            again="re-run",
+            lambda: (
+                "nothing was changed (dry run)"
+                if args.dry_run
+                else "letters deleted before it stopped are gone, the others are back in the queue"
+            ),
+            again="" if args.dry_run else "re-run",
         ),
     ):
         sqs = target.client("sqs")
@@ -1155,6 +1163,13 @@ def _cmd_dlq_discard(args: argparse.Namespace) -> int:
     )
     if report.discarded:
         print(_first_lines([f"{verb}: {description}" for description in report.discarded], 50))
+    if report.refused:
+        print(
+            f"{_counted(len(report.refused), 'letter')} SQS did not delete, back in the queue "
+            "(run again):\n" + _first_lines(report.refused, 50),
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -1720,8 +1735,11 @@ def _add_catalog(subparsers: Any) -> None:
         "counts, the document count), then sets each count that differs from the records', "
         "where it still holds the value read (one that changed meanwhile is named: run again "
         "once no catalog records are being loaded). What two shards writing one item, or a "
-        "posting row counted before holders were, leaves wrong. By default the local stack's "
-        "table; on AWS pass --table (the CatalogTableName output).",
+        "posting row counted before holders were, leaves wrong. Run it only while no catalog "
+        "records are being ingested (not during a `catalog load`): the ingest writes a batch's "
+        "counts before its records, and a recount between the two would take the counts back "
+        "to the records written so far. By default the local stack's table; on AWS pass "
+        "--table (the CatalogTableName output).",
     )
     recount.add_argument("--table", default=None, help="the catalog table's name (e.g. on AWS)")
     recount.add_argument("--dry-run", action="store_true", help="show the corrections; change nothing")
@@ -2098,10 +2116,12 @@ def _cmd_catalog_recount(args: argparse.Namespace) -> int:
             if args.dry_run or not corrections
             else repository.set_counts([(c.token, c.stored, c.counted) for c in corrections])
         )
+    left = set(changed)
     lines = [
         f"{'#catalog (documents)' if c.token is None else c.token}: "
         f"{'none' if c.stored is None else _plain_number(c.stored)} -> {c.counted}"
         for c in corrections
+        if ("#catalog" if c.token is None else c.token) not in left
     ]
     verb = "would correct" if args.dry_run else "corrected"
     print(

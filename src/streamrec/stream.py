@@ -21,7 +21,9 @@ together (the point of batching). If that fails:
   :data:`WRITE_REJECTED` instead of :data:`PROCESSING_FAILED`, and ``streamrec dlq
   redrive`` keeps it unless told otherwise (re-applying it would count those rows twice).
   The similarity function's writes are guarded replacements, which a re-drive repeats
-  exactly.
+  exactly. A catalog record re-driven anyway (``--include-partly-written``, or a letter
+  from before catalog records counted as partly written) also replaces a later record of its
+  item with the same timestamp and other fields.
 """
 
 from __future__ import annotations

@@ -289,3 +289,19 @@ def test_recount_shows_and_corrects_the_counts_on_the_table(aws, capsys):
     assert repository.postings(["camping"])["camping"].count == 2
     assert main(["catalog", "recount", "--table", table]) == 0
     assert f"corrected 0 counts of {table}" in capsys.readouterr().out
+
+
+def test_recount_names_a_count_that_changed_meanwhile_and_lists_only_what_it_corrected(
+    aws, monkeypatch, capsys
+):
+    from streamrec.repositories.dynamodb import DynamoCatalogRepository
+
+    table = aws.tables["CatalogTable"].name
+    stored = ([], {"camping": 3.0, "tent": 2.0}, 0.0)  # no records: both counts should be 0
+    monkeypatch.setattr(DynamoCatalogRepository, "stored_counts", lambda self, progress=None: stored)
+    monkeypatch.setattr(DynamoCatalogRepository, "set_counts", lambda self, corrections: ["camping"])
+    assert main(["catalog", "recount", "--table", table]) == 1
+    captured = capsys.readouterr()
+    assert f"corrected 1 count of {table}" in captured.out
+    assert "tent: 2 -> 0" in captured.out and "camping" not in captured.out
+    assert "1 count changed while counted, left as they are (camping)" in captured.err

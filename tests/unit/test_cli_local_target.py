@@ -583,3 +583,31 @@ def test_the_printed_python_is_the_venvs_own_not_the_interpreter_it_links_to(tmp
     assert streamrec.cli._as_typed(str(venv_python)) == ".venv/bin/python"
     monkeypatch.setenv("PATH", f"{venv_python.parent}:/usr/bin:/bin")
     assert streamrec.cli._as_typed(str(venv_python)) == "python"
+
+
+def test_run_reports_an_outputs_file_it_cannot_write_in_one_line(tmp_path, monkeypatch, capsys):
+    import streamrec.local.stack as stack_module
+
+    class FakeStack:
+        api_url = "http://127.0.0.1:1"
+        abandoned: list[str] = []
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def outputs(self):
+            return {"endpoint_url": "http://127.0.0.1:2", "region": "us-east-1", "tables": {}}
+
+    monkeypatch.setattr(stack_module, "LocalStack", FakeStack)
+    monkeypatch.setattr(streamrec.cli, "_refuse_outputs_of_a_running_stack", lambda path: None)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["run", "--no-demo", "--outputs", str(blocker / "outputs.json")]) == 1
+    err = capsys.readouterr().err
+    assert f"error: cannot write {blocker / 'outputs.json'}" in err and "Traceback" not in err

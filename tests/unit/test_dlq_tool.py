@@ -4,6 +4,7 @@ is retried with a pause."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -220,3 +221,45 @@ def test_discard_deletes_only_the_letters_of_invalid_records(aws, capsys):
     with pytest.raises(SystemExit):  # nothing but invalid records is ever discarded: say so
         main(["dlq", "discard", "--queue-url", queue_url])
     assert "--invalid" in capsys.readouterr().err
+
+
+def test_only_a_producers_invalid_record_counts_as_invalid(aws):
+    events, changes = aws.streams["EventStream"].name, aws.streams["ChangedItemsStream"].name
+
+    def letter(body: dict) -> dlq.Letter:
+        return dlq.Letter("m", "r", json.dumps(body), body)
+
+    assert letter(_record_letter(events, 1, reason="not JSON: Expecting value")).invalid
+    # Our parser's own failure (re-drivable once fixed), a changed-items record (the project
+    # wrote it), a message lacking its reason or origin: never discarded.
+    assert not letter(_record_letter(events, 1, reason="unparseable record: TypeError: x")).invalid
+    assert not letter(_record_letter(changes, 1, reason="schema violation: item_id: Field required")).invalid
+    assert not letter(_record_letter(events, 1, reason=None)).invalid
+    assert not letter(_record_letter(events, 1, reason="not JSON", source=None)).invalid
+
+
+def test_a_letter_sqs_does_not_delete_is_named_and_released(aws, monkeypatch, capsys):
+    sqs, queue_url = _queue()
+    events = aws.streams["EventStream"].name
+    _send(sqs, queue_url, [_record_letter(events, n, reason="not JSON: Expecting value") for n in (1, 2)])
+
+    class Refusing:
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def delete_message_batch(self, QueueUrl, Entries):  # noqa: N803 (boto3's names)
+            return {
+                "Successful": [],
+                "Failed": [{"Id": e["Id"], "Code": "ReceiptHandleIsInvalid"} for e in Entries],
+            }
+
+    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: Refusing(sqs))
+    assert main(["dlq", "discard", "--invalid", "--queue-url", queue_url]) == 1
+    captured = capsys.readouterr()
+    assert "deleted 0 letters of invalid records of 2 dead letters" in captured.out
+    assert "2 letters SQS did not delete, back in the queue (run again)" in captured.err
+    assert "(SQS: ReceiptHandleIsInvalid)" in captured.err
+    assert len(_visible(sqs, queue_url)) == 2  # released at once, not hidden until their timeout

@@ -61,6 +61,7 @@ __all__ = [
 
 PROCESSING_FAILED = "processing failed"  # stream.PROCESSING_FAILED (kept import-free here)
 WRITE_REJECTED = "write rejected"  # stream.WRITE_REJECTED
+UNPARSEABLE = "unparseable record"  # stream.RecordCollector: the parser itself failed
 PUT_RECORDS_LIMIT = 500
 _EMPTY_POLLS = 3  # SQS short polling may answer empty while messages remain
 # Polls in a row answered only with messages received already (their visibility timeout ran
@@ -252,13 +253,19 @@ class Letter:
 
     @property
     def invalid(self) -> bool:
-        """A record the functions rejected as invalid (not JSON, a schema violation, ...),
-        not one whose processing failed or whose write was rejected: re-sent as it is, it
-        would be rejected again."""
+        """A user-event stream record the ingest rejected as invalid (not JSON, a schema
+        violation, ...): the producer's error, which re-sent as it is would be rejected again.
+        Not one whose processing failed, whose write was rejected or which the parser itself
+        failed on (``unparseable record``: a bug of ours, re-drivable once fixed), not a
+        changed-items record (the project writes those), and not a message lacking its reason
+        or origin."""
         return (
             self.kind == "record"
             and not self.defect
-            and not self.reason.startswith((PROCESSING_FAILED, WRITE_REJECTED))
+            and bool(self.reason)
+            and bool(self.stream_arn)
+            and not is_changed_items_stream(self.stream_arn)
+            and not self.reason.startswith((PROCESSING_FAILED, WRITE_REJECTED, UNPARSEABLE))
         )
 
     def describe(self) -> str:
@@ -395,15 +402,21 @@ def _release_quietly(sqs: Any, queue_url: str, letters: Iterable[Letter]) -> Non
         release(sqs, queue_url, letters)
 
 
-def _delete(sqs: Any, queue_url: str, letters: Sequence[Letter]) -> None:
+def _delete(sqs: Any, queue_url: str, letters: Sequence[Letter]) -> dict[str, str]:
+    """Delete the letters; returns those SQS did not delete (message id -> its error code):
+    DeleteMessageBatch answers per entry, and a refused entry is not an exception."""
+    refused: dict[str, str] = {}
     for start in range(0, len(letters), 10):
         chunk = letters[start : start + 10]
-        sqs.delete_message_batch(
+        answer = sqs.delete_message_batch(
             QueueUrl=queue_url,
             Entries=[
                 {"Id": str(i), "ReceiptHandle": letter.receipt_handle} for i, letter in enumerate(chunk)
             ],
         )
+        for failure in answer.get("Failed") or []:
+            refused[chunk[int(failure["Id"])].message_id] = str(failure.get("Code") or failure.get("Message"))
+    return refused
 
 
 def read_range(kinesis: Any, stream: str, shard_id: str, first: str, last: str) -> list[dict[str, Any]]:
@@ -550,6 +563,7 @@ def redrive(
 class DiscardReport:
     examined: int = 0
     discarded: list[str] = field(default_factory=list)  # the discarded letters, described
+    refused: list[str] = field(default_factory=list)  # those SQS did not delete, described with why
 
 
 def discard_invalid(
@@ -566,16 +580,26 @@ def discard_invalid(
     letters = receive_all(sqs, queue_url, visibility_timeout=visibility_timeout, progress=receiving)
     chosen = [letter for letter in letters if letter.invalid]
     deleted: set[str] = set()
+    refused: dict[str, str] = {}
     try:
         if not dry_run:
             for start in range(0, len(chosen), 10):
-                _delete(sqs, queue_url, chosen[start : start + 10])
-                deleted.update(letter.message_id for letter in chosen[start : start + 10])
+                chunk = chosen[start : start + 10]
+                refused.update(_delete(sqs, queue_url, chunk))
+                deleted.update(letter.message_id for letter in chunk if letter.message_id not in refused)
     except BaseException:
         _release_quietly(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
         raise
     release(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
-    return DiscardReport(len(letters), [letter.describe() for letter in chosen])
+    return DiscardReport(
+        len(letters),
+        [letter.describe() for letter in chosen if letter.message_id not in refused],
+        [
+            f"{letter.describe()} (SQS: {refused[letter.message_id]})"
+            for letter in chosen
+            if letter.message_id in refused
+        ],
+    )
 
 
 def _redrive(
@@ -694,8 +718,13 @@ def _redrive(
             if fresh:
                 _put(kinesis, target, fresh)
             # Deleted right after its records are back: a crash re-drives at most this one again.
-            _delete(sqs, queue_url, [letter])
-            deleted.add(letter.message_id)
+            refused = _delete(sqs, queue_url, [letter])
+            if refused:  # back in the queue: a later re-drive puts its records again (harmless)
+                report.kept.append(
+                    (letter.describe(), f"re-driven, but SQS did not delete it: {refused[letter.message_id]}")
+                )
+            else:
+                deleted.add(letter.message_id)
         report.redriven_messages += 1
         report.redriven_records += len(fresh)
         report.redriven.append((letter.describe() + note, len(fresh), stream_name_of(target)))
