@@ -414,7 +414,7 @@ def _delete(sqs: Any, queue_url: str, letters: Sequence[Letter]) -> dict[str, st
                 {"Id": str(i), "ReceiptHandle": letter.receipt_handle} for i, letter in enumerate(chunk)
             ],
         )
-        for failure in answer.get("Failed") or []:
+        for failure in (answer or {}).get("Failed") or []:
             refused[chunk[int(failure["Id"])].message_id] = str(failure.get("Code") or failure.get("Message"))
     return refused
 
