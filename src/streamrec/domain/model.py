@@ -26,6 +26,7 @@ OUT_OF_STOCK_ROW = "#out_of_stock"
 # Catalog table: token posting rows "#tok:<token>" (the ids of the items holding the
 # token; its size is the token's document frequency) and the "#catalog" row (documents).
 TOKEN_ROW_PREFIX = "#tok:"
+COUNT_ROW_PREFIX = "#df:"
 CATALOG_STATS_ROW = "#catalog"
 
 # Popularity uses forward decay (Cormode et al.): an event at time t adds
@@ -310,3 +311,10 @@ class Posting:
 def token_row(token: str) -> str:
     """Key of a token's posting row in the catalog table."""
     return TOKEN_ROW_PREFIX + token
+
+
+def count_row(token: str) -> str:
+    """Key of a token's count row (its holders, :data:`POSTING_COUNT`, and per-shard guards)
+    in the catalog table: a small row of its own, so that counting does not rewrite (and
+    pay for) the posting's up to ``posting_limit`` ids."""
+    return COUNT_ROW_PREFIX + token

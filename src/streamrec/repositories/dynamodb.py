@@ -43,6 +43,7 @@ from streamrec.domain.model import (
     Posting,
     SimilarityRow,
     UserState,
+    count_row,
     token_row,
 )
 from streamrec.domain.trends import (
@@ -1412,7 +1413,8 @@ class DynamoCouponRepository:
 # ---- Catalog -----------------------------------------------------------------------------
 # Item rows (key ``item_id``): title, category, price, in_stock, tags (JSON), timestamp,
 # terms (token counts, JSON), norm and norm_documents. Posting rows ``#tok:<token>``: string set ``items``
-# (at most the posting limit) and ``df``, the count of items holding the token, with per-shard guards.
+# (at most the posting limit); count rows ``#df:<token>``: ``df``, the count of items holding the
+# token, with per-shard guards.
 # Row ``#catalog``: ``documents`` with per-shard guards. '#' never starts an item id.
 
 
@@ -1449,11 +1451,12 @@ def _catalog_from_item(item: dict[str, Any]) -> CatalogItem:
     )
 
 
-def _posting(row: dict[str, Any]) -> Posting:
-    """A posting row as read: its ids, and its count of holders (at least its ids)."""
-    items = frozenset(row.get("items", {}).get("SS", []))
-    counted = round(float(row.get(POSTING_COUNT, {}).get("N", 0)))
-    return Posting(items, max(counted, len(items)))
+def _posting(ids: dict[str, Any] | None, counted: dict[str, Any] | None) -> Posting:
+    """A token's posting row and count row as read (None: no such row): its ids, and its
+    count of holders (at least its ids: a posting written before holders were counted)."""
+    items = frozenset((ids or {}).get("items", {}).get("SS", []))
+    count = round(float((counted or {}).get(POSTING_COUNT, {}).get("N", 0)))
+    return Posting(items, max(count, len(items)))
 
 
 class DynamoCatalogRepository:
@@ -1546,8 +1549,8 @@ class DynamoCatalogRepository:
                 ExpressionAttributeNames={"#i": "items"},
                 ExpressionAttributeValues={":ids": {"SS": sorted(ids)}, ":limit": {"N": str(limit)}},
                 ReturnValues="ALL_NEW",
-                # Full: its size is still the document frequency (a batch can take a posting
-                # past the limit, the condition being checked before the ADD).
+                # Full: its size is still a lower bound of the document frequency (a batch can
+                # take a posting past the limit, the condition being checked before the ADD).
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
@@ -1557,8 +1560,8 @@ class DynamoCatalogRepository:
             item = response_on_failure.get("Item") or {}
             if "items" not in item:
                 return limit  # too common to index further
-            return _posting(item).count
-        return _posting(response.get("Attributes", {})).count
+            return len(_posting(item, None).items)
+        return len(_posting(response.get("Attributes", {}), None).items)
 
     def _remove(self, token: str, ids: set[str]) -> None:
         self.table.call(
@@ -1579,13 +1582,22 @@ class DynamoCatalogRepository:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             # Removals first: a token both removed and added in a batch ends up added.
             list(pool.map(lambda pair: self._remove(*pair), removals))
-            counts = list(pool.map(lambda pair: self._add(pair[0], pair[1], limit), additions))
-        return {token: count for (token, _), count in zip(additions, counts, strict=True)}
+            sizes = list(pool.map(lambda pair: self._add(pair[0], pair[1], limit), additions))
+        # The counts of holders, written before the postings (count_postings): one consistent
+        # read of the small count rows.
+        keys = _keys(sorted(count_row(token) for token, _ in additions))
+        counted = (
+            {row["item_id"]["S"]: row for row in self.table.batch_get(keys, consistent=True)} if keys else {}
+        )
+        return {
+            token: max(size, _posting(None, counted.get(count_row(token))).count)
+            for (token, _), size in zip(additions, sizes, strict=True)
+        }
 
     def count_postings(self, deltas: Mapping[str, Sequence[Delta]], shard: str) -> None:
         self.table.apply_guarded_many(
             [
-                (self._key(token_row(token)), token_deltas, {})
+                (self._key(count_row(token)), token_deltas, {})
                 for token, token_deltas in deltas.items()
                 if token_deltas
             ],
@@ -1598,7 +1610,6 @@ class DynamoCatalogRepository:
         items: list[CatalogItem] = []
         holders: dict[str, float | None] = {}
         documents: float | None = None
-        prefix = len(token_row(""))
         read = 0
         # The posting rows' ids are not needed: left out of the pages (not of the bill).
         wanted = ("item_id", "title", "category", "price", "in_stock", "tags", "timestamp", "terms", "norm")
@@ -1614,8 +1625,12 @@ class DynamoCatalogRepository:
                 key = row["item_id"]["S"]
                 if key == CATALOG_STATS_ROW:
                     documents = float(row["documents"]["N"]) if "documents" in row else None
-                elif key.startswith(token_row("")):
-                    holders[key[prefix:]] = float(row[POSTING_COUNT]["N"]) if POSTING_COUNT in row else None
+                elif key.startswith(count_row("")):
+                    holders[key.removeprefix(count_row(""))] = (
+                        float(row[POSTING_COUNT]["N"]) if POSTING_COUNT in row else None
+                    )
+                elif key.startswith(token_row("")):  # a posting not counted yet: None
+                    holders.setdefault(key.removeprefix(token_row("")), None)
                 elif not key.startswith("#"):
                     items.append(_catalog_from_item(row))
             read += len(page.get("Items", []))
@@ -1627,7 +1642,7 @@ class DynamoCatalogRepository:
 
     def _set_count(self, correction: tuple[str | None, float | None, int]) -> bool:
         token, stored, counted = correction
-        key = CATALOG_STATS_ROW if token is None else token_row(token)
+        key = CATALOG_STATS_ROW if token is None else count_row(token)
         attribute = "documents" if token is None else POSTING_COUNT
         values: dict[str, Any] = {":counted": {"N": str(counted)}}
         if stored is None:
@@ -1660,13 +1675,12 @@ class DynamoCatalogRepository:
         ]
 
     def postings(self, tokens: Iterable[str]) -> dict[str, Posting]:
-        wanted = set(tokens)
-        found: dict[str, Posting] = {t: Posting() for t in wanted}
-        rows = self.table.batch_get(_keys(sorted(token_row(t) for t in wanted)))
-        prefix = len(token_row(""))
-        for row in rows:
-            found[row["item_id"]["S"][prefix:]] = _posting(row)
-        return found
+        wanted = sorted(set(tokens))
+        rows = {
+            row["item_id"]["S"]: row
+            for row in self.table.batch_get(_keys([*map(token_row, wanted), *map(count_row, wanted)]))
+        }
+        return {t: _posting(rows.get(token_row(t)), rows.get(count_row(t))) for t in wanted}
 
     def add_documents(self, deltas: Sequence[Delta], shard: str) -> None:
         if deltas:

@@ -328,7 +328,7 @@ class InMemoryCatalogRepository:
     def __init__(self) -> None:
         self.items: dict[str, CatalogItem] = {}
         self.tokens: dict[str, set[str]] = defaultdict(set)
-        # Each token's count of holders and its per-shard guards, as on its posting row.
+        # Each token's count of holders and its per-shard guards, as on its count row.
         self.token_counts: dict[str, dict[str, float | str]] = defaultdict(dict)
         self.stats: dict[str, float | str] = {}
 
