@@ -156,6 +156,17 @@ class DynamoTable:
                 raise RepositoryError(f"{operation} on {self.name} failed: {error}") from error
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def call_if_condition_holds(self, operation: str, **kwargs: Any) -> bool:
+        """:meth:`call` of a conditional write: False when its ConditionExpression failed
+        (nothing written), True when it was applied."""
+        try:
+            self.call(operation, **kwargs)
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     def batch_get(
         self,
         keys: Sequence[dict[str, Any]],
@@ -1214,19 +1225,15 @@ class DynamoCouponRepository:
             condition = "redeemed = :redeemed" if old else "attribute_not_exists(coupon_id)"
             if not old:
                 values.pop(":redeemed")
-            try:
-                self.table.call(
-                    "update_item",
-                    TableName=self.table.name,
-                    Key=self._key(coupon_id),
-                    UpdateExpression="SET spec = :spec, budget = :budget, remaining = :remaining"
-                    + (", redeemed = :zero, refused = :zero" if not old else ""),
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues={**values, **({":zero": {"N": "0"}} if not old else {})},
-                )
-            except ClientError as error:
-                if error_code(error) != "ConditionalCheckFailedException":
-                    raise
+            if not self.table.call_if_condition_holds(
+                "update_item",
+                TableName=self.table.name,
+                Key=self._key(coupon_id),
+                UpdateExpression="SET spec = :spec, budget = :budget, remaining = :remaining"
+                + (", redeemed = :zero, refused = :zero" if not old else ""),
+                ConditionExpression=condition,
+                ExpressionAttributeValues={**values, **({":zero": {"N": "0"}} if not old else {})},
+            ):
                 continue
             self._index(keys, coupon_id, "ADD")
             stale = set(old.scope_keys() if old else ()) - set(keys)
@@ -1370,21 +1377,17 @@ class DynamoCouponRepository:
         guard = guard_attribute(shard)
         names = {"#g": guard}
         values = {":seq": {"S": sequence}, ":one": {"N": "1"}, ":minus": {"N": "-1"}, ":zero": {"N": "0"}}
-        try:
-            self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=self._key(coupon_id),
-                UpdateExpression="SET #g = :seq ADD remaining :minus, redeemed :one",
-                ConditionExpression="attribute_exists(coupon_id) AND (attribute_not_exists(#g) OR #g < :seq) "
-                "AND remaining > :zero",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
+        if self.table.call_if_condition_holds(
+            "update_item",
+            TableName=self.table.name,
+            Key=self._key(coupon_id),
+            UpdateExpression="SET #g = :seq ADD remaining :minus, redeemed :one",
+            ConditionExpression="attribute_exists(coupon_id) AND (attribute_not_exists(#g) OR #g < :seq) "
+            "AND remaining > :zero",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        ):
             return REDEEMED
-        except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
-                raise
         stored = self.table.call(
             "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
         ).get("Item")
@@ -1393,19 +1396,15 @@ class DynamoCouponRepository:
         applied = stored.get(guard, {}).get("S")
         if applied is not None and applied >= sequence:
             return DUPLICATE
-        try:
-            self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=self._key(coupon_id),
-                UpdateExpression="SET #g = :seq ADD refused :one",
-                ConditionExpression="attribute_not_exists(#g) OR #g < :seq",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={":seq": values[":seq"], ":one": values[":one"]},
-            )
-        except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
-                raise
+        if not self.table.call_if_condition_holds(
+            "update_item",
+            TableName=self.table.name,
+            Key=self._key(coupon_id),
+            UpdateExpression="SET #g = :seq ADD refused :one",
+            ConditionExpression="attribute_not_exists(#g) OR #g < :seq",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":seq": values[":seq"], ":one": values[":one"]},
+        ):
             return DUPLICATE
         return EXHAUSTED
 
@@ -1486,13 +1485,9 @@ class DynamoCatalogRepository:
                 "ExpressionAttributeValues": {":expected": _number(expected)},
             }
         )
-        try:
-            self.table.call("put_item", TableName=self.table.name, Item=_catalog_to_item(item), **condition)
-        except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+        return self.table.call_if_condition_holds(
+            "put_item", TableName=self.table.name, Item=_catalog_to_item(item), **condition
+        )
 
     def put_many(self, items: Sequence[tuple[CatalogItem, float | None]]) -> list[str]:
         # Independent conditional writes: concurrently, as the count rows.
@@ -1508,32 +1503,28 @@ class DynamoCatalogRepository:
             else "attribute_not_exists(#h) AND attribute_not_exists(#q)"
         )
         by_values = {":shard": {"S": item.shard}, ":sequence": {"S": item.sequence}} if item.sequence else {}
-        try:
-            self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=self._key(item.item_id),
-                UpdateExpression="SET #n = :norm, #d = :documents",
-                ConditionExpression=(
-                    f"#t = :timestamp AND {written_by} AND (attribute_not_exists(#d) OR #d < :documents)"
-                ),
-                ExpressionAttributeNames={
-                    "#n": "norm",
-                    "#d": "norm_documents",
-                    "#t": "timestamp",
-                    "#h": "shard",
-                    "#q": "sequence",
-                },
-                ExpressionAttributeValues={
-                    ":norm": _number(item.norm),
-                    ":documents": _number(item.norm_documents),
-                    ":timestamp": _number(item.timestamp),
-                    **by_values,
-                },
-            )
-        except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
-                raise
+        self.table.call_if_condition_holds(
+            "update_item",
+            TableName=self.table.name,
+            Key=self._key(item.item_id),
+            UpdateExpression="SET #n = :norm, #d = :documents",
+            ConditionExpression=(
+                f"#t = :timestamp AND {written_by} AND (attribute_not_exists(#d) OR #d < :documents)"
+            ),
+            ExpressionAttributeNames={
+                "#n": "norm",
+                "#d": "norm_documents",
+                "#t": "timestamp",
+                "#h": "shard",
+                "#q": "sequence",
+            },
+            ExpressionAttributeValues={
+                ":norm": _number(item.norm),
+                ":documents": _number(item.norm_documents),
+                ":timestamp": _number(item.timestamp),
+                **by_values,
+            },
+        )
 
     def refresh_norms(self, items: Sequence[CatalogItem]) -> None:
         concurrently(self._refresh_norm, items, WRITE_CONCURRENCY)
@@ -1650,21 +1641,15 @@ class DynamoCatalogRepository:
         else:
             condition = "#a = :stored"
             values[":stored"] = _number(stored)
-        try:
-            self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=self._key(key),
-                UpdateExpression="SET #a = :counted",
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#a": attribute},
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+        return self.table.call_if_condition_holds(
+            "update_item",
+            TableName=self.table.name,
+            Key=self._key(key),
+            UpdateExpression="SET #a = :counted",
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#a": attribute},
+            ExpressionAttributeValues=values,
+        )
 
     def set_counts(self, corrections: Sequence[tuple[str | None, float | None, int]]) -> list[str]:
         done = concurrently(self._set_count, corrections, WRITE_CONCURRENCY)
