@@ -133,6 +133,11 @@ def _written_after(stored: CatalogItem, record: CatalogItem) -> bool:
     return stored.shard == record.shard != "" and stored.sequence > record.sequence
 
 
+def _as_stored(record: SequencedUpsert, shard: str) -> CatalogItem:
+    """The catalog item a record of ``shard`` would store (its tokens counted)."""
+    return replace(catalog_item(record.upsert), shard=shard, sequence=record.sequence)
+
+
 def _replaces(current: CatalogItem | None, record: CatalogItem) -> bool:
     """Whether ``record`` replaces the item's ``current`` record: it is newer, or as old with
     other fields and not a re-delivery of a record older than the current one."""
@@ -194,7 +199,7 @@ class CatalogService:
         writes: list[tuple[SequencedUpsert, CatalogItem, CatalogItem | None]] = []
         for item_id in sorted(latest):
             record, old = latest[item_id], stored.get(item_id)
-            new = replace(catalog_item(record.upsert), shard=shard, sequence=record.sequence)
+            new = _as_stored(record, shard)
             if old is not None and old.timestamp > new.timestamp:
                 outcome.stale.append((item_id, new.timestamp, old.timestamp))
             elif not _replaces(old, new):
@@ -207,12 +212,15 @@ class CatalogService:
                 # lines of one `catalog load` file that fell into different batches.
                 writes.append((record, new, old))
         if writes:
-            written = {new.item_id for _, new, _ in writes}
+            # Each written item's records of the batch, in stream order (its latest one as
+            # built above), from which its tokens' counts of holders change record by record.
+            built = {new.sequence: new for _, new, _ in writes}
+            written = {new.item_id for new in built.values()}
             chains: dict[str, list[CatalogItem]] = defaultdict(list)
             for record in sorted(records, key=lambda r: r.sequence):
                 if record.upsert.item_id in written:
                     chains[record.upsert.item_id].append(
-                        replace(catalog_item(record.upsert), shard=shard, sequence=record.sequence)
+                        built.get(record.sequence) or _as_stored(record, shard)
                     )
             counts: dict[str, list[Delta]] = defaultdict(list)
             for _, new, old in writes:
