@@ -42,7 +42,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -402,6 +402,20 @@ def _release_quietly(sqs: Any, queue_url: str, letters: Iterable[Letter]) -> Non
         release(sqs, queue_url, letters)
 
 
+@contextlib.contextmanager
+def _released_unless_deleted(
+    sqs: Any, queue_url: str, letters: Sequence[Letter], deleted: set[str]
+) -> Iterator[None]:
+    """Make every letter whose id is not in ``deleted`` (as it stands then) visible again when
+    the block ends, also when it raises (that error is the one reported)."""
+    try:
+        yield
+    except BaseException:
+        _release_quietly(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
+        raise
+    release(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
+
+
 def _delete(sqs: Any, queue_url: str, letters: Sequence[Letter]) -> dict[str, str]:
     """Delete the letters; returns those SQS did not delete (message id -> its error code):
     DeleteMessageBatch answers per entry, and a refused entry is not an exception."""
@@ -539,8 +553,8 @@ def redrive(
         letters = receive_all(sqs, queue_url, visibility_timeout=visibility_timeout, progress=receiving)
     letters = list(letters)
     deleted: set[str] = set()  # message ids
-    try:
-        report = _redrive(
+    with _released_unless_deleted(sqs, queue_url, letters, deleted):
+        return _redrive(
             sqs,
             kinesis,
             queue_url,
@@ -552,11 +566,6 @@ def redrive(
             stream=stream,
             progress=progress,
         )
-    except BaseException:
-        _release_quietly(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
-        raise
-    release(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
-    return report
 
 
 @dataclass
@@ -581,16 +590,12 @@ def discard_invalid(
     chosen = [letter for letter in letters if letter.invalid]
     deleted: set[str] = set()
     refused: dict[str, str] = {}
-    try:
+    with _released_unless_deleted(sqs, queue_url, letters, deleted):
         if not dry_run:
             for start in range(0, len(chosen), 10):
                 chunk = chosen[start : start + 10]
                 refused.update(_delete(sqs, queue_url, chunk))
                 deleted.update(letter.message_id for letter in chunk if letter.message_id not in refused)
-    except BaseException:
-        _release_quietly(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
-        raise
-    release(sqs, queue_url, [letter for letter in letters if letter.message_id not in deleted])
     return DiscardReport(
         len(letters),
         [letter.describe() for letter in chosen if letter.message_id not in refused],
