@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -306,6 +306,13 @@ class Posting:
 
     items: frozenset[str] = frozenset()
     count: int = 0
+
+    @classmethod
+    def stored(cls, items: Iterable[str], counted: float) -> Posting:
+        """A posting as stored: its ids and its stored count of holders (0 when none is),
+        taken as at least its ids (a posting written before holders were counted)."""
+        ids = frozenset(items)
+        return cls(ids, max(round(counted), len(ids)))
 
 
 def token_row(token: str) -> str:

@@ -1453,9 +1453,9 @@ def _catalog_from_item(item: dict[str, Any]) -> CatalogItem:
 def _posting(ids: dict[str, Any] | None, counted: dict[str, Any] | None) -> Posting:
     """A token's posting row and count row as read (None: no such row): its ids, and its
     count of holders (at least its ids: a posting written before holders were counted)."""
-    items = frozenset((ids or {}).get("items", {}).get("SS", []))
-    count = round(float((counted or {}).get(POSTING_COUNT, {}).get("N", 0)))
-    return Posting(items, max(count, len(items)))
+    return Posting.stored(
+        (ids or {}).get("items", {}).get("SS", []), float((counted or {}).get(POSTING_COUNT, {}).get("N", 0))
+    )
 
 
 class DynamoCatalogRepository:

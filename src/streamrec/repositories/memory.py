@@ -376,12 +376,12 @@ class InMemoryCatalogRepository:
             posting = self.tokens[token]
             if len(posting) < limit:
                 posting.update(ids)
-            frequencies[token] = self._count(token)
+            frequencies[token] = self._posting(token).count
         return frequencies
 
-    def _count(self, token: str) -> int:
-        counted = self.token_counts.get(token, {}).get(POSTING_COUNT, 0.0)
-        return max(round(float(counted)), len(self.tokens.get(token, ())))
+    def _posting(self, token: str) -> Posting:
+        counted = float(self.token_counts.get(token, {}).get(POSTING_COUNT, 0.0))
+        return Posting.stored(self.tokens.get(token, ()), counted)
 
     def count_postings(self, deltas: Mapping[str, Sequence[Delta]], shard: str) -> None:
         for token, token_deltas in deltas.items():
@@ -415,7 +415,7 @@ class InMemoryCatalogRepository:
         return changed
 
     def postings(self, tokens: Iterable[str]) -> dict[str, Posting]:
-        return {t: Posting(frozenset(self.tokens.get(t, ())), self._count(t)) for t in tokens}
+        return {t: self._posting(t) for t in tokens}
 
     def add_documents(self, deltas: Sequence[Delta], shard: str) -> None:
         _apply_guarded(self.stats, deltas, guard_attribute(shard))
