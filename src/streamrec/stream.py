@@ -326,6 +326,8 @@ class IngestRecords:
                     "written": len(outcome.written),
                     "stale": len(outcome.stale),
                     "duplicates": len(outcome.duplicates),
+                    # Written, not announced: tokens, category and stock as stored.
+                    "same_content": len(outcome.same_content),
                 },
             )
             if outcome.stale:

@@ -80,3 +80,15 @@ def test_an_output_folder_is_refused_at_parsing(capsys, tmp_path):
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"streamrec bench: error: argument --output: {tmp_path} is a folder; name a file"
     )
+
+
+def test_catalog_run_stops_with_a_message_without_the_online_retail_file(tmp_path, capsys):
+    assert main(["bench", "--catalog", "--data", str(tmp_path), "--output", str(tmp_path / "r.json")]) == 2
+    message = capsys.readouterr().err
+    assert "--catalog needs the Online Retail file" in message and str(tmp_path) in message
+    assert not (tmp_path / "catalog.json").exists()
+
+
+def test_hot_item_and_catalog_runs_are_not_combined(tmp_path, capsys):
+    assert main(["bench", "--catalog", "--hot-item", "--output", str(tmp_path / "r.json")]) == 2
+    assert "--hot-item and --catalog are separate runs" in capsys.readouterr().err

@@ -239,3 +239,121 @@ def test_a_count_row_budget_bounds_a_hot_items_rows_and_units():
     assert unbounded["hot_item_largest_row_bytes"] > 4096 >= bounded["hot_item_largest_row_bytes"]
     assert bounded["hot_item_partners"] < unbounded["hot_item_partners"]
     assert bounded["count_rru_per_event"] > 0 == unbounded["count_rru_per_event"]  # the trims' reads
+
+
+def test_metered_client_evaluates_the_conditions_the_catalog_writes_use():
+    client = MeteredDynamoClient({"t": ("item_id",)})
+    stored = {
+        "item_id": {"S": "a"},
+        "timestamp": {"N": "5"},
+        "shard": {"S": "s1"},
+        "norm_documents": {"N": "3"},
+    }
+    client.put_item(TableName="t", Item=stored)
+    names = {"#t": "timestamp", "#h": "shard", "#d": "norm_documents", "#n": "norm"}
+
+    def refresh(timestamp: str, documents: str) -> bool:
+        try:
+            client.update_item(
+                TableName="t",
+                Key={"item_id": {"S": "a"}},
+                UpdateExpression="SET #n = :norm, #d = :documents",
+                ConditionExpression="#t = :t AND #h = :h AND (attribute_not_exists(#d) OR #d < :documents)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    ":t": {"N": timestamp},
+                    ":h": {"S": "s1"},
+                    ":documents": {"N": documents},
+                    ":norm": {"N": "2.5"},
+                },
+            )
+        except Exception:
+            return False
+        return True
+
+    assert not refresh("4", "10")  # another record
+    assert not refresh("5", "3")  # not older
+    assert refresh("5", "10")
+    (item,) = client.items("t")
+    assert item["norm"] == {"N": "2.5"} and item["norm_documents"] == {"N": "10"}
+
+
+def test_metered_client_keeps_string_sets_and_returns_what_dynamodb_returns():
+    from botocore.exceptions import ClientError
+
+    client = MeteredDynamoClient({"t": ("item_id",)})
+
+    def add(ids: list[str], limit: int = 3) -> dict:
+        return client.update_item(
+            TableName="t",
+            Key={"item_id": {"S": "#tok:red"}},
+            UpdateExpression="ADD #i :ids",
+            ConditionExpression="attribute_not_exists(#i) OR size(#i) < :limit",
+            ExpressionAttributeNames={"#i": "items"},
+            ExpressionAttributeValues={":ids": {"SS": ids}, ":limit": {"N": str(limit)}},
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+    assert add(["b", "a"])["Attributes"]["items"] == {"SS": ["a", "b"]}
+    assert add(["c", "a"])["Attributes"]["items"] == {"SS": ["a", "b", "c"]}
+    with pytest.raises(ClientError) as failed:
+        add(["d"])  # full: 3 ids, not under the limit
+    assert failed.value.response["Item"]["items"] == {"SS": ["a", "b", "c"]}  # type: ignore[typeddict-item]
+    for ids in (["a", "b"], ["c"]):
+        client.update_item(
+            TableName="t",
+            Key={"item_id": {"S": "#tok:red"}},
+            UpdateExpression="DELETE #i :ids",
+            ExpressionAttributeNames={"#i": "items"},
+            ExpressionAttributeValues={":ids": {"SS": ids}},
+        )
+    (item,) = client.items("t")
+    assert "items" not in item  # DynamoDB drops a set left empty
+    meter = client.meters["t"]
+    assert (
+        set(meter.write_units_by_kind) == {"#tok"} and meter.write_units == 5
+    )  # a failed condition costs too
+
+
+def _catalog(items: int) -> list[dict]:
+    words = ["red", "blue", "mug", "lamp", "heart", "tin", "bag", "glass", "star", "candle"]
+    return [
+        {
+            "event_type": "item_upsert",
+            "item_id": f"p{n:03d}",
+            "title": f"{words[n % 10]} {words[(n * 3 + 1) % 10]} {words[(n * 7 + 2) % 10]} n{n % 17}",
+            "category": "home",
+            "price": 1.0 + n,
+            "in_stock": True,
+            "timestamp": 1_764_000_000.0,
+        }
+        for n in range(items)
+    ]
+
+
+def test_catalog_cost_charges_a_price_change_its_record_alone():
+    from streamrec.bench.runs import CATALOG, catalog_cost
+    from streamrec.settings import Settings
+
+    cost = catalog_cost(_catalog(120), Settings(), batch=40)
+    load, prices, titles = (cost["phases"][p] for p in ("load", "price change", "title change"))
+    assert load["announced"] == 120 and load["ingest"][CATALOG]["wru_per_record_by_kind"]["#tok"] > 0
+    assert load["similarity"]["total"]["wru_per_record"] > 0
+    # A price change writes its record (1 unit: under 1 KB) and nothing else, and the
+    # similarity function has nothing to do.
+    assert prices["records"] == 120 and prices["announced"] == 0
+    assert prices["ingest"][CATALOG]["wru_per_record_by_kind"] == {"item": 1.0}
+    assert prices["similarity"]["total"] == {"wru_per_record": 0.0, "rru_per_record": 0.0}
+    assert titles["records"] == 12 and 0 < titles["announced"] <= 12
+    assert cost["catalog_rows"]["item"]["rows"] == 120 and cost["catalog_rows"]["#catalog"]["rows"] == 1
+
+
+def test_catalog_metering_matches_moto(monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # moto in-process, not a server
+    from streamrec.bench.runs import catalog_moto_cross_check
+    from streamrec.settings import Settings
+
+    result = catalog_moto_cross_check(_catalog(60), Settings(), ROOT / "template.yaml", batch=25)
+    assert result["agree"], result
+    assert result["tables"]["catalog"]["writes_moto"] > 60  # postings and counts, not records only

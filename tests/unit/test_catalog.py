@@ -669,3 +669,77 @@ def test_the_popular_share_keeps_the_discovery_slot_but_never_the_best_item():
     assert [r.item_id for r in _keeping(listed, 3, {"b", "e", "f"})] == ["a", "b", "e"]
     assert [r.item_id for r in _keeping(listed, 1, {"e"})] == ["a"]
     assert [r.item_id for r in _keeping(listed, 4, set())] == ["a", "b", "c", "d"]
+
+
+# ---- edits that leave the text as it was ---------------------------------------------------
+
+
+def _posting_writes(pipeline: Pipeline) -> list[tuple[dict, dict]]:
+    """Records each call's token additions and removals (empty ones left out of each)."""
+    calls: list[tuple[dict, dict]] = []
+    original = pipeline.catalog.update_postings
+
+    def recorded(add, remove, limit):
+        calls.append(({t: set(i) for t, i in add.items() if i}, {t: set(i) for t, i in remove.items() if i}))
+        return original(add, remove, limit)
+
+    pipeline.catalog.update_postings = recorded  # type: ignore[method-assign]
+    return calls
+
+
+def _upsert_only(pipeline: Pipeline, record: dict) -> set[str]:
+    """One catalog record through the ingest; the items it announced to the similarity side."""
+    pipeline.sequence += 1
+    parsed = parse_record(record)
+    assert isinstance(parsed, ItemUpsert)
+    pipeline.catalog_service.upsert([SequencedUpsert(sequence_key(pipeline.sequence), parsed)], SHARD)
+    return pipeline.changes.drain_content()
+
+
+def test_a_price_change_posts_nothing_keeps_the_norm_and_is_not_announced():
+    # A shop's daily price feed upserts every item with its text unchanged: the similarity
+    # side derives nothing from a price, so only the record is written.
+    pipeline = Pipeline()
+    pipeline.send(CATALOG)
+    before = pipeline.catalog.get_many(["tent-2p"])["tent-2p"]
+    calls = _posting_writes(pipeline)
+    announced = _upsert_only(pipeline, {**CATALOG[0], "price": 12.5, "timestamp": T0 + 5})
+    stored = pipeline.catalog.get_many(["tent-2p"])["tent-2p"]
+    assert stored.price == 12.5 and stored.timestamp == T0 + 5
+    assert (stored.norm, stored.norm_documents) == (before.norm, before.norm_documents) != (0.0, 0.0)
+    assert announced == set()
+    assert calls == [({}, {})]  # no posting touched
+    assert pipeline.catalog.documents() == len(CATALOG)
+
+
+def test_a_stock_change_is_announced_without_posting_anything():
+    pipeline = Pipeline()
+    pipeline.send(CATALOG)
+    calls = _posting_writes(pipeline)
+    announced = _upsert_only(pipeline, {**CATALOG[0], "in_stock": False, "timestamp": T0 + 5})
+    assert announced == {"tent-2p"} and calls == [({}, {})]
+    pipeline.similarity_service.recompute((), (), (), announced)
+    assert [item for item, _ in pipeline.similarity.get_list(OUT_OF_STOCK_ROW).items] == ["tent-2p"]
+
+
+def test_a_category_change_with_the_same_tokens_is_announced():
+    # "Camping" and "camping" give the same token; the row's category is the record's.
+    pipeline = Pipeline()
+    pipeline.send(CATALOG)
+    announced = _upsert_only(pipeline, {**CATALOG[0], "category": "Camping", "timestamp": T0 + 5})
+    assert announced == {"tent-2p"}
+    pipeline.similarity_service.recompute((), (), (), announced)
+    assert pipeline.similarity.rows["tent-2p"].category == "Camping"
+
+
+def test_a_title_change_posts_its_tokens_and_is_announced():
+    pipeline = Pipeline()
+    pipeline.send(CATALOG)
+    calls = _posting_writes(pipeline)
+    announced = _upsert_only(
+        pipeline, {**CATALOG[0], "title": "Ultralight 2-person dome tent", "timestamp": T0 + 5}
+    )
+    assert announced == {"tent-2p"}
+    ((added, removed),) = calls
+    assert added["dome"] == {"tent-2p"} and removed == {}
+    assert pipeline.catalog.tokens["dome"] == {"tent-2p"}

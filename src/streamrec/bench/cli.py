@@ -78,6 +78,13 @@ def add_bench_parser(subparsers: Any) -> None:
         default=100_000,
         help="events of the synthetic stream of --hot-item (100000)",
     )
+    bench.add_argument(
+        "--catalog",
+        action="store_true",
+        help="instead, measure the catalog's DynamoDB units per record: UCI Online Retail's products "
+        "(../shared/datasets) loaded as catalog records, then a price change of every item, then a "
+        "title change of 10 percent of them; writes catalog.json beside --output",
+    )
     bench.add_argument("--template", type=Path, default=Path("template.yaml"), help="SAM template")
     bench.add_argument("--output", type=output_file, default=Path("bench/results.json"), help="results file")
     bench.set_defaults(func=run_bench)
@@ -145,11 +152,115 @@ def format_hot_item(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# The catalog cross-check's slice on moto: items, and the batch they are loaded in.
+CATALOG_CROSS_CHECK_ITEMS = 150
+CATALOG_CROSS_CHECK_BATCH = 50
+
+
+def run_catalog(args: argparse.Namespace) -> int:
+    """``--catalog``: units per catalog record, by kind of row, and their cost."""
+    from streamrec.evaluation.content import catalog_records, load_catalog
+    from streamrec.evaluation.datasets import DatasetInvalid, DatasetMissing, default_data_dir
+
+    if not args.template.is_file():
+        print(f"streamrec bench: SAM template not found: {args.template} (--template)", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        records = catalog_records(load_catalog(args.data or default_data_dir()), runs.CATALOG_T0)
+    except DatasetMissing as error:
+        print(f"streamrec bench --catalog needs the Online Retail file:\n{error}", file=sys.stderr)
+        return 2
+    except DatasetInvalid as error:
+        print(f"streamrec bench: {error}", file=sys.stderr)
+        return 2
+    settings = Settings()
+    result = runs.catalog_cost(records, settings, progress=_progress)
+    result["moto_cross_check"] = runs.catalog_moto_cross_check(
+        records[:CATALOG_CROSS_CHECK_ITEMS],
+        settings,
+        args.template,
+        CATALOG_CROSS_CHECK_BATCH,
+        progress=_progress,
+    )
+    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["prices_as_of"] = pricing.PRICES_AS_OF
+    for phase in result["phases"].values():
+        for function in ("ingest", "similarity"):
+            total = phase[function]["total"]
+            phase[function]["dynamodb_usd_per_million_records"] = (
+                total["wru_per_record"] * pricing.DYNAMODB_PER_MILLION_WRU
+                + total["rru_per_record"] * pricing.DYNAMODB_PER_MILLION_RRU
+            )
+    result["runtime_s"] = time.perf_counter() - started
+    print(format_catalog(result))
+    output = args.output.parent / "catalog.json"
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2) + "\n")
+    except OSError as error:
+        print(f"streamrec bench: could not write {output}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    _progress(f"wrote {output} in {result['runtime_s']:.0f}s")
+    return 0 if result["moto_cross_check"]["agree"] else 1
+
+
+def _by_kind(units: dict[str, float]) -> str:
+    return ", ".join(f"{kind} {value:.2f}" for kind, value in units.items() if value >= 0.005) or "-"
+
+
+def format_catalog(r: dict[str, Any]) -> str:
+    """The printed report of ``--catalog``."""
+    x = r["moto_cross_check"]
+    lines = [
+        f"CATALOG ({r['date']}; UCI Online Retail: {r['items']:,} products as catalog records, one category; "
+        f"production catalog ingest in batches of {r['batch']:,}, similarity function in chunks of "
+        f"{runs.SIMILARITY_BATCH}; metered tables; per record)",
+        f"  {'phase':<14} {'records':>8} {'announced':>9}   {'function':<10} {'WRU':>6} {'RRU':>6} "
+        f"{'$/M records':>11} {'CPU ms':>7}   WRU by row kind | RRU by row kind",
+    ]
+    for name, phase in r["phases"].items():
+        for function in ("ingest", "similarity"):
+            units = phase[function]
+            writes: dict[str, float] = {}
+            reads: dict[str, float] = {}
+            for table in runs.CATALOG_TABLES:
+                for kind, value in units[table]["wru_per_record_by_kind"].items():
+                    writes[f"{table}:{kind}"] = value
+                for kind, value in units[table]["rru_per_record_by_kind"].items():
+                    reads[f"{table}:{kind}"] = value
+            first = function == "ingest"
+            lines.append(
+                f"  {name if first else '':<14} {phase['records'] if first else '':>8} "
+                f"{phase['announced'] if first else '':>9}   {function:<10} "
+                f"{units['total']['wru_per_record']:>6.2f} {units['total']['rru_per_record']:>6.2f} "
+                f"{units['dynamodb_usd_per_million_records']:>11.2f} "
+                f"{phase[function + '_cpu_ms_per_record']:>7.2f}   {_by_kind(writes)} | {_by_kind(reads)}"
+            )
+        lines.append(f"  {'':<14} norms computed again per record: {phase['norm_refreshes_per_record']:.3f}")
+    rows = ", ".join(
+        f"{kind} {v['rows']:,} rows (mean {v['mean_bytes']:.0f} B, max {v['max_bytes']:,} B)"
+        for kind, v in r["catalog_rows"].items()
+    )
+    lines.append(f"  catalog table at the end: {rows}")
+    lines.append(
+        f"  cross-check on moto ({x['items']} items, batches of {CATALOG_CROSS_CHECK_BATCH}): "
+        + ("write calls and stored sizes agree" if x["agree"] else f"DISAGREE: {x['tables']}")
+    )
+    lines.append(f"  dollars: DynamoDB on-demand only (Lambda and Kinesis not included), {r['prices_as_of']}")
+    return "\n".join(lines)
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from streamrec.evaluation.datasets import DatasetInvalid, DatasetMissing, default_data_dir, load_taobao
 
+    if args.hot_item and args.catalog:
+        print("streamrec bench: --hot-item and --catalog are separate runs: give one", file=sys.stderr)
+        return 2
     if args.hot_item:
         return run_hot_item(args)
+    if args.catalog:
+        return run_catalog(args)
     started = time.perf_counter()
     settings = Settings()
     if not args.template.is_file():

@@ -8,11 +8,12 @@ consistent, half of it when eventually consistent; BatchGetItem rounds each item
 separately. A read of a missing item still costs the minimum.
 
 :class:`MeteredDynamoClient` answers exactly the low-level calls our adapters make
-(GetItem, BatchGetItem, PutItem, UpdateItem with the generated ``SET``/``ADD`` expressions
-and ``attribute_not_exists``/``<``/``=`` conditions, BatchWriteItem, DeleteItem), stores
-the same attributes DynamoDB would, and meters every call. moto runs ~500 UpdateItem/s,
-too slow for a 20,000-event replay; ``bench`` cross-checks this client against moto on a
-slice (same write calls, same stored item sizes).
+(GetItem, BatchGetItem, PutItem, UpdateItem with the generated ``SET``/``ADD``/``DELETE``/
+``REMOVE`` expressions, numbers and string sets, and the conditions :class:`_Condition`
+reads, BatchWriteItem, DeleteItem, TransactWriteItems of puts), stores the same attributes
+DynamoDB would, and meters every call, per table and per kind of row (:func:`row_kind`).
+moto runs ~500 UpdateItem/s, too slow for a 20,000-event replay; ``bench`` cross-checks
+this client against moto on a slice (same write calls, same stored item sizes).
 """
 
 from __future__ import annotations
@@ -55,13 +56,31 @@ class TableMeter:
     writes: int = 0  # items written (an item of a BatchWriteItem counts once)
     reads: int = 0  # items (or missing keys) read
     missing_reads: int = 0  # keys read that hold no item (they still cost the minimum)
+    # The same units by kind of row (row_kind), e.g. a catalog's records and its postings.
+    write_units_by_kind: Counter[str] = field(default_factory=Counter)
+    read_units_by_kind: dict[str, float] = field(default_factory=dict)
+
+    def read(self, kind: str, units: float) -> None:
+        self.read_units += units
+        self.read_units_by_kind[kind] = self.read_units_by_kind.get(kind, 0.0) + units
+        self.reads += 1
 
 
-def _condition_failed(operation: str) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}},
-        operation,
-    )
+def row_kind(key: tuple[Any, ...]) -> str:
+    """A row's kind by its partition key: ``#name`` of the special rows (``#tok:<token>`` ->
+    ``#tok``, ``#catalog``), else ``item`` (an item's own row, a user's, ...)."""
+    first = str(key[0])
+    return first.split(":", 1)[0] if first.startswith("#") else "item"
+
+
+def _condition_failed(operation: str, old: dict[str, Any] | None = None) -> ClientError:
+    """DynamoDB's error; ``old``: the item, as ReturnValuesOnConditionCheckFailure=ALL_OLD returns it."""
+    response: dict[str, Any] = {
+        "Error": {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}
+    }
+    if old is not None:
+        response["Item"] = dict(old)
+    return ClientError(response, operation)  # type: ignore[arg-type]
 
 
 def _transaction_cancelled() -> ClientError:
@@ -74,18 +93,121 @@ def _transaction_cancelled() -> ClientError:
     )
 
 
-_TERM = re.compile(
-    r"^\s*(?:attribute_not_exists\((?P<missing>[^)]+)\)|(?P<left>\S+)\s*(?P<op><|=)\s*(?P<right>\S+))\s*$"
-)
+# A condition's tokens: parentheses, comparison operators, a function's name and its
+# opening parenthesis, or a name / :value placeholder (or plain attribute name).
+_TOKEN = re.compile(r"\s*(<>|<=|>=|[()<>=,]|(?:attribute_not_exists|attribute_exists|size)\(|[#:]?[\w.-]+)")
+_OPERATORS = {
+    "=": lambda x, y: x == y,
+    "<>": lambda x, y: x != y,
+    "<": lambda x, y: x < y,
+    "<=": lambda x, y: x <= y,
+    ">": lambda x, y: x > y,
+    ">=": lambda x, y: x >= y,
+}
 
 
-def _compare(left: dict[str, Any] | None, op: str, right: dict[str, Any]) -> bool:
-    if left is None:
-        return False
-    ((kind, a),) = left.items()
-    ((_, b),) = right.items()
-    x, y = (Decimal(a), Decimal(b)) if kind == "N" else (a, b)
-    return bool(x < y) if op == "<" else bool(x == y)
+def _tokens(condition: str) -> list[str]:
+    tokens, position = [], 0
+    condition = condition.rstrip()
+    while position < len(condition):
+        match = _TOKEN.match(condition, position)
+        if match is None:
+            raise NotImplementedError(f"condition {condition!r} at {position}")
+        tokens.append(match[1])
+        position = match.end()
+    return tokens
+
+
+def _size_of(value: dict[str, Any]) -> int:
+    """DynamoDB's size(): a set's or list's elements, a map's entries, a string's length."""
+    ((kind, content),) = value.items()
+    return len(content) if kind in ("SS", "NS", "BS", "L", "M", "S", "B") else 0
+
+
+class _Condition:
+    """Evaluates the ConditionExpression grammar the adapters use: comparisons (``=``,
+    ``<>``, ``<``, ``<=``, ``>``, ``>=``) of attributes, ``size(attr)`` and :values,
+    ``attribute_exists`` / ``attribute_not_exists``, AND, OR, NOT and parentheses (NOT
+    binds tightest, then AND, then OR, as in DynamoDB). A comparison with a missing
+    attribute is false."""
+
+    def __init__(self, condition: str, stored: dict[str, Any] | None, names: dict, values: dict) -> None:
+        self.tokens = _tokens(condition)
+        self.position = 0
+        self.stored = stored or {}
+        self.names = names
+        self.values = values
+
+    def holds(self) -> bool:
+        result = self._or()
+        if self.position != len(self.tokens):
+            raise NotImplementedError(f"condition tokens {self.tokens[self.position :]}")
+        return result
+
+    def _next(self) -> str:
+        token = self.tokens[self.position]
+        self.position += 1
+        return token
+
+    def _peek(self) -> str | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def _or(self) -> bool:
+        result = self._and()
+        while self._peek() == "OR":
+            self._next()
+            result = self._and() or result  # both sides parsed
+        return result
+
+    def _and(self) -> bool:
+        result = self._not()
+        while self._peek() == "AND":
+            self._next()
+            result = self._not() and result
+        return result
+
+    def _not(self) -> bool:
+        if self._peek() == "NOT":
+            self._next()
+            return not self._not()
+        if self._peek() == "(":
+            self._next()
+            result = self._or()
+            if self._next() != ")":
+                raise NotImplementedError("unbalanced parenthesis in a condition")
+            return result
+        token = self._peek() or ""
+        if token in ("attribute_exists(", "attribute_not_exists("):
+            self._next()
+            present = self._attribute(self._next()) is not None
+            if self._next() != ")":
+                raise NotImplementedError(f"{token} takes one attribute")
+            return present if token == "attribute_exists(" else not present
+        left = self._operand()
+        operator = self._next()
+        if operator not in _OPERATORS:
+            raise NotImplementedError(f"comparison operator {operator!r}")
+        right = self._operand()
+        if left is None or right is None:
+            return False
+        return bool(_OPERATORS[operator](left, right))
+
+    def _attribute(self, token: str) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = self.stored.get(str(self.names.get(token, token)))
+        return value
+
+    def _operand(self) -> Any:
+        token = self._next()
+        if token == "size(":
+            value = self._attribute(self._next())
+            if self._next() != ")":
+                raise NotImplementedError("size() takes one attribute")
+            return None if value is None else Decimal(_size_of(value))
+        value = self.values[token] if token.startswith(":") else self._attribute(token)
+        if value is None:
+            return None
+        ((kind, content),) = value.items()
+        return Decimal(content) if kind == "N" else content
 
 
 class MeteredDynamoClient:
@@ -125,22 +247,7 @@ class MeteredDynamoClient:
         return list(self.tables[table].values())
 
     def _check(self, condition: str | None, stored: dict[str, Any] | None, names: dict, values: dict) -> bool:
-        if not condition:
-            return True
-        for term in condition.split(" OR "):
-            match = _TERM.match(term)
-            if match is None:
-                raise NotImplementedError(f"condition {condition!r}")
-            if match["missing"]:
-                name = names.get(match["missing"], match["missing"])
-                if stored is None or name not in stored:
-                    return True
-            else:
-                left = match["left"] or ""
-                attribute = str(names.get(left, left))
-                if _compare((stored or {}).get(attribute), match["op"], values[match["right"]]):
-                    return True
-        return False
+        return not condition or _Condition(condition, stored, names, values).holds()
 
     def _write(
         self,
@@ -158,6 +265,7 @@ class MeteredDynamoClient:
         meter = self.meters[table]
         units = write_units(before, size, transactional)
         meter.write_units += units
+        meter.write_units_by_kind[row_kind(key)] += units
         meter.writes += 1
         meter.calls[operation] += 1
         if after is not None:
@@ -170,8 +278,7 @@ class MeteredDynamoClient:
             key = self._key(TableName, Key)
             stored = self.tables[TableName].get(key)
             meter = self.meters[TableName]
-            meter.read_units += read_units(self.sizes[TableName].get(key, 0), ConsistentRead)
-            meter.reads += 1
+            meter.read(row_kind(key), read_units(self.sizes[TableName].get(key, 0), ConsistentRead))
             meter.calls["GetItem"] += 1
             # A projection only cuts the response, not the units: return the whole item.
             return {"Item": dict(stored)} if stored is not None else {}
@@ -187,8 +294,7 @@ class MeteredDynamoClient:
                 for requested in request["Keys"]:
                     key = self._key(table, requested)
                     stored = self.tables[table].get(key)
-                    meter.read_units += read_units(self.sizes[table].get(key, 0), consistent)
-                    meter.reads += 1
+                    meter.read(row_kind(key), read_units(self.sizes[table].get(key, 0), consistent))
                     if stored is None:
                         meter.missing_reads += 1
                     else:
@@ -226,6 +332,8 @@ class MeteredDynamoClient:
         ExpressionAttributeNames: dict | None = None,
         ExpressionAttributeValues: dict | None = None,
         ReturnConsumedCapacity: str = "NONE",
+        ReturnValues: str = "NONE",
+        ReturnValuesOnConditionCheckFailure: str = "NONE",
         **_: Any,
     ) -> dict:
         names = ExpressionAttributeNames or {}
@@ -235,9 +343,10 @@ class MeteredDynamoClient:
             stored = self.tables[TableName].get(key)
             if not self._check(ConditionExpression, stored, names, values):
                 self._write(TableName, key, None, "UpdateItem")
-                raise _condition_failed("UpdateItem")
+                old = stored if ReturnValuesOnConditionCheckFailure == "ALL_OLD" else None
+                raise _condition_failed("UpdateItem", old)
             updated = dict(stored) if stored is not None else dict(Key)
-            for clause in re.split(r"\s(?=SET |ADD |REMOVE )", " " + UpdateExpression.strip()):
+            for clause in re.split(r"\s(?=SET |ADD |REMOVE |DELETE )", " " + UpdateExpression.strip()):
                 clause = clause.strip()
                 if not clause:
                     continue
@@ -248,20 +357,36 @@ class MeteredDynamoClient:
                     elif action == "SET":
                         left, _equals, right = part.partition("=")
                         updated[names.get(left.strip(), left.strip())] = values[right.strip()]
+                    elif action == "ADD" and "SS" in values[part.split()[1]]:  # a set's union
+                        left, right = part.split()
+                        name = names.get(left, left)
+                        members = set(updated.get(name, {}).get("SS", ())) | set(values[right]["SS"])
+                        updated[name] = {"SS": sorted(members)}
                     elif action == "ADD":
                         left, right = part.split()
                         name = names.get(left, left)
                         increment = Decimal(values[right]["N"])
                         current = Decimal(updated[name]["N"]) if name in updated else Decimal(0)
                         updated[name] = {"N": _decimal_text(current + increment)}
+                    elif action == "DELETE":  # a set's difference; an empty set is removed
+                        left, right = part.split()
+                        name = names.get(left, left)
+                        members = set(updated.get(name, {}).get("SS", ())) - set(values[right]["SS"])
+                        if members:
+                            updated[name] = {"SS": sorted(members)}
+                        else:
+                            updated.pop(name, None)
                     else:
                         raise NotImplementedError(f"update action {action}")
             self.tables[TableName][key] = updated
             units = self._write(TableName, key, updated, "UpdateItem")
         # As DynamoDB reports it when asked (the count rows' budget reads it).
+        response: dict[str, Any] = {}
         if ReturnConsumedCapacity == "TOTAL":
-            return {"ConsumedCapacity": {"TableName": TableName, "CapacityUnits": float(units)}}
-        return {}
+            response["ConsumedCapacity"] = {"TableName": TableName, "CapacityUnits": float(units)}
+        if ReturnValues == "ALL_NEW":
+            response["Attributes"] = dict(updated)
+        return response
 
     def transact_write_items(self, TransactItems: list[dict[str, Any]], **_: Any) -> dict:
         """Puts only (what the adapters send): every condition is checked before anything

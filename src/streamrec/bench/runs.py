@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 
 from streamrec.bench.dynamo import MeteredDynamoClient, TableMeter, read_units, write_units
+from streamrec.domain.catalog import CatalogService, SequencedUpsert
 from streamrec.domain.ingest import BASKET_EVENT_TYPES, IngestService, SequencedEvent
 from streamrec.domain.model import POPULAR_ROW, Delta, HistoryItem, UserState, basket_row, sequence_key
 from streamrec.domain.recommend import RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.domain.trends import TrendsService
-from streamrec.events import parse_event
+from streamrec.events import parse_event, parse_item_upsert
 from streamrec.repositories.cache import CacheConfig, CachingSimilarityRepository
 from streamrec.repositories.dynamodb import (
     COUNT_PREFIX,
@@ -814,6 +815,216 @@ def moto_cross_check(
         )
         result["tables"][name] = {
             "writes_metered": meter.writes,
+            "writes_moto": moto_writes,
+            "rows": len(metered_sizes),
+            "bytes_metered": sum(metered_sizes),
+            "bytes_moto": sum(moto_sizes[name]),
+            "same_sizes": metered_sizes == moto_sizes[name],
+        }
+    result["agree"] = all(
+        t["same_sizes"] and t["writes_metered"] == t["writes_moto"] for t in result["tables"].values()
+    )
+    return result
+
+
+# ---- Catalog ------------------------------------------------------------------------------------
+# The ingest function's batch size (template.yaml, IngestFunction's BatchSize): a catalog
+# load's records reach it in batches of up to this many per shard.
+CATALOG_BATCH = 1000
+# The load's timestamp (the edits come 1 and 2 seconds later).
+CATALOG_T0 = 1_764_000_000.0
+# The catalog's edits replayed after its load: every item's price, then a share of titles.
+CATALOG_TITLE_EDIT_SHARE = 0.1
+CATALOG_PHASES = ("load", "price change", "title change")
+CATALOG_TABLES = (CATALOG, SIMILARITY)
+WRITE_CALLS = ("UpdateItem", "PutItem", "BatchWriteItem")
+
+
+def catalog_edits(records: Sequence[Mapping[str, Any]], seed: int = 11) -> dict[str, list[dict[str, Any]]]:
+    """The bench's three catalog streams over ``records`` (``item_upsert`` dicts, one per
+    item, with a ``timestamp``): the load itself; every item again, its price up 10 % (no
+    token changes); a seeded :data:`CATALOG_TITLE_EDIT_SHARE` of the items again, their
+    title's last word swapped for a word drawn from the catalog's titles (a token lost and
+    one gained, as an edit does; the same word at times)."""
+    rng = random.Random(seed)
+    later = max(float(r["timestamp"]) for r in records) if records else 0.0
+    prices = [{**r, "price": round(float(r["price"]) * 1.1, 2), "timestamp": later + 1} for r in records]
+    words = sorted({word for r in records for word in str(r["title"]).split()})
+    edited = sorted(rng.sample(range(len(prices)), round(CATALOG_TITLE_EDIT_SHARE * len(prices))))
+    titles = [
+        {
+            **prices[n],
+            "title": " ".join([*str(prices[n]["title"]).split()[:-1], rng.choice(words)]),
+            "timestamp": later + 2,
+        }
+        for n in edited
+    ]
+    return {"load": [dict(r) for r in records], "price change": prices, "title change": titles}
+
+
+def _kind_units(tables: Tables, phase: str, records: int) -> dict[str, Any]:
+    """Units per record of ``phase`` in the catalog and similarity tables, by kind of row."""
+    meters = tables.client.phases.get(phase, {})
+    out: dict[str, Any] = {}
+    for name in CATALOG_TABLES:
+        meter = meters.get(tables.names[name]) or TableMeter()
+        out[name] = {
+            "wru_per_record": meter.write_units / records,
+            "rru_per_record": meter.read_units / records,
+            "calls": dict(meter.calls),
+            "wru_per_record_by_kind": {k: v / records for k, v in sorted(meter.write_units_by_kind.items())},
+            "rru_per_record_by_kind": {k: v / records for k, v in sorted(meter.read_units_by_kind.items())},
+        }
+    out["total"] = {
+        key: sum(out[name][key] for name in CATALOG_TABLES) for key in ("wru_per_record", "rru_per_record")
+    }
+    return out
+
+
+def _catalog_replay(
+    tables: Tables,
+    streams: Mapping[str, Sequence[Mapping[str, Any]]],
+    settings: Settings,
+    batch: int,
+    progress: Progress = _quiet,
+) -> dict[str, dict[str, float]]:
+    """Each stream through the production catalog ingest (CatalogService, batches of
+    ``batch``) and each batch's announcements through the similarity service (chunks of
+    SIMILARITY_BATCH), metered as phases ``<stream>: ingest`` and ``<stream>: similarity``.
+    Returns, per stream, its announcements and each function's CPU seconds (this process's,
+    the metered client's work included: an upper bound)."""
+    publisher = InMemoryChangePublisher()
+    service = CatalogService(settings, DynamoCatalogRepository(tables.table(CATALOG)), publisher)
+    similarity = tables.similarity(settings)
+    sequence = 0
+    measured: dict[str, dict[str, float]] = {}
+    for phase, stream in streams.items():
+        upserts = [parse_item_upsert(json.loads(json.dumps(record))) for record in stream]
+        found = measured[phase] = {"announced": 0, "ingest_cpu_s": 0.0, "similarity_cpu_s": 0.0}
+        for offset in range(0, len(upserts), batch):
+            progress(f"catalog cost: {phase}: {offset:,}/{len(upserts):,} records")
+            chunk = upserts[offset : offset + batch]
+            sequenced = [SequencedUpsert(sequence_key(sequence + n + 1), u) for n, u in enumerate(chunk)]
+            sequence += len(chunk)
+            _phase(tables, f"{phase}: ingest")
+            started = time.process_time()
+            service.upsert(sequenced, SHARD)
+            found["ingest_cpu_s"] += time.process_time() - started
+            _phase(tables, f"{phase}: similarity")
+            content = sorted(publisher.drain_content())
+            started = time.process_time()
+            for start in range(0, len(content), SIMILARITY_BATCH):
+                similarity.recompute((), (), (), set(content[start : start + SIMILARITY_BATCH]))
+            found["similarity_cpu_s"] += time.process_time() - started
+            found["announced"] += len(content)
+    return measured
+
+
+def catalog_cost(
+    records: Sequence[Mapping[str, Any]],
+    settings: Settings,
+    batch: int = CATALOG_BATCH,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Units per catalog record, by kind of row, of the production catalog ingest and the
+    similarity function's content work (metered tables) over :func:`catalog_edits` of
+    ``records``: the load, a price change of every item, a title change of some."""
+    tables = metered_tables()
+    streams = catalog_edits(records)
+    measured = _catalog_replay(tables, streams, settings, batch, progress)
+    result: dict[str, Any] = {"items": len(records), "batch": batch, "phases": {}}
+    for phase, stream in streams.items():
+        n = max(len(stream), 1)
+        similarity = _kind_units(tables, f"{phase}: similarity", n)
+        result["phases"][phase] = {
+            "records": len(stream),
+            "announced": int(measured[phase]["announced"]),
+            "ingest": _kind_units(tables, f"{phase}: ingest", n),
+            "similarity": similarity,
+            "ingest_cpu_ms_per_record": 1000 * measured[phase]["ingest_cpu_s"] / n,
+            "similarity_cpu_ms_per_record": 1000 * measured[phase]["similarity_cpu_s"] / n,
+            # The similarity function writes a catalog record only to refresh its norm.
+            "norm_refreshes_per_record": similarity[CATALOG]["calls"].get("UpdateItem", 0) / n,
+        }
+    rows = [row for row in tables.client.items(tables.names[CATALOG])]
+    sizes: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        key = row["item_id"]["S"]
+        sizes[key.split(":", 1)[0] if key.startswith("#") else "item"].append(item_size(row))
+    result["catalog_rows"] = {
+        kind: {"rows": len(found), "mean_bytes": statistics.fmean(found), "max_bytes": max(found)}
+        for kind, found in sorted(sizes.items())
+    }
+    return result
+
+
+def _clockless_size(item: Mapping[str, Any]) -> int:
+    """An item's size with its wall-clock ``updated_at`` (when a similarity row was written,
+    a float whose digits vary from run to run) at a fixed value."""
+    return item_size({**item, "updated_at": {"N": "0"}} if "updated_at" in item else dict(item))
+
+
+def catalog_moto_cross_check(
+    records: Sequence[Mapping[str, Any]],
+    settings: Settings,
+    template: Path,
+    batch: int,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """:func:`catalog_cost`'s replay of a slice on moto (in-process) and on the metered
+    client: the write calls per table and the stored item sizes must agree."""
+    import boto3
+    from moto import mock_aws
+
+    from streamrec.local.template import load_template
+    from streamrec.reliability.sandbox import temporary_environment
+
+    streams = catalog_edits(records)
+    metered = metered_tables()
+    _catalog_replay(metered, streams, settings, batch)
+    credentials = {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+    }
+    calls: Counter[tuple[str, str]] = Counter()
+    counting = threading.Lock()
+    with temporary_environment(credentials), mock_aws():
+        resolved = load_template(template, endpoint_url="https://sqs.us-east-1.amazonaws.com")
+        session = boto3.session.Session(region_name="us-east-1")
+
+        def count(params: dict[str, Any], model: Any, **_: Any) -> None:
+            key = (model.name, params.get("TableName", "") or ",".join(params.get("RequestItems", {})))
+            with counting:
+                calls[key] += 1
+
+        session.events.register("provide-client-params.dynamodb", count)
+        client = register_fast_reads(session.client("dynamodb"))
+        moto_tables = _template_tables(client, resolved)
+        progress(f"catalog cross-check: {len(records):,} items through moto")
+        _catalog_replay(moto_tables, streams, settings, batch)
+        moto_sizes = {}
+        for name in CATALOG_TABLES:
+            items = []
+            for page in client.get_paginator("scan").paginate(TableName=moto_tables.names[name]):
+                items.extend(page["Items"])
+            moto_sizes[name] = sorted(_clockless_size(i) for i in items)
+    result: dict[str, Any] = {"items": len(records), "tables": {}}
+    for name in CATALOG_TABLES:
+        # Write calls (a failed condition is a call too); a BatchWriteItem counts once.
+        writes = sum(
+            meter.calls[op]
+            for phase in metered.client.phases.values()
+            for op in WRITE_CALLS
+            for table, meter in phase.items()
+            if table == metered.names[name]
+        )
+        metered_sizes = sorted(_clockless_size(i) for i in metered.client.items(metered.names[name]))
+        moto_writes = sum(
+            c for (op, table), c in calls.items() if table == moto_tables.names[name] and op in WRITE_CALLS
+        )
+        result["tables"][name] = {
+            "writes_metered": writes,
             "writes_moto": moto_writes,
             "rows": len(metered_sizes),
             "bytes_metered": sum(metered_sizes),

@@ -9,10 +9,16 @@ stored records, and written in a crash-safe order:
    which the posting, capped at ``posting_limit`` ids, cannot give);
 2. the token postings (set ADD/DELETE: repeating them changes nothing);
 3. the records, each conditional on the stored timestamp it was planned against;
-4. the announcement of every upserted item on the changed-items stream.
+4. the announcement on the changed-items stream of every upserted item whose content
+   changed (:func:`same_content`).
 
+A record whose tokens are the stored record's (a price or stock change, the most frequent
+edits) posts nothing and keeps the stored norm: its tokens were posted before the stored
+record was written. One that leaves the tokens, category and stock as stored (a price
+change) is not announced: the similarity side derives nothing else from a record.
 A record older than the stored one changes nothing (late arrival); one with the same
-timestamp is a re-delivery: only its announcement is repeated (harmless). A crash before
+timestamp is a re-delivery: only its announcement is repeated (harmless; its first
+attempt may have stopped before announcing). A crash before
 step 3 replans the same writes; a lost race on step 3 (another shard wrote the item)
 fails the batch, and the retry replans against the new record.
 
@@ -85,6 +91,8 @@ class CatalogOutcome:
     stale: list[tuple[str, float, float]] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # already stored (re-delivery)
     superseded: int = 0  # records replaced by a later one of the same item in the batch
+    # Written items whose content (tokens, category, stock) is as stored: not announced.
+    same_content: list[str] = field(default_factory=list)
 
 
 def catalog_item(upsert: ItemUpsert) -> CatalogItem:
@@ -109,6 +117,17 @@ def same_fields(stored: CatalogItem, record: CatalogItem) -> bool:
         record.price,
         record.in_stock,
         list(record.tags),
+    )
+
+
+def same_content(stored: CatalogItem | None, record: CatalogItem) -> bool:
+    """Whether ``record`` leaves what the similarity side derives from an item as
+    ``stored`` had it: its tokens (content lists, postings, norm), category (its row's) and
+    stock (``#out_of_stock``). A change of price alone does."""
+    return stored is not None and (stored.terms, stored.category, stored.in_stock) == (
+        record.terms,
+        record.category,
+        record.in_stock,
     )
 
 
@@ -228,7 +247,8 @@ class CatalogService:
                     counts[token] += token_deltas
             self._write(writes, {token: sorted(d) for token, d in counts.items()}, shard)
         outcome.written = [new.item_id for _, new, _ in writes]
-        announced = set(outcome.written) | set(outcome.duplicates)
+        outcome.same_content = [new.item_id for _, new, old in writes if same_content(old, new)]
+        announced = (set(outcome.written) - set(outcome.same_content)) | set(outcome.duplicates)
         if announced:
             self.changes.publish((), set(), (), announced)
         return outcome
@@ -243,7 +263,10 @@ class CatalogService:
         self.catalog.add_documents([(seq, DOCUMENTS, 1.0) for seq, _ in new_items], shard)
         add: dict[str, set[str]] = defaultdict(set)
         remove: dict[str, set[str]] = defaultdict(set)
-        for _, new, old in writes:
+        # Records with the stored record's tokens post nothing: the stored record's tokens
+        # were posted before it was written (this order), and it keeps its norm.
+        retexted = [(new, old) for _, new, old in writes if old is None or old.terms != new.terms]
+        for new, old in retexted:
             for token in new.terms:
                 add[token].add(new.item_id)
             for token in set(old.terms if old else ()) - set(new.terms):
@@ -252,7 +275,10 @@ class CatalogService:
         self.catalog.count_postings(counts, shard)
         frequencies = self.catalog.update_postings(add, remove, self.settings.posting_limit)
         documents = self.catalog.documents()
-        for _, new, _ in writes:
+        for _, new, old in writes:
+            if old is not None and old.terms == new.terms:
+                new.norm, new.norm_documents = old.norm, old.norm_documents
+                continue
             df = {t: frequencies.get(t, 1) for t in new.terms}
             new.norm, new.norm_documents = _norm(new, df, documents), float(documents)
         conflicts = self.catalog.put_many([(new, old.timestamp if old else None) for _, new, old in writes])
