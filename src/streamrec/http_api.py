@@ -419,7 +419,10 @@ def malformed_id(event: dict[str, Any]) -> str | None:
 
 def _media_type(event: dict[str, Any]) -> str:
     headers = {str(name).lower(): str(value) for name, value in (event.get("headers") or {}).items()}
-    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    # A header sent twice reaches the function joined by a comma (API Gateway, the local
+    # API): the same type twice is that type; different ones name no type we read.
+    types = {part.split(";", 1)[0].strip().lower() for part in headers.get("content-type", "").split(",")}
+    return types.pop() if len(types) == 1 else ",".join(sorted(types))
 
 
 def _is_json(media_type: str) -> bool:
@@ -662,6 +665,34 @@ def _not_utf8(raw_query: str) -> str:
     return ""
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def refuse_malformed_path_ids(
+    app: APIGatewayHttpResolver, next_middleware: Callable[..., Response]
+) -> Response:
+    """A 400 for a path id that is not an id as the request gave it. Powertools matches a
+    route with a ``^...$`` regex, whose ``$`` also matches before a final newline, and hands
+    the route what the regex captured: ``DELETE /users/alice%0A`` would reach the route as
+    ``alice`` and forget her. So each id of the matched route is checked as API Gateway
+    delivered it (``pathParameters``), and the path's segment of it for control characters."""
+    route = app.context.get("_route")
+    if route is not None:
+        event = app.current_event.raw_event
+        given = event.get("pathParameters") or {}
+        pattern = route.path.split("/")
+        segments = str(event.get("rawPath") or "").split("/")
+        for position, part in enumerate(pattern):
+            if not (part.startswith("<") and part.endswith(">")):
+                continue
+            name = part[1:-1]
+            delivered = given.get(name)
+            segment = segments[position] if len(segments) == len(pattern) else ""
+            if (isinstance(delivered, str) and not ID_REGEX.fullmatch(delivered)) or _CONTROL.search(segment):
+                return _error(400, "bad_request", f"{name} is malformed: {ID_DESCRIPTION}")
+    return next_middleware(app)
+
+
 def build_app(
     service: RecommendationService,
     cross_sell: CrossSellService | None = None,
@@ -673,7 +704,7 @@ def build_app(
     built on the same settings and repositories; the coupon routes to ``coupons`` and the
     trending and demand routes to ``trends`` when given)."""
     app = APIGatewayHttpResolver(enable_validation=True)
-    app.use(middlewares=[refuse_unknown_query_parameters])
+    app.use(middlewares=[refuse_malformed_path_ids, refuse_unknown_query_parameters])
     users = service.users
     complements = cross_sell or CrossSellService(service.settings, service.users, service.similarity)
     profiles = ProfileService(service.settings, service.users)
