@@ -40,6 +40,25 @@ EARLIEST_TIMESTAMP = 946_684_800  # 2000-01-01T00:00:00Z
 MAX_CLOCK_SKEW_SECONDS = 86_400
 # Above this, "seconds" are epoch milliseconds (year 5138; milliseconds of 2000 are 9.5e11).
 MILLISECONDS_LIKELY = 1e11
+# The units epoch "seconds" past MILLISECONDS_LIKELY most likely are, by magnitude: each
+# from 2000 (9.5e11 ms) to past 2100 (4.1e12 ms), with room either side.
+_EPOCH_UNITS = ((1e14, "milliseconds"), (1e17, "microseconds"), (1e20, "nanoseconds"))
+
+
+def epoch_unit_hint(seconds: float) -> str:
+    """For a number of "seconds" far in the future: the unit it most likely is, as a
+    parenthesised hint (" (epoch seconds expected, not milliseconds)"), else ""."""
+    if not MILLISECONDS_LIKELY < seconds < math.inf:
+        return ""
+    unit = next((name for bound, name in _EPOCH_UNITS if seconds < bound), "")
+    return f" (epoch seconds expected, not {unit})" if unit else ""
+
+
+# A date alone, with or without a zone after it (which Python drops for a date).
+_DATE_ONLY = re.compile(
+    r"\s*[0-9]{4}-?(?:[0-9]{2}-?[0-9]{2}|W[0-9]{2}-?[0-9]?)(?:[zZ]|[+-][0-9]{2}(?::?[0-9]{2})?)?\s*"
+)
+DATE_ONLY_MESSAGE = "timestamp is a date alone: give a time of day and a zone (e.g. 2025-11-27T00:00:00Z)"
 
 # Epoch seconds written as a string: digits, optionally a fraction and an exponent.
 EPOCH_TEXT = re.compile(r"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?")
@@ -181,9 +200,11 @@ class TimeFormatError(ValueError):
     """Neither ISO-8601 with a zone nor epoch seconds; ``missing_zone``: ISO-8601 without a
     zone (each caller words its own message)."""
 
-    def __init__(self, missing_zone: bool = False) -> None:
+    def __init__(self, missing_zone: bool = False, date_only: bool = False) -> None:
         super().__init__("ISO-8601 without a time zone" if missing_zone else "not ISO-8601 or epoch seconds")
         self.missing_zone = missing_zone
+        # A date with no time of day ("2025-11-27"; Python drops a zone given after one).
+        self.date_only = date_only
 
 
 def instant_seconds(value: Any) -> float:
@@ -207,7 +228,7 @@ def instant_seconds(value: Any) -> float:
     except ValueError:
         raise TimeFormatError() from None
     if parsed.tzinfo is None:
-        raise TimeFormatError(missing_zone=True)
+        raise TimeFormatError(missing_zone=True, date_only=_DATE_ONLY.fullmatch(str(value)) is not None)
     return parsed.timestamp()
 
 
@@ -217,7 +238,9 @@ def epoch_seconds(value: Any) -> float:
         seconds = instant_seconds(value)
     except TimeFormatError as error:
         raise ValueError(
-            "ISO-8601 timestamp needs a time zone (e.g. Z or +02:00)"
+            DATE_ONLY_MESSAGE
+            if error.date_only
+            else "ISO-8601 timestamp needs a time zone (e.g. Z or +02:00)"
             if error.missing_zone
             else "timestamp must be ISO-8601 or epoch seconds"
         ) from None
@@ -226,11 +249,7 @@ def epoch_seconds(value: Any) -> float:
     if seconds > time.time() + MAX_CLOCK_SKEW_SECONDS:
         # Epoch milliseconds read as seconds land some 50,000 years ahead.
         numeric = not isinstance(value, str) or EPOCH_TEXT.fullmatch(value)
-        hint = (
-            " (epoch seconds expected, not milliseconds)"
-            if numeric and MILLISECONDS_LIKELY < seconds < math.inf
-            else ""
-        )
+        hint = epoch_unit_hint(seconds) if numeric else ""
         raise ValueError(f"timestamp is more than a day in the future{hint}")
     return seconds
 

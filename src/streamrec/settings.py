@@ -126,6 +126,12 @@ class Settings:
     # ``basket_gap_hours`` apart. A basket counts at most ``basket_items_kept`` items.
     basket_gap_hours: float = 24.0
     basket_items_kept: int = 50
+    # An event more than this before the newest of its user's recent items is late (a
+    # backfill or a re-drive behind live events): it counts where it carries its own time
+    # (counts, popularity, trends, category engagement, purchases) but not in the state kept
+    # in arrival order (the recent items, cart and basket, so no co-occurrence). Twice the
+    # clock skew the parser allows, so an event stamped a day ahead makes no real one late.
+    late_event_hours: float = 48.0
     # Each item's complements row: the ``complements_per_item`` best partners with at least
     # ``cross_sell_min_support`` shared baskets, by ``cross_sell_measure``. The default,
     # added_value: P(j | i) - cross_sell_popularity_penalty * P(j) (basket probabilities),
@@ -285,6 +291,10 @@ class Settings:
     @property
     def basket_gap_seconds(self) -> float:
         return self.basket_gap_hours * 3600.0
+
+    @property
+    def late_event_seconds(self) -> float:
+        return self.late_event_hours * 3600.0
 
 
 def parse_event_weights(text: str) -> dict[str, float]:

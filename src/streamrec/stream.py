@@ -352,6 +352,9 @@ class IngestRecords:
                     "records": len(events),
                     "applied": plan.applied_events,
                     "duplicates": plan.duplicates,
+                    # Applied, but behind their users' recent items (a backfill, a re-drive):
+                    # not in the recent items, cart or basket (domain/ingest.is_late).
+                    "late": plan.late_events,
                     "users": len(plan.users),
                     "cooccurrence_rows": len(plan.cooccurrence),
                     "changed_items": len(plan.changed_items),

@@ -172,6 +172,24 @@ GOOD = {"event_id": "e1", "event_type": "view", "user_id": "u", "item_id": "i", 
             "schema violation: timestamp: timestamp is more than a day in the future (epoch seconds "
             "expected, not milliseconds)",
         ),
+        (
+            {"timestamp": 1_764_288_000_123_456},
+            "schema violation: timestamp: timestamp is more than a day in the future (epoch seconds "
+            "expected, not microseconds)",
+        ),
+        (
+            {"timestamp": "1764288000123456789"},
+            "schema violation: timestamp: timestamp is more than a day in the future (epoch seconds "
+            "expected, not nanoseconds)",
+        ),
+        # A date alone: asking for a zone would not help (Python drops one given after a date).
+        *(
+            (
+                {"timestamp": date},
+                "schema violation: timestamp: timestamp is a date alone: give a time of day and a zone",
+            )
+            for date in ("2025-11-27", "2025-11-27Z", "2025-11-27+00:00", "2025-W48-4")
+        ),
     ],
 )
 def test_a_dead_letter_reason_names_the_problem(change: dict[str, Any], reason: str) -> None:

@@ -3,7 +3,9 @@
 Written independently of the domain code (plain dicts and floats, no batching, no
 repositories) from the definitions in the README: per user, the last ``history`` distinct
 items with a_ui = the largest weight given; c_ii = sum of a_ui increments, c_ij = sum of
-min(a_ui, a_uj) increments while both are in the window.
+min(a_ui, a_uj) increments while both are in the window. An event more than
+``late_seconds`` older than the newest event on the user's window items is late: it is
+counted, but enters neither the window nor a basket.
 """
 
 from __future__ import annotations
@@ -12,46 +14,54 @@ import math
 from collections import defaultdict
 
 
-def reference_counts(events, weights, history):
-    """events: iterable of dicts (event_id, user_id, item_id, event_type) in stream order.
+def reference_counts(events, weights, history, late_seconds=math.inf):
+    """events: iterable of dicts (event_id, user_id, item_id, event_type, timestamp) in
+    stream order.
 
-    Returns (pair_counts {i: {j: c_ij}}, item_weight {i: c_ii}, event_counts {i: {type: n}}).
+    Returns (pair_counts {i: {j: c_ij}}, item_weight {i: c_ii}, event_counts {i: {type: n}},
+    late {indices of the late events}).
     """
-    windows: dict[str, list[list]] = defaultdict(list)
+    windows: dict[str, list[list]] = defaultdict(list)  # [item, a_ui, its newest event time]
     seen_ids: dict[str, set] = defaultdict(set)
     pairs: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     norms: dict[str, float] = defaultdict(float)
     counts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for event in events:
+    late: set[int] = set()
+    for index, event in enumerate(events):
         user, item, weight = event["user_id"], event["item_id"], weights[event["event_type"]]
         if event["event_id"] in seen_ids[user]:
             continue
         seen_ids[user].add(event["event_id"])
         counts[item][event["event_type"]] += 1
         window = windows[user]
+        when = float(event["timestamp"])
+        if window and when < max(s[2] for s in window) - late_seconds:
+            late.add(index)
+            continue
         slot = next((s for s in window if s[0] == item), None)
         if slot is None:
             if weight <= 0:
                 continue
-            slot = [item, 0.0]
+            slot = [item, 0.0, when]
             window.append(slot)
             del window[:-history]
         else:
             window.remove(slot)
             window.append(slot)
+            slot[2] = max(slot[2], when)
         old = slot[1]
         new = max(old, weight)
         if new <= old:
             continue
         slot[1] = new
         norms[item] += new - old
-        for other, other_weight in window:
+        for other, other_weight, _ in window:
             if other != item:
                 gain = min(new, other_weight) - min(old, other_weight)
                 if gain > 0:
                     pairs[item][other] += gain
                     pairs[other][item] += gain
-    return pairs, norms, counts
+    return pairs, norms, counts, late
 
 
 def reference_rows(pairs, norms, measure, k):
@@ -79,10 +89,12 @@ def reference_rows(pairs, norms, measure, k):
     return rows
 
 
-def reference_baskets(events, gap_seconds, kept):
+def reference_baskets(events, gap_seconds, kept, late=frozenset()):
     """Basket co-occurrence from scratch: add_to_cart/purchase events sharing a basket_id,
     or (without one) a user's such events at most ``gap_seconds`` after the basket's latest
-    one, form a basket that counts its first ``kept`` distinct items, each once.
+    one, form a basket that counts its first ``kept`` distinct items, each once. An event
+    without one more than ``gap_seconds`` before the basket's latest joins none, and the
+    ``late`` events (indices, see reference_counts) none either.
 
     Returns (pairs {i: {j: baskets with both}}, baskets_of {i: baskets with i}, baskets).
     """
@@ -91,15 +103,17 @@ def reference_baskets(events, gap_seconds, kept):
     pairs: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     counts: dict[str, float] = defaultdict(float)
     total = 0
-    for event in events:
+    for index, event in enumerate(events):
         user, item = event["user_id"], event["item_id"]
         if event["event_id"] in seen_ids[user]:
             continue
         seen_ids[user].add(event["event_id"])
-        if event["event_type"] not in ("add_to_cart", "purchase"):
+        if event["event_type"] not in ("add_to_cart", "purchase") or index in late:
             continue
         key, when = event.get("basket_id") or "", float(event["timestamp"])
         basket = current.get(user)
+        if not key and basket is not None and basket[1] - when > gap_seconds:
+            continue
         if basket and basket[2] and basket[0] == key and (key or when - basket[1] <= gap_seconds):
             basket = (key, max(basket[1], when), basket[2])
         else:

@@ -1194,3 +1194,27 @@ def test_coupons_list_command_shows_each_coupon_its_state_and_counts(aws, capsys
         ("b-live", "active", 10),
         ("c-spent", "exhausted", 0),
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "unit"),
+    [
+        (1_764_288_000_000, "milliseconds"),
+        ("1764288000000", "milliseconds"),
+        (1_764_288_000_000_000, "microseconds"),
+    ],
+)
+def test_a_coupon_time_in_a_smaller_unit_than_seconds_is_told_so(value, unit):
+    from streamrec.domain.coupons import _epoch
+
+    with pytest.raises(ValueError) as error:
+        _epoch(value)
+    assert str(error.value) == f"must be from 2000-01-01 to 2100-01-01 (epoch seconds expected, not {unit})"
+
+
+def test_a_coupon_time_given_as_a_date_alone_asks_for_a_time_of_day():
+    from streamrec.domain.coupons import _epoch
+
+    for value in ("2026-12-01", "2026-12-01Z"):
+        with pytest.raises(ValueError, match="a date alone: give a time of day and a zone"):
+            _epoch(value)

@@ -47,12 +47,14 @@ from streamrec_core import coupon_propensity, coupon_scores, top_k
 from streamrec.domain.model import POPULAR_CATEGORIES_ROW, CategoryAffinity, UserState, shown_kind
 from streamrec.events import (
     EARLIEST_TIMESTAMP,
+    EPOCH_TEXT,
     ID_REGEX,
     ID_RULE,
     CategoryName,
     EntityId,
     TimeFormatError,
     UserEvent,
+    epoch_unit_hint,
     instant_seconds,
     json_type,
     schema_problems,
@@ -85,13 +87,17 @@ def _epoch(value: Any) -> float:
         seconds = instant_seconds(value)
     except TimeFormatError as error:
         raise ValueError(
-            "ISO-8601 time needs a time zone (e.g. Z)"
+            "a date alone: give a time of day and a zone (e.g. 2025-11-27T00:00:00Z)"
+            if error.date_only
+            else "ISO-8601 time needs a time zone (e.g. Z)"
             if error.missing_zone
             else "must be ISO-8601 with a zone or epoch seconds"
         ) from None
     # "NaN" would pass every comparison (valid_to > valid_from included).
     if not EARLIEST_TIMESTAMP <= seconds <= LATEST_COUPON_TIME:
-        raise ValueError("must be from 2000-01-01 to 2100-01-01")
+        numeric = not isinstance(value, str) or EPOCH_TEXT.fullmatch(value)
+        hint = epoch_unit_hint(seconds) if numeric else ""
+        raise ValueError(f"must be from 2000-01-01 to 2100-01-01{hint}")
     return seconds
 
 
@@ -301,14 +307,18 @@ def _cart_change(state: UserState, event: UserEvent) -> int:
     return 0
 
 
-def apply_to_categories(state: UserState, event: UserEvent, settings: Settings) -> None:
+def apply_to_categories(
+    state: UserState, event: UserEvent, settings: Settings, cart_changes: bool = True
+) -> None:
     """Add ``event`` to the user's engagement with its category (pure; in the ingest plan,
     so it is written with the user row's guards). Call it before the event changes the
-    cart. Keeps the ``categories_kept`` strongest categories (as of the event's time)."""
+    cart (``cart_changes`` False: it will not, being late). Keeps the ``categories_kept``
+    strongest categories as of the newest time the user's categories have seen (an old
+    event, compared as of its own time, would weigh today's categories undecayed)."""
     if not event.category:
         return
     entry = state.categories.get(event.category)
-    cart_change = _cart_change(state, event)
+    cart_change = _cart_change(state, event) if cart_changes else 0
     weight = settings.category_weights.get(event.event_type, 0.0)
     if weight <= 0:  # e.g. remove_from_cart: only the cart count can change
         if entry is not None and cart_change:
@@ -333,9 +343,10 @@ def apply_to_categories(state: UserState, event: UserEvent, settings: Settings) 
         affinity, ref_time, counts, (decayed[0], decayed[1], decayed[2]), max(0, entry.in_cart + cart_change)
     )
     if len(state.categories) > settings.categories_kept:
+        as_of = max(event.timestamp, max(e.ref_time for e in state.categories.values()))
         weakest = min(
             state.categories,
-            key=lambda c: (state.categories[c].at(event.timestamp, half_life), c),
+            key=lambda c: (state.categories[c].at(as_of, half_life), c),
         )
         del state.categories[weakest]
 

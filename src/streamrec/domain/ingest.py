@@ -84,6 +84,9 @@ class BatchPlan:
     categories: dict[str, str] = field(default_factory=dict)
     applied_events: int = 0
     duplicates: int = 0
+    # Applied events that were late for their user (is_late): not in the recent items, cart
+    # or basket.
+    late_events: int = 0
     # (sequence, coupon id) of each coupon_redeemed event applied, in stream order.
     redemptions: list[tuple[str, str]] = field(default_factory=list)
     # Their outcomes on the coupon rows (redeemed, exhausted, duplicate, unknown), once written.
@@ -107,6 +110,25 @@ def _remember(values: list[str], value: str, limit: int) -> None:
         values.remove(value)
     values.append(value)
     del values[:-limit]
+
+
+def is_late(state: UserState, event: UserEvent, settings: Settings) -> bool:
+    """Whether ``event`` is more than ``late_event_hours`` older than the newest of the
+    user's recent items: a backfill or re-drive arriving behind live events. The recent
+    items, cart and basket are kept in arrival order, so applied there it would evict the
+    user's live items, pair last year's items with today's, or put back in the cart an item
+    bought since."""
+    if not state.items:
+        return False
+    newest = max(entry.ref_time for entry in state.items)
+    return event.timestamp < newest - settings.late_event_seconds
+
+
+def _remember_late_purchase(state: UserState, item: str, settings: Settings) -> None:
+    """A late purchase is still a purchase (never recommended back): kept as the oldest one,
+    unless the list is full."""
+    if item not in state.purchased and len(state.purchased) < settings.purchased_kept:
+        state.purchased.insert(0, item)
 
 
 class UnknownCouponError(ValueError):
@@ -200,7 +222,14 @@ def plan_batch(
                 plan.popular_changed.add(event.item_id)
         if trends:
             plan_trends(plan.trends, event, seq, weight)
-        apply_to_categories(state, event, settings)  # before the cart changes: it counts cart items
+        late = is_late(state, event, settings)
+        # Before the cart changes: it counts cart items (a late event changes none).
+        apply_to_categories(state, event, settings, cart_changes=not late)
+        if late:
+            plan.late_events += 1
+            if event.event_type == PURCHASE:
+                _remember_late_purchase(state, event.item_id, settings)
+            continue
         _apply_to_cart(state, event, settings)
         _apply_to_basket(state, event, seq, plan, settings)
         _apply_to_history(state, event, seq, weight, plan, settings)
@@ -226,6 +255,10 @@ def _apply_to_basket(
     if event.event_type not in BASKET_EVENT_TYPES:
         return
     basket_id = event.basket_id or ""
+    if basket_id == "" and state.basket_time - event.timestamp > settings.basket_gap_seconds:
+        # Older than the current implicit basket by more than the gap: it belonged to an
+        # earlier basket, gone now; neither that basket nor this one gets it.
+        return
     same = (
         bool(state.basket)
         and state.basket_id == basket_id

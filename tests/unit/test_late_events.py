@@ -1,0 +1,123 @@
+"""Events that arrive behind their user's live events (a history backfill loaded while the
+shop is live, a dead letter re-driven days later): counted where they carry their own time,
+never in the state kept in arrival order (recent items, cart, basket), which they would
+otherwise take over (domain/ingest.is_late)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from streamrec.domain.coupons import apply_to_categories
+from streamrec.domain.ingest import SequencedEvent, plan_batch
+from streamrec.domain.model import TOTALS_ROW, UserState, basket_row, sequence_key
+from streamrec.events import parse_event
+from streamrec.settings import Settings
+
+SHARD = "shardId-000000000000"
+NOW = 1_764_000_000
+DAY = 86_400
+SETTINGS = Settings(history_length=10)
+_ids = iter(range(1, 1_000_000))
+
+
+def _event(kind: str, item: str, at: float, **extra: Any) -> SequencedEvent:
+    n = next(_ids)
+    payload = {"event_id": f"e{n}", "event_type": kind, "user_id": "u", "item_id": item, "timestamp": at}
+    return SequencedEvent(sequence_key(n), parse_event({**payload, **extra}))
+
+
+def _replay(state: UserState | None, events: list[SequencedEvent], settings: Settings = SETTINGS):
+    plan = plan_batch({"u": state} if state else {}, events, SHARD, settings)
+    return plan.users["u"], plan
+
+
+def _live() -> UserState:
+    """Today: ten views, then the tent in the cart."""
+    events = [_event("view", f"live{n}", NOW + n) for n in range(10)]
+    state, _ = _replay(None, [*events, _event("add_to_cart", "tent", NOW + 20)])
+    return state
+
+
+def test_a_backfill_behind_live_events_leaves_the_recent_items_cart_and_basket():
+    live = _live()
+    year_ago = NOW - 365 * DAY
+    backfill = [_event("view", f"old{n}", year_ago + n) for n in range(10)]
+    backfill += [
+        _event("add_to_cart", "kettle", year_ago + 20),
+        _event("remove_from_cart", "tent", year_ago + 21),
+        _event("purchase", "toaster", year_ago + 22, category="kitchen"),
+    ]
+    state, plan = _replay(live, backfill)
+    assert [e.item_id for e in state.items] == [e.item_id for e in live.items]
+    assert state.cart == ["tent"] and state.basket == live.basket == ["tent"]
+    assert plan.late_events == 13 and plan.applied_events == 13
+    # No pair with today's items, in views or baskets.
+    assert not plan.cooccurrence
+    # Counted where they carry their own time: the items' event counts and popularity,
+    # the user's event counts, the category's engagement; and a purchase is a purchase.
+    assert any(attribute == "n:purchase" for _, attribute, _ in plan.item_stats["toaster"]), plan.item_stats
+    assert "old3" in plan.popular_changed
+    assert state.event_counts["view"] == 20 and state.event_counts["purchase"] == 1
+    assert "kitchen" in state.categories and state.categories["kitchen"].in_cart == 0
+    assert state.purchased == ["toaster"]
+    # Support (each user's strongest weight on an item) comes with co-occurrence: not counted.
+    assert all(attribute != "w" for deltas in plan.item_stats.values() for _, attribute, _ in deltas)
+
+
+def test_a_cart_add_re_driven_days_later_does_not_put_back_an_item_bought_since():
+    state, _ = _replay(
+        None,
+        [
+            _event("add_to_cart", "lamp", NOW - 3 * DAY),
+            _event("purchase", "lamp", NOW - 2 * DAY),
+            *(_event("view", f"today{n}", NOW + n) for n in range(10)),
+            _event("add_to_cart", "stove", NOW + 20),
+        ],
+    )
+    redriven = _event("add_to_cart", "lamp", NOW - 3 * DAY + 60)  # a dead letter, re-driven
+    after, plan = _replay(state, [redriven])
+    assert after.cart == ["stove"] and "lamp" in after.purchased
+    assert [e.item_id for e in after.items] == [e.item_id for e in state.items]
+    assert plan.late_events == 1 and not plan.cooccurrence
+
+
+def test_events_in_time_order_and_slightly_out_of_order_are_not_late():
+    state, plan = _replay(
+        None,
+        [
+            _event("view", "a", NOW),
+            _event("view", "b", NOW + DAY),
+            _event("view", "c", NOW + DAY - 3600),  # an hour out of order: within the bound
+            _event("view", "d", NOW + 2 * DAY),
+        ],
+    )
+    assert plan.late_events == 0
+    assert [e.item_id for e in state.items] == ["a", "b", "c", "d"]
+    # One event stamped a day ahead (the parser's limit) makes no real one late.
+    ahead, plan = _replay(
+        state, [_event("view", "e", NOW + 3 * DAY), _event("view", "f", NOW + 2 * DAY + 60)]
+    )
+    assert plan.late_events == 0 and ahead.items[-1].item_id == "f"
+
+
+def test_a_cart_event_older_than_the_implicit_basket_by_more_than_the_gap_joins_no_basket():
+    settings = replace(SETTINGS, basket_gap_hours=2.0)  # the gap, well inside the late bound
+    state, _ = _replay(None, [_event("add_to_cart", "tent", NOW)], settings)
+    after, plan = _replay(state, [_event("add_to_cart", "sock", NOW - 5 * 3600)], settings)
+    assert plan.late_events == 0 and after.basket == ["tent"]
+    assert not any(key[0] in (basket_row("tent"), basket_row("sock")) for key in plan.cooccurrence)
+    assert not any(attribute == "b" for _, attribute, _ in plan.item_stats.get(TOTALS_ROW, []))
+    assert "sock" in after.cart  # the cart itself still follows arrival order within the bound
+
+
+def test_an_old_event_does_not_evict_a_category_of_today():
+    settings = replace(SETTINGS, categories_kept=3)
+    state = UserState(user_id="u")
+    for n, category in enumerate(("a", "b", "c")):
+        apply_to_categories(state, _event("view", f"i{n}", NOW + n, category=category).event, settings)
+    old = _event("purchase", "x", NOW - 365 * DAY, category="old").event
+    apply_to_categories(state, old, settings)
+    # Compared as of the year-old purchase's own time, today's views weighed undecayed and
+    # a view (1) lost to a purchase worth ~0 today.
+    assert set(state.categories) == {"a", "b", "c"}
