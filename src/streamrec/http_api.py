@@ -420,9 +420,16 @@ def malformed_id(event: dict[str, Any]) -> str | None:
 def _media_type(event: dict[str, Any]) -> str:
     headers = {str(name).lower(): str(value) for name, value in (event.get("headers") or {}).items()}
     # A header sent twice reaches the function joined by a comma (API Gateway, the local
-    # API): the same type twice is that type; different ones name no type we read.
-    types = {part.split(";", 1)[0].strip().lower() for part in headers.get("content-type", "").split(",")}
-    return types.pop() if len(types) == 1 else ",".join(sorted(types))
+    # API): the same type twice is that type; different ones name no single type (a comma
+    # inside a quoted parameter value does not join types).
+    parts = _OUTSIDE_QUOTES_COMMA.split(headers.get("content-type", ""))
+    types = {part.split(";", 1)[0].strip().lower() for part in parts}
+    return types.pop() if len(types) == 1 else MIXED_MEDIA_TYPES
+
+
+_OUTSIDE_QUOTES_COMMA = re.compile(r',(?=(?:[^"]*"[^"]*")*[^"]*$)')
+# What _media_type says of a header naming two different types: not JSON, and not none.
+MIXED_MEDIA_TYPES = "(several media types)"
 
 
 def _is_json(media_type: str) -> bool:
@@ -795,10 +802,14 @@ def build_app(
         exclude: ExcludeQuery = None,
         in_stock: InStockQuery = True,
     ) -> dict[str, Any]:
-        if exclude in EXCLUDE_MODES:
+        given = app.current_event.query_string_parameters or {}
+        if exclude in EXCLUDE_MODES and "seen" not in given:
             # The own-items mode was called exclude= before it became seen=: say so rather
-            # than read the keyword as an item id.
-            raise InvalidFilter(f"exclude takes item ids; for the user's own items use seen={exclude}")
+            # than read the keyword as an item id (with seen= given, it is one).
+            raise InvalidFilter(
+                f"exclude takes item ids; for the user's own items use seen={exclude} "
+                f"(to exclude an item named {exclude!r}, give seen= too)"
+            )
         own_user(user_id)
         wanted = list_filter(category, exclude, in_stock)
         result = service.for_user(user_id, k, exclude=seen, list_filter=wanted)

@@ -130,7 +130,8 @@ class Settings:
     # backfill or a re-drive behind live events): it counts where it carries its own time
     # (counts, popularity, trends, category engagement, purchases) but not in the state kept
     # in arrival order (the recent items, cart and basket, so no co-occurrence). Twice the
-    # clock skew the parser allows, so an event stamped a day ahead makes no real one late.
+    # clock skew the parser allows, so an event stamped a day ahead makes no real one late;
+    # 0 (LATE_EVENT_HOURS=off or 0): no event is late, everything applies in arrival order.
     late_event_hours: float = 48.0
     # Each item's complements row: the ``complements_per_item`` best partners with at least
     # ``cross_sell_min_support`` shared baskets, by ``cross_sell_measure``. The default,
@@ -247,6 +248,11 @@ class Settings:
             )
         if not 0.0 <= self.cold_popular_share <= 1.0:
             raise ConfigurationError(f"COLD_POPULAR_SHARE={self.cold_popular_share}; expected 0..1")
+        if self.late_event_hours != 0 and not self.late_event_hours >= 24:
+            raise ConfigurationError(
+                f"LATE_EVENT_HOURS={self.late_event_hours}; expected at least 24 (the clock skew the "
+                "parser accepts), or 0 or off (no event is late)"
+            )
         if not self.cold_item_weight > 0:
             raise ConfigurationError(f"COLD_ITEM_WEIGHT={self.cold_item_weight}; expected > 0")
         if self.content_per_item < 1 or self.posting_limit < 2:
@@ -364,6 +370,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         content_slots=number("CONTENT_SLOTS", Settings.content_slots),
         cold_item_weight=number("COLD_ITEM_WEIGHT", Settings.cold_item_weight),
         cold_popular_share=number("COLD_POPULAR_SHARE", Settings.cold_popular_share),
+        late_event_hours=0.0
+        if env.get("LATE_EVENT_HOURS", "").strip().lower() == "off"
+        else number("LATE_EVENT_HOURS", Settings.late_event_hours),
     )
 
 

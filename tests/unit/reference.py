@@ -92,9 +92,8 @@ def reference_rows(pairs, norms, measure, k):
 def reference_baskets(events, gap_seconds, kept, late=frozenset()):
     """Basket co-occurrence from scratch: add_to_cart/purchase events sharing a basket_id,
     or (without one) a user's such events at most ``gap_seconds`` after the basket's latest
-    one, form a basket that counts its first ``kept`` distinct items, each once. An event
-    without one more than ``gap_seconds`` before the basket's latest joins none, and the
-    ``late`` events (indices, see reference_counts) none either.
+    one, form a basket that counts its first ``kept`` distinct items, each once. The
+    ``late`` events (indices, see reference_counts) join none.
 
     Returns (pairs {i: {j: baskets with both}}, baskets_of {i: baskets with i}, baskets).
     """
@@ -112,8 +111,6 @@ def reference_baskets(events, gap_seconds, kept, late=frozenset()):
             continue
         key, when = event.get("basket_id") or "", float(event["timestamp"])
         basket = current.get(user)
-        if not key and basket is not None and basket[1] - when > gap_seconds:
-            continue
         if basket and basket[2] and basket[0] == key and (key or when - basket[1] <= gap_seconds):
             basket = (key, max(basket[1], when), basket[2])
         else:

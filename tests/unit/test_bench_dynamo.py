@@ -357,3 +357,20 @@ def test_catalog_metering_matches_moto(monkeypatch):
     result = catalog_moto_cross_check(_catalog(60), Settings(), ROOT / "template.yaml", batch=25)
     assert result["agree"], result
     assert result["tables"]["catalog"]["writes_moto"] > 60  # postings and counts, not records only
+
+
+def test_metered_conditions_follow_dynamodb_on_missing_attributes_types_and_sets():
+    from streamrec.bench.dynamo import _Condition
+
+    stored = {"tags": {"SS": ["x", "y"]}, "n": {"N": "3"}}
+    values = {":set": {"SS": ["y", "x"]}, ":three": {"N": "3"}, ":text": {"S": "3"}}
+
+    def holds(condition: str) -> bool:
+        return _Condition(condition, stored, {}, values).holds()
+
+    assert holds("tags = :set")  # a set equals itself in any order
+    assert holds("missing <> :three") and not holds("missing = :three") and not holds("missing < :three")
+    assert not holds("n = :text") and holds("n <> :text")  # a number is no string
+    assert holds("NOT (n < :three) AND (n = :three OR attribute_exists(nothing))")
+    with pytest.raises(NotImplementedError):
+        holds("size(n) < :three")  # DynamoDB refuses size() of a number

@@ -743,3 +743,19 @@ def test_a_title_change_posts_its_tokens_and_is_announced():
     ((added, removed),) = calls
     assert added["dome"] == {"tent-2p"} and removed == {}
     assert pipeline.catalog.tokens["dome"] == {"tent-2p"}
+
+
+def test_a_re_driven_record_repairs_content_rows_whose_announcement_was_lost():
+    # A title change is written but its announcement is lost (its batch given up after the
+    # writes); a price change after it is not announced; re-driving the title change (now
+    # stale: older than the price change) announces the item again.
+    pipeline = Pipeline()
+    pipeline.send(CATALOG)
+    retitled = {**CATALOG[5], "title": "Ultralight backpacking tent", "tags": [], "timestamp": T0 + 5}
+    assert _upsert_only(pipeline, retitled) == {"beans"}  # ...and then lost
+    assert _upsert_only(pipeline, {**retitled, "price": 11.0, "timestamp": T0 + 6}) == set()
+    assert pipeline.similarity.rows["beans"].content[0].item_id == "grinder"  # as before
+    announced = _upsert_only(pipeline, retitled)
+    assert announced == {"beans"}
+    pipeline.similarity_service.recompute((), (), (), announced)
+    assert pipeline.similarity.rows["beans"].content[0].item_id == "tent-2p"

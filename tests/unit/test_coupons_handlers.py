@@ -173,6 +173,7 @@ def test_redemption_of_an_exhausted_coupon_never_goes_below_zero(aws):
         "application/x-www-form-urlencoded",
         "text/plain; charset=utf-8",
         "application/json,text/plain",  # two types: which one is the body?
+        "application/xml, text/x+json",
     ],
 )
 def test_a_body_that_is_not_json_is_a_415(aws, content_type):
@@ -385,6 +386,7 @@ def test_a_body_that_is_not_utf8_is_a_400(aws):
         # sent twice: API Gateway joins a repeated header's values with a comma
         "application/json,application/json",
         "application/json, application/json; charset=utf-8",
+        'application/json; foo="a,b"',  # a comma inside a quoted parameter joins nothing
     ],
 )
 def test_any_spelling_of_a_json_media_type_is_accepted(aws, content_type):

@@ -187,3 +187,10 @@ def test_cross_sell_body_filters(engine):
     assert status == 200 and {i["item_id"] for i in body["items"]} <= {"rake", "spade"} and body["items"]
     status, body = post({"items": ["pan"], "exclude": ["#x"]})
     assert status == 400 and "exclude must be a list of at most 100 item ids" in body["message"]
+
+
+def test_an_item_named_like_a_seen_mode_is_excluded_once_seen_is_given(engine):
+    # "history" is a valid item id: refused alone (the old spelling of seen=history), taken
+    # as an item once the request gives seen= itself.
+    status, body = _get(engine, "/users/u1/recommendations", "k=5&seen=history&exclude=history")
+    assert status == 200, body

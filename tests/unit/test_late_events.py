@@ -10,7 +10,7 @@ from typing import Any
 
 from streamrec.domain.coupons import apply_to_categories
 from streamrec.domain.ingest import SequencedEvent, plan_batch
-from streamrec.domain.model import TOTALS_ROW, UserState, basket_row, sequence_key
+from streamrec.domain.model import UserState, sequence_key
 from streamrec.events import parse_event
 from streamrec.settings import Settings
 
@@ -101,14 +101,34 @@ def test_events_in_time_order_and_slightly_out_of_order_are_not_late():
     assert plan.late_events == 0 and ahead.items[-1].item_id == "f"
 
 
-def test_a_cart_event_older_than_the_implicit_basket_by_more_than_the_gap_joins_no_basket():
-    settings = replace(SETTINGS, basket_gap_hours=2.0)  # the gap, well inside the late bound
-    state, _ = _replay(None, [_event("add_to_cart", "tent", NOW)], settings)
-    after, plan = _replay(state, [_event("add_to_cart", "sock", NOW - 5 * 3600)], settings)
-    assert plan.late_events == 0 and after.basket == ["tent"]
-    assert not any(key[0] in (basket_row("tent"), basket_row("sock")) for key in plan.cooccurrence)
-    assert not any(attribute == "b" for _, attribute, _ in plan.item_stats.get(TOTALS_ROW, []))
-    assert "sock" in after.cart  # the cart itself still follows arrival order within the bound
+def test_a_late_purchase_still_takes_its_item_out_of_the_cart_unless_it_was_added_since():
+    # A purchase re-driven days later: nothing newer is known of the lamp, so it leaves the
+    # cart (and its category's cart count); the tent was added again after the year-old
+    # removal, so that removal does not apply.
+    events = [_event("add_to_cart", "lamp", NOW - 3 * DAY, category="home")]
+    events += [_event("view", f"today{n}", NOW + n) for n in range(8)]
+    events.append(_event("add_to_cart", "tent", NOW + 20, category="camping"))
+    state, _ = _replay(None, events)
+    assert state.cart == ["lamp", "tent"] and state.categories["home"].in_cart == 1
+    late = [
+        _event("purchase", "lamp", NOW - 2 * DAY, category="home"),
+        _event("remove_from_cart", "tent", NOW - 365 * DAY, category="camping"),
+    ]
+    after, plan = _replay(state, late)
+    assert plan.late_events == 2
+    assert after.cart == ["tent"] and after.purchased == ["lamp"]
+    assert after.categories["home"].in_cart == 0 and after.categories["camping"].in_cart == 1
+    # A late add puts nothing in the cart, and counts nothing there.
+    again, plan = _replay(after, [_event("add_to_cart", "kettle", NOW - 5 * DAY, category="home")])
+    assert plan.late_events == 1 and again.cart == ["tent"] and again.categories["home"].in_cart == 0
+
+
+def test_late_events_can_be_switched_off():
+    from streamrec.settings import load_settings
+
+    off = load_settings({"LATE_EVENT_HOURS": "off"})
+    state, plan = _replay(_live(), [_event("view", "old", NOW - 365 * DAY)], off)
+    assert plan.late_events == 0 and state.items[-1].item_id == "old"  # arrival order, as before
 
 
 def test_an_old_event_does_not_evict_a_category_of_today():
@@ -121,3 +141,15 @@ def test_an_old_event_does_not_evict_a_category_of_today():
     # Compared as of the year-old purchase's own time, today's views weighed undecayed and
     # a view (1) lost to a purchase worth ~0 today.
     assert set(state.categories) == {"a", "b", "c"}
+
+
+def test_the_late_bound_is_at_least_the_clock_skew_the_parser_accepts():
+    import pytest
+
+    from streamrec.settings import ConfigurationError, load_settings
+
+    assert load_settings({"LATE_EVENT_HOURS": "0"}).late_event_hours == 0
+    assert load_settings({"LATE_EVENT_HOURS": "72"}).late_event_hours == 72
+    for bad in ("12", "-1", "nan"):
+        with pytest.raises(ConfigurationError, match="LATE_EVENT_HOURS"):
+            load_settings({"LATE_EVENT_HOURS": bad})

@@ -121,7 +121,9 @@ def _tokens(condition: str) -> list[str]:
 def _size_of(value: dict[str, Any]) -> int:
     """DynamoDB's size(): a set's or list's elements, a map's entries, a string's length."""
     ((kind, content),) = value.items()
-    return len(content) if kind in ("SS", "NS", "BS", "L", "M", "S", "B") else 0
+    if kind not in ("SS", "NS", "BS", "L", "M", "S", "B"):
+        raise NotImplementedError(f"size() of a {kind} attribute (DynamoDB refuses it)")
+    return len(content)
 
 
 class _Condition:
@@ -129,7 +131,7 @@ class _Condition:
     ``<>``, ``<``, ``<=``, ``>``, ``>=``) of attributes, ``size(attr)`` and :values,
     ``attribute_exists`` / ``attribute_not_exists``, AND, OR, NOT and parentheses (NOT
     binds tightest, then AND, then OR, as in DynamoDB). A comparison with a missing
-    attribute is false."""
+    attribute, or of values of two types, is false, except ``<>``, which is then true."""
 
     def __init__(self, condition: str, stored: dict[str, Any] | None, names: dict, values: dict) -> None:
         self.tokens = _tokens(condition)
@@ -188,8 +190,10 @@ class _Condition:
         if operator not in _OPERATORS:
             raise NotImplementedError(f"comparison operator {operator!r}")
         right = self._operand()
-        if left is None or right is None:
-            return False
+        if left is None or right is None or type(left) is not type(right):
+            return operator == "<>"
+        if isinstance(left, frozenset) and operator not in ("=", "<>"):
+            return False  # sets are only compared for equality
         return bool(_OPERATORS[operator](left, right))
 
     def _attribute(self, token: str) -> dict[str, Any] | None:
@@ -207,6 +211,8 @@ class _Condition:
         if value is None:
             return None
         ((kind, content),) = value.items()
+        if kind in ("SS", "NS", "BS"):
+            return frozenset(content)  # a set: equal whatever the order
         return Decimal(content) if kind == "N" else content
 
 

@@ -16,9 +16,10 @@ A record whose tokens are the stored record's (a price or stock change, the most
 edits) posts nothing and keeps the stored norm: its tokens were posted before the stored
 record was written. One that leaves the tokens, category and stock as stored (a price
 change) is not announced: the similarity side derives nothing else from a record.
-A record older than the stored one changes nothing (late arrival); one with the same
-timestamp is a re-delivery: only its announcement is repeated (harmless; its first
-attempt may have stopped before announcing). A crash before
+A record older than the stored one changes nothing (late arrival) and one with the same
+timestamp is a re-delivery, but both are announced (harmless): the stored record's own
+announcement may have been lost, and a re-drive of its record then repairs the content
+rows, even after a price change that was not announced. A crash before
 step 3 replans the same writes; a lost race on step 3 (another shard wrote the item)
 fails the batch, and the retry replans against the new record.
 
@@ -248,7 +249,11 @@ class CatalogService:
             self._write(writes, {token: sorted(d) for token, d in counts.items()}, shard)
         outcome.written = [new.item_id for _, new, _ in writes]
         outcome.same_content = [new.item_id for _, new, old in writes if same_content(old, new)]
-        announced = (set(outcome.written) - set(outcome.same_content)) | set(outcome.duplicates)
+        # Re-deliveries and stale records too: the record is already stored, but its first
+        # announcement may have been lost (a batch given up after its writes, a similarity
+        # batch dead-lettered); announcing again is harmless and lets a re-drive repair it.
+        stale = {item_id for item_id, _, _ in outcome.stale}
+        announced = (set(outcome.written) - set(outcome.same_content)) | set(outcome.duplicates) | stale
         if announced:
             self.changes.publish((), set(), (), announced)
         return outcome

@@ -118,10 +118,20 @@ def is_late(state: UserState, event: UserEvent, settings: Settings) -> bool:
     items, cart and basket are kept in arrival order, so applied there it would evict the
     user's live items, pair last year's items with today's, or put back in the cart an item
     bought since."""
-    if not state.items:
+    if not state.items or not settings.late_event_hours:  # 0: switched off
         return False
     newest = max(entry.ref_time for entry in state.items)
     return event.timestamp < newest - settings.late_event_seconds
+
+
+def late_removal_applies(state: UserState, event: UserEvent) -> bool:
+    """Whether a late ``remove_from_cart`` or ``purchase`` still takes its item out of the
+    cart: unless the user's recent items show a newer event on the item (an add after it,
+    say), nothing says the item went back in since. A late add never applies: the item may
+    have been bought or removed since."""
+    if event.event_type not in ("remove_from_cart", PURCHASE) or event.item_id not in state.cart:
+        return False
+    return not any(e.item_id == event.item_id and e.ref_time > event.timestamp for e in state.items)
 
 
 def _remember_late_purchase(state: UserState, item: str, settings: Settings) -> None:
@@ -223,10 +233,14 @@ def plan_batch(
         if trends:
             plan_trends(plan.trends, event, seq, weight)
         late = is_late(state, event, settings)
-        # Before the cart changes: it counts cart items (a late event changes none).
-        apply_to_categories(state, event, settings, cart_changes=not late)
+        removes = late and late_removal_applies(state, event)
+        # Before the cart changes: it counts cart items (a late event changes them only by
+        # a removal that still applies).
+        apply_to_categories(state, event, settings, cart_changes=not late or removes)
         if late:
             plan.late_events += 1
+            if removes:
+                state.cart.remove(event.item_id)
             if event.event_type == PURCHASE:
                 _remember_late_purchase(state, event.item_id, settings)
             continue
@@ -255,10 +269,6 @@ def _apply_to_basket(
     if event.event_type not in BASKET_EVENT_TYPES:
         return
     basket_id = event.basket_id or ""
-    if basket_id == "" and state.basket_time - event.timestamp > settings.basket_gap_seconds:
-        # Older than the current implicit basket by more than the gap: it belonged to an
-        # earlier basket, gone now; neither that basket nor this one gets it.
-        return
     same = (
         bool(state.basket)
         and state.basket_id == basket_id
