@@ -122,7 +122,12 @@ def run_hot_item(args: argparse.Namespace) -> int:
     result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result["runtime_s"] = time.perf_counter() - started
     print(format_hot_item(result))
-    output = args.output.parent / "hot_item.json"
+    return _written(result, args.output.parent / "hot_item.json")
+
+
+def _written(result: dict[str, Any], output: Path) -> int:
+    """Write a run's results beside --output (the table is already printed): 0, or 1 with a
+    message when the file cannot be written."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(result, indent=2) + "\n")
@@ -194,15 +199,8 @@ def run_catalog(args: argparse.Namespace) -> int:
             )
     result["runtime_s"] = time.perf_counter() - started
     print(format_catalog(result))
-    output = args.output.parent / "catalog.json"
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2) + "\n")
-    except OSError as error:
-        print(f"streamrec bench: could not write {output}: {error.strerror or error}", file=sys.stderr)
-        return 1
-    _progress(f"wrote {output} in {result['runtime_s']:.0f}s")
-    return 0 if result["moto_cross_check"]["agree"] else 1
+    status = _written(result, args.output.parent / "catalog.json")
+    return status or (0 if result["moto_cross_check"]["agree"] else 1)
 
 
 def _by_kind(units: dict[str, float]) -> str:
@@ -317,14 +315,7 @@ def run_bench(args: argparse.Namespace) -> int:
     results["runtime_s"] = time.perf_counter() - started
     results["acceptance"] = _acceptance(results)
     print(format_table(results))
-    try:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
-    except OSError as error:  # the table is printed: the run is not lost
-        print(f"streamrec bench: could not write {args.output}: {error.strerror or error}", file=sys.stderr)
-        return 1
-    _progress(f"wrote {args.output} in {results['runtime_s']:.0f}s")
-    return 0
+    return _written(results, args.output)
 
 
 def _requests(calls: dict[str, int]) -> int:

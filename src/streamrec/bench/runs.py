@@ -761,21 +761,24 @@ def _with_batched(pairs: dict[str, Any], batched: dict[str, Any]) -> dict[str, A
     return {**tables, "total": total}
 
 
-def moto_cross_check(
-    events: Sequence[Mapping[str, Any]], settings: Settings, template: Path, progress: Progress = _quiet
+def _agreement(
+    metered: Tables,
+    on_moto: Callable[[Tables], None],
+    logical: Sequence[str],
+    template: Path,
+    write_calls: Sequence[str],
+    size: Callable[[dict[str, Any]], int] = item_size,
 ) -> dict[str, Any]:
-    """Ingest a slice (one batch) through the production adapters on moto (in-process) and
-    on the metered client: the write calls per table and the stored item sizes must agree."""
-
+    """Run ``on_moto`` on the template's tables in moto (in-process), then compare each of
+    the ``logical`` tables with ``metered`` (replayed the same way): its ``write_calls``
+    (a failed condition is a call too; a BatchWriteItem counts once) and its stored items'
+    sizes (by ``size``) must agree."""
     import boto3
     from moto import mock_aws
 
     from streamrec.local.template import load_template
     from streamrec.reliability.sandbox import temporary_environment
 
-    payloads = [json.dumps(e, separators=(",", ":")).encode() for e in events]
-    metered = metered_tables()
-    _replay(metered, payloads, settings, len(payloads))
     credentials = {
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "bench",
@@ -795,26 +798,26 @@ def moto_cross_check(
         session.events.register("provide-client-params.dynamodb", count)  # before the client
         client = register_fast_reads(session.client("dynamodb"))
         moto_tables = _template_tables(client, resolved)
-        names = moto_tables.names
-        progress(f"cross-check: {len(payloads):,} events through moto")
-        _replay(moto_tables, payloads, settings, len(payloads))
+        on_moto(moto_tables)
         moto_sizes = {}
-        for name in INGEST_TABLES:
+        for name in logical:
             items = []
-            for page in client.get_paginator("scan").paginate(TableName=names[name]):
+            for page in client.get_paginator("scan").paginate(TableName=moto_tables.names[name]):
                 items.extend(page["Items"])
-            moto_sizes[name] = sorted(item_size(i) for i in items)
-    result: dict[str, Any] = {"events": len(payloads), "tables": {}}
-    for name in INGEST_TABLES:
-        meter = metered.client.meters[metered.names[name]]
-        metered_sizes = sorted(item_size(i) for i in metered.client.items(metered.names[name]))
+            moto_sizes[name] = sorted(size(i) for i in items)
+    result: dict[str, Any] = {"tables": {}}
+    for name in logical:
+        writes = sum(
+            phase[metered.names[name]].calls[op]
+            for phase in metered.client.phases.values()
+            for op in write_calls
+        )
+        metered_sizes = sorted(size(i) for i in metered.client.items(metered.names[name]))
         moto_writes = sum(
-            c
-            for (op, table), c in calls.items()
-            if table == moto_tables.names[name] and op in ("UpdateItem", "PutItem")
+            c for (op, table), c in calls.items() if table == moto_tables.names[name] and op in write_calls
         )
         result["tables"][name] = {
-            "writes_metered": meter.writes,
+            "writes_metered": writes,
             "writes_moto": moto_writes,
             "rows": len(metered_sizes),
             "bytes_metered": sum(metered_sizes),
@@ -825,6 +828,23 @@ def moto_cross_check(
         t["same_sizes"] and t["writes_metered"] == t["writes_moto"] for t in result["tables"].values()
     )
     return result
+
+
+def moto_cross_check(
+    events: Sequence[Mapping[str, Any]], settings: Settings, template: Path, progress: Progress = _quiet
+) -> dict[str, Any]:
+    """Ingest a slice (one batch) through the production adapters on moto (in-process) and
+    on the metered client: the write calls per table and the stored item sizes must agree."""
+    payloads = [json.dumps(e, separators=(",", ":")).encode() for e in events]
+    metered = metered_tables()
+    _replay(metered, payloads, settings, len(payloads))
+
+    def on_moto(tables: Tables) -> None:
+        progress(f"cross-check: {len(payloads):,} events through moto")
+        _replay(tables, payloads, settings, len(payloads))
+
+    result = _agreement(metered, on_moto, INGEST_TABLES, template, ("UpdateItem", "PutItem"))
+    return {"events": len(payloads), **result}
 
 
 # ---- Catalog ------------------------------------------------------------------------------------
@@ -958,7 +978,7 @@ def catalog_cost(
     return result
 
 
-def _clockless_size(item: Mapping[str, Any]) -> int:
+def _clockless_size(item: dict[str, Any]) -> int:
     """An item's size with its wall-clock ``updated_at`` (when a similarity row was written,
     a float whose digits vary from run to run) at a fixed value."""
     return item_size({**item, "updated_at": {"N": "0"}} if "updated_at" in item else dict(item))
@@ -973,68 +993,16 @@ def catalog_moto_cross_check(
 ) -> dict[str, Any]:
     """:func:`catalog_cost`'s replay of a slice on moto (in-process) and on the metered
     client: the write calls per table and the stored item sizes must agree."""
-    import boto3
-    from moto import mock_aws
-
-    from streamrec.local.template import load_template
-    from streamrec.reliability.sandbox import temporary_environment
-
     streams = catalog_edits(records)
     metered = metered_tables()
     _catalog_replay(metered, streams, settings, batch)
-    credentials = {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-    }
-    calls: Counter[tuple[str, str]] = Counter()
-    counting = threading.Lock()
-    with temporary_environment(credentials), mock_aws():
-        resolved = load_template(template, endpoint_url="https://sqs.us-east-1.amazonaws.com")
-        session = boto3.session.Session(region_name="us-east-1")
 
-        def count(params: dict[str, Any], model: Any, **_: Any) -> None:
-            key = (model.name, params.get("TableName", "") or ",".join(params.get("RequestItems", {})))
-            with counting:
-                calls[key] += 1
-
-        session.events.register("provide-client-params.dynamodb", count)
-        client = register_fast_reads(session.client("dynamodb"))
-        moto_tables = _template_tables(client, resolved)
+    def on_moto(tables: Tables) -> None:
         progress(f"catalog cross-check: {len(records):,} items through moto")
-        _catalog_replay(moto_tables, streams, settings, batch)
-        moto_sizes = {}
-        for name in CATALOG_TABLES:
-            items = []
-            for page in client.get_paginator("scan").paginate(TableName=moto_tables.names[name]):
-                items.extend(page["Items"])
-            moto_sizes[name] = sorted(_clockless_size(i) for i in items)
-    result: dict[str, Any] = {"items": len(records), "tables": {}}
-    for name in CATALOG_TABLES:
-        # Write calls (a failed condition is a call too); a BatchWriteItem counts once.
-        writes = sum(
-            meter.calls[op]
-            for phase in metered.client.phases.values()
-            for op in WRITE_CALLS
-            for table, meter in phase.items()
-            if table == metered.names[name]
-        )
-        metered_sizes = sorted(_clockless_size(i) for i in metered.client.items(metered.names[name]))
-        moto_writes = sum(
-            c for (op, table), c in calls.items() if table == moto_tables.names[name] and op in WRITE_CALLS
-        )
-        result["tables"][name] = {
-            "writes_metered": writes,
-            "writes_moto": moto_writes,
-            "rows": len(metered_sizes),
-            "bytes_metered": sum(metered_sizes),
-            "bytes_moto": sum(moto_sizes[name]),
-            "same_sizes": metered_sizes == moto_sizes[name],
-        }
-    result["agree"] = all(
-        t["same_sizes"] and t["writes_metered"] == t["writes_moto"] for t in result["tables"].values()
-    )
-    return result
+        _catalog_replay(tables, streams, settings, batch)
+
+    result = _agreement(metered, on_moto, CATALOG_TABLES, template, WRITE_CALLS, size=_clockless_size)
+    return {"items": len(records), **result}
 
 
 # ---- API ----------------------------------------------------------------------------------
