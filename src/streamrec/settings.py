@@ -133,6 +133,9 @@ class Settings:
     # clock skew the parser allows, so an event stamped a day ahead makes no real one late;
     # 0 (LATE_EVENT_HOURS=off or 0): no event is late, everything applies in arrival order.
     late_event_hours: float = 48.0
+    # A user row expires this many days after it was last written (DynamoDB TTL on
+    # UsersTable's expires_at; read as no row once past it): 0 keeps rows for good.
+    user_retention_days: int = 0
     # Each item's complements row: the ``complements_per_item`` best partners with at least
     # ``cross_sell_min_support`` shared baskets, by ``cross_sell_measure``. The default,
     # added_value: P(j | i) - cross_sell_popularity_penalty * P(j) (basket probabilities),
@@ -248,6 +251,10 @@ class Settings:
             )
         if not 0.0 <= self.cold_popular_share <= 1.0:
             raise ConfigurationError(f"COLD_POPULAR_SHARE={self.cold_popular_share}; expected 0..1")
+        if not 0 <= self.user_retention_days <= 3650:
+            raise ConfigurationError(
+                f"USER_RETENTION_DAYS={self.user_retention_days}; expected 0 (keep) to 3650"
+            )
         if self.late_event_hours != 0 and not self.late_event_hours >= 24:
             raise ConfigurationError(
                 f"LATE_EVENT_HOURS={self.late_event_hours}; expected at least 24 (the clock skew the "
@@ -370,6 +377,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         content_slots=number("CONTENT_SLOTS", Settings.content_slots),
         cold_item_weight=number("COLD_ITEM_WEIGHT", Settings.cold_item_weight),
         cold_popular_share=number("COLD_POPULAR_SHARE", Settings.cold_popular_share),
+        user_retention_days=int(number("USER_RETENTION_DAYS", Settings.user_retention_days, int)),
         late_event_hours=0.0
         if env.get("LATE_EVENT_HOURS", "").strip().lower() == "off"
         else number("LATE_EVENT_HOURS", Settings.late_event_hours),

@@ -68,7 +68,7 @@ def ingest_service(settings: Settings, client: Any | None = None) -> IngestServi
     client = client if client is not None else dynamodb_client()
     return IngestService(
         settings=settings,
-        users=DynamoUserRepository(DynamoTable(settings.users_table, client)),
+        users=_users(settings, client),
         cooccurrence=DynamoCooccurrenceRepository(
             DynamoTable(settings.cooccurrence_table, client),
             settings.cooccurrence_blocks,
@@ -82,6 +82,11 @@ def ingest_service(settings: Settings, client: Any | None = None) -> IngestServi
         trends=_trends_repository(settings, client) if settings.trends_table else None,
         catalog=catalog_repository(settings, client),
     )
+
+
+def _users(settings: Settings, client: Any) -> DynamoUserRepository:
+    """The users table's adapter, its rows kept ``user_retention_days`` (0: for good)."""
+    return DynamoUserRepository(DynamoTable(settings.users_table, client), settings.user_retention_days)
 
 
 def catalog_repository(settings: Settings, client: Any | None = None) -> DynamoCatalogRepository | None:
@@ -141,7 +146,7 @@ def recommendation_service(settings: Settings, client: Any | None = None) -> Rec
     client = client if client is not None else dynamodb_client()
     return RecommendationService(
         settings=settings,
-        users=DynamoUserRepository(DynamoTable(settings.users_table, client)),
+        users=_users(settings, client),
         similarity=_cached_similarity_table(settings, client),
     )
 
@@ -159,7 +164,7 @@ def coupon_service(
         similarity = _cached_similarity_table(settings, client)
     return CouponService(
         settings=settings,
-        users=DynamoUserRepository(DynamoTable(settings.users_table, client)),
+        users=_users(settings, client),
         coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table, client)),
         popular=similarity if fill else None,
     )
@@ -170,7 +175,7 @@ def cross_sell_service(settings: Settings, client: Any | None = None) -> CrossSe
     client = client if client is not None else dynamodb_client()
     return CrossSellService(
         settings=settings,
-        users=DynamoUserRepository(DynamoTable(settings.users_table, client)),
+        users=_users(settings, client),
         similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)),
     )
 

@@ -19,6 +19,12 @@ GOOD_MODEL = ",".join(["-3.1", "0.4", "1e-3", "+2", ".5", "7.", "0", "-0.25", "1
 # (parameter, environment variable, values the pattern must take, values it must refuse)
 CASES = [
     (
+        "UserRetentionDays",
+        "USER_RETENTION_DAYS",
+        ["0", "1", "30", "99", "365", "999", "1000", "2999", "3599", "3649", "3650"],
+        ["-1", "3651", "4000", "30.0", "1.5", " 30", "030", "1e2", ""],
+    ),
+    (
         "HistoryLength",
         "HISTORY_LENGTH",
         ["1", "10", "20", "89", "96"],

@@ -413,18 +413,45 @@ def user_from_item(item: dict[str, Any]) -> UserState:
     )
 
 
+# The user rows' time-to-live attribute (UsersTable's TimeToLiveSpecification).
+USER_EXPIRY = "expires_at"
+
+
 class DynamoUserRepository:
-    def __init__(self, table: DynamoTable) -> None:
+    """User rows. ``retention_days`` > 0: each write stamps the row to expire that many days
+    after it (DynamoDB's TTL deletes it some time after that), and a row past its time reads
+    as no row: as a forgotten user to the API, and to the ingest as a fresh state that keeps
+    only the row's version, for its conditional write."""
+
+    def __init__(
+        self, table: DynamoTable, retention_days: int = 0, clock: Callable[[], float] = time.time
+    ) -> None:
         self.table = table
+        self.retention_seconds = retention_days * 86_400
+        self.clock = clock
+
+    def _expired(self, item: dict[str, Any]) -> bool:
+        expiry = item.get(USER_EXPIRY)
+        return expiry is not None and float(expiry["N"]) <= self.clock()
 
     def get(self, user_id: str) -> UserState | None:
         item = self.table.call("get_item", TableName=self.table.name, Key={"user_id": {"S": user_id}})
-        return user_from_item(item["Item"]) if "Item" in item else None
+        if "Item" not in item or self._expired(item["Item"]):
+            return None
+        return user_from_item(item["Item"])
 
     def get_many(self, user_ids: Iterable[str]) -> dict[str, UserState]:
         keys = [{"user_id": {"S": u}} for u in sorted(set(user_ids))]
         items = self.table.batch_get(keys, consistent=True)
-        return {state.user_id: state for state in map(user_from_item, items)}
+        return {
+            state.user_id: state
+            for state in (
+                UserState(item["user_id"]["S"], version=int(item["version"]["N"]))
+                if self._expired(item)
+                else user_from_item(item)
+                for item in items
+            )
+        }
 
     def save_many(self, states: Iterable[UserState]) -> None:
         """One conditional PutItem per user, WRITE_CONCURRENCY at a time (the users of a
@@ -435,10 +462,13 @@ class DynamoUserRepository:
         condition = "attribute_not_exists(user_id)" if state.version == 0 else "version = :v"
         extra = {} if state.version == 0 else {"ExpressionAttributeValues": {":v": {"N": str(state.version)}}}
         try:
+            item = user_to_item(state, state.version + 1)
+            if self.retention_seconds:
+                item[USER_EXPIRY] = {"N": str(int(self.clock() + self.retention_seconds))}
             self.table.call(
                 "put_item",
                 TableName=self.table.name,
-                Item=user_to_item(state, state.version + 1),
+                Item=item,
                 ConditionExpression=condition,
                 **extra,
             )
