@@ -236,6 +236,16 @@ def test_only_a_producers_invalid_record_counts_as_invalid(aws):
     assert not letter(_record_letter(changes, 1, reason="schema violation: item_id: Field required")).invalid
     assert not letter(_record_letter(events, 1, reason=None)).invalid
     assert not letter(_record_letter(events, 1, reason="not JSON", source=None)).invalid
+    # ...and a re-drive says which of the two a letter it keeps back is.
+    assert letter(_record_letter(events, 1, reason="not JSON: Expecting value")).redrivable() == (
+        False,
+        "invalid record: it would be rejected again",
+    )
+    kept, why = letter(_record_letter(events, 1, reason="unparseable record: TypeError: x")).redrivable()
+    assert not kept and why.startswith("the parser failed on it (a defect of streamrec")
+    assert letter(_record_letter(events, 1, reason="unparseable record: TypeError: x")).redrivable(
+        include_invalid=True
+    ) == (True, "")
 
 
 def test_a_letter_sqs_does_not_delete_is_named_and_released(aws, monkeypatch, capsys):

@@ -247,6 +247,12 @@ class Letter:
             if include_partly_written:
                 return True, ""
             return False, "some of its counts may be written: a re-drive could count them twice"
+        if not include_invalid and self.reason.startswith(UNPARSEABLE):
+            # Not the producer's error (so never discarded as invalid): ours, re-driven once fixed.
+            return False, (
+                "the parser failed on it (a defect of streamrec, see the ingest's log): "
+                "re-drive it with --include-invalid once fixed"
+            )
         if not include_invalid and not self.reason.startswith(PROCESSING_FAILED):
             return False, "invalid record: it would be rejected again"
         return True, ""
