@@ -2109,8 +2109,8 @@ def _cmd_catalog_recount(args: argparse.Namespace) -> int:
     with target.failures(lambda: "counts corrected before it stopped stay corrected", again="re-run"):
         repository = DynamoCatalogRepository(DynamoTable(target.name, target.client("dynamodb")))
         with _progress_lines(f"reading {target.name}: " + "{:,} rows") as progress:
-            items, holders, documents = repository.stored_counts(progress)
-        corrections = recount(items, holders, documents)
+            tally = repository.stored_counts(progress)
+        corrections = recount(tally)
         changed = (
             []
             if args.dry_run or not corrections
@@ -2126,7 +2126,7 @@ def _cmd_catalog_recount(args: argparse.Namespace) -> int:
     verb = "would correct" if args.dry_run else "corrected"
     print(
         f"{verb} {_counted(len(corrections) - len(changed), 'count')} of {target.name} "
-        f"({len(items):,} items, {len(holders):,} posting rows read)"
+        f"({tally.items:,} items, {len(tally.stored_holders):,} posting rows read)"
     )
     if lines:
         print(_first_lines(lines, 50))

@@ -238,9 +238,10 @@ def test_recount_corrects_the_counts_the_records_disagree_with(aws):
         repository.count_postings({"tent": [(sequence_key(1), "df", 1.0)]}, "shardId-000000000001")
         repository.add_documents([(sequence_key(1), "documents", 1.0)], "shardId-000000000001")
         _forget_count(repository, "down")
-        items, holders, documents = repository.stored_counts()
-        assert (len(items), documents, holders["down"]) == (4, 5.0, None)
-        corrections = recount(items, holders, documents)
+        tally = repository.stored_counts()
+        assert (tally.items, tally.stored_documents, tally.stored_holders["down"]) == (4, 5.0, None)
+        assert tally.holders["tent"] == 2  # counted from the records
+        corrections = recount(tally)
         assert [(c.token, c.stored, c.counted) for c in corrections] == [
             ("down", None, 1),
             ("tent", 3.0, 2),
@@ -250,5 +251,5 @@ def test_recount_corrects_the_counts_the_records_disagree_with(aws):
         stale = [("tent", 2.0, 2), ("down", None, 1), (None, 5.0, 4)]
         assert repository.set_counts(stale) == ["tent"]
         assert repository.set_counts([("tent", 3.0, 2)]) == []
-        assert recount(*repository.stored_counts()) == []
+        assert recount(repository.stored_counts()) == []
         assert repository.postings(["tent"])["tent"].count == 2 and repository.documents() == 4

@@ -294,10 +294,12 @@ def test_recount_shows_and_corrects_the_counts_on_the_table(aws, capsys):
 def test_recount_names_a_count_that_changed_meanwhile_and_lists_only_what_it_corrected(
     aws, monkeypatch, capsys
 ):
+    from streamrec.domain.model import CatalogTally
     from streamrec.repositories.dynamodb import DynamoCatalogRepository
 
     table = aws.tables["CatalogTable"].name
-    stored = ([], {"camping": 3.0, "tent": 2.0}, 0.0)  # no records: both counts should be 0
+    # No records: both counts should be 0.
+    stored = CatalogTally(stored_holders={"camping": 3.0, "tent": 2.0}, stored_documents=0.0)
     monkeypatch.setattr(DynamoCatalogRepository, "stored_counts", lambda self, progress=None: stored)
     monkeypatch.setattr(DynamoCatalogRepository, "set_counts", lambda self, corrections: ["camping"])
     assert main(["catalog", "recount", "--table", table]) == 1

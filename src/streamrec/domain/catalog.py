@@ -43,7 +43,7 @@ The item's catalog stock decides the ``#out_of_stock`` row of the similarity tab
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -54,6 +54,7 @@ from streamrec.domain.model import (
     OUT_OF_STOCK_ROW,
     POSTING_COUNT,
     CatalogItem,
+    CatalogTally,
     Delta,
     Neighbour,
     PopularList,
@@ -302,17 +303,13 @@ class CountCorrection:
     counted: int
 
 
-def recount(
-    items: Iterable[CatalogItem], stored_holders: Mapping[str, float | None], stored_documents: float | None
-) -> list[CountCorrection]:
-    """The corrections that make the stored counts those of ``items`` (every catalog record):
-    each token's holders and the number of items. What two shards racing on one item, or a
-    posting row counted before holders were, leaves wrong (see :class:`CatalogService`)."""
-    holders: Counter[str] = Counter()
-    documents = 0
-    for item in items:
-        documents += 1
-        holders.update(item.terms.keys())
+def recount(tally: CatalogTally) -> list[CountCorrection]:
+    """The corrections that make the stored counts those the records give (every catalog
+    record, counted in ``tally``): each token's holders and the number of items. What two
+    shards racing on one item, or a posting row counted before holders were, leaves wrong
+    (see :class:`CatalogService`)."""
+    holders, documents = tally.holders, tally.items
+    stored_holders, stored_documents = tally.stored_holders, tally.stored_documents
     corrections = []
     for token in sorted(set(holders) | set(stored_holders)):
         stored, counted = stored_holders.get(token), holders[token]

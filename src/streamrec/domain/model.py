@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -313,6 +314,24 @@ class Posting:
         taken as at least its ids (a posting written before holders were counted)."""
         ids = frozenset(items)
         return cls(ids, max(round(counted), len(ids)))
+
+
+@dataclass
+class CatalogTally:
+    """One pass over the catalog table, for ``catalog recount``: each token's holders and
+    the items, counted from the records as they go by (so that a catalog of millions is not
+    held in memory), and the counts stored (None where none is)."""
+
+    holders: Counter[str] = field(default_factory=Counter)
+    items: int = 0
+    stored_holders: dict[str, float | None] = field(default_factory=dict)
+    stored_documents: float | None = None
+
+    def add_record(self, terms: Iterable[str]) -> None:
+        """Count one catalog record holding ``terms`` (its tokens: a mapping's keys count, not
+        its values: a term-count dict counts each token once)."""
+        self.items += 1
+        self.holders.update(set(terms))
 
 
 def token_row(token: str) -> str:

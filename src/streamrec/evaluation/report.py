@@ -352,7 +352,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "period), while the peers run at their libraries' defaults, untuned. The engine's figures are "
         "thus the best of a few settings tried, an optimistic bias of the size of the differences "
         "between them (P1's window: HR@20 0.0062 with 20 items against 0.0083 with 10; P2 stream: "
-        "0.328 → 0.331); README \"Quality\" lists what was tried.",
+        '0.328 → 0.331); README "Quality" lists what was tried.',
         "",
     ]
     if p1:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from streamrec.domain.model import (
     CatalogItem,
+    CatalogTally,
     Delta,
     ItemStats,
     PopularList,
@@ -288,12 +289,10 @@ class CatalogRepository(Protocol):
         its posting's size where that is larger: a row counted before the count was kept)."""
         ...
 
-    def stored_counts(
-        self, progress: Callable[[int], None] | None = None
-    ) -> tuple[list[CatalogItem], dict[str, float | None], float | None]:
-        """Every catalog record, each posting row's count of holders (None: none stored) and
-        the document count (None: none stored), in one pass over the table (a Scan, paged:
-        ``progress`` is told the rows read so far)."""
+    def stored_counts(self, progress: Callable[[int], None] | None = None) -> CatalogTally:
+        """In one pass over the table (a Scan, paged: ``progress`` is told the rows read so
+        far): every catalog record's tokens counted, each posting row's stored count of
+        holders (None: none stored) and the stored document count (None: none stored)."""
         ...
 
     def set_counts(self, corrections: Sequence[tuple[str | None, float | None, int]]) -> list[str]:

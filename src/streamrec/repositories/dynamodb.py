@@ -34,6 +34,7 @@ from streamrec.domain.model import (
     CATALOG_STATS_ROW,
     POSTING_COUNT,
     CatalogItem,
+    CatalogTally,
     CategoryAffinity,
     Delta,
     HistoryItem,
@@ -1625,16 +1626,13 @@ class DynamoCatalogRepository:
             shard,
         )
 
-    def stored_counts(
-        self, progress: Callable[[int], None] | None = None
-    ) -> tuple[list[CatalogItem], dict[str, float | None], float | None]:
-        items: list[CatalogItem] = []
-        holders: dict[str, float | None] = {}
-        documents: float | None = None
+    def stored_counts(self, progress: Callable[[int], None] | None = None) -> CatalogTally:
+        tally = CatalogTally()
+        holders = tally.stored_holders
         read = 0
-        # The posting rows' ids are not needed: left out of the pages (not of the bill).
-        wanted = ("item_id", "title", "category", "price", "in_stock", "tags", "timestamp", "terms", "norm")
-        names = {f"#a{n}": name for n, name in enumerate((*wanted, POSTING_COUNT, "documents"))}
+        # Only the records' tokens and the counts are needed: the rest of each row (the
+        # posting rows' ids above all) is left out of the pages (not of the bill).
+        names = {f"#a{n}": name for n, name in enumerate(("item_id", "terms", POSTING_COUNT, "documents"))}
         options: dict[str, Any] = {
             "TableName": self.table.name,
             "ProjectionExpression": ", ".join(names),
@@ -1645,7 +1643,7 @@ class DynamoCatalogRepository:
             for row in page.get("Items", []):
                 key = row["item_id"]["S"]
                 if key == CATALOG_STATS_ROW:
-                    documents = float(row["documents"]["N"]) if "documents" in row else None
+                    tally.stored_documents = float(row["documents"]["N"]) if "documents" in row else None
                 elif key.startswith(count_row("")):
                     holders[key.removeprefix(count_row(""))] = (
                         float(row[POSTING_COUNT]["N"]) if POSTING_COUNT in row else None
@@ -1653,12 +1651,12 @@ class DynamoCatalogRepository:
                 elif key.startswith(token_row("")):  # a posting not counted yet: None
                     holders.setdefault(key.removeprefix(token_row("")), None)
                 elif not key.startswith("#"):
-                    items.append(_catalog_from_item(row))
+                    tally.add_record(json.loads(row["terms"]["S"]).keys() if "terms" in row else ())
             read += len(page.get("Items", []))
             if progress is not None:
                 progress(read)
             if "LastEvaluatedKey" not in page:
-                return items, holders, documents
+                return tally
             options["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _set_count(self, correction: tuple[str | None, float | None, int]) -> bool:

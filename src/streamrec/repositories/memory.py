@@ -25,6 +25,7 @@ from streamrec.domain.model import (
     CATALOG_STATS_ROW,
     POSTING_COUNT,
     CatalogItem,
+    CatalogTally,
     Delta,
     ItemStats,
     PopularList,
@@ -388,19 +389,16 @@ class InMemoryCatalogRepository:
             if token_deltas:
                 _apply_guarded(self.token_counts[token], token_deltas, guard_attribute(shard))
 
-    def stored_counts(
-        self, progress: Callable[[int], None] | None = None
-    ) -> tuple[list[CatalogItem], dict[str, float | None], float | None]:
-        holders: dict[str, float | None] = {token: None for token in self.tokens}
+    def stored_counts(self, progress: Callable[[int], None] | None = None) -> CatalogTally:
+        tally = CatalogTally(stored_holders={token: None for token in self.tokens})
         for token, row in self.token_counts.items():
             if POSTING_COUNT in row:
-                holders[token] = float(row[POSTING_COUNT])
+                tally.stored_holders[token] = float(row[POSTING_COUNT])
         documents = self.stats.get("documents")
-        return (
-            list(self.get_many(self.items).values()),
-            holders,
-            None if documents is None else float(documents),
-        )
+        tally.stored_documents = None if documents is None else float(documents)
+        for item in self.get_many(self.items).values():
+            tally.add_record(item.terms)
+        return tally
 
     def set_counts(self, corrections: Sequence[tuple[str | None, float | None, int]]) -> list[str]:
         changed = []
