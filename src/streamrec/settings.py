@@ -110,6 +110,11 @@ class Settings:
     category_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_WEIGHTS))
     categories_kept: int = 20
     coupon_value_weight: float = 1.0
+    # The shop's typical order value, in its currency: a coupon's relative value is the share
+    # of such an order it saves (an amount coupon's amount / max(amount, min spend, this); a
+    # percent coupon's percentage, scaled down when its minimum spend is above this). 0: the
+    # minimum spend alone (an amount coupon with none then counts as 100 % off).
+    coupon_reference_spend: float = 50.0
     coupon_ranking: str = "model"
     coupon_model: tuple[float, ...] = DEFAULT_COUPON_MODEL
     # A list left shorter than k by the user's own scopes is filled ("popular") with the
@@ -274,6 +279,11 @@ class Settings:
             raise ConfigurationError(
                 f"popular_category_list_size={self.popular_category_list_size}; expected 1..1000"
             )
+        if not 0 <= self.coupon_reference_spend <= 1e9:
+            raise ConfigurationError(
+                f"COUPON_REFERENCE_SPEND={self.coupon_reference_spend}; expected 0 to 1e9 (the shop's "
+                "typical order value, in its currency)"
+            )
         if self.coupon_fill not in COUPON_FILLS:
             raise ConfigurationError(f"COUPON_FILL={self.coupon_fill!r}; expected one of {COUPON_FILLS}")
         if not all(math.isfinite(weight) for weight in self.coupon_model):
@@ -368,6 +378,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         coupon_ranking=env.get("COUPON_RANKING") or Settings.coupon_ranking,
         coupon_fill=env.get("COUPON_FILL") or Settings.coupon_fill,
+        coupon_reference_spend=number("COUPON_REFERENCE_SPEND", Settings.coupon_reference_spend),
         jwt_user_claim=env.get("JWT_USER_CLAIM", ""),
         jwt_admin_scope=env.get("JWT_ADMIN_SCOPE") or Settings.jwt_admin_scope,
         coupon_model=parse_coupon_model(env["COUPON_MODEL"])

@@ -1218,3 +1218,33 @@ def test_a_coupon_time_given_as_a_date_alone_asks_for_a_time_of_day():
     for value in ("2026-12-01", "2026-12-01Z"):
         with pytest.raises(ValueError, match="a date alone: give a time of day and a zone"):
             _epoch(value)
+
+
+def test_a_coupons_value_is_the_share_of_a_typical_order_it_saves():
+    # The shop's typical order (coupon_reference_spend, 50 by default), or the coupon's
+    # minimum spend when larger: a 1-cent coupon is not 100 % off.
+    cent = coupon("cent", discount={"kind": "amount", "value": 0.01})
+    five_off_80 = coupon("five", discount={"kind": "amount", "value": 5}, min_spend=80)
+    thirty = coupon("thirty", discount={"kind": "percent", "value": 30})
+    half_off_big = coupon("big", discount={"kind": "percent", "value": 50}, min_spend=100_000)
+    reference = SETTINGS.coupon_reference_spend
+    assert reference == 50
+    assert cent.relative_value(reference) == pytest.approx(0.01 / 50)
+    assert five_off_80.relative_value(reference) == pytest.approx(5 / 80)
+    assert thirty.relative_value(reference) == pytest.approx(0.3)
+    assert half_off_big.relative_value(reference) == pytest.approx(0.5 * 50 / 100_000)
+    offered = rank_coupons([cent, thirty, half_off_big], user(camping=1.0), NOW, 3, SETTINGS)
+    assert offered[0].coupon_id == "thirty" and offered[0].score == pytest.approx(1.3)
+    assert all(c.score < 1.001 for c in offered[1:])  # worth next to nothing: relevance alone
+    # 0: against the minimum spend alone, as before.
+    assert cent.relative_value(0) == 1.0 and half_off_big.relative_value(0) == 0.5
+
+
+def test_the_reference_spend_is_read_from_the_environment_and_checked():
+    from streamrec.settings import ConfigurationError, load_settings
+
+    assert load_settings({"COUPON_REFERENCE_SPEND": "5000"}).coupon_reference_spend == 5000
+    assert load_settings({"COUPON_REFERENCE_SPEND": "0"}).coupon_reference_spend == 0
+    for bad in ("-1", "2e9", "nan", "fifty"):
+        with pytest.raises(ConfigurationError, match="COUPON_REFERENCE_SPEND"):
+            load_settings({"COUPON_REFERENCE_SPEND": bad})

@@ -19,6 +19,12 @@ GOOD_MODEL = ",".join(["-3.1", "0.4", "1e-3", "+2", ".5", "7.", "0", "-0.25", "1
 # (parameter, environment variable, values the pattern must take, values it must refuse)
 CASES = [
     (
+        "CouponReferenceSpend",
+        "COUPON_REFERENCE_SPEND",
+        ["0", "50", "49.99", "0.5", "1000000000", "999999999.123456"],
+        ["-1", "1000000001", "50.", ".5", "1e3", " 50", "050", "50.1234567", ""],
+    ),
+    (
         "UserRetentionDays",
         "USER_RETENTION_DAYS",
         ["0", "1", "30", "99", "365", "999", "1000", "2999", "3599", "3649", "3650"],

@@ -20,8 +20,8 @@ Offered coupons are ranked by :func:`streamrec_core.coupon_scores`:
 that the user buys in the scope soon (:func:`streamrec_core.coupon_propensity`, a logistic
 model over :data:`COUPON_FEATURES`, weights ``Settings.coupon_model`` fitted by ``streamrec
 eval p4 --fit`` on a warm-up), or with ``coupon_ranking="affinity"`` the decayed affinity.
-``v`` is the coupon's relative value: ``percent / 100``, or ``amount / max(amount,
-min_spend)`` (the share of the smallest qualifying basket it saves). Fill coupons are not
+``v`` is the coupon's relative value (:meth:`Coupon.relative_value`): the share of a typical
+order (``coupon_reference_spend``, or the minimum spend when larger) it saves. Fill coupons are not
 scored (0): they follow in the order of :func:`popular_fill`.
 """
 
@@ -215,13 +215,19 @@ class Coupon:
     redeemed: int = 0
     refused: int = 0
 
-    @property
-    def value(self) -> float:
-        """Relative value in [0, 1]: percent / 100, or amount / max(amount, min_spend)."""
-        discount = self.spec.discount
+    def relative_value(self, reference_spend: float) -> float:
+        """The share in [0, 1] of an order it saves, the order being the shop's typical one
+        (``reference_spend``) or, when larger, the coupon's minimum spend: an amount coupon
+        saves amount / max(amount, min_spend, reference_spend) (a 1-cent coupon is worth
+        next to nothing, not 100 % off); a percent coupon saves its percentage of any order,
+        scaled by reference_spend / min_spend when its minimum is above the typical order
+        (the shopper must spend that much more to use it). ``reference_spend`` 0: the
+        minimum spend alone (amount / max(amount, min_spend), the percentage as it is)."""
+        discount, minimum = self.spec.discount, self.spec.min_spend
         if discount.kind == "percent":
-            return discount.value / 100.0
-        return discount.value / max(discount.value, self.spec.min_spend)
+            share = discount.value / 100.0
+            return share * reference_spend / minimum if 0 < reference_spend < minimum else share
+        return discount.value / max(discount.value, minimum, reference_spend)
 
     def scope_keys(self) -> list[str]:
         return scope_keys(self.spec.scope)
@@ -552,19 +558,29 @@ def rank_coupons(
     if settings.coupon_ranking == "model":
         propensity = coupon_propensity(features, np.array(settings.coupon_model))
         relevance = np.where(affinity > 0, propensity, 0.0)
-    scores = coupon_scores(relevance, np.array([c.value for c in candidates]), settings.coupon_value_weight)
+    values = np.array([c.relative_value(settings.coupon_reference_spend) for c in candidates])
+    scores = coupon_scores(relevance, values, settings.coupon_value_weight)
     chosen = [(candidates[int(index)], float(scores[index])) for index in top_k(scores, k)]
     return [_offer(coupon, score, _reason(coupon, state, now, settings)) for coupon, score in chosen]
 
 
 def popular_fill(
-    coupons: Iterable[Coupon], state: UserState | None, now: float, k: int, category_rank: dict[str, int]
+    coupons: Iterable[Coupon],
+    state: UserState | None,
+    now: float,
+    k: int,
+    category_rank: dict[str, int],
+    reference_spend: float,
 ) -> list[OfferedCoupon]:
     """Up to k eligible category coupons of the shop's most-bought categories, by the
     category's rank (0 = most bought), then the larger value, then coupon id; score 0."""
     ranked = sorted(
         (c for c in coupons if c.spec.scope.category in category_rank and eligible(c, state, now)),
-        key=lambda c: (category_rank[c.spec.scope.category or ""], -c.value, c.coupon_id),
+        key=lambda c: (
+            category_rank[c.spec.scope.category or ""],
+            -c.relative_value(reference_spend),
+            c.coupon_id,
+        ),
     )
     return [
         _offer(
@@ -649,7 +665,9 @@ class CouponService:
             coupon_ids = self.coupons.in_scope(keys) - offered - {c.coupon_id for c in candidates}
             if coupon_ids:
                 candidates += self.coupons.get_many(coupon_ids).values()
-                filled = popular_fill(candidates, state, now, k, category_rank)
+                filled = popular_fill(
+                    candidates, state, now, k, category_rank, self.settings.coupon_reference_spend
+                )
                 if len(filled) == k and category_rank[filled[-1].scope["category"]] < start + chunk:
                     break
         return filled

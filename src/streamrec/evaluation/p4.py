@@ -296,7 +296,9 @@ def cutoff_precision(cutoff: Cutoff, settings: Settings, fill: bool = False) -> 
         if fill and len(offered) < K:
             taken = {c.coupon_id for c in offered}
             rest = [c for c in cutoff.coupons if c.coupon_id not in taken]
-            offered += popular_fill(rest, state, cutoff.time, K - len(offered), cutoff.popular)
+            offered += popular_fill(
+                rest, state, cutoff.time, K - len(offered), cutoff.popular, settings.coupon_reference_spend
+            )
         hits += sum(1 for c in offered if c.scope["category"] in cutoff.bought[user])
     targets = len(cutoff.states)
     return {f"precision@{K}": hits / (K * targets) if targets else 0.0, "hits": hits}
