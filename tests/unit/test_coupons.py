@@ -510,8 +510,10 @@ def test_adapters_redeem_exactly_once_and_never_below_zero(aws):
         ]
         stored = repository.get_many(["c"])["c"]
         assert (stored.remaining, stored.redeemed, stored.refused) == (0, 2, 1), name
-        # A redefinition keeps the counts: remaining = budget - redeemed.
-        assert repository.put("c", spec(budget=5)).remaining == 3
+        # A redefinition keeps the counts: remaining = budget - redeemed - refused (the use
+        # refused past the old budget was honoured at the checkout all the same).
+        assert repository.put("c", spec(budget=5)).remaining == 2
+        assert repository.get_many(["c"])["c"].remaining == 2, name
         assert repository.put("c", spec(budget=1)).remaining == 0
         # The scope index follows the scope.
         repository.put("c", spec(scope={"items": ["stove", "pan"]}))
@@ -1248,3 +1250,25 @@ def test_the_reference_spend_is_read_from_the_environment_and_checked():
     for bad in ("-1", "2e9", "nan", "fifty"):
         with pytest.raises(ConfigurationError, match="COUPON_REFERENCE_SPEND"):
             load_settings({"COUPON_REFERENCE_SPEND": bad})
+
+
+def test_a_redefinition_racing_a_refused_redemption_reads_again(aws, monkeypatch):
+    # The redefinition's write holds only while neither count moved since its read: a
+    # redemption refused in between would otherwise be left out of remaining.
+    repository = _both(aws)["dynamodb"]
+    repository.put("c", spec(budget=1))
+    assert repository.redeem("c", sequence_key(1), "s0") == REDEEMED
+    table = repository.table
+    original = table.call
+    raced = []
+
+    def refused_in_between(operation, **kwargs):
+        if operation == "update_item" and "spec = :spec" in kwargs.get("UpdateExpression", "") and not raced:
+            raced.append(repository.redeem("c", sequence_key(2), "s0"))  # refused: exhausted
+        return original(operation, **kwargs)
+
+    monkeypatch.setattr(table, "call", refused_in_between)
+    assert repository.put("c", spec(budget=5)).remaining == 3  # 5 - 1 redeemed - 1 refused
+    assert raced == [EXHAUSTED]
+    stored = repository.get_many(["c"])["c"]
+    assert (stored.remaining, stored.redeemed, stored.refused) == (3, 1, 1)

@@ -233,6 +233,12 @@ class Coupon:
         return scope_keys(self.spec.scope)
 
 
+def remaining_after_redefinition(budget: int, redeemed: int, refused: int) -> int:
+    """A (re)defined coupon's redemptions left: its budget less every use counted so far,
+    those refused past the old budget included (the shop's checkout honoured them)."""
+    return max(0, budget - redeemed - refused)
+
+
 def coupon_state(coupon: Coupon, now: float) -> str:
     """Whether the coupon can be offered at ``now``: ``expired`` (``valid_to`` reached),
     ``exhausted`` (no redemption left: never offered, even once valid), ``scheduled`` (before

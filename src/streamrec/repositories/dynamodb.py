@@ -28,6 +28,7 @@ from streamrec.domain.coupons import (
     UNKNOWN,
     Coupon,
     CouponSpec,
+    remaining_after_redefinition,
     scope_keys,
 )
 from streamrec.domain.model import (
@@ -1246,16 +1247,22 @@ class DynamoCouponRepository:
                 "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
             ).get("Item")
             old = _coupon_from_item(stored) if stored else None
-            redeemed = old.redeemed if old else 0
+            redeemed, refused = (old.redeemed, old.refused) if old else (0, 0)
             values: dict[str, Any] = {
                 ":spec": {"S": spec.model_dump_json()},
                 ":budget": {"N": str(spec.budget)},
-                ":remaining": {"N": str(max(0, spec.budget - redeemed))},
+                ":remaining": {"N": str(remaining_after_redefinition(spec.budget, redeemed, refused))},
                 ":redeemed": {"N": str(redeemed)},
+                ":refused": {"N": str(refused)},
             }
-            condition = "redeemed = :redeemed" if old else "attribute_not_exists(coupon_id)"
+            # Neither count may have moved since the read (a redemption, or one refused).
+            counts_unmoved = "redeemed = :redeemed AND " + (
+                "refused = :refused" if refused else "(attribute_not_exists(refused) OR refused = :refused)"
+            )
+            condition = counts_unmoved if old else "attribute_not_exists(coupon_id)"
             if not old:
                 values.pop(":redeemed")
+                values.pop(":refused")
             if not self.table.call_if_condition_holds(
                 "update_item",
                 TableName=self.table.name,
@@ -1280,7 +1287,11 @@ class DynamoCouponRepository:
                         extra={"coupon_id": coupon_id, "error": str(error)},
                     )
             return Coupon(
-                coupon_id, spec, max(0, spec.budget - redeemed), redeemed, old.refused if old else 0
+                coupon_id,
+                spec,
+                remaining_after_redefinition(spec.budget, redeemed, refused),
+                redeemed,
+                refused,
             )
         raise ConcurrentUpdateError(f"coupon {coupon_id} kept changing while it was redefined")
 

@@ -19,6 +19,7 @@ from streamrec.domain.coupons import (
     UNKNOWN,
     Coupon,
     CouponSpec,
+    remaining_after_redefinition,
     scope_keys,
 )
 from streamrec.domain.model import (
@@ -233,8 +234,9 @@ class InMemoryCouponRepository:
 
     def put(self, coupon_id: str, spec: CouponSpec, now: float | None = None) -> Coupon:
         old = self.rows.get(coupon_id)
-        redeemed = old.redeemed if old else 0
-        coupon = Coupon(coupon_id, spec, max(0, spec.budget - redeemed), redeemed, old.refused if old else 0)
+        redeemed, refused = (old.redeemed, old.refused) if old else (0, 0)
+        remaining = remaining_after_redefinition(spec.budget, redeemed, refused)
+        coupon = Coupon(coupon_id, spec, remaining, redeemed, refused)
         for key in scope_keys(spec.scope):
             self.index[key].add(coupon_id)
         self.rows[coupon_id] = coupon
