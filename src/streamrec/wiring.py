@@ -154,19 +154,20 @@ def recommendation_service(settings: Settings, client: Any | None = None) -> Rec
 def coupon_service(
     settings: Settings, client: Any | None = None, similarity: SimilarityRepository | None = None
 ) -> CouponService:
-    """The API's coupons; the ``#popular_categories`` list that fills short lists (unless
-    ``COUPON_FILL=none``) is read from ``similarity`` (the recommendation service's, so that
-    one warm-container cache serves both) or else through a cache of its own."""
-    fill = settings.coupon_fill == "popular"
-    require(settings, "users_table", "coupons_table", *(["similarity_table"] if fill else []))
+    """The API's coupons; the similarity table's ``#popular_categories`` list, which fills
+    short lists (unless ``COUPON_FILL=none``), and ``#out_of_stock`` set, which leaves out
+    item-list coupons with nothing in stock, are read from ``similarity`` (the
+    recommendation service's, so that one warm-container cache serves both) or else through
+    a cache of its own."""
+    require(settings, "users_table", "coupons_table", "similarity_table")
     client = client if client is not None else dynamodb_client()
-    if fill and similarity is None:
+    if similarity is None:
         similarity = _cached_similarity_table(settings, client)
     return CouponService(
         settings=settings,
         users=_users(settings, client),
         coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table, client)),
-        popular=similarity if fill else None,
+        similarity=similarity,
     )
 
 

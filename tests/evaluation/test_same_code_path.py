@@ -115,7 +115,7 @@ def _coupons_identical(memory: InMemoryEngine, dynamo: InMemoryEngine, events: l
     end = float(events[-1]["timestamp"])
     buys = Counter(e["category"] for e in events if e["event_type"] == "purchase")
     services = [
-        CouponService(settings, memory.users, InMemoryCouponRepository(), popular=memory.similarity),
+        CouponService(settings, memory.users, InMemoryCouponRepository(), similarity=memory.similarity),
         wiring.coupon_service(settings),
     ]
     services[1].users = dynamo.users

@@ -592,7 +592,7 @@ def test_short_lists_are_filled_from_the_most_bought_categories(aws):
         repository.put("stove", spec(scope={"items": ["stove"]}))  # item lists never fill
         repository.put("shoes", spec(scope={"category": "shoes"}))  # not among the most bought
         popular = _popular_categories("books", "toys", "kitchen", "garden", "camping")
-        service = CouponService(SETTINGS, users, repository, popular=popular)
+        service = CouponService(SETTINGS, users, repository, similarity=popular)
 
         offered = service.for_user("u", 5, NOW)
         # The user's own scope first, then by category rank (kitchen before garden), then
@@ -604,9 +604,9 @@ def test_short_lists_are_filled_from_the_most_bought_categories(aws):
         # An unknown user gets the fill alone.
         assert [c.coupon_id for c in service.for_user("nobody", 2, NOW)] == ["toys", "kitchen"]
         # Off, or with nothing bought yet, a list stays short.
-        unfilled = CouponService(replace(SETTINGS, coupon_fill="none"), users, repository, popular=popular)
+        unfilled = CouponService(replace(SETTINGS, coupon_fill="none"), users, repository, similarity=popular)
         assert [c.coupon_id for c in unfilled.for_user("u", 5, NOW)] == ["camp"]
-        nothing_bought = CouponService(SETTINGS, users, repository, popular=InMemorySimilarityRepository())
+        nothing_bought = CouponService(SETTINGS, users, repository, similarity=InMemorySimilarityRepository())
         assert [c.coupon_id for c in nothing_bought.for_user("u", 5, NOW)] == ["camp"]
 
 
@@ -626,7 +626,7 @@ def test_the_fill_reads_the_most_bought_categories_a_chunk_at_a_time():
     repository.put("c12", spec(scope={"category": "c12"}))
     repository.put("c13", spec(scope={"category": "c13"}))
     service = CouponService(
-        SETTINGS, InMemoryUserRepository(), repository, popular=_popular_categories(*categories)
+        SETTINGS, InMemoryUserRepository(), repository, similarity=_popular_categories(*categories)
     )
     # Nothing to offer among the 10 most bought: the next 10 are read, and the walk stops.
     assert [c.coupon_id for c in service.for_user("nobody", 1, NOW)] == ["c12"]
@@ -717,19 +717,19 @@ def test_coupon_fill_setting():
         Settings(popular_category_list_size=0)
 
 
-def test_the_api_reads_the_popular_categories_only_with_the_fill_on():
+def test_the_api_reads_stock_and_popular_categories_from_the_similarity_table():
     from streamrec import wiring
 
     tables = {"USERS_TABLE": "users", "COUPONS_TABLE": "coupons"}
-    off = wiring.coupon_service(load_settings({**tables, "COUPON_FILL": "none"}), client=object())
-    assert off.popular is None  # and no SIMILARITY_TABLE needed
-    with pytest.raises(ConfigurationError, match="SIMILARITY_TABLE"):
-        wiring.coupon_service(load_settings(tables), client=object())
+    # #out_of_stock is read whatever the fill: the similarity table is always needed.
+    for fill in ("none", "popular"):
+        with pytest.raises(ConfigurationError, match="SIMILARITY_TABLE"):
+            wiring.coupon_service(load_settings({**tables, "COUPON_FILL": fill}), client=object())
     on_settings = load_settings({**tables, "SIMILARITY_TABLE": "similarity"})
-    assert wiring.coupon_service(on_settings, client=object()).popular is not None
+    assert wiring.coupon_service(on_settings, client=object()).similarity is not None
     # The API function passes the recommendation service's cached repository: one cache.
     shared = InMemorySimilarityRepository()
-    assert wiring.coupon_service(on_settings, client=object(), similarity=shared).popular is shared
+    assert wiring.coupon_service(on_settings, client=object(), similarity=shared).similarity is shared
 
 
 def _iso(seconds: float) -> str:
@@ -1272,3 +1272,23 @@ def test_a_redefinition_racing_a_refused_redemption_reads_again(aws, monkeypatch
     assert raced == [EXHAUSTED]
     stored = repository.get_many(["c"])["c"]
     assert (stored.remaining, stored.redeemed, stored.refused) == (3, 1, 1)
+
+
+def test_an_item_list_coupon_with_nothing_in_stock_is_not_offered():
+    from streamrec.domain.model import OUT_OF_STOCK_ROW, HistoryItem
+
+    repository = InMemoryCouponRepository()
+    repository.put("tent-only", spec(scope={"items": ["tent"]}))
+    repository.put("tent-or-stove", spec(scope={"items": ["tent", "stove"]}))
+    repository.put("camping", spec())
+    state = user(camping=1.0)
+    state.items = [HistoryItem("tent", 1.0, 1.0, NOW, "view"), HistoryItem("stove", 1.0, 1.0, NOW, "view")]
+    users = InMemoryUserRepository()
+    users.save_many([state])
+    similarity = _popular_categories()
+    similarity.put_list(OUT_OF_STOCK_ROW, PopularList(items=[("tent", NOW)]))
+    service = CouponService(replace(SETTINGS, coupon_fill="none"), users, repository, similarity=similarity)
+    offered = {c.coupon_id for c in service.for_state(users.get("u"), 10, NOW)}
+    # The stove is in stock: a coupon that also applies to it stays; a category coupon is
+    # never left out for stock.
+    assert offered == {"tent-or-stove", "camping"}

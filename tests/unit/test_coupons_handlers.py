@@ -485,8 +485,8 @@ def test_redemption_of_an_undefined_coupon_is_dead_lettered_and_not_held_against
 
 def test_the_api_function_shares_one_similarity_cache(aws):
     api = import_handler("api")
-    assert api.coupons.popular is api.recommendations.similarity
-    assert type(api.coupons.popular).__name__ == "CachingSimilarityRepository"
+    assert api.coupons.similarity is api.recommendations.similarity
+    assert type(api.coupons.similarity).__name__ == "CachingSimilarityRepository"
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,13 @@ from pydantic import (
 )
 from streamrec_core import coupon_propensity, coupon_scores, top_k
 
-from streamrec.domain.model import POPULAR_CATEGORIES_ROW, CategoryAffinity, UserState, shown_kind
+from streamrec.domain.model import (
+    OUT_OF_STOCK_ROW,
+    POPULAR_CATEGORIES_ROW,
+    CategoryAffinity,
+    UserState,
+    shown_kind,
+)
 from streamrec.events import (
     EARLIEST_TIMESTAMP,
     EPOCH_TEXT,
@@ -620,13 +626,14 @@ def most_bought_categories(popular: SimilarityRepository) -> list[str]:
 
 @dataclass
 class CouponService:
-    """Coupon definitions (``PUT``) and a user's ranked coupons (``GET``). ``popular`` holds
-    the ``#popular_categories`` list that fills short lists (None: never filled)."""
+    """Coupon definitions (``PUT``) and a user's ranked coupons (``GET``). ``similarity``
+    holds the ``#popular_categories`` list that fills short lists and the ``#out_of_stock``
+    set (None: never filled, stock not checked)."""
 
     settings: Settings
     users: UserRepository
     coupons: CouponRepository
-    popular: SimilarityRepository | None = None
+    similarity: SimilarityRepository | None = None
 
     def put(self, coupon_id: str, spec: CouponSpec, now: float) -> Coupon:
         """Define a coupon; the coupons of its scope expired by ``now`` leave the index."""
@@ -641,8 +648,10 @@ class CouponService:
         at least 3 more when the list is short and filled (the popular categories, then the
         index rows and coupons of each chunk of them until k are found)."""
         offered = self._in_user_scopes(state, k, now) if state is not None else []
-        if len(offered) < k and self.settings.coupon_fill == "popular" and self.popular is not None:
-            offered += self._fill(self.popular, state, k - len(offered), now, {c.coupon_id for c in offered})
+        if len(offered) < k and self.settings.coupon_fill == "popular" and self.similarity is not None:
+            offered += self._fill(
+                self.similarity, state, k - len(offered), now, {c.coupon_id for c in offered}
+            )
         return offered
 
     def _in_user_scopes(self, state: UserState, k: int, now: float) -> list[OfferedCoupon]:
@@ -651,7 +660,20 @@ class CouponService:
         coupon_ids = self.coupons.in_scope(keys)
         if not coupon_ids:
             return []
-        return rank_coupons(self.coupons.get_many(coupon_ids).values(), state, now, k, self.settings)
+        return rank_coupons(
+            self._in_stock(self.coupons.get_many(coupon_ids).values()), state, now, k, self.settings
+        )
+
+    def _in_stock(self, coupons: Iterable[Coupon]) -> list[Coupon]:
+        """``coupons`` but the item-list ones none of whose items is in stock (the
+        ``#out_of_stock`` set: one read, through the warm-container cache, and only when an
+        item-list coupon is among them); a category coupon is never left out for stock."""
+        coupons = list(coupons)
+        if self.similarity is None or not any(c.spec.scope.items for c in coupons):
+            return coupons
+        stock = self.similarity.get_list(OUT_OF_STOCK_ROW)
+        out = {item for item, _ in stock.items}
+        return [c for c in coupons if not c.spec.scope.items or not set(c.spec.scope.items) <= out]
 
     def _fill(
         self, popular: SimilarityRepository, state: UserState | None, k: int, now: float, offered: set[str]

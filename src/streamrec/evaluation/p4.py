@@ -144,7 +144,7 @@ def engine_rankings(
     replay.advance(data.warmup)
     replay.refresh_popular()
     warmup = data.events[: data.warmup]
-    service = CouponService(settings, replay.users, replay.coupons, popular=replay.similarity)
+    service = CouponService(settings, replay.users, replay.coupons, similarity=replay.similarity)
     coupon_of = {}
     for category in categories:
         coupon_id = f"p4-{category}"
