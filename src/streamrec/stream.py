@@ -317,7 +317,8 @@ class IngestRecords:
             # Catalog records first: the user events that name no category then read their
             # items' categories from the catalog with this batch's records in it, on the
             # first attempt and on any retry or bisected half alike, so a retry plans its
-            # category-keyed counts (#buys:, #cat: trends) under the same categories.
+            # category-keyed counts (#buys:, #cat: trends) under the same categories (unless
+            # a catalog record on another shard changed one in between: README, "Catalog").
             outcome = self.catalog.upsert(upserts, shard)
             logger.info(
                 "applied catalog records",
