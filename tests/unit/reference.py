@@ -19,9 +19,14 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
     stream order.
 
     Returns (pair_counts {i: {j: c_ij}}, item_weight {i: c_ii}, event_counts {i: {type: n}},
-    late {indices of the late events}).
+    late {indices of the late events}, in_cart {index: whether the user's cart held the
+    event's item before it}). The cart: add_to_cart puts an item in, remove_from_cart and
+    purchase take it out; a late event puts nothing in, and takes its item out only when no
+    window item shows a newer event on it.
     """
     windows: dict[str, list[list]] = defaultdict(list)  # [item, a_ui, its newest event time]
+    carts: dict[str, list[str]] = defaultdict(list)
+    in_cart: dict[int, bool] = {}
     seen_ids: dict[str, set] = defaultdict(set)
     pairs: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     norms: dict[str, float] = defaultdict(float)
@@ -35,9 +40,18 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
         counts[item][event["event_type"]] += 1
         window = windows[user]
         when = float(event["timestamp"])
+        cart, kind = carts[user], event["event_type"]
+        in_cart[index] = item in cart
+        removal = kind in ("remove_from_cart", "purchase") and item in cart
         if window and when < max(s[2] for s in window) - late_seconds:
             late.add(index)
+            if removal and not any(s[0] == item and s[2] > when for s in window):
+                cart.remove(item)
             continue
+        if kind == "add_to_cart" and item not in cart:
+            cart.append(item)
+        elif removal:
+            cart.remove(item)
         slot = next((s for s in window if s[0] == item), None)
         if slot is None:
             if weight <= 0:
@@ -61,7 +75,7 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
                 if gain > 0:
                     pairs[item][other] += gain
                     pairs[other][item] += gain
-    return pairs, norms, counts, late
+    return pairs, norms, counts, late, in_cart
 
 
 def reference_rows(pairs, norms, measure, k):
@@ -89,11 +103,14 @@ def reference_rows(pairs, norms, measure, k):
     return rows
 
 
-def reference_baskets(events, gap_seconds, kept, late=frozenset()):
+def reference_baskets(events, gap_seconds, kept, late=frozenset(), in_cart=None):
     """Basket co-occurrence from scratch: add_to_cart/purchase events sharing a basket_id,
     or (without one) a user's such events at most ``gap_seconds`` after the basket's latest
     one, form a basket that counts its first ``kept`` distinct items, each once. The
-    ``late`` events (indices, see reference_counts) join none.
+    ``late`` events (indices, see reference_counts) join none. A remove_from_cart of an item
+    the cart held (``in_cart``, see reference_counts) takes it out of the current basket
+    and back from the counts, unless the basket is implicit and over (its latest event more
+    than ``gap_seconds`` before).
 
     Returns (pairs {i: {j: baskets with both}}, baskets_of {i: baskets with i}, baskets).
     """
@@ -107,10 +124,18 @@ def reference_baskets(events, gap_seconds, kept, late=frozenset()):
         if event["event_id"] in seen_ids[user]:
             continue
         seen_ids[user].add(event["event_id"])
-        if event["event_type"] not in ("add_to_cart", "purchase") or index in late:
-            continue
         key, when = event.get("basket_id") or "", float(event["timestamp"])
         basket = current.get(user)
+        if event["event_type"] == "remove_from_cart" and index not in late and (in_cart or {}).get(index):
+            if basket and item in basket[2] and (basket[0] or when - basket[1] <= gap_seconds):
+                basket[2].remove(item)
+                counts[item] -= 1
+                for other in basket[2]:
+                    pairs[item][other] -= 1
+                    pairs[other][item] -= 1
+            continue
+        if event["event_type"] not in ("add_to_cart", "purchase") or index in late:
+            continue
         if basket and basket[2] and basket[0] == key and (key or when - basket[1] <= gap_seconds):
             basket = (key, max(basket[1], when), basket[2])
         else:

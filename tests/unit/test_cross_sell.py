@@ -437,3 +437,51 @@ def test_popular_padding_scores_below_the_lists_own_suggestions():
     padded_only = engine.cross_sell(["x"], k=1)
     assert [(r.item_id, r.source) for r in padded_only.items] == [("y", "popular")]
     assert padded_only.items[0].score == pytest.approx(10 / 30, rel=0.01)
+
+
+def test_an_item_taken_out_of_the_cart_leaves_the_basket_and_its_counts():
+    # Six shoppers try size 42, take it out and buy size 43: a swap (substitutes), never
+    # bought together. Before, each size was the other's complement.
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    events, n = [], 0
+    for user in range(6):
+        for kind, item in (
+            ("add_to_cart", "shoe-42"),
+            ("remove_from_cart", "shoe-42"),
+            ("add_to_cart", "shoe-43"),
+            ("purchase", "shoe-43"),
+        ):
+            events.append(_purchase(n, f"u{user}", item, None, kind=kind, at=n))
+            n += 1
+    # A cart item that stays is counted, and a removal of an item the cart no longer holds
+    # (bought already) takes nothing back.
+    events += [
+        _purchase(n, "u9", "sock", None, kind="add_to_cart", at=n),
+        _purchase(n + 1, "u9", "tent", None, at=n + 1),
+        _purchase(n + 2, "u9", "tent", None, kind="remove_from_cart", at=n + 2),
+    ]
+    engine.ingest(events)
+    rows = engine.cooccurrence.get_rows(["#b:shoe-42", "#b:shoe-43", "#b:sock"])
+    assert {item: {j: c for j, c in row.items() if c} for item, row in rows.items()} == {
+        "#b:shoe-42": {},
+        "#b:shoe-43": {},
+        "#b:sock": {"tent": 1.0},
+    }
+    stats = engine.item_stats.get_many(["shoe-42", "shoe-43", "tent"])
+    assert (stats["shoe-42"].baskets, stats["shoe-43"].baskets, stats["tent"].baskets) == (0, 6, 1)
+    status, body = _request(build_app(engine.recommendations), "POST", "/cross-sell", {"items": ["shoe-43"]})
+    assert status == 200 and all(
+        item["item_id"] != "shoe-42" or item["source"] == "popular" for item in body["items"]
+    )
+
+
+def test_a_removal_after_the_implicit_basket_is_over_takes_nothing_back():
+    engine = InMemoryEngine(Settings(**{**PLAIN, "basket_gap_hours": 1.0}), eager=True)
+    engine.ingest(
+        [
+            _purchase(0, "u", "a", None, kind="add_to_cart", at=0),
+            _purchase(1, "u", "b", None, kind="add_to_cart", at=60),
+            _purchase(2, "u", "a", None, kind="remove_from_cart", at=60 + 7200),  # basket over
+        ]
+    )
+    assert engine.cooccurrence.get_rows(["#b:a"])["#b:a"] == {"b": 1.0}

@@ -244,8 +244,9 @@ def plan_batch(
             if event.event_type == PURCHASE:
                 _remember_late_purchase(state, event.item_id, settings)
             continue
+        was_in_cart = event.item_id in state.cart
         _apply_to_cart(state, event, settings)
-        _apply_to_basket(state, event, seq, plan, settings)
+        _apply_to_basket(state, event, seq, plan, settings, was_in_cart)
         _apply_to_history(state, event, seq, weight, plan, settings)
     return plan
 
@@ -260,12 +261,20 @@ def _apply_to_cart(state: UserState, event: UserEvent, settings: Settings) -> No
 
 
 def _apply_to_basket(
-    state: UserState, event: UserEvent, seq: str, plan: BatchPlan, settings: Settings
+    state: UserState, event: UserEvent, seq: str, plan: BatchPlan, settings: Settings, was_in_cart: bool
 ) -> None:
     """Count basket co-occurrence: each basket adds 1 to b_i for each distinct item it holds
     and 1 to c^b_ij for each pair, so a re-applied event (item already in the basket)
     changes nothing. A basket is the events sharing a ``basket_id``; events without one
-    join the user's current implicit basket while at most ``basket_gap_hours`` apart."""
+    join the user's current implicit basket while at most ``basket_gap_hours`` apart. An
+    item taken out of the cart (``remove_from_cart`` of an item the cart held) leaves the
+    current basket, which takes back what it counted for it: a size swapped for another
+    was never bought with it. ``was_in_cart``: whether the cart held the item before the
+    event."""
+    if event.event_type == "remove_from_cart":
+        if was_in_cart and event.item_id in state.basket and not _basket_closed(state, event, settings):
+            _take_out_of_basket(state, event.item_id, seq, plan, settings)
+        return
     if event.event_type not in BASKET_EVENT_TYPES:
         return
     basket_id = event.basket_id or ""
@@ -292,6 +301,28 @@ def _apply_to_basket(
         plan.cooccurrence[(basket_row(other), block_of(item, blocks))].append((seq, item, 1.0))
         plan.changed_items.add(other)
     state.basket.append(item)
+
+
+def _basket_closed(state: UserState, event: UserEvent, settings: Settings) -> bool:
+    """Whether the user's current basket is over by ``event``'s time: an implicit basket
+    once ``basket_gap_hours`` have passed since its latest event (an explicit one, named
+    by its id, never is)."""
+    return state.basket_id == "" and event.timestamp - state.basket_time > settings.basket_gap_seconds
+
+
+def _take_out_of_basket(state: UserState, item: str, seq: str, plan: BatchPlan, settings: Settings) -> None:
+    """Undo what the current basket counted for ``item``: -1 on b_i and on c^b_ij for each
+    other item j of the basket (negative deltas under the event's own sequence number, so
+    exactly once like the rest)."""
+    blocks = settings.cooccurrence_blocks
+    plan.item_stats[item].append((seq, BASKETS, -1.0))
+    plan.norm_changed.add(item)
+    plan.changed_items.add(item)
+    state.basket.remove(item)
+    for other in state.basket:
+        plan.cooccurrence[(basket_row(item), block_of(other, blocks))].append((seq, other, -1.0))
+        plan.cooccurrence[(basket_row(other), block_of(item, blocks))].append((seq, item, -1.0))
+        plan.changed_items.add(other)
 
 
 def _apply_to_history(
