@@ -19,14 +19,14 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
     stream order.
 
     Returns (pair_counts {i: {j: c_ij}}, item_weight {i: c_ii}, event_counts {i: {type: n}},
-    late {indices of the late events}, in_cart {index: whether the user's cart held the
-    event's item before it}). The cart: add_to_cart puts an item in, remove_from_cart and
-    purchase take it out; a late event puts nothing in, and takes its item out only when no
-    window item shows a newer event on it.
+    late {indices of the late events}, leaves {indices of the remove_from_cart events that
+    took their item out of the cart}). The cart: add_to_cart puts an item in,
+    remove_from_cart and purchase take it out; a late event puts nothing in, and takes its
+    item out only when no window item shows a newer event on it.
     """
     windows: dict[str, list[list]] = defaultdict(list)  # [item, a_ui, its newest event time]
     carts: dict[str, list[str]] = defaultdict(list)
-    in_cart: dict[int, bool] = {}
+    leaves: set[int] = set()
     seen_ids: dict[str, set] = defaultdict(set)
     pairs: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     norms: dict[str, float] = defaultdict(float)
@@ -41,17 +41,18 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
         window = windows[user]
         when = float(event["timestamp"])
         cart, kind = carts[user], event["event_type"]
-        in_cart[index] = item in cart
         removal = kind in ("remove_from_cart", "purchase") and item in cart
         if window and when < max(s[2] for s in window) - late_seconds:
             late.add(index)
-            if removal and not any(s[0] == item and s[2] > when for s in window):
-                cart.remove(item)
-            continue
-        if kind == "add_to_cart" and item not in cart:
+            removal = removal and not any(s[0] == item and s[2] > when for s in window)
+        elif kind == "add_to_cart" and item not in cart:
             cart.append(item)
-        elif removal:
+        if removal:
             cart.remove(item)
+            if kind == "remove_from_cart":
+                leaves.add(index)
+        if index in late:
+            continue
         slot = next((s for s in window if s[0] == item), None)
         if slot is None:
             if weight <= 0:
@@ -75,7 +76,7 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
                 if gain > 0:
                     pairs[item][other] += gain
                     pairs[other][item] += gain
-    return pairs, norms, counts, late, in_cart
+    return pairs, norms, counts, late, leaves
 
 
 def reference_rows(pairs, norms, measure, k):
@@ -103,19 +104,20 @@ def reference_rows(pairs, norms, measure, k):
     return rows
 
 
-def reference_baskets(events, gap_seconds, kept, late=frozenset(), in_cart=None):
+def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozenset()):
     """Basket co-occurrence from scratch: add_to_cart/purchase events sharing a basket_id,
     or (without one) a user's such events at most ``gap_seconds`` after the basket's latest
     one, form a basket that counts its first ``kept`` distinct items, each once. The
-    ``late`` events (indices, see reference_counts) join none. A remove_from_cart of an item
-    the cart held (``in_cart``, see reference_counts) takes it out of the current basket
-    and back from the counts, unless the basket is implicit and over (its latest event more
-    than ``gap_seconds`` before).
+    ``late`` events (indices, see reference_counts) join none. A remove_from_cart that took
+    its item out of the cart (``leaves``, see reference_counts) takes it out of the current
+    basket and back from the counts, unless the basket is implicit and over (its latest
+    event more than ``gap_seconds`` before) or a purchase counted the item in it; a basket
+    left empty no longer counts among the baskets.
 
     Returns (pairs {i: {j: baskets with both}}, baskets_of {i: baskets with i}, baskets).
     """
     seen_ids: dict[str, set] = defaultdict(set)
-    current: dict[str, tuple[str, float, list[str]]] = {}
+    current: dict[str, tuple[str, float, list[str], set[str]]] = {}  # id, time, items, bought
     pairs: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     counts: dict[str, float] = defaultdict(float)
     total = 0
@@ -126,22 +128,32 @@ def reference_baskets(events, gap_seconds, kept, late=frozenset(), in_cart=None)
         seen_ids[user].add(event["event_id"])
         key, when = event.get("basket_id") or "", float(event["timestamp"])
         basket = current.get(user)
-        if event["event_type"] == "remove_from_cart" and index not in late and (in_cart or {}).get(index):
-            if basket and item in basket[2] and (basket[0] or when - basket[1] <= gap_seconds):
+        if event["event_type"] == "remove_from_cart":
+            if (
+                index in leaves
+                and basket
+                and item in basket[2]
+                and item not in basket[3]
+                and (basket[0] or when - basket[1] <= gap_seconds)
+            ):
                 basket[2].remove(item)
                 counts[item] -= 1
                 for other in basket[2]:
                     pairs[item][other] -= 1
                     pairs[other][item] -= 1
+                if not basket[2]:
+                    total -= 1
             continue
         if event["event_type"] not in ("add_to_cart", "purchase") or index in late:
             continue
         if basket and basket[2] and basket[0] == key and (key or when - basket[1] <= gap_seconds):
-            basket = (key, max(basket[1], when), basket[2])
+            basket = (key, max(basket[1], when), basket[2], basket[3])
         else:
-            basket = (key, when, [])
+            basket = (key, when, [], set())
             total += 1
         current[user] = basket
+        if event["event_type"] == "purchase" and (item in basket[2] or len(basket[2]) < kept):
+            basket[3].add(item)
         if item in basket[2] or len(basket[2]) >= kept:
             continue
         counts[item] += 1

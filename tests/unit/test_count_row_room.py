@@ -397,3 +397,31 @@ def test_counts_within_the_budget_are_not_trimmed_for_guard_bytes(aws):
         counts.apply({ROW: again}, f"shardId-{shard:012d}")
     assert item_size(row()) > 4096 + 1024 and "REMOVE" not in metered.updates
     assert set(_counts(row())) == set(before) and _counts(row())["p00-" + "x" * 32] == 21.0
+
+
+def test_counts_a_taken_back_basket_left_at_or_below_zero_are_trimmed_first(aws):
+    # A removal's -1 on a pair trimmed before recreates it at -1, and an add and its removal
+    # in one batch leave 0: worth nothing, they go before any real count, kept or not.
+    name, client = aws.tables["CooccurrenceTable"].name, boto3.client("dynamodb")
+    metered = MeteredClient(client)
+    budget = 2 * 1024
+    counts = DynamoCooccurrenceRepository(DynamoTable(name, metered), blocks=16, budget_bytes=budget)
+    for n in range(1, 10):
+        deltas = [(sequence_key(n), f"r{n:02d}-p{m}-{'x' * 20}", float(5 + n)) for m in range(10)]
+        counts.apply({ROW: deltas}, SHARD_A)
+    # One more record takes the row over its budget: two strong partners, a -1 and a 0.
+    counts.apply(
+        {
+            ROW: [
+                *((sequence_key(20), f"strong-{m}-{'x' * 20}", 50.0) for m in range(20)),
+                (sequence_key(20), f"gone-{'x' * 20}", -1.0),
+                (sequence_key(20), f"swap-{'x' * 20}", 1.0),
+                (sequence_key(21), f"swap-{'x' * 20}", -1.0),
+            ]
+        },
+        SHARD_A,
+    )
+    kept = _counts(client.get_item(TableName=name, Key=KEY, ConsistentRead=True)["Item"])
+    assert f"gone-{'x' * 20}" not in kept and f"swap-{'x' * 20}" not in kept
+    assert {f"strong-{m}-{'x' * 20}" for m in range(20)} <= set(kept)
+    assert all(value > 0 for value in kept.values())

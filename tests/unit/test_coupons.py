@@ -1292,3 +1292,32 @@ def test_an_item_list_coupon_with_nothing_in_stock_is_not_offered():
     # The stove is in stock: a coupon that also applies to it stays; a category coupon is
     # never left out for stock.
     assert offered == {"tent-or-stove", "camping"}
+
+
+def test_the_stock_check_reads_through_the_apis_cached_path():
+    # get_list is the similarity function's consistent compare-and-swap read: the API's
+    # coupons must read #out_of_stock as the recommendations do, through the cache.
+    from streamrec.domain.model import OUT_OF_STOCK_ROW, HistoryItem
+    from streamrec.repositories.cache import CacheConfig, CachingSimilarityRepository
+
+    class Recording(InMemorySimilarityRepository):
+        reads = 0
+
+        def get_many(self, item_ids, lists=(), consistent=False, row_lists=None):
+            Recording.reads += 1
+            assert not consistent, "the API read the stock list consistently"
+            return super().get_many(item_ids, lists, consistent, row_lists)
+
+    inner = Recording()
+    inner.put_list(OUT_OF_STOCK_ROW, PopularList(items=[("tent", NOW)]))
+    cached = CachingSimilarityRepository(inner, CacheConfig())
+    repository = InMemoryCouponRepository()
+    repository.put("tent-only", spec(scope={"items": ["tent"]}))
+    state = user(camping=1.0)
+    state.items = [HistoryItem("tent", 1.0, 1.0, NOW, "view")]
+    service = CouponService(
+        replace(SETTINGS, coupon_fill="none"), InMemoryUserRepository(), repository, cached
+    )
+    for _ in range(5):
+        assert service.for_state(state, 3, NOW) == []
+    assert Recording.reads == 1

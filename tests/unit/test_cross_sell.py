@@ -467,8 +467,10 @@ def test_an_item_taken_out_of_the_cart_leaves_the_basket_and_its_counts():
         "#b:shoe-43": {},
         "#b:sock": {"tent": 1.0},
     }
-    stats = engine.item_stats.get_many(["shoe-42", "shoe-43", "tent"])
+    stats = engine.item_stats.get_many(["shoe-42", "shoe-43", "tent", "#totals"])
     assert (stats["shoe-42"].baskets, stats["shoe-43"].baskets, stats["tent"].baskets) == (0, 6, 1)
+    # A basket emptied by the removal is no basket: one per shopper (N), not two.
+    assert stats["#totals"].baskets == 6 + 1
     status, body = _request(build_app(engine.recommendations), "POST", "/cross-sell", {"items": ["shoe-43"]})
     assert status == 200 and all(
         item["item_id"] != "shoe-42" or item["source"] == "popular" for item in body["items"]
@@ -485,3 +487,30 @@ def test_a_removal_after_the_implicit_basket_is_over_takes_nothing_back():
         ]
     )
     assert engine.cooccurrence.get_rows(["#b:a"])["#b:a"] == {"b": 1.0}
+
+
+def test_an_item_bought_in_the_basket_is_never_taken_back():
+    # Bought with a, then put in the cart again and taken out: still bought with a.
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    engine.ingest(
+        [
+            _purchase(0, "u", "a", None, at=0),
+            _purchase(1, "u", "x", None, at=1),
+            _purchase(2, "u", "x", None, kind="add_to_cart", at=2),
+            _purchase(3, "u", "x", None, kind="remove_from_cart", at=3),
+        ]
+    )
+    assert engine.cooccurrence.get_rows(["#b:a"])["#b:a"] == {"x": 1.0}
+    assert engine.item_stats.get_many(["x"])["x"].baskets == 1
+
+
+def test_a_late_removal_that_empties_the_cart_leaves_the_basket_too():
+    day = 86_400
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    events = [_purchase(0, "u", "lamp", None, kind="add_to_cart", at=0)]
+    events += [_purchase(1, "u", "sock", None, kind="add_to_cart", at=60)]
+    events += [_purchase(2 + n, "u", f"v{n}", None, kind="view", at=3 * day + n) for n in range(3)]
+    events.append(_purchase(9, "u", "lamp", None, kind="remove_from_cart", at=600))  # re-driven, late
+    engine.ingest(events)
+    assert engine.users.get("u").cart == ["sock"]
+    assert {j: c for j, c in engine.cooccurrence.get_rows(["#b:sock"])["#b:sock"].items() if c} == {}

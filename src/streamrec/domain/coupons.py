@@ -671,8 +671,10 @@ class CouponService:
         coupons = list(coupons)
         if self.similarity is None or not any(c.spec.scope.items for c in coupons):
             return coupons
-        stock = self.similarity.get_list(OUT_OF_STOCK_ROW)
-        out = {item for item, _ in stock.items}
+        # The API's read path (BatchGetItem, warm-container cache), not get_list's
+        # consistent compare-and-swap read.
+        _, lists = self.similarity.get_many([], [OUT_OF_STOCK_ROW])
+        out = {item for item, _ in lists[OUT_OF_STOCK_ROW].items} if OUT_OF_STOCK_ROW in lists else set()
         return [c for c in coupons if not c.spec.scope.items or not set(c.spec.scope.items) <= out]
 
     def _fill(

@@ -241,6 +241,8 @@ def plan_batch(
             plan.late_events += 1
             if removes:
                 state.cart.remove(event.item_id)
+                if event.event_type == "remove_from_cart":
+                    _leave_basket(state, event, seq, plan, settings)
             if event.event_type == PURCHASE:
                 _remember_late_purchase(state, event.item_id, settings)
             continue
@@ -272,8 +274,8 @@ def _apply_to_basket(
     was never bought with it. ``was_in_cart``: whether the cart held the item before the
     event."""
     if event.event_type == "remove_from_cart":
-        if was_in_cart and event.item_id in state.basket and not _basket_closed(state, event, settings):
-            _take_out_of_basket(state, event.item_id, seq, plan, settings)
+        if was_in_cart:
+            _leave_basket(state, event, seq, plan, settings)
         return
     if event.event_type not in BASKET_EVENT_TYPES:
         return
@@ -284,10 +286,16 @@ def _apply_to_basket(
         and (basket_id != "" or event.timestamp - state.basket_time <= settings.basket_gap_seconds)
     )
     if not same:
-        state.basket_id, state.basket = basket_id, []
+        state.basket_id, state.basket, state.basket_bought = basket_id, [], []
         plan.item_stats[TOTALS_ROW].append((seq, BASKETS, 1.0))
     state.basket_time = max(state.basket_time, event.timestamp) if same else event.timestamp
     item = event.item_id
+    if (
+        event.event_type == PURCHASE
+        and item not in state.basket_bought
+        and (item in state.basket or len(state.basket) < settings.basket_items_kept)
+    ):
+        state.basket_bought.append(item)  # counted in this basket for good
     # A full basket counts nothing more: its first basket_items_kept distinct items are the
     # ones counted, and the row keeps them all, so no item of it is ever counted twice.
     if item in state.basket or len(state.basket) >= settings.basket_items_kept:
@@ -310,10 +318,15 @@ def _basket_closed(state: UserState, event: UserEvent, settings: Settings) -> bo
     return state.basket_id == "" and event.timestamp - state.basket_time > settings.basket_gap_seconds
 
 
-def _take_out_of_basket(state: UserState, item: str, seq: str, plan: BatchPlan, settings: Settings) -> None:
-    """Undo what the current basket counted for ``item``: -1 on b_i and on c^b_ij for each
-    other item j of the basket (negative deltas under the event's own sequence number, so
-    exactly once like the rest)."""
+def _leave_basket(state: UserState, event: UserEvent, seq: str, plan: BatchPlan, settings: Settings) -> None:
+    """A removal of an item the cart held: the item leaves the current basket, which takes
+    back what it counted for it (-1 on b_i and on c^b_ij for each other item j of the
+    basket, negative deltas under the event's own sequence number, so exactly once like the
+    rest), unless the basket is over or a purchase counted the item in it. A basket left
+    empty no longer counts among the baskets (N)."""
+    item = event.item_id
+    if item not in state.basket or item in state.basket_bought or _basket_closed(state, event, settings):
+        return
     blocks = settings.cooccurrence_blocks
     plan.item_stats[item].append((seq, BASKETS, -1.0))
     plan.norm_changed.add(item)
@@ -323,6 +336,8 @@ def _take_out_of_basket(state: UserState, item: str, seq: str, plan: BatchPlan, 
         plan.cooccurrence[(basket_row(item), block_of(other, blocks))].append((seq, other, -1.0))
         plan.cooccurrence[(basket_row(other), block_of(item, blocks))].append((seq, item, -1.0))
         plan.changed_items.add(other)
+    if not state.basket:
+        plan.item_stats[TOTALS_ROW].append((seq, BASKETS, -1.0))
 
 
 def _apply_to_history(

@@ -165,6 +165,8 @@ class UserState:
     basket_id: str = ""
     basket: list[str] = field(default_factory=list)
     basket_time: float = 0.0
+    # The items of the current basket a purchase has counted: a removal never takes them back.
+    basket_bought: list[str] = field(default_factory=list)
     # Events applied, by type (the profile's counts).
     event_counts: dict[str, int] = field(default_factory=dict)
 
@@ -184,6 +186,7 @@ class UserState:
             basket_id=self.basket_id,
             basket=list(self.basket),
             basket_time=self.basket_time,
+            basket_bought=list(self.basket_bought),
             event_counts=dict(self.event_counts),
         )
 

@@ -313,7 +313,10 @@ class DynamoTable:
                 applied = stored.get("Item", {}).get(guard, {}).get("S")
                 missing = pending(missing, applied)
         if make_room is not None and budget_units is not None and consumed > budget_units(key):
-            added = frozenset(attribute_name(attribute) for _sequence, attribute, _value in deltas)
+            # (A basket taken back writes -1s: they add nothing worth keeping.)
+            added = frozenset(
+                attribute_name(attribute) for _sequence, attribute, value in deltas if value > 0
+            )
             try:
                 make_room(key, added)
             except RepositoryError as error:
@@ -377,7 +380,7 @@ def user_to_item(state: UserState, version: int) -> dict[str, Any]:
             )
         },
         "redemptions": {"S": _json(state.redemptions)},
-        "basket": {"S": _json([state.basket_id, state.basket_time, state.basket])},
+        "basket": {"S": _json([state.basket_id, state.basket_time, state.basket, state.basket_bought])},
         "event_counts": {"S": _json(state.event_counts)},
     }
 
@@ -394,7 +397,8 @@ def _category_affinity(
 
 
 def user_from_item(item: dict[str, Any]) -> UserState:
-    basket_id, basket_time, basket = json.loads(item.get("basket", {}).get("S", '["",0.0,[]]'))
+    # (Rows written before purchases were marked hold 3 fields.)
+    basket_id, basket_time, basket, *bought = json.loads(item.get("basket", {}).get("S", '["",0.0,[]]'))
     return UserState(
         user_id=item["user_id"]["S"],
         items=[HistoryItem(*entry) for entry in json.loads(item["items"]["S"])],
@@ -411,6 +415,7 @@ def user_from_item(item: dict[str, Any]) -> UserState:
         basket_id=basket_id,
         basket=basket,
         basket_time=float(basket_time),
+        basket_bought=bought[0] if bought else [],
         event_counts=json.loads(item.get("event_counts", {}).get("S", "{}")),
     )
 
@@ -548,7 +553,8 @@ class DynamoCooccurrenceRepository:
         partners matter least to an item's top-K neighbours. The counts in ``keep`` (those
         the write that found the row over its budget added to) go last: a newcomer seen in
         most batches would otherwise go at every trim, before it could outgrow the row's
-        long-held counts.
+        long-held counts. Counts at or below 0 (left by baskets taken back: a removal's -1 on a
+        pair trimmed before, or an add and its removal in one batch) go first.
         Equal counts go in an order that changes from trim to trim (a hash of the name and
         the row's size), not by id, which would always spare the same ids.
 
@@ -567,7 +573,8 @@ class DynamoCooccurrenceRepository:
         size = item_size(item)
         counts = sorted(
             (
-                name in keep,
+                # Counts at or below 0 (a basket taken back) go first, kept or not.
+                float(value["N"]) > 0 and name in keep,
                 float(value["N"]),
                 zlib.crc32(f"{size}:{name}".encode()),
                 name,
