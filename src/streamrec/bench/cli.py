@@ -12,6 +12,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,23 +163,32 @@ CATALOG_CROSS_CHECK_ITEMS = 150
 CATALOG_CROSS_CHECK_BATCH = 50
 
 
-def run_catalog(args: argparse.Namespace) -> int:
-    """``--catalog``: units per catalog record, by kind of row, and their cost."""
-    from streamrec.evaluation.content import catalog_records, load_catalog
+def _inputs[T](args: argparse.Namespace, load: Callable[[Path], T], needs: str) -> T | None:
+    """What ``load`` reads from the data folder, or None after saying why it cannot (no
+    template, a missing or malformed data file: ``needs`` names the file)."""
     from streamrec.evaluation.datasets import DatasetInvalid, DatasetMissing, default_data_dir
 
     if not args.template.is_file():
         print(f"streamrec bench: SAM template not found: {args.template} (--template)", file=sys.stderr)
-        return 2
-    started = time.perf_counter()
+        return None
     try:
-        records = catalog_records(load_catalog(args.data or default_data_dir()), runs.CATALOG_T0)
+        return load(args.data or default_data_dir())
     except DatasetMissing as error:
-        print(f"streamrec bench --catalog needs the Online Retail file:\n{error}", file=sys.stderr)
-        return 2
+        print(f"streamrec bench{needs}:\n{error}", file=sys.stderr)
     except DatasetInvalid as error:
         print(f"streamrec bench: {error}", file=sys.stderr)
+    return None
+
+
+def run_catalog(args: argparse.Namespace) -> int:
+    """``--catalog``: units per catalog record, by kind of row, and their cost."""
+    from streamrec.evaluation.content import catalog_records, load_catalog
+
+    started = time.perf_counter()
+    catalog = _inputs(args, load_catalog, " --catalog needs the Online Retail file")
+    if catalog is None:
         return 2
+    records = catalog_records(catalog, runs.CATALOG_T0)
     settings = Settings()
     result = runs.catalog_cost(records, settings, progress=_progress)
     result["moto_cross_check"] = runs.catalog_moto_cross_check(
@@ -250,7 +260,7 @@ def format_catalog(r: dict[str, Any]) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from streamrec.evaluation.datasets import DatasetInvalid, DatasetMissing, default_data_dir, load_taobao
+    from streamrec.evaluation.datasets import load_taobao
 
     if args.hot_item and args.catalog:
         print("streamrec bench: --hot-item and --catalog are separate runs: give one", file=sys.stderr)
@@ -261,17 +271,8 @@ def run_bench(args: argparse.Namespace) -> int:
         return run_catalog(args)
     started = time.perf_counter()
     settings = Settings()
-    if not args.template.is_file():
-        print(f"streamrec bench: SAM template not found: {args.template} (--template)", file=sys.stderr)
-        return 2
-    data_dir = args.data or default_data_dir()
-    try:
-        stream = load_taobao(data_dir)
-    except DatasetMissing as error:
-        print(f"streamrec bench needs the Taobao file:\n{error}", file=sys.stderr)
-        return 2
-    except DatasetInvalid as error:
-        print(f"streamrec bench: {error}", file=sys.stderr)
+    stream = _inputs(args, load_taobao, " needs the Taobao file")
+    if stream is None:
         return 2
     events = stream.events
     for name in EVENT_COUNTS:
