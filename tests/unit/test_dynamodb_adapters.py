@@ -184,6 +184,15 @@ def test_user_rows_written_before_the_coupon_model_still_read():
     assert user_from_item(item).categories == {"camping": CategoryAffinity(4.5, 100.0, {"view": 2})}
 
 
+def test_user_rows_keep_the_items_bought_in_the_basket_and_older_rows_still_read():
+    state = UserState("u", basket_id="o1", basket=["a", "x"], basket_time=5.0, basket_bought=["x"])
+    assert user_from_item(user_to_item(state, 1)).basket_bought == ["x"]
+    item = user_to_item(UserState("u"), 1)
+    item["basket"] = {"S": json.dumps(["o1", 5.0, ["a", "x"]])}  # before purchases were marked
+    read = user_from_item(item)
+    assert (read.basket_id, read.basket, read.basket_bought) == ("o1", ["a", "x"], [])
+
+
 def test_similarity_rows_written_before_support_keep_the_neighbour_count_rule():
     from streamrec.domain.model import Neighbour, SimilarityRow
     from streamrec.domain.recommend import coldness
