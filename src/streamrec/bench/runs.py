@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.bench.dynamo import MeteredDynamoClient, TableMeter, read_units, write_units
+from streamrec.bench.dynamo import MeteredDynamoClient, TableMeter, read_units, row_kind, write_units
 from streamrec.domain.catalog import CatalogService, SequencedUpsert
 from streamrec.domain.ingest import BASKET_EVENT_TYPES, IngestService, SequencedEvent
 from streamrec.domain.model import POPULAR_ROW, Delta, HistoryItem, UserState, basket_row, sequence_key
@@ -855,7 +855,6 @@ CATALOG_BATCH = 1000
 CATALOG_T0 = 1_764_000_000.0
 # The catalog's edits replayed after its load: every item's price, then a share of titles.
 CATALOG_TITLE_EDIT_SHARE = 0.1
-CATALOG_PHASES = ("load", "price change", "title change")
 CATALOG_TABLES = (CATALOG, SIMILARITY)
 WRITE_CALLS = ("UpdateItem", "PutItem", "BatchWriteItem")
 
@@ -966,11 +965,9 @@ def catalog_cost(
             # The similarity function writes a catalog record only to refresh its norm.
             "norm_refreshes_per_record": similarity[CATALOG]["calls"].get("UpdateItem", 0) / n,
         }
-    rows = [row for row in tables.client.items(tables.names[CATALOG])]
     sizes: dict[str, list[int]] = defaultdict(list)
-    for row in rows:
-        key = row["item_id"]["S"]
-        sizes[key.split(":", 1)[0] if key.startswith("#") else "item"].append(item_size(row))
+    for row in tables.client.items(tables.names[CATALOG]):
+        sizes[row_kind((row["item_id"]["S"],))].append(item_size(row))
     result["catalog_rows"] = {
         kind: {"rows": len(found), "mean_bytes": statistics.fmean(found), "max_bytes": max(found)}
         for kind, found in sorted(sizes.items())

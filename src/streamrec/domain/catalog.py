@@ -271,8 +271,9 @@ class CatalogService:
         remove: dict[str, set[str]] = defaultdict(set)
         # Records with the stored record's tokens post nothing: the stored record's tokens
         # were posted before it was written (this order), and it keeps its norm.
-        retexted = [(new, old) for _, new, old in writes if old is None or old.terms != new.terms]
-        for new, old in retexted:
+        for _, new, old in writes:
+            if old is not None and old.terms == new.terms:
+                continue
             for token in new.terms:
                 add[token].add(new.item_id)
             for token in set(old.terms if old else ()) - set(new.terms):

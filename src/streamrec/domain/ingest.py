@@ -131,7 +131,8 @@ def late_removal_applies(state: UserState, event: UserEvent) -> bool:
     have been bought or removed since."""
     if event.event_type not in ("remove_from_cart", PURCHASE) or event.item_id not in state.cart:
         return False
-    return not any(e.item_id == event.item_id and e.ref_time > event.timestamp for e in state.items)
+    entry = state.find(event.item_id)
+    return entry is None or entry.ref_time <= event.timestamp
 
 
 def _remember_late_purchase(state: UserState, item: str, settings: Settings) -> None:
