@@ -1,4 +1,14 @@
-"""Work-arounds for moto performance problems that the local pipelines hit.
+"""Work-arounds for moto problems that the local pipelines hit.
+
+moto's DynamoDB and Kinesis backends are not thread-safe, and the local pipelines call
+them from many threads (the ingest writes rows 8 at a time; each shard has its own
+poller). Two writes racing on an item key that is new to a table can lose one of the rows
+(the table's per-key dict is created by both, one replacing the other: 4 rows of 32,000
+lost under 16 threads here), a conditional write is not atomic with its check, and two
+``PutRecords`` racing on a shard can draw the same sequence number. :func:`apply` makes
+every call into those two backends hold one lock, as DynamoDB applies each item write
+atomically and Kinesis orders a shard's records; none of their calls waits, so the lock
+is held only while moto computes.
 
 moto 5.2 computes *every* SQS queue attribute, including the approximate message counts
 (each a walk over the whole queue), whenever it needs one: for each message it sends
@@ -11,7 +21,10 @@ it is read) and checks the retention period directly. Answers are unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import functools
+import inspect
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 _COUNTS = frozenset(
@@ -65,12 +78,40 @@ class _LazyAttributes(Mapping[str, Any]):
 
 __all__ = ["apply"]
 
+# One lock for both backends: a pipeline step may call one from inside a call to the other
+# (moto's DynamoDB streams), so it is re-entrant.
+_BACKEND_LOCK = threading.RLock()
+
+
+def _serialise(backend: type) -> None:
+    """Make each public method of ``backend`` (a moto backend class) hold the lock."""
+    if backend.__dict__.get("_streamrec_serialised", False):
+        return
+    for name, method in list(vars(backend).items()):
+        if not name.startswith("_") and inspect.isfunction(method):  # not static or class methods
+            setattr(backend, name, _locked(method))
+    backend._streamrec_serialised = True  # type: ignore[attr-defined]
+
+
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _BACKEND_LOCK:
+            return method(*args, **kwargs)
+
+    return call
+
 
 def apply() -> None:
-    """Patch moto's SQS backend (idempotent; only speeds up, never changes an answer)."""
+    """Patch moto's backends (idempotent): SQS only sped up, never changing an answer;
+    DynamoDB and Kinesis serialised (see the module docstring)."""
     from moto.core.utils import unix_time
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.kinesis.models import KinesisBackend
     from moto.sqs.models import Queue, SQSBackend
 
+    for backend in (DynamoDBBackend, KinesisBackend):
+        _serialise(backend)
     if getattr(SQSBackend, "_streamrec_fast_retention_check", False):
         return
     compute = Queue.attributes.fget  # type: ignore[attr-defined]
