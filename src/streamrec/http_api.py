@@ -795,7 +795,7 @@ def build_app(
             Query(
                 pattern="^(purchased|history|none)$",
                 description="Which of the user's own items may not come back: purchased items "
-                "(default), every recent item and purchase (history), or none.",
+                "(default), every recent item, cart item and purchase (history), or none.",
             ),
         ] = EXCLUDE_PURCHASED,
         category: CategoryQuery = None,

@@ -151,13 +151,16 @@ def known_categories(
     rows: dict[str, SimilarityRow], lists: dict[str, PopularList], history: Sequence[HistoryItem] = ()
 ) -> dict[str, str]:
     """item -> category, for every item the request's rows, category lists and history
-    name with a category (rows label their neighbours; a ``#cat:`` list holds its own)."""
+    name with a category (rows label themselves and their neighbours; a ``#cat:`` list
+    holds its own)."""
     known: dict[str, str] = {}
     for name, popular in lists.items():
         if name.startswith(CATEGORY_ROW_PREFIX):
             category = name[len(CATEGORY_ROW_PREFIX) :]
             known.update((item, category) for item, _ in popular.items)
     for row in rows.values():
+        if row.category:  # a recent item whose events carried no category
+            known[row.item_id] = row.category
         neighbour: Neighbour
         for neighbour in (*row.neighbours, *row.extended, *row.complements, *row.content):
             if neighbour.category:
@@ -258,7 +261,9 @@ class RecommendationService:
         if state and exclude != EXCLUDE_NONE:
             excluded.update(state.purchased)
         if exclude == EXCLUDE_HISTORY:
+            # The cart too: it keeps items the recent window (history_length) has let go.
             excluded.update(entry.item_id for entry in history)
+            excluded.update(cart)
 
         weights = history_weights(history, now, settings)
         room = BATCH_GET_KEYS - 2 - len(history)
@@ -323,7 +328,7 @@ class RecommendationService:
             components = np.vstack([item_scores, category_scores])
             scores = max_normalized_blend(components, blend)
             item_share = max_normalized_blend(components, blend * np.array([1.0, 0.0]))
-            recent = {entry.item_id for entry in history}
+            recent = {entry.item_id for entry in history} | cart
             for index in top_k(scores, k):
                 listed.append(
                     self._explain(
