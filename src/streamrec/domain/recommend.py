@@ -276,6 +276,7 @@ class RecommendationService:
             dict.fromkeys([*request_lists(list_filter), *(category_row(c) for c, _ in categories)])
         )
         rows, lists = self.similarity.get_many([entry.item_id for entry in history], list_names)
+        own = set(excluded)  # the user's own items: never candidates
         if list_filter.in_stock_only:
             excluded |= out_of_stock(lists)
         # Content neighbours of cold recent items, scaled by how cold each is and put on the
@@ -295,9 +296,12 @@ class RecommendationService:
             candidates.update(entry.item_id for entry in history)
         if settings.category_blend:
             candidates.update(item for c, _ in categories for item, _ in lists[category_row(c)].items)
+        # What the request filters out (out of stock, category, ids) is scored and then
+        # dropped, so that it does not rescale the score parts of the items it leaves.
+        kept = candidates - excluded
         if list_filter != NO_FILTER:
-            candidates = list_filter.keep(candidates, known_categories(rows, lists, history))
-        ordered = sorted(candidates - excluded)
+            kept = list_filter.keep(kept, known_categories(rows, lists, history))
+        ordered = sorted(candidates - own)
         listed: list[Recommendation] = []
         if ordered:
             column = {item_id: index for index, item_id in enumerate(ordered)}
@@ -327,6 +331,7 @@ class RecommendationService:
             blend = np.array([1.0 - settings.category_blend, settings.category_blend])
             components = np.vstack([item_scores, category_scores])
             scores = max_normalized_blend(components, blend)
+            scores[[index for index, item_id in enumerate(ordered) if item_id not in kept]] = 0.0
             item_share = max_normalized_blend(components, blend * np.array([1.0, 0.0]))
             recent = {entry.item_id for entry in history} | cart
             for index in top_k(scores, k):
@@ -397,9 +402,11 @@ class RecommendationService:
         collaborative = admitted(row.neighbours if row else [])
         if row is not None and row.content:
             # A catalog item's list, even when the filter leaves none of its look-alikes: its
-            # scores and its category's popular share must not change with what is excluded.
+            # scores and its category's popular share must not change with what is excluded
+            # (the behaviour scores are scaled by the best neighbour before any is filtered).
             content = admitted(row.content)
-            listed, discovery = self._blend_similar(item_id, row, collaborative, content, k)
+            peak = row.neighbours[0].score if row.neighbours and row.neighbours[0].score > 0 else 1.0
+            listed, discovery = self._blend_similar(item_id, row, collaborative, content, k, peak)
             return self._with_popular_share(row, listed, discovery, lists, excluded, k, list_filter)
         listed = [
             Recommendation(n.item_id, n.score, SOURCE_SIMILAR, [viewed], [item_id]) for n in collaborative[:k]
@@ -455,12 +462,13 @@ class RecommendationService:
         collaborative: list[Neighbour],
         content: list[Neighbour],
         k: int,
+        peak: float,
     ) -> tuple[list[Recommendation], set[str]]:
         """The blended list (best first) and its discovery items: the content-only items
-        holding the reserved ``content_slots``."""
+        holding the reserved ``content_slots``. ``peak`` scales the behaviour scores (the
+        row's best neighbour score, filtered or not)."""
         settings = self.settings
         beta = settings.content_weight + (1.0 - settings.content_weight) * coldness(row, settings)
-        peak = collaborative[0].score if collaborative and collaborative[0].score > 0 else 1.0
         behaviour = {n.item_id: n.score / peak for n in collaborative}
         text = {n.item_id: n.score for n in content}
         ordered = sorted(behaviour.keys() | text.keys())
