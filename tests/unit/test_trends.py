@@ -59,9 +59,22 @@ def test_holt_by_hand():
     level, trend, forecast = holt_forecast(np.array([2.0, 4.0, 6.0]), 0.5, 0.5, 3)
     assert (level, trend) == (4.75, 1.125)
     np.testing.assert_allclose(forecast, [5.875, 7.0, 8.125])
-    # A falling series never forecasts negative demand: l1 = 0, b1 = -4.
-    np.testing.assert_allclose(holt_forecast(np.array([4.0, 0.0]), 1.0, 1.0, 2)[2], [0.0, 0.0])
+    # A falling series never forecasts negative demand: l1 = 0, b1 = -4 clamped to -l1 = 0.
+    assert holt_forecast(np.array([4.0, 0.0]), 1.0, 1.0, 2) == (0.0, 0.0, pytest.approx([0.0, 0.0]))
     assert holt_forecast(np.zeros(0), 0.3, 0.1, 2)[2].tolist() == [0.0, 0.0]
+
+
+def test_holt_level_never_negative_and_trend_never_below_minus_level():
+    # A one-off sale of 50 then 13 quiet days: unclamped, l would overshoot to -5.85 (b -2.05).
+    level, trend, forecast = holt_forecast(np.array([50.0] + [0.0] * 13), 0.3, 0.1, 7)
+    assert level >= 0.0 and trend >= -level
+    assert level + trend >= 0.0 and (forecast >= 0).all()
+    # By hand (alpha = beta = .5), 8 then quiet days: l1 = 4, b1 = -2; l2 = .5 * (4 - 2) = 1,
+    # b2 = .5 * (1 - 4) + .5 * -2 = -2.5, clamped to -l2 = -1; l3 = .5 * (1 - 1) = 0, b3 = -1
+    # clamped to 0 (unclamped: l3 = .5 * (1 - 2.5) = -0.75).
+    assert holt_forecast(np.array([8.0, 0.0]), 0.5, 0.5, 1)[:2] == (4.0, -2.0)
+    assert holt_forecast(np.array([8.0, 0.0, 0.0]), 0.5, 0.5, 1)[:2] == (1.0, -1.0)
+    assert holt_forecast(np.array([8.0, 0.0, 0.0, 0.0]), 0.5, 0.5, 1)[:2] == (0.0, 0.0)
 
 
 # ---- counters ----------------------------------------------------------------------------

@@ -68,8 +68,12 @@ def holt_forecast(
     b_t = beta * (l_t - l_{t-1}) + (1 - beta) * b_{t-1};
     forecast h steps ahead = max(0, l + h * b) (counts are never negative).
 
+    Demand is never negative, so neither is the level: each l_t is clamped at 0 before
+    b_t is computed from it, and each b_t at -l_t, so that the next step's l + b is >= 0
+    (a one-off sale followed by quiet days would otherwise smooth to a negative level).
+
     Args:
-        series: shape (d,), oldest first (d may be 0: all zeros).
+        series: shape (d,), oldest first, >= 0 (d may be 0: all zeros).
         alpha, beta: smoothing of level and trend, in (0, 1].
         horizon: steps to forecast (>= 0).
 
@@ -84,7 +88,8 @@ def holt_forecast(
     level, trend = float(values[0]), 0.0
     for value in values[1:]:
         previous = level
-        level = alpha * float(value) + (1.0 - alpha) * (level + trend)
-        trend = beta * (level - previous) + (1.0 - beta) * trend
+        level = max(0.0, alpha * float(value) + (1.0 - alpha) * (level + trend))
+        # (0.0 - level, not -level: a clamped trend is then 0.0, never -0.0)
+        trend = max(0.0 - level, beta * (level - previous) + (1.0 - beta) * trend)
     steps = np.arange(1, horizon + 1, dtype=np.float64)
     return level, trend, np.maximum(0.0, level + steps * trend)
