@@ -169,8 +169,8 @@ class Settings:
     trending_prior: float = 5.0
     trending_list_size: int = 100
     trending_category_list_size: int = 50
-    # Demand: units bought per day over demand_days whole days, forecast by Holt's linear
-    # smoothing (level demand_alpha, trend demand_beta).
+    # Demand: units bought per day over demand_days (>= 7) whole days, forecast by Holt's
+    # linear smoothing (level demand_alpha, trend demand_beta).
     demand_days: int = 14
     demand_alpha: float = 0.3
     demand_beta: float = 0.1
@@ -243,8 +243,9 @@ class Settings:
             raise ConfigurationError(
                 f"TRENDING_BASELINE_DAYS={self.trending_baseline_days}; expected 1..TRENDS_RETENTION_DAYS-1"
             )
-        if not 1 <= self.demand_days < self.trends_retention_days:
-            raise ConfigurationError(f"DEMAND_DAYS={self.demand_days}; expected 1..TRENDS_RETENTION_DAYS-1")
+        # At least 7: demand reports per_day_7d, the mean over the last 7 of these days.
+        if not 7 <= self.demand_days < self.trends_retention_days:
+            raise ConfigurationError(f"DEMAND_DAYS={self.demand_days}; expected 7..TRENDS_RETENTION_DAYS-1")
         if self.trending_prior <= 0:
             raise ConfigurationError(f"TRENDING_PRIOR={self.trending_prior}; expected > 0")
         if not (0 < self.demand_alpha <= 1 and 0 < self.demand_beta <= 1):

@@ -389,6 +389,8 @@ def test_bench_meters_trend_counters_and_list_upkeep():
         {"trending_prior": 0.0},
         {"trending_baseline_days": 15},
         {"demand_days": 0},
+        {"demand_days": 6},  # per_day_7d would be a mean over fewer days
+        {"demand_days": 15},
         {"demand_alpha": 1.5},
     ],
 )
