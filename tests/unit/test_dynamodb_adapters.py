@@ -117,6 +117,12 @@ def test_crashes_and_bisected_redeliveries_leave_the_same_tables(aws, monkeypatc
     assert _dynamo_counts(aws) == memory_pairs
 
     items = sorted({e.event.item_id for e in events})
+    # first_seen (if_not_exists on DynamoDB) survives crashes and re-deliveries alike.
+    first_seen = {i: s.first_seen for i, s in memory_ingest.item_stats.get_many(items).items()}
+    assert {i: s.first_seen for i, s in dynamo_ingest.item_stats.get_many(items).items()} == first_seen
+    assert first_seen == {
+        item: min(int(e.event.timestamp) for e in events if e.event.item_id == item) for item in items
+    }
     dynamo_similarity.recompute(items, items, items)
     memory_similarity.recompute(*publisher.drain())
     # the rows' support (how well behaviour knows each item) survives the table

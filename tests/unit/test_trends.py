@@ -15,13 +15,15 @@ from streamrec_core import holt_forecast, velocity_scores, window_counts
 from streamrec import wiring
 from streamrec.domain.ingest import IngestService, SequencedEvent, plan_batch
 from streamrec.domain.model import sequence_key
-from streamrec.domain.trends import TrendEntry, TrendingList, TrendsService, score
+from streamrec.domain.similarity import SimilarityService
+from streamrec.domain.trends import TrendEntry, TrendingList, TrendsService, baseline_rate, score
 from streamrec.events import parse_event
 from streamrec.repositories.dynamodb import DynamoTable, DynamoTrendsRepository
 from streamrec.repositories.memory import (
     InMemoryChangePublisher,
     InMemoryCooccurrenceRepository,
     InMemoryItemStatsRepository,
+    InMemorySimilarityRepository,
     InMemoryTrendsRepository,
     InMemoryUserRepository,
 )
@@ -243,6 +245,78 @@ def test_trending_ranks_by_velocity_not_raw_counts():
     assert [i.item_id for i in by_category] == ["rising", "blip"]
     assert whole is not None and whole.count == pytest.approx(4 * 24 + 24 + 29 + 3)
     assert service.trending("24h", 5, category="nothing-here", now=NOW)[0] == []
+
+
+def _recomputed(events, settings=None):
+    """Ingest ``events`` (in order, batches of 500) and let the similarity function refresh
+    the trending lists as of NOW, as deployed: first-seen times from the item-stats rows."""
+    settings = settings or Settings()
+    repo, stats, publisher = (
+        InMemoryTrendsRepository(),
+        InMemoryItemStatsRepository(),
+        InMemoryChangePublisher(),
+    )
+    pairs = InMemoryCooccurrenceRepository()
+    ingest = IngestService(settings, InMemoryUserRepository(), pairs, stats, publisher, trends=repo)
+    for start in range(0, len(events), 500):
+        ingest.ingest(events[start : start + 500], SHARD)
+    trends = TrendsService(settings, repo, clock=lambda: NOW)
+    SimilarityService(settings, pairs, stats, InMemorySimilarityRepository(), trending=trends).recompute(
+        *publisher.drain()
+    )
+    return trends, stats
+
+
+def test_a_new_item_at_a_steady_pace_scores_1_like_an_old_one():
+    # "veteran": 10 views an hour for 9 days; "newbie": launched 30 hours ago, 10 an hour
+    # since; "sparse": first seen 9 days ago, one view 3 days ago, 2 in the last hour (its
+    # quiet spell is not youth: its baseline spans the whole 168 hours).
+    timed = [("veteran", NOW - h * 3600 + 60 + m) for h in range(1, 9 * 24 + 1) for m in range(10)]
+    timed += [("newbie", NOW - h * 3600 + 60 + m) for h in range(1, 31) for m in range(10)]
+    timed += [("sparse", NOW - 9 * 86_400), ("sparse", NOW - 3 * 86_400)]
+    timed += [("sparse", NOW - 3000), ("sparse", NOW - 2000)]
+    timed.sort(key=lambda pair: pair[1])
+    events = [_event(n, item, "view", at) for n, (item, at) in enumerate(timed)]
+    trends, stats = _recomputed(events)
+    assert stats.get_many(["newbie"])["newbie"].first_seen == int(NOW) - 30 * 3600 + 60
+    for window, hours in (("1h", 1), ("24h", 24)):
+        items = {i.item_id: i for i in trends.trending(window, 10, now=NOW)[0]}
+        # newbie: observed since hour H - 30, so its baseline is 10 an hour like veteran's
+        # (over the whole 168 hours it was 29 * 10 / 168 = 1.7 in the 1h window, 6 * 10 / 168
+        # in the 24h one: velocity 2.2 and 18).
+        assert items["newbie"].expected == pytest.approx(10 * hours), window
+        assert items["newbie"].velocity == pytest.approx(1.0), window
+        assert items["veteran"].velocity == pytest.approx(1.0), window
+    sparse = {i.item_id: i for i in trends.trending("1h", 10, now=NOW)[0]}["sparse"]
+    assert sparse.expected == pytest.approx(1 / 168)
+
+
+def test_first_seen_is_the_first_batchs_earliest_event_and_is_kept():
+    settings = Settings()
+    stats, repo = InMemoryItemStatsRepository(), InMemoryTrendsRepository()
+    ingest = IngestService(
+        settings,
+        InMemoryUserRepository(),
+        InMemoryCooccurrenceRepository(),
+        stats,
+        InMemoryChangePublisher(),
+        trends=repo,
+    )
+    first = [_event(0, "lamp", "view", NOW - 500.5), _event(1, "lamp", "view", NOW - 900.25)]
+    ingest.ingest(first, SHARD)
+    assert stats.get_many(["lamp"])["lamp"].first_seen == int(NOW) - 901  # whole seconds, floored
+    ingest.ingest(first, SHARD)  # re-delivered: nothing written
+    # An older event arriving later (out of order) keeps the stored first_seen.
+    ingest.ingest([_event(2, "lamp", "view", NOW - 86_400)], SHARD)
+    assert stats.get_many(["lamp"])["lamp"].first_seen == int(NOW) - 901
+    # ... and its count, before first_seen, still widens the item's observed span: the 1h
+    # window's baseline is its 1 view over hours H - 24 .. H - 2.
+    counts = repo.get_counts(["lamp"], [H // 24 - 1, H // 24])["lamp"].weighted
+    assert baseline_rate(counts, H, 1, 7, NOW - 901) == pytest.approx(1 / 23)
+    assert baseline_rate(counts, H, 1, 7, None) == pytest.approx(1 / 168)
+    # A stats row written before first_seen was kept reads None: the whole span.
+    stats.rows["old"] = {"n:view": 1.0}
+    assert stats.get_many(["old"])["old"].first_seen is None
 
 
 def test_lists_merged_concurrently_equal_lists_merged_in_turn():

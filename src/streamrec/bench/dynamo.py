@@ -8,8 +8,9 @@ consistent, half of it when eventually consistent; BatchGetItem rounds each item
 separately. A read of a missing item still costs the minimum.
 
 :class:`MeteredDynamoClient` answers exactly the low-level calls our adapters make
-(GetItem, BatchGetItem, PutItem, UpdateItem with the generated ``SET``/``ADD``/``DELETE``/
-``REMOVE`` expressions, numbers and string sets, and the conditions :class:`_Condition`
+(GetItem, BatchGetItem, PutItem, UpdateItem with the generated ``SET`` (plain or
+``if_not_exists``)/``ADD``/``DELETE``/``REMOVE`` expressions, numbers and string sets, and the
+conditions :class:`_Condition`
 reads, BatchWriteItem, DeleteItem, TransactWriteItems of puts), stores the same attributes
 DynamoDB would, and meters every call, per table and per kind of row (:func:`row_kind`).
 moto runs ~500 UpdateItem/s, too slow for a 20,000-event replay; ``bench`` cross-checks
@@ -357,12 +358,19 @@ class MeteredDynamoClient:
                 if not clause:
                     continue
                 action, _space, body = clause.partition(" ")
-                for part in body.split(","):
+                # (Not the comma inside if_not_exists(#a, :v).)
+                for part in re.split(r",(?![^(]*\))", body):
                     if action == "REMOVE":
                         updated.pop(names.get(part.strip(), part.strip()), None)
                     elif action == "SET":
                         left, _equals, right = part.partition("=")
-                        updated[names.get(left.strip(), left.strip())] = values[right.strip()]
+                        name, right = names.get(left.strip(), left.strip()), right.strip()
+                        if right.startswith("if_not_exists("):
+                            path, _comma, value = right[len("if_not_exists(") : -1].partition(",")
+                            if names.get(path.strip(), path.strip()) in updated:
+                                continue  # the stored value stays
+                            right = value.strip()
+                        updated[name] = values[right]
                     elif action == "ADD" and "SS" in values[part.split()[1]]:  # a set's union
                         left, right = part.split()
                         name = names.get(left, left)

@@ -82,6 +82,9 @@ class BatchPlan:
     # Items whose popularity counters grew, and the category each event named.
     popular_changed: set[str] = field(default_factory=set)
     categories: dict[str, str] = field(default_factory=dict)
+    # Per item, the earliest applied event's time (whole epoch seconds): its stats row keeps
+    # the first batch's as ``first_seen`` (trending's baseline spans the hours since).
+    first_seen: dict[str, int] = field(default_factory=dict)
     applied_events: int = 0
     duplicates: int = 0
     # Applied events that were late for their user (is_late): not in the recent items, cart
@@ -211,6 +214,9 @@ def plan_batch(
             plan.redemptions.append((seq, event.coupon_id))
             continue
         plan.item_stats[event.item_id].append((seq, event_count_attribute(event.event_type), 1.0))
+        seen = int(event.timestamp)
+        if seen < plan.first_seen.get(event.item_id, seen + 1):
+            plan.first_seen[event.item_id] = seen
         weight = weights[event.event_type]
         if weight > 0:
             epoch, increment = popularity_increment(
@@ -442,7 +448,7 @@ class IngestService:
             known_coupons=self.known_coupons(events),
         )
         self.cooccurrence.apply(plan.cooccurrence, shard)
-        self.item_stats.apply(plan.item_stats, shard, plan.categories)
+        self.item_stats.apply(plan.item_stats, shard, plan.categories, plan.first_seen)
         if self.trends is not None:
             self.trends.apply(plan.trends, shard)
         plan.redemption_outcomes = self._redeem(plan.redemptions, shard)

@@ -132,10 +132,16 @@ class SimilarityService:
             rows = list({**fresh, **{row.item_id: row for row in updated}}.values())
         self.update_popular_lists(popular_changed, reads)
         if self.trending is not None and popular_changed:
-            # The items whose counters grew; their categories from the stats rows just read.
+            # The items whose counters grew; their categories and first-seen times from the
+            # stats rows just read.
             stats = self._stats(popular_changed, reads)
             self.trending.refresh(
-                {item: stats[item].category if item in stats else None for item in popular_changed}
+                {item: stats[item].category if item in stats else None for item in popular_changed},
+                first_seen={
+                    item: seen
+                    for item in popular_changed
+                    if item in stats and (seen := stats[item].first_seen) is not None
+                },
             )
         return rows
 

@@ -10,7 +10,8 @@ their day ends.
 Trending. For a window of W hours (1 or 24) ending now, an item's count c sums its
 current hour, the W - 1 hours before, and the still-inside part of the hour before those
 (``streamrec_core.window_counts``). Its baseline rate r is its count over the
-``trending_baseline_days`` days before the window, per hour; expected e = r * W; and
+``trending_baseline_days`` days before the window, per hour it was observed in them (since
+its item-stats row's ``first_seen``: :func:`baseline_rate`); expected e = r * W; and
 
     velocity = (c + prior) / (e + prior)        (prior = ``trending_prior``, 5)
 
@@ -199,12 +200,29 @@ def score(entries: Sequence[TrendEntry], window: int, now: float, prior: float) 
     return sorted(ranked, key=lambda item: (-item.velocity, -item.count, item.item_id))
 
 
-def baseline_rate(counts: Mapping[int, float], current: int, window: int, baseline_days: int) -> float:
-    """Usual count per hour: the ``baseline_days`` * 24 hours before the window's oldest
-    (partial) hour, averaged."""
+def baseline_rate(
+    counts: Mapping[int, float],
+    current: int,
+    window: int,
+    baseline_days: int,
+    first_seen: float | None = None,
+) -> float:
+    """Usual count per hour: the count over the ``baseline_days`` * 24 hours before the
+    window's oldest (partial) hour, per hour the item was observed in them.
+
+    Observed: from the hour of ``first_seen`` (epoch seconds, the item's stats row), or of
+    an earlier count if there is one, to the baseline's end, at most the whole span and at
+    least an hour, so that a new item selling at a steady pace scores 1, not span / age.
+    ``first_seen`` None (an item whose row predates it, or a category): the whole span. An
+    earlier count comes from an event older than the stored first_seen (arrived out of
+    order) or from an item first written before first_seen was kept."""
     hours = baseline_days * 24
     end = current - window  # the window's partial oldest hour, excluded
-    return sum(v for h, v in counts.items() if end - hours <= h < end) / hours
+    total = sum(v for h, v in counts.items() if end - hours <= h < end)
+    if first_seen is None:
+        return total / hours
+    first = min([int(first_seen // HOUR), *(h for h, v in counts.items() if v > 0)])
+    return total / max(1, min(hours, end - first))
 
 
 @dataclass(frozen=True)
@@ -240,23 +258,36 @@ class TrendsService:
 
     # ---- refresh (similarity function) ----
 
-    def refresh(self, items: Mapping[str, str | None], now: float | None = None) -> None:
+    def refresh(
+        self,
+        items: Mapping[str, str | None],
+        now: float | None = None,
+        first_seen: Mapping[str, float] | None = None,
+    ) -> None:
         """Re-score ``items`` (item -> category) from their counters and merge them into the
         global and category lists of both windows (an item with nothing in a window leaves
-        that window's lists)."""
+        that window's lists). ``first_seen``: item -> its stats row's first_seen (items
+        without one get the whole baseline span, see :func:`baseline_rate`)."""
         if not items:
             return
         now = self.clock() if now is None else now
         current, _ = _clock(now)
         counts = self.trends.get_counts(sorted(items), self._days(current))
         settings = self.settings
+        first_seen = first_seen or {}
         merges: list[tuple[str, dict[str, TrendEntry], int]] = []
         for label, window in WINDOWS.items():
             fresh = {
                 item: TrendEntry(
                     item,
                     category,
-                    baseline_rate(counts[item].weighted, current, window, settings.trending_baseline_days),
+                    baseline_rate(
+                        counts[item].weighted,
+                        current,
+                        window,
+                        settings.trending_baseline_days,
+                        first_seen.get(item),
+                    ),
                     {h: v for h, v in counts[item].weighted.items() if h >= current - window and v > 0},
                 )
                 for item, category in items.items()

@@ -39,6 +39,10 @@ class ConcurrentUpdateError(RepositoryError):
     """A conditional write lost a race; the caller retries from a fresh read."""
 
 
+# An item-stats row's first_seen attribute (set once, by the first write of the row).
+FIRST_SEEN = "first_seen"
+
+
 def guard_attribute(shard: str) -> str:
     """Name of the replay-guard attribute of ``shard`` in a count row."""
     return f"s#{shard}"
@@ -53,7 +57,7 @@ def pending(deltas: Sequence[Delta], applied: str | None) -> list[Delta]:
 
 def stats_from_attributes(item_id: str, attributes: Mapping[str, float | str]) -> ItemStats:
     """An ItemStats from a stats row's attributes (``w``, ``b``, ``n:<type>``, ``p:<epoch>``,
-    ``category``; guards and keys ignored)."""
+    ``category``, ``first_seen``; guards and keys ignored)."""
     stats = ItemStats(item_id)
     for name, value in attributes.items():
         if name == "w":
@@ -62,6 +66,8 @@ def stats_from_attributes(item_id: str, attributes: Mapping[str, float | str]) -
             stats.baskets = float(value)
         elif name == "category":
             stats.category = str(value)
+        elif name == FIRST_SEEN:
+            stats.first_seen = float(value)
         elif name.startswith("p:"):
             stats.popularity[int(name[2:])] = float(value)
         elif not name.startswith("s#") and name != "item_id":
@@ -124,10 +130,16 @@ class ItemStatsRepository(Protocol):
     def get_many(self, item_ids: Iterable[str]) -> dict[str, ItemStats]: ...
 
     def apply(
-        self, deltas: Mapping[str, Sequence[Delta]], shard: str, categories: Mapping[str, str] | None = None
+        self,
+        deltas: Mapping[str, Sequence[Delta]],
+        shard: str,
+        categories: Mapping[str, str] | None = None,
+        first_seen: Mapping[str, int] | None = None,
     ) -> None:
-        """Add deltas keyed by item id (or a global row), guarded per shard; set the
-        category of the items named in ``categories`` in the same write."""
+        """Add deltas keyed by item id (or a global row), guarded per shard; in the same
+        write, set the category of the items named in ``categories`` and, where the row has
+        none yet, the ``first_seen`` time of the items named there (only a write that adds
+        deltas sets either: a fully replayed row is left alone)."""
         ...
 
 

@@ -15,6 +15,7 @@ import time
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import boto3
@@ -58,6 +59,7 @@ from streamrec.domain.trends import (
 )
 from streamrec.observability import logger
 from streamrec.repositories.base import (
+    FIRST_SEEN,
     PRUNE_SAMPLE,
     ConcurrentUpdateError,
     DeadLetter,
@@ -121,6 +123,14 @@ def error_code(error: BaseException | None) -> str:
 
 def _error_message(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Message", ""))
+
+
+@dataclass(frozen=True)
+class IfAbsent:
+    """A number SET only where the row has none yet (``if_not_exists``): idempotent under
+    replays and concurrent writers alike."""
+
+    value: int
 
 
 class MakeRoom(Protocol):
@@ -222,7 +232,7 @@ class DynamoTable:
 
     def apply_guarded_many(
         self,
-        rows: Sequence[tuple[dict[str, Any], Sequence[Delta], Mapping[str, str | int]]],
+        rows: Sequence[tuple[dict[str, Any], Sequence[Delta], Mapping[str, str | int | IfAbsent]]],
         shard: str,
         attribute_name: Callable[[str], str] = str,
         make_room: MakeRoom | None = None,
@@ -244,12 +254,13 @@ class DynamoTable:
         deltas: Sequence[Delta],
         shard: str,
         attribute_name: Callable[[str], str] = str,
-        strings: Mapping[str, str | int] | None = None,
+        strings: Mapping[str, str | int | IfAbsent] | None = None,
         make_room: MakeRoom | None = None,
         budget_units: Callable[[dict[str, Any]], float] | None = None,
     ) -> None:
         """ADD the deltas this row lacks, and advance its replay guard, in one UpdateItem
-        (``strings``: attributes SET in the same write; an int is stored as a number).
+        (``strings``: attributes SET in the same write; an int is stored as a number, an
+        :class:`IfAbsent` only if the row has no such attribute yet).
 
         The condition "guard < first sequence" makes the write all-or-nothing per record
         range; when it fails, the stored guard tells which deltas are still missing. When
@@ -279,6 +290,10 @@ class DynamoTable:
                 adds.append(f"#{index} :{index}")
             for index, (attribute, text) in enumerate((strings or {}).items()):
                 names[f"#s{index}"] = attribute
+                if isinstance(text, IfAbsent):
+                    values[f":s{index}"] = {"N": str(text.value)}
+                    sets.append(f"#s{index} = if_not_exists(#s{index}, :s{index})")
+                    continue
                 values[f":s{index}"] = {"N": str(text)} if isinstance(text, int) else {"S": text}
                 sets.append(f"#s{index} = :s{index}")
             try:
@@ -646,17 +661,22 @@ class DynamoItemStatsRepository:
         return result
 
     def apply(
-        self, deltas: Mapping[str, Sequence[Delta]], shard: str, categories: Mapping[str, str] | None = None
+        self,
+        deltas: Mapping[str, Sequence[Delta]],
+        shard: str,
+        categories: Mapping[str, str] | None = None,
+        first_seen: Mapping[str, int] | None = None,
     ) -> None:
         categories = categories or {}
-        rows = [
-            (
-                {"item_id": {"S": item}},
-                row_deltas,
-                {"category": categories[item]} if item in categories else {},
-            )
-            for item, row_deltas in deltas.items()
-        ]
+        first_seen = first_seen or {}
+        rows = []
+        for item, row_deltas in deltas.items():
+            strings: dict[str, str | int | IfAbsent] = {}
+            if item in categories:
+                strings["category"] = categories[item]
+            if item in first_seen:  # in the same UpdateItem: no extra call
+                strings[FIRST_SEEN] = IfAbsent(first_seen[item])
+            rows.append(({"item_id": {"S": item}}, row_deltas, strings))
         self.table.apply_guarded_many(rows, shard)
 
 

@@ -36,6 +36,7 @@ from streamrec.domain.model import (
 )
 from streamrec.domain.trends import HourlyCounts, TrendingList, counts_from_attributes
 from streamrec.repositories.base import (
+    FIRST_SEEN,
     PRUNE_SAMPLE,
     ConcurrentUpdateError,
     DeadLetter,
@@ -140,15 +141,23 @@ class InMemoryItemStatsRepository:
         return result
 
     def apply(
-        self, deltas: Mapping[str, Sequence[Delta]], shard: str, categories: Mapping[str, str] | None = None
+        self,
+        deltas: Mapping[str, Sequence[Delta]],
+        shard: str,
+        categories: Mapping[str, str] | None = None,
+        first_seen: Mapping[str, int] | None = None,
     ) -> None:
         attribute = guard_attribute(shard)
         for item, row_deltas in deltas.items():
             row = self.rows[item]
             guard = row.get(attribute)
             _apply_guarded(row, row_deltas, attribute)
-            if categories and item in categories and row.get(attribute) != guard:
+            if row.get(attribute) == guard:
+                continue  # nothing written (a replay): as DynamoDB, which sends no update
+            if categories and item in categories:
                 row["category"] = categories[item]
+            if first_seen and item in first_seen:
+                row.setdefault(FIRST_SEEN, first_seen[item])  # DynamoDB's if_not_exists
 
 
 class InMemorySimilarityRepository:
