@@ -955,8 +955,10 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
         item_id: Annotated[str, Path(pattern=ID_PATTERN, description="The item.")],
     ) -> dict[str, Any]:
         """Units bought recently (last 24 h, today, per day over the last 14 whole days,
-        shown day by day) and Holt's forecast for the next 24 h and 7 days. An item without
-        events in the last 15 days (or unknown): known=false and zeros."""
+        shown day by day) and Holt's forecast, fitted on those whole days (up to yesterday),
+        for the current UTC day (next_24h) and it plus the 6 following (next_7d); today's
+        sales so far are in purchases.today, not in the fit. An item without events in the
+        last 15 days (or unknown): known=false and zeros."""
         d = trends.demand(item_id, clock())
         return {
             "item_id": d.item_id,

@@ -201,11 +201,20 @@ class DemandDay(BaseModel):
 
 
 class DemandForecast(BaseModel):
-    next_24h: float
-    next_7d: float
+    """Holt's forecast, fitted on the whole UTC days of ``days`` (up to yesterday): today's
+    sales so far (``purchases.today``) are not part of it."""
+
+    next_24h: float = Field(
+        description="Units forecast for the current UTC day as a whole (l + b), from the fit up"
+        " to yesterday: today's sales so far are not in it (they are in purchases.today)."
+    )
+    next_7d: float = Field(
+        description="Units forecast for the current UTC day and the 6 following (the sum of"
+        " l + h*b, h = 1..7, each floored at 0), from the same fit."
+    )
     method: Literal["holt"]
-    level: float
-    trend: float
+    level: float = Field(description="Smoothed units per day as of yesterday (>= 0).")
+    trend: float = Field(description="Smoothed change per day (>= -level).")
     alpha: float
     beta: float
 

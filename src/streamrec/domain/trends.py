@@ -27,8 +27,9 @@ is one read. Only the baseline is as of the entry's last refresh.
 
 Demand. Units bought per day over the last ``demand_days`` whole days, the last 24 hours and
 today so far; the forecast is Holt's linear smoothing of the daily series
-(``streamrec_core.holt_forecast``, ``demand_alpha``, ``demand_beta``): next day and the sum
-of the next 7.
+(``streamrec_core.holt_forecast``, ``demand_alpha``, ``demand_beta``) fitted on the whole
+days up to yesterday: the current UTC day as a whole, and the sum of it and the 6 following
+(today's sales so far are not in the fit).
 """
 
 from __future__ import annotations
