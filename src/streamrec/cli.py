@@ -118,7 +118,8 @@ def _refuse_outputs_of_a_running_stack(outputs_file: Path) -> None:
         endpoint = json.loads(outputs_file.read_text(encoding="utf-8")).get("endpoint_url")
     except (OSError, ValueError, AttributeError):
         return
-    if isinstance(endpoint, str) and _accepts_connections(endpoint) and _serves_moto(endpoint):
+    # No answer in time counts as running: a busy stack's outputs must not be taken over.
+    if isinstance(endpoint, str) and _accepts_connections(endpoint) and _serves_moto(endpoint) is not False:
         raise SystemExit(
             f"error: {outputs_file} belongs to a local stack still running at {endpoint}: stop "
             f"that one, or give this one its own outputs file (--outputs FILE)"
@@ -729,6 +730,9 @@ def _cmd_faults(args: argparse.Namespace) -> int:
 # where dlq, coupons and catalog act: the local stack or AWS
 # --------------------------------------------------------------------------------------
 LOCAL_STACK_PROBE_SECONDS = 1.0  # a running local stack accepts a connection at once
+# ...but its moto server may take a while to answer while the pollers are busy.
+LOCAL_STACK_ANSWER_SECONDS = 5.0
+LOCAL_STACK_ANSWER_ATTEMPTS = 3
 # Error codes that running the command again cannot fix (no "re-run" advice after them).
 PERMANENT_ERRORS = frozenset(
     {
@@ -854,18 +858,28 @@ def _accepts_connections(endpoint: str) -> bool:
         return False
 
 
-def _serves_moto(endpoint: str) -> bool:
-    """Whether the local stack's moto server answers at ``endpoint`` (its dashboard page),
-    rather than another program that took the port since."""
+def _serves_moto(endpoint: str, attempts: int = LOCAL_STACK_ANSWER_ATTEMPTS) -> bool | None:
+    """Whether the local stack's moto server answers at ``endpoint`` (its dashboard page):
+    True; False for another program that took the port since; None when nothing answered
+    in ``attempts`` tries of LOCAL_STACK_ANSWER_SECONDS (a stack busy with a replay shares
+    its process with the pollers, so a slow page is not a foreign one)."""
+    import urllib.error
     import urllib.request
 
-    try:
-        with urllib.request.urlopen(  # noqa: S310 - a local stack's own endpoint
-            endpoint.rstrip("/") + "/moto-api/", timeout=LOCAL_STACK_PROBE_SECONDS
-        ) as page:
-            return b"<title>Moto</title>" in page.read(4096)
-    except (OSError, ValueError):
-        return False
+    for _ in range(attempts):
+        try:
+            with urllib.request.urlopen(  # noqa: S310 - a local stack's own endpoint
+                endpoint.rstrip("/") + "/moto-api/", timeout=LOCAL_STACK_ANSWER_SECONDS
+            ) as page:
+                return b"<title>Moto</title>" in page.read(4096)
+        except urllib.error.HTTPError:
+            return False  # an answer, not moto's
+        except (OSError, ValueError) as error:
+            if not isinstance(error, TimeoutError) and not isinstance(
+                getattr(error, "reason", None), TimeoutError
+            ):
+                return False
+    return None
 
 
 def _check_endpoint(endpoint: Any, where: str) -> None:
@@ -943,7 +957,14 @@ def _target(
                 f"error: the local stack at {local_stack} is not running ({args.outputs} is from an "
                 f"earlier run): start it (`streamrec run`) or pass {flag}"
             )
-        if not _serves_moto(local_stack):
+        answer = _serves_moto(local_stack)
+        if answer is None:
+            seconds = LOCAL_STACK_ANSWER_SECONDS * LOCAL_STACK_ANSWER_ATTEMPTS
+            raise SystemExit(
+                f"error: the local stack at {local_stack} takes connections but did not answer "
+                f"within {seconds:.0f} s (busy loading or replaying?): try again, or pass {flag}"
+            )
+        if not answer:
             raise SystemExit(
                 f"error: the local stack at {local_stack} is not running ({args.outputs} is from an "
                 f"earlier run, and another program now listens there): start it (`streamrec run`) "

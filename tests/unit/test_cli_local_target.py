@@ -611,3 +611,27 @@ def test_run_reports_an_outputs_file_it_cannot_write_in_one_line(tmp_path, monke
     assert main(["run", "--no-demo", "--outputs", str(blocker / "outputs.json")]) == 1
     err = capsys.readouterr().err
     assert f"error: cannot write {blocker / 'outputs.json'}" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """Takes connections and never answers: a local stack too busy to serve its page."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def test_a_stack_too_busy_to_answer_is_not_taken_for_another_program(tmp_path, silent_server, monkeypatch):
+    monkeypatch.setattr(streamrec.cli, "LOCAL_STACK_ANSWER_SECONDS", 0.2)
+    outputs = _outputs(tmp_path / "outputs.json", silent_server)
+    with pytest.raises(SystemExit) as failed:
+        main(["coupons", "list", "--outputs", str(outputs)])
+    assert failed.value.code == (
+        f"error: the local stack at {silent_server} takes connections but did not answer within 1 s "
+        "(busy loading or replaying?): try again, or pass --table"
+    )
+    # Nor are its outputs taken over by a new stack.
+    with pytest.raises(SystemExit, match="belongs to a local stack still running"):
+        streamrec.cli._refuse_outputs_of_a_running_stack(outputs)
