@@ -100,6 +100,10 @@ class Settings:
     # without a bound, a user redeeming thousands of coupons over the years would take the
     # row past DynamoDB's 400 KB.
     redemptions_kept: int = 300
+    # Trending counts a user's events on one item within one clock hour as the strongest of
+    # them; the user row remembers the items of the user's latest hour, at most this many
+    # (one touching more within an hour can count an item again, once per this many).
+    trend_items_kept: int = 20
     # Coupons (P4): the user row keeps its engagement with each category (at most
     # ``categories_kept``, the weakest evicted), decayed with this half-life and weighted by
     # these weights. A coupon's relevance is the coupon model's probability that the user buys

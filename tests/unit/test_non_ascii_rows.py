@@ -62,6 +62,8 @@ def _user_at_every_bound(settings: Settings) -> UserState:
         basket_time=T0,
         event_counts={"view": 10**6, "add_to_cart": 10**5, "purchase": 10**4},
         redemptions={_ascii_id("coupon", n): 10**6 for n in range(settings.redemptions_kept)},
+        trend_hour=490_000,
+        trend_counted={_ascii_id("t", n): 1.5 for n in range(settings.trend_items_kept)},
     )
 
 
@@ -76,6 +78,7 @@ def test_a_user_row_at_every_bound_with_emoji_ids_and_categories_is_stored(aws):
     assert stored.recent_event_ids == state.recent_event_ids
     assert [entry.category for entry in stored.items] == [entry.category for entry in state.items]
     assert set(stored.categories) == set(state.categories)
+    assert stored.trend_counted == state.trend_counted
 
 
 def test_the_popular_categories_list_of_emoji_categories_fits_one_row(aws):

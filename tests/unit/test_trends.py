@@ -82,11 +82,14 @@ def test_holt_level_never_negative_and_trend_never_below_minus_level():
 # ---- counters ----------------------------------------------------------------------------
 
 
-def _event(n: int, item: str, kind: str, timestamp: float, category: str | None = "camping", **extra):
+def _event(
+    n: int, item: str, kind: str, timestamp: float, category: str | None = "camping", user: str = "", **extra
+):
+    """Event ``n`` of user ``user`` (default: one of 4 users, by ``n``)."""
     payload = {
         "event_id": f"t{n}",
         "event_type": kind,
-        "user_id": f"u{n % 4}",
+        "user_id": user or f"u{n % 4}",
         "item_id": item,
         "timestamp": timestamp,
         **({"category": category} if category else {}),
@@ -200,20 +203,20 @@ def test_trending_ranks_by_velocity_not_raw_counts():
     events = []
     n = 0
     # "steady": 4 views an hour for 8 days; "rising": 1 an hour, 30 in the last hour;
-    # "blip": 1 view in the baseline, 3 in the last hour.
+    # "blip": 1 view in the baseline, 3 in the last hour; each view by another shopper.
     for hour in range(1, 8 * 24 + 1):
         for _ in range(4):
-            events.append(_event(n, "steady", "view", NOW - hour * 3600 + 60))
+            events.append(_event(n, "steady", "view", NOW - hour * 3600 + 60, user=f"s{n}"))
             n += 1
-        events.append(_event(n, "rising", "view", NOW - hour * 3600 + 120))
+        events.append(_event(n, "rising", "view", NOW - hour * 3600 + 120, user=f"s{n}"))
         n += 1
     for m in range(29):
-        events.append(_event(n, "rising", "view", NOW - 3000 + m))
+        events.append(_event(n, "rising", "view", NOW - 3000 + m, user=f"s{n}"))
         n += 1
-    events.append(_event(n, "blip", "view", NOW - 5 * 86_400))
+    events.append(_event(n, "blip", "view", NOW - 5 * 86_400, user=f"s{n}"))
     n += 1
     for m in range(3):
-        events.append(_event(n, "blip", "view", NOW - 1000 + m))
+        events.append(_event(n, "blip", "view", NOW - 1000 + m, user=f"s{n}"))
         n += 1
     events.sort(key=lambda e: e.event.timestamp)
     events = [SequencedEvent(sequence_key(90_000 + i), e.event) for i, e in enumerate(events)]
@@ -276,7 +279,7 @@ def test_a_new_item_at_a_steady_pace_scores_1_like_an_old_one():
     timed += [("sparse", NOW - 9 * 86_400), ("sparse", NOW - 3 * 86_400)]
     timed += [("sparse", NOW - 3000), ("sparse", NOW - 2000)]
     timed.sort(key=lambda pair: pair[1])
-    events = [_event(n, item, "view", at) for n, (item, at) in enumerate(timed)]
+    events = [_event(n, item, "view", at, user=f"s{n}") for n, (item, at) in enumerate(timed)]
     trends, stats = _recomputed(events)
     assert stats.get_many(["newbie"])["newbie"].first_seen == int(NOW) - 30 * 3600 + 60
     for window, hours in (("1h", 1), ("24h", 24)):

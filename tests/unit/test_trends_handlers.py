@@ -69,9 +69,10 @@ def test_trending_and_demand_routes(aws):
     status, body = _get(api, "api_trending.json", {"window": "1h", "k": "5"})
     assert status == 200, body
     assert body["window"] == "1h" and body["category"] is None and "category_trend" not in body
-    # headlamp: (6 + 5) / (0 + 5) = 2.2; stove: 2 views + 2 purchases (weight 2) = 6, its
-    # baseline 1 view over the 143 hours from its first-seen hour (6 days ago, 144 hours
-    # before the current one) to the window's: (6 + 5) / (1/143 + 5).
+    # headlamp: (6 + 5) / (0 + 5) = 2.2; stove: 2 users each viewing then buying (weight 2)
+    # within the hour, counted as their strongest event: 2 + 2 = 4; its baseline 1 view
+    # over the 143 hours from its first-seen hour (6 days ago, 144 hours before the current
+    # one) to the window's: (4 + 5) / (1/143 + 5).
     assert [i["item_id"] for i in body["items"]] == ["headlamp", "camping-stove"]
     assert body["items"][0] == {
         "item_id": "headlamp",
@@ -80,7 +81,7 @@ def test_trending_and_demand_routes(aws):
         "count": 6.0,
         "expected": 0.0,
     }
-    assert body["items"][1]["velocity"] == round(11 / (1 / 143 + 5), 4)
+    assert body["items"][1]["velocity"] == round(9 / (1 / 143 + 5), 4)
 
     status, body = _get(api, "api_trending.json", {"window": "1h", "exclude": "headlamp"})
     assert status == 200 and [i["item_id"] for i in body["items"]] == ["camping-stove"], body
@@ -88,7 +89,7 @@ def test_trending_and_demand_routes(aws):
     status, body = _get(api, "api_trending.json")  # 24h, category camping, k=5
     assert status == 200, body
     assert body["category"] == "camping" and len(body["items"]) == 2
-    assert body["category_trend"]["count"] == 12.0  # both items' 12 weighted events today
+    assert body["category_trend"]["count"] == 10.0  # both items' weighted events today: 6 + 4
 
     status, body = _get(api, "api_demand.json", item_id="camping-stove")
     assert status == 200, body

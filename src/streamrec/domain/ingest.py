@@ -33,7 +33,7 @@ from streamrec.domain.model import (
     category_buys_row,
     popularity_increment,
 )
-from streamrec.domain.trends import plan_trends
+from streamrec.domain.trends import HOUR, plan_trends
 from streamrec.events import COUPON_REDEEMED, UserEvent
 from streamrec.repositories.base import (
     CatalogRepository,
@@ -238,7 +238,7 @@ def plan_batch(
                 )
                 plan.popular_changed.add(event.item_id)
         if trends:
-            plan_trends(plan.trends, event, seq, weight)
+            plan_trends(plan.trends, event, seq, trend_weight(state, event, weight, settings))
         late = is_late(state, event, settings)
         removes = late and late_removal_applies(state, event)
         # Before the cart changes: it counts cart items (a late event changes them only by
@@ -258,6 +258,27 @@ def plan_batch(
         _apply_to_basket(state, event, seq, plan, settings, was_in_cart)
         _apply_to_history(state, event, seq, weight, plan, settings)
     return plan
+
+
+def trend_weight(state: UserState, event: UserEvent, weight: float, settings: Settings) -> float:
+    """The part of an event's ``weight`` its item's trending counters take: a user's events
+    on one item within one clock hour count as the strongest of them, so one shopper (or a
+    script) repeating a view cannot make an item trend; a view then a cart add counts the
+    cart add's weight. An event of an hour before the user's latest counted one (out of
+    order) counts whole and is not remembered. Purchases still count every unit in the
+    demand counters (plan_trends)."""
+    if weight <= 0:
+        return weight
+    hour = int(event.timestamp // HOUR)
+    if hour > state.trend_hour:
+        state.trend_hour, state.trend_counted = hour, {}
+    elif hour < state.trend_hour:
+        return weight
+    counted = state.trend_counted.pop(event.item_id, 0.0)
+    state.trend_counted[event.item_id] = max(counted, weight)  # the latest last
+    while len(state.trend_counted) > settings.trend_items_kept:
+        del state.trend_counted[next(iter(state.trend_counted))]
+    return max(0.0, weight - counted)
 
 
 def _apply_to_cart(state: UserState, event: UserEvent, settings: Settings) -> None:
