@@ -7,7 +7,7 @@ import pytest
 
 from streamrec.domain.filters import ListFilter
 from streamrec.domain.model import HistoryItem, Neighbour, PopularList, SimilarityRow, UserState
-from streamrec.domain.recommend import RecommendationService
+from streamrec.domain.recommend import CrossSellService, RecommendationService
 from streamrec.repositories.memory import InMemorySimilarityRepository, InMemoryUserRepository
 from streamrec.settings import Settings
 
@@ -72,3 +72,21 @@ def test_recommendations_keep_their_order_and_scores(similarity: InMemorySimilar
     assert _listed(in_c) == _without(everything, "m2")
     similarity.put_list("#out_of_stock", PopularList([("m1", T0)]))
     assert _listed(service.for_user("u", 10, now=T0)) == _without(everything, "m1")
+
+
+def test_cross_sell_keeps_its_order_and_scores(similarity: InMemorySimilarityRepository) -> None:
+    # Complements of the cart's tent: stakes (0.8) and lamp (0.4); the user bought a mug
+    # (a past purchase adds cross_sell_history_weight, 0.3, to a basket part scaled to 1).
+    similarity.put_rows(
+        [SimilarityRow("tent", [], complements=[Neighbour("stakes", 0.8, "c"), Neighbour("lamp", 0.4, "c")])]
+    )
+    users = InMemoryUserRepository()
+    users.rows["u"] = UserState("u", purchased=["mug"])
+    service = CrossSellService(Settings(), users, similarity)
+    everything = _listed(service.for_request(["tent"], 10, "u"))
+    assert [item for item, _ in everything] == ["stakes", "lamp", "mug"]
+
+    no_stakes = service.for_request(["tent"], 10, "u", ListFilter(exclude=frozenset({"stakes"})))
+    assert _listed(no_stakes) == _without(everything, "stakes")
+    similarity.put_list("#out_of_stock", PopularList([("stakes", T0)]))
+    assert _listed(service.for_request(["tent"], 10, "u")) == _without(everything, "stakes")

@@ -546,22 +546,23 @@ class CrossSellService:
         settings = self.settings
         cart = list(dict.fromkeys(items))[:CROSS_SELL_MAX_ITEMS]
         rows, lists = self.similarity.get_many(cart, request_lists(list_filter))
-        excluded = set(cart) | (set(state.cart) if state else set())
-        if list_filter.in_stock_only:
-            excluded |= out_of_stock(lists)
+        in_carts = set(cart) | (set(state.cart) if state else set())  # never candidates
+        excluded = in_carts | (out_of_stock(lists) if list_filter.in_stock_only else set())
         candidates = {n.item_id for row in rows.values() for n in row.complements}
         bought: dict[str, float] = {}
         if state and settings.cross_sell_history_weight > 0:
-            newest_first = [item for item in reversed(state.purchased) if item not in excluded]
+            newest_first = [item for item in reversed(state.purchased) if item not in in_carts]
             bought = {
                 item: settings.cross_sell_history_weight / (1.0 + rank) ** settings.cross_sell_history_decay
                 for rank, item in enumerate(newest_first)
             }
             candidates.update(bought)
+        # What the request filters out (out of stock, category, ids) is scored and then
+        # dropped, so that it does not rescale the items it leaves (as in for_state).
+        kept = candidates - excluded
         if list_filter != NO_FILTER:
-            known = known_categories(rows, lists, state.items if state else ())
-            candidates = list_filter.keep(candidates, known)
-        ordered = sorted(candidates - excluded)
+            kept = list_filter.keep(kept, known_categories(rows, lists, state.items if state else ()))
+        ordered = sorted(candidates - in_carts)
         listed: list[Recommendation] = []
         if ordered:
             column = {item_id: index for index, item_id in enumerate(ordered)}
@@ -585,6 +586,7 @@ class CrossSellService:
                 scores = (basket / peak if peak > 0 else basket) + np.array(
                     [bought.get(i, 0.0) for i in ordered]
                 )
+            scores[[index for index, item_id in enumerate(ordered) if item_id not in kept]] = 0.0
             for index in top_k(scores, k):
                 if scores[index] <= 0:
                     break
