@@ -1675,6 +1675,17 @@ def _add_openapi(subparsers: Any) -> None:
     openapi.set_defaults(func=_cmd_openapi)
 
 
+def _is_openapi_document(path: Path, text: str) -> bool:
+    """Whether ``path`` holds (or is named as) an OpenAPI document, which --output may replace."""
+    if path.name.endswith("openapi.json"):
+        return True
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and "openapi" in document
+
+
 def _cmd_openapi(args: argparse.Namespace) -> int:
     from streamrec.openapi import openapi_text
 
@@ -1695,16 +1706,21 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
         try:
             current = args.output.read_text(encoding="utf-8")
         except UnicodeDecodeError:
-            current = ""  # not the document (which is UTF-8): out of date
+            current = ""  # not the document (which is UTF-8)
         except OSError as error:
             raise SystemExit(f"error: cannot read {args.output}: {error.strerror or error}") from None
         if current != text:
-            print(f"{args.output} is out of date: run streamrec openapi --output {args.output}")
+            if not _is_openapi_document(args.output, current):
+                # Advising --output here would have the user overwrite, say, the README.
+                print(f"{args.output} is not an OpenAPI document: name the document with --output FILE")
+            else:
+                print(f"{args.output} is out of date: run streamrec openapi --output {args.output}")
             return 1
         print(f"{args.output} is up to date")
         return 0
+    if not args.output.parent.is_dir():  # a typo in the path, not a folder to create
+        raise SystemExit(f"error: cannot write {args.output}: {args.output.parent} is not a folder")
     try:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text, encoding="utf-8")
     except OSError as error:
         where = error.filename or args.output

@@ -343,19 +343,33 @@ def test_openapi_output_that_cannot_be_written_is_one_line(tmp_path):
     blocker.write_text("")
     with pytest.raises(SystemExit) as failed:
         main(["openapi", "--output", str(blocker / "openapi.json")])
-    assert _one_error_line(failed).startswith(f"error: cannot write {blocker / 'openapi.json'}: ")
-    with pytest.raises(SystemExit) as failed:
-        main(["openapi", "--output", "/proc/nonexistent/openapi.json"])
-    assert _one_error_line(failed) == (
-        "error: cannot write /proc/nonexistent/openapi.json: /proc/nonexistent: No such file or directory"
+    assert (
+        _one_error_line(failed)
+        == f"error: cannot write {blocker / 'openapi.json'}: {blocker} is not a folder"
     )
+    # A folder that does not exist is not created (a typo in the path).
+    with pytest.raises(SystemExit) as failed:
+        main(["openapi", "--output", str(tmp_path / "typo" / "openapi.json")])
+    assert _one_error_line(failed) == (
+        f"error: cannot write {tmp_path / 'typo' / 'openapi.json'}: {tmp_path / 'typo'} is not a folder"
+    )
+    assert not (tmp_path / "typo").exists()
+    with pytest.raises(SystemExit) as failed:
+        main(["openapi", "--output", "/proc/openapi.json"])
+    assert _one_error_line(failed).startswith("error: cannot write /proc/openapi.json: /proc/openapi.json: ")
 
 
-def test_openapi_check_of_a_file_that_is_not_utf8_says_out_of_date(tmp_path, capsys):
-    path = tmp_path / "openapi.json"
-    path.write_bytes(b"\xff")
+def test_openapi_check_of_a_file_that_is_not_the_document_does_not_advise_overwriting_it(tmp_path, capsys):
+    for content in (b"\xff", b"# My shop\n", b'{"name": "package.json"}'):
+        path = tmp_path / "README.md"
+        path.write_bytes(content)
+        assert main(["openapi", "--check", "--output", str(path)]) == 1
+        assert capsys.readouterr().out == (
+            f"{path} is not an OpenAPI document: name the document with --output FILE\n"
+        )
+    path.write_text('{"openapi": "3.1.0", "paths": {}}')
     assert main(["openapi", "--check", "--output", str(path)]) == 1
-    assert "out of date" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"{path} is out of date: run streamrec openapi --output {path}\n"
 
 
 # ---- coupons load ---------------------------------------------------------------------------
