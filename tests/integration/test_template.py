@@ -256,6 +256,27 @@ def test_missing_or_invalid_template(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("Resources: [\n")
     with pytest.raises(TemplateError, match="not valid YAML"):
         load_template(tmp_path / "bad.yaml")
+    (tmp_path / "none.yaml").write_text("Outputs: {}\n")
+    with pytest.raises(TemplateError, match="has no Resources section"):
+        load_template(tmp_path / "none.yaml")
+    (tmp_path / "list.yaml").write_text("Resources:\n  - a\n")
+    with pytest.raises(TemplateError, match="Resources must be a mapping of logical ids to resources"):
+        load_template(tmp_path / "list.yaml")
+
+
+def test_a_template_without_an_event_stream_is_named_in_template_terms(tmp_path: Path) -> None:
+    from streamrec.local.stack import LocalStack, LocalStackError
+
+    path = tmp_path / "template.yaml"
+    path.write_text("Resources: {}\n")
+    stack = LocalStack(path)
+    stack._template = load_template(path)
+    with pytest.raises(LocalStackError) as failed:
+        stack.event_stream_name  # noqa: B018 - the property raises
+    assert str(failed.value) == (
+        f"cannot tell which stream of {stack._template.path} takes user events: the template needs "
+        "an AWS::Kinesis::Stream named by its EventStreamName output (or exactly one stream)"
+    )
 
 
 CONDITIONAL = """

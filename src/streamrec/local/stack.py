@@ -325,7 +325,10 @@ class LocalStack:
             return named
         if len(t.streams) == 1:
             return next(iter(t.streams.values())).name
-        raise LocalStackError("cannot tell which stream takes user events; pass event_stream=")
+        raise LocalStackError(
+            f"cannot tell which stream of {t.path} takes user events: the template needs an "
+            "AWS::Kinesis::Stream named by its EventStreamName output (or exactly one stream)"
+        )
 
     # -- start / close --------------------------------------------------------------------
     def start(self) -> LocalStack:

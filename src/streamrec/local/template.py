@@ -129,8 +129,10 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         document = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
         raise TemplateError(f"{path} is not valid YAML: {exc}") from exc
-    if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):
+    if not isinstance(document, dict) or "Resources" not in document:
         raise TemplateError(f"{path} has no Resources section")
+    if not isinstance(document["Resources"], dict):
+        raise TemplateError(f"{path}: Resources must be a mapping of logical ids to resources")
     return document
 
 
