@@ -840,6 +840,11 @@ class Target:
             cause = error.__cause__ if isinstance(error, RepositoryError) else error
             if self.local_stack and isinstance(cause, (ConnectionFailure, HTTPClientError)):
                 what = f"the local stack at {self.local_stack} stopped answering"
+            elif isinstance(cause, NoCredentialsError):
+                what = (
+                    "Unable to locate AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY, or run aws configure)"
+                )
             else:
                 what = str(error).rstrip(".")
             code = error_code(cause)

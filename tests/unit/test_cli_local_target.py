@@ -313,7 +313,10 @@ def test_missing_credentials_are_not_fixed_by_running_again():
     target = streamrec.cli.Target("t", {})
     with pytest.raises(SystemExit) as failed, target.failures(lambda: "did 0", "re-run"):
         raise NoCredentialsError()
-    assert failed.value.code == "error: Unable to locate credentials; did 0"
+    assert failed.value.code == (
+        "error: Unable to locate AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or run aws configure); did 0"
+    )
 
 
 def test_ctrl_c_in_the_middle_says_how_far_it_got(tmp_path, moto_server, monkeypatch, capsys):

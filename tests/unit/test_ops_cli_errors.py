@@ -127,7 +127,8 @@ def test_only_a_missing_stream_gets_the_stream_advice(aws, monkeypatch):
     with pytest.raises(SystemExit) as failed:
         main(["dlq", "redrive", "--queue-url", queue_url])
     assert _one_error_line(failed) == (
-        "error: Unable to locate credentials; letters re-driven before it stopped are deleted, "
+        "error: Unable to locate AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or run aws configure); letters re-driven before it stopped are deleted, "
         "the others are back in the queue"
     )
 
