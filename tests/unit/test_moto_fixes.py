@@ -4,13 +4,11 @@ rows: 4 of 32,000 under 16 threads)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 from moto.dynamodb.models.table import Table
 from moto.kinesis.models import Shard
 
@@ -18,17 +16,9 @@ from streamrec.local import moto_fixes
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        moto_fixes.apply()
-        yield
+def serialised(aws: Any) -> None:
+    """moto in-process (the ``aws`` fixture) with the fixes applied."""
+    moto_fixes.apply()
 
 
 def _recording(monkeypatch: pytest.MonkeyPatch, owner: type, name: str) -> list[bool]:
@@ -44,7 +34,9 @@ def _recording(monkeypatch: pytest.MonkeyPatch, owner: type, name: str) -> list[
     return held
 
 
-def test_dynamodb_item_writes_hold_the_backend_lock(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dynamodb_item_writes_hold_the_backend_lock(
+    serialised: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = boto3.client("dynamodb")
     client.create_table(
         TableName="rows",
@@ -81,7 +73,7 @@ def test_dynamodb_item_writes_hold_the_backend_lock(aws: None, monkeypatch: pyte
     assert sorted(int(r["block"]["N"]) for r in rows) == list(range(16))
 
 
-def test_kinesis_puts_hold_the_backend_lock(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kinesis_puts_hold_the_backend_lock(serialised: None, monkeypatch: pytest.MonkeyPatch) -> None:
     client = boto3.client("kinesis")
     client.create_stream(StreamName="events", ShardCount=1)
     held = _recording(monkeypatch, Shard, "put_record")
@@ -102,7 +94,7 @@ def test_kinesis_puts_hold_the_backend_lock(aws: None, monkeypatch: pytest.Monke
     assert len({r["SequenceNumber"] for r in records}) == 40
 
 
-def test_apply_twice_wraps_once(aws: None) -> None:
+def test_apply_twice_wraps_once(serialised: None) -> None:
     from moto.dynamodb.models import DynamoDBBackend
 
     wrapped = DynamoDBBackend.put_item
