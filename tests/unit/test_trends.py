@@ -10,13 +10,27 @@ import math
 import boto3
 import numpy as np
 import pytest
-from streamrec_core import holt_forecast, velocity_scores, window_counts
+from streamrec_core import (
+    holt_forecast,
+    hour_of_day_profile,
+    profile_hours,
+    velocity_scores,
+    window_counts,
+    window_exposure,
+)
 
 from streamrec import wiring
 from streamrec.domain.ingest import IngestService, SequencedEvent, plan_batch
 from streamrec.domain.model import sequence_key
 from streamrec.domain.similarity import SimilarityService
-from streamrec.domain.trends import TrendEntry, TrendingList, TrendsService, baseline_rate, score
+from streamrec.domain.trends import (
+    TrendEntry,
+    TrendingList,
+    TrendsService,
+    baseline_rate,
+    entries_to_json,
+    score,
+)
 from streamrec.events import parse_event
 from streamrec.repositories.dynamodb import DynamoTable, DynamoTrendsRepository
 from streamrec.repositories.memory import (
@@ -228,11 +242,13 @@ def test_trending_ranks_by_velocity_not_raw_counts():
     assert [i.item_id for i in items] == ["rising", "blip", "steady"]
     rising, blip, steady = items
     # rising: c = 30 (hour H-1, all inside at H + 0), baseline 168 / 168 = 1 per hour:
-    # (30 + 5) / (1 + 5); blip: (3 + 5) / (1/168 + 5); steady: (4 + 5) / (4 + 5) = 1.
-    assert rising.count == 30 and rising.expected == pytest.approx(1.0)
-    assert rising.velocity == pytest.approx(35 / 6)
-    assert blip.velocity == pytest.approx(8 / (1 / 168 + 5))
-    assert steady.velocity == pytest.approx(1.0)
+    # (30 + 5) / (1 + 5); blip: (3 + 5) / (1/168 + 5); steady: (4 + 5) / (4 + 5) = 1. (The
+    # shop's traffic is the same every hour, so its profile is flat but for blip's one
+    # baseline view at 16:00: 1.02 there, 0.999 elsewhere.)
+    assert rising.count == 30 and rising.expected == pytest.approx(1.0, rel=1e-3)
+    assert rising.velocity == pytest.approx(35 / 6, rel=1e-3)
+    assert blip.velocity == pytest.approx(8 / (1 / 168 + 5), rel=1e-3)
+    assert steady.velocity == pytest.approx(1.0, rel=1e-3)
     assert steady.count > blip.count  # more events, yet below: ranked by velocity
 
     # Half an hour later the window has lost half of hour H-1: re-scored as of then.
@@ -250,9 +266,9 @@ def test_trending_ranks_by_velocity_not_raw_counts():
     assert service.trending("24h", 5, category="nothing-here", now=NOW)[0] == []
 
 
-def _recomputed(events, settings=None):
+def _recomputed(events, settings=None, now=NOW):
     """Ingest ``events`` (in order, batches of 500) and let the similarity function refresh
-    the trending lists as of NOW, as deployed: first-seen times from the item-stats rows."""
+    the trending lists as of ``now``, as deployed: first-seen times from the item-stats rows."""
     settings = settings or Settings()
     repo, stats, publisher = (
         InMemoryTrendsRepository(),
@@ -263,7 +279,7 @@ def _recomputed(events, settings=None):
     ingest = IngestService(settings, InMemoryUserRepository(), pairs, stats, publisher, trends=repo)
     for start in range(0, len(events), 500):
         ingest.ingest(events[start : start + 500], SHARD)
-    trends = TrendsService(settings, repo, clock=lambda: NOW)
+    trends = TrendsService(settings, repo, clock=lambda: now)
     SimilarityService(settings, pairs, stats, InMemorySimilarityRepository(), trending=trends).recompute(
         *publisher.drain()
     )
@@ -286,12 +302,125 @@ def test_a_new_item_at_a_steady_pace_scores_1_like_an_old_one():
         items = {i.item_id: i for i in trends.trending(window, 10, now=NOW)[0]}
         # newbie: observed since hour H - 30, so its baseline is 10 an hour like veteran's
         # (over the whole 168 hours it was 29 * 10 / 168 = 1.7 in the 1h window, 6 * 10 / 168
-        # in the 24h one: velocity 2.2 and 18).
-        assert items["newbie"].expected == pytest.approx(10 * hours), window
-        assert items["newbie"].velocity == pytest.approx(1.0), window
-        assert items["veteran"].velocity == pytest.approx(1.0), window
+        # in the 24h one: velocity 2.2 and 18). Not exactly 10: newbie's own views make 1/8 of
+        # the shop's since it came, so the shop's profile is up to 9% higher at the hours of
+        # day it was seen in its baseline (10:00-15:00 for the 24h window) than at the others.
+        assert items["newbie"].expected == pytest.approx(10 * hours, rel=0.1), window
+        assert items["newbie"].velocity == pytest.approx(1.0, rel=0.1), window
+        assert items["veteran"].velocity == pytest.approx(1.0, rel=0.03), window
     sparse = {i.item_id: i for i in trends.trending("1h", 10, now=NOW)[0]}["sparse"]
-    assert sparse.expected == pytest.approx(1 / 168)
+    assert sparse.expected == pytest.approx(1 / 168, rel=0.05)  # times the profile at 15:00
+
+
+# The shop's daily shape (quiet night, busy afternoon, peak 15:00-16:00 UTC at 4.5x the mean
+# hour), as in the review's reproduction.
+DAILY_SHAPE = [0.2] * 7 + [0.6] * 5 + [1.2] * 3 + [4.0] + [1.5] * 4 + [0.8] * 4
+
+
+def _daily_cycle(now: float) -> list[SequencedEvent]:
+    """8 days up to ``now`` of three items following DAILY_SHAPE (mean 40, 10 and 3 views an
+    hour); "riser" has 3x its usual count in the last whole hour."""
+    timed = []
+    for h in range(1, 8 * 24 + 2):
+        at = now - h * 3600 + 60
+        shape = DAILY_SHAPE[int(at // 3600) % 24] / (sum(DAILY_SHAPE) / 24)
+        for item, mean in (("bestseller", 40), ("midrange", 10), ("riser", 3)):
+            timed += [
+                (item, at + m) for m in range(round(mean * shape * (3 if item == "riser" and h == 1 else 1)))
+            ]
+    timed.sort(key=lambda pair: pair[1])
+    return [_event(n, item, "view", at, user=f"d{n}") for n, (item, at) in enumerate(timed)]
+
+
+def test_a_daily_cycle_is_expected_so_only_a_real_rise_trends():
+    # At 16:00 the 1h window is the 15:00 peak hour. Against a flat baseline (the 168-hour
+    # mean) every item "trended" there: bestseller 4.1, midrange 3.3 (riser, 41 views for
+    # 3.1 expected, 5.7) and the category 4.7; at 04:00 everything was far below 1
+    # (bestseller 0.31). Against the shop's profile the steady items score ~1 at the peak
+    # and at night, riser (3x its usual peak hour) 2.4, the category ~1.
+    trends, _ = _recomputed(_daily_cycle(NOW))
+    items, whole = trends.trending("1h", 10, category="camping", now=NOW)
+    velocity = {i.item_id: i.velocity for i in items}
+    assert [i.item_id for i in items][0] == "riser" and velocity["riser"] > 2.0
+    assert velocity["bestseller"] == pytest.approx(1.0, abs=0.05)
+    assert velocity["midrange"] == pytest.approx(1.0, abs=0.05)
+    assert whole is not None and whole.velocity < 1.2  # the category: riser's 18 extra views
+    # The profile kept with the list: the peak hour ~4.4x the mean hour, the night ~0.25x.
+    profile = trends.trends.get_list("#trending:1h").profile
+    assert profile is not None and len(profile) == 24
+    assert profile[15] > 4.0 and max(profile[:7]) < 0.3
+    steady = {i.item_id: i.velocity for i in trends.trending("24h", 10, now=NOW)[0]}
+    assert steady["bestseller"] == pytest.approx(1.0, abs=0.01)  # 24 hours: the whole cycle
+
+    night = NOW + 12 * 3600  # 04:00: the window is 03:00, at 0.2 / 0.88 of the mean hour
+    trends, _ = _recomputed(_daily_cycle(night), now=night)
+    velocity = {i.item_id: i.velocity for i in trends.trending("1h", 10, now=night)[0]}
+    # 0.94 each: the profile's shrinkage toward 1 (10 pseudo-events per hour of day against
+    # this small shop's 84 at each night hour) puts the night 9% above its raw 0.226.
+    assert velocity["bestseller"] == pytest.approx(1.0, abs=0.07)
+    assert velocity["midrange"] == pytest.approx(1.0, abs=0.07)
+    assert velocity["riser"] > 1.1  # 1 -> 2 views at night: the prior keeps it modest
+
+
+def test_a_thin_shops_profile_is_about_flat():
+    # 24 views over the week at scattered hours, then 3 in the last hour: the profile,
+    # shrunk by 10 pseudo-events per hour of day, stays within 10% of 1, and the velocity
+    # is the flat baseline's.
+    timed = [("lamp", NOW - (n * 7 + 2) * 3600 - 600) for n in range(24)]
+    timed += [("lamp", NOW - 1000 + m) for m in range(3)]
+    timed.sort(key=lambda pair: pair[1])
+    trends, _ = _recomputed([_event(n, item, "view", at) for n, (item, at) in enumerate(timed)])
+    profile = trends.trends.get_list("#trending:1h").profile
+    assert profile is not None and max(abs(v - 1) for v in profile) < 0.1
+    lamp = trends.trending("1h", 10, now=NOW)[0][0]
+    # first seen 7 * 23 + 2 hours ago: 24 views over its 162 hours before the window
+    flat = (3 + 5) / (24 / 162 + 5)
+    assert lamp.velocity == pytest.approx(flat, rel=0.01)
+
+
+def test_profile_math_by_hand():
+    # S = 24 events at 03:00 and 0 elsewhere, 7 hours of each hour of day: m = 24 / 168;
+    # profile[3] = (24 + 10) / (7 * m + 10) = 34 / 11, elsewhere 10 / 11.
+    totals = np.zeros(24)
+    totals[3] = 24.0
+    profile = hour_of_day_profile(totals, np.full(24, 7.0), 10.0)
+    np.testing.assert_allclose(profile[[2, 3]], [10 / 11, 34 / 11])
+    assert profile.mean() == pytest.approx(1.0)
+    # Never-observed hours of day get 1; no observed hours at all: flat.
+    np.testing.assert_allclose(hour_of_day_profile(np.zeros(24), np.zeros(24), 1.0), np.ones(24))
+    # 1h window at 03:15 (hour H = 27, a quarter elapsed): 0.25 * p[3] + 0.75 * p[2].
+    assert window_exposure(profile, 27, 1, 0.25) == pytest.approx(0.25 * 34 / 11 + 0.75 * 10 / 11)
+    assert window_exposure(np.ones(24), 27, 24, 0.4) == pytest.approx(24.0)
+    assert profile_hours(profile, np.arange(0, 48)) == pytest.approx(48.0)
+    with pytest.raises(ValueError):
+        hour_of_day_profile(totals, np.ones(24), 0.0)
+
+
+def test_a_list_row_without_a_profile_reads_flat(aws):
+    settings = load_settings()
+    client = boto3.client("dynamodb")
+    repo = DynamoTrendsRepository(DynamoTable(settings.trends_table, client), settings.trends_retention_days)
+    # A row as written before the profile was kept: entries and version only.
+    entry = TrendEntry("lamp", "camping", 2.0, {H - 1: 8.0})
+    client.put_item(
+        TableName=settings.trends_table,
+        Item={
+            "item_id": {"S": "#trending:1h"},
+            "day": {"N": "0"},
+            "entries": {"S": entries_to_json([entry])},
+            "version": {"N": "3"},
+        },
+    )
+    old = repo.get_many([], [], ["#trending:1h"])[1]["#trending:1h"]
+    assert (old.entries, old.version, old.profile) == ([entry], 3, None)
+    lamp = TrendsService(settings, repo).trending("1h", 5, now=NOW)[0][0]
+    assert (lamp.expected, lamp.velocity) == (2.0, pytest.approx(13 / 7))  # r * 1 hour
+    # Rewritten with a profile, it keeps it.
+    profile = tuple(0.5 if h < 12 else 1.5 for h in range(24))
+    repo.put_list("#trending:1h", TrendingList([entry], 3, profile))
+    assert repo.get_many([], [], ["#trending:1h"])[1]["#trending:1h"].profile == profile
+    lamp = TrendsService(settings, repo).trending("1h", 5, now=NOW)[0][0]
+    assert lamp.expected == pytest.approx(3.0)  # 2 * profile[15]
 
 
 def test_first_seen_is_the_first_batchs_earliest_event_and_is_kept():
@@ -451,11 +580,12 @@ def test_bench_meters_trend_counters_and_list_upkeep():
     runs._replay(tables, payloads, Settings(), 100, similarity=True)
     ingest = runs._units(tables, [runs.TRENDS], 200)[runs.TRENDS]
     upkeep = runs._units(tables, [runs.TRENDS], 200, phase="similarity")[runs.TRENDS]
-    # One row per item (9) and per category (3) per batch: 2 batches, all within one day.
-    assert ingest["writes_per_event"] == pytest.approx(2 * 12 / 200)
+    # One row per item (9), per category (3) and the shop's (#all) per batch: 2 batches, all
+    # within one day.
+    assert ingest["writes_per_event"] == pytest.approx(2 * 13 / 200)
     keys = [key for key, _ in tables.client.sizes[tables.names[runs.TRENDS]].items()]
     lists = [key for key in keys if str(key[0]).startswith("#trending")]
-    assert len(keys) - len(lists) == 12
+    assert len(keys) - len(lists) == 13 and ("#all", str(int(NOW) // 86_400)) in keys
     assert len(lists) == 2 + 2 * 3  # both windows: the global list and 3 category lists
     assert upkeep["rru_per_event"] > 0 and upkeep["writes_per_event"] > 0
 

@@ -25,7 +25,14 @@ from streamrec_core.scoring import (
     similarity,
     top_k,
 )
-from streamrec_core.trends import holt_forecast, velocity_scores, window_counts
+from streamrec_core.trends import (
+    holt_forecast,
+    hour_of_day_profile,
+    profile_hours,
+    velocity_scores,
+    window_counts,
+    window_exposure,
+)
 
 __all__ = [
     "ADDED_VALUE",
@@ -50,6 +57,9 @@ __all__ = [
     "tokenize",
     "top_k",
     "holt_forecast",
+    "hour_of_day_profile",
+    "profile_hours",
     "velocity_scores",
     "window_counts",
+    "window_exposure",
 ]

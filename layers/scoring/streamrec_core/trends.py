@@ -1,4 +1,5 @@
-"""Pure numpy trend math: sliding-window counts over hourly buckets, velocity against an
+"""Pure numpy trend math: sliding-window counts over hourly buckets, a shop-wide
+hour-of-day profile and the profile-weighted hours it gives a span, velocity against an
 item's own baseline, and Holt's linear forecast of a daily series.
 
 No I/O: counts come in as arrays, scores go out as arrays.
@@ -32,20 +33,94 @@ def window_counts(hourly: np.ndarray, elapsed_fraction: float) -> np.ndarray:
     return hourly[:, 1:].sum(axis=1) + hourly[:, 0] * (1.0 - elapsed_fraction)
 
 
+def hour_of_day_profile(totals: np.ndarray, hours_observed: np.ndarray, pseudo: float) -> np.ndarray:
+    """The shop's usual count at each hour of the day relative to its mean hour, shrunk
+    toward 1 when its counts are thin.
+
+    profile[h] = (S[h] + pseudo) / (n[h] * m + pseudo), where S[h] is the count in the
+    observed hours of hour of day h, n[h] how many such hours there were and m = sum(S) /
+    sum(n) the mean count per observed hour: the Gamma-Poisson posterior mean of the ratio
+    with ``pseudo`` pseudo-events at the mean rate per hour of day. A shop with counts far
+    above ``pseudo`` per hour of day gets its own shape (with equal n[h] the profile's mean
+    is exactly 1); a thin one gets ~1 everywhere; an hour of day never observed gets 1.
+
+    Args:
+        totals: shape (24,), S, counts by hour of day (>= 0).
+        hours_observed: shape (24,), n, observed hours by hour of day (>= 0).
+        pseudo: pseudo-count (> 0).
+
+    Returns:
+        shape (24,), the profile (> 0).
+    """
+    if pseudo <= 0:
+        raise ValueError("pseudo must be > 0")
+    totals = np.asarray(totals, dtype=np.float64)
+    observed = np.asarray(hours_observed, dtype=np.float64)
+    if totals.shape != (24,) or observed.shape != (24,):
+        raise ValueError("totals and hours_observed must have shape (24,)")
+    hours = observed.sum()
+    mean = totals.sum() / hours if hours > 0 else 0.0
+    return (totals + pseudo) / (observed * mean + pseudo)
+
+
+def profile_hours(profile: np.ndarray, hours: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Profile-weighted length of a set of absolute hours: sum of weights * profile[hour %
+    24] (hour 0 is 00:00 UTC of the epoch's first day, so hour % 24 is the hour of day).
+
+    Args:
+        profile: shape (24,), by hour of day.
+        hours: shape (n,), absolute hours (epoch seconds // 3600).
+        weights: shape (n,), the part of each hour counted (default all 1).
+
+    Returns:
+        the weighted length (equals sum(weights) for a profile of ones).
+    """
+    profile = np.asarray(profile, dtype=np.float64)
+    if profile.shape != (24,):
+        raise ValueError("profile must have shape (24,)")
+    hours = np.asarray(hours, dtype=np.int64)
+    values = profile[hours % 24]
+    if weights is not None:
+        values = values * np.asarray(weights, dtype=np.float64)
+    return float(values.sum())
+
+
+def window_exposure(profile: np.ndarray, current_hour: int, window: int, elapsed_fraction: float) -> float:
+    """Profile-weighted length of the sliding window of ``window`` hours ending now, the
+    time counterpart of :func:`window_counts`: the elapsed part of the current hour, the
+    ``window`` - 1 whole hours before it and the still-inside part (1 - elapsed) of the hour
+    before those. With a profile of ones it is ``window``.
+
+    Args:
+        profile: shape (24,), by hour of day.
+        current_hour: the current absolute hour H.
+        window: w >= 1.
+        elapsed_fraction: how much of H has passed, in [0, 1].
+    """
+    if window < 1 or not 0.0 <= elapsed_fraction <= 1.0:
+        raise ValueError("window must be >= 1 and elapsed_fraction in [0, 1]")
+    hours = np.arange(current_hour - window, current_hour + 1)
+    weights = np.ones(window + 1)
+    weights[0], weights[-1] = 1.0 - elapsed_fraction, elapsed_fraction
+    return profile_hours(profile, hours, weights)
+
+
 def velocity_scores(
     counts: np.ndarray, baseline_rates: np.ndarray, window_hours: float, prior: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Velocity of each item against its own baseline, smoothed by a prior.
 
     velocity = (c + prior) / (e + prior), e = r * window_hours, where c is the count in the
-    window and r the item's usual hourly rate. The prior acts as ``prior`` pseudo-events
-    seen at exactly the usual rate: small counts stay near 1 (a 1 -> 3 blip, prior 5:
-    8 / 6 = 1.33) while large ones keep their ratio (100 -> 300: 305 / 105 = 2.90).
+    window and r the item's usual hourly rate (de-seasonalised: per profile-weighted hour,
+    and ``window_hours`` then the window's profile-weighted length, :func:`window_exposure`).
+    The prior acts as ``prior`` pseudo-events seen at exactly the usual rate: small counts
+    stay near 1 (a 1 -> 3 blip, prior 5: 8 / 6 = 1.33) while large ones keep their ratio
+    (100 -> 300: 305 / 105 = 2.90).
 
     Args:
         counts: shape (n,), count in the window c.
         baseline_rates: shape (n,), usual count per hour r (>= 0).
-        window_hours: the window's length in hours (> 0).
+        window_hours: the window's length in hours, or its profile-weighted length (> 0).
         prior: pseudo-count (> 0).
 
     Returns:

@@ -1,29 +1,39 @@
 """Trending items and purchase demand, from hourly counters kept for a few days.
 
-Counters. The ingest adds each event to hourly buckets of its item and of its category
-(rows ``<item>`` / ``#cat:<category>`` of the trends table, one row per UTC day, attributes
+Counters. The ingest adds each event to hourly buckets of its item, of its category and of
+the whole shop (rows ``<item>`` / ``#cat:<category>`` / ``#all`` of the trends table, one
+row per UTC day, attributes
 ``v:<hh>`` = summed event weights and ``p:<hh>`` = units bought, hh = hour of the day), with
 the same per-shard replay guards and one write per distinct row per batch as the other
 count rows. Rows expire (DynamoDB TTL on ``expires_at``) ``trends_retention_days`` after
 their day ends.
 
-Trending. For a window of W hours (1 or 24) ending now, an item's count c sums its
-current hour, the W - 1 hours before, and the still-inside part of the hour before those
-(``streamrec_core.window_counts``). Its baseline rate r is its count over the
-``trending_baseline_days`` days before the window, per hour it was observed in them (since
-its item-stats row's ``first_seen``: :func:`baseline_rate`); expected e = r * W; and
+Trending. Shops have daily cycles (night and evening traffic differ several-fold), so
+expected counts follow the shop's hour-of-day profile P (24 numbers, mean ~1:
+:func:`shop_profile`, from the ``#all`` rows over the ``trending_baseline_days`` days before
+the window, shrunk toward 1 by ``PROFILE_PRIOR`` pseudo-events per hour of day so a thin
+shop gets ~1 everywhere). For a window of W hours (1 or 24) ending now, an item's count c
+sums its current hour, the W - 1 hours before, and the still-inside part of the hour before
+those (``streamrec_core.window_counts``). Its baseline rate r is its count over the
+baseline days per profile-weighted hour it was observed in them (since its item-stats
+row's ``first_seen``: :func:`baseline_rate`), i.e. its rate at a mean hour of the day;
+expected e = r * the window's profile-weighted length (``streamrec_core.window_exposure``:
+r * W for a flat profile); and
 
     velocity = (c + prior) / (e + prior)        (prior = ``trending_prior``, 5)
 
-so a 1 -> 3 blip scores 8 / 6 = 1.33 while 100 -> 300 scores 305 / 105 = 2.90, and a new
-item with 20 events in the hour scores 25 / 5 = 5.
+so a 1 -> 3 blip scores 8 / 6 = 1.33 while 100 -> 300 scores 305 / 105 = 2.90, a new item
+with 20 events in the hour scores 25 / 5 = 5, and an item following the shop's daily shape
+scores ~1 at every hour of the day.
 
 The similarity function (which is told which items' popularity changed) refreshes the
 lists ``#trending:1h`` / ``#trending:24h`` and ``#trending:<w>:cat:<category>``: each entry
-keeps the item's baseline rate and its hourly counts from H - W on. An entry is refreshed
-whenever the item gets an event, so between refreshes its stored hours are complete: the
-API re-scores entries as of its own clock (hours that left the window drop out), and a list
-is one read. Only the baseline is as of the entry's last refresh.
+keeps the item's baseline rate and its hourly counts from H - W on, and each list the
+profile it was last refreshed with (lists written before the profile was kept read as a
+flat one). An entry is refreshed whenever the item gets an event, so between refreshes its
+stored hours are complete: the API re-scores entries as of its own clock (hours that left
+the window drop out), and a list is one read. Only the baseline and the profile are as of
+the last refresh.
 
 Demand. Units bought per day over the last ``demand_days`` whole days, the last 24 hours and
 today so far; the forecast is Holt's linear smoothing of the daily series
@@ -42,7 +52,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-from streamrec_core import holt_forecast, velocity_scores, window_counts
+from streamrec_core import (
+    holt_forecast,
+    hour_of_day_profile,
+    profile_hours,
+    velocity_scores,
+    window_counts,
+    window_exposure,
+)
 
 from streamrec.concurrency import concurrently
 from streamrec.domain.model import Delta
@@ -56,6 +73,10 @@ WINDOWS = {"1h": 1, "24h": 24}
 WEIGHTED = "v"  # summed event weights, per hour
 PURCHASED = "p"  # units bought, per hour
 CATEGORY_COUNTER_PREFIX = "#cat:"
+SHOP_COUNTER = "#all"  # the whole shop's counter rows, for the hour-of-day profile
+# Pseudo-events per hour of day at the shop's mean rate that the profile is shrunk with: a
+# shop with far fewer weighted events per hour of day over the baseline days gets ~1.
+PROFILE_PRIOR = 10.0
 TRENDING_LIST_PREFIX = "#trending:"
 LIST_UPDATE_ATTEMPTS = 5
 FORECAST_DAYS = 7
@@ -82,7 +103,8 @@ _PURCHASED_ATTRIBUTES = tuple(counter_attribute(PURCHASED, hour) for hour in ran
 
 
 def plan_trends(rows: dict[tuple[str, int], list[Delta]], event: UserEvent, seq: str, weight: float) -> None:
-    """Add one event to the hourly counters of its item and category (keyed by (row, day)).
+    """Add one event to the hourly counters of its item, its category and the shop (keyed
+    by (row, day)).
 
     Called by ``ingest.plan_batch`` per applied event; the deltas are written once per row
     per batch with the replay guards, like every count row."""
@@ -90,7 +112,7 @@ def plan_trends(rows: dict[tuple[str, int], list[Delta]], event: UserEvent, seq:
     if weight <= 0 and not purchase:
         return
     day, hour_of_day = divmod(int(event.timestamp // HOUR), 24)
-    keys = [(event.item_id, day)]
+    keys = [(event.item_id, day), (SHOP_COUNTER, day)]
     if event.category:
         keys.append((category_counter(event.category), day))
     for key in keys:
@@ -149,6 +171,23 @@ class TrendEntry:
 class TrendingList:
     entries: list[TrendEntry] = field(default_factory=list)
     version: int = 0
+    # The shop's hour-of-day profile the list was last refreshed with (24 numbers, hour 0
+    # first); None (a list written before it was kept): flat.
+    profile: tuple[float, ...] | None = None
+
+
+FLAT_PROFILE = (1.0,) * 24
+
+
+def profile_to_json(profile: Sequence[float]) -> str:
+    return json.dumps(list(profile), separators=(",", ":"))
+
+
+def profile_from_json(text: str) -> tuple[float, ...]:
+    profile = tuple(float(v) for v in json.loads(text))
+    if len(profile) != 24:
+        raise ValueError(f"a profile has 24 numbers, not {len(profile)}")
+    return profile
 
 
 @dataclass(frozen=True)
@@ -180,24 +219,38 @@ def _window_matrix(hours: Sequence[Mapping[int, float]], current: int, window: i
     return matrix
 
 
-def _measure(entries: Sequence[TrendEntry], window: int, now: float, prior: float) -> list[TrendingItem]:
-    """Each entry's count, expected count and velocity as of ``now`` (in order)."""
+def _measure(
+    entries: Sequence[TrendEntry],
+    window: int,
+    now: float,
+    prior: float,
+    profile: Sequence[float] | None = None,
+) -> list[TrendingItem]:
+    """Each entry's count, expected count and velocity as of ``now`` (in order);
+    ``profile``: the shop's hour-of-day profile (None: flat)."""
     if not entries:
         return []
     current, elapsed = _clock(now)
     counts = window_counts(_window_matrix([e.hours for e in entries], current, window), elapsed)
     rates = np.array([e.baseline_rate for e in entries])
-    velocity, expected = velocity_scores(counts, rates, window, prior)
+    exposure = window_exposure(np.array(profile or FLAT_PROFILE), current, window, elapsed)
+    velocity, expected = velocity_scores(counts, rates, exposure, prior)
     return [
         TrendingItem(e.item_id, e.category, float(velocity[n]), float(counts[n]), float(expected[n]))
         for n, e in enumerate(entries)
     ]
 
 
-def score(entries: Sequence[TrendEntry], window: int, now: float, prior: float) -> list[TrendingItem]:
+def score(
+    entries: Sequence[TrendEntry],
+    window: int,
+    now: float,
+    prior: float,
+    profile: Sequence[float] | None = None,
+) -> list[TrendingItem]:
     """The entries' velocity as of ``now``, best first (ties: larger count, then item id);
-    entries with nothing in the window left out."""
-    ranked = [item for item in _measure(entries, window, now, prior) if item.count > 0]
+    entries with nothing in the window left out. ``profile``: as :func:`_measure`."""
+    ranked = [item for item in _measure(entries, window, now, prior, profile) if item.count > 0]
     return sorted(ranked, key=lambda item: (-item.velocity, -item.count, item.item_id))
 
 
@@ -207,9 +260,12 @@ def baseline_rate(
     window: int,
     baseline_days: int,
     first_seen: float | None = None,
+    profile: Sequence[float] | None = None,
 ) -> float:
     """Usual count per hour: the count over the ``baseline_days`` * 24 hours before the
-    window's oldest (partial) hour, per hour the item was observed in them.
+    window's oldest (partial) hour, per hour the item was observed in them, each hour
+    weighted by the shop's ``profile`` at its hour of day (None: flat), so that the rate is
+    the item's at a mean hour of the day whichever hours it was observed in.
 
     Observed: from the hour of ``first_seen`` (epoch seconds, the item's stats row), or of
     an earlier count if there is one, to the baseline's end, at most the whole span and at
@@ -220,10 +276,36 @@ def baseline_rate(
     hours = baseline_days * 24
     end = current - window  # the window's partial oldest hour, excluded
     total = sum(v for h, v in counts.items() if end - hours <= h < end)
-    if first_seen is None:
-        return total / hours
-    first = min([int(first_seen // HOUR), *(h for h, v in counts.items() if v > 0)])
-    return total / max(1, min(hours, end - first))
+    first = end - hours
+    if first_seen is not None:
+        first = max(first, min([int(first_seen // HOUR), *(h for h, v in counts.items() if v > 0)]))
+    if profile is None:
+        return total / max(1, end - first)
+    if total == 0:
+        return 0.0
+    return total / profile_hours(np.array(profile), np.arange(min(first, end - 1), end))
+
+
+def shop_profile(
+    counts: Mapping[int, float], current: int, window: int, baseline_days: int
+) -> tuple[float, ...]:
+    """The shop's hour-of-day profile (24 numbers, hour 0 UTC first) over the same span as
+    :func:`baseline_rate`'s (``counts``: the ``#all`` rows' weighted counts by absolute hour):
+    ``streamrec_core.hour_of_day_profile`` of its counts by hour of day, the hours observed
+    counted from the shop's first count in the span (a shop, or the ``#all`` rows, younger
+    than the span is not taken as quiet before it), with ``PROFILE_PRIOR``. Rounded to 4
+    decimals (stored with the lists, and a re-delivered batch computes the same one)."""
+    hours = baseline_days * 24
+    end = current - window
+    inside = {h: v for h, v in counts.items() if end - hours <= h < end and v > 0}
+    totals = np.zeros(24)
+    observed = np.zeros(24)
+    if inside:
+        for h, v in inside.items():
+            totals[h % 24] += v
+        np.add.at(observed, np.arange(min(inside), end) % 24, 1.0)
+    profile = hour_of_day_profile(totals, observed, PROFILE_PRIOR)
+    return tuple(round(float(v), 4) for v in profile)
 
 
 @dataclass(frozen=True)
@@ -273,11 +355,16 @@ class TrendsService:
             return
         now = self.clock() if now is None else now
         current, _ = _clock(now)
-        counts = self.trends.get_counts(sorted(items), self._days(current))
+        # The shop's rows in the same read (about 10 more rows, one more BatchGetItem chunk at
+        # most, read concurrently with the others).
+        counts = self.trends.get_counts([*sorted(items), SHOP_COUNTER], self._days(current))
         settings = self.settings
         first_seen = first_seen or {}
-        merges: list[tuple[str, dict[str, TrendEntry], int]] = []
+        merges: list[tuple[str, dict[str, TrendEntry], int, tuple[float, ...]]] = []
         for label, window in WINDOWS.items():
+            profile = shop_profile(
+                counts[SHOP_COUNTER].weighted, current, window, settings.trending_baseline_days
+            )
             fresh = {
                 item: TrendEntry(
                     item,
@@ -288,6 +375,7 @@ class TrendsService:
                         window,
                         settings.trending_baseline_days,
                         first_seen.get(item),
+                        profile,
                     ),
                     {h: v for h, v in counts[item].weighted.items() if h >= current - window and v > 0},
                 )
@@ -298,13 +386,13 @@ class TrendsService:
                 by_list[trending_list(label)][item] = entry
                 if entry.category:
                     by_list[trending_list(label, entry.category)][item] = entry
-            merges.extend((name, by_list[name], window) for name in sorted(by_list))
+            merges.extend((name, by_list[name], window, profile) for name in sorted(by_list))
         # Every list read for update in one batch read (a GetItem per list cost a call each),
         # then each merged on its own: the first failure fails the batch (retried; merges
         # are idempotent).
-        _, stored = self.trends.get_many([], [], [name for name, _, _ in merges], consistent=True)
+        _, stored = self.trends.get_many([], [], [merge[0] for merge in merges], consistent=True)
         concurrently(
-            lambda merge: self._merge(merge[0], merge[1], merge[2], now, stored[merge[0]]),
+            lambda merge: self._merge(merge[0], merge[1], merge[2], now, stored[merge[0]], merge[3]),
             merges,
             self.concurrency,
         )
@@ -321,9 +409,11 @@ class TrendsService:
         window: int,
         now: float,
         read: TrendingList,
+        profile: tuple[float, ...],
     ) -> None:
         """Compare-and-swap merge of fresh entries into one list, re-scored as of ``now``
-        (``read``: the list as just read for update; a lost race reads it again)."""
+        with the shop's ``profile``, which the list then keeps (``read``: the list as just
+        read for update; a lost race reads it again)."""
 
         def read_again() -> TrendingList:
             return self.trends.get_many([], [], [name], consistent=True)[1][name]
@@ -335,12 +425,12 @@ class TrendsService:
             stored = read if attempt == 0 else read_again()
             entries = {e.item_id: e for e in stored.entries}
             entries.update(fresh)
-            ranked = score(list(entries.values()), window, now, prior)[:size]
+            ranked = score(list(entries.values()), window, now, prior, profile)[:size]
             kept = [entries[item.item_id] for item in ranked]
-            if kept == stored.entries:
+            if kept == stored.entries and profile == stored.profile:
                 return
             try:
-                self.trends.put_list(name, TrendingList(kept, stored.version))
+                self.trends.put_list(name, TrendingList(kept, stored.version, profile))
                 return
             except ConcurrentUpdateError:
                 continue
@@ -367,18 +457,23 @@ class TrendsService:
         name = trending_list(window, category)
         counters = [category_counter(category)] if category else []
         counts, lists = self.trends.get_many(counters, self._days(current) if counters else [], [name])
-        entries = [entry for entry in lists[name].entries if entry.item_id not in exclude]
-        items = score(entries, hours, now, self.settings.trending_prior)[:k]
+        stored = lists[name]
+        entries = [entry for entry in stored.entries if entry.item_id not in exclude]
+        items = score(entries, hours, now, self.settings.trending_prior, stored.profile)[:k]
         if not category:
             return items, None
+        # The category's own trend with the profile its list was last refreshed with (a
+        # category without a list has no events in the span: flat, as before).
         row = counts[category_counter(category)]
         whole = TrendEntry(
             category,
             category,
-            baseline_rate(row.weighted, current, hours, self.settings.trending_baseline_days),
+            baseline_rate(
+                row.weighted, current, hours, self.settings.trending_baseline_days, None, stored.profile
+            ),
             row.weighted,
         )
-        return items, _measure([whole], hours, now, self.settings.trending_prior)[0]
+        return items, _measure([whole], hours, now, self.settings.trending_prior, stored.profile)[0]
 
     def demand(self, item_id: str, now: float | None = None) -> Demand:
         """The item's purchases (units) per day over the last ``demand_days`` whole days, the

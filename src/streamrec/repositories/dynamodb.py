@@ -56,6 +56,8 @@ from streamrec.domain.trends import (
     counts_from_attributes,
     entries_from_json,
     entries_to_json,
+    profile_from_json,
+    profile_to_json,
 )
 from streamrec.observability import logger
 from streamrec.repositories.base import (
@@ -1017,9 +1019,10 @@ class DynamoSimilarityRepository:
 
 
 # ---- Trends -----------------------------------------------------------------------------
-# Key (item_id, day): counter rows ``<item>`` / ``#cat:<category>`` per UTC day (days since
-# the epoch) with ``v:<hh>``/``p:<hh>`` numbers, ``expires_at`` (TTL) and replay guards; list
-# rows ``#trending:...`` at day 0 with ``entries`` (JSON) and ``version``.
+# Key (item_id, day): counter rows ``<item>`` / ``#cat:<category>`` / ``#all`` per UTC day
+# (days since the epoch) with ``v:<hh>``/``p:<hh>`` numbers, ``expires_at`` (TTL) and replay
+# guards; list rows ``#trending:...`` at day 0 with ``entries`` (JSON), ``version`` and
+# ``profile`` (JSON, 24 numbers; absent in rows written before it was kept: flat).
 TTL_ATTRIBUTE = "expires_at"
 LIST_DAY = 0
 
@@ -1077,6 +1080,11 @@ class DynamoTrendsRepository:
                     **self._key(name, LIST_DAY),
                     "entries": {"S": entries_to_json(trending.entries)},
                     "version": {"N": str(trending.version + 1)},
+                    **(
+                        {"profile": {"S": profile_to_json(trending.profile)}}
+                        if trending.profile is not None
+                        else {}
+                    ),
                 },
                 ConditionExpression=condition,
                 **extra,
@@ -1086,7 +1094,8 @@ class DynamoTrendsRepository:
 
 
 def _trending_from_item(item: dict[str, Any]) -> TrendingList:
-    return TrendingList(entries_from_json(item["entries"]["S"]), int(item["version"]["N"]))
+    profile = profile_from_json(item["profile"]["S"]) if "profile" in item else None
+    return TrendingList(entries_from_json(item["entries"]["S"]), int(item["version"]["N"]), profile)
 
 
 # ---- Outbound channels ------------------------------------------------------------------------
