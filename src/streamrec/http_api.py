@@ -938,8 +938,10 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
     ) -> dict[str, Any]:
         """Items gaining attention fastest against their own usual rate: velocity =
         (count in the window + 5) / (expected count + 5), expected = the item's hourly
-        rate over the 7 days before the window times its length (counts are summed event
-        weights). With a category, also the category's own velocity."""
+        rate over the 7 days before the window times the window's length, each hour
+        weighted by the shop's hour-of-day profile (its usual traffic at that hour of the
+        day relative to its mean hour), so the daily cycle is expected (counts are summed
+        event weights). With a category, also the category's own velocity."""
         excluded = list_filter(category, exclude).exclude
         items, whole = trends.trending(window, k, category, clock(), exclude=excluded)
         body: dict[str, Any] = {"window": window, "category": category, "items": [_trend(i) for i in items]}

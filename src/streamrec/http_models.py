@@ -159,7 +159,10 @@ class TrendingItem(BaseModel):
     category: str | None
     velocity: float = Field(description="(count + 5) / (expected + 5); the list is sorted by it.")
     count: float = Field(description="Weighted events in the window.")
-    expected: float = Field(description="The item's usual count for a window this long.")
+    expected: float = Field(
+        description="The item's usual count for this window: its hourly rate times the "
+        "window's hours, weighted by the shop's hour-of-day profile."
+    )
 
 
 class CategoryTrend(BaseModel):
