@@ -427,7 +427,9 @@ class TrendsService:
             entries.update(fresh)
             ranked = score(list(entries.values()), window, now, prior, profile)[:size]
             kept = [entries[item.item_id] for item in ranked]
-            if kept == stored.entries and profile == stored.profile:
+            # Unchanged entries: written only for a new profile, and never to keep one
+            # with no entries (a list of items with nothing in the window).
+            if kept == stored.entries and (profile == stored.profile or not kept):
                 return
             try:
                 self.trends.put_list(name, TrendingList(kept, stored.version, profile))
