@@ -101,8 +101,8 @@ class Settings:
     # row past DynamoDB's 400 KB.
     redemptions_kept: int = 300
     # Trending counts a user's events on one item within one clock hour as the strongest of
-    # them; the user row remembers the items of the user's latest hour, at most this many
-    # (one touching more within an hour can count an item again, once per this many).
+    # them; the user row remembers the (item, hour) pairs touched last, at most this many
+    # (one touching more can count an item's hour again, once per this many).
     trend_items_kept: int = 20
     # Coupons (P4): the user row keeps its engagement with each category (at most
     # ``categories_kept``, the weakest evicted), decayed with this half-life and weighted by
@@ -217,6 +217,8 @@ class Settings:
             raise ConfigurationError(f"HISTORY_LENGTH={self.history_length}; expected 1..96")
         if not 0.0 <= self.category_blend <= 1.0:
             raise ConfigurationError(f"CATEGORY_BLEND={self.category_blend}; expected 0..1")
+        if self.trend_items_kept < 1:
+            raise ConfigurationError(f"trend_items_kept={self.trend_items_kept}; expected at least 1")
         if self.count_row_budget_kb != 0 and not 4 <= self.count_row_budget_kb <= 399:
             # Below 4 KB a row would be trimmed at almost every write; at 400 no write can
             # bill more (an item is at most 400 KB).

@@ -62,8 +62,7 @@ def _user_at_every_bound(settings: Settings) -> UserState:
         basket_time=T0,
         event_counts={"view": 10**6, "add_to_cart": 10**5, "purchase": 10**4},
         redemptions={_ascii_id("coupon", n): 10**6 for n in range(settings.redemptions_kept)},
-        trend_hour=490_000,
-        trend_counted={_ascii_id("t", n): 1.5 for n in range(settings.trend_items_kept)},
+        trend_counted={(_ascii_id("t", n), 490_000 + n): 1.5 for n in range(settings.trend_items_kept)},
     )
 
 

@@ -3,11 +3,13 @@ count in the trending counters as the strongest of them (ingest.trend_weight).""
 
 from __future__ import annotations
 
+import pytest
+
 from streamrec.domain.ingest import SequencedEvent, plan_batch
 from streamrec.domain.model import UserState, sequence_key
 from streamrec.events import parse_event
 from streamrec.repositories.dynamodb import user_from_item, user_to_item
-from streamrec.settings import Settings
+from streamrec.settings import ConfigurationError, Settings
 
 SHARD = "shardId-000000000000"
 NOW = 1_764_000_000.0  # the start of hour 490,000 (16:00 UTC)
@@ -61,27 +63,41 @@ def test_a_stronger_event_adds_its_difference_and_other_users_count_in_full():
     assert bought == [2.0]
 
 
-def test_an_earlier_hours_event_counts_whole_and_the_memory_is_bounded():
-    late = _event(1, "u1", "spam", "view", NOW - 3_600)  # out of order: hour 15
-    events = [_event(0, "u1", "spam", "view", NOW + 10), late, _event(2, "u1", "spam", "view", NOW + 20)]
+def test_events_of_other_hours_are_counted_against_their_own_hour():
+    # Out of order, and one stamped ahead of the clock: neither opens the way for repeats.
+    events = [
+        _event(0, "u1", "spam", "view", NOW + 10),
+        _event(1, "u1", "spam", "view", NOW - 3_600),  # hour 15: counts once
+        _event(2, "u1", "spam", "view", NOW + 20 * 3_600),  # 20 hours ahead: counts once
+        *[_event(3 + n, "u1", "spam", "view", NOW + 20 + n) for n in range(15)],  # hour 16 again
+        _event(30, "u1", "spam", "view", NOW - 3_500),  # hour 15 again
+    ]
     plan = plan_batch({}, events, SHARD, Settings())
     assert _weighted(plan) == {"v:15": 1.0, "v:16": 1.0}
+    assert _weighted(plan, day=DAY + 1) == {"v:12": 1.0}
 
-    # Beyond trend_items_kept distinct items in the hour, the oldest is forgotten.
+
+def test_the_memory_keeps_the_pairs_touched_last():
+    # Beyond trend_items_kept (item, hour) pairs, the one touched longest ago is forgotten.
     settings = Settings(trend_items_kept=2)
     cycle = [_event(10 + n, "u1", item, "view", NOW + n) for n, item in enumerate(["spam", "a", "b", "spam"])]
     plan = plan_batch({}, cycle, SHARD, settings)
     assert _weighted(plan) == {"v:16": 2.0}
-    assert list(plan.users["u1"].trend_counted) == ["b", "spam"]
+    assert list(plan.users["u1"].trend_counted) == [("b", 490_000), ("spam", 490_000)]
 
 
 def test_the_memory_is_kept_across_batches_in_the_user_row():
     first = plan_batch({}, [_event(0, "bot", "spam", "view", NOW + 10)], SHARD, Settings())
     stored = {"bot": user_from_item(user_to_item(first.users["bot"], 1))}
-    assert (stored["bot"].trend_hour, stored["bot"].trend_counted) == (490_000, {"spam": 1.0})
+    assert stored["bot"].trend_counted == {("spam", 490_000): 1.0}
     second = plan_batch(stored, [_event(1, "bot", "spam", "view", NOW + 20)], SHARD, Settings())
     assert _weighted(second) == {}
     # Rows written before it was kept read as no memory.
     item = user_to_item(UserState("old"), 1)
     del item["trend"]
-    assert (user_from_item(item).trend_hour, user_from_item(item).trend_counted) == (-1, {})
+    assert user_from_item(item).trend_counted == {}
+
+
+def test_the_memory_holds_at_least_one_pair():
+    with pytest.raises(ConfigurationError, match="trend_items_kept=0; expected at least 1"):
+        Settings(trend_items_kept=0)

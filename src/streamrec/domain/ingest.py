@@ -262,20 +262,16 @@ def plan_batch(
 
 def trend_weight(state: UserState, event: UserEvent, weight: float, settings: Settings) -> float:
     """The part of an event's ``weight`` its item's trending counters take: a user's events
-    on one item within one clock hour count as the strongest of them, so one shopper (or a
-    script) repeating a view cannot make an item trend; a view then a cart add counts the
-    cart add's weight. An event of an hour before the user's latest counted one (out of
-    order) counts whole and is not remembered. Purchases still count every unit in the
-    demand counters (plan_trends)."""
+    on one item within one clock hour (the event's own) count as the strongest of them, so
+    one shopper (or a script) repeating a view cannot make an item trend; a view then a cart
+    add counts the cart add's weight. The user row remembers the (item, hour) pairs touched
+    last, ``trend_items_kept`` of them, whatever order their hours come in. Purchases still
+    count every unit in the demand counters (plan_trends)."""
     if weight <= 0:
         return weight
-    hour = int(event.timestamp // HOUR)
-    if hour > state.trend_hour:
-        state.trend_hour, state.trend_counted = hour, {}
-    elif hour < state.trend_hour:
-        return weight
-    counted = state.trend_counted.pop(event.item_id, 0.0)
-    state.trend_counted[event.item_id] = max(counted, weight)  # the latest last
+    key = (event.item_id, int(event.timestamp // HOUR))
+    counted = state.trend_counted.pop(key, 0.0)
+    state.trend_counted[key] = max(counted, weight)  # the pair touched last, last
     while len(state.trend_counted) > settings.trend_items_kept:
         del state.trend_counted[next(iter(state.trend_counted))]
     return max(0.0, weight - counted)

@@ -169,10 +169,9 @@ class UserState:
     basket_bought: list[str] = field(default_factory=list)
     # Events applied, by type (the profile's counts).
     event_counts: dict[str, int] = field(default_factory=dict)
-    # The hour (epoch seconds // 3600) of the user's latest event counted by trending, and
-    # the weight counted for each item in it (oldest first): see ingest.trend_weight.
-    trend_hour: int = -1
-    trend_counted: dict[str, float] = field(default_factory=dict)
+    # (item, hour (epoch seconds // 3600)) -> the weight trending counted for the user's
+    # events on the item in that hour, the pairs touched last kept: see ingest.trend_weight.
+    trend_counted: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def copy(self) -> UserState:
         """An independent copy (new lists and entries; faster than ``copy.deepcopy`` and,
@@ -192,7 +191,6 @@ class UserState:
             basket_time=self.basket_time,
             basket_bought=list(self.basket_bought),
             event_counts=dict(self.event_counts),
-            trend_hour=self.trend_hour,
             trend_counted=dict(self.trend_counted),
         )
 

@@ -399,7 +399,7 @@ def user_to_item(state: UserState, version: int) -> dict[str, Any]:
         "redemptions": {"S": _json(state.redemptions)},
         "basket": {"S": _json([state.basket_id, state.basket_time, state.basket, state.basket_bought])},
         "event_counts": {"S": _json(state.event_counts)},
-        "trend": {"S": _json([state.trend_hour, state.trend_counted])},
+        "trend": {"S": _json([[item, hour, weight] for (item, hour), weight in state.trend_counted.items()])},
     }
 
 
@@ -417,7 +417,6 @@ def _category_affinity(
 def user_from_item(item: dict[str, Any]) -> UserState:
     # (Rows written before purchases were marked hold 3 fields.)
     basket_id, basket_time, basket, *bought = json.loads(item.get("basket", {}).get("S", '["",0.0,[]]'))
-    trend_hour, trend_counted = json.loads(item.get("trend", {}).get("S", "[-1,{}]"))
     return UserState(
         user_id=item["user_id"]["S"],
         items=[HistoryItem(*entry) for entry in json.loads(item["items"]["S"])],
@@ -436,8 +435,10 @@ def user_from_item(item: dict[str, Any]) -> UserState:
         basket_time=float(basket_time),
         basket_bought=bought[0] if bought else [],
         event_counts=json.loads(item.get("event_counts", {}).get("S", "{}")),
-        trend_hour=trend_hour,
-        trend_counted=trend_counted,
+        trend_counted={
+            (counted, int(hour)): float(weight)
+            for counted, hour, weight in json.loads(item.get("trend", {}).get("S", "[]"))
+        },
     )
 
 
