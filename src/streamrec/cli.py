@@ -868,6 +868,7 @@ def _serves_moto(endpoint: str, attempts: int = LOCAL_STACK_ANSWER_ATTEMPTS) -> 
     True; False for another program that took the port since; None when nothing answered
     in ``attempts`` tries of LOCAL_STACK_ANSWER_SECONDS (a stack busy with a replay shares
     its process with the pollers, so a slow page is not a foreign one)."""
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -877,8 +878,8 @@ def _serves_moto(endpoint: str, attempts: int = LOCAL_STACK_ANSWER_ATTEMPTS) -> 
                 endpoint.rstrip("/") + "/moto-api/", timeout=LOCAL_STACK_ANSWER_SECONDS
             ) as page:
                 return b"<title>Moto</title>" in page.read(4096)
-        except urllib.error.HTTPError:
-            return False  # an answer, not moto's
+        except (urllib.error.HTTPError, http.client.HTTPException):
+            return False  # an answer, not moto's (or not even HTTP: an SSH banner, say)
         except (OSError, ValueError) as error:
             if not isinstance(error, TimeoutError) and not isinstance(
                 getattr(error, "reason", None), TimeoutError

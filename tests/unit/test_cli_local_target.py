@@ -638,3 +638,34 @@ def test_a_stack_too_busy_to_answer_is_not_taken_for_another_program(tmp_path, s
     # Nor are its outputs taken over by a new stack.
     with pytest.raises(SystemExit, match="belongs to a local stack still running"):
         streamrec.cli._refuse_outputs_of_a_running_stack(outputs)
+
+
+@pytest.fixture
+def banner_server() -> Iterator[str]:
+    """Another program on the port that does not speak HTTP (an SSH banner)."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def test_a_program_that_does_not_speak_http_is_another_program(tmp_path, banner_server):
+    outputs = _outputs(tmp_path / "outputs.json", banner_server)
+    with pytest.raises(SystemExit) as failed:
+        main(["coupons", "list", "--outputs", str(outputs)])
+    assert "another program now listens there" in str(failed.value.code)
+    streamrec.cli._refuse_outputs_of_a_running_stack(outputs)  # not a running stack: no error
