@@ -269,12 +269,14 @@ def trend_weight(state: UserState, event: UserEvent, weight: float, settings: Se
     count every unit in the demand counters (plan_trends)."""
     if weight <= 0:
         return weight
+    # Per event on the ingest's hot path: locals and no max() calls.
+    memory = state.trend_counted
     key = (event.item_id, int(event.timestamp // HOUR))
-    counted = state.trend_counted.pop(key, 0.0)
-    state.trend_counted[key] = max(counted, weight)  # the pair touched last, last
-    while len(state.trend_counted) > settings.trend_items_kept:
-        del state.trend_counted[next(iter(state.trend_counted))]
-    return max(0.0, weight - counted)
+    counted = memory.pop(key, 0.0)
+    memory[key] = weight if weight > counted else counted  # the pair touched last, last
+    while len(memory) > settings.trend_items_kept:
+        del memory[next(iter(memory))]
+    return weight - counted if weight > counted else 0.0
 
 
 def _apply_to_cart(state: UserState, event: UserEvent, settings: Settings) -> None:
