@@ -1707,7 +1707,10 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {args.output} is a directory: --output takes a file (docs/openapi.json)")
     if args.check:
         if not args.output.exists():
-            print(f"{args.output} does not exist: run streamrec openapi --output {args.output}")
+            if not args.output.parent.is_dir():
+                print(f"{args.output} does not exist, nor does its folder {args.output.parent}")
+            else:
+                print(f"{args.output} does not exist: run streamrec openapi --output {args.output}")
             return 1
         try:
             current = args.output.read_text(encoding="utf-8")
@@ -1725,7 +1728,8 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
         print(f"{args.output} is up to date")
         return 0
     if not args.output.parent.is_dir():  # a typo in the path, not a folder to create
-        raise SystemExit(f"error: cannot write {args.output}: {args.output.parent} is not a folder")
+        what = "is not a folder" if args.output.parent.exists() else "does not exist"
+        raise SystemExit(f"error: cannot write {args.output}: {args.output.parent} {what}")
     try:
         args.output.write_text(text, encoding="utf-8")
     except OSError as error:

@@ -352,12 +352,18 @@ def test_openapi_output_that_cannot_be_written_is_one_line(tmp_path):
     with pytest.raises(SystemExit) as failed:
         main(["openapi", "--output", str(tmp_path / "typo" / "openapi.json")])
     assert _one_error_line(failed) == (
-        f"error: cannot write {tmp_path / 'typo' / 'openapi.json'}: {tmp_path / 'typo'} is not a folder"
+        f"error: cannot write {tmp_path / 'typo' / 'openapi.json'}: {tmp_path / 'typo'} does not exist"
     )
     assert not (tmp_path / "typo").exists()
     with pytest.raises(SystemExit) as failed:
         main(["openapi", "--output", "/proc/openapi.json"])
     assert _one_error_line(failed).startswith("error: cannot write /proc/openapi.json: /proc/openapi.json: ")
+
+
+def test_openapi_check_of_a_missing_folder_does_not_advise_writing_there(tmp_path, capsys):
+    missing = tmp_path / "newdocs" / "openapi.json"
+    assert main(["openapi", "--check", "--output", str(missing)]) == 1
+    assert capsys.readouterr().out == f"{missing} does not exist, nor does its folder {missing.parent}\n"
 
 
 def test_openapi_check_of_a_file_that_is_not_the_document_does_not_advise_overwriting_it(tmp_path, capsys):

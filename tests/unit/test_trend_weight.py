@@ -92,10 +92,14 @@ def test_the_memory_is_kept_across_batches_in_the_user_row():
     assert stored["bot"].trend_counted == {("spam", 490_000): 1.0}
     second = plan_batch(stored, [_event(1, "bot", "spam", "view", NOW + 20)], SHARD, Settings())
     assert _weighted(second) == {}
-    # Rows written before it was kept read as no memory.
+    # Rows written before it was kept, or with a development version's [hour, {item: w}],
+    # read as no memory.
     item = user_to_item(UserState("old"), 1)
     del item["trend"]
     assert user_from_item(item).trend_counted == {}
+    for interim in ("[-1,{}]", '[490000,{"spam":1.0}]'):
+        item["trend"] = {"S": interim}
+        assert user_from_item(item).trend_counted == {}
 
 
 def test_the_memory_holds_at_least_one_pair():

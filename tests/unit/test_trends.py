@@ -24,12 +24,16 @@ from streamrec.domain.ingest import IngestService, SequencedEvent, plan_batch
 from streamrec.domain.model import sequence_key
 from streamrec.domain.similarity import SimilarityService
 from streamrec.domain.trends import (
+    SHOP_COUNTER,
     TrendEntry,
     TrendingList,
     TrendsService,
     baseline_rate,
+    category_counter,
+    counter_attribute,
     entries_to_json,
     score,
+    shop_profile,
 )
 from streamrec.events import parse_event
 from streamrec.repositories.dynamodb import DynamoTable, DynamoTrendsRepository
@@ -635,3 +639,45 @@ def test_a_trending_list_changed_after_the_batch_read_is_read_again_not_overwrit
     for name, stored in repo.lists.items():
         items = {entry.item_id for entry in stored.entries}
         assert {"other-writer", "i0", "i1", "i2"} <= items, name  # both writes kept
+
+
+def test_a_busy_shops_quiet_hours_keep_a_positive_profile():
+    # 40,000 weighted events an hour but none at 02-04 UTC: rounded to decimals, those hours'
+    # profile was 0.0, and trending divided by it (refresh and the API both failed).
+    repo = InMemoryTrendsRepository()
+    day = 20_000
+    for d in range(day - 9, day + 1):
+        for hour_of_day in range(24):
+            if hour_of_day not in (2, 3, 4):
+                repo.rows[(SHOP_COUNTER, d)][counter_attribute("v", hour_of_day)] = 40_000.0
+                repo.rows[("x", d)][counter_attribute("v", hour_of_day)] = 10.0
+    repo.rows[("y", day)][counter_attribute("v", 3)] = 1.0
+    now = day * 86_400 + 3.5 * 3600  # 03:30, a quiet hour
+    profile = shop_profile(
+        repo.get_counts([SHOP_COUNTER], list(range(day - 9, day + 1)))[SHOP_COUNTER].weighted,
+        int(now // 3600),
+        1,
+        7,
+    )
+    assert min(profile) > 0 and profile[3] == pytest.approx(4.68e-5, rel=1e-3)
+    service = TrendsService(Settings(), repo)
+    service.refresh({"x": None, "y": None}, now=now, first_seen={"y": day * 86_400 + 3.2 * 3600})
+    items, _ = service.trending("1h", 10, now=now + 1800)
+    assert [item.item_id for item in items] == ["y"]  # an event in a quiet hour trends
+
+
+def test_a_category_without_its_own_list_takes_the_global_lists_profile():
+    repo = InMemoryTrendsRepository()
+    day = 20_000
+    now = day * 86_400 + 10.5 * 3600
+    current = int(now // 3600)
+    for d in range(day - 9, day + 1):
+        repo.rows[(category_counter("C"), d)][counter_attribute("v", 8)] = 3.0
+    skewed = tuple(3.0 if hour_of_day == 9 else 0.5 for hour_of_day in range(24))
+    repo.put_list("#trending:1h", TrendingList([], 0, skewed))
+    service = TrendsService(Settings(), repo)
+    _, whole = service.trending("1h", 5, category="C", now=now)
+    counts = repo.get_counts([category_counter("C")], service._days(current))[category_counter("C")].weighted
+    rate = baseline_rate(counts, current, 1, 7, None, skewed)
+    assert whole is not None and rate > 0
+    assert whole.expected == pytest.approx(rate * (0.5 * 3.0 + 0.5 * 0.5))  # half of 09:00, half of 10:00

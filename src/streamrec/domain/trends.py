@@ -293,8 +293,9 @@ def shop_profile(
     :func:`baseline_rate`'s (``counts``: the ``#all`` rows' weighted counts by absolute hour):
     ``streamrec_core.hour_of_day_profile`` of its counts by hour of day, the hours observed
     counted from the shop's first count in the span (a shop, or the ``#all`` rows, younger
-    than the span is not taken as quiet before it), with ``PROFILE_PRIOR``. Rounded to 4
-    decimals (stored with the lists, and a re-delivered batch computes the same one)."""
+    than the span is not taken as quiet before it), with ``PROFILE_PRIOR``. Rounded to 6
+    significant digits (stored with the lists, and a re-delivered batch computes the same
+    one; not to decimals, which would round the quiet hours of a busy shop to 0)."""
     hours = baseline_days * 24
     end = current - window
     inside = {h: v for h, v in counts.items() if end - hours <= h < end and v > 0}
@@ -305,7 +306,7 @@ def shop_profile(
             totals[h % 24] += v
         np.add.at(observed, np.arange(min(inside), end) % 24, 1.0)
     profile = hour_of_day_profile(totals, observed, PROFILE_PRIOR)
-    return tuple(round(float(v), 4) for v in profile)
+    return tuple(float(f"{float(v):.6g}") for v in profile)
 
 
 @dataclass(frozen=True)
@@ -458,24 +459,24 @@ class TrendsService:
         current, _ = _clock(now)
         name = trending_list(window, category)
         counters = [category_counter(category)] if category else []
-        counts, lists = self.trends.get_many(counters, self._days(current) if counters else [], [name])
+        # With a category, the global list too (same read): its profile stands in when the
+        # category's list has none (never written: none of its items is in the window).
+        names = [name, trending_list(window)] if category else [name]
+        counts, lists = self.trends.get_many(counters, self._days(current) if counters else [], names)
         stored = lists[name]
+        profile = stored.profile or lists[names[-1]].profile
         entries = [entry for entry in stored.entries if entry.item_id not in exclude]
-        items = score(entries, hours, now, self.settings.trending_prior, stored.profile)[:k]
+        items = score(entries, hours, now, self.settings.trending_prior, profile)[:k]
         if not category:
             return items, None
-        # The category's own trend with the profile its list was last refreshed with (a
-        # category without a list has no events in the span: flat, as before).
         row = counts[category_counter(category)]
         whole = TrendEntry(
             category,
             category,
-            baseline_rate(
-                row.weighted, current, hours, self.settings.trending_baseline_days, None, stored.profile
-            ),
+            baseline_rate(row.weighted, current, hours, self.settings.trending_baseline_days, None, profile),
             row.weighted,
         )
-        return items, _measure([whole], hours, now, self.settings.trending_prior, stored.profile)[0]
+        return items, _measure([whole], hours, now, self.settings.trending_prior, profile)[0]
 
     def demand(self, item_id: str, now: float | None = None) -> Demand:
         """The item's purchases (units) per day over the last ``demand_days`` whole days, the

@@ -414,6 +414,16 @@ def _category_affinity(
     return CategoryAffinity(affinity, ref_time, counts, (decayed[0], decayed[1], decayed[2]), in_cart)
 
 
+def _trend_memory(item: dict[str, Any]) -> dict[tuple[str, int], float]:
+    """The row's trending memory: [[item, hour, weight], ...]. A row without one, or with the
+    short-lived [hour, {item: weight}] of a development version, reads as none (at worst an
+    item's hour counts once more)."""
+    stored = json.loads(item.get("trend", {}).get("S", "[]"))
+    if not all(isinstance(entry, list) and len(entry) == 3 for entry in stored):
+        return {}
+    return {(counted, int(hour)): float(weight) for counted, hour, weight in stored}
+
+
 def user_from_item(item: dict[str, Any]) -> UserState:
     # (Rows written before purchases were marked hold 3 fields.)
     basket_id, basket_time, basket, *bought = json.loads(item.get("basket", {}).get("S", '["",0.0,[]]'))
@@ -435,10 +445,7 @@ def user_from_item(item: dict[str, Any]) -> UserState:
         basket_time=float(basket_time),
         basket_bought=bought[0] if bought else [],
         event_counts=json.loads(item.get("event_counts", {}).get("S", "{}")),
-        trend_counted={
-            (counted, int(hour)): float(weight)
-            for counted, hour, weight in json.loads(item.get("trend", {}).get("S", "[]"))
-        },
+        trend_counted=_trend_memory(item),
     )
 
 
