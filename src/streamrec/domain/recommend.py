@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,12 +188,35 @@ def coldness(row: SimilarityRow | None, settings: Settings) -> float:
     return max(0.0, 1.0 - row.support / settings.cold_item_weight)
 
 
+def behaviour_peak(row: SimilarityRow) -> float:
+    """The row's strongest collaborative score (1 without any): the scale of its behaviour
+    scores, whatever a request filters out."""
+    return row.neighbours[0].score if row.neighbours and row.neighbours[0].score > 0 else 1.0
+
+
 def content_scale(row: SimilarityRow, settings: Settings) -> float:
     """The factor on a recent item's content cosines in personalized scores: its coldness
     times its strongest collaborative score (1 without any), so that a cosine, often far
     above a Jaccard value, does not outweigh the item's real neighbours."""
-    peak = row.neighbours[0].score if row.neighbours and row.neighbours[0].score > 0 else 1.0
-    return coldness(row, settings) * peak
+    return coldness(row, settings) * behaviour_peak(row)
+
+
+def drop_filtered(
+    scores: np.ndarray,
+    ordered: Sequence[str],
+    excluded: Collection[str],
+    list_filter: ListFilter,
+    known: Callable[[], dict[str, str]],
+) -> None:
+    """Set to 0, in place, the scores (shape (m,), one per id of ``ordered``) of the items a
+    request filters out: ``excluded`` (out of stock) and what ``list_filter`` refuses, given
+    the categories ``known()`` names (asked only when the filter needs them). Scored with
+    the others, they set the scale of the score parts, so the items left keep their order
+    and scores whatever is filtered."""
+    kept = {item for item in ordered if item not in excluded}
+    if list_filter != NO_FILTER:
+        kept = list_filter.keep(kept, known())
+    scores[[index for index, item in enumerate(ordered) if item not in kept]] = 0.0
 
 
 def history_weights(history: list[HistoryItem], now: float, settings: Settings) -> np.ndarray:
@@ -296,12 +319,7 @@ class RecommendationService:
             candidates.update(entry.item_id for entry in history)
         if settings.category_blend:
             candidates.update(item for c, _ in categories for item, _ in lists[category_row(c)].items)
-        # What the request filters out (out of stock, category, ids) is scored and then
-        # dropped, so that it does not rescale the score parts of the items it leaves.
-        kept = candidates - excluded
-        if list_filter != NO_FILTER:
-            kept = list_filter.keep(kept, known_categories(rows, lists, history))
-        ordered = sorted(candidates - own)
+        ordered = sorted(candidates - own)  # what the request filters out too: drop_filtered
         listed: list[Recommendation] = []
         if ordered:
             column = {item_id: index for index, item_id in enumerate(ordered)}
@@ -331,7 +349,9 @@ class RecommendationService:
             blend = np.array([1.0 - settings.category_blend, settings.category_blend])
             components = np.vstack([item_scores, category_scores])
             scores = max_normalized_blend(components, blend)
-            scores[[index for index, item_id in enumerate(ordered) if item_id not in kept]] = 0.0
+            drop_filtered(
+                scores, ordered, excluded, list_filter, lambda: known_categories(rows, lists, history)
+            )
             item_share = max_normalized_blend(components, blend * np.array([1.0, 0.0]))
             recent = {entry.item_id for entry in history} | cart
             for index in top_k(scores, k):
@@ -405,8 +425,9 @@ class RecommendationService:
             # scores and its category's popular share must not change with what is excluded
             # (the behaviour scores are scaled by the best neighbour before any is filtered).
             content = admitted(row.content)
-            peak = row.neighbours[0].score if row.neighbours and row.neighbours[0].score > 0 else 1.0
-            listed, discovery = self._blend_similar(item_id, row, collaborative, content, k, peak)
+            listed, discovery = self._blend_similar(
+                item_id, row, collaborative, content, k, behaviour_peak(row)
+            )
             return self._with_popular_share(row, listed, discovery, lists, excluded, k, list_filter)
         listed = [
             Recommendation(n.item_id, n.score, SOURCE_SIMILAR, [viewed], [item_id]) for n in collaborative[:k]
@@ -557,12 +578,7 @@ class CrossSellService:
                 for rank, item in enumerate(newest_first)
             }
             candidates.update(bought)
-        # What the request filters out (out of stock, category, ids) is scored and then
-        # dropped, so that it does not rescale the items it leaves (as in for_state).
-        kept = candidates - excluded
-        if list_filter != NO_FILTER:
-            kept = list_filter.keep(kept, known_categories(rows, lists, state.items if state else ()))
-        ordered = sorted(candidates - in_carts)
+        ordered = sorted(candidates - in_carts)  # what the request filters out too: drop_filtered
         listed: list[Recommendation] = []
         if ordered:
             column = {item_id: index for index, item_id in enumerate(ordered)}
@@ -586,7 +602,13 @@ class CrossSellService:
                 scores = (basket / peak if peak > 0 else basket) + np.array(
                     [bought.get(i, 0.0) for i in ordered]
                 )
-            scores[[index for index, item_id in enumerate(ordered) if item_id not in kept]] = 0.0
+            drop_filtered(
+                scores,
+                ordered,
+                excluded,
+                list_filter,
+                lambda: known_categories(rows, lists, state.items if state else ()),
+            )
             for index in top_k(scores, k):
                 if scores[index] <= 0:
                     break
