@@ -273,17 +273,22 @@ def baseline_rate(
     ``first_seen`` None (an item whose row predates it, or a category): the whole span. An
     earlier count comes from an event older than the stored first_seen (arrived out of
     order) or from an item first written before first_seen was kept."""
-    hours = baseline_days * 24
-    end = current - window  # the window's partial oldest hour, excluded
-    total = sum(v for h, v in counts.items() if end - hours <= h < end)
-    first = end - hours
-    if first_seen is not None:
-        first = max(first, min([int(first_seen // HOUR), *(h for h, v in counts.items() if v > 0)]))
-    if profile is None:
-        return total / max(1, end - first)
+    span = _baseline_span(current, window, baseline_days)
+    total = sum(v for h, v in counts.items() if h in span)
     if total == 0:
         return 0.0
-    return total / profile_hours(np.array(profile), np.arange(min(first, end - 1), end))
+    first = span.start
+    if first_seen is not None:
+        first = max(first, min([int(first_seen // HOUR), *(h for h, v in counts.items() if v > 0)]))
+    observed = np.arange(min(first, span.stop - 1), span.stop)
+    return total / profile_hours(np.array(profile or FLAT_PROFILE), observed)
+
+
+def _baseline_span(current: int, window: int, baseline_days: int) -> range:
+    """The absolute hours of the baseline: the ``baseline_days`` * 24 before the window's
+    oldest (partial) hour, which is left out."""
+    end = current - window
+    return range(end - baseline_days * 24, end)
 
 
 def shop_profile(
@@ -296,15 +301,14 @@ def shop_profile(
     than the span is not taken as quiet before it), with ``PROFILE_PRIOR``. Rounded to 6
     significant digits (stored with the lists, and a re-delivered batch computes the same
     one; not to decimals, which would round the quiet hours of a busy shop to 0)."""
-    hours = baseline_days * 24
-    end = current - window
-    inside = {h: v for h, v in counts.items() if end - hours <= h < end and v > 0}
+    span = _baseline_span(current, window, baseline_days)
+    inside = {h: v for h, v in counts.items() if h in span and v > 0}
     totals = np.zeros(24)
     observed = np.zeros(24)
     if inside:
         for h, v in inside.items():
             totals[h % 24] += v
-        np.add.at(observed, np.arange(min(inside), end) % 24, 1.0)
+        np.add.at(observed, np.arange(min(inside), span.stop) % 24, 1.0)
     profile = hour_of_day_profile(totals, observed, PROFILE_PRIOR)
     return tuple(float(f"{float(v):.6g}") for v in profile)
 
