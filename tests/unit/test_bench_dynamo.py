@@ -158,7 +158,8 @@ def test_round_trip_clock_counts_the_calls_on_the_critical_path():
     clock = RoundTripClock(_Echo(), latency=0.01)
     with ThreadPoolExecutor(max_workers=8) as pool:  # 16 at once, 8 at a time: 2 waves
         assert list(pool.map(lambda n: clock.get_item(Key=n), range(16))) == [{"Key": n} for n in range(16)]
-    assert clock.calls == 16 and 1.9 <= clock.round_trips < 3.5
+    # 2 waves; a busy machine staggers the threads' starts, so allow some slack (16 serial).
+    assert clock.calls == 16 and 1.9 <= clock.round_trips < 6
 
 
 def test_the_cost_replay_measures_both_functions_critical_paths():

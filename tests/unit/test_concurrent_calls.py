@@ -26,27 +26,40 @@ from streamrec.repositories.memory import (
 )
 from streamrec.settings import load_settings
 
-CALL_SECONDS = 0.02  # long enough for concurrent calls to overlap on a busy machine
+CALL_SECONDS = 0.02
+GATHER_SECONDS = 10.0  # how long a gathered call waits for the others before going on alone
 
 
 class InFlight:
-    """Counts calls in flight at once (each takes CALL_SECONDS)."""
+    """Counts calls in flight at once (each takes CALL_SECONDS).
 
-    def __init__(self) -> None:
+    The first ``gather`` calls wait, up to GATHER_SECONDS, until ``gather`` calls are in
+    flight together: on a busy machine a thread may start after another thread's call has
+    ended, so concurrent code is not seen as concurrent by timing alone. Serial code
+    still shows ``most == 1``: its first call waits alone and goes on."""
+
+    def __init__(self, gather: int = 1) -> None:
         self.now = 0
         self.most = 0
         self.calls = 0
-        self._lock = threading.Lock()
+        self.gather = gather
+        self._changed = threading.Condition()
 
     def __enter__(self) -> None:
-        with self._lock:
+        with self._changed:
             self.now += 1
             self.calls += 1
             self.most = max(self.most, self.now)
+            self._changed.notify_all()
+            gathered = self.calls > self.gather or self._changed.wait_for(
+                lambda: self.most >= self.gather, GATHER_SECONDS
+            )
+            if not gathered:
+                self.gather = 0  # the calls are not concurrent: the rest need not wait
 
     def __exit__(self, *_: object) -> None:
         time.sleep(CALL_SECONDS)
-        with self._lock:
+        with self._changed:
             self.now -= 1
 
 
@@ -55,13 +68,13 @@ class SlowTable:
     each request's first ``unprocessed`` keys or items are handed back once, unprocessed;
     the ``stuck`` key every time."""
 
-    def __init__(self, name: str, unprocessed: int = 0, stuck: str = "") -> None:
+    def __init__(self, name: str, unprocessed: int = 0, stuck: str = "", gather: int = 1) -> None:
         self.name = name
         self.items: dict[str, dict] = {}
         self.unprocessed = unprocessed
         self.stuck = stuck
         self.deferred: set[str] = set()  # keys already handed back once
-        self.in_flight = InFlight()
+        self.in_flight = InFlight(gather)
         self.requested: list[str] = []
         self._lock = threading.Lock()
 
@@ -109,7 +122,7 @@ def _no_backoff(monkeypatch):
 
 
 def test_a_large_read_reads_its_chunks_concurrently_and_every_key_once():
-    client = SlowTable("t", unprocessed=7)
+    client = SlowTable("t", unprocessed=7, gather=2)
     client.items = {f"i{n:04d}": {**_key(n), "v": {"N": str(n)}} for n in range(0, 450, 2)}
     found = DynamoTable("t", client).batch_get([_key(n) for n in range(450)])
     assert sorted(item["item_id"]["S"] for item in found) == sorted(client.items)
@@ -125,7 +138,7 @@ def test_a_read_failing_in_one_chunk_fails_whole():
 
 
 def test_a_large_write_writes_its_chunks_concurrently_and_every_item_once():
-    client = SlowTable("t", unprocessed=3)
+    client = SlowTable("t", unprocessed=3, gather=2)
     DynamoTable("t", client).batch_put([{**_key(n), "v": {"N": str(n)}} for n in range(110)])
     assert sorted(client.items) == [f"i{n:04d}" for n in range(110)]
     assert client.in_flight.most > 1
@@ -134,9 +147,9 @@ def test_a_large_write_writes_its_chunks_concurrently_and_every_item_once():
 class SlowLists(InMemorySimilarityRepository):
     """Popular lists whose writes take CALL_SECONDS, in flight counted; reads counted."""
 
-    def __init__(self) -> None:
+    def __init__(self, gather: int) -> None:
         super().__init__()
-        self.in_flight = InFlight()
+        self.in_flight = InFlight(gather)
         self.reads = 0
 
     def get_many(self, item_ids, lists=(), consistent=False, row_lists=None):
@@ -164,7 +177,7 @@ def _service(concurrency: int) -> SimilarityService:
         load_settings(),
         InMemoryCooccurrenceRepository(),
         stats,
-        SlowLists(),
+        SlowLists(gather=6 if concurrency > 1 else 1),  # six lists to merge
         concurrency=concurrency,
     )
 
