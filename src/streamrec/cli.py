@@ -1399,13 +1399,18 @@ def _json_problem(error: ValueError) -> str:
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _read_text(path: Path) -> str:
-    """The UTF-8 text of an input file, gzip-compressed or not (a leading byte-order mark is
-    dropped); SystemExit (nothing loaded) if it cannot be read."""
+def _check_input_file(path: Path) -> None:
+    """SystemExit unless ``path`` names an existing file."""
     if path.is_dir():
         raise SystemExit(f"error: {path} is a directory: name a file")
     if not path.is_file():
         raise SystemExit(f"error: {path} not found")
+
+
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of an input file, gzip-compressed or not (a leading byte-order mark is
+    dropped); SystemExit (nothing loaded) if it cannot be read."""
+    _check_input_file(path)
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -2189,8 +2194,10 @@ def _cmd_catalog_recount(args: argparse.Namespace) -> int:
 
 def _cmd_catalog_load(args: argparse.Namespace) -> int:
     _check_target_flags(args, args.stream, "--stream")
-    records, superseded = read_catalog_file(args.file)
+    _check_input_file(args.file)
+    # The target first: a large file is not read only to learn that the stack is down.
     target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
+    records, superseded = read_catalog_file(args.file)
     if superseded:
         left_out = [
             f"item {s.item_id!r}: line {s.line} (line {s.kept_line} is sent)"
@@ -2516,6 +2523,10 @@ def _note_redemptions(events: EventFile, target: Target, args: argparse.Namespac
 
 def _cmd_events_load(args: argparse.Namespace) -> int:
     _check_target_flags(args, args.stream, "--stream")
+    _check_input_file(args.file)
+    # The target first (a dry run needs none): a large backfill is not read only to learn
+    # that the stack is down.
+    target = None if args.dry_run else _target(args, args.stream, "--stream", lambda o: o["event_stream"])
     loaded = read_event_file(args.file)
     if loaded.duplicates:
         left_out = [
@@ -2533,9 +2544,8 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
             f"error: nothing sent; --skip {args.skip} leaves none of the file's {len(loaded)} events"
         )
     events = loaded.after(args.skip)
-    if args.dry_run:
+    if target is None:
         return _events_dry_run(args, events)
-    target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
     stream = target.name
     accepted = [False] * len(events)
 

@@ -178,6 +178,21 @@ def test_missing_file_and_missing_local_stack(tmp_path, capsys):
     path.write_text(json.dumps(TENT))
     with pytest.raises(SystemExit, match="start the local stack"):
         main(["catalog", "load", str(path), "--outputs", str(tmp_path / "outputs.json")])
+    with pytest.raises(SystemExit, match=r"catalog\.jsonl\.gz not found"):  # the file before the stack
+        main(["catalog", "load", str(tmp_path / "catalog.jsonl.gz"), "--outputs", str(tmp_path / "o.json")])
+
+
+def test_a_load_checks_the_stack_before_reading_the_file(tmp_path, monkeypatch):
+    def read(*_: object) -> None:
+        raise AssertionError("the file was read")
+
+    monkeypatch.setattr("streamrec.cli.read_catalog_file", read)
+    monkeypatch.setattr("streamrec.cli.read_event_file", read)
+    path = tmp_path / "records.jsonl"
+    path.write_text(json.dumps(TENT))
+    for command in ("catalog", "events"):
+        with pytest.raises(SystemExit, match="start the local stack"):
+            main([command, "load", str(path), "--outputs", str(tmp_path / "outputs.json")])
 
 
 def test_load_puts_item_upsert_records_on_the_stream(aws, tmp_path, capsys):
