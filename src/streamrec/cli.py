@@ -23,6 +23,7 @@ import base64
 import codecs
 import gzip
 import heapq
+import itertools
 import json
 import logging
 import os
@@ -1800,42 +1801,67 @@ def _add_catalog(subparsers: Any) -> None:
     catalog.set_defaults(func=lambda args: catalog.print_help() or 2)
 
 
-def _catalog_records(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
-    """(line, value) of each record of a file not named as JSON lines: JSON lines all the
-    same, a JSON array or one JSON object spanning several lines, and (line, problem) of
-    each undecodable part. An array is read up to its first syntax error only: past it,
-    where the next record starts is a guess."""
+@dataclass(frozen=True)
+class RecordPlaces:
+    """Names a record of an input file by its position, as :func:`_checked_records` counts
+    them: in JSON lines (or one object) the position is the line number; in a JSON array it
+    is the element's number, shown with its line unless the array is on one line (where
+    every record is on line 1). An array's syntax error has the position after its last
+    decoded record and is named by its line, after that record."""
+
+    array_lines: tuple[int, ...] | None = None  # each element's line, then the error's
+    decoded: int = 0  # elements decoded
+    one_line: bool = False
+
+    def __call__(self, position: int) -> str:
+        if self.array_lines is None:
+            return f"line {position}"
+        line = self.array_lines[position - 1]
+        if position > self.decoded:
+            return f"line {line}, after record {position - 1}" if position > 1 else f"line {line}"
+        return f"record {position}" if self.one_line else f"record {position} (line {line})"
+
+
+def _catalog_records(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]], RecordPlaces]:
+    """(position, value) of each record of a file not named as JSON lines: JSON lines all
+    the same, a JSON array or one JSON object spanning several lines, (position, problem) of
+    each undecodable part, and how positions are named. An array is read up to its first
+    syntax error only: past it, where the next record starts is a guess."""
     from streamrec.events import loads
 
     stripped = text.lstrip()
     if not stripped.startswith("["):
         records, problems = _json_lines(text)
+        by_line = RecordPlaces()
         if not problems or not stripped.startswith("{"):
-            return records, problems
+            return records, problems, by_line
         if any(isinstance(value, dict) for _, value in records):
-            return records, problems
+            return records, problems, by_line
         # No line is an object on its own: one object over several lines, unless the first
         # line is already broken (then each line is named).
         line = text.count("\n", 0, len(text) - len(stripped)) + 1
         try:
-            return [(line, loads(text))], []
+            return [(line, loads(text))], [], by_line
         except json.JSONDecodeError as error:
             if error.lineno == line:
-                return records, problems
-            return [], [(error.lineno, f"not valid JSON: {error.msg}")]
+                return records, problems, by_line
+            return [], [(error.lineno, f"not valid JSON: {error.msg}")], by_line
         except ValueError as error:
-            return [], [(line, f"not valid JSON: {_json_problem(error)}")]
+            return [], [(line, f"not valid JSON: {_json_problem(error)}")], by_line
     return _json_array(text)
 
 
-def _json_array(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
-    """(line, value) of each element of the JSON array ``text`` holds, read strictly (one
-    comma between elements, none after the last, nothing but white space after the array),
-    up to its first syntax error: past it, where the next record starts is a guess."""
+def _json_array(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]], RecordPlaces]:
+    """(position, value) of each element of the JSON array ``text`` holds (1 for the first),
+    read strictly (one comma between elements, none after the last, nothing but white space
+    after the array), up to its first syntax error: past it, where the next record starts is
+    a guess. Then (position, problem) of that error and how positions are named."""
     from streamrec.events import unique_keys
 
     decoder = json.JSONDecoder(object_pairs_hook=unique_keys)
     records: list[tuple[int, Any]] = []
+    lines: list[int] = []  # each record's line
+    one_line = "\n" not in text.strip()
 
     def line_at(offset: int) -> int:
         return text.count("\n", 0, offset) + 1
@@ -1845,14 +1871,23 @@ def _json_array(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
             offset += 1
         return offset
 
-    def stop(offset: int, what: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
-        return records, [(line_at(offset), what)]
+    def done(
+        problem: tuple[int, str] | None = None,
+    ) -> tuple[list[tuple[int, Any]], list[tuple[int, str]], RecordPlaces]:
+        if problem is None:
+            return records, [], RecordPlaces(tuple(lines), len(records), one_line)
+        line, what = problem
+        places = RecordPlaces((*lines, line), len(records), one_line)
+        return records, [(len(records) + 1, what)], places
 
-    def closed(offset: int) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+    def stop(offset: int, what: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]], RecordPlaces]:
+        return done((line_at(offset), what))
+
+    def closed(offset: int) -> tuple[list[tuple[int, Any]], list[tuple[int, str]], RecordPlaces]:
         end = skip_space(offset)  # just past the closing ]
         if end < len(text):  # e.g. two files concatenated: the second would be lost
             return stop(end, "text after the array's closing ] (one array per file)")
-        return records, []
+        return done()
 
     position = skip_space(text.index("[") + 1)
     if text.startswith("]", position):
@@ -1863,8 +1898,9 @@ def _json_array(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
             value, position = decoder.raw_decode(text, position)
         except ValueError as error:
             reason = f"not valid JSON: {_json_problem(error)} (the rest of the array is not read)"
-            return records, [(getattr(error, "lineno", line_at(start)), reason)]
-        records.append((line_at(start), value))
+            return done((getattr(error, "lineno", line_at(start)), reason))
+        lines.append(line_at(start))
+        records.append((len(lines), value))
         position = skip_space(position)
         if text.startswith("]", position):
             return closed(position + 1)
@@ -1901,46 +1937,48 @@ def _oversized(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Superseded:
-    """A catalog file's record left out because a later record of the same item follows it."""
+    """A catalog file's record left out because a later record of the same item follows it:
+    where each is, as :class:`RecordPlaces` names it ("line 4", "record 4")."""
 
     item_id: str
-    line: int
-    kept_line: int
+    place: str
+    kept_place: str
 
 
 def latest_per_item(
     records: Sequence[tuple[int, float, dict[str, Any]]],
-) -> tuple[list[dict[str, Any]], list[Superseded]]:
-    """Each item's latest record of a file of ``(line, timestamp, record)``: the one with the
-    latest timestamp, the later line on a tie (in line order), and the records left out.
+) -> tuple[list[dict[str, Any]], list[tuple[str, int, int]]]:
+    """Each item's latest record of a file of ``(position, timestamp, record)``: the one with
+    the latest timestamp, the later one on a tie (in file order), and (item, position, kept
+    position) of each record left out.
 
     The ingest keeps each item's latest record anyway, but it breaks a tie of timestamps by
     stream order, which PutRecords and its retries do not keep: sending one record per item
     leaves nothing to chance (and writes less)."""
-    latest: dict[str, int] = {}  # item -> position in records (lines can repeat in an array)
-    for position, (_, timestamp, record) in enumerate(records):
+    latest: dict[str, int] = {}  # item -> index in records
+    for index, (_, timestamp, record) in enumerate(records):
         held = latest.get(record["item_id"])
         if held is None or timestamp >= records[held][1]:
-            latest[record["item_id"]] = position
+            latest[record["item_id"]] = index
     superseded = [
-        Superseded(record["item_id"], line, records[latest[record["item_id"]]][0])
-        for position, (line, _, record) in enumerate(records)
-        if position != latest[record["item_id"]]
+        (record["item_id"], position, records[latest[record["item_id"]]][0])
+        for index, (position, _, record) in enumerate(records)
+        if index != latest[record["item_id"]]
     ]
-    kept = [records[position][2] for position in sorted(latest.values())]
+    kept = [records[index][2] for index in sorted(latest.values())]
     return kept, superseded
 
 
-def _decoded_records(text: str, json_lines: bool) -> Iterator[tuple[int, Any, str]]:
-    """(line, value, "") of each record of a file's text and (line, None, problem) of each
-    undecodable part: one at a time for JSON lines, else as :func:`_catalog_records` reads
-    the whole text (a JSON array, or one object over several lines)."""
+def _decoded_records(text: str, json_lines: bool) -> tuple[Iterator[tuple[int, Any, str]], RecordPlaces]:
+    """(position, value, "") of each record of a file's text and (position, None, problem)
+    of each undecodable part, and how positions are named: one at a time for JSON lines,
+    else as :func:`_catalog_records` reads the whole text (a JSON array, or one object over
+    several lines)."""
     if json_lines:
-        yield from _json_line_values(text)
-        return
-    records, problems = _catalog_records(text)
-    yield from ((line, value, "") for line, value in records)
-    yield from ((line, None, problem) for line, problem in problems)
+        return _json_line_values(text), RecordPlaces()
+    records, problems, places = _catalog_records(text)
+    decoded = ((position, value, "") for position, value in records)
+    return itertools.chain(decoded, ((position, None, problem) for position, problem in problems)), places
 
 
 def _checked_records[T](
@@ -1949,13 +1987,14 @@ def _checked_records[T](
     verb: str,
     check: Callable[[Any], tuple[Any, dict[str, Any]]],
     keep: Callable[[int, Any, dict[str, Any], bytes], T],
-) -> list[T]:
-    """What ``keep(line, parsed, sent, data)`` makes of every record of ``path`` (JSON lines, a JSON
-    array or one JSON object): ``check`` parses a decoded record (raising InvalidEvent with
-    the reason) and returns it with the record to send, whose ``data`` (as put on the
-    stream) must also fit the ingest's size limit. Records are read one at a time from JSON
-    lines, so ``keep`` decides what of them stays in memory. SystemExit ("nothing
-    <verb>") naming every bad line, or when the file holds none."""
+) -> tuple[list[T], RecordPlaces]:
+    """What ``keep(position, parsed, sent, data)`` makes of every record of ``path`` (JSON
+    lines, a JSON array or one JSON object), and how its positions are named (line numbers,
+    or an array's record numbers: :class:`RecordPlaces`): ``check`` parses a decoded record
+    (raising InvalidEvent with the reason) and returns it with the record to send, whose
+    ``data`` (as put on the stream) must also fit the ingest's size limit. Records are read
+    one at a time from JSON lines, so ``keep`` decides what of them stays in memory.
+    SystemExit ("nothing <verb>") naming every bad record, or when the file holds none."""
     from streamrec.events import InvalidEvent
 
     text, json_lines = _read_text(path), _is_json_lines(path)
@@ -1963,7 +2002,8 @@ def _checked_records[T](
         _refuse_an_array_over_lines(path, text, noun)
     valid: list[T] = []
     problems: list[tuple[int, str]] = []
-    for line, record, undecodable in _decoded_records(text, json_lines):
+    decoded, places = _decoded_records(text, json_lines)
+    for line, record, undecodable in decoded:
         if undecodable:
             problems.append((line, undecodable))
             continue
@@ -1979,17 +2019,16 @@ def _checked_records[T](
             continue
         if not problems:  # after the first problem nothing is sent: only problems are gathered
             valid.append(keep(line, parsed, sent, data))
-    # In line order; the sort is stable, so a record keeps its place before a syntax error
-    # later on the same line.
+    # In file order (a syntax error in an array comes after the records before it).
     problems.sort(key=lambda problem: problem[0])
     if problems:
-        named = [f"{path} line {line}: {reason}" for line, reason in problems]
+        named = [f"{path} {places(position)}: {reason}" for position, reason in problems]
         raise SystemExit(
             f"error: nothing {verb}; {len(problems)} invalid {noun}(s):\n" + _first_lines(named, 50)
         )
     if not valid:
         raise SystemExit(f"error: nothing {verb}; {path} holds no {noun}s")
-    return valid
+    return valid, places
 
 
 def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[str, Any]], list[Superseded]]:
@@ -2013,7 +2052,9 @@ def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[s
     ) -> tuple[int, float, dict[str, Any]]:
         return line, upsert.timestamp, record
 
-    return latest_per_item(_checked_records(path, "record", "loaded", check, keep))
+    checked, places = _checked_records(path, "record", "loaded", check, keep)
+    kept, superseded = latest_per_item(checked)
+    return kept, [Superseded(item, places(left_out), places(sent)) for item, left_out, sent in superseded]
 
 
 class RecordsKeptFailing(Exception):
@@ -2199,12 +2240,7 @@ def _cmd_catalog_load(args: argparse.Namespace) -> int:
     target = _target(args, args.stream, "--stream", lambda o: o["event_stream"])
     records, superseded = read_catalog_file(args.file)
     if superseded:
-        left_out = [
-            f"item {s.item_id!r}: line {s.line} (line {s.kept_line} is sent)"
-            if s.line != s.kept_line
-            else f"item {s.item_id!r}: an earlier record on line {s.line} (a later one there is sent)"
-            for s in superseded
-        ]
+        left_out = [f"item {s.item_id!r}: {s.place} ({s.kept_place} is sent)" for s in superseded]
         print(
             f"{len(superseded)} record(s) of {args.file} left out: a later record of the same item "
             "(a later timestamp, or the same one on a later line) replaces each:\n"
@@ -2318,7 +2354,7 @@ class EventFile:
     users: list[str]  # its user_id, the partition key (one string object per user)
     kinds: list[str]  # its event_type
     times: list[float]  # its timestamp in epoch seconds
-    duplicates: list[tuple[str, int, int]]  # (event_id, line left out, line sent)
+    duplicates: list[tuple[str, str, str]]  # (event_id, where the one left out is, the one sent)
     reordered: bool  # whether the file was not in timestamp order
 
     def __len__(self) -> int:
@@ -2373,7 +2409,7 @@ def read_event_file(path: Path) -> EventFile:
     user_ids: dict[str, str] = {}
     # The ingest's duplicates are a user's events of one event_id: the first one counts. Keyed
     # by user_id NUL event_id (a user id holds no NUL), one string instead of a tuple of two.
-    first_line: dict[str, int] = {}
+    first_line: dict[str, int] = {}  # -> position (RecordPlaces)
     duplicates = []
 
     def keep(line: int, event: Any, _record: dict[str, Any], sent: bytes) -> None:
@@ -2387,14 +2423,15 @@ def read_event_file(path: Path) -> EventFile:
         kinds.append(sys.intern(event.event_type))
         times.append(event.timestamp)
 
-    _checked_records(path, "event", "sent", check, keep)
+    _, places = _checked_records(path, "event", "sent", check, keep)
     first_line.clear()
+    named = [(event_id, places(left_out), places(sent)) for event_id, left_out, sent in duplicates]
     order = sorted(range(len(times)), key=times.__getitem__)  # stable: the file's order on ties
     reordered = any(position != index for index, position in enumerate(order))
     if reordered:
         data, users = [data[i] for i in order], [users[i] for i in order]
         kinds, times = [kinds[i] for i in order], [times[i] for i in order]
-    return EventFile(data, users, kinds, times, duplicates, reordered)
+    return EventFile(data, users, kinds, times, named, reordered)
 
 
 def ingest_seconds(events: int, busiest: int, shards: int) -> float:
@@ -2530,11 +2567,10 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
     loaded = read_event_file(args.file)
     if loaded.duplicates:
         left_out = [
-            f"line {line}: event_id {event_id!r} (line {sent} is sent)"
-            for event_id, line, sent in loaded.duplicates
+            f"{place}: event_id {event_id!r} ({sent} is sent)" for event_id, place, sent in loaded.duplicates
         ]
         print(
-            f"{_counted(len(loaded.duplicates), 'event')} of {args.file} left out: an earlier line has "
+            f"{_counted(len(loaded.duplicates), 'event')} of {args.file} left out: an earlier record has "
             "the same user_id and event_id (a duplicate, which the ingest ignores):\n"
             + _first_lines(left_out, 5),
             file=sys.stderr,

@@ -127,29 +127,52 @@ def test_an_array_names_the_bad_records_before_its_first_syntax_error(tmp_path):
         read_catalog_file(path)
     lines = str(failed.value).splitlines()
     assert lines[0] == "error: nothing loaded; 2 invalid record(s):"
-    assert "line 3: item_upsert schema violation: price" in lines[1]
-    assert "line 4: not valid JSON" in lines[2] and "the rest of the array is not read" in lines[2]
+    assert "record 2 (line 3): item_upsert schema violation: price" in lines[1]
+    assert "line 4, after record 2: not valid JSON" in lines[2]
+    assert "the rest of the array is not read" in lines[2]
+
+
+def test_a_one_line_array_names_its_records_by_number(tmp_path):
+    # json.dump's output: every record is on line 1, so the line alone names none of them.
+    path = tmp_path / "catalog.json"
+    records = [{**TENT, "item_id": f"item-{n}"} for n in range(40)]
+    records[6]["price"], records[31]["in_stock"] = -1, "no"
+    path.write_text(json.dumps(records))
+    with pytest.raises(SystemExit) as failed:
+        read_catalog_file(path)
+    lines = str(failed.value).splitlines()
+    assert lines[1].strip().startswith(f"{path} record 7: item_upsert schema violation: price")
+    assert lines[2].strip().startswith(f"{path} record 32: item_upsert schema violation: in_stock")
+    path.write_text(json.dumps(records[:3]) + "{")
+    with pytest.raises(SystemExit, match="line 1, after record 3: text after the array's closing ]"):
+        read_catalog_file(path)
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ('{"item_id": "a"}\n{not json\n', "line 2: not valid JSON"),
-        ('[\n  {"item_id": "a"},\n  {oops}\n]', "line 3: not valid JSON"),
+        ('[\n  {"item_id": "a"},\n  {oops}\n]', "line 3, after record 1: not valid JSON"),
         ('[\n  {"item_id": "a"}', "the array is not closed"),
-        ('[\n  "just a string"\n]', "line 2: record must be a JSON object"),
+        ('[\n  "just a string"\n]', "record 1 (line 2): record must be a JSON object"),
         # Read strictly: two arrays in one file (concatenated files) lost the second one,
         # and commas were skipped wherever they stood.
         (
             '[{"item_id": "a"}]\n[{"item_id": "b"}]\n',
-            "line 2: text after the array's closing ] (one array per file)",
+            "line 2, after record 1: text after the array's closing ] (one array per file)",
         ),
-        ('[{"item_id": "a"}]\n{"item_id": oops\n', "line 2: text after the array's closing ]"),
+        (
+            '[{"item_id": "a"}]\n{"item_id": oops\n',
+            "line 2, after record 1: text after the array's closing ]",
+        ),
         (
             '[{"item_id": "a"} {"item_id": "b"}]',
-            "line 1: not valid JSON: a comma or ] expected after a record",
+            "line 1, after record 1: not valid JSON: a comma or ] expected after a record",
         ),
-        ('[{"item_id": "a"},\n]', "line 2: not valid JSON: a comma before the closing ] (remove it)"),
+        (
+            '[{"item_id": "a"},\n]',
+            "line 2, after record 1: not valid JSON: a comma before the closing ] (remove it)",
+        ),
         ('[,{"item_id": "a"}]', "line 1: not valid JSON: Expecting value"),
         ("", "holds no records"),
         # As the ingest refuses it: json would keep the last, which may not be the one meant.
@@ -159,11 +182,11 @@ def test_an_array_names_the_bad_records_before_its_first_syntax_error(tmp_path):
         ),
         (
             '[\n  {"item_id": "a"},\n  {"item_id": "b", "item_id": "c"}\n]',
-            'line 3: not valid JSON: "item_id" is given more than once',
+            'line 3, after record 1: not valid JSON: "item_id" is given more than once',
         ),
     ],
 )
-def test_undecodable_files_name_the_line(tmp_path, text, expected):
+def test_undecodable_files_name_the_place(tmp_path, text, expected):
     path = tmp_path / "catalog.json"
     path.write_text(text)
     with pytest.raises(SystemExit) as failed:
@@ -224,7 +247,10 @@ def test_load_sends_each_items_latest_record_of_the_file_once(aws, tmp_path, cap
     path.write_text("\n".join(json.dumps(row) for row in rows))
     records, superseded = read_catalog_file(path, now=1_764_000_500)
     assert [(r["item_id"], r["title"]) for r in records] == [("stove", "Camping stove"), ("tent", "tent v2")]
-    assert [(s.item_id, s.line, s.kept_line) for s in superseded] == [("tent", 1, 3), ("stove", 4, 2)]
+    assert [(s.item_id, s.place, s.kept_place) for s in superseded] == [
+        ("tent", "line 1", "line 3"),
+        ("stove", "line 4", "line 2"),
+    ]
     # Each left-out record names the line finally sent, even when a later line replaces the
     # one that first beat it; an ISO time and epoch seconds compare as the same instant.
     three = tmp_path / "three.jsonl"
@@ -234,13 +260,18 @@ def test_load_sends_each_items_latest_record_of_the_file_once(aws, tmp_path, cap
     )
     records, superseded = read_catalog_file(three)
     assert [r["title"] for r in records] == ["v2"]
-    assert [(s.line, s.kept_line) for s in superseded] == [(1, 3), (2, 3)]
-    # Two records of one item on one line (a one-line array): the later one is sent, and the
-    # other is named although it has the same line number.
+    assert [(s.place, s.kept_place) for s in superseded] == [("line 1", "line 3"), ("line 2", "line 3")]
+    # Two records of one item on one line (a one-line array): the later one is sent, and
+    # each is named by its number in the array (both are on line 1); over several lines,
+    # with its line.
     one_line = tmp_path / "one-line.json"
     one_line.write_text(json.dumps([{**TENT, "title": "a"}, {**TENT, "title": "b"}]))
     records, superseded = read_catalog_file(one_line, now=1_764_000_500)
-    assert [r["title"] for r in records] == ["b"] and [(s.line, s.kept_line) for s in superseded] == [(1, 1)]
+    assert [r["title"] for r in records] == ["b"]
+    assert [(s.place, s.kept_place) for s in superseded] == [("record 1", "record 2")]
+    one_line.write_text(json.dumps([{**TENT, "title": "a"}, {**TENT, "title": "b"}], indent=1))
+    _, superseded = read_catalog_file(one_line, now=1_764_000_500)
+    assert [(s.place, s.kept_place) for s in superseded] == [("record 1 (line 2)", "record 2 (line 10)")]
     stream = aws.streams["EventStream"].name
     assert main(["catalog", "load", str(path), "--stream", stream]) == 0
     kinesis = boto3.client("kinesis")

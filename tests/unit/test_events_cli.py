@@ -63,13 +63,17 @@ def test_events_are_sent_once_per_event_id_in_timestamp_order(tmp_path):
     assert loaded.event(0)["timestamp"] == "2025-11-24T16:00:00Z"  # sent as written
     assert loaded.users == ["u1", "u2", "u1", "u1"] and loaded.kinds == ["view"] * 4
     assert loaded.times == [T0, T0 + 1, T0 + 1, T0 + 3]
-    assert loaded.duplicates == [("e1", 4, 2)]
+    assert loaded.duplicates == [("e1", "line 4", "line 2")]
     # The ingest's duplicates are per user: another user's event of the same id is its own.
     shared = read_event_file(write_lines(tmp_path / "shared.jsonl", [event(1), event(1, user="u2")]))
     assert shared.users == ["u1", "u2"] and shared.duplicates == []
     assert loaded.reordered
     in_order = read_event_file(write_lines(tmp_path / "sorted.json", [event(1), event(2)]))
     assert not in_order.reordered and in_order.duplicates == []
+    # In a one-line array (json.dump's output) records are named by their number.
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([event(1), event(2), event(1, item_id="other")]))
+    assert read_event_file(array).duplicates == [("e1", "record 3", "record 1")]
 
 
 def test_a_line_is_split_at_newlines_only(tmp_path):
@@ -141,7 +145,7 @@ def test_load_puts_the_events_on_the_stream_keyed_by_user(aws, tmp_path, capsys)
         times = [json.loads(r["Data"])["timestamp"] for r in records if r["PartitionKey"] == user]
         assert times == sorted(times) and len(times) == 400
     err = capsys.readouterr().err
-    assert f"1 event of {path} left out: an earlier line has the same user_id and event_id" in err
+    assert f"1 event of {path} left out: an earlier record has the same user_id and event_id" in err
     assert "line 1201: event_id 'e5' (line 1195 is sent)" in err
     # Not the local stack: the backlog estimate (1 shard here, at 35 events/s: 34 s).
     assert f"1,200 events: the ingest of {stream}'s 1 shard takes about 34 s for them" in err
