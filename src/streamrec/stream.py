@@ -137,16 +137,21 @@ class FailedRecord:
 def apply_isolating(
     apply: Callable[[Applicable], None],
     records: Applicable,
-    failed: list[FailedRecord],
+    failed: Callable[[list[FailedRecord]], None],
     find_failing: FindFailing | None = None,
 ) -> None:
-    """Apply ``records``; on a deterministic failure, isolate the failing records, collect
-    them (with their error) in ``failed`` and apply the others, in stream order.
+    """Apply ``records``; on a deterministic failure, isolate the failing records, hand
+    them (with their error) to ``failed`` and apply the others, in stream order.
 
     Isolation first asks ``find_failing`` (the ingest replays its pure planning record by
     record, then applies the rest in one go); failing that, it applies each half in turn,
     recursively, and a single record that fails twice on its own is the culprit. Transient
     errors propagate: the whole batch is then retried by Lambda.
+
+    ``failed`` is called as soon as culprits are isolated, before any later record is
+    applied, and must dead-letter them then: a later record of the same user moves the
+    user row's shard guard past the culprit, so a retry of the batch (after a crash or a
+    failed send) would skip the culprit as already applied and never dead-letter it.
     """
     try:
         apply(records)
@@ -158,7 +163,7 @@ def apply_isolating(
     if find_failing is not None:
         culprits = find_failing(records)
         if culprits:
-            failed.extend(FailedRecord(*records[index], error) for index, error in culprits)
+            failed([FailedRecord(*records[index], error) for index, error in culprits])
             rejected = {index for index, _ in culprits}
             rest = [record for index, record in enumerate(records) if index not in rejected]
             if rest:
@@ -170,7 +175,7 @@ def apply_isolating(
 def _bisect(
     apply: Callable[[Applicable], None],
     records: Applicable,
-    failed: list[FailedRecord],
+    failed: Callable[[list[FailedRecord]], None],
 ) -> None:
     """Generic isolation of ``records`` (which just failed together): halves, recursively."""
     if len(records) > 1:
@@ -188,7 +193,7 @@ def _bisect(
     except Exception as error:
         if is_transient(error):
             raise
-        failed.append(FailedRecord(*records[0], error, while_writing=True))
+        failed([FailedRecord(*records[0], error, while_writing=True)])
 
 
 @dataclass
@@ -242,35 +247,42 @@ def process_batch(
     response = process_partial_response(
         event=event, record_handler=collector, processor=processor, context=context
     )
-    applicable = collector.applicable(response)
-    failed: list[FailedRecord] = []
-    if applicable:
-        apply_isolating(apply, applicable, failed, getattr(apply, "find_failing", None))
-    letters = list(collector.rejected)
     adds_counts = getattr(apply, "adds_counts", None)
-    for failure in failed:
-        record, error = failure.record, failure.error
-        prefix = (
-            f"{WRITE_REJECTED} (count rows written before it keep its increments: a re-drive "
-            "could count them twice)"
-            if failure.while_writing and adds_counts is not None and adds_counts(failure.payload)
-            else PROCESSING_FAILED
-        )
-        letters.append(dead_letter(record, f"{prefix}: {type(error).__name__}: {error}"))
-        logger.error(
-            "record processing keeps failing; dead-lettered",
-            extra={
-                "shard": shard_of(record),
-                "sequence_number": record.kinesis.sequence_number,
-                "error_type": type(error).__name__,
-            },
-        )
-    if letters:
+
+    def send(letters: list[DeadLetter]) -> None:
         dead_letters.send(letters)
         logger.warning(
             "dead-lettered records",
             extra={"count": len(letters), "reasons": sorted({d.reason for d in letters})[:20]},
         )
+
+    def dead_letter_failures(failures: list[FailedRecord]) -> None:
+        letters = []
+        for failure in failures:
+            record, error = failure.record, failure.error
+            prefix = (
+                f"{WRITE_REJECTED} (count rows written before it keep its increments: a re-drive "
+                "could count them twice)"
+                if failure.while_writing and adds_counts is not None and adds_counts(failure.payload)
+                else PROCESSING_FAILED
+            )
+            letters.append(dead_letter(record, f"{prefix}: {type(error).__name__}: {error}"))
+            logger.error(
+                "record processing keeps failing; dead-lettered",
+                extra={
+                    "shard": shard_of(record),
+                    "sequence_number": record.kinesis.sequence_number,
+                    "error_type": type(error).__name__,
+                },
+            )
+        send(letters)  # now, before a later record is applied (see apply_isolating)
+
+    applicable = collector.applicable(response)
+    if applicable:
+        apply_isolating(apply, applicable, dead_letter_failures, getattr(apply, "find_failing", None))
+    if collector.rejected:
+        # A retried batch rejects these again (parsing is pure), so they can wait until here.
+        send(collector.rejected)
     return response
 
 

@@ -188,3 +188,46 @@ def test_a_catalog_record_whose_write_is_rejected_is_kept_as_partly_written():
     assert letter.reason.startswith(WRITE_REJECTED), letter.reason
     assert catalog.documents() == 1 and catalog.postings(["tent"])["tent"].count == 1
     assert _letter(letter).redrivable()[0] is False
+
+
+class FailsOnce(InMemoryDeadLetterSink):
+    """A dead-letter queue whose first send fails (SQS briefly unavailable)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends = 0
+
+    def send(self, letters):
+        self.sends += 1
+        if self.sends == 1:
+            raise RepositoryError("SendMessageBatch failed: ServiceUnavailable")
+        super().send(letters)
+
+
+@pytest.mark.parametrize("found_by", ["planning", "bisection"])
+def test_a_culprit_is_dead_lettered_even_when_its_first_send_fails(found_by):
+    # A later event of the same user moves the user row's shard guard past the culprit: had
+    # it been applied before the letter went out, the retried batch would skip the culprit
+    # as already applied and never dead-letter it (found by planning or by bisection alike).
+    from streamrec.repositories.memory import InMemoryCouponRepository
+
+    if found_by == "planning":  # the redemption of a coupon that is not defined
+        service = _ingest()
+        service.coupons = InMemoryCouponRepository()
+        culprit = {"event_id": "e2", "event_type": "coupon_redeemed", "user_id": "u1", "coupon_id": "nope"}
+        culprit["timestamp"] = T0 + 2
+    else:  # a write DynamoDB rejects
+        service, culprit = _ingest(RowTooLarge(full={"Z"})), _view(2, "u1", "Z")
+    events = [_view(1, "u1", "X"), culprit, _view(3, "u1", "Y")]
+    batch = {"Records": [_record(300 + n, e) for n, e in enumerate(events)]}
+    sink = FailsOnce()
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+    with pytest.raises(RepositoryError, match="SendMessageBatch"):
+        process_batch(batch, None, processor, parse_record, ingest_records(service), sink)
+    assert sink.letters == []
+    # Lambda retries the failed invocation with the same batch.
+    response = process_batch(batch, None, processor, parse_record, ingest_records(service), sink)
+    assert response == {"batchItemFailures": []}
+    [letter] = sink.letters
+    assert letter.sequence_number == "301"
+    assert [entry.item_id for entry in service.users.get("u1").items] == ["X", "Y"]
