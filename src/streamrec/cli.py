@@ -1207,20 +1207,29 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
     target = _dlq_target(args)
     # redrive deletes each letter once its records are back on the stream.
     # Letters not re-driven are made visible again, even when the re-drive fails.
-    interrupted = (
-        "nothing was changed (dry run)"
-        if args.dry_run
-        else "letters re-driven before it stopped are deleted, the others are back in the queue"
-    )
+    received = False  # whether any letter was read (before that, nothing can have changed)
+
+    def interrupted() -> str:
+        if args.dry_run:
+            return "nothing was changed (dry run)"
+        if not received:
+            return "nothing was changed"
+        return "letters re-driven before it stopped are deleted, the others are back in the queue"
+
+    def receiving(count: int) -> None:
+        nonlocal received
+        received = True
+        show_received(count)
+
     with (
-        _progress_lines("reading dead letters: {:,}") as receiving,
+        _progress_lines("reading dead letters: {:,}") as show_received,
         _progress_lines(
             "checking dead letters (dry run): {:,}/{:,}"
             if args.dry_run
             else "re-driving dead letters: {:,}/{:,}"
         ) as redriving,
         target.failures(
-            lambda: interrupted,
+            interrupted,
             again="" if args.dry_run else "re-run (re-putting is safe)",
             # A stream named by a letter may be gone (e.g. a deleted stack's).
             otherwise="" if args.stream else "--stream NAME puts the records on another stream",

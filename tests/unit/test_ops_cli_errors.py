@@ -133,6 +133,15 @@ def test_only_a_missing_stream_gets_the_stream_advice(aws, monkeypatch):
     )
 
 
+def test_a_redrive_failing_before_it_reads_a_letter_says_nothing_was_changed(aws):
+    sqs, queue_url = _queue()
+    missing = queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+    with pytest.raises(SystemExit) as failed:
+        main(["dlq", "redrive", "--queue-url", missing])
+    message = _one_error_line(failed)
+    assert "queue does not exist" in message and message.endswith("; nothing was changed"), message
+
+
 def test_a_batch_description_of_a_deleted_stream_is_kept_and_the_rest_re_driven(aws, capsys):
     sqs, queue_url = _queue()
     stream = aws.streams["EventStream"].name
