@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 import pytest
 
 from streamrec.local.stack import LocalStack
+from tests.hours import clear_of_the_hours_end
 
 from .support import ApiClient, make_event
 
@@ -142,7 +142,7 @@ def test_trending_and_demand_show_what_the_pipeline_just_saw(loaded: LocalStack,
     hourly bucket, whatever the minute the test runs at), in a category of their own:
     velocity = (count + 5) / 5, so trend-b (5 views, a cart and a purchase: 8.5 weighted
     events) leads trend-a (6 views)."""
-    hour = int(time.time()) // 3600 * 3600
+    hour = int(clear_of_the_hours_end(120)) // 3600 * 3600
     kinds = [("trend-a", "view")] * 6 + [("trend-b", "view")] * 5
     kinds += [("trend-b", "add_to_cart"), ("trend-b", "purchase")]
     loaded.put_events(

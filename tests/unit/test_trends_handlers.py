@@ -4,10 +4,10 @@ through the ingest and similarity handlers, then the API answers; bad input gets
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
+from tests.hours import clear_of_the_hours_end
 from tests.unit.conftest import FakeLambdaContext, import_handler, kinesis_event, load_event
 
 
@@ -57,7 +57,7 @@ def _get(api, name: str, query: dict | None = None, item_id: str | None = None) 
 
 
 def test_trending_and_demand_routes(aws):
-    now = time.time()
+    now = clear_of_the_hours_end(60)
     ingest = import_handler("ingest")
     event = kinesis_event(_fresh_events(now))
     assert ingest.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
