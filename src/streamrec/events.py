@@ -172,6 +172,13 @@ class UserEvent(BaseModel):
         if self.event_type == COUPON_REDEEMED:
             if self.coupon_id is None:
                 raise ValueError("coupon_redeemed needs a coupon_id")
+        elif self.coupon_id is not None:
+            # Not ignored: a shop sending "bought with coupon X" on its purchases would see
+            # no error while no redemption was ever counted (budgets, per-user limits).
+            raise ValueError(
+                f"coupon_id on a {self.event_type} event: redemptions are counted only from "
+                "coupon_redeemed events; send one for the coupon and leave coupon_id off this event"
+            )
         elif not self.item_id:
             raise ValueError("item_id: Field required")
         return self

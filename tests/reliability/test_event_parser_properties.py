@@ -150,6 +150,12 @@ GOOD = {"event_id": "e1", "event_type": "view", "user_id": "u", "item_id": "i", 
             "coupon_redeemed (user events) or item_upsert (catalog records), got 'click'",
         ),
         ({"event_type": "coupon_redeemed"}, "schema violation: event: coupon_redeemed needs a coupon_id"),
+        # Not ignored: no redemption would ever be counted, and nothing would say so.
+        (
+            {"event_type": "purchase", "coupon_id": "camping-10"},
+            "schema violation: event: coupon_id on a purchase event: redemptions are counted only from "
+            "coupon_redeemed events; send one for the coupon and leave coupon_id off this event",
+        ),
         ({"price": "12"}, "schema violation: price: must be a JSON number, not a string"),
         ({"price": True}, "schema violation: price: must be a JSON number, not a boolean"),
         ({"quantity": True}, "schema violation: quantity: must be a whole JSON number, not a boolean"),
