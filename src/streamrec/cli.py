@@ -1540,9 +1540,11 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
         for coupon_id, spec in coupons:
             # Pruned once below, not per coupon: thousands in one scope would each read it.
             stored = repository.put(coupon_id, spec)
-            if stored.redeemed:
+            if stored.redeemed or stored.refused:  # remaining = budget - redeemed - refused
+                refused = f", {stored.refused} refused past the budget" if stored.refused else ""
                 kept.append(
-                    f"{coupon_id}: remaining {stored.remaining} of {spec.budget} ({stored.redeemed} redeemed)"
+                    f"{coupon_id}: remaining {stored.remaining} of {spec.budget} "
+                    f"({stored.redeemed} redeemed{refused})"
                 )
             state = coupon_state(stored, time.time())
             if state in idle:

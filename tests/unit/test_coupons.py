@@ -845,6 +845,16 @@ def test_coupons_load_shows_progress_and_names_only_the_coupons_that_keep_redemp
         f"loaded 22 coupon(s) into {table}",
     ]
     assert "22 redefined coupon(s) keep the redemptions already counted:" in lines
+    # Redemptions refused past the budget count against a redefinition too: named with them.
+    single = tmp_path / "single.json"
+    single.write_text(json.dumps({**LOAD_RECORD, "coupon_id": "once", "budget": 1}))
+    assert main(["coupons", "load", str(single), "--table", table]) == 0
+    for sequence in ("1", "2"):
+        repository.redeem("once", sequence.rjust(56, "0"), "shardId-000000000000")
+    single.write_text(json.dumps({**LOAD_RECORD, "coupon_id": "once", "budget": 5}))
+    capsys.readouterr()
+    assert main(["coupons", "load", str(single), "--table", table]) == 0
+    assert "  once: remaining 3 of 5 (1 redeemed, 1 refused past the budget)" in capsys.readouterr().out
 
 
 def test_a_category_reason_counts_events_not_items():
