@@ -1304,6 +1304,32 @@ def test_an_item_list_coupon_with_nothing_in_stock_is_not_offered():
     assert offered == {"tent-or-stove", "camping"}
 
 
+def test_an_item_list_coupon_is_ranked_by_its_in_stock_items_alone():
+    # The user looked only at the lantern, which is out of stock: a coupon for the lantern
+    # and a tent is no offer for them (the tent they never looked at), and the reason must
+    # not point at what cannot be bought. Once they look at the tent, it is offered for it.
+    from streamrec.domain.model import OUT_OF_STOCK_ROW, HistoryItem
+
+    repository = InMemoryCouponRepository()
+    repository.put("lantern-or-tent", spec(scope={"items": ["lantern", "tent"]}))
+    state = user(camping=1.0)
+    state.items = [HistoryItem("lantern", 3.0, 3.0, NOW, "add_to_cart")]
+    state.cart = ["lantern"]
+    similarity = _popular_categories()
+    similarity.put_list(OUT_OF_STOCK_ROW, PopularList(items=[("lantern", NOW)]))
+    service = CouponService(
+        replace(SETTINGS, coupon_fill="none"), InMemoryUserRepository(), repository, similarity=similarity
+    )
+    assert service.for_state(state, 3, NOW) == []
+    state.items.append(HistoryItem("tent", 1.0, 1.0, NOW - 3600, "view"))
+    [offered] = service.for_state(state, 3, NOW)
+    assert offered.reasons == ["it applies to tent, which you viewed"]
+    # In stock again: the lantern (the stronger interest) is the reason.
+    similarity.put_list(OUT_OF_STOCK_ROW, replace(similarity.get_list(OUT_OF_STOCK_ROW), items=[]))
+    [offered] = service.for_state(state, 3, NOW)
+    assert offered.reasons == ["it applies to lantern, which you added to your cart"]
+
+
 def test_the_stock_check_reads_through_the_apis_cached_path():
     # get_list is the similarity function's consistent compare-and-swap read: the API's
     # coupons must read #out_of_stock as the recommendations do, through the cache.

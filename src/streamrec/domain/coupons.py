@@ -28,6 +28,7 @@ scored (0): they follow in the order of :func:`popular_fill`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
@@ -495,10 +496,10 @@ class _RecentItems:
 
 
 def _item_scope_features(
-    scope_items: Iterable[str], state: UserState, recent: _RecentItems
+    scope_items: Iterable[str], state: UserState, recent: _RecentItems, out_of_stock: AbstractSet[str]
 ) -> tuple[float, list[float]]:
     factors = recent.factors
-    wanted = set(scope_items)
+    wanted = set(scope_items) - out_of_stock
     held = [e for e in state.items if e.item_id in wanted]
     affinity = sum(e.affinity * factors[e.item_id] for e in held)
     decayed = [sum(factors[e.item_id] for e in held if e.kind == kind) for kind in DECAYED_TYPES]
@@ -514,9 +515,15 @@ def _item_scope_features(
 
 
 def scope_features(
-    coupons: Sequence[Coupon], state: UserState, now: float, settings: Settings
+    coupons: Sequence[Coupon],
+    state: UserState,
+    now: float,
+    settings: Settings,
+    out_of_stock: AbstractSet[str] = frozenset(),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The user's engagement with each coupon's scope: ``(affinity, features)``.
+    """The user's engagement with each coupon's scope: ``(affinity, features)``. An item
+    list's engagement leaves out its ``out_of_stock`` items: the coupon cannot be used on
+    them, so the user's interest in them is no reason to offer it.
 
     Returns:
         ``affinity`` shape (n,): the decayed affinity to the scope (0 = not one of the
@@ -533,18 +540,20 @@ def scope_features(
             rows.append(by_category.get(scope.category, absent))
         else:
             recent = recent or _RecentItems.of(state, now, settings)
-            rows.append(_item_scope_features(scope.items or (), state, recent))
+            rows.append(_item_scope_features(scope.items or (), state, recent, out_of_stock))
     affinity = np.array([a for a, _ in rows], dtype=np.float64)
     features = np.array([row for _, row in rows], dtype=np.float64).reshape(len(rows), len(COUPON_FEATURES))
     return affinity, features
 
 
-def _reason(coupon: Coupon, state: UserState, now: float, settings: Settings) -> str:
+def _reason(
+    coupon: Coupon, state: UserState, now: float, settings: Settings, out_of_stock: AbstractSet[str]
+) -> str:
     scope = coupon.spec.scope
     if scope.category is not None:
         return category_reason(scope.category, state.categories.get(scope.category))
     items = _item_affinities(state, now, settings)
-    held = [(items[i], i) for i in scope.items or () if i in items]
+    held = [(items[i], i) for i in scope.items or () if i in items and i not in out_of_stock]
     best = max(held)[1] if held else ""
     entry = state.find(best) if best else None
     kind = shown_kind(entry, state.cart) if entry else ""
@@ -555,17 +564,23 @@ def _reason(coupon: Coupon, state: UserState, now: float, settings: Settings) ->
 
 
 def rank_coupons(
-    coupons: Iterable[Coupon], state: UserState | None, now: float, k: int, settings: Settings
+    coupons: Iterable[Coupon],
+    state: UserState | None,
+    now: float,
+    k: int,
+    settings: Settings,
+    out_of_stock: AbstractSet[str] = frozenset(),
 ) -> list[OfferedCoupon]:
     """The user's top-k offered coupons, best first (ties by coupon id), each with its reason.
 
     Relevance is the coupon model's probability that the user buys in the scope soon
     (``coupon_ranking="model"``) or the decayed affinity (``"affinity"``); coupons outside
-    the user's scopes (no affinity) are left out (``CouponService`` may fill with them)."""
+    the user's scopes (no affinity; for an item list, none with its in-stock items: see
+    :func:`scope_features`) are left out (``CouponService`` may fill with them)."""
     candidates = sorted((c for c in coupons if eligible(c, state, now)), key=lambda c: c.coupon_id)
     if state is None or not candidates:
         return []
-    affinity, features = scope_features(candidates, state, now, settings)
+    affinity, features = scope_features(candidates, state, now, settings, out_of_stock)
     relevance = affinity
     if settings.coupon_ranking == "model":
         propensity = coupon_propensity(features, np.array(settings.coupon_model))
@@ -573,7 +588,9 @@ def rank_coupons(
     values = np.array([c.relative_value(settings.coupon_reference_spend) for c in candidates])
     scores = coupon_scores(relevance, values, settings.coupon_value_weight)
     chosen = [(candidates[int(index)], float(scores[index])) for index in top_k(scores, k)]
-    return [_offer(coupon, score, _reason(coupon, state, now, settings)) for coupon, score in chosen]
+    return [
+        _offer(coupon, score, _reason(coupon, state, now, settings, out_of_stock)) for coupon, score in chosen
+    ]
 
 
 def popular_fill(
@@ -660,22 +677,20 @@ class CouponService:
         coupon_ids = self.coupons.in_scope(keys)
         if not coupon_ids:
             return []
-        return rank_coupons(
-            self._in_stock(self.coupons.get_many(coupon_ids).values()), state, now, k, self.settings
-        )
+        coupons = list(self.coupons.get_many(coupon_ids).values())
+        return rank_coupons(coupons, state, now, k, self.settings, self._out_of_stock(coupons))
 
-    def _in_stock(self, coupons: Iterable[Coupon]) -> list[Coupon]:
-        """``coupons`` but the item-list ones none of whose items is in stock (the
-        ``#out_of_stock`` set: one read, through the warm-container cache, and only when an
-        item-list coupon is among them); a category coupon is never left out for stock."""
-        coupons = list(coupons)
+    def _out_of_stock(self, coupons: Sequence[Coupon]) -> set[str]:
+        """The ``#out_of_stock`` set (one read, through the warm-container cache), read only
+        when an item-list coupon is among ``coupons``: an item list is ranked by the user's
+        interest in its in-stock items alone, so one with none in stock is never offered; a
+        category coupon is never left out for stock."""
         if self.similarity is None or not any(c.spec.scope.items for c in coupons):
-            return coupons
+            return set()
         # The API's read path (BatchGetItem, warm-container cache), not get_list's
         # consistent compare-and-swap read.
         _, lists = self.similarity.get_many([], [OUT_OF_STOCK_ROW])
-        out = {item for item, _ in lists[OUT_OF_STOCK_ROW].items} if OUT_OF_STOCK_ROW in lists else set()
-        return [c for c in coupons if not c.spec.scope.items or not set(c.spec.scope.items) <= out]
+        return {item for item, _ in lists[OUT_OF_STOCK_ROW].items} if OUT_OF_STOCK_ROW in lists else set()
 
     def _fill(
         self, popular: SimilarityRepository, state: UserState | None, k: int, now: float, offered: set[str]
