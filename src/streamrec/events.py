@@ -156,6 +156,23 @@ class UserEvent(BaseModel):
         None
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_basket_id(cls, data: Any) -> Any:
+        # Both names given with different values: which basket was meant is a guess (the
+        # alias would silently take basket_id).
+        if (
+            isinstance(data, dict)
+            and data.get("basket_id") is not None
+            and data.get("order_id") is not None
+            and data["basket_id"] != data["order_id"]
+        ):
+            raise ValueError(
+                f"basket_id {quoted(data['basket_id'], 40)} and order_id {quoted(data['order_id'], 40)} "
+                "differ: give one of them (order_id is another name for basket_id)"
+            )
+        return data
+
     @field_validator("event_type", mode="before")
     @classmethod
     def _known_type(cls, value: Any) -> Any:

@@ -150,6 +150,10 @@ GOOD = {"event_id": "e1", "event_type": "view", "user_id": "u", "item_id": "i", 
             "coupon_redeemed (user events) or item_upsert (catalog records), got 'click'",
         ),
         ({"event_type": "coupon_redeemed"}, "schema violation: event: coupon_redeemed needs a coupon_id"),
+        (
+            {"event_type": "purchase", "basket_id": "cart-9", "order_id": "o-1"},
+            'schema violation: event: basket_id "cart-9" and order_id "o-1" differ: give one of them',
+        ),
         # Not ignored: no redemption would ever be counted, and nothing would say so.
         (
             {"event_type": "purchase", "coupon_id": "camping-10"},

@@ -20,13 +20,15 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
 
     Returns (pair_counts {i: {j: c_ij}}, item_weight {i: c_ii}, event_counts {i: {type: n}},
     late {indices of the late events}, leaves {indices of the remove_from_cart events that
-    took their item out of the cart}). The cart: add_to_cart puts an item in,
+    took their item out of the cart}, checkouts {indices of the purchases of an item the
+    cart held}). The cart: add_to_cart puts an item in,
     remove_from_cart and purchase take it out; a late event puts nothing in, and takes its
     item out only when no window item shows a newer event on it.
     """
     windows: dict[str, list[list]] = defaultdict(list)  # [item, a_ui, its newest event time]
     carts: dict[str, list[str]] = defaultdict(list)
     leaves: set[int] = set()
+    checkouts: set[int] = set()
     seen_ids: dict[str, set] = defaultdict(set)
     pairs: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     norms: dict[str, float] = defaultdict(float)
@@ -42,6 +44,8 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
         when = float(event["timestamp"])
         cart, kind = carts[user], event["event_type"]
         removal = kind in ("remove_from_cart", "purchase") and item in cart
+        if kind == "purchase" and item in cart:
+            checkouts.add(index)
         if window and when < max(s[2] for s in window) - late_seconds:
             late.add(index)
             removal = removal and not any(s[0] == item and s[2] > when for s in window)
@@ -76,7 +80,7 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
                 if gain > 0:
                     pairs[item][other] += gain
                     pairs[other][item] += gain
-    return pairs, norms, counts, late, leaves
+    return pairs, norms, counts, late, leaves, checkouts
 
 
 def reference_rows(pairs, norms, measure, k):
@@ -104,11 +108,14 @@ def reference_rows(pairs, norms, measure, k):
     return rows
 
 
-def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozenset()):
+def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozenset(), checkouts=frozenset()):
     """Basket co-occurrence from scratch: add_to_cart/purchase events sharing a basket_id,
-    or (without one) a user's such events at most ``gap_seconds`` after the basket's latest
-    one, form a basket that counts its first ``kept`` distinct items, each once. The
-    ``late`` events (indices, see reference_counts) join none. A remove_from_cart that took
+    or (without one) a user's such events all within ``gap_seconds`` of each other, form a
+    basket that counts its first ``kept`` distinct items, each once. A purchase of an item
+    the cart held (``checkouts``, see reference_counts) that the current basket holds and
+    has not counted bought, while that basket is not over, joins it whatever its id, and
+    the basket takes that id (when it has one). The ``late`` events (indices, see
+    reference_counts) join none. A remove_from_cart that took
     its item out of the cart (``leaves``, see reference_counts) takes it out of the current
     basket and back from the counts, unless the basket is implicit and over (its latest
     event more than ``gap_seconds`` before) or a purchase counted the item in it; a basket
@@ -117,7 +124,8 @@ def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozen
     Returns (pairs {i: {j: baskets with both}}, baskets_of {i: baskets with i}, baskets).
     """
     seen_ids: dict[str, set] = defaultdict(set)
-    current: dict[str, tuple[str, float, list[str], set[str]]] = {}  # id, time, items, bought
+    # id, latest time, items, bought, earliest time
+    current: dict[str, tuple[str, float, list[str], set[str], float]] = {}
     pairs: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     counts: dict[str, float] = defaultdict(float)
     total = 0
@@ -146,10 +154,23 @@ def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozen
             continue
         if event["event_type"] not in ("add_to_cart", "purchase") or index in late:
             continue
-        if basket and basket[2] and basket[0] == key and (key or when - basket[1] <= gap_seconds):
-            basket = (key, max(basket[1], when), basket[2], basket[3])
+        if not basket or not basket[2]:
+            same = False
+        elif basket[0] == key:
+            same = bool(key) or max(basket[1], when) - min(basket[4], when) <= gap_seconds
         else:
-            basket = (key, when, [], set())
+            same = (
+                event["event_type"] == "purchase"
+                and index in checkouts
+                and item in basket[2]
+                and item not in basket[3]
+                and (bool(basket[0]) or when - basket[1] <= gap_seconds)
+            )
+        if same:
+            assert basket is not None
+            basket = (key or basket[0], max(basket[1], when), basket[2], basket[3], min(basket[4], when))
+        else:
+            basket = (key, when, [], set(), when)
             total += 1
         current[user] = basket
         if event["event_type"] == "purchase" and (item in basket[2] or len(basket[2]) < kept):

@@ -514,3 +514,77 @@ def test_a_late_removal_that_empties_the_cart_leaves_the_basket_too():
     engine.ingest(events)
     assert engine.users.get("u").cart == ["sock"]
     assert {j: c for j, c in engine.cooccurrence.get_rows(["#b:sock"])["#b:sock"].items() if c} == {}
+
+
+def _pairs(engine: InMemoryEngine, *items: str) -> dict[str, dict[str, float]]:
+    rows = engine.cooccurrence.get_rows([f"#b:{item}" for item in items])
+    return {name: {j: c for j, c in row.items() if c} for name, row in rows.items()}
+
+
+@pytest.mark.parametrize("cart_id", [None, "cart-1"], ids=["cart-without-id", "cart-id"])
+def test_a_checkout_with_an_order_id_completes_the_carts_basket(cart_id):
+    # The common producer: cart adds without an id (or with a cart id), then the purchases
+    # with the order's id. One basket, not two (each pair was counted twice, N too); a cart
+    # item left behind and taken out after the checkout leaves that same basket.
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    engine.ingest(
+        [
+            _purchase(0, "u", "a", cart_id, kind="add_to_cart", at=0),
+            _purchase(1, "u", "b", cart_id, kind="add_to_cart", at=1),
+            _purchase(2, "u", "c", cart_id, kind="add_to_cart", at=2),
+            _purchase(3, "u", "a", "o-1", at=3),
+            _purchase(4, "u", "b", "o-1", at=4),
+            _purchase(5, "u", "d", "o-1", at=5),  # bought at once, never carted: the same order
+            _purchase(6, "u", "c", None, kind="remove_from_cart", at=6),
+        ]
+    )
+    assert _pairs(engine, "a", "c") == {"#b:a": {"b": 1.0, "d": 1.0}, "#b:c": {}}
+    stats = engine.item_stats.get_many(["a", "b", "c", "d", "#totals"])
+    assert {i: s.baskets for i, s in stats.items()} == {"a": 1, "b": 1, "c": 0, "d": 1, "#totals": 1}
+    # The next order is a basket of its own, whatever it holds.
+    engine.ingest([_purchase(7, "u", "a", "o-2", at=100), _purchase(8, "u", "e", "o-2", at=101)])
+    assert _pairs(engine, "e") == {"#b:e": {"a": 1.0}}
+    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 2
+
+
+def test_invoices_of_items_never_carted_stay_apart():
+    # Purchases alone (no cart events), each invoice its own id: an item bought again on a
+    # later invoice does not pull that invoice into the earlier one.
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    engine.ingest(
+        [
+            _purchase(0, "u", "a", "inv-1", at=0),
+            _purchase(1, "u", "b", "inv-1", at=1),
+            _purchase(2, "u", "a", "inv-2", at=2),
+            _purchase(3, "u", "c", "inv-2", at=3),
+        ]
+    )
+    assert _pairs(engine, "b", "c") == {"#b:b": {"a": 1.0}, "#b:c": {"a": 1.0}}
+    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 2
+
+
+def test_an_implicit_basket_spans_at_most_the_gap():
+    # A shopper buying every 20 hours (gap 24): each purchase is within the gap of the last,
+    # but weeks apart from the first. Before, it all was one basket, which stopped counting
+    # at its 50th item; now two purchases 20 hours apart share one, the third starts anew.
+    day = 86_400
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    engine.ingest([_purchase(n, "u", f"i{n}", None, at=n * 20 * 3600) for n in range(60)])
+    assert _pairs(engine, "i0", "i55") == {"#b:i0": {"i1": 1.0}, "#b:i55": {"i54": 1.0}}
+    stats = engine.item_stats.get_many(["i0", "i55", "#totals"])
+    assert {i: s.baskets for i, s in stats.items()} == {"i0": 1, "i55": 1, "#totals": 30}
+    # An event stamped before the basket joins it only within the gap of its latest event.
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    engine.ingest(
+        [
+            _purchase(0, "v", "a", None, at=30 * 3600),
+            _purchase(1, "v", "b", None, at=30 * 3600 + 60),
+            _purchase(2, "v", "c", None, at=0),  # arrives after them: 30 hours older
+            _purchase(3, "v", "d", None, at=day),  # 6 hours before a: within the gap
+        ]
+    )
+    assert _pairs(engine, "a", "c", "d") == {
+        "#b:a": {"b": 1.0},
+        "#b:c": {"d": 1.0},  # c opened a basket of its own, which d joined
+        "#b:d": {"c": 1.0},
+    }

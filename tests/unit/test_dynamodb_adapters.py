@@ -197,6 +197,12 @@ def test_user_rows_keep_the_items_bought_in_the_basket_and_older_rows_still_read
     item["basket"] = {"S": json.dumps(["o1", 5.0, ["a", "x"]])}  # before purchases were marked
     read = user_from_item(item)
     assert (read.basket_id, read.basket, read.basket_bought) == ("o1", ["a", "x"], [])
+    # The basket's earliest event is kept; a row from before it reads its latest instead.
+    state.basket_start = 2.0
+    read = user_from_item(user_to_item(state, 1))
+    assert (read.basket_time, read.basket_start, read.basket_bought) == (5.0, 2.0, ["x"])
+    item["basket"] = {"S": json.dumps(["o1", 5.0, ["a", "x"], ["x"]])}
+    assert user_from_item(item).basket_start == 5.0
 
 
 def test_similarity_rows_written_before_support_keep_the_neighbour_count_rule():

@@ -294,9 +294,14 @@ def _apply_to_basket(
     """Count basket co-occurrence: each basket adds 1 to b_i for each distinct item it holds
     and 1 to c^b_ij for each pair, so a re-applied event (item already in the basket)
     changes nothing. A basket is the events sharing a ``basket_id``; events without one
-    join the user's current implicit basket while at most ``basket_gap_hours`` apart. An
-    item taken out of the cart (``remove_from_cart`` of an item the cart held) leaves the
-    current basket, which takes back what it counted for it: a size swapped for another
+    join the user's current implicit basket while all of them lie within
+    ``basket_gap_hours`` (of its earliest and latest events), so a shopper buying every day
+    starts a basket each day instead of growing one for weeks. The purchase of an item the
+    cart held in the current basket completes that basket whatever id it carries (an
+    ``order_id`` at checkout after cart adds without one, or under a cart id), which takes
+    the order's id: counted as a basket of its own, every checkout counted its pairs twice.
+    An item taken out of the cart (``remove_from_cart`` of an item the cart held) leaves
+    the current basket, which takes back what it counted for it: a size swapped for another
     was never bought with it. ``was_in_cart``: whether the cart held the item before the
     event."""
     if event.event_type == "remove_from_cart":
@@ -306,16 +311,30 @@ def _apply_to_basket(
     if event.event_type not in BASKET_EVENT_TYPES:
         return
     basket_id = event.basket_id or ""
-    same = (
-        bool(state.basket)
-        and state.basket_id == basket_id
-        and (basket_id != "" or event.timestamp - state.basket_time <= settings.basket_gap_seconds)
-    )
+    item, when = event.item_id, event.timestamp
+    if not state.basket:
+        same = False
+    elif state.basket_id == basket_id:
+        same = basket_id != "" or (
+            max(state.basket_time, when) - min(state.basket_start, when) <= settings.basket_gap_seconds
+        )
+    else:
+        same = (
+            event.event_type == PURCHASE
+            and was_in_cart
+            and item in state.basket
+            and item not in state.basket_bought
+            and not _basket_closed(state, event, settings)
+        )
+        if same and basket_id:
+            state.basket_id = basket_id  # the order's id: its other purchases join it too
     if not same:
         state.basket_id, state.basket, state.basket_bought = basket_id, [], []
+        state.basket_time = state.basket_start = when
         plan.item_stats[TOTALS_ROW].append((seq, BASKETS, 1.0))
-    state.basket_time = max(state.basket_time, event.timestamp) if same else event.timestamp
-    item = event.item_id
+    else:
+        state.basket_time = max(state.basket_time, when)
+        state.basket_start = min(state.basket_start, when)
     if (
         event.event_type == PURCHASE
         and item not in state.basket_bought

@@ -161,10 +161,12 @@ class UserState:
     categories: dict[str, CategoryAffinity] = field(default_factory=dict)
     redemptions: dict[str, int] = field(default_factory=dict)
     # The current basket: its id ("" = implicit, by time gap), its distinct items counted
-    # (oldest first: the first ``basket_items_kept``) and the time of its last event.
+    # (oldest first: the first ``basket_items_kept``) and the times of its latest and of its
+    # earliest event (rows written before the earliest was kept read it as the latest).
     basket_id: str = ""
     basket: list[str] = field(default_factory=list)
     basket_time: float = 0.0
+    basket_start: float = 0.0
     # The items of the current basket a purchase has counted: a removal never takes them back.
     basket_bought: list[str] = field(default_factory=list)
     # Events applied, by type (the profile's counts).
@@ -189,6 +191,7 @@ class UserState:
             basket_id=self.basket_id,
             basket=list(self.basket),
             basket_time=self.basket_time,
+            basket_start=self.basket_start,
             basket_bought=list(self.basket_bought),
             event_counts=dict(self.event_counts),
             trend_counted=dict(self.trend_counted),

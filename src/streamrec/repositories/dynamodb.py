@@ -397,7 +397,11 @@ def user_to_item(state: UserState, version: int) -> dict[str, Any]:
             )
         },
         "redemptions": {"S": _json(state.redemptions)},
-        "basket": {"S": _json([state.basket_id, state.basket_time, state.basket, state.basket_bought])},
+        "basket": {
+            "S": _json(
+                [state.basket_id, state.basket_time, state.basket, state.basket_bought, state.basket_start]
+            )
+        },
         "event_counts": {"S": _json(state.event_counts)},
         "trend": {"S": _json([[item, hour, weight] for (item, hour), weight in state.trend_counted.items()])},
     }
@@ -425,8 +429,9 @@ def _trend_memory(item: dict[str, Any]) -> dict[tuple[str, int], float]:
 
 
 def user_from_item(item: dict[str, Any]) -> UserState:
-    # (Rows written before purchases were marked hold 3 fields.)
-    basket_id, basket_time, basket, *bought = json.loads(item.get("basket", {}).get("S", '["",0.0,[]]'))
+    # (Rows written before purchases were marked hold 3 fields, before the basket's earliest
+    # event was kept 4: its latest stands in.)
+    basket_id, basket_time, basket, *rest = json.loads(item.get("basket", {}).get("S", '["",0.0,[]]'))
     return UserState(
         user_id=item["user_id"]["S"],
         items=[HistoryItem(*entry) for entry in json.loads(item["items"]["S"])],
@@ -443,7 +448,8 @@ def user_from_item(item: dict[str, Any]) -> UserState:
         basket_id=basket_id,
         basket=basket,
         basket_time=float(basket_time),
-        basket_bought=bought[0] if bought else [],
+        basket_start=float(rest[1]) if len(rest) > 1 else float(basket_time),
+        basket_bought=rest[0] if rest else [],
         event_counts=json.loads(item.get("event_counts", {}).get("S", "{}")),
         trend_counted=_trend_memory(item),
     )
