@@ -303,6 +303,40 @@ def test_a_new_item_is_merged_into_its_neighbours_lists():
     assert pipeline.similarity.rows["tent-2p"].content[0].item_id == "tent-3p"
 
 
+def test_an_item_renamed_away_leaves_its_former_look_alikes_lists():
+    # The beans become a camping pot: nothing of the grinder left in them. The grinder's
+    # list dropped them only when the grinder's own record changed; a list rebuilt for
+    # co-occurrence kept them, with their old score and category, for good.
+    pipeline = Pipeline()
+    pipeline.send(CATALOG)
+    assert [n.item_id for n in pipeline.similarity.rows["grinder"].content] == ["beans"]
+    before = {n.item_id: n.score for n in pipeline.similarity.rows["stove"].content}
+    pipeline.send([upsert("beans", "Titanium camping pot", "camping", at=10, tags=["cookware"])])
+    assert pipeline.similarity.rows["grinder"].content == []
+    assert [
+        i.item_id for i in pipeline.recommendations.similar_items("grinder", 5).items if i.source == "content"
+    ] == []
+    # Now a camping item: in the stove's list (camping), under its new category.
+    stove = {n.item_id: n for n in pipeline.similarity.rows["stove"].content}
+    assert stove["beans"].category == "camping" and "beans" not in before
+
+
+@pytest.mark.parametrize("merge_limit", [20, 1])
+def test_a_former_look_alike_keeps_the_item_with_its_new_score_and_category(merge_limit):
+    # Still alike after the change, but less so and in another category: the entry in the
+    # former look-alike's list says so (its filters read the category there), also when the
+    # grinder is no longer among the closest items the beans are merged into.
+    pipeline = Pipeline(Settings(content_merge_limit=merge_limit))
+    pipeline.send(CATALOG)
+    old = {n.item_id: n for n in pipeline.similarity.rows["grinder"].content}["beans"]
+    # (With a merge limit of 1 the beans now go into the stove's list alone.)
+    pipeline.send([upsert("beans", "Coffee beans for the camping stove", "camping", at=10, tags=["cooking"])])
+    assert [n.item_id for n in pipeline.similarity.rows["beans"].content][:2] == ["stove", "grinder"]
+    new = {n.item_id: n for n in pipeline.similarity.rows["grinder"].content}["beans"]
+    assert new.category == "camping" and 0 < new.score < old.score
+    assert new.score == {n.item_id: n.score for n in pipeline.similarity.rows["beans"].content}["grinder"]
+
+
 def test_an_early_items_norm_is_computed_again_once_the_catalog_has_grown():
     # The kids' shoe is written first, into a catalog of one item, where every idf is 1: the
     # norm of its 5 tokens is √5. Kept, that norm would give the kids' shoe a cosine to a

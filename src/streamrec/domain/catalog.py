@@ -329,8 +329,14 @@ class ContentIndex:
     catalog: CatalogRepository
     similarity: SimilarityRepository
 
-    def neighbours(self, items: Mapping[str, CatalogItem]) -> dict[str, list[Neighbour]]:
-        """The content neighbours of each of ``items`` (their stored records)."""
+    def neighbours(
+        self, items: Mapping[str, CatalogItem], rescore: Mapping[str, Sequence[str]] | None = None
+    ) -> tuple[dict[str, list[Neighbour]], dict[str, dict[str, float]]]:
+        """The content neighbours of each of ``items`` (their stored records), and the cosine
+        of each item with the items ``rescore`` names for it, whether or not they are among
+        its neighbours (0 for an item without a record): what its old neighbours' rows
+        should now say of it."""
+        rescore = rescore or {}
         settings = self.settings
         tokens = {t for item in items.values() for t in item.terms}
         postings = self.catalog.postings(tokens)
@@ -355,33 +361,42 @@ class ContentIndex:
             df = np.array([postings[t].count for t in usable], dtype=np.float64)
             pre = overlap_scores(shared, idf(df, documents))
             shortlist[item_id] = [candidates[i] for i in top_k(pre, settings.content_candidates)]
-        records = self._with_current_norms(
-            self.catalog.get_many({c for chosen in shortlist.values() for c in chosen}), postings, documents
-        )
+        wanted = {c for chosen in shortlist.values() for c in chosen}
+        wanted |= {c for item_id in items for c in rescore.get(item_id, ())}
+        records = self._with_current_norms(self.catalog.get_many(wanted), postings, documents)
         result: dict[str, list[Neighbour]] = {}
+        rescored: dict[str, dict[str, float]] = {}
         for item_id, item in items.items():
             chosen = [c for c in shortlist[item_id] if c in records]
-            if not chosen:
+            again = [c for c in dict.fromkeys(rescore.get(item_id, ())) if c != item_id]
+            rescored[item_id] = dict.fromkeys(again, 0.0)
+            extra = [c for c in again if c in records and c not in chosen]
+            if not chosen and not extra:
                 result[item_id] = []
                 continue
             tokens_x = sorted(item.terms)
             df = np.array([max(postings.get(t, NO_POSTING).count, 1) for t in tokens_x], dtype=np.float64)
             weights = idf(df, documents)
+            scored = chosen + extra
             counts = np.array(
-                [[records[c].terms.get(t, 0) for t in tokens_x] for c in chosen], dtype=np.float64
+                [[records[c].terms.get(t, 0) for t in tokens_x] for c in scored], dtype=np.float64
             )
-            scores = content_cosine(
+            all_scores = content_cosine(
                 np.array([item.terms[t] for t in tokens_x], dtype=np.float64),
                 counts,
                 weights,
-                np.array([records[c].norm for c in chosen]),
+                np.array([records[c].norm for c in scored]),
             )
+            rescored[item_id].update(
+                (c, round(float(all_scores[i]), 6)) for i, c in enumerate(scored) if c in rescored[item_id]
+            )
+            scores = all_scores[: len(chosen)]  # the list is chosen among the shortlist alone
             result[item_id] = [
                 Neighbour(chosen[i], round(float(scores[i]), 6), records[chosen[i]].category or None)
                 for i in top_k(scores, settings.content_per_item)
                 if scores[i] >= settings.content_min_similarity
             ]
-        return result
+        return result, rescored
 
     def _with_current_norms(
         self, records: dict[str, CatalogItem], postings: Mapping[str, Posting], documents: int
@@ -411,7 +426,9 @@ class ContentIndex:
 
     def update(self, announced: Iterable[str], fresh: Mapping[str, SimilarityRow]) -> list[SimilarityRow]:
         """Recompute the announced items' content lists, merge each item into its closest
-        items' lists, keep the out-of-stock set, and write the rows that changed.
+        items' lists, correct or take it out of its former neighbours' lists (its title,
+        tags or category changed: it may be no longer alike, or alike by another score and
+        under another category), keep the out-of-stock set, and write the rows that changed.
 
         ``fresh``: rows rebuilt earlier in this invocation (newer than what a read returns).
         """
@@ -419,31 +436,50 @@ class ContentIndex:
         if not items:
             return []
         self._update_stock(items)
-        lists = self.neighbours(items)
-        touched = set(lists) | {
-            n.item_id for found in lists.values() for n in found[: self.settings.content_merge_limit]
-        }
-        stored, _ = self.similarity.get_many(sorted(touched - fresh.keys()), consistent=True)
-        rows = {**stored, **{k: v for k, v in fresh.items() if k in touched}}
+        # The items' own rows first: their content lists name the rows that hold them now.
+        own, _ = self.similarity.get_many(sorted(set(items) - fresh.keys()), consistent=True)
+        own.update((k, v) for k, v in fresh.items() if k in items)
+        before = {item_id: [n.item_id for n in own[item_id].content] for item_id in items if item_id in own}
+        lists, rescored = self.neighbours(items, before)
+        limit = self.settings.content_merge_limit
+        merge_into = set(lists) | {n.item_id for found in lists.values() for n in found[:limit]}
+        former = {o for old in before.values() for o in old} - merge_into
+        read = sorted((merge_into | former) - own.keys() - fresh.keys())
+        stored, _ = self.similarity.get_many(read, consistent=True)
+        rows = {**own, **stored, **{k: v for k, v in fresh.items() if k in merge_into | former}}
         now = time.time()
-        for item_id in touched:
+        for item_id in merge_into:
             rows.setdefault(item_id, SimilarityRow(item_id, [], updated_at=now))
         for item_id, found in lists.items():
             rows[item_id].content = found
             rows[item_id].category = items[item_id].category
         for item_id, found in lists.items():
-            for neighbour in found[: self.settings.content_merge_limit]:
+            for neighbour in found[:limit]:
                 if neighbour.item_id in lists:
                     continue  # its own list was just computed in full
-                row = rows[neighbour.item_id]
-                merged = [n for n in row.content if n.item_id != item_id] + [
-                    Neighbour(item_id, neighbour.score, items[item_id].category or None)
-                ]
-                merged.sort(key=lambda n: (-n.score, n.item_id))
-                row.content = merged[: self.settings.content_per_item]
-        written = [rows[item_id] for item_id in sorted(touched)]
+                self._place(rows[neighbour.item_id], item_id, neighbour.score, items[item_id].category)
+        changed = set(merge_into)
+        for item_id, old in before.items():
+            merged = {n.item_id for n in lists[item_id][:limit]}
+            for other in old:
+                row = rows.get(other)
+                if other in lists or other in merged or row is None:
+                    continue  # computed in full, merged above, or no row to correct
+                if any(n.item_id == item_id for n in row.content):
+                    self._place(row, item_id, rescored[item_id].get(other, 0.0), items[item_id].category)
+                    changed.add(other)
+        written = [rows[item_id] for item_id in sorted(changed)]
         self.similarity.put_rows(written)
         return written
+
+    def _place(self, row: SimilarityRow, item_id: str, score: float, category: str) -> None:
+        """``item_id`` in ``row``'s content list with its current ``score`` and ``category``,
+        in score order (out of the list below ``content_min_similarity``)."""
+        kept = [n for n in row.content if n.item_id != item_id]
+        if score >= self.settings.content_min_similarity:
+            kept.append(Neighbour(item_id, score, category or None))
+        kept.sort(key=lambda n: (-n.score, n.item_id))
+        row.content = kept[: self.settings.content_per_item]
 
     def _update_stock(self, items: Mapping[str, CatalogItem]) -> None:
         """Compare-and-swap the ``#out_of_stock`` row with the items' current stock."""
