@@ -278,6 +278,24 @@ def test_a_bisected_batch_counts_each_records_tokens_once():
     assert {t: p.count for t, p in found.items()} == holders
 
 
+def test_an_item_changed_and_changed_back_in_one_batch_counts_its_tokens_once_after_a_bisection():
+    # x is a lamp; one batch renames it to a tent and back (one timestamp: stream order
+    # decides) around y, a tent. The batch applied (x a duplicate of what is stored), then
+    # its user events failed and Lambda bisected it: the first half wrote x as a tent, whose
+    # +1 fell under the guard y had moved, while the second half's -1 did not.
+    from streamrec.domain.catalog import recount
+
+    pipeline = Pipeline()
+    pipeline.send([upsert("x", "Lamp", "c")], sequences=[1])
+    batch = [upsert("x", "Tent", "c"), upsert("y", "Tent", "c"), upsert("x", "Lamp", "c")]
+    pipeline.send(batch, sequences=[2, 3, 4])
+    pipeline.send(batch[:2], sequences=[2, 3])
+    pipeline.send(batch[2:], sequences=[4])
+    assert pipeline.catalog.items["x"].title == "Lamp"
+    assert recount(pipeline.catalog.stored_counts()) == []
+    assert pipeline.catalog.postings(["tent"])["tent"].count == 1
+
+
 # ---- content neighbours ---------------------------------------------------------------------
 
 

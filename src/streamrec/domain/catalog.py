@@ -232,22 +232,26 @@ class CatalogService:
                 # item's records share a shard, their partition key being its id), e.g. two
                 # lines of one `catalog load` file that fell into different batches.
                 writes.append((record, new, old))
+        # Each item's records of the batch, in stream order (a written item's latest one as
+        # built above), from which its tokens' counts of holders change record by record.
+        # Every item's, not only the written ones': an item whose latest record is the
+        # stored one may have changed in between (Lamp, Tent, Lamp), and a bisected retry
+        # of the half holding the change alone writes it; its counts must then be those
+        # this attempt counted under the same sequence numbers, or the guards (moved past
+        # the change by another item's record) would take its +1 as done and not its -1.
+        built = {new.sequence: new for _, new, _ in writes}
+        chains: dict[str, list[CatalogItem]] = defaultdict(list)
+        for record in sorted(records, key=lambda r: r.sequence):
+            chains[record.upsert.item_id].append(built.get(record.sequence) or _as_stored(record, shard))
+        gathered: dict[str, list[Delta]] = defaultdict(list)
+        for item_id in sorted(latest):
+            for token, token_deltas in holder_deltas(stored.get(item_id), chains[item_id]).items():
+                gathered[token] += token_deltas
+        counts = {token: sorted(d) for token, d in gathered.items()}
         if writes:
-            # Each written item's records of the batch, in stream order (its latest one as
-            # built above), from which its tokens' counts of holders change record by record.
-            built = {new.sequence: new for _, new, _ in writes}
-            written = {new.item_id for new in built.values()}
-            chains: dict[str, list[CatalogItem]] = defaultdict(list)
-            for record in sorted(records, key=lambda r: r.sequence):
-                if record.upsert.item_id in written:
-                    chains[record.upsert.item_id].append(
-                        built.get(record.sequence) or _as_stored(record, shard)
-                    )
-            counts: dict[str, list[Delta]] = defaultdict(list)
-            for _, new, old in writes:
-                for token, token_deltas in holder_deltas(old, chains[new.item_id]).items():
-                    counts[token] += token_deltas
-            self._write(writes, {token: sorted(d) for token, d in counts.items()}, shard)
+            self._write(writes, counts, shard)
+        elif counts:
+            self.catalog.count_postings(counts, shard)
         outcome.written = [new.item_id for _, new, _ in writes]
         outcome.same_content = [new.item_id for _, new, old in writes if same_content(old, new)]
         # Re-deliveries and stale records too: the record is already stored, but its first
