@@ -26,6 +26,11 @@ def test_tokenize_keeps_letters_of_every_script_and_bounds_a_token():
     assert tokenize("Sleeping Bag™ 2m² £40") == ["sleeping", "bag", "2m", "40"]
     assert tokenize("snake_case") == ["snake", "case"]
     assert tokenize("x" * 600) == ["x" * 64]  # a posting row's key stays small
+    # Invisible format characters split no word (a soft hyphen, common in German feeds, a
+    # direction mark); a zero-width space is a word break. "İ" folds to a plain "i".
+    assert tokenize("Kaffee\xadmaschine cof\xadfee ab\u200ecd") == ["kaffeemaschine", "coffee", "abcd"]
+    assert tokenize("กาง\u200bเกง") == ["กาง", "เกง"]
+    assert tokenize("İPHONE 15 Kılıf") == tokenize("iphone 15 kılıf") == ["iphone", "15", "kılıf"]
 
 
 def test_term_counts_over_title_category_and_tags():
@@ -36,6 +41,10 @@ def test_term_counts_over_title_category_and_tags():
 def test_term_counts_are_bounded():
     counts = term_counts(" ".join(f"w{n}" for n in range(200)), "", [])
     assert len(counts) == MAX_TOKENS_PER_ITEM
+    # The category's tokens are kept first: a long title and many tags pushed "zelte" out
+    # (equal counts were kept alphabetically).
+    counts = term_counts(" ".join(f"w{n:02d}" for n in range(40)), "Zelte", [f"t{n:02d}" for n in range(40)])
+    assert len(counts) == MAX_TOKENS_PER_ITEM and "zelte" in counts
 
 
 def test_idf_by_hand():

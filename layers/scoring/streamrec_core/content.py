@@ -57,12 +57,19 @@ def _runs(text: str) -> list[str]:
 
 
 def tokenize(text: str) -> list[str]:
-    """Runs of letters, combining marks and digits of ``text``, case-folded (NFC before and
-    after, so that a composed and a decomposed "é" are one token; full-width ASCII read as
-    ASCII), cut to ``MAX_TOKEN_CHARS``; stop words and 1-character tokens dropped. Pure
-    ASCII text gives the runs of [a-z0-9] of its lower case."""
+    """Runs of letters, combining marks and digits of ``text``, case-folded, cut to
+    ``MAX_TOKEN_CHARS``; stop words and 1-character tokens dropped. NFC before and after
+    folding, so that a composed and a decomposed "é" are one token; full-width ASCII is read
+    as ASCII; invisible format characters (a soft hyphen, a zero-width joiner, a direction
+    mark) are dropped, so they split no word (a zero-width space still does); a dotted
+    capital I ("İ") folds to "i", as its lower case is written. Pure ASCII text gives the
+    runs of [a-z0-9] of its lower case."""
+    if not text.isascii():
+        # (A zero-width space is a word break, as in Thai text that marks its words so.)
+        text = "".join(char for char in text if char == "\u200b" or unicodedata.category(char) != "Cf")
     composed = unicodedata.normalize("NFC", text.translate(_FULL_WIDTH))
-    folded = unicodedata.normalize("NFC", composed.casefold())
+    # casefold() gives "i" + a combining dot for "İ": "İPHONE" would share no token with "iphone".
+    folded = unicodedata.normalize("NFC", composed.casefold().replace("i\u0307", "i"))
     tokens = (run[:MAX_TOKEN_CHARS] for run in _runs(folded))
     return [t for t in tokens if len(t) > 1 and t not in STOP_WORDS]
 
@@ -70,14 +77,17 @@ def tokenize(text: str) -> list[str]:
 def term_counts(title: str, category: str, tags: Iterable[str]) -> dict[str, int]:
     """Token -> count over the title, the category and the tags of one item.
 
-    At most ``MAX_TOKENS_PER_ITEM`` distinct tokens are kept (the most frequent, then
-    alphabetical), which bounds the postings an item touches.
+    At most ``MAX_TOKENS_PER_ITEM`` distinct tokens are kept (the category's, then the most
+    frequent, then alphabetical), which bounds the postings an item touches.
     """
     counts = Counter(tokenize(title))
-    counts.update(tokenize(category))
+    in_category = tokenize(category)
+    counts.update(in_category)
     for tag in tags:
         counts.update(tokenize(tag))
-    ranked = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))[:MAX_TOKENS_PER_ITEM]
+    first = set(in_category)  # a long title and many tags must not push the category out
+    ranked = sorted(counts.items(), key=lambda pair: (pair[0] not in first, -pair[1], pair[0]))
+    ranked = ranked[:MAX_TOKENS_PER_ITEM]
     return dict(sorted(ranked))
 
 
