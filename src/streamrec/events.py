@@ -316,6 +316,16 @@ class ItemUpsert(BaseModel):
     def _epoch_seconds(cls, value: Any) -> float:
         return epoch_seconds(value)
 
+    @field_validator("title")
+    @classmethod
+    def _visible_title(cls, value: str, info: ValidationInfo) -> str:
+        # A blank title (spaces, control or invisible characters alone) is a producer's bug:
+        # kept, it made the item alike to its category alone. Stored records read as they are.
+        visible = "".join(c for c in value if unicodedata.category(c) not in ("Cf", "Cc")).strip()
+        if not visible and not (info.context or {}).get("stored"):
+            raise ValueError("a title must not be blank")
+        return value
+
 
 def schema_problems(error: ValidationError, whole: str = "event", quote_input: bool = True) -> str:
     """Each problem of a validation error as ``field.path: message`` (``whole`` names the

@@ -136,6 +136,9 @@ def _warm(pipeline: Pipeline) -> None:
         ({"price": True}, "price"),
         ({"price": "45"}, "price"),
         ({"title": ""}, "title"),
+        # Kept, it made the item alike to its category alone.
+        ({"title": "   "}, "title: a title must not be blank"),
+        ({"title": "\u00ad\n"}, "title: a title must not be blank"),
         ({"item_id": "#catalog"}, "item_id"),
         ({"tags": "tent"}, "tags"),
         ({"timestamp": "yesterday"}, "timestamp"),
