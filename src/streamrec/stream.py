@@ -323,6 +323,7 @@ class IngestRecords:
     def __call__(self, records: Applicable) -> None:
         shard = shard_of(records[0][0])
         upserts = self._upserts(records)
+        recategorised: list[tuple[str, str, str]] = []
         if upserts and self.catalog is None:
             raise RuntimeError("item_upsert records need the catalog table (CATALOG_TABLE)")
         if upserts and self.catalog is not None:
@@ -332,6 +333,7 @@ class IngestRecords:
             # category-keyed counts (#buys:, #cat: trends) under the same categories (unless
             # a catalog record on another shard changed one in between: README, "Catalog").
             outcome = self.catalog.upsert(upserts, shard)
+            recategorised = outcome.recategorised
             logger.info(
                 "applied catalog records",
                 extra={
@@ -357,8 +359,8 @@ class IngestRecords:
                     },
                 )
         events = self._events(records)
+        plan = self.service.ingest(events, shard, recategorised)
         if events:
-            plan = self.service.ingest(events, shard)
             logger.info(
                 "ingested batch",
                 extra={

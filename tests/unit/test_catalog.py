@@ -69,8 +69,9 @@ class Pipeline:
                 upserts.append(SequencedUpsert(seq, parsed))
             else:
                 events.append(SequencedEvent(seq, parsed))
-        self.catalog_service.upsert(upserts, SHARD)
-        self.ingest_service.ingest(events, SHARD)
+        # As the ingest's IngestRecords applies a batch: catalog records first.
+        outcome = self.catalog_service.upsert(upserts, SHARD)
+        self.ingest_service.ingest(events, SHARD, outcome.recategorised)
         self.settle()
 
     def settle(self) -> None:
@@ -297,6 +298,55 @@ def test_an_item_changed_and_changed_back_in_one_batch_counts_its_tokens_once_af
     assert pipeline.catalog.items["x"].title == "Lamp"
     assert recount(pipeline.catalog.stored_counts()) == []
     assert pipeline.catalog.postings(["tent"])["tent"].count == 1
+
+
+def test_an_item_moved_to_another_category_keeps_it_when_a_partner_rebuilds_its_row():
+    # The grinder moves from coffee to kitchen; then only the beans, which co-occurred with
+    # it, get a view. The rebuild of the grinder's row took the category of the grinder's
+    # last event (coffee) and padded its list with coffee bestsellers.
+    pipeline = Pipeline()
+    mugs = [upsert(f"mug{i}", f"Enamel mug {i}", "coffee") for i in range(4)]
+    pans = [upsert(f"pan{i}", f"Cast iron pan {i}", "kitchen") for i in range(4)]
+    pipeline.send(CATALOG + mugs + pans)
+    views = [view("u1", "grinder", 100), view("u1", "beans", 101)]
+    views += [view(f"m{n}", f"mug{n % 4}", 110 + n) for n in range(8)]
+    views += [view(f"k{n}", f"pan{n % 4}", 130 + n) for n in range(8)]
+    pipeline.send(views)
+    pipeline.send([upsert("grinder", "Burr grinder", "kitchen", at=200, tags=["burr"])])
+    assert pipeline.item_stats.get_many(["grinder"])["grinder"].category == "kitchen"
+    pipeline.send([view("u2", "beans", 300)])
+    assert pipeline.similarity.rows["grinder"].category == "kitchen"
+    padded = [
+        i.item_id for i in pipeline.recommendations.similar_items("grinder", 4).items if i.source == "popular"
+    ]
+    assert padded and all(item.startswith("pan") for item in padded)
+    # A replay of the record changes nothing, and an event naming its own category still
+    # sets the item's category in the stats row (events override the catalog there).
+    pipeline.send([upsert("grinder", "Burr grinder", "kitchen", at=200, tags=["burr"])])
+    pipeline.send([view("u3", "grinder", 400, category="coffee-gear")])
+    assert pipeline.item_stats.get_many(["grinder"])["grinder"].category == "coffee-gear"
+
+
+@pytest.mark.parametrize("event_first", [True, False])
+def test_the_stats_category_is_the_later_records_however_a_batch_is_split(event_first):
+    # An event naming its own category and a catalog record moving the item, in one batch:
+    # the later of the two in the stream sets the item-stats category, whether the batch is
+    # applied whole or (a bisected retry) in halves.
+    record = upsert("grinder", "Burr grinder", "kitchen", at=200)
+    event = view("u9", "grinder", 300, category="coffee-gear")
+    batch = [event, record] if event_first else [record, event]
+    expected = "kitchen" if event_first else "coffee-gear"
+    categories = []
+    for halves in (False, True):
+        pipeline = Pipeline()
+        pipeline.send(CATALOG, sequences=list(range(1, len(CATALOG) + 1)))
+        if halves:
+            pipeline.send(batch[:1], sequences=[100])
+            pipeline.send(batch[1:], sequences=[101])
+        else:
+            pipeline.send(batch, sequences=[100, 101])
+        categories.append(pipeline.item_stats.get_many(["grinder"])["grinder"].category)
+    assert categories == [expected, expected]
 
 
 # ---- content neighbours ---------------------------------------------------------------------

@@ -95,6 +95,9 @@ class CatalogOutcome:
     superseded: int = 0  # records replaced by a later one of the same item in the batch
     # Written items whose content (tokens, category, stock) is as stored: not announced.
     same_content: list[str] = field(default_factory=list)
+    # (item id, sequence, new category) of each written item whose category changed: its
+    # item-stats row takes it (IngestService.recategorise).
+    recategorised: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def catalog_item(upsert: ItemUpsert) -> CatalogItem:
@@ -253,6 +256,11 @@ class CatalogService:
         elif counts:
             self.catalog.count_postings(counts, shard)
         outcome.written = [new.item_id for _, new, _ in writes]
+        outcome.recategorised = [
+            (new.item_id, record.sequence, new.category)
+            for record, new, old in writes
+            if old is not None and old.category != new.category
+        ]
         outcome.same_content = [new.item_id for _, new, old in writes if same_content(old, new)]
         # Re-deliveries and stale records too: the record is already stored, but its first
         # announcement may have been lost (a batch given up after its writes, a similarity

@@ -469,10 +469,19 @@ class IngestService:
     trends: TrendsRepository | None = None  # hourly counters (None: not kept)
     catalog: CatalogRepository | None = None
 
-    def ingest(self, events: Sequence[SequencedEvent], shard: str) -> BatchPlan:
+    def ingest(
+        self,
+        events: Sequence[SequencedEvent],
+        shard: str,
+        recategorised: Sequence[tuple[str, str, str]] = (),
+    ) -> BatchPlan:
         """Apply one batch of one shard's events (in sequence order); the batch's catalog
-        records, if any, are already in the catalog (see :func:`with_catalog_categories`)."""
+        records, if any, are already in the catalog (see :func:`with_catalog_categories`),
+        and ``recategorised`` names the items whose category they changed (see
+        :meth:`recategorise`)."""
         if not events:
+            if recategorised:
+                self.recategorise(recategorised, shard)
             return BatchPlan()
         if self.catalog is not None:
             events = with_catalog_categories(events, self.catalog)
@@ -485,6 +494,13 @@ class IngestService:
             trends=self.trends is not None,
             known_coupons=self.known_coupons(events),
         )
+        for item_id, sequence, category in recategorised:
+            # After the batch's events of the item, as if in a batch of its own (a bisected
+            # retry may so apply it); a later event of the item sets the category itself.
+            deltas = plan.item_stats.get(item_id)
+            if not deltas or deltas[-1][0] < sequence:
+                plan.item_stats[item_id].append((sequence, WEIGHT, 0.0))
+                plan.categories[item_id] = category
         self.cooccurrence.apply(plan.cooccurrence, shard)
         self.item_stats.apply(plan.item_stats, shard, plan.categories, plan.first_seen)
         if self.trends is not None:
@@ -494,6 +510,22 @@ class IngestService:
             self.changes.publish(plan.changed_items, plan.norm_changed, plan.popular_changed)
         self.users.save_many(plan.users.values())
         return plan
+
+    def recategorise(self, changed: Sequence[tuple[str, str, str]], shard: str) -> None:
+        """Set the category of the items a catalog record moved, ``(item id, the record's
+        sequence, category)``, on their item-stats rows, in one guarded write each (a delta
+        of 0: the guard makes a replay or an older record change nothing). The similarity
+        function labels an item's own row with it when the row is rebuilt (a partner's
+        event is enough): without this it kept the category of the item's last event, so a
+        cold item moved to another category padded its list with the old one's bestsellers.
+        With events of the same batch, :meth:`ingest` adds these to its own writes: one
+        write per row must carry every delta, or the guard would take the later-sequenced
+        write as covering the earlier."""
+        self.item_stats.apply(
+            {item_id: [(sequence, WEIGHT, 0.0)] for item_id, sequence, _ in changed},
+            shard,
+            {item_id: category for item_id, _, category in changed},
+        )
 
     def known_coupons(self, events: Sequence[SequencedEvent]) -> set[str] | None:
         """The defined coupons among those the events redeem (a consistent key-only read when
