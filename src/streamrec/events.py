@@ -356,8 +356,22 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
-def loads(text: str | bytes) -> Any:
-    """``json.loads`` refusing an object that gives a name twice (:class:`DuplicateKey`)."""
+class NotJsonNumber(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's json reads them, but they are not JSON."""
+
+    def __init__(self, constant: str) -> None:
+        super().__init__(f"{constant} is not a JSON number")
+
+
+def _not_json_number(constant: str) -> Any:
+    raise NotJsonNumber(constant)
+
+
+def loads(text: str | bytes, *, finite: bool = False) -> Any:
+    """``json.loads`` refusing an object that gives a name twice (:class:`DuplicateKey`)
+    and, with ``finite``, ``NaN`` and ``Infinity`` (:class:`NotJsonNumber`)."""
+    if finite:
+        return json.loads(text, object_pairs_hook=unique_keys, parse_constant=_not_json_number)
     return json.loads(text, object_pairs_hook=unique_keys)
 
 

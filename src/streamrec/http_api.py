@@ -46,6 +46,7 @@ from streamrec.events import (
     CategoryName,
     DuplicateKey,
     EntityId,
+    NotJsonNumber,
     issue_message,
     json_type,
     loads,
@@ -563,9 +564,11 @@ def _json_problem(text: str, described: str) -> str | None:
     (where the parser stopped), or an array; None otherwise (a body too deeply nested, or
     holding a number of over 4,300 digits, is left to the resolver, whose handlers name that)."""
     try:
-        parsed = loads(text)
+        parsed = loads(text, finite=True)
     except DuplicateKey as duplicate:  # json would keep the last: which was meant is a guess
         return f"the body's {duplicate}"
+    except NotJsonNumber as constant:  # read as a float, it was named a wrong kind of number
+        return f"the body is not valid JSON ({constant}); {described}"
     except json.JSONDecodeError as error:
         where = f"{error.msg}: line {error.lineno}, column {error.colno}"
         return f"the body is not valid JSON ({where}); {described}"

@@ -287,6 +287,9 @@ def test_a_body_giving_a_name_twice_is_refused_not_read_by_its_last(aws, name, b
         ('{"items": ["x"],}', "Expecting property name enclosed in double quotes: line 1, column 17"),
         ('{"items": ["x"]}\n{"k": 3}', "Extra data: line 2, column 1"),
         ("items=x", "Expecting value: line 1, column 1"),
+        # Python's json reads these as floats: a budget of Infinity was "a number with a fraction".
+        ('{"items": ["x"], "k": Infinity}', "Infinity is not a JSON number"),
+        ('{"items": ["x"], "k": NaN}', "NaN is not a JSON number"),
     ],
 )
 @pytest.mark.parametrize(
