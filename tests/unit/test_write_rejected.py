@@ -231,3 +231,36 @@ def test_a_culprit_is_dead_lettered_even_when_its_first_send_fails(found_by):
     [letter] = sink.letters
     assert letter.sequence_number == "301"
     assert [entry.item_id for entry in service.users.get("u1").items] == ["X", "Y"]
+
+
+def test_a_category_move_reaches_the_item_stats_when_its_batch_is_applied_again():
+    # A failing record isolated in the batch makes the catalog record applied twice: the
+    # second time it is stored already (a duplicate), and its category must still reach
+    # the item-stats row, or the row kept the old category for good.
+    from streamrec.domain.catalog import CatalogService
+    from streamrec.repositories.memory import InMemoryCatalogRepository, InMemoryCouponRepository
+
+    def upsert(category: str, at: int) -> dict:
+        return {
+            "event_type": "item_upsert",
+            "item_id": "grinder",
+            "title": "Burr grinder",
+            "category": category,
+            "price": 10.0,
+            "in_stock": True,
+            "timestamp": T0 + at,
+        }
+
+    service = _ingest(catalog=InMemoryCatalogRepository())
+    service.coupons = InMemoryCouponRepository()
+    assert service.catalog is not None
+    apply = ingest_records(service, CatalogService(Settings(), service.catalog, InMemoryChangePublisher()))
+    sink = InMemoryDeadLetterSink()
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+    first = [_record(100, upsert("coffee", 0)), _record(101, _view(5, "u1", "grinder"))]
+    process_batch({"Records": first}, None, processor, parse_record, apply, sink)
+    undefined = {"event_id": "c1", "event_type": "coupon_redeemed", "user_id": "u2", "coupon_id": "nope"}
+    moved = [_record(200, upsert("kitchen", 10)), _record(201, {**undefined, "timestamp": T0 + 11})]
+    process_batch({"Records": moved}, None, processor, parse_record, apply, sink)
+    assert len(sink.letters) == 1
+    assert service.item_stats.get_many(["grinder"])["grinder"].category == "kitchen"

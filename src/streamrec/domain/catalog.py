@@ -95,8 +95,9 @@ class CatalogOutcome:
     superseded: int = 0  # records replaced by a later one of the same item in the batch
     # Written items whose content (tokens, category, stock) is as stored: not announced.
     same_content: list[str] = field(default_factory=list)
-    # (item id, sequence, new category) of each written item whose category changed: its
-    # item-stats row takes it (IngestService.recategorise).
+    # (item id, sequence, new category) of each written item whose category changed, and of
+    # each re-delivered record stored by an earlier attempt: its item-stats row takes it
+    # (IngestService.recategorise; a repeat changes nothing).
     recategorised: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -230,6 +231,10 @@ class CatalogService:
                 # The stored record, or (other fields) one written after it on this shard:
                 # a re-delivery (a Lambda retry or bisected half) of an earlier record.
                 outcome.duplicates.append(item_id)
+                if old is not None and (old.shard, old.sequence) == (shard, new.sequence):
+                    # This very record, stored by an attempt that failed after it: its
+                    # category may not have reached the item-stats row (a guarded repeat).
+                    outcome.recategorised.append((item_id, record.sequence, new.category))
             else:
                 # Newer, or as old with other fields: a later record in stream order (an
                 # item's records share a shard, their partition key being its id), e.g. two
@@ -256,11 +261,12 @@ class CatalogService:
         elif counts:
             self.catalog.count_postings(counts, shard)
         outcome.written = [new.item_id for _, new, _ in writes]
-        outcome.recategorised = [
+        outcome.recategorised += [
             (new.item_id, record.sequence, new.category)
             for record, new, old in writes
             if old is not None and old.category != new.category
         ]
+        outcome.recategorised.sort(key=lambda change: change[0])
         outcome.same_content = [new.item_id for _, new, old in writes if same_content(old, new)]
         # Re-deliveries and stale records too: the record is already stored, but its first
         # announcement may have been lost (a batch given up after its writes, a similarity
@@ -456,7 +462,7 @@ class ContentIndex:
         limit = self.settings.content_merge_limit
         merge_into = set(lists) | {n.item_id for found in lists.values() for n in found[:limit]}
         former = {o for old in before.values() for o in old} - merge_into
-        read = sorted((merge_into | former) - own.keys() - fresh.keys())
+        read = sorted((merge_into | former) - set(items) - own.keys() - fresh.keys())
         stored, _ = self.similarity.get_many(read, consistent=True)
         rows = {**own, **stored, **{k: v for k, v in fresh.items() if k in merge_into | former}}
         now = time.time()
