@@ -20,15 +20,15 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
 
     Returns (pair_counts {i: {j: c_ij}}, item_weight {i: c_ii}, event_counts {i: {type: n}},
     late {indices of the late events}, leaves {indices of the remove_from_cart events that
-    took their item out of the cart}, checkouts {indices of the purchases of an item the
-    cart held}). The cart: add_to_cart puts an item in,
+    took their item out of the cart}, checkouts {index of each purchase: (whether the cart
+    held its item, the cart's items after it)}). The cart: add_to_cart puts an item in,
     remove_from_cart and purchase take it out; a late event puts nothing in, and takes its
     item out only when no window item shows a newer event on it.
     """
     windows: dict[str, list[list]] = defaultdict(list)  # [item, a_ui, its newest event time]
     carts: dict[str, list[str]] = defaultdict(list)
     leaves: set[int] = set()
-    checkouts: set[int] = set()
+    checkouts: dict[int, tuple[bool, frozenset[str]]] = {}
     seen_ids: dict[str, set] = defaultdict(set)
     pairs: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     norms: dict[str, float] = defaultdict(float)
@@ -44,8 +44,7 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
         when = float(event["timestamp"])
         cart, kind = carts[user], event["event_type"]
         removal = kind in ("remove_from_cart", "purchase") and item in cart
-        if kind == "purchase" and item in cart:
-            checkouts.add(index)
+        carted = item in cart
         if window and when < max(s[2] for s in window) - late_seconds:
             late.add(index)
             removal = removal and not any(s[0] == item and s[2] > when for s in window)
@@ -55,6 +54,8 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
             cart.remove(item)
             if kind == "remove_from_cart":
                 leaves.add(index)
+        if kind == "purchase":
+            checkouts[index] = (carted, frozenset(cart))
         if index in late:
             continue
         slot = next((s for s in window if s[0] == item), None)
@@ -108,13 +109,14 @@ def reference_rows(pairs, norms, measure, k):
     return rows
 
 
-def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozenset(), checkouts=frozenset()):
+def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozenset(), checkouts=None):
     """Basket co-occurrence from scratch: add_to_cart/purchase events sharing a basket_id,
     or (without one) a user's such events all within ``gap_seconds`` of each other, form a
-    basket that counts its first ``kept`` distinct items, each once. A purchase of an item
-    the cart held (``checkouts``, see reference_counts) that the current basket holds and
-    has not counted bought, while that basket is not over, joins it whatever its id, and
-    the basket takes that id (when it has one). The ``late`` events (indices, see
+    basket that counts its first ``kept`` distinct items, each once. A purchase at most
+    ``gap_seconds`` after the current basket's latest event joins it whatever its id when
+    the cart held its item and the basket holds it not yet bought, or when the cart (after
+    the purchase) still holds an item of the basket not yet bought (``checkouts``, see
+    reference_counts); the basket takes its id (when it has one). The ``late`` events (indices, see
     reference_counts) join none. A remove_from_cart that took
     its item out of the cart (``leaves``, see reference_counts) takes it out of the current
     basket and back from the counts, unless the basket is implicit and over (its latest
@@ -158,14 +160,13 @@ def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozen
             same = False
         elif basket[0] == key:
             same = bool(key) or max(basket[1], when) - min(basket[4], when) <= gap_seconds
-        else:
-            same = (
-                event["event_type"] == "purchase"
-                and index in checkouts
-                and item in basket[2]
-                and item not in basket[3]
-                and (bool(basket[0]) or when - basket[1] <= gap_seconds)
+        elif event["event_type"] == "purchase" and when - basket[1] <= gap_seconds:
+            carted, cart = (checkouts or {}).get(index, (False, frozenset()))
+            same = (carted and item in basket[2] and item not in basket[3]) or any(
+                held in cart and held not in basket[3] for held in basket[2]
             )
+        else:
+            same = False
         if same:
             assert basket is not None
             basket = (key or basket[0], max(basket[1], when), basket[2], basket[3], min(basket[4], when))

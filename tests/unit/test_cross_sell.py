@@ -155,7 +155,9 @@ def test_implicit_baskets_split_on_the_time_gap_and_a_new_basket_id():
             _purchase(0, "u", "x", None, kind="add_to_cart", at=0),
             _purchase(1, "u", "y", None, kind="add_to_cart", at=600),  # same basket
             _purchase(2, "u", "z", None, kind="add_to_cart", at=600 + 7200),  # gap: new basket
-            _purchase(3, "u", "w", "o9", at=600 + 7300),  # an id: new basket
+            # An id, while the cart holds z of the current basket: its checkout, not a new
+            # basket (z counted in two baskets, N one too many).
+            _purchase(3, "u", "w", "o9", at=600 + 7300),
             _purchase(4, "u", "z", "o9", at=600 + 7400),
             _purchase(4, "u", "z", "o9", at=600 + 7400),  # producer retry: ignored
             _purchase(5, "u", "v", None, kind="view", at=600 + 7500),  # views never count
@@ -163,7 +165,8 @@ def test_implicit_baskets_split_on_the_time_gap_and_a_new_basket_id():
     )
     rows = engine.cooccurrence.get_rows(["#b:x", "#b:z", "#b:v"])
     assert rows == {"#b:x": {"y": 1.0}, "#b:z": {"w": 1.0}, "#b:v": {}}
-    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 3
+    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 2
+    assert engine.item_stats.get_many(["z"])["z"].baskets == 1
     assert engine.users.get("u").cart == ["x", "y"]  # z was bought
 
 
@@ -179,12 +182,13 @@ def test_a_basket_counts_its_first_basket_items_kept_items_each_once():
 
 def test_returning_to_an_earlier_basket_id_starts_a_new_basket():
     # A basket is a run of one user's events with the same basket_id (the row keeps one
-    # basket): o1, o2, o1 are three baskets, as the README says.
+    # basket): o1, o2, o1 are three baskets, as the README says (the cart holding nothing
+    # of o2's: else o1's purchase is o2's checkout).
     engine = InMemoryEngine(Settings(), eager=True)
     engine.ingest(
         [
             _purchase(0, "u", "a", "o1", at=1),
-            _purchase(1, "u", "b", "o2", kind="add_to_cart", at=2),
+            _purchase(1, "u", "b", "o2", at=2),
             _purchase(2, "u", "c", "o1", at=3),
         ]
     )
@@ -544,6 +548,39 @@ def test_a_checkout_with_an_order_id_completes_the_carts_basket(cart_id):
     # The next order is a basket of its own, whatever it holds.
     engine.ingest([_purchase(7, "u", "a", "o-2", at=100), _purchase(8, "u", "e", "o-2", at=101)])
     assert _pairs(engine, "e") == {"#b:e": {"a": 1.0}}
+    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 2
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [("a", "add_to_cart", None), ("b", "add_to_cart", None), ("d", "purchase", "o-1")]
+        + [("a", "purchase", "o-1"), ("b", "purchase", "o-1")],  # the order's first line never carted
+        [("a", "purchase", None), ("a", "add_to_cart", None), ("b", "add_to_cart", None)]
+        + [("a", "purchase", "o-1"), ("b", "purchase", "o-1")],  # a bought, carted again, then the order
+    ],
+    ids=["uncarted-first-line", "bought-then-carted-again"],
+)
+def test_a_checkout_counts_each_pair_once_whatever_its_lines_order(lines):
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    engine.ingest(
+        [_purchase(n, "u", item, basket, kind=kind, at=n) for n, (item, kind, basket) in enumerate(lines)]
+    )
+    assert _pairs(engine, "a")["#b:a"]["b"] == 1.0
+    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 1
+
+
+def test_a_cart_left_for_longer_than_the_gap_is_not_completed_by_a_later_order():
+    # A leftover in a cart named by its id weeks ago: the next order is a basket of its own.
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    engine.ingest(
+        [
+            _purchase(0, "u", "a", "cart-1", kind="add_to_cart", at=0),
+            _purchase(1, "u", "b", "o-7", at=30 * 86_400),
+            _purchase(2, "u", "c", "o-7", at=30 * 86_400 + 1),
+        ]
+    )
+    assert _pairs(engine, "a", "b") == {"#b:a": {}, "#b:b": {"c": 1.0}}
     assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 2
 
 

@@ -296,10 +296,12 @@ def _apply_to_basket(
     changes nothing. A basket is the events sharing a ``basket_id``; events without one
     join the user's current implicit basket while all of them lie within
     ``basket_gap_hours`` (of its earliest and latest events), so a shopper buying every day
-    starts a basket each day instead of growing one for weeks. The purchase of an item the
-    cart held in the current basket completes that basket whatever id it carries (an
-    ``order_id`` at checkout after cart adds without one, or under a cart id), which takes
-    the order's id: counted as a basket of its own, every checkout counted its pairs twice.
+    starts a basket each day instead of growing one for weeks. A purchase completes the
+    current basket whatever id it carries (an ``order_id`` at checkout after cart adds
+    without one, or under a cart id) when the basket is at most ``basket_gap_hours`` old
+    and the cart held the item in it, or holds another item of it no purchase has counted;
+    the basket takes the order's id. Counted as a basket of its own, every checkout counted
+    its pairs twice.
     An item taken out of the cart (``remove_from_cart`` of an item the cart held) leaves
     the current basket, which takes back what it counted for it: a size swapped for another
     was never bought with it. ``was_in_cart``: whether the cart held the item before the
@@ -319,12 +321,17 @@ def _apply_to_basket(
             max(state.basket_time, when) - min(state.basket_start, when) <= settings.basket_gap_seconds
         )
     else:
+        # The checkout of the current basket's cart: this line was carted in it, or the
+        # basket still holds cart items no purchase has counted (the order's first line
+        # may be one bought at once), within basket_gap_hours of its latest event.
+        bought = state.basket_bought
         same = (
             event.event_type == PURCHASE
-            and was_in_cart
-            and item in state.basket
-            and item not in state.basket_bought
-            and not _basket_closed(state, event, settings)
+            and when - state.basket_time <= settings.basket_gap_seconds
+            and (
+                (was_in_cart and item in state.basket and item not in bought)
+                or any(held in state.cart and held not in bought for held in state.basket)
+            )
         )
         if same and basket_id:
             state.basket_id = basket_id  # the order's id: its other purchases join it too
