@@ -72,4 +72,4 @@ constraints:
 	@echo "constraints.txt re-pinned; now set the same versions in src/requirements.txt and layers/scoring/requirements.txt (make test checks them)"
 
 clean:
-	rm -rf .aws-sam .local .pytest_cache .ruff_cache
+	rm -rf .aws-sam .local .pytest_cache .ruff_cache .mypy_cache .hypothesis
