@@ -112,11 +112,12 @@ def reference_rows(pairs, norms, measure, k):
 def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozenset(), checkouts=None):
     """Basket co-occurrence from scratch: add_to_cart/purchase events sharing a basket_id,
     or (without one) a user's such events all within ``gap_seconds`` of each other, form a
-    basket that counts its first ``kept`` distinct items, each once. A purchase at most
-    ``gap_seconds`` after the current basket's latest event joins it whatever its id when
-    the cart held its item and the basket holds it not yet bought, or when the cart (after
-    the purchase) still holds an item of the basket not yet bought (``checkouts``, see
-    reference_counts); the basket takes its id (when it has one). The ``late`` events (indices, see
+    basket that counts its first ``kept`` distinct items, each once. A purchase joins the
+    current basket whatever its id when the cart held its item and the basket holds it not
+    yet bought, or, when no purchase has counted in the basket and all its events and the
+    purchase lie within ``gap_seconds``, when the cart (after the purchase) still holds an
+    item of the basket (``checkouts``, see reference_counts); the basket takes its id (when
+    it has one). The ``late`` events (indices, see
     reference_counts) join none. A remove_from_cart that took
     its item out of the cart (``leaves``, see reference_counts) takes it out of the current
     basket and back from the counts, unless the basket is implicit and over (its latest
@@ -156,17 +157,18 @@ def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozen
             continue
         if event["event_type"] not in ("add_to_cart", "purchase") or index in late:
             continue
+        carted, cart = (checkouts or {}).get(index, (False, frozenset()))
+        purchase = event["event_type"] == "purchase"
         if not basket or not basket[2]:
             same = False
-        elif basket[0] == key:
-            same = bool(key) or max(basket[1], when) - min(basket[4], when) <= gap_seconds
-        elif event["event_type"] == "purchase" and when - basket[1] <= gap_seconds:
-            carted, cart = (checkouts or {}).get(index, (False, frozenset()))
-            same = (carted and item in basket[2] and item not in basket[3]) or any(
-                held in cart and held not in basket[3] for held in basket[2]
-            )
         else:
-            same = False
+            within_gap = max(basket[1], when) - min(basket[4], when) <= gap_seconds
+            if purchase and carted and item in basket[2] and item not in basket[3]:
+                same = True  # the checkout of an item carted in it
+            elif basket[0] == key:
+                same = bool(key) or within_gap
+            else:  # an order's first line never carted, before any purchase in the basket
+                same = purchase and not basket[3] and within_gap and any(h in cart for h in basket[2])
         if same:
             assert basket is not None
             basket = (key or basket[0], max(basket[1], when), basket[2], basket[3], min(basket[4], when))

@@ -327,6 +327,29 @@ def test_an_item_moved_to_another_category_keeps_it_when_a_partner_rebuilds_its_
     assert pipeline.item_stats.get_many(["grinder"])["grinder"].category == "coffee-gear"
 
 
+def test_a_re_delivered_record_passes_on_its_category_only_if_it_moved_the_item():
+    # Applied again (its batch failed after the catalog write), a record that moved the
+    # item names the move again, a guarded repeat; one that did not, or a new item's first
+    # record, names nothing (it would write a category its first attempt never wrote).
+    from streamrec.domain.catalog import SequencedUpsert
+    from streamrec.domain.model import sequence_key
+    from streamrec.events import parse_record
+
+    pipeline = Pipeline()
+    pipeline.send(CATALOG)
+
+    def twice(record: dict, sequence: int) -> list:
+        batch = [SequencedUpsert(sequence_key(sequence), parse_record(record))]
+        first = pipeline.catalog_service.upsert(batch, SHARD).recategorised
+        again = pipeline.catalog_service.upsert(batch, SHARD).recategorised
+        return [first, again]
+
+    moved = [("grinder", sequence_key(500), "kitchen")]
+    assert twice(upsert("grinder", "Burr grinder", "kitchen", at=100), 500) == [moved, moved]
+    assert twice(upsert("grinder", "Burr grinder v2", "kitchen", at=200), 501) == [[], []]
+    assert twice(upsert("kettle", "Kettle", "kitchen", at=100), 502) == [[], []]
+
+
 @pytest.mark.parametrize("event_first", [True, False])
 def test_the_stats_category_is_the_later_records_however_a_batch_is_split(event_first):
     # An event naming its own category and a catalog record moving the item, in one batch:

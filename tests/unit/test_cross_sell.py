@@ -551,37 +551,62 @@ def test_a_checkout_with_an_order_id_completes_the_carts_basket(cart_id):
     assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 2
 
 
+HOUR = 3600
+
+
 @pytest.mark.parametrize(
     "lines",
     [
-        [("a", "add_to_cart", None), ("b", "add_to_cart", None), ("d", "purchase", "o-1")]
-        + [("a", "purchase", "o-1"), ("b", "purchase", "o-1")],  # the order's first line never carted
-        [("a", "purchase", None), ("a", "add_to_cart", None), ("b", "add_to_cart", None)]
-        + [("a", "purchase", "o-1"), ("b", "purchase", "o-1")],  # a bought, carted again, then the order
+        # The order's first line never carted: the cart's items follow.
+        [("a", "add_to_cart", None, 0), ("b", "add_to_cart", None, 1), ("d", "purchase", "o-1", 2)]
+        + [("a", "purchase", "o-1", 3), ("b", "purchase", "o-1", 4)],
+        # A named cart checked out a day and a half later: its carted lines complete it.
+        [("a", "add_to_cart", "cart-1", 0), ("b", "add_to_cart", "cart-1", 60)]
+        + [("a", "purchase", "o-1", 36 * HOUR), ("b", "purchase", "o-1", 36 * HOUR + 1)],
     ],
-    ids=["uncarted-first-line", "bought-then-carted-again"],
+    ids=["uncarted-first-line", "named-cart-checked-out-later"],
 )
-def test_a_checkout_counts_each_pair_once_whatever_its_lines_order(lines):
+def test_a_checkout_counts_each_pair_once(lines):
     engine = InMemoryEngine(Settings(**PLAIN), eager=True)
     engine.ingest(
-        [_purchase(n, "u", item, basket, kind=kind, at=n) for n, (item, kind, basket) in enumerate(lines)]
+        [
+            _purchase(n, "u", item, basket, kind=kind, at=at)
+            for n, (item, kind, basket, at) in enumerate(lines)
+        ]
     )
     assert _pairs(engine, "a")["#b:a"]["b"] == 1.0
-    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 1
+    stats = engine.item_stats.get_many(["a", "b", "#totals"])
+    assert {i: s.baskets for i, s in stats.items()} == {"a": 1, "b": 1, "#totals": 1}
 
 
-def test_a_cart_left_for_longer_than_the_gap_is_not_completed_by_a_later_order():
-    # A leftover in a cart named by its id weeks ago: the next order is a basket of its own.
+def test_a_forgotten_cart_item_does_not_chain_later_orders_into_one_basket():
+    # a stays in the cart, never bought: the first order completes its basket, the next
+    # orders are baskets of their own (each joining had reset the gap: one basket for days).
+    orders = [("x", 1), ("z", 20), ("w", 40), ("v", 60)]
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    engine.ingest(
+        [_purchase(0, "u", "a", None, kind="add_to_cart", at=0)]
+        + [_purchase(n, "u", item, f"o{n}", at=hours * HOUR) for n, (item, hours) in enumerate(orders, 1)]
+    )
+    assert _pairs(engine, "a", "z") == {"#b:a": {"x": 1.0}, "#b:z": {}}
+    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 4
+
+
+def test_a_cart_older_than_the_gap_is_not_completed_by_an_order_of_other_items():
+    # A leftover in a cart named weeks ago, or a cart add stamped 40 hours after an order's
+    # line that arrives after it: the order is a basket of its own.
     engine = InMemoryEngine(Settings(**PLAIN), eager=True)
     engine.ingest(
         [
             _purchase(0, "u", "a", "cart-1", kind="add_to_cart", at=0),
             _purchase(1, "u", "b", "o-7", at=30 * 86_400),
             _purchase(2, "u", "c", "o-7", at=30 * 86_400 + 1),
+            _purchase(3, "v", "a", None, kind="add_to_cart", at=40 * HOUR),
+            _purchase(4, "v", "e", "o-8", at=0),
         ]
     )
-    assert _pairs(engine, "a", "b") == {"#b:a": {}, "#b:b": {"c": 1.0}}
-    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 2
+    assert _pairs(engine, "a", "b", "e") == {"#b:a": {}, "#b:b": {"c": 1.0}, "#b:e": {}}
+    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 4
 
 
 def test_invoices_of_items_never_carted_stay_apart():

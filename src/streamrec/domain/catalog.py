@@ -231,14 +231,16 @@ class CatalogService:
                 # The stored record, or (other fields) one written after it on this shard:
                 # a re-delivery (a Lambda retry or bisected half) of an earlier record.
                 outcome.duplicates.append(item_id)
-                if old is not None and (old.shard, old.sequence) == (shard, new.sequence):
-                    # This very record, stored by an attempt that failed after it: its
-                    # category may not have reached the item-stats row (a guarded repeat).
+                if old is not None and old.moved and (old.shard, old.sequence) == (shard, new.sequence):
+                    # This very record, stored by an attempt that failed after it, moved
+                    # the item: its category may not have reached the item-stats row (a
+                    # guarded repeat).
                     outcome.recategorised.append((item_id, record.sequence, new.category))
             else:
                 # Newer, or as old with other fields: a later record in stream order (an
                 # item's records share a shard, their partition key being its id), e.g. two
                 # lines of one `catalog load` file that fell into different batches.
+                new.moved = old is not None and old.category != new.category
                 writes.append((record, new, old))
         # Each item's records of the batch, in stream order (a written item's latest one as
         # built above), from which its tokens' counts of holders change record by record.
@@ -262,9 +264,7 @@ class CatalogService:
             self.catalog.count_postings(counts, shard)
         outcome.written = [new.item_id for _, new, _ in writes]
         outcome.recategorised += [
-            (new.item_id, record.sequence, new.category)
-            for record, new, old in writes
-            if old is not None and old.category != new.category
+            (new.item_id, record.sequence, new.category) for record, new, _ in writes if new.moved
         ]
         outcome.recategorised.sort(key=lambda change: change[0])
         outcome.same_content = [new.item_id for _, new, old in writes if same_content(old, new)]

@@ -298,8 +298,9 @@ def _apply_to_basket(
     ``basket_gap_hours`` (of its earliest and latest events), so a shopper buying every day
     starts a basket each day instead of growing one for weeks. A purchase completes the
     current basket whatever id it carries (an ``order_id`` at checkout after cart adds
-    without one, or under a cart id) when the basket is at most ``basket_gap_hours`` old
-    and the cart held the item in it, or holds another item of it no purchase has counted;
+    without one, or under a cart id) when the cart held the item in it, not yet bought, or,
+    while no purchase has counted in the basket and within ``basket_gap_hours`` of all its
+    events, when the cart still holds an item of it (an order's first line bought at once);
     the basket takes the order's id. Counted as a basket of its own, every checkout counted
     its pairs twice.
     An item taken out of the cart (``remove_from_cart`` of an item the cart held) leaves
@@ -314,27 +315,28 @@ def _apply_to_basket(
         return
     basket_id = event.basket_id or ""
     item, when = event.item_id, event.timestamp
+    bought = state.basket_bought
+    within_gap = max(state.basket_time, when) - min(state.basket_start, when) <= settings.basket_gap_seconds
     if not state.basket:
         same = False
+    elif event.event_type == PURCHASE and was_in_cart and item in state.basket and item not in bought:
+        # The checkout of an item carted in this basket, whatever id it carries and however
+        # long after: counted in a basket of its own, its pairs were counted twice.
+        same = True
     elif state.basket_id == basket_id:
-        same = basket_id != "" or (
-            max(state.basket_time, when) - min(state.basket_start, when) <= settings.basket_gap_seconds
-        )
+        same = basket_id != "" or within_gap
     else:
-        # The checkout of the current basket's cart: this line was carted in it, or the
-        # basket still holds cart items no purchase has counted (the order's first line
-        # may be one bought at once), within basket_gap_hours of its latest event.
-        bought = state.basket_bought
+        # An order's first line bought at once (never carted), the basket's cart items to
+        # follow: while no purchase has counted in the basket (else it is another order's)
+        # and within basket_gap_hours of all its events.
         same = (
             event.event_type == PURCHASE
-            and when - state.basket_time <= settings.basket_gap_seconds
-            and (
-                (was_in_cart and item in state.basket and item not in bought)
-                or any(held in state.cart and held not in bought for held in state.basket)
-            )
+            and not bought
+            and within_gap
+            and any(held in state.cart for held in state.basket)
         )
-        if same and basket_id:
-            state.basket_id = basket_id  # the order's id: its other purchases join it too
+    if same and basket_id:
+        state.basket_id = basket_id  # the order's id: its other purchases join it too
     if not same:
         state.basket_id, state.basket, state.basket_bought = basket_id, [], []
         state.basket_time = state.basket_start = when

@@ -306,6 +306,9 @@ class CatalogItem:
     shard: str = ""
     sequence: str = ""
     norm_documents: float = 0.0
+    # Whether this record moved the item from the category of the record it replaced: a
+    # re-delivery of it then passes the category to the item-stats row again.
+    moved: bool = False
 
 
 # The attribute of a token's posting row counting the items that hold the token.

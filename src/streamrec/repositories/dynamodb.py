@@ -1526,6 +1526,7 @@ def _catalog_to_item(item: CatalogItem) -> dict[str, Any]:
         "norm": _number(item.norm),
         "norm_documents": _number(item.norm_documents),
         **({"shard": {"S": item.shard}, "sequence": {"S": item.sequence}} if item.shard else {}),
+        **({"moved": {"BOOL": True}} if item.moved else {}),
     }
 
 
@@ -1543,6 +1544,7 @@ def _catalog_from_item(item: dict[str, Any]) -> CatalogItem:
         shard=item.get("shard", {}).get("S", ""),
         sequence=item.get("sequence", {}).get("S", ""),
         norm_documents=float(item.get("norm_documents", {}).get("N", 0)),
+        moved=bool(item.get("moved", {}).get("BOOL", False)),
     )
 
 
