@@ -20,8 +20,8 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
 
     Returns (pair_counts {i: {j: c_ij}}, item_weight {i: c_ii}, event_counts {i: {type: n}},
     late {indices of the late events}, leaves {indices of the remove_from_cart events that
-    took their item out of the cart}, checkouts {index of each purchase: (whether the cart
-    held its item, the cart's items after it)}). The cart: add_to_cart puts an item in,
+    took their item out of the cart}, checkouts {index of each cart add and purchase:
+    (whether the cart held its item, the cart's items after it)}). The cart: add_to_cart puts an item in,
     remove_from_cart and purchase take it out; a late event puts nothing in, and takes its
     item out only when no window item shows a newer event on it.
     """
@@ -54,7 +54,7 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
             cart.remove(item)
             if kind == "remove_from_cart":
                 leaves.add(index)
-        if kind == "purchase":
+        if kind in ("add_to_cart", "purchase"):
             checkouts[index] = (carted, frozenset(cart))
         if index in late:
             continue
@@ -112,16 +112,18 @@ def reference_rows(pairs, norms, measure, k):
 def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozenset(), checkouts=None):
     """Basket co-occurrence from scratch: add_to_cart/purchase events sharing a basket_id,
     or (without one) a user's such events all within ``gap_seconds`` of each other, form a
-    basket that counts its first ``kept`` distinct items, each once. A purchase joins the
-    current basket whatever its id when the cart held its item and the basket holds it not
-    yet bought, or, when no purchase has counted in the basket and all its events and the
-    purchase lie within ``gap_seconds``, when the cart (after the purchase) still holds an
-    item of the basket (``checkouts``, see reference_counts); the basket takes its id (when
-    it has one). The ``late`` events (indices, see
+    basket that counts its first ``kept`` distinct items, each once; a basket no purchase
+    has counted in whose items the cart still holds (after the event: ``checkouts``, see
+    reference_counts) stays open past the gap. A purchase joins the current basket whatever
+    its id when the cart held its item and the basket holds it (if a purchase has counted
+    in the basket, only within ``gap_seconds``), or, when no purchase has counted in the
+    basket, the cart still holds an item of it and all lie within ``gap_seconds``; the
+    basket takes its id (when it has one). The ``late`` events (indices, see
     reference_counts) join none. A remove_from_cart that took
     its item out of the cart (``leaves``, see reference_counts) takes it out of the current
-    basket and back from the counts, unless the basket is implicit and over (its latest
-    event more than ``gap_seconds`` before) or a purchase counted the item in it; a basket
+    basket and back from the counts, unless the basket is implicit and over (a purchase
+    counted in it and its latest event more than ``gap_seconds`` before) or a purchase
+    counted the item in it; a basket
     left empty no longer counts among the baskets.
 
     Returns (pairs {i: {j: baskets with both}}, baskets_of {i: baskets with i}, baskets).
@@ -145,7 +147,7 @@ def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozen
                 and basket
                 and item in basket[2]
                 and item not in basket[3]
-                and (basket[0] or when - basket[1] <= gap_seconds)
+                and (basket[0] or not basket[3] or when - basket[1] <= gap_seconds)
             ):
                 basket[2].remove(item)
                 counts[item] -= 1
@@ -163,12 +165,12 @@ def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozen
             same = False
         else:
             within_gap = max(basket[1], when) - min(basket[4], when) <= gap_seconds
-            if purchase and carted and item in basket[2] and item not in basket[3]:
-                same = True  # the checkout of an item carted in it
-            elif basket[0] == key:
-                same = bool(key) or within_gap
-            else:  # an order's first line never carted, before any purchase in the basket
-                same = purchase and not basket[3] and within_gap and any(h in cart for h in basket[2])
+            open_cart = not basket[3] and any(h in cart for h in basket[2])
+            same = (
+                (purchase and carted and item in basket[2] and (not basket[3] or within_gap))
+                or (basket[0] == key and (bool(key) or within_gap or open_cart))
+                or (purchase and open_cart and within_gap)
+            )
         if same:
             assert basket is not None
             basket = (key or basket[0], max(basket[1], when), basket[2], basket[3], min(basket[4], when))

@@ -152,12 +152,10 @@ def test_implicit_baskets_split_on_the_time_gap_and_a_new_basket_id():
     engine = InMemoryEngine(Settings(basket_gap_hours=1.0), eager=True)
     engine.ingest(
         [
-            _purchase(0, "u", "x", None, kind="add_to_cart", at=0),
-            _purchase(1, "u", "y", None, kind="add_to_cart", at=600),  # same basket
-            _purchase(2, "u", "z", None, kind="add_to_cart", at=600 + 7200),  # gap: new basket
-            # An id, while the cart holds z of the current basket: its checkout, not a new
-            # basket (z counted in two baskets, N one too many).
-            _purchase(3, "u", "w", "o9", at=600 + 7300),
+            _purchase(0, "u", "x", None, at=0),
+            _purchase(1, "u", "y", None, at=600),  # same basket
+            _purchase(2, "u", "z", None, at=600 + 7200),  # gap: new basket
+            _purchase(3, "u", "w", "o9", at=600 + 7300),  # an id: new basket
             _purchase(4, "u", "z", "o9", at=600 + 7400),
             _purchase(4, "u", "z", "o9", at=600 + 7400),  # producer retry: ignored
             _purchase(5, "u", "v", None, kind="view", at=600 + 7500),  # views never count
@@ -165,9 +163,25 @@ def test_implicit_baskets_split_on_the_time_gap_and_a_new_basket_id():
     )
     rows = engine.cooccurrence.get_rows(["#b:x", "#b:z", "#b:v"])
     assert rows == {"#b:x": {"y": 1.0}, "#b:z": {"w": 1.0}, "#b:v": {}}
-    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 2
-    assert engine.item_stats.get_many(["z"])["z"].baskets == 1
-    assert engine.users.get("u").cart == ["x", "y"]  # z was bought
+    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 3
+
+
+def test_a_cart_not_checked_out_stays_one_basket_past_the_gap():
+    # Carted, picked up again two days later with one more item, then checked out: one
+    # basket (its first items were counted in a basket of their own, then again).
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    day = 86_400
+    lines = [
+        ("a", "add_to_cart", None, 0),
+        ("b", "add_to_cart", None, 1),
+        ("c", "add_to_cart", None, 2 * day),
+    ]
+    lines += [(item, "purchase", "o-1", 2 * day + n) for n, item in enumerate("abc", 1)]
+    engine.ingest([_purchase(n, "u", i, b, kind=k, at=at) for n, (i, k, b, at) in enumerate(lines)])
+    stats = engine.item_stats.get_many(["a", "b", "c", "#totals"])
+    assert {i: s.baskets for i, s in stats.items()} == {"a": 1, "b": 1, "c": 1, "#totals": 1}
+    assert _pairs(engine, "a")["#b:a"] == {"b": 1.0, "c": 1.0}
+    assert engine.users.get("u").cart == []
 
 
 def test_a_basket_counts_its_first_basket_items_kept_items_each_once():
@@ -482,15 +496,27 @@ def test_an_item_taken_out_of_the_cart_leaves_the_basket_and_its_counts():
 
 
 def test_a_removal_after_the_implicit_basket_is_over_takes_nothing_back():
+    # Over: a purchase counted in it and the gap has passed. A cart not checked out is not
+    # over: an item taken out of it days later was never bought with the others, whether
+    # the removal comes before or after their checkout.
     engine = InMemoryEngine(Settings(**{**PLAIN, "basket_gap_hours": 1.0}), eager=True)
     engine.ingest(
         [
-            _purchase(0, "u", "a", None, kind="add_to_cart", at=0),
+            _purchase(0, "u", "a", None, at=0),
             _purchase(1, "u", "b", None, kind="add_to_cart", at=60),
-            _purchase(2, "u", "a", None, kind="remove_from_cart", at=60 + 7200),  # basket over
+            _purchase(2, "u", "b", None, kind="remove_from_cart", at=60 + 7200),  # basket over
         ]
     )
     assert engine.cooccurrence.get_rows(["#b:a"])["#b:a"] == {"b": 1.0}
+    for removal_first in (True, False):
+        engine = InMemoryEngine(Settings(**{**PLAIN, "basket_gap_hours": 1.0}), eager=True)
+        removal = _purchase(2, "v", "b", None, kind="remove_from_cart", at=7200)
+        checkout = _purchase(3, "v", "a", "o-1", at=7300)
+        cart = [_purchase(0, "v", "a", None, kind="add_to_cart", at=0)]
+        cart.append(_purchase(1, "v", "b", None, kind="add_to_cart", at=1))
+        engine.ingest(cart + ([removal, checkout] if removal_first else [checkout, removal]))
+        assert _pairs(engine, "a") == {"#b:a": {}}, removal_first
+        assert engine.item_stats.get_many(["b"])["b"].baskets == 0
 
 
 def test_an_item_bought_in_the_basket_is_never_taken_back():
@@ -563,8 +589,11 @@ HOUR = 3600
         # A named cart checked out a day and a half later: its carted lines complete it.
         [("a", "add_to_cart", "cart-1", 0), ("b", "add_to_cart", "cart-1", 60)]
         + [("a", "purchase", "o-1", 36 * HOUR), ("b", "purchase", "o-1", 36 * HOUR + 1)],
+        # Bought, carted again with another item, then the order: within the gap, one trip.
+        [("a", "purchase", None, 0), ("a", "add_to_cart", None, 1), ("b", "add_to_cart", None, 2)]
+        + [("a", "purchase", "o-1", 3), ("b", "purchase", "o-1", 4)],
     ],
-    ids=["uncarted-first-line", "named-cart-checked-out-later"],
+    ids=["uncarted-first-line", "named-cart-checked-out-later", "bought-then-carted-again"],
 )
 def test_a_checkout_counts_each_pair_once(lines):
     engine = InMemoryEngine(Settings(**PLAIN), eager=True)
@@ -580,8 +609,9 @@ def test_a_checkout_counts_each_pair_once(lines):
 
 
 def test_a_forgotten_cart_item_does_not_chain_later_orders_into_one_basket():
-    # a stays in the cart, never bought: the first order completes its basket, the next
-    # orders are baskets of their own (each joining had reset the gap: one basket for days).
+    # a stays in the cart: the first order completes its basket, the next orders are
+    # baskets of their own (each joining had reset the gap: one basket for days), also the
+    # one that buys a at last, a month later, whatever the order of its lines.
     orders = [("x", 1), ("z", 20), ("w", 40), ("v", 60)]
     engine = InMemoryEngine(Settings(**PLAIN), eager=True)
     engine.ingest(
@@ -590,6 +620,16 @@ def test_a_forgotten_cart_item_does_not_chain_later_orders_into_one_basket():
     )
     assert _pairs(engine, "a", "z") == {"#b:a": {"x": 1.0}, "#b:z": {}}
     assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 4
+    for lines in ("ay", "ya"):
+        engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+        events = [
+            _purchase(0, "u", "a", None, kind="add_to_cart", at=0),
+            _purchase(1, "u", "x", "o-1", at=60),
+        ]
+        month = 30 * 86_400
+        events += [_purchase(2 + n, "u", item, "o-2", at=month + n) for n, item in enumerate(lines)]
+        engine.ingest(events)
+        assert _pairs(engine, "x", "y") == {"#b:x": {"a": 1.0}, "#b:y": {"a": 1.0}}, lines
 
 
 def test_a_cart_older_than_the_gap_is_not_completed_by_an_order_of_other_items():

@@ -296,13 +296,14 @@ def _apply_to_basket(
     changes nothing. A basket is the events sharing a ``basket_id``; events without one
     join the user's current implicit basket while all of them lie within
     ``basket_gap_hours`` (of its earliest and latest events), so a shopper buying every day
-    starts a basket each day instead of growing one for weeks. A purchase completes the
-    current basket whatever id it carries (an ``order_id`` at checkout after cart adds
-    without one, or under a cart id) when the cart held the item in it, not yet bought, or,
-    while no purchase has counted in the basket and within ``basket_gap_hours`` of all its
-    events, when the cart still holds an item of it (an order's first line bought at once);
-    the basket takes the order's id. Counted as a basket of its own, every checkout counted
-    its pairs twice.
+    starts a basket each day instead of growing one for weeks; but a cart not checked out
+    (no purchase counted in its basket, an item of it still in the cart) keeps its basket
+    open, so a cart picked up again days later is one basket. A purchase of an item the
+    cart held in the current basket completes it whatever id it carries (an ``order_id`` at
+    checkout after cart adds without one, or under a cart id): a cart not checked out
+    however late, else within the gap; so does an order's first line bought at once while
+    the cart is not checked out, within the gap. The basket takes the order's id. Counted
+    as a basket of its own, every checkout counted its pairs twice.
     An item taken out of the cart (``remove_from_cart`` of an item the cart held) leaves
     the current basket, which takes back what it counted for it: a size swapped for another
     was never bought with it. ``was_in_cart``: whether the cart held the item before the
@@ -315,26 +316,20 @@ def _apply_to_basket(
         return
     basket_id = event.basket_id or ""
     item, when = event.item_id, event.timestamp
-    bought = state.basket_bought
     within_gap = max(state.basket_time, when) - min(state.basket_start, when) <= settings.basket_gap_seconds
-    if not state.basket:
-        same = False
-    elif event.event_type == PURCHASE and was_in_cart and item in state.basket and item not in bought:
-        # The checkout of an item carted in this basket, whatever id it carries and however
-        # long after: counted in a basket of its own, its pairs were counted twice.
-        same = True
-    elif state.basket_id == basket_id:
-        same = basket_id != "" or within_gap
-    else:
-        # An order's first line bought at once (never carted), the basket's cart items to
-        # follow: while no purchase has counted in the basket (else it is another order's)
-        # and within basket_gap_hours of all its events.
-        same = (
-            event.event_type == PURCHASE
-            and not bought
-            and within_gap
-            and any(held in state.cart for held in state.basket)
-        )
+    # A cart not checked out yet: no purchase has counted in the basket, and the cart still
+    # holds an item of it. It stays open past the gap (a cart picked up again days later).
+    checked_out = bool(state.basket_bought)
+    open_cart = not checked_out and any(held in state.cart for held in state.basket)
+    purchase = event.event_type == PURCHASE
+    # The checkout of an item carted in this basket, whatever id it carries: of a cart not
+    # checked out however late, else within the gap (bought, carted again and bought in
+    # the same trip). Counted in a basket of its own, its pairs were counted twice.
+    checkout = purchase and was_in_cart and item in state.basket and (not checked_out or within_gap)
+    same_id = state.basket_id == basket_id and (basket_id != "" or within_gap or open_cart)
+    # An order's first line bought at once (never carted), the cart's items to follow.
+    first_line = purchase and open_cart and within_gap
+    same = bool(state.basket) and (checkout or same_id or first_line)
     if same and basket_id:
         state.basket_id = basket_id  # the order's id: its other purchases join it too
     if not same:
@@ -367,9 +362,14 @@ def _apply_to_basket(
 
 def _basket_closed(state: UserState, event: UserEvent, settings: Settings) -> bool:
     """Whether the user's current basket is over by ``event``'s time: an implicit basket
-    once ``basket_gap_hours`` have passed since its latest event (an explicit one, named
-    by its id, never is)."""
-    return state.basket_id == "" and event.timestamp - state.basket_time > settings.basket_gap_seconds
+    once a purchase has counted in it and ``basket_gap_hours`` have passed since its latest
+    event (a cart not checked out stays open, as for the events that join it; an explicit
+    basket, named by its id, is never over)."""
+    return (
+        state.basket_id == ""
+        and bool(state.basket_bought)
+        and event.timestamp - state.basket_time > settings.basket_gap_seconds
+    )
 
 
 def _leave_basket(state: UserState, event: UserEvent, seq: str, plan: BatchPlan, settings: Settings) -> None:
