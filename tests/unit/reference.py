@@ -116,9 +116,10 @@ def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozen
     has counted in whose items the cart still holds (after the event: ``checkouts``, see
     reference_counts) stays open past the gap. A purchase joins the current basket whatever
     its id when the cart held its item and the basket holds it (if a purchase has counted
-    in the basket, only within ``gap_seconds``), or, when no purchase has counted in the
+    in the basket, only within ``gap_seconds``), or when no purchase has counted in the
     basket, the cart still holds an item of it and all lie within ``gap_seconds``; the
-    basket takes its id (when it has one). The ``late`` events (indices, see
+    basket takes its id (when it has one), and its earliest time becomes the purchase's
+    when it joins a cart older than the gap. The ``late`` events (indices, see
     reference_counts) join none. A remove_from_cart that took
     its item out of the cart (``leaves``, see reference_counts) takes it out of the current
     basket and back from the counts, unless the basket is implicit and over (a purchase
@@ -173,7 +174,10 @@ def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozen
             )
         if same:
             assert basket is not None
-            basket = (key or basket[0], max(basket[1], when), basket[2], basket[3], min(basket[4], when))
+            # A cart older than the gap checked out: its time starts at the checkout.
+            restart = purchase and not basket[3] and max(basket[1], when) - min(basket[4], when) > gap_seconds
+            start = when if restart else min(basket[4], when)
+            basket = (key or basket[0], max(basket[1], when), basket[2], basket[3], start)
         else:
             basket = (key, when, [], set(), when)
             total += 1

@@ -182,6 +182,13 @@ def test_a_cart_not_checked_out_stays_one_basket_past_the_gap():
     assert {i: s.baskets for i, s in stats.items()} == {"a": 1, "b": 1, "c": 1, "#totals": 1}
     assert _pairs(engine, "a")["#b:a"] == {"b": 1.0, "c": 1.0}
     assert engine.users.get("u").cart == []
+    # Without ids, and with a line bought at once at checkout: the same one basket.
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    lines = [(i, "add_to_cart", None, at) for i, at in (("a", 0), ("b", 1), ("c", 2 * day))]
+    lines += [(item, "purchase", None, 2 * day + n) for n, item in enumerate("abcd", 1)]
+    engine.ingest([_purchase(n, "u", i, b, kind=k, at=at) for n, (i, k, b, at) in enumerate(lines)])
+    stats = engine.item_stats.get_many(["a", "b", "c", "d", "#totals"])
+    assert {i: s.baskets for i, s in stats.items()} == {"a": 1, "b": 1, "c": 1, "d": 1, "#totals": 1}
 
 
 def test_a_basket_counts_its_first_basket_items_kept_items_each_once():
@@ -589,11 +596,22 @@ HOUR = 3600
         # A named cart checked out a day and a half later: its carted lines complete it.
         [("a", "add_to_cart", "cart-1", 0), ("b", "add_to_cart", "cart-1", 60)]
         + [("a", "purchase", "o-1", 36 * HOUR), ("b", "purchase", "o-1", 36 * HOUR + 1)],
+        # Checked out without ids, days after the cart adds (or across the gap: 0 h, 20 h, 25 h).
+        [("a", "add_to_cart", None, 0), ("b", "add_to_cart", None, 60)]
+        + [("a", "purchase", None, 72 * HOUR), ("b", "purchase", None, 72 * HOUR + 1)],
+        [("a", "add_to_cart", None, 0), ("b", "add_to_cart", None, 20 * HOUR)]
+        + [("a", "purchase", None, 25 * HOUR), ("b", "purchase", None, 25 * HOUR + 1)],
         # Bought, carted again with another item, then the order: within the gap, one trip.
         [("a", "purchase", None, 0), ("a", "add_to_cart", None, 1), ("b", "add_to_cart", None, 2)]
         + [("a", "purchase", "o-1", 3), ("b", "purchase", "o-1", 4)],
     ],
-    ids=["uncarted-first-line", "named-cart-checked-out-later", "bought-then-carted-again"],
+    ids=[
+        "uncarted-first-line",
+        "named-cart-checked-out-later",
+        "no-ids-days-later",
+        "no-ids-across-the-gap",
+        "bought-then-carted-again",
+    ],
 )
 def test_a_checkout_counts_each_pair_once(lines):
     engine = InMemoryEngine(Settings(**PLAIN), eager=True)

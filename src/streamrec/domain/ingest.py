@@ -301,9 +301,10 @@ def _apply_to_basket(
     open, so a cart picked up again days later is one basket. A purchase of an item the
     cart held in the current basket completes it whatever id it carries (an ``order_id`` at
     checkout after cart adds without one, or under a cart id): a cart not checked out
-    however late, else within the gap; so does an order's first line bought at once while
-    the cart is not checked out, within the gap. The basket takes the order's id. Counted
-    as a basket of its own, every checkout counted its pairs twice.
+    however late (the basket's time then starts at the checkout), else within the gap; so
+    does an order's line bought at once while the cart is not checked out, within the gap. The basket
+    takes the order's id. Counted as a basket of its own, every checkout counted its pairs
+    twice.
     An item taken out of the cart (``remove_from_cart`` of an item the cart held) leaves
     the current basket, which takes back what it counted for it: a size swapped for another
     was never bought with it. ``was_in_cart``: whether the cart held the item before the
@@ -327,7 +328,9 @@ def _apply_to_basket(
     # the same trip). Counted in a basket of its own, its pairs were counted twice.
     checkout = purchase and was_in_cart and item in state.basket and (not checked_out or within_gap)
     same_id = state.basket_id == basket_id and (basket_id != "" or within_gap or open_cart)
-    # An order's first line bought at once (never carted), the cart's items to follow.
+    # An order's line bought at once (never carted) while the cart is not checked out, within
+    # the gap: the cart's items may follow it (a cart left for longer is not taken to be
+    # what an order of other items completes).
     first_line = purchase and open_cart and within_gap
     same = bool(state.basket) and (checkout or same_id or first_line)
     if same and basket_id:
@@ -337,8 +340,13 @@ def _apply_to_basket(
         state.basket_time = state.basket_start = when
         plan.item_stats[TOTALS_ROW].append((seq, BASKETS, 1.0))
     else:
+        if purchase and not checked_out and not within_gap:
+            # The checkout of a cart older than the gap: the trip's time is its checkout's,
+            # so the order's other lines (an id-less one too) are within the gap of it.
+            state.basket_start = when
+        else:
+            state.basket_start = min(state.basket_start, when)
         state.basket_time = max(state.basket_time, when)
-        state.basket_start = min(state.basket_start, when)
     if (
         event.event_type == PURCHASE
         and item not in state.basket_bought
