@@ -66,11 +66,17 @@ EPOCH_TEXT = re.compile(r"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?")
 EntityId = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
+def _blank(value: str, invisible: tuple[str, ...] = ("Cf",)) -> bool:
+    """Whether ``value`` is spaces and characters of the ``invisible`` Unicode categories
+    (format characters such as a zero-width space) alone."""
+    return not "".join(c for c in value if unicodedata.category(c) not in invisible).strip()
+
+
 def _category_problem(value: str) -> str | None:
     # A category is shown and matched as text: a blank one (spaces, or only invisible format
     # characters such as a zero-width space) or one holding control characters (a NUL, a
     # newline) is a producer's bug, not a category.
-    if not "".join(c for c in value if unicodedata.category(c) != "Cf").strip():
+    if _blank(value):
         return "a category must not be blank"
     if any(unicodedata.category(character) == "Cc" for character in value):
         return "a category must not hold control characters"
@@ -321,8 +327,7 @@ class ItemUpsert(BaseModel):
     def _visible_title(cls, value: str, info: ValidationInfo) -> str:
         # A blank title (spaces, control or invisible characters alone) is a producer's bug:
         # kept, it made the item alike to its category alone. Stored records read as they are.
-        visible = "".join(c for c in value if unicodedata.category(c) not in ("Cf", "Cc")).strip()
-        if not visible and not (info.context or {}).get("stored"):
+        if _blank(value, ("Cf", "Cc")) and not (info.context or {}).get("stored"):
             raise ValueError("a title must not be blank")
         return value
 

@@ -260,6 +260,20 @@ def plan_batch(
     return plan
 
 
+def _add_categories(
+    item_stats: dict[str, list[Delta]], categories: dict[str, str], moved: Sequence[tuple[str, str, str]]
+) -> None:
+    """Add to a batch's item-stats writes the category each catalog record in ``moved``,
+    ``(item id, sequence, category)``, gave its item: a delta of 0 under the record's
+    sequence (its guard), after the batch's events of the item, as if in a batch of its
+    own (a bisected retry may so apply it); a later event of the item sets it itself."""
+    for item_id, sequence, category in moved:
+        deltas = item_stats.setdefault(item_id, [])
+        if not deltas or deltas[-1][0] < sequence:
+            deltas.append((sequence, WEIGHT, 0.0))
+            categories[item_id] = category
+
+
 def trend_weight(state: UserState, event: UserEvent, weight: float, settings: Settings) -> float:
     """The part of an event's ``weight`` its item's trending counters take: a user's events
     on one item within one clock hour (the event's own) count as the strongest of them, so
@@ -511,13 +525,7 @@ class IngestService:
             trends=self.trends is not None,
             known_coupons=self.known_coupons(events),
         )
-        for item_id, sequence, category in recategorised:
-            # After the batch's events of the item, as if in a batch of its own (a bisected
-            # retry may so apply it); a later event of the item sets the category itself.
-            deltas = plan.item_stats.get(item_id)
-            if not deltas or deltas[-1][0] < sequence:
-                plan.item_stats[item_id].append((sequence, WEIGHT, 0.0))
-                plan.categories[item_id] = category
+        _add_categories(plan.item_stats, plan.categories, recategorised)
         self.cooccurrence.apply(plan.cooccurrence, shard)
         self.item_stats.apply(plan.item_stats, shard, plan.categories, plan.first_seen)
         if self.trends is not None:
@@ -538,11 +546,10 @@ class IngestService:
         With events of the same batch, :meth:`ingest` adds these to its own writes: one
         write per row must carry every delta, or the guard would take the later-sequenced
         write as covering the earlier."""
-        self.item_stats.apply(
-            {item_id: [(sequence, WEIGHT, 0.0)] for item_id, sequence, _ in changed},
-            shard,
-            {item_id: category for item_id, _, category in changed},
-        )
+        deltas: dict[str, list[Delta]] = {}
+        categories: dict[str, str] = {}
+        _add_categories(deltas, categories, changed)
+        self.item_stats.apply(deltas, shard, categories)
 
     def known_coupons(self, events: Sequence[SequencedEvent]) -> set[str] | None:
         """The defined coupons among those the events redeem (a consistent key-only read when
