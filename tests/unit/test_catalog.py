@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from streamrec_core import idf, tfidf_norm
 
-from streamrec.domain.catalog import CatalogService, SequencedUpsert
+from streamrec.domain.catalog import CONTENT_HOLDERS_KEPT, CatalogService, SequencedUpsert
 from streamrec.domain.filters import ListFilter
 from streamrec.domain.ingest import IngestService, SequencedEvent
 from streamrec.domain.model import OUT_OF_STOCK_ROW, Posting, sequence_key
@@ -429,6 +429,109 @@ def test_a_former_look_alike_keeps_the_item_with_its_new_score_and_category(merg
     new = {n.item_id: n for n in pipeline.similarity.rows["grinder"].content}["beans"]
     assert new.category == "camping" and 0 < new.score < old.score
     assert new.score == {n.item_id: n.score for n in pipeline.similarity.rows["beans"].content}["grinder"]
+
+
+def _socks_and_hat(pipeline: Pipeline) -> None:
+    """One-item lists: the hat holds the sock, whose own list names its closer twin alone."""
+    pipeline.send([upsert("hat", "Wool hat", "clothing")])
+    pipeline.send([upsert("sock", "Red wool sock", "clothing")])
+    pipeline.send([upsert("sock2", "Red wool sock", "clothing", tags=["pair"])])
+    assert [n.item_id for n in pipeline.similarity.rows["hat"].content] == ["sock"]
+    assert [n.item_id for n in pipeline.similarity.rows["sock"].content] == ["sock2"]
+
+
+def test_a_row_holding_an_item_its_list_does_not_name_is_corrected_when_the_item_changes():
+    # Lists are not symmetric: the hat's list holds the sock, while the sock's list names
+    # only its twin. Renamed into a garden hose, the sock left the twin's list but stayed in
+    # the hat's, under "clothing", until the hat's own record changed.
+    pipeline = Pipeline(Settings(content_per_item=1, content_merge_limit=1))
+    _socks_and_hat(pipeline)
+    assert set(pipeline.similarity.rows["sock"].holders) == {"hat", "sock2"}
+    pipeline.send([upsert("sock", "Garden hose", "garden", at=10)])
+    assert pipeline.similarity.rows["hat"].content == []
+    assert pipeline.similarity.rows["sock2"].content == []
+    similar = pipeline.recommendations.similar_items("hat", 5).items
+    assert "sock" not in [i.item_id for i in similar if i.source == "content"]
+    assert pipeline.similarity.rows["sock"].holders == []
+
+
+def test_a_holder_still_alike_gets_the_items_new_score_and_category():
+    pipeline = Pipeline(Settings(content_per_item=1, content_merge_limit=1))
+    _socks_and_hat(pipeline)
+    old = pipeline.similarity.rows["hat"].content[0]
+    pipeline.send([upsert("sock", "Wool sock for hiking boots", "hiking", at=10)])
+    new = pipeline.similarity.rows["hat"].content[0]
+    assert (new.item_id, new.category) == ("sock", "hiking") and 0 < new.score < old.score
+    assert "hat" in pipeline.similarity.rows["sock"].holders
+
+
+def test_a_retry_after_a_half_written_batch_still_corrects_the_holders():
+    # The hat's row fails to be written while the other rows of the batch (the sock's,
+    # with its new digest, among them in one BatchWriteItem's order or another) are: the
+    # retry must not take the sock's change as done.
+    pipeline = Pipeline(Settings(content_per_item=1, content_merge_limit=1))
+    _socks_and_hat(pipeline)
+    table = pipeline.similarity
+    put_rows = table.put_rows
+    failed: list[str] = []
+
+    def failing_on_the_hat(rows):
+        rows = list(rows)
+        if not failed and any(row.item_id == "hat" for row in rows):
+            put_rows([row for row in rows if row.item_id != "hat"])
+            failed.append("hat")
+            raise ConnectionError("the hat's chunk was not written")
+        return put_rows(rows)
+
+    table.put_rows = failing_on_the_hat  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        pipeline.send([upsert("sock", "Garden hose", "garden", at=10)])
+    assert [n.item_id for n in table.rows["hat"].content] == ["sock"]
+    pipeline.similarity_service.recompute((), (), (), {"sock"})  # the stream's retry
+    assert table.rows["hat"].content == [] and table.rows["sock2"].content == []
+
+
+def test_a_stock_change_reads_and_writes_no_holders_row():
+    # Its tokens and category are as they were: its entries in other lists stand.
+    pipeline = Pipeline(Settings(content_per_item=1, content_merge_limit=1))
+    _socks_and_hat(pipeline)
+    read: list[str] = []
+    written: list[str] = []
+    table = pipeline.similarity
+    get_many, put_rows = table.get_many, table.put_rows
+
+    def reading(item_ids, *args, **kwargs):
+        read.extend(item_ids)
+        return get_many(item_ids, *args, **kwargs)
+
+    def writing(rows):
+        rows = list(rows)
+        written.extend(row.item_id for row in rows)
+        return put_rows(rows)
+
+    table.get_many, table.put_rows = reading, writing  # type: ignore[method-assign]
+    pipeline.send([upsert("sock", "Red wool sock", "clothing", at=10, in_stock=False)])
+    assert "hat" not in read and "hat" not in written
+    assert pipeline.similarity.rows["hat"].content[0].item_id == "sock"
+    assert pipeline.similarity.lists[OUT_OF_STOCK_ROW].items == [("sock", T0 + 10)]
+
+
+def test_an_item_records_its_most_recent_holders_only():
+    pipeline = Pipeline()
+    pipeline.send([upsert("base", "Wool sock", "clothing")])
+    for n in range(CONTENT_HOLDERS_KEPT + 10):
+        pipeline.send([upsert(f"sock{n:02d}", f"Wool sock model{n:02d}", "clothing")])
+    holders = pipeline.similarity.rows["base"].holders
+    assert len(holders) == CONTENT_HOLDERS_KEPT
+    # Each new sock's list names the base (and rewrites the rows it names): the last
+    # ones are its most recent holders.
+    assert holders[-1] == f"sock{CONTENT_HOLDERS_KEPT + 9:02d}"
+    assert set(holders) <= {n.item_id for n in pipeline.similarity.rows["base"].content} | {
+        f"sock{n:02d}" for n in range(CONTENT_HOLDERS_KEPT + 10)
+    }
+    assert all("base" in {n.item_id for n in pipeline.similarity.rows[h].content} for h in holders[-20:]), (
+        "a recorded holder holds it"
+    )
 
 
 def test_an_early_items_norm_is_computed_again_once_the_catalog_has_grown():

@@ -253,6 +253,8 @@ def test_rows_read_for_some_lists_decode_only_those(aws):
         extended=[Neighbour("lamp", 0.2)],
         complements=[Neighbour("pegs", 0.4, "camping")],
         content=[Neighbour("tarp", 0.3, "shelter")],
+        holders=["tarp", "poles"],
+        content_digest=123456,
         measure="jaccard",
         category="camping",
         support=3.0,
@@ -261,8 +263,10 @@ def test_rows_read_for_some_lists_decode_only_those(aws):
     rows, _ = table.get_many(["tent"], row_lists=("neighbours",))
     assert rows["tent"].neighbours == whole.neighbours
     assert (rows["tent"].extended, rows["tent"].complements, rows["tent"].content) == ([], [], [])
+    assert (rows["tent"].holders, rows["tent"].content_digest) == ([], 0)
     rows, _ = table.get_many(["tent"], consistent=True, row_lists=("content",))
     assert rows["tent"].content == whole.content and rows["tent"].category == "camping"
+    assert (rows["tent"].holders, rows["tent"].content_digest) == (["tarp", "poles"], 123456)
     assert (rows["tent"].neighbours, rows["tent"].extended, rows["tent"].complements) == ([], [], [])
     rows, _ = table.get_many(["tent"])  # all lists, as the API reads them
     assert rows["tent"] == whole

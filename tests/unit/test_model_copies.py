@@ -49,16 +49,20 @@ def test_user_state_copy_is_independent():
 
 def test_similarity_row_copy_keeps_every_field_and_shares_no_list():
     lists = {"neighbours", "extended", "complements", "content"}
-    values = {name: [Neighbour(name, 0.5, "c")] for name in lists}
-    row = SimilarityRow(item_id="i", measure="jaccard", updated_at=2.5, support=3.0, category="c", **values)
-    assert {f.name for f in dataclasses.fields(SimilarityRow)} == lists | {
+    values: dict[str, list] = {name: [Neighbour(name, 0.5, "c")] for name in lists}
+    values["holders"] = ["h"]
+    row = SimilarityRow(
+        item_id="i", measure="jaccard", updated_at=2.5, support=3.0, category="c", content_digest=7, **values
+    )
+    assert {f.name for f in dataclasses.fields(SimilarityRow)} == set(values) | {
         "item_id",
         "measure",
         "updated_at",
         "support",
         "category",
+        "content_digest",
     }
     copied = row.copy()
     assert copied == row
-    for name in lists:
+    for name in values:
         assert getattr(copied, name) is not getattr(row, name), name

@@ -30,19 +30,25 @@ read, and the exact TF-IDF cosine (streamrec_core.content) picks X's ``content_p
 closest items. X is then merged into the content lists of its ``content_merge_limit``
 closest items, so that a new item shows up beside existing similar ones at once. Work per
 item is bounded by its tokens and the posting limit, never by the catalog's size.
-A candidate's norm is the one computed when it was written, unless the catalog has since
-grown to ``NORM_REFRESH_GROWTH`` times the document count it was computed at: then it is
-computed again from today's document frequencies (its tokens' postings, one more read) and
-written back. Without that, the items of a bulk load's first batches, normed against a
-catalog of a few hundred items, would keep norms far below their look-alikes' and outscore
-them (an item is refreshed at most log2 of the catalog's growth after it times).
+When X's tokens or category changed, the rows that hold X get its new score and category,
+or lose it: those X's previous list named and those X's row records as its ``holders``
+(every written row names itself in the rows of the items its content list holds; lists
+are not symmetric). A candidate's norm is the one computed when it was written, unless
+the catalog has since grown to ``NORM_REFRESH_GROWTH`` times the document count it was
+computed at: then it is computed again from today's document frequencies (its tokens'
+postings, one more read) and written back. Without that, the items of a bulk load's
+first batches, normed against a catalog of a few hundred items, would keep norms far below
+their look-alikes' and outscore them (an item is refreshed at most log2 of the catalog's
+growth after it times).
 
 The item's catalog stock decides the ``#out_of_stock`` row of the similarity table.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -73,6 +79,10 @@ from streamrec.settings import Settings
 DOCUMENTS = "documents"
 NO_POSTING = Posting()
 STOCK_UPDATE_ATTEMPTS = 5
+# The holders an item's row records (the rows whose content lists hold it), most recent
+# kept: a row pushed out of a widely held item's record keeps the item's entry unchanged
+# when the item's text changes, until its own item is announced.
+CONTENT_HOLDERS_KEPT = 50
 # A stored norm is computed again once the catalog has grown to this many times the
 # document count it was computed at (a rare token's idf has then risen by ln 2 at most).
 NORM_REFRESH_GROWTH = 2.0
@@ -312,6 +322,27 @@ class CatalogService:
             raise ConcurrentUpdateError(f"catalog records changed concurrently: {', '.join(conflicts[:5])}")
 
 
+def record_digest(item: CatalogItem) -> int:
+    """A digest (never 0) of what an item's content scores are computed from: its tokens
+    and category."""
+    text = json.dumps([sorted(item.terms.items()), item.category], separators=(",", ":"))
+    return zlib.crc32(text.encode()) or 1
+
+
+def _record_holders(rows: Mapping[str, SimilarityRow], written: set[str]) -> None:
+    """Bring the ``holders`` of each of the ``written`` rows up to date with the content
+    lists of the written rows (most recent last, ``CONTENT_HOLDERS_KEPT`` at most); rows
+    not written are recorded as they were."""
+    held_by: dict[str, list[str]] = defaultdict(list)
+    for holder in sorted(written):
+        for neighbour in rows[holder].content:
+            held_by[neighbour.item_id].append(holder)
+    for item_id in written:
+        row = rows[item_id]
+        earlier = [h for h in row.holders if h not in written]
+        row.holders = [*earlier, *held_by.get(item_id, ())][-CONTENT_HOLDERS_KEPT:]
+
+
 @dataclass(frozen=True)
 class CountCorrection:
     """A stored count that the records disagree with: a token's count of holders (``token``)
@@ -454,29 +485,40 @@ class ContentIndex:
         if not items:
             return []
         self._update_stock(items)
-        # The items' own rows first: their content lists name the rows that hold them now.
+        # The items' own rows first: their content lists and holders name the rows that
+        # hold them now.
         own, _ = self.similarity.get_many(sorted(set(items) - fresh.keys()), consistent=True)
         own.update((k, v) for k, v in fresh.items() if k in items)
-        before = {item_id: [n.item_id for n in own[item_id].content] for item_id in items if item_id in own}
+        digests = {item_id: record_digest(item) for item_id, item in items.items()}
+        # Only an item whose tokens or category changed is scored again in those rows: a
+        # stock change leaves its entries as they were.
+        before = {
+            item_id: list(dict.fromkeys([*(n.item_id for n in row.content), *row.holders]))
+            for item_id, row in own.items()
+            if row.content_digest != digests[item_id]
+        }
         lists, rescored = self.neighbours(items, before)
         limit = self.settings.content_merge_limit
         merge_into = set(lists) | {n.item_id for found in lists.values() for n in found[:limit]}
-        former = {o for old in before.values() for o in old} - merge_into
-        read = sorted((merge_into | former) - set(items) - own.keys() - fresh.keys())
+        # Every row an item's list names is written: it records the item among its holders.
+        named = merge_into | {n.item_id for found in lists.values() for n in found}
+        touched = named | {o for old in before.values() for o in old}
+        read = sorted(touched - set(items) - own.keys() - fresh.keys())
         stored, _ = self.similarity.get_many(read, consistent=True)
-        rows = {**own, **stored, **{k: v for k, v in fresh.items() if k in merge_into | former}}
+        rows = {**own, **stored, **{k: v for k, v in fresh.items() if k in touched}}
         now = time.time()
-        for item_id in merge_into:
+        for item_id in named:
             rows.setdefault(item_id, SimilarityRow(item_id, [], updated_at=now))
         for item_id, found in lists.items():
             rows[item_id].content = found
             rows[item_id].category = items[item_id].category
+            rows[item_id].content_digest = digests[item_id]
         for item_id, found in lists.items():
             for neighbour in found[:limit]:
                 if neighbour.item_id in lists:
                     continue  # its own list was just computed in full
                 self._place(rows[neighbour.item_id], item_id, neighbour.score, items[item_id].category)
-        changed = set(merge_into)
+        changed = set(named)
         for item_id, old in before.items():
             merged = {n.item_id for n in lists[item_id][:limit]}
             for other in old:
@@ -486,9 +528,14 @@ class ContentIndex:
                 if any(n.item_id == item_id for n in row.content):
                     self._place(row, item_id, rescored[item_id].get(other, 0.0), items[item_id].category)
                     changed.add(other)
-        written = [rows[item_id] for item_id in sorted(changed)]
-        self.similarity.put_rows(written)
-        return written
+        _record_holders(rows, changed)
+        others = [rows[item_id] for item_id in sorted(changed - set(items))]
+        own_rows = [rows[item_id] for item_id in sorted(changed & set(items))]
+        # The announced items' rows last: until their digests are written, a retry (a
+        # write failed half-way) corrects the rows that hold them again.
+        self.similarity.put_rows(others)
+        self.similarity.put_rows(own_rows)
+        return [*others, *own_rows]
 
     def _place(self, row: SimilarityRow, item_id: str, score: float, category: str) -> None:
         """``item_id`` in ``row``'s content list with its current ``score`` and ``category``,

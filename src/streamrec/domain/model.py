@@ -236,6 +236,14 @@ class SimilarityRow:
     # Items whose catalog text (title, category, tags) is close to its own, by TF-IDF
     # cosine, best first (domain/catalog.py).
     content: list[Neighbour] = field(default_factory=list)
+    # The items whose content lists hold this item, as the similarity function last saw
+    # them (most recent last, at most ``catalog.CONTENT_HOLDERS_KEPT``): the rows to correct
+    # when its title, tags or category change, also those its own list does not name.
+    holders: list[str] = field(default_factory=list)
+    # A digest of the tokens and category its content list and its entries in the holders'
+    # lists were computed from (0: none recorded): a record that leaves them as they were
+    # (a stock change) corrects no other row.
+    content_digest: int = 0
     # How well behaviour knows the item: its c_ii (each user's strongest event weight on
     # it, summed) when the row was built. None: not recorded (a row only the catalog side
     # wrote, or one stored before rows carried it; see recommend.coldness).
@@ -254,6 +262,8 @@ class SimilarityRow:
             extended=list(self.extended),
             complements=list(self.complements),
             content=list(self.content),
+            holders=list(self.holders),
+            content_digest=self.content_digest,
             support=self.support,
             category=self.category,
         )

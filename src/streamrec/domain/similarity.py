@@ -249,6 +249,8 @@ class SimilarityService:
             for row in result:
                 if row.item_id in stored:
                     row.content = stored[row.item_id].content
+                    row.holders = stored[row.item_id].holders
+                    row.content_digest = stored[row.item_id].content_digest
                     row.category = row.category or stored[row.item_id].category
         self.similarity.put_rows(result)
         return result

@@ -156,8 +156,9 @@ class SimilarityRepository(Protocol):
         BatchGetItem) so that the API stays within 2 round trips. ``consistent`` reads (the
         similarity function's read-modify-write of content lists) see every acknowledged write.
         ``row_lists`` names the lists of each row the caller reads (``neighbours``,
-        ``extended``, ``complements``, ``content``; None: all): an adapter may leave the others
-        empty, so such rows are for reading, never for writing back."""
+        ``extended``, ``complements``, ``content``, which brings the row's ``holders`` and
+        ``content_digest`` too; None: all): an adapter may leave the others empty, so such
+        rows are for reading, never for writing back."""
         ...
 
     def put_rows(self, rows: Iterable[SimilarityRow]) -> None: ...

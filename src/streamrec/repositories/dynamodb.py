@@ -737,10 +737,15 @@ def _encode_lists(row: SimilarityRow, names: tuple[str, ...], index_name: str) -
 
 def _encode_neighbours(row: SimilarityRow) -> dict[str, Any]:
     """The row's list attributes and their category indexes (no content attributes for a
-    row without content neighbours: rows without a catalog stay as small as before)."""
+    row without content neighbours, holders or digest: rows without a catalog stay as small
+    as before)."""
     encoded = _encode_lists(row, _COLLABORATIVE_LISTS, "categories")
     if row.content:
         encoded.update(_encode_lists(row, ("content",), "content_categories"))
+    if row.holders:
+        encoded["content_holders"] = {"S": json.dumps(row.holders, separators=(",", ":"))}
+    if row.content_digest:
+        encoded["content_digest"] = {"N": str(row.content_digest)}
     return encoded
 
 
@@ -767,6 +772,8 @@ def _row_from_item(item: dict[str, Any], wanted: frozenset[str] = _ROW_LISTS) ->
         extended=decoded("extended", categories),
         complements=decoded("complements", categories),
         content=decoded("content", content_categories),
+        holders=json.loads(item.get("content_holders", {}).get("S", "[]")) if "content" in wanted else [],
+        content_digest=int(item.get("content_digest", {}).get("N", 0)) if "content" in wanted else 0,
         support=float(item["support"]["N"]) if "support" in item else None,
         category=item.get("category", {}).get("S", ""),
     )
