@@ -465,6 +465,48 @@ def test_a_holder_still_alike_gets_the_items_new_score_and_category():
     assert "hat" in pipeline.similarity.rows["sock"].holders
 
 
+def test_rows_that_dropped_an_item_leave_its_record_of_holders():
+    # Each new sock pair pushes the sock out of the first one's one-item list: left in the
+    # sock's record, those rows would fill it and push out the hat, which still holds it.
+    pipeline = Pipeline(Settings(content_per_item=1, content_merge_limit=1))
+    pipeline.send([upsert("sock", "Wool sock", "clothing")])
+    pipeline.send([upsert("hat", "Wool hat", "clothing")])
+    for n in range(CONTENT_HOLDERS_KEPT):
+        pipeline.send([upsert(f"s{n:02d}", f"Wool sock u{n:02d}", "clothing")])
+        pipeline.send([upsert(f"t{n:02d}", f"Wool sock u{n:02d} v{n:02d}", "clothing")])
+    rows = pipeline.similarity.rows
+    holding = {r for r, row in rows.items() if any(n.item_id == "sock" for n in row.content)}
+    assert "hat" in holding and set(rows["sock"].holders) == holding
+    pipeline.send([upsert("sock", "Garden hose", "garden", at=10)])
+    assert rows["hat"].content == []
+
+
+def _stored_only(pipeline: Pipeline, record: dict) -> None:
+    """The ingest stores the record; its announcement waits in the changed-items stream."""
+    pipeline.sequence += 1
+    upsert_record = SequencedUpsert(sequence_key(pipeline.sequence), parse_record(record))
+    pipeline.catalog_service.upsert([upsert_record], SHARD)
+    pipeline.changes.drain_content()
+
+
+def test_an_entry_taken_from_a_record_not_yet_announced_is_corrected_when_it_changes_back():
+    # The sock is moved to "garden" by mistake and back; before its announcements are
+    # handled, a new look-alike's list takes it as "garden". Its record is then back to what
+    # its row's digest says, yet the look-alike's entry must be corrected.
+    pipeline = Pipeline(Settings(content_merge_limit=1))
+    pipeline.send([upsert("sock", "Red wool sock", "clothing")])
+    pipeline.send([upsert("sock2", "Blue wool sock", "clothing")])
+    _stored_only(pipeline, upsert("sock", "Red wool sock", "garden", at=10))
+    _stored_only(pipeline, upsert("sock3", "Green wool sock", "clothing"))
+    pipeline.similarity_service.recompute((), (), (), {"sock3"})
+    entry = {n.item_id: n for n in pipeline.similarity.rows["sock3"].content}["sock"]
+    assert entry.category == "garden"
+    _stored_only(pipeline, upsert("sock", "Red wool sock", "clothing", at=20))
+    pipeline.similarity_service.recompute((), (), (), {"sock"})
+    entry = {n.item_id: n for n in pipeline.similarity.rows["sock3"].content}["sock"]
+    assert entry.category == "clothing"
+
+
 def test_a_retry_after_a_half_written_batch_still_corrects_the_holders():
     # The hat's row fails to be written while the other rows of the batch (the sock's,
     # with its new digest, among them in one BatchWriteItem's order or another) are: the

@@ -32,8 +32,8 @@ closest items, so that a new item shows up beside existing similar ones at once.
 item is bounded by its tokens and the posting limit, never by the catalog's size.
 When X's tokens or category changed, the rows that hold X get its new score and category,
 or lose it: those X's previous list named and those X's row records as its ``holders``
-(every written row names itself in the rows of the items its content list holds; lists
-are not symmetric). A candidate's norm is the one computed when it was written, unless
+(lists are not symmetric): a row written with X in its list is recorded in X's row, written
+in the same batch, and a row that drops X is taken out of X's record. A candidate's norm is the one computed when it was written, unless
 the catalog has since grown to ``NORM_REFRESH_GROWTH`` times the document count it was
 computed at: then it is computed again from today's document frequencies (its tokens'
 postings, one more read) and written back. Without that, the items of a bulk load's
@@ -380,11 +380,11 @@ class ContentIndex:
 
     def neighbours(
         self, items: Mapping[str, CatalogItem], rescore: Mapping[str, Sequence[str]] | None = None
-    ) -> tuple[dict[str, list[Neighbour]], dict[str, dict[str, float]]]:
-        """The content neighbours of each of ``items`` (their stored records), and the cosine
-        of each item with the items ``rescore`` names for it, whether or not they are among
-        its neighbours (0 for an item without a record): what its old neighbours' rows
-        should now say of it."""
+    ) -> tuple[dict[str, list[Neighbour]], dict[str, dict[str, float]], dict[str, int]]:
+        """The content neighbours of each of ``items`` (their stored records), the cosine of
+        each item with the items ``rescore`` names for it, whether or not they are among its
+        neighbours (0 for an item without a record): what its old neighbours' rows should now
+        say of it, and the :func:`record_digest` of each listed neighbour's record as read."""
         rescore = rescore or {}
         settings = self.settings
         tokens = {t for item in items.values() for t in item.terms}
@@ -412,7 +412,12 @@ class ContentIndex:
             shortlist[item_id] = [candidates[i] for i in top_k(pre, settings.content_candidates)]
         wanted = {c for chosen in shortlist.values() for c in chosen}
         wanted |= {c for item_id in items for c in rescore.get(item_id, ())}
-        records = self._with_current_norms(self.catalog.get_many(wanted), postings, documents)
+        # The batch's own records as read (consistently) by the caller, the others as stored.
+        fetched = {
+            **self.catalog.get_many(wanted - items.keys()),
+            **{c: items[c] for c in wanted & items.keys()},
+        }
+        records = self._with_current_norms(fetched, postings, documents)
         result: dict[str, list[Neighbour]] = {}
         rescored: dict[str, dict[str, float]] = {}
         for item_id, item in items.items():
@@ -445,7 +450,8 @@ class ContentIndex:
                 for i in top_k(scores, settings.content_per_item)
                 if scores[i] >= settings.content_min_similarity
             ]
-        return result, rescored
+        seen = {n.item_id: record_digest(records[n.item_id]) for found in result.values() for n in found}
+        return result, rescored, seen
 
     def _with_current_norms(
         self, records: dict[str, CatalogItem], postings: Mapping[str, Posting], documents: int
@@ -497,15 +503,15 @@ class ContentIndex:
             for item_id, row in own.items()
             if row.content_digest != digests[item_id]
         }
-        lists, rescored = self.neighbours(items, before)
+        lists, rescored, seen = self.neighbours(items, before)
         limit = self.settings.content_merge_limit
         merge_into = set(lists) | {n.item_id for found in lists.values() for n in found[:limit]}
-        # Every row an item's list names is written: it records the item among its holders.
         named = merge_into | {n.item_id for found in lists.values() for n in found}
         touched = named | {o for old in before.values() for o in old}
         read = sorted(touched - set(items) - own.keys() - fresh.keys())
         stored, _ = self.similarity.get_many(read, consistent=True)
         rows = {**own, **stored, **{k: v for k, v in fresh.items() if k in touched}}
+        held_before = {item_id: {n.item_id for n in row.content} for item_id, row in rows.items()}
         now = time.time()
         for item_id in named:
             rows.setdefault(item_id, SimilarityRow(item_id, [], updated_at=now))
@@ -513,12 +519,25 @@ class ContentIndex:
             rows[item_id].content = found
             rows[item_id].category = items[item_id].category
             rows[item_id].content_digest = digests[item_id]
+        changed = set(merge_into)
         for item_id, found in lists.items():
             for neighbour in found[:limit]:
                 if neighbour.item_id in lists:
                     continue  # its own list was just computed in full
                 self._place(rows[neighbour.item_id], item_id, neighbour.score, items[item_id].category)
-        changed = set(named)
+            for neighbour in found:
+                listed = rows[neighbour.item_id]
+                if item_id not in listed.holders:
+                    changed.add(neighbour.item_id)  # to record the item among its holders
+                if neighbour.item_id not in lists and listed.content_digest not in (
+                    0,
+                    seen[neighbour.item_id],
+                ):
+                    # Listed as a record its own announcement has not brought yet (or as
+                    # one since replaced): that announcement then corrects the rows holding
+                    # it, even if its record is by then back to what the digest says.
+                    listed.content_digest = 0
+                    changed.add(neighbour.item_id)
         for item_id, old in before.items():
             merged = {n.item_id for n in lists[item_id][:limit]}
             for other in old:
@@ -528,6 +547,7 @@ class ContentIndex:
                 if any(n.item_id == item_id for n in row.content):
                     self._place(row, item_id, rescored[item_id].get(other, 0.0), items[item_id].category)
                     changed.add(other)
+        self._forget_dropped(rows, changed, held_before)
         _record_holders(rows, changed)
         others = [rows[item_id] for item_id in sorted(changed - set(items))]
         own_rows = [rows[item_id] for item_id in sorted(changed & set(items))]
@@ -536,6 +556,26 @@ class ContentIndex:
         self.similarity.put_rows(others)
         self.similarity.put_rows(own_rows)
         return [*others, *own_rows]
+
+    def _forget_dropped(
+        self, rows: dict[str, SimilarityRow], changed: set[str], held_before: Mapping[str, set[str]]
+    ) -> None:
+        """Take each changed row out of the holders of the items its content list dropped
+        (``held_before``: each row's list as read), reading the rows of those items not in
+        ``rows``: left in, such rows would fill an item's bounded record of holders and push
+        out rows that do hold it."""
+        dropped: dict[str, set[str]] = defaultdict(set)
+        for holder in changed:
+            for gone in held_before.get(holder, set()) - {n.item_id for n in rows[holder].content}:
+                dropped[gone].add(holder)
+        unread = sorted(set(dropped) - rows.keys())
+        if unread:
+            rows.update(self.similarity.get_many(unread, consistent=True)[0])
+        for gone, holders in dropped.items():
+            row = rows.get(gone)
+            if row is not None and holders & set(row.holders):
+                row.holders = [h for h in row.holders if h not in holders]
+                changed.add(gone)
 
     def _place(self, row: SimilarityRow, item_id: str, score: float, category: str) -> None:
         """``item_id`` in ``row``'s content list with its current ``score`` and ``category``,
