@@ -25,7 +25,7 @@ $(EVAL_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,eval,rtrec]"
 	touch $(EVAL_STAMP)
 
-## eval: P1, P2, P3 and P4 of ../shared/EVALUATION.md and the content protocol on ../shared/datasets (skipped when absent), with
+## eval: P1, P2, P3 and P4 of ../shared/EVALUATION.md and the content and demand protocols on ../shared/datasets (skipped when absent), with
 ## progress; writes eval/report.md, eval/report.json, eval/hr_at_k.png (about 28 min here; rtrec apart: see README)
 eval: $(EVAL_STAMP)
 	$(BIN)/streamrec eval all $(EVAL_ARGS)

@@ -959,11 +959,12 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
     def demand(
         item_id: Annotated[str, Path(pattern=ID_PATTERN, description="The item.")],
     ) -> dict[str, Any]:
-        """Units bought recently (last 24 h, today, per day over the last 14 whole days,
-        shown day by day) and Holt's forecast, fitted on those whole days (up to yesterday),
-        for the current UTC day (next_24h) and it plus the 6 following (next_7d); today's
-        sales so far are in purchases.today, not in the fit. An item without events in the
-        last 15 days (or unknown): known=false and zeros."""
+        """Units bought recently (last 24 h, today, per day over the last 28 whole days,
+        shown day by day) and the forecast from those whole days (up to yesterday): their
+        mean per day (or Holt's smoothing, DEMAND_METHOD=holt), for the current UTC day
+        (next_24h) and it plus the 6 following (next_7d); today's sales so far are in
+        purchases.today, not in the forecast. An item without events in the last 29 days
+        (or unknown): known=false and zeros."""
         d = trends.demand(item_id, clock())
         return {
             "item_id": d.item_id,
@@ -979,11 +980,10 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
             "forecast": {
                 "next_24h": round(d.next_24h, 3),
                 "next_7d": round(d.next_7d, 3),
-                "method": "holt",
+                "method": d.method,
                 "level": round(d.level, 4),
                 "trend": round(d.trend, 4),
-                "alpha": d.alpha,
-                "beta": d.beta,
+                **({"alpha": d.alpha, "beta": d.beta} if d.method == "holt" else {}),
             },
         }
 

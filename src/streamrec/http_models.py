@@ -185,7 +185,7 @@ class TrendingList(BaseModel):
 
 class DemandPurchases(BaseModel):
     """Units bought. Also ``per_day_<N>d``: the mean per day over the N whole days of
-    ``days`` (N is the DEMAND_DAYS setting, 14 by default: ``per_day_14d``)."""
+    ``days`` (N is the demand_days setting, 28 by default: ``per_day_28d``)."""
 
     model_config = ConfigDict(
         extra="allow",
@@ -204,22 +204,23 @@ class DemandDay(BaseModel):
 
 
 class DemandForecast(BaseModel):
-    """Holt's forecast, fitted on the whole UTC days of ``days`` (up to yesterday): today's
-    sales so far (``purchases.today``) are not part of it."""
+    """The forecast from the whole UTC days of ``days`` (up to yesterday): their mean per
+    day (``mean``, the default) or Holt's linear smoothing of them (``holt``). Today's sales
+    so far (``purchases.today``) are not part of it."""
 
     next_24h: float = Field(
-        description="Units forecast for the current UTC day as a whole (l + b), from the fit up"
+        description="Units forecast for the current UTC day as a whole (l + b), from the days up"
         " to yesterday: today's sales so far are not in it (they are in purchases.today)."
     )
     next_7d: float = Field(
         description="Units forecast for the current UTC day and the 6 following (the sum of"
-        " l + h*b, h = 1..7, each floored at 0), from the same fit."
+        " l + h*b, h = 1..7, each floored at 0), from the same days."
     )
-    method: Literal["holt"]
-    level: float = Field(description="Smoothed units per day as of yesterday (>= 0).")
-    trend: float = Field(description="Smoothed change per day (>= -level).")
-    alpha: float
-    beta: float
+    method: Literal["mean", "holt"] = Field(description="The DEMAND_METHOD setting.")
+    level: float = Field(description="Units per day as of yesterday (>= 0): the mean, or Holt's level.")
+    trend: float = Field(description="Change per day: 0 for the mean, Holt's smoothed trend (>= -level).")
+    alpha: float | None = Field(None, description="Holt's level smoothing (holt only).")
+    beta: float | None = Field(None, description="Holt's trend smoothing (holt only).")
 
 
 class ItemDemand(BaseModel):

@@ -162,7 +162,7 @@ def test_trending_and_demand_show_what_the_pipeline_just_saw(loaded: LocalStack,
     demand = api.get("/items/trend-b/demand")
     assert demand.status == 200, demand.raw
     assert demand.body["known"] is True and demand.body["purchases"]["last_24h"] == 1.0
-    assert len(demand.body["days"]) == 14
+    assert len(demand.body["days"]) == 28 and demand.body["forecast"]["method"] == "mean"
 
 
 @pytest.mark.parametrize(

@@ -243,8 +243,12 @@ def test_help_texts(capsys):
     assert "20% of the test's products" in out and "%%" not in out
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
-    out = capsys.readouterr().out
-    assert "(content)" in out and "(sessions)" in out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(content, demand)" in out and "(sessions)" in out
+    with pytest.raises(SystemExit):
+        main(["eval", "demand", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(2011-06-01 .. 2011-08-31)" in out and "%" not in out
 
 
 def test_p4_takes_q_like_the_others(tmp_path, capsys):

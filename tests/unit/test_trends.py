@@ -13,6 +13,7 @@ import pytest
 from streamrec_core import (
     holt_forecast,
     hour_of_day_profile,
+    mean_forecast,
     profile_hours,
     velocity_scores,
     window_counts,
@@ -71,6 +72,23 @@ def test_velocity_prior_keeps_a_small_blip_below_a_large_surge():
     assert velocity[1] > velocity[0]
     with pytest.raises(ValueError):
         velocity_scores(np.array([1.0]), np.array([1.0]), 1.0, 0.0)
+
+
+def test_mean_forecast_is_flat_at_the_mean():
+    level, trend, forecast = mean_forecast(np.array([0.0, 0.0, 6.0, 2.0]), 3)
+    assert (level, trend, forecast.tolist()) == (2.0, 0.0, [2.0, 2.0, 2.0])
+    assert mean_forecast(np.zeros(0), 2)[2].tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError):
+        mean_forecast(np.ones(3), -1)
+
+
+def test_demand_method_is_read_from_the_environment():
+    from streamrec.settings import ConfigurationError
+
+    assert load_settings({}).demand_method == "mean"
+    assert load_settings({"DEMAND_METHOD": "holt"}).demand_method == "holt"
+    with pytest.raises(ConfigurationError, match="DEMAND_METHOD='trend'"):
+        load_settings({"DEMAND_METHOD": "trend"})
 
 
 def test_holt_by_hand():
@@ -496,8 +514,8 @@ def test_an_event_stamped_ahead_of_the_clock_counts_once_its_hour_comes():
     ] == 1.0
 
 
-def test_demand_daily_purchases_and_forecast():
-    settings = Settings(demand_alpha=0.5, demand_beta=0.5)
+def _stove_sales(settings: Settings) -> TrendsService:
+    """2, 4 and 6 units on the last three whole days, 1 unit today, 5 views (not demand)."""
     today = H // 24
     events = []
     # 2, 4 and 6 units on the last three whole days, 1 unit today, 5 views (not demand).
@@ -510,8 +528,24 @@ def test_demand_daily_purchases_and_forecast():
     events.sort(key=lambda e: e.event.timestamp)
     events = [SequencedEvent(sequence_key(95_000 + i), e.event) for i, e in enumerate(events)]
     service, _ = _service_with(events, settings)
+    return service
 
-    demand = service.demand("stove", NOW)
+
+def test_demand_daily_purchases_and_mean_forecast():
+    demand = _stove_sales(Settings()).demand("stove", NOW)
+    assert demand.known and len(demand.days) == 28
+    assert [d["purchases"] for d in demand.days][-4:] == [0.0, 2.0, 4.0, 6.0]
+    assert demand.today == 1.0 and demand.last_24h == 7.0
+    assert demand.per_day_7d == pytest.approx(12 / 7) and demand.per_day == pytest.approx(12 / 28)
+    # The mean of the 28 whole days (today's unit is not in it), flat.
+    assert (demand.method, demand.level, demand.trend) == ("mean", pytest.approx(12 / 28), 0.0)
+    assert demand.next_24h == pytest.approx(12 / 28) and demand.next_7d == pytest.approx(7 * 12 / 28)
+    assert (demand.alpha, demand.beta) == (None, None)
+
+
+def test_demand_daily_purchases_and_holt_forecast():
+    settings = Settings(demand_method="holt", demand_days=14, demand_alpha=0.5, demand_beta=0.5)
+    demand = _stove_sales(settings).demand("stove", NOW)
     assert demand.known and len(demand.days) == 14
     assert [d["purchases"] for d in demand.days][-3:] == [2.0, 4.0, 6.0]
     assert demand.today == 1.0
@@ -527,8 +561,9 @@ def test_demand_daily_purchases_and_forecast():
     assert demand.level == pytest.approx(level) and demand.trend == pytest.approx(trend)
     assert demand.next_24h == pytest.approx(level + trend)
     assert demand.next_7d == pytest.approx(sum(max(0.0, level + h * trend) for h in range(1, 8)))
+    assert (demand.method, demand.alpha, demand.beta) == ("holt", 0.5, 0.5)
 
-    unknown = service.demand("never-seen", NOW)
+    unknown = _stove_sales(settings).demand("never-seen", NOW)
     assert not unknown.known and unknown.next_7d == 0 and unknown.last_24h == 0
     assert all(d["purchases"] == 0 for d in unknown.days)
     assert math.isclose(unknown.per_day, 0.0)
@@ -598,10 +633,11 @@ def test_bench_meters_trend_counters_and_list_upkeep():
     "fields",
     [
         {"trending_prior": 0.0},
-        {"trending_baseline_days": 15},
+        {"trending_baseline_days": 30},
         {"demand_days": 0},
         {"demand_days": 6},  # per_day_7d would be a mean over fewer days
-        {"demand_days": 15},
+        {"demand_days": 30},  # its oldest day's rows would be expiring
+        {"demand_method": "croston"},
         {"demand_alpha": 1.5},
     ],
 )

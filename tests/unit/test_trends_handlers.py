@@ -98,7 +98,8 @@ def test_trending_and_demand_routes(aws):
     assert status == 200, body
     assert body["known"] is True
     assert body["purchases"]["last_24h"] == 3.0
-    assert len(body["days"]) == 14 and body["forecast"]["method"] == "holt"
+    assert len(body["days"]) == 28 and body["forecast"]["method"] == "mean"
+    assert body["purchases"]["per_day_28d"] == 0 and "alpha" not in body["forecast"]
 
     status, body = _get(api, "api_demand.json", item_id="never-seen")
     assert status == 200 and body["known"] is False

@@ -28,6 +28,7 @@ from streamrec_core.scoring import (
 from streamrec_core.trends import (
     holt_forecast,
     hour_of_day_profile,
+    mean_forecast,
     profile_hours,
     velocity_scores,
     window_counts,
@@ -57,6 +58,7 @@ __all__ = [
     "tokenize",
     "top_k",
     "holt_forecast",
+    "mean_forecast",
     "hour_of_day_profile",
     "profile_hours",
     "velocity_scores",

@@ -133,6 +133,27 @@ def velocity_scores(
     return (counts + prior) / (expected + prior), expected
 
 
+def mean_forecast(series: np.ndarray, horizon: int) -> tuple[float, float, np.ndarray]:
+    """The series' mean per step, forecast flat.
+
+    On a shop's daily units per item (mostly intermittent: many quiet days, a few large
+    orders) the mean of the last weeks forecasts the next week better than a smoothed trend,
+    which extrapolates the noise (``streamrec eval demand``).
+
+    Args:
+        series: shape (d,), oldest first, >= 0 (d may be 0: all zeros).
+        horizon: steps to forecast (>= 0).
+
+    Returns:
+        (level = the mean, trend = 0.0, forecast of shape (horizon,), each step the mean).
+    """
+    if horizon < 0:
+        raise ValueError("horizon must be >= 0")
+    values = np.asarray(series, dtype=np.float64)
+    level = float(values.mean()) if values.size else 0.0
+    return level, 0.0, np.full(horizon, level)
+
+
 def holt_forecast(
     series: np.ndarray, alpha: float, beta: float, horizon: int
 ) -> tuple[float, float, np.ndarray]:

@@ -33,13 +33,13 @@ item is bounded by its tokens and the posting limit, never by the catalog's size
 When X's tokens or category changed, the rows that hold X get its new score and category,
 or lose it: those X's previous list named and those X's row records as its ``holders``
 (lists are not symmetric): a row written with X in its list is recorded in X's row, written
-in the same batch, and a row that drops X is taken out of X's record. A candidate's norm is the one computed when it was written, unless
-the catalog has since grown to ``NORM_REFRESH_GROWTH`` times the document count it was
-computed at: then it is computed again from today's document frequencies (its tokens'
-postings, one more read) and written back. Without that, the items of a bulk load's
-first batches, normed against a catalog of a few hundred items, would keep norms far below
-their look-alikes' and outscore them (an item is refreshed at most log2 of the catalog's
-growth after it times).
+in the same batch, and a row that drops X is taken out of X's record. A candidate's norm
+is the one computed when it was written, unless the catalog has since grown to
+``NORM_REFRESH_GROWTH`` times the document count it was computed at: then it is computed
+again from today's document frequencies (its tokens' postings, one more read) and written
+back. Without that, the items of a bulk load's first batches, normed against a catalog of
+a few hundred items, would keep norms far below their look-alikes' and outscore them (an
+item is refreshed at most log2 of the catalog's growth after it times).
 
 The item's catalog stock decides the ``#out_of_stock`` row of the similarity table.
 """

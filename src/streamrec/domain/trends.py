@@ -36,10 +36,11 @@ the window drop out), and a list is one read. Only the baseline and the profile 
 the last refresh.
 
 Demand. Units bought per day over the last ``demand_days`` whole days, the last 24 hours and
-today so far; the forecast is Holt's linear smoothing of the daily series
-(``streamrec_core.holt_forecast``, ``demand_alpha``, ``demand_beta``) fitted on the whole
-days up to yesterday: the current UTC day as a whole, and the sum of it and the 6 following
-(today's sales so far are not in the fit).
+today so far; the forecast is the mean of the daily series (``streamrec_core.mean_forecast``)
+or, with ``demand_method`` "holt", Holt's linear smoothing of it
+(``streamrec_core.holt_forecast``, ``demand_alpha``, ``demand_beta``), over the whole days up
+to yesterday: the current UTC day as a whole, and the sum of it and the 6 following (today's
+sales so far are not in it).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ import numpy as np
 from streamrec_core import (
     holt_forecast,
     hour_of_day_profile,
+    mean_forecast,
     profile_hours,
     velocity_scores,
     window_counts,
@@ -325,10 +327,11 @@ class Demand:
     days: list[dict[str, object]]
     next_24h: float
     next_7d: float
+    method: str  # "mean" or "holt" (Settings.demand_method)
     level: float
     trend: float
-    alpha: float
-    beta: float
+    alpha: float | None  # Holt's smoothing (None for the mean)
+    beta: float | None
 
 
 @dataclass
@@ -484,7 +487,8 @@ class TrendsService:
 
     def demand(self, item_id: str, now: float | None = None) -> Demand:
         """The item's purchases (units) per day over the last ``demand_days`` whole days, the
-        last 24 hours and today, and Holt's forecast. Unknown items: zeros. One read."""
+        last 24 hours and today, and the forecast (``demand_method``). Unknown items: zeros.
+        One read."""
         settings = self.settings
         now = time.time() if now is None else now
         current, elapsed = _clock(now)
@@ -499,9 +503,13 @@ class TrendsService:
                 daily[hour // 24 - days[0]] += value
         last_24h = float(window_counts(_window_matrix([row.purchased], current, 24), elapsed)[0])
         whole = daily[:-1]
-        level, trend, forecast = holt_forecast(
-            whole, settings.demand_alpha, settings.demand_beta, FORECAST_DAYS
-        )
+        holt = settings.demand_method == "holt"
+        if holt:
+            level, trend, forecast = holt_forecast(
+                whole, settings.demand_alpha, settings.demand_beta, FORECAST_DAYS
+            )
+        else:
+            level, trend, forecast = mean_forecast(whole, FORECAST_DAYS)
         return Demand(
             item_id=item_id,
             known=known,
@@ -516,8 +524,9 @@ class TrendsService:
             ],
             next_24h=float(forecast[0]),
             next_7d=float(forecast.sum()),
+            method=settings.demand_method,
             level=level,
             trend=trend,
-            alpha=settings.demand_alpha,
-            beta=settings.demand_beta,
+            alpha=settings.demand_alpha if holt else None,
+            beta=settings.demand_beta if holt else None,
         )

@@ -10,8 +10,10 @@
   ``--fit``, fits the coupon model on cut-offs inside the warm-up (Settings.coupon_model);
 * ``eval content`` - the project's own protocol for content similarity and cold items
   (UCI Online Retail with product descriptions as the catalog; see :mod:`content`);
-* ``eval all`` - P1 + P2 + P3 + P4 + content, then eval/report.md, eval/report.json and
-  eval/hr_at_k.png.
+* ``eval demand`` - the project's own protocol for the demand forecast (UCI Online Retail's
+  daily units per product; see :mod:`demand`);
+* ``eval all`` - P1 + P2 + P3 + P4 + content + demand, then eval/report.md,
+  eval/report.json and eval/hr_at_k.png.
 
 Each sets ``func`` (``args -> exit code``), like the other subcommands of ``streamrec``.
 Progress goes to stderr, results to stdout.
@@ -600,6 +602,31 @@ def _cmd_content(args: argparse.Namespace) -> int:
     return _write_json(result, args.out, "content")
 
 
+# ---- demand (the project's own protocol) -----------------------------------------------------
+def run_demand_command(data_dir: Path, progress: Any = None, validation: bool = False) -> dict[str, Any]:
+    """Run the demand protocol (see :mod:`streamrec.evaluation.demand`) on UCI Online Retail."""
+    from streamrec.evaluation import demand, p3
+
+    def counted(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            what = "events replayed" if stage == "replay" else "origin days forecast"
+            progress(f"demand: {done:,} of {total:,} {what}", final=done == total)
+
+    result = demand.run_demand(data_dir, validation, say=_stages(progress), progress=counted)
+    result["dataset"] = f"{p3.RETAIL_DIR}/*.csv.gz"
+    result["date"] = now_iso()
+    return result
+
+
+def _cmd_demand(args: argparse.Namespace) -> int:
+    try:
+        result = run_demand_command(args.data, progress=_progress(args), validation=args.validation)
+    except USER_ERRORS as error:
+        print(f"streamrec eval demand: {error}", file=sys.stderr)
+        return 1
+    return _write_json(result, args.out, "demand")
+
+
 # ---- report ----------------------------------------------------------------------------------
 class ReportInvalid(ValueError):
     """report.json is not a report written by ``streamrec eval all``."""
@@ -711,6 +738,8 @@ def _cmd_all(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         content_result = run_content_command(data_dir, progress=progress)
+        print("Demand forecast (Online Retail, the project's own protocol) ...", file=sys.stderr)
+        demand_result = run_demand_command(data_dir, progress=progress)
     except USER_ERRORS as error:
         print(f"streamrec eval all: {error}", file=sys.stderr)
         return 1
@@ -728,6 +757,7 @@ def _cmd_all(args: argparse.Namespace) -> int:
             p3=p3_result,
             protocols=protocols,
             content=content_result,
+            demand=demand_result,
         )
     except OSError as error:  # the figures below still print
         print(f"streamrec eval all: cannot write the report: {error}", file=sys.stderr)
@@ -758,6 +788,9 @@ def _cmd_all(args: argparse.Namespace) -> int:
     for group, part in content_result["groups"].items():
         if part["cases"]:
             lines.append(f"  {group:<17} " + "  ".join(f"{part[m]['precision@10']:.4f}" for m in METHODS))
+    lines.append(f"demand ({demand_result['cases']:,} cases)  WAPE next_7d  next_24h")
+    for name, values in demand_result["methods"].items():
+        lines.append(f"  {name:<44} {values['wape_7d']:.4f}  {values['wape_24h']:.4f}")
     if paths is not None:
         lines.append(
             f"wrote {paths['md']}, {paths['json']}, {paths['png']} in {time.monotonic() - started:,.0f} s"
@@ -819,12 +852,13 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "eval",
         help="run the evaluation protocols of ../shared/EVALUATION.md",
         description="Run the evaluation protocols (P1, P2, P3, P4) of ../shared/EVALUATION.md, P2 on any "
-        "session files (sessions) and the project's own content protocol (content) on the production "
+        "session files (sessions) and the project's own content and demand protocols (content, demand) on "
+        "the production "
         "engine (in-memory adapters) and its peers; `all` runs them and writes the report, `report` "
         "re-renders it.",
     )
     commands = evaluate.add_subparsers(
-        dest="eval_command", metavar="{p1,p2,p3,p4,content,sessions,all,report}", required=True
+        dest="eval_command", metavar="{p1,p2,p3,p4,content,demand,sessions,all,report}", required=True
     )
 
     one = commands.add_parser(
@@ -961,10 +995,39 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     _retail_arguments(text, "--set content_weight=0.5")
     text.set_defaults(func=_cmd_content)
 
+    from streamrec.evaluation import demand
+
+    forecast = commands.add_parser(
+        "demand",
+        help="the demand forecast on UCI Online Retail (the project's own protocol)",
+        description="The project's own protocol (no protocol of EVALUATION.md has a forecast): every "
+        "sale is replayed through the production ingest, then at 00:00 UTC of each origin day the "
+        "demand forecast of each product sold in the 28 days before is checked against the units "
+        "sold that day (next_24h) and that week (next_7d): WAPE, bias and RMSE, the engine at its "
+        "defaults and with other demand settings beside the last 7 days and zero; JSON to stdout "
+        "(and --out).",
+    )
+    forecast.add_argument(
+        "--data",
+        type=Path,
+        default=default_data_dir(),
+        help="folder holding the data sets (default: ../shared/datasets beside the repository)",
+    )
+    forecast.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    forecast.add_argument("--out", "--output", type=output_file, help="also write the JSON result here")
+    forecast.add_argument(
+        "--validation",
+        action="store_true",
+        help=f"the origins the defaults were chosen on ({' .. '.join(demand.VALIDATION_ORIGINS)}) "
+        f"instead of the test origins ({' .. '.join(demand.TEST_ORIGINS)})",
+    )
+    forecast.set_defaults(func=_cmd_demand)
+
     everything = commands.add_parser(
         "all",
-        help="P1 + P2 + P3 + P4 + content, then eval/report.md, report.json and hr_at_k.png",
-        description="Run P1, P2, P3, P4 and the content protocol on ../shared/datasets (skipped with a "
+        help="P1 + P2 + P3 + P4 + content + demand, then eval/report.md, report.json and hr_at_k.png",
+        description="Run P1, P2, P3, P4 and the content and demand protocols on ../shared/datasets "
+        "(skipped with a "
         "message when the folder is absent) and write the report.",
     )
     _common(everything)
