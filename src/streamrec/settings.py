@@ -393,6 +393,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         coupon_ranking=env.get("COUPON_RANKING") or Settings.coupon_ranking,
         coupon_fill=env.get("COUPON_FILL") or Settings.coupon_fill,
         demand_method=env.get("DEMAND_METHOD") or Settings.demand_method,
+        demand_days=int(number("DEMAND_DAYS", Settings.demand_days, int)),
         coupon_reference_spend=number("COUPON_REFERENCE_SPEND", Settings.coupon_reference_spend),
         jwt_user_claim=env.get("JWT_USER_CLAIM", ""),
         jwt_admin_scope=env.get("JWT_ADMIN_SCOPE") or Settings.jwt_admin_scope,

@@ -82,13 +82,19 @@ def test_mean_forecast_is_flat_at_the_mean():
         mean_forecast(np.ones(3), -1)
 
 
-def test_demand_method_is_read_from_the_environment():
+def test_demand_method_and_days_are_read_from_the_environment():
     from streamrec.settings import ConfigurationError
 
     assert load_settings({}).demand_method == "mean"
     assert load_settings({"DEMAND_METHOD": "holt"}).demand_method == "holt"
     with pytest.raises(ConfigurationError, match="DEMAND_METHOD='trend'"):
         load_settings({"DEMAND_METHOD": "trend"})
+    # The forecast before 2026-11-30, and the window an upgrade needs for 28 days.
+    assert load_settings({"DEMAND_METHOD": "holt", "DEMAND_DAYS": "14"}).demand_days == 14
+    with pytest.raises(ConfigurationError, match="DEMAND_DAYS=30"):
+        load_settings({"DEMAND_DAYS": "30"})
+    with pytest.raises(ConfigurationError, match="DEMAND_DAYS='two weeks'"):
+        load_settings({"DEMAND_DAYS": "two weeks"})
 
 
 def test_holt_by_hand():
