@@ -814,10 +814,8 @@ def _common(parser: argparse.ArgumentParser, data: bool = True) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
-def _retail_arguments(parser: argparse.ArgumentParser, set_example: str) -> None:
-    """The options P3 and the content protocol share (both walk Online Retail's invoices)."""
-    from streamrec.evaluation import p3
-
+def _data_and_output(parser: argparse.ArgumentParser) -> None:
+    """--data, -q and --out, as the Online Retail protocols take them."""
     parser.add_argument(
         "--data",
         type=Path,
@@ -826,6 +824,13 @@ def _retail_arguments(parser: argparse.ArgumentParser, set_example: str) -> None
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--out", "--output", type=output_file, help="also write the JSON result here")
+
+
+def _retail_arguments(parser: argparse.ArgumentParser, set_example: str) -> None:
+    """The options P3 and the content protocol share (both walk Online Retail's invoices)."""
+    from streamrec.evaluation import p3
+
+    _data_and_output(parser)
     parser.add_argument(
         "--set",
         action="append",
@@ -1007,14 +1012,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "defaults and with other demand settings beside the last 7 days and zero; JSON to stdout "
         "(and --out).",
     )
-    forecast.add_argument(
-        "--data",
-        type=Path,
-        default=default_data_dir(),
-        help="folder holding the data sets (default: ../shared/datasets beside the repository)",
-    )
-    forecast.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    forecast.add_argument("--out", "--output", type=output_file, help="also write the JSON result here")
+    _data_and_output(forecast)
     forecast.add_argument(
         "--validation",
         action="store_true",
