@@ -35,8 +35,17 @@ VOLATILE_ATTRIBUTES = {
     # Content neighbours and an item's TF-IDF norm are derived from the catalog as it was
     # when they were computed (document frequencies, number of items), so they depend on
     # where batches were cut, which crashes and bisections change on purpose: they are
-    # scores, not counts. The records, postings and document count are compared exactly.
-    "SimilarityTable": {"updated_at", "version", "content", "content_categories"},
+    # scores, not counts. So are the rows recorded as holding an item (they follow those
+    # lists) and the digest an entry taken from a record not yet announced resets. The
+    # records, postings and document count are compared exactly.
+    "SimilarityTable": {
+        "updated_at",
+        "version",
+        "content",
+        "content_categories",
+        "content_holders",
+        "content_digest",
+    },
     # A record's "shard" and "sequence" name the stream record that wrote it, a replay guard;
     # "norm_documents" is the catalog's size when its norm was computed, like the norm.
     "CatalogTable": {"norm", "norm_documents", "shard", "sequence"},
