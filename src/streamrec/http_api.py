@@ -959,12 +959,12 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
     def demand(
         item_id: Annotated[str, Path(pattern=ID_PATTERN, description="The item.")],
     ) -> dict[str, Any]:
-        """Units bought recently (last 24 h, today, per day over the last 28 whole days,
-        shown day by day) and the forecast from those whole days (up to yesterday): their
-        mean per day (or Holt's smoothing, DEMAND_METHOD=holt), for the current UTC day
-        (next_24h) and it plus the 6 following (next_7d); today's sales so far are in
-        purchases.today, not in the forecast. An item without events in the last 29 days
-        (or unknown): known=false and zeros."""
+        """Units bought recently (last 24 h, today, per day over the last DEMAND_DAYS whole
+        days, 28 by default, shown day by day) and the forecast from those whole days (up to
+        yesterday): their mean per day (or Holt's smoothing, DEMAND_METHOD=holt), for the
+        current UTC day (next_24h) and it plus the 6 following (next_7d); today's sales so
+        far are in purchases.today, not in the forecast. An item without events in those
+        days nor today (or unknown): known=false and zeros."""
         d = trends.demand(item_id, clock())
         return {
             "item_id": d.item_id,
