@@ -26,7 +26,7 @@ $(EVAL_STAMP): $(STAMP)
 	touch $(EVAL_STAMP)
 
 ## eval: P1, P2, P3 and P4 of ../shared/EVALUATION.md and the content and demand protocols on ../shared/datasets (skipped when absent), with
-## progress; writes eval/report.md, eval/report.json, eval/hr_at_k.png (about 28 min here; rtrec apart: see README)
+## progress; writes eval/report.md, eval/report.json, eval/hr_at_k.png (about 30 min here, an hour beside other jobs; rtrec apart: see README)
 eval: $(EVAL_STAMP)
 	$(BIN)/streamrec eval all $(EVAL_ARGS)
 
