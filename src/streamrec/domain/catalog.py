@@ -560,9 +560,10 @@ class ContentIndex:
     def _forget_dropped(
         self, rows: dict[str, SimilarityRow], changed: set[str], held_before: Mapping[str, set[str]]
     ) -> None:
-        """Take each changed row out of the holders of the items its content list dropped
-        (``held_before``: each row's list as read), reading the rows of those items not in
-        ``rows``: left in, such rows would fill an item's bounded record of holders and push
+        """Add to ``changed`` the rows of the items a changed row's content list dropped
+        (``held_before``: each row's list as read) whose holders name that row, reading
+        those not in ``rows``: :func:`_record_holders` then takes the row out of their
+        holders. Left in, such rows would fill an item's bounded record of holders and push
         out rows that do hold it."""
         dropped: dict[str, set[str]] = defaultdict(set)
         for holder in changed:
@@ -571,11 +572,9 @@ class ContentIndex:
         unread = sorted(set(dropped) - rows.keys())
         if unread:
             rows.update(self.similarity.get_many(unread, consistent=True)[0])
-        for gone, holders in dropped.items():
-            row = rows.get(gone)
-            if row is not None and holders & set(row.holders):
-                row.holders = [h for h in row.holders if h not in holders]
-                changed.add(gone)
+        changed.update(
+            gone for gone, holders in dropped.items() if gone in rows and holders & set(rows[gone].holders)
+        )
 
     def _place(self, row: SimilarityRow, item_id: str, score: float, category: str) -> None:
         """``item_id`` in ``row``'s content list with its current ``score`` and ``category``,

@@ -362,7 +362,7 @@ def _apply_to_basket(
             state.basket_start = min(state.basket_start, when)
         state.basket_time = max(state.basket_time, when)
     if (
-        event.event_type == PURCHASE
+        purchase
         and item not in state.basket_bought
         and (item in state.basket or len(state.basket) < settings.basket_items_kept)
     ):

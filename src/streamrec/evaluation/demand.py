@@ -185,11 +185,12 @@ def forecast_cases(
         name: TrendsService(replace(Settings(), **overrides), trends) for name, overrides in variants.items()
     }
     days = list(days)
+    sold = sorted(sales.units)
     products: list[str] = []
     actual: list[tuple[float, float]] = []
     found: dict[str, list[tuple[float, float]]] = {name: [] for name in [*services, *PEERS]}
     for n, day in enumerate(days):
-        for product in sorted(sales.units):
+        for product in sold:
             units = sales.units[product]
             if not any(units.get(d) for d in range(day - ACTIVE_DAYS, day)):
                 continue
