@@ -41,13 +41,21 @@ from streamrec.settings import Settings, require
 API_CONNECT_TIMEOUT_SECONDS = 1.0
 API_READ_TIMEOUT_SECONDS = 3.0
 API_ATTEMPTS = 3
+# botocore checks each request against the service model before sending it, walking every
+# attribute value: 30-45 % of a write call's CPU in botocore (README, Performance and cost),
+# and the functions are CPU-bound. DynamoDB checks the request again and refuses a bad one
+# with a ValidationException, which the functions treat as deterministic, as they treat
+# botocore's own refusal (stream.is_transient): a bad request still fails, one round trip later.
+DYNAMODB_CLIENT_CONFIG = Config(parameter_validation=False)
 
 
 def dynamodb_client(config: Config | None = None) -> Any:
     """One DynamoDB client for all of a function's tables: each client costs tens of
     milliseconds at cold start, and boto3 clients are thread-safe. Its read responses are
-    parsed the fast way (``repositories/fast_reads.py``)."""
-    return register_fast_reads(boto3.client("dynamodb", config=config))
+    parsed the fast way (``repositories/fast_reads.py``), and its requests are not checked
+    by botocore before sending (:data:`DYNAMODB_CLIENT_CONFIG`)."""
+    merged = DYNAMODB_CLIENT_CONFIG.merge(config) if config is not None else DYNAMODB_CLIENT_CONFIG
+    return register_fast_reads(boto3.client("dynamodb", config=merged))
 
 
 def api_dynamodb_client() -> Any:

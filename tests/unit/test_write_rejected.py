@@ -156,6 +156,42 @@ def test_a_request_botocore_refuses_to_send_is_deterministic():
     assert is_transient(unreachable)
 
 
+def test_a_bad_request_of_the_functions_client_is_refused_by_dynamodb_as_deterministic(monkeypatch):
+    # The functions' client does not check requests before sending them (botocore's check was
+    # 30-45 % of a write's CPU): DynamoDB's refusal must count as deterministic, as botocore's did.
+    from botocore.awsrequest import AWSResponse
+    from botocore.compat import HTTPHeaders
+
+    from streamrec import wiring
+    from streamrec.repositories.dynamodb import DynamoTable
+    from streamrec.repositories.fast_reads import _Body
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    refusal = json.dumps(
+        {
+            "__type": "com.amazon.coral.validate#ValidationException",
+            "message": "1 validation error detected: Value null at 'key' failed to satisfy constraint",
+        }
+    ).encode()
+    sent: list[bytes] = []
+
+    def dynamodb(request, **_):
+        sent.append(request.body)
+        headers = HTTPHeaders.from_dict({"content-type": "application/x-amz-json-1.0"})
+        return AWSResponse(request.url, 400, headers, _Body(refusal))
+
+    for client in (wiring.dynamodb_client(), wiring.api_dynamodb_client()):
+        client.meta.events.register_first("before-send.dynamodb.UpdateItem", dynamodb)
+        with pytest.raises(RepositoryError) as raised:  # no Key: botocore's check would refuse it
+            DynamoTable("counts", client).call(
+                "update_item", TableName="counts", UpdateExpression="ADD n :one"
+            )
+        assert "ValidationException" in str(raised.value) and not is_transient(raised.value)
+    assert len(sent) == 2 and b'"Key"' not in sent[0]
+
+
 def test_a_catalog_record_whose_write_is_rejected_is_kept_as_partly_written():
     from streamrec.domain.catalog import CatalogService
     from streamrec.repositories.memory import InMemoryCatalogRepository

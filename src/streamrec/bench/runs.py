@@ -59,6 +59,7 @@ from streamrec.repositories.memory import (
 )
 from streamrec.runtime import tune_collector_for_batches
 from streamrec.settings import Settings
+from streamrec.wiring import DYNAMODB_CLIENT_CONFIG
 
 SHARD = "shardId-000000000000"
 Progress = Callable[[str], None]
@@ -298,7 +299,7 @@ def ingest_with_calls(
                         "the moto server for the ingest-with-calls run did not start"
                     ) from None
                 time.sleep(0.2)
-        # Read responses parsed as the functions' client parses them (wiring.dynamodb_client).
+        # Configured and parsing reads as the functions' client (wiring.dynamodb_client).
         client = register_fast_reads(
             boto3.client(
                 "dynamodb",
@@ -306,6 +307,7 @@ def ingest_with_calls(
                 region_name="us-east-1",
                 aws_access_key_id="bench",
                 aws_secret_access_key="bench",
+                config=DYNAMODB_CLIENT_CONFIG,
             )
         )
         tables = _template_tables(client, load_template(template, endpoint_url=endpoint))
