@@ -42,10 +42,12 @@ API_CONNECT_TIMEOUT_SECONDS = 1.0
 API_READ_TIMEOUT_SECONDS = 3.0
 API_ATTEMPTS = 3
 # botocore checks each request against the service model before sending it, walking every
-# attribute value: 30-45 % of a write call's CPU in botocore (README, Performance and cost),
-# and the functions are CPU-bound. DynamoDB checks the request again and refuses a bad one
-# with a ValidationException, which the functions treat as deterministic, as they treat
-# botocore's own refusal (stream.is_transient): a bad request still fails, one round trip later.
+# attribute value: a third to a half of a write call's CPU in botocore (README, Performance
+# and cost), and the functions are CPU-bound. The requests are built by our own code from
+# validated events, so the check only catches our bugs, and DynamoDB checks again: it refuses
+# a bad request with a ValidationException or SerializationException, which the stream
+# functions treat as deterministic, as they treated botocore's refusal (stream.is_transient).
+# A parameter left None, which would be sent as null, is refused before sending (DynamoTable.call).
 DYNAMODB_CLIENT_CONFIG = Config(parameter_validation=False)
 
 

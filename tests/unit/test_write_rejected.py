@@ -190,6 +190,18 @@ def test_a_bad_request_of_the_functions_client_is_refused_by_dynamodb_as_determi
             )
         assert "ValidationException" in str(raised.value) and not is_transient(raised.value)
     assert len(sent) == 2 and b'"Key"' not in sent[0]
+    # A parameter left None would go as JSON null, which DynamoDB may read as absent: a
+    # write made unconditional. It is refused before sending, as deterministic.
+    with pytest.raises(RepositoryError) as raised:
+        DynamoTable("counts", client).call(
+            "update_item",
+            TableName="counts",
+            Key={"item_id": {"S": "tent"}},
+            UpdateExpression="ADD n :one",
+            ConditionExpression=None,
+        )
+    assert "ConditionExpression" in str(raised.value) and not is_transient(raised.value)
+    assert len(sent) == 2
 
 
 def test_a_catalog_record_whose_write_is_rejected_is_kept_as_partly_written():

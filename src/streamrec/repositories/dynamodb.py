@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from streamrec.concurrency import concurrently
 from streamrec.domain.coupons import (
@@ -150,6 +150,13 @@ class DynamoTable:
         self.client = client if client is not None else register_fast_reads(boto3.client("dynamodb"))
 
     def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        # The functions' client sends requests unchecked (wiring.DYNAMODB_CLIENT_CONFIG): a
+        # parameter given as None would go as JSON null, which DynamoDB may take for an
+        # absent one (a condition dropped, a write made unconditional).
+        unset = [name for name, value in kwargs.items() if value is None]
+        if unset:
+            refused = ParamValidationError(report=f"no value for {', '.join(unset)}")
+            raise RepositoryError(f"{operation} on {self.name} not sent: {refused}") from refused
         for attempt in range(TRANSACTION_CONFLICT_RETRIES + 1):
             try:
                 return getattr(self.client, operation)(**kwargs)
