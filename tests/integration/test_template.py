@@ -118,7 +118,11 @@ def test_kinesis_event_sources(raw: dict[str, Any], template: LocalTemplate) -> 
         assert {s.event_name for s in function.kinesis_sources} == set(events)
         for source in function.kinesis_sources:
             props = events[source.event_name]
-            assert source.batch_size == props["BatchSize"]
+            if props["BatchSize"] is None:
+                # The similarity function's is the SimilarityBatchSize parameter (2000 by default).
+                assert source.batch_size == int(raw["Parameters"]["SimilarityBatchSize"]["Default"])
+            else:
+                assert source.batch_size == props["BatchSize"]
             assert source.starting_position == props["StartingPosition"]
             assert source.maximum_batching_window_s == props.get("MaximumBatchingWindowInSeconds", 0)
             if "MaximumRetryAttempts" in props and props["MaximumRetryAttempts"] is None:

@@ -92,3 +92,15 @@ def test_catalog_run_stops_with_a_message_without_the_online_retail_file(tmp_pat
 def test_hot_item_and_catalog_runs_are_not_combined(tmp_path, capsys):
     assert main(["bench", "--catalog", "--hot-item", "--output", str(tmp_path / "r.json")]) == 2
     assert "--hot-item and --catalog are separate runs" in capsys.readouterr().err
+
+
+def test_similarity_backlog_run_stops_with_a_message_without_the_taobao_file(tmp_path, capsys):
+    assert (
+        main(["bench", "--similarity-backlog", "--data", str(tmp_path), "--output", str(tmp_path / "r.json")])
+        == 2
+    )
+    message = capsys.readouterr().err
+    assert "--similarity-backlog needs the Taobao file" in message and str(tmp_path) in message
+    assert not (tmp_path / "similarity_backlog.json").exists()
+    assert main(["bench", "--similarity-backlog", "--hot-item", "--output", str(tmp_path / "r.json")]) == 2
+    assert "--hot-item and --similarity-backlog are separate runs" in capsys.readouterr().err

@@ -377,3 +377,32 @@ def test_metered_conditions_follow_dynamodb_on_missing_attributes_types_and_sets
     assert holds("NOT (n < :three) AND (n = :three OR attribute_exists(nothing))")
     with pytest.raises(NotImplementedError):
         holds("size(n) < :three")  # DynamoDB refuses size() of a number
+
+
+def test_a_backlog_handled_in_larger_batches_costs_less_and_ends_with_the_same_rows():
+    # `bench --similarity-backlog`: the changed-items records of several ingest batches pooled
+    # into one invocation share its reads and rebuilds; the rows they leave are the same.
+    from streamrec.bench import runs
+    from streamrec.settings import Settings
+
+    events = _shop_events(300, users=9, categories=3)
+    payloads = [json.dumps(e).encode() for e in events]
+    rows = {}
+    for batch in (3, 1000):
+        tables = runs.metered_tables()
+        consumer = runs.BacklogConsumer(batch, ingest_batches=6)
+        stage = runs._replay(tables, payloads, Settings(), 50, similarity=True, consume=consumer)
+        assert not consumer.queue and stage["announcements"] > 0
+        rows[batch] = {
+            item["item_id"]["S"]: {name: value for name, value in item.items() if name != "updated_at"}
+            for item in tables.client.items(tables.names[runs.SIMILARITY])
+            if not item["item_id"]["S"].startswith("#")
+        }
+        assert consumer.invocations == (-(-stage["announcements"] // 3) if batch == 3 else 1)
+    assert rows[3] and rows[3] == rows[1000]
+
+    result = runs.similarity_backlog(events, Settings(), (3, 1000), ingest_batch=50)
+    small, large = result["batches"]["3"], result["batches"]["1000"]
+    assert small["records"] == large["records"] > 0
+    assert large["rru_per_event"] < small["rru_per_event"] and large["wru_per_event"] < small["wru_per_event"]
+    assert large["round_trips_per_event"] < small["round_trips_per_event"]

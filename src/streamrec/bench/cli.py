@@ -80,6 +80,13 @@ def add_bench_parser(subparsers: Any) -> None:
         help="events of the synthetic stream of --hot-item (100000)",
     )
     bench.add_argument(
+        "--similarity-backlog",
+        action="store_true",
+        help="instead, measure the similarity function's units and CPU per event when it works "
+        f"through a backlog in batches of {', '.join(f'{b:,}' for b in BACKLOG_BATCHES)} records "
+        "(--events Taobao events); writes similarity_backlog.json beside --output",
+    )
+    bench.add_argument(
         "--catalog",
         action="store_true",
         help="instead, measure the catalog's DynamoDB units per record: UCI Online Retail's products "
@@ -110,6 +117,52 @@ def _memory_gb(functions: dict[str, Any]) -> dict[str, float]:
     """Each stream and API function's memory (GB); 512 MB where the template sets none."""
     defaults = {name: 0.5 for name in ("IngestFunction", "SimilarityFunction", "ApiFunction")}
     return {**defaults, **{name: f.memory_mb / 1024 for name, f in functions.items() if f.memory_mb}}
+
+
+# The changed-items batches --similarity-backlog compares: the keeping-up batch of the
+# main run (runs.SIMILARITY_BATCH), the template's BatchSize, a larger one.
+BACKLOG_BATCHES = (runs.SIMILARITY_BATCH, 2000, 5000)
+
+
+def run_similarity_backlog(args: argparse.Namespace) -> int:
+    """``--similarity-backlog``: the similarity function's work per event by batch size."""
+    from streamrec.evaluation.datasets import load_taobao
+
+    started = time.perf_counter()
+    stream = _inputs(args, load_taobao, " --similarity-backlog needs the Taobao file")
+    if stream is None:
+        return 2
+    if len(stream.events) < args.events:
+        print(
+            f"streamrec bench: only {len(stream.events):,} events in the data file; "
+            f"--events {args.events} asked",
+            file=sys.stderr,
+        )
+        return 2
+    result = runs.similarity_backlog(
+        stream.events[: args.events], Settings(), BACKLOG_BATCHES, progress=_progress
+    )
+    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["runtime_s"] = time.perf_counter() - started
+    print(format_similarity_backlog(result))
+    return _written(result, args.output.parent / "similarity_backlog.json")
+
+
+def format_similarity_backlog(r: dict[str, Any]) -> str:
+    """The printed report of ``--similarity-backlog``."""
+    lines = [
+        f"SIMILARITY FUNCTION BEHIND A BACKLOG ({r['date']}; {r['events']:,} Taobao events, ingest batch "
+        f"{r['ingest_batch']:,}; the changed-items records queue up and each invocation takes the oldest "
+        "BATCH; metered tables; per event)",
+        f"  {'BATCH':>6} {'invocations':>12} {'WRU':>8} {'RRU':>8} {'CPU ms':>8} {'critical-path calls':>20}",
+    ]
+    for batch, row in r["batches"].items():
+        lines.append(
+            f"  {int(batch):>6,} {row['invocations']:>12,} {row['wru_per_event']:>8.3f} "
+            f"{row['rru_per_event']:>8.3f} {row['service_cpu_s_per_event'] * 1e3:>8.3f} "
+            f"{row['round_trips_per_event']:>20.4f}"
+        )
+    return "\n".join(lines)
 
 
 # The count-row budgets --hot-item compares (KB; 0: none): none, the default, a larger one.
@@ -262,9 +315,13 @@ def format_catalog(r: dict[str, Any]) -> str:
 def run_bench(args: argparse.Namespace) -> int:
     from streamrec.evaluation.datasets import load_taobao
 
-    if args.hot_item and args.catalog:
-        print("streamrec bench: --hot-item and --catalog are separate runs: give one", file=sys.stderr)
+    modes = [name for name in ("hot_item", "catalog", "similarity_backlog") if getattr(args, name)]
+    if len(modes) > 1:
+        named = " and ".join("--" + name.replace("_", "-") for name in modes)
+        print(f"streamrec bench: {named} are separate runs: give one", file=sys.stderr)
         return 2
+    if args.similarity_backlog:
+        return run_similarity_backlog(args)
     if args.hot_item:
         return run_hot_item(args)
     if args.catalog:
