@@ -406,3 +406,4 @@ def test_a_backlog_handled_in_larger_batches_costs_less_and_ends_with_the_same_r
     assert small["records"] == large["records"] > 0
     assert large["rru_per_event"] < small["rru_per_event"] and large["wru_per_event"] < small["wru_per_event"]
     assert large["round_trips_per_event"] < small["round_trips_per_event"]
+    assert 0 < large["calls_per_event"] < small["calls_per_event"]

@@ -154,12 +154,14 @@ def format_similarity_backlog(r: dict[str, Any]) -> str:
         f"SIMILARITY FUNCTION BEHIND A BACKLOG ({r['date']}; {r['events']:,} Taobao events, ingest batch "
         f"{r['ingest_batch']:,}; the changed-items records queue up and each invocation takes the oldest "
         "BATCH; metered tables; per event)",
-        f"  {'BATCH':>6} {'invocations':>12} {'WRU':>8} {'RRU':>8} {'CPU ms':>8} {'critical-path calls':>20}",
+        f"  {'BATCH':>6} {'invocations':>12} {'WRU':>8} {'RRU':>8} {'calls':>7} {'CPU ms':>8} "
+        f"{'critical-path calls':>20}",
     ]
     for batch, row in r["batches"].items():
         lines.append(
             f"  {int(batch):>6,} {row['invocations']:>12,} {row['wru_per_event']:>8.3f} "
-            f"{row['rru_per_event']:>8.3f} {row['service_cpu_s_per_event'] * 1e3:>8.3f} "
+            f"{row['rru_per_event']:>8.3f} {row['calls_per_event']:>7.3f} "
+            f"{row['service_cpu_s_per_event'] * 1e3:>8.3f} "
             f"{row['round_trips_per_event']:>20.4f}"
         )
     return "\n".join(lines)

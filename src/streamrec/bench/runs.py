@@ -608,12 +608,15 @@ def similarity_backlog(
             label=f"similarity backlog, batches of {batch:,}",
             consume=consumer,
         )
-        units = _units(tables, SIMILARITY_TABLES, n, phase="similarity")["total"]
+        by_table = _units(tables, SIMILARITY_TABLES, n, phase="similarity")
+        units = by_table["total"]
         result["batches"][str(batch)] = {
             "invocations": consumer.invocations,
             "records": stage["announcements"],
             "wru_per_event": units["wru_per_event"],
             "rru_per_event": units["rru_per_event"],
+            # Each call costs botocore CPU on the deployed function (not in the metered CPU).
+            "calls_per_event": sum(sum(by_table[name]["calls"].values()) for name in SIMILARITY_TABLES) / n,
             "service_cpu_s_per_event": max(stage["similarity_cpu_s"] - stage["similarity_client_cpu_s"], 0.0)
             / n,
             "round_trips_per_event": stage["similarity_round_trips"] / n,
