@@ -378,12 +378,6 @@ def run_bench(args: argparse.Namespace) -> int:
     return _written(results, args.output)
 
 
-def _requests(calls: dict[str, int]) -> int:
-    """DynamoDB requests among a meter's counts (``BatchWriteItem.Put`` and the like count the
-    items a request carries, not requests)."""
-    return sum(count for operation, count in calls.items() if "." not in operation)
-
-
 def _cost_model(results: dict[str, Any], memory_gb: dict[str, float]) -> dict[str, Any]:
     cost = results["dynamodb_cost"]
     rate = results["ingest_compute"]["by_batch"]["1000"]["median_events_per_s"]
@@ -396,9 +390,9 @@ def _cost_model(results: dict[str, Any], memory_gb: dict[str, float]) -> dict[st
     cpu_per_call = max(calls["cpu_s_per_event"] - 1.0 / rate, 0.0) / max(calls["calls_per_event"], 1e-9)
     # The ingest's calls per event over the whole replay (its first events, windows still
     # filling, make fewer), each charged that CPU on top of the planning's.
-    ingest_calls = sum(_requests(ingest[t]["calls"]) for t in runs.INGEST_TABLES) / cost["events"]
+    ingest_calls = sum(runs.requests(ingest[t]["calls"]) for t in runs.INGEST_TABLES) / cost["events"]
     stage = cost["similarity_stage"]
-    similarity_calls = sum(_requests(stage[t]["calls"]) for t in runs.SIMILARITY_TABLES) / cost["events"]
+    similarity_calls = sum(runs.requests(stage[t]["calls"]) for t in runs.SIMILARITY_TABLES) / cost["events"]
     events = pricing.per_million_events(
         total["wru_per_event"],
         total["rru_per_event"],
