@@ -104,3 +104,31 @@ def test_similarity_backlog_run_stops_with_a_message_without_the_taobao_file(tmp
     assert not (tmp_path / "similarity_backlog.json").exists()
     assert main(["bench", "--similarity-backlog", "--hot-item", "--output", str(tmp_path / "r.json")]) == 2
     assert "--hot-item and --similarity-backlog are separate runs" in capsys.readouterr().err
+
+
+def test_similarity_backlog_compares_the_templates_batch_size(tmp_path):
+    from streamrec.bench import cli, runs
+    from streamrec.local.template import load_raw_template
+
+    template = Path(__file__).resolve().parents[2] / "template.yaml"
+    default = int(load_raw_template(template)["Parameters"]["SimilarityBatchSize"]["Default"])
+    assert cli._similarity_batch_size(template) == default
+    assert cli._similarity_batch_size(tmp_path / "absent.yaml") is None
+    row = {
+        "invocations": 2,
+        "wru_per_event": 1.0,
+        "rru_per_event": 2.0,
+        "calls_per_event": 0.5,
+        "service_cpu_s_per_event": 0.001,
+        "round_trips_per_event": 0.1,
+    }
+    report = cli.format_similarity_backlog(
+        {
+            "date": "d",
+            "events": 10,
+            "ingest_batch": 5,
+            "template_batch": default,
+            "batches": {str(runs.SIMILARITY_BATCH): row, str(default): row},
+        }
+    )
+    assert f"{default:>6,}*" in report and f"{runs.SIMILARITY_BATCH:>6,} " in report

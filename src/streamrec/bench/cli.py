@@ -83,8 +83,9 @@ def add_bench_parser(subparsers: Any) -> None:
         "--similarity-backlog",
         action="store_true",
         help="instead, measure the similarity function's units and CPU per event when it works "
-        f"through a backlog in batches of {', '.join(f'{b:,}' for b in BACKLOG_BATCHES)} records "
-        "(--events Taobao events); writes similarity_backlog.json beside --output",
+        f"through a backlog in batches of {runs.SIMILARITY_BATCH}, the template's BatchSize and "
+        f"{BACKLOG_LARGE_BATCH} records (--events Taobao events); writes similarity_backlog.json "
+        "beside --output",
     )
     bench.add_argument(
         "--catalog",
@@ -119,9 +120,16 @@ def _memory_gb(functions: dict[str, Any]) -> dict[str, float]:
     return {**defaults, **{name: f.memory_mb / 1024 for name, f in functions.items() if f.memory_mb}}
 
 
-# The changed-items batches --similarity-backlog compares: the keeping-up batch of the
-# main run (runs.SIMILARITY_BATCH), the template's BatchSize, a larger one.
-BACKLOG_BATCHES = (runs.SIMILARITY_BATCH, 2000, 5000)
+# --similarity-backlog compares the main run's batch (runs.SIMILARITY_BATCH), the
+# template's BatchSize of the similarity function and this larger one.
+BACKLOG_LARGE_BATCH = 5000
+
+
+def _similarity_batch_size(template: Path) -> int | None:
+    """The similarity function's BatchSize in the template (None if it cannot be read)."""
+    function = _template_functions(template).get("SimilarityFunction")
+    sources = function.kinesis_sources if function is not None else []
+    return sources[0].batch_size if sources else None
 
 
 def run_similarity_backlog(args: argparse.Namespace) -> int:
@@ -139,9 +147,13 @@ def run_similarity_backlog(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    result = runs.similarity_backlog(
-        stream.events[: args.events], Settings(), BACKLOG_BATCHES, progress=_progress
-    )
+    configured = _similarity_batch_size(args.template)
+    if configured is None:
+        print(f"streamrec bench: no SimilarityFunction BatchSize in {args.template}", file=sys.stderr)
+        return 2
+    batches = sorted({runs.SIMILARITY_BATCH, configured, BACKLOG_LARGE_BATCH})
+    result = runs.similarity_backlog(stream.events[: args.events], Settings(), batches, progress=_progress)
+    result["template_batch"] = configured
     result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result["runtime_s"] = time.perf_counter() - started
     print(format_similarity_backlog(result))
@@ -155,11 +167,12 @@ def format_similarity_backlog(r: dict[str, Any]) -> str:
         f"{r['ingest_batch']:,}; the changed-items records queue up and each invocation takes the oldest "
         "BATCH; metered tables; per event)",
         f"  {'BATCH':>6} {'invocations':>12} {'WRU':>8} {'RRU':>8} {'calls':>7} {'CPU ms':>8} "
-        f"{'critical-path calls':>20}",
+        f"{'critical-path calls':>20}   (* the template's BatchSize; calls: DynamoDB requests)",
     ]
     for batch, row in r["batches"].items():
         lines.append(
-            f"  {int(batch):>6,} {row['invocations']:>12,} {row['wru_per_event']:>8.3f} "
+            f"  {int(batch):>6,}{'*' if int(batch) == r.get('template_batch') else ' '}"
+            f"{row['invocations']:>12,} {row['wru_per_event']:>8.3f} "
             f"{row['rru_per_event']:>8.3f} {row['calls_per_event']:>7.3f} "
             f"{row['service_cpu_s_per_event'] * 1e3:>8.3f} "
             f"{row['round_trips_per_event']:>20.4f}"
