@@ -55,6 +55,14 @@ def test_more_events_than_the_file_holds_is_refused(tmp_path, capsys, option):
     assert not (tmp_path / "r.json").exists()
 
 
+def test_a_similarity_backlog_of_more_events_than_the_file_holds_is_refused(tmp_path, capsys):
+    data = _data(tmp_path, "1,2,3,pv,1511544070\n1,4,3,pv,1511544071\n")
+    argv = ["bench", "--similarity-backlog", "--data", str(data), "--events", "3", "--template", TEMPLATE]
+    assert main([*argv, "--output", str(tmp_path / "r.json")]) == 2
+    assert capsys.readouterr().err == "streamrec bench: only 2 events in the data file; --events 3 asked\n"
+    assert not (tmp_path / "similarity_backlog.json").exists()
+
+
 def test_missing_template_and_malformed_data(tmp_path, capsys):
     assert main(["bench", "--template", str(tmp_path / "nope.yaml"), "--data", str(tmp_path)]) == 2
     assert (

@@ -12,7 +12,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,21 @@ def _similarity_batch_size(template: Path) -> int | None:
     return sources[0].batch_size if sources else None
 
 
+def _too_few_events(events: Sequence[Any], args: argparse.Namespace, names: Iterable[str]) -> bool:
+    """Whether an event count asked for (the options ``names``, e.g. ``events`` for
+    ``--events``) exceeds the data file's events; if so, says which on stderr."""
+    for name in names:
+        if len(events) < getattr(args, name):
+            option = "--" + name.replace("_", "-")
+            print(
+                f"streamrec bench: only {len(events):,} events in the data file; {option} "
+                f"{getattr(args, name)} asked",
+                file=sys.stderr,
+            )
+            return True
+    return False
+
+
 def run_similarity_backlog(args: argparse.Namespace) -> int:
     """``--similarity-backlog``: the similarity function's work per event by batch size."""
     from streamrec.evaluation.datasets import load_taobao
@@ -140,12 +155,7 @@ def run_similarity_backlog(args: argparse.Namespace) -> int:
     stream = _inputs(args, load_taobao, " --similarity-backlog needs the Taobao file")
     if stream is None:
         return 2
-    if len(stream.events) < args.events:
-        print(
-            f"streamrec bench: only {len(stream.events):,} events in the data file; "
-            f"--events {args.events} asked",
-            file=sys.stderr,
-        )
+    if _too_few_events(stream.events, args, ("events",)):
         return 2
     configured = _similarity_batch_size(args.template)
     if configured is None:
@@ -347,17 +357,9 @@ def run_bench(args: argparse.Namespace) -> int:
     if stream is None:
         return 2
     events = stream.events
-    for name in EVENT_COUNTS:
-        if name == "e2e_events" and args.skip_e2e:
-            continue
-        if len(events) < getattr(args, name):
-            option = "--" + name.replace("_", "-")
-            print(
-                f"streamrec bench: only {len(events):,} events in the data file; {option} "
-                f"{getattr(args, name)} asked",
-                file=sys.stderr,
-            )
-            return 2
+    counts = [name for name in EVENT_COUNTS if not (name == "e2e_events" and args.skip_e2e)]
+    if _too_few_events(events, args, counts):
+        return 2
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
