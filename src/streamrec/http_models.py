@@ -78,7 +78,8 @@ class CartItemList(BaseModel):
 
     items: list[RecommendedItem]
     fallback: bool = Field(
-        description="True when no item of the cart has complements: popular items (those the "
+        description="True when nothing was found for the cart (no cart item has complements and, "
+        "with a user_id, the user bought nothing listable before): popular items (those the "
         "filters let through: it may be empty)."
     )
 
@@ -106,7 +107,10 @@ class UserProfile(BaseModel):
     categories: list[ProfileCategory] = Field(description="Strongest first.")
     event_counts: dict[str, int] = Field(description="Events by type.")
     cart: list[str] = Field(description="Item ids added and neither removed nor bought.")
-    purchases: int = Field(description="Distinct items bought.")
+    purchases: int = Field(
+        description="Distinct items bought, of the last 500 kept (a user who bought more shows 500; "
+        "event_counts.purchase counts every purchase event)."
+    )
 
 
 class OfferedCoupon(BaseModel):
