@@ -54,6 +54,7 @@ from streamrec.events import (
 )
 from streamrec.http_models import (
     CartItemList,
+    ErrorName,
     ErrorResponse,
     Health,
     ItemDemand,
@@ -240,7 +241,7 @@ class NotDefined(LookupError):
     """The id in the path names nothing stored (a 404 naming it)."""
 
 
-def _error(status: int, error: str, message: str) -> Response:
+def _error(status: int, error: ErrorName, message: str) -> Response:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
@@ -465,7 +466,7 @@ def with_json_media_type(event: dict[str, Any]) -> dict[str, Any]:
 _BODY_METHODS = frozenset({"POST", "PUT"})
 
 
-def _raw_answer(status: int, error: str, message: str) -> dict[str, Any]:
+def _raw_answer(status: int, error: ErrorName, message: str) -> dict[str, Any]:
     """An error answer (payload 2.0) given before the resolver, shaped as ``_error``'s."""
     return {
         "statusCode": status,
@@ -522,12 +523,21 @@ def foreign_user(event: dict[str, Any], user_id: str, settings: Settings) -> str
 
     With ``jwt_user_claim`` set, a JWT without ``jwt_admin_scope`` (a shopper's token) names
     only the user its claim holds. Admin tokens (the shop's backend), IAM callers and
-    requests without an authorizer (the local API) name any user."""
+    requests without an authorizer (the local API) name any user. Any other authorizer (a
+    Lambda authorizer's context, payload 1.0's flat claims) names none: the check cannot
+    tell a shopper from the shop there, so it fails closed."""
     claim = settings.jwt_user_claim
-    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
-    jwt = authorizer.get("jwt")
-    if not claim or not isinstance(jwt, dict):
+    if not claim:
         return ""
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    if not authorizer or isinstance(authorizer.get("iam"), dict):
+        return ""
+    jwt = authorizer.get("jwt")
+    if not isinstance(jwt, dict):
+        return (
+            "the request's authorizer is neither a JWT authorizer's (payload 2.0) nor IAM, "
+            f"so with JWT_USER_CLAIM={claim} it may name no user"
+        )
     claims = jwt.get("claims") or {}
     if settings.jwt_admin_scope in _token_scopes(jwt.get("scopes"), claims):
         return ""

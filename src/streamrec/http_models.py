@@ -26,15 +26,27 @@ def _drop_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+# The API function's error names, one per status it answers with.
+ErrorName = Literal[
+    "bad_request",  # 400
+    "forbidden",  # 403
+    "not_found",  # 404
+    "payload_too_large",  # 413
+    "unsupported_media_type",  # 415
+    "internal_error",  # 500
+    "unavailable",  # 503
+]
+
+
 class ErrorResponse(BaseModel):
-    """Every error answer of the API function: 400 bad_request, 404 not_found, 413
-    payload_too_large, 415 unsupported_media_type, 500 internal_error, 503 unavailable. An
+    """Every error answer of the API function: 400 bad_request, 403 forbidden, 404 not_found,
+    413 payload_too_large, 415 unsupported_media_type, 500 internal_error, 503 unavailable. An
     unknown route or method never reaches the function: API Gateway answers it 404
     {"message": "Not Found"}, without this shape (as the local API does)."""
 
-    error: str = Field(
-        description="bad_request, not_found, payload_too_large, unsupported_media_type, internal_error "
-        "or unavailable"
+    error: ErrorName = Field(
+        description="400 bad_request, 403 forbidden, 404 not_found, 413 payload_too_large, "
+        "415 unsupported_media_type, 500 internal_error or 503 unavailable"
     )
     message: str = Field(description="What went wrong, for a human; names the parameter or field at fault.")
 

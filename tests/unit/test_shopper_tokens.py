@@ -77,6 +77,23 @@ def test_a_token_without_the_claim_names_no_user(checked):
     assert json.loads(reply["body"])["message"] == "the token has no sub claim, so it may name no user"
 
 
+@pytest.mark.parametrize(
+    "authorizer",
+    [
+        {"claims": {"sub": "user-0013"}, "scopes": None},  # payload 1.0's flat claims
+        {"lambda": {"user": "user-0013"}},  # a Lambda authorizer's context
+    ],
+)
+def test_an_authorizer_of_another_kind_names_no_user(checked, authorizer):
+    # The check cannot find a shopper's claim there: it refuses rather than let any user be read.
+    reply = _call(checked, "api_profile.json", authorizer, user_id="user-0999")
+    assert reply["statusCode"] == 403
+    assert json.loads(reply["body"])["message"] == (
+        "the request's authorizer is neither a JWT authorizer's (payload 2.0) nor IAM, "
+        "so with JWT_USER_CLAIM=sub it may name no user"
+    )
+
+
 def test_without_the_setting_any_token_reads_any_user(aws):
     handler = import_handler("api")
     assert _call(handler, "api_profile.json", _token("someone-else", ["streamrec/read"]))["statusCode"] == 200

@@ -166,3 +166,14 @@ def test_the_alarm_topic_is_empty_or_an_sns_topic_arn() -> None:
         assert re.fullmatch(pattern, value), value
     for value in ["oncall", "arn:aws:sqs:us-east-1:123456789012:oncall", "arn:aws:sns:us-east-1:1234:oncall"]:
         assert not re.fullmatch(pattern, value), value
+
+
+def test_jwt_audiences_are_split_at_commas_without_spaces_or_empty_entries() -> None:
+    # The template splits the value at each comma as given: "a, b" would make " b" an audience.
+    pattern = PARAMETERS["JwtAudience"]["AllowedPattern"]
+    for value in ["", "1example23clientid", "backend-client,shoppers-client", "a,b,c"]:
+        assert re.fullmatch(pattern, value), value
+    for value in ["a, b", "a,", ",a", "a,,b", " a", "a b"]:
+        assert not re.fullmatch(pattern, value), value
+    with pytest.raises(TemplateError, match="JwtAudience"):
+        load_template(TEMPLATE, parameter_overrides={"JwtAudience": "a, b"})
