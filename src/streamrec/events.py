@@ -203,6 +203,15 @@ class UserEvent(BaseModel):
             )
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _redemption_item_ignored(cls, data: Any) -> Any:
+        # A redemption names no item; one given is ignored, whatever it holds (a producer with
+        # one schema for every event may send null or ""), rather than losing the redemption.
+        if isinstance(data, dict) and data.get("event_type") == COUPON_REDEEMED and "item_id" in data:
+            return {key: value for key, value in data.items() if key != "item_id"}
+        return data
+
     @field_validator("event_type", mode="before")
     @classmethod
     def _known_type(cls, value: Any) -> Any:
@@ -246,8 +255,8 @@ class UserEvent(BaseModel):
 
     @field_validator("timestamp", mode="before")
     @classmethod
-    def _epoch_seconds(cls, value: Any) -> float:
-        return epoch_seconds(value)
+    def _epoch_seconds(cls, value: Any, info: ValidationInfo) -> float:
+        return epoch_seconds(value, (info.context or {}).get("arrival"))
 
 
 class TimeFormatError(ValueError):
@@ -286,8 +295,12 @@ def instant_seconds(value: Any) -> float:
     return parsed.timestamp()
 
 
-def epoch_seconds(value: Any) -> float:
-    """A timestamp (ISO-8601 with a zone, or epoch seconds) as epoch seconds; ValueError if bad."""
+def epoch_seconds(value: Any, arrival: float | None = None) -> float:
+    """A timestamp (ISO-8601 with a zone, or epoch seconds) as epoch seconds; ValueError if bad.
+
+    It may be at most a day ahead of ``arrival`` (when the record reached the stream: the
+    same at every delivery of it, so that a retried batch reads it as the first attempt
+    did), or of now when not given."""
     try:
         seconds = instant_seconds(value)
     except TimeFormatError as error:
@@ -300,7 +313,7 @@ def epoch_seconds(value: Any) -> float:
         ) from None
     if seconds != seconds or seconds < EARLIEST_TIMESTAMP:
         raise ValueError("timestamp is before 2000-01-01")
-    if seconds > time.time() + MAX_CLOCK_SKEW_SECONDS:
+    if seconds > (time.time() if arrival is None else arrival) + MAX_CLOCK_SKEW_SECONDS:
         # Epoch milliseconds read as seconds land some 50,000 years ahead.
         numeric = not isinstance(value, str) or EPOCH_TEXT.fullmatch(value)
         hint = epoch_unit_hint(seconds) if numeric else ""
@@ -316,12 +329,13 @@ def json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def parse_event(payload: Any) -> UserEvent:
-    """Validate a decoded JSON payload; raise :class:`InvalidEvent` with a readable reason."""
+def parse_event(payload: Any, arrival: float | None = None) -> UserEvent:
+    """Validate a decoded JSON payload; raise :class:`InvalidEvent` with a readable reason.
+    ``arrival``: when the record reached the stream (see :func:`epoch_seconds`)."""
     if not isinstance(payload, dict):
         raise InvalidEvent(f"event must be a JSON object, got {json_type(payload)}")
     try:
-        return UserEvent.model_validate(payload)
+        return UserEvent.model_validate(payload, context={"arrival": arrival})
     except ValidationError as error:
         raise InvalidEvent(f"schema violation: {schema_problems(error, quote_input=False)}") from None
 
@@ -343,8 +357,8 @@ class ItemUpsert(BaseModel):
 
     @field_validator("timestamp", mode="before")
     @classmethod
-    def _epoch_seconds(cls, value: Any) -> float:
-        return epoch_seconds(value)
+    def _epoch_seconds(cls, value: Any, info: ValidationInfo) -> float:
+        return epoch_seconds(value, (info.context or {}).get("arrival"))
 
     @field_validator("title")
     @classmethod
@@ -447,21 +461,22 @@ _JSON_TYPES = {
 }
 
 
-def parse_item_upsert(payload: Any) -> ItemUpsert:
-    """Validate an ``item_upsert`` record; raise :class:`InvalidEvent` with a readable reason."""
+def parse_item_upsert(payload: Any, arrival: float | None = None) -> ItemUpsert:
+    """Validate an ``item_upsert`` record; raise :class:`InvalidEvent` with a readable reason.
+    ``arrival``: when the record reached the stream (see :func:`epoch_seconds`)."""
     if not isinstance(payload, dict):
         raise InvalidEvent(f"record must be a JSON object, got {json_type(payload)}")
     try:
-        return ItemUpsert.model_validate(payload)
+        return ItemUpsert.model_validate(payload, context={"arrival": arrival})
     except ValidationError as error:
         raise InvalidEvent(
             f"item_upsert schema violation: {schema_problems(error, quote_input=False)}"
         ) from None
 
 
-def parse_record(payload: Any) -> UserEvent | ItemUpsert:
+def parse_record(payload: Any, arrival: float | None = None) -> UserEvent | ItemUpsert:
     """A record of the event stream: a catalog record (``event_type: item_upsert``) or a
     user event (everything else, validated exactly as :func:`parse_event`)."""
     if isinstance(payload, dict) and payload.get("event_type") == ITEM_UPSERT:
-        return parse_item_upsert(payload)
-    return parse_event(payload)
+        return parse_item_upsert(payload, arrival)
+    return parse_event(payload, arrival)

@@ -196,16 +196,25 @@ def _bisect(
         failed([FailedRecord(*records[0], error, while_writing=True)])
 
 
+# Parses a record's decoded payload, given when the record reached the stream (its
+# approximateArrivalTimestamp: the same at every delivery; None if the event lacks it).
+RecordParser = Callable[[Any, float | None], Any]
+
+
 @dataclass
 class RecordCollector:
     """Parses records one by one; keeps valid payloads in order and rejects the rest."""
 
-    parse: Callable[[Any], Any]
+    parse: RecordParser
     accepted: list[tuple[KinesisStreamRecord, Any]] = field(default_factory=list)
     rejected: list[DeadLetter] = field(default_factory=list)
 
     def __call__(self, record: KinesisStreamRecord) -> None:
-        # Parsing is a pure function of the record: whatever it raises, a retry would too.
+        # Parsing is a pure function of the record: whatever it raises, a retry would too. So
+        # the latest timestamp taken is a day past the record's arrival on the stream, not past
+        # the clock: read against the clock, a record a day ahead refused by a first attempt
+        # could be taken by its retry, planning another batch than the rows already written.
+        arrival = record.kinesis.get("approximateArrivalTimestamp")
         size = record_size(record.kinesis.data)
         if size > MAX_RECORD_BYTES:
             self.rejected.append(
@@ -218,7 +227,7 @@ class RecordCollector:
             self.rejected.append(dead_letter(record, f"not valid JSON: {decoding_problem(error)}"))
             return
         try:
-            self.accepted.append((record, self.parse(payload)))
+            self.accepted.append((record, self.parse(payload, None if arrival is None else float(arrival))))
         except InvalidEvent as error:
             self.rejected.append(dead_letter(record, error.reason))
         except Exception as error:  # noqa: BLE001 - a parser bug must not block the shard
@@ -237,7 +246,7 @@ def process_batch(
     event: dict[str, Any],
     context: Any,
     processor: BatchProcessor,
-    parse: Callable[[Any], Any],
+    parse: RecordParser,
     apply: Callable[[list[tuple[KinesisStreamRecord, Any]]], None],
     dead_letters: DeadLetterSink,
 ) -> PartialItemFailureResponse:
@@ -424,9 +433,10 @@ class ChangeNotice:
     content_changed: bool = False
 
 
-def parse_change(payload: Any) -> ChangeNotice:
+def parse_change(payload: Any, arrival: float | None = None) -> ChangeNotice:
     """A changed-items record: ``{"item_id", "changed", "norm_changed", "popular_changed"}``,
-    and ``"content_changed": true`` when the item's catalog record changed."""
+    and ``"content_changed": true`` when the item's catalog record changed (it carries no
+    time: ``arrival`` is not read)."""
     if not isinstance(payload, dict) or not isinstance(payload.get("item_id"), str):
         raise InvalidEvent("changed-items record needs a string item_id")
     if not ID_REGEX.fullmatch(payload["item_id"]):

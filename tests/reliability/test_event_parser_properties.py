@@ -238,3 +238,13 @@ def test_a_user_events_bad_category_is_read_as_none(category: str) -> None:
     # takes its item's catalog category).
     assert parse_event({**GOOD, "category": category}).category is None
     assert parse_event({**GOOD, "category": "Café & bar"}).category == "Café & bar"
+
+
+@pytest.mark.parametrize("item_id", [None, "", "tent-1", "not an id!", 7])
+def test_a_redemptions_item_id_is_ignored_whatever_it_holds(item_id: Any) -> None:
+    # A producer with one schema for every event may send null or "": the redemption counts.
+    redemption = {**GOOD, "event_type": "coupon_redeemed", "coupon_id": "camping-10", "item_id": item_id}
+    parsed = parse_event(redemption)
+    assert (parsed.coupon_id, parsed.item_id) == ("camping-10", "")
+    with pytest.raises(InvalidEvent, match="item_id"):
+        parse_event({**GOOD, "item_id": item_id if item_id != "tent-1" else None})

@@ -82,12 +82,17 @@ def import_handler(function_dir: str):
 
 
 def kinesis_event(
-    payloads: list[dict], first_sequence: int = 1, template: str = "ingest_kinesis.json"
+    payloads: list[dict],
+    first_sequence: int = 1,
+    template: str = "ingest_kinesis.json",
+    arrival: float | None = None,
 ) -> dict:
     """A Kinesis event like ``template``'s, carrying ``payloads`` (JSON) in order: for events
-    that must be stamped at run time (e.g. within the last hour)."""
+    that must be stamped at run time (e.g. within the last hour), so the records arrived now
+    (a timestamp more than a day past a record's arrival is refused), or at ``arrival``."""
     import base64
     import copy
+    import time
 
     record = load_event(template)["Records"][0]
     records = []
@@ -98,6 +103,7 @@ def kinesis_event(
             sequenceNumber=sequence,
             partitionKey=str(payload.get("user_id") or payload.get("item_id")),
             data=base64.b64encode(json.dumps(payload).encode()).decode(),
+            approximateArrivalTimestamp=time.time() if arrival is None else arrival,
         )
         new["eventID"] = new["eventID"].split(":", 1)[0] + ":" + sequence
         records.append(new)

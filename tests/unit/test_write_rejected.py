@@ -57,7 +57,7 @@ def _record(sequence: int, event: dict) -> dict:
             "partitionKey": event.get("user_id", "x"),
             "data": base64.b64encode(json.dumps(event).encode()).decode(),
             "kinesisSchemaVersion": "1.0",
-            "approximateArrivalTimestamp": 1.0,
+            "approximateArrivalTimestamp": T0 + 3600.0,  # put on the stream after its events
         },
     }
 
