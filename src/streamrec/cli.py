@@ -22,7 +22,6 @@ import argparse
 import base64
 import codecs
 import gzip
-import heapq
 import itertools
 import json
 import logging
@@ -47,6 +46,7 @@ from typing import Any, TextIO
 from streamrec.argtypes import output_file, positive_rate, positive_seconds, whole_number
 from streamrec.bench.cli import add_bench_parser
 from streamrec.evaluation.cli import add_eval_parser
+from streamrec.kinesis_put import RecordsKeptFailing, put_stream_records
 
 __all__ = ["main"]
 
@@ -1256,6 +1256,13 @@ def _cmd_dlq_redrive(args: argparse.Namespace) -> int:
             raise SystemExit(
                 f"error: stream {missing.stream} not found (--stream); nothing was changed"
             ) from None
+        except RecordsKeptFailing as failing:
+            # The letter being re-driven stays in the queue: its records put before it
+            # stopped come back again with it (the ingest skips the events it holds).
+            raise SystemExit(
+                f"error: {_counted(failing.count, 'record')} of a letter kept failing on the stream "
+                f"({', '.join(failing.codes)}); {interrupted()}; re-run (re-putting is safe)"
+            ) from None
     verb = "would re-drive" if args.dry_run else "re-drove"
     duplicates = (
         f"; skipped {_counted(report.duplicates_skipped, 'record')} another letter holds too"
@@ -1759,7 +1766,6 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 # streamrec catalog
 # --------------------------------------------------------------------------------------
-CATALOG_PUT_CHUNK = 500  # PutRecords takes at most 500 records
 
 
 def _add_catalog(subparsers: Any) -> None:
@@ -1846,18 +1852,20 @@ def _catalog_records(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, 
         by_line = RecordPlaces()
         if not problems or not stripped.startswith("{"):
             return records, problems, by_line
-        if any(isinstance(value, dict) for _, value in records):
-            return records, problems, by_line
-        # No line is an object on its own: one object over several lines, unless the first
-        # line is already broken (then each line is named).
+        # Lines that are not JSON alone: one object over several lines (a nested object may
+        # sit on a line of its own), unless it does not decode whole and some line is an
+        # object alone or the first line is already broken (then each line is named).
         line = text.count("\n", 0, len(text) - len(stripped)) + 1
+        lines_of_objects = any(isinstance(value, dict) for _, value in records)
         try:
             return [(line, loads(text))], [], by_line
         except json.JSONDecodeError as error:
-            if error.lineno == line:
+            if error.lineno == line or lines_of_objects:
                 return records, problems, by_line
             return [], [(error.lineno, f"not valid JSON: {error.msg}")], by_line
         except ValueError as error:
+            if lines_of_objects:
+                return records, problems, by_line
             return [], [(line, f"not valid JSON: {_json_problem(error)}")], by_line
     return _json_array(text)
 
@@ -1874,8 +1882,14 @@ def _json_array(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
     lines: list[int] = []  # each record's line
     one_line = "\n" not in text.strip()
 
+    counted = [0, 1]  # the offset asked last and its line
+
     def line_at(offset: int) -> int:
-        return text.count("\n", 0, offset) + 1
+        # The offsets asked grow: count the newlines since the last one only (counting from
+        # the start for each record took minutes on an array of 80,000 events).
+        start, line = counted if offset >= counted[0] else (0, 1)
+        counted[:] = [offset, line + text.count("\n", start, offset)]
+        return counted[1]
 
     def skip_space(offset: int) -> int:
         while offset < len(text) and text[offset] in " \t\r\n":
@@ -2068,136 +2082,11 @@ def read_catalog_file(path: Path, now: float | None = None) -> tuple[list[dict[s
     return kept, [Superseded(item, places(left_out), places(sent)) for item, left_out, sent in superseded]
 
 
-class RecordsKeptFailing(Exception):
-    """PutRecords kept refusing ``count`` records of a call after every retry, with these
-    error codes (ProvisionedThroughputExceededException: a shard's write limit)."""
-
-    def __init__(self, count: int, codes: Sequence[str]) -> None:
-        super().__init__(f"{count} records kept failing ({', '.join(codes)})")
-        self.count = count
-        self.codes = sorted(set(codes))
-
-    def describe(self, noun: str, stream: str) -> str:
-        throttled = "ProvisionedThroughputExceededException" in self.codes
-        return (
-            f"{_counted(self.count, noun)} kept failing on {stream} ({', '.join(self.codes)}"
-            + ("; throttled: pace the load with --rate" if throttled else "")
-            + ")"
-        )
-
-
-PUT_ATTEMPTS = 8  # per call, with backoff from 0.1 s to 2 s: some 7 s in all
-# How many of one partition key's records a load may have put past its first record not yet
-# taken (the resume point): fewer than the ingest's duplicate window (a user's last 100 event
-# ids, Settings.recent_event_ids_kept), so that those sent again on resuming are all ignored.
-AHEAD_PER_KEY = 99
-
-
-class _Calls:
-    """The PutRecords calls of a load, in turn: each holds the earliest record not yet taken
-    of up to ``most`` keys, the keys whose earliest is earliest first, and never two records
-    of one key, so that a refused record, sent again before the next call, still reaches
-    its shard before its key's next one. A key is left out of a call while AHEAD_PER_KEY of
-    its records are taken past the earliest record of all not yet taken (``first``)."""
-
-    def __init__(self, keys: Sequence[str], taken: list[bool] | None = None) -> None:
-        self.positions: dict[str, list[int]] = {}
-        for index, key in enumerate(keys):
-            self.positions.setdefault(key, []).append(index)
-        self.taken_of = dict.fromkeys(self.positions, 0)  # each key's records taken: a prefix
-        self.taken = taken if taken is not None else [False] * len(keys)  # by index
-        self.count = 0  # records taken
-        self.first = 0  # the earliest record not yet taken
-        self.waiting = [(indices[0], key) for key, indices in self.positions.items()]
-        heapq.heapify(self.waiting)
-        self.parked: list[tuple[int, int, str]] = []  # (freed once first passes it, index, key)
-
-    def next(self, most: int) -> list[int]:
-        # A key held back waits in ``parked`` until ``first`` passes the index that frees it,
-        # instead of being looked at again by every call.
-        while self.parked and self.parked[0][0] < self.first:
-            _, index, key = heapq.heappop(self.parked)
-            heapq.heappush(self.waiting, (index, key))
-        call: list[int] = []
-        while self.waiting and len(call) < most:
-            index, key = heapq.heappop(self.waiting)
-            taken = self.taken_of[key]
-            # Its records taken at or past ``first`` number AHEAD_PER_KEY when the one taken
-            # AHEAD_PER_KEY before its latest is still at or past ``first``.
-            if taken >= AHEAD_PER_KEY and self.positions[key][taken - AHEAD_PER_KEY] >= self.first:
-                heapq.heappush(self.parked, (self.positions[key][taken - AHEAD_PER_KEY], index, key))
-            else:
-                call.append(index)
-        return sorted(call)
-
-    def took(self, index: int, key: str) -> None:
-        self.taken[index] = True
-        self.count += 1
-        self.taken_of[key] += 1
-        if self.taken_of[key] < len(self.positions[key]):
-            heapq.heappush(self.waiting, (self.positions[key][self.taken_of[key]], key))
-        while self.first < len(self.taken) and self.taken[self.first]:
-            self.first += 1
-
-
-def put_stream_records(
-    kinesis: Any,
-    stream: str,
-    data: Sequence[bytes],
-    keys: Sequence[str],
-    progress: Callable[[int, int], None],
-    *,
-    rate: float | None = None,
-    accepted: list[bool] | None = None,
-    sleep: Callable[[float], None] | None = None,
-    clock: Callable[[], float] | None = None,
-) -> None:
-    """PutRecords of the records ``data`` (partition keys ``keys``) so that each key's records
-    reach the stream in their order (see :class:`_Calls`), retrying the records a call
-    reports as failed (a shard's write limit: throttled) up to PUT_ATTEMPTS times before
-    the next call, then :class:`RecordsKeptFailing`. When it stops, the entries taken are
-    all those before the first one not taken and, past it, at most AHEAD_PER_KEY of each
-    key, the key's first ones there.
-
-    ``rate``: at most that many records per second (calls of at most a second's worth).
-    ``accepted``: one flag per record, set as the stream takes it, so that a caller stopped
-    midway knows which were sent. ``sleep`` and ``clock``: time.sleep and time.monotonic
-    unless given (looked up at each call, so that tests can stand in for them)."""
-    sleep, clock = sleep or time.sleep, clock or time.monotonic
-    most = CATALOG_PUT_CHUNK if rate is None else max(1, min(CATALOG_PUT_CHUNK, int(rate)))
-    calls = _Calls(keys, accepted)
-    started, sent = clock(), 0
-    while calls.first < len(data):
-        if rate is not None:
-            wait = started + sent / rate - clock()
-            if wait > 0:
-                sleep(wait)
-        pending = calls.next(most)
-        sent += len(pending)
-        for attempt in range(PUT_ATTEMPTS):
-            records = [{"Data": data[i], "PartitionKey": keys[i]} for i in pending]
-            response = kinesis.put_records(StreamName=stream, Records=records)
-            failed, codes = [], []
-            for index, result in zip(pending, response["Records"], strict=True):
-                if "ErrorCode" in result:
-                    failed.append(index)
-                    codes.append(str(result["ErrorCode"]))
-                else:
-                    calls.took(index, keys[index])  # sets accepted[index]
-            pending = failed
-            if not pending:
-                break
-            sleep(min(0.1 * 2**attempt, 2.0))
-        else:
-            raise RecordsKeptFailing(len(pending), codes)
-        progress(calls.count, len(data))
-
-
 def put_catalog_records(
     kinesis: Any, stream: str, records: Sequence[dict[str, Any]], progress: Callable[[int, int], None]
 ) -> None:
-    """PutRecords in chunks of 500 (partition key = item_id, so one item's records keep
-    their order), retrying the records a call reports as failed."""
+    """PutRecords (partition key = item_id, so one item's records keep their order),
+    retrying the records a call reports as failed (see :func:`put_stream_records`)."""
     data, keys = [stream_record_data(r) for r in records], [r["item_id"] for r in records]
     try:
         put_stream_records(kinesis, stream, data, keys, progress)

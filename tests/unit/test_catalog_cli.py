@@ -353,3 +353,21 @@ def test_recount_names_a_count_that_changed_meanwhile_and_lists_only_what_it_cor
     assert f"corrected 1 count of {table}" in captured.out
     assert "tent: 2 -> 0" in captured.out and "camping" not in captured.out
     assert "1 count changed while counted, left as they are (camping)" in captured.err
+
+
+def test_one_object_whose_nested_object_has_a_line_of_its_own_is_one_record(tmp_path):
+    # A line inside the object decodes alone (an extra field's object): the file was read as
+    # JSON lines, each line refused, though the whole file is one valid object.
+    item = tmp_path / "item.json"
+    item.write_text(
+        '{\n"item_id": "tent", "title": "Dome tent", "category": "camping",\n'
+        '"price": 99, "in_stock": true, "attributes":\n{"colour": "green"}\n}\n'
+    )
+    records, _ = read_catalog_file(item, now=1_764_000_500)
+    assert [r["item_id"] for r in records] == ["tent"]
+    # JSON lines with a broken line still name it, each other line read as a record.
+    lines = tmp_path / "items.json"
+    lines.write_text(json.dumps(TENT) + "\n" + '{"item_id": "stove",\n' + json.dumps(STOVE) + "\n")
+    with pytest.raises(SystemExit) as failed:
+        read_catalog_file(lines)
+    assert f"{lines} line 2: not valid JSON" in str(failed.value)

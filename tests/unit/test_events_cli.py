@@ -9,15 +9,15 @@ import boto3
 import pytest
 
 import streamrec.cli
-from streamrec.cli import (
-    RecordsKeptFailing,
-    backlog_seconds,
-    ingest_seconds,
-    main,
-    put_stream_records,
-    read_event_file,
-)
+from streamrec.cli import backlog_seconds, ingest_seconds, main, read_event_file
 from streamrec.evaluation.engine import InMemoryEngine
+from streamrec.kinesis_put import (
+    AHEAD_PER_KEY,
+    PUT_ATTEMPTS,
+    PUT_RECORDS_MAX_BYTES,
+    RecordsKeptFailing,
+    put_stream_records,
+)
 from streamrec.settings import Settings
 
 T0 = 1_764_000_000
@@ -209,7 +209,30 @@ def test_refused_records_are_sent_again_and_marked_as_they_are_taken():
         put_stream_records(always, "s", *entries(3), lambda *_: None, accepted=accepted, sleep=lambda _: None)
     assert failing.value.count == 1 and accepted == [True, False, True]
     assert failing.value.codes == ["ProvisionedThroughputExceededException"]
-    assert len(always.calls) == streamrec.cli.PUT_ATTEMPTS
+    assert len(always.calls) == PUT_ATTEMPTS
+
+
+def test_a_call_holds_at_most_five_mib(monkeypatch):
+    # 500 records of 12 KB (within the ingest's 16 KiB) are 6 MB: Kinesis refuses such a
+    # call whole, every time, so a load of them could never finish.
+    sizes: list[int] = []
+    kinesis = RefusingKinesis()
+    put_records = kinesis.put_records
+
+    def measured(StreamName, Records):  # noqa: N803 (boto3's names)
+        sizes.append(sum(len(r["Data"]) + len(r["PartitionKey"].encode()) for r in Records))
+        return put_records(StreamName, Records)
+
+    monkeypatch.setattr(kinesis, "put_records", measured)
+    data = [json.dumps(event(n, padding="x" * 12_000)).encode() for n in range(1_000)]
+    keys = [f"u{n % 500}" for n in range(1_000)]
+    put_stream_records(kinesis, "s", data, keys, lambda *_: None, sleep=lambda _: None)
+    assert max(sizes) <= PUT_RECORDS_MAX_BYTES < max(sizes) + len(data[0])  # calls as full as allowed
+    assert sorted(kinesis.taken, key=lambda e: int(e[1:])) == [f"e{n}" for n in range(1_000)]
+    assert len(kinesis.taken) == 1_000
+    for user in range(500):  # each user's records in their order
+        taken = [int(e[1:]) for e in kinesis.taken if int(e[1:]) % 500 == user]
+        assert taken == sorted(taken)
 
 
 def test_a_refused_record_still_reaches_the_stream_before_its_keys_next_one():
@@ -242,14 +265,14 @@ def test_a_key_gets_at_most_ahead_per_key_records_past_the_first_one_not_taken()
         most_ahead = max(most_ahead, sum(accepted[first:]))
 
     put_stream_records(kinesis, "s", data, keys, progress, accepted=accepted, sleep=lambda _: None)
-    assert most_ahead == streamrec.cli.AHEAD_PER_KEY
+    assert most_ahead == AHEAD_PER_KEY
     for key in ("u0", "u1"):
         mine = [int(e[1:]) for e in kinesis.taken if keys[int(e[1:])] == key]
         assert mine == sorted(mine) and len(mine) == keys.count(key)
     # 99 of u1's ride along with u0's first 99; the other 101 wait until u0's 300 are taken.
     assert len(kinesis.calls) == 300 + 101
     # Resuming sends those again: the ingest must still hold all of them as duplicates.
-    assert Settings().recent_event_ids_kept > streamrec.cli.AHEAD_PER_KEY
+    assert Settings().recent_event_ids_kept > AHEAD_PER_KEY
 
 
 def test_rate_paces_the_calls():

@@ -41,10 +41,11 @@ import binascii
 import contextlib
 import json
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from streamrec.kinesis_put import put_stream_records
 
 __all__ = [
     "DiscardReport",
@@ -62,7 +63,6 @@ __all__ = [
 PROCESSING_FAILED = "processing failed"  # stream.PROCESSING_FAILED (kept import-free here)
 WRITE_REJECTED = "write rejected"  # stream.WRITE_REJECTED
 UNPARSEABLE = "unparseable record"  # stream.RecordCollector: the parser itself failed
-PUT_RECORDS_LIMIT = 500
 _EMPTY_POLLS = 3  # SQS short polling may answer empty while messages remain
 # Polls in a row answered only with messages received already (their visibility timeout ran
 # out while a large queue was read) before the queue counts as read.
@@ -492,20 +492,16 @@ class RedriveReport:
 
 
 def _put(kinesis: Any, stream: str, records: Sequence[dict[str, Any]]) -> None:
-    for start in range(0, len(records), PUT_RECORDS_LIMIT):
-        pending = [
-            {"Data": r["Data"], "PartitionKey": r["PartitionKey"]} for r in records[start : start + 500]
-        ]
-        for attempt in range(8):
-            response = kinesis.put_records(StreamName=stream_name_of(stream), Records=pending)
-            if not response.get("FailedRecordCount"):
-                break
-            # Only the failed records again: they land after the others of the call, so a
-            # user's re-driven events can come back out of order when PutRecords partly fails.
-            pending = [p for p, r in zip(pending, response["Records"], strict=True) if "ErrorCode" in r]
-            time.sleep(min(2.0, 0.1 * 2**attempt))  # throttled, most likely: give the shard a moment
-        else:
-            raise RuntimeError(f"PutRecords to {stream} kept failing for {len(pending)} records")
+    """Put ``records`` (as GetRecords gave them) back on ``stream``, each partition key's in
+    their order, also when PutRecords refuses some of a call (:func:`put_stream_records`);
+    :class:`RecordsKeptFailing` when it keeps refusing them."""
+    put_stream_records(
+        kinesis,
+        stream_name_of(stream),
+        [record["Data"] for record in records],
+        [record["PartitionKey"] for record in records],
+        lambda *_: None,
+    )
 
 
 def _check_stream(kinesis: Any, stream: str) -> None:
