@@ -297,3 +297,69 @@ def test_a_letter_sqs_does_not_delete_is_named_and_released(aws, monkeypatch, ca
     assert "2 letters SQS did not delete, back in the queue (run again)" in captured.err
     assert "(SQS: ReceiptHandleIsInvalid)" in captured.err
     assert len(_visible(sqs, queue_url)) == 2  # released at once, not hidden until their timeout
+
+
+class Shard:
+    """GetShardIterator and GetRecords of one shard holding records 5..9: ``empty`` answers
+    without records (behind the tip) before them, and an AT_SEQUENCE_NUMBER start before 5
+    refused as AWS refuses a trimmed one."""
+
+    def __init__(self, empty: int = 0) -> None:
+        self.empty = empty
+        self.iterators: list[str] = []
+
+    def get_shard_iterator(self, StreamName, ShardId, ShardIteratorType, StartingSequenceNumber="0"):  # noqa: N803
+        from botocore.exceptions import ClientError
+
+        if ShardIteratorType == "AT_SEQUENCE_NUMBER" and int(StartingSequenceNumber) < 5:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "InvalidArgumentException",
+                        "Message": "StartingSequenceNumber is invalid",
+                    }
+                },
+                "GetShardIterator",
+            )
+        self.iterators.append(ShardIteratorType)
+        return {"ShardIterator": f"from-{max(5, int(StartingSequenceNumber))}"}
+
+    def get_records(self, ShardIterator, Limit):  # noqa: N803
+        if self.empty:
+            self.empty -= 1
+            return {"Records": [], "NextShardIterator": ShardIterator, "MillisBehindLatest": 60_000}
+        start = int(ShardIterator.split("-")[1])
+        records = [
+            {"Data": f"r{n}".encode(), "PartitionKey": "u1", "SequenceNumber": str(n)}
+            for n in range(start, 10)
+        ]
+        return {"Records": records, "NextShardIterator": "from-10", "MillisBehindLatest": 0}
+
+
+def _sequences(records: list[dict[str, Any]]) -> list[int]:
+    return [int(record["SequenceNumber"]) for record in records]
+
+
+def test_a_range_whose_start_left_the_stream_is_read_from_the_trim_horizon():
+    shard = Shard()
+    assert _sequences(dlq.read_range(shard, "events", "s0", "3", "8", sleep=lambda _: None)) == [5, 6, 7, 8]
+    assert shard.iterators == ["TRIM_HORIZON"]  # the redrive used to stop on every re-run here
+
+
+def test_empty_answers_behind_the_tip_are_read_past_and_too_many_keep_the_letter(aws, monkeypatch, capsys):
+    # Five empty answers used to end the read: the letter's records were then called lost.
+    pauses: list[float] = []
+    records = dlq.read_range(Shard(empty=40), "events", "s0", "5", "9", sleep=pauses.append)
+    assert _sequences(records) == [5, 6, 7, 8, 9] and pauses == [0.2] * 40
+    with pytest.raises(dlq.IncompleteRead, match="answered empty 300 times in a row"):
+        dlq.read_range(Shard(empty=dlq.EMPTY_READS_ALLOWED), "events", "s0", "5", "9", sleep=lambda _: None)
+    sqs, queue_url = _queue()
+    _send(sqs, queue_url, [_batch_letter(aws.streams["ChangedItemsStream"].name)])
+
+    def unreadable(*_: Any) -> list[dict[str, Any]]:
+        raise dlq.IncompleteRead("GetRecords answered empty 300 times in a row behind the tip of shard s0")
+
+    monkeypatch.setattr(dlq, "read_range", unreadable)
+    assert main(["dlq", "redrive", "--queue-url", queue_url]) == 0
+    assert "its records could not all be read (GetRecords answered empty 300 times" in capsys.readouterr().out
+    assert len(_visible(sqs, queue_url)) == 1

@@ -41,6 +41,7 @@ import binascii
 import contextlib
 import json
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -439,32 +440,72 @@ def _delete(sqs: Any, queue_url: str, letters: Sequence[Letter]) -> dict[str, st
     return refused
 
 
-def read_range(kinesis: Any, stream: str, shard_id: str, first: str, last: str) -> list[dict[str, Any]]:
-    """The records of ``shard_id`` with sequence numbers from ``first`` to ``last``
-    (GetRecords output: ``Data`` bytes, ``PartitionKey``, ``SequenceNumber``)."""
-    iterator = kinesis.get_shard_iterator(
-        StreamName=stream_name_of(stream),
-        ShardId=shard_id,
-        ShardIteratorType="AT_SEQUENCE_NUMBER",
-        StartingSequenceNumber=first,
-    )["ShardIterator"]
-    end = int(last)
+# GetRecords may answer empty while records lie further on (a stretch of the shard without
+# any, e.g. from the trim horizon): read on while behind the tip, this many empty answers in a
+# row at most (paced at 5 reads a second, a shard's limit: about a minute).
+EMPTY_READS_ALLOWED = 300
+
+
+class IncompleteRead(Exception):
+    """GetRecords kept answering empty while behind the shard's tip: the letter's records
+    were not all read (not lost): keep the letter for another try."""
+
+
+def read_range(
+    kinesis: Any,
+    stream: str,
+    shard_id: str,
+    first: str,
+    last: str,
+    sleep: Callable[[float], None] | None = None,
+) -> list[dict[str, Any]]:
+    """The records of ``shard_id`` with sequence numbers from ``first`` to ``last`` still in
+    the stream (GetRecords output: ``Data`` bytes, ``PartitionKey``, ``SequenceNumber``);
+    :class:`IncompleteRead` when they could not all be read."""
+    from botocore.exceptions import ClientError
+
+    from streamrec.repositories.dynamodb import error_code
+
+    name = stream_name_of(stream)
+    try:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=name,
+            ShardId=shard_id,
+            ShardIteratorType="AT_SEQUENCE_NUMBER",
+            StartingSequenceNumber=first,
+        )["ShardIterator"]
+    except ClientError as error:
+        if error_code(error) != "InvalidArgumentException":
+            raise
+        # A first record past the stream's retention is refused as an invalid starting point:
+        # what is left of the range starts at the trim horizon.
+        iterator = kinesis.get_shard_iterator(
+            StreamName=name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+    start, end = int(first), int(last)
     records: list[dict[str, Any]] = []
     empty = 0
-    while iterator and empty < 5:
+    while iterator:
         response = kinesis.get_records(ShardIterator=iterator, Limit=1000)
         batch = response.get("Records") or []
         iterator = response.get("NextShardIterator")
         if not batch:
-            empty += 1
             if not response.get("MillisBehindLatest"):
-                break
+                break  # at the tip: nothing further
+            empty += 1
+            if empty >= EMPTY_READS_ALLOWED:
+                raise IncompleteRead(
+                    f"GetRecords answered empty {empty} times in a row behind the tip of shard {shard_id}"
+                )
+            (sleep or time.sleep)(0.2)
             continue
         empty = 0
         for record in batch:
-            if int(record["SequenceNumber"]) > end:
+            sequence = int(record["SequenceNumber"])
+            if sequence > end:
                 return records
-            records.append(record)
+            if sequence >= start:
+                records.append(record)
     return records
 
 
@@ -690,6 +731,11 @@ def _redrive(
             first, last = letter.sequence_range
             try:
                 records = read_range(kinesis, letter.stream_arn, letter.shard, first, last)
+            except IncompleteRead as error:
+                report.kept.append(
+                    (letter.describe(), f"its records could not all be read ({error}): re-run")
+                )
+                continue
             except ClientError as error:
                 if error_code(error) != "ResourceNotFoundException":
                     raise
