@@ -1284,6 +1284,33 @@ def test_a_redefinition_racing_a_refused_redemption_reads_again(aws, monkeypatch
     assert (stored.remaining, stored.redeemed, stored.refused) == (3, 1, 1)
 
 
+def test_a_redefinition_inside_a_refused_redemption_makes_it_a_redemption(aws, monkeypatch):
+    # The other order: the redemption finds the coupon exhausted, then a redefinition with a
+    # larger budget lands before it counts the refusal. Counted as refused, it left remaining
+    # one too high: the coupon was offered and redeemed past its budget.
+    repository = _both(aws)["dynamodb"]
+    repository.put("c", spec(budget=1))
+    assert repository.redeem("c", sequence_key(1), "s0") == REDEEMED
+    table = repository.table
+    original = table.call
+    raced = []
+
+    def redefined_in_between(operation, **kwargs):
+        if operation == "get_item" and kwargs.get("ConsistentRead") and not raced:
+            monkeypatch.setattr(table, "call", original)
+            raced.append(repository.put("c", spec(budget=5)).remaining)  # 5 - 1 redeemed
+            monkeypatch.setattr(table, "call", redefined_in_between)
+        return original(operation, **kwargs)
+
+    monkeypatch.setattr(table, "call", redefined_in_between)
+    assert repository.redeem("c", sequence_key(2), "s0") == REDEEMED
+    assert raced == [4]
+    stored = repository.get_many(["c"])["c"]
+    assert (stored.remaining, stored.redeemed, stored.refused) == (3, 2, 0)
+    outcomes = [repository.redeem("c", sequence_key(n), "s0") for n in range(3, 7)]
+    assert outcomes == [REDEEMED, REDEEMED, REDEEMED, EXHAUSTED]  # 5 in all, the budget
+
+
 def test_an_item_list_coupon_with_nothing_in_stock_is_not_offered():
     from streamrec.domain.model import OUT_OF_STOCK_ROW, HistoryItem
 

@@ -1269,6 +1269,8 @@ class SqsDeadLetterSink:
 # ``coupons`` of the ids in that scope ('#' never starts an id, so no clash).
 SCOPE_ROW_PREFIX = "#scope:"
 PUT_ATTEMPTS = 5
+# Tries of a redemption whose coupon a redefinition changes between its read and its write.
+REDEEM_ATTEMPTS = 5
 # TransactWriteItems takes 100 actions: an index row's update and 99 coupons' checks.
 PRUNE_CHECKS = 99
 
@@ -1483,40 +1485,52 @@ class DynamoCouponRepository:
         """One guarded UpdateItem: ``remaining - 1, redeemed + 1`` if the row exists, its
         guard is older than the record and ``remaining > 0``. When the condition fails, a
         consistent read tells a replay (guard holds the record), an unknown coupon, or an
-        exhausted one (then ``refused + 1``, guarded the same way)."""
+        exhausted one (then ``refused + 1``, guarded the same way and only while ``remaining``
+        is still 0: a redefinition with a larger budget in between makes it a redemption
+        again, tried afresh)."""
         guard = guard_attribute(shard)
         names = {"#g": guard}
         values = {":seq": {"S": sequence}, ":one": {"N": "1"}, ":minus": {"N": "-1"}, ":zero": {"N": "0"}}
-        if self.table.call_if_condition_holds(
-            "update_item",
-            TableName=self.table.name,
-            Key=self._key(coupon_id),
-            UpdateExpression="SET #g = :seq ADD remaining :minus, redeemed :one",
-            ConditionExpression="attribute_exists(coupon_id) AND (attribute_not_exists(#g) OR #g < :seq) "
-            "AND remaining > :zero",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        ):
-            return REDEEMED
-        stored = self.table.call(
-            "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
-        ).get("Item")
-        if not stored:
-            return UNKNOWN
-        applied = stored.get(guard, {}).get("S")
-        if applied is not None and applied >= sequence:
-            return DUPLICATE
-        if not self.table.call_if_condition_holds(
-            "update_item",
-            TableName=self.table.name,
-            Key=self._key(coupon_id),
-            UpdateExpression="SET #g = :seq ADD refused :one",
-            ConditionExpression="attribute_not_exists(#g) OR #g < :seq",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={":seq": values[":seq"], ":one": values[":one"]},
-        ):
-            return DUPLICATE
-        return EXHAUSTED
+        for _attempt in range(REDEEM_ATTEMPTS):
+            if self.table.call_if_condition_holds(
+                "update_item",
+                TableName=self.table.name,
+                Key=self._key(coupon_id),
+                UpdateExpression="SET #g = :seq ADD remaining :minus, redeemed :one",
+                ConditionExpression="attribute_exists(coupon_id) AND (attribute_not_exists(#g) OR #g < :seq) "
+                "AND remaining > :zero",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            ):
+                return REDEEMED
+            stored = self.table.call(
+                "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
+            ).get("Item")
+            if not stored:
+                return UNKNOWN
+            applied = stored.get(guard, {}).get("S")
+            if applied is not None and applied >= sequence:
+                return DUPLICATE
+            if self.table.call_if_condition_holds(
+                "update_item",
+                TableName=self.table.name,
+                Key=self._key(coupon_id),
+                UpdateExpression="SET #g = :seq ADD refused :one",
+                ConditionExpression="attribute_exists(coupon_id) AND (attribute_not_exists(#g) OR #g < :seq) "
+                "AND remaining <= :zero",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    ":seq": values[":seq"],
+                    ":one": values[":one"],
+                    ":zero": values[":zero"],
+                },
+            ):
+                return EXHAUSTED
+            # Replayed, deleted or given a larger budget since the read: decide again.
+        raise RepositoryError(
+            f"coupon {coupon_id!r} changed under each of {REDEEM_ATTEMPTS} tries to count a redemption; "
+            "the batch is retried"
+        )
 
 
 # ---- Catalog -----------------------------------------------------------------------------
