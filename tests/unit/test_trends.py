@@ -708,6 +708,50 @@ def test_a_busy_shops_quiet_hours_keep_a_positive_profile():
     assert [item.item_id for item in items] == ["y"]  # an event in a quiet hour trends
 
 
+def test_an_item_seen_only_in_a_quiet_hour_has_a_baseline_of_at_least_one_mean_hour():
+    # A busy shop with nothing at 02-04 UTC: P[3] is about 5e-5. One view at 03:10 was a
+    # baseline of 1 / P[3], some 21,000 views per mean hour, so its 3 views at 05:00 read as
+    # nothing (velocity 0.0006).
+    repo = InMemoryTrendsRepository()
+    day = 20_000
+    for d in range(day - 9, day + 1):
+        for hour in range(24):
+            if hour not in (2, 3, 4):
+                repo.rows[(SHOP_COUNTER, d)][counter_attribute("v", hour)] = 40_000.0
+    repo.rows[("z", day)][counter_attribute("v", 3)] = 1.0
+    repo.rows[("z", day)][counter_attribute("v", 5)] = 3.0
+    now = day * 86_400 + 5.5 * 3600
+    service = TrendsService(Settings(), repo)
+    service.refresh({"z": None}, now=now, first_seen={"z": day * 86_400 + 3 * 3600 + 600})
+    [z], _ = service.trending("1h", 5, now=now)
+    assert z.count == 3.0 and z.expected < 1.0 and z.velocity > 1.0
+
+
+def test_a_refresh_behind_the_hour_keeps_entries_counted_after_its_clock():
+    # Two similarity invocations around 16:00: B (clock 16:00:30) lists y, whose views (of 4
+    # users, counted once each in the hour) are all after 16:00; A, whose clock read
+    # 15:59:59.5 before it read the list B had just written, scored y as of its clock
+    # (nothing in the window) and took it out.
+    repo = InMemoryTrendsRepository()
+    ingest = IngestService(
+        Settings(),
+        InMemoryUserRepository(),
+        InMemoryCooccurrenceRepository(),
+        InMemoryItemStatsRepository(),
+        InMemoryChangePublisher(),
+        trends=repo,
+    )
+    hour = 1_764_000_000.0  # 16:00:00 UTC
+    views = [_event(0, "x", "view", hour - 600)] + [_event(n, "y", "view", hour + n) for n in range(1, 21)]
+    ingest.ingest(views, SHARD)
+    service = TrendsService(Settings(), repo)
+    service.refresh({"y": None}, now=hour + 30)
+    service.refresh({"x": None}, now=hour - 0.5)
+    items, _ = service.trending("1h", 10, now=hour + 32)
+    assert [(item.item_id, item.count) for item in items][0] == ("y", 4.0)
+    assert {item.item_id for item in items} == {"x", "y"}
+
+
 def test_a_category_without_its_own_list_takes_the_global_lists_profile():
     repo = InMemoryTrendsRepository()
     day = 20_000

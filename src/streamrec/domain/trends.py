@@ -271,7 +271,8 @@ def baseline_rate(
 
     Observed: from the hour of ``first_seen`` (epoch seconds, the item's stats row), or of
     an earlier count if there is one, to the baseline's end, at most the whole span and at
-    least an hour, so that a new item selling at a steady pace scores 1, not span / age.
+    least an hour, so that a new item selling at a steady pace scores 1, not span / age; its
+    profile-weighted length at least 1 (a mean hour).
     ``first_seen`` None (an item whose row predates it, or a category): the whole span. An
     earlier count comes from an event older than the stored first_seen (arrived out of
     order) or from an item first written before first_seen was kept."""
@@ -283,7 +284,9 @@ def baseline_rate(
     if first_seen is not None:
         first = max(first, min([int(first_seen // HOUR), *(h for h, v in counts.items() if v > 0)]))
     observed = np.arange(min(first, span.stop - 1), span.stop)
-    return total / profile_hours(np.array(profile or FLAT_PROFILE), observed)
+    # At least one mean hour: an item observed only in the shop's quiet hours (P near 0)
+    # would otherwise divide by near nothing, a baseline so high that nothing it does trends.
+    return total / max(profile_hours(np.array(profile or FLAT_PROFILE), observed), 1.0)
 
 
 def _baseline_span(current: int, window: int, baseline_days: int) -> range:
@@ -429,12 +432,22 @@ class TrendsService:
         settings = self.settings
         size = settings.trending_category_list_size if ":cat:" in name else settings.trending_list_size
         prior = settings.trending_prior
+        current = int(now // HOUR)
         for attempt in range(LIST_UPDATE_ATTEMPTS):
             stored = read if attempt == 0 else read_again()
             entries = {e.item_id: e for e in stored.entries}
             entries.update(fresh)
             ranked = score(list(entries.values()), window, now, prior, profile)[:size]
             kept = [entries[item.item_id] for item in ranked]
+            # An entry counted only in hours after ``now`` (written by a refresh whose clock
+            # had passed the hour, or stamped ahead) has nothing in the window as of ``now``,
+            # yet is not over: kept (while there is room) for the reads to come.
+            listed = {entry.item_id for entry in kept}
+            kept += [
+                entry
+                for entry in entries.values()
+                if entry.item_id not in listed and max(entry.hours, default=current) > current
+            ][: size - len(kept)]
             # Unchanged entries: written only for a new profile, and never to keep one
             # with no entries (a list of items with nothing in the window).
             if kept == stored.entries and (profile == stored.profile or not kept):
