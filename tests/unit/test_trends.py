@@ -33,6 +33,7 @@ from streamrec.domain.trends import (
     category_counter,
     counter_attribute,
     entries_to_json,
+    profile_from_json,
     score,
     shop_profile,
 )
@@ -750,6 +751,16 @@ def test_a_refresh_behind_the_hour_keeps_entries_counted_after_its_clock():
     items, _ = service.trending("1h", 10, now=hour + 32)
     assert [(item.item_id, item.count) for item in items][0] == ("y", 4.0)
     assert {item.item_id for item in items} == {"x", "y"}
+
+
+def test_a_stored_profile_with_a_zero_hour_reads_as_flat():
+    # Rows written when profiles were rounded to decimals hold 0.0 for a busy shop's quiet
+    # hours: a window of those hours divided by it (the API failed at those hours).
+    rounded = [0.0 if hour in (2, 3, 4) else 1.1 for hour in range(24)]
+    assert profile_from_json(json.dumps(rounded)) is None
+    assert profile_from_json(json.dumps([0.5] * 12 + [1.5] * 12)) == (0.5,) * 12 + (1.5,) * 12
+    with pytest.raises(ValueError, match="24 numbers, not 3"):
+        profile_from_json("[1, 1, 1]")
 
 
 def test_a_category_without_its_own_list_takes_the_global_lists_profile():

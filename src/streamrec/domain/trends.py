@@ -46,6 +46,7 @@ sales so far are not in it).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -185,11 +186,14 @@ def profile_to_json(profile: Sequence[float]) -> str:
     return json.dumps(list(profile), separators=(",", ":"))
 
 
-def profile_from_json(text: str) -> tuple[float, ...]:
+def profile_from_json(text: str) -> tuple[float, ...] | None:
+    """A list row's stored profile; None (read as flat) for one holding a number that is not
+    positive: rows written before profiles kept 6 significant digits rounded a busy shop's
+    quiet hours to 0, which a window of those hours would divide by."""
     profile = tuple(float(v) for v in json.loads(text))
     if len(profile) != 24:
         raise ValueError(f"a profile has 24 numbers, not {len(profile)}")
-    return profile
+    return profile if all(0 < value < math.inf for value in profile) else None
 
 
 @dataclass(frozen=True)
