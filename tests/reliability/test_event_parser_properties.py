@@ -152,7 +152,7 @@ GOOD = {"event_id": "e1", "event_type": "view", "user_id": "u", "item_id": "i", 
         ({"event_type": "coupon_redeemed"}, "schema violation: event: coupon_redeemed needs a coupon_id"),
         (
             {"event_type": "purchase", "basket_id": "cart-9", "order_id": "o-1"},
-            'schema violation: event: basket_id "cart-9" and order_id "o-1" differ: give one of them',
+            "schema violation: event: basket_id and order_id differ: give one of them",
         ),
         # Not ignored: no redemption would ever be counted, and nothing would say so.
         (

@@ -39,3 +39,20 @@ def test_a_malformed_id_in_a_catalog_record_is_named_by_its_field_only():
     reason = str(refused.value)
     assert reason.startswith("item_upsert schema violation: item_id: not an id")
     assert "Alice" not in reason
+
+
+def test_differing_basket_and_order_ids_are_not_quoted():
+    # Checked before the ids' pattern: the values may be any text, or a whole JSON object.
+    for basket in (PERSONAL, {"customer": PERSONAL}):
+        event = {
+            "event_id": "e1",
+            "event_type": "purchase",
+            "user_id": "u1",
+            "item_id": "i1",
+            "timestamp": T0,
+        }
+        with pytest.raises(InvalidEvent) as refused:
+            parse_record({**event, "basket_id": basket, "order_id": "o-1"})
+        reason = str(refused.value)
+        assert "basket_id and order_id differ" in reason
+        assert "Alice" not in reason and "example.com" not in reason and "o-1" not in reason
