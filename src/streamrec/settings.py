@@ -16,6 +16,7 @@ from streamrec_core import ADDED_VALUE, JACCARD, SIMILARITY_MEASURES
 EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
 # Chosen on P1/P2 (see README "Quality"); dyadic weights keep count sums exact in floats.
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "add_to_cart": 1.5, "remove_from_cart": 0.0, "purchase": 2.0}
+MAX_EVENT_WEIGHT = 1000
 # Weights of the user's decayed category affinity (coupon ranking), chosen on P4.
 DEFAULT_CATEGORY_WEIGHTS = {"view": 1.0, "add_to_cart": 2.0, "remove_from_cart": 0.0, "purchase": 4.0}
 
@@ -236,6 +237,10 @@ class Settings:
             raise ConfigurationError(f"EVENT_WEIGHTS must give a weight to each of {EVENT_TYPES}")
         if any(weight < 0 for weight in self.event_weights.values()):
             raise ConfigurationError("EVENT_WEIGHTS must not be negative")
+        if any(weight > MAX_EVENT_WEIGHT for weight in self.event_weights.values()):
+            # Counts sum weights, and products of counts are taken: far below DynamoDB's
+            # largest number (about 1e125) and a float's (1e308) for any shop's volume.
+            raise ConfigurationError(f"EVENT_WEIGHTS must be at most {MAX_EVENT_WEIGHT:,}")
         if self.cross_sell_measure not in SIMILARITY_MEASURES:
             raise ConfigurationError(
                 f"CROSS_SELL_MEASURE={self.cross_sell_measure!r}; expected one of {SIMILARITY_MEASURES}"

@@ -21,6 +21,8 @@ from streamrec.settings import ConfigurationError, Settings, load_settings
         ({"EVENT_WEIGHTS": "view=inf"}, "EVENT_WEIGHTS must be finite numbers"),
         ({"EVENT_WEIGHTS": "view=nan"}, "EVENT_WEIGHTS must be finite numbers"),
         ({"EVENT_WEIGHTS": "view=-1"}, "EVENT_WEIGHTS must not be negative"),
+        # Counts would pass DynamoDB's largest number (and products of counts overflow).
+        ({"EVENT_WEIGHTS": "view=1e155"}, "EVENT_WEIGHTS must be at most 1,000"),
         ({"EVENT_WEIGHTS": "click=1"}, "EVENT_WEIGHTS entry 'click=1'"),
         ({"HISTORY_LENGTH": "ten"}, "HISTORY_LENGTH='ten' is not a valid int"),
     ],

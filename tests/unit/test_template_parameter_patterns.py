@@ -55,10 +55,14 @@ CASES = [
             "",
             "view=1,add_to_cart=1.5,remove_from_cart=0,purchase=2",
             "purchase=4",
-            " view = 0.5 , purchase=1e1 ",
+            " view = 0.5 , purchase=10 ",
             "view=.5,view=2.",
+            "purchase=1000,view=999.99",
         ],
         [
+            "view=1000.5",  # past the largest weight (1,000)
+            "purchase=1e3",
+            "purchase=999999999999999999999",  # 1e21, once accepted: counts past DynamoDB's range
             "view=-1",
             "click=1",
             "view=1,",
