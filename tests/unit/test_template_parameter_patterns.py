@@ -134,6 +134,11 @@ def test_the_local_template_loader_checks_number_bounds_as_cloudformation_does()
         load_template(TEMPLATE, parameter_overrides={"ColdPopularShare": 2})
     with pytest.raises(TemplateError, match="ApiThrottlingRateLimit='two' is not a number"):
         load_template(TEMPLATE, parameter_overrides={"ApiThrottlingRateLimit": "two"})
+    # float() reads these too, and passed them on to the functions as written.
+    for value in ("nan", "inf", "1_000", "1e999"):
+        with pytest.raises(TemplateError, match=f"HalfLifeHours='{re.escape(value)}' is not a number"):
+            load_template(TEMPLATE, parameter_overrides={"HalfLifeHours": value})
+    assert load_template(TEMPLATE, parameter_overrides={"HalfLifeHours": "12.5"}).functions
 
 
 # (parameter, values its pattern takes, values it refuses): each feeds an integer-only

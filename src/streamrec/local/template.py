@@ -22,6 +22,7 @@ stack named ``stack_name`` in :data:`REGION` / :data:`ACCOUNT_ID`, with local en
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -136,13 +137,20 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return document
 
 
+_NUMBER_TEXT = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
+
+
 def _check_number_parameter(name: str, value: Any, spec: dict[str, Any]) -> None:
     """A Number parameter's value, as CloudFormation checks it: a number within
-    MinValue..MaxValue."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TemplateError(f"parameter {name}={value!r} is not a number") from None
+    MinValue..MaxValue (written as a number: Python's float() also reads "nan", "inf" and
+    "1_000", which would reach the functions as they are)."""
+    if isinstance(value, bool) or not (
+        isinstance(value, int | float) and math.isfinite(value) or _NUMBER_TEXT.fullmatch(str(value))
+    ):
+        raise TemplateError(f"parameter {name}={value!r} is not a number")
+    number = float(value)
+    if not math.isfinite(number):  # e.g. 1e999
+        raise TemplateError(f"parameter {name}={value!r} is not a number")
     low, high = spec.get("MinValue"), spec.get("MaxValue")
     if (low is not None and number < float(low)) or (high is not None and number > float(high)):
         bounds = f"{'' if low is None else low}..{'' if high is None else high}"
