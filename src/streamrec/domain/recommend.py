@@ -194,6 +194,21 @@ def behaviour_peak(row: SimilarityRow) -> float:
     return row.neighbours[0].score if row.neighbours and row.neighbours[0].score > 0 else 1.0
 
 
+# Measures whose scores have no fixed scale (lift about 1 / c_jj, LLR in the hundreds).
+UNSCALED_MEASURES = frozenset({"lift", "llr"})
+
+
+def self_score(row: SimilarityRow | None, settings: Settings) -> float:
+    """A recent item's similarity to itself: ``self_similarity`` on the [0, 1] scale of
+    jaccard, cosine, confidence and added value; for lift and LLR, that many times the row's
+    strongest score, direct or two-hop (2 absolute units are nothing next to an LLR of
+    hundreds, and everything next to a lift of 0.02)."""
+    if row is not None and row.measure in UNSCALED_MEASURES:
+        strongest = max((n.score for n in (*row.neighbours[:1], *row.extended[:1])), default=0.0)
+        return settings.self_similarity * (strongest if strongest > 0 else 1.0)
+    return settings.self_similarity
+
+
 def content_scale(row: SimilarityRow, settings: Settings) -> float:
     """The factor on a recent item's content cosines in personalized scores: its coldness
     times its strongest collaborative score (1 without any), so that a cosine, often far
@@ -333,7 +348,7 @@ class RecommendationService:
                         item_matrix[cell] = max(item_matrix[cell], neighbour.score)
                 if settings.self_similarity > 0 and entry.item_id in column:
                     cell = (row_index, column[entry.item_id])
-                    item_matrix[cell] = max(item_matrix[cell], settings.self_similarity)
+                    item_matrix[cell] = max(item_matrix[cell], self_score(row, settings))
             item_scores, item_source = personalized_scores(weights, item_matrix)
 
             category_matrix = np.zeros((len(categories), len(ordered)))
