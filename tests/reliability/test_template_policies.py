@@ -522,3 +522,17 @@ def _assert_operations_settings(resources: dict[str, Any]) -> None:
         json.dumps({"Fn::Sub": "${AWS::StackName}-scoring"}),
     ]
     assert [layer["DeletionPolicy"] for layer in layers] == ["Delete", "Delete"]
+
+
+def test_each_function_runs_with_its_own_environment_only():
+    # All functions share one process here: with the union of their variables, code reading
+    # another function's (the ingest's stream name, say) would pass every test and fail on AWS.
+    with sandbox(TEMPLATE) as box:
+        for logical_id, function in box.template.functions.items():
+            given = {name for name, value in box.environments[logical_id].items() if value is not None}
+            # The log level is the sandbox's own (function_log_level), the same for all.
+            assert given == set(function.environment) - {"POWERTOOLS_LOG_LEVEL"}, logical_id
+        seen: dict[str, str] = {}
+        box.handlers["ApiFunction"] = lambda event, context: seen.update(os.environ)
+        box.invoke("ApiFunction", {})
+        assert "CHANGED_ITEMS_STREAM" not in seen and "USERS_TABLE" in seen

@@ -81,6 +81,8 @@ class Sandbox:
     template: LocalTemplate
     handlers: dict[str, Handler]
     queue_urls: dict[str, str] = field(default_factory=dict)
+    # Per function, its own environment over the union of all (the others' names unset).
+    environments: dict[str, dict[str, str | None]] = field(default_factory=dict)
     _clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
@@ -94,8 +96,10 @@ class Sandbox:
         return self.template.functions[logical_id]
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
-        """Call the function's handler with ``event`` and a fresh Lambda context."""
-        return self.handlers[logical_id](event, LambdaContext(self.function(logical_id)))
+        """Call the function's handler with ``event`` and a fresh Lambda context, under the
+        function's own environment."""
+        with temporary_environment(self.environments.get(logical_id, {})):
+            return self.handlers[logical_id](event, LambdaContext(self.function(logical_id)))
 
     @property
     def dead_letter_queue_url(self) -> str:
@@ -270,7 +274,15 @@ def sandbox(
             env["POWERTOOLS_LOG_LEVEL"] = function_log_level
             with temporary_environment(env):
                 for function in resolved.functions.values():
-                    box.handlers[function.logical_id] = import_handler(function)
+                    # As on AWS, each function sees its own variables only: one reading another
+                    # function's (e.g. the ingest's stream name) fails here, not first on AWS.
+                    own = {
+                        name: (value if name in function.environment else None) for name, value in env.items()
+                    }
+                    own.pop("POWERTOOLS_LOG_LEVEL")
+                    box.environments[function.logical_id] = own
+                    with temporary_environment(own):
+                        box.handlers[function.logical_id] = import_handler(function)
                 yield box
     finally:
         _lock.release()
