@@ -1262,14 +1262,19 @@ def test_the_reference_spend_is_read_from_the_environment_and_checked():
             load_settings({"COUPON_REFERENCE_SPEND": bad})
 
 
-def test_a_redefinition_racing_a_refused_redemption_reads_again(aws, monkeypatch):
-    # The redefinition's write holds only while neither count moved since its read: a
-    # redemption refused in between would otherwise be left out of remaining.
+def _redeemed_to_its_budget_of_one(aws):
+    """The DynamoDB coupon repository with coupon c (budget 1) redeemed once, its table and
+    the table's own ``call`` (for a test to wrap)."""
     repository = _both(aws)["dynamodb"]
     repository.put("c", spec(budget=1))
     assert repository.redeem("c", sequence_key(1), "s0") == REDEEMED
-    table = repository.table
-    original = table.call
+    return repository, repository.table, repository.table.call
+
+
+def test_a_redefinition_racing_a_refused_redemption_reads_again(aws, monkeypatch):
+    # The redefinition's write holds only while neither count moved since its read: a
+    # redemption refused in between would otherwise be left out of remaining.
+    repository, table, original = _redeemed_to_its_budget_of_one(aws)
     raced = []
 
     def refused_in_between(operation, **kwargs):
@@ -1288,11 +1293,7 @@ def test_a_redefinition_inside_a_refused_redemption_makes_it_a_redemption(aws, m
     # The other order: the redemption finds the coupon exhausted, then a redefinition with a
     # larger budget lands before it counts the refusal. Counted as refused, it left remaining
     # one too high: the coupon was offered and redeemed past its budget.
-    repository = _both(aws)["dynamodb"]
-    repository.put("c", spec(budget=1))
-    assert repository.redeem("c", sequence_key(1), "s0") == REDEEMED
-    table = repository.table
-    original = table.call
+    repository, table, original = _redeemed_to_its_budget_of_one(aws)
     raced = []
 
     def redefined_in_between(operation, **kwargs):

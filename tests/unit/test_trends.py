@@ -684,16 +684,24 @@ def test_a_trending_list_changed_after_the_batch_read_is_read_again_not_overwrit
         assert {"other-writer", "i0", "i1", "i2"} <= items, name  # both writes kept
 
 
-def test_a_busy_shops_quiet_hours_keep_a_positive_profile():
-    # 40,000 weighted events an hour but none at 02-04 UTC: rounded to decimals, those hours'
-    # profile was 0.0, and trending divided by it (refresh and the API both failed).
+def _busy_shop_quiet_at_2_to_4(day: int, also: tuple[str, float] | None = None) -> InMemoryTrendsRepository:
+    """Trend counters of a shop with 40,000 weighted events an hour but none at 02-04 UTC, over
+    the 10 days to ``day``; ``also``: an item with that many events in the same hours."""
     repo = InMemoryTrendsRepository()
-    day = 20_000
     for d in range(day - 9, day + 1):
         for hour_of_day in range(24):
             if hour_of_day not in (2, 3, 4):
                 repo.rows[(SHOP_COUNTER, d)][counter_attribute("v", hour_of_day)] = 40_000.0
-                repo.rows[("x", d)][counter_attribute("v", hour_of_day)] = 10.0
+                if also is not None:
+                    repo.rows[(also[0], d)][counter_attribute("v", hour_of_day)] = also[1]
+    return repo
+
+
+def test_a_busy_shops_quiet_hours_keep_a_positive_profile():
+    # 40,000 weighted events an hour but none at 02-04 UTC: rounded to decimals, those hours'
+    # profile was 0.0, and trending divided by it (refresh and the API both failed).
+    day = 20_000
+    repo = _busy_shop_quiet_at_2_to_4(day, also=("x", 10.0))
     repo.rows[("y", day)][counter_attribute("v", 3)] = 1.0
     now = day * 86_400 + 3.5 * 3600  # 03:30, a quiet hour
     profile = shop_profile(
@@ -713,12 +721,8 @@ def test_an_item_seen_only_in_a_quiet_hour_has_a_baseline_of_at_least_one_mean_h
     # A busy shop with nothing at 02-04 UTC: P[3] is about 5e-5. One view at 03:10 was a
     # baseline of 1 / P[3], some 21,000 views per mean hour, so its 3 views at 05:00 read as
     # nothing (velocity 0.0006).
-    repo = InMemoryTrendsRepository()
     day = 20_000
-    for d in range(day - 9, day + 1):
-        for hour in range(24):
-            if hour not in (2, 3, 4):
-                repo.rows[(SHOP_COUNTER, d)][counter_attribute("v", hour)] = 40_000.0
+    repo = _busy_shop_quiet_at_2_to_4(day)
     repo.rows[("z", day)][counter_attribute("v", 3)] = 1.0
     repo.rows[("z", day)][counter_attribute("v", 5)] = 3.0
     now = day * 86_400 + 5.5 * 3600

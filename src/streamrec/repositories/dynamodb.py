@@ -1489,19 +1489,27 @@ class DynamoCouponRepository:
         is still 0: a redefinition with a larger budget in between makes it a redemption
         again, tried afresh)."""
         guard = guard_attribute(shard)
-        names = {"#g": guard}
-        values = {":seq": {"S": sequence}, ":one": {"N": "1"}, ":minus": {"N": "-1"}, ":zero": {"N": "0"}}
-        for _attempt in range(REDEEM_ATTEMPTS):
-            if self.table.call_if_condition_holds(
+        numbers = {":one": {"N": "1"}, ":minus": {"N": "-1"}, ":zero": {"N": "0"}}
+
+        def guarded_update(update: str, remaining: str) -> bool:
+            """``update`` if the row exists, its guard is older than the record and
+            ``remaining`` holds (both updates set the guard to the record)."""
+            return self.table.call_if_condition_holds(
                 "update_item",
                 TableName=self.table.name,
                 Key=self._key(coupon_id),
-                UpdateExpression="SET #g = :seq ADD remaining :minus, redeemed :one",
+                UpdateExpression=f"SET #g = :seq ADD {update}",
                 ConditionExpression="attribute_exists(coupon_id) AND (attribute_not_exists(#g) OR #g < :seq) "
-                "AND remaining > :zero",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            ):
+                f"AND {remaining}",
+                ExpressionAttributeNames={"#g": guard},
+                ExpressionAttributeValues={
+                    ":seq": {"S": sequence},
+                    **{name: value for name, value in numbers.items() if name in update + remaining},
+                },
+            )
+
+        for _attempt in range(REDEEM_ATTEMPTS):
+            if guarded_update("remaining :minus, redeemed :one", "remaining > :zero"):
                 return REDEEMED
             stored = self.table.call(
                 "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
@@ -1511,20 +1519,7 @@ class DynamoCouponRepository:
             applied = stored.get(guard, {}).get("S")
             if applied is not None and applied >= sequence:
                 return DUPLICATE
-            if self.table.call_if_condition_holds(
-                "update_item",
-                TableName=self.table.name,
-                Key=self._key(coupon_id),
-                UpdateExpression="SET #g = :seq ADD refused :one",
-                ConditionExpression="attribute_exists(coupon_id) AND (attribute_not_exists(#g) OR #g < :seq) "
-                "AND remaining <= :zero",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={
-                    ":seq": values[":seq"],
-                    ":one": values[":one"],
-                    ":zero": values[":zero"],
-                },
-            ):
+            if guarded_update("refused :one", "remaining <= :zero"):
                 return EXHAUSTED
             # Replayed, deleted or given a larger budget since the read: decide again.
         raise RepositoryError(
