@@ -20,11 +20,13 @@ from streamrec.argtypes import output_file, whole_number
 from streamrec.bench import pricing, runs
 from streamrec.settings import Settings
 
+# The targets the main run's acceptance lines are judged against.
 ACCEPTANCE = {
     "ingest_events_per_s_per_core_at_1000": 20_000.0,
     "write_units_ratio_vs_naive": 0.5,
     "api_round_trips": 2,
     "compute_p99_ms_at_20": 5.0,
+    "runtime_s": 600.0,
 }
 
 
@@ -39,9 +41,9 @@ def add_bench_parser(subparsers: Any) -> None:
         description=(
             "Replay Taobao events (../shared/datasets) through the production code: ingest events/s "
             "per core, DynamoDB units per event against a naive one-row-per-pair design, API round "
-            "trips, read units and scoring p50/p99, cache hit rate, end-to-end throughput and "
-            "freshness on the local stack, and dollars per million events/requests. Prints a "
-            "table; writes bench/results.json."
+            "trips, read units and scoring p50/p99, cache hit rate, end-to-end throughput and the "
+            "ingest's freshness on the local stack, and dollars per million events/requests. Prints "
+            "a table; writes bench/results.json (exit status 1 if moto does not confirm the units)."
         ),
     )
     bench.add_argument("--data", type=Path, default=None, help="data folder (default ../shared/datasets)")
@@ -390,7 +392,9 @@ def run_bench(args: argparse.Namespace) -> int:
     results["runtime_s"] = time.perf_counter() - started
     results["acceptance"] = _acceptance(results)
     print(format_table(results))
-    return _written(results, args.output)
+    status = _written(results, args.output)
+    # A target missed is a figure, but units moto does not confirm are a broken meter.
+    return status or (0 if results["moto_cross_check"]["agree"] else 1)
 
 
 def _cost_model(results: dict[str, Any], memory_gb: dict[str, float]) -> dict[str, Any]:
@@ -458,23 +462,43 @@ def _cost_model(results: dict[str, Any], memory_gb: dict[str, float]) -> dict[st
 
 def _acceptance(results: dict[str, Any]) -> dict[str, Any]:
     rate = results["ingest_compute"]["by_batch"]["1000"]["median_events_per_s"]
-    ratio = results["dynamodb_cost"]["ratio_vs_naive"]
+    cost = results["dynamodb_cost"]
+    ratio = cost["ratio_vs_naive"]
+    same = ", ".join(f"window {w}: {r:.3f}" for w, r in cost["ratio_same_window"].items())
     trips = max(e["round_trips_max"] for e in results["api"]["endpoints"].values())
     compute = results["api"]["compute"]["20"]
     p99 = compute["cpu_p99_ms"]
+    target = ACCEPTANCE
     return {
-        "ingest_events_per_s_per_core_at_1000": {"value": rate, "target": ">= 20000", "met": rate >= 20_000},
-        "write_units_ratio_vs_naive": {"value": ratio, "target": "<= 0.5", "met": ratio <= 0.5},
-        "api_round_trips": {"value": trips, "target": "<= 2", "met": trips <= 2},
+        "ingest_events_per_s_per_core_at_1000": {
+            "value": rate,
+            "target": f">= {target['ingest_events_per_s_per_core_at_1000']:.0f} (JSON, parse_event and "
+            "the IngestService; not the handler's batch processing and base64, some 10 % more)",
+            "met": rate >= target["ingest_events_per_s_per_core_at_1000"],
+        },
+        "write_units_ratio_vs_naive": {
+            "value": ratio,
+            # Production at its HistoryLength against the naive design at the original 20-item
+            # window: the window's change is part of the design compared. Each at one window, too.
+            "target": f"<= {target['write_units_ratio_vs_naive']} (production at its window against the "
+            f"naive design at the original 20 items; at one window, {same})",
+            "met": ratio <= target["write_units_ratio_vs_naive"],
+        },
+        "api_round_trips": {
+            "value": trips,
+            "target": f"<= {target['api_round_trips']}",
+            "met": trips <= target["api_round_trips"],
+        },
         "compute_p99_ms_at_20": {
             "value": p99,
-            "target": f"< 5 (CPU time; wall-clock p99 {compute['p99_ms']:.2f} ms on this shared machine)",
-            "met": p99 < 5.0,
+            "target": f"< {target['compute_p99_ms_at_20']:.0f} (CPU time; wall-clock p99 "
+            f"{compute['p99_ms']:.2f} ms on this shared machine)",
+            "met": p99 < target["compute_p99_ms_at_20"],
         },
         "runtime_s": {
             "value": results["runtime_s"],
-            "target": "< 600 (make bench)",
-            "met": results["runtime_s"] < 600,
+            "target": f"< {target['runtime_s']:.0f} (make bench)",
+            "met": results["runtime_s"] < target["runtime_s"],
         },
     }
 
@@ -608,7 +632,9 @@ def format_table(r: dict[str, Any]) -> str:
             f"{e2e['events_per_s']:.0f} events/s ({e2e['seconds']:.1f} s)"
         )
         add(
-            f"  freshness put_record -> in the user's recommendations: "
+            # A new user's viewed item shows at once as "you recently looked at": this times
+            # the ingest (the user row), not the similarity rows.
+            f"  ingest freshness put_record -> the viewed item in the user's recommendations: "
             f"median {e2e['freshness_median_s'] * 1000:.0f} ms, "
             f"max {e2e['freshness_max_s'] * 1000:.0f} ms ({e2e['probes']} probes)"
         )
