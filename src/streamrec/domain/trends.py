@@ -175,8 +175,13 @@ class TrendingList:
     entries: list[TrendEntry] = field(default_factory=list)
     version: int = 0
     # The shop's hour-of-day profile the list was last refreshed with (24 numbers, hour 0
-    # first); None (a list written before it was kept): flat.
+    # first); None (a list written before it was kept, or holding a number that is not
+    # positive): flat.
     profile: tuple[float, ...] | None = None
+    # The clock the list was last merged as of (epoch seconds; 0: written before it was
+    # kept): a merge scores as of the later of its own clock and this one, so a refresh whose
+    # clock is behind another's does not undo the hour the other has already seen.
+    as_of: float = 0.0
 
 
 FLAT_PROFILE = (1.0,) * 24
@@ -436,16 +441,19 @@ class TrendsService:
         settings = self.settings
         size = settings.trending_category_list_size if ":cat:" in name else settings.trending_list_size
         prior = settings.trending_prior
-        current = int(now // HOUR)
         for attempt in range(LIST_UPDATE_ATTEMPTS):
             stored = read if attempt == 0 else read_again()
+            # Never as of an earlier time than the list's last merge (another shard's refresh
+            # whose clock had passed the hour: scored as of this clock, its entries of the new
+            # hour had nothing in the window and were dropped).
+            as_of = max(now, stored.as_of)
+            current = int(as_of // HOUR)
             entries = {e.item_id: e for e in stored.entries}
             entries.update(fresh)
-            ranked = score(list(entries.values()), window, now, prior, profile)[:size]
+            ranked = score(list(entries.values()), window, as_of, prior, profile)[:size]
             kept = [entries[item.item_id] for item in ranked]
-            # An entry counted only in hours after ``now`` (written by a refresh whose clock
-            # had passed the hour, or stamped ahead) has nothing in the window as of ``now``,
-            # yet is not over: kept (while there is room) for the reads to come.
+            # An entry counted only in later hours (events stamped ahead) has nothing in the
+            # window yet, yet is not over: kept (while there is room) for the reads to come.
             listed = {entry.item_id for entry in kept}
             kept += [
                 entry
@@ -457,7 +465,7 @@ class TrendsService:
             if kept == stored.entries and (profile == stored.profile or not kept):
                 return
             try:
-                self.trends.put_list(name, TrendingList(kept, stored.version, profile))
+                self.trends.put_list(name, TrendingList(kept, stored.version, profile, as_of))
                 return
             except ConcurrentUpdateError:
                 continue

@@ -1113,6 +1113,7 @@ class DynamoTrendsRepository:
                         if trending.profile is not None
                         else {}
                     ),
+                    **({"as_of": _number(trending.as_of)} if trending.as_of else {}),
                 },
                 ConditionExpression=condition,
                 **extra,
@@ -1123,7 +1124,8 @@ class DynamoTrendsRepository:
 
 def _trending_from_item(item: dict[str, Any]) -> TrendingList:
     profile = profile_from_json(item["profile"]["S"]) if "profile" in item else None
-    return TrendingList(entries_from_json(item["entries"]["S"]), int(item["version"]["N"]), profile)
+    as_of = float(item["as_of"]["N"]) if "as_of" in item else 0.0
+    return TrendingList(entries_from_json(item["entries"]["S"]), int(item["version"]["N"]), profile, as_of)
 
 
 # ---- Outbound channels ------------------------------------------------------------------------

@@ -326,12 +326,14 @@ class InMemoryTrendsRepository:
 
     def get_list(self, name: str) -> TrendingList:
         stored = self.lists.get(name, TrendingList())
-        return TrendingList(list(stored.entries), stored.version, stored.profile)
+        return TrendingList(list(stored.entries), stored.version, stored.profile, stored.as_of)
 
     def put_list(self, name: str, trending: TrendingList) -> None:
         if trending.version != self.lists.get(name, TrendingList()).version:
             raise ConcurrentUpdateError(f"{name} changed concurrently")
-        self.lists[name] = TrendingList(list(trending.entries), trending.version + 1, trending.profile)
+        self.lists[name] = TrendingList(
+            list(trending.entries), trending.version + 1, trending.profile, trending.as_of
+        )
 
 
 class InMemoryCatalogRepository:
