@@ -92,8 +92,10 @@ def _category_text(value: str, info: ValidationInfo) -> str:
 
 
 # Unicode's format characters (category Cf, Unicode 15.0 as Python 3.12 has it), which
-# ``_blank`` takes for invisible: listed for the schema's pattern, which must refuse what the
-# validator refuses (tests/unit/test_category_pattern.py checks the list against unicodedata).
+# ``_blank`` takes for invisible: listed for the schema's pattern, which refuses what the
+# validator refuses but for a category of format characters beyond U+FFFF alone (tags,
+# musical and Egyptian format marks: see _class_ranges); tests/unit/test_category_pattern.py
+# checks the list against unicodedata.
 FORMAT_CHARACTER_RANGES = (
     (0x00AD, 0x00AD), (0x0600, 0x0605), (0x061C, 0x061C), (0x06DD, 0x06DD), (0x070F, 0x070F),
     (0x0890, 0x0891), (0x08E2, 0x08E2), (0x180E, 0x180E), (0x200B, 0x200F), (0x202A, 0x202E),
@@ -104,15 +106,15 @@ FORMAT_CHARACTER_RANGES = (
 
 
 def _class_ranges(ranges: Iterable[tuple[int, int]]) -> str:
-    """Code point ranges for a regular expression's character class: ``\\uXXXX`` escapes
-    within the Basic Multilingual Plane, the characters themselves beyond it (ECMA-262, which
-    JSON Schema's patterns follow, and Python's ``re`` read both; they share no escape for
-    those)."""
-
-    def one(code: int) -> str:
-        return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
-
-    return "".join(one(start) if start == end else f"{one(start)}-{one(end)}" for start, end in ranges)
+    """Code point ranges of the Basic Multilingual Plane for a regular expression's character
+    class, as ``\\uXXXX`` escapes. Those beyond it are left out: written in a class they are
+    surrogate pairs in JSON, which a JavaScript RegExp without the u flag (Ajv 6, some Swagger
+    tools) reads as a range out of order and refuses to compile."""
+    return "".join(
+        f"\\u{start:04x}" if start == end else f"\\u{start:04x}-\\u{end:04x}"
+        for start, end in ranges
+        if end <= 0xFFFF
+    )
 
 
 # A catalog record's, a coupon scope's or a filter's category. A user event's bad category

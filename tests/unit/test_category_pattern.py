@@ -41,19 +41,32 @@ def _characters() -> list[str]:
 
 
 @pytest.mark.parametrize("around", ["{}", "a{}", "{}{}", " {} "])
-def test_pattern_and_validator_agree(around):
+def test_pattern_and_validator_agree_but_on_format_characters_past_the_bmp(around):
     disagree = [
         f"U+{ord(character):04X}"
         for character in _characters()
         if bool(PATTERN.fullmatch(text := around.format(character, character))) != _accepted(text)
     ]
-    assert disagree == []
+    # The pattern leaves out the format characters beyond U+FFFF (a JavaScript RegExp
+    # without the u flag cannot compile them in a class): alone, the schema takes them and
+    # the validator refuses them.
+    past_the_bmp = [
+        f"U+{ord(character):04X}"
+        for character in _characters()
+        if ord(character) > 0xFFFF and unicodedata.category(character) == "Cf"
+    ]
+    assert disagree == ([] if "a" in around else past_the_bmp)
+
+
+def test_the_pattern_holds_only_escapes_of_the_bmp():
+    # So that a RegExp compiles it with or without the u flag (no surrogate pair in a class).
+    assert all(ord(character) < 0x80 for character in PATTERN.pattern)
 
 
 def test_a_category_of_format_characters_alone_is_refused_by_both():
-    # U+180E (Mongolian vowel separator) and U+E0001 (language tag) were let through by the
-    # pattern, refused by the validator.
-    for text in ("\u180e", "\U000e0001", "\u200b\U000e0020"):
+    # U+180E (Mongolian vowel separator) and U+FFF9 (interlinear annotation anchor) were let
+    # through by the pattern, refused by the validator.
+    for text in ("\u180e", "\ufff9", "\u200b\u061c"):
         assert not PATTERN.fullmatch(text)
         assert not _accepted(text)
     assert PATTERN.fullmatch("tents\u200b") and _accepted("tents\u200b")

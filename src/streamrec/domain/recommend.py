@@ -4,7 +4,8 @@ Personalized score of a candidate m (SAR-style, plus a category component):
 
 * item-to-item part: Σ_h a_h · S[h, m] over the user's recent items h, where a_h is the
   user's time-decayed affinity to h (optionally weighted by recency rank) and S[h, ·] is
-  h's neighbour row; a recent item is its own neighbour with ``self_similarity``;
+  h's neighbour row; a recent item is its own neighbour with ``self_similarity`` (times its
+  row's strongest score under lift or LLR: :func:`self_score`);
 * category part: Σ_c a_c · pop_c[m] / max(pop_c) over the user's strongest categories c
   (a_c = the summed affinity of the recent items in c), from each category's list of
   currently popular items;
