@@ -164,6 +164,12 @@ class InvalidEvent(ValueError):
         self.reason = reason
 
 
+def _record_seconds(value: Any, info: ValidationInfo) -> float:
+    """A record's ``timestamp`` (user event or catalog record) as epoch seconds, bounded by
+    the record's arrival given in the validation context (see :func:`epoch_seconds`)."""
+    return epoch_seconds(value, (info.context or {}).get("arrival"))
+
+
 class UserEvent(BaseModel):
     """One user interaction. ``timestamp`` is normalised to epoch seconds (float)."""
 
@@ -256,10 +262,7 @@ class UserEvent(BaseModel):
             return int(value)
         return value
 
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _epoch_seconds(cls, value: Any, info: ValidationInfo) -> float:
-        return epoch_seconds(value, (info.context or {}).get("arrival"))
+    _epoch_seconds = field_validator("timestamp", mode="before")(_record_seconds)
 
 
 class TimeFormatError(ValueError):
@@ -358,10 +361,7 @@ class ItemUpsert(BaseModel):
     tags: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=50)] = []
     timestamp: float
 
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _epoch_seconds(cls, value: Any, info: ValidationInfo) -> float:
-        return epoch_seconds(value, (info.context or {}).get("arrival"))
+    _epoch_seconds = field_validator("timestamp", mode="before")(_record_seconds)
 
     @field_validator("title")
     @classmethod

@@ -48,7 +48,8 @@ class _Calls:
     its shard before its key's next one. A key is left out of a call while AHEAD_PER_KEY of
     its records are taken past the earliest record of all not yet taken (``first``)."""
 
-    def __init__(self, keys: Sequence[str], taken: list[bool] | None = None) -> None:
+    def __init__(self, keys: Sequence[str], sizes: Sequence[int], taken: list[bool] | None = None) -> None:
+        self.sizes = sizes  # each record's bytes, data and partition key
         self.positions: dict[str, list[int]] = {}
         for index, key in enumerate(keys):
             self.positions.setdefault(key, []).append(index)
@@ -60,10 +61,9 @@ class _Calls:
         heapq.heapify(self.waiting)
         self.parked: list[tuple[int, int, str]] = []  # (freed once first passes it, index, key)
 
-    def next(self, most: int, sizes: Sequence[int] | None = None) -> list[int]:
+    def next(self, most: int) -> list[int]:
         """The next call's records: at most ``most``, and of at most PUT_RECORDS_MAX_BYTES
-        together by ``sizes`` (each record's bytes, data and partition key; a call holds one
-        record at least)."""
+        together (a call holds one record at least)."""
         # A key held back waits in ``parked`` until ``first`` passes the index that frees it,
         # instead of being looked at again by every call.
         while self.parked and self.parked[0][0] < self.first:
@@ -79,11 +79,11 @@ class _Calls:
             if taken >= AHEAD_PER_KEY and self.positions[key][taken - AHEAD_PER_KEY] >= self.first:
                 heapq.heappush(self.parked, (self.positions[key][taken - AHEAD_PER_KEY], index, key))
                 continue
-            if sizes is not None and call and size + sizes[index] > PUT_RECORDS_MAX_BYTES:
+            if call and size + self.sizes[index] > PUT_RECORDS_MAX_BYTES:
                 heapq.heappush(self.waiting, (index, key))  # first in the next call
                 break
             call.append(index)
-            size += 0 if sizes is None else sizes[index]
+            size += self.sizes[index]
         return sorted(call)
 
     def took(self, index: int, key: str) -> None:
@@ -122,15 +122,15 @@ def put_stream_records(
     unless given (looked up at each call, so that tests can stand in for them)."""
     sleep, clock = sleep or time.sleep, clock or time.monotonic
     most = PUT_RECORDS_MAX if rate is None else max(1, min(PUT_RECORDS_MAX, int(rate)))
-    calls = _Calls(keys, accepted)
     sizes = [len(record) + len(key.encode()) for record, key in zip(data, keys, strict=True)]
+    calls = _Calls(keys, sizes, accepted)
     started, sent = clock(), 0
     while calls.first < len(data):
         if rate is not None:
             wait = started + sent / rate - clock()
             if wait > 0:
                 sleep(wait)
-        pending = calls.next(most, sizes)
+        pending = calls.next(most)
         sent += len(pending)
         for attempt in range(PUT_ATTEMPTS):
             records = [{"Data": data[i], "PartitionKey": keys[i]} for i in pending]

@@ -144,12 +144,10 @@ def _check_number_parameter(name: str, value: Any, spec: dict[str, Any]) -> None
     """A Number parameter's value, as CloudFormation checks it: a number within
     MinValue..MaxValue (written as a number: Python's float() also reads "nan", "inf" and
     "1_000", which would reach the functions as they are)."""
-    if isinstance(value, bool) or not (
-        isinstance(value, int | float) and math.isfinite(value) or _NUMBER_TEXT.fullmatch(str(value))
-    ):
+    if isinstance(value, bool) or not (isinstance(value, int | float) or _NUMBER_TEXT.fullmatch(str(value))):
         raise TemplateError(f"parameter {name}={value!r} is not a number")
     number = float(value)
-    if not math.isfinite(number):  # e.g. 1e999
+    if not math.isfinite(number):  # a YAML .nan or .inf, or 1e999
         raise TemplateError(f"parameter {name}={value!r} is not a number")
     low, high = spec.get("MinValue"), spec.get("MaxValue")
     if (low is not None and number < float(low)) or (high is not None and number > float(high)):

@@ -1491,11 +1491,12 @@ class DynamoCouponRepository:
         is still 0: a redefinition with a larger budget in between makes it a redemption
         again, tried afresh)."""
         guard = guard_attribute(shard)
-        numbers = {":one": {"N": "1"}, ":minus": {"N": "-1"}, ":zero": {"N": "0"}}
+        one, zero = {"N": "1"}, {"N": "0"}
 
-        def guarded_update(update: str, remaining: str) -> bool:
+        def guarded_update(update: str, remaining: str, values: dict[str, Any]) -> bool:
             """``update`` if the row exists, its guard is older than the record and
-            ``remaining`` holds (both updates set the guard to the record)."""
+            ``remaining`` holds (both updates set the guard to the record); ``values``: the
+            expressions' values but ``:seq``."""
             return self.table.call_if_condition_holds(
                 "update_item",
                 TableName=self.table.name,
@@ -1504,14 +1505,15 @@ class DynamoCouponRepository:
                 ConditionExpression="attribute_exists(coupon_id) AND (attribute_not_exists(#g) OR #g < :seq) "
                 f"AND {remaining}",
                 ExpressionAttributeNames={"#g": guard},
-                ExpressionAttributeValues={
-                    ":seq": {"S": sequence},
-                    **{name: value for name, value in numbers.items() if name in update + remaining},
-                },
+                ExpressionAttributeValues={":seq": {"S": sequence}, **values},
             )
 
         for _attempt in range(REDEEM_ATTEMPTS):
-            if guarded_update("remaining :minus, redeemed :one", "remaining > :zero"):
+            if guarded_update(
+                "remaining :minus, redeemed :one",
+                "remaining > :zero",
+                {":minus": {"N": "-1"}, ":one": one, ":zero": zero},
+            ):
                 return REDEEMED
             stored = self.table.call(
                 "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
@@ -1521,7 +1523,7 @@ class DynamoCouponRepository:
             applied = stored.get(guard, {}).get("S")
             if applied is not None and applied >= sequence:
                 return DUPLICATE
-            if guarded_update("refused :one", "remaining <= :zero"):
+            if guarded_update("refused :one", "remaining <= :zero", {":one": one, ":zero": zero}):
                 return EXHAUSTED
             # Replayed, deleted or given a larger budget since the read: decide again.
         raise RepositoryError(
