@@ -233,6 +233,11 @@ class Settings:
             raise ConfigurationError(f"NEIGHBOURS_PER_ITEM={self.neighbours_per_item}; expected 1..500")
         if self.half_life_hours <= 0:
             raise ConfigurationError(f"HALF_LIFE_HOURS={self.half_life_hours}; expected > 0")
+        # Set in code only; a half-life of 0 divides by zero in every decay, a negative one
+        # makes old events count more than new ones.
+        for name in ("popularity_half_life_hours", "category_half_life_hours"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"{name}={getattr(self, name)}; expected > 0")
         if set(self.event_weights) != set(EVENT_TYPES):
             raise ConfigurationError(f"EVENT_WEIGHTS must give a weight to each of {EVENT_TYPES}")
         if any(weight < 0 for weight in self.event_weights.values()):

@@ -42,3 +42,10 @@ def test_good_settings_are_read():
 def test_settings_built_in_code_are_checked_too():
     with pytest.raises(ConfigurationError, match="TWO_HOP_WEIGHT=nan"):
         Settings(two_hop_weight=float("nan"))
+
+
+@pytest.mark.parametrize("name", ["popularity_half_life_hours", "category_half_life_hours"])
+@pytest.mark.parametrize("value", [0.0, -24.0])
+def test_half_lives_set_in_code_must_be_positive(name, value):
+    with pytest.raises(ConfigurationError, match=re.escape(f"{name}={value}; expected > 0")):
+        Settings(**{name: value})
