@@ -33,6 +33,8 @@ EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "coup
 USER_EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 # A coupon redemption names a coupon (``coupon_id``) and no item; every other type names an item.
 COUPON_REDEEMED = "coupon_redeemed"
+# The event types a basket_id (or order_id) belongs to; on the others it is ignored.
+BASKET_EVENT_TYPES = ("add_to_cart", "purchase")
 
 # Events older than this are certainly wrong (a clock at zero, a duration sent as a time...).
 EARLIEST_TIMESTAMP = 946_684_800  # 2000-01-01T00:00:00Z
@@ -197,6 +199,11 @@ class UserEvent(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _one_basket_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("event_type") not in BASKET_EVENT_TYPES:
+            # Only carts and purchases form baskets: on other events the field is ignored,
+            # whatever it holds (a producer with one schema for every event may send null
+            # or ""), rather than dead-lettering a valid view.
+            return {key: value for key, value in data.items() if key not in ("basket_id", "order_id")}
         # Both names given with different values: which basket was meant is a guess (the
         # alias would silently take basket_id).
         if (

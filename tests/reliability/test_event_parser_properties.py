@@ -248,3 +248,18 @@ def test_a_redemptions_item_id_is_ignored_whatever_it_holds(item_id: Any) -> Non
     assert (parsed.coupon_id, parsed.item_id) == ("camping-10", "")
     with pytest.raises(InvalidEvent, match="item_id"):
         parse_event({**GOOD, "item_id": item_id if item_id != "tent-1" else None})
+
+
+@pytest.mark.parametrize("event_type", ["view", "remove_from_cart"])
+@pytest.mark.parametrize(
+    "fields", [{"basket_id": ""}, {"order_id": 12345}, {"basket_id": "a", "order_id": "b"}]
+)
+def test_a_basket_id_off_carts_and_purchases_is_ignored_whatever_it_holds(
+    event_type: str, fields: dict[str, Any]
+) -> None:
+    # The README says so: one schema for every event must not lose the views to the queue.
+    parsed = parse_event({**GOOD, "event_type": event_type, **fields})
+    assert (parsed.event_type, parsed.basket_id) == (event_type, None)
+    # On a cart or a purchase the same field is still checked.
+    with pytest.raises(InvalidEvent, match="basket_id|order_id"):
+        parse_event({**GOOD, "event_type": "add_to_cart", **fields})
