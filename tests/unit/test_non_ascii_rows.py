@@ -5,16 +5,22 @@ escape would cost 12 bytes per emoji) and a list's size is counted in bytes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import boto3
 
+from streamrec.domain.catalog import CONTENT_HOLDERS_KEPT
 from streamrec.domain.model import (
     POPULAR_CATEGORIES_ROW,
     CategoryAffinity,
     HistoryItem,
+    Neighbour,
     PopularList,
+    SimilarityRow,
     UserState,
 )
 from streamrec.repositories.dynamodb import (
+    CATEGORY_INDEX_BUDGET_BYTES,
     DynamoSimilarityRepository,
     DynamoTable,
     DynamoUserRepository,
@@ -87,3 +93,59 @@ def test_the_popular_categories_list_of_emoji_categories_fits_one_row(aws):
     ranked = [(_text("cat", n), 1000.0 - n) for n in range(Settings().popular_category_list_size)]
     lists.put_list(POPULAR_CATEGORIES_ROW, PopularList(items=ranked, epoch=1))
     assert lists.get_list(POPULAR_CATEGORIES_ROW).items == ranked
+
+
+def _similarity_row_at_every_bound(settings: Settings, category: Callable[[str, int], str]) -> SimilarityRow:
+    """The longest lists a row can hold (NeighboursPerItem's maximum, 500), every entry of
+    its own longest category and id, and scores of the longest repr."""
+
+    def listed(prefix: str, size: int) -> list[Neighbour]:
+        return [
+            Neighbour(_ascii_id(prefix, n), 1.2345678901234567e-05 + n, category(prefix, n))
+            for n in range(size)
+        ]
+
+    return SimilarityRow(
+        item_id=_ascii_id("i", 0),
+        neighbours=listed("n", 500),
+        measure="jaccard",
+        updated_at=T0,
+        extended=listed("e", settings.two_hop_size),
+        complements=listed("c", settings.complements_per_item),
+        content=listed("t", settings.content_per_item),
+        holders=[_ascii_id("h", n) for n in range(CONTENT_HOLDERS_KEPT)],
+        content_digest=4_294_967_295,
+        support=1.2345678901234567e-05,
+        category=category("own", 0),
+    )
+
+
+def test_a_similarity_row_of_emoji_categories_at_every_bound_is_stored(aws):
+    # Escaped, 600 distinct emoji categories took the row to 1 MB; as UTF-8 and with the
+    # category index kept within its budget, it stays far below the limit.
+    row = _similarity_row_at_every_bound(Settings(), _text)
+    rows = DynamoSimilarityRepository(
+        DynamoTable(aws.tables["SimilarityTable"].name, boto3.client("dynamodb"))
+    )
+    rows.put_rows([row])
+    stored = rows.get_many([row.item_id])[0][row.item_id]
+    raw = boto3.client("dynamodb").get_item(TableName=rows.table.name, Key={"item_id": {"S": row.item_id}})
+    assert item_size(raw["Item"]) < ITEM_LIMIT_BYTES * 0.6
+    assert [n.item_id for n in stored.neighbours] == [n.item_id for n in row.neighbours]
+    # The first categories (the strongest neighbours') are kept; the index's budget ends them.
+    kept = [n.category for n in stored.neighbours if n.category is not None]
+    assert kept == [n.category for n in row.neighbours[: len(kept)]]
+    assert 150 < len(kept) < len(row.neighbours)
+    assert len(raw["Item"]["categories"]["S"].encode()) <= CATEGORY_INDEX_BUDGET_BYTES
+    assert [n.category for n in stored.content] == [n.category for n in row.content]
+
+
+def test_a_similarity_rows_ascii_categories_are_all_kept_at_every_bound(aws):
+    row = _similarity_row_at_every_bound(Settings(), _ascii_id)
+    rows = DynamoSimilarityRepository(
+        DynamoTable(aws.tables["SimilarityTable"].name, boto3.client("dynamodb"))
+    )
+    rows.put_rows([row])
+    stored = rows.get_many([row.item_id])[0][row.item_id]
+    for name in ("neighbours", "extended", "complements", "content"):
+        assert getattr(stored, name) == getattr(row, name), name

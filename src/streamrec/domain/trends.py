@@ -149,6 +149,7 @@ def entries_to_json(entries: Sequence[TrendEntry]) -> str:
     return json.dumps(
         [[e.item_id, e.category, e.baseline_rate, sorted(e.hours.items())] for e in entries],
         separators=(",", ":"),
+        ensure_ascii=False,  # DynamoDB bills UTF-8 bytes: an escaped emoji is 12 of them, not 4
     )
 
 

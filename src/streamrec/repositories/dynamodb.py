@@ -726,19 +726,34 @@ def _decode_neighbours(item: dict[str, Any], name: str, categories: list[str]) -
     ]
 
 
+# The most UTF-8 bytes one category index of a similarity row holds. An ASCII index of the
+# longest categories (128 characters) fits 769 of them, more than a row lists; 600 distinct
+# categories of 128 emoji would take 308 KB and, with the entries, pass DynamoDB's 400 KB.
+# Past it, an entry is stored without its category (left out of category-filtered lists).
+CATEGORY_INDEX_BUDGET_BYTES = 100_000
+
+
 def _encode_lists(row: SimilarityRow, names: tuple[str, ...], index_name: str) -> dict[str, Any]:
     """The attributes of ``names`` and their category index ``index_name``."""
     index: dict[str, int] = {}
+    index_bytes = 2  # the brackets
     encoded: dict[str, Any] = {}
     for name in names:
         entries: list[list[Any]] = []
         for n in getattr(row, name):
+            if n.category is not None and n.category not in index:
+                added = len(_json(n.category).encode()) + 1  # and its comma
+                if index_bytes + added > CATEGORY_INDEX_BUDGET_BYTES:
+                    entries.append([n.item_id, n.score])
+                    continue
+                index_bytes += added
+                index[n.category] = len(index)
             if n.category is None:
                 entries.append([n.item_id, n.score])
             else:
-                entries.append([n.item_id, n.score, index.setdefault(n.category, len(index))])
-        encoded[name] = {"S": json.dumps(entries, separators=(",", ":"))}
-    encoded[index_name] = {"S": json.dumps(list(index), separators=(",", ":"))}
+                entries.append([n.item_id, n.score, index[n.category]])
+        encoded[name] = {"S": _json(entries)}
+    encoded[index_name] = {"S": _json(list(index))}
     return encoded
 
 
@@ -750,7 +765,7 @@ def _encode_neighbours(row: SimilarityRow) -> dict[str, Any]:
     if row.content:
         encoded.update(_encode_lists(row, ("content",), "content_categories"))
     if row.holders:
-        encoded["content_holders"] = {"S": json.dumps(row.holders, separators=(",", ":"))}
+        encoded["content_holders"] = {"S": _json(row.holders)}
     if row.content_digest:
         encoded["content_digest"] = {"N": str(row.content_digest)}
     return encoded
@@ -1547,9 +1562,9 @@ def _catalog_to_item(item: CatalogItem) -> dict[str, Any]:
         "category": {"S": item.category},
         "price": _number(item.price),
         "in_stock": {"BOOL": item.in_stock},
-        "tags": {"S": json.dumps(item.tags, separators=(",", ":"))},
+        "tags": {"S": _json(item.tags)},
         "timestamp": _number(item.timestamp),
-        "terms": {"S": json.dumps(item.terms, separators=(",", ":"), sort_keys=True)},
+        "terms": {"S": json.dumps(item.terms, separators=(",", ":"), sort_keys=True, ensure_ascii=False)},
         "norm": _number(item.norm),
         "norm_documents": _number(item.norm_documents),
         **({"shard": {"S": item.shard}, "sequence": {"S": item.sequence}} if item.shard else {}),
