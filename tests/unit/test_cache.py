@@ -134,6 +134,9 @@ def test_configuration_from_environment():
         cache_config({"API_CACHE_TTL_SECONDS": "soon"})
     with pytest.raises(ConfigurationError):
         cache_config({"API_CACHE_MAX_ENTRIES": "-1"})
+    for never_fresh_or_off in ("inf", "nan", "-1"):
+        with pytest.raises(ConfigurationError, match=f"API_CACHE_TTL_SECONDS={float(never_fresh_or_off)}"):
+            cache_config({"API_CACHE_TTL_SECONDS": never_fresh_or_off})
     inner = InMemorySimilarityRepository()
     assert cached_similarity(inner, cache_config({"API_CACHE_TTL_SECONDS": "0"})) is inner
     assert isinstance(cached_similarity(inner, config), CachingSimilarityRepository)

@@ -19,6 +19,7 @@ Configured in one place, :func:`cache_config` (environment ``API_CACHE_TTL_SECON
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import OrderedDict
@@ -39,8 +40,11 @@ class CacheConfig:
     max_entries: int = DEFAULT_MAX_ENTRIES
 
     def __post_init__(self) -> None:
-        if self.ttl_seconds < 0:
-            raise ConfigurationError(f"API_CACHE_TTL_SECONDS={self.ttl_seconds}; expected >= 0")
+        # inf would cache rows for the container's life, nan would turn the cache off unseen.
+        if not (math.isfinite(self.ttl_seconds) and self.ttl_seconds >= 0):
+            raise ConfigurationError(
+                f"API_CACHE_TTL_SECONDS={self.ttl_seconds}; expected a finite number >= 0"
+            )
         if self.max_entries < 0:
             raise ConfigurationError(f"API_CACHE_MAX_ENTRIES={self.max_entries}; expected >= 0")
 
