@@ -1527,12 +1527,35 @@ def read_coupon_file(path: Path) -> list[tuple[str, Any]]:
 SHOWN_KEPT = 20  # redefined coupons named by `coupons load` (a shop may redefine thousands)
 
 
+def _refuse_full_scopes(path: Path, coupons: Sequence[tuple[str, Any]], now: float) -> None:
+    """SystemExit, before anything is sent, when the file alone defines more coupons that
+    have not expired in one scope than a scope lists (COUPONS_PER_SCOPE)."""
+    from streamrec.domain.coupons import scope_keys
+    from streamrec.repositories.base import COUPONS_PER_SCOPE
+
+    live: dict[str, int] = {}
+    for _, spec in coupons:
+        if spec.valid_to > now:
+            for key in scope_keys(spec.scope):
+                live[key] = live.get(key, 0) + 1
+    over = sorted((key for key, count in live.items() if count > COUPONS_PER_SCOPE), key=lambda k: -live[k])
+    if over:
+        named = [
+            f"{key.replace('cat:', 'category ', 1).replace('item:', 'item ', 1)}: {live[key]}" for key in over
+        ]
+        raise SystemExit(
+            f"error: nothing loaded; {path} defines more coupons that have not expired in one scope "
+            f"than a scope lists ({COUPONS_PER_SCOPE}):\n" + _first_lines(named, 10)
+        )
+
+
 def _cmd_coupons_load(args: argparse.Namespace) -> int:
     from streamrec.domain.coupons import coupon_state, scope_keys
-    from streamrec.repositories.base import RepositoryError
+    from streamrec.repositories.base import RepositoryError, ScopeFullError
 
     _check_target_flags(args, args.table, "--table")
     coupons = read_coupon_file(args.file)
+    _refuse_full_scopes(args.file, coupons, time.time())
     target = _coupons_target(args)
     loaded = 0
 
@@ -1546,7 +1569,10 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
         repository = _coupon_repository(target)
         for coupon_id, spec in coupons:
             # Pruned once below, not per coupon: thousands in one scope would each read it.
-            stored = repository.put(coupon_id, spec)
+            try:
+                stored = repository.put(coupon_id, spec)
+            except ScopeFullError as error:
+                raise SystemExit(f"error: {error}; {interrupted()}") from None
             if stored.redeemed or stored.refused:  # remaining = budget - redeemed - refused
                 refused = f", {stored.refused} refused past the budget" if stored.refused else ""
                 kept.append(

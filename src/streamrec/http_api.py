@@ -66,7 +66,7 @@ from streamrec.http_models import (
     UserProfile,
 )
 from streamrec.observability import logger
-from streamrec.repositories.base import RepositoryError
+from streamrec.repositories.base import COUPONS_PER_SCOPE, RepositoryError, ScopeFullError
 from streamrec.settings import Settings
 
 K_DESCRIPTION = "How many items to return (1..100)."
@@ -748,6 +748,10 @@ def build_app(
     def not_defined(error: NotDefined) -> Response:
         return _error(404, "not_found", str(error))
 
+    @app.exception_handler(ScopeFullError)
+    def scope_full(error: ScopeFullError) -> Response:
+        return _error(409, "conflict", str(error))
+
     @app.exception_handler(InvalidFilter)
     def bad_filter(error: InvalidFilter) -> Response:
         return _error(400, "bad_request", str(error))
@@ -1022,7 +1026,15 @@ def _add_coupon_routes(
 
     @app.put(
         "/coupons/<coupon_id>",
-        responses={200: _answer("The coupon as stored, with its counts", StoredCoupon), **_BODY_ERRORS},
+        responses={
+            200: _answer("The coupon as stored, with its counts", StoredCoupon),
+            409: _answer(
+                f"Its scope (a category or a listed item) already lists {COUPONS_PER_SCOPE} coupons "
+                "that have not expired: the coupon is not defined",
+                ErrorResponse,
+            ),
+            **_BODY_ERRORS,
+        },
     )
     def put_coupon(
         coupon_id: Annotated[str, Path(pattern=ID_PATTERN, description="The coupon.")],

@@ -31,6 +31,7 @@ ErrorName = Literal[
     "bad_request",  # 400
     "forbidden",  # 403
     "not_found",  # 404
+    "conflict",  # 409
     "payload_too_large",  # 413
     "unsupported_media_type",  # 415
     "internal_error",  # 500
@@ -40,12 +41,13 @@ ErrorName = Literal[
 
 class ErrorResponse(BaseModel):
     """Every error answer of the API function: 400 bad_request, 403 forbidden, 404 not_found,
-    413 payload_too_large, 415 unsupported_media_type, 500 internal_error, 503 unavailable. An
+    409 conflict, 413 payload_too_large, 415 unsupported_media_type, 500 internal_error, 503
+    unavailable. An
     unknown route or method never reaches the function: API Gateway answers it 404
     {"message": "Not Found"}, without this shape (as the local API does)."""
 
     error: ErrorName = Field(
-        description="400 bad_request, 403 forbidden, 404 not_found, 413 payload_too_large, "
+        description="400 bad_request, 403 forbidden, 404 not_found, 409 conflict, 413 payload_too_large, "
         "415 unsupported_media_type, 500 internal_error or 503 unavailable"
     )
     message: str = Field(description="What went wrong, for a human; names the parameter or field at fault.")

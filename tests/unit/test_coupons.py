@@ -43,6 +43,7 @@ from streamrec.domain.model import (
 )
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import InvalidEvent, parse_event
+from streamrec.repositories.base import COUPONS_PER_SCOPE, ScopeFullError
 from streamrec.repositories.dynamodb import DynamoCouponRepository, DynamoTable
 from streamrec.repositories.memory import (
     InMemoryChangePublisher,
@@ -1385,3 +1386,110 @@ def test_the_stock_check_reads_through_the_apis_cached_path():
     for _ in range(5):
         assert service.for_state(state, 3, NOW) == []
     assert Recording.reads == 1
+
+
+def _fill_scope(repository, coupon_ids, valid_to):
+    """A scope listing ``coupon_ids`` (category camping), each defined until ``valid_to``."""
+    if isinstance(repository, InMemoryCouponRepository):
+        for coupon_id in coupon_ids:
+            repository.put(coupon_id, spec(valid_to=valid_to))
+        return
+    # Written directly, in a few calls: hundreds of definitions through moto would be slow.
+    defined = spec(valid_to=valid_to)
+    repository.table.batch_put(
+        [
+            {
+                "coupon_id": {"S": coupon_id},
+                "spec": {"S": defined.model_dump_json()},
+                "budget": {"N": "10"},
+                "remaining": {"N": "10"},
+                "redeemed": {"N": "0"},
+            }
+            for coupon_id in coupon_ids
+        ]
+    )
+    repository.table.call(
+        "update_item",
+        TableName=repository.table.name,
+        Key={"coupon_id": {"S": "#scope:cat:camping"}},
+        UpdateExpression="ADD coupons :ids",
+        ExpressionAttributeValues={":ids": {"SS": list(coupon_ids)}},
+    )
+
+
+def test_a_scope_lists_at_most_its_cap_of_coupons_that_have_not_expired(aws):
+    # Every request of a shopper engaged in a scope reads each coupon it lists, and an index
+    # row of a few thousand ids passes DynamoDB's 400 KB: a full scope refuses a new coupon.
+    for name, repository in _both(aws).items():
+        _fill_scope(repository, [f"live{n:03d}" for n in range(COUPONS_PER_SCOPE - 1)], NOW + 30 * DAY)
+        repository.put("ends-first", spec(valid_to=NOW + DAY), now=NOW)
+        with pytest.raises(
+            ScopeFullError, match=f"its scope, category 'camping', already lists {COUPONS_PER_SCOPE}"
+        ):
+            repository.put("one-more", spec(valid_to=NOW + 30 * DAY), now=NOW)
+        assert repository.get_many(["one-more"]) == {}, name
+        assert len(repository.in_scope(["cat:camping"])) == COUPONS_PER_SCOPE, name
+        # A coupon the scope lists is redefined; other scopes are not held back.
+        assert (
+            repository.put("live000", spec(valid_to=NOW + 40 * DAY), now=NOW).spec.valid_to == NOW + 40 * DAY
+        )
+        repository.put("kitchen", spec(scope={"category": "kitchen"}), now=NOW)
+        # An item-list coupon naming the full category's items is another scope.
+        repository.put("tents", spec(scope={"items": ["tent-1", "tent-2"]}), now=NOW)
+        # Once one has expired, the full scope is pruned whole and takes the new coupon.
+        repository.put("one-more", spec(valid_to=NOW + 30 * DAY), now=NOW + DAY)
+        listed = repository.in_scope(["cat:camping"])
+        assert "one-more" in listed and "ends-first" not in listed, name
+        assert len(listed) == COUPONS_PER_SCOPE, name
+
+
+def test_a_full_scope_is_a_409_naming_it(aws):
+    from tests.unit.conftest import FakeLambdaContext, import_handler, load_event
+
+    repository = _both(aws)["dynamodb"]
+    _fill_scope(repository, [f"live{n:03d}" for n in range(COUPONS_PER_SCOPE)], time.time() + 30 * DAY)
+    event = load_event("coupon_put.json")  # camping-10, scope category camping
+    answer = import_handler("api").lambda_handler(event, FakeLambdaContext())
+    assert answer["statusCode"] == 409, answer
+    body = json.loads(answer["body"])
+    assert body["error"] == "conflict"
+    assert body["message"].startswith("coupon 'camping-10' not defined: its scope, category 'camping',")
+
+
+def test_coupons_load_refuses_a_file_that_overfills_a_scope_and_stops_at_a_full_one(aws, tmp_path):
+    table = aws.tables["CouponsTable"].name
+    live = {**LOAD_RECORD, "valid_to": "2099-01-01T00:00:00Z"}
+    too_many = tmp_path / "too-many.json"
+    too_many.write_text(
+        json.dumps(
+            [{**live, "coupon_id": f"c{n}"} for n in range(COUPONS_PER_SCOPE + 1)]
+            + [
+                {
+                    **live,
+                    "coupon_id": f"gone{n}",
+                    "valid_from": "2019-01-01T00:00:00Z",
+                    "valid_to": "2020-01-01T00:00:00Z",
+                }
+                for n in range(3)
+            ]
+        )
+    )
+    with pytest.raises(
+        SystemExit,
+        match=f"nothing loaded.*than a scope lists \\({COUPONS_PER_SCOPE}\\):\n  category camping: 501$",
+    ):
+        main(["coupons", "load", str(too_many), "--table", table])
+    assert _both(aws)["dynamodb"].get_many(["c0"]) == {}
+    # The scope fills up with coupons defined elsewhere: the load stops there, saying so.
+    _fill_scope(_both(aws)["dynamodb"], [f"c{n}" for n in range(COUPONS_PER_SCOPE)], time.time() + 30 * DAY)
+    another = tmp_path / "another.json"
+    another.write_text(
+        json.dumps(
+            [
+                {**live, "coupon_id": "kitchen", "scope": {"category": "kitchen"}},
+                {**live, "coupon_id": "late"},
+            ]
+        )
+    )
+    with pytest.raises(SystemExit, match="coupon 'late' not defined: its scope.*; loaded 1 of 2 coupon"):
+        main(["coupons", "load", str(another), "--table", table])

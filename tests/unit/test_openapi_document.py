@@ -63,8 +63,8 @@ def test_every_operation_documents_its_success_answer_with_a_schema():
 
 def test_errors_are_documented_as_the_api_answers_them():
     """400 and 503 (and 413 and 415 where a JSON body is taken, 404 where an id must name
-    something stored, 403 where a user is named) with the {"error", "message"} body; never
-    Powertools' 422, which this API does not answer."""
+    something stored, 409 where a coupon's scope is full, 403 where a user is named) with
+    the {"error", "message"} body; never Powertools' 422, which this API does not answer."""
     document = openapi_document()
     error = {"$ref": "#/components/schemas/ErrorResponse"}
     assert set(document["components"]["schemas"]["ErrorResponse"]["required"]) == {"error", "message"}
@@ -74,6 +74,8 @@ def test_errors_are_documented_as_the_api_answers_them():
         expected = {"400", "503", "413", "415"} if "requestBody" in operation else {"400", "503"}
         if route == "GET /coupons/{coupon_id}":
             expected |= {"404"}
+        if route == "PUT /coupons/{coupon_id}":
+            expected |= {"409"}  # a full scope (COUPONS_PER_SCOPE)
         # A shopper's token names only its own user (JwtUserClaim).
         if route in (
             "GET /users/{user_id}/recommendations",

@@ -225,6 +225,29 @@ class CouponRepository(Protocol):
 PRUNE_SAMPLE = 100
 
 
+# The most coupons one scope (a category, or an item of item-list coupons) lists. Every
+# request of a user engaged in the scope reads each of them (500 coupons: 5 BatchGetItem
+# calls, 250 read units), and without a bound the index row would pass DynamoDB's
+# 400 KB at a few thousand ids and refuse every further definition in the scope.
+COUPONS_PER_SCOPE = 500
+
+
+class ScopeFullError(ValueError):
+    """A definition would take a scope past :data:`COUPONS_PER_SCOPE` coupons that have not
+    expired (those that have were pruned first). Retrying does not help; nothing of the
+    coupon's own row was written."""
+
+    def __init__(self, coupon_id: str, scope_key: str) -> None:
+        kind, _, name = scope_key.partition(":")
+        scope = f"category {name!r}" if kind == "cat" else f"item {name!r}"
+        super().__init__(
+            f"coupon {coupon_id!r} not defined: its scope, {scope}, already lists {COUPONS_PER_SCOPE} "
+            "coupons that have not expired (the most one scope lists); define it once some of them "
+            "have expired, or narrow their scopes"
+        )
+        self.scope_key = scope_key
+
+
 def prune_candidates(listed: set[str], limit: int | None) -> list[str]:
     """The ids a prune checks: all of ``listed``, or ``limit`` of them drawn at random."""
     ids = sorted(listed)

@@ -61,11 +61,13 @@ from streamrec.domain.trends import (
 )
 from streamrec.observability import logger
 from streamrec.repositories.base import (
+    COUPONS_PER_SCOPE,
     FIRST_SEEN,
     PRUNE_SAMPLE,
     ConcurrentUpdateError,
     DeadLetter,
     RepositoryError,
+    ScopeFullError,
     guard_attribute,
     pending,
     prune_candidates,
@@ -1319,16 +1321,43 @@ class DynamoCouponRepository:
                 ExpressionAttributeValues={":id": {"SS": [coupon_id]}},
             )
 
+    def _index_within_cap(self, keys: Sequence[str], coupon_id: str, now: float) -> None:
+        """Index the coupon under each scope key, on condition that the scope lists fewer
+        than COUPONS_PER_SCOPE coupons or this one already; a full scope is pruned of every
+        expired coupon and tried once more, else ScopeFullError (the keys before it stay
+        indexed: an id without a coupon row, or a scope the coupon's row does not name, is
+        never offered, and a prune takes the former out)."""
+        for key in keys:
+            for attempt in range(2):
+                if self.table.call_if_condition_holds(
+                    "update_item",
+                    TableName=self.table.name,
+                    Key=self._key(SCOPE_ROW_PREFIX + key),
+                    UpdateExpression="ADD coupons :id",
+                    ConditionExpression="attribute_not_exists(coupons) OR size(coupons) < :cap"
+                    " OR contains(coupons, :coupon)",
+                    ExpressionAttributeValues={
+                        ":id": {"SS": [coupon_id]},
+                        ":cap": {"N": str(COUPONS_PER_SCOPE)},
+                        ":coupon": {"S": coupon_id},
+                    },
+                ):
+                    break
+                if attempt == 1:
+                    raise ScopeFullError(coupon_id, key)
+                self.prune_expired([key], now)  # all of them: the sample may have missed some
+
     def put(self, coupon_id: str, spec: CouponSpec, now: float | None = None) -> Coupon:
         """Read, then write conditionally on ``redeemed`` not having moved (retried), so a
         concurrent redemption is never lost. The new scope is indexed before the row is
-        written and the old one unindexed after: a crash leaves at most a stale index entry,
-        which is harmless (ranking reads each coupon's own scope). The new scope is indexed
-        again after the write: a prune of the scope that read the coupon's previous row,
-        expired, may have taken the entry out in between. Given ``now``, the scope's index
-        rows are then pruned (:meth:`prune_expired`)."""
+        written (within COUPONS_PER_SCOPE: ScopeFullError) and the old one unindexed after:
+        a crash leaves at most a stale index entry, which is harmless (ranking reads each
+        coupon's own scope). The new scope is indexed again after the write: a prune of the
+        scope that read the coupon's previous row, expired, may have taken the entry out in
+        between. Given ``now``, the scope's index rows are then pruned (:meth:`prune_expired`,
+        a sample of them); a full scope is pruned whole, as of ``now`` or the clock."""
         keys = scope_keys(spec.scope)
-        self._index(keys, coupon_id, "ADD")
+        self._index_within_cap(keys, coupon_id, time.time() if now is None else now)
         for _attempt in range(PUT_ATTEMPTS):
             stored = self.table.call(
                 "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True

@@ -8,6 +8,7 @@ evaluation run's time.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,10 +37,12 @@ from streamrec.domain.model import (
 )
 from streamrec.domain.trends import HourlyCounts, TrendingList, counts_from_attributes
 from streamrec.repositories.base import (
+    COUPONS_PER_SCOPE,
     FIRST_SEEN,
     PRUNE_SAMPLE,
     ConcurrentUpdateError,
     DeadLetter,
+    ScopeFullError,
     guard_attribute,
     prune_candidates,
     stats_from_attributes,
@@ -247,6 +250,10 @@ class InMemoryCouponRepository:
         remaining = remaining_after_redefinition(spec.budget, redeemed, refused)
         coupon = Coupon(coupon_id, spec, remaining, redeemed, refused)
         for key in scope_keys(spec.scope):
+            if len(self.index[key]) >= COUPONS_PER_SCOPE and coupon_id not in self.index[key]:
+                self.prune_expired([key], time.time() if now is None else now)
+                if len(self.index[key]) >= COUPONS_PER_SCOPE:
+                    raise ScopeFullError(coupon_id, key)
             self.index[key].add(coupon_id)
         self.rows[coupon_id] = coupon
         for key in set(old.scope_keys() if old else ()) - set(coupon.scope_keys()):
