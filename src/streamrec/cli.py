@@ -486,6 +486,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     previous = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
     local: LocalStack | None = None
     written: dict[str, Any] = {}  # the outputs file as last written, marked stopped at the end
+    status = 0
     try:
         _status("starting the local stack...")
         local = LocalStack(
@@ -540,7 +541,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (LocalStackError, TemplateError, HttpApiError) as error:
         hint = " (--cors-origins)" if "parameter CorsAllowOrigins=" in str(error) else ""
         _status(f"error: {error}{hint}", done=True)
-        return 1
+        status = 1
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
@@ -549,16 +550,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 _write_outputs(args.outputs, {**written, "ready": False, "stopped": True})
             except LocalStackError as error:  # never in place of the error in flight, if any
                 _status(f"note: {error}: it still says the stack runs", done=True)
-    _status("stopped", done=True)
+    if status == 0:
+        _status("stopped", done=True)
     if local is not None and local.abandoned:
         # An invocation that outlived the wait now retries against a stopped moto: Python
         # would wait for its threads at exit (it joins thread pools' threads, daemon or
-        # not), a minute after "stopped". Its data lived in memory only.
+        # not), a minute after "stopped" or an error. Its data lived in memory only.
         _status(f"left the invocations still in flight behind ({', '.join(local.abandoned)})", done=True)
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
-    return 0
+        os._exit(status)
+    return status
 
 
 # --------------------------------------------------------------------------------------
@@ -826,10 +828,15 @@ class Target:
 
         try:
             yield
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interruption:
             _status.end_line()
-            print("streamrec: interrupted" + so_far(), file=sys.stderr)
-            raise SystemExit(INTERRUPTED_STATUS) from None
+            how, status = (
+                ("terminated", TERMINATED_STATUS)
+                if isinstance(interruption, Terminated)
+                else ("interrupted", INTERRUPTED_STATUS)
+            )
+            print(f"streamrec: {how}" + so_far(), file=sys.stderr)
+            raise SystemExit(status) from None
         except NoRegionError:
             # Raised by the first call: nothing was done yet, and re-running alone cannot help.
             _status.end_line()
@@ -936,6 +943,8 @@ def _target(
     try:
         outputs = json.loads(args.outputs.read_text(encoding="utf-8"))
         name = from_outputs(outputs)
+    except OSError as error:
+        raise SystemExit(f"error: cannot read {args.outputs}: {error.strerror or error}") from None
     except (ValueError, KeyError, TypeError):
         raise SystemExit(
             f"error: {args.outputs} is not an outputs file of `streamrec run`: "
@@ -1420,7 +1429,7 @@ def _check_input_file(path: Path) -> None:
     """SystemExit unless ``path`` names an existing file."""
     if path.is_dir():
         raise SystemExit(f"error: {path} is a directory: name a file")
-    if not path.is_file():
+    if not path.exists():  # a pipe (/dev/stdin, <(...)) is read like a file
         raise SystemExit(f"error: {path} not found")
 
 
@@ -2581,6 +2590,23 @@ def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be: every command's interruption path runs."""
+
+
+TERMINATED_STATUS = 143  # SIGTERM (timeout, systemd, a CI cancel)
+
+
+def _terminated(_signum: int, _frame: Any) -> None:
+    raise Terminated
+
+
+def _silence_stdout() -> None:
+    # Python would report the failed flush of stdout at exit: point it at /dev/null.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streamrec`` script."""
     parser = build_parser()
@@ -2588,17 +2614,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # named with the command's own usage line, not the top-level one
         _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     command: Command = args.func
+    # SIGTERM (timeout, systemd, a CI cancel) stops a command as Ctrl-C does, so that a load
+    # says where to resume; `run` installs its own handler. Only the main thread may.
+    on_term = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if on_term else None
     try:
         return command(args)
+    except Terminated:
+        _status.end_line()
+        print("streamrec: terminated", file=sys.stderr)
+        return TERMINATED_STATUS
     except KeyboardInterrupt:
         _status.end_line()
         print("streamrec: interrupted", file=sys.stderr)
         return INTERRUPTED_STATUS
     except BrokenPipeError:
-        # Python would report the failed flush of stdout at exit: point it at /dev/null.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         return BROKEN_PIPE_STATUS
+    except OSError as error:
+        # The machine's, not the command's: a full disk under stdout, a file it may not read.
+        _status.end_line()
+        print(f"streamrec: {error}", file=sys.stderr)
+        try:
+            sys.stdout.flush()
+        except OSError:
+            _silence_stdout()
+        return 1
+    finally:
+        if on_term:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -41,9 +41,16 @@ def test_subcommands_and_defaults():
                            "--session-col", "s", "--item-col", "i", "--time-col", "t"])
 
 
-def test_all_skips_with_a_message_when_the_data_folder_is_absent(tmp_path, capsys):
-    assert _run(["eval", "all", "--data", str(tmp_path / "absent"), "--report-dir", str(tmp_path / "r")]) == 0
+def test_all_skips_with_a_message_when_the_data_folder_is_absent(tmp_path, capsys, monkeypatch):
+    import streamrec.evaluation.cli
+
+    monkeypatch.setattr(streamrec.evaluation.cli, "default_data_dir", lambda: tmp_path / "absent")
+    assert _run(["eval", "all", "--report-dir", str(tmp_path / "r")]) == 0
     assert "skipped" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    # A folder named with --data that is not there is a mistake (a typo must not pass CI).
+    assert _run(["eval", "all", "--data", str(tmp_path / "typo"), "--report-dir", str(tmp_path / "r")]) == 1
+    assert f"the data folder {tmp_path / 'typo'} given with --data is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 

@@ -205,3 +205,18 @@ def test_an_online_retail_part_that_is_not_gzip_is_one_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) >= 1 and err[-1].startswith("streamrec eval p3: ")
     assert "cannot be read as gzip-compressed UTF-8 CSV" in err[-1]
+
+
+def test_a_data_file_that_cannot_be_read_is_named(tmp_path, monkeypatch):
+    data = _taobao(tmp_path, TAOBAO_HEADER + "1,2,3,pv,1511544070\n")
+    path = data / TAOBAO_DIR / TAOBAO_FILE
+    opened = Path.open
+
+    def refused(self: Path, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refused)
+    with pytest.raises(DatasetInvalid, match="events.csv: it cannot be read: Permission denied$"):
+        load_taobao(data)

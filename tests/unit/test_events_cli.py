@@ -4,6 +4,9 @@ sent in timestamp order, paced, resumable, and refused when the stream would los
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import boto3
 import pytest
@@ -309,6 +312,24 @@ def test_an_interrupted_load_names_the_skip_that_resumes_it(aws, tmp_path, monke
         "streamrec: interrupted; the stream has the first 107 of the file's 1200 events "
         "(timestamp order): resume with --skip 107"
     ) in err
+
+    # SIGTERM (timeout, systemd, a CI cancel) stops it the same way, saying so, status 143.
+    def terminate() -> Exception:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+        return AssertionError("SIGTERM was not turned into a stop")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    terminating = RefusingKinesis(refuse=["e107"], stop_at=2, stop=terminate)
+    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: terminating)
+    with pytest.raises(SystemExit) as terminated:
+        main(["events", "load", str(path), "--stream", stream, "--skip", "100"])
+    assert terminated.value.code == streamrec.cli.TERMINATED_STATUS == 143
+    assert (
+        "streamrec: terminated; the stream has the first 107 of the file's 1200 events"
+        in capsys.readouterr().err
+    )
+    assert signal.getsignal(signal.SIGTERM) is previous  # the command's handler is gone
     # Kept failing: the same kind of resume point, and the error codes, with a hint at --rate.
     throttled = RefusingKinesis(refuse=["e7"], times=99)
     monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: throttled)
@@ -460,3 +481,19 @@ def test_a_dry_run_checks_the_file_and_sends_nothing(aws, tmp_path, monkeypatch,
     bad = write_lines(tmp_path / "bad.jsonl", [{**event(1), "event_type": "click"}])
     with pytest.raises(SystemExit, match="nothing sent; 1 invalid event"):
         main(["events", "load", str(bad), "--dry-run"])
+
+
+def test_a_pipe_is_read_like_a_file(tmp_path, capsys):
+    # `zcat backup.jsonl.gz | streamrec events load /dev/stdin`, or <(...): not "not found".
+    import threading
+
+    pipe = tmp_path / "events.jsonl"
+    os.mkfifo(pipe)
+    text = "".join(json.dumps(event(n)) + "\n" for n in range(3))
+    writer = threading.Thread(target=pipe.write_text, args=(text,), daemon=True)
+    writer.start()
+    try:
+        assert main(["events", "load", str(pipe), "--dry-run", "--outputs", str(tmp_path / "none.json")]) == 0
+    finally:
+        writer.join(timeout=10)
+    assert "3 events of 1 user to send" in capsys.readouterr().err

@@ -597,3 +597,27 @@ def test_run_refuses_counts_and_timeouts_out_of_range_before_starting(capsys, ar
         main(["run", *argv])
     assert refused.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == f"streamrec run: error: {expected}"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_under_stdout_is_one_line_not_a_traceback(monkeypatch, capsys):
+    with open("/dev/full", "w") as full:  # every write: ENOSPC
+        monkeypatch.setattr(sys, "stdout", full)
+        assert main(["openapi"]) == 1
+    assert capsys.readouterr().err == "streamrec: [Errno 28] No space left on device\n"
+
+
+def test_an_unreadable_outputs_file_is_named_in_one_line(tmp_path, monkeypatch):
+    # As after `sudo make run`: the file is there but this user may not read it.
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text("{}")
+    read_text = Path.read_text
+
+    def refused(path: Path, *args: Any, **kwargs: Any) -> str:
+        if path == outputs:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refused)
+    with pytest.raises(SystemExit, match=f"^error: cannot read {outputs}: Permission denied$"):
+        main(["dlq", "list", "--outputs", str(outputs)])

@@ -709,6 +709,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 # ---- all -------------------------------------------------------------------------------------
 def _cmd_all(args: argparse.Namespace) -> int:
     data_dir: Path = args.data
+    if not data_dir.is_dir() and data_dir != default_data_dir():
+        # Named with --data: a typo must not pass for "no data here" (make eval, CI).
+        print(f"error: the data folder {data_dir} given with --data is not a folder", file=sys.stderr)
+        return 1
     if not data_dir.is_dir():
         print(
             f"streamrec eval all: skipped: the data folder {data_dir} is absent (the real data sets are not "

@@ -107,7 +107,11 @@ def _csv_rows(
     """Open ``path`` as a CSV file with a header holding the ``needed`` columns; yield its
     data rows as (line, row) pairs (line 1 is the header). A missing column, an empty file,
     bytes that are not text or a row the csv module rejects raise DatasetInvalid."""
-    with path.open(newline="") as handle:
+    try:
+        opened = path.open(newline="")
+    except OSError as error:
+        raise DatasetInvalid(path, f"it cannot be read: {error.strerror or error}") from None
+    with opened as handle:
         reader = csv.DictReader(handle, delimiter=sep)
         try:
             fieldnames = reader.fieldnames
