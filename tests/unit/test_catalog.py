@@ -934,6 +934,34 @@ def test_a_row_without_its_category_gets_no_popular_share():
     assert all(r.reasons == ["similar to tent-new (title, category, tags)"] for r in listed)
 
 
+def test_a_warming_items_partner_known_only_by_behaviour_keeps_a_reserved_slot():
+    """Eight shoppers view tent-0 and then mug-0, nothing alike: at a support of 8 the tent is
+    still 90 % cold, so its eleven look-alikes and camping's best sellers outscore the mug.
+    With BEHAVIOUR_SLOTS=0.1 the mug holds a reserved slot, through the popular share too,
+    and k = 1 is still the single best item; by default (0) it is outscored."""
+
+    def shop(**settings: Any) -> Pipeline:
+        pipeline = Pipeline(Settings(**settings))
+        pipeline.send([upsert(f"tent-{n}", f"Tent model {n}", "camping", tags=["tent"]) for n in range(12)])
+        pipeline.send([upsert("mug-0", "Enamel mug", "kitchen"), upsert("stove", "Compact stove", "camping")])
+        for user in range(8):
+            pipeline.send([view(f"u{user}", "tent-0", 2 * user), view(f"u{user}", "mug-0", 2 * user + 1)])
+        for user in range(8, 12):
+            pipeline.send([view(f"u{user}", "stove", 100 + user)])
+        return pipeline
+
+    pipeline = shop(behaviour_slots=0.1)
+    assert pipeline.similarity.rows["tent-0"].support == 8.0
+    listed = pipeline.recommendations.similar_items("tent-0", 10).items
+    reasons = {r.item_id: r.reasons for r in listed}
+    assert reasons["mug-0"] == ["customers who viewed tent-0 also viewed this"]
+    assert "stove" in reasons  # the popular share is kept beside it
+    assert sum(r.item_id.startswith("tent-") for r in listed) >= 6
+    assert [r.item_id for r in pipeline.recommendations.similar_items("tent-0", 1).items] != ["mug-0"]
+    without = shop().recommendations.similar_items("tent-0", 10).items
+    assert "mug-0" not in [r.item_id for r in without]
+
+
 def test_the_popular_share_keeps_the_discovery_slot_but_never_the_best_item():
     from streamrec.domain.recommend import Recommendation, _keeping
 

@@ -25,6 +25,7 @@ from streamrec.settings import ConfigurationError, Settings, load_settings
         ({"EVENT_WEIGHTS": "view=1e155"}, "EVENT_WEIGHTS must be at most 1,000"),
         ({"EVENT_WEIGHTS": "click=1"}, "EVENT_WEIGHTS entry 'click=1'"),
         ({"HISTORY_LENGTH": "ten"}, "HISTORY_LENGTH='ten' is not a valid int"),
+        ({"BEHAVIOUR_SLOTS": "2"}, "BEHAVIOUR_SLOTS=2.0; expected 0..1"),
     ],
 )
 def test_bad_settings_fail_at_cold_start_naming_the_variable(environ, message):

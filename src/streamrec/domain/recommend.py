@@ -501,9 +501,10 @@ class RecommendationService:
         k: int,
         peak: float,
     ) -> tuple[list[Recommendation], set[str]]:
-        """The blended list (best first) and its discovery items: the content-only items
-        holding the reserved ``content_slots``. ``peak`` scales the behaviour scores (the
-        row's best neighbour score, filtered or not)."""
+        """The blended list (best first) and its reserved items: the content-only items
+        holding the reserved ``content_slots`` and the behaviour-only ones holding the
+        reserved ``behaviour_slots``. ``peak`` scales the behaviour scores (the row's best
+        neighbour score, filtered or not)."""
         settings = self.settings
         beta = settings.content_weight + (1.0 - settings.content_weight) * coldness(row, settings)
         behaviour = {n.item_id: n.score / peak for n in collaborative}
@@ -511,21 +512,31 @@ class RecommendationService:
         ordered = sorted(behaviour.keys() | text.keys())
         scores = np.array([(1.0 - beta) * behaviour.get(i, 0.0) + beta * text.get(i, 0.0) for i in ordered])
         chosen = [ordered[index] for index in top_k(scores, k)]
-        # Items known only by content (best first) keep their reserved slots, never all of
-        # the list (k = 1 is the single best item).
+        # Items known only by content (new ones above all) and, after them, items known only
+        # by behaviour (a warming item's partners, which look-alikes outscore while β is
+        # high) each hold their reserved slots (at least 1, never the whole list nor its best
+        # item), in place of the weakest items of the other kind.
+        best = chosen[:1]
         content_only = [n.item_id for n in content if n.item_id not in behaviour]
-        reserved = (
-            min(len(content_only), max(1, round(k * settings.content_slots)), k - 1)
-            if settings.content_slots
-            else 0
-        )
-        missing = max(0, reserved - sum(i in chosen for i in content_only))
-        extra = [i for i in content_only if i not in chosen][:missing]
-        overflow = len(chosen) + len(extra) - k
-        if extra and overflow > 0:
-            drop = set([i for i in reversed(chosen) if i in behaviour][:overflow])
-            chosen = [i for i in chosen if i not in drop]
-        chosen += extra
+        behaviour_only = [n.item_id for n in collaborative if n.item_id not in text]
+        kept: set[str] = set()
+        for pool, share, replaceable in (
+            (content_only, settings.content_slots, behaviour),
+            (behaviour_only, settings.behaviour_slots, text),
+        ):
+            reserved = min(len(pool), max(1, round(k * share)), k - 1) if share else 0
+            missing = max(0, reserved - sum(i in chosen for i in pool))
+            extra = [i for i in pool if i not in chosen][:missing]
+            overflow = len(chosen) + len(extra) - k
+            if extra and overflow > 0:
+                droppable = [
+                    i for i in reversed(chosen) if i in replaceable and i not in kept and i not in best
+                ]
+                drop = set(droppable[:overflow])
+                chosen = [i for i in chosen if i not in drop]
+                extra = extra[: k - len(chosen)]
+            chosen += extra
+            kept |= set([i for i in pool if i in chosen][:reserved])
         score_of = dict(zip(ordered, scores.tolist(), strict=True))
         viewed = f"customers who viewed {item_id} also viewed this"
         alike = f"similar to {item_id} (title, category, tags)"
@@ -533,7 +544,7 @@ class RecommendationService:
         for candidate in sorted(chosen, key=lambda i: (-score_of[i], i)):
             reasons = ([viewed] if candidate in behaviour else []) + ([alike] if candidate in text else [])
             listed.append(Recommendation(candidate, score_of[candidate], SOURCE_SIMILAR, reasons, [item_id]))
-        return listed, set([i for i in content_only if i in chosen][:reserved])
+        return listed, kept
 
 
 SOURCE_CROSS_SELL = "cross_sell"

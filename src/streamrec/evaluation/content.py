@@ -88,6 +88,7 @@ BLEND_FIELDS = (
     "cold_item_weight",
     "content_weight",
     "content_slots",
+    "behaviour_slots",
     "cold_popular_share",
     "content_per_item",
     "two_hop_sources",
