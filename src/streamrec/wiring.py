@@ -5,7 +5,7 @@ Called by the handlers at cold start (module import), after settings are validat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -49,6 +49,11 @@ API_ATTEMPTS = 3
 # functions treat as deterministic, as they treated botocore's refusal (stream.is_transient).
 # A parameter left None, which would be sent as null, is refused before sending (DynamoTable.call).
 DYNAMODB_CLIENT_CONFIG = Config(parameter_validation=False)
+# The stream functions' clients (DynamoDB, Kinesis, SQS): botocore waits 60 s to connect and
+# 60 s for an answer, the functions' whole Timeout, so one stalled call would end the
+# invocation (its batch retried from the start, the similarity function's 5 times at most)
+# where a retry of the call alone, within the template's 8 attempts, would have got through.
+STREAM_CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=20)
 
 
 def dynamodb_client(config: Config | None = None) -> Any:
@@ -56,8 +61,13 @@ def dynamodb_client(config: Config | None = None) -> Any:
     milliseconds at cold start, and boto3 clients are thread-safe. Its read responses are
     parsed the fast way (``repositories/fast_reads.py``), and its requests are not checked
     by botocore before sending (:data:`DYNAMODB_CLIENT_CONFIG`)."""
-    merged = DYNAMODB_CLIENT_CONFIG.merge(config) if config is not None else DYNAMODB_CLIENT_CONFIG
+    merged = DYNAMODB_CLIENT_CONFIG.merge(STREAM_CLIENT_CONFIG if config is None else config)
     return register_fast_reads(boto3.client("dynamodb", config=merged))
+
+
+def stream_client(service: Literal["kinesis", "sqs"]) -> Any:
+    """A Kinesis or SQS client of a stream function (:data:`STREAM_CLIENT_CONFIG`)."""
+    return boto3.client(service, config=STREAM_CLIENT_CONFIG)
 
 
 def api_dynamodb_client() -> Any:
@@ -85,7 +95,7 @@ def ingest_service(settings: Settings, client: Any | None = None) -> IngestServi
             budget_bytes=settings.count_row_budget_bytes,
         ),
         item_stats=DynamoItemStatsRepository(DynamoTable(settings.item_stats_table, client)),
-        changes=KinesisChangePublisher(settings.changed_items_stream),
+        changes=KinesisChangePublisher(settings.changed_items_stream, stream_client("kinesis")),
         coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table, client))
         if settings.coupons_table
         else None,
@@ -112,7 +122,9 @@ def catalog_service(settings: Settings, client: Any | None = None) -> CatalogSer
     if catalog is None:
         return None
     require(settings, "changed_items_stream")
-    return CatalogService(settings, catalog, KinesisChangePublisher(settings.changed_items_stream))
+    return CatalogService(
+        settings, catalog, KinesisChangePublisher(settings.changed_items_stream, stream_client("kinesis"))
+    )
 
 
 def similarity_service(settings: Settings, client: Any | None = None) -> SimilarityService:
@@ -193,4 +205,4 @@ def cross_sell_service(settings: Settings, client: Any | None = None) -> CrossSe
 
 def dead_letter_sink(settings: Settings) -> SqsDeadLetterSink:
     require(settings, "dead_letter_queue_url")
-    return SqsDeadLetterSink(settings.dead_letter_queue_url)
+    return SqsDeadLetterSink(settings.dead_letter_queue_url, stream_client("sqs"))

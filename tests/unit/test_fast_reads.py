@@ -121,7 +121,12 @@ def test_the_api_client_gives_up_sooner_than_the_stream_functions(clients, monke
     assert (api.connect_timeout, api.read_timeout) == (1.0, 3.0)
     assert api.retries == {"mode": "standard", "total_max_attempts": 3}
     stream = wiring.dynamodb_client().meta.config
-    assert stream.retries["total_max_attempts"] == 8 and stream.read_timeout == 60
+    assert stream.retries["total_max_attempts"] == 8
+    # Not botocore's 60 s, the functions' whole Timeout: a stalled call is retried within it.
+    assert (stream.connect_timeout, stream.read_timeout) == (5, 20)
+    for service in ("kinesis", "sqs"):
+        config = wiring.stream_client(service).meta.config
+        assert (config.connect_timeout, config.read_timeout) == (5, 20), service
 
 
 def _handlers(client) -> int:
