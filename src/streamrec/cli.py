@@ -2041,6 +2041,10 @@ def _decoded_records(text: str, json_lines: bool) -> tuple[Iterator[tuple[int, A
     return itertools.chain(decoded, ((position, None, problem) for position, problem in problems)), places
 
 
+# Input files past this many characters (some 40,000 events) show their checking's progress.
+LARGE_INPUT_CHARS = 4_000_000
+
+
 def _checked_records[T](
     path: Path,
     noun: str,
@@ -2063,7 +2067,12 @@ def _checked_records[T](
     valid: list[T] = []
     problems: list[tuple[int, str]] = []
     decoded, places = _decoded_records(text, json_lines)
+    shown = len(text) > LARGE_INPUT_CHARS  # checking 100,000 events takes some 4 s: say so
+    count = 0
     for line, record, undecodable in decoded:
+        count += 1
+        if shown and count % 10_000 == 0:
+            _status(f"checking {path}: {count:,} {noun}s read, nothing {verb} yet")
         if undecodable:
             problems.append((line, undecodable))
             continue
@@ -2079,6 +2088,8 @@ def _checked_records[T](
             continue
         if not problems:  # after the first problem nothing is sent: only problems are gathered
             valid.append(keep(line, parsed, sent, data))
+    if shown:
+        _status(f"checked {path}: {count:,} {noun}s", done=True)
     # In file order (a syntax error in an array comes after the records before it).
     problems.sort(key=lambda problem: problem[0])
     if problems:

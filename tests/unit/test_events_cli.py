@@ -497,3 +497,12 @@ def test_a_pipe_is_read_like_a_file(tmp_path, capsys):
     finally:
         writer.join(timeout=10)
     assert "3 events of 1 user to send" in capsys.readouterr().err
+
+
+def test_checking_a_large_file_shows_its_progress(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(streamrec.cli, "LARGE_INPUT_CHARS", 1000)  # this file is "large"
+    path = write_lines(tmp_path / "events.jsonl", [event(n, user=f"u{n % 50}") for n in range(20_000)])
+    assert main(["events", "load", str(path), "--dry-run", "--outputs", str(tmp_path / "none.json")]) == 0
+    err = capsys.readouterr().err
+    assert f"checking {path}: 10,000 events read, nothing sent yet" in err
+    assert f"checked {path}: 20,000 events" in err
