@@ -369,3 +369,10 @@ def test_the_api_routes_belong_to_the_explicit_http_api(template: LocalTemplate)
         "NotifyAlarms": False,
         "ReserveConcurrency": True,
     }
+
+
+def test_a_template_that_is_not_text_is_named(tmp_path):
+    binary = tmp_path / "template.yaml"
+    binary.write_bytes(b"Resources:\n  \xff\xfe: {}\n")
+    with pytest.raises(TemplateError, match=f"template {binary} is not UTF-8 text"):
+        load_template(binary)

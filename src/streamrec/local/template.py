@@ -126,6 +126,10 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TemplateError(f"cannot read template {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise TemplateError(
+            f"template {path} is not UTF-8 text (byte {exc.start}): name a SAM template"
+        ) from exc
     try:
         document = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
