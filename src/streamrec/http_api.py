@@ -424,12 +424,24 @@ def _media_type(event: dict[str, Any]) -> str:
     # A header sent twice reaches the function joined by a comma (API Gateway, the local
     # API): the same type twice is that type; different ones name no single type (a comma
     # inside a quoted parameter value does not join types).
-    parts = _OUTSIDE_QUOTES_COMMA.split(headers.get("content-type", ""))
+    parts = _split_outside_quotes(headers.get("content-type", ""))
     types = {part.split(";", 1)[0].strip().lower() for part in parts}
     return types.pop() if len(types) == 1 else MIXED_MEDIA_TYPES
 
 
-_OUTSIDE_QUOTES_COMMA = re.compile(r',(?=(?:[^"]*"[^"]*")*[^"]*$)')
+def _split_outside_quotes(header: str) -> list[str]:
+    """The header's parts between the commas outside double quotes, in one pass: a regex
+    lookahead rescanning to the end at each comma took 0.5 s of CPU on a 10 KB header of
+    commas, on every route (GET /health needs no credentials)."""
+    parts, start, quoted = [], 0, False
+    for index, char in enumerate(header):
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            parts.append(header[start:index])
+            start = index + 1
+    parts.append(header[start:])
+    return parts
 # What _media_type says of a header naming two different types: not JSON, and not none.
 MIXED_MEDIA_TYPES = "(several media types)"
 

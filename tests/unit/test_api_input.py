@@ -265,3 +265,15 @@ def test_a_query_value_that_is_not_utf8_is_refused_like_a_path_id(engine_app):
     fine = _event("GET", "/users/u1/recommendations", {"category": "café", "k": "3"})
     fine["rawQueryString"] = "category=caf%C3%A9&k=3"
     assert _answer(engine_app, fine)[0] == 200
+
+
+def test_a_content_type_is_split_at_commas_outside_quotes_only():
+    from streamrec.http_api import _split_outside_quotes
+
+    assert _split_outside_quotes('application/json; a="x,y", application/json') == [
+        'application/json; a="x,y"',
+        " application/json",
+    ]
+    assert _split_outside_quotes("") == [""]
+    # One pass, whatever the header holds (a lookahead regex rescanned it at each comma).
+    assert len(_split_outside_quotes("," * 9_999 + '"')) == 10_000
