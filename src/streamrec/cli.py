@@ -32,6 +32,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 import zlib
 from collections import Counter
@@ -541,6 +542,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (LocalStackError, TemplateError, HttpApiError) as error:
         hint = " (--cors-origins)" if "parameter CorsAllowOrigins=" in str(error) else ""
         _status(f"error: {error}{hint}", done=True)
+        status = 1
+    except OSError as error:  # the machine's (a full disk): one line, as main says it
+        _status(f"error: {error}", done=True)
+        status = 1
+    except Exception:  # a bug: its traceback, then the exit below all the same
+        _status.end_line()
+        traceback.print_exc()
         status = 1
     finally:
         for number, handler in previous.items():
@@ -1565,6 +1573,10 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
     _check_target_flags(args, args.table, "--table")
     coupons = read_coupon_file(args.file)
     _refuse_full_scopes(args.file, coupons, time.time())
+    # The coupons the file ends first (valid_to passed), else in file order: a file that
+    # ends campaigns and starts as many in a full scope frees their slots before it fills them.
+    now = time.time()
+    coupons.sort(key=lambda coupon: coupon[1].valid_to > now)
     target = _coupons_target(args)
     loaded = 0
 

@@ -1388,14 +1388,17 @@ def test_the_stock_check_reads_through_the_apis_cached_path():
     assert Recording.reads == 1
 
 
-def _fill_scope(repository, coupon_ids, valid_to):
-    """A scope listing ``coupon_ids`` (category camping), each defined until ``valid_to``."""
+def _fill_scope(repository, coupon_ids, valid_to, scope=None):
+    """A scope listing ``coupon_ids`` (category camping, or ``scope``), each defined until
+    ``valid_to``."""
+    scope = scope or {"category": "camping"}
+    key = f"cat:{scope['category']}" if "category" in scope else f"item:{scope['items'][0]}"
     if isinstance(repository, InMemoryCouponRepository):
         for coupon_id in coupon_ids:
-            repository.put(coupon_id, spec(valid_to=valid_to))
+            repository.put(coupon_id, spec(valid_to=valid_to, scope=scope))
         return
     # Written directly, in a few calls: hundreds of definitions through moto would be slow.
-    defined = spec(valid_to=valid_to)
+    defined = spec(valid_to=valid_to, scope=scope)
     repository.table.batch_put(
         [
             {
@@ -1411,7 +1414,7 @@ def _fill_scope(repository, coupon_ids, valid_to):
     repository.table.call(
         "update_item",
         TableName=repository.table.name,
-        Key={"coupon_id": {"S": "#scope:cat:camping"}},
+        Key={"coupon_id": {"S": f"#scope:{key}"}},
         UpdateExpression="ADD coupons :ids",
         ExpressionAttributeValues={":ids": {"SS": list(coupon_ids)}},
     )
@@ -1441,6 +1444,24 @@ def test_a_scope_lists_at_most_its_cap_of_coupons_that_have_not_expired(aws):
         listed = repository.in_scope(["cat:camping"])
         assert "one-more" in listed and "ends-first" not in listed, name
         assert len(listed) == COUPONS_PER_SCOPE, name
+
+
+def test_a_refused_definition_leaves_no_entry_in_the_scopes_before_the_full_one(aws):
+    # An item-list coupon is indexed item by item: when a later item's scope is full, the
+    # earlier ones must not keep an entry the coupon's row does not name (a live coupon's
+    # stale entry would hold a slot there until it expires).
+    for name, repository in _both(aws).items():
+        _fill_scope(
+            repository, [f"y{n:03d}" for n in range(COUPONS_PER_SCOPE)], NOW + 30 * DAY, {"items": ["y"]}
+        )
+        repository.put("kitchen-deal", spec(scope={"category": "kitchen"}), now=NOW)
+        for coupon_id in ("kitchen-deal", "brand-new"):
+            with pytest.raises(ScopeFullError, match="its scope, item 'y', already lists"):
+                repository.put(coupon_id, spec(scope={"items": ["x", "y"]}), now=NOW)
+        assert repository.in_scope(["item:x"]) == set(), name
+        assert repository.in_scope(["cat:kitchen"]) == {"kitchen-deal"}, name  # its own scope kept
+        assert repository.get_many(["kitchen-deal"])["kitchen-deal"].spec.scope.category == "kitchen", name
+        assert repository.get_many(["brand-new"]) == {}, name
 
 
 def test_a_full_scope_is_a_409_naming_it(aws):
@@ -1493,3 +1514,16 @@ def test_coupons_load_refuses_a_file_that_overfills_a_scope_and_stops_at_a_full_
     )
     with pytest.raises(SystemExit, match="coupon 'late' not defined: its scope.*; loaded 1 of 2 coupon"):
         main(["coupons", "load", str(another), "--table", table])
+    # A file that starts campaigns (first) and ends as many (after them) in the full scope
+    # fits: the ended ones are defined first, which frees their slots.
+    ended = {**live, "valid_from": "2019-01-01T00:00:00Z", "valid_to": "2020-01-01T00:00:00Z"}
+    rotation = tmp_path / "rotation.json"
+    rotation.write_text(
+        json.dumps(
+            [{**live, "coupon_id": f"next{n}"} for n in range(10)]
+            + [{**ended, "coupon_id": f"c{n}"} for n in range(10)]
+        )
+    )
+    assert main(["coupons", "load", str(rotation), "--table", table]) == 0
+    listed = _both(aws)["dynamodb"].in_scope(["cat:camping"])
+    assert {f"next{n}" for n in range(10)} <= listed and len(listed) == COUPONS_PER_SCOPE

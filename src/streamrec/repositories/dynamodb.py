@@ -1324,10 +1324,10 @@ class DynamoCouponRepository:
     def _index_within_cap(self, keys: Sequence[str], coupon_id: str, now: float) -> None:
         """Index the coupon under each scope key, on condition that the scope lists fewer
         than COUPONS_PER_SCOPE coupons or this one already; a full scope is pruned of every
-        expired coupon and tried once more, else ScopeFullError (the keys before it stay
-        indexed: an id without a coupon row, or a scope the coupon's row does not name, is
-        never offered, and a prune takes the former out)."""
-        for key in keys:
+        expired coupon and tried once more, else ScopeFullError, after the keys before it
+        that the coupon's stored row does not name are unindexed again (a stale entry of a
+        live coupon would hold a slot until it expires)."""
+        for done, key in enumerate(keys):
             for attempt in range(2):
                 if self.table.call_if_condition_holds(
                     "update_item",
@@ -1344,8 +1344,43 @@ class DynamoCouponRepository:
                 ):
                     break
                 if attempt == 1:
+                    self._unindex_refused(keys[:done], coupon_id)
                     raise ScopeFullError(coupon_id, key)
                 self.prune_expired([key], now)  # all of them: the sample may have missed some
+
+    def _unindex_refused(self, keys: Sequence[str], coupon_id: str) -> None:
+        """Take a refused definition's id out of ``keys`` where the coupon's stored row (read
+        now) names no such scope, each in a transaction that holds only while the row is
+        still the one read (or still absent), as a prune does: a redefinition landing
+        meanwhile keeps its entries."""
+        stored = self.table.call(
+            "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
+        ).get("Item")
+        named = set(_coupon_from_item(stored).scope_keys()) if stored else set()
+        unchanged: dict[str, Any] = (
+            {"ConditionExpression": "spec = :spec", "ExpressionAttributeValues": {":spec": stored["spec"]}}
+            if stored
+            else {"ConditionExpression": "attribute_not_exists(coupon_id)"}
+        )
+        for key in keys:
+            if key in named:
+                continue
+            update = {
+                "Update": {
+                    "TableName": self.table.name,
+                    "Key": self._key(SCOPE_ROW_PREFIX + key),
+                    "UpdateExpression": "DELETE coupons :id",
+                    "ExpressionAttributeValues": {":id": {"SS": [coupon_id]}},
+                }
+            }
+            check = {
+                "ConditionCheck": {"TableName": self.table.name, "Key": self._key(coupon_id), **unchanged}
+            }
+            try:
+                self.table.call("transact_write_items", TransactItems=[update, check])
+            except ClientError as error:
+                if error_code(error) != "TransactionCanceledException":
+                    raise
 
     def put(self, coupon_id: str, spec: CouponSpec, now: float | None = None) -> Coupon:
         """Read, then write conditionally on ``redeemed`` not having moved (retried), so a

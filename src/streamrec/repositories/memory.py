@@ -249,10 +249,15 @@ class InMemoryCouponRepository:
         redeemed, refused = (old.redeemed, old.refused) if old else (0, 0)
         remaining = remaining_after_redefinition(spec.budget, redeemed, refused)
         coupon = Coupon(coupon_id, spec, remaining, redeemed, refused)
-        for key in scope_keys(spec.scope):
+        keys = scope_keys(spec.scope)
+        for done, key in enumerate(keys):
             if len(self.index[key]) >= COUPONS_PER_SCOPE and coupon_id not in self.index[key]:
                 self.prune_expired([key], time.time() if now is None else now)
                 if len(self.index[key]) >= COUPONS_PER_SCOPE:
+                    named = set(old.scope_keys()) if old else set()
+                    for added in keys[:done]:
+                        if added not in named:
+                            self.index[added].discard(coupon_id)
                     raise ScopeFullError(coupon_id, key)
             self.index[key].add(coupon_id)
         self.rows[coupon_id] = coupon
