@@ -108,6 +108,35 @@ def test_size_bound_evicts_least_recently_used():
     assert cache.stats.hit_rate == pytest.approx(0.75)
 
 
+def test_the_listed_entries_bound_the_cache_as_well_as_its_rows():
+    # 5,000 rows of NeighboursPerItem 500 took 655 MB, past the API function's 512: rows are
+    # also bounded by what they list, in a budget drawn from the function's memory.
+    clock = Clock()
+    cache: TtlLruCache[list[int]] = TtlLruCache(
+        ttl=60, max_entries=100, clock=clock, max_weight=10, weigh=len
+    )
+    cache.put("a", [0] * 4)
+    cache.put("b", [0] * 4)
+    assert cache.get("a") is not None  # a is now the most recently used
+    cache.put("c", [0] * 4)  # 12 > 10: b, the least recently used, goes
+    assert cache.get("b") is None and cache.weight == 8
+    cache.put("a", [0] * 1)  # replacing an entry replaces its weight
+    assert cache.weight == 5
+    cache.put("huge", [0] * 11)  # alone over the budget: kept by nothing
+    assert cache.weight == 0 and len(cache) == 0
+    # Rows weigh what they list; the budget follows the function's memory.
+    config = cache_config({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"})
+    assert config.max_listed == 2 * cache_config({}).max_listed == 2 * CacheConfig().max_listed
+    repository = CachingSimilarityRepository(
+        InMemorySimilarityRepository(),
+        CacheConfig(ttl_seconds=10, max_entries=100, max_listed=25),
+        clock=clock,
+    )
+    repository.inner.put_rows([_row(f"i{n}", *[f"n{j}" for j in range(9)]) for n in range(3)])
+    repository.get_many(["i0", "i1", "i2"])  # 10 listed each (the row and its 9), 20 for rows
+    assert len(repository.rows) == 2 and repository.rows.weight == 20
+
+
 def test_cached_values_are_copies(setup):
     _clock, _inner, cache = setup
     rows, _ = cache.get_many(["a"])

@@ -32,12 +32,28 @@ from streamrec.settings import ConfigurationError
 
 DEFAULT_TTL_SECONDS = 30.0
 DEFAULT_MAX_ENTRIES = 5_000
+# Rows are also bounded by what they list: 5,000 rows of NeighboursPerItem 500 (with their
+# two-hop, complement and content lists) took 655 MB, past the API function's 512. A cached
+# listed entry (an id, a score, a category, in a row or a popular list) costs about 220 bytes
+# (measured: 5,000 rows of 200 entries, 20-character ids, took 215 MB); the cache may hold as
+# many as fill CACHE_MEMORY_SHARE of the function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+# set by Lambda; 512 MB when absent, the template's size), four fifths for rows, one fifth
+# for popular lists. A cold API function takes some 90 MB besides.
+BYTES_PER_LISTED_ENTRY = 220
+CACHE_MEMORY_SHARE = 0.5
+DEFAULT_MEMORY_MB = 512
+
+
+def listed_entries_budget(memory_mb: float) -> int:
+    """How many listed entries the cache may hold in a function of ``memory_mb``."""
+    return int(memory_mb * 2**20 * CACHE_MEMORY_SHARE / BYTES_PER_LISTED_ENTRY)
 
 
 @dataclass(frozen=True)
 class CacheConfig:
     ttl_seconds: float = DEFAULT_TTL_SECONDS
     max_entries: int = DEFAULT_MAX_ENTRIES
+    max_listed: int = listed_entries_budget(DEFAULT_MEMORY_MB)
 
     def __post_init__(self) -> None:
         # inf would cache rows for the container's life, nan would turn the cache off unseen.
@@ -59,9 +75,10 @@ def cache_config(environ: Mapping[str, str] | None = None) -> CacheConfig:
     try:
         ttl = float(env.get("API_CACHE_TTL_SECONDS") or DEFAULT_TTL_SECONDS)
         size = int(env.get("API_CACHE_MAX_ENTRIES") or DEFAULT_MAX_ENTRIES)
+        memory_mb = float(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or DEFAULT_MEMORY_MB)
     except ValueError as error:
         raise ConfigurationError(f"API cache setting is not a number: {error}") from error
-    return CacheConfig(ttl, size)
+    return CacheConfig(ttl, size, listed_entries_budget(memory_mb))
 
 
 @dataclass
@@ -78,17 +95,29 @@ class CacheStats:
 
 
 class TtlLruCache[V]:
-    """Bounded mapping whose entries expire ``ttl`` seconds after they were stored.
+    """Bounded mapping whose entries expire ``ttl`` seconds after they were stored: at most
+    ``max_entries`` of them and, given ``weigh``, at most ``max_weight`` in all (the least
+    recently used go first).
 
     ``clock`` is injectable (monotonic seconds) so that tests control time.
     """
 
-    def __init__(self, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        max_entries: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_weight: int | None = None,
+        weigh: Callable[[V], int] | None = None,
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self.clock = clock
+        self.max_weight = max_weight
+        self.weigh = weigh
+        self.weight = 0
         self.stats = CacheStats()
-        self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, V, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -97,12 +126,12 @@ class TtlLruCache[V]:
         """The cached value, or None (counted as a miss) when absent or expired."""
         entry = self._entries.get(key)
         if entry is not None:
-            stored_at, value = entry
+            stored_at, value, _ = entry
             if self.clock() - stored_at < self.ttl:
                 self._entries.move_to_end(key)
                 self.stats.hits += 1
                 return value
-            del self._entries[key]
+            self.discard(key)
             self.stats.expirations += 1
         self.stats.misses += 1
         return None
@@ -110,14 +139,21 @@ class TtlLruCache[V]:
     def put(self, key: str, value: V) -> None:
         if self.max_entries <= 0 or self.ttl <= 0:
             return
-        self._entries[key] = (self.clock(), value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self.discard(key)
+        weight = self.weigh(value) if self.weigh is not None else 0
+        self._entries[key] = (self.clock(), value, weight)
+        self.weight += weight
+        while len(self._entries) > self.max_entries or (
+            self.max_weight is not None and self.weight > self.max_weight and self._entries
+        ):
+            _, (_, _, dropped) = self._entries.popitem(last=False)
+            self.weight -= dropped
             self.stats.evictions += 1
 
     def discard(self, key: str) -> None:
-        self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.weight -= entry[2]
 
 
 _ABSENT = SimilarityRow(item_id="", neighbours=[])  # remembers "no row" (unseen item) too
@@ -138,8 +174,13 @@ class CachingSimilarityRepository:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.inner = inner
-        self.rows: TtlLruCache[SimilarityRow] = TtlLruCache(config.ttl_seconds, config.max_entries, clock)
-        self.lists: TtlLruCache[PopularList] = TtlLruCache(config.ttl_seconds, config.max_entries, clock)
+        # Four fifths of the budget of listed entries for rows, one fifth for lists.
+        self.rows: TtlLruCache[SimilarityRow] = TtlLruCache(
+            config.ttl_seconds, config.max_entries, clock, config.max_listed * 4 // 5, _listed_in_row
+        )
+        self.lists: TtlLruCache[PopularList] = TtlLruCache(
+            config.ttl_seconds, config.max_entries, clock, config.max_listed // 5, _listed_in_list
+        )
 
     @property
     def stats(self) -> CacheStats:
@@ -204,6 +245,16 @@ class CachingSimilarityRepository:
     def put_list(self, name: str, popular: PopularList) -> None:
         self.inner.put_list(name, popular)
         self.lists.discard(name)
+
+
+def _listed_in_row(row: SimilarityRow) -> int:
+    """A cached row's size in listed entries (1 at least: the row itself)."""
+    lists = (row.neighbours, row.extended, row.complements, row.content, row.holders)
+    return 1 + sum(len(listed) for listed in lists)
+
+
+def _listed_in_list(popular: PopularList) -> int:
+    return 1 + len(popular.items)
 
 
 def _copy_row(row: SimilarityRow) -> SimilarityRow:
