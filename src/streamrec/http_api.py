@@ -127,6 +127,16 @@ def _query_boolean(value: Any) -> Any:
 # them as minimum/maximum; a Query(ge=, le=) around a validated type renders them "ge"/"le".
 CountQuery = Annotated[int, Field(ge=1, le=100), BeforeValidator(_query_integer)]
 KQuery = Annotated[CountQuery, Query(description=K_DESCRIPTION)]
+# A user's coupons: at most 20. Each listed coupon can take its own category's coupons to
+# read when the list is filled from the most-bought categories, so k = 100 made any caller
+# (an unknown user gets the fill alone) read the coupons of 100 categories per request.
+MAX_COUPONS_K = 20
+CouponCountQuery = Annotated[
+    int,
+    Field(ge=1, le=MAX_COUPONS_K),
+    BeforeValidator(_query_integer),
+    Query(description=f"How many coupons to return (1..{MAX_COUPONS_K})."),
+]
 CategoryQuery = Annotated[CategoryName | None, Query(description=CATEGORY_DESCRIPTION)]
 IN_STOCK_DESCRIPTION = (
     "Leave out items the catalog marks out of stock (default true; items without a catalog record "
@@ -291,7 +301,7 @@ SHOWN_ENTRIES = 5
 
 
 def _validation_message(
-    issues: Sequence[dict[str, Any]], coupon_body: bool, repeated: Collection[str]
+    issues: Sequence[dict[str, Any]], coupon_body: bool, repeated: Collection[str], max_k: int = 100
 ) -> str:
     """One 400 message for all of a request's issues: each described once; a body's
     unknown top-level fields together, with the expected ones, and an inner object's
@@ -311,7 +321,7 @@ def _validation_message(
             entries[str(location[1])].append(issue)
         else:
             rest.append(issue)
-    messages = list(dict.fromkeys(_describe(issue, coupon_body, repeated) for issue in rest))
+    messages = list(dict.fromkeys(_describe(issue, coupon_body, repeated, max_k) for issue in rest))
     for path, names in nested.items():
         messages.append(f"{path}: unknown {'fields' if len(names) > 1 else 'field'} {_named(names)}")
     for name, bad in entries.items():
@@ -343,7 +353,9 @@ def _is_id_entry(issue: dict[str, Any]) -> bool:
     )
 
 
-def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collection[str] = ()) -> str:
+def _describe(
+    issue: dict[str, Any], coupon_body: bool = False, repeated: Collection[str] = (), max_k: int = 100
+) -> str:
     """A readable message for one validation issue (``coupon_body``: the request is
     ``PUT /coupons/{coupon_id}``, whose body is a coupon, not a cart; ``repeated``: the
     query parameters given more than once)."""
@@ -377,7 +389,7 @@ def _describe(issue: dict[str, Any], coupon_body: bool = False, repeated: Collec
         if name == "in_stock":
             return "in_stock must be true or false (a JSON boolean, not a string or number)"
     if name == "k":
-        return "k must be an integer between 1 and 100"
+        return f"k must be an integer between 1 and {max_k}"
     if name in _ID_NAMES and location[:1] in (("path",), ("body",)):
         return f"{name} is malformed: {ID_DESCRIPTION}"
     if name == "seen":
@@ -442,6 +454,8 @@ def _split_outside_quotes(header: str) -> list[str]:
             start = index + 1
     parts.append(header[start:])
     return parts
+
+
 # What _media_type says of a header naming two different types: not JSON, and not none.
 MIXED_MEDIA_TYPES = "(several media types)"
 
@@ -754,7 +768,9 @@ def build_app(
     def bad_request(error: RequestValidationError) -> Response:
         coupon_body = app.current_event.http_method.upper() == "PUT"  # only PUT /coupons/{id}
         repeated = _repeated_query_names(app.current_event.raw_query_string)
-        return _error(400, "bad_request", _validation_message(error.errors(), coupon_body, repeated))
+        # GET /users/{user_id}/coupons takes fewer
+        max_k = MAX_COUPONS_K if app.current_event.path.endswith("/coupons") else 100
+        return _error(400, "bad_request", _validation_message(error.errors(), coupon_body, repeated, max_k))
 
     @app.exception_handler(NotDefined)
     def not_defined(error: NotDefined) -> Response:
@@ -1026,7 +1042,7 @@ def _add_coupon_routes(
     )
     def user_coupons(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
-        k: Annotated[CountQuery, Query(description="How many coupons to return (1..100).")] = 3,
+        k: CouponCountQuery = 3,
     ) -> dict[str, Any]:
         """The coupons the user may use now: those of the user's own scopes, ranked by the
         user's predicted purchases in their scope and their value, then (score 0) coupons

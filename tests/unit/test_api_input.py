@@ -92,7 +92,9 @@ def engine_app():
 @pytest.mark.parametrize("k", ["5.0", " 5", "5 ", "+5", "0x5", "1e1", "", "5,6", "\u0665"])
 def test_k_in_the_query_is_digits_only(unreachable, path, k):
     status, body = _answer(unreachable, _event("GET", path, {"k": k}))
-    assert (status, body) == (400, {"error": "bad_request", "message": K_MESSAGE}), (k, body)
+    # A user's coupons are at most 20 (see test_a_users_coupons_are_at_most_20).
+    message = K_MESSAGE.replace("100", "20") if path.endswith("/coupons") else K_MESSAGE
+    assert (status, body) == (400, {"error": "bad_request", "message": message}), (k, body)
 
 
 @pytest.mark.parametrize("path", IN_STOCK_ROUTES)
@@ -277,3 +279,12 @@ def test_a_content_type_is_split_at_commas_outside_quotes_only():
     assert _split_outside_quotes("") == [""]
     # One pass, whatever the header holds (a lookahead regex rescanned it at each comma).
     assert len(_split_outside_quotes("," * 9_999 + '"')) == 10_000
+
+
+def test_a_users_coupons_are_at_most_20(unreachable):
+    # k = 100 made any caller read the coupons of the 100 most-bought categories per request.
+    status, body = _answer(unreachable, _event("GET", "/users/u1/coupons", {"k": "21"}))
+    assert (status, body) == (
+        400,
+        {"error": "bad_request", "message": "k must be an integer between 1 and 20"},
+    )

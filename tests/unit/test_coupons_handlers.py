@@ -145,11 +145,11 @@ def test_bad_coupon_input_is_a_400_with_a_message(aws):
     assert reply["statusCode"] == 400 and "coupon_id is malformed" in json.loads(reply["body"])["message"]
 
     event = load_event("coupons_get.json")
-    for k in ("0", "101", "x"):
+    for k in ("0", "21", "x"):
         event["queryStringParameters"] = {"k": k}
         reply = api.lambda_handler(event, FakeLambdaContext())
         assert reply["statusCode"] == 400
-        assert json.loads(reply["body"])["message"] == "k must be an integer between 1 and 100"
+        assert json.loads(reply["body"])["message"] == "k must be an integer between 1 and 20"
 
 
 def test_redemption_of_an_exhausted_coupon_never_goes_below_zero(aws):
