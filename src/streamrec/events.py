@@ -85,6 +85,15 @@ def _category_problem(value: str) -> str | None:
     return None
 
 
+def _is_text(value: str) -> bool:
+    """Whether ``value`` is Unicode text (JSON can carry lone surrogates, which are not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _category_text(value: str, info: ValidationInfo) -> str:
     # Rows stored before this rule are read back as they are (context {"stored": True}).
     problem = None if (info.context or {}).get("stored") else _category_problem(value)
@@ -255,11 +264,15 @@ class UserEvent(BaseModel):
             raise ValueError("item_id: Field required")
         return self
 
-    @field_validator("category")
+    @field_validator("category", mode="before")
     @classmethod
-    def _usable_category(cls, value: str | None) -> str | None:
-        # A bad optional field must not lose the event: it is read as no category.
-        return None if value is None or _category_problem(value) else value
+    def _usable_category(cls, value: Any) -> Any:
+        # A bad optional field must not lose the event: it is read as no category. Before
+        # the string check, which would refuse a lone surrogate ("\ud800" in the JSON: not
+        # text) and the event with it.
+        if isinstance(value, str) and (_category_problem(value) or not _is_text(value)):
+            return None
+        return value
 
     @field_validator("quantity", mode="before")
     @classmethod

@@ -232,7 +232,7 @@ def test_numbers_keep_their_json_types() -> None:
     assert type(parse_event({**GOOD, "quantity": 2.0}).quantity) is int
 
 
-@pytest.mark.parametrize("category", ["", "  ", "a\u0000b", "camping\n"])
+@pytest.mark.parametrize("category", ["", "  ", "a\u0000b", "camping\n", "c\ud800"])
 def test_a_user_events_bad_category_is_read_as_none(category: str) -> None:
     # Unlike a catalog record's: a bad optional field must not lose the event (it then
     # takes its item's catalog category).
