@@ -263,7 +263,8 @@ def test_the_ingest_gets_the_budget_of_its_settings(monkeypatch):
         "item_stats_table": "s",
         "changed_items_stream": "x",
     }
-    monkeypatch.setattr(wiring, "KinesisChangePublisher", lambda stream: None)
+    monkeypatch.setattr(wiring, "KinesisChangePublisher", lambda stream, client: None)
+    monkeypatch.setattr(wiring, "stream_client", lambda service: None)
     assert Settings().count_row_budget_kb == 16
     ingest = wiring.ingest_service(Settings(**tables), client=object())
     assert ingest.cooccurrence.budget_bytes == 16 * 1024  # type: ignore[attr-defined]
