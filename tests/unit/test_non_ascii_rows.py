@@ -122,15 +122,21 @@ def _similarity_row_at_every_bound(settings: Settings, category: Callable[[str, 
     )
 
 
-def test_a_similarity_row_of_emoji_categories_at_every_bound_is_stored(aws):
-    # Escaped, 600 distinct emoji categories took the row to 1 MB; as UTF-8 and with the
-    # category index kept within its budget, it stays far below the limit.
-    row = _similarity_row_at_every_bound(Settings(), _text)
+def _stored_round_trip(
+    aws, row: SimilarityRow
+) -> tuple[DynamoSimilarityRepository, SimilarityRow, SimilarityRow]:
+    """The row stored on moto and read back: (repository, row, stored)."""
     rows = DynamoSimilarityRepository(
         DynamoTable(aws.tables["SimilarityTable"].name, boto3.client("dynamodb"))
     )
     rows.put_rows([row])
-    stored = rows.get_many([row.item_id])[0][row.item_id]
+    return rows, row, rows.get_many([row.item_id])[0][row.item_id]
+
+
+def test_a_similarity_row_of_emoji_categories_at_every_bound_is_stored(aws):
+    # Escaped, 600 distinct emoji categories took the row to 1 MB; as UTF-8 and with the
+    # category index kept within its budget, it stays far below the limit.
+    rows, row, stored = _stored_round_trip(aws, _similarity_row_at_every_bound(Settings(), _text))
     raw = boto3.client("dynamodb").get_item(TableName=rows.table.name, Key={"item_id": {"S": row.item_id}})
     assert item_size(raw["Item"]) < ITEM_LIMIT_BYTES * 0.6
     assert [n.item_id for n in stored.neighbours] == [n.item_id for n in row.neighbours]
@@ -143,11 +149,6 @@ def test_a_similarity_row_of_emoji_categories_at_every_bound_is_stored(aws):
 
 
 def test_a_similarity_rows_ascii_categories_are_all_kept_at_every_bound(aws):
-    row = _similarity_row_at_every_bound(Settings(), _ascii_id)
-    rows = DynamoSimilarityRepository(
-        DynamoTable(aws.tables["SimilarityTable"].name, boto3.client("dynamodb"))
-    )
-    rows.put_rows([row])
-    stored = rows.get_many([row.item_id])[0][row.item_id]
+    _, row, stored = _stored_round_trip(aws, _similarity_row_at_every_bound(Settings(), _ascii_id))
     for name in ("neighbours", "extended", "complements", "content"):
         assert getattr(stored, name) == getattr(row, name), name
