@@ -147,7 +147,7 @@ def _raw_exchange(api: LocalHttpApi, request: bytes) -> bytes:
 def test_a_chunked_body_reaches_the_function_whole(served, recorder: Recorder) -> None:
     api, _ = served
     head = (
-        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
     reply = _raw_exchange(api, head + b'4;ext=1\r\n{"a"\r\n5\r\n: 12}\r\n0\r\nX-Trailer: t\r\n\r\n')
@@ -173,7 +173,7 @@ def test_a_body_shorter_than_announced_does_not_hold_the_connection(served, reco
     api, client = served
     monkeypatch.setattr(http_api._RequestHandler, "timeout", 0.5)
     started = time.monotonic()
-    reply = _raw_exchange(api, b'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"a": 1')
+    reply = _raw_exchange(api, b'POST /echo HTTP/1.1\r\nHost: [::1]\r\nContent-Length: 100\r\n\r\n{"a": 1')
     assert reply == b"" and time.monotonic() - started < 5  # dropped, not answered
     assert recorder.events == []
     assert client.get("/health").status == 200
@@ -224,7 +224,7 @@ def test_routes_need_their_function() -> None:
 
 def test_a_body_over_api_gateways_limit_or_a_bad_length_is_refused_unread(served, recorder: Recorder) -> None:
     api, _ = served
-    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    head = b"POST /echo HTTP/1.1\r\nHost: [::1]\r\nContent-Type: application/json\r\nConnection: close\r\n"
     too_large = _raw_exchange(api, head + b"Content-Length: 10485761\r\n\r\n{}")
     assert too_large.startswith(b"HTTP/1.1 413") and b"Request Entity Too Large" in too_large, too_large
     chunked = head + b"Transfer-Encoding: chunked\r\n\r\n"
@@ -247,12 +247,12 @@ def test_requests_http_server_refuses_itself_get_json_errors_not_html(served, re
     api, _ = served
     cases = [
         (
-            b"GET /health?a=" + b"b" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /health?a=" + b"b" * 70_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
             b"414",
             b"Request-URI Too Long",
         ),
         (
-            b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
             b"431",
             b"Line too long",
         ),
@@ -338,7 +338,7 @@ def test_cors_from_the_template_answers_preflights_and_marks_responses(recorder:
         # An error answered before any route runs (a body over 10 MB) is marked too.
         too_big = _raw_exchange(
             api,
-            b"POST /cross-sell HTTP/1.1\r\nHost: x\r\nOrigin: "
+            b"POST /cross-sell HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: "
             + SHOP.encode()
             + b"\r\nConnection: close\r\nContent-Length: 10485761\r\n\r\n{}",
         )
@@ -377,3 +377,16 @@ def test_any_origin_and_a_malformed_origin_list(recorder: Recorder) -> None:
     for bad in ["shop.example.com", f"{SHOP}/", f"{SHOP}, http://localhost:8080", "https://Shop.example.com"]:
         with pytest.raises(TemplateError, match="CorsAllowOrigins"):
             load_template(TEMPLATE, parameter_overrides={"CorsAllowOrigins": bad})
+
+
+def test_a_request_naming_another_host_is_refused(served, recorder: Recorder) -> None:
+    # DNS rebinding: a page of another site whose name resolves to 127.0.0.1 would otherwise
+    # read this unauthenticated API.
+    api, _ = served
+    request = b"GET /health HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+    refused = _raw_exchange(api, request % b"attacker.example:%d" % api.port)
+    assert refused.startswith(b"HTTP/1.1 421"), refused
+    assert b"answers requests to 127.0.0.1 or localhost, not attacker.example" in refused
+    for host in (b"127.0.0.1:%d" % api.port, b"localhost:%d" % api.port, b"LOCALHOST", b"[::1]:3000"):
+        assert _raw_exchange(api, request % host).startswith(b"HTTP/1.1 200"), host
+    assert len(recorder.events) == 4

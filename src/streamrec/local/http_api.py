@@ -407,6 +407,19 @@ READ_TIMEOUT_SECONDS = 30.0
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
+# The names a request to the local API may give in its Host header (and the address it
+# listens on).
+LOCAL_HOST_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def _host_name(header: str) -> str:
+    """The host of a Host header, without its port ("[::1]:3000" is "::1")."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
 class _BodyRefused(ValueError):
     """A request body the local API refuses before reading it, with API Gateway's answer."""
 
@@ -466,7 +479,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         api: LocalHttpApi = self.server.api  # type: ignore[attr-defined]
         headers = list(self.headers.items())
         preflight = None
+        host = _host_name(self.headers.get("Host", ""))
         try:
+            if host and host not in (api.host, *LOCAL_HOST_NAMES):
+                # DNS rebinding: a web page of another site, its name resolved to 127.0.0.1,
+                # would read this unauthenticated API (with --cors-origins '*', any page can).
+                raise _BodyRefused(
+                    421, f"this local API answers requests to 127.0.0.1 or localhost, not {host}"
+                )
             body = self._read_body()
         except _BodyRefused as refused:
             # The body is left unread: answer, then close the connection.
