@@ -1019,8 +1019,22 @@ def test_a_stock_change_is_announced_without_posting_anything():
     calls = _posting_writes(pipeline)
     announced = _upsert_only(pipeline, {**CATALOG[0], "in_stock": False, "timestamp": T0 + 5})
     assert announced == {"tent-2p"} and calls == [({}, {})]
+    # Its text is as its row's digest says: its content list and its entries in other rows
+    # stand (stock is filtered at request time), so no row is written but the stock set.
+    rows_before = {item_id: replace(row) for item_id, row in pipeline.similarity.rows.items()}
+    written: list[str] = []
+    put_rows = pipeline.similarity.put_rows
+
+    def recorded(rows):
+        rows = list(rows)
+        written.extend(row.item_id for row in rows)
+        return put_rows(rows)
+
+    pipeline.similarity.put_rows = recorded  # type: ignore[method-assign]
     pipeline.similarity_service.recompute((), (), (), announced)
     assert [item for item, _ in pipeline.similarity.get_list(OUT_OF_STOCK_ROW).items] == ["tent-2p"]
+    assert written == []
+    assert pipeline.similarity.rows == rows_before
 
 
 def test_a_category_change_with_the_same_tokens_is_announced():
