@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -1027,7 +1028,11 @@ def _add_dlq(subparsers: Any) -> None:
         ),
     ):
         action = actions.add_parser(name, help=helptext, description=helptext)
-        action.add_argument("--queue-url", default=None, help="the dead-letter queue URL (e.g. on AWS)")
+        action.add_argument(
+            "--queue-url",
+            default=None,
+            help="the dead-letter queue URL (e.g. on AWS; its region is the URL's unless --region is given)",
+        )
         _add_target_arguments(action, "--queue-url")
         if name == "list":
             action.add_argument("--json", action="store_true", help="one JSON object per dead letter")
@@ -1073,7 +1078,18 @@ def _dlq_target(args: argparse.Namespace) -> Target:
     if args.queue_url is not None:
         # boto3 would take any text and fail later, reaching sqs.<region>.amazonaws.com.
         _check_endpoint(args.queue_url, "--queue-url")
+        if args.region is None and args.endpoint_url is None:
+            # The URL names its region (sqs.<region>.amazonaws.com): a client of the configured
+            # region would answer "the specified queue does not exist".
+            args.region = _queue_url_region(args.queue_url)
     return _target(args, args.queue_url, "--queue-url", lambda o: o["dead_letter_queue_url"])
+
+
+def _queue_url_region(queue_url: str) -> str | None:
+    """The region of an AWS queue URL (https://sqs.eu-west-1.amazonaws.com/...), else None."""
+    host = urllib.parse.urlsplit(queue_url).hostname or ""
+    found = re.fullmatch(r"sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?", host)
+    return found.group(1) if found else None
 
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS's limit (12 h)

@@ -621,3 +621,20 @@ def test_an_unreadable_outputs_file_is_named_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_text", refused)
     with pytest.raises(SystemExit, match=f"^error: cannot read {outputs}: Permission denied$"):
         main(["dlq", "list", "--outputs", str(outputs)])
+
+
+def test_a_queue_url_names_the_region_its_queue_is_in():
+    # Without --region, a client of the configured region answers "the specified queue does
+    # not exist" for a queue of another: the URL says where it is.
+    from streamrec.cli import _dlq_target, build_parser
+
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/streamrec-DeadLetterQueue"
+    args = build_parser().parse_args(["dlq", "list", "--queue-url", url])
+    assert _dlq_target(args).client_kwargs["region_name"] == "eu-west-1"
+    given = build_parser().parse_args(["dlq", "list", "--queue-url", url, "--region", "us-east-1"])
+    assert _dlq_target(given).client_kwargs["region_name"] == "us-east-1"  # --region wins
+    local = "http://127.0.0.1:5000/123456789012/q"
+    moto = build_parser().parse_args(
+        ["dlq", "list", "--queue-url", local, "--endpoint-url", "http://127.0.0.1:5000"]
+    )
+    assert _dlq_target(moto).client_kwargs["region_name"] is None
