@@ -544,6 +544,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         hint = " (--cors-origins)" if "parameter CorsAllowOrigins=" in str(error) else ""
         _status(f"error: {error}{hint}", done=True)
         status = 1
+    except BrokenPipeError:
+        raise  # `streamrec run | head`: main ends it quietly
     except OSError as error:  # the machine's (a full disk): one line, as main says it
         _status(f"error: {error}", done=True)
         status = 1

@@ -122,8 +122,8 @@ def test_the_listed_entries_bound_the_cache_as_well_as_its_rows():
     assert cache.get("b") is None and cache.weight == 8
     cache.put("a", [0] * 1)  # replacing an entry replaces its weight
     assert cache.weight == 5
-    cache.put("huge", [0] * 11)  # alone over the budget: kept by nothing
-    assert cache.weight == 0 and len(cache) == 0
+    cache.put("huge", [0] * 11)  # alone over the budget: not kept, and nothing evicted for it
+    assert cache.weight == 5 and len(cache) == 2 and cache.get("huge") is None
     # Rows weigh what they list; the budget follows the function's memory.
     config = cache_config({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"})
     assert config.max_listed == 2 * cache_config({}).max_listed == 2 * CacheConfig().max_listed

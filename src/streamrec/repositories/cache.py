@@ -141,6 +141,8 @@ class TtlLruCache[V]:
             return
         self.discard(key)
         weight = self.weigh(value) if self.weigh is not None else 0
+        if self.max_weight is not None and weight > self.max_weight:
+            return  # alone over the budget: kept by nothing, and evicting the rest for it
         self._entries[key] = (self.clock(), value, weight)
         self.weight += weight
         while len(self._entries) > self.max_entries or (
