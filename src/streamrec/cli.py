@@ -2601,9 +2601,20 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------
+def _installed_version() -> str:
+    """The installed package's version (pyproject.toml's), or "unknown" outside an install."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("streamrec")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="streamrec", description="streamrec: real-time recommendations")
+    parser.add_argument("--version", action="version", version=f"streamrec {_installed_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_run(subparsers)
     _add_faults(subparsers)

@@ -638,3 +638,12 @@ def test_a_queue_url_names_the_region_its_queue_is_in():
         ["dlq", "list", "--queue-url", local, "--endpoint-url", "http://127.0.0.1:5000"]
     )
     assert _dlq_target(moto).client_kwargs["region_name"] is None
+
+
+def test_version_names_the_installed_release(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as shown:
+        main(["--version"])
+    assert shown.value.code == 0
+    assert capsys.readouterr().out == f"streamrec {version('streamrec')}\n"
