@@ -1590,10 +1590,10 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
 
     _check_target_flags(args, args.table, "--table")
     coupons = read_coupon_file(args.file)
-    _refuse_full_scopes(args.file, coupons, time.time())
+    now = time.time()
+    _refuse_full_scopes(args.file, coupons, now)
     # The coupons the file ends first (valid_to passed), else in file order: a file that
     # ends campaigns and starts as many in a full scope frees their slots before it fills them.
-    now = time.time()
     coupons.sort(key=lambda coupon: coupon[1].valid_to > now)
     target = _coupons_target(args)
     loaded = 0
@@ -2602,7 +2602,7 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
 # entry point
 # --------------------------------------------------------------------------------------
 def _installed_version() -> str:
-    """The installed package's version (pyproject.toml's), or "unknown" outside an install."""
+    """The installed package's version; "unknown (not installed)" from a bare source tree."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
