@@ -1566,7 +1566,7 @@ def _refuse_full_scopes(path: Path, coupons: Sequence[tuple[str, Any]], now: flo
     """SystemExit, before anything is sent, when the file alone defines more coupons that
     have not expired in one scope than a scope lists (COUPONS_PER_SCOPE)."""
     from streamrec.domain.coupons import scope_keys
-    from streamrec.repositories.base import COUPONS_PER_SCOPE
+    from streamrec.repositories.base import COUPONS_PER_SCOPE, scope_words
 
     live: dict[str, int] = {}
     for _, spec in coupons:
@@ -1575,9 +1575,7 @@ def _refuse_full_scopes(path: Path, coupons: Sequence[tuple[str, Any]], now: flo
                 live[key] = live.get(key, 0) + 1
     over = sorted((key for key, count in live.items() if count > COUPONS_PER_SCOPE), key=lambda k: -live[k])
     if over:
-        named = [
-            f"{key.replace('cat:', 'category ', 1).replace('item:', 'item ', 1)}: {live[key]}" for key in over
-        ]
+        named = [" ".join(scope_words(key)) + f": {live[key]}" for key in over]
         raise SystemExit(
             f"error: nothing loaded; {path} defines more coupons that have not expired in one scope "
             f"than a scope lists ({COUPONS_PER_SCOPE}):\n" + _first_lines(named, 10)

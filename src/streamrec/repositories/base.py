@@ -232,14 +232,21 @@ PRUNE_SAMPLE = 100
 COUPONS_PER_SCOPE = 500
 
 
+def scope_words(scope_key: str) -> tuple[str, str]:
+    """A scope key's kind and name in words: ``cat:camping`` is ("category", "camping"),
+    ``item:tent-1`` ("item", "tent-1")."""
+    kind, _, name = scope_key.partition(":")
+    return ("category" if kind == "cat" else "item"), name
+
+
 class ScopeFullError(ValueError):
     """A definition would take a scope past :data:`COUPONS_PER_SCOPE` coupons that have not
     expired (those that have were pruned first). Retrying does not help; nothing of the
     coupon's own row was written."""
 
     def __init__(self, coupon_id: str, scope_key: str) -> None:
-        kind, _, name = scope_key.partition(":")
-        scope = f"category {name!r}" if kind == "cat" else f"item {name!r}"
+        kind, name = scope_words(scope_key)
+        scope = f"{kind} {name!r}"
         super().__init__(
             f"coupon {coupon_id!r} not defined: its scope, {scope}, already lists {COUPONS_PER_SCOPE} "
             "coupons that have not expired (the most one scope lists); define it once some of them "

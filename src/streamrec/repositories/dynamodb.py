@@ -743,17 +743,13 @@ def _encode_lists(row: SimilarityRow, names: tuple[str, ...], index_name: str) -
     for name in names:
         entries: list[list[Any]] = []
         for n in getattr(row, name):
-            if n.category is not None and n.category not in index:
+            position = None if n.category is None else index.get(n.category)
+            if n.category is not None and position is None:
                 added = len(_json(n.category).encode()) + 1  # and its comma
-                if index_bytes + added > CATEGORY_INDEX_BUDGET_BYTES:
-                    entries.append([n.item_id, n.score])
-                    continue
-                index_bytes += added
-                index[n.category] = len(index)
-            if n.category is None:
-                entries.append([n.item_id, n.score])
-            else:
-                entries.append([n.item_id, n.score, index[n.category]])
+                if index_bytes + added <= CATEGORY_INDEX_BUDGET_BYTES:
+                    index_bytes += added
+                    position = index[n.category] = len(index)
+            entries.append([n.item_id, n.score] if position is None else [n.item_id, n.score, position])
         encoded[name] = {"S": _json(entries)}
     encoded[index_name] = {"S": _json(list(index))}
     return encoded
@@ -1350,37 +1346,16 @@ class DynamoCouponRepository:
 
     def _unindex_refused(self, keys: Sequence[str], coupon_id: str) -> None:
         """Take a refused definition's id out of ``keys`` where the coupon's stored row (read
-        now) names no such scope, each in a transaction that holds only while the row is
-        still the one read (or still absent), as a prune does: a redefinition landing
-        meanwhile keeps its entries."""
+        now) names no such scope, each guarded as a prune is (:meth:`_unlist_if_unchanged`):
+        a redefinition landing meanwhile keeps its entries."""
         stored = self.table.call(
             "get_item", TableName=self.table.name, Key=self._key(coupon_id), ConsistentRead=True
         ).get("Item")
         named = set(_coupon_from_item(stored).scope_keys()) if stored else set()
-        unchanged: dict[str, Any] = (
-            {"ConditionExpression": "spec = :spec", "ExpressionAttributeValues": {":spec": stored["spec"]}}
-            if stored
-            else {"ConditionExpression": "attribute_not_exists(coupon_id)"}
-        )
+        as_read = {coupon_id: stored} if stored else {}
         for key in keys:
-            if key in named:
-                continue
-            update = {
-                "Update": {
-                    "TableName": self.table.name,
-                    "Key": self._key(SCOPE_ROW_PREFIX + key),
-                    "UpdateExpression": "DELETE coupons :id",
-                    "ExpressionAttributeValues": {":id": {"SS": [coupon_id]}},
-                }
-            }
-            check = {
-                "ConditionCheck": {"TableName": self.table.name, "Key": self._key(coupon_id), **unchanged}
-            }
-            try:
-                self.table.call("transact_write_items", TransactItems=[update, check])
-            except ClientError as error:
-                if error_code(error) != "TransactionCanceledException":
-                    raise
+            if key not in named:
+                self._unlist_if_unchanged(SCOPE_ROW_PREFIX + key, [coupon_id], as_read)
 
     def put(self, coupon_id: str, spec: CouponSpec, now: float | None = None) -> Coupon:
         """Read, then write conditionally on ``redeemed`` not having moved (retried), so a
@@ -1475,40 +1450,48 @@ class DynamoCouponRepository:
         still_listed: set[str] = set()
         for row_key, coupon_ids in sorted(members.items()):
             for chunk in _chunks(sorted(coupon_ids & expired), PRUNE_CHECKS):
-                checks = [
-                    {
-                        "ConditionCheck": {
-                            "TableName": self.table.name,
-                            "Key": self._key(coupon_id),
-                            **(
-                                {
-                                    "ConditionExpression": "spec = :spec",
-                                    "ExpressionAttributeValues": {":spec": stored[coupon_id]["spec"]},
-                                }
-                                if coupon_id in stored
-                                else {"ConditionExpression": "attribute_not_exists(coupon_id)"}
-                            ),
-                        }
-                    }
-                    for coupon_id in chunk
-                ]
-                update = {
-                    "Update": {
-                        "TableName": self.table.name,
-                        "Key": self._key(row_key),
-                        "UpdateExpression": "DELETE coupons :gone",
-                        "ExpressionAttributeValues": {":gone": {"SS": list(chunk)}},
-                    }
-                }
-                try:
-                    self.table.call("transact_write_items", TransactItems=[update, *checks])
-                except ClientError as error:
-                    if error_code(error) != "TransactionCanceledException":
-                        raise
-                    still_listed.update(chunk)
-                    continue
-                removed.update(chunk)
+                (removed if self._unlist_if_unchanged(row_key, chunk, stored) else still_listed).update(chunk)
         return removed - still_listed
+
+    def _unlist_if_unchanged(
+        self, index_row: str, coupon_ids: Sequence[str], stored: Mapping[str, dict[str, Any]]
+    ) -> bool:
+        """Take ``coupon_ids`` (at most PRUNE_CHECKS) out of the index row ``index_row`` in one
+        transaction that holds only while each coupon's row is still the one read
+        (``stored``), or still absent when ``stored`` lacks it: a coupon redefined meanwhile
+        keeps its entry. False when the transaction was cancelled (nothing taken out)."""
+        checks = [
+            {
+                "ConditionCheck": {
+                    "TableName": self.table.name,
+                    "Key": self._key(coupon_id),
+                    **(
+                        {
+                            "ConditionExpression": "spec = :spec",
+                            "ExpressionAttributeValues": {":spec": stored[coupon_id]["spec"]},
+                        }
+                        if coupon_id in stored
+                        else {"ConditionExpression": "attribute_not_exists(coupon_id)"}
+                    ),
+                }
+            }
+            for coupon_id in coupon_ids
+        ]
+        update = {
+            "Update": {
+                "TableName": self.table.name,
+                "Key": self._key(index_row),
+                "UpdateExpression": "DELETE coupons :gone",
+                "ExpressionAttributeValues": {":gone": {"SS": list(coupon_ids)}},
+            }
+        }
+        try:
+            self.table.call("transact_write_items", TransactItems=[update, *checks])
+        except ClientError as error:
+            if error_code(error) != "TransactionCanceledException":
+                raise
+            return False
+        return True
 
     def indexed_scopes(self) -> list[str]:
         """A Scan of the keys alone (paged), keeping the index rows that list a coupon (a
