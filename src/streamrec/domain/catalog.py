@@ -504,12 +504,11 @@ class ContentIndex:
         if not items:
             return []
         own = {item_id: row for item_id, row in own.items() if item_id not in unchanged}
-        # Only an item whose tokens or category changed is scored again in those rows: a
-        # stock change leaves its entries as they were.
+        # The rows each remaining item's row lists or is held by: its tokens or category
+        # changed, so it is scored again in them.
         before = {
             item_id: list(dict.fromkeys([*(n.item_id for n in row.content), *row.holders]))
             for item_id, row in own.items()
-            if row.content_digest != digests[item_id]
         }
         lists, rescored, seen = self.neighbours(items, before)
         limit = self.settings.content_merge_limit
