@@ -441,10 +441,10 @@ class RecommendationService:
             # scores and its category's popular share must not change with what is excluded
             # (the behaviour scores are scaled by the best neighbour before any is filtered).
             content = admitted(row.content)
-            listed, discovery = self._blend_similar(
+            listed, reserved = self._blend_similar(
                 item_id, row, collaborative, content, k, behaviour_peak(row)
             )
-            return self._with_popular_share(row, listed, discovery, lists, excluded, k, list_filter)
+            return self._with_popular_share(row, listed, reserved, lists, excluded, k, list_filter)
         listed = [
             Recommendation(n.item_id, n.score, SOURCE_SIMILAR, [viewed], [item_id]) for n in collaborative[:k]
         ]
@@ -455,19 +455,20 @@ class RecommendationService:
         self,
         row: SimilarityRow,
         listed: list[Recommendation],
-        discovery: set[str],
+        reserved: set[str],
         lists: dict[str, PopularList],
         excluded: set[str],
         k: int,
         list_filter: ListFilter,
     ) -> RecommendationList:
         """A cold item's list: its best ``k − s`` look-alikes and neighbours (the
-        ``discovery`` items, its reserved content-only slots, kept among them), then ``s``
-        items popular in its category, s = round(k · cold_popular_share · coldness) (halves
-        to even), at most k − 1 (so k = 1 is its single best item). What a product nobody has
-        bought yet is bought with is more often a best seller of its category than a
-        look-alike; the share falls as its support grows. Only for an item whose category is
-        known (its row's, or the filter's): the category's list costs a second read."""
+        ``reserved`` items, those holding its content-only and behaviour-only slots, kept
+        among them), then ``s`` items popular in its category,
+        s = round(k · cold_popular_share · coldness) (halves to even), at most k − 1 (so
+        k = 1 is its single best item). What a product nobody has bought yet is bought with
+        is more often a best seller of its category than a look-alike; the share falls as
+        its support grows. Only for an item whose category is known (its row's, or the
+        filter's): the category's list costs a second read."""
         share = self.settings.cold_popular_share * coldness(row, self.settings)
         source = list_filter.category or row.category
         slots = min(round(k * share), k - 1) if source else 0
@@ -481,13 +482,13 @@ class RecommendationService:
             if item not in excluded and list_filter.admits(item, source)
         ]
         while slots > 0:  # fewer popular items than slots: the look-alikes keep the rest
-            head = {r.item_id for r in _keeping(listed, k - slots, discovery)}
+            head = {r.item_id for r in _keeping(listed, k - slots, reserved)}
             available = sum(1 for item in popular if item not in head)
             if available >= slots:
                 break
             slots = available
         mixed = _pad_with_popular(
-            _keeping(listed, k - slots, discovery), lists, excluded, k, list_filter, own
+            _keeping(listed, k - slots, reserved), lists, excluded, k, list_filter, own
         )
         fallback = not listed
         return RecommendationList(_pad_with_popular(mixed, lists, excluded, k, list_filter), fallback)
