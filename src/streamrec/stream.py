@@ -267,7 +267,7 @@ def process_batch(
 
     def dead_letter_failures(failures: list[FailedRecord]) -> None:
         letters = []
-        for failure in failures:
+        for position, failure in enumerate(failures):
             record, error = failure.record, failure.error
             prefix = (
                 f"{WRITE_REJECTED} (count rows written before it keep its increments: a re-drive "
@@ -283,6 +283,9 @@ def process_batch(
                     "sequence_number": record.kinesis.sequence_number,
                     "error_type": type(error).__name__,
                 },
+                # Where it failed: after a faulty deploy every record lands here, and the
+                # letters' reasons carry only the message. Once per isolation, not per record.
+                exc_info=error if position == 0 else None,
             )
         send(letters)  # now, before a later record is applied (see apply_isolating)
 

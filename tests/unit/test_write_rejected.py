@@ -145,6 +145,27 @@ def test_a_planning_failure_is_still_processing_failed_and_redriven(monkeypatch,
         assert [entry.item_id for entry in service.users.get("u1").items] == ["X"]
 
 
+def test_a_record_that_keeps_failing_logs_where_it_failed_once_per_isolation(monkeypatch, caplog):
+    # After a faulty deploy every record is dead-lettered with the message alone: the log
+    # must hold the traceback, once (not once per record).
+    from streamrec.domain import ingest
+
+    def plan_batch(stored, events, *args, **kwargs):
+        raise AttributeError("'NoneType' object has no attribute 'items'")
+
+    monkeypatch.setattr(ingest, "plan_batch", plan_batch)
+    sink = InMemoryDeadLetterSink()
+    batch = {"Records": [_record(300 + n, _view(n, f"u{n}", "X")) for n in range(3)]}
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+    process_batch(batch, None, processor, parse_record, ingest_records(_ingest()), sink)
+    assert len(sink.letters) == 3
+    failures = [r for r in caplog.records if r.getMessage().startswith("record processing keeps failing")]
+    assert len(failures) == 3
+    traces = [r.exc_info for r in failures if r.exc_info]
+    assert len(traces) == 1
+    assert traces[0][0] is AttributeError and traces[0][2].tb_next is not None  # a traceback
+
+
 def test_a_request_botocore_refuses_to_send_is_deterministic():
     # Retried, it would be refused again for good, holding its shard (retries are unbounded).
     refused = ParamValidationError(report="Invalid length for parameter Key.item_id.S, value: 0")
