@@ -1,7 +1,8 @@
 """Configuration, read in one place from environment variables set by template.yaml.
 
 Handlers call :func:`load_settings` at cold start. The API's cache reads its own two
-variables (``repositories/cache.py``); no other production code reads ``os.environ``.
+variables and the function's memory size (``repositories/cache.py``); no other production
+code reads ``os.environ``.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Settings:
     two_hop_sources: int = 20
     two_hop_size: int = 50
     two_hop_weight: float = 0.5
+    # The items bought last that a user row keeps; also how many items its cart keeps.
     purchased_kept: int = 500
     recent_event_ids_kept: int = 100
     # The coupons a user row counts redemptions of: the ones redeemed last. A coupon pushed
@@ -106,6 +108,9 @@ class Settings:
     # them; the user row remembers the (item, hour) pairs touched last, at most this many
     # (one touching more can count an item's hour again, once per this many).
     trend_items_kept: int = 20
+    # The items whose last purchase or removal time the user row keeps (UserState.cart_left):
+    # an add to the cart older than it, arriving after it, is not applied to the cart.
+    cart_left_kept: int = 50
     # Coupons (P4): the user row keeps its engagement with each category (at most
     # ``categories_kept``, the weakest evicted), decayed with this half-life and weighted by
     # these weights. A coupon's relevance is the coupon model's probability that the user buys
@@ -226,6 +231,8 @@ class Settings:
             raise ConfigurationError(f"HISTORY_LENGTH={self.history_length}; expected 1..96")
         if not 0.0 <= self.category_blend <= 1.0:
             raise ConfigurationError(f"CATEGORY_BLEND={self.category_blend}; expected 0..1")
+        if self.cart_left_kept < 0:
+            raise ConfigurationError(f"cart_left_kept={self.cart_left_kept}; expected at least 0")
         if self.trend_items_kept < 1:
             raise ConfigurationError(f"trend_items_kept={self.trend_items_kept}; expected at least 1")
         if self.count_row_budget_kb != 0 and not 4 <= self.count_row_budget_kb <= 399:

@@ -5,7 +5,9 @@ repositories) from the definitions in the README: per user, the last ``history``
 items with a_ui = the largest weight given; c_ii = sum of a_ui increments, c_ij = sum of
 min(a_ui, a_uj) increments while both are in the window. An event more than
 ``late_seconds`` older than the newest event on the user's window items is late: it is
-counted, but enters neither the window nor a basket.
+counted, but enters neither the window nor a basket. An add to the cart stamped at or
+before its item's newest purchase or removal by the user is stale: it enters the window
+but neither the cart nor a basket.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
     Returns (pair_counts {i: {j: c_ij}}, item_weight {i: c_ii}, event_counts {i: {type: n}},
     late {indices of the late events}, leaves {indices of the remove_from_cart events that
     took their item out of the cart}, checkouts {index of each cart add and purchase:
-    (whether the cart held its item, the cart's items after it)}). The cart: add_to_cart puts an item in,
-    remove_from_cart and purchase take it out; a late event puts nothing in, and takes its
-    item out only when no window item shows a newer event on it.
+    (whether the cart held its item, the cart's items after it)}, stale {indices of the
+    stale adds}). The cart: add_to_cart puts an item in, unless stale; remove_from_cart and
+    purchase take it out; a late event puts nothing in, and takes its item out only when no
+    window item shows a newer event on it.
     """
     windows: dict[str, list[list]] = defaultdict(list)  # [item, a_ui, its newest event time]
     carts: dict[str, list[str]] = defaultdict(list)
@@ -34,6 +37,8 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
     norms: dict[str, float] = defaultdict(float)
     counts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     late: set[int] = set()
+    stale: set[int] = set()
+    exits: dict[str, dict[str, float]] = defaultdict(dict)  # user -> item -> newest exit time
     for index, event in enumerate(events):
         user, item, weight = event["user_id"], event["item_id"], weights[event["event_type"]]
         if event["event_id"] in seen_ids[user]:
@@ -48,8 +53,12 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
         if window and when < max(s[2] for s in window) - late_seconds:
             late.add(index)
             removal = removal and not any(s[0] == item and s[2] > when for s in window)
+        elif kind == "add_to_cart" and when <= exits[user].get(item, -math.inf):
+            stale.add(index)
         elif kind == "add_to_cart" and item not in cart:
             cart.append(item)
+        if kind in ("remove_from_cart", "purchase"):
+            exits[user][item] = max(when, exits[user].get(item, when))
         if removal:
             cart.remove(item)
             if kind == "remove_from_cart":
@@ -81,7 +90,7 @@ def reference_counts(events, weights, history, late_seconds=math.inf):
                 if gain > 0:
                     pairs[item][other] += gain
                     pairs[other][item] += gain
-    return pairs, norms, counts, late, leaves, checkouts
+    return pairs, norms, counts, late, leaves, checkouts, stale
 
 
 def reference_rows(pairs, norms, measure, k):

@@ -153,3 +153,55 @@ def test_the_late_bound_is_at_least_the_clock_skew_the_parser_accepts():
     for bad in ("12", "-1", "nan"):
         with pytest.raises(ConfigurationError, match="LATE_EVENT_HOURS"):
             load_settings({"LATE_EVENT_HOURS": bad})
+
+
+def test_an_add_arriving_after_the_items_purchase_or_removal_leaves_the_cart_and_basket():
+    # Minutes out of order (not late): the shop's server sent the purchase and the removal,
+    # the app its buffered cart adds afterwards.
+    live = _live()
+    state, plan = _replay(
+        live,
+        [
+            _event("purchase", "tent", NOW + 120),
+            _event("add_to_cart", "tent", NOW + 60),
+            _event("add_to_cart", "shirt-M", NOW + 100),
+            _event("remove_from_cart", "shirt-L", NOW + 130),
+            _event("add_to_cart", "shirt-L", NOW + 105),
+            _event("purchase", "shirt-M", NOW + 140),
+        ],
+    )
+    assert state.cart == [] and plan.stale_cart_adds == 2 and plan.late_events == 0
+    # The removed size was never in the basket: no pair of it with the size bought.
+    basket_pairs = {
+        (row, other)
+        for (row, _), deltas in plan.cooccurrence.items()
+        if row.startswith("#b:")
+        for _, other, _ in deltas
+    }
+    assert ("#b:shirt-M", "tent") in basket_pairs  # (the live cart's tent was in the basket)
+    assert not any("shirt-L" in row or other == "shirt-L" for row, other in basket_pairs), basket_pairs
+    # The adds are still interest in the item (its recent entry), as any event.
+    assert {"tent", "shirt-L", "shirt-M"} <= {entry.item_id for entry in state.items}
+    # An add after the purchase (a repeat order) goes in as ever.
+    again, plan = _replay(state, [_event("add_to_cart", "tent", NOW + 200)])
+    assert again.cart == ["tent"] and plan.stale_cart_adds == 0
+
+
+def test_the_cart_exits_kept_are_the_newest_time_of_the_items_touched_last():
+    settings = replace(SETTINGS, cart_left_kept=2)
+    state, _ = _replay(
+        None,
+        [
+            _event("purchase", "a", NOW + 10),
+            _event("remove_from_cart", "b", NOW + 20),
+            _event("remove_from_cart", "a", NOW + 5),  # older than a's purchase: keeps 10
+            _event("purchase", "c", NOW + 30),
+        ],
+        settings,
+    )
+    assert state.cart_left == {"a": NOW + 10, "c": NOW + 30}
+    # b was forgotten: its old add now goes in (the bound's price, as for any late state).
+    again, _ = _replay(
+        state, [_event("add_to_cart", "b", NOW + 15), _event("add_to_cart", "a", NOW + 9)], settings
+    )
+    assert again.cart == ["b"]

@@ -71,6 +71,7 @@ def _user_at_every_bound(settings: Settings) -> UserState:
         event_counts={"view": 10**6, "add_to_cart": 10**5, "purchase": 10**4},
         redemptions={_ascii_id("coupon", n): 10**6 for n in range(settings.redemptions_kept)},
         trend_counted={(_ascii_id("t", n), 490_000 + n): 1.5 for n in range(settings.trend_items_kept)},
+        cart_left={_ascii_id("l", n): T0 + n + 0.123456 for n in range(settings.cart_left_kept)},
     )
 
 
@@ -86,6 +87,7 @@ def test_a_user_row_at_every_bound_with_emoji_ids_and_categories_is_stored(aws):
     assert [entry.category for entry in stored.items] == [entry.category for entry in state.items]
     assert set(stored.categories) == set(state.categories)
     assert stored.trend_counted == state.trend_counted
+    assert stored.cart_left == state.cart_left
 
 
 def test_the_popular_categories_list_of_emoji_categories_fits_one_row(aws):

@@ -29,12 +29,12 @@ import numpy as np
 
 from streamrec.bench.dynamo import MeteredDynamoClient, TableMeter, read_units, row_kind, write_units
 from streamrec.domain.catalog import CatalogService, SequencedUpsert
-from streamrec.domain.ingest import BASKET_EVENT_TYPES, IngestService, SequencedEvent
+from streamrec.domain.ingest import IngestService, SequencedEvent
 from streamrec.domain.model import POPULAR_ROW, Delta, HistoryItem, UserState, basket_row, sequence_key
 from streamrec.domain.recommend import RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.domain.trends import TrendsService
-from streamrec.events import parse_event, parse_item_upsert
+from streamrec.events import BASKET_EVENT_TYPES, parse_event, parse_item_upsert
 from streamrec.repositories.cache import CacheConfig, CachingSimilarityRepository
 from streamrec.repositories.dynamodb import (
     COUNT_PREFIX,

@@ -5,9 +5,9 @@ The work is split in two so that a batch's effect is a pure function of its inpu
 1. :func:`plan_batch` (pure) replays the events over the users' stored states in memory
    and returns the new states and every count increment, each tagged with the sequence
    number of the record that caused it.
-2. :class:`IngestService.apply` writes: count rows first (one guarded write per distinct
-   row), then the changed-items announcement, then the users (one conditional write per
-   user). A crash anywhere leaves users unwritten or every count row already holding the
+2. :meth:`IngestService.ingest` writes: count rows first (one guarded write per distinct
+   row), the trend counters and coupon redemptions, then the changed-items announcement,
+   then the users (one conditional write per user). A crash anywhere leaves users unwritten or every count row already holding the
    batch, and the replay guards make the retry add only what is missing.
 
 Counts follow the max-based weighted co-occurrence (see ../shared/NOTES.md): with
@@ -34,7 +34,7 @@ from streamrec.domain.model import (
     popularity_increment,
 )
 from streamrec.domain.trends import HOUR, plan_trends
-from streamrec.events import COUPON_REDEEMED, UserEvent
+from streamrec.events import BASKET_EVENT_TYPES, COUPON_REDEEMED, UserEvent
 from streamrec.repositories.base import (
     CatalogRepository,
     ChangePublisher,
@@ -51,7 +51,8 @@ USERS = "users"  # distinct users, in the totals row
 EVENTS = "events"  # events applied, in the totals row
 BASKETS = "b"  # baskets holding the item in an item-stats row; all baskets in the totals row
 PURCHASE = "purchase"
-BASKET_EVENT_TYPES = ("add_to_cart", PURCHASE)
+# The events that take an item out of the cart.
+CART_EXITS = ("remove_from_cart", PURCHASE)
 
 
 def event_count_attribute(event_type: str) -> str:
@@ -90,6 +91,8 @@ class BatchPlan:
     # Applied events that were late for their user (is_late): not in the recent items, cart
     # or basket.
     late_events: int = 0
+    # Adds to the cart older than the item's last purchase or removal (see UserState.cart_left).
+    stale_cart_adds: int = 0
     # (sequence, coupon id) of each coupon_redeemed event applied, in stream order.
     redemptions: list[tuple[str, str]] = field(default_factory=list)
     # Their outcomes on the coupon rows (redeemed, exhausted, duplicate, unknown), once written.
@@ -132,10 +135,29 @@ def late_removal_applies(state: UserState, event: UserEvent) -> bool:
     cart: unless the user's recent items show a newer event on the item (an add after it,
     say), nothing says the item went back in since. A late add never applies: the item may
     have been bought or removed since."""
-    if event.event_type not in ("remove_from_cart", PURCHASE) or event.item_id not in state.cart:
+    if event.event_type not in CART_EXITS or event.item_id not in state.cart:
         return False
     entry = state.find(event.item_id)
     return entry is None or entry.ref_time <= event.timestamp
+
+
+def is_stale_cart_add(state: UserState, event: UserEvent) -> bool:
+    """Whether ``event`` adds to the cart an item bought or removed at or after its time:
+    it arrived out of order (events from several producers: the shop's server and an app
+    that buffers its beacons), and applied in arrival order it would put the item back in
+    the cart for good and count it in the basket."""
+    if event.event_type != "add_to_cart":
+        return False
+    left = state.cart_left.get(event.item_id)
+    return left is not None and left >= event.timestamp
+
+
+def _remember_cart_exit(state: UserState, event: UserEvent, settings: Settings) -> None:
+    """Keep the time of a purchase or removal of the item (the newest, touched last)."""
+    left = state.cart_left.pop(event.item_id, event.timestamp)
+    state.cart_left[event.item_id] = max(left, event.timestamp)
+    while len(state.cart_left) > settings.cart_left_kept:
+        del state.cart_left[next(iter(state.cart_left))]
 
 
 def _remember_late_purchase(state: UserState, item: str, settings: Settings) -> None:
@@ -241,9 +263,12 @@ def plan_batch(
             plan_trends(plan.trends, event, seq, trend_weight(state, event, weight, settings))
         late = is_late(state, event, settings)
         removes = late and late_removal_applies(state, event)
+        stale_add = not late and is_stale_cart_add(state, event)
         # Before the cart changes: it counts cart items (a late event changes them only by
         # a removal that still applies).
-        apply_to_categories(state, event, settings, cart_changes=not late or removes)
+        apply_to_categories(state, event, settings, cart_changes=removes if late else not stale_add)
+        if event.event_type in CART_EXITS:
+            _remember_cart_exit(state, event, settings)
         if late:
             plan.late_events += 1
             if removes:
@@ -253,9 +278,13 @@ def plan_batch(
             if event.event_type == PURCHASE:
                 _remember_late_purchase(state, event.item_id, settings)
             continue
-        was_in_cart = event.item_id in state.cart
-        _apply_to_cart(state, event, settings)
-        _apply_to_basket(state, event, seq, plan, settings, was_in_cart)
+        if stale_add:
+            # Still an interest in the item (history), but the cart and basket moved on.
+            plan.stale_cart_adds += 1
+        else:
+            was_in_cart = event.item_id in state.cart
+            _apply_to_cart(state, event, settings)
+            _apply_to_basket(state, event, seq, plan, settings, was_in_cart)
         _apply_to_history(state, event, seq, weight, plan, settings)
     return plan
 
@@ -296,7 +325,7 @@ def trend_weight(state: UserState, event: UserEvent, weight: float, settings: Se
 def _apply_to_cart(state: UserState, event: UserEvent, settings: Settings) -> None:
     if event.event_type == "add_to_cart":
         _remember(state.cart, event.item_id, settings.purchased_kept)
-    elif event.event_type in ("remove_from_cart", PURCHASE) and event.item_id in state.cart:
+    elif event.event_type in CART_EXITS and event.item_id in state.cart:
         state.cart.remove(event.item_id)
     if event.event_type == PURCHASE:
         _remember(state.purchased, event.item_id, settings.purchased_kept)

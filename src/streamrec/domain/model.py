@@ -174,6 +174,10 @@ class UserState:
     # (item, hour (epoch seconds // 3600)) -> the weight trending counted for the user's
     # events on the item in that hour, the pairs touched last kept: see ingest.trend_weight.
     trend_counted: dict[tuple[str, int], float] = field(default_factory=dict)
+    # item -> the newest time of a purchase or removal of it: an add stamped before it that
+    # arrives after it (an app's buffered beacon, a re-drive) leaves the cart and basket as
+    # they are. The items touched last, ``cart_left_kept`` of them.
+    cart_left: dict[str, float] = field(default_factory=dict)
 
     def copy(self) -> UserState:
         """An independent copy (new lists and entries; faster than ``copy.deepcopy`` and,
@@ -195,6 +199,7 @@ class UserState:
             basket_bought=list(self.basket_bought),
             event_counts=dict(self.event_counts),
             trend_counted=dict(self.trend_counted),
+            cart_left=dict(self.cart_left),
         )
 
     def find(self, item_id: str) -> HistoryItem | None:

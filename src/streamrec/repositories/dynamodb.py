@@ -413,6 +413,7 @@ def user_to_item(state: UserState, version: int) -> dict[str, Any]:
         },
         "event_counts": {"S": _json(state.event_counts)},
         "trend": {"S": _json([[item, hour, weight] for (item, hour), weight in state.trend_counted.items()])},
+        "cart_left": {"S": _json(state.cart_left)},
     }
 
 
@@ -461,6 +462,8 @@ def user_from_item(item: dict[str, Any]) -> UserState:
         basket_bought=rest[0] if rest else [],
         event_counts=json.loads(item.get("event_counts", {}).get("S", "{}")),
         trend_counted=_trend_memory(item),
+        # (Rows written before it was kept: none, as if no add arrived out of order.)
+        cart_left=json.loads(item.get("cart_left", {}).get("S", "{}")),
     )
 
 
