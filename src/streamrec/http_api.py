@@ -807,7 +807,9 @@ def build_app(
 
     @app.exception_handler(RepositoryError)
     def storage_unavailable(error: RepositoryError) -> Response:
-        logger.exception("storage call failed")
+        # Throttling comes in storms: the message (operation, table, DynamoDB's error code)
+        # without the trace, some 8 KB a request.
+        logger.error("storage call failed", extra={"error": str(error)})
         return _error(503, "unavailable", "recommendations are temporarily unavailable; retry shortly")
 
     @app.exception_handler(Exception)

@@ -1,6 +1,7 @@
 """Kinesis batch handling shared by the ingest and similarity functions.
 
-Each record is parsed by Powertools' ``BatchProcessor`` (partial batch responses). A record
+Each record is parsed by Powertools' ``BatchProcessor``; the parser never raises, so the
+partial batch response lists no record in practice (a batch fails whole, by raising). A record
 that no retry can fix (not JSON, schema violation) becomes a dead letter with its reason
 and counts as processed, so it never blocks the shard. The valid records are then applied
 together (the point of batching). If that fails:
@@ -252,6 +253,15 @@ def process_batch(
 ) -> PartialItemFailureResponse:
     """Parse every record, apply the valid ones together, dead-letter the invalid ones and
     those whose processing keeps failing (see the module docstring)."""
+    # Every line of the invocation names its batch (a warm container overwrites them): an
+    # operator can then tell which shard a failing or slow batch holds up.
+    raw = event.get("Records") or [{}]
+    logger.append_keys(
+        shard=str(raw[0].get("eventID", "")).split(":", 1)[0] or None,
+        first_sequence=raw[0].get("kinesis", {}).get("sequenceNumber"),
+        last_sequence=raw[-1].get("kinesis", {}).get("sequenceNumber"),
+        batch_size=len(event.get("Records") or []),
+    )
     collector = RecordCollector(parse)
     response = process_partial_response(
         event=event, record_handler=collector, processor=processor, context=context
@@ -265,9 +275,12 @@ def process_batch(
             extra={"count": len(letters), "reasons": sorted({d.reason for d in letters})[:20]},
         )
 
+    traced = False  # one traceback per invocation: bisection calls the below once per record
+
     def dead_letter_failures(failures: list[FailedRecord]) -> None:
+        nonlocal traced
         letters = []
-        for position, failure in enumerate(failures):
+        for failure in failures:
             record, error = failure.record, failure.error
             prefix = (
                 f"{WRITE_REJECTED} (count rows written before it keep its increments: a re-drive "
@@ -284,17 +297,24 @@ def process_batch(
                     "error_type": type(error).__name__,
                 },
                 # Where it failed: after a faulty deploy every record lands here, and the
-                # letters' reasons carry only the message. Once per isolation, not per record.
-                exc_info=error if position == 0 else None,
+                # letters' reasons carry only the message.
+                exc_info=None if traced else error,
             )
+            traced = True
         send(letters)  # now, before a later record is applied (see apply_isolating)
 
     applicable = collector.applicable(response)
-    if applicable:
-        apply_isolating(apply, applicable, dead_letter_failures, getattr(apply, "find_failing", None))
-    if collector.rejected:
-        # A retried batch rejects these again (parsing is pure), so they can wait until here.
-        send(collector.rejected)
+    try:
+        if applicable:
+            apply_isolating(apply, applicable, dead_letter_failures, getattr(apply, "find_failing", None))
+        if collector.rejected:
+            # A retried batch rejects these again (parsing is pure), so they can wait until here.
+            send(collector.rejected)
+    except Exception as error:
+        # Storage throttled or unavailable, a dead letter not sent: Lambda retries the batch.
+        # Expected now and then, so no traceback; the batch's keys say which shard waits.
+        logger.error("batch failed; Lambda retries it", extra={"error": f"{type(error).__name__}: {error}"})
+        raise
     return response
 
 
@@ -382,6 +402,9 @@ class IngestRecords:
                     # Applied, but behind their users' recent items (a backfill, a re-drive):
                     # not in the recent items, cart or basket (domain/ingest.is_late).
                     "late": plan.late_events,
+                    # Adds to the cart older than the item's purchase or removal: out of order
+                    # (domain/ingest.is_stale_cart_add), not put back in the cart.
+                    "stale_cart_adds": plan.stale_cart_adds,
                     "users": len(plan.users),
                     "cooccurrence_rows": len(plan.cooccurrence),
                     "changed_items": len(plan.changed_items),

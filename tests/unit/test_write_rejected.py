@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ParamValid
 
 from streamrec.domain.ingest import IngestService
 from streamrec.events import parse_record
+from streamrec.observability import logger
 from streamrec.reliability.dlq import Letter
 from streamrec.repositories.base import RepositoryError
 from streamrec.repositories.memory import (
@@ -164,6 +165,53 @@ def test_a_record_that_keeps_failing_logs_where_it_failed_once_per_isolation(mon
     traces = [r.exc_info for r in failures if r.exc_info]
     assert len(traces) == 1
     assert traces[0][0] is AttributeError and traces[0][2].tb_next is not None  # a traceback
+
+
+def test_records_whose_writes_keep_failing_log_one_traceback_per_invocation(caplog):
+    # Isolated by bisection, one record at a time: still one traceback, not one per record.
+    counts = RowTooLarge(full=set())
+    service = _ingest(counts)
+    sink = InMemoryDeadLetterSink()
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+    seen_before = {"Records": [_record(400 + n, _view(n, f"u{n}", "A")) for n in range(4)]}
+    process_batch(seen_before, None, processor, parse_record, ingest_records(service), sink)
+    counts.full = {f"I{n}" for n in range(4)}  # each user's next view pairs I<n> with A
+    batch = {"Records": [_record(410 + n, _view(10 + n, f"u{n}", f"I{n}")) for n in range(4)]}
+    process_batch(batch, None, processor, parse_record, ingest_records(service), sink)
+    assert len(sink.letters) == 4
+    failures = [r for r in caplog.records if r.getMessage().startswith("record processing keeps failing")]
+    assert len(failures) == 4 and sum(bool(r.exc_info) for r in failures) == 1
+
+
+def test_a_batch_that_fails_for_a_retry_logs_its_shard_and_sequences(caplog):
+    # Throttled after the client's retries: Lambda retries the batch; the log must say which.
+    class Throttled(InMemoryCooccurrenceRepository):
+        def apply(self, deltas, shard):
+            cause = ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem"
+            )
+            raise RepositoryError("update_item on counts failed: ThrottlingException") from cause
+
+    batch = {"Records": [_record(500 + n, _view(n, "u1", f"I{n}")) for n in range(3)]}
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+    with pytest.raises(RepositoryError):
+        process_batch(
+            batch,
+            None,
+            processor,
+            parse_record,
+            ingest_records(_ingest(Throttled())),
+            InMemoryDeadLetterSink(),
+        )
+    [record] = [r for r in caplog.records if r.getMessage() == "batch failed; Lambda retries it"]
+    failed = json.loads(logger.registered_formatter.format(record))  # as Lambda's log shows it
+    assert "ThrottlingException" in failed["error"] and "exception" not in failed
+    assert (failed["shard"], failed["first_sequence"], failed["last_sequence"], failed["batch_size"]) == (
+        "shardId-000000000000",
+        "500",
+        "502",
+        3,
+    )
 
 
 def test_a_request_botocore_refuses_to_send_is_deterministic():
