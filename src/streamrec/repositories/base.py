@@ -178,8 +178,9 @@ class CouponRepository(Protocol):
 
     def put(self, coupon_id: str, spec: CouponSpec, now: float | None = None) -> Coupon:
         """Create or redefine a coupon. Redemptions already counted are kept: remaining =
-        max(0, budget - redeemed). The coupon is added to its scope's index rows (and
-        removed from a previous scope's); given ``now``, those rows are then pruned."""
+        max(0, budget - redeemed - refused) (``domain.coupons.remaining_after_redefinition``).
+        The coupon is added to its scope's index rows (and removed from a previous scope's);
+        given ``now``, those rows are then pruned."""
         ...
 
     def prune_expired(self, scope_keys: Sequence[str], now: float, limit: int | None = None) -> set[str]:
