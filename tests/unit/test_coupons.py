@@ -25,6 +25,7 @@ from streamrec.domain.coupons import (
     CouponService,
     CouponSpec,
     InvalidCoupon,
+    category_affinities,
     category_reason,
     coupon_record,
     parse_coupon,
@@ -152,6 +153,22 @@ def test_item_scope_uses_the_recent_items():
     state.cart = []
     offered = rank_coupons([coupon(scope={"items": ["stove", "pan"]})], state, NOW, 3, SETTINGS)
     assert offered[0].reasons == ["it applies to pan, which you looked at"]
+
+
+@pytest.mark.parametrize("ranking", ["model", "affinity"])
+def test_a_shopper_back_after_years_is_still_offered_coupons_of_their_scopes(ranking):
+    # 1,100 days at a 24-hour half-life: 0.5 ** 1100 underflows to 0 in float64.
+    settings = replace(SETTINGS, coupon_ranking=ranking)
+    away = NOW - 1100 * DAY
+    state = UserState("u")
+    state.categories = {"camping": CategoryAffinity(1.0, away, {"view": 3})}
+    state.items = [HistoryItem("stove", 2.0, 2.0, away, "purchase", "kitchen")]
+    assert category_affinities(state, NOW, settings) == {"camping": 0.0}
+    candidates = [coupon("camp"), coupon("stove", scope={"items": ["stove"]})]
+    offered = rank_coupons(candidates, state, NOW, 3, settings)
+    assert sorted(c.coupon_id for c in offered) == ["camp", "stove"]
+    # Never engaged is still never offered.
+    assert rank_coupons([coupon(scope={"category": "kitchen"})], state, NOW, 3, settings) == []
 
 
 @pytest.mark.parametrize(

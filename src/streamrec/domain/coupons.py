@@ -8,9 +8,9 @@ a coupon is *offered* only when all of these hold:
 * valid: ``valid_from <= now < valid_to``;
 * not exhausted: ``remaining > 0``;
 * not used up by this user: the user row's redemption count < ``per_user_limit``;
-* in the user's scopes: the user's decayed affinity to the scope is > 0 (the category's
-  entry of the user row, or the summed decayed affinity of the listed items among the
-  recent items);
+* in the user's scopes: the user engaged with the scope (the category's entry of the user
+  row, or a listed item in stock among the recent items, with an affinity > 0 as stored:
+  decayed to ``now`` it may underflow to 0 after a long absence);
 * or, only to fill a list the user's scopes leave shorter than k (``coupon_fill="popular"``):
   a category coupon of one of the shop's most-bought categories (``#popular_categories``,
   forward-decayed purchases), after every coupon of the user's own scopes, with score 0.
@@ -371,12 +371,13 @@ def apply_to_categories(
 
 
 def category_affinities(state: UserState | None, now: float, settings: Settings) -> dict[str, float]:
-    """The user's category affinities decayed to ``now`` (positive ones)."""
+    """The user's category affinities decayed to ``now``, of the categories engaged with
+    (stored affinity > 0: after a long absence the decayed value may underflow to 0, and a
+    returning shopper's categories are still theirs)."""
     if state is None:
         return {}
     half_life = settings.category_half_life_seconds
-    values = {c: entry.at(now, half_life) for c, entry in state.categories.items()}
-    return {c: v for c, v in values.items() if v > 0}
+    return {c: entry.at(now, half_life) for c, entry in state.categories.items() if entry.affinity > 0}
 
 
 def _item_affinities(state: UserState, now: float, settings: Settings) -> dict[str, float]:
@@ -495,6 +496,19 @@ class _RecentItems:
         return cls(factors, sum(e.affinity * factors[e.item_id] for e in state.items) or 1.0)
 
 
+def _engaged(coupon: Coupon, state: UserState, out_of_stock: AbstractSet[str]) -> bool:
+    """Whether the coupon's scope is one of the user's: a category engaged with, or an item
+    list holding one of the user's recent items in stock. Judged on the stored affinities,
+    not the decayed ones, which underflow to 0 after a long absence (1,100 days at a 24-hour
+    half-life)."""
+    scope = coupon.spec.scope
+    if scope.category is not None:
+        entry = state.categories.get(scope.category)
+        return entry is not None and entry.affinity > 0
+    wanted = set(scope.items or ()) - out_of_stock
+    return any(e.affinity > 0 for e in state.items if e.item_id in wanted)
+
+
 def _item_scope_features(
     scope_items: Iterable[str], state: UserState, recent: _RecentItems, out_of_stock: AbstractSet[str]
 ) -> tuple[float, list[float]]:
@@ -581,10 +595,12 @@ def rank_coupons(
     if state is None or not candidates:
         return []
     affinity, features = scope_features(candidates, state, now, settings, out_of_stock)
-    relevance = affinity
+    engaged = np.array([_engaged(c, state, out_of_stock) for c in candidates], dtype=bool)
+    # An engaged scope whose affinity underflowed still ranks (last, by affinity).
+    relevance = np.where(engaged, np.maximum(affinity, np.finfo(np.float64).tiny), 0.0)
     if settings.coupon_ranking == "model":
         propensity = coupon_propensity(features, np.array(settings.coupon_model))
-        relevance = np.where(affinity > 0, propensity, 0.0)
+        relevance = np.where(engaged, propensity, 0.0)
     values = np.array([c.relative_value(settings.coupon_reference_spend) for c in candidates])
     scores = coupon_scores(relevance, values, settings.coupon_value_weight)
     chosen = [(candidates[int(index)], float(scores[index])) for index in top_k(scores, k)]
