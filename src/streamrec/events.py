@@ -274,6 +274,15 @@ class UserEvent(BaseModel):
             return None
         return value
 
+    @field_validator("price", mode="before")
+    @classmethod
+    def _usable_price(cls, value: Any) -> Any:
+        # Nothing reads an event's price: one that breaks the rules (NaN, a string, negative)
+        # is read as none rather than losing the purchase it rides on.
+        # (NaN and infinities fail the range.)
+        usable = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1e9
+        return value if usable else None
+
     @field_validator("quantity", mode="before")
     @classmethod
     def _whole_quantity(cls, value: Any) -> Any:
@@ -468,7 +477,7 @@ def issue_message(issue: Mapping[str, Any], quote_input: bool = True) -> str:
         value = issue.get("input")
         got = json_type(value)
         if kind == "int_type" and isinstance(value, float) and not isinstance(value, bool):
-            got = "a number with a fraction"
+            got = "a number with a fraction" if math.isfinite(value) else "a number that is not finite"
         sent = f" ({quoted(value)})" if quote_input and isinstance(value, str) else ""
         return f"must be {_JSON_TYPES[kind]}, not {got}{sent}"
     return str(issue.get("msg", kind)).removeprefix("Value error, ")
