@@ -7,8 +7,9 @@ The work is split in two so that a batch's effect is a pure function of its inpu
    number of the record that caused it.
 2. :meth:`IngestService.ingest` writes: count rows first (one guarded write per distinct
    row), the trend counters and coupon redemptions, then the changed-items announcement,
-   then the users (one conditional write per user). A crash anywhere leaves users unwritten or every count row already holding the
-   batch, and the replay guards make the retry add only what is missing.
+   then the users (one conditional write per user). A crash anywhere leaves users
+   unwritten or every count row already holding the batch, and the replay guards make the
+   retry add only what is missing.
 
 Counts follow the max-based weighted co-occurrence (see ../shared/NOTES.md): with
 a_ui = the largest event weight user u gave item i among u's recent ``history_length``
@@ -22,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from streamrec.domain.coupons import UNKNOWN, apply_to_categories
+from streamrec.domain.coupons import apply_to_categories
 from streamrec.domain.model import (
     TOTALS_ROW,
     Delta,
@@ -596,9 +597,8 @@ class IngestService:
         """Count redemptions on the coupon rows, in stream order, before the users are
         written (like the count rows: a retry replans them and the guard skips what a row
         already holds)."""
-        if redemptions and self.coupons is None:
+        if not redemptions:
+            return []
+        if self.coupons is None:
             raise RuntimeError("coupon_redeemed events need the coupons table (COUPONS_TABLE)")
-        return [
-            self.coupons.redeem(coupon_id, seq, shard) if self.coupons else UNKNOWN
-            for seq, coupon_id in redemptions
-        ]
+        return [self.coupons.redeem(coupon_id, seq, shard) for seq, coupon_id in redemptions]

@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from streamrec_core import decay, max_normalized_blend, personalized_scores, top_k
+from streamrec_core import UNBOUNDED_MEASURES, decay, max_normalized_blend, personalized_scores, top_k
 
 from streamrec.domain.filters import NO_FILTER, ListFilter
 from streamrec.domain.model import (
@@ -195,16 +195,13 @@ def behaviour_peak(row: SimilarityRow) -> float:
     return row.neighbours[0].score if row.neighbours and row.neighbours[0].score > 0 else 1.0
 
 
-# Measures whose scores have no fixed scale (lift about 1 / c_jj, LLR in the hundreds).
-UNSCALED_MEASURES = frozenset({"lift", "llr"})
-
-
 def self_score(row: SimilarityRow | None, settings: Settings) -> float:
     """A recent item's similarity to itself: ``self_similarity`` on the [0, 1] scale of
     jaccard, cosine, confidence and added value; for lift and LLR, that many times the row's
     strongest score, direct or two-hop (2 absolute units are nothing next to an LLR of
     hundreds, and everything next to a lift of 0.02)."""
-    if row is not None and row.measure in UNSCALED_MEASURES:
+    # Scores with no fixed scale (lift about 1 / c_jj, LLR in the hundreds).
+    if row is not None and row.measure in UNBOUNDED_MEASURES:
         strongest = max((n.score for n in (*row.neighbours[:1], *row.extended[:1])), default=0.0)
         return settings.self_similarity * (strongest if strongest > 0 else 1.0)
     return settings.self_similarity
@@ -637,9 +634,7 @@ class CrossSellService:
                 list_filter,
                 lambda: known_categories(rows, lists, state.items if state else ()),
             )
-            for index in top_k(scores, k):
-                if scores[index] <= 0:
-                    break
+            for index in top_k(scores, k):  # (positive scores only)
                 item_id = ordered[index]
                 if basket[index] > 0:
                     partner = cart[int(source[index])]

@@ -111,11 +111,6 @@ class Letter:
     raw: str
     body: dict[str, Any] | None = None
 
-    @classmethod
-    def from_message(cls, message: dict[str, Any]) -> Letter:
-        raw = message.get("Body", "")
-        return cls(message["MessageId"], message["ReceiptHandle"], raw, cls.parse_body(raw))
-
     @staticmethod
     def parse_body(raw: str) -> dict[str, Any] | None:
         """A message body as a JSON object (None when it is not one)."""
