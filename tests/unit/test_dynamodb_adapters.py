@@ -15,7 +15,7 @@ from streamrec.domain.model import CategoryAffinity, UserState, sequence_key
 from streamrec.domain.recommend import RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import parse_event
-from streamrec.repositories.base import RepositoryError
+from streamrec.repositories.base import ConcurrentUpdateError, RepositoryError
 from streamrec.repositories.dynamodb import (
     COUNT_PREFIX,
     DynamoTable,
@@ -176,6 +176,26 @@ def test_a_row_holding_part_of_a_batch_gets_only_the_rest(aws, monkeypatch):
     assert _dynamo_counts(aws) == {i: r for i, r in expected.items() if r}
     stats = wiring.similarity_service(settings).item_stats.get_many(["#totals"])["#totals"]
     assert stats.events["events"] == 120
+
+
+def test_a_user_row_read_before_a_deletion_or_another_write_is_not_written_back(aws):
+    # The version condition: an ingest batch that read a user before DELETE /users/{id}
+    # must not write the deleted history back (its retry plans from no history).
+    users = DynamoUserRepository(DynamoTable(aws.tables["UsersTable"].name, boto3.client("dynamodb")))
+    users.save_many([UserState("u", cart=["tent"])])
+    read = users.get_many(["u"])["u"]
+    users.delete("u")
+    with pytest.raises(ConcurrentUpdateError):
+        users.save_many([read])
+    assert users.get("u") is None
+    users.save_many([UserState("u")])  # a new row (version 0: the row must not exist)
+    with pytest.raises(ConcurrentUpdateError):
+        users.save_many([UserState("u", cart=["stove"])])
+    stored = users.get_many(["u"])["u"]
+    users.save_many([stored])  # the version read: written
+    with pytest.raises(ConcurrentUpdateError):
+        users.save_many([stored])  # now one behind
+    assert users.get("u").cart == [] and users.get("u").version == 2
 
 
 def test_user_rows_keep_the_category_engagement():

@@ -7,10 +7,20 @@ import json
 import time
 
 import boto3
+import pytest
 from botocore.exceptions import ClientError
 
-from streamrec.domain.model import UserState
+from streamrec.domain.ingest import IngestService, SequencedEvent
+from streamrec.domain.model import UserState, sequence_key
+from streamrec.events import parse_event
 from streamrec.repositories.dynamodb import DynamoCatalogRepository, DynamoTable, DynamoUserRepository
+from streamrec.repositories.memory import (
+    InMemoryChangePublisher,
+    InMemoryCooccurrenceRepository,
+    InMemoryItemStatsRepository,
+    InMemoryUserRepository,
+)
+from streamrec.settings import Settings
 from tests.unit.conftest import BatchGetRecorder, FakeLambdaContext, import_handler, kinesis_event
 
 
@@ -160,3 +170,34 @@ def test_a_redelivered_catalog_record_does_not_replace_a_later_one_of_the_same_t
     assert stored["Item"]["category"]["S"] == "C"
     buys = [key for key in _scan(aws.tables["ItemStatsTable"].name) if key.startswith("#buys:")]
     assert buys == ["#buys:C"]
+
+
+def test_a_batch_whose_announcement_fails_is_announced_by_its_retry():
+    # The changed items are announced before the users are saved: saved first, the retry
+    # would find the events applied (the user rows' guards) and announce nothing, and the
+    # items' similarity rows would wait for their next event.
+    class FailsOnce(InMemoryChangePublisher):
+        failed = False
+
+        def publish(self, *args, **kwargs):
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("PutRecords failed")
+            super().publish(*args, **kwargs)
+
+    publisher = FailsOnce()
+    users = InMemoryUserRepository()
+    service = IngestService(
+        Settings(), users, InMemoryCooccurrenceRepository(), InMemoryItemStatsRepository(), publisher
+    )
+    views = [
+        {"event_id": f"e{n}", "event_type": "view", "user_id": "u", "item_id": item, "timestamp": 1.7e9 + n}
+        for n, item in enumerate(("tent", "stove"))
+    ]
+    batch = [SequencedEvent(sequence_key(n + 1), parse_event(v)) for n, v in enumerate(views)]
+    with pytest.raises(RuntimeError, match="PutRecords failed"):
+        service.ingest(batch, "shardId-000000000000")
+    assert users.get("u") is None  # not saved: the retry plans the batch again
+    service.ingest(batch, "shardId-000000000000")
+    assert publisher.changed == {"tent", "stove"}
+    assert [entry.item_id for entry in users.get("u").items] == ["tent", "stove"]

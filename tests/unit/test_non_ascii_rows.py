@@ -10,6 +10,7 @@ from collections.abc import Callable
 import boto3
 
 from streamrec.domain.catalog import CONTENT_HOLDERS_KEPT
+from streamrec.domain.ingest import SequencedEvent, plan_batch
 from streamrec.domain.model import (
     POPULAR_CATEGORIES_ROW,
     CategoryAffinity,
@@ -18,7 +19,9 @@ from streamrec.domain.model import (
     PopularList,
     SimilarityRow,
     UserState,
+    sequence_key,
 )
+from streamrec.events import parse_event
 from streamrec.repositories.dynamodb import (
     CATEGORY_INDEX_BUDGET_BYTES,
     DynamoSimilarityRepository,
@@ -88,6 +91,25 @@ def test_a_user_row_at_every_bound_with_emoji_ids_and_categories_is_stored(aws):
     assert set(stored.categories) == set(state.categories)
     assert stored.trend_counted == state.trend_counted
     assert stored.cart_left == state.cart_left
+
+
+def test_the_ingest_keeps_every_list_of_a_user_row_at_its_bound():
+    # The row above is built at the bounds by hand: this is what holds the ingest to them.
+    settings = Settings(purchased_kept=5, recent_event_ids_kept=4, cart_left_kept=3, trend_items_kept=2)
+    events = []
+    for n in range(8):
+        for kind, offset in (("add_to_cart", 0), ("view", 1)):
+            payload = {"event_id": f"e{n}-{kind}", "event_type": kind, "user_id": "u"}
+            events.append({**payload, "item_id": f"c{n}", "timestamp": T0 + 10 * n + offset})
+        payload = {"event_id": f"e{n}-purchase", "event_type": "purchase", "user_id": "u"}
+        events.append({**payload, "item_id": f"p{n}", "timestamp": T0 + 10 * n + 2})
+    sequenced = [SequencedEvent(sequence_key(n + 1), parse_event(e)) for n, e in enumerate(events)]
+    state = plan_batch({}, sequenced, "shardId-000000000000", settings).users["u"]
+    assert state.cart == [f"c{n}" for n in range(3, 8)]  # the 5 added last
+    assert state.purchased == [f"p{n}" for n in range(3, 8)]
+    assert state.recent_event_ids == ["e6-purchase", "e7-add_to_cart", "e7-view", "e7-purchase"]
+    assert list(state.cart_left) == ["p5", "p6", "p7"]
+    assert len(state.trend_counted) == 2
 
 
 def test_the_popular_categories_list_of_emoji_categories_fits_one_row(aws):
