@@ -41,11 +41,15 @@ def test_ingest_handler_redelivery_changes_nothing(aws):
     ingest = import_handler("ingest")
     event = load_event("ingest_kinesis.json")
     ingest.lambda_handler(event, FakeLambdaContext())
-    table = aws.tables["CooccurrenceTable"].name
-    before = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    dynamodb = boto3.client("dynamodb")
+
+    def every_table() -> dict[str, list]:
+        return {name: dynamodb.scan(TableName=table.name)["Items"] for name, table in aws.tables.items()}
+
+    before = every_table()
     ingest.lambda_handler(event, FakeLambdaContext())  # Lambda retried the same batch
-    after = boto3.client("dynamodb").scan(TableName=table)["Items"]
-    assert after == before and before
+    assert every_table() == before
+    assert before["CooccurrenceTable"] and before["ItemStatsTable"] and before["UsersTable"]
 
 
 def test_similarity_then_api_handlers(aws):

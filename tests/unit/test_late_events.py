@@ -205,3 +205,12 @@ def test_the_cart_exits_kept_are_the_newest_time_of_the_items_touched_last():
         state, [_event("add_to_cart", "b", NOW + 15), _event("add_to_cart", "a", NOW + 9)], settings
     )
     assert again.cart == ["b"]
+
+
+def test_an_event_exactly_late_event_hours_behind_is_not_late_one_second_more_is():
+    live = _live()  # newest recent item at NOW + 20
+    edge = NOW + 20 - SETTINGS.late_event_seconds
+    _, plan = _replay(live, [_event("view", "edge", edge)])
+    assert plan.late_events == 0
+    _, plan = _replay(live, [_event("view", "past", edge - 1)])
+    assert plan.late_events == 1

@@ -65,3 +65,17 @@ def test_a_recent_items_category_from_its_row_when_its_events_named_none() -> No
     camping = engine.recommendations.for_user("me", 5, list_filter=ListFilter(category="camping"))
     assert _ids(camping) == ["tent-1"]
     assert _ids(engine.recommendations.for_user("me", 5, list_filter=ListFilter(category="garden"))) == []
+
+
+def test_a_purchase_is_never_recommended_back_unless_asked_for() -> None:
+    # Bought items are left out by default and under seen=history; exclude=none (consumables)
+    # lets them come back.
+    engine = InMemoryEngine(Settings(), eager=True)
+    events = [_event(n, "view", f"o{n}", item) for n in range(6) for item in ("tent", "lantern", "stove")]
+    events = [{**e, "event_id": f"o{i}"} for i, e in enumerate(events)]
+    events += [_event(100, "view", "me", "tent"), _event(101, "purchase", "me", "lantern")]
+    engine.ingest(events)
+    assert "lantern" not in _ids(engine.recommendations.for_user("me", 10))
+    assert "lantern" not in _ids(engine.recommendations.for_user("me", 10, exclude=EXCLUDE_HISTORY))
+    assert "lantern" in _ids(engine.recommendations.for_user("me", 10, exclude="none"))
+    assert "stove" in _ids(engine.recommendations.for_user("me", 10))
