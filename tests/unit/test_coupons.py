@@ -16,6 +16,7 @@ from streamrec_core import coupon_propensity, coupon_scores
 
 from streamrec.cli import main, read_coupon_file
 from streamrec.domain.coupons import (
+    COUPON_FEATURES,
     DUPLICATE,
     EXHAUSTED,
     REDEEMED,
@@ -54,7 +55,7 @@ from streamrec.repositories.memory import (
     InMemorySimilarityRepository,
     InMemoryUserRepository,
 )
-from streamrec.settings import ConfigurationError, Settings, load_settings
+from streamrec.settings import COUPON_MODEL_SIZE, ConfigurationError, Settings, load_settings
 from tests.unit.conftest import BatchGetRecorder
 
 NOW = 1_764_201_600.0
@@ -408,6 +409,12 @@ def test_the_model_can_rank_against_the_affinity():
     assert offered[1].score == pytest.approx(p_bought / p_browsed * 1.1)  # 10 % off: value 0.1
     by_affinity = rank_coupons(coupons, state, NOW, 3, replace(model, coupon_ranking="affinity"))
     assert [c.coupon_id for c in by_affinity] == ["bought", "browsed"]
+
+
+def test_the_coupon_models_size_is_its_features_and_an_intercept():
+    # Settings checks COUPON_MODEL at cold start against this size: a feature added without
+    # it would pass the check and fail every coupon request instead.
+    assert COUPON_MODEL_SIZE == len(COUPON_FEATURES) + 1 == len(Settings().coupon_model)
 
 
 @pytest.mark.parametrize(
