@@ -8,6 +8,7 @@ import random
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from streamrec import wiring
 from streamrec.domain.ingest import IngestService, SequencedEvent
@@ -196,6 +197,30 @@ def test_a_user_row_read_before_a_deletion_or_another_write_is_not_written_back(
     with pytest.raises(ConcurrentUpdateError):
         users.save_many([stored])  # now one behind
     assert users.get("u").cart == [] and users.get("u").version == 2
+
+
+def test_a_guarded_write_refused_for_no_reason_its_guard_shows_gives_up(aws):
+    # A refusal its guard does not explain (the guard reads back older than the write): it
+    # used to retry without end, each refusal billed; now it fails the batch after
+    # GUARD_STALLS refusals in a row, naming the guard.
+    name = aws.tables["CooccurrenceTable"].name
+    table = DynamoTable(name, boto3.client("dynamodb"))
+    key = {"item_id": {"S": "tent"}, "block": {"N": "0"}}
+    table.apply_guarded(key, [("00000000000000000001", "stove", 1.0)], "shardId-000000000000")
+    calls = []
+    original = table.call
+
+    def refusing(operation, **kwargs):
+        calls.append(operation)
+        if operation == "update_item":
+            error = {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}
+            raise ClientError({"Error": error}, operation)
+        return original(operation, **kwargs)
+
+    table.call = refusing
+    with pytest.raises(RepositoryError, match="refused 3 times though its guard s#shardId-000000000000"):
+        table.apply_guarded(key, [("00000000000000000002", "stove", 1.0)], "shardId-000000000000")
+    assert calls == ["update_item", "get_item"] * 3
 
 
 def test_user_rows_keep_the_category_engagement():

@@ -96,6 +96,8 @@ COUNT_PREFIX = "c:"  # neighbour attributes of co-occurrence rows
 # found below ROOM_CHECK_SHARE already had room made by another shard's writer. A write is retried after
 # at most MAKE_ROOM_ATTEMPTS such calls before it fails.
 MAKE_ROOM_ATTEMPTS = 2
+# Refusals of a guarded write in a row that its guard, read back, does not explain.
+GUARD_STALLS = 3
 ROOM_CHECK_SHARE = 0.9
 ROOM_TARGET_SHARE = 0.75
 # Names per REMOVE: "#499, " is 6 characters, so 500 stay well within the 4 KB expression.
@@ -289,6 +291,7 @@ class DynamoTable:
         consumed = 0.0
         budgeted = make_room is not None and budget_units is not None
         measured = {"ReturnConsumedCapacity": "TOTAL"} if budgeted else {}
+        stalled = 0  # refusals in a row that the guard read back does not explain
         while missing:
             part = _guarded_part(missing)
             totals = summed(part)
@@ -337,7 +340,16 @@ class DynamoTable:
                     ExpressionAttributeNames={"#g": guard},
                 )
                 applied = stored.get("Item", {}).get(guard, {}).get("S")
+                before = len(missing)
                 missing = pending(missing, applied)
+                stalled = stalled + 1 if len(missing) == before else 0
+                if stalled >= GUARD_STALLS:
+                    # Refused, yet the guard read back is older than the write: no retry here
+                    # can succeed (a guard of another type, say), and each one is billed.
+                    raise RepositoryError(
+                        f"update_item on {self.name} refused {GUARD_STALLS} times though its guard "
+                        f"{guard} reads {applied!r}, older than {part[0][0]!r}"
+                    ) from error
         if make_room is not None and budget_units is not None and consumed > budget_units(key):
             # (A basket taken back writes -1s: they add nothing worth keeping.)
             added = frozenset(
