@@ -507,8 +507,13 @@ def _assert_operations_settings(resources: dict[str, Any]) -> None:
         ("AWS/SQS", "NumberOfMessagesSent", '{"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}'),
         ("AWS/Lambda", "IteratorAge", '{"Ref": "IngestFunction"}'),
         ("AWS/Lambda", "IteratorAge", '{"Ref": "SimilarityFunction"}'),
+        # A batch Lambda keeps retrying: errors in each of 15 minutes, not an hour behind.
+        ("AWS/Lambda", "Errors", '{"Ref": "IngestFunction"}'),
+        ("AWS/Lambda", "Errors", '{"Ref": "SimilarityFunction"}'),
         ("AWS/ApiGateway", "5xx", '{"Ref": "HttpApi"}'),
     }
+    for name in ("IngestFailingAlarm", "SimilarityFailingAlarm"):
+        assert (alarms[name]["EvaluationPeriods"], alarms[name]["DatapointsToAlarm"]) == (3, 3)
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == {
             "Fn::If": ["NotifyAlarms", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
