@@ -243,6 +243,18 @@ class RecordCollector:
         return [(r, p) for r, p in self.accepted if int(r.kinesis.sequence_number) < first_failure]
 
 
+def _event_age_max(records: Applicable) -> float | None:
+    """The largest (arrival on the stream - event timestamp) of the batch's user events, in
+    seconds (None when no record carries its arrival time)."""
+    ages = [
+        float(arrival) - payload.timestamp
+        for record, payload in records
+        if not isinstance(payload, ItemUpsert)
+        and (arrival := record.kinesis.get("approximateArrivalTimestamp")) is not None
+    ]
+    return round(max(ages), 1) if ages else None
+
+
 def process_batch(
     event: dict[str, Any],
     context: Any,
@@ -405,6 +417,10 @@ class IngestRecords:
                     # Adds to the cart older than the item's purchase or removal: out of order
                     # (domain/ingest.is_stale_cart_add), not put back in the cart.
                     "stale_cart_adds": plan.stale_cart_adds,
+                    # How long before reaching the stream the events happened, at most: hours
+                    # here (a backlog at the producer, a clock behind) keep events out of
+                    # the 1h trending window, which nothing else would show.
+                    "event_age_max_s": _event_age_max(records),
                     "users": len(plan.users),
                     "cooccurrence_rows": len(plan.cooccurrence),
                     "changed_items": len(plan.changed_items),

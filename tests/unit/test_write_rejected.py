@@ -381,3 +381,13 @@ def test_a_category_move_reaches_the_item_stats_when_its_batch_is_applied_again(
     process_batch({"Records": moved}, None, processor, parse_record, apply, sink)
     assert len(sink.letters) == 1
     assert service.item_stats.get_many(["grinder"])["grinder"].category == "kitchen"
+
+
+def test_the_ingested_batch_line_says_how_old_its_oldest_event_was_on_arrival(caplog):
+    # Events stamped an hour or more before they reached the stream miss the 1h trending
+    # window: the log says so (records arrive at T0 + 3600 in these tests).
+    batch = {"Records": [_record(600 + n, _view(n, "u1", f"I{n}")) for n in (5, 60)]}
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+    process_batch(batch, None, processor, parse_record, ingest_records(_ingest()), InMemoryDeadLetterSink())
+    [line] = [r for r in caplog.records if r.getMessage() == "ingested batch"]
+    assert line.event_age_max_s == 3595.0
