@@ -14,7 +14,6 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -1771,11 +1770,9 @@ class DynamoCatalogRepository:
     ) -> dict[str, int]:
         removals = [(token, ids) for token, ids in remove.items() if ids]
         additions = [(token, ids) for token, ids in add.items() if ids]
-        workers = max(1, min(WRITE_CONCURRENCY, len(removals) + len(additions)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            # Removals first: a token both removed and added in a batch ends up added.
-            list(pool.map(lambda pair: self._remove(*pair), removals))
-            sizes = list(pool.map(lambda pair: self._add(pair[0], pair[1], limit), additions))
+        # Removals first: a token both removed and added in a batch ends up added.
+        concurrently(lambda pair: self._remove(*pair), removals, WRITE_CONCURRENCY)
+        sizes = concurrently(lambda pair: self._add(pair[0], pair[1], limit), additions, WRITE_CONCURRENCY)
         # The counts of holders, written before the postings (count_postings): one consistent
         # read of the small count rows.
         keys = _keys(sorted(count_row(token) for token, _ in additions))
