@@ -739,26 +739,8 @@ def refuse_malformed_path_ids(
     return next_middleware(app)
 
 
-def build_app(
-    service: RecommendationService,
-    cross_sell: CrossSellService | None = None,
-    coupons: CouponService | None = None,
-    clock: Callable[[], float] = time.time,
-    trends: TrendsService | None = None,
-) -> APIGatewayHttpResolver:
-    """The resolver with every route bound to ``service`` (and ``cross_sell``, by default
-    built on the same settings and repositories; the coupon routes to ``coupons`` and the
-    trending and demand routes to ``trends`` when given)."""
-    app = APIGatewayHttpResolver(enable_validation=True)
-    app.use(middlewares=[refuse_malformed_path_ids, refuse_unknown_query_parameters])
-    users = service.users
-    complements = cross_sell or CrossSellService(service.settings, service.users, service.similarity)
-    profiles = ProfileService(service.settings, service.users)
-
-    def own_user(user_id: str) -> None:
-        problem = foreign_user(app.current_event.raw_event, user_id, service.settings)
-        if problem:
-            raise ForeignUser(problem)
+def _answer_errors(app: APIGatewayHttpResolver) -> None:
+    """Every error the routes raise, as a 4xx or 5xx JSON answer (``ErrorResponse``)."""
 
     @app.exception_handler(ForeignUser)
     def forbidden(error: ForeignUser) -> Response:
@@ -825,6 +807,30 @@ def build_app(
         if name is not None:
             return _error(400, "bad_request", f"{name} is malformed: {ID_DESCRIPTION}")
         return _error(404, "not_found", "no such route")
+
+
+def build_app(
+    service: RecommendationService,
+    cross_sell: CrossSellService | None = None,
+    coupons: CouponService | None = None,
+    clock: Callable[[], float] = time.time,
+    trends: TrendsService | None = None,
+) -> APIGatewayHttpResolver:
+    """The resolver with every route bound to ``service`` (and ``cross_sell``, by default
+    built on the same settings and repositories; the coupon routes to ``coupons`` and the
+    trending and demand routes to ``trends`` when given)."""
+    app = APIGatewayHttpResolver(enable_validation=True)
+    app.use(middlewares=[refuse_malformed_path_ids, refuse_unknown_query_parameters])
+    users = service.users
+    complements = cross_sell or CrossSellService(service.settings, service.users, service.similarity)
+    profiles = ProfileService(service.settings, service.users)
+
+    def own_user(user_id: str) -> None:
+        problem = foreign_user(app.current_event.raw_event, user_id, service.settings)
+        if problem:
+            raise ForeignUser(problem)
+
+    _answer_errors(app)
 
     @app.get("/health", responses={200: _answer("The API is up", Health)})
     def health() -> dict[str, str]:
