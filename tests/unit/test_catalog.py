@@ -227,17 +227,36 @@ def test_crash_after_postings_replays_to_the_same_state():
     assert crashed.catalog.documents() == clean.catalog.documents() == 2
 
 
-def test_posting_limit_bounds_a_token_and_skips_it_as_a_candidate_source():
+def test_posting_limit_bounds_a_token_and_its_holders_are_candidates_only_as_a_fallback():
     pipeline = Pipeline(Settings(posting_limit=3))
     for n in range(5):  # (a batch's additions to a posting not yet full all go in)
         pipeline.send([upsert(f"i{n}", f"Common thing{n}", "c")])
     assert len(pipeline.catalog.tokens["common"]) == 3
-    # "common" was full when i3 and i4 came: their other tokens are unique, so they have
-    # no content neighbours, and nobody lists them.
     rows = pipeline.similarity.rows
-    assert not rows["i3"].content and not rows["i4"].content
-    # i2 filled it (3 holders): from then on it finds no candidates either
-    assert {n.item_id for n in rows["i0"].content} == {"i1"} and not rows["i2"].content
+    # "common" and "c" were full when i3 and i4 came, and their other token is their own:
+    # with fewer look-alikes than content_per_item by usable tokens, the full postings'
+    # holders are candidates (before, i3 and i4 had no content neighbours at all) ...
+    assert [n.item_id for n in rows["i3"].content] == ["i2", "i0", "i1"]
+    assert [n.item_id for n in rows["i4"].content] == ["i2", "i0", "i1"]
+    # ... and i3 and i4 are merged into those holders' lists. They never find each other:
+    # neither is in a posting.
+    assert {n.item_id for n in rows["i0"].content} == {"i1", "i2", "i3", "i4"}
+    assert "i4" not in {n.item_id for n in rows["i3"].content}
+
+
+def test_full_postings_are_not_read_for_candidates_while_usable_ones_give_enough():
+    # content_per_item 1: "shared" (a usable token) gives x1 one look-alike, so the full
+    # postings of "alpha" and "beta" are not searched, though their holders share more.
+    pipeline = Pipeline(Settings(posting_limit=3, content_per_item=1))
+    pipeline.send(
+        [upsert(f"h{n}", f"Alpha beta {word}", "kitchen") for n, word in enumerate(("one", "two", "six"))]
+    )
+    pipeline.send([upsert("y", "Shared", "garden"), upsert("x1", "Alpha beta shared", "kitchen")])
+    assert len(pipeline.catalog.tokens["alpha"]) == len(pipeline.catalog.tokens["beta"]) == 3
+    assert [n.item_id for n in pipeline.similarity.rows["x1"].content] == ["y"]
+    # With no usable look-alike, the full postings' holders are candidates.
+    pipeline.send([upsert("x2", "Alpha beta", "kitchen")])
+    assert [n.item_id for n in pipeline.similarity.rows["x2"].content] == ["h0"]
 
 
 def test_a_tokens_document_frequency_counts_its_holders_past_the_posting_limit():

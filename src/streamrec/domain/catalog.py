@@ -370,6 +370,24 @@ def recount(tally: CatalogTally) -> list[CountCorrection]:
     return corrections
 
 
+def _by_overlap(
+    tokens: Sequence[str], postings: Mapping[str, Posting], documents: int, k: int, skip: set[str]
+) -> list[str]:
+    """The ``k`` items best by shared idf^2 (:func:`overlap_scores`) among those the postings
+    of ``tokens`` name, ``skip`` left out; ties by id."""
+    candidates = sorted(set().union(*(postings[t].items for t in tokens)) - skip) if tokens else []
+    if not candidates or k <= 0:
+        return []
+    # One pass over the postings (not candidates x tokens): a common token's posting may name
+    # up to posting_limit items.
+    row_of = {c: i for i, c in enumerate(candidates)}
+    shared = np.zeros((len(candidates), len(tokens)))
+    for column, token in enumerate(tokens):
+        shared[[row_of[c] for c in postings[token].items if c in row_of], column] = 1.0
+    df = np.array([postings[t].count for t in tokens], dtype=np.float64)
+    return [candidates[i] for i in top_k(overlap_scores(shared, idf(df, documents)), k)]
+
+
 @dataclass
 class ContentIndex:
     """Content neighbours and stock, kept by the similarity function (see module docstring)."""
@@ -392,24 +410,16 @@ class ContentIndex:
         documents = max(self.catalog.documents(), 1)
         shortlist: dict[str, list[str]] = {}
         for item_id, item in items.items():
-            usable = sorted(
-                t for t in item.terms if 0 < len(postings.get(t, NO_POSTING).items) < settings.posting_limit
-            )
-            candidates = (
-                sorted(set().union(*(postings[t].items for t in usable)) - {item_id}) if usable else []
-            )
-            if not candidates:
-                shortlist[item_id] = []
-                continue
-            # One pass over the postings (not candidates x tokens): a common token's posting
-            # may name up to posting_limit items.
-            row_of = {c: i for i, c in enumerate(candidates)}
-            shared = np.zeros((len(candidates), len(usable)))
-            for column, token in enumerate(usable):
-                shared[[row_of[c] for c in postings[token].items if c in row_of], column] = 1.0
-            df = np.array([postings[t].count for t in usable], dtype=np.float64)
-            pre = overlap_scores(shared, idf(df, documents))
-            shortlist[item_id] = [candidates[i] for i in top_k(pre, settings.content_candidates)]
+            held = [t for t in sorted(item.terms) if postings.get(t, NO_POSTING).items]
+            usable = [t for t in held if len(postings[t].items) < settings.posting_limit]
+            chosen = _by_overlap(usable, postings, documents, settings.content_candidates, {item_id})
+            full = [t for t in held if len(postings[t].items) >= settings.posting_limit]
+            if len(chosen) < settings.content_per_item and full:
+                # Too few look-alikes by its rarer tokens (a new model of a big brand in a big
+                # category): the full postings' first posting_limit holders are candidates too.
+                more = settings.content_candidates - len(chosen)
+                chosen += _by_overlap(full, postings, documents, more, {item_id, *chosen})
+            shortlist[item_id] = chosen
         wanted = {c for chosen in shortlist.values() for c in chosen}
         wanted |= {c for item_id in items for c in rescore.get(item_id, ())}
         # The batch's own records as read (consistently) by the caller, the others as stored.
