@@ -29,7 +29,7 @@ together (the point of batching). If that fails:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -243,6 +243,21 @@ class RecordCollector:
         return [(r, p) for r, p in self.accepted if int(r.kinesis.sequence_number) < first_failure]
 
 
+def batch_keys(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The log keys naming a batch of raw Kinesis records (an event's ``Records``, or the
+    records a step applies), so that an operator can tell which shard a failing or slow
+    batch holds up. Passed on each line, not appended to the logger: the local stack runs
+    every function's invocations in one process."""
+    if not records:
+        return {}
+    return {
+        "shard": str(records[0].get("eventID", "")).split(":", 1)[0] or None,
+        "first_sequence": records[0].get("kinesis", {}).get("sequenceNumber"),
+        "last_sequence": records[-1].get("kinesis", {}).get("sequenceNumber"),
+        "batch_size": len(records),
+    }
+
+
 def _event_age_max(records: Applicable) -> float | None:
     """The largest (arrival on the stream - event timestamp) of the batch's user events, in
     seconds (None when no record carries its arrival time)."""
@@ -265,15 +280,7 @@ def process_batch(
 ) -> PartialItemFailureResponse:
     """Parse every record, apply the valid ones together, dead-letter the invalid ones and
     those whose processing keeps failing (see the module docstring)."""
-    # Every line of the invocation names its batch (a warm container overwrites them): an
-    # operator can then tell which shard a failing or slow batch holds up.
-    raw = event.get("Records") or [{}]
-    logger.append_keys(
-        shard=str(raw[0].get("eventID", "")).split(":", 1)[0] or None,
-        first_sequence=raw[0].get("kinesis", {}).get("sequenceNumber"),
-        last_sequence=raw[-1].get("kinesis", {}).get("sequenceNumber"),
-        batch_size=len(event.get("Records") or []),
-    )
+    keys = batch_keys(event.get("Records") or [])
     collector = RecordCollector(parse)
     response = process_partial_response(
         event=event, record_handler=collector, processor=processor, context=context
@@ -284,7 +291,7 @@ def process_batch(
         dead_letters.send(letters)
         logger.warning(
             "dead-lettered records",
-            extra={"count": len(letters), "reasons": sorted({d.reason for d in letters})[:20]},
+            extra={**keys, "count": len(letters), "reasons": sorted({d.reason for d in letters})[:20]},
         )
 
     traced = False  # one traceback per invocation: bisection calls the below once per record
@@ -304,7 +311,7 @@ def process_batch(
             logger.error(
                 "record processing keeps failing; dead-lettered",
                 extra={
-                    "shard": shard_of(record),
+                    **keys,
                     "sequence_number": record.kinesis.sequence_number,
                     "error_type": type(error).__name__,
                 },
@@ -325,7 +332,9 @@ def process_batch(
     except Exception as error:
         # Storage throttled or unavailable, a dead letter not sent: Lambda retries the batch.
         # Expected now and then, so no traceback; the batch's keys say which shard waits.
-        logger.error("batch failed; Lambda retries it", extra={"error": f"{type(error).__name__}: {error}"})
+        logger.error(
+            "batch failed; Lambda retries it", extra={**keys, "error": f"{type(error).__name__}: {error}"}
+        )
         raise
     return response
 
@@ -381,6 +390,7 @@ class IngestRecords:
             logger.info(
                 "applied catalog records",
                 extra={
+                    **batch_keys([record for record, _ in records]),
                     "records": len(upserts),
                     "written": len(outcome.written),
                     "stale": len(outcome.stale),
@@ -395,6 +405,7 @@ class IngestRecords:
                 logger.warning(
                     "catalog records older than the stored ones were ignored",
                     extra={
+                        **batch_keys([record for record, _ in records]),
                         "items": [
                             {"item_id": item, "timestamp": received, "stored_timestamp": stored}
                             for item, received, stored in outcome.stale[:10]
@@ -408,6 +419,7 @@ class IngestRecords:
             logger.info(
                 "ingested batch",
                 extra={
+                    **batch_keys([record for record, _ in records]),
                     "records": len(events),
                     "applied": plan.applied_events,
                     "duplicates": plan.duplicates,
@@ -503,6 +515,7 @@ def similarity_records(service: SimilarityService) -> Callable[[list[tuple[Kines
         logger.info(
             "recomputed similarity rows",
             extra={
+                **batch_keys([record for record, _ in records]),
                 "announced": len(notices),
                 "rows": len(rows),
                 "popular": len(popular_changed),

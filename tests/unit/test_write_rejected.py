@@ -212,6 +212,11 @@ def test_a_batch_that_fails_for_a_retry_logs_its_shard_and_sequences(caplog):
         "502",
         3,
     )
+    # On each line, not appended to the shared logger: the local stack runs the API and both
+    # stream functions in one process, and their lines must not carry another's batch.
+    logger.info("another function's line")
+    [other] = [r for r in caplog.records if r.getMessage() == "another function's line"]
+    assert "shard" not in json.loads(logger.registered_formatter.format(other))
 
 
 def test_a_request_botocore_refuses_to_send_is_deterministic():
