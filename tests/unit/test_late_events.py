@@ -214,3 +214,11 @@ def test_an_event_exactly_late_event_hours_behind_is_not_late_one_second_more_is
     assert plan.late_events == 0
     _, plan = _replay(live, [_event("view", "past", edge - 1)])
     assert plan.late_events == 1
+
+
+def test_with_late_events_off_every_cart_add_applies_in_arrival_order():
+    # For producers whose clocks disagree: an app a week behind re-adds an item bought.
+    settings = replace(SETTINGS, late_event_hours=0)
+    state, _ = _replay(None, [_event("purchase", "filter", NOW)], settings)
+    again, plan = _replay(state, [_event("add_to_cart", "filter", NOW - 7 * DAY)], settings)
+    assert again.cart == ["filter"] and plan.stale_cart_adds == 0

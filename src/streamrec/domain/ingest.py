@@ -142,12 +142,13 @@ def late_removal_applies(state: UserState, event: UserEvent) -> bool:
     return entry is None or entry.ref_time <= event.timestamp
 
 
-def is_stale_cart_add(state: UserState, event: UserEvent) -> bool:
+def is_stale_cart_add(state: UserState, event: UserEvent, settings: Settings) -> bool:
     """Whether ``event`` adds to the cart an item bought or removed at or after its time:
     it arrived out of order (events from several producers: the shop's server and an app
     that buffers its beacons), and applied in arrival order it would put the item back in
-    the cart for good and count it in the basket."""
-    if event.event_type != "add_to_cart":
+    the cart for good and count it in the basket. Never with ``late_event_hours`` 0: that
+    is for producers whose clocks disagree, whose events apply in arrival order."""
+    if event.event_type != "add_to_cart" or not settings.late_event_hours:
         return False
     left = state.cart_left.get(event.item_id)
     return left is not None and left >= event.timestamp
@@ -264,7 +265,7 @@ def plan_batch(
             plan_trends(plan.trends, event, seq, trend_weight(state, event, weight, settings))
         late = is_late(state, event, settings)
         removes = late and late_removal_applies(state, event)
-        stale_add = not late and is_stale_cart_add(state, event)
+        stale_add = not late and is_stale_cart_add(state, event, settings)
         # Before the cart changes: it counts cart items (a late event changes them only by
         # a removal that still applies).
         apply_to_categories(state, event, settings, cart_changes=removes if late else not stale_add)
