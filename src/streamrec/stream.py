@@ -45,7 +45,7 @@ from streamrec.domain.model import sequence_key
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import ID_REGEX, DuplicateKey, InvalidEvent, ItemUpsert, UserEvent, loads
 from streamrec.observability import logger
-from streamrec.repositories.base import DeadLetter, DeadLetterSink, RepositoryError
+from streamrec.repositories.base import DeadLetter, DeadLetterSink, RefusedForGoodError, RepositoryError
 from streamrec.repositories.dynamodb import error_code
 
 # DynamoDB errors that say a request itself is invalid (e.g. an item over 400 KB): the same
@@ -107,6 +107,8 @@ def is_transient(error: BaseException) -> bool:
     outlasted the client's retries, and lost races. Anything else is deterministic, such as
     a request botocore refuses to send (ParamValidationError): retried, it would hold its
     shard for good."""
+    if isinstance(error, RefusedForGoodError):
+        return False
     if isinstance(error, RepositoryError):
         cause = error.__cause__
         if isinstance(cause, ClientError):

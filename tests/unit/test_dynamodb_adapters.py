@@ -32,6 +32,7 @@ from streamrec.repositories.memory import (
     InMemoryUserRepository,
 )
 from streamrec.settings import load_settings
+from streamrec.stream import is_transient
 
 SHARD = "shardId-000000000000"
 
@@ -218,9 +219,13 @@ def test_a_guarded_write_refused_for_no_reason_its_guard_shows_gives_up(aws):
         return original(operation, **kwargs)
 
     table.call = refusing
-    with pytest.raises(RepositoryError, match="refused 3 times though its guard s#shardId-000000000000"):
+    with pytest.raises(
+        RepositoryError, match="refused 3 times though its guard s#shardId-000000000000"
+    ) as refused:
         table.apply_guarded(key, [("00000000000000000002", "stove", 1.0)], "shardId-000000000000")
     assert calls == ["update_item", "get_item"] * 3
+    # Not retried by Lambda (its shard held for good): isolated and dead-lettered.
+    assert not is_transient(refused.value)
 
 
 def test_user_rows_keep_the_category_engagement():

@@ -16,7 +16,7 @@ from streamrec.domain.ingest import IngestService
 from streamrec.events import parse_record
 from streamrec.observability import logger
 from streamrec.reliability.dlq import Letter
-from streamrec.repositories.base import RepositoryError
+from streamrec.repositories.base import RefusedForGoodError, RepositoryError
 from streamrec.repositories.memory import (
     InMemoryChangePublisher,
     InMemoryCooccurrenceRepository,
@@ -396,3 +396,22 @@ def test_the_ingested_batch_line_says_how_old_its_oldest_event_was_on_arrival(ca
     process_batch(batch, None, processor, parse_record, ingest_records(_ingest()), InMemoryDeadLetterSink())
     [line] = [r for r in caplog.records if r.getMessage() == "ingested batch"]
     assert line.event_age_max_s == 3595.0
+
+
+def test_a_write_refused_for_good_is_dead_lettered_not_retried_for_ever():
+    # A guarded write whose refusal its guard does not explain (RefusedForGoodError): the
+    # batch used to fail whole, and Lambda retried it for ever (IngestRetryAttempts -1).
+    class Stalled(InMemoryCooccurrenceRepository):
+        def apply(self, deltas, shard):
+            if any(item == "Y" for item, _ in deltas):
+                raise RefusedForGoodError("update_item on counts refused 3 times though its guard ...")
+            super().apply(deltas, shard)
+
+    sink = InMemoryDeadLetterSink()
+    events = [_view(1, "u1", "X"), _view(2, "u2", "A"), _view(3, "u1", "Y")]
+    batch = {"Records": [_record(700 + n, e) for n, e in enumerate(events)]}
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+    response = process_batch(batch, None, processor, parse_record, ingest_records(_ingest(Stalled())), sink)
+    assert response == {"batchItemFailures": []}
+    [letter] = sink.letters
+    assert letter.sequence_number == "702" and letter.reason.startswith(WRITE_REJECTED)

@@ -35,6 +35,11 @@ class RepositoryError(RuntimeError):
     """A storage call failed after the client's own retries (retrying the batch may help)."""
 
 
+class RefusedForGoodError(RepositoryError):
+    """A storage call that retrying the batch cannot make succeed: its records are isolated
+    and dead-lettered rather than holding their shard."""
+
+
 class ConcurrentUpdateError(RepositoryError):
     """A conditional write lost a race; the caller retries from a fresh read."""
 

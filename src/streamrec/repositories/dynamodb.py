@@ -65,6 +65,7 @@ from streamrec.repositories.base import (
     PRUNE_SAMPLE,
     ConcurrentUpdateError,
     DeadLetter,
+    RefusedForGoodError,
     RepositoryError,
     ScopeFullError,
     guard_attribute,
@@ -345,7 +346,7 @@ class DynamoTable:
                 if stalled >= GUARD_STALLS:
                     # Refused, yet the guard read back is older than the write: no retry here
                     # can succeed (a guard of another type, say), and each one is billed.
-                    raise RepositoryError(
+                    raise RefusedForGoodError(
                         f"update_item on {self.name} refused {GUARD_STALLS} times though its guard "
                         f"{guard} reads {applied!r}, older than {part[0][0]!r}"
                     ) from error
