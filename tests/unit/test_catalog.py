@@ -256,7 +256,18 @@ def test_full_postings_are_not_read_for_candidates_while_usable_ones_give_enough
     assert [n.item_id for n in pipeline.similarity.rows["x1"].content] == ["y"]
     # With no usable look-alike, the full postings' holders are candidates.
     pipeline.send([upsert("x2", "Alpha beta", "kitchen")])
-    assert [n.item_id for n in pipeline.similarity.rows["x2"].content] == ["h0"]
+    [found] = pipeline.similarity.rows["x2"].content
+    assert found.item_id in {"h0", "h1", "h2"}
+
+
+def test_fallback_candidates_that_tie_are_drawn_per_item_not_the_lowest_ids_each_time():
+    # Every holder shares the same full tokens: by id, each new item would read (and be
+    # merged into the rows of) the same first content_candidates holders.
+    pipeline = Pipeline(Settings(posting_limit=4, content_candidates=2, content_per_item=2))
+    pipeline.send([upsert(f"h{n}", "Alpha beta", "kitchen") for n in range(4)])
+    pipeline.send([upsert(f"x{n}", "Alpha beta", "kitchen") for n in range(1, 4)])
+    lists = {tuple(n.item_id for n in pipeline.similarity.rows[f"x{n}"].content) for n in range(1, 4)}
+    assert len(lists) > 1 and all(len(found) == 2 for found in lists), lists
 
 
 def test_a_tokens_document_frequency_counts_its_holders_past_the_posting_limit():

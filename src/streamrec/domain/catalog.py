@@ -50,7 +50,7 @@ import json
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -371,11 +371,17 @@ def recount(tally: CatalogTally) -> list[CountCorrection]:
 
 
 def _by_overlap(
-    tokens: Sequence[str], postings: Mapping[str, Posting], documents: int, k: int, skip: set[str]
+    tokens: Sequence[str],
+    postings: Mapping[str, Posting],
+    documents: int,
+    k: int,
+    skip: set[str],
+    tie_order: Callable[[str], int] | None = None,
 ) -> list[str]:
     """The ``k`` items best by shared idf^2 (:func:`overlap_scores`) among those the postings
-    of ``tokens`` name, ``skip`` left out; ties by id."""
-    candidates = sorted(set().union(*(postings[t].items for t in tokens)) - skip) if tokens else []
+    of ``tokens`` name, ``skip`` left out; ties by id, or by ``tie_order`` when given."""
+    pool = set().union(*(postings[t].items for t in tokens)) - skip if tokens else set()
+    candidates = sorted(pool) if tie_order is None else sorted(pool, key=lambda c: (tie_order(c), c))
     if not candidates or k <= 0:
         return []
     # One pass over the postings (not candidates x tokens): a common token's posting may name
@@ -386,6 +392,11 @@ def _by_overlap(
         shared[[row_of[c] for c in postings[token].items if c in row_of], column] = 1.0
     df = np.array([postings[t].count for t in tokens], dtype=np.float64)
     return [candidates[i] for i in top_k(overlap_scores(shared, idf(df, documents)), k)]
+
+
+def _tie_draw(item_id: str) -> Callable[[str], int]:
+    """An order of candidates that differs per ``item_id`` and is the same at every retry."""
+    return lambda candidate: zlib.crc32(f"{item_id}\x00{candidate}".encode())
 
 
 @dataclass
@@ -417,8 +428,11 @@ class ContentIndex:
             if len(chosen) < settings.content_per_item and full:
                 # Too few look-alikes by its rarer tokens (a new model of a big brand in a big
                 # category): the full postings' first posting_limit holders are candidates too.
+                # Ties (all sharing the same full tokens, often) are drawn per item, not the
+                # lowest ids each time: the items merged into those rows spread out.
                 more = settings.content_candidates - len(chosen)
-                chosen += _by_overlap(full, postings, documents, more, {item_id, *chosen})
+                draw = _tie_draw(item_id)
+                chosen += _by_overlap(full, postings, documents, more, {item_id, *chosen}, draw)
             shortlist[item_id] = chosen
         wanted = {c for chosen in shortlist.values() for c in chosen}
         wanted |= {c for item_id in items for c in rescore.get(item_id, ())}
