@@ -377,6 +377,7 @@ class IngestRecords:
 
     def __call__(self, records: Applicable) -> None:
         shard = shard_of(records[0][0])
+        keys = batch_keys([record for record, _ in records])
         upserts = self._upserts(records)
         recategorised: list[tuple[str, str, str]] = []
         if upserts and self.catalog is None:
@@ -392,7 +393,7 @@ class IngestRecords:
             logger.info(
                 "applied catalog records",
                 extra={
-                    **batch_keys([record for record, _ in records]),
+                    **keys,
                     "records": len(upserts),
                     "written": len(outcome.written),
                     "stale": len(outcome.stale),
@@ -407,7 +408,7 @@ class IngestRecords:
                 logger.warning(
                     "catalog records older than the stored ones were ignored",
                     extra={
-                        **batch_keys([record for record, _ in records]),
+                        **keys,
                         "items": [
                             {"item_id": item, "timestamp": received, "stored_timestamp": stored}
                             for item, received, stored in outcome.stale[:10]
@@ -421,7 +422,7 @@ class IngestRecords:
             logger.info(
                 "ingested batch",
                 extra={
-                    **batch_keys([record for record, _ in records]),
+                    **keys,
                     "records": len(events),
                     "applied": plan.applied_events,
                     "duplicates": plan.duplicates,
