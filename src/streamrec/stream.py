@@ -146,8 +146,9 @@ def apply_isolating(
     """Apply ``records``; on a deterministic failure, isolate the failing records, hand
     them (with their error) to ``failed`` and apply the others, in stream order.
 
-    Isolation first asks ``find_failing`` (the ingest replays its pure planning record by
-    record, then applies the rest in one go); failing that, it applies each half in turn,
+    Isolation first takes the records a :class:`RefusedForGoodError` names, then asks
+    ``find_failing`` (the ingest replays its pure planning record by record, then applies
+    the rest in one go); failing those, it applies each half in turn,
     recursively, and a single record that fails twice on its own is the culprit. Transient
     errors propagate: the whole batch is then retried by Lambda.
 
@@ -162,6 +163,8 @@ def apply_isolating(
     except Exception as error:
         if is_transient(error):
             raise
+        if _isolate_refused(apply, records, failed, error):
+            return
     # Asked even for a single record: what it finds failed in planning (nothing written).
     if find_failing is not None:
         culprits = find_failing(records)
@@ -173,6 +176,35 @@ def apply_isolating(
                 apply_isolating(apply, rest, failed)  # generic isolation if something else fails
             return
     _bisect(apply, records, failed)
+
+
+def _isolate_refused(
+    apply: Callable[[Applicable], None],
+    records: Applicable,
+    failed: Callable[[list[FailedRecord]], None],
+    error: Exception,
+) -> bool:
+    """When ``error`` names the records whose writes were refused for good (by their deltas'
+    sequences), dead-letter those and apply the others; whether it did.
+
+    Bisecting instead costs a write of every part holding one of them: with a hot row
+    refused (say the totals row, which every event touches), thousands of writes, past the
+    function's timeout, and a timed-out batch is retried from scratch.
+    """
+    if not isinstance(error, RefusedForGoodError) or not error.sequences:
+        return False
+    refused = {
+        index
+        for index, (record, _payload) in enumerate(records)
+        if sequence_key(record.kinesis.sequence_number) in error.sequences
+    }
+    if not refused:
+        return False
+    failed([FailedRecord(*records[index], error, while_writing=True) for index in sorted(refused)])
+    rest = [record for index, record in enumerate(records) if index not in refused]
+    if rest:
+        apply_isolating(apply, rest, failed)
+    return True
 
 
 def _bisect(
@@ -189,7 +221,8 @@ def _bisect(
             except Exception as error:
                 if is_transient(error):
                     raise
-                _bisect(apply, part, failed)
+                if not _isolate_refused(apply, part, failed, error):
+                    _bisect(apply, part, failed)
         return
     try:
         apply(records)  # once more alone: a record that still fails cannot be helped by retries

@@ -224,8 +224,10 @@ def test_a_guarded_write_refused_for_no_reason_its_guard_shows_gives_up(aws):
     ) as refused:
         table.apply_guarded(key, [("00000000000000000002", "stove", 1.0)], "shardId-000000000000")
     assert calls == ["update_item", "get_item"] * 3
-    # Not retried by Lambda (its shard held for good): isolated and dead-lettered.
+    # Not retried by Lambda (its shard held for good): isolated and dead-lettered, its
+    # records named by the sequences of the deltas refused.
     assert not is_transient(refused.value)
+    assert refused.value.sequences == {"00000000000000000002"}
 
 
 def test_user_rows_keep_the_category_engagement():

@@ -398,6 +398,37 @@ def test_the_ingested_batch_line_says_how_old_its_oldest_event_was_on_arrival(ca
     assert line.event_age_max_s == 3595.0
 
 
+def test_records_refused_for_good_are_dead_lettered_without_bisecting_the_batch():
+    # The DynamoDB adapter names the refused deltas' sequences: those records are the
+    # culprits. Bisecting a batch of which half touch the refused row took one write call
+    # per part holding one of them (here 249), plausibly past the function's timeout.
+    class Refusing(InMemoryCooccurrenceRepository):
+        calls = 0
+
+        def apply(self, deltas, shard):
+            Refusing.calls += 1
+            refused = [d for key, row in deltas.items() if key[0] == "Y" for d in row]
+            if refused:
+                sequences = frozenset(sequence for sequence, _attribute, _value in refused)
+                raise RefusedForGoodError("update_item on counts refused 3 times ...", sequences)
+            super().apply(deltas, shard)
+
+    sink = InMemoryDeadLetterSink()
+    # 50 users, each viewing A then Y: every second record puts counts on row Y.
+    events = [_view(2 * n + step, f"u{n}", item) for n in range(50) for step, item in enumerate("AY")]
+    batch = {"Records": [_record(1000 + n, e) for n, e in enumerate(events)]}
+    service = _ingest(Refusing())
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+    response = process_batch(batch, None, processor, parse_record, ingest_records(service), sink)
+    assert response == {"batchItemFailures": []}
+    assert Refusing.calls == 2  # the batch, then the rest
+    assert [letter.sequence_number for letter in sink.letters] == [str(1001 + 2 * n) for n in range(50)]
+    assert all(letter.reason.startswith(WRITE_REJECTED) for letter in sink.letters)
+    # The others applied, once each: every user's view of A, none of Y.
+    assert all([h.item_id for h in service.users.get(f"u{n}").items] == ["A"] for n in range(50))
+    assert service.item_stats.get_many(["A"])["A"].events["n:view"] == 50
+
+
 def test_a_write_refused_for_good_is_dead_lettered_not_retried_for_ever():
     # A guarded write whose refusal its guard does not explain (RefusedForGoodError): the
     # batch used to fail whole, and Lambda retried it for ever (IngestRetryAttempts -1).

@@ -37,7 +37,15 @@ class RepositoryError(RuntimeError):
 
 class RefusedForGoodError(RepositoryError):
     """A storage call that retrying the batch cannot make succeed: its records are isolated
-    and dead-lettered rather than holding their shard."""
+    and dead-lettered rather than holding their shard.
+
+    ``sequences``: the sequence keys of the deltas refused, when known; the records they
+    name are the culprits (each would be refused alone), so isolation needs no bisection.
+    """
+
+    def __init__(self, message: str, sequences: frozenset[str] = frozenset()) -> None:
+        super().__init__(message)
+        self.sequences = sequences
 
 
 class ConcurrentUpdateError(RepositoryError):

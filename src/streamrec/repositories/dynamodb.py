@@ -348,7 +348,8 @@ class DynamoTable:
                     # can succeed (a guard of another type, say), and each one is billed.
                     raise RefusedForGoodError(
                         f"update_item on {self.name} refused {GUARD_STALLS} times though its guard "
-                        f"{guard} reads {applied!r}, older than {part[0][0]!r}"
+                        f"{guard} reads {applied!r}, older than {part[0][0]!r}",
+                        frozenset(sequence for sequence, _attribute, _value in missing),
                     ) from error
         if make_room is not None and budget_units is not None and consumed > budget_units(key):
             # (A basket taken back writes -1s: they add nothing worth keeping.)
