@@ -3,6 +3,7 @@ other (chunks of a batch read or write, guarded row writes, list merges)."""
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -15,5 +16,7 @@ def concurrently(work: Callable[[Any], Any], items: Sequence[Any], workers: int)
     if workers <= 1 or len(items) <= 1:
         return [work(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        futures = [pool.submit(work, item) for item in items]
+        # Each call in a copy of the caller's context: its log lines carry the caller's keys
+        # (a batch's shard and sequence numbers: stream.process_batch).
+        futures = [pool.submit(contextvars.copy_context().run, work, item) for item in items]
         return [future.result() for future in futures]

@@ -316,6 +316,24 @@ def process_batch(
     """Parse every record, apply the valid ones together, dead-letter the invalid ones and
     those whose processing keeps failing (see the module docstring)."""
     keys = batch_keys(event.get("Records") or [])
+    # On every line logged while the batch is processed, the storage's warnings from its
+    # worker threads too (concurrently() runs each call in a copy of this context); in the
+    # local stack, not on the lines of the other functions' threads.
+    logger.thread_safe_append_keys(**keys)
+    try:
+        return _process_batch(event, context, processor, parse, apply, dead_letters)
+    finally:
+        logger.thread_safe_remove_keys(keys)
+
+
+def _process_batch(
+    event: dict[str, Any],
+    context: Any,
+    processor: BatchProcessor,
+    parse: RecordParser,
+    apply: Callable[[list[tuple[KinesisStreamRecord, Any]]], None],
+    dead_letters: DeadLetterSink,
+) -> PartialItemFailureResponse:
     collector = RecordCollector(parse)
     response = process_partial_response(
         event=event, record_handler=collector, processor=processor, context=context
@@ -326,7 +344,7 @@ def process_batch(
         dead_letters.send(letters)
         logger.warning(
             "dead-lettered records",
-            extra={**keys, "count": len(letters), "reasons": sorted({d.reason for d in letters})[:20]},
+            extra={"count": len(letters), "reasons": sorted({d.reason for d in letters})[:20]},
         )
 
     traced = False  # one traceback per invocation: bisection calls the below once per record
@@ -346,7 +364,6 @@ def process_batch(
             logger.error(
                 "record processing keeps failing; dead-lettered",
                 extra={
-                    **keys,
                     "sequence_number": record.kinesis.sequence_number,
                     "error_type": type(error).__name__,
                 },
@@ -367,9 +384,7 @@ def process_batch(
     except Exception as error:
         # Storage throttled or unavailable, a dead letter not sent: Lambda retries the batch.
         # Expected now and then, so no traceback; the batch's keys say which shard waits.
-        logger.error(
-            "batch failed; Lambda retries it", extra={**keys, "error": f"{type(error).__name__}: {error}"}
-        )
+        logger.error("batch failed; Lambda retries it", extra={"error": f"{type(error).__name__}: {error}"})
         raise
     return response
 

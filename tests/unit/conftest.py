@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import logging
 import uuid
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from moto import mock_aws
 
 from streamrec.local.stack import create_stream
 from streamrec.local.template import load_template
+from streamrec.observability import logger
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -133,3 +136,16 @@ def fresh_status_line(monkeypatch):
     import streamrec.cli
 
     monkeypatch.setattr(streamrec.cli, "_status", streamrec.cli.StatusLine())
+
+
+@pytest.fixture
+def log_lines():
+    """The project logger's lines as Lambda's log shows them: each formatted when logged, in
+    the thread that logs it (caplog formats later, without the context keys of then)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    target = logging.getLogger(logger.name)
+    target.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    target.removeHandler(handler)

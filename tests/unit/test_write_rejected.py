@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 
 import pytest
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
+from streamrec.concurrency import concurrently
 from streamrec.domain.ingest import IngestService
 from streamrec.events import parse_record
 from streamrec.observability import logger
@@ -183,7 +185,7 @@ def test_records_whose_writes_keep_failing_log_one_traceback_per_invocation(capl
     assert len(failures) == 4 and sum(bool(r.exc_info) for r in failures) == 1
 
 
-def test_a_batch_that_fails_for_a_retry_logs_its_shard_and_sequences(caplog):
+def test_a_batch_that_fails_for_a_retry_logs_its_shard_and_sequences(log_lines):
     # Throttled after the client's retries: Lambda retries the batch; the log must say which.
     class Throttled(InMemoryCooccurrenceRepository):
         def apply(self, deltas, shard):
@@ -203,8 +205,7 @@ def test_a_batch_that_fails_for_a_retry_logs_its_shard_and_sequences(caplog):
             ingest_records(_ingest(Throttled())),
             InMemoryDeadLetterSink(),
         )
-    [record] = [r for r in caplog.records if r.getMessage() == "batch failed; Lambda retries it"]
-    failed = json.loads(logger.registered_formatter.format(record))  # as Lambda's log shows it
+    [failed] = [line for line in log_lines() if line["message"] == "batch failed; Lambda retries it"]
     assert "ThrottlingException" in failed["error"] and "exception" not in failed
     assert (failed["shard"], failed["first_sequence"], failed["last_sequence"], failed["batch_size"]) == (
         "shardId-000000000000",
@@ -212,11 +213,57 @@ def test_a_batch_that_fails_for_a_retry_logs_its_shard_and_sequences(caplog):
         "502",
         3,
     )
-    # On each line, not appended to the shared logger: the local stack runs the API and both
-    # stream functions in one process, and their lines must not carry another's batch.
-    logger.info("another function's line")
-    [other] = [r for r in caplog.records if r.getMessage() == "another function's line"]
-    assert "shard" not in json.loads(logger.registered_formatter.format(other))
+    # Only while the batch is processed, and only in its thread (and the threads it starts):
+    # the local stack runs the API and both stream functions in one process, and their lines
+    # must not carry another's batch.
+    logger.info("a line after the batch")
+    elsewhere = threading.Thread(target=lambda: logger.info("another function's line"))
+    batch_running = threading.Event()
+
+    class Pausing(InMemoryCooccurrenceRepository):
+        def apply(self, deltas, shard):
+            elsewhere.start()
+            elsewhere.join()
+            batch_running.set()
+            super().apply(deltas, shard)
+
+    process_batch(
+        {"Records": [_record(510, _view(0, "u1", "A"))]},
+        None,
+        processor,
+        parse_record,
+        ingest_records(_ingest(Pausing())),
+        InMemoryDeadLetterSink(),
+    )
+    assert batch_running.is_set()
+    lines = {line["message"]: line for line in log_lines()}
+    assert "shard" not in lines["a line after the batch"]
+    assert "shard" not in lines["another function's line"]
+    assert lines["ingested batch"]["first_sequence"] == "510"
+
+
+def test_storage_lines_logged_by_worker_threads_during_a_batch_name_the_batch(log_lines):
+    # A count row at its size limit or over its budget is logged from one of the storage's
+    # worker threads (concurrently()): it names the batch like the batch's own lines.
+    class Warning(InMemoryCooccurrenceRepository):
+        def apply(self, deltas, shard):
+            concurrently(
+                lambda item: logger.warning("a row over its budget", extra={"row": item}), ["A", "B"], 2
+            )
+            super().apply(deltas, shard)
+
+    batch = {"Records": [_record(520 + n, _view(n, "u1", f"I{n}")) for n in range(2)]}
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+    process_batch(
+        batch, None, processor, parse_record, ingest_records(_ingest(Warning())), InMemoryDeadLetterSink()
+    )
+    warnings = [line for line in log_lines() if line["message"] == "a row over its budget"]
+    assert sorted(line["row"] for line in warnings) == ["A", "B"]
+    assert all(
+        (line["shard"], line["first_sequence"], line["last_sequence"])
+        == ("shardId-000000000000", "520", "521")
+        for line in warnings
+    )
 
 
 def test_a_request_botocore_refuses_to_send_is_deterministic():
