@@ -13,7 +13,7 @@ from botocore.config import Config
 from streamrec.domain.catalog import CatalogService
 from streamrec.domain.coupons import CouponService
 from streamrec.domain.ingest import IngestService
-from streamrec.domain.recommend import CrossSellService, RecommendationService
+from streamrec.domain.recommend import RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.domain.trends import TrendsService
 from streamrec.repositories.base import SimilarityRepository
@@ -190,16 +190,6 @@ def coupon_service(
         users=_users(settings, client),
         coupons=DynamoCouponRepository(DynamoTable(settings.coupons_table, client)),
         similarity=similarity,
-    )
-
-
-def cross_sell_service(settings: Settings, client: Any | None = None) -> CrossSellService:
-    require(settings, "users_table", "similarity_table")
-    client = client if client is not None else dynamodb_client()
-    return CrossSellService(
-        settings=settings,
-        users=_users(settings, client),
-        similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)),
     )
 
 

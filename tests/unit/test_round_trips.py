@@ -14,6 +14,7 @@ import pytest
 from streamrec import wiring
 from streamrec.domain.ingest import SequencedEvent, plan_batch
 from streamrec.domain.model import sequence_key
+from streamrec.domain.recommend import CrossSellService
 from streamrec.events import parse_event
 from streamrec.repositories.fast_reads import PROBE_TABLE
 from streamrec.settings import load_settings
@@ -179,11 +180,14 @@ def test_similarity_batch_reads_each_cooccurrence_row_once(aws, calls):
     assert max(stats_read.values()) == 1
 
 
-def test_cross_sell_takes_one_round_trip_or_two_with_a_user(aws, calls):
+def test_cross_sell_takes_one_round_trip_or_two_with_a_user(aws, calls, monkeypatch):
+    monkeypatch.setenv("API_CACHE_TTL_SECONDS", "0")  # each request reads, as on a cold container
     settings = load_settings()
     events = _events(300, users=20, items=40)
     _fill(settings, events)
-    service = wiring.cross_sell_service(settings)
+    # As the API builds it (http_api.build_app): on the recommendations' repositories.
+    recommendations = wiring.recommendation_service(settings)
+    service = CrossSellService(settings, recommendations.users, recommendations.similarity)
     bought = sorted({e.event.item_id for e in events if e.event.event_type == "purchase"})[:3]
 
     calls.clear()

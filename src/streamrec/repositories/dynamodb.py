@@ -17,7 +17,6 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from streamrec.concurrency import concurrently
@@ -74,7 +73,6 @@ from streamrec.repositories.base import (
     stats_from_attributes,
     summed,
 )
-from streamrec.repositories.fast_reads import register_fast_reads
 from streamrec.repositories.item_size import ITEM_LIMIT_BYTES, item_size, number_size
 
 BATCH_GET_LIMIT = 100
@@ -149,9 +147,11 @@ class MakeRoom(Protocol):
 class DynamoTable:
     """A table name and client, with the batch helpers every repository needs."""
 
-    def __init__(self, name: str, client: Any | None = None) -> None:
+    def __init__(self, name: str, client: Any) -> None:
+        # The client is the caller's (wiring's, with its timeouts and fast reads): one per
+        # function for all its tables.
         self.name = name
-        self.client = client if client is not None else register_fast_reads(boto3.client("dynamodb"))
+        self.client = client
 
     def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         # The functions' client sends requests unchecked (wiring.DYNAMODB_CLIENT_CONFIG): a
@@ -1164,9 +1164,9 @@ class KinesisChangePublisher:
     """One record per changed item, partitioned by item, so an item's recomputations are
     ordered on one shard of the changed-items stream."""
 
-    def __init__(self, stream_name: str, client: Any | None = None) -> None:
+    def __init__(self, stream_name: str, client: Any) -> None:
         self.stream_name = stream_name
-        self.client = client if client is not None else boto3.client("kinesis")
+        self.client = client
 
     def publish(
         self,
@@ -1223,9 +1223,9 @@ class SqsDeadLetterSink:
     MAX_REQUEST_BYTES = 256 * 1024  # SQS: per message and per SendMessageBatch
     MAX_MESSAGE_BYTES = MAX_REQUEST_BYTES - 1024  # room for the request's own framing
 
-    def __init__(self, queue_url: str, client: Any | None = None) -> None:
+    def __init__(self, queue_url: str, client: Any) -> None:
         self.queue_url = queue_url
-        self.client = client if client is not None else boto3.client("sqs")
+        self.client = client
 
     def message_body(self, letter: DeadLetter) -> str:
         """The JSON message for one letter, its data truncated until it fits one message."""
