@@ -44,7 +44,7 @@ from streamrec.domain.ingest import IngestService, SequencedEvent
 from streamrec.domain.model import sequence_key
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import ID_REGEX, DuplicateKey, InvalidEvent, ItemUpsert, UserEvent, loads
-from streamrec.observability import logger
+from streamrec.observability import embedded_metrics, logger
 from streamrec.repositories.base import DeadLetter, DeadLetterSink, RefusedForGoodError, RepositoryError
 from streamrec.repositories.dynamodb import error_code
 
@@ -389,6 +389,16 @@ def _process_batch(
     return response
 
 
+# The "ingested batch" figures CloudWatch keeps as metrics (namespace streamrec, by function).
+INGEST_METRICS = {
+    "records": "Count",
+    "applied": "Count",
+    "duplicates": "Count",
+    "late": "Count",
+    "event_age_max_s": "Seconds",
+}
+
+
 class IngestRecords:
     """Applies a batch of valid records (the ingest function's ``apply``): the catalog
     records (``item_upsert``) through the catalog service, then the user events through the
@@ -467,27 +477,26 @@ class IngestRecords:
         events = self._events(records)
         plan = self.service.ingest(events, shard, recategorised)
         if events:
+            figures = {
+                "records": len(events),
+                "applied": plan.applied_events,
+                "duplicates": plan.duplicates,
+                # Applied, but behind their users' recent items (a backfill, a re-drive):
+                # not in the recent items, cart or basket (domain/ingest.is_late).
+                "late": plan.late_events,
+                # Adds to the cart older than the item's purchase or removal: out of order
+                # (domain/ingest.is_stale_cart_add), not put back in the cart.
+                "stale_cart_adds": plan.stale_cart_adds,
+                # How long before reaching the stream the events happened, at most: hours
+                # here (a backlog at the producer, a clock behind) keep events out of
+                # the 1h trending window, which nothing else would show.
+                "event_age_max_s": _event_age_max(records),
+                "users": len(plan.users),
+                "cooccurrence_rows": len(plan.cooccurrence),
+                "changed_items": len(plan.changed_items),
+            }
             logger.info(
-                "ingested batch",
-                extra={
-                    **keys,
-                    "records": len(events),
-                    "applied": plan.applied_events,
-                    "duplicates": plan.duplicates,
-                    # Applied, but behind their users' recent items (a backfill, a re-drive):
-                    # not in the recent items, cart or basket (domain/ingest.is_late).
-                    "late": plan.late_events,
-                    # Adds to the cart older than the item's purchase or removal: out of order
-                    # (domain/ingest.is_stale_cart_add), not put back in the cart.
-                    "stale_cart_adds": plan.stale_cart_adds,
-                    # How long before reaching the stream the events happened, at most: hours
-                    # here (a backlog at the producer, a clock behind) keep events out of
-                    # the 1h trending window, which nothing else would show.
-                    "event_age_max_s": _event_age_max(records),
-                    "users": len(plan.users),
-                    "cooccurrence_rows": len(plan.cooccurrence),
-                    "changed_items": len(plan.changed_items),
-                },
+                "ingested batch", extra={**keys, **figures, **embedded_metrics(figures, INGEST_METRICS)}
             )
 
     def find_failing(self, records: Applicable) -> list[tuple[int, Exception]]:

@@ -6,6 +6,7 @@ import json
 
 import boto3
 
+from streamrec.observability import embedded_metrics, logger
 from tests.unit.conftest import FakeLambdaContext, import_handler, load_event
 
 
@@ -35,6 +36,32 @@ def test_ingest_handler_applies_valid_events_and_dead_letters_poison(aws):
     assert len(reasons) == 2
     assert reasons[0].startswith("not valid JSON")
     assert "event_type" in reasons[1]
+
+
+def test_the_ingested_batch_line_carries_its_figures_as_cloudwatch_metrics(aws, log_lines):
+    # The embedded metric format: CloudWatch Logs makes each declared key of the line a
+    # metric. A metric must name a number at the line's top level, as must its dimension a
+    # string, or CloudWatch drops the record.
+    ingest = import_handler("ingest")
+    ingest.lambda_handler(load_event("ingest_kinesis.json"), FakeLambdaContext())
+    [line] = [line for line in log_lines() if line["message"] == "ingested batch"]
+    [directive] = line["_aws"]["CloudWatchMetrics"]
+    assert isinstance(line["_aws"]["Timestamp"], int)
+    assert directive["Namespace"] == "streamrec" and directive["Dimensions"] == [["function_name"]]
+    assert line["function_name"] == FakeLambdaContext().function_name
+    units = {metric["Name"]: metric["Unit"] for metric in directive["Metrics"]}
+    assert units == {
+        "records": "Count",
+        "applied": "Count",
+        "duplicates": "Count",
+        "late": "Count",
+        "event_age_max_s": "Seconds",
+    }
+    assert all(isinstance(line[name], int | float) for name in units)
+    assert (line["records"], line["applied"], line["duplicates"]) == (5, 5, 0)
+    # Without a function name to file them under (a script's lines), no metrics.
+    logger.remove_keys(["function_name"])
+    assert embedded_metrics({"records": 3}, {"records": "Count"}) == {}
 
 
 def test_ingest_handler_redelivery_changes_nothing(aws):
