@@ -357,6 +357,53 @@ def test_an_item_moved_to_another_category_keeps_it_when_a_partner_rebuilds_its_
     assert pipeline.item_stats.get_many(["grinder"])["grinder"].category == "coffee-gear"
 
 
+def test_an_item_moved_to_another_category_leaves_the_old_categorys_popular_list_at_once():
+    # A category list shorter than its size never dropped the moved item (a merge only
+    # adds), so "popular in coffee" padded lists with a kitchen item for good, and the
+    # kitchen list got it only with the item's next event.
+    pipeline = Pipeline()
+    pipeline.send(CATALOG + [upsert("pan", "Cast iron pan", "kitchen")])
+    pipeline.send([view(f"u{n}", item, 100 + n) for n, item in enumerate(["grinder", "beans", "pan"] * 3)])
+
+    def listed(category: str) -> list[str]:
+        return [item for item, _ in pipeline.similarity.lists[f"#cat:{category}"].items]
+
+    assert "grinder" in listed("coffee") and "grinder" not in listed("kitchen")
+    pipeline.send([upsert("grinder", "Burr grinder", "kitchen", at=200)])
+    assert "grinder" not in listed("coffee") and "grinder" in listed("kitchen")
+    assert listed("coffee") == ["beans"]
+    listed_for_beans = pipeline.recommendations.similar_items("beans", 4).items
+    assert all(
+        "popular in coffee" not in " ".join(i.reasons) for i in listed_for_beans if i.item_id == "grinder"
+    )
+    # A later record that does not move it (a price change) still names the old category,
+    # in case the similarity function reads it before the moving one's announcement.
+    pipeline.send([{**upsert("grinder", "Burr grinder", "kitchen", at=300), "price": 12.0}])
+    assert pipeline.catalog.items["grinder"].former_categories == ["coffee"]
+    # Moved back: out of kitchen, into coffee; its former categories never name its own.
+    pipeline.send([upsert("grinder", "Burr grinder", "coffee", at=400)])
+    assert "grinder" in listed("coffee") and "grinder" not in listed("kitchen")
+    assert pipeline.catalog.items["grinder"].former_categories == ["kitchen"]
+
+
+def test_a_category_filter_follows_a_moved_items_row_not_the_category_of_the_users_view():
+    # The user viewed the grinder while it was a coffee item; the catalog then moved it to
+    # kitchen and its own row says so. The category of the user's view won: the grinder
+    # was listed under coffee, as "you recently looked at", and not under kitchen.
+    pipeline = Pipeline()
+    pipeline.send(CATALOG + [upsert("pan", "Cast iron pan", "kitchen")])
+    pipeline.send([view("u1", "grinder", 100), view("u1", "beans", 101), view("u2", "pan", 102)])
+    pipeline.send([upsert("grinder", "Burr grinder", "kitchen", at=200)])
+    assert pipeline.similarity.rows["grinder"].category == "kitchen"
+
+    def listed(category: str) -> list[str]:
+        found = pipeline.recommendations.for_user("u1", 10, list_filter=ListFilter(category=category))
+        return [item.item_id for item in found.items]
+
+    assert "grinder" not in listed("coffee")
+    assert "grinder" in listed("kitchen")
+
+
 def test_a_re_delivered_record_passes_on_its_category_only_if_it_moved_the_item():
     # Applied again (its batch failed after the catalog write), a record that moved the
     # item names the move again, a guarded repeat; one that did not, or a new item's first

@@ -47,8 +47,8 @@ def test_records_conditional_writes_and_categories_match(aws):
         found = repository.get_many(["a", "b", "missing"], consistent=True)
         assert found == {"a": _item("a", 5, "Red tent", in_stock=False), "b": _item("b", 1)}
         assert repository.categories(["a", "missing"]) == {"a": "camping"}
-        # Whether the record moved the item's category is kept with it.
-        moved = replace(_item("a", 6), moved=True)
+        # Whether the record moved the item's category, and from which ones, is kept with it.
+        moved = replace(_item("a", 6), moved=True, former_categories=["tents", "camping gear ⛺"])
         assert repository.put_many([(moved, T0 + 5)]) == []
         assert repository.get_many(["a"], consistent=True)["a"] == moved
 

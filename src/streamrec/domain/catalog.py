@@ -83,6 +83,10 @@ STOCK_UPDATE_ATTEMPTS = 5
 # kept: a row pushed out of a widely held item's record keeps the item's entry unchanged
 # when the item's text changes, until its own item is announced.
 CONTENT_HOLDERS_KEPT = 50
+# The former categories an item's record remembers (CatalogItem.former_categories): an item
+# moved through more in quick succession, before the similarity function read its record,
+# may stay in the popular list of one moved through earlier.
+FORMER_CATEGORIES_KEPT = 5
 # A stored norm is computed again once the catalog has grown to this many times the
 # document count it was computed at (a rare token's idf has then risen by ln 2 at most).
 NORM_REFRESH_GROWTH = 2.0
@@ -168,6 +172,19 @@ def _written_after(stored: CatalogItem, record: CatalogItem) -> bool:
     return stored.shard == record.shard != "" and stored.sequence > record.sequence
 
 
+def former_categories(stored: CatalogItem | None, record: CatalogItem) -> list[str]:
+    """The categories an item replacing ``stored`` by ``record`` was in before (most recent
+    last, ``FORMER_CATEGORIES_KEPT`` at most, never its new one). Kept on the record, not
+    only on the change: the similarity function may read a later record of the item than
+    the one that moved it (a price change written in between) and must still take it out of
+    the lists of its old category."""
+    if stored is None:
+        return []
+    newest_first = dict.fromkeys(reversed([*stored.former_categories, stored.category]))
+    kept = [category for category in newest_first if category != record.category]
+    return kept[:FORMER_CATEGORIES_KEPT][::-1]
+
+
 def _as_stored(record: SequencedUpsert, shard: str) -> CatalogItem:
     """The catalog item a record of ``shard`` would store (its tokens counted)."""
     return replace(catalog_item(record.upsert), shard=shard, sequence=record.sequence)
@@ -251,6 +268,7 @@ class CatalogService:
                 # item's records share a shard, their partition key being its id), e.g. two
                 # lines of one `catalog load` file that fell into different batches.
                 new.moved = old is not None and old.category != new.category
+                new.former_categories = former_categories(old, new)
                 writes.append((record, new, old))
         # Each item's records of the batch, in stream order (a written item's latest one as
         # built above), from which its tokens' counts of holders change record by record.
@@ -503,15 +521,18 @@ class ContentIndex:
         self.catalog.refresh_norms(list(refreshed.values()))
         return {**records, **refreshed}
 
-    def update(self, announced: Iterable[str], fresh: Mapping[str, SimilarityRow]) -> list[SimilarityRow]:
+    def update(
+        self, records: Mapping[str, CatalogItem], fresh: Mapping[str, SimilarityRow]
+    ) -> list[SimilarityRow]:
         """Recompute the announced items' content lists, merge each item into its closest
         items' lists, correct or take it out of its former neighbours' lists (its title,
         tags or category changed: it may be no longer alike, or alike by another score and
         under another category), keep the out-of-stock set, and write the rows that changed.
 
+        ``records``: the announced items' catalog records, as just read (consistently);
         ``fresh``: rows rebuilt earlier in this invocation (newer than what a read returns).
         """
-        items = self.catalog.get_many(sorted(set(announced)), consistent=True)
+        items = dict(records)
         if not items:
             return []
         self._update_stock(items)

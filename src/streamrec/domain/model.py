@@ -324,6 +324,10 @@ class CatalogItem:
     # Whether this record moved the item from the category of the record it replaced: a
     # re-delivery of it then passes the category to the item-stats row again.
     moved: bool = False
+    # The categories the item was in before, most recent last (at most
+    # FORMER_CATEGORIES_KEPT): the similarity function takes the item out of their popular
+    # lists whenever its record is announced.
+    former_categories: list[str] = field(default_factory=list)
 
 
 # The attribute of a token's posting row counting the items that hold the token.

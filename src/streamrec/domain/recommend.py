@@ -153,20 +153,26 @@ def known_categories(
 ) -> dict[str, str]:
     """item -> category, for every item the request's rows, category lists and history
     name with a category (rows label themselves and their neighbours; a ``#cat:`` list
-    holds its own)."""
+    holds its own).
+
+    The freshest source wins: a row's own label (set when the similarity function last
+    wrote it, a catalog move included) over its neighbours' labels (as of the row's last
+    rebuild), over the user's history (the category of the user's event), over list
+    membership (an item stays in a list it has left until it falls off).
+    """
     known: dict[str, str] = {}
     for name, popular in lists.items():
         if name.startswith(CATEGORY_ROW_PREFIX):
             category = name[len(CATEGORY_ROW_PREFIX) :]
             known.update((item, category) for item, _ in popular.items)
+    known.update((entry.item_id, entry.category) for entry in history if entry.category)
     for row in rows.values():
-        if row.category:  # a recent item whose events carried no category
-            known[row.item_id] = row.category
         neighbour: Neighbour
         for neighbour in (*row.neighbours, *row.extended, *row.complements, *row.content):
             if neighbour.category:
                 known[neighbour.item_id] = neighbour.category
-    known.update((entry.item_id, entry.category) for entry in history if entry.category)
+    # A recent item whose events carried no category has a row without one.
+    known.update((row.item_id, row.category) for row in rows.values() if row.category)
     return known
 
 

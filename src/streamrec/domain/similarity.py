@@ -33,6 +33,7 @@ from streamrec.domain.model import (
     POPULAR_ROW,
     POPULARITY_EPOCH_SECONDS,
     TOTALS_ROW,
+    CatalogItem,
     ItemStats,
     Neighbour,
     PopularList,
@@ -99,6 +100,11 @@ class BatchReads:
     absent_stats: set[str] = field(default_factory=set)
 
 
+# One popular list's update: its name, the fresh popularity counters of items to merge in
+# (item -> epoch -> counter), its size, and the items to take out of it.
+ListMerge = tuple[str, dict[str, dict[int, float]], int, frozenset[str]]
+
+
 @dataclass
 class SimilarityService:
     settings: Settings
@@ -125,12 +131,15 @@ class SimilarityService:
         rows = self.rebuild(self.affected(changed, norm_changed, reads), reads)
         popular_changed = set(popular_changed)
         content_changed = set(content_changed)
+        moved: dict[str, CatalogItem] = {}
         if content_changed and self.catalog is not None:
+            records = self.catalog.get_many(sorted(content_changed), consistent=True)
             fresh = {row.item_id: row for row in rows}
             index = ContentIndex(self.settings, self.catalog, self.similarity)
-            updated = index.update(content_changed, fresh)
+            updated = index.update(records, fresh)
             rows = list({**fresh, **{row.item_id: row for row in updated}}.values())
-        self.update_popular_lists(popular_changed, reads)
+            moved = {item_id: record for item_id, record in records.items() if record.former_categories}
+        self.update_popular_lists(popular_changed, reads, moved)
         if self.trending is not None and popular_changed:
             # The items whose counters grew; their categories and first-seen times from the
             # stats rows just read.
@@ -304,32 +313,52 @@ class SimilarityService:
                 for index in top_k(scores, self.settings.two_hop_size)
             ]
 
-    def update_popular_lists(self, items: Iterable[str], reads: BatchReads | None = None) -> None:
+    def update_popular_lists(
+        self,
+        items: Iterable[str],
+        reads: BatchReads | None = None,
+        moved: Mapping[str, CatalogItem] | None = None,
+    ) -> None:
         """Merge the items' current popularity into ``#popular`` and their categories' lists,
-        and their categories' purchases into ``#popular_categories``."""
-        items = set(items)
+        and their categories' purchases into ``#popular_categories``.
+
+        ``moved``: the catalog records of announced items that were in other categories
+        before (``former_categories``): each is merged into its catalog category's list
+        (its item-stats row may not name it yet) and taken out of its former ones' lists,
+        where nothing else would remove it while the list is shorter than its size.
+        """
+        moved = moved or {}
+        items = set(items) | set(moved)
         if not items:
             return
         reads = reads if reads is not None else BatchReads()
         stats = self._stats(items, reads)
         by_list: dict[str, dict[str, dict[int, float]]] = defaultdict(dict)
+        removed: dict[str, set[str]] = defaultdict(set)
+        for item, record in moved.items():
+            for former in record.former_categories:
+                removed[category_row(former)].add(item)
         for item, row in stats.items():
             if not row.popularity:
                 continue
             by_list[POPULAR_ROW][item] = row.popularity
-            if row.category:
-                by_list[category_row(row.category)][item] = row.popularity
+            category = moved[item].category if item in moved else row.category
+            if category:
+                by_list[category_row(category)][item] = row.popularity
         merges = [
             (
                 name,
-                by_list[name],
+                by_list.get(name, {}),
                 self.settings.popular_list_size if name == POPULAR_ROW else self.settings.category_list_size,
+                frozenset(removed.get(name, ())),
             )
-            for name in sorted(by_list)
+            for name in sorted(by_list.keys() | removed.keys())
         ]
         categories = self._popular_categories({row.category for row in stats.values() if row.category}, reads)
         if categories:
-            merges.append((POPULAR_CATEGORIES_ROW, categories, self.settings.popular_category_list_size))
+            merges.append(
+                (POPULAR_CATEGORIES_ROW, categories, self.settings.popular_category_list_size, frozenset())
+            )
         self._merge_lists(merges)
 
     def _popular_categories(
@@ -343,32 +372,41 @@ class SimilarityService:
             if row.popularity
         }
 
-    def _merge_lists(self, merges: list[tuple[str, dict[str, dict[int, float]], int]]) -> None:
-        """:meth:`_merge_list` for each (name, fresh counters, size); ``concurrency`` at a
-        time: each list is its own compare-and-swap, so they are independent."""
+    def _merge_lists(
+        self, merges: list[tuple[str, dict[str, dict[int, float]], int, frozenset[str]]]
+    ) -> None:
+        """:meth:`_merge_list` for each (name, fresh counters, size, items to remove);
+        ``concurrency`` at a time: each list is its own compare-and-swap, so they are
+        independent."""
         if not merges:
             return
         # Every list read for update in one batch read (a GetItem per list cost a call each).
         # The first failure fails the batch (retried; merges are idempotent).
-        _, stored = self.similarity.get_many([], [name for name, _, _ in merges], consistent=True)
+        _, stored = self.similarity.get_many([], [merge[0] for merge in merges], consistent=True)
         concurrently(
-            lambda merge: self._merge_list(merge[0], merge[1], merge[2], stored[merge[0]]),
+            lambda merge: self._merge_list(merge[0], merge[1], merge[2], stored[merge[0]], merge[3]),
             merges,
             self.concurrency,
         )
 
     def _merge_list(
-        self, name: str, fresh: dict[str, dict[int, float]], size: int, read: PopularList
+        self,
+        name: str,
+        fresh: dict[str, dict[int, float]],
+        size: int,
+        read: PopularList,
+        removed: frozenset[str] = frozenset(),
     ) -> None:
-        """Compare-and-swap merge of fresh popularity counters into one list, retried
-        (``read``: the list as just read for update; a lost race reads it again)."""
+        """Compare-and-swap merge of fresh popularity counters into one list, without the
+        ``removed`` items, retried (``read``: the list as just read for update; a lost race
+        reads it again)."""
         half_life = self.settings.popularity_half_life_seconds
-        newest = max(max(counters) for counters in fresh.values())
+        newest = max((max(counters) for counters in fresh.values()), default=0)
         for attempt in range(POPULAR_UPDATE_ATTEMPTS):
             current = read if attempt == 0 else self.similarity.get_list(name)
             epoch = max(current.epoch, newest)
             rescale = 2.0 ** ((current.epoch - epoch) * POPULARITY_EPOCH_SECONDS / half_life)
-            merged = {item: score * rescale for item, score in current.items}
+            merged = {item: score * rescale for item, score in current.items if item not in removed}
             merged.update(
                 {item: popularity_at_epoch(counters, epoch, half_life) for item, counters in fresh.items()}
             )

@@ -1632,6 +1632,7 @@ def _catalog_to_item(item: CatalogItem) -> dict[str, Any]:
         "norm_documents": _number(item.norm_documents),
         **({"shard": {"S": item.shard}, "sequence": {"S": item.sequence}} if item.shard else {}),
         **({"moved": {"BOOL": True}} if item.moved else {}),
+        **({"former_categories": {"S": _json(item.former_categories)}} if item.former_categories else {}),
     }
 
 
@@ -1650,6 +1651,7 @@ def _catalog_from_item(item: dict[str, Any]) -> CatalogItem:
         sequence=item.get("sequence", {}).get("S", ""),
         norm_documents=float(item.get("norm_documents", {}).get("N", 0)),
         moved=bool(item.get("moved", {}).get("BOOL", False)),
+        former_categories=json.loads(item.get("former_categories", {}).get("S", "[]")),
     )
 
 
