@@ -1612,7 +1612,8 @@ class DynamoCouponRepository:
 
 # ---- Catalog -----------------------------------------------------------------------------
 # Item rows (key ``item_id``): title, category, price, in_stock, tags (JSON), timestamp,
-# terms (token counts, JSON), norm and norm_documents. Posting rows ``#tok:<token>``: string set ``items``
+# terms (token counts, JSON), norm and norm_documents, moved, former_categories (JSON).
+# Posting rows ``#tok:<token>``: string set ``items``
 # (at most the posting limit); count rows ``#df:<token>``: ``df``, the count of items holding the
 # token, with per-shard guards.
 # Row ``#catalog``: ``documents`` with per-shard guards. '#' never starts an item id.
