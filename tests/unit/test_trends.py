@@ -769,6 +769,32 @@ def test_a_stored_profile_with_a_zero_hour_reads_as_flat():
         profile_from_json("[1, 1, 1]")
 
 
+def test_a_steady_category_of_a_shop_opened_three_days_ago_is_not_read_as_rising():
+    # The category's baseline spread its 3 days of counts over the 7-day span, as if the
+    # shop had been open and the category quiet before: every category read ~2x "rising".
+    repo = InMemoryTrendsRepository()
+    day = 20_000
+    now = day * 86_400 + 10.5 * 3600
+    current = int(now // 3600)
+    for hour in range(current - 3 * 24, current + 1):
+        for counter in (category_counter("C"), SHOP_COUNTER):
+            # 2 an hour; the current hour half elapsed
+            repo.rows[(counter, hour // 24)][counter_attribute("v", hour % 24)] = (
+                1.0 if hour == current else 2.0
+            )
+    service = TrendsService(Settings(), repo)
+    for window in ("1h", "24h"):
+        _, whole = service.trending(window, 5, category="C", now=now)
+        assert whole is not None and whole.velocity == pytest.approx(1.0, abs=0.05), window
+    # An established shop (counts since before the span) keeps the whole span: a category
+    # that was quiet for days before selling again reads as rising.
+    repo.rows[(SHOP_COUNTER, day - 12)][counter_attribute("v", 0)] = 1.0
+    for d in range(day - 12, day - 3):
+        repo.rows[(SHOP_COUNTER, d)][counter_attribute("v", 5)] = 1.0
+    _, whole = service.trending("24h", 5, category="C", now=now)
+    assert whole is not None and whole.velocity > 1.5
+
+
 def test_a_category_without_its_own_list_takes_the_global_lists_profile():
     repo = InMemoryTrendsRepository()
     day = 20_000

@@ -306,6 +306,17 @@ def _baseline_span(current: int, window: int, baseline_days: int) -> range:
     return range(end - baseline_days * 24, end)
 
 
+def shop_start(counts: Mapping[int, float], current: int, window: int, baseline_days: int) -> float | None:
+    """When the shop's counts (the ``#all`` rows, by absolute hour) start in the span of
+    :func:`baseline_rate`, in epoch seconds; None when none are in it. A category is observed
+    from then: in a shop younger than the span every category would otherwise be taken as
+    quiet before the shop opened, and read as rising (2 to 3 times over in a shop's first
+    days). A category launched later in the span still reads too low a baseline."""
+    span = _baseline_span(current, window, baseline_days)
+    inside = [h for h, v in counts.items() if h in span and v > 0]
+    return float(min(inside) * HOUR) if inside else None
+
+
 def shop_profile(
     counts: Mapping[int, float], current: int, window: int, baseline_days: int
 ) -> tuple[float, ...]:
@@ -491,7 +502,8 @@ class TrendsService:
         hours = WINDOWS[window]
         current, _ = _clock(now)
         name = trending_list(window, category)
-        counters = [category_counter(category)] if category else []
+        # With a category, the shop's counters too: when they start, for the category's baseline.
+        counters = [category_counter(category), SHOP_COUNTER] if category else []
         # With a category, the global list too (same read): its profile stands in when the
         # category's list has none (never written: none of its items is in the window).
         names = [name, trending_list(window)] if category else [name]
@@ -503,10 +515,18 @@ class TrendsService:
         if not category:
             return items, None
         row = counts[category_counter(category)]
+        baseline_days = self.settings.trending_baseline_days
         whole = TrendEntry(
             category,
             category,
-            baseline_rate(row.weighted, current, hours, self.settings.trending_baseline_days, None, profile),
+            baseline_rate(
+                row.weighted,
+                current,
+                hours,
+                baseline_days,
+                shop_start(counts[SHOP_COUNTER].weighted, current, hours, baseline_days),
+                profile,
+            ),
             row.weighted,
         )
         return items, _measure([whole], hours, now, self.settings.trending_prior, profile)[0]
