@@ -893,7 +893,7 @@ def build_app(
         exclude: ExcludeQuery = None,
         in_stock: InStockQuery = True,
     ) -> dict[str, Any]:
-        """Items often bought with those in the user's cart (added, not removed, not yet
+        """Items often in baskets with those in the user's cart (added, not removed, not yet
         bought); each names the cart item it goes with. With an empty cart: the user's past
         purchases ("you bought it before"), then popular items."""
         own_user(user_id)
@@ -909,7 +909,7 @@ def build_app(
         },
     )
     def cross_sell_items(request: Annotated[CrossSellRequest, Body()]) -> dict[str, Any]:
-        """Items often bought with the given ones ("frequently bought together"), never one
+        """Items often in baskets with the given ones ("frequently bought together"), never one
         of them (nor, with user_id, one in the user's stored cart)."""
         if request.user_id is not None:
             own_user(request.user_id)

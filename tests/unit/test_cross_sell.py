@@ -346,7 +346,10 @@ def test_known_users_past_purchases_are_boosted_by_recency():
         ("b", pytest.approx(1 + 0.125)),
         ("e", pytest.approx(0.5)),
     ]
-    assert result.items[0].reasons == ["often bought with c, which is in your cart", "you bought it before"]
+    assert result.items[0].reasons == [
+        "often in baskets with c, which is in your cart",
+        "you bought it before",
+    ]
     assert result.items[3].reasons == ["you bought it before"] and result.items[3].because == []
     # without the user, no boost and no e
     assert [r.item_id for r in engine.cross_sell(["c"], k=3).items] == ["a", "b", "d"]

@@ -93,7 +93,7 @@ def test_recommendations_and_cross_sell_by_category(engine):
     assert kitchen_user.items and set(_ids(kitchen_user)) <= set(GARDEN)
     cross = engine.cross_sell_service.for_items(["pan"], 10, list_filter=ListFilter(category="garden"))
     assert cross.items and set(_ids(cross)) <= set(GARDEN)
-    assert cross.items[0].reasons[0].startswith("often bought with pan")
+    assert cross.items[0].reasons[0].startswith("often in baskets with pan")
 
 
 def test_unknown_category_gives_an_empty_list(engine):

@@ -138,7 +138,7 @@ def test_cross_sell_routes(aws, monkeypatch):
     assert "tent-2-person-ultralight" not in [i["item_id"] for i in body["items"]]
     for item in body["items"][: len(COMPLEMENTS)]:
         assert item["because"] == ["tent-2-person-ultralight"]
-        assert item["reasons"] == ["often bought with tent-2-person-ultralight, which is in your cart"]
+        assert item["reasons"] == ["often in baskets with tent-2-person-ultralight, which is in your cart"]
 
     # user-0013's cart holds the tent (the bag was only viewed): the same complements.
     mine = api.lambda_handler(load_event("api_cross_sell_user.json"), FakeLambdaContext())

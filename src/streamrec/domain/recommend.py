@@ -490,9 +490,7 @@ class RecommendationService:
             if available >= slots:
                 break
             slots = available
-        mixed = _pad_with_popular(
-            _keeping(listed, k - slots, reserved), lists, excluded, k, list_filter, own
-        )
+        mixed = _pad_with_popular(_keeping(listed, k - slots, reserved), lists, excluded, k, list_filter, own)
         fallback = not listed
         return RecommendationList(_pad_with_popular(mixed, lists, excluded, k, list_filter), fallback)
 
@@ -644,7 +642,7 @@ class CrossSellService:
                 item_id = ordered[index]
                 if basket[index] > 0:
                     partner = cart[int(source[index])]
-                    reasons, because = [f"often bought with {partner}, which is in your cart"], [partner]
+                    reasons, because = [f"often in baskets with {partner}, which is in your cart"], [partner]
                 else:
                     reasons, because = ["you bought it before"], []
                 if basket[index] > 0 and item_id in bought:
