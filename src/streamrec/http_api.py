@@ -33,6 +33,7 @@ from streamrec.domain.profile import ProfileService
 from streamrec.domain.recommend import (
     CROSS_SELL_MAX_ITEMS,
     EXCLUDE_MODES,
+    EXCLUDE_NONE,
     EXCLUDE_PURCHASED,
     CrossSellService,
     RecommendationList,
@@ -201,6 +202,14 @@ _BODY_ERRORS: dict[int, OpenAPIResponse] = {
 MAX_BODY_BYTES = 64 * 1024
 
 
+SEEN_PATTERN = "^(purchased|history|none)$"
+CROSS_SELL_SEEN_DESCRIPTION = (
+    "Which of the user's own items may not come back: none (default: past purchases come "
+    "back, as re-orders), purchased (never a past purchase), or history (nor any recent "
+    "item). Without a user, nothing."
+)
+
+
 class CrossSellRequest(BaseModel):
     """Body of ``POST /cross-sell``: the cart, and optionally whose cart it is."""
 
@@ -222,6 +231,7 @@ class CrossSellRequest(BaseModel):
         ),
     ] = []
     in_stock: bool = Field(default=True, strict=True, description=IN_STOCK_DESCRIPTION)
+    seen: Annotated[str, Field(pattern=SEEN_PATTERN, description=CROSS_SELL_SEEN_DESCRIPTION)] = EXCLUDE_NONE
 
     @model_validator(mode="before")
     @classmethod
@@ -846,7 +856,7 @@ def build_app(
         seen: Annotated[
             str,
             Query(
-                pattern="^(purchased|history|none)$",
+                pattern=SEEN_PATTERN,
                 description="Which of the user's own items may not come back: purchased items "
                 "(default), every recent item, cart item and purchase (history), or none.",
             ),
@@ -892,12 +902,15 @@ def build_app(
         category: CategoryQuery = None,
         exclude: ExcludeQuery = None,
         in_stock: InStockQuery = True,
+        seen: Annotated[
+            str, Query(pattern=SEEN_PATTERN, description=CROSS_SELL_SEEN_DESCRIPTION)
+        ] = EXCLUDE_NONE,
     ) -> dict[str, Any]:
         """Items often in baskets with those in the user's cart (added, not removed, not yet
         bought); each names the cart item it goes with. With an empty cart: the user's past
-        purchases ("you bought it before"), then popular items."""
+        purchases ("you bought it before"; not with seen=purchased), then popular items."""
         own_user(user_id)
-        result = complements.for_user(user_id, k, list_filter(category, exclude, in_stock))
+        result = complements.for_user(user_id, k, list_filter(category, exclude, in_stock), seen)
         return {"user_id": user_id, "fallback": result.fallback, "items": _listing(result)}
 
     @app.post(
@@ -918,6 +931,7 @@ def build_app(
             request.k,
             request.user_id,
             list_filter(request.category, request.exclude, request.in_stock),
+            request.seen,
         )
         return {"items": _listing(result), "fallback": result.fallback}
 

@@ -323,6 +323,20 @@ def test_bad_cross_sell_bodies_are_400_with_a_clear_message(body, message):
     assert answer["message"].startswith(message), answer["message"]
 
 
+def test_cross_sell_takes_seen_in_the_query_and_the_body():
+    for query in ("seen=purchased", "seen=history", "seen=none"):
+        status, answer = _request(None, "GET", "/users/u1/cross-sell", query=query)
+        assert status == 200, answer
+    status, answer = _request(
+        None, "POST", "/cross-sell", {"items": ["a"], "user_id": "u1", "seen": "purchased"}
+    )
+    assert status == 200 and not {i["item_id"] for i in answer["items"]} & {"a", "b", "c", "d"}
+    status, answer = _request(None, "GET", "/users/u1/cross-sell", query="seen=bought")
+    assert (status, answer["message"]) == (400, "seen must be one of purchased, history, none")
+    status, answer = _request(None, "POST", "/cross-sell", {"items": ["a"], "seen": "bought"})
+    assert status == 400 and answer["message"].startswith("seen must be one of purchased, history, none")
+
+
 def test_good_cross_sell_body_and_bad_user_route():
     status, answer = _request(None, "POST", "/cross-sell", {"items": ["a"], "k": 2, "user_id": "u1"})
     assert status == 200 and answer["fallback"] is False
@@ -353,6 +367,16 @@ def test_known_users_past_purchases_are_boosted_by_recency():
     assert result.items[3].reasons == ["you bought it before"] and result.items[3].because == []
     # without the user, no boost and no e
     assert [r.item_id for r in engine.cross_sell(["c"], k=3).items] == ["a", "b", "d"]
+    # A shop of durables asks for none of the user's purchases (seen=purchased): not as
+    # complements, not boosted, not as padding; the cart's other complements stay.
+    engine.ingest([_purchase(60, "u9", "f", "o9", at=200), _purchase(61, "u9", "c", "o9", at=200)])
+    engine.flush()
+    durable = engine.cross_sell_service.for_request(["c"], 4, "u1", seen="purchased")
+    assert durable.items and not {r.item_id for r in durable.items} & {"a", "b", "c", "d", "e"}
+    assert durable.items[0].item_id == "f" and durable.items[0].source == "cross_sell"
+    assert "e" in {
+        r.item_id for r in engine.cross_sell_service.for_request(["c"], 5, "u1", seen="none").items
+    }
 
 
 # ---- Profile ---------------------------------------------------------------------------------

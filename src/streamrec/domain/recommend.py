@@ -571,20 +571,27 @@ class CrossSellService:
     users: UserRepository
     similarity: SimilarityRepository
 
-    def for_user(self, user_id: str, k: int, list_filter: ListFilter = NO_FILTER) -> RecommendationList:
+    def for_user(
+        self, user_id: str, k: int, list_filter: ListFilter = NO_FILTER, seen: str = EXCLUDE_NONE
+    ) -> RecommendationList:
         """Complements of the user's current cart (added, not removed, not yet bought): its
         newest :data:`CROSS_SELL_MAX_ITEMS` items when it holds more (the cart lists them
         oldest first); older ones are still excluded from the answer."""
         state = self.users.get(user_id)
         cart = list(state.cart)[-CROSS_SELL_MAX_ITEMS:] if state else []
-        return self.for_items(cart, k, state, list_filter)
+        return self.for_items(cart, k, state, list_filter, seen)
 
     def for_request(
-        self, items: list[str], k: int, user_id: str | None = None, list_filter: ListFilter = NO_FILTER
+        self,
+        items: list[str],
+        k: int,
+        user_id: str | None = None,
+        list_filter: ListFilter = NO_FILTER,
+        seen: str = EXCLUDE_NONE,
     ) -> RecommendationList:
         """Complements of ``items``; with ``user_id``, the user's cart is excluded too."""
         state = self.users.get(user_id) if user_id else None
-        return self.for_items(items, k, state, list_filter)
+        return self.for_items(items, k, state, list_filter, seen)
 
     def for_items(
         self,
@@ -592,15 +599,26 @@ class CrossSellService:
         k: int,
         state: UserState | None = None,
         list_filter: ListFilter = NO_FILTER,
+        seen: str = EXCLUDE_NONE,
     ) -> RecommendationList:
+        """``seen``: which of the user's own items may not come back: none (the default:
+        past purchases come back, boosted by ``cross_sell_history_weight``, as shops that
+        re-order want), purchased (none of them: a shop of durables), or history (nor any
+        recent item)."""
+        if seen not in EXCLUDE_MODES:
+            raise ValueError(f"seen must be one of {EXCLUDE_MODES}")
         settings = self.settings
         cart = list(dict.fromkeys(items))[:CROSS_SELL_MAX_ITEMS]
         rows, lists = self.similarity.get_many(cart, request_lists(list_filter))
         in_carts = set(cart) | (set(state.cart) if state else set())  # never candidates
         excluded = in_carts | (out_of_stock(lists) if list_filter.in_stock_only else set())
+        if state and seen != EXCLUDE_NONE:
+            excluded |= set(state.purchased)
+        if state and seen == EXCLUDE_HISTORY:
+            excluded |= {entry.item_id for entry in state.items}
         candidates = {n.item_id for row in rows.values() for n in row.complements}
         bought: dict[str, float] = {}
-        if state and settings.cross_sell_history_weight > 0:
+        if state and seen == EXCLUDE_NONE and settings.cross_sell_history_weight > 0:
             newest_first = [item for item in reversed(state.purchased) if item not in in_carts]
             bought = {
                 item: settings.cross_sell_history_weight / (1.0 + rank) ** settings.cross_sell_history_decay
