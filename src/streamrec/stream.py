@@ -281,8 +281,9 @@ class RecordCollector:
 def batch_keys(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The log keys naming a batch of raw Kinesis records (an event's ``Records``, or the
     records a step applies), so that an operator can tell which shard a failing or slow
-    batch holds up. Passed on each line, not appended to the logger: the local stack runs
-    every function's invocations in one process."""
+    batch holds up. :func:`process_batch` sets them as context keys (of its thread and
+    the calls it makes concurrently, not the logger's: the local stack runs every
+    function's invocations in one process); a step's lines name the records it applies."""
     if not records:
         return {}
     return {

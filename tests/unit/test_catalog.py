@@ -386,6 +386,39 @@ def test_an_item_moved_to_another_category_leaves_the_old_categorys_popular_list
     assert pipeline.catalog.items["grinder"].former_categories == ["kitchen"]
 
 
+def test_a_moved_item_does_not_come_back_to_its_old_list_through_a_stale_stats_row():
+    # An event batch of another shard read the catalog before the move and wrote after it:
+    # its item-stats write names the old category again, and its announcement put the item
+    # back in the old list, where nothing took it out.
+    pipeline = Pipeline()
+    pipeline.send(CATALOG + [upsert("pan", "Cast iron pan", "kitchen")])
+    pipeline.send([view(f"u{n}", item, 100 + n) for n, item in enumerate(["grinder", "beans", "pan"] * 3)])
+    categories = pipeline.catalog.categories
+
+    def read_then_moved(items):
+        found = categories(items)
+        pipeline.catalog.categories = categories
+        move = SequencedUpsert(
+            sequence_key(10_000), parse_record(upsert("grinder", "Burr grinder", "kitchen", at=200))
+        )
+        outcome = pipeline.catalog_service.upsert([move], "shardId-000000000002")
+        pipeline.ingest_service.ingest([], "shardId-000000000002", outcome.recategorised)
+        pipeline.settle()
+        return found
+
+    pipeline.catalog.categories = read_then_moved
+    pipeline.send([view("u50", "grinder", 300)])  # its category read before the move landed
+    assert pipeline.item_stats.get_many(["grinder"])["grinder"].category == "coffee"
+
+    def listed(category: str) -> list[str]:
+        return [item for item, _ in pipeline.similarity.lists[f"#cat:{category}"].items]
+
+    assert "grinder" not in listed("coffee") and "grinder" in listed("kitchen")
+    # Nor through an event naming the old category.
+    pipeline.send([view("u51", "grinder", 400, category="coffee")])
+    assert "grinder" not in listed("coffee") and "grinder" in listed("kitchen")
+
+
 def test_a_category_filter_follows_a_moved_items_row_not_the_category_of_the_users_view():
     # The user viewed the grinder while it was a coffee item; the catalog then moved it to
     # kitchen and its own row says so. The category of the user's view won: the grinder

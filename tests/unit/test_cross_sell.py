@@ -324,9 +324,14 @@ def test_bad_cross_sell_bodies_are_400_with_a_clear_message(body, message):
 
 
 def test_cross_sell_takes_seen_in_the_query_and_the_body():
-    for query in ("seen=purchased", "seen=history", "seen=none"):
-        status, answer = _request(None, "GET", "/users/u1/cross-sell", query=query)
+    listed = {}
+    for seen in ("purchased", "history", "none"):
+        status, answer = _request(None, "GET", "/users/u1/cross-sell", query=f"seen={seen}")
         assert status == 200, answer
+        listed[seen] = [item["item_id"] for item in answer["items"]]
+    # u1 (empty cart) bought a, b, c and d: their past purchases, or nothing.
+    assert sorted(listed["none"]) == ["a", "b", "c", "d"]
+    assert listed["purchased"] == listed["history"] == []
     status, answer = _request(
         None, "POST", "/cross-sell", {"items": ["a"], "user_id": "u1", "seen": "purchased"}
     )

@@ -786,11 +786,11 @@ def test_a_steady_category_of_a_shop_opened_three_days_ago_is_not_read_as_rising
     for window in ("1h", "24h"):
         _, whole = service.trending(window, 5, category="C", now=now)
         assert whole is not None and whole.velocity == pytest.approx(1.0, abs=0.05), window
-    # An established shop (counts since before the span) keeps the whole span: a category
-    # that was quiet for days before selling again reads as rising.
-    repo.rows[(SHOP_COUNTER, day - 12)][counter_attribute("v", 0)] = 1.0
-    for d in range(day - 12, day - 3):
-        repo.rows[(SHOP_COUNTER, d)][counter_attribute("v", 5)] = 1.0
+    # An established shop (a count before the span, in the span's first day) keeps the
+    # whole span: a category that was quiet for days before selling again reads as rising.
+    span_start = current - 24 - 7 * 24
+    assert span_start % 24 > 0  # the span's first day starts before it
+    repo.rows[(SHOP_COUNTER, span_start // 24)][counter_attribute("v", 0)] = 1.0
     _, whole = service.trending("24h", 5, category="C", now=now)
     assert whole is not None and whole.velocity > 1.5
 

@@ -476,6 +476,47 @@ def test_records_refused_for_good_are_dead_lettered_without_bisecting_the_batch(
     assert service.item_stats.get_many(["A"])["A"].events["n:view"] == 50
 
 
+def test_records_refused_for_good_found_while_halving_are_dead_lettered_together():
+    # Another failure (a row over the item limit) makes the batch be halved; a half that
+    # then fails on the refused row names its culprits, which need no further halving.
+    def run(named: bool) -> tuple[int, list[str]]:
+        class Failing(InMemoryCooccurrenceRepository):
+            calls = 0
+
+            def apply(self, deltas, shard):
+                Failing.calls += 1
+                if any(item == "Z" for item, _ in deltas):
+                    cause = ClientError(
+                        {"Error": {"Code": "ValidationException", "Message": "Item size has exceeded"}},
+                        "UpdateItem",
+                    )
+                    raise RepositoryError("update_item failed") from cause
+                refused = [d for key, row in deltas.items() if key[0] == "Y" for d in row]
+                if refused:
+                    sequences = frozenset(sequence for sequence, _, _ in refused) if named else frozenset()
+                    raise RefusedForGoodError("update_item on counts refused 3 times ...", sequences)
+                super().apply(deltas, shard)
+
+        sink = InMemoryDeadLetterSink()
+        # 32 users view A then another item: Z for the first, Y for every second.
+        second = ["Z" if n == 0 else "Y" if n % 2 else "B" for n in range(32)]
+        events = [
+            _view(2 * n + step, f"u{n}", item)
+            for n in range(32)
+            for step, item in enumerate(["A", second[n]])
+        ]
+        batch = {"Records": [_record(2000 + n, e) for n, e in enumerate(events)]}
+        processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+        process_batch(batch, None, processor, parse_record, ingest_records(_ingest(Failing())), sink)
+        return Failing.calls, sorted(letter.sequence_number for letter in sink.letters)
+
+    named_calls, named_letters = run(named=True)
+    halved_calls, halved_letters = run(named=False)
+    culprits = sorted(str(2001 + 2 * n) for n in range(32) if n == 0 or n % 2)
+    assert named_letters == halved_letters == culprits
+    assert named_calls < halved_calls / 2, (named_calls, halved_calls)
+
+
 def test_a_write_refused_for_good_is_dead_lettered_not_retried_for_ever():
     # A guarded write whose refusal its guard does not explain (RefusedForGoodError): the
     # batch used to fail whole, and Lambda retried it for ever (IngestRetryAttempts -1).

@@ -322,10 +322,14 @@ class SimilarityService:
         """Merge the items' current popularity into ``#popular`` and their categories' lists,
         and their categories' purchases into ``#popular_categories``.
 
-        ``moved``: the catalog records of announced items that were in other categories
-        before (``former_categories``): each is merged into its catalog category's list
-        (its item-stats row may not name it yet) and taken out of its former ones' lists,
-        where nothing else would remove it while the list is shorter than its size.
+        ``moved``: the catalog records (as just read) of items announced for a catalog
+        change that were in other categories before (``former_categories``). With a
+        catalog, every item whose catalog record names former categories is taken out of
+        their lists, where nothing else would remove it while the list is shorter than its
+        size, and merged into its catalog category's list when its item-stats row names no
+        other: the row may not name the new one yet (the move's own announcement), or name
+        a former one again (an event batch that read the catalog before the move and wrote
+        after it, or an event naming the old category), which put it back for good.
         """
         moved = moved or {}
         items = set(items) | set(moved)
@@ -333,16 +337,22 @@ class SimilarityService:
             return
         reads = reads if reads is not None else BatchReads()
         stats = self._stats(items, reads)
+        records = dict(moved)
+        if self.catalog is not None and items - records.keys():
+            records.update(self.catalog.get_many(sorted(items - records.keys())))
         by_list: dict[str, dict[str, dict[int, float]]] = defaultdict(dict)
         removed: dict[str, set[str]] = defaultdict(set)
-        for item, record in moved.items():
+        for item, record in records.items():
             for former in record.former_categories:
                 removed[category_row(former)].add(item)
         for item, row in stats.items():
             if not row.popularity:
                 continue
             by_list[POPULAR_ROW][item] = row.popularity
-            category = moved[item].category if item in moved else row.category
+            category = row.category
+            current = records.get(item)
+            if current is not None and (item in moved or category in current.former_categories):
+                category = current.category
             if category:
                 by_list[category_row(category)][item] = row.popularity
         merges = [

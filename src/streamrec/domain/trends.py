@@ -308,12 +308,16 @@ def _baseline_span(current: int, window: int, baseline_days: int) -> range:
 
 def shop_start(counts: Mapping[int, float], current: int, window: int, baseline_days: int) -> float | None:
     """When the shop's counts (the ``#all`` rows, by absolute hour) start in the span of
-    :func:`baseline_rate`, in epoch seconds; None when none are in it. A category is observed
+    :func:`baseline_rate`, in epoch seconds; None when none are in it or some are before
+    it (the rows read start with the span's first day). A category is observed
     from then: in a shop younger than the span every category would otherwise be taken as
     quiet before the shop opened, and read as rising (2 to 3 times over in a shop's first
     days). A category launched later in the span still reads too low a baseline."""
     span = _baseline_span(current, window, baseline_days)
-    inside = [h for h, v in counts.items() if h in span and v > 0]
+    counted = [h for h, v in counts.items() if v > 0]
+    if any(h < span.start for h in counted):  # open before the span (as far as the rows read show)
+        return None
+    inside = [h for h in counted if h in span]
     return float(min(inside) * HOUR) if inside else None
 
 
