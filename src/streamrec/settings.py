@@ -142,6 +142,10 @@ class Settings:
     # ``basket_gap_hours`` apart. A basket counts at most ``basket_items_kept`` items.
     basket_gap_hours: float = 24.0
     basket_items_kept: int = 50
+    # A cart not checked out keeps its basket open past the gap while its latest event is at
+    # most this old: a cart abandoned for weeks would pair its items with whatever the user
+    # carts next.
+    basket_open_cart_days: float = 7.0
     # An event more than this before the newest of its user's recent items is late (a
     # backfill or a re-drive behind live events): it counts where it carries its own time
     # (counts, popularity, trends, category engagement, purchases) but not in the state kept
@@ -352,6 +356,10 @@ class Settings:
     @property
     def basket_gap_seconds(self) -> float:
         return self.basket_gap_hours * 3600.0
+
+    @property
+    def basket_open_cart_seconds(self) -> float:
+        return self.basket_open_cart_days * 86_400.0
 
     @property
     def late_event_seconds(self) -> float:

@@ -118,7 +118,15 @@ def reference_rows(pairs, norms, measure, k):
     return rows
 
 
-def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozenset(), checkouts=None):
+def reference_baskets(
+    events,
+    gap_seconds,
+    kept,
+    late=frozenset(),
+    leaves=frozenset(),
+    checkouts=None,
+    open_cart_seconds=math.inf,
+):
     """Basket co-occurrence from scratch: add_to_cart/purchase events sharing a basket_id,
     or (without one) a user's such events all within ``gap_seconds`` of each other, form a
     basket that counts its first ``kept`` distinct items, each once; a basket no purchase
@@ -175,7 +183,9 @@ def reference_baskets(events, gap_seconds, kept, late=frozenset(), leaves=frozen
             same = False
         else:
             within_gap = max(basket[1], when) - min(basket[4], when) <= gap_seconds
-            open_cart = not basket[3] and any(h in cart for h in basket[2])
+            open_cart = (
+                not basket[3] and when - basket[1] <= open_cart_seconds and any(h in cart for h in basket[2])
+            )
             same = (
                 (purchase and carted and item in basket[2] and (not basket[3] or within_gap))
                 or (basket[0] == key and (bool(key) or within_gap or open_cart))

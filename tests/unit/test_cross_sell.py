@@ -166,6 +166,25 @@ def test_implicit_baskets_split_on_the_time_gap_and_a_new_basket_id():
     assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 3
 
 
+def test_an_abandoned_cart_does_not_pair_its_items_with_the_next_cart_weeks_later():
+    # A tent carted and left; 40 days later the user carts and buys a phone case. The open
+    # cart kept its basket open for good, so the tent was "often in baskets with" it.
+    engine = InMemoryEngine(Settings(**PLAIN), eager=True)
+    day = 86_400
+    engine.ingest(
+        [
+            _purchase(0, "u", "tent", None, kind="add_to_cart", at=0),
+            _purchase(1, "u", "case", None, kind="add_to_cart", at=40 * day),
+            _purchase(2, "u", "case", None, at=40 * day + 60),
+            # within basket_open_cart_days (7) of its latest event, a cart is picked up again
+            _purchase(3, "v", "tent", None, kind="add_to_cart", at=0),
+            _purchase(4, "v", "case", None, kind="add_to_cart", at=6 * day),
+        ]
+    )
+    assert engine.cooccurrence.get_rows(["#b:tent"]) == {"#b:tent": {"case": 1.0}}
+    assert engine.item_stats.get_many(["#totals"])["#totals"].baskets == 3
+
+
 def test_a_cart_not_checked_out_stays_one_basket_past_the_gap():
     # Carted, picked up again two days later with one more item, then checked out: one
     # basket (its first items were counted in a basket of their own, then again).

@@ -86,6 +86,7 @@ def test_incremental_equals_from_scratch(measure, data):
         complements_per_item=3,
         basket_items_kept=3,
         basket_gap_hours=1.0,
+        basket_open_cart_days=3 / 24,  # events come up to days apart: some carts are abandoned
     )
     users, pairs_repo = InMemoryUserRepository(), InMemoryCooccurrenceRepository()
     stats, rows_repo = InMemoryItemStatsRepository(), InMemorySimilarityRepository()
@@ -115,7 +116,13 @@ def test_incremental_equals_from_scratch(measure, data):
         assert {t: stored[item].events.get(f"n:{t}", 0.0) for t in by_type} == dict(by_type)
 
     basket_pairs, basket_counts, baskets = reference_baskets(
-        events, gap_seconds=3600.0, kept=3, late=late | stale, leaves=leaves, checkouts=checkouts
+        events,
+        gap_seconds=3600.0,
+        kept=3,
+        late=late | stale,
+        leaves=leaves,
+        checkouts=checkouts,
+        open_cart_seconds=3 * 3600.0,
     )
     expected_baskets = {
         i: {j: c for j, c in row.items() if c} for i, row in basket_pairs.items() if any(row.values())

@@ -343,7 +343,8 @@ def _apply_to_basket(
     ``basket_gap_hours`` (of its earliest and latest events), so a shopper buying every day
     starts a basket each day instead of growing one for weeks; but a cart not checked out
     (no purchase counted in its basket, an item of it still in the cart) keeps its basket
-    open, so a cart picked up again days later is one basket. A purchase of an item the
+    open, so a cart picked up again days later is one basket, for
+    ``basket_open_cart_days`` after its latest event. A purchase of an item the
     cart held in the current basket completes it whatever id it carries (an ``order_id`` at
     checkout after cart adds without one, or under a cart id): a cart not checked out
     however late (the basket's time then starts at the checkout), else within the gap; so
@@ -364,9 +365,14 @@ def _apply_to_basket(
     item, when = event.item_id, event.timestamp
     within_gap = max(state.basket_time, when) - min(state.basket_start, when) <= settings.basket_gap_seconds
     # A cart not checked out yet: no purchase has counted in the basket, and the cart still
-    # holds an item of it. It stays open past the gap (a cart picked up again days later).
+    # holds an item of it. It stays open past the gap (a cart picked up again days later),
+    # but not once abandoned (basket_open_cart_days since its latest event).
     checked_out = bool(state.basket_bought)
-    open_cart = not checked_out and any(held in state.cart for held in state.basket)
+    open_cart = (
+        not checked_out
+        and when - state.basket_time <= settings.basket_open_cart_seconds
+        and any(held in state.cart for held in state.basket)
+    )
     purchase = event.event_type == PURCHASE
     # The checkout of an item carted in this basket, whatever id it carries: of a cart not
     # checked out however late, else within the gap (bought, carted again and bought in
