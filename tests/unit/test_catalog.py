@@ -437,6 +437,37 @@ def test_a_category_filter_follows_a_moved_items_row_not_the_category_of_the_use
     assert "grinder" in listed("kitchen")
 
 
+def test_out_of_stock_look_alikes_take_no_slot_and_come_back_when_restocked():
+    # Requests filter out-of-stock entries, so a content list keeping them serves fewer:
+    # in a shop retiring products, a third of new items' lists within months.
+    pipeline = Pipeline()
+    lamps = [upsert(f"lamp{n}", f"Rechargeable LED headlamp {n}", "hiking", tags=["light"]) for n in range(4)]
+    lamps[1]["in_stock"] = False
+    pipeline.send(lamps)
+
+    def content(item: str) -> list[str]:
+        return [n.item_id for n in pipeline.similarity.rows[item].content]
+
+    assert content("lamp0") and "lamp1" not in content("lamp0")
+    assert all("lamp1" not in content(f"lamp{n}") for n in (2, 3))
+    assert set(content("lamp1")) == {"lamp0", "lamp2", "lamp3"}  # its own list: in-stock items
+    pipeline.send([upsert("lamp1", "Rechargeable LED headlamp 1", "hiking", at=100, tags=["light"])])
+    assert all("lamp1" in content(f"lamp{n}") for n in (0, 2, 3))
+    # Out of stock again: it keeps its places (filtered at request time) until they are
+    # chosen again, as before (rewriting its look-alikes' rows at each stock flip cost ~20).
+    pipeline.send(
+        [
+            {
+                **upsert("lamp1", "Rechargeable LED headlamp 1", "hiking", at=200, tags=["light"]),
+                "in_stock": False,
+            }
+        ]
+    )
+    assert all("lamp1" in content(f"lamp{n}") for n in (0, 2, 3))
+    listed = pipeline.recommendations.similar_items("lamp0", 5).items
+    assert "lamp1" not in [i.item_id for i in listed]
+
+
 def test_a_re_delivered_record_passes_on_its_category_only_if_it_moved_the_item():
     # Applied again (its batch failed after the catalog write), a record that moved the
     # item names the move again, a guarded repeat; one that did not, or a new item's first

@@ -212,7 +212,8 @@ def test_catalog_pipeline_leaves_the_same_state_on_both_adapters(aws):
     assert states[0] == states[1]
     records, _, documents, content, out = states[0]
     assert documents == 4 and out == ["tent-3p"]
-    assert content["tent-2p"][0][0] == "tent-3p"
+    # tent-3p, the closest look-alike, is out of stock: not given a slot in the lists.
+    assert content["tent-2p"] and "tent-3p" not in dict(content["tent-2p"])
 
 
 def test_wiring_builds_the_catalog_side_from_settings(aws):

@@ -463,7 +463,10 @@ class ContentIndex:
         result: dict[str, list[Neighbour]] = {}
         rescored: dict[str, dict[str, float]] = {}
         for item_id, item in items.items():
-            chosen = [c for c in shortlist[item_id] if c in records]
+            # Out-of-stock look-alikes are left out (requests filter them, so each would
+            # take a slot for nothing: retired items filled a third of the lists of a shop's
+            # new items within months); an item back in stock is merged in again (update).
+            chosen = [c for c in shortlist[item_id] if c in records and records[c].in_stock]
             again = [c for c in dict.fromkeys(rescore.get(item_id, ())) if c != item_id]
             rescored[item_id] = dict.fromkeys(again, 0.0)
             extra = [c for c in again if c in records and c not in chosen]
@@ -535,7 +538,7 @@ class ContentIndex:
         items = dict(records)
         if not items:
             return []
-        self._update_stock(items)
+        restocked = self._update_stock(items)
         # The items' own rows first: their content lists and holders name the rows that
         # hold them now.
         own, _ = self.similarity.get_many(sorted(set(items) - fresh.keys()), consistent=True)
@@ -543,8 +546,14 @@ class ContentIndex:
         digests = {item_id: record_digest(item) for item_id, item in items.items()}
         # An item whose row was computed from its tokens and category as they stand (a stock
         # or price change) keeps its content list and its entries in other rows: stock is
-        # filtered at request time. Recomputing it rewrote some 20 rows per stock flip.
-        unchanged = {item_id for item_id, row in own.items() if row.content_digest == digests[item_id]}
+        # filtered at request time. Recomputing it rewrote some 20 rows per stock flip. But
+        # an item back in stock is merged into its look-alikes' lists again: their lists
+        # were chosen among in-stock items.
+        unchanged = {
+            item_id
+            for item_id, row in own.items()
+            if row.content_digest == digests[item_id] and item_id not in restocked
+        }
         items = {item_id: item for item_id, item in items.items() if item_id not in unchanged}
         if not items:
             return []
@@ -574,8 +583,8 @@ class ContentIndex:
         changed = set(merge_into)
         for item_id, found in lists.items():
             for neighbour in found[:limit]:
-                if neighbour.item_id in lists:
-                    continue  # its own list was just computed in full
+                if neighbour.item_id in lists or not items[item_id].in_stock:
+                    continue  # its own list was just computed in full; out of stock: no slot
                 self._place(rows[neighbour.item_id], item_id, neighbour.score, items[item_id].category)
             for neighbour in found:
                 listed = rows[neighbour.item_id]
@@ -637,11 +646,13 @@ class ContentIndex:
         kept.sort(key=lambda n: (-n.score, n.item_id))
         row.content = kept[: self.settings.content_per_item]
 
-    def _update_stock(self, items: Mapping[str, CatalogItem]) -> None:
-        """Compare-and-swap the ``#out_of_stock`` row with the items' current stock."""
+    def _update_stock(self, items: Mapping[str, CatalogItem]) -> set[str]:
+        """Compare-and-swap the ``#out_of_stock`` row with the items' current stock; the
+        items it listed that are back in stock."""
         for _ in range(STOCK_UPDATE_ATTEMPTS):
             current = self.similarity.get_list(OUT_OF_STOCK_ROW)
             out = dict(current.items)
+            restocked = {item_id for item_id, item in items.items() if item.in_stock and item_id in out}
             for item_id, item in items.items():
                 if item.in_stock:
                     out.pop(item_id, None)
@@ -649,12 +660,12 @@ class ContentIndex:
                     out[item_id] = item.timestamp
             ranked = sorted(out.items())
             if ranked == sorted(current.items):
-                return
+                return restocked
             try:
                 self.similarity.put_list(
                     OUT_OF_STOCK_ROW, PopularList(ranked, current.version, current.epoch)
                 )
-                return
+                return restocked
             except ConcurrentUpdateError:
                 continue
         raise ConcurrentUpdateError(f"{OUT_OF_STOCK_ROW} kept changing under concurrent updates")
