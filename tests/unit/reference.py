@@ -131,7 +131,8 @@ def reference_baskets(
     or (without one) a user's such events all within ``gap_seconds`` of each other, form a
     basket that counts its first ``kept`` distinct items, each once; a basket no purchase
     has counted in whose items the cart still holds (after the event: ``checkouts``, see
-    reference_counts) stays open past the gap. A purchase joins the current basket whatever
+    reference_counts) stays open past the gap while its latest event is at most
+    ``open_cart_seconds`` old. A purchase joins the current basket whatever
     its id when the cart held its item and the basket holds it (if a purchase has counted
     in the basket, only within ``gap_seconds``), or when no purchase has counted in the
     basket, the cart still holds an item of it and all lie within ``gap_seconds``; the

@@ -468,6 +468,80 @@ def test_out_of_stock_look_alikes_take_no_slot_and_come_back_when_restocked():
     assert "lamp1" not in [i.item_id for i in listed]
 
 
+def _lamps(n: int, out: tuple[int, ...] = ()) -> list[dict]:
+    lamps = [upsert(f"lamp{i}", f"Rechargeable LED headlamp {i}", "hiking", tags=["light"]) for i in range(n)]
+    for i in out:
+        lamps[i]["in_stock"] = False
+    return lamps
+
+
+def test_a_restock_whose_rows_failed_to_write_is_merged_by_the_retry():
+    # The out-of-stock set was written first: the retry no longer saw the restock.
+    from streamrec.repositories.base import RepositoryError
+
+    pipeline = Pipeline()
+    pipeline.send(_lamps(4, out=(1,)))
+    batch = [SequencedUpsert(sequence_key(99), parse_record(_lamps(2)[1] | {"timestamp": T0 + 100}))]
+    pipeline.catalog_service.upsert(batch, SHARD)
+    changed, norm_changed, popular = pipeline.changes.drain()
+    content_changed = pipeline.changes.drain_content()
+    put_rows = pipeline.similarity.put_rows
+
+    def throttled(rows):
+        raise RepositoryError("throttled")
+
+    pipeline.similarity.put_rows = throttled
+    with pytest.raises(RepositoryError):
+        pipeline.similarity_service.recompute(changed, norm_changed, popular, content_changed)
+    pipeline.similarity.put_rows = put_rows
+    pipeline.similarity_service.recompute(changed, norm_changed, popular, content_changed)  # Lambda's retry
+    assert all(
+        "lamp1" in [n.item_id for n in pipeline.similarity.rows[f"lamp{i}"].content] for i in (0, 2, 3)
+    )
+    assert "lamp1" not in [i for i, _ in pipeline.similarity.lists[OUT_OF_STOCK_ROW].items]
+
+
+def test_a_restock_writes_only_the_rows_it_changes():
+    # After a brief stockout the item still held its places: rewriting its ~20 look-alikes'
+    # rows unchanged cost what the stock-flip change had saved.
+    pipeline = Pipeline()
+    pipeline.send(_lamps(12))
+    written: list[str] = []
+    put_rows = pipeline.similarity.put_rows
+    pipeline.similarity.put_rows = lambda rows: (written.extend(r.item_id for r in rows), put_rows(rows))[1]
+    pipeline.send([_lamps(2, out=(1,))[1] | {"timestamp": T0 + 100}])
+    assert written == []
+    pipeline.send([_lamps(2)[1] | {"timestamp": T0 + 200}])
+    assert written == ["lamp1"]  # its own row (a restock recomputes it); no look-alike changed
+
+
+def test_an_out_of_stock_items_new_text_corrects_its_places_in_the_lists_closest_to_it():
+    # Not merged into its look-alikes' lists while out of stock, it was not corrected in them
+    # either: its old score and category stayed, holding the slot against live look-alikes.
+    pipeline = Pipeline()
+    pipeline.send(_lamps(4))
+    assert [
+        (n.score, n.category) for n in pipeline.similarity.rows["lamp0"].content if n.item_id == "lamp1"
+    ] == [(1.0, "hiking")]
+    retitled = upsert("lamp1", "Rechargeable LED headlamp 1 red", "camping", at=100, tags=["light", "red"])
+    pipeline.send([retitled | {"in_stock": False}])
+    [entry] = [n for n in pipeline.similarity.rows["lamp0"].content if n.item_id == "lamp1"]
+    assert entry.category == "camping" and entry.score < 1.0
+
+
+def test_a_content_list_is_filled_from_live_look_alikes_when_the_closest_are_retired():
+    # The closest look-alikes are retired models: chosen first among the candidates and then
+    # dropped for their stock, they left the list empty though live ones shared tokens.
+    settings = Settings(content_candidates=6, posting_limit=12)
+    pipeline = Pipeline(settings)
+    retired = [upsert(f"old{i}", "Zoom headlamp", "hiking", tags=["zoom"], in_stock=False) for i in range(6)]
+    live = [upsert(f"live{i}", f"Headlamp {i}", "hiking") for i in range(10)]
+    pipeline.send(retired + live)
+    pipeline.send([upsert("new", "Zoom headlamp", "hiking", at=100, tags=["zoom"])])
+    listed = [n.item_id for n in pipeline.similarity.rows["new"].content]
+    assert listed and all(item.startswith("live") for item in listed)
+
+
 def test_a_re_delivered_record_passes_on_its_category_only_if_it_moved_the_item():
     # Applied again (its batch failed after the catalog write), a record that moved the
     # item names the move again, a guarded repeat; one that did not, or a new item's first

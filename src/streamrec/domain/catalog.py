@@ -51,6 +51,7 @@ import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -395,10 +396,13 @@ def _by_overlap(
     k: int,
     skip: set[str],
     tie_order: Callable[[str], int] | None = None,
+    unavailable: AbstractSet[str] = frozenset(),
 ) -> list[str]:
     """The ``k`` items best by shared idf^2 (:func:`overlap_scores`) among those the postings
-    of ``tokens`` name, ``skip`` left out; ties by id, or by ``tie_order`` when given."""
-    pool = set().union(*(postings[t].items for t in tokens)) - skip if tokens else set()
+    of ``tokens`` name, ``skip`` and ``unavailable`` left out; ties by id, or by
+    ``tie_order`` when given."""
+    named = set().union(*(postings[t].items for t in tokens)) - skip if tokens else set()
+    pool = {c for c in named if c not in unavailable}  # (not a set difference: it may be large)
     candidates = sorted(pool) if tie_order is None else sorted(pool, key=lambda c: (tie_order(c), c))
     if not candidates or k <= 0:
         return []
@@ -410,6 +414,11 @@ def _by_overlap(
         shared[[row_of[c] for c in postings[token].items if c in row_of], column] = 1.0
     df = np.array([postings[t].count for t in tokens], dtype=np.float64)
     return [candidates[i] for i in top_k(overlap_scores(shared, idf(df, documents)), k)]
+
+
+def _row_state(row: SimilarityRow) -> tuple[object, ...]:
+    """What the content side writes of a row: its content list, holders, digest, category."""
+    return (tuple(row.content), tuple(row.holders), row.content_digest, row.category)
 
 
 def _tie_draw(item_id: str) -> Callable[[str], int]:
@@ -426,9 +435,14 @@ class ContentIndex:
     similarity: SimilarityRepository
 
     def neighbours(
-        self, items: Mapping[str, CatalogItem], rescore: Mapping[str, Sequence[str]] | None = None
+        self,
+        items: Mapping[str, CatalogItem],
+        rescore: Mapping[str, Sequence[str]] | None = None,
+        unavailable: AbstractSet[str] = frozenset(),
     ) -> tuple[dict[str, list[Neighbour]], dict[str, dict[str, float]], dict[str, int]]:
-        """The content neighbours of each of ``items`` (their stored records), the cosine of
+        """The content neighbours of each of ``items`` (their stored records), chosen among
+        in-stock items (``unavailable``: the ids out of stock, left out of the candidates;
+        a candidate whose record says it is out of stock is left out too), the cosine of
         each item with the items ``rescore`` names for it, whether or not they are among its
         neighbours (0 for an item without a record): what its old neighbours' rows should now
         say of it, and the :func:`record_digest` of each listed neighbour's record as read."""
@@ -441,7 +455,9 @@ class ContentIndex:
         for item_id, item in items.items():
             held = [t for t in sorted(item.terms) if postings.get(t, NO_POSTING).items]
             usable = [t for t in held if len(postings[t].items) < settings.posting_limit]
-            chosen = _by_overlap(usable, postings, documents, settings.content_candidates, {item_id})
+            chosen = _by_overlap(
+                usable, postings, documents, settings.content_candidates, {item_id}, unavailable=unavailable
+            )
             full = [t for t in held if len(postings[t].items) >= settings.posting_limit]
             if len(chosen) < settings.content_per_item and full:
                 # Too few look-alikes by its rarer tokens (a new model of a big brand in a big
@@ -450,7 +466,7 @@ class ContentIndex:
                 # lowest ids each time: the items merged into those rows spread out.
                 more = settings.content_candidates - len(chosen)
                 draw = _tie_draw(item_id)
-                chosen += _by_overlap(full, postings, documents, more, {item_id, *chosen}, draw)
+                chosen += _by_overlap(full, postings, documents, more, {item_id, *chosen}, draw, unavailable)
             shortlist[item_id] = chosen
         wanted = {c for chosen in shortlist.values() for c in chosen}
         wanted |= {c for item_id in items for c in rescore.get(item_id, ())}
@@ -538,7 +554,25 @@ class ContentIndex:
         items = dict(records)
         if not items:
             return []
-        restocked = self._update_stock(items)
+        # The out-of-stock set is read first and written last: a retry after a failed row
+        # write still sees which items came back in stock (their rows are written again).
+        stock = self.similarity.get_list(OUT_OF_STOCK_ROW)
+        listed_out = {item_id for item_id, _ in stock.items}
+        restocked = {item_id for item_id, item in items.items() if item.in_stock and item_id in listed_out}
+        unavailable = (listed_out - items.keys()) | {i for i, item in items.items() if not item.in_stock}
+        rows = self._update_content(items, fresh, restocked, unavailable)
+        self._update_stock(items, stock)
+        return rows
+
+    def _update_content(
+        self,
+        items: dict[str, CatalogItem],
+        fresh: Mapping[str, SimilarityRow],
+        restocked: set[str],
+        unavailable: AbstractSet[str],
+    ) -> list[SimilarityRow]:
+        """:meth:`update` but for the out-of-stock set: ``restocked``, the announced items
+        back in stock; ``unavailable``, the items out of stock as of the batch."""
         # The items' own rows first: their content lists and holders name the rows that
         # hold them now.
         own, _ = self.similarity.get_many(sorted(set(items) - fresh.keys()), consistent=True)
@@ -564,7 +598,7 @@ class ContentIndex:
             item_id: list(dict.fromkeys([*(n.item_id for n in row.content), *row.holders]))
             for item_id, row in own.items()
         }
-        lists, rescored, seen = self.neighbours(items, before)
+        lists, rescored, seen = self.neighbours(items, before, unavailable)
         limit = self.settings.content_merge_limit
         merge_into = set(lists) | {n.item_id for found in lists.values() for n in found[:limit]}
         named = merge_into | {n.item_id for found in lists.values() for n in found}
@@ -572,6 +606,7 @@ class ContentIndex:
         read = sorted(touched - set(items) - own.keys() - fresh.keys())
         stored, _ = self.similarity.get_many(read, consistent=True)
         rows = {**own, **stored, **{k: v for k, v in fresh.items() if k in touched}}
+        as_read = {item_id: _row_state(row) for item_id, row in rows.items()}
         held_before = {item_id: {n.item_id for n in row.content} for item_id, row in rows.items()}
         now = time.time()
         for item_id in named:
@@ -600,7 +635,8 @@ class ContentIndex:
                     listed.content_digest = 0
                     changed.add(neighbour.item_id)
         for item_id, old in before.items():
-            merged = {n.item_id for n in lists[item_id][:limit]}
+            # (An out-of-stock item is not merged above: its places are corrected here.)
+            merged = {n.item_id for n in lists[item_id][:limit]} if items[item_id].in_stock else set()
             for other in old:
                 row = rows.get(other)
                 if other in lists or other in merged or row is None:
@@ -610,6 +646,13 @@ class ContentIndex:
                     changed.add(other)
         self._forget_dropped(rows, changed, held_before)
         _record_holders(rows, changed)
+        # Rows left as they were read are not written again (a restocked item whose places
+        # all held: some 20 writes for nothing).
+        changed = {
+            item_id
+            for item_id in changed
+            if item_id in items or as_read.get(item_id) != _row_state(rows[item_id])
+        }
         others = [rows[item_id] for item_id in sorted(changed - set(items))]
         own_rows = [rows[item_id] for item_id in sorted(changed & set(items))]
         # The announced items' rows last: until their digests are written, a retry (a
@@ -646,13 +689,12 @@ class ContentIndex:
         kept.sort(key=lambda n: (-n.score, n.item_id))
         row.content = kept[: self.settings.content_per_item]
 
-    def _update_stock(self, items: Mapping[str, CatalogItem]) -> set[str]:
-        """Compare-and-swap the ``#out_of_stock`` row with the items' current stock; the
-        items it listed that are back in stock."""
-        for _ in range(STOCK_UPDATE_ATTEMPTS):
-            current = self.similarity.get_list(OUT_OF_STOCK_ROW)
+    def _update_stock(self, items: Mapping[str, CatalogItem], read: PopularList) -> None:
+        """Compare-and-swap the ``#out_of_stock`` row with the items' current stock
+        (``read``: the row as read at the start; a lost race reads it again)."""
+        for attempt in range(STOCK_UPDATE_ATTEMPTS):
+            current = read if attempt == 0 else self.similarity.get_list(OUT_OF_STOCK_ROW)
             out = dict(current.items)
-            restocked = {item_id for item_id, item in items.items() if item.in_stock and item_id in out}
             for item_id, item in items.items():
                 if item.in_stock:
                     out.pop(item_id, None)
@@ -660,12 +702,12 @@ class ContentIndex:
                     out[item_id] = item.timestamp
             ranked = sorted(out.items())
             if ranked == sorted(current.items):
-                return restocked
+                return
             try:
                 self.similarity.put_list(
                     OUT_OF_STOCK_ROW, PopularList(ranked, current.version, current.epoch)
                 )
-                return restocked
+                return
             except ConcurrentUpdateError:
                 continue
         raise ConcurrentUpdateError(f"{OUT_OF_STOCK_ROW} kept changing under concurrent updates")

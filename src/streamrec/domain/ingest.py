@@ -422,8 +422,9 @@ def _apply_to_basket(
 def _basket_closed(state: UserState, event: UserEvent, settings: Settings) -> bool:
     """Whether the user's current basket is over by ``event``'s time: an implicit basket
     once a purchase has counted in it and ``basket_gap_hours`` have passed since its latest
-    event (a cart not checked out stays open, as for the events that join it; an explicit
-    basket, named by its id, is never over)."""
+    event (a cart not checked out stays open, even abandoned: the user's next cart add
+    starts another basket after ``basket_open_cart_days``, but until then a removal still
+    takes its pairs back; an explicit basket, named by its id, is never over)."""
     return (
         state.basket_id == ""
         and bool(state.basket_bought)

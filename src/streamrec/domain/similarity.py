@@ -131,15 +131,14 @@ class SimilarityService:
         rows = self.rebuild(self.affected(changed, norm_changed, reads), reads)
         popular_changed = set(popular_changed)
         content_changed = set(content_changed)
-        moved: dict[str, CatalogItem] = {}
+        records: dict[str, CatalogItem] = {}
         if content_changed and self.catalog is not None:
             records = self.catalog.get_many(sorted(content_changed), consistent=True)
             fresh = {row.item_id: row for row in rows}
             index = ContentIndex(self.settings, self.catalog, self.similarity)
             updated = index.update(records, fresh)
             rows = list({**fresh, **{row.item_id: row for row in updated}}.values())
-            moved = {item_id: record for item_id, record in records.items() if record.former_categories}
-        self.update_popular_lists(popular_changed, reads, moved)
+        self.update_popular_lists(popular_changed, reads, records)
         if self.trending is not None and popular_changed:
             # The items whose counters grew; their categories and first-seen times from the
             # stats rows just read.
@@ -317,27 +316,28 @@ class SimilarityService:
         self,
         items: Iterable[str],
         reads: BatchReads | None = None,
-        moved: Mapping[str, CatalogItem] | None = None,
+        announced: Mapping[str, CatalogItem] | None = None,
     ) -> None:
         """Merge the items' current popularity into ``#popular`` and their categories' lists,
         and their categories' purchases into ``#popular_categories``.
 
-        ``moved``: the catalog records (as just read) of items announced for a catalog
-        change that were in other categories before (``former_categories``). With a
-        catalog, every item whose catalog record names former categories is taken out of
-        their lists, where nothing else would remove it while the list is shorter than its
-        size, and merged into its catalog category's list when its item-stats row names no
-        other: the row may not name the new one yet (the move's own announcement), or name
-        a former one again (an event batch that read the catalog before the move and wrote
-        after it, or an event naming the old category), which put it back for good.
+        ``announced``: the catalog records (as just read, consistently) of the items
+        announced for a catalog change; the others' records are read here (one more
+        BatchGetItem). With a catalog, every item whose catalog record names former
+        categories is taken out of their lists, where nothing else would remove it while
+        the list is shorter than its size, and merged into its catalog category's list when
+        its item-stats row names no other: the row may not name the new one yet (the move's
+        own announcement), or name a former one again (an event batch that read the catalog
+        before the move and wrote after it, or an event naming the old category), which put
+        it back for good.
         """
-        moved = moved or {}
-        items = set(items) | set(moved)
+        records = dict(announced or {})
+        moved = {item_id for item_id, record in records.items() if record.former_categories}
+        items = set(items) | moved
         if not items:
             return
         reads = reads if reads is not None else BatchReads()
         stats = self._stats(items, reads)
-        records = dict(moved)
         if self.catalog is not None and items - records.keys():
             records.update(self.catalog.get_many(sorted(items - records.keys())))
         by_list: dict[str, dict[str, dict[int, float]]] = defaultdict(dict)
