@@ -29,7 +29,8 @@ together (the point of batching). If that fails:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -306,6 +307,19 @@ def _event_age_max(records: Applicable) -> float | None:
     return round(max(ages), 1) if ages else None
 
 
+@contextmanager
+def logged_with(keys: Mapping[str, Any]) -> Iterator[None]:
+    """``keys`` on every line logged in this thread until the block ends, and in the calls
+    it makes through concurrently() (each runs in a copy of this context): the storage's
+    warnings from its worker threads too. Context keys, not the logger's: in the local
+    stack the other functions' threads log through the same logger."""
+    logger.thread_safe_append_keys(**keys)
+    try:
+        yield
+    finally:
+        logger.thread_safe_remove_keys(keys)
+
+
 def process_batch(
     event: dict[str, Any],
     context: Any,
@@ -315,79 +329,64 @@ def process_batch(
     dead_letters: DeadLetterSink,
 ) -> PartialItemFailureResponse:
     """Parse every record, apply the valid ones together, dead-letter the invalid ones and
-    those whose processing keeps failing (see the module docstring)."""
-    keys = batch_keys(event.get("Records") or [])
-    # On every line logged while the batch is processed, the storage's warnings from its
-    # worker threads too (concurrently() runs each call in a copy of this context); in the
-    # local stack, not on the lines of the other functions' threads.
-    logger.thread_safe_append_keys(**keys)
-    try:
-        return _process_batch(event, context, processor, parse, apply, dead_letters)
-    finally:
-        logger.thread_safe_remove_keys(keys)
-
-
-def _process_batch(
-    event: dict[str, Any],
-    context: Any,
-    processor: BatchProcessor,
-    parse: RecordParser,
-    apply: Callable[[list[tuple[KinesisStreamRecord, Any]]], None],
-    dead_letters: DeadLetterSink,
-) -> PartialItemFailureResponse:
-    collector = RecordCollector(parse)
-    response = process_partial_response(
-        event=event, record_handler=collector, processor=processor, context=context
-    )
-    adds_counts = getattr(apply, "adds_counts", None)
-
-    def send(letters: list[DeadLetter]) -> None:
-        dead_letters.send(letters)
-        logger.warning(
-            "dead-lettered records",
-            extra={"count": len(letters), "reasons": sorted({d.reason for d in letters})[:20]},
+    those whose processing keeps failing (see the module docstring); every line logged
+    meanwhile names the batch (:func:`batch_keys`)."""
+    with logged_with(batch_keys(event.get("Records") or [])):
+        collector = RecordCollector(parse)
+        response = process_partial_response(
+            event=event, record_handler=collector, processor=processor, context=context
         )
+        adds_counts = getattr(apply, "adds_counts", None)
 
-    traced = False  # one traceback per invocation: bisection calls the below once per record
-
-    def dead_letter_failures(failures: list[FailedRecord]) -> None:
-        nonlocal traced
-        letters = []
-        for failure in failures:
-            record, error = failure.record, failure.error
-            prefix = (
-                f"{WRITE_REJECTED} (count rows written before it keep its increments: a re-drive "
-                "could count them twice)"
-                if failure.while_writing and adds_counts is not None and adds_counts(failure.payload)
-                else PROCESSING_FAILED
+        def send(letters: list[DeadLetter]) -> None:
+            dead_letters.send(letters)
+            logger.warning(
+                "dead-lettered records",
+                extra={"count": len(letters), "reasons": sorted({d.reason for d in letters})[:20]},
             )
-            letters.append(dead_letter(record, f"{prefix}: {type(error).__name__}: {error}"))
+
+        traced = False  # one traceback per invocation: bisection calls the below once per record
+
+        def dead_letter_failures(failures: list[FailedRecord]) -> None:
+            nonlocal traced
+            letters = []
+            for failure in failures:
+                record, error = failure.record, failure.error
+                prefix = (
+                    f"{WRITE_REJECTED} (count rows written before it keep its increments: a re-drive "
+                    "could count them twice)"
+                    if failure.while_writing and adds_counts is not None and adds_counts(failure.payload)
+                    else PROCESSING_FAILED
+                )
+                letters.append(dead_letter(record, f"{prefix}: {type(error).__name__}: {error}"))
+                logger.error(
+                    "record processing keeps failing; dead-lettered",
+                    extra={
+                        "sequence_number": record.kinesis.sequence_number,
+                        "error_type": type(error).__name__,
+                    },
+                    # Where it failed: after a faulty deploy every record lands here, and the
+                    # letters' reasons carry only the message.
+                    exc_info=None if traced else error,
+                )
+                traced = True
+            send(letters)  # now, before a later record is applied (see apply_isolating)
+
+        applicable = collector.applicable(response)
+        try:
+            if applicable:
+                apply_isolating(apply, applicable, dead_letter_failures, getattr(apply, "find_failing", None))
+            if collector.rejected:
+                # A retried batch rejects these again (parsing is pure), so they can wait until here.
+                send(collector.rejected)
+        except Exception as error:
+            # Storage throttled or unavailable, a dead letter not sent: Lambda retries the batch.
+            # Expected now and then, so no traceback; the batch's keys say which shard waits.
             logger.error(
-                "record processing keeps failing; dead-lettered",
-                extra={
-                    "sequence_number": record.kinesis.sequence_number,
-                    "error_type": type(error).__name__,
-                },
-                # Where it failed: after a faulty deploy every record lands here, and the
-                # letters' reasons carry only the message.
-                exc_info=None if traced else error,
+                "batch failed; Lambda retries it", extra={"error": f"{type(error).__name__}: {error}"}
             )
-            traced = True
-        send(letters)  # now, before a later record is applied (see apply_isolating)
-
-    applicable = collector.applicable(response)
-    try:
-        if applicable:
-            apply_isolating(apply, applicable, dead_letter_failures, getattr(apply, "find_failing", None))
-        if collector.rejected:
-            # A retried batch rejects these again (parsing is pure), so they can wait until here.
-            send(collector.rejected)
-    except Exception as error:
-        # Storage throttled or unavailable, a dead letter not sent: Lambda retries the batch.
-        # Expected now and then, so no traceback; the batch's keys say which shard waits.
-        logger.error("batch failed; Lambda retries it", extra={"error": f"{type(error).__name__}: {error}"})
-        raise
-    return response
+            raise
+        return response
 
 
 # The "ingested batch" figures CloudWatch keeps as metrics (namespace streamrec, by function).
