@@ -382,9 +382,7 @@ class SimilarityService:
             if row.popularity
         }
 
-    def _merge_lists(
-        self, merges: list[tuple[str, dict[str, dict[int, float]], int, frozenset[str]]]
-    ) -> None:
+    def _merge_lists(self, merges: list[ListMerge]) -> None:
         """:meth:`_merge_list` for each (name, fresh counters, size, items to remove);
         ``concurrency`` at a time: each list is its own compare-and-swap, so they are
         independent."""
