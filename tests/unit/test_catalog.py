@@ -515,6 +515,60 @@ def test_a_restock_writes_only_the_rows_it_changes():
     assert written == ["lamp1"]  # its own row (a restock recomputes it); no look-alike changed
 
 
+def test_a_restock_in_a_varied_catalog_rewrites_no_look_alikes_row():
+    # The rows a restock recomputes come back with their holders in another order and ties
+    # of equal score swapped: compared in order, 22 of them were written for nothing.
+    import random
+
+    words = ["red", "blue", "wool", "cotton", "sock", "hat", "glove", "scarf", "light", "warm"]
+    words += ["merino", "thermal", "hiking", "running", "kids", "men", "women", "zip", "fleece", "rain"]
+
+    def item(i: int, at: int = 0, **extra) -> dict:
+        draw = random.Random(i)
+        return upsert(
+            f"i{i}", " ".join(draw.sample(words, 4)), draw.choice(["apparel", "outdoor"]), at=at, **extra
+        )
+
+    pipeline = Pipeline()
+    pipeline.send([item(i) for i in range(200)])
+    pipeline.send([item(7, at=100, in_stock=False)])
+    written: list[str] = []
+    put_rows = pipeline.similarity.put_rows
+    pipeline.similarity.put_rows = lambda rows: (written.extend(r.item_id for r in rows), put_rows(rows))[1]
+    pipeline.send([item(7, at=200)])
+    assert written == ["i7"]
+
+
+def test_a_sold_out_item_enters_the_out_of_stock_set_though_its_content_rows_fail():
+    # The set was written after the content rows: a record whose rows kept failing was
+    # dead-lettered and its item stayed listable.
+    from streamrec.stream import apply_isolating
+
+    pipeline = Pipeline()
+    pipeline.send(_lamps(6))
+    record = upsert(
+        "lamp1", "Rechargeable LED headlamp 1 red", "hiking", at=100, in_stock=False, tags=["light", "red"]
+    )
+    pipeline.catalog_service.upsert([SequencedUpsert(sequence_key(99), parse_record(record))], SHARD)
+    changed, norm_changed, popular = pipeline.changes.drain()
+    content_changed = pipeline.changes.drain_content()
+
+    def refused(rows):
+        raise ValueError("a deterministic failure writing rows")
+
+    pipeline.similarity.put_rows = refused
+    dead: list = []
+    apply_isolating(
+        lambda _records: pipeline.similarity_service.recompute(
+            changed, norm_changed, popular, content_changed
+        ),
+        [(None, "lamp1")],
+        dead.extend,
+    )
+    assert len(dead) == 1
+    assert [item for item, _ in pipeline.similarity.lists[OUT_OF_STOCK_ROW].items] == ["lamp1"]
+
+
 def test_an_out_of_stock_items_new_text_corrects_its_places_in_the_lists_closest_to_it():
     # Not merged into its look-alikes' lists while out of stock, it was not corrected in them
     # either: its old score and category stayed, holding the slot against live look-alikes.

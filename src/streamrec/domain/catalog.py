@@ -402,7 +402,7 @@ def _by_overlap(
     of ``tokens`` name, ``skip`` and ``unavailable`` left out; ties by id, or by
     ``tie_order`` when given."""
     named = set().union(*(postings[t].items for t in tokens)) - skip if tokens else set()
-    pool = {c for c in named if c not in unavailable}  # (not a set difference: it may be large)
+    pool = {c for c in named if c not in unavailable}
     candidates = sorted(pool) if tie_order is None else sorted(pool, key=lambda c: (tie_order(c), c))
     if not candidates or k <= 0:
         return []
@@ -417,8 +417,11 @@ def _by_overlap(
 
 
 def _row_state(row: SimilarityRow) -> tuple[object, ...]:
-    """What the content side writes of a row: its content list, holders, digest, category."""
-    return (tuple(row.content), tuple(row.holders), row.content_digest, row.category)
+    """What the content side writes of a row, whatever the order of its holders and of its
+    content entries of equal score (both are reordered by a write that changes nothing):
+    its content list, holders, digest and category."""
+    content = sorted((n.item_id, n.score, n.category or "") for n in row.content)
+    return (tuple(content), frozenset(row.holders), row.content_digest, row.category)
 
 
 def _tie_draw(item_id: str) -> Callable[[str], int]:
@@ -554,12 +557,15 @@ class ContentIndex:
         items = dict(records)
         if not items:
             return []
-        # The out-of-stock set is read first and written last: a retry after a failed row
-        # write still sees which items came back in stock (their rows are written again).
         stock = self.similarity.get_list(OUT_OF_STOCK_ROW)
         listed_out = {item_id for item_id, _ in stock.items}
         restocked = {item_id for item_id, item in items.items() if item.in_stock and item_id in listed_out}
-        unavailable = (listed_out - items.keys()) | {i for i, item in items.items() if not item.in_stock}
+        sold_out = {item_id: item for item_id, item in items.items() if not item.in_stock}
+        unavailable = (listed_out - items.keys()) | sold_out.keys()
+        # Items gone out of stock enter the set first: requests filter on it, even if the
+        # content rows then keep failing (the record dead-lettered). Items back in stock
+        # leave it last: a retry after a failed row write still sees the restock.
+        stock = self._update_stock(sold_out, stock)
         rows = self._update_content(items, fresh, restocked, unavailable)
         self._update_stock(items, stock)
         return rows
@@ -689,9 +695,10 @@ class ContentIndex:
         kept.sort(key=lambda n: (-n.score, n.item_id))
         row.content = kept[: self.settings.content_per_item]
 
-    def _update_stock(self, items: Mapping[str, CatalogItem], read: PopularList) -> None:
+    def _update_stock(self, items: Mapping[str, CatalogItem], read: PopularList) -> PopularList:
         """Compare-and-swap the ``#out_of_stock`` row with the items' current stock
-        (``read``: the row as read at the start; a lost race reads it again)."""
+        (``read``: the row as last read or written; a lost race reads it again); the row as
+        it now stands."""
         for attempt in range(STOCK_UPDATE_ATTEMPTS):
             current = read if attempt == 0 else self.similarity.get_list(OUT_OF_STOCK_ROW)
             out = dict(current.items)
@@ -702,12 +709,12 @@ class ContentIndex:
                     out[item_id] = item.timestamp
             ranked = sorted(out.items())
             if ranked == sorted(current.items):
-                return
+                return current
             try:
                 self.similarity.put_list(
                     OUT_OF_STOCK_ROW, PopularList(ranked, current.version, current.epoch)
                 )
-                return
+                return PopularList(ranked, current.version + 1, current.epoch)  # as put_list stores it
             except ConcurrentUpdateError:
                 continue
         raise ConcurrentUpdateError(f"{OUT_OF_STOCK_ROW} kept changing under concurrent updates")
