@@ -170,13 +170,23 @@ def apply_isolating(
     if find_failing is not None:
         culprits = find_failing(records)
         if culprits:
-            failed([FailedRecord(*records[index], error) for index, error in culprits])
-            rejected = {index for index, _ in culprits}
-            rest = [record for index, record in enumerate(records) if index not in rejected]
-            if rest:
-                apply_isolating(apply, rest, failed)  # generic isolation if something else fails
+            _set_aside(apply, records, failed, {i: FailedRecord(*records[i], error) for i, error in culprits})
             return
     _bisect(apply, records, failed)
+
+
+def _set_aside(
+    apply: Callable[[Applicable], None],
+    records: Applicable,
+    failed: Callable[[list[FailedRecord]], None],
+    culprits: Mapping[int, FailedRecord],
+) -> None:
+    """Hand the ``culprits`` (by index into ``records``) to ``failed`` now, then apply the
+    other records, isolating again whatever else fails."""
+    failed([culprits[index] for index in sorted(culprits)])
+    rest = [record for index, record in enumerate(records) if index not in culprits]
+    if rest:
+        apply_isolating(apply, rest, failed)
 
 
 def _isolate_refused(
@@ -195,16 +205,13 @@ def _isolate_refused(
     if not isinstance(error, RefusedForGoodError) or not error.sequences:
         return False
     refused = {
-        index
-        for index, (record, _payload) in enumerate(records)
+        index: FailedRecord(record, payload, error, while_writing=True)
+        for index, (record, payload) in enumerate(records)
         if sequence_key(record.kinesis.sequence_number) in error.sequences
     }
     if not refused:
         return False
-    failed([FailedRecord(*records[index], error, while_writing=True) for index in sorted(refused)])
-    rest = [record for index, record in enumerate(records) if index not in refused]
-    if rest:
-        apply_isolating(apply, rest, failed)
+    _set_aside(apply, records, failed, refused)
     return True
 
 
