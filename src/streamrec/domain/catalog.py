@@ -702,14 +702,18 @@ class ContentIndex:
         for attempt in range(STOCK_UPDATE_ATTEMPTS):
             current = read if attempt == 0 else self.similarity.get_list(OUT_OF_STOCK_ROW)
             out = dict(current.items)
+            # (Called twice a batch, mostly to change nothing: no sort of the set then.)
+            if all(
+                item_id not in out if item.in_stock else out.get(item_id) == item.timestamp
+                for item_id, item in items.items()
+            ):
+                return current
             for item_id, item in items.items():
                 if item.in_stock:
                     out.pop(item_id, None)
                 else:
                     out[item_id] = item.timestamp
             ranked = sorted(out.items())
-            if ranked == sorted(current.items):
-                return current
             try:
                 self.similarity.put_list(
                     OUT_OF_STOCK_ROW, PopularList(ranked, current.version, current.epoch)
