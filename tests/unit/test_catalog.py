@@ -655,6 +655,24 @@ def test_content_neighbours_rank_by_shared_text():
     assert all(0 < n.score <= 1 for n in pipeline.similarity.rows["tent-2p"].content)
 
 
+def test_japanese_titles_that_share_a_word_are_look_alikes():
+    # One token per title before: the mugs had nothing in common but their category,
+    # which the teapot shares too.
+    pipeline = Pipeline()
+    pipeline.send(
+        [
+            upsert("mug-steel", "ステンレス製マグカップ", "キッチン"),
+            upsert("mug-clay", "陶器マグカップ 大", "キッチン"),
+            upsert("teapot", "急須 ティーポット", "キッチン"),
+            upsert("tent", "ドームテント 2人用", "アウトドア"),
+        ]
+    )
+    look_alikes = pipeline.similarity.rows["mug-steel"].content
+    # (The tent shares one pair by chance: テン of ステンレス and of テント.)
+    assert [n.item_id for n in look_alikes] == ["mug-clay", "teapot", "tent"]
+    assert look_alikes[0].score > 2 * look_alikes[1].score
+
+
 def test_a_new_item_is_merged_into_its_neighbours_lists():
     pipeline = Pipeline()
     pipeline.send(CATALOG)

@@ -33,6 +33,22 @@ def test_tokenize_keeps_letters_of_every_script_and_bounds_a_token():
     assert tokenize("İPHONE 15 Kılıf") == tokenize("iphone 15 kılıf") == ["iphone", "15", "kılıf"]
 
 
+def test_chinese_japanese_and_korean_text_is_indexed_by_overlapping_pairs():
+    # Written without spaces, a title was one token: "陶器マグカップ" shared nothing with
+    # "ステンレス製マグカップ". Their pairs share the word's: マグ, グカ, カッ, ップ.
+    steel, clay = tokenize("ステンレス製マグカップ 350ml"), tokenize("陶器マグカップ 大")
+    assert steel == ["ステ", "テン", "ンレ", "レス", "ス製", "製マ", "マグ", "グカ", "カッ", "ップ", "350ml"]
+    assert set(steel) & set(clay) == {"マグ", "グカ", "カッ", "ップ"}
+    assert tokenize("茶 緑茶") == ["茶", "緑茶"]  # a lone Han character is a word, kept whole
+    assert tokenize("帐篷 双人") == ["帐篷", "双人"]
+    assert tokenize("iPhone15ケース") == ["iphone15", "ケー", "ース"]  # Latin and kana apart
+    assert tokenize("ｶﾞﾝﾀﾞﾑ") == tokenize("ガンダム") == ["ガン", "ンダ", "ダム"]  # half-width kana
+    assert tokenize("가방을 샀다") == ["가방", "방을", "샀다"]
+    assert tokenize("人々") == ["人々"]  # the iteration mark belongs to the word
+    # Scripts without spaces that pairs do not suit (Thai) still give one token per run.
+    assert tokenize("กระเป๋าเดินทาง") == ["กระเป๋าเดินทาง"]
+
+
 def test_term_counts_over_title_category_and_tags():
     counts = term_counts("Down sleeping bag", "camping", ["down", "Sleeping Bags"])
     assert counts == {"bag": 1, "bags": 1, "camping": 1, "down": 2, "sleeping": 2}

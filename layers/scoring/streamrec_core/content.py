@@ -31,8 +31,17 @@ MAX_TOKEN_CHARS = 64
 # the words of Hindi, Thai, Arabic, Hebrew...) and decimal digits. Symbols such as "™" or
 # "²" and punctuation separate tokens, as every non-alphanumeric ASCII character does.
 _WORD_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd"})
-# Full-width forms of ASCII (common in CJK text: "Ｔｅｎｔ") read as ASCII ("Tent").
-_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+# Full-width forms of ASCII (common in CJK text: "Ｔｅｎｔ") read as ASCII ("Tent"), and
+# half-width katakana and Hangul as their usual forms ("ｶﾞﾑ" as "ガム", once composed).
+_WIDTH_FORMS: dict[int, int | str] = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+_WIDTH_FORMS.update({code: unicodedata.normalize("NFKC", chr(code)) for code in range(0xFF61, 0xFFDD)})
+# Chinese, Japanese and Korean: Han ideographs, kana, Hangul (and the iteration marks 々 〆).
+# Written without spaces between words, they are indexed as overlapping character pairs, as
+# search engines' CJK analysers do: titles that share a word share its pairs, no dictionary.
+_CJK_RUN = re.compile(
+    "([\u1100-\u11ff\u3005\u3006\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uffa0-\uffdc\U00020000-\U0003ffff]+)"
+)
 _NOT_WORD = re.compile(r"[\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]+")  # ASCII separators, fast path
 
 
@@ -56,22 +65,43 @@ def _runs(text: str) -> list[str]:
     return runs
 
 
+def _cjk_pairs(run: str) -> list[str]:
+    """``run`` with each stretch of CJK characters (see ``_CJK_RUN``) replaced by its
+    overlapping pairs ("マグカップ" -> "マグ", "グカ", "カッ", "ップ"; a lone character stays
+    whole); the stretches between them are kept as they are ("iphoneケース" -> "iphone",
+    "ケー", "ース")."""
+    pieces = []
+    for index, piece in enumerate(_CJK_RUN.split(run)):
+        if index % 2 == 0:  # re.split puts the captured CJK stretches at the odd places
+            if piece:
+                pieces.append(piece[:MAX_TOKEN_CHARS])
+        elif len(piece) == 1:
+            pieces.append(piece)
+        else:
+            pieces.extend(piece[start : start + 2] for start in range(len(piece) - 1))
+    return pieces
+
+
 def tokenize(text: str) -> list[str]:
     """Runs of letters, combining marks and digits of ``text``, case-folded, cut to
     ``MAX_TOKEN_CHARS``; stop words and 1-character tokens dropped. NFC before and after
     folding, so that a composed and a decomposed "é" are one token; full-width ASCII is read
-    as ASCII; invisible format characters (a soft hyphen, a zero-width joiner, a direction
-    mark) are dropped, so they split no word (a zero-width space still does); a dotted
-    capital I ("İ") folds to "i", as its lower case is written. Pure ASCII text gives the
-    runs of [a-z0-9] of its lower case."""
-    if not text.isascii():
-        # (A zero-width space is a word break, as in Thai text that marks its words so.)
-        text = "".join(char for char in text if char == "\u200b" or unicodedata.category(char) != "Cf")
-    composed = unicodedata.normalize("NFC", text.translate(_FULL_WIDTH))
+    as ASCII, half-width kana as kana; invisible format characters (a soft hyphen, a
+    zero-width joiner, a direction mark) are dropped, so they split no word (a zero-width
+    space still does); a dotted capital I ("İ") folds to "i", as its lower case is written.
+    Chinese, Japanese and Korean characters give overlapping pairs (see ``_cjk_pairs``), a
+    lone one itself: one Han character is a word ("茶", tea). Pure ASCII text gives the runs
+    of [a-z0-9] of its lower case."""
+    if text.isascii():
+        tokens = _runs(text.lower())
+        return [t[:MAX_TOKEN_CHARS] for t in tokens if len(t) > 1 and t not in STOP_WORDS]
+    # (A zero-width space is a word break, as in Thai text that marks its words so.)
+    text = "".join(char for char in text if char == "\u200b" or unicodedata.category(char) != "Cf")
+    composed = unicodedata.normalize("NFC", text.translate(_WIDTH_FORMS))
     # casefold() gives "i" + a combining dot for "İ": "İPHONE" would share no token with "iphone".
     folded = unicodedata.normalize("NFC", composed.casefold().replace("i\u0307", "i"))
-    tokens = (run[:MAX_TOKEN_CHARS] for run in _runs(folded))
-    return [t for t in tokens if len(t) > 1 and t not in STOP_WORDS]
+    tokens = [piece for run in _runs(folded) for piece in _cjk_pairs(run)]
+    return [t for t in tokens if (len(t) > 1 or _CJK_RUN.match(t)) and t not in STOP_WORDS]
 
 
 def term_counts(title: str, category: str, tags: Iterable[str]) -> dict[str, int]:
