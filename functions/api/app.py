@@ -10,9 +10,10 @@ from streamrec.settings import load_settings
 settings = load_settings()
 client = wiring.api_dynamodb_client()
 recommendations = wiring.recommendation_service(settings, client)
-# One warm-container cache of the similarity table for both services.
+# One warm-container cache of the similarity table for every service.
 coupons = wiring.coupon_service(settings, client, similarity=recommendations.similarity)
-app = build_app(recommendations, coupons=coupons, trends=wiring.trends_service(settings, client))
+trends = wiring.trends_service(settings, client, stock=recommendations.similarity)
+app = build_app(recommendations, coupons=coupons, trends=trends)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

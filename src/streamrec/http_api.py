@@ -1002,15 +1002,20 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
         ] = None,
         k: KQuery = 10,
         exclude: ExcludeQuery = None,
+        in_stock: InStockQuery = True,
     ) -> dict[str, Any]:
         """Items gaining attention fastest against their own usual rate: velocity =
         (count in the window + 5) / (expected count + 5), expected = the item's hourly
         rate over the 7 days before the window times the window's length, each hour
         weighted by the shop's hour-of-day profile (its usual traffic at that hour of the
         day relative to its mean hour), so the daily cycle is expected (counts are summed
-        event weights). With a category, also the category's own velocity."""
-        excluded = list_filter(category, exclude).exclude
-        items, whole = trends.trending(window, k, category, clock(), exclude=excluded)
+        event weights). With a category, also the category's own velocity. Out-of-stock
+        items are left out unless in_stock=false (a shop deciding what to restock wants
+        them)."""
+        wanted = list_filter(category, exclude, in_stock)
+        items, whole = trends.trending(
+            window, k, category, clock(), exclude=wanted.exclude, in_stock_only=wanted.in_stock_only
+        )
         body: dict[str, Any] = {"window": window, "category": category, "items": [_trend(i) for i in items]}
         if whole is not None:
             body["category_trend"] = {key: value for key, value in _trend(whole).items() if key != "item_id"}

@@ -147,11 +147,17 @@ def _trends_repository(settings: Settings, client: Any) -> DynamoTrendsRepositor
     return DynamoTrendsRepository(DynamoTable(settings.trends_table, client), settings.trends_retention_days)
 
 
-def trends_service(settings: Settings, client: Any | None = None) -> TrendsService:
-    """Trending lists and demand (API reads; the similarity function refreshes the lists)."""
+def trends_service(
+    settings: Settings, client: Any | None = None, stock: SimilarityRepository | None = None
+) -> TrendsService:
+    """Trending lists and demand (API reads; the similarity function refreshes the lists).
+    The API passes ``stock``, its cached similarity table, whose ``#out_of_stock`` set its
+    trending lists leave out."""
     require(settings, "trends_table")
     client = client if client is not None else dynamodb_client()
-    return TrendsService(settings, _trends_repository(settings, client), concurrency=WRITE_CONCURRENCY)
+    return TrendsService(
+        settings, _trends_repository(settings, client), concurrency=WRITE_CONCURRENCY, stock=stock
+    )
 
 
 def _cached_similarity_table(settings: Settings, client: Any) -> SimilarityRepository:

@@ -126,3 +126,25 @@ def test_trending_and_demand_bad_input(aws):
     assert status == 400 and body["message"].startswith("exclude: '#bad' is not an item id"), body
     status, body = _get(api, "api_demand.json", item_id="#bad id")
     assert status == 400 and body["message"].startswith("item_id is malformed")
+
+
+def test_trending_leaves_out_of_stock_items_out_unless_asked(aws):
+    # The catalog's sample batch marks the camping stove out of stock; it trends all the same.
+    now = clear_of_the_hours_end(60)
+    ingest, similarity = import_handler("ingest"), import_handler("similarity")
+    for event in (load_event("ingest_catalog_kinesis.json"), kinesis_event(_fresh_events(now), 100)):
+        assert ingest.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    for event in (load_event("similarity_catalog_kinesis.json"), _changes(["headlamp", "camping-stove"])):
+        assert similarity.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    api = import_handler("api")
+
+    status, body = _get(api, "api_trending.json", {"window": "1h"})
+    assert status == 200 and [i["item_id"] for i in body["items"]] == ["headlamp"], body
+    status, body = _get(api, "api_trending.json", {"window": "1h", "in_stock": "false"})
+    assert status == 200 and [i["item_id"] for i in body["items"]] == ["headlamp", "camping-stove"], body
+    # The category's own trend still counts every item's events, in stock or not.
+    status, body = _get(api, "api_trending.json")  # 24h, category camping
+    assert [i["item_id"] for i in body["items"]] == ["headlamp"] and body["category_trend"]["count"] == 10.0
+
+    status, body = _get(api, "api_trending.json", {"in_stock": "no"})
+    assert (status, body["message"]) == (400, "in_stock must be true or false (lowercase)")

@@ -65,9 +65,9 @@ from streamrec_core import (
 )
 
 from streamrec.concurrency import concurrently
-from streamrec.domain.model import Delta
+from streamrec.domain.model import OUT_OF_STOCK_ROW, Delta
 from streamrec.events import UserEvent
-from streamrec.repositories.base import ConcurrentUpdateError, TrendsRepository
+from streamrec.repositories.base import ConcurrentUpdateError, SimilarityRepository, TrendsRepository
 from streamrec.settings import Settings
 
 HOUR = 3600
@@ -374,6 +374,9 @@ class TrendsService:
     concurrency: int = 1
     # The time lists are refreshed as of (a replay passes its own clock).
     clock: Callable[[], float] = time.time
+    # The similarity table, whose #out_of_stock set the API's trending lists leave out
+    # (through the API's warm-container cache); None: nothing is left out for stock.
+    stock: SimilarityRepository | None = None
 
     # ---- refresh (similarity function) ----
 
@@ -496,10 +499,12 @@ class TrendsService:
         category: str | None = None,
         now: float | None = None,
         exclude: frozenset[str] = frozenset(),
+        in_stock_only: bool = True,
     ) -> tuple[list[TrendingItem], TrendingItem | None]:
-        """Top ``k`` items by velocity in ``window`` (``1h``/``24h``), none of ``exclude``,
-        optionally of one category, and (with a category) the category's own velocity.
-        One read."""
+        """Top ``k`` items by velocity in ``window`` (``1h``/``24h``), none of ``exclude``
+        and, with ``in_stock_only``, none of the ``#out_of_stock`` set, optionally of one
+        category, and (with a category) the category's own velocity. One read of the trends
+        table, and the out-of-stock set's through ``stock`` (mostly a cache hit)."""
         if window not in WINDOWS:
             raise ValueError(f"window must be one of {', '.join(WINDOWS)}")
         now = time.time() if now is None else now
@@ -514,6 +519,8 @@ class TrendsService:
         counts, lists = self.trends.get_many(counters, self._days(current) if counters else [], names)
         stored = lists[name]
         profile = stored.profile or lists[names[-1]].profile
+        if in_stock_only:
+            exclude = exclude | self._out_of_stock()
         entries = [entry for entry in stored.entries if entry.item_id not in exclude]
         items = score(entries, hours, now, self.settings.trending_prior, profile)[:k]
         if not category:
@@ -534,6 +541,14 @@ class TrendsService:
             row.weighted,
         )
         return items, _measure([whole], hours, now, self.settings.trending_prior, profile)[0]
+
+    def _out_of_stock(self) -> frozenset[str]:
+        """The ids of the ``#out_of_stock`` set (empty without ``stock``)."""
+        if self.stock is None:
+            return frozenset()
+        _, lists = self.stock.get_many([], [OUT_OF_STOCK_ROW])
+        stock = lists.get(OUT_OF_STOCK_ROW)
+        return frozenset(item for item, _ in stock.items) if stock else frozenset()
 
     def demand(self, item_id: str, now: float | None = None) -> Demand:
         """The item's purchases (units) per day over the last ``demand_days`` whole days, the
