@@ -140,3 +140,9 @@ def test_similarity_backlog_compares_the_templates_batch_size(tmp_path):
         }
     )
     assert f"{default:>6,}*" in report and f"{runs.SIMILARITY_BATCH:>6,} " in report
+
+
+def test_the_stock_run_is_not_combined_with_another(tmp_path, capsys):
+    assert main(["bench", "--stock", "--catalog", "--output", str(tmp_path / "r.json")]) == 2
+    assert "--catalog and --stock are separate runs" in capsys.readouterr().err
+    assert not (tmp_path / "stock.json").exists()

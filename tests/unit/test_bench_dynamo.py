@@ -409,3 +409,19 @@ def test_a_backlog_handled_in_larger_batches_costs_less_and_ends_with_the_same_r
     assert large["rru_per_event"] < small["rru_per_event"] and large["wru_per_event"] < small["wru_per_event"]
     assert large["round_trips_per_event"] < small["round_trips_per_event"]
     assert 0 < large["calls_per_event"] < small["calls_per_event"]
+
+
+def test_the_stock_bench_times_full_lists_that_hold_no_out_of_stock_item():
+    from streamrec.bench.runs import _stock_requests, _stock_shop, stock_latency
+    from streamrec.domain.model import OUT_OF_STOCK_ROW
+    from streamrec.settings import Settings
+
+    engine, users, top = _stock_shop(Settings(), 2_000, seed=7)
+    stock = {item for item, _ in engine.similarity.get_list(OUT_OF_STOCK_ROW).items}
+    assert len(stock) == 2_000
+    for name, request in _stock_requests(engine, users, top).items():
+        listed = [r.item_id for r in request(3).items]
+        assert len(listed) == 10 and not stock & set(listed), name
+    result = stock_latency((0, 500), Settings(), samples=3, sessions=300)
+    assert set(result["sizes"]) == {"0", "500"}
+    assert all(value > 0 for row in result["sizes"].values() for value in row.values())

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from streamrec.domain.filters import ListFilter
+from streamrec.domain.filters import ListFilter, Unlisted, out_of_stock
+from streamrec.domain.model import OUT_OF_STOCK_ROW, PopularList
 from streamrec.evaluation.engine import InMemoryEngine
 from streamrec.http_api import ID_DESCRIPTION, build_app
 from streamrec.settings import Settings
@@ -194,3 +195,22 @@ def test_an_item_named_like_a_seen_mode_is_excluded_once_seen_is_given(engine):
     # as an item once the request gives seen= itself.
     status, body = _get(engine, "/users/u1/recommendations", "k=5&seen=history&exclude=history")
     assert status == 200, body
+
+
+def test_the_out_of_stock_set_is_built_once_per_list_and_never_copied():
+    entries = [(f"sku-{n:06d}", 0.0) for n in range(1_000)]
+    first = out_of_stock({OUT_OF_STOCK_ROW: PopularList(entries, 7, 0)})
+    # A warm container's cache hands each request its own copy of the list: same set.
+    again = out_of_stock({OUT_OF_STOCK_ROW: PopularList(list(entries), 7, 0)})
+    assert again is first and again == {item for item, _ in entries}
+    # Another list at the same version (another table, a test's other engine) is read as
+    # itself, and so is the next version.
+    other = out_of_stock({OUT_OF_STOCK_ROW: PopularList([*entries[:-1], ("sku-x", 0.0)], 7, 0)})
+    assert "sku-x" in other and "sku-000999" not in other
+    assert out_of_stock({OUT_OF_STOCK_ROW: PopularList(entries[1:], 8, 0)}) == first - {"sku-000000"}
+    assert out_of_stock({}) == out_of_stock({OUT_OF_STOCK_ROW: PopularList()}) == frozenset()
+
+    unlisted = Unlisted(frozenset({"pan"}), first) | {"pot"}
+    assert unlisted.stock is first  # the big set is shared, not merged
+    assert "pan" in unlisted and "pot" in unlisted and "sku-000001" in unlisted
+    assert "rake" not in unlisted

@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from streamrec.domain.catalog import CatalogService, SequencedUpsert
+from streamrec.domain.filters import out_of_stock
 from streamrec.domain.model import OUT_OF_STOCK_ROW, PopularList, sequence_key
-from streamrec.domain.recommend import out_of_stock
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import parse_record
 from streamrec.repositories import dynamodb

@@ -96,6 +96,13 @@ def add_bench_parser(subparsers: Any) -> None:
         "(../shared/datasets) loaded as catalog records, then a price change of every item, then a "
         "title change of 10 percent of them; writes catalog.json beside --output",
     )
+    bench.add_argument(
+        "--stock",
+        action="store_true",
+        help="instead, measure the in-process time of a similar-items, a recommendations and a "
+        "cross-sell request with 0 to 110,000 ids in the out-of-stock set, read through the API's "
+        "warm-container cache (no data needed); writes stock.json beside --output",
+    )
     bench.add_argument("--template", type=Path, default=Path("template.yaml"), help="SAM template")
     bench.add_argument("--output", type=output_file, default=Path("bench/results.json"), help="results file")
     bench.set_defaults(func=run_bench)
@@ -204,6 +211,31 @@ def run_hot_item(args: argparse.Namespace) -> int:
     result["runtime_s"] = time.perf_counter() - started
     print(format_hot_item(result))
     return _written(result, args.output.parent / "hot_item.json")
+
+
+def run_stock(args: argparse.Namespace) -> int:
+    """``--stock``: what the out-of-stock set's size costs a list request in CPU."""
+    started = time.perf_counter()
+    result = runs.stock_latency(runs.STOCK_SIZES, Settings(), progress=_progress)
+    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["runtime_s"] = time.perf_counter() - started
+    print(format_stock(result))
+    return _written(result, args.output.parent / "stock.json")
+
+
+def format_stock(r: dict[str, Any]) -> str:
+    """The printed report of ``--stock``."""
+    lines = [
+        f"OUT-OF-STOCK SET AND REQUEST TIME ({r['date']}; in-process, warm-container cache hits over "
+        f"the in-memory adapters, k 10, median of {r['samples']} requests, ms)",
+        f"  {'out-of-stock ids':>16} {'similar':>9} {'recommendations':>16} {'cross-sell':>11}",
+    ]
+    for size, row in r["sizes"].items():
+        lines.append(
+            f"  {int(size):>16,} {row['similar_median_ms']:>9.3f} "
+            f"{row['recommendations_median_ms']:>16.3f} {row['cross_sell_median_ms']:>11.3f}"
+        )
+    return "\n".join(lines)
 
 
 def _written(result: dict[str, Any], output: Path) -> int:
@@ -342,7 +374,7 @@ def format_catalog(r: dict[str, Any]) -> str:
 def run_bench(args: argparse.Namespace) -> int:
     from streamrec.evaluation.datasets import load_taobao
 
-    modes = [name for name in ("hot_item", "catalog", "similarity_backlog") if getattr(args, name)]
+    modes = [name for name in ("hot_item", "catalog", "similarity_backlog", "stock") if getattr(args, name)]
     if len(modes) > 1:
         named = " and ".join("--" + name.replace("_", "-") for name in modes)
         print(f"streamrec bench: {named} are separate runs: give one", file=sys.stderr)
@@ -353,6 +385,8 @@ def run_bench(args: argparse.Namespace) -> int:
         return run_hot_item(args)
     if args.catalog:
         return run_catalog(args)
+    if args.stock:
+        return run_stock(args)
     started = time.perf_counter()
     settings = Settings()
     stream = _inputs(args, load_taobao, " needs the Taobao file")

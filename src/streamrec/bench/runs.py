@@ -1305,3 +1305,95 @@ def end_to_end(
         "probes": probes,
         "note": "moto server in-process, functions polled like Lambda; not AWS latencies",
     }
+
+
+# Sizes of the out-of-stock set --stock compares: none, one row's worth (~2,000 ids of 10
+# characters), a large shop, and near the set's ceiling (see "Catalog ... stock": Limits).
+STOCK_SIZES = (0, 2_000, 20_000, 110_000)
+
+
+def _stock_shop(
+    settings: Settings, out_of_stock: int, seed: int, sessions: int = 2_500
+) -> tuple[Any, list[str], str]:
+    """An in-memory shop of 2,000 items in ``sessions`` of 5 events (3 views, 2 adds to the
+    cart) of 500 users, whose similar
+    items and recommendations are read through the API's warm-container cache, with
+    ``out_of_stock`` ids in the set (every other listed item among them, the rest retired
+    products nobody views). Returns the engine, its users and its most viewed item."""
+    from streamrec.domain.model import OUT_OF_STOCK_ROW, PopularList
+    from streamrec.domain.recommend import CrossSellService
+    from streamrec.evaluation.engine import InMemoryEngine
+
+    rng = random.Random(seed)
+    engine = InMemoryEngine(settings)
+    events: list[dict[str, Any]] = []
+    items: list[str] = []
+    for n in range(sessions):
+        user, start = f"u{n % 500}", rng.randrange(1_995)
+        for step in range(5):
+            item = f"item-{min(1_999, int(rng.paretovariate(1.2)) + start + step):05d}"
+            kind = "add_to_cart" if step >= 3 else "view"  # carts make cross-sell's baskets
+            items.append(item)
+            events.append(
+                {
+                    "event_id": f"e{n}-{step}",
+                    "event_type": kind,
+                    "user_id": user,
+                    "item_id": item,
+                    "timestamp": 1_764_000_000 + 60 * n + step,
+                }
+            )
+    engine.ingest(events)
+    engine.flush()
+    listed = sorted(set(items))
+    retired = [f"retired-{n:07d}" for n in range(max(0, out_of_stock - len(listed) // 2))]
+    stock = sorted([*listed[::2], *retired][:out_of_stock])
+    engine.similarity.put_list(OUT_OF_STOCK_ROW, PopularList([(item, 0.0) for item in stock]))
+    cached = CachingSimilarityRepository(engine.similarity, CacheConfig())
+    engine.recommendations = RecommendationService(settings, engine.users, cached)
+    engine.cross_sell_service = CrossSellService(settings, engine.users, cached)
+    top = Counter(items).most_common(1)[0][0]
+    return engine, [f"u{n}" for n in range(min(500, sessions))], top
+
+
+def stock_latency(
+    sizes: Sequence[int],
+    settings: Settings,
+    samples: int = 51,
+    seed: int = 7,
+    sessions: int = 2_500,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Median in-process time (ms) of a similar-items, a recommendations and a cross-sell
+    request (k 10, in stock only) for each size of the out-of-stock set, read through the
+    warm-container cache (hits, as a warm container serves between refreshes) in front of
+    the in-memory adapters: what the set costs a request in CPU, no DynamoDB round trip."""
+    result: dict[str, Any] = {"samples": samples, "sizes": {}}
+    for size in sizes:
+        progress(f"stock: {size:,} out-of-stock ids")
+        requests = _stock_requests(*_stock_shop(settings, size, seed, sessions))
+        result["sizes"][str(size)] = {
+            f"{name}_median_ms": _median_ms(request, samples) for name, request in requests.items()
+        }
+    return result
+
+
+def _stock_requests(engine: Any, users: list[str], top: str) -> dict[str, Callable[[int], Any]]:
+    """The requests --stock times, each given its sample's number (which user asks)."""
+    return {
+        "similar": lambda n: engine.recommendations.similar_items(top, 10),
+        "recommendations": lambda n: engine.recommendations.for_user(users[n % len(users)], 10),
+        "cross_sell": lambda n: engine.cross_sell_service.for_request([top], 10),
+    }
+
+
+def _median_ms(request: Callable[[int], Any], samples: int) -> float:
+    """The median time of ``samples`` calls of ``request``, after one untimed call (the
+    cache's first read, the out-of-stock set's first build)."""
+    request(0)
+    times = []
+    for n in range(samples):
+        started = time.perf_counter()
+        request(n)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1e3

@@ -45,6 +45,7 @@ from pydantic import (
 )
 from streamrec_core import coupon_propensity, coupon_scores, top_k
 
+from streamrec.domain.filters import out_of_stock
 from streamrec.domain.model import (
     OUT_OF_STOCK_ROW,
     POPULAR_CATEGORIES_ROW,
@@ -696,17 +697,17 @@ class CouponService:
         coupons = list(self.coupons.get_many(coupon_ids).values())
         return rank_coupons(coupons, state, now, k, self.settings, self._out_of_stock(coupons))
 
-    def _out_of_stock(self, coupons: Sequence[Coupon]) -> set[str]:
+    def _out_of_stock(self, coupons: Sequence[Coupon]) -> frozenset[str]:
         """The ``#out_of_stock`` set (one read, through the warm-container cache), read only
         when an item-list coupon is among ``coupons``: an item list is ranked by the user's
         interest in its in-stock items alone, so one with none in stock is never offered; a
         category coupon is never left out for stock."""
         if self.similarity is None or not any(c.spec.scope.items for c in coupons):
-            return set()
+            return frozenset()
         # The API's read path (BatchGetItem, warm-container cache), not get_list's
         # consistent compare-and-swap read.
         _, lists = self.similarity.get_many([], [OUT_OF_STOCK_ROW])
-        return {item for item, _ in lists[OUT_OF_STOCK_ROW].items} if OUT_OF_STOCK_ROW in lists else set()
+        return out_of_stock(lists)
 
     def _fill(
         self, popular: SimilarityRepository, state: UserState | None, k: int, now: float, offered: set[str]

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from streamrec.domain.model import OUT_OF_STOCK_ROW, PopularList
+
 # Items one request may exclude by id (the query string stays well under API Gateway's limits).
 MAX_EXCLUDED_ITEMS = 100
 
@@ -42,3 +44,44 @@ class ListFilter:
 
 
 NO_FILTER = ListFilter()
+
+
+@dataclass(frozen=True)
+class Unlisted:
+    """The ids a list may not hold: a few ``named`` ones (the user's own items, the cart's,
+    the item asked about) and the ``stock`` set (out of stock), asked apart so that the
+    set, which may hold some 110,000 ids, is never copied into a request's own set."""
+
+    named: frozenset[str] = frozenset()
+    stock: frozenset[str] = frozenset()
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.named or item in self.stock
+
+    def __or__(self, more: Iterable[str]) -> Unlisted:
+        return Unlisted(self.named | frozenset(more), self.stock)
+
+
+# The ids of the out-of-stock set last built, under the key of the list they came from: a
+# warm API container reads the same list (from its cache) for many requests, and building
+# the set of 110,000 ids took some 10 ms a request. Replaced whole, so threads that share
+# it (the local stack's functions) read one pair or the other, never a mix.
+_last_stock: tuple[tuple[int, int, int, int], frozenset[str]] = ((0, 0, 0, 0), frozenset())
+
+
+def out_of_stock(lists: dict[str, PopularList]) -> frozenset[str]:
+    """The ids in the ``#out_of_stock`` row of ``lists`` (empty when it was not read or is
+    missing), built again only when the list differs from the last one asked about (its
+    version, epoch, length and a hash of its entries: the key is exact whatever table or
+    engine the list came from)."""
+    stock = lists.get(OUT_OF_STOCK_ROW)
+    if stock is None or not stock.items:
+        return frozenset()
+    global _last_stock
+    key = (stock.version, stock.epoch, len(stock.items), hash(tuple(stock.items)))
+    last_key, last_ids = _last_stock
+    if last_key == key:
+        return last_ids
+    ids = frozenset(item for item, _ in stock.items)
+    _last_stock = (key, ids)
+    return ids

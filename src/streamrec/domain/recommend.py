@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Container, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from streamrec_core import UNBOUNDED_MEASURES, decay, max_normalized_blend, personalized_scores, top_k
 
-from streamrec.domain.filters import NO_FILTER, ListFilter
+from streamrec.domain.filters import NO_FILTER, ListFilter, Unlisted, out_of_stock
 from streamrec.domain.model import (
     CATEGORY_ROW_PREFIX,
     OUT_OF_STOCK_ROW,
@@ -100,7 +100,7 @@ def reason_for(entry: HistoryItem, cart: Collection[str]) -> str:
 def _pad_with_popular(
     listed: list[Recommendation],
     lists: dict[str, PopularList],
-    excluded: set[str],
+    excluded: Unlisted,
     k: int,
     list_filter: ListFilter = NO_FILTER,
     category: str | None = None,
@@ -176,12 +176,6 @@ def known_categories(
     return known
 
 
-def out_of_stock(lists: dict[str, PopularList]) -> set[str]:
-    """The ids in the ``#out_of_stock`` row (empty when it was not read or is missing)."""
-    stock = lists.get(OUT_OF_STOCK_ROW)
-    return {item for item, _ in stock.items} if stock else set()
-
-
 def coldness(row: SimilarityRow | None, settings: Settings) -> float:
     """1 for an item nobody interacted with, falling linearly to 0 at a support (c_ii) of
     ``cold_item_weight``: how much its content neighbours stand in. Support, not the count
@@ -223,7 +217,7 @@ def content_scale(row: SimilarityRow, settings: Settings) -> float:
 def drop_filtered(
     scores: np.ndarray,
     ordered: Sequence[str],
-    excluded: Collection[str],
+    excluded: Container[str],
     list_filter: ListFilter,
     known: Callable[[], dict[str, str]],
 ) -> None:
@@ -319,8 +313,7 @@ class RecommendationService:
         )
         rows, lists = self.similarity.get_many([entry.item_id for entry in history], list_names)
         own = set(excluded)  # the user's own items: never candidates
-        if list_filter.in_stock_only:
-            excluded |= out_of_stock(lists)
+        unlisted = Unlisted(frozenset(own), out_of_stock(lists) if list_filter.in_stock_only else frozenset())
         # Content neighbours of cold recent items, scaled by how cold each is and put on the
         # scale of the item's own collaborative scores.
         content = {
@@ -369,7 +362,7 @@ class RecommendationService:
             components = np.vstack([item_scores, category_scores])
             scores = max_normalized_blend(components, blend)
             drop_filtered(
-                scores, ordered, excluded, list_filter, lambda: known_categories(rows, lists, history)
+                scores, ordered, unlisted, list_filter, lambda: known_categories(rows, lists, history)
             )
             item_share = max_normalized_blend(components, blend * np.array([1.0, 0.0]))
             recent = {entry.item_id for entry in history} | cart
@@ -386,7 +379,7 @@ class RecommendationService:
                     )
                 )
         fallback = not listed
-        return RecommendationList(_pad_with_popular(listed, lists, excluded, k, list_filter), fallback)
+        return RecommendationList(_pad_with_popular(listed, lists, unlisted, k, list_filter), fallback)
 
     @staticmethod
     def _explain(
@@ -428,7 +421,9 @@ class RecommendationService:
         """
         rows, lists = self.similarity.get_many([item_id], request_lists(list_filter))
         row = rows.get(item_id)
-        excluded = {item_id} | (out_of_stock(lists) if list_filter.in_stock_only else set())
+        excluded = Unlisted(
+            frozenset({item_id}), out_of_stock(lists) if list_filter.in_stock_only else frozenset()
+        )
 
         def admitted(neighbours: list[Neighbour]) -> list[Neighbour]:
             return [
@@ -460,7 +455,7 @@ class RecommendationService:
         listed: list[Recommendation],
         reserved: set[str],
         lists: dict[str, PopularList],
-        excluded: set[str],
+        excluded: Unlisted,
         k: int,
         list_filter: ListFilter,
     ) -> RecommendationList:
@@ -611,7 +606,9 @@ class CrossSellService:
         cart = list(dict.fromkeys(items))[:CROSS_SELL_MAX_ITEMS]
         rows, lists = self.similarity.get_many(cart, request_lists(list_filter))
         in_carts = set(cart) | (set(state.cart) if state else set())  # never candidates
-        excluded = in_carts | (out_of_stock(lists) if list_filter.in_stock_only else set())
+        excluded = Unlisted(
+            frozenset(in_carts), out_of_stock(lists) if list_filter.in_stock_only else frozenset()
+        )
         if state and seen != EXCLUDE_NONE:
             excluded |= set(state.purchased)
         if state and seen == EXCLUDE_HISTORY:

@@ -65,6 +65,7 @@ from streamrec_core import (
 )
 
 from streamrec.concurrency import concurrently
+from streamrec.domain.filters import Unlisted, out_of_stock
 from streamrec.domain.model import OUT_OF_STOCK_ROW, Delta
 from streamrec.events import UserEvent
 from streamrec.repositories.base import ConcurrentUpdateError, SimilarityRepository, TrendsRepository
@@ -519,9 +520,8 @@ class TrendsService:
         counts, lists = self.trends.get_many(counters, self._days(current) if counters else [], names)
         stored = lists[name]
         profile = stored.profile or lists[names[-1]].profile
-        if in_stock_only:
-            exclude = exclude | self._out_of_stock()
-        entries = [entry for entry in stored.entries if entry.item_id not in exclude]
+        unlisted = Unlisted(exclude, self._out_of_stock() if in_stock_only else frozenset())
+        entries = [entry for entry in stored.entries if entry.item_id not in unlisted]
         items = score(entries, hours, now, self.settings.trending_prior, profile)[:k]
         if not category:
             return items, None
@@ -547,8 +547,7 @@ class TrendsService:
         if self.stock is None:
             return frozenset()
         _, lists = self.stock.get_many([], [OUT_OF_STOCK_ROW])
-        stock = lists.get(OUT_OF_STOCK_ROW)
-        return frozenset(item for item, _ in stock.items) if stock else frozenset()
+        return out_of_stock(lists)
 
     def demand(self, item_id: str, now: float | None = None) -> Demand:
         """The item's purchases (units) per day over the last ``demand_days`` whole days, the
