@@ -116,6 +116,17 @@ def _query_integer(value: Any) -> Any:
     return value
 
 
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def _query_decimal(value: Any) -> Any:
+    """A query number is written in digits, with a decimal point or not (``1.5``): pydantic's
+    lax mode would also take ``inf``, ``nan``, ``1e3`` or `` 1.5``."""
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        raise ValueError("digits, with a decimal point or not")
+    return value
+
+
 def _query_boolean(value: Any) -> Any:
     """A query boolean is ``true`` or ``false`` (lowercase, as in JSON): pydantic's lax mode
     would also take yes/no/on/off/1/0/True/FALSE."""
@@ -144,6 +155,15 @@ IN_STOCK_DESCRIPTION = (
     "count as in stock)."
 )
 InStockQuery = Annotated[bool, BeforeValidator(_query_boolean), Query(description=IN_STOCK_DESCRIPTION)]
+MinVelocityQuery = Annotated[
+    float,
+    Field(ge=0),
+    BeforeValidator(_query_decimal),
+    Query(
+        description="Only items whose velocity is at least this, such as 1.5 (default 0: every item "
+        "with events in the window). At quiet hours the top of a list can read about 1, which is no rise."
+    ),
+]
 
 
 def _excluded_ids(value: str) -> str:
@@ -412,6 +432,8 @@ def _describe(
         return "category must be 1..128 characters, not blank, without control characters"
     if name == "in_stock":
         return "in_stock must be true or false (lowercase)"
+    if name == "min_velocity":
+        return "min_velocity must be a number of 0 or more, in digits (such as 1.5)"
     return f"{name}: {issue.get('msg', kind)}"
 
 
@@ -1003,6 +1025,7 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
         k: KQuery = 10,
         exclude: ExcludeQuery = None,
         in_stock: InStockQuery = True,
+        min_velocity: MinVelocityQuery = 0.0,
     ) -> dict[str, Any]:
         """Items gaining attention fastest against their own usual rate: velocity =
         (count in the window + 5) / (expected count + 5), expected = the item's hourly
@@ -1014,7 +1037,13 @@ def _add_trend_routes(app: APIGatewayHttpResolver, trends: TrendsService, clock:
         them)."""
         wanted = list_filter(category, exclude, in_stock)
         items, whole = trends.trending(
-            window, k, category, clock(), exclude=wanted.exclude, in_stock_only=wanted.in_stock_only
+            window,
+            k,
+            category,
+            clock(),
+            exclude=wanted.exclude,
+            in_stock_only=wanted.in_stock_only,
+            min_velocity=min_velocity,
         )
         body: dict[str, Any] = {"window": window, "category": category, "items": [_trend(i) for i in items]}
         if whole is not None:

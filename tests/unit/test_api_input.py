@@ -156,7 +156,7 @@ def test_null_in_the_body_is_a_field_not_given(engine_app):
         ("/users/u1/recommendations", "category, exclude, in_stock, k, seen"),
         ("/items/i1/similar", "category, exclude, in_stock, k"),
         ("/users/u1/cross-sell", "category, exclude, in_stock, k, seen"),
-        ("/items/trending", "category, exclude, in_stock, k, window"),
+        ("/items/trending", "category, exclude, in_stock, k, min_velocity, window"),
         ("/users/u1/coupons", "k"),
     ],
 )

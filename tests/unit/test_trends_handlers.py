@@ -88,6 +88,14 @@ def test_trending_and_demand_routes(aws):
 
     status, body = _get(api, "api_trending.json", {"window": "1h", "exclude": "headlamp"})
     assert status == 200 and [i["item_id"] for i in body["items"]] == ["camping-stove"], body
+    # Velocities 2.2 and 1.7975 (the stove's, above): a floor is kept, not rounded.
+    for floor, expected in (
+        ("2", ["headlamp"]),
+        ("1.8", ["headlamp"]),
+        ("1.79", ["headlamp", "camping-stove"]),
+    ):
+        status, body = _get(api, "api_trending.json", {"window": "1h", "min_velocity": floor})
+        assert status == 200 and [i["item_id"] for i in body["items"]] == expected, (floor, body)
 
     status, body = _get(api, "api_trending.json")  # 24h, category camping, k=5
     assert status == 200, body
@@ -148,3 +156,12 @@ def test_trending_leaves_out_of_stock_items_out_unless_asked(aws):
 
     status, body = _get(api, "api_trending.json", {"in_stock": "no"})
     assert (status, body["message"]) == (400, "in_stock must be true or false (lowercase)")
+
+
+@pytest.mark.parametrize("floor", ["-1", "1e3", "nan", "inf", " 1.5", "1.", ".5", "1,5", ""])
+def test_a_min_velocity_that_is_not_a_plain_number_of_0_or_more_is_a_400(aws, floor):
+    status, body = _get(import_handler("api"), "api_trending.json", {"min_velocity": floor})
+    assert (status, body["message"]) == (
+        400,
+        "min_velocity must be a number of 0 or more, in digits (such as 1.5)",
+    )

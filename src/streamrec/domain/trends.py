@@ -501,11 +501,13 @@ class TrendsService:
         now: float | None = None,
         exclude: frozenset[str] = frozenset(),
         in_stock_only: bool = True,
+        min_velocity: float = 0.0,
     ) -> tuple[list[TrendingItem], TrendingItem | None]:
         """Top ``k`` items by velocity in ``window`` (``1h``/``24h``), none of ``exclude``
-        and, with ``in_stock_only``, none of the ``#out_of_stock`` set, optionally of one
-        category, and (with a category) the category's own velocity. One read of the trends
-        table, and the out-of-stock set's through ``stock`` (mostly a cache hit)."""
+        and, with ``in_stock_only``, none of the ``#out_of_stock`` set, none whose velocity
+        is below ``min_velocity``, optionally of one category, and (with a category) the
+        category's own velocity (whatever its value). One read of the trends table, and the
+        out-of-stock set's through ``stock`` (mostly a cache hit)."""
         if window not in WINDOWS:
             raise ValueError(f"window must be one of {', '.join(WINDOWS)}")
         now = time.time() if now is None else now
@@ -522,7 +524,8 @@ class TrendsService:
         profile = stored.profile or lists[names[-1]].profile
         unlisted = Unlisted(exclude, self._out_of_stock() if in_stock_only else frozenset())
         entries = [entry for entry in stored.entries if entry.item_id not in unlisted]
-        items = score(entries, hours, now, self.settings.trending_prior, profile)[:k]
+        scored = score(entries, hours, now, self.settings.trending_prior, profile)
+        items = [item for item in scored if item.velocity >= min_velocity][:k]
         if not category:
             return items, None
         row = counts[category_counter(category)]
