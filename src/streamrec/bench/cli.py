@@ -173,10 +173,9 @@ def run_similarity_backlog(args: argparse.Namespace) -> int:
     batches = sorted({runs.SIMILARITY_BATCH, configured, BACKLOG_LARGE_BATCH})
     result = runs.similarity_backlog(stream.events[: args.events], Settings(), batches, progress=_progress)
     result["template_batch"] = configured
-    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    result["runtime_s"] = time.perf_counter() - started
-    print(format_similarity_backlog(result))
-    return _written(result, args.output.parent / "similarity_backlog.json")
+    return _reported(
+        result, started, format_similarity_backlog, args.output.parent / "similarity_backlog.json"
+    )
 
 
 def format_similarity_backlog(r: dict[str, Any]) -> str:
@@ -207,20 +206,14 @@ def run_hot_item(args: argparse.Namespace) -> int:
     """``--hot-item``: the count table's units per event with and without a row budget."""
     started = time.perf_counter()
     result = runs.hot_item_cost(args.hot_item_events, Settings(), HOT_ITEM_BUDGETS_KB, progress=_progress)
-    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    result["runtime_s"] = time.perf_counter() - started
-    print(format_hot_item(result))
-    return _written(result, args.output.parent / "hot_item.json")
+    return _reported(result, started, format_hot_item, args.output.parent / "hot_item.json")
 
 
 def run_stock(args: argparse.Namespace) -> int:
     """``--stock``: what the out-of-stock set's size costs a list request in CPU."""
     started = time.perf_counter()
     result = runs.stock_latency(runs.STOCK_SIZES, Settings(), progress=_progress)
-    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    result["runtime_s"] = time.perf_counter() - started
-    print(format_stock(result))
-    return _written(result, args.output.parent / "stock.json")
+    return _reported(result, started, format_stock, args.output.parent / "stock.json")
 
 
 def format_stock(r: dict[str, Any]) -> str:
@@ -236,6 +229,17 @@ def format_stock(r: dict[str, Any]) -> str:
             f"{row['recommendations_median_ms']:>16.3f} {row['cross_sell_median_ms']:>11.3f}"
         )
     return "\n".join(lines)
+
+
+def _reported(
+    result: dict[str, Any], started: float, table: Callable[[dict[str, Any]], str], output: Path
+) -> int:
+    """Stamp a run's results with the date and its runtime since ``started``, print
+    ``table(result)`` and write them to ``output``."""
+    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["runtime_s"] = time.perf_counter() - started
+    print(table(result))
+    return _written(result, output)
 
 
 def _written(result: dict[str, Any], output: Path) -> int:
