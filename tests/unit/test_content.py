@@ -47,11 +47,27 @@ def test_chinese_japanese_and_korean_text_is_indexed_by_overlapping_pairs():
     assert tokenize("人々") == ["人々"]  # the iteration mark belongs to the word
     # Scripts without spaces that pairs do not suit (Thai) still give one token per run.
     assert tokenize("กระเป๋าเดินทาง") == ["กระเป๋าเดินทาง"]
+    # A lone kana, mark or sign is no word; a lone Hangul syllable is ("옷", clothes).
+    assert tokenize("Ｔシャツ の 本 ー 〆 옷") == ["シャ", "ャツ", "本", "옷"]
+    # A variation selector (a glyph variant in a place name) splits nothing; a combining mark
+    # stays with its character; half-width Hangul reads as the jamo ordinary text uses, and
+    # its filler, which shows nothing, as a space.
+    assert tokenize("葛\U000e0100飾区") == tokenize("葛飾区") == ["葛飾", "飾区"]
+    assert tokenize("ア\u3099イ") == ["ア\u3099イ"]
+    assert tokenize("ﾡﾤ") == tokenize("ㄱㄴ") == ["ㄱㄴ"] and tokenize("\uffa0") == []
 
 
 def test_term_counts_over_title_category_and_tags():
     counts = term_counts("Down sleeping bag", "camping", ["down", "Sleeping Bags"])
     assert counts == {"bag": 1, "bags": 1, "camping": 1, "down": 2, "sleeping": 2}
+
+
+def test_a_long_title_keeps_its_first_words_not_its_alphabetically_first():
+    # 73 distinct pairs: "真空断熱" then 70 distinct hiragana. Kana pairs sort before kanji
+    # ones, so alphabetically the pairs of the title's first words were the ones dropped.
+    title = "真空断熱" + "".join(chr(0x3041 + n) for n in range(70))
+    counts = term_counts(title, "", [])
+    assert len(counts) == MAX_TOKENS_PER_ITEM and {"真空", "空断", "断熱"} <= set(counts)
 
 
 def test_term_counts_are_bounded():

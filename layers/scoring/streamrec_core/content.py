@@ -32,16 +32,34 @@ MAX_TOKEN_CHARS = 64
 # "²" and punctuation separate tokens, as every non-alphanumeric ASCII character does.
 _WORD_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd"})
 # Full-width forms of ASCII (common in CJK text: "Ｔｅｎｔ") read as ASCII ("Tent"), and
-# half-width katakana and Hangul as their usual forms ("ｶﾞﾑ" as "ガム", once composed).
-_WIDTH_FORMS: dict[int, int | str] = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
-_WIDTH_FORMS.update({code: unicodedata.normalize("NFKC", chr(code)) for code in range(0xFF61, 0xFFDD)})
+# half-width katakana and Hangul as their usual forms ("ｶﾞﾑ" as "ガム", once composed; "ﾡ" as
+# "ㄱ": their <narrow> mapping, where NFKC would go on to the conjoining jamo).
+_WIDTH_FORMS: dict[int, int | str | None] = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+_WIDTH_FORMS.update(
+    {
+        code: int(unicodedata.decomposition(chr(code)).split()[1], 16)
+        for code in range(0xFF61, 0xFFDD)
+        if unicodedata.decomposition(chr(code)).startswith("<narrow>")
+    }
+)
+# Hangul fillers are letters (Lo) that show nothing: spaces. Variation selectors (which pick
+# a glyph of the character before, as in a Japanese place name) are dropped: as marks (Mn)
+# they stayed in a word and split a CJK stretch.
+_WIDTH_FORMS.update({code: " " for code in (0x115F, 0x1160, 0x3164, 0xFFA0)})
+_WIDTH_FORMS.update({code: None for code in (*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0))})
 # Chinese, Japanese and Korean: Han ideographs, kana, Hangul (and the iteration marks 々 〆).
 # Written without spaces between words, they are indexed as overlapping character pairs, as
 # search engines' CJK analysers do: titles that share a word share its pairs, no dictionary.
-_CJK_RUN = re.compile(
-    "([\u1100-\u11ff\u3005\u3006\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf"
-    "\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uffa0-\uffdc\U00020000-\U0003ffff]+)"
+_CJK = (
+    "\u1100-\u11ff\u3005\u3006\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\U00020000-\U0003ffff"
 )
+# Combining marks after a CJK character stay with it (the stretch would split at them).
+_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u20d0-\u20ff\ufe20-\ufe2f"
+_CJK_RUN = re.compile(f"((?:[{_CJK}][{_MARKS}]*)+)")
+# A CJK character that is a word on its own ("茶", tea; "옷", clothes): Han and Hangul
+# syllables. A lone kana ("の"), mark or jamo is not.
+_LONE_WORD = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff\U00020000-\U0003ffff]")
 _NOT_WORD = re.compile(r"[\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]+")  # ASCII separators, fast path
 
 
@@ -66,19 +84,28 @@ def _runs(text: str) -> list[str]:
 
 
 def _cjk_pairs(run: str) -> list[str]:
-    """``run`` with each stretch of CJK characters (see ``_CJK_RUN``) replaced by its
-    overlapping pairs ("マグカップ" -> "マグ", "グカ", "カッ", "ップ"; a lone character stays
-    whole); the stretches between them are kept as they are ("iphoneケース" -> "iphone",
-    "ケー", "ース")."""
+    """The pieces of ``run``: each stretch of CJK characters (see ``_CJK_RUN``) as its
+    overlapping pairs ("マグカップ" -> "マグ", "グカ", "カッ", "ップ"; a combining mark stays
+    with the character before it; a lone character only when it is a word, see
+    ``_LONE_WORD``), the stretches between them as they are ("iphoneケース" -> "iphone",
+    "ケー", "ース"), cut to ``MAX_TOKEN_CHARS``, those of one character left out."""
     pieces = []
     for index, piece in enumerate(_CJK_RUN.split(run)):
         if index % 2 == 0:  # re.split puts the captured CJK stretches at the odd places
-            if piece:
+            if len(piece) > 1:
                 pieces.append(piece[:MAX_TOKEN_CHARS])
-        elif len(piece) == 1:
-            pieces.append(piece)
+            continue
+        clusters: list[str] = []
+        for char in piece:
+            if clusters and unicodedata.category(char).startswith("M"):
+                clusters[-1] += char
+            else:
+                clusters.append(char)
+        if len(clusters) == 1:
+            if _LONE_WORD.match(clusters[0]):
+                pieces.append(clusters[0])
         else:
-            pieces.extend(piece[start : start + 2] for start in range(len(piece) - 1))
+            pieces.extend(first + second for first, second in zip(clusters, clusters[1:], strict=False))
     return pieces
 
 
@@ -90,8 +117,8 @@ def tokenize(text: str) -> list[str]:
     zero-width joiner, a direction mark) are dropped, so they split no word (a zero-width
     space still does); a dotted capital I ("İ") folds to "i", as its lower case is written.
     Chinese, Japanese and Korean characters give overlapping pairs (see ``_cjk_pairs``), a
-    lone one itself: one Han character is a word ("茶", tea). Pure ASCII text gives the runs
-    of [a-z0-9] of its lower case."""
+    lone Han character or Hangul syllable itself ("茶", tea); variation selectors are dropped,
+    Hangul fillers are spaces. Pure ASCII text gives the runs of [a-z0-9] of its lower case."""
     if text.isascii():
         tokens = _runs(text.lower())
         return [t[:MAX_TOKEN_CHARS] for t in tokens if len(t) > 1 and t not in STOP_WORDS]
@@ -100,15 +127,15 @@ def tokenize(text: str) -> list[str]:
     composed = unicodedata.normalize("NFC", text.translate(_WIDTH_FORMS))
     # casefold() gives "i" + a combining dot for "İ": "İPHONE" would share no token with "iphone".
     folded = unicodedata.normalize("NFC", composed.casefold().replace("i\u0307", "i"))
-    tokens = [piece for run in _runs(folded) for piece in _cjk_pairs(run)]
-    return [t for t in tokens if (len(t) > 1 or _CJK_RUN.match(t)) and t not in STOP_WORDS]
+    return [piece for run in _runs(folded) for piece in _cjk_pairs(run) if piece not in STOP_WORDS]
 
 
 def term_counts(title: str, category: str, tags: Iterable[str]) -> dict[str, int]:
     """Token -> count over the title, the category and the tags of one item.
 
     At most ``MAX_TOKENS_PER_ITEM`` distinct tokens are kept (the category's, then the most
-    frequent, then alphabetical), which bounds the postings an item touches.
+    frequent, then the first to appear in the title, the category, the tags), which bounds
+    the postings an item touches.
     """
     counts = Counter(tokenize(title))
     in_category = tokenize(category)
@@ -116,7 +143,10 @@ def term_counts(title: str, category: str, tags: Iterable[str]) -> dict[str, int
     for tag in tags:
         counts.update(tokenize(tag))
     first = set(in_category)  # a long title and many tags must not push the category out
-    ranked = sorted(counts.items(), key=lambda pair: (pair[0] not in first, -pair[1], pair[0]))
+    # Ties by first appearance, not alphabetically: alphabetically, a long Japanese title's
+    # kanji pairs (from U+4E00) went before its kana pairs, and the words that say most.
+    position = {token: n for n, token in enumerate(counts)}  # (a Counter keeps insertion order)
+    ranked = sorted(counts.items(), key=lambda pair: (pair[0] not in first, -pair[1], position[pair[0]]))
     ranked = ranked[:MAX_TOKENS_PER_ITEM]
     return dict(sorted(ranked))
 
