@@ -48,7 +48,7 @@ from typing import Any, TextIO
 from streamrec.argtypes import output_file, positive_rate, positive_seconds, whole_number
 from streamrec.bench.cli import add_bench_parser
 from streamrec.evaluation.cli import add_eval_parser
-from streamrec.kinesis_put import RecordsKeptFailing, put_stream_records
+from streamrec.kinesis_put import RecordsKeptFailing, put_stream_records, record_data
 
 __all__ = ["main"]
 
@@ -416,12 +416,7 @@ def _load_demo_catalog(stack: Any) -> list[dict[str, Any]]:
     from streamrec.local.demo import demo_catalog
 
     records = demo_catalog()
-    stack.put_records(
-        [
-            {"Data": json.dumps(r, separators=(",", ":")).encode(), "PartitionKey": r["item_id"]}
-            for r in records
-        ]
-    )
+    stack.put_records([{"Data": record_data(r), "PartitionKey": r["item_id"]} for r in records])
     _status(f"loaded {len(records)} demo catalog records", done=True)
     return records
 
@@ -2005,11 +2000,6 @@ def _json_array(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
     return stop(position, "the array is not closed")
 
 
-def stream_record_data(record: dict[str, Any]) -> bytes:
-    """A record (catalog record or user event) as it is put on the stream."""
-    return json.dumps(record, separators=(",", ":")).encode()
-
-
 def _oversized(data: bytes) -> str:
     """Why the ingest would dead-letter ``data`` for its size ("" if it would not)."""
     from streamrec.stream import MAX_RECORD_BYTES, record_size
@@ -2109,7 +2099,7 @@ def _checked_records[T](
         except InvalidEvent as error:
             problems.append((line, error.reason))
             continue
-        data = stream_record_data(sent)
+        data = record_data(sent)
         too_big = _oversized(data)
         if too_big:
             problems.append((line, too_big))
@@ -2161,7 +2151,7 @@ def put_catalog_records(
 ) -> None:
     """PutRecords (partition key = item_id, so one item's records keep their order),
     retrying the records a call reports as failed (see :func:`put_stream_records`)."""
-    data, keys = [stream_record_data(r) for r in records], [r["item_id"] for r in records]
+    data, keys = [record_data(r) for r in records], [r["item_id"] for r in records]
     try:
         put_stream_records(kinesis, stream, data, keys, progress)
     except RecordsKeptFailing as failing:

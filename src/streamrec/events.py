@@ -26,7 +26,7 @@ from pydantic import (
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 # ID_PATTERN in words, for messages.
-ID_RULE = "1-128 characters: letters, digits and . _ : @ - (not starting with a symbol)"
+ID_RULE = "1-128 characters: ASCII letters A-Z a-z, digits 0-9 and . _ : @ - (not starting with a symbol)"
 # Use ID_REGEX.fullmatch: with re.match, "$" would accept a trailing newline.
 ID_REGEX = re.compile(ID_PATTERN)
 EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "coupon_redeemed"]
@@ -96,10 +96,12 @@ def _is_text(value: str) -> bool:
 
 def _category_text(value: str, info: ValidationInfo) -> str:
     # Rows stored before this rule are read back as they are (context {"stored": True}).
-    problem = None if (info.context or {}).get("stored") else _category_problem(value)
+    if (info.context or {}).get("stored"):
+        return value
+    problem = _category_problem(value)
     if problem:
         raise ValueError(problem)
-    return value
+    return unicodedata.normalize("NFC", value)
 
 
 # Unicode's format characters (category Cf, Unicode 15.0 as Python 3.12 has it), which
@@ -128,6 +130,7 @@ def _class_ranges(ranges: Iterable[tuple[int, int]]) -> str:
     )
 
 
+CATEGORY_MAX_CHARS = 128
 # A catalog record's, a coupon scope's or a filter's category. A user event's bad category
 # is dropped instead (the event is kept, and takes its item's catalog category).
 CategoryName = Annotated[
@@ -137,7 +140,7 @@ CategoryName = Annotated[
     # character.
     Field(
         min_length=1,
-        max_length=128,
+        max_length=CATEGORY_MAX_CHARS,
         json_schema_extra={
             "pattern": r"^[^\x00-\x1f\x7f-\x9f]*"
             rf"[^\s\x00-\x1f\x7f-\x9f{_class_ranges(FORMAT_CHARACTER_RANGES)}]"
@@ -197,7 +200,7 @@ class UserEvent(BaseModel):
     price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False, strict=True)] | None = None
     # strict: a JSON integer (not 2.5, "3" or true; 2.0 is read as 2, see _whole_quantity)
     quantity: Annotated[int, Field(ge=1, le=100_000, strict=True)] | None = None
-    category: Annotated[str, Field(max_length=128)] | None = None
+    category: Annotated[str, Field(max_length=CATEGORY_MAX_CHARS)] | None = None
     coupon_id: EntityId | None = None
     # The basket/order an add_to_cart or purchase belongs to (``order_id`` is accepted too);
     # without it, a user's cart and purchase events within ``basket_gap_hours`` form one basket.
@@ -268,11 +271,15 @@ class UserEvent(BaseModel):
     @classmethod
     def _usable_category(cls, value: Any) -> Any:
         # A bad optional field must not lose the event: it is read as no category. Before
-        # the string check, which would refuse a lone surrogate ("\ud800" in the JSON: not
-        # text) and the event with it.
-        if isinstance(value, str) and (_category_problem(value) or not _is_text(value)):
+        # the string checks, which would refuse a lone surrogate ("\ud800" in the JSON: not
+        # text) or a category over 128 characters (a breadcrumb trail) and the event with it.
+        if isinstance(value, str) and (
+            _category_problem(value) or not _is_text(value) or len(value) > CATEGORY_MAX_CHARS
+        ):
             return None
-        return value
+        # One category whether its producer composes "ガ" or writes カ + a combining mark (as
+        # macOS names files): NFC, as the catalog's and the filters' categories are.
+        return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
 
     @field_validator("price", mode="before")
     @classmethod
@@ -455,7 +462,9 @@ def quoted(value: Any, limit: int = 60) -> str:
     an ellipsis inside its quotes."""
     if isinstance(value, str) and len(value) > limit:
         value = value[: limit - 1] + "…"
-    return json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False)
+    # A lone surrogate (JSON can carry one) would make the message unprintable and unloggable.
+    return text if _is_text(text) else json.dumps(value)
 
 
 def issue_message(issue: Mapping[str, Any], quote_input: bool = True) -> str:

@@ -390,3 +390,23 @@ def test_a_request_naming_another_host_is_refused(served, recorder: Recorder) ->
     for host in (b"127.0.0.1:%d" % api.port, b"localhost:%d" % api.port, b"LOCALHOST", b"[::1]:3000"):
         assert _raw_exchange(api, request % host).startswith(b"HTTP/1.1 200"), host
     assert len(recorder.events) == 4
+
+
+def test_raw_utf8_in_the_request_target_reads_as_its_percent_encoded_form(served, recorder: Recorder) -> None:
+    # http.server decodes the request line as Latin-1: "キッチン" sent unencoded (as a
+    # client may) reached the function as mojibake holding control characters.
+    api, _ = served
+    for target in (
+        "/items/trending?category=キッチン".encode(),
+        b"/items/trending?category=%E3%82%AD%E3%83%83%E3%83%81%E3%83%B3",
+    ):
+        reply = _raw_exchange(
+            api, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        assert recorder.events[-1]["queryStringParameters"] == {"category": "キッチン"}
+    # Raw bytes that are not UTF-8 reach the function as %FF does (and it refuses them so).
+    reply = _raw_exchange(
+        api, b"GET /items/trending?category=\xff HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    assert reply.startswith(b"HTTP/1.1 200") and recorder.events[-1]["rawQueryString"] == "category=%FF"

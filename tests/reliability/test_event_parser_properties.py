@@ -268,12 +268,15 @@ def test_numbers_keep_their_json_types() -> None:
     assert type(parse_event({**GOOD, "quantity": 2.0}).quantity) is int
 
 
-@pytest.mark.parametrize("category", ["", "  ", "a\u0000b", "camping\n", "c\ud800"])
+@pytest.mark.parametrize(
+    "category", ["", "  ", "a\u0000b", "camping\n", "c\ud800", "ホーム > キッチン用品 > " * 9]
+)
 def test_a_user_events_bad_category_is_read_as_none(category: str) -> None:
     # Unlike a catalog record's: a bad optional field must not lose the event (it then
-    # takes its item's catalog category).
+    # takes its item's catalog category); a breadcrumb trail over 128 characters neither.
     assert parse_event({**GOOD, "category": category}).category is None
     assert parse_event({**GOOD, "category": "Café & bar"}).category == "Café & bar"
+    assert parse_event({**GOOD, "category": "キ" * 128}).category == "キ" * 128
 
 
 @pytest.mark.parametrize("item_id", [None, "", "tent-1", "not an id!", 7])
@@ -299,3 +302,23 @@ def test_a_basket_id_off_carts_and_purchases_is_ignored_whatever_it_holds(
     # On a cart or a purchase the same field is still checked.
     with pytest.raises(InvalidEvent, match="basket_id|order_id"):
         parse_event({**GOOD, "event_type": "add_to_cart", **fields})
+
+
+def test_a_category_written_decomposed_is_the_same_category_composed():
+    # "ガジェット" with カ + a combining voiced mark (7 code points, as macOS names files)
+    # and composed (5): one category in events, catalog records, coupon scopes and filters.
+    composed = "ガジェット"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert len(decomposed) == 7 and len(composed) == 5
+    assert parse_event({**GOOD, "category": decomposed}).category == composed
+    record = {
+        "event_type": "item_upsert",
+        "item_id": "g1",
+        "title": "t",
+        "category": decomposed,
+        "price": 1,
+        "in_stock": True,
+        "timestamp": 1.7e9,
+    }
+    upsert = parse_record(record)
+    assert isinstance(upsert, ItemUpsert) and upsert.category == composed

@@ -12,6 +12,7 @@ import pytest
 import streamrec.cli
 from streamrec import kinesis_put
 from streamrec.cli import main
+from streamrec.events import DuplicateKey, loads
 from streamrec.reliability import dlq
 from tests.unit.test_ops_cli_errors import _batch_letter, _queue, _record_letter, _send, _visible
 
@@ -363,3 +364,16 @@ def test_empty_answers_behind_the_tip_are_read_past_and_too_many_keep_the_letter
     assert main(["dlq", "redrive", "--queue-url", queue_url]) == 0
     assert "its records could not all be read (GetRecords answered empty 300 times" in capsys.readouterr().out
     assert len(_visible(sqs, queue_url)) == 1
+
+
+def test_a_reason_quoting_a_lone_surrogate_is_listed_escaped(aws):
+    # A record {"\ud800": 1, "\ud800": 2} is dead-lettered for its duplicate key, quoted in
+    # the reason; a lone surrogate printed as itself made `dlq list` fail to encode the line.
+    events = aws.streams["EventStream"].name
+    with pytest.raises(DuplicateKey) as refused:
+        loads('{"\\ud800": 1, "\\ud800": 2}')
+    reason = str(refused.value)
+    assert reason.startswith('"\\ud800" is given') and reason.encode("utf-8")  # escaped: loggable
+    body = _record_letter(events, 1, reason="schema violation: a \ud800 b")
+    line = dlq.Letter("m", "r", json.dumps(body), body).describe()
+    assert line.endswith("schema violation: a \\ud800 b") and line.encode("utf-8")

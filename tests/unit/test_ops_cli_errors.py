@@ -18,6 +18,7 @@ from botocore.exceptions import EndpointConnectionError
 import streamrec.cli
 from streamrec.cli import main, read_catalog_file, read_coupon_file
 from streamrec.events import parse_record
+from streamrec.kinesis_put import record_data
 from streamrec.reliability import dlq
 from streamrec.stream import MAX_RECORD_BYTES, RecordCollector
 from tests.unit.test_catalog_cli import TENT
@@ -478,7 +479,31 @@ def test_catalog_load_refuses_a_record_the_ingest_would_dead_letter_for_its_size
 
 
 def _as_sent(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, separators=(",", ":")).encode()  # as catalog load puts it
+    return record_data(record)  # as catalog load puts it
+
+
+def test_catalog_load_sends_japanese_text_as_utf8_and_takes_what_the_ingest_takes(aws, tmp_path):
+    # The longest record the schema allows, in Japanese: 11.7 KB as UTF-8, twice that with
+    # every character escaped as \uXXXX, which the load used to send and refuse for it.
+    record = {
+        **TENT,
+        "title": "ステンレス製マグカップ" * 46 + "保温保冷",
+        "category": "キッチン用品" * 21 + "キッ",
+        "tags": ["マグカップ" * 12 + "保温保冷"] * 50,
+    }
+    assert len(record_data(record)) < MAX_RECORD_BYTES < len(json.dumps(record).encode())
+    assert not _ingest_rejects(
+        record_data({**record, "event_type": "item_upsert", "timestamp": 1_764_000_000})
+    )
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    stream = aws.streams["EventStream"].name
+    main(["catalog", "load", str(path), "--stream", stream])
+    (sent,) = _stream_records(stream)
+    assert "ステンレス製マグカップ".encode() in sent["Data"]
+    assert json.loads(sent["Data"])["category"] == record["category"]
+    # A lone surrogate (JSON can carry one; UTF-8 cannot) is sent escaped, as JSON wrote it.
+    assert record_data({"title": "a\ud800"}) == b'{"title":"a\\ud800"}'
 
 
 def _ingest_rejects(data: bytes) -> bool:

@@ -156,6 +156,9 @@ def test_trending_leaves_out_of_stock_items_out_unless_asked(aws):
 
     status, body = _get(api, "api_trending.json", {"in_stock": "no"})
     assert (status, body["message"]) == (400, "in_stock must be true or false (lowercase)")
+    # A category filter written decomposed (e + a combining accent) is the composed one.
+    status, body = _get(api, "api_trending.json", {"category": "cafe\u0301"})
+    assert status == 200 and body["category"] == "café", body
 
 
 @pytest.mark.parametrize("floor", ["-1", "1e3", "nan", "inf", " 1.5", "1.", ".5", "1,5", ""])

@@ -420,6 +420,16 @@ def _host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+def _encoded_target(target: str) -> str:
+    """The request line's target with its raw (not percent-encoded) non-ASCII bytes
+    percent-encoded, as a browser sends them: http.server decodes the line as Latin-1, so
+    "?category=キッチン" sent raw read as mojibake holding control characters. Encoded, it
+    reads as the same text would percent-encoded, and bytes that are not UTF-8 are refused
+    as %FF is."""
+    raw = target.encode("latin-1", errors="replace")
+    return "".join(chr(byte) if byte < 0x80 else f"%{byte:02X}" for byte in raw)
+
+
 class _BodyRefused(ValueError):
     """A request body the local API refuses before reading it, with API Gateway's answer."""
 
@@ -500,7 +510,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             preflight = api.preflight(self.command, headers)
             if preflight is None:
                 response = api.handle(
-                    self.command, self.path, headers, body, self.client_address[0], self.request_version
+                    self.command,
+                    _encoded_target(self.path),
+                    headers,
+                    body,
+                    self.client_address[0],
+                    self.request_version,
                 )
         # API Gateway marks every answer to an allowed origin, errors before routing too.
         response = preflight if preflight is not None else api.cors_marked(headers, response)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import logging
 import os
 import socket
@@ -34,6 +33,7 @@ from typing import Any, cast
 import boto3
 from botocore.config import Config
 
+from streamrec.kinesis_put import record_data
 from streamrec.local.http_api import LocalHttpApi
 from streamrec.local.pollers import ActivityClock, KinesisPoller, PollerStats
 from streamrec.local.template import FunctionDef, LocalTemplate, StreamDef, load_template
@@ -537,7 +537,7 @@ class LocalStack:
         entries = []
         for event in events:
             key = str(event.get("user_id") or event.get("event_id") or "unknown")[:256]
-            entries.append({"Data": json.dumps(event, separators=(",", ":")).encode(), "PartitionKey": key})
+            entries.append({"Data": record_data(event), "PartitionKey": key})
         return self.put_records(entries, progress, stream=stream)
 
     def put_records(

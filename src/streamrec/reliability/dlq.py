@@ -82,6 +82,13 @@ def _is_sequence_number(value: Any) -> bool:
     return isinstance(value, str | int) and not isinstance(value, bool) and str(value).isdigit()
 
 
+def _printable(text: str) -> str:
+    """``text`` with what a terminal should not be sent escaped as JSON writes it: newlines
+    and control characters (one line per letter, no control sequence reaches the terminal)
+    and lone surrogates (which no output encoding takes)."""
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
+
+
 def stream_name_of(arn_or_name: str) -> str:
     """``arn:aws:kinesis:<region>:<account>:stream/<name>`` -> ``<name>`` (names pass through)."""
     return arn_or_name.split(":stream/", 1)[1] if ":stream/" in arn_or_name else arn_or_name
@@ -271,16 +278,14 @@ class Letter:
         )
 
     def describe(self) -> str:
+        reason = _printable(self.reason)
         if self.kind == "unknown":
             head = self.raw if len(self.raw) <= 80 else self.raw[:79] + "…"
-            # A sender's newlines and control characters escaped (as JSON writes them): one
-            # line per letter, and nothing reaches the terminal as a control sequence.
-            shown = "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in head)
-            return f"unknown message {self.message_id}: {self.reason}: {shown}"
+            return f"unknown message {self.message_id}: {reason}: {_printable(head)}"
         first, last = self.sequence_range
         where = f"{stream_name_of(self.stream_arn)}/{self.shard}"
         sequences = first if first == last else f"{first}..{last} ({self.size} records)"
-        return f"{self.kind:6} {where} {sequences}: {self.reason}"
+        return f"{self.kind:6} {where} {sequences}: {reason}"
 
     def as_dict(self) -> dict[str, Any]:
         first, last = self.sequence_range
