@@ -72,8 +72,8 @@ _last_stock: tuple[tuple[int, int, int, int], frozenset[str]] = ((0, 0, 0, 0), f
 def out_of_stock(lists: dict[str, PopularList]) -> frozenset[str]:
     """The ids in the ``#out_of_stock`` row of ``lists`` (empty when it was not read or is
     missing), built again only when the list differs from the last one asked about (its
-    version, epoch, length and a hash of its entries: the key is exact whatever table or
-    engine the list came from)."""
+    version, epoch, length and a hash of its entries: whatever table or engine the list
+    came from, two lists share a key only by a collision of that hash as well)."""
     stock = lists.get(OUT_OF_STOCK_ROW)
     if stock is None or not stock.items:
         return frozenset()

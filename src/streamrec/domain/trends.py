@@ -32,8 +32,10 @@ keeps the item's baseline rate and its hourly counts from H - W on, and each lis
 profile it was last refreshed with (lists written before the profile was kept read as a
 flat one). An entry is refreshed whenever the item gets an event, so between refreshes its
 stored hours are complete: the API re-scores entries as of its own clock (hours that left
-the window drop out), and a list is one read. Only the baseline and the profile are as of
-the last refresh.
+the window drop out), and a list is one read (and, leaving out-of-stock items out, one of
+the ``#out_of_stock`` set, mostly from the API's cache). Only the baseline and the profile
+are as of the last refresh. The lists are kept by velocity whatever the items' stock, so
+out-of-stock items among a list's stored entries leave fewer for an in-stock answer.
 
 Demand. Units bought per day over the last ``demand_days`` whole days, the last 24 hours and
 today so far; the forecast is the mean of the daily series (``streamrec_core.mean_forecast``)
