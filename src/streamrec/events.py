@@ -15,6 +15,7 @@ from pydantic import (
     AfterValidator,
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -94,14 +95,20 @@ def _is_text(value: str) -> bool:
     return True
 
 
+def _composed(value: Any, info: ValidationInfo) -> Any:
+    # Before the length check: NFC can lengthen a text ("\u0958" is two characters composed),
+    # and the text checked must be the one stored. Stored rows are read as they were stored.
+    if isinstance(value, str) and not (info.context or {}).get("stored") and _is_text(value):
+        return unicodedata.normalize("NFC", value)
+    return value
+
+
 def _category_text(value: str, info: ValidationInfo) -> str:
     # Rows stored before this rule are read back as they are (context {"stored": True}).
-    if (info.context or {}).get("stored"):
-        return value
-    problem = _category_problem(value)
+    problem = None if (info.context or {}).get("stored") else _category_problem(value)
     if problem:
         raise ValueError(problem)
-    return unicodedata.normalize("NFC", value)
+    return value
 
 
 # Unicode's format characters (category Cf, Unicode 15.0 as Python 3.12 has it), which
@@ -147,6 +154,7 @@ CategoryName = Annotated[
             r"[^\x00-\x1f\x7f-\x9f]*$"
         },
     ),
+    BeforeValidator(_composed),
     AfterValidator(_category_text),
 ]
 
@@ -273,13 +281,14 @@ class UserEvent(BaseModel):
         # A bad optional field must not lose the event: it is read as no category. Before
         # the string checks, which would refuse a lone surrogate ("\ud800" in the JSON: not
         # text) or a category over 128 characters (a breadcrumb trail) and the event with it.
-        if isinstance(value, str) and (
-            _category_problem(value) or not _is_text(value) or len(value) > CATEGORY_MAX_CHARS
-        ):
+        if not isinstance(value, str):
+            return value
+        if not _is_text(value):
             return None
         # One category whether its producer composes "ガ" or writes カ + a combining mark (as
         # macOS names files): NFC, as the catalog's and the filters' categories are.
-        return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+        value = unicodedata.normalize("NFC", value)
+        return None if _category_problem(value) or len(value) > CATEGORY_MAX_CHARS else value
 
     @field_validator("price", mode="before")
     @classmethod

@@ -322,3 +322,22 @@ def test_a_category_written_decomposed_is_the_same_category_composed():
     }
     upsert = parse_record(record)
     assert isinstance(upsert, ItemUpsert) and upsert.category == composed
+
+
+def test_a_category_is_checked_for_its_length_as_it_is_stored_composed():
+    # NFC lengthens some text: "\u0958" is two characters composed. The stored (composed) text
+    # is the one held to 128 characters: an event's is then dropped (the event kept), a
+    # catalog record's refused, never stored longer than a filter may name it.
+    assert parse_event({**GOOD, "category": "\u0958" * 70}).category is None
+    record = {
+        "event_type": "item_upsert",
+        "item_id": "g1",
+        "title": "t",
+        "price": 1,
+        "in_stock": True,
+        "timestamp": 1.7e9,
+    }
+    upsert = parse_record({**record, "category": "\u0958" * 64})
+    assert isinstance(upsert, ItemUpsert) and upsert.category == "\u0915\u093c" * 64
+    with pytest.raises(InvalidEvent, match="category: String should have at most 128 characters"):
+        parse_record({**record, "category": "\u0958" * 65})

@@ -499,7 +499,7 @@ def test_the_api_function_shares_one_similarity_cache(aws):
         ({"discount": 5}, "discount: must be a JSON object, got a number"),
         (
             {"scope": {"items": ["x/y"]}},
-            'scope.items.0: "x/y" is not an id: 1-128 characters: letters, digits',
+            'scope.items.0: "x/y" is not an id: 1-128 characters: ASCII letters A-Z a-z, digits 0-9',
         ),
     ],
 )

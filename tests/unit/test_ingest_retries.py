@@ -148,6 +148,21 @@ def test_an_event_with_a_blank_category_takes_its_items_catalog_category():
     assert [s.event.category for s in with_catalog_categories(batch, Catalog())] == ["camping"]
 
 
+def test_a_catalog_category_stored_decomposed_reaches_events_composed():
+    # Records stored before categories were composed (NFC) may hold "Cafe" + a combining
+    # accent; events that name "Café" are composed: both must count under one category.
+    from streamrec.domain.ingest import SequencedEvent, with_catalog_categories
+    from streamrec.events import parse_event
+
+    class Catalog:
+        def categories(self, item_ids):
+            return {item: "Cafe\u0301" for item in item_ids}
+
+    event = {"event_id": "e", "event_type": "view", "user_id": "u", "item_id": "X", "timestamp": time.time()}
+    (filled,) = with_catalog_categories([SequencedEvent("1", parse_event(event))], Catalog())
+    assert filled.event.category == "Café" == parse_event({**event, "category": "Cafe\u0301"}).category
+
+
 def test_a_redelivered_catalog_record_does_not_replace_a_later_one_of_the_same_time(aws):
     """Two records of X with the same timestamp and other fields: the second (later on the
     shard) wins, and a re-delivery of the first (a Lambda retry, or a bisected half of its

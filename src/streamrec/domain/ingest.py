@@ -19,6 +19,7 @@ that does not raise a_ui changes nothing.
 
 from __future__ import annotations
 
+import unicodedata
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -514,7 +515,13 @@ def with_catalog_categories(
     coupons see it; events that name a category keep theirs. Planning is unchanged: this
     only fills in the field before it."""
     unread = {s.event.item_id for s in events if s.event.item_id and not s.event.category}
-    known = catalog.categories(unread) if unread else {}
+    # In NFC as events' own categories are: a record stored before categories were composed
+    # (2026-11-30) may hold a decomposed one.
+    known = (
+        {item: unicodedata.normalize("NFC", c) for item, c in catalog.categories(unread).items()}
+        if unread
+        else {}
+    )
     if not known:
         return events
     return [

@@ -172,7 +172,7 @@ def _entity_id(path: Path, line: int, row: dict[str | None, Any], column: str) -
     if not ID_REGEX.fullmatch(value):
         raise DatasetInvalid(
             path,
-            f"field {column!r} is {value[:40]!r}, not an id the engine accepts (1-128 letters, digits "
+            f"field {column!r} is {value[:40]!r}, not an id the engine accepts (1-128 ASCII letters, digits "
             "and . _ : @ -, starting with a letter or digit)",
             line,
         )
