@@ -53,7 +53,9 @@ def test_chinese_japanese_and_korean_text_is_indexed_by_overlapping_pairs():
     # stays with its character; half-width Hangul reads as the jamo ordinary text uses, and
     # its filler, which shows nothing, as a space.
     assert tokenize("葛\U000e0100飾区") == tokenize("葛飾区") == ["葛飾", "飾区"]
-    assert tokenize("ア\u3099イ") == ["ア\u3099イ"]
+    assert tokenize("ア\u3099イ") == ["ア\u3099イ"] and tokenize("\uff9eｶﾞ") == []
+    # Marks make no token longer than MAX_TOKEN_CHARS: a token names a row (2,048 bytes).
+    assert tokenize("東" + "\u20d0" * 300 + "京") == ["東" + "\u20d0" * 63]
     assert tokenize("ﾡﾤ") == tokenize("ㄱㄴ") == ["ㄱㄴ"] and tokenize("\uffa0") == []
 
 

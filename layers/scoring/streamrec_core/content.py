@@ -55,8 +55,11 @@ _CJK = (
     "\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\U00020000-\U0003ffff"
 )
 # Combining marks after a CJK character stay with it (the stretch would split at them).
-_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u20d0-\u20ff\ufe20-\ufe2f"
+_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u20d0-\u20ff\ufe20-\ufe2f\u302a-\u302f\u3099\u309a"
 _CJK_RUN = re.compile(f"((?:[{_CJK}][{_MARKS}]*)+)")
+# A character of a CJK stretch with the marks after it (marks opening a stretch, with no
+# character to go with, are left out).
+_CLUSTER = re.compile(f"[^{_MARKS}][{_MARKS}]*")
 # A CJK character that is a word on its own ("茶", tea; "옷", clothes): Han and Hangul
 # syllables. A lone kana ("の"), mark or jamo is not.
 _LONE_WORD = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff\U00020000-\U0003ffff]")
@@ -95,17 +98,14 @@ def _cjk_pairs(run: str) -> list[str]:
             if len(piece) > 1:
                 pieces.append(piece[:MAX_TOKEN_CHARS])
             continue
-        clusters: list[str] = []
-        for char in piece:
-            if clusters and unicodedata.category(char).startswith("M"):
-                clusters[-1] += char
-            else:
-                clusters.append(char)
+        clusters = _CLUSTER.findall(piece)
         if len(clusters) == 1:
             if _LONE_WORD.match(clusters[0]):
-                pieces.append(clusters[0])
+                pieces.append(clusters[0][:MAX_TOKEN_CHARS])
         else:
-            pieces.extend(first + second for first, second in zip(clusters, clusters[1:], strict=False))
+            # Cut too: a character may carry hundreds of marks, and a token names a row.
+            pairs = zip(clusters, clusters[1:], strict=False)
+            pieces.extend((first + second)[:MAX_TOKEN_CHARS] for first, second in pairs)
     return pieces
 
 
