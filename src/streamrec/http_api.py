@@ -39,7 +39,7 @@ from streamrec.domain.recommend import (
     RecommendationList,
     RecommendationService,
 )
-from streamrec.domain.trends import WINDOWS, TrendingItem, TrendsService
+from streamrec.domain.trends import VELOCITY_DECIMALS, WINDOWS, TrendingItem, TrendsService
 from streamrec.events import (
     ID_PATTERN,
     ID_REGEX,
@@ -116,7 +116,7 @@ def _query_integer(value: Any) -> Any:
     return value
 
 
-_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+_DECIMAL = re.compile(r"[0-9]{1,15}(\.[0-9]{1,15})?")  # (more digits: no velocity needs them)
 
 
 def _query_decimal(value: Any) -> Any:
@@ -160,7 +160,8 @@ MinVelocityQuery = Annotated[
     Field(ge=0),
     BeforeValidator(_query_decimal),
     Query(
-        description="Only items whose velocity is at least this, such as 1.5 (default 0: every item "
+        description="Only items whose velocity (as answered, to 4 decimals) is at least this, written "
+        "in digits with a decimal point or not, such as 1.5, not with an exponent (default 0: every item "
         "with events in the window). At quiet hours the top of a list can read about 1, which is no rise."
     ),
 ]
@@ -1000,7 +1001,7 @@ def _trend(item: TrendingItem) -> dict[str, Any]:
     return {
         "item_id": item.item_id,
         "category": item.category,
-        "velocity": round(item.velocity, 4),
+        "velocity": round(item.velocity, VELOCITY_DECIMALS),
         "count": round(item.count, 3),
         "expected": round(item.expected, 3),
     }

@@ -86,6 +86,7 @@ PROFILE_PRIOR = 10.0
 TRENDING_LIST_PREFIX = "#trending:"
 LIST_UPDATE_ATTEMPTS = 5
 FORECAST_DAYS = 7
+VELOCITY_DECIMALS = 4  # as the API answers a velocity
 
 
 def counter_attribute(kind: str, hour_of_day: int) -> str:
@@ -527,7 +528,8 @@ class TrendsService:
         unlisted = Unlisted(exclude, self._out_of_stock() if in_stock_only else frozenset())
         entries = [entry for entry in stored.entries if entry.item_id not in unlisted]
         scored = score(entries, hours, now, self.settings.trending_prior, profile)
-        items = [item for item in scored if item.velocity >= min_velocity][:k]
+        # Compared as shown: an item answered with velocity 1.5 is kept by a floor of 1.5.
+        items = [item for item in scored if round(item.velocity, VELOCITY_DECIMALS) >= min_velocity][:k]
         if not category:
             return items, None
         row = counts[category_counter(category)]
