@@ -374,6 +374,7 @@ def test_a_reason_quoting_a_lone_surrogate_is_listed_escaped(aws):
         loads('{"\\ud800": 1, "\\ud800": 2}')
     reason = str(refused.value)
     assert reason.startswith('"\\ud800" is given') and reason.encode("utf-8")  # escaped: loggable
-    body = _record_letter(events, 1, reason="schema violation: a \ud800 b")
+    body = _record_letter(events, 1, reason="schema violation: a \ud800 b\u3000c\nd")
     line = dlq.Letter("m", "r", json.dumps(body), body).describe()
-    assert line.endswith("schema violation: a \\ud800 b") and line.encode("utf-8")
+    # (a space of any width shown as itself, a newline escaped)
+    assert line.endswith("schema violation: a \\ud800 b\u3000c\\nd") and line.encode("utf-8")

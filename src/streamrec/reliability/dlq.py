@@ -42,6 +42,7 @@ import contextlib
 import json
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,8 +86,10 @@ def _is_sequence_number(value: Any) -> bool:
 def _printable(text: str) -> str:
     """``text`` with what a terminal should not be sent escaped as JSON writes it: newlines
     and control characters (one line per letter, no control sequence reaches the terminal)
-    and lone surrogates (which no output encoding takes)."""
-    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
+    and lone surrogates (which no output encoding takes); spaces of any width are shown."""
+    return "".join(
+        c if c.isprintable() or unicodedata.category(c) == "Zs" else json.dumps(c)[1:-1] for c in text
+    )
 
 
 def stream_name_of(arn_or_name: str) -> str:
