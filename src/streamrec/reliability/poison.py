@@ -173,7 +173,8 @@ def _oversized_fields(rng: random.Random, n: int) -> bytes:
     if choice == 0:
         event["session_id"] = "s" * rng.randrange(129, 5_000)
     elif choice == 1:
-        event["category"] = "c" * rng.randrange(129, 5_000)
+        # (Not a category: one over 128 characters is read as none, the event kept.)
+        event["user_id"] = "u" * rng.randrange(129, 5_000)
     elif choice == 2:
         # (Not a price: one out of range is read as none, the event kept.)
         event["item_id"] = "i" * rng.randrange(129, 2_000)
