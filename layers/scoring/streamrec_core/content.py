@@ -143,8 +143,8 @@ def term_counts(title: str, category: str, tags: Iterable[str]) -> dict[str, int
     for tag in tags:
         counts.update(tokenize(tag))
     first = set(in_category)  # a long title and many tags must not push the category out
-    # Ties by first appearance, not alphabetically: alphabetically, a long Japanese title's
-    # kanji pairs (from U+4E00) went before its kana pairs, and the words that say most.
+    # Ties by first appearance, not alphabetically: kana pairs (from U+3040) sort before kanji
+    # ones (from U+4E00), so a long Japanese title lost its kanji pairs, the words that say most.
     position = {token: n for n, token in enumerate(counts)}  # (a Counter keeps insertion order)
     ranked = sorted(counts.items(), key=lambda pair: (pair[0] not in first, -pair[1], position[pair[0]]))
     ranked = ranked[:MAX_TOKENS_PER_ITEM]
