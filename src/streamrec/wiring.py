@@ -137,7 +137,13 @@ def similarity_service(settings: Settings, client: Any | None = None) -> Similar
         ),
         item_stats=DynamoItemStatsRepository(DynamoTable(settings.item_stats_table, client)),
         similarity=DynamoSimilarityRepository(DynamoTable(settings.similarity_table, client)),
-        trending=trends_service(settings, client) if settings.trends_table else None,
+        # The out-of-stock set through a cache of its own (one read per 30 s per container):
+        # trending lists keep their places for items in stock.
+        trending=(
+            trends_service(settings, client, stock=_cached_similarity_table(settings, client))
+            if settings.trends_table
+            else None
+        ),
         catalog=catalog_repository(settings, client),
         concurrency=WRITE_CONCURRENCY,
     )
@@ -151,8 +157,8 @@ def trends_service(
     settings: Settings, client: Any | None = None, stock: SimilarityRepository | None = None
 ) -> TrendsService:
     """Trending lists and demand (API reads; the similarity function refreshes the lists).
-    The API passes ``stock``, its cached similarity table, whose ``#out_of_stock`` set its
-    trending lists leave out."""
+    ``stock``: a cached similarity table, whose ``#out_of_stock`` set the API's answers leave
+    out and the similarity function's merges give no in-stock item's place to."""
     require(settings, "trends_table")
     client = client if client is not None else dynamodb_client()
     return TrendsService(

@@ -22,7 +22,7 @@ from streamrec_core import (
 
 from streamrec import wiring
 from streamrec.domain.ingest import IngestService, SequencedEvent, plan_batch
-from streamrec.domain.model import sequence_key
+from streamrec.domain.model import OUT_OF_STOCK_ROW, PopularList, sequence_key
 from streamrec.domain.similarity import SimilarityService
 from streamrec.domain.trends import (
     SHOP_COUNTER,
@@ -36,6 +36,7 @@ from streamrec.domain.trends import (
     profile_from_json,
     score,
     shop_profile,
+    trending_list,
 )
 from streamrec.events import parse_event
 from streamrec.repositories.dynamodb import DynamoTable, DynamoTrendsRepository
@@ -810,3 +811,29 @@ def test_a_category_without_its_own_list_takes_the_global_lists_profile():
     rate = baseline_rate(counts, current, 1, 7, None, skewed)
     assert whole is not None and rate > 0
     assert whole.expected == pytest.approx(rate * (0.5 * 3.0 + 0.5 * 0.5))  # half of 09:00, half of 10:00
+
+
+def test_out_of_stock_items_take_no_in_stock_items_place_in_a_stored_list():
+    # 80 camping items trend, the 40 hottest sold out: the category's list (50 places) kept
+    # the 50 fastest, 40 of them out of stock, so an in-stock answer listed 10 at most.
+    events = [
+        _event(n, f"i{item:02d}", "view", NOW - 1800 + n % 60, user=f"s{n}")
+        for item in range(80)
+        for n in range(item * 100, item * 100 + 2 + (80 - item) // 8)
+    ]
+    stock = InMemorySimilarityRepository()
+    sold_out = [f"i{item:02d}" for item in range(40)]
+    stock.put_list(OUT_OF_STOCK_ROW, PopularList([(item, 0.0) for item in sold_out]))
+    service, repo = _service_with(events)
+    service.stock = stock
+    service.refresh({f"i{item:02d}": "camping" for item in range(80)}, NOW)
+    in_stock, _ = service.trending("1h", 50, "camping", NOW)
+    assert [i.item_id for i in in_stock] == [f"i{item:02d}" for item in range(40, 80)]
+    everything, _ = service.trending("1h", 50, "camping", NOW, in_stock_only=False)
+    assert [i.item_id for i in everything] == [f"i{item:02d}" for item in range(50)]
+    # The list holds its 50 in-stock items' places and the sold-out ones ranked among them
+    # (here all 80); without a stock set it keeps its 50 places as before.
+    assert len(repo.lists[trending_list("1h", "camping")].entries) == 80
+    service.stock = None
+    service.refresh({"i79": "camping"}, NOW)
+    assert len(repo.lists[trending_list("1h", "camping")].entries) == 50

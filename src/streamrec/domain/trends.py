@@ -34,8 +34,8 @@ flat one). An entry is refreshed whenever the item gets an event, so between ref
 stored hours are complete: the API re-scores entries as of its own clock (hours that left
 the window drop out), and a list is one read (and, leaving out-of-stock items out, one of
 the ``#out_of_stock`` set, mostly from the API's cache). Only the baseline and the profile
-are as of the last refresh. The lists are kept by velocity whatever the items' stock, so
-out-of-stock items among a list's stored entries leave fewer for an in-stock answer.
+are as of the last refresh. A list keeps its places for items in stock, and the
+out-of-stock items ranked among them besides (at most as many again).
 
 Demand. Units bought per day over the last ``demand_days`` whole days, the last 24 hours and
 today so far; the forecast is the mean of the daily series (``streamrec_core.mean_forecast``)
@@ -52,6 +52,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -366,6 +367,20 @@ class Demand:
     beta: float | None
 
 
+def _in_stock_places(
+    ranked: list[TrendingItem], size: int, unavailable: AbstractSet[str]
+) -> list[TrendingItem]:
+    """The head of ``ranked`` (best first) up to its ``size``-th item not in ``unavailable``,
+    and at most 2 · ``size`` items: out-of-stock items take no in-stock item's place."""
+    kept, available = [], 0
+    for item in ranked[: 2 * size]:
+        if available == size:
+            break
+        kept.append(item)
+        available += item.item_id not in unavailable
+    return kept
+
+
 @dataclass
 class TrendsService:
     """Refreshes the trending lists (similarity function) and answers the API."""
@@ -434,8 +449,11 @@ class TrendsService:
         # then each merged on its own: the first failure fails the batch (retried; merges
         # are idempotent).
         _, stored = self.trends.get_many([], [], [merge[0] for merge in merges], consistent=True)
+        unavailable = self._out_of_stock()
         concurrently(
-            lambda merge: self._merge(merge[0], merge[1], merge[2], now, stored[merge[0]], merge[3]),
+            lambda merge: self._merge(
+                merge[0], merge[1], merge[2], now, stored[merge[0]], merge[3], unavailable
+            ),
             merges,
             self.concurrency,
         )
@@ -453,10 +471,14 @@ class TrendsService:
         now: float,
         read: TrendingList,
         profile: tuple[float, ...],
+        unavailable: frozenset[str] = frozenset(),
     ) -> None:
         """Compare-and-swap merge of fresh entries into one list, re-scored as of ``now``
         with the shop's ``profile``, which the list then keeps (``read``: the list as just
-        read for update; a lost race reads it again)."""
+        read for update; a lost race reads it again). The list keeps its size's worth of
+        items not in ``unavailable`` (out of stock), and the ``unavailable`` ones ranked
+        among them (at most the size again): an answer leaving those out still has its
+        size's worth to choose from, and one asking for them (restocking) sees them."""
 
         def read_again() -> TrendingList:
             return self.trends.get_many([], [], [name], consistent=True)[1][name]
@@ -473,7 +495,9 @@ class TrendsService:
             current = int(as_of // HOUR)
             entries = {e.item_id: e for e in stored.entries}
             entries.update(fresh)
-            ranked = score(list(entries.values()), window, as_of, prior, profile)[:size]
+            ranked = _in_stock_places(
+                score(list(entries.values()), window, as_of, prior, profile), size, unavailable
+            )
             kept = [entries[item.item_id] for item in ranked]
             # An entry counted only in later hours (events stamped ahead) has nothing in the
             # window yet, yet is not over: kept (while there is room) for the reads to come.
