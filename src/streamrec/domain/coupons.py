@@ -45,9 +45,8 @@ from pydantic import (
 )
 from streamrec_core import coupon_propensity, coupon_scores, top_k
 
-from streamrec.domain.filters import out_of_stock
+from streamrec.domain.filters import read_out_of_stock
 from streamrec.domain.model import (
-    OUT_OF_STOCK_ROW,
     POPULAR_CATEGORIES_ROW,
     CategoryAffinity,
     UserState,
@@ -704,10 +703,7 @@ class CouponService:
         category coupon is never left out for stock."""
         if self.similarity is None or not any(c.spec.scope.items for c in coupons):
             return frozenset()
-        # The API's read path (BatchGetItem, warm-container cache), not get_list's
-        # consistent compare-and-swap read.
-        _, lists = self.similarity.get_many([], [OUT_OF_STOCK_ROW])
-        return out_of_stock(lists)
+        return read_out_of_stock(self.similarity)
 
     def _fill(
         self, popular: SimilarityRepository, state: UserState | None, k: int, now: float, offered: set[str]

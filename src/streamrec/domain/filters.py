@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from streamrec.domain.model import OUT_OF_STOCK_ROW, PopularList
+from streamrec.repositories.base import SimilarityRepository
 
 # Items one request may exclude by id (the query string stays well under API Gateway's limits).
 MAX_EXCLUDED_ITEMS = 100
@@ -85,3 +86,11 @@ def out_of_stock(lists: dict[str, PopularList]) -> frozenset[str]:
     ids = frozenset(item for item, _ in stock.items)
     _last_stock = (key, ids)
     return ids
+
+
+def read_out_of_stock(similarity: SimilarityRepository) -> frozenset[str]:
+    """The ``#out_of_stock`` ids, read on the API's read path (BatchGetItem, through the
+    warm-container cache when ``similarity`` has one), not get_list's consistent
+    compare-and-swap read."""
+    _, lists = similarity.get_many([], [OUT_OF_STOCK_ROW])
+    return out_of_stock(lists)

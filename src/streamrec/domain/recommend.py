@@ -312,8 +312,8 @@ class RecommendationService:
             dict.fromkeys([*request_lists(list_filter), *(category_row(c) for c, _ in categories)])
         )
         rows, lists = self.similarity.get_many([entry.item_id for entry in history], list_names)
-        own = set(excluded)  # the user's own items: never candidates
-        unlisted = Unlisted(frozenset(own), out_of_stock(lists) if list_filter.in_stock_only else frozenset())
+        own = frozenset(excluded)  # the user's own items: never candidates
+        unlisted = Unlisted(own, out_of_stock(lists) if list_filter.in_stock_only else frozenset())
         # Content neighbours of cold recent items, scaled by how cold each is and put on the
         # scale of the item's own collaborative scores.
         content = {

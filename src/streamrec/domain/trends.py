@@ -68,8 +68,8 @@ from streamrec_core import (
 )
 
 from streamrec.concurrency import concurrently
-from streamrec.domain.filters import Unlisted, out_of_stock
-from streamrec.domain.model import OUT_OF_STOCK_ROW, Delta
+from streamrec.domain.filters import Unlisted, read_out_of_stock
+from streamrec.domain.model import Delta
 from streamrec.events import UserEvent
 from streamrec.repositories.base import ConcurrentUpdateError, SimilarityRepository, TrendsRepository
 from streamrec.settings import Settings
@@ -575,10 +575,7 @@ class TrendsService:
 
     def _out_of_stock(self) -> frozenset[str]:
         """The ids of the ``#out_of_stock`` set (empty without ``stock``)."""
-        if self.stock is None:
-            return frozenset()
-        _, lists = self.stock.get_many([], [OUT_OF_STOCK_ROW])
-        return out_of_stock(lists)
+        return frozenset() if self.stock is None else read_out_of_stock(self.stock)
 
     def demand(self, item_id: str, now: float | None = None) -> Demand:
         """The item's purchases (units) per day over the last ``demand_days`` whole days, the
