@@ -86,7 +86,7 @@ def _category_problem(value: str) -> str | None:
     return None
 
 
-def _is_text(value: str) -> bool:
+def is_text(value: str) -> bool:
     """Whether ``value`` is Unicode text (JSON can carry lone surrogates, which are not)."""
     try:
         value.encode("utf-8")
@@ -98,7 +98,7 @@ def _is_text(value: str) -> bool:
 def _composed(value: Any, info: ValidationInfo) -> Any:
     # Before the length check: NFC can lengthen a text ("\u0958" is two characters composed),
     # and the text checked must be the one stored. Stored rows are read as they were stored.
-    if isinstance(value, str) and not (info.context or {}).get("stored") and _is_text(value):
+    if isinstance(value, str) and not (info.context or {}).get("stored") and is_text(value):
         return unicodedata.normalize("NFC", value)
     return value
 
@@ -283,7 +283,7 @@ class UserEvent(BaseModel):
         # text) or a category over 128 characters (a breadcrumb trail) and the event with it.
         if not isinstance(value, str):
             return value
-        if not _is_text(value):
+        if not is_text(value):
             return None
         # One category whether its producer composes "ガ" or writes カ + a combining mark (as
         # macOS names files): NFC, as the catalog's and the filters' categories are.
@@ -473,7 +473,7 @@ def quoted(value: Any, limit: int = 60) -> str:
         value = value[: limit - 1] + "…"
     text = json.dumps(value, ensure_ascii=False)
     # A lone surrogate (JSON can carry one) would make the message unprintable and unloggable.
-    return text if _is_text(text) else json.dumps(value)
+    return text if is_text(text) else json.dumps(value)
 
 
 def issue_message(issue: Mapping[str, Any], quote_input: bool = True) -> str:

@@ -406,6 +406,12 @@ def test_known_users_past_purchases_are_boosted_by_recency():
 # ---- Profile ---------------------------------------------------------------------------------
 def _get_profile(app, user: str) -> tuple[int, dict]:
     """GET /users/{user}/profile through the resolver ``app``: (status, body)."""
+    response = _profile_response(app, user)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def _profile_response(app, user: str) -> dict:
+    """GET /users/{user}/profile through the resolver ``app``: its answer, body unparsed."""
     path = f"/users/{user}/profile"
     event = {
         "version": "2.0",
@@ -417,8 +423,7 @@ def _get_profile(app, user: str) -> tuple[int, dict]:
         "requestContext": {"http": {"method": "GET", "path": path}, "requestId": "r", "stage": "$default"},
         "isBase64Encoded": False,
     }
-    response = app.resolve(event, None)
-    return response["statusCode"], json.loads(response["body"])
+    return app.resolve(event, None)
 
 
 def test_profile_decays_affinities_to_now_and_counts_events():
@@ -493,6 +498,23 @@ def test_profile_names_an_item_taken_out_of_the_cart_as_recommendations_do():
     }
     state = engine.users.get("p")
     assert state is not None and state.find("stove").kind == "add_to_cart"
+
+
+def test_answers_carry_non_ascii_text_as_utf8_not_escapes():
+    engine = InMemoryEngine(Settings(), eager=True)
+    engine.ingest([{**_purchase(0, "p", "mug", None, kind="view"), "category": "キッチン"}])
+    app = build_app(engine.recommendations, clock=lambda: T0)
+    body = _profile_response(app, "p")["body"]
+    # 3 bytes a character in UTF-8; the escape "\u30ad" took 6.
+    assert '"category":"キッチン"' in body and "\\u" not in body
+    assert json.loads(body)["categories"][0]["category"] == "キッチン"
+
+
+def test_an_answer_escapes_a_lone_surrogate_which_utf8_cannot_carry():
+    from streamrec.http_api import answer_json
+
+    assert answer_json({"a": "é\ud800"}) == '{"a":"\\u00e9\\ud800"}'
+    assert answer_json({"a": "é"}).encode() == b'{"a":"\xc3\xa9"}'
 
 
 def test_popular_padding_scores_below_the_lists_own_suggestions():
