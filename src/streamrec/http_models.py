@@ -18,7 +18,7 @@ from pydantic.json_schema import SkipJsonSchema
 from streamrec.domain.coupons import CouponScope, Discount
 
 # domain/recommend.py's SOURCE_* constants (a test keeps them equal)
-Source = Literal["personalized", "similar", "popular", "cross_sell"]
+Source = Literal["personalized", "similar", "popular", "cross_sell", "new"]
 
 
 def _drop_default(schema: dict[str, Any]) -> None:
@@ -62,9 +62,12 @@ class RecommendedItem(BaseModel):
 
     item_id: str
     score: float = Field(description="Relative score; the list is sorted by it, best first.")
-    source: Source = Field(description="What put the item on the list; popular items pad short lists.")
+    source: Source = Field(
+        description="What put the item on the list; popular items pad short lists, and the catalog's "
+        "newest items in stock ('new') what popular items cannot fill."
+    )
     reasons: list[str] = Field(description='Readable reasons, e.g. "because you viewed X".')
-    because: list[str] = Field(description="The item ids the reasons name (empty for popular items).")
+    because: list[str] = Field(description="The item ids the reasons name (empty for popular and new items).")
 
 
 class UserItemList(BaseModel):
@@ -72,8 +75,8 @@ class UserItemList(BaseModel):
 
     user_id: str
     fallback: bool = Field(
-        description="True when nothing personal was found: the list is popular items (those the "
-        "filters let through: it may be empty)."
+        description="True when nothing personal was found: the list is popular items, then new "
+        "ones (those the filters let through: it may be empty)."
     )
     items: list[RecommendedItem]
 
@@ -81,8 +84,8 @@ class UserItemList(BaseModel):
 class SimilarItemList(BaseModel):
     item_id: str
     fallback: bool = Field(
-        description="True when the item has no neighbours: the list is popular items (those the "
-        "filters let through: it may be empty)."
+        description="True when the item has no neighbours: the list is popular items, then new "
+        "ones (those the filters let through: it may be empty)."
     )
     items: list[RecommendedItem]
 
@@ -93,8 +96,8 @@ class CartItemList(BaseModel):
     items: list[RecommendedItem]
     fallback: bool = Field(
         description="True when nothing was found for the cart (no cart item has complements and, "
-        "with a user_id, the user bought nothing listable before): popular items (those the "
-        "filters let through: it may be empty)."
+        "with a user_id, the user bought nothing listable before): popular items, then new ones (those "
+        "the filters let through: it may be empty)."
     )
 
 

@@ -10,7 +10,14 @@ import boto3
 
 from streamrec import wiring
 from streamrec.domain.catalog import CatalogService, SequencedUpsert, recount
-from streamrec.domain.model import OUT_OF_STOCK_ROW, CatalogItem, Posting, sequence_key
+from streamrec.domain.model import (
+    NEW_ARRIVALS_ROW,
+    OUT_OF_STOCK_ROW,
+    CatalogItem,
+    Posting,
+    new_arrivals_row,
+    sequence_key,
+)
 from streamrec.domain.similarity import SimilarityService
 from streamrec.events import SMALLEST_STORED_NUMBER, parse_record
 from streamrec.repositories.dynamodb import DynamoCatalogRepository, DynamoSimilarityRepository, DynamoTable
@@ -199,7 +206,8 @@ def test_catalog_pipeline_leaves_the_same_state_on_both_adapters(aws):
             service.upsert(batch, SHARD)
             rebuild.recompute((), (), (), publisher.drain_content())
         items = ["tent-2p", "tent-3p", "bag", "grinder"]
-        rows, lists = similarity.get_many(items, [OUT_OF_STOCK_ROW])
+        new_lists = [NEW_ARRIVALS_ROW, new_arrivals_row("camping"), new_arrivals_row("coffee")]
+        rows, lists = similarity.get_many(items, [OUT_OF_STOCK_ROW, *new_lists])
         states.append(
             (
                 catalog.get_many(items),
@@ -207,11 +215,19 @@ def test_catalog_pipeline_leaves_the_same_state_on_both_adapters(aws):
                 catalog.documents(),
                 {i: [(n.item_id, round(n.score, 6)) for n in row.content] for i, row in rows.items()},
                 [i for i, _ in lists[OUT_OF_STOCK_ROW].items],
+                [lists[name].items for name in new_lists],
             )
         )
     assert states[0] == states[1]
-    records, _, documents, content, out = states[0]
+    records, _, documents, content, out, new = states[0]
     assert documents == 4 and out == ["tent-3p"]
+    # Every record the first listing, at T0: in stock, newest first (ties by id).
+    assert {item: record.listed_at for item, record in records.items()} == dict.fromkeys(items, T0)
+    assert new == [
+        [("bag", T0), ("grinder", T0), ("tent-2p", T0)],
+        [("bag", T0), ("tent-2p", T0)],
+        [("grinder", T0)],
+    ]
     # tent-3p, the closest look-alike, is out of stock: not given a slot in the lists.
     assert content["tent-2p"] and "tent-3p" not in dict(content["tent-2p"])
 

@@ -74,12 +74,12 @@ from streamrec.repositories.base import (
     ChangePublisher,
     ConcurrentUpdateError,
     SimilarityRepository,
+    compare_and_swap,
 )
 from streamrec.settings import Settings
 
 DOCUMENTS = "documents"
 NO_POSTING = Posting()
-STOCK_UPDATE_ATTEMPTS = 5
 # The holders an item's row records (the rows whose content lists hold it), most recent
 # kept: a row pushed out of a widely held item's record keeps the item's entry unchanged
 # when the item's text changes, until its own item is announced.
@@ -248,6 +248,12 @@ class CatalogService:
         if not records:
             return outcome
         latest, outcome.superseded = latest_per_item(records)
+        # A new item is listed as of its first record in stream order, which however the
+        # batch is split or re-delivered is the same record (its latest, or its earliest
+        # timestamp, need not be: a split can store a later one first).
+        first_sent: dict[str, float] = {}
+        for record in sorted(records, key=lambda r: r.sequence):
+            first_sent.setdefault(record.upsert.item_id, record.upsert.timestamp)
         stored = self.catalog.get_many(latest, consistent=True)
         writes: list[tuple[SequencedUpsert, CatalogItem, CatalogItem | None]] = []
         for item_id in sorted(latest):
@@ -270,6 +276,7 @@ class CatalogService:
                 # lines of one `catalog load` file that fell into different batches.
                 new.moved = old is not None and old.category != new.category
                 new.former_categories = former_categories(old, new)
+                new.listed_at = old.listed_at if old is not None else first_sent[item_id]
                 writes.append((record, new, old))
         # Each item's records of the batch, in stream order (a written item's latest one as
         # built above), from which its tokens' counts of holders change record by record.
@@ -699,26 +706,28 @@ class ContentIndex:
         """Compare-and-swap the ``#out_of_stock`` row with the items' current stock
         (``read``: the row as last read or written; a lost race reads it again); the row as
         it now stands."""
-        for attempt in range(STOCK_UPDATE_ATTEMPTS):
-            current = read if attempt == 0 else self.similarity.get_list(OUT_OF_STOCK_ROW)
+
+        def updated(current: PopularList) -> PopularList | None:
             out = dict(current.items)
             # (Called twice a batch, mostly to change nothing: no sort of the set then.)
             if all(
                 item_id not in out if item.in_stock else out.get(item_id) == item.timestamp
                 for item_id, item in items.items()
             ):
-                return current
+                return None
             for item_id, item in items.items():
                 if item.in_stock:
                     out.pop(item_id, None)
                 else:
                     out[item_id] = item.timestamp
-            ranked = sorted(out.items())
-            try:
-                self.similarity.put_list(
-                    OUT_OF_STOCK_ROW, PopularList(ranked, current.version, current.epoch)
-                )
-                return PopularList(ranked, current.version + 1, current.epoch)  # as put_list stores it
-            except ConcurrentUpdateError:
-                continue
-        raise ConcurrentUpdateError(f"{OUT_OF_STOCK_ROW} kept changing under concurrent updates")
+            return PopularList(sorted(out.items()), current.version, current.epoch)
+
+        current, written = compare_and_swap(
+            OUT_OF_STOCK_ROW,
+            read,
+            lambda: self.similarity.get_list(OUT_OF_STOCK_ROW),
+            updated,
+            lambda stock: self.similarity.put_list(OUT_OF_STOCK_ROW, stock),
+        )
+        # As put_list stores it: one version on.
+        return current if written is None else replace(written, version=written.version + 1)

@@ -24,6 +24,11 @@ BASKET_ROW_PREFIX = "#b:"
 # The set of items currently out of stock, a row of the similarity table beside the popular
 # lists, so that the API reads it in the same BatchGetItem (no extra round trip).
 OUT_OF_STOCK_ROW = "#out_of_stock"
+# The newest items of the catalog (entries: item -> the time of its first stored record),
+# in stock, and each category's ("#new:<category>"): they pad lists that behaviour cannot
+# fill yet (a shop's first hours, a thin category).
+NEW_ARRIVALS_ROW = "#new"
+NEW_ARRIVALS_PREFIX = "#new:"
 # Catalog table: token posting rows "#tok:<token>" (the ids of the items holding the
 # token; its size is the token's document frequency) and the "#catalog" row (documents).
 TOKEN_ROW_PREFIX = "#tok:"
@@ -42,6 +47,11 @@ POPULARITY_SCALE = 100.0
 def category_row(category: str) -> str:
     """Key of a category's popular list (beside the global ``#popular`` row)."""
     return CATEGORY_ROW_PREFIX + category
+
+
+def new_arrivals_row(category: str | None) -> str:
+    """Key of the newest in-stock items of ``category`` (of the whole catalog for None)."""
+    return NEW_ARRIVALS_PREFIX + category if category else NEW_ARRIVALS_ROW
 
 
 def category_buys_row(category: str) -> str:
@@ -328,6 +338,9 @@ class CatalogItem:
     # FORMER_CATEGORIES_KEPT): the similarity function takes the item out of their popular
     # lists whenever its record is announced.
     former_categories: list[str] = field(default_factory=list)
+    # The timestamp of the item's first record (in stream order), kept by every later one:
+    # new arrivals rank by it. 0 for rows stored before it was kept.
+    listed_at: float = 0.0
 
 
 # The attribute of a token's posting row counting the items that hold the token.

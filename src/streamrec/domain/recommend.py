@@ -45,6 +45,7 @@ from streamrec.domain.model import (
     SimilarityRow,
     UserState,
     category_row,
+    new_arrivals_row,
     shown_kind,
 )
 from streamrec.repositories.base import SimilarityRepository, UserRepository
@@ -58,6 +59,7 @@ EXCLUDE_MODES = (EXCLUDE_PURCHASED, EXCLUDE_HISTORY, EXCLUDE_NONE)
 SOURCE_PERSONALIZED = "personalized"
 SOURCE_SIMILAR = "similar"
 SOURCE_POPULAR = "popular"
+SOURCE_NEW = "new"
 # Rows without a recorded support (stored before rows carried it) were cold below this
 # many collaborative neighbours.
 LEGACY_COLD_NEIGHBOURS = 10
@@ -128,6 +130,49 @@ def _pad_with_popular(
             # nothing else is listed), where weight * (ceiling / top) could give 0.9999999999999999.
             listed.append(Recommendation(item_id, ceiling * (weight / top), SOURCE_POPULAR, [reason]))
     return listed
+
+
+def _pad_with_new_arrivals(
+    similarity: SimilarityRepository,
+    listed: list[Recommendation],
+    excluded: Unlisted,
+    k: int,
+    list_filter: ListFilter,
+) -> list[Recommendation]:
+    """Append the catalog's newest items in stock (not excluded, not yet listed), newest
+    first, until there are ``k``: from the filter category's new arrivals when there is
+    one, else from ``#new``. They fill what behaviour cannot yet (a shop's first hours,
+    when the popular lists hold a few items, or a thin category), so the list asks for
+    them only when still short (a second read, through the API's cache). Each scores the
+    lowest score already listed (1.0 when none is): never more than what is before it."""
+    if len(listed) >= k:
+        return listed
+    category = list_filter.category
+    name = new_arrivals_row(category)
+    _, lists = similarity.get_many([], [name])
+    newest = lists.get(name, PopularList())
+    taken = excluded | list_filter.exclude | {rec.item_id for rec in listed}
+    ceiling = max(0.0, min((rec.score for rec in listed), default=1.0))
+    reason = f"new in {category}" if category else "new in the catalog"
+    for item_id, _ in newest.items:
+        if len(listed) >= k:
+            break
+        if item_id not in taken:
+            listed.append(Recommendation(item_id, ceiling, SOURCE_NEW, [reason]))
+    return listed
+
+
+def _padded(
+    similarity: SimilarityRepository,
+    listed: list[Recommendation],
+    lists: dict[str, PopularList],
+    excluded: Unlisted,
+    k: int,
+    list_filter: ListFilter,
+) -> list[Recommendation]:
+    """A list's own suggestions padded to ``k``: with popular items, then new arrivals."""
+    padded = _pad_with_popular(listed, lists, excluded, k, list_filter)
+    return _pad_with_new_arrivals(similarity, padded, excluded, k, list_filter)
 
 
 def request_lists(list_filter: ListFilter) -> list[str]:
@@ -379,7 +424,7 @@ class RecommendationService:
                     )
                 )
         fallback = not listed
-        return RecommendationList(_pad_with_popular(listed, lists, unlisted, k, list_filter), fallback)
+        return RecommendationList(_padded(self.similarity, listed, lists, unlisted, k, list_filter), fallback)
 
     @staticmethod
     def _explain(
@@ -447,7 +492,7 @@ class RecommendationService:
             Recommendation(n.item_id, n.score, SOURCE_SIMILAR, [viewed], [item_id]) for n in collaborative[:k]
         ]
         fallback = not listed
-        return RecommendationList(_pad_with_popular(listed, lists, excluded, k, list_filter), fallback)
+        return RecommendationList(_padded(self.similarity, listed, lists, excluded, k, list_filter), fallback)
 
     def _with_popular_share(
         self,
@@ -487,7 +532,7 @@ class RecommendationService:
             slots = available
         mixed = _pad_with_popular(_keeping(listed, k - slots, reserved), lists, excluded, k, list_filter, own)
         fallback = not listed
-        return RecommendationList(_pad_with_popular(mixed, lists, excluded, k, list_filter), fallback)
+        return RecommendationList(_padded(self.similarity, mixed, lists, excluded, k, list_filter), fallback)
 
     def _blend_similar(
         self,
@@ -666,4 +711,4 @@ class CrossSellService:
                     Recommendation(item_id, float(scores[index]), SOURCE_CROSS_SELL, reasons, because)
                 )
         fallback = not listed
-        return RecommendationList(_pad_with_popular(listed, lists, excluded, k, list_filter), fallback)
+        return RecommendationList(_padded(self.similarity, listed, lists, excluded, k, list_filter), fallback)

@@ -29,6 +29,7 @@ from streamrec.concurrency import concurrently
 from streamrec.domain.catalog import ContentIndex
 from streamrec.domain.model import (
     CATEGORY_BUYS_PREFIX,
+    NEW_ARRIVALS_ROW,
     POPULAR_CATEGORIES_ROW,
     POPULAR_ROW,
     POPULARITY_EPOCH_SECONDS,
@@ -41,19 +42,18 @@ from streamrec.domain.model import (
     basket_row,
     category_buys_row,
     category_row,
+    new_arrivals_row,
     popularity_at_epoch,
 )
 from streamrec.domain.trends import TrendsService
 from streamrec.repositories.base import (
     CatalogRepository,
-    ConcurrentUpdateError,
     CooccurrenceRepository,
     ItemStatsRepository,
     SimilarityRepository,
+    compare_and_swap,
 )
 from streamrec.settings import Settings
-
-POPULAR_UPDATE_ATTEMPTS = 5
 
 
 def neighbour_row(
@@ -138,6 +138,7 @@ class SimilarityService:
             index = ContentIndex(self.settings, self.catalog, self.similarity)
             updated = index.update(records, fresh)
             rows = list({**fresh, **{row.item_id: row for row in updated}}.values())
+            self.update_new_arrivals(records)
         self.update_popular_lists(popular_changed, reads, records)
         if self.trending is not None and popular_changed:
             # The items whose counters grew; their categories and first-seen times from the
@@ -371,6 +372,53 @@ class SimilarityService:
             )
         self._merge_lists(merges)
 
+    def update_new_arrivals(self, records: Mapping[str, CatalogItem]) -> None:
+        """Merge the announced items' catalog ``records`` (as just read, consistently) into
+        the new-arrivals lists: an item in stock is ranked in ``#new`` and its category's
+        list by the time it was first listed (newest first, ``popular_list_size`` and
+        ``category_list_size`` kept); one out of stock, or first listed before that time was
+        kept (0), leaves them, as it leaves its former categories' lists. The records are
+        the items' current ones whatever the order of announcements, so a re-delivery or a
+        retry merges the same entries again."""
+        fresh: dict[str, dict[str, float]] = defaultdict(dict)
+        leaving: dict[str, set[str]] = defaultdict(set)
+        for item, record in records.items():
+            for former in record.former_categories:
+                leaving[new_arrivals_row(former)].add(item)
+            for name in (NEW_ARRIVALS_ROW, new_arrivals_row(record.category)):
+                if record.in_stock and record.listed_at:
+                    fresh[name][item] = record.listed_at
+                else:
+                    leaving[name].add(item)
+        names = sorted(fresh.keys() | leaving.keys())
+        if not names:
+            return
+        _, stored = self.similarity.get_many([], names, consistent=True)
+
+        def merge(name: str) -> None:
+            size = (
+                self.settings.popular_list_size
+                if name == NEW_ARRIVALS_ROW
+                else self.settings.category_list_size
+            )
+            joining, gone = fresh.get(name, {}), leaving.get(name, set()) - fresh.get(name, {}).keys()
+
+            def merged(current: PopularList) -> PopularList | None:
+                listed = {item: at for item, at in current.items if item not in gone}
+                listed.update(joining)
+                newest = sorted(listed.items(), key=lambda pair: (-pair[1], pair[0]))[:size]
+                return None if newest == current.items else PopularList(newest, current.version)
+
+            compare_and_swap(
+                name,
+                stored.get(name, PopularList()),
+                lambda: self.similarity.get_list(name),
+                merged,
+                lambda newest: self.similarity.put_list(name, newest),
+            )
+
+        concurrently(merge, names, self.concurrency)
+
     def _popular_categories(
         self, categories: Iterable[str], reads: BatchReads
     ) -> dict[str, dict[int, float]]:
@@ -410,22 +458,23 @@ class SimilarityService:
         reads it again)."""
         half_life = self.settings.popularity_half_life_seconds
         newest = max((max(counters) for counters in fresh.values()), default=0)
-        for attempt in range(POPULAR_UPDATE_ATTEMPTS):
-            current = read if attempt == 0 else self.similarity.get_list(name)
+
+        def merged(current: PopularList) -> PopularList | None:
             epoch = max(current.epoch, newest)
             rescale = 2.0 ** ((current.epoch - epoch) * POPULARITY_EPOCH_SECONDS / half_life)
-            merged = {item: score * rescale for item, score in current.items if item not in removed}
-            merged.update(
+            scores = {item: score * rescale for item, score in current.items if item not in removed}
+            scores.update(
                 {item: popularity_at_epoch(counters, epoch, half_life) for item, counters in fresh.items()}
             )
-            ranked = sorted(merged.items(), key=lambda pair: (-pair[1], pair[0]))[:size]
+            ranked = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:size]
             if ranked == current.items and epoch == current.epoch:
-                return
-            try:
-                self.similarity.put_list(
-                    name, PopularList(items=ranked, version=current.version, epoch=epoch)
-                )
-                return
-            except ConcurrentUpdateError:
-                continue
-        raise ConcurrentUpdateError(f"{name} kept changing under concurrent updates")
+                return None
+            return PopularList(items=ranked, version=current.version, epoch=epoch)
+
+        compare_and_swap(
+            name,
+            read,
+            lambda: self.similarity.get_list(name),
+            merged,
+            lambda popular: self.similarity.put_list(name, popular),
+        )

@@ -71,7 +71,7 @@ from streamrec.concurrency import concurrently
 from streamrec.domain.filters import Unlisted, read_out_of_stock
 from streamrec.domain.model import Delta
 from streamrec.events import UserEvent
-from streamrec.repositories.base import ConcurrentUpdateError, SimilarityRepository, TrendsRepository
+from streamrec.repositories.base import SimilarityRepository, TrendsRepository, compare_and_swap
 from streamrec.settings import Settings
 
 HOUR = 3600
@@ -85,7 +85,6 @@ SHOP_COUNTER = "#all"  # the whole shop's counter rows, for the hour-of-day prof
 # shop with far fewer weighted events per hour of day over the baseline days gets ~1.
 PROFILE_PRIOR = 10.0
 TRENDING_LIST_PREFIX = "#trending:"
-LIST_UPDATE_ATTEMPTS = 5
 FORECAST_DAYS = 7
 VELOCITY_DECIMALS = 4  # as the API answers a velocity
 
@@ -486,8 +485,8 @@ class TrendsService:
         settings = self.settings
         size = settings.trending_category_list_size if ":cat:" in name else settings.trending_list_size
         prior = settings.trending_prior
-        for attempt in range(LIST_UPDATE_ATTEMPTS):
-            stored = read if attempt == 0 else read_again()
+
+        def merged(stored: TrendingList) -> TrendingList | None:
             # Never as of an earlier time than the list's last merge (another shard's refresh
             # whose clock had passed the hour: scored as of this clock, its entries of the new
             # hour had nothing in the window and were dropped).
@@ -510,13 +509,12 @@ class TrendsService:
             # Unchanged entries: written only for a new profile, and never to keep one
             # with no entries (a list of items with nothing in the window).
             if kept == stored.entries and (profile == stored.profile or not kept):
-                return
-            try:
-                self.trends.put_list(name, TrendingList(kept, stored.version, profile, as_of))
-                return
-            except ConcurrentUpdateError:
-                continue
-        raise ConcurrentUpdateError(f"{name} kept changing under concurrent updates")
+                return None
+            return TrendingList(kept, stored.version, profile, as_of)
+
+        compare_and_swap(
+            name, read, read_again, merged, lambda trending: self.trends.put_list(name, trending)
+        )
 
     # ---- API ----
 

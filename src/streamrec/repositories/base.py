@@ -52,6 +52,38 @@ class ConcurrentUpdateError(RepositoryError):
     """A conditional write lost a race; the caller retries from a fresh read."""
 
 
+# Compare-and-swap attempts of one versioned row (a popular, stock, new-arrivals or
+# trending list) before the batch fails (and is retried whole).
+SWAP_ATTEMPTS = 5
+
+
+def compare_and_swap[Row](
+    name: str,
+    read: Row,
+    read_again: Callable[[], Row],
+    change: Callable[[Row], Row | None],
+    write: Callable[[Row], None],
+) -> tuple[Row, Row | None]:
+    """Write ``change(current)`` (the row to store, conditional on ``current``'s version)
+    unless it is None (nothing to change), starting from ``read`` (the row as just read);
+    a write losing a race (:class:`ConcurrentUpdateError`) reads the row again with
+    ``read_again`` and changes that, up to :data:`SWAP_ATTEMPTS` times in all. Returns the
+    row last read and the one written (None when nothing was)."""
+    current = read
+    for attempt in range(SWAP_ATTEMPTS):
+        if attempt:
+            current = read_again()
+        changed = change(current)
+        if changed is None:
+            return current, None
+        try:
+            write(changed)
+            return current, changed
+        except ConcurrentUpdateError:
+            continue
+    raise ConcurrentUpdateError(f"{name} kept changing under concurrent updates")
+
+
 # An item-stats row's first_seen attribute (set once, by the first write of the row).
 FIRST_SEEN = "first_seen"
 

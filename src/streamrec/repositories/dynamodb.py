@@ -1612,7 +1612,8 @@ class DynamoCouponRepository:
 
 # ---- Catalog -----------------------------------------------------------------------------
 # Item rows (key ``item_id``): title, category, price, in_stock, tags (JSON), timestamp,
-# terms (token counts, JSON), norm and norm_documents, moved, former_categories (JSON).
+# terms (token counts, JSON), norm and norm_documents, moved, former_categories (JSON),
+# listed_at.
 # Posting rows ``#tok:<token>``: string set ``items``
 # (at most the posting limit); count rows ``#df:<token>``: ``df``, the count of items holding the
 # token, with per-shard guards.
@@ -1634,6 +1635,7 @@ def _catalog_to_item(item: CatalogItem) -> dict[str, Any]:
         **({"shard": {"S": item.shard}, "sequence": {"S": item.sequence}} if item.shard else {}),
         **({"moved": {"BOOL": True}} if item.moved else {}),
         **({"former_categories": {"S": _json(item.former_categories)}} if item.former_categories else {}),
+        **({"listed_at": _number(item.listed_at)} if item.listed_at else {}),
     }
 
 
@@ -1653,6 +1655,7 @@ def _catalog_from_item(item: dict[str, Any]) -> CatalogItem:
         norm_documents=float(item.get("norm_documents", {}).get("N", 0)),
         moved=bool(item.get("moved", {}).get("BOOL", False)),
         former_categories=json.loads(item.get("former_categories", {}).get("S", "[]")),
+        listed_at=float(item.get("listed_at", {}).get("N", 0)),
     )
 
 
