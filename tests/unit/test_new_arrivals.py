@@ -5,6 +5,8 @@ lists on DynamoDB)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from streamrec.domain.filters import ListFilter
 from streamrec.domain.model import NEW_ARRIVALS_ROW, new_arrivals_row
 from streamrec.settings import Settings
@@ -51,19 +53,21 @@ def test_a_new_shop_recommends_its_newest_items_before_any_event():
 def test_new_items_come_after_popular_ones_and_never_score_above_them():
     shop = _shop()
     shop.send([view("u1", "mug-1", at=7 * 3_600), view("u2", "mug-1", at=7 * 3_600 + 1)])
-    answer = shop.recommendations.for_user("shopper", 3, now=NOW)
+    shop.send([view("u3", "mug-2", at=7 * 3_600 + 2)])
+    answer = shop.recommendations.for_user("shopper", 4, now=NOW)
     assert [(r.item_id, r.source) for r in answer.items] == [
         ("mug-1", "popular"),
+        ("mug-2", "popular"),
         ("tent-2", "new"),
         ("tent-1", "new"),
     ]
     scores = [r.score for r in answer.items]
-    assert scores == sorted(scores, reverse=True) and scores[1] == scores[0]
+    # The new items take the lowest score listed (mug-2's, about half of mug-1's).
+    assert scores[0] == 1.0 and 0.4 < scores[1] < 0.6 and scores[2] == scores[3] == scores[1]
 
 
-def test_a_full_list_reads_no_new_arrivals():
-    shop = _shop()
-    shop.send([view("u1", f"mug-{n}", at=7 * 3_600 + n) for n in range(1, 5)])
+def _counting_reads(shop: Pipeline) -> list[list[str]]:
+    """The list names of each read of the shop's similarity table from now on."""
     reads: list[list[str]] = []
     get_many = shop.similarity.get_many
 
@@ -72,11 +76,34 @@ def test_a_full_list_reads_no_new_arrivals():
         return get_many(items, lists, *args, **kwargs)
 
     shop.similarity.get_many = counted  # type: ignore[method-assign]
-    answer = shop.recommendations.for_user("shopper", 4, now=NOW)
-    assert {r.source for r in answer.items} == {"popular"}
-    assert all(NEW_ARRIVALS_ROW not in names for names in reads) and len(reads) == 1
-    shop.recommendations.for_user("shopper", 6, now=NOW)
-    assert reads[-1] == [NEW_ARRIVALS_ROW]  # short: one more read
+    return reads
+
+
+def test_the_new_arrivals_come_in_the_requests_one_read():
+    shop = _shop()
+    shop.send([view("u1", f"mug-{n}", at=7 * 3_600 + n) for n in range(1, 5)])
+    reads = _counting_reads(shop)
+    assert {r.source for r in shop.recommendations.for_user("shopper", 4, now=NOW).items} == {"popular"}
+    assert [r.source for r in shop.recommendations.for_user("shopper", 6, now=NOW).items][4:] == [
+        "new",
+        "new",
+    ]
+    shop.recommendations.similar_items("tent-1", 6)
+    shop.cross_sell.for_items(["tent-1"], 6)
+    one_read = ["#popular", "#out_of_stock", NEW_ARRIVALS_ROW]
+    # (A cold item's similar items read its category's popular list too, as before.)
+    assert reads == [one_read, one_read, one_read, ["#cat:camping"], one_read]
+
+
+def test_a_history_that_fills_the_read_leaves_the_new_arrivals_to_a_second_read_when_short():
+    shop = _shop(history_length=96)
+    shop.send([upsert(f"cup-{n}", f"Cup {n}", f"shelf-{n % 3}", at=8 * 3_600) for n in range(96)])
+    shop.send([view("u1", f"cup-{n}", at=9 * 3_600 + n) for n in range(96)])
+    reads = _counting_reads(shop)
+    answer = shop.recommendations.for_user("u1", 100, "none", now=NOW)
+    # 96 rows, #popular, #out_of_stock and 2 category lists fill the 100 keys of one read.
+    assert len(reads[0]) == 4 and NEW_ARRIVALS_ROW not in reads[0]
+    assert reads[1:] == [[NEW_ARRIVALS_ROW]] and answer.items[-1].source == "new"
 
 
 def test_stock_and_category_changes_move_items_between_the_lists():
@@ -95,6 +122,23 @@ def test_stock_and_category_changes_move_items_between_the_lists():
     # A price change keeps the place: a later record is not a new arrival.
     shop.send([{**upsert("mug-1", "Mug 1", "kitchen", at=11 * 3_600), "price": 12.0}])
     assert _listed(shop, NEW_ARRIVALS_ROW)[-1] == "mug-1"
+    # An item moved while in stock leaves its former category's list.
+    shop.send([upsert("mug-2", "Mug 2", "camping", at=12 * 3_600)])
+    assert "mug-2" not in _listed(shop, new_arrivals_row("kitchen"))
+    assert _listed(shop, new_arrivals_row("camping")) == ["tent-1", "mug-2"]
+
+
+def test_an_item_is_listed_as_of_its_first_record_in_stream_order_however_the_batch_is_split():
+    # Two records of a new item in one batch, the later-stamped one sent first: it is the
+    # first the catalog could store (a batch split between them stores it alone first).
+    for timestamps in ((200, 100), (100, 200)):
+        listed_at = []
+        for batches in ([[0, 1]], [[0], [1]]):
+            shop = Pipeline()
+            for batch in batches:
+                shop.send([upsert("lamp", "Lamp", "camping", at=timestamps[n]) for n in batch])
+            listed_at.append(shop.catalog.get_many(["lamp"])["lamp"].listed_at)
+        assert listed_at == [T0 + timestamps[0]] * 2
 
 
 def test_the_lists_keep_their_sizes_and_a_re_delivery_changes_nothing():
@@ -110,7 +154,13 @@ def test_the_lists_keep_their_sizes_and_a_re_delivery_changes_nothing():
 def test_an_out_of_stock_new_item_is_not_listed_and_excluded_items_are_skipped():
     shop = _shop()
     shop.send([upsert("mug-5", "Mug 5", "kitchen", at=12 * 3_600, in_stock=False)])
+    assert "mug-5" not in _listed(shop, NEW_ARRIVALS_ROW)
     answer = shop.recommendations.for_user(
         "shopper", 3, now=NOW, list_filter=ListFilter(exclude=frozenset({"tent-2"}))
     )
     assert [r.item_id for r in answer.items] == ["tent-1", "mug-4", "mug-3"]
+    # A list read from a cache older than the stock set may still hold a sold-out item:
+    # the request's own stock set leaves it out.
+    newest = shop.similarity.get_list(NEW_ARRIVALS_ROW)
+    shop.similarity.put_list(NEW_ARRIVALS_ROW, replace(newest, items=[("mug-5", T0), *newest.items]))
+    assert [r.item_id for r in shop.recommendations.for_user("shopper", 1, now=NOW).items] == ["tent-2"]

@@ -31,7 +31,7 @@ from streamrec.bench.dynamo import MeteredDynamoClient, TableMeter, read_units, 
 from streamrec.domain.catalog import CatalogService, SequencedUpsert
 from streamrec.domain.ingest import IngestService, SequencedEvent
 from streamrec.domain.model import POPULAR_ROW, Delta, HistoryItem, UserState, basket_row, sequence_key
-from streamrec.domain.recommend import RecommendationService
+from streamrec.domain.recommend import PADDING_SOURCES, RecommendationService
 from streamrec.domain.similarity import SimilarityService
 from streamrec.domain.trends import TrendsService
 from streamrec.events import BASKET_EVENT_TYPES, parse_event, parse_item_upsert
@@ -1289,7 +1289,7 @@ def end_to_end(
             put_at = time.perf_counter()
             stack.put_events([event])
             while item not in {
-                r.item_id for r in service.for_user(user, k=50).items if r.source != "popular"
+                r.item_id for r in service.for_user(user, k=50).items if r.source not in PADDING_SOURCES
             }:
                 if time.perf_counter() - put_at > 60:
                     raise TimeoutError("the probe event never showed in the recommendations")

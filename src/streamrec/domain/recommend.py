@@ -60,6 +60,8 @@ SOURCE_PERSONALIZED = "personalized"
 SOURCE_SIMILAR = "similar"
 SOURCE_POPULAR = "popular"
 SOURCE_NEW = "new"
+# What pads a list the engine's own suggestions leave short (not the engine's own).
+PADDING_SOURCES = frozenset({SOURCE_POPULAR, SOURCE_NEW})
 # Rows without a recorded support (stored before rows carried it) were cold below this
 # many collaborative neighbours.
 LEGACY_COLD_NEIGHBOURS = 10
@@ -135,6 +137,7 @@ def _pad_with_popular(
 def _pad_with_new_arrivals(
     similarity: SimilarityRepository,
     listed: list[Recommendation],
+    lists: dict[str, PopularList],
     excluded: Unlisted,
     k: int,
     list_filter: ListFilter,
@@ -142,15 +145,17 @@ def _pad_with_new_arrivals(
     """Append the catalog's newest items in stock (not excluded, not yet listed), newest
     first, until there are ``k``: from the filter category's new arrivals when there is
     one, else from ``#new``. They fill what behaviour cannot yet (a shop's first hours,
-    when the popular lists hold a few items, or a thin category), so the list asks for
-    them only when still short (a second read, through the API's cache). Each scores the
-    lowest score already listed (1.0 when none is): never more than what is before it."""
+    when the popular lists hold a few items, or a thin category). The list comes with the
+    request's other lists (:func:`request_lists`), or, where a request's read had no room
+    left for it, is read here, only for a list still short. Each scores the lowest score
+    already listed (1.0 when none is): never more than what is before it."""
     if len(listed) >= k:
         return listed
     category = list_filter.category
     name = new_arrivals_row(category)
-    _, lists = similarity.get_many([], [name])
-    newest = lists.get(name, PopularList())
+    if name not in lists:
+        _, lists = similarity.get_many([], [name])
+    newest = lists[name]
     taken = excluded | list_filter.exclude | {rec.item_id for rec in listed}
     ceiling = max(0.0, min((rec.score for rec in listed), default=1.0))
     reason = f"new in {category}" if category else "new in the catalog"
@@ -172,13 +177,18 @@ def _padded(
 ) -> list[Recommendation]:
     """A list's own suggestions padded to ``k``: with popular items, then new arrivals."""
     padded = _pad_with_popular(listed, lists, excluded, k, list_filter)
-    return _pad_with_new_arrivals(similarity, padded, excluded, k, list_filter)
+    return _pad_with_new_arrivals(similarity, padded, lists, excluded, k, list_filter)
 
 
-def request_lists(list_filter: ListFilter) -> list[str]:
+def request_lists(list_filter: ListFilter, new_arrivals: bool = True) -> list[str]:
     """The lists every list request reads with its rows: the popular list it pads from
-    (the filter category's, or ``#popular``) and the out-of-stock set."""
-    return [category_row(list_filter.category) if list_filter.category else POPULAR_ROW, OUT_OF_STOCK_ROW]
+    (the filter category's, or ``#popular``), the out-of-stock set and, unless left out
+    (no room in the read), the new arrivals it pads from when still short (the filter
+    category's, or ``#new``)."""
+    padding = category_row(list_filter.category) if list_filter.category else POPULAR_ROW
+    if not new_arrivals:
+        return [padding, OUT_OF_STOCK_ROW]
+    return [padding, OUT_OF_STOCK_ROW, new_arrivals_row(list_filter.category)]
 
 
 def _keeping(listed: list[Recommendation], n: int, kept: set[str]) -> list[Recommendation]:
@@ -319,7 +329,8 @@ class RecommendationService:
         now: float | None = None,
         list_filter: ListFilter = NO_FILTER,
     ) -> RecommendationList:
-        """Top-``k`` items for the user, each with its reason; popular items pad short lists."""
+        """Top-``k`` items for the user, each with its reason; popular items, then new ones,
+        pad short lists."""
         if exclude not in EXCLUDE_MODES:
             raise ValueError(f"exclude must be one of {EXCLUDE_MODES}")
         return self.for_state(self.users.get(user_id), k, exclude, now, list_filter)
@@ -354,8 +365,14 @@ class RecommendationService:
             else []
         )
         list_names = list(
-            dict.fromkeys([*request_lists(list_filter), *(category_row(c) for c, _ in categories)])
+            dict.fromkeys(
+                [*request_lists(list_filter, new_arrivals=False), *(category_row(c) for c, _ in categories)]
+            )
         )
+        # The new arrivals where the read has room (with HistoryLength near 96 it may not:
+        # they are then read only if the list comes out short).
+        if len(history) + len(list_names) < BATCH_GET_KEYS:
+            list_names.append(new_arrivals_row(list_filter.category))
         rows, lists = self.similarity.get_many([entry.item_id for entry in history], list_names)
         own = frozenset(excluded)  # the user's own items: never candidates
         unlisted = Unlisted(own, out_of_stock(lists) if list_filter.in_stock_only else frozenset())
@@ -600,10 +617,10 @@ class CrossSellService:
 
     A candidate m scores Σ_c S_b[c, m] (or max_c with ``cross_sell_aggregate="max"``) over
     the cart items c, S_b[c, ·] being c's complements row; its reason names the cart item
-    that contributed most. Short lists are padded with popular items.
+    that contributed most. Short lists are padded with popular items, then new ones.
 
     Round trips: one BatchGetItem (the cart items' rows, ``#popular`` or the filter
-    category's list, and ``#out_of_stock``), after one GetItem of the user when the cart is
+    category's list, ``#out_of_stock`` and the new arrivals), after one GetItem of the user when the cart is
     the user's stored cart or a user id is given.
     """
 

@@ -19,7 +19,7 @@ then the event is ingested. Rules applied here, by number:
 
 The engine is the production code (:class:`~streamrec.evaluation.engine.InMemoryEngine`):
 each event is one ingest call, requests go through the production RecommendationService
-with ``exclude="history"``. Its own "popular" padding is stripped before rule 8's common
+with ``exclude="history"``. Its own padding (popular, then new items) is stripped before rule 8's common
 padding, so that every method is padded alike; the list as served (own padding kept) is
 reported as the variant ``engine (as served)``.
 """
@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from streamrec.domain.recommend import PADDING_SOURCES
 from streamrec.evaluation import metrics
 from streamrec.evaluation.datasets import StreamData
 
@@ -44,7 +45,6 @@ DAY_SECONDS = 86_400.0
 ENGINE = "engine"
 ENGINE_AS_SERVED = "engine (as served)"
 ENGINE_MAX_K = 100  # the API's largest k
-SOURCE_POPULAR = "popular"
 
 # Peer configuration (fixed; reported with the results).
 ITEMKNN_COSINE_NEIGHBOURS = 20
@@ -212,7 +212,9 @@ class EngineMethod(_Base):
         size = min(ENGINE_MAX_K, request.k + len(request.seen))
         result = self.engine.recommend(request.user, size, now=request.now, exclude="history")
         served = [self.codes.get(rec.item_id, -1) for rec in result.items]
-        own = [code for code, rec in zip(served, result.items, strict=True) if rec.source != SOURCE_POPULAR]
+        own = [
+            code for code, rec in zip(served, result.items, strict=True) if rec.source not in PADDING_SOURCES
+        ]
         return {ENGINE: own, ENGINE_AS_SERVED: served}
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.domain.recommend import SOURCE_POPULAR
+from streamrec.domain.recommend import PADDING_SOURCES
 from streamrec.evaluation.datasets import DatasetInvalid, DatasetMissing
 from streamrec.evaluation.metrics import compared_intervals, hit_rate, hits, mrr, rank_of, reciprocal_ranks
 from streamrec.settings import Settings
@@ -381,7 +381,7 @@ def run_p3(
             if model is not None:
                 clock = time.monotonic()
                 answer = model.cross_sell(cart, K, user_id=user)
-                lists["engine"] = [r.item_id for r in answer.items if r.source != SOURCE_POPULAR]
+                lists["engine"] = [r.item_id for r in answer.items if r.source not in PADDING_SOURCES]
                 seconds["engine"] += time.monotonic() - clock
             if "popularity" in peers:
                 lists["popularity"] = []
