@@ -91,8 +91,9 @@ def test_the_new_arrivals_come_in_the_requests_one_read():
     shop.recommendations.similar_items("tent-1", 6)
     shop.cross_sell.for_items(["tent-1"], 6)
     one_read = ["#popular", "#out_of_stock", NEW_ARRIVALS_ROW]
-    # (A cold item's similar items read its category's popular list too, as before.)
-    assert reads == [one_read, one_read, one_read, ["#cat:camping"], one_read]
+    # (A cold item's similar items read its category's popular list, and its new arrivals,
+    # in a second read, as before.)
+    assert reads == [one_read, one_read, one_read, ["#cat:camping", "#new:camping"], one_read]
 
 
 def test_a_history_that_fills_the_read_leaves_the_new_arrivals_to_a_second_read_when_short():
@@ -164,3 +165,18 @@ def test_an_out_of_stock_new_item_is_not_listed_and_excluded_items_are_skipped()
     newest = shop.similarity.get_list(NEW_ARRIVALS_ROW)
     shop.similarity.put_list(NEW_ARRIVALS_ROW, replace(newest, items=[("mug-5", T0), *newest.items]))
     assert [r.item_id for r in shop.recommendations.for_user("shopper", 1, now=NOW).items] == ["tent-2"]
+
+
+def test_a_cold_items_similar_items_go_on_with_new_items_of_its_category_first():
+    # A shop's first day: every item is cold and the popular lists empty. A category larger
+    # than a content list (here 2 look-alikes) goes on with its new items before the
+    # catalog's other ones.
+    shop = _shop(content_per_item=2)
+    shop.send([upsert("knife", "Chef knife", "kitchen", at=12 * 3_600)])
+    answer = shop.recommendations.similar_items("knife", 5)
+    assert [(r.source, r.reasons[0]) for r in answer.items] == [
+        *[("similar", "similar to knife (title, category, tags)")] * 2,
+        *[("new", "new in kitchen")] * 2,
+        ("new", "new in the catalog"),
+    ]
+    assert [r.item_id for r in answer.items[2:]] == ["mug-4", "mug-3", "tent-2"]

@@ -20,8 +20,12 @@ without any); warm items' rows are used as they are.
 Out-of-stock items (the ``#out_of_stock`` row) are never listed, by any list, fallbacks
 included. Items without a catalog record count as in stock.
 
+Short lists are padded with popular items, then with the catalog's newest items in stock.
+
 Two sequential reads per request: the user's row, then one BatchGetItem of the recent
-items' neighbour rows, the popular list, the out-of-stock row and the category lists.
+items' neighbour rows, the popular list, the out-of-stock row, the category lists and the
+new arrivals (a third, for the new arrivals of a short list, when the recent items and the
+other lists took all the read's keys).
 """
 
 from __future__ import annotations
@@ -141,17 +145,19 @@ def _pad_with_new_arrivals(
     excluded: Unlisted,
     k: int,
     list_filter: ListFilter,
+    category: str | None = None,
 ) -> list[Recommendation]:
     """Append the catalog's newest items in stock (not excluded, not yet listed), newest
     first, until there are ``k``: from the filter category's new arrivals when there is
-    one, else from ``#new``. They fill what behaviour cannot yet (a shop's first hours,
-    when the popular lists hold a few items, or a thin category). The list comes with the
-    request's other lists (:func:`request_lists`), or, where a request's read had no room
-    left for it, is read here, only for a list still short. Each scores the lowest score
-    already listed (1.0 when none is): never more than what is before it."""
+    one, else from ``category``'s when given, else from ``#new``. They fill what behaviour
+    cannot yet (a shop's first hours, when the popular lists hold a few items, or a thin
+    category). The list comes with the request's other lists (:func:`request_lists`), or,
+    where a request's read had no room left for it, is read here, only for a list still
+    short. Each scores the lowest score already listed (1.0 when none is): never more than
+    what is before it."""
     if len(listed) >= k:
         return listed
-    category = list_filter.category
+    category = list_filter.category or category
     name = new_arrivals_row(category)
     if name not in lists:
         _, lists = similarity.get_many([], [name])
@@ -534,7 +540,10 @@ class RecommendationService:
         slots = min(round(k * share), k - 1) if source else 0
         own = row.category if row.category and not list_filter.category else None
         if slots > 0 and own:
-            _, extra = self.similarity.get_many([], [category_row(own)])
+            # With its category's new arrivals: on a shop's first day every item is cold
+            # and the popular lists empty, and a knife's list should go on with new
+            # kitchen items before the rest of the catalog's.
+            _, extra = self.similarity.get_many([], [category_row(own), new_arrivals_row(own)])
             lists = {**lists, **extra}
         popular = [
             item
@@ -548,6 +557,9 @@ class RecommendationService:
                 break
             slots = available
         mixed = _pad_with_popular(_keeping(listed, k - slots, reserved), lists, excluded, k, list_filter, own)
+        if own and new_arrivals_row(own) in lists:
+            mixed = _pad_with_popular(mixed, lists, excluded, k, list_filter)
+            mixed = _pad_with_new_arrivals(self.similarity, mixed, lists, excluded, k, list_filter, own)
         fallback = not listed
         return RecommendationList(_padded(self.similarity, mixed, lists, excluded, k, list_filter), fallback)
 

@@ -8,7 +8,8 @@ and no round trip; the misses of one read are still fetched in one BatchGetItem,
 personalized request stays within 2 sequential round trips (a cold item's similar items
 read their category's popular list apart, a second read that a warm container mostly hits;
 an out-of-stock set split across rows takes one more read when it is among the misses, and
-so do the new arrivals of a short list when 96 recent items left them no room in the read).
+so do the new arrivals of a short list when 95 or 96 recent items left them no room in the
+read).
 
 Freshness: a row is never served older than ``ttl_seconds`` after it was read. User rows
 are never cached (a user's own events show at once, through self-similarity); what can lag
