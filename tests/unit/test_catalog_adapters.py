@@ -12,6 +12,7 @@ from streamrec import wiring
 from streamrec.domain.catalog import CatalogService, SequencedUpsert, recount
 from streamrec.domain.model import (
     NEW_ARRIVALS_ROW,
+    NOT_YET_LISTED,
     OUT_OF_STOCK_ROW,
     CatalogItem,
     Posting,
@@ -221,8 +222,9 @@ def test_catalog_pipeline_leaves_the_same_state_on_both_adapters(aws):
     assert states[0] == states[1]
     records, _, documents, content, out, new = states[0]
     assert documents == 4 and out == ["tent-3p"]
-    # Every record the first listing, at T0: in stock, newest first (ties by id).
-    assert {item: record.listed_at for item, record in records.items()} == dict.fromkeys(items, T0)
+    # Every record the item's first, at T0; tent-3p, never in stock yet, is not listed yet.
+    listed_at = {item: record.listed_at for item, record in records.items()}
+    assert listed_at == {**dict.fromkeys(items, T0), "tent-3p": NOT_YET_LISTED}
     assert new == [
         [("bag", T0), ("grinder", T0), ("tent-2p", T0)],
         [("bag", T0), ("tent-2p", T0)],

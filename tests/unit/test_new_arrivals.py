@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from streamrec.domain.filters import ListFilter
-from streamrec.domain.model import NEW_ARRIVALS_ROW, new_arrivals_row
+from streamrec.domain.model import NEW_ARRIVALS_ROW, NOT_YET_LISTED, new_arrivals_row
 from streamrec.settings import Settings
 from tests.unit.test_catalog import T0, Pipeline, upsert, view
 
@@ -129,17 +131,46 @@ def test_stock_and_category_changes_move_items_between_the_lists():
     assert _listed(shop, new_arrivals_row("camping")) == ["tent-1", "mug-2"]
 
 
-def test_an_item_is_listed_as_of_its_first_record_in_stream_order_however_the_batch_is_split():
-    # Two records of a new item in one batch, the later-stamped one sent first: it is the
-    # first the catalog could store (a batch split between them stores it alone first).
-    for timestamps in ((200, 100), (100, 200)):
-        listed_at = []
-        for batches in ([[0, 1]], [[0], [1]]):
-            shop = Pipeline()
-            for batch in batches:
-                shop.send([upsert("lamp", "Lamp", "camping", at=timestamps[n]) for n in batch])
-            listed_at.append(shop.catalog.get_many(["lamp"])["lamp"].listed_at)
-        assert listed_at == [T0 + timestamps[0]] * 2
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        # (timestamp, in stock) in stream order -> listed_at (None: not yet listed)
+        (((200, True), (100, True)), 200),  # the later-stamped one first: the other is stale
+        (((100, True), (200, True)), 100),
+        (((100, False), (300, True), (200, True)), 300),  # coming soon: listed when in stock
+        (((100, False), (200, True), (300, False)), 200),
+        (((300, False), (200, True)), None),  # a stale record in stock lists nothing
+        (((100, False),), None),
+    ],
+)
+def test_an_item_is_listed_when_it_first_comes_into_stock_however_the_batch_is_split(records, expected):
+    n = len(records)
+    splits = [[list(range(n))], [[i] for i in range(n)]] + [
+        [list(range(c)), list(range(c, n))] for c in range(1, n)
+    ]
+    for batches in splits:
+        shop = Pipeline()
+        for batch in batches:
+            shop.send(
+                [upsert("lamp", "Lamp", "camping", at=records[i][0], in_stock=records[i][1]) for i in batch]
+            )
+        # The whole stream re-delivered (same sequence numbers) changes nothing.
+        shop.send(
+            [upsert("lamp", "Lamp", "camping", at=at, in_stock=stock) for at, stock in records],
+            sequences=list(range(1, n + 1)),
+        )
+        listed_at = shop.catalog.get_many(["lamp"])["lamp"].listed_at
+        assert listed_at == (NOT_YET_LISTED if expected is None else T0 + expected), batches
+        assert _listed(shop, NEW_ARRIVALS_ROW) == ([] if expected is None or not records[-1][1] else ["lamp"])
+
+
+def test_an_item_listed_out_of_stock_first_is_new_when_it_comes_into_stock():
+    shop = Pipeline()
+    shop.send([upsert("lantern", "Lantern", "camping", at=0, in_stock=False)])
+    shop.send([upsert("tent", "Tent", "camping", at=3_600)])
+    assert _listed(shop, NEW_ARRIVALS_ROW) == ["tent"]
+    shop.send([upsert("lantern", "Lantern", "camping", at=7_200)])  # launched
+    assert _listed(shop, NEW_ARRIVALS_ROW) == ["lantern", "tent"]
 
 
 def test_the_lists_keep_their_sizes_and_a_re_delivery_changes_nothing():

@@ -58,6 +58,7 @@ import numpy as np
 from streamrec_core import content_cosine, idf, overlap_scores, term_counts, tfidf_norm, top_k
 
 from streamrec.domain.model import (
+    NOT_YET_LISTED,
     OUT_OF_STOCK_ROW,
     POSTING_COUNT,
     CatalogItem,
@@ -186,6 +187,41 @@ def former_categories(stored: CatalogItem | None, record: CatalogItem) -> list[s
     return kept[:FORMER_CATEGORIES_KEPT][::-1]
 
 
+def _fields_of(record: SequencedUpsert, shard: str) -> CatalogItem:
+    """A record's fields as :func:`_replaces` compares them (its tokens not counted)."""
+    upsert = record.upsert
+    return CatalogItem(
+        upsert.item_id,
+        upsert.title,
+        upsert.category,
+        upsert.price,
+        upsert.in_stock,
+        list(upsert.tags),
+        upsert.timestamp,
+        shard=shard,
+        sequence=record.sequence,
+    )
+
+
+def first_listed(stored: CatalogItem | None, chain: Sequence[CatalogItem]) -> float:
+    """The item's ``listed_at`` once its records of a batch (``chain``, in stream order) are
+    taken one by one after the ``stored`` one: the timestamp of its first record in stock
+    that replaced the record before it (a stale one never does). Record by record, as a
+    batch split anywhere takes them, so it is the same however the batch is split or
+    re-delivered. :data:`NOT_YET_LISTED` until a record in stock came; a row stored before
+    ``listed_at`` was kept (0) keeps 0."""
+    current = stored
+    listed = stored.listed_at if stored is not None else NOT_YET_LISTED
+    for record in chain:
+        if listed != NOT_YET_LISTED:
+            break
+        if _replaces(current, record):
+            current = record
+            if record.in_stock:
+                listed = record.timestamp
+    return listed
+
+
 def _as_stored(record: SequencedUpsert, shard: str) -> CatalogItem:
     """The catalog item a record of ``shard`` would store (its tokens counted)."""
     return replace(catalog_item(record.upsert), shard=shard, sequence=record.sequence)
@@ -248,13 +284,11 @@ class CatalogService:
         if not records:
             return outcome
         latest, outcome.superseded = latest_per_item(records)
-        # A new item is listed as of its first record in stream order, which however the
-        # batch is split or re-delivered is the same record (its latest, or its earliest
-        # timestamp, need not be: a split can store a later one first).
-        first_sent: dict[str, float] = {}
-        for record in sorted(records, key=lambda r: r.sequence):
-            first_sent.setdefault(record.upsert.item_id, record.upsert.timestamp)
         stored = self.catalog.get_many(latest, consistent=True)
+        in_order: dict[str, list[CatalogItem]] = defaultdict(list)
+        for record in sorted(records, key=lambda r: r.sequence):
+            in_order[record.upsert.item_id].append(_fields_of(record, shard))
+        listed = {item_id: first_listed(stored.get(item_id), chain) for item_id, chain in in_order.items()}
         writes: list[tuple[SequencedUpsert, CatalogItem, CatalogItem | None]] = []
         for item_id in sorted(latest):
             record, old = latest[item_id], stored.get(item_id)
@@ -276,7 +310,7 @@ class CatalogService:
                 # lines of one `catalog load` file that fell into different batches.
                 new.moved = old is not None and old.category != new.category
                 new.former_categories = former_categories(old, new)
-                new.listed_at = old.listed_at if old is not None else first_sent[item_id]
+                new.listed_at = listed[item_id]
                 writes.append((record, new, old))
         # Each item's records of the batch, in stream order (a written item's latest one as
         # built above), from which its tokens' counts of holders change record by record.

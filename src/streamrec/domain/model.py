@@ -338,9 +338,14 @@ class CatalogItem:
     # FORMER_CATEGORIES_KEPT): the similarity function takes the item out of their popular
     # lists whenever its record is announced.
     former_categories: list[str] = field(default_factory=list)
-    # The timestamp of the item's first record (in stream order), kept by every later one:
-    # new arrivals rank by it. 0 for rows stored before it was kept.
+    # When the item first came into stock: the timestamp of its first record in stock (in
+    # stream order, not stale), kept by every later one; new arrivals rank by it.
+    # NOT_YET_LISTED while it never was in stock; 0 for rows stored before it was kept.
     listed_at: float = 0.0
+
+
+# CatalogItem.listed_at of an item whose records so far were all out of stock ("coming soon").
+NOT_YET_LISTED = -1.0
 
 
 # The attribute of a token's posting row counting the items that hold the token.

@@ -386,7 +386,7 @@ class SimilarityService:
             for former in record.former_categories:
                 leaving[new_arrivals_row(former)].add(item)
             for name in (NEW_ARRIVALS_ROW, new_arrivals_row(record.category)):
-                if record.in_stock and record.listed_at:
+                if record.in_stock and record.listed_at > 0:
                     fresh[name][item] = record.listed_at
                 else:
                     leaving[name].add(item)
