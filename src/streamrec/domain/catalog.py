@@ -290,11 +290,25 @@ class CatalogService:
             in_order[record.upsert.item_id].append(_fields_of(record, shard))
         listed = {item_id: first_listed(stored.get(item_id), chain) for item_id, chain in in_order.items()}
         writes: list[tuple[SequencedUpsert, CatalogItem, CatalogItem | None]] = []
+        relisted: set[str] = set()
         for item_id in sorted(latest):
             record, old = latest[item_id], stored.get(item_id)
             new = _as_stored(record, shard)
             if old is not None and old.timestamp > new.timestamp:
                 outcome.stale.append((item_id, new.timestamp, old.timestamp))
+            elif (
+                not _replaces(old, new)
+                and old is not None
+                and old.listed_at == NOT_YET_LISTED != listed[item_id]
+            ):
+                # The batch's latest record says what the stored one says (out of stock,
+                # at its time), but one in stock came between (A, in stock, A at one
+                # time): taken record by record, as a split batch takes them, the item
+                # came into stock. Stored with that time, and announced for the lists.
+                new.former_categories = old.former_categories
+                new.listed_at = listed[item_id]
+                writes.append((record, new, old))
+                relisted.add(item_id)
             elif not _replaces(old, new):
                 # The stored record, or (other fields) one written after it on this shard:
                 # a re-delivery (a Lambda retry or bisected half) of an earlier record.
@@ -342,7 +356,9 @@ class CatalogService:
         # announcement may have been lost (a batch given up after its writes, a similarity
         # batch dead-lettered); announcing again is harmless and lets a re-drive repair it.
         stale = {item_id for item_id, _, _ in outcome.stale}
-        announced = (set(outcome.written) - set(outcome.same_content)) | set(outcome.duplicates) | stale
+        announced = (
+            (set(outcome.written) - set(outcome.same_content)) | set(outcome.duplicates) | stale | relisted
+        )
         if announced:
             self.changes.publish((), set(), (), announced)
         return outcome
