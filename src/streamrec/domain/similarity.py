@@ -375,9 +375,10 @@ class SimilarityService:
     def update_new_arrivals(self, records: Mapping[str, CatalogItem]) -> None:
         """Merge the announced items' catalog ``records`` (as just read, consistently) into
         the new-arrivals lists: an item in stock is ranked in ``#new`` and its category's
-        list by the time it was first listed (newest first, ``popular_list_size`` and
-        ``category_list_size`` kept); one out of stock, or first listed before that time was
-        kept (0), leaves them, as it leaves its former categories' lists. The records are
+        list by the time it first came into stock (``listed_at``; newest first,
+        ``popular_list_size`` and ``category_list_size`` kept); one out of stock, or stored
+        before that time was kept (0), leaves them, as it leaves its former categories'
+        lists. The records are
         the items' current ones whatever the order of announcements, so a re-delivery or a
         retry merges the same entries again."""
         fresh: dict[str, dict[str, float]] = defaultdict(dict)
