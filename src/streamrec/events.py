@@ -466,14 +466,20 @@ def loads(text: str | bytes, *, finite: bool = False) -> Any:
     return json.loads(text, object_pairs_hook=unique_keys)
 
 
+def text_json(value: Any, **dump_options: Any) -> str:
+    """``json.dumps(value, **dump_options)`` with non-ASCII text as itself, not as ``\\uXXXX``
+    escapes (a third of the bytes for CJK once encoded as UTF-8), unless the value holds a
+    lone surrogate (JSON can carry one; UTF-8 cannot, nor can a log line): then escaped."""
+    text = json.dumps(value, ensure_ascii=False, **dump_options)
+    return text if is_text(text) else json.dumps(value, **dump_options)
+
+
 def quoted(value: Any, limit: int = 60) -> str:
     """A value as JSON for a message; a longer string is cut to ``limit`` characters, with
     an ellipsis inside its quotes."""
     if isinstance(value, str) and len(value) > limit:
         value = value[: limit - 1] + "…"
-    text = json.dumps(value, ensure_ascii=False)
-    # A lone surrogate (JSON can carry one) would make the message unprintable and unloggable.
-    return text if is_text(text) else json.dumps(value)
+    return text_json(value)
 
 
 def issue_message(issue: Mapping[str, Any], quote_input: bool = True) -> str:

@@ -49,11 +49,11 @@ from streamrec.events import (
     DuplicateKey,
     EntityId,
     NotJsonNumber,
-    is_text,
     issue_message,
     json_type,
     loads,
     quoted,
+    text_json,
 )
 from streamrec.http_models import (
     CartItemList,
@@ -532,8 +532,7 @@ def answer_json(value: Any) -> str:
     default escapes it: ``\\u30de`` is 6 bytes where UTF-8 takes 3, so a Japanese title or
     category answered at twice its size); a lone surrogate, which UTF-8 cannot carry, is
     escaped."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, cls=Encoder)
-    return text if is_text(text) else json.dumps(value, separators=(",", ":"), cls=Encoder)
+    return text_json(value, separators=(",", ":"), cls=Encoder)
 
 
 def _raw_answer(status: int, error: ErrorName, message: str) -> dict[str, Any]:

@@ -5,10 +5,11 @@ commands that load a shop's data (``events load``, ``catalog load``) and by ``dl
 from __future__ import annotations
 
 import heapq
-import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from streamrec.events import text_json
 
 PUT_RECORDS_MAX = 500  # records per PutRecords call
 # Bytes per PutRecords call, data and partition keys together (5 MiB): 500 records of the
@@ -22,10 +23,7 @@ def record_data(record: Any) -> bytes:
     an emoji, where UTF-8 takes 2-4: a Japanese catalog record was twice its size, and one
     the ingest takes could be refused by the load's size check); a lone surrogate, which
     UTF-8 cannot carry, is escaped (the ingest then reads it as JSON sent it)."""
-    try:
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return json.dumps(record, separators=(",", ":")).encode()
+    return text_json(record, separators=(",", ":")).encode()
 
 
 class RecordsKeptFailing(Exception):
