@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Container, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,6 +105,27 @@ def reason_for(entry: HistoryItem, cart: Collection[str]) -> str:
     )
 
 
+def _append_padding(
+    listed: list[Recommendation],
+    candidates: Iterable[tuple[str, float]],
+    taken: Unlisted,
+    k: int,
+    source: str,
+    reason: str,
+) -> list[Recommendation]:
+    """Append ``candidates`` (item, its share of the ceiling), in order, that are not
+    ``taken`` until ``listed`` holds ``k``; each scores ceiling · share, the ceiling being
+    the lowest score already listed (1.0 when none is), so scores never increase down a
+    list (a client sorting by score keeps the engine's own suggestions first)."""
+    ceiling = max(0.0, min((rec.score for rec in listed), default=1.0))
+    for item_id, share in candidates:
+        if len(listed) >= k:
+            break
+        if item_id not in taken:
+            listed.append(Recommendation(item_id, ceiling * share, source, [reason]))
+    return listed
+
+
 def _pad_with_popular(
     listed: list[Recommendation],
     lists: dict[str, PopularList],
@@ -118,24 +139,18 @@ def _pad_with_popular(
     is of that category), else from ``category``'s list when given, else from ``#popular``.
 
     A padding item scores its popularity relative to the list's most popular item, scaled
-    to the lowest score already listed, so scores never increase down a list (a client
-    sorting by score keeps the engine's own suggestions first)."""
+    to the lowest score already listed (:func:`_append_padding`)."""
     category = list_filter.category or category
     popular = lists.get(category_row(category) if category else POPULAR_ROW, PopularList())
     if len(listed) >= k or not popular.items:
         return listed
     taken = excluded | list_filter.exclude | {rec.item_id for rec in listed}
-    ceiling = max(0.0, min((rec.score for rec in listed), default=1.0))
     top = popular.items[0][1] or 1.0
     reason = f"popular in {category} right now" if category else "popular right now"
-    for item_id, weight in popular.items:
-        if len(listed) >= k:
-            break
-        if item_id not in taken:
-            # weight / top first: the most popular item scores exactly the ceiling (1.0 when
-            # nothing else is listed), where weight * (ceiling / top) could give 0.9999999999999999.
-            listed.append(Recommendation(item_id, ceiling * (weight / top), SOURCE_POPULAR, [reason]))
-    return listed
+    # weight / top first: the most popular item scores exactly the ceiling (1.0 when nothing
+    # else is listed), where weight * (ceiling / top) could give 0.9999999999999999.
+    shares = ((item_id, weight / top) for item_id, weight in popular.items)
+    return _append_padding(listed, shares, taken, k, SOURCE_POPULAR, reason)
 
 
 def _pad_with_new_arrivals(
@@ -161,16 +176,10 @@ def _pad_with_new_arrivals(
     name = new_arrivals_row(category)
     if name not in lists:
         _, lists = similarity.get_many([], [name])
-    newest = lists[name]
     taken = excluded | list_filter.exclude | {rec.item_id for rec in listed}
-    ceiling = max(0.0, min((rec.score for rec in listed), default=1.0))
     reason = f"new in {category}" if category else "new in the catalog"
-    for item_id, _ in newest.items:
-        if len(listed) >= k:
-            break
-        if item_id not in taken:
-            listed.append(Recommendation(item_id, ceiling, SOURCE_NEW, [reason]))
-    return listed
+    shares = ((item_id, 1.0) for item_id, _ in lists[name].items)
+    return _append_padding(listed, shares, taken, k, SOURCE_NEW, reason)
 
 
 def _padded(
