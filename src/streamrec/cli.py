@@ -5,8 +5,8 @@ and queue, the functions polled like Lambda, the HTTP API), loads the demo event
 serves until Ctrl-C. Each subcommand is one ``_add_<name>`` (its arguments) and one
 ``_cmd_<name>`` (what it does), so that ``eval`` and ``bench`` can join ``run``.
 
-``streamrec faults`` runs the fault-injection and poison-record replays (README,
-"Reliability and security"); ``streamrec dlq list|redrive`` lists and re-drives the
+``streamrec faults`` runs the fault-injection and poison-record replays
+(docs/reliability-and-security.md); ``streamrec dlq list|redrive`` lists and re-drives the
 dead-letter queue of the local stack or, with ``--queue-url``, of a deployed stack.
 ``streamrec coupons load FILE`` creates or redefines coupons (local stack or ``--table``);
 ``streamrec coupons prune`` takes expired coupons out of every scope's index.
@@ -2237,7 +2237,7 @@ def _cmd_catalog_load(args: argparse.Namespace) -> int:
 # streamrec events
 # --------------------------------------------------------------------------------------
 # What a backfill's backlog is estimated with: the ingest's sustained rate per event-stream
-# shard that README "Performance and cost" sizes shards by (~40 events/s measured against a
+# shard that docs/performance-and-cost.md sizes shards by (~40 events/s measured against a
 # local stand-in of DynamoDB, ~35 to be safe; not measured on AWS).
 INGEST_EVENTS_PER_SHARD_SECOND = 35.0
 # A load is refused (unless --force) when its oldest record would wait longer than this
@@ -2448,7 +2448,7 @@ def _check_retention(kinesis: Any, stream: str, users: Sequence[str], args: argp
     plan = (
         f"{len(users):,} events: the ingest of {stream}'s {_counted(shards, 'shard')} takes about "
         f"{_duration(took)} for them at ~{INGEST_EVENTS_PER_SHARD_SECOND:.0f} events/s per shard "
-        f'(README "Performance and cost"; not measured on AWS; a user\'s events all go to one shard)'
+        f"(docs/performance-and-cost.md; not measured on AWS; a user's events all go to one shard)"
     )
     if backlog <= RETENTION_SHARE * retention_hours * 3600:
         print(plan + (f"; the last one waits about {_duration(backlog)}" if backlog else ""), file=sys.stderr)

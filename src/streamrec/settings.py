@@ -23,7 +23,7 @@ DEFAULT_CATEGORY_WEIGHTS = {"view": 1.0, "add_to_cart": 2.0, "remove_from_cart":
 
 
 # The coupon model's weights (intercept first): `streamrec eval p4 --fit` fitted them on the
-# Taobao warm-up only (buys in the 2 days after each of 4 earlier cut-offs); see README.
+# Taobao warm-up only (buys in the 2 days after each of 4 earlier cut-offs); see docs/coupons.md.
 DEFAULT_COUPON_MODEL = (
     -4.4585,  # intercept
     0.705,  # log1p affinity
@@ -161,7 +161,7 @@ class Settings:
     # added_value: P(j | i) - cross_sell_popularity_penalty * P(j) (basket probabilities),
     # discounts popular partners: an item in every basket scores 0, and a partner is kept
     # only when its lift exceeds the penalty. The penalty, max over the cart, support 2 and
-    # history weight 0.3 were chosen on P3-style validation splits (README, "Cross-sell");
+    # history weight 0.3 were chosen on P3-style validation splits (docs/cross-sell.md);
     # confidence, lift, llr summed and cosine did worse there.
     cross_sell_measure: str = ADDED_VALUE
     cross_sell_popularity_penalty: float = 2.0
@@ -208,7 +208,7 @@ class Settings:
     # known only by content (at least 1, never all of it). ``cold_popular_share`` times the
     # coldness is the share of a cold item's similar-items list (with content neighbours)
     # given to items popular in its category. Chosen on the content protocol's validation
-    # split (README, "Catalog, content similarity and stock").
+    # split (docs/catalog.md).
     cold_item_weight: float = 80.0
     content_weight: float = 0.15
     content_slots: float = 0.1

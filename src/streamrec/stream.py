@@ -452,7 +452,7 @@ class IngestRecords:
             # items' categories from the catalog with this batch's records in it, on the
             # first attempt and on any retry or bisected half alike, so a retry plans its
             # category-keyed counts (#buys:, #cat: trends) under the same categories (unless
-            # a catalog record on another shard changed one in between: README, "Catalog").
+            # a catalog record on another shard changed one in between: docs/catalog.md).
             outcome = self.catalog.upsert(upserts, shard)
             recategorised = outcome.recategorised
             logger.info(

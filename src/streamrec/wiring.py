@@ -42,8 +42,8 @@ API_CONNECT_TIMEOUT_SECONDS = 1.0
 API_READ_TIMEOUT_SECONDS = 3.0
 API_ATTEMPTS = 3
 # botocore checks each request against the service model before sending it, walking every
-# attribute value: a third to a half of a write call's CPU in botocore (README, Performance
-# and cost), and the functions are CPU-bound. The requests are built by our own code from
+# attribute value: a third to a half of a write call's CPU in botocore
+# (docs/performance-and-cost.md), and the functions are CPU-bound. The requests are built by our own code from
 # validated events, so the check only catches our bugs, and DynamoDB checks again: it refuses
 # a bad request with a ValidationException or SerializationException, which the stream
 # functions treat as deterministic, as they treated botocore's refusal (stream.is_transient).

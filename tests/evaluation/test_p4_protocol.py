@@ -60,7 +60,7 @@ def test_p4_command_writes_json(data_dir, tmp_path, capsys):
     engine = written["engine"]["precision@3"]
     peers = {name: values["precision@3"] for name, values in written["peers"].items()}
     assert set(peers) == {"most_bought", "most_viewed"}
-    # Measured at the defaults (README "Coupons"): 55 hits of 741 slots, every target offered
+    # Measured at the defaults (docs/coupons.md): 55 hits of 741 slots, every target offered
     # 3 coupons; ranked by decayed affinity alone, 53; without the popular fill, 54 with 48
     # targets offered fewer than 3.
     assert engine > max(peers.values())
@@ -72,7 +72,7 @@ def test_p4_command_writes_json(data_dir, tmp_path, capsys):
     assert written["settings"]["coupon_fill"] == "popular"
     assert written["settings"]["coupon_model"] == list(Settings().coupon_model)
     # Bootstrap over the 247 targets: each interval holds its method's precision, and the
-    # engine's lead over the users' most-viewed categories is above zero (README "Coupons").
+    # engine's lead over the users' most-viewed categories is above zero (docs/coupons.md).
     for name, values in [("engine", written["engine"]), *written["peers"].items()]:
         low, high = written["intervals"][name]["precision@3"]
         assert low < values["precision@3"] < high
@@ -98,7 +98,7 @@ def test_fit_reproduces_the_default_coupon_model(data_dir, tmp_path):
     assert [c["days_before_warmup_end"] for c in fit["cutoffs"]] == [5.0, 4.0, 3.0, 2.0]
     for cutoff in fit["cutoffs"]:
         assert 0 < cutoff["positives"] < cutoff["examples"]
-    # README: 184 hits held out vs 172 by affinity alone; 194 with short lists filled from the
+    # docs/coupons.md: 184 hits held out vs 172 by affinity alone; 194 with short lists filled from the
     # most-bought categories.
     assert fit["hits"] == {"model": 184, "model_fill": 194, "affinity": 172}
     assert [c["model_fill"]["hits"] for c in fit["cutoffs"]] == [58, 55, 43, 38]

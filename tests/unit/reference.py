@@ -1,7 +1,7 @@
 """A from-scratch, event-at-a-time reference of the stored counts and similarity rows.
 
 Written independently of the domain code (plain dicts and floats, no batching, no
-repositories) from the definitions in the README: per user, the last ``history`` distinct
+repositories) from the definitions in docs/internals.md: per user, the last ``history`` distinct
 items with a_ui = the largest weight given; c_ii = sum of a_ui increments, c_ij = sum of
 min(a_ui, a_uj) increments while both are in the window. An event more than
 ``late_seconds`` older than the newest event on the user's window items is late: it is
@@ -102,7 +102,7 @@ def reference_rows(pairs, norms, measure, k):
             if c <= 0:
                 continue
             a, b = norms[item], norms[other]
-            c = min(c, a, b)  # no pair co-occurs more often than one of its items (README)
+            c = min(c, a, b)  # no pair co-occurs more often than one of its items (docs/internals.md)
             if measure == "jaccard":
                 score = c / (a + b - c)
             elif measure == "cosine":

@@ -222,7 +222,7 @@ def test_a_basket_counts_its_first_basket_items_kept_items_each_once():
 
 def test_returning_to_an_earlier_basket_id_starts_a_new_basket():
     # A basket is a run of one user's events with the same basket_id (the row keeps one
-    # basket): o1, o2, o1 are three baskets, as the README says (the cart holding nothing
+    # basket): o1, o2, o1 are three baskets, as docs/cross-sell.md says (the cart holding nothing
     # of o2's: else o1's purchase is o2's checkout).
     engine = InMemoryEngine(Settings(), eager=True)
     engine.ingest(

@@ -15,8 +15,8 @@ violations) would only come back, so they are kept unless ``include_invalid``; r
 whose processing failed are re-driven; a message lacking what a
 re-drive needs (a record letter without valid base64 ``data`` or a partition key, a batch
 description without its stream, shard or sequence numbers) is kept. Re-putting is safe: a
-record already applied is recognised by its ``event_id`` in the user's row (see README,
-"Reliability and security"), and similarity recomputation is idempotent. A user event
+record already applied is recognised by its ``event_id`` in the user's row (see
+docs/reliability-and-security.md), and similarity recomputation is idempotent. A user event
 whose write DynamoDB rejected (reason ``write rejected``) may have some of its count rows
 written while its user row was not: re-driving it would count those rows again, so it is
 kept unless ``include_partly_written``, and so is a batch description of the event stream:
