@@ -28,7 +28,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.shared.json_encoder import Encoder
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from streamrec.domain.coupons import CouponService, CouponSpec, stored_coupon
+from streamrec.domain.coupons import COUPON_SEEN_MODES, CouponService, CouponSpec, stored_coupon
 from streamrec.domain.filters import MAX_EXCLUDED_ITEMS, ListFilter
 from streamrec.domain.profile import ProfileService
 from streamrec.domain.recommend import (
@@ -226,6 +226,13 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 SEEN_PATTERN = "^(purchased|history|none)$"
+COUPON_SEEN_PATTERN = f"^({'|'.join(COUPON_SEEN_MODES)})$"
+COUPON_SEEN_DESCRIPTION = (
+    "Which of the user's own items count toward an item-list coupon: none (default: every item "
+    "the user engaged with, purchases too, as for re-orders) or purchased (not the user's past "
+    "purchases: no coupon offered for an item because the user bought it). Category coupons "
+    "count every event either way."
+)
 CROSS_SELL_SEEN_DESCRIPTION = (
     "Which of the user's own items may not come back: none (default: past purchases come "
     "back, as re-orders), purchased (never a past purchase), or history (nor any recent "
@@ -334,7 +341,11 @@ SHOWN_ENTRIES = 5
 
 
 def _validation_message(
-    issues: Sequence[dict[str, Any]], coupon_body: bool, repeated: Collection[str], max_k: int = 100
+    issues: Sequence[dict[str, Any]],
+    coupon_body: bool,
+    repeated: Collection[str],
+    max_k: int = 100,
+    seen_modes: Sequence[str] = EXCLUDE_MODES,
 ) -> str:
     """One 400 message for all of a request's issues: each described once; a body's
     unknown top-level fields together, with the expected ones, and an inner object's
@@ -354,7 +365,9 @@ def _validation_message(
             entries[str(location[1])].append(issue)
         else:
             rest.append(issue)
-    messages = list(dict.fromkeys(_describe(issue, coupon_body, repeated, max_k) for issue in rest))
+    messages = list(
+        dict.fromkeys(_describe(issue, coupon_body, repeated, max_k, seen_modes) for issue in rest)
+    )
     for path, names in nested.items():
         messages.append(f"{path}: unknown {'fields' if len(names) > 1 else 'field'} {_named(names)}")
     for name, bad in entries.items():
@@ -387,7 +400,11 @@ def _is_id_entry(issue: dict[str, Any]) -> bool:
 
 
 def _describe(
-    issue: dict[str, Any], coupon_body: bool = False, repeated: Collection[str] = (), max_k: int = 100
+    issue: dict[str, Any],
+    coupon_body: bool = False,
+    repeated: Collection[str] = (),
+    max_k: int = 100,
+    seen_modes: Sequence[str] = EXCLUDE_MODES,
 ) -> str:
     """A readable message for one validation issue (``coupon_body``: the request is
     ``PUT /coupons/{coupon_id}``, whose body is a coupon, not a cart; ``repeated``: the
@@ -426,7 +443,7 @@ def _describe(
     if name in _ID_NAMES and location[:1] in (("path",), ("body",)):
         return f"{name} is malformed: {ID_DESCRIPTION}"
     if name == "seen":
-        return f"seen must be one of {', '.join(EXCLUDE_MODES)}"
+        return f"seen must be one of {', '.join(seen_modes)}"
     if name == "exclude":  # the query's: _excluded_ids words its problems
         return issue_message(issue)
     if name == "window":
@@ -794,8 +811,11 @@ def _answer_errors(app: APIGatewayHttpResolver) -> None:
         coupon_body = app.current_event.http_method.upper() == "PUT"  # only PUT /coupons/{id}
         repeated = _repeated_query_names(app.current_event.raw_query_string)
         # GET /users/{user_id}/coupons takes fewer
-        max_k = MAX_COUPONS_K if app.current_event.path.endswith("/coupons") else 100
-        return _error(400, "bad_request", _validation_message(error.errors(), coupon_body, repeated, max_k))
+        user_coupons = app.current_event.path.endswith("/coupons")
+        max_k = MAX_COUPONS_K if user_coupons else 100
+        seen_modes = COUPON_SEEN_MODES if user_coupons else EXCLUDE_MODES
+        messages = _validation_message(error.errors(), coupon_body, repeated, max_k, seen_modes)
+        return _error(400, "bad_request", messages)
 
     @app.exception_handler(NotDefined)
     def not_defined(error: NotDefined) -> Response:
@@ -1110,13 +1130,16 @@ def _add_coupon_routes(
     def user_coupons(
         user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user.")],
         k: CouponCountQuery = 3,
+        seen: Annotated[
+            str, Query(pattern=COUPON_SEEN_PATTERN, description=COUPON_SEEN_DESCRIPTION)
+        ] = EXCLUDE_NONE,
     ) -> dict[str, Any]:
         """The coupons the user may use now: those of the user's own scopes, ranked by the
         user's predicted purchases in their scope and their value, then (score 0) coupons
         of the shop's most-bought categories filling a list shorter than k. Expired, not
         yet valid, exhausted and used-up coupons never appear."""
         own_user(user_id)
-        offered = coupons.for_user(user_id, k, clock())
+        offered = coupons.for_user(user_id, k, clock(), seen)
         return {"user_id": user_id, "coupons": [asdict(coupon) for coupon in offered]}
 
     @app.put(

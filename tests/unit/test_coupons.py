@@ -587,6 +587,39 @@ def test_service_reads_candidates_through_the_scope_index(aws):
         assert service.for_user("nobody", 3, NOW) == []
 
 
+def test_seen_purchased_counts_no_past_purchase_toward_an_item_list(aws):
+    # A shop of durables: no discount offered on the stove just bought; the pan the user
+    # only looked at still makes a list holding both one of the user's scopes.
+    for name, repository in _both(aws).items():
+        state = user(kitchen=1.0)
+        state.items = [
+            HistoryItem("stove", 2.0, 2.0, NOW, "purchase", "kitchen"),
+            HistoryItem("pan", 1.0, 1.0, NOW, "view", "kitchen"),
+        ]
+        state.purchased = ["stove"]
+        users = InMemoryUserRepository()
+        users.save_many([state])
+        repository.put("stove-only", spec(scope={"items": ["stove"]}))
+        repository.put("stove-and-pan", spec(scope={"items": ["stove", "pan"]}))
+        repository.put("kitchen", spec(scope={"category": "kitchen"}))
+        service = CouponService(SETTINGS, users, repository)
+
+        every_item = {c.coupon_id: c.reasons for c in service.for_user("u", 5, NOW)}
+        assert every_item == {
+            "stove-only": ["it applies to stove, which you bought"],
+            "stove-and-pan": ["it applies to stove, which you bought"],
+            "kitchen": ["your activity in category kitchen: 3 views"],
+        }, name
+        not_bought = {c.coupon_id: c.reasons for c in service.for_user("u", 5, NOW, seen="purchased")}
+        # Category coupons count every event either way.
+        assert not_bought == {
+            "stove-and-pan": ["it applies to pan, which you viewed"],
+            "kitchen": ["your activity in category kitchen: 3 views"],
+        }, name
+        with pytest.raises(ValueError, match="seen must be one of none, purchased"):
+            service.for_user("u", 5, NOW, seen="history")
+
+
 def _popular_categories(*categories: str) -> InMemorySimilarityRepository:
     """A similarity repository holding ``#popular_categories``, most bought first."""
     popular = InMemorySimilarityRepository()

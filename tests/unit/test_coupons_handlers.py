@@ -152,6 +152,35 @@ def test_bad_coupon_input_is_a_400_with_a_message(aws):
         assert json.loads(reply["body"])["message"] == "k must be an integer between 1 and 20"
 
 
+def test_seen_purchased_offers_no_coupon_for_an_item_the_user_bought(aws):
+    api = import_handler("api")
+    ingest = import_handler("ingest")
+    # user-0002 viewed the tent and bought the sleeping bag (events/ingest_kinesis.json).
+    assert ingest.lambda_handler(load_event("ingest_kinesis.json"), FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+    coupon = {**json.loads(load_event("coupon_put.json")["body"]), "scope": {"items": ["sleeping-bag-down"]}}
+    assert _put(api, coupon, coupon_id="bag-10")["statusCode"] == 200
+
+    def offered(query: dict[str, str]) -> dict:
+        event = load_event("coupons_get.json")
+        event["pathParameters"] = {"user_id": "user-0002"}
+        event["rawPath"] = event["requestContext"]["http"]["path"] = "/users/user-0002/coupons"
+        event["queryStringParameters"] = query
+        event["rawQueryString"] = "&".join(f"{key}={value}" for key, value in query.items())
+        return api.lambda_handler(event, FakeLambdaContext())
+
+    default = json.loads(offered({"k": "3"})["body"])
+    assert [(c["coupon_id"], c["reasons"]) for c in default["coupons"]] == [
+        ("bag-10", ["it applies to sleeping-bag-down, which you bought"])
+    ]
+    assert json.loads(offered({"k": "3", "seen": "none"})["body"]) == default
+    assert json.loads(offered({"k": "3", "seen": "purchased"})["body"])["coupons"] == []
+    refused = offered({"seen": "history"})
+    assert refused["statusCode"] == 400
+    assert json.loads(refused["body"])["message"] == "seen must be one of none, purchased"
+
+
 def test_redemption_of_an_exhausted_coupon_never_goes_below_zero(aws):
     api = import_handler("api")
     body = {**json.loads(load_event("coupon_put.json")["body"]), "budget": 0}

@@ -10,7 +10,8 @@ a coupon is *offered* only when all of these hold:
 * not used up by this user: the user row's redemption count < ``per_user_limit``;
 * in the user's scopes: the user engaged with the scope (the category's entry of the user
   row, or a listed item in stock among the recent items, with an affinity > 0 as stored:
-  decayed to ``now`` it may underflow to 0 after a long absence);
+  decayed to ``now`` it may underflow to 0 after a long absence; with ``seen="purchased"``
+  a listed item the user bought does not count);
 * or, only to fill a list the user's scopes leave shorter than k (``coupon_fill="popular"``):
   a category coupon of one of the shop's most-bought categories (``#popular_categories``,
   forward-decayed purchases), after every coupon of the user's own scopes, with score 0.
@@ -52,6 +53,7 @@ from streamrec.domain.model import (
     UserState,
     shown_kind,
 )
+from streamrec.domain.recommend import EXCLUDE_NONE, EXCLUDE_PURCHASED
 from streamrec.events import (
     EARLIEST_TIMESTAMP,
     EPOCH_TEXT,
@@ -72,6 +74,9 @@ from streamrec.settings import Settings
 MAX_SCOPE_ITEMS = 100
 # Most-bought categories whose scope index rows one read of a popular fill takes.
 FILL_CATEGORIES_PER_READ = 10
+# Which of the user's own items count toward an item-list coupon (``seen``): all, or all
+# but the past purchases (a shop of durables: no discount on what was just paid in full).
+COUPON_SEEN_MODES = (EXCLUDE_NONE, EXCLUDE_PURCHASED)
 # Outcomes of a redemption write (CouponRepository.redeem).
 REDEEMED = "redeemed"
 EXHAUSTED = "exhausted"  # no redemption left: counted as refused, remaining stays at 0
@@ -496,24 +501,24 @@ class _RecentItems:
         return cls(factors, sum(e.affinity * factors[e.item_id] for e in state.items) or 1.0)
 
 
-def _engaged(coupon: Coupon, state: UserState, out_of_stock: AbstractSet[str]) -> bool:
+def _engaged(coupon: Coupon, state: UserState, left_out: AbstractSet[str]) -> bool:
     """Whether the coupon's scope is one of the user's: a category engaged with, or an item
-    list holding one of the user's recent items in stock. Judged on the stored affinities,
+    list holding one of the user's recent items not ``left_out``. Judged on the stored affinities,
     not the decayed ones, which underflow to 0 after a long absence (1,100 days at a 24-hour
     half-life)."""
     scope = coupon.spec.scope
     if scope.category is not None:
         entry = state.categories.get(scope.category)
         return entry is not None and entry.affinity > 0
-    wanted = set(scope.items or ()) - out_of_stock
+    wanted = set(scope.items or ()) - left_out
     return any(e.affinity > 0 for e in state.items if e.item_id in wanted)
 
 
 def _item_scope_features(
-    scope_items: Iterable[str], state: UserState, recent: _RecentItems, out_of_stock: AbstractSet[str]
+    scope_items: Iterable[str], state: UserState, recent: _RecentItems, left_out: AbstractSet[str]
 ) -> tuple[float, list[float]]:
     factors = recent.factors
-    wanted = set(scope_items) - out_of_stock
+    wanted = set(scope_items) - left_out
     held = [e for e in state.items if e.item_id in wanted]
     affinity = sum(e.affinity * factors[e.item_id] for e in held)
     decayed = [sum(factors[e.item_id] for e in held if e.kind == kind) for kind in DECAYED_TYPES]
@@ -533,11 +538,12 @@ def scope_features(
     state: UserState,
     now: float,
     settings: Settings,
-    out_of_stock: AbstractSet[str] = frozenset(),
+    left_out: AbstractSet[str] = frozenset(),
 ) -> tuple[np.ndarray, np.ndarray]:
     """The user's engagement with each coupon's scope: ``(affinity, features)``. An item
-    list's engagement leaves out its ``out_of_stock`` items: the coupon cannot be used on
-    them, so the user's interest in them is no reason to offer it.
+    list's engagement leaves out its ``left_out`` items: those out of stock (the coupon
+    cannot be used on them, so the user's interest in them is no reason to offer it) and,
+    when the caller asks so (``seen=purchased``), the user's past purchases.
 
     Returns:
         ``affinity`` shape (n,): the decayed affinity to the scope (0 = not one of the
@@ -554,20 +560,20 @@ def scope_features(
             rows.append(by_category.get(scope.category, absent))
         else:
             recent = recent or _RecentItems.of(state, now, settings)
-            rows.append(_item_scope_features(scope.items or (), state, recent, out_of_stock))
+            rows.append(_item_scope_features(scope.items or (), state, recent, left_out))
     affinity = np.array([a for a, _ in rows], dtype=np.float64)
     features = np.array([row for _, row in rows], dtype=np.float64).reshape(len(rows), len(COUPON_FEATURES))
     return affinity, features
 
 
 def _reason(
-    coupon: Coupon, state: UserState, now: float, settings: Settings, out_of_stock: AbstractSet[str]
+    coupon: Coupon, state: UserState, now: float, settings: Settings, left_out: AbstractSet[str]
 ) -> str:
     scope = coupon.spec.scope
     if scope.category is not None:
         return category_reason(scope.category, state.categories.get(scope.category))
     items = _item_affinities(state, now, settings)
-    held = [(items[i], i) for i in scope.items or () if i in items and i not in out_of_stock]
+    held = [(items[i], i) for i in scope.items or () if i in items and i not in left_out]
     best = max(held)[1] if held else ""
     entry = state.find(best) if best else None
     kind = shown_kind(entry, state.cart) if entry else ""
@@ -583,19 +589,19 @@ def rank_coupons(
     now: float,
     k: int,
     settings: Settings,
-    out_of_stock: AbstractSet[str] = frozenset(),
+    left_out: AbstractSet[str] = frozenset(),
 ) -> list[OfferedCoupon]:
     """The user's top-k offered coupons, best first (ties by coupon id), each with its reason.
 
     Relevance is the coupon model's probability that the user buys in the scope soon
     (``coupon_ranking="model"``) or the decayed affinity (``"affinity"``); coupons outside
-    the user's scopes (no affinity; for an item list, none with its in-stock items: see
-    :func:`scope_features`) are left out (``CouponService`` may fill with them)."""
+    the user's scopes (no affinity; for an item list, none with its items not ``left_out``:
+    see :func:`scope_features`) are left out (``CouponService`` may fill with them)."""
     candidates = sorted((c for c in coupons if eligible(c, state, now)), key=lambda c: c.coupon_id)
     if state is None or not candidates:
         return []
-    affinity, features = scope_features(candidates, state, now, settings, out_of_stock)
-    engaged = np.array([_engaged(c, state, out_of_stock) for c in candidates], dtype=bool)
+    affinity, features = scope_features(candidates, state, now, settings, left_out)
+    engaged = np.array([_engaged(c, state, left_out) for c in candidates], dtype=bool)
     # An engaged scope whose affinity underflowed still ranks (last, by affinity).
     relevance = np.where(engaged, np.maximum(affinity, np.finfo(np.float64).tiny), 0.0)
     if settings.coupon_ranking == "model":
@@ -605,7 +611,7 @@ def rank_coupons(
     scores = coupon_scores(relevance, values, settings.coupon_value_weight)
     chosen = [(candidates[int(index)], float(scores[index])) for index in top_k(scores, k)]
     return [
-        _offer(coupon, score, _reason(coupon, state, now, settings, out_of_stock)) for coupon, score in chosen
+        _offer(coupon, score, _reason(coupon, state, now, settings, left_out)) for coupon, score in chosen
     ]
 
 
@@ -676,25 +682,32 @@ class CouponService:
         """The coupon as stored, with its counts (one read); None when it is not defined."""
         return self.coupons.get_many([coupon_id]).get(coupon_id)
 
-    def for_state(self, state: UserState | None, k: int, now: float) -> list[OfferedCoupon]:
+    def for_state(
+        self, state: UserState | None, k: int, now: float, seen: str = EXCLUDE_NONE
+    ) -> list[OfferedCoupon]:
         """Ranked coupons for a user state: 2 reads (scope index rows, then the coupons), and
         at least 3 more when the list is short and filled (the popular categories, then the
-        index rows and coupons of each chunk of them until k are found)."""
-        offered = self._in_user_scopes(state, k, now) if state is not None else []
+        index rows and coupons of each chunk of them until k are found). ``seen``: which of
+        the user's own items count toward an item-list coupon: all (``none``), or all but
+        the past purchases (``purchased``: no coupon for an item just because it was bought)."""
+        if seen not in COUPON_SEEN_MODES:
+            raise ValueError(f"seen must be one of {', '.join(COUPON_SEEN_MODES)}, not {seen!r}")
+        offered = self._in_user_scopes(state, k, now, seen) if state is not None else []
         if len(offered) < k and self.settings.coupon_fill == "popular" and self.similarity is not None:
             offered += self._fill(
                 self.similarity, state, k - len(offered), now, {c.coupon_id for c in offered}
             )
         return offered
 
-    def _in_user_scopes(self, state: UserState, k: int, now: float) -> list[OfferedCoupon]:
+    def _in_user_scopes(self, state: UserState, k: int, now: float, seen: str) -> list[OfferedCoupon]:
+        bought = frozenset(state.purchased) if seen == EXCLUDE_PURCHASED else frozenset()
         keys = [f"cat:{c}" for c in category_affinities(state, now, self.settings)]
-        keys += [f"item:{e.item_id}" for e in state.items]
+        keys += [f"item:{e.item_id}" for e in state.items if e.item_id not in bought]
         coupon_ids = self.coupons.in_scope(keys)
         if not coupon_ids:
             return []
         coupons = list(self.coupons.get_many(coupon_ids).values())
-        return rank_coupons(coupons, state, now, k, self.settings, self._out_of_stock(coupons))
+        return rank_coupons(coupons, state, now, k, self.settings, self._out_of_stock(coupons) | bought)
 
     def _out_of_stock(self, coupons: Sequence[Coupon]) -> frozenset[str]:
         """The ``#out_of_stock`` set (one read, through the warm-container cache), read only
@@ -730,7 +743,7 @@ class CouponService:
                     break
         return filled
 
-    def for_user(self, user_id: str, k: int, now: float) -> list[OfferedCoupon]:
+    def for_user(self, user_id: str, k: int, now: float, seen: str = EXCLUDE_NONE) -> list[OfferedCoupon]:
         """``GET /users/{user_id}/coupons``: 3 sequential reads (user, index rows, coupons),
         3 or more for a filled list (an unknown user gets the fill alone)."""
-        return self.for_state(self.users.get(user_id), k, now)
+        return self.for_state(self.users.get(user_id), k, now, seen)
