@@ -1,6 +1,6 @@
-"""User rows kept ``UserRetentionDays`` after their last write (README "Privacy"): stamped
-with DynamoDB's TTL attribute, and read as no row once past it, before DynamoDB's TTL gets
-round to deleting them."""
+"""User rows kept ``UserRetentionDays`` after their last write ("Privacy" in
+docs/reliability-and-security.md): stamped with DynamoDB's TTL attribute, and read as no
+row once past it, before DynamoDB's TTL gets round to deleting them."""
 
 from __future__ import annotations
 

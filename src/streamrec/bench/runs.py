@@ -1308,7 +1308,7 @@ def end_to_end(
 
 
 # Sizes of the out-of-stock set --stock compares: none, one row's worth (~2,000 ids of 10
-# characters), a large shop, and near the set's ceiling (see "Catalog ... stock": Limits).
+# characters), a large shop, and near the set's ceiling (docs/catalog.md, "Limits of the out-of-stock set").
 STOCK_SIZES = (0, 2_000, 20_000, 110_000)
 
 
