@@ -620,6 +620,42 @@ def test_seen_purchased_counts_no_past_purchase_toward_an_item_list(aws):
             service.for_user("u", 5, NOW, seen="history")
 
 
+def test_seen_purchased_leaves_a_bought_item_out_of_engagement_features_and_cart():
+    # The stove was bought and is in the cart again; the lantern is out of stock. With
+    # seen=purchased neither counts toward a list: [stove, pan] ranks as [pan] does (same
+    # features, same score) and [stove, lantern] is not one of the user's scopes.
+    from streamrec.domain.model import OUT_OF_STOCK_ROW
+
+    state = UserState("u")
+    state.items = [
+        HistoryItem("stove", 4.0, 4.0, NOW, "purchase", "kitchen"),
+        HistoryItem("pan", 1.0, 1.0, NOW, "view", "kitchen"),
+        HistoryItem("lantern", 1.0, 1.0, NOW, "view", "camping"),
+    ]
+    state.purchased = ["stove"]
+    state.cart = ["stove"]
+    repository = InMemoryCouponRepository()
+    for coupon_id, items in {
+        "stove-pan": ["stove", "pan"],
+        "pan": ["pan"],
+        "stove-lantern": ["stove", "lantern"],
+    }.items():
+        repository.put(coupon_id, spec(scope={"items": items}))
+    stock = InMemorySimilarityRepository()
+    stock.put_list(OUT_OF_STOCK_ROW, PopularList(items=[("lantern", NOW)]))
+    service = CouponService(
+        replace(SETTINGS, coupon_fill="none"), InMemoryUserRepository(), repository, stock
+    )
+
+    scores = {c.coupon_id: c.score for c in service.for_state(state, 5, NOW, seen="purchased")}
+    assert set(scores) == {"stove-pan", "pan"}
+    assert scores["stove-pan"] == scores["pan"]
+    # Counted (the default), the purchase and the cart make [stove, pan] the better offer.
+    counted = {c.coupon_id: c.score for c in service.for_state(state, 5, NOW)}
+    assert set(counted) == {"stove-pan", "pan", "stove-lantern"}
+    assert counted["stove-pan"] > counted["pan"]
+
+
 def _popular_categories(*categories: str) -> InMemorySimilarityRepository:
     """A similarity repository holding ``#popular_categories``, most bought first."""
     popular = InMemorySimilarityRepository()
