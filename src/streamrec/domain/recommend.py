@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Container, Iterable, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -330,6 +330,97 @@ def top_categories(history: list[HistoryItem], weights: np.ndarray, count: int) 
     return [(category, weight) for category, weight in ranked[:count] if weight > 0]
 
 
+def own_items(state: UserState | None, exclude: str) -> frozenset[str]:
+    """The user's own items a list leaves out: the purchases (``purchased``), also the
+    recent items and the cart (``history``), or none (``none``)."""
+    excluded: set[str] = set()
+    if state and exclude != EXCLUDE_NONE:
+        excluded.update(state.purchased)
+    if state and exclude == EXCLUDE_HISTORY:
+        # The cart too: it keeps items the recent window (history_length) has let go.
+        excluded.update(entry.item_id for entry in state.items)
+        excluded.update(state.cart)
+    return frozenset(excluded)
+
+
+def _lists_to_read(
+    history_size: int, categories: list[tuple[str, float]], list_filter: ListFilter
+) -> list[str]:
+    """The list rows a personalized request reads with its recent items' rows: the popular
+    and stock rows, the user's category lists and, where the one BatchGetItem has room (with
+    ``HistoryLength`` near 96 it may not: they are then read only if the list comes out
+    short), the new arrivals."""
+    names = list(
+        dict.fromkeys(
+            [*request_lists(list_filter, new_arrivals=False), *(category_row(c) for c, _ in categories)]
+        )
+    )
+    if history_size + len(names) < BATCH_GET_KEYS:
+        names.append(new_arrivals_row(list_filter.category))
+    return names
+
+
+def cold_content_neighbours(
+    history: list[HistoryItem], rows: Mapping[str, SimilarityRow], settings: Settings
+) -> dict[str, list[Neighbour]]:
+    """Recent item id -> its content neighbours, scaled by how cold the item is and put on
+    the scale of its own collaborative scores (:func:`content_scale`: 0 for warm items)."""
+    return {
+        entry.item_id: [
+            Neighbour(n.item_id, n.score * content_scale(rows[entry.item_id], settings), n.category)
+            for n in rows[entry.item_id].content
+        ]
+        for entry in history
+        if entry.item_id in rows and rows[entry.item_id].content
+    }
+
+
+def item_matrix(
+    history: list[HistoryItem],
+    rows: Mapping[str, SimilarityRow],
+    content: Mapping[str, list[Neighbour]],
+    column: Mapping[str, int],
+    settings: Settings,
+) -> np.ndarray:
+    """S[h, m]: recent item h's similarity to candidate m, the best of its neighbours',
+    two-hop neighbours' and content neighbours' scores (itself: :func:`self_score`).
+
+    Returns:
+        shape (len(history), len(column)): rows in ``history``'s order, columns by ``column``.
+    """
+    matrix = np.zeros((len(history), len(column)))
+    for row_index, entry in enumerate(history):
+        row = rows.get(entry.item_id)
+        collaborative = (*row.neighbours, *row.extended) if row else ()
+        for neighbour in (*collaborative, *content.get(entry.item_id, ())):
+            if neighbour.item_id in column:
+                cell = (row_index, column[neighbour.item_id])
+                matrix[cell] = max(matrix[cell], neighbour.score)
+        if settings.self_similarity > 0 and entry.item_id in column:
+            cell = (row_index, column[entry.item_id])
+            matrix[cell] = max(matrix[cell], self_score(row, settings))
+    return matrix
+
+
+def category_matrix(
+    categories: list[tuple[str, float]], lists: Mapping[str, PopularList], column: Mapping[str, int]
+) -> np.ndarray:
+    """P[c, m]: candidate m's popularity in category c relative to the category's most
+    popular item (0 when m is not on the category's list).
+
+    Returns:
+        shape (len(categories), len(column)): rows in ``categories``' order, columns by ``column``.
+    """
+    matrix = np.zeros((len(categories), len(column)))
+    for row_index, (category, _) in enumerate(categories):
+        items = lists[category_row(category)].items
+        peak = items[0][1] if items else 0.0
+        for item_id, score in items:
+            if item_id in column and peak > 0:
+                matrix[row_index, column[item_id]] = score / peak
+    return matrix
+
+
 @dataclass
 class RecommendationService:
     settings: Settings
@@ -364,13 +455,7 @@ class RecommendationService:
         settings = self.settings
         history = state.items if state else []
         cart = set(state.cart) if state else set()
-        excluded: set[str] = set()
-        if state and exclude != EXCLUDE_NONE:
-            excluded.update(state.purchased)
-        if exclude == EXCLUDE_HISTORY:
-            # The cart too: it keeps items the recent window (history_length) has let go.
-            excluded.update(entry.item_id for entry in history)
-            excluded.update(cart)
+        own = own_items(state, exclude)  # never candidates
 
         weights = history_weights(history, now, settings)
         room = BATCH_GET_KEYS - 2 - len(history)
@@ -379,28 +464,11 @@ class RecommendationService:
             if settings.category_blend and room > 0
             else []
         )
-        list_names = list(
-            dict.fromkeys(
-                [*request_lists(list_filter, new_arrivals=False), *(category_row(c) for c, _ in categories)]
-            )
+        rows, lists = self.similarity.get_many(
+            [entry.item_id for entry in history], _lists_to_read(len(history), categories, list_filter)
         )
-        # The new arrivals where the read has room (with HistoryLength near 96 it may not:
-        # they are then read only if the list comes out short).
-        if len(history) + len(list_names) < BATCH_GET_KEYS:
-            list_names.append(new_arrivals_row(list_filter.category))
-        rows, lists = self.similarity.get_many([entry.item_id for entry in history], list_names)
-        own = frozenset(excluded)  # the user's own items: never candidates
         unlisted = Unlisted(own, out_of_stock(lists) if list_filter.in_stock_only else frozenset())
-        # Content neighbours of cold recent items, scaled by how cold each is and put on the
-        # scale of the item's own collaborative scores.
-        content = {
-            entry.item_id: [
-                Neighbour(n.item_id, n.score * content_scale(rows[entry.item_id], settings), n.category)
-                for n in rows[entry.item_id].content
-            ]
-            for entry in history
-            if entry.item_id in rows and rows[entry.item_id].content
-        }
+        content = cold_content_neighbours(history, rows, settings)
 
         candidates = {n.item_id for row in rows.values() for n in (*row.neighbours, *row.extended)}
         candidates.update(n.item_id for found in content.values() for n in found if n.score > 0)
@@ -412,28 +480,13 @@ class RecommendationService:
         listed: list[Recommendation] = []
         if ordered:
             column = {item_id: index for index, item_id in enumerate(ordered)}
-            item_matrix = np.zeros((len(history), len(ordered)))
-            for row_index, entry in enumerate(history):
-                row = rows.get(entry.item_id)
-                collaborative = (*row.neighbours, *row.extended) if row else ()
-                for neighbour in (*collaborative, *content.get(entry.item_id, ())):
-                    if neighbour.item_id in column:
-                        cell = (row_index, column[neighbour.item_id])
-                        item_matrix[cell] = max(item_matrix[cell], neighbour.score)
-                if settings.self_similarity > 0 and entry.item_id in column:
-                    cell = (row_index, column[entry.item_id])
-                    item_matrix[cell] = max(item_matrix[cell], self_score(row, settings))
-            item_scores, item_source = personalized_scores(weights, item_matrix)
-
-            category_matrix = np.zeros((len(categories), len(ordered)))
-            for row_index, (category, _) in enumerate(categories):
-                items = lists[category_row(category)].items
-                peak = items[0][1] if items else 0.0
-                for item_id, score in items:
-                    if item_id in column and peak > 0:
-                        category_matrix[row_index, column[item_id]] = score / peak
+            item_scores, item_source = personalized_scores(
+                weights, item_matrix(history, rows, content, column, settings)
+            )
             category_weights = np.array([weight for _, weight in categories])
-            category_scores, category_source = personalized_scores(category_weights, category_matrix)
+            category_scores, category_source = personalized_scores(
+                category_weights, category_matrix(categories, lists, column)
+            )
 
             blend = np.array([1.0 - settings.category_blend, settings.category_blend])
             components = np.vstack([item_scores, category_scores])
