@@ -15,7 +15,6 @@ from streamrec.local.template import load_raw_template
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "deploying.md"
 HEADER = "| parameter | default | what it sets |"
-MAX_LISTED_VALUES = 4  # LogRetentionDays takes CloudWatch's 22 periods: described, not listed
 
 
 def _cell(text: str) -> str:
@@ -30,7 +29,7 @@ def _default(parameter: dict[str, Any]) -> str:
 def _description(parameter: dict[str, Any]) -> str:
     text = parameter.get("Description", "")
     allowed = parameter.get("AllowedValues")
-    if allowed and len(allowed) <= MAX_LISTED_VALUES:
+    if allowed:
         text += f" One of: {', '.join(f'`{value}`' for value in allowed)}."
     return _cell(text)
 
@@ -45,6 +44,7 @@ def parameter_table() -> str:
 
 def _documented_table() -> str:
     lines = DOC.read_text().splitlines()
+    assert HEADER in lines, f"docs/deploying.md has no line {HEADER!r} to start the parameter table"
     start = lines.index(HEADER)
     end = next((n for n in range(start, len(lines)) if not lines[n].startswith("|")), len(lines))
     return "\n".join(lines[start:end])

@@ -53,7 +53,7 @@ from streamrec.domain.model import (
     UserState,
     shown_kind,
 )
-from streamrec.domain.recommend import EXCLUDE_NONE, EXCLUDE_PURCHASED
+from streamrec.domain.recommend import EXCLUDE_NONE, EXCLUDE_PURCHASED, own_items
 from streamrec.events import (
     EARLIEST_TIMESTAMP,
     EPOCH_TEXT,
@@ -700,7 +700,7 @@ class CouponService:
         return offered
 
     def _in_user_scopes(self, state: UserState, k: int, now: float, seen: str) -> list[OfferedCoupon]:
-        bought = frozenset(state.purchased) if seen == EXCLUDE_PURCHASED else frozenset()
+        bought = own_items(state, seen)  # none, or the purchases (seen=purchased)
         keys = [f"cat:{c}" for c in category_affinities(state, now, self.settings)]
         keys += [f"item:{e.item_id}" for e in state.items if e.item_id not in bought]
         coupon_ids = self.coupons.in_scope(keys)

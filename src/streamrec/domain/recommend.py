@@ -343,7 +343,7 @@ def own_items(state: UserState | None, exclude: str) -> frozenset[str]:
     return frozenset(excluded)
 
 
-def _lists_to_read(
+def lists_to_read(
     history_size: int, categories: list[tuple[str, float]], list_filter: ListFilter
 ) -> list[str]:
     """The list rows a personalized request reads with its recent items' rows: the popular
@@ -360,11 +360,12 @@ def _lists_to_read(
     return names
 
 
-def cold_content_neighbours(
+def scaled_content_neighbours(
     history: list[HistoryItem], rows: Mapping[str, SimilarityRow], settings: Settings
 ) -> dict[str, list[Neighbour]]:
     """Recent item id -> its content neighbours, scaled by how cold the item is and put on
-    the scale of its own collaborative scores (:func:`content_scale`: 0 for warm items)."""
+    the scale of its own collaborative scores (:func:`content_scale`: a warm item's are all
+    0, so they add nothing)."""
     return {
         entry.item_id: [
             Neighbour(n.item_id, n.score * content_scale(rows[entry.item_id], settings), n.category)
@@ -465,10 +466,10 @@ class RecommendationService:
             else []
         )
         rows, lists = self.similarity.get_many(
-            [entry.item_id for entry in history], _lists_to_read(len(history), categories, list_filter)
+            [entry.item_id for entry in history], lists_to_read(len(history), categories, list_filter)
         )
         unlisted = Unlisted(own, out_of_stock(lists) if list_filter.in_stock_only else frozenset())
-        content = cold_content_neighbours(history, rows, settings)
+        content = scaled_content_neighbours(history, rows, settings)
 
         candidates = {n.item_id for row in rows.values() for n in (*row.neighbours, *row.extended)}
         candidates.update(n.item_id for found in content.values() for n in found if n.score > 0)
@@ -745,10 +746,7 @@ class CrossSellService:
         excluded = Unlisted(
             frozenset(in_carts), out_of_stock(lists) if list_filter.in_stock_only else frozenset()
         )
-        if state and seen != EXCLUDE_NONE:
-            excluded |= set(state.purchased)
-        if state and seen == EXCLUDE_HISTORY:
-            excluded |= {entry.item_id for entry in state.items}
+        excluded |= own_items(state, seen)
         candidates = {n.item_id for row in rows.values() for n in row.complements}
         bought: dict[str, float] = {}
         if state and seen == EXCLUDE_NONE and settings.cross_sell_history_weight > 0:
