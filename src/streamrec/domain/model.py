@@ -24,9 +24,9 @@ BASKET_ROW_PREFIX = "#b:"
 # The set of items currently out of stock, a row of the similarity table beside the popular
 # lists, so that the API reads it in the same BatchGetItem (no extra round trip).
 OUT_OF_STOCK_ROW = "#out_of_stock"
-# The newest items of the catalog (entries: item -> the time of its first stored record),
-# in stock, and each category's ("#new:<category>"): they pad lists that behaviour cannot
-# fill yet (a shop's first hours, a thin category).
+# The newest items of the catalog (entries: item -> when it first came into stock, its
+# record's listed_at), in stock, and each category's ("#new:<category>"): they pad lists
+# that behaviour cannot fill yet (a shop's first hours, a thin category).
 NEW_ARRIVALS_ROW = "#new"
 NEW_ARRIVALS_PREFIX = "#new:"
 # Catalog table: token posting rows "#tok:<token>" (the ids of the items holding the
