@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from streamrec.domain.filters import ListFilter
-from streamrec.domain.recommend import EXCLUDE_HISTORY
+from streamrec.domain.recommend import EXCLUDE_HISTORY, own_items
 from streamrec.evaluation.engine import InMemoryEngine
 from streamrec.repositories.memory import InMemoryCatalogRepository
 from streamrec.settings import Settings
@@ -79,3 +81,17 @@ def test_a_purchase_is_never_recommended_back_unless_asked_for() -> None:
     assert "lantern" not in _ids(engine.recommendations.for_user("me", 10, exclude=EXCLUDE_HISTORY))
     assert "lantern" in _ids(engine.recommendations.for_user("me", 10, exclude="none"))
     assert "stove" in _ids(engine.recommendations.for_user("me", 10))
+
+
+def test_an_unknown_mode_is_refused_on_every_path_not_read_as_purchased() -> None:
+    # for_state, cross-sell and coupons take the user's own items from own_items; a mode it
+    # does not know must fail there, not answer as if "purchased" had been asked.
+    engine = InMemoryEngine(Settings(), eager=True)
+    engine.ingest([_event(1, "view", "me", "tent"), _event(2, "purchase", "me", "lantern")])
+    state = engine.users.get("me")
+    with pytest.raises(ValueError, match="exclude must be one of purchased, history, none, not 'bogus'"):
+        own_items(state, "bogus")
+    with pytest.raises(ValueError, match="exclude must be one of"):
+        engine.recommendations.for_state(state, 10, "bogus")
+    assert own_items(state, "purchased") == {"lantern"}
+    assert own_items(None, "history") == frozenset()

@@ -332,7 +332,10 @@ def top_categories(history: list[HistoryItem], weights: np.ndarray, count: int) 
 
 def own_items(state: UserState | None, exclude: str) -> frozenset[str]:
     """The user's own items a list leaves out: the purchases (``purchased``), also the
-    recent items and the cart (``history``), or none (``none``)."""
+    recent items and the cart (``history``), or none (``none``); any other mode is a
+    ``ValueError`` (read as ``purchased`` it would quietly answer another question)."""
+    if exclude not in EXCLUDE_MODES:
+        raise ValueError(f"exclude must be one of {', '.join(EXCLUDE_MODES)}, not {exclude!r}")
     excluded: set[str] = set()
     if state and exclude != EXCLUDE_NONE:
         excluded.update(state.purchased)
