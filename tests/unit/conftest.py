@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from streamrec.local import moto_fixes
 from streamrec.local.stack import create_stream
 from streamrec.local.template import load_template
 from streamrec.observability import logger
@@ -45,7 +46,10 @@ class FakeLambdaContext:
 @pytest.fixture
 def aws(monkeypatch):
     """moto in-process with every table, stream and queue of template.yaml created, and the
-    functions' environment variables set. Yields the resolved template."""
+    functions' environment variables set. Yields the resolved template. moto is patched
+    as the local stack patches it (:func:`streamrec.local.moto_fixes.apply`: the same
+    answers, sooner)."""
+    moto_fixes.apply()
     for name, value in {
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",

@@ -864,9 +864,11 @@ def _agreement(
     import boto3
     from moto import mock_aws
 
+    from streamrec.local import moto_fixes
     from streamrec.local.template import load_template
     from streamrec.reliability.sandbox import temporary_environment
 
+    moto_fixes.apply()  # as on the local stack: the same answers, sooner
     credentials = {
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "bench",

@@ -18,6 +18,14 @@ Sending or receiving n messages thus costs O(n²): 0.6 s per ReceiveMessage of 1
 messages, and the dead-letter queue of a poison-record replay holds thousands.
 :func:`apply` makes ``Queue.attributes`` lazy (a counting attribute is computed only when
 it is read) and checks the retention period directly. Answers are unchanged.
+
+moto 5.2 writes each DynamoDB response through its generic serializer, which looks every
+member of every ``AttributeValue`` up under several aliases: a similarity row of a few
+hundred neighbours takes milliseconds to encode, more than moto takes to find it, and a
+replay spends half its time there. :func:`apply` encodes an ``AttributeValue`` (already a
+wire-format dict in moto) directly, in the shape's member order, byte for byte as the
+generic path does (``tests/unit/test_moto_fixes.py`` compares them); a value of any other
+form still takes the generic path.
 """
 
 from __future__ import annotations
@@ -103,9 +111,89 @@ def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+# AttributeValue's members in the order of its shape (botocore's dynamodb model), the
+# order the generic serializer writes them in.
+_STRING_MEMBERS = ("S", "N")
+_ATTRIBUTE_MEMBERS = ("S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL")
+_ATTRIBUTE_SERVICES = frozenset({"dynamodb", "dynamodbstreams"})
+
+
+class _Unencodable(Exception):
+    """A value the fast path does not know: the generic serializer takes it."""
+
+
+def _attribute_value(value: Any, base64: Callable[[Any], str]) -> dict[str, Any]:
+    """``value`` (an AttributeValue as moto holds it: ``{"S": "x"}``, ``{"M": {...}}``)
+    as the generic JSON serializer writes it: members in shape order, ``None`` members
+    left out, binaries in base64."""
+    if type(value) is not dict or not value.keys() <= _MEMBER_SET:
+        raise _Unencodable
+    encoded: dict[str, Any] = {}
+    for name in _ATTRIBUTE_MEMBERS:
+        member = value.get(name)
+        if member is None:
+            continue
+        if name in _STRING_MEMBERS:
+            encoded[name] = _string(member)
+        elif name == "B":
+            encoded[name] = base64(member)
+        elif name in ("SS", "NS"):
+            encoded[name] = [_string(element) for element in _list(member)]
+        elif name == "BS":
+            encoded[name] = [base64(element) for element in _list(member)]
+        elif name == "M":
+            if type(member) is not dict:
+                raise _Unencodable
+            encoded[name] = {key: _attribute_value(inner, base64) for key, inner in member.items()}
+        elif name == "L":
+            encoded[name] = [_attribute_value(inner, base64) for inner in _list(member)]
+        else:  # NULL, BOOL: booleans, written as they are
+            encoded[name] = member
+    return encoded
+
+
+_MEMBER_SET = frozenset(_ATTRIBUTE_MEMBERS)
+
+
+def _string(value: Any) -> str:
+    if type(value) is not str:
+        raise _Unencodable
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if type(value) is not list:
+        raise _Unencodable
+    return value
+
+
+def _encode_attribute_values_directly() -> None:
+    """Patch moto's JSON serializer (idempotent): see the module docstring."""
+    from moto.core.serialize import BaseJSONSerializer
+
+    if getattr(BaseJSONSerializer, "_streamrec_fast_attribute_values", False):
+        return
+    generic = BaseJSONSerializer._serialize_type_structure
+
+    def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if key and shape.name == "AttributeValue" and self.service_model.service_name in _ATTRIBUTE_SERVICES:
+            try:
+                encoded = _attribute_value(value, self._base64)
+            except _Unencodable:
+                pass
+            else:
+                serialized[self.get_serialized_name(shape, key)] = encoded
+                return
+        generic(self, serialized, value, shape, key)
+
+    BaseJSONSerializer._streamrec_generic_structure = generic  # type: ignore[attr-defined]  # for the test
+    BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
+    BaseJSONSerializer._streamrec_fast_attribute_values = True  # type: ignore[attr-defined]
+
+
 def apply() -> None:
-    """Patch moto's backends (idempotent): SQS only sped up, never changing an answer;
-    DynamoDB and Kinesis serialised (see the module docstring)."""
+    """Patch moto (idempotent): SQS and DynamoDB's responses only sped up, never changing
+    an answer; DynamoDB and Kinesis serialised (see the module docstring)."""
     from moto.core.utils import unix_time
     from moto.dynamodb.models import DynamoDBBackend
     from moto.kinesis.models import KinesisBackend
@@ -113,6 +201,7 @@ def apply() -> None:
 
     for backend in (DynamoDBBackend, KinesisBackend):
         _serialise(backend)
+    _encode_attribute_values_directly()
     if getattr(SQSBackend, "_streamrec_fast_retention_check", False):
         return
     compute = Queue.attributes.fget  # type: ignore[attr-defined]
