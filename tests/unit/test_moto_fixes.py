@@ -160,7 +160,7 @@ def _body(operation: str, result: dict[str, Any], generic: bool) -> str:
     return serializer.serialize(result)["body"]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(item=_items, others=st.lists(_items, max_size=3))
 def test_attribute_values_encode_as_the_generic_serializer_does(item: dict, others: list[dict]) -> None:
     moto_fixes.apply()
@@ -210,3 +210,34 @@ def test_a_similarity_row_reads_back_the_same_through_the_fast_path(
     read = client.get_item(TableName=table, Key={"item_id": {"S": "tent"}}, ConsistentRead=True)
     assert read["Item"] == item
     assert item["neighbours"] in encoded and {"B": base64.b64encode(bytes(range(256))).decode()} in encoded
+
+
+def test_a_parsed_update_expression_is_reused_without_its_first_calls_names_or_values(
+    serialised: None,
+) -> None:
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    client = boto3.client("dynamodb")
+    table = os.environ["SIMILARITY_TABLE"]
+    expression = "SET #g = :last ADD #0 :0"
+    assert UpdateExpressionParser.make(expression) is UpdateExpressionParser.make(expression)
+    for item, (name, count) in {"tent": ("views", 2), "stove": ("buys", 5)}.items():
+        for _ in range(2):
+            client.update_item(
+                TableName=table,
+                Key={"item_id": {"S": item}},
+                UpdateExpression=expression,
+                ExpressionAttributeNames={"#g": "last", "#0": name},
+                ExpressionAttributeValues={":last": {"S": item}, ":0": {"N": str(count)}},
+            )
+    rows = {
+        item: client.get_item(TableName=table, Key={"item_id": {"S": item}})["Item"]
+        for item in ("tent", "stove")
+    }
+    assert rows == {
+        "tent": {"item_id": {"S": "tent"}, "last": {"S": "tent"}, "views": {"N": "4"}},
+        "stove": {"item_id": {"S": "stove"}, "last": {"S": "stove"}, "buys": {"N": "10"}},
+    }
+    for _ in range(2):  # a malformed expression is refused each time, not kept
+        with pytest.raises(client.exceptions.ClientError, match="ValidationException"):
+            client.update_item(TableName=table, Key={"item_id": {"S": "x"}}, UpdateExpression="SET #g = ")

@@ -25,7 +25,9 @@ hundred neighbours takes milliseconds to encode, more than moto takes to find it
 replay spends half its time there. :func:`apply` encodes an ``AttributeValue`` (already a
 wire-format dict in moto) directly, in the shape's member order, byte for byte as the
 generic path does (``tests/unit/test_moto_fixes.py`` compares them); a value of any other
-form still takes the generic path.
+form still takes the generic path. It also parses each distinct ``UpdateExpression`` once
+(moto parses it twice per call; the ingest's writes use some ten distinct expressions, their
+names and values apart): the parsed tree is only read, or copied before it is changed.
 """
 
 from __future__ import annotations
@@ -191,6 +193,30 @@ def _encode_attribute_values_directly() -> None:
     BaseJSONSerializer._streamrec_fast_attribute_values = True  # type: ignore[attr-defined]
 
 
+_PARSED_LIMIT = 4096  # distinct expressions kept; past it, parsed each time as before
+
+
+def _parse_update_expressions_once() -> None:
+    """Memoise moto's ``UpdateExpressionParser.make`` (idempotent): see the module docstring."""
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    if getattr(UpdateExpressionParser, "_streamrec_memoised", False):
+        return
+    parse = UpdateExpressionParser.make.__func__  # type: ignore[attr-defined]
+    parsed: dict[str, Any] = {}
+
+    def make(cls: type, expression: str) -> Any:
+        tree = parsed.get(expression)
+        if tree is None:
+            tree = parse(cls, expression)  # a malformed one raises, and is not kept
+            if len(parsed) < _PARSED_LIMIT:
+                parsed[expression] = tree
+        return tree
+
+    UpdateExpressionParser.make = classmethod(make)  # type: ignore[method-assign,assignment]
+    UpdateExpressionParser._streamrec_memoised = True  # type: ignore[attr-defined]
+
+
 def apply() -> None:
     """Patch moto (idempotent): SQS and DynamoDB's responses only sped up, never changing
     an answer; DynamoDB and Kinesis serialised (see the module docstring)."""
@@ -202,6 +228,7 @@ def apply() -> None:
     for backend in (DynamoDBBackend, KinesisBackend):
         _serialise(backend)
     _encode_attribute_values_directly()
+    _parse_update_expressions_once()
     if getattr(SQSBackend, "_streamrec_fast_retention_check", False):
         return
     compute = Queue.attributes.fget  # type: ignore[attr-defined]
