@@ -198,7 +198,7 @@ _PARSED_LIMIT = 4096  # distinct expressions kept; past it, parsed each time as 
 
 def _parse_update_expressions_once() -> None:
     """Memoise moto's ``UpdateExpressionParser.make`` (idempotent): see the module docstring."""
-    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 
     if getattr(UpdateExpressionParser, "_streamrec_memoised", False):
         return
