@@ -117,6 +117,7 @@ def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
 # order the generic serializer writes them in.
 _STRING_MEMBERS = ("S", "N")
 _ATTRIBUTE_MEMBERS = ("S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL")
+_MEMBER_SET = frozenset(_ATTRIBUTE_MEMBERS)
 _ATTRIBUTE_SERVICES = frozenset({"dynamodb", "dynamodbstreams"})
 
 
@@ -154,9 +155,6 @@ def _attribute_value(value: Any, base64: Callable[[Any], str]) -> dict[str, Any]
         else:  # NULL, BOOL: booleans, written as they are
             encoded[name] = member
     return encoded
-
-
-_MEMBER_SET = frozenset(_ATTRIBUTE_MEMBERS)
 
 
 def _string(value: Any) -> str:
