@@ -93,5 +93,11 @@ def test_an_unknown_mode_is_refused_on_every_path_not_read_as_purchased() -> Non
         own_items(state, "bogus")
     with pytest.raises(ValueError, match="exclude must be one of"):
         engine.recommendations.for_state(state, 10, "bogus")
+    # The entry points refuse it before reading anything, in the same words, naming their
+    # own parameter.
+    with pytest.raises(ValueError, match="exclude must be one of purchased, history, none, not 'bogus'"):
+        engine.recommendations.for_user("me", 10, exclude="bogus")
+    with pytest.raises(ValueError, match="seen must be one of purchased, history, none, not 'bogus'"):
+        engine.cross_sell_service.for_request(["tent"], 10, "me", seen="bogus")
     assert own_items(state, "purchased") == {"lantern"}
     assert own_items(None, "history") == frozenset()

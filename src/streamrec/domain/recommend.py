@@ -330,12 +330,18 @@ def top_categories(history: list[HistoryItem], weights: np.ndarray, count: int) 
     return [(category, weight) for category, weight in ranked[:count] if weight > 0]
 
 
+def check_exclude_mode(mode: str, name: str = "exclude") -> None:
+    """A ``ValueError`` naming the parameter ``name`` unless ``mode`` is one of
+    :data:`EXCLUDE_MODES` (read as ``purchased`` it would quietly answer another question)."""
+    if mode not in EXCLUDE_MODES:
+        raise ValueError(f"{name} must be one of {', '.join(EXCLUDE_MODES)}, not {mode!r}")
+
+
 def own_items(state: UserState | None, exclude: str) -> frozenset[str]:
     """The user's own items a list leaves out: the purchases (``purchased``), also the
     recent items and the cart (``history``), or none (``none``); any other mode is a
-    ``ValueError`` (read as ``purchased`` it would quietly answer another question)."""
-    if exclude not in EXCLUDE_MODES:
-        raise ValueError(f"exclude must be one of {', '.join(EXCLUDE_MODES)}, not {exclude!r}")
+    ``ValueError`` (:func:`check_exclude_mode`)."""
+    check_exclude_mode(exclude)
     excluded: set[str] = set()
     if state and exclude != EXCLUDE_NONE:
         excluded.update(state.purchased)
@@ -441,8 +447,7 @@ class RecommendationService:
     ) -> RecommendationList:
         """Top-``k`` items for the user, each with its reason; popular items, then new ones,
         pad short lists."""
-        if exclude not in EXCLUDE_MODES:
-            raise ValueError(f"exclude must be one of {EXCLUDE_MODES}")
+        check_exclude_mode(exclude)  # before the user's row is read
         return self.for_state(self.users.get(user_id), k, exclude, now, list_filter)
 
     def for_state(
@@ -740,8 +745,7 @@ class CrossSellService:
         past purchases come back, boosted by ``cross_sell_history_weight``, as shops that
         re-order want), purchased (none of them: a shop of durables), or history (nor any
         recent item)."""
-        if seen not in EXCLUDE_MODES:
-            raise ValueError(f"seen must be one of {EXCLUDE_MODES}")
+        check_exclude_mode(seen, "seen")  # before anything is read
         settings = self.settings
         cart = list(dict.fromkeys(items))[:CROSS_SELL_MAX_ITEMS]
         rows, lists = self.similarity.get_many(cart, request_lists(list_filter))
