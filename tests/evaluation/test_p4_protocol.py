@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from streamrec.domain.coupons import COUPON_FEATURES
 from streamrec.evaluation.cli import add_eval_parser
 from streamrec.evaluation.datasets import load_taobao, stream_from_events
-from streamrec.evaluation.p4 import coupon_categories, fit_coupon_model, fit_logistic
+from streamrec.evaluation.p4 import coupon_categories, engine_rankings, fit_coupon_model, fit_logistic
 from streamrec.settings import DEFAULT_COUPON_MODEL, Settings, load_settings
 
 
@@ -44,6 +46,17 @@ def test_coupon_categories_break_ties_by_events_then_id():
     ]
     data = stream_from_events(events, warmup_end=t + 1)
     assert coupon_categories(data) == ["3", "10", "20"]
+
+
+def test_rankings_sharing_an_ingest_differ_only_in_how_they_rank():
+    t = 1_600_000_000
+    data = stream_from_events([_event(0, "u", "3", "purchase", t)], warmup_end=t + 1)
+    settings = Settings()
+    for changed in [{"category_half_life_hours": 12.0}, {"coupon_value_weight": 0.5}]:
+        with pytest.raises(ValueError, match="may differ only in coupon_ranking, coupon_fill"):
+            engine_rankings(data, ["3"], [settings, replace(settings, **changed)])
+    ranked, unfilled = engine_rankings(data, ["3"], [settings, replace(settings, coupon_fill="none")])
+    assert ranked == unfilled == {"u": ["3"]}
 
 
 def test_p4_command_names_the_missing_file(tmp_path, capsys):

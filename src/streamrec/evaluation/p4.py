@@ -136,25 +136,43 @@ class Replay:
         lists.update_popular_lists(announced)
 
 
+# The settings that only rank coupons: the ingest never reads them, so rankings that differ
+# only in these can share one ingest of the warm-up.
+RANKING_SETTINGS = ("coupon_ranking", "coupon_fill")
+
+
 def engine_rankings(
-    data: StreamData, categories: Sequence[str], settings: Settings, batch: int = 1000
-) -> dict[str, list[str]]:
-    """Each warm-up user's top-3 coupon categories from the production services."""
+    data: StreamData, categories: Sequence[str], variants: Sequence[Settings], batch: int = 1000
+) -> list[dict[str, list[str]]]:
+    """Each warm-up user's top-3 coupon categories from the production services, once for
+    each of ``variants`` (in order). The warm-up is ingested once, with the first settings;
+    the others may differ from it only in :data:`RANKING_SETTINGS` (a ValueError otherwise).
+    """
+    settings = variants[0]
+    for variant in variants[1:]:
+        if replace(variant, **{name: getattr(settings, name) for name in RANKING_SETTINGS}) != settings:
+            raise ValueError(f"rankings sharing an ingest may differ only in {', '.join(RANKING_SETTINGS)}")
     replay = Replay(data, settings, batch)
     replay.advance(data.warmup)
     replay.refresh_popular()
     warmup = data.events[: data.warmup]
-    service = CouponService(settings, replay.users, replay.coupons, similarity=replay.similarity)
     coupon_of = {}
+    definitions = CouponService(settings, replay.users, replay.coupons, similarity=replay.similarity)
     for category in categories:
         coupon_id = f"p4-{category}"
-        service.put(coupon_id, coupon_spec(category, data.warmup_end), data.warmup_end)
+        definitions.put(coupon_id, coupon_spec(category, data.warmup_end), data.warmup_end)
         coupon_of[coupon_id] = category
-    ranked = {}
-    for user in dict.fromkeys(e["user_id"] for e in warmup):
-        offered = service.for_user(user, K, data.warmup_end)
-        ranked[user] = [coupon_of[c.coupon_id] for c in offered]
-    return ranked
+    users = list(dict.fromkeys(e["user_id"] for e in warmup))
+    rankings = []
+    for variant in variants:
+        service = CouponService(variant, replay.users, replay.coupons, similarity=replay.similarity)
+        rankings.append(
+            {
+                user: [coupon_of[c.coupon_id] for c in service.for_user(user, K, data.warmup_end)]
+                for user in users
+            }
+        )
+    return rankings
 
 
 def peer_rankings(data: StreamData, categories: Sequence[str]) -> dict[str, Callable[[str], list[str]]]:
@@ -355,16 +373,17 @@ def run_p4(data: StreamData, settings: Settings | None = None) -> dict[str, Any]
     bought = bought_in_test(data)
     warmup_users = {e["user_id"] for e in data.events[: data.warmup]}
     targets = sorted(u for u in bought if u in warmup_users)
-    engine = engine_rankings(data, categories, settings)
-    offered = [len(engine[u]) for u in targets]
     # The same engine ranking by decayed affinity alone (coupon_ranking="affinity"): what the
-    # coupon model adds.
+    # coupon model adds; and without filling short lists from the most-bought categories
+    # (coupon_fill="none"): what the fill adds. One ingest of the warm-up serves all three.
     other = "affinity" if settings.coupon_ranking == "model" else "model"
-    ablation = engine_rankings(data, categories, replace(settings, coupon_ranking=other))
-    # And without filling short lists from the most-bought categories (coupon_fill="none"):
-    # what the fill adds.
     fill = "none" if settings.coupon_fill == "popular" else "popular"
-    filled = engine_rankings(data, categories, replace(settings, coupon_fill=fill))
+    engine, ablation, filled = engine_rankings(
+        data,
+        categories,
+        [settings, replace(settings, coupon_ranking=other), replace(settings, coupon_fill=fill)],
+    )
+    offered = [len(engine[u]) for u in targets]
     peers = peer_rankings(data, categories)
     rankings = {
         "engine": engine.__getitem__,
