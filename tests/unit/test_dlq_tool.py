@@ -74,6 +74,28 @@ def test_a_batch_of_a_shard_gone_from_its_stream_is_kept_naming_the_shard(aws, c
     assert len(_visible(sqs, queue_url)) == 1
 
 
+def test_a_batch_whose_records_all_left_the_stream_is_kept(aws, monkeypatch, capsys):
+    sqs, queue_url = _queue()
+    _send(sqs, queue_url, [_batch_letter(aws.streams["ChangedItemsStream"].name)])
+    monkeypatch.setattr(dlq, "read_range", lambda *_: [])
+    assert main(["dlq", "redrive", "--queue-url", queue_url]) == 0
+    out = capsys.readouterr().out
+    assert "kept (records no longer in the stream (retention))" in out
+    assert len(_visible(sqs, queue_url)) == 1
+
+
+def test_a_record_letter_naming_no_stream_is_kept_until_one_is_given(aws, capsys):
+    sqs, queue_url = _queue()
+    events = aws.streams["EventStream"].name
+    _send(sqs, queue_url, [_record_letter(events, 7, source=None)])
+    assert main(["dlq", "redrive", "--queue-url", queue_url]) == 0
+    assert "kept (corrupt record letter: no source stream (pass --stream))" in capsys.readouterr().out
+    assert len(_visible(sqs, queue_url)) == 1
+    assert main(["dlq", "redrive", "--queue-url", queue_url, "--stream", events]) == 0
+    assert "re-drove 1 record from 1 of 1 dead letter" in capsys.readouterr().out
+    assert _visible(sqs, queue_url) == []
+
+
 def test_list_says_when_letters_another_reader_holds_were_not_received(aws, capsys):
     sqs, queue_url = _queue()
     _send(sqs, queue_url, [_batch_letter("events") for _ in range(3)])

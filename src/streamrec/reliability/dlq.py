@@ -653,6 +653,10 @@ def discard_invalid(
     )
 
 
+class _Kept(Exception):
+    """A letter left in the queue, with the reason the report gives."""
+
+
 def _redrive(
     sqs: Any,
     kinesis: Any,
@@ -667,96 +671,16 @@ def _redrive(
     progress: Callable[[int, int], None] | None = None,
 ) -> RedriveReport:
     """:func:`redrive`'s work; adds the id of each message it deletes to ``deleted``."""
-    from botocore.exceptions import ClientError
-
-    from streamrec.repositories.dynamodb import error_code
-
     report = RedriveReport(examined=len(letters), dry_run=dry_run)
+    stream_exists = _StreamCheck(kinesis)
     todo: list[tuple[Letter, str, list[dict[str, Any]], str]] = []
-    exists: dict[str, bool] = {}  # stream name -> whether it exists (asked once each)
-
-    def stream_exists(arn_or_name: str) -> bool:
-        name = stream_name_of(arn_or_name)
-        if name not in exists:
-            try:
-                _check_stream(kinesis, name)
-                exists[name] = True
-            except StreamNotFound:
-                exists[name] = False
-            except ClientError as error:
-                if error_code(error) != "AccessDeniedException":
-                    raise
-                # A role that may put records but not describe streams: PutRecords will tell.
-                exists[name] = True
-        return exists[name]
-
     for letter in letters:
-        ok, why = letter.redrivable(include_invalid, include_partly_written)
-        if ok and letter.kind == "record" and not (stream or letter.stream_arn):
-            ok, why = False, "corrupt record letter: no source stream (pass --stream)"
-        if (
-            ok
-            and stream
-            and letter.stream_arn
-            and (is_changed_items_stream(stream) != is_changed_items_stream(letter.stream_arn))
-        ):
-            # Its consumer would refuse every record and dead-letter it again, as invalid.
-            came_from = (
-                "the changed-items stream"
-                if is_changed_items_stream(letter.stream_arn)
-                else "the event stream"
-            )
-            ok, why = (
-                False,
-                f"--stream {stream_name_of(stream)} is not its kind of stream: it came from {came_from}",
-            )
-        if ok and letter.kind == "record" and not stream and not stream_exists(letter.stream_arn):
-            # Kept, not failed: one letter of a deleted stack must not hold back the others.
-            ok, why = (
-                False,
-                f"its stream {stream_name_of(letter.stream_arn)} no longer exists: "
-                "--stream NAME puts its record on another",
-            )
-        if not ok:
-            report.kept.append((letter.describe(), why))
+        try:
+            _check_redrivable(letter, stream, stream_exists, include_invalid, include_partly_written)
+            records, note = _records_of(letter, kinesis, stream_exists)
+        except _Kept as kept:
+            report.kept.append((letter.describe(), str(kept)))
             continue
-        assert letter.body is not None
-        note = ""
-        if letter.kind == "record":
-            records = [
-                {
-                    "Data": letter.data,
-                    "PartitionKey": letter.body["partition_key"],
-                    "SequenceNumber": str(letter.body["sequence_number"]),
-                }
-            ]
-        else:
-            first, last = letter.sequence_range
-            try:
-                records = read_range(kinesis, letter.stream_arn, letter.shard, first, last)
-            except IncompleteRead as error:
-                report.kept.append(
-                    (letter.describe(), f"its records could not all be read ({error}): re-run")
-                )
-                continue
-            except ClientError as error:
-                if error_code(error) != "ResourceNotFoundException":
-                    raise
-                # Its records can only be read from that stream: --stream cannot help.
-                name = stream_name_of(letter.stream_arn)
-                why = (
-                    f"its shard {letter.shard} is no longer in stream {name}: records lost"
-                    if stream_exists(name)
-                    else f"its stream {name} no longer exists: records lost"
-                )
-                report.kept.append((letter.describe(), why))
-                continue
-            if not records:
-                report.kept.append((letter.describe(), "records no longer in the stream (retention)"))
-                continue
-            lost = letter.size - len(records)
-            if lost > 0:  # its first records passed the stream's retention: the rest go back
-                note = f" ({lost} of its {letter.size} records no longer in the stream: lost)"
         todo.append((letter, stream or letter.stream_arn, records, note))
     # Stream order per shard, so that a user's events go back in the order they came.
     todo.sort(key=lambda t: (stream_name_of(t[1]), t[0].shard, int(t[0].sequence_range[0] or 0)))
@@ -787,3 +711,99 @@ def _redrive(
         if progress is not None:
             progress(done, len(todo))
     return report
+
+
+class _StreamCheck:
+    """Whether a stream exists, asked of Kinesis once per stream name."""
+
+    def __init__(self, kinesis: Any) -> None:
+        self.kinesis = kinesis
+        self.exists: dict[str, bool] = {}
+
+    def __call__(self, arn_or_name: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        from streamrec.repositories.dynamodb import error_code
+
+        name = stream_name_of(arn_or_name)
+        if name not in self.exists:
+            try:
+                _check_stream(self.kinesis, name)
+                self.exists[name] = True
+            except StreamNotFound:
+                self.exists[name] = False
+            except ClientError as error:
+                if error_code(error) != "AccessDeniedException":
+                    raise
+                # A role that may put records but not describe streams: PutRecords will tell.
+                self.exists[name] = True
+        return self.exists[name]
+
+
+def _check_redrivable(
+    letter: Letter,
+    stream: str | None,
+    stream_exists: _StreamCheck,
+    include_invalid: bool,
+    include_partly_written: bool,
+) -> None:
+    """Raises :class:`_Kept` with the reason when ``letter`` stays in the queue."""
+    ok, why = letter.redrivable(include_invalid, include_partly_written)
+    if not ok:
+        raise _Kept(why)
+    if letter.kind == "record" and not (stream or letter.stream_arn):
+        raise _Kept("corrupt record letter: no source stream (pass --stream)")
+    if (
+        stream
+        and letter.stream_arn
+        and is_changed_items_stream(stream) != is_changed_items_stream(letter.stream_arn)
+    ):
+        # Its consumer would refuse every record and dead-letter it again, as invalid.
+        came_from = (
+            "the changed-items stream" if is_changed_items_stream(letter.stream_arn) else "the event stream"
+        )
+        raise _Kept(f"--stream {stream_name_of(stream)} is not its kind of stream: it came from {came_from}")
+    if letter.kind == "record" and not stream and not stream_exists(letter.stream_arn):
+        # Kept, not failed: one letter of a deleted stack must not hold back the others.
+        raise _Kept(
+            f"its stream {stream_name_of(letter.stream_arn)} no longer exists: "
+            "--stream NAME puts its record on another"
+        )
+
+
+def _records_of(
+    letter: Letter, kinesis: Any, stream_exists: _StreamCheck
+) -> tuple[list[dict[str, Any]], str]:
+    """The records a letter puts back (a record letter's own, a batch letter's read again
+    from its stream) and a note on those lost; :class:`_Kept` when there are none to put."""
+    from botocore.exceptions import ClientError
+
+    from streamrec.repositories.dynamodb import error_code
+
+    assert letter.body is not None
+    if letter.kind == "record":
+        record = {
+            "Data": letter.data,
+            "PartitionKey": letter.body["partition_key"],
+            "SequenceNumber": str(letter.body["sequence_number"]),
+        }
+        return [record], ""
+    first, last = letter.sequence_range
+    try:
+        records = read_range(kinesis, letter.stream_arn, letter.shard, first, last)
+    except IncompleteRead as error:
+        raise _Kept(f"its records could not all be read ({error}): re-run") from error
+    except ClientError as error:
+        if error_code(error) != "ResourceNotFoundException":
+            raise
+        # Its records can only be read from that stream: --stream cannot help.
+        name = stream_name_of(letter.stream_arn)
+        if stream_exists(name):
+            raise _Kept(f"its shard {letter.shard} is no longer in stream {name}: records lost") from error
+        raise _Kept(f"its stream {name} no longer exists: records lost") from error
+    if not records:
+        raise _Kept("records no longer in the stream (retention)")
+    lost = letter.size - len(records)
+    # Its first records passed the stream's retention: the rest go back.
+    note = f" ({lost} of its {letter.size} records no longer in the stream: lost)" if lost > 0 else ""
+    return records, note
