@@ -95,6 +95,16 @@ def is_text(value: str) -> bool:
     return True
 
 
+def whole_number(value: Any) -> Any:
+    """A whole float (2.0) read as the integer, for an integer field's ``mode="before"``
+    validator: many producers serialise every number as a float, and JSON Schema's
+    ``integer`` (the OpenAPI schema's) takes 2.0. Anything else (2.5, "3", true) is left to
+    the strict type check to refuse."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _composed(value: Any, info: ValidationInfo) -> Any:
     # Before the length check: NFC can lengthen a text ("\u0958" is two characters composed),
     # and the text checked must be the one stored. Stored rows are read as they were stored.
@@ -206,7 +216,7 @@ class UserEvent(BaseModel):
     session_id: Annotated[str, Field(max_length=128)] | None = None
     # Never stored: a positive price under 1e-130 is kept (not refused as in a catalog record).
     price: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False, strict=True)] | None = None
-    # strict: a JSON integer (not 2.5, "3" or true; 2.0 is read as 2, see _whole_quantity)
+    # strict: a JSON integer (not 2.5, "3" or true; 2.0 is read as 2, see whole_number)
     quantity: Annotated[int, Field(ge=1, le=100_000, strict=True)] | None = None
     category: Annotated[str, Field(max_length=CATEGORY_MAX_CHARS)] | None = None
     coupon_id: EntityId | None = None
@@ -299,13 +309,7 @@ class UserEvent(BaseModel):
         usable = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1e9
         return value if usable else None
 
-    @field_validator("quantity", mode="before")
-    @classmethod
-    def _whole_quantity(cls, value: Any) -> Any:
-        # Many producers serialise every number as a float (2.0): a whole one is the integer.
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return value
+    _whole_quantity = field_validator("quantity", mode="before")(whole_number)
 
     _epoch_seconds = field_validator("timestamp", mode="before")(_record_seconds)
 

@@ -26,7 +26,15 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.shared.json_encoder import Encoder
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from streamrec.domain.coupons import COUPON_SEEN_MODES, CouponService, CouponSpec, stored_coupon
 from streamrec.domain.filters import MAX_EXCLUDED_ITEMS, ListFilter
@@ -54,6 +62,7 @@ from streamrec.events import (
     loads,
     quoted,
     text_json,
+    whole_number,
 )
 from streamrec.http_models import (
     CartItemList,
@@ -250,7 +259,7 @@ class CrossSellRequest(BaseModel):
         Field(min_length=1, max_length=CROSS_SELL_MAX_ITEMS, description="The cart's item ids (1..50)."),
     ]
     user_id: EntityId | None = Field(default=None, description="The user; their stored cart is excluded too.")
-    # strict: a JSON integer, not true, "5" or 5.0
+    # strict: a JSON integer, not true or "5" (a whole float, 5.0, is read as 5: _whole_k)
     k: Annotated[int, Field(ge=1, le=100, strict=True, description=K_DESCRIPTION)] = 10
     category: Annotated[CategoryName | None, Field(description=CATEGORY_DESCRIPTION)] = None
     exclude: Annotated[
@@ -262,6 +271,8 @@ class CrossSellRequest(BaseModel):
     ] = []
     in_stock: bool = Field(default=True, strict=True, description=IN_STOCK_DESCRIPTION)
     seen: Annotated[str, Field(pattern=SEEN_PATTERN, description=CROSS_SELL_SEEN_DESCRIPTION)] = EXCLUDE_NONE
+
+    _whole_k = field_validator("k", mode="before")(whole_number)
 
     @model_validator(mode="before")
     @classmethod
@@ -435,7 +446,7 @@ def _describe(
         if name in ("items", "exclude"):
             return _id_list_message(name, issue)
         if name == "k":
-            return "k must be an integer between 1 and 100 (a JSON integer, not a string, boolean or decimal)"
+            return "k must be a whole number between 1 and 100 (a JSON number, not a string or boolean)"
         if name == "in_stock":
             return "in_stock must be true or false (a JSON boolean, not a string or number)"
     if name == "k":
@@ -449,12 +460,22 @@ def _describe(
     if name == "window":
         return f"window must be {' or '.join(WINDOWS)}"
     if name == "category":
-        return "category must be 1..128 characters, not blank, without control characters"
+        return _category_message(kind, issue.get("input"))
     if name == "in_stock":
         return "in_stock must be true or false (lowercase)"
     if name == "min_velocity":
         return "min_velocity must be a number of 0 or more, in digits (such as 1.5)"
     return f"{name}: {issue.get('msg', kind)}"
+
+
+def _category_message(kind: str, value: Any) -> str:
+    if kind == "string_type":  # in the body: an array, a number, ...
+        return f"category must be a JSON string, not {json_type(value)}"
+    rule = "category must be 1..128 characters, not blank, without control characters"
+    if kind == "string_too_long" and isinstance(value, str):
+        # Its length composed (NFC) may be more than the sender counted: "\u0958" is two.
+        return f"{rule} (this one has {len(value)}, counted in Unicode's composed form, NFC)"
+    return rule
 
 
 def _listing(result: RecommendationList) -> list[dict[str, Any]]:

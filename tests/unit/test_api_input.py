@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from streamrec.evaluation.engine import InMemoryEngine
+from streamrec.events import json_type
 from streamrec.http_api import build_app
 from streamrec.settings import Settings
 
@@ -111,12 +112,36 @@ def test_plain_forms_are_accepted(engine_app, path):
         assert status == 200 and len(body["items"]) == 3, (query, body)
 
 
-@pytest.mark.parametrize("k", [True, False, "5", 5.0, 1e1, [5]])
+@pytest.mark.parametrize("k", [True, False, "5", 5.5, 1e300, [5]])
 def test_k_in_the_body_is_a_json_integer(unreachable, k):
     status, body = _answer(unreachable, _event("POST", "/cross-sell", body={"items": ["i1"], "k": k}))
     assert status == 400 and body["message"] == (
-        "k must be an integer between 1 and 100 (a JSON integer, not a string, boolean or decimal)"
+        "k must be a whole number between 1 and 100 (a JSON number, not a string or boolean)"
     ), (k, body)
+
+
+def test_a_whole_k_written_as_a_float_is_the_integer(engine_app):
+    # JSON Schema's integer (the OpenAPI schema's) takes 3.0, and many clients write every
+    # number so.
+    for k in (3.0, 3e0):
+        status, body = _answer(engine_app, _event("POST", "/cross-sell", body={"items": ["i1"], "k": k}))
+        assert status == 200 and len(body["items"]) == 3, (k, body)
+
+
+@pytest.mark.parametrize("category", [["camping"], 5, True, {"name": "camping"}])
+def test_a_category_of_another_json_type_is_named_so(unreachable, category):
+    event = _event("POST", "/cross-sell", body={"items": ["i1"], "category": category})
+    status, body = _answer(unreachable, event)
+    assert (status, body["message"]) == (400, f"category must be a JSON string, not {json_type(category)}")
+
+
+def test_a_category_too_long_once_composed_says_its_composed_length(unreachable):
+    # 65 characters as sent, 130 in NFC ("\u0958" is two composed): the message says why.
+    event = _event("POST", "/cross-sell", body={"items": ["i1"], "category": "\u0958" * 65})
+    status, body = _answer(unreachable, event)
+    assert status == 400 and body["message"].endswith(
+        "(this one has 130, counted in Unicode's composed form, NFC)"
+    ), body
 
 
 @pytest.mark.parametrize("in_stock", ["true", "false", 1, 0])

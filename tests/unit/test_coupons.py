@@ -205,6 +205,7 @@ def test_a_shopper_back_after_years_is_still_offered_coupons_of_their_scopes(ran
         ({"min_spend": "Infinity"}, 'min_spend: must be a JSON number, not a string \\("Infinity"\\)'),
         ({"budget": "10"}, 'budget: must be a whole JSON number, not a string \\("10"\\)'),
         ({"per_user_limit": True}, "per_user_limit: must be a whole JSON number, not a boolean"),
+        ({"budget": 10.5}, "budget: must be a whole JSON number, not a number with a fraction"),
         (
             {"discount": {"kind": "percent", "value": "5"}},
             "discount.value: must be a JSON number, not a string",
@@ -214,6 +215,14 @@ def test_a_shopper_back_after_years_is_still_offered_coupons_of_their_scopes(ran
 def test_invalid_coupons_are_refused_with_a_message(body, message):
     with pytest.raises(InvalidCoupon, match=message):
         spec(**body)
+
+
+def test_whole_counts_written_as_floats_are_the_integers():
+    # JSON Schema's integer (the OpenAPI schema's) takes 1000.0, and many clients write every
+    # number so: it was refused as "a number with a fraction".
+    stored = spec(budget=1000.0, per_user_limit=2.0)
+    assert (stored.budget, stored.per_user_limit) == (1000, 2)
+    assert type(stored.budget) is int and type(stored.per_user_limit) is int
 
 
 def test_a_window_the_wrong_way_round_is_named_with_the_other_problems():

@@ -125,7 +125,8 @@ def test_trending_and_demand_bad_input(aws):
     status, body = _get(api, "api_trending.json", {"category": "x" * 129})
     assert (status, body["message"]) == (
         400,
-        "category must be 1..128 characters, not blank, without control characters",
+        "category must be 1..128 characters, not blank, without control characters"
+        " (this one has 129, counted in Unicode's composed form, NFC)",
     )
     status, body = _get(api, "api_trending.json", {"category": "\x00"})
     assert (status, body["message"]) == (

@@ -67,6 +67,7 @@ from streamrec.events import (
     instant_seconds,
     json_type,
     schema_problems,
+    whole_number,
 )
 from streamrec.repositories.base import CouponRepository, SimilarityRepository, UserRepository
 from streamrec.settings import Settings
@@ -200,6 +201,8 @@ class CouponSpec(BaseModel):
     valid_to: CouponTime
     budget: Annotated[int, Field(ge=0, le=1_000_000_000)]
     per_user_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+
+    _whole_counts = field_validator("budget", "per_user_limit", mode="before")(whole_number)
 
     @field_validator("valid_from", "valid_to", mode="before")
     @classmethod
