@@ -260,6 +260,12 @@ def test_missing_or_invalid_template(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("Resources: [\n")
     with pytest.raises(TemplateError, match="not valid YAML"):
         load_template(tmp_path / "bad.yaml")
+    # The message quotes the line and names what was found there (libyaml's alone does not).
+    (tmp_path / "alias.yaml").write_text("Resources:\n  A: *missing\n")
+    with pytest.raises(TemplateError) as refused:
+        load_template(tmp_path / "alias.yaml")
+    assert "found undefined alias 'missing'" in str(refused.value)
+    assert "line 2, column 6:\n      A: *missing\n         ^" in str(refused.value)
     (tmp_path / "none.yaml").write_text("Outputs: {}\n")
     with pytest.raises(TemplateError, match="has no Resources section"):
         load_template(tmp_path / "none.yaml")

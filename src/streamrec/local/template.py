@@ -98,13 +98,18 @@ class TemplateError(ValueError):
 # --------------------------------------------------------------------------------------
 # YAML loading with CloudFormation short-form tags
 # --------------------------------------------------------------------------------------
-# libyaml's loader when PyYAML has it: the pure-Python one took 0.1-0.35 s per template
-# read, which every test's stack and every command pays.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _CfnLoader(_SafeLoader):  # type: ignore[misc,valid-type]
+class _CfnLoader(yaml.SafeLoader):
     """SafeLoader that turns ``!Ref X``, ``!GetAtt A.B``, ``!Sub ...`` into long forms."""
+
+
+# The same on libyaml's parser when PyYAML has it: the pure-Python one took 0.1-0.35 s per
+# template read, which every test's stack and every command pays. A text libyaml refuses is
+# read again by _CfnLoader, whose message quotes the line and names what it found there.
+_LIBYAML_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _FastCfnLoader(_LIBYAML_SAFE_LOADER):  # type: ignore[misc,valid-type]
+    """:class:`_CfnLoader` on libyaml's parser."""
 
 
 def _construct_intrinsic(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
@@ -123,7 +128,8 @@ def _construct_intrinsic(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -
     return {f"Fn::{tag_suffix}": value}
 
 
-_CfnLoader.add_multi_constructor("!", _construct_intrinsic)
+for _loader in (_CfnLoader, _FastCfnLoader):
+    _loader.add_multi_constructor("!", _construct_intrinsic)
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -136,9 +142,12 @@ def _load_yaml(path: Path) -> dict[str, Any]:
             f"template {path} is not UTF-8 text (byte {exc.start}): name a SAM template"
         ) from exc
     try:
-        document = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"{path} is not valid YAML: {exc}") from exc
+        document = yaml.load(text, Loader=_FastCfnLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError:
+        try:
+            document = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        except yaml.YAMLError as exc:
+            raise TemplateError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(document, dict) or "Resources" not in document:
         raise TemplateError(f"{path} has no Resources section")
     if not isinstance(document["Resources"], dict):
