@@ -446,7 +446,10 @@ def _describe(
         if name in ("items", "exclude"):
             return _id_list_message(name, issue)
         if name == "k":
-            return "k must be a whole number between 1 and 100 (a JSON number, not a string or boolean)"
+            return (
+                "k must be an integer between 1 and 100 "
+                "(a whole JSON number, 5 or 5.0, not a string or boolean)"
+            )
         if name == "in_stock":
             return "in_stock must be true or false (a JSON boolean, not a string or number)"
     if name == "k":

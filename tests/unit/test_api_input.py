@@ -116,7 +116,7 @@ def test_plain_forms_are_accepted(engine_app, path):
 def test_k_in_the_body_is_a_json_integer(unreachable, k):
     status, body = _answer(unreachable, _event("POST", "/cross-sell", body={"items": ["i1"], "k": k}))
     assert status == 400 and body["message"] == (
-        "k must be a whole number between 1 and 100 (a JSON number, not a string or boolean)"
+        "k must be an integer between 1 and 100 (a whole JSON number, 5 or 5.0, not a string or boolean)"
     ), (k, body)
 
 

@@ -105,8 +105,7 @@ class _CfnLoader(yaml.SafeLoader):
 # The same on libyaml's parser when PyYAML has it: the pure-Python one took 0.1-0.35 s per
 # template read, which every test's stack and every command pays. A text libyaml refuses is
 # read again by _CfnLoader, whose message quotes the line and names what it found there.
-# (libyaml also reads a few texts the pure-Python parser refuses, such as a tab after "A:";
-# `sam validate --lint` still checks the template as CloudFormation reads it.)
+# (libyaml also reads a few texts the pure-Python parser refuses, such as a tab after "A:".)
 _LIBYAML_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
