@@ -106,7 +106,7 @@ class _CfnLoader(yaml.SafeLoader):
 # template read, which every test's stack and every command pays. A text libyaml refuses is
 # read again by _CfnLoader, whose message quotes the line and names what it found there.
 # (libyaml also reads a few texts the pure-Python parser refuses, such as a tab after "A:".)
-_LIBYAML_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LIBYAML_SAFE_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _FastCfnLoader(_LIBYAML_SAFE_LOADER):  # type: ignore[misc,valid-type]
