@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -639,6 +640,86 @@ def test_the_stats_category_is_the_later_records_however_a_batch_is_split(event_
             pipeline.send(batch, sequences=[100, 101])
         categories.append(pipeline.item_stats.get_many(["grinder"])["grinder"].category)
     assert categories == [expected, expected]
+
+
+def _cuts(n: int) -> list[list[int]]:
+    """Every way to cut a batch of ``n`` records into consecutive batches (cut positions)."""
+    return [[i + 1 for i in range(n - 1) if mask >> i & 1] for mask in range(2 ** (n - 1))]
+
+
+def _pot(category: str, at: int, **fields: Any) -> dict:
+    return upsert("pot", "Camping pot", category, at=at) | fields
+
+
+# (records before, the batch, whether the popular lists are compared too: an event naming
+# its own category puts the item in that category's list between two batches, where it
+# stays until it falls off, docs/catalog.md)
+MOVES = {
+    "a new item's two records after an event naming a third category": (
+        [],
+        [view("u1", "pot", 1, category="c3"), _pot("c1", 2), _pot("c2", 3)],
+        False,
+    ),
+    "a new item's two records and events naming none": (
+        [],
+        [_pot("c1", 2), view("u1", "pot", 3), _pot("c2", 4), view("u2", "pot", 5)],
+        True,
+    ),
+    "a move, then an event naming a category, then a price change": (
+        [_pot("c0", 0)],
+        [_pot("c1", 2), view("u1", "pot", 3, category="c3"), _pot("c1", 4, price=12.0)],
+        False,
+    ),
+    "away and back": ([_pot("c0", 0), view("u1", "pot", 1)], [_pot("c1", 2), _pot("c0", 3)], True),
+    "away and back at one time": (
+        [_pot("c0", 0), view("u1", "pot", 1)],
+        [_pot("c1", 0), _pot("c0", 0)],
+        True,
+    ),
+    "three moves": (
+        [_pot("c0", 0), view("u1", "pot", 1)],
+        [_pot("c1", 2), _pot("c2", 3), view("u2", "pot", 4), _pot("c3", 5), _pot("c3", 6, price=9.0)],
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MOVES)
+def test_a_batchs_records_move_an_item_as_the_batch_cut_anywhere_would(case):
+    # A batch's latest record of an item was compared with the stored one alone: two records
+    # of a new item (c1, then c2) were one new record, no move, in one batch, and a move from
+    # c1 in two, so the item-stats category (which coupons, filters and lists read) and the
+    # categories the item leaves depended on where Kinesis or a bisected retry cut the batch.
+    # Also re-delivered so (a bisected retry) after an attempt of the whole batch that
+    # stored its catalog records and failed before the item-stats writes.
+    before, batch, with_lists = MOVES[case]
+    outcomes = {}
+    for cuts, failed_first in itertools.product(_cuts(len(batch)), (False, True)):
+        pipeline = Pipeline()
+        pipeline.send(before, sequences=list(range(1, len(before) + 1)))
+        if failed_first:
+            upserts = [(n, parse_record(r)) for n, r in enumerate(batch)]
+            pipeline.catalog_service.upsert(
+                [SequencedUpsert(sequence_key(100 + n), u) for n, u in upserts if isinstance(u, ItemUpsert)],
+                SHARD,
+            )
+        bounds = [0, *cuts, len(batch)]
+        for start, end in itertools.pairwise(bounds):
+            pipeline.send(batch[start:end], sequences=list(range(100 + start, 100 + end)))
+        record = pipeline.catalog.get_many(["pot"], consistent=True)["pot"]
+        lists = sorted(
+            name
+            for name, popular in pipeline.similarity.lists.items()
+            if name.startswith("#cat:") and any(item == "pot" for item, _ in popular.items)
+        )
+        outcomes[(tuple(cuts), failed_first)] = (
+            pipeline.item_stats.get_many(["pot"])["pot"].category,
+            record.category,
+            record.former_categories,
+            record.listed_at,
+            lists if with_lists else None,
+        )
+    assert len({repr(outcome) for outcome in outcomes.values()}) == 1, outcomes
 
 
 # ---- content neighbours ---------------------------------------------------------------------

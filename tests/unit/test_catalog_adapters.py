@@ -56,9 +56,29 @@ def test_records_conditional_writes_and_categories_match(aws):
         assert found == {"a": _item("a", 5, "Red tent", in_stock=False), "b": _item("b", 1)}
         assert repository.categories(["a", "missing"]) == {"a": "camping"}
         # Whether the record moved the item's category, and from which ones, is kept with it.
-        moved = replace(_item("a", 6), moved=True, former_categories=["tents", "camping gear ⛺"])
+        moved = replace(
+            _item("a", 6), moved_by=sequence_key(7), former_categories=["tents", "camping gear ⛺"]
+        )
         assert repository.put_many([(moved, T0 + 5)]) == []
         assert repository.get_many(["a"], consistent=True)["a"] == moved
+
+
+def test_a_row_stored_before_moved_by_was_kept_names_its_own_record_as_the_move(aws):
+    # Such rows say only `moved: true` of the record that wrote them.
+    client = boto3.client("dynamodb")
+    name = aws.tables["CatalogTable"].name
+    repository = DynamoCatalogRepository(DynamoTable(name, client))
+    for item_id in ("a", "b"):
+        stored = replace(_item(item_id, 1), shard="shardId-000000000000", sequence=sequence_key(7))
+        assert repository.put_many([(stored, None)]) == []
+    client.update_item(
+        TableName=name,
+        Key={"item_id": {"S": "a"}},
+        UpdateExpression="SET moved = :true",
+        ExpressionAttributeValues={":true": {"BOOL": True}},
+    )
+    found = repository.get_many(["a", "b"], consistent=True)
+    assert (found["a"].moved_by, found["b"].moved_by) == (sequence_key(7), "")
 
 
 def test_a_refreshed_norm_is_stored_only_over_an_older_norm_of_the_same_record(aws):

@@ -144,13 +144,15 @@ def same_fields(stored: CatalogItem, record: CatalogItem) -> bool:
 
 def same_content(stored: CatalogItem | None, record: CatalogItem) -> bool:
     """Whether ``record`` leaves what the similarity side derives from an item as
-    ``stored`` had it: its tokens (content lists, postings, norm), category (its row's) and
-    stock (``#out_of_stock``). A change of price alone does."""
-    return stored is not None and (stored.terms, stored.category, stored.in_stock) == (
-        record.terms,
-        record.category,
-        record.in_stock,
-    )
+    ``stored`` had it: its tokens (content lists, postings, norm), category (its row's),
+    former categories (the lists it leaves) and stock (``#out_of_stock``). A change of price
+    alone does; records of one batch moving it away and back (c0, c1, c0) do not."""
+    return stored is not None and (
+        stored.terms,
+        stored.category,
+        stored.former_categories,
+        stored.in_stock,
+    ) == (record.terms, record.category, record.former_categories, record.in_stock)
 
 
 def latest_per_item(records: Iterable[SequencedUpsert]) -> tuple[dict[str, SequencedUpsert], int]:
@@ -203,23 +205,50 @@ def _fields_of(record: SequencedUpsert, shard: str) -> CatalogItem:
     )
 
 
-def first_listed(stored: CatalogItem | None, chain: Sequence[CatalogItem]) -> float:
-    """The item's ``listed_at`` once its records of a batch (``chain``, in stream order) are
-    taken one by one after the ``stored`` one: the timestamp of its first record in stock
-    that replaced the record before it (a stale one never does). Record by record, as a
-    batch split anywhere takes them, so it is the same however the batch is split or
-    re-delivered. :data:`NOT_YET_LISTED` until a record in stock came; a row stored before
-    ``listed_at`` was kept (0) keeps 0."""
+@dataclass(frozen=True)
+class Replayed:
+    """What an item's records of a batch make of it taken one by one after its stored
+    record, as a batch split anywhere (a bisected retry) or re-delivered takes them, so that
+    they are the same however the batch was cut: when it first came into stock
+    (``listed_at``), the categories it was in before (``former_categories``) and the
+    sequence key of the last record that moved it to another category (``moved_by``, ""
+    when none did)."""
+
+    listed_at: float
+    former_categories: list[str]
+    moved_by: str
+
+
+def replay(stored: CatalogItem | None, chain: Sequence[CatalogItem]) -> Replayed:
+    """Take an item's records of a batch (``chain``, in stream order) one by one after the
+    ``stored`` one, each that replaces the record before it (a stale one never does).
+
+    ``listed_at`` is the timestamp of the first such record in stock (:data:`NOT_YET_LISTED`
+    until one came; a row stored before ``listed_at`` was kept, 0, keeps 0). Each replacing
+    record in another category than the one before it moves the item: two records of a new
+    item in one batch (c1, then c2) move it from c1 as two batches would."""
     current = stored
     listed = stored.listed_at if stored is not None else NOT_YET_LISTED
+    former = list(stored.former_categories) if stored is not None else []
+    moved_by = ""
     for record in chain:
-        if listed != NOT_YET_LISTED:
-            break
-        if _replaces(current, record):
-            current = record
-            if record.in_stock:
-                listed = record.timestamp
-    return listed
+        if not _replaces(current, record):
+            continue
+        if current is not None:
+            former = former_categories(replace(current, former_categories=former), record)
+            if current.category != record.category:
+                moved_by = record.sequence
+        if listed == NOT_YET_LISTED and record.in_stock:
+            listed = record.timestamp
+        current = record
+    return Replayed(listed, former, moved_by)
+
+
+def _take_replayed(new: CatalogItem, replayed: Replayed) -> None:
+    """Give the record to store what its batch's records made of the item (:func:`replay`)."""
+    new.listed_at = replayed.listed_at
+    new.former_categories = replayed.former_categories
+    new.moved_by = replayed.moved_by
 
 
 def _as_stored(record: SequencedUpsert, shard: str) -> CatalogItem:
@@ -288,43 +317,40 @@ class CatalogService:
         in_order: dict[str, list[CatalogItem]] = defaultdict(list)
         for record in sorted(records, key=lambda r: r.sequence):
             in_order[record.upsert.item_id].append(_fields_of(record, shard))
-        listed = {item_id: first_listed(stored.get(item_id), chain) for item_id, chain in in_order.items()}
+        replayed = {item_id: replay(stored.get(item_id), chain) for item_id, chain in in_order.items()}
         writes: list[tuple[SequencedUpsert, CatalogItem, CatalogItem | None]] = []
         relisted: set[str] = set()
         for item_id in sorted(latest):
-            record, old = latest[item_id], stored.get(item_id)
+            record, old, taken = latest[item_id], stored.get(item_id), replayed[item_id]
             new = _as_stored(record, shard)
             if old is not None and old.timestamp > new.timestamp:
                 outcome.stale.append((item_id, new.timestamp, old.timestamp))
             elif (
                 not _replaces(old, new)
                 and old is not None
-                and old.listed_at == NOT_YET_LISTED != listed[item_id]
+                and (old.listed_at == NOT_YET_LISTED != taken.listed_at or taken.moved_by)
             ):
-                # The batch's latest record says what the stored one says (out of stock,
-                # at its time), but one in stock came between (A, in stock, A at one
-                # time): taken record by record, as a split batch takes them, the item
-                # came into stock. Stored with that time, and announced for the lists.
-                new.former_categories = old.former_categories
-                new.listed_at = listed[item_id]
+                # The batch's latest record says what the stored one says (at its time),
+                # but one between said otherwise (A, B, A at one time): taken record by
+                # record, as a split batch takes them, the item came into stock (B in
+                # stock), or moved to B's category and back. Stored as such, and announced.
+                _take_replayed(new, taken)
                 writes.append((record, new, old))
                 relisted.add(item_id)
             elif not _replaces(old, new):
                 # The stored record, or (other fields) one written after it on this shard:
                 # a re-delivery (a Lambda retry or bisected half) of an earlier record.
                 outcome.duplicates.append(item_id)
-                if old is not None and old.moved and (old.shard, old.sequence) == (shard, new.sequence):
-                    # This very record, stored by an attempt that failed after it, moved
-                    # the item: its category may not have reached the item-stats row (a
-                    # guarded repeat).
-                    outcome.recategorised.append((item_id, record.sequence, new.category))
+                if old is not None and old.moved_by and (old.shard, old.sequence) == (shard, new.sequence):
+                    # This very record, stored by an attempt that failed after it, ends a
+                    # move: the category may not have reached the item-stats row (a guarded
+                    # repeat, under the sequence of the record that moved the item).
+                    outcome.recategorised.append((item_id, old.moved_by, new.category))
             else:
                 # Newer, or as old with other fields: a later record in stream order (an
                 # item's records share a shard, their partition key being its id), e.g. two
                 # lines of one `catalog load` file that fell into different batches.
-                new.moved = old is not None and old.category != new.category
-                new.former_categories = former_categories(old, new)
-                new.listed_at = listed[item_id]
+                _take_replayed(new, taken)
                 writes.append((record, new, old))
         # Each item's records of the batch, in stream order (a written item's latest one as
         # built above), from which its tokens' counts of holders change record by record.
@@ -348,7 +374,7 @@ class CatalogService:
             self.catalog.count_postings(counts, shard)
         outcome.written = [new.item_id for _, new, _ in writes]
         outcome.recategorised += [
-            (new.item_id, record.sequence, new.category) for record, new, _ in writes if new.moved
+            (new.item_id, new.moved_by, new.category) for _, new, _ in writes if new.moved_by
         ]
         outcome.recategorised.sort(key=lambda change: change[0])
         outcome.same_content = [new.item_id for _, new, old in writes if same_content(old, new)]

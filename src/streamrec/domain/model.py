@@ -331,9 +331,11 @@ class CatalogItem:
     shard: str = ""
     sequence: str = ""
     norm_documents: float = 0.0
-    # Whether this record moved the item from the category of the record it replaced: a
-    # re-delivery of it then passes the category to the item-stats row again.
-    moved: bool = False
+    # The sequence key of the record that last moved the item to this record's category,
+    # when one of this record's batch did ("" otherwise): this record itself, or an earlier
+    # one of the batch (Lamp in c1, then in c2 at another price). A re-delivery of the batch
+    # then passes the category to the item-stats row again, under that record's sequence.
+    moved_by: str = ""
     # The categories the item was in before, most recent last (at most
     # FORMER_CATEGORIES_KEPT): the similarity function takes the item out of their popular
     # lists whenever its record is announced.

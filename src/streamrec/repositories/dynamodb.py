@@ -1612,7 +1612,7 @@ class DynamoCouponRepository:
 
 # ---- Catalog -----------------------------------------------------------------------------
 # Item rows (key ``item_id``): title, category, price, in_stock, tags (JSON), timestamp,
-# terms (token counts, JSON), norm and norm_documents, moved, former_categories (JSON),
+# terms (token counts, JSON), norm and norm_documents, moved_by, former_categories (JSON),
 # listed_at.
 # Posting rows ``#tok:<token>``: string set ``items``
 # (at most the posting limit); count rows ``#df:<token>``: ``df``, the count of items holding the
@@ -1633,7 +1633,7 @@ def _catalog_to_item(item: CatalogItem) -> dict[str, Any]:
         "norm": _number(item.norm),
         "norm_documents": _number(item.norm_documents),
         **({"shard": {"S": item.shard}, "sequence": {"S": item.sequence}} if item.shard else {}),
-        **({"moved": {"BOOL": True}} if item.moved else {}),
+        **({"moved_by": {"S": item.moved_by}} if item.moved_by else {}),
         **({"former_categories": {"S": _json(item.former_categories)}} if item.former_categories else {}),
         **({"listed_at": _number(item.listed_at)} if item.listed_at else {}),
     }
@@ -1653,10 +1653,18 @@ def _catalog_from_item(item: dict[str, Any]) -> CatalogItem:
         shard=item.get("shard", {}).get("S", ""),
         sequence=item.get("sequence", {}).get("S", ""),
         norm_documents=float(item.get("norm_documents", {}).get("N", 0)),
-        moved=bool(item.get("moved", {}).get("BOOL", False)),
+        moved_by=_moved_by(item),
         former_categories=json.loads(item.get("former_categories", {}).get("S", "[]")),
         listed_at=float(item.get("listed_at", {}).get("N", 0)),
     )
+
+
+def _moved_by(item: dict[str, Any]) -> str:
+    """The sequence key of the record that moved the item; rows written before 2026-12-01
+    say only whether their own record did (``moved``)."""
+    if "moved_by" in item:
+        return str(item["moved_by"]["S"])
+    return item.get("sequence", {}).get("S", "") if item.get("moved", {}).get("BOOL", False) else ""
 
 
 def _posting(ids: dict[str, Any] | None, counted: dict[str, Any] | None) -> Posting:
