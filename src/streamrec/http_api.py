@@ -32,6 +32,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -199,8 +200,22 @@ def _split_ids(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+# What str.strip() takes off the ids of the query's exclude (Python's whitespace), spelt out:
+# JSON Schema's regex (ECMAScript's) \s is another set (it holds U+FEFF, not U+001C..U+001F).
+_STRIPPED = r"[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_ID = ID_PATTERN.removeprefix("^").removesuffix("$")
+# _excluded_ids's rules but the count of ids, for the OpenAPI document only: the validator
+# names the ids at fault, where a pattern would say the whole value does not match.
+EXCLUDE_QUERY_PATTERN = rf"^{_STRIPPED}*({_ID})?({_STRIPPED}*,{_STRIPPED}*({_ID})?)*{_STRIPPED}*$"
 ExcludeQuery = Annotated[
-    Annotated[str, AfterValidator(_excluded_ids)] | None,
+    Annotated[
+        str,
+        AfterValidator(_excluded_ids),
+        WithJsonSchema(
+            {"type": "string", "maxLength": MAX_EXCLUDE_QUERY_CHARS, "pattern": EXCLUDE_QUERY_PATTERN}
+        ),
+    ]
+    | None,
     Query(max_length=MAX_EXCLUDE_QUERY_CHARS, description=EXCLUDE_DESCRIPTION),
 ]
 

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+from pydantic import ValidationError
+
 from streamrec.cli import main
-from streamrec.http_api import ROUTES
+from streamrec.domain.coupons import CouponSpec
+from streamrec.http_api import EXCLUDE_QUERY_PATTERN, ROUTES, _excluded_ids
 from streamrec.openapi import openapi_document, openapi_text
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -20,9 +28,7 @@ def test_committed_document_matches_the_routes():
 
 def test_every_route_is_documented_with_its_errors():
     paths = openapi_document()["paths"]
-    documented = {
-        f"{method.upper()} {path}" for path, operations in paths.items() for method in operations
-    }
+    documented = {f"{method.upper()} {path}" for path, operations in paths.items() for method in operations}
     assert documented == set(ROUTES)
     for route in ROUTES:
         method, path = route.split(" ", 1)
@@ -120,3 +126,82 @@ def test_check_alone_checks_the_committed_document_from_any_folder(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     assert main(["openapi", "--check"]) == 0
     assert capsys.readouterr().out == f"{DOCUMENT} is up to date\n"
+
+
+# ---- the document's constraints are the validation's --------------------------------------
+
+
+def _schema_of(reference: str) -> Draft202012Validator:
+    document = openapi_document()
+    return Draft202012Validator({"$ref": reference, "components": document["components"]})
+
+
+def _exclude_query_schema() -> Draft202012Validator:
+    [parameter] = [
+        p
+        for p in openapi_document()["paths"]["/items/trending"]["get"]["parameters"]
+        if p["name"] == "exclude"
+    ]
+    return Draft202012Validator(parameter["schema"])
+
+
+# Ids, separators, Python's whitespace (which the API strips off each id), and characters
+# no id holds, U+FEFF among them: JSON Schema's \s would take it, Python's strip() does not.
+EXCLUDE_ALPHABET = ["a", "Z", "0", ".", "-", "@", ":", "_", ",", " ", "\t", "\x1c", "\x85", "\xa0", "\u3000"]
+EXCLUDE_ALPHABET += ["\ufeff", "é", "#", "/"]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=EXCLUDE_ALPHABET, max_size=40))
+@example(" a , b ,, c\u3000")
+@example("a b")
+@example("\ufeffa")
+@example("a\x1c,\x1cb")
+@example(".a")
+@example("a" * 128)
+@example("a" * 129)
+@example("a" * 128 + ",b")
+def test_the_documented_exclude_query_takes_what_the_api_takes(value):
+    # The document said only "a string of at most 4000 characters"; its pattern now says
+    # what _excluded_ids checks, but the count of ids (at most 100, in the description).
+    try:
+        _excluded_ids(value)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert _EXCLUDE.is_valid(value) == accepted == (re.fullmatch(EXCLUDE_QUERY_PATTERN, value) is not None)
+
+
+_EXCLUDE = _exclude_query_schema()
+
+
+@pytest.mark.parametrize(
+    ("discount", "valid_from"),
+    [
+        ({"kind": "percent", "value": 100}, "2026-01-01T00:00:00Z"),
+        ({"kind": "percent", "value": 100.5}, "2026-01-01T00:00:00Z"),
+        ({"kind": "amount", "value": 150}, "2026-01-01T00:00:00Z"),
+        ({"kind": "amount", "value": 150}, "1998-12-31T00:00:00Z"),
+        ({"kind": "amount", "value": 150}, "1999-12-31T23:00:00-05:00"),  # 2000 in UTC
+        ({"kind": "amount", "value": 150}, "0999-12-31T00:00:00Z"),
+        ({"kind": "amount", "value": 150}, "-1700000000"),
+        ({"kind": "amount", "value": 150}, "1700000000"),
+        ({"kind": "amount", "value": 150}, "20260101T000000Z"),
+    ],
+)
+def test_the_documented_coupon_takes_what_the_api_takes(discount, valid_from):
+    # A percent over 100 and years outside 2000-2100 (or negative epoch seconds) matched the
+    # document's schema and got a 400. (The schema still takes 1999 and 2100 throughout.)
+    body = {
+        "scope": {"category": "camping"},
+        "discount": discount,
+        "valid_from": valid_from,
+        "valid_to": "2099-01-01T00:00:00Z",
+        "budget": 10,
+    }
+    try:
+        CouponSpec.model_validate(body)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert _schema_of("#/components/schemas/CouponSpec").is_valid(body) == accepted

@@ -122,8 +122,13 @@ CouponTime = Annotated[
         {
             "anyOf": [
                 {"type": "number", "minimum": EARLIEST_TIMESTAMP, "maximum": LATEST_COUPON_TIME},
-                # Digits (EPOCH_TEXT), or what may be ISO-8601: a year first.
-                {"type": "string", "pattern": r"^(-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?|[0-9]{4}.+)$"},
+                # Digits (EPOCH_TEXT, not negative: never in the range), or what may be
+                # ISO-8601: a year of the range first (1999 with a zone west of UTC can be
+                # 2000 in UTC).
+                {
+                    "type": "string",
+                    "pattern": r"^([0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?|(1999|20[0-9]{2}|2100).+)$",
+                },
             ],
             "description": "Epoch seconds (a number, or a string holding one in digits) or ISO-8601 "
             "with a zone (2025-11-01T00:00:00Z), from 2000-01-01 to 2100-01-01.",
@@ -174,7 +179,16 @@ class CouponScope(BaseModel):
 
 
 class Discount(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        # _percent_range's rule, for the OpenAPI document (3.1: JSON Schema's if/then).
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": "percent"}}, "required": ["kind"]},
+            "then": {"properties": {"value": {"maximum": 100}}},
+        },
+    )
 
     kind: Literal["percent", "amount"]
     value: Annotated[
