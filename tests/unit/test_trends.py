@@ -453,32 +453,49 @@ def test_a_list_row_without_a_profile_reads_flat(aws):
     assert lamp.expected == pytest.approx(3.0)  # 2 * profile[15]
 
 
-def test_first_seen_is_the_first_batchs_earliest_event_and_is_kept():
-    settings = Settings()
+def _first_seen_ingest() -> tuple[IngestService, InMemoryItemStatsRepository, InMemoryTrendsRepository]:
     stats, repo = InMemoryItemStatsRepository(), InMemoryTrendsRepository()
     ingest = IngestService(
-        settings,
+        Settings(),
         InMemoryUserRepository(),
         InMemoryCooccurrenceRepository(),
         stats,
         InMemoryChangePublisher(),
         trends=repo,
     )
+    return ingest, stats, repo
+
+
+def test_first_seen_is_the_items_first_event_in_the_stream_and_is_kept():
+    ingest, stats, repo = _first_seen_ingest()
     first = [_event(0, "lamp", "view", NOW - 500.5), _event(1, "lamp", "view", NOW - 900.25)]
     ingest.ingest(first, SHARD)
-    assert stats.get_many(["lamp"])["lamp"].first_seen == int(NOW) - 901  # whole seconds, floored
+    assert stats.get_many(["lamp"])["lamp"].first_seen == int(NOW) - 501  # whole seconds, floored
     ingest.ingest(first, SHARD)  # re-delivered: nothing written
     # An older event arriving later (out of order) keeps the stored first_seen.
     ingest.ingest([_event(2, "lamp", "view", NOW - 86_400)], SHARD)
-    assert stats.get_many(["lamp"])["lamp"].first_seen == int(NOW) - 901
+    assert stats.get_many(["lamp"])["lamp"].first_seen == int(NOW) - 501
     # ... and its count, before first_seen, still widens the item's observed span: the 1h
     # window's baseline is its 1 view over hours H - 24 .. H - 2.
     counts = repo.get_counts(["lamp"], [H // 24 - 1, H // 24])["lamp"].weighted
-    assert baseline_rate(counts, H, 1, 7, NOW - 901) == pytest.approx(1 / 23)
+    assert baseline_rate(counts, H, 1, 7, NOW - 501) == pytest.approx(1 / 23)
     assert baseline_rate(counts, H, 1, 7, None) == pytest.approx(1 / 168)
     # A stats row written before first_seen was kept reads None: the whole span.
     stats.rows["old"] = {"n:view": 1.0}
     assert stats.get_many(["old"])["old"].first_seen is None
+
+
+def test_first_seen_is_the_same_however_the_stream_is_cut_into_batches():
+    # It was the earliest event of the first batch: the 2nd event's time alone, and the 1st's
+    # when a batch held only it.
+    events = [_event(0, "lamp", "view", NOW - 500), _event(1, "lamp", "view", NOW - 900)]
+    found = []
+    for batches in ([events], [events[:1], events[1:]]):
+        ingest, stats, _ = _first_seen_ingest()
+        for batch in batches:
+            ingest.ingest(batch, SHARD)
+        found.append(stats.get_many(["lamp"])["lamp"].first_seen)
+    assert found == [int(NOW) - 500] * 2
 
 
 def test_lists_merged_concurrently_equal_lists_merged_in_turn():

@@ -85,8 +85,11 @@ class BatchPlan:
     # Items whose popularity counters grew, and the category each event named.
     popular_changed: set[str] = field(default_factory=set)
     categories: dict[str, str] = field(default_factory=dict)
-    # Per item, the earliest applied event's time (whole epoch seconds): its stats row keeps
-    # the first batch's as ``first_seen`` (trending's baseline spans the hours since).
+    # Per item, the first applied event's time in stream order (whole epoch seconds): its
+    # stats row keeps the first batch's as ``first_seen`` (trending's baseline spans the hours
+    # since), which is so the item's first event however the stream was cut into batches
+    # (the earliest of the first batch was not). An older event's count, later, still
+    # widens the span (trends.baseline_rate).
     first_seen: dict[str, int] = field(default_factory=dict)
     applied_events: int = 0
     duplicates: int = 0
@@ -239,9 +242,7 @@ def plan_batch(
             plan.redemptions.append((seq, event.coupon_id))
             continue
         plan.item_stats[event.item_id].append((seq, event_count_attribute(event.event_type), 1.0))
-        seen = int(event.timestamp)
-        if seen < plan.first_seen.get(event.item_id, seen + 1):
-            plan.first_seen[event.item_id] = seen
+        plan.first_seen.setdefault(event.item_id, int(event.timestamp))
         weight = weights[event.event_type]
         if weight > 0:
             epoch, increment = popularity_increment(

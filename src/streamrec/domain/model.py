@@ -306,8 +306,9 @@ class ItemStats:
     category: str | None = None
     # Baskets holding the item (in the totals row: all baskets).
     baskets: float = 0.0
-    # Epoch seconds (whole) of the earliest event of the first batch that wrote the item's
-    # row (None for rows written before it was kept): how long the item has been observed.
+    # Epoch seconds (whole) of the item's first event in stream order, as the first batch
+    # that wrote its row held it (None for rows written before it was kept): how long the
+    # item has been observed.
     first_seen: float | None = None
 
 
