@@ -256,6 +256,7 @@ Try:
        -d '{{"items": ["tent-4-person-family"], "k": 5}}'{stock_note}
   curl -s '{api}/users/{users[0]}/coupons?k=3'                # coupons for the user's interests
   curl -s '{api}/items/trending?window=24h&k=5'              # rising fastest against their usual rate
+  curl -s '{api}/items/new?k=5'                              # newest items in stock
   curl -s '{api}/items/{items[0]}/demand'                    # units bought per day, 7-day forecast
   curl -s -X PUT '{api}/coupons/my-coupon' -H 'content-type: application/json' \\
        -d '{{"scope": {{"category": "audio"}}, "discount": {{"kind": "percent", "value": 5}},

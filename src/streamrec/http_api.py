@@ -39,7 +39,7 @@ from pydantic import (
 
 from streamrec.domain.coupons import COUPON_SEEN_MODES, CouponService, CouponSpec, stored_coupon
 from streamrec.domain.filters import MAX_EXCLUDED_ITEMS, ListFilter
-from streamrec.domain.profile import ProfileService
+from streamrec.domain.profile import ProfileService, iso_utc
 from streamrec.domain.recommend import (
     CROSS_SELL_MAX_ITEMS,
     EXCLUDE_MODES,
@@ -71,6 +71,7 @@ from streamrec.http_models import (
     ErrorResponse,
     Health,
     ItemDemand,
+    NewItemList,
     SimilarItemList,
     StoredCoupon,
     TrendingList,
@@ -106,6 +107,7 @@ ROUTES = {
     "GET /users/{user_id}/recommendations": re.compile(r"^/users/(?P<user_id>.+)/recommendations$"),
     "GET /items/{item_id}/similar": re.compile(r"^/items/(?P<item_id>.+)/similar$"),
     "GET /items/trending": re.compile(r"^/items/trending$"),
+    "GET /items/new": re.compile(r"^/items/new$"),
     "GET /items/{item_id}/demand": re.compile(r"^/items/(?P<item_id>.+)/demand$"),
     "GET /users/{user_id}/cross-sell": re.compile(r"^/users/(?P<user_id>.+)/cross-sell$"),
     "POST /cross-sell": re.compile(r"^/cross-sell$"),
@@ -983,6 +985,25 @@ def build_app(
     ) -> dict[str, Any]:
         result = service.similar_items(item_id, k, list_filter(category, exclude, in_stock))
         return {"item_id": item_id, "fallback": result.fallback, "items": _listing(result)}
+
+    @app.get(
+        "/items/new",
+        responses={200: _answer("The catalog's newest items in stock, newest first", NewItemList), **_ERRORS},
+    )
+    def new_items(
+        k: KQuery = 10,
+        category: CategoryQuery = None,
+        exclude: ExcludeQuery = None,
+        in_stock: InStockQuery = True,
+    ) -> dict[str, Any]:
+        """New arrivals: the items whose first catalog record in stock came last (a new price,
+        title or restock does not make an item new again), of the whole catalog or of one
+        category. Empty until catalog records in stock have come."""
+        arrivals = service.new_arrivals(k, list_filter(category, exclude, in_stock))
+        return {
+            "category": category,
+            "items": [{"item_id": new.item_id, "listed_at": iso_utc(new.listed_at)} for new in arrivals],
+        }
 
     @app.get(
         "/users/<user_id>/cross-sell",

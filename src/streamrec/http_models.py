@@ -101,6 +101,21 @@ class CartItemList(BaseModel):
     )
 
 
+class NewItem(BaseModel):
+    item_id: str
+    listed_at: str = Field(
+        description="When the item first came into stock (its first catalog record in stock), ISO-8601, "
+        "UTC, to the second."
+    )
+
+
+class NewItemList(BaseModel):
+    category: str | None = Field(description="The category asked for; null: the whole catalog.")
+    items: list[NewItem] = Field(
+        description="Newest first: of the 100 newest items in stock, or the category's 50 newest."
+    )
+
+
 class ProfileItem(BaseModel):
     item_id: str
     kind: str = Field(

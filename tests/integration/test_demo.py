@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streamrec.cli import _load_demo_coupons
+from streamrec.cli import _load_demo_catalog, _load_demo_coupons
 from streamrec.http_api import ROUTES
 from streamrec.local.demo import demo_coupons, demo_items, demo_users, generate_demo_events
 from streamrec.local.stack import LocalStack
@@ -46,6 +46,7 @@ def test_demo_users_get_coupons_of_their_interests(local_stack: LocalStack, api:
 def test_every_route_answers_on_the_demo_data(local_stack: LocalStack, api: ApiClient) -> None:
     """Each route of the API, as `streamrec run` serves it, on the demo events and coupons:
     a 2xx answer, and a non-empty list where the demo data has something to list."""
+    _load_demo_catalog(local_stack)  # as `streamrec run` loads it, before the events
     events = generate_demo_events(600)
     local_stack.put_events(events)  # already loaded by another test: duplicates are skipped
     local_stack.drain(timeout=120)
@@ -83,6 +84,7 @@ def test_every_route_answers_on_the_demo_data(local_stack: LocalStack, api: ApiC
         "PUT /coupons/{coupon_id}": ("PUT", "/coupons/route-check", coupon, None),
         "GET /coupons/{coupon_id}": ("GET", f"/coupons/{demo_coupons()[0]['coupon_id']}", None, None),
         "GET /items/trending": ("GET", "/items/trending?window=24h&k=5", None, "items"),
+        "GET /items/new": ("GET", "/items/new?k=5", None, "items"),
         "GET /items/{item_id}/demand": ("GET", f"/items/{item}/demand", None, "days"),
         "DELETE /users/{user_id}": ("DELETE", "/users/route-check-user", None, None),
     }

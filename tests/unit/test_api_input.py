@@ -13,6 +13,7 @@ import pytest
 from streamrec.evaluation.engine import InMemoryEngine
 from streamrec.events import json_type
 from streamrec.http_api import build_app
+from streamrec.repositories.memory import InMemoryCatalogRepository
 from streamrec.settings import Settings
 
 K_ROUTES = [
@@ -21,8 +22,9 @@ K_ROUTES = [
     "/users/u1/cross-sell",
     "/items/trending",
     "/users/u1/coupons",
+    "/items/new",
 ]
-IN_STOCK_ROUTES = K_ROUTES[:3]
+IN_STOCK_ROUTES = [*K_ROUTES[:3], "/items/new"]
 K_MESSAGE = "k must be an integer between 1 and 100"
 IN_STOCK_MESSAGE = "in_stock must be true or false (lowercase)"
 
@@ -43,6 +45,7 @@ def _event(method: str, path: str, query: dict[str, str] | None = None, body: An
         "cross-sell": "/users/{user_id}/cross-sell" if path.startswith("/users/") else "/cross-sell",
         "trending": "/items/trending",
         "coupons": "/users/{user_id}/coupons",
+        "new": "/items/new",
     }[path.rsplit("/", 1)[-1]]
     event: dict[str, Any] = {
         "version": "2.0",
@@ -72,7 +75,7 @@ def unreachable():
 
 @pytest.fixture(scope="module")
 def engine_app():
-    engine = InMemoryEngine(Settings(), eager=True)
+    engine = InMemoryEngine(Settings(), eager=True, catalog=InMemoryCatalogRepository())
     engine.ingest(
         [
             {
@@ -83,6 +86,21 @@ def engine_app():
                 "timestamp": 1e9 + n,
             }
             for n in range(8)
+        ]
+    )
+    engine.upsert_catalog(
+        [  # new arrivals (GET /items/new)
+            {
+                "event_type": "item_upsert",
+                "item_id": f"new{n}",
+                "title": f"Lantern {n}",
+                "category": "camping",
+                "price": 10.0,
+                "in_stock": True,
+                "tags": [],
+                "timestamp": 1e9 + n,
+            }
+            for n in range(4)
         ]
     )
     engine.flush()
@@ -183,6 +201,7 @@ def test_null_in_the_body_is_a_field_not_given(engine_app):
         ("/users/u1/cross-sell", "category, exclude, in_stock, k, seen"),
         ("/items/trending", "category, exclude, in_stock, k, min_velocity, window"),
         ("/users/u1/coupons", "k, seen"),
+        ("/items/new", "category, exclude, in_stock, k"),
     ],
 )
 def test_a_misspelt_query_parameter_is_a_400_naming_what_the_route_takes(unreachable, path, takes):

@@ -34,6 +34,22 @@ def _recent_events(now: float) -> list[dict]:
     return [{**e, "event_id": f"recent-{n}", "category": "camping"} for n, e in enumerate(events)]
 
 
+# Catalog records of items no other request names (GET /items/new).
+NEW_ARRIVALS = [
+    {
+        "event_type": "item_upsert",
+        "item_id": f"lantern-{n}",
+        "title": f"Camping lantern {n}",
+        "category": "camping",
+        "price": 20.0,
+        "in_stock": True,
+        "tags": ["light"],
+        "timestamp": 1_764_201_000 + n,
+    }
+    for n in range(3)
+]
+
+
 def _with(name: str, path: str | None = None, query: dict | None = None, **path_parameters: str) -> dict:
     event = load_event(name)
     if path is not None:
@@ -76,6 +92,9 @@ REQUESTS = [
     ("GET /items/trending", 200, lambda: load_event("api_trending.json")),
     ("GET /items/trending", 200, lambda: _with("api_trending.json", query={"window": "1h"})),
     ("GET /items/trending", 400, lambda: load_event("api_trending_bad_window.json")),
+    ("GET /items/new", 200, lambda: load_event("api_new_items.json")),
+    ("GET /items/new", 200, lambda: _with("api_new_items.json", query={"category": "garden"})),
+    ("GET /items/new", 400, lambda: _with("api_new_items.json", query={"k": "0"})),
     (
         "GET /items/{item_id}/demand",
         200,
@@ -103,18 +122,20 @@ REQUESTS = [
 @pytest.fixture
 def answers(aws) -> list[tuple[str, int, dict]]:
     """The API's answer to each of REQUESTS, after the sample events went through the ingest
-    and similarity handlers (views, carts, baskets, purchases in the current hour)."""
+    and similarity handlers (views, carts, baskets, purchases in the current hour, and three
+    catalog records)."""
     ingest, similarity = import_handler("ingest"), import_handler("similarity")
     for name in ("ingest_kinesis.json", "ingest_baskets_kinesis.json"):
         assert ingest.lambda_handler(load_event(name), FakeLambdaContext()) == {"batchItemFailures": []}
     # Sequence numbers above the samples' (a shard's numbers only grow; a lower one would be
     # taken for a replay by the rows the samples wrote).
-    recent = kinesis_event(_recent_events(time.time()), first_sequence=6 * 10**51)
+    recent = kinesis_event(_recent_events(time.time()) + NEW_ARRIVALS, first_sequence=6 * 10**51)
     assert ingest.lambda_handler(recent, FakeLambdaContext()) == {"batchItemFailures": []}
     changed = [
         {"item_id": item, "changed": True, "norm_changed": True, "popular_changed": True}
         for item in ("headlamp", "camping-stove")
     ]
+    changed += [{"item_id": record["item_id"], "content_changed": True} for record in NEW_ARRIVALS]
     for event in (
         load_event("similarity_kinesis.json"),
         load_event("similarity_baskets_kinesis.json"),
@@ -179,3 +200,14 @@ def test_the_trending_list_names_its_category_trend_only_with_a_category(answers
 def test_the_documented_sources_are_the_engines():
     sources = {value for name, value in vars(recommend).items() if name.startswith("SOURCE_")}
     assert set(get_args(Source)) == sources
+
+
+def test_the_new_arrivals_answer_lists_the_catalogs_items_in_stock(answers):
+    # (So that the schema check above sees the items' shape, not only an empty list.)
+    [camping, garden] = [
+        json.loads(a["body"]) for op, status, a in answers if op == "GET /items/new" and status == 200
+    ]
+    assert garden == {"category": "garden", "items": []}
+    assert camping["category"] == "camping"
+    assert [item["item_id"] for item in camping["items"]] == ["lantern-2", "lantern-1", "lantern-0"]
+    assert all(item["listed_at"].endswith("Z") for item in camping["items"])

@@ -214,3 +214,52 @@ def test_a_cold_items_similar_items_go_on_with_new_items_of_its_category_first()
         ("new", "new in the catalog"),
     ]
     assert [r.item_id for r in answer.items[2:]] == ["mug-4", "mug-3", "tent-2"]
+
+
+# ---- GET /items/new ---------------------------------------------------------------------------
+
+
+def _arrivals(shop: Pipeline, k: int = 10, **list_filter) -> list[tuple[str, float]]:
+    return [
+        (new.item_id, new.listed_at)
+        for new in shop.recommendations.new_arrivals(k, ListFilter(**list_filter))
+    ]
+
+
+def test_new_arrivals_are_the_newest_items_in_stock_of_the_catalog_or_a_category():
+    shop = _shop()
+    assert _arrivals(shop, 3) == [
+        ("tent-2", T0 + 6 * 3_600),
+        ("tent-1", T0 + 5 * 3_600),
+        ("mug-4", T0 + 4 * 3_600),
+    ]
+    assert [item for item, _ in _arrivals(shop, category="kitchen")] == ["mug-4", "mug-3", "mug-2", "mug-1"]
+    assert _arrivals(shop, category="garden") == []
+    assert [item for item, _ in _arrivals(shop, 3, exclude=frozenset({"tent-2", "mug-4"}))] == [
+        "tent-1",
+        "mug-3",
+        "mug-2",
+    ]
+    # A new price does not make an item new again; a sell-out takes it off, and its restock
+    # puts it back at its first listing time, not the restock's.
+    shop.send([upsert("mug-1", "Mug 1", "kitchen", at=20 * 3_600) | {"price": 12.0}])
+    shop.send([upsert("tent-1", "Tent 1", "camping", at=21 * 3_600, in_stock=False)])
+    assert [item for item, _ in _arrivals(shop, 3)] == ["tent-2", "mug-4", "mug-3"]
+    shop.send([upsert("tent-1", "Tent 1", "camping", at=22 * 3_600)])
+    assert _arrivals(shop, 2) == [("tent-2", T0 + 6 * 3_600), ("tent-1", T0 + 5 * 3_600)]
+    # A list merged before a sell-out came (a cache) still holds the item: the request's own
+    # stock set leaves it out, unless in_stock=false lets it through.
+    newest = shop.similarity.get_list(NEW_ARRIVALS_ROW)
+    shop.send([upsert("tent-2", "Tent 2", "camping", at=23 * 3_600, in_stock=False)])
+    shop.similarity.put_list(
+        NEW_ARRIVALS_ROW, replace(shop.similarity.get_list(NEW_ARRIVALS_ROW), items=newest.items)
+    )
+    assert [item for item, _ in _arrivals(shop, 2)] == ["tent-1", "mug-4"]
+    assert [item for item, _ in _arrivals(shop, 2, in_stock_only=False)] == ["tent-2", "tent-1"]
+
+
+def test_new_arrivals_take_one_read():
+    shop = _shop()
+    reads = _counting_reads(shop)
+    shop.recommendations.new_arrivals(5, ListFilter(category="kitchen"))
+    assert reads == [["#new:kitchen", "#out_of_stock"]]

@@ -20,7 +20,7 @@ from streamrec.repositories.base import UserRepository
 from streamrec.settings import Settings
 
 
-def _iso(seconds: float) -> str:
+def iso_utc(seconds: float) -> str:
     """ISO-8601 UTC to the second, one format whatever the event's precision."""
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -61,7 +61,7 @@ class ProfileService:
                     "kind": shown_kind(entry, state.cart),
                     "category": entry.category,
                     "affinity": affinity,
-                    "last_seen": _iso(entry.ref_time),
+                    "last_seen": iso_utc(entry.ref_time),
                 }
             )
             if entry.category:

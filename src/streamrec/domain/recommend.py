@@ -30,6 +30,7 @@ other lists took all the read's keys).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
@@ -94,6 +95,12 @@ class Recommendation:
 class RecommendationList:
     items: list[Recommendation]
     fallback: bool
+
+
+@dataclass(frozen=True)
+class NewArrival:
+    item_id: str
+    listed_at: float  # epoch seconds: when the item first came into stock
 
 
 def reason_for(entry: HistoryItem, cart: Collection[str]) -> str:
@@ -543,6 +550,22 @@ class RecommendationService:
         return Recommendation(
             item_id, score, SOURCE_PERSONALIZED, [f"popular in {category}, which you browsed"], []
         )
+
+    def new_arrivals(self, k: int, list_filter: ListFilter = NO_FILTER) -> list[NewArrival]:
+        """The catalog's newest items in stock, newest first, at most ``k``: the similarity
+        function's ``#new`` list (the ``popular_list_size`` newest) or, with a filter
+        category, its ``#new:<category>`` (``category_list_size``), one read, less the
+        filter's exclusions and (unless it lets them through) items marked out of stock
+        since the list was merged. Empty while no catalog record in stock has come."""
+        name = new_arrivals_row(list_filter.category)
+        _, lists = self.similarity.get_many([], [name, OUT_OF_STOCK_ROW])
+        stock = out_of_stock(lists) if list_filter.in_stock_only else frozenset()
+        arrivals = (
+            NewArrival(item_id, listed_at)
+            for item_id, listed_at in lists[name].items
+            if item_id not in stock and item_id not in list_filter.exclude
+        )
+        return list(itertools.islice(arrivals, k))
 
     def similar_items(self, item_id: str, k: int, list_filter: ListFilter = NO_FILTER) -> RecommendationList:
         """The item's top-``k`` similar items: collaborative neighbours ("customers who
