@@ -110,7 +110,10 @@ class NewItem(BaseModel):
 
 
 class NewItemList(BaseModel):
-    category: str | None = Field(description="The category asked for; null: the whole catalog.")
+    category: str | None = Field(
+        description="The category asked for, in Unicode's composed form (NFC), as categories are matched; "
+        "null: the whole catalog."
+    )
     items: list[NewItem] = Field(
         description="Newest first: of the 100 newest items in stock, or the category's 50 newest."
     )

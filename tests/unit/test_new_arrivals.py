@@ -262,4 +262,5 @@ def test_new_arrivals_take_one_read():
     shop = _shop()
     reads = _counting_reads(shop)
     shop.recommendations.new_arrivals(5, ListFilter(category="kitchen"))
-    assert reads == [["#new:kitchen", "#out_of_stock"]]
+    shop.recommendations.new_arrivals(5, ListFilter(in_stock_only=False))  # no stock set to read
+    assert reads == [["#new:kitchen", "#out_of_stock"], ["#new"]]

@@ -164,10 +164,13 @@ def test_trending_leaves_out_of_stock_items_out_unless_asked(aws):
     assert status == 200 and body["category"] == "café", body
 
 
-@pytest.mark.parametrize("floor", ["-1", "1e3", "nan", "inf", " 1.5", "1.", ".5", "1,5", "", "9" * 16])
+@pytest.mark.parametrize(
+    "floor", ["-1", "1e3", "nan", "inf", " 1.5", "1.", ".5", "1,5", "", "9" * 16, "0.30000000000000004"]
+)
 def test_a_min_velocity_that_is_not_a_plain_number_of_0_or_more_is_a_400(aws, floor):
     status, body = _get(import_handler("api"), "api_trending.json", {"min_velocity": floor})
     assert (status, body["message"]) == (
         400,
-        "min_velocity must be a number of 0 or more, in digits (such as 1.5)",
+        "min_velocity must be a number of 0 or more, in digits (such as 1.5; at most 15 either side of the "
+        "point)",
     )

@@ -558,8 +558,10 @@ class RecommendationService:
         filter's exclusions and (unless it lets them through) items marked out of stock
         since the list was merged. Empty while no catalog record in stock has come."""
         name = new_arrivals_row(list_filter.category)
-        _, lists = self.similarity.get_many([], [name, OUT_OF_STOCK_ROW])
-        stock = out_of_stock(lists) if list_filter.in_stock_only else frozenset()
+        _, lists = self.similarity.get_many(
+            [], [name, OUT_OF_STOCK_ROW] if list_filter.in_stock_only else [name]
+        )
+        stock = out_of_stock(lists)
         arrivals = (
             NewArrival(item_id, listed_at)
             for item_id, listed_at in lists[name].items
