@@ -79,6 +79,16 @@ def test_a_row_stored_before_moved_by_was_kept_names_its_own_record_as_the_move(
     )
     found = repository.get_many(["a", "b"], consistent=True)
     assert (found["a"].moved_by, found["b"].moved_by) == (sequence_key(7), "")
+    # And rows written now say `moved` too when their own record moved the item, for such a
+    # version to read after a rollback (not when an earlier record of its batch did).
+    for item_id, mover in (("c", 8), ("d", 7)):
+        item = replace(_item(item_id, 1), shard="shardId-000000000000", sequence=sequence_key(8))
+        assert repository.put_many([(replace(item, moved_by=sequence_key(mover)), None)]) == []
+    raw = {
+        item_id: client.get_item(TableName=name, Key={"item_id": {"S": item_id}})["Item"].get("moved")
+        for item_id in ("c", "d")
+    }
+    assert raw == {"c": {"BOOL": True}, "d": None}
 
 
 def test_a_refreshed_norm_is_stored_only_over_an_older_norm_of_the_same_record(aws):

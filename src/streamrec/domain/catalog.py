@@ -144,15 +144,13 @@ def same_fields(stored: CatalogItem, record: CatalogItem) -> bool:
 
 def same_content(stored: CatalogItem | None, record: CatalogItem) -> bool:
     """Whether ``record`` leaves what the similarity side derives from an item as
-    ``stored`` had it: its tokens (content lists, postings, norm), category (its row's),
-    former categories (the lists it leaves) and stock (``#out_of_stock``). A change of price
-    alone does; records of one batch moving it away and back (c0, c1, c0) do not."""
-    return stored is not None and (
-        stored.terms,
-        stored.category,
-        stored.former_categories,
-        stored.in_stock,
-    ) == (record.terms, record.category, record.former_categories, record.in_stock)
+    ``stored`` had it: its tokens (content lists, postings, norm), category (its row's) and
+    stock (``#out_of_stock``). A change of price alone does."""
+    return stored is not None and (stored.terms, stored.category, stored.in_stock) == (
+        record.terms,
+        record.category,
+        record.in_stock,
+    )
 
 
 def latest_per_item(records: Iterable[SequencedUpsert]) -> tuple[dict[str, SequencedUpsert], int]:
@@ -210,12 +208,10 @@ class Replayed:
     """What an item's records of a batch make of it taken one by one after its stored
     record, as a batch split anywhere (a bisected retry) or re-delivered takes them, so that
     they are the same however the batch was cut: when it first came into stock
-    (``listed_at``), the categories it was in before (``former_categories``) and the
-    sequence key of the last record that moved it to another category (``moved_by``, ""
-    when none did)."""
+    (``listed_at``) and the sequence key of the last record that moved it to another
+    category (``moved_by``, "" when none did)."""
 
     listed_at: float
-    former_categories: list[str]
     moved_by: str
 
 
@@ -226,29 +222,29 @@ def replay(stored: CatalogItem | None, chain: Sequence[CatalogItem]) -> Replayed
     ``listed_at`` is the timestamp of the first such record in stock (:data:`NOT_YET_LISTED`
     until one came; a row stored before ``listed_at`` was kept, 0, keeps 0). Each replacing
     record in another category than the one before it moves the item: two records of a new
-    item in one batch (c1, then c2) move it from c1 as two batches would."""
+    item in one batch (c1, then c2) move it from c1 as two batches would, so the item-stats
+    row takes c2. (The categories it passed through within the batch are not former ones:
+    never stored, no list took the item under them.)"""
     current = stored
     listed = stored.listed_at if stored is not None else NOT_YET_LISTED
-    former = list(stored.former_categories) if stored is not None else []
     moved_by = ""
     for record in chain:
         if not _replaces(current, record):
             continue
-        if current is not None:
-            former = former_categories(replace(current, former_categories=former), record)
-            if current.category != record.category:
-                moved_by = record.sequence
+        if current is not None and current.category != record.category:
+            moved_by = record.sequence
         if listed == NOT_YET_LISTED and record.in_stock:
             listed = record.timestamp
         current = record
-    return Replayed(listed, former, moved_by)
+    return Replayed(listed, moved_by)
 
 
-def _take_replayed(new: CatalogItem, replayed: Replayed) -> None:
-    """Give the record to store what its batch's records made of the item (:func:`replay`)."""
+def _take_replayed(new: CatalogItem, old: CatalogItem | None, replayed: Replayed) -> None:
+    """Give the record to store what its batch's records made of the item (:func:`replay`),
+    and the categories it was in before (:func:`former_categories`)."""
     new.listed_at = replayed.listed_at
-    new.former_categories = replayed.former_categories
     new.moved_by = replayed.moved_by
+    new.former_categories = former_categories(old, new)
 
 
 def _as_stored(record: SequencedUpsert, shard: str) -> CatalogItem:
@@ -334,7 +330,7 @@ class CatalogService:
                 # but one between said otherwise (A, B, A at one time): taken record by
                 # record, as a split batch takes them, the item came into stock (B in
                 # stock), or moved to B's category and back. Stored as such, and announced.
-                _take_replayed(new, taken)
+                _take_replayed(new, old, taken)
                 writes.append((record, new, old))
                 relisted.add(item_id)
             elif not _replaces(old, new):
@@ -350,7 +346,7 @@ class CatalogService:
                 # Newer, or as old with other fields: a later record in stream order (an
                 # item's records share a shard, their partition key being its id), e.g. two
                 # lines of one `catalog load` file that fell into different batches.
-                _take_replayed(new, taken)
+                _take_replayed(new, old, taken)
                 writes.append((record, new, old))
         # Each item's records of the batch, in stream order (a written item's latest one as
         # built above), from which its tokens' counts of holders change record by record.

@@ -1634,6 +1634,9 @@ def _catalog_to_item(item: CatalogItem) -> dict[str, Any]:
         "norm_documents": _number(item.norm_documents),
         **({"shard": {"S": item.shard}, "sequence": {"S": item.sequence}} if item.shard else {}),
         **({"moved_by": {"S": item.moved_by}} if item.moved_by else {}),
+        # What a version before moved_by reads (after a rollback): whether the row's own
+        # record moved the item.
+        **({"moved": {"BOOL": True}} if item.moved_by and item.moved_by == item.sequence else {}),
         **({"former_categories": {"S": _json(item.former_categories)}} if item.former_categories else {}),
         **({"listed_at": _number(item.listed_at)} if item.listed_at else {}),
     }
