@@ -651,9 +651,9 @@ def _pot(category: str, at: int, **fields: Any) -> dict:
     return upsert("pot", "Camping pot", category, at=at) | fields
 
 
-# (records before, the batch, whether the popular lists are compared too: an event naming
-# its own category puts the item in that category's list between two batches, where it
-# stays until it falls off, docs/catalog.md)
+# (records before, each in a batch of its own, the batch, whether the popular lists are
+# compared too: an event naming its own category puts the item in that category's list
+# between two batches, where it stays until it falls off, docs/catalog.md)
 MOVES = {
     "a new item's two records after an event naming a third category": (
         [],
@@ -665,12 +665,22 @@ MOVES = {
         [_pot("c1", 2), view("u1", "pot", 3), _pot("c2", 4), view("u2", "pot", 5)],
         True,
     ),
+    "a new item's two records after an event naming none": (
+        [view("u1", "pot", 1)],
+        [_pot("c1", 2), _pot("c2", 3)],
+        True,
+    ),
     "a move, then an event naming a category, then a price change": (
         [_pot("c0", 0)],
         [_pot("c1", 2), view("u1", "pot", 3, category="c3"), _pot("c1", 4, price=12.0)],
         False,
     ),
     "away and back": ([_pot("c0", 0), view("u1", "pot", 1)], [_pot("c1", 2), _pot("c0", 3)], True),
+    "away and back from the first record": (
+        [view("u1", "pot", 1), _pot("c0", 2)],
+        [_pot("c3", 3), _pot("c0", 4)],
+        True,
+    ),
     "away and back at one time": (
         [_pot("c0", 0), view("u1", "pot", 1)],
         [_pot("c1", 0), _pot("c0", 0)],
@@ -706,7 +716,8 @@ def test_a_batchs_records_move_an_item_as_the_batch_cut_anywhere_would(case):
     outcomes = {}
     for cuts, failed_first in itertools.product(_cuts(len(batch)), (False, True)):
         pipeline = Pipeline()
-        pipeline.send(before, sequences=list(range(1, len(before) + 1)))
+        for n, record in enumerate(before, start=1):  # one batch each
+            pipeline.send([record], sequences=[n])
         if failed_first:
             upserts = [(n, parse_record(r)) for n, r in enumerate(batch)]
             pipeline.catalog_service.upsert(

@@ -572,6 +572,10 @@ class IngestService:
             known_coupons=self.known_coupons(events),
         )
         _add_categories(plan.item_stats, plan.categories, recategorised)
+        # Merged into their new category's popular list: a move's catalog announcement does
+        # that only for an item whose record names former categories, not for a new item's
+        # c1 then c2, or c0, c1, c0, in one batch.
+        plan.popular_changed.update(item_id for item_id, _, _ in recategorised)
         self.cooccurrence.apply(plan.cooccurrence, shard)
         self.item_stats.apply(plan.item_stats, shard, plan.categories, plan.first_seen)
         if self.trends is not None:
@@ -596,6 +600,7 @@ class IngestService:
         categories: dict[str, str] = {}
         _add_categories(deltas, categories, changed)
         self.item_stats.apply(deltas, shard, categories)
+        self.changes.publish((), set(), sorted(categories))  # (see ingest)
 
     def known_coupons(self, events: Sequence[SequencedEvent]) -> set[str] | None:
         """The defined coupons among those the events redeem (a consistent key-only read when
