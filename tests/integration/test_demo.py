@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streamrec.cli import _load_demo_catalog, _load_demo_coupons
+from streamrec.cli.run import _load_demo_catalog, _load_demo_coupons
 from streamrec.http_api import ROUTES
 from streamrec.local.demo import demo_coupons, demo_items, demo_users, generate_demo_events
 from streamrec.local.stack import LocalStack
@@ -105,7 +105,7 @@ def test_every_route_answers_on_the_demo_data(local_stack: LocalStack, api: ApiC
 def test_demo_catalog_new_item_and_stock(local_stack: LocalStack, api: ApiClient) -> None:
     """`streamrec run`'s catalog: the new tent (no interactions) is found beside the old one
     by content similarity; out-of-stock products appear in no list."""
-    from streamrec.cli import _load_demo_catalog
+    from streamrec.cli.run import _load_demo_catalog
     from streamrec.local.demo import DEMO_NEW_ITEM, DEMO_OUT_OF_STOCK
 
     events = generate_demo_events(600)

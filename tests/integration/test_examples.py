@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from streamrec.cli import _load_demo_catalog, main
+from streamrec.cli import main
+from streamrec.cli.run import _load_demo_catalog
 from streamrec.local.demo import generate_demo_events
 from streamrec.local.stack import LocalStack
 

@@ -139,7 +139,7 @@ def fresh_status_line(monkeypatch):
     carry over from the previous test's command, as it never does between two CLI runs."""
     import streamrec.cli
 
-    monkeypatch.setattr(streamrec.cli, "_status", streamrec.cli.StatusLine())
+    monkeypatch.setattr(streamrec.cli.progress, "status", streamrec.cli.progress.StatusLine())
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ import json
 import boto3
 import pytest
 
-from streamrec.cli import main, read_catalog_file, read_coupon_file
+from streamrec.cli import main
+from streamrec.cli.catalog import read_catalog_file
+from streamrec.cli.coupons import read_coupon_file
 from tests.unit.test_coupons import LOAD_RECORD as COUPON
 
 TENT = {
@@ -209,8 +211,8 @@ def test_a_load_checks_the_stack_before_reading_the_file(tmp_path, monkeypatch):
     def read(*_: object) -> None:
         raise AssertionError("the file was read")
 
-    monkeypatch.setattr("streamrec.cli.read_catalog_file", read)
-    monkeypatch.setattr("streamrec.cli.read_event_file", read)
+    monkeypatch.setattr("streamrec.cli.catalog.read_catalog_file", read)
+    monkeypatch.setattr("streamrec.cli.events.read_event_file", read)
     path = tmp_path / "records.jsonl"
     path.write_text(json.dumps(TENT))
     for command in ("catalog", "events"):

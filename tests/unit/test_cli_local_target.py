@@ -16,14 +16,15 @@ import boto3
 import pytest
 
 import streamrec.cli
-from streamrec.cli import StatusLine, main
+from streamrec.cli import main
+from streamrec.cli.progress import StatusLine
 from streamrec.local.template import load_template
 from streamrec.repositories.dynamodb import DynamoCouponRepository
 from tests.unit.test_catalog_cli import TENT
 from tests.unit.test_coupons import LOAD_RECORD as COUPON
 
 ROOT = Path(__file__).resolve().parents[2]
-SRC = Path(streamrec.cli.__file__).resolve().parents[1]
+SRC = Path(streamrec.cli.__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -157,7 +158,7 @@ def test_catalog_load_says_how_far_it_got_when_the_stack_stops(tmp_path, moto_se
                 server.kill()
                 server.wait()
 
-    monkeypatch.setattr(streamrec.cli, "_status", StopAfterFirstChunk())
+    monkeypatch.setattr(streamrec.cli.progress, "status", StopAfterFirstChunk())
     started = time.monotonic()
     with pytest.raises(SystemExit) as failed:
         main(["catalog", "load", str(catalog), "--outputs", str(outputs)])
@@ -298,7 +299,7 @@ def test_re_run_is_advised_only_when_running_again_can_finish(code, advice):
 
     from streamrec.repositories.base import RepositoryError
 
-    target = streamrec.cli.Target("events", {})
+    target = streamrec.cli.target.Target("events", {})
     error = ClientError({"Error": {"Code": code, "Message": "m"}}, "PutRecords")
     for raised in (error, RepositoryError("put_records on events failed")):
         raised.__cause__ = error if raised is not error else None
@@ -310,7 +311,7 @@ def test_re_run_is_advised_only_when_running_again_can_finish(code, advice):
 def test_missing_credentials_are_not_fixed_by_running_again():
     from botocore.exceptions import NoCredentialsError
 
-    target = streamrec.cli.Target("t", {})
+    target = streamrec.cli.target.Target("t", {})
     with pytest.raises(SystemExit) as failed, target.failures(lambda: "did 0", "re-run"):
         raise NoCredentialsError()
     assert failed.value.code == (
@@ -361,7 +362,7 @@ def test_ctrl_c_anywhere_else_is_one_line_and_status_130(monkeypatch, capsys):
     def interrupted(_args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(streamrec.cli, "_cmd_openapi", interrupted)
+    monkeypatch.setattr(streamrec.cli.openapi, "_cmd_openapi", interrupted)
     assert main(["openapi"]) == 130
     assert capsys.readouterr().err == "streamrec: interrupted\n"
 
@@ -370,11 +371,12 @@ def test_a_reader_that_goes_away_ends_the_command_quietly():
     # `streamrec ... | head -1`: no BrokenPipeError traceback, the status of a SIGPIPE.
     script = (
         "import streamrec.cli as cli\n"
+        "import streamrec.cli.openapi as openapi_command\n"
         "def chatty(_args):\n"
         "    for n in range(200_000):\n"
         "        print(f'line {n}')\n"
         "    return 0\n"
-        "cli._cmd_openapi = chatty\n"
+        "openapi_command._cmd_openapi = chatty\n"
         "raise SystemExit(cli.main(['openapi']))\n"
     )
     writer = subprocess.Popen(
@@ -540,7 +542,7 @@ def test_run_refuses_the_outputs_file_of_a_stack_still_running(tmp_path, moto_se
     )
     assert json.loads(outputs.read_text())["endpoint_url"] == endpoint  # left as it was
     # A stale file (its stack stopped, the port taken by another program) is not in the way.
-    streamrec.cli._refuse_outputs_of_a_running_stack(_outputs(tmp_path / "stale.json", other_server))
+    streamrec.cli.run._refuse_outputs_of_a_running_stack(_outputs(tmp_path / "stale.json", other_server))
 
 
 def test_run_refuses_one_port_for_both_servers():
@@ -558,7 +560,7 @@ def test_run_refuses_one_port_for_both_servers():
     ],
 )
 def test_cors_origins_are_written_as_browsers_send_them(given, taken):
-    assert streamrec.cli._origins(given) == taken
+    assert streamrec.cli.run._origins(given) == taken
 
 
 def test_the_printed_commands_are_typed_as_this_shell_finds_them(tmp_path, monkeypatch):
@@ -568,9 +570,9 @@ def test_the_printed_commands_are_typed_as_this_shell_finds_them(tmp_path, monke
     program.chmod(0o755)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    assert streamrec.cli._as_typed(str(program)) == ".venv/bin/streamrec"  # as `make run` runs it
+    assert streamrec.cli.run._as_typed(str(program)) == ".venv/bin/streamrec"  # as `make run` runs it
     monkeypatch.setenv("PATH", f"{program.parent}:/usr/bin:/bin")
-    assert streamrec.cli._as_typed(str(program)) == "streamrec"  # an activated venv
+    assert streamrec.cli.run._as_typed(str(program)) == "streamrec"  # an activated venv
 
 
 def test_the_printed_python_is_the_venvs_own_not_the_interpreter_it_links_to(tmp_path, monkeypatch):
@@ -583,9 +585,9 @@ def test_the_printed_python_is_the_venvs_own_not_the_interpreter_it_links_to(tmp
     venv_python.symlink_to(base)  # as venv makes it: the base one lacks the venv's boto3
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    assert streamrec.cli._as_typed(str(venv_python)) == ".venv/bin/python"
+    assert streamrec.cli.run._as_typed(str(venv_python)) == ".venv/bin/python"
     monkeypatch.setenv("PATH", f"{venv_python.parent}:/usr/bin:/bin")
-    assert streamrec.cli._as_typed(str(venv_python)) == "python"
+    assert streamrec.cli.run._as_typed(str(venv_python)) == "python"
 
 
 def test_run_reports_an_outputs_file_it_cannot_write_in_one_line(tmp_path, monkeypatch, capsys):
@@ -608,7 +610,7 @@ def test_run_reports_an_outputs_file_it_cannot_write_in_one_line(tmp_path, monke
             return {"endpoint_url": "http://127.0.0.1:2", "region": "us-east-1", "tables": {}}
 
     monkeypatch.setattr(stack_module, "LocalStack", FakeStack)
-    monkeypatch.setattr(streamrec.cli, "_refuse_outputs_of_a_running_stack", lambda path: None)
+    monkeypatch.setattr(streamrec.cli.run, "_refuse_outputs_of_a_running_stack", lambda path: None)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     assert main(["run", "--no-demo", "--outputs", str(blocker / "outputs.json")]) == 1
@@ -627,7 +629,7 @@ def silent_server() -> Iterator[str]:
 
 
 def test_a_stack_too_busy_to_answer_is_not_taken_for_another_program(tmp_path, silent_server, monkeypatch):
-    monkeypatch.setattr(streamrec.cli, "LOCAL_STACK_ANSWER_SECONDS", 0.2)
+    monkeypatch.setattr(streamrec.cli.target, "LOCAL_STACK_ANSWER_SECONDS", 0.2)
     outputs = _outputs(tmp_path / "outputs.json", silent_server)
     with pytest.raises(SystemExit) as failed:
         main(["coupons", "list", "--outputs", str(outputs)])
@@ -637,7 +639,7 @@ def test_a_stack_too_busy_to_answer_is_not_taken_for_another_program(tmp_path, s
     )
     # Nor are its outputs taken over by a new stack.
     with pytest.raises(SystemExit, match="belongs to a local stack still running"):
-        streamrec.cli._refuse_outputs_of_a_running_stack(outputs)
+        streamrec.cli.run._refuse_outputs_of_a_running_stack(outputs)
 
 
 @pytest.fixture
@@ -668,4 +670,4 @@ def test_a_program_that_does_not_speak_http_is_another_program(tmp_path, banner_
     with pytest.raises(SystemExit) as failed:
         main(["coupons", "list", "--outputs", str(outputs)])
     assert "another program now listens there" in str(failed.value.code)
-    streamrec.cli._refuse_outputs_of_a_running_stack(outputs)  # not a running stack: no error
+    streamrec.cli.run._refuse_outputs_of_a_running_stack(outputs)  # not a running stack: no error

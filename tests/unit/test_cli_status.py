@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from streamrec.cli import StatusLine
+from streamrec.cli.progress import StatusLine
 
 
 class FakeTerminal(io.StringIO):

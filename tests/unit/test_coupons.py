@@ -14,7 +14,8 @@ import pytest
 from jsonschema import Draft202012Validator
 from streamrec_core import coupon_propensity, coupon_scores
 
-from streamrec.cli import main, read_coupon_file
+from streamrec.cli import main
+from streamrec.cli.coupons import read_coupon_file
 from streamrec.domain.coupons import (
     COUPON_FEATURES,
     DUPLICATE,
@@ -1238,7 +1239,7 @@ def test_coupons_prune_command_takes_expired_coupons_out_of_every_scope(aws, cap
         "old-pair", spec(scope={"items": ["tent", "stove"]}, valid_from=now - 9 * DAY, valid_to=now - DAY)
     )
     repository.put("live-toys", spec(scope={"category": "toys"}, valid_from=now - DAY, valid_to=now + DAY))
-    monkeypatch.setattr(streamrec.cli, "PRUNE_SCOPES_PER_STEP", 2)  # several steps: counted once each
+    monkeypatch.setattr(streamrec.cli.coupons, "PRUNE_SCOPES_PER_STEP", 2)  # several steps: counted once each
     assert main(["coupons", "prune", "--table", table]) == 0
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [

@@ -145,7 +145,7 @@ def test_a_redrive_that_keeps_being_refused_says_so_in_one_line(aws, monkeypatch
     monkeypatch.setattr(kinesis_put.time, "sleep", lambda _: None)
     monkeypatch.setattr(dlq, "_check_stream", lambda kinesis, stream: None)
     clients = {"sqs": sqs, "kinesis": Throttled(failures=99, refused=None)}
-    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: clients[service])
+    monkeypatch.setattr(streamrec.cli.target.Target, "client", lambda self, service: clients[service])
     with pytest.raises(SystemExit) as stopped:
         main(["dlq", "redrive", "--queue-url", queue_url])
     assert str(stopped.value) == (
@@ -236,7 +236,7 @@ def test_redrive_hides_a_large_queue_long_enough_to_redrive_it(aws, monkeypatch)
 
 def test_progress_says_what_a_dry_run_does_and_shows_each_count_once(aws, monkeypatch, capsys):
     # Every progress line written (not one per 5 s): as a slow read of a log shows them.
-    monkeypatch.setattr(streamrec.cli, "_status", streamrec.cli.StatusLine(every=0.0))
+    monkeypatch.setattr(streamrec.cli.progress, "status", streamrec.cli.progress.StatusLine(every=0.0))
     sqs, queue_url = _queue()
     events = aws.streams["EventStream"].name
     _send(sqs, queue_url, [_record_letter(events, n) for n in range(3)])
@@ -313,7 +313,7 @@ def test_a_letter_sqs_does_not_delete_is_named_and_released(aws, monkeypatch, ca
                 "Failed": [{"Id": e["Id"], "Code": "ReceiptHandleIsInvalid"} for e in Entries],
             }
 
-    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: Refusing(sqs))
+    monkeypatch.setattr(streamrec.cli.target.Target, "client", lambda self, service: Refusing(sqs))
     assert main(["dlq", "discard", "--invalid", "--queue-url", queue_url]) == 1
     captured = capsys.readouterr()
     assert "deleted 0 letters of invalid records of 2 dead letters" in captured.out

@@ -12,7 +12,8 @@ import boto3
 import pytest
 
 import streamrec.cli
-from streamrec.cli import backlog_seconds, ingest_seconds, main, read_event_file
+from streamrec.cli import main
+from streamrec.cli.events import backlog_seconds, ingest_seconds, read_event_file
 from streamrec.evaluation.engine import InMemoryEngine
 from streamrec.kinesis_put import (
     AHEAD_PER_KEY,
@@ -301,10 +302,10 @@ def test_an_interrupted_load_names_the_skip_that_resumes_it(aws, tmp_path, monke
     # With --skip 100 the first call is e100..e599; all but e107 are taken, then Ctrl-C
     # during e107's resend.
     kinesis = RefusingKinesis(refuse=["e107"], stop_at=2)
-    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: kinesis)
+    monkeypatch.setattr(streamrec.cli.target.Target, "client", lambda self, service: kinesis)
     with pytest.raises(SystemExit) as stopped:
         main(["events", "load", str(path), "--stream", stream, "--skip", "100"])
-    assert stopped.value.code == streamrec.cli.INTERRUPTED_STATUS
+    assert stopped.value.code == streamrec.cli.exits.INTERRUPTED_STATUS
     assert kinesis.calls[0] == [f"e{n}" for n in range(100, 600)]
     err = capsys.readouterr().err
     # e100..e106 were taken before the refused e107: the file's first 107 are on the stream.
@@ -321,10 +322,10 @@ def test_an_interrupted_load_names_the_skip_that_resumes_it(aws, tmp_path, monke
 
     previous = signal.getsignal(signal.SIGTERM)
     terminating = RefusingKinesis(refuse=["e107"], stop_at=2, stop=terminate)
-    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: terminating)
+    monkeypatch.setattr(streamrec.cli.target.Target, "client", lambda self, service: terminating)
     with pytest.raises(SystemExit) as terminated:
         main(["events", "load", str(path), "--stream", stream, "--skip", "100"])
-    assert terminated.value.code == streamrec.cli.TERMINATED_STATUS == 143
+    assert terminated.value.code == streamrec.cli.exits.TERMINATED_STATUS == 143
     assert (
         "streamrec: terminated; the stream has the first 107 of the file's 1200 events"
         in capsys.readouterr().err
@@ -332,8 +333,8 @@ def test_an_interrupted_load_names_the_skip_that_resumes_it(aws, tmp_path, monke
     assert signal.getsignal(signal.SIGTERM) is previous  # the command's handler is gone
     # Kept failing: the same kind of resume point, and the error codes, with a hint at --rate.
     throttled = RefusingKinesis(refuse=["e7"], times=99)
-    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: throttled)
-    monkeypatch.setattr(streamrec.cli.time, "sleep", lambda _: None)
+    monkeypatch.setattr(streamrec.cli.target.Target, "client", lambda self, service: throttled)
+    monkeypatch.setattr("time.sleep", lambda _: None)
     with pytest.raises(SystemExit) as failed:
         main(["events", "load", str(path), "--stream", stream])
     assert str(failed.value) == (
@@ -351,14 +352,14 @@ def test_resuming_sends_again_only_events_the_ingest_ignores(aws, tmp_path, monk
     path = write_lines(tmp_path / "events.jsonl", rows)
     stream = aws.streams["EventStream"].name
     first = RefusingKinesis(refuse=["e5"], times=99)
-    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: first)
-    monkeypatch.setattr(streamrec.cli.time, "sleep", lambda _: None)
+    monkeypatch.setattr(streamrec.cli.target.Target, "client", lambda self, service: first)
+    monkeypatch.setattr("time.sleep", lambda _: None)
     with pytest.raises(SystemExit) as failed:
         main(["events", "load", str(path), "--stream", stream])
     skip = int(str(failed.value).rsplit("--skip ", 1)[1])
     assert skip == 5 and first.taken == ["e0", "e1", "e2", "e3", "e4", "e6", "e7"]
     second = RefusingKinesis()
-    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: second)
+    monkeypatch.setattr(streamrec.cli.target.Target, "client", lambda self, service: second)
     assert main(["events", "load", str(path), "--stream", stream, "--skip", str(skip)]) == 0
     assert second.taken[:3] == ["e5", "e6", "e7"]  # e6, e7 a second time
 
@@ -394,7 +395,7 @@ def test_the_ingests_time_counts_the_busiest_user_whose_events_share_one_shard()
 def test_a_backlog_past_the_streams_retention_is_refused(aws, tmp_path, monkeypatch, capsys):
     # 10 events of one user; the ingest taken as 10 events a day per shard: they need 24 h,
     # the stream's whole retention (over its 80 %), whatever the shard count.
-    monkeypatch.setattr(streamrec.cli, "INGEST_EVENTS_PER_SHARD_SECOND", 10 / (24 * 3600))
+    monkeypatch.setattr(streamrec.cli.events, "INGEST_EVENTS_PER_SHARD_SECOND", 10 / (24 * 3600))
     path = write_lines(tmp_path / "events.jsonl", [event(n) for n in range(10)])
     stream = aws.streams["EventStream"].name
     with pytest.raises(SystemExit) as refused:
@@ -408,7 +409,7 @@ def test_a_backlog_past_the_streams_retention_is_refused(aws, tmp_path, monkeypa
     assert "--skip" not in message.split("Pace")[0]  # nothing was sent: no resume point
     assert stream_records(stream) == []
     # Paced at the ingest's own rate, no backlog builds up: sent (sleeps skipped here).
-    monkeypatch.setattr(streamrec.cli.time, "sleep", lambda _: None)
+    monkeypatch.setattr("time.sleep", lambda _: None)
     rate = str(10 / (24 * 3600))
     assert main(["events", "load", str(path), "--stream", stream, "--rate", rate]) == 0
     assert len(stream_records(stream)) == 10
@@ -430,14 +431,14 @@ def test_a_producer_that_may_only_put_records_loads_without_the_check(aws, tmp_p
                 {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeStreamSummary"
             )
 
-    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: PutOnly())
+    monkeypatch.setattr(streamrec.cli.target.Target, "client", lambda self, service: PutOnly())
     path = write_lines(tmp_path / "events.jsonl", [event(n) for n in range(3)])
     stream = aws.streams["EventStream"].name
     assert main(["events", "load", str(path), "--stream", stream]) == 0
     assert len(stream_records(stream)) == 3
     assert "warning: cannot read" in capsys.readouterr().err
     # A stream that does not exist: one line, no resume point (nothing could be sent).
-    monkeypatch.setattr(streamrec.cli.Target, "client", lambda self, service: real)
+    monkeypatch.setattr(streamrec.cli.target.Target, "client", lambda self, service: real)
     with pytest.raises(SystemExit) as missing:
         main(["events", "load", str(path), "--stream", "no-such-stream"])
     assert "ResourceNotFoundException" in str(missing.value) and "--skip" not in str(missing.value)
@@ -475,7 +476,7 @@ def test_a_dry_run_checks_the_file_and_sends_nothing(aws, tmp_path, monkeypatch,
     assert "2 events of 2 users to send" in err and f"2 events: the ingest of {stream}'s 1 shard" in err
     assert stream_records(stream) == []
     # A load the stream's retention would refuse is refused by its dry run alike.
-    monkeypatch.setattr(streamrec.cli, "INGEST_EVENTS_PER_SHARD_SECOND", 1 / (24 * 3600))
+    monkeypatch.setattr(streamrec.cli.events, "INGEST_EVENTS_PER_SHARD_SECOND", 1 / (24 * 3600))
     with pytest.raises(SystemExit, match="and those past it are lost"):
         main(["events", "load", str(path), "--stream", stream, "--dry-run"])
     bad = write_lines(tmp_path / "bad.jsonl", [{**event(1), "event_type": "click"}])
@@ -500,7 +501,7 @@ def test_a_pipe_is_read_like_a_file(tmp_path, capsys):
 
 
 def test_checking_a_large_file_shows_its_progress(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(streamrec.cli, "LARGE_INPUT_CHARS", 1000)  # this file is "large"
+    monkeypatch.setattr(streamrec.cli.inputs, "LARGE_INPUT_CHARS", 1000)  # this file is "large"
     path = write_lines(tmp_path / "events.jsonl", [event(n, user=f"u{n % 50}") for n in range(20_000)])
     assert main(["events", "load", str(path), "--dry-run", "--outputs", str(tmp_path / "none.json")]) == 0
     err = capsys.readouterr().err

@@ -16,7 +16,9 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from botocore.exceptions import EndpointConnectionError
 
 import streamrec.cli
-from streamrec.cli import main, read_catalog_file, read_coupon_file
+from streamrec.cli import main
+from streamrec.cli.catalog import read_catalog_file
+from streamrec.cli.coupons import read_coupon_file
 from streamrec.events import parse_record
 from streamrec.kinesis_put import record_data
 from streamrec.reliability import dlq
@@ -24,7 +26,7 @@ from streamrec.stream import MAX_RECORD_BYTES, RecordCollector
 from tests.unit.test_catalog_cli import TENT
 from tests.unit.test_coupons import LOAD_RECORD as COUPON
 
-SRC = Path(streamrec.cli.__file__).resolve().parents[1]
+SRC = Path(streamrec.cli.__file__).resolve().parents[2]
 
 
 def _one_error_line(failed: pytest.ExceptionInfo[SystemExit]) -> str:
@@ -651,7 +653,8 @@ def test_an_unreadable_outputs_file_is_named_in_one_line(tmp_path, monkeypatch):
 def test_a_queue_url_names_the_region_its_queue_is_in():
     # Without --region, a client of the configured region answers "the specified queue does
     # not exist" for a queue of another: the URL says where it is.
-    from streamrec.cli import _dlq_target, build_parser
+    from streamrec.cli import build_parser
+    from streamrec.cli.dlq import _dlq_target
 
     url = "https://sqs.eu-west-1.amazonaws.com/123456789012/streamrec-DeadLetterQueue"
     args = build_parser().parse_args(["dlq", "list", "--queue-url", url])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streamrec.cli import _follow
+from streamrec.cli.run import _follow
 from streamrec.local.pollers import PollerStats
 
 
