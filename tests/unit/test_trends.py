@@ -516,6 +516,16 @@ def test_score_keeps_ties_in_item_order():
     assert [i.item_id for i in score(entries, 1, NOW, 5.0)] == ["a", "b"]
 
 
+def test_velocities_equal_as_answered_rank_by_count():
+    # (2 + 5) / (1 + 5) and (3 + 5) / (13/7 + 5) are both 7/6, apart in their last bit.
+    hour = 490_000
+    fewer = TrendEntry("a-fewer", None, 1.0, {hour: 2.0})
+    more = TrendEntry("b-more", None, 13 / 7, {hour: 3.0})
+    ranked = score([fewer, more], 1, hour * 3600.0 + 3599.999, 5.0)
+    assert ranked[0].velocity != ranked[1].velocity  # the float error this is about
+    assert [(i.item_id, round(i.velocity, 4)) for i in ranked] == [("b-more", 1.1667), ("a-fewer", 1.1667)]
+
+
 def test_an_event_stamped_ahead_of_the_clock_counts_once_its_hour_comes():
     # The ingest accepts events up to a day ahead (a producer's clock): counted in the
     # current hour, one stamped 20 hours ahead would count in every window until then.

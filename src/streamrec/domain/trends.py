@@ -264,10 +264,15 @@ def score(
     prior: float,
     profile: Sequence[float] | None = None,
 ) -> list[TrendingItem]:
-    """The entries' velocity as of ``now``, best first (ties: larger count, then item id);
-    entries with nothing in the window left out. ``profile``: as :func:`_measure`."""
+    """The entries' velocity as of ``now``, best first (ties, at the velocity as answered,
+    ``VELOCITY_DECIMALS``: larger count, then item id); entries with nothing in the window
+    left out. ``profile``: as :func:`_measure`."""
     ranked = [item for item in _measure(entries, window, now, prior, profile) if item.count > 0]
-    return sorted(ranked, key=lambda item: (-item.velocity, -item.count, item.item_id))
+    # Rounded as answered: 7/6 computed two ways differs in its last bit, and an answer
+    # showing two equal velocities must show the larger count first.
+    return sorted(
+        ranked, key=lambda item: (-round(item.velocity, VELOCITY_DECIMALS), -item.count, item.item_id)
+    )
 
 
 def baseline_rate(
