@@ -4,6 +4,7 @@ the stack is not running (a stale file) or stops in the middle of the command.""
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -16,8 +17,9 @@ import boto3
 import pytest
 
 import streamrec.cli
-from streamrec.cli import main
+from streamrec.cli import build_parser, main
 from streamrec.cli.progress import StatusLine
+from streamrec.cli.target import LOCAL_OUTPUTS
 from streamrec.local.template import load_template
 from streamrec.repositories.dynamodb import DynamoCouponRepository
 from tests.unit.test_catalog_cli import TENT
@@ -573,6 +575,35 @@ def test_the_printed_commands_are_typed_as_this_shell_finds_them(tmp_path, monke
     assert streamrec.cli.run._as_typed(str(program)) == ".venv/bin/streamrec"  # as `make run` runs it
     monkeypatch.setenv("PATH", f"{program.parent}:/usr/bin:/bin")
     assert streamrec.cli.run._as_typed(str(program)) == "streamrec"  # an activated venv
+
+
+def _printed_load_commands(outputs_file: str) -> list[list[str]]:
+    outputs = {
+        "api_url": "http://127.0.0.1:3000",
+        "endpoint_url": "http://127.0.0.1:5000",
+        "region": "us-east-1",
+        "event_stream": "streamrec-events",
+        "outputs_file": outputs_file,
+    }
+    banner = streamrec.cli.run._examples(outputs)
+    lines = [shlex.split(line) for line in banner.splitlines() if " load examples/" in line]
+    # After the program, typed as one word or as `python -m streamrec.cli`.
+    return [words[words.index("load") - 1 :] for words in lines]
+
+
+@pytest.mark.parametrize("outputs_file", ["elsewhere/stack two.json", str(LOCAL_OUTPUTS)])
+def test_the_printed_load_commands_reach_the_stack_that_printed_them(outputs_file):
+    commands = _printed_load_commands(outputs_file)
+    assert [command[:2] for command in commands] == [
+        ["catalog", "load"],
+        ["coupons", "load"],
+        ["events", "load"],
+    ]
+    for command in commands:
+        args = build_parser().parse_args(command)
+        # Unset means the default file; a stack started with its own --outputs must be named.
+        assert (args.outputs or LOCAL_OUTPUTS) == Path(outputs_file), command
+        assert ("--outputs" in command) == (Path(outputs_file) != LOCAL_OUTPUTS)
 
 
 def test_the_printed_python_is_the_venvs_own_not_the_interpreter_it_links_to(tmp_path, monkeypatch):

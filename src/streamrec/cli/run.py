@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -155,6 +156,12 @@ def _examples(outputs: dict[str, Any]) -> str:
         if out_of_stock
         else ""
     )
+    # A stack started with its own --outputs is found only through it.
+    outputs_flag = (
+        f" --outputs {shlex.quote(outputs['outputs_file'])}"
+        if Path(outputs["outputs_file"]) != LOCAL_OUTPUTS
+        else ""
+    )
     demo = (
         f"Demo users with history: {', '.join(outputs['demo_users'])}"
         if outputs.get("demo_users")
@@ -201,9 +208,9 @@ Put your own events (any producer; partition key = user_id):
 
 Load a catalog, coupons and past events (each record checked first; samples of each in
 examples/, a new tent and its shopper: then try {api}/users/user-example/coupons):
-  {program} catalog load examples/catalog.jsonl
-  {program} coupons load examples/coupons.json
-  {program} events load examples/events.jsonl
+  {program} catalog load examples/catalog.jsonl{outputs_flag}
+  {program} coupons load examples/coupons.json{outputs_flag}
+  {program} events load examples/events.jsonl{outputs_flag}
 
 Ctrl-C stops everything (the data lives in memory only).
 """
