@@ -21,6 +21,7 @@ from streamrec.kinesis_put import (
     PUT_RECORDS_MAX_BYTES,
     RecordsKeptFailing,
     put_stream_records,
+    record_data,
 )
 from streamrec.settings import Settings
 
@@ -94,6 +95,39 @@ def test_a_line_is_split_at_newlines_only(tmp_path):
     ]
     path.write_text(json.dumps(event(1, category=odd), ensure_ascii=False) + "\n", encoding="utf-8")
     assert read_event_file(path).event(0)["category"] == odd
+
+
+def test_a_load_stopped_while_its_file_is_checked_says_nothing_was_sent(aws, tmp_path, monkeypatch, capsys):
+    path = write_lines(tmp_path / "events.jsonl", [event(n) for n in range(10)])
+    stream = aws.streams["EventStream"].name
+    clients: list[str] = []
+    monkeypatch.setattr(streamrec.cli.target.Target, "client", lambda self, service: clients.append(service))
+    for stop, status, how in [
+        (KeyboardInterrupt, streamrec.cli.exits.INTERRUPTED_STATUS, "interrupted"),
+        (streamrec.cli.exits.Terminated, streamrec.cli.exits.TERMINATED_STATUS, "terminated"),
+    ]:
+        checked: list[bytes] = []
+
+        def check_then_stop(record, checked=checked, stop=stop):
+            checked.append(record)
+            if len(checked) == 3:
+                raise stop
+            return record_data(record)
+
+        monkeypatch.setattr(streamrec.cli.inputs, "record_data", check_then_stop)
+        with pytest.raises(SystemExit) as stopped:
+            main(["events", "load", str(path), "--stream", stream])
+        assert stopped.value.code == status
+        assert capsys.readouterr().err == f"streamrec: {how} while checking {path}; nothing sent\n"
+    assert clients == []  # no stream was reached
+
+
+def test_an_events_file_that_is_not_utf8_is_refused_with_nothing_sent(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(json.dumps(event(1)).encode() + b'\n{"item_id": "caf\xe9"}\n')
+    with pytest.raises(SystemExit) as failed:
+        read_event_file(path)
+    assert str(failed.value).startswith(f"error: nothing sent; {path} line 2 is not UTF-8 text")
 
 
 def test_bad_events_are_named_by_line_and_nothing_is_sent(tmp_path):

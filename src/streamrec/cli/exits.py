@@ -10,3 +10,10 @@ TERMINATED_STATUS = 143  # SIGTERM (timeout, systemd, a CI cancel)
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C would be: every command's interruption path runs."""
+
+
+def how_stopped(interruption: KeyboardInterrupt) -> tuple[str, int]:
+    """How to say what stopped a command, and its exit status: SIGTERM or Ctrl-C."""
+    if isinstance(interruption, Terminated):
+        return "terminated", TERMINATED_STATUS
+    return "interrupted", INTERRUPTED_STATUS

@@ -8,6 +8,7 @@ import codecs
 import gzip
 import itertools
 import json
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.cli import progress
+from streamrec.cli.exits import how_stopped
 from streamrec.cli.wording import first_lines
 from streamrec.kinesis_put import record_data
 
@@ -81,20 +83,20 @@ def check_input_file(path: Path) -> None:
         raise SystemExit(f"error: {path} not found")
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, verb: str = "loaded") -> str:
     """The UTF-8 text of an input file, gzip-compressed or not (a leading byte-order mark is
-    dropped); SystemExit (nothing loaded) if it cannot be read."""
+    dropped); SystemExit ("nothing <verb>") if it cannot be read."""
     check_input_file(path)
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise SystemExit(f"error: nothing loaded; cannot read {path}: {error.strerror or error}") from None
+        raise SystemExit(f"error: nothing {verb}; cannot read {path}: {error.strerror or error}") from None
     if data.startswith(GZIP_MAGIC):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as error:
             raise SystemExit(
-                f"error: nothing loaded; {path} is not one whole gzip file (cut short, damaged, or "
+                f"error: nothing {verb}; {path} is not one whole gzip file (cut short, damaged, or "
                 f"followed by other bytes): {error}"
             ) from None
     bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
@@ -103,7 +105,7 @@ def read_text(path: Path) -> str:
     except UnicodeDecodeError as error:
         line = data[: bom + error.start].count(b"\n") + 1
         raise SystemExit(
-            f"error: nothing loaded; {path} line {line} is not UTF-8 text "
+            f"error: nothing {verb}; {path} line {line} is not UTF-8 text "
             f"(byte 0x{data[bom + error.start]:02x} at byte {bom + error.start}); save the file as UTF-8"
         ) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")  # as reading in text mode does
@@ -115,7 +117,7 @@ def is_json_lines(path: Path) -> bool:
     return name.endswith(".jsonl") or name.endswith(".jsonl.gz")
 
 
-def refuse_an_array_over_lines(path: Path, text: str, what: str) -> None:
+def refuse_an_array_over_lines(path: Path, text: str, what: str, verb: str = "loaded") -> None:
     """SystemExit when a .jsonl file holds one JSON array written over several lines (its
     lines alone are not records): the file is misnamed, and one message says so instead of
     an error per line."""
@@ -128,7 +130,7 @@ def refuse_an_array_over_lines(path: Path, text: str, what: str) -> None:
         return
     if isinstance(whole, list):
         raise SystemExit(
-            f"error: nothing loaded; {path} holds one JSON array over several lines, and a .jsonl "
+            f"error: nothing {verb}; {path} holds one JSON array over several lines, and a .jsonl "
             f"file is read one {what} per line: name it .json, or write one {what} per line"
         )
 
@@ -300,11 +302,27 @@ def checked_records[T](
     ``data`` (as put on the stream) must also fit the ingest's size limit. Records are read
     one at a time from JSON lines, so ``keep`` decides what of them stays in memory.
     SystemExit ("nothing <verb>") naming every bad record, or when the file holds none."""
+    try:
+        return _checked_records(path, noun, verb, check, keep)
+    except KeyboardInterrupt as interruption:  # Ctrl-C on a long check: say nothing went out
+        progress.status.end_line()
+        how, status = how_stopped(interruption)
+        print(f"streamrec: {how} while checking {path}; nothing {verb}", file=sys.stderr)
+        raise SystemExit(status) from None
+
+
+def _checked_records[T](
+    path: Path,
+    noun: str,
+    verb: str,
+    check: Callable[[Any], tuple[Any, dict[str, Any]]],
+    keep: Callable[[int, Any, dict[str, Any], bytes], T],
+) -> tuple[list[T], RecordPlaces]:
     from streamrec.events import InvalidEvent
 
-    text, json_lines = read_text(path), is_json_lines(path)
+    text, json_lines = read_text(path, verb), is_json_lines(path)
     if json_lines:
-        refuse_an_array_over_lines(path, text, noun)
+        refuse_an_array_over_lines(path, text, noun, verb)
     valid: list[T] = []
     problems: list[tuple[int, str]] = []
     decoded, places = _decoded_records(text, json_lines)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.cli import progress
-from streamrec.cli.exits import INTERRUPTED_STATUS, TERMINATED_STATUS, Terminated
+from streamrec.cli.exits import how_stopped
 
 LOCAL_STACK_PROBE_SECONDS = 1.0  # a running local stack accepts a connection at once
 # ...but its moto server may take a while to answer while the pollers are busy.
@@ -115,11 +115,7 @@ class Target:
             yield
         except KeyboardInterrupt as interruption:
             progress.status.end_line()
-            how, status = (
-                ("terminated", TERMINATED_STATUS)
-                if isinstance(interruption, Terminated)
-                else ("interrupted", INTERRUPTED_STATUS)
-            )
+            how, status = how_stopped(interruption)
             print(f"streamrec: {how}" + so_far(), file=sys.stderr)
             raise SystemExit(status) from None
         except NoRegionError:
