@@ -366,17 +366,22 @@ def process_batch(
                     else PROCESSING_FAILED
                 )
                 letters.append(dead_letter(record, f"{prefix}: {type(error).__name__}: {error}"))
-                logger.error(
+                # The shop's data, not a bug: the message says all, and a traceback would
+                # read as a crash in the log.
+                explained = isinstance(error, ingest_domain.UnknownCouponError)
+                log = logger.warning if explained else logger.error
+                log(
                     "record processing keeps failing; dead-lettered",
                     extra={
                         "sequence_number": record.kinesis.sequence_number,
                         "error_type": type(error).__name__,
+                        **({"error": str(error)} if explained else {}),
                     },
                     # Where it failed: after a faulty deploy every record lands here, and the
                     # letters' reasons carry only the message.
-                    exc_info=None if traced else error,
+                    exc_info=None if traced or explained else error,
                 )
-                traced = True
+                traced = traced or not explained
             send(letters)  # now, before a later record is applied (see apply_isolating)
 
         applicable = collector.applicable(response)
