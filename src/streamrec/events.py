@@ -508,7 +508,31 @@ def issue_message(issue: Mapping[str, Any], quote_input: bool = True) -> str:
             got = "a number with a fraction" if math.isfinite(value) else "a number that is not finite"
         sent = f" ({quoted(value)})" if quote_input and isinstance(value, str) else ""
         return f"must be {_JSON_TYPES[kind]}, not {got}{sent}"
+    bound = _BOUNDS.get(kind)
+    if bound is not None:  # pydantic's "Input should be greater than or equal to 0"
+        wording, key = bound
+        limit = (issue.get("ctx") or {}).get(key)
+        if isinstance(limit, (int, float)) and not isinstance(limit, bool):
+            shown = int(limit) if float(limit).is_integer() else limit
+            return wording.format(limit=shown)
+    context = issue.get("ctx") or {}
+    if kind == "too_short" and context.get("field_type") == "List":
+        least, held = context.get("min_length"), context.get("actual_length")
+        return (
+            "must not be empty"
+            if (least, held) == (1, 0)
+            else f"must hold at least {least} entries, not {held}"
+        )
     return str(issue.get("msg", kind)).removeprefix("Value error, ")
+
+
+# pydantic's error types for a number out of its range: the wording and the bound's key.
+_BOUNDS = {
+    "greater_than_equal": ("must be at least {limit}", "ge"),
+    "greater_than": ("must be more than {limit}", "gt"),
+    "less_than_equal": ("must be at most {limit}", "le"),
+    "less_than": ("must be less than {limit}", "lt"),
+}
 
 
 # pydantic's error types for a JSON value of the wrong type, and the type the field takes.

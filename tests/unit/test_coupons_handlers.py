@@ -135,7 +135,14 @@ def test_bad_coupon_input_is_a_400_with_a_message(aws):
     both = _put(api, {**window, "budget": -1})  # named together, not one round each
     assert both["statusCode"] == 400
     assert json.loads(both["body"])["message"] == (
-        "valid_to: must be after valid_from; budget: Input should be greater than or equal to 0"
+        "valid_to: must be after valid_from; budget: must be at least 0"
+    )
+    # Ranges and empty lists in the schema's words, not pydantic's ("Input should be ...").
+    ranges = _put(
+        api, {**window, "valid_to": "2030-01-01T00:00:00Z", "min_spend": 2e9, "scope": {"items": []}}
+    )
+    assert json.loads(ranges["body"])["message"] == (
+        "scope.items: must not be empty; min_spend: must be at most 1000000000"
     )
     for body in ("not json", "[1, 2]"):
         reply = _put(api, body)
