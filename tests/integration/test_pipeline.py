@@ -93,6 +93,14 @@ def test_health(api: ApiClient) -> None:
     assert response.body == {"status": "ok"}
 
 
+def test_the_outputs_say_how_this_api_is_reached(local_stack: LocalStack, api: ApiClient) -> None:
+    # The template's ApiAuth default (IAM) is AWS's: the local API takes no credentials.
+    template_outputs = local_stack.outputs()["template_outputs"]
+    assert template_outputs["ApiUrl"] == local_stack.api_url
+    assert template_outputs["ApiAuthMode"].startswith("none (local")
+    assert api.get("/users/someone/recommendations?k=1").status == 200  # unsigned, answered
+
+
 def test_similar_items_rank_the_strongest_co_occurrence_first(loaded: LocalStack, api: ApiClient) -> None:
     response = api.get("/items/a/similar?k=5")
     assert response.status == 200, response.raw

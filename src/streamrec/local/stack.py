@@ -54,6 +54,8 @@ DEFAULT_TEMPLATE = "template.yaml"
 _HOST = "127.0.0.1"
 _PUT_CHUNK = 500  # PutRecords takes at most 500 records
 POLLER_STOP_SECONDS = 10.0  # how long close() lets invocations in flight finish
+# The local HTTP API takes no credentials: it answers requests naming this machine only.
+LOCAL_API_AUTH = "none (local: no credentials; requests must name 127.0.0.1, localhost or ::1)"
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -621,6 +623,8 @@ class LocalStack:
         template_outputs = dict(t.outputs)
         if "ApiUrl" in template_outputs:
             template_outputs["ApiUrl"] = self.api_url
+        if "ApiAuthMode" in template_outputs:  # the template's default (IAM) is AWS's, not this API's
+            template_outputs["ApiAuthMode"] = LOCAL_API_AUTH
         return {
             "stack_name": self.stack_name,
             "endpoint_url": self.endpoint_url,
