@@ -508,30 +508,34 @@ def issue_message(issue: Mapping[str, Any], quote_input: bool = True) -> str:
             got = "a number with a fraction" if math.isfinite(value) else "a number that is not finite"
         sent = f" ({quoted(value)})" if quote_input and isinstance(value, str) else ""
         return f"must be {_JSON_TYPES[kind]}, not {got}{sent}"
-    bound = _BOUNDS.get(kind)
-    if bound is not None:  # pydantic's "Input should be greater than or equal to 0"
-        wording, key = bound
-        limit = (issue.get("ctx") or {}).get(key)
-        if isinstance(limit, (int, float)) and not isinstance(limit, bool):
-            shown = int(limit) if float(limit).is_integer() else limit
-            return wording.format(limit=shown)
+    # pydantic's "Input should be greater than or equal to 0", "List should have at least 1
+    # item after validation, not 0": in the schema's words, limits as the README writes them.
     context = issue.get("ctx") or {}
-    if kind == "too_short" and context.get("field_type") == "List":
-        least, held = context.get("min_length"), context.get("actual_length")
-        return (
-            "must not be empty"
-            if (least, held) == (1, 0)
-            else f"must hold at least {least} entries, not {held}"
-        )
+    limit_rule = _LIMITS.get(kind)
+    if limit_rule is not None:
+        wording, key = limit_rule
+        limit = context.get(key)
+        if isinstance(limit, (int, float)) and not isinstance(limit, bool):
+            if limit == 1 and kind in ("too_short", "string_too_short"):
+                return "must not be empty"
+            shown = f"{int(limit):,}" if float(limit).is_integer() else str(limit)
+            return wording.format(limit=shown, held=context.get("actual_length"))
+    if kind == "finite_number":
+        return "must be a finite number"
     return str(issue.get("msg", kind)).removeprefix("Value error, ")
 
 
-# pydantic's error types for a number out of its range: the wording and the bound's key.
-_BOUNDS = {
+# pydantic's error types for a value out of its range: the wording, and the limit's key in
+# the issue's context.
+_LIMITS = {
     "greater_than_equal": ("must be at least {limit}", "ge"),
     "greater_than": ("must be more than {limit}", "gt"),
     "less_than_equal": ("must be at most {limit}", "le"),
     "less_than": ("must be less than {limit}", "lt"),
+    "string_too_short": ("must be at least {limit} characters long", "min_length"),
+    "string_too_long": ("must be at most {limit} characters long", "max_length"),
+    "too_short": ("must hold at least {limit} entries, not {held}", "min_length"),
+    "too_long": ("must hold at most {limit} entries, not {held}", "max_length"),
 }
 
 

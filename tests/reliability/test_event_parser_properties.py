@@ -349,5 +349,5 @@ def test_a_category_is_checked_for_its_length_as_it_is_stored_composed():
     }
     upsert = parse_record({**record, "category": "\u0958" * 64})
     assert isinstance(upsert, ItemUpsert) and upsert.category == "\u0915\u093c" * 64
-    with pytest.raises(InvalidEvent, match="category: String should have at most 128 characters"):
+    with pytest.raises(InvalidEvent, match="category: must be at most 128 characters long"):
         parse_record({**record, "category": "\u0958" * 65})

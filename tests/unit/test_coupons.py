@@ -178,6 +178,8 @@ def test_a_shopper_back_after_years_is_still_offered_coupons_of_their_scopes(ran
     [
         ({"scope": {"category": "a", "items": ["b"]}}, "exactly one of category or items"),
         ({"discount": {"kind": "percent", "value": 120}}, "at most 100"),
+        # The percent's rule, not the value's own bound (1e9) that it is also past.
+        ({"discount": {"kind": "percent", "value": 2e9}}, "discount: a percent discount is at most 100"),
         ({"discount": {"kind": "bogus", "value": 1}}, "discount.kind"),
         ({"valid_to": NOW - 2 * DAY}, "valid_to: must be after valid_from"),
         ({"valid_from": "2025-01-01T00:00:00"}, "time zone"),
@@ -195,9 +197,9 @@ def test_a_shopper_back_after_years_is_still_offered_coupons_of_their_scopes(ran
         ({"valid_from": "1_761_955_200"}, "valid_from: must be ISO-8601 with a zone or epoch seconds"),
         (
             {"discount": {"kind": "amount", "value": float("nan")}},
-            "discount.value: Input should be a finite number",
+            "discount.value: must be a finite number",
         ),
-        ({"min_spend": float("inf")}, "min_spend: Input should be a finite number"),
+        ({"min_spend": float("inf")}, "min_spend: must be a finite number"),
         # JSON types are not coerced (like k in a cross-sell body): a string is not a number.
         (
             {"discount": {"kind": "amount", "value": "NaN"}},

@@ -142,7 +142,7 @@ def test_bad_coupon_input_is_a_400_with_a_message(aws):
         api, {**window, "valid_to": "2030-01-01T00:00:00Z", "min_spend": 2e9, "scope": {"items": []}}
     )
     assert json.loads(ranges["body"])["message"] == (
-        "scope.items: must not be empty; min_spend: must be at most 1000000000"
+        "scope.items: must not be empty; min_spend: must be at most 1,000,000,000"
     )
     for body in ("not json", "[1, 2]"):
         reply = _put(api, body)

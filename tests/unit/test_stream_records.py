@@ -4,6 +4,7 @@ not decode is dead-lettered with, and the changed-items record's flags."""
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
@@ -43,6 +44,42 @@ def _reason(data: bytes) -> str:
 )
 def test_a_record_that_does_not_decode_is_dead_lettered_with_what_is_wrong(data: bytes, reason: str) -> None:
     assert _reason(data).startswith(reason), _reason(data)
+
+
+PURCHASE = {"event_id": "e1", "event_type": "purchase", "user_id": "u1", "item_id": "i1", "timestamp": 1.7e9}
+UPSERT = {
+    "event_type": "item_upsert",
+    "item_id": "i1",
+    "title": "t",
+    "category": "c",
+    "price": 1.0,
+    "in_stock": True,
+    "timestamp": 1.7e9,
+}
+
+
+@pytest.mark.parametrize(
+    "record, reason",
+    [
+        # Limits in the schema's words and as the README writes them, not pydantic's
+        # "Input should be less than or equal to 100000".
+        ({**PURCHASE, "quantity": 0}, "schema violation: quantity: must be at least 1"),
+        ({**PURCHASE, "quantity": 100_001}, "schema violation: quantity: must be at most 100,000"),
+        ({**PURCHASE, "event_id": ""}, "schema violation: event_id: must not be empty"),
+        ({**UPSERT, "price": 2e9}, "item_upsert schema violation: price: must be at most 1,000,000,000"),
+        ({**UPSERT, "title": ""}, "item_upsert schema violation: title: must not be empty"),
+        (
+            {**UPSERT, "title": "x" * 513},
+            "item_upsert schema violation: title: must be at most 512 characters long",
+        ),
+        (
+            {**UPSERT, "tags": ["t"] * 51},
+            "item_upsert schema violation: tags: must hold at most 50 entries, not 51",
+        ),
+    ],
+)
+def test_a_record_out_of_range_is_dead_lettered_with_the_schemas_limit(record: dict, reason: str) -> None:
+    assert _reason(json.dumps(record).encode()) == reason
 
 
 def test_base64_that_is_not_ascii_is_named_as_such() -> None:

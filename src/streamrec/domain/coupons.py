@@ -196,11 +196,15 @@ class Discount(BaseModel):
         Field(gt=0, le=1e9, allow_inf_nan=False, description="Percent off (at most 100), or the amount off."),
     ]
 
-    @model_validator(mode="after")
-    def _percent_range(self) -> Discount:
-        if self.kind == "percent" and self.value > 100:
-            raise ValueError("a percent discount is at most 100")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _percent_range(cls, data: Any) -> Any:
+        # Before the value's own bound (1e9), so that 2e9 percent is told the percent's rule.
+        if isinstance(data, dict) and data.get("kind") == "percent":
+            value = data.get("value")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 100:
+                raise ValueError("a percent discount is at most 100")
+        return data
 
 
 class CouponSpec(BaseModel):
