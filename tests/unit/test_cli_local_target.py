@@ -591,7 +591,7 @@ def _printed_load_commands(outputs_file: str) -> list[list[str]]:
     return [words[words.index("load") - 1 :] for words in lines]
 
 
-@pytest.mark.parametrize("outputs_file", ["elsewhere/stack two.json", str(LOCAL_OUTPUTS)])
+@pytest.mark.parametrize("outputs_file", ["elsewhere/stack two.json", "-o.json", str(LOCAL_OUTPUTS)])
 def test_the_printed_load_commands_reach_the_stack_that_printed_them(outputs_file):
     commands = _printed_load_commands(outputs_file)
     assert [command[:2] for command in commands] == [
@@ -603,7 +603,8 @@ def test_the_printed_load_commands_reach_the_stack_that_printed_them(outputs_fil
         args = build_parser().parse_args(command)
         # Unset means the default file; a stack started with its own --outputs must be named.
         assert (args.outputs or LOCAL_OUTPUTS) == Path(outputs_file), command
-        assert ("--outputs" in command) == (Path(outputs_file) != LOCAL_OUTPUTS)
+        named = any(word.startswith("--outputs") for word in command)
+        assert named == (Path(outputs_file) != LOCAL_OUTPUTS)
 
 
 def test_the_printed_python_is_the_venvs_own_not_the_interpreter_it_links_to(tmp_path, monkeypatch):

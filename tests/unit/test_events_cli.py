@@ -24,6 +24,7 @@ from streamrec.kinesis_put import (
     record_data,
 )
 from streamrec.settings import Settings
+from tests.unit.test_catalog_cli import TENT
 
 T0 = 1_764_000_000
 
@@ -97,8 +98,16 @@ def test_a_line_is_split_at_newlines_only(tmp_path):
     assert read_event_file(path).event(0)["category"] == odd
 
 
-def test_a_load_stopped_while_its_file_is_checked_says_nothing_was_sent(aws, tmp_path, monkeypatch, capsys):
-    path = write_lines(tmp_path / "events.jsonl", [event(n) for n in range(10)])
+@pytest.mark.parametrize("command, verb", [("events", "sent"), ("catalog", "loaded")])
+def test_a_load_stopped_while_its_file_is_checked_says_nothing_was_sent(
+    aws, tmp_path, monkeypatch, capsys, command, verb
+):
+    records = (
+        [event(n) for n in range(10)]
+        if command == "events"
+        else [{**TENT, "item_id": f"tent-{n}"} for n in range(10)]
+    )
+    path = write_lines(tmp_path / f"{command}.jsonl", records)
     stream = aws.streams["EventStream"].name
     clients: list[str] = []
     monkeypatch.setattr(streamrec.cli.target.Target, "client", lambda self, service: clients.append(service))
@@ -116,9 +125,9 @@ def test_a_load_stopped_while_its_file_is_checked_says_nothing_was_sent(aws, tmp
 
         monkeypatch.setattr(streamrec.cli.inputs, "record_data", check_then_stop)
         with pytest.raises(SystemExit) as stopped:
-            main(["events", "load", str(path), "--stream", stream])
+            main([command, "load", str(path), "--stream", stream])
         assert stopped.value.code == status
-        assert capsys.readouterr().err == f"streamrec: {how} while checking {path}; nothing sent\n"
+        assert capsys.readouterr().err == f"streamrec: {how} while checking {path}; nothing {verb}\n"
     assert clients == []  # no stream was reached
 
 

@@ -52,9 +52,9 @@ class StopAfterSteps:
         return False
 
 
-def _follow_lines(steps: list[Step], capsys) -> list[str]:
+def _follow_lines(steps: list[Step], capsys, **options: str) -> list[str]:
     stack = ScriptedStack(steps)
-    _follow(stack, StopAfterSteps(stack), every=0.0, dead_letters=stack.dead_letters)  # type: ignore[arg-type]
+    _follow(stack, StopAfterSteps(stack), every=0.0, dead_letters=stack.dead_letters, **options)  # type: ignore[arg-type]
     return capsys.readouterr().err.splitlines()
 
 
@@ -97,6 +97,21 @@ def test_each_burst_is_counted_from_the_end_of_the_last_and_dead_letters_are_nam
     assert "dead letter" not in summaries[0]
     assert summaries[1].startswith("processed 3 new records (0 changed items recomputed)")
     assert summaries[1].endswith(", 2 dead letters (streamrec dlq list)")
+
+
+def test_the_dead_letters_are_named_with_the_command_that_reaches_this_stack(capsys):
+    # A stack started with its own --outputs: `dlq list` alone would read the default file.
+    lines = _follow_lines(
+        [
+            Step(100, 10, quiet=True, dead_letters=0),
+            Step(101, 10, quiet=False, dead_letters=1),
+            Step(101, 10, quiet=True, dead_letters=1),
+            Step(101, 10, quiet=True, dead_letters=1),
+        ],
+        capsys,
+        dlq_list="streamrec dlq list --outputs=two.json",
+    )
+    assert lines[-1].endswith(", 1 dead letter (streamrec dlq list --outputs=two.json)")
 
 
 def test_a_batch_failing_again_and_again_is_shown_while_nothing_is_ingested(capsys):

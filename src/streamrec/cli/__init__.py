@@ -31,7 +31,7 @@ from typing import Any
 
 from streamrec.bench.cli import add_bench_parser
 from streamrec.cli import catalog, coupons, dlq, events, faults, openapi, progress, run
-from streamrec.cli.exits import BROKEN_PIPE_STATUS, INTERRUPTED_STATUS, TERMINATED_STATUS, Terminated
+from streamrec.cli.exits import BROKEN_PIPE_STATUS, Terminated, how_stopped
 from streamrec.evaluation.cli import add_eval_parser
 
 __all__ = ["build_parser", "main"]
@@ -98,14 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminated) if on_term else None
     try:
         return command(args)
-    except Terminated:
+    except KeyboardInterrupt as interruption:  # Ctrl-C, or SIGTERM as Terminated
         progress.status.end_line()
-        print("streamrec: terminated", file=sys.stderr)
-        return TERMINATED_STATUS
-    except KeyboardInterrupt:
-        progress.status.end_line()
-        print("streamrec: interrupted", file=sys.stderr)
-        return INTERRUPTED_STATUS
+        how, status = how_stopped(interruption)
+        print(f"streamrec: {how}", file=sys.stderr)
+        return status
     except BrokenPipeError:
         _silence_stdout()
         return BROKEN_PIPE_STATUS

@@ -133,11 +133,24 @@ def _as_typed(executable: str) -> str:
         return str(path)
 
 
+def _typed_program() -> str:
+    """This program, as the commands printed for the user are to start it."""
+    # `python -m streamrec.cli` has the module's file as argv[0].
+    if sys.argv[0].endswith(".py"):
+        return f"{_as_typed(sys.executable)} -m streamrec.cli"
+    return _as_typed(sys.argv[0])
+
+
+def _outputs_flag(outputs_file: str) -> str:
+    """What a printed command needs to reach this stack: a stack started with its own
+    --outputs is found only through it (``=``, so that a path starting with - is no flag)."""
+    return "" if Path(outputs_file) == LOCAL_OUTPUTS else f" --outputs={shlex.quote(outputs_file)}"
+
+
 def _examples(outputs: dict[str, Any]) -> str:
     api = outputs["api_url"]
     python = _as_typed(sys.executable)
-    # `python -m streamrec.cli` has the module's file as argv[0].
-    program = f"{python} -m streamrec.cli" if sys.argv[0].endswith(".py") else _as_typed(sys.argv[0])
+    program = _typed_program()
     # Without demo data the commands still show the API's shape (on an empty stack).
     users = outputs.get("demo_users") or ["user-0001"]
     items = outputs.get("demo_items") or ["espresso-machine"]
@@ -156,12 +169,7 @@ def _examples(outputs: dict[str, Any]) -> str:
         if out_of_stock
         else ""
     )
-    # A stack started with its own --outputs is found only through it.
-    outputs_flag = (
-        f" --outputs {shlex.quote(outputs['outputs_file'])}"
-        if Path(outputs["outputs_file"]) != LOCAL_OUTPUTS
-        else ""
-    )
+    outputs_flag = _outputs_flag(outputs["outputs_file"])
     demo = (
         f"Demo users with history: {', '.join(outputs['demo_users'])}"
         if outputs.get("demo_users")
@@ -265,13 +273,18 @@ class LettersAdded:
 
 
 def _follow(
-    stack: Any, stop: threading.Event, every: float = 1.0, dead_letters: Callable[[], int] = lambda: 0
+    stack: Any,
+    stop: threading.Event,
+    every: float = 1.0,
+    dead_letters: Callable[[], int] = lambda: 0,
+    dlq_list: str = "streamrec dlq list",
 ) -> None:
     """Serve until ``stop`` is set (never, in ``streamrec run``: Ctrl-C ends the wait),
     showing the pipeline's work on what arrives after the demo load (`streamrec catalog
     load`, the shop's producers): a progress line while records are processed or a batch is
     retried, then a summary once the pipeline is quiet again (two quiet checks in a row, as
-    ``drain``), naming what reached the dead-letter queue (``dead_letters`` counts it)."""
+    ``drain``), naming what reached the dead-letter queue (``dead_letters`` counts it) and
+    the command that lists it (``dlq_list``, as it reaches this stack)."""
     dead_letters = LettersAdded(dead_letters)
     settled = PipelineWork.of(stack.stats(), dead_letters())
     started: float | None = None  # when the current burst of work was first seen
@@ -291,9 +304,7 @@ def _follow(
             )
             continue
         letters = (
-            f", {count_noun(work.dead_letters, 'dead letter')} (streamrec dlq list)"
-            if work.dead_letters
-            else ""
+            f", {count_noun(work.dead_letters, 'dead letter')} ({dlq_list})" if work.dead_letters else ""
         )
         progress.status(
             f"processed {count_noun(work.ingested, 'new record')} "
@@ -459,7 +470,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 from streamrec.reliability.dlq import message_count
 
                 sqs, queue_url = stack.client("sqs"), outputs["dead_letter_queue_url"]
-                _follow(stack, threading.Event(), dead_letters=lambda: message_count(sqs, queue_url))
+                _follow(
+                    stack,
+                    threading.Event(),
+                    dead_letters=lambda: message_count(sqs, queue_url),
+                    dlq_list=f"{_typed_program()} dlq list{_outputs_flag(str(args.outputs))}",
+                )
             except KeyboardInterrupt:
                 progress.status("stopping (letting invocations in flight finish)...", done=True)
     except KeyboardInterrupt:
