@@ -55,7 +55,7 @@ _HOST = "127.0.0.1"
 _PUT_CHUNK = 500  # PutRecords takes at most 500 records
 POLLER_STOP_SECONDS = 10.0  # how long close() lets invocations in flight finish
 # The local HTTP API takes no credentials: it answers requests naming this machine only.
-LOCAL_API_AUTH = "none (local: no credentials; requests must name 127.0.0.1, localhost or ::1)"
+LOCAL_API_AUTH = "none (local: no credentials; it answers requests to 127.0.0.1 or localhost only)"
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
