@@ -72,7 +72,9 @@ def test_records_after_the_demo_are_summed_up_once_the_pipeline_is_quiet(capsys)
         ],
         capsys,
     )
-    assert lines[0].startswith("processing new records... ingested 200, 0 changed items recomputed")
+    assert lines[0].startswith(
+        "processing new records... ingested 200 (a batch counts when it ends), 0 changed items recomputed"
+    )
     assert lines[-1].startswith("processed 500 new records (40 changed items recomputed) in ")
     assert "dead-letter" not in lines[-1]
     assert sum(line.startswith("processed ") for line in lines) == 1
@@ -120,7 +122,8 @@ def test_a_batch_failing_again_and_again_is_shown_while_nothing_is_ingested(caps
         capsys,
     )
     assert lines and lines[0].startswith(
-        "processing new records... ingested 0, 0 changed items recomputed, 1 retries of failing batches"
+        "processing new records... ingested 0 (a batch counts when it ends), 0 changed items recomputed, "
+        "1 retries of failing batches"
     )
 
 

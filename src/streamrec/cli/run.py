@@ -299,7 +299,9 @@ def _follow(
         if quiet_checks < 2:
             retrying = f", {work.retries} retries of failing batches (see the log)" if work.retries else ""
             progress.status(
-                f"processing new records... ingested {work.ingested}, "
+                # The similarity function works on a batch's changes before the ingest's
+                # invocation ends and counts it: "ingested 0" alone would read as a stall.
+                f"processing new records... ingested {work.ingested} (a batch counts when it ends), "
                 f"{work.recomputed} changed items recomputed{retrying} ({time.monotonic() - started:.0f}s)"
             )
             continue
