@@ -392,6 +392,20 @@ def test_openapi_check_of_a_file_that_is_not_the_document_does_not_advise_overwr
 
 
 # ---- coupons load ---------------------------------------------------------------------------
+def test_coupons_load_stopped_while_its_file_is_read_says_nothing_was_loaded(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "coupons.json"
+    path.write_text(json.dumps([COUPON]))
+
+    def stopped(_path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(streamrec.cli.coupons, "read_coupon_file", stopped)
+    with pytest.raises(SystemExit) as failed:
+        main(["coupons", "load", str(path), "--table", "no-such-table", "--region", "us-east-1"])
+    assert failed.value.code == streamrec.cli.exits.INTERRUPTED_STATUS
+    assert capsys.readouterr().err == f"streamrec: interrupted while checking {path}; nothing loaded\n"
+
+
 def test_coupons_load_refuses_a_file_that_is_not_utf8(tmp_path):
     path = tmp_path / "coupons.jsonl"
     path.write_bytes(b'{"coupon_id": "camp"}\n{"coupon_id": "caf\xe9"}\n')

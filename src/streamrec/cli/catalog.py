@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.cli import progress
-from streamrec.cli.inputs import check_input_file, checked_records
+from streamrec.cli.inputs import check_input_file, checked_records, checking
 from streamrec.cli.progress import progress_lines
 from streamrec.cli.target import add_target_arguments, check_target_flags, resolve_target
 from streamrec.cli.wording import count_noun, first_lines, named_ids, plain_number
@@ -185,7 +185,8 @@ def _cmd_catalog_load(args: argparse.Namespace) -> int:
     check_input_file(args.file)
     # The target first: a large file is not read only to learn that the stack is down.
     target = resolve_target(args, args.stream, "--stream", lambda o: o["event_stream"])
-    records, superseded = read_catalog_file(args.file)
+    with checking(args.file, "loaded"):
+        records, superseded = read_catalog_file(args.file)
     if superseded:
         left_out = [f"item {s.item_id!r}: {s.place} ({s.kept_place} is sent)" for s in superseded]
         print(

@@ -14,6 +14,7 @@ from typing import Any
 
 from streamrec.cli import progress
 from streamrec.cli.inputs import (
+    checking,
     decode_json_lines,
     is_json_lines,
     json_problem,
@@ -171,7 +172,8 @@ def _cmd_coupons_load(args: argparse.Namespace) -> int:
     from streamrec.repositories.base import RepositoryError, ScopeFullError
 
     check_target_flags(args, args.table, "--table")
-    coupons = read_coupon_file(args.file)
+    with checking(args.file, "loaded"):
+        coupons = read_coupon_file(args.file)
     now = time.time()
     _refuse_full_scopes(args.file, coupons, now)
     # The coupons the file ends first (valid_to passed), else in file order: a file that

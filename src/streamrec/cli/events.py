@@ -15,7 +15,7 @@ from typing import Any
 from streamrec.argtypes import positive_rate, whole_number
 from streamrec.cli import progress
 from streamrec.cli.coupons import coupon_repository
-from streamrec.cli.inputs import check_input_file, checked_records
+from streamrec.cli.inputs import check_input_file, checked_records, checking
 from streamrec.cli.target import Target, add_target_arguments, check_target_flags, resolve_target
 from streamrec.cli.wording import count_noun, first_lines, named_ids
 from streamrec.kinesis_put import RecordsKeptFailing, put_stream_records
@@ -314,7 +314,8 @@ def _cmd_events_load(args: argparse.Namespace) -> int:
     target = (
         None if args.dry_run else resolve_target(args, args.stream, "--stream", lambda o: o["event_stream"])
     )
-    loaded = read_event_file(args.file)
+    with checking(args.file, "sent"):
+        loaded = read_event_file(args.file)
     if loaded.duplicates:
         left_out = [
             f"{place}: event_id {event_id!r} ({sent} is sent)" for event_id, place, sent in loaded.duplicates

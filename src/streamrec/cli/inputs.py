@@ -11,6 +11,7 @@ import json
 import sys
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -284,6 +285,19 @@ def _decoded_records(text: str, json_lines: bool) -> tuple[Iterator[tuple[int, A
     return itertools.chain(decoded, ((position, None, problem) for position, problem in problems)), places
 
 
+@contextmanager
+def checking(path: Path, verb: str) -> Iterator[None]:
+    """Read and check ``path`` in this block, before anything is sent: a Ctrl-C (or SIGTERM)
+    there says that nothing was ("nothing <verb>"), which a long check leaves in doubt."""
+    try:
+        yield
+    except KeyboardInterrupt as interruption:
+        progress.status.end_line()
+        how, status = how_stopped(interruption)
+        print(f"streamrec: {how} while checking {path}; nothing {verb}", file=sys.stderr)
+        raise SystemExit(status) from None
+
+
 # Input files past this many characters (some 40,000 events) show their checking's progress.
 LARGE_INPUT_CHARS = 4_000_000
 
@@ -302,22 +316,6 @@ def checked_records[T](
     ``data`` (as put on the stream) must also fit the ingest's size limit. Records are read
     one at a time from JSON lines, so ``keep`` decides what of them stays in memory.
     SystemExit ("nothing <verb>") naming every bad record, or when the file holds none."""
-    try:
-        return _checked_records(path, noun, verb, check, keep)
-    except KeyboardInterrupt as interruption:  # Ctrl-C on a long check: say nothing went out
-        progress.status.end_line()
-        how, status = how_stopped(interruption)
-        print(f"streamrec: {how} while checking {path}; nothing {verb}", file=sys.stderr)
-        raise SystemExit(status) from None
-
-
-def _checked_records[T](
-    path: Path,
-    noun: str,
-    verb: str,
-    check: Callable[[Any], tuple[Any, dict[str, Any]]],
-    keep: Callable[[int, Any, dict[str, Any], bytes], T],
-) -> tuple[list[T], RecordPlaces]:
     from streamrec.events import InvalidEvent
 
     text, json_lines = read_text(path, verb), is_json_lines(path)
