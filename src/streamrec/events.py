@@ -66,7 +66,9 @@ DATE_ONLY_MESSAGE = "timestamp is a date alone: give a time of day and a zone (e
 # Epoch seconds written as a string: digits, optionally a fraction and an exponent.
 EPOCH_TEXT = re.compile(r"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?")
 
-EntityId = Annotated[str, Field(pattern=ID_PATTERN)]
+# max_length too: past the models' 512-character limit, which pydantic checks before the
+# pattern, a long id would be told 512.
+EntityId = Annotated[str, Field(pattern=ID_PATTERN, max_length=128)]
 
 
 def _blank(value: str, invisible: tuple[str, ...] = ("Cf",)) -> bool:
@@ -519,7 +521,13 @@ def issue_message(issue: Mapping[str, Any], quote_input: bool = True) -> str:
             if limit == 1 and kind in ("too_short", "string_too_short"):
                 return "must not be empty"
             shown = f"{int(limit):,}" if float(limit).is_integer() else str(limit)
-            return wording.format(limit=shown, held=context.get("actual_length"))
+            held = context.get("actual_length")
+            return wording.format(
+                limit=shown,
+                s="" if limit == 1 else "s",
+                ies="y" if limit == 1 else "ies",
+                held="" if held is None else f", not {held}",
+            )
     if kind == "finite_number":
         return "must be a finite number"
     return str(issue.get("msg", kind)).removeprefix("Value error, ")
@@ -532,10 +540,10 @@ _LIMITS = {
     "greater_than": ("must be more than {limit}", "gt"),
     "less_than_equal": ("must be at most {limit}", "le"),
     "less_than": ("must be less than {limit}", "lt"),
-    "string_too_short": ("must be at least {limit} characters long", "min_length"),
-    "string_too_long": ("must be at most {limit} characters long", "max_length"),
-    "too_short": ("must hold at least {limit} entries, not {held}", "min_length"),
-    "too_long": ("must hold at most {limit} entries, not {held}", "max_length"),
+    "string_too_short": ("must be at least {limit} character{s} long", "min_length"),
+    "string_too_long": ("must be at most {limit} character{s} long", "max_length"),
+    "too_short": ("must hold at least {limit} entr{ies}{held}", "min_length"),
+    "too_long": ("must hold at most {limit} entr{ies}{held}", "max_length"),
 }
 
 

@@ -493,7 +493,7 @@ def _describe(
             "min_velocity must be a number of 0 or more, in digits (such as 1.5; at most 15 either side "
             "of the point)"
         )
-    return f"{name}: {issue.get('msg', kind)}"
+    return f"{name}: {issue_message(issue)}"
 
 
 def _category_message(kind: str, value: Any) -> str:

@@ -650,6 +650,52 @@ def test_run_reports_an_outputs_file_it_cannot_write_in_one_line(tmp_path, monke
     assert f"error: cannot write {blocker / 'outputs.json'}" in err and "Traceback" not in err
 
 
+def test_run_names_its_outputs_in_the_dead_letter_hint(tmp_path, monkeypatch, capsys):
+    import streamrec.local.stack as stack_module
+
+    class FakeStack:
+        api_url = "http://127.0.0.1:1"
+        abandoned: list[str] = []
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def outputs(self):
+            return {
+                "api_url": self.api_url,
+                "endpoint_url": "http://127.0.0.1:2",
+                "region": "us-east-1",
+                "event_stream": "events",
+                "dead_letter_queue_url": "http://127.0.0.1:2/queue",
+                "tables": {},
+            }
+
+        def client(self, service):
+            return None
+
+    followed: dict[str, Any] = {}
+
+    def follow(stack, stop, **options):
+        followed.update(options)
+        raise KeyboardInterrupt  # as Ctrl-C ends the wait
+
+    monkeypatch.setattr(stack_module, "LocalStack", FakeStack)
+    monkeypatch.setattr(streamrec.cli.run, "_refuse_outputs_of_a_running_stack", lambda path: None)
+    monkeypatch.setattr(streamrec.cli.run, "_follow", follow)
+    outputs = tmp_path / "second stack.json"
+    assert main(["run", "--no-demo", "--outputs", str(outputs)]) == 0
+    words = shlex.split(followed["dlq_list"])
+    args = build_parser().parse_args(words[words.index("dlq") :])
+    assert (args.command, args.outputs) == ("dlq", outputs)
+    assert json.loads(outputs.read_text())["stopped"] is True
+
+
 @pytest.fixture
 def silent_server() -> Iterator[str]:
     """Takes connections and never answers: a local stack too busy to serve its page."""

@@ -220,6 +220,15 @@ def test_invalid_coupons_are_refused_with_a_message(body, message):
         spec(**body)
 
 
+def test_a_percent_over_100_is_refused_whatever_its_python_type():
+    # Not JSON's (files and bodies give int or float), but a Python caller's.
+    from decimal import Decimal
+
+    for value in (Decimal(200), np.float64(200.0), np.int64(200)):
+        with pytest.raises(InvalidCoupon, match="a percent discount is at most 100"):
+            spec(discount={"kind": "percent", "value": value})
+
+
 def test_whole_counts_written_as_floats_are_the_integers():
     # JSON Schema's integer (the OpenAPI schema's) takes 1000.0, and many clients write every
     # number so: it was refused as "a number with a fraction".

@@ -66,6 +66,11 @@ UPSERT = {
         ({**PURCHASE, "quantity": 0}, "schema violation: quantity: must be at least 1"),
         ({**PURCHASE, "quantity": 100_001}, "schema violation: quantity: must be at most 100,000"),
         ({**PURCHASE, "event_id": ""}, "schema violation: event_id: must not be empty"),
+        # An id's own limit, not the models' 512 characters that pydantic checks first.
+        (
+            {**PURCHASE, "user_id": "u" * 600},
+            "schema violation: user_id: must be at most 128 characters long",
+        ),
         ({**UPSERT, "price": 2e9}, "item_upsert schema violation: price: must be at most 1,000,000,000"),
         ({**UPSERT, "title": ""}, "item_upsert schema violation: title: must not be empty"),
         (

@@ -178,6 +178,9 @@ class CouponScope(BaseModel):
         return self
 
 
+PERCENT_RULE = "a percent discount is at most 100"
+
+
 class Discount(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -198,13 +201,20 @@ class Discount(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _percent_range(cls, data: Any) -> Any:
+    def _percent_range_first(cls, data: Any) -> Any:
         # Before the value's own bound (1e9), so that 2e9 percent is told the percent's rule.
         if isinstance(data, dict) and data.get("kind") == "percent":
             value = data.get("value")
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 100:
-                raise ValueError("a percent discount is at most 100")
+                raise ValueError(PERCENT_RULE)
         return data
+
+    @model_validator(mode="after")
+    def _percent_range(self) -> Discount:
+        # Whatever the value's type was (a Decimal or numpy number from a Python caller).
+        if self.kind == "percent" and self.value > 100:
+            raise ValueError(PERCENT_RULE)
+        return self
 
 
 class CouponSpec(BaseModel):
