@@ -622,24 +622,37 @@ def test_the_printed_python_is_the_venvs_own_not_the_interpreter_it_links_to(tmp
     assert streamrec.cli.run._as_typed(str(venv_python)) == "python"
 
 
+class FakeStack:
+    """A local stack that starts at once and serves nothing: `run` up to its wait."""
+
+    api_url = "http://127.0.0.1:1"
+    abandoned: list[str] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __enter__(self) -> FakeStack:
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+    def outputs(self) -> dict[str, Any]:
+        return {
+            "api_url": self.api_url,
+            "endpoint_url": "http://127.0.0.1:2",
+            "region": "us-east-1",
+            "event_stream": "events",
+            "dead_letter_queue_url": "http://127.0.0.1:2/queue",
+            "tables": {},
+        }
+
+    def client(self, service: str) -> None:
+        return None
+
+
 def test_run_reports_an_outputs_file_it_cannot_write_in_one_line(tmp_path, monkeypatch, capsys):
     import streamrec.local.stack as stack_module
-
-    class FakeStack:
-        api_url = "http://127.0.0.1:1"
-        abandoned: list[str] = []
-
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def outputs(self):
-            return {"endpoint_url": "http://127.0.0.1:2", "region": "us-east-1", "tables": {}}
 
     monkeypatch.setattr(stack_module, "LocalStack", FakeStack)
     monkeypatch.setattr(streamrec.cli.run, "_refuse_outputs_of_a_running_stack", lambda path: None)
@@ -652,32 +665,6 @@ def test_run_reports_an_outputs_file_it_cannot_write_in_one_line(tmp_path, monke
 
 def test_run_names_its_outputs_in_the_dead_letter_hint(tmp_path, monkeypatch, capsys):
     import streamrec.local.stack as stack_module
-
-    class FakeStack:
-        api_url = "http://127.0.0.1:1"
-        abandoned: list[str] = []
-
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def outputs(self):
-            return {
-                "api_url": self.api_url,
-                "endpoint_url": "http://127.0.0.1:2",
-                "region": "us-east-1",
-                "event_stream": "events",
-                "dead_letter_queue_url": "http://127.0.0.1:2/queue",
-                "tables": {},
-            }
-
-        def client(self, service):
-            return None
 
     followed: dict[str, Any] = {}
 
