@@ -31,7 +31,7 @@ from typing import Any
 
 from streamrec.bench.cli import add_bench_parser
 from streamrec.cli import catalog, coupons, dlq, events, faults, openapi, progress, run
-from streamrec.cli.exits import BROKEN_PIPE_STATUS, Terminated, how_stopped
+from streamrec.cli.exits import BROKEN_PIPE_STATUS, Terminated, said_stopped
 from streamrec.evaluation.cli import add_eval_parser
 
 __all__ = ["build_parser", "main"]
@@ -99,10 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args)
     except KeyboardInterrupt as interruption:  # Ctrl-C, or SIGTERM as Terminated
-        progress.status.end_line()
-        how, status = how_stopped(interruption)
-        print(f"streamrec: {how}", file=sys.stderr)
-        return status
+        return said_stopped(interruption)
     except BrokenPipeError:
         _silence_stdout()
         return BROKEN_PIPE_STATUS

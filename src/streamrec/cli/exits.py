@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
+from streamrec.cli import progress
+
 # Exit statuses of a command stopped from outside, as a shell reports them (128 + signal).
 INTERRUPTED_STATUS = 130  # Ctrl-C (SIGINT)
 BROKEN_PIPE_STATUS = 141  # the reader of its output went away (SIGPIPE), e.g. `| head`
@@ -12,8 +16,14 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C would be: every command's interruption path runs."""
 
 
-def how_stopped(interruption: KeyboardInterrupt) -> tuple[str, int]:
-    """How to say what stopped a command, and its exit status: SIGTERM or Ctrl-C."""
-    if isinstance(interruption, Terminated):
-        return "terminated", TERMINATED_STATUS
-    return "interrupted", INTERRUPTED_STATUS
+def said_stopped(interruption: KeyboardInterrupt, detail: str = "") -> int:
+    """Say on stderr what stopped the command (Ctrl-C, or SIGTERM as :class:`Terminated`),
+    then ``detail``, on a line of its own; the exit status to end with."""
+    how, status = (
+        ("terminated", TERMINATED_STATUS)
+        if isinstance(interruption, Terminated)
+        else ("interrupted", INTERRUPTED_STATUS)
+    )
+    progress.status.end_line()
+    print(f"streamrec: {how}{detail}", file=sys.stderr)
+    return status

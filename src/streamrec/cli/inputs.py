@@ -8,7 +8,6 @@ import codecs
 import gzip
 import itertools
 import json
-import sys
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.cli import progress
-from streamrec.cli.exits import how_stopped
+from streamrec.cli.exits import said_stopped
 from streamrec.cli.wording import first_lines
 from streamrec.kinesis_put import record_data
 
@@ -292,10 +291,7 @@ def checking(path: Path, verb: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as interruption:
-        progress.status.end_line()
-        how, status = how_stopped(interruption)
-        print(f"streamrec: {how} while checking {path}; nothing {verb}", file=sys.stderr)
-        raise SystemExit(status) from None
+        raise SystemExit(said_stopped(interruption, f" while checking {path}; nothing {verb}")) from None
 
 
 # Input files past this many characters (some 40,000 events) show their checking's progress.

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import socket
-import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.cli import progress
-from streamrec.cli.exits import how_stopped
+from streamrec.cli.exits import said_stopped
 
 LOCAL_STACK_PROBE_SECONDS = 1.0  # a running local stack accepts a connection at once
 # ...but its moto server may take a while to answer while the pollers are busy.
@@ -114,10 +113,7 @@ class Target:
         try:
             yield
         except KeyboardInterrupt as interruption:
-            progress.status.end_line()
-            how, status = how_stopped(interruption)
-            print(f"streamrec: {how}" + so_far(), file=sys.stderr)
-            raise SystemExit(status) from None
+            raise SystemExit(said_stopped(interruption, so_far())) from None
         except NoRegionError:
             # Raised by the first call: nothing was done yet, and re-running alone cannot help.
             progress.status.end_line()
