@@ -1,7 +1,7 @@
 """Integration fixtures: one local stack (moto server, pollers, HTTP API) for this package.
 
 The stack is package-scoped rather than session-scoped on purpose: it sets process-wide
-environment variables (AWS_ENDPOINT_URL, table names...) and moto's backends are global,
+environment variables (credentials, table names...) and moto's backends are global,
 so it must be closed, and the environment restored, before the unit tests run in the same
 pytest process. Only one LocalStack can run per process; tests that need another poller or
 HTTP server attach it to this stack's moto endpoint instead of starting a second stack.

@@ -16,6 +16,7 @@ import json
 import re
 from typing import Any
 
+import boto3
 import pytest
 
 from streamrec.local.stack import LocalStack
@@ -276,3 +277,43 @@ def test_poison_record_is_dead_lettered_and_does_not_block(loaded: LocalStack, a
     after = api.get("/users/u9/recommendations?k=5")
     assert after.status == 200, after.raw
     assert after.body["fallback"] is False, "events after the poison record were not applied"
+
+
+def test_this_process_calls_moto_directly_and_other_processes_through_its_server(
+    local_stack: LocalStack, api: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    served: list[str] = []
+    dispatch = DomainDispatcherApplication.__call__
+
+    def counted(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        served.append(environ.get("HTTP_X_AMZ_TARGET", environ.get("PATH_INFO", "")))
+        return dispatch(self, environ, start_response)
+
+    monkeypatch.setattr(DomainDispatcherApplication, "__call__", counted)
+    # Another process's client: by the outputs' endpoint, the server.
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=local_stack.region
+    )
+    outside = session.client("kinesis", endpoint_url=local_stack.outputs()["endpoint_url"])
+    event = make_event("direct-u1", "direct-a", "view")
+    outside.put_record(
+        StreamName=local_stack.event_stream_name, Data=json.dumps(event).encode(), PartitionKey="direct-u1"
+    )
+    local_stack.drain(timeout=45)
+    # The pollers, the functions and the API read and wrote without the server.
+    assert served == ["Kinesis_20131202.PutRecord"]
+    profile = api.get("/users/direct-u1/profile")
+    assert profile.status == 200, profile.raw
+    assert [entry["item_id"] for entry in profile.body["recent_items"]] == ["direct-a"]
+
+
+def test_a_configured_endpoint_does_not_take_this_process_clients_elsewhere(
+    local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A shell's AWS_ENDPOINT_URL_DYNAMODB (or a profile's endpoint_url) would send this
+    # process's clients elsewhere than moto: here to a port nothing answers on.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
+    tables = local_stack.client("dynamodb").list_tables()["TableNames"]
+    assert {table.name for table in local_stack.template.tables.values()} <= set(tables)
