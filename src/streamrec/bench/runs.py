@@ -1305,7 +1305,7 @@ def end_to_end(
         "freshness_median_s": statistics.median(lags),
         "freshness_max_s": max(lags),
         "probes": probes,
-        "note": "moto server in-process, functions polled like Lambda; not AWS latencies",
+        "note": "moto in-process, called without HTTP; functions polled like Lambda; not AWS latencies",
     }
 
 
