@@ -302,11 +302,11 @@ def test_this_process_calls_moto_directly_and_other_processes_through_its_server
         StreamName=local_stack.event_stream_name, Data=json.dumps(event).encode(), PartitionKey="direct-u1"
     )
     local_stack.drain(timeout=45)
-    # The pollers, the functions and the API read and wrote without the server.
-    assert served == ["Kinesis_20131202.PutRecord"]
     profile = api.get("/users/direct-u1/profile")
     assert profile.status == 200, profile.raw
     assert [entry["item_id"] for entry in profile.body["recent_items"]] == ["direct-a"]
+    # The pollers, the functions and the API read and wrote without the server.
+    assert served == ["Kinesis_20131202.PutRecord"]
 
 
 def test_a_configured_endpoint_does_not_take_this_process_clients_elsewhere(

@@ -392,15 +392,17 @@ class LocalStack:
             except Exception:  # noqa: BLE001 - shutting down anyway
                 log.exception("stopping the moto server failed")
             self._moto = None
-        if self._in_process is not None:
-            self._in_process.stop()
-            self._in_process = None
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
         self._saved_env = {}
+        if self._in_process is not None:
+            # After the variables: mock_aws set its own credentials before they were saved,
+            # and puts back the ones it found.
+            self._in_process.stop()
+            self._in_process = None
         if self._restore_logger is not None:
             self._restore_logger()
             self._restore_logger = None
