@@ -4,7 +4,7 @@ The schema is the one Powertools' resolver derives from the routes
 (``streamrec.openapi.openapi_document()``, committed as docs/openapi.json); schemathesis
 generates valid and invalid requests for every operation (ids of every charset and length, k
 of every type and size, missing and extra parameters) and sends them through the local API
-Gateway bridge to the real API handler, whose reads go to the local stack's moto server. No
+Gateway bridge to the real API handler, whose reads go to the local stack's moto. No
 answer may be a 5xx, and every 4xx must carry a JSON message naming no internal detail.
 """
 

@@ -6,7 +6,7 @@
   (metered client, :mod:`streamrec.bench.dynamo`) against a naive one-row-per-pair design.
 * :func:`moto_cross_check` — the same adapters on moto and on the metered client, a slice.
 * :func:`api` — round trips and read units per request, scoring compute p50/p99, cache hit rate.
-* :func:`end_to_end` — Kinesis -> handlers -> DynamoDB on the local stack (moto server).
+* :func:`end_to_end` — Kinesis -> handlers -> DynamoDB on the local stack (moto, in-process).
 """
 
 from __future__ import annotations

@@ -398,11 +398,17 @@ class LocalStack:
             else:
                 os.environ[key] = value
         self._saved_env = {}
-        if self._in_process is not None:
-            # After the variables: mock_aws set its own credentials before they were saved,
+        if self._in_process is not None and self.abandoned:
+            # Their calls would go to AWS's own addresses: left to the mock, as is the data.
+            log.warning("moto's in-process mock left on for invocations still running: %s", self.abandoned)
+        elif self._in_process is not None:
+            # After the variables: the mock set its own credentials before they were saved,
             # and puts back the ones it found.
-            self._in_process.stop()
-            self._in_process = None
+            try:
+                self._in_process.stop()
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                log.exception("stopping moto's in-process mock failed")
+        self._in_process = None
         if self._restore_logger is not None:
             self._restore_logger()
             self._restore_logger = None
@@ -412,11 +418,16 @@ class LocalStack:
                 _active = None
 
     def _start_moto(self) -> None:
-        from moto import mock_aws  # heavy imports, only when a stack starts
+        from moto.core.models import MockAWS  # heavy imports, only when a stack starts
         from moto.server import ThreadedMotoServer
 
         from streamrec.local import moto_fixes
 
+        if MockAWS._nested_count:  # its account would be emptied, then shared
+            raise LocalStackError(
+                "moto's mock_aws is active in this process (a caller's, or one a stopped stack left "
+                "on for its invocations still running): start the local stack outside it"
+            )
         moto_fixes.apply()
 
         # werkzeug logs every request at INFO; the pollers make many.
@@ -435,15 +446,20 @@ class LocalStack:
         # backends directly, as the sandbox's do; the server is for other processes
         # (`streamrec events load`, your tools). Over HTTP each call also cost a new
         # connection, a server thread and werkzeug's parsing: about 3.3 ms a DynamoDB
-        # write against 1.7 ms, and the local ingest is CPU-bound on such calls.
-        self._in_process = mock_aws()
-        self._in_process.start(reset=False)
+        # write against 1.7 ms, and the local ingest is CPU-bound on such calls. MockAWS, not
+        # mock_aws(): that would be a redirect to another server under TEST_SERVER_MODE.
+        in_process = MockAWS()
+        in_process.start(reset=False)
+        self._in_process = in_process
 
     def _set_environment(self) -> None:
         env: dict[str, str | None] = {
-            # No endpoint: moto's in-process mock answers requests to AWS's own addresses.
+            # No endpoint: moto's in-process mock answers requests to AWS's own addresses,
+            # and to no others (FIPS and dual-stack ones would go to AWS).
             "AWS_ENDPOINT_URL": None,
             "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",  # nor a service's, nor a profile's
+            "AWS_USE_FIPS_ENDPOINT": "false",
+            "AWS_USE_DUALSTACK_ENDPOINT": "false",
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "AWS_EC2_METADATA_DISABLED": "true",

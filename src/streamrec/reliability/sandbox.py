@@ -2,7 +2,7 @@
 
 :func:`sandbox` creates every table, stream and queue of the template, sets the functions'
 environment, imports the real handlers (``functions/*/app.py``, a cold start) and yields a
-:class:`Sandbox`. It is much faster than the local stack's moto server (no HTTP), and
+:class:`Sandbox`. It has no server, no pollers and no threads of its own, so
 single-threaded callers (the fault harness) get deterministic runs.
 
 moto's backends and ``os.environ`` are process-global: one sandbox at a time, and never
