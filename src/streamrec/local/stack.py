@@ -276,7 +276,7 @@ class LocalStack:
         self.http_api: LocalHttpApi | None = None
         self._template: LocalTemplate | None = None
         self._moto: Any = None
-        self._in_process: Any = None  # moto's mock_aws, while the stack runs
+        self._in_process: Any = None  # moto's in-process mock (MockAWS), while the stack runs
         self._endpoint_url: str | None = None
         self._saved_env: dict[str, str | None] = {}
         self._restore_logger: Callable[[], None] | None = None
