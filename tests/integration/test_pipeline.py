@@ -311,13 +311,3 @@ def test_this_process_calls_moto_directly_and_other_processes_through_its_server
     assert [entry["item_id"] for entry in profile.body["recent_items"]] == ["direct-a"]
     # The pollers, the functions and the API read and wrote without the server.
     assert served == ["Kinesis_20131202.PutRecord"]
-
-
-def test_a_configured_endpoint_does_not_take_this_process_clients_elsewhere(
-    local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A shell's AWS_ENDPOINT_URL_DYNAMODB (or a profile's endpoint_url) would send this
-    # process's clients elsewhere than moto: here to a port nothing answers on.
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
-    tables = local_stack.client("dynamodb").list_tables()["TableNames"]
-    assert {table.name for table in local_stack.template.tables.values()} <= set(tables)

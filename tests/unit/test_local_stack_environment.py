@@ -21,15 +21,18 @@ def test_the_callers_endpoints_are_not_used_and_the_environment_is_whole_again(m
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "the-callers-key")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
     # Each of these would take this process's clients away from moto: to a port nothing
-    # answers on, to a FIPS address moto does not know, to AWS's dual-stack address.
+    # answers on (a service's endpoint too, as a profile's endpoint_url would), to a FIPS
+    # address moto does not know, to AWS's dual-stack address.
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_USE_FIPS_ENDPOINT", "true")
     monkeypatch.setenv("AWS_USE_DUALSTACK_ENDPOINT", "true")
     monkeypatch.delenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", raising=False)
     before = dict(os.environ)
     with LocalStack(TEMPLATE, stack_name="streamrec-env", http_port=None) as stack:
-        names = boto3.client("dynamodb").list_tables()["TableNames"]
-        assert {table.name for table in stack.template.tables.values()} <= set(names)
+        for client in (boto3.client("dynamodb"), stack.client("dynamodb")):
+            names = client.list_tables()["TableNames"]
+            assert {table.name for table in stack.template.tables.values()} <= set(names)
     assert dict(os.environ) == before
 
 

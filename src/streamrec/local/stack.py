@@ -496,8 +496,9 @@ class LocalStack:
 
     def _create_resources(self) -> None:
         t = self.template
+        dynamodb, kinesis = self.client("dynamodb"), self.client("kinesis")
         # The queues through the server: their URLs, in the outputs, are the server's.
-        dynamodb, kinesis, sqs = self.client("dynamodb"), self.client("kinesis"), self.client("sqs", True)
+        sqs = self.client("sqs", through_server=True)
         for table in t.tables.values():
             dynamodb.create_table(**table.create_kwargs)
             if table.ttl_attribute:
