@@ -392,6 +392,31 @@ def _write_outputs(path: Path, outputs: dict[str, Any]) -> None:
         raise LocalStackError(f"cannot write {path}: {error.strerror or error}") from None
 
 
+class StopSignals:
+    """``streamrec run``'s SIGINT / SIGTERM handler. The first signal stops the stack
+    (:class:`KeyboardInterrupt`); another one while it stops must not cut the stop short (its
+    threads would then keep the process alive), and is told the stop goes on, once the stop
+    has been announced: before that it is the same stop asked twice (``kill -TERM`` of
+    ``make run``'s process group reaches streamrec once directly and once through make,
+    which passes SIGTERM on to its child), and "still stopping" would come first."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.announced = False
+
+    def __call__(self, _signum: int, _frame: Any) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+        if self.announced:
+            progress.status("still stopping (letting invocations in flight finish)...", done=True)
+
+    def announce(self, message: str) -> None:
+        """Shows the line that says the stack is stopping."""
+        progress.status(message, done=True)
+        self.announced = True
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from streamrec.local.demo import DEFAULT_SEED, demo_items, demo_users, generate_demo_events
     from streamrec.local.http_api import HttpApiError
@@ -410,19 +435,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     seed = DEFAULT_SEED if args.seed is None else args.seed
     events = [] if args.no_demo else generate_demo_events(args.events, seed=seed)
-    stopping = False
-
-    def on_signal(_signum: int, _frame: Any) -> None:
-        # The first Ctrl-C / SIGTERM stops the stack; another one while it stops must not
-        # cut the stop short (its threads would then keep the process alive).
-        nonlocal stopping
-        if stopping:
-            progress.status("still stopping (letting invocations in flight finish)...", done=True)
-            return
-        stopping = True
-        raise KeyboardInterrupt
-
-    previous = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+    stop_signals = StopSignals()
+    previous = {number: signal.signal(number, stop_signals) for number in (signal.SIGINT, signal.SIGTERM)}
     local: LocalStack | None = None
     written: dict[str, Any] = {}  # the outputs file as last written, marked stopped at the end
     status = 0
@@ -479,9 +493,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     dlq_list=f"{_typed_program()} dlq list{_outputs_flag(str(args.outputs))}",
                 )
             except KeyboardInterrupt:
-                progress.status("stopping (letting invocations in flight finish)...", done=True)
+                stop_signals.announce("stopping (letting invocations in flight finish)...")
     except KeyboardInterrupt:
-        progress.status("interrupted", done=True)
+        stop_signals.announce("interrupted")
     except (LocalStackError, TemplateError, HttpApiError) as error:
         hint = " (--cors-origins)" if "parameter CorsAllowOrigins=" in str(error) else ""
         progress.status(f"error: {error}{hint}", done=True)
